@@ -1,0 +1,1 @@
+//! Benchmark support: a small synthetic traffic generator shared by the benches and examples.

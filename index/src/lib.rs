@@ -1,0 +1,1 @@
+//! Placeholder for the index layer; see ARCHITECTURE.md and the open issues.

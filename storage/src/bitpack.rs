@@ -1,0 +1,107 @@
+//! Fixed-width bit packing with random access: value `i` of an array packed at `bits`
+//! bits each lives at bit `i * bits`, little-endian. Used for every sealed column.
+
+/// The widest value we pack. One unaligned 64-bit read then always covers a value.
+pub const MAX_BITS: u8 = 56;
+
+/// Bits needed to represent `max` (0 for 0).
+pub fn bits_needed(max: u64) -> u8 {
+    (64 - max.leading_zeros()) as u8
+}
+
+/// Bytes taken by `n` values of `bits` bits.
+pub fn packed_len(n: usize, bits: u8) -> usize {
+    (n * bits as usize).div_ceil(8)
+}
+
+/// Appends `values` packed at `bits` bits each to `out`.
+pub fn pack(values: impl IntoIterator<Item = u64>, bits: u8, out: &mut Vec<u8>) {
+    assert!(bits <= MAX_BITS, "cannot pack {bits} bits");
+    if bits == 0 {
+        return;
+    }
+    let start = out.len();
+    let mut acc: u128 = 0;
+    let mut nacc: u32 = 0;
+    let mut n = 0usize;
+    for v in values {
+        debug_assert!(v < (1u64 << bits), "value {v} does not fit {bits} bits");
+        acc |= (v as u128) << nacc;
+        nacc += bits as u32;
+        while nacc >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            nacc -= 8;
+        }
+        n += 1;
+    }
+    if nacc > 0 {
+        out.push(acc as u8);
+    }
+    debug_assert_eq!(out.len() - start, packed_len(n, bits));
+}
+
+/// Random-access view of a packed array. Construct only over a slice whose length was
+/// checked to be at least `packed_len(n, bits)`; `get` beyond that reads zeros.
+#[derive(Clone, Copy, Debug)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    bits: u8,
+    mask: u64,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(data: &'a [u8], bits: u8) -> Self {
+        assert!(bits <= MAX_BITS, "cannot unpack {bits} bits");
+        let mask = if bits == 0 { 0 } else { (1u64 << bits) - 1 };
+        BitReader { data, bits, mask }
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        if self.bits == 0 {
+            return 0;
+        }
+        let bit = i * self.bits as usize;
+        let byte = bit / 8;
+        let word = match self.data.get(byte..byte + 8) {
+            Some(s) => u64::from_le_bytes(s.try_into().expect("slice of 8")),
+            None => {
+                let mut buf = [0u8; 8];
+                let tail = self.data.get(byte..).unwrap_or(&[]);
+                buf[..tail.len()].copy_from_slice(tail);
+                u64::from_le_bytes(buf)
+            }
+        };
+        (word >> (bit % 8)) & self.mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn packed_values_read_back(values in proptest::collection::vec(any::<u64>(), 0..300), bits in 0u8..=56) {
+            let mask = if bits == 0 { 0 } else { (1u64 << bits) - 1 };
+            let values: Vec<u64> = values.into_iter().map(|v| v & mask).collect();
+            let mut out = vec![0xAA]; // packing appends after existing bytes
+            pack(values.iter().copied(), bits, &mut out);
+            prop_assert_eq!(out.len(), 1 + packed_len(values.len(), bits));
+            let r = BitReader::new(&out[1..], bits);
+            for (i, v) in values.iter().enumerate() {
+                prop_assert_eq!(r.get(i), *v);
+            }
+        }
+    }
+
+    #[test]
+    fn bits_needed_edges() {
+        assert_eq!(bits_needed(0), 0);
+        assert_eq!(bits_needed(1), 1);
+        assert_eq!(bits_needed(255), 8);
+        assert_eq!(bits_needed(256), 9);
+    }
+}

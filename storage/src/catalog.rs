@@ -1,0 +1,198 @@
+//! The catalog: communities, devices and the shard manifest. [`Catalog`] is the seam;
+//! [`SledCatalog`] the implementation. Values are bincode-2 encoded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+
+use crate::error::{Result, StorageError};
+use crate::shard::ShardKey;
+use crate::Direction;
+
+/// A residential community.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Community {
+    pub code: String,
+    pub name: String,
+    pub district: String,
+}
+
+/// A device at a community gate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// 20-digit GB/T 28181 code.
+    pub code: String,
+    /// Code of the community it belongs to.
+    pub community: String,
+    /// What it is: "checkpoint_camera", "face_camera", "access_door", …
+    pub device_kind: String,
+    /// Which way the gate it watches faces.
+    pub direction: Direction,
+    pub name: String,
+}
+
+/// One sealed segment file of a shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    pub id: u64,
+    /// Path relative to the store's directory.
+    pub file: String,
+    pub events: u32,
+}
+
+/// What the manifest knows of one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub segments: Vec<SegmentEntry>,
+    /// Every event of this shard with a sequence number up to this one is sealed (or,
+    /// after retention, dropped); WAL replay skips them.
+    pub sealed_through_seq: u64,
+}
+
+/// The whole manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub shards: BTreeMap<ShardKey, ShardState>,
+    pub next_segment_id: u64,
+}
+
+/// Storage for the catalog. Every method is durable when it returns.
+pub trait Catalog: Send + Sync {
+    fn put_community(&self, c: &Community) -> Result<()>;
+    fn community(&self, code: &str) -> Result<Option<Community>>;
+    fn communities(&self) -> Result<Vec<Community>>;
+    fn put_device(&self, d: &Device) -> Result<()>;
+    fn device(&self, code: &str) -> Result<Option<Device>>;
+    fn devices(&self) -> Result<Vec<Device>>;
+    fn manifest(&self) -> Result<Manifest>;
+    /// Atomically sets the state of one shard and the next segment id.
+    fn commit_shard(&self, key: ShardKey, state: &ShardState, next_segment_id: u64) -> Result<()>;
+}
+
+/// The sled-backed catalog.
+pub struct SledCatalog {
+    db: sled::Db,
+    communities: sled::Tree,
+    devices: sled::Tree,
+    shards: sled::Tree,
+    meta: sled::Tree,
+}
+
+const NEXT_SEGMENT_ID: &[u8] = b"next_segment_id";
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .expect("catalog values always encode")
+}
+
+fn dec<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| StorageError::Catalog(format!("undecodable {what}: {e}")))
+}
+
+fn shard_key_bytes(k: ShardKey) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&k.community.to_be_bytes());
+    // Flip the sign bit so spans sort as unsigned big-endian.
+    b[4..].copy_from_slice(&((k.span as u32) ^ 0x8000_0000).to_be_bytes());
+    b
+}
+
+fn shard_key_from(b: &[u8]) -> Result<ShardKey> {
+    if b.len() != 8 {
+        return Err(StorageError::Catalog(format!(
+            "shard key of {} bytes",
+            b.len()
+        )));
+    }
+    Ok(ShardKey {
+        community: u32::from_be_bytes(b[..4].try_into().expect("4")),
+        span: (u32::from_be_bytes(b[4..].try_into().expect("4")) ^ 0x8000_0000) as i32,
+    })
+}
+
+impl SledCatalog {
+    pub fn open(dir: &Path) -> Result<SledCatalog> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(32 << 20)
+            .open()?;
+        Ok(SledCatalog {
+            communities: db.open_tree("communities")?,
+            devices: db.open_tree("devices")?,
+            shards: db.open_tree("shards")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, key: &str, v: &T) -> Result<()> {
+        tree.insert(key.as_bytes(), enc(v))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn all<T: DeserializeOwned>(&self, what: &str, tree: &sled::Tree) -> Result<Vec<T>> {
+        tree.iter().map(|kv| dec(what, &kv?.1)).collect()
+    }
+}
+
+impl Catalog for SledCatalog {
+    fn put_community(&self, c: &Community) -> Result<()> {
+        self.put(&self.communities, &c.code, c)
+    }
+    fn community(&self, code: &str) -> Result<Option<Community>> {
+        self.communities
+            .get(code)?
+            .map(|v| dec("community", &v))
+            .transpose()
+    }
+    fn communities(&self) -> Result<Vec<Community>> {
+        self.all("community", &self.communities)
+    }
+    fn put_device(&self, d: &Device) -> Result<()> {
+        self.put(&self.devices, &d.code, d)
+    }
+    fn device(&self, code: &str) -> Result<Option<Device>> {
+        self.devices
+            .get(code)?
+            .map(|v| dec("device", &v))
+            .transpose()
+    }
+    fn devices(&self) -> Result<Vec<Device>> {
+        self.all("device", &self.devices)
+    }
+
+    fn manifest(&self) -> Result<Manifest> {
+        let mut m = Manifest::default();
+        for kv in self.shards.iter() {
+            let (k, v) = kv?;
+            m.shards
+                .insert(shard_key_from(&k)?, dec("shard state", &v)?);
+        }
+        m.next_segment_id = match self.meta.get(NEXT_SEGMENT_ID)? {
+            Some(v) => dec("next segment id", &v)?,
+            None => 1,
+        };
+        Ok(m)
+    }
+
+    fn commit_shard(&self, key: ShardKey, state: &ShardState, next_segment_id: u64) -> Result<()> {
+        let k = shard_key_bytes(key);
+        let v = enc(state);
+        let n = enc(&next_segment_id);
+        (&self.shards, &self.meta).transaction(
+            |(shards, meta): &(TransactionalTree, TransactionalTree)| {
+                shards.insert(&k, v.as_slice())?;
+                meta.insert(NEXT_SEGMENT_ID, n.as_slice())?;
+                Ok::<_, ConflictableTransactionError<StorageError>>(())
+            },
+        )?;
+        self.db.flush()?;
+        Ok(())
+    }
+}

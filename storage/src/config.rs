@@ -1,0 +1,66 @@
+//! Every bound and tunable of the store, in one place, with its default and why.
+
+use crate::error::{Result, StorageError};
+use crate::event::Validator;
+
+/// Configuration of a [`crate::Store`].
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Bounds on single events (timestamps, lengths, attributes).
+    pub validator: Validator,
+    /// Length of a shard's time span. Default one day; at most `u32::MAX` ms because
+    /// sealed segments store timestamps as 32-bit offsets from the span's start.
+    pub shard_span_ms: i64,
+    /// Offset of local time from UTC used to cut spans. Default +8 h (Asia/Shanghai, no DST).
+    pub tz_offset_ms: i64,
+    /// How long after a span ends its shard stays open for late events before it is
+    /// due for sealing. Default 2 h: cameras buffer during network outages.
+    pub seal_grace_ms: i64,
+    /// An open shard with more events than this is due for sealing even if its span
+    /// has not ended. Bounds memory. Default 4 M (≈ 300 MB of in-memory rows at most).
+    pub memtable_max_events: usize,
+    /// The WAL moves to a new file past this many bytes, so checkpoints can drop old
+    /// files. Default 64 MiB.
+    pub wal_file_bytes: u64,
+    /// Most events in one `append` call. Default 100,000.
+    pub max_batch_events: usize,
+    /// Whole shards whose span ended more than this many days ago are dropped by
+    /// [`crate::Store::apply_retention`], and events that old are refused. `None` keeps
+    /// everything. Default `None`.
+    pub retention_days: Option<u32>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            validator: Validator::default(),
+            shard_span_ms: 86_400_000,
+            tz_offset_ms: 8 * 3_600_000,
+            seal_grace_ms: 2 * 3_600_000,
+            memtable_max_events: 4_000_000,
+            wal_file_bytes: 64 << 20,
+            max_batch_events: 100_000,
+            retention_days: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |what: &'static str, actual: i64, max: i64| StorageError::Limit {
+            what,
+            actual: actual.max(0) as u64,
+            max: max as u64,
+        };
+        if self.shard_span_ms <= 0 || self.shard_span_ms > u32::MAX as i64 {
+            return Err(bad("shard_span_ms", self.shard_span_ms, u32::MAX as i64));
+        }
+        if self.tz_offset_ms.abs() >= self.shard_span_ms.max(86_400_000) {
+            return Err(bad("tz_offset_ms", self.tz_offset_ms.abs(), 86_400_000));
+        }
+        if self.seal_grace_ms < 0 {
+            return Err(bad("seal_grace_ms", self.seal_grace_ms, i64::MAX));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! Sightline's storage engine: a durable, append-only store of gate events, sharded by
+//! community and local day.
+//!
+//! ```no_run
+//! use sightline_storage::{EventInput, Store, StoreConfig};
+//!
+//! let store = Store::open("/tmp/sightline-data", StoreConfig::default())?;
+//! let event = store.validate(EventInput {
+//!     ts_ms: 1_630_454_400_123,
+//!     community: "3205080001".into(),
+//!     device: "32050801011210000003".into(),
+//!     kind: "vehicle".into(),
+//!     subject: "苏E·12345".into(),
+//!     direction: "in".into(),
+//!     ..Default::default()
+//! })?;
+//! let outcome = store.append(&[event])?; // returns once durable
+//! assert_eq!(outcome.stored(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the map and `storage/FORMAT.md` for the bytes on disk.
+
+mod bitpack;
+pub mod catalog;
+mod clock;
+mod config;
+mod device;
+mod dict;
+mod error;
+mod event;
+mod fsutil;
+mod log_file;
+mod memtable;
+mod row;
+pub mod segment;
+mod shard;
+mod store;
+mod subject;
+mod wal;
+
+pub use catalog::{Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::StoreConfig;
+pub use device::{DeviceCode, DeviceCodeError};
+pub use dict::Dictionaries;
+pub use error::{Result, StorageError};
+pub use event::{
+    AttrValue, Attrs, Direction, Event, EventInput, Kind, ValidationError, Validator, SOURCE_ID,
+};
+pub use log_file::TornTail;
+pub use row::Row;
+pub use shard::{ShardKey, SpanLayout};
+pub use store::{
+    AppendOutcome, Appended, MaintenanceReport, RecoveryReport, ShardInfo, Store, StoredEvent,
+};
+pub use subject::{normalize_plate, normalize_subject};

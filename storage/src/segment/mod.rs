@@ -1,0 +1,9 @@
+//! Sealed segments: immutable, columnar, checksummed files read through mmap.
+//! The byte layout is in `storage/FORMAT.md` and [`format`].
+
+mod build;
+pub mod format;
+mod read;
+
+pub use build::build_segment;
+pub use read::{Segment, SegmentMeta};

@@ -1,0 +1,631 @@
+//! Reading a segment: open and verify, then zero-copy access through the memory map.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::build::block_data_len;
+use super::format::*;
+use crate::bitpack::{packed_len, BitReader, MAX_BITS};
+use crate::error::{Result, StorageError};
+use crate::event::Attrs;
+use crate::row::{fnv1a, kd_unpack, Row};
+
+/// What the header says about a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentMeta {
+    pub community: u32,
+    pub span: i32,
+    pub span_start_ms: i64,
+    pub events: u32,
+    pub blocks: u32,
+    pub subjects: u32,
+    pub source_ids: u32,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub min_ts_ms: i64,
+    pub max_ts_ms: i64,
+}
+
+/// A packed array inside the map: where it is, its width and base.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    at: usize,
+    len: usize,
+    bits: u8,
+    base: u64,
+}
+
+/// An immutable, memory-mapped, verified segment file.
+pub struct Segment {
+    path: PathBuf,
+    map: Mmap,
+    meta: SegmentMeta,
+    sections: [Range<usize>; SECTION_COUNT],
+    subjects: Packed,
+    posting_offsets: Packed,
+    posting_ordinals: Packed,
+    attr_offsets: Packed,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// One block's columns, decoded lazily from the map.
+#[derive(Clone, Copy)]
+struct BlockView<'a> {
+    device: u32,
+    first_ordinal: u32,
+    count: usize,
+    ts_min: u32,
+    ts_max: u32,
+    subj_min: u32,
+    seq_min: u64,
+    ts: BitReader<'a>,
+    subj: BitReader<'a>,
+    seq: BitReader<'a>,
+    kd: BitReader<'a>,
+}
+
+impl Segment {
+    /// Maps `path` and verifies every checksum and structural bound. A damaged file is
+    /// a [`StorageError::Corrupt`] naming the file, the offset and what is wrong.
+    pub fn open(path: &Path) -> Result<Segment> {
+        let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+        // SAFETY: segment files are immutable once renamed into place, and the store
+        // never writes, truncates or reuses a segment's path while it is mapped. A file
+        // changed underneath us by another process is outside what we can defend.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| StorageError::io(path, e))?;
+        let mut seg = Segment {
+            path: path.to_path_buf(),
+            map,
+            meta: SegmentMeta {
+                community: 0,
+                span: 0,
+                span_start_ms: 0,
+                events: 0,
+                blocks: 0,
+                subjects: 0,
+                source_ids: 0,
+                min_seq: 0,
+                max_seq: 0,
+                min_ts_ms: 0,
+                max_ts_ms: 0,
+            },
+            sections: Default::default(),
+            subjects: Packed {
+                at: 0,
+                len: 0,
+                bits: 0,
+                base: 0,
+            },
+            posting_offsets: Packed {
+                at: 0,
+                len: 0,
+                bits: 0,
+                base: 0,
+            },
+            posting_ordinals: Packed {
+                at: 0,
+                len: 0,
+                bits: 0,
+                base: 0,
+            },
+            attr_offsets: Packed {
+                at: 0,
+                len: 0,
+                bits: 0,
+                base: 0,
+            },
+        };
+        seg.verify_header()?;
+        seg.verify_blocks()?;
+        seg.verify_postings_and_attrs()?;
+        Ok(seg)
+    }
+
+    fn corrupt(&self, offset: usize, reason: impl Into<String>) -> StorageError {
+        StorageError::corrupt(&self.path, offset as u64, reason)
+    }
+
+    fn verify_header(&mut self) -> Result<()> {
+        let b = &self.map[..];
+        if b.len() < HEADER_LEN {
+            return Err(self.corrupt(
+                b.len(),
+                format!(
+                    "truncated: {} bytes, the header alone is {HEADER_LEN}",
+                    b.len()
+                ),
+            ));
+        }
+        if b[0..8] != MAGIC {
+            return Err(self.corrupt(0, "not a segment file (bad magic bytes)"));
+        }
+        let version = get_u32(b, 8);
+        if version != VERSION {
+            return Err(self.corrupt(
+                8,
+                format!("format version {version}, this build reads {VERSION}"),
+            ));
+        }
+        if crc32fast::hash(&b[..HEADER_CRC_AT]) != get_u32(b, HEADER_CRC_AT) {
+            return Err(self.corrupt(HEADER_CRC_AT, "header checksum mismatch"));
+        }
+        self.meta = SegmentMeta {
+            community: get_u32(b, 16),
+            span: get_u32(b, 20) as i32,
+            span_start_ms: get_u64(b, 24) as i64,
+            events: get_u32(b, 32),
+            blocks: get_u32(b, 36),
+            subjects: get_u32(b, 40),
+            source_ids: get_u32(b, 44),
+            min_seq: get_u64(b, 48),
+            max_seq: get_u64(b, 56),
+            min_ts_ms: get_u64(b, 64) as i64,
+            max_ts_ms: get_u64(b, 72) as i64,
+        };
+        for s in Section::ALL {
+            let at = HEADER_FIELDS + s as usize * SECTION_ENTRY;
+            let off = get_u64(b, at);
+            let len = get_u64(b, at + 8);
+            let crc = get_u32(b, at + 16);
+            let end = off
+                .checked_add(len)
+                .filter(|&e| off >= HEADER_LEN as u64 && e <= b.len() as u64);
+            let Some(end) = end else {
+                return Err(self.corrupt(
+                    at,
+                    format!(
+                        "{} section {off}+{len} lies outside the file of {} bytes",
+                        s.name(),
+                        b.len()
+                    ),
+                ));
+            };
+            let range = off as usize..end as usize;
+            if s != Section::Data && crc32fast::hash(&b[range.clone()]) != crc {
+                return Err(self.corrupt(
+                    off as usize,
+                    format!("{} section checksum mismatch", s.name()),
+                ));
+            }
+            self.sections[s as usize] = range;
+        }
+        let m = self.meta;
+        if m.events == 0 || m.min_seq > m.max_seq || m.min_ts_ms > m.max_ts_ms {
+            return Err(self.corrupt(32, "header counts or ranges are inconsistent"));
+        }
+        Ok(())
+    }
+
+    fn section(&self, s: Section) -> &[u8] {
+        &self.map[self.sections[s as usize].clone()]
+    }
+
+    fn verify_blocks(&self) -> Result<()> {
+        let dir = self.section(Section::Blocks);
+        let dir_at = self.sections[Section::Blocks as usize].start;
+        if dir.len() != self.meta.blocks as usize * BLOCK_ENTRY {
+            return Err(self.corrupt(
+                dir_at,
+                format!(
+                    "block directory is {} bytes for {} blocks",
+                    dir.len(),
+                    self.meta.blocks
+                ),
+            ));
+        }
+        let data = self.section(Section::Data);
+        let data_at = self.sections[Section::Data as usize].start;
+        let mut next_ordinal = 0u64;
+        let mut prev: Option<(u32, u32)> = None;
+        for i in 0..self.meta.blocks as usize {
+            let e = &dir[i * BLOCK_ENTRY..(i + 1) * BLOCK_ENTRY];
+            let at = dir_at + i * BLOCK_ENTRY;
+            let count = get_u16(e, block::COUNT) as usize;
+            let bits = [
+                e[block::TS_BITS],
+                e[block::SUBJ_BITS],
+                e[block::SEQ_BITS],
+                e[block::KD_BITS],
+            ];
+            if count == 0
+                || count > BLOCK_ROWS
+                || bits[0] > 32
+                || bits[1] > 32
+                || bits[2] > MAX_BITS
+                || bits[3] > 5
+            {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: impossible count {count} or widths {bits:?}"),
+                ));
+            }
+            if get_u32(e, block::FIRST_ORDINAL) as u64 != next_ordinal {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: first ordinal does not follow the previous block"),
+                ));
+            }
+            next_ordinal += count as u64;
+            let key = (get_u32(e, block::DEVICE), get_u32(e, block::TS_MIN));
+            if get_u32(e, block::TS_MAX) < key.1 || prev.is_some_and(|p| p > key) {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: blocks are not sorted by (device, ts)"),
+                ));
+            }
+            prev = Some(key);
+            let off = get_u64(e, block::DATA_OFF);
+            let len = get_u32(e, block::DATA_LEN) as u64;
+            if len as usize != block_data_len(count, bits)
+                || off
+                    .checked_add(len)
+                    .is_none_or(|end| end > data.len() as u64)
+            {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: data {off}+{len} does not fit the data section"),
+                ));
+            }
+            let bytes = &data[off as usize..(off + len) as usize];
+            if crc32fast::hash(bytes) != get_u32(e, block::CRC) {
+                return Err(self.corrupt(
+                    data_at + off as usize,
+                    format!("block {i}: data checksum mismatch"),
+                ));
+            }
+        }
+        if next_ordinal != self.meta.events as u64 {
+            return Err(self.corrupt(
+                dir_at,
+                format!(
+                    "blocks hold {next_ordinal} events, the header says {}",
+                    self.meta.events
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn packed(&self, s: Section, n: usize) -> Result<Packed> {
+        let b = self.section(s);
+        let at = self.sections[s as usize].start;
+        if b.len() < PACKED_HEADER {
+            return Err(self.corrupt(at, format!("{} section is too short", s.name())));
+        }
+        let bits = b[0];
+        if bits > MAX_BITS || b.len() < PACKED_HEADER + packed_len(n, bits) {
+            return Err(self.corrupt(
+                at,
+                format!(
+                    "{} section: {n} values of {bits} bits do not fit {} bytes",
+                    s.name(),
+                    b.len()
+                ),
+            ));
+        }
+        Ok(Packed {
+            at: at + PACKED_HEADER,
+            len: b.len() - PACKED_HEADER,
+            bits,
+            base: get_u64(b, 8),
+        })
+    }
+
+    fn verify_postings_and_attrs(&mut self) -> Result<()> {
+        let events = self.meta.events as usize;
+        let subjects = self.meta.subjects as usize;
+        self.subjects = self.packed(Section::Subjects, subjects)?;
+        self.posting_offsets = self.packed(Section::PostingOffsets, subjects + 1)?;
+        self.posting_ordinals = self.packed(Section::PostingOrdinals, events)?;
+        self.attr_offsets = self.packed(Section::AttrOffsets, events + 1)?;
+        let last_posting = self.get(self.posting_offsets, subjects);
+        if last_posting != events as u64 {
+            return Err(self.corrupt(
+                self.posting_offsets.at,
+                format!("postings cover {last_posting} events, the header says {events}"),
+            ));
+        }
+        let attr_len = self.section(Section::AttrData).len() as u64;
+        if self.get(self.attr_offsets, events) != attr_len {
+            return Err(self.corrupt(
+                self.attr_offsets.at,
+                "attr offsets do not end at the attr data's end",
+            ));
+        }
+        let src = self.section(Section::SourceIds);
+        if src.len() != self.meta.source_ids as usize * SOURCE_ENTRY {
+            return Err(self.corrupt(
+                self.sections[Section::SourceIds as usize].start,
+                "source id section has the wrong size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn get(&self, p: Packed, i: usize) -> u64 {
+        BitReader::new(&self.map[p.at..p.at + p.len], p.bits).get(i) + p.base
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn meta(&self) -> &SegmentMeta {
+        &self.meta
+    }
+    /// Size of the file in bytes.
+    pub fn file_bytes(&self) -> usize {
+        self.map.len()
+    }
+    /// Bytes of each section, by name, for accounting.
+    pub fn section_bytes(&self) -> Vec<(&'static str, usize)> {
+        Section::ALL
+            .iter()
+            .map(|&s| (s.name(), self.sections[s as usize].len()))
+            .collect()
+    }
+
+    fn block(&self, i: usize) -> BlockView<'_> {
+        let e = &self.section(Section::Blocks)[i * BLOCK_ENTRY..(i + 1) * BLOCK_ENTRY];
+        let count = get_u16(e, block::COUNT) as usize;
+        let bits = [
+            e[block::TS_BITS],
+            e[block::SUBJ_BITS],
+            e[block::SEQ_BITS],
+            e[block::KD_BITS],
+        ];
+        let off = get_u64(e, block::DATA_OFF) as usize;
+        let data = &self.section(Section::Data)[off..off + get_u32(e, block::DATA_LEN) as usize];
+        let mut cols = [&data[..0]; 4];
+        let mut at = 0;
+        for (c, &b) in bits.iter().enumerate() {
+            let len = packed_len(count, b);
+            cols[c] = &data[at..at + len];
+            at += len;
+        }
+        BlockView {
+            device: get_u32(e, block::DEVICE),
+            first_ordinal: get_u32(e, block::FIRST_ORDINAL),
+            count,
+            ts_min: get_u32(e, block::TS_MIN),
+            ts_max: get_u32(e, block::TS_MAX),
+            subj_min: get_u32(e, block::SUBJ_MIN),
+            seq_min: get_u64(e, block::SEQ_MIN),
+            ts: BitReader::new(cols[0], bits[0]),
+            subj: BitReader::new(cols[1], bits[1]),
+            seq: BitReader::new(cols[2], bits[2]),
+            kd: BitReader::new(cols[3], bits[3]),
+        }
+    }
+
+    #[inline]
+    fn row_in(&self, b: &BlockView<'_>, i: usize) -> Row {
+        let (kind, direction) = kd_unpack(b.kd.get(i) as u8);
+        let rank = b.subj_min as usize + b.subj.get(i) as usize;
+        Row {
+            seq: b.seq_min + b.seq.get(i),
+            ts_ms: self.meta.span_start_ms + (b.ts_min as u64 + b.ts.get(i)) as i64,
+            community: self.meta.community,
+            device: b.device,
+            subject: self.get(self.subjects, rank) as u32,
+            kind,
+            direction,
+        }
+    }
+
+    /// Every event with its ordinal, in (device, ts) order.
+    pub fn for_each(&self, mut f: impl FnMut(u32, Row)) {
+        for bi in 0..self.meta.blocks as usize {
+            let b = self.block(bi);
+            for i in 0..b.count {
+                f(b.first_ordinal + i as u32, self.row_in(&b, i));
+            }
+        }
+    }
+
+    /// Events with `from_ms <= ts < to_ms`, in (device, ts) order; blocks outside the
+    /// range are skipped on their directory entry alone.
+    pub fn for_each_in_range(&self, from_ms: i64, to_ms: i64, mut f: impl FnMut(u32, Row)) {
+        let (lo, hi) = self.offset_range(from_ms, to_ms);
+        if lo >= hi {
+            return;
+        }
+        for bi in 0..self.meta.blocks as usize {
+            let b = self.block(bi);
+            if (b.ts_max as i64) < lo || b.ts_min as i64 >= hi {
+                continue;
+            }
+            for i in 0..b.count {
+                let t = b.ts_min as i64 + b.ts.get(i) as i64;
+                if t >= lo && t < hi {
+                    f(b.first_ordinal + i as u32, self.row_in(&b, i));
+                }
+            }
+        }
+    }
+
+    /// Events of `device` with `from_ms <= ts < to_ms`, in ts order: a binary search
+    /// over the block directory, then a binary search inside the first block.
+    pub fn for_each_in_device_window(
+        &self,
+        device: u32,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(u32, Row),
+    ) {
+        let (lo, hi) = self.offset_range(from_ms, to_ms);
+        if lo >= hi {
+            return;
+        }
+        // First block whose (device, ts_max) >= (device, lo).
+        let n = self.meta.blocks as usize;
+        let (mut a, mut z) = (0usize, n);
+        while a < z {
+            let mid = (a + z) / 2;
+            let b = self.block(mid);
+            if (b.device, b.ts_max as i64) < (device, lo) {
+                a = mid + 1;
+            } else {
+                z = mid;
+            }
+        }
+        for bi in a..n {
+            let b = self.block(bi);
+            if b.device != device || b.ts_min as i64 >= hi {
+                break;
+            }
+            // Rows are sorted by ts inside the block: find the first >= lo.
+            let (mut x, mut y) = (0usize, b.count);
+            while x < y {
+                let mid = (x + y) / 2;
+                if (b.ts_min as i64 + b.ts.get(mid) as i64) < lo {
+                    x = mid + 1;
+                } else {
+                    y = mid;
+                }
+            }
+            for i in x..b.count {
+                if b.ts_min as i64 + b.ts.get(i) as i64 >= hi {
+                    return;
+                }
+                f(b.first_ordinal + i as u32, self.row_in(&b, i));
+            }
+        }
+    }
+
+    /// `[from_ms, to_ms)` as offsets from the span start, clamped.
+    fn offset_range(&self, from_ms: i64, to_ms: i64) -> (i64, i64) {
+        let s = self.meta.span_start_ms;
+        (
+            from_ms.saturating_sub(s).max(0),
+            to_ms.saturating_sub(s).min(u32::MAX as i64 + 1),
+        )
+    }
+
+    /// The event at `ordinal` (position in (device, ts) order).
+    pub fn row(&self, ordinal: u32) -> Option<Row> {
+        if ordinal >= self.meta.events {
+            return None;
+        }
+        let (mut a, mut z) = (0usize, self.meta.blocks as usize);
+        while z - a > 1 {
+            let mid = (a + z) / 2;
+            if self.block(mid).first_ordinal <= ordinal {
+                a = mid;
+            } else {
+                z = mid;
+            }
+        }
+        let b = self.block(a);
+        Some(self.row_in(&b, (ordinal - b.first_ordinal) as usize))
+    }
+
+    /// Ordinals of the events of the subject with dictionary id `subject`, ascending.
+    pub fn subject_ordinals(&self, subject: u32) -> impl Iterator<Item = u32> + '_ {
+        let (mut a, mut z) = (0usize, self.meta.subjects as usize);
+        while a < z {
+            let mid = (a + z) / 2;
+            if self.get(self.subjects, mid) < subject as u64 {
+                a = mid + 1;
+            } else {
+                z = mid;
+            }
+        }
+        let range =
+            if a < self.meta.subjects as usize && self.get(self.subjects, a) == subject as u64 {
+                self.get(self.posting_offsets, a) as usize
+                    ..self.get(self.posting_offsets, a + 1) as usize
+            } else {
+                0..0
+            };
+        range.map(move |i| self.get(self.posting_ordinals, i) as u32)
+    }
+
+    /// Distinct subject ids in this segment, ascending.
+    pub fn subjects(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.meta.subjects as usize).map(move |i| self.get(self.subjects, i) as u32)
+    }
+
+    /// The encoded attributes of the event at `ordinal`.
+    fn attr_bytes(&self, ordinal: u32) -> &[u8] {
+        let o = ordinal as usize;
+        let (a, z) = (
+            self.get(self.attr_offsets, o) as usize,
+            self.get(self.attr_offsets, o + 1) as usize,
+        );
+        self.section(Section::AttrData).get(a..z).unwrap_or(&[])
+    }
+
+    /// The attributes of the event at `ordinal`.
+    pub fn attrs(&self, ordinal: u32) -> Result<Attrs> {
+        let bytes = self.attr_bytes(ordinal);
+        crate::memtable::decode_attrs(bytes).map_err(|reason| {
+            let at = self.sections[Section::AttrData as usize].start
+                + self.get(self.attr_offsets, ordinal as usize) as usize;
+            self.corrupt(at, format!("attributes of event {ordinal}: {reason}"))
+        })
+    }
+
+    /// The sequence number of the event whose `source_id` is `source_id`, if stored here.
+    pub fn find_source_id(&self, source_id: &str) -> Result<Option<u64>> {
+        let h = fnv1a(source_id.as_bytes());
+        let src = self.section(Section::SourceIds);
+        let n = self.meta.source_ids as usize;
+        let hash_at = |i: usize| get_u64(src, i * SOURCE_ENTRY);
+        let (mut a, mut z) = (0usize, n);
+        while a < z {
+            let mid = (a + z) / 2;
+            if hash_at(mid) < h {
+                a = mid + 1;
+            } else {
+                z = mid;
+            }
+        }
+        // Hashes can collide: compare the stored source id of every equal-hash entry.
+        while a < n && hash_at(a) == h {
+            let ordinal = get_u32(src, a * SOURCE_ENTRY + 8);
+            let attrs = self.attrs(ordinal)?;
+            if let Some(crate::AttrValue::Str(s)) = attrs.get(crate::event::SOURCE_ID) {
+                if s == source_id {
+                    return Ok(self.row(ordinal).map(|r| r.seq));
+                }
+            }
+            a += 1;
+        }
+        Ok(None)
+    }
+
+    /// Every event with its attributes and source id, for compaction.
+    pub(crate) fn stored_rows(&self) -> Result<Vec<crate::memtable::StoredRow>> {
+        let mut rows = Vec::with_capacity(self.meta.events as usize);
+        let mut err = None;
+        self.for_each(|ordinal, r| {
+            let attrs = self.attr_bytes(ordinal).to_vec().into_boxed_slice();
+            let source_id = match self.attrs(ordinal) {
+                Ok(a) => match a.get(crate::event::SOURCE_ID) {
+                    Some(crate::AttrValue::Str(s)) => Some(s.clone().into_boxed_str()),
+                    _ => None,
+                },
+                Err(e) => {
+                    err.get_or_insert(e);
+                    None
+                }
+            };
+            rows.push(crate::memtable::StoredRow::from_row(&r, attrs, source_id));
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The write path: validate bounds, deduplicate by source id, intern strings, log with
+//! group commit, then make the events readable.
+//!
+//! Group commit: each `append` encodes its batch into the shared pending buffers under
+//! the writer lock and waits. Whoever finds no flush in progress becomes the leader:
+//! it takes everything pending, writes and fsyncs the dictionary log and the WAL with
+//! the lock released, applies the events to the shards' memory, marks them durable and
+//! wakes the others. One fsync covers every batch that queued meanwhile.
+
+use crate::error::{Result, StorageError};
+use crate::event::{Event, ValidationError};
+use crate::memtable::{encode_attrs, StoredRow};
+use crate::row::kd_pack;
+use crate::shard::ShardKey;
+use crate::wal::encode_batch;
+
+use super::{lock, read, write, Store};
+
+/// What happened to one event of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Durably stored with this sequence number (the event's id).
+    Stored { seq: u64 },
+    /// Its `source_id` was already stored in the same shard, as event `seq`; acknowledged,
+    /// not stored again.
+    Duplicate { seq: u64 },
+    /// Refused; the rest of the batch is unaffected.
+    Rejected(ValidationError),
+}
+
+/// One [`Appended`] per input event, in input order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub results: Vec<Appended>,
+}
+
+impl AppendOutcome {
+    pub fn stored(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r, Appended::Stored { .. }))
+            .count()
+    }
+    pub fn duplicates(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r, Appended::Duplicate { .. }))
+            .count()
+    }
+    pub fn rejected(&self) -> impl Iterator<Item = (usize, &ValidationError)> {
+        self.results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Appended::Rejected(e) => Some((i, e)),
+                _ => None,
+            })
+    }
+}
+
+/// What is queued for the next group commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub wal: Vec<u8>,
+    pub dict: Vec<u8>,
+    pub rows: Vec<(ShardKey, StoredRow)>,
+    pub last_seq: u64,
+}
+
+impl Store {
+    /// Appends a batch and returns once every stored event is durable (fsynced). Each
+    /// event is stored, recognised as a duplicate of a stored `source_id`, or rejected
+    /// (timestamp out of bounds now, or older than retention); the others are unaffected.
+    /// An I/O failure fails the whole call and every call after it until the store is
+    /// reopened: nothing is acknowledged that might not be durable.
+    pub fn append(&self, events: &[Event]) -> Result<AppendOutcome> {
+        let inner = &*self.inner;
+        if events.len() > inner.config.max_batch_events {
+            return Err(StorageError::Limit {
+                what: "events in one append",
+                actual: events.len() as u64,
+                max: inner.config.max_batch_events as u64,
+            });
+        }
+        let now = inner.clock.now_ms();
+        let horizon = inner
+            .config
+            .retention_days
+            .map(|d| now.saturating_sub(d as i64 * 86_400_000));
+        // Encoding attributes needs no lock.
+        let attrs: Vec<Box<[u8]>> = events.iter().map(|e| encode_attrs(&e.attrs)).collect();
+
+        let mut results = Vec::with_capacity(events.len());
+        let mut rows: Vec<(ShardKey, StoredRow)> = Vec::with_capacity(events.len());
+        let mut w = lock(&inner.writer);
+        if let Some(why) = &w.failed {
+            return Err(StorageError::Poisoned(why.clone()));
+        }
+        let first_seq = w.next_seq;
+        {
+            let mut dicts = write(&inner.dicts);
+            let mut dict_log = std::mem::take(&mut w.pending.dict);
+            for (e, attrs) in events.iter().zip(attrs) {
+                if let Err(v) = inner.config.validator.check_ts(e.ts_ms, now) {
+                    results.push(Appended::Rejected(v));
+                    continue;
+                }
+                if horizon.is_some_and(|h| e.ts_ms < h) {
+                    results.push(Appended::Rejected(ValidationError::new(
+                        "ts",
+                        format!(
+                            "{} is older than the retention of {} days",
+                            e.ts_ms,
+                            inner.config.retention_days.unwrap_or(0)
+                        ),
+                    )));
+                    continue;
+                }
+                let community = dicts.intern_community(&e.community, &mut dict_log);
+                let key = ShardKey {
+                    community,
+                    span: inner.layout.span_of(e.ts_ms),
+                };
+                let source_id = e.source_id();
+                if let Some(sid) = source_id {
+                    if let Some(seq) = self.find_source_id(&w.source_ids, key, sid)? {
+                        results.push(Appended::Duplicate { seq });
+                        continue;
+                    }
+                }
+                let seq = w.next_seq;
+                w.next_seq += 1;
+                if let Some(sid) = source_id {
+                    w.source_ids.entry(key).or_default().insert(sid.into(), seq);
+                }
+                let row = StoredRow {
+                    seq,
+                    ts_ms: e.ts_ms,
+                    device: dicts.intern_device(e.device.as_str(), &mut dict_log),
+                    subject: dicts.intern_subject(e.kind, &e.subject, &mut dict_log),
+                    kd: kd_pack(e.kind, e.direction),
+                    attrs,
+                    source_id: source_id.map(Into::into),
+                };
+                rows.push((key, row));
+                results.push(Appended::Stored { seq });
+            }
+            w.pending.dict = dict_log;
+        }
+        if !rows.is_empty() {
+            let mut wal = std::mem::take(&mut w.pending.wal);
+            encode_batch(first_seq, &rows, &mut wal);
+            w.pending.wal = wal;
+            w.pending.rows.append(&mut rows);
+            w.pending.last_seq = w.next_seq - 1;
+        }
+        // Wait for everything queued so far, ours and any original a duplicate points to.
+        let target = w.next_seq - 1;
+        while w.durable_through < target {
+            if let Some(why) = &w.failed {
+                return Err(StorageError::Poisoned(why.clone()));
+            }
+            if w.flushing {
+                w = inner
+                    .committed
+                    .wait(w)
+                    .expect("store lock poisoned by a panicked thread");
+                continue;
+            }
+            w.flushing = true;
+            let batch = std::mem::take(&mut w.pending);
+            drop(w);
+            let flushed = self.flush(batch);
+            w = lock(&inner.writer);
+            w.flushing = false;
+            inner.committed.notify_all();
+            match flushed {
+                Ok(last) => w.durable_through = w.durable_through.max(last),
+                Err(e) => {
+                    tracing::error!(error = %e, "group commit failed; the store refuses writes until reopened");
+                    w.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(AppendOutcome { results })
+    }
+
+    /// Writes and fsyncs one group, then makes its events readable. Returns the last
+    /// sequence number it made durable.
+    fn flush(&self, batch: Pending) -> Result<u64> {
+        let inner = &*self.inner;
+        {
+            let mut logs = lock(&inner.logs);
+            if !batch.dict.is_empty() {
+                logs.dict.append_durable(&batch.dict)?;
+            }
+            if !batch.wal.is_empty() {
+                logs.wal.append_durable(&batch.wal, batch.last_seq + 1)?;
+            }
+        }
+        let mut shards = write(&inner.shards);
+        for (key, row) in batch.rows {
+            shards.entry(key).or_default().mem.push(row);
+        }
+        Ok(batch.last_seq)
+    }
+
+    /// The seq of an event stored (or queued) in shard `key` with this source id.
+    fn find_source_id(
+        &self,
+        open: &std::collections::HashMap<ShardKey, std::collections::HashMap<Box<str>, u64>>,
+        key: ShardKey,
+        source_id: &str,
+    ) -> Result<Option<u64>> {
+        if let Some(seq) = open.get(&key).and_then(|m| m.get(source_id)) {
+            return Ok(Some(*seq));
+        }
+        let shards = read(&self.inner.shards);
+        if let Some(shard) = shards.get(&key) {
+            for seg in &shard.segments {
+                if let Some(seq) = seg.find_source_id(source_id)? {
+                    return Ok(Some(seq));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,291 @@
+//! Sealing, compaction, retention and WAL checkpoints.
+//!
+//! Seal: freeze a shard's memory rows (still readable), write them as a segment beside
+//! the others (temp file, fsync, rename, fsync dir), record it in the manifest, swap it
+//! in, then checkpoint the WAL. A crash at any step leaves either the old state (the
+//! file is an orphan, removed on open; the WAL still has the events) or the new one.
+
+use std::sync::Arc;
+
+use crate::catalog::{SegmentEntry, ShardState};
+use crate::error::Result;
+use crate::fsutil::write_atomic;
+use crate::memtable::StoredRow;
+use crate::segment::{build_segment, Segment};
+use crate::shard::ShardKey;
+
+use super::{lock, read, write, Store};
+
+/// What one [`Store::maintain`] pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub sealed: Vec<ShardKey>,
+    pub compacted: Vec<ShardKey>,
+    pub dropped: Vec<ShardKey>,
+}
+
+impl Store {
+    /// Seals what is due, compacts shards whose span is over, applies retention.
+    pub fn maintain(&self) -> Result<MaintenanceReport> {
+        let sealed = self.seal_due()?;
+        let now = self.inner.clock.now_ms();
+        let closed: Vec<ShardKey> = read(&self.inner.shards)
+            .iter()
+            .filter(|(k, s)| s.segments.len() > 1 && self.span_closed(**k, now))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut compacted = Vec::new();
+        for key in closed {
+            if self.compact_shard(key)? {
+                compacted.push(key);
+            }
+        }
+        let dropped = self.apply_retention()?;
+        Ok(MaintenanceReport {
+            sealed,
+            compacted,
+            dropped,
+        })
+    }
+
+    fn span_closed(&self, key: ShardKey, now_ms: i64) -> bool {
+        self.inner
+            .layout
+            .end_ms(key.span)
+            .saturating_add(self.inner.config.seal_grace_ms)
+            <= now_ms
+    }
+
+    /// Seals every shard whose span ended more than the grace period ago, or whose
+    /// memory part outgrew `memtable_max_events`. Returns the shards sealed.
+    pub fn seal_due(&self) -> Result<Vec<ShardKey>> {
+        let now = self.inner.clock.now_ms();
+        let max = self.inner.config.memtable_max_events;
+        let due: Vec<ShardKey> = read(&self.inner.shards)
+            .iter()
+            .filter(|(k, s)| {
+                !s.mem.is_empty() && (self.span_closed(**k, now) || s.mem.len() >= max)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        let mut sealed = Vec::new();
+        for key in due {
+            if self.seal_shard(key)? {
+                sealed.push(key);
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Seals the in-memory events of `key` into a new segment (the shard's first, or a
+    /// delta beside earlier ones). Returns false if there was nothing to seal.
+    pub fn seal_shard(&self, key: ShardKey) -> Result<bool> {
+        let inner = &*self.inner;
+        let mut next_id = lock(&inner.maintenance);
+        let frozen = {
+            let mut shards = write(&inner.shards);
+            let Some(shard) = shards.get_mut(&key) else {
+                return Ok(false);
+            };
+            if shard.mem.is_empty() {
+                return Ok(false);
+            }
+            let rows = Arc::new(std::mem::take(&mut shard.mem));
+            shard.frozen = Some(rows.clone());
+            rows
+        };
+        let sealed_through = frozen.last().expect("non-empty").seq;
+        match self.write_segment(key, &mut next_id, (*frozen).clone(), sealed_through, &[]) {
+            Ok(()) => {}
+            Err(e) => {
+                // Put the rows back in front of anything appended meanwhile.
+                let mut shards = write(&inner.shards);
+                let shard = shards.entry(key).or_default();
+                let mut rows = (*frozen).clone();
+                rows.append(&mut shard.mem);
+                shard.mem = rows;
+                shard.frozen = None;
+                return Err(e);
+            }
+        }
+        self.forget_source_ids(key, sealed_through);
+        self.checkpoint_wal()?;
+        tracing::info!(
+            community = key.community,
+            span = key.span,
+            events = frozen.len(),
+            "sealed shard"
+        );
+        Ok(true)
+    }
+
+    /// Writes `rows` as a segment of `key`, records it in the manifest (replacing the
+    /// segments with ids in `replaces`) and swaps it in.
+    fn write_segment(
+        &self,
+        key: ShardKey,
+        next_id: &mut u64,
+        mut rows: Vec<StoredRow>,
+        sealed_through: u64,
+        replaces: &[u64],
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let id = *next_id;
+        let rel = format!("segments/{}/{}-{}.seg", key.span, key.community, id);
+        let path = inner.dir.join(&rel);
+        let bytes = build_segment(
+            key.community,
+            key.span,
+            inner.layout.start_ms(key.span),
+            &mut rows,
+        );
+        write_atomic(&path, &bytes)?;
+        let seg = Arc::new(Segment::open(&path)?);
+        let mut state = read(&inner.shards)
+            .get(&key)
+            .map(|s| s.state.clone())
+            .unwrap_or_default();
+        state.segments.retain(|e| !replaces.contains(&e.id));
+        state.segments.push(SegmentEntry {
+            id,
+            file: rel,
+            events: seg.meta().events,
+        });
+        state.sealed_through_seq = state.sealed_through_seq.max(sealed_through);
+        inner.catalog.commit_shard(key, &state, id + 1)?;
+        *next_id = id + 1;
+        let mut shards = write(&inner.shards);
+        let shard = shards.entry(key).or_default();
+        shard
+            .segments
+            .retain(|s| !replaces.iter().any(|r| segment_id(s) == Some(*r)));
+        shard.segments.push(seg);
+        shard.frozen = None;
+        shard.state = state;
+        Ok(())
+    }
+
+    /// Merges all segments of `key` into one. Returns false if it had fewer than two.
+    pub fn compact_shard(&self, key: ShardKey) -> Result<bool> {
+        let inner = &*self.inner;
+        let mut next_id = lock(&inner.maintenance);
+        let old = self.segments(key);
+        if old.len() < 2 {
+            return Ok(false);
+        }
+        let mut rows = Vec::new();
+        for seg in &old {
+            rows.extend(seg.stored_rows()?);
+        }
+        let replaces: Vec<u64> = old.iter().filter_map(|s| segment_id(s)).collect();
+        let sealed_through = read(&inner.shards)
+            .get(&key)
+            .map_or(0, |s| s.state.sealed_through_seq);
+        self.write_segment(key, &mut next_id, rows, sealed_through, &replaces)?;
+        for seg in &old {
+            // Readers holding the old mapping keep reading it; unlinking is safe.
+            std::fs::remove_file(seg.path()).map_err(|e| crate::StorageError::io(seg.path(), e))?;
+        }
+        tracing::info!(
+            community = key.community,
+            span = key.span,
+            merged = old.len(),
+            "compacted shard"
+        );
+        Ok(true)
+    }
+
+    /// Drops whole shards whose span ended more than `retention_days` ago, sealed or
+    /// not. Returns the shards dropped.
+    pub fn apply_retention(&self) -> Result<Vec<ShardKey>> {
+        let inner = &*self.inner;
+        let Some(days) = inner.config.retention_days else {
+            return Ok(Vec::new());
+        };
+        let horizon = inner
+            .clock
+            .now_ms()
+            .saturating_sub(days as i64 * 86_400_000);
+        let next_id = lock(&inner.maintenance);
+        let expired: Vec<ShardKey> = read(&inner.shards)
+            .iter()
+            .filter(|(k, s)| {
+                inner.layout.end_ms(k.span) <= horizon
+                    && (!s.segments.is_empty() || !s.mem.is_empty())
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for &key in &expired {
+            let (state, files) = {
+                let shards = read(&inner.shards);
+                let s = &shards[&key];
+                let last_mem = s.mem.last().map_or(0, |r| r.seq);
+                let state = ShardState {
+                    segments: Vec::new(),
+                    sealed_through_seq: s.state.sealed_through_seq.max(last_mem),
+                };
+                (
+                    state,
+                    s.segments
+                        .iter()
+                        .map(|g| g.path().to_path_buf())
+                        .collect::<Vec<_>>(),
+                )
+            };
+            inner.catalog.commit_shard(key, &state, *next_id)?;
+            {
+                let mut shards = write(&inner.shards);
+                let s = shards.entry(key).or_default();
+                s.segments.clear();
+                s.mem.retain(|r| r.seq > state.sealed_through_seq);
+                s.state = state.clone();
+            }
+            self.forget_source_ids(key, state.sealed_through_seq);
+            for f in files {
+                std::fs::remove_file(&f).map_err(|e| crate::StorageError::io(&f, e))?;
+            }
+            tracing::info!(
+                community = key.community,
+                span = key.span,
+                "dropped shard by retention"
+            );
+        }
+        drop(next_id);
+        if !expired.is_empty() {
+            self.checkpoint_wal()?;
+        }
+        Ok(expired)
+    }
+
+    /// Source ids of events up to `through` are now found in segments (or dropped).
+    fn forget_source_ids(&self, key: ShardKey, through: u64) {
+        let mut w = lock(&self.inner.writer);
+        if let Some(m) = w.source_ids.get_mut(&key) {
+            m.retain(|_, seq| *seq > through);
+            if m.is_empty() {
+                w.source_ids.remove(&key);
+            }
+        }
+    }
+
+    /// Deletes WAL files whose events are all sealed. Events being flushed right now
+    /// are not in memory yet but have sequence numbers past `durable_through`, which is
+    /// read first, so they are never counted as sealed.
+    pub(crate) fn checkpoint_wal(&self) -> Result<()> {
+        let in_flight = lock(&self.inner.writer).durable_through + 1;
+        let min = self
+            .min_unsealed_seq()
+            .map_or(in_flight, |m| m.min(in_flight));
+        let removed = lock(&self.inner.logs).wal.checkpoint(min)?;
+        if removed > 0 {
+            tracing::debug!(removed, min_unsealed_seq = min, "WAL checkpoint");
+        }
+        Ok(())
+    }
+}
+
+/// The id in a segment's file name (`{community}-{id}.seg`).
+fn segment_id(seg: &Segment) -> Option<u64> {
+    let stem = seg.path().file_stem()?.to_str()?;
+    stem.rsplit('-').next()?.parse().ok()
+}

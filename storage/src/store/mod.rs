@@ -1,0 +1,348 @@
+//! The store: opening and recovery here; the write path in `append`, reads in `read`,
+//! sealing, compaction and retention in `maintain`.
+//!
+//! Lock order (never take an earlier one while holding a later one):
+//! `maintenance` → `writer` → `dicts` → `shards`. `logs` is taken alone.
+
+mod append;
+mod maintain;
+mod read;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::catalog::{Catalog, ShardState, SledCatalog};
+use crate::clock::{Clock, SystemClock};
+use crate::config::StoreConfig;
+use crate::dict::{DictLog, Dictionaries};
+use crate::error::{Result, StorageError};
+use crate::event::{Event, EventInput, ValidationError, SOURCE_ID};
+use crate::log_file::TornTail;
+use crate::memtable::{decode_attrs, StoredRow};
+use crate::segment::Segment;
+use crate::shard::{ShardKey, SpanLayout};
+use crate::wal::Wal;
+use crate::AttrValue;
+
+pub use append::{AppendOutcome, Appended};
+pub use maintain::MaintenanceReport;
+pub use read::{ShardInfo, StoredEvent};
+
+/// What opening the store found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub wal_batches_replayed: u64,
+    pub wal_events_replayed: u64,
+    /// WAL events skipped because their shard had already sealed them.
+    pub wal_events_already_sealed: u64,
+    pub wal_torn_tail: Option<TornTail>,
+    pub dict_torn_tail: Option<TornTail>,
+    /// Segment or temporary files not in the manifest (left by a crash mid-seal), removed.
+    pub orphan_files_removed: Vec<PathBuf>,
+}
+
+/// One shard in memory: its sealed segments and its unsealed events.
+#[derive(Default)]
+pub(crate) struct Shard {
+    pub segments: Vec<Arc<Segment>>,
+    /// Events appended since the last seal, in sequence order.
+    pub mem: Vec<StoredRow>,
+    /// Events being sealed right now; still readable.
+    pub frozen: Option<Arc<Vec<StoredRow>>>,
+    /// The manifest's record of this shard.
+    pub state: ShardState,
+}
+
+/// Group-commit state: what is queued for the next fsync and what is durable.
+pub(crate) struct WriterState {
+    pub next_seq: u64,
+    /// Every sequence number up to this one is durable.
+    pub durable_through: u64,
+    pub pending: append::Pending,
+    pub flushing: bool,
+    pub failed: Option<String>,
+    /// Source ids of unsealed events (and queued ones), per shard, with their seq.
+    pub source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>>,
+}
+
+pub(crate) struct Logs {
+    pub wal: Wal,
+    pub dict: DictLog,
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub config: StoreConfig,
+    pub layout: SpanLayout,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Box<dyn Catalog>,
+    pub writer: Mutex<WriterState>,
+    pub committed: Condvar,
+    pub logs: Mutex<Logs>,
+    pub dicts: RwLock<Dictionaries>,
+    pub shards: RwLock<BTreeMap<ShardKey, Shard>>,
+    /// Serialises seal, compaction and retention; holds the next segment id.
+    pub maintenance: Mutex<u64>,
+    pub recovery: RecoveryReport,
+    _lock: File,
+}
+
+/// An embedded event store. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Locks a mutex; a poisoned lock means a thread panicked mid-update, which the store
+/// treats as a bug that must not be papered over.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("store lock poisoned by a panicked thread")
+}
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().expect("store lock poisoned by a panicked thread")
+}
+pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().expect("store lock poisoned by a panicked thread")
+}
+
+pub(crate) fn source_id_of(attrs: &[u8]) -> std::result::Result<Option<Box<str>>, String> {
+    if attrs.is_empty() {
+        return Ok(None);
+    }
+    Ok(match decode_attrs(attrs)?.remove(SOURCE_ID) {
+        Some(AttrValue::Str(s)) => Some(s.into_boxed_str()),
+        _ => None,
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with the wall clock.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        Store::open_with_clock(dir, config, Arc::new(SystemClock))
+    }
+
+    /// Opens (or creates) the store in `dir`: loads the catalog and dictionaries, maps
+    /// and verifies every segment, removes files a crash left half-made, and replays
+    /// the WAL past what is sealed. Only one process may have a store open.
+    pub fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        config.check()?;
+        let dir = dir.as_ref().to_path_buf();
+        crate::fsutil::create_dir_durable(&dir)?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = File::create(&lock_path).map_err(|e| StorageError::io(&lock_path, e))?;
+        lock_file.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => StorageError::io(
+                &lock_path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "another process has this store open",
+                ),
+            ),
+            fs::TryLockError::Error(e) => StorageError::io(&lock_path, e),
+        })?;
+
+        let layout = SpanLayout {
+            span_ms: config.shard_span_ms,
+            tz_offset_ms: config.tz_offset_ms,
+        };
+        let catalog = SledCatalog::open(&dir.join("catalog"))?;
+        let manifest = catalog.manifest()?;
+        let (dict_log, dicts, dict_torn) = DictLog::open(&dir.join("dict.log"))?;
+        let mut recovery = RecoveryReport {
+            dict_torn_tail: dict_torn,
+            ..Default::default()
+        };
+
+        let mut shards: BTreeMap<ShardKey, Shard> = BTreeMap::new();
+        let mut referenced = HashSet::new();
+        let mut max_seq = 0u64;
+        for (key, state) in manifest.shards {
+            let mut shard = Shard::default();
+            for entry in &state.segments {
+                let path = dir.join(&entry.file);
+                let seg = Segment::open(&path)?;
+                if seg.meta().community != key.community || seg.meta().span != key.span {
+                    return Err(StorageError::corrupt(
+                        &path,
+                        16,
+                        format!(
+                            "segment belongs to {:?}, the manifest lists it under {key:?}",
+                            (seg.meta().community, seg.meta().span)
+                        ),
+                    ));
+                }
+                max_seq = max_seq.max(seg.meta().max_seq);
+                referenced.insert(path);
+                shard.segments.push(Arc::new(seg));
+            }
+            max_seq = max_seq.max(state.sealed_through_seq);
+            shard.state = state;
+            shards.insert(key, shard);
+        }
+        recovery.orphan_files_removed = remove_orphans(&dir.join("segments"), &referenced)?;
+
+        let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
+        let max_seq = std::cell::Cell::new(max_seq);
+        let (wal, wal_torn) = Wal::open(
+            &dir.join("wal"),
+            config.wal_file_bytes,
+            |path, off, first_seq, events| {
+                recovery.wal_batches_replayed += 1;
+                for (i, e) in events.into_iter().enumerate() {
+                    let seq = first_seq + i as u64;
+                    max_seq.set(max_seq.get().max(seq));
+                    let known = (e.community as usize) < dicts.len_communities()
+                        && (e.device as usize) < dicts.len_devices()
+                        && (e.subject as usize) < dicts.len_subjects()
+                        && crate::Kind::from_code(e.kd >> 2).is_some()
+                        && crate::Direction::from_code(e.kd & 3).is_some();
+                    if !known {
+                        return Err(StorageError::corrupt(
+                            path,
+                            off,
+                            format!("event {seq} refers to ids missing from dict.log"),
+                        ));
+                    }
+                    let key = ShardKey {
+                        community: e.community,
+                        span: layout.span_of(e.ts_ms),
+                    };
+                    let shard = shards.entry(key).or_default();
+                    if seq <= shard.state.sealed_through_seq {
+                        recovery.wal_events_already_sealed += 1;
+                        continue;
+                    }
+                    let source_id =
+                        source_id_of(&e.attrs).map_err(|r| StorageError::corrupt(path, off, r))?;
+                    if let Some(s) = &source_id {
+                        source_ids.entry(key).or_default().insert(s.clone(), seq);
+                    }
+                    shard.mem.push(StoredRow {
+                        seq,
+                        ts_ms: e.ts_ms,
+                        device: e.device,
+                        subject: e.subject,
+                        kd: e.kd,
+                        attrs: e.attrs,
+                        source_id,
+                    });
+                    recovery.wal_events_replayed += 1;
+                }
+                Ok(())
+            },
+            || max_seq.get() + 1,
+        )?;
+        let max_seq = max_seq.get();
+        recovery.wal_torn_tail = wal_torn;
+        shards.retain(|_, s| {
+            !s.segments.is_empty() || !s.mem.is_empty() || s.state != ShardState::default()
+        });
+
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir,
+                layout,
+                clock,
+                catalog: Box::new(catalog),
+                writer: Mutex::new(WriterState {
+                    next_seq: max_seq + 1,
+                    durable_through: max_seq,
+                    pending: append::Pending::default(),
+                    flushing: false,
+                    failed: None,
+                    source_ids,
+                }),
+                committed: Condvar::new(),
+                logs: Mutex::new(Logs {
+                    wal,
+                    dict: dict_log,
+                }),
+                dicts: RwLock::new(dicts),
+                shards: RwLock::new(shards),
+                maintenance: Mutex::new(manifest.next_segment_id),
+                recovery,
+                config,
+                _lock: lock_file,
+            }),
+        };
+        store.checkpoint_wal()?;
+        Ok(store)
+    }
+
+    /// Validates and normalises an event with this store's bounds and clock.
+    pub fn validate(&self, input: EventInput) -> std::result::Result<Event, ValidationError> {
+        self.inner
+            .config
+            .validator
+            .validate(input, self.inner.clock.now_ms())
+    }
+
+    /// The dictionaries, to resolve ids in [`crate::Row`]s. Hold the guard briefly: appends wait for it.
+    pub fn dictionaries(&self) -> RwLockReadGuard<'_, Dictionaries> {
+        read(&self.inner.dicts)
+    }
+
+    pub fn catalog(&self) -> &dyn Catalog {
+        &*self.inner.catalog
+    }
+
+    pub fn layout(&self) -> SpanLayout {
+        self.inner.layout
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What opening the store found and repaired.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Number of WAL files on disk (for tests and monitoring of checkpoints).
+    pub fn wal_file_count(&self) -> usize {
+        lock(&self.inner.logs).wal.file_count()
+    }
+}
+
+/// Removes files under `segments/` the manifest does not reference.
+fn remove_orphans(dir: &Path, referenced: &HashSet<PathBuf>) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if !dir.exists() {
+        return Ok(removed);
+    }
+    for span_dir in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let span_dir = span_dir.map_err(|e| StorageError::io(dir, e))?.path();
+        if !span_dir.is_dir() {
+            continue;
+        }
+        let mut any_left = false;
+        for f in fs::read_dir(&span_dir).map_err(|e| StorageError::io(&span_dir, e))? {
+            let f = f.map_err(|e| StorageError::io(&span_dir, e))?.path();
+            if referenced.contains(&f) {
+                any_left = true;
+            } else {
+                fs::remove_file(&f).map_err(|e| StorageError::io(&f, e))?;
+                tracing::warn!(path = %f.display(), "removed file not in the manifest");
+                removed.push(f);
+            }
+        }
+        if !any_left {
+            fs::remove_dir(&span_dir).map_err(|e| StorageError::io(&span_dir, e))?;
+        }
+    }
+    if !removed.is_empty() {
+        crate::fsutil::fsync_dir(dir)?;
+    }
+    Ok(removed)
+}

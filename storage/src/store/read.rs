@@ -1,0 +1,249 @@
+//! The read path. Every scan first takes a consistent snapshot of the shards it needs
+//! (segment handles, frozen rows, matching in-memory rows) under a short read lock,
+//! then reads sealed columns straight from the memory maps with no lock held.
+
+use std::sync::Arc;
+
+use crate::error::{Result, StorageError};
+use crate::event::Event;
+use crate::memtable::{decode_attrs, StoredRow};
+use crate::row::Row;
+use crate::segment::Segment;
+use crate::shard::ShardKey;
+
+use super::{read, Shard, Store};
+
+/// A stored event with its id, strings resolved and attributes decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub event: Event,
+}
+
+/// A summary of one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub key: ShardKey,
+    pub segments: usize,
+    pub sealed_events: u64,
+    pub sealed_bytes: u64,
+    pub memory_events: usize,
+}
+
+/// The parts of one shard a scan reads.
+struct ShardSnapshot {
+    key: ShardKey,
+    segments: Vec<Arc<Segment>>,
+    frozen: Option<Arc<Vec<StoredRow>>>,
+    /// Matching in-memory rows, copied.
+    mem: Vec<StoredRow>,
+}
+
+impl ShardSnapshot {
+    fn take(key: ShardKey, shard: &Shard, keep: impl Fn(&StoredRow) -> bool) -> ShardSnapshot {
+        ShardSnapshot {
+            key,
+            segments: shard.segments.clone(),
+            frozen: shard.frozen.clone(),
+            mem: shard.mem.iter().filter(|r| keep(r)).cloned().collect(),
+        }
+    }
+
+    /// Rows in memory (frozen and active) that pass `keep`.
+    fn mem_rows<'a>(
+        &'a self,
+        keep: impl Fn(&StoredRow) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a StoredRow> + 'a {
+        let frozen = self.frozen.iter().flat_map(|f| f.iter());
+        frozen.filter(move |r| keep(r)).chain(self.mem.iter())
+    }
+}
+
+impl Store {
+    /// Snapshots the shards of `communities` (all when `None`) whose spans meet
+    /// `[from_ms, to_ms)`, copying only in-memory rows that pass `keep`.
+    fn snapshot(
+        &self,
+        communities: Option<&[u32]>,
+        from_ms: i64,
+        to_ms: i64,
+        keep: impl Fn(&StoredRow) -> bool,
+    ) -> Vec<ShardSnapshot> {
+        if from_ms >= to_ms {
+            return Vec::new();
+        }
+        let spans = self.inner.layout.span_of(from_ms)..=self.inner.layout.span_of(to_ms - 1);
+        let shards = read(&self.inner.shards);
+        let mut out = Vec::new();
+        let mut take_community = |c: u32| {
+            let lo = ShardKey {
+                community: c,
+                span: *spans.start(),
+            };
+            let hi = ShardKey {
+                community: c,
+                span: *spans.end(),
+            };
+            for (key, shard) in shards.range(lo..=hi) {
+                out.push(ShardSnapshot::take(*key, shard, &keep));
+            }
+        };
+        match communities {
+            Some(cs) => cs.iter().copied().for_each(&mut take_community),
+            None => {
+                let mut all: Vec<u32> = shards.keys().map(|k| k.community).collect();
+                all.dedup();
+                all.into_iter().for_each(take_community);
+            }
+        }
+        out
+    }
+
+    /// Calls `f` for every event with `from_ms <= ts < to_ms` in the given communities
+    /// (dictionary ids; all when `None`). Order: shard by shard; within a shard each
+    /// sealed segment in (device, ts) order, then unsealed events in commit order.
+    pub fn scan_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+        mut f: impl FnMut(Row),
+    ) {
+        let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        for snap in self.snapshot(communities, from_ms, to_ms, in_range) {
+            for seg in &snap.segments {
+                seg.for_each_in_range(from_ms, to_ms, |_, r| f(r));
+            }
+            for r in snap.mem_rows(in_range) {
+                f(r.row(snap.key.community));
+            }
+        }
+    }
+
+    /// Every event of one shard, in the order of [`Store::scan_range`].
+    pub fn scan_shard(&self, key: ShardKey, f: impl FnMut(Row)) {
+        let layout = self.inner.layout;
+        self.scan_range(
+            layout.start_ms(key.span),
+            layout.end_ms(key.span),
+            Some(&[key.community]),
+            f,
+        )
+    }
+
+    /// Events of one device of one community with `from_ms <= ts < to_ms`, ordered by
+    /// (ts, seq). Sealed data is found by binary search on the (device, ts) sort order.
+    pub fn scan_device_window(
+        &self,
+        community: u32,
+        device: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<Row> {
+        let keep = |r: &StoredRow| r.device == device && r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        let mut out = Vec::new();
+        for snap in self.snapshot(Some(&[community]), from_ms, to_ms, keep) {
+            for seg in &snap.segments {
+                seg.for_each_in_device_window(device, from_ms, to_ms, |_, r| out.push(r));
+            }
+            out.extend(snap.mem_rows(keep).map(|r| r.row(community)));
+        }
+        out.sort_unstable_by_key(|r| (r.ts_ms, r.seq));
+        out
+    }
+
+    /// Full events (strings resolved, attributes decoded) with `from_ms <= ts < to_ms`,
+    /// ordered by seq. For exports and tests; queries should scan [`Row`]s.
+    pub fn read_events(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+    ) -> Result<Vec<StoredEvent>> {
+        let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        let mut found: Vec<(Row, Vec<u8>)> = Vec::new();
+        let mut err = None;
+        for snap in self.snapshot(communities, from_ms, to_ms, in_range) {
+            for seg in &snap.segments {
+                seg.for_each_in_range(from_ms, to_ms, |ordinal, r| match seg.attrs(ordinal) {
+                    Ok(a) => found.push((r, crate::memtable::encode_attrs(&a).into_vec())),
+                    Err(e) => {
+                        err.get_or_insert(e);
+                    }
+                });
+            }
+            for r in snap.mem_rows(in_range) {
+                found.push((r.row(snap.key.community), r.attrs.to_vec()));
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        found.sort_unstable_by_key(|(r, _)| r.seq);
+        let dicts = self.dictionaries();
+        found
+            .into_iter()
+            .map(|(r, attrs)| {
+                let missing = |what: &str| StorageError::Corrupt {
+                    path: self.dir().join("dict.log"),
+                    offset: 0,
+                    reason: format!("{what} id of event {} is not in the dictionary", r.seq),
+                };
+                let device = dicts.device(r.device).ok_or_else(|| missing("device"))?;
+                let (kind, subject) = dicts.subject(r.subject).ok_or_else(|| missing("subject"))?;
+                Ok(StoredEvent {
+                    seq: r.seq,
+                    event: Event {
+                        ts_ms: r.ts_ms,
+                        community: dicts
+                            .community(r.community)
+                            .ok_or_else(|| missing("community"))?
+                            .to_string(),
+                        device: crate::DeviceCode::parse(device)
+                            .map_err(|e| missing(&format!("device ({e})")))?,
+                        kind,
+                        subject: subject.to_string(),
+                        direction: r.direction,
+                        attrs: decode_attrs(&attrs).map_err(|reason| StorageError::Corrupt {
+                            path: self.dir().to_path_buf(),
+                            offset: 0,
+                            reason,
+                        })?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Sealed segments of a shard, for inspection and accounting.
+    pub fn segments(&self, key: ShardKey) -> Vec<Arc<Segment>> {
+        read(&self.inner.shards)
+            .get(&key)
+            .map(|s| s.segments.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every shard with its size.
+    pub fn shards(&self) -> Vec<ShardInfo> {
+        read(&self.inner.shards)
+            .iter()
+            .filter(|(_, s)| !s.segments.is_empty() || !s.mem.is_empty() || s.frozen.is_some())
+            .map(|(key, s)| ShardInfo {
+                key: *key,
+                segments: s.segments.len(),
+                sealed_events: s.segments.iter().map(|g| g.meta().events as u64).sum(),
+                sealed_bytes: s.segments.iter().map(|g| g.file_bytes() as u64).sum(),
+                memory_events: s.mem.len() + s.frozen.as_ref().map_or(0, |f| f.len()),
+            })
+            .collect()
+    }
+
+    /// Sequence numbers a shard spans in memory, for the WAL checkpoint.
+    pub(crate) fn min_unsealed_seq(&self) -> Option<u64> {
+        read(&self.inner.shards)
+            .values()
+            .flat_map(|s| s.frozen.iter().flat_map(|f| f.first()).chain(s.mem.first()))
+            .map(|r| r.seq)
+            .min()
+    }
+}
