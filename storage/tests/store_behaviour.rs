@@ -1,0 +1,454 @@
+//! Behaviour of the store through its public interface.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::*;
+use sightline_storage::{
+    Appended, Community, Device, Direction, Kind, ManualClock, ShardKey, StorageError, StoreConfig,
+};
+
+#[test]
+fn appended_events_are_readable_at_once_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let out = store
+        .append(&[
+            ev(input(DAY0 + HOUR, "3205080001", 3, "vehicle", "苏E·12345")),
+            ev(input(
+                DAY0 + 2 * HOUR,
+                "3205080001",
+                3,
+                "vehicle",
+                "苏e12345",
+            )),
+        ])
+        .unwrap();
+    assert_eq!(
+        out.results,
+        vec![Appended::Stored { seq: 1 }, Appended::Stored { seq: 2 }]
+    );
+    let got = all_events(&store);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|e| e.event.subject() == "苏E12345"));
+    {
+        let d = store.dictionaries();
+        assert_eq!(
+            d.len_subjects(),
+            1,
+            "two spellings of one plate are one subject"
+        );
+    }
+    drop(store);
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(all_events(&store), got);
+    assert_eq!(store.recovery().wal_events_replayed, 2);
+    let next = store
+        .append(&[ev(input(DAY0 + 3 * HOUR, "3205080001", 3, "face", "F1"))])
+        .unwrap();
+    assert_eq!(
+        next.results,
+        vec![Appended::Stored { seq: 3 }],
+        "sequence numbers continue after reopen"
+    );
+}
+
+#[test]
+fn a_resent_source_id_is_acknowledged_but_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let e = ev(with_source(
+        input(DAY0 + HOUR, "3205080001", 3, "vehicle", "苏E12345"),
+        "MV-0001",
+    ));
+    // Within one batch, in memory, after sealing, and after reopening.
+    let out = store.append(&[e.clone(), e.clone()]).unwrap();
+    assert_eq!(
+        out.results,
+        vec![Appended::Stored { seq: 1 }, Appended::Duplicate { seq: 1 }]
+    );
+    assert_eq!(
+        store.append(&[e.clone()]).unwrap().results,
+        vec![Appended::Duplicate { seq: 1 }]
+    );
+    let key = store.shards()[0].key;
+    assert!(store.seal_shard(key).unwrap());
+    assert_eq!(
+        store.append(&[e.clone()]).unwrap().results,
+        vec![Appended::Duplicate { seq: 1 }]
+    );
+    drop(store);
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(
+        store.append(&[e.clone()]).unwrap().results,
+        vec![Appended::Duplicate { seq: 1 }]
+    );
+    assert_eq!(all_events(&store).len(), 1);
+    // The same source id in another shard (another day) is another event.
+    let other_day = ev(with_source(
+        input(DAY0 + DAY + HOUR, "3205080001", 3, "vehicle", "苏E12345"),
+        "MV-0001",
+    ));
+    assert_eq!(store.append(&[other_day]).unwrap().stored(), 1);
+}
+
+#[test]
+fn out_of_bounds_events_are_rejected_without_losing_the_rest_of_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let config = StoreConfig {
+        retention_days: Some(30),
+        ..Default::default()
+    };
+    let store = open(dir.path(), &clock, config);
+    let out = store
+        .append(&[
+            ev(input(DAY0, "c1", 1, "face", "F1")),
+            ev(input(DAY0 + 3 * DAY, "c1", 1, "face", "F2")), // more than a day ahead of the clock
+            ev(input(DAY0 - 40 * DAY, "c1", 1, "face", "F3")), // older than retention
+            ev(input(DAY0 + HOUR, "c1", 1, "face", "F4")),
+        ])
+        .unwrap();
+    assert!(matches!(out.results[0], Appended::Stored { .. }));
+    assert!(
+        matches!(&out.results[1], Appended::Rejected(e) if e.field == "ts" && e.reason.contains("future"))
+    );
+    assert!(
+        matches!(&out.results[2], Appended::Rejected(e) if e.field == "ts" && e.reason.contains("retention"))
+    );
+    assert!(matches!(out.results[3], Appended::Stored { .. }));
+    let subjects: Vec<_> = all_events(&store)
+        .into_iter()
+        .map(|e| e.event.subject().to_string())
+        .collect();
+    assert_eq!(subjects, ["F1", "F4"]);
+}
+
+#[test]
+fn oversize_batches_are_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0));
+    let store = open(
+        dir.path(),
+        &clock,
+        StoreConfig {
+            max_batch_events: 2,
+            ..Default::default()
+        },
+    );
+    let e = ev(input(DAY0, "c1", 1, "face", "F1"));
+    assert!(matches!(
+        store.append(&[e.clone(), e.clone(), e]),
+        Err(StorageError::Limit {
+            actual: 3,
+            max: 2,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn shards_split_at_shanghai_midnight_and_by_community() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    store
+        .append(&[
+            ev(input(DAY0 - 1, "c1", 1, "face", "F1")),
+            ev(input(DAY0, "c1", 1, "face", "F1")),
+            ev(input(DAY0 + 1, "c2", 1, "face", "F1")),
+        ])
+        .unwrap();
+    let keys: Vec<ShardKey> = store.shards().iter().map(|s| s.key).collect();
+    let span = store.layout().span_of(DAY0);
+    let (c1, c2) = {
+        let d = store.dictionaries();
+        (d.community_id("c1").unwrap(), d.community_id("c2").unwrap())
+    };
+    assert_eq!(
+        keys,
+        vec![
+            ShardKey {
+                community: c1,
+                span: span - 1
+            },
+            ShardKey {
+                community: c1,
+                span
+            },
+            ShardKey {
+                community: c2,
+                span
+            }
+        ]
+    );
+}
+
+#[test]
+fn sealing_keeps_every_event_readable_and_checkpoints_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let config = StoreConfig {
+        wal_file_bytes: 512,
+        ..Default::default()
+    };
+    let store = open(dir.path(), &clock, config.clone());
+    for i in 0..40 {
+        let e = ev(input(
+            DAY0 + i * 60_000,
+            "c1",
+            (i % 3) as u32,
+            "vehicle",
+            &format!("苏E{:05}", i % 7),
+        ));
+        store.append(&[e]).unwrap();
+    }
+    let before = all_events(&store);
+    assert!(store.wal_file_count() > 3, "small WAL files rotate");
+    // Not due yet: the day is not over.
+    assert!(store.seal_due().unwrap().is_empty());
+    clock.set(DAY0 + DAY + 2 * HOUR); // end of day plus the default grace
+    let sealed = store.seal_due().unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(
+        store.wal_file_count(),
+        1,
+        "WAL files of sealed events are deleted"
+    );
+    assert_eq!(all_events(&store), before);
+    let info = &store.shards()[0];
+    assert_eq!(
+        (info.segments, info.sealed_events, info.memory_events),
+        (1, 40, 0)
+    );
+    drop(store);
+    let store = open(dir.path(), &clock, config);
+    assert_eq!(all_events(&store), before);
+    assert_eq!(store.recovery().wal_events_replayed, 0);
+}
+
+#[test]
+fn late_events_become_a_delta_segment_that_compaction_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let mut batch = Vec::new();
+    for i in 0..300 {
+        batch.push(ev(with_source(
+            input(
+                DAY0 + i * 1000,
+                "c1",
+                (i % 4) as u32,
+                "face",
+                &format!("F{}", i % 11),
+            ),
+            &format!("S{i}"),
+        )));
+    }
+    store.append(&batch).unwrap();
+    clock.set(DAY0 + DAY + 3 * HOUR);
+    assert_eq!(store.maintain().unwrap().sealed.len(), 1);
+    // A camera comes back online with yesterday's buffer.
+    store
+        .append(&[ev(input(DAY0 + 5000, "c1", 9, "face", "LATE"))])
+        .unwrap();
+    let report = store.maintain().unwrap();
+    assert_eq!(report.sealed.len(), 1);
+    assert_eq!(report.compacted.len(), 1, "the delta is merged");
+    let key = report.compacted[0];
+    assert_eq!(store.segments(key).len(), 1);
+    assert_eq!(all_events(&store).len(), 301);
+    assert_eq!(
+        common::files_with_ext(dir.path(), "seg").len(),
+        1,
+        "merged files are deleted"
+    );
+    // Source ids survive compaction.
+    assert_eq!(
+        store.append(&[batch[7].clone()]).unwrap().results,
+        vec![Appended::Duplicate { seq: 8 }]
+    );
+    let seg = &store.segments(key)[0];
+    let f7 = store.dictionaries().subject_id(Kind::Face, "F7").unwrap();
+    let ords: Vec<u32> = seg.subject_ordinals(f7).collect();
+    assert!(!ords.is_empty());
+    assert!(
+        ords.iter().all(|&o| seg.row(o).unwrap().subject == f7),
+        "postings point at the subject's rows"
+    );
+}
+
+#[test]
+fn retention_drops_whole_old_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let config = StoreConfig {
+        retention_days: Some(2),
+        ..Default::default()
+    };
+    let store = open(dir.path(), &clock, config.clone());
+    for d in 0..3 {
+        clock.set(DAY0 + d * DAY + 12 * HOUR);
+        store
+            .append(&[ev(input(DAY0 + d * DAY, "c1", 1, "face", &format!("F{d}")))])
+            .unwrap();
+    }
+    clock.set(DAY0 + 3 * DAY + 12 * HOUR);
+    store.seal_due().unwrap(); // all three days are over (plus grace) and sealed
+    clock.set(DAY0 + 4 * DAY + HOUR); // day 0 ended 3 days ago, day 1 ended 2 days + 1 h ago
+    let dropped = store.apply_retention().unwrap();
+    assert_eq!(dropped.len(), 2);
+    let left: Vec<_> = all_events(&store)
+        .into_iter()
+        .map(|e| e.event.subject().to_string())
+        .collect();
+    assert_eq!(left, ["F2"]);
+    drop(store);
+    let store = open(dir.path(), &clock, config);
+    let left: Vec<_> = all_events(&store)
+        .into_iter()
+        .map(|e| e.event.subject().to_string())
+        .collect();
+    assert_eq!(left, ["F2"], "dropped shards stay dropped after reopen");
+}
+
+#[test]
+fn device_window_matches_a_plain_filter_across_segments_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let mut all = Vec::new();
+    for i in 0..2000i64 {
+        let ts = DAY0 + (i * 7919) % (10 * HOUR);
+        all.push(ev(input(
+            ts,
+            "c1",
+            (i % 5) as u32,
+            "vehicle",
+            &format!("苏E{:05}", i % 97),
+        )));
+    }
+    store.append(&all[..1500]).unwrap();
+    store.seal_shard(store.shards()[0].key).unwrap();
+    store.append(&all[1500..]).unwrap();
+    let (c, d) = {
+        let dicts = store.dictionaries();
+        (
+            dicts.community_id("c1").unwrap(),
+            dicts.device_id(&device(2)).unwrap(),
+        )
+    };
+    for (from, to) in [
+        (DAY0, DAY0 + DAY),
+        (DAY0 + HOUR, DAY0 + HOUR + 60_000),
+        (DAY0 + 3 * HOUR + 17, DAY0 + 7 * HOUR),
+        (DAY0 - DAY, DAY0 + 1),
+    ] {
+        let got: Vec<i64> = store
+            .scan_device_window(c, d, from, to)
+            .iter()
+            .map(|r| r.ts_ms)
+            .collect();
+        let mut want: Vec<i64> = all
+            .iter()
+            .filter(|e| e.device().as_str() == device(2) && e.ts_ms() >= from && e.ts_ms() < to)
+            .map(|e| e.ts_ms())
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "window {from}..{to}");
+    }
+}
+
+#[test]
+fn concurrent_writers_are_all_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for b in 0..25 {
+                    let batch: Vec<_> = (0..40)
+                        .map(|i| ev(input(DAY0 + i, "c1", t, "face", &format!("T{t}B{b}I{i}"))))
+                        .collect();
+                    for r in store.append(&batch).unwrap().results {
+                        match r {
+                            Appended::Stored { seq } => seqs.push(seq),
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                }
+                seqs
+            })
+        })
+        .collect();
+    let seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let unique: HashSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), 4000);
+    assert_eq!(
+        *unique.iter().max().unwrap(),
+        4000,
+        "sequence numbers are dense"
+    );
+    assert_eq!(all_events(&store).len(), 4000);
+}
+
+#[test]
+fn catalog_holds_communities_and_devices_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let c = Community {
+        code: "3205080001".into(),
+        name: "平江新苑".into(),
+        district: "姑苏区".into(),
+    };
+    let d = Device {
+        code: device(3),
+        community: c.code.clone(),
+        device_kind: "checkpoint_camera".into(),
+        direction: Direction::In,
+        name: "东门".into(),
+    };
+    store.catalog().put_community(&c).unwrap();
+    store.catalog().put_device(&d).unwrap();
+    drop(store);
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(
+        store.catalog().community("3205080001").unwrap(),
+        Some(c.clone())
+    );
+    assert_eq!(store.catalog().communities().unwrap(), vec![c]);
+    assert_eq!(store.catalog().devices().unwrap(), vec![d]);
+    assert_eq!(store.catalog().device("nope").unwrap(), None);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0));
+    let _store = open(dir.path(), &clock, StoreConfig::default());
+    let err = sightline_storage::Store::open_with_clock(
+        dir.path(),
+        StoreConfig::default(),
+        clock.clone(),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("LOCK"), "{err}");
+}
+
+#[test]
+fn the_store_is_send_and_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<sightline_storage::Store>();
+}
