@@ -160,6 +160,9 @@ impl Segment {
         if crc32fast::hash(&b[..HEADER_CRC_AT]) != get_u32(b, HEADER_CRC_AT) {
             return Err(self.corrupt(HEADER_CRC_AT, "header checksum mismatch"));
         }
+        if get_u32(b, HEADER_CRC_AT + 4) != 0 {
+            return Err(self.corrupt(HEADER_CRC_AT + 4, "reserved header bytes are not zero"));
+        }
         self.meta = SegmentMeta {
             community: get_u32(b, 16),
             span: get_u32(b, 20) as i32,
@@ -199,6 +202,25 @@ impl Segment {
                 ));
             }
             self.sections[s as usize] = range;
+        }
+        // Every byte is accounted for: sections follow each other in order, separated
+        // only by zero padding to 8-byte alignment, and the last one ends the file.
+        let mut end = HEADER_LEN;
+        for s in Section::ALL {
+            let r = &self.sections[s as usize];
+            if r.start < end || r.start - end >= 8 || b[end..r.start].iter().any(|&x| x != 0) {
+                return Err(self.corrupt(
+                    end,
+                    format!("unexpected bytes before the {} section", s.name()),
+                ));
+            }
+            end = r.end;
+        }
+        if end != b.len() {
+            return Err(self.corrupt(
+                end,
+                format!("{} unexpected bytes after the last section", b.len() - end),
+            ));
         }
         let m = self.meta;
         if m.events == 0 || m.min_seq > m.max_seq || m.min_ts_ms > m.max_ts_ms {

@@ -1,0 +1,212 @@
+//! Damaged files: a torn WAL keeps its complete prefix; any other damage is a clear
+//! error naming the file and offset, never a panic and never wrong answers.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use sightline_storage::{ManualClock, StorageError, Store, StoreConfig};
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(DAY0 + 12 * HOUR))
+}
+
+fn subjects(store: &Store) -> Vec<String> {
+    all_events(store)
+        .into_iter()
+        .map(|e| e.event.subject().to_string())
+        .collect()
+}
+
+#[test]
+fn wal_truncated_at_every_byte_of_its_last_records_keeps_the_complete_prefix() {
+    let base = tempfile::tempdir().unwrap();
+    let c = clock();
+    let mut record_ends = Vec::new();
+    {
+        let store = open(base.path(), &c, StoreConfig::default());
+        for i in 0..4 {
+            store
+                .append(&[
+                    ev(input(DAY0 + i, "c1", 1, "face", &format!("F{i}"))),
+                    ev(input(DAY0 + i, "c1", 2, "face", &format!("G{i}"))),
+                ])
+                .unwrap();
+            let wal = &files_with_ext(&base.path().join("wal"), "wal")[0];
+            record_ends.push(std::fs::metadata(wal).unwrap().len());
+        }
+    }
+    let wal_name = files_with_ext(&base.path().join("wal"), "wal")[0]
+        .file_name()
+        .unwrap()
+        .to_owned();
+    let full = record_ends[3];
+    // Every offset from the end of the second record to the end of the file.
+    for cut in record_ends[1]..=full {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let wal = dir.path().join("wal").join(&wal_name);
+        let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        let store = open(dir.path(), &c, StoreConfig::default());
+        let complete = record_ends.iter().filter(|&&e| e <= cut).count();
+        let mut want = Vec::new();
+        for i in 0..complete {
+            want.push(format!("F{i}"));
+            want.push(format!("G{i}"));
+        }
+        assert_eq!(subjects(&store), want, "cut at {cut}");
+        let torn = store.recovery().wal_torn_tail.clone();
+        assert_eq!(
+            torn.is_some(),
+            !record_ends.contains(&cut),
+            "cut at {cut}: {torn:?}"
+        );
+        // The store goes on: the next append lands after the kept prefix and survives reopen.
+        store
+            .append(&[ev(input(DAY0 + 99, "c1", 1, "face", "NEXT"))])
+            .unwrap();
+        drop(store);
+        let store = open(dir.path(), &c, StoreConfig::default());
+        want.push("NEXT".into());
+        assert_eq!(subjects(&store), want, "cut at {cut}, after reopen");
+        assert_eq!(store.recovery().wal_torn_tail, None);
+    }
+}
+
+fn expect_corrupt(dir: &Path, c: &Arc<ManualClock>, file: &Path) -> (u64, String) {
+    match Store::open_with_clock(dir, StoreConfig::default(), c.clone()) {
+        Err(StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, file, "the error names the damaged file");
+            (offset, reason)
+        }
+        Err(other) => panic!(
+            "expected a corruption error for {}, got {other}",
+            file.display()
+        ),
+        Ok(_) => panic!("damaged {} opened without error", file.display()),
+    }
+}
+
+#[test]
+fn damage_inside_the_wal_before_intact_records_names_file_and_offset() {
+    let base = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let store = open(base.path(), &c, StoreConfig::default());
+        for i in 0..3 {
+            store
+                .append(&[ev(input(DAY0 + i, "c1", 1, "face", &format!("F{i}")))])
+                .unwrap();
+        }
+    }
+    let wal = files_with_ext(&base.path().join("wal"), "wal")[0].clone();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let len = bytes.len();
+    bytes[len / 2] ^= 0x10; // inside the second of three records
+    std::fs::write(&wal, &bytes).unwrap();
+    let (offset, reason) = expect_corrupt(base.path(), &c, &wal);
+    assert!(
+        offset > 0 && offset < len as u64 / 2,
+        "offset {offset} points at the damaged record"
+    );
+    assert!(reason.contains("checksum"), "{reason}");
+}
+
+#[test]
+fn a_flipped_byte_anywhere_in_a_segment_is_an_error_naming_the_file() {
+    let base = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let store = open(base.path(), &c, StoreConfig::default());
+        let batch: Vec<_> = (0..500)
+            .map(|i| {
+                let mut e = input(
+                    DAY0 + i * 997,
+                    "c1",
+                    (i % 6) as u32,
+                    "vehicle",
+                    &format!("苏E{:05}", i % 37),
+                );
+                e.attrs.insert(
+                    "plate_color".into(),
+                    sightline_storage::AttrValue::Str("blue".into()),
+                );
+                ev(with_source(e, &format!("S{i}")))
+            })
+            .collect();
+        store.append(&batch).unwrap();
+        store.seal_shard(store.shards()[0].key).unwrap();
+    }
+    let seg_rel = files_with_ext(base.path(), "seg")[0]
+        .strip_prefix(base.path())
+        .unwrap()
+        .to_path_buf();
+    let size = std::fs::metadata(base.path().join(&seg_rel)).unwrap().len() as usize;
+    let mut positions: Vec<usize> = (0..size).step_by(size / 97 + 1).collect();
+    positions.extend([0, 8, 100, 279, 280, size - 1]);
+    for pos in positions {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let seg = dir.path().join(&seg_rel);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[pos] ^= 0x01;
+        std::fs::write(&seg, &bytes).unwrap();
+        let (_, reason) = expect_corrupt(dir.path(), &c, &seg);
+        assert!(!reason.is_empty(), "byte {pos}");
+    }
+}
+
+#[test]
+fn a_truncated_segment_is_an_error_naming_the_file() {
+    let base = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let store = open(base.path(), &c, StoreConfig::default());
+        store
+            .append(&[ev(input(DAY0, "c1", 1, "face", "F1"))])
+            .unwrap();
+        store.seal_shard(store.shards()[0].key).unwrap();
+    }
+    let seg = files_with_ext(base.path(), "seg")[0].clone();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    for cut in [0, 10, 279, 280, len / 2, len - 1] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let s = dir.path().join(seg.strip_prefix(base.path()).unwrap());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let (_, reason) = expect_corrupt(dir.path(), &c, &s);
+        assert!(!reason.is_empty());
+    }
+}
+
+#[test]
+fn a_torn_dictionary_tail_is_dropped_with_the_events_that_never_committed() {
+    let base = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let store = open(base.path(), &c, StoreConfig::default());
+        store
+            .append(&[ev(input(DAY0, "c1", 1, "face", "F1"))])
+            .unwrap();
+    }
+    let dict = base.path().join("dict.log");
+    let mut bytes = std::fs::read(&dict).unwrap();
+    bytes.extend_from_slice(&[20, 0, 0, 0, 1, 2]); // a record header cut short
+    std::fs::write(&dict, &bytes).unwrap();
+    let store = open(base.path(), &c, StoreConfig::default());
+    assert!(store.recovery().dict_torn_tail.is_some());
+    assert_eq!(subjects(&store), ["F1"]);
+}

@@ -1,0 +1,262 @@
+//! Model-based property test: random appends (with duplicates, late events, several
+//! communities and days), seals, compactions, reopens and retention, driven against the
+//! real store and a plain `Vec` model; after every step the two must agree.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::*;
+use proptest::prelude::*;
+use sightline_storage::{Appended, AttrValue, Event, ManualClock, Store, StoreConfig};
+
+const KINDS: [&str; 3] = ["vehicle", "face", "access"];
+const DIRS: [&str; 3] = ["in", "out", "unknown"];
+const RETENTION_DAYS: i64 = 3;
+
+#[derive(Clone, Debug)]
+struct Gen {
+    minute: i64,
+    community: u8,
+    device: u8,
+    subject: u8,
+    kind: u8,
+    dir: u8,
+    source: Option<u8>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(Vec<Gen>),
+    Advance { hours: i64 },
+    SealDue,
+    SealOne(usize),
+    CompactOne(usize),
+    Maintain,
+    Retention,
+    Reopen,
+}
+
+fn gen() -> impl Strategy<Value = Gen> {
+    (
+        0i64..6 * 24 * 60,
+        0u8..3,
+        0u8..4,
+        0u8..6,
+        0u8..3,
+        0u8..3,
+        proptest::option::of(0u8..6),
+    )
+        .prop_map(
+            |(minute, community, device, subject, kind, dir, source)| Gen {
+                minute,
+                community,
+                device,
+                subject,
+                kind,
+                dir,
+                source,
+            },
+        )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(gen(), 1..30).prop_map(Op::Append),
+        2 => (1i64..30).prop_map(|hours| Op::Advance { hours }),
+        1 => Just(Op::SealDue),
+        2 => (0usize..64).prop_map(Op::SealOne),
+        1 => (0usize..64).prop_map(Op::CompactOne),
+        1 => Just(Op::Maintain),
+        1 => Just(Op::Retention),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn event_of(g: &Gen) -> Event {
+    let mut i = input(
+        DAY0 + g.minute * 60_000 + g.subject as i64 * 7,
+        &format!("c{}", g.community),
+        g.device as u32,
+        KINDS[g.kind as usize],
+        &format!("S{}", g.subject),
+    );
+    i.direction = DIRS[g.dir as usize].into();
+    i.attrs.insert(
+        "confidence".into(),
+        AttrValue::Float(0.5 + g.device as f64 / 10.0),
+    );
+    if let Some(s) = g.source {
+        i = with_source(i, &format!("SRC{s}"));
+    }
+    ev(i)
+}
+
+/// The specification: a list of stored events and the rules, written plainly.
+#[derive(Default)]
+struct Model {
+    events: Vec<(u64, Event)>,
+    next_seq: u64,
+    sources: HashMap<(String, i64, String), u64>,
+}
+
+fn day_of(ts: i64) -> i64 {
+    (ts + 8 * HOUR).div_euclid(DAY)
+}
+fn day_end(day: i64) -> i64 {
+    (day + 1) * DAY - 8 * HOUR
+}
+
+impl Model {
+    fn append(&mut self, now: i64, events: &[Event]) -> Vec<Appended> {
+        events
+            .iter()
+            .map(|e| {
+                let horizon = now - RETENTION_DAYS * DAY;
+                if e.ts_ms() > now + DAY || e.ts_ms() < horizon {
+                    return Appended::Rejected(sightline_storage::ValidationError::new("ts", ""));
+                }
+                let key = e
+                    .source_id()
+                    .map(|s| (e.community().to_string(), day_of(e.ts_ms()), s.to_string()));
+                if let Some(seq) = key.as_ref().and_then(|k| self.sources.get(k)) {
+                    return Appended::Duplicate { seq: *seq };
+                }
+                self.next_seq += 1;
+                if let Some(k) = key {
+                    self.sources.insert(k, self.next_seq);
+                }
+                self.events.push((self.next_seq, e.clone()));
+                Appended::Stored { seq: self.next_seq }
+            })
+            .collect()
+    }
+
+    fn retention(&mut self, now: i64) {
+        let horizon = now - RETENTION_DAYS * DAY;
+        self.events
+            .retain(|(_, e)| day_end(day_of(e.ts_ms())) > horizon);
+        self.sources
+            .retain(|(_, day, _), _| day_end(*day) > horizon);
+    }
+}
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        retention_days: Some(RETENTION_DAYS as u32),
+        memtable_max_events: 40,
+        wal_file_bytes: 2048,
+        ..Default::default()
+    }
+}
+
+fn same_outcome(a: &Appended, b: &Appended) -> bool {
+    match (a, b) {
+        (Appended::Rejected(x), Appended::Rejected(y)) => x.field == y.field,
+        _ => a == b,
+    }
+}
+
+fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
+    let got: Vec<(u64, Event)> = all_events(store)
+        .into_iter()
+        .map(|s| (s.seq, s.event))
+        .collect();
+    prop_assert_eq!(&got, &model.events);
+    // A time-range scan and a device window agree with the model too.
+    let (from, to) = (DAY0 + DAY, DAY0 + 2 * DAY + 5 * HOUR);
+    let mut n = 0;
+    store.scan_range(from, to, None, |_| n += 1);
+    prop_assert_eq!(
+        n,
+        model
+            .events
+            .iter()
+            .filter(|(_, e)| e.ts_ms() >= from && e.ts_ms() < to)
+            .count()
+    );
+    let ids = {
+        let d = store.dictionaries();
+        (d.community_id("c1"), d.device_id(&device(2)))
+    };
+    if let (Some(c), Some(d)) = ids {
+        let got: Vec<u64> = store
+            .scan_device_window(c, d, from, to)
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        let mut want: Vec<(i64, u64)> = model
+            .events
+            .iter()
+            .filter(|(_, e)| {
+                e.community() == "c1"
+                    && e.device().as_str() == device(2)
+                    && e.ts_ms() >= from
+                    && e.ts_ms() < to
+            })
+            .map(|(s, e)| (e.ts_ms(), *s))
+            .collect();
+        want.sort();
+        prop_assert_eq!(got, want.into_iter().map(|(_, s)| s).collect::<Vec<_>>());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_matches_a_plain_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(DAY0 + 2 * DAY));
+        let mut store = Some(open(dir.path(), &clock, config()));
+        let mut model = Model::default();
+        for op in ops {
+            let s = store.as_ref().unwrap();
+            match op {
+                Op::Append(gens) => {
+                    let events: Vec<Event> = gens.iter().map(event_of).collect();
+                    let want = model.append(clock.now_ms_for_test(), &events);
+                    let got = s.append(&events).unwrap().results;
+                    prop_assert_eq!(got.len(), want.len());
+                    for (g, w) in got.iter().zip(&want) {
+                        prop_assert!(same_outcome(g, w), "store {:?} model {:?}", g, w);
+                    }
+                }
+                Op::Advance { hours } => clock.advance(hours * HOUR),
+                Op::SealDue => { s.seal_due().unwrap(); }
+                Op::SealOne(i) => {
+                    let shards = s.shards();
+                    if !shards.is_empty() { s.seal_shard(shards[i % shards.len()].key).unwrap(); }
+                }
+                Op::CompactOne(i) => {
+                    let shards = s.shards();
+                    if !shards.is_empty() { s.compact_shard(shards[i % shards.len()].key).unwrap(); }
+                }
+                Op::Maintain => {
+                    s.maintain().unwrap();
+                    model.retention(clock.now_ms_for_test());
+                }
+                Op::Retention => {
+                    s.apply_retention().unwrap();
+                    model.retention(clock.now_ms_for_test());
+                }
+                Op::Reopen => {
+                    drop(store.take());
+                    store = Some(open(dir.path(), &clock, config()));
+                }
+            }
+            check(store.as_ref().unwrap(), &model)?;
+        }
+    }
+}
+
+trait NowForTest {
+    fn now_ms_for_test(&self) -> i64;
+}
+impl NowForTest for Arc<ManualClock> {
+    fn now_ms_for_test(&self) -> i64 {
+        sightline_storage::Clock::now_ms(&**self)
+    }
+}
