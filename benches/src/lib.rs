@@ -1,1 +1,6 @@
-//! Benchmark support: a small synthetic traffic generator shared by the benches and examples.
+//! Benchmark support for Sightline: the synthetic traffic model shared by the criterion
+//! benches, the storage demo and the space report.
+
+pub mod traffic;
+
+pub use traffic::{Traffic, TrafficConfig, SEPT_2021};

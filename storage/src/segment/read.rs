@@ -389,6 +389,28 @@ impl Segment {
     pub fn file_bytes(&self) -> usize {
         self.map.len()
     }
+    /// Bytes of each block-data column: (ts, subject, seq, kind+direction).
+    pub fn column_bytes(&self) -> [usize; 4] {
+        let dir = self.section(Section::Blocks);
+        let mut out = [0usize; 4];
+        for i in 0..self.meta.blocks as usize {
+            let e = &dir[i * BLOCK_ENTRY..(i + 1) * BLOCK_ENTRY];
+            let count = get_u16(e, block::COUNT) as usize;
+            for (c, at) in [
+                block::TS_BITS,
+                block::SUBJ_BITS,
+                block::SEQ_BITS,
+                block::KD_BITS,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                out[c] += packed_len(count, e[at]);
+            }
+        }
+        out
+    }
+
     /// Bytes of each section, by name, for accounting.
     pub fn section_bytes(&self) -> Vec<(&'static str, usize)> {
         Section::ALL
