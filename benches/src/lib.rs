@@ -3,4 +3,4 @@
 
 pub mod traffic;
 
-pub use traffic::{Traffic, TrafficConfig, SEPT_2021};
+pub use traffic::{community_code, device_code, Traffic, TrafficConfig, SEPT_2021};

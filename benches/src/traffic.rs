@@ -81,9 +81,9 @@ pub fn device_code(c: u32, type_code: &str, n: u32) -> String {
 fn plate(id: u64) -> String {
     let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7;
     let mut s = String::from("苏E");
-    if id % 10 == 0 {
+    if id.is_multiple_of(10) {
         // New-energy plate: D or F then five digits.
-        s.push(if x % 2 == 0 { 'D' } else { 'F' });
+        s.push(if x.is_multiple_of(2) { 'D' } else { 'F' });
         for _ in 0..5 {
             x /= 2;
             s.push((b'0' + (x % 10) as u8) as char);

@@ -4,7 +4,6 @@
 //! `dict.log` and fsynced before the WAL records that use them, so a durable event never
 //! refers to an id the dictionary lost. Record framing is the WAL's (see FORMAT.md).
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +11,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StorageError};
 use crate::log_file::{read_records, ReadOutcome, TornTail};
 use crate::Kind;
+
+/// Dictionary lookups run once per appended event: a fast hash with a per-process
+/// random seed, so crafted subjects cannot force collisions.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 const TAG_COMMUNITY: u8 = 0;
 const TAG_DEVICE: u8 = 1;

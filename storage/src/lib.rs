@@ -21,6 +21,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map and `storage/FORMAT.md` for the bytes on disk.
 
+mod attr_codec;
 mod bitpack;
 pub mod catalog;
 mod clock;

@@ -30,14 +30,25 @@ pub struct ReadOutcome {
 
 /// Appends one framed record to `out`.
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    frame_with(out, |p| p.extend_from_slice(payload));
+}
+
+/// Appends one framed record whose payload `write` appends to `out`, without an
+/// intermediate buffer: the header is filled in once the payload is there.
+pub fn frame_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER]);
+    write(out);
+    let payload = &out[start + FRAME_HEADER..];
     assert!(
         !payload.is_empty() && payload.len() <= MAX_RECORD_BYTES as usize,
         "record of {} bytes",
         payload.len()
     );
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32fast::hash(payload).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&len);
+    out[start + 4..start + 8].copy_from_slice(&crc);
 }
 
 /// Calls `f(offset, payload)` for each complete record of `bytes`. A torn tail is

@@ -1,6 +1,5 @@
 //! The in-memory part of a shard: events appended since its last seal.
 
-use crate::event::Attrs;
 use crate::row::{kd_pack, kd_unpack, Row};
 use crate::{Direction, Kind};
 
@@ -13,7 +12,7 @@ pub struct StoredRow {
     pub subject: u32,
     /// Kind and direction packed: `kind << 2 | direction`.
     pub kd: u8,
-    /// Attributes encoded with [`encode_attrs`]; empty for none.
+    /// Attributes encoded with [`crate::attr_codec::encode_attrs`]; empty for none.
     pub attrs: Box<[u8]>,
     pub source_id: Option<Box<str>>,
 }
@@ -50,36 +49,4 @@ impl StoredRow {
     pub fn direction(&self) -> Direction {
         kd_unpack(self.kd).1
     }
-}
-
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
-/// Encodes attributes for the WAL and segments (bincode 2, standard config); no
-/// attributes encode as zero bytes.
-pub fn encode_attrs(attrs: &Attrs) -> Box<[u8]> {
-    if attrs.is_empty() {
-        return Box::default();
-    }
-    bincode::serde::encode_to_vec(attrs, bincode_config())
-        .expect("attribute maps always encode")
-        .into_boxed_slice()
-}
-
-/// Inverse of [`encode_attrs`].
-pub fn decode_attrs(bytes: &[u8]) -> Result<Attrs, String> {
-    if bytes.is_empty() {
-        return Ok(Attrs::new());
-    }
-    let (attrs, used): (Attrs, usize) =
-        bincode::serde::decode_from_slice(bytes, bincode_config().with_limit::<65536>())
-            .map_err(|e| format!("undecodable attributes: {e}"))?;
-    if used != bytes.len() {
-        return Err(format!(
-            "{} trailing bytes after attributes",
-            bytes.len() - used
-        ));
-    }
-    Ok(attrs)
 }

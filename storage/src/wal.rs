@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 use crate::fsutil::fsync_dir;
-use crate::log_file::{frame, read_records, TornTail};
+use crate::log_file::{frame_with, read_records, TornTail, FRAME_HEADER};
 use crate::memtable::StoredRow;
 use crate::shard::ShardKey;
 
@@ -35,25 +35,25 @@ pub(crate) fn encode_batch(first_seq: u64, rows: &[(ShardKey, StoredRow)], out: 
             .iter()
             .map(|(_, r)| EVENT_FIXED + r.attrs.len())
             .sum::<usize>();
-    let mut p = Vec::with_capacity(size);
-    p.extend_from_slice(&first_seq.to_le_bytes());
-    p.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    for (i, (key, r)) in rows.iter().enumerate() {
-        debug_assert_eq!(
-            r.seq,
-            first_seq + i as u64,
-            "a batch's sequence numbers are consecutive"
-        );
-        p.extend_from_slice(&r.ts_ms.to_le_bytes());
-        p.extend_from_slice(&key.community.to_le_bytes());
-        p.extend_from_slice(&r.device.to_le_bytes());
-        p.extend_from_slice(&r.subject.to_le_bytes());
-        p.push(r.kd);
-        p.extend_from_slice(&(r.attrs.len() as u32).to_le_bytes());
-        p.extend_from_slice(&r.attrs);
-    }
-    debug_assert_eq!(p.len(), size);
-    frame(&p, out);
+    out.reserve(FRAME_HEADER + size);
+    frame_with(out, |p| {
+        p.extend_from_slice(&first_seq.to_le_bytes());
+        p.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+        for (i, (key, r)) in rows.iter().enumerate() {
+            debug_assert_eq!(
+                r.seq,
+                first_seq + i as u64,
+                "a batch's sequence numbers are consecutive"
+            );
+            p.extend_from_slice(&r.ts_ms.to_le_bytes());
+            p.extend_from_slice(&key.community.to_le_bytes());
+            p.extend_from_slice(&r.device.to_le_bytes());
+            p.extend_from_slice(&r.subject.to_le_bytes());
+            p.push(r.kd);
+            p.extend_from_slice(&(r.attrs.len() as u32).to_le_bytes());
+            p.extend_from_slice(&r.attrs);
+        }
+    });
 }
 
 /// Decodes a batch payload. Lengths are checked against the bytes present.

@@ -72,19 +72,19 @@ fn a_resent_source_id_is_acknowledged_but_stored_once() {
         vec![Appended::Stored { seq: 1 }, Appended::Duplicate { seq: 1 }]
     );
     assert_eq!(
-        store.append(&[e.clone()]).unwrap().results,
+        store.append(std::slice::from_ref(&e)).unwrap().results,
         vec![Appended::Duplicate { seq: 1 }]
     );
     let key = store.shards()[0].key;
     assert!(store.seal_shard(key).unwrap());
     assert_eq!(
-        store.append(&[e.clone()]).unwrap().results,
+        store.append(std::slice::from_ref(&e)).unwrap().results,
         vec![Appended::Duplicate { seq: 1 }]
     );
     drop(store);
     let store = open(dir.path(), &clock, StoreConfig::default());
     assert_eq!(
-        store.append(&[e.clone()]).unwrap().results,
+        store.append(std::slice::from_ref(&e)).unwrap().results,
         vec![Appended::Duplicate { seq: 1 }]
     );
     assert_eq!(all_events(&store).len(), 1);

@@ -1,7 +1,7 @@
 //! Loads a synthetic month into a fresh store, seals it, and reports bytes per event by
 //! column and the heap a reopened store needs.
 //!
-//! cargo run --release -p sightline-benches --bin space_report -- [--communities N] [--days N] [--source-ids]
+//! cargo run --release -p sightline-benches --bin space-report -- [--communities N] [--days N] [--source-ids]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -111,7 +111,7 @@ pub fn build_segment(
     let mut file = vec![0u8; HEADER_LEN];
     let mut table = Vec::with_capacity(SECTION_COUNT);
     for (i, s) in sections.iter().enumerate() {
-        while file.len() % 8 != 0 {
+        while !file.len().is_multiple_of(8) {
             file.push(0);
         }
         // The data section is covered block by block; its table checksum is unused.

@@ -7,3 +7,6 @@ mod read;
 
 pub use build::build_segment;
 pub use read::{Segment, SegmentMeta};
+
+#[cfg(test)]
+mod golden;

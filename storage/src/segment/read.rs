@@ -613,7 +613,7 @@ impl Segment {
     /// The attributes of the event at `ordinal`.
     pub fn attrs(&self, ordinal: u32) -> Result<Attrs> {
         let bytes = self.attr_bytes(ordinal);
-        crate::memtable::decode_attrs(bytes).map_err(|reason| {
+        crate::attr_codec::decode_attrs(bytes).map_err(|reason| {
             let at = self.sections[Section::AttrData as usize].start
                 + self.get(self.attr_offsets, ordinal as usize) as usize;
             self.corrupt(at, format!("attributes of event {ordinal}: {reason}"))

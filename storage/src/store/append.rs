@@ -7,9 +7,10 @@
 //! the lock released, applies the events to the shards' memory, marks them durable and
 //! wakes the others. One fsync covers every batch that queued meanwhile.
 
+use crate::attr_codec::encode_attrs;
 use crate::error::{Result, StorageError};
 use crate::event::{Event, ValidationError};
-use crate::memtable::{encode_attrs, StoredRow};
+use crate::memtable::StoredRow;
 use crate::row::kd_pack;
 use crate::shard::ShardKey;
 use crate::wal::encode_batch;
@@ -168,14 +169,18 @@ impl Store {
                 continue;
             }
             w.flushing = true;
-            let batch = std::mem::take(&mut w.pending);
+            let spare = std::mem::take(&mut w.spare);
+            let batch = std::mem::replace(&mut w.pending, spare);
             drop(w);
             let flushed = self.flush(batch);
             w = lock(&inner.writer);
             w.flushing = false;
             inner.committed.notify_all();
             match flushed {
-                Ok(last) => w.durable_through = w.durable_through.max(last),
+                Ok((last, spare)) => {
+                    w.durable_through = w.durable_through.max(last);
+                    w.spare = spare;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "group commit failed; the store refuses writes until reopened");
                     w.failed = Some(e.to_string());
@@ -187,8 +192,8 @@ impl Store {
     }
 
     /// Writes and fsyncs one group, then makes its events readable. Returns the last
-    /// sequence number it made durable.
-    fn flush(&self, batch: Pending) -> Result<u64> {
+    /// sequence number it made durable and the group's buffers, emptied for reuse.
+    fn flush(&self, mut batch: Pending) -> Result<(u64, Pending)> {
         let inner = &*self.inner;
         {
             let mut logs = lock(&inner.logs);
@@ -200,10 +205,14 @@ impl Store {
             }
         }
         let mut shards = write(&inner.shards);
-        for (key, row) in batch.rows {
+        for (key, row) in batch.rows.drain(..) {
             shards.entry(key).or_default().mem.push(row);
         }
-        Ok(batch.last_seq)
+        drop(shards);
+        let last = std::mem::take(&mut batch.last_seq);
+        batch.wal.clear();
+        batch.dict.clear();
+        Ok((last, batch))
     }
 
     /// The seq of an event stored (or queued) in shard `key` with this source id.

@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::attr_codec::decode_attrs;
 use crate::catalog::{Catalog, ShardState, SledCatalog};
 use crate::clock::{Clock, SystemClock};
 use crate::config::StoreConfig;
@@ -20,7 +21,7 @@ use crate::dict::{DictLog, Dictionaries};
 use crate::error::{Result, StorageError};
 use crate::event::{Event, EventInput, ValidationError, SOURCE_ID};
 use crate::log_file::TornTail;
-use crate::memtable::{decode_attrs, StoredRow};
+use crate::memtable::StoredRow;
 use crate::segment::Segment;
 use crate::shard::{ShardKey, SpanLayout};
 use crate::wal::Wal;
@@ -61,6 +62,9 @@ pub(crate) struct WriterState {
     /// Every sequence number up to this one is durable.
     pub durable_through: u64,
     pub pending: append::Pending,
+    /// The buffers of the last flushed group, emptied, for the next group to fill:
+    /// the write path then neither frees nor regrows large buffers per fsync.
+    pub spare: append::Pending,
     pub flushing: bool,
     pub failed: Option<String>,
     /// Source ids of unsealed events (and queued ones), per shard, with their seq.
@@ -254,6 +258,7 @@ impl Store {
                     next_seq: max_seq + 1,
                     durable_through: max_seq,
                     pending: append::Pending::default(),
+                    spare: append::Pending::default(),
                     flushing: false,
                     failed: None,
                     source_ids,

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::attr_codec::decode_attrs;
 use crate::error::{Result, StorageError};
 use crate::event::Event;
-use crate::memtable::{decode_attrs, StoredRow};
+use crate::memtable::StoredRow;
 use crate::row::Row;
 use crate::segment::Segment;
 use crate::shard::ShardKey;
@@ -166,7 +167,7 @@ impl Store {
         for snap in self.snapshot(communities, from_ms, to_ms, in_range) {
             for seg in &snap.segments {
                 seg.for_each_in_range(from_ms, to_ms, |ordinal, r| match seg.attrs(ordinal) {
-                    Ok(a) => found.push((r, crate::memtable::encode_attrs(&a).into_vec())),
+                    Ok(a) => found.push((r, crate::attr_codec::encode_attrs(&a).into_vec())),
                     Err(e) => {
                         err.get_or_insert(e);
                     }

@@ -1,0 +1,97 @@
+//! The golden segment: fixed rows whose encoding is checked in at
+//! `storage/tests/data/golden-v1.seg`, so that a change to the byte layout is
+//! deliberate and visible in review. Rewrite the file with
+//! `SIGHTLINE_BLESS=1 cargo test -p sightline-storage golden` after bumping the
+//! format version (see `storage/FORMAT.md`).
+
+use std::path::PathBuf;
+
+use super::{build_segment, Segment};
+use crate::attr_codec::encode_attrs;
+use crate::event::{AttrValue, Attrs, SOURCE_ID};
+use crate::memtable::StoredRow;
+use crate::row::kd_pack;
+use crate::{Direction, Kind};
+
+const SPAN_START_MS: i64 = 1_630_425_600_000; // 2021-09-01T00:00+08:00
+const COMMUNITY: u32 = 3;
+const SPAN: i32 = 18_871;
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.seg")
+}
+
+/// 300 rows over three devices: two devices fill more than two blocks, and some rows
+/// carry attributes and source ids.
+fn golden_rows() -> Vec<StoredRow> {
+    (0..300u64)
+        .map(|i| {
+            let mut attrs = Attrs::new();
+            if i % 7 == 0 {
+                attrs.insert("plate_color".into(), AttrValue::Str("blue".into()));
+                attrs.insert(
+                    "confidence".into(),
+                    AttrValue::Float(0.5 + i as f64 / 1000.0),
+                );
+            }
+            let source_id = (i % 5 == 0).then(|| format!("src-{i:04}"));
+            if let Some(s) = &source_id {
+                attrs.insert(SOURCE_ID.into(), AttrValue::Str(s.clone()));
+            }
+            let (kind, direction) = match i % 3 {
+                0 => (Kind::Vehicle, Direction::In),
+                1 => (Kind::Face, Direction::Out),
+                _ => (Kind::Access, Direction::Unknown),
+            };
+            StoredRow {
+                seq: 1000 + i,
+                ts_ms: SPAN_START_MS + (i as i64 * 263_111) % 86_400_000,
+                device: (i % 3) as u32 + 10,
+                subject: (i * 31 % 47) as u32,
+                kd: kd_pack(kind, direction),
+                attrs: encode_attrs(&attrs),
+                source_id: source_id.map(Into::into),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn golden_segment_bytes_are_unchanged_and_read_back() {
+    let mut rows = golden_rows();
+    let bytes = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
+    let path = golden_path();
+    if std::env::var_os("SIGHTLINE_BLESS").is_some() {
+        std::fs::write(&path, &bytes).expect("write golden file");
+    }
+    let golden = std::fs::read(&path).expect("golden file is checked in");
+    assert!(
+        golden == bytes,
+        "segment encoding changed ({} bytes now, {} in {}): bump the format version",
+        bytes.len(),
+        golden.len(),
+        path.display()
+    );
+
+    let seg = Segment::open(&path).expect("golden file opens");
+    let meta = seg.meta();
+    assert_eq!(
+        (meta.community, meta.span, meta.events),
+        (COMMUNITY, SPAN, 300)
+    );
+    let mut expected = golden_rows();
+    expected.sort_by_key(|r| (r.device, r.ts_ms, r.seq));
+    let mut seen = 0;
+    seg.for_each(|ordinal, row| {
+        let e = &expected[ordinal as usize];
+        assert_eq!(row, e.row(COMMUNITY));
+        assert_eq!(
+            seg.attrs(ordinal).expect("attrs decode"),
+            crate::attr_codec::decode_attrs(&e.attrs).expect("attrs")
+        );
+        seen += 1;
+    });
+    assert_eq!(seen, 300);
+    assert_eq!(seg.find_source_id("src-0150").expect("lookup"), Some(1150));
+    assert_eq!(seg.find_source_id("src-0151").expect("lookup"), None);
+}
