@@ -1,1 +1,31 @@
-//! Placeholder for the query layer; see ARCHITECTURE.md and the open issues.
+//! The investigator queries over a [`Store`] and its [`StoreIndex`]: trajectory,
+//! co-occurrence (同行/伴随) and person–vehicle association (人车关联), collision (碰撞),
+//! frequency (频繁出入), nocturnal (昼伏夜出), first seen (首次出现), overnight base
+//! (落脚点) and counts. Exact semantics are in `query/SEMANTICS.md`.
+//!
+//! Queries are pure reads: they take strings as the user gave them, resolve them
+//! through the store's dictionaries, read rows, and return strings again. They know
+//! nothing of HTTP.
+
+mod collision;
+mod context;
+mod cooccurrence;
+mod counts;
+mod error;
+mod patterns;
+mod trajectory;
+
+pub use collision::{collision, Collision, CollisionHit, Condition, Place};
+pub use context::{QueryContext, Sighting};
+pub use cooccurrence::{cooccurrence, Candidate, Cooccurrence, Scope};
+pub use counts::{counts, CountBucket, CountKey, Counts, Granularity};
+pub use error::{QueryError, Result};
+pub use patterns::{
+    first_seen, frequency, nocturnal, overnight, FirstSeen, FirstSeenQuery, Frequency,
+    FrequencyQuery, Night, Nocturnal, NocturnalQuery, Overnight, OvernightQuery,
+};
+pub use trajectory::{trajectory, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery};
+
+/// Milliseconds in a day and an hour.
+pub const DAY_MS: i64 = 86_400_000;
+pub const HOUR_MS: i64 = 3_600_000;

@@ -53,6 +53,7 @@ pub use log_file::TornTail;
 pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
-    AppendOutcome, Appended, MaintenanceReport, RecoveryReport, ShardInfo, Store, StoredEvent,
+    AppendObserver, AppendOutcome, Appended, MaintenanceReport, RecoveryReport, Registration,
+    ShardInfo, Store, StoredEvent,
 };
 pub use subject::{normalize_plate, normalize_subject};

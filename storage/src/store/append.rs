@@ -11,9 +11,10 @@ use crate::attr_codec::encode_attrs;
 use crate::error::{Result, StorageError};
 use crate::event::{Event, ValidationError};
 use crate::memtable::StoredRow;
-use crate::row::kd_pack;
+use crate::row::{kd_pack, Row};
 use crate::shard::ShardKey;
 use crate::wal::encode_batch;
+use std::sync::atomic::Ordering;
 
 use super::{lock, read, write, Store};
 
@@ -205,9 +206,24 @@ impl Store {
             }
         }
         let mut shards = write(&inner.shards);
+        let observers = lock(&inner.observers);
+        let rows: Vec<Row> = if observers.is_empty() {
+            Vec::new()
+        } else {
+            batch.rows.iter().map(|(k, r)| r.row(k.community)).collect()
+        };
         for (key, row) in batch.rows.drain(..) {
             shards.entry(key).or_default().mem.push(row);
         }
+        if batch.last_seq > 0 {
+            inner
+                .applied_through
+                .store(batch.last_seq, Ordering::Release);
+        }
+        for o in observers.iter() {
+            o.appended(&rows);
+        }
+        drop(observers);
         drop(shards);
         let last = std::mem::take(&mut batch.last_seq);
         batch.wal.clear();

@@ -2,15 +2,17 @@
 //! sealing, compaction and retention in `maintain`.
 //!
 //! Lock order (never take an earlier one while holding a later one):
-//! `maintenance` → `writer` → `dicts` → `shards`. `logs` is taken alone.
+//! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone.
 
 mod append;
 mod maintain;
+mod observe;
 mod read;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::attr_codec::decode_attrs;
@@ -29,6 +31,7 @@ use crate::AttrValue;
 
 pub use append::{AppendOutcome, Appended};
 pub use maintain::MaintenanceReport;
+pub use observe::{AppendObserver, Registration};
 pub use read::{ShardInfo, StoredEvent};
 
 /// What opening the store found and repaired.
@@ -87,6 +90,10 @@ pub(crate) struct Inner {
     pub logs: Mutex<Logs>,
     pub dicts: RwLock<Dictionaries>,
     pub shards: RwLock<BTreeMap<ShardKey, Shard>>,
+    /// Told of every row made readable; a leaf lock, taken under `shards`.
+    pub observers: Mutex<Vec<Arc<dyn observe::AppendObserver>>>,
+    /// The highest seq applied to the shards (written under the `shards` lock).
+    pub applied_through: AtomicU64,
     /// Serialises seal, compaction and retention; holds the next segment id.
     pub maintenance: Mutex<u64>,
     pub recovery: RecoveryReport,
@@ -270,6 +277,8 @@ impl Store {
                 }),
                 dicts: RwLock::new(dicts),
                 shards: RwLock::new(shards),
+                observers: Mutex::new(Vec::new()),
+                applied_through: AtomicU64::new(max_seq),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 recovery,
                 config,

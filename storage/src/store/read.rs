@@ -121,6 +121,44 @@ impl Store {
         }
     }
 
+    /// Events of subject id `subject` with `from_ms <= ts < to_ms` in the shards
+    /// `keys` (missing shards are skipped). Sealed segments are read through their
+    /// subject postings, so the cost follows the subject's own events. Order: shard by
+    /// shard as given; within a shard unspecified.
+    pub fn scan_subject(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(Row),
+    ) {
+        if from_ms >= to_ms {
+            return;
+        }
+        let keep = |r: &StoredRow| r.subject == subject && r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        let snaps: Vec<ShardSnapshot> = {
+            let shards = read(&self.inner.shards);
+            keys.into_iter()
+                .filter_map(|k| shards.get(&k).map(|s| ShardSnapshot::take(k, s, keep)))
+                .collect()
+        };
+        for snap in &snaps {
+            for seg in &snap.segments {
+                for ordinal in seg.subject_ordinals(subject) {
+                    if let Some(r) = seg.row(ordinal) {
+                        if r.ts_ms >= from_ms && r.ts_ms < to_ms {
+                            f(r);
+                        }
+                    }
+                }
+            }
+            for r in snap.mem_rows(keep) {
+                f(r.row(snap.key.community));
+            }
+        }
+    }
+
     /// Every event of one shard, in the order of [`Store::scan_range`].
     pub fn scan_shard(&self, key: ShardKey, f: impl FnMut(Row)) {
         let layout = self.inner.layout;

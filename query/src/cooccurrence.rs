@@ -1,0 +1,250 @@
+//! Co-occurrence (同行/伴随) and person–vehicle association (人车关联).
+
+use std::collections::{BTreeSet, HashMap};
+
+use sightline_storage::{Kind, Row};
+
+use crate::context::{Names, QueryContext};
+use crate::error::{QueryError, Result};
+
+/// Longest window, either side of a target sighting.
+pub const MAX_WINDOW_MS: i64 = 3_600_000;
+/// Most candidates returned.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// Where a candidate must be to count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// At the same device as the target sighting.
+    Device,
+    /// Anywhere in the same community as the target sighting.
+    Community,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cooccurrence {
+    pub kind: Kind,
+    pub subject: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Only target sightings in these communities; all when `None`.
+    pub communities: Option<Vec<String>>,
+    /// `|c.ts − t.ts| ≤ window_ms`.
+    pub window_ms: i64,
+    pub min_count: u32,
+    pub scope: Scope,
+    /// Only candidates of this kind (vehicle→face is person–vehicle association).
+    pub candidate_kind: Option<Kind>,
+    /// Merge the target's reads at one device no more than this far apart into one pass.
+    pub dedup_gap_ms: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub kind: Kind,
+    pub subject: String,
+    /// Distinct target passes with at least one co-occurring event of this candidate.
+    pub hits: u32,
+    /// Distinct devices among the candidate's co-occurring events.
+    pub devices: u32,
+    /// Distinct local days among the candidate's co-occurring events.
+    pub days: u32,
+    /// First and last co-occurring event of the candidate.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// `hits` over the hits expected by chance from the candidate's frequency.
+    pub lift: f64,
+}
+
+/// One pass of the target: reads at one device merged by the dedup gap (or one read).
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    community: u32,
+    device: u32,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+#[derive(Default)]
+struct Acc {
+    hits: u32,
+    last_pass: Option<usize>,
+    devices: BTreeSet<u32>,
+    days: BTreeSet<i64>,
+    first_ms: i64,
+    last_ms: i64,
+    seen: BTreeSet<u64>,
+}
+
+pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Candidate>> {
+    ctx.check_range(q.from_ms, q.to_ms)?;
+    if !(0..=MAX_WINDOW_MS).contains(&q.window_ms) {
+        return Err(QueryError::invalid(
+            "window",
+            format!("must be 0 to {} s", MAX_WINDOW_MS / 1000),
+        ));
+    }
+    if q.limit == 0 || q.limit > MAX_LIMIT {
+        return Err(QueryError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    if q.min_count == 0 {
+        return Err(QueryError::invalid("min_count", "must be at least 1"));
+    }
+    if let Some(g) = q.dedup_gap_ms {
+        if !(0..=MAX_WINDOW_MS).contains(&g) {
+            return Err(QueryError::invalid(
+                "dedup_gap",
+                format!("must be 0 to {} s", MAX_WINDOW_MS / 1000),
+            ));
+        }
+    }
+    let Some(target) = ctx.subject_id(q.kind, &q.subject)? else {
+        return Ok(Vec::new());
+    };
+    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
+    let sightings = ctx.subject_rows(target, q.from_ms, q.to_ms, communities.as_deref());
+    let passes = passes(sightings, q.dedup_gap_ms);
+    let w = q.window_ms;
+
+    let mut acc: HashMap<u32, Acc> = HashMap::new();
+    let mut window = Vec::new();
+    for (i, p) in passes.iter().enumerate() {
+        window.clear();
+        let (lo, hi) = (p.first_ms - w, p.last_ms + w + 1);
+        match q.scope {
+            Scope::Device => ctx.device_rows(p.device, lo, hi, &mut window),
+            Scope::Community => ctx
+                .store
+                .scan_range(lo, hi, Some(&[p.community]), |r| window.push(r)),
+        }
+        for c in &window {
+            if c.subject == target || q.candidate_kind.is_some_and(|k| k != c.kind) {
+                continue;
+            }
+            let a = acc.entry(c.subject).or_insert_with(|| Acc {
+                first_ms: i64::MAX,
+                last_ms: i64::MIN,
+                ..Acc::default()
+            });
+            if a.last_pass != Some(i) {
+                a.last_pass = Some(i);
+                a.hits += 1;
+            }
+            if a.seen.insert(c.seq) {
+                a.devices.insert(c.device);
+                a.days.insert(ctx.local(c.ts_ms).0);
+                a.first_ms = a.first_ms.min(c.ts_ms);
+                a.last_ms = a.last_ms.max(c.ts_ms);
+            }
+        }
+    }
+
+    let dicts = ctx.store.dictionaries();
+    let names = Names { dicts: &dicts };
+    let mut out: Vec<(u32, Candidate)> = acc
+        .into_iter()
+        .filter(|(_, a)| a.hits >= q.min_count)
+        .map(|(id, a)| {
+            let (kind, subject) = names.subject(id);
+            (
+                id,
+                Candidate {
+                    kind,
+                    subject: subject.to_string(),
+                    hits: a.hits,
+                    devices: a.devices.len() as u32,
+                    days: a.days.len() as u32,
+                    first_ms: a.first_ms,
+                    last_ms: a.last_ms,
+                    lift: 0.0,
+                },
+            )
+        })
+        .collect();
+    drop(dicts);
+    out.sort_by(|(_, a), (_, b)| {
+        b.hits
+            .cmp(&a.hits)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.subject.cmp(&b.subject))
+    });
+    out.truncate(q.limit);
+    for (id, c) in &mut out {
+        c.lift = lift(ctx, q, &passes, *id, c.hits);
+    }
+    Ok(out.into_iter().map(|(_, c)| c).collect())
+}
+
+/// The target's sightings as passes, in (ts, device) order of their first read.
+fn passes(mut rows: Vec<Row>, dedup_gap_ms: Option<i64>) -> Vec<Pass> {
+    let one = |r: &Row| Pass {
+        community: r.community,
+        device: r.device,
+        first_ms: r.ts_ms,
+        last_ms: r.ts_ms,
+    };
+    let Some(gap) = dedup_gap_ms else {
+        return rows.iter().map(one).collect();
+    };
+    rows.sort_unstable_by_key(|r| (r.device, r.community, r.ts_ms, r.seq));
+    let mut out: Vec<Pass> = Vec::new();
+    for r in &rows {
+        match out.last_mut() {
+            Some(p)
+                if p.device == r.device
+                    && p.community == r.community
+                    && r.ts_ms - p.last_ms <= gap =>
+            {
+                p.last_ms = r.ts_ms;
+            }
+            _ => out.push(one(r)),
+        }
+    }
+    out.sort_unstable_by_key(|p| (p.first_ms, p.device));
+    out
+}
+
+/// Hits over expected hits: the candidate's events at the target's locations, spread
+/// evenly over those locations and the range, would fall into a pass's window with
+/// probability `min(1, n / L × window / span)` (see SEMANTICS.md).
+fn lift(
+    ctx: &QueryContext<'_>,
+    q: &Cooccurrence,
+    passes: &[Pass],
+    candidate: u32,
+    hits: u32,
+) -> f64 {
+    let w = q.window_ms;
+    let (lo, hi) = (q.from_ms - w, q.to_ms + w);
+    let span = (hi - lo) as f64;
+    let location = |r: &Row| match q.scope {
+        Scope::Device => r.device,
+        Scope::Community => r.community,
+    };
+    let locations: std::collections::HashSet<u32> = passes
+        .iter()
+        .map(|p| match q.scope {
+            Scope::Device => p.device,
+            Scope::Community => p.community,
+        })
+        .collect();
+    let n = ctx
+        .subject_rows(candidate, lo, hi, None)
+        .iter()
+        .filter(|r| locations.contains(&location(r)))
+        .count() as f64;
+    let per_location = n / locations.len().max(1) as f64;
+    let expected: f64 = passes
+        .iter()
+        .map(|p| (per_location * (p.last_ms - p.first_ms + 2 * w + 1) as f64 / span).min(1.0))
+        .sum();
+    if expected > 0.0 {
+        hits as f64 / expected
+    } else {
+        0.0
+    }
+}

@@ -1,0 +1,580 @@
+//! Every query against a brute-force oracle written as plainly as possible.
+//!
+//! Random events use small alphabets (3 communities, 2 devices each, a handful of
+//! subjects) on a coarse time grid that straddles local midnights, so co-occurrences,
+//! exact window boundaries and day boundaries happen often. The store gets them in
+//! several batches with shards sealed in between, so answers combine sealed segments,
+//! delta segments of late events, and in-memory rows. The index is attached before
+//! loading (kept current by the observer) or after (built by its scan).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sightline_index::StoreIndex;
+use sightline_query::*;
+use sightline_storage::{Appended, Direction, EventInput, Kind, ManualClock, Store, StoreConfig};
+
+/// 2021-09-01T00:00:00+08:00: a local midnight.
+const DAY0: i64 = 1_630_425_600_000;
+const MIN: i64 = 60_000;
+const TZ: i64 = 8 * HOUR_MS;
+
+#[derive(Clone, Debug)]
+struct Ev {
+    seq: u64,
+    ts: i64,
+    community: String,
+    device: String,
+    kind: Kind,
+    subject: String,
+    direction: Direction,
+}
+
+fn community(c: u8) -> String {
+    format!("320508000{c}")
+}
+fn device(c: u8, d: u8) -> String {
+    format!("320508{c:02}011210000{d:03}")
+}
+fn subject_of(kind: Kind, n: u8) -> String {
+    match kind {
+        Kind::Vehicle => format!("苏E0000{n}"),
+        _ => format!("F{n}"),
+    }
+}
+fn local(ts: i64) -> (i64, i64) {
+    ((ts + TZ).div_euclid(DAY_MS), (ts + TZ).rem_euclid(DAY_MS))
+}
+
+/// (community, ts) of a sighting.
+type Seen = (String, i64);
+
+/// (ts, community, device, kind, subject, direction) before storing.
+type Raw = (i64, u8, u8, Kind, u8, Direction);
+
+fn raw_event() -> impl Strategy<Value = Raw> {
+    (
+        // A few hours around three local midnights (and noons); 8 slots 30 s apart
+        // in each, so events crowd onto the same devices within a window.
+        (
+            prop::sample::select(vec![-1i64, 0, 11, 12, 23, 24, 47, 48]),
+            0i64..4,
+            0i64..2,
+        ),
+        0u8..3,
+        0u8..2,
+        prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        0u8..4,
+        prop_oneof![
+            Just(Direction::In),
+            Just(Direction::Out),
+            Just(Direction::Unknown)
+        ],
+    )
+        .prop_map(|((h, m, half), c, d, k, s, dir)| {
+            (
+                DAY0 + h * HOUR_MS + m * MIN + half * 30_000,
+                c,
+                d,
+                k,
+                s,
+                dir,
+            )
+        })
+}
+
+struct Loaded {
+    _dir: tempfile::TempDir,
+    store: Store,
+    index: Arc<StoreIndex>,
+    events: Vec<Ev>,
+}
+
+/// Loads `batches`, sealing every shard after the batches flagged in `seal_after`.
+fn load(batches: &[Vec<Raw>], seal_after: &[bool], index_first: bool) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
+    let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
+    let early = index_first.then(|| StoreIndex::attach(&store));
+    let mut events = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        let valid: Vec<_> = batch
+            .iter()
+            .map(|&(ts, c, d, kind, s, direction)| {
+                store
+                    .validate(EventInput {
+                        ts_ms: ts,
+                        community: community(c),
+                        device: device(c, d),
+                        kind: kind.as_str().into(),
+                        subject: subject_of(kind, s),
+                        direction: direction.as_str().into(),
+                        ..Default::default()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let outcome = store.append(&valid).unwrap();
+        for (&(ts, c, d, kind, s, direction), r) in batch.iter().zip(&outcome.results) {
+            let Appended::Stored { seq } = r else {
+                panic!("not stored: {r:?}")
+            };
+            events.push(Ev {
+                seq: *seq,
+                ts,
+                community: community(c),
+                device: device(c, d),
+                kind,
+                subject: subject_of(kind, s),
+                direction,
+            });
+        }
+        if seal_after.get(i).copied().unwrap_or(false) {
+            for s in store.shards() {
+                store.seal_shard(s.key).unwrap();
+            }
+        }
+    }
+    let index = early.unwrap_or_else(|| StoreIndex::attach(&store));
+    Loaded {
+        _dir: dir,
+        store,
+        index,
+        events,
+    }
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<Vec<Raw>>, Vec<bool>, bool)> {
+    (
+        prop::collection::vec(prop::collection::vec(raw_event(), 0..40), 1..4),
+        prop::collection::vec(any::<bool>(), 3),
+        any::<bool>(),
+    )
+}
+
+/// `[from, to)` mostly on the hours events fall on, so events sit exactly on the bounds.
+fn range() -> impl Strategy<Value = (i64, i64)> {
+    let hour = prop_oneof![
+        3 => prop::sample::select(vec![-1i64, 0, 11, 12, 23, 24, 47, 48]),
+        1 => -4i64..50,
+    ];
+    let len = prop_oneof![
+        3 => prop::sample::select(vec![1i64, 12, 24, 25, 48]),
+        1 => 1i64..56,
+    ];
+    (hour, len).prop_map(|(a, len)| (DAY0 + a * HOUR_MS, DAY0 + (a + len) * HOUR_MS))
+}
+
+/// Moves `[from, to)` onto stored events when `snap` says so, so that events sit
+/// exactly on the bounds: `from` at event `i` (shifted by `shift`), `to` at event `j`.
+fn snap_range(
+    events: &[Ev],
+    (from, to): (i64, i64),
+    snap: Option<(prop::sample::Index, prop::sample::Index)>,
+    shift: i64,
+) -> (i64, i64) {
+    match snap {
+        Some((i, j)) if !events.is_empty() => {
+            let from = events[i.index(events.len())].ts + shift;
+            let to = events[j.index(events.len())].ts;
+            if to > from {
+                (from, to)
+            } else {
+                (from, from + 25 * HOUR_MS)
+            }
+        }
+        _ => (from, to),
+    }
+}
+
+fn strip(s: &Sighting) -> (u64, i64, String, String, Kind, String, Direction) {
+    (
+        s.seq,
+        s.ts_ms,
+        s.community.clone(),
+        s.device.clone(),
+        s.kind,
+        s.subject.clone(),
+        s.direction,
+    )
+}
+
+// ---------------------------------------------------------------- trajectory
+
+fn oracle_stays(evs: &[&Ev]) -> Vec<(String, i64, Option<i64>, StayEnd)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < evs.len() {
+        if evs[i].direction != Direction::In {
+            i += 1;
+            continue;
+        }
+        let here = &evs[i].community;
+        // The first later event that is elsewhere, or an `out` here, closes the stay.
+        let close = (i + 1..evs.len())
+            .find(|&j| evs[j].community != *here || evs[j].direction == Direction::Out);
+        match close {
+            None => {
+                out.push((here.clone(), evs[i].ts, None, StayEnd::Open));
+                break;
+            }
+            Some(j) => {
+                let how = if evs[j].community != *here {
+                    StayEnd::Elsewhere
+                } else {
+                    StayEnd::Out
+                };
+                out.push((here.clone(), evs[i].ts, Some(evs[j].ts), how));
+                // The closing event may itself open the next stay.
+                i = j;
+                if how == StayEnd::Out {
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn trajectory_matches_oracle(
+        (batches, seals, index_first) in scenario(),
+        grid in range(),
+        snap in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        s in 0u8..4,
+        only in prop::option::of(prop::collection::vec(0u8..3, 1..3)),
+        limit in 1usize..7,
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let ctx = QueryContext::new(&l.store, &l.index);
+        let (from, to) = snap_range(&l.events, grid, snap, 0);
+        // With a snapped range, follow the subject of the event at `to` half the time.
+        let (kind, subject) = match snap {
+            Some((_, j)) if s % 2 == 0 && !l.events.is_empty() => {
+                let e = &l.events[j.index(l.events.len())];
+                (e.kind, e.subject.clone())
+            }
+            _ => (kind, subject_of(kind, s)),
+        };
+        let communities = only.as_ref().map(|cs| cs.iter().map(|&c| community(c)).collect::<Vec<_>>());
+        let mut expected: Vec<&Ev> = l.events.iter()
+            .filter(|e| e.kind == kind && e.subject == subject && e.ts >= from && e.ts < to)
+            .filter(|e| communities.as_ref().is_none_or(|cs| cs.contains(&e.community)))
+            .collect();
+        expected.sort_by(|a, b| (a.ts, &a.device, a.seq).cmp(&(b.ts, &b.device, b.seq)));
+
+        let mut got = Vec::new();
+        let mut cursor = None;
+        let mut first_stays = None;
+        loop {
+            let page = trajectory(&ctx, &TrajectoryQuery {
+                kind, subject: subject.clone(), from_ms: from, to_ms: to,
+                communities: communities.clone(), cursor: cursor.clone(), limit,
+            }).unwrap();
+            prop_assert!(page.events.len() <= limit);
+            if cursor.is_none() {
+                first_stays = Some(page.stays.clone());
+            } else {
+                prop_assert!(page.stays.is_empty());
+            }
+            got.extend(page.events.iter().map(strip));
+            match page.next_cursor {
+                // Cursors survive a round trip through their text form.
+                Some(c) => cursor = Some(c.to_string().parse::<Cursor>().unwrap()),
+                None => break,
+            }
+        }
+        let want: Vec<_> = expected.iter().map(|e| (e.seq, e.ts, e.community.clone(), e.device.clone(), e.kind, e.subject.clone(), e.direction)).collect();
+        prop_assert_eq!(got, want);
+        let stays: Vec<_> = first_stays.unwrap().into_iter().map(|s| (s.community, s.in_ms, s.out_ms, s.ended_by)).collect();
+        prop_assert_eq!(stays, oracle_stays(&expected));
+    }
+
+    #[test]
+    fn cooccurrence_matches_oracle(
+        (batches, seals, index_first) in scenario(),
+        grid in range(),
+        snap in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        s in 0u8..4,
+        window_s in prop_oneof![Just(0i64), Just(30), Just(60), Just(90)],
+        min_count in 1u32..3,
+        device_scope in any::<bool>(),
+        candidate_kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
+        dedup_s in prop::option::of(prop_oneof![Just(0i64), Just(30), Just(120)]),
+        limit in 1usize..10,
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let ctx = QueryContext::new(&l.store, &l.index);
+        let (from, to) = snap_range(&l.events, grid, snap, 0);
+        let target = subject_of(kind, s);
+        let w = window_s * 1000;
+        let scope = if device_scope { Scope::Device } else { Scope::Community };
+        let got = cooccurrence(&ctx, &Cooccurrence {
+            kind, subject: target.clone(), from_ms: from, to_ms: to, communities: None,
+            window_ms: w, min_count, scope, candidate_kind,
+            dedup_gap_ms: dedup_s.map(|g| g * 1000), limit,
+        }).unwrap();
+
+        // Passes: each target sighting, or runs at one device with gaps <= dedup.
+        let mut sightings: Vec<&Ev> = l.events.iter()
+            .filter(|e| e.kind == kind && e.subject == target && e.ts >= from && e.ts < to)
+            .collect();
+        let mut passes: Vec<(String, String, i64, i64)> = Vec::new();
+        match dedup_s {
+            None => passes = sightings.iter().map(|e| (e.community.clone(), e.device.clone(), e.ts, e.ts)).collect(),
+            Some(g) => {
+                sightings.sort_by(|a, b| (&a.device, &a.community, a.ts).cmp(&(&b.device, &b.community, b.ts)));
+                for e in sightings {
+                    let extend = passes.last().is_some_and(|p| p.1 == e.device && p.0 == e.community && e.ts - p.3 <= g * 1000);
+                    if extend {
+                        passes.last_mut().unwrap().3 = e.ts;
+                    } else {
+                        passes.push((e.community.clone(), e.device.clone(), e.ts, e.ts));
+                    }
+                }
+            }
+        }
+        // Candidate (kind, subject) -> (passes hit, matched events).
+        let mut hits: BTreeMap<(Kind, String), (BTreeSet<usize>, BTreeSet<u64>)> = BTreeMap::new();
+        for (i, p) in passes.iter().enumerate() {
+            for c in &l.events {
+                let place = match scope { Scope::Device => c.device == p.1, Scope::Community => c.community == p.0 };
+                let other = (c.kind, &c.subject) != (kind, &target);
+                if place && other && c.ts >= p.2 - w && c.ts <= p.3 + w
+                    && candidate_kind.is_none_or(|k| k == c.kind) {
+                    let e = hits.entry((c.kind, c.subject.clone())).or_default();
+                    e.0.insert(i);
+                    e.1.insert(c.seq);
+                }
+            }
+        }
+        let by_seq: HashMap<u64, &Ev> = l.events.iter().map(|e| (e.seq, e)).collect();
+        let mut want: Vec<(u32, Kind, String, u32, u32, i64, i64)> = hits.into_iter()
+            .filter(|(_, (p, _))| p.len() as u32 >= min_count)
+            .map(|((k, s), (p, seqs))| {
+                let evs: Vec<&Ev> = seqs.iter().map(|q| by_seq[q]).collect();
+                let devices: HashSet<&String> = evs.iter().map(|e| &e.device).collect();
+                let days: HashSet<i64> = evs.iter().map(|e| local(e.ts).0).collect();
+                (p.len() as u32, k, s, devices.len() as u32, days.len() as u32,
+                 evs.iter().map(|e| e.ts).min().unwrap(), evs.iter().map(|e| e.ts).max().unwrap())
+            })
+            .collect();
+        want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        want.truncate(limit);
+        let got_plain: Vec<_> = got.iter().map(|c| (c.hits, c.kind, c.subject.clone(), c.devices, c.days, c.first_ms, c.last_ms)).collect();
+        prop_assert_eq!(got_plain, want);
+        for c in &got {
+            prop_assert!(c.lift.is_finite() && c.lift > 0.0, "lift {}", c.lift);
+        }
+    }
+
+    #[test]
+    fn collision_matches_oracle(
+        (batches, seals, index_first) in scenario(),
+        conds in prop::collection::vec((any::<bool>(), prop::collection::vec((0u8..3, 0u8..2), 1..3), range()), 1..5),
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        k in 1usize..4,
+        limit in 1usize..10,
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let ctx = QueryContext::new(&l.store, &l.index);
+        let k = k.min(conds.len());
+        let conditions: Vec<Condition> = conds.iter().map(|(by_device, places, (from, to))| Condition {
+            place: if *by_device {
+                Place::Devices(places.iter().map(|&(c, d)| device(c, d)).collect())
+            } else {
+                Place::Communities(places.iter().map(|&(c, _)| community(c)).collect())
+            },
+            from_ms: *from, to_ms: *to,
+        }).collect();
+        let got = collision(&ctx, &Collision { kind, conditions, min_conditions: k, limit }).unwrap();
+
+        let mut met: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        for (i, (by_device, places, (from, to))) in conds.iter().enumerate() {
+            for e in &l.events {
+                let at = places.iter().any(|&(c, d)| if *by_device { e.device == device(c, d) } else { e.community == community(c) });
+                if at && e.kind == kind && e.ts >= *from && e.ts < *to {
+                    met.entry(e.subject.clone()).or_default().insert(i);
+                }
+            }
+        }
+        let mut want: Vec<(String, Vec<usize>)> = met.into_iter()
+            .filter(|(_, c)| c.len() >= k)
+            .map(|(s, c)| (s, c.into_iter().collect()))
+            .collect();
+        want.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        want.truncate(limit);
+        let got: Vec<_> = got.into_iter().map(|h| (h.subject, h.conditions)).collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn frequency_and_first_seen_match_oracle(
+        (batches, seals, index_first) in scenario(),
+        grid in range(),
+        snap in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+        c in 0u8..3,
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        min_count in prop::option::of(1u32..6),
+        min_days in prop::option::of(1u32..3),
+        lookback in 0u32..3,
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let ctx = QueryContext::new(&l.store, &l.index);
+        // Snapped: an event sits exactly `lookback` days before `from`.
+        let (from, to) = snap_range(&l.events, grid, snap, lookback as i64 * DAY_MS);
+        // Snapped: ask about the community and kind of the event at `from - lookback`.
+        let (place, kind) = match snap {
+            Some((i, _)) if !l.events.is_empty() => {
+                let e = &l.events[i.index(l.events.len())];
+                (e.community.clone(), e.kind)
+            }
+            _ => (community(c), kind),
+        };
+        let here: Vec<&Ev> = l.events.iter().filter(|e| e.community == place && e.kind == kind).collect();
+
+        if min_count.is_some() || min_days.is_some() {
+            let got = frequency(&ctx, &FrequencyQuery {
+                community: place.clone(), kind, from_ms: from, to_ms: to, min_count, min_days, limit: 1000,
+            }).unwrap();
+            let mut per: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for e in here.iter().filter(|e| e.ts >= from && e.ts < to) {
+                per.entry(e.subject.clone()).or_default().push(e.ts);
+            }
+            let mut want: Vec<Frequency> = per.into_iter().filter_map(|(s, ts)| {
+                let days: BTreeSet<i64> = ts.iter().map(|t| local(*t).0).collect();
+                let ok = min_count.is_some_and(|n| ts.len() as u32 >= n) || min_days.is_some_and(|d| days.len() as u32 >= d);
+                ok.then(|| Frequency {
+                    subject: s, count: ts.len() as u32, days: days.len() as u32,
+                    first_ms: *ts.iter().min().unwrap(), last_ms: *ts.iter().max().unwrap(),
+                })
+            }).collect();
+            want.sort_by(|a, b| b.count.cmp(&a.count).then(a.subject.cmp(&b.subject)));
+            prop_assert_eq!(got, want);
+        } else {
+            let refused = frequency(&ctx, &FrequencyQuery {
+                community: place.clone(), kind, from_ms: from, to_ms: to, min_count, min_days, limit: 1000,
+            });
+            prop_assert!(refused.is_err());
+        }
+
+        let got = first_seen(&ctx, &FirstSeenQuery {
+            community: place.clone(), kind, from_ms: from, to_ms: to, lookback_days: lookback, limit: 1000,
+        }).unwrap();
+        let before: HashSet<&String> = here.iter()
+            .filter(|e| e.ts >= from - lookback as i64 * DAY_MS && e.ts < from)
+            .map(|e| &e.subject).collect();
+        let mut per: BTreeMap<String, (i64, u32)> = BTreeMap::new();
+        for e in here.iter().filter(|e| e.ts >= from && e.ts < to && !before.contains(&e.subject)) {
+            let x = per.entry(e.subject.clone()).or_insert((i64::MAX, 0));
+            x.0 = x.0.min(e.ts);
+            x.1 += 1;
+        }
+        let mut want: Vec<FirstSeen> = per.into_iter().map(|(subject, (first_ms, count))| FirstSeen { subject, first_ms, count }).collect();
+        want.sort_by(|a, b| a.first_ms.cmp(&b.first_ms).then(a.subject.cmp(&b.subject)));
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn nocturnal_overnight_and_counts_match_oracle(
+        (batches, seals, index_first) in scenario(),
+        grid in range(),
+        snap in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        s in 0u8..4,
+        (day_start, day_end) in (0u32..12, 12u32..25),
+        (min_night, max_day) in (0u32..4, 0u32..4),
+        (morning, evening) in (0u32..12, 12u32..25),
+        by in prop_oneof![Just(CountKey::Community), Just(CountKey::Device), Just(CountKey::Kind)],
+        hourly in any::<bool>(),
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let ctx = QueryContext::new(&l.store, &l.index);
+        let (from, to) = snap_range(&l.events, grid, snap, 0);
+        let in_range: Vec<&Ev> = l.events.iter().filter(|e| e.ts >= from && e.ts < to).collect();
+
+        // Nocturnal.
+        let mut q = NocturnalQuery::new(kind, from, to);
+        (q.day_start_hour, q.day_end_hour, q.min_night, q.max_day) = (day_start, day_end, min_night, max_day);
+        let got = nocturnal(&ctx, &q).unwrap();
+        let mut per: BTreeMap<String, (u32, u32, BTreeSet<i64>)> = BTreeMap::new();
+        for e in in_range.iter().filter(|e| e.kind == kind) {
+            let (day, ms) = local(e.ts);
+            let hour = (ms / HOUR_MS) as u32;
+            let x = per.entry(e.subject.clone()).or_default();
+            if hour >= day_start && hour < day_end {
+                x.1 += 1;
+            } else {
+                x.0 += 1;
+                // A night belongs to the date it began on.
+                x.2.insert(if hour < day_start { day - 1 } else { day });
+            }
+        }
+        let mut want: Vec<(String, u32, u32, u32)> = per.into_iter()
+            .filter(|(_, (n, d, _))| *n >= min_night && *d <= max_day)
+            .map(|(s, (n, d, nights))| (s, n, d, nights.len() as u32))
+            .collect();
+        want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let got_plain: Vec<_> = got.iter().map(|x| (x.subject.clone(), x.night, x.day, x.night_days)).collect();
+        prop_assert_eq!(got_plain, want);
+        for x in &got {
+            prop_assert!((x.night_ratio - x.night as f64 / (x.night + x.day) as f64).abs() < 1e-12);
+        }
+
+        // Overnight base.
+        let subject = subject_of(kind, s);
+        let mut q = OvernightQuery::new(kind, &subject, from, to);
+        (q.morning_hour, q.evening_hour) = (morning, evening);
+        let got = overnight(&ctx, &q).unwrap();
+        let mut mine: Vec<&Ev> = in_range.iter().copied().filter(|e| e.kind == kind && e.subject == subject).collect();
+        mine.sort_by(|a, b| (a.ts, &a.device, a.seq).cmp(&(b.ts, &b.device, b.seq)));
+        let mut nights: BTreeMap<i64, (Option<Seen>, Option<Seen>)> = BTreeMap::new();
+        for e in &mine {
+            let (day, ms) = local(e.ts);
+            if ms >= evening as i64 * HOUR_MS {
+                nights.entry(day).or_default().0 = Some((e.community.clone(), e.ts));
+            } else if ms < morning as i64 * HOUR_MS {
+                let n = nights.entry(day - 1).or_default();
+                if n.1.is_none() {
+                    n.1 = Some((e.community.clone(), e.ts));
+                }
+            }
+        }
+        let got_nights: Vec<_> = got.nights.iter().map(|n| (n.day, (n.evening.clone(), n.morning.clone()))).collect();
+        let want_nights: Vec<_> = nights.clone().into_iter().collect();
+        prop_assert_eq!(got_nights, want_nights);
+        let mut credit: BTreeMap<String, u32> = BTreeMap::new();
+        for (e, m) in nights.values() {
+            let set: BTreeSet<&String> = e.iter().chain(m.iter()).map(|(c, _)| c).collect();
+            for c in set {
+                *credit.entry(c.clone()).or_default() += 1;
+            }
+        }
+        let mut want: Vec<(String, u32)> = credit.into_iter().collect();
+        want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        prop_assert_eq!(got.bases, want);
+
+        // Counts.
+        let per = if hourly { Granularity::Hour } else { Granularity::Day };
+        let got = counts(&ctx, &Counts { from_ms: from, to_ms: to, communities: None, kind: None, by, per }).unwrap();
+        let width = if hourly { HOUR_MS } else { DAY_MS };
+        let mut want: BTreeMap<(i64, String), u64> = BTreeMap::new();
+        for e in &in_range {
+            let bucket = (e.ts + TZ).div_euclid(width) * width - TZ;
+            let key = match by {
+                CountKey::Community => e.community.clone(),
+                CountKey::Device => e.device.clone(),
+                CountKey::Kind => e.kind.as_str().to_string(),
+            };
+            *want.entry((bucket, key)).or_default() += 1;
+        }
+        let got: Vec<_> = got.into_iter().map(|b| ((b.bucket_ms, b.key), b.count)).collect();
+        prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    }
+}
