@@ -5,7 +5,16 @@
 //! per-subject sighting statistics. It attaches to a [`Store`] as an
 //! [`AppendObserver`], so it is exact at all times: an event is in the index before
 //! the `append` that stored it returns.
+//!
+//! [`Vocabulary`] is the tantivy index of subject strings: exact, prefix, wildcard and
+//! fuzzy search, current within its refresh interval.
 
+mod error;
 mod store_index;
+mod vocabulary;
 
+pub use error::{IndexError, Result};
 pub use store_index::{IndexView, StoreIndex, SubjectStats};
+pub use vocabulary::{
+    ocr_distance, Refresher, SearchMode, Vocabulary, MAX_MATCHES, MAX_PATTERN_CHARS,
+};

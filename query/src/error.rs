@@ -9,6 +9,9 @@ pub enum QueryError {
     Invalid { field: &'static str, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Vocabulary search failed or refused the pattern.
+    #[error(transparent)]
+    Index(#[from] sightline_index::IndexError),
 }
 
 impl QueryError {

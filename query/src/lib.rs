@@ -13,6 +13,7 @@ mod cooccurrence;
 mod counts;
 mod error;
 mod patterns;
+mod search;
 mod trajectory;
 
 pub use collision::{collision, Collision, CollisionHit, Condition, Place};
@@ -24,6 +25,8 @@ pub use patterns::{
     first_seen, frequency, nocturnal, overnight, FirstSeen, FirstSeenQuery, Frequency,
     FrequencyQuery, Night, Nocturnal, NocturnalQuery, Overnight, OvernightQuery,
 };
+pub use search::{search, SearchQuery, SubjectMatch, MAX_SEARCH_LIMIT};
+pub use sightline_index::SearchMode;
 pub use trajectory::{trajectory, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery};
 
 /// Milliseconds in a day and an hour.

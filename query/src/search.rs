@@ -1,0 +1,105 @@
+//! Vocabulary search: subjects by pattern, with their sightings.
+
+use sightline_index::{ocr_distance, SearchMode, Vocabulary};
+use sightline_storage::Kind;
+
+use crate::context::QueryContext;
+use crate::error::{QueryError, Result};
+
+/// Most subjects one search returns.
+pub const MAX_SEARCH_LIMIT: usize = 1000;
+
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub pattern: String,
+    pub mode: SearchMode,
+    /// Only subjects of this kind; all kinds when `None`.
+    pub kind: Option<Kind>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubjectMatch {
+    pub kind: Kind,
+    pub subject: String,
+    /// Sightings over the whole store, and the first and last.
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Weighted edit distance from the pattern (fuzzy mode; 0 otherwise): OCR
+    /// confusions (0/D/Q, 8/B, 1/7/I, 2/Z, 5/S, 6/G) cost 0.5, other edits 1.
+    pub distance: f32,
+}
+
+/// Fuzzy results by (distance, count desc, subject); others by (count desc, subject).
+pub fn search(
+    ctx: &QueryContext<'_>,
+    vocab: &Vocabulary,
+    q: &SearchQuery,
+) -> Result<Vec<SubjectMatch>> {
+    if q.limit == 0 || q.limit > MAX_SEARCH_LIMIT {
+        return Err(QueryError::invalid(
+            "limit",
+            format!("must be 1 to {MAX_SEARCH_LIMIT}"),
+        ));
+    }
+    // The pattern is normalised the way each kind's subjects are stored: plates upper
+    // case, half width, without separators; feature and card ids only trimmed. When
+    // both spellings agree, one search covers every kind.
+    let kinds: Vec<Kind> = match q.kind {
+        Some(k) => vec![k],
+        None => Kind::ALL.to_vec(),
+    };
+    let mut searches: Vec<(String, Vec<Kind>)> = Vec::new();
+    for k in kinds {
+        let p = sightline_storage::normalize_subject(k, &q.pattern);
+        match searches.iter_mut().find(|(s, _)| *s == p) {
+            Some((_, ks)) => ks.push(k),
+            None => searches.push((p, vec![k])),
+        }
+    }
+    let mut ids: Vec<(u32, &str)> = Vec::new();
+    for (pattern, ks) in &searches {
+        let ks: &[Kind] = if q.kind.is_none() && searches.len() == 1 {
+            &[]
+        } else {
+            ks
+        };
+        ids.extend(
+            vocab
+                .search(pattern, q.mode, ks)?
+                .into_iter()
+                .map(|id| (id, pattern.as_str())),
+        );
+    }
+    let view = ctx.index.view();
+    let dicts = ctx.store.dictionaries();
+    let mut out: Vec<SubjectMatch> = ids
+        .into_iter()
+        .filter_map(|(id, pattern)| {
+            let stats = view.subject_stats(id)?;
+            let (kind, subject) = dicts.subject(id)?;
+            let distance = match q.mode {
+                SearchMode::Fuzzy { .. } => ocr_distance(pattern, subject),
+                _ => 0.0,
+            };
+            Some(SubjectMatch {
+                kind,
+                subject: subject.to_string(),
+                count: stats.count,
+                first_ms: stats.first_ms,
+                last_ms: stats.last_ms,
+                distance,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then(b.count.cmp(&a.count))
+            .then(a.subject.cmp(&b.subject))
+            .then(a.kind.cmp(&b.kind))
+    });
+    out.truncate(q.limit);
+    Ok(out)
+}
