@@ -1,6 +1,9 @@
 //! Benchmark support for Sightline: the synthetic traffic model shared by the criterion
-//! benches, the storage demo and the space report.
+//! benches, the storage demo and the space report, and synthetic cities kept on disk
+//! for the query benches.
 
+pub mod city;
 pub mod traffic;
 
-pub use traffic::{community_code, device_code, Traffic, TrafficConfig, SEPT_2021};
+pub use city::City;
+pub use traffic::{community_code, device_code, plate, Traffic, TrafficConfig, SEPT_2021};

@@ -15,7 +15,7 @@ use sightline_storage::{AttrValue, Attrs, EventInput};
 pub const SEPT_2021: i64 = 1_630_425_600_000;
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
+pub const DAY: i64 = 24 * HOUR;
 
 /// Shape of the generated city.
 #[derive(Clone, Debug)]
@@ -78,7 +78,8 @@ pub fn device_code(c: u32, type_code: &str, n: u32) -> String {
     format!("320508{:02}01{type_code}0{:06}", c % 100, c * 100 + n)
 }
 
-fn plate(id: u64) -> String {
+/// A Suzhou plate (苏E…) for vehicle `id`, deterministic; one in ten is a new-energy plate.
+pub fn plate(id: u64) -> String {
     let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7;
     let mut s = String::from("苏E");
     if id.is_multiple_of(10) {

@@ -35,6 +35,12 @@ struct State {
     subject_stats: Vec<SubjectStats>,
     /// By device id: the communities it reported events for.
     device_communities: Vec<RoaringBitmap>,
+    /// Insert caches: rows arrive shard by shard, so most inserts repeat the last one.
+    /// The last shard looked up; by subject, 1 + the shard number inserted last; by
+    /// device, 1 + the community inserted last (0: none yet).
+    last_shard: Option<(ShardKey, u32)>,
+    subject_last: Vec<u32>,
+    device_last: Vec<u32>,
 }
 
 fn slot<T: Default>(v: &mut Vec<T>, id: u32) -> &mut T {
@@ -51,21 +57,37 @@ impl State {
             community: r.community,
             span: self.layout.span_of(r.ts_ms),
         };
-        let number = match self.shard_numbers.get(&key) {
-            Some(&n) => n,
-            None => {
-                let n = u32::try_from(self.shard_keys.len()).expect("fewer than 2^32 shards");
-                self.shard_keys.push(key);
-                self.shard_numbers.insert(key, n);
+        let number = match self.last_shard {
+            Some((k, n)) if k == key => n,
+            _ => {
+                let n = match self.shard_numbers.get(&key) {
+                    Some(&n) => n,
+                    None => {
+                        let n =
+                            u32::try_from(self.shard_keys.len()).expect("fewer than 2^32 shards");
+                        self.shard_keys.push(key);
+                        self.shard_numbers.insert(key, n);
+                        n
+                    }
+                };
+                self.last_shard = Some((key, n));
                 n
             }
         };
-        slot(&mut self.subject_shards, r.subject).insert(number);
+        let last = slot(&mut self.subject_last, r.subject);
+        if *last != number + 1 {
+            *last = number + 1;
+            slot(&mut self.subject_shards, r.subject).insert(number);
+        }
         let s = slot(&mut self.subject_stats, r.subject);
         s.count += 1;
         s.first_ms = s.first_ms.min(r.ts_ms);
         s.last_ms = s.last_ms.max(r.ts_ms);
-        slot(&mut self.device_communities, r.device).insert(r.community);
+        let last = slot(&mut self.device_last, r.device);
+        if *last != r.community + 1 {
+            *last = r.community + 1;
+            slot(&mut self.device_communities, r.device).insert(r.community);
+        }
     }
 }
 
@@ -101,22 +123,33 @@ impl StoreIndex {
                 subject_shards: Vec::new(),
                 subject_stats: Vec::new(),
                 device_communities: Vec::new(),
+                last_shard: None,
+                subject_last: Vec::new(),
+                device_last: Vec::new(),
             }),
         });
         let reg = store.observe(Arc::new(Observer(index.clone())));
         // Rows up to `applied_through` come only from this scan, later ones only from
         // the observer: each row is counted once.
-        let mut rows = Vec::new();
+        // Rows are added in chunks, so memory stays small whatever the store's size
+        // (the scan holds no store lock while it calls back).
+        const CHUNK: usize = 1 << 16;
+        let mut rows = Vec::with_capacity(CHUNK);
+        let flush = |rows: &mut Vec<Row>| {
+            let mut st = index.write();
+            for r in rows.drain(..) {
+                st.add(&r);
+            }
+        };
         store.scan_range(i64::MIN, i64::MAX, None, |r| {
             if r.seq <= reg.applied_through {
                 rows.push(r);
+                if rows.len() == CHUNK {
+                    flush(&mut rows);
+                }
             }
         });
-        let mut st = index.write();
-        for r in &rows {
-            st.add(r);
-        }
-        drop(st);
+        flush(&mut rows);
         index
     }
 

@@ -1,6 +1,7 @@
 //! What every query reads: the store, its index, and name resolution.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sightline_index::StoreIndex;
 use sightline_storage::{Dictionaries, Direction, Kind, Row, Store};
@@ -16,16 +17,17 @@ pub struct QueryContext<'a> {
     pub max_range_days: i64,
 }
 
-/// One event as queries return it, with names resolved.
+/// One event as queries return it, with names resolved. Names are shared (`Arc`):
+/// a page of thousands of sightings holds each distinct name once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
     /// The event's id (store sequence number).
     pub seq: u64,
     pub ts_ms: i64,
-    pub community: String,
-    pub device: String,
+    pub community: Arc<str>,
+    pub device: Arc<str>,
     pub kind: Kind,
-    pub subject: String,
+    pub subject: Arc<str>,
     pub direction: Direction,
 }
 
@@ -111,29 +113,55 @@ impl Names<'_> {
     pub fn subject(&self, id: u32) -> (Kind, &str) {
         self.dicts.subject(id).unwrap_or((Kind::Vehicle, "?"))
     }
-    pub fn sighting(&self, r: &Row) -> Sighting {
-        let (kind, subject) = self.subject(r.subject);
-        Sighting {
-            seq: r.seq,
-            ts_ms: r.ts_ms,
-            community: self.community(r.community),
-            device: self.device(r.device).to_string(),
-            kind,
-            subject: subject.to_string(),
-            direction: r.direction,
-        }
+    /// `rows` as sightings, each distinct name allocated once.
+    pub fn sightings(&self, rows: &[Row]) -> Vec<Sighting> {
+        let mut communities: HashMap<u32, Arc<str>> = HashMap::new();
+        let mut devices: HashMap<u32, Arc<str>> = HashMap::new();
+        let mut subjects: HashMap<u32, (Kind, Arc<str>)> = HashMap::new();
+        rows.iter()
+            .map(|r| {
+                let (kind, subject) = subjects
+                    .entry(r.subject)
+                    .or_insert_with(|| {
+                        let (k, s) = self.subject(r.subject);
+                        (k, Arc::from(s))
+                    })
+                    .clone();
+                Sighting {
+                    seq: r.seq,
+                    ts_ms: r.ts_ms,
+                    community: communities
+                        .entry(r.community)
+                        .or_insert_with(|| {
+                            Arc::from(self.dicts.community(r.community).unwrap_or("?"))
+                        })
+                        .clone(),
+                    device: devices
+                        .entry(r.device)
+                        .or_insert_with(|| Arc::from(self.device(r.device)))
+                        .clone(),
+                    kind,
+                    subject,
+                    direction: r.direction,
+                }
+            })
+            .collect()
     }
 }
 
-/// Sorts rows by (ts, device code, seq): the order every query result uses.
+/// Sorts rows by (ts, device code, seq): the order every query result uses. Device
+/// codes are compared once, to rank the few devices involved; rows sort on integers.
 pub(crate) fn sort_rows(rows: &mut [Row], names: &Names<'_>) {
-    let mut codes: HashMap<u32, &str> = HashMap::new();
-    for r in rows.iter() {
-        codes
-            .entry(r.device)
-            .or_insert_with(|| names.device(r.device));
+    let mut devices: Vec<u32> = rows.iter().map(|r| r.device).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let mut by_code = devices.clone();
+    by_code.sort_by_key(|&d| names.device(d));
+    let mut rank = vec![0u32; devices.len()];
+    for (r, d) in by_code.iter().enumerate() {
+        let i = devices.binary_search(d).expect("collected above");
+        rank[i] = r as u32;
     }
-    rows.sort_unstable_by(|a, b| {
-        (a.ts_ms, codes[&a.device], a.seq).cmp(&(b.ts_ms, codes[&b.device], b.seq))
-    });
+    let rank_of = |d: u32| rank[devices.binary_search(&d).expect("collected above")];
+    rows.sort_unstable_by_key(|r| (r.ts_ms, rank_of(r.device), r.seq));
 }

@@ -221,23 +221,46 @@ fn lift(
     let w = q.window_ms;
     let (lo, hi) = (q.from_ms - w, q.to_ms + w);
     let span = (hi - lo) as f64;
-    let location = |r: &Row| match q.scope {
-        Scope::Device => r.device,
-        Scope::Community => r.community,
+    // The candidate's events at the target's locations in [lo, hi), counted from the
+    // segments' postings (device runs are contiguous in a sealed segment).
+    let view = ctx.index.view();
+    let (locations, n) = match q.scope {
+        Scope::Device => {
+            // Each target device with the communities it reports to, so every shard
+            // is asked only about its own devices.
+            let mut at: Vec<(u32, u32)> = passes
+                .iter()
+                .flat_map(|p| {
+                    view.device_communities(p.device)
+                        .into_iter()
+                        .map(move |c| (c, p.device))
+                })
+                .collect();
+            at.sort_unstable();
+            at.dedup();
+            let devices: std::collections::HashSet<u32> = at.iter().map(|&(_, d)| d).collect();
+            let mut n = 0;
+            for group in at.chunk_by(|a, b| a.0 == b.0) {
+                let community = group[0].0;
+                let here: Vec<u32> = group.iter().map(|&(_, d)| d).collect();
+                let keys = view.subject_shards(candidate, lo, hi, Some(&[community]));
+                n += ctx
+                    .store
+                    .count_subject(keys, candidate, lo, hi, Some(&here));
+            }
+            (devices.len(), n)
+        }
+        Scope::Community => {
+            let mut communities: Vec<u32> = passes.iter().map(|p| p.community).collect();
+            communities.sort_unstable();
+            communities.dedup();
+            let keys = view.subject_shards(candidate, lo, hi, Some(&communities));
+            let n = ctx.store.count_subject(keys, candidate, lo, hi, None);
+            (communities.len(), n)
+        }
     };
-    let locations: std::collections::HashSet<u32> = passes
-        .iter()
-        .map(|p| match q.scope {
-            Scope::Device => p.device,
-            Scope::Community => p.community,
-        })
-        .collect();
-    let n = ctx
-        .subject_rows(candidate, lo, hi, None)
-        .iter()
-        .filter(|r| locations.contains(&location(r)))
-        .count() as f64;
-    let per_location = n / locations.len().max(1) as f64;
+    let n = n as f64;
+    let per_location = n / locations.max(1) as f64;
     let expected: f64 = passes
         .iter()
         .map(|p| (per_location * (p.last_ms - p.first_ms + 2 * w + 1) as f64 / span).min(1.0))

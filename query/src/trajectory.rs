@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sightline_storage::{Direction, Kind};
+use sightline_storage::{Direction, Kind, Row};
 
 use crate::context::{sort_rows, Names, QueryContext, Sighting};
 use crate::error::{QueryError, Result};
@@ -110,68 +110,66 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     sort_rows(&mut rows, &names);
-    let all: Vec<Sighting> = rows.iter().map(|r| names.sighting(r)).collect();
     let stays = if q.cursor.is_none() {
-        stays(&all)
+        stays(&rows, &names)
     } else {
         Vec::new()
     };
     let start = match &q.cursor {
         None => 0,
-        Some(c) => all.partition_point(|s| {
-            (s.ts_ms, s.device.as_str(), s.seq) <= (c.ts_ms, c.device.as_str(), c.seq)
+        Some(c) => rows.partition_point(|r| {
+            (r.ts_ms, names.device(r.device), r.seq) <= (c.ts_ms, c.device.as_str(), c.seq)
         }),
     };
-    let end = (start + q.limit).min(all.len());
-    let next_cursor = (end < all.len()).then(|| {
-        let last = &all[end - 1];
+    let end = (start + q.limit).min(rows.len());
+    // Only the page is turned into strings.
+    let events: Vec<Sighting> = names.sightings(&rows[start..end]);
+    let next_cursor = (end < rows.len()).then(|| {
+        let last = events.last().expect("a page before the end is not empty");
         Cursor {
             ts_ms: last.ts_ms,
-            device: last.device.clone(),
+            device: last.device.to_string(),
             seq: last.seq,
         }
     });
     Ok(Trajectory {
-        events: all[start..end].to_vec(),
+        events,
         stays,
         next_cursor,
     })
 }
 
-/// Stays from sightings in trajectory order (see SEMANTICS.md).
-pub(crate) fn stays(events: &[Sighting]) -> Vec<Stay> {
+/// Stays from rows in trajectory order (see SEMANTICS.md).
+pub(crate) fn stays(rows: &[Row], names: &Names<'_>) -> Vec<Stay> {
     let mut out = Vec::new();
-    let mut open: Option<(String, i64)> = None;
-    for e in events {
-        if let Some((community, in_ms)) = &open {
-            let ended_by = if e.community != *community {
+    let stay = |community: u32, in_ms, out_ms, ended_by| Stay {
+        community: names.community(community),
+        in_ms,
+        out_ms,
+        ended_by,
+    };
+    // (community, in_ms) of the open stay.
+    let mut open: Option<(u32, i64)> = None;
+    for r in rows {
+        if let Some((community, in_ms)) = open {
+            let ended_by = if r.community != community {
                 Some(StayEnd::Elsewhere)
-            } else if e.direction == Direction::Out {
+            } else if r.direction == Direction::Out {
                 Some(StayEnd::Out)
             } else {
                 None
             };
             if let Some(ended_by) = ended_by {
-                out.push(Stay {
-                    community: community.clone(),
-                    in_ms: *in_ms,
-                    out_ms: Some(e.ts_ms),
-                    ended_by,
-                });
+                out.push(stay(community, in_ms, Some(r.ts_ms), ended_by));
                 open = None;
             }
         }
-        if open.is_none() && e.direction == Direction::In {
-            open = Some((e.community.clone(), e.ts_ms));
+        if open.is_none() && r.direction == Direction::In {
+            open = Some((r.community, r.ts_ms));
         }
     }
     if let Some((community, in_ms)) = open {
-        out.push(Stay {
-            community,
-            in_ms,
-            out_ms: None,
-            ended_by: StayEnd::Open,
-        });
+        out.push(stay(community, in_ms, None, StayEnd::Open));
     }
     out
 }

@@ -192,10 +192,10 @@ fn strip(s: &Sighting) -> (u64, i64, String, String, Kind, String, Direction) {
     (
         s.seq,
         s.ts_ms,
-        s.community.clone(),
-        s.device.clone(),
+        s.community.to_string(),
+        s.device.to_string(),
         s.kind,
-        s.subject.clone(),
+        s.subject.to_string(),
         s.direction,
     )
 }
@@ -369,7 +369,25 @@ proptest! {
         want.truncate(limit);
         let got_plain: Vec<_> = got.iter().map(|c| (c.hits, c.kind, c.subject.clone(), c.devices, c.days, c.first_ms, c.last_ms)).collect();
         prop_assert_eq!(got_plain, want);
+        // Lift: hits over what the candidate's events at the target's locations,
+        // spread evenly over those locations and the range, would give by chance.
+        let location = |community: &String, device: &String| match scope {
+            Scope::Device => device.clone(),
+            Scope::Community => community.clone(),
+        };
+        let places: HashSet<String> = passes.iter().map(|p| location(&p.0, &p.1)).collect();
         for c in &got {
+            let n = l.events.iter()
+                .filter(|e| (e.kind, &e.subject) == (c.kind, &c.subject))
+                .filter(|e| e.ts >= from - w && e.ts < to + w)
+                .filter(|e| places.contains(&location(&e.community, &e.device)))
+                .count() as f64;
+            let span = (to - from + 2 * w) as f64;
+            let expected: f64 = passes.iter()
+                .map(|p| (n / places.len() as f64 * (p.3 - p.2 + 2 * w + 1) as f64 / span).min(1.0))
+                .sum();
+            let lift = if expected > 0.0 { c.hits as f64 / expected } else { 0.0 };
+            prop_assert!((c.lift - lift).abs() <= 1e-9 * lift.max(1.0), "lift {} want {}", c.lift, lift);
             prop_assert!(c.lift.is_finite() && c.lift > 0.0, "lift {}", c.lift);
         }
     }

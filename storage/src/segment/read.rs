@@ -48,6 +48,9 @@ pub struct Segment {
     posting_offsets: Packed,
     posting_ordinals: Packed,
     attr_offsets: Packed,
+    /// `(device, first ordinal, end ordinal)` of each device's run, ascending by
+    /// device; built from the block directory on first use (a few entries).
+    device_runs: std::sync::OnceLock<Vec<(u32, u32, u32)>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -87,6 +90,7 @@ impl Segment {
         let mut seg = Segment {
             path: path.to_path_buf(),
             map,
+            device_runs: std::sync::OnceLock::new(),
             meta: SegmentMeta {
                 community: 0,
                 span: 0,
@@ -574,25 +578,128 @@ impl Segment {
         Some(self.row_in(&b, (ordinal - b.first_ordinal) as usize))
     }
 
+    /// The events of the subject with dictionary id `subject`, in ordinal order, with
+    /// their ordinals. Walks the posting list once, decoding each block's header only
+    /// when the next ordinal leaves the current block.
+    pub fn for_each_of_subject(&self, subject: u32, mut f: impl FnMut(u32, Row)) {
+        let dir = self.section(Section::Blocks);
+        let blocks = self.meta.blocks as usize;
+        let first_ordinal = |i: usize| get_u32(&dir[i * BLOCK_ENTRY..], block::FIRST_ORDINAL);
+        let mut current: Option<(usize, BlockView<'_>)> = None;
+        for ordinal in self.subject_ordinals(subject) {
+            if ordinal >= self.meta.events {
+                break; // verified at open; never with a checked file
+            }
+            let inside = |b: &BlockView<'_>| {
+                ordinal >= b.first_ordinal && ordinal < b.first_ordinal + b.count as u32
+            };
+            if !current.as_ref().is_some_and(|(_, b)| inside(b)) {
+                // Ordinals ascend: the block is at or after the current one.
+                let from = current.as_ref().map_or(0, |(i, _)| *i);
+                let (mut a, mut z) = (from, blocks);
+                while z - a > 1 {
+                    let mid = (a + z) / 2;
+                    if first_ordinal(mid) <= ordinal {
+                        a = mid;
+                    } else {
+                        z = mid;
+                    }
+                }
+                current = Some((a, self.block(a)));
+            }
+            let (_, b) = current.as_ref().expect("set above");
+            f(
+                ordinal,
+                self.row_in(b, (ordinal - b.first_ordinal) as usize),
+            );
+        }
+    }
+
     /// Ordinals of the events of the subject with dictionary id `subject`, ascending.
     pub fn subject_ordinals(&self, subject: u32) -> impl Iterator<Item = u32> + '_ {
-        let (mut a, mut z) = (0usize, self.meta.subjects as usize);
+        self.postings(subject)
+            .map(move |i| self.get(self.posting_ordinals, i) as u32)
+    }
+
+    /// Where the subject's ordinals are in the posting list (empty when absent).
+    fn postings(&self, subject: u32) -> std::ops::Range<usize> {
+        let a = self.lower_bound(self.subjects, self.meta.subjects as usize, subject as u64);
+        if a < self.meta.subjects as usize && self.get(self.subjects, a) == subject as u64 {
+            self.get(self.posting_offsets, a) as usize
+                ..self.get(self.posting_offsets, a + 1) as usize
+        } else {
+            0..0
+        }
+    }
+
+    /// The first index in the ascending packed array `p` of `n` values whose value is
+    /// `>= target` (`n` if none).
+    fn lower_bound(&self, p: Packed, n: usize, target: u64) -> usize {
+        let (mut a, mut z) = (0usize, n);
         while a < z {
             let mid = (a + z) / 2;
-            if self.get(self.subjects, mid) < subject as u64 {
+            if self.get(p, mid) < target {
                 a = mid + 1;
             } else {
                 z = mid;
             }
         }
-        let range =
-            if a < self.meta.subjects as usize && self.get(self.subjects, a) == subject as u64 {
-                self.get(self.posting_offsets, a) as usize
-                    ..self.get(self.posting_offsets, a + 1) as usize
-            } else {
-                0..0
-            };
-        range.map(move |i| self.get(self.posting_ordinals, i) as u32)
+        a
+    }
+
+    /// Ordinals of `device`'s events: one contiguous run, since rows are sorted by
+    /// (device, ts). Found by binary search on the block directory.
+    pub fn device_ordinals(&self, device: u32) -> std::ops::Range<u32> {
+        let runs = self.device_runs.get_or_init(|| {
+            let dir = self.section(Section::Blocks);
+            let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+            for i in 0..self.meta.blocks as usize {
+                let e = &dir[i * BLOCK_ENTRY..];
+                let (d, first) = (get_u32(e, block::DEVICE), get_u32(e, block::FIRST_ORDINAL));
+                let end = first + get_u16(e, block::COUNT) as u32;
+                match runs.last_mut() {
+                    Some(run) if run.0 == d => run.2 = end,
+                    _ => runs.push((d, first, end)),
+                }
+            }
+            runs
+        });
+        match runs.binary_search_by_key(&device, |r| r.0) {
+            Ok(i) => runs[i].1..runs[i].2,
+            Err(_) => 0..0,
+        }
+    }
+
+    /// How many events the subject has here, at one of `devices` if given. Counts
+    /// posting entries by binary search; decodes no rows.
+    pub fn count_of_subject(&self, subject: u32, devices: Option<&[u32]>) -> u64 {
+        let postings = self.postings(subject);
+        let Some(devices) = devices else {
+            return postings.len() as u64;
+        };
+        if postings.is_empty() {
+            return 0;
+        }
+        // First posting index in `postings` whose ordinal is >= `ordinal`.
+        let lower = |ordinal: u32| {
+            let (mut a, mut z) = (postings.start, postings.end);
+            while a < z {
+                let mid = (a + z) / 2;
+                if (self.get(self.posting_ordinals, mid) as u32) < ordinal {
+                    a = mid + 1;
+                } else {
+                    z = mid;
+                }
+            }
+            a
+        };
+        devices
+            .iter()
+            .map(|&d| {
+                let run = self.device_ordinals(d);
+                (lower(run.end) - lower(run.start)) as u64
+            })
+            .sum()
     }
 
     /// Distinct subject ids in this segment, ascending.

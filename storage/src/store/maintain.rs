@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::catalog::{SegmentEntry, ShardState};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
-use crate::memtable::StoredRow;
+use crate::memtable::{MemRows, StoredRow};
 use crate::segment::{build_segment, Segment};
 use crate::shard::ShardKey;
 
@@ -90,7 +90,7 @@ impl Store {
             if shard.mem.is_empty() {
                 return Ok(false);
             }
-            let rows = Arc::new(std::mem::take(&mut shard.mem));
+            let rows = Arc::new(shard.mem.take());
             shard.frozen = Some(rows.clone());
             rows
         };
@@ -102,8 +102,8 @@ impl Store {
                 let mut shards = write(&inner.shards);
                 let shard = shards.entry(key).or_default();
                 let mut rows = (*frozen).clone();
-                rows.append(&mut shard.mem);
-                shard.mem = rows;
+                rows.extend(shard.mem.take());
+                shard.mem = MemRows::from_rows(rows);
                 shard.frozen = None;
                 return Err(e);
             }
@@ -219,7 +219,7 @@ impl Store {
             let (state, files) = {
                 let shards = read(&inner.shards);
                 let s = &shards[&key];
-                let last_mem = s.mem.last().map_or(0, |r| r.seq);
+                let last_mem = s.mem.rows().last().map_or(0, |r| r.seq);
                 let state = ShardState {
                     segments: Vec::new(),
                     sealed_through_seq: s.state.sealed_through_seq.max(last_mem),

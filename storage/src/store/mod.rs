@@ -23,7 +23,7 @@ use crate::dict::{DictLog, Dictionaries};
 use crate::error::{Result, StorageError};
 use crate::event::{Event, EventInput, ValidationError, SOURCE_ID};
 use crate::log_file::TornTail;
-use crate::memtable::StoredRow;
+use crate::memtable::{MemRows, StoredRow};
 use crate::segment::Segment;
 use crate::shard::{ShardKey, SpanLayout};
 use crate::wal::Wal;
@@ -52,7 +52,7 @@ pub struct RecoveryReport {
 pub(crate) struct Shard {
     pub segments: Vec<Arc<Segment>>,
     /// Events appended since the last seal, in sequence order.
-    pub mem: Vec<StoredRow>,
+    pub mem: MemRows,
     /// Events being sealed right now; still readable.
     pub frozen: Option<Arc<Vec<StoredRow>>>,
     /// The manifest's record of this shard.

@@ -46,7 +46,34 @@ impl ShardSnapshot {
             key,
             segments: shard.segments.clone(),
             frozen: shard.frozen.clone(),
-            mem: shard.mem.iter().filter(|r| keep(r)).cloned().collect(),
+            mem: shard
+                .mem
+                .rows()
+                .iter()
+                .filter(|r| keep(r))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Like [`ShardSnapshot::take`] for the rows of one subject: the memory part's
+    /// postings give them without looking at other rows.
+    fn take_subject(
+        key: ShardKey,
+        shard: &Shard,
+        subject: u32,
+        keep: impl Fn(&StoredRow) -> bool,
+    ) -> ShardSnapshot {
+        ShardSnapshot {
+            key,
+            segments: shard.segments.clone(),
+            frozen: shard.frozen.clone(),
+            mem: shard
+                .mem
+                .of_subject(subject)
+                .filter(|r| keep(r))
+                .cloned()
+                .collect(),
         }
     }
 
@@ -140,23 +167,68 @@ impl Store {
         let snaps: Vec<ShardSnapshot> = {
             let shards = read(&self.inner.shards);
             keys.into_iter()
-                .filter_map(|k| shards.get(&k).map(|s| ShardSnapshot::take(k, s, keep)))
+                .filter_map(|k| {
+                    shards
+                        .get(&k)
+                        .map(|s| ShardSnapshot::take_subject(k, s, subject, keep))
+                })
                 .collect()
         };
         for snap in &snaps {
             for seg in &snap.segments {
-                for ordinal in seg.subject_ordinals(subject) {
-                    if let Some(r) = seg.row(ordinal) {
-                        if r.ts_ms >= from_ms && r.ts_ms < to_ms {
-                            f(r);
-                        }
+                seg.for_each_of_subject(subject, |_, r| {
+                    if r.ts_ms >= from_ms && r.ts_ms < to_ms {
+                        f(r);
                     }
-                }
+                });
             }
             for r in snap.mem_rows(keep) {
                 f(r.row(snap.key.community));
             }
         }
+    }
+
+    /// How many events of `subject` the shards `keys` hold with `from_ms <= ts < to_ms`,
+    /// only those at one of `devices` if given. Sealed segments that lie inside the
+    /// range are counted from their postings alone, without decoding rows.
+    pub fn count_subject(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        devices: Option<&[u32]>,
+    ) -> u64 {
+        if from_ms >= to_ms {
+            return 0;
+        }
+        let at = |d: u32| devices.is_none_or(|ds| ds.contains(&d));
+        let keep = |r: &StoredRow| {
+            r.subject == subject && r.ts_ms >= from_ms && r.ts_ms < to_ms && at(r.device)
+        };
+        // Counting calls no user code and takes microseconds per shard, so it runs
+        // under the read lock instead of copying a snapshot.
+        let shards = read(&self.inner.shards);
+        let mut n = 0u64;
+        for key in keys {
+            let Some(shard) = shards.get(&key) else {
+                continue;
+            };
+            for seg in &shard.segments {
+                let m = seg.meta();
+                if m.min_ts_ms >= from_ms && m.max_ts_ms < to_ms {
+                    n += seg.count_of_subject(subject, devices);
+                } else {
+                    seg.for_each_of_subject(subject, |_, r| {
+                        n += u64::from(r.ts_ms >= from_ms && r.ts_ms < to_ms && at(r.device));
+                    });
+                }
+            }
+            let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+            n += frozen.filter(|r| keep(r)).count() as u64;
+            n += shard.mem.of_subject(subject).filter(|r| keep(r)).count() as u64;
+        }
+        n
     }
 
     /// Every event of one shard, in the order of [`Store::scan_range`].
@@ -281,7 +353,12 @@ impl Store {
     pub(crate) fn min_unsealed_seq(&self) -> Option<u64> {
         read(&self.inner.shards)
             .values()
-            .flat_map(|s| s.frozen.iter().flat_map(|f| f.first()).chain(s.mem.first()))
+            .flat_map(|s| {
+                s.frozen
+                    .iter()
+                    .flat_map(|f| f.first())
+                    .chain(s.mem.rows().first())
+            })
             .map(|r| r.seq)
             .min()
     }
