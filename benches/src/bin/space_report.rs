@@ -74,6 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let heap = LIVE.load(Ordering::Relaxed) - before;
     let (mut cols, mut sections, mut file) =
         ([0usize; 4], std::collections::BTreeMap::new(), 0usize);
+    // What the postings would cost as one portable roaring bitmap per subject (the
+    // serialized bitmaps, plus a 4-byte offset each to find them), for comparison.
+    let mut roaring_bytes = 0usize;
     for s in store.shards() {
         for seg in store.segments(s.key) {
             let c = seg.column_bytes();
@@ -84,6 +87,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 *sections.entry(name).or_insert(0usize) += b;
             }
             file += seg.file_bytes();
+            for subject in seg.subjects() {
+                let bitmap: roaring::RoaringBitmap = seg.subject_ordinals(subject).collect();
+                roaring_bytes += bitmap.serialized_size() + 4;
+            }
         }
     }
     let dicts = store.dictionaries();
@@ -109,6 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "| **core total** (ts, device, subject, kind, direction, postings) | **{:.2}** |",
         per(core)
+    );
+    println!(
+        "| (postings as roaring bitmaps instead, for comparison: subjects + bitmaps + offsets) | ({:.2}) |",
+        per(sections["subjects"] + roaring_bytes)
     );
     println!("| seq column (event ids) | {:.2} |", per(cols[2]));
     println!("| source-id index | {:.2} |", per(sections["source ids"]));
