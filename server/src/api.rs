@@ -1,0 +1,494 @@
+//! Routing and the `/v1` handlers. Every response is JSON; every error has the one
+//! shape of [`ApiError`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use sightline_query::{
+    collision, cooccurrence, search, trajectory, Collision, Condition, Cooccurrence, Cursor, Place,
+    QueryContext, Scope, SearchMode, SearchQuery, TrajectoryQuery,
+};
+use sightline_storage::Appended;
+
+use crate::error::ApiError;
+use crate::ingest::records;
+use crate::params::{parse_kind, parse_time, rfc3339, Params};
+use crate::App;
+
+type Reply = Response<Full<Bytes>>;
+
+pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let reply = match route(app, req).await {
+        Ok((status, body)) => respond(status, &body),
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(code = e.code, message = %e.message, "request failed");
+            }
+            respond(e.status, &e.json())
+        }
+    };
+    Ok(reply)
+}
+
+fn respond(status: StatusCode, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Value), ApiError> {
+    let path = req.uri().path().to_string();
+    let params = Params::parse(req.uri().query());
+    let method = req.method().clone();
+    let allowed = match path.as_str() {
+        "/health" => "GET",
+        "/v1/events" | "/v1/collision" => "POST",
+        "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" => "GET",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such endpoint: {path}"),
+            ))
+        }
+    };
+    if method.as_str() != allowed {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} takes {allowed}, not {method}"),
+        ));
+    }
+    match (method, path.as_str()) {
+        (Method::GET, "/health") => health(&app).await,
+        (Method::POST, "/v1/events") => {
+            let body = body(&app, req).await?;
+            ingest(&app, body).await
+        }
+        (Method::POST, "/v1/collision") => {
+            let body = body(&app, req).await?;
+            blocking(app, move |app| collision_query(app, &body)).await
+        }
+        (Method::GET, "/v1/trajectory") => {
+            blocking(app, move |app| trajectory_query(app, &params)).await
+        }
+        (Method::GET, "/v1/cooccurrence") => {
+            blocking(app, move |app| cooccurrence_query(app, &params)).await
+        }
+        (Method::GET, "/v1/search") => blocking(app, move |app| search_query(app, &params)).await,
+        _ => unreachable!("every routed path is matched above"),
+    }
+}
+
+/// The request body, refused with 413 past the configured size.
+async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let max = app.config.max_body_bytes;
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over the limit of {max} bytes; send smaller batches"),
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// Runs `f` on the blocking pool: store calls fsync, lock and compute.
+async fn blocking<F>(app: Arc<App>, f: F) -> Result<(StatusCode, Value), ApiError>
+where
+    F: FnOnce(&App) -> Result<Value, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&app))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+        .map(|v| (StatusCode::OK, v))
+}
+
+async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
+    let (events, shards): (u64, usize) = {
+        let shards = app.store.shards();
+        (
+            shards
+                .iter()
+                .map(|s| s.sealed_events + s.memory_events as u64)
+                .sum(),
+            shards.len(),
+        )
+    };
+    Ok((
+        StatusCode::OK,
+        json!({ "status": "ok", "events": events, "shards": shards,
+                "subjects_searchable": app.vocab.indexed() }),
+    ))
+}
+
+async fn ingest(app: &Arc<App>, body: Bytes) -> Result<(StatusCode, Value), ApiError> {
+    let parsed = records(&body)?;
+    if parsed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_events",
+            "the body holds no events",
+        ));
+    }
+    let max = app.config.max_batch_records;
+    if parsed.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_records",
+            format!("{} records in one request; at most {max}", parsed.len()),
+        ));
+    }
+    let app2 = app.clone();
+    let (status, reply) = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        let mut valid = Vec::new();
+        let mut positions = Vec::new();
+        for (pos, r) in parsed {
+            match r.map_err(|e| e.json()).and_then(|input| {
+                app2.store
+                    .validate(input)
+                    .map_err(|e| json!({ "line": pos, "field": e.field, "message": e.reason }))
+            }) {
+                Ok(ev) => {
+                    valid.push(ev);
+                    positions.push(pos);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let outcome = if valid.is_empty() {
+            None
+        } else {
+            Some(app2.store.append(&valid).map_err(crate::error::storage)?)
+        };
+        let (mut stored, mut duplicates, mut ids) = (0usize, 0usize, Vec::new());
+        for (pos, r) in positions
+            .iter()
+            .zip(outcome.iter().flat_map(|o| &o.results))
+        {
+            match r {
+                Appended::Stored { seq } => {
+                    stored += 1;
+                    ids.push(*seq);
+                }
+                Appended::Duplicate { seq } => {
+                    duplicates += 1;
+                    ids.push(*seq);
+                }
+                Appended::Rejected(e) => {
+                    errors.push(json!({ "line": pos, "field": e.field, "message": e.reason }))
+                }
+            }
+        }
+        errors.sort_by_key(|e| e["line"].as_u64());
+        let body = json!({
+            "stored": stored,
+            "duplicates": duplicates,
+            "rejected": errors.len(),
+            "ids": ids,
+            "errors": errors,
+        });
+        // Some stored (or all fine): 200 with the refused ones listed. None stored and
+        // some refused: 422, in the one error shape, with the list.
+        if stored + duplicates == 0 {
+            let first = &errors[0];
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_events",
+                format!(
+                    "all {} records were refused; the first: {}",
+                    errors.len(),
+                    first["message"].as_str().unwrap_or("?")
+                ),
+            );
+            e.field = first["field"].as_str().map(str::to_string);
+            e.line = first["line"].as_u64().map(|l| l as usize);
+            let mut v = e.json();
+            v["errors"] = body["errors"].clone();
+            return Ok::<_, ApiError>((StatusCode::UNPROCESSABLE_ENTITY, v));
+        }
+        Ok((StatusCode::OK, body))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("ingest task failed: {e}")))??;
+    Ok((status, reply))
+}
+
+fn ctx(app: &App) -> QueryContext<'_> {
+    QueryContext::new(&app.store, &app.index)
+}
+
+fn range(p: &Params) -> Result<(i64, i64), ApiError> {
+    Ok((p.time("from")?, p.time("to")?))
+}
+
+fn trajectory_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&[
+        "kind",
+        "subject",
+        "from",
+        "to",
+        "community",
+        "cursor",
+        "limit",
+    ])?;
+    let (from_ms, to_ms) = range(p)?;
+    let cursor = p
+        .get("cursor")
+        .map(|c| {
+            c.parse::<Cursor>()
+                .map_err(|_| ApiError::param("cursor", "not a cursor this server returned"))
+        })
+        .transpose()?;
+    let t = trajectory(
+        &ctx(app),
+        &TrajectoryQuery {
+            kind: p.kind("kind")?,
+            subject: p.required("subject")?.to_string(),
+            from_ms,
+            to_ms,
+            communities: p.list("community"),
+            cursor,
+            limit: p.number("limit", 1000)?,
+        },
+    )?;
+    let events: Vec<Value> = t
+        .events
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.seq,
+                "ts": rfc3339(s.ts_ms),
+                "community": &*s.community,
+                "device": &*s.device,
+                "kind": s.kind.as_str(),
+                "subject": &*s.subject,
+                "direction": s.direction.as_str(),
+            })
+        })
+        .collect();
+    let stays: Vec<Value> = t
+        .stays
+        .iter()
+        .map(|s| {
+            json!({
+                "community": s.community,
+                "in": rfc3339(s.in_ms),
+                "out": s.out_ms.map(rfc3339),
+                "ended_by": format!("{:?}", s.ended_by).to_lowercase(),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "events": events,
+        "stays": stays,
+        "next_cursor": t.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+fn cooccurrence_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&[
+        "kind",
+        "subject",
+        "from",
+        "to",
+        "community",
+        "window",
+        "min_count",
+        "scope",
+        "candidate_kind",
+        "dedup_gap",
+        "limit",
+    ])?;
+    let (from_ms, to_ms) = range(p)?;
+    let scope = match p.get("scope").unwrap_or("device") {
+        "device" => Scope::Device,
+        "community" => Scope::Community,
+        other => {
+            return Err(ApiError::param(
+                "scope",
+                format!("{other:?}; use device or community"),
+            ))
+        }
+    };
+    let found = cooccurrence(
+        &ctx(app),
+        &Cooccurrence {
+            kind: p.kind("kind")?,
+            subject: p.required("subject")?.to_string(),
+            from_ms,
+            to_ms,
+            communities: p.list("community"),
+            window_ms: p.window("window")?.unwrap_or(60_000),
+            min_count: p.number("min_count", 1)?,
+            scope,
+            candidate_kind: p.opt_kind("candidate_kind")?,
+            dedup_gap_ms: p.window("dedup_gap")?,
+            limit: p.number("limit", 100)?,
+        },
+    )?;
+    let candidates: Vec<Value> = found
+        .iter()
+        .map(|c| {
+            json!({
+                "kind": c.kind.as_str(),
+                "subject": c.subject,
+                "hits": c.hits,
+                "devices": c.devices,
+                "days": c.days,
+                "first": rfc3339(c.first_ms),
+                "last": rfc3339(c.last_ms),
+                "lift": (c.lift * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect();
+    Ok(json!({ "candidates": candidates }))
+}
+
+fn collision_query(app: &App, body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::param("body", "must be a JSON object"))?;
+    let kind = match obj.get("kind") {
+        Some(Value::String(s)) => parse_kind("kind", s)?,
+        _ => return Err(ApiError::missing("kind")),
+    };
+    let conds = obj
+        .get("conditions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::param("conditions", "must be an array of conditions"))?;
+    let mut conditions = Vec::with_capacity(conds.len());
+    for (i, c) in conds.iter().enumerate() {
+        let field = |f: &str| format!("conditions[{i}].{f}");
+        let strings = |f: &str| -> Result<Option<Vec<String>>, ApiError> {
+            match c.get(f) {
+                None => Ok(None),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| ApiError::param(field(f), "must be an array of strings"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(ApiError::param(field(f), "must be an array of strings")),
+            }
+        };
+        let place = match (strings("communities")?, strings("devices")?) {
+            (Some(c), None) => Place::Communities(c),
+            (None, Some(d)) => Place::Devices(d),
+            _ => {
+                return Err(ApiError::param(
+                    field("communities"),
+                    "give exactly one of communities or devices",
+                ))
+            }
+        };
+        let time = |f: &str| -> Result<i64, ApiError> {
+            match c.get(f) {
+                Some(Value::String(s)) => parse_time(&field(f), s),
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .ok_or_else(|| ApiError::param(field(f), "not whole epoch ms")),
+                _ => Err(ApiError::missing(&field(f))),
+            }
+        };
+        conditions.push(Condition {
+            place,
+            from_ms: time("from")?,
+            to_ms: time("to")?,
+        });
+    }
+    let number = |f: &str, default: usize| -> Result<usize, ApiError> {
+        match obj.get(f) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| ApiError::param(f, "must be a whole number")),
+        }
+    };
+    let min_conditions = number("min_conditions", conditions.len())?;
+    let hits = collision(
+        &ctx(app),
+        &Collision {
+            kind,
+            conditions,
+            min_conditions,
+            limit: number("limit", 1000)?,
+        },
+    )?;
+    let subjects: Vec<Value> = hits
+        .iter()
+        .map(|h| json!({ "kind": h.kind.as_str(), "subject": h.subject, "conditions": h.conditions }))
+        .collect();
+    Ok(json!({ "subjects": subjects }))
+}
+
+fn search_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&["q", "kind", "mode", "distance", "limit"])?;
+    let mode = match p.get("mode").unwrap_or("exact") {
+        "exact" => SearchMode::Exact,
+        "prefix" => SearchMode::Prefix,
+        "wildcard" => SearchMode::Wildcard,
+        "fuzzy" => SearchMode::Fuzzy {
+            distance: p.number("distance", 1)?,
+        },
+        other => {
+            return Err(ApiError::param(
+                "mode",
+                format!("{other:?}; use exact, prefix, wildcard or fuzzy"),
+            ))
+        }
+    };
+    let found = search(
+        &ctx(app),
+        &app.vocab,
+        &SearchQuery {
+            pattern: p.required("q")?.to_string(),
+            mode,
+            kind: p.opt_kind("kind")?,
+            limit: p.number("limit", 100)?,
+        },
+    )?;
+    let subjects: Vec<Value> = found
+        .iter()
+        .map(|m| {
+            json!({
+                "kind": m.kind.as_str(),
+                "subject": m.subject,
+                "count": m.count,
+                "first": rfc3339(m.first_ms),
+                "last": rfc3339(m.last_ms),
+                "distance": m.distance,
+            })
+        })
+        .collect();
+    Ok(json!({ "subjects": subjects }))
+}

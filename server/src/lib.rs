@@ -1,0 +1,190 @@
+//! The Sightline HTTP server: one store, its index and vocabulary, and the `/v1` API
+//! over hyper 1.x. `sightline serve` (in `main.rs`) is a thin shell over [`Server`].
+//!
+//! Store calls block (fsync, locks, CPU-bound queries), so handlers run them on
+//! tokio's blocking pool; the async side only parses, routes and writes responses.
+
+mod api;
+mod error;
+mod ingest;
+mod params;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use sightline_index::{Refresher, StoreIndex, Vocabulary};
+use sightline_storage::{Store, StoreConfig};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use params::{parse_time, parse_window, rfc3339};
+
+/// Everything `sightline serve` can be told. Defaults are sane for one machine.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub store: StoreConfig,
+    /// Largest request body, in bytes. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// Most records in one ingest request. Default 100,000.
+    pub max_batch_records: usize,
+    /// How often new subjects are added to the vocabulary (search staleness).
+    /// Default 1 s.
+    pub vocabulary_refresh: Duration,
+    /// How often shards due for sealing are sealed. Default 60 s.
+    pub maintenance_every: Duration,
+    /// How long shutdown waits for in-flight requests. Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data: impl Into<PathBuf>, listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            data: data.into(),
+            listen,
+            store: StoreConfig::default(),
+            max_body_bytes: 16 << 20,
+            max_batch_records: 100_000,
+            vocabulary_refresh: Duration::from_secs(1),
+            maintenance_every: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0}: API keys are not configured, so only loopback addresses (127.0.0.1, ::1) are allowed")]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] sightline_storage::StorageError),
+    #[error(transparent)]
+    Index(#[from] sightline_index::IndexError),
+}
+
+/// The shared state of a running server.
+pub(crate) struct App {
+    pub store: Store,
+    pub index: Arc<StoreIndex>,
+    pub vocab: Arc<Vocabulary>,
+    pub config: ServerConfig,
+}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    _refresher: Refresher,
+}
+
+impl Server {
+    /// Opens the store (recovering it), builds the index and vocabulary, and binds.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
+        if !config.listen.ip().is_loopback() {
+            return Err(ServeError::NotLoopback(config.listen));
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let (store, index, vocab) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+                let store = Store::open(&config.data, config.store.clone())?;
+                let index = StoreIndex::attach(&store);
+                let vocab = Arc::new(Vocabulary::in_memory()?);
+                vocab.catch_up(&store)?;
+                Ok((store, index, vocab))
+            })
+            .await
+            .expect("opening the store panicked")?
+        };
+        let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
+        Ok(Server {
+            app: Arc::new(App {
+                store,
+                index,
+                vocab,
+                config,
+            }),
+            listener,
+            _refresher: refresher,
+        })
+    }
+
+    /// The address actually bound (the port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
+    /// requests finish (up to the grace period) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        let maintenance = tokio::spawn(maintain(self.app.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let app = self.app.clone();
+                    let conn = http1::Builder::new().serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| api::handle(app.clone(), req)),
+                    );
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        maintenance.abort();
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(self.app.config.shutdown_grace) => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+            }
+        }
+    }
+}
+
+/// Seals due shards (and compacts, applies retention) periodically.
+async fn maintain(app: Arc<App>) {
+    let mut tick = tokio::time::interval(app.config.maintenance_every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = app.store.clone();
+        match tokio::task::spawn_blocking(move || store.maintain()).await {
+            Ok(Ok(r)) if !r.sealed.is_empty() => {
+                tracing::info!(sealed = r.sealed.len(), "maintenance")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed"),
+            Err(e) => tracing::error!(error = %e, "maintenance panicked"),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Request parameters: query strings, times, windows, kinds, and the response time
+//! format. Every failure names the parameter.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use sightline_storage::Kind;
+
+use crate::error::ApiError;
+
+/// Asia/Shanghai, the offset every response timestamp carries.
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+/// `2021-09-01T08:00:00.123+08:00`.
+pub fn rfc3339(ts_ms: i64) -> String {
+    DateTime::from_timestamp_millis(ts_ms)
+        .map(|t| {
+            t.with_timezone(&beijing())
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+        })
+        .unwrap_or_else(|| ts_ms.to_string())
+}
+
+/// A time given as RFC 3339 (any offset) or epoch milliseconds.
+pub fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            ApiError::param(
+                field,
+                format!("{s:?} is neither RFC 3339 (2021-09-01T08:00:00+08:00) nor epoch ms: {e}"),
+            )
+        })
+}
+
+/// A duration: `60s`, `5m`, `1h`, `500ms`, or bare seconds; in milliseconds.
+pub fn parse_window(field: &str, s: &str) -> Result<i64, ApiError> {
+    let s = s.trim();
+    let bad = || ApiError::param(field, format!("{s:?} is not a duration like 60s, 5m or 1h"));
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1000,
+        "ms" => 1,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+pub fn parse_kind(field: &str, s: &str) -> Result<Kind, ApiError> {
+    Kind::parse(s).ok_or_else(|| {
+        ApiError::param(
+            field,
+            format!("unknown kind {s:?}; use vehicle, face, access, person or nonmotor"),
+        )
+    })
+}
+
+/// The decoded query string of a request.
+pub struct Params {
+    values: HashMap<String, Vec<String>>,
+}
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut values: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            values
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
+        }
+        Params { values }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        match self.get(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            _ => Err(ApiError::missing(name)),
+        }
+    }
+
+    pub fn time(&self, name: &str) -> Result<i64, ApiError> {
+        parse_time(name, self.required(name)?)
+    }
+
+    pub fn kind(&self, name: &str) -> Result<Kind, ApiError> {
+        parse_kind(name, self.required(name)?)
+    }
+
+    pub fn opt_kind(&self, name: &str) -> Result<Option<Kind>, ApiError> {
+        self.get(name).map(|s| parse_kind(name, s)).transpose()
+    }
+
+    pub fn window(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name).map(|s| parse_window(name, s)).transpose()
+    }
+
+    pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::param(name, format!("{s:?} is not a whole number"))),
+        }
+    }
+
+    /// A list given as repeated parameters and/or comma-separated values.
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        let v: Vec<String> = self
+            .values
+            .get(name)?
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Some(v)
+    }
+
+    /// Fails on any parameter not in `known`, so a misspelt one is not silently ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.values.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::param(
+                k.clone(),
+                format!(
+                    "unknown parameter; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_windows_parse_or_name_the_field() {
+        assert_eq!(
+            parse_time("from", "2021-09-01T08:00:00.123+08:00").unwrap(),
+            1_630_454_400_123
+        );
+        assert_eq!(
+            parse_time("from", "2021-09-01T00:00:00Z").unwrap(),
+            1_630_454_400_000
+        );
+        assert_eq!(
+            parse_time("from", "1630454400123").unwrap(),
+            1_630_454_400_123
+        );
+        let e = parse_time("to", "yesterday").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("to"));
+        assert_eq!(parse_window("window", "60s").unwrap(), 60_000);
+        assert_eq!(parse_window("window", "5m").unwrap(), 300_000);
+        assert_eq!(parse_window("window", "90").unwrap(), 90_000);
+        assert_eq!(parse_window("window", "250ms").unwrap(), 250);
+        assert!(parse_window("window", "5 minutes").is_err());
+        assert!(parse_window("window", "-5s").is_err());
+        assert_eq!(rfc3339(1_630_454_400_123), "2021-09-01T08:00:00.123+08:00");
+    }
+
+    #[test]
+    fn query_strings_decode_percent_and_plus() {
+        let p = Params::parse(Some(
+            "subject=%E8%8B%8FE12345&community=a,b&community=c&q=a+b",
+        ));
+        assert_eq!(p.get("subject"), Some("苏E12345"));
+        assert_eq!(p.list("community").unwrap(), ["a", "b", "c"]);
+        assert_eq!(p.get("q"), Some("a b"));
+        assert!(p.only(&["subject", "community", "q"]).is_ok());
+        assert_eq!(p.only(&["subject"]).unwrap_err().code, "invalid_parameter");
+    }
+}

@@ -1,0 +1,598 @@
+//! The real server on 127.0.0.1 with an ephemeral port, spoken to over HTTP/1.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sightline_server::{Server, ServerConfig};
+
+/// A server running on its own runtime thread; stops when dropped.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn start(data: &Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
+    let mut config = ServerConfig::new(data, "127.0.0.1:0".parse().unwrap());
+    config.vocabulary_refresh = Duration::from_millis(50);
+    tune(&mut config);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let server = Server::bind(config).await.unwrap();
+            addr_tx.send(server.local_addr()).unwrap();
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+    });
+    Running {
+        addr: addr_rx.recv().expect("server started"),
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn call(addr: SocketAddr, method: &str, target: &str, content_type: &str, body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    Reply {
+        status,
+        body: serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    }
+}
+
+fn get(addr: SocketAddr, target: &str) -> Reply {
+    call(addr, "GET", target, "application/json", b"")
+}
+
+fn post(addr: SocketAddr, target: &str, content_type: &str, body: &str) -> Reply {
+    call(addr, "POST", target, content_type, body.as_bytes())
+}
+
+/// Percent-encodes a query value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+const GATE: &str = "32050801011210000001";
+const OTHER_GATE: &str = "32050801011210000002";
+
+fn ev(ts: &str, device: &str, kind: &str, subject: &str, direction: &str) -> String {
+    json!({"ts": ts, "community": "3205080001", "device": device, "kind": kind,
+           "subject": subject, "direction": direction})
+    .to_string()
+}
+
+/// A vehicle and a person who pass the same gate together three times, and a
+/// bystander once.
+fn sample() -> String {
+    [
+        ev(
+            "2021-09-01T08:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E·12345",
+            "in",
+        ),
+        ev("2021-09-01T08:00:30+08:00", GATE, "face", "F001", "in"),
+        ev(
+            "2021-09-01T12:00:00+08:00",
+            OTHER_GATE,
+            "vehicle",
+            "苏E12345",
+            "out",
+        ),
+        ev(
+            "2021-09-01T11:59:10+08:00",
+            OTHER_GATE,
+            "face",
+            "F001",
+            "out",
+        ),
+        ev(
+            "2021-09-02T08:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏e12345",
+            "in",
+        ),
+        ev("2021-09-02T08:00:59+08:00", GATE, "face", "F001", "in"),
+        ev("2021-09-02T08:01:00+08:00", GATE, "face", "F999", "in"),
+    ]
+    .join("\n")
+}
+
+const RANGE: &str = "from=2021-09-01T00:00:00%2B08:00&to=2021-09-03T00:00:00%2B08:00";
+
+#[test]
+fn ingest_then_every_query_answers_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+
+    let r = post(a, "/v1/events", "application/x-ndjson", &sample());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["stored"], 7);
+    assert_eq!(r.body["rejected"], 0);
+    assert_eq!(r.body["ids"].as_array().unwrap().len(), 7);
+
+    // Trajectory: the three spellings are one plate; times come back in +08:00.
+    let r = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E12345")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = r.body["events"].as_array().unwrap();
+    let times: Vec<&str> = events.iter().map(|e| e["ts"].as_str().unwrap()).collect();
+    assert_eq!(
+        times,
+        [
+            "2021-09-01T08:00:00.000+08:00",
+            "2021-09-01T12:00:00.000+08:00",
+            "2021-09-02T08:00:00.000+08:00"
+        ]
+    );
+    assert_eq!(events[0]["subject"], "苏E12345");
+    assert_eq!(events[0]["device"], GATE);
+    let stays = r.body["stays"].as_array().unwrap();
+    assert_eq!(stays.len(), 2);
+    assert_eq!(stays[0]["in"], "2021-09-01T08:00:00.000+08:00");
+    assert_eq!(stays[0]["out"], "2021-09-01T12:00:00.000+08:00");
+    assert_eq!(stays[0]["ended_by"], "out");
+    assert_eq!(stays[1]["ended_by"], "open");
+    assert!(r.body["next_cursor"].is_null());
+
+    // Paging: one event per page, following cursors, gives the same three.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut target = format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}&limit=1",
+            enc("苏E12345")
+        );
+        if let Some(c) = &cursor {
+            target += &format!("&cursor={}", enc(c));
+        }
+        let r = get(a, &target);
+        assert_eq!(r.status, 200, "{}", r.body);
+        seen.extend(
+            r.body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()
+    );
+
+    // Person–vehicle association: F001 on all three passes within 60 s, F999 on one.
+    let r = get(
+        a,
+        &format!(
+            "/v1/cooccurrence?kind=vehicle&subject={}&{RANGE}&window=60s&scope=device&candidate_kind=face",
+            enc("苏E12345")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = r.body["candidates"].as_array().unwrap();
+    assert_eq!(c[0]["subject"], "F001");
+    assert_eq!(c[0]["hits"], 3);
+    assert_eq!(c[0]["days"], 2);
+    assert_eq!(c[0]["first"], "2021-09-01T08:00:30.000+08:00");
+    assert_eq!(c[1]["subject"], "F999");
+    assert_eq!(c[1]["hits"], 1);
+    let r = get(
+        a,
+        &format!(
+            "/v1/cooccurrence?kind=vehicle&subject={}&{RANGE}&window=60s&min_count=2",
+            enc("苏E12345")
+        ),
+    );
+    assert_eq!(r.body["candidates"].as_array().unwrap().len(), 1);
+
+    // Collision: faces at GATE on day 1 and day 2.
+    let r = post(
+        a,
+        "/v1/collision",
+        "application/json",
+        &json!({"kind": "face", "min_conditions": 2, "conditions": [
+            {"devices": [GATE], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"},
+            {"communities": ["3205080001"], "from": 1630512000000i64, "to": 1630598400000i64},
+        ]})
+        .to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["subjects"],
+        json!([{"kind": "face", "subject": "F001", "conditions": [0, 1]}])
+    );
+
+    // Search: a misread plate, once the vocabulary has caught up (50 ms here).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = get(
+            a,
+            &format!("/v1/search?q={}&kind=vehicle&mode=fuzzy", enc("苏E1234S")),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        if !r.body["subjects"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let s = &r.body["subjects"][0];
+    assert_eq!(s["subject"], "苏E12345");
+    assert_eq!(s["count"], 3);
+    assert_eq!(s["distance"], 0.5);
+    assert_eq!(s["last"], "2021-09-02T08:00:00.000+08:00");
+    let r = get(a, &format!("/v1/search?q={}&mode=wildcard", enc("*345")));
+    assert_eq!(r.body["subjects"][0]["subject"], "苏E12345");
+
+    let r = get(a, "/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["events"], 7);
+}
+
+#[test]
+fn bad_records_are_refused_one_by_one_and_the_rest_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let good = ev(
+        "2021-09-01T08:00:00+08:00",
+        GATE,
+        "vehicle",
+        "苏E11111",
+        "in",
+    );
+    let body = [
+        good.clone(),
+        "{\"ts\": ".to_string(),
+        json!({"ts": "2021-09-01T08:00:00+08:00", "community": "3205080001", "device": GATE, "kind": "vehicle", "subject": 12345}).to_string(),
+        json!({"ts": "2021-09-01T08:00:00+08:00", "device": GATE, "kind": "vehicle", "subject": "苏E2"}).to_string(),
+        ev("2021-09-01T08:00:00+08:00", "3205080101121000000X", "vehicle", "苏E3", "in"),
+        ev("2021-09-01T08:00:00+08:00", GATE, "drone", "苏E4", "in"),
+        ev("1999-12-31T23:59:59+08:00", GATE, "vehicle", "苏E5", "in"),
+        ev("2021-09-01T08:00:00+08:00", GATE, "vehicle", "  ", "in"),
+        ev("2021-09-01T08:00:01+08:00", GATE, "vehicle", "苏E11111", "out"),
+    ]
+    .join("\n");
+    let r = post(a, "/v1/events", "application/x-ndjson", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["stored"], 2);
+    assert_eq!(r.body["rejected"], 7);
+    let errors: Vec<(u64, Option<&str>)> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["field"].as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (2, None),
+            (3, Some("subject")),
+            (4, Some("community")),
+            (5, Some("device")),
+            (6, Some("kind")),
+            (7, Some("ts")),
+            (8, Some("subject")),
+        ]
+    );
+    for e in r.body["errors"].as_array().unwrap() {
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    let r = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E11111")
+        ),
+    );
+    assert_eq!(
+        r.body["events"].as_array().unwrap().len(),
+        2,
+        "the valid ones were stored"
+    );
+
+    // Nothing valid: 422 in the one error shape, with the list.
+    let r = post(
+        a,
+        "/v1/events",
+        "application/json",
+        &format!("[{}, 5]", ev("x", GATE, "vehicle", "s", "in")),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "invalid_events");
+    assert_eq!(r.body["error"]["line"], 0);
+    assert_eq!(r.body["error"]["field"], "ts");
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 2);
+
+    // A broken JSON array is refused whole.
+    let r = post(a, "/v1/events", "application/json", "[{\"ts\": 1,");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["code"], "malformed_json");
+    let r = post(a, "/v1/events", "application/json", "");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["code"], "no_events");
+}
+
+#[test]
+fn limits_routes_and_parameters_answer_with_the_right_status_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| {
+        c.max_body_bytes = 4096;
+        c.max_batch_records = 3;
+    });
+    let a = server.addr;
+    let big = "x".repeat(5000);
+    let r = post(a, "/v1/events", "application/x-ndjson", &big);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body["error"]["code"], "body_too_large");
+    let four = vec![ev("2021-09-01T08:00:00+08:00", GATE, "vehicle", "苏E1", "in"); 4].join("\n");
+    let r = post(a, "/v1/events", "application/x-ndjson", &four);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body["error"]["code"], "too_many_records");
+
+    let r = get(a, "/v1/nothing");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"]["code"], "not_found");
+    let r = get(a, "/v1/events");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.body["error"]["code"], "method_not_allowed");
+
+    let subject = enc("苏E1");
+    for (target, field) in [
+        (format!("/v1/trajectory?kind=vehicle&{RANGE}"), "subject"),
+        (
+            format!("/v1/trajectory?kind=boat&subject={subject}&{RANGE}"),
+            "kind",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&from=yesterday&to=1"),
+            "from",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&from=5&to=1"),
+            "to",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&limit=0"),
+            "limit",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&limit=ten"),
+            "limit",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&cursor=abc"),
+            "cursor",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&colour=red"),
+            "colour",
+        ),
+        (
+            format!("/v1/cooccurrence?kind=vehicle&subject={subject}&{RANGE}&window=5 minutes"),
+            "window",
+        ),
+        (
+            format!("/v1/cooccurrence?kind=vehicle&subject={subject}&{RANGE}&window=2h"),
+            "window",
+        ),
+        (
+            format!("/v1/cooccurrence?kind=vehicle&subject={subject}&{RANGE}&scope=city"),
+            "scope",
+        ),
+        (
+            format!("/v1/cooccurrence?kind=vehicle&subject={subject}&{RANGE}&min_count=0"),
+            "min_count",
+        ),
+        ("/v1/search?q=a.*b&mode=wildcard".to_string(), "q"),
+        ("/v1/search?q=abc&mode=regex".to_string(), "mode"),
+        ("/v1/search?mode=exact".to_string(), "q"),
+    ] {
+        let target = target.replace(' ', "%20");
+        let r = get(a, &target);
+        assert_eq!(r.status, 400, "{target}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_parameter", "{target}");
+        assert_eq!(r.body["error"]["field"], field, "{target}: {}", r.body);
+        assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    for (body, field) in [
+        (json!({"conditions": []}), "kind"),
+        (json!({"kind": "face"}), "conditions"),
+        (
+            json!({"kind": "face", "conditions": [{"from": 1, "to": 2}]}),
+            "conditions[0].communities",
+        ),
+        (
+            json!({"kind": "face", "conditions": [{"devices": [GATE], "to": 2}]}),
+            "conditions[0].from",
+        ),
+        (
+            json!({"kind": "face", "min_conditions": 3, "conditions": [{"devices": [GATE], "from": 1, "to": 2}]}),
+            "min_conditions",
+        ),
+    ] {
+        let r = post(a, "/v1/collision", "application/json", &body.to_string());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
+    }
+}
+
+#[test]
+fn acknowledged_events_survive_a_restart_and_in_flight_requests_finish_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    // Eight clients ingest concurrently while the server is told to stop.
+    let acks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                let body: Vec<String> = (0..200)
+                    .map(|i| {
+                        ev(
+                            &format!("2021-09-01T{:02}:{:02}:{:02}+08:00", 8 + c, i / 60, i % 60),
+                            GATE,
+                            "vehicle",
+                            &format!("苏E{c}0000"),
+                            "in",
+                        )
+                    })
+                    .collect();
+                let mut acked = 0;
+                for chunk in body.chunks(20) {
+                    let Ok(mut s) = TcpStream::connect(a) else { break };
+                    let payload = chunk.join("\n");
+                    let req = format!(
+                        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+                        payload.len()
+                    );
+                    if s.write_all(req.as_bytes()).is_err() {
+                        break;
+                    }
+                    let mut out = String::new();
+                    if s.read_to_string(&mut out).is_err() || !out.starts_with("HTTP/1.1 200") {
+                        break;
+                    }
+                    acked += 20;
+                    acks.fetch_add(20, std::sync::atomic::Ordering::SeqCst);
+                }
+                acked
+            })
+        })
+        .collect();
+    // Stop once some batches are acknowledged, while others are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.load(std::sync::atomic::Ordering::SeqCst) < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    server.stop();
+    let acked: Vec<usize> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(acked.iter().sum::<usize>() >= 40, "{acked:?}");
+
+    let server = start(dir.path(), |_| {});
+    for (c, &n) in acked.iter().enumerate() {
+        let r = get(
+            server.addr,
+            &format!(
+                "/v1/trajectory?kind=vehicle&subject={}&{RANGE}&limit=1000",
+                enc(&format!("苏E{c}0000"))
+            ),
+        );
+        let stored = r.body["events"].as_array().unwrap().len();
+        assert!(stored >= n, "client {c}: {n} acknowledged, {stored} stored");
+    }
+}
+
+#[test]
+fn the_binary_prints_its_address_serves_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    assert_eq!(get(addr, "/health").body["status"], "ok");
+    let r = post(addr, "/v1/events", "application/x-ndjson", &sample());
+    assert_eq!(r.body["stored"], 7);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn without_keys_the_binary_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only loopback"), "{err}");
+}
