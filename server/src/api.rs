@@ -10,8 +10,10 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sightline_query::{
-    collision, cooccurrence, search, trajectory, Collision, Condition, Cooccurrence, Cursor, Place,
-    QueryContext, Scope, SearchMode, SearchQuery, TrajectoryQuery,
+    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, search,
+    trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor, FirstSeenQuery,
+    FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place, QueryContext, Scope,
+    SearchMode, SearchQuery, TrajectoryQuery,
 };
 use sightline_storage::Appended;
 
@@ -29,7 +31,12 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
             }
-            respond(e.status, &e.json())
+            let mut r = respond(e.status, &e.json());
+            if let Some(s) = e.retry_after {
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            r
         }
     };
     Ok(reply)
@@ -50,7 +57,8 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
     let allowed = match path.as_str() {
         "/health" => "GET",
         "/v1/events" | "/v1/collision" => "POST",
-        "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" => "GET",
+        "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
+        | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => "GET",
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -69,6 +77,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
     match (method, path.as_str()) {
         (Method::GET, "/health") => health(&app).await,
         (Method::POST, "/v1/events") => {
+            // The slot is taken before the body is read, so buffered bodies are
+            // bounded by slots × body limit whatever the load.
+            let _slot = app
+                .ingest_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ApiError::busy("ingest"))?;
             let body = body(&app, req).await?;
             ingest(&app, body).await
         }
@@ -83,6 +98,19 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
             blocking(app, move |app| cooccurrence_query(app, &params)).await
         }
         (Method::GET, "/v1/search") => blocking(app, move |app| search_query(app, &params)).await,
+        (Method::GET, "/v1/frequency") => {
+            blocking(app, move |app| frequency_query(app, &params)).await
+        }
+        (Method::GET, "/v1/nocturnal") => {
+            blocking(app, move |app| nocturnal_query(app, &params)).await
+        }
+        (Method::GET, "/v1/first-seen") => {
+            blocking(app, move |app| first_seen_query(app, &params)).await
+        }
+        (Method::GET, "/v1/overnight") => {
+            blocking(app, move |app| overnight_query(app, &params)).await
+        }
+        (Method::GET, "/v1/counts") => blocking(app, move |app| counts_query(app, &params)).await,
         _ => unreachable!("every routed path is matched above"),
     }
 }
@@ -110,15 +138,39 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Runs `f` on the blocking pool: store calls fsync, lock and compute.
+/// Runs a query on the blocking pool (store reads lock and compute), within the
+/// concurrency limit and the time limit. A query past its time is answered 503; its
+/// slot stays taken until it really ends, so overload cannot pile up behind it.
 async fn blocking<F>(app: Arc<App>, f: F) -> Result<(StatusCode, Value), ApiError>
 where
     F: FnOnce(&App) -> Result<Value, ApiError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
-        .map(|v| (StatusCode::OK, v))
+    let slot = app
+        .query_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy("the query service"))?;
+    let timeout = app.config.query_timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&app)
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query_timeout",
+                format!(
+                    "the query ran past the limit of {} ms; narrow the range or the places",
+                    timeout.as_millis()
+                ),
+            )
+        }),
+        Ok(joined) => joined
+            .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+            .map(|v| (StatusCode::OK, v)),
+    }
 }
 
 async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
@@ -491,4 +543,193 @@ fn search_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         })
         .collect();
     Ok(json!({ "subjects": subjects }))
+}
+
+fn frequency_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&[
+        "community",
+        "kind",
+        "from",
+        "to",
+        "min_count",
+        "min_days",
+        "limit",
+    ])?;
+    let (from_ms, to_ms) = range(p)?;
+    let opt = |name: &str| -> Result<Option<u32>, ApiError> {
+        p.get(name).map(|_| p.number(name, 0u32)).transpose()
+    };
+    let found = frequency(
+        &ctx(app),
+        &FrequencyQuery {
+            community: p.required("community")?.to_string(),
+            kind: p.kind("kind")?,
+            from_ms,
+            to_ms,
+            min_count: opt("min_count")?,
+            min_days: opt("min_days")?,
+            limit: p.number("limit", 1000)?,
+        },
+    )?;
+    let subjects: Vec<Value> = found
+        .iter()
+        .map(|f| {
+            json!({ "subject": f.subject, "count": f.count, "days": f.days,
+                    "first": rfc3339(f.first_ms), "last": rfc3339(f.last_ms) })
+        })
+        .collect();
+    Ok(json!({ "subjects": subjects }))
+}
+
+fn nocturnal_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&[
+        "kind",
+        "from",
+        "to",
+        "community",
+        "day_start_hour",
+        "day_end_hour",
+        "min_night",
+        "max_day",
+        "limit",
+    ])?;
+    let (from_ms, to_ms) = range(p)?;
+    let kind = p.kind("kind")?;
+    let mut q = NocturnalQuery::new(kind, from_ms, to_ms);
+    q.communities = p.list("community");
+    q.day_start_hour = p.number("day_start_hour", q.day_start_hour)?;
+    q.day_end_hour = p.number("day_end_hour", q.day_end_hour)?;
+    q.min_night = p.number("min_night", q.min_night)?;
+    q.max_day = p.number("max_day", q.max_day)?;
+    q.limit = p.number("limit", q.limit)?;
+    let found = nocturnal(&ctx(app), &q)?;
+    let subjects: Vec<Value> = found
+        .iter()
+        .map(|n| {
+            json!({ "subject": n.subject, "night": n.night, "day": n.day,
+                    "night_days": n.night_days,
+                    "night_ratio": (n.night_ratio * 1000.0).round() / 1000.0 })
+        })
+        .collect();
+    Ok(json!({ "subjects": subjects }))
+}
+
+fn first_seen_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&["community", "kind", "from", "to", "lookback", "limit"])?;
+    let (from_ms, to_ms) = range(p)?;
+    let lookback = p.window("lookback")?.unwrap_or(30 * 86_400_000);
+    if lookback % 86_400_000 != 0 || lookback < 0 {
+        return Err(ApiError::param(
+            "lookback",
+            "must be whole days, like 30d or 720h",
+        ));
+    }
+    let found = first_seen(
+        &ctx(app),
+        &FirstSeenQuery {
+            community: p.required("community")?.to_string(),
+            kind: p.kind("kind")?,
+            from_ms,
+            to_ms,
+            lookback_days: (lookback / 86_400_000) as u32,
+            limit: p.number("limit", 1000)?,
+        },
+    )?;
+    let subjects: Vec<Value> = found
+        .iter()
+        .map(|f| json!({ "subject": f.subject, "first": rfc3339(f.first_ms), "count": f.count }))
+        .collect();
+    Ok(json!({ "subjects": subjects }))
+}
+
+fn overnight_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&[
+        "kind",
+        "subject",
+        "from",
+        "to",
+        "evening_hour",
+        "morning_hour",
+    ])?;
+    let (from_ms, to_ms) = range(p)?;
+    let mut q = OvernightQuery::new(p.kind("kind")?, p.required("subject")?, from_ms, to_ms);
+    q.evening_hour = p.number("evening_hour", q.evening_hour)?;
+    q.morning_hour = p.number("morning_hour", q.morning_hour)?;
+    let o = overnight(&ctx(app), &q)?;
+    let at = |x: &Option<(String, i64)>| {
+        x.as_ref()
+            .map(|(c, ts)| json!({ "community": c, "ts": rfc3339(*ts) }))
+    };
+    let nights: Vec<Value> = o
+        .nights
+        .iter()
+        .map(|n| json!({ "date": local_date(n.day), "evening": at(&n.evening), "morning": at(&n.morning) }))
+        .collect();
+    let bases: Vec<Value> = o
+        .bases
+        .iter()
+        .map(|(c, n)| json!({ "community": c, "nights": n }))
+        .collect();
+    Ok(json!({ "nights": nights, "bases": bases }))
+}
+
+fn counts_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+    p.only(&["from", "to", "community", "kind", "by", "per"])?;
+    let (from_ms, to_ms) = range(p)?;
+    let by = match p.get("by").unwrap_or("community") {
+        "community" => CountKey::Community,
+        "device" => CountKey::Device,
+        "kind" => CountKey::Kind,
+        other => {
+            return Err(ApiError::param(
+                "by",
+                format!("{other:?}; use community, device or kind"),
+            ))
+        }
+    };
+    let per = match p.get("per").unwrap_or("day") {
+        "hour" => Granularity::Hour,
+        "day" => Granularity::Day,
+        other => {
+            return Err(ApiError::param(
+                "per",
+                format!("{other:?}; use hour or day"),
+            ))
+        }
+    };
+    let buckets = counts(
+        &ctx(app),
+        &Counts {
+            from_ms,
+            to_ms,
+            communities: p.list("community"),
+            kind: p.opt_kind("kind")?,
+            by,
+            per,
+        },
+    )?;
+    if buckets.len() > MAX_COUNT_ROWS {
+        return Err(ApiError::param(
+            "to",
+            format!(
+                "{} buckets; at most {MAX_COUNT_ROWS}: narrow the range, count per day, or name communities",
+                buckets.len()
+            ),
+        ));
+    }
+    let rows: Vec<Value> = buckets
+        .iter()
+        .map(|b| json!({ "bucket": rfc3339(b.bucket_ms), "key": b.key, "count": b.count }))
+        .collect();
+    Ok(json!({ "counts": rows }))
+}
+
+/// Most rows a counts answer may hold.
+const MAX_COUNT_ROWS: usize = 100_000;
+
+/// `2021-09-01` for a local day number.
+fn local_date(day: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day * 86_400_000)
+        .map(|t| t.date_naive().to_string())
+        .unwrap_or_else(|| day.to_string())
 }

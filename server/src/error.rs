@@ -15,6 +15,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// 1-based line (NDJSON) or 0-based index (JSON array) of the record at fault.
     pub line: Option<usize>,
+    /// Seconds to send as `Retry-After` (429, 503).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +27,19 @@ impl ApiError {
             message: message.into(),
             field: None,
             line: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: too many requests of this sort at once; try again shortly.
+    pub fn busy(what: &str) -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!("{what} is saturated; retry after 1 s"),
+            )
         }
     }
 

@@ -43,6 +43,13 @@ pub struct ServerConfig {
     pub maintenance_every: Duration,
     /// How long shutdown waits for in-flight requests. Default 30 s.
     pub shutdown_grace: Duration,
+    /// Ingest requests handled at once; more are answered 429 with `Retry-After`
+    /// instead of queueing without bound. Default 32.
+    pub max_concurrent_ingest: usize,
+    /// Queries handled at once; more are answered 429. Default 64.
+    pub max_concurrent_queries: usize,
+    /// A query running longer is answered 503 `query_timeout`. Default 30 s.
+    pub query_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -56,6 +63,9 @@ impl ServerConfig {
             vocabulary_refresh: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            max_concurrent_ingest: 32,
+            max_concurrent_queries: 64,
+            query_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -81,6 +91,8 @@ pub(crate) struct App {
     pub index: Arc<StoreIndex>,
     pub vocab: Arc<Vocabulary>,
     pub config: ServerConfig,
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A server bound to its address, not yet serving.
@@ -121,6 +133,8 @@ impl Server {
                 store,
                 index,
                 vocab,
+                ingest_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest)),
+                query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 config,
             }),
             listener,

@@ -39,7 +39,7 @@ pub fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// A duration: `60s`, `5m`, `1h`, `500ms`, or bare seconds; in milliseconds.
+/// A duration: `60s`, `5m`, `1h`, `30d`, `500ms`, or bare seconds; in milliseconds.
 pub fn parse_window(field: &str, s: &str) -> Result<i64, ApiError> {
     let s = s.trim();
     let bad = || ApiError::param(field, format!("{s:?} is not a duration like 60s, 5m or 1h"));
@@ -51,6 +51,7 @@ pub fn parse_window(field: &str, s: &str) -> Result<i64, ApiError> {
         "ms" => 1,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(bad()),
     };
     n.checked_mul(scale).ok_or_else(bad)

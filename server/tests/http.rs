@@ -596,3 +596,245 @@ fn without_keys_the_binary_refuses_to_listen_beyond_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only loopback"), "{err}");
 }
+
+#[test]
+fn pattern_queries_answer_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let body = [
+        ev(
+            "2021-09-01T22:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E77777",
+            "in",
+        ),
+        ev(
+            "2021-09-02T02:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E77777",
+            "out",
+        ),
+        ev(
+            "2021-09-02T23:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E77777",
+            "in",
+        ),
+        ev(
+            "2021-09-03T07:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E77777",
+            "out",
+        ),
+        ev(
+            "2021-09-03T21:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E77777",
+            "in",
+        ),
+        ev(
+            "2021-09-03T12:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E88888",
+            "in",
+        ),
+    ]
+    .join("\n");
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &body).body["stored"],
+        6
+    );
+    let range = "from=2021-09-01T00:00:00%2B08:00&to=2021-09-04T00:00:00%2B08:00";
+
+    let r = get(
+        a,
+        &format!("/v1/frequency?community=3205080001&kind=vehicle&{range}&min_count=3"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["subjects"],
+        json!([{"subject": "苏E77777", "count": 5, "days": 3,
+                "first": "2021-09-01T22:00:00.000+08:00", "last": "2021-09-03T21:00:00.000+08:00"}])
+    );
+
+    let r = get(
+        a,
+        &format!("/v1/nocturnal?kind=vehicle&{range}&min_night=3&max_day=1"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["subjects"],
+        json!([{"subject": "苏E77777", "night": 4, "day": 1, "night_days": 3, "night_ratio": 0.8}])
+    );
+
+    let r = get(
+        a,
+        "/v1/first-seen?community=3205080001&kind=vehicle&from=2021-09-03T00:00:00%2B08:00&to=2021-09-04T00:00:00%2B08:00&lookback=1d",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["subjects"],
+        json!([{"subject": "苏E88888", "first": "2021-09-03T12:00:00.000+08:00", "count": 1}])
+    );
+
+    let r = get(
+        a,
+        &format!(
+            "/v1/overnight?kind=vehicle&subject={}&{range}",
+            enc("苏E77777")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dates: Vec<&str> = r.body["nights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, ["2021-09-01", "2021-09-02", "2021-09-03"]);
+    assert_eq!(
+        r.body["nights"][0]["morning"]["ts"],
+        "2021-09-02T02:00:00.000+08:00"
+    );
+    assert!(r.body["nights"][2]["morning"].is_null());
+    assert_eq!(
+        r.body["bases"],
+        json!([{"community": "3205080001", "nights": 3}])
+    );
+
+    let r = get(a, &format!("/v1/counts?{range}&by=kind&per=day"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let counts: Vec<(String, u64)> = r.body["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["bucket"].as_str().unwrap().to_string(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("2021-09-01T00:00:00.000+08:00".to_string(), 1),
+            ("2021-09-02T00:00:00.000+08:00".to_string(), 2),
+            ("2021-09-03T00:00:00.000+08:00".to_string(), 3),
+        ]
+    );
+    for (target, field) in [
+        (format!("/v1/counts?{range}&per=week"), "per"),
+        (
+            format!("/v1/frequency?kind=vehicle&{range}&min_count=1"),
+            "community",
+        ),
+        (
+            format!("/v1/frequency?community=x&kind=vehicle&{range}"),
+            "min_count",
+        ),
+        (
+            format!("/v1/first-seen?community=x&kind=vehicle&{range}&lookback=5h"),
+            "lookback",
+        ),
+        (
+            format!("/v1/nocturnal?kind=vehicle&{range}&day_start_hour=20"),
+            "day_start_hour",
+        ),
+        (
+            format!("/v1/overnight?kind=vehicle&subject=x&{range}&evening_hour=25"),
+            "evening_hour",
+        ),
+    ] {
+        let r = get(a, &target);
+        assert_eq!(r.status, 400, "{target}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{target}: {}", r.body);
+    }
+}
+
+#[test]
+fn saturated_ingest_is_answered_429_with_retry_after_and_slow_queries_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| {
+        c.max_concurrent_ingest = 1;
+        c.query_timeout = Duration::from_millis(1);
+    });
+    let a = server.addr;
+    // One ingest holds the only slot: its body never finishes arriving.
+    let mut slow = TcpStream::connect(a).unwrap();
+    write!(
+        slow,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{{\"ts\":"
+    )
+    .unwrap();
+    let line = ev("2021-09-01T08:00:00+08:00", GATE, "vehicle", "苏E1", "in");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        let mut s = TcpStream::connect(a).unwrap();
+        write!(
+            s,
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{line}",
+            line.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        if out.starts_with("HTTP/1.1 429") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(busy.starts_with("HTTP/1.1 429"), "{busy}");
+    assert!(
+        busy.to_ascii_lowercase().contains("retry-after: 1"),
+        "{busy}"
+    );
+    assert!(busy.contains("\"code\":\"busy\""), "{busy}");
+    drop(slow);
+
+    // A co-occurrence over 20,000 passes of one plate takes far longer than 1 ms.
+    let mut slot_free = false;
+    for chunk in 0..4 {
+        let body: Vec<String> = (0..5000)
+            .map(|i| {
+                let t = 1_630_454_400_000i64 + (chunk * 5000 + i) * 2_000;
+                let subject = if i % 2 == 0 {
+                    "苏E99999".to_string()
+                } else {
+                    format!("F{i}")
+                };
+                json!({"ts": t, "community": "3205080001", "device": GATE,
+                       "kind": if i % 2 == 0 { "vehicle" } else { "face" }, "subject": subject})
+                .to_string()
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = post(a, "/v1/events", "application/x-ndjson", &body.join("\n"));
+            if r.status == 200 {
+                slot_free = true;
+                break;
+            }
+            assert_eq!(r.status, 429, "{}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "the held slot was never released"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(slot_free);
+    let r = get(
+        a,
+        &format!("/v1/cooccurrence?kind=vehicle&subject={}&from=2021-09-01T00:00:00%2B08:00&to=2021-09-03T00:00:00%2B08:00&window=60s", enc("苏E99999")),
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "query_timeout");
+}
