@@ -3,7 +3,10 @@
 //! for the query benches.
 
 pub mod city;
-pub mod traffic;
+
+/// The traffic model lives in the server crate (`sightline demo` loads it); re-exported
+/// here for the benches.
+pub use sightline_server::traffic;
 
 pub use city::City;
 pub use traffic::{community_code, device_code, plate, Traffic, TrafficConfig, SEPT_2021};

@@ -5,9 +5,11 @@
 //! tokio's blocking pool; the async side only parses, routes and writes responses.
 
 mod api;
+pub mod demo;
 mod error;
 mod ingest;
 mod params;
+pub mod traffic;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -140,6 +142,11 @@ impl Server {
             listener,
             _refresher: refresher,
         })
+    }
+
+    /// The store being served (for loading data in-process, as `sightline demo` does).
+    pub fn store(&self) -> &Store {
+        &self.app.store
     }
 
     /// The address actually bound (the port when the config asked for port 0).

@@ -838,3 +838,88 @@ fn saturated_ingest_is_answered_429_with_retry_after_and_slow_queries_503() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "query_timeout");
 }
+
+/// Runs a `curl` line as `sightline demo` prints it, without curl: `-sG URL` with
+/// `--data-urlencode 'k=v'` pairs, or `-s URL [-H …] -d|--data-binary 'body'`.
+fn run_curl(line: &str, addr: SocketAddr) -> Reply {
+    // Split on single quotes: odd pieces are the quoted arguments.
+    let pieces: Vec<&str> = line.split('\'').collect();
+    let quoted: Vec<&str> = pieces.iter().skip(1).step_by(2).copied().collect();
+    let url = quoted[0];
+    let path = url.split_once(&addr.to_string()).unwrap().1;
+    if line.starts_with("curl -sG") {
+        let query: Vec<String> = quoted[1..]
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                format!("{k}={}", enc(v))
+            })
+            .collect();
+        get(addr, &format!("{path}?{}", query.join("&")))
+    } else if line.contains("-H 'Content-Type:") {
+        let content_type = quoted[1].trim_start_matches("Content-Type: ");
+        post(addr, path, content_type, quoted[2])
+    } else {
+        get(addr, path)
+    }
+}
+
+#[test]
+fn the_demo_serves_a_synthetic_month_and_its_printed_examples_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--days",
+            "3",
+            "--communities",
+            "2",
+            "--data",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .parse()
+        .unwrap();
+    let mut commands = Vec::new();
+    loop {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        if line.starts_with("curl ") {
+            commands.push(line.trim().to_string());
+        }
+        if line.contains("/v1/events") {
+            break; // the last example
+        }
+    }
+    assert!(commands.len() >= 7, "{commands:?}");
+    for cmd in &commands {
+        let r = run_curl(cmd, addr);
+        assert_eq!(r.status, 200, "{cmd}\n{}", r.body);
+    }
+    let health = get(addr, "/health").body;
+    assert!(health["events"].as_u64().unwrap() > 10_000, "{health}");
+    // The association example finds the vehicle's driver first.
+    let assoc = commands
+        .iter()
+        .find(|c| c.contains("cooccurrence"))
+        .unwrap();
+    let r = run_curl(assoc, addr);
+    assert_eq!(r.body["candidates"][0]["kind"], "face", "{}", r.body);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -3,8 +3,8 @@
 //! doors, visitors with Zipf popularity, couriers touring many communities, and sensor
 //! noise (missed reads, duplicate reads, OCR plate misreads).
 //!
-//! It is the seed of the capacity-testing traffic model; the benches and the storage
-//! demo use it so their figures come from realistic distributions.
+//! It is the seed of the capacity-testing traffic model; `sightline demo`, the benches
+//! and the storage demo use it so their figures come from realistic distributions.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +30,10 @@ pub struct TrafficConfig {
     pub visitor_vehicles: u32,
     /// Attach a 48-character GA/T 1400 style `source_id` to vehicle and face events.
     pub source_ids: bool,
+    /// Drivers: a resident vehicle's owner is usually also caught by the gate's face
+    /// camera within ±20 s of the plate read (person–vehicle association). Off by
+    /// default so the benchmark datasets stay as recorded.
+    pub drivers: bool,
 }
 
 impl Default for TrafficConfig {
@@ -42,6 +46,7 @@ impl Default for TrafficConfig {
             households_per_community: 400,
             visitor_vehicles: 20_000,
             source_ids: false,
+            drivers: false,
         }
     }
 }
@@ -76,6 +81,19 @@ pub fn community_code(c: u32) -> String {
 /// grassroots unit, industry 01, network 0.
 pub fn device_code(c: u32, type_code: &str, n: u32) -> String {
     format!("320508{:02}01{type_code}0{:06}", c % 100, c * 100 + n)
+}
+
+/// The face feature id of resident `person` of community `c`.
+pub fn face_id(c: u32, person: u32) -> String {
+    format!(
+        "F{:015x}",
+        ((c as u64) << 40 | person as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 4
+    )
+}
+
+/// The plate of resident vehicle `v` of community `c`.
+pub fn resident_plate(c: u32, v: u32) -> String {
+    plate((c as u64) << 32 | v as u64)
 }
 
 /// A Suzhou plate (苏E…) for vehicle `id`, deterministic; one in ten is a new-energy plate.
@@ -230,6 +248,18 @@ impl Traffic {
                         if dir_in { "in" } else { "out" },
                         a,
                     );
+                    if cfg.drivers && rng.random_bool(0.7) {
+                        let at = ts + rng.random_range(-20_000..20_000);
+                        emit(
+                            &mut rng,
+                            at,
+                            "face",
+                            device_code(c, TYPE_FACE_CAMERA, 3),
+                            face_id(c, v),
+                            if dir_in { "in" } else { "out" },
+                            Attrs::new(),
+                        );
+                    }
                 }
             }
         }
@@ -278,10 +308,7 @@ impl Traffic {
         }
         // Residents on foot: face cameras at the gates, cards at building doors.
         for person in 0..households * 3 / 2 {
-            let face = format!(
-                "F{:015x}",
-                ((c as u64) << 40 | person as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 4
-            );
+            let face = face_id(c, person);
             let card = format!("C{:04}{:06}", c, person);
             let trips = rng.random_range(0..3u32);
             for t in 0..trips {

@@ -1,0 +1,171 @@
+//! `sightline demo`: a synthetic month of the 10 Gusu pilot communities, loaded into
+//! the served store, and `curl` commands that work when pasted.
+
+use std::collections::HashMap;
+
+use sightline_storage::{Kind, StorageError, Store};
+
+use crate::params::rfc3339;
+use crate::traffic::{community_code, Traffic, TrafficConfig};
+
+const DAY: i64 = 86_400_000;
+const TZ: i64 = 8 * 3_600_000;
+
+/// Local (+08:00) midnight of the day holding `now_ms`.
+pub fn local_midnight(now_ms: i64) -> i64 {
+    (now_ms + TZ).div_euclid(DAY) * DAY - TZ
+}
+
+/// The traffic model for `days` days ending at today's local midnight.
+pub fn month(now_ms: i64, days: u32, communities: u32) -> TrafficConfig {
+    TrafficConfig {
+        start_ms: local_midnight(now_ms) - days as i64 * DAY,
+        days,
+        communities,
+        source_ids: true,
+        drivers: true,
+        ..TrafficConfig::default()
+    }
+}
+
+/// Appends the model's events day by day (each batch durable) and seals the past
+/// days. Returns the number stored.
+pub fn load(store: &Store, cfg: &TrafficConfig) -> Result<usize, StorageError> {
+    let mut stored = 0;
+    for day in Traffic::new(cfg.clone()).days() {
+        for chunk in day.chunks(10_000) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .filter_map(|e| store.validate(e.clone()).ok())
+                .collect();
+            stored += store.append(&batch)?.stored();
+        }
+    }
+    store.maintain()?;
+    Ok(stored)
+}
+
+/// Example requests against `base` (`http://127.0.0.1:8080`), chosen from what the
+/// store holds over `[from, to)`: the busiest plate, a face that travels with it, a
+/// misreading of it.
+pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, String)> {
+    // The busiest plate of the first community over the last week.
+    let week_from = (to - 7 * DAY).max(from);
+    let first = store.dictionaries().community_id(&community_code(0));
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    if let Some(c) = first {
+        store.scan_range(week_from, to, Some(&[c]), |r| {
+            if r.kind == Kind::Vehicle {
+                *counts.entry(r.subject).or_default() += 1;
+            }
+        });
+    }
+    let plate = counts
+        .iter()
+        .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+        .and_then(|(s, _)| store.dictionaries().subject(*s).map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| "苏E12345".to_string());
+    let misread: String = plate
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match (i, c) {
+            (2.., '0') => 'D',
+            (2.., '8') => 'B',
+            (2.., '5') => 'S',
+            (2.., '2') => 'Z',
+            _ => c,
+        })
+        .collect();
+    let misread = if misread == plate {
+        plate
+            .chars()
+            .take(plate.chars().count() - 1)
+            .collect::<String>()
+            + "?"
+    } else {
+        misread
+    };
+    let (f, t, wf) = (rfc3339(from), rfc3339(to), rfc3339(week_from));
+    let day2 = rfc3339(to - 2 * DAY);
+    let day1 = rfc3339(to - DAY);
+    let get = |path: &str, params: &[(&str, &str)]| {
+        let mut s = format!("curl -sG '{base}{path}'");
+        for (k, v) in params {
+            s += &format!(" --data-urlencode '{k}={v}'");
+        }
+        s
+    };
+    let c0 = community_code(0);
+    let resident = crate::traffic::resident_plate(0, 0);
+    let c1 = community_code(1);
+    let now = rfc3339(to + 9 * 3_600_000);
+    vec![
+        ("health and store size".into(), format!("curl -s '{base}/health'")),
+        (
+            format!("trajectory of {plate} over the last week, with stays"),
+            get(
+                "/v1/trajectory",
+                &[("kind", "vehicle"), ("subject", &plate), ("from", &wf), ("to", &t), ("limit", "20")],
+            ),
+        ),
+        (
+            format!("people seen within ±60 s of resident vehicle {resident} at its community's gates (人车关联)"),
+            get(
+                "/v1/cooccurrence",
+                &[
+                    ("kind", "vehicle"),
+                    ("subject", &resident),
+                    ("scope", "community"),
+                    ("from", &f),
+                    ("to", &t),
+                    ("window", "60s"),
+                    ("min_count", "2"),
+                    ("candidate_kind", "face"),
+                    ("limit", "10"),
+                ],
+            ),
+        ),
+        (
+            format!("a camera's misread {misread}: fuzzy search, OCR confusions first"),
+            get(
+                "/v1/search",
+                &[("q", &misread), ("kind", "vehicle"), ("mode", if misread.contains('?') { "wildcard" } else { "fuzzy" })],
+            ),
+        ),
+        (
+            format!("vehicles at {c0} yesterday and at {c1} the day before (碰撞)"),
+            format!(
+                "curl -s '{base}/v1/collision' -H 'Content-Type: application/json' -d '{}'",
+                serde_json::json!({
+                    "kind": "vehicle", "min_conditions": 2, "limit": 10,
+                    "conditions": [
+                        {"communities": [c0], "from": day1, "to": t},
+                        {"communities": [c1], "from": day2, "to": day1},
+                    ]
+                })
+            ),
+        ),
+        (
+            format!("vehicles in and out of {c0} on at least 20 days (频繁出入)"),
+            get(
+                "/v1/frequency",
+                &[("community", &c0), ("kind", "vehicle"), ("from", &f), ("to", &t), ("min_days", "20"), ("limit", "10")],
+            ),
+        ),
+        (
+            "events per community per day, last week".into(),
+            get("/v1/counts", &[("from", &wf), ("to", &t), ("by", "community"), ("per", "day")]),
+        ),
+        (
+            "ingest one event (NDJSON); the answer comes after it is on disk".into(),
+            format!(
+                "curl -s '{base}/v1/events' -H 'Content-Type: application/x-ndjson' --data-binary '{}'",
+                serde_json::json!({
+                    "ts": now, "community": c0, "device": crate::traffic::device_code(0, crate::traffic::TYPE_VEHICLE_GATE, 1),
+                    "kind": "vehicle", "subject": "苏E·DEMO1", "direction": "in",
+                    "attrs": {"plate_color": "blue", "confidence": 0.97}
+                })
+            ),
+        ),
+    ]
+}
