@@ -25,8 +25,21 @@ use crate::App;
 type Reply = Response<Full<Bytes>>;
 
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
-    let reply = match route(app, req).await {
-        Ok((status, body)) => respond(status, &body),
+    let started = std::time::Instant::now();
+    let endpoint = crate::metrics::endpoint_index(req.uri().path());
+    if req.uri().path() == "/metrics" && req.method() == Method::GET {
+        let text = app.metrics.render(&app);
+        app.metrics.record(endpoint, 200, None, started.elapsed());
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(r);
+    }
+    let metrics_app = app.clone();
+    let (reply, error) = match route(app, req).await {
+        Ok((status, body)) => (respond(status, &body), None),
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
@@ -36,9 +49,12 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
                 r.headers_mut()
                     .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
             }
-            r
+            (r, Some(e.code))
         }
     };
+    metrics_app
+        .metrics
+        .record(endpoint, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)
 }
 
@@ -55,7 +71,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
     let allowed = match path.as_str() {
-        "/health" => "GET",
+        "/health" | "/metrics" => "GET",
         "/v1/events" | "/v1/collision" => "POST",
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => "GET",
@@ -251,6 +267,13 @@ async fn ingest(app: &Arc<App>, body: Bytes) -> Result<(StatusCode, Value), ApiE
             }
         }
         errors.sort_by_key(|e| e["line"].as_u64());
+        let m = &app2.metrics;
+        m.stored
+            .fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+        m.duplicates
+            .fetch_add(duplicates as u64, std::sync::atomic::Ordering::Relaxed);
+        m.rejected
+            .fetch_add(errors.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let body = json!({
             "stored": stored,
             "duplicates": duplicates,

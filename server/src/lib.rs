@@ -8,6 +8,7 @@ mod api;
 pub mod demo;
 mod error;
 mod ingest;
+mod metrics;
 mod params;
 pub mod traffic;
 
@@ -94,6 +95,7 @@ pub(crate) struct App {
     pub vocab: Arc<Vocabulary>,
     pub config: ServerConfig,
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: metrics::Metrics,
     pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -136,6 +138,7 @@ impl Server {
                 index,
                 vocab,
                 ingest_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest)),
+                metrics: Default::default(),
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 config,
             }),

@@ -36,6 +36,7 @@ mod memtable;
 mod row;
 pub mod segment;
 mod shard;
+pub mod stats;
 mod store;
 mod subject;
 mod wal;

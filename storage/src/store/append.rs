@@ -198,12 +198,14 @@ impl Store {
         let inner = &*self.inner;
         {
             let mut logs = lock(&inner.logs);
+            let started = std::time::Instant::now();
             if !batch.dict.is_empty() {
                 logs.dict.append_durable(&batch.dict)?;
             }
             if !batch.wal.is_empty() {
                 logs.wal.append_durable(&batch.wal, batch.last_seq + 1)?;
             }
+            inner.commit_seconds.observe(started.elapsed());
         }
         let mut shards = write(&inner.shards);
         let observers = lock(&inner.observers);

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub observers: Mutex<Vec<Arc<dyn observe::AppendObserver>>>,
     /// The highest seq applied to the shards (written under the `shards` lock).
     pub applied_through: AtomicU64,
+    /// Durations of group commits: dictionary log and WAL written and fsynced.
+    pub commit_seconds: crate::stats::Histogram,
     /// Serialises seal, compaction and retention; holds the next segment id.
     pub maintenance: Mutex<u64>,
     pub recovery: RecoveryReport,
@@ -279,6 +281,7 @@ impl Store {
                 shards: RwLock::new(shards),
                 observers: Mutex::new(Vec::new()),
                 applied_through: AtomicU64::new(max_seq),
+                commit_seconds: Default::default(),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 recovery,
                 config,
@@ -324,6 +327,12 @@ impl Store {
     }
 
     /// Number of WAL files on disk (for tests and monitoring of checkpoints).
+    /// Durations of group commits so far (write + fsync of the logs): one per fsync,
+    /// however many batches it covered.
+    pub fn commit_latency(&self) -> crate::stats::HistogramSnapshot {
+        self.inner.commit_seconds.snapshot()
+    }
+
     pub fn wal_file_count(&self) -> usize {
         lock(&self.inner.logs).wal.file_count()
     }

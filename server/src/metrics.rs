@@ -1,0 +1,199 @@
+//! `GET /metrics`: Prometheus text exposition of request counts and latencies by
+//! endpoint, ingested events by result, refused requests by reason, WAL group-commit
+//! (fsync) latency, and store size.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
+
+use crate::App;
+
+/// The endpoints, as metric labels; anything else is `other`.
+pub const ENDPOINTS: [&str; 13] = [
+    "/health",
+    "/metrics",
+    "/v1/events",
+    "/v1/trajectory",
+    "/v1/cooccurrence",
+    "/v1/collision",
+    "/v1/search",
+    "/v1/frequency",
+    "/v1/nocturnal",
+    "/v1/first-seen",
+    "/v1/overnight",
+    "/v1/counts",
+    "/v1/openapi.json",
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    latency: [Histogram; ENDPOINTS.len() + 1],
+    /// (endpoint index, status) → requests.
+    requests: Mutex<BTreeMap<(usize, u16), u64>>,
+    /// error code → requests refused with it.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+pub fn endpoint_index(path: &str) -> usize {
+    ENDPOINTS
+        .iter()
+        .position(|e| *e == path)
+        .unwrap_or(ENDPOINTS.len())
+}
+
+fn label(i: usize) -> &'static str {
+    ENDPOINTS.get(i).copied().unwrap_or("other")
+}
+
+impl Metrics {
+    pub fn record(
+        &self,
+        endpoint: usize,
+        status: u16,
+        error: Option<&'static str>,
+        took: Duration,
+    ) {
+        self.latency[endpoint].observe(took);
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((endpoint, status))
+            .or_default() += 1;
+        if let Some(code) = error {
+            *self
+                .refused
+                .lock()
+                .expect("metrics lock")
+                .entry(code)
+                .or_default() += 1;
+        }
+    }
+
+    pub fn render(&self, app: &App) -> String {
+        let mut out = String::new();
+        let o = &mut out;
+        header(
+            o,
+            "sightline_requests_total",
+            "counter",
+            "HTTP requests by endpoint and status.",
+        );
+        for ((e, status), n) in self.requests.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                o,
+                "sightline_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
+                label(*e)
+            );
+        }
+        header(
+            o,
+            "sightline_request_duration_seconds",
+            "histogram",
+            "Time to answer a request, by endpoint.",
+        );
+        for (i, h) in self.latency.iter().enumerate() {
+            let s = h.snapshot();
+            if s.count > 0 {
+                histogram(
+                    o,
+                    "sightline_request_duration_seconds",
+                    &format!("endpoint=\"{}\"", label(i)),
+                    &s,
+                );
+            }
+        }
+        header(
+            o,
+            "sightline_refused_requests_total",
+            "counter",
+            "Requests answered with an error, by error code.",
+        );
+        for (code, n) in self.refused.lock().expect("metrics lock").iter() {
+            let _ = writeln!(o, "sightline_refused_requests_total{{code=\"{code}\"}} {n}");
+        }
+        header(
+            o,
+            "sightline_ingested_events_total",
+            "counter",
+            "Ingested records by result.",
+        );
+        for (result, n) in [
+            ("stored", &self.stored),
+            ("duplicate", &self.duplicates),
+            ("rejected", &self.rejected),
+        ] {
+            let _ = writeln!(
+                o,
+                "sightline_ingested_events_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            o,
+            "sightline_wal_commit_duration_seconds",
+            "histogram",
+            "Group commits: dictionary log and WAL written and fsynced, one per fsync.",
+        );
+        histogram(
+            o,
+            "sightline_wal_commit_duration_seconds",
+            "",
+            &app.store.commit_latency(),
+        );
+        let shards = app.store.shards();
+        let events: u64 = shards
+            .iter()
+            .map(|s| s.sealed_events + s.memory_events as u64)
+            .sum();
+        let sealed_bytes: u64 = shards.iter().map(|s| s.sealed_bytes).sum();
+        for (name, help, v) in [
+            ("sightline_events", "Events stored.", events),
+            (
+                "sightline_shards",
+                "Shards (community × day) holding events.",
+                shards.len() as u64,
+            ),
+            (
+                "sightline_sealed_bytes",
+                "Bytes of sealed segment files.",
+                sealed_bytes,
+            ),
+            (
+                "sightline_subjects_searchable",
+                "Subjects in the search vocabulary.",
+                app.vocab.indexed(),
+            ),
+        ] {
+            header(o, name, "gauge", help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+        out
+    }
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(o: &mut String, name: &str, labels: &str, s: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (b, c) in BUCKETS_S.iter().zip(&s.cumulative) {
+        let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+    }
+    let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", s.count);
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(o, "{name}_sum{braces} {}", s.sum_seconds);
+    let _ = writeln!(o, "{name}_count{braces} {}", s.count);
+}
