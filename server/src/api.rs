@@ -71,7 +71,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
     let allowed = match path.as_str() {
-        "/health" | "/metrics" => "GET",
+        "/health" | "/metrics" | "/v1/openapi.json" => "GET",
         "/v1/events" | "/v1/collision" => "POST",
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => "GET",
@@ -92,6 +92,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
     }
     match (method, path.as_str()) {
         (Method::GET, "/health") => health(&app).await,
+        (Method::GET, "/v1/openapi.json") => Ok((StatusCode::OK, crate::openapi::document())),
         (Method::POST, "/v1/events") => {
             // The slot is taken before the body is read, so buffered bodies are
             // bounded by slots × body limit whatever the load.

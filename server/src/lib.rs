@@ -9,6 +9,7 @@ pub mod demo;
 mod error;
 mod ingest;
 mod metrics;
+pub mod openapi;
 mod params;
 pub mod traffic;
 

@@ -994,3 +994,80 @@ fn metrics_count_requests_latencies_ingest_results_and_fsyncs() {
     assert_eq!(v("sightline_events"), 7.0);
     assert!(text.contains("# TYPE sightline_request_duration_seconds histogram"));
 }
+
+#[test]
+fn every_route_in_the_openapi_document_answers_its_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    let doc = get(a, "/v1/openapi.json").body;
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort();
+    let mut routed = vec![
+        "/health",
+        "/metrics",
+        "/v1/openapi.json",
+        "/v1/events",
+        "/v1/trajectory",
+        "/v1/cooccurrence",
+        "/v1/collision",
+        "/v1/search",
+        "/v1/frequency",
+        "/v1/nocturnal",
+        "/v1/first-seen",
+        "/v1/overnight",
+        "/v1/counts",
+    ];
+    routed.sort();
+    assert_eq!(documented, routed);
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let status = match method.as_str() {
+                "get" => {
+                    let query: Vec<String> = op["parameters"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{}={}",
+                                p["name"].as_str().unwrap(),
+                                enc(p["example"].as_str().unwrap())
+                            )
+                        })
+                        .collect();
+                    let target = format!("{path}?{}", query.join("&"));
+                    if path == "/metrics" {
+                        let mut s = TcpStream::connect(a).unwrap();
+                        write!(
+                            s,
+                            "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        )
+                        .unwrap();
+                        let mut raw = String::new();
+                        s.read_to_string(&mut raw).unwrap();
+                        raw[9..12].parse::<u16>().unwrap()
+                    } else {
+                        let r = get(a, &target);
+                        assert_eq!(r.status, 200, "{target}: {}", r.body);
+                        r.status
+                    }
+                }
+                "post" => {
+                    let example = &op["requestBody"]["content"]["application/json"]["example"];
+                    let r = post(a, path, "application/json", &example.to_string());
+                    assert_eq!(r.status, 200, "POST {path}: {}", r.body);
+                    r.status
+                }
+                other => panic!("unexpected method {other}"),
+            };
+            assert_eq!(status, 200, "{method} {path}");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! `GET /v1/openapi.json`: an OpenAPI 3 description with an example for every
+//! parameter and body, so the document and the server cannot drift apart unnoticed:
+//! `server/tests/http.rs` calls every documented route with its examples.
+
+use serde_json::{json, Value};
+
+struct Param {
+    name: &'static str,
+    required: bool,
+    example: &'static str,
+    about: &'static str,
+}
+
+const fn p(
+    name: &'static str,
+    required: bool,
+    example: &'static str,
+    about: &'static str,
+) -> Param {
+    Param {
+        name,
+        required,
+        example,
+        about,
+    }
+}
+
+const FROM: Param = p(
+    "from",
+    true,
+    "2021-09-01T00:00:00+08:00",
+    "Start, inclusive: RFC 3339 or epoch ms.",
+);
+const TO: Param = p(
+    "to",
+    true,
+    "2021-09-03T00:00:00+08:00",
+    "End, exclusive: RFC 3339 or epoch ms.",
+);
+const KIND: Param = p(
+    "kind",
+    true,
+    "vehicle",
+    "vehicle, face, access, person or nonmotor.",
+);
+const SUBJECT: Param = p(
+    "subject",
+    true,
+    "苏E12345",
+    "Plate, face feature id or card id.",
+);
+const COMMUNITY: Param = p("community", true, "3205080001", "Community code.");
+
+struct Route {
+    path: &'static str,
+    summary: &'static str,
+    params: &'static [Param],
+}
+
+const GETS: &[Route] = &[
+    Route {
+        path: "/health",
+        summary: "Liveness and store size.",
+        params: &[],
+    },
+    Route {
+        path: "/metrics",
+        summary: "Prometheus metrics (text).",
+        params: &[],
+    },
+    Route {
+        path: "/v1/openapi.json",
+        summary: "This document.",
+        params: &[],
+    },
+    Route {
+        path: "/v1/trajectory",
+        summary: "A subject's sightings in time order, with stays, paged.",
+        params: &[
+            KIND,
+            SUBJECT,
+            FROM,
+            TO,
+            p(
+                "community",
+                false,
+                "3205080001",
+                "Only these communities (repeat or comma-separate).",
+            ),
+            p("limit", false, "100", "Events per page, 1–10,000 (1000)."),
+        ],
+    },
+    Route {
+        path: "/v1/cooccurrence",
+        summary: "Subjects seen near a target's sightings (同行/伴随, 人车关联).",
+        params: &[
+            KIND,
+            SUBJECT,
+            FROM,
+            TO,
+            p(
+                "window",
+                false,
+                "60s",
+                "Half-width of the time window, ≤ 1h (60s).",
+            ),
+            p("min_count", false, "1", "Least distinct passes (1)."),
+            p("scope", false, "device", "device or community (device)."),
+            p(
+                "candidate_kind",
+                false,
+                "face",
+                "Only candidates of this kind.",
+            ),
+            p(
+                "dedup_gap",
+                false,
+                "10s",
+                "Merge the target's reads at one device this close.",
+            ),
+            p("limit", false, "100", "Most candidates, ≤ 10,000 (100)."),
+        ],
+    },
+    Route {
+        path: "/v1/search",
+        summary: "Subjects by exact, prefix, wildcard or fuzzy pattern.",
+        params: &[
+            p(
+                "q",
+                true,
+                "苏E1234S",
+                "The pattern; ? and * in wildcard mode.",
+            ),
+            p(
+                "mode",
+                false,
+                "fuzzy",
+                "exact, prefix, wildcard or fuzzy (exact).",
+            ),
+            p("distance", false, "1", "Fuzzy edit distance, 1 or 2 (1)."),
+            p("kind", false, "vehicle", "Only this kind."),
+            p("limit", false, "10", "Most subjects, ≤ 1000 (100)."),
+        ],
+    },
+    Route {
+        path: "/v1/frequency",
+        summary: "Subjects seen at a community often (频繁出入).",
+        params: &[
+            COMMUNITY,
+            KIND,
+            FROM,
+            TO,
+            p(
+                "min_count",
+                false,
+                "2",
+                "Least sightings (give this and/or min_days).",
+            ),
+            p("min_days", false, "1", "Least distinct days."),
+            p("limit", false, "100", "Most subjects (1000)."),
+        ],
+    },
+    Route {
+        path: "/v1/nocturnal",
+        summary: "Subjects seen mostly at night (昼伏夜出).",
+        params: &[
+            KIND,
+            FROM,
+            TO,
+            p("community", false, "3205080001", "Only these communities."),
+            p("day_start_hour", false, "6", "Day starts (6)."),
+            p("day_end_hour", false, "18", "Day ends (18)."),
+            p("min_night", false, "1", "Least night sightings (5)."),
+            p("max_day", false, "2", "Most day sightings (2)."),
+            p("limit", false, "100", "Most subjects (1000)."),
+        ],
+    },
+    Route {
+        path: "/v1/first-seen",
+        summary: "Subjects new to a community (首次出现).",
+        params: &[
+            COMMUNITY,
+            KIND,
+            FROM,
+            TO,
+            p(
+                "lookback",
+                false,
+                "30d",
+                "Days before `from` they must be absent (30d).",
+            ),
+            p("limit", false, "100", "Most subjects (1000)."),
+        ],
+    },
+    Route {
+        path: "/v1/overnight",
+        summary: "Where a subject spends its nights (落脚点).",
+        params: &[
+            KIND,
+            SUBJECT,
+            FROM,
+            TO,
+            p("evening_hour", false, "19", "Evening starts (19)."),
+            p("morning_hour", false, "10", "Morning ends next day (10)."),
+        ],
+    },
+    Route {
+        path: "/v1/counts",
+        summary: "Events per community, device or kind per hour or day.",
+        params: &[
+            FROM,
+            TO,
+            p("community", false, "3205080001", "Only these communities."),
+            p("kind", false, "vehicle", "Only this kind."),
+            p(
+                "by",
+                false,
+                "community",
+                "community, device or kind (community).",
+            ),
+            p("per", false, "day", "hour or day (day)."),
+        ],
+    },
+];
+
+/// POST routes with an example body.
+fn posts() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "/v1/events",
+            "Ingest events (NDJSON or a JSON array); answered once they are durable.",
+            json!([{"ts": "2021-09-01T08:00:00+08:00", "community": "3205080001",
+                    "device": "32050801011210000001", "kind": "vehicle", "subject": "苏E12345",
+                    "direction": "in", "attrs": {"plate_color": "blue"}}]),
+        ),
+        (
+            "/v1/collision",
+            "Subjects present under several conditions (碰撞).",
+            json!({"kind": "vehicle", "min_conditions": 1, "conditions": [
+                {"communities": ["3205080001"], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"}]}),
+        ),
+    ]
+}
+
+pub fn document() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let mut paths = serde_json::Map::new();
+    for r in GETS {
+        let params: Vec<Value> = r
+            .params
+            .iter()
+            .map(|p| {
+                json!({"name": p.name, "in": "query", "required": p.required,
+                       "description": p.about, "schema": {"type": "string"}, "example": p.example})
+            })
+            .collect();
+        let content = if r.path == "/metrics" {
+            "text/plain"
+        } else {
+            "application/json"
+        };
+        paths.insert(
+            r.path.to_string(),
+            json!({"get": {"summary": r.summary, "parameters": params, "responses": {
+                "200": {"description": "OK", "content": {content: {}}},
+                "400": {"description": "A parameter is invalid; `field` names it.",
+                        "content": {"application/json": {"schema": error}}}}}}),
+        );
+    }
+    for (path, summary, example) in posts() {
+        paths.insert(
+            path.to_string(),
+            json!({"post": {"summary": summary,
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"example": example},
+                    "application/x-ndjson": {}}},
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {}}},
+                    "400": {"description": "Malformed body or parameter.", "content": {"application/json": {"schema": error}}},
+                    "413": {"description": "Body or batch too large.", "content": {"application/json": {"schema": error}}},
+                    "422": {"description": "Every record refused.", "content": {"application/json": {"schema": error}}},
+                    "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}}}),
+        );
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Sightline", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Event store and query server for community gate sensing. Semantics: query/SEMANTICS.md."},
+        "paths": paths,
+        "components": {"schemas": {"Error": {"type": "object", "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "field": {"type": "string"}, "line": {"type": "integer"}}}}}}}
+    })
+}
