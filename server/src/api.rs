@@ -13,7 +13,7 @@ use sightline_query::{
     collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, search,
     trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor, FirstSeenQuery,
     FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place, QueryContext, Scope,
-    SearchMode, SearchQuery, TrajectoryQuery,
+    SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
 };
 use sightline_storage::Appended;
 
@@ -39,12 +39,12 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     }
     let metrics_app = app.clone();
     let (reply, error) = match route(app, req).await {
-        Ok((status, body)) => (respond(status, &body), None),
+        Ok((status, body)) => (respond(status, body), None),
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
             }
-            let mut r = respond(e.status, &e.json());
+            let mut r = respond(e.status, e.json());
             if let Some(s) = e.retry_after {
                 r.headers_mut()
                     .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
@@ -58,15 +58,43 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     Ok(reply)
 }
 
-fn respond(status: StatusCode, body: &Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+/// A response body: a JSON value, or JSON already serialized (hot paths serialize
+/// typed structs directly, without building a `Value`).
+pub(crate) enum Body {
+    Value(Value),
+    Text(String),
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Body {
+        Body::Value(v)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Text(s)
+    }
+}
+
+impl Body {
+    fn into_string(self) -> String {
+        match self {
+            Body::Value(v) => v.to_string(),
+            Body::Text(s) => s,
+        }
+    }
+}
+
+fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.into().into_string())));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Value), ApiError> {
+async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Body), ApiError> {
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
@@ -91,8 +119,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
         ));
     }
     match (method, path.as_str()) {
-        (Method::GET, "/health") => health(&app).await,
-        (Method::GET, "/v1/openapi.json") => Ok((StatusCode::OK, crate::openapi::document())),
+        (Method::GET, "/health") => health(&app).await.map(|(s, v)| (s, v.into())),
+        (Method::GET, "/v1/openapi.json") => {
+            Ok((StatusCode::OK, crate::openapi::document().into()))
+        }
         (Method::POST, "/v1/events") => {
             // The slot is taken before the body is read, so buffered bodies are
             // bounded by slots × body limit whatever the load.
@@ -102,7 +132,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Val
                 .try_acquire_owned()
                 .map_err(|_| ApiError::busy("ingest"))?;
             let body = body(&app, req).await?;
-            ingest(&app, body).await
+            ingest(&app, body).await.map(|(s, v)| (s, v.into()))
         }
         (Method::POST, "/v1/collision") => {
             let body = body(&app, req).await?;
@@ -158,9 +188,10 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
 /// Runs a query on the blocking pool (store reads lock and compute), within the
 /// concurrency limit and the time limit. A query past its time is answered 503; its
 /// slot stays taken until it really ends, so overload cannot pile up behind it.
-async fn blocking<F>(app: Arc<App>, f: F) -> Result<(StatusCode, Value), ApiError>
+async fn blocking<F, B>(app: Arc<App>, f: F) -> Result<(StatusCode, Body), ApiError>
 where
-    F: FnOnce(&App) -> Result<Value, ApiError> + Send + 'static,
+    F: FnOnce(&App) -> Result<B, ApiError> + Send + 'static,
+    B: Into<Body>,
 {
     let slot = app
         .query_slots
@@ -168,9 +199,10 @@ where
         .try_acquire_owned()
         .map_err(|_| ApiError::busy("the query service"))?;
     let timeout = app.config.query_timeout;
+    // Serialized on the blocking pool too, off the connection tasks.
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        f(&app)
+        f(&app).map(|b| Body::Text(b.into().into_string()))
     });
     match tokio::time::timeout(timeout, task).await {
         Err(_) => Err(ApiError {
@@ -316,7 +348,34 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((p.time("from")?, p.time("to")?))
 }
 
-fn trajectory_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+#[derive(serde::Serialize)]
+struct EventOut<'a> {
+    id: u64,
+    ts: String,
+    community: &'a str,
+    device: &'a str,
+    kind: &'static str,
+    subject: &'a str,
+    direction: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct StayOut<'a> {
+    community: &'a str,
+    #[serde(rename = "in")]
+    in_: String,
+    out: Option<String>,
+    ended_by: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct TrajectoryOut<'a> {
+    events: Vec<EventOut<'a>>,
+    stays: Vec<StayOut<'a>>,
+    next_cursor: Option<String>,
+}
+
+fn trajectory_query(app: &App, p: &Params) -> Result<String, ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -346,38 +405,37 @@ fn trajectory_query(app: &App, p: &Params) -> Result<Value, ApiError> {
             limit: p.number("limit", 1000)?,
         },
     )?;
-    let events: Vec<Value> = t
-        .events
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.seq,
-                "ts": rfc3339(s.ts_ms),
-                "community": &*s.community,
-                "device": &*s.device,
-                "kind": s.kind.as_str(),
-                "subject": &*s.subject,
-                "direction": s.direction.as_str(),
+    let out = TrajectoryOut {
+        events: t
+            .events
+            .iter()
+            .map(|s| EventOut {
+                id: s.seq,
+                ts: rfc3339(s.ts_ms),
+                community: &s.community,
+                device: &s.device,
+                kind: s.kind.as_str(),
+                subject: &s.subject,
+                direction: s.direction.as_str(),
             })
-        })
-        .collect();
-    let stays: Vec<Value> = t
-        .stays
-        .iter()
-        .map(|s| {
-            json!({
-                "community": s.community,
-                "in": rfc3339(s.in_ms),
-                "out": s.out_ms.map(rfc3339),
-                "ended_by": format!("{:?}", s.ended_by).to_lowercase(),
+            .collect(),
+        stays: t
+            .stays
+            .iter()
+            .map(|s| StayOut {
+                community: &s.community,
+                in_: rfc3339(s.in_ms),
+                out: s.out_ms.map(rfc3339),
+                ended_by: match s.ended_by {
+                    StayEnd::Out => "out",
+                    StayEnd::Elsewhere => "elsewhere",
+                    StayEnd::Open => "open",
+                },
             })
-        })
-        .collect();
-    Ok(json!({
-        "events": events,
-        "stays": stays,
-        "next_cursor": t.next_cursor.map(|c| c.to_string()),
-    }))
+            .collect(),
+        next_cursor: t.next_cursor.as_ref().map(|c| c.to_string()),
+    };
+    serde_json::to_string(&out).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn cooccurrence_query(app: &App, p: &Params) -> Result<Value, ApiError> {

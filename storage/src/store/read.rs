@@ -36,24 +36,20 @@ struct ShardSnapshot {
     key: ShardKey,
     segments: Vec<Arc<Segment>>,
     frozen: Option<Arc<Vec<StoredRow>>>,
-    /// Matching in-memory rows, copied.
-    mem: Vec<StoredRow>,
+    /// Matching in-memory rows, copied as plain rows (no allocation per row) …
+    mem: Vec<Row>,
+    /// … and their encoded attributes, only when the reader asked for them.
+    mem_attrs: Vec<Box<[u8]>>,
 }
 
 impl ShardSnapshot {
-    fn take(key: ShardKey, shard: &Shard, keep: impl Fn(&StoredRow) -> bool) -> ShardSnapshot {
-        ShardSnapshot {
-            key,
-            segments: shard.segments.clone(),
-            frozen: shard.frozen.clone(),
-            mem: shard
-                .mem
-                .rows()
-                .iter()
-                .filter(|r| keep(r))
-                .cloned()
-                .collect(),
-        }
+    fn take(
+        key: ShardKey,
+        shard: &Shard,
+        keep: impl Fn(&StoredRow) -> bool,
+        with_attrs: bool,
+    ) -> ShardSnapshot {
+        Self::of_rows(key, shard, shard.mem.rows().iter(), keep, with_attrs)
     }
 
     /// Like [`ShardSnapshot::take`] for the rows of one subject: the memory part's
@@ -64,26 +60,52 @@ impl ShardSnapshot {
         subject: u32,
         keep: impl Fn(&StoredRow) -> bool,
     ) -> ShardSnapshot {
+        Self::of_rows(key, shard, shard.mem.of_subject(subject), keep, false)
+    }
+
+    fn of_rows<'a>(
+        key: ShardKey,
+        shard: &Shard,
+        rows: impl Iterator<Item = &'a StoredRow>,
+        keep: impl Fn(&StoredRow) -> bool,
+        with_attrs: bool,
+    ) -> ShardSnapshot {
+        let mut mem = Vec::new();
+        let mut mem_attrs = Vec::new();
+        for r in rows.filter(|r| keep(r)) {
+            mem.push(r.row(key.community));
+            if with_attrs {
+                mem_attrs.push(r.attrs.clone());
+            }
+        }
         ShardSnapshot {
             key,
             segments: shard.segments.clone(),
             frozen: shard.frozen.clone(),
-            mem: shard
-                .mem
-                .of_subject(subject)
-                .filter(|r| keep(r))
-                .cloned()
-                .collect(),
+            mem,
+            mem_attrs,
         }
     }
 
-    /// Rows in memory (frozen and active) that pass `keep`.
+    /// Rows in memory (frozen and active) that pass `keep`, with their encoded
+    /// attributes (empty unless the snapshot was taken with them).
     fn mem_rows<'a>(
         &'a self,
         keep: impl Fn(&StoredRow) -> bool + 'a,
-    ) -> impl Iterator<Item = &'a StoredRow> + 'a {
-        let frozen = self.frozen.iter().flat_map(|f| f.iter());
-        frozen.filter(move |r| keep(r)).chain(self.mem.iter())
+    ) -> impl Iterator<Item = (Row, &'a [u8])> + 'a {
+        let community = self.key.community;
+        let frozen = self
+            .frozen
+            .iter()
+            .flat_map(|f| f.iter())
+            .filter(move |r| keep(r))
+            .map(move |r| (r.row(community), &r.attrs[..]));
+        let mem = self
+            .mem
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (*r, self.mem_attrs.get(i).map_or(&[][..], |a| &a[..])));
+        frozen.chain(mem)
     }
 }
 
@@ -96,6 +118,7 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         keep: impl Fn(&StoredRow) -> bool,
+        with_attrs: bool,
     ) -> Vec<ShardSnapshot> {
         if from_ms >= to_ms {
             return Vec::new();
@@ -113,7 +136,7 @@ impl Store {
                 span: *spans.end(),
             };
             for (key, shard) in shards.range(lo..=hi) {
-                out.push(ShardSnapshot::take(*key, shard, &keep));
+                out.push(ShardSnapshot::take(*key, shard, &keep, with_attrs));
             }
         };
         match communities {
@@ -138,12 +161,12 @@ impl Store {
         mut f: impl FnMut(Row),
     ) {
         let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
-        for snap in self.snapshot(communities, from_ms, to_ms, in_range) {
+        for snap in self.snapshot(communities, from_ms, to_ms, in_range, false) {
             for seg in &snap.segments {
                 seg.for_each_in_range(from_ms, to_ms, |_, r| f(r));
             }
-            for r in snap.mem_rows(in_range) {
-                f(r.row(snap.key.community));
+            for (r, _) in snap.mem_rows(in_range) {
+                f(r);
             }
         }
     }
@@ -182,8 +205,8 @@ impl Store {
                     }
                 });
             }
-            for r in snap.mem_rows(keep) {
-                f(r.row(snap.key.community));
+            for (r, _) in snap.mem_rows(keep) {
+                f(r);
             }
         }
     }
@@ -253,11 +276,11 @@ impl Store {
     ) -> Vec<Row> {
         let keep = |r: &StoredRow| r.device == device && r.ts_ms >= from_ms && r.ts_ms < to_ms;
         let mut out = Vec::new();
-        for snap in self.snapshot(Some(&[community]), from_ms, to_ms, keep) {
+        for snap in self.snapshot(Some(&[community]), from_ms, to_ms, keep, false) {
             for seg in &snap.segments {
                 seg.for_each_in_device_window(device, from_ms, to_ms, |_, r| out.push(r));
             }
-            out.extend(snap.mem_rows(keep).map(|r| r.row(community)));
+            out.extend(snap.mem_rows(keep).map(|(r, _)| r));
         }
         out.sort_unstable_by_key(|r| (r.ts_ms, r.seq));
         out
@@ -274,7 +297,7 @@ impl Store {
         let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
         let mut found: Vec<(Row, Vec<u8>)> = Vec::new();
         let mut err = None;
-        for snap in self.snapshot(communities, from_ms, to_ms, in_range) {
+        for snap in self.snapshot(communities, from_ms, to_ms, in_range, true) {
             for seg in &snap.segments {
                 seg.for_each_in_range(from_ms, to_ms, |ordinal, r| match seg.attrs(ordinal) {
                     Ok(a) => found.push((r, crate::attr_codec::encode_attrs(&a).into_vec())),
@@ -283,8 +306,8 @@ impl Store {
                     }
                 });
             }
-            for r in snap.mem_rows(in_range) {
-                found.push((r.row(snap.key.community), r.attrs.to_vec()));
+            for (r, attrs) in snap.mem_rows(in_range) {
+                found.push((r, attrs.to_vec()));
             }
         }
         if let Some(e) = err {
