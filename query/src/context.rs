@@ -13,6 +13,10 @@ use crate::error::{QueryError, Result};
 pub struct QueryContext<'a> {
     pub store: &'a Store,
     pub index: &'a StoreIndex,
+    /// The communities (dictionary ids, sorted) this query may see; all when `None`.
+    /// A scoped query answers exactly as the same query would over a store holding
+    /// only those communities' events: it never sees, counts or infers others.
+    pub scope: Option<&'a [u32]>,
     /// Longest time range a query may cover, in days. Default 400.
     pub max_range_days: i64,
 }
@@ -36,7 +40,33 @@ impl<'a> QueryContext<'a> {
         QueryContext {
             store,
             index,
+            scope: None,
             max_range_days: 400,
+        }
+    }
+
+    /// The same context, limited to `communities` (dictionary ids, sorted ascending).
+    pub fn scoped(self, communities: &'a [u32]) -> QueryContext<'a> {
+        QueryContext {
+            scope: Some(communities),
+            ..self
+        }
+    }
+
+    /// `communities` (all when `None`) limited to the scope.
+    pub(crate) fn restrict(&self, communities: Option<&[u32]>) -> Option<Vec<u32>> {
+        match (self.scope, communities) {
+            (None, c) => c.map(<[u32]>::to_vec),
+            (Some(s), None) => Some(s.to_vec()),
+            (Some(s), Some(c)) => Some(c.iter().copied().filter(|x| s.contains(x)).collect()),
+        }
+    }
+
+    /// The communities a query names (all when `None`), as ids within the scope.
+    pub(crate) fn communities(&self, codes: Option<&[String]>) -> Option<Vec<u32>> {
+        match codes {
+            Some(c) => Some(self.community_ids(c)),
+            None => self.restrict(None),
         }
     }
 
@@ -56,7 +86,11 @@ impl<'a> QueryContext<'a> {
     /// Community ids of `codes`; unknown codes are dropped (they hold no events).
     pub(crate) fn community_ids(&self, codes: &[String]) -> Vec<u32> {
         let d = self.store.dictionaries();
-        let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
+        let mut ids: Vec<u32> = codes
+            .iter()
+            .filter_map(|c| d.community_id(c))
+            .filter(|c| self.scope.is_none_or(|s| s.contains(c)))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -77,10 +111,11 @@ impl<'a> QueryContext<'a> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Vec<Row> {
-        let keys = self
-            .index
-            .view()
-            .subject_shards(subject, from_ms, to_ms, communities);
+        let communities = self.restrict(communities);
+        let keys =
+            self.index
+                .view()
+                .subject_shards(subject, from_ms, to_ms, communities.as_deref());
         let mut rows = Vec::new();
         self.store
             .scan_subject(keys, subject, from_ms, to_ms, |r| rows.push(r));
@@ -89,7 +124,11 @@ impl<'a> QueryContext<'a> {
 
     /// Rows of `device` in `[from_ms, to_ms)` in every community it reports to.
     pub(crate) fn device_rows(&self, device: u32, from_ms: i64, to_ms: i64, out: &mut Vec<Row>) {
-        for community in self.index.view().device_communities(device) {
+        let communities = self.index.view().device_communities(device);
+        for community in communities
+            .into_iter()
+            .filter(|c| self.scope.is_none_or(|s| s.contains(c)))
+        {
             out.extend(
                 self.store
                     .scan_device_window(community, device, from_ms, to_ms),

@@ -233,6 +233,7 @@ fn lift(
                 .flat_map(|p| {
                     view.device_communities(p.device)
                         .into_iter()
+                        .filter(|c| ctx.scope.is_none_or(|s| s.contains(c)))
                         .map(move |c| (c, p.device))
                 })
                 .collect();

@@ -42,7 +42,7 @@ pub struct CountBucket {
 /// Buckets with at least one event, ordered by bucket then key.
 pub fn counts(ctx: &QueryContext<'_>, q: &Counts) -> Result<Vec<CountBucket>> {
     ctx.check_range(q.from_ms, q.to_ms)?;
-    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
+    let communities = ctx.communities(q.communities.as_deref());
     let tz = ctx.store.layout().tz_offset_ms;
     let width = match q.per {
         Granularity::Hour => HOUR_MS,

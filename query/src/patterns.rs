@@ -31,11 +31,13 @@ fn kind_rows(
     communities: Option<&[u32]>,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
-    ctx.store.scan_range(from_ms, to_ms, communities, |r| {
-        if r.kind == kind {
-            rows.push(r)
-        }
-    });
+    let communities = ctx.restrict(communities);
+    ctx.store
+        .scan_range(from_ms, to_ms, communities.as_deref(), |r| {
+            if r.kind == kind {
+                rows.push(r)
+            }
+        });
     rows
 }
 

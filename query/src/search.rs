@@ -6,6 +6,9 @@ use sightline_storage::Kind;
 use crate::context::QueryContext;
 use crate::error::{QueryError, Result};
 
+/// 2100-01-01: the end of "all time" for a scoped count.
+const ALL_TIME_MS: i64 = 4_102_444_800_000;
+
 /// Most subjects one search returns.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 
@@ -72,12 +75,32 @@ pub fn search(
                 .map(|id| (id, pattern.as_str())),
         );
     }
-    let view = ctx.index.view();
+    // Sightings: the index's store-wide statistics, or, for a scoped query, counted
+    // from the subject's events in the scope (a subject never seen there is not a
+    // match: its existence elsewhere is not revealed).
+    let stats: Vec<Option<sightline_index::SubjectStats>> = match ctx.scope {
+        None => {
+            let view = ctx.index.view();
+            ids.iter().map(|(id, _)| view.subject_stats(*id)).collect()
+        }
+        Some(_) => ids
+            .iter()
+            .map(|(id, _)| {
+                let rows = ctx.subject_rows(*id, 0, ALL_TIME_MS, None);
+                (!rows.is_empty()).then(|| sightline_index::SubjectStats {
+                    count: rows.len() as u64,
+                    first_ms: rows.iter().map(|r| r.ts_ms).min().unwrap_or(0),
+                    last_ms: rows.iter().map(|r| r.ts_ms).max().unwrap_or(0),
+                })
+            })
+            .collect(),
+    };
     let dicts = ctx.store.dictionaries();
     let mut out: Vec<SubjectMatch> = ids
         .into_iter()
-        .filter_map(|(id, pattern)| {
-            let stats = view.subject_stats(id)?;
+        .zip(stats)
+        .filter_map(|((id, pattern), stats)| {
+            let stats = stats?;
             let (kind, subject) = dicts.subject(id)?;
             let distance = match q.mode {
                 SearchMode::Fuzzy { .. } => ocr_distance(pattern, subject),

@@ -596,3 +596,116 @@ proptest! {
         prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Access control's guarantee, at the query layer: a query scoped to some
+    /// communities answers exactly what the unscoped query answers over a store that
+    /// holds only those communities' events — nothing seen, counted or inferred from
+    /// the others (event ids differ between the two stores and are left out).
+    #[test]
+    fn a_scoped_query_answers_as_if_only_its_communities_existed(
+        (batches, seals, index_first) in scenario(),
+        mask in 1u8..7,
+        grid in range(),
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        s in 0u8..4,
+        window_s in prop_oneof![Just(0i64), Just(60)],
+        device_scope in any::<bool>(),
+    ) {
+        let inside = |c: u8| mask & (1 << c) != 0;
+        let full = load(&batches, &seals, index_first);
+        let kept: Vec<Vec<Raw>> = batches
+            .iter()
+            .map(|b| b.iter().filter(|e| inside(e.1)).cloned().collect())
+            .collect();
+        let only = load(&kept, &seals, index_first);
+        // A gate camera of community 0 that also reports for community 1 (a device
+        // shared at a boundary): its community-1 events must stay out of a scope
+        // without community 1, even when reached through the device.
+        let cross = |store: &Store, ts: i64, kind: Kind, n: u8| {
+            let e = store.validate(EventInput {
+                ts_ms: ts, community: community(1), device: device(0, 0),
+                kind: kind.as_str().into(), subject: subject_of(kind, n),
+                direction: "in".into(), ..Default::default()
+            }).unwrap();
+            store.append(&[e]).unwrap();
+        };
+        for (ts, k, n) in [(DAY0 + 12 * HOUR_MS, kind, s), (DAY0 + 12 * HOUR_MS + 30_000, Kind::Face, 3)] {
+            cross(&full.store, ts, k, n);
+            if inside(1) {
+                cross(&only.store, ts, k, n);
+            }
+        }
+        let mut ids: Vec<u32> = (0..3u8)
+            .filter(|&c| inside(c))
+            .filter_map(|c| full.store.dictionaries().community_id(&community(c)))
+            .collect();
+        ids.sort_unstable();
+        let scoped = QueryContext::new(&full.store, &full.index).scoped(&ids);
+        let plain = QueryContext::new(&only.store, &only.index);
+        let (from, to) = grid;
+        let subject = subject_of(kind, s);
+
+        let traj = |ctx: &QueryContext<'_>| {
+            let t = trajectory(ctx, &TrajectoryQuery {
+                kind, subject: subject.clone(), from_ms: from, to_ms: to,
+                communities: None, cursor: None, limit: 1000,
+            }).unwrap();
+            let events: Vec<_> = t.events.iter().map(|e| { let mut x = strip(e); x.0 = 0; x }).collect();
+            (events, t.stays)
+        };
+        prop_assert_eq!(traj(&scoped), traj(&plain));
+
+        let co = |ctx: &QueryContext<'_>| cooccurrence(ctx, &Cooccurrence {
+            kind, subject: subject.clone(), from_ms: from, to_ms: to, communities: None,
+            window_ms: window_s * 1000, min_count: 1,
+            scope: if device_scope { Scope::Device } else { Scope::Community },
+            candidate_kind: None, dedup_gap_ms: None, limit: 100,
+        }).unwrap();
+        prop_assert_eq!(co(&scoped), co(&plain));
+
+        let all: Vec<String> = (0..3).map(community).collect();
+        let coll = |ctx: &QueryContext<'_>| collision(ctx, &Collision {
+            kind,
+            conditions: vec![
+                Condition { place: Place::Communities(all.clone()), from_ms: from, to_ms: to },
+                Condition { place: Place::Devices(vec![device(0, 0), device(1, 1), device(2, 0)]), from_ms: DAY0, to_ms: DAY0 + 2 * DAY_MS },
+            ],
+            min_conditions: 1,
+            limit: 1000,
+        }).unwrap();
+        prop_assert_eq!(coll(&scoped), coll(&plain));
+
+        for c in &all {
+            let freq = |ctx: &QueryContext<'_>| frequency(ctx, &FrequencyQuery {
+                community: c.clone(), kind, from_ms: from, to_ms: to,
+                min_count: Some(1), min_days: None, limit: 1000,
+            }).unwrap();
+            prop_assert_eq!(freq(&scoped), freq(&plain));
+            let first = |ctx: &QueryContext<'_>| first_seen(ctx, &FirstSeenQuery {
+                community: c.clone(), kind, from_ms: from, to_ms: to, lookback_days: 1, limit: 1000,
+            }).unwrap();
+            prop_assert_eq!(first(&scoped), first(&plain));
+        }
+        let mut nq = NocturnalQuery::new(kind, from, to);
+        nq.min_night = 0;
+        nq.max_day = 1000;
+        prop_assert_eq!(nocturnal(&scoped, &nq).unwrap(), nocturnal(&plain, &nq).unwrap());
+        let oq = OvernightQuery::new(kind, &subject, from, to);
+        prop_assert_eq!(overnight(&scoped, &oq).unwrap(), overnight(&plain, &oq).unwrap());
+        for by in [CountKey::Community, CountKey::Device, CountKey::Kind] {
+            let q = Counts { from_ms: from, to_ms: to, communities: None, kind: None, by, per: Granularity::Hour };
+            prop_assert_eq!(counts(&scoped, &q).unwrap(), counts(&plain, &q).unwrap());
+        }
+
+        let (vf, vo) = (sightline_index::Vocabulary::in_memory().unwrap(), sightline_index::Vocabulary::in_memory().unwrap());
+        vf.catch_up(&full.store).unwrap();
+        vo.catch_up(&only.store).unwrap();
+        for pattern in ["苏E", "F"] {
+            let q = SearchQuery { pattern: pattern.into(), mode: SearchMode::Prefix, kind: None, limit: 1000 };
+            prop_assert_eq!(search(&scoped, &vf, &q).unwrap(), search(&plain, &vo, &q).unwrap());
+        }
+    }
+}
