@@ -17,6 +17,7 @@ use sightline_query::{
 };
 use sightline_storage::Appended;
 
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::ingest::records;
 use crate::params::{parse_kind, parse_time, rfc3339, Params};
@@ -28,6 +29,11 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     let started = std::time::Instant::now();
     let endpoint = crate::metrics::endpoint_index(req.uri().path());
     if req.uri().path() == "/metrics" && req.method() == Method::GET {
+        if let Err(e) = app.keys.authorize(token(&req), Role::Admin) {
+            app.metrics
+                .record(endpoint, e.status.as_u16(), Some(e.code), started.elapsed());
+            return Ok(respond(e.status, e.json()));
+        }
         let text = app.metrics.render(&app);
         app.metrics.record(endpoint, 200, None, started.elapsed());
         let mut r = Response::new(Full::new(Bytes::from(text)));
@@ -98,11 +104,15 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
-    let allowed = match path.as_str() {
-        "/health" | "/metrics" | "/v1/openapi.json" => "GET",
-        "/v1/events" | "/v1/collision" => "POST",
+    let (allowed, needed) = match path.as_str() {
+        "/health" | "/v1/openapi.json" => ("GET", None),
+        "/metrics" | "/v1/audit" => ("GET", Some(Role::Admin)),
+        "/v1/events" => ("POST", Some(Role::Ingest)),
+        "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
-        | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => "GET",
+        | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => {
+            ("GET", Some(Role::Investigate))
+        }
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -118,10 +128,30 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
             format!("{path} takes {allowed}, not {method}"),
         ));
     }
+    let caller = match needed {
+        None => None,
+        Some(role) => Some(app.keys.authorize(token(&req), role)?),
+    };
+    let caller = caller.unwrap_or_else(|| Caller {
+        key_id: "anonymous".into(),
+        role: Role::Admin,
+        communities: None,
+    });
+    let query = req.uri().query().unwrap_or("").to_string();
     match (method, path.as_str()) {
         (Method::GET, "/health") => health(&app).await.map(|(s, v)| (s, v.into())),
         (Method::GET, "/v1/openapi.json") => {
             Ok((StatusCode::OK, crate::openapi::document().into()))
+        }
+        (Method::GET, "/v1/audit") => {
+            params.only(&["after", "limit"])?;
+            let after = params.number("after", 0u64)?;
+            let limit = params.number("limit", 1000usize)?.min(10_000);
+            let entries = app
+                .audit
+                .read(after, limit)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok((StatusCode::OK, json!({ "entries": entries }).into()))
         }
         (Method::POST, "/v1/events") => {
             // The slot is taken before the body is read, so buffered bodies are
@@ -132,34 +162,93 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
                 .try_acquire_owned()
                 .map_err(|_| ApiError::busy("ingest"))?;
             let body = body(&app, req).await?;
-            ingest(&app, body).await.map(|(s, v)| (s, v.into()))
+            ingest(&app, body, &caller)
+                .await
+                .map(|(s, v)| (s, v.into()))
         }
         (Method::POST, "/v1/collision") => {
             let body = body(&app, req).await?;
-            blocking(app, move |app| collision_query(app, &body)).await
+            let text = String::from_utf8_lossy(&body).into_owned();
+            audited(app, caller, path, text, move |app, c| {
+                collision_query(app, &body, c)
+            })
+            .await
         }
-        (Method::GET, "/v1/trajectory") => {
-            blocking(app, move |app| trajectory_query(app, &params)).await
+        (Method::GET, p) => {
+            let handler: Handler = match p {
+                "/v1/trajectory" => |a, p, c| trajectory_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/cooccurrence" => {
+                    |a, p, c| cooccurrence_query(a, p, c).map(|(b, n)| (b.into(), n))
+                }
+                "/v1/search" => |a, p, c| search_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/frequency" => |a, p, c| frequency_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/nocturnal" => |a, p, c| nocturnal_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/first-seen" => |a, p, c| first_seen_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/overnight" => |a, p, c| overnight_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/counts" => |a, p, c| counts_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                _ => unreachable!("every routed path is matched above"),
+            };
+            audited(app, caller, path, query, move |app, c| {
+                handler(app, &params, c)
+            })
+            .await
         }
-        (Method::GET, "/v1/cooccurrence") => {
-            blocking(app, move |app| cooccurrence_query(app, &params)).await
-        }
-        (Method::GET, "/v1/search") => blocking(app, move |app| search_query(app, &params)).await,
-        (Method::GET, "/v1/frequency") => {
-            blocking(app, move |app| frequency_query(app, &params)).await
-        }
-        (Method::GET, "/v1/nocturnal") => {
-            blocking(app, move |app| nocturnal_query(app, &params)).await
-        }
-        (Method::GET, "/v1/first-seen") => {
-            blocking(app, move |app| first_seen_query(app, &params)).await
-        }
-        (Method::GET, "/v1/overnight") => {
-            blocking(app, move |app| overnight_query(app, &params)).await
-        }
-        (Method::GET, "/v1/counts") => blocking(app, move |app| counts_query(app, &params)).await,
         _ => unreachable!("every routed path is matched above"),
     }
+}
+
+/// A GET query handler: the answer and how many results it holds (for the audit).
+type Handler = fn(&App, &Params, &Caller) -> Result<(Body, usize), ApiError>;
+
+/// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
+fn token(req: &Request<Incoming>) -> Option<&str> {
+    let h = req.headers();
+    h.get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// Runs an investigative query and appends it to the audit log, answered or not.
+async fn audited<F, B>(
+    app: Arc<App>,
+    caller: Caller,
+    endpoint: String,
+    params: String,
+    f: F,
+) -> Result<(StatusCode, Body), ApiError>
+where
+    F: FnOnce(&App, &Caller) -> Result<(B, usize), ApiError> + Send + 'static,
+    B: Into<Body>,
+{
+    let results = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let (r, c) = (results.clone(), caller.clone());
+    let answer = blocking(app.clone(), move |app| {
+        f(app, &c).map(|(b, n)| {
+            r.store(n, std::sync::atomic::Ordering::Relaxed);
+            b
+        })
+    })
+    .await;
+    let status = match &answer {
+        Ok((s, _)) => s.as_u16(),
+        Err(e) => e.status.as_u16(),
+    };
+    let n = results.load(std::sync::atomic::Ordering::Relaxed);
+    let mut params = params;
+    params.truncate(4096);
+    app.audit
+        .record(
+            crate::now_ms(),
+            &caller.key_id,
+            &endpoint,
+            &params,
+            (n != usize::MAX).then_some(n),
+            status,
+        )
+        .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))?;
+    answer
 }
 
 /// The request body, refused with 413 past the configured size.
@@ -223,6 +312,11 @@ where
 }
 
 async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
+    // With keys configured, anyone may ask whether the server is up, but only that:
+    // store sizes are for admins (`/metrics`).
+    if !app.keys.is_empty() {
+        return Ok((StatusCode::OK, json!({ "status": "ok" })));
+    }
     let (events, shards): (u64, usize) = {
         let shards = app.store.shards();
         (
@@ -240,7 +334,11 @@ async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
     ))
 }
 
-async fn ingest(app: &Arc<App>, body: Bytes) -> Result<(StatusCode, Value), ApiError> {
+async fn ingest(
+    app: &Arc<App>,
+    body: Bytes,
+    caller: &Caller,
+) -> Result<(StatusCode, Value), ApiError> {
     let parsed = records(&body)?;
     if parsed.is_empty() {
         return Err(ApiError::new(
@@ -258,11 +356,20 @@ async fn ingest(app: &Arc<App>, body: Bytes) -> Result<(StatusCode, Value), ApiE
         ));
     }
     let app2 = app.clone();
+    let allowed = caller.communities.clone();
     let (status, reply) = tokio::task::spawn_blocking(move || {
         let mut errors = Vec::new();
         let mut valid = Vec::new();
         let mut positions = Vec::new();
         for (pos, r) in parsed {
+            let r = r.and_then(|input| match &allowed {
+                Some(a) if !a.contains(&input.community) => Err(crate::ingest::RecordError {
+                    line: pos,
+                    field: Some("community".into()),
+                    message: format!("this API key may not write community {:?}", input.community),
+                }),
+                _ => Ok(input),
+            });
             match r.map_err(|e| e.json()).and_then(|input| {
                 app2.store
                     .validate(input)
@@ -340,8 +447,14 @@ async fn ingest(app: &Arc<App>, body: Bytes) -> Result<(StatusCode, Value), ApiE
     Ok((status, reply))
 }
 
-fn ctx(app: &App) -> QueryContext<'_> {
-    QueryContext::new(&app.store, &app.index)
+/// The caller's community scope as sorted dictionary ids (`None`: everything).
+fn scope_ids(app: &App, caller: &Caller) -> Option<Vec<u32>> {
+    caller.communities.as_ref().map(|codes| {
+        let d = app.store.dictionaries();
+        let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
+        ids.sort_unstable();
+        ids
+    })
 }
 
 fn range(p: &Params) -> Result<(i64, i64), ApiError> {
@@ -375,7 +488,12 @@ struct TrajectoryOut<'a> {
     next_cursor: Option<String>,
 }
 
-fn trajectory_query(app: &App, p: &Params) -> Result<String, ApiError> {
+fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&[
         "kind",
         "subject",
@@ -394,7 +512,7 @@ fn trajectory_query(app: &App, p: &Params) -> Result<String, ApiError> {
         })
         .transpose()?;
     let t = trajectory(
-        &ctx(app),
+        &ctx,
         &TrajectoryQuery {
             kind: p.kind("kind")?,
             subject: p.required("subject")?.to_string(),
@@ -435,10 +553,18 @@ fn trajectory_query(app: &App, p: &Params) -> Result<String, ApiError> {
             .collect(),
         next_cursor: t.next_cursor.as_ref().map(|c| c.to_string()),
     };
-    serde_json::to_string(&out).map_err(|e| ApiError::internal(e.to_string()))
+    let n = out.events.len();
+    serde_json::to_string(&out)
+        .map(|s| (s, n))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn cooccurrence_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&[
         "kind",
         "subject",
@@ -464,7 +590,7 @@ fn cooccurrence_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         }
     };
     let found = cooccurrence(
-        &ctx(app),
+        &ctx,
         &Cooccurrence {
             kind: p.kind("kind")?,
             subject: p.required("subject")?.to_string(),
@@ -494,10 +620,15 @@ fn cooccurrence_query(app: &App, p: &Params) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    Ok(json!({ "candidates": candidates }))
+    Ok((json!({ "candidates": candidates }), found.len()))
 }
 
-fn collision_query(app: &App, body: &[u8]) -> Result<Value, ApiError> {
+fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -570,7 +701,7 @@ fn collision_query(app: &App, body: &[u8]) -> Result<Value, ApiError> {
     };
     let min_conditions = number("min_conditions", conditions.len())?;
     let hits = collision(
-        &ctx(app),
+        &ctx,
         &Collision {
             kind,
             conditions,
@@ -582,10 +713,16 @@ fn collision_query(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         .iter()
         .map(|h| json!({ "kind": h.kind.as_str(), "subject": h.subject, "conditions": h.conditions }))
         .collect();
-    Ok(json!({ "subjects": subjects }))
+    let n = subjects.len();
+    Ok((json!({ "subjects": subjects }), n))
 }
 
-fn search_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&["q", "kind", "mode", "distance", "limit"])?;
     let mode = match p.get("mode").unwrap_or("exact") {
         "exact" => SearchMode::Exact,
@@ -602,7 +739,7 @@ fn search_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         }
     };
     let found = search(
-        &ctx(app),
+        &ctx,
         &app.vocab,
         &SearchQuery {
             pattern: p.required("q")?.to_string(),
@@ -624,10 +761,16 @@ fn search_query(app: &App, p: &Params) -> Result<Value, ApiError> {
             })
         })
         .collect();
-    Ok(json!({ "subjects": subjects }))
+    let n = subjects.len();
+    Ok((json!({ "subjects": subjects }), n))
 }
 
-fn frequency_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&[
         "community",
         "kind",
@@ -642,7 +785,7 @@ fn frequency_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         p.get(name).map(|_| p.number(name, 0u32)).transpose()
     };
     let found = frequency(
-        &ctx(app),
+        &ctx,
         &FrequencyQuery {
             community: p.required("community")?.to_string(),
             kind: p.kind("kind")?,
@@ -660,10 +803,16 @@ fn frequency_query(app: &App, p: &Params) -> Result<Value, ApiError> {
                     "first": rfc3339(f.first_ms), "last": rfc3339(f.last_ms) })
         })
         .collect();
-    Ok(json!({ "subjects": subjects }))
+    let n = subjects.len();
+    Ok((json!({ "subjects": subjects }), n))
 }
 
-fn nocturnal_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&[
         "kind",
         "from",
@@ -684,7 +833,7 @@ fn nocturnal_query(app: &App, p: &Params) -> Result<Value, ApiError> {
     q.min_night = p.number("min_night", q.min_night)?;
     q.max_day = p.number("max_day", q.max_day)?;
     q.limit = p.number("limit", q.limit)?;
-    let found = nocturnal(&ctx(app), &q)?;
+    let found = nocturnal(&ctx, &q)?;
     let subjects: Vec<Value> = found
         .iter()
         .map(|n| {
@@ -693,10 +842,16 @@ fn nocturnal_query(app: &App, p: &Params) -> Result<Value, ApiError> {
                     "night_ratio": (n.night_ratio * 1000.0).round() / 1000.0 })
         })
         .collect();
-    Ok(json!({ "subjects": subjects }))
+    let n = subjects.len();
+    Ok((json!({ "subjects": subjects }), n))
 }
 
-fn first_seen_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&["community", "kind", "from", "to", "lookback", "limit"])?;
     let (from_ms, to_ms) = range(p)?;
     let lookback = p.window("lookback")?.unwrap_or(30 * 86_400_000);
@@ -707,7 +862,7 @@ fn first_seen_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         ));
     }
     let found = first_seen(
-        &ctx(app),
+        &ctx,
         &FirstSeenQuery {
             community: p.required("community")?.to_string(),
             kind: p.kind("kind")?,
@@ -721,10 +876,16 @@ fn first_seen_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         .iter()
         .map(|f| json!({ "subject": f.subject, "first": rfc3339(f.first_ms), "count": f.count }))
         .collect();
-    Ok(json!({ "subjects": subjects }))
+    let n = subjects.len();
+    Ok((json!({ "subjects": subjects }), n))
 }
 
-fn overnight_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&[
         "kind",
         "subject",
@@ -737,7 +898,7 @@ fn overnight_query(app: &App, p: &Params) -> Result<Value, ApiError> {
     let mut q = OvernightQuery::new(p.kind("kind")?, p.required("subject")?, from_ms, to_ms);
     q.evening_hour = p.number("evening_hour", q.evening_hour)?;
     q.morning_hour = p.number("morning_hour", q.morning_hour)?;
-    let o = overnight(&ctx(app), &q)?;
+    let o = overnight(&ctx, &q)?;
     let at = |x: &Option<(String, i64)>| {
         x.as_ref()
             .map(|(c, ts)| json!({ "community": c, "ts": rfc3339(*ts) }))
@@ -752,10 +913,16 @@ fn overnight_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         .iter()
         .map(|(c, n)| json!({ "community": c, "nights": n }))
         .collect();
-    Ok(json!({ "nights": nights, "bases": bases }))
+    let n = nights.len();
+    Ok((json!({ "nights": nights, "bases": bases }), n))
 }
 
-fn counts_query(app: &App, p: &Params) -> Result<Value, ApiError> {
+fn counts_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
+    let scope = scope_ids(app, caller);
+    let ctx = match &scope {
+        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
+        None => QueryContext::new(&app.store, &app.index),
+    };
     p.only(&["from", "to", "community", "kind", "by", "per"])?;
     let (from_ms, to_ms) = range(p)?;
     let by = match p.get("by").unwrap_or("community") {
@@ -780,7 +947,7 @@ fn counts_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         }
     };
     let buckets = counts(
-        &ctx(app),
+        &ctx,
         &Counts {
             from_ms,
             to_ms,
@@ -803,7 +970,8 @@ fn counts_query(app: &App, p: &Params) -> Result<Value, ApiError> {
         .iter()
         .map(|b| json!({ "bucket": rfc3339(b.bucket_ms), "key": b.key, "count": b.count }))
         .collect();
-    Ok(json!({ "counts": rows }))
+    let n = rows.len();
+    Ok((json!({ "counts": rows }), n))
 }
 
 /// Most rows a counts answer may hold.

@@ -5,6 +5,8 @@
 //! tokio's blocking pool; the async side only parses, routes and writes responses.
 
 mod api;
+pub mod audit;
+pub mod auth;
 pub mod demo;
 mod error;
 mod ingest;
@@ -87,6 +89,15 @@ pub enum ServeError {
     Storage(#[from] sightline_storage::StorageError),
     #[error(transparent)]
     Index(#[from] sightline_index::IndexError),
+    #[error("{0} (the server does not start on a broken audit chain; `sightline audit verify` shows it)")]
+    Audit(#[from] audit::AuditError),
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The shared state of a running server.
@@ -97,6 +108,8 @@ pub(crate) struct App {
     pub config: ServerConfig,
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: metrics::Metrics,
+    pub keys: auth::Keys,
+    pub audit: audit::AuditLog,
     pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -108,11 +121,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store (recovering it), builds the index and vocabulary, and binds.
+    /// Opens the store (recovering it), its keys and audit log, builds the index and
+    /// vocabulary, and binds. Without API keys only loopback addresses are allowed.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
-        if !config.listen.ip().is_loopback() {
-            return Err(ServeError::NotLoopback(config.listen));
-        }
+        let (store, index, vocab, keys, audit) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+                let store = Store::open(&config.data, config.store.clone())?;
+                let keys = auth::Keys::load(&store)?;
+                if keys.is_empty() && !config.listen.ip().is_loopback() {
+                    return Err(ServeError::NotLoopback(config.listen));
+                }
+                let audit = audit::AuditLog::open(&config.data)?;
+                let index = StoreIndex::attach(&store);
+                let vocab = Arc::new(Vocabulary::in_memory()?);
+                vocab.catch_up(&store)?;
+                Ok((store, index, vocab, keys, audit))
+            })
+            .await
+            .expect("opening the store panicked")?
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -120,18 +148,6 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
-        let (store, index, vocab) = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-                let store = Store::open(&config.data, config.store.clone())?;
-                let index = StoreIndex::attach(&store);
-                let vocab = Arc::new(Vocabulary::in_memory()?);
-                vocab.catch_up(&store)?;
-                Ok((store, index, vocab))
-            })
-            .await
-            .expect("opening the store panicked")?
-        };
         let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
         Ok(Server {
             app: Arc::new(App {
@@ -140,6 +156,8 @@ impl Server {
                 vocab,
                 ingest_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest)),
                 metrics: Default::default(),
+                keys,
+                audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 config,
             }),
@@ -165,6 +183,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintain(self.app.clone()));
+        let audit_sync = tokio::spawn(sync_audit(self.app.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -187,11 +206,27 @@ impl Server {
         }
         drop(self.listener);
         maintenance.abort();
+        audit_sync.abort();
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(self.app.config.shutdown_grace) => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
             }
+        }
+        if let Err(e) = self.app.audit.sync() {
+            tracing::error!(error = %e, "audit log sync failed");
+        }
+    }
+}
+
+/// Makes the audit log durable every second.
+async fn sync_audit(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let app = app.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || app.audit.sync()).await {
+            tracing::error!(error = %e, "audit log sync failed");
         }
     }
 }

@@ -38,6 +38,16 @@ enum Command {
         #[arg(long)]
         retention_days: Option<u32>,
     },
+    /// Manage API keys (with the server stopped: the store is locked while it runs).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Check the audit log's hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Serve a synthetic month of the 10 Gusu pilot communities and print example
     /// `curl` commands. The data stays in `--data`; a second run reuses it.
     Demo {
@@ -50,6 +60,43 @@ enum Command {
         days: u32,
         #[arg(long, default_value_t = 10)]
         communities: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print its token (shown once; only its hash is kept).
+    Create {
+        #[arg(long)]
+        data: PathBuf,
+        /// ingest, investigate or admin.
+        #[arg(long)]
+        role: String,
+        /// Communities the key may see (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        communities: Option<Vec<String>>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their tokens).
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[arg(long)]
+        data: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Verify every entry's hash and link; exit 1 naming the first broken line.
+    Verify {
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -76,6 +123,97 @@ fn main() -> ExitCode {
             days,
             communities,
         } => demo(ServerConfig::new(data, listen), days, communities),
+        Command::Keys { action } => keys(action),
+        Command::Audit {
+            action: AuditAction::Verify { data },
+        } => {
+            let path = data.join(sightline_server::audit::FILE);
+            match sightline_server::audit::verify(&path) {
+                Ok(n) => {
+                    println!("{}: {n} entries, chain intact", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sightline: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn keys(action: KeysAction) -> ExitCode {
+    use sightline_server::auth;
+    use sightline_storage::{Store, StoreConfig};
+    let data = match &action {
+        KeysAction::Create { data, .. }
+        | KeysAction::List { data }
+        | KeysAction::Revoke { data, .. } => data.clone(),
+    };
+    let store = match Store::open(&data, StoreConfig::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "sightline: cannot open {}: {e} (is the server running?)",
+                data.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = sightline_server::now_ms();
+    let result = match action {
+        KeysAction::Create {
+            role,
+            communities,
+            name,
+            ..
+        } => {
+            let Some(role) = auth::Role::parse(&role) else {
+                eprintln!("sightline: unknown role {role:?}; use ingest, investigate or admin");
+                return ExitCode::from(2);
+            };
+            auth::create(&store, &name, role, communities, now).map(|(k, token)| {
+                println!("{token}");
+                eprintln!(
+                    "created key {} ({}); keep the token above: it is not stored and cannot be shown again",
+                    k.id, k.role
+                );
+            })
+        }
+        KeysAction::List { .. } => store.catalog().api_keys().map(|keys| {
+            for k in keys {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.role,
+                    k.communities.map_or("all".to_string(), |c| c.join(",")),
+                    if k.revoked_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    },
+                    k.name
+                );
+            }
+        }),
+        KeysAction::Revoke { id, .. } => match auth::revoke(&store, &id, now) {
+            Ok(true) => {
+                eprintln!("revoked {id}");
+                Ok(())
+            }
+            Ok(false) => {
+                eprintln!("sightline: no key {id}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

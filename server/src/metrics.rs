@@ -13,7 +13,8 @@ use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
 use crate::App;
 
 /// The endpoints, as metric labels; anything else is `other`.
-pub const ENDPOINTS: [&str; 13] = [
+pub const ENDPOINTS: [&str; 14] = [
+    "/v1/audit",
     "/health",
     "/metrics",
     "/v1/events",

@@ -74,6 +74,19 @@ const GETS: &[Route] = &[
         params: &[],
     },
     Route {
+        path: "/v1/audit",
+        summary: "The audit log of investigative queries (admin).",
+        params: &[
+            p(
+                "after",
+                false,
+                "0",
+                "Entries after this sequence number (0).",
+            ),
+            p("limit", false, "100", "Most entries, ≤ 10,000 (1000)."),
+        ],
+    },
+    Route {
         path: "/v1/trajectory",
         summary: "A subject's sightings in time order, with stays, paged.",
         params: &[

@@ -34,6 +34,22 @@ pub struct Device {
     pub name: String,
 }
 
+/// An API key as the catalog keeps it: never the secret, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Public id, also the first part of the token (`sl_<id>_<secret>`).
+    pub id: String,
+    pub name: String,
+    /// `ingest`, `investigate` or `admin`.
+    pub role: String,
+    /// Community codes the key may see; all when `None`.
+    pub communities: Option<Vec<String>>,
+    /// Hex SHA-256 of the whole token.
+    pub token_sha256: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
 /// One sealed segment file of a shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentEntry {
@@ -70,6 +86,9 @@ pub trait Catalog: Send + Sync {
     fn manifest(&self) -> Result<Manifest>;
     /// Atomically sets the state of one shard and the next segment id.
     fn commit_shard(&self, key: ShardKey, state: &ShardState, next_segment_id: u64) -> Result<()>;
+    /// Creates or replaces an API key record.
+    fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
 }
 
 /// The sled-backed catalog.
@@ -79,6 +98,7 @@ pub struct SledCatalog {
     devices: sled::Tree,
     shards: sled::Tree,
     meta: sled::Tree,
+    api_keys: sled::Tree,
 }
 
 const NEXT_SEGMENT_ID: &[u8] = b"next_segment_id";
@@ -126,6 +146,7 @@ impl SledCatalog {
             devices: db.open_tree("devices")?,
             shards: db.open_tree("shards")?,
             meta: db.open_tree("meta")?,
+            api_keys: db.open_tree("api_keys")?,
             db,
         })
     }
@@ -142,6 +163,12 @@ impl SledCatalog {
 }
 
 impl Catalog for SledCatalog {
+    fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.put(&self.api_keys, &key.id, key)
+    }
+    fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.all("api key", &self.api_keys)
+    }
     fn put_community(&self, c: &Community) -> Result<()> {
         self.put(&self.communities, &c.code, c)
     }

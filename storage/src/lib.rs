@@ -41,7 +41,9 @@ mod store;
 mod subject;
 mod wal;
 
-pub use catalog::{Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog};
+pub use catalog::{
+    ApiKeyRecord, Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::StoreConfig;
 pub use device::{DeviceCode, DeviceCodeError};

@@ -1,0 +1,158 @@
+//! API keys: roles, community scopes, and how a request proves which key it holds.
+//!
+//! A token is `sl_<id>_<secret>`; the catalog keeps only its SHA-256. With no keys
+//! configured, the server answers anyone on loopback (and refuses other addresses).
+
+use std::collections::HashMap;
+
+use hyper::StatusCode;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use sightline_storage::{ApiKeyRecord, StorageError, Store};
+
+use crate::error::ApiError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Ingest,
+    Investigate,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "ingest" => Some(Role::Ingest),
+            "investigate" => Some(Role::Investigate),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Investigate => "investigate",
+            Role::Admin => "admin",
+        }
+    }
+    /// Admin may do everything; the others only their own.
+    pub fn allows(self, needed: Role) -> bool {
+        self == needed || self == Role::Admin
+    }
+}
+
+/// Who is asking.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Key id, or `anonymous` when no keys are configured.
+    pub key_id: String,
+    pub role: Role,
+    /// Community codes this caller may see; all when `None`.
+    pub communities: Option<Vec<String>>,
+}
+
+/// The active keys, by token hash.
+pub struct Keys {
+    by_hash: HashMap<String, ApiKeyRecord>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Keys {
+    pub fn load(store: &Store) -> Result<Keys, StorageError> {
+        let by_hash = store
+            .catalog()
+            .api_keys()?
+            .into_iter()
+            .filter(|k| k.revoked_ms.is_none())
+            .map(|k| (k.token_sha256.clone(), k))
+            .collect();
+        Ok(Keys { by_hash })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The caller behind a request's `Authorization: Bearer <token>` (or `X-Api-Key`)
+    /// header, allowed `needed`.
+    pub fn authorize(&self, token: Option<&str>, needed: Role) -> Result<Caller, ApiError> {
+        if self.is_empty() {
+            return Ok(Caller {
+                key_id: "anonymous".into(),
+                role: Role::Admin,
+                communities: None,
+            });
+        }
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let token =
+            token.ok_or_else(|| unauthorized("send an API key: Authorization: Bearer sl_…"))?;
+        let key = self
+            .by_hash
+            .get(&sha256_hex(token.as_bytes()))
+            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let role =
+            Role::parse(&key.role).ok_or_else(|| unauthorized("key with an unknown role"))?;
+        if !role.allows(needed) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "key {} has role {}; this needs {}",
+                    key.id,
+                    role.as_str(),
+                    needed.as_str()
+                ),
+            ));
+        }
+        Ok(Caller {
+            key_id: key.id.clone(),
+            role,
+            communities: key.communities.clone(),
+        })
+    }
+}
+
+/// Creates a key; returns its record and the token, shown once.
+pub fn create(
+    store: &Store,
+    name: &str,
+    role: Role,
+    communities: Option<Vec<String>>,
+    now_ms: i64,
+) -> Result<(ApiKeyRecord, String), StorageError> {
+    let mut rng = rand::rng();
+    let id: String = (0..8)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect();
+    let secret: String = (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect();
+    let token = format!("sl_{id}_{secret}");
+    let record = ApiKeyRecord {
+        id,
+        name: name.to_string(),
+        role: role.as_str().to_string(),
+        communities,
+        token_sha256: sha256_hex(token.as_bytes()),
+        created_ms: now_ms,
+        revoked_ms: None,
+    };
+    store.catalog().put_api_key(&record)?;
+    Ok((record, token))
+}
+
+/// Revokes key `id`; false if there is no such key.
+pub fn revoke(store: &Store, id: &str, now_ms: i64) -> Result<bool, StorageError> {
+    let Some(mut k) = store.catalog().api_keys()?.into_iter().find(|k| k.id == id) else {
+        return Ok(false);
+    };
+    k.revoked_ms.get_or_insert(now_ms);
+    store.catalog().put_api_key(&k)?;
+    Ok(true)
+}
