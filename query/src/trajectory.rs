@@ -173,3 +173,31 @@ pub(crate) fn stays(rows: &[Row], names: &Names<'_>) -> Vec<Stay> {
     }
     out
 }
+
+/// The attributes of a trajectory page's events, in the page's order: a second walk of
+/// the subject's postings that decodes attributes only for the page.
+pub fn page_attrs(
+    ctx: &QueryContext<'_>,
+    q: &TrajectoryQuery,
+    page: &[Sighting],
+) -> Result<Vec<sightline_storage::Attrs>> {
+    if page.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
+        return Ok(vec![Default::default(); page.len()]);
+    };
+    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
+    let communities = ctx.restrict(communities.as_deref());
+    let keys = ctx
+        .index
+        .view()
+        .subject_shards(subject, q.from_ms, q.to_ms, communities.as_deref());
+    let mut seqs: Vec<u64> = page.iter().map(|s| s.seq).collect();
+    seqs.sort_unstable();
+    let mut found = ctx.store.subject_attrs(keys, subject, &seqs)?;
+    Ok(page
+        .iter()
+        .map(|s| found.remove(&s.seq).unwrap_or_default())
+        .collect())
+}

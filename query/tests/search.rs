@@ -479,3 +479,69 @@ fn swapped_adjacent_characters_are_one_edit() {
     assert_eq!(subjects(&found), ["苏E12345"]);
     assert_eq!(found[0].distance, 1.0);
 }
+
+#[test]
+fn a_trajectory_page_carries_each_event_s_attributes_sealed_or_not() {
+    use sightline_storage::AttrValue;
+    let c = city();
+    let mut inputs = Vec::new();
+    for i in 0..6i64 {
+        let mut attrs = sightline_storage::Attrs::new();
+        attrs.insert("lane".into(), AttrValue::Int(i));
+        attrs.insert("plate_color".into(), AttrValue::Str(format!("c{i}")));
+        inputs.push(
+            c.store
+                .validate(EventInput {
+                    ts_ms: DAY0 + i * 60_000,
+                    community: "3205080001".into(),
+                    device: "32050801011210000001".into(),
+                    kind: "vehicle".into(),
+                    subject: "苏E12345".into(),
+                    direction: "in".into(),
+                    attrs,
+                })
+                .unwrap(),
+        );
+    }
+    // Half sealed, half in memory.
+    c.store.append(&inputs[..3]).unwrap();
+    for s in c.store.shards() {
+        c.store.seal_shard(s.key).unwrap();
+    }
+    c.store.append(&inputs[3..]).unwrap();
+    let ctx = QueryContext::new(&c.store, &c.index);
+    let q = TrajectoryQuery {
+        kind: Kind::Vehicle,
+        subject: "苏E12345".into(),
+        from_ms: DAY0,
+        to_ms: DAY0 + DAY_MS,
+        communities: None,
+        cursor: None,
+        limit: 4,
+    };
+    let mut lanes = Vec::new();
+    let mut page = trajectory(&ctx, &q).unwrap();
+    loop {
+        let attrs = page_attrs(&ctx, &q, &page.events).unwrap();
+        assert_eq!(attrs.len(), page.events.len());
+        for a in &attrs {
+            let AttrValue::Int(lane) = a["lane"] else {
+                panic!("{a:?}")
+            };
+            assert_eq!(a["plate_color"], AttrValue::Str(format!("c{lane}")));
+            lanes.push(lane);
+        }
+        let Some(cursor) = page.next_cursor.take() else {
+            break;
+        };
+        page = trajectory(
+            &ctx,
+            &TrajectoryQuery {
+                cursor: Some(cursor),
+                ..q.clone()
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(lanes, [0, 1, 2, 3, 4, 5]);
+}

@@ -10,10 +10,10 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sightline_query::{
-    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, search,
-    trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor, FirstSeenQuery,
-    FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place, QueryContext, Scope,
-    SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
+    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, page_attrs,
+    search, trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor,
+    FirstSeenQuery, FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place,
+    QueryContext, Scope, SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
 };
 use sightline_storage::Appended;
 
@@ -470,6 +470,27 @@ struct EventOut<'a> {
     kind: &'static str,
     subject: &'a str,
     direction: &'static str,
+    attrs: AttrsOut<'a>,
+}
+
+/// Attributes as a JSON object of strings, numbers and booleans.
+struct AttrsOut<'a>(&'a sightline_storage::Attrs);
+
+impl serde::Serialize for AttrsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        use sightline_storage::AttrValue;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                AttrValue::Str(x) => m.serialize_entry(k, x)?,
+                AttrValue::Int(x) => m.serialize_entry(k, x)?,
+                AttrValue::Float(x) => m.serialize_entry(k, x)?,
+                AttrValue::Bool(x) => m.serialize_entry(k, x)?,
+            }
+        }
+        m.end()
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -511,23 +532,23 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
                 .map_err(|_| ApiError::param("cursor", "not a cursor this server returned"))
         })
         .transpose()?;
-    let t = trajectory(
-        &ctx,
-        &TrajectoryQuery {
-            kind: p.kind("kind")?,
-            subject: p.required("subject")?.to_string(),
-            from_ms,
-            to_ms,
-            communities: p.list("community"),
-            cursor,
-            limit: p.number("limit", 1000)?,
-        },
-    )?;
+    let q = TrajectoryQuery {
+        kind: p.kind("kind")?,
+        subject: p.required("subject")?.to_string(),
+        from_ms,
+        to_ms,
+        communities: p.list("community"),
+        cursor,
+        limit: p.number("limit", 1000)?,
+    };
+    let t = trajectory(&ctx, &q)?;
+    let attrs = page_attrs(&ctx, &q, &t.events)?;
     let out = TrajectoryOut {
         events: t
             .events
             .iter()
-            .map(|s| EventOut {
+            .zip(&attrs)
+            .map(|(s, a)| EventOut {
                 id: s.seq,
                 ts: rfc3339(s.ts_ms),
                 community: &s.community,
@@ -535,6 +556,7 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
                 kind: s.kind.as_str(),
                 subject: &s.subject,
                 direction: s.direction.as_str(),
+                attrs: AttrsOut(a),
             })
             .collect(),
         stays: t

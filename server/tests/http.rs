@@ -295,6 +295,34 @@ fn ingest_then_every_query_answers_over_http() {
     let r = get(a, "/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.body["events"], 7);
+
+    // Events come back with their attributes.
+    let with_attrs = json!({"ts": "2021-09-01T09:00:00+08:00", "community": "3205080001",
+        "device": GATE, "kind": "vehicle", "subject": "苏E54321", "direction": "in",
+        "attrs": {"plate_color": "yellow", "confidence": 0.93, "lane": 2, "ok": true}});
+    assert_eq!(
+        post(
+            a,
+            "/v1/events",
+            "application/json",
+            &format!("[{with_attrs}]")
+        )
+        .body["stored"],
+        1
+    );
+    let r = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E54321")
+        ),
+    );
+    assert_eq!(
+        r.body["events"][0]["attrs"], with_attrs["attrs"],
+        "{}",
+        r.body
+    );
+    assert_eq!(events[0]["attrs"], json!({}));
 }
 
 #[test]

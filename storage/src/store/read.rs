@@ -254,6 +254,59 @@ impl Store {
         n
     }
 
+    /// The attributes of the events `seqs` (sorted ascending) of `subject` in shards
+    /// `keys`, by sequence number: one more walk of the subject's postings, decoding
+    /// attributes only for the events asked for (a trajectory's page).
+    pub fn subject_attrs(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        seqs: &[u64],
+    ) -> Result<std::collections::HashMap<u64, crate::Attrs>> {
+        let wanted = |seq: u64| seqs.binary_search(&seq).is_ok();
+        let keep = |r: &StoredRow| r.subject == subject && wanted(r.seq);
+        let snaps: Vec<ShardSnapshot> = {
+            let shards = read(&self.inner.shards);
+            keys.into_iter()
+                .filter_map(|k| {
+                    shards.get(&k).map(|s| {
+                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, true)
+                    })
+                })
+                .collect()
+        };
+        let mut out = std::collections::HashMap::with_capacity(seqs.len());
+        for snap in &snaps {
+            for seg in &snap.segments {
+                let mut err = None;
+                seg.for_each_of_subject(subject, |ordinal, r| {
+                    if err.is_none() && wanted(r.seq) {
+                        match seg.attrs(ordinal) {
+                            Ok(a) => {
+                                out.insert(r.seq, a);
+                            }
+                            Err(e) => err = Some(e),
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e);
+                }
+            }
+            for (r, bytes) in snap.mem_rows(keep) {
+                let attrs = crate::attr_codec::decode_attrs(bytes).map_err(|reason| {
+                    StorageError::Corrupt {
+                        path: self.dir().to_path_buf(),
+                        offset: 0,
+                        reason: format!("attributes of event {} in memory: {reason}", r.seq),
+                    }
+                })?;
+                out.insert(r.seq, attrs);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every event of one shard, in the order of [`Store::scan_range`].
     pub fn scan_shard(&self, key: ShardKey, f: impl FnMut(Row)) {
         let layout = self.inner.layout;
