@@ -122,6 +122,25 @@ impl<'a> QueryContext<'a> {
         rows
     }
 
+    /// Like [`QueryContext::subject_rows`], with where each row's attributes are.
+    pub(crate) fn subject_rows_located(
+        &self,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+    ) -> Vec<(Row, sightline_storage::AttrsAt)> {
+        let communities = self.restrict(communities);
+        let keys =
+            self.index
+                .view()
+                .subject_shards(subject, from_ms, to_ms, communities.as_deref());
+        let mut rows = Vec::new();
+        self.store
+            .scan_subject_located(keys, subject, from_ms, to_ms, |r, a| rows.push((r, a)));
+        rows
+    }
+
     /// Rows of `device` in `[from_ms, to_ms)` in every community it reports to.
     pub(crate) fn device_rows(&self, device: u32, from_ms: i64, to_ms: i64, out: &mut Vec<Row>) {
         let communities = self.index.view().device_communities(device);
@@ -191,7 +210,12 @@ impl Names<'_> {
 /// Sorts rows by (ts, device code, seq): the order every query result uses. Device
 /// codes are compared once, to rank the few devices involved; rows sort on integers.
 pub(crate) fn sort_rows(rows: &mut [Row], names: &Names<'_>) {
-    let mut devices: Vec<u32> = rows.iter().map(|r| r.device).collect();
+    sort_by_event_order(rows, |r| r, names)
+}
+
+/// Sorts items holding rows by the rows' (ts, device code, seq).
+pub(crate) fn sort_by_event_order<T>(items: &mut [T], row: impl Fn(&T) -> &Row, names: &Names<'_>) {
+    let mut devices: Vec<u32> = items.iter().map(|i| row(i).device).collect();
     devices.sort_unstable();
     devices.dedup();
     let mut by_code = devices.clone();
@@ -202,5 +226,8 @@ pub(crate) fn sort_rows(rows: &mut [Row], names: &Names<'_>) {
         rank[i] = r as u32;
     }
     let rank_of = |d: u32| rank[devices.binary_search(&d).expect("collected above")];
-    rows.sort_unstable_by_key(|r| (r.ts_ms, rank_of(r.device), r.seq));
+    items.sort_unstable_by_key(|i| {
+        let r = row(i);
+        (r.ts_ms, rank_of(r.device), r.seq)
+    });
 }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use sightline_storage::{Direction, Kind, Row};
 
-use crate::context::{sort_rows, Names, QueryContext, Sighting};
+use crate::context::{sort_by_event_order, Names, QueryContext, Sighting};
 use crate::error::{QueryError, Result};
 
 /// Most events per page.
@@ -81,12 +81,25 @@ pub struct Stay {
     pub ended_by: StayEnd,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Trajectory {
     pub events: Vec<Sighting>,
     /// Stays over the whole range; on the first page only (empty when `cursor` is set).
     pub stays: Vec<Stay>,
     pub next_cursor: Option<Cursor>,
+    /// Where each event's attributes are (same order as `events`); see
+    /// [`Trajectory::attrs`].
+    pub attrs_at: Vec<sightline_storage::AttrsAt>,
+}
+
+impl Trajectory {
+    /// The page's events' attributes, decoded now (same order as `events`).
+    pub fn attrs(&self) -> Result<Vec<sightline_storage::Attrs>> {
+        self.attrs_at
+            .iter()
+            .map(|a| a.decode().map_err(QueryError::from))
+            .collect()
+    }
 }
 
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
@@ -101,15 +114,18 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         events: Vec::new(),
         stays: Vec::new(),
         next_cursor: None,
+        attrs_at: Vec::new(),
     };
     let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(empty);
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let mut rows = ctx.subject_rows(subject, q.from_ms, q.to_ms, communities.as_deref());
+    let mut located = ctx.subject_rows_located(subject, q.from_ms, q.to_ms, communities.as_deref());
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
-    sort_rows(&mut rows, &names);
+    sort_by_event_order(&mut located, |(r, _)| r, &names);
+    let (rows, mut attrs_at): (Vec<Row>, Vec<sightline_storage::AttrsAt>) =
+        located.into_iter().unzip();
     let stays = if q.cursor.is_none() {
         stays(&rows, &names)
     } else {
@@ -132,10 +148,13 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
             seq: last.seq,
         }
     });
+    attrs_at.truncate(end);
+    attrs_at.drain(..start);
     Ok(Trajectory {
         events,
         stays,
         next_cursor,
+        attrs_at,
     })
 }
 
@@ -172,32 +191,4 @@ pub(crate) fn stays(rows: &[Row], names: &Names<'_>) -> Vec<Stay> {
         out.push(stay(community, in_ms, None, StayEnd::Open));
     }
     out
-}
-
-/// The attributes of a trajectory page's events, in the page's order: a second walk of
-/// the subject's postings that decodes attributes only for the page.
-pub fn page_attrs(
-    ctx: &QueryContext<'_>,
-    q: &TrajectoryQuery,
-    page: &[Sighting],
-) -> Result<Vec<sightline_storage::Attrs>> {
-    if page.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
-        return Ok(vec![Default::default(); page.len()]);
-    };
-    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let communities = ctx.restrict(communities.as_deref());
-    let keys = ctx
-        .index
-        .view()
-        .subject_shards(subject, q.from_ms, q.to_ms, communities.as_deref());
-    let mut seqs: Vec<u64> = page.iter().map(|s| s.seq).collect();
-    seqs.sort_unstable();
-    let mut found = ctx.store.subject_attrs(keys, subject, &seqs)?;
-    Ok(page
-        .iter()
-        .map(|s| found.remove(&s.seq).unwrap_or_default())
-        .collect())
 }

@@ -522,7 +522,7 @@ fn a_trajectory_page_carries_each_event_s_attributes_sealed_or_not() {
     let mut lanes = Vec::new();
     let mut page = trajectory(&ctx, &q).unwrap();
     loop {
-        let attrs = page_attrs(&ctx, &q, &page.events).unwrap();
+        let attrs = page.attrs().unwrap();
         assert_eq!(attrs.len(), page.events.len());
         for a in &attrs {
             let AttrValue::Int(lane) = a["lane"] else {

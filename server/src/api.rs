@@ -10,10 +10,10 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sightline_query::{
-    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, page_attrs,
-    search, trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor,
-    FirstSeenQuery, FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place,
-    QueryContext, Scope, SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
+    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, search,
+    trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor, FirstSeenQuery,
+    FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place, QueryContext, Scope,
+    SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
 };
 use sightline_storage::Appended;
 
@@ -473,22 +473,34 @@ struct EventOut<'a> {
     attrs: AttrsOut<'a>,
 }
 
-/// Attributes as a JSON object of strings, numbers and booleans.
-struct AttrsOut<'a>(&'a sightline_storage::Attrs);
+/// Attributes as a JSON object of strings, numbers and booleans, written straight
+/// from their stored encoding (no map is built).
+struct AttrsOut<'a>(&'a [u8]);
 
 impl serde::Serialize for AttrsOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        use sightline_storage::AttrValue;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            match v {
-                AttrValue::Str(x) => m.serialize_entry(k, x)?,
-                AttrValue::Int(x) => m.serialize_entry(k, x)?,
-                AttrValue::Float(x) => m.serialize_entry(k, x)?,
-                AttrValue::Bool(x) => m.serialize_entry(k, x)?,
+        use serde::ser::{Error, SerializeMap};
+        use sightline_storage::AttrRef;
+        let mut m = s.serialize_map(None)?;
+        let mut failed = None;
+        let walked = sightline_storage::visit_attrs(self.0, |k, v| {
+            if failed.is_some() {
+                return;
             }
+            let r = match v {
+                AttrRef::Str(x) => m.serialize_entry(k, x),
+                AttrRef::Int(x) => m.serialize_entry(k, &x),
+                AttrRef::Float(x) => m.serialize_entry(k, &x),
+                AttrRef::Bool(x) => m.serialize_entry(k, &x),
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        walked.map_err(|e| S::Error::custom(format!("damaged attributes: {e}")))?;
         m.end()
     }
 }
@@ -542,12 +554,11 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
         limit: p.number("limit", 1000)?,
     };
     let t = trajectory(&ctx, &q)?;
-    let attrs = page_attrs(&ctx, &q, &t.events)?;
     let out = TrajectoryOut {
         events: t
             .events
             .iter()
-            .zip(&attrs)
+            .zip(&t.attrs_at)
             .map(|(s, a)| EventOut {
                 id: s.seq,
                 ts: rfc3339(s.ts_ms),
@@ -556,7 +567,7 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
                 kind: s.kind.as_str(),
                 subject: &s.subject,
                 direction: s.direction.as_str(),
-                attrs: AttrsOut(a),
+                attrs: AttrsOut(a.bytes()),
             })
             .collect(),
         stays: t

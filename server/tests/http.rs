@@ -795,15 +795,22 @@ fn saturated_ingest_is_answered_429_with_retry_after_and_slow_queries_503() {
         c.query_timeout = Duration::from_millis(1);
     });
     let a = server.addr;
-    // One ingest holds the only slot: its body never finishes arriving.
-    let mut slow = TcpStream::connect(a).unwrap();
-    write!(
-        slow,
-        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{{\"ts\":"
-    )
-    .unwrap();
+    // One ingest holds the only slot: its body never finishes arriving. (Should a
+    // slow request not be served promptly on a loaded machine, another is opened
+    // every second; all are held until the end.)
+    let open_slow = || {
+        let mut slow = TcpStream::connect(a).unwrap();
+        write!(
+            slow,
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n{{\"ts\":"
+        )
+        .unwrap();
+        slow
+    };
+    let mut slows = vec![open_slow()];
+    let mut last_slow = Instant::now();
     let line = ev("2021-09-01T08:00:00+08:00", GATE, "vehicle", "苏E1", "in");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let busy = loop {
         let mut s = TcpStream::connect(a).unwrap();
         write!(
@@ -817,6 +824,10 @@ fn saturated_ingest_is_answered_429_with_retry_after_and_slow_queries_503() {
         if out.starts_with("HTTP/1.1 429") || Instant::now() > deadline {
             break out;
         }
+        if last_slow.elapsed() > Duration::from_secs(1) {
+            slows.push(open_slow());
+            last_slow = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(5));
     };
     assert!(busy.starts_with("HTTP/1.1 429"), "{busy}");
@@ -825,7 +836,7 @@ fn saturated_ingest_is_answered_429_with_retry_after_and_slow_queries_503() {
         "{busy}"
     );
     assert!(busy.contains("\"code\":\"busy\""), "{busy}");
-    drop(slow);
+    drop(slows);
 
     // A co-occurrence over 20,000 passes of one plate takes far longer than 1 ms.
     let mut slot_free = false;

@@ -152,19 +152,26 @@ impl<'a> Reader<'a> {
         self.at += n as usize;
         Ok(s)
     }
-    fn string(&mut self) -> Result<String, String> {
-        let at = self.at;
-        let len = self.varint()?;
-        let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("invalid UTF-8 at byte {at}"))
-    }
 }
 
-/// Inverse of [`encode_attrs`]; a damaged encoding is an error saying what is wrong.
-pub fn decode_attrs(bytes: &[u8]) -> Result<Attrs, String> {
-    let mut attrs = Attrs::new();
+/// One attribute value, borrowed from its encoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttrRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Walks an encoding without allocating, calling `f` with each key and value in key
+/// order; a damaged encoding is an error saying what is wrong (and `f` may have seen
+/// the entries before the damage).
+pub fn visit_attrs<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(&'a str, AttrRef<'a>),
+) -> Result<(), String> {
     if bytes.is_empty() {
-        return Ok(attrs);
+        return Ok(());
     }
     if bytes.len() > MAX_ENCODED_BYTES {
         return Err(format!("{} bytes of attributes is too many", bytes.len()));
@@ -175,34 +182,47 @@ pub fn decode_attrs(bytes: &[u8]) -> Result<Attrs, String> {
     if count == 0 || count > bytes.len() as u64 {
         return Err(format!("impossible attribute count {count}"));
     }
+    let mut last: Option<&'a str> = None;
     for _ in 0..count {
         let head_at = r.at;
         let head = r.byte()?;
         let (code, tag) = (head >> 3, head & 7);
-        let key = match code {
-            0 => r.string()?,
+        let key: &'a str = match code {
+            0 => {
+                let at = r.at;
+                let len = r.varint()?;
+                let raw: &'a [u8] = r.take(len)?;
+                std::str::from_utf8(raw).map_err(|_| format!("invalid UTF-8 at byte {at}"))?
+            }
             c => WELL_KNOWN_KEYS
                 .get(c as usize - 1)
-                .ok_or_else(|| format!("unknown key code {c} at byte {head_at}"))?
-                .to_string(),
+                .ok_or_else(|| format!("unknown key code {c} at byte {head_at}"))?,
         };
         let value = match tag {
-            TAG_STR => AttrValue::Str(r.string()?),
+            TAG_STR => {
+                let at = r.at;
+                let len = r.varint()?;
+                let raw: &'a [u8] = r.take(len)?;
+                AttrRef::Str(
+                    std::str::from_utf8(raw).map_err(|_| format!("invalid UTF-8 at byte {at}"))?,
+                )
+            }
             TAG_INT => {
                 let z = r.varint()?;
-                AttrValue::Int((z >> 1) as i64 ^ -((z & 1) as i64))
+                AttrRef::Int((z >> 1) as i64 ^ -((z & 1) as i64))
             }
-            TAG_FLOAT => AttrValue::Float(f64::from_le_bytes(
+            TAG_FLOAT => AttrRef::Float(f64::from_le_bytes(
                 r.take(8)?.try_into().expect("took 8 bytes"),
             )),
-            TAG_FALSE => AttrValue::Bool(false),
-            TAG_TRUE => AttrValue::Bool(true),
+            TAG_FALSE => AttrRef::Bool(false),
+            TAG_TRUE => AttrRef::Bool(true),
             t => return Err(format!("unknown value tag {t} at byte {head_at}")),
         };
-        if attrs.last_key_value().is_some_and(|(k, _)| *k >= key) {
+        if last.is_some_and(|k| k >= key) {
             return Err(format!("attribute keys out of order at byte {head_at}"));
         }
-        attrs.insert(key, value);
+        last = Some(key);
+        f(key, value);
     }
     if r.at != bytes.len() {
         return Err(format!(
@@ -210,6 +230,21 @@ pub fn decode_attrs(bytes: &[u8]) -> Result<Attrs, String> {
             bytes.len() - r.at
         ));
     }
+    Ok(())
+}
+
+/// Inverse of [`encode_attrs`]; a damaged encoding is an error saying what is wrong.
+pub fn decode_attrs(bytes: &[u8]) -> Result<Attrs, String> {
+    let mut attrs = Attrs::new();
+    visit_attrs(bytes, |k, v| {
+        let v = match v {
+            AttrRef::Str(s) => AttrValue::Str(s.to_string()),
+            AttrRef::Int(i) => AttrValue::Int(i),
+            AttrRef::Float(f) => AttrValue::Float(f),
+            AttrRef::Bool(b) => AttrValue::Bool(b),
+        };
+        attrs.insert(k.to_string(), v);
+    })?;
     Ok(attrs)
 }
 

@@ -41,6 +41,7 @@ mod store;
 mod subject;
 mod wal;
 
+pub use attr_codec::{visit_attrs, AttrRef};
 pub use catalog::{
     ApiKeyRecord, Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog,
 };
@@ -56,7 +57,7 @@ pub use log_file::TornTail;
 pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
-    AppendObserver, AppendOutcome, Appended, MaintenanceReport, RecoveryReport, Registration,
-    ShardInfo, Store, StoredEvent,
+    AppendObserver, AppendOutcome, Appended, AttrsAt, MaintenanceReport, RecoveryReport,
+    Registration, ShardInfo, Store, StoredEvent,
 };
 pub use subject::{normalize_plate, normalize_subject};

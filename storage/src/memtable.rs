@@ -13,7 +13,8 @@ pub struct StoredRow {
     /// Kind and direction packed: `kind << 2 | direction`.
     pub kd: u8,
     /// Attributes encoded with [`crate::attr_codec::encode_attrs`]; empty for none.
-    pub attrs: Box<[u8]>,
+    /// Shared, so reads can hold on to them without copying.
+    pub attrs: std::sync::Arc<[u8]>,
     pub source_id: Option<Box<str>>,
 }
 
@@ -31,7 +32,11 @@ impl StoredRow {
         }
     }
 
-    pub fn from_row(r: &Row, attrs: Box<[u8]>, source_id: Option<Box<str>>) -> StoredRow {
+    pub fn from_row(
+        r: &Row,
+        attrs: std::sync::Arc<[u8]>,
+        source_id: Option<Box<str>>,
+    ) -> StoredRow {
         StoredRow {
             seq: r.seq,
             ts_ms: r.ts_ms,
@@ -125,7 +130,7 @@ mod tests {
             device: 1,
             subject,
             kd: 0,
-            attrs: Box::new([]),
+            attrs: std::sync::Arc::new([]),
             source_id: None,
         }
     }

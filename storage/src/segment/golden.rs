@@ -49,7 +49,7 @@ fn golden_rows() -> Vec<StoredRow> {
                 device: (i % 3) as u32 + 10,
                 subject: (i * 31 % 47) as u32,
                 kd: kd_pack(kind, direction),
-                attrs: encode_attrs(&attrs),
+                attrs: encode_attrs(&attrs).into(),
                 source_id: source_id.map(Into::into),
             }
         })

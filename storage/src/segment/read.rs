@@ -708,7 +708,8 @@ impl Segment {
     }
 
     /// The encoded attributes of the event at `ordinal`.
-    fn attr_bytes(&self, ordinal: u32) -> &[u8] {
+    /// The encoded attributes of the event at `ordinal` (see `attr_codec`).
+    pub fn attr_bytes(&self, ordinal: u32) -> &[u8] {
         let o = ordinal as usize;
         let (a, z) = (
             self.get(self.attr_offsets, o) as usize,
@@ -772,7 +773,11 @@ impl Segment {
                     None
                 }
             };
-            rows.push(crate::memtable::StoredRow::from_row(&r, attrs, source_id));
+            rows.push(crate::memtable::StoredRow::from_row(
+                &r,
+                attrs.into(),
+                source_id,
+            ));
         });
         match err {
             Some(e) => Err(e),

@@ -141,7 +141,7 @@ impl Store {
                     device: dicts.intern_device(e.device.as_str(), &mut dict_log),
                     subject: dicts.intern_subject(e.kind, &e.subject, &mut dict_log),
                     kd: kd_pack(e.kind, e.direction),
-                    attrs,
+                    attrs: attrs.into(),
                     source_id: source_id.map(Into::into),
                 };
                 rows.push((key, row));

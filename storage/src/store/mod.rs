@@ -32,7 +32,7 @@ use crate::AttrValue;
 pub use append::{AppendOutcome, Appended};
 pub use maintain::MaintenanceReport;
 pub use observe::{AppendObserver, Registration};
-pub use read::{ShardInfo, StoredEvent};
+pub use read::{AttrsAt, ShardInfo, StoredEvent};
 
 /// What opening the store found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -242,7 +242,7 @@ impl Store {
                         device: e.device,
                         subject: e.subject,
                         kd: e.kd,
-                        attrs: e.attrs,
+                        attrs: e.attrs.into(),
                         source_id,
                     });
                     recovery.wal_events_replayed += 1;

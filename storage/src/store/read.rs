@@ -31,6 +31,38 @@ pub struct ShardInfo {
     pub memory_events: usize,
 }
 
+/// Where one event's attributes are: decode them with [`AttrsAt::decode`].
+#[derive(Clone, Debug)]
+pub enum AttrsAt {
+    /// In a sealed segment, at this ordinal.
+    Segment(Arc<Segment>, u32),
+    /// In the memory part, encoded (shared with it, not copied).
+    Memory(Arc<[u8]>),
+}
+
+impl AttrsAt {
+    /// The encoded attributes, for [`crate::visit_attrs`].
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            AttrsAt::Segment(seg, ordinal) => seg.attr_bytes(*ordinal),
+            AttrsAt::Memory(bytes) => bytes,
+        }
+    }
+
+    pub fn decode(&self) -> Result<crate::Attrs> {
+        match self {
+            AttrsAt::Segment(seg, ordinal) => seg.attrs(*ordinal),
+            AttrsAt::Memory(bytes) => {
+                crate::attr_codec::decode_attrs(bytes).map_err(|reason| StorageError::Corrupt {
+                    path: "(memory)".into(),
+                    offset: 0,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
 /// The parts of one shard a scan reads.
 struct ShardSnapshot {
     key: ShardKey,
@@ -39,7 +71,7 @@ struct ShardSnapshot {
     /// Matching in-memory rows, copied as plain rows (no allocation per row) …
     mem: Vec<Row>,
     /// … and their encoded attributes, only when the reader asked for them.
-    mem_attrs: Vec<Box<[u8]>>,
+    mem_attrs: Vec<Arc<[u8]>>,
 }
 
 impl ShardSnapshot {
@@ -207,6 +239,52 @@ impl Store {
             }
             for (r, _) in snap.mem_rows(keep) {
                 f(r);
+            }
+        }
+    }
+
+    /// Like [`Store::scan_subject`], with where each event's attributes are, so a
+    /// caller that pages can decode attributes for its page only.
+    pub fn scan_subject_located(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(Row, AttrsAt),
+    ) {
+        if from_ms >= to_ms {
+            return;
+        }
+        let keep = |r: &StoredRow| r.subject == subject && r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        let snaps: Vec<ShardSnapshot> = {
+            let shards = read(&self.inner.shards);
+            keys.into_iter()
+                .filter_map(|k| {
+                    shards.get(&k).map(|s| {
+                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, true)
+                    })
+                })
+                .collect()
+        };
+        for snap in &snaps {
+            for seg in &snap.segments {
+                seg.for_each_of_subject(subject, |ordinal, r| {
+                    if r.ts_ms >= from_ms && r.ts_ms < to_ms {
+                        f(r, AttrsAt::Segment(seg.clone(), ordinal));
+                    }
+                });
+            }
+            let frozen = snap
+                .frozen
+                .iter()
+                .flat_map(|f| f.iter())
+                .filter(|r| keep(r));
+            for r in frozen {
+                f(r.row(snap.key.community), AttrsAt::Memory(r.attrs.clone()));
+            }
+            for (r, a) in snap.mem.iter().zip(&snap.mem_attrs) {
+                f(*r, AttrsAt::Memory(a.clone()));
             }
         }
     }
