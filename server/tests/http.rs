@@ -1403,3 +1403,53 @@ fn the_keys_command_creates_lists_and_revokes() {
         Some(2)
     );
 }
+
+#[test]
+fn the_check_command_verifies_a_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut server = start(dir.path(), |_| {});
+        // Two requests: two WAL records, so damage to the first is not a torn tail.
+        assert_eq!(
+            post(server.addr, "/v1/events", "application/x-ndjson", &sample()).status,
+            200
+        );
+        let more = ev(
+            "2021-09-03T08:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E55555",
+            "in",
+        );
+        assert_eq!(
+            post(server.addr, "/v1/events", "application/x-ndjson", &more).status,
+            200
+        );
+        server.stop();
+    }
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .arg("check")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every checksum verified"));
+    // Flip a byte inside the WAL's first record: damage, named.
+    let wal_dir = dir.path().join("wal");
+    let wal = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[12] ^= 0xFF;
+    std::fs::write(&wal, &bytes).unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DAMAGED") && text.contains(".wal"), "{text}");
+}

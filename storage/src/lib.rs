@@ -57,7 +57,7 @@ pub use log_file::TornTail;
 pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
-    AppendObserver, AppendOutcome, Appended, AttrsAt, MaintenanceReport, RecoveryReport,
-    Registration, ShardInfo, Store, StoredEvent,
+    check, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, MaintenanceReport,
+    RecoveryReport, Registration, ShardInfo, Store, StoredEvent,
 };
 pub use subject::{normalize_plate, normalize_subject};

@@ -210,3 +210,83 @@ fn a_torn_dictionary_tail_is_dropped_with_the_events_that_never_committed() {
     assert!(store.recovery().dict_torn_tail.is_some());
     assert_eq!(subjects(&store), ["F1"]);
 }
+
+#[test]
+fn check_finds_every_kind_of_damage_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        for i in 0..50 {
+            store
+                .append(&[ev(input(
+                    DAY0 + i * 1000,
+                    "c1",
+                    (i % 3) as u32,
+                    "face",
+                    &format!("F{i}"),
+                ))])
+                .unwrap();
+        }
+        c.set(DAY0 + DAY + 3 * HOUR);
+        store.maintain().unwrap();
+        store
+            .append(&[ev(input(DAY0 + DAY + 5000, "c1", 1, "face", "LIVE"))])
+            .unwrap();
+    }
+    let clean = sightline_storage::check(dir.path()).unwrap();
+    assert!(clean.ok(), "{:?}", clean.problems);
+    assert_eq!((clean.segments, clean.segment_events), (1, 50));
+    assert!(
+        clean.wal_records >= 1 && clean.dict_records >= 1,
+        "{clean:?}"
+    );
+    assert!(clean.torn_tails.is_empty() && clean.orphans.is_empty());
+
+    // Damage a segment, tear the WAL's tail, leave an orphan: reported, not repaired.
+    let seg = &files_with_ext(&dir.path().join("segments"), "seg")[0];
+    let mut bytes = std::fs::read(seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(seg, &bytes).unwrap();
+    let wal = files_with_ext(&dir.path().join("wal"), "wal")
+        .pop()
+        .unwrap();
+    let mut w = std::fs::read(&wal).unwrap();
+    w.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
+    std::fs::write(&wal, &w).unwrap();
+    let orphan = seg.with_file_name("99999.seg");
+    std::fs::write(&orphan, b"half made").unwrap();
+    let before: Vec<(std::path::PathBuf, Vec<u8>)> = [seg.clone(), wal.clone(), orphan.clone()]
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+
+    let r = sightline_storage::check(dir.path()).unwrap();
+    assert!(!r.ok());
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert!(
+        r.problems[0].contains(&seg.display().to_string()),
+        "{}",
+        r.problems[0]
+    );
+    assert_eq!(r.torn_tails, std::slice::from_ref(&wal));
+    assert_eq!(r.orphans, std::slice::from_ref(&orphan));
+    for (p, b) in before {
+        assert_eq!(std::fs::read(&p).unwrap(), b, "{} was changed", p.display());
+    }
+
+    // A store in use is refused rather than checked while it changes.
+    std::fs::write(seg, {
+        bytes[at] ^= 0x40;
+        &bytes
+    })
+    .unwrap();
+    std::fs::remove_file(&orphan).unwrap();
+    let _store = open(dir.path(), &c, StoreConfig::default());
+    let e = sightline_storage::check(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("open"), "{e}");
+}

@@ -5,6 +5,7 @@
 //! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone.
 
 mod append;
+mod check;
 mod maintain;
 mod observe;
 mod read;
@@ -30,6 +31,7 @@ use crate::wal::Wal;
 use crate::AttrValue;
 
 pub use append::{AppendOutcome, Appended};
+pub use check::{check, CheckReport};
 pub use maintain::MaintenanceReport;
 pub use observe::{AppendObserver, Registration};
 pub use read::{AttrsAt, ShardInfo, StoredEvent};
