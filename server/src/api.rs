@@ -104,9 +104,23 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
-    let (allowed, needed) = match path.as_str() {
+    // Catalog entries are addressed by code: /v1/communities/{code}, /v1/devices/{code}.
+    let (route_path, code): (String, Option<String>) = match path.split_once("/v1/communities/") {
+        Some(("", code)) if !code.is_empty() => {
+            ("/v1/communities/{code}".into(), Some(code.to_string()))
+        }
+        _ => match path.split_once("/v1/devices/") {
+            Some(("", code)) if !code.is_empty() => {
+                ("/v1/devices/{code}".into(), Some(code.to_string()))
+            }
+            _ => (path.clone(), None),
+        },
+    };
+    let (allowed, needed) = match route_path.as_str() {
         "/health" | "/v1/openapi.json" => ("GET", None),
-        "/metrics" | "/v1/audit" => ("GET", Some(Role::Admin)),
+        "/metrics" | "/v1/audit" | "/v1/admin/stats" => ("GET", Some(Role::Admin)),
+        "/v1/communities/{code}" | "/v1/devices/{code}" => ("PUT", Some(Role::Admin)),
+        "/v1/communities" | "/v1/devices" => ("GET", Some(Role::Investigate)),
         "/v1/events" => ("POST", Some(Role::Ingest)),
         "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
@@ -138,8 +152,36 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
         communities: None,
     });
     let query = req.uri().query().unwrap_or("").to_string();
-    match (method, path.as_str()) {
+    match (method, route_path.as_str()) {
         (Method::GET, "/health") => health(&app).await.map(|(s, v)| (s, v.into())),
+        (Method::PUT, "/v1/communities/{code}" | "/v1/devices/{code}") => {
+            let body = body(&app, req).await?;
+            let code = code.expect("matched with a code");
+            let devices = route_path.starts_with("/v1/devices");
+            let app2 = app.clone();
+            tokio::task::spawn_blocking(move || {
+                if devices {
+                    put_device(&app2, &code, &body)
+                } else {
+                    put_community(&app2, &code, &body)
+                }
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("catalog task failed: {e}")))?
+            .map(|v| (StatusCode::OK, v.into()))
+        }
+        (Method::GET, "/v1/communities" | "/v1/devices" | "/v1/admin/stats") => {
+            let app2 = app.clone();
+            let p = route_path.clone();
+            tokio::task::spawn_blocking(move || match p.as_str() {
+                "/v1/communities" => list_communities(&app2, &params, &caller),
+                "/v1/devices" => list_devices(&app2, &params, &caller),
+                _ => stats(&app2),
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("catalog task failed: {e}")))?
+            .map(|v| (StatusCode::OK, v.into()))
+        }
         (Method::GET, "/v1/openapi.json") => {
             Ok((StatusCode::OK, crate::openapi::document().into()))
         }
@@ -1015,4 +1057,140 @@ fn local_date(day: i64) -> String {
     chrono::DateTime::from_timestamp_millis(day * 86_400_000)
         .map(|t| t.date_naive().to_string())
         .unwrap_or_else(|| day.to_string())
+}
+
+/// A JSON object body, or 400.
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(ApiError::param("body", "must be a JSON object")),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not JSON: {e}"),
+        )),
+    }
+}
+
+/// A string field: required, or "" when optional and absent.
+fn text(
+    o: &serde_json::Map<String, Value>,
+    field: &str,
+    required: bool,
+) -> Result<String, ApiError> {
+    match o.get(field) {
+        Some(Value::String(s)) if !(required && s.trim().is_empty()) => Ok(s.trim().to_string()),
+        None | Some(Value::Null) if !required => Ok(String::new()),
+        None | Some(Value::Null) => Err(ApiError::missing(field)),
+        Some(_) => Err(ApiError::param(field, "must be a non-empty string")),
+    }
+}
+
+fn storage_err(e: sightline_storage::StorageError) -> ApiError {
+    crate::error::storage(e)
+}
+
+fn put_community(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
+        return Err(ApiError::param(
+            "code",
+            "a community code is 1–32 letters and digits",
+        ));
+    }
+    let c = sightline_storage::Community {
+        code: code.to_string(),
+        name: text(&o, "name", true)?,
+        district: text(&o, "district", false)?,
+    };
+    app.store.catalog().put_community(&c).map_err(storage_err)?;
+    Ok(json!({"code": c.code, "name": c.name, "district": c.district}))
+}
+
+fn put_device(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    sightline_storage::DeviceCode::parse(code)
+        .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
+    let community = text(&o, "community", true)?;
+    if app
+        .store
+        .catalog()
+        .community(&community)
+        .map_err(storage_err)?
+        .is_none()
+    {
+        return Err(ApiError::param(
+            "community",
+            format!("{community:?} is not registered; PUT /v1/communities/{community} first"),
+        ));
+    }
+    let direction = text(&o, "direction", false)?;
+    let d = sightline_storage::Device {
+        code: code.to_string(),
+        community,
+        device_kind: text(&o, "device_kind", true)?,
+        direction: sightline_storage::Direction::parse(&direction)
+            .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
+        name: text(&o, "name", false)?,
+    };
+    app.store.catalog().put_device(&d).map_err(storage_err)?;
+    Ok(device_json(&d))
+}
+
+fn device_json(d: &sightline_storage::Device) -> Value {
+    json!({"code": d.code, "community": d.community, "device_kind": d.device_kind,
+           "direction": d.direction.as_str(), "name": d.name})
+}
+
+fn visible(caller: &Caller, community: &str) -> bool {
+    caller
+        .communities
+        .as_ref()
+        .is_none_or(|c| c.iter().any(|x| x == community))
+}
+
+fn list_communities(app: &App, p: &Params, caller: &Caller) -> Result<Value, ApiError> {
+    p.only(&[])?;
+    let list: Vec<Value> = app
+        .store
+        .catalog()
+        .communities()
+        .map_err(storage_err)?
+        .into_iter()
+        .filter(|c| visible(caller, &c.code))
+        .map(|c| json!({"code": c.code, "name": c.name, "district": c.district}))
+        .collect();
+    Ok(json!({ "communities": list }))
+}
+
+fn list_devices(app: &App, p: &Params, caller: &Caller) -> Result<Value, ApiError> {
+    p.only(&["community"])?;
+    let only = p.get("community");
+    let list: Vec<Value> = app
+        .store
+        .catalog()
+        .devices()
+        .map_err(storage_err)?
+        .into_iter()
+        .filter(|d| visible(caller, &d.community) && only.is_none_or(|c| c == d.community))
+        .map(|d| device_json(&d))
+        .collect();
+    Ok(json!({ "devices": list }))
+}
+
+fn stats(app: &App) -> Result<Value, ApiError> {
+    let shards = app.store.shards();
+    let d = app.store.dictionaries();
+    Ok(json!({
+        "events": shards.iter().map(|s| s.sealed_events + s.memory_events as u64).sum::<u64>(),
+        "events_in_memory": shards.iter().map(|s| s.memory_events as u64).sum::<u64>(),
+        "shards": shards.len(),
+        "segments": shards.iter().map(|s| s.segments).sum::<usize>(),
+        "sealed_bytes": shards.iter().map(|s| s.sealed_bytes).sum::<u64>(),
+        "subjects": d.len_subjects(),
+        "devices": d.len_devices(),
+        "communities": d.len_communities(),
+        "wal_files": app.store.wal_file_count(),
+        "retention_days": app.store.config().retention_days,
+    }))
 }

@@ -59,6 +59,26 @@ struct Route {
 
 const GETS: &[Route] = &[
     Route {
+        path: "/v1/communities",
+        summary: "Registered communities (those the key may see).",
+        params: &[],
+    },
+    Route {
+        path: "/v1/devices",
+        summary: "Registered devices (those the key may see).",
+        params: &[p(
+            "community",
+            false,
+            "3205080001",
+            "Only this community's devices.",
+        )],
+    },
+    Route {
+        path: "/v1/admin/stats",
+        summary: "Store statistics: events, shards, segments, bytes, subjects (admin).",
+        params: &[],
+    },
+    Route {
         path: "/health",
         summary: "Liveness and store size.",
         params: &[],
@@ -293,6 +313,33 @@ pub fn document() -> Value {
                     "413": {"description": "Body or batch too large.", "content": {"application/json": {"schema": error}}},
                     "422": {"description": "Every record refused.", "content": {"application/json": {"schema": error}}},
                     "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}}}),
+        );
+    }
+    for (path, code, summary, example) in [
+        (
+            "/v1/communities/{code}",
+            "3205080001",
+            "Register or update a community (admin).",
+            json!({"name": "Pingjiang Road North", "district": "Gusu"}),
+        ),
+        (
+            "/v1/devices/{code}",
+            "32050801011210000001",
+            "Register or update a device of a registered community (admin).",
+            json!({"community": "3205080001", "device_kind": "checkpoint_camera",
+                   "direction": "in", "name": "North gate, inbound lane"}),
+        ),
+    ] {
+        paths.insert(
+            path.to_string(),
+            json!({"put": {"summary": summary,
+                "parameters": [{"name": "code", "in": "path", "required": true,
+                                "schema": {"type": "string"}, "example": code}],
+                "requestBody": {"required": true, "content": {"application/json": {"example": example}}},
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {}}},
+                    "400": {"description": "A field is invalid; `field` names it.",
+                            "content": {"application/json": {"schema": error}}}}}}),
         );
     }
     json!({

@@ -1053,6 +1053,11 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/metrics",
         "/v1/openapi.json",
         "/v1/audit",
+        "/v1/communities",
+        "/v1/devices",
+        "/v1/admin/stats",
+        "/v1/communities/{code}",
+        "/v1/devices/{code}",
         "/v1/events",
         "/v1/trajectory",
         "/v1/cooccurrence",
@@ -1103,6 +1108,20 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     let example = &op["requestBody"]["content"]["application/json"]["example"];
                     let r = post(a, path, "application/json", &example.to_string());
                     assert_eq!(r.status, 200, "POST {path}: {}", r.body);
+                    r.status
+                }
+                "put" => {
+                    let code = op["parameters"][0]["example"].as_str().unwrap();
+                    let target = path.replace("{code}", code);
+                    let example = &op["requestBody"]["content"]["application/json"]["example"];
+                    let r = call(
+                        a,
+                        "PUT",
+                        &target,
+                        "application/json",
+                        example.to_string().as_bytes(),
+                    );
+                    assert_eq!(r.status, 200, "PUT {target}: {}", r.body);
                     r.status
                 }
                 other => panic!("unexpected method {other}"),
@@ -1308,6 +1327,28 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
         json!([])
     );
 
+    // The catalog, too, shows a scoped key only its communities; writing it is admin's.
+    for c in ["3205080001", "3205080002"] {
+        let target = format!("/v1/communities/{c}");
+        let body = json!({"name": c}).to_string();
+        assert_eq!(
+            call_as(a, Some(&detective), "PUT", &target, &body).status,
+            403
+        );
+        assert_eq!(call_as(a, Some(&admin), "PUT", &target, &body).status, 200);
+    }
+    let listed = call_as(a, Some(&scoped), "GET", "/v1/communities", "").body;
+    assert_eq!(
+        listed["communities"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    assert_eq!(listed["communities"][0]["code"], "3205080001");
+    assert_eq!(
+        call_as(a, Some(&detective), "GET", "/v1/admin/stats", "").status,
+        403
+    );
+
     // Admin-only endpoints.
     assert_eq!(
         call_as(a, Some(&detective), "GET", "/metrics", "").status,
@@ -1452,4 +1493,101 @@ fn the_check_command_verifies_a_stopped_store() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("DAMAGED") && text.contains(".wal"), "{text}");
+}
+
+#[test]
+fn the_catalog_registers_communities_and_devices_with_precise_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let r = put(
+        "/v1/communities/3205080001",
+        json!({"name": "Pingjiang", "district": "Gusu"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put(
+        "/v1/communities/3205080001",
+        json!({"name": "Pingjiang Road", "district": "Gusu"}),
+    );
+    assert_eq!(r.body["name"], "Pingjiang Road", "updates replace");
+    let device =
+        json!({"community": "3205080001", "device_kind": "checkpoint_camera", "direction": "in"});
+    assert_eq!(
+        put(&format!("/v1/devices/{GATE}"), device.clone()).status,
+        200
+    );
+    for (target, body, field) in [
+        ("/v1/devices/123".to_string(), device.clone(), "code"),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "9999", "device_kind": "x"}),
+            "community",
+        ),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "3205080001", "device_kind": "x", "direction": "up"}),
+            "direction",
+        ),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "3205080001"}),
+            "device_kind",
+        ),
+        (
+            "/v1/communities/a-b".to_string(),
+            json!({"name": "x"}),
+            "code",
+        ),
+        (
+            "/v1/communities/3205080002".to_string(),
+            json!({"district": "Gusu"}),
+            "name",
+        ),
+    ] {
+        let r = put(&target, body.clone());
+        assert_eq!(r.status, 400, "{target} {body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{target}: {}", r.body);
+    }
+    let r = get(a, "/v1/communities");
+    assert_eq!(
+        r.body["communities"],
+        json!([{"code": "3205080001", "name": "Pingjiang Road", "district": "Gusu"}])
+    );
+    let r = get(a, "/v1/devices?community=3205080001");
+    assert_eq!(r.body["devices"][0]["code"], GATE);
+    assert_eq!(r.body["devices"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(a, "/v1/devices?community=other").body["devices"],
+        json!([])
+    );
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    let s = get(a, "/v1/admin/stats").body;
+    assert_eq!(
+        (s["events"].as_u64(), s["communities"].as_u64()),
+        (Some(7), Some(1)),
+        "{s}"
+    );
+    assert_eq!(
+        call(
+            a,
+            "GET",
+            "/v1/communities/3205080001",
+            "application/json",
+            b""
+        )
+        .status,
+        405
+    );
 }
