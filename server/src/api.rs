@@ -203,8 +203,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
                 .clone()
                 .try_acquire_owned()
                 .map_err(|_| ApiError::busy("ingest"))?;
+            let binary = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(crate::wire::CONTENT_TYPE));
             let body = body(&app, req).await?;
-            ingest(&app, body, &caller)
+            ingest(&app, body, binary, &caller)
                 .await
                 .map(|(s, v)| (s, v.into()))
         }
@@ -379,9 +384,25 @@ async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
 async fn ingest(
     app: &Arc<App>,
     body: Bytes,
+    binary: bool,
     caller: &Caller,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let parsed = records(&body)?;
+    let parsed = if binary {
+        crate::wire::decode(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    format!("not a {} batch: {e}", crate::wire::CONTENT_TYPE),
+                )
+            })?
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| (i, Ok(w.into())))
+            .collect()
+    } else {
+        records(&body)?
+    };
     if parsed.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -14,6 +14,7 @@ mod metrics;
 pub mod openapi;
 mod params;
 pub mod traffic;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1591,3 +1591,52 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
         405
     );
 }
+
+#[test]
+fn binary_batches_ingest_like_json_with_per_record_errors() {
+    use sightline_server::wire::{self, WireAttr, WireEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let event = |device: &str, subject: &str| WireEvent {
+        ts_ms: 1_630_454_400_000,
+        community: "3205080001".into(),
+        device: device.into(),
+        kind: "vehicle".into(),
+        subject: subject.into(),
+        direction: "in".into(),
+        attrs: vec![("lane".into(), WireAttr::Int(3))],
+    };
+    let batch = vec![
+        event(GATE, "苏E12345"),
+        event("bad", "苏E2"),
+        event(GATE, "苏E12345"),
+    ];
+    let r = call(
+        a,
+        "POST",
+        "/v1/events",
+        wire::CONTENT_TYPE,
+        &wire::encode(&batch),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["stored"], 2);
+    assert_eq!(r.body["errors"][0]["line"], 1);
+    assert_eq!(r.body["errors"][0]["field"], "device");
+    let t = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E12345")
+        ),
+    );
+    assert_eq!(t.body["events"].as_array().unwrap().len(), 2);
+    assert_eq!(t.body["events"][0]["attrs"]["lane"], 3);
+    let mut broken = wire::encode(&batch);
+    broken.truncate(broken.len() - 3);
+    let r = call(a, "POST", "/v1/events", wire::CONTENT_TYPE, &broken);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("malformed_body"))
+    );
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use sightline_benches::{Traffic, TrafficConfig};
+use sightline_server::wire::{self, WireEvent};
 
 #[derive(Parser)]
 #[command(about = "Drive a Sightline server with ingest or trajectory load")]
@@ -43,6 +44,9 @@ enum Mode {
         /// the server answers).
         #[arg(long)]
         rate: Option<f64>,
+        /// Send binary (bincode) batches instead of NDJSON.
+        #[arg(long)]
+        binary: bool,
     },
     /// GET /v1/trajectory for plates of the synthetic month (load it first).
     Trajectory,
@@ -100,18 +104,21 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let work: Vec<(String, Vec<u8>, usize)> = match &args.mode {
-        Mode::Ingest { batch, .. } => {
-            let events: Vec<String> = Traffic::new(cfg.clone())
-                .days()
-                .flatten()
-                .map(|e| ndjson(&e))
-                .collect();
+        Mode::Ingest { batch, binary, .. } => {
+            let events: Vec<sightline_storage::EventInput> =
+                Traffic::new(cfg.clone()).days().flatten().collect();
             events
                 .chunks(*batch)
                 .map(|c| {
-                    let body = c.join("\n").into_bytes();
+                    let (body, content_type) = if *binary {
+                        let wire: Vec<WireEvent> = c.iter().map(WireEvent::from).collect();
+                        (wire::encode(&wire), wire::CONTENT_TYPE)
+                    } else {
+                        let lines: Vec<String> = c.iter().map(ndjson).collect();
+                        (lines.join("\n").into_bytes(), "application/x-ndjson")
+                    };
                     let head = format!(
-                        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
                         body.len()
                     );
                     (head, body, c.len())
