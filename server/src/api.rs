@@ -510,6 +510,15 @@ async fn ingest(
     Ok((status, reply))
 }
 
+/// A query context over the app's store, limited to `scope` when given.
+fn query_ctx<'a>(app: &'a App, scope: Option<&'a [u32]>) -> QueryContext<'a> {
+    let ctx = QueryContext::new(&app.store, &app.index);
+    match scope {
+        Some(ids) => ctx.scoped(ids),
+        None => ctx,
+    }
+}
+
 /// The caller's community scope as sorted dictionary ids (`None`: everything).
 fn scope_ids(app: &App, caller: &Caller) -> Option<Vec<u32>> {
     caller.communities.as_ref().map(|codes| {
@@ -586,10 +595,7 @@ struct TrajectoryOut<'a> {
 
 fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&[
         "kind",
         "subject",
@@ -657,10 +663,7 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
 
 fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&[
         "kind",
         "subject",
@@ -721,10 +724,7 @@ fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, 
 
 fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -815,10 +815,7 @@ fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, us
 
 fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&["q", "kind", "mode", "distance", "limit"])?;
     let mode = match p.get("mode").unwrap_or("exact") {
         "exact" => SearchMode::Exact,
@@ -863,10 +860,7 @@ fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize)
 
 fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&[
         "community",
         "kind",
@@ -905,10 +899,7 @@ fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
 
 fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&[
         "kind",
         "from",
@@ -944,10 +935,7 @@ fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
 
 fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&["community", "kind", "from", "to", "lookback", "limit"])?;
     let (from_ms, to_ms) = range(p)?;
     let lookback = p.window("lookback")?.unwrap_or(30 * 86_400_000);
@@ -978,10 +966,7 @@ fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, us
 
 fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&[
         "kind",
         "subject",
@@ -1015,10 +1000,7 @@ fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
 
 fn counts_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
     let scope = scope_ids(app, caller);
-    let ctx = match &scope {
-        Some(ids) => QueryContext::new(&app.store, &app.index).scoped(ids),
-        None => QueryContext::new(&app.store, &app.index),
-    };
+    let ctx = query_ctx(app, scope.as_deref());
     p.only(&["from", "to", "community", "kind", "by", "per"])?;
     let (from_ms, to_ms) = range(p)?;
     let by = match p.get("by").unwrap_or("community") {

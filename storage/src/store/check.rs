@@ -3,7 +3,7 @@
 //! changing anything (no torn tail truncated, no orphan removed).
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::catalog::{Catalog, SledCatalog};
@@ -46,17 +46,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             ),
         ));
     }
-    let lock = File::open(&lock_path).map_err(|e| StorageError::io(&lock_path, e))?;
-    lock.try_lock().map_err(|e| match e {
-        fs::TryLockError::WouldBlock => StorageError::io(
-            &lock_path,
-            std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "another process has this store open; stop it first",
-            ),
-        ),
-        fs::TryLockError::Error(e) => StorageError::io(&lock_path, e),
-    })?;
+    let _lock = super::lock_store(dir, false)?;
     let mut report = CheckReport::default();
 
     // Segments the manifest lists.

@@ -149,18 +149,7 @@ impl Store {
         config.check()?;
         let dir = dir.as_ref().to_path_buf();
         crate::fsutil::create_dir_durable(&dir)?;
-        let lock_path = dir.join("LOCK");
-        let lock_file = File::create(&lock_path).map_err(|e| StorageError::io(&lock_path, e))?;
-        lock_file.try_lock().map_err(|e| match e {
-            fs::TryLockError::WouldBlock => StorageError::io(
-                &lock_path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    "another process has this store open",
-                ),
-            ),
-            fs::TryLockError::Error(e) => StorageError::io(&lock_path, e),
-        })?;
+        let lock_file = lock_store(&dir, true)?;
 
         let layout = SpanLayout {
             span_ms: config.shard_span_ms,
@@ -341,6 +330,29 @@ impl Store {
 }
 
 /// Removes files under `segments/` the manifest does not reference.
+/// Takes the store's `LOCK` file (creating it when `create`), so only one process
+/// has a store open; the lock lasts as long as the returned file.
+pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
+    let lock_path = dir.join("LOCK");
+    let file = if create {
+        File::create(&lock_path)
+    } else {
+        File::open(&lock_path)
+    }
+    .map_err(|e| StorageError::io(&lock_path, e))?;
+    file.try_lock().map_err(|e| match e {
+        fs::TryLockError::WouldBlock => StorageError::io(
+            &lock_path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process has this store open; stop it first",
+            ),
+        ),
+        fs::TryLockError::Error(e) => StorageError::io(&lock_path, e),
+    })?;
+    Ok(file)
+}
+
 fn remove_orphans(dir: &Path, referenced: &HashSet<PathBuf>) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if !dir.exists() {
