@@ -57,7 +57,7 @@ enum Command {
     /// Serve a synthetic month of the 10 Gusu pilot communities and print example
     /// `curl` commands. The data stays in `--data`; a second run reuses it.
     Demo {
-        #[arg(long, default_value = "sightline-demo-data")]
+        #[arg(long, default_value = "sightline-demo")]
         data: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
