@@ -102,6 +102,21 @@ impl<'a> QueryContext<'a> {
         (t.div_euclid(crate::DAY_MS), t.rem_euclid(crate::DAY_MS))
     }
 
+    /// The shards holding `subject` in `[from_ms, to_ms)`, in `communities` (all when
+    /// `None`) within the scope: only these are read for the subject's rows.
+    fn subject_keys(
+        &self,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+    ) -> Vec<sightline_storage::ShardKey> {
+        let communities = self.restrict(communities);
+        self.index
+            .view()
+            .subject_shards(subject, from_ms, to_ms, communities.as_deref())
+    }
+
     /// Rows of `subject` in `[from_ms, to_ms)`, optionally only in `communities`,
     /// through the index: only shards holding the subject are read.
     pub(crate) fn subject_rows(
@@ -111,11 +126,7 @@ impl<'a> QueryContext<'a> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Vec<Row> {
-        let communities = self.restrict(communities);
-        let keys =
-            self.index
-                .view()
-                .subject_shards(subject, from_ms, to_ms, communities.as_deref());
+        let keys = self.subject_keys(subject, from_ms, to_ms, communities);
         let mut rows = Vec::new();
         self.store
             .scan_subject(keys, subject, from_ms, to_ms, |r| rows.push(r));
@@ -130,11 +141,7 @@ impl<'a> QueryContext<'a> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Vec<(Row, sightline_storage::AttrsAt)> {
-        let communities = self.restrict(communities);
-        let keys =
-            self.index
-                .view()
-                .subject_shards(subject, from_ms, to_ms, communities.as_deref());
+        let keys = self.subject_keys(subject, from_ms, to_ms, communities);
         let mut rows = Vec::new();
         self.store
             .scan_subject_located(keys, subject, from_ms, to_ms, |r, a| rows.push((r, a)));

@@ -158,28 +158,21 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
             let body = body(&app, req).await?;
             let code = code.expect("matched with a code");
             let devices = route_path.starts_with("/v1/devices");
-            let app2 = app.clone();
-            tokio::task::spawn_blocking(move || {
-                if devices {
-                    put_device(&app2, &code, &body)
-                } else {
-                    put_community(&app2, &code, &body)
-                }
+            run(app, move |app| match devices {
+                true => put_device(app, &code, &body),
+                false => put_community(app, &code, &body),
             })
             .await
-            .map_err(|e| ApiError::internal(format!("catalog task failed: {e}")))?
             .map(|v| (StatusCode::OK, v.into()))
         }
         (Method::GET, "/v1/communities" | "/v1/devices" | "/v1/admin/stats") => {
-            let app2 = app.clone();
             let p = route_path.clone();
-            tokio::task::spawn_blocking(move || match p.as_str() {
-                "/v1/communities" => list_communities(&app2, &params, &caller),
-                "/v1/devices" => list_devices(&app2, &params, &caller),
-                _ => stats(&app2),
+            run(app, move |app| match p.as_str() {
+                "/v1/communities" => list_communities(app, &params, &caller),
+                "/v1/devices" => list_devices(app, &params, &caller),
+                _ => stats(app),
             })
             .await
-            .map_err(|e| ApiError::internal(format!("catalog task failed: {e}")))?
             .map(|v| (StatusCode::OK, v.into()))
         }
         (Method::GET, "/v1/openapi.json") => {
@@ -216,27 +209,25 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
         (Method::POST, "/v1/collision") => {
             let body = body(&app, req).await?;
             let text = String::from_utf8_lossy(&body).into_owned();
-            audited(app, caller, path, text, move |app, c| {
-                collision_query(app, &body, c)
+            audited(app, caller, path, text, move |_, ctx| {
+                collision_query(ctx, &body)
             })
             .await
         }
         (Method::GET, p) => {
             let handler: Handler = match p {
-                "/v1/trajectory" => |a, p, c| trajectory_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/cooccurrence" => {
-                    |a, p, c| cooccurrence_query(a, p, c).map(|(b, n)| (b.into(), n))
-                }
-                "/v1/search" => |a, p, c| search_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/frequency" => |a, p, c| frequency_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/nocturnal" => |a, p, c| nocturnal_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/first-seen" => |a, p, c| first_seen_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/overnight" => |a, p, c| overnight_query(a, p, c).map(|(b, n)| (b.into(), n)),
-                "/v1/counts" => |a, p, c| counts_query(a, p, c).map(|(b, n)| (b.into(), n)),
+                "/v1/trajectory" => trajectory_query,
+                "/v1/cooccurrence" => cooccurrence_query,
+                "/v1/search" => search_query,
+                "/v1/frequency" => frequency_query,
+                "/v1/nocturnal" => nocturnal_query,
+                "/v1/first-seen" => first_seen_query,
+                "/v1/overnight" => overnight_query,
+                "/v1/counts" => counts_query,
                 _ => unreachable!("every routed path is matched above"),
             };
-            audited(app, caller, path, query, move |app, c| {
-                handler(app, &params, c)
+            audited(app, caller, path, query, move |app, ctx| {
+                handler(app, ctx, &params)
             })
             .await
         }
@@ -244,8 +235,16 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
     }
 }
 
+/// An answer `{key: [items]}` and how many items it holds.
+fn listed(key: &str, items: Vec<Value>) -> (Body, usize) {
+    let n = items.len();
+    let mut answer = serde_json::Map::new();
+    answer.insert(key.to_string(), Value::Array(items));
+    (Value::Object(answer).into(), n)
+}
+
 /// A GET query handler: the answer and how many results it holds (for the audit).
-type Handler = fn(&App, &Params, &Caller) -> Result<(Body, usize), ApiError>;
+type Handler = fn(&App, &QueryContext<'_>, &Params) -> Result<(Body, usize), ApiError>;
 
 /// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
 fn token(req: &Request<Incoming>) -> Option<&str> {
@@ -257,33 +256,30 @@ fn token(req: &Request<Incoming>) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Runs an investigative query and appends it to the audit log, answered or not.
-async fn audited<F, B>(
+/// Runs an investigative query in the caller's scope and appends it to the audit log,
+/// answered or not.
+async fn audited<F>(
     app: Arc<App>,
     caller: Caller,
     endpoint: String,
-    params: String,
+    mut params: String,
     f: F,
 ) -> Result<(StatusCode, Body), ApiError>
 where
-    F: FnOnce(&App, &Caller) -> Result<(B, usize), ApiError> + Send + 'static,
-    B: Into<Body>,
+    F: FnOnce(&App, &QueryContext<'_>) -> Result<(Body, usize), ApiError> + Send + 'static,
 {
-    let results = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
-    let (r, c) = (results.clone(), caller.clone());
-    let answer = blocking(app.clone(), move |app| {
-        f(app, &c).map(|(b, n)| {
-            r.store(n, std::sync::atomic::Ordering::Relaxed);
-            b
-        })
+    let c = caller.clone();
+    let answer = run(app.clone(), move |app| {
+        let scope = scope_ids(app, &c);
+        let ctx = query_ctx(app, scope.as_deref());
+        // Serialized on the blocking pool too, off the connection tasks.
+        f(app, &ctx).map(|(b, n)| (Body::Text(b.into_string()), n))
     })
     .await;
-    let status = match &answer {
-        Ok((s, _)) => s.as_u16(),
-        Err(e) => e.status.as_u16(),
+    let (status, results) = match &answer {
+        Ok((_, n)) => (StatusCode::OK.as_u16(), Some(*n)),
+        Err(e) => (e.status.as_u16(), None),
     };
-    let n = results.load(std::sync::atomic::Ordering::Relaxed);
-    let mut params = params;
     params.truncate(4096);
     app.audit
         .record(
@@ -291,11 +287,11 @@ where
             &caller.key_id,
             &endpoint,
             &params,
-            (n != usize::MAX).then_some(n),
+            results,
             status,
         )
         .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))?;
-    answer
+    answer.map(|(b, _)| (StatusCode::OK, b))
 }
 
 /// The request body, refused with 413 past the configured size.
@@ -321,13 +317,13 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Runs a query on the blocking pool (store reads lock and compute), within the
-/// concurrency limit and the time limit. A query past its time is answered 503; its
-/// slot stays taken until it really ends, so overload cannot pile up behind it.
-async fn blocking<F, B>(app: Arc<App>, f: F) -> Result<(StatusCode, Body), ApiError>
+/// Runs `f` on the blocking pool (store calls lock, fsync and compute), within the
+/// query concurrency limit and time limit. Past its time the request is answered 503;
+/// its slot stays taken until it really ends, so overload cannot pile up behind it.
+async fn run<F, T>(app: Arc<App>, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&App) -> Result<B, ApiError> + Send + 'static,
-    B: Into<Body>,
+    F: FnOnce(&App) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
 {
     let slot = app
         .query_slots
@@ -335,10 +331,9 @@ where
         .try_acquire_owned()
         .map_err(|_| ApiError::busy("the query service"))?;
     let timeout = app.config.query_timeout;
-    // Serialized on the blocking pool too, off the connection tasks.
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        f(&app).map(|b| Body::Text(b.into().into_string()))
+        f(&app)
     });
     match tokio::time::timeout(timeout, task).await {
         Err(_) => Err(ApiError {
@@ -352,9 +347,9 @@ where
                 ),
             )
         }),
-        Ok(joined) => joined
-            .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
-            .map(|v| (StatusCode::OK, v)),
+        Ok(joined) => {
+            joined.map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+        }
     }
 }
 
@@ -364,19 +359,10 @@ async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
     if !app.keys.is_empty() {
         return Ok((StatusCode::OK, json!({ "status": "ok" })));
     }
-    let (events, shards): (u64, usize) = {
-        let shards = app.store.shards();
-        (
-            shards
-                .iter()
-                .map(|s| s.sealed_events + s.memory_events as u64)
-                .sum(),
-            shards.len(),
-        )
-    };
+    let t = crate::Totals::of(&app.store);
     Ok((
         StatusCode::OK,
-        json!({ "status": "ok", "events": events, "shards": shards,
+        json!({ "status": "ok", "events": t.events, "shards": t.shards,
                 "subjects_searchable": app.vocab.indexed() }),
     ))
 }
@@ -398,7 +384,7 @@ async fn ingest(
             })?
             .into_iter()
             .enumerate()
-            .map(|(i, w)| (i, Ok(w.into())))
+            .map(|(i, e)| (i, Ok(e)))
             .collect()
     } else {
         records(&body)?
@@ -593,9 +579,11 @@ struct TrajectoryOut<'a> {
     next_cursor: Option<String>,
 }
 
-fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn trajectory_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -622,7 +610,7 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
         cursor,
         limit: p.number("limit", 1000)?,
     };
-    let t = trajectory(&ctx, &q)?;
+    let t = trajectory(ctx, &q)?;
     let out = TrajectoryOut {
         events: t
             .events
@@ -657,13 +645,15 @@ fn trajectory_query(app: &App, p: &Params, caller: &Caller) -> Result<(String, u
     };
     let n = out.events.len();
     serde_json::to_string(&out)
-        .map(|s| (s, n))
+        .map(|s| (s.into(), n))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn cooccurrence_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -678,18 +668,13 @@ fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, 
         "limit",
     ])?;
     let (from_ms, to_ms) = range(p)?;
-    let scope = match p.get("scope").unwrap_or("device") {
-        "device" => Scope::Device,
-        "community" => Scope::Community,
-        other => {
-            return Err(ApiError::param(
-                "scope",
-                format!("{other:?}; use device or community"),
-            ))
-        }
-    };
+    let scope = p.choice(
+        "scope",
+        "device",
+        &[("device", Scope::Device), ("community", Scope::Community)],
+    )?;
     let found = cooccurrence(
-        &ctx,
+        ctx,
         &Cooccurrence {
             kind: p.kind("kind")?,
             subject: p.required("subject")?.to_string(),
@@ -719,22 +704,11 @@ fn cooccurrence_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, 
             })
         })
         .collect();
-    Ok((json!({ "candidates": candidates }), found.len()))
+    Ok(listed("candidates", candidates))
 }
 
-fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::param("body", "must be a JSON object"))?;
+fn collision_query(ctx: &QueryContext<'_>, body: &[u8]) -> Result<(Body, usize), ApiError> {
+    let obj = object(body)?;
     let kind = match obj.get("kind") {
         Some(Value::String(s)) => parse_kind("kind", s)?,
         _ => return Err(ApiError::missing("kind")),
@@ -797,7 +771,7 @@ fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, us
     };
     let min_conditions = number("min_conditions", conditions.len())?;
     let hits = collision(
-        &ctx,
+        ctx,
         &Collision {
             kind,
             conditions,
@@ -809,13 +783,10 @@ fn collision_query(app: &App, body: &[u8], caller: &Caller) -> Result<(Value, us
         .iter()
         .map(|h| json!({ "kind": h.kind.as_str(), "subject": h.subject, "conditions": h.conditions }))
         .collect();
-    let n = subjects.len();
-    Ok((json!({ "subjects": subjects }), n))
+    Ok(listed("subjects", subjects))
 }
 
-fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn search_query(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     p.only(&["q", "kind", "mode", "distance", "limit"])?;
     let mode = match p.get("mode").unwrap_or("exact") {
         "exact" => SearchMode::Exact,
@@ -832,7 +803,7 @@ fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize)
         }
     };
     let found = search(
-        &ctx,
+        ctx,
         &app.vocab,
         &SearchQuery {
             pattern: p.required("q")?.to_string(),
@@ -854,13 +825,14 @@ fn search_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize)
             })
         })
         .collect();
-    let n = subjects.len();
-    Ok((json!({ "subjects": subjects }), n))
+    Ok(listed("subjects", subjects))
 }
 
-fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn frequency_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&[
         "community",
         "kind",
@@ -875,7 +847,7 @@ fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
         p.get(name).map(|_| p.number(name, 0u32)).transpose()
     };
     let found = frequency(
-        &ctx,
+        ctx,
         &FrequencyQuery {
             community: p.required("community")?.to_string(),
             kind: p.kind("kind")?,
@@ -893,13 +865,14 @@ fn frequency_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
                     "first": rfc3339(f.first_ms), "last": rfc3339(f.last_ms) })
         })
         .collect();
-    let n = subjects.len();
-    Ok((json!({ "subjects": subjects }), n))
+    Ok(listed("subjects", subjects))
 }
 
-fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn nocturnal_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&[
         "kind",
         "from",
@@ -920,7 +893,7 @@ fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
     q.min_night = p.number("min_night", q.min_night)?;
     q.max_day = p.number("max_day", q.max_day)?;
     q.limit = p.number("limit", q.limit)?;
-    let found = nocturnal(&ctx, &q)?;
+    let found = nocturnal(ctx, &q)?;
     let subjects: Vec<Value> = found
         .iter()
         .map(|n| {
@@ -929,13 +902,14 @@ fn nocturnal_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
                     "night_ratio": (n.night_ratio * 1000.0).round() / 1000.0 })
         })
         .collect();
-    let n = subjects.len();
-    Ok((json!({ "subjects": subjects }), n))
+    Ok(listed("subjects", subjects))
 }
 
-fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn first_seen_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&["community", "kind", "from", "to", "lookback", "limit"])?;
     let (from_ms, to_ms) = range(p)?;
     let lookback = p.window("lookback")?.unwrap_or(30 * 86_400_000);
@@ -946,7 +920,7 @@ fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, us
         ));
     }
     let found = first_seen(
-        &ctx,
+        ctx,
         &FirstSeenQuery {
             community: p.required("community")?.to_string(),
             kind: p.kind("kind")?,
@@ -960,13 +934,14 @@ fn first_seen_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, us
         .iter()
         .map(|f| json!({ "subject": f.subject, "first": rfc3339(f.first_ms), "count": f.count }))
         .collect();
-    let n = subjects.len();
-    Ok((json!({ "subjects": subjects }), n))
+    Ok(listed("subjects", subjects))
 }
 
-fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn overnight_query(
+    _app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -979,7 +954,7 @@ fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
     let mut q = OvernightQuery::new(p.kind("kind")?, p.required("subject")?, from_ms, to_ms);
     q.evening_hour = p.number("evening_hour", q.evening_hour)?;
     q.morning_hour = p.number("morning_hour", q.morning_hour)?;
-    let o = overnight(&ctx, &q)?;
+    let o = overnight(ctx, &q)?;
     let at = |x: &Option<(String, i64)>| {
         x.as_ref()
             .map(|(c, ts)| json!({ "community": c, "ts": rfc3339(*ts) }))
@@ -995,37 +970,28 @@ fn overnight_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usi
         .map(|(c, n)| json!({ "community": c, "nights": n }))
         .collect();
     let n = nights.len();
-    Ok((json!({ "nights": nights, "bases": bases }), n))
+    Ok((json!({ "nights": nights, "bases": bases }).into(), n))
 }
 
-fn counts_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize), ApiError> {
-    let scope = scope_ids(app, caller);
-    let ctx = query_ctx(app, scope.as_deref());
+fn counts_query(_app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     p.only(&["from", "to", "community", "kind", "by", "per"])?;
     let (from_ms, to_ms) = range(p)?;
-    let by = match p.get("by").unwrap_or("community") {
-        "community" => CountKey::Community,
-        "device" => CountKey::Device,
-        "kind" => CountKey::Kind,
-        other => {
-            return Err(ApiError::param(
-                "by",
-                format!("{other:?}; use community, device or kind"),
-            ))
-        }
-    };
-    let per = match p.get("per").unwrap_or("day") {
-        "hour" => Granularity::Hour,
-        "day" => Granularity::Day,
-        other => {
-            return Err(ApiError::param(
-                "per",
-                format!("{other:?}; use hour or day"),
-            ))
-        }
-    };
+    let by = p.choice(
+        "by",
+        "community",
+        &[
+            ("community", CountKey::Community),
+            ("device", CountKey::Device),
+            ("kind", CountKey::Kind),
+        ],
+    )?;
+    let per = p.choice(
+        "per",
+        "day",
+        &[("hour", Granularity::Hour), ("day", Granularity::Day)],
+    )?;
     let buckets = counts(
-        &ctx,
+        ctx,
         &Counts {
             from_ms,
             to_ms,
@@ -1048,8 +1014,7 @@ fn counts_query(app: &App, p: &Params, caller: &Caller) -> Result<(Value, usize)
         .iter()
         .map(|b| json!({ "bucket": rfc3339(b.bucket_ms), "key": b.key, "count": b.count }))
         .collect();
-    let n = rows.len();
-    Ok((json!({ "counts": rows }), n))
+    Ok(listed("counts", rows))
 }
 
 /// Most rows a counts answer may hold.
@@ -1182,14 +1147,14 @@ fn list_devices(app: &App, p: &Params, caller: &Caller) -> Result<Value, ApiErro
 }
 
 fn stats(app: &App) -> Result<Value, ApiError> {
-    let shards = app.store.shards();
+    let t = crate::Totals::of(&app.store);
     let d = app.store.dictionaries();
     Ok(json!({
-        "events": shards.iter().map(|s| s.sealed_events + s.memory_events as u64).sum::<u64>(),
-        "events_in_memory": shards.iter().map(|s| s.memory_events as u64).sum::<u64>(),
-        "shards": shards.len(),
-        "segments": shards.iter().map(|s| s.segments).sum::<usize>(),
-        "sealed_bytes": shards.iter().map(|s| s.sealed_bytes).sum::<u64>(),
+        "events": t.events,
+        "events_in_memory": t.memory_events,
+        "shards": t.shards,
+        "segments": t.segments,
+        "sealed_bytes": t.sealed_bytes,
         "subjects": d.len_subjects(),
         "devices": d.len_devices(),
         "communities": d.len_communities(),

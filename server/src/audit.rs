@@ -45,25 +45,26 @@ pub enum AuditError {
     },
 }
 
-/// The entry's hash: SHA-256 of its JSON without the `hash` field (keys sorted, as
-/// `serde_json` maps are).
+/// The hash of an entry that has no `hash` field yet: SHA-256 of its JSON (keys
+/// sorted, as `serde_json` maps are).
 fn hash_of(entry: &Value) -> String {
-    let mut e = entry.clone();
-    if let Some(o) = e.as_object_mut() {
-        o.remove("hash");
-    }
-    sha256_hex(e.to_string().as_bytes())
+    sha256_hex(entry.to_string().as_bytes())
 }
 
 /// Checks the whole chain; returns the number of entries.
 pub fn verify(path: &Path) -> Result<u64, AuditError> {
+    chain(path).map(|(n, _)| n)
+}
+
+/// Checks the whole chain; returns the number of entries and the last entry's hash.
+fn chain(path: &Path) -> Result<(u64, String), AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, GENESIS.to_string())),
         Err(e) => return Err(io(e)),
     };
     let mut prev = GENESIS.to_string();
@@ -75,7 +76,7 @@ pub fn verify(path: &Path) -> Result<u64, AuditError> {
             line: i + 1,
             reason,
         };
-        let entry: Value =
+        let mut entry: Value =
             serde_json::from_str(&line).map_err(|e| broken(format!("not JSON: {e}")))?;
         if entry["seq"].as_u64() != Some(n + 1) {
             return Err(broken(format!(
@@ -89,14 +90,18 @@ pub fn verify(path: &Path) -> Result<u64, AuditError> {
                 "does not follow the previous entry (prev hash differs)".into(),
             ));
         }
+        let claimed = entry
+            .as_object_mut()
+            .and_then(|o| o.remove("hash"))
+            .unwrap_or(Value::Null);
         let hash = hash_of(&entry);
-        if entry["hash"].as_str() != Some(hash.as_str()) {
+        if claimed.as_str() != Some(hash.as_str()) {
             return Err(broken("its content does not match its hash".into()));
         }
         prev = hash;
         n += 1;
     }
-    Ok(n)
+    Ok((n, prev))
 }
 
 impl AuditLog {
@@ -104,19 +109,7 @@ impl AuditLog {
     /// an error: the server does not start on a tampered log).
     pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
         let path = dir.join(FILE);
-        let seq = verify(&path)?;
-        let last_hash = match seq {
-            0 => GENESIS.to_string(),
-            _ => {
-                let text = std::fs::read_to_string(&path).map_err(|source| AuditError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let last: Value = serde_json::from_str(text.lines().last().unwrap_or("{}"))
-                    .expect("verified above");
-                last["hash"].as_str().unwrap_or(GENESIS).to_string()
-            }
-        };
+        let (seq, last_hash) = chain(&path)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -94,6 +94,30 @@ pub enum ServeError {
     Audit(#[from] audit::AuditError),
 }
 
+/// Store-wide sums over its shards, as `/health`, `/v1/admin/stats` and `/metrics`
+/// report them.
+pub(crate) struct Totals {
+    pub events: u64,
+    pub memory_events: u64,
+    pub shards: usize,
+    pub segments: usize,
+    pub sealed_bytes: u64,
+}
+
+impl Totals {
+    pub fn of(store: &Store) -> Totals {
+        let shards = store.shards();
+        let memory_events = shards.iter().map(|s| s.memory_events as u64).sum();
+        Totals {
+            events: shards.iter().map(|s| s.sealed_events).sum::<u64>() + memory_events,
+            memory_events,
+            shards: shards.len(),
+            segments: shards.iter().map(|s| s.segments).sum(),
+            sealed_bytes: shards.iter().map(|s| s.sealed_bytes).sum(),
+        }
+    }
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

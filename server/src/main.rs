@@ -121,14 +121,14 @@ fn main() -> ExitCode {
             config.max_body_bytes = max_body_bytes;
             config.max_batch_records = max_batch_records;
             config.store.retention_days = retention_days;
-            serve(config)
+            serve(config, None)
         }
         Command::Demo {
             data,
             listen,
             days,
             communities,
-        } => demo(ServerConfig::new(data, listen), days, communities),
+        } => serve(ServerConfig::new(data, listen), Some((days, communities))),
         Command::Keys { action } => keys(action),
         Command::Check { dir } => match sightline_storage::check(&dir) {
             Ok(r) => {
@@ -261,7 +261,10 @@ fn keys(action: KeysAction) -> ExitCode {
     }
 }
 
-fn demo(config: ServerConfig, days: u32, communities: u32) -> ExitCode {
+/// Serves `config` until Ctrl-C or SIGTERM; for `sightline demo` (`demo` = days,
+/// communities), first loads the synthetic traffic into an empty store and prints
+/// example requests after the `listening on` line.
+fn serve(config: ServerConfig, demo: Option<(u32, u32)>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -278,43 +281,21 @@ fn demo(config: ServerConfig, days: u32, communities: u32) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let month = demo::month(now, days, communities);
-        let (from, to) = (month.start_ms, demo::local_midnight(now));
-        let store = server.store().clone();
-        if store.shards().is_empty() {
-            eprintln!(
-                "loading {days} days of synthetic traffic for {communities} communities into {} …",
-                data.display()
-            );
-            let t = std::time::Instant::now();
-            let loaded = tokio::task::spawn_blocking(move || demo::load(&store, &month)).await;
-            match loaded {
-                Ok(Ok(n)) => eprintln!(
-                    "stored {n} events in {:.1} s (each batch fsynced before it was acknowledged)",
-                    t.elapsed().as_secs_f64()
-                ),
-                Ok(Err(e)) => {
-                    eprintln!("sightline: loading failed: {e}");
-                    return ExitCode::FAILURE;
-                }
-                Err(e) => {
-                    eprintln!("sightline: loading panicked: {e}");
-                    return ExitCode::FAILURE;
+        let base = format!("http://{}", server.local_addr());
+        let examples = match demo {
+            None => Vec::new(),
+            Some((days, communities)) => {
+                match load_demo(&server, &data, &base, days, communities).await {
+                    Ok(examples) => examples,
+                    Err(code) => return code,
                 }
             }
-        } else {
-            eprintln!(
-                "{} already holds data; serving it (delete it to reload)",
-                data.display()
-            );
-        }
-        let base = format!("http://{}", server.local_addr());
+        };
         println!("listening on {base}");
-        println!("\nTry (Ctrl-C stops the server):\n");
-        for (what, cmd) in demo::examples(server.store(), &base, from, to) {
+        if !examples.is_empty() {
+            println!("\nTry (Ctrl-C stops the server):\n");
+        }
+        for (what, cmd) in examples {
             println!("# {what}\n{cmd}\n");
         }
         server.run(shutdown_signal()).await;
@@ -323,27 +304,45 @@ fn demo(config: ServerConfig, days: u32, communities: u32) -> ExitCode {
     })
 }
 
-fn serve(config: ServerConfig) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sightline: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
-        let server = match Server::bind(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("sightline: {e}");
-                return ExitCode::FAILURE;
+/// Loads the demo month into an empty store; returns example requests against `base`.
+async fn load_demo(
+    server: &Server,
+    data: &std::path::Path,
+    base: &str,
+    days: u32,
+    communities: u32,
+) -> Result<Vec<(String, String)>, ExitCode> {
+    let now = sightline_server::now_ms();
+    let month = demo::month(now, days, communities);
+    let (from, to) = (month.start_ms, demo::local_midnight(now));
+    let store = server.store().clone();
+    if store.shards().is_empty() {
+        eprintln!(
+            "loading {days} days of synthetic traffic for {communities} communities into {} …",
+            data.display()
+        );
+        let t = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || demo::load(&store, &month)).await {
+            Ok(Ok(n)) => eprintln!(
+                "stored {n} events in {:.1} s (each batch fsynced before it was acknowledged)",
+                t.elapsed().as_secs_f64()
+            ),
+            Ok(Err(e)) => {
+                eprintln!("sightline: loading failed: {e}");
+                return Err(ExitCode::FAILURE);
             }
-        };
-        println!("listening on http://{}", server.local_addr());
-        server.run(shutdown_signal()).await;
-        eprintln!("sightline: stopped");
-        ExitCode::SUCCESS
-    })
+            Err(e) => {
+                eprintln!("sightline: loading panicked: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        }
+    } else {
+        eprintln!(
+            "{} already holds data; serving it (delete it to reload)",
+            data.display()
+        );
+    }
+    Ok(demo::examples(server.store(), base, from, to))
 }
 
 /// Ctrl-C or SIGTERM.

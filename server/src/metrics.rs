@@ -149,23 +149,18 @@ impl Metrics {
             "",
             &app.store.commit_latency(),
         );
-        let shards = app.store.shards();
-        let events: u64 = shards
-            .iter()
-            .map(|s| s.sealed_events + s.memory_events as u64)
-            .sum();
-        let sealed_bytes: u64 = shards.iter().map(|s| s.sealed_bytes).sum();
+        let t = crate::Totals::of(&app.store);
         for (name, help, v) in [
-            ("sightline_events", "Events stored.", events),
+            ("sightline_events", "Events stored.", t.events),
             (
                 "sightline_shards",
                 "Shards (community × day) holding events.",
-                shards.len() as u64,
+                t.shards as u64,
             ),
             (
                 "sightline_sealed_bytes",
                 "Bytes of sealed segment files.",
-                sealed_bytes,
+                t.sealed_bytes,
             ),
             (
                 "sightline_subjects_searchable",

@@ -123,6 +123,28 @@ impl Params {
         }
     }
 
+    /// One of a fixed set of words (`default` when absent), as its value.
+    pub fn choice<T: Copy>(
+        &self,
+        name: &str,
+        default: &str,
+        options: &[(&str, T)],
+    ) -> Result<T, ApiError> {
+        let given = self.get(name).unwrap_or(default);
+        options
+            .iter()
+            .find(|(word, _)| *word == given)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let words: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+                let (last, rest) = words.split_last().expect("at least one option");
+                ApiError::param(
+                    name,
+                    format!("{given:?}; use {} or {last}", rest.join(", ")),
+                )
+            })
+    }
+
     /// A list given as repeated parameters and/or comma-separated values.
     pub fn list(&self, name: &str) -> Option<Vec<String>> {
         let v: Vec<String> = self

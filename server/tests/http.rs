@@ -1594,18 +1594,19 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
 
 #[test]
 fn binary_batches_ingest_like_json_with_per_record_errors() {
-    use sightline_server::wire::{self, WireAttr, WireEvent};
+    use sightline_server::wire;
+    use sightline_storage::{AttrValue, EventInput};
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let event = |device: &str, subject: &str| WireEvent {
+    let event = |device: &str, subject: &str| EventInput {
         ts_ms: 1_630_454_400_000,
         community: "3205080001".into(),
         device: device.into(),
         kind: "vehicle".into(),
         subject: subject.into(),
         direction: "in".into(),
-        attrs: vec![("lane".into(), WireAttr::Int(3))],
+        attrs: [("lane".to_string(), AttrValue::Int(3))].into(),
     };
     let batch = vec![
         event(GATE, "苏E12345"),

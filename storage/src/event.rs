@@ -105,7 +105,8 @@ pub type Attrs = BTreeMap<String, AttrValue>;
 pub const SOURCE_ID: &str = "source_id";
 
 /// An event as it arrives, before validation: every field as the producer sent it.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Serializable, so producers can send batches of them in a binary encoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventInput {
     pub ts_ms: i64,
     pub community: String,

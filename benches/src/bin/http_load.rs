@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use sightline_benches::{Traffic, TrafficConfig};
-use sightline_server::wire::{self, WireEvent};
+use sightline_server::wire;
 
 #[derive(Parser)]
 #[command(about = "Drive a Sightline server with ingest or trajectory load")]
@@ -111,8 +111,7 @@ fn main() {
                 .chunks(*batch)
                 .map(|c| {
                     let (body, content_type) = if *binary {
-                        let wire: Vec<WireEvent> = c.iter().map(WireEvent::from).collect();
-                        (wire::encode(&wire), wire::CONTENT_TYPE)
+                        (wire::encode(c), wire::CONTENT_TYPE)
                     } else {
                         let lines: Vec<String> = c.iter().map(ndjson).collect();
                         (lines.join("\n").into_bytes(), "application/x-ndjson")

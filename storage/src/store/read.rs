@@ -84,17 +84,6 @@ impl ShardSnapshot {
         Self::of_rows(key, shard, shard.mem.rows().iter(), keep, with_attrs)
     }
 
-    /// Like [`ShardSnapshot::take`] for the rows of one subject: the memory part's
-    /// postings give them without looking at other rows.
-    fn take_subject(
-        key: ShardKey,
-        shard: &Shard,
-        subject: u32,
-        keep: impl Fn(&StoredRow) -> bool,
-    ) -> ShardSnapshot {
-        Self::of_rows(key, shard, shard.mem.of_subject(subject), keep, false)
-    }
-
     fn of_rows<'a>(
         key: ShardKey,
         shard: &Shard,
@@ -124,19 +113,19 @@ impl ShardSnapshot {
     fn mem_rows<'a>(
         &'a self,
         keep: impl Fn(&StoredRow) -> bool + 'a,
-    ) -> impl Iterator<Item = (Row, &'a [u8])> + 'a {
+    ) -> impl Iterator<Item = (Row, Option<&'a Arc<[u8]>>)> + 'a {
         let community = self.key.community;
         let frozen = self
             .frozen
             .iter()
             .flat_map(|f| f.iter())
             .filter(move |r| keep(r))
-            .map(move |r| (r.row(community), &r.attrs[..]));
+            .map(move |r| (r.row(community), Some(&r.attrs)));
         let mem = self
             .mem
             .iter()
             .enumerate()
-            .map(|(i, r)| (*r, self.mem_attrs.get(i).map_or(&[][..], |a| &a[..])));
+            .map(|(i, r)| (*r, self.mem_attrs.get(i)));
         frozen.chain(mem)
     }
 }
@@ -215,32 +204,7 @@ impl Store {
         to_ms: i64,
         mut f: impl FnMut(Row),
     ) {
-        if from_ms >= to_ms {
-            return;
-        }
-        let keep = |r: &StoredRow| r.subject == subject && r.ts_ms >= from_ms && r.ts_ms < to_ms;
-        let snaps: Vec<ShardSnapshot> = {
-            let shards = read(&self.inner.shards);
-            keys.into_iter()
-                .filter_map(|k| {
-                    shards
-                        .get(&k)
-                        .map(|s| ShardSnapshot::take_subject(k, s, subject, keep))
-                })
-                .collect()
-        };
-        for snap in &snaps {
-            for seg in &snap.segments {
-                seg.for_each_of_subject(subject, |_, r| {
-                    if r.ts_ms >= from_ms && r.ts_ms < to_ms {
-                        f(r);
-                    }
-                });
-            }
-            for (r, _) in snap.mem_rows(keep) {
-                f(r);
-            }
-        }
+        self.walk_subject(keys, subject, from_ms, to_ms, false, |r, _| f(r));
     }
 
     /// Like [`Store::scan_subject`], with where each event's attributes are, so a
@@ -253,6 +217,22 @@ impl Store {
         to_ms: i64,
         mut f: impl FnMut(Row, AttrsAt),
     ) {
+        self.walk_subject(keys, subject, from_ms, to_ms, true, |r, at| {
+            f(r, at.expect("located walks locate every row"))
+        });
+    }
+
+    /// The subject's rows in `keys` and range, through the segments' postings and the
+    /// memory part's; with where their attributes are when `locate`.
+    fn walk_subject(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        locate: bool,
+        mut f: impl FnMut(Row, Option<AttrsAt>),
+    ) {
         if from_ms >= to_ms {
             return;
         }
@@ -262,7 +242,7 @@ impl Store {
             keys.into_iter()
                 .filter_map(|k| {
                     shards.get(&k).map(|s| {
-                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, true)
+                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, locate)
                     })
                 })
                 .collect()
@@ -271,20 +251,15 @@ impl Store {
             for seg in &snap.segments {
                 seg.for_each_of_subject(subject, |ordinal, r| {
                     if r.ts_ms >= from_ms && r.ts_ms < to_ms {
-                        f(r, AttrsAt::Segment(seg.clone(), ordinal));
+                        f(r, locate.then(|| AttrsAt::Segment(seg.clone(), ordinal)));
                     }
                 });
             }
-            let frozen = snap
-                .frozen
-                .iter()
-                .flat_map(|f| f.iter())
-                .filter(|r| keep(r));
-            for r in frozen {
-                f(r.row(snap.key.community), AttrsAt::Memory(r.attrs.clone()));
-            }
-            for (r, a) in snap.mem.iter().zip(&snap.mem_attrs) {
-                f(*r, AttrsAt::Memory(a.clone()));
+            for (r, attrs) in snap.mem_rows(keep) {
+                f(
+                    r,
+                    attrs.filter(|_| locate).map(|a| AttrsAt::Memory(a.clone())),
+                );
             }
         }
     }
@@ -330,59 +305,6 @@ impl Store {
             n += shard.mem.of_subject(subject).filter(|r| keep(r)).count() as u64;
         }
         n
-    }
-
-    /// The attributes of the events `seqs` (sorted ascending) of `subject` in shards
-    /// `keys`, by sequence number: one more walk of the subject's postings, decoding
-    /// attributes only for the events asked for (a trajectory's page).
-    pub fn subject_attrs(
-        &self,
-        keys: impl IntoIterator<Item = ShardKey>,
-        subject: u32,
-        seqs: &[u64],
-    ) -> Result<std::collections::HashMap<u64, crate::Attrs>> {
-        let wanted = |seq: u64| seqs.binary_search(&seq).is_ok();
-        let keep = |r: &StoredRow| r.subject == subject && wanted(r.seq);
-        let snaps: Vec<ShardSnapshot> = {
-            let shards = read(&self.inner.shards);
-            keys.into_iter()
-                .filter_map(|k| {
-                    shards.get(&k).map(|s| {
-                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, true)
-                    })
-                })
-                .collect()
-        };
-        let mut out = std::collections::HashMap::with_capacity(seqs.len());
-        for snap in &snaps {
-            for seg in &snap.segments {
-                let mut err = None;
-                seg.for_each_of_subject(subject, |ordinal, r| {
-                    if err.is_none() && wanted(r.seq) {
-                        match seg.attrs(ordinal) {
-                            Ok(a) => {
-                                out.insert(r.seq, a);
-                            }
-                            Err(e) => err = Some(e),
-                        }
-                    }
-                });
-                if let Some(e) = err {
-                    return Err(e);
-                }
-            }
-            for (r, bytes) in snap.mem_rows(keep) {
-                let attrs = crate::attr_codec::decode_attrs(bytes).map_err(|reason| {
-                    StorageError::Corrupt {
-                        path: self.dir().to_path_buf(),
-                        offset: 0,
-                        reason: format!("attributes of event {} in memory: {reason}", r.seq),
-                    }
-                })?;
-                out.insert(r.seq, attrs);
-            }
-        }
-        Ok(out)
     }
 
     /// Every event of one shard, in the order of [`Store::scan_range`].
@@ -438,7 +360,7 @@ impl Store {
                 });
             }
             for (r, attrs) in snap.mem_rows(in_range) {
-                found.push((r, attrs.to_vec()));
+                found.push((r, attrs.map_or_else(Vec::new, |a| a.to_vec())));
             }
         }
         if let Some(e) = err {
