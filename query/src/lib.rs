@@ -12,6 +12,7 @@ mod context;
 mod cooccurrence;
 mod counts;
 mod error;
+mod event;
 mod patterns;
 mod search;
 mod trajectory;
@@ -21,6 +22,7 @@ pub use context::{QueryContext, Sighting};
 pub use cooccurrence::{cooccurrence, Candidate, Cooccurrence, Scope};
 pub use counts::{counts, CountBucket, CountKey, Counts, Granularity};
 pub use error::{QueryError, Result};
+pub use event::event_by_id;
 pub use patterns::{
     first_seen, frequency, nocturnal, overnight, FirstSeen, FirstSeenQuery, Frequency,
     FrequencyQuery, Night, Nocturnal, NocturnalQuery, Overnight, OvernightQuery,

@@ -10,12 +10,12 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sightline_query::{
-    collision, cooccurrence, counts, first_seen, frequency, nocturnal, overnight, search,
-    trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor, FirstSeenQuery,
-    FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place, QueryContext, Scope,
-    SearchMode, SearchQuery, StayEnd, TrajectoryQuery,
+    collision, cooccurrence, counts, event_by_id, first_seen, frequency, nocturnal, overnight,
+    search, trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor,
+    FirstSeenQuery, FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place,
+    QueryContext, Scope, SearchMode, SearchQuery, Sighting, StayEnd, TrajectoryQuery,
 };
-use sightline_storage::Appended;
+use sightline_storage::{Appended, AttrsAt};
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -104,24 +104,25 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
-    // Catalog entries are addressed by code: /v1/communities/{code}, /v1/devices/{code}.
-    let (route_path, code): (String, Option<String>) = match path.split_once("/v1/communities/") {
-        Some(("", code)) if !code.is_empty() => {
-            ("/v1/communities/{code}".into(), Some(code.to_string()))
-        }
-        _ => match path.split_once("/v1/devices/") {
-            Some(("", code)) if !code.is_empty() => {
-                ("/v1/devices/{code}".into(), Some(code.to_string()))
-            }
-            _ => (path.clone(), None),
-        },
-    };
+    // Catalog entries are addressed by code (/v1/communities/{code},
+    // /v1/devices/{code}), events by id (/v1/events/{id}).
+    let (route_path, code): (String, Option<String>) = ["communities", "devices", "events"]
+        .iter()
+        .find_map(|what| {
+            let prefix = format!("/v1/{what}/");
+            let code = path.strip_prefix(&prefix).filter(|c| !c.is_empty())?;
+            let name = if *what == "events" { "id" } else { "code" };
+            Some((format!("{prefix}{{{name}}}"), Some(code.to_string())))
+        })
+        .unwrap_or_else(|| (path.clone(), None));
     let (allowed, needed) = match route_path.as_str() {
         "/health" | "/v1/openapi.json" => ("GET", None),
         "/metrics" | "/v1/audit" | "/v1/admin/stats" => ("GET", Some(Role::Admin)),
+        "/v1/admin/retention" => ("GET, PUT", Some(Role::Admin)),
         "/v1/communities/{code}" | "/v1/devices/{code}" => ("PUT", Some(Role::Admin)),
         "/v1/communities" | "/v1/devices" => ("GET", Some(Role::Investigate)),
         "/v1/events" => ("POST", Some(Role::Ingest)),
+        "/v1/events/{id}" => ("GET", Some(Role::Investigate)),
         "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => {
@@ -135,7 +136,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
             ))
         }
     };
-    if method.as_str() != allowed {
+    if !allowed.split(", ").any(|m| m == method.as_str()) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -152,7 +153,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
         communities: None,
     });
     let query = req.uri().query().unwrap_or("").to_string();
-    match (method, route_path.as_str()) {
+    match (method.clone(), route_path.as_str()) {
         (Method::GET, "/health") => health(&app).await.map(|(s, v)| (s, v.into())),
         (Method::PUT, "/v1/communities/{code}" | "/v1/devices/{code}") => {
             let body = body(&app, req).await?;
@@ -174,6 +175,15 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
             })
             .await
             .map(|v| (StatusCode::OK, v.into()))
+        }
+        (Method::GET | Method::PUT, "/v1/admin/retention") => {
+            let change = match method {
+                Method::PUT => Some(body(&app, req).await?),
+                _ => None,
+            };
+            run(app, move |app| retention(app, change.as_deref()))
+                .await
+                .map(|v| (StatusCode::OK, v.into()))
         }
         (Method::GET, "/v1/openapi.json") => {
             Ok((StatusCode::OK, crate::openapi::document().into()))
@@ -206,11 +216,19 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
                 .await
                 .map(|(s, v)| (s, v.into()))
         }
+        (Method::GET, "/v1/events/{id}") => {
+            let id = code.expect("matched with an id");
+            audited(app, caller, path, query, move |_, ctx| {
+                params.only(&[])?;
+                event_query(ctx, &id)
+            })
+            .await
+        }
         (Method::POST, "/v1/collision") => {
             let body = body(&app, req).await?;
             let text = String::from_utf8_lossy(&body).into_owned();
-            audited(app, caller, path, text, move |_, ctx| {
-                collision_query(ctx, &body)
+            audited(app, caller, path, text, move |app, ctx| {
+                collision_query(ctx, &body, app.config.max_result_rows)
             })
             .await
         }
@@ -531,6 +549,39 @@ struct EventOut<'a> {
     attrs: AttrsOut<'a>,
 }
 
+impl<'a> EventOut<'a> {
+    fn of(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
+        EventOut {
+            id: s.seq,
+            ts: rfc3339(s.ts_ms),
+            community: &s.community,
+            device: &s.device,
+            kind: s.kind.as_str(),
+            subject: &s.subject,
+            direction: s.direction.as_str(),
+            attrs: AttrsOut(attrs.bytes()),
+        }
+    }
+}
+
+/// `GET /v1/events/{id}`: one event, as trajectory returns events. An id the caller's
+/// scope does not cover is answered like an unknown one (404), so ids reveal nothing.
+fn event_query(ctx: &QueryContext<'_>, id: &str) -> Result<(Body, usize), ApiError> {
+    let seq: u64 = id
+        .parse()
+        .map_err(|_| ApiError::param("id", format!("{id:?} is not an event id (a number)")))?;
+    let (s, a) = event_by_id(ctx, seq).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_event",
+            format!("no event with id {seq}"),
+        )
+    })?;
+    serde_json::to_string(&EventOut::of(&s, &a))
+        .map(|s| (s.into(), 1))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// Attributes as a JSON object of strings, numbers and booleans, written straight
 /// from their stored encoding (no map is built).
 struct AttrsOut<'a>(&'a [u8]);
@@ -580,7 +631,7 @@ struct TrajectoryOut<'a> {
 }
 
 fn trajectory_query(
-    _app: &App,
+    app: &App,
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
@@ -608,7 +659,7 @@ fn trajectory_query(
         to_ms,
         communities: p.list("community"),
         cursor,
-        limit: p.number("limit", 1000)?,
+        limit: p.limit(1000, app.config.max_result_rows)?,
     };
     let t = trajectory(ctx, &q)?;
     let out = TrajectoryOut {
@@ -616,16 +667,7 @@ fn trajectory_query(
             .events
             .iter()
             .zip(&t.attrs_at)
-            .map(|(s, a)| EventOut {
-                id: s.seq,
-                ts: rfc3339(s.ts_ms),
-                community: &s.community,
-                device: &s.device,
-                kind: s.kind.as_str(),
-                subject: &s.subject,
-                direction: s.direction.as_str(),
-                attrs: AttrsOut(a.bytes()),
-            })
+            .map(|(s, a)| EventOut::of(s, a))
             .collect(),
         stays: t
             .stays
@@ -650,7 +692,7 @@ fn trajectory_query(
 }
 
 fn cooccurrence_query(
-    _app: &App,
+    app: &App,
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
@@ -686,7 +728,7 @@ fn cooccurrence_query(
             scope,
             candidate_kind: p.opt_kind("candidate_kind")?,
             dedup_gap_ms: p.window("dedup_gap")?,
-            limit: p.number("limit", 100)?,
+            limit: p.limit(100, app.config.max_result_rows)?,
         },
     )?;
     let candidates: Vec<Value> = found
@@ -707,7 +749,11 @@ fn cooccurrence_query(
     Ok(listed("candidates", candidates))
 }
 
-fn collision_query(ctx: &QueryContext<'_>, body: &[u8]) -> Result<(Body, usize), ApiError> {
+fn collision_query(
+    ctx: &QueryContext<'_>,
+    body: &[u8],
+    max_rows: usize,
+) -> Result<(Body, usize), ApiError> {
     let obj = object(body)?;
     let kind = match obj.get("kind") {
         Some(Value::String(s)) => parse_kind("kind", s)?,
@@ -776,7 +822,7 @@ fn collision_query(ctx: &QueryContext<'_>, body: &[u8]) -> Result<(Body, usize),
             kind,
             conditions,
             min_conditions,
-            limit: number("limit", 1000)?,
+            limit: crate::params::check_limit(number("limit", 1000.min(max_rows))?, max_rows)?,
         },
     )?;
     let subjects: Vec<Value> = hits
@@ -809,7 +855,7 @@ fn search_query(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, 
             pattern: p.required("q")?.to_string(),
             mode,
             kind: p.opt_kind("kind")?,
-            limit: p.number("limit", 100)?,
+            limit: p.limit(100, app.config.max_result_rows)?,
         },
     )?;
     let subjects: Vec<Value> = found
@@ -829,7 +875,7 @@ fn search_query(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, 
 }
 
 fn frequency_query(
-    _app: &App,
+    app: &App,
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
@@ -855,7 +901,7 @@ fn frequency_query(
             to_ms,
             min_count: opt("min_count")?,
             min_days: opt("min_days")?,
-            limit: p.number("limit", 1000)?,
+            limit: p.limit(1000, app.config.max_result_rows)?,
         },
     )?;
     let subjects: Vec<Value> = found
@@ -869,7 +915,7 @@ fn frequency_query(
 }
 
 fn nocturnal_query(
-    _app: &App,
+    app: &App,
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
@@ -892,7 +938,7 @@ fn nocturnal_query(
     q.day_end_hour = p.number("day_end_hour", q.day_end_hour)?;
     q.min_night = p.number("min_night", q.min_night)?;
     q.max_day = p.number("max_day", q.max_day)?;
-    q.limit = p.number("limit", q.limit)?;
+    q.limit = p.limit(q.limit, app.config.max_result_rows)?;
     let found = nocturnal(ctx, &q)?;
     let subjects: Vec<Value> = found
         .iter()
@@ -906,7 +952,7 @@ fn nocturnal_query(
 }
 
 fn first_seen_query(
-    _app: &App,
+    app: &App,
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
@@ -927,7 +973,7 @@ fn first_seen_query(
             from_ms,
             to_ms,
             lookback_days: (lookback / 86_400_000) as u32,
-            limit: p.number("limit", 1000)?,
+            limit: p.limit(1000, app.config.max_result_rows)?,
         },
     )?;
     let subjects: Vec<Value> = found
@@ -1146,6 +1192,55 @@ fn list_devices(app: &App, p: &Params, caller: &Caller) -> Result<Value, ApiErro
     Ok(json!({ "devices": list }))
 }
 
+/// `GET /v1/admin/retention` reads the policy; `PUT` with `{"days": N}` (or `null`
+/// to keep everything) changes it durably and applies it at once.
+fn retention(app: &App, change: Option<&[u8]>) -> Result<Value, ApiError> {
+    let mut dropped = Vec::new();
+    if let Some(body) = change {
+        let o = object(body)?;
+        let days = match o.get("days") {
+            None => return Err(ApiError::missing("days")),
+            Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(d) if (1..=u64::from(sightline_storage::MAX_RETENTION_DAYS)).contains(&d) => {
+                    Some(d as u32)
+                }
+                _ => {
+                    return Err(ApiError::param(
+                        "days",
+                        format!(
+                        "must be a whole number of days from 1 to {}, or null to keep everything",
+                        sightline_storage::MAX_RETENTION_DAYS
+                    ),
+                    ))
+                }
+            },
+        };
+        if let Some(extra) = o.keys().find(|k| *k != "days") {
+            return Err(ApiError::param(
+                extra,
+                "unknown field; the body is {\"days\": N}",
+            ));
+        }
+        app.store.set_retention_days(days).map_err(storage_err)?;
+        dropped = app.store.apply_retention().map_err(storage_err)?;
+    }
+    let d = app.store.dictionaries();
+    let dropped: Vec<Value> = dropped
+        .iter()
+        .map(|k| {
+            json!({
+                "community": d.community(k.community).unwrap_or("?"),
+                "day": crate::params::local_date(app.store.layout().start_ms(k.span)),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "retention_days": app.store.retention_days(),
+        "dropped_shards": dropped,
+    }))
+}
+
 fn stats(app: &App) -> Result<Value, ApiError> {
     let t = crate::Totals::of(&app.store);
     let d = app.store.dictionaries();
@@ -1159,6 +1254,6 @@ fn stats(app: &App) -> Result<Value, ApiError> {
         "devices": d.len_devices(),
         "communities": d.len_communities(),
         "wal_files": app.store.wal_file_count(),
-        "retention_days": app.store.config().retention_days,
+        "retention_days": app.store.retention_days(),
     }))
 }

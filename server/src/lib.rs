@@ -7,6 +7,7 @@
 mod api;
 pub mod audit;
 pub mod auth;
+pub mod config;
 pub mod demo;
 mod error;
 mod ingest;
@@ -55,8 +56,13 @@ pub struct ServerConfig {
     pub max_concurrent_ingest: usize,
     /// Queries handled at once; more are answered 429. Default 64.
     pub max_concurrent_queries: usize,
-    /// A query running longer is answered 503 `query_timeout`. Default 30 s.
+    /// A query running longer is stopped and answered 503 `query_timeout`. Default 30 s.
     pub query_timeout: Duration,
+    /// Most rows one answer may hold: a `limit` above it is refused (400, `field:
+    /// limit`). Default 10,000.
+    pub max_result_rows: usize,
+    /// The audit log moves to a new file past this many bytes. Default 64 MiB.
+    pub audit_file_bytes: u64,
 }
 
 impl ServerConfig {
@@ -73,6 +79,8 @@ impl ServerConfig {
             max_concurrent_ingest: 32,
             max_concurrent_queries: 64,
             query_timeout: Duration::from_secs(30),
+            max_result_rows: 10_000,
+            audit_file_bytes: 64 << 20,
         }
     }
 }
@@ -157,7 +165,7 @@ impl Server {
                 if keys.is_empty() && !config.listen.ip().is_loopback() {
                     return Err(ServeError::NotLoopback(config.listen));
                 }
-                let audit = audit::AuditLog::open(&config.data)?;
+                let audit = audit::AuditLog::open(&config.data, config.audit_file_bytes)?;
                 let index = StoreIndex::attach(&store);
                 let vocab = Arc::new(Vocabulary::in_memory()?);
                 vocab.catch_up(&store)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sightline_server::config::Settings;
 use sightline_server::{demo, Server, ServerConfig};
 
 #[derive(Parser)]
@@ -19,24 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API over a store.
+    /// Serve the HTTP API over a store. Settings come from flags, then environment
+    /// variables, then `--config FILE` (TOML, the same names), then defaults.
     Serve {
-        /// Store directory; created if missing.
-        #[arg(long, env = "SIGHTLINE_DATA")]
-        data: PathBuf,
-        /// Address to listen on; port 0 picks a free port. The first line on stdout is
-        /// `listening on http://ADDR`.
-        #[arg(long, env = "SIGHTLINE_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Largest request body in bytes.
-        #[arg(long, default_value_t = 16 << 20)]
-        max_body_bytes: usize,
-        /// Most records in one ingest request.
-        #[arg(long, default_value_t = 100_000)]
-        max_batch_records: usize,
-        /// Drop whole shards older than this many days (default: keep everything).
-        #[arg(long)]
-        retention_days: Option<u32>,
+        /// A TOML file of settings (keys as the flags, with underscores).
+        #[arg(long, env = "SIGHTLINE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Verify every checksum of a stopped store offline, changing nothing; exit 1 on
     /// damage, naming each damaged file.
@@ -110,18 +101,21 @@ fn main() -> ExitCode {
     tracing_init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            data,
-            listen,
-            max_body_bytes,
-            max_batch_records,
-            retention_days,
-        } => {
-            let mut config = ServerConfig::new(data, listen);
-            config.max_body_bytes = max_body_bytes;
-            config.max_batch_records = max_batch_records;
-            config.store.retention_days = retention_days;
-            serve(config, None)
+        Command::Serve { config, settings } => {
+            let from_file = match config.as_deref().map(Settings::from_file).transpose() {
+                Ok(f) => f.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("sightline: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match settings.over(from_file).server_config() {
+                Ok(config) => serve(config, None),
+                Err(e) => {
+                    eprintln!("sightline: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Demo {
             data,
@@ -170,19 +164,19 @@ fn main() -> ExitCode {
         },
         Command::Audit {
             action: AuditAction::Verify { data },
-        } => {
-            let path = data.join(sightline_server::audit::FILE);
-            match sightline_server::audit::verify(&path) {
-                Ok(n) => {
-                    println!("{}: {n} entries, chain intact", path.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sightline: {e}");
-                    ExitCode::FAILURE
-                }
+        } => match sightline_server::audit::verify(&data) {
+            Ok(n) => {
+                println!(
+                    "{}: {n} entries, chain intact",
+                    data.join(sightline_server::audit::FILE).display()
+                );
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("sightline: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
 use crate::App;
 
 /// The endpoints, as metric labels; anything else is `other`.
-pub const ENDPOINTS: [&str; 14] = [
+pub const ENDPOINTS: [&str; 21] = [
     "/v1/audit",
     "/health",
     "/metrics",
@@ -28,6 +28,13 @@ pub const ENDPOINTS: [&str; 14] = [
     "/v1/overnight",
     "/v1/counts",
     "/v1/openapi.json",
+    "/v1/events/{id}",
+    "/v1/communities",
+    "/v1/communities/{code}",
+    "/v1/devices",
+    "/v1/devices/{code}",
+    "/v1/admin/stats",
+    "/v1/admin/retention",
 ];
 
 #[derive(Default)]
@@ -43,6 +50,15 @@ pub struct Metrics {
 }
 
 pub fn endpoint_index(path: &str) -> usize {
+    // Addressed entries count under their route's template.
+    let path = [
+        ("/v1/events/", "/v1/events/{id}"),
+        ("/v1/communities/", "/v1/communities/{code}"),
+        ("/v1/devices/", "/v1/devices/{code}"),
+    ]
+    .iter()
+    .find(|(prefix, _)| path.len() > prefix.len() && path.starts_with(prefix))
+    .map_or(path, |(_, template)| template);
     ENDPOINTS
         .iter()
         .position(|e| *e == path)

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 struct Param {
     name: &'static str,
+    /// In the path (`{name}`) rather than the query string.
+    in_path: bool,
     required: bool,
     example: &'static str,
     about: &'static str,
@@ -19,9 +21,18 @@ const fn p(
 ) -> Param {
     Param {
         name,
+        in_path: false,
         required,
         example,
         about,
+    }
+}
+
+/// A path parameter (always required).
+const fn path_p(name: &'static str, example: &'static str, about: &'static str) -> Param {
+    Param {
+        in_path: true,
+        ..p(name, true, example, about)
     }
 }
 
@@ -72,6 +83,16 @@ const GETS: &[Route] = &[
             "3205080001",
             "Only this community's devices.",
         )],
+    },
+    Route {
+        path: "/v1/events/{id}",
+        summary: "One event by the id ingest returned (404 outside the key's communities).",
+        params: &[path_p("id", "1", "Event id.")],
+    },
+    Route {
+        path: "/v1/admin/retention",
+        summary: "The retention policy in days (null: keep everything) (admin).",
+        params: &[],
     },
     Route {
         path: "/v1/admin/stats",
@@ -283,7 +304,8 @@ pub fn document() -> Value {
             .params
             .iter()
             .map(|p| {
-                json!({"name": p.name, "in": "query", "required": p.required,
+                let at = if p.in_path { "path" } else { "query" };
+                json!({"name": p.name, "in": at, "required": p.required,
                        "description": p.about, "schema": {"type": "string"}, "example": p.example})
             })
             .collect();
@@ -318,29 +340,47 @@ pub fn document() -> Value {
     for (path, code, summary, example) in [
         (
             "/v1/communities/{code}",
-            "3205080001",
+            Some("3205080001"),
             "Register or update a community (admin).",
             json!({"name": "Pingjiang Road North", "district": "Gusu"}),
         ),
         (
             "/v1/devices/{code}",
-            "32050801011210000001",
+            Some("32050801011210000001"),
             "Register or update a device of a registered community (admin).",
             json!({"community": "3205080001", "device_kind": "checkpoint_camera",
                    "direction": "in", "name": "North gate, inbound lane"}),
         ),
+        (
+            "/v1/admin/retention",
+            None,
+            "Change the retention policy: {\"days\": N} or {\"days\": null} (keep everything). \
+             Durable; shards past the new horizon are dropped at once and listed (admin).",
+            json!({"days": null}),
+        ),
     ] {
-        paths.insert(
-            path.to_string(),
-            json!({"put": {"summary": summary,
-                "parameters": [{"name": "code", "in": "path", "required": true,
-                                "schema": {"type": "string"}, "example": code}],
+        let params: Vec<Value> = code
+            .iter()
+            .map(|c| {
+                json!({"name": "code", "in": "path", "required": true,
+                       "schema": {"type": "string"}, "example": c})
+            })
+            .collect();
+        let op = json!({"summary": summary,
+                "parameters": params,
                 "requestBody": {"required": true, "content": {"application/json": {"example": example}}},
                 "responses": {
                     "200": {"description": "OK", "content": {"application/json": {}}},
                     "400": {"description": "A field is invalid; `field` names it.",
-                            "content": {"application/json": {"schema": error}}}}}}),
-        );
+                            "content": {"application/json": {"schema": error}}}}});
+        match paths.get_mut(path).and_then(Value::as_object_mut) {
+            Some(ops) => {
+                ops.insert("put".into(), op);
+            }
+            None => {
+                paths.insert(path.to_string(), json!({ "put": op }));
+            }
+        }
     }
     json!({
         "openapi": "3.0.3",

@@ -23,6 +23,13 @@ pub fn rfc3339(ts_ms: i64) -> String {
         .unwrap_or_else(|| ts_ms.to_string())
 }
 
+/// The Beijing-time calendar date of `ts_ms`, as `YYYY-MM-DD`.
+pub fn local_date(ts_ms: i64) -> String {
+    DateTime::from_timestamp_millis(ts_ms)
+        .map(|t| t.with_timezone(&beijing()).format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| ts_ms.to_string())
+}
+
 /// A time given as RFC 3339 (any offset) or epoch milliseconds.
 pub fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
     let s = s.trim();
@@ -55,6 +62,17 @@ pub fn parse_window(field: &str, s: &str) -> Result<i64, ApiError> {
         _ => return Err(bad()),
     };
     n.checked_mul(scale).ok_or_else(bad)
+}
+
+/// A `limit` of 1..=`max` rows, or an error naming the field.
+pub fn check_limit(n: usize, max: usize) -> Result<usize, ApiError> {
+    match n {
+        1.. if n <= max => Ok(n),
+        _ => Err(ApiError::param(
+            "limit",
+            format!("{n} rows; ask for 1 to {max} (the server's max_result_rows) and page"),
+        )),
+    }
 }
 
 pub fn parse_kind(field: &str, s: &str) -> Result<Kind, ApiError> {
@@ -121,6 +139,12 @@ impl Params {
                 .parse()
                 .map_err(|_| ApiError::param(name, format!("{s:?} is not a whole number"))),
         }
+    }
+
+    /// `limit`: rows wanted, 1..=`max` (the server's `max_result_rows`); `default`
+    /// (at most `max`) when absent.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        check_limit(self.number("limit", default.min(max))?, max)
     }
 
     /// One of a fixed set of words (`default` when absent), as its value.

@@ -323,6 +323,23 @@ fn ingest_then_every_query_answers_over_http() {
         r.body
     );
     assert_eq!(events[0]["attrs"], json!({}));
+
+    // Every event by its id, exactly as trajectory returned it; unknown ids are 404.
+    for e in r.body["events"].as_array().unwrap().iter().chain(events) {
+        let one = get(a, &format!("/v1/events/{}", e["id"]));
+        assert_eq!(one.status, 200, "{}", one.body);
+        assert_eq!(&one.body, e);
+    }
+    let r = get(a, "/v1/events/999999");
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("no_such_event"))
+    );
+    let r = get(a, "/v1/events/abc");
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("id"))
+    );
 }
 
 #[test]
@@ -583,9 +600,20 @@ fn acknowledged_events_survive_a_restart_and_in_flight_requests_finish_on_shutdo
 #[test]
 fn the_binary_prints_its_address_serves_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    // Settings from a file, an environment variable and a flag, in that precedence.
+    let config = dir.path().join("sightline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\nlisten = \"127.0.0.1:9\"\nmax_batch_records = 3\nmax_result_rows = 50\n",
+            dir.path().join("store")
+        ),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("SIGHTLINE_MAX_RESULT_ROWS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -602,7 +630,27 @@ fn the_binary_prints_its_address_serves_and_exits_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(get(addr, "/health").body["status"], "ok");
     let r = post(addr, "/v1/events", "application/x-ndjson", &sample());
-    assert_eq!(r.body["stored"], 7);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (413, Some("too_many_records")),
+        "the file's max_batch_records"
+    );
+    let first_three = sample().lines().take(3).collect::<Vec<_>>().join("\n");
+    let r = post(addr, "/v1/events", "application/x-ndjson", &first_three);
+    assert_eq!(r.body["stored"], 3);
+    assert!(dir.path().join("store").join("catalog").exists());
+    let traj = format!(
+        "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+        enc("苏E12345")
+    );
+    assert_eq!(get(addr, &format!("{traj}&limit=2")).status, 200);
+    let r = get(addr, &format!("{traj}&limit=3"));
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("limit")),
+        "the environment's max_result_rows: {}",
+        r.body
+    );
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -623,6 +671,20 @@ fn without_keys_the_binary_refuses_to_listen_beyond_loopback() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only loopback"), "{err}");
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "data = \"x\"\nmax_body_byte = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("max_body_byte"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1056,6 +1118,8 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/communities",
         "/v1/devices",
         "/v1/admin/stats",
+        "/v1/admin/retention",
+        "/v1/events/{id}",
         "/v1/communities/{code}",
         "/v1/devices/{code}",
         "/v1/events",
@@ -1075,10 +1139,17 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         for (method, op) in ops.as_object().unwrap() {
             let status = match method.as_str() {
                 "get" => {
-                    let query: Vec<String> = op["parameters"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
+                    let params = op["parameters"].as_array().unwrap();
+                    let (in_path, in_query): (Vec<&Value>, Vec<&Value>) =
+                        params.iter().partition(|p| p["in"] == "path");
+                    let path = in_path.iter().fold(path.clone(), |t, p| {
+                        t.replace(
+                            &format!("{{{}}}", p["name"].as_str().unwrap()),
+                            p["example"].as_str().unwrap(),
+                        )
+                    });
+                    let query: Vec<String> = in_query
+                        .into_iter()
                         .map(|p| {
                             format!(
                                 "{}={}",
@@ -1111,8 +1182,10 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     r.status
                 }
                 "put" => {
-                    let code = op["parameters"][0]["example"].as_str().unwrap();
-                    let target = path.replace("{code}", code);
+                    let target = match op["parameters"][0]["example"].as_str() {
+                        Some(code) => path.replace("{code}", code),
+                        None => path.clone(),
+                    };
                     let example = &op["requestBody"]["content"]["application/json"]["example"];
                     let r = call(
                         a,
@@ -1299,6 +1372,22 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
             narrow.body
         );
     }
+    // By id: another community's event is as absent as an unknown one.
+    for e in all.body["events"].as_array().unwrap() {
+        let target = format!("/v1/events/{}", e["id"]);
+        let wide = call_as(a, Some(&detective), "GET", &target, "");
+        assert_eq!(&wide.body, e);
+        let narrow = call_as(a, Some(&scoped), "GET", &target, "");
+        match e["community"].as_str() {
+            Some("3205080001") => assert_eq!(&narrow.body, e),
+            _ => assert_eq!(
+                (narrow.status, narrow.body["error"]["code"].as_str()),
+                (404, Some("no_such_event")),
+                "{target} leaks: {}",
+                narrow.body
+            ),
+        }
+    }
     let search = call_as(
         a,
         Some(&scoped),
@@ -1348,6 +1437,16 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
         call_as(a, Some(&detective), "GET", "/v1/admin/stats", "").status,
         403
     );
+    for method in ["GET", "PUT"] {
+        let r = call_as(
+            a,
+            Some(&detective),
+            method,
+            "/v1/admin/retention",
+            "{\"days\":1}",
+        );
+        assert_eq!(r.status, 403, "{method}: {}", r.body);
+    }
 
     // Admin-only endpoints.
     assert_eq!(
@@ -1640,4 +1739,87 @@ fn binary_batches_ingest_like_json_with_per_record_errors() {
         (r.status, r.body["error"]["code"].as_str()),
         (400, Some("malformed_body"))
     );
+}
+
+#[test]
+fn retention_is_read_and_changed_at_run_time_and_the_change_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |body: &str| {
+        call(
+            a,
+            "PUT",
+            "/v1/admin/retention",
+            "application/json",
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(
+        get(a, "/v1/admin/retention").body,
+        json!({"retention_days": null, "dropped_shards": []})
+    );
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).body["stored"],
+        7
+    );
+
+    for (body, field) in [
+        ("{\"days\":0}", "days"),
+        ("{\"days\":36501}", "days"),
+        ("{\"days\":\"30\"}", "days"),
+        ("{\"days\":1.5}", "days"),
+        ("{}", "days"),
+        ("{\"days\":30,\"keep\":true}", "keep"),
+    ] {
+        let r = put(body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{body}: {}", r.body);
+    }
+    assert_eq!(put("[30]").status, 400);
+    assert_eq!(put("{\"days\":").body["error"]["code"], "malformed_json");
+    assert!(get(a, "/v1/admin/retention").body["retention_days"].is_null());
+
+    // 2021 is far past a 30-day horizon: both days are dropped at once and named.
+    let r = put("{\"days\":30}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["retention_days"], 30);
+    assert_eq!(
+        r.body["dropped_shards"],
+        json!([{"community": "3205080001", "day": "2021-09-01"},
+               {"community": "3205080001", "day": "2021-09-02"}])
+    );
+    let traj = format!(
+        "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+        enc("苏E12345")
+    );
+    assert_eq!(get(a, &traj).body["events"], json!([]));
+    let r = post(a, "/v1/events", "application/x-ndjson", &sample());
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (422, Some("ts"))
+    );
+    assert_eq!(get(a, "/v1/admin/stats").body["retention_days"], 30);
+    server.stop();
+
+    // The policy is the store's: a restart without a flag keeps it.
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    assert_eq!(get(a, "/v1/admin/retention").body["retention_days"], 30);
+    let r = call(
+        a,
+        "PUT",
+        "/v1/admin/retention",
+        "application/json",
+        b"{\"days\":null}",
+    );
+    assert_eq!(
+        r.body,
+        json!({"retention_days": null, "dropped_shards": []})
+    );
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).body["stored"],
+        7
+    );
+    server.stop();
 }

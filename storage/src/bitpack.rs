@@ -57,6 +57,11 @@ impl<'a> BitReader<'a> {
         BitReader { data, bits, mask }
     }
 
+    /// The largest value this width can hold.
+    pub fn max_value(&self) -> u64 {
+        self.mask
+    }
+
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
         if self.bits == 0 {

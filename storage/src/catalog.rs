@@ -89,6 +89,10 @@ pub trait Catalog: Send + Sync {
     /// Creates or replaces an API key record.
     fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// The retention policy set with [`Catalog::set_retention_days`] (`None`: keep
+    /// everything, or never set).
+    fn retention_days(&self) -> Result<Option<u32>>;
+    fn set_retention_days(&self, days: Option<u32>) -> Result<()>;
 }
 
 /// The sled-backed catalog.
@@ -102,6 +106,7 @@ pub struct SledCatalog {
 }
 
 const NEXT_SEGMENT_ID: &[u8] = b"next_segment_id";
+const RETENTION_DAYS: &[u8] = b"retention_days";
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard())
@@ -168,6 +173,17 @@ impl Catalog for SledCatalog {
     }
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         self.all("api key", &self.api_keys)
+    }
+    fn retention_days(&self) -> Result<Option<u32>> {
+        match self.meta.get(RETENTION_DAYS)? {
+            Some(v) => dec("retention policy", &v),
+            None => Ok(None),
+        }
+    }
+    fn set_retention_days(&self, days: Option<u32>) -> Result<()> {
+        self.meta.insert(RETENTION_DAYS, enc(&days))?;
+        self.db.flush()?;
+        Ok(())
     }
     fn put_community(&self, c: &Community) -> Result<()> {
         self.put(&self.communities, &c.code, c)

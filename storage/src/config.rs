@@ -25,7 +25,9 @@ pub struct StoreConfig {
     /// Most events in one `append` call. Default 100,000.
     pub max_batch_events: usize,
     /// Whole shards whose span ended more than this many days ago are dropped by
-    /// [`crate::Store::apply_retention`], and events that old are refused. `None` keeps
+    /// [`crate::Store::apply_retention`], and events that old are refused. Given, it
+    /// becomes the store's policy (kept in its catalog); `None` keeps the policy the
+    /// catalog holds (set by [`crate::Store::set_retention_days`]), by default to keep
     /// everything. Default `None`.
     pub retention_days: Option<u32>,
 }
@@ -45,8 +47,23 @@ impl Default for StoreConfig {
     }
 }
 
+/// The longest retention a store accepts, in days (a century).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Checks a retention policy: `None` (keep everything) or 1..=[`MAX_RETENTION_DAYS`].
+pub(crate) fn check_retention(days: Option<u32>) -> Result<()> {
+    match days {
+        Some(d) if d == 0 || d > MAX_RETENTION_DAYS => Err(StorageError::Setting {
+            what: "retention_days",
+            reason: format!("{d} is not between 1 and {MAX_RETENTION_DAYS} days"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl StoreConfig {
     pub(crate) fn check(&self) -> Result<()> {
+        check_retention(self.retention_days)?;
         let bad = |what: &'static str, actual: i64, max: i64| StorageError::Limit {
             what,
             actual: actual.max(0) as u64,

@@ -41,6 +41,10 @@ pub enum StorageError {
         max: u64,
     },
 
+    /// A setting is out of its range.
+    #[error("invalid setting {what}: {reason}")]
+    Setting { what: &'static str, reason: String },
+
     /// An earlier write or fsync failed. Nothing after it was acknowledged; the store
     /// refuses further writes until it is reopened (a failed fsync is never retried as if
     /// the data were safe).

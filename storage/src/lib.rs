@@ -46,7 +46,7 @@ pub use catalog::{
     ApiKeyRecord, Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::StoreConfig;
+pub use config::{StoreConfig, MAX_RETENTION_DAYS};
 pub use device::{DeviceCode, DeviceCodeError};
 pub use dict::Dictionaries;
 pub use error::{Result, StorageError};

@@ -164,6 +164,23 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         .map(|s| (s.seq, s.event))
         .collect();
     prop_assert_eq!(&got, &model.events);
+    // Every id finds its event, wherever it lives; ids never stored or dropped find none.
+    for (seq, e) in &model.events {
+        let found = store.event_by_seq(*seq);
+        prop_assert!(found.is_some(), "event {} not found by id", seq);
+        let (row, attrs) = found.unwrap();
+        prop_assert_eq!(row.seq, *seq);
+        prop_assert_eq!(row.ts_ms, e.ts_ms());
+        prop_assert_eq!(&attrs.decode().unwrap(), e.attrs());
+    }
+    let held: std::collections::HashSet<u64> = model.events.iter().map(|(s, _)| *s).collect();
+    for seq in (0..=model.next_seq + 1).filter(|s| !held.contains(s)) {
+        prop_assert!(
+            store.event_by_seq(seq).is_none(),
+            "id {} is not stored",
+            seq
+        );
+    }
     // A time-range scan and a device window agree with the model too.
     let (from, to) = (DAY0 + DAY, DAY0 + 2 * DAY + 5 * HOUR);
     let mut n = 0;

@@ -357,6 +357,63 @@ fn retention_drops_whole_old_shards() {
 }
 
 #[test]
+fn retention_changes_at_run_time_and_the_change_holds_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(store.retention_days(), None);
+    for d in 5..=10 {
+        store
+            .append(&[ev(input(DAY0 + d * DAY, "c1", 1, "face", &format!("F{d}")))])
+            .unwrap();
+    }
+    // Out of range: refused, the policy unchanged.
+    for bad in [0, sightline_storage::MAX_RETENTION_DAYS + 1] {
+        let e = store.set_retention_days(Some(bad)).unwrap_err();
+        assert!(e.to_string().contains("retention_days"), "{e}");
+    }
+    assert_eq!(store.retention_days(), None);
+
+    store.set_retention_days(Some(3)).unwrap();
+    // Appends older than the new horizon are refused at once …
+    let r = store
+        .append(&[ev(input(DAY0 + 6 * DAY, "c1", 1, "face", "late"))])
+        .unwrap();
+    assert!(matches!(&r.results[0], Appended::Rejected(v) if v.field == "ts"));
+    // … and the next retention run drops the shards past it (days 5, 6: ended more
+    // than 3 days before day 10 noon).
+    assert_eq!(store.apply_retention().unwrap().len(), 2);
+    drop(store);
+
+    // Reopened without a policy in the config: the stored one holds.
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(store.retention_days(), Some(3));
+    let left: Vec<_> = all_events(&store)
+        .into_iter()
+        .map(|e| e.event.subject().to_string())
+        .collect();
+    assert_eq!(left, ["F7", "F8", "F9", "F10"]);
+    store.set_retention_days(None).unwrap();
+    drop(store);
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(
+        store.retention_days(),
+        None,
+        "keep-everything is stored too"
+    );
+    drop(store);
+
+    // A policy given in the config becomes the stored one.
+    let config = StoreConfig {
+        retention_days: Some(30),
+        ..Default::default()
+    };
+    drop(open(dir.path(), &clock, config));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    assert_eq!(store.retention_days(), Some(30));
+}
+
+#[test]
 fn device_window_matches_a_plain_filter_across_segments_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));

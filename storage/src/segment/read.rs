@@ -481,6 +481,26 @@ impl Segment {
         }
     }
 
+    /// The event with sequence number `seq`, with its ordinal, if this segment holds
+    /// it. Blocks whose sequence range (minimum, plus what their bit width can add)
+    /// excludes `seq` are skipped on their directory entry.
+    pub fn find_seq(&self, seq: u64) -> Option<(u32, Row)> {
+        if seq < self.meta.min_seq || seq > self.meta.max_seq {
+            return None;
+        }
+        for bi in 0..self.meta.blocks as usize {
+            let b = self.block(bi);
+            if seq < b.seq_min || seq - b.seq_min > b.seq.max_value() {
+                continue;
+            }
+            let want = seq - b.seq_min;
+            if let Some(i) = (0..b.count).find(|&i| b.seq.get(i) == want) {
+                return Some((b.first_ordinal + i as u32, self.row_in(&b, i)));
+            }
+        }
+        None
+    }
+
     /// Events with `from_ms <= ts < to_ms`, in (device, ts) order; blocks outside the
     /// range are skipped on their directory entry alone.
     pub fn for_each_in_range(&self, from_ms: i64, to_ms: i64, mut f: impl FnMut(u32, Row)) {

@@ -85,10 +85,8 @@ impl Store {
             });
         }
         let now = inner.clock.now_ms();
-        let horizon = inner
-            .config
-            .retention_days
-            .map(|d| now.saturating_sub(d as i64 * 86_400_000));
+        let retention = self.retention_days();
+        let horizon = retention.map(|d| now.saturating_sub(d as i64 * 86_400_000));
         // Encoding attributes needs no lock.
         let attrs: Vec<Box<[u8]>> = events.iter().map(|e| encode_attrs(&e.attrs)).collect();
 
@@ -113,7 +111,7 @@ impl Store {
                         format!(
                             "{} is older than the retention of {} days",
                             e.ts_ms,
-                            inner.config.retention_days.unwrap_or(0)
+                            retention.unwrap_or(0)
                         ),
                     )));
                     continue;

@@ -199,14 +199,14 @@ impl Store {
     /// not. Returns the shards dropped.
     pub fn apply_retention(&self) -> Result<Vec<ShardKey>> {
         let inner = &*self.inner;
-        let Some(days) = inner.config.retention_days else {
+        let next_id = lock(&inner.maintenance);
+        let Some(days) = self.retention_days() else {
             return Ok(Vec::new());
         };
         let horizon = inner
             .clock
             .now_ms()
             .saturating_sub(days as i64 * 86_400_000);
-        let next_id = lock(&inner.maintenance);
         let expired: Vec<ShardKey> = read(&inner.shards)
             .iter()
             .filter(|(k, s)| {

@@ -13,7 +13,7 @@ mod read;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::attr_codec::decode_attrs;
@@ -96,6 +96,9 @@ pub(crate) struct Inner {
     pub observers: Mutex<Vec<Arc<dyn observe::AppendObserver>>>,
     /// The highest seq applied to the shards (written under the `shards` lock).
     pub applied_through: AtomicU64,
+    /// The retention policy in days, 0 for none: the catalog's, changed at run time
+    /// by [`Store::set_retention_days`].
+    pub retention_days: std::sync::atomic::AtomicU32,
     /// Durations of group commits: dictionary log and WAL written and fsynced.
     pub commit_seconds: crate::stats::Histogram,
     /// Serialises seal, compaction and retention; holds the next segment id.
@@ -157,6 +160,16 @@ impl Store {
         };
         let catalog = SledCatalog::open(&dir.join("catalog"))?;
         let manifest = catalog.manifest()?;
+        let retention_days = match config.retention_days {
+            Some(d) => {
+                if catalog.retention_days()? != Some(d) {
+                    catalog.set_retention_days(Some(d))?;
+                }
+                Some(d)
+            }
+            None => catalog.retention_days()?,
+        };
+        crate::config::check_retention(retention_days)?;
         let (dict_log, dicts, dict_torn) = DictLog::open(&dir.join("dict.log"))?;
         let mut recovery = RecoveryReport {
             dict_torn_tail: dict_torn,
@@ -272,6 +285,7 @@ impl Store {
                 shards: RwLock::new(shards),
                 observers: Mutex::new(Vec::new()),
                 applied_through: AtomicU64::new(max_seq),
+                retention_days: std::sync::atomic::AtomicU32::new(retention_days.unwrap_or(0)),
                 commit_seconds: Default::default(),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 recovery,
@@ -289,6 +303,28 @@ impl Store {
             .config
             .validator
             .validate(input, self.inner.clock.now_ms())
+    }
+
+    /// The retention policy in days (`None`: keep everything).
+    pub fn retention_days(&self) -> Option<u32> {
+        match self.inner.retention_days.load(Ordering::Relaxed) {
+            0 => None,
+            d => Some(d),
+        }
+    }
+
+    /// Changes the retention policy, durably (it is kept in the catalog and holds
+    /// across restarts). Appends refuse events older than the new horizon at once;
+    /// shards past it are dropped by the next [`Store::apply_retention`].
+    pub fn set_retention_days(&self, days: Option<u32>) -> Result<()> {
+        crate::config::check_retention(days)?;
+        // Serialised with retention runs, so a run never sees half a change.
+        let _maintenance = lock(&self.inner.maintenance);
+        self.inner.catalog.set_retention_days(days)?;
+        self.inner
+            .retention_days
+            .store(days.unwrap_or(0), Ordering::Relaxed);
+        Ok(())
     }
 
     /// The dictionaries, to resolve ids in [`crate::Row`]s. Hold the guard briefly: appends wait for it.

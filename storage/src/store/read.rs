@@ -402,6 +402,26 @@ impl Store {
             .collect()
     }
 
+    /// The event with sequence number (id) `seq`, with where its attributes are, if
+    /// the store holds it. Sequence ranges of segments overlap across communities, so
+    /// this looks at every shard's segments whose range covers `seq` (directory entries
+    /// only, for blocks that cannot hold it) and at the memory parts.
+    pub fn event_by_seq(&self, seq: u64) -> Option<(Row, AttrsAt)> {
+        let shards = read(&self.inner.shards);
+        for (key, shard) in shards.iter() {
+            for seg in &shard.segments {
+                if let Some((ordinal, row)) = seg.find_seq(seq) {
+                    return Some((row, AttrsAt::Segment(seg.clone(), ordinal)));
+                }
+            }
+            let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+            if let Some(r) = frozen.chain(shard.mem.rows()).find(|r| r.seq == seq) {
+                return Some((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
+            }
+        }
+        None
+    }
+
     /// Sealed segments of a shard, for inspection and accounting.
     pub fn segments(&self, key: ShardKey) -> Vec<Arc<Segment>> {
         read(&self.inner.shards)

@@ -1,0 +1,219 @@
+//! `sightline serve` settings: a TOML file (`--config FILE`), under flags and
+//! environment variables, under nothing else. One struct serves as all three, so a
+//! setting cannot exist in one and be forgotten in another.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::ServerConfig;
+
+/// A duration written `500ms`, `30s`, `5m`, `1h` (bare numbers are seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        let ms = crate::params::parse_window("duration", s).map_err(|e| e.message)?;
+        match u64::try_from(ms) {
+            Ok(ms) if ms > 0 => Ok(Dur(Duration::from_millis(ms))),
+            _ => Err(format!("{s:?} is not a positive duration")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every setting of `sightline serve`; unset ones take [`ServerConfig`]'s defaults.
+/// In the TOML file the keys are the field names (`max_body_bytes = 1048576`,
+/// `query_timeout = "10s"`); unknown keys are refused.
+#[derive(Clone, Debug, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Store directory; created if missing.
+    #[arg(long, env = "SIGHTLINE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port. The first line on stdout is
+    /// `listening on http://ADDR`. [default: 127.0.0.1:8080]
+    #[arg(long, env = "SIGHTLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Drop whole shards older than this many days, and refuse events that old. Kept
+    /// in the store: without it the store's policy holds (at first: keep everything).
+    #[arg(long, env = "SIGHTLINE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Largest request body in bytes. [default: 16777216]
+    #[arg(long, env = "SIGHTLINE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most records in one ingest request. [default: 100000]
+    #[arg(long, env = "SIGHTLINE_MAX_BATCH_RECORDS")]
+    pub max_batch_records: Option<usize>,
+    /// Most rows one query answer may hold (`limit` above it is refused). [default: 10000]
+    #[arg(long, env = "SIGHTLINE_MAX_RESULT_ROWS")]
+    pub max_result_rows: Option<usize>,
+    /// Ingest requests handled at once; more get 429. [default: 32]
+    #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_INGEST")]
+    pub max_concurrent_ingest: Option<usize>,
+    /// Queries handled at once; more get 429. [default: 64]
+    #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+    /// A query running longer is stopped and answered 503. [default: 30s]
+    #[arg(long, env = "SIGHTLINE_QUERY_TIMEOUT")]
+    pub query_timeout: Option<Dur>,
+    /// How often new subjects become searchable. [default: 1s]
+    #[arg(long, env = "SIGHTLINE_VOCABULARY_REFRESH")]
+    pub vocabulary_refresh: Option<Dur>,
+    /// How often due shards are sealed and retention applied. [default: 60s]
+    #[arg(long, env = "SIGHTLINE_MAINTENANCE_EVERY")]
+    pub maintenance_every: Option<Dur>,
+    /// How long shutdown waits for in-flight requests. [default: 30s]
+    #[arg(long, env = "SIGHTLINE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<Dur>,
+    /// Audit log files are rotated past this many bytes. [default: 64 MiB]
+    #[arg(long, env = "SIGHTLINE_AUDIT_FILE_BYTES")]
+    pub audit_file_bytes: Option<u64>,
+}
+
+impl Settings {
+    /// Reads a TOML settings file; errors name the file, and the key and line.
+    pub fn from_file(path: &Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// These settings, with `base` filling in what they leave unset.
+    pub fn over(self, base: Settings) -> Settings {
+        Settings {
+            data: self.data.or(base.data),
+            listen: self.listen.or(base.listen),
+            retention_days: self.retention_days.or(base.retention_days),
+            max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
+            max_batch_records: self.max_batch_records.or(base.max_batch_records),
+            max_result_rows: self.max_result_rows.or(base.max_result_rows),
+            max_concurrent_ingest: self.max_concurrent_ingest.or(base.max_concurrent_ingest),
+            max_concurrent_queries: self.max_concurrent_queries.or(base.max_concurrent_queries),
+            query_timeout: self.query_timeout.or(base.query_timeout),
+            vocabulary_refresh: self.vocabulary_refresh.or(base.vocabulary_refresh),
+            maintenance_every: self.maintenance_every.or(base.maintenance_every),
+            shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
+            audit_file_bytes: self.audit_file_bytes.or(base.audit_file_bytes),
+        }
+    }
+
+    /// The server configuration: these settings over the defaults. `data` is required;
+    /// counts must be positive.
+    pub fn server_config(self) -> Result<ServerConfig, String> {
+        let data = self.data.ok_or(
+            "no store directory: give --data DIR, SIGHTLINE_DATA or `data` in the config file",
+        )?;
+        let mut c = ServerConfig::new(
+            data,
+            self.listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
+        );
+        c.store.retention_days = self.retention_days;
+        let positive = |name: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(format!("{name} must be at least 1")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        c.max_body_bytes = positive("max_body_bytes", self.max_body_bytes, c.max_body_bytes)?;
+        c.max_batch_records = positive(
+            "max_batch_records",
+            self.max_batch_records,
+            c.max_batch_records,
+        )?;
+        c.max_result_rows = positive("max_result_rows", self.max_result_rows, c.max_result_rows)?;
+        c.max_concurrent_ingest = positive(
+            "max_concurrent_ingest",
+            self.max_concurrent_ingest,
+            c.max_concurrent_ingest,
+        )?;
+        c.max_concurrent_queries = positive(
+            "max_concurrent_queries",
+            self.max_concurrent_queries,
+            c.max_concurrent_queries,
+        )?;
+        if let Some(b) = self.audit_file_bytes {
+            c.audit_file_bytes = b.max(1);
+        }
+        let dur = |d: Option<Dur>, default: Duration| d.map_or(default, |d| d.0);
+        c.query_timeout = dur(self.query_timeout, c.query_timeout);
+        c.vocabulary_refresh = dur(self.vocabulary_refresh, c.vocabulary_refresh);
+        c.maintenance_every = dur(self.maintenance_every, c.maintenance_every);
+        c.shutdown_grace = dur(self.shutdown_grace, c.shutdown_grace);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sightline.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_file_sets_what_flags_leave_unset_and_defaults_fill_the_rest() {
+        let (_d, path) = file(
+            "data = \"/srv/sightline\"\nlisten = \"127.0.0.1:9000\"\nretention_days = 180\n\
+             max_body_bytes = 1048576\nquery_timeout = \"5s\"\n",
+        );
+        let from_file = Settings::from_file(&path).unwrap();
+        let flags = Settings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            max_result_rows: Some(500),
+            ..Default::default()
+        };
+        let c = flags.over(from_file).server_config().unwrap();
+        assert_eq!(c.data, PathBuf::from("/srv/sightline"));
+        assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap(), "the flag wins");
+        assert_eq!(c.store.retention_days, Some(180));
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_result_rows, 500);
+        assert_eq!(c.query_timeout, Duration::from_secs(5));
+        let defaults = ServerConfig::new("x", "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.max_batch_records, defaults.max_batch_records);
+        assert_eq!(c.shutdown_grace, defaults.shutdown_grace);
+    }
+
+    #[test]
+    fn mistakes_in_the_file_are_named() {
+        for (text, says) in [
+            ("max_body_byte = 5\n", "max_body_byte"),
+            ("query_timeout = \"soon\"\n", "soon"),
+            ("query_timeout = \"0s\"\n", "positive"),
+            ("listen = \"localhost\"\n", "listen"),
+            ("retention_days = -1\n", "retention_days"),
+            ("data = \n", "sightline.toml"),
+        ] {
+            let (_d, path) = file(text);
+            let e = Settings::from_file(&path).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+            assert!(e.contains("sightline.toml"), "{text:?}: {e}");
+        }
+        let e = Settings::default().server_config().unwrap_err();
+        assert!(e.contains("--data"), "{e}");
+        let zero = Settings {
+            data: Some("d".into()),
+            max_concurrent_queries: Some(0),
+            ..Default::default()
+        };
+        assert!(zero
+            .server_config()
+            .unwrap_err()
+            .contains("max_concurrent_queries"));
+        let missing = Settings::from_file(Path::new("/nonexistent/s.toml")).unwrap_err();
+        assert!(missing.contains("/nonexistent/s.toml"), "{missing}");
+    }
+}
