@@ -76,8 +76,7 @@ pub fn collision(ctx: &QueryContext<'_>, q: &Collision) -> Result<Vec<CollisionH
         match &c.place {
             Place::Communities(codes) => {
                 let ids = ctx.community_ids(codes);
-                ctx.store
-                    .scan_range(c.from_ms, c.to_ms, Some(&ids), |r| rows.push(r));
+                ctx.scan_range(c.from_ms, c.to_ms, Some(&ids), |r| rows.push(r))?;
             }
             Place::Devices(codes) => {
                 let ids: Vec<u32> = {
@@ -85,6 +84,7 @@ pub fn collision(ctx: &QueryContext<'_>, q: &Collision) -> Result<Vec<CollisionH
                     codes.iter().filter_map(|c| d.device_id(c)).collect()
                 };
                 for id in ids {
+                    ctx.check_deadline()?;
                     ctx.device_rows(id, c.from_ms, c.to_ms, &mut rows);
                 }
             }

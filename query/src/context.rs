@@ -19,6 +19,9 @@ pub struct QueryContext<'a> {
     pub scope: Option<&'a [u32]>,
     /// Longest time range a query may cover, in days. Default 400.
     pub max_range_days: i64,
+    /// When set, a query still running at this instant stops (between shards, passes
+    /// or subjects) with [`QueryError::DeadlineExceeded`], freeing its thread.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// One event as queries return it, with names resolved. Names are shared (`Arc`):
@@ -42,6 +45,7 @@ impl<'a> QueryContext<'a> {
             index,
             scope: None,
             max_range_days: 400,
+            deadline: None,
         }
     }
 
@@ -50,6 +54,44 @@ impl<'a> QueryContext<'a> {
         QueryContext {
             scope: Some(communities),
             ..self
+        }
+    }
+
+    /// The same context, stopping queries still running at `deadline`.
+    pub fn with_deadline(self, deadline: std::time::Instant) -> QueryContext<'a> {
+        QueryContext {
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// An error if the query is past its deadline; called between units of work.
+    pub(crate) fn check_deadline(&self) -> Result<()> {
+        match self.past_deadline() {
+            true => Err(QueryError::DeadlineExceeded),
+            false => Ok(()),
+        }
+    }
+
+    /// [`Store::scan_range`] that stops at the deadline.
+    pub(crate) fn scan_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+        f: impl FnMut(Row),
+    ) -> Result<()> {
+        match self
+            .store
+            .scan_range_unless(from_ms, to_ms, communities, || self.past_deadline(), f)
+        {
+            true => Ok(()),
+            false => Err(QueryError::DeadlineExceeded),
         }
     }
 

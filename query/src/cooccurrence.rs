@@ -113,13 +113,12 @@ pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Cand
     let mut acc: HashMap<u32, Acc> = HashMap::new();
     let mut window = Vec::new();
     for (i, p) in passes.iter().enumerate() {
+        ctx.check_deadline()?;
         window.clear();
         let (lo, hi) = (p.first_ms - w, p.last_ms + w + 1);
         match q.scope {
             Scope::Device => ctx.device_rows(p.device, lo, hi, &mut window),
-            Scope::Community => ctx
-                .store
-                .scan_range(lo, hi, Some(&[p.community]), |r| window.push(r)),
+            Scope::Community => ctx.scan_range(lo, hi, Some(&[p.community]), |r| window.push(r))?,
         }
         for c in &window {
             if c.subject == target || q.candidate_kind.is_some_and(|k| k != c.kind) {

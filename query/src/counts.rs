@@ -49,19 +49,18 @@ pub fn counts(ctx: &QueryContext<'_>, q: &Counts) -> Result<Vec<CountBucket>> {
         Granularity::Day => DAY_MS,
     };
     let mut per: BTreeMap<(i64, u32), u64> = BTreeMap::new();
-    ctx.store
-        .scan_range(q.from_ms, q.to_ms, communities.as_deref(), |r| {
-            if q.kind.is_some_and(|k| k != r.kind) {
-                return;
-            }
-            let bucket = (r.ts_ms + tz).div_euclid(width) * width - tz;
-            let key = match q.by {
-                CountKey::Community => r.community,
-                CountKey::Device => r.device,
-                CountKey::Kind => r.kind.code() as u32,
-            };
-            *per.entry((bucket, key)).or_default() += 1;
-        });
+    ctx.scan_range(q.from_ms, q.to_ms, communities.as_deref(), |r| {
+        if q.kind.is_some_and(|k| k != r.kind) {
+            return;
+        }
+        let bucket = (r.ts_ms + tz).div_euclid(width) * width - tz;
+        let key = match q.by {
+            CountKey::Community => r.community,
+            CountKey::Device => r.device,
+            CountKey::Kind => r.kind.code() as u32,
+        };
+        *per.entry((bucket, key)).or_default() += 1;
+    })?;
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     let mut out: Vec<CountBucket> = per

@@ -7,6 +7,9 @@ pub enum QueryError {
     /// A parameter is out of range or inconsistent; names the parameter.
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// The query ran past its deadline ([`crate::QueryContext::deadline`]) and stopped.
+    #[error("the query ran past its deadline and was stopped")]
+    DeadlineExceeded,
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Vocabulary search failed or refused the pattern.

@@ -29,7 +29,9 @@ pub use patterns::{
 };
 pub use search::{search, SearchQuery, SubjectMatch, MAX_SEARCH_LIMIT};
 pub use sightline_index::SearchMode;
-pub use trajectory::{trajectory, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery};
+pub use trajectory::{
+    trajectory, trajectory_pages, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery,
+};
 
 /// Milliseconds in a day and an hour.
 pub const DAY_MS: i64 = 86_400_000;

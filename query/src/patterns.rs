@@ -29,16 +29,15 @@ fn kind_rows(
     from_ms: i64,
     to_ms: i64,
     communities: Option<&[u32]>,
-) -> Vec<Row> {
+) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let communities = ctx.restrict(communities);
-    ctx.store
-        .scan_range(from_ms, to_ms, communities.as_deref(), |r| {
-            if r.kind == kind {
-                rows.push(r)
-            }
-        });
-    rows
+    ctx.scan_range(from_ms, to_ms, communities.as_deref(), |r| {
+        if r.kind == kind {
+            rows.push(r)
+        }
+    })?;
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ pub fn frequency(ctx: &QueryContext<'_>, q: &FrequencyQuery) -> Result<Vec<Frequ
         return Ok(Vec::new());
     }
     let mut per: HashMap<u32, (u32, BTreeSet<i64>, i64, i64)> = HashMap::new();
-    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, Some(&communities)) {
+    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, Some(&communities))? {
         let e = per
             .entry(r.subject)
             .or_insert((0, BTreeSet::new(), i64::MAX, i64::MIN));
@@ -171,7 +170,7 @@ pub fn nocturnal(ctx: &QueryContext<'_>, q: &NocturnalQuery) -> Result<Vec<Noctu
         q.day_end_hour as i64 * HOUR_MS,
     );
     let mut per: HashMap<u32, (u32, u32, BTreeSet<i64>)> = HashMap::new();
-    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, communities.as_deref()) {
+    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, communities.as_deref())? {
         let (day, ms) = ctx.local(r.ts_ms);
         let e = per.entry(r.subject).or_default();
         if ms >= start && ms < end {
@@ -240,12 +239,12 @@ pub fn first_seen(ctx: &QueryContext<'_>, q: &FirstSeenQuery) -> Result<Vec<Firs
         q.from_ms - q.lookback_days as i64 * DAY_MS,
         q.from_ms,
         Some(&communities),
-    )
+    )?
     .into_iter()
     .map(|r| r.subject)
     .collect();
     let mut per: HashMap<u32, (i64, u32)> = HashMap::new();
-    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, Some(&communities)) {
+    for r in kind_rows(ctx, q.kind, q.from_ms, q.to_ms, Some(&communities))? {
         if !before.contains(&r.subject) {
             let e = per.entry(r.subject).or_insert((i64::MAX, 0));
             e.0 = e.0.min(r.ts_ms);

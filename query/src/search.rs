@@ -86,14 +86,15 @@ pub fn search(
         Some(_) => ids
             .iter()
             .map(|(id, _)| {
+                ctx.check_deadline()?;
                 let rows = ctx.subject_rows(*id, 0, ALL_TIME_MS, None);
-                (!rows.is_empty()).then(|| sightline_index::SubjectStats {
+                Ok((!rows.is_empty()).then(|| sightline_index::SubjectStats {
                     count: rows.len() as u64,
                     first_ms: rows.iter().map(|r| r.ts_ms).min().unwrap_or(0),
                     last_ms: rows.iter().map(|r| r.ts_ms).max().unwrap_or(0),
-                })
+                }))
             })
-            .collect(),
+            .collect::<Result<_>>()?,
     };
     let dicts = ctx.store.dictionaries();
     let mut out: Vec<SubjectMatch> = ids

@@ -103,45 +103,35 @@ impl Trajectory {
 }
 
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
-    ctx.check_range(q.from_ms, q.to_ms)?;
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(QueryError::invalid(
             "limit",
             format!("must be 1 to {MAX_PAGE}, got {}", q.limit),
         ));
     }
-    let empty = Trajectory {
+    let mut out = Trajectory {
         events: Vec::new(),
         stays: Vec::new(),
         next_cursor: None,
         attrs_at: Vec::new(),
     };
-    let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
-        return Ok(empty);
+    let Some((rows, mut attrs_at)) = sorted_rows(ctx, q)? else {
+        return Ok(out);
     };
-    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let mut located = ctx.subject_rows_located(subject, q.from_ms, q.to_ms, communities.as_deref());
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
-    sort_by_event_order(&mut located, |(r, _)| r, &names);
-    let (rows, mut attrs_at): (Vec<Row>, Vec<sightline_storage::AttrsAt>) =
-        located.into_iter().unzip();
-    let stays = if q.cursor.is_none() {
-        stays(&rows, &names)
-    } else {
-        Vec::new()
-    };
-    let start = match &q.cursor {
-        None => 0,
-        Some(c) => rows.partition_point(|r| {
-            (r.ts_ms, names.device(r.device), r.seq) <= (c.ts_ms, c.device.as_str(), c.seq)
-        }),
-    };
+    if q.cursor.is_none() {
+        out.stays = stays(&rows, &names);
+    }
+    let start = start_of(&rows, q.cursor.as_ref(), &names);
     let end = (start + q.limit).min(rows.len());
     // Only the page is turned into strings.
-    let events: Vec<Sighting> = names.sightings(&rows[start..end]);
-    let next_cursor = (end < rows.len()).then(|| {
-        let last = events.last().expect("a page before the end is not empty");
+    out.events = names.sightings(&rows[start..end]);
+    out.next_cursor = (end < rows.len()).then(|| {
+        let last = out
+            .events
+            .last()
+            .expect("a page before the end is not empty");
         Cursor {
             ts_ms: last.ts_ms,
             device: last.device.to_string(),
@@ -150,12 +140,76 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
     });
     attrs_at.truncate(end);
     attrs_at.drain(..start);
-    Ok(Trajectory {
-        events,
-        stays,
-        next_cursor,
-        attrs_at,
-    })
+    out.attrs_at = attrs_at;
+    Ok(out)
+}
+
+/// The whole trajectory after `q.cursor` (`q.limit` is ignored): first `start` is told
+/// how many events follow (it may decline, returning false), then `page` is handed
+/// them in pages of `page_size` with where their attributes are, in trajectory order,
+/// while it returns true. The rows are read and sorted once; names are resolved a page
+/// at a time, so a caller that streams holds one page of strings. Returns the number
+/// of events handed over.
+pub fn trajectory_pages(
+    ctx: &QueryContext<'_>,
+    q: &TrajectoryQuery,
+    page_size: usize,
+    start: impl FnOnce(usize) -> bool,
+    mut page: impl FnMut(&[Sighting], &[sightline_storage::AttrsAt]) -> bool,
+) -> Result<usize> {
+    let (rows, attrs_at) = sorted_rows(ctx, q)?.unwrap_or_default();
+    let first = {
+        let dicts = ctx.store.dictionaries();
+        start_of(&rows, q.cursor.as_ref(), &Names { dicts: &dicts })
+    };
+    if !start(rows.len() - first) {
+        return Ok(0);
+    }
+    let mut sent = 0;
+    for (rows, attrs) in rows[first..]
+        .chunks(page_size.max(1))
+        .zip(attrs_at[first..].chunks(page_size.max(1)))
+    {
+        // The dictionary lock is held only while names are resolved, not while the
+        // page is consumed (a streaming caller may wait on a slow client).
+        let events = {
+            let dicts = ctx.store.dictionaries();
+            Names { dicts: &dicts }.sightings(rows)
+        };
+        sent += events.len();
+        if !page(&events, attrs) {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+/// The subject's rows in the query's range and places, in trajectory order, with
+/// where their attributes are; `None` when the store never saw the subject.
+#[allow(clippy::type_complexity)]
+fn sorted_rows(
+    ctx: &QueryContext<'_>,
+    q: &TrajectoryQuery,
+) -> Result<Option<(Vec<Row>, Vec<sightline_storage::AttrsAt>)>> {
+    ctx.check_range(q.from_ms, q.to_ms)?;
+    let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
+        return Ok(None);
+    };
+    let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
+    let mut located = ctx.subject_rows_located(subject, q.from_ms, q.to_ms, communities.as_deref());
+    let dicts = ctx.store.dictionaries();
+    sort_by_event_order(&mut located, |(r, _)| r, &Names { dicts: &dicts });
+    Ok(Some(located.into_iter().unzip()))
+}
+
+/// Where a page starting after `cursor` begins in `rows`.
+fn start_of(rows: &[Row], cursor: Option<&Cursor>, names: &Names<'_>) -> usize {
+    match cursor {
+        None => 0,
+        Some(c) => rows.partition_point(|r| {
+            (r.ts_ms, names.device(r.device), r.seq) <= (c.ts_ms, c.device.as_str(), c.seq)
+        }),
+    }
 }
 
 /// Stays from rows in trajectory order (see SEMANTICS.md).

@@ -290,7 +290,22 @@ proptest! {
             }
         }
         let want: Vec<_> = expected.iter().map(|e| (e.seq, e.ts, e.community.clone(), e.device.clone(), e.kind, e.subject.clone(), e.direction)).collect();
-        prop_assert_eq!(got, want);
+        prop_assert_eq!(&got, &want);
+        // The streaming form hands over the same events, in pages of `limit`.
+        let mut streamed = Vec::new();
+        let q = TrajectoryQuery {
+            kind, subject: subject.clone(), from_ms: from, to_ms: to,
+            communities: communities.clone(), cursor: None, limit: 1,
+        };
+        let mut total = None;
+        let n = trajectory_pages(&ctx, &q, limit, |t| { total = Some(t); true }, |events, attrs| {
+            assert!(events.len() <= limit && events.len() == attrs.len());
+            streamed.extend(events.iter().map(strip));
+            true
+        }).unwrap();
+        prop_assert_eq!(n, want.len());
+        prop_assert_eq!(total, Some(want.len()));
+        prop_assert_eq!(&streamed, &want);
         let stays: Vec<_> = first_stays.unwrap().into_iter().map(|s| (s.community, s.in_ms, s.out_ms, s.ended_by)).collect();
         prop_assert_eq!(stays, oracle_stays(&expected));
     }
@@ -707,5 +722,115 @@ proptest! {
             let q = SearchQuery { pattern: pattern.into(), mode: SearchMode::Prefix, kind: None, limit: 1000 };
             prop_assert_eq!(search(&scoped, &vf, &q).unwrap(), search(&plain, &vo, &q).unwrap());
         }
+    }
+}
+
+#[test]
+fn queries_past_their_deadline_stop_with_an_error_and_answer_before_it() {
+    // Events of every subject on every device, over two days, half of them sealed.
+    let batch: Vec<Raw> = (0..2)
+        .flat_map(|day| {
+            (0..3u8).flat_map(move |c| {
+                (0..4u8).map(move |s| {
+                    let kind = if s % 2 == 0 {
+                        Kind::Vehicle
+                    } else {
+                        Kind::Face
+                    };
+                    (
+                        DAY0 + day * DAY_MS + 23 * HOUR_MS + s as i64 * MIN,
+                        c,
+                        0,
+                        kind,
+                        s,
+                        Direction::In,
+                    )
+                })
+            })
+        })
+        .collect();
+    let l = load(&[batch.clone(), batch], &[true, false], false);
+    let (from, to) = (DAY0, DAY0 + 2 * DAY_MS);
+    let passed = QueryContext::new(&l.store, &l.index)
+        .with_deadline(std::time::Instant::now() - std::time::Duration::from_millis(1));
+    let later = QueryContext::new(&l.store, &l.index)
+        .with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(3600));
+    let v = subject_of(Kind::Vehicle, 0);
+    type Run = Box<dyn Fn(&QueryContext<'_>) -> Result<usize>>;
+    let runs: Vec<(&str, Run)> = vec![
+        (
+            "collision",
+            Box::new(move |ctx| {
+                collision(
+                    ctx,
+                    &Collision {
+                        kind: Kind::Vehicle,
+                        conditions: vec![Condition {
+                            place: Place::Communities(vec![community(0)]),
+                            from_ms: from,
+                            to_ms: to,
+                        }],
+                        min_conditions: 1,
+                        limit: 100,
+                    },
+                )
+                .map(|h| h.len())
+            }),
+        ),
+        (
+            "counts",
+            Box::new(move |ctx| {
+                counts(
+                    ctx,
+                    &Counts {
+                        from_ms: from,
+                        to_ms: to,
+                        communities: None,
+                        kind: None,
+                        by: CountKey::Community,
+                        per: Granularity::Day,
+                    },
+                )
+                .map(|c| c.len())
+            }),
+        ),
+        (
+            "cooccurrence",
+            Box::new(move |ctx| {
+                cooccurrence(
+                    ctx,
+                    &Cooccurrence {
+                        kind: Kind::Vehicle,
+                        subject: v.clone(),
+                        from_ms: from,
+                        to_ms: to,
+                        communities: None,
+                        window_ms: 10 * MIN,
+                        min_count: 1,
+                        scope: Scope::Community,
+                        candidate_kind: None,
+                        dedup_gap_ms: None,
+                        limit: 100,
+                    },
+                )
+                .map(|c| c.len())
+            }),
+        ),
+        (
+            "nocturnal",
+            Box::new(move |ctx| {
+                let mut q = NocturnalQuery::new(Kind::Face, from, to);
+                q.min_night = 0;
+                nocturnal(ctx, &q).map(|n| n.len())
+            }),
+        ),
+    ];
+    for (name, run) in runs {
+        assert!(
+            matches!(run(&passed), Err(QueryError::DeadlineExceeded)),
+            "{name} ran on past its deadline"
+        );
+        let n = run(&later).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(n > 0, "{name} found nothing");
     }
 }

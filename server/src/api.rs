@@ -11,8 +11,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use sightline_query::{
     collision, cooccurrence, counts, event_by_id, first_seen, frequency, nocturnal, overnight,
-    search, trajectory, Collision, Condition, Cooccurrence, CountKey, Counts, Cursor,
-    FirstSeenQuery, FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place,
+    search, trajectory, trajectory_pages, Collision, Condition, Cooccurrence, CountKey, Counts,
+    Cursor, FirstSeenQuery, FrequencyQuery, Granularity, NocturnalQuery, OvernightQuery, Place,
     QueryContext, Scope, SearchMode, SearchQuery, Sighting, StayEnd, TrajectoryQuery,
 };
 use sightline_storage::{Appended, AttrsAt};
@@ -23,7 +23,35 @@ use crate::ingest::records;
 use crate::params::{parse_kind, parse_time, rfc3339, Params};
 use crate::App;
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<http_body_util::Either<Full<Bytes>, ChannelBody>>;
+
+/// A response body fed from a channel: streamed NDJSON, chunk by chunk, as the
+/// blocking task that produces it sends them (bounded: it waits for the client).
+pub(crate) struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+const NDJSON: &str = "application/x-ndjson";
+
+/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
+fn wants_ndjson(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(NDJSON)))
+}
 
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = std::time::Instant::now();
@@ -36,7 +64,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         }
         let text = app.metrics.render(&app);
         app.metrics.record(endpoint, 200, None, started.elapsed());
-        let mut r = Response::new(Full::new(Bytes::from(text)));
+        let mut r = Response::new(http_body_util::Either::Left(Full::new(Bytes::from(text))));
         r.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -44,8 +72,15 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         return Ok(r);
     }
     let metrics_app = app.clone();
-    let (reply, error) = match route(app, req).await {
-        Ok((status, body)) => (respond(status, body), None),
+    let ndjson = wants_ndjson(&req);
+    let (reply, error) = match route(app, req, ndjson).await {
+        Ok((status, body)) => {
+            let body = match body {
+                b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
+                b => b,
+            };
+            (respond(status, body), None)
+        }
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, "request failed");
@@ -69,6 +104,10 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
 pub(crate) enum Body {
     Value(Value),
     Text(String),
+    /// NDJSON, whole.
+    Lines(String),
+    /// NDJSON, streamed as it is produced.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl From<Value> for Body {
@@ -84,23 +123,68 @@ impl From<String> for Body {
 }
 
 impl Body {
+    /// The JSON text of a whole JSON body.
     fn into_string(self) -> String {
         match self {
             Body::Value(v) => v.to_string(),
-            Body::Text(s) => s,
+            Body::Text(s) | Body::Lines(s) => s,
+            Body::Stream(_) => unreachable!("a stream is sent, never serialized whole"),
+        }
+    }
+
+    /// A list answer `{"key": [items]}` (exactly one list) as NDJSON, one item a line;
+    /// any other answer as one line.
+    fn into_lines(self) -> Body {
+        match self {
+            Body::Value(Value::Object(m)) if m.values().filter(|v| v.is_array()).count() == 1 => {
+                let items = m
+                    .into_iter()
+                    .find_map(|(_, v)| match v {
+                        Value::Array(items) => Some(items),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let mut out = String::new();
+                for item in items {
+                    out.push_str(&item.to_string());
+                    out.push('\n');
+                }
+                Body::Lines(out)
+            }
+            Body::Value(v) => Body::Lines(format!("{v}\n")),
+            Body::Text(s) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) => Body::Value(v).into_lines(),
+                Err(_) => Body::Lines(s),
+            },
+            other => other,
         }
     }
 }
 
 fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.into().into_string())));
+    let (body, content_type) = match body.into() {
+        Body::Stream(rx) => (http_body_util::Either::Right(ChannelBody(rx)), NDJSON),
+        Body::Lines(s) => (
+            http_body_util::Either::Left(Full::new(Bytes::from(s))),
+            NDJSON,
+        ),
+        other => (
+            http_body_util::Either::Left(Full::new(Bytes::from(other.into_string()))),
+            "application/json",
+        ),
+    };
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Body), ApiError> {
+async fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    ndjson: bool,
+) -> Result<(StatusCode, Body), ApiError> {
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
     let method = req.method().clone();
@@ -218,7 +302,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
         }
         (Method::GET, "/v1/events/{id}") => {
             let id = code.expect("matched with an id");
-            audited(app, caller, path, query, move |_, ctx| {
+            audited(app, caller, path, query, ndjson, move |_, ctx| {
                 params.only(&[])?;
                 event_query(ctx, &id)
             })
@@ -227,10 +311,13 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
         (Method::POST, "/v1/collision") => {
             let body = body(&app, req).await?;
             let text = String::from_utf8_lossy(&body).into_owned();
-            audited(app, caller, path, text, move |app, ctx| {
+            audited(app, caller, path, text, ndjson, move |app, ctx| {
                 collision_query(ctx, &body, app.config.max_result_rows)
             })
             .await
+        }
+        (Method::GET, "/v1/trajectory") if ndjson => {
+            stream_trajectory(app, caller, path, query, params).await
         }
         (Method::GET, p) => {
             let handler: Handler = match p {
@@ -244,7 +331,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<(StatusCode, Bod
                 "/v1/counts" => counts_query,
                 _ => unreachable!("every routed path is matched above"),
             };
-            audited(app, caller, path, query, move |app, ctx| {
+            audited(app, caller, path, query, ndjson, move |app, ctx| {
                 handler(app, ctx, &params)
             })
             .await
@@ -281,6 +368,7 @@ async fn audited<F>(
     caller: Caller,
     endpoint: String,
     mut params: String,
+    ndjson: bool,
     f: F,
 ) -> Result<(StatusCode, Body), ApiError>
 where
@@ -291,7 +379,10 @@ where
         let scope = scope_ids(app, &c);
         let ctx = query_ctx(app, scope.as_deref());
         // Serialized on the blocking pool too, off the connection tasks.
-        f(app, &ctx).map(|(b, n)| (Body::Text(b.into_string()), n))
+        f(app, &ctx).map(|(b, n)| match ndjson {
+            true => (b.into_lines(), n),
+            false => (Body::Text(b.into_string()), n),
+        })
     })
     .await;
     let (status, results) = match &answer {
@@ -354,17 +445,7 @@ where
         f(&app)
     });
     match tokio::time::timeout(timeout, task).await {
-        Err(_) => Err(ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "query_timeout",
-                format!(
-                    "the query ran past the limit of {} ms; narrow the range or the places",
-                    timeout.as_millis()
-                ),
-            )
-        }),
+        Err(_) => Err(ApiError::timeout(timeout)),
         Ok(joined) => {
             joined.map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
         }
@@ -514,9 +595,11 @@ async fn ingest(
     Ok((status, reply))
 }
 
-/// A query context over the app's store, limited to `scope` when given.
+/// A query context over the app's store, limited to `scope` when given, that stops
+/// at the query time limit from now.
 fn query_ctx<'a>(app: &'a App, scope: Option<&'a [u32]>) -> QueryContext<'a> {
-    let ctx = QueryContext::new(&app.store, &app.index);
+    let ctx = QueryContext::new(&app.store, &app.index)
+        .with_deadline(std::time::Instant::now() + app.config.query_timeout);
     match scope {
         Some(ids) => ctx.scoped(ids),
         None => ctx,
@@ -630,11 +713,8 @@ struct TrajectoryOut<'a> {
     next_cursor: Option<String>,
 }
 
-fn trajectory_query(
-    app: &App,
-    ctx: &QueryContext<'_>,
-    p: &Params,
-) -> Result<(Body, usize), ApiError> {
+/// The trajectory parameters; `limit` is checked against `max_limit`.
+fn trajectory_params(p: &Params, max_limit: usize) -> Result<TrajectoryQuery, ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -652,15 +732,23 @@ fn trajectory_query(
                 .map_err(|_| ApiError::param("cursor", "not a cursor this server returned"))
         })
         .transpose()?;
-    let q = TrajectoryQuery {
+    Ok(TrajectoryQuery {
         kind: p.kind("kind")?,
         subject: p.required("subject")?.to_string(),
         from_ms,
         to_ms,
         communities: p.list("community"),
         cursor,
-        limit: p.limit(1000, app.config.max_result_rows)?,
-    };
+        limit: p.limit(1000, max_limit)?,
+    })
+}
+
+fn trajectory_query(
+    app: &App,
+    ctx: &QueryContext<'_>,
+    p: &Params,
+) -> Result<(Body, usize), ApiError> {
+    let q = trajectory_params(p, app.config.max_result_rows)?;
     let t = trajectory(ctx, &q)?;
     let out = TrajectoryOut {
         events: t
@@ -689,6 +777,104 @@ fn trajectory_query(
     serde_json::to_string(&out)
         .map(|s| (s.into(), n))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Events per streamed chunk, and how long a stream waits for a client that stopped
+/// reading before it gives up.
+const STREAM_PAGE: usize = 1000;
+const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `GET /v1/trajectory` with `Accept: application/x-ndjson`: every event after
+/// `cursor` (at most `limit`, if given; no page size), one JSON object a line, streamed
+/// as produced. The rows are found and the audit entry written (with the count) before
+/// the first byte; a failure after that ends the stream with an `{"error":…}` line.
+async fn stream_trajectory(
+    app: Arc<App>,
+    caller: Caller,
+    endpoint: String,
+    mut params_text: String,
+    p: Params,
+) -> Result<(StatusCode, Body), ApiError> {
+    let q = trajectory_params(&p, usize::MAX)?;
+    let cap = p.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
+    let slot = app
+        .query_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy("the query service"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let rt = tokio::runtime::Handle::current();
+    let app2 = app.clone();
+    params_text.truncate(4096);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let app = &*app2;
+        let scope = scope_ids(app, &caller);
+        let ctx = query_ctx(app, scope.as_deref());
+        let audit = |results: Option<usize>, status: u16| {
+            app.audit.record(
+                crate::now_ms(),
+                &caller.key_id,
+                &endpoint,
+                &params_text,
+                results,
+                status,
+            )
+        };
+        let mut started = Some(started_tx);
+        let mut left = cap;
+        let sent = trajectory_pages(
+            &ctx,
+            &q,
+            STREAM_PAGE,
+            |total| {
+                let answer = audit(Some(total.min(cap)), 200)
+                    .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")));
+                let go = answer.is_ok();
+                if let Some(s) = started.take() {
+                    let _ = s.send(answer);
+                }
+                go
+            },
+            |events, attrs| {
+                let mut buf = Vec::with_capacity(events.len() * 320);
+                for (e, a) in events.iter().zip(attrs).take(left) {
+                    if let Err(err) = serde_json::to_writer(&mut buf, &EventOut::of(e, a)) {
+                        let line = ApiError::internal(format!("event {}: {err}", e.seq)).json();
+                        buf.extend_from_slice(format!("{line}\n").as_bytes());
+                        let _ = rt.block_on(tx.send_timeout(Bytes::from(buf), STREAM_STALL));
+                        return false;
+                    }
+                    buf.push(b'\n');
+                    left -= 1;
+                }
+                // A client gone or stalled ends the stream.
+                rt.block_on(tx.send_timeout(Bytes::from(buf), STREAM_STALL))
+                    .is_ok()
+                    && left > 0
+            },
+        );
+        if let Err(e) = sent {
+            let e = ApiError::from(e);
+            match started.take() {
+                Some(s) => {
+                    let _ = audit(None, e.status.as_u16());
+                    let _ = s.send(Err(e));
+                }
+                None => {
+                    let line = format!("{}\n", e.json());
+                    let _ = rt.block_on(tx.send_timeout(Bytes::from(line), STREAM_STALL));
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(app.config.query_timeout, started_rx).await {
+        Err(_) => Err(ApiError::timeout(app.config.query_timeout)),
+        Ok(Err(_)) => Err(ApiError::internal("the query's task failed")),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Ok(Ok(()))) => Ok((StatusCode::OK, Body::Stream(rx))),
+    }
 }
 
 fn cooccurrence_query(

@@ -91,12 +91,37 @@ impl From<QueryError> for ApiError {
                     None => ApiError::internal(e.to_string()),
                 }
             }
+            QueryError::DeadlineExceeded => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "query_timeout",
+                    "the query ran past the server's time limit (query_timeout) and was stopped; narrow the range or the places",
+                )
+            },
             QueryError::Storage(e) => storage(e),
         }
     }
 }
 
 /// Storage failures: the store is damaged or the disk failed; never the client's fault.
+impl ApiError {
+    /// A query that ran past the time limit.
+    pub fn timeout(limit: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "query_timeout",
+                format!(
+                    "the query ran past the limit of {} ms; narrow the range or the places",
+                    limit.as_millis()
+                ),
+            )
+        }
+    }
+}
+
 pub fn storage(e: StorageError) -> ApiError {
     tracing::error!(error = %e, "storage failure");
     ApiError::new(

@@ -1823,3 +1823,164 @@ fn retention_is_read_and_changed_at_run_time_and_the_change_holds() {
     );
     server.stop();
 }
+
+/// A GET asking for NDJSON: status, content type, and the lines parsed (the body
+/// arrives chunked; the chunks are joined first).
+fn get_ndjson(addr: SocketAddr, target: &str) -> (u16, String, Vec<Value>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec())
+        .unwrap()
+        .to_ascii_lowercase();
+    let mut rest = &raw[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    let status = head[9..12].parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    let text = String::from_utf8(body).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (status, content_type, lines)
+}
+
+#[test]
+fn large_answers_stream_as_ndjson_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| c.max_concurrent_queries = 1);
+    let a = server.addr;
+    // 2,500 passes of one plate over a day: three streamed chunks.
+    let base = 1_630_454_400_000i64; // 2021-09-01T08:00:00+08:00
+    let body: Vec<String> = (0..2500)
+        .map(|i| {
+            json!({"ts": base + i * 10_000, "community": "3205080001",
+                   "device": if i % 2 == 0 { GATE } else { OTHER_GATE },
+                   "kind": "vehicle", "subject": "苏E77777",
+                   "direction": if i % 2 == 0 { "in" } else { "out" },
+                   "attrs": {"lane": i % 3}})
+            .to_string()
+        })
+        .collect();
+    let r = post(a, "/v1/events", "application/x-ndjson", &body.join("\n"));
+    assert_eq!(r.body["stored"], 2500);
+    let traj = format!(
+        "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+        enc("苏E77777")
+    );
+
+    // The same events as following JSON pages of 1,000.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let target = match &cursor {
+            Some(c) => format!("{traj}&cursor={}", enc(c)),
+            None => traj.clone(),
+        };
+        let r = get(a, &target);
+        paged.extend(r.body["events"].as_array().unwrap().iter().cloned());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 2500);
+    let (status, content_type, lines) = get_ndjson(a, &traj);
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/x-ndjson")
+    );
+    assert_eq!(lines, paged);
+    // `limit` caps a stream; a cursor starts it after an event.
+    let (_, _, first) = get_ndjson(a, &format!("{traj}&limit=10"));
+    assert_eq!(first, paged[..10]);
+    let c = format!("1630454500000.{GATE}.{}", paged[9]["id"]);
+    let (_, _, rest) = get_ndjson(a, &format!("{traj}&cursor={}", enc(&c)));
+    assert_eq!(rest, paged[10..]);
+    // Refusals are still one JSON error with its status.
+    let (status, content_type, lines) = get_ndjson(a, &format!("{traj}&limit=0"));
+    assert_eq!((status, content_type.as_str()), (400, "application/json"));
+    assert_eq!(lines[0]["error"]["field"], "limit");
+    let (status, _, _) = get_ndjson(a, "/v1/trajectory?kind=vehicle&subject=x&from=1&to=0");
+    assert_eq!(status, 400);
+
+    // Other lists answer one item a line too.
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).body["stored"],
+        7
+    );
+    let cooc = format!(
+        "/v1/cooccurrence?kind=vehicle&subject={}&{RANGE}&window=60s&candidate_kind=face",
+        enc("苏E12345")
+    );
+    let (status, content_type, lines) = get_ndjson(a, &cooc);
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/x-ndjson")
+    );
+    assert_eq!(lines.len(), 2);
+    assert_eq!(&Value::Array(lines), &get(a, &cooc).body["candidates"]);
+    // Streams are audited with the count they send.
+    let (_, _, audit) = get_ndjson(a, "/v1/audit");
+    let counts: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["endpoint"] == "/v1/trajectory" && e["status"] == 200)
+        .map(|e| &e["results"])
+        .collect();
+    assert_eq!(
+        counts[3..6],
+        [&json!(2500), &json!(10), &json!(2490)],
+        "{audit:?}"
+    );
+    let (_, _, one) = get_ndjson(a, &format!("/v1/events/{}", paged[0]["id"]));
+    assert_eq!(one, [paged[0].clone()]);
+
+    // A client that goes away mid-stream frees its query slot (there is one here).
+    {
+        let mut s = TcpStream::connect(a).unwrap();
+        write!(
+            s,
+            "GET {traj} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\n\r\n"
+        )
+        .unwrap();
+        let mut some = [0u8; 256];
+        s.read_exact(&mut some).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(a, &format!("{traj}&limit=1"));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -179,10 +179,26 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-        mut f: impl FnMut(Row),
+        f: impl FnMut(Row),
     ) {
+        self.scan_range_unless(from_ms, to_ms, communities, || false, f);
+    }
+
+    /// [`Store::scan_range`] that asks `stop` before each shard and ends early when it
+    /// says so (a query past its deadline). Returns false if it stopped early.
+    pub fn scan_range_unless(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+        stop: impl Fn() -> bool,
+        mut f: impl FnMut(Row),
+    ) -> bool {
         let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
         for snap in self.snapshot(communities, from_ms, to_ms, in_range, false) {
+            if stop() {
+                return false;
+            }
             for seg in &snap.segments {
                 seg.for_each_in_range(from_ms, to_ms, |_, r| f(r));
             }
@@ -190,6 +206,7 @@ impl Store {
                 f(r);
             }
         }
+        true
     }
 
     /// Events of subject id `subject` with `from_ms <= ts < to_ms` in the shards
