@@ -472,63 +472,72 @@ async fn ingest(
     binary: bool,
     caller: &Caller,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let parsed = if binary {
-        crate::wire::decode(&body)
-            .map_err(|e| {
+    // NDJSON and JSON are parsed here; binary batches are decoded on the blocking pool,
+    // borrowing their strings from the body.
+    let parsed = match binary {
+        true => Vec::new(),
+        false => records(&body)?,
+    };
+    let max = app.config.max_batch_records;
+    let app2 = app.clone();
+    let allowed = caller.communities.clone();
+    let (status, reply) = tokio::task::spawn_blocking(move || {
+        let decoded = match binary {
+            true => crate::wire::decode(&body).map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "malformed_body",
                     format!("not a {} batch: {e}", crate::wire::CONTENT_TYPE),
                 )
-            })?
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (i, Ok(e)))
-            .collect()
-    } else {
-        records(&body)?
-    };
-    if parsed.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "no_events",
-            "the body holds no events",
-        ));
-    }
-    let max = app.config.max_batch_records;
-    if parsed.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_records",
-            format!("{} records in one request; at most {max}", parsed.len()),
-        ));
-    }
-    let app2 = app.clone();
-    let allowed = caller.communities.clone();
-    let (status, reply) = tokio::task::spawn_blocking(move || {
+            })?,
+            false => Vec::new(),
+        };
+        let records = decoded.len().max(parsed.len());
+        if records == 0 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "no_events",
+                "the body holds no events",
+            ));
+        }
+        if records > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_records",
+                format!("{records} records in one request; at most {max}"),
+            ));
+        }
         let mut errors = Vec::new();
         let mut valid = Vec::new();
         let mut positions = Vec::new();
-        for (pos, r) in parsed {
-            let r = r.and_then(|input| match &allowed {
-                Some(a) if !a.contains(&input.community) => Err(crate::ingest::RecordError {
-                    line: pos,
-                    field: Some("community".into()),
-                    message: format!("this API key may not write community {:?}", input.community),
-                }),
-                _ => Ok(input),
-            });
-            match r.map_err(|e| e.json()).and_then(|input| {
-                app2.store
-                    .validate(input)
-                    .map_err(|e| json!({ "line": pos, "field": e.field, "message": e.reason }))
-            }) {
-                Ok(ev) => {
-                    valid.push(ev);
-                    positions.push(pos);
-                }
-                Err(e) => errors.push(e),
+        let in_scope = |pos: usize, community: &str| match &allowed {
+            Some(a) if !a.iter().any(|c| c == community) => Err(json!({
+                "line": pos, "field": "community",
+                "message": format!("this API key may not write community {community:?}"),
+            })),
+            _ => Ok(()),
+        };
+        let invalid = |pos: usize, e: sightline_storage::ValidationError| {
+            json!({ "line": pos, "field": e.field, "message": e.reason })
+        };
+        let mut take = |pos: usize, r: Result<sightline_storage::Event, Value>| match r {
+            Ok(ev) => {
+                valid.push(ev);
+                positions.push(pos);
             }
+            Err(e) => errors.push(e),
+        };
+        for (pos, e) in decoded.iter().enumerate() {
+            let r = in_scope(pos, e.community)
+                .and_then(|()| app2.store.validate_ref(e).map_err(|v| invalid(pos, v)));
+            take(pos, r);
+        }
+        for (pos, r) in parsed {
+            let r = r.map_err(|e| e.json()).and_then(|input| {
+                in_scope(pos, &input.community)?;
+                app2.store.validate(input).map_err(|v| invalid(pos, v))
+            });
+            take(pos, r);
         }
         let outcome = if valid.is_empty() {
             None

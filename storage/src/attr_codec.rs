@@ -62,18 +62,32 @@ fn put_varint(mut v: u64, out: &mut Vec<u8>) {
 
 /// Appends the encoding of `attrs` to `out`.
 pub fn encode_attrs_into(attrs: &Attrs, out: &mut Vec<u8>) {
-    if attrs.is_empty() {
+    encode_pairs_into(
+        attrs.iter().map(|(k, v)| (k.as_str(), v.as_ref())),
+        attrs.len(),
+        out,
+    );
+}
+
+/// Appends the encoding of `count` attributes given as (key, value) pairs in strictly
+/// increasing key order (the caller sorts and refuses duplicates).
+pub fn encode_pairs_into<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, AttrRef<'a>)>,
+    count: usize,
+    out: &mut Vec<u8>,
+) {
+    if count == 0 {
         return;
     }
-    put_varint(attrs.len() as u64, out);
-    for (key, value) in attrs {
+    put_varint(count as u64, out);
+    for (key, value) in pairs {
         let code = key_code(key);
         let tag = match value {
-            AttrValue::Str(_) => TAG_STR,
-            AttrValue::Int(_) => TAG_INT,
-            AttrValue::Float(_) => TAG_FLOAT,
-            AttrValue::Bool(false) => TAG_FALSE,
-            AttrValue::Bool(true) => TAG_TRUE,
+            AttrRef::Str(_) => TAG_STR,
+            AttrRef::Int(_) => TAG_INT,
+            AttrRef::Float(_) => TAG_FLOAT,
+            AttrRef::Bool(false) => TAG_FALSE,
+            AttrRef::Bool(true) => TAG_TRUE,
         };
         out.push(code << 3 | tag);
         if code == 0 {
@@ -81,13 +95,13 @@ pub fn encode_attrs_into(attrs: &Attrs, out: &mut Vec<u8>) {
             out.extend_from_slice(key.as_bytes());
         }
         match value {
-            AttrValue::Str(s) => {
+            AttrRef::Str(s) => {
                 put_varint(s.len() as u64, out);
                 out.extend_from_slice(s.as_bytes());
             }
-            AttrValue::Int(i) => put_varint(((i << 1) ^ (i >> 63)) as u64, out),
-            AttrValue::Float(f) => out.extend_from_slice(&f.to_le_bytes()),
-            AttrValue::Bool(_) => {}
+            AttrRef::Int(i) => put_varint(((i << 1) ^ (i >> 63)) as u64, out),
+            AttrRef::Float(f) => out.extend_from_slice(&f.to_le_bytes()),
+            AttrRef::Bool(_) => {}
         }
     }
 }
@@ -154,8 +168,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One attribute value, borrowed from its encoding.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One attribute value, borrowed (from its encoding, or from a binary ingest batch,
+/// whose encoding of it is [`AttrValue`]'s).
+#[derive(Clone, Copy, Debug, PartialEq, bincode::Encode, bincode::BorrowDecode)]
 pub enum AttrRef<'a> {
     Str(&'a str),
     Int(i64),

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attr_codec::AttrRef;
 use crate::device::{DeviceCode, DeviceCodeError};
-use crate::subject::normalize_subject;
 
 /// What kind of read an event is. The code is part of the on-disk format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -90,12 +90,24 @@ impl Direction {
 }
 
 /// A value in an event's small attribute map.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum AttrValue {
     Str(String),
     Int(i64),
     Float(f64),
     Bool(bool),
+}
+
+impl AttrValue {
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> AttrRef<'_> {
+        match self {
+            AttrValue::Str(s) => AttrRef::Str(s),
+            AttrValue::Int(i) => AttrRef::Int(*i),
+            AttrValue::Float(f) => AttrRef::Float(*f),
+            AttrValue::Bool(b) => AttrRef::Bool(*b),
+        }
+    }
 }
 
 /// Small attributes: plate_color, confidence, open_method, image_url, source_id …
@@ -106,7 +118,9 @@ pub const SOURCE_ID: &str = "source_id";
 
 /// An event as it arrives, before validation: every field as the producer sent it.
 /// Serializable, so producers can send batches of them in a binary encoding.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct EventInput {
     pub ts_ms: i64,
     pub community: String,
@@ -117,7 +131,23 @@ pub struct EventInput {
     pub attrs: Attrs,
 }
 
-/// A validated, normalised event. Construct with [`Validator::validate`].
+/// An event as it arrives in a binary batch, borrowed from the request body: decoding
+/// allocates only the attribute list. Its bincode encoding is [`EventInput`]'s (an
+/// attribute map is encoded as its length and its pairs), so producers send either.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::BorrowDecode)]
+pub struct EventRef<'a> {
+    pub ts_ms: i64,
+    pub community: &'a str,
+    pub device: &'a str,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub direction: &'a str,
+    pub attrs: Vec<(&'a str, AttrRef<'a>)>,
+}
+
+/// A validated, normalised event. Construct with [`Validator::validate`] or
+/// [`Validator::validate_ref`]. Attributes are kept encoded (`attr_codec`, keys in
+/// order, so equal maps have equal bytes), as the store keeps them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub(crate) ts_ms: i64,
@@ -126,7 +156,7 @@ pub struct Event {
     pub(crate) kind: Kind,
     pub(crate) subject: String,
     pub(crate) direction: Direction,
-    pub(crate) attrs: Attrs,
+    pub(crate) attrs: std::sync::Arc<[u8]>,
 }
 
 impl Event {
@@ -148,15 +178,23 @@ impl Event {
     pub fn direction(&self) -> Direction {
         self.direction
     }
-    pub fn attrs(&self) -> &Attrs {
+    /// The attributes, decoded.
+    pub fn attrs(&self) -> Attrs {
+        crate::attr_codec::decode_attrs(&self.attrs).expect("attributes encoded by validation")
+    }
+    /// The attributes in their stored encoding.
+    pub fn attr_bytes(&self) -> &[u8] {
         &self.attrs
     }
     /// The upstream id (`attrs.source_id`), if the producer sent one.
     pub fn source_id(&self) -> Option<&str> {
-        match self.attrs.get(SOURCE_ID) {
-            Some(AttrValue::Str(s)) => Some(s),
-            _ => None,
-        }
+        let mut found = None;
+        let _ = crate::attr_codec::visit_attrs(&self.attrs, |k, v| {
+            if let (SOURCE_ID, AttrRef::Str(s)) = (k, v) {
+                found = Some(s);
+            }
+        });
+        found
     }
 }
 
@@ -175,6 +213,28 @@ impl ValidationError {
             reason: reason.into(),
         }
     }
+}
+
+/// What [`Validator::check`] found: the parsed fields and where the community's
+/// trimmed text lies in what was sent.
+struct Checked {
+    ts_ms: i64,
+    community_trim: (usize, usize),
+    device: DeviceCode,
+    kind: Kind,
+    direction: Direction,
+}
+
+/// Checked attributes (in key order, no key twice) in their stored encoding; shared,
+/// so the store keeps them without copying. No attributes: one shared empty slice.
+fn encode_checked(attrs: &[(&str, AttrRef<'_>)]) -> std::sync::Arc<[u8]> {
+    static EMPTY: std::sync::OnceLock<std::sync::Arc<[u8]>> = std::sync::OnceLock::new();
+    if attrs.is_empty() {
+        return EMPTY.get_or_init(|| std::sync::Arc::new([])).clone();
+    }
+    let mut out = Vec::with_capacity(16 + attrs.iter().map(|(k, _)| k.len() + 12).sum::<usize>());
+    crate::attr_codec::encode_pairs_into(attrs.iter().copied(), attrs.len(), &mut out);
+    std::sync::Arc::from(out)
 }
 
 /// Bounds an event must respect. Part of [`crate::StoreConfig`].
@@ -210,18 +270,76 @@ impl Default for Validator {
 impl Validator {
     /// Validates and normalises one event against the clock reading `now_ms`.
     pub fn validate(&self, input: EventInput, now_ms: i64) -> Result<Event, ValidationError> {
-        self.check_ts(input.ts_ms, now_ms)?;
-        let community = input.community.trim();
-        if community.is_empty() {
+        let attrs: Vec<(&str, AttrRef<'_>)> = input
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref()))
+            .collect();
+        let checked = self.check(
+            input.ts_ms,
+            &input.community,
+            &input.device,
+            &input.kind,
+            &input.direction,
+            &attrs,
+            now_ms,
+        )?;
+        let attrs = encode_checked(&attrs);
+        self.finish(checked, input.community, input.subject, attrs)
+    }
+
+    /// [`Validator::validate`] of a borrowed event (binary ingest): only the strings
+    /// the event keeps are allocated. Attribute keys must not repeat.
+    pub fn validate_ref(
+        &self,
+        input: &EventRef<'_>,
+        now_ms: i64,
+    ) -> Result<Event, ValidationError> {
+        let mut attrs = input.attrs.clone();
+        attrs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = attrs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(ValidationError::new(
+                "attrs",
+                format!("attribute {:?} is given twice", w[0].0),
+            ));
+        }
+        let checked = self.check(
+            input.ts_ms,
+            input.community,
+            input.device,
+            input.kind,
+            input.direction,
+            &attrs,
+            now_ms,
+        )?;
+        let attrs = encode_checked(&attrs);
+        self.finish(checked, input.community, input.subject, attrs)
+    }
+
+    /// Every check but the subject's (which needs it normalised).
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        &self,
+        ts_ms: i64,
+        community: &str,
+        device: &str,
+        kind: &str,
+        direction: &str,
+        attrs: &[(&str, AttrRef<'_>)],
+        now_ms: i64,
+    ) -> Result<Checked, ValidationError> {
+        self.check_ts(ts_ms, now_ms)?;
+        let trimmed = community.trim();
+        if trimmed.is_empty() {
             return Err(ValidationError::new("community", "must not be empty"));
         }
-        if community.len() > self.max_community_bytes {
+        if trimmed.len() > self.max_community_bytes {
             return Err(ValidationError::new(
                 "community",
                 format!("longer than {} bytes", self.max_community_bytes),
             ));
         }
-        if let Some(c) = community
+        if let Some(c) = trimmed
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
         {
@@ -230,19 +348,46 @@ impl Validator {
                 format!("may hold only ASCII letters, digits, '-' and '_', found {c:?}"),
             ));
         }
-        let device = DeviceCode::parse(&input.device).map_err(|e: DeviceCodeError| {
+        let device = DeviceCode::parse(device).map_err(|e: DeviceCodeError| {
             ValidationError::new("device", format!("not a GB/T 28181 device code: {e}"))
         })?;
-        let kind = Kind::parse(&input.kind).ok_or_else(|| {
+        let kind = Kind::parse(kind).ok_or_else(|| {
             ValidationError::new(
                 "kind",
                 format!(
-                    "unknown kind {:?}; expected one of vehicle, face, access, person, nonmotor",
-                    input.kind
+                    "unknown kind {kind:?}; expected one of vehicle, face, access, person, nonmotor"
                 ),
             )
         })?;
-        let subject = normalize_subject(kind, &input.subject);
+        let direction = Direction::parse(direction).ok_or_else(|| {
+            ValidationError::new(
+                "direction",
+                format!("unknown direction {direction:?}; expected in, out or unknown"),
+            )
+        })?;
+        self.check_attrs(attrs)?;
+        Ok(Checked {
+            ts_ms,
+            community_trim: (
+                community.len() - community.trim_start().len(),
+                trimmed.len(),
+            ),
+            device,
+            kind,
+            direction,
+        })
+    }
+
+    /// The event from checked parts, its subject normalised and checked. Strings
+    /// already in their stored form are moved, not copied.
+    fn finish(
+        &self,
+        c: Checked,
+        community: impl AsRef<str> + Into<String>,
+        subject: impl Into<String>,
+        attrs: std::sync::Arc<[u8]>,
+    ) -> Result<Event, ValidationError> {
+        let subject = crate::subject::normalize_subject_owned(c.kind, subject.into());
         if subject.is_empty() {
             return Err(ValidationError::new("subject", "must not be empty"));
         }
@@ -262,24 +407,19 @@ impl Validator {
                 "must not contain control characters",
             ));
         }
-        let direction = Direction::parse(&input.direction).ok_or_else(|| {
-            ValidationError::new(
-                "direction",
-                format!(
-                    "unknown direction {:?}; expected in, out or unknown",
-                    input.direction
-                ),
-            )
-        })?;
-        self.check_attrs(&input.attrs)?;
+        let (start, len) = c.community_trim;
+        let community = match len == community.as_ref().len() {
+            true => community.into(),
+            false => community.as_ref()[start..start + len].to_string(),
+        };
         Ok(Event {
-            ts_ms: input.ts_ms,
-            community: community.to_string(),
-            device,
-            kind,
+            ts_ms: c.ts_ms,
+            community,
+            device: c.device,
+            kind: c.kind,
             subject,
-            direction,
-            attrs: input.attrs,
+            direction: c.direction,
+            attrs,
         })
     }
 
@@ -306,7 +446,7 @@ impl Validator {
         Ok(())
     }
 
-    fn check_attrs(&self, attrs: &Attrs) -> Result<(), ValidationError> {
+    fn check_attrs(&self, attrs: &[(&str, AttrRef<'_>)]) -> Result<(), ValidationError> {
         if attrs.len() > self.max_attrs {
             return Err(ValidationError::new(
                 "attrs",
@@ -317,7 +457,7 @@ impl Validator {
                 ),
             ));
         }
-        for (k, v) in attrs {
+        for &(k, v) in attrs {
             if k.is_empty() || k.len() > self.max_attr_bytes {
                 return Err(ValidationError::new(
                     "attrs",
@@ -325,7 +465,7 @@ impl Validator {
                 ));
             }
             match v {
-                AttrValue::Str(s) if s.len() > self.max_attr_bytes => {
+                AttrRef::Str(s) if s.len() > self.max_attr_bytes => {
                     return Err(ValidationError::new(
                         "attrs",
                         format!(
@@ -334,24 +474,21 @@ impl Validator {
                         ),
                     ))
                 }
-                AttrValue::Float(f) if !f.is_finite() => {
+                AttrRef::Float(f) if !f.is_finite() => {
                     return Err(ValidationError::new(
                         "attrs",
                         format!("attribute {k:?} is not a finite number"),
                     ))
                 }
-                _ => {}
-            }
-        }
-        if let Some(v) = attrs.get(crate::event::SOURCE_ID) {
-            match v {
-                AttrValue::Str(s) if !s.is_empty() => {}
-                _ => {
+                AttrRef::Str("") | AttrRef::Int(_) | AttrRef::Float(_) | AttrRef::Bool(_)
+                    if k == SOURCE_ID =>
+                {
                     return Err(ValidationError::new(
                         "attrs",
                         "source_id must be a non-empty string",
                     ))
                 }
+                _ => {}
             }
         }
         Ok(())
@@ -483,5 +620,99 @@ mod tests {
                 NOW
             )
             .is_ok());
+    }
+
+    /// The borrowed form of an input, as a binary batch decodes it.
+    fn as_ref(i: &EventInput) -> EventRef<'_> {
+        EventRef {
+            ts_ms: i.ts_ms,
+            community: &i.community,
+            device: &i.device,
+            kind: &i.kind,
+            subject: &i.subject,
+            direction: &i.direction,
+            attrs: i
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_ref()))
+                .collect(),
+        }
+    }
+
+    fn attr_value() -> impl proptest::strategy::Strategy<Value = AttrValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-z ]{0,6}".prop_map(AttrValue::Str),
+            any::<i64>().prop_map(AttrValue::Int),
+            prop_oneof![Just(f64::NAN), Just(0.5), Just(f64::INFINITY)].prop_map(AttrValue::Float),
+            any::<bool>().prop_map(AttrValue::Bool),
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn the_borrowed_form_validates_exactly_like_the_owned_one(
+            ts in proptest::sample::select(vec![NOW - 1000, 0, NOW + 10 * 86_400_000]),
+            community in proptest::sample::select(vec!["3205080001", " 3205080001 ", "", "a b", "x"]),
+            device in proptest::sample::select(vec!["32050801011210000003", "123", ""]),
+            kind in proptest::sample::select(vec!["vehicle", "face", "car", ""]),
+            subject in proptest::sample::select(vec!["苏e·12345", "苏E12345", " F1 ", "", "a\u{1}"]),
+            direction in proptest::sample::select(vec!["in", "out", "", "sideways"]),
+            attrs in proptest::collection::btree_map(
+                proptest::sample::select(vec!["source_id", "plate_color", "k", ""]).prop_map(String::from),
+                attr_value(),
+                0..4,
+            ),
+        ) {
+            use proptest::prelude::*;
+            let input = EventInput {
+                ts_ms: ts, community: community.into(), device: device.into(), kind: kind.into(),
+                subject: subject.into(), direction: direction.into(), attrs,
+            };
+            let v = Validator::default();
+            let borrowed = v.validate_ref(&as_ref(&input), NOW);
+            let owned = v.validate(input.clone(), NOW);
+            match (owned, borrowed) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(&a, &b);
+                    prop_assert_eq!(a.attrs(), input.attrs.clone());
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a.field, b.field),
+                (a, b) => prop_assert!(false, "owned {:?}, borrowed {:?}", a, b),
+            }
+        }
+    }
+
+    #[test]
+    fn a_borrowed_attribute_key_given_twice_is_refused() {
+        let i = input();
+        let mut r = as_ref(&i);
+        r.attrs = vec![
+            ("lane", AttrRef::Int(1)),
+            ("k", AttrRef::Bool(true)),
+            ("lane", AttrRef::Int(2)),
+        ];
+        let e = Validator::default().validate_ref(&r, NOW).unwrap_err();
+        assert_eq!(e.field, "attrs");
+        assert!(e.reason.contains("lane"), "{e}");
+        // Given in any order, the stored encoding is the same as the map's.
+        r.attrs = vec![
+            ("plate_color", AttrRef::Str("blue")),
+            ("confidence", AttrRef::Float(0.5)),
+        ];
+        let mut owned = input();
+        owned
+            .attrs
+            .insert("confidence".into(), AttrValue::Float(0.5));
+        owned
+            .attrs
+            .insert("plate_color".into(), AttrValue::Str("blue".into()));
+        let v = Validator::default();
+        assert_eq!(
+            v.validate_ref(&r, NOW).unwrap(),
+            v.validate(owned, NOW).unwrap()
+        );
     }
 }

@@ -51,7 +51,8 @@ pub use device::{DeviceCode, DeviceCodeError};
 pub use dict::Dictionaries;
 pub use error::{Result, StorageError};
 pub use event::{
-    AttrValue, Attrs, Direction, Event, EventInput, Kind, ValidationError, Validator, SOURCE_ID,
+    AttrValue, Attrs, Direction, Event, EventInput, EventRef, Kind, ValidationError, Validator,
+    SOURCE_ID,
 };
 pub use log_file::TornTail;
 pub use row::Row;

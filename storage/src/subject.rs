@@ -13,6 +13,24 @@ pub fn normalize_subject(kind: Kind, raw: &str) -> String {
     }
 }
 
+/// [`normalize_subject`] of a string the caller gives up: returned as it is when it is
+/// already normal (no allocation), normalised otherwise.
+pub fn normalize_subject_owned(kind: Kind, raw: String) -> String {
+    let normal = match kind {
+        Kind::Vehicle | Kind::Nonmotor => raw.chars().all(|c| {
+            fold_full_width(c) == c
+                && !c.is_whitespace()
+                && !matches!(c, '·' | '•' | '・' | '･' | '-' | '.')
+                && c.to_ascii_uppercase() == c
+        }),
+        _ => raw.trim().len() == raw.len(),
+    };
+    match normal {
+        true => raw,
+        false => normalize_subject(kind, &raw),
+    }
+}
+
 /// See [`normalize_subject`].
 pub fn normalize_plate(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -60,5 +78,18 @@ mod tests {
             "F3a9c01d2e4"
         );
         assert_eq!(normalize_subject(Kind::Access, "C00012345"), "C00012345");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_owned_form_normalises_exactly_like_the_borrowed_one(
+            raw in "[ 苏EeＥ１1·・.\\-a-zA-Z0-9\u{3000}\t]{0,12}",
+            kind in proptest::sample::select(vec![Kind::Vehicle, Kind::Face, Kind::Nonmotor, Kind::Access]),
+        ) {
+            proptest::prop_assert_eq!(
+                normalize_subject_owned(kind, raw.clone()),
+                normalize_subject(kind, &raw)
+            );
+        }
     }
 }

@@ -171,7 +171,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         let (row, attrs) = found.unwrap();
         prop_assert_eq!(row.seq, *seq);
         prop_assert_eq!(row.ts_ms, e.ts_ms());
-        prop_assert_eq!(&attrs.decode().unwrap(), e.attrs());
+        prop_assert_eq!(attrs.decode().unwrap(), e.attrs());
     }
     let held: std::collections::HashSet<u64> = model.events.iter().map(|(s, _)| *s).collect();
     for seq in (0..=model.next_seq + 1).filter(|s| !held.contains(s)) {

@@ -7,7 +7,6 @@
 //! the lock released, applies the events to the shards' memory, marks them durable and
 //! wakes the others. One fsync covers every batch that queued meanwhile.
 
-use crate::attr_codec::encode_attrs;
 use crate::error::{Result, StorageError};
 use crate::event::{Event, ValidationError};
 use crate::memtable::StoredRow;
@@ -88,7 +87,8 @@ impl Store {
         let retention = self.retention_days();
         let horizon = retention.map(|d| now.saturating_sub(d as i64 * 86_400_000));
         // Encoding attributes needs no lock.
-        let attrs: Vec<Box<[u8]>> = events.iter().map(|e| encode_attrs(&e.attrs)).collect();
+        // Attributes were encoded by validation, in the form the memory part keeps.
+        let attrs: Vec<std::sync::Arc<[u8]>> = events.iter().map(|e| e.attrs.clone()).collect();
 
         let mut results = Vec::with_capacity(events.len());
         let mut rows: Vec<(ShardKey, StoredRow)> = Vec::with_capacity(events.len());
@@ -139,7 +139,7 @@ impl Store {
                     device: dicts.intern_device(e.device.as_str(), &mut dict_log),
                     subject: dicts.intern_subject(e.kind, &e.subject, &mut dict_log),
                     kd: kd_pack(e.kind, e.direction),
-                    attrs: attrs.into(),
+                    attrs,
                     source_id: source_id.map(Into::into),
                 };
                 rows.push((key, row));

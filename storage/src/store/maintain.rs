@@ -219,7 +219,7 @@ impl Store {
             let (state, files) = {
                 let shards = read(&inner.shards);
                 let s = &shards[&key];
-                let last_mem = s.mem.rows().last().map_or(0, |r| r.seq);
+                let last_mem = s.mem.last().map_or(0, |r| r.seq);
                 let state = ShardState {
                     segments: Vec::new(),
                     sealed_through_seq: s.state.sealed_through_seq.max(last_mem),

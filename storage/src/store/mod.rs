@@ -305,6 +305,17 @@ impl Store {
             .validate(input, self.inner.clock.now_ms())
     }
 
+    /// [`Store::validate`] of a borrowed event (binary ingest).
+    pub fn validate_ref(
+        &self,
+        input: &crate::EventRef<'_>,
+    ) -> std::result::Result<Event, ValidationError> {
+        self.inner
+            .config
+            .validator
+            .validate_ref(input, self.inner.clock.now_ms())
+    }
+
     /// The retention policy in days (`None`: keep everything).
     pub fn retention_days(&self) -> Option<u32> {
         match self.inner.retention_days.load(Ordering::Relaxed) {

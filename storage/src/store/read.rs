@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::attr_codec::decode_attrs;
 use crate::error::{Result, StorageError};
 use crate::event::Event;
 use crate::memtable::StoredRow;
@@ -81,7 +80,7 @@ impl ShardSnapshot {
         keep: impl Fn(&StoredRow) -> bool,
         with_attrs: bool,
     ) -> ShardSnapshot {
-        Self::of_rows(key, shard, shard.mem.rows().iter(), keep, with_attrs)
+        Self::of_rows(key, shard, shard.mem.rows(), keep, with_attrs)
     }
 
     fn of_rows<'a>(
@@ -408,11 +407,13 @@ impl Store {
                         kind,
                         subject: subject.to_string(),
                         direction: r.direction,
-                        attrs: decode_attrs(&attrs).map_err(|reason| StorageError::Corrupt {
-                            path: self.dir().to_path_buf(),
-                            offset: 0,
-                            reason,
-                        })?,
+                        attrs: crate::attr_codec::visit_attrs(&attrs, |_, _| {})
+                            .map(|()| Arc::from(attrs))
+                            .map_err(|reason| StorageError::Corrupt {
+                                path: self.dir().to_path_buf(),
+                                offset: 0,
+                                reason,
+                            })?,
                     },
                 })
             })
@@ -466,12 +467,7 @@ impl Store {
     pub(crate) fn min_unsealed_seq(&self) -> Option<u64> {
         read(&self.inner.shards)
             .values()
-            .flat_map(|s| {
-                s.frozen
-                    .iter()
-                    .flat_map(|f| f.first())
-                    .chain(s.mem.rows().first())
-            })
+            .flat_map(|s| s.frozen.iter().flat_map(|f| f.first()).chain(s.mem.first()))
             .map(|r| r.seq)
             .min()
     }
