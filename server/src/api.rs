@@ -20,7 +20,7 @@ use sightline_storage::{Appended, AttrsAt};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::ingest::records;
-use crate::params::{parse_kind, parse_time, rfc3339, Params};
+use crate::params::{parse_kind, parse_time, rfc3339, Params, Rfc3339};
 use crate::App;
 
 type Reply = Response<http_body_util::Either<Full<Bytes>, ChannelBody>>;
@@ -632,7 +632,7 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
 #[derive(serde::Serialize)]
 struct EventOut<'a> {
     id: u64,
-    ts: String,
+    ts: Rfc3339,
     community: &'a str,
     device: &'a str,
     kind: &'static str,
@@ -645,7 +645,7 @@ impl<'a> EventOut<'a> {
     fn of(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
         EventOut {
             id: s.seq,
-            ts: rfc3339(s.ts_ms),
+            ts: Rfc3339(s.ts_ms),
             community: &s.community,
             device: &s.device,
             kind: s.kind.as_str(),
@@ -710,8 +710,8 @@ impl serde::Serialize for AttrsOut<'_> {
 struct StayOut<'a> {
     community: &'a str,
     #[serde(rename = "in")]
-    in_: String,
-    out: Option<String>,
+    in_: Rfc3339,
+    out: Option<Rfc3339>,
     ended_by: &'static str,
 }
 
@@ -771,8 +771,8 @@ fn trajectory_query(
             .iter()
             .map(|s| StayOut {
                 community: &s.community,
-                in_: rfc3339(s.in_ms),
-                out: s.out_ms.map(rfc3339),
+                in_: Rfc3339(s.in_ms),
+                out: s.out_ms.map(Rfc3339),
                 ended_by: match s.ended_by {
                     StayEnd::Out => "out",
                     StayEnd::Elsewhere => "elsewhere",

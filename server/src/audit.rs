@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::sha256_hex;
 
@@ -238,20 +238,37 @@ impl AuditLog {
         results: Option<usize>,
         status: u16,
     ) -> Result<(), AuditError> {
+        /// An entry without its hash, fields in key order: its JSON is what
+        /// [`hash_of`] hashes (a `Value`'s keys are sorted the same way), built without
+        /// an intermediate map.
+        #[derive(serde::Serialize)]
+        struct Unhashed<'a> {
+            endpoint: &'a str,
+            key: &'a str,
+            params: &'a str,
+            prev: &'a str,
+            results: Option<usize>,
+            seq: u64,
+            status: u16,
+            ts: crate::params::Rfc3339,
+        }
         let mut st = self.state.lock().expect("audit lock");
-        let mut entry = json!({
-            "seq": st.seq + 1,
-            "ts": crate::params::rfc3339(ts_ms),
-            "key": key_id,
-            "endpoint": endpoint,
-            "params": params,
-            "results": results,
-            "status": status,
-            "prev": st.last_hash,
-        });
-        let hash = hash_of(&entry);
-        entry["hash"] = hash.clone().into();
-        let line = format!("{entry}\n");
+        let mut line = serde_json::to_string(&Unhashed {
+            endpoint,
+            key: key_id,
+            params,
+            prev: &st.last_hash,
+            results,
+            seq: st.seq + 1,
+            status,
+            ts: crate::params::Rfc3339(ts_ms),
+        })
+        .expect("an entry serializes");
+        let hash = sha256_hex(line.as_bytes());
+        line.pop(); // the closing brace: the hash goes last
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hash);
+        line.push_str("\"}\n");
         st.file
             .write_all(line.as_bytes())
             .map_err(io_err(&self.path))?;
@@ -391,6 +408,20 @@ mod tests {
             200,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn an_entry_is_hashed_as_its_sorted_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), u64::MAX).unwrap();
+        log.record(5, "k\"1", "/v1/x", "a=\u{1}&b=苏", None, 400)
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        let mut entry: Value = serde_json::from_str(text.trim()).unwrap();
+        let claimed = entry.as_object_mut().unwrap().remove("hash").unwrap();
+        assert_eq!(claimed.as_str().unwrap(), hash_of(&entry));
+        assert_eq!(entry["params"], "a=\u{1}&b=苏");
+        assert_eq!(verify(dir.path()).unwrap(), 1);
     }
 
     #[test]
