@@ -1357,6 +1357,10 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
             format!("/v1/nocturnal?kind=face&{RANGE}&min_night=0&max_day=100"),
             "F002",
         ),
+        (
+            format!("/v1/first-seen?community=3205080002&kind=face&{RANGE}"),
+            "F002",
+        ),
     ] {
         let wide = call_as(a, Some(&detective), "GET", &target, "");
         let narrow = call_as(a, Some(&scoped), "GET", &target, "");
