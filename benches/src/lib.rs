@@ -3,6 +3,7 @@
 //! for the query benches.
 
 pub mod city;
+pub mod load;
 
 /// The traffic model lives in the server crate (`sightline demo` loads it); re-exported
 /// here for the benches.

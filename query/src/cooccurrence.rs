@@ -222,39 +222,55 @@ fn lift(
     let span = (hi - lo) as f64;
     // The candidate's events at the target's locations in [lo, hi), counted from the
     // segments' postings (device runs are contiguous in a sealed segment).
-    let view = ctx.index.view();
+    // The index view is held only while shard keys are looked up, never across a
+    // store call (lock order: a flush holds the shards while it updates the index).
     let (locations, n) = match q.scope {
         Scope::Device => {
-            // Each target device with the communities it reports to, so every shard
-            // is asked only about its own devices.
-            let mut at: Vec<(u32, u32)> = passes
-                .iter()
-                .flat_map(|p| {
-                    view.device_communities(p.device)
-                        .into_iter()
-                        .filter(|c| ctx.scope.is_none_or(|s| s.contains(c)))
-                        .map(move |c| (c, p.device))
+            let (devices, asks) = {
+                let view = ctx.index.view();
+                // Each target device with the communities it reports to, so every
+                // shard is asked only about its own devices.
+                let mut at: Vec<(u32, u32)> = passes
+                    .iter()
+                    .flat_map(|p| {
+                        view.device_communities(p.device)
+                            .into_iter()
+                            .filter(|c| ctx.scope.is_none_or(|s| s.contains(c)))
+                            .map(move |c| (c, p.device))
+                    })
+                    .collect();
+                at.sort_unstable();
+                at.dedup();
+                let devices: std::collections::HashSet<u32> = at.iter().map(|&(_, d)| d).collect();
+                let asks: Vec<(Vec<sightline_storage::ShardKey>, Vec<u32>)> = at
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .map(|group| {
+                        let here: Vec<u32> = group.iter().map(|&(_, d)| d).collect();
+                        (
+                            view.subject_shards(candidate, lo, hi, Some(&[group[0].0])),
+                            here,
+                        )
+                    })
+                    .collect();
+                (devices.len(), asks)
+            };
+            let n: u64 = asks
+                .into_iter()
+                .map(|(keys, here)| {
+                    ctx.store
+                        .count_subject(keys, candidate, lo, hi, Some(&here))
                 })
-                .collect();
-            at.sort_unstable();
-            at.dedup();
-            let devices: std::collections::HashSet<u32> = at.iter().map(|&(_, d)| d).collect();
-            let mut n = 0;
-            for group in at.chunk_by(|a, b| a.0 == b.0) {
-                let community = group[0].0;
-                let here: Vec<u32> = group.iter().map(|&(_, d)| d).collect();
-                let keys = view.subject_shards(candidate, lo, hi, Some(&[community]));
-                n += ctx
-                    .store
-                    .count_subject(keys, candidate, lo, hi, Some(&here));
-            }
-            (devices.len(), n)
+                .sum();
+            (devices, n)
         }
         Scope::Community => {
             let mut communities: Vec<u32> = passes.iter().map(|p| p.community).collect();
             communities.sort_unstable();
             communities.dedup();
-            let keys = view.subject_shards(candidate, lo, hi, Some(&communities));
+            let keys = ctx
+                .index
+                .view()
+                .subject_shards(candidate, lo, hi, Some(&communities));
             let n = ctx.store.count_subject(keys, candidate, lo, hi, None);
             (communities.len(), n)
         }

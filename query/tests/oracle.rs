@@ -834,3 +834,98 @@ fn queries_past_their_deadline_stop_with_an_error_and_answer_before_it() {
         assert!(n > 0, "{name} found nothing");
     }
 }
+
+/// Queries read the index and the store while appends write both: no lock cycle. (A
+/// co-occurrence once held the index view while counting in the store, and a flush
+/// holding the shards while updating the index deadlocked with it under load.)
+#[test]
+fn queries_and_appends_run_together_without_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
+    let store =
+        Arc::new(Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap());
+    let index = StoreIndex::attach(&store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let event = |i: i64, s: u8, kind: Kind| EventInput {
+        ts_ms: DAY0 + 12 * HOUR_MS + (i % 40_000) * 1000,
+        community: community((i % 3) as u8),
+        device: device((i % 3) as u8, 0),
+        kind: kind.as_str().into(),
+        subject: subject_of(kind, s),
+        direction: "in".into(),
+        ..Default::default()
+    };
+    let mut threads = Vec::new();
+    for w in 0..2i64 {
+        let (store, stop) = (store.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut i = w * 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<_> = (0..50)
+                    .map(|k| {
+                        let kind = if k % 2 == 0 {
+                            Kind::Vehicle
+                        } else {
+                            Kind::Face
+                        };
+                        store.validate(event(i + k, (k % 4) as u8, kind)).unwrap()
+                    })
+                    .collect();
+                store.append(&batch).unwrap();
+                i += 50;
+            }
+        }));
+    }
+    for scope in [Scope::Device, Scope::Community, Scope::Device] {
+        let (store, index, stop) = (store.clone(), index.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let ctx = QueryContext::new(&store, &index);
+            while !stop.load(Ordering::Relaxed) {
+                cooccurrence(
+                    &ctx,
+                    &Cooccurrence {
+                        kind: Kind::Vehicle,
+                        subject: subject_of(Kind::Vehicle, 0),
+                        from_ms: DAY0,
+                        to_ms: DAY0 + DAY_MS,
+                        communities: None,
+                        window_ms: 60_000,
+                        min_count: 1,
+                        scope,
+                        candidate_kind: None,
+                        dedup_gap_ms: None,
+                        limit: 10,
+                    },
+                )
+                .unwrap();
+                trajectory(
+                    &ctx,
+                    &TrajectoryQuery {
+                        kind: Kind::Face,
+                        subject: subject_of(Kind::Face, 1),
+                        from_ms: DAY0,
+                        to_ms: DAY0 + DAY_MS,
+                        communities: None,
+                        cursor: None,
+                        limit: 10,
+                    },
+                )
+                .unwrap();
+            }
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !threads.iter().all(|t| t.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queries and appends deadlocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}

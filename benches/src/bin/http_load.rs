@@ -1,39 +1,60 @@
-//! A first HTTP load generator: NDJSON ingest and trajectory queries against a running
-//! `sightline serve`, over keep-alive HTTP/1.1 connections, reporting throughput and
-//! latency percentiles.
+//! The load generator: drives a running `sightline serve` with the synthetic city's
+//! traffic — ingest (NDJSON or binary batches) at a target rate or as fast as it goes,
+//! trajectory / co-occurrence / search queries, or both at once — shows a live progress
+//! line, and ends with a report per operation (throughput, latency p50/p90/p99/p99.9/max,
+//! errors by kind) and its own CPU share; `--json FILE` writes the report for machines.
 //!
 //! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 ingest
-//! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 trajectory
+//! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 --seconds 30 \
+//!     mix --ingest-rate 20000 --query-connections 8 --queries trajectory,cooccurrence,search
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
+use sightline_benches::load::{self, Limits, Request, Stream};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_server::wire;
+use sightline_storage::EventInput;
 
 #[derive(Parser)]
-#[command(about = "Drive a Sightline server with ingest or trajectory load")]
+#[command(about = "Drive a Sightline server with synthetic ingest and query load")]
 struct Args {
+    /// The server's address; nothing else is contacted.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Concurrent connections.
+    /// Connections (for `ingest` and `trajectory`).
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// How long to run, in seconds.
+    /// Stop after this many seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Stop once this many events were acknowledged.
+    #[arg(long)]
+    max_events: Option<u64>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The server's pid, to report its CPU use over the run (same machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Size of the synthetic city: communities and days (from 2021-09-01), and seed.
+    #[arg(long, default_value_t = 10)]
+    communities: u32,
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
     #[command(subcommand)]
     mode: Mode,
 }
 
 #[derive(Subcommand)]
 enum Mode {
-    /// POST /v1/events with NDJSON batches of the synthetic month.
+    /// POST /v1/events with batches of the synthetic month.
     Ingest {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
@@ -49,191 +70,243 @@ enum Mode {
         binary: bool,
     },
     /// GET /v1/trajectory for plates of the synthetic month (load it first).
-    Trajectory,
+    Trajectory {
+        /// Queries per second in total (default: as fast as answered).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Ingest and queries at the same time.
+    Mix {
+        #[arg(long, default_value_t = 2)]
+        ingest_connections: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Events per second (default: as fast as answered).
+        #[arg(long)]
+        ingest_rate: Option<f64>,
+        #[arg(long)]
+        binary: bool,
+        /// Connections per query kind.
+        #[arg(long, default_value_t = 4)]
+        query_connections: usize,
+        /// Queries per second per query kind (default: as fast as answered).
+        #[arg(long)]
+        query_rate: Option<f64>,
+        /// Query kinds: trajectory, cooccurrence, search.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "trajectory,cooccurrence,search"
+        )]
+        queries: Vec<String>,
+    },
 }
 
-/// One keep-alive connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).expect("nodelay");
-        Conn {
-            reader: BufReader::new(s.try_clone().expect("clone")),
-            writer: s,
-        }
-    }
-
-    /// Sends a request and reads the response; returns the status.
-    fn call(&mut self, head: &str, body: &[u8]) -> u16 {
-        self.writer.write_all(head.as_bytes()).expect("write");
-        self.writer.write_all(body).expect("write");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status: u16 = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().expect("length");
-            }
-        }
-        let mut buf = vec![0u8; len];
-        self.reader.read_exact(&mut buf).expect("body");
-        status
-    }
-}
-
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
     // No source ids: every request stores its events again (re-sends with source ids
     // would be acknowledged as duplicates, which is cheaper and not what we measure).
-    let cfg = TrafficConfig::default();
-    let stop = Arc::new(AtomicBool::new(false));
+    let cfg = TrafficConfig {
+        seed: args.seed,
+        communities: args.communities,
+        days: args.days,
+        ..Default::default()
+    };
     let t0 = Instant::now();
-    let work: Vec<(String, Vec<u8>, usize)> = match &args.mode {
-        Mode::Ingest { batch, binary, .. } => {
-            let events: Vec<sightline_storage::EventInput> =
-                Traffic::new(cfg.clone()).days().flatten().collect();
-            events
-                .chunks(*batch)
-                .map(|c| {
-                    let (body, content_type) = if *binary {
-                        (wire::encode(c), wire::CONTENT_TYPE)
-                    } else {
-                        let lines: Vec<String> = c.iter().map(ndjson).collect();
-                        (lines.join("\n").into_bytes(), "application/x-ndjson")
-                    };
-                    let head = format!(
-                        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    (head, body, c.len())
-                })
-                .collect()
+    let traffic = Traffic::new(cfg.clone());
+    let streams = match &args.mode {
+        Mode::Ingest {
+            batch,
+            once,
+            rate,
+            binary,
+        } => vec![ingest_stream(
+            &traffic,
+            *batch,
+            *binary,
+            args.connections,
+            *rate,
+            *once,
+        )],
+        Mode::Trajectory { rate } => {
+            vec![query_stream(
+                &traffic,
+                "trajectory",
+                args.connections,
+                *rate,
+            )]
         }
-        Mode::Trajectory => {
-            let mut plates: Vec<String> = Traffic::new(cfg.clone())
-                .day_events(0)
-                .into_iter()
-                .filter(|e| e.kind == "vehicle")
-                .map(|e| e.subject)
-                .collect();
-            plates.sort();
-            plates.dedup();
-            let (from, to) = (cfg.start_ms, cfg.start_ms + cfg.days as i64 * 86_400_000);
-            plates
-                .iter()
-                .map(|p| {
-                    let q: String = form(&[
-                        ("kind", "vehicle"),
-                        ("subject", p),
-                        ("from", &from.to_string()),
-                        ("to", &to.to_string()),
-                        ("limit", "100"),
-                    ]);
-                    (
-                        format!("GET /v1/trajectory?{q} HTTP/1.1\r\nHost: x\r\n\r\n"),
-                        Vec::new(),
-                        1,
-                    )
-                })
-                .collect()
+        Mode::Mix {
+            ingest_connections,
+            batch,
+            ingest_rate,
+            binary,
+            query_connections,
+            query_rate,
+            queries,
+        } => {
+            let mut s = vec![ingest_stream(
+                &traffic,
+                *batch,
+                *binary,
+                *ingest_connections,
+                *ingest_rate,
+                false,
+            )];
+            for q in queries {
+                if !["trajectory", "cooccurrence", "search"].contains(&q.as_str()) {
+                    eprintln!("http-load: unknown query kind {q:?}; use trajectory, cooccurrence or search");
+                    return ExitCode::from(2);
+                }
+                s.push(query_stream(&traffic, q, *query_connections, *query_rate));
+            }
+            s
         }
     };
     eprintln!(
         "prepared {} requests in {:.1} s",
-        work.len(),
+        streams.iter().map(|s| s.requests.len()).sum::<usize>(),
         t0.elapsed().as_secs_f64()
     );
-    let once = matches!(args.mode, Mode::Ingest { once: true, .. });
-    // Seconds between one connection's requests when paced.
-    let interval = match args.mode {
-        Mode::Ingest {
-            rate: Some(r),
-            batch,
-            ..
-        } => Some(Duration::from_secs_f64(
-            batch as f64 * args.connections as f64 / r,
-        )),
-        _ => None,
+    let limits = Limits {
+        duration: Duration::from_secs(args.seconds),
+        max_events: args.max_events,
     };
-    let work = Arc::new(work);
-    let start = Instant::now();
-    let threads: Vec<_> = (0..args.connections)
-        .map(|t| {
-            let (work, stop) = (work.clone(), stop.clone());
-            let addr = args.addr;
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(addr);
-                let mut h = Histogram::<u64>::new(3).expect("histogram");
-                let (mut items, mut errors) = (0u64, 0u64);
-                let mut i = t;
-                let mut next = Instant::now();
-                while !(stop.load(Ordering::Relaxed) || once && i >= work.len()) {
-                    if let Some(every) = interval {
-                        let now = Instant::now();
-                        if next > now {
-                            std::thread::sleep(next - now);
-                        }
-                        next += every;
-                    }
-                    let (head, body, n) = &work[i % work.len()];
-                    let t = Instant::now();
-                    let status = conn.call(head, body);
-                    h.record(t.elapsed().as_micros() as u64).expect("record");
-                    if status == 200 {
-                        items += *n as u64;
-                    } else {
-                        errors += 1;
-                    }
-                    i += args.connections;
-                }
-                (h, items, errors)
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Histogram::<u64>::new(3).expect("histogram");
-    let (mut items, mut errors) = (0, 0);
-    for t in threads {
-        let (h, n, e) = t.join().expect("worker");
-        all.add(&h).expect("merge");
-        items += n;
-        errors += e;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let what = match args.mode {
-        Mode::Ingest { .. } => "events",
-        Mode::Trajectory => "queries",
-    };
-    println!(
-        "{:.0} {what}/s over {secs:.1} s ({} requests, {errors} not 200); request latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        items as f64 / secs,
-        all.len(),
-        all.value_at_quantile(0.5) as f64 / 1000.0,
-        all.value_at_quantile(0.99) as f64 / 1000.0,
-        all.max() as f64 / 1000.0
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    });
+    let report = load::run(
+        args.addr,
+        streams,
+        limits,
+        args.server_pid,
+        |line| match &bar {
+            Some(b) => b.set_message(line.to_string()),
+            None => eprintln!("{line}"),
+        },
     );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!("{}", report.text());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("a report serializes");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("http-load: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
-fn ndjson(e: &sightline_storage::EventInput) -> String {
+/// Batches of every day's events, NDJSON or binary.
+fn ingest_stream(
+    traffic: &Traffic,
+    batch: usize,
+    binary: bool,
+    connections: usize,
+    rate: Option<f64>,
+    once: bool,
+) -> Stream {
+    let events: Vec<EventInput> = traffic.days().flatten().collect();
+    let requests = events
+        .chunks(batch.max(1))
+        .map(|c| {
+            let (body, content_type) = match binary {
+                true => (wire::encode(c), wire::CONTENT_TYPE),
+                false => {
+                    let lines: Vec<String> = c.iter().map(ndjson).collect();
+                    (lines.join("\n").into_bytes(), "application/x-ndjson")
+                }
+            };
+            Request::post("/v1/events", content_type, body, c.len() as u64)
+        })
+        .collect();
+    Stream {
+        name: "ingest".into(),
+        unit: "events",
+        requests,
+        connections,
+        rate,
+        once,
+    }
+}
+
+/// Queries about the plates seen on the first day, over the whole range: trajectory
+/// (100 events a page), co-occurrence (60 s, same device) and fuzzy search for a
+/// plate with one character misread.
+fn query_stream(traffic: &Traffic, kind: &str, connections: usize, rate: Option<f64>) -> Stream {
+    let cfg = traffic.config();
+    let mut plates: Vec<String> = traffic
+        .day_events(0)
+        .into_iter()
+        .filter(|e| e.kind == "vehicle")
+        .map(|e| e.subject)
+        .collect();
+    plates.sort();
+    plates.dedup();
+    let (from, to) = (
+        cfg.start_ms.to_string(),
+        (cfg.start_ms + cfg.days as i64 * 86_400_000).to_string(),
+    );
+    let requests = plates
+        .iter()
+        .map(|p| {
+            let target = match kind {
+                "trajectory" => format!(
+                    "/v1/trajectory?{}",
+                    form(&[
+                        ("kind", "vehicle"),
+                        ("subject", p),
+                        ("from", &from),
+                        ("to", &to),
+                        ("limit", "100"),
+                    ])
+                ),
+                "cooccurrence" => format!(
+                    "/v1/cooccurrence?{}",
+                    form(&[
+                        ("kind", "vehicle"),
+                        ("subject", p),
+                        ("from", &from),
+                        ("to", &to),
+                        ("window", "60s"),
+                        ("limit", "20"),
+                    ])
+                ),
+                _ => {
+                    // The last character misread: 8 for B and the like, else a 0.
+                    let mut chars: Vec<char> = p.chars().collect();
+                    let last = chars.len() - 1;
+                    chars[last] = if chars[last] == '8' { 'B' } else { '8' };
+                    let q: String = chars.into_iter().collect();
+                    format!(
+                        "/v1/search?{}",
+                        form(&[
+                            ("q", &q),
+                            ("kind", "vehicle"),
+                            ("mode", "fuzzy"),
+                            ("limit", "10")
+                        ])
+                    )
+                }
+            };
+            Request::get(&target)
+        })
+        .collect();
+    Stream {
+        name: kind.to_string(),
+        unit: "queries",
+        requests,
+        connections,
+        rate,
+        once: false,
+    }
+}
+
+fn ndjson(e: &EventInput) -> String {
     let attrs: serde_json::Map<String, serde_json::Value> = e
         .attrs
         .iter()

@@ -1,0 +1,419 @@
+//! The load generator's engine: streams of prepared HTTP/1.1 requests, each sent over
+//! its own keep-alive connections, paced to a rate or as fast as the server answers,
+//! bounded in time and in items; a live progress line; a report with throughput,
+//! latency percentiles (HdrHistogram) and errors by kind, per operation.
+//!
+//! It talks only to the address it is given. Requests are prepared before the clock
+//! starts, so the generator's own work while running is writing bytes and reading
+//! answers (its CPU share is in the report).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// One prepared request: the head (request line and headers, ending in a blank line),
+/// the body, and how many items (events, or 1 for a query) it carries.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub head: String,
+    pub body: Vec<u8>,
+    pub items: u64,
+}
+
+impl Request {
+    pub fn get(target: &str) -> Request {
+        Request {
+            head: format!("GET {target} HTTP/1.1\r\nHost: sightline\r\n\r\n"),
+            body: Vec::new(),
+            items: 1,
+        }
+    }
+
+    pub fn post(target: &str, content_type: &str, body: Vec<u8>, items: u64) -> Request {
+        Request {
+            head: format!(
+                "POST {target} HTTP/1.1\r\nHost: sightline\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body,
+            items,
+        }
+    }
+}
+
+/// One operation's load: its requests (taken in turn, wrapping around unless `once`),
+/// over `connections` connections, at about `rate` items per second in total (as fast
+/// as answered when `None`).
+pub struct Stream {
+    pub name: String,
+    /// What an item is, for the report: "events" or "queries".
+    pub unit: &'static str,
+    pub requests: Vec<Request>,
+    pub connections: usize,
+    pub rate: Option<f64>,
+    /// Send every request once, then stop.
+    pub once: bool,
+}
+
+/// Bounds of a run: it stops at whichever comes first.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub duration: Duration,
+    /// Stop once this many items were acknowledged across streams of `unit` "events".
+    pub max_events: Option<u64>,
+}
+
+/// Latencies of one operation, in milliseconds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OpReport {
+    pub op: String,
+    pub unit: &'static str,
+    pub requests: u64,
+    /// Items in requests answered 200.
+    pub items: u64,
+    pub items_per_second: f64,
+    pub requests_per_second: f64,
+    pub latency_ms: Latency,
+    /// Requests not answered 200, by kind ("status 429", "io: …").
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub seconds: f64,
+    pub operations: Vec<OpReport>,
+    /// CPU seconds the load generator used while running, and that as a share of
+    /// the machine (all cores) over the run.
+    pub generator_cpu_seconds: f64,
+    pub generator_cpu_share: f64,
+    /// The server's CPU seconds over the run, when its pid was given.
+    pub server_cpu_seconds: Option<f64>,
+}
+
+impl Report {
+    /// The report as text: one line per operation.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for o in &self.operations {
+            let errors = match o.errors.is_empty() {
+                true => "no errors".to_string(),
+                false => o
+                    .errors
+                    .iter()
+                    .map(|(k, n)| format!("{n} × {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            out += &format!(
+                "{}: {:.0} {}/s ({} requests, {:.0}/s); latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}; {errors}\n",
+                o.op,
+                o.items_per_second,
+                o.unit,
+                o.requests,
+                o.requests_per_second,
+                o.latency_ms.p50,
+                o.latency_ms.p90,
+                o.latency_ms.p99,
+                o.latency_ms.p999,
+                o.latency_ms.max,
+            );
+        }
+        out += &format!(
+            "over {:.1} s; load generator CPU {:.1} s ({:.0}% of the machine)",
+            self.seconds,
+            self.generator_cpu_seconds,
+            self.generator_cpu_share * 100.0
+        );
+        if let Some(s) = self.server_cpu_seconds {
+            out += &format!("; server CPU {s:.1} s");
+        }
+        out
+    }
+}
+
+/// A keep-alive connection that reads whole answers.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Conn {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    /// Sends a request and reads the whole answer; the status.
+    fn call(&mut self, r: &Request, line: &mut String) -> std::io::Result<u16> {
+        self.writer.write_all(r.head.as_bytes())?;
+        self.writer.write_all(&r.body)?;
+        line.clear();
+        self.reader.read_line(line)?;
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut len = 0usize;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            if self.reader.read_line(line)? == 0 {
+                return Err(std::io::Error::other("connection closed in the head"));
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let l = line.to_ascii_lowercase();
+            if let Some(v) = l.strip_prefix("content-length:") {
+                len = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| std::io::Error::other("bad content-length"))?;
+            } else if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+                chunked = true;
+            }
+        }
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(line)?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
+                let mut skip = vec![0u8; size + 2];
+                self.reader.read_exact(&mut skip)?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            std::io::copy(
+                &mut (&mut self.reader).take(len as u64),
+                &mut std::io::sink(),
+            )?;
+        }
+        Ok(status)
+    }
+}
+
+/// Live counters of one stream, read by the progress line.
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    items: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct Worker {
+    histogram: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Runs the streams against `addr` within `limits`; `progress` is called about once
+/// a second with a one-line summary (send it to a progress bar or stderr).
+pub fn run(
+    addr: SocketAddr,
+    streams: Vec<Stream>,
+    limits: Limits,
+    server_pid: Option<u32>,
+    mut progress: impl FnMut(&str),
+) -> Report {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<Counters>> = streams.iter().map(|_| Arc::default()).collect();
+    let cpu0 = cpu_seconds(None);
+    let server0 = server_pid.and_then(|p| cpu_seconds(Some(p)));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    let meta: Vec<(String, &'static str)> =
+        streams.iter().map(|s| (s.name.clone(), s.unit)).collect();
+    for (si, s) in streams.into_iter().enumerate() {
+        let requests = Arc::new(s.requests);
+        let connections = s.connections.max(1);
+        // Time between one connection's requests, from the items per request.
+        let per_item = s.rate.map(|r| connections as f64 / r.max(1e-9));
+        let next_index = Arc::new(AtomicU64::new(0));
+        for _ in 0..connections {
+            let (requests, stop, counters, next_index) = (
+                requests.clone(),
+                stop.clone(),
+                counters[si].clone(),
+                next_index.clone(),
+            );
+            let once = s.once;
+            handles.push((
+                si,
+                std::thread::spawn(move || {
+                    let mut w = Worker {
+                        histogram: Histogram::new(3).expect("histogram"),
+                        errors: BTreeMap::new(),
+                    };
+                    let mut conn: Option<Conn> = None;
+                    let mut line = String::new();
+                    let mut next = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && !requests.is_empty() {
+                        let i = next_index.fetch_add(1, Ordering::Relaxed) as usize;
+                        if once && i >= requests.len() {
+                            break;
+                        }
+                        let r = &requests[i % requests.len()];
+                        if let Some(per_item) = per_item {
+                            let now = Instant::now();
+                            if next > now {
+                                std::thread::sleep(next - now);
+                            }
+                            next += Duration::from_secs_f64(per_item * r.items as f64);
+                        }
+                        let t = Instant::now();
+                        let answer = match conn.as_mut() {
+                            Some(c) => c.call(r, &mut line),
+                            None => Conn::open(addr).and_then(|c| {
+                                let c = conn.insert(c);
+                                c.call(r, &mut line)
+                            }),
+                        };
+                        w.histogram
+                            .record(t.elapsed().as_micros().max(1) as u64)
+                            .expect("latency in range");
+                        counters.requests.fetch_add(1, Ordering::Relaxed);
+                        let error = match answer {
+                            Ok(200) => {
+                                counters.items.fetch_add(r.items, Ordering::Relaxed);
+                                None
+                            }
+                            Ok(status) => Some(format!("status {status}")),
+                            Err(e) => {
+                                conn = None; // reconnect next time
+                                Some(format!("io: {}", e.kind()))
+                            }
+                        };
+                        if let Some(kind) = error {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            *w.errors.entry(kind).or_default() += 1;
+                        }
+                    }
+                    w
+                }),
+            ));
+        }
+    }
+    let deadline = start + limits.duration;
+    let mut last_tick = Instant::now();
+    let mut last_items = vec![0u64; meta.len()];
+    let mut line = String::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let events: u64 = meta
+            .iter()
+            .zip(&counters)
+            .filter(|((_, unit), _)| *unit == "events")
+            .map(|(_, c)| c.items.load(Ordering::Relaxed))
+            .sum();
+        let done = handles.iter().all(|(_, h)| h.is_finished());
+        if Instant::now() >= deadline || limits.max_events.is_some_and(|m| events >= m) || done {
+            break;
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            let dt = last_tick.elapsed().as_secs_f64();
+            last_tick = Instant::now();
+            let l = &mut line;
+            l.clear();
+            l.push_str(&format!("{:>5.0} s", start.elapsed().as_secs_f64()));
+            for (i, ((name, unit), c)) in meta.iter().zip(&counters).enumerate() {
+                let items = c.items.load(Ordering::Relaxed);
+                l.push_str(&format!(
+                    " | {name}: {items} {unit} ({:.0}/s), {} errors",
+                    (items - last_items[i]) as f64 / dt,
+                    c.errors.load(Ordering::Relaxed)
+                ));
+                last_items[i] = items;
+            }
+            progress(l);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seconds = start.elapsed().as_secs_f64();
+    let mut merged: Vec<Worker> = meta
+        .iter()
+        .map(|_| Worker {
+            histogram: Histogram::new(3).expect("histogram"),
+            errors: BTreeMap::new(),
+        })
+        .collect();
+    for (si, h) in handles {
+        let w = h.join().expect("load worker");
+        merged[si].histogram.add(&w.histogram).expect("merge");
+        for (k, n) in w.errors {
+            *merged[si].errors.entry(k).or_default() += n;
+        }
+    }
+    let generator_cpu_seconds = cpu_seconds(None).zip(cpu0).map_or(0.0, |(b, a)| b - a);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Report {
+        seconds,
+        operations: meta
+            .iter()
+            .zip(&counters)
+            .zip(merged)
+            .map(|(((name, unit), c), w)| {
+                let h = &w.histogram;
+                OpReport {
+                    op: name.clone(),
+                    unit,
+                    requests: h.len(),
+                    items: c.items.load(Ordering::Relaxed),
+                    items_per_second: c.items.load(Ordering::Relaxed) as f64 / seconds,
+                    requests_per_second: h.len() as f64 / seconds,
+                    latency_ms: Latency {
+                        p50: ms(h, 0.5),
+                        p90: ms(h, 0.9),
+                        p99: ms(h, 0.99),
+                        p999: ms(h, 0.999),
+                        max: h.max() as f64 / 1000.0,
+                    },
+                    errors: w.errors,
+                }
+            })
+            .collect(),
+        generator_cpu_seconds,
+        generator_cpu_share: generator_cpu_seconds / (seconds * cores),
+        server_cpu_seconds: server_pid
+            .and_then(|p| cpu_seconds(Some(p)))
+            .zip(server0)
+            .map(|(b, a)| b - a),
+    }
+}
