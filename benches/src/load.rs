@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use sightline_server::wire;
+use sightline_storage::EventInput;
+
+use crate::Traffic;
 
 /// One prepared request: the head (request line and headers, ending in a blank line),
 /// the body, and how many items (events, or 1 for a query) it carries.
@@ -416,4 +420,141 @@ pub fn run(
             .zip(server0)
             .map(|(b, a)| b - a),
     }
+}
+
+// ------------------------------------------------------------ the synthetic workload
+
+/// Batches of every day's events, NDJSON or binary.
+pub fn ingest_stream(
+    traffic: &Traffic,
+    batch: usize,
+    binary: bool,
+    connections: usize,
+    rate: Option<f64>,
+    once: bool,
+) -> Stream {
+    let events: Vec<EventInput> = traffic.days().flatten().collect();
+    let requests = events
+        .chunks(batch.max(1))
+        .map(|c| {
+            let (body, content_type) = match binary {
+                true => (wire::encode(c), wire::CONTENT_TYPE),
+                false => {
+                    let lines: Vec<String> = c.iter().map(ndjson).collect();
+                    (lines.join("\n").into_bytes(), "application/x-ndjson")
+                }
+            };
+            Request::post("/v1/events", content_type, body, c.len() as u64)
+        })
+        .collect();
+    Stream {
+        name: "ingest".into(),
+        unit: "events",
+        requests,
+        connections,
+        rate,
+        once,
+    }
+}
+
+/// Queries about the plates seen on the first day, over the whole range: trajectory
+/// (100 events a page), co-occurrence (60 s, same device) and fuzzy search for a
+/// plate with one character misread.
+pub fn query_stream(
+    traffic: &Traffic,
+    kind: &str,
+    connections: usize,
+    rate: Option<f64>,
+) -> Stream {
+    let cfg = traffic.config();
+    let mut plates: Vec<String> = traffic
+        .day_events(0)
+        .into_iter()
+        .filter(|e| e.kind == "vehicle")
+        .map(|e| e.subject)
+        .collect();
+    plates.sort();
+    plates.dedup();
+    let (from, to) = (
+        cfg.start_ms.to_string(),
+        (cfg.start_ms + cfg.days as i64 * 86_400_000).to_string(),
+    );
+    let requests = plates
+        .iter()
+        .map(|p| {
+            let target = match kind {
+                "trajectory" => format!(
+                    "/v1/trajectory?{}",
+                    form(&[
+                        ("kind", "vehicle"),
+                        ("subject", p),
+                        ("from", &from),
+                        ("to", &to),
+                        ("limit", "100"),
+                    ])
+                ),
+                "cooccurrence" => format!(
+                    "/v1/cooccurrence?{}",
+                    form(&[
+                        ("kind", "vehicle"),
+                        ("subject", p),
+                        ("from", &from),
+                        ("to", &to),
+                        ("window", "60s"),
+                        ("limit", "20"),
+                    ])
+                ),
+                _ => {
+                    // The last character misread: 8 for B and the like, else a 0.
+                    let mut chars: Vec<char> = p.chars().collect();
+                    let last = chars.len() - 1;
+                    chars[last] = if chars[last] == '8' { 'B' } else { '8' };
+                    let q: String = chars.into_iter().collect();
+                    format!(
+                        "/v1/search?{}",
+                        form(&[
+                            ("q", &q),
+                            ("kind", "vehicle"),
+                            ("mode", "fuzzy"),
+                            ("limit", "10")
+                        ])
+                    )
+                }
+            };
+            Request::get(&target)
+        })
+        .collect();
+    Stream {
+        name: kind.to_string(),
+        unit: "queries",
+        requests,
+        connections,
+        rate,
+        once: false,
+    }
+}
+
+pub fn ndjson(e: &EventInput) -> String {
+    let attrs: serde_json::Map<String, serde_json::Value> = e
+        .attrs
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                sightline_storage::AttrValue::Str(s) => s.clone().into(),
+                sightline_storage::AttrValue::Int(i) => (*i).into(),
+                sightline_storage::AttrValue::Float(f) => (*f).into(),
+                sightline_storage::AttrValue::Bool(b) => (*b).into(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    serde_json::json!({"ts": e.ts_ms, "community": e.community, "device": e.device,
+        "kind": e.kind, "subject": e.subject, "direction": e.direction, "attrs": attrs})
+    .to_string()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }

@@ -1,0 +1,151 @@
+//! The load generator against a real server on 127.0.0.1: mixed load is reported per
+//! operation, bounds stop it, and a server that is not there is an error it counts.
+
+use std::time::Duration;
+
+use sightline_benches::load::{self, ingest_stream, query_stream, Limits};
+use sightline_benches::{Traffic, TrafficConfig};
+use sightline_server::{Server, ServerConfig};
+
+fn small_city() -> Traffic {
+    Traffic::new(TrafficConfig {
+        communities: 2,
+        days: 2,
+        households_per_community: 100,
+        ..Default::default()
+    })
+}
+
+/// A server on its own runtime thread; its address, and a sender that stops it.
+fn serve(dir: &std::path::Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config = ServerConfig::new(dir, "127.0.0.1:0".parse().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let server = Server::bind(config).await.unwrap();
+            addr_tx.send(server.local_addr()).unwrap();
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+    });
+    (addr_rx.recv().unwrap(), tx)
+}
+
+#[test]
+fn mixed_load_is_reported_per_operation_and_bounds_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _stop) = serve(dir.path());
+    let city = small_city();
+    let events: usize = city.days().map(|d| d.len()).sum();
+
+    // The whole city once, in binary batches: every event acknowledged.
+    let once = ingest_stream(&city, 500, true, 2, None, true);
+    let limits = Limits {
+        duration: Duration::from_secs(60),
+        max_events: None,
+    };
+    let r = load::run(addr, vec![once], limits, None, |_| {});
+    assert_eq!(r.operations[0].items as usize, events);
+    assert!(
+        r.operations[0].errors.is_empty(),
+        "{:?}",
+        r.operations[0].errors
+    );
+
+    // Paced NDJSON ingest with three query kinds for about a second and a half.
+    let streams = vec![
+        ingest_stream(&city, 200, false, 1, Some(2000.0), false),
+        query_stream(&city, "trajectory", 2, None),
+        query_stream(&city, "cooccurrence", 1, None),
+        query_stream(&city, "search", 1, Some(50.0)),
+    ];
+    let limits = Limits {
+        duration: Duration::from_millis(1500),
+        max_events: None,
+    };
+    let mut ticks = 0;
+    let r = load::run(addr, streams, limits, Some(std::process::id()), |line| {
+        assert!(
+            line.contains("ingest:") && line.contains("search:"),
+            "{line}"
+        );
+        ticks += 1;
+    });
+    assert!(ticks >= 1, "a progress line every second");
+    assert!(r.seconds >= 1.5 && r.seconds < 10.0, "{}", r.seconds);
+    let names: Vec<&str> = r.operations.iter().map(|o| o.op.as_str()).collect();
+    assert_eq!(names, ["ingest", "trajectory", "cooccurrence", "search"]);
+    for o in &r.operations {
+        assert!(o.requests > 0 && o.items > 0, "{o:?}");
+        assert!(o.errors.is_empty(), "{o:?}");
+        let l = &o.latency_ms;
+        assert!(
+            l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max,
+            "{l:?}"
+        );
+    }
+    // Pacing holds the rate near its target (2,000 events/s; 50 searches/s).
+    let ingest = &r.operations[0];
+    assert!(
+        ingest.items_per_second < 2600.0,
+        "{}",
+        ingest.items_per_second
+    );
+    assert!(
+        r.operations[3].items_per_second < 65.0,
+        "{}",
+        r.operations[3].items_per_second
+    );
+    assert!(r.server_cpu_seconds.is_some() && r.generator_cpu_seconds > 0.0);
+    let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert!(json["operations"][1]["latency_ms"]["p999"].is_number());
+    assert!(r.text().contains("trajectory:"));
+
+    // A count bound ends a long run early.
+    let limits = Limits {
+        duration: Duration::from_secs(60),
+        max_events: Some(1000),
+    };
+    let r = load::run(
+        addr,
+        vec![ingest_stream(&city, 100, true, 1, None, false)],
+        limits,
+        None,
+        |_| {},
+    );
+    assert!(r.operations[0].items >= 1000 && r.seconds < 30.0, "{r:?}");
+}
+
+#[test]
+fn a_server_that_is_not_there_is_counted_as_errors() {
+    // A port that was free a moment ago: connecting is refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let city = small_city();
+    let limits = Limits {
+        duration: Duration::from_millis(300),
+        max_events: None,
+    };
+    let r = load::run(
+        addr,
+        vec![query_stream(&city, "trajectory", 1, Some(100.0))],
+        limits,
+        None,
+        |_| {},
+    );
+    let o = &r.operations[0];
+    assert_eq!(o.items, 0);
+    assert!(
+        o.errors.keys().all(|k| k.starts_with("io:")),
+        "{:?}",
+        o.errors
+    );
+    assert!(o.errors.values().sum::<u64>() > 0);
+}
