@@ -4,6 +4,7 @@
 
 pub mod city;
 pub mod load;
+pub mod score;
 
 /// The traffic model lives in the server crate (`sightline demo` loads it); re-exported
 /// here for the benches.

@@ -440,7 +440,7 @@ pub fn ingest_stream(
             let (body, content_type) = match binary {
                 true => (wire::encode(c), wire::CONTENT_TYPE),
                 false => {
-                    let lines: Vec<String> = c.iter().map(ndjson).collect();
+                    let lines: Vec<String> = c.iter().map(crate::traffic::to_ndjson).collect();
                     (lines.join("\n").into_bytes(), "application/x-ndjson")
                 }
             };
@@ -532,25 +532,6 @@ pub fn query_stream(
         rate,
         once: false,
     }
-}
-
-pub fn ndjson(e: &EventInput) -> String {
-    let attrs: serde_json::Map<String, serde_json::Value> = e
-        .attrs
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                sightline_storage::AttrValue::Str(s) => s.clone().into(),
-                sightline_storage::AttrValue::Int(i) => (*i).into(),
-                sightline_storage::AttrValue::Float(f) => (*f).into(),
-                sightline_storage::AttrValue::Bool(b) => (*b).into(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    serde_json::json!({"ts": e.ts_ms, "community": e.community, "device": e.device,
-        "kind": e.kind, "subject": e.subject, "direction": e.direction, "attrs": attrs})
-    .to_string()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

@@ -51,6 +51,29 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Write a synthetic city's traffic to files for other tools: NDJSON (the body of
+    /// `POST /v1/events`), GA/T 1400 upload bodies, and the planted answers.
+    Gen {
+        /// Directory to write into (created): events/day-NNN.ndjson,
+        /// gat1400/day-NNN-motorvehicles.json, gat1400/day-NNN-faces.json, truth.json.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        communities: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Households per community (about 6 events each a day).
+        #[arg(long, default_value_t = 400)]
+        households: u32,
+        /// Formats: ndjson, gat1400 (comma-separated); none to only count.
+        #[arg(long, value_delimiter = ',', default_value = "ndjson,gat1400")]
+        format: Vec<String>,
+        /// The city as recorded for the benchmarks: no planted answers, no drivers.
+        #[arg(long)]
+        plain: bool,
+    },
     /// Serve a synthetic month of the 10 Gusu pilot communities and print example
     /// `curl` commands. The data stays in `--data`; a second run reuses it.
     Demo {
@@ -130,6 +153,45 @@ fn main() -> ExitCode {
             communities,
         } => serve(ServerConfig::new(data, listen), Some((days, communities))),
         Command::Keys { action } => keys(action),
+        Command::Gen {
+            out,
+            communities,
+            days,
+            seed,
+            households,
+            format,
+            plain,
+        } => {
+            let cfg = sightline_server::traffic::TrafficConfig {
+                seed,
+                communities,
+                days,
+                households_per_community: households,
+                drivers: !plain,
+                planted: !plain,
+                ..Default::default()
+            };
+            for f in &format {
+                if !["ndjson", "gat1400", "none"].contains(&f.as_str()) {
+                    eprintln!("sightline: unknown format {f:?}; use ndjson, gat1400 or none");
+                    return ExitCode::from(2);
+                }
+            }
+            match sightline_server::traffic::write_dataset(&cfg, &out, &format) {
+                Ok((n, secs)) => {
+                    println!(
+                        "{n} events over {days} days and {communities} communities in {secs:.1} s ({:.0} events/s) into {}",
+                        n as f64 / secs,
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sightline: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { dir } => match sightline_storage::check(&dir) {
             Ok(r) => {
                 println!(

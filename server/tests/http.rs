@@ -1988,3 +1988,70 @@ fn large_answers_stream_as_ndjson_when_asked() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_gen_command_writes_ndjson_gat1400_and_the_planted_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "gen",
+            "--communities",
+            "3",
+            "--days",
+            "2",
+            "--households",
+            "50",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let n: usize = said.split(' ').next().unwrap().parse().unwrap();
+    let mut lines = 0;
+    for d in 0..2 {
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("events/day-{d:03}.ndjson"))).unwrap();
+        for l in text.lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(
+                v["ts"].is_i64() && v["device"].as_str().unwrap().len() == 20,
+                "{l}"
+            );
+            lines += 1;
+        }
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                dir.path()
+                    .join(format!("gat1400/day-{d:03}-motorvehicles.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(!v["MotorVehicleListObject"]["MotorVehicleObject"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(lines, n);
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("truth.json")).unwrap())
+            .unwrap();
+    assert_eq!(truth["companions"].as_array().unwrap().len(), 2);
+    assert_eq!(truth["pairs"].as_array().unwrap().len(), 3 * 30);
+
+    // The NDJSON files are ingest bodies as they are.
+    let server = start(&dir.path().join("store"), |_| {});
+    let body = std::fs::read_to_string(dir.path().join("events/day-000.ndjson")).unwrap();
+    let r = post(server.addr, "/v1/events", "application/x-ndjson", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rejected"], 0, "{}", r.body);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["gen", "--format", "csv", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
