@@ -457,6 +457,105 @@ pub fn ingest_stream(
     }
 }
 
+/// Batches of the lines of every `*.ndjson` file in `dir` (name order): sent as they
+/// are (one event a line), or, with `binary`, parsed and sent as binary batches.
+pub fn ndjson_files_stream(
+    dir: &std::path::Path,
+    batch: usize,
+    binary: bool,
+    connections: usize,
+    rate: Option<f64>,
+    once: bool,
+) -> std::io::Result<Stream> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "ndjson"));
+    files.sort();
+    if files.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "no .ndjson files in {}",
+            dir.display()
+        )));
+    }
+    let mut requests = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut failed = None;
+    let mut flush = |lines: &mut Vec<String>| {
+        if lines.is_empty() {
+            return;
+        }
+        let n = lines.len() as u64;
+        let request = match binary {
+            false => Request::post("/v1/events", "application/x-ndjson", lines.join("\n").into_bytes(), n),
+            true => match lines.iter().map(|l| event_of_line(l)).collect::<Result<Vec<_>, _>>() {
+                Ok(events) => Request::post("/v1/events", wire::CONTENT_TYPE, wire::encode(&events), n),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    return;
+                }
+            },
+        };
+        requests.push(request);
+        lines.clear();
+    };
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.display())))?;
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            lines.push(l.to_string());
+            if lines.len() == batch.max(1) {
+                flush(&mut lines);
+            }
+        }
+    }
+    flush(&mut lines);
+    if let Some(e) = failed {
+        return Err(std::io::Error::other(e));
+    }
+    Ok(Stream {
+        name: "ingest".into(),
+        unit: "events",
+        requests,
+        connections,
+        rate,
+        once,
+    })
+}
+
+/// One NDJSON event line (`ts` in epoch ms, as `sightline gen` writes them) as the
+/// input a binary batch carries.
+fn event_of_line(line: &str) -> Result<EventInput, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let attrs = v["attrs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, a)| {
+            let a = match a {
+                serde_json::Value::String(s) => sightline_storage::AttrValue::Str(s.clone()),
+                serde_json::Value::Bool(b) => sightline_storage::AttrValue::Bool(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => sightline_storage::AttrValue::Int(i),
+                    None => sightline_storage::AttrValue::Float(n.as_f64()?),
+                },
+                _ => return None,
+            };
+            Some((k.clone(), a))
+        })
+        .collect();
+    Ok(EventInput {
+        ts_ms: v["ts"].as_i64().ok_or_else(|| format!("no epoch-ms ts: {line}"))?,
+        community: text("community"),
+        device: text("device"),
+        kind: text("kind"),
+        subject: text("subject"),
+        direction: text("direction"),
+        attrs,
+    })
+}
+
 /// Queries about the plates seen on the first day, over the whole range: trajectory
 /// (100 events a page), co-occurrence (60 s, same device) and fuzzy search for a
 /// plate with one character misread.

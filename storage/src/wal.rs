@@ -102,6 +102,8 @@ pub(crate) struct Wal {
     active: File,
     active_bytes: u64,
     max_file_bytes: u64,
+    /// The sequence number after the last record written.
+    end_seq: u64,
 }
 
 impl Wal {
@@ -176,6 +178,7 @@ impl Wal {
             .metadata()
             .map_err(|e| StorageError::io(path, e))?
             .len();
+        let end_seq = last_seq_seen.map_or(files.last().expect("a file").0, |l| l + 1);
         Ok((
             Wal {
                 dir: dir.to_path_buf(),
@@ -183,6 +186,7 @@ impl Wal {
                 active,
                 active_bytes,
                 max_file_bytes,
+                end_seq,
             },
             torn,
         ))
@@ -203,24 +207,37 @@ impl Wal {
             return Err(StorageError::io(self.active_path(), e));
         }
         self.active_bytes += bytes.len() as u64;
+        self.end_seq = self.end_seq.max(next_seq);
         if self.active_bytes >= self.max_file_bytes {
-            let path = self.dir.join(file_name(next_seq));
-            let f = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| StorageError::io(&path, e))?;
-            fsync_dir(&self.dir)?;
-            self.active = f;
-            self.active_bytes = 0;
-            self.files.push((next_seq, path));
+            self.start_file(next_seq)?;
         }
         Ok(())
     }
 
+    /// Starts a new active file whose first sequence number is `first`.
+    fn start_file(&mut self, first: u64) -> Result<()> {
+        let path = self.dir.join(file_name(first));
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, e))?;
+        fsync_dir(&self.dir)?;
+        self.active = f;
+        self.active_bytes = 0;
+        self.files.push((first, path));
+        Ok(())
+    }
+
     /// Deletes every file all of whose events have sequence numbers below
-    /// `min_unsealed_seq`. The active file stays. Returns how many were deleted.
+    /// `min_unsealed_seq`; when that is every event written, the active file too (an
+    /// empty one replaces it). Returns how many were deleted.
     pub fn checkpoint(&mut self, min_unsealed_seq: u64) -> Result<usize> {
+        // Everything written is sealed: the active file is not needed either, so a new
+        // (empty) one takes over and it goes with the rest.
+        if self.active_bytes > 0 && self.end_seq <= min_unsealed_seq {
+            self.start_file(self.end_seq)?;
+        }
         let mut removed = 0;
         while self.files.len() > 1 && self.files[1].0 <= min_unsealed_seq {
             let (_, path) = self.files.remove(0);

@@ -225,10 +225,27 @@ fn sealing_keeps_every_event_readable_and_checkpoints_the_wal() {
         (info.segments, info.sealed_events, info.memory_events),
         (1, 40, 0)
     );
+    // Every event sealed: nothing of the WAL is kept on disk.
+    let wal_bytes = |d: &std::path::Path| -> u64 {
+        std::fs::read_dir(d.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    assert_eq!(wal_bytes(dir.path()), 0);
     drop(store);
-    let store = open(dir.path(), &clock, config);
+    let store = open(dir.path(), &clock, config.clone());
     assert_eq!(all_events(&store), before);
     assert_eq!(store.recovery().wal_events_replayed, 0);
+    // Appends after that land in the new file and replay after a reopen.
+    store
+        .append(&[ev(input(DAY0 + DAY + 3 * HOUR, "c1", 1, "face", "F9"))])
+        .unwrap();
+    assert!(wal_bytes(dir.path()) > 0);
+    drop(store);
+    let store = open(dir.path(), &clock, config);
+    assert_eq!(store.recovery().wal_events_replayed, 1);
+    assert_eq!(all_events(&store).len(), before.len() + 1);
 }
 
 #[test]

@@ -66,6 +66,10 @@ enum Mode {
         /// Send binary (bincode) batches instead of NDJSON.
         #[arg(long)]
         binary: bool,
+        /// Send the NDJSON files of this directory (as `sightline gen` writes them,
+        /// in name order) instead of the built-in city.
+        #[arg(long)]
+        from: Option<PathBuf>,
     },
     /// GET /v1/trajectory for plates of the synthetic month (load it first).
     Trajectory {
@@ -118,14 +122,26 @@ fn main() -> ExitCode {
             once,
             rate,
             binary,
-        } => vec![ingest_stream(
-            &traffic,
-            *batch,
-            *binary,
-            args.connections,
-            *rate,
-            *once,
-        )],
+            from,
+        } => match from {
+            None => vec![ingest_stream(
+                &traffic,
+                *batch,
+                *binary,
+                args.connections,
+                *rate,
+                *once,
+            )],
+            Some(dir) => {
+                match load::ndjson_files_stream(dir, *batch, *binary, args.connections, *rate, *once) {
+                    Ok(s) => vec![s],
+                    Err(e) => {
+                        eprintln!("http-load: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        },
         Mode::Trajectory { rate } => {
             vec![query_stream(
                 &traffic,
