@@ -487,9 +487,20 @@ pub fn ndjson_files_stream(
         }
         let n = lines.len() as u64;
         let request = match binary {
-            false => Request::post("/v1/events", "application/x-ndjson", lines.join("\n").into_bytes(), n),
-            true => match lines.iter().map(|l| event_of_line(l)).collect::<Result<Vec<_>, _>>() {
-                Ok(events) => Request::post("/v1/events", wire::CONTENT_TYPE, wire::encode(&events), n),
+            false => Request::post(
+                "/v1/events",
+                "application/x-ndjson",
+                lines.join("\n").into_bytes(),
+                n,
+            ),
+            true => match lines
+                .iter()
+                .map(|l| event_of_line(l))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(events) => {
+                    Request::post("/v1/events", wire::CONTENT_TYPE, wire::encode(&events), n)
+                }
                 Err(e) => {
                     failed.get_or_insert(e);
                     return;
@@ -546,7 +557,9 @@ fn event_of_line(line: &str) -> Result<EventInput, String> {
         })
         .collect();
     Ok(EventInput {
-        ts_ms: v["ts"].as_i64().ok_or_else(|| format!("no epoch-ms ts: {line}"))?,
+        ts_ms: v["ts"]
+            .as_i64()
+            .ok_or_else(|| format!("no epoch-ms ts: {line}"))?,
         community: text("community"),
         device: text("device"),
         kind: text("kind"),

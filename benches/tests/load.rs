@@ -154,8 +154,16 @@ fn a_server_that_is_not_there_is_counted_as_errors() {
 fn ndjson_files_are_batched_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     assert!(load::ndjson_files_stream(dir.path(), 4, false, 1, None, true).is_err());
-    std::fs::write(dir.path().join("b.ndjson"), "{\"n\":4}\n{\"n\":5}\n\n{\"n\":6}\n").unwrap();
-    std::fs::write(dir.path().join("a.ndjson"), "{\"n\":1}\n{\"n\":2}\n{\"n\":3}").unwrap();
+    std::fs::write(
+        dir.path().join("b.ndjson"),
+        "{\"n\":4}\n{\"n\":5}\n\n{\"n\":6}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.ndjson"),
+        "{\"n\":1}\n{\"n\":2}\n{\"n\":3}",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not events").unwrap();
     let s = load::ndjson_files_stream(dir.path(), 4, false, 1, None, true).unwrap();
     let bodies: Vec<(String, u64)> = s
@@ -170,7 +178,11 @@ fn ndjson_files_are_batched_in_name_order() {
             ("{\"n\":5}\n{\"n\":6}".to_string(), 2)
         ]
     );
-    assert!(s.requests[0].head.contains("Content-Length: 31\r\n"), "{}", s.requests[0].head);
+    assert!(
+        s.requests[0].head.contains("Content-Length: 31\r\n"),
+        "{}",
+        s.requests[0].head
+    );
 }
 
 #[test]
@@ -179,9 +191,16 @@ fn generated_files_ingest_as_ndjson_and_as_binary_batches() {
     let city = small_city();
     let mut n = 0;
     for (d, day) in city.days().enumerate() {
-        let text: Vec<String> = day.iter().map(sightline_benches::traffic::to_ndjson).collect();
+        let text: Vec<String> = day
+            .iter()
+            .map(sightline_benches::traffic::to_ndjson)
+            .collect();
         n += text.len() as u64;
-        std::fs::write(files.path().join(format!("day-{d:03}.ndjson")), text.join("\n")).unwrap();
+        std::fs::write(
+            files.path().join(format!("day-{d:03}.ndjson")),
+            text.join("\n"),
+        )
+        .unwrap();
     }
     for binary in [false, true] {
         let store = tempfile::tempdir().unwrap();
@@ -192,7 +211,11 @@ fn generated_files_ingest_as_ndjson_and_as_binary_batches() {
             max_events: None,
         };
         let r = load::run(addr, vec![s], limits, None, |_| {});
-        assert_eq!(r.operations[0].items, n, "binary {binary}: {:?}", r.operations[0]);
+        assert_eq!(
+            r.operations[0].items, n,
+            "binary {binary}: {:?}",
+            r.operations[0]
+        );
         assert!(r.operations[0].errors.is_empty());
     }
     std::fs::write(files.path().join("z.ndjson"), "{\"ts\":\"soon\"}").unwrap();

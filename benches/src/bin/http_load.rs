@@ -133,7 +133,14 @@ fn main() -> ExitCode {
                 *once,
             )],
             Some(dir) => {
-                match load::ndjson_files_stream(dir, *batch, *binary, args.connections, *rate, *once) {
+                match load::ndjson_files_stream(
+                    dir,
+                    *batch,
+                    *binary,
+                    args.connections,
+                    *rate,
+                    *once,
+                ) {
                     Ok(s) => vec![s],
                     Err(e) => {
                         eprintln!("http-load: {e}");
