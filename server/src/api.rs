@@ -71,6 +71,12 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         );
         return Ok(r);
     }
+    if req.uri().path().starts_with("/VIID/") {
+        let reply = viid(app.clone(), req).await;
+        app.metrics
+            .record(endpoint, reply.status().as_u16(), None, started.elapsed());
+        return Ok(reply);
+    }
     let metrics_app = app.clone();
     let ndjson = wants_ndjson(&req);
     let (reply, error) = match route(app, req, ndjson).await {
@@ -337,6 +343,107 @@ async fn route(
             .await
         }
         _ => unreachable!("every routed path is matched above"),
+    }
+}
+
+/// A GA/T 1400 request (`/VIID/…`): digest registration, keepalive, time, and vehicle
+/// and face uploads, stored as events with one status per uploaded object.
+async fn viid(app: Arc<App>, req: Request<Incoming>) -> Reply {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (authorization, user_identify) = (header("authorization"), header("user-identify"));
+    let viid_reply = |status: StatusCode, body: Value, challenge: Option<String>| {
+        let mut r = respond(status, body);
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/VIID+JSON;charset=UTF-8"),
+        );
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, c);
+        }
+        r
+    };
+    let body = match body(&app, req).await {
+        Ok(b) => b,
+        Err(e) => {
+            let s = json!({"ResponseStatusObject": {"Id": "", "RequestURL": path,
+                "StatusCode": crate::gat1400::INVALID_JSON_FORMAT, "StatusString": e.message,
+                "LocalTime": crate::gat1400::local_time(crate::now_ms())}});
+            return viid_reply(e.status, s, None);
+        }
+    };
+    let app2 = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let now = crate::now_ms();
+        let (answer, events, mut statuses) = app2.gateway.answer(
+            &app2.store,
+            &method,
+            &path,
+            authorization.as_deref(),
+            user_identify.as_deref(),
+            &body,
+            &app2.config.gat1400_face_subject,
+            now,
+        );
+        if answer.body.is_null() {
+            // An upload: store what became events, and say per object how it went.
+            let mut valid = Vec::new();
+            let mut at = Vec::new();
+            for (i, input) in events {
+                match app2.store.validate(input) {
+                    Ok(e) => {
+                        valid.push(e);
+                        at.push(i);
+                    }
+                    Err(v) => {
+                        statuses[i]["StatusCode"] = crate::gat1400::INVALID_JSON_CONTENT.into();
+                        statuses[i]["StatusString"] = format!("{}: {}", v.field, v.reason).into();
+                    }
+                }
+            }
+            let appended = match valid.is_empty() {
+                true => Vec::new(),
+                false => match app2.store.append(&valid) {
+                    Ok(o) => o.results,
+                    Err(e) => {
+                        let e = crate::error::storage(e);
+                        let s = json!({"ResponseStatusObject": {"Id": "", "RequestURL": path,
+                            "StatusCode": crate::gat1400::DEVICE_ERROR, "StatusString": e.message,
+                            "LocalTime": crate::gat1400::local_time(now)}});
+                        return (e.status, s, None);
+                    }
+                },
+            };
+            let m = &app2.metrics;
+            for (i, r) in at.into_iter().zip(appended) {
+                let counter = match r {
+                    Appended::Stored { .. } => &m.stored,
+                    Appended::Duplicate { .. } => &m.duplicates,
+                    Appended::Rejected(v) => {
+                        statuses[i]["StatusCode"] = crate::gat1400::INVALID_JSON_CONTENT.into();
+                        statuses[i]["StatusString"] = format!("{}: {}", v.field, v.reason).into();
+                        &m.rejected
+                    }
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return (StatusCode::OK, crate::gat1400::status_list(statuses), None);
+        }
+        (answer.status, answer.body, answer.challenge)
+    })
+    .await;
+    match done {
+        Ok((status, body, challenge)) => viid_reply(status, body, challenge),
+        Err(e) => {
+            let e = ApiError::internal(format!("the GA/T 1400 task failed: {e}"));
+            viid_reply(e.status, e.json(), None)
+        }
     }
 }
 
@@ -1334,16 +1441,53 @@ fn put_device(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError> {
         ));
     }
     let direction = text(&o, "direction", false)?;
+    // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
+    let device_kind = match (o.get("device_kind"), o.get("kind")) {
+        (None, Some(_)) => text(&o, "kind", true)?,
+        _ => text(&o, "device_kind", true)?,
+    };
+    let password = match o.get("gat1400") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(g)) => match g.get("password") {
+            Some(Value::String(p)) if !p.is_empty() => Some(p.clone()),
+            _ => {
+                return Err(ApiError::param(
+                    "gat1400.password",
+                    "must be a non-empty string",
+                ))
+            }
+        },
+        Some(_) => {
+            return Err(ApiError::param(
+                "gat1400",
+                "must be an object like {\"password\": \"…\"}",
+            ))
+        }
+    };
     let d = sightline_storage::Device {
         code: code.to_string(),
         community,
-        device_kind: text(&o, "device_kind", true)?,
+        device_kind,
         direction: sightline_storage::Direction::parse(&direction)
             .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
         name: text(&o, "name", false)?,
     };
     app.store.catalog().put_device(&d).map_err(storage_err)?;
-    Ok(device_json(&d))
+    if let Some(p) = password {
+        app.store
+            .catalog()
+            .put_gat1400_credential(&crate::gat1400::credential(code, &p))
+            .map_err(storage_err)?;
+    }
+    let mut v = device_json(&d);
+    v["gat1400"] = app
+        .store
+        .catalog()
+        .gat1400_credential(code)
+        .map_err(storage_err)?
+        .is_some()
+        .into();
+    Ok(v)
 }
 
 fn device_json(d: &sightline_storage::Device) -> Value {

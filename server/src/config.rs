@@ -78,6 +78,10 @@ pub struct Settings {
     /// Audit log files are rotated past this many bytes. [default: 64 MiB]
     #[arg(long, env = "SIGHTLINE_AUDIT_FILE_BYTES")]
     pub audit_file_bytes: Option<u64>,
+    /// The GA/T 1400 face field holding the subject (feature/archive id); faces
+    /// without it use their FaceID. [default: ArchiveID]
+    #[arg(long, env = "SIGHTLINE_GAT1400_FACE_SUBJECT")]
+    pub gat1400_face_subject: Option<String>,
 }
 
 impl Settings {
@@ -104,6 +108,7 @@ impl Settings {
             maintenance_every: self.maintenance_every.or(base.maintenance_every),
             shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
             audit_file_bytes: self.audit_file_bytes.or(base.audit_file_bytes),
+            gat1400_face_subject: self.gat1400_face_subject.or(base.gat1400_face_subject),
         }
     }
 
@@ -140,6 +145,9 @@ impl Settings {
             self.max_concurrent_queries,
             c.max_concurrent_queries,
         )?;
+        if let Some(f) = self.gat1400_face_subject {
+            c.gat1400_face_subject = f;
+        }
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod gat1400;
 mod ingest;
 mod metrics;
 pub mod openapi;
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     pub max_result_rows: usize,
     /// The audit log moves to a new file past this many bytes. Default 64 MiB.
     pub audit_file_bytes: u64,
+    /// The GA/T 1400 face field that carries the subject (a feature or archive id an
+    /// upstream platform fills); without it a face's subject is its `FaceID`. Default
+    /// `ArchiveID`.
+    pub gat1400_face_subject: String,
 }
 
 impl ServerConfig {
@@ -81,6 +86,7 @@ impl ServerConfig {
             query_timeout: Duration::from_secs(30),
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
+            gat1400_face_subject: "ArchiveID".into(),
         }
     }
 }
@@ -144,6 +150,7 @@ pub(crate) struct App {
     pub keys: auth::Keys,
     pub audit: audit::AuditLog,
     pub query_slots: Arc<tokio::sync::Semaphore>,
+    pub gateway: gat1400::Gateway,
 }
 
 /// A server bound to its address, not yet serving.
@@ -192,6 +199,7 @@ impl Server {
                 keys,
                 audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
+                gateway: Default::default(),
                 config,
             }),
             listener,

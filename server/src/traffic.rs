@@ -250,7 +250,6 @@ pub fn to_gat1400(events: &[EventInput]) -> (serde_json::Value, serde_json::Valu
                     "PlateNo": e.subject,
                     "PlateColor": color,
                     "PlateReliability": reliability,
-                    "Direction": if e.direction == "in" { "1" } else { "2" },
                     "StorageUrl1": format!("http://img.example/{}/{}.jpg", e.device, &time[..14]),
                 }));
             }

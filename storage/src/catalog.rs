@@ -34,6 +34,17 @@ pub struct Device {
     pub name: String,
 }
 
+/// What a GA/T 1400 pusher authenticates with: HTTP Digest (RFC 2617, MD5) keyed by
+/// `HA1 = MD5(code:realm:password)`, so the password itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gat1400Credential {
+    /// The 20-digit code it registers with (the digest user name).
+    pub code: String,
+    pub realm: String,
+    /// Lower-case hex of `MD5(code:realm:password)`.
+    pub ha1: String,
+}
+
 /// An API key as the catalog keeps it: never the secret, only its SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
@@ -91,6 +102,9 @@ pub trait Catalog: Send + Sync {
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
     /// The retention policy set with [`Catalog::set_retention_days`] (`None`: keep
     /// everything, or never set).
+    /// A device's (or upstream platform's) GA/T 1400 digest credential, by its code.
+    fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()>;
+    fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>>;
     fn retention_days(&self) -> Result<Option<u32>>;
     fn set_retention_days(&self, days: Option<u32>) -> Result<()>;
 }
@@ -102,6 +116,7 @@ pub struct SledCatalog {
     devices: sled::Tree,
     shards: sled::Tree,
     meta: sled::Tree,
+    gat1400: sled::Tree,
     api_keys: sled::Tree,
 }
 
@@ -152,6 +167,7 @@ impl SledCatalog {
             shards: db.open_tree("shards")?,
             meta: db.open_tree("meta")?,
             api_keys: db.open_tree("api_keys")?,
+            gat1400: db.open_tree("gat1400_credentials")?,
             db,
         })
     }
@@ -173,6 +189,15 @@ impl Catalog for SledCatalog {
     }
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         self.all("api key", &self.api_keys)
+    }
+    fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()> {
+        self.put(&self.gat1400, &c.code, c)
+    }
+    fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>> {
+        self.gat1400
+            .get(code.as_bytes())?
+            .map(|v| dec("GA/T 1400 credential", &v))
+            .transpose()
     }
     fn retention_days(&self) -> Result<Option<u32>> {
         match self.meta.get(RETENTION_DAYS)? {

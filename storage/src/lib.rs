@@ -43,7 +43,8 @@ mod wal;
 
 pub use attr_codec::{visit_attrs, AttrRef};
 pub use catalog::{
-    ApiKeyRecord, Catalog, Community, Device, Manifest, SegmentEntry, ShardState, SledCatalog,
+    ApiKeyRecord, Catalog, Community, Device, Gat1400Credential, Manifest, SegmentEntry,
+    ShardState, SledCatalog,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{StoreConfig, MAX_RETENTION_DAYS};
