@@ -205,6 +205,12 @@ impl<'a> QueryContext<'a> {
     }
 }
 
+/// Rows as sightings, names resolved (each distinct name allocated once).
+pub fn sightings(store: &Store, rows: &[Row]) -> Vec<Sighting> {
+    let dicts = store.dictionaries();
+    Names { dicts: &dicts }.sightings(rows)
+}
+
 /// Resolves ids to names for results; built once per query under one dictionary lock.
 pub(crate) struct Names<'d> {
     pub dicts: &'d Dictionaries,

@@ -18,7 +18,7 @@ mod search;
 mod trajectory;
 
 pub use collision::{collision, Collision, CollisionHit, Condition, Place};
-pub use context::{QueryContext, Sighting};
+pub use context::{sightings, QueryContext, Sighting};
 pub use cooccurrence::{cooccurrence, Candidate, Cooccurrence, Scope};
 pub use counts::{counts, CountBucket, CountKey, Counts, Granularity};
 pub use error::{QueryError, Result};

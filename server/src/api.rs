@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -114,6 +115,8 @@ pub(crate) enum Body {
     Lines(String),
     /// NDJSON, streamed as it is produced.
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
+    /// Server-Sent Events, streamed.
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl From<Value> for Body {
@@ -134,7 +137,9 @@ impl Body {
         match self {
             Body::Value(v) => v.to_string(),
             Body::Text(s) | Body::Lines(s) => s,
-            Body::Stream(_) => unreachable!("a stream is sent, never serialized whole"),
+            Body::Stream(_) | Body::Events(_) => {
+                unreachable!("a stream is sent, never serialized whole")
+            }
         }
     }
 
@@ -170,6 +175,10 @@ impl Body {
 fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
     let (body, content_type) = match body.into() {
         Body::Stream(rx) => (http_body_util::Either::Right(ChannelBody(rx)), NDJSON),
+        Body::Events(rx) => (
+            http_body_util::Either::Right(ChannelBody(rx)),
+            "text/event-stream",
+        ),
         Body::Lines(s) => (
             http_body_util::Either::Left(Full::new(Bytes::from(s))),
             NDJSON,
@@ -213,6 +222,7 @@ async fn route(
         "/v1/communities" | "/v1/devices" => ("GET", Some(Role::Investigate)),
         "/v1/events" => ("POST", Some(Role::Ingest)),
         "/v1/events/{id}" => ("GET", Some(Role::Investigate)),
+        "/v1/feed" => ("GET", Some(Role::Investigate)),
         "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => {
@@ -321,6 +331,19 @@ async fn route(
                 collision_query(ctx, &body, app.config.max_result_rows)
             })
             .await
+        }
+        (Method::GET, "/v1/feed") => {
+            let sse = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/event-stream"));
+            let last_event_id = req
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            feed_request(app, caller, path, query, params, sse, last_event_id).await
         }
         (Method::GET, "/v1/trajectory") if ndjson => {
             stream_trajectory(app, caller, path, query, params).await
@@ -893,6 +916,146 @@ fn trajectory_query(
     serde_json::to_string(&out)
         .map(|s| (s.into(), n))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The feed's answer for a page: events as in a trajectory, and the cursor to go on from.
+#[derive(serde::Serialize)]
+struct FeedOut<'a> {
+    events: Vec<EventOut<'a>>,
+    next_after: u64,
+}
+
+/// `GET /v1/feed?after=&limit=&wait=&kind=&community=`: a page of events after the
+/// cursor (waiting up to `wait` for some when there are none), or with `Accept:
+/// text/event-stream` a stream of them that resumes from `Last-Event-ID`. Audited once
+/// per request.
+async fn feed_request(
+    app: Arc<App>,
+    caller: Caller,
+    endpoint: String,
+    mut query: String,
+    p: Params,
+    sse: bool,
+    last_event_id: Option<String>,
+) -> Result<(StatusCode, Body), ApiError> {
+    p.only(&["after", "limit", "wait", "kind", "community"])?;
+    let after = match last_event_id.filter(|_| sse) {
+        Some(id) => id
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::param("Last-Event-ID", "not an event id"))?,
+        None => p.number("after", 0u64)?,
+    };
+    let wait = p.window("wait")?.unwrap_or(0);
+    if !(0..=60_000).contains(&wait) {
+        return Err(ApiError::param("wait", "0 to 60 s"));
+    }
+    let scope = scope_ids(&app, &caller);
+    let communities = match (p.list("community"), scope) {
+        (None, scope) => scope,
+        (Some(codes), scope) => {
+            let d = app.store.dictionaries();
+            let mut ids: Vec<u32> = codes
+                .iter()
+                .filter_map(|c| d.community_id(c))
+                .filter(|c| scope.as_ref().is_none_or(|s| s.contains(c)))
+                .collect();
+            ids.sort_unstable();
+            Some(ids)
+        }
+    };
+    let ask = crate::feed::Ask {
+        after,
+        limit: p.limit(1000, app.config.max_result_rows)?,
+        kind: p.opt_kind("kind")?,
+        communities,
+    };
+    query.truncate(4096);
+    let record = |app: &App, results: Option<usize>| {
+        app.audit
+            .record(
+                crate::now_ms(),
+                &caller.key_id,
+                &endpoint,
+                &query,
+                results,
+                200,
+            )
+            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
+    };
+    if sse {
+        record(&app, None)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        tokio::spawn(async move {
+            let mut ask = ask;
+            loop {
+                let (a, store_app) = (ask.clone(), app.clone());
+                let Ok((lines, next)) = tokio::task::spawn_blocking(move || {
+                    let page = crate::feed::page(&store_app.store, &a);
+                    let lines: Vec<Bytes> = page
+                        .events
+                        .iter()
+                        .filter_map(|(s, at)| {
+                            let json = serde_json::to_string(&EventOut::of(s, at)).ok()?;
+                            Some(crate::feed::sse_event(s.seq, &json))
+                        })
+                        .collect();
+                    (lines, page.next_after)
+                })
+                .await
+                else {
+                    return;
+                };
+                for l in lines {
+                    if tx.send(l).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                let idle = next == ask.after;
+                ask.after = next;
+                if idle {
+                    let deadline = Instant::now() + crate::feed::SSE_HEARTBEAT;
+                    let woke =
+                        crate::feed::wait(&app.feed_signal, &app.store, next, deadline).await;
+                    if !woke
+                        && tx
+                            .send(Bytes::from_static(b": keepalive\n\n"))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        return Ok((StatusCode::OK, Body::Events(rx)));
+    }
+    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    loop {
+        let (a, store_app) = (ask.clone(), app.clone());
+        let body = run(app.clone(), move |_| {
+            let page = crate::feed::page(&store_app.store, &a);
+            let out = FeedOut {
+                events: page
+                    .events
+                    .iter()
+                    .map(|(s, at)| EventOut::of(s, at))
+                    .collect(),
+                next_after: page.next_after,
+            };
+            let n = out.events.len();
+            serde_json::to_string(&out)
+                .map(|s| (s, n, page.next_after))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+        let (text, n, next) = body;
+        if n > 0 || Instant::now() >= deadline {
+            record(&app, Some(n))?;
+            return Ok((StatusCode::OK, Body::Text(text)));
+        }
+        crate::feed::wait(&app.feed_signal, &app.store, next, deadline).await;
+    }
 }
 
 /// Events per streamed chunk, and how long a stream waits for a client that stopped

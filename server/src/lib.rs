@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod feed;
 pub mod gat1400;
 mod ingest;
 mod metrics;
@@ -151,6 +152,8 @@ pub(crate) struct App {
     pub audit: audit::AuditLog,
     pub query_slots: Arc<tokio::sync::Semaphore>,
     pub gateway: gat1400::Gateway,
+    /// Woken by every group commit, for feed readers waiting on new events.
+    pub feed_signal: Arc<feed::Signal>,
 }
 
 /// A server bound to its address, not yet serving.
@@ -189,6 +192,8 @@ impl Server {
                     source,
                 })?;
         let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
+        let feed_signal = Arc::new(feed::Signal::default());
+        store.observe(feed::observer(&feed_signal));
         Ok(Server {
             app: Arc::new(App {
                 store,
@@ -200,6 +205,7 @@ impl Server {
                 audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 gateway: Default::default(),
+                feed_signal,
                 config,
             }),
             listener,

@@ -13,7 +13,7 @@ use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
 use crate::App;
 
 /// The endpoints, as metric labels; anything else is `other`.
-pub const ENDPOINTS: [&str; 21] = [
+pub const ENDPOINTS: [&str; 22] = [
     "/v1/audit",
     "/health",
     "/metrics",
@@ -35,6 +35,7 @@ pub const ENDPOINTS: [&str; 21] = [
     "/v1/devices/{code}",
     "/v1/admin/stats",
     "/v1/admin/retention",
+    "/v1/feed",
 ];
 
 #[derive(Default)]

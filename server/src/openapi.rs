@@ -90,6 +90,17 @@ const GETS: &[Route] = &[
         params: &[path_p("id", "1", "Event id.")],
     },
     Route {
+        path: "/v1/feed",
+        summary: "Events in commit order after a cursor (an event id): a page, long-polled with `wait`, or Server-Sent Events with `Accept: text/event-stream` (resumes from `Last-Event-ID`).",
+        params: &[
+            p("after", false, "0", "Cursor: the last event id processed (0)."),
+            p("limit", false, "100", "Events per page (1000)."),
+            p("wait", false, "0s", "Wait up to this long (≤ 60 s) when nothing is new (0)."),
+            p("kind", false, "vehicle", "Only this kind."),
+            p("community", false, "3205080001", "Only these communities."),
+        ],
+    },
+    Route {
         path: "/v1/admin/retention",
         summary: "The retention policy in days (null: keep everything) (admin).",
         params: &[],

@@ -501,6 +501,26 @@ impl Segment {
         None
     }
 
+    /// Events with `after < seq <= through`, with their ordinals, in (device, ts)
+    /// order; blocks whose sequence range misses it are skipped on their directory entry.
+    pub fn for_each_in_seq_range(&self, after: u64, through: u64, mut f: impl FnMut(u32, Row)) {
+        if self.meta.max_seq <= after || self.meta.min_seq > through {
+            return;
+        }
+        for bi in 0..self.meta.blocks as usize {
+            let b = self.block(bi);
+            if b.seq_min > through || b.seq_min.saturating_add(b.seq.max_value()) <= after {
+                continue;
+            }
+            for i in 0..b.count {
+                let seq = b.seq_min + b.seq.get(i);
+                if seq > after && seq <= through {
+                    f(b.first_ordinal + i as u32, self.row_in(&b, i));
+                }
+            }
+        }
+    }
+
     /// Events with `from_ms <= ts < to_ms`, in (device, ts) order; blocks outside the
     /// range are skipped on their directory entry alone.
     pub fn for_each_in_range(&self, from_ms: i64, to_ms: i64, mut f: impl FnMut(u32, Row)) {

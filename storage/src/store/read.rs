@@ -420,6 +420,56 @@ impl Store {
             .collect()
     }
 
+    /// The highest sequence number whose event is readable: every stored event up to
+    /// it can be read (events are applied in sequence order, a whole group at a time).
+    pub fn applied_through(&self) -> u64 {
+        self.inner
+            .applied_through
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Events in sequence (commit) order with `after < seq <= through`, at most `limit`,
+    /// of the given communities (all when `None`), with where their attributes are: a
+    /// change feed. Cost follows the shards holding such events (a segment's
+    /// sequence range and its blocks' are checked before any row is read).
+    pub fn scan_seq_range(
+        &self,
+        after: u64,
+        through: u64,
+        limit: usize,
+        communities: Option<&[u32]>,
+    ) -> Vec<(Row, AttrsAt)> {
+        if after >= through || limit == 0 {
+            return Vec::new();
+        }
+        let mut found: Vec<(Row, AttrsAt)> = Vec::new();
+        {
+            let shards = read(&self.inner.shards);
+            for (key, shard) in shards.iter() {
+                if communities.is_some_and(|c| !c.contains(&key.community)) {
+                    continue;
+                }
+                for seg in &shard.segments {
+                    seg.for_each_in_seq_range(after, through, |ordinal, r| {
+                        found.push((r, AttrsAt::Segment(seg.clone(), ordinal)))
+                    });
+                }
+                let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+                for r in frozen.chain(shard.mem.rows()) {
+                    if r.seq > after && r.seq <= through {
+                        found.push((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
+                    }
+                }
+            }
+        }
+        if found.len() > limit {
+            found.select_nth_unstable_by_key(limit - 1, |(r, _)| r.seq);
+            found.truncate(limit);
+        }
+        found.sort_unstable_by_key(|(r, _)| r.seq);
+        found
+    }
+
     /// The event with sequence number (id) `seq`, with where its attributes are, if
     /// the store holds it. Sequence ranges of segments overlap across communities, so
     /// this looks at every shard's segments whose range covers `seq` (directory entries
