@@ -205,15 +205,19 @@ async fn route(
     let method = req.method().clone();
     // Catalog entries are addressed by code (/v1/communities/{code},
     // /v1/devices/{code}), events by id (/v1/events/{id}).
-    let (route_path, code): (String, Option<String>) = ["communities", "devices", "events"]
-        .iter()
-        .find_map(|what| {
-            let prefix = format!("/v1/{what}/");
-            let code = path.strip_prefix(&prefix).filter(|c| !c.is_empty())?;
-            let name = if *what == "events" { "id" } else { "code" };
-            Some((format!("{prefix}{{{name}}}"), Some(code.to_string())))
-        })
-        .unwrap_or_else(|| (path.clone(), None));
+    let (route_path, code): (String, Option<String>) =
+        ["communities", "devices", "events", "subscriptions"]
+            .iter()
+            .find_map(|what| {
+                let prefix = format!("/v1/{what}/");
+                let code = path.strip_prefix(&prefix).filter(|c| !c.is_empty())?;
+                let name = match *what {
+                    "events" | "subscriptions" => "id",
+                    _ => "code",
+                };
+                Some((format!("{prefix}{{{name}}}"), Some(code.to_string())))
+            })
+            .unwrap_or_else(|| (path.clone(), None));
     let (allowed, needed) = match route_path.as_str() {
         "/health" | "/v1/openapi.json" => ("GET", None),
         "/metrics" | "/v1/audit" | "/v1/admin/stats" => ("GET", Some(Role::Admin)),
@@ -223,6 +227,8 @@ async fn route(
         "/v1/events" => ("POST", Some(Role::Ingest)),
         "/v1/events/{id}" => ("GET", Some(Role::Investigate)),
         "/v1/feed" => ("GET", Some(Role::Investigate)),
+        "/v1/subscriptions" => ("GET, POST", Some(Role::Admin)),
+        "/v1/subscriptions/{id}" => ("DELETE", Some(Role::Admin)),
         "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => {
@@ -331,6 +337,34 @@ async fn route(
                 collision_query(ctx, &body, app.config.max_result_rows)
             })
             .await
+        }
+        (Method::POST, "/v1/subscriptions") => {
+            let body = body(&app, req).await?;
+            let a = app.clone();
+            run(app, move |_| create_subscription(&a, &body, &caller))
+                .await
+                .map(|v| (StatusCode::CREATED, v.into()))
+        }
+        (Method::GET, "/v1/subscriptions") => {
+            params.only(&[])?;
+            let list = crate::subscriptions::Registry::list(&app).map_err(ApiError::internal)?;
+            let through = app.store.applied_through();
+            let items: Vec<Value> = list
+                .iter()
+                .map(|(s, st)| subscription_json(s, st, through))
+                .collect();
+            Ok((StatusCode::OK, listed("subscriptions", items).0))
+        }
+        (Method::DELETE, "/v1/subscriptions/{id}") => {
+            let id = code.expect("matched with an id");
+            match crate::subscriptions::Registry::delete(&app, &id).map_err(ApiError::internal)? {
+                true => Ok((StatusCode::OK, json!({ "deleted": id }).into())),
+                false => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_subscription",
+                    format!("no subscription {id}"),
+                )),
+            }
         }
         (Method::GET, "/v1/feed") => {
             let sse = req
@@ -760,7 +794,7 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
 }
 
 #[derive(serde::Serialize)]
-struct EventOut<'a> {
+pub(crate) struct EventOut<'a> {
     id: u64,
     ts: Rfc3339,
     community: &'a str,
@@ -784,6 +818,11 @@ impl<'a> EventOut<'a> {
             attrs: AttrsOut(attrs.bytes()),
         }
     }
+}
+
+/// One event as every answer writes it.
+pub(crate) fn event_out<'a>(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
+    EventOut::of(s, attrs)
 }
 
 /// `GET /v1/events/{id}`: one event, as trajectory returns events. An id the caller's
@@ -916,6 +955,94 @@ fn trajectory_query(
     serde_json::to_string(&out)
         .map(|s| (s.into(), n))
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn subscription_json(
+    s: &crate::subscriptions::Subscription,
+    st: &crate::subscriptions::Status,
+    through: u64,
+) -> Value {
+    let mut v = serde_json::to_value(s).expect("serializes");
+    v["status"] = serde_json::to_value(st).expect("serializes");
+    v["status"]["lag"] = through.saturating_sub(st.cursor).into();
+    v
+}
+
+/// `POST /v1/subscriptions`: `{"url", "kinds", "communities", "devices", "subjects",
+/// "format", "batch", "from"}`; starts delivering at once.
+fn create_subscription(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    let url = text(&o, "url", true)?;
+    crate::subscriptions::target(&url).map_err(|e| ApiError::param("url", e))?;
+    let list = |field: &str| -> Result<Option<Vec<String>>, ApiError> {
+        match o.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::param(field, "must be a list of strings"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(ApiError::param(field, "must be a list of strings")),
+        }
+    };
+    let kinds = list("kinds")?;
+    for k in kinds.iter().flatten() {
+        parse_kind("kinds", k)?;
+    }
+    let communities = list("communities")?;
+    if let (Some(cs), Some(scope)) = (&communities, &caller.communities) {
+        if let Some(c) = cs.iter().find(|c| !scope.contains(c)) {
+            return Err(ApiError::param(
+                "communities",
+                format!("this API key may not see community {c:?}"),
+            ));
+        }
+    }
+    let format = match o
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or("sightline")
+    {
+        f @ ("sightline" | "gat1400") => f.to_string(),
+        _ => return Err(ApiError::param("format", "sightline or gat1400")),
+    };
+    let batch = match o.get("batch") {
+        None => 500,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=10_000).contains(&n) => n as usize,
+            _ => return Err(ApiError::param("batch", "1 to 10000 events")),
+        },
+    };
+    let from = match o.get("from") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ApiError::param("from", "an event id (0: from the start)"))?,
+        ),
+    };
+    let s = crate::subscriptions::Subscription {
+        id: format!("{:016x}", rand::random::<u64>()),
+        url,
+        kinds,
+        communities,
+        devices: list("devices")?,
+        subjects: list("subjects")?,
+        format,
+        batch,
+        owner: caller.key_id.clone(),
+        scope: caller.communities.clone(),
+        created_ms: crate::now_ms(),
+    };
+    crate::subscriptions::Registry::create(app, s.clone(), from).map_err(ApiError::internal)?;
+    let status = crate::subscriptions::Status {
+        cursor: from.unwrap_or_else(|| app.store.applied_through()),
+        ..Default::default()
+    };
+    Ok(subscription_json(&s, &status, app.store.applied_through()))
 }
 
 /// The feed's answer for a page: events as in a trajectory, and the cursor to go on from.

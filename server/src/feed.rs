@@ -80,6 +80,13 @@ pub async fn wait(
     tokio::time::timeout(left, notified).await.is_ok()
 }
 
+/// The epoch milliseconds of an event as the API writes it (`ts` in RFC 3339).
+pub fn epoch_ms_of(event: &serde_json::Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(event["ts"].as_str()?)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// An SSE message for one event (`id` is the cursor to resume from).
 pub fn sse_event(id: u64, json: &str) -> Bytes {
     Bytes::from(format!("id: {id}\nevent: event\ndata: {json}\n\n"))

@@ -16,6 +16,7 @@ mod ingest;
 mod metrics;
 pub mod openapi;
 mod params;
+pub mod subscriptions;
 pub mod traffic;
 pub mod wire;
 
@@ -154,6 +155,7 @@ pub(crate) struct App {
     pub gateway: gat1400::Gateway,
     /// Woken by every group commit, for feed readers waiting on new events.
     pub feed_signal: Arc<feed::Signal>,
+    pub subscriptions: subscriptions::Registry,
 }
 
 /// A server bound to its address, not yet serving.
@@ -206,6 +208,7 @@ impl Server {
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 gateway: Default::default(),
                 feed_signal,
+                subscriptions: Default::default(),
                 config,
             }),
             listener,
@@ -231,6 +234,9 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintain(self.app.clone()));
         let audit_sync = tokio::spawn(sync_audit(self.app.clone()));
+        if let Err(e) = subscriptions::Registry::start_all(&self.app) {
+            tracing::error!(error = %e, "subscriptions did not start");
+        }
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -252,6 +258,7 @@ impl Server {
             }
         }
         drop(self.listener);
+        self.app.subscriptions.stop_all();
         maintenance.abort();
         audit_sync.abort();
         tokio::select! {

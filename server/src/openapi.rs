@@ -101,6 +101,11 @@ const GETS: &[Route] = &[
         ],
     },
     Route {
+        path: "/v1/subscriptions",
+        summary: "Subscriptions with their delivery status: cursor, lag, failures, last error (admin).",
+        params: &[],
+    },
+    Route {
         path: "/v1/admin/retention",
         summary: "The retention policy in days (null: keep everything) (admin).",
         params: &[],
@@ -299,12 +304,30 @@ fn posts() -> Vec<(&'static str, &'static str, Value)> {
                     "direction": "in", "attrs": {"plate_color": "blue"}}]),
         ),
         (
+            "/v1/subscriptions",
+            "Push matching events to a downstream endpoint, at least once, in order, from a durable cursor (admin); answered 201.",
+            json!({"url": "http://127.0.0.1:9/hook", "kinds": ["vehicle"], "communities": ["3205080001"],
+                   "format": "sightline", "batch": 500, "from": 0}),
+        ),
+        (
             "/v1/collision",
             "Subjects present under several conditions (碰撞).",
             json!({"kind": "vehicle", "min_conditions": 1, "conditions": [
                 {"communities": ["3205080001"], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"}]}),
         ),
     ]
+}
+
+/// Adds operation `method` of `path`, beside the path's other operations.
+fn add(paths: &mut serde_json::Map<String, Value>, path: &str, method: &str, op: Value) {
+    match paths.get_mut(path).and_then(Value::as_object_mut) {
+        Some(ops) => {
+            ops.insert(method.into(), op);
+        }
+        None => {
+            paths.insert(path.to_string(), json!({ method: op }));
+        }
+    }
 }
 
 pub fn document() -> Value {
@@ -334,20 +357,29 @@ pub fn document() -> Value {
         );
     }
     for (path, summary, example) in posts() {
-        paths.insert(
-            path.to_string(),
-            json!({"post": {"summary": summary,
+        let op = json!({"summary": summary,
                 "requestBody": {"required": true, "content": {
                     "application/json": {"example": example},
                     "application/x-ndjson": {}}},
                 "responses": {
-                    "200": {"description": "OK", "content": {"application/json": {}}},
+                    "200": {"description": "OK (201 Created for a subscription)", "content": {"application/json": {}}},
                     "400": {"description": "Malformed body or parameter.", "content": {"application/json": {"schema": error}}},
                     "413": {"description": "Body or batch too large.", "content": {"application/json": {"schema": error}}},
                     "422": {"description": "Every record refused.", "content": {"application/json": {"schema": error}}},
-                    "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}}}),
-        );
+                    "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}});
+        add(&mut paths, path, "post", op);
     }
+    add(
+        &mut paths,
+        "/v1/subscriptions/{id}",
+        "delete",
+        json!({"summary": "Stop and forget a subscription (admin).",
+            "parameters": [{"name": "id", "in": "path", "required": true,
+                            "schema": {"type": "string"}, "example": "0000000000000000"}],
+            "responses": {
+                "200": {"description": "Deleted", "content": {"application/json": {}}},
+                "404": {"description": "No such subscription.", "content": {"application/json": {"schema": error}}}}}),
+    );
     for (path, code, summary, example) in [
         (
             "/v1/communities/{code}",

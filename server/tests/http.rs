@@ -1121,6 +1121,8 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/admin/retention",
         "/v1/events/{id}",
         "/v1/feed",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{id}",
         "/v1/communities/{code}",
         "/v1/devices/{code}",
         "/v1/events",
@@ -1179,8 +1181,13 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                 "post" => {
                     let example = &op["requestBody"]["content"]["application/json"]["example"];
                     let r = post(a, path, "application/json", &example.to_string());
-                    assert_eq!(r.status, 200, "POST {path}: {}", r.body);
-                    r.status
+                    let want = if path == "/v1/subscriptions" {
+                        201
+                    } else {
+                        200
+                    };
+                    assert_eq!(r.status, want, "POST {path}: {}", r.body);
+                    200
                 }
                 "put" => {
                     let target = match op["parameters"][0]["example"].as_str() {
@@ -1197,6 +1204,20 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     );
                     assert_eq!(r.status, 200, "PUT {target}: {}", r.body);
                     r.status
+                }
+                "delete" => {
+                    let id = op["parameters"][0]["example"].as_str().unwrap();
+                    let r = call(
+                        a,
+                        "DELETE",
+                        &path.replace("{id}", id),
+                        "application/json",
+                        b"",
+                    );
+                    // The example names no subscription: the documented 404.
+                    assert_eq!(r.status, 404, "DELETE {path}: {}", r.body);
+                    assert_eq!(r.body["error"]["code"], "no_such_subscription");
+                    200
                 }
                 other => panic!("unexpected method {other}"),
             };
@@ -2497,4 +2518,271 @@ fn the_feed_pages_long_polls_and_streams_events_in_commit_order() {
         .map(|e| e["id"].as_u64().unwrap())
         .collect();
     assert_eq!(after_restart, [new_id, id]);
+}
+
+/// A downstream receiver on 127.0.0.1: records every JSON body POSTed to it and
+/// answers 200 while `up`, 503 otherwise.
+struct Receiver {
+    addr: SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let r = Receiver {
+            addr: listener.local_addr().unwrap(),
+            up: Default::default(),
+            bodies: Default::default(),
+            attempts: Default::default(),
+        };
+        let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let ok = up.load(Ordering::SeqCst);
+                if ok {
+                    bodies
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                }
+                let status = if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        r
+    }
+
+    /// Event ids received, in the order they came.
+    fn ids(&self) -> Vec<u64> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["events"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn wait_for(&self, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ids().len() < n {
+            assert!(Instant::now() < deadline, "{what}: got {:?}", self.ids());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn subscriptions_deliver_at_least_once_in_order_across_outages_and_restarts() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let create = |a: SocketAddr, body: Value| {
+        call(
+            a,
+            "POST",
+            "/v1/subscriptions",
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    for (body, field) in [
+        (json!({"url": "https://x/hook"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (
+            json!({"url": format!("http://{}/h", rx.addr), "format": "xml"}),
+            "format",
+        ),
+        (
+            json!({"url": format!("http://{}/h", rx.addr), "kinds": ["car"]}),
+            "kinds",
+        ),
+        (
+            json!({"url": format!("http://{}/h", rx.addr), "batch": 0}),
+            "batch",
+        ),
+    ] {
+        let r = create(a, body);
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{}",
+            r.body
+        );
+    }
+    let r = create(
+        a,
+        json!({"url": format!("http://{}/hook", rx.addr), "kinds": ["vehicle"], "batch": 2, "from": 0}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    // The receiver is down: attempts fail, the status says so, nothing is lost.
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).body["stored"],
+        7
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rx.attempts.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no delivery attempt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let list = get(a, "/v1/subscriptions").body;
+    let st = &list["subscriptions"][0]["status"];
+    assert!(st["failures_in_a_row"].as_u64().unwrap() >= 1, "{list}");
+    assert!(st["last_error"].as_str().unwrap().contains("503"), "{list}");
+    assert!(st["lag"].as_u64().unwrap() > 0, "{list}");
+
+    // Back up: everything arrives, in order, once, only vehicles, two per delivery.
+    rx.up.store(true, Ordering::SeqCst);
+    rx.wait_for(3, "the three vehicle events");
+    let ids = rx.ids();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(rx
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|b| b["events"].as_array().unwrap().len() <= 2));
+    assert!(rx
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["events"].as_array().unwrap().clone())
+        .all(|e| e["kind"] == "vehicle"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(a, "/v1/subscriptions").body["subscriptions"][0]["status"]["failures_in_a_row"] != 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A restart resumes from the durable cursor: nothing again, the new ones after.
+    server.stop();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let more = [
+        ev(
+            "2021-09-04T08:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E70001",
+            "in",
+        ),
+        ev("2021-09-04T08:00:05+08:00", GATE, "face", "F70001", "in"),
+        ev(
+            "2021-09-04T08:01:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E70002",
+            "in",
+        ),
+    ]
+    .join("\n");
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &more).body["stored"],
+        3
+    );
+    rx.wait_for(5, "the two new vehicle events");
+    std::thread::sleep(Duration::from_millis(300));
+    let ids = rx.ids();
+    assert_eq!(ids.len(), 5, "nothing delivered twice: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // The GA/T 1400 format, from the start.
+    let r = create(
+        a,
+        json!({"url": format!("http://{}/viid", rx.addr), "format": "gat1400", "from": 0, "kinds": ["vehicle"]}),
+    );
+    assert_eq!(r.status, 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = rx.bodies.lock().unwrap().iter().any(|b| {
+            b["SubscribeNotificationListObject"]["SubscribeNotificationObject"][0]
+                ["MotorVehicleObjectList"]["MotorVehicleObject"]
+                .as_array()
+                .is_some_and(|v| {
+                    v.iter().any(|o| {
+                        o["PlateNo"] == "苏E12345" && o["PassTime"].as_str().unwrap().len() == 14
+                    })
+                })
+        });
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no GA/T 1400 notification");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Deleted: no more deliveries for it.
+    let r = call(
+        a,
+        "DELETE",
+        &format!("/v1/subscriptions/{id}"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        call(
+            a,
+            "DELETE",
+            &format!("/v1/subscriptions/{id}"),
+            "application/json",
+            b""
+        )
+        .status,
+        404
+    );
+    let before = rx.ids().len();
+    let last = ev(
+        "2021-09-04T09:00:00+08:00",
+        GATE,
+        "vehicle",
+        "苏E70003",
+        "in",
+    );
+    post(a, "/v1/events", "application/x-ndjson", &last);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.ids().len(), before);
+    assert_eq!(
+        get(a, "/v1/subscriptions").body["subscriptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    server.stop();
 }

@@ -105,6 +105,12 @@ pub trait Catalog: Send + Sync {
     /// A device's (or upstream platform's) GA/T 1400 digest credential, by its code.
     fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()>;
     fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>>;
+    /// Records of the layers above (subscriptions, their cursors …), durable when the
+    /// call returns: `tree` names a namespace of their own.
+    fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()>;
+    fn kv_get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    fn kv_delete(&self, tree: &str, key: &str) -> Result<()>;
+    fn kv_list(&self, tree: &str) -> Result<Vec<(String, Vec<u8>)>>;
     fn retention_days(&self) -> Result<Option<u32>>;
     fn set_retention_days(&self, days: Option<u32>) -> Result<()>;
 }
@@ -198,6 +204,37 @@ impl Catalog for SledCatalog {
             .get(code.as_bytes())?
             .map(|v| dec("GA/T 1400 credential", &v))
             .transpose()
+    }
+    fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.db
+            .open_tree(format!("kv.{tree}"))?
+            .insert(key.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+    fn kv_get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .open_tree(format!("kv.{tree}"))?
+            .get(key.as_bytes())?
+            .map(|v| v.to_vec()))
+    }
+    fn kv_delete(&self, tree: &str, key: &str) -> Result<()> {
+        self.db
+            .open_tree(format!("kv.{tree}"))?
+            .remove(key.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+    fn kv_list(&self, tree: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.db
+            .open_tree(format!("kv.{tree}"))?
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
     }
     fn retention_days(&self) -> Result<Option<u32>> {
         match self.meta.get(RETENTION_DAYS)? {
