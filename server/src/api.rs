@@ -205,19 +205,24 @@ async fn route(
     let method = req.method().clone();
     // Catalog entries are addressed by code (/v1/communities/{code},
     // /v1/devices/{code}), events by id (/v1/events/{id}).
-    let (route_path, code): (String, Option<String>) =
-        ["communities", "devices", "events", "subscriptions"]
-            .iter()
-            .find_map(|what| {
-                let prefix = format!("/v1/{what}/");
-                let code = path.strip_prefix(&prefix).filter(|c| !c.is_empty())?;
-                let name = match *what {
-                    "events" | "subscriptions" => "id",
-                    _ => "code",
-                };
-                Some((format!("{prefix}{{{name}}}"), Some(code.to_string())))
-            })
-            .unwrap_or_else(|| (path.clone(), None));
+    let (route_path, code): (String, Option<String>) = [
+        "communities",
+        "devices",
+        "events",
+        "subscriptions",
+        "watchlists",
+    ]
+    .iter()
+    .find_map(|what| {
+        let prefix = format!("/v1/{what}/");
+        let code = path.strip_prefix(&prefix).filter(|c| !c.is_empty())?;
+        let name = match *what {
+            "events" | "subscriptions" | "watchlists" => "id",
+            _ => "code",
+        };
+        Some((format!("{prefix}{{{name}}}"), Some(code.to_string())))
+    })
+    .unwrap_or_else(|| (path.clone(), None));
     let (allowed, needed) = match route_path.as_str() {
         "/health" | "/v1/openapi.json" => ("GET", None),
         "/metrics" | "/v1/audit" | "/v1/admin/stats" => ("GET", Some(Role::Admin)),
@@ -229,6 +234,9 @@ async fn route(
         "/v1/feed" => ("GET", Some(Role::Investigate)),
         "/v1/subscriptions" => ("GET, POST", Some(Role::Admin)),
         "/v1/subscriptions/{id}" => ("DELETE", Some(Role::Admin)),
+        "/v1/watchlists" => ("GET, POST", Some(Role::Investigate)),
+        "/v1/watchlists/{id}" => ("DELETE", Some(Role::Investigate)),
+        "/v1/alerts" => ("GET", Some(Role::Investigate)),
         "/v1/collision" => ("POST", Some(Role::Investigate)),
         "/v1/trajectory" | "/v1/cooccurrence" | "/v1/search" | "/v1/frequency"
         | "/v1/nocturnal" | "/v1/first-seen" | "/v1/overnight" | "/v1/counts" => {
@@ -366,6 +374,77 @@ async fn route(
                 )),
             }
         }
+        (Method::POST, "/v1/watchlists") => {
+            let body = body(&app, req).await?;
+            let c = caller.clone();
+            run(app, move |app| create_watchlist(app, &body, &c))
+                .await
+                .map(|v| (StatusCode::CREATED, v.into()))
+        }
+        (Method::GET, "/v1/watchlists") => {
+            params.only(&[])?;
+            let items: Vec<Value> = app
+                .watch
+                .list()
+                .into_iter()
+                .filter(|w| caller.communities.is_none() || w.scope == caller.communities)
+                .map(|w| serde_json::to_value(w).expect("serializes"))
+                .collect();
+            Ok((StatusCode::OK, listed("watchlists", items).0))
+        }
+        (Method::DELETE, "/v1/watchlists/{id}") => {
+            let id = code.expect("matched with an id");
+            let a = app.clone();
+            let gone = run(app, move |app| {
+                app.watch
+                    .delete(&a.store, &id)
+                    .map(|found| (found, id))
+                    .map_err(ApiError::internal)
+            })
+            .await?;
+            match gone {
+                (true, id) => Ok((StatusCode::OK, json!({ "deleted": id }).into())),
+                (false, id) => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_watchlist",
+                    format!("no watchlist {id}"),
+                )),
+            }
+        }
+        (Method::GET, "/v1/alerts") => {
+            params.only(&["after", "limit", "wait"])?;
+            let after = params.number("after", 0u64)?;
+            let limit = params.limit(1000, app.config.max_result_rows)?;
+            let wait = params.window("wait")?.unwrap_or(0);
+            if !(0..=60_000).contains(&wait) {
+                return Err(ApiError::param("wait", "0 to 60 s"));
+            }
+            let deadline = Instant::now() + Duration::from_millis(wait as u64);
+            loop {
+                let notified = app.watch.signal.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let (a, scope) = (app.clone(), caller.communities.clone());
+                let alerts = run(app.clone(), move |_| {
+                    a.watch
+                        .alerts(&a.store, after, limit, scope.as_deref())
+                        .map_err(ApiError::internal)
+                })
+                .await?;
+                if !alerts.is_empty() || Instant::now() >= deadline {
+                    let next = alerts
+                        .last()
+                        .and_then(|a| a["id"].as_u64())
+                        .unwrap_or(after);
+                    return Ok((
+                        StatusCode::OK,
+                        json!({ "alerts": alerts, "next_after": next }).into(),
+                    ));
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, notified).await;
+            }
+        }
         (Method::GET, "/v1/feed") => {
             let sse = req
                 .headers()
@@ -477,6 +556,7 @@ async fn viid(app: Arc<App>, req: Request<Incoming>) -> Reply {
                     }
                 },
             };
+            raise_alerts(&app2, &valid, &appended);
             let m = &app2.metrics;
             for (i, r) in at.into_iter().zip(appended) {
                 let counter = match r {
@@ -708,6 +788,10 @@ async fn ingest(
         } else {
             Some(app2.store.append(&valid).map_err(crate::error::storage)?)
         };
+        let alerts = match &outcome {
+            Some(o) => raise_alerts(&app2, &valid, &o.results),
+            None => 0,
+        };
         let (mut stored, mut duplicates, mut ids) = (0usize, 0usize, Vec::new());
         for (pos, r) in positions
             .iter()
@@ -741,6 +825,7 @@ async fn ingest(
             "rejected": errors.len(),
             "ids": ids,
             "errors": errors,
+            "alerts": alerts,
         });
         // Some stored (or all fine): 200 with the refused ones listed. None stored and
         // some refused: 422, in the one error shape, with the list.
@@ -766,6 +851,50 @@ async fn ingest(
     .await
     .map_err(|e| ApiError::internal(format!("ingest task failed: {e}")))??;
     Ok((status, reply))
+}
+
+/// Checks newly stored events against the watchlists and writes their alerts (before
+/// the ingest is answered); returns how many. A failure to write an alert is logged:
+/// the events are stored and acknowledged all the same.
+fn raise_alerts(app: &App, events: &[sightline_storage::Event], results: &[Appended]) -> usize {
+    if app.watch.is_empty() {
+        return 0;
+    }
+    let stored: Vec<(u64, &sightline_storage::Event, Value)> = events
+        .iter()
+        .zip(results)
+        .filter_map(|(e, r)| match r {
+            Appended::Stored { seq } => Some((*seq, e, event_json(*seq, e))),
+            _ => None,
+        })
+        .collect();
+    match app.watch.check(&app.store, &stored, crate::now_ms()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "watchlist alerts were not written");
+            0
+        }
+    }
+}
+
+/// A stored event as the API writes it, from the validated event.
+fn event_json(seq: u64, e: &sightline_storage::Event) -> Value {
+    let attrs: serde_json::Map<String, Value> = e
+        .attrs()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                sightline_storage::AttrValue::Str(s) => s.into(),
+                sightline_storage::AttrValue::Int(i) => i.into(),
+                sightline_storage::AttrValue::Float(f) => f.into(),
+                sightline_storage::AttrValue::Bool(b) => b.into(),
+            };
+            (k, v)
+        })
+        .collect();
+    json!({"id": seq, "ts": rfc3339(e.ts_ms()), "community": e.community(),
+           "device": e.device().as_str(), "kind": e.kind().as_str(), "subject": e.subject(),
+           "direction": e.direction().as_str(), "attrs": attrs})
 }
 
 /// A query context over the app's store, limited to `scope` when given, that stops
@@ -1036,13 +1165,97 @@ fn create_subscription(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<V
         owner: caller.key_id.clone(),
         scope: caller.communities.clone(),
         created_ms: crate::now_ms(),
+        alerts: match o.get("alerts") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(ApiError::param("alerts", "true or false")),
+        },
     };
     crate::subscriptions::Registry::create(app, s.clone(), from).map_err(ApiError::internal)?;
     let status = crate::subscriptions::Status {
-        cursor: from.unwrap_or_else(|| app.store.applied_through()),
+        cursor: from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        }),
         ..Default::default()
     };
     Ok(subscription_json(&s, &status, app.store.applied_through()))
+}
+
+/// `POST /v1/watchlists`: `{"name", "reason", "expires", "entries": [{"kind",
+/// "subject" | "pattern" | "fuzzy" (+ "distance")}]}`.
+fn create_watchlist(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    use crate::watchlists::{Entry, Watchlist};
+    let o = object(body)?;
+    let reason = text(&o, "reason", true)?;
+    let expires_ms = match o.get("expires") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| ApiError::param("expires", "epoch ms or RFC 3339"))?,
+        ),
+        Some(Value::String(t)) => Some(parse_time("expires", t)?),
+        Some(_) => return Err(ApiError::param("expires", "epoch ms or RFC 3339")),
+    };
+    let items = o
+        .get("entries")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty() && a.len() <= 100_000)
+        .ok_or_else(|| ApiError::param("entries", "1 to 100,000 entries"))?;
+    let mut entries = Vec::with_capacity(items.len());
+    for (i, e) in items.iter().enumerate() {
+        let field = |f: &str| format!("entries[{i}].{f}");
+        let bad = |f: &str, why: &str| ApiError::param(field(f), why);
+        let kind = e["kind"].as_str().unwrap_or("vehicle");
+        parse_kind("kind", kind).map_err(|_| bad("kind", "unknown kind"))?;
+        let get = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        let (subject, pattern, fuzzy) = (get("subject"), get("pattern"), get("fuzzy"));
+        if [&subject, &pattern, &fuzzy]
+            .iter()
+            .filter(|x| x.is_some())
+            .count()
+            != 1
+        {
+            return Err(bad(
+                "subject",
+                "give exactly one of subject, pattern, fuzzy",
+            ));
+        }
+        if let Some(p) = &pattern {
+            if p.chars().count() > sightline_index::MAX_PATTERN_CHARS
+                || p.chars().all(|c| c == '*' || c == '?')
+            {
+                return Err(bad(
+                    "pattern",
+                    "a pattern needs literal characters (and at most 64 characters)",
+                ));
+            }
+        }
+        let distance = match e.get("distance") {
+            None => None,
+            Some(d) => match d.as_f64() {
+                Some(d) if (0.0..=2.0).contains(&d) && fuzzy.is_some() => Some(d as f32),
+                _ => return Err(bad("distance", "0 to 2, with fuzzy")),
+            },
+        };
+        entries.push(Entry {
+            kind: kind.to_string(),
+            subject,
+            pattern,
+            fuzzy,
+            distance,
+        });
+    }
+    let w = Watchlist {
+        id: format!("{:016x}", rand::random::<u64>()),
+        name: text(&o, "name", false)?,
+        reason,
+        expires_ms,
+        entries,
+        scope: caller.communities.clone(),
+    };
+    app.watch.put(&app.store, &w).map_err(ApiError::internal)?;
+    Ok(serde_json::to_value(&w).expect("serializes"))
 }
 
 /// The feed's answer for a page: events as in a trajectory, and the cursor to go on from.

@@ -18,6 +18,7 @@ pub mod openapi;
 mod params;
 pub mod subscriptions;
 pub mod traffic;
+pub mod watchlists;
 pub mod wire;
 
 use std::future::Future;
@@ -97,6 +98,8 @@ impl ServerConfig {
 pub enum ServeError {
     #[error("refusing to listen on {0}: API keys are not configured, so only loopback addresses (127.0.0.1, ::1) are allowed")]
     NotLoopback(SocketAddr),
+    #[error("cannot load the watchlists: {0}")]
+    Watchlists(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -156,6 +159,7 @@ pub(crate) struct App {
     /// Woken by every group commit, for feed readers waiting on new events.
     pub feed_signal: Arc<feed::Signal>,
     pub subscriptions: subscriptions::Registry,
+    pub watch: watchlists::Watch,
 }
 
 /// A server bound to its address, not yet serving.
@@ -169,7 +173,7 @@ impl Server {
     /// Opens the store (recovering it), its keys and audit log, builds the index and
     /// vocabulary, and binds. Without API keys only loopback addresses are allowed.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
-        let (store, index, vocab, keys, audit) = {
+        let (store, index, vocab, keys, audit, watch) = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
                 let store = Store::open(&config.data, config.store.clone())?;
@@ -181,7 +185,8 @@ impl Server {
                 let index = StoreIndex::attach(&store);
                 let vocab = Arc::new(Vocabulary::in_memory()?);
                 vocab.catch_up(&store)?;
-                Ok((store, index, vocab, keys, audit))
+                let watch = watchlists::Watch::load(&store).map_err(ServeError::Watchlists)?;
+                Ok((store, index, vocab, keys, audit, watch))
             })
             .await
             .expect("opening the store panicked")?
@@ -209,6 +214,7 @@ impl Server {
                 gateway: Default::default(),
                 feed_signal,
                 subscriptions: Default::default(),
+                watch,
                 config,
             }),
             listener,

@@ -13,7 +13,7 @@ use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
 use crate::App;
 
 /// The endpoints, as metric labels; anything else is `other`.
-pub const ENDPOINTS: [&str; 22] = [
+pub const ENDPOINTS: [&str; 26] = [
     "/v1/audit",
     "/health",
     "/metrics",
@@ -36,6 +36,10 @@ pub const ENDPOINTS: [&str; 22] = [
     "/v1/admin/stats",
     "/v1/admin/retention",
     "/v1/feed",
+    "/v1/subscriptions",
+    "/v1/watchlists",
+    "/v1/alerts",
+    "/VIID",
 ];
 
 #[derive(Default)]
@@ -56,6 +60,9 @@ pub fn endpoint_index(path: &str) -> usize {
         ("/v1/events/", "/v1/events/{id}"),
         ("/v1/communities/", "/v1/communities/{code}"),
         ("/v1/devices/", "/v1/devices/{code}"),
+        ("/v1/subscriptions/", "/v1/subscriptions"),
+        ("/v1/watchlists/", "/v1/watchlists"),
+        ("/VIID/", "/VIID"),
     ]
     .iter()
     .find(|(prefix, _)| path.len() > prefix.len() && path.starts_with(prefix))

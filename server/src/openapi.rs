@@ -106,6 +106,20 @@ const GETS: &[Route] = &[
         params: &[],
     },
     Route {
+        path: "/v1/watchlists",
+        summary: "Watchlists (those of the key's communities for a scoped key).",
+        params: &[],
+    },
+    Route {
+        path: "/v1/alerts",
+        summary: "Watchlist alerts after a cursor (an alert id), in order; long-polled with `wait`.",
+        params: &[
+            p("after", false, "0", "The last alert id processed (0)."),
+            p("limit", false, "100", "Alerts per page (1000)."),
+            p("wait", false, "0s", "Wait up to this long (≤ 60 s) when nothing is new (0)."),
+        ],
+    },
+    Route {
         path: "/v1/admin/retention",
         summary: "The retention policy in days (null: keep everything) (admin).",
         params: &[],
@@ -310,6 +324,14 @@ fn posts() -> Vec<(&'static str, &'static str, Value)> {
                    "format": "sightline", "batch": 500, "from": 0}),
         ),
         (
+            "/v1/watchlists",
+            "Watch subjects (exact, wildcard pattern, or OCR-fuzzy plate) with a reason and expiry; every matching event raises an alert at ingest; answered 201.",
+            json!({"name": "case 7", "reason": "stolen vehicle", "expires": "2099-01-01T00:00:00+08:00",
+                   "entries": [{"kind": "vehicle", "subject": "苏E12345"},
+                               {"kind": "vehicle", "pattern": "苏E9*"},
+                               {"kind": "vehicle", "fuzzy": "苏E7777B", "distance": 0.5}]}),
+        ),
+        (
             "/v1/collision",
             "Subjects present under several conditions (碰撞).",
             json!({"kind": "vehicle", "min_conditions": 1, "conditions": [
@@ -369,6 +391,17 @@ pub fn document() -> Value {
                     "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}});
         add(&mut paths, path, "post", op);
     }
+    add(
+        &mut paths,
+        "/v1/watchlists/{id}",
+        "delete",
+        json!({"summary": "Delete a watchlist: it raises no more alerts.",
+            "parameters": [{"name": "id", "in": "path", "required": true,
+                            "schema": {"type": "string"}, "example": "0000000000000000"}],
+            "responses": {
+                "200": {"description": "Deleted", "content": {"application/json": {}}},
+                "404": {"description": "No such watchlist.", "content": {"application/json": {"schema": error}}}}}),
+    );
     add(
         &mut paths,
         "/v1/subscriptions/{id}",

@@ -46,6 +46,9 @@ pub struct Subscription {
     pub owner: String,
     pub scope: Option<Vec<String>>,
     pub created_ms: i64,
+    /// Deliver watchlist alerts (its cursor: an alert id) instead of events.
+    #[serde(default)]
+    pub alerts: bool,
 }
 
 /// How delivery is going.
@@ -99,7 +102,10 @@ impl Registry {
     /// Stores a new subscription and starts its worker (its cursor: now, or `from`).
     pub(crate) fn create(app: &Arc<App>, s: Subscription, from: Option<u64>) -> Result<(), String> {
         let c = app.store.catalog();
-        let cursor = from.unwrap_or_else(|| app.store.applied_through());
+        let cursor = from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        });
         c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())
             .and_then(|()| c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes")))
             .map_err(|e| e.to_string())?;
@@ -116,7 +122,10 @@ impl Registry {
             cursor,
             ..Default::default()
         }));
-        let task = tokio::spawn(deliver(app.clone(), s.clone(), status.clone()));
+        let task = match s.alerts {
+            true => tokio::spawn(deliver_alerts(app.clone(), s.clone(), status.clone())),
+            false => tokio::spawn(deliver(app.clone(), s.clone(), status.clone())),
+        };
         app.subscriptions
             .running
             .lock()
@@ -234,6 +243,92 @@ async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), String> {
         .unwrap_or_else(|_| Err(format!("{addr} did not answer within {DELIVERY_TIMEOUT:?}")))
 }
 
+/// Records a delivery's outcome: on success the cursor moves and is kept durably.
+async fn settle(
+    app: &Arc<App>,
+    s: &Subscription,
+    status: &Mutex<Status>,
+    outcome: Result<(), String>,
+    next: u64,
+    n: u64,
+    backoff: &mut Duration,
+) -> bool {
+    match outcome {
+        Ok(()) => {
+            let (a, id) = (app.clone(), s.id.clone());
+            let kept = tokio::task::spawn_blocking(move || {
+                a.store.catalog().kv_put(CURSORS, &id, &next.to_le_bytes())
+            })
+            .await;
+            *backoff = Duration::from_millis(500);
+            let mut st = status.lock().expect("status");
+            st.cursor = next;
+            st.delivered += n;
+            st.failures_in_a_row = 0;
+            st.last_success_ms = Some(crate::now_ms());
+            st.last_error = match kept {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("cannot keep the cursor: {e}")),
+                Err(e) => Some(format!("cannot keep the cursor: {e}")),
+            };
+            true
+        }
+        Err(e) => {
+            {
+                let mut st = status.lock().expect("status");
+                st.failures_in_a_row += 1;
+                st.last_error = Some(e);
+            }
+            tokio::time::sleep(*backoff).await;
+            *backoff = (*backoff * 2).min(MAX_BACKOFF);
+            false
+        }
+    }
+}
+
+/// The alert worker: alerts after the cursor (an alert id), delivered in order.
+async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
+    let Ok((addr, path)) = target(&s.url) else {
+        return;
+    };
+    let mut cursor = status.lock().expect("status").cursor;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let notified = app.watch.signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (a, scope, batch) = (app.clone(), s.scope.clone(), s.batch.max(1));
+        let Ok(Ok(alerts)) = tokio::task::spawn_blocking(move || {
+            a.watch.alerts(&a.store, cursor, batch, scope.as_deref())
+        })
+        .await
+        else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let Some(next) = alerts.last().and_then(|a| a["id"].as_u64()) else {
+            let _ = tokio::time::timeout(Duration::from_secs(30), notified).await;
+            continue;
+        };
+        let payload = serde_json::to_vec(&json!({"subscription": s.id, "alerts": alerts}))
+            .expect("serializes");
+        let outcome = post(&addr, &path, payload).await;
+        if settle(
+            &app,
+            &s,
+            &status,
+            outcome,
+            next,
+            alerts.len() as u64,
+            &mut backoff,
+        )
+        .await
+        {
+            cursor = next;
+        }
+    }
+}
+
 /// The worker: feed pages after the cursor, filtered, delivered, cursor kept.
 async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
     let Ok((addr, path)) = target(&s.url) else {
@@ -314,37 +409,10 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
         }
         let n = events.len() as u64;
         let payload = serde_json::to_vec(&body(&s, &events, crate::now_ms())).expect("serializes");
-        match post(&addr, &path, payload).await {
-            Ok(()) => {
-                let a = app.clone();
-                let (id, c) = (s.id.clone(), next);
-                let kept = tokio::task::spawn_blocking(move || {
-                    a.store.catalog().kv_put(CURSORS, &id, &c.to_le_bytes())
-                })
-                .await;
-                cursor = next;
-                last_persist = Instant::now();
-                backoff = Duration::from_millis(500);
-                let mut st = status.lock().expect("status");
-                st.cursor = cursor;
-                st.delivered += n;
-                st.failures_in_a_row = 0;
-                st.last_success_ms = Some(crate::now_ms());
-                st.last_error = match kept {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(format!("cannot keep the cursor: {e}")),
-                    Err(e) => Some(format!("cannot keep the cursor: {e}")),
-                };
-            }
-            Err(e) => {
-                {
-                    let mut st = status.lock().expect("status");
-                    st.failures_in_a_row += 1;
-                    st.last_error = Some(e);
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        let outcome = post(&addr, &path, payload).await;
+        if settle(&app, &s, &status, outcome, next, n, &mut backoff).await {
+            cursor = next;
+            last_persist = Instant::now();
         }
     }
 }

@@ -111,6 +111,8 @@ pub trait Catalog: Send + Sync {
     fn kv_get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_delete(&self, tree: &str, key: &str) -> Result<()>;
     fn kv_list(&self, tree: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Entries with keys after `key` (byte order), at most `limit`.
+    fn kv_after(&self, tree: &str, key: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>>;
     fn retention_days(&self) -> Result<Option<u32>>;
     fn set_retention_days(&self, days: Option<u32>) -> Result<()>;
 }
@@ -230,6 +232,18 @@ impl Catalog for SledCatalog {
         self.db
             .open_tree(format!("kv.{tree}"))?
             .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+    fn kv_after(&self, tree: &str, key: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        use std::ops::Bound;
+        self.db
+            .open_tree(format!("kv.{tree}"))?
+            .range::<&[u8], _>((Bound::Excluded(key.as_bytes()), Bound::Unbounded))
+            .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
