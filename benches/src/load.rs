@@ -534,6 +534,146 @@ pub fn ndjson_files_stream(
     })
 }
 
+/// One request on a fresh connection, for setup: status, head, body.
+fn setup_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: sightline\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// The platform the GA/T 1400 load registers as, and its password.
+pub const GAT1400_PLATFORM: &str = "32050800005030000001";
+const GAT1400_PASSWORD: &str = "load-generator";
+
+/// GA/T 1400 uploads of the `*-motorvehicles.json` files in `dir`, `batch` objects
+/// each, after registering the city's communities and devices, and a platform that
+/// pushes for them, in the catalog, and registering that platform by digest.
+pub fn gat1400_stream(
+    addr: SocketAddr,
+    traffic: &Traffic,
+    dir: &std::path::Path,
+    batch: usize,
+    connections: usize,
+) -> Result<Stream, String> {
+    use crate::traffic::{community_code, device_code, TYPE_FACE_CAMERA, TYPE_VEHICLE_GATE};
+    let put = |path: String, body: serde_json::Value| -> Result<(), String> {
+        match setup_call(addr, "PUT", &path, "", &body.to_string()) {
+            Ok((200, _, _)) => Ok(()),
+            Ok((s, _, b)) => Err(format!("PUT {path}: {s} {b}")),
+            Err(e) => Err(format!("PUT {path}: {e}")),
+        }
+    };
+    let cfg = traffic.config();
+    for c in 0..cfg.communities {
+        let code = community_code(c);
+        put(
+            format!("/v1/communities/{code}"),
+            serde_json::json!({"name": code}),
+        )?;
+        for (t, n, dir) in [
+            (TYPE_VEHICLE_GATE, 1, "in"),
+            (TYPE_VEHICLE_GATE, 3, "in"),
+            (TYPE_VEHICLE_GATE, 2, "out"),
+            (TYPE_VEHICLE_GATE, 4, "out"),
+            (TYPE_FACE_CAMERA, 1, "in"),
+            (TYPE_FACE_CAMERA, 2, "in"),
+            (TYPE_FACE_CAMERA, 3, "in"),
+        ] {
+            put(
+                format!("/v1/devices/{}", device_code(c, t, n)),
+                serde_json::json!({"community": code, "kind": "camera", "direction": dir}),
+            )?;
+        }
+    }
+    put(
+        format!("/v1/devices/{GAT1400_PLATFORM}"),
+        serde_json::json!({"community": community_code(0), "kind": "platform",
+                           "gat1400": {"password": GAT1400_PASSWORD}}),
+    )?;
+    // The digest handshake.
+    let path = "/VIID/System/Register";
+    let reg = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GAT1400_PLATFORM}\"}}}}");
+    let (_, head, _) = setup_call(addr, "POST", path, "", &reg).map_err(|e| e.to_string())?;
+    let nonce = head
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or("no digest challenge from the server")?;
+    let md5 = sightline_server::gat1400::md5_hex;
+    let ha1 = md5(&format!("{GAT1400_PLATFORM}:Sightline:{GAT1400_PASSWORD}"));
+    let response = md5(&format!(
+        "{ha1}:{nonce}:00000001:0a4f113b:auth:{}",
+        md5(&format!("POST:{path}"))
+    ));
+    let auth = format!(
+        "Authorization: Digest username=\"{GAT1400_PLATFORM}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{path}\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{response}\"\r\n"
+    );
+    match setup_call(addr, "POST", path, &auth, &reg).map_err(|e| e.to_string())? {
+        (200, _, _) => {}
+        (s, _, b) => return Err(format!("digest registration: {s} {b}")),
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-motorvehicles.json"))
+        .collect();
+    files.sort();
+    let mut requests = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        let objects = v["MotorVehicleListObject"]["MotorVehicleObject"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for chunk in objects.chunks(batch.max(1)) {
+            let body = serde_json::json!({"MotorVehicleListObject": {"MotorVehicleObject": chunk}});
+            let mut r = Request::post(
+                "/VIID/MotorVehicles",
+                "application/VIID+JSON",
+                body.to_string().into_bytes(),
+                chunk.len() as u64,
+            );
+            r.head = r.head.replacen(
+                "\r\n\r\n",
+                &format!("\r\nUser-Identify: {GAT1400_PLATFORM}\r\n\r\n"),
+                1,
+            );
+            requests.push(r);
+        }
+    }
+    if requests.is_empty() {
+        return Err(format!("no *-motorvehicles.json in {}", dir.display()));
+    }
+    Ok(Stream {
+        name: "gat1400".into(),
+        unit: "events",
+        requests,
+        connections,
+        rate: None,
+        once: true,
+    })
+}
+
 /// One NDJSON event line (`ts` in epoch ms, as `sightline gen` writes them) as the
 /// input a binary batch carries.
 fn event_of_line(line: &str) -> Result<EventInput, String> {

@@ -243,7 +243,13 @@ async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), String> {
         .unwrap_or_else(|_| Err(format!("{addr} did not answer within {DELIVERY_TIMEOUT:?}")))
 }
 
-/// Records a delivery's outcome: on success the cursor moves and is kept durably.
+/// A cursor write in flight (overlapped with the next delivery; awaited before the
+/// one after, so writes land in order).
+type Persisting = Option<tokio::task::JoinHandle<Result<(), String>>>;
+
+/// Records a delivery's outcome: on success the cursor moves and its durable write
+/// starts (finished before the next write starts).
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     app: &Arc<App>,
     s: &Subscription,
@@ -252,25 +258,30 @@ async fn settle(
     next: u64,
     n: u64,
     backoff: &mut Duration,
+    persisting: &mut Persisting,
 ) -> bool {
     match outcome {
         Ok(()) => {
+            let previous = match persisting.take() {
+                Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
+                None => Ok(()),
+            };
             let (a, id) = (app.clone(), s.id.clone());
-            let kept = tokio::task::spawn_blocking(move || {
-                a.store.catalog().kv_put(CURSORS, &id, &next.to_le_bytes())
-            })
-            .await;
+            *persisting = Some(tokio::task::spawn_blocking(move || {
+                a.store
+                    .catalog()
+                    .kv_put(CURSORS, &id, &next.to_le_bytes())
+                    .map_err(|e| e.to_string())
+            }));
             *backoff = Duration::from_millis(500);
             let mut st = status.lock().expect("status");
             st.cursor = next;
             st.delivered += n;
             st.failures_in_a_row = 0;
             st.last_success_ms = Some(crate::now_ms());
-            st.last_error = match kept {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("cannot keep the cursor: {e}")),
-                Err(e) => Some(format!("cannot keep the cursor: {e}")),
-            };
+            st.last_error = previous
+                .err()
+                .map(|e| format!("cannot keep the cursor: {e}"));
             true
         }
         Err(e) => {
@@ -293,6 +304,7 @@ async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status
     };
     let mut cursor = status.lock().expect("status").cursor;
     let mut backoff = Duration::from_millis(500);
+    let mut persisting: Persisting = None;
     loop {
         let notified = app.watch.signal.notified();
         tokio::pin!(notified);
@@ -313,14 +325,16 @@ async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status
         let payload = serde_json::to_vec(&json!({"subscription": s.id, "alerts": alerts}))
             .expect("serializes");
         let outcome = post(&addr, &path, payload).await;
+        let n = alerts.len() as u64;
         if settle(
             &app,
             &s,
             &status,
             outcome,
             next,
-            alerts.len() as u64,
+            n,
             &mut backoff,
+            &mut persisting,
         )
         .await
         {
@@ -355,6 +369,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
     let mut cursor = status.lock().expect("status").cursor;
     let mut backoff = Duration::from_millis(500);
     let mut last_persist = Instant::now();
+    let mut persisting: Persisting = None;
     loop {
         let ask = Ask {
             after: cursor,
@@ -410,7 +425,18 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
         let n = events.len() as u64;
         let payload = serde_json::to_vec(&body(&s, &events, crate::now_ms())).expect("serializes");
         let outcome = post(&addr, &path, payload).await;
-        if settle(&app, &s, &status, outcome, next, n, &mut backoff).await {
+        if settle(
+            &app,
+            &s,
+            &status,
+            outcome,
+            next,
+            n,
+            &mut backoff,
+            &mut persisting,
+        )
+        .await
+        {
             cursor = next;
             last_persist = Instant::now();
         }

@@ -228,23 +228,23 @@ impl Watch {
         if m.lists.is_empty() {
             return Ok(0);
         }
-        let mut raised = 0;
         let mut next = self.next.lock().expect("alerts");
+        let mut batch = Vec::new();
         for (seq, e, json) in events {
             for w in m.matches(e, now_ms) {
                 let alert = json!({"id": *next, "watchlist": w.id, "name": w.name,
                     "reason": w.reason, "event_id": seq, "community": e.community(),
                     "raised": crate::params::rfc3339(now_ms), "event": json});
-                store
-                    .catalog()
-                    .kv_put(
-                        ALERTS,
-                        &format!("{:016x}", *next),
-                        alert.to_string().as_bytes(),
-                    )
-                    .map_err(|e| e.to_string())?;
+                batch.push((format!("{:016x}", *next), alert.to_string().into_bytes()));
                 *next += 1;
-                raised += 1;
+            }
+        }
+        let raised = batch.len();
+        if raised > 0 {
+            // One durable write for the whole batch of events.
+            if let Err(e) = store.catalog().kv_put_many(ALERTS, &batch) {
+                *next -= raised as u64;
+                return Err(e.to_string());
             }
         }
         drop(next);

@@ -108,6 +108,8 @@ pub trait Catalog: Send + Sync {
     /// Records of the layers above (subscriptions, their cursors …), durable when the
     /// call returns: `tree` names a namespace of their own.
     fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Several entries at once, durable together when the call returns.
+    fn kv_put_many(&self, tree: &str, entries: &[(String, Vec<u8>)]) -> Result<()>;
     fn kv_get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_delete(&self, tree: &str, key: &str) -> Result<()>;
     fn kv_list(&self, tree: &str) -> Result<Vec<(String, Vec<u8>)>>;
@@ -211,6 +213,17 @@ impl Catalog for SledCatalog {
         self.db
             .open_tree(format!("kv.{tree}"))?
             .insert(key.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+    fn kv_put_many(&self, tree: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k.as_bytes(), v.as_slice());
+        }
+        self.db
+            .open_tree(format!("kv.{tree}"))?
+            .apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }

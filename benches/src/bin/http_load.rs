@@ -77,6 +77,18 @@ enum Mode {
         #[arg(long)]
         rate: Option<f64>,
     },
+    /// GA/T 1400 uploads (`POST /VIID/MotorVehicles`) of the city as `sightline gen`
+    /// writes it: registers the city's communities and devices and a platform in the
+    /// catalog, registers the platform by digest, then sends the files' objects in
+    /// batches (not timed: the setup).
+    Gat1400 {
+        /// The `gat1400/` directory of `sightline gen --out`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Objects per upload.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
     /// Ingest and queries at the same time.
     Mix {
         #[arg(long, default_value_t = 2)]
@@ -149,6 +161,15 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Mode::Gat1400 { from, batch } => {
+            match load::gat1400_stream(args.addr, &traffic, from, *batch, args.connections) {
+                Ok(s) => vec![s],
+                Err(e) => {
+                    eprintln!("http-load: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         Mode::Trajectory { rate } => {
             vec![query_stream(
                 &traffic,
