@@ -7,8 +7,8 @@
 //! answers 2xx moves the cursor and makes it durable (the catalog). A failed delivery
 //! is retried with exponential backoff (0.5 s doubling to 60 s) and shown in the
 //! subscription's status; a restart resumes from the durable cursor, so a receiver that
-//! was down gets everything when it returns, and a batch is delivered twice only if the
-//! server stops between the receiver's 2xx and the cursor's write.
+//! was down gets everything when it returns. The cursor's write overlaps the next
+//! delivery, so a crash resends at most the last two batches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
