@@ -650,7 +650,17 @@ where
 /// The request body, refused with 413 past the configured size.
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let max = app.config.max_body_bytes;
-    match Limited::new(req.into_body(), max).collect().await {
+    let limit = app.config.body_timeout;
+    let collected = tokio::time::timeout(limit, Limited::new(req.into_body(), max).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} s", limit.as_secs()),
+            )
+        })?;
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -1644,7 +1654,10 @@ fn search_query(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, 
         "prefix" => SearchMode::Prefix,
         "wildcard" => SearchMode::Wildcard,
         "fuzzy" => SearchMode::Fuzzy {
-            distance: p.number("distance", 1)?,
+            distance: match p.number("distance", 1)? {
+                d @ 1..=2 => d,
+                _ => return Err(ApiError::param("distance", "a fuzzy distance is 1 or 2")),
+            },
         },
         other => {
             return Err(ApiError::param(

@@ -78,6 +78,12 @@ pub struct Settings {
     /// Audit log files are rotated past this many bytes. [default: 64 MiB]
     #[arg(long, env = "SIGHTLINE_AUDIT_FILE_BYTES")]
     pub audit_file_bytes: Option<u64>,
+    /// A request's head must arrive within this. [default: 10s]
+    #[arg(long, env = "SIGHTLINE_HEADER_TIMEOUT")]
+    pub header_timeout: Option<Dur>,
+    /// A request's body must arrive within this (else 408). [default: 60s]
+    #[arg(long, env = "SIGHTLINE_BODY_TIMEOUT")]
+    pub body_timeout: Option<Dur>,
     /// The GA/T 1400 face field holding the subject (feature/archive id); faces
     /// without it use their FaceID. [default: ArchiveID]
     #[arg(long, env = "SIGHTLINE_GAT1400_FACE_SUBJECT")]
@@ -109,6 +115,8 @@ impl Settings {
             shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
             audit_file_bytes: self.audit_file_bytes.or(base.audit_file_bytes),
             gat1400_face_subject: self.gat1400_face_subject.or(base.gat1400_face_subject),
+            header_timeout: self.header_timeout.or(base.header_timeout),
+            body_timeout: self.body_timeout.or(base.body_timeout),
         }
     }
 
@@ -156,6 +164,8 @@ impl Settings {
         c.vocabulary_refresh = dur(self.vocabulary_refresh, c.vocabulary_refresh);
         c.maintenance_every = dur(self.maintenance_every, c.maintenance_every);
         c.shutdown_grace = dur(self.shutdown_grace, c.shutdown_grace);
+        c.header_timeout = dur(self.header_timeout, c.header_timeout);
+        c.body_timeout = dur(self.body_timeout, c.body_timeout);
         Ok(c)
     }
 }

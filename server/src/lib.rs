@@ -71,6 +71,10 @@ pub struct ServerConfig {
     /// upstream platform fills); without it a face's subject is its `FaceID`. Default
     /// `ArchiveID`.
     pub gat1400_face_subject: String,
+    /// A request's head must arrive within this (slow-header attacks); its body
+    /// within `body_timeout` (answered 408 after). Defaults 10 s and 60 s.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -90,6 +94,8 @@ impl ServerConfig {
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
             gat1400_face_subject: "ArchiveID".into(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -249,7 +255,10 @@ impl Server {
                 accepted = self.listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let app = self.app.clone();
-                    let conn = http1::Builder::new().serve_connection(
+                    let conn = http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(self.app.config.header_timeout)
+                        .serve_connection(
                         TokioIo::new(stream),
                         service_fn(move |req| api::handle(app.clone(), req)),
                     );
