@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, env = "SIGHTLINE_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: Settings,
+        settings: Box<Settings>,
     },
     /// Verify every checksum of a stopped store offline, changing nothing; exit 1 on
     /// damage, naming each damaged file.

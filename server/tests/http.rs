@@ -3176,7 +3176,7 @@ fn hostile_input_is_refused_clearly_and_the_server_keeps_serving() {
             "to",
         ),
         (
-            format!("/v1/trajectory?kind=vehicle&subject=x&from=0&to=99999999999999999999"),
+            "/v1/trajectory?kind=vehicle&subject=x&from=0&to=99999999999999999999".to_string(),
             "to",
         ),
         (
