@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod feed;
+pub mod fuzzing;
 pub mod gat1400;
 mod ingest;
 mod metrics;
