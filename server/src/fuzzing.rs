@@ -16,7 +16,7 @@ pub fn segment(data: &[u8]) {
     let Ok(seg) = sightline_storage::segment::Segment::open(&path) else {
         return;
     };
-    let m = seg.meta().clone();
+    let m = *seg.meta();
     let mut n = 0u64;
     seg.for_each(|o, r| {
         n += 1;
