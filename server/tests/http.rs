@@ -3278,3 +3278,61 @@ fn slow_heads_and_bodies_are_cut_off_and_free_their_slots() {
     let r = post(a, "/v1/events", "application/x-ndjson", &sample());
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn every_documented_route_refuses_missing_wrong_revoked_and_underpowered_keys() {
+    use sightline_server::auth::{self, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, investigate, revoked) = {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let mk = |role| auth::create(&store, "t", role, None, 0).unwrap();
+        let revoked = mk(Role::Admin);
+        assert!(auth::revoke(&store, &revoked.0.id, 1).unwrap());
+        (mk(Role::Ingest).1, mk(Role::Investigate).1, revoked.1)
+    };
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let doc = get(a, "/v1/openapi.json").body;
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if path == "/health" || path == "/v1/openapi.json" {
+                continue;
+            }
+            let target = path.replace("{code}", "3205080001").replace("{id}", "1");
+            let method = method.to_ascii_uppercase();
+            let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
+            let needs = |ingest_ok: bool, investigate_ok: bool| (ingest_ok, investigate_ok);
+            // Which roles may call it: ingest only POST /v1/events; admin-only routes.
+            let (ingest_ok, investigate_ok) = match (method.as_str(), path.as_str()) {
+                ("POST", "/v1/events") => needs(true, false),
+                (_, "/metrics" | "/v1/audit" | "/v1/admin/stats" | "/v1/admin/retention")
+                | (_, "/v1/subscriptions" | "/v1/subscriptions/{id}")
+                | ("PUT", _) => needs(false, false),
+                _ => needs(false, true),
+            };
+            for (token, want) in [
+                (None, 401),
+                (Some("sl_nope_nope"), 401),
+                (Some(revoked.as_str()), 401),
+                (Some(ingest.as_str()), if ingest_ok { 0 } else { 403 }),
+                (
+                    Some(investigate.as_str()),
+                    if investigate_ok { 0 } else { 403 },
+                ),
+            ] {
+                let r = call_as(a, token, &method, &target, &body);
+                match want {
+                    0 => assert!(
+                        r.status != 401 && r.status != 403,
+                        "{method} {target} with {token:?}: {}",
+                        r.status
+                    ),
+                    w => assert_eq!(r.status, w, "{method} {target} with {token:?}: {}", r.body),
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} operations checked");
+}
