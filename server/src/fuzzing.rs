@@ -45,6 +45,17 @@ pub fn wal(data: &[u8]) {
     }
 }
 
+/// WAL bytes through recovery's framing and batch decoding alone (fast; `wal` opens a
+/// whole store around them).
+pub fn wal_records(data: &[u8]) {
+    let _ = sightline_storage::fuzz_entry::wal_records(data);
+}
+
+/// Dictionary-log bytes through loading's framing and entry checks alone.
+pub fn dict_records(data: &[u8]) {
+    let _ = sightline_storage::fuzz_entry::dict_records(data);
+}
+
 /// A dictionary log, likewise.
 pub fn dict_log(data: &[u8]) {
     let dir = tempfile::tempdir().expect("temp dir");

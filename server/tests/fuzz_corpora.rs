@@ -9,10 +9,12 @@ use sightline_server::fuzzing;
 
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 10] = [
     ("segment", fuzzing::segment),
     ("wal", fuzzing::wal),
+    ("wal_records", fuzzing::wal_records),
     ("dict_log", fuzzing::dict_log),
+    ("dict_records", fuzzing::dict_records),
     ("ingest_json", fuzzing::ingest_json),
     ("binary_batch", fuzzing::binary_batch),
     ("gat1400", fuzzing::gat1400),
@@ -80,8 +82,10 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let gat = "Digest username=\"32050801011210000001\", realm=\"Sightline\", nonce=\"n\", uri=\"/VIID/System/Register\", qop=auth, nc=00000001, cnonce=\"c\", response=\"r\"\n{\"MotorVehicleListObject\":{\"MotorVehicleObject\":[{\"MotorVehicleID\":\"320508010112100000010220210901080000000000000001\",\"DeviceID\":\"32050801011210000001\",\"PassTime\":\"20210901080000123\",\"PlateNo\":\"苏E12345\",\"PlateReliability\":\"90\",\"SubImageList\":{\"SubImageInfoObject\":[{\"StoragePath\":\"http://i/1.jpg\"}]}}]}}";
     vec![
         ("segment", "sealed-day", std::fs::read(seg).unwrap()),
-        ("wal", "two-batches", std::fs::read(wal).unwrap()),
+        ("wal", "two-batches", std::fs::read(&wal).unwrap()),
+        ("wal_records", "two-batches", std::fs::read(&wal).unwrap()),
         ("dict_log", "dictionary", std::fs::read(dir.path().join("dict.log")).unwrap()),
+        ("dict_records", "dictionary", std::fs::read(dir.path().join("dict.log")).unwrap()),
         ("ingest_json", "ndjson", ndjson.join("\n").into_bytes()),
         ("ingest_json", "array", format!("[{}]", ndjson.join(",")).into_bytes()),
         ("binary_batch", "two-events", binary),

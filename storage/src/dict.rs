@@ -157,6 +157,18 @@ fn push_entry(log: &mut Vec<u8>, tag: u8, id: u32, kind: u8, s: &str) {
     crate::log_file::frame(&payload, log);
 }
 
+/// Applies dictionary-log bytes to empty dictionaries (what loading does, without a
+/// file); the number of entries.
+pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<usize> {
+    let mut dicts = Dictionaries::default();
+    let mut n = 0;
+    read_records(bytes, path, true, |off, payload| {
+        n += 1;
+        dicts.apply(payload, path, off)
+    })?;
+    Ok(n)
+}
+
 /// The append-only file behind the dictionaries.
 #[derive(Debug)]
 pub(crate) struct DictLog {
