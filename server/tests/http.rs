@@ -3336,3 +3336,71 @@ fn every_documented_route_refuses_missing_wrong_revoked_and_underpowered_keys() 
     }
     assert!(checked >= 25, "{checked} operations checked");
 }
+
+#[test]
+fn path_like_input_never_reaches_the_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let server = start(&data, |_| {});
+    let a = server.addr;
+    let before: std::collections::BTreeSet<_> = walk(dir.path());
+    for (method, target, body, want) in [
+        (
+            "PUT",
+            "/v1/communities/..%2F..%2Fescape",
+            "{\"name\":\"x\"}",
+            400,
+        ),
+        ("PUT", "/v1/communities/../escape", "{\"name\":\"x\"}", 400),
+        (
+            "PUT",
+            "/v1/devices/..%2F..%2F..%2Fetc%2Fpasswd",
+            "{\"community\":\"x\"}",
+            400,
+        ),
+        ("GET", "/v1/events/..%2F..%2Fetc%2Fpasswd", "", 400),
+        ("DELETE", "/v1/subscriptions/..%2F..%2Fcatalog", "", 404),
+        ("DELETE", "/v1/watchlists/..%2Fdict.log", "", 404),
+        ("GET", "/../../etc/passwd", "", 404),
+        ("GET", "/v1/audit?after=..%2F..", "", 400),
+    ] {
+        let r = call(a, method, target, "application/json", body.as_bytes());
+        assert_eq!(r.status, want, "{method} {target}: {}", r.body);
+    }
+    // Ingested strings that look like paths are data, nothing more.
+    let ev = json!({"ts": 1630454400000i64, "community": "..", "device": GATE, "kind": "face",
+                    "subject": "../../../../tmp/x", "attrs": {"image_url": "file:///etc/passwd"}});
+    let r = post(a, "/v1/events", "application/json", &format!("[{ev}]"));
+    assert_eq!(r.body["errors"][0]["field"], "community", "{}", r.body);
+    let ev = json!({"ts": 1630454400000i64, "community": "c1", "device": GATE, "kind": "face",
+                    "subject": "../../../../tmp/x", "attrs": {"image_url": "file:///etc/passwd"}});
+    assert_eq!(
+        post(a, "/v1/events", "application/json", &format!("[{ev}]")).body["stored"],
+        1
+    );
+    let after = walk(dir.path());
+    let outside: Vec<_> = after
+        .difference(&before)
+        .filter(|p| !p.starts_with(&data))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "written outside the data directory: {outside:?}"
+    );
+}
+
+/// Every path under `root`.
+fn walk(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p);
+        }
+    }
+    out
+}
