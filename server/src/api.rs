@@ -508,9 +508,8 @@ async fn viid(app: Arc<App>, req: Request<Incoming>) -> Reply {
     let body = match body(&app, req).await {
         Ok(b) => b,
         Err(e) => {
-            let s = json!({"ResponseStatusObject": {"Id": "", "RequestURL": path,
-                "StatusCode": crate::gat1400::INVALID_JSON_FORMAT, "StatusString": e.message,
-                "LocalTime": crate::gat1400::local_time(crate::now_ms())}});
+            let code = crate::gat1400::INVALID_JSON_FORMAT;
+            let s = crate::gat1400::one_status("", &path, code, &e.message, crate::now_ms());
             return viid_reply(e.status, s, None);
         }
     };
@@ -549,9 +548,8 @@ async fn viid(app: Arc<App>, req: Request<Incoming>) -> Reply {
                     Ok(o) => o.results,
                     Err(e) => {
                         let e = crate::error::storage(e);
-                        let s = json!({"ResponseStatusObject": {"Id": "", "RequestURL": path,
-                            "StatusCode": crate::gat1400::DEVICE_ERROR, "StatusString": e.message,
-                            "LocalTime": crate::gat1400::local_time(now)}});
+                        let code = crate::gat1400::DEVICE_ERROR;
+                        let s = crate::gat1400::one_status("", &path, code, &e.message, now);
                         return (e.status, s, None);
                     }
                 },
@@ -887,24 +885,12 @@ fn raise_alerts(app: &App, events: &[sightline_storage::Event], results: &[Appen
     }
 }
 
-/// A stored event as the API writes it, from the validated event.
+/// A stored event as the API writes it, from the validated event (its attributes
+/// written straight from their encoding, as in every answer).
 fn event_json(seq: u64, e: &sightline_storage::Event) -> Value {
-    let attrs: serde_json::Map<String, Value> = e
-        .attrs()
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                sightline_storage::AttrValue::Str(s) => s.into(),
-                sightline_storage::AttrValue::Int(i) => i.into(),
-                sightline_storage::AttrValue::Float(f) => f.into(),
-                sightline_storage::AttrValue::Bool(b) => b.into(),
-            };
-            (k, v)
-        })
-        .collect();
-    json!({"id": seq, "ts": rfc3339(e.ts_ms()), "community": e.community(),
+    json!({"id": seq, "ts": Rfc3339(e.ts_ms()), "community": e.community(),
            "device": e.device().as_str(), "kind": e.kind().as_str(), "subject": e.subject(),
-           "direction": e.direction().as_str(), "attrs": attrs})
+           "direction": e.direction().as_str(), "attrs": AttrsOut(e.attr_bytes())})
 }
 
 /// A query context over the app's store, limited to `scope` when given, that stops

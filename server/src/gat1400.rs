@@ -122,7 +122,8 @@ fn status_object(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Val
            "LocalTime": local_time(now_ms)})
 }
 
-fn one_status(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {
+/// `{"ResponseStatusObject": …}`: the answer to a request about one thing.
+pub fn one_status(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {
     json!({"ResponseStatusObject": status_object(id, url, code, text, now_ms)})
 }
 

@@ -243,68 +243,88 @@ async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), String> {
         .unwrap_or_else(|_| Err(format!("{addr} did not answer within {DELIVERY_TIMEOUT:?}")))
 }
 
-/// A cursor write in flight (overlapped with the next delivery; awaited before the
-/// one after, so writes land in order).
-type Persisting = Option<tokio::task::JoinHandle<Result<(), String>>>;
+/// One subscription's delivery state: where to, the backoff, and the cursor write in
+/// flight (overlapped with the next delivery; awaited before the one after, so writes
+/// land in order).
+struct Sender {
+    app: Arc<App>,
+    id: String,
+    status: Arc<Mutex<Status>>,
+    addr: String,
+    path: String,
+    backoff: Duration,
+    persisting: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
 
-/// Records a delivery's outcome: on success the cursor moves and its durable write
-/// starts (finished before the next write starts).
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    app: &Arc<App>,
-    s: &Subscription,
-    status: &Mutex<Status>,
-    outcome: Result<(), String>,
-    next: u64,
-    n: u64,
-    backoff: &mut Duration,
-    persisting: &mut Persisting,
-) -> bool {
-    match outcome {
-        Ok(()) => {
-            let previous = match persisting.take() {
-                Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
-                None => Ok(()),
-            };
-            let (a, id) = (app.clone(), s.id.clone());
-            *persisting = Some(tokio::task::spawn_blocking(move || {
-                a.store
-                    .catalog()
-                    .kv_put(CURSORS, &id, &next.to_le_bytes())
-                    .map_err(|e| e.to_string())
-            }));
-            *backoff = Duration::from_millis(500);
-            let mut st = status.lock().expect("status");
-            st.cursor = next;
-            st.delivered += n;
-            st.failures_in_a_row = 0;
-            st.last_success_ms = Some(crate::now_ms());
-            st.last_error = previous
-                .err()
-                .map(|e| format!("cannot keep the cursor: {e}"));
-            true
-        }
-        Err(e) => {
-            {
-                let mut st = status.lock().expect("status");
-                st.failures_in_a_row += 1;
-                st.last_error = Some(e);
+impl Sender {
+    fn new(app: &Arc<App>, s: &Subscription, status: &Arc<Mutex<Status>>) -> Option<Sender> {
+        let (addr, path) = target(&s.url).ok()?;
+        Some(Sender {
+            app: app.clone(),
+            id: s.id.clone(),
+            status: status.clone(),
+            addr,
+            path,
+            backoff: Duration::from_millis(500),
+            persisting: None,
+        })
+    }
+
+    /// Starts writing `cursor` durably once the write before it is done; that earlier
+    /// write's outcome.
+    async fn keep(&mut self, cursor: u64) -> Result<(), String> {
+        let previous = match self.persisting.take() {
+            Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
+            None => Ok(()),
+        };
+        let (a, id) = (self.app.clone(), self.id.clone());
+        self.persisting = Some(tokio::task::spawn_blocking(move || {
+            a.store
+                .catalog()
+                .kv_put(CURSORS, &id, &cursor.to_le_bytes())
+                .map_err(|e| e.to_string())
+        }));
+        previous
+    }
+
+    /// POSTs `payload` (`n` items, after which the cursor is `next`). On a 2xx the
+    /// cursor moves and its durable write starts; otherwise the failure is recorded
+    /// and the next attempt waits out the backoff. True when delivered.
+    async fn send(&mut self, payload: Vec<u8>, next: u64, n: u64) -> bool {
+        match post(&self.addr, &self.path, payload).await {
+            Ok(()) => {
+                let previous = self.keep(next).await;
+                self.backoff = Duration::from_millis(500);
+                let mut st = self.status.lock().expect("status");
+                st.cursor = next;
+                st.delivered += n;
+                st.failures_in_a_row = 0;
+                st.last_success_ms = Some(crate::now_ms());
+                st.last_error = previous
+                    .err()
+                    .map(|e| format!("cannot keep the cursor: {e}"));
+                true
             }
-            tokio::time::sleep(*backoff).await;
-            *backoff = (*backoff * 2).min(MAX_BACKOFF);
-            false
+            Err(e) => {
+                {
+                    let mut st = self.status.lock().expect("status");
+                    st.failures_in_a_row += 1;
+                    st.last_error = Some(e);
+                }
+                tokio::time::sleep(self.backoff).await;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                false
+            }
         }
     }
 }
 
 /// The alert worker: alerts after the cursor (an alert id), delivered in order.
 async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
-    let Ok((addr, path)) = target(&s.url) else {
+    let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
     let mut cursor = status.lock().expect("status").cursor;
-    let mut backoff = Duration::from_millis(500);
-    let mut persisting: Persisting = None;
     loop {
         let notified = app.watch.signal.notified();
         tokio::pin!(notified);
@@ -324,20 +344,7 @@ async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status
         };
         let payload = serde_json::to_vec(&json!({"subscription": s.id, "alerts": alerts}))
             .expect("serializes");
-        let outcome = post(&addr, &path, payload).await;
-        let n = alerts.len() as u64;
-        if settle(
-            &app,
-            &s,
-            &status,
-            outcome,
-            next,
-            n,
-            &mut backoff,
-            &mut persisting,
-        )
-        .await
-        {
+        if sender.send(payload, next, alerts.len() as u64).await {
             cursor = next;
         }
     }
@@ -345,7 +352,7 @@ async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status
 
 /// The worker: feed pages after the cursor, filtered, delivered, cursor kept.
 async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
-    let Ok((addr, path)) = target(&s.url) else {
+    let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
     let communities = {
@@ -367,9 +374,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
         }
     };
     let mut cursor = status.lock().expect("status").cursor;
-    let mut backoff = Duration::from_millis(500);
     let mut last_persist = Instant::now();
-    let mut persisting: Persisting = None;
     loop {
         let ask = Ask {
             after: cursor,
@@ -410,10 +415,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
                 status.lock().expect("status").cursor = cursor;
                 // Skipping non-matching events needs no urgency: written once a second.
                 if last_persist.elapsed() > Duration::from_secs(1) {
-                    let _ = app
-                        .store
-                        .catalog()
-                        .kv_put(CURSORS, &s.id, &cursor.to_le_bytes());
+                    let _ = sender.keep(cursor).await;
                     last_persist = Instant::now();
                 }
                 continue;
@@ -424,19 +426,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
         }
         let n = events.len() as u64;
         let payload = serde_json::to_vec(&body(&s, &events, crate::now_ms())).expect("serializes");
-        let outcome = post(&addr, &path, payload).await;
-        if settle(
-            &app,
-            &s,
-            &status,
-            outcome,
-            next,
-            n,
-            &mut backoff,
-            &mut persisting,
-        )
-        .await
-        {
+        if sender.send(payload, next, n).await {
             cursor = next;
             last_persist = Instant::now();
         }

@@ -133,6 +133,17 @@ impl Matcher {
     }
 }
 
+/// Every watchlist the catalog holds.
+fn stored_lists(store: &Store) -> Result<Vec<Watchlist>, String> {
+    store
+        .catalog()
+        .kv_list(TREE)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| format!("a stored watchlist: {e}")))
+        .collect()
+}
+
 /// Watchlists and the alert log.
 #[derive(Default)]
 pub struct Watch {
@@ -146,39 +157,24 @@ pub struct Watch {
 impl Watch {
     /// Loads the stored watchlists and finds where the alert log ends.
     pub fn load(store: &Store) -> Result<Watch, String> {
-        let c = store.catalog();
-        let lists = c
-            .kv_list(TREE)
+        // Alert keys are fixed-width hex, so the greatest key is the last alert.
+        let last = store
+            .catalog()
+            .kv_last(ALERTS)
             .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(_, v)| {
-                serde_json::from_slice(&v).map_err(|e| format!("a stored watchlist: {e}"))
-            })
-            .collect::<Result<Vec<Watchlist>, String>>()?;
-        // The log's last key: alert keys are fixed-width hex, so byte order is id order.
-        let mut last = 0;
-        loop {
-            let chunk = c
-                .kv_after(ALERTS, &format!("{last:016x}"), 4096)
-                .map_err(|e| e.to_string())?;
-            match chunk
-                .last()
-                .and_then(|(k, _)| u64::from_str_radix(k, 16).ok())
-            {
-                Some(id) => last = id,
-                None => break,
-            }
-        }
+            .and_then(|(k, _)| u64::from_str_radix(&k, 16).ok())
+            .unwrap_or(0);
         Ok(Watch {
-            matcher: RwLock::new(Matcher::build(lists)),
+            matcher: RwLock::new(Matcher::build(stored_lists(store)?)),
             next: std::sync::Mutex::new(last + 1),
             signal: Default::default(),
         })
     }
 
+    /// Rebuilds the matcher from the stored watchlists (after a change to them).
     fn rebuild(&self, store: &Store) -> Result<(), String> {
-        let fresh = Watch::load(store)?;
-        *self.matcher.write().expect("watch") = fresh.matcher.into_inner().expect("watch");
+        let fresh = Matcher::build(stored_lists(store)?);
+        *self.matcher.write().expect("watch") = fresh;
         Ok(())
     }
 

@@ -4,36 +4,16 @@
 //! sightline-server --test crash_load` for a long run (CI runs 8 rounds).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-fn spawn(data: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
-}
+mod common;
+use common::spawn_server;
 
 /// One request; `None` when the connection failed (the server was killed).
 fn request(addr: SocketAddr, method: &str, target: &str, body: &str) -> Option<(u16, Value)> {
@@ -62,7 +42,7 @@ fn acknowledged_events_survive_sigkill_under_ingest_and_query_load() {
     let acked: Arc<Mutex<HashSet<String>>> = Default::default();
     let mut killed_mid_request = 0;
     for round in 0..rounds {
-        let (mut child, addr) = spawn(dir.path());
+        let (mut child, addr) = spawn_server(dir.path());
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for w in 0..2 {
@@ -119,7 +99,7 @@ fn acknowledged_events_survive_sigkill_under_ingest_and_query_load() {
         reader.join().unwrap();
     }
     // Everything acknowledged is there, once.
-    let (mut child, addr) = spawn(dir.path());
+    let (mut child, addr) = spawn_server(dir.path());
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut after = 0u64;
     loop {

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sightline_server::{Server, ServerConfig};
 
+mod common;
+use common::spawn_server;
+
 /// A server running on its own runtime thread; stops when dropped.
 struct Running {
     addr: SocketAddr,
@@ -3003,28 +3006,6 @@ fn watchlists_raise_alerts_at_ingest_for_the_feed_and_subscriptions() {
             .len(),
         2
     );
-}
-
-/// Starts the real binary on an ephemeral port; its address.
-fn spawn_server(data: &Path) -> (std::process::Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
 }
 
 #[test]

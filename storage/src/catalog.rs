@@ -113,6 +113,8 @@ pub trait Catalog: Send + Sync {
     fn kv_get(&self, tree: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_delete(&self, tree: &str, key: &str) -> Result<()>;
     fn kv_list(&self, tree: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The entry with the greatest key (byte order), if any.
+    fn kv_last(&self, tree: &str) -> Result<Option<(String, Vec<u8>)>>;
     /// Entries with keys after `key` (byte order), at most `limit`.
     fn kv_after(&self, tree: &str, key: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>>;
     fn retention_days(&self) -> Result<Option<u32>>;
@@ -250,6 +252,13 @@ impl Catalog for SledCatalog {
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
             })
             .collect()
+    }
+    fn kv_last(&self, tree: &str) -> Result<Option<(String, Vec<u8>)>> {
+        Ok(self
+            .db
+            .open_tree(format!("kv.{tree}"))?
+            .last()?
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())))
     }
     fn kv_after(&self, tree: &str, key: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
         use std::ops::Bound;
