@@ -706,9 +706,23 @@ where
 
 async fn health(app: &Arc<App>) -> Result<(StatusCode, Value), ApiError> {
     // With keys configured, anyone may ask whether the server is up, but only that:
-    // store sizes are for admins (`/metrics`).
+    // store sizes and failure reasons (file names) are for admins (`/metrics`, the log).
+    let failed = app.store.failed();
     if !app.keys.is_empty() {
-        return Ok((StatusCode::OK, json!({ "status": "ok" })));
+        return Ok(match failed {
+            Some(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "failed" }),
+            ),
+            None => (StatusCode::OK, json!({ "status": "ok" })),
+        });
+    }
+    if let Some(why) = failed {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "failed", "reason": why,
+                    "writes": "refused until the server is restarted; queries still answer" }),
+        ));
     }
     let t = crate::Totals::of(&app.store);
     Ok((

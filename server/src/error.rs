@@ -124,9 +124,19 @@ impl ApiError {
 
 pub fn storage(e: StorageError) -> ApiError {
     tracing::error!(error = %e, "storage failure");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        e.to_string(),
-    )
+    match e {
+        // Not retried: what an fsync failed on may be lost whatever the page cache shows.
+        StorageError::Poisoned(why) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_failed",
+            format!(
+                "writes are refused since an earlier disk failure ({why}); queries still answer; restart the server once the disk is fixed"
+            ),
+        ),
+        e => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            e.to_string(),
+        ),
+    }
 }

@@ -191,6 +191,11 @@ impl Metrics {
                 "Subjects in the search vocabulary.",
                 app.vocab.indexed(),
             ),
+            (
+                "sightline_store_failed",
+                "1 after a write or fsync failed: writes are refused until restarted.",
+                app.store.failed().is_some() as u64,
+            ),
         ] {
             header(o, name, "gauge", help);
             let _ = writeln!(o, "{name} {v}");

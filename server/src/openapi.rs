@@ -131,7 +131,7 @@ const GETS: &[Route] = &[
     },
     Route {
         path: "/health",
-        summary: "Liveness and store size.",
+        summary: "Liveness and store size; 503 `failed` after a disk failure until restarted.",
         params: &[],
     },
     Route {

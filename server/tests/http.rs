@@ -3385,3 +3385,119 @@ fn walk(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_disk_failure_is_503_naming_the_file_writes_stay_refused_and_a_restart_recovers() {
+    use sightline_storage::io::{Fault, FaultKind, FaultyIo, Op, EIO, ENOSPC};
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let batch = |tag: &str| -> String {
+        (0..5)
+            .map(|i| {
+                ev(
+                    &format!("2021-09-01T08:00:0{i}+08:00"),
+                    GATE,
+                    "face",
+                    &format!("{tag}{i}"),
+                    "in",
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // How many of a batch's five faces have their event stored.
+    let faces = |addr, tag: &str| -> usize {
+        (0..5)
+            .map(|i| {
+                let r = get(
+                    addr,
+                    &format!("/v1/trajectory?kind=face&subject={tag}{i}&{RANGE}"),
+                );
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.body["events"].as_array().unwrap().len()
+            })
+            .sum()
+    };
+    for (n, (op, file, kind)) in [
+        (Op::Sync, ".wal", FaultKind::Errno(EIO)),
+        (Op::Write, "dict.log", FaultKind::Errno(ENOSPC)),
+        (Op::Write, ".wal", FaultKind::ShortWrite),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = format!("{op:?} {kind:?} on {file}");
+        let mut server = start(dir.path(), |c| c.store.io = io.clone());
+        let a = server.addr;
+        let ok = post(
+            a,
+            "/v1/events",
+            "application/x-ndjson",
+            &batch(&format!("OK{n}x")),
+        );
+        assert_eq!(ok.status, 200, "{case}: {}", ok.body);
+        assert_eq!(get(a, "/health").status, 200);
+
+        io.inject(Fault::new(op, file, kind).once());
+        let r = post(
+            a,
+            "/v1/events",
+            "application/x-ndjson",
+            &batch(&format!("LOST{n}x")),
+        );
+        assert_eq!(r.status, 503, "{case}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["code"], "storage_unavailable",
+            "{case}: {}",
+            r.body
+        );
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(file) && msg.contains("os error"),
+            "{case}: {msg}"
+        );
+        // The fault is spent, but writes stay refused, saying why and what to do.
+        let r = post(
+            a,
+            "/v1/events",
+            "application/x-ndjson",
+            &batch(&format!("AFTER{n}x")),
+        );
+        assert_eq!(r.status, 503, "{case}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["code"], "store_failed",
+            "{case}: {}",
+            r.body
+        );
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("restart"));
+        let h = get(a, "/health");
+        assert_eq!(h.status, 503, "{case}: {}", h.body);
+        assert_eq!(h.body["status"], "failed");
+        // Queries still answer, with what was acknowledged only.
+        assert_eq!(faces(a, &format!("OK{n}x")), 5, "{case}");
+        assert_eq!(faces(a, &format!("LOST{n}x")), 0, "{case}");
+        server.stop();
+
+        // The disk works again; a restart recovers and takes writes.
+        io.clear();
+        let server = start(dir.path(), |c| c.store.io = io.clone());
+        let a = server.addr;
+        assert_eq!(get(a, "/health").status, 200, "{case}");
+        let r = post(
+            a,
+            "/v1/events",
+            "application/x-ndjson",
+            &batch(&format!("NEW{n}x")),
+        );
+        assert_eq!(r.status, 200, "{case}: {}", r.body);
+        for tag in ["OK", "NEW"] {
+            assert_eq!(faces(a, &format!("{tag}{n}x")), 5, "{case}: {tag}");
+        }
+        for tag in ["LOST", "AFTER"] {
+            assert_eq!(faces(a, &format!("{tag}{n}x")), 0, "{case}: {tag}");
+        }
+    }
+}

@@ -30,6 +30,9 @@ pub struct StoreConfig {
     /// catalog holds (set by [`crate::Store::set_retention_days`]), by default to keep
     /// everything. Default `None`.
     pub retention_days: Option<u32>,
+    /// The file system the store's own files are read and written through: the
+    /// operating system's, or a [`crate::io::FaultyIo`] in tests that inject disk faults.
+    pub io: std::sync::Arc<dyn crate::io::FileIo>,
 }
 
 impl Default for StoreConfig {
@@ -43,6 +46,7 @@ impl Default for StoreConfig {
             wal_file_bytes: 64 << 20,
             max_batch_events: 100_000,
             retention_days: None,
+            io: crate::io::os(),
         }
     }
 }

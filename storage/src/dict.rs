@@ -4,11 +4,10 @@
 //! `dict.log` and fsynced before the WAL records that use them, so a durable event never
 //! refers to an id the dictionary lost. Record framing is the WAL's (see FORMAT.md).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
+use crate::io::{FileIo, OpenMode, WriteFile};
 use crate::log_file::{read_records, ReadOutcome, TornTail};
 use crate::Kind;
 
@@ -170,38 +169,37 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<usize> {
 }
 
 /// The append-only file behind the dictionaries.
-#[derive(Debug)]
 pub(crate) struct DictLog {
     path: PathBuf,
-    file: File,
+    file: Box<dyn WriteFile>,
+}
+
+impl std::fmt::Debug for DictLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DictLog").field("path", &self.path).finish()
+    }
 }
 
 impl DictLog {
     /// Loads `path` (creating it if missing). A torn last record is cut off and reported.
-    pub fn open(path: &Path) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
+    pub fn open(io: &dyn FileIo, path: &Path) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
         let mut dicts = Dictionaries::default();
         let torn = if path.exists() {
-            let bytes = std::fs::read(path).map_err(|e| StorageError::io(path, e))?;
+            let bytes = io.read(path).map_err(|e| StorageError::io(path, e))?;
             let ReadOutcome { end, torn } = read_records(&bytes, path, true, |off, payload| {
                 dicts.apply(payload, path, off)
             })?;
-            if torn.is_some() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| StorageError::io(path, e))?;
-                f.set_len(end)
-                    .and_then(|_| f.sync_all())
+            if let Some(t) = &torn {
+                crate::log_file::confirm_torn(io, path, &bytes, t)?;
+                io.truncate(path, end)
                     .map_err(|e| StorageError::io(path, e))?;
             }
             torn
         } else {
             None
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let file = io
+            .open(path, OpenMode::AppendOrCreate)
             .map_err(|e| StorageError::io(path, e))?;
         Ok((
             DictLog {
@@ -213,7 +211,8 @@ impl DictLog {
         ))
     }
 
-    /// Appends framed records and fsyncs.
+    /// Appends framed records and fsyncs. After an error the log must not be written
+    /// again (the store refuses writes until reopened).
     pub fn append_durable(&mut self, bytes: &[u8]) -> Result<()> {
         self.file
             .write_all(bytes)

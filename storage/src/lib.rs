@@ -31,6 +31,7 @@ mod dict;
 mod error;
 mod event;
 mod fsutil;
+pub mod io;
 mod log_file;
 mod memtable;
 mod row;

@@ -28,6 +28,26 @@ pub struct ReadOutcome {
     pub torn: Option<TornTail>,
 }
 
+/// Before a torn tail is cut off, the file is read again: a tail that reads differently
+/// the second time is a failing disk (or memory), not a crash mid-append, and cutting it
+/// could destroy acknowledged records; that is an error instead.
+pub fn confirm_torn(
+    io: &dyn crate::io::FileIo,
+    path: &Path,
+    first_read: &[u8],
+    torn: &TornTail,
+) -> Result<()> {
+    let again = io.read(path).map_err(|e| StorageError::io(path, e))?;
+    if again != first_read {
+        return Err(StorageError::corrupt(
+            path,
+            torn.offset,
+            "the file reads differently each time (failing disk or memory); refusing to cut off what looks like a torn tail",
+        ));
+    }
+    Ok(())
+}
+
 /// Appends one framed record to `out`.
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     frame_with(out, |p| p.extend_from_slice(payload));

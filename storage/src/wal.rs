@@ -5,12 +5,13 @@
 //! `wal_file_bytes` a new file starts. [`Wal::checkpoint`] deletes files all of whose
 //! events are sealed. The batch payload layout is in FORMAT.md.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Result, StorageError};
 use crate::fsutil::fsync_dir;
+use crate::io::{FileIo, OpenMode, WriteFile};
 use crate::log_file::{frame_with, read_records, TornTail, FRAME_HEADER};
 use crate::memtable::StoredRow;
 use crate::shard::ShardKey;
@@ -96,14 +97,18 @@ fn file_name(first_seq: u64) -> String {
 
 /// The log's files and the active one.
 pub(crate) struct Wal {
+    io: Arc<dyn FileIo>,
     dir: PathBuf,
     /// (first sequence number, path), ascending; the last is active.
     files: Vec<(u64, PathBuf)>,
-    active: File,
+    active: Box<dyn WriteFile>,
     active_bytes: u64,
     max_file_bytes: u64,
     /// The sequence number after the last record written.
     end_seq: u64,
+    /// An append failed: the active file may end in a partial record, which recovery
+    /// drops only while it is the newest file, so no new file is started after it.
+    failed: bool,
 }
 
 impl Wal {
@@ -111,12 +116,13 @@ impl Wal {
     /// appending (a new file numbered `next_seq` is created when there is none). A torn
     /// tail of the newest file is truncated and returned.
     pub fn open(
+        io: Arc<dyn FileIo>,
         dir: &Path,
         max_file_bytes: u64,
         mut replay: impl FnMut(&Path, u64, u64, Vec<WalEvent>) -> Result<()>,
         next_seq: impl FnOnce() -> u64,
     ) -> Result<(Wal, Option<TornTail>)> {
-        crate::fsutil::create_dir_durable(dir)?;
+        crate::fsutil::create_dir_durable(&*io, dir)?;
         let mut files = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
             let entry = entry.map_err(|e| StorageError::io(dir, e))?;
@@ -133,7 +139,7 @@ impl Wal {
         let mut torn = None;
         let mut last_seq_seen: Option<u64> = None;
         for (i, (first, path)) in files.iter().enumerate() {
-            let bytes = fs::read(path).map_err(|e| StorageError::io(path, e))?;
+            let bytes = io.read(path).map_err(|e| StorageError::io(path, e))?;
             let newest = i + 1 == files.len();
             let outcome = read_records(&bytes, path, newest, |off, payload| {
                 let (batch_first, events) =
@@ -151,12 +157,8 @@ impl Wal {
                 replay(path, off, batch_first, events)
             })?;
             if let Some(t) = outcome.torn {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| StorageError::io(path, e))?;
-                f.set_len(outcome.end)
-                    .and_then(|_| f.sync_all())
+                crate::log_file::confirm_torn(&*io, path, &bytes, &t)?;
+                io.truncate(path, outcome.end)
                     .map_err(|e| StorageError::io(path, e))?;
                 tracing::warn!(path = %t.path.display(), offset = t.offset, dropped_bytes = t.dropped_bytes, "dropped torn WAL tail");
                 torn = Some(t);
@@ -165,28 +167,27 @@ impl Wal {
         if files.is_empty() {
             let first = next_seq();
             let path = dir.join(file_name(first));
-            File::create(&path).map_err(|e| StorageError::io(&path, e))?;
-            fsync_dir(dir)?;
+            io.open(&path, OpenMode::Truncate)
+                .map_err(|e| StorageError::io(&path, e))?;
+            fsync_dir(&*io, dir)?;
             files.push((first, path));
         }
         let path = &files.last().expect("at least one file").1;
-        let active = OpenOptions::new()
-            .append(true)
-            .open(path)
+        let active = io
+            .open(path, OpenMode::Append)
             .map_err(|e| StorageError::io(path, e))?;
-        let active_bytes = active
-            .metadata()
-            .map_err(|e| StorageError::io(path, e))?
-            .len();
+        let active_bytes = active.size().map_err(|e| StorageError::io(path, e))?;
         let end_seq = last_seq_seen.map_or(files.last().expect("a file").0, |l| l + 1);
         Ok((
             Wal {
+                io,
                 dir: dir.to_path_buf(),
                 files,
                 active,
                 active_bytes,
                 max_file_bytes,
                 end_seq,
+                failed: false,
             },
             torn,
         ))
@@ -197,13 +198,22 @@ impl Wal {
     }
 
     /// Appends framed records and makes them durable (fdatasync). When the active file
-    /// has grown past its bound, the next file starts at `next_seq`.
+    /// has grown past its bound, the next file starts at `next_seq`. After an error the
+    /// log must not be written again (the store refuses writes until reopened): what
+    /// the failed call wrote may or may not be on disk, and recovery sorts it out.
     pub fn append_durable(&mut self, bytes: &[u8], next_seq: u64) -> Result<()> {
+        if self.failed {
+            return Err(StorageError::Poisoned(format!(
+                "an earlier append to {} failed",
+                self.active_path().display()
+            )));
+        }
         if let Err(e) = self
             .active
             .write_all(bytes)
             .and_then(|_| self.active.sync_data())
         {
+            self.failed = true;
             return Err(StorageError::io(self.active_path(), e));
         }
         self.active_bytes += bytes.len() as u64;
@@ -217,12 +227,20 @@ impl Wal {
     /// Starts a new active file whose first sequence number is `first`.
     fn start_file(&mut self, first: u64) -> Result<()> {
         let path = self.dir.join(file_name(first));
-        let f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
+        // The file may be there already, empty, from an attempt whose directory fsync
+        // failed; it is reused then.
+        let f = self
+            .io
+            .open(&path, OpenMode::AppendOrCreate)
             .map_err(|e| StorageError::io(&path, e))?;
-        fsync_dir(&self.dir)?;
+        if f.size().map_err(|e| StorageError::io(&path, e))? != 0 {
+            return Err(StorageError::corrupt(
+                &path,
+                0,
+                "a new WAL file's name is taken by a file with data in it",
+            ));
+        }
+        fsync_dir(&*self.io, &self.dir)?;
         self.active = f;
         self.active_bytes = 0;
         self.files.push((first, path));
@@ -233,6 +251,11 @@ impl Wal {
     /// `min_unsealed_seq`; when that is every event written, the active file too (an
     /// empty one replaces it). Returns how many were deleted.
     pub fn checkpoint(&mut self, min_unsealed_seq: u64) -> Result<usize> {
+        if self.failed {
+            // Keeping files is always safe (replay skips what is sealed); starting a new
+            // one would turn a partial record at the end of this one into corruption.
+            return Ok(0);
+        }
         // Everything written is sealed: the active file is not needed either, so a new
         // (empty) one takes over and it goes with the rest.
         if self.active_bytes > 0 && self.end_seq <= min_unsealed_seq {
@@ -241,11 +264,13 @@ impl Wal {
         let mut removed = 0;
         while self.files.len() > 1 && self.files[1].0 <= min_unsealed_seq {
             let (_, path) = self.files.remove(0);
-            fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+            self.io
+                .remove_file(&path)
+                .map_err(|e| StorageError::io(&path, e))?;
             removed += 1;
         }
         if removed > 0 {
-            fsync_dir(&self.dir)?;
+            fsync_dir(&*self.io, &self.dir)?;
         }
         Ok(removed)
     }

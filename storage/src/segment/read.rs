@@ -1,10 +1,7 @@
 //! Reading a segment: open and verify, then zero-copy access through the memory map.
 
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 use super::build::block_data_len;
 use super::format::*;
@@ -41,7 +38,7 @@ struct Packed {
 /// An immutable, memory-mapped, verified segment file.
 pub struct Segment {
     path: PathBuf,
-    map: Mmap,
+    map: crate::io::FileBytes,
     meta: SegmentMeta,
     sections: [Range<usize>; SECTION_COUNT],
     subjects: Packed,
@@ -82,11 +79,12 @@ impl Segment {
     /// Maps `path` and verifies every checksum and structural bound. A damaged file is
     /// a [`StorageError::Corrupt`] naming the file, the offset and what is wrong.
     pub fn open(path: &Path) -> Result<Segment> {
-        let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
-        // SAFETY: segment files are immutable once renamed into place, and the store
-        // never writes, truncates or reuses a segment's path while it is mapped. A file
-        // changed underneath us by another process is outside what we can defend.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| StorageError::io(path, e))?;
+        Segment::open_with(&crate::io::OsIo, path)
+    }
+
+    /// [`Segment::open`] through the store's file-system seam.
+    pub fn open_with(io: &dyn crate::io::FileIo, path: &Path) -> Result<Segment> {
+        let map = io.map(path).map_err(|e| StorageError::io(path, e))?;
         let mut seg = Segment {
             path: path.to_path_buf(),
             map,

@@ -139,8 +139,9 @@ impl Store {
             inner.layout.start_ms(key.span),
             &mut rows,
         );
-        write_atomic(&path, &bytes)?;
-        let seg = Arc::new(Segment::open(&path)?);
+        let io = &*inner.config.io;
+        write_atomic(io, &path, &bytes)?;
+        let seg = Arc::new(Segment::open_with(io, &path)?);
         let mut state = read(&inner.shards)
             .get(&key)
             .map(|s| s.state.clone())
@@ -184,7 +185,11 @@ impl Store {
         self.write_segment(key, &mut next_id, rows, sealed_through, &replaces)?;
         for seg in &old {
             // Readers holding the old mapping keep reading it; unlinking is safe.
-            std::fs::remove_file(seg.path()).map_err(|e| crate::StorageError::io(seg.path(), e))?;
+            self.inner
+                .config
+                .io
+                .remove_file(seg.path())
+                .map_err(|e| crate::StorageError::io(seg.path(), e))?;
         }
         tracing::info!(
             community = key.community,
@@ -242,7 +247,11 @@ impl Store {
             }
             self.forget_source_ids(key, state.sealed_through_seq);
             for f in files {
-                std::fs::remove_file(&f).map_err(|e| crate::StorageError::io(&f, e))?;
+                self.inner
+                    .config
+                    .io
+                    .remove_file(&f)
+                    .map_err(|e| crate::StorageError::io(&f, e))?;
             }
             tracing::info!(
                 community = key.community,

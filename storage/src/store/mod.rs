@@ -151,7 +151,8 @@ impl Store {
     ) -> Result<Store> {
         config.check()?;
         let dir = dir.as_ref().to_path_buf();
-        crate::fsutil::create_dir_durable(&dir)?;
+        let io = config.io.clone();
+        crate::fsutil::create_dir_durable(&*io, &dir)?;
         let lock_file = lock_store(&dir, true)?;
 
         let layout = SpanLayout {
@@ -170,7 +171,7 @@ impl Store {
             None => catalog.retention_days()?,
         };
         crate::config::check_retention(retention_days)?;
-        let (dict_log, dicts, dict_torn) = DictLog::open(&dir.join("dict.log"))?;
+        let (dict_log, dicts, dict_torn) = DictLog::open(&*io, &dir.join("dict.log"))?;
         let mut recovery = RecoveryReport {
             dict_torn_tail: dict_torn,
             ..Default::default()
@@ -183,7 +184,7 @@ impl Store {
             let mut shard = Shard::default();
             for entry in &state.segments {
                 let path = dir.join(&entry.file);
-                let seg = Segment::open(&path)?;
+                let seg = Segment::open_with(&*io, &path)?;
                 if seg.meta().community != key.community || seg.meta().span != key.span {
                     return Err(StorageError::corrupt(
                         &path,
@@ -202,11 +203,12 @@ impl Store {
             shard.state = state;
             shards.insert(key, shard);
         }
-        recovery.orphan_files_removed = remove_orphans(&dir.join("segments"), &referenced)?;
+        recovery.orphan_files_removed = remove_orphans(&*io, &dir.join("segments"), &referenced)?;
 
         let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
         let max_seq = std::cell::Cell::new(max_seq);
         let (wal, wal_torn) = Wal::open(
+            io.clone(),
             &dir.join("wal"),
             config.wal_file_bytes,
             |path, off, first_seq, events| {
@@ -371,6 +373,12 @@ impl Store {
         self.inner.commit_seconds.snapshot()
     }
 
+    /// Why the store refuses writes, when an earlier write or fsync failed: it does
+    /// until reopened (queries keep working).
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.inner.writer).failed.clone()
+    }
+
     pub fn wal_file_count(&self) -> usize {
         lock(&self.inner.logs).wal.file_count()
     }
@@ -400,7 +408,11 @@ pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
     Ok(file)
 }
 
-fn remove_orphans(dir: &Path, referenced: &HashSet<PathBuf>) -> Result<Vec<PathBuf>> {
+fn remove_orphans(
+    io: &dyn crate::io::FileIo,
+    dir: &Path,
+    referenced: &HashSet<PathBuf>,
+) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if !dir.exists() {
         return Ok(removed);
@@ -416,7 +428,7 @@ fn remove_orphans(dir: &Path, referenced: &HashSet<PathBuf>) -> Result<Vec<PathB
             if referenced.contains(&f) {
                 any_left = true;
             } else {
-                fs::remove_file(&f).map_err(|e| StorageError::io(&f, e))?;
+                io.remove_file(&f).map_err(|e| StorageError::io(&f, e))?;
                 tracing::warn!(path = %f.display(), "removed file not in the manifest");
                 removed.push(f);
             }
@@ -426,7 +438,7 @@ fn remove_orphans(dir: &Path, referenced: &HashSet<PathBuf>) -> Result<Vec<PathB
         }
     }
     if !removed.is_empty() {
-        crate::fsutil::fsync_dir(dir)?;
+        crate::fsutil::fsync_dir(io, dir)?;
     }
     Ok(removed)
 }
