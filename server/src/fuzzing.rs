@@ -34,15 +34,39 @@ pub fn segment(data: &[u8]) {
     let _ = seg.row(0);
 }
 
-/// A WAL file: a store opened over it replays what it can and reports the rest.
+/// A scratch directory for one process's fuzz inputs, emptied before each.
+fn scratch() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path();
+    let _ = std::fs::remove_dir_all(dir.join("wal"));
+    let _ = std::fs::remove_file(dir.join("dict.log"));
+    dir
+}
+
+/// Valid dictionary-log bytes naming the ids the WAL seeds use, so WAL inputs get past
+/// the dictionary check into replay.
+fn seed_dict() -> &'static [u8] {
+    static DICT: OnceLock<Vec<u8>> = OnceLock::new();
+    DICT.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/dict_log");
+        std::fs::read_dir(&dir)
+            .ok()
+            .and_then(|mut d| d.find_map(|e| std::fs::read(e.ok()?.path()).ok()))
+            .unwrap_or_default()
+    })
+}
+
+/// A WAL file: recovery replays what it can (beside a valid dictionary log) and
+/// reports the rest, exactly as opening a store does, without the catalog around it.
 pub fn wal(data: &[u8]) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let wal = dir.path().join("wal");
+    let dir = scratch();
+    let wal = dir.join("wal");
     std::fs::create_dir_all(&wal).expect("wal dir");
+    std::fs::write(dir.join("dict.log"), seed_dict()).expect("write");
     std::fs::write(wal.join(format!("{:020}.wal", 1)), data).expect("write");
-    if let Ok(store) = Store::open(dir.path(), StoreConfig::default()) {
-        let _ = store.read_events(i64::MIN, i64::MAX, None);
-    }
+    let _ = sightline_storage::fuzz_entry::replay_logs(dir);
 }
 
 /// WAL bytes through recovery's framing and batch decoding alone (fast; `wal` opens a
@@ -56,11 +80,11 @@ pub fn dict_records(data: &[u8]) {
     let _ = sightline_storage::fuzz_entry::dict_records(data);
 }
 
-/// A dictionary log, likewise.
+/// A dictionary log, likewise (with no WAL).
 pub fn dict_log(data: &[u8]) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("dict.log"), data).expect("write");
-    let _ = Store::open(dir.path(), StoreConfig::default());
+    let dir = scratch();
+    std::fs::write(dir.join("dict.log"), data).expect("write");
+    let _ = sightline_storage::fuzz_entry::replay_logs(dir);
 }
 
 /// An NDJSON or JSON-array ingest body, through parsing and validation.

@@ -171,11 +171,7 @@ impl Store {
             None => catalog.retention_days()?,
         };
         crate::config::check_retention(retention_days)?;
-        let (dict_log, dicts, dict_torn) = DictLog::open(&*io, &dir.join("dict.log"))?;
-        let mut recovery = RecoveryReport {
-            dict_torn_tail: dict_torn,
-            ..Default::default()
-        };
+        let mut recovery = RecoveryReport::default();
 
         let mut shards: BTreeMap<ShardKey, Shard> = BTreeMap::new();
         let mut referenced = HashSet::new();
@@ -205,63 +201,21 @@ impl Store {
         }
         recovery.orphan_files_removed = remove_orphans(&*io, &dir.join("segments"), &referenced)?;
 
-        let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
-        let max_seq = std::cell::Cell::new(max_seq);
-        let (wal, wal_torn) = Wal::open(
-            io.clone(),
-            &dir.join("wal"),
-            config.wal_file_bytes,
-            |path, off, first_seq, events| {
-                recovery.wal_batches_replayed += 1;
-                for (i, e) in events.into_iter().enumerate() {
-                    let seq = first_seq + i as u64;
-                    max_seq.set(max_seq.get().max(seq));
-                    let known = (e.community as usize) < dicts.len_communities()
-                        && (e.device as usize) < dicts.len_devices()
-                        && (e.subject as usize) < dicts.len_subjects()
-                        && crate::Kind::from_code(e.kd >> 2).is_some()
-                        && crate::Direction::from_code(e.kd & 3).is_some();
-                    if !known {
-                        return Err(StorageError::corrupt(
-                            path,
-                            off,
-                            format!("event {seq} refers to ids missing from dict.log"),
-                        ));
-                    }
-                    let key = ShardKey {
-                        community: e.community,
-                        span: layout.span_of(e.ts_ms),
-                    };
-                    let shard = shards.entry(key).or_default();
-                    if seq <= shard.state.sealed_through_seq {
-                        recovery.wal_events_already_sealed += 1;
-                        continue;
-                    }
-                    let source_id =
-                        source_id_of(&e.attrs).map_err(|r| StorageError::corrupt(path, off, r))?;
-                    if let Some(s) = &source_id {
-                        source_ids.entry(key).or_default().insert(s.clone(), seq);
-                    }
-                    shard.mem.push(StoredRow {
-                        seq,
-                        ts_ms: e.ts_ms,
-                        device: e.device,
-                        subject: e.subject,
-                        kd: e.kd,
-                        attrs: e.attrs.into(),
-                        source_id,
-                    });
-                    recovery.wal_events_replayed += 1;
-                }
-                Ok(())
-            },
-            || max_seq.get() + 1,
+        let Replayed {
+            dict_log,
+            dicts,
+            wal,
+            source_ids,
+            max_seq,
+        } = replay_logs(
+            &io,
+            &dir,
+            &config,
+            layout,
+            &mut shards,
+            max_seq,
+            &mut recovery,
         )?;
-        let max_seq = max_seq.get();
-        recovery.wal_torn_tail = wal_torn;
-        shards.retain(|_, s| {
-            !s.segments.is_empty() || !s.mem.is_empty() || s.state != ShardState::default()
-        });
 
         let store = Store {
             inner: Arc::new(Inner {
@@ -384,7 +338,95 @@ impl Store {
     }
 }
 
-/// Removes files under `segments/` the manifest does not reference.
+/// What replaying the logs gives: the logs open for appending, the dictionaries, the
+/// open shards' source ids and the highest sequence number seen.
+pub(crate) struct Replayed {
+    pub dict_log: DictLog,
+    pub dicts: Dictionaries,
+    pub wal: Wal,
+    pub source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>>,
+    pub max_seq: u64,
+}
+
+/// Loads the dictionary log and replays the WAL into `shards` (whose sealed state the
+/// manifest gave), skipping what is sealed. The part of opening a store that reads the
+/// logs' bytes; the fuzzers call it without a catalog around it.
+pub(crate) fn replay_logs(
+    io: &Arc<dyn crate::io::FileIo>,
+    dir: &Path,
+    config: &StoreConfig,
+    layout: SpanLayout,
+    shards: &mut BTreeMap<ShardKey, Shard>,
+    max_seq: u64,
+    recovery: &mut RecoveryReport,
+) -> Result<Replayed> {
+    let (dict_log, dicts, dict_torn) = DictLog::open(&**io, &dir.join("dict.log"))?;
+    recovery.dict_torn_tail = dict_torn;
+    let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
+    let max_seq = std::cell::Cell::new(max_seq);
+    let (wal, wal_torn) = Wal::open(
+        io.clone(),
+        &dir.join("wal"),
+        config.wal_file_bytes,
+        |path, off, first_seq, events| {
+            recovery.wal_batches_replayed += 1;
+            for (i, e) in events.into_iter().enumerate() {
+                let seq = first_seq + i as u64;
+                max_seq.set(max_seq.get().max(seq));
+                let known = (e.community as usize) < dicts.len_communities()
+                    && (e.device as usize) < dicts.len_devices()
+                    && (e.subject as usize) < dicts.len_subjects()
+                    && crate::Kind::from_code(e.kd >> 2).is_some()
+                    && crate::Direction::from_code(e.kd & 3).is_some();
+                if !known {
+                    return Err(StorageError::corrupt(
+                        path,
+                        off,
+                        format!("event {seq} refers to ids missing from dict.log"),
+                    ));
+                }
+                let key = ShardKey {
+                    community: e.community,
+                    span: layout.span_of(e.ts_ms),
+                };
+                let shard = shards.entry(key).or_default();
+                if seq <= shard.state.sealed_through_seq {
+                    recovery.wal_events_already_sealed += 1;
+                    continue;
+                }
+                let source_id =
+                    source_id_of(&e.attrs).map_err(|r| StorageError::corrupt(path, off, r))?;
+                if let Some(s) = &source_id {
+                    source_ids.entry(key).or_default().insert(s.clone(), seq);
+                }
+                shard.mem.push(StoredRow {
+                    seq,
+                    ts_ms: e.ts_ms,
+                    device: e.device,
+                    subject: e.subject,
+                    kd: e.kd,
+                    attrs: e.attrs.into(),
+                    source_id,
+                });
+                recovery.wal_events_replayed += 1;
+            }
+            Ok(())
+        },
+        || max_seq.get() + 1,
+    )?;
+    recovery.wal_torn_tail = wal_torn;
+    shards.retain(|_, s| {
+        !s.segments.is_empty() || !s.mem.is_empty() || s.state != ShardState::default()
+    });
+    Ok(Replayed {
+        dict_log,
+        dicts,
+        wal,
+        source_ids,
+        max_seq: max_seq.get(),
+    })
+}
+
 /// Takes the store's `LOCK` file (creating it when `create`), so only one process
 /// has a store open; the lock lasts as long as the returned file.
 pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
@@ -408,6 +450,7 @@ pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
     Ok(file)
 }
 
+/// Removes files under `segments/` the manifest does not reference.
 fn remove_orphans(
     io: &dyn crate::io::FileIo,
     dir: &Path,
