@@ -63,6 +63,10 @@ pub struct Stream {
     pub rate: Option<f64>,
     /// Send every request once, then stop.
     pub once: bool,
+    /// Called with a request's index each time it is answered 200: the generator's
+    /// record of what the server acknowledged (the crash test checks it against the
+    /// store).
+    pub on_ack: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
 /// Bounds of a run: it stops at whichever comes first.
@@ -278,6 +282,7 @@ pub fn run(
                 next_index.clone(),
             );
             let once = s.once;
+            let on_ack = s.on_ack.clone();
             handles.push((
                 si,
                 std::thread::spawn(move || {
@@ -316,6 +321,9 @@ pub fn run(
                         let error = match answer {
                             Ok(200) => {
                                 counters.items.fetch_add(r.items, Ordering::Relaxed);
+                                if let Some(f) = &on_ack {
+                                    f(i % requests.len());
+                                }
                                 None
                             }
                             Ok(status) => Some(format!("status {status}")),
@@ -434,7 +442,21 @@ pub fn ingest_stream(
     once: bool,
 ) -> Stream {
     let events: Vec<EventInput> = traffic.days().flatten().collect();
-    let requests = events
+    let requests = ingest_requests(&events, batch, binary);
+    Stream {
+        name: "ingest".into(),
+        unit: "events",
+        requests,
+        connections,
+        rate,
+        once,
+        on_ack: None,
+    }
+}
+
+/// `POST /v1/events` requests of `batch` events each, NDJSON or binary.
+pub fn ingest_requests(events: &[EventInput], batch: usize, binary: bool) -> Vec<Request> {
+    events
         .chunks(batch.max(1))
         .map(|c| {
             let (body, content_type) = match binary {
@@ -446,15 +468,7 @@ pub fn ingest_stream(
             };
             Request::post("/v1/events", content_type, body, c.len() as u64)
         })
-        .collect();
-    Stream {
-        name: "ingest".into(),
-        unit: "events",
-        requests,
-        connections,
-        rate,
-        once,
-    }
+        .collect()
 }
 
 /// Batches of the lines of every `*.ndjson` file in `dir` (name order): sent as they
@@ -531,6 +545,7 @@ pub fn ndjson_files_stream(
         connections,
         rate,
         once,
+        on_ack: None,
     })
 }
 
@@ -671,6 +686,7 @@ pub fn gat1400_stream(
         connections,
         rate: None,
         once: true,
+        on_ack: None,
     })
 }
 
@@ -783,6 +799,7 @@ pub fn query_stream(
         connections,
         rate,
         once: false,
+        on_ack: None,
     }
 }
 
