@@ -269,16 +269,32 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
     store.append(&batch).unwrap();
     clock.set(DAY0 + DAY + 3 * HOUR);
     assert_eq!(store.maintain().unwrap().sealed.len(), 1);
-    // A camera comes back online with yesterday's buffer.
-    store
-        .append(&[ev(input(DAY0 + 5000, "c1", 9, "face", "LATE"))])
-        .unwrap();
-    let report = store.maintain().unwrap();
-    assert_eq!(report.sealed.len(), 1);
-    assert_eq!(report.compacted.len(), 1, "the delta is merged");
-    let key = report.compacted[0];
+    // Cameras come back online with yesterday's buffer, one late event at a time: each
+    // becomes a small delta segment, kept beside the day's until there are eight.
+    let key = store.shards()[0].key;
+    for late in 1..8 {
+        store
+            .append(&[ev(input(DAY0 + 5000, "c1", 9, "face", &format!("LATE{late}")))])
+            .unwrap();
+        let report = store.maintain().unwrap();
+        assert_eq!(report.sealed.len(), 1);
+        if late < 7 {
+            assert!(report.compacted.is_empty(), "a small delta waits");
+            assert_eq!(store.segments(key).len(), 1 + late);
+        } else {
+            assert_eq!(report.compacted, vec![key], "eight segments are merged");
+        }
+    }
     assert_eq!(store.segments(key).len(), 1);
-    assert_eq!(all_events(&store).len(), 301);
+    assert_eq!(all_events(&store).len(), 307);
+    // A delta of a quarter of the day's events is merged at once.
+    let quarter: Vec<_> = (0..77)
+        .map(|i| ev(input(DAY0 + 9000 + i, "c1", 9, "face", "BULK")))
+        .collect();
+    store.append(&quarter).unwrap();
+    assert_eq!(store.maintain().unwrap().compacted, vec![key]);
+    assert_eq!(store.segments(key).len(), 1);
+    assert_eq!(all_events(&store).len(), 384);
     assert_eq!(
         common::files_with_ext(dir.path(), "seg").len(),
         1,

@@ -24,14 +24,32 @@ pub struct MaintenanceReport {
     pub dropped: Vec<ShardKey>,
 }
 
+/// A closed shard's segments are merged once there are [`MAX_SEGMENTS`] of them, or
+/// once the smaller ones together reach a quarter of the largest. Late events thus
+/// collect in a few small deltas instead of rewriting the whole shard at every
+/// maintenance pass: each event is rewritten O(log n) times, not O(n).
+fn compaction_due(segments: &[Arc<Segment>]) -> bool {
+    if segments.len() < 2 {
+        return false;
+    }
+    let sizes = segments.iter().map(|s| u64::from(s.meta().events));
+    let largest = sizes.clone().max().unwrap_or(0);
+    let rest: u64 = sizes.sum::<u64>() - largest;
+    segments.len() >= MAX_SEGMENTS || rest * 4 >= largest
+}
+
+/// Most segments a closed shard keeps before they are merged regardless of size.
+pub const MAX_SEGMENTS: usize = 8;
+
 impl Store {
-    /// Seals what is due, compacts shards whose span is over, applies retention.
+    /// Seals what is due, compacts shards whose span is over (when
+    /// [`compaction_due`]), applies retention.
     pub fn maintain(&self) -> Result<MaintenanceReport> {
         let sealed = self.seal_due()?;
         let now = self.inner.clock.now_ms();
         let closed: Vec<ShardKey> = read(&self.inner.shards)
             .iter()
-            .filter(|(k, s)| s.segments.len() > 1 && self.span_closed(**k, now))
+            .filter(|(k, s)| compaction_due(&s.segments) && self.span_closed(**k, now))
             .map(|(k, _)| *k)
             .collect();
         let mut compacted = Vec::new();
