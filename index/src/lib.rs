@@ -12,9 +12,11 @@
 mod error;
 mod store_index;
 mod vocabulary;
+mod wildcard;
 
 pub use error::{IndexError, Result};
 pub use store_index::{IndexView, StoreIndex, SubjectStats};
 pub use vocabulary::{
     ocr_distance, Refresher, SearchMode, Vocabulary, MAX_MATCHES, MAX_PATTERN_CHARS,
 };
+pub use wildcard::{Wildcard, WildcardQuery};

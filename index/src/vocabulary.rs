@@ -171,15 +171,10 @@ impl Vocabulary {
             SearchMode::Exact => Box::new(TermQuery::new(term(pattern), IndexRecordOption::Basic)),
             SearchMode::Prefix => Box::new(self.regex(&format!("{}.*", literal(pattern)))?),
             SearchMode::Wildcard => {
-                let re: String = pattern
-                    .chars()
-                    .map(|c| match c {
-                        '?' => ".".to_string(),
-                        '*' => ".*".to_string(),
-                        c => literal(&c.to_string()),
-                    })
-                    .collect();
-                Box::new(self.regex(&re)?)
+                let w = crate::wildcard::Wildcard::new(pattern).ok_or_else(|| {
+                    IndexError::invalid_pattern(pattern, "too many characters for a wildcard")
+                })?;
+                Box::new(crate::wildcard::WildcardQuery::new(self.subject, w))
             }
             SearchMode::Fuzzy { distance } => {
                 Box::new(FuzzyTermQuery::new(term(pattern), distance, true))

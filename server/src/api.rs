@@ -1237,7 +1237,10 @@ fn create_watchlist(app: &App, body: &[u8], caller: &Caller) -> Result<Value, Ap
             {
                 return Err(bad(
                     "pattern",
-                    "a pattern needs literal characters (and at most 64 characters)",
+                    &format!(
+                        "a pattern needs literal characters (and at most {} characters)",
+                        sightline_index::MAX_PATTERN_CHARS
+                    ),
                 ));
             }
         }

@@ -210,6 +210,14 @@ pub fn pattern(data: &[u8]) {
     ] {
         let _ = vocab.search(&text, mode, &[sightline_storage::Kind::Vehicle]);
     }
-    let chars: Vec<char> = text.chars().take(64).collect();
-    let _ = crate::watchlists::wildcard(&chars, &chars);
+    // The watchlist matcher: a pattern matches itself with each `?` read as one
+    // character and each `*` as none.
+    if let Some(w) = sightline_index::Wildcard::new(&text) {
+        let instance: String = text
+            .chars()
+            .filter(|&c| c != '*')
+            .map(|c| if c == '?' { 'x' } else { c })
+            .collect();
+        assert!(w.matches(&instance), "{text:?} does not match {instance:?}");
+    }
 }

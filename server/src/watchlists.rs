@@ -40,36 +40,13 @@ pub struct Watchlist {
     pub scope: Option<Vec<String>>,
 }
 
-/// `?` matches one character, `*` any run (including none).
-pub fn wildcard(pattern: &[char], text: &[char]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
-}
-
 /// The matcher: exact subjects hashed, patterns and fuzzy entries checked in turn.
 #[derive(Default)]
 struct Matcher {
     lists: HashMap<String, Watchlist>,
     exact: HashMap<(Kind, String), Vec<String>>,
-    /// (kind, pattern chars, watchlist id)
-    patterns: Vec<(Kind, Vec<char>, String)>,
+    /// (kind, pattern, watchlist id): matched as the search matches wildcards.
+    patterns: Vec<(Kind, sightline_index::Wildcard, String)>,
     /// (kind, plate, distance, watchlist id)
     fuzzy: Vec<(Kind, String, f32, String)>,
 }
@@ -86,8 +63,13 @@ impl Matcher {
                         .or_default()
                         .push(w.id.clone());
                 }
-                if let Some(p) = &e.pattern {
-                    m.patterns.push((kind, p.chars().collect(), w.id.clone()));
+                // Patterns are checked at creation; one too long to compile never matches.
+                if let Some(p) = e
+                    .pattern
+                    .as_deref()
+                    .and_then(sightline_index::Wildcard::new)
+                {
+                    m.patterns.push((kind, p, w.id.clone()));
                 }
                 if let Some(f) = &e.fuzzy {
                     let d = e.distance.unwrap_or(1.0);
@@ -106,12 +88,9 @@ impl Matcher {
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
         }
-        if !self.patterns.is_empty() {
-            let text: Vec<char> = e.subject().chars().collect();
-            for (k, p, id) in &self.patterns {
-                if *k == e.kind() && wildcard(p, &text) {
-                    ids.push(id);
-                }
+        for (k, p, id) in &self.patterns {
+            if *k == e.kind() && p.matches(e.subject()) {
+                ids.push(id);
             }
         }
         for (k, plate, d, id) in &self.fuzzy {
@@ -289,27 +268,5 @@ impl Watch {
     /// The id of the last alert written.
     pub fn last(&self) -> u64 {
         *self.next.lock().expect("alerts") - 1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards_match_like_the_search_patterns() {
-        let m = |p: &str, t: &str| {
-            wildcard(
-                &p.chars().collect::<Vec<_>>(),
-                &t.chars().collect::<Vec<_>>(),
-            )
-        };
-        assert!(m("苏E1?3*", "苏E12345"));
-        assert!(m("*345", "苏E12345"));
-        assert!(m("*", ""));
-        assert!(!m("苏E1?3", "苏E12345"));
-        assert!(!m("?", ""));
-        assert!(m("a*b*c", "axxbyyc"));
-        assert!(!m("a*b*c", "axxbyy"));
     }
 }

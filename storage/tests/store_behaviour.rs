@@ -274,7 +274,13 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
     let key = store.shards()[0].key;
     for late in 1..8 {
         store
-            .append(&[ev(input(DAY0 + 5000, "c1", 9, "face", &format!("LATE{late}")))])
+            .append(&[ev(input(
+                DAY0 + 5000,
+                "c1",
+                9,
+                "face",
+                &format!("LATE{late}"),
+            ))])
             .unwrap();
         let report = store.maintain().unwrap();
         assert_eq!(report.sealed.len(), 1);
