@@ -5,10 +5,12 @@
 # query rate, errors, server RSS. Not run in CI.
 #
 #   benches/soak/soak.sh [--minutes 30] [--work /tmp/sightline-soak] [--share 0.5]
+#                        [--rate EVENTS_PER_SECOND]
 #
 # Steps: build; start `sightline serve` on 127.0.0.1 (ephemeral port) over WORK/data;
 # calibrate 20 s flat out (binary ingest + trajectory and search at 100 queries/s
-# each); soak at SHARE of that ingest rate with the same queries; summarise
+# each); soak at SHARE of that ingest rate (or at --rate, without calibrating) with
+# the same queries; summarise
 # (benches/soak/summary.py). Needs disk for about minutes × 60 × rate × 25 bytes.
 #
 # The generator sends the same synthetic week again and again, so every day's data
@@ -20,11 +22,13 @@ cd "$(dirname "$0")/../.."
 MINUTES=30
 WORK=/tmp/sightline-soak
 SHARE=0.5
+RATE=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
     --share) SHARE="$2"; shift 2 ;;
+    --rate) RATE="$2"; shift 2 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -40,14 +44,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 echo "server pid $SERVER on $ADDR"
-# Server memory and data size every 10 s.
+# Server memory (all resident, and anonymous: the heap, without the mapped segment
+# files the kernel can drop) and data size every 10 s.
 (
-  echo "seconds,rss_kib,data_kib"
+  echo "seconds,rss_kib,rss_anon_kib,data_kib"
   t0=$(date +%s)
   while kill -0 "$SERVER" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
+    anon=$(awk '/RssAnon/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
     data=$(du -sk "$WORK/data" 2>/dev/null | cut -f1)
-    echo "$(( $(date +%s) - t0 )),$rss,$data"
+    echo "$(( $(date +%s) - t0 )),$rss,$anon,$data"
     sleep 10
   done
 ) > "$WORK/memory.csv" &
@@ -55,10 +61,15 @@ SAMPLER=$!
 LOAD=(target/release/http-load --addr "$ADDR" --days 7 --server-pid "$SERVER")
 MIX=(mix --binary --batch 5000 --ingest-connections 2 --query-connections 2 --query-rate 100
   --queries trajectory,search)
-"${LOAD[@]}" --seconds 20 --json "$WORK/calibrate.json" "${MIX[@]}" 2> "$WORK/calibrate.progress"
-MAX=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(int(r['operations'][0]['items_per_second']))" "$WORK/calibrate.json")
-RATE=$(python3 -c "print(int($MAX * $SHARE))")
-echo "flat out: $MAX events/s under query load; soaking at $RATE events/s for $MINUTES min"
+if [[ -z "$RATE" ]]; then
+  "${LOAD[@]}" --seconds 20 --json "$WORK/calibrate.json" "${MIX[@]}" 2> "$WORK/calibrate.progress"
+  MAX=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(int(r['operations'][0]['items_per_second']))" "$WORK/calibrate.json")
+  RATE=$(python3 -c "print(int($MAX * $SHARE))")
+  echo "flat out: $MAX events/s under query load; soaking at $RATE events/s for $MINUTES min"
+else
+  MAX=0
+  echo "soaking at $RATE events/s for $MINUTES min"
+fi
 "${LOAD[@]}" --seconds $((MINUTES * 60)) --json "$WORK/soak.json" "${MIX[@]}" \
   --ingest-rate "$RATE" 2> "$WORK/soak.progress"
 python3 benches/soak/summary.py "$WORK" "$MAX" "$RATE"

@@ -3,11 +3,13 @@
     python3 benches/soak/summary.py WORK MAX_RATE SOAK_RATE
 
 Reads WORK/soak.progress (the load generator's per-second progress lines: cumulative
-items and errors per operation), WORK/memory.csv (server RSS and data size every 10 s,
-from the start of calibration) and WORK/soak.json (the final report). Prints a
-Markdown table per window of the run: ingest and query rates, new errors, server RSS
-(min / max) and data size, then whether errors grew and whether memory stayed flat
-(the last window's peak RSS within 25% of the second window's).
+items and errors per operation), WORK/memory.csv (server RSS, anonymous RSS and data
+size every 10 s, from the server's start) and WORK/soak.json (the final report).
+Prints a Markdown table per window of the run: ingest and query rates, new errors,
+server memory (min–max of all resident memory, and of anonymous memory: the heap,
+without the mapped segment files the kernel can drop) and data size, then whether
+errors grew and whether the heap stayed flat (the last window's peak anonymous memory
+within 25% of the second window's).
 """
 
 import csv
@@ -29,7 +31,7 @@ for line in open(f"{work}/soak.progress", encoding="utf-8"):
     samples.append((int(m.group(1)), ops))
 
 memory = [
-    (int(r["seconds"]), int(r["rss_kib"]), int(r["data_kib"]))
+    (int(r["seconds"]), int(r["rss_kib"]), int(r.get("rss_anon_kib") or 0), int(r["data_kib"]))
     for r in csv.DictReader(open(f"{work}/memory.csv"))
 ]
 report = json.load(open(f"{work}/soak.json"))
@@ -38,9 +40,15 @@ soak_seconds = report["seconds"]
 # its clock to the soak's by the end of the run.
 offset = memory[-1][0] - soak_seconds if memory else 0
 
-print(f"flat out under query load: {max_rate} events/s; soak target {rate} events/s\n")
-print("| window | ingest events/s | queries/s | new errors | server RSS MiB (min–max) | data GiB |")
-print("|---|---:|---:|---:|---:|---:|")
+if max_rate:
+    print(f"flat out under query load: {max_rate} events/s; soak target {rate} events/s\n")
+else:
+    print(f"soak target {rate} events/s\n")
+print(
+    "| window | ingest events/s | queries/s | new errors "
+    "| server RSS MiB (min–max) | of it anonymous MiB (min–max) | data GiB |"
+)
+print("|---|---:|---:|---:|---:|---:|---:|")
 windows = []
 start = 0
 prev = (0, {})
@@ -59,11 +67,12 @@ while start < end_s:
     errors = sum(delta(o, 1) for o in last[1])
     mem = [m for m in memory if start < m[0] - offset <= stop]
     rss = [m[1] / 1024 for m in mem] or [0]
-    data = max((m[2] for m in mem), default=0) / 2**20
-    windows.append((ingest, queries, errors, min(rss), max(rss)))
+    anon = [m[2] / 1024 for m in mem] or [0]
+    data = max((m[3] for m in mem), default=0) / 2**20
+    windows.append((ingest, queries, errors, min(anon), max(anon)))
     print(
         f"| {start // 60}–{stop // 60} min | {ingest:,.0f} | {queries:,.0f} | {errors} "
-        f"| {min(rss):,.0f}–{max(rss):,.0f} | {data:.1f} |"
+        f"| {min(rss):,.0f}–{max(rss):,.0f} | {min(anon):,.0f}–{max(anon):,.0f} | {data:.1f} |"
     )
     prev = last
     start = stop
@@ -82,5 +91,6 @@ if len(windows) >= 3:
     print(
         f"\nerrors: {total_errors} in all; memory "
         + ("GREW" if grew else "flat")
-        + f": peak {windows[1][4]:,.0f} MiB in the second window, {windows[-1][4]:,.0f} MiB in the last"
+        + f": peak anonymous {windows[1][4]:,.0f} MiB in the second window, "
+        + f"{windows[-1][4]:,.0f} MiB in the last"
     )

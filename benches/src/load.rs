@@ -69,6 +69,26 @@ pub struct Stream {
     pub on_ack: Option<Arc<dyn Fn(usize) + Send + Sync>>,
 }
 
+impl Stream {
+    /// `POST /v1/events` requests, as an "ingest" stream of "events".
+    pub fn ingest(
+        requests: Vec<Request>,
+        connections: usize,
+        rate: Option<f64>,
+        once: bool,
+    ) -> Stream {
+        Stream {
+            name: "ingest".into(),
+            unit: "events",
+            requests,
+            connections,
+            rate,
+            once,
+            on_ack: None,
+        }
+    }
+}
+
 /// Bounds of a run: it stops at whichever comes first.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -442,16 +462,12 @@ pub fn ingest_stream(
     once: bool,
 ) -> Stream {
     let events: Vec<EventInput> = traffic.days().flatten().collect();
-    let requests = ingest_requests(&events, batch, binary);
-    Stream {
-        name: "ingest".into(),
-        unit: "events",
-        requests,
+    Stream::ingest(
+        ingest_requests(&events, batch, binary),
         connections,
         rate,
         once,
-        on_ack: None,
-    }
+    )
 }
 
 /// `POST /v1/events` requests of `batch` events each, NDJSON or binary.
@@ -538,15 +554,7 @@ pub fn ndjson_files_stream(
     if let Some(e) = failed {
         return Err(std::io::Error::other(e));
     }
-    Ok(Stream {
-        name: "ingest".into(),
-        unit: "events",
-        requests,
-        connections,
-        rate,
-        once,
-        on_ack: None,
-    })
+    Ok(Stream::ingest(requests, connections, rate, once))
 }
 
 /// One request on a fresh connection, for setup: status, head, body.
