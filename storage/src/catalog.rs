@@ -169,10 +169,26 @@ fn shard_key_from(b: &[u8]) -> Result<ShardKey> {
 
 impl SledCatalog {
     pub fn open(dir: &Path) -> Result<SledCatalog> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(32 << 20)
-            .open()?;
+        // The store opens its catalog holding the store's `LOCK`, so a catalog lock held
+        // elsewhere is this process's previous store, dropped a moment ago, whose sled
+        // threads are still letting go: wait for them (up to 2 s) rather than fail.
+        let mut waited = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(32 << 20)
+                .open()
+            {
+                // sled reports it as `Other` with this text.
+                Err(sled::Error::Io(e))
+                    if e.to_string().starts_with("could not acquire lock") && waited < 200 =>
+                {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r?,
+            }
+        };
         Ok(SledCatalog {
             communities: db.open_tree("communities")?,
             devices: db.open_tree("devices")?,
