@@ -77,7 +77,7 @@ while start < end_s:
     prev = last
     start = stop
 
-total_errors = sum(sum(e for _, e in s.values()) for s in [samples[-1][1]]) if samples else 0
+total_errors = sum(e for _, e in samples[-1][1].values()) if samples else 0
 print()
 for op in report["operations"]:
     lat = op["latency_ms"]

@@ -510,6 +510,22 @@ impl Traffic {
                 if dir_in { 1 } else { 2 } + 2 * (n % 2),
             )
         };
+        // A vehicle in at `in_ts` and out at `out_ts` through gate pair `n`.
+        type Emit<'a> = dyn FnMut(&mut SmallRng, i64, &str, String, String, &str, Attrs) + 'a;
+        let visit = |emit: &mut Emit, rng: &mut SmallRng, p: &str, n: u32, in_ts, out_ts| {
+            for (ts, dir_in) in [(in_ts, true), (out_ts, false)] {
+                let a = vehicle_attrs(rng, p);
+                emit(
+                    rng,
+                    ts,
+                    "vehicle",
+                    gate(dir_in, n),
+                    p.to_string(),
+                    if dir_in { "in" } else { "out" },
+                    a,
+                );
+            }
+        };
 
         // Resident vehicles: out in the morning, back in the evening.
         let households = cfg.households_per_community;
@@ -563,18 +579,7 @@ impl Traffic {
             let p = plate(1 << 48 | v);
             let in_ts = day0 + 7 * HOUR + rng.random_range(0..15 * HOUR);
             let out_ts = in_ts + rng.random_range(10 * MINUTE..4 * HOUR);
-            for (ts, dir_in) in [(in_ts, true), (out_ts, false)] {
-                let a = vehicle_attrs(&mut rng, &p);
-                emit(
-                    &mut rng,
-                    ts,
-                    "vehicle",
-                    gate(dir_in, v as u32),
-                    p.clone(),
-                    if dir_in { "in" } else { "out" },
-                    a,
-                );
-            }
+            visit(&mut emit, &mut rng, &p, v as u32, in_ts, out_ts);
         }
         // Couriers: a city-wide fleet, several short stops a day.
         for k in 0..40u64 {
@@ -583,21 +588,8 @@ impl Traffic {
             }
             let p = plate(2 << 48 | k);
             let in_ts = day0 + 9 * HOUR + rng.random_range(0..10 * HOUR);
-            for (ts, dir_in) in [
-                (in_ts, true),
-                (in_ts + rng.random_range(3 * MINUTE..20 * MINUTE), false),
-            ] {
-                let a = vehicle_attrs(&mut rng, &p);
-                emit(
-                    &mut rng,
-                    ts,
-                    "vehicle",
-                    gate(dir_in, k as u32),
-                    p.clone(),
-                    if dir_in { "in" } else { "out" },
-                    a,
-                );
-            }
+            let out_ts = in_ts + rng.random_range(3 * MINUTE..20 * MINUTE);
+            visit(&mut emit, &mut rng, &p, k as u32, in_ts, out_ts);
         }
         // Residents on foot: face cameras at the gates, cards at building doors.
         for person in 0..households * 3 / 2 {
@@ -643,42 +635,16 @@ impl Traffic {
             }
             let p = plate(4 << 48 | k);
             let in_ts = day0 + 6 * HOUR + rng.random_range(0..17 * HOUR);
-            for (ts, dir_in) in [
-                (in_ts, true),
-                (in_ts + rng.random_range(MINUTE..10 * MINUTE), false),
-            ] {
-                let a = vehicle_attrs(&mut rng, &p);
-                emit(
-                    &mut rng,
-                    ts,
-                    "vehicle",
-                    gate(dir_in, k as u32),
-                    p.clone(),
-                    if dir_in { "in" } else { "out" },
-                    a,
-                );
-            }
+            let out_ts = in_ts + rng.random_range(MINUTE..10 * MINUTE);
+            visit(&mut emit, &mut rng, &p, k as u32, in_ts, out_ts);
         }
         // Visitors from other provinces.
         for _ in 0..households / 10 {
             let v: u64 = rng.random_range(0..5000);
             let p = plate_in(OTHER_PREFIXES[(v % 6) as usize], 3 << 48 | v);
             let in_ts = day0 + 8 * HOUR + rng.random_range(0..12 * HOUR);
-            for (ts, dir_in) in [
-                (in_ts, true),
-                (in_ts + rng.random_range(20 * MINUTE..3 * HOUR), false),
-            ] {
-                let a = vehicle_attrs(&mut rng, &p);
-                emit(
-                    &mut rng,
-                    ts,
-                    "vehicle",
-                    gate(dir_in, v as u32),
-                    p.clone(),
-                    if dir_in { "in" } else { "out" },
-                    a,
-                );
-            }
+            let out_ts = in_ts + rng.random_range(20 * MINUTE..3 * HOUR);
+            visit(&mut emit, &mut rng, &p, v as u32, in_ts, out_ts);
         }
         let (companions, nocturnal, collisions) = planted_sizes(cfg.communities);
         // Companions: on their days the leader visits three communities; the follower

@@ -66,6 +66,14 @@ pub(crate) fn check_retention(days: Option<u32>) -> Result<()> {
 }
 
 impl StoreConfig {
+    /// How timestamps map to shard spans under this configuration.
+    pub fn layout(&self) -> crate::SpanLayout {
+        crate::SpanLayout {
+            span_ms: self.shard_span_ms,
+            tz_offset_ms: self.tz_offset_ms,
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         check_retention(self.retention_days)?;
         let bad = |what: &'static str, actual: i64, max: i64| StorageError::Limit {

@@ -166,13 +166,12 @@ pub const EIO: i32 = 5;
 pub const ENOSPC: i32 = 28;
 
 /// One injected fault: `kind` for operations `op` on paths containing `path_contains`,
-/// after `skip` such operations have succeeded, `times` times (`None`: until cleared).
+/// `times` times (`None`: until cleared).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub op: Op,
     pub path_contains: String,
     pub kind: FaultKind,
-    pub skip: usize,
     pub times: Option<usize>,
 }
 
@@ -183,7 +182,6 @@ impl Fault {
             op,
             path_contains: path_contains.into(),
             kind,
-            skip: 0,
             times: None,
         }
     }
@@ -192,9 +190,6 @@ impl Fault {
             times: Some(1),
             ..self
         }
-    }
-    pub fn after(self, skip: usize) -> Fault {
-        Fault { skip, ..self }
     }
 }
 
@@ -224,10 +219,6 @@ impl FaultState {
             .iter()
             .position(|f| f.op == op && p.contains(&f.path_contains))?;
         let f = &mut self.faults[i];
-        if f.skip > 0 {
-            f.skip -= 1;
-            return None;
-        }
         let kind = f.kind;
         if let Some(t) = &mut f.times {
             *t -= 1;

@@ -72,21 +72,9 @@ pub mod fuzz_entry {
     /// through the dictionaries and decodes its attributes. The events replayed.
     pub fn replay_logs(dir: &Path) -> crate::Result<usize> {
         let config = crate::StoreConfig::default();
-        let layout = crate::SpanLayout {
-            span_ms: config.shard_span_ms,
-            tz_offset_ms: config.tz_offset_ms,
-        };
         let mut shards = std::collections::BTreeMap::new();
         let mut report = crate::RecoveryReport::default();
-        let r = crate::store::replay_logs(
-            &config.io,
-            dir,
-            &config,
-            layout,
-            &mut shards,
-            0,
-            &mut report,
-        )?;
+        let r = crate::store::replay_logs(dir, &config, &mut shards, 0, &mut report)?;
         let mut n = 0;
         for (key, shard) in &shards {
             for row in shard.mem.rows() {

@@ -93,7 +93,7 @@ impl Store {
         let mut results = Vec::with_capacity(events.len());
         let mut rows: Vec<(ShardKey, StoredRow)> = Vec::with_capacity(events.len());
         let mut w = lock(&inner.writer);
-        if let Some(why) = &w.failed {
+        if let Some(why) = inner.failed.get() {
             return Err(StorageError::Poisoned(why.clone()));
         }
         let first_seq = w.next_seq;
@@ -157,7 +157,7 @@ impl Store {
         // Wait for everything queued so far, ours and any original a duplicate points to.
         let target = w.next_seq - 1;
         while w.durable_through < target {
-            if let Some(why) = &w.failed {
+            if let Some(why) = inner.failed.get() {
                 return Err(StorageError::Poisoned(why.clone()));
             }
             if w.flushing {
@@ -182,7 +182,7 @@ impl Store {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "group commit failed; the store refuses writes until reopened");
-                    w.failed = Some(e.to_string());
+                    let _ = inner.failed.set(e.to_string());
                     return Err(e);
                 }
             }

@@ -71,7 +71,6 @@ pub(crate) struct WriterState {
     /// the write path then neither frees nor regrows large buffers per fsync.
     pub spare: append::Pending,
     pub flushing: bool,
-    pub failed: Option<String>,
     /// Source ids of unsealed events (and queued ones), per shard, with their seq.
     pub source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>>,
 }
@@ -96,6 +95,9 @@ pub(crate) struct Inner {
     pub observers: Mutex<Vec<Arc<dyn observe::AppendObserver>>>,
     /// The highest seq applied to the shards (written under the `shards` lock).
     pub applied_through: AtomicU64,
+    /// Why writes are refused, once a write or fsync failed (set under the writer
+    /// lock; read without it, by health checks too).
+    pub failed: std::sync::OnceLock<String>,
     /// The retention policy in days, 0 for none: the catalog's, changed at run time
     /// by [`Store::set_retention_days`].
     pub retention_days: std::sync::atomic::AtomicU32,
@@ -155,10 +157,7 @@ impl Store {
         crate::fsutil::create_dir_durable(&*io, &dir)?;
         let lock_file = lock_store(&dir, true)?;
 
-        let layout = SpanLayout {
-            span_ms: config.shard_span_ms,
-            tz_offset_ms: config.tz_offset_ms,
-        };
+        let layout = config.layout();
         let catalog = SledCatalog::open(&dir.join("catalog"))?;
         let manifest = catalog.manifest()?;
         let retention_days = match config.retention_days {
@@ -207,15 +206,7 @@ impl Store {
             wal,
             source_ids,
             max_seq,
-        } = replay_logs(
-            &io,
-            &dir,
-            &config,
-            layout,
-            &mut shards,
-            max_seq,
-            &mut recovery,
-        )?;
+        } = replay_logs(&dir, &config, &mut shards, max_seq, &mut recovery)?;
 
         let store = Store {
             inner: Arc::new(Inner {
@@ -229,7 +220,6 @@ impl Store {
                     pending: append::Pending::default(),
                     spare: append::Pending::default(),
                     flushing: false,
-                    failed: None,
                     source_ids,
                 }),
                 committed: Condvar::new(),
@@ -241,6 +231,7 @@ impl Store {
                 shards: RwLock::new(shards),
                 observers: Mutex::new(Vec::new()),
                 applied_through: AtomicU64::new(max_seq),
+                failed: Default::default(),
                 retention_days: std::sync::atomic::AtomicU32::new(retention_days.unwrap_or(0)),
                 commit_seconds: Default::default(),
                 maintenance: Mutex::new(manifest.next_segment_id),
@@ -330,7 +321,7 @@ impl Store {
     /// Why the store refuses writes, when an earlier write or fsync failed: it does
     /// until reopened (queries keep working).
     pub fn failed(&self) -> Option<String> {
-        lock(&self.inner.writer).failed.clone()
+        self.inner.failed.get().cloned()
     }
 
     pub fn wal_file_count(&self) -> usize {
@@ -352,14 +343,14 @@ pub(crate) struct Replayed {
 /// manifest gave), skipping what is sealed. The part of opening a store that reads the
 /// logs' bytes; the fuzzers call it without a catalog around it.
 pub(crate) fn replay_logs(
-    io: &Arc<dyn crate::io::FileIo>,
     dir: &Path,
     config: &StoreConfig,
-    layout: SpanLayout,
     shards: &mut BTreeMap<ShardKey, Shard>,
     max_seq: u64,
     recovery: &mut RecoveryReport,
 ) -> Result<Replayed> {
+    let io = &config.io;
+    let layout = config.layout();
     let (dict_log, dicts, dict_torn) = DictLog::open(&**io, &dir.join("dict.log"))?;
     recovery.dict_torn_tail = dict_torn;
     let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
