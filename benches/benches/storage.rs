@@ -1,5 +1,5 @@
 //! Storage hot paths: durable append (real fsync) at several batch sizes and with
-//! concurrent writers, sealing, and scans of sealed data.
+//! concurrent writers, sealing, compaction, and scans of sealed data.
 //!
 //! cargo bench -p sightline-benches --bench storage
 
@@ -109,6 +109,53 @@ fn seal(c: &mut Criterion) {
     g.finish();
 }
 
+/// Four communities' month, each one shard (a 32-day span) sealed in four parts, then
+/// merged: compaction's k-way merge of four segments into one, per shard.
+fn compact(c: &mut Criterion) {
+    let (_, events, clock) = month();
+    let four: Vec<Event> = events
+        .iter()
+        .filter(|e| e.community() <= "3205080004")
+        .cloned()
+        .collect();
+    let config = || StoreConfig {
+        shard_span_ms: 32 * DAY,
+        ..StoreConfig::default()
+    };
+    let mut g = c.benchmark_group("compact");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(four.len() as u64));
+    g.bench_function(
+        format!("4_shards_of_4_segments_{}_events", four.len()),
+        |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store =
+                        Store::open_with_clock(dir.path(), config(), clock.clone()).expect("open");
+                    for part in four.chunks(four.len().div_ceil(4)) {
+                        for chunk in part.chunks(10_000) {
+                            store.append(chunk).expect("append");
+                        }
+                        for s in store.shards() {
+                            store.seal_shard(s.key).expect("seal");
+                        }
+                    }
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    for s in store.shards() {
+                        assert!(store.compact_shard(s.key).expect("compact"));
+                    }
+                    (dir, store)
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    g.finish();
+}
+
 fn scan(c: &mut Criterion) {
     let (cfg, events, clock) = month();
     let (_dir, store) = fresh(&clock);
@@ -153,5 +200,5 @@ fn scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, seal, scan);
+criterion_group!(benches, append, seal, compact, scan);
 criterion_main!(benches);

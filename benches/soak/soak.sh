@@ -5,12 +5,13 @@
 # query rate, errors, server RSS. Not run in CI.
 #
 #   benches/soak/soak.sh [--minutes 30] [--work /tmp/sightline-soak] [--share 0.5]
-#                        [--rate EVENTS_PER_SECOND]
+#                        [--rate EVENTS_PER_SECOND] [--cool 3]
 #
 # Steps: build; start `sightline serve` on 127.0.0.1 (ephemeral port) over WORK/data;
 # calibrate 20 s flat out (binary ingest + trajectory and search at 100 queries/s
 # each); soak at SHARE of that ingest rate (or at --rate, without calibrating) with
-# the same queries; summarise
+# the same queries; then COOL minutes with no load, while maintenance seals what is
+# left in memory (the heap should fall back to where it started); summarise
 # (benches/soak/summary.py). Needs disk for about minutes × 60 × rate × 25 bytes.
 #
 # The generator sends the same synthetic week again and again, so every day's data
@@ -23,12 +24,14 @@ MINUTES=30
 WORK=/tmp/sightline-soak
 SHARE=0.5
 RATE=
+COOL=3
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
     --work) WORK="$2"; shift 2 ;;
     --share) SHARE="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
+    --cool) COOL="$2"; shift 2 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,15 +48,20 @@ for _ in $(seq 100); do
 done
 echo "server pid $SERVER on $ADDR"
 # Server memory (all resident, and anonymous: the heap, without the mapped segment
-# files the kernel can drop) and data size every 10 s.
+# files the kernel can drop), data size, events in memory parts and the last
+# maintenance pass's duration (from /metrics) every 10 s.
 (
-  echo "seconds,rss_kib,rss_anon_kib,data_kib"
+  echo "seconds,epoch,rss_kib,rss_anon_kib,data_kib,memory_events,maintenance_s"
   t0=$(date +%s)
   while kill -0 "$SERVER" 2>/dev/null; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
     anon=$(awk '/RssAnon/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
     data=$(du -sk "$WORK/data" 2>/dev/null | cut -f1)
-    echo "$(( $(date +%s) - t0 )),$rss,$anon,$data"
+    metrics=$(curl -s --max-time 5 "http://$ADDR/metrics" || true)
+    mem_events=$(awk '$1 == "sightline_memory_events" {print $2}' <<< "$metrics")
+    maint=$(awk '$1 == "sightline_maintenance_last_duration_seconds" {print $2}' <<< "$metrics")
+    now=$(date +%s)
+    echo "$(( now - t0 )),$now,$rss,$anon,$data,${mem_events:-},${maint:-}"
     sleep 10
   done
 ) > "$WORK/memory.csv" &
@@ -70,6 +78,9 @@ else
   MAX=0
   echo "soaking at $RATE events/s for $MINUTES min"
 fi
+date +%s > "$WORK/soak.start"
 "${LOAD[@]}" --seconds $((MINUTES * 60)) --json "$WORK/soak.json" "${MIX[@]}" \
   --ingest-rate "$RATE" 2> "$WORK/soak.progress"
+echo "load done; $COOL min with no load"
+sleep $((COOL * 60))
 python3 benches/soak/summary.py "$WORK" "$MAX" "$RATE"

@@ -3,13 +3,16 @@
     python3 benches/soak/summary.py WORK MAX_RATE SOAK_RATE
 
 Reads WORK/soak.progress (the load generator's per-second progress lines: cumulative
-items and errors per operation), WORK/memory.csv (server RSS, anonymous RSS and data
-size every 10 s, from the server's start) and WORK/soak.json (the final report).
+items and errors per operation), WORK/memory.csv (server RSS, anonymous RSS, data
+size, events in memory parts and the last maintenance pass's duration every 10 s,
+from the server's start), WORK/soak.start (when the soak's load began, epoch seconds)
+and WORK/soak.json (the final report).
 Prints a Markdown table per window of the run: ingest and query rates, new errors,
 server memory (min–max of all resident memory, and of anonymous memory: the heap,
 without the mapped segment files the kernel can drop) and data size, then whether
-errors grew and whether the heap stayed flat (the last window's peak anonymous memory
-within 25% of the second window's).
+errors grew, whether the heap's peak stayed flat (the last window's peak anonymous
+memory within 25% of the second window's), and the heap after the cool-down with no
+load against the heap at the end of the first minute.
 """
 
 import csv
@@ -30,15 +33,50 @@ for line in open(f"{work}/soak.progress", encoding="utf-8"):
     ops = {o: (int(n), int(e)) for o, n, _, e in op_re.findall(m.group(2))}
     samples.append((int(m.group(1)), ops))
 
+def num(v):
+    return float(v) if v not in (None, "") else None
+
+
 memory = [
-    (int(r["seconds"]), int(r["rss_kib"]), int(r.get("rss_anon_kib") or 0), int(r["data_kib"]))
+    (
+        int(r["seconds"]),
+        int(r["rss_kib"]),
+        int(r.get("rss_anon_kib") or 0),
+        int(r["data_kib"]),
+        int(r.get("epoch") or 0),
+        num(r.get("memory_events")),
+        num(r.get("maintenance_s")),
+    )
     for r in csv.DictReader(open(f"{work}/memory.csv"))
 ]
 report = json.load(open(f"{work}/soak.json"))
 soak_seconds = report["seconds"]
-# memory.csv started before the 20 s calibration (and its request preparation); align
-# its clock to the soak's by the end of the run.
-offset = memory[-1][0] - soak_seconds if memory else 0
+# Align memory.csv's clock (from the server's start) to the soak's: by the recorded
+# start of the load when there is one, else by the end of the run.
+try:
+    start_epoch = int(open(f"{work}/soak.start").read())
+    t0_epoch = memory[0][4] - memory[0][0]
+    offset = start_epoch - t0_epoch
+except (OSError, ValueError, IndexError):
+    offset = memory[-1][0] - soak_seconds if memory else 0
+
+def beside(mem):
+    """The heap not taken by memory parts: the intercept of a least-squares line of
+    anonymous memory (MiB) against events in memory parts, over a window's samples.
+    The heap follows the memory parts, which fill between maintenance passes; what
+    is left over must stay flat."""
+    pts = [(m[5], m[2] / 1024) for m in mem if m[5] is not None]
+    if len(pts) < 3:
+        return None
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    return my - slope * mx
+
 
 if max_rate:
     print(f"flat out under query load: {max_rate} events/s; soak target {rate} events/s\n")
@@ -46,9 +84,10 @@ else:
     print(f"soak target {rate} events/s\n")
 print(
     "| window | ingest events/s | queries/s | new errors "
-    "| server RSS MiB (min–max) | of it anonymous MiB (min–max) | data GiB |"
+    "| server RSS MiB (min–max) | of it anonymous MiB (min–max) | data GiB "
+    "| events in memory (max) | maintenance pass s (max) | heap beside memory parts MiB |"
 )
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 windows = []
 start = 0
 prev = (0, {})
@@ -69,10 +108,14 @@ while start < end_s:
     rss = [m[1] / 1024 for m in mem] or [0]
     anon = [m[2] / 1024 for m in mem] or [0]
     data = max((m[3] for m in mem), default=0) / 2**20
-    windows.append((ingest, queries, errors, min(anon), max(anon)))
+    mem_events = max((m[5] for m in mem if m[5] is not None), default=0)
+    maint = max((m[6] for m in mem if m[6] is not None), default=0)
+    base = beside(mem)
+    windows.append((ingest, queries, errors, min(anon), max(anon), base))
     print(
         f"| {start // 60}–{stop // 60} min | {ingest:,.0f} | {queries:,.0f} | {errors} "
-        f"| {min(rss):,.0f}–{max(rss):,.0f} | {min(anon):,.0f}–{max(anon):,.0f} | {data:.1f} |"
+        f"| {min(rss):,.0f}–{max(rss):,.0f} | {min(anon):,.0f}–{max(anon):,.0f} | {data:.1f} "
+        f"| {mem_events:,.0f} | {maint:.1f} | {'' if base is None else f'{base:,.0f}'} |"
     )
     prev = last
     start = stop
@@ -93,4 +136,20 @@ if len(windows) >= 3:
         + ("GREW" if grew else "flat")
         + f": peak anonymous {windows[1][4]:,.0f} MiB in the second window, "
         + f"{windows[-1][4]:,.0f} MiB in the last"
+    )
+    if windows[1][5] is not None and windows[-1][5] is not None:
+        print(
+            f"heap beside memory parts: {windows[1][5]:,.0f} MiB in the second window, "
+            f"{windows[-1][5]:,.0f} MiB in the last"
+        )
+
+cool = [m for m in memory if m[0] - offset > soak_seconds]
+early = [m for m in memory if 0 < m[0] - offset <= 60]
+if cool and early:
+    last = cool[-1]
+    print(
+        f"after {(last[0] - offset - soak_seconds) // 60} min with no load: anonymous "
+        f"{last[2] / 1024:,.0f} MiB with {last[5] or 0:,.0f} events in memory "
+        f"(lowest of the cool-down {min(m[2] for m in cool) / 1024:,.0f} MiB); "
+        f"in the first minute of load, lowest {min(m[2] for m in early) / 1024:,.0f} MiB"
     )

@@ -308,7 +308,15 @@ async fn maintain(app: Arc<App>) {
     loop {
         tick.tick().await;
         let store = app.store.clone();
-        match tokio::task::spawn_blocking(move || store.maintain()).await {
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || store.maintain()).await;
+        let took = started.elapsed();
+        app.metrics.maintenance.observe(took);
+        app.metrics.maintenance_last_ms.store(
+            took.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match done {
             Ok(Ok(r)) if !r.sealed.is_empty() => {
                 tracing::info!(sealed = r.sealed.len(), "maintenance")
             }

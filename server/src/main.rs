@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 /// mimalloc: ingest allocates and frees many small strings and maps per event, and
 /// large per-request buffers; glibc's allocator spent a quarter of the server's CPU on
 /// that (and the kernel another tenth zeroing pages it returned and took back).
+///
+/// Built with `no_thp`: mimalloc otherwise advises transparent huge pages on its
+/// arenas, and the kernel's khugepaged then fills the pages mimalloc had returned back
+/// in, 2 MiB at a time, while the server is idle: resident memory crept up by 100 MiB
+/// in 4 minutes after a soak's load stopped, with nothing allocated (RELIABILITY.md,
+/// "Soak").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sightline_server::config::Settings;

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
+    /// Maintenance passes (seal, compact, retention), and how long the last one took.
+    pub maintenance: Histogram,
+    pub maintenance_last_ms: AtomicU64,
 }
 
 pub fn endpoint_index(path: &str) -> usize {
@@ -173,6 +176,29 @@ impl Metrics {
             "",
             &app.store.commit_latency(),
         );
+        header(
+            o,
+            "sightline_maintenance_duration_seconds",
+            "histogram",
+            "Maintenance passes: due shards sealed, closed shards compacted, retention applied.",
+        );
+        histogram(
+            o,
+            "sightline_maintenance_duration_seconds",
+            "",
+            &self.maintenance.snapshot(),
+        );
+        header(
+            o,
+            "sightline_maintenance_last_duration_seconds",
+            "gauge",
+            "How long the last maintenance pass took.",
+        );
+        let _ = writeln!(
+            o,
+            "sightline_maintenance_last_duration_seconds {}",
+            self.maintenance_last_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
         let t = crate::Totals::of(&app.store);
         for (name, help, v) in [
             ("sightline_events", "Events stored.", t.events),
@@ -180,6 +206,11 @@ impl Metrics {
                 "sightline_shards",
                 "Shards (community × day) holding events.",
                 t.shards as u64,
+            ),
+            (
+                "sightline_memory_events",
+                "Events in shards' memory parts, not yet sealed (they hold most of the heap).",
+                t.memory_events,
             ),
             (
                 "sightline_sealed_bytes",

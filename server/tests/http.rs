@@ -1096,7 +1096,9 @@ fn metrics_count_requests_latencies_ingest_results_and_fsyncs() {
     );
     assert!(v("sightline_wal_commit_duration_seconds_count") >= 1.0);
     assert_eq!(v("sightline_events"), 7.0);
+    assert_eq!(v("sightline_memory_events"), 7.0, "none sealed yet");
     assert!(text.contains("# TYPE sightline_request_duration_seconds histogram"));
+    assert!(text.contains("# TYPE sightline_maintenance_duration_seconds histogram"));
 }
 
 #[test]

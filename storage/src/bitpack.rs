@@ -14,31 +14,50 @@ pub fn packed_len(n: usize, bits: u8) -> usize {
     (n * bits as usize).div_ceil(8)
 }
 
-/// Appends `values` packed at `bits` bits each to `out`.
-pub fn pack(values: impl IntoIterator<Item = u64>, bits: u8, out: &mut Vec<u8>) {
-    assert!(bits <= MAX_BITS, "cannot pack {bits} bits");
-    if bits == 0 {
-        return;
-    }
-    let start = out.len();
-    let mut acc: u128 = 0;
-    let mut nacc: u32 = 0;
-    let mut n = 0usize;
-    for v in values {
-        debug_assert!(v < (1u64 << bits), "value {v} does not fit {bits} bits");
-        acc |= (v as u128) << nacc;
-        nacc += bits as u32;
-        while nacc >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            nacc -= 8;
+/// Packs values one at a time (for callers that produce them in a stream): value `i`
+/// lands at bit `i * bits`.
+#[derive(Clone, Copy, Debug)]
+pub struct Packer {
+    bits: u8,
+    acc: u128,
+    nacc: u32,
+}
+
+impl Packer {
+    pub fn new(bits: u8) -> Packer {
+        assert!(bits <= MAX_BITS, "cannot pack {bits} bits");
+        Packer {
+            bits,
+            acc: 0,
+            nacc: 0,
         }
-        n += 1;
     }
-    if nacc > 0 {
-        out.push(acc as u8);
+
+    #[inline]
+    pub fn push(&mut self, v: u64, out: &mut Vec<u8>) {
+        if self.bits == 0 {
+            return;
+        }
+        debug_assert!(
+            v < (1u64 << self.bits),
+            "value {v} does not fit {} bits",
+            self.bits
+        );
+        self.acc |= (v as u128) << self.nacc;
+        self.nacc += self.bits as u32;
+        while self.nacc >= 8 {
+            out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.nacc -= 8;
+        }
     }
-    debug_assert_eq!(out.len() - start, packed_len(n, bits));
+
+    /// Writes the last partial byte, if any.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.nacc > 0 {
+            out.push(self.acc as u8);
+        }
+    }
 }
 
 /// Random-access view of a packed array. Construct only over a slice whose length was
@@ -93,7 +112,11 @@ mod tests {
             let mask = if bits == 0 { 0 } else { (1u64 << bits) - 1 };
             let values: Vec<u64> = values.into_iter().map(|v| v & mask).collect();
             let mut out = vec![0xAA]; // packing appends after existing bytes
-            pack(values.iter().copied(), bits, &mut out);
+            let mut p = Packer::new(bits);
+            for &v in &values {
+                p.push(v, &mut out);
+            }
+            p.finish(&mut out);
             prop_assert_eq!(out.len(), 1 + packed_len(values.len(), bits));
             let r = BitReader::new(&out[1..], bits);
             for (i, v) in values.iter().enumerate() {

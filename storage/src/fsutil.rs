@@ -1,28 +1,78 @@
 //! Durable file-system steps: write beside, fsync, rename, fsync the directory.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
-use crate::io::{FileIo, OpenMode};
+use crate::io::{FileIo, OpenMode, WriteFile};
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file beside it is
-/// written and fsynced, renamed over `path`, and the directory is fsynced. A failure at
-/// any step leaves `path` as it was or whole; the temporary file is rewritten from the
-/// start by the next attempt, so nothing relies on a failed fsync.
-pub fn write_atomic(io: &dyn FileIo, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a file at `path` atomically and durably: `write` streams its contents into a
+/// buffered [`FileOut`] over a temporary file beside it (so a large file is never whole
+/// in memory), which is fsynced, renamed over `path`, and the directory is fsynced. A
+/// failure at any step leaves `path` as it was or whole; the temporary file is
+/// rewritten from the start by the next attempt, so nothing relies on a failed fsync.
+pub fn write_atomic(
+    io: &dyn FileIo,
+    path: &Path,
+    write: impl FnOnce(&mut FileOut) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().expect("a file path has a parent directory");
     create_dir_durable(io, dir)?;
     let tmp = path.with_extension("tmp");
-    let mut f = io
+    let file = io
         .open(&tmp, OpenMode::Truncate)
         .map_err(|e| StorageError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| StorageError::io(&tmp, e))?;
-    f.sync_data().map_err(|e| StorageError::io(&tmp, e))?;
-    drop(f);
+    let mut out = FileOut {
+        file,
+        buf: Vec::with_capacity(FileOut::BUFFER),
+        path: tmp.clone(),
+    };
+    write(&mut out)?;
+    out.flush()?;
+    out.file
+        .sync_data()
+        .map_err(|e| StorageError::io(&tmp, e))?;
+    drop(out);
     io.rename(&tmp, path)
         .map_err(|e| StorageError::io(path, e))?;
     fsync_dir(io, dir)
+}
+
+/// A file being written by [`write_atomic`], buffered.
+pub struct FileOut {
+    file: Box<dyn WriteFile>,
+    buf: Vec<u8>,
+    path: PathBuf,
+}
+
+impl FileOut {
+    /// Bytes gathered before a write call.
+    const BUFFER: usize = 1 << 20;
+
+    pub fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.buf.len() + bytes.len() > Self::BUFFER {
+            self.flush()?;
+        }
+        if bytes.len() >= Self::BUFFER {
+            return self
+                .file
+                .write_all(bytes)
+                .map_err(|e| StorageError::io(&self.path, e));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        self.buf.clear();
+        Ok(())
+    }
 }
 
 /// Makes a directory's entries (created, renamed, removed files) durable.

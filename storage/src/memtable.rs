@@ -114,7 +114,8 @@ impl MemRows {
     pub fn last(&self) -> Option<&StoredRow> {
         self.chunks.last().and_then(|c| c.last())
     }
-    fn get(&self, i: u32) -> &StoredRow {
+    /// The row at position `i` (in sequence order).
+    pub(crate) fn get(&self, i: u32) -> &StoredRow {
         let i = i as usize;
         &self.chunks[i / CHUNK][i % CHUNK]
     }
@@ -126,6 +127,13 @@ impl MemRows {
             .into_iter()
             .flatten()
             .map(|&i| self.get(i))
+    }
+
+    /// The distinct subjects of these rows, ascending.
+    pub fn subjects(&self) -> Vec<u32> {
+        let mut s: Vec<u32> = self.by_subject.keys().copied().collect();
+        s.sort_unstable();
+        s
     }
 
     /// Takes every row out, leaving this empty.

@@ -6,6 +6,7 @@ pub mod format;
 mod read;
 
 pub use build::build_segment;
+pub(crate) use build::{write_segment, MemSorted, MergedSegments, SortedRows};
 pub use read::{Segment, SegmentMeta};
 
 #[cfg(test)]

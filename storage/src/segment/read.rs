@@ -795,31 +795,82 @@ impl Segment {
         Ok(None)
     }
 
-    /// Every event with its attributes and source id, for compaction.
-    pub(crate) fn stored_rows(&self) -> Result<Vec<crate::memtable::StoredRow>> {
-        let mut rows = Vec::with_capacity(self.meta.events as usize);
-        let mut err = None;
-        self.for_each(|ordinal, r| {
-            let attrs = self.attr_bytes(ordinal).to_vec().into_boxed_slice();
-            let source_id = match self.attrs(ordinal) {
-                Ok(a) => match a.get(crate::event::SOURCE_ID) {
-                    Some(crate::AttrValue::Str(s)) => Some(s.clone().into_boxed_str()),
-                    _ => None,
-                },
-                Err(e) => {
-                    err.get_or_insert(e);
-                    None
-                }
-            };
-            rows.push(crate::memtable::StoredRow::from_row(
-                &r,
-                attrs.into(),
-                source_id,
-            ));
-        });
-        match err {
-            Some(e) => Err(e),
-            None => Ok(rows),
+    /// Bytes of encoded attributes in this segment.
+    pub(crate) fn attr_data_len(&self) -> usize {
+        self.sections[Section::AttrData as usize].len()
+    }
+
+    /// `(ordinal, source-id hash)` of the events that have a source id, by ordinal.
+    pub(crate) fn source_hashes(&self) -> Vec<(u32, u64)> {
+        let src = self.section(Section::SourceIds);
+        let mut v: Vec<(u32, u64)> = src
+            .chunks_exact(SOURCE_ENTRY)
+            .map(|e| (get_u32(e, 8), get_u64(e, 0)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Every event in file order with its encoded attributes, for merging segments;
+    /// `sources` is [`Segment::source_hashes`].
+    pub(crate) fn cursor<'a>(&'a self, sources: &'a [(u32, u64)]) -> Cursor<'a> {
+        Cursor {
+            seg: self,
+            sources,
+            src_at: 0,
+            next_block: 0,
+            view: None,
+            i: 0,
         }
+    }
+}
+
+/// Reads a segment's events in file order, block by block, straight from the map.
+pub(crate) struct Cursor<'a> {
+    seg: &'a Segment,
+    sources: &'a [(u32, u64)],
+    src_at: usize,
+    next_block: usize,
+    view: Option<BlockView<'a>>,
+    i: usize,
+}
+
+impl<'a> Iterator for Cursor<'a> {
+    type Item = super::build::RowRef<'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = loop {
+            match self.view {
+                Some(b) if self.i < b.count => break b,
+                _ => {
+                    if self.next_block >= self.seg.meta.blocks as usize {
+                        return None;
+                    }
+                    self.view = Some(self.seg.block(self.next_block));
+                    self.next_block += 1;
+                    self.i = 0;
+                }
+            }
+        };
+        let row = self.seg.row_in(&b, self.i);
+        let kd = b.kd.get(self.i) as u8;
+        let ordinal = b.first_ordinal + self.i as u32;
+        self.i += 1;
+        while self.sources.get(self.src_at).is_some_and(|s| s.0 < ordinal) {
+            self.src_at += 1;
+        }
+        let source_hash = match self.sources.get(self.src_at) {
+            Some(&(o, h)) if o == ordinal => Some(h),
+            _ => None,
+        };
+        Some(super::build::RowRef {
+            seq: row.seq,
+            ts_ms: row.ts_ms,
+            device: row.device,
+            subject: row.subject,
+            kd,
+            attrs: self.seg.attr_bytes(ordinal),
+            source_hash,
+        })
     }
 }

@@ -11,7 +11,7 @@ use crate::catalog::{SegmentEntry, ShardState};
 use crate::error::Result;
 use crate::fsutil::write_atomic;
 use crate::memtable::{MemRows, StoredRow};
-use crate::segment::{build_segment, Segment};
+use crate::segment::{write_segment, MemSorted, MergedSegments, Segment, SortedRows};
 use crate::shard::ShardKey;
 
 use super::{lock, read, write, Store};
@@ -108,18 +108,21 @@ impl Store {
             if shard.mem.is_empty() {
                 return Ok(false);
             }
-            let rows = Arc::new(shard.mem.take());
+            // The whole memory part moves (rows and postings), nothing is copied.
+            let rows = Arc::new(std::mem::take(&mut shard.mem));
             shard.frozen = Some(rows.clone());
             rows
         };
         let sealed_through = frozen.last().expect("non-empty").seq;
-        match self.write_segment(key, &mut next_id, (*frozen).clone(), sealed_through, &[]) {
+        // Written through a sorted permutation of the frozen rows.
+        let sorted = MemSorted::new(&frozen);
+        match self.write_segment(key, &mut next_id, &sorted, sealed_through, &[]) {
             Ok(()) => {}
             Err(e) => {
                 // Put the rows back in front of anything appended meanwhile.
                 let mut shards = write(&inner.shards);
                 let shard = shards.entry(key).or_default();
-                let mut rows = (*frozen).clone();
+                let mut rows: Vec<StoredRow> = frozen.rows().cloned().collect();
                 rows.extend(shard.mem.take());
                 shard.mem = MemRows::from_rows(rows);
                 shard.frozen = None;
@@ -137,13 +140,13 @@ impl Store {
         Ok(true)
     }
 
-    /// Writes `rows` as a segment of `key`, records it in the manifest (replacing the
-    /// segments with ids in `replaces`) and swaps it in.
+    /// Writes `rows` as a segment of `key` (streamed to its file), records it in the
+    /// manifest (replacing the segments with ids in `replaces`) and swaps it in.
     fn write_segment(
         &self,
         key: ShardKey,
         next_id: &mut u64,
-        mut rows: Vec<StoredRow>,
+        rows: &dyn SortedRows,
         sealed_through: u64,
         replaces: &[u64],
     ) -> Result<()> {
@@ -151,14 +154,11 @@ impl Store {
         let id = *next_id;
         let rel = format!("segments/{}/{}-{}.seg", key.span, key.community, id);
         let path = inner.dir.join(&rel);
-        let bytes = build_segment(
-            key.community,
-            key.span,
-            inner.layout.start_ms(key.span),
-            &mut rows,
-        );
         let io = &*inner.config.io;
-        write_atomic(io, &path, &bytes)?;
+        let start_ms = inner.layout.start_ms(key.span);
+        write_atomic(io, &path, |out| {
+            write_segment(key.community, key.span, start_ms, rows, out)
+        })?;
         let seg = Arc::new(Segment::open_with(io, &path)?);
         let mut state = read(&inner.shards)
             .get(&key)
@@ -184,7 +184,9 @@ impl Store {
         Ok(())
     }
 
-    /// Merges all segments of `key` into one. Returns false if it had fewer than two.
+    /// Merges all segments of `key` into one, streaming: rows go from the old segments'
+    /// maps to the new file in one k-way merge, never all in memory. Returns false if
+    /// it had fewer than two.
     pub fn compact_shard(&self, key: ShardKey) -> Result<bool> {
         let inner = &*self.inner;
         let mut next_id = lock(&inner.maintenance);
@@ -192,15 +194,12 @@ impl Store {
         if old.len() < 2 {
             return Ok(false);
         }
-        let mut rows = Vec::new();
-        for seg in &old {
-            rows.extend(seg.stored_rows()?);
-        }
+        let merged = MergedSegments::new(&old);
         let replaces: Vec<u64> = old.iter().filter_map(|s| segment_id(s)).collect();
         let sealed_through = read(&inner.shards)
             .get(&key)
             .map_or(0, |s| s.state.sealed_through_seq);
-        self.write_segment(key, &mut next_id, rows, sealed_through, &replaces)?;
+        self.write_segment(key, &mut next_id, &merged, sealed_through, &replaces)?;
         for seg in &old {
             // Readers holding the old mapping keep reading it; unlinking is safe.
             self.inner

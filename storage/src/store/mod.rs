@@ -56,7 +56,7 @@ pub(crate) struct Shard {
     /// Events appended since the last seal, in sequence order.
     pub mem: MemRows,
     /// Events being sealed right now; still readable.
-    pub frozen: Option<Arc<Vec<StoredRow>>>,
+    pub frozen: Option<Arc<MemRows>>,
     /// The manifest's record of this shard.
     pub state: ShardState,
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::{Result, StorageError};
 use crate::event::Event;
-use crate::memtable::StoredRow;
+use crate::memtable::{MemRows, StoredRow};
 use crate::row::Row;
 use crate::segment::Segment;
 use crate::shard::ShardKey;
@@ -66,7 +66,7 @@ impl AttrsAt {
 struct ShardSnapshot {
     key: ShardKey,
     segments: Vec<Arc<Segment>>,
-    frozen: Option<Arc<Vec<StoredRow>>>,
+    frozen: Option<Arc<MemRows>>,
     /// Matching in-memory rows, copied as plain rows (no allocation per row) …
     mem: Vec<Row>,
     /// … and their encoded attributes, only when the reader asked for them.
@@ -117,7 +117,7 @@ impl ShardSnapshot {
         let frozen = self
             .frozen
             .iter()
-            .flat_map(|f| f.iter())
+            .flat_map(|f| f.rows())
             .filter(move |r| keep(r))
             .map(move |r| (r.row(community), Some(&r.attrs)));
         let mem = self
@@ -316,7 +316,7 @@ impl Store {
                     });
                 }
             }
-            let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+            let frozen = shard.frozen.iter().flat_map(|f| f.of_subject(subject));
             n += frozen.filter(|r| keep(r)).count() as u64;
             n += shard.mem.of_subject(subject).filter(|r| keep(r)).count() as u64;
         }
@@ -454,7 +454,7 @@ impl Store {
                         found.push((r, AttrsAt::Segment(seg.clone(), ordinal)))
                     });
                 }
-                let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+                let frozen = shard.frozen.iter().flat_map(|f| f.rows());
                 for r in frozen.chain(shard.mem.rows()) {
                     if r.seq > after && r.seq <= through {
                         found.push((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
@@ -482,7 +482,7 @@ impl Store {
                     return Some((row, AttrsAt::Segment(seg.clone(), ordinal)));
                 }
             }
-            let frozen = shard.frozen.iter().flat_map(|f| f.iter());
+            let frozen = shard.frozen.iter().flat_map(|f| f.rows());
             if let Some(r) = frozen.chain(shard.mem.rows()).find(|r| r.seq == seq) {
                 return Some((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
             }
