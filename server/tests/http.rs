@@ -2560,14 +2560,21 @@ impl Receiver {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut len = 0usize;
                 let mut line = String::new();
-                loop {
+                // A sender killed mid-request leaves a head cut short: not a delivery.
+                let head_ended = loop {
                     line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break false;
+                    }
+                    if line == "\r\n" {
+                        break true;
                     }
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         len = v.trim().parse().unwrap();
                     }
+                };
+                if !head_ended {
+                    continue;
                 }
                 let mut body = vec![0u8; len];
                 if reader.read_exact(&mut body).is_err() {
