@@ -582,6 +582,37 @@ mod tests {
         })
     }
 
+    /// A segment whose checksums hold but whose kind/direction column has a code no
+    /// kind has is refused at open, naming the file, instead of reading as vehicles.
+    #[test]
+    fn a_kind_code_out_of_range_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [7 << 2, 3] {
+            let mut rows: Vec<StoredRow> = (0..10u64)
+                .map(|i| StoredRow {
+                    seq: i + 1,
+                    ts_ms: START + i as i64,
+                    device: 1,
+                    subject: 5,
+                    kd: if i == 6 {
+                        bad
+                    } else {
+                        kd_pack(Kind::Face, Direction::In)
+                    },
+                    attrs: Arc::new([]),
+                    source_id: None,
+                })
+                .collect();
+            let path = dir.path().join(format!("bad-{bad}.seg"));
+            std::fs::write(&path, build_segment(3, 7, START, &mut rows)).unwrap();
+            let err = Segment::open(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("bad-{bad}.seg")) && err.contains(&format!("code {bad}")),
+                "{err}"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

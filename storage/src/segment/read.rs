@@ -9,6 +9,7 @@ use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
 use crate::event::Attrs;
 use crate::row::{fnv1a, kd_unpack, Row};
+use crate::{Direction, Kind};
 
 /// What the header says about a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,6 +307,17 @@ impl Segment {
                 return Err(self.corrupt(
                     data_at + off as usize,
                     format!("block {i}: data checksum mismatch"),
+                ));
+            }
+            // A file written with a bad kind or direction code (by a bug, or by hand)
+            // would otherwise read as a vehicle of unknown direction.
+            let b = self.block(i);
+            if let Some(kd) = (0..count).map(|r| b.kd.get(r) as u8).find(|&kd| {
+                Kind::from_code(kd >> 2).is_none() || Direction::from_code(kd & 3).is_none()
+            }) {
+                return Err(self.corrupt(
+                    data_at + off as usize,
+                    format!("block {i}: kind and direction code {kd} is not one this build knows"),
                 ));
             }
         }
