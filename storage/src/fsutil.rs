@@ -11,7 +11,7 @@ use crate::io::{FileIo, OpenMode, WriteFile};
 /// in memory), which is fsynced, renamed over `path`, and the directory is fsynced. A
 /// failure at any step leaves `path` as it was or whole; the temporary file is
 /// rewritten from the start by the next attempt, so nothing relies on a failed fsync.
-pub fn write_atomic(
+pub(crate) fn write_atomic(
     io: &dyn FileIo,
     path: &Path,
     write: impl FnOnce(&mut FileOut) -> Result<()>,
@@ -38,8 +38,20 @@ pub fn write_atomic(
     fsync_dir(io, dir)
 }
 
+/// Where bytes are written in pieces: memory, or a file being written.
+pub(crate) trait Out {
+    fn put(&mut self, bytes: &[u8]) -> Result<()>;
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// A file being written by [`write_atomic`], buffered.
-pub struct FileOut {
+pub(crate) struct FileOut {
     file: Box<dyn WriteFile>,
     buf: Vec<u8>,
     path: PathBuf,
@@ -49,7 +61,20 @@ impl FileOut {
     /// Bytes gathered before a write call.
     const BUFFER: usize = 1 << 20;
 
-    pub fn put(&mut self, bytes: &[u8]) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Out for FileOut {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
         if self.buf.len() + bytes.len() > Self::BUFFER {
             self.flush()?;
         }
@@ -60,17 +85,6 @@ impl FileOut {
                 .map_err(|e| StorageError::io(&self.path, e));
         }
         self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| StorageError::io(&self.path, e))?;
-        self.buf.clear();
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! Writing a segment as a stream.
 //!
-//! The writer walks its rows (already in segment order: device, ts, seq) twice. The
-//! first walk plans: subject ranks, the block directory with each block's checksum,
-//! source ids, attribute offsets and the attribute checksum. The header (which holds
-//! every section's offset, length and checksum) is then known, so the second walk
-//! writes the file front to back: header, directory, block data (encoded again, the
-//! same way), the small sections, and the attributes copied from the rows.
+//! The writer walks its rows (already in segment order: device, ts, seq) three times.
+//! The first walk plans: subject ranks, the block directory with each block's
+//! checksum, source ids, attribute offsets and the attribute checksum. The header
+//! (which holds every section's offset, length and checksum) is then known, so the file
+//! is written front to back: header, directory, block data (a second walk, encoding
+//! the blocks again the same way), the small sections, and the attributes (a third
+//! walk, copying them from the rows). For merged segments each walk is the k-way merge
+//! again: cheaper than keeping the merge order or the rows.
 //!
 //! Nothing per event is held but a subject rank and the packed postings and attribute
 //! offsets (about 11 bytes an event), so compaction merges segments of any size
@@ -18,6 +20,7 @@ use super::format::*;
 use super::Segment;
 use crate::bitpack::{bits_needed, packed_len, Packer};
 use crate::error::Result;
+use crate::fsutil::Out;
 use crate::memtable::{MemRows, StoredRow};
 use crate::row::fnv1a;
 
@@ -43,25 +46,8 @@ pub(crate) trait SortedRows {
     fn subjects(&self) -> Vec<u32>;
     /// Total bytes of encoded attributes.
     fn attr_bytes(&self) -> u64;
-    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>));
-}
-
-/// Where a segment's bytes go: memory, or a file being written.
-pub(crate) trait Out {
-    fn put(&mut self, bytes: &[u8]) -> Result<()>;
-}
-
-impl Out for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
-impl Out for crate::fsutil::FileOut {
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        crate::fsutil::FileOut::put(self, bytes)
-    }
+    /// Calls `f` on every row in order, stopping at the first error it returns.
+    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()>;
 }
 
 /// Encodes `rows` (all of one shard) as a segment file's bytes. Sorts `rows` by
@@ -113,7 +99,7 @@ impl SortedRows for MemSorted<'_> {
     fn attr_bytes(&self) -> u64 {
         self.rows.rows().map(|r| r.attrs.len() as u64).sum()
     }
-    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>)) {
+    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()> {
         for &i in &self.order {
             let r = self.rows.get(i);
             f(RowRef {
@@ -124,8 +110,9 @@ impl SortedRows for MemSorted<'_> {
                 kd: r.kd,
                 attrs: &r.attrs,
                 source_hash: r.source_id.as_ref().map(|s| fnv1a(s.as_bytes())),
-            });
+            })?;
         }
+        Ok(())
     }
 }
 
@@ -157,7 +144,7 @@ impl SortedRows for MergedSegments<'_> {
     fn attr_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.attr_data_len() as u64).sum()
     }
-    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>)) {
+    fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()> {
         let mut cursors: Vec<_> = self
             .segments
             .iter()
@@ -179,10 +166,10 @@ impl SortedRows for MergedSegments<'_> {
                     }
                 }
             }
-            let Some(i) = best else { return };
+            let Some(i) = best else { return Ok(()) };
             let next = cursors[i].next();
             let row = std::mem::replace(&mut heads[i], next).expect("chosen head");
-            f(row);
+            f(row)?;
         }
     }
 }
@@ -222,6 +209,11 @@ pub(crate) fn write_segment(
     let (mut seq_min, mut seq_max) = (u64::MAX, 0u64);
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     let mut subject_at = 0usize; // rank of the previous row's subject, a search hint
+                                 // Planning keeps only each block's directory entry.
+    let mut to_directory = |_: &[u8], entry: &[u8; BLOCK_ENTRY]| {
+        directory.extend_from_slice(entry);
+        Ok(())
+    };
     rows.visit(&mut |r| {
         let ordinal = ranks.len() as u32;
         let rank = rank_of(&subjects, r.subject, &mut subject_at);
@@ -234,19 +226,9 @@ pub(crate) fn write_segment(
         attr_packer.push(attr_at, &mut attr_offsets);
         (seq_min, seq_max) = (seq_min.min(r.seq), seq_max.max(r.seq));
         (ts_min, ts_max) = (ts_min.min(r.ts_ms), ts_max.max(r.ts_ms));
-        blocks
-            .push(r, ts_off(r.ts_ms), rank, &mut |_, entry| {
-                directory.extend_from_slice(entry);
-                Ok(())
-            })
-            .expect("planning writes nothing");
-    });
-    blocks
-        .flush(&mut |_, entry| {
-            directory.extend_from_slice(entry);
-            Ok(())
-        })
-        .expect("planning writes nothing");
+        blocks.push(r, ts_off(r.ts_ms), rank, &mut to_directory)
+    })?;
+    blocks.flush(&mut to_directory)?;
     attr_packer.finish(&mut attr_offsets);
     assert_eq!(ranks.len(), n, "rows walked differ from rows counted");
     assert_eq!(
@@ -342,15 +324,11 @@ pub(crate) fn write_segment(
     w.align()?;
     let mut blocks = Blocks::default();
     let mut ordinal = 0usize;
-    let mut result = Ok(());
     rows.visit(&mut |r| {
-        if result.is_ok() {
-            let rank = ranks[ordinal];
-            ordinal += 1;
-            result = blocks.push(r, ts_off(r.ts_ms), rank, &mut |data, _| w.put(data));
-        }
-    });
-    result?;
+        let rank = ranks[ordinal];
+        ordinal += 1;
+        blocks.push(r, ts_off(r.ts_ms), rank, &mut |data, _| w.put(data))
+    })?;
     blocks.flush(&mut |data, _| w.put(data))?;
     drop(ranks);
     for s in [
@@ -363,13 +341,7 @@ pub(crate) fn write_segment(
         w.section(s)?;
     }
     w.align()?;
-    let mut result = Ok(());
-    rows.visit(&mut |r| {
-        if result.is_ok() {
-            result = w.put(r.attrs);
-        }
-    });
-    result?;
+    rows.visit(&mut |r| w.put(r.attrs))?;
     debug_assert_eq!(w.at, at, "bytes written differ from the plan");
     Ok(())
 }
@@ -465,19 +437,10 @@ impl Blocks {
         ];
         let data = &mut self.scratch;
         data.clear();
-        let columns: [&dyn Fn(&BlockRow) -> u64; 4] = [
-            &|r| (r.ts - ts_min) as u64,
-            &|r| (r.rank - subj_min) as u64,
-            &|r| r.seq - seq_min,
-            &|r| r.kd as u64,
-        ];
-        for (column, &b) in columns.iter().zip(&bits) {
-            let mut p = Packer::new(b);
-            for r in rows {
-                p.push(column(r), data);
-            }
-            p.finish(data);
-        }
+        pack_column(rows, bits[0], data, |r| (r.ts - ts_min) as u64);
+        pack_column(rows, bits[1], data, |r| (r.rank - subj_min) as u64);
+        pack_column(rows, bits[2], data, |r| r.seq - seq_min);
+        pack_column(rows, bits[3], data, |r| r.kd as u64);
         debug_assert_eq!(data.len(), block_data_len(rows.len(), bits));
 
         let mut e = [0u8; BLOCK_ENTRY];
@@ -500,6 +463,15 @@ impl Blocks {
         self.rows.clear();
         emit(&self.scratch, &e)
     }
+}
+
+/// Appends one column of a block, `value` of each row packed at `bits` bits.
+fn pack_column(rows: &[BlockRow], bits: u8, out: &mut Vec<u8>, value: impl Fn(&BlockRow) -> u64) {
+    let mut p = Packer::new(bits);
+    for r in rows {
+        p.push(value(r), out);
+    }
+    p.finish(out);
 }
 
 /// Bytes of a block's data: four packed columns back to back.
