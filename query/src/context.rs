@@ -175,19 +175,17 @@ impl<'a> QueryContext<'a> {
         rows
     }
 
-    /// Like [`QueryContext::subject_rows`], with where each row's attributes are.
-    pub(crate) fn subject_rows_located(
+    /// The subject's events in `[from_ms, to_ms)`, optionally only in `communities`,
+    /// as per-device runs in time order ([`Store::subject_runs`]), through the index.
+    pub(crate) fn subject_runs(
         &self,
         subject: u32,
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-    ) -> Vec<(Row, sightline_storage::AttrsAt)> {
+    ) -> Vec<sightline_storage::SubjectRun> {
         let keys = self.subject_keys(subject, from_ms, to_ms, communities);
-        let mut rows = Vec::new();
-        self.store
-            .scan_subject_located(keys, subject, from_ms, to_ms, |r, a| rows.push((r, a)));
-        rows
+        self.store.subject_runs(keys, subject, from_ms, to_ms)
     }
 
     /// Rows of `device` in `[from_ms, to_ms)` in every community it reports to.

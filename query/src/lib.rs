@@ -30,7 +30,7 @@ pub use patterns::{
 pub use search::{search, SearchQuery, SubjectMatch, MAX_SEARCH_LIMIT};
 pub use sightline_index::SearchMode;
 pub use trajectory::{
-    trajectory, trajectory_pages, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery,
+    trajectory, trajectory_pages, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery, MAX_STAYS,
 };
 
 /// Milliseconds in a day and an hour.

@@ -3,9 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use sightline_storage::{Direction, Kind, Row};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
-use crate::context::{sort_by_event_order, Names, QueryContext, Sighting};
+use sightline_storage::{Direction, Kind, Row, SubjectRun};
+
+use crate::context::{Names, QueryContext, Sighting};
 use crate::error::{QueryError, Result};
 
 /// Most events per page.
@@ -84,13 +87,20 @@ pub struct Stay {
 #[derive(Clone, Debug)]
 pub struct Trajectory {
     pub events: Vec<Sighting>,
-    /// Stays over the whole range; on the first page only (empty when `cursor` is set).
+    /// Stays over the whole range, the first [`MAX_STAYS`] in time order; on the first
+    /// page only (empty when `cursor` is set).
     pub stays: Vec<Stay>,
+    /// There were more than [`MAX_STAYS`] stays in the range (narrow it to see them).
+    pub stays_truncated: bool,
     pub next_cursor: Option<Cursor>,
     /// Where each event's attributes are (same order as `events`); see
     /// [`Trajectory::attrs`].
     pub attrs_at: Vec<sightline_storage::AttrsAt>,
 }
+
+/// Most stays one answer holds: like a page of events, an answer's size is bounded
+/// whatever the subject's history.
+pub const MAX_STAYS: usize = MAX_PAGE;
 
 impl Trajectory {
     /// The page's events' attributes, decoded now (same order as `events`).
@@ -102,6 +112,9 @@ impl Trajectory {
     }
 }
 
+/// A page of the subject's trajectory. The events are merged in trajectory order from
+/// per-device runs (see [`Merged`]): memory holds the page and the stays, not the
+/// subject's history, however long it is.
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(QueryError::invalid(
@@ -112,22 +125,49 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
     let mut out = Trajectory {
         events: Vec::new(),
         stays: Vec::new(),
+        stays_truncated: false,
         next_cursor: None,
         attrs_at: Vec::new(),
     };
-    let Some((rows, mut attrs_at)) = sorted_rows(ctx, q)? else {
+    let Some(mut merged) = merged(ctx, q)? else {
         return Ok(out);
     };
+    merged.skip_to_cursor(ctx)?;
+    // Stays (first page only) need the whole range; the page, its first events.
+    let mut stays = q.cursor.is_none().then(Stays::default);
+    let mut rows = Vec::new();
+    let mut seen = 0usize;
+    loop {
+        if rows.len() == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
+            break;
+        }
+        let want = rows.len() < q.limit;
+        let Some((row, at)) = merged.next(want) else {
+            break;
+        };
+        if let Some(s) = stays.as_mut() {
+            s.push(&row);
+        }
+        if let Some(at) = at {
+            rows.push(row);
+            out.attrs_at.push(at);
+        }
+        seen += 1;
+        if seen.is_multiple_of(1 << 16) {
+            ctx.check_deadline()?;
+        }
+    }
+    // Events past the page: passed for the stays, or next in line.
+    let more = seen > rows.len() || merged.peek().is_some();
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
-    if q.cursor.is_none() {
-        out.stays = stays(&rows, &names);
+    if let Some(s) = stays {
+        out.stays_truncated = s.truncated;
+        out.stays = s.finish(&names);
     }
-    let start = start_of(&rows, q.cursor.as_ref(), &names);
-    let end = (start + q.limit).min(rows.len());
     // Only the page is turned into strings.
-    out.events = names.sightings(&rows[start..end]);
-    out.next_cursor = (end < rows.len()).then(|| {
+    out.events = names.sightings(&rows);
+    out.next_cursor = more.then(|| {
         let last = out
             .events
             .last()
@@ -138,18 +178,15 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
             seq: last.seq,
         }
     });
-    attrs_at.truncate(end);
-    attrs_at.drain(..start);
-    out.attrs_at = attrs_at;
     Ok(out)
 }
 
 /// The whole trajectory after `q.cursor` (`q.limit` is ignored): first `start` is told
 /// how many events follow (it may decline, returning false), then `page` is handed
 /// them in pages of `page_size` with where their attributes are, in trajectory order,
-/// while it returns true. The rows are read and sorted once; names are resolved a page
-/// at a time, so a caller that streams holds one page of strings. Returns the number
-/// of events handed over.
+/// while it returns true. The events are merged twice (to count, then to hand over),
+/// never held whole; names are resolved a page at a time, so a caller that streams
+/// holds one page. Returns the number of events handed over.
 pub fn trajectory_pages(
     ctx: &QueryContext<'_>,
     q: &TrajectoryQuery,
@@ -157,74 +194,171 @@ pub fn trajectory_pages(
     start: impl FnOnce(usize) -> bool,
     mut page: impl FnMut(&[Sighting], &[sightline_storage::AttrsAt]) -> bool,
 ) -> Result<usize> {
-    let (rows, attrs_at) = sorted_rows(ctx, q)?.unwrap_or_default();
-    let first = {
-        let dicts = ctx.store.dictionaries();
-        start_of(&rows, q.cursor.as_ref(), &Names { dicts: &dicts })
+    let count = match merged(ctx, q)? {
+        Some(mut m) => {
+            m.skip_to_cursor(ctx)?;
+            let mut n = 0usize;
+            while m.next(false).is_some() {
+                n += 1;
+            }
+            n
+        }
+        None => 0,
     };
-    if !start(rows.len() - first) {
+    if !start(count) {
         return Ok(0);
     }
+    let Some(mut merged) = merged(ctx, q)? else {
+        return Ok(0);
+    };
+    merged.skip_to_cursor(ctx)?;
+    let page_size = page_size.max(1);
     let mut sent = 0;
-    for (rows, attrs) in rows[first..]
-        .chunks(page_size.max(1))
-        .zip(attrs_at[first..].chunks(page_size.max(1)))
-    {
+    // Events appended between the two passes are not handed over: the count holds.
+    while sent < count {
+        let mut rows = Vec::with_capacity(page_size.min(count - sent));
+        let mut attrs = Vec::with_capacity(rows.capacity());
+        while rows.len() < rows.capacity() {
+            let Some((row, Some(at))) = merged.next(true) else {
+                break;
+            };
+            rows.push(row);
+            attrs.push(at);
+        }
+        if rows.is_empty() {
+            break;
+        }
         // The dictionary lock is held only while names are resolved, not while the
         // page is consumed (a streaming caller may wait on a slow client).
         let events = {
             let dicts = ctx.store.dictionaries();
-            Names { dicts: &dicts }.sightings(rows)
+            Names { dicts: &dicts }.sightings(&rows)
         };
         sent += events.len();
-        if !page(&events, attrs) {
+        if !page(&events, &attrs) {
             break;
         }
     }
     Ok(sent)
 }
 
-/// The subject's rows in the query's range and places, in trajectory order, with
-/// where their attributes are; `None` when the store never saw the subject.
-#[allow(clippy::type_complexity)]
-fn sorted_rows(
-    ctx: &QueryContext<'_>,
-    q: &TrajectoryQuery,
-) -> Result<Option<(Vec<Row>, Vec<sightline_storage::AttrsAt>)>> {
+/// The subject's events in the query's range and places, ready to merge; `None` when
+/// the store never saw the subject.
+fn merged(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Option<Merged>> {
     ctx.check_range(q.from_ms, q.to_ms)?;
     let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(None);
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let mut located = ctx.subject_rows_located(subject, q.from_ms, q.to_ms, communities.as_deref());
+    let runs = ctx.subject_runs(subject, q.from_ms, q.to_ms, communities.as_deref());
     let dicts = ctx.store.dictionaries();
-    sort_by_event_order(&mut located, |(r, _)| r, &Names { dicts: &dicts });
-    Ok(Some(located.into_iter().unzip()))
+    Ok(Some(Merged::new(
+        runs,
+        &Names { dicts: &dicts },
+        q.cursor.as_ref(),
+    )))
 }
 
-/// Where a page starting after `cursor` begins in `rows`.
-fn start_of(rows: &[Row], cursor: Option<&Cursor>, names: &Names<'_>) -> usize {
-    match cursor {
-        None => 0,
-        Some(c) => rows.partition_point(|r| {
-            (r.ts_ms, names.device(r.device), r.seq) <= (c.ts_ms, c.device.as_str(), c.seq)
-        }),
+/// A k-way merge of per-device runs into trajectory order: (ts, device code, seq).
+/// Devices are ranked by code once (ranks doubled, so a cursor's device that holds no
+/// event ranks between its neighbours); the heap holds one event per run.
+struct Merged {
+    runs: Vec<SubjectRun>,
+    /// By run: its device's rank.
+    rank: Vec<u32>,
+    /// Each run's current event, smallest first.
+    heap: BinaryHeap<Reverse<Head>>,
+    /// The cursor's position in the same key space.
+    cursor: Option<(i64, u32, u64)>,
+}
+
+/// A run's current event keyed by (ts, device rank, seq, run): unique by run.
+type Head = (i64, u32, u64, usize, Row);
+
+impl Merged {
+    fn new(mut runs: Vec<SubjectRun>, names: &Names<'_>, cursor: Option<&Cursor>) -> Merged {
+        let mut codes: Vec<&str> = runs.iter().map(|r| names.device(r.device())).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let rank_of = |code: &str| match codes.binary_search(&code) {
+            Ok(i) => 2 * i as u32 + 1,
+            Err(i) => 2 * i as u32,
+        };
+        let rank: Vec<u32> = runs
+            .iter()
+            .map(|r| rank_of(names.device(r.device())))
+            .collect();
+        let cursor = cursor.map(|c| (c.ts_ms, rank_of(&c.device), c.seq));
+        let mut heap = BinaryHeap::with_capacity(runs.len());
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some(r) = run.row() {
+                heap.push(Reverse((r.ts_ms, rank[i], r.seq, i, r)));
+            }
+        }
+        Merged {
+            runs,
+            rank,
+            heap,
+            cursor,
+        }
+    }
+
+    /// The next event, without taking it.
+    fn peek(&self) -> Option<&Row> {
+        self.heap.peek().map(|Reverse((.., row))| row)
+    }
+
+    /// Takes the next event, with where its attributes are when `attrs`.
+    fn next(&mut self, attrs: bool) -> Option<(Row, Option<sightline_storage::AttrsAt>)> {
+        let Reverse((.., i, row)) = self.heap.pop()?;
+        let run = &mut self.runs[i];
+        let at = if attrs { run.attrs() } else { None };
+        run.advance();
+        if let Some(r) = run.row() {
+            self.heap
+                .push(Reverse((r.ts_ms, self.rank[i], r.seq, i, r)));
+        }
+        Some((row, at))
+    }
+
+    /// Passes the events at or before the cursor (all of them are read: runs are
+    /// ordered by time within a device, not across devices).
+    fn skip_to_cursor(&mut self, ctx: &QueryContext<'_>) -> Result<()> {
+        let Some(cursor) = self.cursor else {
+            return Ok(());
+        };
+        let mut n = 0usize;
+        while let Some(Reverse((ts, rank, seq, ..))) = self.heap.peek() {
+            if (*ts, *rank, *seq) > cursor {
+                break;
+            }
+            self.next(false);
+            n += 1;
+            if n.is_multiple_of(1 << 16) {
+                ctx.check_deadline()?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Stays from rows in trajectory order (see SEMANTICS.md).
-pub(crate) fn stays(rows: &[Row], names: &Names<'_>) -> Vec<Stay> {
-    let mut out = Vec::new();
-    let stay = |community: u32, in_ms, out_ms, ended_by| Stay {
-        community: names.community(community),
-        in_ms,
-        out_ms,
-        ended_by,
-    };
-    // (community, in_ms) of the open stay.
-    let mut open: Option<(u32, i64)> = None;
-    for r in rows {
-        if let Some((community, in_ms)) = open {
+/// Stays from events in trajectory order (see SEMANTICS.md), the first [`MAX_STAYS`].
+#[derive(Default)]
+struct Stays {
+    /// (community, in, out, how it ended).
+    done: Vec<(u32, i64, Option<i64>, StayEnd)>,
+    /// (community, in_ms) of the open stay.
+    open: Option<(u32, i64)>,
+    /// A stay past [`MAX_STAYS`] ended: the rest are not kept.
+    truncated: bool,
+}
+
+impl Stays {
+    fn push(&mut self, r: &Row) {
+        if self.truncated {
+            return;
+        }
+        if let Some((community, in_ms)) = self.open {
             let ended_by = if r.community != community {
                 Some(StayEnd::Elsewhere)
             } else if r.direction == Direction::Out {
@@ -233,16 +367,36 @@ pub(crate) fn stays(rows: &[Row], names: &Names<'_>) -> Vec<Stay> {
                 None
             };
             if let Some(ended_by) = ended_by {
-                out.push(stay(community, in_ms, Some(r.ts_ms), ended_by));
-                open = None;
+                self.end(community, in_ms, Some(r.ts_ms), ended_by);
+                self.open = None;
             }
         }
-        if open.is_none() && r.direction == Direction::In {
-            open = Some((r.community, r.ts_ms));
+        if self.open.is_none() && !self.truncated && r.direction == Direction::In {
+            self.open = Some((r.community, r.ts_ms));
         }
     }
-    if let Some((community, in_ms)) = open {
-        out.push(stay(community, in_ms, None, StayEnd::Open));
+
+    fn end(&mut self, community: u32, in_ms: i64, out_ms: Option<i64>, ended_by: StayEnd) {
+        if self.done.len() == MAX_STAYS {
+            self.truncated = true;
+            self.open = None;
+        } else {
+            self.done.push((community, in_ms, out_ms, ended_by));
+        }
     }
-    out
+
+    fn finish(mut self, names: &Names<'_>) -> Vec<Stay> {
+        if let Some((community, in_ms)) = self.open.take() {
+            self.end(community, in_ms, None, StayEnd::Open);
+        }
+        self.done
+            .into_iter()
+            .map(|(community, in_ms, out_ms, ended_by)| Stay {
+                community: names.community(community),
+                in_ms,
+                out_ms,
+                ended_by,
+            })
+            .collect()
+    }
 }

@@ -1027,6 +1027,7 @@ struct StayOut<'a> {
 struct TrajectoryOut<'a> {
     events: Vec<EventOut<'a>>,
     stays: Vec<StayOut<'a>>,
+    stays_truncated: bool,
     next_cursor: Option<String>,
 }
 
@@ -1088,6 +1089,7 @@ fn trajectory_query(
                 },
             })
             .collect(),
+        stays_truncated: t.stays_truncated,
         next_cursor: t.next_cursor.as_ref().map(|c| c.to_string()),
     };
     let n = out.events.len();

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 /// in, 2 MiB at a time, while the server is idle: resident memory crept up by 100 MiB
 /// in 4 minutes after a soak's load stopped, with nothing allocated (RELIABILITY.md,
 /// "Soak").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sightline_server::config::Settings;

@@ -114,6 +114,6 @@ pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
     check, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, MaintenanceReport,
-    RecoveryReport, Registration, ShardInfo, Store, StoredEvent,
+    RecoveryReport, Registration, ShardInfo, Store, StoredEvent, SubjectRun,
 };
 pub use subject::{normalize_plate, normalize_subject};

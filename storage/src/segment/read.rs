@@ -700,7 +700,87 @@ impl Segment {
     /// Ordinals of `device`'s events: one contiguous run, since rows are sorted by
     /// (device, ts). Found by binary search on the block directory.
     pub fn device_ordinals(&self, device: u32) -> std::ops::Range<u32> {
-        let runs = self.device_runs.get_or_init(|| {
+        let runs = self.device_runs();
+        match runs.binary_search_by_key(&device, |r| r.0) {
+            Ok(i) => runs[i].1..runs[i].2,
+            Err(_) => 0..0,
+        }
+    }
+
+    /// The events of `subject` with `from_ms <= ts < to_ms`, as ranges of posting
+    /// indices (for [`Segment::posting_row`]), one per device, by device. Rows are sorted
+    /// by (device, ts, seq), so each range is one device's events in (ts, seq) order:
+    /// what a merge into time order needs. Found by binary searches (posting list,
+    /// device runs, timestamps): only the rows the searches probe are decoded.
+    pub fn subject_device_runs(
+        &self,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<(u32, std::ops::Range<usize>)> {
+        let postings = self.postings(subject);
+        let runs = self.device_runs();
+        let ordinal = |i: usize| self.get(self.posting_ordinals, i) as u32;
+        let ts = |i: usize| {
+            let mut hint = 0;
+            self.posting_row(i, &mut hint).1.ts_ms
+        };
+        let mut out = Vec::new();
+        let mut i = postings.start;
+        while i < postings.end {
+            let o = ordinal(i);
+            let Some(&(device, _, end)) = runs.get(runs.partition_point(|r| r.2 <= o)) else {
+                break; // ordinals are verified at open; never with a checked file
+            };
+            let j = first_false(i..postings.end, |k| ordinal(k) < end);
+            let lo = first_false(i..j, |k| ts(k) < from_ms);
+            let hi = first_false(lo..j, |k| ts(k) < to_ms);
+            if lo < hi {
+                out.push((device, lo..hi));
+            }
+            i = j.max(i + 1);
+        }
+        out
+    }
+
+    /// The event at posting index `i` (of some subject's list, as
+    /// [`Segment::subject_device_runs`] gives them), with its ordinal. `block` is a
+    /// block index at or before the event's block (0 when unknown); it is moved to the
+    /// event's block, so a caller walking ascending indices searches little.
+    pub fn posting_row(&self, i: usize, block: &mut usize) -> (u32, Row) {
+        let ordinal = self.get(self.posting_ordinals, i) as u32;
+        let blocks = self.meta.blocks as usize;
+        let starts_by = |i: usize| i < blocks && self.block(i).first_ordinal <= ordinal;
+        let holds = |i: usize| {
+            starts_by(i) && {
+                let b = self.block(i);
+                ordinal < b.first_ordinal + b.count as u32
+            }
+        };
+        if !holds(*block) {
+            // From the hint when the event is at or past it, else from the start.
+            let (mut a, mut z) = (if starts_by(*block) { *block } else { 0 }, blocks);
+            while z - a > 1 {
+                let mid = (a + z) / 2;
+                if self.block(mid).first_ordinal <= ordinal {
+                    a = mid;
+                } else {
+                    z = mid;
+                }
+            }
+            *block = a;
+        }
+        let b = self.block(*block);
+        (
+            ordinal,
+            self.row_in(&b, ordinal.saturating_sub(b.first_ordinal) as usize),
+        )
+    }
+
+    /// (device, first ordinal, end ordinal) of each device's run of rows, by device;
+    /// read off the block directory once.
+    fn device_runs(&self) -> &[(u32, u32, u32)] {
+        self.device_runs.get_or_init(|| {
             let dir = self.section(Section::Blocks);
             let mut runs: Vec<(u32, u32, u32)> = Vec::new();
             for i in 0..self.meta.blocks as usize {
@@ -713,11 +793,7 @@ impl Segment {
                 }
             }
             runs
-        });
-        match runs.binary_search_by_key(&device, |r| r.0) {
-            Ok(i) => runs[i].1..runs[i].2,
-            Err(_) => 0..0,
-        }
+        })
     }
 
     /// How many events the subject has here, at one of `devices` if given. Counts
@@ -885,4 +961,19 @@ impl<'a> Iterator for Cursor<'a> {
             source_hash,
         })
     }
+}
+
+/// The first index in `range` for which `pred` is false, `pred` being true on a prefix
+/// of it and false after.
+fn first_false(range: std::ops::Range<usize>, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut a, mut z) = (range.start, range.end);
+    while a < z {
+        let mid = a + (z - a) / 2;
+        if pred(mid) {
+            a = mid + 1;
+        } else {
+            z = mid;
+        }
+    }
+    a
 }

@@ -34,7 +34,7 @@ pub use append::{AppendOutcome, Appended};
 pub use check::{check, CheckReport};
 pub use maintain::MaintenanceReport;
 pub use observe::{AppendObserver, Registration};
-pub use read::{AttrsAt, ShardInfo, StoredEvent};
+pub use read::{AttrsAt, ShardInfo, StoredEvent, SubjectRun};
 
 /// What opening the store found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -62,6 +62,66 @@ impl AttrsAt {
     }
 }
 
+/// One device's events of one subject in one segment or one shard's memory part, in
+/// (ts, seq) order, read one at a time. A time-ordered answer merges these (one row
+/// each in hand) instead of collecting and sorting every row: see
+/// [`Store::subject_runs`].
+pub struct SubjectRun {
+    device: u32,
+    at: usize,
+    end: usize,
+    source: RunSource,
+}
+
+enum RunSource {
+    /// Posting indices `at..end` of the segment, with the block of the last row read.
+    Segment(Arc<Segment>, usize),
+    /// Positions `at..end` of the subject's in-memory rows of the query (copied: the
+    /// memory part is small and changes), sorted by (device, ts, seq).
+    Memory(Arc<Vec<(Row, Arc<[u8]>)>>),
+}
+
+impl SubjectRun {
+    /// The one device whose events these are.
+    pub fn device(&self) -> u32 {
+        self.device
+    }
+
+    /// Events not yet passed.
+    pub fn remaining(&self) -> usize {
+        self.end - self.at
+    }
+
+    /// The current event, `None` once every event is passed.
+    pub fn row(&mut self) -> Option<Row> {
+        if self.at >= self.end {
+            return None;
+        }
+        Some(match &mut self.source {
+            RunSource::Segment(seg, block) => seg.posting_row(self.at, block).1,
+            RunSource::Memory(rows) => rows[self.at].0,
+        })
+    }
+
+    /// Where the current event's attributes are (`None` once every event is passed).
+    pub fn attrs(&mut self) -> Option<AttrsAt> {
+        if self.at >= self.end {
+            return None;
+        }
+        Some(match &mut self.source {
+            RunSource::Segment(seg, block) => {
+                AttrsAt::Segment(seg.clone(), seg.posting_row(self.at, block).0)
+            }
+            RunSource::Memory(rows) => AttrsAt::Memory(rows[self.at].1.clone()),
+        })
+    }
+
+    /// Moves to the next event.
+    pub fn advance(&mut self) {
+        self.at = (self.at + 1).min(self.end);
+    }
+}
+
 /// The parts of one shard a scan reads.
 struct ShardSnapshot {
     key: ShardKey,
@@ -218,36 +278,20 @@ impl Store {
         subject: u32,
         from_ms: i64,
         to_ms: i64,
-        mut f: impl FnMut(Row),
+        f: impl FnMut(Row),
     ) {
-        self.walk_subject(keys, subject, from_ms, to_ms, false, |r, _| f(r));
-    }
-
-    /// Like [`Store::scan_subject`], with where each event's attributes are, so a
-    /// caller that pages can decode attributes for its page only.
-    pub fn scan_subject_located(
-        &self,
-        keys: impl IntoIterator<Item = ShardKey>,
-        subject: u32,
-        from_ms: i64,
-        to_ms: i64,
-        mut f: impl FnMut(Row, AttrsAt),
-    ) {
-        self.walk_subject(keys, subject, from_ms, to_ms, true, |r, at| {
-            f(r, at.expect("located walks locate every row"))
-        });
+        self.walk_subject(keys, subject, from_ms, to_ms, f);
     }
 
     /// The subject's rows in `keys` and range, through the segments' postings and the
-    /// memory part's; with where their attributes are when `locate`.
+    /// memory part's.
     fn walk_subject(
         &self,
         keys: impl IntoIterator<Item = ShardKey>,
         subject: u32,
         from_ms: i64,
         to_ms: i64,
-        locate: bool,
-        mut f: impl FnMut(Row, Option<AttrsAt>),
+        mut f: impl FnMut(Row),
     ) {
         if from_ms >= to_ms {
             return;
@@ -258,26 +302,81 @@ impl Store {
             keys.into_iter()
                 .filter_map(|k| {
                     shards.get(&k).map(|s| {
-                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, locate)
+                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, false)
                     })
                 })
                 .collect()
         };
         for snap in &snaps {
             for seg in &snap.segments {
-                seg.for_each_of_subject(subject, |ordinal, r| {
+                seg.for_each_of_subject(subject, |_, r| {
                     if r.ts_ms >= from_ms && r.ts_ms < to_ms {
-                        f(r, locate.then(|| AttrsAt::Segment(seg.clone(), ordinal)));
+                        f(r);
                     }
                 });
             }
-            for (r, attrs) in snap.mem_rows(keep) {
-                f(
-                    r,
-                    attrs.filter(|_| locate).map(|a| AttrsAt::Memory(a.clone())),
-                );
+            for (r, _) in snap.mem_rows(keep) {
+                f(r);
             }
         }
+    }
+
+    /// The events of `subject` in `keys` with `from_ms <= ts < to_ms` as runs, one per
+    /// device and segment (or memory part), each in (ts, seq) order. Sealed events are
+    /// found by binary search and read when the caller gets to them; only the
+    /// subject's in-memory events are copied, under a short read lock.
+    pub fn subject_runs(
+        &self,
+        keys: impl IntoIterator<Item = ShardKey>,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Vec<SubjectRun> {
+        if from_ms >= to_ms {
+            return Vec::new();
+        }
+        let keep = |r: &&StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        let mut memory: Vec<(Row, Arc<[u8]>)> = Vec::new();
+        let segments: Vec<Arc<Segment>> = {
+            let shards = read(&self.inner.shards);
+            keys.into_iter()
+                .filter_map(|k| shards.get(&k).map(|s| (k, s)))
+                .flat_map(|(k, s)| {
+                    let frozen = s.frozen.iter().flat_map(|f| f.of_subject(subject));
+                    memory.extend(
+                        frozen
+                            .chain(s.mem.of_subject(subject))
+                            .filter(keep)
+                            .map(|r| (r.row(k.community), r.attrs.clone())),
+                    );
+                    s.segments.clone()
+                })
+                .collect()
+        };
+        let mut runs = Vec::new();
+        for seg in segments {
+            for (device, postings) in seg.subject_device_runs(subject, from_ms, to_ms) {
+                runs.push(SubjectRun {
+                    device,
+                    at: postings.start,
+                    end: postings.end,
+                    source: RunSource::Segment(seg.clone(), 0),
+                });
+            }
+        }
+        memory.sort_unstable_by_key(|(r, _)| (r.device, r.ts_ms, r.seq));
+        let memory = Arc::new(memory);
+        let mut at = 0;
+        for rows in memory.chunk_by(|a, b| a.0.device == b.0.device) {
+            runs.push(SubjectRun {
+                device: rows[0].0.device,
+                at,
+                end: at + rows.len(),
+                source: RunSource::Memory(memory.clone()),
+            });
+            at += rows.len();
+        }
+        runs
     }
 
     /// How many events of `subject` the shards `keys` hold with `from_ms <= ts < to_ms`,
