@@ -200,6 +200,9 @@ pub fn trajectory_pages(
             let mut n = 0usize;
             while m.next(false).is_some() {
                 n += 1;
+                if n.is_multiple_of(1 << 16) {
+                    ctx.check_deadline()?;
+                }
             }
             n
         }
@@ -216,9 +219,10 @@ pub fn trajectory_pages(
     let mut sent = 0;
     // Events appended between the two passes are not handed over: the count holds.
     while sent < count {
-        let mut rows = Vec::with_capacity(page_size.min(count - sent));
-        let mut attrs = Vec::with_capacity(rows.capacity());
-        while rows.len() < rows.capacity() {
+        let want = page_size.min(count - sent);
+        let mut rows = Vec::with_capacity(want);
+        let mut attrs = Vec::with_capacity(want);
+        while rows.len() < want {
             let Some((row, Some(at))) = merged.next(true) else {
                 break;
             };

@@ -200,6 +200,7 @@ fn ingest_then_every_query_answers_over_http() {
     assert_eq!(stays[0]["out"], "2021-09-01T12:00:00.000+08:00");
     assert_eq!(stays[0]["ended_by"], "out");
     assert_eq!(stays[1]["ended_by"], "open");
+    assert_eq!(r.body["stays_truncated"], false);
     assert!(r.body["next_cursor"].is_null());
 
     // Paging: one event per page, following cursors, gives the same three.

@@ -615,16 +615,7 @@ impl Segment {
         if ordinal >= self.meta.events {
             return None;
         }
-        let (mut a, mut z) = (0usize, self.meta.blocks as usize);
-        while z - a > 1 {
-            let mid = (a + z) / 2;
-            if self.block(mid).first_ordinal <= ordinal {
-                a = mid;
-            } else {
-                z = mid;
-            }
-        }
-        let b = self.block(a);
+        let b = self.block(self.block_of(ordinal, 0));
         Some(self.row_in(&b, (ordinal - b.first_ordinal) as usize))
     }
 
@@ -632,9 +623,6 @@ impl Segment {
     /// their ordinals. Walks the posting list once, decoding each block's header only
     /// when the next ordinal leaves the current block.
     pub fn for_each_of_subject(&self, subject: u32, mut f: impl FnMut(u32, Row)) {
-        let dir = self.section(Section::Blocks);
-        let blocks = self.meta.blocks as usize;
-        let first_ordinal = |i: usize| get_u32(&dir[i * BLOCK_ENTRY..], block::FIRST_ORDINAL);
         let mut current: Option<(usize, BlockView<'_>)> = None;
         for ordinal in self.subject_ordinals(subject) {
             if ordinal >= self.meta.events {
@@ -646,15 +634,7 @@ impl Segment {
             if !current.as_ref().is_some_and(|(_, b)| inside(b)) {
                 // Ordinals ascend: the block is at or after the current one.
                 let from = current.as_ref().map_or(0, |(i, _)| *i);
-                let (mut a, mut z) = (from, blocks);
-                while z - a > 1 {
-                    let mid = (a + z) / 2;
-                    if first_ordinal(mid) <= ordinal {
-                        a = mid;
-                    } else {
-                        z = mid;
-                    }
-                }
+                let a = self.block_of(ordinal, from);
                 current = Some((a, self.block(a)));
             }
             let (_, b) = current.as_ref().expect("set above");
@@ -667,8 +647,7 @@ impl Segment {
 
     /// Ordinals of the events of the subject with dictionary id `subject`, ascending.
     pub fn subject_ordinals(&self, subject: u32) -> impl Iterator<Item = u32> + '_ {
-        self.postings(subject)
-            .map(move |i| self.get(self.posting_ordinals, i) as u32)
+        self.postings(subject).map(move |i| self.posting_ordinal(i))
     }
 
     /// Where the subject's ordinals are in the posting list (empty when absent).
@@ -720,11 +699,13 @@ impl Segment {
     ) -> Vec<(u32, std::ops::Range<usize>)> {
         let postings = self.postings(subject);
         let runs = self.device_runs();
-        let ordinal = |i: usize| self.get(self.posting_ordinals, i) as u32;
+        let ordinal = |i: usize| self.posting_ordinal(i);
         let ts = |i: usize| {
             let mut hint = 0;
             self.posting_row(i, &mut hint).1.ts_ms
         };
+        // A segment inside the range needs no search by time.
+        let inside = from_ms <= self.meta.min_ts_ms && self.meta.max_ts_ms < to_ms;
         let mut out = Vec::new();
         let mut i = postings.start;
         while i < postings.end {
@@ -733,8 +714,13 @@ impl Segment {
                 break; // ordinals are verified at open; never with a checked file
             };
             let j = first_false(i..postings.end, |k| ordinal(k) < end);
-            let lo = first_false(i..j, |k| ts(k) < from_ms);
-            let hi = first_false(lo..j, |k| ts(k) < to_ms);
+            let (lo, hi) = match inside {
+                true => (i, j),
+                false => {
+                    let lo = first_false(i..j, |k| ts(k) < from_ms);
+                    (lo, first_false(lo..j, |k| ts(k) < to_ms))
+                }
+            };
             if lo < hi {
                 out.push((device, lo..hi));
             }
@@ -748,33 +734,45 @@ impl Segment {
     /// block index at or before the event's block (0 when unknown); it is moved to the
     /// event's block, so a caller walking ascending indices searches little.
     pub fn posting_row(&self, i: usize, block: &mut usize) -> (u32, Row) {
-        let ordinal = self.get(self.posting_ordinals, i) as u32;
+        let ordinal = self.posting_ordinal(i);
         let blocks = self.meta.blocks as usize;
-        let starts_by = |i: usize| i < blocks && self.block(i).first_ordinal <= ordinal;
-        let holds = |i: usize| {
-            starts_by(i) && {
-                let b = self.block(i);
-                ordinal < b.first_ordinal + b.count as u32
-            }
+        let dir = self.section(Section::Blocks);
+        let first = |b: usize| get_u32(&dir[b * BLOCK_ENTRY..], block::FIRST_ORDINAL);
+        let hint = (*block).min(blocks.saturating_sub(1));
+        let from = if first(hint) <= ordinal { hint } else { 0 };
+        // The hint's block, or the last block starting at or before the event.
+        let holds = |b: usize| b + 1 >= blocks || first(b + 1) > ordinal;
+        *block = match holds(from) {
+            true => from,
+            false => self.block_of(ordinal, from),
         };
-        if !holds(*block) {
-            // From the hint when the event is at or past it, else from the start.
-            let (mut a, mut z) = (if starts_by(*block) { *block } else { 0 }, blocks);
-            while z - a > 1 {
-                let mid = (a + z) / 2;
-                if self.block(mid).first_ordinal <= ordinal {
-                    a = mid;
-                } else {
-                    z = mid;
-                }
-            }
-            *block = a;
-        }
         let b = self.block(*block);
         (
             ordinal,
             self.row_in(&b, ordinal.saturating_sub(b.first_ordinal) as usize),
         )
+    }
+
+    /// The index of the block holding `ordinal`, searching from block `from` (which
+    /// starts at or before it): the last block starting at or before it.
+    fn block_of(&self, ordinal: u32, from: usize) -> usize {
+        let dir = self.section(Section::Blocks);
+        let first = |b: usize| get_u32(&dir[b * BLOCK_ENTRY..], block::FIRST_ORDINAL);
+        let (mut a, mut z) = (from, self.meta.blocks as usize);
+        while z - a > 1 {
+            let mid = (a + z) / 2;
+            if first(mid) <= ordinal {
+                a = mid;
+            } else {
+                z = mid;
+            }
+        }
+        a
+    }
+
+    /// The ordinal of the event at posting index `i` (see [`Segment::posting_row`]).
+    pub fn posting_ordinal(&self, i: usize) -> u32 {
+        self.get(self.posting_ordinals, i) as u32
     }
 
     /// (device, first ordinal, end ordinal) of each device's run of rows, by device;

@@ -104,13 +104,13 @@ impl SubjectRun {
     }
 
     /// Where the current event's attributes are (`None` once every event is passed).
-    pub fn attrs(&mut self) -> Option<AttrsAt> {
+    pub fn attrs(&self) -> Option<AttrsAt> {
         if self.at >= self.end {
             return None;
         }
-        Some(match &mut self.source {
-            RunSource::Segment(seg, block) => {
-                AttrsAt::Segment(seg.clone(), seg.posting_row(self.at, block).0)
+        Some(match &self.source {
+            RunSource::Segment(seg, _) => {
+                AttrsAt::Segment(seg.clone(), seg.posting_ordinal(self.at))
             }
             RunSource::Memory(rows) => AttrsAt::Memory(rows[self.at].1.clone()),
         })
