@@ -184,9 +184,10 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
 /// The whole trajectory after `q.cursor` (`q.limit` is ignored): first `start` is told
 /// how many events follow (it may decline, returning false), then `page` is handed
 /// them in pages of `page_size` with where their attributes are, in trajectory order,
-/// while it returns true. The events are merged twice (to count, then to hand over),
-/// never held whole; names are resolved a page at a time, so a caller that streams
-/// holds one page. Returns the number of events handed over.
+/// while it returns true. The count is what the runs hold past the cursor; the events
+/// are merged as they are handed over, never held whole; names are resolved a page at
+/// a time, so a caller that streams holds one page. Returns the number of events
+/// handed over.
 pub fn trajectory_pages(
     ctx: &QueryContext<'_>,
     q: &TrajectoryQuery,
@@ -194,30 +195,22 @@ pub fn trajectory_pages(
     start: impl FnOnce(usize) -> bool,
     mut page: impl FnMut(&[Sighting], &[sightline_storage::AttrsAt]) -> bool,
 ) -> Result<usize> {
-    let count = match merged(ctx, q)? {
+    let mut merged = match merged(ctx, q)? {
         Some(mut m) => {
             m.skip_to_cursor(ctx)?;
-            let mut n = 0usize;
-            while m.next(false).is_some() {
-                n += 1;
-                if n.is_multiple_of(1 << 16) {
-                    ctx.check_deadline()?;
-                }
-            }
-            n
+            Some(m)
         }
-        None => 0,
+        None => None,
     };
+    let count = merged.as_ref().map_or(0, Merged::remaining);
     if !start(count) {
         return Ok(0);
     }
-    let Some(mut merged) = merged(ctx, q)? else {
+    let Some(merged) = merged.as_mut() else {
         return Ok(0);
     };
-    merged.skip_to_cursor(ctx)?;
     let page_size = page_size.max(1);
     let mut sent = 0;
-    // Events appended between the two passes are not handed over: the count holds.
     while sent < count {
         let want = page_size.min(count - sent);
         let mut rows = Vec::with_capacity(want);
@@ -281,17 +274,15 @@ type Head = (i64, u32, u64, usize, Row);
 
 impl Merged {
     fn new(mut runs: Vec<SubjectRun>, names: &Names<'_>, cursor: Option<&Cursor>) -> Merged {
-        let mut codes: Vec<&str> = runs.iter().map(|r| names.device(r.device())).collect();
+        let by_run: Vec<&str> = runs.iter().map(|r| names.device(r.device())).collect();
+        let mut codes = by_run.clone();
         codes.sort_unstable();
         codes.dedup();
         let rank_of = |code: &str| match codes.binary_search(&code) {
             Ok(i) => 2 * i as u32 + 1,
             Err(i) => 2 * i as u32,
         };
-        let rank: Vec<u32> = runs
-            .iter()
-            .map(|r| rank_of(names.device(r.device())))
-            .collect();
+        let rank: Vec<u32> = by_run.iter().map(|c| rank_of(c)).collect();
         let cursor = cursor.map(|c| (c.ts_ms, rank_of(&c.device), c.seq));
         let mut heap = BinaryHeap::with_capacity(runs.len());
         for (i, run) in runs.iter_mut().enumerate() {
@@ -305,6 +296,11 @@ impl Merged {
             heap,
             cursor,
         }
+    }
+
+    /// Events not yet taken.
+    fn remaining(&self) -> usize {
+        self.runs.iter().map(SubjectRun::remaining).sum()
     }
 
     /// The next event, without taking it.

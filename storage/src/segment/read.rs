@@ -664,16 +664,7 @@ impl Segment {
     /// The first index in the ascending packed array `p` of `n` values whose value is
     /// `>= target` (`n` if none).
     fn lower_bound(&self, p: Packed, n: usize, target: u64) -> usize {
-        let (mut a, mut z) = (0usize, n);
-        while a < z {
-            let mid = (a + z) / 2;
-            if self.get(p, mid) < target {
-                a = mid + 1;
-            } else {
-                z = mid;
-            }
-        }
-        a
+        first_false(0..n, |i| self.get(p, i) < target)
     }
 
     /// Ordinals of `device`'s events: one contiguous run, since rows are sorted by
@@ -758,16 +749,7 @@ impl Segment {
     fn block_of(&self, ordinal: u32, from: usize) -> usize {
         let dir = self.section(Section::Blocks);
         let first = |b: usize| get_u32(&dir[b * BLOCK_ENTRY..], block::FIRST_ORDINAL);
-        let (mut a, mut z) = (from, self.meta.blocks as usize);
-        while z - a > 1 {
-            let mid = (a + z) / 2;
-            if first(mid) <= ordinal {
-                a = mid;
-            } else {
-                z = mid;
-            }
-        }
-        a
+        first_false(from + 1..self.meta.blocks as usize, |b| first(b) <= ordinal) - 1
     }
 
     /// The ordinal of the event at posting index `i` (see [`Segment::posting_row`]).
@@ -805,18 +787,8 @@ impl Segment {
             return 0;
         }
         // First posting index in `postings` whose ordinal is >= `ordinal`.
-        let lower = |ordinal: u32| {
-            let (mut a, mut z) = (postings.start, postings.end);
-            while a < z {
-                let mid = (a + z) / 2;
-                if (self.get(self.posting_ordinals, mid) as u32) < ordinal {
-                    a = mid + 1;
-                } else {
-                    z = mid;
-                }
-            }
-            a
-        };
+        let lower =
+            |ordinal: u32| first_false(postings.clone(), |k| self.posting_ordinal(k) < ordinal);
         devices
             .iter()
             .map(|&d| {

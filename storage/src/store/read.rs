@@ -140,19 +140,9 @@ impl ShardSnapshot {
         keep: impl Fn(&StoredRow) -> bool,
         with_attrs: bool,
     ) -> ShardSnapshot {
-        Self::of_rows(key, shard, shard.mem.rows(), keep, with_attrs)
-    }
-
-    fn of_rows<'a>(
-        key: ShardKey,
-        shard: &Shard,
-        rows: impl Iterator<Item = &'a StoredRow>,
-        keep: impl Fn(&StoredRow) -> bool,
-        with_attrs: bool,
-    ) -> ShardSnapshot {
         let mut mem = Vec::new();
         let mut mem_attrs = Vec::new();
-        for r in rows.filter(|r| keep(r)) {
+        for r in shard.mem.rows().filter(|r| keep(r)) {
             mem.push(r.row(key.community));
             if with_attrs {
                 mem_attrs.push(r.attrs.clone());
@@ -278,53 +268,21 @@ impl Store {
         subject: u32,
         from_ms: i64,
         to_ms: i64,
-        f: impl FnMut(Row),
-    ) {
-        self.walk_subject(keys, subject, from_ms, to_ms, f);
-    }
-
-    /// The subject's rows in `keys` and range, through the segments' postings and the
-    /// memory part's.
-    fn walk_subject(
-        &self,
-        keys: impl IntoIterator<Item = ShardKey>,
-        subject: u32,
-        from_ms: i64,
-        to_ms: i64,
         mut f: impl FnMut(Row),
     ) {
-        if from_ms >= to_ms {
-            return;
-        }
-        let keep = |r: &StoredRow| r.subject == subject && r.ts_ms >= from_ms && r.ts_ms < to_ms;
-        let snaps: Vec<ShardSnapshot> = {
-            let shards = read(&self.inner.shards);
-            keys.into_iter()
-                .filter_map(|k| {
-                    shards.get(&k).map(|s| {
-                        ShardSnapshot::of_rows(k, s, s.mem.of_subject(subject), keep, false)
-                    })
-                })
-                .collect()
-        };
-        for snap in &snaps {
-            for seg in &snap.segments {
-                seg.for_each_of_subject(subject, |_, r| {
-                    if r.ts_ms >= from_ms && r.ts_ms < to_ms {
-                        f(r);
-                    }
-                });
-            }
-            for (r, _) in snap.mem_rows(keep) {
+        for mut run in self.subject_runs(keys, subject, from_ms, to_ms) {
+            while let Some(r) = run.row() {
                 f(r);
+                run.advance();
             }
         }
     }
 
     /// The events of `subject` in `keys` with `from_ms <= ts < to_ms` as runs, one per
-    /// device and segment (or memory part), each in (ts, seq) order. Sealed events are
-    /// found by binary search and read when the caller gets to them; only the
-    /// subject's in-memory events are copied, under a short read lock.
+    /// device and segment (or memory part), each in (ts, seq) order; shard by shard as
+    /// given. Sealed events are found by binary search and read when the caller gets
+    /// to them; only the subject's in-memory events are copied, under a short read
+    /// lock.
     pub fn subject_runs(
         &self,
         keys: impl IntoIterator<Item = ShardKey>,
@@ -336,45 +294,52 @@ impl Store {
             return Vec::new();
         }
         let keep = |r: &&StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        // By shard: its segments, and where its in-memory events are in `memory`.
         let mut memory: Vec<(Row, Arc<[u8]>)> = Vec::new();
-        let segments: Vec<Arc<Segment>> = {
+        let mut shards_read: Vec<(Vec<Arc<Segment>>, std::ops::Range<usize>)> = Vec::new();
+        {
             let shards = read(&self.inner.shards);
-            keys.into_iter()
+            for (k, s) in keys
+                .into_iter()
                 .filter_map(|k| shards.get(&k).map(|s| (k, s)))
-                .flat_map(|(k, s)| {
-                    let frozen = s.frozen.iter().flat_map(|f| f.of_subject(subject));
-                    memory.extend(
-                        frozen
-                            .chain(s.mem.of_subject(subject))
-                            .filter(keep)
-                            .map(|r| (r.row(k.community), r.attrs.clone())),
-                    );
-                    s.segments.clone()
-                })
-                .collect()
-        };
-        let mut runs = Vec::new();
-        for seg in segments {
-            for (device, postings) in seg.subject_device_runs(subject, from_ms, to_ms) {
-                runs.push(SubjectRun {
-                    device,
-                    at: postings.start,
-                    end: postings.end,
-                    source: RunSource::Segment(seg.clone(), 0),
-                });
+            {
+                let start = memory.len();
+                let frozen = s.frozen.iter().flat_map(|f| f.of_subject(subject));
+                memory.extend(
+                    frozen
+                        .chain(s.mem.of_subject(subject))
+                        .filter(keep)
+                        .map(|r| (r.row(k.community), r.attrs.clone())),
+                );
+                shards_read.push((s.segments.clone(), start..memory.len()));
             }
         }
-        memory.sort_unstable_by_key(|(r, _)| (r.device, r.ts_ms, r.seq));
+        for (_, part) in &shards_read {
+            memory[part.clone()].sort_unstable_by_key(|(r, _)| (r.device, r.ts_ms, r.seq));
+        }
         let memory = Arc::new(memory);
-        let mut at = 0;
-        for rows in memory.chunk_by(|a, b| a.0.device == b.0.device) {
-            runs.push(SubjectRun {
-                device: rows[0].0.device,
-                at,
-                end: at + rows.len(),
-                source: RunSource::Memory(memory.clone()),
-            });
-            at += rows.len();
+        let mut runs = Vec::new();
+        for (segments, part) in shards_read {
+            for seg in segments {
+                for (device, postings) in seg.subject_device_runs(subject, from_ms, to_ms) {
+                    runs.push(SubjectRun {
+                        device,
+                        at: postings.start,
+                        end: postings.end,
+                        source: RunSource::Segment(seg.clone(), 0),
+                    });
+                }
+            }
+            let mut at = part.start;
+            for rows in memory[part].chunk_by(|a, b| a.0.device == b.0.device) {
+                runs.push(SubjectRun {
+                    device: rows[0].0.device,
+                    at,
+                    end: at + rows.len(),
+                    source: RunSource::Memory(memory.clone()),
+                });
+                at += rows.len();
+            }
         }
         runs
     }
