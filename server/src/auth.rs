@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use hyper::StatusCode;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use sightline_storage::{ApiKeyRecord, StorageError, Store};
@@ -89,7 +88,7 @@ impl Keys {
                 communities: None,
             });
         }
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_string());
         let token =
             token.ok_or_else(|| unauthorized("send an API key: Authorization: Bearer sl_…"))?;
         let key = self
@@ -99,16 +98,12 @@ impl Keys {
         let role =
             Role::parse(&key.role).ok_or_else(|| unauthorized("key with an unknown role"))?;
         if !role.allows(needed) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "key {} has role {}; this needs {}",
-                    key.id,
-                    role.as_str(),
-                    needed.as_str()
-                ),
-            ));
+            return Err(ApiError::Forbidden(format!(
+                "key {} has role {}; this needs {}",
+                key.id,
+                role.as_str(),
+                needed.as_str()
+            )));
         }
         Ok(Caller {
             key_id: key.id.clone(),

@@ -16,7 +16,7 @@ pub struct Dur(pub Duration);
 impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Dur, String> {
-        let ms = crate::params::parse_window("duration", s).map_err(|e| e.message)?;
+        let ms = crate::params::parse_window("duration", s).map_err(|e| e.to_string())?;
         match u64::try_from(ms) {
             Ok(ms) if ms > 0 => Ok(Dur(Duration::from_millis(ms))),
             _ => Err(format!("{s:?} is not a positive duration")),

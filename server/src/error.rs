@@ -1,55 +1,127 @@
 //! The one error shape of the API: `{"error":{"code","message","field","line"}}`.
+//!
+//! [`ApiError`] is every way a request can fail: each variant carries its context and
+//! knows its HTTP status and its stable, machine-readable `code`. Handlers return it;
+//! the dispatcher (`routes.rs`) writes it, counts it in `/metrics` and adds
+//! `Retry-After` where the variant says.
 
 use hyper::StatusCode;
+use serde_json::{json, Value};
+use sightline_index::IndexError;
 use sightline_query::QueryError;
 use sightline_storage::StorageError;
 
-/// An error answered to a client, with its HTTP status.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    /// Stable, machine-readable: `invalid_parameter`, `not_found`, `body_too_large` …
-    pub code: &'static str,
-    pub message: String,
-    /// The parameter or field at fault, when there is one.
+/// Why one ingested record was refused: its position, the field, the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordError {
+    /// 1-based line for NDJSON, 0-based index for a JSON array or a binary batch, the
+    /// object's index for a GA/T 1400 upload.
+    pub line: usize,
     pub field: Option<String>,
-    /// 1-based line (NDJSON) or 0-based index (JSON array) of the record at fault.
-    pub line: Option<usize>,
-    /// Seconds to send as `Retry-After` (429, 503).
-    pub retry_after: Option<u32>,
+    pub message: String,
+}
+
+impl RecordError {
+    pub fn new(line: usize, field: impl Into<String>, message: impl Into<String>) -> RecordError {
+        RecordError {
+            line,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let mut v = json!({ "line": self.line, "message": self.message });
+        if let Some(f) = &self.field {
+            v["field"] = f.clone().into();
+        }
+        v
+    }
+}
+
+/// An error answered to a client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a query parameter or body field is wrong; `field` names it.
+    #[error("{message}")]
+    InvalidParameter { field: String, message: String },
+    /// 400: the body could not be read as what the endpoint takes.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// 400: the body is not the JSON the endpoint takes.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// 400: an ingest body with no records in it.
+    #[error("the body holds no events")]
+    NoEvents,
+    /// 401: no key, or one the server does not know (or revoked).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a known key whose role or scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no route has this path.
+    #[error("no such endpoint: {0}")]
+    NoSuchEndpoint(String),
+    #[error("no event with id {0}")]
+    NoSuchEvent(u64),
+    #[error("no subscription {0}")]
+    NoSuchSubscription(String),
+    #[error("no watchlist {0}")]
+    NoSuchWatchlist(String),
+    /// 405: the path exists, the method does not.
+    #[error("{path} takes {allowed}, not {method}")]
+    MethodNotAllowed {
+        path: String,
+        allowed: String,
+        method: String,
+    },
+    /// 408: the body did not arrive within `body_timeout`.
+    #[error("the body did not arrive within {0} s")]
+    BodyTimeout(u64),
+    /// 413: over `max_body_bytes`.
+    #[error("the body is over the limit of {0} bytes; send smaller batches")]
+    BodyTooLarge(usize),
+    /// 413: over `max_batch_records`.
+    #[error("{records} records in one request; at most {max}")]
+    TooManyRecords { records: usize, max: usize },
+    /// 422: every record of an ingest was refused; `errors` lists each.
+    #[error("all {} records were refused; the first: {}", .errors.len(), .errors.first().map_or("?", |e| e.message.as_str()))]
+    InvalidEvents { errors: Vec<RecordError> },
+    /// 429: too many requests of this sort at once; retry after a second.
+    #[error("{0} is saturated; retry after 1 s")]
+    Busy(&'static str),
+    /// 503: a query ran past its time limit (the limit, when this server set it).
+    #[error("{}", timeout_message(*.0))]
+    QueryTimeout(Option<std::time::Duration>),
+    /// 503: an earlier write or fsync failed; writes are refused until restarted.
+    #[error("writes are refused since an earlier disk failure ({0}); queries still answer; restart the server once the disk is fixed")]
+    StoreFailed(String),
+    /// 503: the store could not read or write (damage, disk).
+    #[error("{0}")]
+    StorageUnavailable(String),
+    /// 500: a bug, a failed task, or a damaged record of the server's own.
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn timeout_message(limit: Option<std::time::Duration>) -> String {
+    match limit {
+        Some(limit) => format!(
+            "the query ran past the limit of {} ms; narrow the range or the places",
+            limit.as_millis()
+        ),
+        None => "the query ran past the server's time limit (query_timeout) and was stopped; narrow the range or the places".into(),
+    }
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            line: None,
-            retry_after: None,
-        }
-    }
-
-    /// 429: too many requests of this sort at once; try again shortly.
-    pub fn busy(what: &str) -> ApiError {
-        ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                format!("{what} is saturated; retry after 1 s"),
-            )
-        }
-    }
-
     /// 400 for a bad parameter, naming it.
     pub fn param(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         let field = field.into();
-        ApiError {
+        ApiError::InvalidParameter {
             message: format!("invalid {field}: {}", message.into()),
-            field: Some(field),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "")
+            field,
         }
     }
 
@@ -58,18 +130,97 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        ApiError::Internal(message.into())
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        let mut e = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(f) = &self.field {
-            e["field"] = f.clone().into();
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidParameter { .. } | MalformedBody(_) | MalformedJson(_) | NoEvents => {
+                StatusCode::BAD_REQUEST
+            }
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            NoSuchEndpoint(_) | NoSuchEvent(_) | NoSuchSubscription(_) | NoSuchWatchlist(_) => {
+                StatusCode::NOT_FOUND
+            }
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
-        if let Some(l) = self.line {
+    }
+
+    /// Stable and machine-readable: clients branch on it.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidParameter { .. } => "invalid_parameter",
+            MalformedBody(_) => "malformed_body",
+            MalformedJson(_) => "malformed_json",
+            NoEvents => "no_events",
+            Unauthorized(_) => "unauthorized",
+            Forbidden(_) => "forbidden",
+            NoSuchEndpoint(_) => "not_found",
+            NoSuchEvent(_) => "no_such_event",
+            NoSuchSubscription(_) => "no_such_subscription",
+            NoSuchWatchlist(_) => "no_such_watchlist",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            BodyTimeout(_) => "body_timeout",
+            BodyTooLarge(_) => "body_too_large",
+            TooManyRecords { .. } => "too_many_records",
+            InvalidEvents { .. } => "invalid_events",
+            Busy(_) => "busy",
+            QueryTimeout(_) => "query_timeout",
+            StoreFailed(_) => "store_failed",
+            StorageUnavailable(_) => "storage_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+
+    /// The parameter or field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidParameter { field, .. } => Some(field),
+            ApiError::InvalidEvents { errors } => errors.first()?.field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The record at fault (1-based NDJSON line or 0-based array index).
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ApiError::InvalidEvents { errors } => errors.first().map(|e| e.line),
+            _ => None,
+        }
+    }
+
+    /// Seconds to send as `Retry-After`.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::Busy(_) | ApiError::QueryTimeout(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        let mut e = json!({ "code": self.code(), "message": self.to_string() });
+        if let Some(f) = self.field() {
+            e["field"] = f.into();
+        }
+        if let Some(l) = self.line() {
             e["line"] = l.into();
         }
-        serde_json::json!({ "error": e })
+        let mut v = json!({ "error": e });
+        if let ApiError::InvalidEvents { errors } = self {
+            v["errors"] = errors.iter().map(RecordError::json).collect();
+        }
+        v
     }
 }
 
@@ -77,66 +228,62 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
         match e {
             QueryError::Invalid { field, reason } => ApiError::param(field, reason),
-            QueryError::Index(e) => {
-                let field = match e {
-                    sightline_index::IndexError::InvalidPattern { .. }
-                    | sightline_index::IndexError::TooBroad { .. } => Some("q".to_string()),
-                    _ => None,
-                };
-                match field {
-                    Some(f) => ApiError {
-                        field: Some(f),
-                        ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.to_string())
-                    },
-                    None => ApiError::internal(e.to_string()),
-                }
-            }
-            QueryError::DeadlineExceeded => ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "query_timeout",
-                    "the query ran past the server's time limit (query_timeout) and was stopped; narrow the range or the places",
-                )
+            QueryError::Index(
+                e @ (IndexError::InvalidPattern { .. } | IndexError::TooBroad { .. }),
+            ) => ApiError::InvalidParameter {
+                field: "q".into(),
+                message: e.to_string(),
             },
-            QueryError::Storage(e) => storage(e),
+            QueryError::Index(e) => ApiError::internal(e.to_string()),
+            QueryError::DeadlineExceeded => ApiError::QueryTimeout(None),
+            QueryError::Storage(e) => e.into(),
         }
     }
 }
 
 /// Storage failures: the store is damaged or the disk failed; never the client's fault.
-impl ApiError {
-    /// A query that ran past the time limit.
-    pub fn timeout(limit: std::time::Duration) -> ApiError {
-        ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "query_timeout",
-                format!(
-                    "the query ran past the limit of {} ms; narrow the range or the places",
-                    limit.as_millis()
-                ),
-            )
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        tracing::error!(error = %e, "storage failure");
+        match e {
+            // Not retried: what an fsync failed on may be lost whatever the page cache shows.
+            StorageError::Poisoned(why) => ApiError::StoreFailed(why),
+            e => ApiError::StorageUnavailable(e.to_string()),
         }
     }
 }
 
-pub fn storage(e: StorageError) -> ApiError {
-    tracing::error!(error = %e, "storage failure");
-    match e {
-        // Not retried: what an fsync failed on may be lost whatever the page cache shows.
-        StorageError::Poisoned(why) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_failed",
-            format!(
-                "writes are refused since an earlier disk failure ({why}); queries still answer; restart the server once the disk is fixed"
-            ),
-        ),
-        e => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-        ),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_one_shape_with_its_field_and_line() {
+        let e = ApiError::param("limit", "0 rows");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.json(),
+            json!({"error": {"code": "invalid_parameter", "message": "invalid limit: 0 rows",
+                             "field": "limit"}})
+        );
+        let refused = ApiError::InvalidEvents {
+            errors: vec![
+                RecordError::new(2, "device", "not 20 digits"),
+                RecordError::new(5, "ts", "is required"),
+            ],
+        };
+        let v = refused.json();
+        assert_eq!(v["error"]["line"], 2);
+        assert_eq!(v["error"]["field"], "device");
+        assert_eq!(
+            v["error"]["message"],
+            "all 2 records were refused; the first: not 20 digits"
+        );
+        assert_eq!(v["errors"][1]["field"], "ts");
+        assert_eq!(ApiError::Busy("ingest").retry_after(), Some(1));
+        assert_eq!(
+            ApiError::from(StorageError::Poisoned("wal".into())).code(),
+            "store_failed"
+        );
     }
 }

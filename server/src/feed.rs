@@ -8,7 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
+use hyper::StatusCode;
 use sightline_storage::{AppendObserver, Kind, Row};
+
+use crate::error::ApiError;
+use crate::http::out::EventOut;
+use crate::http::runner::{run, scope_ids, AuditLine};
+use crate::http::{Answer, Body, Call};
+use crate::App;
 
 /// Wakes waiting feed readers when a group commit makes events readable.
 #[derive(Default)]
@@ -63,7 +70,7 @@ pub fn page(store: &sightline_storage::Store, ask: &Ask) -> Page {
 }
 
 /// Waits until new events may be readable or `deadline` passes; false at the deadline.
-pub async fn wait(
+pub async fn wait_for(
     signal: &Signal,
     store: &sightline_storage::Store,
     seen: u64,
@@ -98,4 +105,133 @@ pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 /// The signal's observer handle, for registering with the store.
 pub fn observer(signal: &Arc<Signal>) -> Arc<dyn AppendObserver> {
     signal.clone()
+}
+
+/// The feed's answer for a page: events as in a trajectory, and the cursor to go on from.
+#[derive(serde::Serialize)]
+struct FeedOut<'a> {
+    events: Vec<EventOut<'a>>,
+    next_after: u64,
+}
+
+/// `GET /v1/feed?after=&limit=&wait=&kind=&community=`: a page of events after the
+/// cursor (waiting up to `wait` for some when there are none), or with `Accept:
+/// text/event-stream` a stream of them that resumes from `Last-Event-ID`. Audited once
+/// per request.
+pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
+    let sse = c
+        .header(hyper::header::ACCEPT)
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let p = &c.params;
+    let after = match c.header("last-event-id").filter(|_| sse) {
+        Some(id) => id
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::param("Last-Event-ID", "not an event id"))?,
+        None => p.number("after", 0u64)?,
+    };
+    let wait = p.window("wait")?.unwrap_or(0);
+    if !(0..=60_000).contains(&wait) {
+        return Err(ApiError::param("wait", "0 to 60 s"));
+    }
+    let ask = Ask {
+        after,
+        limit: p.limit(1000, c.app.config.max_result_rows)?,
+        kind: p.opt_kind("kind")?,
+        communities: communities(&c),
+    };
+    let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
+    if sse {
+        line.record(&c.app, None, 200)?;
+        return Ok((StatusCode::OK, Body::Events(stream(c.app, ask))));
+    }
+    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    loop {
+        let (a, store_app) = (ask.clone(), c.app.clone());
+        let (text, n, next) = run(c.app.clone(), move |_| {
+            let page = page(&store_app.store, &a);
+            let out = FeedOut {
+                events: page
+                    .events
+                    .iter()
+                    .map(|(s, at)| EventOut::of(s, at))
+                    .collect(),
+                next_after: page.next_after,
+            };
+            let n = out.events.len();
+            serde_json::to_string(&out)
+                .map(|s| (s, n, page.next_after))
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+        if n > 0 || Instant::now() >= deadline {
+            line.record(&c.app, Some(n), 200)?;
+            return Ok((StatusCode::OK, Body::Text(text)));
+        }
+        wait_for(&c.app.feed_signal, &c.app.store, next, deadline).await;
+    }
+}
+
+/// The communities a feed request reads: those asked for within the caller's scope.
+fn communities(c: &Call) -> Option<Vec<u32>> {
+    let scope = scope_ids(&c.app, &c.caller);
+    match c.params.list("community") {
+        None => scope,
+        Some(codes) => {
+            let d = c.app.store.dictionaries();
+            let mut ids: Vec<u32> = codes
+                .iter()
+                .filter_map(|c| d.community_id(c))
+                .filter(|c| scope.as_ref().is_none_or(|s| s.contains(c)))
+                .collect();
+            ids.sort_unstable();
+            Some(ids)
+        }
+    }
+}
+
+/// The Server-Sent Events stream of `ask`, until the client goes away.
+fn stream(app: Arc<App>, mut ask: Ask) -> tokio::sync::mpsc::Receiver<Bytes> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    tokio::spawn(async move {
+        loop {
+            let (a, store_app) = (ask.clone(), app.clone());
+            let Ok((lines, next)) = tokio::task::spawn_blocking(move || {
+                let page = page(&store_app.store, &a);
+                let lines: Vec<Bytes> = page
+                    .events
+                    .iter()
+                    .filter_map(|(s, at)| {
+                        let json = serde_json::to_string(&EventOut::of(s, at)).ok()?;
+                        Some(sse_event(s.seq, &json))
+                    })
+                    .collect();
+                (lines, page.next_after)
+            })
+            .await
+            else {
+                return;
+            };
+            for l in lines {
+                if tx.send(l).await.is_err() {
+                    return; // the client went away
+                }
+            }
+            let idle = next == ask.after;
+            ask.after = next;
+            if idle {
+                let deadline = Instant::now() + SSE_HEARTBEAT;
+                let woke = wait_for(&app.feed_signal, &app.store, next, deadline).await;
+                if !woke
+                    && tx
+                        .send(Bytes::from_static(b": keepalive\n\n"))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
 }

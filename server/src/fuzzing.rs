@@ -89,7 +89,7 @@ pub fn dict_log(data: &[u8]) {
 
 /// An NDJSON or JSON-array ingest body, through parsing and validation.
 pub fn ingest_json(data: &[u8]) {
-    if let Ok(records) = crate::ingest::records(data) {
+    if let Ok(records) = crate::ingest::parse::records(data) {
         let v = sightline_storage::Validator::default();
         for (_, r) in records {
             if let Ok(input) = r {
@@ -109,8 +109,9 @@ pub fn binary_batch(data: &[u8]) {
     }
 }
 
-/// A GA/T 1400 upload or registration body with arbitrary headers, through the gateway
-/// (against a store with one registered device and credential).
+/// A GA/T 1400 digest `Authorization` header (the first line) and an upload body (the
+/// rest): the digest check, and the body as vehicles and as faces, against a store with
+/// one registered device and credential.
 pub fn gat1400(data: &[u8]) {
     static STORE: OnceLock<(tempfile::TempDir, Store)> = OnceLock::new();
     let (_, store) = STORE.get_or_init(|| {
@@ -135,24 +136,14 @@ pub fn gat1400(data: &[u8]) {
             .expect("credential");
         (dir, store)
     });
-    let gateway = crate::gat1400::Gateway::default();
     let text = String::from_utf8_lossy(data);
     let (auth, body) = text.split_once('\n').unwrap_or(("", &text));
-    for path in [
-        "/VIID/MotorVehicles",
-        "/VIID/Faces",
-        "/VIID/System/Register",
+    let _ = crate::gat1400::Gateway::default().check_digest(store, "POST", Some(auth));
+    for upload in [
+        crate::gat1400::objects::Upload::Vehicles,
+        crate::gat1400::objects::Upload::Faces,
     ] {
-        let _ = gateway.answer(
-            store,
-            "POST",
-            path,
-            Some(auth),
-            Some("32050801011210000001"),
-            body.as_bytes(),
-            "ArchiveID",
-            0,
-        );
+        let _ = crate::gat1400::objects::objects(store, upload, body.as_bytes(), "ArchiveID");
     }
 }
 

@@ -4,40 +4,47 @@
 //! Store calls block (fsync, locks, CPU-bound queries), so handlers run them on
 //! tokio's blocking pool; the async side only parses, routes and writes responses.
 
-mod api;
+//!
+//! Start reading at `routes.rs`: the route table is the API, each entry naming its
+//! handler, which lives beside its feature (`queries/`, `ingest/`, `feed.rs`,
+//! `subscriptions/`, `watchlists/`, `gat1400/`, `catalog.rs`, `admin.rs`). Shared
+//! request plumbing is `http/`; it imports no handler.
+
+mod admin;
+mod app;
 pub mod audit;
 pub mod auth;
+mod catalog;
 pub mod config;
 pub mod demo;
 mod error;
 pub mod feed;
 pub mod fuzzing;
 pub mod gat1400;
+mod http;
 mod ingest;
 mod metrics;
 pub mod openapi;
 mod params;
+mod queries;
+mod routes;
+mod serve;
 pub mod subscriptions;
 pub mod traffic;
 pub mod watchlists;
-pub mod wire;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use sightline_index::{Refresher, StoreIndex, Vocabulary};
-use sightline_storage::{Store, StoreConfig};
-use tokio::net::TcpListener;
+use sightline_storage::StoreConfig;
 
-pub use error::ApiError;
+pub use app::now_ms;
+pub(crate) use app::{App, Totals};
+pub use error::{ApiError, RecordError};
+pub use ingest::wire;
 pub use params::{parse_time, parse_window, rfc3339};
+pub use serve::{ServeError, Server};
 
 /// Everything `sightline serve` can be told. Defaults are sane for one machine.
 #[derive(Clone, Debug)]
@@ -97,232 +104,6 @@ impl ServerConfig {
             gat1400_face_subject: "ArchiveID".into(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("refusing to listen on {0}: API keys are not configured, so only loopback addresses (127.0.0.1, ::1) are allowed")]
-    NotLoopback(SocketAddr),
-    #[error("cannot load the watchlists: {0}")]
-    Watchlists(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Storage(#[from] sightline_storage::StorageError),
-    #[error(transparent)]
-    Index(#[from] sightline_index::IndexError),
-    #[error("{0} (the server does not start on a broken audit chain; `sightline audit verify` shows it)")]
-    Audit(#[from] audit::AuditError),
-}
-
-/// Store-wide sums over its shards, as `/health`, `/v1/admin/stats` and `/metrics`
-/// report them.
-pub(crate) struct Totals {
-    pub events: u64,
-    pub memory_events: u64,
-    pub shards: usize,
-    pub segments: usize,
-    pub sealed_bytes: u64,
-}
-
-impl Totals {
-    pub fn of(store: &Store) -> Totals {
-        let shards = store.shards();
-        let memory_events = shards.iter().map(|s| s.memory_events as u64).sum();
-        Totals {
-            events: shards.iter().map(|s| s.sealed_events).sum::<u64>() + memory_events,
-            memory_events,
-            shards: shards.len(),
-            segments: shards.iter().map(|s| s.segments).sum(),
-            sealed_bytes: shards.iter().map(|s| s.sealed_bytes).sum(),
-        }
-    }
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The shared state of a running server.
-pub(crate) struct App {
-    pub store: Store,
-    pub index: Arc<StoreIndex>,
-    pub vocab: Arc<Vocabulary>,
-    pub config: ServerConfig,
-    pub ingest_slots: Arc<tokio::sync::Semaphore>,
-    pub metrics: metrics::Metrics,
-    pub keys: auth::Keys,
-    pub audit: audit::AuditLog,
-    pub query_slots: Arc<tokio::sync::Semaphore>,
-    pub gateway: gat1400::Gateway,
-    /// Woken by every group commit, for feed readers waiting on new events.
-    pub feed_signal: Arc<feed::Signal>,
-    pub subscriptions: subscriptions::Registry,
-    pub watch: watchlists::Watch,
-}
-
-/// A server bound to its address, not yet serving.
-pub struct Server {
-    app: Arc<App>,
-    listener: TcpListener,
-    _refresher: Refresher,
-}
-
-impl Server {
-    /// Opens the store (recovering it), its keys and audit log, builds the index and
-    /// vocabulary, and binds. Without API keys only loopback addresses are allowed.
-    pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
-        let (store, index, vocab, keys, audit, watch) = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-                let store = Store::open(&config.data, config.store.clone())?;
-                let keys = auth::Keys::load(&store)?;
-                if keys.is_empty() && !config.listen.ip().is_loopback() {
-                    return Err(ServeError::NotLoopback(config.listen));
-                }
-                let audit = audit::AuditLog::open(&config.data, config.audit_file_bytes)?;
-                let index = StoreIndex::attach(&store);
-                let vocab = Arc::new(Vocabulary::in_memory()?);
-                vocab.catch_up(&store)?;
-                let watch = watchlists::Watch::load(&store).map_err(ServeError::Watchlists)?;
-                Ok((store, index, vocab, keys, audit, watch))
-            })
-            .await
-            .expect("opening the store panicked")?
-        };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
-        let feed_signal = Arc::new(feed::Signal::default());
-        store.observe(feed::observer(&feed_signal));
-        Ok(Server {
-            app: Arc::new(App {
-                store,
-                index,
-                vocab,
-                ingest_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_ingest)),
-                metrics: Default::default(),
-                keys,
-                audit,
-                query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
-                gateway: Default::default(),
-                feed_signal,
-                subscriptions: Default::default(),
-                watch,
-                config,
-            }),
-            listener,
-            _refresher: refresher,
-        })
-    }
-
-    /// The store being served (for loading data in-process, as `sightline demo` does).
-    pub fn store(&self) -> &Store {
-        &self.app.store
-    }
-
-    /// The address actually bound (the port when the config asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
-    /// requests finish (up to the grace period) and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        let maintenance = tokio::spawn(maintain(self.app.clone()));
-        let audit_sync = tokio::spawn(sync_audit(self.app.clone()));
-        if let Err(e) = subscriptions::Registry::start_all(&self.app) {
-            tracing::error!(error = %e, "subscriptions did not start");
-        }
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let app = self.app.clone();
-                    let conn = http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(self.app.config.header_timeout)
-                        .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |req| api::handle(app.clone(), req)),
-                    );
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                _ = &mut shutdown => break,
-            }
-        }
-        drop(self.listener);
-        self.app.subscriptions.stop_all();
-        maintenance.abort();
-        audit_sync.abort();
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(self.app.config.shutdown_grace) => {
-                tracing::warn!("shutdown grace period over; closing remaining connections");
-            }
-        }
-        if let Err(e) = self.app.audit.sync() {
-            tracing::error!(error = %e, "audit log sync failed");
-        }
-    }
-}
-
-/// Makes the audit log durable every second.
-async fn sync_audit(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let app = app.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || app.audit.sync()).await {
-            tracing::error!(error = %e, "audit log sync failed");
-        }
-    }
-}
-
-/// Seals due shards (and compacts, applies retention) periodically.
-async fn maintain(app: Arc<App>) {
-    let mut tick = tokio::time::interval(app.config.maintenance_every);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let store = app.store.clone();
-        let started = std::time::Instant::now();
-        let done = tokio::task::spawn_blocking(move || store.maintain()).await;
-        let took = started.elapsed();
-        app.metrics.maintenance.observe(took);
-        app.metrics.maintenance_last_ms.store(
-            took.as_millis() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        match done {
-            Ok(Ok(r)) if !r.sealed.is_empty() => {
-                tracing::info!(sealed = r.sealed.len(), "maintenance")
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed"),
-            Err(e) => tracing::error!(error = %e, "maintenance panicked"),
         }
     }
 }

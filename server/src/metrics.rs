@@ -10,42 +10,13 @@ use std::time::Duration;
 
 use sightline_storage::stats::{Histogram, HistogramSnapshot, BUCKETS_S};
 
+use crate::routes::routes;
 use crate::App;
 
-/// The endpoints, as metric labels; anything else is `other`.
-pub const ENDPOINTS: [&str; 26] = [
-    "/v1/audit",
-    "/health",
-    "/metrics",
-    "/v1/events",
-    "/v1/trajectory",
-    "/v1/cooccurrence",
-    "/v1/collision",
-    "/v1/search",
-    "/v1/frequency",
-    "/v1/nocturnal",
-    "/v1/first-seen",
-    "/v1/overnight",
-    "/v1/counts",
-    "/v1/openapi.json",
-    "/v1/events/{id}",
-    "/v1/communities",
-    "/v1/communities/{code}",
-    "/v1/devices",
-    "/v1/devices/{code}",
-    "/v1/admin/stats",
-    "/v1/admin/retention",
-    "/v1/feed",
-    "/v1/subscriptions",
-    "/v1/watchlists",
-    "/v1/alerts",
-    "/VIID",
-];
-
-#[derive(Default)]
 pub struct Metrics {
-    latency: [Histogram; ENDPOINTS.len() + 1],
-    /// (endpoint index, status) → requests.
+    /// Per route path (the route table's labels), then `other`.
+    latency: Vec<Histogram>,
+    /// (endpoint label index, status) → requests.
     requests: Mutex<BTreeMap<(usize, u16), u64>>,
     /// error code → requests refused with it.
     refused: Mutex<BTreeMap<&'static str, u64>>,
@@ -57,27 +28,26 @@ pub struct Metrics {
     pub maintenance_last_ms: AtomicU64,
 }
 
-pub fn endpoint_index(path: &str) -> usize {
-    // Addressed entries count under their route's template.
-    let path = [
-        ("/v1/events/", "/v1/events/{id}"),
-        ("/v1/communities/", "/v1/communities/{code}"),
-        ("/v1/devices/", "/v1/devices/{code}"),
-        ("/v1/subscriptions/", "/v1/subscriptions"),
-        ("/v1/watchlists/", "/v1/watchlists"),
-        ("/VIID/", "/VIID"),
-    ]
-    .iter()
-    .find(|(prefix, _)| path.len() > prefix.len() && path.starts_with(prefix))
-    .map_or(path, |(_, template)| template);
-    ENDPOINTS
-        .iter()
-        .position(|e| *e == path)
-        .unwrap_or(ENDPOINTS.len())
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            latency: (0..=routes().labels.len())
+                .map(|_| Histogram::default())
+                .collect(),
+            requests: Default::default(),
+            refused: Default::default(),
+            stored: Default::default(),
+            duplicates: Default::default(),
+            rejected: Default::default(),
+            maintenance: Default::default(),
+            maintenance_last_ms: Default::default(),
+        }
+    }
 }
 
+/// The metric label of a route's label index (`other` past the routes).
 fn label(i: usize) -> &'static str {
-    ENDPOINTS.get(i).copied().unwrap_or("other")
+    routes().labels.get(i).copied().unwrap_or("other")
 }
 
 impl Metrics {

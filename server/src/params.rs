@@ -140,6 +140,45 @@ pub fn parse_kind(field: &str, s: &str) -> Result<Kind, ApiError> {
     })
 }
 
+/// A documented request parameter: the route table lists each route's, the OpenAPI
+/// document shows them, and [`Params::only_these`] refuses any other.
+pub(crate) struct Param {
+    pub name: &'static str,
+    /// In the path (`{name}`) rather than the query string.
+    pub in_path: bool,
+    pub required: bool,
+    pub example: &'static str,
+    pub about: &'static str,
+}
+
+/// A query-string parameter.
+pub(crate) const fn p(
+    name: &'static str,
+    required: bool,
+    example: &'static str,
+    about: &'static str,
+) -> Param {
+    Param {
+        name,
+        in_path: false,
+        required,
+        example,
+        about,
+    }
+}
+
+/// A path parameter (always required).
+pub(crate) const fn path_p(
+    name: &'static str,
+    example: &'static str,
+    about: &'static str,
+) -> Param {
+    Param {
+        in_path: true,
+        ..p(name, true, example, about)
+    }
+}
+
 /// The decoded query string of a request.
 pub struct Params {
     values: HashMap<String, Vec<String>>,
@@ -238,6 +277,16 @@ impl Params {
         Some(v)
     }
 
+    /// Fails on any query parameter not documented in `accepted`.
+    pub(crate) fn only_these(&self, accepted: &[Param]) -> Result<(), ApiError> {
+        let names: Vec<&str> = accepted
+            .iter()
+            .filter(|p| !p.in_path)
+            .map(|p| p.name)
+            .collect();
+        self.only(&names)
+    }
+
     /// Fails on any parameter not in `known`, so a misspelt one is not silently ignored.
     pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         match self.values.keys().find(|k| !known.contains(&k.as_str())) {
@@ -297,7 +346,7 @@ mod tests {
             1_630_454_400_123
         );
         let e = parse_time("to", "yesterday").unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("to"));
+        assert_eq!(e.field(), Some("to"));
         assert_eq!(parse_window("window", "60s").unwrap(), 60_000);
         assert_eq!(parse_window("window", "5m").unwrap(), 300_000);
         assert_eq!(parse_window("window", "90").unwrap(), 90_000);
@@ -316,6 +365,6 @@ mod tests {
         assert_eq!(p.list("community").unwrap(), ["a", "b", "c"]);
         assert_eq!(p.get("q"), Some("a b"));
         assert!(p.only(&["subject", "community", "q"]).is_ok());
-        assert_eq!(p.only(&["subject"]).unwrap_err().code, "invalid_parameter");
+        assert_eq!(p.only(&["subject"]).unwrap_err().code(), "invalid_parameter");
     }
 }

@@ -13,16 +13,24 @@ pub fn encode(events: &[EventInput]) -> Vec<u8> {
     bincode::encode_to_vec(events, bincode::config::standard()).expect("events always encode")
 }
 
+/// Why a body is not a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("{0} bytes after the batch")]
+    Trailing(usize),
+}
+
 /// Decodes a batch, borrowing its strings from `body`; the whole body must be one
 /// well-formed batch.
-pub fn decode(body: &[u8]) -> Result<Vec<EventRef<'_>>, String> {
+pub fn decode(body: &[u8]) -> Result<Vec<EventRef<'_>>, WireError> {
     let (events, used): (Vec<EventRef<'_>>, usize) = bincode::borrow_decode_from_slice(
         body,
         bincode::config::standard().with_limit::<{ 256 << 20 }>(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if used != body.len() {
-        return Err(format!("{} bytes after the batch", body.len() - used));
+        return Err(WireError::Trailing(body.len() - used));
     }
     Ok(events)
 }
@@ -98,6 +106,9 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode(&longer).unwrap_err().contains("after the batch"));
+        assert!(decode(&longer)
+            .unwrap_err()
+            .to_string()
+            .contains("after the batch"));
     }
 }

@@ -1,30 +1,11 @@
-//! `POST /v1/events`: NDJSON or a JSON array of events, each checked on its own; the
-//! valid ones are stored (durably, before the response) even when others are refused.
+//! Ingest bodies in JSON: NDJSON or a JSON array of events, each record parsed on its
+//! own, so one bad record is refused with its line and field and the rest go on.
 
 use serde_json::{Map, Value};
 use sightline_storage::{AttrValue, Attrs, EventInput};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, RecordError};
 use crate::params::parse_time;
-
-/// Why one record was refused: its position, the field, the reason.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordError {
-    /// 1-based line for NDJSON, 0-based index for a JSON array.
-    pub line: usize,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl RecordError {
-    pub fn json(&self) -> Value {
-        let mut v = serde_json::json!({ "line": self.line, "message": self.message });
-        if let Some(f) = &self.field {
-            v["field"] = f.clone().into();
-        }
-        v
-    }
-}
 
 /// The records of a body, each parsed or refused, with its position. A body starting
 /// with `[` is a JSON array (positions are 0-based indexes); anything else is NDJSON,
@@ -32,20 +13,11 @@ impl RecordError {
 pub type Records = Vec<(usize, Result<EventInput, RecordError>)>;
 
 pub fn records(body: &[u8]) -> Result<Records, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        ApiError::new(
-            hyper::StatusCode::BAD_REQUEST,
-            "malformed_body",
-            format!("the body is not UTF-8: {e}"),
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not UTF-8: {e}")))?;
     if text.trim_start().starts_with('[') {
         let items: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-            ApiError::new(
-                hyper::StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not a JSON array of events: {e}"),
-            )
+            ApiError::MalformedJson(format!("the body is not a JSON array of events: {e}"))
         })?;
         return Ok(items
             .into_iter()
@@ -114,7 +86,7 @@ fn event(line: usize, v: &Value) -> Result<EventInput, RecordError> {
         Some(Value::Number(n)) => n
             .as_i64()
             .ok_or_else(|| err("ts", format!("{n} is not whole epoch milliseconds")))?,
-        Some(Value::String(s)) => parse_time("ts", s).map_err(|e| err("ts", e.message))?,
+        Some(Value::String(s)) => parse_time("ts", s).map_err(|e| err("ts", e.to_string()))?,
         None | Some(Value::Null) => return Err(err("ts", "is required".into())),
         Some(other) => {
             return Err(err(
@@ -239,7 +211,7 @@ not json
         assert_eq!(r[0].0, 0);
         assert!(r[1].1.is_ok());
         let e = records(b"[{").unwrap_err();
-        assert_eq!(e.code, "malformed_json");
-        assert_eq!(records(b"\xff").unwrap_err().code, "malformed_body");
+        assert_eq!(e.code(), "malformed_json");
+        assert_eq!(records(b"\xff").unwrap_err().code(), "malformed_body");
     }
 }

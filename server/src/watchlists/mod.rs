@@ -8,9 +8,13 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+pub(crate) mod handlers;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sightline_storage::{normalize_subject, Event, Kind, Store};
+
+use crate::error::ApiError;
 
 const TREE: &str = "watchlists";
 const ALERTS: &str = "alerts";
@@ -113,13 +117,15 @@ impl Matcher {
 }
 
 /// Every watchlist the catalog holds.
-fn stored_lists(store: &Store) -> Result<Vec<Watchlist>, String> {
+fn stored_lists(store: &Store) -> Result<Vec<Watchlist>, ApiError> {
     store
         .catalog()
-        .kv_list(TREE)
-        .map_err(|e| e.to_string())?
+        .kv_list(TREE)?
         .into_iter()
-        .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| format!("a stored watchlist: {e}")))
+        .map(|(_, v)| {
+            serde_json::from_slice(&v)
+                .map_err(|e| ApiError::internal(format!("a stored watchlist: {e}")))
+        })
         .collect()
 }
 
@@ -135,12 +141,11 @@ pub struct Watch {
 
 impl Watch {
     /// Loads the stored watchlists and finds where the alert log ends.
-    pub fn load(store: &Store) -> Result<Watch, String> {
+    pub fn load(store: &Store) -> Result<Watch, ApiError> {
         // Alert keys are fixed-width hex, so the greatest key is the last alert.
         let last = store
             .catalog()
-            .kv_last(ALERTS)
-            .map_err(|e| e.to_string())?
+            .kv_last(ALERTS)?
             .and_then(|(k, _)| u64::from_str_radix(&k, 16).ok())
             .unwrap_or(0);
         Ok(Watch {
@@ -151,24 +156,23 @@ impl Watch {
     }
 
     /// Rebuilds the matcher from the stored watchlists (after a change to them).
-    fn rebuild(&self, store: &Store) -> Result<(), String> {
+    fn rebuild(&self, store: &Store) -> Result<(), ApiError> {
         let fresh = Matcher::build(stored_lists(store)?);
         *self.matcher.write().expect("watch") = fresh;
         Ok(())
     }
 
-    pub fn put(&self, store: &Store, w: &Watchlist) -> Result<(), String> {
+    pub fn put(&self, store: &Store, w: &Watchlist) -> Result<(), ApiError> {
         store
             .catalog()
-            .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))
-            .map_err(|e| e.to_string())?;
+            .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))?;
         self.rebuild(store)
     }
 
-    pub fn delete(&self, store: &Store, id: &str) -> Result<bool, String> {
+    pub fn delete(&self, store: &Store, id: &str) -> Result<bool, ApiError> {
         let c = store.catalog();
-        let existed = c.kv_get(TREE, id).map_err(|e| e.to_string())?.is_some();
-        c.kv_delete(TREE, id).map_err(|e| e.to_string())?;
+        let existed = c.kv_get(TREE, id)?.is_some();
+        c.kv_delete(TREE, id)?;
         self.rebuild(store)?;
         Ok(existed)
     }
@@ -198,7 +202,7 @@ impl Watch {
         store: &Store,
         events: &[(u64, &Event, Value)],
         now_ms: i64,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, ApiError> {
         let m = self.matcher.read().expect("watch");
         if m.lists.is_empty() {
             return Ok(0);
@@ -219,7 +223,7 @@ impl Watch {
             // One durable write for the whole batch of events.
             if let Err(e) = store.catalog().kv_put_many(ALERTS, &batch) {
                 *next -= raised as u64;
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
         drop(next);
@@ -236,22 +240,20 @@ impl Watch {
         after: u64,
         limit: usize,
         scope: Option<&[String]>,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, ApiError> {
         let mut out = Vec::new();
         let mut from = format!("{after:016x}");
         // Scoped readers skip others' alerts: read on until the page is full.
         loop {
-            let chunk = store
-                .catalog()
-                .kv_after(ALERTS, &from, limit.max(1))
-                .map_err(|e| e.to_string())?;
+            let chunk = store.catalog().kv_after(ALERTS, &from, limit.max(1))?;
             let Some((last, _)) = chunk.last() else {
                 return Ok(out);
             };
             from = last.clone();
             let done = chunk.len() < limit.max(1);
             for (_, v) in chunk {
-                let a: Value = serde_json::from_slice(&v).map_err(|e| format!("an alert: {e}"))?;
+                let a: Value = serde_json::from_slice(&v)
+                    .map_err(|e| ApiError::internal(format!("an alert: {e}")))?;
                 if scope.is_none_or(|s| s.iter().any(|c| a["community"] == c.as_str())) {
                     out.push(a);
                     if out.len() == limit {

@@ -1,185 +1,20 @@
-//! Subscriptions: push matching events to a downstream HTTP endpoint, at least once,
-//! in commit order, from a durable cursor.
-//!
-//! A subscription is a URL, a filter (kinds, communities, devices, subjects) and a
-//! format (Sightline JSON or GA/T 1400 `SubscribeNotificationListObject`). Its worker
-//! reads the change feed after its cursor, POSTs a batch, and only when the receiver
-//! answers 2xx moves the cursor and makes it durable (the catalog). A failed delivery
-//! is retried with exponential backoff (0.5 s doubling to 60 s) and shown in the
-//! subscription's status; a restart resumes from the durable cursor, so a receiver that
-//! was down gets everything when it returns. The cursor's write overlaps the next
-//! delivery, so a crash resends at most the last two batches.
+//! Delivery: each subscription's worker reads the feed (or the alert log) after its
+//! cursor, POSTs a batch, and moves the cursor only when the receiver took it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::{target, Status, Subscription, CURSORS};
 use crate::feed::{self, Ask};
+use crate::http::out::EventOut;
 use crate::App;
 
-const TREE: &str = "subscriptions";
-const CURSORS: &str = "subscription_cursors";
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// A subscription as created (and kept in the catalog).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Subscription {
-    pub id: String,
-    /// `http://host:port/path` of the receiver.
-    pub url: String,
-    pub kinds: Option<Vec<String>>,
-    pub communities: Option<Vec<String>>,
-    pub devices: Option<Vec<String>>,
-    pub subjects: Option<Vec<String>>,
-    /// `sightline` or `gat1400`.
-    pub format: String,
-    /// Most events per delivery.
-    pub batch: usize,
-    /// The key that created it, and that key's communities: it never delivers more
-    /// than its creator may see.
-    pub owner: String,
-    pub scope: Option<Vec<String>>,
-    pub created_ms: i64,
-    /// Deliver watchlist alerts (its cursor: an alert id) instead of events.
-    #[serde(default)]
-    pub alerts: bool,
-}
-
-/// How delivery is going.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    /// Every event with an id up to this was delivered (or did not match).
-    pub cursor: u64,
-    pub delivered: u64,
-    pub failures_in_a_row: u64,
-    pub last_error: Option<String>,
-    pub last_success_ms: Option<i64>,
-}
-
-/// A running subscription: its worker and the status it keeps.
-type Running = (tokio::task::JoinHandle<()>, Arc<Mutex<Status>>);
-
-/// Running subscriptions: their workers and statuses.
-#[derive(Default)]
-pub struct Registry {
-    running: Mutex<HashMap<String, Running>>,
-}
-
-/// The receiver's address and path, from an `http://` URL.
-pub fn target(url: &str) -> Result<(String, String), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// receivers (put a TLS proxy in front for https)".into());
-    }
-    let host = uri.host().ok_or("no host")?;
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    Ok((format!("{host}:{port}"), path))
-}
-
-impl Registry {
-    /// Starts the workers of every stored subscription.
-    pub(crate) fn start_all(app: &Arc<App>) -> Result<(), String> {
-        let stored = app
-            .store
-            .catalog()
-            .kv_list(TREE)
-            .map_err(|e| e.to_string())?;
-        for (_, bytes) in stored {
-            let s: Subscription = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("a stored subscription is unreadable: {e}"))?;
-            Self::start(app, s)?;
-        }
-        Ok(())
-    }
-
-    /// Stores a new subscription and starts its worker (its cursor: now, or `from`).
-    pub(crate) fn create(app: &Arc<App>, s: Subscription, from: Option<u64>) -> Result<(), String> {
-        let c = app.store.catalog();
-        let cursor = from.unwrap_or_else(|| match s.alerts {
-            true => app.watch.last(),
-            false => app.store.applied_through(),
-        });
-        c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())
-            .and_then(|()| c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes")))
-            .map_err(|e| e.to_string())?;
-        Self::start(app, s)
-    }
-
-    fn start(app: &Arc<App>, s: Subscription) -> Result<(), String> {
-        let cursor = match app.store.catalog().kv_get(CURSORS, &s.id) {
-            Ok(Some(b)) if b.len() == 8 => u64::from_le_bytes(b.try_into().expect("8 bytes")),
-            Ok(_) => 0,
-            Err(e) => return Err(e.to_string()),
-        };
-        let status = Arc::new(Mutex::new(Status {
-            cursor,
-            ..Default::default()
-        }));
-        let task = match s.alerts {
-            true => tokio::spawn(deliver_alerts(app.clone(), s.clone(), status.clone())),
-            false => tokio::spawn(deliver(app.clone(), s.clone(), status.clone())),
-        };
-        app.subscriptions
-            .running
-            .lock()
-            .expect("subscriptions")
-            .insert(s.id.clone(), (task, status));
-        Ok(())
-    }
-
-    /// Stops and forgets a subscription; false if there is none.
-    pub(crate) fn delete(app: &App, id: &str) -> Result<bool, String> {
-        let running = app
-            .subscriptions
-            .running
-            .lock()
-            .expect("subscriptions")
-            .remove(id);
-        if let Some((task, _)) = &running {
-            task.abort();
-        }
-        let c = app.store.catalog();
-        let existed = c.kv_get(TREE, id).map_err(|e| e.to_string())?.is_some();
-        c.kv_delete(TREE, id)
-            .and_then(|()| c.kv_delete(CURSORS, id))
-            .map_err(|e| e.to_string())?;
-        Ok(existed || running.is_some())
-    }
-
-    /// Every subscription with its status.
-    pub(crate) fn list(app: &App) -> Result<Vec<(Subscription, Status)>, String> {
-        let running = app.subscriptions.running.lock().expect("subscriptions");
-        let mut out = Vec::new();
-        for (_, bytes) in app
-            .store
-            .catalog()
-            .kv_list(TREE)
-            .map_err(|e| e.to_string())?
-        {
-            let s: Subscription = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-            let status = running
-                .get(&s.id)
-                .map(|(_, st)| st.lock().expect("status").clone())
-                .unwrap_or_default();
-            out.push((s, status));
-        }
-        Ok(out)
-    }
-
-    /// Stops every worker (at shutdown).
-    pub fn stop_all(&self) {
-        for (_, (task, _)) in self.running.lock().expect("subscriptions").drain() {
-            task.abort();
-        }
-    }
-}
 
 /// The subscription's body for a batch of events (already serialized as in the API).
 fn body(s: &Subscription, events: &[Value], now_ms: i64) -> Value {
@@ -211,36 +46,76 @@ fn body(s: &Subscription, events: &[Value], now_ms: i64) -> Value {
     }]}})
 }
 
+/// Why a delivery did not go through.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeliveryError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("handshake with {addr}: {source}")]
+    Handshake { addr: String, source: hyper::Error },
+    #[error("{addr}: {source}")]
+    Exchange { addr: String, source: hyper::Error },
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("{addr} answered {status}")]
+    Refused {
+        addr: String,
+        status: hyper::StatusCode,
+    },
+    #[error("{addr} did not answer within {DELIVERY_TIMEOUT:?}")]
+    Timeout { addr: String },
+    #[error("cannot keep the cursor: {0}")]
+    Cursor(#[from] sightline_storage::StorageError),
+    #[error("cannot keep the cursor: its task failed: {0}")]
+    CursorTask(String),
+}
+
 /// POSTs `body` to the receiver; Ok when it answered 2xx.
-async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), String> {
+async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
+    let addr_ = || addr.to_string();
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            .map_err(|source| DeliveryError::Connect {
+                addr: addr_(),
+                source,
+            })?;
         let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|source| DeliveryError::Handshake {
+                    addr: addr_(),
+                    source,
+                })?;
         tokio::spawn(conn);
         let req = hyper::Request::post(path)
             .header(hyper::header::HOST, addr)
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(Bytes::from(body)))?;
         let res = sender
             .send_request(req)
             .await
-            .map_err(|e| format!("{addr}: {e}"))?;
+            .map_err(|source| DeliveryError::Exchange {
+                addr: addr_(),
+                source,
+            })?;
         let status = res.status();
         let _ = res.into_body().collect().await;
         match status.is_success() {
             true => Ok(()),
-            false => Err(format!("{addr} answered {status}")),
+            false => Err(DeliveryError::Refused {
+                addr: addr_(),
+                status,
+            }),
         }
     };
     tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err(format!("{addr} did not answer within {DELIVERY_TIMEOUT:?}")))
+        .unwrap_or_else(|_| Err(DeliveryError::Timeout { addr: addr_() }))
 }
 
 /// One subscription's delivery state: where to, the backoff, and the cursor write in
@@ -253,7 +128,7 @@ struct Sender {
     addr: String,
     path: String,
     backoff: Duration,
-    persisting: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
 }
 
 impl Sender {
@@ -272,9 +147,12 @@ impl Sender {
 
     /// Starts writing `cursor` durably once the write before it is done; that earlier
     /// write's outcome.
-    async fn keep(&mut self, cursor: u64) -> Result<(), String> {
+    async fn keep(&mut self, cursor: u64) -> Result<(), DeliveryError> {
         let previous = match self.persisting.take() {
-            Some(h) => h.await.unwrap_or_else(|e| Err(e.to_string())),
+            Some(h) => match h.await {
+                Ok(done) => done.map_err(DeliveryError::from),
+                Err(e) => Err(DeliveryError::CursorTask(e.to_string())),
+            },
             None => Ok(()),
         };
         let (a, id) = (self.app.clone(), self.id.clone());
@@ -282,7 +160,6 @@ impl Sender {
             a.store
                 .catalog()
                 .kv_put(CURSORS, &id, &cursor.to_le_bytes())
-                .map_err(|e| e.to_string())
         }));
         previous
     }
@@ -300,16 +177,14 @@ impl Sender {
                 st.delivered += n;
                 st.failures_in_a_row = 0;
                 st.last_success_ms = Some(crate::now_ms());
-                st.last_error = previous
-                    .err()
-                    .map(|e| format!("cannot keep the cursor: {e}"));
+                st.last_error = previous.err().map(|e| e.to_string());
                 true
             }
             Err(e) => {
                 {
                     let mut st = self.status.lock().expect("status");
                     st.failures_in_a_row += 1;
-                    st.last_error = Some(e);
+                    st.last_error = Some(e.to_string());
                 }
                 tokio::time::sleep(self.backoff).await;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -320,7 +195,7 @@ impl Sender {
 }
 
 /// The alert worker: alerts after the cursor (an alert id), delivered in order.
-async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
+pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
     let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
@@ -351,7 +226,7 @@ async fn deliver_alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status
 }
 
 /// The worker: feed pages after the cursor, filtered, delivered, cursor kept.
-async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
+pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
     let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
@@ -401,7 +276,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
                             .as_ref()
                             .is_none_or(|x| x.iter().any(|x| **x == *e.subject))
                 })
-                .filter_map(|(e, at)| serde_json::to_value(crate::api::event_out(e, at)).ok())
+                .filter_map(|(e, at)| serde_json::to_value(EventOut::of(e, at)).ok())
                 .collect();
             (events, page.next_after)
         })
@@ -421,7 +296,7 @@ async fn deliver(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
                 continue;
             }
             let deadline = Instant::now() + Duration::from_secs(30);
-            feed::wait(&app.feed_signal, &app.store, cursor, deadline).await;
+            feed::wait_for(&app.feed_signal, &app.store, cursor, deadline).await;
             continue;
         }
         let n = events.len() as u64;

@@ -1,0 +1,148 @@
+//! Service and administration endpoints: `/health`, `/metrics`, `/v1/openapi.json`,
+//! `/v1/audit`, `/v1/admin/stats` and `/v1/admin/retention`.
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::http::json::object;
+use crate::http::runner::run;
+use crate::http::{Answer, Body, Call};
+use crate::App;
+
+/// `GET /health`. With keys configured anyone may ask whether the server is up, but
+/// only that: store sizes and failure reasons (file names) are for admins (`/metrics`,
+/// the log).
+pub(crate) async fn health(c: Call) -> Result<Answer, ApiError> {
+    let app = &c.app;
+    let failed = app.store.failed();
+    let (status, body) = match (failed, app.keys.is_empty()) {
+        (Some(_), false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "failed" }),
+        ),
+        (None, false) => (StatusCode::OK, json!({ "status": "ok" })),
+        (Some(why), true) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "failed", "reason": why,
+                    "writes": "refused until the server is restarted; queries still answer" }),
+        ),
+        (None, true) => {
+            let t = crate::Totals::of(&app.store);
+            (
+                StatusCode::OK,
+                json!({ "status": "ok", "events": t.events, "shards": t.shards,
+                        "subjects_searchable": app.vocab.indexed() }),
+            )
+        }
+    };
+    Ok((status, body.into()))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(c: Call) -> Result<Answer, ApiError> {
+    let text = c.app.metrics.render(&c.app);
+    Ok((
+        StatusCode::OK,
+        Body::Typed("text/plain; version=0.0.4", text),
+    ))
+}
+
+/// `GET /v1/openapi.json`.
+pub(crate) async fn openapi(_: Call) -> Result<Answer, ApiError> {
+    Ok((StatusCode::OK, crate::openapi::document().into()))
+}
+
+/// `GET /v1/audit?after=&limit=`: audit entries in order.
+pub(crate) async fn audit(c: Call) -> Result<Answer, ApiError> {
+    let after = c.params.number("after", 0u64)?;
+    let limit = c.params.number("limit", 1000usize)?.min(10_000);
+    let entries = c
+        .app
+        .audit
+        .read(after, limit)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((StatusCode::OK, json!({ "entries": entries }).into()))
+}
+
+/// `GET /v1/admin/stats`.
+pub(crate) async fn stats(c: Call) -> Result<Answer, ApiError> {
+    let v = run(c.app, |app| {
+        let t = crate::Totals::of(&app.store);
+        let d = app.store.dictionaries();
+        Ok(json!({
+            "events": t.events,
+            "events_in_memory": t.memory_events,
+            "shards": t.shards,
+            "segments": t.segments,
+            "sealed_bytes": t.sealed_bytes,
+            "subjects": d.len_subjects(),
+            "devices": d.len_devices(),
+            "communities": d.len_communities(),
+            "wal_files": app.store.wal_file_count(),
+            "retention_days": app.store.retention_days(),
+        }))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+/// `GET /v1/admin/retention` reads the policy; `PUT` with `{"days": N}` (or `null`
+/// to keep everything) changes it durably and applies it at once.
+pub(crate) async fn retention(mut c: Call) -> Result<Answer, ApiError> {
+    let change = match c.head.method {
+        Method::PUT => Some(c.body().await?),
+        _ => None,
+    };
+    let v = run(c.app, move |app| set_retention(app, change.as_deref())).await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+fn set_retention(app: &App, change: Option<&[u8]>) -> Result<Value, ApiError> {
+    let mut dropped = Vec::new();
+    if let Some(body) = change {
+        let days = retention_days(body)?;
+        app.store.set_retention_days(days)?;
+        dropped = app.store.apply_retention()?;
+    }
+    let d = app.store.dictionaries();
+    let dropped: Vec<Value> = dropped
+        .iter()
+        .map(|k| {
+            json!({
+                "community": d.community(k.community).unwrap_or("?"),
+                "day": crate::params::local_date(app.store.layout().start_ms(k.span)),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "retention_days": app.store.retention_days(),
+        "dropped_shards": dropped,
+    }))
+}
+
+/// The body `{"days": N}` or `{"days": null}`.
+fn retention_days(body: &[u8]) -> Result<Option<u32>, ApiError> {
+    let o = object(body)?;
+    let max = sightline_storage::MAX_RETENTION_DAYS;
+    let days = match o.get("days") {
+        None => return Err(ApiError::missing("days")),
+        Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(d) if (1..=u64::from(max)).contains(&d) => Some(d as u32),
+            _ => return Err(ApiError::param(
+                "days",
+                format!(
+                    "must be a whole number of days from 1 to {max}, or null to keep everything"
+                ),
+            )),
+        },
+    };
+    if let Some(extra) = o.keys().find(|k| *k != "days") {
+        return Err(ApiError::param(
+            extra,
+            "unknown field; the body is {\"days\": N}",
+        ));
+    }
+    Ok(days)
+}

@@ -1,0 +1,149 @@
+//! The catalog endpoints: communities and devices, registered by admins
+//! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed to any
+//! investigator within the key's communities.
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::json::{object, text};
+use crate::http::runner::run;
+use crate::http::{Answer, Call};
+use crate::App;
+
+/// `GET /v1/communities`.
+pub(crate) async fn communities(c: Call) -> Result<Answer, ApiError> {
+    let caller = c.caller;
+    let v = run(c.app, move |app| {
+        let list: Vec<Value> = app
+            .store
+            .catalog()
+            .communities()?
+            .into_iter()
+            .filter(|c| visible(&caller, &c.code))
+            .map(|c| json!({"code": c.code, "name": c.name, "district": c.district}))
+            .collect();
+        Ok(json!({ "communities": list }))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+/// `GET /v1/devices?community=`.
+pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
+    let (caller, params) = (c.caller, c.params);
+    let v = run(c.app, move |app| {
+        let only = params.get("community");
+        let list: Vec<Value> = app
+            .store
+            .catalog()
+            .devices()?
+            .into_iter()
+            .filter(|d| visible(&caller, &d.community) && only.is_none_or(|c| c == d.community))
+            .map(|d| device_json(&d))
+            .collect();
+        Ok(json!({ "devices": list }))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+/// `PUT /v1/communities/{code}` with `{"name", "district"}`.
+pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let code = c.arg();
+    let v = run(c.app, move |app| {
+        let o = object(&body)?;
+        if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
+            return Err(ApiError::param(
+                "code",
+                "a community code is 1–32 letters and digits",
+            ));
+        }
+        let c = sightline_storage::Community {
+            code,
+            name: text(&o, "name", true)?,
+            district: text(&o, "district", false)?,
+        };
+        app.store.catalog().put_community(&c)?;
+        Ok(json!({"code": c.code, "name": c.name, "district": c.district}))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+/// `PUT /v1/devices/{code}` with `{"community", "device_kind", "direction", "name",
+/// "gat1400": {"password"}}`.
+pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let code = c.arg();
+    let v = run(c.app, move |app| put_device_now(app, &code, &body)).await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    sightline_storage::DeviceCode::parse(code)
+        .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
+    let community = text(&o, "community", true)?;
+    if app.store.catalog().community(&community)?.is_none() {
+        return Err(ApiError::param(
+            "community",
+            format!("{community:?} is not registered; PUT /v1/communities/{community} first"),
+        ));
+    }
+    let direction = text(&o, "direction", false)?;
+    // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
+    let device_kind = match (o.get("device_kind"), o.get("kind")) {
+        (None, Some(_)) => text(&o, "kind", true)?,
+        _ => text(&o, "device_kind", true)?,
+    };
+    let password = gat1400_password(&o)?;
+    let d = sightline_storage::Device {
+        code: code.to_string(),
+        community,
+        device_kind,
+        direction: sightline_storage::Direction::parse(&direction)
+            .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
+        name: text(&o, "name", false)?,
+    };
+    let catalog = app.store.catalog();
+    catalog.put_device(&d)?;
+    if let Some(p) = password {
+        catalog.put_gat1400_credential(&crate::gat1400::credential(code, &p))?;
+    }
+    let mut v = device_json(&d);
+    v["gat1400"] = catalog.gat1400_credential(code)?.is_some().into();
+    Ok(v)
+}
+
+/// The optional `"gat1400": {"password": …}` of a device.
+fn gat1400_password(o: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match o.get("gat1400") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(g)) => match g.get("password") {
+            Some(Value::String(p)) if !p.is_empty() => Ok(Some(p.clone())),
+            _ => Err(ApiError::param(
+                "gat1400.password",
+                "must be a non-empty string",
+            )),
+        },
+        Some(_) => Err(ApiError::param(
+            "gat1400",
+            "must be an object like {\"password\": \"…\"}",
+        )),
+    }
+}
+
+fn device_json(d: &sightline_storage::Device) -> Value {
+    json!({"code": d.code, "community": d.community, "device_kind": d.device_kind,
+           "direction": d.direction.as_str(), "name": d.name})
+}
+
+fn visible(caller: &Caller, community: &str) -> bool {
+    caller
+        .communities
+        .as_ref()
+        .is_none_or(|c| c.iter().any(|x| x == community))
+}

@@ -1,0 +1,224 @@
+//! The `/VIID` routes. Every answer is GA/T 1400's own (`application/VIID+JSON`, a
+//! `ResponseStatusObject` or list), never the `/v1` error shape: devices parse it.
+
+use std::sync::Arc;
+
+use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::objects::{objects, BodyError, Upload};
+use super::{
+    local_time, one_status, status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT,
+    INVALID_JSON_FORMAT, OK,
+};
+use crate::error::ApiError;
+use crate::http::{Answer, Body, Call};
+use crate::ingest::{ingest, Fate};
+use crate::App;
+
+/// A request as the gateway's blocking work sees it.
+struct Exchange {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    user_identify: Option<String>,
+    body: hyper::body::Bytes,
+    now_ms: i64,
+}
+
+/// A GA/T 1400 answer: status, body, and a `WWW-Authenticate` challenge.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    challenge: Option<String>,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply::with(StatusCode::OK, body)
+    }
+
+    fn with(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            challenge: None,
+        }
+    }
+
+    fn answer(self) -> Answer {
+        let mut headers = vec![(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/VIID+JSON;charset=UTF-8"),
+        )];
+        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.push((WWW_AUTHENTICATE, c));
+        }
+        (
+            self.status,
+            Body::Headed(headers, Box::new(self.body.into())),
+        )
+    }
+}
+
+/// Reads the body (a failure answered in GA/T 1400's shape), then runs `f` on the
+/// blocking pool: the gateway reads the catalog and appends to the store.
+async fn exchange<F>(mut c: Call, f: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&App, Exchange) -> Reply + Send + 'static,
+{
+    let now_ms = crate::now_ms();
+    let body = match c.body().await {
+        Ok(b) => b,
+        Err(e) => {
+            let s = one_status("", &c.path, INVALID_JSON_FORMAT, &e.to_string(), now_ms);
+            return Ok(Reply::with(e.status(), s).answer());
+        }
+    };
+    let x = Exchange {
+        method: c.head.method.to_string(),
+        path: c.path.clone(),
+        authorization: c.header("authorization").map(str::to_string),
+        user_identify: c.header("user-identify").map(str::to_string),
+        body,
+        now_ms,
+    };
+    let app: Arc<App> = c.app;
+    match tokio::task::spawn_blocking(move || f(&app, x)).await {
+        Ok(reply) => Ok(reply.answer()),
+        Err(e) => {
+            let e = ApiError::internal(format!("the GA/T 1400 task failed: {e}"));
+            Ok(Reply::with(e.status(), e.json()).answer())
+        }
+    }
+}
+
+/// 401 with a fresh challenge.
+fn unauthorized(app: &App, x: &Exchange, why: &str) -> Reply {
+    Reply {
+        status: StatusCode::UNAUTHORIZED,
+        body: one_status("", &x.path, DEVICE_ERROR, why, x.now_ms),
+        challenge: Some(app.gateway.challenge()),
+    }
+}
+
+/// `POST /VIID/System/Register` and `/VIID/System/UnRegister`: the digest handshake
+/// (the first request is answered 401 with a nonce; the retry carries the response).
+pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| {
+        match app
+            .gateway
+            .check_digest(&app.store, &x.method, x.authorization.as_deref())
+        {
+            Err(why) => unauthorized(app, &x, &why.to_string()),
+            Ok(id) => {
+                match x.path.ends_with("UnRegister") {
+                    true => app.gateway.unregister(&id),
+                    false => app.gateway.register(&id),
+                }
+                Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
+            }
+        }
+    })
+    .await
+}
+
+/// `GET /VIID/System/Time`.
+pub(crate) async fn time(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |_, x| {
+        Reply::ok(json!({"SystemTimeObject": {"VIIDServerID": "sightline",
+            "TimeMode": "1", "LocalTime": local_time(x.now_ms), "TimeZone": "Asia/Shanghai"}}))
+    })
+    .await
+}
+
+/// The registered caller (`User-Identify`), renewed; or the 401 to answer.
+fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
+    let id = x.user_identify.as_deref().unwrap_or("").trim().to_string();
+    if !app.gateway.is_registered(&id) {
+        return Err(unauthorized(
+            app,
+            x,
+            "not registered: POST /VIID/System/Register first",
+        ));
+    }
+    app.gateway.register(&id);
+    Ok(id)
+}
+
+/// `POST /VIID/System/Keepalive`.
+pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| match registered(app, &x) {
+        Ok(id) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+        Err(refused) => refused,
+    })
+    .await
+}
+
+/// `POST /VIID/MotorVehicles`, `POST /VIID/Faces`: from a registered caller; answered
+/// 200 with one `ResponseStatusObject` per uploaded object, as devices expect,
+/// whatever happened to each.
+pub(crate) async fn upload(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| {
+        if let Err(refused) = registered(app, &x) {
+            return refused;
+        }
+        store_objects(app, &x)
+    })
+    .await
+}
+
+fn store_objects(app: &App, x: &Exchange) -> Reply {
+    let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+    let face_field = &app.config.gat1400_face_subject;
+    let objects = match objects(&app.store, Upload::of_path(&x.path), &x.body, face_field) {
+        Ok(o) => o,
+        Err(e) => {
+            let code = match e {
+                BodyError::NotJson(_) => INVALID_JSON_FORMAT,
+                BodyError::NotAList(..) => INVALID_JSON_CONTENT,
+            };
+            return Reply::ok(status_list(vec![status("", code, &e.to_string())]));
+        }
+    };
+    let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
+    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
+    let done = match ingest(app, None, records) {
+        Ok(done) => done,
+        Err(e) => {
+            let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
+            return Reply::with(e.status(), s);
+        }
+    };
+    let statuses = done
+        .fates
+        .iter()
+        .map(|(i, fate)| match fate {
+            Fate::Stored(_) | Fate::Duplicate(_) => status(&ids[*i], OK, "正常"),
+            Fate::Refused(e) => {
+                let text = match &e.field {
+                    Some(f) => format!("{f}: {}", e.message),
+                    None => e.message.clone(),
+                };
+                status(&ids[*i], INVALID_JSON_CONTENT, &text)
+            }
+        })
+        .collect();
+    Reply::ok(status_list(statuses))
+}
+
+/// Any other `/VIID/…` request.
+pub(crate) async fn no_such_resource(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |_, x| {
+        let s = one_status(
+            "",
+            &x.path,
+            INVALID_JSON_CONTENT,
+            "no such VIID resource",
+            x.now_ms,
+        );
+        Reply::with(StatusCode::NOT_FOUND, s)
+    })
+    .await
+}

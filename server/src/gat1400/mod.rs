@@ -1,0 +1,149 @@
+//! The GA/T 1400 (视图库) gateway: community devices and upstream platforms register
+//! with HTTP Digest (RFC 2617, MD5, `qop=auth`) and push motor-vehicle and face
+//! records, which become events.
+//!
+//! * `POST /VIID/System/Register`, `/VIID/System/UnRegister`: digest handshake (the
+//!   first request is answered 401 with a nonce; the retry carries the response).
+//! * `POST /VIID/System/Keepalive`, `GET /VIID/System/Time`.
+//! * `POST /VIID/MotorVehicles`, `POST /VIID/Faces`: from a registered caller
+//!   (`User-Identify: <20-digit id>`); answered 200 with one `ResponseStatusObject` per
+//!   uploaded object, as devices expect, whatever happened to each.
+//!
+//! Lenient in what is accepted (numbers as strings or integers, missing optional
+//! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
+
+mod digest;
+pub(crate) mod handlers;
+pub(crate) mod objects;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use sightline_storage::Gat1400Credential;
+
+/// The digest realm every credential is made for.
+pub const REALM: &str = "Sightline";
+/// How long a nonce may be answered, and how long a registration lasts without a
+/// keepalive.
+const NONCE_TTL: Duration = Duration::from_secs(300);
+const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+
+/// Status codes of `ResponseStatusObject` (GA/T 1400.4).
+pub const OK: i64 = 0;
+pub const INVALID_JSON_FORMAT: i64 = 7;
+pub const INVALID_JSON_CONTENT: i64 = 8;
+pub const DEVICE_ERROR: i64 = 4;
+
+/// Lower-case hex of MD5.
+pub fn md5_hex(text: &str) -> String {
+    let d = Md5::digest(text.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The credential for `code` with `password` (only its HA1 is kept).
+pub fn credential(code: &str, password: &str) -> Gat1400Credential {
+    Gat1400Credential {
+        code: code.to_string(),
+        realm: REALM.to_string(),
+        ha1: md5_hex(&format!("{code}:{REALM}:{password}")),
+    }
+}
+
+/// Issued nonces and registered callers.
+#[derive(Default)]
+pub struct Gateway {
+    nonces: Mutex<HashMap<String, Instant>>,
+    registered: Mutex<HashMap<String, Instant>>,
+}
+
+impl Gateway {
+    /// Whether `id` registered and has kept alive within the registration's life.
+    fn is_registered(&self, id: &str) -> bool {
+        self.registered
+            .lock()
+            .expect("registered")
+            .get(id)
+            .is_some_and(|t| t.elapsed() < REGISTRATION_TTL)
+    }
+
+    /// Registers `id` (again: a keepalive or an upload renews it).
+    fn register(&self, id: &str) {
+        self.registered
+            .lock()
+            .expect("registered")
+            .insert(id.to_string(), Instant::now());
+    }
+
+    fn unregister(&self, id: &str) {
+        self.registered.lock().expect("registered").remove(id);
+    }
+}
+
+/// `YYYYMMDDhhmmss` in Beijing time.
+pub fn local_time(ts_ms: i64) -> String {
+    crate::params::rfc3339(ts_ms)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect()
+}
+
+/// A GA/T 1400 time (`YYYYMMDDhhmmss`, optionally with milliseconds, Beijing time) in
+/// epoch milliseconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !(s.len() == 14 || s.len() == 17) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(&s[..14], "%Y%m%d%H%M%S").ok()?;
+    let ms: i64 = if s.len() == 17 {
+        s[14..].parse().ok()?
+    } else {
+        0
+    };
+    Some(t.and_utc().timestamp_millis() - 8 * 3_600_000 + ms)
+}
+
+pub(crate) fn status_object(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {
+    json!({"Id": id, "RequestURL": url, "StatusCode": code, "StatusString": text,
+           "LocalTime": local_time(now_ms)})
+}
+
+/// `{"ResponseStatusObject": …}`: the answer to a request about one thing.
+pub fn one_status(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {
+    json!({"ResponseStatusObject": status_object(id, url, code, text, now_ms)})
+}
+
+/// The `ResponseStatusListObject` answering an upload.
+pub fn status_list(statuses: Vec<Value>) -> Value {
+    json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_beijing_time_with_or_without_milliseconds() {
+        let sept = 1_630_425_600_000; // 2021-09-01T00:00:00+08:00
+        assert_eq!(parse_time("20210901000000"), Some(sept));
+        assert_eq!(
+            parse_time("20210901080000123"),
+            Some(sept + 8 * 3_600_000 + 123)
+        );
+        assert_eq!(local_time(sept + 8 * 3_600_000 + 123), "20210901080000");
+        for bad in ["2021090108000", "20211301080000", "2021-09-01T08", ""] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        // RFC 2617's own example.
+        let ha1 = md5_hex("Mufasa:testrealm@host.com:Circle Of Life");
+        let ha2 = md5_hex("GET:/dir/index.html");
+        let r = md5_hex(&format!(
+            "{ha1}:dcd98b7102dd2f0e8b11d0f600bfb0c093:00000001:0a4f113b:auth:{ha2}"
+        ));
+        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+    }
+}

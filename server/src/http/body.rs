@@ -1,0 +1,159 @@
+//! Response bodies (JSON, NDJSON whole or streamed, Server-Sent Events, plain text)
+//! and how they are written, and request bodies read within their limits.
+
+use std::convert::Infallible;
+
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::App;
+
+pub(crate) type Reply = Response<Either<Full<Bytes>, ChannelBody>>;
+
+pub(crate) const NDJSON: &str = "application/x-ndjson";
+
+/// A response body fed from a channel: streamed NDJSON, chunk by chunk, as the
+/// blocking task that produces it sends them (bounded: it waits for the client).
+pub(crate) struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// A response body: a JSON value, or JSON already serialized (hot paths serialize
+/// typed structs directly, without building a `Value`).
+pub(crate) enum Body {
+    Value(Value),
+    Text(String),
+    /// NDJSON, whole.
+    Lines(String),
+    /// NDJSON, streamed as it is produced.
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+    /// Server-Sent Events, streamed.
+    Events(tokio::sync::mpsc::Receiver<Bytes>),
+    /// Text of another type (`/metrics`: the Prometheus exposition format).
+    Typed(&'static str, String),
+    /// A body with headers of its own (they override the body's `Content-Type`).
+    Headed(Vec<(HeaderName, HeaderValue)>, Box<Body>),
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Body {
+        Body::Value(v)
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Text(s)
+    }
+}
+
+impl Body {
+    /// The JSON text of a whole JSON body (a stream is left as it is).
+    pub(crate) fn into_text(self) -> Body {
+        match self {
+            Body::Value(v) => Body::Text(v.to_string()),
+            other => other,
+        }
+    }
+
+    /// A list answer `{"key": [items]}` (exactly one list) as NDJSON, one item a line;
+    /// any other JSON answer as one line. Streams and typed text stay as they are.
+    pub(crate) fn into_lines(self) -> Body {
+        match self {
+            Body::Value(Value::Object(m)) if m.values().filter(|v| v.is_array()).count() == 1 => {
+                let items = m
+                    .into_iter()
+                    .find_map(|(_, v)| match v {
+                        Value::Array(items) => Some(items),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let mut out = String::new();
+                for item in items {
+                    out.push_str(&item.to_string());
+                    out.push('\n');
+                }
+                Body::Lines(out)
+            }
+            Body::Value(v) => Body::Lines(format!("{v}\n")),
+            Body::Text(s) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) => Body::Value(v).into_lines(),
+                Err(_) => Body::Lines(s),
+            },
+            other => other,
+        }
+    }
+}
+
+/// A response with `status` and `body`, its `Content-Type` set by the body's kind.
+pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
+    let whole = |s: String| Either::Left(Full::new(Bytes::from(s)));
+    let (body, content_type) = match body.into() {
+        Body::Headed(headers, body) => {
+            let mut r = respond(status, *body);
+            for (name, value) in headers {
+                r.headers_mut().insert(name, value);
+            }
+            return r;
+        }
+        Body::Stream(rx) => (Either::Right(ChannelBody(rx)), NDJSON),
+        Body::Events(rx) => (Either::Right(ChannelBody(rx)), "text/event-stream"),
+        Body::Lines(s) => (whole(s), NDJSON),
+        Body::Typed(content_type, s) => (whole(s), content_type),
+        Body::Value(v) => (whole(v.to_string()), "application/json"),
+        Body::Text(s) => (whole(s), "application/json"),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// An error in the one error shape, with `Retry-After` where it says.
+pub(crate) fn respond_error(e: &ApiError) -> Reply {
+    if e.status().is_server_error() {
+        tracing::error!(code = e.code(), message = %e, "request failed");
+    }
+    let mut r = respond(e.status(), e.json());
+    if let Some(s) = e.retry_after() {
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+/// The request body, refused with 413 past `max` bytes and 408 past the body timeout.
+pub(crate) async fn read(app: &App, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    let limit = app.config.body_timeout;
+    let collected = tokio::time::timeout(limit, Limited::new(body, max).collect())
+        .await
+        .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::BodyTooLarge(max))
+        }
+        Err(e) => Err(ApiError::MalformedBody(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,83 @@
+//! [`Call`]: what a handler gets — the app, the authorised caller, the request's
+//! parameters and path argument — and [`Answer`], what it returns.
+
+use std::sync::Arc;
+
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, StatusCode};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::Body;
+use crate::params::Params;
+use crate::App;
+
+/// A handler's answer: the status and the body (errors are `Err(ApiError)`).
+pub(crate) type Answer = (StatusCode, Body);
+
+/// One routed request, authorised.
+pub(crate) struct Call {
+    pub app: Arc<App>,
+    pub caller: Caller,
+    /// The decoded query string.
+    pub params: Params,
+    /// The path's argument (`{id}`, `{code}`), for routes that take one.
+    pub arg: Option<String>,
+    /// The request path and raw query string, as the audit log records them.
+    pub path: String,
+    pub query: String,
+    /// The client asked for NDJSON (`Accept: application/x-ndjson`).
+    pub ndjson: bool,
+    /// The request's method, URI and headers.
+    pub head: hyper::http::request::Parts,
+    /// The body, until it is read.
+    incoming: Option<Incoming>,
+}
+
+impl Call {
+    pub fn new(
+        app: Arc<App>,
+        caller: Caller,
+        params: Params,
+        arg: Option<String>,
+        req: Request<Incoming>,
+        ndjson: bool,
+    ) -> Call {
+        let (head, incoming) = req.into_parts();
+        Call {
+            app,
+            caller,
+            params,
+            arg,
+            path: head.uri.path().to_string(),
+            query: head.uri.query().unwrap_or("").to_string(),
+            ndjson,
+            head,
+            incoming: Some(incoming),
+        }
+    }
+
+    /// A request header as text (absent or not text: `None`).
+    pub fn header(&self, name: impl hyper::header::AsHeaderName) -> Option<&str> {
+        self.head.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The path argument; routes whose template has one always get it.
+    pub fn arg(&self) -> String {
+        self.arg.clone().unwrap_or_default()
+    }
+
+    /// The request body, within `max_body_bytes` and the body timeout.
+    pub async fn body(&mut self) -> Result<Bytes, ApiError> {
+        let max = self.app.config.max_body_bytes;
+        self.body_within(max).await
+    }
+
+    /// The request body within `max` bytes (read once; empty after that).
+    pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
+        match self.incoming.take() {
+            Some(incoming) => crate::http::body::read(&self.app, incoming, max).await,
+            None => Ok(Bytes::new()),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The JSON shapes every answer shares: an event ([`EventOut`], its attributes written
+//! straight from their stored encoding by [`AttrsOut`]) and a list answer.
+
+use serde_json::{json, Value};
+use sightline_query::Sighting;
+use sightline_storage::{AttrRef, AttrsAt};
+
+use crate::http::Body;
+use crate::params::Rfc3339;
+
+/// One event as every answer writes it (trajectory, event by id, feed,
+/// subscriptions).
+#[derive(serde::Serialize)]
+pub(crate) struct EventOut<'a> {
+    id: u64,
+    ts: Rfc3339,
+    community: &'a str,
+    device: &'a str,
+    kind: &'static str,
+    subject: &'a str,
+    direction: &'static str,
+    attrs: AttrsOut<'a>,
+}
+
+impl<'a> EventOut<'a> {
+    pub fn of(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
+        EventOut {
+            id: s.seq,
+            ts: Rfc3339(s.ts_ms),
+            community: &s.community,
+            device: &s.device,
+            kind: s.kind.as_str(),
+            subject: &s.subject,
+            direction: s.direction.as_str(),
+            attrs: AttrsOut(attrs.bytes()),
+        }
+    }
+}
+
+/// A stored event as the API writes it, from the validated event (its attributes
+/// written straight from their encoding, as in every answer).
+pub(crate) fn event_json(seq: u64, e: &sightline_storage::Event) -> Value {
+    json!({"id": seq, "ts": Rfc3339(e.ts_ms()), "community": e.community(),
+           "device": e.device().as_str(), "kind": e.kind().as_str(), "subject": e.subject(),
+           "direction": e.direction().as_str(), "attrs": AttrsOut(e.attr_bytes())})
+}
+
+/// Attributes as a JSON object of strings, numbers and booleans, written straight
+/// from their stored encoding (no map is built).
+pub(crate) struct AttrsOut<'a>(pub &'a [u8]);
+
+impl serde::Serialize for AttrsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let mut m = s.serialize_map(None)?;
+        let mut failed = None;
+        let walked = sightline_storage::visit_attrs(self.0, |k, v| {
+            if failed.is_some() {
+                return;
+            }
+            let r = match v {
+                AttrRef::Str(x) => m.serialize_entry(k, x),
+                AttrRef::Int(x) => m.serialize_entry(k, &x),
+                AttrRef::Float(x) => m.serialize_entry(k, &x),
+                AttrRef::Bool(x) => m.serialize_entry(k, &x),
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        walked.map_err(|e| S::Error::custom(format!("damaged attributes: {e}")))?;
+        m.end()
+    }
+}
+
+/// An answer `{key: [items]}` and how many items it holds.
+pub(crate) fn listed(key: &str, items: Vec<Value>) -> (Body, usize) {
+    let n = items.len();
+    let mut answer = serde_json::Map::new();
+    answer.insert(key.to_string(), Value::Array(items));
+    (Value::Object(answer).into(), n)
+}
+
+/// A typed answer serialized as JSON text, with how many results it holds.
+pub(crate) fn serialized<T: serde::Serialize>(
+    answer: &T,
+    results: usize,
+) -> Result<(Body, usize), crate::error::ApiError> {
+    serde_json::to_string(answer)
+        .map(|s| (Body::Text(s), results))
+        .map_err(|e| crate::error::ApiError::internal(e.to_string()))
+}

@@ -1,0 +1,128 @@
+//! Running store work off the connection tasks: [`run`] puts a closure on tokio's
+//! blocking pool within the query slots and the time limit; [`audited`] does so for an
+//! investigative query in the caller's scope and writes its audit entry, answered or
+//! not.
+
+use std::sync::Arc;
+
+use sightline_query::QueryContext;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::{Answer, Body};
+use crate::App;
+
+/// Runs `f` on the blocking pool (store calls lock, fsync and compute), within the
+/// query concurrency limit and time limit. Past its time the request is answered 503;
+/// its slot stays taken until it really ends, so overload cannot pile up behind it.
+pub(crate) async fn run<F, T>(app: Arc<App>, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&App) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let slot = app
+        .query_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
+    let timeout = app.config.query_timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&app)
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => Err(ApiError::QueryTimeout(Some(timeout))),
+        Ok(joined) => {
+            joined.map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+        }
+    }
+}
+
+/// What an investigative query is audited as: who, which endpoint, with what.
+pub(crate) struct AuditLine {
+    pub key_id: String,
+    pub endpoint: String,
+    /// The query string or body, cut to [`AUDIT_PARAMS_BYTES`].
+    pub params: String,
+}
+
+/// The longest parameter text an audit entry keeps.
+pub(crate) const AUDIT_PARAMS_BYTES: usize = 4096;
+
+impl AuditLine {
+    pub fn new(caller: &Caller, endpoint: &str, mut params: String) -> AuditLine {
+        params.truncate(AUDIT_PARAMS_BYTES);
+        AuditLine {
+            key_id: caller.key_id.clone(),
+            endpoint: endpoint.to_string(),
+            params,
+        }
+    }
+
+    /// Appends the entry: how many results (when answered) and the status.
+    pub fn record(&self, app: &App, results: Option<usize>, status: u16) -> Result<(), ApiError> {
+        app.audit
+            .record(
+                crate::now_ms(),
+                &self.key_id,
+                &self.endpoint,
+                &self.params,
+                results,
+                status,
+            )
+            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
+    }
+}
+
+/// Runs an investigative query in the caller's scope and appends it to the audit log,
+/// answered or not. `params` is what the entry records (the query string or body).
+pub(crate) async fn audited<F>(
+    app: Arc<App>,
+    caller: Caller,
+    endpoint: &str,
+    params: String,
+    ndjson: bool,
+    f: F,
+) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&App, &QueryContext<'_>) -> Result<(Body, usize), ApiError> + Send + 'static,
+{
+    let line = AuditLine::new(&caller, endpoint, params);
+    let answer = run(app.clone(), move |app| {
+        let scope = scope_ids(app, &caller);
+        let ctx = query_ctx(app, scope.as_deref());
+        // Serialized on the blocking pool too, off the connection tasks.
+        f(app, &ctx).map(|(b, n)| match ndjson {
+            true => (b.into_lines(), n),
+            false => (b.into_text(), n),
+        })
+    })
+    .await;
+    let (status, results) = match &answer {
+        Ok((_, n)) => (200, Some(*n)),
+        Err(e) => (e.status().as_u16(), None),
+    };
+    line.record(&app, results, status)?;
+    answer.map(|(b, _)| (hyper::StatusCode::OK, b))
+}
+
+/// A query context over the app's store, limited to `scope` when given, that stops
+/// at the query time limit from now.
+pub(crate) fn query_ctx<'a>(app: &'a App, scope: Option<&'a [u32]>) -> QueryContext<'a> {
+    let ctx = QueryContext::new(&app.store, &app.index)
+        .with_deadline(std::time::Instant::now() + app.config.query_timeout);
+    match scope {
+        Some(ids) => ctx.scoped(ids),
+        None => ctx,
+    }
+}
+
+/// The caller's community scope as sorted dictionary ids (`None`: everything).
+pub(crate) fn scope_ids(app: &App, caller: &Caller) -> Option<Vec<u32>> {
+    caller.communities.as_ref().map(|codes| {
+        let d = app.store.dictionaries();
+        let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
+        ids.sort_unstable();
+        ids
+    })
+}

@@ -1,0 +1,129 @@
+//! `POST /v1/subscriptions`, `GET /v1/subscriptions`, `DELETE /v1/subscriptions/{id}`.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::{target, Registry, Status, Subscription};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::json::{object, strings, text};
+use crate::http::out::listed;
+use crate::http::runner::run;
+use crate::http::{Answer, Call};
+use crate::params::parse_kind;
+use crate::App;
+
+/// A subscription with its status, as listed and as created.
+fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
+    let mut v = serde_json::to_value(s).expect("serializes");
+    v["status"] = serde_json::to_value(st).expect("serializes");
+    v["status"]["lag"] = through.saturating_sub(st.cursor).into();
+    v
+}
+
+/// `GET /v1/subscriptions`.
+pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
+    let list = Registry::list(&c.app)?;
+    let through = c.app.store.applied_through();
+    let items: Vec<Value> = list
+        .iter()
+        .map(|(s, st)| subscription_json(s, st, through))
+        .collect();
+    Ok((StatusCode::OK, listed("subscriptions", items).0))
+}
+
+/// `DELETE /v1/subscriptions/{id}`.
+pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
+    let id = c.arg();
+    match Registry::delete(&c.app, &id)? {
+        true => Ok((StatusCode::OK, json!({ "deleted": id }).into())),
+        false => Err(ApiError::NoSuchSubscription(id)),
+    }
+}
+
+/// `POST /v1/subscriptions`: `{"url", "kinds", "communities", "devices", "subjects",
+/// "format", "batch", "from", "alerts"}`; starts delivering at once.
+pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let (app, caller) = (c.app.clone(), c.caller);
+    let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
+    Ok((StatusCode::CREATED, v.into()))
+}
+
+fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    let url = text(&o, "url", true)?;
+    target(&url)?;
+    let list = |field: &str| strings(o.get(field), field, "must be a list of strings");
+    let kinds = list("kinds")?;
+    for k in kinds.iter().flatten() {
+        parse_kind("kinds", k)?;
+    }
+    let communities = list("communities")?;
+    if let (Some(cs), Some(scope)) = (&communities, &caller.communities) {
+        if let Some(c) = cs.iter().find(|c| !scope.contains(c)) {
+            return Err(ApiError::param(
+                "communities",
+                format!("this API key may not see community {c:?}"),
+            ));
+        }
+    }
+    let (format, batch, from, alerts) = delivery(&o)?;
+    let s = Subscription {
+        id: format!("{:016x}", rand::random::<u64>()),
+        url,
+        kinds,
+        communities,
+        devices: list("devices")?,
+        subjects: list("subjects")?,
+        format,
+        batch,
+        owner: caller.key_id.clone(),
+        scope: caller.communities.clone(),
+        created_ms: crate::now_ms(),
+        alerts,
+    };
+    Registry::create(app, s.clone(), from)?;
+    let status = Status {
+        cursor: from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        }),
+        ..Default::default()
+    };
+    Ok(subscription_json(&s, &status, app.store.applied_through()))
+}
+
+/// How to deliver: `format`, `batch`, `from` and `alerts`, each checked.
+fn delivery(o: &Map<String, Value>) -> Result<(String, usize, Option<u64>, bool), ApiError> {
+    let format = match o
+        .get("format")
+        .and_then(Value::as_str)
+        .unwrap_or("sightline")
+    {
+        f @ ("sightline" | "gat1400") => f.to_string(),
+        _ => return Err(ApiError::param("format", "sightline or gat1400")),
+    };
+    let batch = match o.get("batch") {
+        None => 500,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=10_000).contains(&n) => n as usize,
+            _ => return Err(ApiError::param("batch", "1 to 10000 events")),
+        },
+    };
+    let from = match o.get("from") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ApiError::param("from", "an event id (0: from the start)"))?,
+        ),
+    };
+    let alerts = match o.get("alerts") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::param("alerts", "true or false")),
+    };
+    Ok((format, batch, from, alerts))
+}

@@ -1,0 +1,178 @@
+//! Subscriptions: push matching events to a downstream HTTP endpoint, at least once,
+//! in commit order, from a durable cursor.
+//!
+//! A subscription is a URL, a filter (kinds, communities, devices, subjects) and a
+//! format (Sightline JSON or GA/T 1400 `SubscribeNotificationListObject`). Its worker
+//! reads the change feed after its cursor, POSTs a batch, and only when the receiver
+//! answers 2xx moves the cursor and makes it durable (the catalog). A failed delivery
+//! is retried with exponential backoff (0.5 s doubling to 60 s) and shown in the
+//! subscription's status; a restart resumes from the durable cursor, so a receiver that
+//! was down gets everything when it returns. The cursor's write overlaps the next
+//! delivery, so a crash resends at most the last two batches.
+
+pub(crate) mod deliver;
+pub(crate) mod handlers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::App;
+
+const TREE: &str = "subscriptions";
+pub(crate) const CURSORS: &str = "subscription_cursors";
+
+/// A subscription as created (and kept in the catalog).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    /// `http://host:port/path` of the receiver.
+    pub url: String,
+    pub kinds: Option<Vec<String>>,
+    pub communities: Option<Vec<String>>,
+    pub devices: Option<Vec<String>>,
+    pub subjects: Option<Vec<String>>,
+    /// `sightline` or `gat1400`.
+    pub format: String,
+    /// Most events per delivery.
+    pub batch: usize,
+    /// The key that created it, and that key's communities: it never delivers more
+    /// than its creator may see.
+    pub owner: String,
+    pub scope: Option<Vec<String>>,
+    pub created_ms: i64,
+    /// Deliver watchlist alerts (its cursor: an alert id) instead of events.
+    #[serde(default)]
+    pub alerts: bool,
+}
+
+/// How delivery is going.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// Every event with an id up to this was delivered (or did not match).
+    pub cursor: u64,
+    pub delivered: u64,
+    pub failures_in_a_row: u64,
+    pub last_error: Option<String>,
+    pub last_success_ms: Option<i64>,
+}
+
+/// A running subscription: its worker and the status it keeps.
+type Running = (tokio::task::JoinHandle<()>, Arc<Mutex<Status>>);
+
+/// Running subscriptions: their workers and statuses.
+#[derive(Default)]
+pub struct Registry {
+    running: Mutex<HashMap<String, Running>>,
+}
+
+/// The receiver's address and path, from an `http://` URL; a refusal names `url`.
+pub fn target(url: &str) -> Result<(String, String), ApiError> {
+    let bad = |why: String| ApiError::param("url", why);
+    let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad(
+            "only http:// receivers (put a TLS proxy in front for https)".into(),
+        ));
+    }
+    let host = uri.host().ok_or_else(|| bad("no host".into()))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Ok((format!("{host}:{port}"), path))
+}
+
+/// A subscription as stored, or why it cannot be read.
+fn decode(bytes: &[u8]) -> Result<Subscription, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("a stored subscription is unreadable: {e}")))
+}
+
+impl Registry {
+    /// Starts the workers of every stored subscription.
+    pub(crate) fn start_all(app: &Arc<App>) -> Result<(), ApiError> {
+        for (_, bytes) in app.store.catalog().kv_list(TREE)? {
+            Self::start(app, decode(&bytes)?)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new subscription and starts its worker (its cursor: now, or `from`).
+    pub(crate) fn create(
+        app: &Arc<App>,
+        s: Subscription,
+        from: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let c = app.store.catalog();
+        let cursor = from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        });
+        c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())?;
+        c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes"))?;
+        Self::start(app, s)
+    }
+
+    fn start(app: &Arc<App>, s: Subscription) -> Result<(), ApiError> {
+        let cursor = match app.store.catalog().kv_get(CURSORS, &s.id)? {
+            Some(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            _ => 0,
+        };
+        let status = Arc::new(Mutex::new(Status {
+            cursor,
+            ..Default::default()
+        }));
+        let task = match s.alerts {
+            true => tokio::spawn(deliver::alerts(app.clone(), s.clone(), status.clone())),
+            false => tokio::spawn(deliver::events(app.clone(), s.clone(), status.clone())),
+        };
+        app.subscriptions
+            .running
+            .lock()
+            .expect("subscriptions")
+            .insert(s.id.clone(), (task, status));
+        Ok(())
+    }
+
+    /// Stops and forgets a subscription; false if there is none.
+    pub(crate) fn delete(app: &App, id: &str) -> Result<bool, ApiError> {
+        let running = app
+            .subscriptions
+            .running
+            .lock()
+            .expect("subscriptions")
+            .remove(id);
+        if let Some((task, _)) = &running {
+            task.abort();
+        }
+        let c = app.store.catalog();
+        let existed = c.kv_get(TREE, id)?.is_some();
+        c.kv_delete(TREE, id)?;
+        c.kv_delete(CURSORS, id)?;
+        Ok(existed || running.is_some())
+    }
+
+    /// Every subscription with its status.
+    pub(crate) fn list(app: &App) -> Result<Vec<(Subscription, Status)>, ApiError> {
+        let stored = app.store.catalog().kv_list(TREE)?;
+        let running = app.subscriptions.running.lock().expect("subscriptions");
+        let mut out = Vec::new();
+        for (_, bytes) in stored {
+            let s = decode(&bytes)?;
+            let status = running
+                .get(&s.id)
+                .map(|(_, st)| st.lock().expect("status").clone())
+                .unwrap_or_default();
+            out.push((s, status));
+        }
+        Ok(out)
+    }
+
+    /// Stops every worker (at shutdown).
+    pub fn stop_all(&self) {
+        for (_, (task, _)) in self.running.lock().expect("subscriptions").drain() {
+            task.abort();
+        }
+    }
+}

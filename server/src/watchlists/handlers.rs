@@ -1,0 +1,170 @@
+//! `POST/GET /v1/watchlists`, `DELETE /v1/watchlists/{id}` and `GET /v1/alerts`.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::{Entry, Watchlist};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::json::{object, text};
+use crate::http::out::listed;
+use crate::http::runner::run;
+use crate::http::{Answer, Call};
+use crate::params::{parse_kind, parse_time};
+use crate::App;
+
+/// Most entries one watchlist may hold.
+const MAX_ENTRIES: usize = 100_000;
+
+/// `GET /v1/watchlists`: those of the key's communities for a scoped key.
+pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
+    let items: Vec<Value> = c
+        .app
+        .watch
+        .list()
+        .into_iter()
+        .filter(|w| c.caller.communities.is_none() || w.scope == c.caller.communities)
+        .map(|w| serde_json::to_value(w).expect("serializes"))
+        .collect();
+    Ok((StatusCode::OK, listed("watchlists", items).0))
+}
+
+/// `DELETE /v1/watchlists/{id}`.
+pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
+    let id = c.arg();
+    let (found, id) = run(c.app, move |app| {
+        app.watch.delete(&app.store, &id).map(|found| (found, id))
+    })
+    .await?;
+    match found {
+        true => Ok((StatusCode::OK, json!({ "deleted": id }).into())),
+        false => Err(ApiError::NoSuchWatchlist(id)),
+    }
+}
+
+/// `POST /v1/watchlists`: `{"name", "reason", "expires", "entries": [{"kind",
+/// "subject" | "pattern" | "fuzzy" (+ "distance")}]}`.
+pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let caller = c.caller;
+    let v = run(c.app, move |app| create_now(app, &body, &caller)).await?;
+    Ok((StatusCode::CREATED, v.into()))
+}
+
+fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    let reason = text(&o, "reason", true)?;
+    let expires_ms = match o.get("expires") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| ApiError::param("expires", "epoch ms or RFC 3339"))?,
+        ),
+        Some(Value::String(t)) => Some(parse_time("expires", t)?),
+        Some(_) => return Err(ApiError::param("expires", "epoch ms or RFC 3339")),
+    };
+    let items = o
+        .get("entries")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty() && a.len() <= MAX_ENTRIES)
+        .ok_or_else(|| ApiError::param("entries", "1 to 100,000 entries"))?;
+    let entries = items
+        .iter()
+        .enumerate()
+        .map(|(i, e)| entry(i, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let w = Watchlist {
+        id: format!("{:016x}", rand::random::<u64>()),
+        name: text(&o, "name", false)?,
+        reason,
+        expires_ms,
+        entries,
+        scope: caller.communities.clone(),
+    };
+    app.watch.put(&app.store, &w)?;
+    Ok(serde_json::to_value(&w).expect("serializes"))
+}
+
+/// Entry `i` of a new watchlist, each failure naming `entries[i].field`.
+fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
+    let bad = |f: &str, why: &str| ApiError::param(format!("entries[{i}].{f}"), why);
+    let kind = e["kind"].as_str().unwrap_or("vehicle");
+    parse_kind("kind", kind).map_err(|_| bad("kind", "unknown kind"))?;
+    let get = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+    let (subject, pattern, fuzzy) = (get("subject"), get("pattern"), get("fuzzy"));
+    if [&subject, &pattern, &fuzzy]
+        .iter()
+        .filter(|x| x.is_some())
+        .count()
+        != 1
+    {
+        return Err(bad(
+            "subject",
+            "give exactly one of subject, pattern, fuzzy",
+        ));
+    }
+    if let Some(p) = &pattern {
+        if p.chars().count() > sightline_index::MAX_PATTERN_CHARS
+            || p.chars().all(|c| c == '*' || c == '?')
+        {
+            return Err(bad(
+                "pattern",
+                &format!(
+                    "a pattern needs literal characters (and at most {} characters)",
+                    sightline_index::MAX_PATTERN_CHARS
+                ),
+            ));
+        }
+    }
+    let distance = match e.get("distance") {
+        None => None,
+        Some(d) => match d.as_f64() {
+            Some(d) if (0.0..=2.0).contains(&d) && fuzzy.is_some() => Some(d as f32),
+            _ => return Err(bad("distance", "0 to 2, with fuzzy")),
+        },
+    };
+    Ok(Entry {
+        kind: kind.to_string(),
+        subject,
+        pattern,
+        fuzzy,
+        distance,
+    })
+}
+
+/// `GET /v1/alerts?after=&limit=&wait=`: alerts after the cursor, in order, waiting up
+/// to `wait` for some when there are none.
+pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
+    let p = &c.params;
+    let after = p.number("after", 0u64)?;
+    let limit = p.limit(1000, c.app.config.max_result_rows)?;
+    let wait = p.window("wait")?.unwrap_or(0);
+    if !(0..=60_000).contains(&wait) {
+        return Err(ApiError::param("wait", "0 to 60 s"));
+    }
+    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    loop {
+        let notified = c.app.watch.signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let scope = c.caller.communities.clone();
+        let alerts = run(c.app.clone(), move |a| {
+            a.watch.alerts(&a.store, after, limit, scope.as_deref())
+        })
+        .await?;
+        if !alerts.is_empty() || Instant::now() >= deadline {
+            let next = alerts
+                .last()
+                .and_then(|a| a["id"].as_u64())
+                .unwrap_or(after);
+            return Ok((
+                StatusCode::OK,
+                json!({ "alerts": alerts, "next_after": next }).into(),
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, notified).await;
+    }
+}
