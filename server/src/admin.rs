@@ -130,12 +130,14 @@ fn retention_days(body: &[u8]) -> Result<Option<u32>, ApiError> {
         Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(d) if (1..=u64::from(max)).contains(&d) => Some(d as u32),
-            _ => return Err(ApiError::param(
-                "days",
-                format!(
+            _ => {
+                return Err(ApiError::param(
+                    "days",
+                    format!(
                     "must be a whole number of days from 1 to {max}, or null to keep everything"
                 ),
-            )),
+                ))
+            }
         },
     };
     if let Some(extra) = o.keys().find(|k| *k != "days") {

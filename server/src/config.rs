@@ -9,17 +9,41 @@ use std::time::Duration;
 
 use crate::ServerConfig;
 
+/// Why the settings cannot make a server configuration; each names what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("no store directory: give --data DIR, SIGHTLINE_DATA or `data` in the config file")]
+    NoData,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("{0:?} is not a duration like 500ms, 30s, 5m or 1h")]
+    NotADuration(String),
+    #[error("{0:?} is not a positive duration")]
+    NotPositive(String),
+}
+
 /// A duration written `500ms`, `30s`, `5m`, `1h` (bare numbers are seconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
 impl FromStr for Dur {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Dur, String> {
-        let ms = crate::params::parse_window("duration", s).map_err(|e| e.to_string())?;
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Dur, ConfigError> {
+        let ms = crate::params::parse_window("duration", s)
+            .map_err(|_| ConfigError::NotADuration(s.to_string()))?;
         match u64::try_from(ms) {
             Ok(ms) if ms > 0 => Ok(Dur(Duration::from_millis(ms))),
-            _ => Err(format!("{s:?} is not a positive duration")),
+            _ => Err(ConfigError::NotPositive(s.to_string())),
         }
     }
 }
@@ -92,10 +116,15 @@ pub struct Settings {
 
 impl Settings {
     /// Reads a TOML settings file; errors name the file, and the key and line.
-    pub fn from_file(path: &Path) -> Result<Settings, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// These settings, with `base` filling in what they leave unset.
@@ -122,17 +151,15 @@ impl Settings {
 
     /// The server configuration: these settings over the defaults. `data` is required;
     /// counts must be positive.
-    pub fn server_config(self) -> Result<ServerConfig, String> {
-        let data = self.data.ok_or(
-            "no store directory: give --data DIR, SIGHTLINE_DATA or `data` in the config file",
-        )?;
+    pub fn server_config(self) -> Result<ServerConfig, ConfigError> {
+        let data = self.data.ok_or(ConfigError::NoData)?;
         let mut c = ServerConfig::new(
             data,
             self.listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
         );
         c.store.retention_days = self.retention_days;
-        let positive = |name: &str, v: Option<usize>, default: usize| match v {
-            Some(0) => Err(format!("{name} must be at least 1")),
+        let positive = |name: &'static str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(ConfigError::Zero(name)),
             Some(v) => Ok(v),
             None => Ok(default),
         };
@@ -216,11 +243,11 @@ mod tests {
             ("data = \n", "sightline.toml"),
         ] {
             let (_d, path) = file(text);
-            let e = Settings::from_file(&path).unwrap_err();
+            let e = Settings::from_file(&path).unwrap_err().to_string();
             assert!(e.contains(says), "{text:?}: {e}");
             assert!(e.contains("sightline.toml"), "{text:?}: {e}");
         }
-        let e = Settings::default().server_config().unwrap_err();
+        let e = Settings::default().server_config().unwrap_err().to_string();
         assert!(e.contains("--data"), "{e}");
         let zero = Settings {
             data: Some("d".into()),
@@ -230,8 +257,11 @@ mod tests {
         assert!(zero
             .server_config()
             .unwrap_err()
+            .to_string()
             .contains("max_concurrent_queries"));
-        let missing = Settings::from_file(Path::new("/nonexistent/s.toml")).unwrap_err();
+        let missing = Settings::from_file(Path::new("/nonexistent/s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("/nonexistent/s.toml"), "{missing}");
     }
 }

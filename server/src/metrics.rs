@@ -77,7 +77,14 @@ impl Metrics {
 
     pub fn render(&self, app: &App) -> String {
         let mut out = String::new();
-        let o = &mut out;
+        self.render_requests(&mut out);
+        self.render_ingest(&mut out, app);
+        render_store(&mut out, app);
+        out
+    }
+
+    /// Requests by endpoint and status, their latencies, refusals by code.
+    fn render_requests(&self, o: &mut String) {
         header(
             o,
             "sightline_requests_total",
@@ -117,6 +124,10 @@ impl Metrics {
         for (code, n) in self.refused.lock().expect("metrics lock").iter() {
             let _ = writeln!(o, "sightline_refused_requests_total{{code=\"{code}\"}} {n}");
         }
+    }
+
+    /// Ingested records by result, group commits, maintenance passes.
+    fn render_ingest(&self, o: &mut String, app: &App) {
         header(
             o,
             "sightline_ingested_events_total",
@@ -169,39 +180,42 @@ impl Metrics {
             "sightline_maintenance_last_duration_seconds {}",
             self.maintenance_last_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
-        let t = crate::Totals::of(&app.store);
-        for (name, help, v) in [
-            ("sightline_events", "Events stored.", t.events),
-            (
-                "sightline_shards",
-                "Shards (community × day) holding events.",
-                t.shards as u64,
-            ),
-            (
-                "sightline_memory_events",
-                "Events in shards' memory parts, not yet sealed (they hold most of the heap).",
-                t.memory_events,
-            ),
-            (
-                "sightline_sealed_bytes",
-                "Bytes of sealed segment files.",
-                t.sealed_bytes,
-            ),
-            (
-                "sightline_subjects_searchable",
-                "Subjects in the search vocabulary.",
-                app.vocab.indexed(),
-            ),
-            (
-                "sightline_store_failed",
-                "1 after a write or fsync failed: writes are refused until restarted.",
-                app.store.failed().is_some() as u64,
-            ),
-        ] {
-            header(o, name, "gauge", help);
-            let _ = writeln!(o, "{name} {v}");
-        }
-        out
+    }
+}
+
+/// The store's size and state.
+fn render_store(o: &mut String, app: &App) {
+    let t = crate::Totals::of(&app.store);
+    for (name, help, v) in [
+        ("sightline_events", "Events stored.", t.events),
+        (
+            "sightline_shards",
+            "Shards (community × day) holding events.",
+            t.shards as u64,
+        ),
+        (
+            "sightline_memory_events",
+            "Events in shards' memory parts, not yet sealed (they hold most of the heap).",
+            t.memory_events,
+        ),
+        (
+            "sightline_sealed_bytes",
+            "Bytes of sealed segment files.",
+            t.sealed_bytes,
+        ),
+        (
+            "sightline_subjects_searchable",
+            "Subjects in the search vocabulary.",
+            app.vocab.indexed(),
+        ),
+        (
+            "sightline_store_failed",
+            "1 after a write or fsync failed: writes are refused until restarted.",
+            app.store.failed().is_some() as u64,
+        ),
+    ] {
+        header(o, name, "gauge", help);
+        let _ = writeln!(o, "{name} {v}");
     }
 }
 

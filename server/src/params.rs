@@ -365,6 +365,9 @@ mod tests {
         assert_eq!(p.list("community").unwrap(), ["a", "b", "c"]);
         assert_eq!(p.get("q"), Some("a b"));
         assert!(p.only(&["subject", "community", "q"]).is_ok());
-        assert_eq!(p.only(&["subject"]).unwrap_err().code(), "invalid_parameter");
+        assert_eq!(
+            p.only(&["subject"]).unwrap_err().code(),
+            "invalid_parameter"
+        );
     }
 }

@@ -14,7 +14,33 @@
 //! byte shared with the value tag; the table below is part of the on-disk format and
 //! may only grow at the end.
 
-use crate::event::{AttrValue, Attrs};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A value in an event's small attribute map.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl AttrValue {
+    /// The value, borrowed.
+    pub fn as_ref(&self) -> AttrRef<'_> {
+        match self {
+            AttrValue::Str(s) => AttrRef::Str(s),
+            AttrValue::Int(i) => AttrRef::Int(*i),
+            AttrValue::Float(f) => AttrRef::Float(*f),
+            AttrValue::Bool(b) => AttrRef::Bool(*b),
+        }
+    }
+}
+
+/// Small attributes: plate_color, confidence, open_method, image_url, source_id …
+pub type Attrs = BTreeMap<String, AttrValue>;
 
 /// Keys with a one-byte code: position + 1. Append only.
 const WELL_KNOWN_KEYS: [&str; 14] = [

@@ -1,7 +1,5 @@
 //! The event model and its validation.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::attr_codec::AttrRef;
@@ -89,29 +87,7 @@ impl Direction {
     }
 }
 
-/// A value in an event's small attribute map.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-pub enum AttrValue {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-impl AttrValue {
-    /// The value, borrowed.
-    pub fn as_ref(&self) -> AttrRef<'_> {
-        match self {
-            AttrValue::Str(s) => AttrRef::Str(s),
-            AttrValue::Int(i) => AttrRef::Int(*i),
-            AttrValue::Float(f) => AttrRef::Float(*f),
-            AttrValue::Bool(b) => AttrRef::Bool(*b),
-        }
-    }
-}
-
-/// Small attributes: plate_color, confidence, open_method, image_url, source_id …
-pub type Attrs = BTreeMap<String, AttrValue>;
+pub use crate::attr_codec::{AttrValue, Attrs};
 
 /// The attribute that carries the upstream id used for idempotency.
 pub const SOURCE_ID: &str = "source_id";

@@ -225,29 +225,29 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
     }
 }
 
+/// The community ids a subscription reads: those it names within its creator's
+/// scope (`None`: every community).
+fn communities_of(app: &App, s: &Subscription) -> Option<Vec<u32>> {
+    let d = app.store.dictionaries();
+    let allowed = |c: &String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
+    match (&s.communities, &s.scope) {
+        (None, None) => None,
+        (Some(cs), _) => Some(
+            cs.iter()
+                .filter(|c| allowed(c))
+                .filter_map(|c| d.community_id(c))
+                .collect(),
+        ),
+        (None, Some(sc)) => Some(sc.iter().filter_map(|c| d.community_id(c)).collect()),
+    }
+}
+
 /// The worker: feed pages after the cursor, filtered, delivered, cursor kept.
 pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
     let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
-    let communities = {
-        let d = app.store.dictionaries();
-        let allowed = |c: &String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
-        match (&s.communities, &s.scope) {
-            (None, None) => None,
-            (Some(cs), _) => Some(
-                cs.iter()
-                    .filter(|c| allowed(c))
-                    .filter_map(|c| d.community_id(c))
-                    .collect(),
-            ),
-            (None, Some(sc)) => Some(
-                sc.iter()
-                    .filter_map(|c| d.community_id(c))
-                    .collect::<Vec<u32>>(),
-            ),
-        }
-    };
+    let communities = communities_of(&app, &s);
     let mut cursor = status.lock().expect("status").cursor;
     let mut last_persist = Instant::now();
     loop {
@@ -263,19 +263,7 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             let events: Vec<Value> = page
                 .events
                 .iter()
-                .filter(|(e, _)| {
-                    sub.kinds
-                        .as_ref()
-                        .is_none_or(|k| k.iter().any(|k| k == e.kind.as_str()))
-                        && sub
-                            .devices
-                            .as_ref()
-                            .is_none_or(|d| d.iter().any(|d| **d == *e.device))
-                        && sub
-                            .subjects
-                            .as_ref()
-                            .is_none_or(|x| x.iter().any(|x| **x == *e.subject))
-                })
+                .filter(|(e, _)| sub.matches(e))
                 .filter_map(|(e, at)| serde_json::to_value(EventOut::of(e, at)).ok())
                 .collect();
             (events, page.next_after)

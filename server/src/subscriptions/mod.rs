@@ -48,6 +48,19 @@ pub struct Subscription {
     pub alerts: bool,
 }
 
+impl Subscription {
+    /// Whether an event passes the kinds, devices and subjects filters (communities
+    /// are applied to the feed read itself).
+    pub fn matches(&self, e: &sightline_query::Sighting) -> bool {
+        let any = |list: &Option<Vec<String>>, value: &str| {
+            list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
+        };
+        any(&self.kinds, e.kind.as_str())
+            && any(&self.devices, &e.device)
+            && any(&self.subjects, &e.subject)
+    }
+}
+
 /// How delivery is going.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {

@@ -1,244 +1,14 @@
-//! The route table: every endpoint once — method, path, who may call it, its
-//! parameters, its documentation and its handler. Dispatch, authorisation, the
-//! unknown-parameter check, metric labels and the OpenAPI document are all derived
-//! from it, so adding an endpoint is one entry here plus its handler beside its
-//! feature. `tests` below prove every entry documented, labelled and authorised.
+//! The table itself: every route of the API, grouped by feature.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use hyper::Method;
+use serde_json::json;
 
-use hyper::body::Incoming;
-use hyper::{Method, Request};
-use serde_json::{json, Value};
-
-use crate::auth::{Caller, Role};
-use crate::error::ApiError;
-use crate::http::body::{respond, respond_error, NDJSON};
-use crate::http::{Answer, Body, Call, Reply};
-use crate::params::{p, path_p, Param, Params};
-use crate::queries::QueryFn;
-use crate::{admin, catalog, feed, gat1400, ingest, queries, subscriptions, watchlists, App};
-
-/// Who may call a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Anyone (only that the server is up, and this API's own description).
-    Public,
-    /// An API key with this role or a greater one.
-    Key(Role),
-    /// GA/T 1400 devices and platforms: HTTP Digest registration (`gat1400`).
-    Gat1400,
-}
-
-/// How a route treats query parameters it does not document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Check {
-    /// Refused (400, naming it) before the handler runs.
-    Refuse,
-    /// Refused inside the audited run, so the refusal is audited too.
-    RefuseAudited,
-    /// Ignored (health, metrics and similar endpoints that take none).
-    Ignore,
-}
-
-/// What the OpenAPI document says of a route (GA/T 1400 routes are documented in
-/// `server/API.md` instead: the standard is their description).
-pub(crate) struct Doc {
-    pub summary: &'static str,
-    /// Query and path parameters (for PUT and DELETE: the path parameter).
-    pub params: &'static [Param],
-    /// An example request body (POST, PUT).
-    pub example: Option<fn() -> Value>,
-    /// What a 404 means (DELETE of an id that does not exist).
-    pub not_found: Option<&'static str>,
-}
-
-type Future_ = Pin<Box<dyn Future<Output = Result<Answer, ApiError>> + Send>>;
-type Handler = Box<dyn Fn(Call) -> Future_ + Send + Sync>;
-
-pub(crate) struct Route {
-    /// `None`: any method (the GA/T 1400 fallback).
-    pub method: Option<Method>,
-    /// The path; a last segment `{name}` takes the rest of the path (non-empty).
-    pub path: &'static str,
-    pub access: Access,
-    pub check: Check,
-    /// `None` for the GA/T 1400 routes.
-    pub doc: Option<Doc>,
-    handler: Handler,
-}
-
-impl Route {
-    /// The path's fixed part and whether a `{name}` argument follows it.
-    fn prefix(&self) -> (&'static str, bool) {
-        match self.path.rfind("/{") {
-            Some(i) => (&self.path[..=i], true),
-            None => (self.path, false),
-        }
-    }
-
-    /// The path argument if `path` is this route's, `Some(None)` for a path without one.
-    fn matches(&self, path: &str) -> Option<Option<String>> {
-        match self.prefix() {
-            (fixed, false) => (path == fixed).then_some(None),
-            (fixed, true) => path
-                .strip_prefix(fixed)
-                .filter(|rest| !rest.is_empty())
-                .map(|rest| Some(rest.to_string())),
-        }
-    }
-
-    fn takes(&self, method: &Method) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method)
-    }
-}
-
-/// The table, and the metric label of each distinct path.
-pub(crate) struct Routes {
-    pub routes: Vec<Route>,
-    /// Distinct paths in table order; a request's label is its index here, anything
-    /// unrouted is `labels.len()` ("other").
-    pub labels: Vec<&'static str>,
-}
-
-/// Where a request goes.
-enum Found<'a> {
-    Route(&'a Route, Option<String>),
-    WrongMethod { path: &'static str },
-    Nowhere,
-}
-
-impl Routes {
-    fn new() -> Routes {
-        Routes {
-            routes: Vec::new(),
-            labels: Vec::new(),
-        }
-    }
-
-    fn add<F, Fut>(
-        &mut self,
-        method: Option<Method>,
-        path: &'static str,
-        access: Access,
-        check: Check,
-        doc: Option<Doc>,
-        f: F,
-    ) where
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        if !self.labels.contains(&path) {
-            self.labels.push(path);
-        }
-        self.routes.push(Route {
-            method,
-            path,
-            access,
-            check,
-            doc,
-            handler: Box::new(move |c| Box::pin(f(c))),
-        });
-    }
-
-    fn get<F, Fut>(&mut self, path: &'static str, access: Access, check: Check, doc: Doc, f: F)
-    where
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        self.add(Some(Method::GET), path, access, check, Some(doc), f);
-    }
-
-    fn send<F, Fut>(&mut self, method: Method, path: &'static str, role: Role, doc: Doc, f: F)
-    where
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        self.add(
-            Some(method),
-            path,
-            Access::Key(role),
-            Check::Ignore,
-            Some(doc),
-            f,
-        );
-    }
-
-    /// An investigative GET query: audited, in the caller's scope.
-    fn query(&mut self, path: &'static str, doc: Doc, f: QueryFn) {
-        let params = doc.params;
-        self.get(
-            path,
-            Access::Key(Role::Investigate),
-            Check::RefuseAudited,
-            doc,
-            move |c| queries::answer(c, params, f),
-        );
-    }
-
-    /// A GA/T 1400 route.
-    fn viid<F, Fut>(&mut self, method: Option<Method>, path: &'static str, f: F)
-    where
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
-    {
-        self.add(method, path, Access::Gat1400, Check::Ignore, None, f);
-    }
-
-    fn find(&self, method: &Method, path: &str) -> Found<'_> {
-        let mut wrong_method = None;
-        for r in &self.routes {
-            if let Some(arg) = r.matches(path) {
-                match r.takes(method) {
-                    true => return Found::Route(r, arg),
-                    false => wrong_method = wrong_method.or(Some(r.path)),
-                }
-            }
-        }
-        match wrong_method {
-            Some(path) => Found::WrongMethod { path },
-            None => Found::Nowhere,
-        }
-    }
-
-    /// The methods a path takes, in the order GET, POST, PUT, DELETE.
-    fn allowed(&self, path: &str) -> String {
-        let mut methods: Vec<&Method> = self
-            .routes
-            .iter()
-            .filter(|r| r.path == path)
-            .filter_map(|r| r.method.as_ref())
-            .collect();
-        let rank = |m: &Method| {
-            [Method::GET, Method::POST, Method::PUT, Method::DELETE]
-                .iter()
-                .position(|x| x == m)
-        };
-        methods.sort_by_key(|m| rank(m));
-        methods
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// The metric label index of a path template.
-    pub fn label_of(&self, path: &str) -> usize {
-        self.labels
-            .iter()
-            .position(|l| *l == path)
-            .unwrap_or(self.labels.len())
-    }
-}
-
-/// The table. Read it top to bottom: it is the API.
-pub(crate) fn routes() -> &'static Routes {
-    static ROUTES: LazyLock<Routes> = LazyLock::new(table);
-    &ROUTES
-}
+use super::Access::{Key, Public};
+use super::Check::{Ignore, Refuse};
+use super::{Check, Doc, Routes};
+use crate::auth::Role::{Admin, Ingest, Investigate};
+use crate::params::{p, path_p, Param};
+use crate::{admin, catalog, feed, gat1400, ingest, queries, subscriptions, watchlists};
 
 const FROM: Param = p(
     "from",
@@ -284,7 +54,11 @@ const fn doc(summary: &'static str, params: &'static [Param]) -> Doc {
     }
 }
 
-const fn with_body(summary: &'static str, params: &'static [Param], example: fn() -> Value) -> Doc {
+const fn with_body(
+    summary: &'static str,
+    params: &'static [Param],
+    example: fn() -> serde_json::Value,
+) -> Doc {
     Doc {
         summary,
         params,
@@ -302,12 +76,21 @@ const fn deleting(summary: &'static str, not_found: &'static str) -> Doc {
     }
 }
 
-fn table() -> Routes {
-    use Access::{Key, Public};
-    use Check::{Ignore, Refuse};
-    use Role::{Admin, Ingest, Investigate};
+/// Every route, by feature.
+pub(super) fn table() -> Routes {
     let mut r = Routes::new();
-    // Service.
+    service(&mut r);
+    catalog(&mut r);
+    ingest(&mut r);
+    subject_queries(&mut r);
+    community_queries(&mut r);
+    feed(&mut r);
+    gat1400(&mut r);
+    r
+}
+
+/// Service: health, metrics, this API's description, audit, administration.
+fn service(r: &mut Routes) {
     r.get(
         "/health",
         Public,
@@ -382,7 +165,10 @@ fn table() -> Routes {
         ),
         admin::retention,
     );
-    // Catalog.
+}
+
+/// The catalog: communities and devices.
+fn catalog(r: &mut Routes) {
     r.get(
         "/v1/communities",
         Key(Investigate),
@@ -430,7 +216,10 @@ fn table() -> Routes {
         ),
         catalog::put_device,
     );
-    // Ingest.
+}
+
+/// Ingest.
+fn ingest(r: &mut Routes) {
     r.send(
         Method::POST,
         "/v1/events",
@@ -446,7 +235,11 @@ fn table() -> Routes {
         ),
         ingest::post_events,
     );
-    // Investigative queries: audited, in the key's communities.
+}
+
+/// Subject queries (audited, in the key's communities, like every query): an event,
+/// a trajectory, companions, collision, search.
+fn subject_queries(r: &mut Routes) {
     r.get(
         "/v1/events/{id}",
         Key(Investigate),
@@ -554,6 +347,10 @@ fn table() -> Routes {
         ),
         queries::search,
     );
+}
+
+/// Community queries: who comes often, at night, for the first time; counts.
+fn community_queries(r: &mut Routes) {
     r.query(
         "/v1/frequency",
         doc(
@@ -648,7 +445,10 @@ fn table() -> Routes {
         ),
         queries::patterns::counts,
     );
-    // The change feed, subscriptions, watchlists and alerts.
+}
+
+/// The change feed, subscriptions, watchlists and alerts.
+fn feed(r: &mut Routes) {
     r.get("/v1/feed", Key(Investigate), Refuse, doc("Events in commit order after a cursor (an event id): a page, long-polled with `wait`, or Server-Sent Events with `Accept: text/event-stream` (resumes from `Last-Event-ID`).", params![
         p("after", false, "0", "Cursor: the last event id processed (0)."),
         p("limit", false, "100", "Events per page (1000)."),
@@ -725,7 +525,10 @@ fn table() -> Routes {
         ),
         watchlists::handlers::alerts,
     );
-    // GA/T 1400 (视图库): cameras and platforms, HTTP Digest; server/API.md.
+}
+
+/// GA/T 1400 (视图库): cameras and platforms, HTTP Digest (server/API.md).
+fn gat1400(r: &mut Routes) {
     r.viid(
         Some(Method::POST),
         "/VIID/System/Register",
@@ -757,179 +560,4 @@ fn table() -> Routes {
         "/VIID/{resource}",
         gat1400::handlers::no_such_resource,
     );
-    r
-}
-
-/// Answers one request: route, authorise, run the handler, write the answer or the
-/// error, count it in `/metrics`.
-pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
-    let started = Instant::now();
-    let table = routes();
-    let (label, answer) = match table.find(req.method(), req.uri().path()) {
-        Found::Route(route, arg) => (
-            table.label_of(route.path),
-            call(app.clone(), route, arg, req).await,
-        ),
-        Found::WrongMethod { path } => (
-            table.label_of(path),
-            Err(ApiError::MethodNotAllowed {
-                path: req.uri().path().to_string(),
-                allowed: table.allowed(path),
-                method: req.method().to_string(),
-            }),
-        ),
-        Found::Nowhere => (
-            table.labels.len(),
-            Err(ApiError::NoSuchEndpoint(req.uri().path().to_string())),
-        ),
-    };
-    let (reply, error) = match answer {
-        Ok((status, body)) => (respond(status, body), None),
-        Err(e) => (respond_error(&e), Some(e.code())),
-    };
-    app.metrics
-        .record(label, reply.status().as_u16(), error, started.elapsed());
-    Ok(reply)
-}
-
-/// Authorises the caller (before any body is read) and runs the route's handler.
-async fn call(
-    app: Arc<App>,
-    route: &'static Route,
-    arg: Option<String>,
-    req: Request<Incoming>,
-) -> Result<Answer, ApiError> {
-    let caller = match route.access {
-        Access::Key(role) => app.keys.authorize(token(&req), role)?,
-        Access::Public | Access::Gat1400 => Caller {
-            key_id: "anonymous".into(),
-            role: Role::Admin,
-            communities: None,
-        },
-    };
-    let params = Params::parse(req.uri().query());
-    if route.check == Check::Refuse {
-        params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
-    }
-    let ndjson = wants_ndjson(&req);
-    let (status, body) = (route.handler)(Call::new(app, caller, params, arg, req, ndjson)).await?;
-    let body = match body {
-        b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
-        b => b,
-    };
-    Ok((status, body))
-}
-
-/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
-fn wants_ndjson(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(hyper::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with(NDJSON)))
-}
-
-/// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
-fn token(req: &Request<Incoming>) -> Option<&str> {
-    let h = req.headers();
-    h.get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_route_is_documented_labelled_and_authorised() {
-        let table = routes();
-        let document = crate::openapi::document();
-        for r in &table.routes {
-            // Labelled: its own metric label, distinct from every other path's.
-            let label = table.label_of(r.path);
-            assert_eq!(table.labels[label], r.path);
-            // Documented: in the OpenAPI document under its method, or a GA/T 1400
-            // route (server/API.md).
-            match (&r.doc, r.access) {
-                (Some(_), Access::Key(_) | Access::Public) => {
-                    let method = r.method.as_ref().expect("documented routes name a method");
-                    let op = &document["paths"][r.path][method.as_str().to_ascii_lowercase()];
-                    assert!(
-                        op["summary"].is_string(),
-                        "{method} {} is not in the document",
-                        r.path
-                    );
-                }
-                (None, Access::Gat1400) => assert!(r.path.starts_with("/VIID/")),
-                _ => panic!("{} is neither documented nor a GA/T 1400 route", r.path),
-            }
-            // Authorised: only these are public; mutations need a key.
-            if r.access == Access::Public {
-                assert!(
-                    ["/health", "/v1/openapi.json"].contains(&r.path),
-                    "{} is public",
-                    r.path
-                );
-            }
-            if r.method.as_ref().is_some_and(|m| m != Method::GET) && r.access != Access::Gat1400 {
-                assert!(
-                    matches!(r.access, Access::Key(_)),
-                    "{} changes things without a key",
-                    r.path
-                );
-            }
-            // Path arguments are documented as path parameters.
-            if let (Some(d), (_, true)) = (&r.doc, r.prefix()) {
-                assert!(
-                    d.params.iter().any(|p| p.in_path),
-                    "{} does not document its argument",
-                    r.path
-                );
-            }
-        }
-        // Every documented operation is a route.
-        let documented: usize = document["paths"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|ops| ops.as_object().unwrap().len())
-            .sum();
-        assert_eq!(
-            documented,
-            table.routes.iter().filter(|r| r.doc.is_some()).count()
-        );
-    }
-
-    #[test]
-    fn paths_route_by_template_and_method() {
-        let table = routes();
-        let found = |m: Method, p: &str| match table.find(&m, p) {
-            Found::Route(r, arg) => format!("{} {:?}", r.path, arg),
-            Found::WrongMethod { path } => format!("405 {} ({})", path, table.allowed(path)),
-            Found::Nowhere => "404".into(),
-        };
-        assert_eq!(
-            found(Method::GET, "/v1/events/7"),
-            "/v1/events/{id} Some(\"7\")"
-        );
-        assert_eq!(found(Method::GET, "/v1/events/"), "404");
-        assert_eq!(found(Method::GET, "/v1/events"), "405 /v1/events (POST)");
-        assert_eq!(
-            found(Method::POST, "/v1/admin/retention"),
-            "405 /v1/admin/retention (GET, PUT)"
-        );
-        assert_eq!(
-            found(Method::PUT, "/v1/devices/../x"),
-            "/v1/devices/{code} Some(\"../x\")"
-        );
-        assert_eq!(
-            found(Method::GET, "/VIID/MotorVehicles"),
-            "/VIID/{resource} Some(\"MotorVehicles\")"
-        );
-        assert_eq!(found(Method::GET, "/v2/nothing"), "404");
-        assert_eq!(table.label_of("/nothing"), table.labels.len());
-    }
 }

@@ -1,0 +1,192 @@
+//! Answering a request from the table: find the route, authorise the caller before any
+//! body is read, run the handler, write the answer or the error, count it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::Request;
+
+use super::{routes, Access, Check, Found, Route};
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::http::body::{respond, respond_error, NDJSON};
+use crate::http::{Answer, Body, Call, Reply};
+use crate::params::Params;
+use crate::App;
+
+/// Answers one request: route, authorise, run the handler, write the answer or the
+/// error, count it in `/metrics`.
+pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let started = Instant::now();
+    let table = routes();
+    let (label, answer) = match table.find(req.method(), req.uri().path()) {
+        Found::Route(route, arg) => (
+            table.label_of(route.path),
+            call(app.clone(), route, arg, req).await,
+        ),
+        Found::WrongMethod { path } => (
+            table.label_of(path),
+            Err(ApiError::MethodNotAllowed {
+                path: req.uri().path().to_string(),
+                allowed: table.allowed(path),
+                method: req.method().to_string(),
+            }),
+        ),
+        Found::Nowhere => (
+            table.labels.len(),
+            Err(ApiError::NoSuchEndpoint(req.uri().path().to_string())),
+        ),
+    };
+    let (reply, error) = match answer {
+        Ok((status, body)) => (respond(status, body), None),
+        Err(e) => (respond_error(&e), Some(e.code())),
+    };
+    app.metrics
+        .record(label, reply.status().as_u16(), error, started.elapsed());
+    Ok(reply)
+}
+
+/// Authorises the caller (before any body is read) and runs the route's handler.
+async fn call(
+    app: Arc<App>,
+    route: &'static Route,
+    arg: Option<String>,
+    req: Request<Incoming>,
+) -> Result<Answer, ApiError> {
+    let caller = match route.access {
+        Access::Key(role) => app.keys.authorize(token(&req), role)?,
+        Access::Public | Access::Gat1400 => Caller {
+            key_id: "anonymous".into(),
+            role: Role::Admin,
+            communities: None,
+        },
+    };
+    let params = Params::parse(req.uri().query());
+    if route.check == Check::Refuse {
+        params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
+    }
+    let ndjson = wants_ndjson(&req);
+    let (status, body) = (route.handler)(Call::new(app, caller, params, arg, req, ndjson)).await?;
+    let body = match body {
+        b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
+        b => b,
+    };
+    Ok((status, body))
+}
+
+/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
+fn wants_ndjson(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(NDJSON)))
+}
+
+/// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
+fn token(req: &Request<Incoming>) -> Option<&str> {
+    let h = req.headers();
+    h.get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::Method;
+
+    #[test]
+    fn every_route_is_documented_labelled_and_authorised() {
+        let table = routes();
+        let document = crate::openapi::document();
+        for r in &table.routes {
+            // Labelled: its own metric label, distinct from every other path's.
+            let label = table.label_of(r.path);
+            assert_eq!(table.labels[label], r.path);
+            // Documented: in the OpenAPI document under its method, or a GA/T 1400
+            // route (server/API.md).
+            match (&r.doc, r.access) {
+                (Some(_), Access::Key(_) | Access::Public) => {
+                    let method = r.method.as_ref().expect("documented routes name a method");
+                    let op = &document["paths"][r.path][method.as_str().to_ascii_lowercase()];
+                    assert!(
+                        op["summary"].is_string(),
+                        "{method} {} is not in the document",
+                        r.path
+                    );
+                }
+                (None, Access::Gat1400) => assert!(r.path.starts_with("/VIID/")),
+                _ => panic!("{} is neither documented nor a GA/T 1400 route", r.path),
+            }
+            // Authorised: only these are public; mutations need a key.
+            if r.access == Access::Public {
+                assert!(
+                    ["/health", "/v1/openapi.json"].contains(&r.path),
+                    "{} is public",
+                    r.path
+                );
+            }
+            if r.method.as_ref().is_some_and(|m| m != Method::GET) && r.access != Access::Gat1400 {
+                assert!(
+                    matches!(r.access, Access::Key(_)),
+                    "{} changes things without a key",
+                    r.path
+                );
+            }
+            // Path arguments are documented as path parameters.
+            if let (Some(d), (_, true)) = (&r.doc, r.prefix()) {
+                assert!(
+                    d.params.iter().any(|p| p.in_path),
+                    "{} does not document its argument",
+                    r.path
+                );
+            }
+        }
+        // Every documented operation is a route.
+        let documented: usize = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|ops| ops.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            table.routes.iter().filter(|r| r.doc.is_some()).count()
+        );
+    }
+
+    #[test]
+    fn paths_route_by_template_and_method() {
+        let table = routes();
+        let found = |m: Method, p: &str| match table.find(&m, p) {
+            Found::Route(r, arg) => format!("{} {:?}", r.path, arg),
+            Found::WrongMethod { path } => format!("405 {} ({})", path, table.allowed(path)),
+            Found::Nowhere => "404".into(),
+        };
+        assert_eq!(
+            found(Method::GET, "/v1/events/7"),
+            "/v1/events/{id} Some(\"7\")"
+        );
+        assert_eq!(found(Method::GET, "/v1/events/"), "404");
+        assert_eq!(found(Method::GET, "/v1/events"), "405 /v1/events (POST)");
+        assert_eq!(
+            found(Method::POST, "/v1/admin/retention"),
+            "405 /v1/admin/retention (GET, PUT)"
+        );
+        assert_eq!(
+            found(Method::PUT, "/v1/devices/../x"),
+            "/v1/devices/{code} Some(\"../x\")"
+        );
+        assert_eq!(
+            found(Method::GET, "/VIID/MotorVehicles"),
+            "/VIID/{resource} Some(\"MotorVehicles\")"
+        );
+        assert_eq!(found(Method::GET, "/v2/nothing"), "404");
+        assert_eq!(table.label_of("/nothing"), table.labels.len());
+    }
+}

@@ -1,0 +1,242 @@
+//! The route table: every endpoint once — method, path, who may call it, its
+//! parameters, its documentation and its handler (`table.rs`: read it top to bottom,
+//! it is the API). Dispatch and authorisation (`dispatch.rs`), the unknown-parameter
+//! check, metric labels and the OpenAPI document are all derived from it, so adding an
+//! endpoint is one entry in `table.rs` plus its handler beside its feature. The tests
+//! in `dispatch.rs` prove every entry documented, labelled and authorised.
+
+mod dispatch;
+mod table;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
+
+use hyper::Method;
+use serde_json::Value;
+
+pub(crate) use dispatch::handle;
+
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::http::{Answer, Call};
+use crate::params::Param;
+use crate::queries::QueryFn;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone (only that the server is up, and this API's own description).
+    Public,
+    /// An API key with this role or a greater one.
+    Key(Role),
+    /// GA/T 1400 devices and platforms: HTTP Digest registration (`gat1400`).
+    Gat1400,
+}
+
+/// How a route treats query parameters it does not document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Refused (400, naming it) before the handler runs.
+    Refuse,
+    /// Refused inside the audited run, so the refusal is audited too.
+    RefuseAudited,
+    /// Ignored (health, metrics and similar endpoints that take none).
+    Ignore,
+}
+
+/// What the OpenAPI document says of a route (GA/T 1400 routes are documented in
+/// `server/API.md` instead: the standard is their description).
+pub(crate) struct Doc {
+    pub summary: &'static str,
+    /// Query and path parameters (for PUT and DELETE: the path parameter).
+    pub params: &'static [Param],
+    /// An example request body (POST, PUT).
+    pub example: Option<fn() -> Value>,
+    /// What a 404 means (DELETE of an id that does not exist).
+    pub not_found: Option<&'static str>,
+}
+
+type Future_ = Pin<Box<dyn Future<Output = Result<Answer, ApiError>> + Send>>;
+type Handler = Box<dyn Fn(Call) -> Future_ + Send + Sync>;
+
+pub(crate) struct Route {
+    /// `None`: any method (the GA/T 1400 fallback).
+    pub method: Option<Method>,
+    /// The path; a last segment `{name}` takes the rest of the path (non-empty).
+    pub path: &'static str,
+    pub access: Access,
+    pub check: Check,
+    /// `None` for the GA/T 1400 routes.
+    pub doc: Option<Doc>,
+    handler: Handler,
+}
+
+impl Route {
+    /// The path's fixed part and whether a `{name}` argument follows it.
+    fn prefix(&self) -> (&'static str, bool) {
+        match self.path.rfind("/{") {
+            Some(i) => (&self.path[..=i], true),
+            None => (self.path, false),
+        }
+    }
+
+    /// The path argument if `path` is this route's, `Some(None)` for a path without one.
+    fn matches(&self, path: &str) -> Option<Option<String>> {
+        match self.prefix() {
+            (fixed, false) => (path == fixed).then_some(None),
+            (fixed, true) => path
+                .strip_prefix(fixed)
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| Some(rest.to_string())),
+        }
+    }
+
+    fn takes(&self, method: &Method) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method)
+    }
+}
+
+/// The table, and the metric label of each distinct path.
+pub(crate) struct Routes {
+    pub routes: Vec<Route>,
+    /// Distinct paths in table order; a request's label is its index here, anything
+    /// unrouted is `labels.len()` ("other").
+    pub labels: Vec<&'static str>,
+}
+
+/// Where a request goes.
+enum Found<'a> {
+    Route(&'a Route, Option<String>),
+    WrongMethod { path: &'static str },
+    Nowhere,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            routes: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    fn add<F, Fut>(
+        &mut self,
+        method: Option<Method>,
+        path: &'static str,
+        access: Access,
+        check: Check,
+        doc: Option<Doc>,
+        f: F,
+    ) where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        if !self.labels.contains(&path) {
+            self.labels.push(path);
+        }
+        self.routes.push(Route {
+            method,
+            path,
+            access,
+            check,
+            doc,
+            handler: Box::new(move |c| Box::pin(f(c))),
+        });
+    }
+
+    fn get<F, Fut>(&mut self, path: &'static str, access: Access, check: Check, doc: Doc, f: F)
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        self.add(Some(Method::GET), path, access, check, Some(doc), f);
+    }
+
+    fn send<F, Fut>(&mut self, method: Method, path: &'static str, role: Role, doc: Doc, f: F)
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        self.add(
+            Some(method),
+            path,
+            Access::Key(role),
+            Check::Ignore,
+            Some(doc),
+            f,
+        );
+    }
+
+    /// An investigative GET query: audited, in the caller's scope.
+    fn query(&mut self, path: &'static str, doc: Doc, f: QueryFn) {
+        let params = doc.params;
+        self.get(
+            path,
+            Access::Key(Role::Investigate),
+            Check::RefuseAudited,
+            doc,
+            move |c| crate::queries::answer(c, params, f),
+        );
+    }
+
+    /// A GA/T 1400 route.
+    fn viid<F, Fut>(&mut self, method: Option<Method>, path: &'static str, f: F)
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        self.add(method, path, Access::Gat1400, Check::Ignore, None, f);
+    }
+
+    fn find(&self, method: &Method, path: &str) -> Found<'_> {
+        let mut wrong_method = None;
+        for r in &self.routes {
+            if let Some(arg) = r.matches(path) {
+                match r.takes(method) {
+                    true => return Found::Route(r, arg),
+                    false => wrong_method = wrong_method.or(Some(r.path)),
+                }
+            }
+        }
+        match wrong_method {
+            Some(path) => Found::WrongMethod { path },
+            None => Found::Nowhere,
+        }
+    }
+
+    /// The methods a path takes, in the order GET, POST, PUT, DELETE.
+    fn allowed(&self, path: &str) -> String {
+        let mut methods: Vec<&Method> = self
+            .routes
+            .iter()
+            .filter(|r| r.path == path)
+            .filter_map(|r| r.method.as_ref())
+            .collect();
+        let rank = |m: &Method| {
+            [Method::GET, Method::POST, Method::PUT, Method::DELETE]
+                .iter()
+                .position(|x| x == m)
+        };
+        methods.sort_by_key(|m| rank(m));
+        methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The metric label index of a path template.
+    pub fn label_of(&self, path: &str) -> usize {
+        self.labels
+            .iter()
+            .position(|l| *l == path)
+            .unwrap_or(self.labels.len())
+    }
+}
+
+/// The table. Read it top to bottom: it is the API.
+pub(crate) fn routes() -> &'static Routes {
+    static ROUTES: LazyLock<Routes> = LazyLock::new(table::table);
+    &ROUTES
+}
