@@ -9,7 +9,8 @@ use sightline_query::QueryContext;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::{Answer, Body};
+use crate::http::{Answer, Body, Call};
+use crate::params::Params;
 use crate::App;
 
 /// Runs `f` on the blocking pool (store calls lock, fsync and compute), within the
@@ -104,6 +105,26 @@ where
     };
     line.record(&app, results, status)?;
     answer.map(|(b, _)| (hyper::StatusCode::OK, b))
+}
+
+/// [`audited`] for a GET: the call's query string is what the entry records.
+pub(crate) async fn audited_get<F>(c: Call, f: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&App, &QueryContext<'_>, &Params) -> Result<(Body, usize), ApiError> + Send + 'static,
+{
+    let Call {
+        app,
+        caller,
+        params,
+        path,
+        query,
+        ndjson,
+        ..
+    } = c;
+    audited(app, caller, &path, query, ndjson, move |app, ctx| {
+        f(app, ctx, &params)
+    })
+    .await
 }
 
 /// A query context over the app's store, limited to `scope` when given, that stops

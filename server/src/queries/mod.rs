@@ -15,7 +15,7 @@ use sightline_query::{
 use crate::error::ApiError;
 use crate::http::json::{object, strings};
 use crate::http::out::{listed, serialized, EventOut};
-use crate::http::runner::audited;
+use crate::http::runner::{audited, audited_get};
 use crate::http::{Answer, Body, Call};
 use crate::params::{parse_kind, parse_time, rfc3339, Param, Params};
 use crate::App;
@@ -30,18 +30,9 @@ pub(crate) async fn answer(
     accepted: &'static [Param],
     f: QueryFn,
 ) -> Result<Answer, ApiError> {
-    let Call {
-        app,
-        caller,
-        params,
-        path,
-        query,
-        ndjson,
-        ..
-    } = c;
-    audited(app, caller, &path, query, ndjson, move |app, ctx| {
+    audited_get(c, move |app, ctx, params| {
         params.only_these(accepted)?;
-        f(app, ctx, &params)
+        f(app, ctx, params)
     })
     .await
 }
@@ -54,16 +45,7 @@ fn range(p: &Params) -> Result<(i64, i64), ApiError> {
 /// scope does not cover is answered like an unknown one (404), so ids reveal nothing.
 pub(crate) async fn event(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
-    let Call {
-        app,
-        caller,
-        params,
-        path,
-        query,
-        ndjson,
-        ..
-    } = c;
-    audited(app, caller, &path, query, ndjson, move |_, ctx| {
+    audited_get(c, move |_, ctx, params| {
         params.only(&[])?;
         let seq: u64 = id
             .parse()

@@ -12,7 +12,7 @@ use sightline_query::{
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::out::{serialized, EventOut};
-use crate::http::runner::{audited, query_ctx, scope_ids, AuditLine};
+use crate::http::runner::{audited_get, query_ctx, scope_ids, AuditLine};
 use crate::http::{Answer, Body, Call};
 use crate::params::{Params, Rfc3339};
 use crate::App;
@@ -36,22 +36,10 @@ struct TrajectoryOut<'a> {
 
 /// The route's handler: a page, or the stream when NDJSON was asked for.
 pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
-    let Call {
-        app,
-        caller,
-        params,
-        path,
-        query,
-        ndjson,
-        ..
-    } = c;
-    if ndjson {
-        return stream(app, caller, &path, query, params).await;
+    if c.ndjson {
+        return stream(c.app, c.caller, &c.path, c.query, c.params).await;
     }
-    audited(app, caller, &path, query, false, move |app, ctx| {
-        page(app, ctx, &params)
-    })
-    .await
+    audited_get(c, page).await
 }
 
 /// The trajectory parameters; `limit` is checked against `max_limit`.

@@ -181,12 +181,21 @@ impl Routes {
     }
 
     /// A GA/T 1400 route.
-    fn viid<F, Fut>(&mut self, method: Option<Method>, path: &'static str, f: F)
+    fn viid<F, Fut>(&mut self, method: Method, path: &'static str, f: F)
     where
         F: Fn(Call) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
-        self.add(method, path, Access::Gat1400, Check::Ignore, None, f);
+        self.add(Some(method), path, Access::Gat1400, Check::Ignore, None, f);
+    }
+
+    /// GA/T 1400's answer to any other `/VIID` request, whatever its method.
+    fn viid_fallback<F, Fut>(&mut self, path: &'static str, f: F)
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        self.add(None, path, Access::Gat1400, Check::Ignore, None, f);
     }
 
     fn find(&self, method: &Method, path: &str) -> Found<'_> {

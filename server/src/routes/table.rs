@@ -8,7 +8,7 @@ use super::Check::{Ignore, Refuse};
 use super::{Check, Doc, Routes};
 use crate::auth::Role::{Admin, Ingest, Investigate};
 use crate::params::{p, path_p, Param};
-use crate::{admin, catalog, feed, gat1400, ingest, queries, subscriptions, watchlists};
+use crate::{admin, catalog, feed, ingest, queries, subscriptions, watchlists};
 
 const FROM: Param = p(
     "from",
@@ -35,6 +35,8 @@ const SUBJECT: Param = p(
     "Plate, face feature id or card id.",
 );
 const COMMUNITY: Param = p("community", true, "3205080001", "Community code.");
+const ONLY_KIND: Param = p("kind", false, "vehicle", "Only this kind.");
+const MOST_SUBJECTS: Param = p("limit", false, "100", "Most subjects (1000).");
 const COMMUNITIES: Param = p("community", false, "3205080001", "Only these communities.");
 const ID: Param = path_p("id", "0000000000000000", "");
 
@@ -341,7 +343,7 @@ fn subject_queries(r: &mut Routes) {
                     "exact, prefix, wildcard or fuzzy (exact)."
                 ),
                 p("distance", false, "1", "Fuzzy edit distance, 1 or 2 (1)."),
-                p("kind", false, "vehicle", "Only this kind."),
+                ONLY_KIND,
                 p("limit", false, "10", "Most subjects, ≤ 1000 (100)."),
             ],
         ),
@@ -367,7 +369,7 @@ fn community_queries(r: &mut Routes) {
                     "Least sightings (give this and/or min_days)."
                 ),
                 p("min_days", false, "1", "Least distinct days."),
-                p("limit", false, "100", "Most subjects (1000)."),
+                MOST_SUBJECTS,
             ],
         ),
         queries::patterns::frequency,
@@ -385,7 +387,7 @@ fn community_queries(r: &mut Routes) {
                 p("day_end_hour", false, "18", "Day ends (18)."),
                 p("min_night", false, "1", "Least night sightings (5)."),
                 p("max_day", false, "2", "Most day sightings (2)."),
-                p("limit", false, "100", "Most subjects (1000)."),
+                MOST_SUBJECTS,
             ],
         ),
         queries::patterns::nocturnal,
@@ -405,7 +407,7 @@ fn community_queries(r: &mut Routes) {
                     "30d",
                     "Days before `from` they must be absent (30d)."
                 ),
-                p("limit", false, "100", "Most subjects (1000)."),
+                MOST_SUBJECTS,
             ],
         ),
         queries::patterns::first_seen,
@@ -433,7 +435,7 @@ fn community_queries(r: &mut Routes) {
                 FROM,
                 TO,
                 COMMUNITIES,
-                p("kind", false, "vehicle", "Only this kind."),
+                ONLY_KIND,
                 p(
                     "by",
                     false,
@@ -453,7 +455,7 @@ fn feed(r: &mut Routes) {
         p("after", false, "0", "Cursor: the last event id processed (0)."),
         p("limit", false, "100", "Events per page (1000)."),
         p("wait", false, "0s", "Wait up to this long (≤ 60 s) when nothing is new (0)."),
-        p("kind", false, "vehicle", "Only this kind."),
+        ONLY_KIND,
         p("community", false, "3205080001", "Only these communities."),
     ]), feed::get);
     r.get(
@@ -529,35 +531,12 @@ fn feed(r: &mut Routes) {
 
 /// GA/T 1400 (视图库): cameras and platforms, HTTP Digest (server/API.md).
 fn gat1400(r: &mut Routes) {
-    r.viid(
-        Some(Method::POST),
-        "/VIID/System/Register",
-        gat1400::handlers::register,
-    );
-    r.viid(
-        Some(Method::POST),
-        "/VIID/System/UnRegister",
-        gat1400::handlers::register,
-    );
-    r.viid(
-        Some(Method::POST),
-        "/VIID/System/Keepalive",
-        gat1400::handlers::keepalive,
-    );
-    r.viid(
-        Some(Method::GET),
-        "/VIID/System/Time",
-        gat1400::handlers::time,
-    );
-    r.viid(
-        Some(Method::POST),
-        "/VIID/MotorVehicles",
-        gat1400::handlers::upload,
-    );
-    r.viid(Some(Method::POST), "/VIID/Faces", gat1400::handlers::upload);
-    r.viid(
-        None,
-        "/VIID/{resource}",
-        gat1400::handlers::no_such_resource,
-    );
+    use crate::gat1400::handlers as viid;
+    r.viid(Method::POST, "/VIID/System/Register", viid::register);
+    r.viid(Method::POST, "/VIID/System/UnRegister", viid::register);
+    r.viid(Method::POST, "/VIID/System/Keepalive", viid::keepalive);
+    r.viid(Method::GET, "/VIID/System/Time", viid::time);
+    r.viid(Method::POST, "/VIID/MotorVehicles", viid::upload);
+    r.viid(Method::POST, "/VIID/Faces", viid::upload);
+    r.viid_fallback("/VIID/{resource}", viid::no_such_resource);
 }
