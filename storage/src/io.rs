@@ -57,6 +57,8 @@ pub trait FileIo: Send + Sync + std::fmt::Debug {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// A whole immutable file, memory-mapped where possible.
     fn map(&self, path: &Path) -> io::Result<FileBytes>;
+    /// `len` bytes of a file from `offset` (all of them, or an error).
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>>;
     /// Cuts `path` to `len` bytes and fsyncs it.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
@@ -111,6 +113,12 @@ impl FileIo for OsIo {
         // can defend.
         Ok(FileBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }?))
     }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        File::open(path)?.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>> {
         Ok(Box::new(os_open(path, mode)?))
     }
@@ -146,7 +154,7 @@ pub enum Op {
     Remove,
     Truncate,
     Open,
-    /// [`FileIo::read`] and [`FileIo::map`].
+    /// [`FileIo::read`], [`FileIo::map`] and [`FileIo::read_at`].
     Read,
 }
 
@@ -347,6 +355,10 @@ impl FileIo for FaultyIo {
     fn map(&self, path: &Path) -> io::Result<FileBytes> {
         let bytes = fs::read(path)?;
         Ok(FileBytes::Owned(self.damage_read(path, bytes)?))
+    }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let bytes = OsIo.read_at(path, offset, len)?;
+        self.damage_read(path, bytes)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>> {
         self.check(Op::Open, path)?;

@@ -34,6 +34,7 @@ mod fsutil;
 pub mod io;
 mod log_file;
 mod memtable;
+pub mod pictures;
 mod row;
 pub mod segment;
 mod shard;

@@ -1,5 +1,6 @@
 //! `check`: verifies a store offline — every segment's checksums, every WAL and
-//! dictionary-log record's checksum, and that the manifest's segments exist — without
+//! dictionary-log record's checksum, every picture's checksum, and that the manifest's
+//! segments exist — without
 //! changing anything (no torn tail truncated, no orphan removed).
 
 use std::collections::HashSet;
@@ -23,6 +24,8 @@ pub struct CheckReport {
     pub torn_tails: Vec<PathBuf>,
     /// Files on disk the manifest does not list (left by a crash; recovery removes them).
     pub orphans: Vec<PathBuf>,
+    /// Pictures read and checked in the picture packs.
+    pub pictures: usize,
     /// Damage, each naming its file (and offset where known).
     pub problems: Vec<String>,
 }
@@ -125,5 +128,13 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             report.wal_records += records;
         }
     }
+
+    // Picture packs: every picture's checksum.
+    let io = crate::io::os();
+    let (pictures, damaged) = crate::pictures::verify(&dir.join(super::PICTURES_DIR), io.as_ref())?;
+    report.pictures = pictures;
+    report
+        .problems
+        .extend(damaged.iter().map(|e| e.to_string()));
     Ok(report)
 }

@@ -270,6 +270,13 @@ impl Store {
                     .remove_file(&f)
                     .map_err(|e| crate::StorageError::io(&f, e))?;
             }
+            let code = self
+                .dictionaries()
+                .community(key.community)
+                .map(str::to_string);
+            if let Some(code) = code {
+                self.inner.pictures.drop_shard(&code, key.span)?;
+            }
             tracing::info!(
                 community = key.community,
                 span = key.span,

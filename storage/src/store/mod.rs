@@ -47,6 +47,8 @@ pub struct RecoveryReport {
     pub dict_torn_tail: Option<TornTail>,
     /// Segment or temporary files not in the manifest (left by a crash mid-seal), removed.
     pub orphan_files_removed: Vec<PathBuf>,
+    /// Picture packs whose last record a crash left incomplete (never acknowledged).
+    pub picture_torn_tails: Vec<TornTail>,
 }
 
 /// One shard in memory: its sealed segments and its unsealed events.
@@ -106,6 +108,8 @@ pub(crate) struct Inner {
     /// Serialises seal, compaction and retention; holds the next segment id.
     pub maintenance: Mutex<u64>,
     pub recovery: RecoveryReport,
+    /// Picture packs, one per shard, in `dir/pictures`.
+    pub pictures: crate::pictures::PictureStore,
     _lock: File,
 }
 
@@ -117,6 +121,9 @@ pub struct Store {
 
 /// Locks a mutex; a poisoned lock means a thread panicked mid-update, which the store
 /// treats as a bug that must not be papered over.
+/// Where picture packs live, under the store directory.
+pub const PICTURES_DIR: &str = "pictures";
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().expect("store lock poisoned by a panicked thread")
 }
@@ -207,6 +214,9 @@ impl Store {
             source_ids,
             max_seq,
         } = replay_logs(&dir, &config, &mut shards, max_seq, &mut recovery)?;
+        let (pictures, picture_torn_tails) =
+            crate::pictures::PictureStore::open(&dir.join(PICTURES_DIR), io.clone())?;
+        recovery.picture_torn_tails = picture_torn_tails;
 
         let store = Store {
             inner: Arc::new(Inner {
@@ -236,12 +246,18 @@ impl Store {
                 commit_seconds: Default::default(),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 recovery,
+                pictures,
                 config,
                 _lock: lock_file,
             }),
         };
         store.checkpoint_wal()?;
         Ok(store)
+    }
+
+    /// The picture packs (stored beside the segments, dropped with their shard).
+    pub fn pictures(&self) -> &crate::pictures::PictureStore {
+        &self.inner.pictures
     }
 
     /// Validates and normalises an event with this store's bounds and clock.
