@@ -18,7 +18,6 @@ mod metrics;
 pub mod openapi;
 mod params;
 pub mod subscriptions;
-pub mod traffic;
 pub mod watchlists;
 pub mod wire;
 
