@@ -8,7 +8,7 @@ use std::time::Instant;
 use sightline_index::StoreIndex;
 use sightline_storage::{Kind, ManualClock, Store, StoreConfig};
 
-use crate::traffic::DAY;
+use crate::traffic::{load, Pace, DAY};
 use crate::{Traffic, TrafficConfig};
 
 /// Events one household generates in a 30-day month under the traffic model
@@ -56,22 +56,7 @@ impl City {
         if fresh {
             let t = Instant::now();
             let traffic = Traffic::new(cfg.clone());
-            for d in 0..cfg.days {
-                let day_end = cfg.start_ms + (d as i64 + 1) * DAY;
-                clock.set(day_end);
-                let events = traffic.day_events(d);
-                for chunk in events.chunks(20_000) {
-                    let batch: Vec<_> = chunk
-                        .iter()
-                        .filter_map(|e| store.validate(e.clone()).ok())
-                        .collect();
-                    store.append(&batch)?;
-                }
-                // Past the grace period: the day's shards seal, and the next day's
-                // events (some spill past midnight) stay in memory until their turn.
-                clock.set(day_end + StoreConfig::default().seal_grace_ms + 1);
-                store.seal_due()?;
-            }
+            load(&store, &traffic, 20_000, Pace::SealingDaily(&clock))?;
             clock.set(cfg.start_ms + (cfg.days as i64 + 1) * DAY);
             store.maintain()?;
             std::fs::write(&marker, &want)?;

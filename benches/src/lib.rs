@@ -1,14 +1,15 @@
-//! Benchmark support for Sightline: the synthetic traffic model shared by the criterion
-//! benches, the storage demo and the space report, and synthetic cities kept on disk
-//! for the query benches.
+//! Benchmark support for Sightline: the load generator, the queries scored against the
+//! planted answers, and synthetic cities kept on disk for the query benches. The
+//! traffic model they share with the criterion benches, the storage demo and the space
+//! report is `sightline-synth`, re-exported as [`traffic`].
 
 pub mod city;
 pub mod load;
 pub mod score;
 
-/// The traffic model lives in the server crate (`sightline demo` loads it); re-exported
-/// here for the benches.
-pub use sightline_server::traffic;
+/// The traffic model is the `sightline-synth` crate (`sightline demo` and `sightline gen`
+/// use it too); re-exported here for the benches.
+pub use sightline_synth as traffic;
 
 pub use city::City;
 pub use traffic::{community_code, device_code, plate, Traffic, TrafficConfig, SEPT_2021};

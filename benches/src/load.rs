@@ -781,11 +781,7 @@ pub fn query_stream(
                     ])
                 ),
                 _ => {
-                    // The last character misread: 8 for B and the like, else a 0.
-                    let mut chars: Vec<char> = p.chars().collect();
-                    let last = chars.len() - 1;
-                    chars[last] = if chars[last] == '8' { 'B' } else { '8' };
-                    let q: String = chars.into_iter().collect();
+                    let q = crate::traffic::ocr::misread_last(p);
                     format!(
                         "/v1/search?{}",
                         form(&[

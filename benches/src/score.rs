@@ -8,8 +8,8 @@ use sightline_query::{
     collision, cooccurrence, nocturnal, Collision, Condition, Cooccurrence, NocturnalQuery, Place,
     QueryContext, Scope,
 };
-use sightline_server::traffic::{Truth, DAY};
 use sightline_storage::Kind;
+use sightline_synth::{Truth, DAY};
 
 /// Precision and recall of one query against its planted answers.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]

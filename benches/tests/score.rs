@@ -2,6 +2,7 @@
 //! city is stored and indexed, and every query family is scored against its truth.
 
 use sightline_benches::score::score;
+use sightline_benches::traffic::{load, Pace};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_index::StoreIndex;
 use sightline_query::QueryContext;
@@ -27,13 +28,8 @@ fn planted_answers_are_found_with_high_precision_and_recall() {
     let dir = tempfile::tempdir().unwrap();
     let clock = std::sync::Arc::new(ManualClock::new(cfg.start_ms + 30 * 86_400_000));
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
-    for day in traffic.days() {
-        let events: Vec<_> = day
-            .into_iter()
-            .map(|e| store.validate(e).unwrap())
-            .collect();
-        store.append(&events).unwrap();
-    }
+    let loaded = load(&store, &traffic, usize::MAX, Pace::Free).unwrap();
+    assert_eq!(loaded.rejected, 0, "every planted event is valid");
     let index = StoreIndex::attach(&store);
     let ctx = QueryContext::new(&store, &index);
     let s = score(&ctx, &truth, cfg.start_ms, cfg.days, 60).unwrap();

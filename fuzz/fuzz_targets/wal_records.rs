@@ -1,3 +1,3 @@
 #![no_main]
 // cargo fuzz run wal_records fuzz/corpus/wal_records  (see README: Fuzzing)
-libfuzzer_sys::fuzz_target!(|data: &[u8]| sightline_server::fuzzing::wal_records(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sightline_storage::fuzzing::wal_records(data));

@@ -10,6 +10,8 @@
 //! fuzzy search, current within its refresh interval.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod store_index;
 mod vocabulary;
 mod wildcard;

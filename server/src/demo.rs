@@ -1,48 +1,21 @@
 //! `sightline demo`: a synthetic month of the 10 Gusu pilot communities, loaded into
-//! the served store, and `curl` commands that work when pasted.
+//! the served store, and `curl` commands that work when pasted. The city is
+//! `sightline_synth`'s ([`TrafficConfig::demo`]).
 
 use std::collections::HashMap;
 
 use sightline_storage::{Kind, StorageError, Store};
+use sightline_synth::ocr::{read_digits_as, CONFUSIONS};
+use sightline_synth::{community_code, Pace, Traffic, TrafficConfig, DAY};
 
 use crate::params::rfc3339;
-use crate::traffic::{community_code, Traffic, TrafficConfig};
 
-const DAY: i64 = 86_400_000;
-const TZ: i64 = 8 * 3_600_000;
-
-/// Local (+08:00) midnight of the day holding `now_ms`.
-pub fn local_midnight(now_ms: i64) -> i64 {
-    (now_ms + TZ).div_euclid(DAY) * DAY - TZ
-}
-
-/// The traffic model for `days` days ending at today's local midnight.
-pub fn month(now_ms: i64, days: u32, communities: u32) -> TrafficConfig {
-    TrafficConfig {
-        start_ms: local_midnight(now_ms) - days as i64 * DAY,
-        days,
-        communities,
-        source_ids: true,
-        drivers: true,
-        ..TrafficConfig::default()
-    }
-}
-
-/// Appends the model's events day by day (each batch durable) and seals the past
-/// days. Returns the number stored.
+/// Appends the city of `cfg` day by day (each batch durable) and seals the past days.
+/// Returns the number stored.
 pub fn load(store: &Store, cfg: &TrafficConfig) -> Result<usize, StorageError> {
-    let mut stored = 0;
-    for day in Traffic::new(cfg.clone()).days() {
-        for chunk in day.chunks(10_000) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .filter_map(|e| store.validate(e.clone()).ok())
-                .collect();
-            stored += store.append(&batch)?.stored();
-        }
-    }
+    let loaded = sightline_synth::load(store, &Traffic::new(cfg.clone()), 10_000, Pace::Free)?;
     store.maintain()?;
-    Ok(stored)
+    Ok(loaded.stored)
 }
 
 /// Example requests against `base` (`http://127.0.0.1:8080`), chosen from what the
@@ -65,17 +38,9 @@ pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, S
         .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
         .and_then(|(s, _)| store.dictionaries().subject(*s).map(|(_, p)| p.to_string()))
         .unwrap_or_else(|| "苏E12345".to_string());
-    let misread: String = plate
-        .chars()
-        .enumerate()
-        .map(|(i, c)| match (i, c) {
-            (2.., '0') => 'D',
-            (2.., '8') => 'B',
-            (2.., '5') => 'S',
-            (2.., '2') => 'Z',
-            _ => c,
-        })
-        .collect();
+    // A camera's misread: the plate's 0, 8, 5 and 2 read as D, B, S and Z (the first
+    // four confusions); a plate with none is searched with its last character unknown.
+    let misread = read_digits_as(&plate, &CONFUSIONS[..4]);
     let misread = if misread == plate {
         plate
             .chars()
@@ -96,7 +61,7 @@ pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, S
         s
     };
     let c0 = community_code(0);
-    let resident = crate::traffic::resident_plate(0, 0);
+    let resident = sightline_synth::resident_plate(0, 0);
     let c1 = community_code(1);
     let now = rfc3339(to + 9 * 3_600_000);
     vec![
@@ -161,7 +126,7 @@ pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, S
             format!(
                 "curl -s '{base}/v1/events' -H 'Content-Type: application/x-ndjson' --data-binary '{}'",
                 serde_json::json!({
-                    "ts": now, "community": c0, "device": crate::traffic::device_code(0, crate::traffic::TYPE_VEHICLE_GATE, 1),
+                    "ts": now, "community": c0, "device": sightline_synth::device_code(0, sightline_synth::TYPE_VEHICLE_GATE, 1),
                     "kind": "vehicle", "subject": "苏E·DEMO1", "direction": "in",
                     "attrs": {"plate_color": "blue", "confidence": 0.97}
                 })

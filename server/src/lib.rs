@@ -30,7 +30,6 @@ mod queries;
 mod routes;
 mod serve;
 pub mod subscriptions;
-pub mod traffic;
 pub mod watchlists;
 
 use std::net::SocketAddr;

@@ -169,7 +169,7 @@ fn main() -> ExitCode {
             format,
             plain,
         } => {
-            let cfg = sightline_server::traffic::TrafficConfig {
+            let cfg = sightline_synth::TrafficConfig {
                 seed,
                 communities,
                 days,
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            match sightline_server::traffic::write_dataset(&cfg, &out, &format) {
+            match sightline_synth::write_dataset(&cfg, &out, &format) {
                 Ok((n, secs)) => {
                     println!(
                         "{n} events over {days} days and {communities} communities in {secs:.1} s ({:.0} events/s) into {}",
@@ -382,8 +382,8 @@ async fn load_demo(
     communities: u32,
 ) -> Result<Vec<(String, String)>, ExitCode> {
     let now = sightline_server::now_ms();
-    let month = demo::month(now, days, communities);
-    let (from, to) = (month.start_ms, demo::local_midnight(now));
+    let month = sightline_synth::TrafficConfig::demo(now, days, communities);
+    let (from, to) = (month.start_ms, sightline_synth::local_midnight(now));
     let store = server.store().clone();
     if store.shards().is_empty() {
         eprintln!(

@@ -31,6 +31,8 @@ mod dict;
 mod error;
 mod event;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 mod log_file;
 mod memtable;
@@ -42,59 +44,6 @@ pub mod stats;
 mod store;
 mod subject;
 mod wal;
-
-/// Parsing entry points for the fuzzers (`fuzz/`): the record framing and payload
-/// decoding that recovery runs over WAL and dictionary-log bytes, without a store
-/// around them (opening a store per input is too slow to fuzz at length).
-#[doc(hidden)]
-pub mod fuzz_entry {
-    use std::path::Path;
-
-    /// Frames and decodes WAL bytes as recovery does; the number of events decoded.
-    pub fn wal_records(bytes: &[u8]) -> crate::Result<usize> {
-        let path = Path::new("fuzz.wal");
-        let mut n = 0;
-        crate::log_file::read_records(bytes, path, true, |off, payload| {
-            let (_, events) = crate::wal::decode_batch(payload)
-                .map_err(|r| crate::StorageError::corrupt(path, off, r))?;
-            for e in &events {
-                crate::store::source_id_of(&e.attrs)
-                    .map_err(|r| crate::StorageError::corrupt(path, off, r))?;
-            }
-            n += events.len();
-            Ok(())
-        })?;
-        Ok(n)
-    }
-
-    /// Opens the dictionary log and WAL files in `dir` as opening a store does (replay
-    /// into shards, torn tails cut off, the logs reopened for appending), without the
-    /// catalog around them, so nothing is sealed; then reads every replayed event back
-    /// through the dictionaries and decodes its attributes. The events replayed.
-    pub fn replay_logs(dir: &Path) -> crate::Result<usize> {
-        let config = crate::StoreConfig::default();
-        let mut shards = std::collections::BTreeMap::new();
-        let mut report = crate::RecoveryReport::default();
-        let r = crate::store::replay_logs(dir, &config, &mut shards, 0, &mut report)?;
-        let mut n = 0;
-        for (key, shard) in &shards {
-            for row in shard.mem.rows() {
-                let decoded = r.dicts.community(key.community).is_some()
-                    && r.dicts.device(row.device).is_some()
-                    && r.dicts.subject(row.subject).is_some()
-                    && crate::attr_codec::decode_attrs(&row.attrs).is_ok();
-                assert!(decoded, "a replayed event reads back: {row:?}");
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Frames and applies dictionary-log bytes as loading does; the entries read.
-    pub fn dict_records(bytes: &[u8]) -> crate::Result<usize> {
-        crate::dict::parse(bytes, Path::new("fuzz.dict"))
-    }
-}
 
 pub use attr_codec::{visit_attrs, AttrRef};
 pub use catalog::{

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use sightline_benches::traffic::{load, Pace};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_storage::{ManualClock, Store, StoreConfig};
 
@@ -50,23 +51,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let end = cfg.start_ms + (cfg.days as i64 + 1) * 86_400_000;
     let clock = Arc::new(ManualClock::new(cfg.start_ms));
     let traffic = Traffic::new(cfg.clone());
-    let mut events = 0usize;
     let t0 = Instant::now();
-    {
+    let events = {
         let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock.clone())?;
-        for (d, day) in traffic.days().enumerate() {
-            clock.set(cfg.start_ms + (d as i64 + 1) * 86_400_000);
-            for chunk in day.chunks(10_000) {
-                let batch: Vec<_> = chunk
-                    .iter()
-                    .map(|e| store.validate(e.clone()))
-                    .collect::<Result<_, _>>()?;
-                events += store.append(&batch)?.stored();
-            }
+        let loaded = load(&store, &traffic, 10_000, Pace::DayEnds(&clock))?;
+        if loaded.rejected > 0 {
+            return Err(
+                format!("{} events of the model failed validation", loaded.rejected).into(),
+            );
         }
         clock.set(end + 86_400_000);
         store.seal_due()?;
-    }
+        loaded.stored
+    };
     let load_s = t0.elapsed().as_secs_f64();
 
     let before = LIVE.load(Ordering::Relaxed);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use sightline_benches::traffic::{self, Loaded, Pace};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_index::{StoreIndex, Vocabulary};
 use sightline_query::{
@@ -145,19 +146,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Validates and appends the synthetic traffic day by day, then seals every past day.
 fn load(store: &Store, cfg: &TrafficConfig) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
-    let mut stored = 0usize;
-    let mut rejected = 0usize;
-    for day in Traffic::new(cfg.clone()).days() {
-        for chunk in day.chunks(5_000) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .filter_map(|e| store.validate(e.clone()).ok())
-                .collect();
-            rejected += chunk.len() - batch.len();
-            let outcome = store.append(&batch)?;
-            stored += outcome.stored();
-        }
-    }
+    let Loaded { stored, rejected } =
+        traffic::load(store, &Traffic::new(cfg.clone()), 5_000, Pace::Free)?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "loaded {stored} events ({rejected} rejected) in {secs:.1} s: {:.0} events/s, each batch fsynced before it returned",
