@@ -18,38 +18,45 @@ pub fn load(store: &Store, cfg: &TrafficConfig) -> Result<usize, StorageError> {
     Ok(loaded.stored)
 }
 
-/// Example requests against `base` (`http://127.0.0.1:8080`), chosen from what the
-/// store holds over `[from, to)`: the busiest plate, a face that travels with it, a
-/// misreading of it.
-pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, String)> {
-    // The busiest plate of the first community over the last week.
-    let week_from = (to - 7 * DAY).max(from);
+/// The busiest plate of the first community over `[from, to)`.
+fn busiest_plate(store: &Store, from: i64, to: i64) -> String {
     let first = store.dictionaries().community_id(&community_code(0));
     let mut counts: HashMap<u32, u32> = HashMap::new();
     if let Some(c) = first {
-        store.scan_range(week_from, to, Some(&[c]), |r| {
+        store.scan_range(from, to, Some(&[c]), |r| {
             if r.kind == Kind::Vehicle {
                 *counts.entry(r.subject).or_default() += 1;
             }
         });
     }
-    let plate = counts
+    counts
         .iter()
         .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
         .and_then(|(s, _)| store.dictionaries().subject(*s).map(|(_, p)| p.to_string()))
-        .unwrap_or_else(|| "苏E12345".to_string());
-    // A camera's misread: the plate's 0, 8, 5 and 2 read as D, B, S and Z (the first
-    // four confusions); a plate with none is searched with its last character unknown.
-    let misread = read_digits_as(&plate, &CONFUSIONS[..4]);
-    let misread = if misread == plate {
-        plate
-            .chars()
-            .take(plate.chars().count() - 1)
-            .collect::<String>()
-            + "?"
-    } else {
-        misread
-    };
+        .unwrap_or_else(|| "苏E12345".to_string())
+}
+
+/// A camera's misread: the plate's 0, 8, 5 and 2 read as D, B, S and Z (the first
+/// four confusions); a plate with none is searched with its last character unknown.
+fn misread_of(plate: &str) -> String {
+    let misread = read_digits_as(plate, &CONFUSIONS[..4]);
+    if misread != plate {
+        return misread;
+    }
+    plate
+        .chars()
+        .take(plate.chars().count() - 1)
+        .collect::<String>()
+        + "?"
+}
+
+/// Example requests against `base` (`http://127.0.0.1:8080`), chosen from what the
+/// store holds over `[from, to)`: the busiest plate, a face that travels with it, a
+/// misreading of it.
+pub fn examples(store: &Store, base: &str, from: i64, to: i64) -> Vec<(String, String)> {
+    let week_from = (to - 7 * DAY).max(from);
+    let plate = busiest_plate(store, week_from, to);
+    let misread = misread_of(&plate);
     let (f, t, wf) = (rfc3339(from), rfc3339(to), rfc3339(week_from));
     let day2 = rfc3339(to - 2 * DAY);
     let day1 = rfc3339(to - DAY);

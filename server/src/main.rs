@@ -137,22 +137,7 @@ fn main() -> ExitCode {
     tracing_init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, settings } => {
-            let from_file = match config.as_deref().map(Settings::from_file).transpose() {
-                Ok(f) => f.unwrap_or_default(),
-                Err(e) => {
-                    eprintln!("sightline: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match settings.over(from_file).server_config() {
-                Ok(config) => serve(config, None),
-                Err(e) => {
-                    eprintln!("sightline: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Serve { config, settings } => serve_settings(config, *settings),
         Command::Demo {
             data,
             listen,
@@ -178,80 +163,135 @@ fn main() -> ExitCode {
                 planted: !plain,
                 ..Default::default()
             };
-            for f in &format {
-                if !["ndjson", "gat1400", "none"].contains(&f.as_str()) {
-                    eprintln!("sightline: unknown format {f:?}; use ndjson, gat1400 or none");
-                    return ExitCode::from(2);
-                }
-            }
-            match sightline_synth::write_dataset(&cfg, &out, &format) {
-                Ok((n, secs)) => {
-                    println!(
-                        "{n} events over {days} days and {communities} communities in {secs:.1} s ({:.0} events/s) into {}",
-                        n as f64 / secs,
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sightline: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            gen(&cfg, &out, &format)
         }
-        Command::Check { dir } => match sightline_storage::check(&dir) {
-            Ok(r) => {
-                println!(
-                    "{}: {} segments ({} events), {} WAL files ({} records), {} dictionary records",
-                    dir.display(),
-                    r.segments,
-                    r.segment_events,
-                    r.wal_files,
-                    r.wal_records,
-                    r.dict_records
-                );
-                for t in &r.torn_tails {
-                    println!(
-                        "torn tail (a crash mid-write; recovery drops it): {}",
-                        t.display()
-                    );
-                }
-                for o in &r.orphans {
-                    println!(
-                        "file not in the manifest (recovery removes it): {}",
-                        o.display()
-                    );
-                }
-                for p in &r.problems {
-                    println!("DAMAGED: {p}");
-                }
-                if r.ok() {
-                    println!("every checksum verified");
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("sightline: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { dir } => check(&dir),
         Command::Audit {
             action: AuditAction::Verify { data },
-        } => match sightline_server::audit::verify(&data) {
-            Ok(n) => {
-                println!(
-                    "{}: {n} entries, chain intact",
-                    data.join(sightline_server::audit::FILE).display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("sightline: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        } => audit_verify(&data),
+    }
+}
+
+/// One line per key: id, role, communities, state, name.
+fn print_keys(keys: &[sightline_storage::ApiKeyRecord]) {
+    for k in keys {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            k.id,
+            k.role,
+            k.communities
+                .as_ref()
+                .map_or("all".to_string(), |c| c.join(",")),
+            if k.revoked_ms.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            k.name
+        );
+    }
+}
+
+/// `sightline serve`: flags and environment over the settings file over defaults.
+fn serve_settings(config: Option<PathBuf>, settings: Settings) -> ExitCode {
+    let from_file = match config.as_deref().map(Settings::from_file).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match settings.over(from_file).server_config() {
+        Ok(config) => serve(config, None),
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `sightline gen`: the synthetic city written as files.
+fn gen(cfg: &sightline_synth::TrafficConfig, out: &std::path::Path, format: &[String]) -> ExitCode {
+    for f in format {
+        if !["ndjson", "gat1400", "none"].contains(&f.as_str()) {
+            eprintln!("sightline: unknown format {f:?}; use ndjson, gat1400 or none");
+            return ExitCode::from(2);
+        }
+    }
+    match sightline_synth::write_dataset(cfg, out, format) {
+        Ok((n, secs)) => {
+            println!(
+                "{n} events over {} days and {} communities in {secs:.1} s ({:.0} events/s) into {}",
+                cfg.days,
+                cfg.communities,
+                n as f64 / secs,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sightline check DIR`: every checksum of a stopped store.
+fn check(dir: &std::path::Path) -> ExitCode {
+    let r = match sightline_storage::check(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: {} segments ({} events), {} WAL files ({} records), {} dictionary records, {} pictures",
+        dir.display(),
+        r.segments,
+        r.segment_events,
+        r.wal_files,
+        r.wal_records,
+        r.dict_records,
+        r.pictures
+    );
+    for t in &r.torn_tails {
+        println!(
+            "torn tail (a crash mid-write; recovery drops it): {}",
+            t.display()
+        );
+    }
+    for o in &r.orphans {
+        println!(
+            "file not in the manifest (recovery removes it): {}",
+            o.display()
+        );
+    }
+    for p in &r.problems {
+        println!("DAMAGED: {p}");
+    }
+    if r.ok() {
+        println!("every checksum verified");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `sightline audit verify DATA`.
+fn audit_verify(data: &std::path::Path) -> ExitCode {
+    match sightline_server::audit::verify(data) {
+        Ok(n) => {
+            println!(
+                "{}: {n} entries, chain intact",
+                data.join(sightline_server::audit::FILE).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -293,22 +333,7 @@ fn keys(action: KeysAction) -> ExitCode {
                 );
             })
         }
-        KeysAction::List { .. } => store.catalog().api_keys().map(|keys| {
-            for k in keys {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    k.id,
-                    k.role,
-                    k.communities.map_or("all".to_string(), |c| c.join(",")),
-                    if k.revoked_ms.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    },
-                    k.name
-                );
-            }
-        }),
+        KeysAction::List { .. } => store.catalog().api_keys().map(|keys| print_keys(&keys)),
         KeysAction::Revoke { id, .. } => match auth::revoke(&store, &id, now) {
             Ok(true) => {
                 eprintln!("revoked {id}");
