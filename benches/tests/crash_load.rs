@@ -16,10 +16,10 @@
 //! naming the data directory: it then serves (from the server library) until killed.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use serde_json::Value;
 use sightline_benches::load::{self, ingest_requests, query_stream, Limits, Request, Stream};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_storage::AttrValue;
+use sightline_testkit::{get, spawn_listening};
 
 const CHILD: &str = "SIGHTLINE_CRASH_CHILD";
 const TEST: &str =
@@ -56,41 +57,11 @@ fn serve_until_killed(dir: &std::ffi::OsStr) -> ! {
 
 /// This binary again as a server over `dir`; its address.
 fn spawn(dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap_or(0) > 0 {
-        // libtest may have written "test <name> ... " before it on the same line.
-        if let Some((_, addr)) = line.trim().split_once("listening on http://") {
-            return (child, addr.parse().unwrap());
-        }
-        line.clear();
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    panic!("the server did not start");
-}
-
-/// One GET; the status and the body as JSON.
-fn get(addr: SocketAddr, target: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    spawn_listening(
+        Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir),
     )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// `requests[i]` for every `i` in `pending`, once each, over two connections at
@@ -122,8 +93,9 @@ fn source_ids(addr: SocketAddr) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     let mut after = 0u64;
     loop {
-        let (status, page) = get(addr, &format!("/v1/feed?after={after}&limit=10000"));
-        assert_eq!(status, 200, "{page}");
+        let r = get(addr, &format!("/v1/feed?after={after}&limit=10000"));
+        let page = r.body;
+        assert_eq!(r.status, 200, "{page}");
         let events = page["events"].as_array().unwrap();
         if events.is_empty() {
             return seen;
@@ -359,10 +331,15 @@ fn sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_st
     let qs = queries(&traffic);
     let mut nonempty = 0;
     for q in &qs {
-        let (s1, a) = get(addr, q);
-        let (s2, b) = get(clean_addr, q);
-        assert_eq!((s1, s2), (200, 200), "{q}: {a} / {b}");
-        let (a, b) = (without_ids(&a), without_ids(&b));
+        let (a, b) = (get(addr, q), get(clean_addr, q));
+        assert_eq!(
+            (a.status, b.status),
+            (200, 200),
+            "{q}: {} / {}",
+            a.body,
+            b.body
+        );
+        let (a, b) = (without_ids(&a.body), without_ids(&b.body));
         assert_eq!(a, b, "{q}: the crashed store answers differently");
         nonempty += usize::from(a.to_string().len() > 60);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sightline_benches::load::{self, ingest_stream, query_stream, Limits};
 use sightline_benches::{Traffic, TrafficConfig};
-use sightline_server::{Server, ServerConfig};
+use sightline_testkit::start;
 
 fn small_city() -> Traffic {
     Traffic::new(TrafficConfig {
@@ -16,30 +16,11 @@ fn small_city() -> Traffic {
     })
 }
 
-/// A server on its own runtime thread; its address, and a sender that stops it.
-fn serve(dir: &std::path::Path) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let config = ServerConfig::new(dir, "127.0.0.1:0".parse().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let server = Server::bind(config).await.unwrap();
-            addr_tx.send(server.local_addr()).unwrap();
-            server
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-    });
-    (addr_rx.recv().unwrap(), tx)
-}
-
 #[test]
 fn mixed_load_is_reported_per_operation_and_bounds_stop_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, _stop) = serve(dir.path());
+    let server = start(dir.path(), |_| {});
+    let addr = server.addr;
     let city = small_city();
     let events: usize = city.days().map(|d| d.len()).sum();
 
@@ -204,7 +185,8 @@ fn generated_files_ingest_as_ndjson_and_as_binary_batches() {
     }
     for binary in [false, true] {
         let store = tempfile::tempdir().unwrap();
-        let (addr, _stop) = serve(store.path());
+        let server = start(store.path(), |_| {});
+        let addr = server.addr;
         let s = load::ndjson_files_stream(files.path(), 700, binary, 2, None, true).unwrap();
         let limits = Limits {
             duration: Duration::from_secs(60),

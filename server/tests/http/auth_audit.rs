@@ -1,0 +1,366 @@
+//! API keys, roles and community scopes on every route; the audit chain.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sightline_server::{Server, ServerConfig};
+
+use crate::support::{enc, get, send, start, wait_until, Reply, GATE, RANGE};
+
+/// A request with an API key.
+fn call_as(addr: SocketAddr, token: Option<&str>, method: &str, target: &str, body: &str) -> Reply {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let answer = send(
+        addr,
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    Reply {
+        status: answer.status,
+        body: serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    }
+}
+
+#[test]
+fn keys_roles_community_scopes_and_the_audit_chain() {
+    use sightline_server::auth::{self, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, scoped_ingest, detective, scoped, admin, revoked) = {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let mk = |role, c: Option<&[&str]>| {
+            auth::create(
+                &store,
+                "t",
+                role,
+                c.map(|c| c.iter().map(|s| s.to_string()).collect()),
+                0,
+            )
+            .unwrap()
+            .1
+        };
+        let revoked = auth::create(&store, "old", Role::Admin, None, 0).unwrap();
+        assert!(auth::revoke(&store, &revoked.0.id, 1).unwrap());
+        (
+            mk(Role::Ingest, None),
+            mk(Role::Ingest, Some(&["3205080001"])),
+            mk(Role::Investigate, None),
+            mk(Role::Investigate, Some(&["3205080001"])),
+            mk(Role::Admin, None),
+            revoked.1,
+        )
+    };
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let other_gate = "32050802011210000001";
+    let ev_at = |community: &str, device: &str, ts: &str, kind: &str, subject: &str| {
+        json!({"ts": ts, "community": community, "device": device, "kind": kind,
+               "subject": subject, "direction": "in"})
+        .to_string()
+    };
+    let body = [
+        ev_at(
+            "3205080001",
+            GATE,
+            "2021-09-01T08:00:00+08:00",
+            "vehicle",
+            "苏E12345",
+        ),
+        ev_at(
+            "3205080001",
+            GATE,
+            "2021-09-01T08:00:10+08:00",
+            "face",
+            "F001",
+        ),
+        ev_at(
+            "3205080002",
+            other_gate,
+            "2021-09-01T09:00:00+08:00",
+            "vehicle",
+            "苏E12345",
+        ),
+        ev_at(
+            "3205080002",
+            other_gate,
+            "2021-09-01T09:00:10+08:00",
+            "face",
+            "F002",
+        ),
+    ]
+    .join("\n");
+
+    // Who may write.
+    assert_eq!(call_as(a, None, "POST", "/v1/events", &body).status, 401);
+    assert_eq!(
+        call_as(a, Some(&revoked), "POST", "/v1/events", &body).status,
+        401
+    );
+    let r = call_as(a, Some(&detective), "POST", "/v1/events", &body);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let r = call_as(a, Some(&scoped_ingest), "POST", "/v1/events", &body);
+    assert_eq!(r.body["stored"], 2, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "community");
+    let r = call_as(a, Some(&ingest), "POST", "/v1/events", &body);
+    assert_eq!(r.body["stored"], 4, "{}", r.body);
+
+    // Who may read, and what a scoped key sees.
+    let traj = format!(
+        "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+        enc("苏E12345")
+    );
+    assert_eq!(call_as(a, Some(&ingest), "GET", &traj, "").status, 403);
+    assert_eq!(call_as(a, None, "GET", &traj, "").status, 401);
+    let all = call_as(a, Some(&detective), "GET", &traj, "");
+    assert_eq!(
+        all.body["events"].as_array().unwrap().len(),
+        3,
+        "{}",
+        all.body
+    );
+    let mine = call_as(a, Some(&scoped), "GET", &traj, "");
+    let communities: Vec<&str> = mine.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["community"].as_str().unwrap())
+        .collect();
+    assert_eq!(communities, ["3205080001", "3205080001"]);
+    // The vocabulary catches up within its refresh interval (50 ms here).
+    let searchable = wait_until(Duration::from_secs(30), || {
+        call_as(a, Some(&detective), "GET", "/v1/search?q=F002", "").body["subjects"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    });
+    assert!(searchable, "F002 never became searchable");
+    for (target, hidden) in [
+        ("/v1/search?q=F002&mode=exact".to_string(), "F002"),
+        (format!("/v1/counts?{RANGE}&by=community"), "3205080002"),
+        (
+            format!(
+                "/v1/cooccurrence?kind=vehicle&subject={}&{RANGE}&window=60s",
+                enc("苏E12345")
+            ),
+            "F002",
+        ),
+        (
+            format!("/v1/frequency?community=3205080002&kind=face&{RANGE}&min_count=1"),
+            "F002",
+        ),
+        (
+            format!("/v1/nocturnal?kind=face&{RANGE}&min_night=0&max_day=100"),
+            "F002",
+        ),
+        (
+            format!("/v1/first-seen?community=3205080002&kind=face&{RANGE}"),
+            "F002",
+        ),
+        ("/v1/feed?after=0".to_string(), "3205080002"),
+        ("/v1/feed?after=0&community=3205080002".to_string(), "F002"),
+    ] {
+        let wide = call_as(a, Some(&detective), "GET", &target, "");
+        let narrow = call_as(a, Some(&scoped), "GET", &target, "");
+        assert_eq!(narrow.status, 200, "{target}: {}", narrow.body);
+        assert!(
+            wide.body.to_string().contains(hidden),
+            "{target}: {}",
+            wide.body
+        );
+        assert!(
+            !narrow.body.to_string().contains(hidden),
+            "{target} leaks: {}",
+            narrow.body
+        );
+    }
+    // By id: another community's event is as absent as an unknown one.
+    for e in all.body["events"].as_array().unwrap() {
+        let target = format!("/v1/events/{}", e["id"]);
+        let wide = call_as(a, Some(&detective), "GET", &target, "");
+        assert_eq!(&wide.body, e);
+        let narrow = call_as(a, Some(&scoped), "GET", &target, "");
+        match e["community"].as_str() {
+            Some("3205080001") => assert_eq!(&narrow.body, e),
+            _ => assert_eq!(
+                (narrow.status, narrow.body["error"]["code"].as_str()),
+                (404, Some("no_such_event")),
+                "{target} leaks: {}",
+                narrow.body
+            ),
+        }
+    }
+    let search = call_as(
+        a,
+        Some(&scoped),
+        "GET",
+        &format!("/v1/search?q={}&mode=exact", enc("苏E12345")),
+        "",
+    );
+    assert_eq!(
+        search.body["subjects"][0]["count"], 2,
+        "counted in scope only: {}",
+        search.body
+    );
+    let coll = json!({"kind": "face", "min_conditions": 1, "conditions": [
+        {"communities": ["3205080002"], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"},
+        {"devices": [other_gate], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"}]})
+    .to_string();
+    assert_eq!(
+        call_as(a, Some(&detective), "POST", "/v1/collision", &coll).body["subjects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        call_as(a, Some(&scoped), "POST", "/v1/collision", &coll).body["subjects"],
+        json!([])
+    );
+
+    // The catalog, too, shows a scoped key only its communities; writing it is admin's.
+    for c in ["3205080001", "3205080002"] {
+        let target = format!("/v1/communities/{c}");
+        let body = json!({"name": c}).to_string();
+        assert_eq!(
+            call_as(a, Some(&detective), "PUT", &target, &body).status,
+            403
+        );
+        assert_eq!(call_as(a, Some(&admin), "PUT", &target, &body).status, 200);
+    }
+    let listed = call_as(a, Some(&scoped), "GET", "/v1/communities", "").body;
+    assert_eq!(
+        listed["communities"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    assert_eq!(listed["communities"][0]["code"], "3205080001");
+    assert_eq!(
+        call_as(a, Some(&detective), "GET", "/v1/admin/stats", "").status,
+        403
+    );
+    for method in ["GET", "PUT"] {
+        let r = call_as(
+            a,
+            Some(&detective),
+            method,
+            "/v1/admin/retention",
+            "{\"days\":1}",
+        );
+        assert_eq!(r.status, 403, "{method}: {}", r.body);
+    }
+
+    // Admin-only endpoints.
+    assert_eq!(
+        call_as(a, Some(&detective), "GET", "/metrics", "").status,
+        403
+    );
+    assert_eq!(
+        call_as(a, Some(&detective), "GET", "/v1/audit", "").status,
+        403
+    );
+    let audit = call_as(a, Some(&admin), "GET", "/v1/audit", "");
+    assert_eq!(audit.status, 200);
+    let entries = audit.body["entries"].as_array().unwrap();
+    let scoped_id = scoped.split('_').nth(1).unwrap();
+    let first_scoped = entries
+        .iter()
+        .find(|e| e["key"] == scoped_id && e["endpoint"] == "/v1/trajectory")
+        .expect("the scoped key's trajectory is audited");
+    assert_eq!(first_scoped["results"], 2);
+    assert!(first_scoped["params"]
+        .as_str()
+        .unwrap()
+        .contains("subject="));
+    assert!(
+        entries.iter().all(|e| e["endpoint"] != "/v1/events"),
+        "ingest is not an investigation"
+    );
+    server.stop();
+
+    // The chain verifies; a tampered line is found, and the server will not start on it.
+    let verify = |d: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["audit", "verify", "--data"])
+            .arg(d)
+            .output()
+            .unwrap()
+    };
+    assert!(verify(dir.path()).status.success());
+    let log = dir.path().join("audit.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("\"results\":2", "\"results\":0", 1)).unwrap();
+    let out = verify(dir.path());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line"),
+        "{out:?}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = ServerConfig::new(dir.path(), "127.0.0.1:0".parse().unwrap());
+    assert!(rt.block_on(Server::bind(config)).is_err());
+}
+
+#[test]
+fn every_documented_route_refuses_missing_wrong_revoked_and_underpowered_keys() {
+    use sightline_server::auth::{self, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, investigate, revoked) = {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let mk = |role| auth::create(&store, "t", role, None, 0).unwrap();
+        let revoked = mk(Role::Admin);
+        assert!(auth::revoke(&store, &revoked.0.id, 1).unwrap());
+        (mk(Role::Ingest).1, mk(Role::Investigate).1, revoked.1)
+    };
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let doc = get(a, "/v1/openapi.json").body;
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if path == "/health" || path == "/v1/openapi.json" {
+                continue;
+            }
+            let target = path.replace("{code}", "3205080001").replace("{id}", "1");
+            let method = method.to_ascii_uppercase();
+            let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
+            let needs = |ingest_ok: bool, investigate_ok: bool| (ingest_ok, investigate_ok);
+            // Which roles may call it: ingest only POST /v1/events; admin-only routes.
+            let (ingest_ok, investigate_ok) = match (method.as_str(), path.as_str()) {
+                ("POST", "/v1/events") => needs(true, false),
+                (_, "/metrics" | "/v1/audit" | "/v1/admin/stats" | "/v1/admin/retention")
+                | (_, "/v1/subscriptions" | "/v1/subscriptions/{id}")
+                | ("PUT", _) => needs(false, false),
+                _ => needs(false, true),
+            };
+            for (token, want) in [
+                (None, 401),
+                (Some("sl_nope_nope"), 401),
+                (Some(revoked.as_str()), 401),
+                (Some(ingest.as_str()), if ingest_ok { 0 } else { 403 }),
+                (
+                    Some(investigate.as_str()),
+                    if investigate_ok { 0 } else { 403 },
+                ),
+            ] {
+                let r = call_as(a, token, &method, &target, &body);
+                match want {
+                    0 => assert!(
+                        r.status != 401 && r.status != 403,
+                        "{method} {target} with {token:?}: {}",
+                        r.status
+                    ),
+                    w => assert_eq!(r.status, w, "{method} {target} with {token:?}: {}", r.body),
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} operations checked");
+}

@@ -1,0 +1,102 @@
+//! The catalog of communities and devices.
+
+use serde_json::{json, Value};
+
+use crate::support::{call, get, post, sample, start, GATE, OTHER_GATE};
+
+#[test]
+fn the_catalog_registers_communities_and_devices_with_precise_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let r = put(
+        "/v1/communities/3205080001",
+        json!({"name": "Pingjiang", "district": "Gusu"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put(
+        "/v1/communities/3205080001",
+        json!({"name": "Pingjiang Road", "district": "Gusu"}),
+    );
+    assert_eq!(r.body["name"], "Pingjiang Road", "updates replace");
+    let device =
+        json!({"community": "3205080001", "device_kind": "checkpoint_camera", "direction": "in"});
+    assert_eq!(
+        put(&format!("/v1/devices/{GATE}"), device.clone()).status,
+        200
+    );
+    for (target, body, field) in [
+        ("/v1/devices/123".to_string(), device.clone(), "code"),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "9999", "device_kind": "x"}),
+            "community",
+        ),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "3205080001", "device_kind": "x", "direction": "up"}),
+            "direction",
+        ),
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "3205080001"}),
+            "device_kind",
+        ),
+        (
+            "/v1/communities/a-b".to_string(),
+            json!({"name": "x"}),
+            "code",
+        ),
+        (
+            "/v1/communities/3205080002".to_string(),
+            json!({"district": "Gusu"}),
+            "name",
+        ),
+    ] {
+        let r = put(&target, body.clone());
+        assert_eq!(r.status, 400, "{target} {body}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], field, "{target}: {}", r.body);
+    }
+    let r = get(a, "/v1/communities");
+    assert_eq!(
+        r.body["communities"],
+        json!([{"code": "3205080001", "name": "Pingjiang Road", "district": "Gusu"}])
+    );
+    let r = get(a, "/v1/devices?community=3205080001");
+    assert_eq!(r.body["devices"][0]["code"], GATE);
+    assert_eq!(r.body["devices"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        get(a, "/v1/devices?community=other").body["devices"],
+        json!([])
+    );
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    let s = get(a, "/v1/admin/stats").body;
+    assert_eq!(
+        (s["events"].as_u64(), s["communities"].as_u64()),
+        (Some(7), Some(1)),
+        "{s}"
+    );
+    assert_eq!(
+        call(
+            a,
+            "GET",
+            "/v1/communities/3205080001",
+            "application/json",
+            b""
+        )
+        .status,
+        405
+    );
+}

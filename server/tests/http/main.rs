@@ -1,0 +1,19 @@
+//! The real server on 127.0.0.1 with an ephemeral port, spoken to over HTTP/1.1: one
+//! test binary, a module per area; the helpers they share are in `support`.
+
+mod support;
+
+mod auth_audit;
+mod catalog;
+mod cli;
+mod faults;
+mod feed;
+mod gat1400;
+mod hostile;
+mod ingest;
+mod metrics;
+mod openapi;
+mod queries;
+mod retention;
+mod subscriptions;
+mod watchlists;

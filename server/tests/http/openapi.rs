@@ -1,0 +1,143 @@
+//! The OpenAPI document: every documented route answers its example.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+use crate::support::{call, enc, get, post, sample, start};
+
+#[test]
+fn every_route_in_the_openapi_document_answers_its_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    let doc = get(a, "/v1/openapi.json").body;
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort();
+    let mut routed = vec![
+        "/health",
+        "/metrics",
+        "/v1/openapi.json",
+        "/v1/audit",
+        "/v1/communities",
+        "/v1/devices",
+        "/v1/admin/stats",
+        "/v1/admin/retention",
+        "/v1/events/{id}",
+        "/v1/feed",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{id}",
+        "/v1/watchlists",
+        "/v1/watchlists/{id}",
+        "/v1/alerts",
+        "/v1/communities/{code}",
+        "/v1/devices/{code}",
+        "/v1/events",
+        "/v1/trajectory",
+        "/v1/cooccurrence",
+        "/v1/collision",
+        "/v1/search",
+        "/v1/frequency",
+        "/v1/nocturnal",
+        "/v1/first-seen",
+        "/v1/overnight",
+        "/v1/counts",
+    ];
+    routed.sort();
+    assert_eq!(documented, routed);
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let status = match method.as_str() {
+                "get" => {
+                    let params = op["parameters"].as_array().unwrap();
+                    let (in_path, in_query): (Vec<&Value>, Vec<&Value>) =
+                        params.iter().partition(|p| p["in"] == "path");
+                    let path = in_path.iter().fold(path.clone(), |t, p| {
+                        t.replace(
+                            &format!("{{{}}}", p["name"].as_str().unwrap()),
+                            p["example"].as_str().unwrap(),
+                        )
+                    });
+                    let query: Vec<String> = in_query
+                        .into_iter()
+                        .map(|p| {
+                            format!(
+                                "{}={}",
+                                p["name"].as_str().unwrap(),
+                                enc(p["example"].as_str().unwrap())
+                            )
+                        })
+                        .collect();
+                    let target = format!("{path}?{}", query.join("&"));
+                    if path == "/metrics" {
+                        let mut s = TcpStream::connect(a).unwrap();
+                        write!(
+                            s,
+                            "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        )
+                        .unwrap();
+                        let mut raw = String::new();
+                        s.read_to_string(&mut raw).unwrap();
+                        raw[9..12].parse::<u16>().unwrap()
+                    } else {
+                        let r = get(a, &target);
+                        assert_eq!(r.status, 200, "{target}: {}", r.body);
+                        r.status
+                    }
+                }
+                "post" => {
+                    let example = &op["requestBody"]["content"]["application/json"]["example"];
+                    let r = post(a, path, "application/json", &example.to_string());
+                    let want = match path.as_str() {
+                        "/v1/subscriptions" | "/v1/watchlists" => 201,
+                        _ => 200,
+                    };
+                    assert_eq!(r.status, want, "POST {path}: {}", r.body);
+                    200
+                }
+                "put" => {
+                    let target = match op["parameters"][0]["example"].as_str() {
+                        Some(code) => path.replace("{code}", code),
+                        None => path.clone(),
+                    };
+                    let example = &op["requestBody"]["content"]["application/json"]["example"];
+                    let r = call(
+                        a,
+                        "PUT",
+                        &target,
+                        "application/json",
+                        example.to_string().as_bytes(),
+                    );
+                    assert_eq!(r.status, 200, "PUT {target}: {}", r.body);
+                    r.status
+                }
+                "delete" => {
+                    let id = op["parameters"][0]["example"].as_str().unwrap();
+                    let r = call(
+                        a,
+                        "DELETE",
+                        &path.replace("{id}", id),
+                        "application/json",
+                        b"",
+                    );
+                    // The example names nothing that exists: the documented 404.
+                    assert_eq!(r.status, 404, "DELETE {path}: {}", r.body);
+                    assert!(r.body["error"]["code"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("no_such_"));
+                    200
+                }
+                other => panic!("unexpected method {other}"),
+            };
+            assert_eq!(status, 200, "{method} {path}");
+        }
+    }
+}

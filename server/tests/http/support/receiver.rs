@@ -1,0 +1,104 @@
+//! A downstream receiver for subscriptions (of events and of alerts).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::wait_until;
+
+/// A downstream receiver on 127.0.0.1: records every JSON body POSTed to it and
+/// answers 200 while `up`, 503 otherwise.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    pub attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Milliseconds to wait before answering (a slow receiver).
+    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let r = Receiver {
+            addr: listener.local_addr().unwrap(),
+            up: Default::default(),
+            bodies: Default::default(),
+            attempts: Default::default(),
+            delay_ms: Default::default(),
+        };
+        let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
+        let delay = r.delay_ms.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                // A sender killed mid-request leaves a head cut short: not a delivery.
+                let head_ended = loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break false;
+                    }
+                    if line == "\r\n" {
+                        break true;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                };
+                if !head_ended {
+                    continue;
+                }
+                let mut body = vec![0u8; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                attempts.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
+                let ok = up.load(Ordering::SeqCst);
+                if ok {
+                    bodies
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                }
+                let status = if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        r
+    }
+
+    /// Event ids received, in the order they came.
+    pub fn ids(&self) -> Vec<u64> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["events"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Waits (30 s at most) until `n` event ids arrived.
+    pub fn wait_for(&self, n: usize, what: &str) {
+        assert!(
+            wait_until(Duration::from_secs(30), || self.ids().len() >= n),
+            "{what}: got {:?}",
+            self.ids()
+        );
+    }
+}
