@@ -75,6 +75,13 @@ pub struct Settings {
     /// Largest request body in bytes. [default: 16777216]
     #[arg(long, env = "SIGHTLINE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest GA/T 1400 (`/VIID`) request body in bytes: uploads carry pictures.
+    /// [default: 67108864]
+    #[arg(long, env = "SIGHTLINE_MAX_VIID_BODY_BYTES")]
+    pub max_viid_body_bytes: Option<usize>,
+    /// Largest picture of a GA/T 1400 object (decoded) in bytes. [default: 8388608]
+    #[arg(long, env = "SIGHTLINE_MAX_PICTURE_BYTES")]
+    pub max_picture_bytes: Option<usize>,
     /// Most records in one ingest request. [default: 100000]
     #[arg(long, env = "SIGHTLINE_MAX_BATCH_RECORDS")]
     pub max_batch_records: Option<usize>,
@@ -134,6 +141,8 @@ impl Settings {
             listen: self.listen.or(base.listen),
             retention_days: self.retention_days.or(base.retention_days),
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
+            max_viid_body_bytes: self.max_viid_body_bytes.or(base.max_viid_body_bytes),
+            max_picture_bytes: self.max_picture_bytes.or(base.max_picture_bytes),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
             max_result_rows: self.max_result_rows.or(base.max_result_rows),
             max_concurrent_ingest: self.max_concurrent_ingest.or(base.max_concurrent_ingest),
@@ -164,6 +173,17 @@ impl Settings {
             None => Ok(default),
         };
         c.max_body_bytes = positive("max_body_bytes", self.max_body_bytes, c.max_body_bytes)?;
+        c.max_viid_body_bytes = positive(
+            "max_viid_body_bytes",
+            self.max_viid_body_bytes,
+            c.max_viid_body_bytes,
+        )?;
+        c.max_picture_bytes = positive(
+            "max_picture_bytes",
+            self.max_picture_bytes,
+            c.max_picture_bytes,
+        )?
+        .min(sightline_storage::pictures::MAX_PICTURE_BYTES);
         c.max_batch_records = positive(
             "max_batch_records",
             self.max_batch_records,

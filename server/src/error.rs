@@ -69,6 +69,8 @@ pub enum ApiError {
     NoSuchSubscription(String),
     #[error("no watchlist {0}")]
     NoSuchWatchlist(String),
+    #[error("no image {0}")]
+    NoSuchImage(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -141,9 +143,11 @@ impl ApiError {
             }
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
-            NoSuchEndpoint(_) | NoSuchEvent(_) | NoSuchSubscription(_) | NoSuchWatchlist(_) => {
-                StatusCode::NOT_FOUND
-            }
+            NoSuchEndpoint(_)
+            | NoSuchEvent(_)
+            | NoSuchSubscription(_)
+            | NoSuchWatchlist(_)
+            | NoSuchImage(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -170,6 +174,7 @@ impl ApiError {
             NoSuchEvent(_) => "no_such_event",
             NoSuchSubscription(_) => "no_such_subscription",
             NoSuchWatchlist(_) => "no_such_watchlist",
+            NoSuchImage(_) => "no_such_image",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
             BodyTooLarge(_) => "body_too_large",

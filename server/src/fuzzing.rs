@@ -66,7 +66,8 @@ pub fn gat1400(data: &[u8]) {
         crate::gat1400::objects::Upload::Vehicles,
         crate::gat1400::objects::Upload::Faces,
     ] {
-        let _ = crate::gat1400::objects::objects(store, upload, body.as_bytes(), "ArchiveID");
+        let _ =
+            crate::gat1400::objects::objects(store, upload, body.as_bytes(), "ArchiveID", 1 << 20);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod feed;
 pub mod fuzzing;
 pub mod gat1400;
 mod http;
+mod images;
 mod ingest;
 mod metrics;
 pub mod openapi;
@@ -74,6 +75,10 @@ pub struct ServerConfig {
     pub max_result_rows: usize,
     /// The audit log moves to a new file past this many bytes. Default 64 MiB.
     pub audit_file_bytes: u64,
+    /// Largest `/VIID` request body, in bytes: uploads carry pictures. Default 64 MiB.
+    pub max_viid_body_bytes: usize,
+    /// Largest picture of a GA/T 1400 object, decoded, in bytes. Default 8 MiB.
+    pub max_picture_bytes: usize,
     /// The GA/T 1400 face field that carries the subject (a feature or archive id an
     /// upstream platform fills); without it a face's subject is its `FaceID`. Default
     /// `ArchiveID`.
@@ -100,6 +105,8 @@ impl ServerConfig {
             query_timeout: Duration::from_secs(30),
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
+            max_viid_body_bytes: 64 << 20,
+            max_picture_bytes: 8 << 20,
             gat1400_face_subject: "ArchiveID".into(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),

@@ -1,7 +1,7 @@
 //! `GET /v1/openapi.json`: an OpenAPI 3 description derived from the route table
-//! (`routes.rs`), with an example for every parameter and body, so the document and
+//! (`routes/table.rs`), with an example for every parameter and body, so the document and
 //! the server cannot drift apart: the HTTP tests call every documented route with its
-//! examples.
+//! examples (`server/tests/http/openapi.rs`).
 
 use hyper::Method;
 use serde_json::{json, Map, Value};

@@ -7,15 +7,17 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::objects::{objects, BodyError, Upload};
+use super::objects::{objects, BodyError, Object, Upload};
 use super::{
     local_time, one_status, status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT,
     INVALID_JSON_FORMAT, OK,
 };
 use crate::error::ApiError;
+use crate::http::out::IMAGES_ATTR;
 use crate::http::{Answer, Body, Call};
 use crate::ingest::{ingest, Fate};
 use crate::App;
+use sightline_storage::AttrValue;
 
 /// A request as the gateway's blocking work sees it.
 struct Exchange {
@@ -69,7 +71,8 @@ where
     F: FnOnce(&App, Exchange) -> Reply + Send + 'static,
 {
     let now_ms = crate::now_ms();
-    let body = match c.body().await {
+    let max = c.app.config.max_viid_body_bytes;
+    let body = match c.body_within(max).await {
         Ok(b) => b,
         Err(e) => {
             let s = one_status("", &c.path, INVALID_JSON_FORMAT, &e.to_string(), now_ms);
@@ -171,8 +174,12 @@ pub(crate) async fn upload(c: Call) -> Result<Answer, ApiError> {
 
 fn store_objects(app: &App, x: &Exchange) -> Reply {
     let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
-    let face_field = &app.config.gat1400_face_subject;
-    let objects = match objects(&app.store, Upload::of_path(&x.path), &x.body, face_field) {
+    let (face_field, max_picture) = (
+        &app.config.gat1400_face_subject,
+        app.config.max_picture_bytes,
+    );
+    let upload = Upload::of_path(&x.path);
+    let mut objects = match objects(&app.store, upload, &x.body, face_field, max_picture) {
         Ok(o) => o,
         Err(e) => {
             let code = match e {
@@ -183,8 +190,11 @@ fn store_objects(app: &App, x: &Exchange) -> Reply {
         }
     };
     let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
-    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
-    let done = match ingest(app, None, records) {
+    let stored = store_pictures(app, &mut objects).and_then(|()| {
+        let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
+        ingest(app, None, records)
+    });
+    let done = match stored {
         Ok(done) => done,
         Err(e) => {
             let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
@@ -206,6 +216,47 @@ fn store_objects(app: &App, x: &Exchange) -> Reply {
         })
         .collect();
     Reply::ok(status_list(statuses))
+}
+
+/// Stores the pictures of the objects that became events (in their event's shard,
+/// durably, one fsync per pack) and lists them on the events (`images`).
+fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
+    let layout = app.store.layout();
+    let mut put: Vec<(String, i32, &[u8])> = Vec::new();
+    for o in objects.iter() {
+        if let Ok(e) = &o.event {
+            for p in &o.pictures {
+                if let Some(b) = &p.bytes {
+                    put.push((e.community.clone(), layout.span_of(e.ts_ms), b));
+                }
+            }
+        }
+    }
+    let refs: Vec<(&str, i32, &[u8])> = put.iter().map(|(c, s, b)| (c.as_str(), *s, *b)).collect();
+    let mut ids = app.store.pictures().put(&refs)?.into_iter();
+    for o in objects.iter_mut() {
+        let Ok(e) = &mut o.event else { continue };
+        if o.pictures.is_empty() {
+            continue;
+        }
+        let listed: Vec<Value> = o
+            .pictures
+            .iter()
+            .map(|p| {
+                let id = p
+                    .bytes
+                    .as_ref()
+                    .and_then(|_| ids.next())
+                    .map(|id| id.to_string());
+                p.listed(id.as_deref())
+            })
+            .collect();
+        e.attrs.insert(
+            IMAGES_ATTR.into(),
+            AttrValue::Str(Value::Array(listed).to_string()),
+        );
+    }
+    Ok(())
 }
 
 /// Any other `/VIID/…` request.

@@ -15,6 +15,7 @@
 mod digest;
 pub(crate) mod handlers;
 pub(crate) mod objects;
+pub(crate) mod pictures;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sightline_storage::{AttrValue, Attrs, Device, EventInput, Store};
 
+use super::pictures::{pictures, Picture, PictureError};
 use crate::error::RecordError;
 
 /// What a list upload carries: vehicles or faces.
@@ -44,10 +45,12 @@ impl Upload {
     }
 }
 
-/// One uploaded object: its id (for its status) and its event, or why not.
+/// One uploaded object: its id (for its status), its event (or why not) and its
+/// pictures.
 pub(crate) struct Object {
     pub id: String,
     pub event: Result<EventInput, RecordError>,
+    pub pictures: Vec<Picture>,
 }
 
 /// Why a body is not an upload at all (one status answers it).
@@ -68,6 +71,8 @@ enum ObjectError {
     UnknownDevice(String),
     #[error("{0:?} is not a time like 20210901080000")]
     BadTime(String),
+    #[error("{0}")]
+    Picture(#[from] PictureError),
 }
 
 /// A string field given as a string or a number.
@@ -85,6 +90,7 @@ pub(crate) fn objects(
     upload: Upload,
     body: &[u8],
     face_subject_field: &str,
+    max_picture_bytes: usize,
 ) -> Result<Vec<Object>, BodyError> {
     let (list, item, id_field) = upload.names();
     let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
@@ -99,15 +105,23 @@ pub(crate) fn objects(
         .enumerate()
         .map(|(i, o)| {
             let id = field(o, id_field).unwrap_or_default();
-            let event =
-                event(store, &mut devices, upload, o, &id, face_subject_field).map_err(|why| {
-                    RecordError {
-                        line: i,
-                        field: None,
-                        message: why.to_string(),
-                    }
-                });
-            Object { id, event }
+            let refused = |why: ObjectError| RecordError {
+                line: i,
+                field: None,
+                message: why.to_string(),
+            };
+            let (event, pictures) = match pictures(o, max_picture_bytes) {
+                Ok(p) => (
+                    event(store, &mut devices, upload, o, &id, face_subject_field).map_err(refused),
+                    p,
+                ),
+                Err(e) => (Err(refused(e.into())), Vec::new()),
+            };
+            Object {
+                id,
+                event,
+                pictures,
+            }
         })
         .collect())
 }

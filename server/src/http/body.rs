@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -46,6 +46,8 @@ pub(crate) enum Body {
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// Text of another type (`/metrics`: the Prometheus exposition format).
     Typed(&'static str, String),
+    /// Bytes of a type (a picture).
+    Binary(&'static str, Bytes),
     /// A body with headers of its own (they override the body's `Content-Type`).
     Headed(Vec<(HeaderName, HeaderValue)>, Box<Body>),
 }
@@ -115,6 +117,7 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
         Body::Events(rx) => (Either::Right(ChannelBody(rx)), "text/event-stream"),
         Body::Lines(s) => (whole(s), NDJSON),
         Body::Typed(content_type, s) => (whole(s), content_type),
+        Body::Binary(content_type, b) => (Either::Left(Full::new(b)), content_type),
         Body::Value(v) => (whole(v.to_string()), "application/json"),
         Body::Text(s) => (whole(s), "application/json"),
     };
@@ -138,22 +141,40 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
     r
 }
 
-/// The request body, refused with 413 past `max` bytes and 408 past the body timeout.
+/// How much of a body past its limit is read and discarded before the 413 is sent:
+/// a client still writing then reads the answer instead of a broken pipe. Past this
+/// the connection is closed.
+pub(crate) const DRAIN_BYTES: usize = 64 << 20;
+
+/// The request body, refused with 413 past `max` bytes (read on, discarding, up to
+/// [`DRAIN_BYTES`] more) and 408 past the body timeout.
 pub(crate) async fn read(app: &App, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     let limit = app.config.body_timeout;
-    let collected = tokio::time::timeout(limit, Limited::new(body, max).collect())
+    tokio::time::timeout(limit, collect(body, max))
         .await
-        .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?;
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::BodyTooLarge(max))
+        .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?
+}
+
+async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total <= max {
+            buf.extend_from_slice(&data);
+        } else if total > max.saturating_add(DRAIN_BYTES) {
+            return Err(ApiError::BodyTooLarge(max));
+        } else {
+            buf = Vec::new();
         }
-        Err(e) => Err(ApiError::MalformedBody(format!(
-            "could not read the body: {e}"
-        ))),
+    }
+    match total > max {
+        true => Err(ApiError::BodyTooLarge(max)),
+        false => Ok(Bytes::from(buf)),
     }
 }

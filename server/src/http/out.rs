@@ -1,12 +1,17 @@
 //! The JSON shapes every answer shares: an event ([`EventOut`], its attributes written
 //! straight from their stored encoding by [`AttrsOut`]) and a list answer.
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sightline_query::Sighting;
 use sightline_storage::{AttrRef, AttrsAt};
 
 use crate::http::Body;
 use crate::params::Rfc3339;
+
+/// The attribute that lists an event's pictures, as JSON text (GA/T 1400 uploads
+/// write it); answers show it as the event's `images`, not among its `attrs`.
+pub(crate) const IMAGES_ATTR: &str = "images";
 
 /// One event as every answer writes it (trajectory, event by id, feed,
 /// subscriptions).
@@ -20,6 +25,28 @@ pub(crate) struct EventOut<'a> {
     subject: &'a str,
     direction: &'static str,
     attrs: AttrsOut<'a>,
+    /// Its pictures: `[{"id", "url", "type", "width", "height", "shot", …}]`; absent
+    /// when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<&'a RawValue>,
+}
+
+/// The pictures an event's encoded attributes list (a fast check first: most events
+/// have none).
+fn images_of(attrs: &[u8]) -> Option<&RawValue> {
+    if !attrs
+        .windows(IMAGES_ATTR.len())
+        .any(|w| w == IMAGES_ATTR.as_bytes())
+    {
+        return None;
+    }
+    let mut found = None;
+    let _ = sightline_storage::visit_attrs(attrs, |k, v| {
+        if let (IMAGES_ATTR, AttrRef::Str(text)) = (k, v) {
+            found = serde_json::from_str::<&RawValue>(text).ok();
+        }
+    });
+    found
 }
 
 impl<'a> EventOut<'a> {
@@ -33,6 +60,7 @@ impl<'a> EventOut<'a> {
             subject: &s.subject,
             direction: s.direction.as_str(),
             attrs: AttrsOut(attrs.bytes()),
+            images: images_of(attrs.bytes()),
         }
     }
 }
@@ -40,9 +68,13 @@ impl<'a> EventOut<'a> {
 /// A stored event as the API writes it, from the validated event (its attributes
 /// written straight from their encoding, as in every answer).
 pub(crate) fn event_json(seq: u64, e: &sightline_storage::Event) -> Value {
-    json!({"id": seq, "ts": Rfc3339(e.ts_ms()), "community": e.community(),
+    let mut v = json!({"id": seq, "ts": Rfc3339(e.ts_ms()), "community": e.community(),
            "device": e.device().as_str(), "kind": e.kind().as_str(), "subject": e.subject(),
-           "direction": e.direction().as_str(), "attrs": AttrsOut(e.attr_bytes())})
+           "direction": e.direction().as_str(), "attrs": AttrsOut(e.attr_bytes())});
+    if let Some(images) = images_of(e.attr_bytes()) {
+        v["images"] = serde_json::from_str(images.get()).unwrap_or(Value::Null);
+    }
+    v
 }
 
 /// Attributes as a JSON object of strings, numbers and booleans, written straight
@@ -55,7 +87,7 @@ impl serde::Serialize for AttrsOut<'_> {
         let mut m = s.serialize_map(None)?;
         let mut failed = None;
         let walked = sightline_storage::visit_attrs(self.0, |k, v| {
-            if failed.is_some() {
+            if failed.is_some() || k == IMAGES_ATTR {
                 return;
             }
             let r = match v {

@@ -86,6 +86,7 @@ pub(super) fn table() -> Routes {
     ingest(&mut r);
     subject_queries(&mut r);
     community_queries(&mut r);
+    images(&mut r);
     feed(&mut r);
     gat1400(&mut r);
     r
@@ -348,6 +349,20 @@ fn subject_queries(r: &mut Routes) {
             ],
         ),
         queries::search,
+    );
+}
+
+/// Pictures of events.
+fn images(r: &mut Routes) {
+    r.get(
+        "/v1/images/{id}",
+        Key(Investigate),
+        Refuse,
+        doc(
+            "A picture's bytes (JPEG, PNG or BMP, by its Content-Type), as an event's `images` list it; 404 outside the key's communities; audited.",
+            params![path_p("id", "3332303530383030303100.18871.8", "Picture id.")],
+        ),
+        crate::images::get,
     );
 }
 

@@ -299,3 +299,184 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
         200
     );
 }
+
+/// A picture-sized JPEG: the JPEG magic, then `n` bytes from a seed (so every picture
+/// differs, and equal seeds give equal pictures).
+fn jpeg(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    out.extend((0..n).map(|_| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 56) as u8
+    }));
+    out
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A picture's bytes and its head (lower case), with an optional API key.
+fn image(addr: SocketAddr, url: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let a = send(
+        addr,
+        format!("GET {url} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    );
+    (a.status, a.head.to_ascii_lowercase(), a.body)
+}
+
+/// Pictures as cameras send them — base64 `Data` in `SubImageList.SubImageInfoObject[]`
+/// with `ImageID`, `Type`, `FileFormat`, `ShotTime`, `Width`/`Height` as strings (the
+/// shape of xiezhihui98/GAT1400 `dto/SubImageInfoObject.java` and wvp-GB28181-pro
+/// dev/1400's copy of it) — 100 vehicles with two ~150 KB pictures each, a 40 MB body
+/// past the 16 MiB `/v1` limit; one object whose picture is not a picture, one with a
+/// `StoragePath` only. Every stored picture comes back byte-identical through the
+/// trajectory's `images` and `GET /v1/images/{id}`, after a restart too, and only
+/// within the key's communities.
+#[test]
+fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
+                        "gat1400": {"password": "gate-secret"}});
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+    assert_eq!(
+        register(a, "/VIID/System/Register", GATE, "gate-secret").0,
+        200
+    );
+
+    let mut pictures = Vec::new();
+    let mut objects = Vec::new();
+    for i in 0..100u64 {
+        let time = format!("20210901{:02}{:02}00", 8 + i / 60, i % 60);
+        let (whole, plate) = (jpeg(i, 150_000), jpeg(1000 + i, 150_000));
+        let sub = |bytes: &[u8], kind: &str| {
+            json!({"ImageID": format!("{GATE}02{time}{i:05}"),
+            "EventSort": 2, "DeviceID": GATE, "StoragePath": "", "Type": kind, "FileFormat": "Jpeg",
+            "ShotTime": time, "Width": "1920", "Height": "1080", "Data": b64(bytes)})
+        };
+        objects.push(
+            json!({"MotorVehicleID": format!("{GATE}02{time}{i:05}02{i:05}"),
+            "InfoKind": 1, "SourceID": format!("{GATE}02{time}{i:05}"), "TollgateID": GATE,
+            "DeviceID": GATE, "PassTime": time, "PlateNo": "苏E7PIC1", "HasPlate": "1",
+            "PlateColor": "2", "LaneNo": 1, "Speed": "",
+            "SubImageList": {"SubImageInfoObject": [sub(&whole, "01"), sub(&plate, "02")]}}),
+        );
+        pictures.push((whole, plate));
+    }
+    objects.push(json!({"MotorVehicleID": format!("{GATE}0220210901100000001000200100"),
+        "DeviceID": GATE, "PassTime": "20210901100000", "PlateNo": "苏E7PIC1",
+        "SubImageList": {"SubImageInfoObject": [{"Type": "01", "Data": b64(b"GIF89a not a jpeg")}]}}));
+    objects.push(json!({"MotorVehicleID": format!("{GATE}0220210901100100001010201010"),
+        "DeviceID": GATE, "PassTime": "20210901100100", "PlateNo": "苏E7PIC1",
+        "SubImageList": {"SubImageInfoObject": {"Type": "14", "StoragePath": "http://10.1.2.3/scene.jpg"}}}));
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
+    assert!(body.len() > 40_000_000, "{} bytes", body.len());
+    let ident = vec![("User-Identify", GATE.to_string())];
+    let (status, _, answer) = viid(a, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{answer}");
+    let statuses = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap();
+    assert_eq!(statuses.len(), 102);
+    assert!(
+        statuses[..100].iter().all(|s| s["StatusCode"] == 0),
+        "{}",
+        statuses[0]
+    );
+    assert_eq!(statuses[100]["StatusCode"], 8);
+    assert!(statuses[100]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("SubImageInfoObject[0]"));
+    assert_eq!(statuses[101]["StatusCode"], 0);
+
+    let check = |a: SocketAddr, token: Option<&str>| {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let t = send(a, format!("GET /v1/trajectory?kind=vehicle&subject={}&{RANGE} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n", enc("苏E7PIC1")).as_bytes());
+        assert_eq!(t.status, 200);
+        let t: Value = serde_json::from_slice(&t.body).unwrap();
+        let events = t["events"].as_array().unwrap();
+        assert_eq!(events.len(), 101, "the refused object is not stored");
+        for (e, (whole, plate)) in events.iter().zip(&pictures) {
+            let images = e["images"].as_array().unwrap();
+            assert_eq!(images.len(), 2);
+            assert_eq!(
+                (images[0]["type"].as_str(), images[0]["width"].as_i64()),
+                (Some("01"), Some(1920))
+            );
+            assert!(
+                e["attrs"].get("images").is_none(),
+                "images are not an attribute"
+            );
+            for (img, want) in images.iter().zip([whole, plate]) {
+                let (status, head, bytes) = image(a, img["url"].as_str().unwrap(), token);
+                assert_eq!(status, 200, "{head}");
+                assert!(head.contains("content-type: image/jpeg"), "{head}");
+                assert!(bytes == *want, "{} is not the picture sent", img["url"]);
+            }
+        }
+        assert_eq!(
+            events[100]["images"],
+            json!([{"url": "http://10.1.2.3/scene.jpg", "type": "14"}])
+        );
+        events[0]["images"][0]["url"].as_str().unwrap().to_string()
+    };
+    let first = check(a, None);
+    // Re-sent (a camera retrying): acknowledged again, stored once, pictures too.
+    let before = std::fs::read_dir(dir.path().join("pictures"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    let (status, _, _) = viid(a, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200);
+    let after = std::fs::read_dir(dir.path().join("pictures"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    assert_eq!(before, after, "identical pictures are stored once");
+    let sent: usize = pictures.iter().map(|(w, p)| w.len() + p.len()).sum();
+    assert!(
+        (after as f64) < sent as f64 * 1.01,
+        "{after} bytes on disk for {sent} bytes of pictures"
+    );
+    let (status, _, _) = image(a, "/v1/images/nothing", None);
+    assert_eq!(status, 404);
+
+    // After a restart, with keys: a key of another community sees no picture.
+    server.stop();
+    let (inside, outside) = {
+        use sightline_server::auth::{self, Role};
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let mk = |c: &str| {
+            auth::create(&store, "t", Role::Investigate, Some(vec![c.to_string()]), 0)
+                .unwrap()
+                .1
+        };
+        (mk("3205080001"), mk("3205089999"))
+    };
+    let server = start(dir.path(), |_| {});
+    assert_eq!(check(server.addr, Some(&inside)), first);
+    let (status, _, _) = image(server.addr, &first, Some(&outside));
+    assert_eq!(status, 404, "another community's picture is not found");
+    let (status, _, _) = image(server.addr, &first, None);
+    assert_eq!(status, 401);
+}

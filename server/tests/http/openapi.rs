@@ -49,6 +49,7 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/first-seen",
         "/v1/overnight",
         "/v1/counts",
+        "/v1/images/{id}",
     ];
     routed.sort();
     assert_eq!(documented, routed);
@@ -86,6 +87,12 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                         let mut raw = String::new();
                         s.read_to_string(&mut raw).unwrap();
                         raw[9..12].parse::<u16>().unwrap()
+                    } else if path.starts_with("/v1/images/") {
+                        // The example names no stored picture: the documented 404.
+                        let r = get(a, &target);
+                        assert_eq!(r.status, 404, "{target}: {}", r.body);
+                        assert_eq!(r.body["error"]["code"], "no_such_image");
+                        200
                     } else {
                         let r = get(a, &target);
                         assert_eq!(r.status, 200, "{target}: {}", r.body);
