@@ -62,9 +62,12 @@ pub fn gat1400(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (auth, body) = text.split_once('\n').unwrap_or(("", &text));
     let _ = crate::gat1400::Gateway::default().check_digest(store, "POST", Some(auth));
+    use crate::gat1400::objects::Upload;
     for upload in [
-        crate::gat1400::objects::Upload::Vehicles,
-        crate::gat1400::objects::Upload::Faces,
+        Upload::Vehicles,
+        Upload::Faces,
+        Upload::Persons,
+        Upload::NonMotorVehicles,
     ] {
         let _ =
             crate::gat1400::objects::objects(store, upload, body.as_bytes(), "ArchiveID", 1 << 20);

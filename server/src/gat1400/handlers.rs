@@ -178,7 +178,7 @@ fn store_objects(app: &App, x: &Exchange) -> Reply {
         &app.config.gat1400_face_subject,
         app.config.max_picture_bytes,
     );
-    let upload = Upload::of_path(&x.path);
+    let upload = Upload::of_path(&x.path).expect("routed only for the upload paths");
     let mut objects = match objects(&app.store, upload, &x.body, face_field, max_picture) {
         Ok(o) => o,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! Uploaded objects (`MotorVehicleListObject`, `FaceListObject`) as events: each
+//! Uploaded objects (`MotorVehicleListObject`, `FaceListObject`, `PersonListObject`,
+//! `NonMotorVehicleListObject`) as events: each
 //! object on its own, so one bad object is refused with its reason and the rest go on.
 
 use std::collections::HashMap;
@@ -9,40 +10,90 @@ use sightline_storage::{AttrValue, Attrs, Device, EventInput, Store};
 use super::pictures::{pictures, Picture, PictureError};
 use crate::error::RecordError;
 
-/// What a list upload carries: vehicles or faces.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a list upload carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Upload {
     Vehicles,
     Faces,
+    Persons,
+    NonMotorVehicles,
 }
 
+/// The subject of a vehicle without a plate: this prefix and the object's id, so each
+/// unplated pass is stored (and found by kind, time and `无牌*`), never merged.
+pub const UNPLATED: &str = "无牌";
+
 impl Upload {
-    pub fn of_path(path: &str) -> Upload {
+    pub fn of_path(path: &str) -> Option<Upload> {
         match path {
-            "/VIID/MotorVehicles" => Upload::Vehicles,
-            _ => Upload::Faces,
+            "/VIID/MotorVehicles" => Some(Upload::Vehicles),
+            "/VIID/Faces" => Some(Upload::Faces),
+            "/VIID/Persons" => Some(Upload::Persons),
+            "/VIID/NonMotorVehicles" => Some(Upload::NonMotorVehicles),
+            _ => None,
         }
     }
 
-    /// The list object, the item array inside it, and the item's id field.
-    fn names(self) -> (&'static str, &'static str, &'static str) {
+    /// The list object, the item array inside it, and the item's id fields (the
+    /// second a misspelling seen in clients).
+    fn names(self) -> (&'static str, &'static str, &'static [&'static str]) {
         match self {
             Upload::Vehicles => (
                 "MotorVehicleListObject",
                 "MotorVehicleObject",
-                "MotorVehicleID",
+                &["MotorVehicleID"],
             ),
-            Upload::Faces => ("FaceListObject", "FaceObject", "FaceID"),
+            Upload::Faces => ("FaceListObject", "FaceObject", &["FaceID"]),
+            Upload::Persons => (
+                "PersonListObject",
+                "PersonObject",
+                &["PersonID", "PersionID"],
+            ),
+            Upload::NonMotorVehicles => (
+                "NonMotorVehicleListObject",
+                "NonMotorVehicleObject",
+                &["NonMotorVehicleID"],
+            ),
         }
     }
 
-    /// The fields that carry the capture time, in order of preference.
+    /// The fields that carry the capture time, in order of preference; without any,
+    /// the time inside the object's 48-character id.
     fn time_fields(self) -> &'static [&'static str] {
         match self {
-            Upload::Vehicles => &["PassTime"],
-            Upload::Faces => &["ShotTime", "FaceAppearTime"],
+            Upload::Vehicles => &["PassTime", "MarkTime", "AppearTime"],
+            Upload::Faces => &["ShotTime", "FaceAppearTime", "LocationMarkTime"],
+            Upload::Persons => &["ShotTime", "PersonAppearTime", "LocationMarkTime"],
+            Upload::NonMotorVehicles => &["PassTime", "MarkTime", "AppearTime"],
         }
     }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Upload::Vehicles => "vehicle",
+            Upload::Faces => "face",
+            Upload::Persons => "person",
+            Upload::NonMotorVehicles => "nonmotor",
+        }
+    }
+}
+
+/// The capture time inside a GA/T 1400 object id: device code (20), type (2), then
+/// `YYYYMMDDhhmmss` (14).
+fn time_of_id(id: &str) -> Option<i64> {
+    super::parse_time(id.get(22..36)?)
+}
+
+/// Whether a vehicle object says it has no plate (`HasPlate` false, or no usable
+/// `PlateNo`).
+fn unplated(o: &Value, plate: Option<&str>) -> bool {
+    let has_plate = match o.get("HasPlate") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_i64() != Some(0),
+        Some(Value::String(s)) => !matches!(s.trim(), "0" | "false" | "False" | "FALSE"),
+        _ => true,
+    };
+    !has_plate || plate.is_none_or(|p| matches!(p, "无牌" | "无车牌" | "未识别" | "未知" | "车牌"))
 }
 
 /// One uploaded object: its id (for its status), its event (or why not) and its
@@ -75,6 +126,14 @@ enum ObjectError {
     Picture(#[from] PictureError),
 }
 
+/// A vehicle's plate, or for one without: [`UNPLATED`] and the object's id.
+fn plate_or_unplated(o: &Value, id: &str) -> String {
+    match field(o, "PlateNo") {
+        Some(plate) if !unplated(o, Some(&plate)) => plate,
+        _ => format!("{UNPLATED}{id}"),
+    }
+}
+
 /// A string field given as a string or a number.
 fn field(o: &Value, k: &str) -> Option<String> {
     match o.get(k)? {
@@ -92,7 +151,7 @@ pub(crate) fn objects(
     face_subject_field: &str,
     max_picture_bytes: usize,
 ) -> Result<Vec<Object>, BodyError> {
-    let (list, item, id_field) = upload.names();
+    let (list, item, id_fields) = upload.names();
     let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
     let items = v
         .get(list)
@@ -104,7 +163,10 @@ pub(crate) fn objects(
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let id = field(o, id_field).unwrap_or_default();
+            let id = id_fields
+                .iter()
+                .find_map(|f| field(o, f))
+                .unwrap_or_default();
             let refused = |why: ObjectError| RecordError {
                 line: i,
                 field: None,
@@ -135,9 +197,9 @@ fn event(
     id: &str,
     face_subject_field: &str,
 ) -> Result<EventInput, ObjectError> {
-    let (_, _, id_field) = upload.names();
+    let (_, _, id_fields) = upload.names();
     if id.is_empty() {
-        return Err(ObjectError::Missing(id_field.into()));
+        return Err(ObjectError::Missing(id_fields[0].into()));
     }
     let device = field(o, "DeviceID")
         .or_else(|| field(o, "TollgateID"))
@@ -149,11 +211,16 @@ fn event(
         .as_ref()
         .ok_or_else(|| ObjectError::UnknownDevice(device.clone()))?;
     let time_fields = upload.time_fields();
-    let time = time_fields
-        .iter()
-        .find_map(|k| field(o, k))
-        .ok_or_else(|| ObjectError::Missing(time_fields.join(" or ")))?;
-    let ts_ms = super::parse_time(&time).ok_or(ObjectError::BadTime(time))?;
+    let ts_ms = match time_fields.iter().find_map(|k| field(o, k)) {
+        Some(time) => super::parse_time(&time).ok_or(ObjectError::BadTime(time))?,
+        None => time_of_id(id).ok_or_else(|| {
+            ObjectError::Missing(format!(
+                "{} (and {} holds no time)",
+                time_fields.join(" or "),
+                id_fields[0]
+            ))
+        })?,
+    };
     let mut attrs = Attrs::new();
     attrs.insert("source_id".into(), AttrValue::Str(id.to_string()));
     let subject = match upload {
@@ -169,9 +236,24 @@ fn event(
                     attrs.insert(key.into(), AttrValue::Str(v));
                 }
             }
-            field(o, "PlateNo").ok_or_else(|| ObjectError::Missing("PlateNo".into()))?
+            plate_or_unplated(o, id)
         }
-        Upload::Faces => field(o, face_subject_field).unwrap_or_else(|| id.to_string()),
+        Upload::NonMotorVehicles => {
+            for (key, from) in [
+                ("plate_color", "PlateColor"),
+                ("vehicle_color", "VehicleColor"),
+                ("vehicle_type", "VehicleType"),
+                ("vehicle_brand", "VehicleBrand"),
+            ] {
+                if let Some(v) = field(o, from) {
+                    attrs.insert(key.into(), AttrValue::Str(v));
+                }
+            }
+            plate_or_unplated(o, id)
+        }
+        Upload::Faces | Upload::Persons => {
+            field(o, face_subject_field).unwrap_or_else(|| id.to_string())
+        }
     };
     if let Some(r) = field(o, "PlateReliability").and_then(|r| r.parse::<i64>().ok()) {
         attrs.insert("plate_reliability".into(), AttrValue::Int(r));
@@ -186,11 +268,7 @@ fn event(
         ts_ms,
         community: d.community.clone(),
         device,
-        kind: match upload {
-            Upload::Vehicles => "vehicle",
-            Upload::Faces => "face",
-        }
-        .into(),
+        kind: upload.kind().into(),
         subject,
         direction: d.direction.as_str().into(),
         attrs,

@@ -553,5 +553,7 @@ fn gat1400(r: &mut Routes) {
     r.viid(Method::GET, "/VIID/System/Time", viid::time);
     r.viid(Method::POST, "/VIID/MotorVehicles", viid::upload);
     r.viid(Method::POST, "/VIID/Faces", viid::upload);
+    r.viid(Method::POST, "/VIID/Persons", viid::upload);
+    r.viid(Method::POST, "/VIID/NonMotorVehicles", viid::upload);
     r.viid_fallback("/VIID/{resource}", viid::no_such_resource);
 }

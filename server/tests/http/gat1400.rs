@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
-use crate::support::{call, enc, get, send, start, GATE, OTHER_GATE, RANGE};
+use crate::support::{call, enc, get, send, start, wait_until, GATE, OTHER_GATE, RANGE};
 
 /// A GA/T 1400 request: status, headers (lower case), JSON body.
 fn viid(
@@ -191,15 +191,13 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
         .iter()
         .map(|s| s["StatusCode"].as_i64().unwrap())
         .collect();
-    assert_eq!(codes, [0, 0, 8, 8]);
+    // The vehicle without a plate is an unplated pass, stored (issue 17: such passes
+    // were refused, and lost).
+    assert_eq!(codes, [0, 0, 8, 0]);
     assert!(statuses[2]["StatusString"]
         .as_str()
         .unwrap()
         .contains("not registered"));
-    assert!(statuses[3]["StatusString"]
-        .as_str()
-        .unwrap()
-        .contains("PlateNo"));
     assert_eq!(statuses[0]["Id"].as_str().unwrap().len(), 48);
     // The same upload again is idempotent by MotorVehicleID: acknowledged, not stored twice.
     let (_, _, again) = viid(
@@ -479,4 +477,120 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
     assert_eq!(status, 404, "another community's picture is not found");
     let (status, _, _) = image(server.addr, &first, None);
     assert_eq!(status, 401);
+}
+
+/// The other object types a community gateway sends, and objects real devices send
+/// without the fields a strict reading requires: `PersonListObject` (with the
+/// `PersionID` misspelling of nanguantong/gat-1400's `security_person_t`),
+/// `NonMotorVehicleListObject`, an unplated vehicle (`HasPlate` "0", `PlateNo` ""), and
+/// a face with no time field at all (as tsingeye/EnjoyVIID's `FaceController.upload`
+/// sends: the time is taken from the `FaceID`, as xiezhihui98/GAT1400 does).
+#[test]
+fn persons_nonmotor_vehicles_unplated_vehicles_and_faces_without_times_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
+                        "gat1400": {"password": "gate-secret"}});
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+    assert_eq!(
+        register(a, "/VIID/System/Register", GATE, "gate-secret").0,
+        200
+    );
+    let ident = vec![("User-Identify", GATE.to_string())];
+    let upload = |path: &str, body: Value| {
+        let (status, _, answer) = viid(a, "POST", path, &ident, &body.to_string());
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer["ResponseStatusListObject"]["ResponseStatusObject"].clone()
+    };
+    let id = |t: &str, n: u32| format!("{GATE}02{t}{n:05}02{n:05}");
+    let person = id("20210901083000", 1);
+    let s = upload(
+        "/VIID/Persons",
+        json!({"PersonListObject": {"PersonObject": [
+        {"PersonID": person, "DeviceID": GATE, "PersonAppearTime": "20210901083000", "GenderCode": "1"},
+        {"PersionID": id("20210901083100", 2), "DeviceID": GATE}]}}),
+    );
+    assert_eq!(
+        (s[0]["StatusCode"].as_i64(), s[1]["StatusCode"].as_i64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    let s = upload(
+        "/VIID/NonMotorVehicles",
+        json!({"NonMotorVehicleListObject": {"NonMotorVehicleObject": [
+        {"NonMotorVehicleID": id("20210901084000", 3), "DeviceID": GATE, "AppearTime": "20210901084000",
+         "HasPlate": true, "PlateNo": "苏E·A123", "VehicleType": "2"}]}}),
+    );
+    assert_eq!(s[0]["StatusCode"], 0, "{s}");
+    let unplated = id("20210901085000", 4);
+    let s = upload(
+        "/VIID/MotorVehicles",
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": unplated, "DeviceID": GATE, "PassTime": "20210901085000", "HasPlate": "0", "PlateNo": ""}]}}),
+    );
+    assert_eq!(s[0]["StatusCode"], 0, "{s}");
+    let face = id("20210901090000", 5);
+    let s = upload(
+        "/VIID/Faces",
+        json!({"FaceListObject": {"FaceObject": [
+        {"FaceID": face, "InfoKind": 0, "SourceID": &face[..41], "DeviceID": GATE, "LeftTopX": 10},
+        {"FaceID": "not-48-characters", "DeviceID": GATE}]}}),
+    );
+    assert_eq!(s[0]["StatusCode"], 0, "{s}");
+    assert_eq!(
+        s[1]["StatusCode"], 8,
+        "a face with no time anywhere is refused: {s}"
+    );
+    assert!(
+        s[1]["StatusString"].as_str().unwrap().contains("ShotTime"),
+        "{s}"
+    );
+
+    let one = |kind: &str, subject: &str| {
+        let r = get(
+            a,
+            &format!(
+                "/v1/trajectory?kind={kind}&subject={}&{RANGE}",
+                enc(subject)
+            ),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let events = r.body["events"].as_array().unwrap().clone();
+        assert_eq!(events.len(), 1, "{kind} {subject}: {}", r.body);
+        events[0].clone()
+    };
+    assert_eq!(
+        one("person", &person)["ts"],
+        "2021-09-01T08:30:00.000+08:00"
+    );
+    assert_eq!(
+        one("person", &id("20210901083100", 2))["ts"],
+        "2021-09-01T08:31:00.000+08:00"
+    );
+    assert_eq!(one("nonmotor", "苏EA123")["attrs"]["vehicle_type"], "2");
+    let e = one("vehicle", &format!("无牌{unplated}"));
+    assert_eq!(e["attrs"]["source_id"], unplated.as_str());
+    assert_eq!(one("face", &face)["ts"], "2021-09-01T09:00:00.000+08:00");
+    // Unplated passes are found by kind and prefix (once the vocabulary caught up).
+    let search = format!("/v1/search?q={}&mode=prefix&kind=vehicle", enc("无牌"));
+    let found = wait_until(std::time::Duration::from_secs(10), || {
+        get(a, &search).body["subjects"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["subject"] == format!("无牌{unplated}")))
+    });
+    assert!(found, "{}", get(a, &search).body);
 }
