@@ -99,7 +99,7 @@ fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError>
         (None, Some(_)) => text(&o, "kind", true)?,
         _ => text(&o, "device_kind", true)?,
     };
-    let password = gat1400_password(&o)?;
+    let login = gat1400_login(&o)?;
     let d = sightline_storage::Device {
         code: code.to_string(),
         community,
@@ -110,30 +110,56 @@ fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError>
     };
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
-    if let Some(p) = password {
-        catalog.put_gat1400_credential(&crate::gat1400::credential(code, &p))?;
+    if let Some((username, password)) = login {
+        let username = username.as_deref().unwrap_or(code);
+        catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
     }
     let mut v = device_json(&d);
-    v["gat1400"] = catalog.gat1400_credential(code)?.is_some().into();
+    let credential = catalog.gat1400_credential(code)?;
+    v["gat1400"] = credential.is_some().into();
+    if let Some(c) = credential {
+        v["gat1400_username"] = c.username.into();
+    }
     Ok(v)
 }
 
-/// The optional `"gat1400": {"password": …}` of a device.
-fn gat1400_password(o: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match o.get("gat1400") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(g)) => match g.get("password") {
-            Some(Value::String(p)) if !p.is_empty() => Ok(Some(p.clone())),
-            _ => Err(ApiError::param(
+/// The optional `"gat1400": {"username": …, "password": …}` of a device or platform:
+/// the digest user name (its code when not given) and password it registers with.
+fn gat1400_login(o: &Map<String, Value>) -> Result<Option<(Option<String>, String)>, ApiError> {
+    let g = match o.get("gat1400") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(g)) => g,
+        Some(_) => {
+            return Err(ApiError::param(
+                "gat1400",
+                "must be an object like {\"username\": \"…\", \"password\": \"…\"}",
+            ))
+        }
+    };
+    let password = match g.get("password") {
+        Some(Value::String(p)) if !p.is_empty() => p.clone(),
+        _ => {
+            return Err(ApiError::param(
                 "gat1400.password",
                 "must be a non-empty string",
-            )),
-        },
-        Some(_) => Err(ApiError::param(
-            "gat1400",
-            "must be an object like {\"password\": \"…\"}",
-        )),
-    }
+            ))
+        }
+    };
+    let username = match g.get("username") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(u))
+            if !u.trim().is_empty() && u.len() <= 64 && !u.contains(['"', '\\']) =>
+        {
+            Some(u.trim().to_string())
+        }
+        Some(_) => {
+            return Err(ApiError::param(
+                "gat1400.username",
+                "a digest user name: 1 to 64 characters, no quotes or backslashes",
+            ))
+        }
+    };
+    Ok(Some((username, password)))
 }
 
 fn device_json(d: &sightline_storage::Device) -> Value {

@@ -30,6 +30,8 @@ pub enum ConfigError {
     NotADuration(String),
     #[error("{0:?} is not a positive duration")]
     NotPositive(String),
+    #[error("viid_server_id {0:?} is not a 20-digit GA/T 1400 id")]
+    ViidServerId(String),
 }
 
 /// A duration written `500ms`, `30s`, `5m`, `1h` (bare numbers are seconds).
@@ -75,6 +77,10 @@ pub struct Settings {
     /// Largest request body in bytes. [default: 16777216]
     #[arg(long, env = "SIGHTLINE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// This server's 20-digit GA/T 1400 (视图库) id: `VIIDServerID` in `/VIID/System/Time`
+    /// and the `User-Identify` of what it sends. [default: 32050000005030000001]
+    #[arg(long, env = "SIGHTLINE_VIID_SERVER_ID")]
+    pub viid_server_id: Option<String>,
     /// Largest GA/T 1400 (`/VIID`) request body in bytes: uploads carry pictures.
     /// [default: 67108864]
     #[arg(long, env = "SIGHTLINE_MAX_VIID_BODY_BYTES")]
@@ -142,6 +148,7 @@ impl Settings {
             retention_days: self.retention_days.or(base.retention_days),
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
             max_viid_body_bytes: self.max_viid_body_bytes.or(base.max_viid_body_bytes),
+            viid_server_id: self.viid_server_id.or(base.viid_server_id),
             max_picture_bytes: self.max_picture_bytes.or(base.max_picture_bytes),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
             max_result_rows: self.max_result_rows.or(base.max_result_rows),
@@ -200,6 +207,12 @@ impl Settings {
             self.max_concurrent_queries,
             c.max_concurrent_queries,
         )?;
+        if let Some(id) = self.viid_server_id {
+            if id.len() != 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::ViidServerId(id));
+            }
+            c.viid_server_id = id;
+        }
         if let Some(f) = self.gat1400_face_subject {
             c.gat1400_face_subject = f;
         }

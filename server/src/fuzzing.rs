@@ -55,13 +55,19 @@ pub fn gat1400(data: &[u8]) {
             name: String::new(),
         })
         .expect("device");
-        c.put_gat1400_credential(&crate::gat1400::credential("32050801011210000001", "pw"))
-            .expect("credential");
+        c.put_gat1400_credential(&crate::gat1400::credential(
+            "32050801011210000001",
+            "32050801011210000001",
+            "pw",
+        ))
+        .expect("credential");
         (dir, store)
     });
     let text = String::from_utf8_lossy(data);
     let (auth, body) = text.split_once('\n').unwrap_or(("", &text));
-    let _ = crate::gat1400::Gateway::default().check_digest(store, "POST", Some(auth));
+    let gateway = crate::gat1400::Gateway::default();
+    let _ = gateway.check_digest(store, "POST", Some(auth), None);
+    let _ = gateway.check_digest(store, "POST", Some(auth), Some("32050801011210000001"));
     use crate::gat1400::objects::Upload;
     for upload in [
         Upload::Vehicles,

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     pub max_result_rows: usize,
     /// The audit log moves to a new file past this many bytes. Default 64 MiB.
     pub audit_file_bytes: u64,
+    /// This server's 20-digit GA/T 1400 id (`VIIDServerID` in `/VIID/System/Time`, the
+    /// `User-Identify` of what it sends). Default `32050000005030000001` (Suzhou, type
+    /// 503: a 视图库).
+    pub viid_server_id: String,
     /// Largest `/VIID` request body, in bytes: uploads carry pictures. Default 64 MiB.
     pub max_viid_body_bytes: usize,
     /// Largest picture of a GA/T 1400 object, decoded, in bytes. Default 8 MiB.
@@ -105,6 +109,7 @@ impl ServerConfig {
             query_timeout: Duration::from_secs(30),
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
+            viid_server_id: "32050000005030000001".into(),
             max_viid_body_bytes: 64 << 20,
             max_picture_bytes: 8 << 20,
             gat1400_face_subject: "ArchiveID".into(),

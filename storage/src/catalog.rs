@@ -35,14 +35,26 @@ pub struct Device {
 }
 
 /// What a GA/T 1400 pusher authenticates with: HTTP Digest (RFC 2617, MD5) keyed by
-/// `HA1 = MD5(code:realm:password)`, so the password itself is never stored.
+/// `HA1 = MD5(username:realm:password)`, so the password itself is never stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gat1400Credential {
-    /// The 20-digit code it registers with (the digest user name).
+    /// The 20-digit code it registers with (`User-Identify`, `RegisterObject.DeviceID`).
     pub code: String,
     pub realm: String,
-    /// Lower-case hex of `MD5(code:realm:password)`.
+    /// Lower-case hex of `MD5(username:realm:password)`.
     pub ha1: String,
+    /// The digest user name the pusher is configured with: its code unless the vendor's
+    /// configuration names another (`admin`, …).
+    pub username: String,
+}
+
+/// A credential as catalogs before the user name existed kept it (the user name was
+/// the code).
+#[derive(Deserialize)]
+struct Gat1400CredentialV1 {
+    code: String,
+    realm: String,
+    ha1: String,
 }
 
 /// An API key as the catalog keeps it: never the secret, only its SHA-256.
@@ -222,10 +234,21 @@ impl Catalog for SledCatalog {
         self.put(&self.gat1400, &c.code, c)
     }
     fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>> {
-        self.gat1400
-            .get(code.as_bytes())?
-            .map(|v| dec("GA/T 1400 credential", &v))
-            .transpose()
+        let Some(v) = self.gat1400.get(code.as_bytes())? else {
+            return Ok(None);
+        };
+        match dec::<Gat1400Credential>("GA/T 1400 credential", &v) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => match dec::<Gat1400CredentialV1>("GA/T 1400 credential", &v) {
+                Ok(old) => Ok(Some(Gat1400Credential {
+                    username: old.code.clone(),
+                    code: old.code,
+                    realm: old.realm,
+                    ha1: old.ha1,
+                })),
+                Err(_) => Err(e),
+            },
+        }
     }
     fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()> {
         self.db
@@ -351,5 +374,39 @@ impl Catalog for SledCatalog {
         )?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_from_before_user_names_read_with_the_code_as_user_name() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            code: &'a str,
+            realm: &'a str,
+            ha1: &'a str,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let c = SledCatalog::open(dir.path()).unwrap();
+        let old = V1 {
+            code: "32050801011210000001",
+            realm: "Sightline",
+            ha1: "ab",
+        };
+        c.gat1400.insert(old.code.as_bytes(), enc(&old)).unwrap();
+        let read = c.gat1400_credential(old.code).unwrap().unwrap();
+        assert_eq!(read.username, old.code);
+        assert_eq!(read.ha1, "ab");
+        let new = Gat1400Credential {
+            username: "admin".into(),
+            ..read
+        };
+        c.put_gat1400_credential(&new).unwrap();
+        assert_eq!(c.gat1400_credential(old.code).unwrap(), Some(new));
+        c.gat1400.insert(b"junk", b"\x01".to_vec()).unwrap();
+        assert!(c.gat1400_credential("junk").is_err());
     }
 }

@@ -15,7 +15,7 @@ pub(crate) enum DigestError {
     Missing,
     #[error("unknown or expired nonce")]
     StaleNonce,
-    #[error("{0:?} has no GA/T 1400 credential")]
+    #[error("{0:?} has no GA/T 1400 credential for this user name")]
     UnknownUser(String),
     #[error("the digest response does not match")]
     WrongResponse,
@@ -36,10 +36,19 @@ fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
             .trim()
             .to_ascii_lowercase();
         let after = after.trim_start();
-        let (value, next) = match after.strip_prefix('"') {
+        let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let (value, next) = match quote {
+            // Quoted (double, or single as some servers write); an unterminated last
+            // quote (seen from a client) runs to the end.
             Some(q) => {
-                let end = q.find('"')?;
-                (&q[..end], q[end + 1..].trim_start().trim_start_matches(','))
+                let inner = &after[1..];
+                match inner.find(q) {
+                    Some(end) => (
+                        &inner[..end],
+                        inner[end + 1..].trim_start().trim_start_matches(','),
+                    ),
+                    None => (inner, ""),
+                }
             }
             None => match after.find(',') {
                 Some(i) => (&after[..i], &after[i + 1..]),
@@ -65,18 +74,25 @@ impl Gateway {
         )
     }
 
-    /// The caller's device id if its digest response is right for a nonce we issued.
+    /// The caller's code if its digest response is right for a nonce we issued. The
+    /// caller is `identity` (`User-Identify`, or the `RegisterObject`'s `DeviceID`) when
+    /// given, else the digest's user name; its credential names the user name it must
+    /// use. The hash is over the header's own `uri`, `nc` and `cnonce` strings, as
+    /// clients compute it (full URLs, `nc=1` and quoted values are all seen).
     pub(crate) fn check_digest(
         &self,
         store: &Store,
         method: &str,
         authorization: Option<&str>,
+        identity: Option<&str>,
     ) -> Result<String, DigestError> {
         let f = authorization
+            .filter(|h| !h.trim().is_empty())
             .and_then(digest_fields)
             .ok_or(DigestError::Missing)?;
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let user = get("username");
+        let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
         let fresh = self
             .nonces
             .lock()
@@ -88,8 +104,9 @@ impl Gateway {
         }
         let cred = store
             .catalog()
-            .gat1400_credential(user)?
-            .ok_or_else(|| DigestError::UnknownUser(user.to_string()))?;
+            .gat1400_credential(code)?
+            .filter(|c| c.username == user)
+            .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
         let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
         let expected = match get("qop") {
             "" => md5_hex(&format!("{}:{}:{ha2}", cred.ha1, get("nonce"))),
@@ -104,7 +121,7 @@ impl Gateway {
         if expected != get("response").to_ascii_lowercase() {
             return Err(DigestError::WrongResponse);
         }
-        Ok(user.to_string())
+        Ok(code.to_string())
     }
 }
 
@@ -125,5 +142,20 @@ mod tests {
         assert_eq!(f["cnonce"], "x,y");
         assert_eq!(f["response"], "9f");
         assert!(digest_fields("Basic abc").is_none());
+        // As clients write it: no spaces, quoted qop and nc, an unterminated last quote
+        // (tsingeye/EnjoyVIID's DigestUtils), single quotes.
+        let f = digest_fields(
+            "Digest username=\"admin\",realm=\"r\",nonce=\"n\",uri=\"http://h:1/VIID/System/Register\",qop=\"auth\",nc=\"00000001\",cnonce=\"c\",response=\"9f\",opaque=\"null",
+        )
+        .unwrap();
+        assert_eq!(f["username"], "admin");
+        assert_eq!(f["uri"], "http://h:1/VIID/System/Register");
+        assert_eq!(f["qop"], "auth");
+        assert_eq!(f["opaque"], "null");
+        let f = digest_fields("Digest realm='myrealm',qop='auth',nonce='abc'").unwrap();
+        assert_eq!(
+            (f["realm"].as_str(), f["nonce"].as_str()),
+            ("myrealm", "abc")
+        );
     }
 }

@@ -106,20 +106,42 @@ fn unauthorized(app: &App, x: &Exchange, why: &str) -> Reply {
     }
 }
 
-/// `POST /VIID/System/Register` and `/VIID/System/UnRegister`: the digest handshake
-/// (the first request is answered 401 with a nonce; the retry carries the response).
+/// The code a `RegisterObject` / `UnRegisterObject` names (`DeviceID`).
+fn registering(x: &Exchange) -> Option<String> {
+    let v: Value = serde_json::from_slice(&x.body).ok()?;
+    ["RegisterObject", "UnRegisterObject"]
+        .iter()
+        .find_map(|o| v.get(o)?.get("DeviceID")?.as_str())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// `User-Identify`, trimmed, when given.
+fn identified(x: &Exchange) -> Option<String> {
+    x.user_identify
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// `POST /VIID/System/Register`: the digest handshake (the first request is answered
+/// 401 with a nonce; the retry carries the response). The registration binds the code
+/// the `RegisterObject` names (else `User-Identify`, else the digest's user name),
+/// whose credential gives the user name and password.
 pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |app, x| {
-        match app
-            .gateway
-            .check_digest(&app.store, &x.method, x.authorization.as_deref())
-        {
+        let identity = registering(&x).or_else(|| identified(&x));
+        let checked = app.gateway.check_digest(
+            &app.store,
+            &x.method,
+            x.authorization.as_deref(),
+            identity.as_deref(),
+        );
+        match checked {
             Err(why) => unauthorized(app, &x, &why.to_string()),
             Ok(id) => {
-                match x.path.ends_with("UnRegister") {
-                    true => app.gateway.unregister(&id),
-                    false => app.gateway.register(&id),
-                }
+                app.gateway.register(&id);
                 Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
             }
         }
@@ -127,27 +149,73 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
     .await
 }
 
-/// `GET /VIID/System/Time`.
-pub(crate) async fn time(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |_, x| {
-        Reply::ok(json!({"SystemTimeObject": {"VIIDServerID": "sightline",
-            "TimeMode": "1", "LocalTime": local_time(x.now_ms), "TimeZone": "Asia/Shanghai"}}))
+/// `POST /VIID/System/UnRegister`: with a valid digest, or from a registered identity
+/// (`User-Identify` or the `UnRegisterObject`'s `DeviceID`) without one, as devices
+/// send it on shutdown.
+pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| {
+        let identity = registering(&x).or_else(|| identified(&x));
+        let checked = app.gateway.check_digest(
+            &app.store,
+            &x.method,
+            x.authorization.as_deref(),
+            identity.as_deref(),
+        );
+        let id = match (checked, identity) {
+            (Ok(id), _) => id,
+            (Err(_), Some(id)) if app.gateway.is_registered(&id) => id,
+            (Err(why), _) => return unauthorized(app, &x, &why.to_string()),
+        };
+        app.gateway.unregister(&id);
+        Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
     })
     .await
 }
 
-/// The registered caller (`User-Identify`), renewed; or the 401 to answer.
+/// `GET /VIID/System/Time`.
+pub(crate) async fn time(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| {
+        Reply::ok(
+            json!({"SystemTimeObject": {"VIIDServerID": app.config.viid_server_id,
+            "TimeMode": "1", "LocalTime": local_time(x.now_ms), "TimeZone": "Asia/Shanghai"}}),
+        )
+    })
+    .await
+}
+
+/// The registered caller (`User-Identify`), renewed; or the 401 to answer. A valid
+/// digest on any request registers its sender again (devices reconnecting after a
+/// network drop answer the challenge on whatever request failed).
 fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
-    let id = x.user_identify.as_deref().unwrap_or("").trim().to_string();
-    if !app.gateway.is_registered(&id) {
-        return Err(unauthorized(
+    let identity = identified(x);
+    if x.authorization
+        .as_deref()
+        .is_some_and(|h| !h.trim().is_empty())
+    {
+        match app.gateway.check_digest(
+            &app.store,
+            &x.method,
+            x.authorization.as_deref(),
+            identity.as_deref(),
+        ) {
+            Ok(id) => {
+                app.gateway.register(&id);
+                return Ok(id);
+            }
+            Err(why) => return Err(unauthorized(app, x, &why.to_string())),
+        }
+    }
+    match identity {
+        Some(id) if app.gateway.is_registered(&id) => {
+            app.gateway.register(&id);
+            Ok(id)
+        }
+        _ => Err(unauthorized(
             app,
             x,
             "not registered: POST /VIID/System/Register first",
-        ));
+        )),
     }
-    app.gateway.register(&id);
-    Ok(id)
 }
 
 /// `POST /VIID/System/Keepalive`.

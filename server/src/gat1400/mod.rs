@@ -44,12 +44,14 @@ pub fn md5_hex(text: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The credential for `code` with `password` (only its HA1 is kept).
-pub fn credential(code: &str, password: &str) -> Gat1400Credential {
+/// The credential for `code`, digest user `username` with `password` (only its HA1
+/// is kept).
+pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credential {
     Gat1400Credential {
         code: code.to_string(),
         realm: REALM.to_string(),
-        ha1: md5_hex(&format!("{code}:{REALM}:{password}")),
+        ha1: md5_hex(&format!("{username}:{REALM}:{password}")),
+        username: username.to_string(),
     }
 }
 

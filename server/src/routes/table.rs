@@ -548,7 +548,7 @@ fn feed(r: &mut Routes) {
 fn gat1400(r: &mut Routes) {
     use crate::gat1400::handlers as viid;
     r.viid(Method::POST, "/VIID/System/Register", viid::register);
-    r.viid(Method::POST, "/VIID/System/UnRegister", viid::register);
+    r.viid(Method::POST, "/VIID/System/UnRegister", viid::unregister);
     r.viid(Method::POST, "/VIID/System/Keepalive", viid::keepalive);
     r.viid(Method::GET, "/VIID/System/Time", viid::time);
     r.viid(Method::POST, "/VIID/MotorVehicles", viid::upload);

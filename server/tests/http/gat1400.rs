@@ -280,8 +280,15 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
         7
     );
 
-    // Unregistering ends the session.
-    let (status, _) = register(a, "/VIID/System/UnRegister", platform, "platform-secret");
+    // Unregistering ends the session (from the registered identity it needs no
+    // digest, as devices send it on shutdown).
+    let (status, _, _) = viid(
+        a,
+        "POST",
+        "/VIID/System/UnRegister",
+        &ident(platform),
+        &format!("{{\"UnRegisterObject\":{{\"DeviceID\":\"{platform}\"}}}}"),
+    );
     assert_eq!(status, 200);
     let (status, _, _) = viid(
         a,
@@ -593,4 +600,237 @@ fn persons_nonmotor_vehicles_unplated_vehicles_and_faces_without_times_are_store
             .is_some_and(|s| s.iter().any(|x| x["subject"] == format!("无牌{unplated}")))
     });
     assert!(found, "{}", get(a, &search).body);
+}
+
+/// The nonce of a 401's `WWW-Authenticate` challenge.
+fn nonce_of(head: &str) -> String {
+    let challenge = head
+        .lines()
+        .find_map(|l| l.strip_prefix("www-authenticate: "))
+        .expect("a digest challenge");
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A digest response over exactly the strings a client puts in its header.
+#[allow(clippy::too_many_arguments)]
+fn digest_response(
+    user: &str,
+    password: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let ha1 = md5_hex(&format!("{user}:Sightline:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+}
+
+/// Identities as vendors configure them, with each client's own digest dance:
+/// * wvp-GB28181-pro dev/1400 (`DigestData.toDigestHeader`): a configured user name
+///   (`admin`), quoted `qop`, `nc` and `algorithm`, `User-Identify` naming the device;
+/// * ty-wssf/fliad-viid (`DigestsUtil.generateDigestAuthHeader`): the device id as user
+///   name, `nc=1` not zero-padded, no algorithm or opaque;
+/// * tsingeye/EnjoyVIID (`DigestUtils.getAuthorization`): no spaces after commas, the
+///   full URL as `uri`, an unterminated `opaque="null`;
+/// * a reconnecting camera answering the challenge of a failed upload (the newer
+///   Hikvision behaviour wvp's `DigestAuthenticationFilter` documents) is registered
+///   again by it; `UnRegister` from a registered identity needs no digest.
+#[test]
+fn digest_identities_as_vendors_configure_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    let r = put(
+        &format!("/v1/devices/{GATE}"),
+        json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "direction": "in", "gat1400": {"username": "admin", "password": "pw1"}}),
+    );
+    assert_eq!(
+        (r.status, r.body["gat1400_username"].as_str()),
+        (200, Some("admin")),
+        "{}",
+        r.body
+    );
+    let r = put(
+        &format!("/v1/devices/{OTHER_GATE}"),
+        json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "direction": "out", "gat1400": {"password": "pw2"}}),
+    );
+    assert_eq!(r.status, 200);
+    let register_body = |id: &str| format!("{{\"RegisterObject\":{{\"DeviceID\":\"{id}\"}}}}");
+    let challenge = |path: &str, id: &str| {
+        let (status, head, _) = viid(
+            a,
+            "POST",
+            path,
+            &[("User-Identify", id.to_string())],
+            &register_body(id),
+        );
+        assert_eq!(status, 401, "{head}");
+        nonce_of(&head)
+    };
+    let keepalive = |id: &str| {
+        viid(
+            a,
+            "POST",
+            "/VIID/System/Keepalive",
+            &[("User-Identify", id.to_string())],
+            "{}",
+        )
+        .0
+    };
+
+    // wvp dev/1400: user name "admin", quoted qop/nc/algorithm.
+    let path = "/VIID/System/Register";
+    let n = challenge(path, GATE);
+    let resp = digest_response(
+        "admin",
+        "pw1",
+        &n,
+        "00000001",
+        "0a1b2c3d4e5f6a7b",
+        "POST",
+        path,
+    );
+    let auth = format!("Digest username=\"admin\", realm=\"Sightline\", nonce=\"{n}\", uri=\"{path}\", response=\"{resp}\", qop=\"auth\", nc=\"00000001\", cnonce=\"0a1b2c3d4e5f6a7b\", algorithm=\"MD5\", opaque=\"null\"");
+    let (status, _, body) = viid(
+        a,
+        "POST",
+        path,
+        &[("User-Identify", GATE.into()), ("Authorization", auth)],
+        &register_body(GATE),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ResponseStatusObject"]["Id"], GATE);
+    assert_eq!(keepalive(GATE), 200);
+    // UnRegister from the registered identity, no digest; then it is not registered.
+    let (status, _, body) = viid(
+        a,
+        "POST",
+        "/VIID/System/UnRegister",
+        &[("User-Identify", GATE.into())],
+        &format!("{{\"UnRegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(keepalive(GATE), 401);
+    // The device code as user name is not this device's configured user name.
+    let n = challenge(path, GATE);
+    let resp = digest_response(GATE, "pw1", &n, "00000001", "c", "POST", path);
+    let auth = format!("Digest username=\"{GATE}\", realm=\"Sightline\", nonce=\"{n}\", uri=\"{path}\", qop=auth, nc=00000001, cnonce=\"c\", response=\"{resp}\"");
+    assert_eq!(
+        viid(
+            a,
+            "POST",
+            path,
+            &[("Authorization", auth)],
+            &register_body(GATE)
+        )
+        .0,
+        401
+    );
+
+    // fliad-viid: the device id as user name, nc=1, no algorithm, no User-Identify.
+    let n = challenge(path, OTHER_GATE);
+    let resp = digest_response(
+        OTHER_GATE,
+        "pw2",
+        &n,
+        "1",
+        "5f4dcc3b5aa765d61d8327deb882cf99",
+        "POST",
+        path,
+    );
+    let auth = format!("Digest username=\"{OTHER_GATE}\", realm=\"Sightline\", nonce=\"{n}\", uri=\"{path}\", response=\"{resp}\", qop=auth, nc=1, cnonce=\"5f4dcc3b5aa765d61d8327deb882cf99\"");
+    let (status, _, body) = viid(
+        a,
+        "POST",
+        path,
+        &[("Authorization", auth)],
+        &register_body(OTHER_GATE),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(keepalive(OTHER_GATE), 200);
+
+    // EnjoyVIID: no spaces, the full URL as uri, an unterminated opaque.
+    let n = challenge(path, GATE);
+    let uri = format!("http://{a}{path}");
+    let resp = digest_response("admin", "pw1", &n, "00000001", "abcd1234", "POST", &uri);
+    let auth = format!("Digest username=\"admin\",realm=\"Sightline\",nonce=\"{n}\",uri=\"{uri}\",qop=\"auth\",nc=\"00000001\",cnonce=\"abcd1234\",response=\"{resp}\",opaque=\"null");
+    let (status, _, body) = viid(
+        a,
+        "POST",
+        path,
+        &[("User-Identify", GATE.into()), ("Authorization", auth)],
+        &register_body(GATE),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // A camera that lost its registration answers the challenge of a failed upload on
+    // the upload itself, and is stored.
+    let (status, _, _) = viid(
+        a,
+        "POST",
+        "/VIID/System/UnRegister",
+        &[("User-Identify", GATE.into())],
+        "{}",
+    );
+    assert_eq!(status, 200);
+    let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": format!("{GATE}0220210901080000000010200001"), "DeviceID": GATE,
+         "PassTime": "20210901080000", "PlateNo": "苏E5AUTH"}]}})
+    .to_string();
+    let up = "/VIID/MotorVehicles";
+    let (status, head, _) = viid(a, "POST", up, &[("User-Identify", GATE.into())], &upload);
+    assert_eq!(status, 401);
+    let n = nonce_of(&head);
+    let resp = digest_response("admin", "pw1", &n, "00000001", "c2", "POST", up);
+    let auth = format!("Digest username=\"admin\", realm=\"Sightline\", nonce=\"{n}\", uri=\"{up}\", qop=auth, nc=00000001, cnonce=\"c2\", response=\"{resp}\", algorithm=MD5");
+    let (status, _, body) = viid(
+        a,
+        "POST",
+        up,
+        &[("User-Identify", GATE.into()), ("Authorization", auth)],
+        &upload,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{body}"
+    );
+    assert_eq!(
+        keepalive(GATE),
+        200,
+        "the upload's digest registered it again"
+    );
+
+    // This server's 20-digit id.
+    let (status, _, body) = viid(a, "GET", "/VIID/System/Time", &[], "");
+    assert_eq!(status, 200);
+    let id = body["SystemTimeObject"]["VIIDServerID"].as_str().unwrap();
+    assert!(
+        id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()),
+        "{id}"
+    );
 }
