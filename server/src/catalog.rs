@@ -100,6 +100,16 @@ fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError>
         _ => text(&o, "device_kind", true)?,
     };
     let login = gat1400_login(&o)?;
+    let relays = match o.get("relays") {
+        None | Some(Value::Null) => None,
+        Some(_) if device_kind != "platform" => {
+            return Err(ApiError::param(
+                "relays",
+                "only a device of kind platform relays devices",
+            ))
+        }
+        Some(v) => Some(crate::gat1400::relay::parse(&app.store, v)?),
+    };
     let d = sightline_storage::Device {
         code: code.to_string(),
         community,
@@ -114,7 +124,14 @@ fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError>
         let username = username.as_deref().unwrap_or(code);
         catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
     }
+    if let Some(relays) = &relays {
+        crate::gat1400::relay::put(&app.store, code, relays)?;
+    }
     let mut v = device_json(&d);
+    if d.device_kind == "platform" {
+        v["relays"] = serde_json::to_value(crate::gat1400::relay::prefixes(&app.store, code)?)
+            .expect("a map of strings");
+    }
     let credential = catalog.gat1400_credential(code)?;
     v["gat1400"] = credential.is_some().into();
     if let Some(c) = credential {

@@ -75,8 +75,14 @@ pub fn gat1400(data: &[u8]) {
         Upload::Persons,
         Upload::NonMotorVehicles,
     ] {
-        let _ =
-            crate::gat1400::objects::objects(store, upload, body.as_bytes(), "ArchiveID", 1 << 20);
+        let _ = crate::gat1400::objects::objects(
+            store,
+            upload,
+            body.as_bytes(),
+            "ArchiveID",
+            1 << 20,
+            None,
+        );
     }
 }
 

@@ -8,6 +8,7 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::objects::{objects, BodyError, Object, Upload};
+use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT,
     INVALID_JSON_FORMAT, OK,
@@ -231,23 +232,36 @@ pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
 /// 200 with one `ResponseStatusObject` per uploaded object, as devices expect,
 /// whatever happened to each.
 pub(crate) async fn upload(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |app, x| {
-        if let Err(refused) = registered(app, &x) {
-            return refused;
-        }
-        store_objects(app, &x)
+    exchange(c, |app, x| match registered(app, &x) {
+        Ok(uploader) => store_objects(app, &x, &uploader),
+        Err(refused) => refused,
     })
     .await
 }
 
-fn store_objects(app: &App, x: &Exchange) -> Reply {
+fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
     let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
     let (face_field, max_picture) = (
         &app.config.gat1400_face_subject,
         app.config.max_picture_bytes,
     );
     let upload = Upload::of_path(&x.path).expect("routed only for the upload paths");
-    let mut objects = match objects(&app.store, upload, &x.body, face_field, max_picture) {
+    let relay = match Relay::of(&app.store, uploader) {
+        Ok(r) => r,
+        Err(e) => {
+            let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
+            return Reply::with(e.status(), s);
+        }
+    };
+    let parsed = objects(
+        &app.store,
+        upload,
+        &x.body,
+        face_field,
+        max_picture,
+        relay.as_ref(),
+    );
+    let mut objects = match parsed {
         Ok(o) => o,
         Err(e) => {
             let code = match e {
@@ -258,6 +272,17 @@ fn store_objects(app: &App, x: &Exchange) -> Reply {
         }
     };
     let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
+    // What the answer says of a device this upload catalogued.
+    let notes: Vec<Option<String>> = objects
+        .iter()
+        .map(|o| match (&o.catalogued, &o.event) {
+            (Some(c), Ok(e)) => Some(format!(
+                "正常; DeviceID {} catalogued under community {c}",
+                e.device
+            )),
+            _ => None,
+        })
+        .collect();
     let stored = store_pictures(app, &mut objects).and_then(|()| {
         let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
         ingest(app, None, records)
@@ -273,7 +298,9 @@ fn store_objects(app: &App, x: &Exchange) -> Reply {
         .fates
         .iter()
         .map(|(i, fate)| match fate {
-            Fate::Stored(_) | Fate::Duplicate(_) => status(&ids[*i], OK, "正常"),
+            Fate::Stored(_) | Fate::Duplicate(_) => {
+                status(&ids[*i], OK, notes[*i].as_deref().unwrap_or("正常"))
+            }
             Fate::Refused(e) => {
                 let text = match &e.field {
                     Some(f) => format!("{f}: {}", e.message),

@@ -16,6 +16,7 @@ mod digest;
 pub(crate) mod handlers;
 pub(crate) mod objects;
 pub(crate) mod pictures;
+pub(crate) mod relay;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

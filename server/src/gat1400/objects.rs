@@ -8,6 +8,7 @@ use serde_json::Value;
 use sightline_storage::{AttrValue, Attrs, Device, EventInput, Store};
 
 use super::pictures::{pictures, Picture, PictureError};
+use super::relay::{Relay, RelayError};
 use crate::error::RecordError;
 
 /// What a list upload carries.
@@ -96,12 +97,14 @@ fn unplated(o: &Value, plate: Option<&str>) -> bool {
     !has_plate || plate.is_none_or(|p| matches!(p, "无牌" | "无车牌" | "未识别" | "未知" | "车牌"))
 }
 
-/// One uploaded object: its id (for its status), its event (or why not) and its
-/// pictures.
+/// One uploaded object: its id (for its status), its event (or why not), its
+/// pictures, and the community its device was catalogued under, if this object's
+/// upload catalogued it (a platform relaying a camera the catalog did not know).
 pub(crate) struct Object {
     pub id: String,
     pub event: Result<EventInput, RecordError>,
     pub pictures: Vec<Picture>,
+    pub catalogued: Option<String>,
 }
 
 /// Why a body is not an upload at all (one status answers it).
@@ -124,6 +127,39 @@ enum ObjectError {
     BadTime(String),
     #[error("{0}")]
     Picture(#[from] PictureError),
+    #[error("{0}")]
+    Relay(#[from] RelayError),
+}
+
+/// The devices an upload names, looked up once each; unknown ones catalogued when a
+/// platform relays them.
+struct Devices<'a> {
+    store: &'a Store,
+    relay: Option<&'a Relay>,
+    known: HashMap<String, Option<Device>>,
+    /// Communities devices were catalogued under by this upload, in order.
+    catalogued: Vec<String>,
+}
+
+impl Devices<'_> {
+    fn get(&mut self, code: &str) -> Result<&Device, ObjectError> {
+        if !self.known.contains_key(code) {
+            let found = self.store.catalog().device(code).ok().flatten();
+            let found = match (found, self.relay) {
+                (Some(d), _) => Some(d),
+                (None, Some(relay)) => {
+                    let d = relay.catalogue(self.store, code)?;
+                    self.catalogued.push(d.community.clone());
+                    Some(d)
+                }
+                (None, None) => None,
+            };
+            self.known.insert(code.to_string(), found);
+        }
+        self.known[code]
+            .as_ref()
+            .ok_or_else(|| ObjectError::UnknownDevice(code.to_string()))
+    }
 }
 
 /// A vehicle's plate, or for one without: [`UNPLATED`] and the object's id.
@@ -150,6 +186,7 @@ pub(crate) fn objects(
     body: &[u8],
     face_subject_field: &str,
     max_picture_bytes: usize,
+    relay: Option<&Relay>,
 ) -> Result<Vec<Object>, BodyError> {
     let (list, item, id_fields) = upload.names();
     let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
@@ -158,7 +195,12 @@ pub(crate) fn objects(
         .and_then(|l| l.get(item))
         .and_then(Value::as_array)
         .ok_or(BodyError::NotAList(list, item))?;
-    let mut devices: HashMap<String, Option<Device>> = HashMap::new();
+    let mut devices = Devices {
+        store,
+        relay,
+        known: HashMap::new(),
+        catalogued: Vec::new(),
+    };
     Ok(items
         .iter()
         .enumerate()
@@ -172,17 +214,22 @@ pub(crate) fn objects(
                 field: None,
                 message: why.to_string(),
             };
+            let before = devices.catalogued.len();
             let (event, pictures) = match pictures(o, max_picture_bytes) {
                 Ok(p) => (
-                    event(store, &mut devices, upload, o, &id, face_subject_field).map_err(refused),
+                    event(&mut devices, upload, o, &id, face_subject_field).map_err(refused),
                     p,
                 ),
                 Err(e) => (Err(refused(e.into())), Vec::new()),
             };
+            let catalogued = (devices.catalogued.len() > before)
+                .then(|| devices.catalogued.last().cloned())
+                .flatten();
             Object {
                 id,
                 event,
                 pictures,
+                catalogued,
             }
         })
         .collect())
@@ -190,8 +237,7 @@ pub(crate) fn objects(
 
 /// One object as an event.
 fn event(
-    store: &Store,
-    devices: &mut HashMap<String, Option<Device>>,
+    devices: &mut Devices<'_>,
     upload: Upload,
     o: &Value,
     id: &str,
@@ -204,12 +250,7 @@ fn event(
     let device = field(o, "DeviceID")
         .or_else(|| field(o, "TollgateID"))
         .ok_or_else(|| ObjectError::Missing("DeviceID".into()))?;
-    let known = devices
-        .entry(device.clone())
-        .or_insert_with(|| store.catalog().device(&device).ok().flatten());
-    let d = known
-        .as_ref()
-        .ok_or_else(|| ObjectError::UnknownDevice(device.clone()))?;
+    let d = devices.get(&device)?;
     let time_fields = upload.time_fields();
     let ts_ms = match time_fields.iter().find_map(|k| field(o, k)) {
         Some(time) => super::parse_time(&time).ok_or(ObjectError::BadTime(time))?,

@@ -192,12 +192,13 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
         .map(|s| s["StatusCode"].as_i64().unwrap())
         .collect();
     // The vehicle without a plate is an unplated pass, stored (issue 17: such passes
-    // were refused, and lost).
-    assert_eq!(codes, [0, 0, 8, 0]);
+    // were refused, and lost); the camera the catalog did not know is one the platform
+    // relays: catalogued under the platform's community, and the answer says so.
+    assert_eq!(codes, [0, 0, 0, 0]);
     assert!(statuses[2]["StatusString"]
         .as_str()
         .unwrap()
-        .contains("not registered"));
+        .contains("catalogued under community 3205080001"));
     assert_eq!(statuses[0]["Id"].as_str().unwrap().len(), 48);
     // The same upload again is idempotent by MotorVehicleID: acknowledged, not stored twice.
     let (_, _, again) = viid(
@@ -298,10 +299,29 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
         &faces.to_string(),
     );
     assert_eq!(status, 401);
-    // A device registers for itself too.
+    // A device registers for itself too; a camera (not a platform) relays nothing.
     assert_eq!(
         register(a, "/VIID/System/Register", GATE, "gate-secret").0,
         200
+    );
+    let stranger = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": "320508019999999999980220210901080000000000000009",
+         "DeviceID": "32050801999999999998", "PassTime": "20210901080000", "PlateNo": "苏E99998"}]}});
+    let (_, _, body) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &ident(GATE),
+        &stranger.to_string(),
+    );
+    let s = &body["ResponseStatusListObject"]["ResponseStatusObject"][0];
+    assert_eq!(s["StatusCode"], 8, "{body}");
+    assert!(
+        s["StatusString"]
+            .as_str()
+            .unwrap()
+            .contains("not registered"),
+        "{body}"
     );
 }
 
@@ -833,4 +853,114 @@ fn digest_identities_as_vendors_configure_them() {
         id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()),
         "{id}"
     );
+}
+
+/// A platform relaying 500 cameras, or objects naming only a `TollgateID`: devices the
+/// catalog does not know are catalogued on their first object, under the community
+/// their code's prefix maps to in the platform's `relays` (else the platform's own).
+#[test]
+fn a_platform_uploads_for_the_cameras_it_relays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    for c in ["3205080001", "3205090001"] {
+        assert_eq!(
+            put(&format!("/v1/communities/{c}"), json!({"name": c})).status,
+            200
+        );
+    }
+    let platform = "32050800005030000001";
+    let r = put(
+        &format!("/v1/devices/{platform}"),
+        json!({"community": "3205080001", "kind": "platform",
+        "relays": {"32050901": "3205099999"}, "gat1400": {"password": "p"}}),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("relays.32050901")),
+        "{}",
+        r.body
+    );
+    let r = put(
+        &format!("/v1/devices/{GATE}"),
+        json!({"community": "3205080001", "kind": "checkpoint_camera",
+        "relays": {"32050901": "3205090001"}}),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("relays")),
+        "{}",
+        r.body
+    );
+    let r = put(
+        &format!("/v1/devices/{platform}"),
+        json!({"community": "3205080001", "kind": "platform",
+        "relays": {"32050901": "3205090001"}, "gat1400": {"password": "p"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["relays"], json!({"32050901": "3205090001"}));
+    assert_eq!(register(a, "/VIID/System/Register", platform, "p").0, 200);
+
+    let relayed = "32050901011210000007";
+    let elsewhere = "32050801011210000008";
+    let objects: Vec<Value> = [(relayed, 1), (elsewhere, 2), (relayed, 3), ("1234", 4)]
+        .iter()
+        .map(|(d, n)| {
+            json!({"MotorVehicleID": format!("{d}0220210901080000000010200{n:03}"),
+            "TollgateID": d, "PassTime": "20210901080000", "PlateNo": format!("苏E{n}RLY")})
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &[("User-Identify", platform.to_string())],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200);
+    let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap();
+    let text = |i: usize| s[i]["StatusString"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.iter()
+            .map(|x| x["StatusCode"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 0, 0, 8]
+    );
+    assert!(
+        text(0).contains(&format!(
+            "DeviceID {relayed} catalogued under community 3205090001"
+        )),
+        "{}",
+        text(0)
+    );
+    assert!(
+        text(1).contains("catalogued under community 3205080001"),
+        "{}",
+        text(1)
+    );
+    assert_eq!(text(2), "正常", "catalogued once");
+    assert!(text(3).contains("GB/T 28181"), "{}", text(3));
+    let devices = get(a, "/v1/devices?community=3205090001").body;
+    assert_eq!(devices["devices"][0]["code"], relayed, "{devices}");
+    let t = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E1RLY")
+        ),
+    )
+    .body;
+    assert_eq!(t["events"][0]["community"], "3205090001", "{t}");
 }
