@@ -313,6 +313,36 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
     Reply::ok(status_list(statuses))
 }
 
+/// `GET /VIID/APEs`: the collection devices the registered caller's record covers.
+pub(crate) async fn apes(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| match registered(app, &x) {
+        Ok(caller) => match super::catalog::apes(&app.store, &app.gateway, &caller) {
+            Ok(list) => Reply::ok(list),
+            Err(e) => Reply::with(
+                e.status(),
+                one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms),
+            ),
+        },
+        Err(refused) => refused,
+    })
+    .await
+}
+
+/// `GET /VIID/Tollgates`: the tollgates (卡口, type 121) the caller's record covers.
+pub(crate) async fn tollgates(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| match registered(app, &x) {
+        Ok(caller) => match super::catalog::tollgates(&app.store, &caller) {
+            Ok(list) => Reply::ok(list),
+            Err(e) => Reply::with(
+                e.status(),
+                one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms),
+            ),
+        },
+        Err(refused) => refused,
+    })
+    .await
+}
+
 /// Stores the pictures of the objects that became events (in their event's shard,
 /// durably, one fsync per pack) and lists them on the events (`images`).
 fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {

@@ -12,6 +12,7 @@
 //! Lenient in what is accepted (numbers as strings or integers, missing optional
 //! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
 
+mod catalog;
 mod digest;
 pub(crate) mod handlers;
 pub(crate) mod objects;
@@ -65,7 +66,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Whether `id` registered and has kept alive within the registration's life.
-    fn is_registered(&self, id: &str) -> bool {
+    pub(crate) fn is_registered(&self, id: &str) -> bool {
         self.registered
             .lock()
             .expect("registered")
