@@ -69,7 +69,7 @@ impl Reply {
 /// blocking pool: the gateway reads the catalog and appends to the store.
 async fn exchange<F>(mut c: Call, f: F) -> Result<Answer, ApiError>
 where
-    F: FnOnce(&App, Exchange) -> Reply + Send + 'static,
+    F: FnOnce(&Arc<App>, Exchange) -> Reply + Send + 'static,
 {
     let now_ms = crate::now_ms();
     let max = c.app.config.max_viid_body_bytes;
@@ -339,6 +339,89 @@ pub(crate) async fn tollgates(c: Call) -> Result<Answer, ApiError> {
             ),
         },
         Err(refused) => refused,
+    })
+    .await
+}
+
+/// `POST`/`PUT /VIID/Dispositions`: one status per `DispositionObject`.
+pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
+    exchange(c, |app, x| {
+        let platform = match registered(app, &x) {
+            Ok(p) => p,
+            Err(refused) => return refused,
+        };
+        let status =
+            |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+        let v: Value = match serde_json::from_slice(&x.body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Reply::ok(status_list(vec![status(
+                    "",
+                    INVALID_JSON_FORMAT,
+                    &format!("not JSON: {e}"),
+                )]))
+            }
+        };
+        let list = v
+            .pointer("/DispositionListObject/DispositionObject")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let items = match list {
+            Value::Array(items) => items,
+            one @ Value::Object(_) => vec![one],
+            _ => {
+                let why = "expected {\"DispositionListObject\":{\"DispositionObject\":[…]}}";
+                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, why)]));
+            }
+        };
+        let statuses = items
+            .iter()
+            .map(|o| match super::dispositions::apply(app, &platform, o) {
+                Ok(id) => status(&id, OK, "正常"),
+                Err(e) => {
+                    let id = o["DispositionID"].as_str().unwrap_or("");
+                    status(id, INVALID_JSON_CONTENT, &e.to_string())
+                }
+            })
+            .collect();
+        Reply::ok(status_list(statuses))
+    })
+    .await
+}
+
+/// `DELETE /VIID/Dispositions?IDList=a,b`, and `PUT`/`DELETE /VIID/Dispositions/{id}`:
+/// revoke.
+pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
+    let ids: Vec<String> = match &c.arg {
+        Some(id) => vec![id.clone()],
+        None => c.params.list("IDList").unwrap_or_default(),
+    };
+    exchange(c, move |app, x| {
+        if let Err(refused) = registered(app, &x) {
+            return refused;
+        }
+        if ids.is_empty() {
+            let s = status_object(
+                "",
+                &x.path,
+                INVALID_JSON_CONTENT,
+                "IDList is missing",
+                x.now_ms,
+            );
+            return Reply::ok(status_list(vec![s]));
+        }
+        let statuses = ids
+            .iter()
+            .map(|id| {
+                let (code, text) = match super::dispositions::revoke(app, id) {
+                    Ok(true) => (OK, "正常".to_string()),
+                    Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+                    Err(e) => (DEVICE_ERROR, e.to_string()),
+                };
+                status_object(id, &x.path, code, &text, x.now_ms)
+            })
+            .collect();
+        Reply::ok(status_list(statuses))
     })
     .await
 }

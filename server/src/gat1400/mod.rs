@@ -14,6 +14,7 @@
 
 mod catalog;
 mod digest;
+mod dispositions;
 pub(crate) mod handlers;
 pub(crate) mod objects;
 pub(crate) mod pictures;

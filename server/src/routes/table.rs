@@ -557,5 +557,22 @@ fn gat1400(r: &mut Routes) {
     r.viid(Method::POST, "/VIID/NonMotorVehicles", viid::upload);
     r.viid(Method::GET, "/VIID/APEs", viid::apes);
     r.viid(Method::GET, "/VIID/Tollgates", viid::tollgates);
+    r.viid(Method::POST, "/VIID/Dispositions", viid::dispositions);
+    r.viid(Method::PUT, "/VIID/Dispositions", viid::dispositions);
+    r.viid(
+        Method::DELETE,
+        "/VIID/Dispositions",
+        viid::revoke_dispositions,
+    );
+    r.viid(
+        Method::PUT,
+        "/VIID/Dispositions/{id}",
+        viid::revoke_dispositions,
+    );
+    r.viid(
+        Method::DELETE,
+        "/VIID/Dispositions/{id}",
+        viid::revoke_dispositions,
+    );
     r.viid_fallback("/VIID/{resource}", viid::no_such_resource);
 }

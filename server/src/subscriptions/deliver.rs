@@ -73,8 +73,80 @@ pub(crate) enum DeliveryError {
     CursorTask(String),
 }
 
+/// Alerts as GA/T 1400 `DispositionNotificationListObject`: one notification per
+/// alert, carrying the matched object (`MotorVehicleObject`, `FaceObject`,
+/// `PersonObject` or `NonMotorVehicleObject`, as its event shows it).
+fn disposition_notifications(server_id: &str, alerts: &[Value]) -> Value {
+    let list: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            let e = &a["event"];
+            let raised = crate::params::parse_time("raised", a["raised"].as_str().unwrap_or(""))
+                .unwrap_or_else(|_| crate::now_ms());
+            let time = crate::gat1400::local_time(feed::epoch_ms_of(e).unwrap_or(raised));
+            let object_id = e["attrs"]["source_id"]
+                .as_str()
+                .map_or_else(|| e["id"].to_string(), str::to_string);
+            let seq = a["id"].as_u64().unwrap_or(0) % 100_000;
+            let mut n = json!({
+                "NotificationID": format!("{}04{}{seq:05}", &server_id[..12.min(server_id.len())],
+                    crate::gat1400::local_time(raised)),
+                "DispositionID": a["watchlist"], "Title": a["name"],
+                "TriggerTime": crate::gat1400::local_time(raised), "CntObjectID": object_id,
+            });
+            let device = e["device"].clone();
+            let (key, object) = match e["kind"].as_str() {
+                Some("vehicle") => (
+                    "MotorVehicleObject",
+                    json!({"MotorVehicleID": object_id,
+                    "DeviceID": device, "PassTime": time, "PlateNo": e["subject"]}),
+                ),
+                Some("nonmotor") => (
+                    "NonMotorVehicleObject",
+                    json!({"NonMotorVehicleID": object_id,
+                    "DeviceID": device, "AppearTime": time, "PlateNo": e["subject"]}),
+                ),
+                Some("person") => (
+                    "PersonObject",
+                    json!({"PersonID": object_id,
+                    "DeviceID": device, "PersonAppearTime": time}),
+                ),
+                _ => (
+                    "FaceObject",
+                    json!({"FaceID": object_id, "DeviceID": device,
+                    "ShotTime": time}),
+                ),
+            };
+            n[key] = object;
+            if let Some(c) = e["attrs"]["plate_color"].as_str() {
+                n[key]["PlateColor"] = c.into();
+            }
+            if let Some(images) = e["images"].as_array() {
+                let subs: Vec<Value> = images
+                    .iter()
+                    .map(|i| {
+                        let mut sub = json!({"StoragePath": i["url"]});
+                        if let Some(t) = i["type"].as_str() {
+                            sub["Type"] = t.into();
+                        }
+                        sub
+                    })
+                    .collect();
+                n[key]["SubImageList"] = json!({"SubImageInfoObject": subs});
+            }
+            n
+        })
+        .collect();
+    json!({"DispositionNotificationListObject": {"DispositionNotificationObject": list}})
+}
+
 /// POSTs `body` to the receiver; Ok when it answered 2xx.
-async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
+async fn post(
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+    viid: Option<&str>,
+) -> Result<(), DeliveryError> {
     let addr_ = || addr.to_string();
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr)
@@ -92,10 +164,18 @@ async fn post(addr: &str, path: &str, body: Vec<u8>) -> Result<(), DeliveryError
                     source,
                 })?;
         tokio::spawn(conn);
-        let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, addr)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+        let req = hyper::Request::post(path).header(hyper::header::HOST, addr);
+        // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
+        let req = match viid {
+            Some(id) => req
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "application/VIID+JSON;charset=UTF-8",
+                )
+                .header("User-Identify", id),
+            None => req.header(hyper::header::CONTENT_TYPE, "application/json"),
+        };
+        let req = req.body(Full::new(Bytes::from(body)))?;
         let res = sender
             .send_request(req)
             .await
@@ -129,6 +209,8 @@ struct Sender {
     path: String,
     backoff: Duration,
     persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
+    /// This server's GA/T 1400 id, for a `gat1400` subscription's `User-Identify`.
+    viid: Option<String>,
 }
 
 impl Sender {
@@ -142,6 +224,7 @@ impl Sender {
             path,
             backoff: Duration::from_millis(500),
             persisting: None,
+            viid: (s.format == "gat1400").then(|| app.config.viid_server_id.clone()),
         })
     }
 
@@ -168,7 +251,7 @@ impl Sender {
     /// cursor moves and its durable write starts; otherwise the failure is recorded
     /// and the next attempt waits out the backoff. True when delivered.
     async fn send(&mut self, payload: Vec<u8>, next: u64, n: u64) -> bool {
-        match post(&self.addr, &self.path, payload).await {
+        match post(&self.addr, &self.path, payload, self.viid.as_deref()).await {
             Ok(()) => {
                 let previous = self.keep(next).await;
                 self.backoff = Duration::from_millis(500);
@@ -217,8 +300,26 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             let _ = tokio::time::timeout(Duration::from_secs(30), notified).await;
             continue;
         };
-        let payload = serde_json::to_vec(&json!({"subscription": s.id, "alerts": alerts}))
-            .expect("serializes");
+        let alerts: Vec<Value> = alerts
+            .into_iter()
+            .filter(|a| {
+                s.watchlist
+                    .as_ref()
+                    .is_none_or(|w| a["watchlist"] == w.as_str())
+            })
+            .collect();
+        if alerts.is_empty() {
+            // Another list's alerts: nothing to send; go on past them.
+            cursor = next;
+            status.lock().expect("status").cursor = cursor;
+            let _ = sender.keep(cursor).await;
+            continue;
+        }
+        let payload = match s.format.as_str() {
+            "gat1400" => disposition_notifications(&app.config.viid_server_id, &alerts),
+            _ => json!({"subscription": s.id, "alerts": alerts}),
+        };
+        let payload = serde_json::to_vec(&payload).expect("serializes");
         if sender.send(payload, next, alerts.len() as u64).await {
             cursor = next;
         }

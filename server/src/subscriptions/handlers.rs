@@ -84,6 +84,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         scope: caller.communities.clone(),
         created_ms: crate::now_ms(),
         alerts,
+        watchlist: None,
     };
     Registry::create(app, s.clone(), from)?;
     let status = Status {

@@ -46,6 +46,9 @@ pub struct Subscription {
     /// Deliver watchlist alerts (its cursor: an alert id) instead of events.
     #[serde(default)]
     pub alerts: bool,
+    /// With `alerts`: only this watchlist's (a GA/T 1400 disposition's notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchlist: Option<String>,
 }
 
 impl Subscription {

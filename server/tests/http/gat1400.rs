@@ -964,3 +964,148 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
     .body;
     assert_eq!(t["events"][0]["community"], "3205090001", "{t}");
 }
+
+/// Dispositions (布控) from a registered platform, in the shape of wvp-GB28181-pro
+/// dev/1400's `DispositionClient` (`DispositionListObject.DispositionObject[]`, revoked
+/// with `DELETE /VIID/Dispositions?IDList=`): a watchlist whose hits are pushed to its
+/// `ReceiveAddr` as `DispositionNotificationListObject`s carrying the matched object
+/// (one `MotorVehicleObject`, not a list, as that code's receiver reads it).
+#[test]
+fn dispositions_watch_and_notify_their_receive_address() {
+    use crate::support::Receiver;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    let platform = "32050800005030000001";
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{platform}"),
+            json!({"community": "3205080001",
+        "kind": "platform", "gat1400": {"password": "p"}})
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{GATE}"),
+            json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "direction": "in"})
+        )
+        .status,
+        200
+    );
+    let receiver = Receiver::start();
+    receiver.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ident = [("User-Identify", platform.to_string())];
+    let body = json!({"DispositionListObject": {"DispositionObject": [
+        {"DispositionID": "320500000000000001202109010800001", "Title": "被盗车辆", "DispositionCategory": "2",
+         "TargetFeature": "苏E7DSP1", "PriorityLevel": 1, "ApplicantName": "张三", "ApplicantOrg": "姑苏分局",
+         "BeginTime": "20210901000000", "EndTime": "20991231000000", "OperateType": "0",
+         "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", receiver.addr), "Reason": "盗抢"},
+        {"DispositionID": "320500000000000001202109010800002", "DispositionCategory": "2"}]}});
+    let (status, _, _) = viid(a, "POST", "/VIID/Dispositions", &[], &body.to_string());
+    assert_eq!(status, 401, "only a registered platform disposes");
+    assert_eq!(register(a, "/VIID/System/Register", platform, "p").0, 200);
+    let (status, _, answer) = viid(a, "POST", "/VIID/Dispositions", &ident, &body.to_string());
+    assert_eq!(status, 200);
+    let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (s[0]["StatusCode"].as_i64(), s[1]["StatusCode"].as_i64()),
+        (Some(0), Some(8)),
+        "{answer}"
+    );
+    assert!(s[1]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("TargetFeature"));
+    let lists = get(a, "/v1/watchlists").body;
+    assert_eq!(
+        lists["watchlists"][0]["id"], "320500000000000001202109010800001",
+        "{lists}"
+    );
+
+    let vehicle_id = format!("{GATE}0220210901080000000010200001");
+    let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": vehicle_id, "DeviceID": GATE, "PassTime": "20210901080000",
+         "PlateNo": "苏E·7DSP1", "PlateColor": "2"},
+        {"MotorVehicleID": format!("{GATE}0220210901080100000010200002"), "DeviceID": GATE,
+         "PassTime": "20210901080100", "PlateNo": "苏E7OTHR"}]}});
+    let (status, _, _) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &ident,
+        &upload.to_string(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || !receiver
+            .bodies
+            .lock()
+            .unwrap()
+            .is_empty()),
+        "no notification arrived"
+    );
+    let got = receiver.bodies.lock().unwrap()[0].clone();
+    let n = &got["DispositionNotificationListObject"]["DispositionNotificationObject"];
+    assert_eq!(n.as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(n[0]["DispositionID"], "320500000000000001202109010800001");
+    assert_eq!(n[0]["CntObjectID"], vehicle_id.as_str());
+    assert_eq!(n[0]["MotorVehicleObject"]["PlateNo"], "苏E7DSP1");
+    assert_eq!(n[0]["MotorVehicleObject"]["PlateColor"], "2");
+    assert_eq!(n[0]["TriggerTime"].as_str().unwrap().len(), 14);
+    assert!(
+        !got.to_string().contains("null"),
+        "absent fields are omitted: {got}"
+    );
+    let head = receiver.heads.lock().unwrap()[0].clone();
+    assert!(
+        head.contains("content-type: application/viid+json"),
+        "{head}"
+    );
+    assert!(
+        head.contains("user-identify: 32050000005030000001"),
+        "{head}"
+    );
+
+    let (_, _, answer) = viid(
+        a,
+        "DELETE",
+        "/VIID/Dispositions?IDList=320500000000000001202109010800001",
+        &ident,
+        "",
+    );
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    assert_eq!(get(a, "/v1/watchlists").body["watchlists"], json!([]));
+    let (_, _, answer) = viid(
+        a,
+        "DELETE",
+        "/VIID/Dispositions/320500000000000001202109010800001",
+        &ident,
+        "",
+    );
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 8,
+        "{answer}"
+    );
+}

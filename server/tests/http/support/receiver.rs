@@ -14,6 +14,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// The heads (lower case) of the requests whose bodies were taken, in order.
+    pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Milliseconds to wait before answering (a slow receiver).
     pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -27,10 +29,12 @@ impl Receiver {
             addr: listener.local_addr().unwrap(),
             up: Default::default(),
             bodies: Default::default(),
+            heads: Default::default(),
             attempts: Default::default(),
             delay_ms: Default::default(),
         };
         let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
+        let heads = r.heads.clone();
         let delay = r.delay_ms.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -38,6 +42,7 @@ impl Receiver {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut len = 0usize;
                 let mut line = String::new();
+                let mut head = String::new();
                 // A sender killed mid-request leaves a head cut short: not a delivery.
                 let head_ended = loop {
                     line.clear();
@@ -47,6 +52,7 @@ impl Receiver {
                     if line == "\r\n" {
                         break true;
                     }
+                    head.push_str(&line.to_ascii_lowercase());
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         len = v.trim().parse().unwrap();
                     }
@@ -66,6 +72,7 @@ impl Receiver {
                         .lock()
                         .unwrap()
                         .push(serde_json::from_slice(&body).unwrap());
+                    heads.lock().unwrap().push(head);
                 }
                 let status = if ok {
                     "200 OK"
