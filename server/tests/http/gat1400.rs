@@ -1109,3 +1109,75 @@ fn dispositions_watch_and_notify_their_receive_address() {
         "{answer}"
     );
 }
+
+/// Bodies compressed as Feign clients send them (xiezhihui98/GAT1400's
+/// `application.yml`: `feign.compression.request.enabled`, `min-request-size: 2048`,
+/// `Content-Encoding: gzip`) are inflated; one that inflates past the `/VIID` body
+/// limit is refused with a GA/T 1400 status, not inflated without bound.
+#[test]
+fn gzip_bodies_are_inflated_within_the_limit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| c.max_viid_body_bytes = 1 << 20);
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{GATE}"),
+            json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "gat1400": {"password": "p"}})
+        )
+        .status,
+        200
+    );
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "p").0, 200);
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let post = |body: &[u8]| {
+        let mut req = format!("POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+            Content-Encoding: gzip\r\nUser-Identify: {GATE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .into_bytes();
+        req.extend_from_slice(body);
+        let answer = send(a, &req);
+        (
+            answer.status,
+            serde_json::from_slice::<Value>(&answer.body).unwrap_or(Value::Null),
+        )
+    };
+    let objects: Vec<Value> = (0..20)
+        .map(|n| {
+            json!({"MotorVehicleID": format!("{GATE}0220210901080000000010200{n:03}"),
+            "DeviceID": GATE, "PassTime": "20210901080000", "PlateNo": format!("苏E{n:03}GZ")})
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
+    assert!(body.len() > 2048);
+    let (status, answer) = post(&gzip(body.as_bytes()));
+    assert_eq!(status, 200, "{answer}");
+    let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap();
+    assert_eq!(s.len(), 20);
+    assert!(s.iter().all(|x| x["StatusCode"] == 0), "{answer}");
+    // 10 MB of zeros compress to a few KB: refused past the 1 MiB limit.
+    let (status, answer) = post(&gzip(&vec![0u8; 10 << 20]));
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 7);
+    let (status, answer) = post(b"not gzip at all");
+    assert_eq!(status, 400, "{answer}");
+}
