@@ -71,6 +71,8 @@ pub enum ApiError {
     NoSuchWatchlist(String),
     #[error("no image {0}")]
     NoSuchImage(String),
+    #[error("no object {0}")]
+    NoSuchObject(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -147,7 +149,8 @@ impl ApiError {
             | NoSuchEvent(_)
             | NoSuchSubscription(_)
             | NoSuchWatchlist(_)
-            | NoSuchImage(_) => StatusCode::NOT_FOUND,
+            | NoSuchImage(_)
+            | NoSuchObject(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -175,6 +178,7 @@ impl ApiError {
             NoSuchSubscription(_) => "no_such_subscription",
             NoSuchWatchlist(_) => "no_such_watchlist",
             NoSuchImage(_) => "no_such_image",
+            NoSuchObject(_) => "no_such_object",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
             BodyTooLarge(_) => "body_too_large",

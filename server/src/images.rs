@@ -1,5 +1,6 @@
-//! `GET /v1/images/{id}`: a picture's bytes, under the scope of the event it belongs
-//! to (its shard's community), audited like every investigative read. A picture
+//! `GET /v1/images/{id}` and `GET /v1/objects/{id}`: a picture's bytes, or a GA/T 1400
+//! object as uploaded (pictures by reference), under the scope of the event they
+//! belong to (their shard's community), audited like every investigative read. One
 //! outside the key's communities is answered like one that does not exist.
 
 use hyper::body::Bytes;
@@ -14,11 +15,27 @@ use crate::http::{Answer, Body, Call};
 
 /// `GET /v1/images/{id}`.
 pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
+    let bytes = stored(c, ApiError::NoSuchImage).await?;
+    let kind = content_type(&bytes).unwrap_or("application/octet-stream");
+    Ok(immutable(Body::Binary(kind, Bytes::from(bytes))))
+}
+
+/// `GET /v1/objects/{id}`.
+pub(crate) async fn object(c: Call) -> Result<Answer, ApiError> {
+    let bytes = stored(c, ApiError::NoSuchObject).await?;
+    Ok(immutable(Body::Binary(
+        "application/json",
+        Bytes::from(bytes),
+    )))
+}
+
+/// A stored blob the caller's scope covers (audited), or `missing`.
+async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, ApiError> {
     let id = c.arg();
     let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
     let scope = c.caller.communities.clone();
     let found = run(c.app.clone(), move |app| {
-        let missing = || ApiError::NoSuchImage(id.chars().take(100).collect());
+        let missing = || missing(id.chars().take(100).collect());
         let pid: PictureId = id.parse().map_err(|_| missing())?;
         if scope.is_some_and(|s| !s.contains(&pid.community)) {
             return Err(missing());
@@ -30,15 +47,14 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
         Ok(_) => line.record(&c.app, Some(1), 200)?,
         Err(e) => line.record(&c.app, None, e.status().as_u16())?,
     }
-    let bytes = found?;
-    let kind = content_type(&bytes).unwrap_or("application/octet-stream");
-    // A picture never changes under its id.
+    found
+}
+
+/// An answer that never changes under its id.
+fn immutable(body: Body) -> Answer {
     let headers = vec![(
         CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     )];
-    Ok((
-        StatusCode::OK,
-        Body::Headed(headers, Box::new(Body::Binary(kind, Bytes::from(bytes)))),
-    ))
+    (StatusCode::OK, Body::Headed(headers, Box::new(body)))
 }

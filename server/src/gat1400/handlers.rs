@@ -14,7 +14,7 @@ use super::{
     INVALID_JSON_FORMAT, OK,
 };
 use crate::error::ApiError;
-use crate::http::out::IMAGES_ATTR;
+use crate::http::out::{IMAGES_ATTR, OBJECT_ATTR};
 use crate::http::{Answer, Body, Call};
 use crate::ingest::{ingest, Fate};
 use crate::App;
@@ -480,10 +480,59 @@ fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
                 p.listed(id.as_deref())
             })
             .collect();
+        refer_pictures(&mut o.raw, &listed);
         e.attrs.insert(
             IMAGES_ATTR.into(),
             AttrValue::Str(Value::Array(listed).to_string()),
         );
+    }
+    store_objects_as_uploaded(app, objects)
+}
+
+/// Points each stored picture of an object as uploaded at where the API serves it
+/// (`StoragePath`), as a 视图库 forwards objects with pictures by reference.
+fn refer_pictures(raw: &mut Value, listed: &[Value]) {
+    let entries = match raw.pointer_mut("/SubImageList/SubImageInfoObject") {
+        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => return,
+    };
+    for (entry, listed) in entries.into_iter().zip(listed) {
+        if let (Some(id), Some(url)) = (listed.get("id"), listed.get("url")) {
+            entry["StoragePath"] = url.clone();
+            entry["ImageID"] = entry.get("ImageID").cloned().unwrap_or_else(|| id.clone());
+        }
+    }
+}
+
+/// Keeps every object that became an event as it was uploaded (pictures by
+/// reference), beside the pictures of its shard, and names it on the event (the
+/// `object` attribute: `GET /v1/objects/{id}` serves it, forwarding sends it on).
+fn store_objects_as_uploaded(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
+    let layout = app.store.layout();
+    let texts: Vec<Option<(String, i32, Vec<u8>)>> = objects
+        .iter()
+        .map(|o| {
+            let e = o.event.as_ref().ok()?;
+            let text = serde_json::to_vec(&o.raw).ok()?;
+            Some((e.community.clone(), layout.span_of(e.ts_ms), text))
+        })
+        .collect();
+    let refs: Vec<(&str, i32, &[u8])> = texts
+        .iter()
+        .flatten()
+        .map(|(c, s, b)| (c.as_str(), *s, b.as_slice()))
+        .collect();
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let mut ids = app.store.pictures().put(&refs)?.into_iter();
+    for (o, text) in objects.iter_mut().zip(&texts) {
+        if let (Ok(e), Some(_)) = (&mut o.event, text) {
+            let id = ids.next().expect("one id per object stored");
+            e.attrs
+                .insert(OBJECT_ATTR.into(), AttrValue::Str(id.to_string()));
+        }
     }
     Ok(())
 }

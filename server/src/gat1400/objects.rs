@@ -105,6 +105,9 @@ pub(crate) struct Object {
     pub event: Result<EventInput, RecordError>,
     pub pictures: Vec<Picture>,
     pub catalogued: Option<String>,
+    /// The object as uploaded, its pictures' `Data` left out (they are stored on their
+    /// own and referenced once stored).
+    pub raw: Value,
 }
 
 /// Why a body is not an upload at all (one status answers it).
@@ -129,6 +132,50 @@ enum ObjectError {
     Picture(#[from] PictureError),
     #[error("{0}")]
     Relay(#[from] RelayError),
+}
+
+/// A copy of an object without its pictures' base64 `Data` (the bytes are kept as
+/// pictures; the copy is the object as uploaded otherwise).
+fn without_data(o: &Value) -> Value {
+    let Value::Object(fields) = o else {
+        return o.clone();
+    };
+    let mut out = serde_json::Map::with_capacity(fields.len());
+    for (k, v) in fields {
+        let v = match (k.as_str(), v) {
+            ("SubImageList", Value::Object(list)) => Value::Object(
+                list.iter()
+                    .map(|(lk, lv)| {
+                        let lv = match (lk.as_str(), lv) {
+                            ("SubImageInfoObject", Value::Array(items)) => {
+                                Value::Array(items.iter().map(no_data).collect())
+                            }
+                            ("SubImageInfoObject", one) => no_data(one),
+                            _ => lv.clone(),
+                        };
+                        (lk.clone(), lv)
+                    })
+                    .collect(),
+            ),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), v);
+    }
+    Value::Object(out)
+}
+
+/// A picture entry without its `Data` (copied field by field: the base64 is never
+/// copied).
+fn no_data(p: &Value) -> Value {
+    match p {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "Data")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// The devices an upload names, looked up once each; unknown ones catalogued when a
@@ -230,6 +277,7 @@ pub(crate) fn objects(
                 event,
                 pictures,
                 catalogued,
+                raw: without_data(o),
             }
         })
         .collect())

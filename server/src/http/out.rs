@@ -13,6 +13,10 @@ use crate::params::Rfc3339;
 /// write it); answers show it as the event's `images`, not among its `attrs`.
 pub(crate) const IMAGES_ATTR: &str = "images";
 
+/// The attribute naming where an event's GA/T 1400 object, as uploaded, is kept;
+/// answers show it as the event's `object` (`/v1/objects/{id}`), not among its `attrs`.
+pub(crate) const OBJECT_ATTR: &str = "gat1400_object";
+
 /// One event as every answer writes it (trajectory, event by id, feed,
 /// subscriptions).
 #[derive(serde::Serialize)]
@@ -29,6 +33,35 @@ pub(crate) struct EventOut<'a> {
     /// when it has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     images: Option<&'a RawValue>,
+    /// Where its GA/T 1400 object, as uploaded, is served (`/v1/objects/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<ObjectUrl<'a>>,
+}
+
+/// `/v1/objects/{id}`, written without building a string.
+struct ObjectUrl<'a>(&'a str);
+
+impl serde::Serialize for ObjectUrl<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("/v1/objects/{}", self.0))
+    }
+}
+
+/// The `object` attribute of encoded attributes (a fast check first).
+fn object_of(attrs: &[u8]) -> Option<&str> {
+    if !attrs
+        .windows(OBJECT_ATTR.len())
+        .any(|w| w == OBJECT_ATTR.as_bytes())
+    {
+        return None;
+    }
+    let mut found = None;
+    let _ = sightline_storage::visit_attrs(attrs, |k, v| {
+        if let (OBJECT_ATTR, AttrRef::Str(id)) = (k, v) {
+            found = Some(id);
+        }
+    });
+    found
 }
 
 /// The pictures an event's encoded attributes list (a fast check first: most events
@@ -61,6 +94,7 @@ impl<'a> EventOut<'a> {
             direction: s.direction.as_str(),
             attrs: AttrsOut(attrs.bytes()),
             images: images_of(attrs.bytes()),
+            object: object_of(attrs.bytes()).map(ObjectUrl),
         }
     }
 }
@@ -73,6 +107,9 @@ pub(crate) fn event_json(seq: u64, e: &sightline_storage::Event) -> Value {
            "direction": e.direction().as_str(), "attrs": AttrsOut(e.attr_bytes())});
     if let Some(images) = images_of(e.attr_bytes()) {
         v["images"] = serde_json::from_str(images.get()).unwrap_or(Value::Null);
+    }
+    if let Some(id) = object_of(e.attr_bytes()) {
+        v["object"] = format!("/v1/objects/{id}").into();
     }
     v
 }
@@ -87,7 +124,7 @@ impl serde::Serialize for AttrsOut<'_> {
         let mut m = s.serialize_map(None)?;
         let mut failed = None;
         let walked = sightline_storage::visit_attrs(self.0, |k, v| {
-            if failed.is_some() || k == IMAGES_ATTR {
+            if failed.is_some() || k == IMAGES_ATTR || k == OBJECT_ATTR {
                 return;
             }
             let r = match v {

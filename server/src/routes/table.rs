@@ -364,6 +364,16 @@ fn images(r: &mut Routes) {
         ),
         crate::images::get,
     );
+    r.get(
+        "/v1/objects/{id}",
+        Key(Investigate),
+        Refuse,
+        doc(
+            "A GA/T 1400 object as it was uploaded, its pictures by reference (`StoragePath`: `/v1/images/{id}`), as an event's `object` names it; 404 outside the key's communities; audited.",
+            params![path_p("id", "3332303530383030303100.18871.8", "Object id.")],
+        ),
+        crate::images::object,
+    );
 }
 
 /// Community queries: who comes often, at night, for the first time; counts.

@@ -413,6 +413,7 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
     objects.push(json!({"MotorVehicleID": format!("{GATE}0220210901100100001010201010"),
         "DeviceID": GATE, "PassTime": "20210901100100", "PlateNo": "苏E7PIC1",
         "SubImageList": {"SubImageInfoObject": {"Type": "14", "StoragePath": "http://10.1.2.3/scene.jpg"}}}));
+    let sent = objects.clone();
     let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
     assert!(body.len() > 40_000_000, "{} bytes", body.len());
     let ident = vec![("User-Identify", GATE.to_string())];
@@ -441,8 +442,23 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
         let t: Value = serde_json::from_slice(&t.body).unwrap();
         let events = t["events"].as_array().unwrap();
         assert_eq!(events.len(), 101, "the refused object is not stored");
-        for (e, (whole, plate)) in events.iter().zip(&pictures) {
+        for (i, (e, (whole, plate))) in events.iter().zip(&pictures).enumerate() {
             let images = e["images"].as_array().unwrap();
+            // The object as uploaded, its pictures by reference.
+            let (status, head, bytes) = image(a, e["object"].as_str().unwrap(), token);
+            assert_eq!(status, 200, "{head}");
+            assert!(head.contains("content-type: application/json"), "{head}");
+            let mut want = sent[i].clone();
+            for (sub, img) in want["SubImageList"]["SubImageInfoObject"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .zip(images)
+            {
+                sub.as_object_mut().unwrap().remove("Data");
+                sub["StoragePath"] = img["url"].clone();
+            }
+            assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), want);
             assert_eq!(images.len(), 2);
             assert_eq!(
                 (images[0]["type"].as_str(), images[0]["width"].as_i64()),
