@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use sightline_storage::{AttrValue, Attrs, Device, EventInput, Store};
+use sightline_storage::{AttrValue, Attrs, Device, Direction, EventInput, Store};
 
 use super::pictures::{pictures, Picture, PictureError};
 use super::relay::{Relay, RelayError};
@@ -209,6 +209,21 @@ impl Devices<'_> {
     }
 }
 
+/// The object's own direction, when it says in or out (`Direction`: `in`/`out`,
+/// `进`/`入`/`出`); it wins over the gate's configured one. A compass code (GA/T 1400's
+/// 1–9 driving direction) says neither: it is kept as the `direction_code` attribute.
+fn direction(o: &Value, attrs: &mut Attrs) -> Option<Direction> {
+    let given = field(o, "Direction")?;
+    match given.to_ascii_lowercase().as_str() {
+        "in" | "进" | "入" => Some(Direction::In),
+        "out" | "出" => Some(Direction::Out),
+        _ => {
+            attrs.insert("direction_code".into(), AttrValue::Str(given));
+            None
+        }
+    }
+}
+
 /// A vehicle's plate, or for one without: [`UNPLATED`] and the object's id.
 fn plate_or_unplated(o: &Value, id: &str) -> String {
     match field(o, "PlateNo") {
@@ -359,7 +374,10 @@ fn event(
         device,
         kind: upload.kind().into(),
         subject,
-        direction: d.direction.as_str().into(),
+        direction: direction(o, &mut attrs)
+            .unwrap_or(d.direction)
+            .as_str()
+            .into(),
         attrs,
     })
 }

@@ -576,14 +576,14 @@ fn persons_nonmotor_vehicles_unplated_vehicles_and_faces_without_times_are_store
         "/VIID/NonMotorVehicles",
         json!({"NonMotorVehicleListObject": {"NonMotorVehicleObject": [
         {"NonMotorVehicleID": id("20210901084000", 3), "DeviceID": GATE, "AppearTime": "20210901084000",
-         "HasPlate": true, "PlateNo": "苏E·A123", "VehicleType": "2"}]}}),
+         "HasPlate": true, "PlateNo": "苏E·A123", "VehicleType": "2", "Direction": "出"}]}}),
     );
     assert_eq!(s[0]["StatusCode"], 0, "{s}");
     let unplated = id("20210901085000", 4);
     let s = upload(
         "/VIID/MotorVehicles",
         json!({"MotorVehicleListObject": {"MotorVehicleObject": [
-        {"MotorVehicleID": unplated, "DeviceID": GATE, "PassTime": "20210901085000", "HasPlate": "0", "PlateNo": ""}]}}),
+        {"MotorVehicleID": unplated, "DeviceID": GATE, "PassTime": "20210901085000", "HasPlate": "0", "PlateNo": "", "Direction": "9"}]}}),
     );
     assert_eq!(s[0]["StatusCode"], 0, "{s}");
     let face = id("20210901090000", 5);
@@ -624,9 +624,22 @@ fn persons_nonmotor_vehicles_unplated_vehicles_and_faces_without_times_are_store
         one("person", &id("20210901083100", 2))["ts"],
         "2021-09-01T08:31:00.000+08:00"
     );
-    assert_eq!(one("nonmotor", "苏EA123")["attrs"]["vehicle_type"], "2");
+    let n = one("nonmotor", "苏EA123");
+    assert_eq!(n["attrs"]["vehicle_type"], "2");
+    assert_eq!(
+        n["direction"], "out",
+        "the object's own direction wins over the gate's"
+    );
     let e = one("vehicle", &format!("无牌{unplated}"));
     assert_eq!(e["attrs"]["source_id"], unplated.as_str());
+    assert_eq!(
+        (
+            e["direction"].as_str(),
+            e["attrs"]["direction_code"].as_str()
+        ),
+        (Some("in"), Some("9")),
+        "a compass code is kept, the gate's direction stays"
+    );
     assert_eq!(one("face", &face)["ts"], "2021-09-01T09:00:00.000+08:00");
     // Unplated passes are found by kind and prefix (once the vocabulary caught up).
     let search = format!("/v1/search?q={}&mode=prefix&kind=vehicle", enc("无牌"));
