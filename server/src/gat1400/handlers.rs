@@ -266,24 +266,27 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
         &app.config.gat1400_face_subject,
         app.config.max_picture_bytes,
     );
-    let upload = Upload::of_path(&x.path).expect("routed only for the upload paths");
     let relay = match Relay::of(&app.store, uploader) {
         Ok(r) => r,
-        Err(e) => {
-            let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
-            return Reply::with(e.status(), s);
+        Err(e) => return device_error(x, &e),
+    };
+    let parsed = match Upload::of_path(&x.path) {
+        Some(upload) => objects(
+            &app.store,
+            upload,
+            &x.body,
+            face_field,
+            max_picture,
+            relay.as_ref(),
+        )
+        .map(|o| (None, o)),
+        None => {
+            super::image_list::images(&app.store, &x.body, face_field, max_picture, relay.as_ref())
+                .map(|(images, o)| (Some(images), o))
         }
     };
-    let parsed = objects(
-        &app.store,
-        upload,
-        &x.body,
-        face_field,
-        max_picture,
-        relay.as_ref(),
-    );
-    let mut objects = match parsed {
-        Ok(o) => o,
+    let (images, objects) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             let code = match e {
                 BodyError::NotJson(_) => INVALID_JSON_FORMAT,
@@ -293,6 +296,46 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
         }
     };
     let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
+    let texts = match keep(app, objects) {
+        Ok(t) => t,
+        Err(e) => return device_error(x, &e),
+    };
+    let statuses = match images {
+        // One status per object …
+        None => texts
+            .iter()
+            .zip(&ids)
+            .map(|((code, text), id)| status(id, *code, text))
+            .collect(),
+        // … or, for images, one per image: its first refused object's, else 0.
+        Some(images) => images
+            .iter()
+            .map(|img| {
+                let refused = texts[img.objects.clone()].iter().find(|(c, _)| *c != OK);
+                match (refused, img.objects.is_empty()) {
+                    (Some((code, text)), _) => status(&img.id, *code, text),
+                    (None, true) => status(
+                        &img.id,
+                        OK,
+                        "正常; no objects in the image: nothing to store",
+                    ),
+                    (None, false) => status(&img.id, OK, "正常"),
+                }
+            })
+            .collect(),
+    };
+    Reply::ok(status_list(statuses))
+}
+
+/// One status for a failure that fails the whole request (the store could not write).
+fn device_error(x: &Exchange, e: &ApiError) -> Reply {
+    let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
+    Reply::with(e.status(), s)
+}
+
+/// Stores the objects' pictures, the objects as uploaded, and their events; each
+/// object's status code and text, in order.
+fn keep(app: &App, mut objects: Vec<Object>) -> Result<Vec<(i64, String)>, ApiError> {
     // What the answer says of a device this upload catalogued.
     let notes: Vec<Option<String>> = objects
         .iter()
@@ -304,34 +347,25 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
             _ => None,
         })
         .collect();
-    let stored = store_pictures(app, &mut objects).and_then(|()| {
-        let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
-        ingest(app, None, records)
-    });
-    let done = match stored {
-        Ok(done) => done,
-        Err(e) => {
-            let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
-            return Reply::with(e.status(), s);
-        }
-    };
-    let statuses = done
+    store_pictures(app, &mut objects)?;
+    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
+    let done = ingest(app, None, records)?;
+    Ok(done
         .fates
         .iter()
         .map(|(i, fate)| match fate {
             Fate::Stored(_) | Fate::Duplicate(_) => {
-                status(&ids[*i], OK, notes[*i].as_deref().unwrap_or("正常"))
+                (OK, notes[*i].clone().unwrap_or_else(|| "正常".into()))
             }
             Fate::Refused(e) => {
                 let text = match &e.field {
                     Some(f) => format!("{f}: {}", e.message),
                     None => e.message.clone(),
                 };
-                status(&ids[*i], INVALID_JSON_CONTENT, &text)
+                (INVALID_JSON_CONTENT, text)
             }
         })
-        .collect();
-    Reply::ok(status_list(statuses))
+        .collect())
 }
 
 /// `GET /VIID/APEs`: the collection devices the registered caller's record covers.

@@ -16,6 +16,7 @@ mod catalog;
 mod digest;
 mod dispositions;
 pub(crate) mod handlers;
+mod image_list;
 pub(crate) mod objects;
 pub(crate) mod pictures;
 pub(crate) mod relay;

@@ -2,8 +2,9 @@
 //! `NonMotorVehicleListObject`) as events: each
 //! object on its own, so one bad object is refused with its reason and the rest go on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sightline_storage::{AttrValue, Attrs, Device, Direction, EventInput, Store};
 
@@ -180,7 +181,7 @@ fn no_data(p: &Value) -> Value {
 
 /// The devices an upload names, looked up once each; unknown ones catalogued when a
 /// platform relays them.
-struct Devices<'a> {
+pub(crate) struct Devices<'a> {
     store: &'a Store,
     relay: Option<&'a Relay>,
     known: HashMap<String, Option<Device>>,
@@ -188,7 +189,16 @@ struct Devices<'a> {
     catalogued: Vec<String>,
 }
 
-impl Devices<'_> {
+impl<'a> Devices<'a> {
+    pub fn new(store: &'a Store, relay: Option<&'a Relay>) -> Devices<'a> {
+        Devices {
+            store,
+            relay,
+            known: HashMap::new(),
+            catalogued: Vec::new(),
+        }
+    }
+
     fn get(&mut self, code: &str) -> Result<&Device, ObjectError> {
         if !self.known.contains_key(code) {
             let found = self.store.catalog().device(code).ok().flatten();
@@ -241,7 +251,8 @@ fn field(o: &Value, k: &str) -> Option<String> {
     }
 }
 
-/// The uploaded objects, each with its event or why it cannot be one.
+/// The uploaded objects, each with its event or why it cannot be one. The body is
+/// read as borrowed slices, one object parsed at a time: it is never held twice.
 pub(crate) fn objects(
     store: &Store,
     upload: Upload,
@@ -250,52 +261,90 @@ pub(crate) fn objects(
     max_picture_bytes: usize,
     relay: Option<&Relay>,
 ) -> Result<Vec<Object>, BodyError> {
-    let (list, item, id_fields) = upload.names();
-    let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
-    let items = v
-        .get(list)
-        .and_then(|l| l.get(item))
-        .and_then(Value::as_array)
-        .ok_or(BodyError::NotAList(list, item))?;
-    let mut devices = Devices {
-        store,
-        relay,
-        known: HashMap::new(),
-        catalogued: Vec::new(),
-    };
+    let (list, item, _) = upload.names();
+    let items = items_of(body, list, item)?;
+    let mut devices = Devices::new(store, relay);
     Ok(items
         .iter()
         .enumerate()
-        .map(|(i, o)| {
-            let id = id_fields
-                .iter()
-                .find_map(|f| field(o, f))
-                .unwrap_or_default();
-            let refused = |why: ObjectError| RecordError {
-                line: i,
-                field: None,
-                message: why.to_string(),
-            };
-            let before = devices.catalogued.len();
-            let (event, pictures) = match pictures(o, max_picture_bytes) {
-                Ok(p) => (
-                    event(&mut devices, upload, o, &id, face_subject_field).map_err(refused),
-                    p,
-                ),
-                Err(e) => (Err(refused(e.into())), Vec::new()),
-            };
-            let catalogued = (devices.catalogued.len() > before)
-                .then(|| devices.catalogued.last().cloned())
-                .flatten();
-            Object {
-                id,
-                event,
-                pictures,
-                catalogued,
-                raw: without_data(o),
-            }
+        .map(|(i, raw)| {
+            let o: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            object(
+                &mut devices,
+                upload,
+                i,
+                &o,
+                face_subject_field,
+                max_picture_bytes,
+            )
         })
         .collect())
+}
+
+/// The items of `{list: {item: [...]}}` (or of a single `{list: {item: {...}}}`), as
+/// slices of the body.
+fn items_of<'a>(
+    body: &'a [u8],
+    list: &'static str,
+    item: &'static str,
+) -> Result<Vec<&'a RawValue>, BodyError> {
+    let shape = |e: serde_json::Error| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            BodyError::NotJson(e)
+        }
+        _ => BodyError::NotAList(list, item),
+    };
+    let top: BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(shape)?;
+    let inner = top.get(list).ok_or(BodyError::NotAList(list, item))?;
+    let inner: BTreeMap<String, &RawValue> =
+        serde_json::from_str(inner.get()).map_err(|_| BodyError::NotAList(list, item))?;
+    let items = inner.get(item).ok_or(BodyError::NotAList(list, item))?;
+    match items.get().trim_start().as_bytes().first() {
+        Some(b'[') => {
+            serde_json::from_str(items.get()).map_err(|_| BodyError::NotAList(list, item))
+        }
+        Some(b'{') => Ok(vec![*items]),
+        _ => Err(BodyError::NotAList(list, item)),
+    }
+}
+
+/// Object `i` of an upload: its event, pictures and what it catalogued.
+pub(crate) fn object(
+    devices: &mut Devices<'_>,
+    upload: Upload,
+    i: usize,
+    o: &Value,
+    face_subject_field: &str,
+    max_picture_bytes: usize,
+) -> Object {
+    let (_, _, id_fields) = upload.names();
+    let id = id_fields
+        .iter()
+        .find_map(|f| field(o, f))
+        .unwrap_or_default();
+    let refused = |why: ObjectError| RecordError {
+        line: i,
+        field: None,
+        message: why.to_string(),
+    };
+    let before = devices.catalogued.len();
+    let (event, pictures) = match pictures(o, max_picture_bytes) {
+        Ok(p) => (
+            event(devices, upload, o, &id, face_subject_field).map_err(refused),
+            p,
+        ),
+        Err(e) => (Err(refused(e.into())), Vec::new()),
+    };
+    let catalogued = (devices.catalogued.len() > before)
+        .then(|| devices.catalogued.last().cloned())
+        .flatten();
+    Object {
+        id,
+        event,
+        pictures,
+        catalogued,
+        raw: without_data(o),
+    }
 }
 
 /// One object as an event.

@@ -565,6 +565,7 @@ fn gat1400(r: &mut Routes) {
     r.viid(Method::POST, "/VIID/Faces", viid::upload);
     r.viid(Method::POST, "/VIID/Persons", viid::upload);
     r.viid(Method::POST, "/VIID/NonMotorVehicles", viid::upload);
+    r.viid(Method::POST, "/VIID/Images", viid::upload);
     r.viid(Method::GET, "/VIID/APEs", viid::apes);
     r.viid(Method::GET, "/VIID/Tollgates", viid::tollgates);
     r.viid(Method::POST, "/VIID/Dispositions", viid::dispositions);

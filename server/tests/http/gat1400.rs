@@ -1210,3 +1210,99 @@ fn gzip_bodies_are_inflated_within_the_limit() {
     let (status, answer) = post(b"not gzip at all");
     assert_eq!(status, 400, "{answer}");
 }
+
+/// `POST /VIID/Images` as xiezhihui98/GAT1400's `dto/ImageObject.java` and
+/// nanguantong/gat-1400's `parseImageList` shape it (`ImageListObject.Image[]`, each
+/// with `ImageInfo`, `Data` and the objects seen in it): every object becomes an event
+/// with the image among its pictures; one status per image.
+#[test]
+fn images_upload_the_objects_seen_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{GATE}"),
+            json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "direction": "in", "gat1400": {"password": "p"}})
+        )
+        .status,
+        200
+    );
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "p").0, 200);
+    let scene = jpeg(77, 50_000);
+    let image_id = format!("{GATE}0220210901080000000010");
+    let info = json!({"ImageID": image_id, "InfoKind": 1, "ImageSource": "02", "EventSort": 2,
+        "DeviceID": GATE, "FileFormat": "Jpeg", "ShotTime": "20210901080000", "Width": 1920, "Height": 1080});
+    let vehicle = format!("{GATE}0220210901080000000010200001");
+    let face = format!("{GATE}0220210901080000000010600001");
+    let body = json!({"ImageListObject": {"Image": [
+        {"ImageInfo": info, "Data": b64(&scene),
+         "MotorVehicleList": {"MotorVehicleObject": [{"MotorVehicleID": vehicle, "DeviceID": GATE,
+             "PassTime": "20210901080000", "PlateNo": "苏E8IMG1"}]},
+         "FaceList": {"FaceObject": [{"FaceID": face, "DeviceID": GATE, "ShotTime": "20210901080000"}]}},
+        {"ImageInfo": {"ImageID": "no-objects", "DeviceID": GATE}, "Data": b64(&scene)},
+        {"ImageInfo": {"ImageID": "bad-object"},
+         "MotorVehicleList": {"MotorVehicleObject": [{"MotorVehicleID": "x", "PassTime": "20210901080000"}]}}]}});
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/Images",
+        &[("User-Identify", GATE.into())],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        s.iter()
+            .map(|x| x["StatusCode"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 0, 8],
+        "{answer}"
+    );
+    assert_eq!(s[0]["Id"], image_id.as_str());
+    assert!(s[1]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("nothing to store"));
+    let t = get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+            enc("苏E8IMG1")
+        ),
+    )
+    .body;
+    let images = t["events"][0]["images"].as_array().unwrap().clone();
+    assert_eq!(images.len(), 1, "{t}");
+    assert_eq!(images[0]["type"], "14");
+    let (status, _, bytes) = image(a, images[0]["url"].as_str().unwrap(), None);
+    assert!(
+        status == 200 && bytes == scene,
+        "the image comes back byte-identical"
+    );
+    let f = get(
+        a,
+        &format!("/v1/trajectory?kind=face&subject={face}&{RANGE}"),
+    )
+    .body;
+    assert_eq!(
+        f["events"][0]["images"][0]["url"], images[0]["url"],
+        "stored once, shared: {f}"
+    );
+}
