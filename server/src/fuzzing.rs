@@ -66,8 +66,9 @@ pub fn gat1400(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (auth, body) = text.split_once('\n').unwrap_or(("", &text));
     let gateway = crate::gat1400::Gateway::default();
-    let _ = gateway.check_digest(store, "POST", Some(auth), None);
-    let _ = gateway.check_digest(store, "POST", Some(auth), Some("32050801011210000001"));
+    let _ = gateway.check_digest(store, "POST", Some(auth), None, body.as_bytes());
+    let id = Some("32050801011210000001");
+    let _ = gateway.check_digest(store, "POST", Some(auth), id, body.as_bytes());
     use crate::gat1400::objects::Upload;
     for upload in [
         Upload::Vehicles,

@@ -46,6 +46,9 @@ pub struct Gat1400Credential {
     /// The digest user name the pusher is configured with: its code unless the vendor's
     /// configuration names another (`admin`, …).
     pub username: String,
+    /// Lower-case hex of `SHA-256(username:realm:password)`, for clients answering
+    /// with RFC 7616's `algorithm=SHA-256`; empty when unknown (older credentials).
+    pub ha1_sha256: String,
 }
 
 /// A credential as catalogs before the user name existed kept it (the user name was
@@ -245,6 +248,7 @@ impl Catalog for SledCatalog {
                     code: old.code,
                     realm: old.realm,
                     ha1: old.ha1,
+                    ha1_sha256: String::new(),
                 })),
                 Err(_) => Err(e),
             },

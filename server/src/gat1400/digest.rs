@@ -19,6 +19,8 @@ pub(crate) enum DigestError {
     UnknownUser(String),
     #[error("the digest response does not match")]
     WrongResponse,
+    #[error("unsupported digest algorithm (MD5, MD5-sess, SHA-256 and SHA-256-sess are)")]
+    Algorithm,
     #[error("{0}")]
     Storage(#[from] StorageError),
 }
@@ -61,15 +63,91 @@ fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
+/// The digest's hash: MD5 (RFC 2617) or SHA-256 (RFC 7616), each with its `-sess`
+/// form.
+#[derive(Clone, Copy)]
+struct Hash {
+    sha256: bool,
+    session: bool,
+}
+
+impl Hash {
+    fn of(algorithm: &str) -> Option<Hash> {
+        let a = algorithm.to_ascii_uppercase();
+        let (name, session) = match a.strip_suffix("-SESS") {
+            Some(n) => (n.to_string(), true),
+            None => (a, false),
+        };
+        match name.as_str() {
+            "" | "MD5" => Some(Hash {
+                sha256: false,
+                session,
+            }),
+            "SHA-256" => Some(Hash {
+                sha256: true,
+                session,
+            }),
+            _ => None,
+        }
+    }
+
+    fn hex(self, text: &str) -> String {
+        match self.sha256 {
+            true => super::sha256_hex(text),
+            false => md5_hex(text),
+        }
+    }
+}
+
+/// The response a client holding the credential's password computes (RFC 7616 §3.4.1;
+/// RFC 2617 without `qop`).
+fn expected_response(
+    cred: &sightline_storage::Gat1400Credential,
+    hash: Hash,
+    method: &str,
+    body: &[u8],
+    f: &HashMap<String, String>,
+) -> Result<String, DigestError> {
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    let stored = match hash.sha256 {
+        true => cred.ha1_sha256.as_str(),
+        false => cred.ha1.as_str(),
+    };
+    if stored.is_empty() {
+        return Err(DigestError::Algorithm);
+    }
+    let (nonce, cnonce) = (get("nonce"), get("cnonce"));
+    let ha1 = match hash.session {
+        true => hash.hex(&format!("{stored}:{nonce}:{cnonce}")),
+        false => stored.to_string(),
+    };
+    let qop = get("qop");
+    let ha2 = match qop {
+        "auth-int" => {
+            let body_hash = match hash.sha256 {
+                true => crate::auth::sha256_hex(body),
+                false => super::md5_bytes_hex(body),
+            };
+            hash.hex(&format!("{method}:{}:{body_hash}", get("uri")))
+        }
+        _ => hash.hex(&format!("{method}:{}", get("uri"))),
+    };
+    Ok(match qop {
+        "" => hash.hex(&format!("{ha1}:{nonce}:{ha2}")),
+        qop => hash.hex(&format!("{ha1}:{nonce}:{}:{cnonce}:{qop}:{ha2}", get("nc"))),
+    })
+}
+
 impl Gateway {
     /// A `WWW-Authenticate` challenge with a fresh nonce.
-    pub(super) fn challenge(&self) -> String {
+    pub(super) fn challenge(&self, stale: bool) -> String {
         let nonce = format!("{:032x}", rand::random::<u128>());
         let mut nonces = self.nonces.lock().expect("nonces");
         nonces.retain(|_, t| t.elapsed() < NONCE_TTL);
         nonces.insert(nonce.clone(), Instant::now());
+        let stale = if stale { ", stale=true" } else { "" };
         format!(
-            "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm=MD5",
+            "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm=MD5{stale}",
             md5_hex(REALM)
         )
     }
@@ -85,6 +163,7 @@ impl Gateway {
         method: &str,
         authorization: Option<&str>,
         identity: Option<&str>,
+        body: &[u8],
     ) -> Result<String, DigestError> {
         let f = authorization
             .filter(|h| !h.trim().is_empty())
@@ -93,6 +172,27 @@ impl Gateway {
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let user = get("username");
         let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
+        let cred = store
+            .catalog()
+            .gat1400_credential(code)?
+            .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
+        // RFC 7616 `userhash=true`: the user name is H(username:realm).
+        let hash = Hash::of(get("algorithm")).ok_or(DigestError::Algorithm)?;
+        let named = match get("userhash").eq_ignore_ascii_case("true") {
+            true => {
+                hash.hex(&format!("{}:{}", cred.username, cred.realm)) == user.to_ascii_lowercase()
+            }
+            false => cred.username == user,
+        };
+        if !named {
+            return Err(DigestError::UnknownUser(code.to_string()));
+        }
+        let expected = expected_response(&cred, hash, method, body, &f)?;
+        if expected != get("response").to_ascii_lowercase() {
+            return Err(DigestError::WrongResponse);
+        }
+        // Checked after the response, so a stale nonce with a right response is told
+        // apart (RFC 7616 `stale=true`: the client retries without asking anyone).
         let fresh = self
             .nonces
             .lock()
@@ -102,25 +202,6 @@ impl Gateway {
         if !fresh {
             return Err(DigestError::StaleNonce);
         }
-        let cred = store
-            .catalog()
-            .gat1400_credential(code)?
-            .filter(|c| c.username == user)
-            .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
-        let ha2 = md5_hex(&format!("{method}:{}", get("uri")));
-        let expected = match get("qop") {
-            "" => md5_hex(&format!("{}:{}:{ha2}", cred.ha1, get("nonce"))),
-            qop => md5_hex(&format!(
-                "{}:{}:{}:{}:{qop}:{ha2}",
-                cred.ha1,
-                get("nonce"),
-                get("nc"),
-                get("cnonce")
-            )),
-        };
-        if expected != get("response").to_ascii_lowercase() {
-            return Err(DigestError::WrongResponse);
-        }
         Ok(code.to_string())
     }
 }
@@ -128,6 +209,56 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7616 §3.9.1's example, in MD5 and in SHA-256.
+    #[test]
+    fn responses_match_rfc_7616s_example() {
+        let (user, realm, password) = ("Mufasa", "http-auth@example.org", "Circle of Life");
+        let cred = sightline_storage::Gat1400Credential {
+            code: "x".into(),
+            realm: realm.into(),
+            ha1: md5_hex(&format!("{user}:{realm}:{password}")),
+            username: user.into(),
+            ha1_sha256: super::super::sha256_hex(&format!("{user}:{realm}:{password}")),
+        };
+        let mut f: HashMap<String, String> = [
+            ("nonce", "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"),
+            ("cnonce", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"),
+            ("nc", "00000001"),
+            ("qop", "auth"),
+            ("uri", "/dir/index.html"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let md5 = Hash::of("MD5").unwrap();
+        assert_eq!(
+            expected_response(&cred, md5, "GET", b"", &f).unwrap(),
+            "8ca523f5e9506fed4657c9700eebdbec"
+        );
+        let sha = Hash::of("SHA-256").unwrap();
+        assert_eq!(
+            expected_response(&cred, sha, "GET", b"", &f).unwrap(),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        // -sess and auth-int, computed the long way.
+        let sess = Hash::of("MD5-sess").unwrap();
+        let ha1 = md5_hex(&format!("{}:{}:{}", cred.ha1, f["nonce"], f["cnonce"]));
+        let ha2 = md5_hex(&format!(
+            "GET:{}:{}",
+            f["uri"],
+            super::super::md5_bytes_hex(b"body")
+        ));
+        f.insert("qop".into(), "auth-int".into());
+        assert_eq!(
+            expected_response(&cred, sess, "GET", b"body", &f).unwrap(),
+            md5_hex(&format!(
+                "{ha1}:{}:00000001:{}:auth-int:{ha2}",
+                f["nonce"], f["cnonce"]
+            ))
+        );
+        assert!(Hash::of("SHA-512-256").is_none());
+    }
 
     #[test]
     fn digest_headers_parse_with_and_without_quotes() {

@@ -7,6 +7,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
+use super::digest::DigestError;
 use super::objects::{objects, BodyError, Object, Upload};
 use super::relay::Relay;
 use super::{
@@ -124,7 +125,20 @@ fn unauthorized(app: &App, x: &Exchange, why: &str) -> Reply {
     Reply {
         status: StatusCode::UNAUTHORIZED,
         body: one_status("", &x.path, DEVICE_ERROR, why, x.now_ms),
-        challenge: Some(app.gateway.challenge()),
+        challenge: Some(app.gateway.challenge(false)),
+    }
+}
+
+/// 401 for a refused digest: a fresh challenge, marked `stale=true` when only the nonce
+/// was too old (RFC 7616 §3.3: the client answers again without asking anyone).
+fn refused(app: &App, x: &Exchange, why: &DigestError) -> Reply {
+    Reply {
+        status: StatusCode::UNAUTHORIZED,
+        body: one_status("", &x.path, DEVICE_ERROR, &why.to_string(), x.now_ms),
+        challenge: Some(
+            app.gateway
+                .challenge(matches!(why, DigestError::StaleNonce)),
+        ),
     }
 }
 
@@ -159,9 +173,10 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
             &x.method,
             x.authorization.as_deref(),
             identity.as_deref(),
+            &x.body,
         );
         match checked {
-            Err(why) => unauthorized(app, &x, &why.to_string()),
+            Err(why) => refused(app, &x, &why),
             Ok(id) => {
                 app.gateway.register(&id);
                 Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
@@ -182,11 +197,12 @@ pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
             &x.method,
             x.authorization.as_deref(),
             identity.as_deref(),
+            &x.body,
         );
         let id = match (checked, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if app.gateway.is_registered(&id) => id,
-            (Err(why), _) => return unauthorized(app, &x, &why.to_string()),
+            (Err(why), _) => return refused(app, &x, &why),
         };
         app.gateway.unregister(&id);
         Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
@@ -219,12 +235,13 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
             &x.method,
             x.authorization.as_deref(),
             identity.as_deref(),
+            &x.body,
         ) {
             Ok(id) => {
                 app.gateway.register(&id);
                 return Ok(id);
             }
-            Err(why) => return Err(unauthorized(app, x, &why.to_string())),
+            Err(why) => return Err(refused(app, x, &why)),
         }
     }
     match identity {

@@ -13,7 +13,7 @@
 //! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
 
 mod catalog;
-mod digest;
+pub(crate) mod digest;
 mod dispositions;
 pub(crate) mod handlers;
 mod image_list;
@@ -48,6 +48,17 @@ pub fn md5_hex(text: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lower-case hex of MD5 of bytes.
+pub fn md5_bytes_hex(bytes: &[u8]) -> String {
+    let d = Md5::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex of SHA-256.
+pub fn sha256_hex(text: &str) -> String {
+    crate::auth::sha256_hex(text.as_bytes())
+}
+
 /// The credential for `code`, digest user `username` with `password` (only its HA1
 /// is kept).
 pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credential {
@@ -55,6 +66,7 @@ pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credenti
         code: code.to_string(),
         realm: REALM.to_string(),
         ha1: md5_hex(&format!("{username}:{REALM}:{password}")),
+        ha1_sha256: sha256_hex(&format!("{username}:{REALM}:{password}")),
         username: username.to_string(),
     }
 }

@@ -1306,3 +1306,78 @@ fn images_upload_the_objects_seen_in_them() {
         "stored once, shared: {f}"
     );
 }
+
+/// RFC 7616 on the wire: `algorithm=SHA-256` and `MD5-sess` answers are accepted, a
+/// right answer to a nonce this server never issued (or let expire) is refused with
+/// `stale=true` (RFC 7616 §3.3: retry with the new nonce, no new password asked), and a
+/// wrong one without it.
+#[test]
+fn digests_of_rfc_7616_and_stale_nonces() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{GATE}"),
+            json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "gat1400": {"password": "pw"}})
+        )
+        .status,
+        200
+    );
+    let path = "/VIID/System/Register";
+    let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
+    let sha = |s: &str| sightline_server::gat1400::sha256_hex(s);
+    let answer = |auth: String| viid(a, "POST", path, &[("Authorization", auth)], &body);
+    let nonce = || nonce_of(&viid(a, "POST", path, &[], &body).1);
+
+    let n = nonce();
+    let ha1 = sha(&format!("{GATE}:Sightline:pw"));
+    let resp = sha(&format!(
+        "{ha1}:{n}:00000001:cn:auth:{}",
+        sha(&format!("POST:{path}"))
+    ));
+    let (status, _, b) = answer(format!("Digest username=\"{GATE}\", realm=\"Sightline\", uri=\"{path}\", algorithm=SHA-256, nonce=\"{n}\", nc=00000001, cnonce=\"cn\", qop=auth, response=\"{resp}\""));
+    assert_eq!(status, 200, "SHA-256: {b}");
+
+    let n = nonce();
+    let ha1 = md5_hex(&format!(
+        "{}:{n}:cs",
+        md5_hex(&format!("{GATE}:Sightline:pw"))
+    ));
+    let resp = md5_hex(&format!(
+        "{ha1}:{n}:00000001:cs:auth:{}",
+        md5_hex(&format!("POST:{path}"))
+    ));
+    let (status, _, b) = answer(format!("Digest username=\"{GATE}\", realm=\"Sightline\", uri=\"{path}\", algorithm=MD5-sess, nonce=\"{n}\", nc=00000001, cnonce=\"cs\", qop=auth, response=\"{resp}\""));
+    assert_eq!(status, 200, "MD5-sess: {b}");
+
+    let stale = "00000000000000000000000000000000";
+    let auth = |password: &str| {
+        let ha1 = md5_hex(&format!("{GATE}:Sightline:{password}"));
+        let resp = md5_hex(&format!(
+            "{ha1}:{stale}:00000001:c:auth:{}",
+            md5_hex(&format!("POST:{path}"))
+        ));
+        format!("Digest username=\"{GATE}\", realm=\"Sightline\", uri=\"{path}\", nonce=\"{stale}\", nc=00000001, cnonce=\"c\", qop=auth, response=\"{resp}\"")
+    };
+    let (status, head, _) = answer(auth("pw"));
+    assert_eq!(status, 401);
+    assert!(head.contains("stale=true"), "{head}");
+    let (status, head, _) = answer(auth("wrong"));
+    assert_eq!(status, 401);
+    assert!(!head.contains("stale=true"), "{head}");
+}
