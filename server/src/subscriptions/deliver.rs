@@ -67,6 +67,12 @@ pub(crate) enum DeliveryError {
     },
     #[error("{addr} did not answer within {DELIVERY_TIMEOUT:?}")]
     Timeout { addr: String },
+    #[error("{addr} answered StatusCode {code} ({text:?}): not taken")]
+    NotTaken {
+        addr: String,
+        code: String,
+        text: String,
+    },
     #[error("cannot keep the cursor: {0}")]
     Cursor(#[from] sightline_storage::StorageError),
     #[error("cannot keep the cursor: its task failed: {0}")]
@@ -140,7 +146,31 @@ fn disposition_notifications(server_id: &str, alerts: &[Value]) -> Value {
     json!({"DispositionNotificationListObject": {"DispositionNotificationObject": list}})
 }
 
-/// POSTs `body` to the receiver; Ok when it answered 2xx.
+/// The first non-zero `StatusCode` of a GA/T 1400 answer (`ResponseStatusListObject`
+/// or a single `ResponseStatusObject`; the code as an integer or a string), with its
+/// `StatusString`. An answer that holds no status at all refuses nothing.
+fn refusal(answer: &[u8]) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(answer).ok()?;
+    let statuses: Vec<&Value> = match v.pointer("/ResponseStatusListObject/ResponseStatusObject") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => v.get("ResponseStatusObject").into_iter().collect(),
+    };
+    statuses.into_iter().find_map(|s| {
+        let code = match s.get("StatusCode")? {
+            Value::Number(n) => n.to_string(),
+            Value::String(t) => t.trim().to_string(),
+            _ => return None,
+        };
+        (code != "0").then(|| {
+            let text = s["StatusString"].as_str().unwrap_or("").to_string();
+            (code, text)
+        })
+    })
+}
+
+/// POSTs `body` to the receiver; Ok when it answered 2xx (and, for a GA/T 1400
+/// receiver, no object's `StatusCode` was other than 0).
 async fn post(
     addr: &str,
     path: &str,
@@ -184,13 +214,25 @@ async fn post(
                 source,
             })?;
         let status = res.status();
-        let _ = res.into_body().collect().await;
-        match status.is_success() {
-            true => Ok(()),
-            false => Err(DeliveryError::Refused {
+        let answer = res.into_body().collect().await.map(|b| b.to_bytes());
+        if !status.is_success() {
+            return Err(DeliveryError::Refused {
                 addr: addr_(),
                 status,
-            }),
+            });
+        }
+        // A GA/T 1400 receiver says per object whether it took it: HTTP 200 with a
+        // non-zero StatusCode is a refusal, never a delivery.
+        match (viid, answer) {
+            (Some(_), Ok(bytes)) => match refusal(&bytes) {
+                Some((code, text)) => Err(DeliveryError::NotTaken {
+                    addr: addr_(),
+                    code,
+                    text,
+                }),
+                None => Ok(()),
+            },
+            _ => Ok(()),
         }
     };
     tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
@@ -394,5 +436,25 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             cursor = next;
             last_persist = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gat1400_answer_with_a_non_zero_status_is_a_refusal() {
+        let list = r#"{"ResponseStatusListObject":{"ResponseStatusObject":[
+            {"Id":"a","StatusCode":0},{"Id":"b","StatusCode":"1","StatusString":"订阅不存在"}]}}"#;
+        assert_eq!(
+            refusal(list.as_bytes()),
+            Some(("1".into(), "订阅不存在".into()))
+        );
+        let one = br#"{"ResponseStatusObject":{"StatusCode":4,"StatusString":"x"}}"#;
+        assert_eq!(refusal(one), Some(("4".into(), "x".into())));
+        let fine = br#"{"ResponseStatusListObject":{"ResponseStatusObject":[{"StatusCode":"0"}]}}"#;
+        assert_eq!(refusal(fine), None);
+        assert_eq!(refusal(b""), None, "no status: nothing refused");
     }
 }

@@ -261,3 +261,63 @@ fn a_subscription_killed_mid_delivery_resumes_without_losing_or_reordering() {
         .status();
     child.wait().unwrap();
 }
+
+/// A GA/T 1400 receiver answering HTTP 200 with `StatusCode` 1 "订阅不存在" (as
+/// wvp-GB28181-pro dev/1400's notification receiver answers an unknown SubscribeID)
+/// took nothing: the subscription counts nothing delivered, keeps its cursor, and its
+/// status says why.
+#[test]
+fn a_receiver_answering_a_non_zero_status_code_gets_nothing_counted_as_delivered() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answer = r#"{"ResponseStatusListObject":{"ResponseStatusObject":[{"Id":"x","RequestURL":"/VIID/SubscribeNotifications","StatusCode":1,"StatusString":"订阅不存在","LocalTime":"20210901080000"}]}}"#;
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/VIID+JSON\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let sub = json!({"url": format!("http://{receiver}/VIID/SubscribeNotifications"), "format": "gat1400", "from": 0});
+    let r = post(a, "/v1/subscriptions", "application/json", &sub.to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || hits
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2),
+        "the receiver was tried again"
+    );
+    let list = get(a, "/v1/subscriptions").body;
+    let status = &list["subscriptions"][0]["status"];
+    assert_eq!(status["delivered"], 0, "{list}");
+    assert_eq!(status["cursor"], 0, "{list}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("StatusCode 1"),
+        "{list}"
+    );
+    assert!(status["failures_in_a_row"].as_u64().unwrap() >= 1, "{list}");
+}
