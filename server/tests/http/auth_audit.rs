@@ -364,3 +364,30 @@ fn every_documented_route_refuses_missing_wrong_revoked_and_underpowered_keys() 
     }
     assert!(checked >= 25, "{checked} operations checked");
 }
+
+/// The authentication scheme is case-insensitive (RFC 7235 §2.1): `bearer` and
+/// `BEARER` are `Bearer`; another scheme is no key.
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    use sightline_server::auth::{self, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let token = {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        auth::create(&store, "t", Role::Investigate, None, 0)
+            .unwrap()
+            .1
+    };
+    let server = start(dir.path(), |_| {});
+    for (header, want) in [
+        (format!("Bearer {token}"), 200),
+        (format!("bearer {token}"), 200),
+        (format!("BEARER  {token}"), 200),
+        (format!("Basic {token}"), 401),
+    ] {
+        let a = send(
+            server.addr,
+            format!("GET /v1/communities HTTP/1.1\r\nHost: x\r\nAuthorization: {header}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(a.status, want, "{header}");
+    }
+}
