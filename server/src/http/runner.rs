@@ -52,7 +52,12 @@ pub(crate) const AUDIT_PARAMS_BYTES: usize = 4096;
 
 impl AuditLine {
     pub fn new(caller: &Caller, endpoint: &str, mut params: String) -> AuditLine {
-        params.truncate(AUDIT_PARAMS_BYTES);
+        // Cut on a character boundary: user text is never cut inside a character.
+        let mut cut = AUDIT_PARAMS_BYTES.min(params.len());
+        while !params.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        params.truncate(cut);
         AuditLine {
             key_id: caller.key_id.clone(),
             endpoint: endpoint.to_string(),

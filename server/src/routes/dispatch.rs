@@ -12,6 +12,7 @@ use super::{routes, Access, Check, Found, Route};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::http::body::{respond, respond_error, NDJSON};
+use crate::http::runner::AuditLine;
 use crate::http::{Answer, Body, Call, Reply};
 use crate::params::Params;
 use crate::App;
@@ -68,12 +69,58 @@ async fn call(
         params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
     }
     let ndjson = wants_ndjson(&req);
-    let (status, body) = (route.handler)(Call::new(app, caller, params, arg, req, ndjson)).await?;
+    // A handler that panics is a bug: answered 500 in the one error shape, and its
+    // request audited all the same (it may have read what it was asked for).
+    let line = AuditLine::new(
+        &caller,
+        req.uri().path(),
+        req.uri().query().unwrap_or("").into(),
+    );
+    let handled = CatchUnwind((route.handler)(Call::new(
+        app.clone(),
+        caller,
+        params,
+        arg,
+        req,
+        ndjson,
+    )));
+    let (status, body) = match handled.await {
+        Ok(answer) => answer?,
+        Err(why) => {
+            tracing::error!(route = route.path, panic = why, "a handler panicked");
+            let _ = line.record(&app, None, 500);
+            return Err(ApiError::internal(
+                "the request failed inside the server (a bug); it was logged and audited",
+            ));
+        }
+    };
     let body = match body {
         b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
         b => b,
     };
     Ok((status, body))
+}
+
+/// A future whose panic is caught and returned as its message.
+struct CatchUnwind<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = std::pin::Pin::new(&mut self.0);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(payload) => std::task::Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()))),
+        }
+    }
 }
 
 /// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
@@ -162,6 +209,19 @@ mod tests {
             documented,
             table.routes.iter().filter(|r| r.doc.is_some()).count()
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_caught_with_its_message() {
+        let boom: std::pin::Pin<Box<dyn std::future::Future<Output = u8> + Send>> =
+            Box::pin(async { panic!("boom at byte 4096") });
+        assert_eq!(
+            CatchUnwind(boom).await,
+            Err("boom at byte 4096".to_string())
+        );
+        let fine: std::pin::Pin<Box<dyn std::future::Future<Output = u8> + Send>> =
+            Box::pin(async { 7 });
+        assert_eq!(CatchUnwind(fine).await, Ok(7));
     }
 
     #[test]

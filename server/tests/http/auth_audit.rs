@@ -391,3 +391,35 @@ fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(a.status, want, "{header}");
     }
 }
+
+/// A collision body of 4,106 bytes whose `苏` spans byte 4,096, where the audit entry
+/// cuts the text it records: answered, and audited with the text cut on a character
+/// boundary (it used to panic the handler and skip the audit).
+#[test]
+fn a_long_body_is_audited_cut_on_a_character_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let head = r#"{"kind":"vehicle","conditions":[{"communities":["3205080001"],"from":"2021-09-01T00:00:00+08:00","to":"2021-09-02T00:00:00+08:00"}],"note":""#;
+    let pad = 4095 - head.len();
+    let body = format!(
+        "{head}{}苏{}\"}}",
+        "x".repeat(pad),
+        "y".repeat(4106 - 4095 - 3 - 2)
+    );
+    assert_eq!(body.len(), 4106);
+    assert!(!body.is_char_boundary(4096));
+    let r = crate::support::post(a, "/v1/collision", "application/json", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = get(a, "/v1/audit").body["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let last = entries.last().unwrap();
+    assert_eq!(last["endpoint"], "/v1/collision");
+    assert_eq!(
+        last["params"].as_str().unwrap().len(),
+        4095,
+        "cut before the 苏"
+    );
+}
