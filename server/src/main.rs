@@ -358,7 +358,24 @@ fn keys(action: KeysAction) -> ExitCode {
 /// Serves `config` until Ctrl-C or SIGTERM; for `sightline demo` (`demo` = days,
 /// communities), first loads the synthetic traffic into an empty store and prints
 /// example requests after the `listening on` line.
+/// Police data about residents: what the server creates is readable by its own user
+/// only (directories 0700, files 0600), and so is the data directory itself.
+fn private_files(data: &std::path::Path) {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail and
+    // touches no memory. Set before any thread that creates files starts.
+    unsafe {
+        libc::umask(0o077);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    if data.is_dir() {
+        if let Err(e) = std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)) {
+            eprintln!("sightline: cannot make {} private: {e}", data.display());
+        }
+    }
+}
+
 fn serve(config: ServerConfig, demo: Option<(u32, u32)>) -> ExitCode {
+    private_files(&config.data);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -117,10 +117,25 @@ impl Server {
             tracing::error!(error = %e, "subscriptions did not start");
         }
         tokio::pin!(shutdown);
+        let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let stream = match accepted {
+                        Ok((stream, _)) => {
+                            backoff = ACCEPT_BACKOFF_MIN;
+                            stream
+                        }
+                        // Out of file descriptors (EMFILE) or the like: retrying at
+                        // once would spin both cores and starve the connections being
+                        // served; wait, longer each time, until one closes.
+                        Err(e) => {
+                            tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                            continue;
+                        }
+                    };
                     let app = self.app.clone();
                     let conn = http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())
@@ -154,6 +169,11 @@ impl Server {
         }
     }
 }
+
+/// How long the accept loop waits after a failed accept (EMFILE …), doubling to the
+/// maximum while accepts keep failing.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Makes the audit log durable every second.
 async fn sync_audit(app: Arc<App>) {

@@ -2,11 +2,11 @@
 //! with fresh nonces, and responses checked against the caller's stored HA1.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use sightline_storage::{StorageError, Store};
 
-use super::{md5_hex, Gateway, NONCE_TTL, REALM};
+use super::nonces::Use;
+use super::{md5_hex, Gateway, REALM};
 
 /// Why a digest was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,8 @@ pub(crate) enum DigestError {
     Missing,
     #[error("unknown or expired nonce")]
     StaleNonce,
+    #[error("this nonce and nc were answered before (a replay)")]
+    Replayed,
     #[error("{0:?} has no GA/T 1400 credential for this user name")]
     UnknownUser(String),
     #[error("the digest response does not match")]
@@ -141,10 +143,7 @@ fn expected_response(
 impl Gateway {
     /// A `WWW-Authenticate` challenge with a fresh nonce.
     pub(super) fn challenge(&self, stale: bool) -> String {
-        let nonce = format!("{:032x}", rand::random::<u128>());
-        let mut nonces = self.nonces.lock().expect("nonces");
-        nonces.retain(|_, t| t.elapsed() < NONCE_TTL);
-        nonces.insert(nonce.clone(), Instant::now());
+        let nonce = self.nonces.lock().expect("nonces").issue();
         let stale = if stale { ", stale=true" } else { "" };
         format!(
             "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm=MD5{stale}",
@@ -193,14 +192,15 @@ impl Gateway {
         }
         // Checked after the response, so a stale nonce with a right response is told
         // apart (RFC 7616 `stale=true`: the client retries without asking anyone).
-        let fresh = self
+        match self
             .nonces
             .lock()
             .expect("nonces")
-            .get(get("nonce"))
-            .is_some_and(|t| t.elapsed() < NONCE_TTL);
-        if !fresh {
-            return Err(DigestError::StaleNonce);
+            .answer(get("nonce"), get("nc"))
+        {
+            Use::Fresh => {}
+            Use::Stale => return Err(DigestError::StaleNonce),
+            Use::Replayed => return Err(DigestError::Replayed),
         }
         Ok(code.to_string())
     }

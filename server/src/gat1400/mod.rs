@@ -17,6 +17,7 @@ pub(crate) mod digest;
 mod dispositions;
 pub(crate) mod handlers;
 mod image_list;
+mod nonces;
 pub(crate) mod objects;
 pub(crate) mod pictures;
 pub(crate) mod relay;
@@ -31,9 +32,7 @@ use sightline_storage::Gat1400Credential;
 
 /// The digest realm every credential is made for.
 pub const REALM: &str = "Sightline";
-/// How long a nonce may be answered, and how long a registration lasts without a
-/// keepalive.
-const NONCE_TTL: Duration = Duration::from_secs(300);
+/// How long a registration lasts without a keepalive.
 const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 
 /// Status codes of `ResponseStatusObject` (GA/T 1400.4).
@@ -74,7 +73,7 @@ pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credenti
 /// Issued nonces and registered callers.
 #[derive(Default)]
 pub struct Gateway {
-    nonces: Mutex<HashMap<String, Instant>>,
+    nonces: Mutex<nonces::Nonces>,
     registered: Mutex<HashMap<String, Instant>>,
 }
 

@@ -345,3 +345,33 @@ fn the_demo_serves_a_synthetic_month_and_its_printed_examples_work() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Police data about residents: everything the server creates in its data directory is
+/// its own user's only (directories 0700, files 0600), the directory itself too.
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let (mut child, addr) = crate::support::spawn_server(&data);
+    let r = crate::support::post(
+        addr,
+        "/v1/events",
+        "application/x-ndjson",
+        &crate::support::sample(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut checked = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {:o}", p.display(), mode & 0o777);
+        checked += 1;
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(checked > 5, "{checked} paths");
+}

@@ -1381,3 +1381,75 @@ fn digests_of_rfc_7616_and_stale_nonces() {
     assert_eq!(status, 401);
     assert!(!head.contains("stale=true"), "{head}");
 }
+
+/// A captured `Authorization` replayed on a new connection — the same nonce and `nc` —
+/// is refused; the same nonce with a greater `nc` (as RFC 7616 clients count) is not.
+#[test]
+fn a_replayed_digest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    assert_eq!(
+        put(
+            &format!("/v1/devices/{GATE}"),
+            json!({"community": "3205080001",
+        "kind": "checkpoint_camera", "gat1400": {"password": "pw"}})
+        )
+        .status,
+        200
+    );
+    let path = "/VIID/System/Register";
+    let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
+    let n = nonce_of(&viid(a, "POST", path, &[], &body).1);
+    let auth = |nc: &str| {
+        let resp = digest_response(GATE, "pw", &n, nc, "c", "POST", path);
+        format!("Digest username=\"{GATE}\", realm=\"Sightline\", nonce=\"{n}\", uri=\"{path}\", qop=auth, nc={nc}, cnonce=\"c\", response=\"{resp}\"")
+    };
+    assert_eq!(
+        viid(
+            a,
+            "POST",
+            path,
+            &[("Authorization", auth("00000001"))],
+            &body
+        )
+        .0,
+        200
+    );
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        path,
+        &[("Authorization", auth("00000001"))],
+        &body,
+    );
+    assert_eq!(status, 401, "replayed: {answer}");
+    assert!(answer["ResponseStatusObject"]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("replay"));
+    assert_eq!(
+        viid(
+            a,
+            "POST",
+            path,
+            &[("Authorization", auth("00000002"))],
+            &body
+        )
+        .0,
+        200
+    );
+}
