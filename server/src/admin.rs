@@ -57,11 +57,21 @@ pub(crate) async fn openapi(_: Call) -> Result<Answer, ApiError> {
 pub(crate) async fn audit(c: Call) -> Result<Answer, ApiError> {
     let after = c.params.number("after", 0u64)?;
     let limit = c.params.number("limit", 1000usize)?.min(10_000);
-    let entries = c
+    let mut entries = c
         .app
         .audit
         .read(after, limit)
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    // A scoped admin reads the entries of keys within its communities only.
+    if c.caller.communities.is_some() {
+        entries.retain(|e| {
+            let key = e["key"].as_str().unwrap_or("");
+            c.app
+                .keys
+                .scope_of(key)
+                .is_some_and(|scope| c.caller.covers(scope.as_deref()))
+        });
+    }
     Ok((StatusCode::OK, json!({ "entries": entries }).into()))
 }
 
@@ -91,7 +101,11 @@ pub(crate) async fn stats(c: Call) -> Result<Answer, ApiError> {
 /// to keep everything) changes it durably and applies it at once.
 pub(crate) async fn retention(mut c: Call) -> Result<Answer, ApiError> {
     let change = match c.head.method {
-        Method::PUT => Some(c.body().await?),
+        Method::PUT => {
+            // Retention drops every community's old shards: a city-wide power.
+            c.caller.city_wide()?;
+            Some(c.body().await?)
+        }
         _ => None,
     };
     let v = run(c.app, move |app| set_retention(app, change.as_deref())).await?;

@@ -50,6 +50,36 @@ pub struct Caller {
     pub communities: Option<Vec<String>>,
 }
 
+impl Caller {
+    /// Whether the caller's communities include `community`.
+    pub fn sees(&self, community: &str) -> bool {
+        self.communities
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|x| x == community))
+    }
+
+    /// Whether something scoped to `scope` (`None`: every community) lies within the
+    /// caller's communities.
+    pub fn covers(&self, scope: Option<&[String]>) -> bool {
+        match (&self.communities, scope) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(s)) => s.iter().all(|c| self.sees(c)),
+        }
+    }
+
+    /// City-wide powers (retention, keys) need a key without a community scope.
+    pub fn city_wide(&self) -> Result<(), ApiError> {
+        match self.communities {
+            None => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "key {} is scoped to communities; this needs a key for the whole city",
+                self.key_id
+            ))),
+        }
+    }
+}
+
 /// The active keys, by token hash.
 pub struct Keys {
     by_hash: HashMap<String, ApiKeyRecord>,
@@ -76,6 +106,14 @@ impl Keys {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+
+    /// The communities of key `id` (`None`: every community, or no such key).
+    pub fn scope_of(&self, id: &str) -> Option<Option<Vec<String>>> {
+        self.by_hash
+            .values()
+            .find(|k| k.id == id)
+            .map(|k| k.communities.clone())
     }
 
     /// The caller behind a request's `Authorization: Bearer <token>` (or `X-Api-Key`)

@@ -51,8 +51,14 @@ pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
 
 /// `PUT /v1/communities/{code}` with `{"name", "district"}`.
 pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
-    let body = c.body().await?;
     let code = c.arg();
+    if !c.caller.sees(&code) {
+        return Err(ApiError::Forbidden(format!(
+            "key {} may not change community {code:?}",
+            c.caller.key_id
+        )));
+    }
+    let body = c.body().await?;
     let v = run(c.app, move |app| {
         let o = object(&body)?;
         if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
@@ -78,15 +84,36 @@ pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
 pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let code = c.arg();
-    let v = run(c.app, move |app| put_device_now(app, &code, &body)).await?;
+    let caller = c.caller;
+    let v = run(c.app, move |app| {
+        // A scoped admin changes devices of its communities only, and moves none in
+        // from elsewhere (a GA/T 1400 password on another community's device would be
+        // a way to write into it).
+        if let Some(d) = app.store.catalog().device(&code)? {
+            if !caller.sees(&d.community) {
+                return Err(ApiError::Forbidden(format!(
+                    "device {code} belongs to community {:?}, which key {} may not change",
+                    d.community, caller.key_id
+                )));
+            }
+        }
+        put_device_now(app, &code, &body, &caller)
+    })
+    .await?;
     Ok((StatusCode::OK, v.into()))
 }
 
-fn put_device_now(app: &App, code: &str, body: &[u8]) -> Result<Value, ApiError> {
+fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
     sightline_storage::DeviceCode::parse(code)
         .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
     let community = text(&o, "community", true)?;
+    if !caller.sees(&community) {
+        return Err(ApiError::Forbidden(format!(
+            "key {} may not change community {community:?}",
+            caller.key_id
+        )));
+    }
     if app.store.catalog().community(&community)?.is_none() {
         return Err(ApiError::param(
             "community",
@@ -185,8 +212,5 @@ fn device_json(d: &sightline_storage::Device) -> Value {
 }
 
 fn visible(caller: &Caller, community: &str) -> bool {
-    caller
-        .communities
-        .as_ref()
-        .is_none_or(|c| c.iter().any(|x| x == community))
+    caller.sees(community)
 }

@@ -25,7 +25,8 @@ fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
 
 /// `GET /v1/subscriptions`.
 pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
-    let list = Registry::list(&c.app)?;
+    let mut list = Registry::list(&c.app)?;
+    list.retain(|(s, _)| c.caller.covers(s.scope.as_deref()));
     let through = c.app.store.applied_through();
     let items: Vec<Value> = list
         .iter()
@@ -37,6 +38,13 @@ pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
 /// `DELETE /v1/subscriptions/{id}`.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
+    // One the key does not cover is, to it, no subscription at all.
+    let covered = Registry::list(&c.app)?
+        .iter()
+        .any(|(s, _)| s.id == id && c.caller.covers(s.scope.as_deref()));
+    if !covered {
+        return Err(ApiError::NoSuchSubscription(id));
+    }
     match Registry::delete(&c.app, &id)? {
         true => Ok((StatusCode::OK, json!({ "deleted": id }).into())),
         false => Err(ApiError::NoSuchSubscription(id)),

@@ -25,7 +25,7 @@ pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
         .watch
         .list()
         .into_iter()
-        .filter(|w| c.caller.communities.is_none() || w.scope == c.caller.communities)
+        .filter(|w| c.caller.covers(w.scope.as_deref()))
         .map(|w| serde_json::to_value(w).expect("serializes"))
         .collect();
     Ok((StatusCode::OK, listed("watchlists", items).0))
@@ -34,7 +34,18 @@ pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
 /// `DELETE /v1/watchlists/{id}`.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
+    let caller = c.caller;
     let (found, id) = run(c.app, move |app| {
+        // A list the key does not cover is, to it, no list at all.
+        let covered = app
+            .watch
+            .list()
+            .iter()
+            .find(|w| w.id == id)
+            .is_some_and(|w| caller.covers(w.scope.as_deref()));
+        if !covered {
+            return Ok((false, id));
+        }
         app.watch.delete(&app.store, &id).map(|found| (found, id))
     })
     .await?;
@@ -149,9 +160,27 @@ pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
         let notified = c.app.watch.signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let scope = c.caller.communities.clone();
+        let caller = c.caller.clone();
         let alerts = run(c.app.clone(), move |a| {
-            a.watch.alerts(&a.store, after, limit, scope.as_deref())
+            // Only alerts of lists the key covers: another list's name and reason are
+            // not its to read, even for an event in its communities.
+            let lists: Vec<String> = a
+                .watch
+                .list()
+                .into_iter()
+                .filter(|w| caller.covers(w.scope.as_deref()))
+                .map(|w| w.id)
+                .collect();
+            let scope = caller.communities.as_deref();
+            let mut all = a.watch.alerts(&a.store, after, limit, scope)?;
+            if caller.communities.is_some() {
+                all.retain(|x| {
+                    x["watchlist"]
+                        .as_str()
+                        .is_some_and(|w| lists.iter().any(|l| l == w))
+                });
+            }
+            Ok(all)
         })
         .await?;
         if !alerts.is_empty() || Instant::now() >= deadline {

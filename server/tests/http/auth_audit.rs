@@ -423,3 +423,165 @@ fn a_long_body_is_audited_cut_on_a_character_boundary() {
         "cut before the 苏"
     );
 }
+
+/// What a key scoped to community A could do to community B, and to the city: delete
+/// B's and the city's watchlists, read other lists' alerts, set the retention of every
+/// shard, rename B, put a GA/T 1400 password on B's device, read everyone's audit
+/// entries. Each is refused (403), or answered as if it did not exist (404).
+#[test]
+fn scoped_keys_are_confined_to_their_communities() {
+    use sightline_server::auth::{self, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let (city, admin_a, inv_a, inv_b) = {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        let mk = |role, c: Option<&str>| {
+            auth::create(&store, "t", role, c.map(|c| vec![c.to_string()]), 0)
+                .unwrap()
+                .1
+        };
+        (
+            mk(Role::Admin, None),
+            mk(Role::Admin, Some("3205080001")),
+            mk(Role::Investigate, Some("3205080001")),
+            mk(Role::Investigate, Some("3205080002")),
+        )
+    };
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let as_ = |token: &str, method: &str, target: &str, body: &str| {
+        call_as(a, Some(token), method, target, body)
+    };
+    for c in ["3205080001", "3205080002"] {
+        assert_eq!(
+            as_(
+                &city,
+                "PUT",
+                &format!("/v1/communities/{c}"),
+                r#"{"name":"x"}"#
+            )
+            .status,
+            200
+        );
+    }
+    let b_device = "32050802011210000001";
+    let r = as_(
+        &city,
+        "PUT",
+        &format!("/v1/devices/{b_device}"),
+        r#"{"community":"3205080002","kind":"checkpoint_camera"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = |token: &str, name: &str| {
+        let body = json!({"name": name, "reason": format!("{name} reason"), "entries": [{"kind": "vehicle", "subject": "苏E1SCOP"}]});
+        let r = as_(token, "POST", "/v1/watchlists", &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    };
+    let hq = list(&city, "hq");
+    let b_list = list(&inv_b, "b-list");
+    let a_list = list(&inv_a, "a-list");
+    // Listing and deleting: only what the key covers.
+    let seen = as_(&inv_a, "GET", "/v1/watchlists", "").body;
+    let ids: Vec<&str> = seen["watchlists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a_list.as_str()], "{seen}");
+    for other in [&hq, &b_list] {
+        let r = as_(&inv_a, "DELETE", &format!("/v1/watchlists/{other}"), "");
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    assert_eq!(
+        as_(&city, "GET", "/v1/watchlists", "").body["watchlists"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Alerts: an event in A raises the city's list and A's; A's key reads only its own.
+    let event = json!({"ts": "2021-09-01T08:00:00+08:00", "community": "3205080001", "device": GATE,
+        "kind": "vehicle", "subject": "苏E1SCOP", "direction": "in"});
+    let r = as_(&city, "POST", "/v1/events", &event.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let alerts = as_(&inv_a, "GET", "/v1/alerts", "").body;
+    let names: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a-list"], "{alerts}");
+    // City-wide powers and B's catalog are refused to A's admin.
+    let r = as_(&admin_a, "PUT", "/v1/admin/retention", r#"{"days": 1}"#);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        as_(
+            &admin_a,
+            "PUT",
+            "/v1/communities/3205080002",
+            r#"{"name":"renamed"}"#
+        )
+        .status,
+        403
+    );
+    let r = as_(
+        &admin_a,
+        "PUT",
+        &format!("/v1/devices/{b_device}"),
+        r#"{"community":"3205080002","kind":"checkpoint_camera","gat1400":{"password":"mine"}}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = as_(
+        &admin_a,
+        "PUT",
+        &format!("/v1/devices/{b_device}"),
+        r#"{"community":"3205080001","kind":"checkpoint_camera","gat1400":{"password":"mine"}}"#,
+    );
+    assert_eq!(
+        r.status, 403,
+        "moving B's device into A is changing B's: {}",
+        r.body
+    );
+    assert_eq!(
+        as_(
+            &admin_a,
+            "PUT",
+            "/v1/communities/3205080001",
+            r#"{"name":"fine"}"#
+        )
+        .status,
+        200
+    );
+    // Audit: A's admin reads the entries of A's keys only.
+    let _ = as_(
+        &inv_b,
+        "GET",
+        &format!("/v1/trajectory?kind=vehicle&subject=x&{RANGE}"),
+        "",
+    );
+    let _ = as_(
+        &inv_a,
+        "GET",
+        &format!("/v1/trajectory?kind=vehicle&subject=x&{RANGE}"),
+        "",
+    );
+    let all = as_(&city, "GET", "/v1/audit", "").body["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    let entries = as_(&admin_a, "GET", "/v1/audit", "").body;
+    let keys: std::collections::BTreeSet<&str> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    let a_key = inv_a.split('_').nth(1).unwrap();
+    assert!(
+        keys.iter().all(|k| *k == a_key || admin_a.contains(*k)),
+        "{keys:?}"
+    );
+    assert!(entries["entries"].as_array().unwrap().len() < all);
+}
