@@ -49,6 +49,16 @@ pub struct Watchlist {
 struct Matcher {
     lists: HashMap<String, Watchlist>,
     exact: HashMap<(Kind, String), Vec<String>>,
+    /// The entries checked one by one (wildcards and fuzzy plates), grouped by the
+    /// community their list is scoped to (`None`: unscoped lists): an event is checked
+    /// against its own community's and the unscoped ones only, so a key's long list
+    /// costs other communities' ingest nothing.
+    scanned: HashMap<Option<String>, Scanned>,
+}
+
+/// Wildcard and fuzzy entries of one scope.
+#[derive(Default)]
+struct Scanned {
     /// (kind, pattern, watchlist id): matched as the search matches wildcards.
     patterns: Vec<(Kind, sightline_index::Wildcard, String)>,
     /// (kind, plate, distance, watchlist id)
@@ -67,18 +77,27 @@ impl Matcher {
                         .or_default()
                         .push(w.id.clone());
                 }
-                // Patterns are checked at creation; one too long to compile never matches.
-                if let Some(p) = e
-                    .pattern
-                    .as_deref()
-                    .and_then(sightline_index::Wildcard::new)
-                {
-                    m.patterns.push((kind, p, w.id.clone()));
-                }
-                if let Some(f) = &e.fuzzy {
-                    let d = e.distance.unwrap_or(1.0);
-                    m.fuzzy
-                        .push((kind, normalize_subject(kind, f), d, w.id.clone()));
+                let scopes: Vec<Option<String>> = match &w.scope {
+                    None => vec![None],
+                    Some(cs) => cs.iter().cloned().map(Some).collect(),
+                };
+                for scope in scopes {
+                    let scanned = m.scanned.entry(scope).or_default();
+                    // Patterns are checked at creation; one too long to compile never
+                    // matches.
+                    if let Some(p) = e
+                        .pattern
+                        .as_deref()
+                        .and_then(sightline_index::Wildcard::new)
+                    {
+                        scanned.patterns.push((kind, p, w.id.clone()));
+                    }
+                    if let Some(f) = &e.fuzzy {
+                        let d = e.distance.unwrap_or(1.0);
+                        scanned
+                            .fuzzy
+                            .push((kind, normalize_subject(kind, f), d, w.id.clone()));
+                    }
                 }
             }
             m.lists.insert(w.id.clone(), w);
@@ -92,14 +111,20 @@ impl Matcher {
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
         }
-        for (k, p, id) in &self.patterns {
-            if *k == e.kind() && p.matches(e.subject()) {
-                ids.push(id);
+        let own = Some(e.community().to_string());
+        for scope in [&None, &own] {
+            let Some(scanned) = self.scanned.get(scope) else {
+                continue;
+            };
+            for (k, p, id) in &scanned.patterns {
+                if *k == e.kind() && p.matches(e.subject()) {
+                    ids.push(id);
+                }
             }
-        }
-        for (k, plate, d, id) in &self.fuzzy {
-            if *k == e.kind() && sightline_index::ocr_distance(plate, e.subject()) <= *d {
-                ids.push(id);
+            for (k, plate, d, id) in &scanned.fuzzy {
+                if *k == e.kind() && sightline_index::ocr_distance(plate, e.subject()) <= *d {
+                    ids.push(id);
+                }
             }
         }
         ids.sort_unstable();
