@@ -161,20 +161,27 @@ fn identified(x: &Exchange) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The digest of a (un)registration, checked for the identity it names; and that
+/// identity.
+fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option<String>) {
+    let identity = registering(x).or_else(|| identified(x));
+    let checked = app.gateway.check_digest(
+        &app.store,
+        &x.method,
+        x.authorization.as_deref(),
+        identity.as_deref(),
+        &x.body,
+    );
+    (checked, identity)
+}
+
 /// `POST /VIID/System/Register`: the digest handshake (the first request is answered
 /// 401 with a nonce; the retry carries the response). The registration binds the code
 /// the `RegisterObject` names (else `User-Identify`, else the digest's user name),
 /// whose credential gives the user name and password.
 pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |app, x| {
-        let identity = registering(&x).or_else(|| identified(&x));
-        let checked = app.gateway.check_digest(
-            &app.store,
-            &x.method,
-            x.authorization.as_deref(),
-            identity.as_deref(),
-            &x.body,
-        );
+        let (checked, _) = registration(app, &x);
         match checked {
             Err(why) => refused(app, &x, &why),
             Ok(id) => {
@@ -191,14 +198,7 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
 /// send it on shutdown.
 pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |app, x| {
-        let identity = registering(&x).or_else(|| identified(&x));
-        let checked = app.gateway.check_digest(
-            &app.store,
-            &x.method,
-            x.authorization.as_deref(),
-            identity.as_deref(),
-            &x.body,
-        );
+        let (checked, identity) = registration(app, &x);
         let id = match (checked, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if app.gateway.is_registered(&id) => id,
@@ -387,28 +387,29 @@ fn keep(app: &App, mut objects: Vec<Object>) -> Result<Vec<(i64, String)>, ApiEr
 
 /// `GET /VIID/APEs`: the collection devices the registered caller's record covers.
 pub(crate) async fn apes(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |app, x| match registered(app, &x) {
-        Ok(caller) => match super::catalog::apes(&app.store, &app.gateway, &caller) {
-            Ok(list) => Reply::ok(list),
-            Err(e) => Reply::with(
-                e.status(),
-                one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms),
-            ),
-        },
-        Err(refused) => refused,
+    listing(c, |app, caller| {
+        super::catalog::apes(&app.store, &app.gateway, caller)
     })
     .await
 }
 
 /// `GET /VIID/Tollgates`: the tollgates (卡口, type 121) the caller's record covers.
 pub(crate) async fn tollgates(c: Call) -> Result<Answer, ApiError> {
+    listing(c, |app, caller| {
+        super::catalog::tollgates(&app.store, caller)
+    })
+    .await
+}
+
+/// A catalog listing for a registered caller.
+async fn listing<F>(c: Call, list: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&App, &str) -> Result<Value, ApiError> + Send + 'static,
+{
     exchange(c, |app, x| match registered(app, &x) {
-        Ok(caller) => match super::catalog::tollgates(&app.store, &caller) {
+        Ok(caller) => match list(app, &caller) {
             Ok(list) => Reply::ok(list),
-            Err(e) => Reply::with(
-                e.status(),
-                one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms),
-            ),
+            Err(e) => device_error(&x, &e),
         },
         Err(refused) => refused,
     })

@@ -47,39 +47,31 @@ impl serde::Serialize for ObjectUrl<'_> {
     }
 }
 
-/// The `object` attribute of encoded attributes (a fast check first).
+/// The `object` attribute of encoded attributes.
 fn object_of(attrs: &[u8]) -> Option<&str> {
-    if !attrs
-        .windows(OBJECT_ATTR.len())
-        .any(|w| w == OBJECT_ATTR.as_bytes())
-    {
+    string_attr(attrs, OBJECT_ATTR)
+}
+
+/// A string attribute of encoded attributes, by key (a fast check first: most events
+/// have neither pictures nor a kept object).
+fn string_attr<'a>(attrs: &'a [u8], key: &str) -> Option<&'a str> {
+    if !attrs.windows(key.len()).any(|w| w == key.as_bytes()) {
         return None;
     }
     let mut found = None;
     let _ = sightline_storage::visit_attrs(attrs, |k, v| {
-        if let (OBJECT_ATTR, AttrRef::Str(id)) = (k, v) {
-            found = Some(id);
+        if let AttrRef::Str(text) = v {
+            if k == key {
+                found = Some(text);
+            }
         }
     });
     found
 }
 
-/// The pictures an event's encoded attributes list (a fast check first: most events
-/// have none).
+/// The pictures an event's encoded attributes list.
 fn images_of(attrs: &[u8]) -> Option<&RawValue> {
-    if !attrs
-        .windows(IMAGES_ATTR.len())
-        .any(|w| w == IMAGES_ATTR.as_bytes())
-    {
-        return None;
-    }
-    let mut found = None;
-    let _ = sightline_storage::visit_attrs(attrs, |k, v| {
-        if let (IMAGES_ATTR, AttrRef::Str(text)) = (k, v) {
-            found = serde_json::from_str::<&RawValue>(text).ok();
-        }
-    });
-    found
+    serde_json::from_str::<&RawValue>(string_attr(attrs, IMAGES_ATTR)?).ok()
 }
 
 impl<'a> EventOut<'a> {

@@ -325,6 +325,33 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
     );
 }
 
+/// `PUT` of a JSON body.
+fn put_json(a: SocketAddr, target: &str, body: &Value) -> crate::support::Reply {
+    call(
+        a,
+        "PUT",
+        target,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
+}
+
+/// Community 3205080001 ("North") in the catalog.
+fn north(a: SocketAddr) {
+    let r = put_json(a, "/v1/communities/3205080001", &json!({"name": "North"}));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Community 3205080001 and the gate `GATE` (inbound, a checkpoint camera) with a
+/// GA/T 1400 `password`, in the catalog.
+fn gate_in_catalog(a: SocketAddr, password: &str) {
+    let put = |target: &str, body: Value| put_json(a, target, &body).status;
+    north(a);
+    let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
+                        "gat1400": {"password": password}});
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device), 200);
+}
+
 /// A picture-sized JPEG: the JPEG magic, then `n` bytes from a seed (so every picture
 /// differs, and equal seeds give equal pictures).
 fn jpeg(seed: u64, n: usize) -> Vec<u8> {
@@ -367,22 +394,7 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
-                        "gat1400": {"password": "gate-secret"}});
-    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+    gate_in_catalog(a, "gate-secret");
     assert_eq!(
         register(a, "/VIID/System/Register", GATE, "gate-secret").0,
         200
@@ -533,22 +545,7 @@ fn persons_nonmotor_vehicles_unplated_vehicles_and_faces_without_times_are_store
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
-                        "gat1400": {"password": "gate-secret"}});
-    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+    gate_in_catalog(a, "gate-secret");
     assert_eq!(
         register(a, "/VIID/System/Register", GATE, "gate-secret").0,
         200
@@ -698,19 +695,8 @@ fn digest_identities_as_vendors_configure_them() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
+    let put = |target: &str, body: Value| put_json(a, target, &body);
+    north(a);
     let r = put(
         &format!("/v1/devices/{GATE}"),
         json!({"community": "3205080001",
@@ -892,15 +878,7 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
+    let put = |target: &str, body: Value| put_json(a, target, &body);
     for c in ["3205080001", "3205090001"] {
         assert_eq!(
             put(&format!("/v1/communities/{c}"), json!({"name": c})).status,
@@ -1005,19 +983,8 @@ fn dispositions_watch_and_notify_their_receive_address() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
+    let put = |target: &str, body: Value| put_json(a, target, &body);
+    north(a);
     let platform = "32050800005030000001";
     assert_eq!(
         put(
@@ -1149,28 +1116,7 @@ fn gzip_bodies_are_inflated_within_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |c| c.max_viid_body_bytes = 1 << 20);
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    assert_eq!(
-        put(
-            &format!("/v1/devices/{GATE}"),
-            json!({"community": "3205080001",
-        "kind": "checkpoint_camera", "gat1400": {"password": "p"}})
-        )
-        .status,
-        200
-    );
+    gate_in_catalog(a, "p");
     assert_eq!(register(a, "/VIID/System/Register", GATE, "p").0, 200);
     let gzip = |bytes: &[u8]| {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -1220,28 +1166,7 @@ fn images_upload_the_objects_seen_in_them() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    assert_eq!(
-        put(
-            &format!("/v1/devices/{GATE}"),
-            json!({"community": "3205080001",
-        "kind": "checkpoint_camera", "direction": "in", "gat1400": {"password": "p"}})
-        )
-        .status,
-        200
-    );
+    gate_in_catalog(a, "p");
     assert_eq!(register(a, "/VIID/System/Register", GATE, "p").0, 200);
     let scene = jpeg(77, 50_000);
     let image_id = format!("{GATE}0220210901080000000010");
@@ -1316,28 +1241,7 @@ fn digests_of_rfc_7616_and_stale_nonces() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    assert_eq!(
-        put(
-            &format!("/v1/devices/{GATE}"),
-            json!({"community": "3205080001",
-        "kind": "checkpoint_camera", "gat1400": {"password": "pw"}})
-        )
-        .status,
-        200
-    );
+    gate_in_catalog(a, "pw");
     let path = "/VIID/System/Register";
     let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
     let sha = |s: &str| sightline_server::gat1400::sha256_hex(s);
@@ -1389,28 +1293,7 @@ fn a_replayed_digest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
-    assert_eq!(
-        put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
-    );
-    assert_eq!(
-        put(
-            &format!("/v1/devices/{GATE}"),
-            json!({"community": "3205080001",
-        "kind": "checkpoint_camera", "gat1400": {"password": "pw"}})
-        )
-        .status,
-        200
-    );
+    gate_in_catalog(a, "pw");
     let path = "/VIID/System/Register";
     let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
     let n = nonce_of(&viid(a, "POST", path, &[], &body).1);
