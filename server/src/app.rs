@@ -50,6 +50,8 @@ pub(crate) struct App {
     pub audit: audit::AuditLog,
     pub query_slots: Arc<tokio::sync::Semaphore>,
     pub gateway: gat1400::Gateway,
+    /// GA/T 1400 requests with bodies being read or handled at once.
+    pub viid_slots: Arc<tokio::sync::Semaphore>,
     /// Woken by every group commit, for feed readers waiting on new events.
     pub feed_signal: Arc<feed::Signal>,
     pub subscriptions: subscriptions::Registry,

@@ -81,6 +81,9 @@ pub struct Settings {
     /// and the `User-Identify` of what it sends. [default: 32050000005030000001]
     #[arg(long, env = "SIGHTLINE_VIID_SERVER_ID")]
     pub viid_server_id: Option<String>,
+    /// GA/T 1400 uploads handled at once; more are answered busy. [default: 16]
+    #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_VIID")]
+    pub max_concurrent_viid: Option<usize>,
     /// Largest GA/T 1400 (`/VIID`) request body in bytes: uploads carry pictures.
     /// [default: 67108864]
     #[arg(long, env = "SIGHTLINE_MAX_VIID_BODY_BYTES")]
@@ -149,6 +152,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
             max_viid_body_bytes: self.max_viid_body_bytes.or(base.max_viid_body_bytes),
             viid_server_id: self.viid_server_id.or(base.viid_server_id),
+            max_concurrent_viid: self.max_concurrent_viid.or(base.max_concurrent_viid),
             max_picture_bytes: self.max_picture_bytes.or(base.max_picture_bytes),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
             max_result_rows: self.max_result_rows.or(base.max_result_rows),
@@ -180,6 +184,11 @@ impl Settings {
             None => Ok(default),
         };
         c.max_body_bytes = positive("max_body_bytes", self.max_body_bytes, c.max_body_bytes)?;
+        c.max_concurrent_viid = positive(
+            "max_concurrent_viid",
+            self.max_concurrent_viid,
+            c.max_concurrent_viid,
+        )?;
         c.max_viid_body_bytes = positive(
             "max_viid_body_bytes",
             self.max_viid_body_bytes,

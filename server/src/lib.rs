@@ -79,6 +79,10 @@ pub struct ServerConfig {
     /// `User-Identify` of what it sends). Default `32050000005030000001` (Suzhou, type
     /// 503: a 视图库).
     pub viid_server_id: String,
+    /// GA/T 1400 uploads (and listings, dispositions) handled at once; more are
+    /// answered with status 2 (busy, HTTP 429). With `max_viid_body_bytes` it bounds the
+    /// bodies held in memory. Default 16.
+    pub max_concurrent_viid: usize,
     /// Largest `/VIID` request body, in bytes: uploads carry pictures. Default 64 MiB.
     pub max_viid_body_bytes: usize,
     /// Largest picture of a GA/T 1400 object, decoded, in bytes. Default 8 MiB.
@@ -110,6 +114,7 @@ impl ServerConfig {
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
             viid_server_id: "32050000005030000001".into(),
+            max_concurrent_viid: 16,
             max_viid_body_bytes: 64 << 20,
             max_picture_bytes: 8 << 20,
             gat1400_face_subject: "ArchiveID".into(),

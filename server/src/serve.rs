@@ -85,6 +85,7 @@ impl Server {
                 audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 gateway: Default::default(),
+                viid_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_viid)),
                 feed_signal,
                 subscriptions: Default::default(),
                 watch,
@@ -121,10 +122,10 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => {
+                    let (stream, peer) = match accepted {
+                        Ok((stream, peer)) => {
                             backoff = ACCEPT_BACKOFF_MIN;
-                            stream
+                            (stream, peer)
                         }
                         // Out of file descriptors (EMFILE) or the like: retrying at
                         // once would spin both cores and starve the connections being
@@ -142,7 +143,12 @@ impl Server {
                         .header_read_timeout(self.app.config.header_timeout)
                         .serve_connection(
                         TokioIo::new(stream),
-                        service_fn(move |req| crate::routes::handle(app.clone(), req)),
+                        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            // Who is on the other end (the GA/T 1400 gateway binds a
+                            // registration to it).
+                            req.extensions_mut().insert(Peer(peer.ip()));
+                            crate::routes::handle(app.clone(), req)
+                        }),
                     );
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -169,6 +175,10 @@ impl Server {
         }
     }
 }
+
+/// The address of the client a request came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer(pub std::net::IpAddr);
 
 /// How long the accept loop waits after a failed accept (EMFILE …), doubling to the
 /// maximum while accepts keep failing.

@@ -68,7 +68,7 @@ pub(crate) fn apes(store: &Store, gateway: &Gateway, caller: &str) -> Result<Val
         .into_iter()
         .map(|(d, place)| {
             let mut o = json!({"ApeID": d.code, "Model": d.device_kind, "PlaceCode": d.community,
-                "IsOnline": if gateway.is_registered(&d.code) { "1" } else { "2" }});
+                "IsOnline": if gateway.is_online(&d.code) { "1" } else { "2" }});
             if !d.name.is_empty() {
                 o["Name"] = d.name.into();
             }

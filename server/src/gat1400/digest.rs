@@ -17,6 +17,8 @@ pub(crate) enum DigestError {
     StaleNonce,
     #[error("this nonce and nc were answered before (a replay)")]
     Replayed,
+    #[error("not registered: POST /VIID/System/Register first")]
+    NotRegistered,
     #[error("{0:?} has no GA/T 1400 credential for this user name")]
     UnknownUser(String),
     #[error("the digest response does not match")]

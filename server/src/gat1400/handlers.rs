@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde_json::{json, Value};
@@ -27,8 +28,17 @@ struct Exchange {
     path: String,
     authorization: Option<String>,
     user_identify: Option<String>,
-    body: hyper::body::Bytes,
+    body: Bytes,
     now_ms: i64,
+    /// The caller a digest proved before the body was read.
+    pre_authorized: Option<String>,
+    /// The client's address.
+    peer: Option<std::net::IpAddr>,
+}
+
+/// The client's address, as the accept loop recorded it.
+fn peer_of(c: &Call) -> Option<std::net::IpAddr> {
+    c.head.extensions.get::<crate::serve::Peer>().map(|p| p.0)
 }
 
 /// A GA/T 1400 answer: status, body, and a `WWW-Authenticate` challenge.
@@ -68,12 +78,51 @@ impl Reply {
 
 /// Reads the body (a failure answered in GA/T 1400's shape), then runs `f` on the
 /// blocking pool: the gateway reads the catalog and appends to the store.
-async fn exchange<F>(mut c: Call, f: F) -> Result<Answer, ApiError>
+async fn exchange<F>(c: Call, f: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&Arc<App>, Exchange) -> Reply + Send + 'static,
+{
+    exchange_as(c, Gate::Open, f).await
+}
+
+/// Who may send a body to a route, decided before it is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Anyone, with a small body (registration, keepalive, time).
+    Open,
+    /// A registered caller or a valid digest (uploads, listings, dispositions): checked
+    /// from the headers first, so nobody else gets a byte of a 64 MiB body read, and
+    /// within the gateway's slots.
+    Registered,
+}
+
+/// The most a registration, keepalive or time request's body may hold.
+const SYSTEM_BODY_BYTES: usize = 64 << 10;
+
+async fn exchange_as<F>(mut c: Call, gate: Gate, f: F) -> Result<Answer, ApiError>
 where
     F: FnOnce(&Arc<App>, Exchange) -> Reply + Send + 'static,
 {
     let now_ms = crate::now_ms();
-    let max = c.app.config.max_viid_body_bytes;
+    let early = |e: ApiError, code: i64, path: &str| {
+        let s = one_status("", path, code, &e.to_string(), now_ms);
+        Ok(Reply::with(e.status(), s).answer())
+    };
+    let (max, slot, pre_authorized) = match gate {
+        Gate::Open => (SYSTEM_BODY_BYTES, None, None),
+        Gate::Registered => {
+            let Ok(slot) = c.app.viid_slots.clone().try_acquire_owned() else {
+                return early(ApiError::Busy("the GA/T 1400 gateway"), 2, &c.path);
+            };
+            match authorized_early(&c) {
+                Ok(id) => (c.app.config.max_viid_body_bytes, Some(slot), id),
+                Err(why) => {
+                    let x = Exchange::of_head(&c, Bytes::new(), now_ms, None);
+                    return Ok(refused(&c.app, &x, &why).answer());
+                }
+            }
+        }
+    };
     let gzipped = c
         .header(hyper::header::CONTENT_ENCODING)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
@@ -82,25 +131,59 @@ where
         false => Ok(b),
     }) {
         Ok(b) => b,
-        Err(e) => {
-            let s = one_status("", &c.path, INVALID_JSON_FORMAT, &e.to_string(), now_ms);
-            return Ok(Reply::with(e.status(), s).answer());
-        }
+        Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
     };
-    let x = Exchange {
-        method: c.head.method.to_string(),
-        path: c.path.clone(),
-        authorization: c.header("authorization").map(str::to_string),
-        user_identify: c.header("user-identify").map(str::to_string),
-        body,
-        now_ms,
-    };
+    let x = Exchange::of_head(&c, body, now_ms, pre_authorized);
     let app: Arc<App> = c.app;
-    match tokio::task::spawn_blocking(move || f(&app, x)).await {
+    let done = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&app, x)
+    })
+    .await;
+    match done {
         Ok(reply) => Ok(reply.answer()),
         Err(e) => {
             let e = ApiError::internal(format!("the GA/T 1400 task failed: {e}"));
             Ok(Reply::with(e.status(), e.json()).answer())
+        }
+    }
+}
+
+/// Before the body: the caller a digest in the headers proves (`None` when the digest
+/// covers the body, `qop=auth-int`, and is checked after it), or a registered
+/// `User-Identify`; otherwise why not.
+fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
+    let identity = c
+        .header("user-identify")
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    match c.header("authorization").filter(|h| !h.trim().is_empty()) {
+        Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
+        Some(h) => {
+            let method = c.head.method.as_str();
+            c.app
+                .gateway
+                .check_digest(&c.app.store, method, Some(h), identity, b"")
+                .map(Some)
+        }
+        None => match identity {
+            Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
+            _ => Err(DigestError::NotRegistered),
+        },
+    }
+}
+
+impl Exchange {
+    fn of_head(c: &Call, body: Bytes, now_ms: i64, pre_authorized: Option<String>) -> Exchange {
+        Exchange {
+            method: c.head.method.to_string(),
+            path: c.path.clone(),
+            authorization: c.header("authorization").map(str::to_string),
+            user_identify: c.header("user-identify").map(str::to_string),
+            body,
+            now_ms,
+            pre_authorized,
+            peer: peer_of(c),
         }
     }
 }
@@ -185,7 +268,7 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
         match checked {
             Err(why) => refused(app, &x, &why),
             Ok(id) => {
-                app.gateway.register(&id);
+                app.gateway.register(&id, x.peer);
                 Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
             }
         }
@@ -201,7 +284,7 @@ pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
         let (checked, identity) = registration(app, &x);
         let id = match (checked, identity) {
             (Ok(id), _) => id,
-            (Err(_), Some(id)) if app.gateway.is_registered(&id) => id,
+            (Err(_), Some(id)) if app.gateway.is_registered(&id, x.peer) => id,
             (Err(why), _) => return refused(app, &x, &why),
         };
         app.gateway.unregister(&id);
@@ -225,6 +308,10 @@ pub(crate) async fn time(c: Call) -> Result<Answer, ApiError> {
 /// digest on any request registers its sender again (devices reconnecting after a
 /// network drop answer the challenge on whatever request failed).
 fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
+    if let Some(id) = &x.pre_authorized {
+        app.gateway.register(id, x.peer);
+        return Ok(id.clone());
+    }
     let identity = identified(x);
     if x.authorization
         .as_deref()
@@ -238,15 +325,15 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
             &x.body,
         ) {
             Ok(id) => {
-                app.gateway.register(&id);
+                app.gateway.register(&id, x.peer);
                 return Ok(id);
             }
             Err(why) => return Err(refused(app, x, &why)),
         }
     }
     match identity {
-        Some(id) if app.gateway.is_registered(&id) => {
-            app.gateway.register(&id);
+        Some(id) if app.gateway.is_registered(&id, x.peer) => {
+            app.gateway.register(&id, x.peer);
             Ok(id)
         }
         _ => Err(unauthorized(
@@ -270,7 +357,7 @@ pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
 /// 200 with one `ResponseStatusObject` per uploaded object, as devices expect,
 /// whatever happened to each.
 pub(crate) async fn upload(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |app, x| match registered(app, &x) {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
         Ok(uploader) => store_objects(app, &x, &uploader),
         Err(refused) => refused,
     })
@@ -406,7 +493,7 @@ async fn listing<F>(c: Call, list: F) -> Result<Answer, ApiError>
 where
     F: FnOnce(&App, &str) -> Result<Value, ApiError> + Send + 'static,
 {
-    exchange(c, |app, x| match registered(app, &x) {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
         Ok(caller) => match list(app, &caller) {
             Ok(list) => Reply::ok(list),
             Err(e) => device_error(&x, &e),
@@ -418,7 +505,7 @@ where
 
 /// `POST`/`PUT /VIID/Dispositions`: one status per `DispositionObject`.
 pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |app, x| {
+    exchange_as(c, Gate::Registered, |app, x| {
         let platform = match registered(app, &x) {
             Ok(p) => p,
             Err(refused) => return refused,
@@ -469,7 +556,7 @@ pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
         Some(id) => vec![id.clone()],
         None => c.params.list("IDList").unwrap_or_default(),
     };
-    exchange(c, move |app, x| {
+    exchange_as(c, Gate::Registered, move |app, x| {
         if let Err(refused) = registered(app, &x) {
             return refused;
         }

@@ -74,25 +74,38 @@ pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credenti
 #[derive(Default)]
 pub struct Gateway {
     nonces: Mutex<nonces::Nonces>,
-    registered: Mutex<HashMap<String, Instant>>,
+    /// Registered codes: when last renewed, and the address that registered.
+    registered: Mutex<HashMap<String, (Instant, Option<std::net::IpAddr>)>>,
 }
 
 impl Gateway {
     /// Whether `id` registered and has kept alive within the registration's life.
-    pub(crate) fn is_registered(&self, id: &str) -> bool {
+    /// Whether `id` registered from `from` (a request without a digest is trusted on its
+    /// `User-Identify` only from the address that registered it) and has kept alive
+    /// within the registration's life.
+    pub(crate) fn is_registered(&self, id: &str, from: Option<std::net::IpAddr>) -> bool {
         self.registered
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|t| t.elapsed() < REGISTRATION_TTL)
+            .is_some_and(|(t, ip)| t.elapsed() < REGISTRATION_TTL && *ip == from)
     }
 
-    /// Registers `id` (again: a keepalive or an upload renews it).
-    fn register(&self, id: &str) {
+    /// Whether `id` is registered (from wherever: for listings).
+    pub(crate) fn is_online(&self, id: &str) -> bool {
         self.registered
             .lock()
             .expect("registered")
-            .insert(id.to_string(), Instant::now());
+            .get(id)
+            .is_some_and(|(t, _)| t.elapsed() < REGISTRATION_TTL)
+    }
+
+    /// Registers `id` from `from` (again: a keepalive or an upload renews it).
+    fn register(&self, id: &str, from: Option<std::net::IpAddr>) {
+        self.registered
+            .lock()
+            .expect("registered")
+            .insert(id.to_string(), (Instant::now(), from));
     }
 
     fn unregister(&self, id: &str) {

@@ -1336,3 +1336,65 @@ fn a_replayed_digest_is_refused() {
         200
     );
 }
+
+/// Sends `request` from local address `from` (another loopback address stands for
+/// another machine); the status line's code and the body.
+fn send_from(from: &str, to: SocketAddr, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut s = socket.connect(to).await.unwrap();
+        let _ = s.write_all(request).await;
+        let mut raw = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut raw)).await;
+        assert!(read.is_ok(), "no answer within 10 s");
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    })
+}
+
+/// Threat model of uploads without a digest: a registration binds its code to the
+/// address that registered, so `User-Identify` alone is trusted only from there — a
+/// forger elsewhere who knows a registered platform's code is refused (it could
+/// upload for any device it names otherwise) — and a caller that is neither registered
+/// nor showing a digest is refused from the headers alone: not a byte of its body is
+/// read (an unauthenticated 15 MiB body, announced and never sent, is answered at once).
+#[test]
+fn uploads_without_a_digest_are_trusted_only_from_the_registered_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    gate_in_catalog(a, "pw");
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "pw").0, 200);
+    let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": format!("{GATE}0220210901080000000010200001"), "DeviceID": GATE,
+         "PassTime": "20210901080000", "PlateNo": "苏E0FORG"}]}})
+    .to_string();
+    let request = |extra: &str| {
+        format!("POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}\
+            Content-Length: {}\r\nConnection: close\r\n\r\n{upload}", upload.len())
+    };
+    let ident = format!("User-Identify: {GATE}\r\n");
+    let (status, body) = send_from("127.0.0.2", a, request(&ident).as_bytes());
+    assert_eq!(status, 401, "a forger at another address: {body}");
+    let (status, body) = send_from("127.0.0.1", a, request(&ident).as_bytes());
+    assert_eq!(status, 200, "the registered device: {body}");
+    assert_eq!(
+        body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"],
+        0
+    );
+    // Not registered, no digest, a 15 MiB body announced and never sent: 401 at once.
+    let head =
+        "POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\nUser-Identify: 32050801011210000099\r\n\
+        Content-Type: application/json\r\nContent-Length: 15728640\r\nConnection: close\r\n\r\n";
+    let (status, _) = send_from("127.0.0.1", a, head.as_bytes());
+    assert_eq!(status, 401);
+}
