@@ -5,7 +5,9 @@
 //!
 //! It talks only to the address it is given. Requests are prepared before the clock
 //! starts, so the generator's own work while running is writing bytes and reading
-//! answers (its CPU share is in the report).
+//! answers (its CPU share is in the report); a stream may instead make small requests
+//! as it runs from what earlier answers said (`Stream::source`, `Stream::on_answer`:
+//! picture reads of the ids trajectory answers list).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,12 +24,14 @@ use sightline_storage::EventInput;
 use crate::Traffic;
 
 /// One prepared request: the head (request line and headers, ending in a blank line),
-/// the body, and how many items (events, or 1 for a query) it carries.
+/// the body, how many items (events, or 1 for a query) it carries, and how many bytes
+/// of pictures it uploads or reads (0 for most).
 #[derive(Clone, Debug)]
 pub struct Request {
     pub head: String,
     pub body: Vec<u8>,
     pub items: u64,
+    pub picture_bytes: u64,
 }
 
 impl Request {
@@ -36,6 +40,7 @@ impl Request {
             head: format!("GET {target} HTTP/1.1\r\nHost: sightline\r\n\r\n"),
             body: Vec::new(),
             items: 1,
+            picture_bytes: 0,
         }
     }
 
@@ -47,6 +52,7 @@ impl Request {
             ),
             body,
             items,
+            picture_bytes: 0,
         }
     }
 }
@@ -54,6 +60,7 @@ impl Request {
 /// One operation's load: its requests (taken in turn, wrapping around unless `once`),
 /// over `connections` connections, at about `rate` items per second in total (as fast
 /// as answered when `None`).
+#[derive(Default)]
 pub struct Stream {
     pub name: String,
     /// What an item is, for the report: "events" or "queries".
@@ -67,7 +74,26 @@ pub struct Stream {
     /// record of what the server acknowledged (the crash test checks it against the
     /// store).
     pub on_ack: Option<Arc<dyn Fn(usize) + Send + Sync>>,
+    /// Called with a request's index and the answer's body each time it is answered
+    /// 200 (bodies are read into memory only for streams that set it): what a stream
+    /// learns from its answers.
+    pub on_answer: Option<Arc<AnswerHook>>,
+    /// Requests made while running, instead of `requests`: called with a number one
+    /// higher at each call (over the stream's connections); `None` when there is
+    /// nothing to ask yet (the worker waits [`SOURCE_PAUSE`] and asks again, sending
+    /// nothing; pacing starts afresh).
+    pub source: Option<Arc<RequestSource>>,
 }
+
+/// Makes a stream's requests while it runs (see [`Stream::source`]).
+pub type RequestSource = dyn Fn(u64) -> Option<Request> + Send + Sync;
+
+/// Reads what a request's answer said (see [`Stream::on_answer`]).
+pub type AnswerHook = dyn Fn(usize, &[u8]) + Send + Sync;
+
+/// How long a worker whose [`Stream::source`] has nothing to ask waits before asking it
+/// again.
+pub const SOURCE_PAUSE: Duration = Duration::from_millis(5);
 
 impl Stream {
     /// `POST /v1/events` requests, as an "ingest" stream of "events".
@@ -84,7 +110,7 @@ impl Stream {
             connections,
             rate,
             once,
-            on_ack: None,
+            ..Stream::default()
         }
     }
 }
@@ -116,9 +142,19 @@ pub struct OpReport {
     pub items: u64,
     pub items_per_second: f64,
     pub requests_per_second: f64,
+    /// Pictures in requests answered 200 (uploaded, or read); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pictures: Option<PictureThroughput>,
     pub latency_ms: Latency,
     /// Requests not answered 200, by kind ("status 429", "io: …").
     pub errors: BTreeMap<String, u64>,
+}
+
+/// Bytes of pictures an operation moved, and that in MB (10^6 bytes) per second.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PictureThroughput {
+    pub bytes: u64,
+    pub mb_per_second: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -147,8 +183,12 @@ impl Report {
                     .collect::<Vec<_>>()
                     .join(", "),
             };
+            let pictures = match &o.pictures {
+                None => String::new(),
+                Some(p) => format!(", {:.1} MB/s of pictures", p.mb_per_second),
+            };
             out += &format!(
-                "{}: {:.0} {}/s ({} requests, {:.0}/s); latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}; {errors}\n",
+                "{}: {:.0} {}/s{pictures} ({} requests, {:.0}/s); latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}; {errors}\n",
                 o.op,
                 o.items_per_second,
                 o.unit,
@@ -191,8 +231,14 @@ impl Conn {
         })
     }
 
-    /// Sends a request and reads the whole answer; the status.
-    fn call(&mut self, r: &Request, line: &mut String) -> std::io::Result<u16> {
+    /// Sends a request and reads the whole answer; the status. The answer's body is
+    /// kept in `body` when given (chunks joined), else read and dropped.
+    fn call(
+        &mut self,
+        r: &Request,
+        line: &mut String,
+        mut body: Option<&mut Vec<u8>>,
+    ) -> std::io::Result<u16> {
         self.writer.write_all(r.head.as_bytes())?;
         self.writer.write_all(&r.body)?;
         line.clear();
@@ -222,6 +268,9 @@ impl Conn {
                 chunked = true;
             }
         }
+        if let Some(b) = body.as_deref_mut() {
+            b.clear();
+        }
         if chunked {
             loop {
                 line.clear();
@@ -230,15 +279,19 @@ impl Conn {
                     .map_err(|_| std::io::Error::other("bad chunk size"))?;
                 let mut skip = vec![0u8; size + 2];
                 self.reader.read_exact(&mut skip)?;
+                if let Some(b) = body.as_deref_mut() {
+                    b.extend_from_slice(&skip[..size]);
+                }
                 if size == 0 {
                     break;
                 }
             }
         } else {
-            std::io::copy(
-                &mut (&mut self.reader).take(len as u64),
-                &mut std::io::sink(),
-            )?;
+            let mut answer = (&mut self.reader).take(len as u64);
+            match body {
+                Some(b) => std::io::copy(&mut answer, b)?,
+                None => std::io::copy(&mut answer, &mut std::io::sink())?,
+            };
         }
         Ok(status)
     }
@@ -250,6 +303,7 @@ struct Counters {
     requests: AtomicU64,
     items: AtomicU64,
     errors: AtomicU64,
+    picture_bytes: AtomicU64,
 }
 
 struct Worker {
@@ -302,7 +356,8 @@ pub fn run(
                 next_index.clone(),
             );
             let once = s.once;
-            let on_ack = s.on_ack.clone();
+            let (on_ack, on_answer, source) =
+                (s.on_ack.clone(), s.on_answer.clone(), s.source.clone());
             handles.push((
                 si,
                 std::thread::spawn(move || {
@@ -312,13 +367,35 @@ pub fn run(
                     };
                     let mut conn: Option<Conn> = None;
                     let mut line = String::new();
+                    let mut body = Vec::new();
                     let mut next = Instant::now();
-                    while !stop.load(Ordering::Relaxed) && !requests.is_empty() {
-                        let i = next_index.fetch_add(1, Ordering::Relaxed) as usize;
-                        if once && i >= requests.len() {
-                            break;
-                        }
-                        let r = &requests[i % requests.len()];
+                    let mut made;
+                    while !stop.load(Ordering::Relaxed)
+                        && (!requests.is_empty() || source.is_some())
+                    {
+                        let n = next_index.fetch_add(1, Ordering::Relaxed);
+                        let (i, r) = match &source {
+                            Some(source) => match source(n) {
+                                Some(r) => {
+                                    made = r;
+                                    (n as usize, &made)
+                                }
+                                None => {
+                                    // No catching up later for the time with nothing
+                                    // to ask.
+                                    std::thread::sleep(SOURCE_PAUSE);
+                                    next = Instant::now();
+                                    continue;
+                                }
+                            },
+                            None => {
+                                let i = n as usize;
+                                if once && i >= requests.len() {
+                                    break;
+                                }
+                                (i % requests.len(), &requests[i % requests.len()])
+                            }
+                        };
                         if let Some(per_item) = per_item {
                             let now = Instant::now();
                             if next > now {
@@ -327,11 +404,12 @@ pub fn run(
                             next += Duration::from_secs_f64(per_item * r.items as f64);
                         }
                         let t = Instant::now();
+                        let keep = on_answer.is_some().then_some(&mut body);
                         let answer = match conn.as_mut() {
-                            Some(c) => c.call(r, &mut line),
+                            Some(c) => c.call(r, &mut line, keep),
                             None => Conn::open(addr).and_then(|c| {
                                 let c = conn.insert(c);
-                                c.call(r, &mut line)
+                                c.call(r, &mut line, keep)
                             }),
                         };
                         w.histogram
@@ -341,8 +419,14 @@ pub fn run(
                         let error = match answer {
                             Ok(200) => {
                                 counters.items.fetch_add(r.items, Ordering::Relaxed);
+                                counters
+                                    .picture_bytes
+                                    .fetch_add(r.picture_bytes, Ordering::Relaxed);
                                 if let Some(f) = &on_ack {
-                                    f(i % requests.len());
+                                    f(i);
+                                }
+                                if let Some(f) = &on_answer {
+                                    f(i, &body);
                                 }
                                 None
                             }
@@ -430,6 +514,13 @@ pub fn run(
                     items: c.items.load(Ordering::Relaxed),
                     items_per_second: c.items.load(Ordering::Relaxed) as f64 / seconds,
                     requests_per_second: h.len() as f64 / seconds,
+                    pictures: match c.picture_bytes.load(Ordering::Relaxed) {
+                        0 => None,
+                        bytes => Some(PictureThroughput {
+                            bytes,
+                            mb_per_second: bytes as f64 / 1e6 / seconds,
+                        }),
+                    },
                     latency_ms: Latency {
                         p50: ms(h, 0.5),
                         p90: ms(h, 0.9),
@@ -558,7 +649,7 @@ pub fn ndjson_files_stream(
 }
 
 /// One request on a fresh connection, for setup: status, head, body.
-fn setup_call(
+pub(crate) fn setup_call(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -580,122 +671,6 @@ fn setup_call(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     Ok((status, head.to_string(), body.to_string()))
-}
-
-/// The platform the GA/T 1400 load registers as, and its password.
-pub const GAT1400_PLATFORM: &str = "32050800005030000001";
-const GAT1400_PASSWORD: &str = "load-generator";
-
-/// GA/T 1400 uploads of the `*-motorvehicles.json` files in `dir`, `batch` objects
-/// each, after registering the city's communities and devices, and a platform that
-/// pushes for them, in the catalog, and registering that platform by digest.
-pub fn gat1400_stream(
-    addr: SocketAddr,
-    traffic: &Traffic,
-    dir: &std::path::Path,
-    batch: usize,
-    connections: usize,
-) -> Result<Stream, String> {
-    use crate::traffic::{community_code, device_code, TYPE_FACE_CAMERA, TYPE_VEHICLE_GATE};
-    let put = |path: String, body: serde_json::Value| -> Result<(), String> {
-        match setup_call(addr, "PUT", &path, "", &body.to_string()) {
-            Ok((200, _, _)) => Ok(()),
-            Ok((s, _, b)) => Err(format!("PUT {path}: {s} {b}")),
-            Err(e) => Err(format!("PUT {path}: {e}")),
-        }
-    };
-    let cfg = traffic.config();
-    for c in 0..cfg.communities {
-        let code = community_code(c);
-        put(
-            format!("/v1/communities/{code}"),
-            serde_json::json!({"name": code}),
-        )?;
-        for (t, n, dir) in [
-            (TYPE_VEHICLE_GATE, 1, "in"),
-            (TYPE_VEHICLE_GATE, 3, "in"),
-            (TYPE_VEHICLE_GATE, 2, "out"),
-            (TYPE_VEHICLE_GATE, 4, "out"),
-            (TYPE_FACE_CAMERA, 1, "in"),
-            (TYPE_FACE_CAMERA, 2, "in"),
-            (TYPE_FACE_CAMERA, 3, "in"),
-        ] {
-            put(
-                format!("/v1/devices/{}", device_code(c, t, n)),
-                serde_json::json!({"community": code, "kind": "camera", "direction": dir}),
-            )?;
-        }
-    }
-    put(
-        format!("/v1/devices/{GAT1400_PLATFORM}"),
-        serde_json::json!({"community": community_code(0), "kind": "platform",
-                           "gat1400": {"password": GAT1400_PASSWORD}}),
-    )?;
-    // The digest handshake.
-    let path = "/VIID/System/Register";
-    let reg = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GAT1400_PLATFORM}\"}}}}");
-    let (_, head, _) = setup_call(addr, "POST", path, "", &reg).map_err(|e| e.to_string())?;
-    let nonce = head
-        .split("nonce=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .ok_or("no digest challenge from the server")?;
-    let md5 = sightline_server::gat1400::md5_hex;
-    let ha1 = md5(&format!("{GAT1400_PLATFORM}:Sightline:{GAT1400_PASSWORD}"));
-    let response = md5(&format!(
-        "{ha1}:{nonce}:00000001:0a4f113b:auth:{}",
-        md5(&format!("POST:{path}"))
-    ));
-    let auth = format!(
-        "Authorization: Digest username=\"{GAT1400_PLATFORM}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{path}\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{response}\"\r\n"
-    );
-    match setup_call(addr, "POST", path, &auth, &reg).map_err(|e| e.to_string())? {
-        (200, _, _) => {}
-        (s, _, b) => return Err(format!("digest registration: {s} {b}")),
-    }
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with("-motorvehicles.json"))
-        .collect();
-    files.sort();
-    let mut requests = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
-        let objects = v["MotorVehicleListObject"]["MotorVehicleObject"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for chunk in objects.chunks(batch.max(1)) {
-            let body = serde_json::json!({"MotorVehicleListObject": {"MotorVehicleObject": chunk}});
-            let mut r = Request::post(
-                "/VIID/MotorVehicles",
-                "application/VIID+JSON",
-                body.to_string().into_bytes(),
-                chunk.len() as u64,
-            );
-            r.head = r.head.replacen(
-                "\r\n\r\n",
-                &format!("\r\nUser-Identify: {GAT1400_PLATFORM}\r\n\r\n"),
-                1,
-            );
-            requests.push(r);
-        }
-    }
-    if requests.is_empty() {
-        return Err(format!("no *-motorvehicles.json in {}", dir.display()));
-    }
-    Ok(Stream {
-        name: "gat1400".into(),
-        unit: "events",
-        requests,
-        connections,
-        rate: None,
-        once: true,
-        on_ack: None,
-    })
 }
 
 /// One NDJSON event line (`ts` in epoch ms, as `sightline gen` writes them) as the
@@ -803,7 +778,7 @@ pub fn query_stream(
         connections,
         rate,
         once: false,
-        on_ack: None,
+        ..Stream::default()
     }
 }
 

@@ -1,11 +1,13 @@
 //! The load generator against a real server on 127.0.0.1: mixed load is reported per
-//! operation, bounds stop it, and a server that is not there is an error it counts.
+//! operation, bounds stop it, and a server that is not there is an error it counts;
+//! GA/T 1400 uploads carry pictures and the pictures are read back while they run.
 
 use std::time::Duration;
 
+use sightline_benches::gat1400;
 use sightline_benches::load::{self, ingest_stream, query_stream, Limits};
 use sightline_benches::{Traffic, TrafficConfig};
-use sightline_testkit::start;
+use sightline_testkit::{send, start};
 
 fn small_city() -> Traffic {
     Traffic::new(TrafficConfig {
@@ -202,4 +204,93 @@ fn generated_files_ingest_as_ndjson_and_as_binary_batches() {
     }
     std::fs::write(files.path().join("z.ndjson"), "{\"ts\":\"soon\"}").unwrap();
     assert!(load::ndjson_files_stream(files.path(), 700, true, 1, None, true).is_err());
+}
+
+#[test]
+fn pictures_are_distinct_jpegs_of_the_size_asked() {
+    let a = gat1400::picture(1, 200_000);
+    let b = gat1400::picture(2, 200_000);
+    assert_eq!((a.len(), b.len()), (200_000, 200_000));
+    assert_eq!(&a[..4], [0xFF, 0xD8, 0xFF, 0xE0]);
+    assert_ne!(a, b);
+    assert_eq!(
+        a,
+        gat1400::picture(1, 200_000),
+        "the same bytes on every run"
+    );
+    assert_eq!(gat1400::picture(3, 0).len(), gat1400::MIN_PICTURE_BYTES);
+}
+
+#[test]
+fn gat1400_uploads_carry_pictures_that_are_read_back_while_they_run() {
+    let city = small_city();
+    let files = tempfile::tempdir().unwrap();
+    for (d, day) in city.days().enumerate() {
+        let (vehicles, _) = sightline_benches::traffic::to_gat1400(&day);
+        std::fs::write(
+            files.path().join(format!("day-{d:03}-motorvehicles.json")),
+            vehicles.to_string(),
+        )
+        .unwrap();
+    }
+    let objects = gat1400::vehicle_objects(files.path(), Some(600)).unwrap();
+    assert_eq!(objects.iter().map(Vec::len).sum::<usize>(), 600);
+
+    // Without pictures the bodies are the files' objects as they are, a batch never
+    // spanning two files.
+    let plain = gat1400::upload_requests(&objects, 400, |_| None);
+    let first = serde_json::json!({"MotorVehicleListObject":
+        {"MotorVehicleObject": &objects[0][..400]}});
+    assert_eq!(plain[0].body, first.to_string().into_bytes());
+    assert_eq!(plain[0].picture_bytes, 0);
+    assert_eq!(plain.len(), gat1400::batches(&objects, 400).len());
+    assert!(plain.len() > 600 / 400 + 1, "batches end with their file");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let addr = server.addr;
+    gat1400::register_catalog(addr, &city).unwrap();
+    gat1400::register_platform(addr).unwrap();
+    let bytes = 3_000;
+    let requests =
+        gat1400::upload_requests(&objects, 50, |i| Some(gat1400::picture(i as u64, bytes)));
+    let mut upload = gat1400::upload_stream(requests, 2, Some(400.0));
+    let reads = gat1400::picture_reads(&city, &objects, 50, 50.0, 1, None);
+    upload.on_ack = Some(reads.on_upload_ack);
+    let limits = Limits {
+        duration: Duration::from_secs(60),
+        max_events: Some(600),
+    };
+    let r = load::run(
+        addr,
+        vec![upload, reads.trajectory, reads.images],
+        limits,
+        None,
+        |_| {},
+    );
+    let (up, images) = (&r.operations[0], &r.operations[2]);
+    assert_eq!(up.items, 600, "{up:?}");
+    assert_eq!(up.pictures.as_ref().unwrap().bytes, 600 * bytes as u64);
+    for o in &r.operations {
+        assert!(o.errors.is_empty(), "{o:?}");
+    }
+    assert!(images.items > 0, "{images:?}");
+    assert_eq!(
+        images.pictures.as_ref().unwrap().bytes,
+        images.items * bytes as u64
+    );
+    assert!(r.text().contains("MB/s of pictures"), "{}", r.text());
+
+    // A picture the server lists is the one sent.
+    let stored = sightline_testkit::get(addr, "/v1/feed?after=0&limit=1");
+    let event = &stored.body["events"][0];
+    let id = event["images"][0]["id"].as_str().unwrap();
+    let request = format!("GET /v1/images/{id} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = send(addr, request.as_bytes());
+    assert_eq!(answer.status, 200);
+    let sent = objects[0]
+        .iter()
+        .position(|o| o["MotorVehicleID"] == event["attrs"]["source_id"])
+        .unwrap();
+    assert_eq!(answer.body, gat1400::picture(sent as u64, bytes));
 }

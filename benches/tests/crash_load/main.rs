@@ -12,8 +12,13 @@
 //! `SIGHTLINE_KILL_ROUNDS=200 cargo test --release -p sightline-benches --test
 //! crash_load -- --nocapture` for a long run (CI runs 8 rounds).
 //!
+//! `pictures.rs`: the same kills during GA/T 1400 uploads with pictures.
+//!
 //! The server process is this test binary itself, run again with `SIGHTLINE_CRASH_CHILD`
-//! naming the data directory: it then serves (from the server library) until killed.
+//! naming the data directory and the test it runs: that test then serves (from the
+//! server library) until killed.
+
+mod pictures;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -25,12 +30,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sightline_benches::load::{self, ingest_requests, query_stream, Limits, Request, Stream};
+use sightline_benches::load::{
+    self, ingest_requests, query_stream, Limits, Report, Request, Stream,
+};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_storage::AttrValue;
 use sightline_testkit::{get, spawn_listening};
 
-const CHILD: &str = "SIGHTLINE_CRASH_CHILD";
+pub(crate) const CHILD: &str = "SIGHTLINE_CRASH_CHILD";
 const TEST: &str =
     "sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_store";
 
@@ -39,7 +46,7 @@ const INGEST_RATE: f64 = 20_000.0;
 
 /// In the child: serve `dir` on an ephemeral port until killed, sealing often so that
 /// kills land in the middle of seals and compactions too.
-fn serve_until_killed(dir: &std::ffi::OsStr) -> ! {
+pub(crate) fn serve_until_killed(dir: &std::ffi::OsStr) -> ! {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut config =
@@ -55,13 +62,49 @@ fn serve_until_killed(dir: &std::ffi::OsStr) -> ! {
     unreachable!("the server runs until killed")
 }
 
-/// This binary again as a server over `dir`; its address.
-fn spawn(dir: &Path) -> (Child, SocketAddr) {
+/// This binary again, running `test`, as a server over `dir`; its address.
+pub(crate) fn spawn(dir: &Path, test: &str) -> (Child, SocketAddr) {
     spawn_listening(
         Command::new(std::env::current_exe().unwrap())
-            .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD, dir),
     )
+}
+
+/// The rounds the environment variable `var` asks for, else `default`.
+pub(crate) fn rounds_asked(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Round `round`: runs `streams` against the server `child` at `addr`, which is killed
+/// with SIGKILL after `wait`, for 300 ms past the kill; the report (also on stderr).
+pub(crate) fn run_until_killed(
+    round: usize,
+    mut child: Child,
+    addr: SocketAddr,
+    wait: Duration,
+    streams: Vec<Stream>,
+) -> Report {
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(wait);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    });
+    let limits = Limits {
+        duration: wait + Duration::from_millis(300),
+        max_events: None,
+    };
+    let report = load::run(addr, streams, limits, None, |_| {});
+    killer.join().unwrap();
+    let _ = writeln!(
+        std::io::stderr(),
+        "round {round}: {}",
+        report.text().replace('\n', " | ")
+    );
+    report
 }
 
 /// `requests[i]` for every `i` in `pending`, once each, over two connections at
@@ -189,10 +232,7 @@ fn sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_st
     if let Some(dir) = std::env::var_os(CHILD) {
         serve_until_killed(&dir);
     }
-    let rounds: usize = std::env::var("SIGHTLINE_KILL_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(8);
+    let rounds = rounds_asked("SIGHTLINE_KILL_ROUNDS", 8);
     // Enough events for every round's ingest at the pace (rounds last 80–400 ms).
     let per_day = 4_000usize;
     let needed = (rounds as f64 * 0.45 * INGEST_RATE) as usize;
@@ -226,29 +266,14 @@ fn sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_st
     let dir = tempfile::tempdir().unwrap();
     let mut cut_off = 0u64;
     for round in 0..rounds {
-        let (mut child, addr) = spawn(dir.path());
+        let (child, addr) = spawn(dir.path(), TEST);
         let wait = Duration::from_millis(80 + (round * 7919 % 320) as u64);
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(wait);
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-        });
         let streams = vec![
             ingest(unacked(&acked), &requests, &acked, Some(INGEST_RATE)),
             query_stream(&traffic, "trajectory", 1, None),
             query_stream(&traffic, "cooccurrence", 1, None),
         ];
-        let limits = Limits {
-            duration: wait + Duration::from_millis(300),
-            max_events: None,
-        };
-        let report = load::run(addr, streams, limits, None, |_| {});
-        killer.join().unwrap();
-        let _ = writeln!(
-            std::io::stderr(),
-            "round {round}: {}",
-            report.text().replace('\n', " | ")
-        );
+        let report = run_until_killed(round, child, addr, wait, streams);
         let errors: u64 = report.operations[0].errors.values().sum();
         cut_off += errors;
         for kind in report.operations[0].errors.keys() {
@@ -266,7 +291,7 @@ fn sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_st
     );
 
     // After the last kill: what the generator saw acknowledged is there, once.
-    let (mut crashed, addr) = spawn(dir.path());
+    let (mut crashed, addr) = spawn(dir.path(), TEST);
     let stored = source_ids(addr);
     let mut acked_events = 0;
     for (i, r) in requests.iter().enumerate() {
@@ -314,7 +339,7 @@ fn sigkill_under_generated_load_keeps_every_ack_once_and_answers_like_a_clean_st
     );
 
     let clean_dir = tempfile::tempdir().unwrap();
-    let (mut clean, clean_addr) = spawn(clean_dir.path());
+    let (mut clean, clean_addr) = spawn(clean_dir.path(), TEST);
     let fresh: Arc<Vec<AtomicBool>> = Arc::new(
         (0..requests.len())
             .map(|_| AtomicBool::new(false))
