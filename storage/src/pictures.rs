@@ -17,10 +17,11 @@
 //! never acknowledged — is cut off after the file reads the same a second time. Damage
 //! anywhere else is found when a picture is read: an error naming the file and offset.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -98,18 +99,43 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// One shard's pack: its file, its length, and where each content hash is.
+/// One shard's pack. Readers take only `durable` (no lock); one writer at a time
+/// appends under `writer`, and publishes what it made durable.
 struct Pack {
     path: PathBuf,
+    /// The length fsynced: what a reader may read.
+    durable: AtomicU64,
+    writer: Mutex<PackWriter>,
+}
+
+/// A pack's writing state: its length and where each content hash is.
+struct PackWriter {
     len: u64,
     by_hash: HashMap<[u8; 32], u64>,
+    /// A write or fsync failed: what the file holds past `len` is unknown, so nothing
+    /// more is appended until the store is reopened (recovery cuts the torn tail).
+    failed: bool,
+}
+
+impl Pack {
+    fn new(path: PathBuf, len: u64, by_hash: HashMap<[u8; 32], u64>) -> Pack {
+        Pack {
+            path,
+            durable: AtomicU64::new(len),
+            writer: Mutex::new(PackWriter {
+                len,
+                by_hash,
+                failed: false,
+            }),
+        }
+    }
 }
 
 /// The picture packs of a store.
 pub struct PictureStore {
     dir: PathBuf,
     io: Arc<dyn FileIo>,
-    packs: Mutex<HashMap<(String, i32), Pack>>,
+    packs: Mutex<HashMap<(String, i32), Arc<Pack>>>,
 }
 
 impl fmt::Debug for PictureStore {
@@ -124,6 +150,9 @@ fn pack_name(community: &str, span: i32) -> String {
     format!("{}.{span}.pack", hex(community.as_bytes()))
 }
 
+/// A pack being created is written under this suffix, then renamed into place.
+const CREATING: &str = ".creating";
+
 impl PictureStore {
     /// Opens (creating) the packs under `dir`, cutting off torn tails (reported).
     pub fn open(dir: &Path, io: Arc<dyn FileIo>) -> Result<(PictureStore, Vec<TornTail>)> {
@@ -133,12 +162,25 @@ impl PictureStore {
         let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))?;
         for entry in entries {
             let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+            if path.to_str().is_some_and(|p| p.ends_with(CREATING)) {
+                // A creation a crash interrupted: it never held a picture.
+                io.remove_file(&path)
+                    .map_err(|e| StorageError::io(&path, e))?;
+                continue;
+            }
             let Some(key) = pack_key(&path) else {
-                continue; // not a pack (a temporary or foreign file): left alone
+                continue; // not a pack (a foreign file): left alone
             };
+            if interrupted(io.as_ref(), &path)? {
+                // Created under its own name by an older version and cut before its
+                // header was whole: it never held a picture.
+                io.remove_file(&path)
+                    .map_err(|e| StorageError::io(&path, e))?;
+                continue;
+            }
             let (pack, cut) = recover(io.as_ref(), path)?;
             torn.extend(cut);
-            packs.insert(key, pack);
+            packs.insert(key, Arc::new(pack));
         }
         let store = PictureStore {
             dir: dir.to_path_buf(),
@@ -148,79 +190,113 @@ impl PictureStore {
         Ok((store, torn))
     }
 
+    /// The pack of a shard, created if it has none.
+    fn pack(&self, community: &str, span: i32) -> Result<Arc<Pack>> {
+        let mut packs = self.packs.lock().expect("pictures lock");
+        let key = (community.to_string(), span);
+        if let Some(p) = packs.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.create_pack(community, span)?);
+        packs.insert(key, p.clone());
+        Ok(p)
+    }
+
     /// Stores pictures, each in the pack of its shard (`community`, `span`), and returns
     /// their ids in order once every byte is durable. Bytes already in that pack are not
-    /// written again: the earlier id is returned.
+    /// written again: the earlier id is returned. Hashing happens before any lock, and
+    /// each pack is locked only while its records are appended and fsynced: readers
+    /// never wait for writers.
     pub fn put(&self, pictures: &[(&str, i32, &[u8])]) -> Result<Vec<PictureId>> {
-        let mut packs = self.packs.lock().expect("pictures lock");
-        let mut ids = Vec::with_capacity(pictures.len());
-        let mut pending: HashMap<(String, i32), Vec<u8>> = HashMap::new();
-        for &(community, span, bytes) in pictures {
+        let mut groups: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
+        for (i, &(community, span, bytes)) in pictures.iter().enumerate() {
             if bytes.is_empty() || bytes.len() > MAX_PICTURE_BYTES {
                 return Err(StorageError::Setting {
                     what: "picture",
                     reason: format!("{} bytes; 1 to {MAX_PICTURE_BYTES}", bytes.len()),
                 });
             }
-            let key = (community.to_string(), span);
-            let pack = match packs.get_mut(&key) {
-                Some(p) => p,
-                None => {
-                    let p = self.create_pack(community, span)?;
-                    packs.entry(key.clone()).or_insert(p)
+            groups.entry((community, span)).or_default().push(i);
+        }
+        let hashes: Vec<[u8; 32]> = pictures
+            .iter()
+            .map(|(_, _, bytes)| Sha256::digest(bytes).into())
+            .collect();
+        let mut offsets = vec![0u64; pictures.len()];
+        for ((community, span), members) in groups {
+            let pack = self.pack(community, span)?;
+            let mut w = pack.writer.lock().expect("pack lock");
+            if w.failed {
+                return Err(StorageError::Poisoned(format!(
+                    "an earlier write to {} failed; reopen the store",
+                    pack.path.display()
+                )));
+            }
+            let mut buf = Vec::new();
+            let mut added = Vec::new();
+            for i in members {
+                let hash = hashes[i];
+                offsets[i] = match w.by_hash.get(&hash) {
+                    Some(&at) => at,
+                    None => {
+                        let at = w.len + buf.len() as u64;
+                        record(pictures[i].2, &hash, &mut buf);
+                        w.by_hash.insert(hash, at);
+                        added.push(hash);
+                        at
+                    }
+                };
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.append(&pack.path, &buf) {
+                // Nothing of this batch is acknowledged: the index forgets it, and the
+                // pack takes no more writes until reopened.
+                for h in added {
+                    w.by_hash.remove(&h);
                 }
-            };
-            let hash: [u8; 32] = Sha256::digest(bytes).into();
-            let offset = match pack.by_hash.get(&hash) {
-                Some(&at) => at,
-                None => {
-                    let buf = pending.entry(key).or_default();
-                    let at = pack.len;
-                    record(bytes, &hash, buf);
-                    pack.len += (RECORD_HEADER + bytes.len()) as u64;
-                    pack.by_hash.insert(hash, at);
-                    at
-                }
-            };
-            ids.push(PictureId {
+                w.failed = true;
+                return Err(e);
+            }
+            w.len += buf.len() as u64;
+            pack.durable.store(w.len, Ordering::Release);
+        }
+        Ok(pictures
+            .iter()
+            .zip(offsets)
+            .map(|(&(community, span, _), offset)| PictureId {
                 community: community.to_string(),
                 span,
                 offset,
-            });
-        }
-        for (key, buf) in pending {
-            let pack = packs.get_mut(&key).expect("pending packs exist");
-            if let Err(e) = self.append(&pack.path, &buf) {
-                // Nothing of this batch is acknowledged; forget what it added so the
-                // index never points past what is durable. Reopening recovers the file.
-                let start = pack.len - buf.len() as u64;
-                pack.by_hash.retain(|_, at| *at < start);
-                pack.len = start;
-                return Err(e);
-            }
-        }
-        Ok(ids)
+            })
+            .collect())
     }
 
+    /// A new, empty pack: written under a temporary name, fsynced, renamed into place,
+    /// its directory fsynced, so no crash leaves a pack without its header.
     fn create_pack(&self, community: &str, span: i32) -> Result<Pack> {
         let path = self.dir.join(pack_name(community, span));
+        let temp = self
+            .dir
+            .join(format!("{}{CREATING}", pack_name(community, span)));
         let mut header = PACK_MAGIC.to_vec();
         header.extend_from_slice(&PACK_VERSION.to_le_bytes());
         let mut f = self
             .io
-            .open(&path, OpenMode::Truncate)
-            .map_err(|e| StorageError::io(&path, e))?;
+            .open(&temp, OpenMode::Truncate)
+            .map_err(|e| StorageError::io(&temp, e))?;
         f.write_all(&header)
             .and_then(|()| f.sync_data())
+            .map_err(|e| StorageError::io(&temp, e))?;
+        drop(f);
+        self.io
+            .rename(&temp, &path)
             .map_err(|e| StorageError::io(&path, e))?;
         self.io
             .sync_dir(&self.dir)
             .map_err(|e| StorageError::io(&self.dir, e))?;
-        Ok(Pack {
-            path,
-            len: PACK_HEADER,
-            by_hash: HashMap::new(),
-        })
+        Ok(Pack::new(path, PACK_HEADER, HashMap::new()))
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -234,24 +310,25 @@ impl PictureStore {
     }
 
     /// A picture's bytes, checked against its checksum; `None` when there is no such
-    /// picture (no pack, or an offset past what was written).
+    /// picture (no pack, or an offset past what is durable).
     pub fn get(&self, id: &PictureId) -> Result<Option<Vec<u8>>> {
-        let (path, len) = {
+        let pack = {
             let packs = self.packs.lock().expect("pictures lock");
             match packs.get(&(id.community.clone(), id.span)) {
-                Some(p) => (p.path.clone(), p.len),
+                Some(p) => p.clone(),
                 None => return Ok(None),
             }
         };
+        let (path, len) = (&pack.path, pack.durable.load(Ordering::Acquire));
         if id.offset < PACK_HEADER || id.offset + RECORD_HEADER as u64 > len {
             return Ok(None);
         }
-        let head = self.read_at(&path, id.offset, RECORD_HEADER)?;
-        let (size, crc, _) = parse_header(&path, id.offset, &head, len)?;
-        let bytes = self.read_at(&path, id.offset + RECORD_HEADER as u64, size)?;
+        let head = self.read_at(path, id.offset, RECORD_HEADER)?;
+        let (size, crc, _) = parse_header(path, id.offset, &head, len)?;
+        let bytes = self.read_at(path, id.offset + RECORD_HEADER as u64, size)?;
         if crc32fast::hash(&bytes) != crc {
             return Err(StorageError::corrupt(
-                &path,
+                path,
                 id.offset,
                 "picture checksum mismatch",
             ));
@@ -283,13 +360,19 @@ impl PictureStore {
     /// Bytes in packs, headers included.
     pub fn bytes(&self) -> u64 {
         let packs = self.packs.lock().expect("pictures lock");
-        packs.values().map(|p| p.len).sum()
+        packs
+            .values()
+            .map(|p| p.durable.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Pictures stored (distinct within their pack).
     pub fn count(&self) -> usize {
         let packs = self.packs.lock().expect("pictures lock");
-        packs.values().map(|p| p.by_hash.len()).sum()
+        packs
+            .values()
+            .map(|p| p.writer.lock().expect("pack lock").by_hash.len())
+            .sum()
     }
 }
 
@@ -334,6 +417,20 @@ fn pack_key(path: &Path) -> Option<(String, i32)> {
     Some((community, span.parse().ok()?))
 }
 
+/// Whether `path` is shorter than a pack's header and a prefix of it (empty included).
+fn interrupted(io: &dyn FileIo, path: &Path) -> Result<bool> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| StorageError::io(path, e))?
+        .len();
+    if len >= PACK_HEADER {
+        return Ok(false);
+    }
+    let bytes = io.read(path).map_err(|e| StorageError::io(path, e))?;
+    let mut header = PACK_MAGIC.to_vec();
+    header.extend_from_slice(&PACK_VERSION.to_le_bytes());
+    Ok(header.starts_with(&bytes))
+}
+
 /// Reads a pack's record headers (rebuilding its hash index) and checks its last
 /// record whole; a torn last record is cut off once the file reads the same twice.
 /// Earlier records are checked when read ([`PictureStore::get`], `sightline check`).
@@ -372,25 +469,11 @@ fn recover(io: &dyn FileIo, path: PathBuf) -> Result<(Pack, Option<TornTail>)> {
                 crate::log_file::confirm_torn(io, &path, &whole, &cut)?;
                 io.truncate(&path, at)
                     .map_err(|e| StorageError::io(&path, e))?;
-                return Ok((
-                    Pack {
-                        path,
-                        len: at,
-                        by_hash,
-                    },
-                    Some(cut),
-                ));
+                return Ok((Pack::new(path, at, by_hash), Some(cut)));
             }
         }
     }
-    Ok((
-        Pack {
-            path,
-            len: file_len,
-            by_hash,
-        },
-        None,
-    ))
+    Ok((Pack::new(path, file_len, by_hash), None))
 }
 
 /// The record at `at`: its size and content hash, or `None` for a torn tail (an
@@ -560,6 +643,18 @@ mod tests {
         let (checked, damaged) =
             verify(&dir.path().join("pictures"), crate::io::os().as_ref()).unwrap();
         assert_eq!((checked, damaged.len()), (3, 1));
+        // A creation a crash interrupted, under either name, never held a picture: it
+        // is removed at open, not refused.
+        let dir_p = dir.path().join("pictures");
+        std::fs::write(dir_p.join(pack_name("c2", 5)), b"SLP").unwrap();
+        std::fs::write(dir_p.join(format!("{}{CREATING}", pack_name("c3", 5))), b"").unwrap();
+        drop(store);
+        let (store, _) = open(dir.path());
+        assert!(!dir_p.join(pack_name("c2", 5)).exists());
+        assert!(!dir_p
+            .join(format!("{}{CREATING}", pack_name("c3", 5)))
+            .exists());
+        assert_eq!(store.get(&ids[1]).unwrap().as_deref(), Some(&pics[1][..]));
         // Ids that are not ids are refused, not guessed at.
         for bad in ["", "x.1.2", "3132.1", "3132.a.2", "3132.1.2.3", "313.1.2"] {
             assert!(bad.parse::<PictureId>().is_err(), "{bad}");
