@@ -343,6 +343,22 @@ fn sigkill_during_picture_uploads_keeps_every_acknowledged_object_and_its_exact_
             .entry((p.community, p.span))
             .or_default()
             .insert(p.offset, *bytes);
+        // The object as uploaded is kept beside its pictures: a record of its own.
+        let url = e["object"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no object kept: {e}"));
+        let kept = send(
+            addr,
+            format!("GET {url} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(kept.status, 200, "{url} of {id}");
+        let object: Value = serde_json::from_slice(&kept.body).unwrap();
+        assert_eq!(object["MotorVehicleID"], id, "{url}: another object kept");
+        let o: PictureId = url.trim_start_matches("/v1/objects/").parse().unwrap();
+        in_packs
+            .entry((o.community, o.span))
+            .or_default()
+            .insert(o.offset, kept.body.len() as u64);
     }
     assert_eq!(stored.len(), objects.len(), "every object stored");
     assert!(stored.values().all(|&n| n == 1), "an object stored twice");
@@ -357,7 +373,7 @@ fn sigkill_during_picture_uploads_keeps_every_acknowledged_object_and_its_exact_
     let distinct: usize = in_packs.values().map(HashMap::len).sum();
     assert_eq!(
         checked, distinct,
-        "records in the packs, against pictures listed"
+        "records in the packs, against the pictures and objects listed"
     );
     let want: u64 = in_packs
         .values()
