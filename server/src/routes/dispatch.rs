@@ -22,28 +22,38 @@ use crate::App;
 pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let table = routes();
+    let mut allow = None;
     let (label, answer) = match table.find(req.method(), req.uri().path()) {
         Found::Route(route, arg) => (
             table.label_of(route.path),
             call(app.clone(), route, arg, req).await,
         ),
-        Found::WrongMethod { path } => (
-            table.label_of(path),
-            Err(ApiError::MethodNotAllowed {
-                path: req.uri().path().to_string(),
-                allowed: table.allowed(path),
-                method: req.method().to_string(),
-            }),
-        ),
+        Found::WrongMethod { path } => {
+            allow = Some(table.allowed(path));
+            (
+                table.label_of(path),
+                Err(ApiError::MethodNotAllowed {
+                    path: req.uri().path().to_string(),
+                    allowed: table.allowed(path),
+                    method: req.method().to_string(),
+                }),
+            )
+        }
         Found::Nowhere => (
             table.labels.len(),
             Err(ApiError::NoSuchEndpoint(req.uri().path().to_string())),
         ),
     };
-    let (reply, error) = match answer {
+    let (mut reply, error) = match answer {
         Ok((status, body)) => (respond(status, body), None),
         Err(e) => (respond_error(&e), Some(e.code())),
     };
+    // RFC 9110 §15.5.6: a 405 says which methods the resource takes.
+    if let Some(allowed) = allow {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed) {
+            reply.headers_mut().insert(hyper::header::ALLOW, v);
+        }
+    }
     app.metrics
         .record(label, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)

@@ -251,3 +251,29 @@ fn walk(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
     }
     out
 }
+
+/// RFC 9110 §15.5.6: a 405 names the methods the resource takes in `Allow`.
+#[test]
+fn a_405_says_which_methods_the_resource_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::support::start(dir.path(), |_| {});
+    for (request, allow) in [
+        ("GET /v1/events", "allow: post"),
+        ("POST /v1/admin/retention", "allow: get, put"),
+        ("DELETE /v1/watchlists", "allow: get, post"),
+    ] {
+        let a = crate::support::send(
+            server.addr,
+            format!(
+                "{request} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(a.status, 405, "{request}");
+        assert!(
+            a.head.to_ascii_lowercase().contains(allow),
+            "{request}: {}",
+            a.head
+        );
+    }
+}
