@@ -92,8 +92,12 @@ impl Route {
         }
     }
 
+    /// Whether the route answers `method`; a GET route answers HEAD too (RFC 9110
+    /// §9.3.2: the same head, no body).
     fn takes(&self, method: &Method) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method)
+        self.method
+            .as_ref()
+            .is_none_or(|m| m == method || (m == Method::GET && method == Method::HEAD))
     }
 }
 
