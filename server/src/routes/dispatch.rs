@@ -29,12 +29,13 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             call(app.clone(), route, arg, req).await,
         ),
         Found::WrongMethod { path } => {
-            allow = Some(table.allowed(path));
+            let allowed = table.allowed(path);
+            allow = Some(allowed.clone());
             (
                 table.label_of(path),
                 Err(ApiError::MethodNotAllowed {
                     path: req.uri().path().to_string(),
-                    allowed: table.allowed(path),
+                    allowed,
                     method: req.method().to_string(),
                 }),
             )
@@ -81,11 +82,9 @@ async fn call(
     let ndjson = wants_ndjson(&req);
     // A handler that panics is a bug: answered 500 in the one error shape, and its
     // request audited all the same (it may have read what it was asked for).
-    let line = AuditLine::new(
-        &caller,
-        req.uri().path(),
-        req.uri().query().unwrap_or("").into(),
-    );
+    // Kept cheaply (a reference-counted URI, the caller); the audit line is built
+    // only if the handler panics.
+    let (uri, key) = (req.uri().clone(), caller.clone());
     let handled = CatchUnwind((route.handler)(Call::new(
         app.clone(),
         caller,
@@ -98,6 +97,7 @@ async fn call(
         Ok(answer) => answer?,
         Err(why) => {
             tracing::error!(route = route.path, panic = why, "a handler panicked");
+            let line = AuditLine::new(&key, uri.path(), uri.query().unwrap_or("").into());
             let _ = line.record(&app, None, 500);
             return Err(ApiError::internal(
                 "the request failed inside the server (a bug); it was logged and audited",

@@ -49,11 +49,12 @@ pub struct Watchlist {
 struct Matcher {
     lists: HashMap<String, Watchlist>,
     exact: HashMap<(Kind, String), Vec<String>>,
-    /// The entries checked one by one (wildcards and fuzzy plates), grouped by the
-    /// community their list is scoped to (`None`: unscoped lists): an event is checked
+    /// The entries checked one by one (wildcards and fuzzy plates): those of unscoped
+    /// lists, and by the community their list is scoped to. An event is checked
     /// against its own community's and the unscoped ones only, so a key's long list
     /// costs other communities' ingest nothing.
-    scanned: HashMap<Option<String>, Scanned>,
+    unscoped: Scanned,
+    by_community: HashMap<String, Scanned>,
 }
 
 /// Wildcard and fuzzy entries of one scope.
@@ -77,12 +78,15 @@ impl Matcher {
                         .or_default()
                         .push(w.id.clone());
                 }
-                let scopes: Vec<Option<String>> = match &w.scope {
+                let scopes: Vec<Option<&String>> = match &w.scope {
                     None => vec![None],
-                    Some(cs) => cs.iter().cloned().map(Some).collect(),
+                    Some(cs) => cs.iter().map(Some).collect(),
                 };
                 for scope in scopes {
-                    let scanned = m.scanned.entry(scope).or_default();
+                    let scanned = match scope {
+                        None => &mut m.unscoped,
+                        Some(c) => m.by_community.entry(c.clone()).or_default(),
+                    };
                     // Patterns are checked at creation; one too long to compile never
                     // matches.
                     if let Some(p) = e
@@ -111,11 +115,8 @@ impl Matcher {
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
         }
-        let own = Some(e.community().to_string());
-        for scope in [&None, &own] {
-            let Some(scanned) = self.scanned.get(scope) else {
-                continue;
-            };
+        let own = self.by_community.get(e.community());
+        for scanned in std::iter::once(&self.unscoped).chain(own) {
             for (k, p, id) in &scanned.patterns {
                 if *k == e.kind() && p.matches(e.subject()) {
                     ids.push(id);
