@@ -348,7 +348,15 @@ pub fn run(
         // Time between one connection's requests, from the items per request.
         let per_item = s.rate.map(|r| connections as f64 / r.max(1e-9));
         let next_index = Arc::new(AtomicU64::new(0));
-        for _ in 0..connections {
+        // Paced connections start spread over one request's period, as independent
+        // clients do, not all at the same instant (in step, four connections' 27 MB
+        // picture uploads arrived together every period, a burst no fleet of cameras
+        // makes).
+        let period = per_item.map(|p| p * requests.first().map_or(1, |r| r.items) as f64);
+        for ci in 0..connections {
+            let offset = period.map_or(Duration::ZERO, |p| {
+                Duration::from_secs_f64(p * ci as f64 / connections as f64)
+            });
             let (requests, stop, counters, next_index) = (
                 requests.clone(),
                 stop.clone(),
@@ -368,7 +376,7 @@ pub fn run(
                     let mut conn: Option<Conn> = None;
                     let mut line = String::new();
                     let mut body = Vec::new();
-                    let mut next = Instant::now();
+                    let mut next = Instant::now() + offset;
                     let mut made;
                     while !stop.load(Ordering::Relaxed)
                         && (!requests.is_empty() || source.is_some())

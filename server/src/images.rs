@@ -6,7 +6,7 @@
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::StatusCode;
-use sightline_storage::pictures::PictureId;
+use sightline_storage::pictures::{Fetched, PictureId};
 
 use crate::error::ApiError;
 use crate::gat1400::pictures::content_type;
@@ -29,20 +29,39 @@ pub(crate) async fn object(c: Call) -> Result<Answer, ApiError> {
     )))
 }
 
-/// A stored blob the caller's scope covers (audited), or `missing`.
+/// A stored blob the caller's scope covers (audited), or `missing`. Served on the
+/// connection's task when it is all in memory (most reads: pictures are read soon after
+/// they are written), else from the blocking pool: a busy pool (uploads decoding and
+/// fsyncing) adds its queueing to a read only when a disk read is due anyway.
 async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, ApiError> {
     let id = c.arg();
     let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
     let scope = c.caller.communities.clone();
-    let found = run(c.app.clone(), move |app| {
+    let in_scope = |id: &str| -> Result<PictureId, ApiError> {
         let missing = || missing(id.chars().take(100).collect());
         let pid: PictureId = id.parse().map_err(|_| missing())?;
-        if scope.is_some_and(|s| !s.contains(&pid.community)) {
-            return Err(missing());
+        match scope.as_ref().is_some_and(|s| !s.contains(&pid.community)) {
+            true => Err(missing()),
+            false => Ok(pid),
         }
-        app.store.pictures().get(&pid)?.ok_or_else(missing)
-    })
-    .await;
+    };
+    let found = match in_scope(&id).and_then(|pid| {
+        let fetched = c.app.store.pictures().get_cached(&pid)?;
+        Ok((pid, fetched))
+    }) {
+        Err(e) => Err(e),
+        Ok((_, Fetched::Found(bytes))) => Ok(bytes),
+        Ok((_, Fetched::Missing)) => Err(missing(id.chars().take(100).collect())),
+        Ok((pid, Fetched::NotInMemory)) => {
+            run(c.app.clone(), move |app| {
+                app.store
+                    .pictures()
+                    .get(&pid)?
+                    .ok_or_else(|| missing(id.chars().take(100).collect()))
+            })
+            .await
+        }
+    };
     match &found {
         Ok(_) => line.record(&c.app, Some(1), 200)?,
         Err(e) => line.record(&c.app, None, e.status().as_u16())?,

@@ -59,6 +59,14 @@ pub trait FileIo: Send + Sync + std::fmt::Debug {
     fn map(&self, path: &Path) -> io::Result<FileBytes>;
     /// `len` bytes of a file from `offset` (all of them, or an error).
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// [`FileIo::read_at`] when every byte is in memory already (the page cache), read
+    /// without waiting for a disk: `None` when it would wait, so a caller on an event
+    /// loop can serve what is cached at once and send the rest to a thread that may
+    /// block. The default never answers from memory.
+    fn read_at_cached(&self, path: &Path, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+        let _ = (path, offset, len);
+        Ok(None)
+    }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>>;
     /// Cuts `path` to `len` bytes and fsyncs it.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
@@ -118,6 +126,41 @@ impl FileIo for OsIo {
         let mut buf = vec![0u8; len];
         File::open(path)?.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+    #[cfg(target_os = "linux")]
+    fn read_at_cached(&self, path: &Path, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path)?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let iov = libc::iovec {
+                iov_base: buf[done..].as_mut_ptr().cast(),
+                iov_len: len - done,
+            };
+            let at = libc::off_t::try_from(offset + done as u64)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
+            // SAFETY: `iov` points into `buf`, valid for `len - done` writable bytes for
+            // the duration of the call; the descriptor is open (`file` lives on).
+            let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+            match n {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    return match e.raw_os_error() {
+                        // Not in memory (or RWF_NOWAIT unknown to this kernel or file
+                        // system): the blocking read will do.
+                        Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => {
+                            Ok(None)
+                        }
+                        Some(libc::EINTR) => continue,
+                        _ => Err(e),
+                    };
+                }
+            }
+        }
+        Ok(Some(buf))
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>> {
         Ok(Box::new(os_open(path, mode)?))

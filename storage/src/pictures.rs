@@ -131,11 +131,26 @@ impl Pack {
     }
 }
 
+/// What [`PictureStore::get_cached`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// The picture's bytes, checked.
+    Found(Vec<u8>),
+    /// No such picture.
+    Missing,
+    /// Not all in memory: read it with [`PictureStore::get`] where blocking is fine.
+    NotInMemory,
+}
+
 /// The picture packs of a store.
 pub struct PictureStore {
     dir: PathBuf,
     io: Arc<dyn FileIo>,
+    /// The packs by shard. Held only to look up or insert: never across I/O, so a
+    /// reader never waits for a pack being created or written.
     packs: Mutex<HashMap<(String, i32), Arc<Pack>>>,
+    /// Serialises pack creation (writers only).
+    creating: Mutex<()>,
 }
 
 impl fmt::Debug for PictureStore {
@@ -186,19 +201,30 @@ impl PictureStore {
             dir: dir.to_path_buf(),
             io,
             packs: Mutex::new(packs),
+            creating: Mutex::new(()),
         };
         Ok((store, torn))
     }
 
     /// The pack of a shard, created if it has none.
     fn pack(&self, community: &str, span: i32) -> Result<Arc<Pack>> {
-        let mut packs = self.packs.lock().expect("pictures lock");
         let key = (community.to_string(), span);
-        if let Some(p) = packs.get(&key) {
-            return Ok(p.clone());
+        let known =
+            |key: &(String, i32)| self.packs.lock().expect("pictures lock").get(key).cloned();
+        if let Some(p) = known(&key) {
+            return Ok(p);
+        }
+        // Created (fsyncs and a rename) outside the map's lock: readers of every other
+        // pack go on meanwhile. Another writer may have created it while we waited.
+        let _creating = self.creating.lock().expect("pictures creation lock");
+        if let Some(p) = known(&key) {
+            return Ok(p);
         }
         let p = Arc::new(self.create_pack(community, span)?);
-        packs.insert(key, p.clone());
+        self.packs
+            .lock()
+            .expect("pictures lock")
+            .insert(key, p.clone());
         Ok(p)
     }
 
@@ -312,20 +338,46 @@ impl PictureStore {
     /// A picture's bytes, checked against its checksum; `None` when there is no such
     /// picture (no pack, or an offset past what is durable).
     pub fn get(&self, id: &PictureId) -> Result<Option<Vec<u8>>> {
+        match self.fetch(id, false)? {
+            Fetched::Found(bytes) => Ok(Some(bytes)),
+            Fetched::Missing => Ok(None),
+            Fetched::NotInMemory => unreachable!("a blocking fetch always reads"),
+        }
+    }
+
+    /// [`PictureStore::get`] without waiting for a disk: [`Fetched::NotInMemory`] when
+    /// some of the picture is not in the page cache (then [`PictureStore::get`] on a
+    /// thread that may block). Serves a picture from an event loop.
+    pub fn get_cached(&self, id: &PictureId) -> Result<Fetched> {
+        self.fetch(id, true)
+    }
+
+    fn fetch(&self, id: &PictureId, cached_only: bool) -> Result<Fetched> {
         let pack = {
             let packs = self.packs.lock().expect("pictures lock");
             match packs.get(&(id.community.clone(), id.span)) {
                 Some(p) => p.clone(),
-                None => return Ok(None),
+                None => return Ok(Fetched::Missing),
             }
         };
         let (path, len) = (&pack.path, pack.durable.load(Ordering::Acquire));
         if id.offset < PACK_HEADER || id.offset + RECORD_HEADER as u64 > len {
-            return Ok(None);
+            return Ok(Fetched::Missing);
         }
-        let head = self.read_at(path, id.offset, RECORD_HEADER)?;
+        let read = |offset, len| match cached_only {
+            true => self
+                .io
+                .read_at_cached(path, offset, len)
+                .map_err(|e| StorageError::io(path, e)),
+            false => self.read_at(path, offset, len).map(Some),
+        };
+        let Some(head) = read(id.offset, RECORD_HEADER)? else {
+            return Ok(Fetched::NotInMemory);
+        };
         let (size, crc, _) = parse_header(path, id.offset, &head, len)?;
-        let bytes = self.read_at(path, id.offset + RECORD_HEADER as u64, size)?;
+        let Some(bytes) = read(id.offset + RECORD_HEADER as u64, size)? else {
+            return Ok(Fetched::NotInMemory);
+        };
         if crc32fast::hash(&bytes) != crc {
             return Err(StorageError::corrupt(
                 path,
@@ -333,7 +385,7 @@ impl PictureStore {
                 "picture checksum mismatch",
             ));
         }
-        Ok(Some(bytes))
+        Ok(Fetched::Found(bytes))
     }
 
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -368,9 +420,17 @@ impl PictureStore {
 
     /// Pictures stored (distinct within their pack).
     pub fn count(&self) -> usize {
-        let packs = self.packs.lock().expect("pictures lock");
-        packs
+        // Each pack's writer lock may be held across an fsync: wait for it without
+        // holding the map's lock, which readers take.
+        let packs: Vec<Arc<Pack>> = self
+            .packs
+            .lock()
+            .expect("pictures lock")
             .values()
+            .cloned()
+            .collect();
+        packs
+            .iter()
             .map(|p| p.writer.lock().expect("pack lock").by_hash.len())
             .sum()
     }

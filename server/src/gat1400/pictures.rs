@@ -140,16 +140,19 @@ fn decode(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
             Some(i) if s.starts_with("data:") => &s[i + ";base64,".len()..],
             _ => s,
         };
-        // Most Data is one unbroken line: decoded in place, not copied character by
-        // character (that copy was a quarter of an upload's CPU).
-        match s.bytes().any(|b| b.is_ascii_whitespace()) {
-            false => engine.decode(s),
-            true => engine.decode(
-                s.bytes()
-                    .filter(|b| !b.is_ascii_whitespace())
-                    .collect::<Vec<u8>>(),
-            ),
-        }
+        // Most Data is one unbroken line: decoded as it is, without a scan for line
+        // breaks first (each pass over the text is CPU an upload pays); text with
+        // whitespace fails that and is decoded without it.
+        engine
+            .decode(s)
+            .or_else(|e| match s.bytes().any(|b| b.is_ascii_whitespace()) {
+                true => engine.decode(
+                    s.bytes()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .collect::<Vec<u8>>(),
+                ),
+                false => Err(e),
+            })
     };
     let bytes = decode(data)?;
     if bytes.starts_with(b"data:") {
