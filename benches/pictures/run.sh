@@ -23,7 +23,8 @@
 #   target/release/sightline gen --out /tmp/g14 --communities 10 --days 30 --format gat1400
 # Environment: CITY (default /tmp/g14/gat1400), DATA (default /tmp/sightline-pictures),
 # PORT (default 18313), SERVE_ARGS (more `sightline serve` flags, e.g.
-# `--max-concurrent-viid 4`), OUT (default /tmp/sightline-pictures-results: the load
+# `--max-concurrent-viid 4`), SERVER (the server binary, default
+# target/release/sightline: another build for an A/B), OUT (default /tmp/sightline-pictures-results: the load
 # generator's output, its JSON report and the store's stats per run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,7 +50,7 @@ for kind in "$@"; do
   run="$OUT/$kind-$(date +%H%M%S)"
   rm -rf "$DATA" && mkdir -p "$DATA"
   # shellcheck disable=SC2086
-  $B/sightline serve --data "$DATA" --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} > "$run.serve.log" 2>&1 &
+  ${SERVER:-$B/sightline} serve --data "$DATA" --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} > "$run.serve.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break
