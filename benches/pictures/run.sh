@@ -47,7 +47,7 @@ for kind in "$@"; do
   esac
   run="$OUT/$kind-$(date +%H%M%S)"
   rm -rf "$DATA" && mkdir -p "$DATA"
-  $B/sightline serve --data "$DATA" --listen "127.0.0.1:$PORT" > "$run.serve.log" 2>&1 &
+  $B/sightline serve --no-auth --data "$DATA" --listen "127.0.0.1:$PORT" > "$run.serve.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break
