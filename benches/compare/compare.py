@@ -100,7 +100,7 @@ class Sightline:
         self.dir = os.path.join(work, "sightline-store")
         shutil.rmtree(self.dir, ignore_errors=True)
         self.proc = subprocess.Popen(
-            [os.path.join(RELEASE, "sightline"), "serve", "--data", self.dir,
+            [os.path.join(RELEASE, "sightline"), "serve", "--no-auth", "--data", self.dir,
              "--listen", "127.0.0.1:0", "--maintenance-every", "1s"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()

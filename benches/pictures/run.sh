@@ -22,9 +22,7 @@
 #   cargo build --release --bin sightline --bin http-load
 #   target/release/sightline gen --out /tmp/g14 --communities 10 --days 30 --format gat1400
 # Environment: CITY (default /tmp/g14/gat1400), DATA (default /tmp/sightline-pictures),
-# PORT (default 18313), SERVE_ARGS (more `sightline serve` flags, e.g.
-# `--max-concurrent-viid 4`), SERVER (the server binary, default
-# target/release/sightline: another build for an A/B), OUT (default /tmp/sightline-pictures-results: the load
+# PORT (default 18313), OUT (default /tmp/sightline-pictures-results: the load
 # generator's output, its JSON report and the store's stats per run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -49,15 +47,14 @@ for kind in "$@"; do
   esac
   run="$OUT/$kind-$(date +%H%M%S)"
   rm -rf "$DATA" && mkdir -p "$DATA"
-  # shellcheck disable=SC2086
-  ${SERVER:-$B/sightline} serve --data "$DATA" --listen "127.0.0.1:$PORT" ${SERVE_ARGS:-} > "$run.serve.log" 2>&1 &
+  $B/sightline serve --no-auth --data "$DATA" --listen "127.0.0.1:$PORT" > "$run.serve.log" 2>&1 &
   server=$!
   for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$PORT/health" && break
     sleep 0.1
   done
   {
-    echo "== $kind ${SERVE_ARGS:-}: loadavg before $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "== $kind: loadavg before $(cut -d' ' -f1-3 /proc/loadavg)"
     # shellcheck disable=SC2086
     $B/http-load --addr "127.0.0.1:$PORT" --seconds 60 --server-pid $server \
       --json "$run.json" gat1400 --from "$CITY" $args 2>&1 | grep -v '^ *[0-9]* s |'

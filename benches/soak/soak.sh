@@ -37,7 +37,7 @@ while [[ $# -gt 0 ]]; do
 done
 cargo build --release --bin sightline --bin http-load
 rm -rf "$WORK" && mkdir -p "$WORK"
-target/release/sightline serve --listen 127.0.0.1:0 --data "$WORK/data" \
+target/release/sightline serve --no-auth --listen 127.0.0.1:0 --data "$WORK/data" \
   > "$WORK/server.out" 2> "$WORK/server.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; kill $SAMPLER 2>/dev/null || true' EXIT

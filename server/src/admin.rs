@@ -10,13 +10,13 @@ use crate::http::runner::run;
 use crate::http::{Answer, Body, Call};
 use crate::App;
 
-/// `GET /health`. With keys configured anyone may ask whether the server is up, but
-/// only that: store sizes and failure reasons (file names) are for admins (`/metrics`,
-/// the log).
+/// `GET /health`. Anyone may ask whether the server is up, but only that: store sizes
+/// and failure reasons (file names) are for admins (`/metrics`, the log), or for anyone
+/// on an open (`--no-auth`, never keyed) server.
 pub(crate) async fn health(c: Call) -> Result<Answer, ApiError> {
     let app = &c.app;
     let failed = app.store.failed();
-    let (status, body) = match (failed, app.keys.is_empty()) {
+    let (status, body) = match (failed, app.keys.is_open()) {
         (Some(_), false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "failed" }),

@@ -1,9 +1,16 @@
 //! API keys: roles, community scopes, and how a request proves which key it holds.
 //!
-//! A token is `sl_<id>_<secret>`; the catalog keeps only its SHA-256. With no keys
-//! configured, the server answers anyone on loopback (and refuses other addresses).
+//! A token is `sl_<id>_<secret>`; the catalog keeps only its SHA-256. Keys are created
+//! and revoked live (`POST/DELETE /v1/keys`) or, server stopped, with `sightline keys`;
+//! either way [`Keys::reload`] makes the change effective at once.
+//!
+//! Without keys nobody is let in: every keyed request is refused (401). The one way to
+//! run without keys is `--no-auth` (loopback only), and even then only while the store
+//! has never held a key: once one has been created, revoking the last one closes the
+//! server rather than opening it.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -48,9 +55,23 @@ pub struct Caller {
     pub role: Role,
     /// Community codes this caller may see; all when `None`.
     pub communities: Option<Vec<String>>,
+    /// Set once an audit entry for this request is written (so a refusal the handler
+    /// already audited is not audited twice).
+    pub(crate) audited: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Caller {
+    /// Anyone, as an admin of every community: the public routes, GA/T 1400 (which
+    /// authenticates on its own), and a `--no-auth` server.
+    pub fn anonymous() -> Caller {
+        Caller {
+            key_id: "anonymous".into(),
+            role: Role::Admin,
+            communities: None,
+            audited: Default::default(),
+        }
+    }
+
     /// Whether the caller's communities include `community`.
     pub fn sees(&self, community: &str) -> bool {
         self.communities
@@ -80,9 +101,32 @@ impl Caller {
     }
 }
 
-/// The active keys, by token hash.
+/// The keys of a running server: the active ones by token hash, and whether the store
+/// ever held one.
 pub struct Keys {
+    set: RwLock<KeySet>,
+    /// `--no-auth`: anyone (on loopback) is an admin while the store has never held a key.
+    no_auth: bool,
+}
+
+struct KeySet {
     by_hash: HashMap<String, ApiKeyRecord>,
+    /// Any key record, active or revoked (revoked records are kept).
+    ever: bool,
+}
+
+impl KeySet {
+    fn load(store: &Store) -> Result<KeySet, StorageError> {
+        let all = store.catalog().api_keys()?;
+        Ok(KeySet {
+            ever: !all.is_empty(),
+            by_hash: all
+                .into_iter()
+                .filter(|k| k.revoked_ms.is_none())
+                .map(|k| (k.token_sha256.clone(), k))
+                .collect(),
+        })
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -92,25 +136,49 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The key id a token names (`sl_<id>_…`), when it looks like one; for the audit
+/// entry of a refusal (never trusted for anything else).
+pub fn claimed_id(token: &str) -> Option<&str> {
+    let (id, _) = token.strip_prefix("sl_")?.split_once('_')?;
+    (!id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
 impl Keys {
-    pub fn load(store: &Store) -> Result<Keys, StorageError> {
-        let by_hash = store
-            .catalog()
-            .api_keys()?
-            .into_iter()
-            .filter(|k| k.revoked_ms.is_none())
-            .map(|k| (k.token_sha256.clone(), k))
-            .collect();
-        Ok(Keys { by_hash })
+    /// The store's keys; `no_auth` as `--no-auth` says.
+    pub fn load(store: &Store, no_auth: bool) -> Result<Keys, StorageError> {
+        Ok(Keys {
+            set: RwLock::new(KeySet::load(store)?),
+            no_auth,
+        })
     }
 
+    /// Reads the keys again (after one was created or revoked): effective for the
+    /// next request.
+    pub fn reload(&self, store: &Store) -> Result<(), StorageError> {
+        let fresh = KeySet::load(store)?;
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeySet> {
+        self.set.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether anyone is let in as an admin: `--no-auth` and the store has never held
+    /// a key.
+    pub fn is_open(&self) -> bool {
+        self.no_auth && !self.read().ever
+    }
+
+    /// Whether no key is active (every keyed request is refused unless open).
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.read().by_hash.is_empty()
     }
 
     /// The communities of key `id` (`None`: every community, or no such key).
     pub fn scope_of(&self, id: &str) -> Option<Option<Vec<String>>> {
-        self.by_hash
+        self.read()
+            .by_hash
             .values()
             .find(|k| k.id == id)
             .map(|k| k.communities.clone())
@@ -119,17 +187,21 @@ impl Keys {
     /// The caller behind a request's `Authorization: Bearer <token>` (or `X-Api-Key`)
     /// header, allowed `needed`.
     pub fn authorize(&self, token: Option<&str>, needed: Role) -> Result<Caller, ApiError> {
-        if self.is_empty() {
-            return Ok(Caller {
-                key_id: "anonymous".into(),
-                role: Role::Admin,
-                communities: None,
-            });
+        if self.is_open() {
+            return Ok(Caller::anonymous());
         }
+        let set = self.read();
         let unauthorized = |m: &str| ApiError::Unauthorized(m.to_string());
+        if set.by_hash.is_empty() {
+            return Err(unauthorized(
+                "no API key is active on this server, so every request is refused: create one \
+                 with `sightline keys create` (server stopped), or run a loopback-only server \
+                 over a store that never had keys with --no-auth",
+            ));
+        }
         let token =
             token.ok_or_else(|| unauthorized("send an API key: Authorization: Bearer sl_…"))?;
-        let key = self
+        let key = set
             .by_hash
             .get(&sha256_hex(token.as_bytes()))
             .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
@@ -147,6 +219,7 @@ impl Keys {
             key_id: key.id.clone(),
             role,
             communities: key.communities.clone(),
+            audited: Default::default(),
         })
     }
 }

@@ -128,6 +128,17 @@ pub struct Settings {
     /// without it use their FaceID. [default: ArchiveID]
     #[arg(long, env = "SIGHTLINE_GAT1400_FACE_SUBJECT")]
     pub gat1400_face_subject: Option<String>,
+    /// Serve without API keys, anyone an admin: loopback addresses only, and only
+    /// while the store has never held a key (once one was created, revoking the last
+    /// closes the server). Without it and without keys every request is refused (401).
+    #[arg(long, env = "SIGHTLINE_NO_AUTH")]
+    #[serde(default)]
+    pub no_auth: bool,
+    /// Sign the audit log's head into DATA/audit.witness with the key in this file
+    /// (32 bytes or more; keep it outside the data directory), so `sightline audit
+    /// verify --witness-key FILE` finds a rewritten log.
+    #[arg(long, env = "SIGHTLINE_AUDIT_WITNESS_KEY")]
+    pub audit_witness_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -166,6 +177,8 @@ impl Settings {
             gat1400_face_subject: self.gat1400_face_subject.or(base.gat1400_face_subject),
             header_timeout: self.header_timeout.or(base.header_timeout),
             body_timeout: self.body_timeout.or(base.body_timeout),
+            no_auth: self.no_auth || base.no_auth,
+            audit_witness_key: self.audit_witness_key.or(base.audit_witness_key),
         }
     }
 
@@ -225,6 +238,8 @@ impl Settings {
         if let Some(f) = self.gat1400_face_subject {
             c.gat1400_face_subject = f;
         }
+        c.no_auth = self.no_auth;
+        c.audit_witness_key = self.audit_witness_key;
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }

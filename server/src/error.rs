@@ -73,6 +73,8 @@ pub enum ApiError {
     NoSuchImage(String),
     #[error("no object {0}")]
     NoSuchObject(String),
+    #[error("no API key {0}")]
+    NoSuchKey(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -104,6 +106,10 @@ pub enum ApiError {
     /// 503: the store could not read or write (damage, disk).
     #[error("{0}")]
     StorageUnavailable(String),
+    /// 503: the audit log could not be written (a full disk …), so what needs an audit
+    /// entry (a query's answer, a change) is refused; the log itself stays whole.
+    #[error("the audit log cannot be written ({0}); the request was refused rather than served unaudited; retry once the disk has space")]
+    AuditUnavailable(String),
     /// 500: a bug, a failed task, or a damaged record of the server's own.
     #[error("{0}")]
     Internal(String),
@@ -150,13 +156,14 @@ impl ApiError {
             | NoSuchSubscription(_)
             | NoSuchWatchlist(_)
             | NoSuchImage(_)
-            | NoSuchObject(_) => StatusCode::NOT_FOUND,
+            | NoSuchObject(_)
+            | NoSuchKey(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) => {
+            QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -179,6 +186,7 @@ impl ApiError {
             NoSuchWatchlist(_) => "no_such_watchlist",
             NoSuchImage(_) => "no_such_image",
             NoSuchObject(_) => "no_such_object",
+            NoSuchKey(_) => "no_such_key",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
             BodyTooLarge(_) => "body_too_large",
@@ -188,6 +196,7 @@ impl ApiError {
             QueryTimeout(_) => "query_timeout",
             StoreFailed(_) => "store_failed",
             StorageUnavailable(_) => "storage_unavailable",
+            AuditUnavailable(_) => "audit_unavailable",
             Internal(_) => "internal",
         }
     }

@@ -24,6 +24,7 @@ pub mod gat1400;
 mod http;
 mod images;
 mod ingest;
+mod keys;
 mod metrics;
 pub mod openapi;
 mod params;
@@ -95,6 +96,13 @@ pub struct ServerConfig {
     /// within `body_timeout` (answered 408 after). Defaults 10 s and 60 s.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// `--no-auth`: serve without API keys, anyone an admin, while the store has never
+    /// held a key; loopback addresses only. Without it and without keys every keyed
+    /// request is refused (401). Default false.
+    pub no_auth: bool,
+    /// `--audit-witness-key FILE`: sign the audit chain's head into `audit.witness`
+    /// with this key (a file outside the data directory). Default none.
+    pub audit_witness_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -120,6 +128,8 @@ impl ServerConfig {
             gat1400_face_subject: "ArchiveID".into(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            no_auth: false,
+            audit_witness_key: None,
         }
     }
 }

@@ -48,7 +48,8 @@ enum Command {
         /// The store directory.
         dir: PathBuf,
     },
-    /// Manage API keys (with the server stopped: the store is locked while it runs).
+    /// Manage API keys with the server stopped (the store is locked while it runs): to
+    /// create the first admin key. A running server manages keys at `/v1/keys`.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
@@ -126,10 +127,16 @@ enum KeysAction {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Verify every entry's hash and link; exit 1 naming the first broken line.
+    /// Verify every entry's hash and link, that the chain reaches the head kept in the
+    /// catalog (truncation, deletion) and, with a witness key, every witness line (a
+    /// rewrite); exit 1 naming the file and what is wrong. The server must be stopped
+    /// (the catalog is opened by one process at a time).
     Verify {
         #[arg(long)]
         data: PathBuf,
+        /// The key the server signed the head with (`--audit-witness-key`).
+        #[arg(long)]
+        witness_key: Option<PathBuf>,
     },
 }
 
@@ -143,7 +150,12 @@ fn main() -> ExitCode {
             listen,
             days,
             communities,
-        } => serve(ServerConfig::new(data, listen), Some((days, communities))),
+        } => {
+            // A local user's demo: no keys, on loopback (a wider address is refused).
+            let mut config = ServerConfig::new(data, listen);
+            config.no_auth = true;
+            serve(config, Some((days, communities)))
+        }
         Command::Keys { action } => keys(action),
         Command::Gen {
             out,
@@ -167,8 +179,8 @@ fn main() -> ExitCode {
         }
         Command::Check { dir } => check(&dir),
         Command::Audit {
-            action: AuditAction::Verify { data },
-        } => audit_verify(&data),
+            action: AuditAction::Verify { data, witness_key },
+        } => audit_verify(&data, witness_key.as_deref()),
     }
 }
 
@@ -278,14 +290,34 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `sightline audit verify DATA`.
-fn audit_verify(data: &std::path::Path) -> ExitCode {
-    match sightline_server::audit::verify(data) {
-        Ok(n) => {
+/// `sightline audit verify --data DATA [--witness-key FILE]`.
+fn audit_verify(data: &std::path::Path, witness_key: Option<&std::path::Path>) -> ExitCode {
+    use sightline_server::audit;
+    let run = || -> Result<audit::Report, audit::AuditError> {
+        let key = witness_key.map(audit::WitnessKey::load).transpose()?;
+        let heads: Box<dyn audit::HeadStore> = match audit::catalog_heads(data)? {
+            Some(catalog) => Box::new(catalog),
+            None => Box::new(audit::MemoryHead::default()),
+        };
+        audit::verify(data, heads.as_ref(), key.as_ref())
+    };
+    match run() {
+        Ok(r) => {
             println!(
-                "{}: {n} entries, chain intact",
-                data.join(sightline_server::audit::FILE).display()
+                "{}: {} entries, chain intact, reaching the head kept in the catalog (entry {})",
+                data.join(audit::FILE).display(),
+                r.entries,
+                r.head.as_ref().map_or(0, |h| h.seq)
             );
+            if let Some(w) = r.witnessed {
+                println!("witnessed through entry {w}: every witness line matches");
+            }
+            if r.torn_bytes > 0 {
+                println!(
+                    "torn last line of {} bytes (a write cut short; the server cuts it at start)",
+                    r.torn_bytes
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ use crate::{audit, auth, feed, subscriptions, watchlists, App, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("refusing to listen on {0}: API keys are not configured, so only loopback addresses (127.0.0.1, ::1) are allowed")]
+    #[error("refusing to listen on {0}: with --no-auth only loopback addresses (127.0.0.1, ::1) are allowed")]
     NotLoopback(SocketAddr),
+    #[error("the audit witness key {key} lies inside the data directory {data}: keep it elsewhere, or it witnesses nothing")]
+    WitnessKeyInData { key: PathBuf, data: PathBuf },
     #[error("cannot load the watchlists: {0}")]
     Watchlists(crate::ApiError),
     #[error("cannot listen on {addr}: {source}")]
@@ -44,17 +47,37 @@ pub struct Server {
 
 impl Server {
     /// Opens the store (recovering it), its keys and audit log, builds the index and
-    /// vocabulary, and binds. Without API keys only loopback addresses are allowed.
+    /// vocabulary, and binds. With `no_auth` only loopback addresses are allowed.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
         let (store, index, vocab, keys, audit, watch) = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-                let store = Store::open(&config.data, config.store.clone())?;
-                let keys = auth::Keys::load(&store)?;
-                if keys.is_empty() && !config.listen.ip().is_loopback() {
+                if config.no_auth && !config.listen.ip().is_loopback() {
                     return Err(ServeError::NotLoopback(config.listen));
                 }
-                let audit = audit::AuditLog::open(&config.data, config.audit_file_bytes)?;
+                let witness = match &config.audit_witness_key {
+                    None => None,
+                    Some(key) => {
+                        outside(key, &config.data)?;
+                        Some(audit::WitnessKey::load(key)?)
+                    }
+                };
+                let store = Store::open(&config.data, config.store.clone())?;
+                let keys = auth::Keys::load(&store, config.no_auth)?;
+                if keys.is_empty() && !keys.is_open() {
+                    tracing::warn!(
+                        "no API key is active: every keyed request is refused (401); create one with `sightline keys create`"
+                    );
+                }
+                let audit = audit::AuditLog::open(
+                    &config.data,
+                    audit::AuditOptions {
+                        max_bytes: config.audit_file_bytes,
+                        io: config.store.io.clone(),
+                        heads: Arc::new(store.clone()),
+                        witness,
+                    },
+                )?;
                 let index = StoreIndex::attach(&store);
                 let vocab = Arc::new(Vocabulary::in_memory()?);
                 vocab.catch_up(&store)?;
@@ -180,6 +203,20 @@ impl Server {
         if let Err(e) = self.app.audit.sync() {
             tracing::error!(error = %e, "audit log sync failed");
         }
+    }
+}
+
+/// Refuses a witness key inside the data directory (whoever can rewrite the log could
+/// read it there).
+fn outside(key: &Path, data: &Path) -> Result<(), ServeError> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (k, d) = (canon(key), canon(data));
+    match k.starts_with(&d) {
+        true => Err(ServeError::WitnessKeyInData {
+            key: key.to_path_buf(),
+            data: data.to_path_buf(),
+        }),
+        false => Ok(()),
     }
 }
 

@@ -33,7 +33,16 @@ pub trait WriteFile: Send + Sync {
     fn sync_data(&mut self) -> io::Result<()>;
     /// The file's length in bytes now.
     fn size(&self) -> io::Result<u64>;
+    /// An fsync of what has been written so far that can run without this handle
+    /// (without the lock that guards it), so writers append meanwhile; `None` when the
+    /// file can only be synced in place ([`WriteFile::sync_data`]).
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        Ok(None)
+    }
 }
+
+/// See [`WriteFile::detached_sync`].
+pub type DetachedSync = Box<dyn FnOnce() -> io::Result<()> + Send>;
 
 /// A whole file's bytes for reading: memory-mapped, or read into memory.
 pub enum FileBytes {
@@ -91,6 +100,12 @@ impl WriteFile for OsFile {
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        // A second descriptor of the same open file: fdatasync on it makes the
+        // inode's data durable, whatever handle wrote it.
+        let f = self.0.try_clone()?;
+        Ok(Some(Box::new(move || f.sync_data())))
     }
 }
 

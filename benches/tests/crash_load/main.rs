@@ -52,6 +52,7 @@ pub(crate) fn serve_until_killed(dir: &std::ffi::OsStr) -> ! {
         let mut config =
             sightline_server::ServerConfig::new(Path::new(dir), "127.0.0.1:0".parse().unwrap());
         config.maintenance_every = Duration::from_millis(100);
+        config.no_auth = true;
         let server = sightline_server::Server::bind(config).await.unwrap();
         // Straight to the pipe: `println!` in a test is captured.
         let mut out = std::io::stdout();

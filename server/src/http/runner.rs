@@ -45,6 +45,8 @@ pub(crate) struct AuditLine {
     pub endpoint: String,
     /// The query string or body, cut to [`AUDIT_PARAMS_BYTES`].
     pub params: String,
+    /// The caller's "audited" mark, set when the entry is written.
+    audited: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The longest parameter text an audit entry keeps.
@@ -62,10 +64,13 @@ impl AuditLine {
             key_id: caller.key_id.clone(),
             endpoint: endpoint.to_string(),
             params,
+            audited: caller.audited.clone(),
         }
     }
 
-    /// Appends the entry: how many results (when answered) and the status.
+    /// Appends the entry: how many results (when answered) and the status. A log that
+    /// cannot be written (a full disk …) is 503 `audit_unavailable`: the caller does not
+    /// get what it asked for unaudited.
     pub fn record(&self, app: &App, results: Option<usize>, status: u16) -> Result<(), ApiError> {
         app.audit
             .record(
@@ -76,7 +81,16 @@ impl AuditLine {
                 results,
                 status,
             )
-            .map_err(|e| ApiError::internal(format!("cannot write the audit log: {e}")))
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot write the audit log");
+                match e.is_io() {
+                    true => ApiError::AuditUnavailable(e.to_string()),
+                    false => ApiError::internal(format!("cannot write the audit log: {e}")),
+                }
+            })?;
+        self.audited
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 
 use super::{routes, Access, Check, Found, Route};
-use crate::auth::{Caller, Role};
+use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::http::body::{respond, respond_error, NDJSON};
 use crate::http::runner::AuditLine;
@@ -61,30 +61,53 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
 }
 
 /// Authorises the caller (before any body is read) and runs the route's handler.
+/// Audited here: every refusal (401, 403) the handler has not audited itself, and every
+/// change (a route with `changes`), before it runs — refused 503 if that entry cannot
+/// be written, so no change goes unaudited — and again with its outcome.
 async fn call(
     app: Arc<App>,
     route: &'static Route,
     arg: Option<String>,
     req: Request<Incoming>,
 ) -> Result<Answer, ApiError> {
+    // What an audit entry of a change or a refusal names: the method and the path.
+    let what = |req: &Request<Incoming>| format!("{} {}", req.method(), req.uri().path());
     let caller = match route.access {
-        Access::Key(role) => app.keys.authorize(token(&req), role)?,
-        Access::Public | Access::Gat1400 => Caller {
-            key_id: "anonymous".into(),
-            role: Role::Admin,
-            communities: None,
+        Access::Key(role) => match app.keys.authorize(token(&req), role) {
+            Ok(caller) => caller,
+            Err(e) => {
+                let key = match &e {
+                    // Known keys only are refused 403; a 401's claimed id is no one's.
+                    ApiError::Forbidden(_) => token(&req).and_then(auth::claimed_id),
+                    _ => None,
+                };
+                refused(&app, key.unwrap_or("-"), &what(&req), &req, &e);
+                return Err(e);
+            }
         },
+        Access::Public | Access::Gat1400 => Caller::anonymous(),
     };
     let params = Params::parse(req.uri().query());
     if route.check == Check::Refuse {
         params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
     }
     let ndjson = wants_ndjson(&req);
+    let change = route.changes.then(|| {
+        AuditLine::new(
+            &caller,
+            &what(&req),
+            req.uri().query().unwrap_or("").to_string(),
+        )
+    });
+    if let Some(line) = &change {
+        // Begun (status 0): on the record before anything changes.
+        line.record(&app, None, 0)?;
+    }
     // A handler that panics is a bug: answered 500 in the one error shape, and its
     // request audited all the same (it may have read what it was asked for).
     // Kept cheaply (a reference-counted URI, the caller); the audit line is built
     // only if the handler panics.
-    let (uri, key) = (req.uri().clone(), caller.clone());
+    let (method, uri, key) = (req.method().clone(), req.uri().clone(), caller.clone());
     let handled = CatchUnwind((route.handler)(Call::new(
         app.clone(),
         caller,
@@ -93,8 +116,8 @@ async fn call(
         req,
         ndjson,
     )));
-    let (status, body) = match handled.await {
-        Ok(answer) => answer?,
+    let answer = match handled.await {
+        Ok(answer) => answer,
         Err(why) => {
             tracing::error!(route = route.path, panic = why, "a handler panicked");
             let line = AuditLine::new(&key, uri.path(), uri.query().unwrap_or("").into());
@@ -104,11 +127,87 @@ async fn call(
             ));
         }
     };
+    match (&change, &answer) {
+        // The outcome of a change. The change is made: if this entry cannot be
+        // written the answer stands (the begun entry is on record).
+        (Some(line), _) => {
+            let (status, summary) = match &answer {
+                Ok((status, body)) => (status.as_u16(), change_summary(body)),
+                Err(e) => (e.status().as_u16(), String::new()),
+            };
+            let outcome = AuditLine::new(&key, &line.endpoint, summary);
+            if let Err(e) = outcome.record(&app, None, status) {
+                tracing::error!(error = %e, endpoint = line.endpoint, "a change's outcome is not audited");
+            }
+        }
+        (None, Err(e @ (ApiError::Unauthorized(_) | ApiError::Forbidden(_))))
+            if !key.audited.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            let line = AuditLine::new(
+                &key,
+                &format!("{method} {}", uri.path()),
+                uri.query().unwrap_or("").into(),
+            );
+            if let Err(e2) = line.record(&app, None, e.status().as_u16()) {
+                tracing::error!(error = %e2, "a refusal is not audited");
+            }
+        }
+        _ => {}
+    }
+    let (status, body) = answer?;
     let body = match body {
         b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
         b => b,
     };
     Ok((status, body))
+}
+
+/// Audits a refusal before the handler (the key check): who, what, the status. A
+/// refusal is answered even if its entry cannot be written (refusing is safe).
+fn refused(app: &App, key: &str, endpoint: &str, req: &Request<Incoming>, e: &ApiError) {
+    if let Err(err) = app.audit.record(
+        crate::now_ms(),
+        key,
+        endpoint,
+        req.uri().query().unwrap_or(""),
+        None,
+        e.status().as_u16(),
+    ) {
+        tracing::error!(error = %err, "a refusal is not audited");
+    }
+}
+
+/// What a change's answer says it changed, for its audit entry: the identifying
+/// fields of a JSON answer (never a token, a password or a body as sent).
+fn change_summary(body: &Body) -> String {
+    let Body::Value(v) = body else {
+        return String::new();
+    };
+    [
+        "id",
+        "code",
+        "community",
+        "name",
+        "role",
+        "communities",
+        "retention_days",
+        "revoked",
+    ]
+    .iter()
+    .filter_map(|k| {
+        let x = v.get(*k)?;
+        (!x.is_null()).then(|| {
+            format!(
+                "{k}={}",
+                match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }
+            )
+        })
+    })
+    .collect::<Vec<_>>()
+    .join("&")
 }
 
 /// A future whose panic is caught and returned as its message.
@@ -159,6 +258,7 @@ fn token(req: &Request<Incoming>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
     use hyper::Method;
 
     #[test]
@@ -199,6 +299,12 @@ mod tests {
                     r.path
                 );
             }
+            // Changes are audited: every keyed route that is not a GET, save ingest
+            // (data) and the collision query (audited as a query).
+            let changing = r.method.as_ref().is_some_and(|m| m != Method::GET)
+                && matches!(r.access, Access::Key(role) if role != Role::Ingest)
+                && r.path != "/v1/collision";
+            assert_eq!(r.changes, changing, "{} audited as a change", r.path);
             // Path arguments are documented as path parameters.
             if let (Some(d), (_, true)) = (&r.doc, r.prefix()) {
                 assert!(

@@ -69,6 +69,9 @@ pub(crate) struct Route {
     pub check: Check,
     /// `None` for the GA/T 1400 routes.
     pub doc: Option<Doc>,
+    /// Changes the server's state (every keyed `send` route but ingest): audited
+    /// before it runs and again with its outcome (`dispatch.rs`).
+    pub changes: bool,
     handler: Handler,
 }
 
@@ -145,6 +148,7 @@ impl Routes {
             access,
             check,
             doc,
+            changes: false,
             handler: Box::new(move |c| Box::pin(f(c))),
         });
     }
@@ -170,6 +174,8 @@ impl Routes {
             Some(doc),
             f,
         );
+        // Ingest is data, not a change of the server's state (nor an investigation).
+        self.routes.last_mut().expect("just added").changes = role != Role::Ingest;
     }
 
     /// An investigative GET query: audited, in the caller's scope.

@@ -8,7 +8,7 @@ use super::Check::{Ignore, Refuse};
 use super::{Check, Doc, Routes};
 use crate::auth::Role::{Admin, Ingest, Investigate};
 use crate::params::{p, path_p, Param};
-use crate::{admin, catalog, feed, ingest, queries, subscriptions, watchlists};
+use crate::{admin, catalog, feed, ingest, keys, queries, subscriptions, watchlists};
 
 const FROM: Param = p(
     "from",
@@ -82,6 +82,7 @@ const fn deleting(summary: &'static str, not_found: &'static str) -> Doc {
 pub(super) fn table() -> Routes {
     let mut r = Routes::new();
     service(&mut r);
+    keys(&mut r);
     catalog(&mut r);
     ingest(&mut r);
     subject_queries(&mut r);
@@ -167,6 +168,44 @@ fn service(r: &mut Routes) {
             || json!({"days": null}),
         ),
         admin::retention,
+    );
+}
+
+/// API keys, managed live: a city-wide power (an admin key without a community scope;
+/// a scoped admin is answered 403). `sightline keys` makes the first one.
+fn keys(r: &mut Routes) {
+    r.get(
+        "/v1/keys",
+        Key(Admin),
+        Refuse,
+        doc(
+            "Every API key, active and revoked: id, name, role, communities, created, revoked; never a token (unscoped admin).",
+            &[],
+        ),
+        keys::list,
+    );
+    r.send(
+        Method::POST,
+        "/v1/keys",
+        Admin,
+        with_body(
+            "Create a key: {\"name\", \"role\": ingest|investigate|admin, \"communities\": [codes] (omit for all)}; answered 201 with its `token`, shown this once. In force at once; audited (unscoped admin).",
+            &[],
+            || json!({"name": "detective 7", "role": "investigate", "communities": ["3205080001"]}),
+        ),
+        keys::create,
+    );
+    r.send(
+        Method::DELETE,
+        "/v1/keys/{id}",
+        Admin,
+        Doc {
+            summary: "Revoke a key: refused from the next request on; the record is kept. Revoking the last key closes the server (401 for everyone), never opens it; audited (unscoped admin).",
+            params: params![path_p("id", "3f9a01c2", "Key id (the part after `sl_` of its token).")],
+            example: None,
+            not_found: Some("No such key."),
+        },
+        keys::revoke,
     );
 }
 

@@ -23,9 +23,11 @@ pub struct Running {
 }
 
 /// Serves `data` with the default configuration as `tune` changes it (waiting up to
-/// 5 s for the store's lock, see `LOCK_WAIT`).
+/// 5 s for the store's lock, see `LOCK_WAIT`). With `no_auth` (loopback): a store that
+/// never had keys is open to the test; one that has keys checks them as ever.
 pub fn start(data: &Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
     let mut config = ServerConfig::new(data, "127.0.0.1:0".parse().unwrap());
+    config.no_auth = true;
     tune(&mut config);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();

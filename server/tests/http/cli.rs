@@ -1,4 +1,4 @@
-//! The binary: `serve` (settings, SIGTERM, loopback only without keys), `keys`,
+//! The binary: `serve` (settings, SIGTERM, loopback only with `--no-auth`), `keys`,
 //! `check`, `gen` and `demo`.
 
 use std::io::{BufRead, BufReader};
@@ -26,6 +26,7 @@ fn the_binary_prints_its_address_serves_and_exits_cleanly_on_sigterm() {
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("SIGHTLINE_MAX_RESULT_ROWS", "2")
+        .env("SIGHTLINE_NO_AUTH", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -73,10 +74,10 @@ fn the_binary_prints_its_address_serves_and_exits_cleanly_on_sigterm() {
 }
 
 #[test]
-fn without_keys_the_binary_refuses_to_listen_beyond_loopback() {
+fn with_no_auth_the_binary_refuses_to_listen_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .args(["serve", "--no-auth", "--listen", "0.0.0.0:0", "--data"])
         .arg(dir.path())
         .output()
         .unwrap();

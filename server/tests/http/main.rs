@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit_log;
 mod auth_audit;
 mod catalog;
 mod cli;
@@ -11,6 +12,7 @@ mod feed;
 mod gat1400;
 mod hostile;
 mod ingest;
+mod keys;
 mod metrics;
 mod openapi;
 mod queries;

@@ -51,104 +51,116 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/counts",
         "/v1/images/{id}",
         "/v1/objects/{id}",
+        "/v1/keys",
+        "/v1/keys/{id}",
     ];
     routed.sort();
     assert_eq!(documented, routed);
-    for (path, ops) in paths {
-        for (method, op) in ops.as_object().unwrap() {
-            let status = match method.as_str() {
-                "get" => {
-                    let params = op["parameters"].as_array().unwrap();
-                    let (in_path, in_query): (Vec<&Value>, Vec<&Value>) =
-                        params.iter().partition(|p| p["in"] == "path");
-                    let path = in_path.iter().fold(path.clone(), |t, p| {
-                        t.replace(
-                            &format!("{{{}}}", p["name"].as_str().unwrap()),
-                            p["example"].as_str().unwrap(),
+    // Creating a key closes the open (`--no-auth`, never keyed) server to requests
+    // without one: that example goes last.
+    let mut operations: Vec<(&String, &String, &Value)> = paths
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .iter()
+                .map(move |(m, op)| (path, m, op))
+        })
+        .collect();
+    operations.sort_by_key(|(path, method, _)| *path == "/v1/keys" && *method == "post");
+    for (path, method, op) in operations {
+        let status = match method.as_str() {
+            "get" => {
+                let params = op["parameters"].as_array().unwrap();
+                let (in_path, in_query): (Vec<&Value>, Vec<&Value>) =
+                    params.iter().partition(|p| p["in"] == "path");
+                let path = in_path.iter().fold(path.clone(), |t, p| {
+                    t.replace(
+                        &format!("{{{}}}", p["name"].as_str().unwrap()),
+                        p["example"].as_str().unwrap(),
+                    )
+                });
+                let query: Vec<String> = in_query
+                    .into_iter()
+                    .map(|p| {
+                        format!(
+                            "{}={}",
+                            p["name"].as_str().unwrap(),
+                            enc(p["example"].as_str().unwrap())
                         )
-                    });
-                    let query: Vec<String> = in_query
-                        .into_iter()
-                        .map(|p| {
-                            format!(
-                                "{}={}",
-                                p["name"].as_str().unwrap(),
-                                enc(p["example"].as_str().unwrap())
-                            )
-                        })
-                        .collect();
-                    let target = format!("{path}?{}", query.join("&"));
-                    if path == "/metrics" {
-                        let mut s = TcpStream::connect(a).unwrap();
-                        write!(
-                            s,
-                            "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                        )
-                        .unwrap();
-                        let mut raw = String::new();
-                        s.read_to_string(&mut raw).unwrap();
-                        raw[9..12].parse::<u16>().unwrap()
-                    } else if path.starts_with("/v1/images/") || path.starts_with("/v1/objects/") {
-                        // The example names nothing stored: the documented 404.
-                        let r = get(a, &target);
-                        assert_eq!(r.status, 404, "{target}: {}", r.body);
-                        assert!(r.body["error"]["code"]
-                            .as_str()
-                            .unwrap()
-                            .starts_with("no_such_"));
-                        200
-                    } else {
-                        let r = get(a, &target);
-                        assert_eq!(r.status, 200, "{target}: {}", r.body);
-                        r.status
-                    }
-                }
-                "post" => {
-                    let example = &op["requestBody"]["content"]["application/json"]["example"];
-                    let r = post(a, path, "application/json", &example.to_string());
-                    let want = match path.as_str() {
-                        "/v1/subscriptions" | "/v1/watchlists" => 201,
-                        _ => 200,
-                    };
-                    assert_eq!(r.status, want, "POST {path}: {}", r.body);
-                    200
-                }
-                "put" => {
-                    let target = match op["parameters"][0]["example"].as_str() {
-                        Some(code) => path.replace("{code}", code),
-                        None => path.clone(),
-                    };
-                    let example = &op["requestBody"]["content"]["application/json"]["example"];
-                    let r = call(
-                        a,
-                        "PUT",
-                        &target,
-                        "application/json",
-                        example.to_string().as_bytes(),
-                    );
-                    assert_eq!(r.status, 200, "PUT {target}: {}", r.body);
-                    r.status
-                }
-                "delete" => {
-                    let id = op["parameters"][0]["example"].as_str().unwrap();
-                    let r = call(
-                        a,
-                        "DELETE",
-                        &path.replace("{id}", id),
-                        "application/json",
-                        b"",
-                    );
-                    // The example names nothing that exists: the documented 404.
-                    assert_eq!(r.status, 404, "DELETE {path}: {}", r.body);
+                    })
+                    .collect();
+                let target = format!("{path}?{}", query.join("&"));
+                if path == "/metrics" {
+                    let mut s = TcpStream::connect(a).unwrap();
+                    write!(
+                        s,
+                        "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    )
+                    .unwrap();
+                    let mut raw = String::new();
+                    s.read_to_string(&mut raw).unwrap();
+                    raw[9..12].parse::<u16>().unwrap()
+                } else if path.starts_with("/v1/images/") || path.starts_with("/v1/objects/") {
+                    // The example names nothing stored: the documented 404.
+                    let r = get(a, &target);
+                    assert_eq!(r.status, 404, "{target}: {}", r.body);
                     assert!(r.body["error"]["code"]
                         .as_str()
                         .unwrap()
                         .starts_with("no_such_"));
                     200
+                } else {
+                    let r = get(a, &target);
+                    assert_eq!(r.status, 200, "{target}: {}", r.body);
+                    r.status
                 }
-                other => panic!("unexpected method {other}"),
-            };
-            assert_eq!(status, 200, "{method} {path}");
-        }
+            }
+            "post" => {
+                let example = &op["requestBody"]["content"]["application/json"]["example"];
+                let r = post(a, path, "application/json", &example.to_string());
+                let want = match path.as_str() {
+                    "/v1/subscriptions" | "/v1/watchlists" | "/v1/keys" => 201,
+                    _ => 200,
+                };
+                assert_eq!(r.status, want, "POST {path}: {}", r.body);
+                200
+            }
+            "put" => {
+                let target = match op["parameters"][0]["example"].as_str() {
+                    Some(code) => path.replace("{code}", code),
+                    None => path.clone(),
+                };
+                let example = &op["requestBody"]["content"]["application/json"]["example"];
+                let r = call(
+                    a,
+                    "PUT",
+                    &target,
+                    "application/json",
+                    example.to_string().as_bytes(),
+                );
+                assert_eq!(r.status, 200, "PUT {target}: {}", r.body);
+                r.status
+            }
+            "delete" => {
+                let id = op["parameters"][0]["example"].as_str().unwrap();
+                let r = call(
+                    a,
+                    "DELETE",
+                    &path.replace("{id}", id),
+                    "application/json",
+                    b"",
+                );
+                // The example names nothing that exists: the documented 404.
+                assert_eq!(r.status, 404, "DELETE {path}: {}", r.body);
+                assert!(r.body["error"]["code"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("no_such_"));
+                200
+            }
+            other => panic!("unexpected method {other}"),
+        };
+        assert_eq!(status, 200, "{method} {path}");
     }
 }

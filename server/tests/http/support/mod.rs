@@ -26,11 +26,12 @@ pub fn start(data: &Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
     })
 }
 
-/// The real binary serving `data` on an ephemeral port; its address.
+/// The real binary serving `data` on an ephemeral port (`--no-auth`: open while the
+/// store never had keys); its address.
 pub fn spawn_server(data: &Path) -> (Child, SocketAddr) {
     sightline_testkit::spawn_listening(
         Command::new(env!("CARGO_BIN_EXE_sightline"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data"])
             .arg(data),
     )
 }
