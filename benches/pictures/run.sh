@@ -61,7 +61,7 @@ for kind in "$@"; do
     echo "loadavg after $(cut -d' ' -f1-3 /proc/loadavg)"
     if [[ -d "$DATA/pictures" ]]; then
       echo "pictures/: $(find "$DATA/pictures" -name '*.pack' -printf '%s\n' \
-        | awk '{s += $1} END {print s + 0}') bytes in packs (apparent), \
+        | awk '{s += $1} END {printf "%d", s}') bytes in packs (apparent), \
 $(du -s --block-size=1 "$DATA/pictures" | cut -f1) allocated (du), \
 $(find "$DATA/pictures" -name '*.pack' | wc -l) packs"
     fi

@@ -667,6 +667,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_read_gives_what_a_blocking_read_gives_or_says_it_would_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open(dir.path());
+        let pic: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        let id = store.put(&[("c1", 5, &pic)]).unwrap().remove(0);
+        // Just written, so in the page cache: served without a blocking read.
+        assert_eq!(store.get_cached(&id).unwrap(), Fetched::Found(pic.clone()));
+        let mut past = id.clone();
+        past.offset += 1 << 30;
+        assert_eq!(store.get_cached(&past).unwrap(), Fetched::Missing);
+        let mut other = id.clone();
+        other.community = "c2".into();
+        assert_eq!(store.get_cached(&other).unwrap(), Fetched::Missing);
+        // A file system that cannot say (here: fault injection, as any FileIo without
+        // a cached read) sends the read to the blocking path, which still finds it.
+        drop(store);
+        let (store, _) =
+            PictureStore::open(&dir.path().join("pictures"), crate::io::FaultyIo::new()).unwrap();
+        assert_eq!(store.get_cached(&id).unwrap(), Fetched::NotInMemory);
+        assert_eq!(store.get(&id).unwrap(), Some(pic));
+    }
+
+    #[test]
     fn a_torn_last_record_is_cut_and_damage_elsewhere_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open(dir.path());

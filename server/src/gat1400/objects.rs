@@ -498,3 +498,64 @@ fn items_in_one_pass<'a>(
     d.end().ok()?;
     Some(items)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: &str = "MotorVehicleListObject";
+    const I: &str = "MotorVehicleObject";
+
+    fn texts(items: &[&RawValue]) -> Vec<String> {
+        items.iter().map(|r| r.get().to_string()).collect()
+    }
+
+    /// The one-pass reading finds what the step-by-step one finds, and declines (for
+    /// the step-by-step one to explain) whatever is not the common shape.
+    #[test]
+    fn one_pass_items_agree_with_the_stepwise_reading() {
+        let common = [
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":[{"a":1},{"b":"x\"y"}]}}"#,
+            r#" { "Other": [1, {"x": 2}], "MotorVehicleListObject" : { "Count": 2,
+                 "MotorVehicleObject" : [ {"a":1} , [] , "s", 3 ] }, "Tail": null } "#,
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":[]}}"#,
+            // An escaped key is still the key.
+            r#"{"MotorVehicle\u004cistObject":{"MotorVehicleObject":[{"k":"\u82cf"}]}}"#,
+        ];
+        for body in common {
+            let fast = items_in_one_pass(body.as_bytes(), L, I).expect(body);
+            let top: BTreeMap<String, &RawValue> = serde_json::from_str(body).unwrap();
+            let inner: BTreeMap<String, &RawValue> = serde_json::from_str(top[L].get()).unwrap();
+            let slow: Vec<&RawValue> = serde_json::from_str(inner[I].get()).unwrap();
+            assert_eq!(texts(&fast), texts(&slow), "{body}");
+            assert_eq!(
+                texts(&items_of(body.as_bytes(), L, I).unwrap()),
+                texts(&slow)
+            );
+        }
+        let other = [
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":{"a":1}}}"#, // one object
+            r#"{"MotorVehicleListObject":{"Nope":[]}}"#,
+            r#"{"FaceListObject":{"MotorVehicleObject":[]}}"#,
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":[{"a":1}]}"#, // cut
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":[]}} trailing"#,
+            r#"{"MotorVehicleListObject":{"MotorVehicleObject":[]},"MotorVehicleListObject":{}}"#,
+            "[]",
+            "",
+        ];
+        for body in other {
+            assert!(items_in_one_pass(body.as_bytes(), L, I).is_none(), "{body}");
+        }
+        // One object is still read (by the step-by-step path).
+        let one = items_of(other[0].as_bytes(), L, I).unwrap();
+        assert_eq!(texts(&one), [r#"{"a":1}"#]);
+        assert!(matches!(
+            items_of(other[1].as_bytes(), L, I),
+            Err(BodyError::NotAList(..))
+        ));
+        assert!(matches!(
+            items_of(other[3].as_bytes(), L, I),
+            Err(BodyError::NotJson(_))
+        ));
+    }
+}

@@ -234,6 +234,26 @@ mod tests {
         // A data URI, and base64 of one (seen from platforms), decode to the picture.
         let uri = format!("data:image/jpeg;base64,{b64}");
         let nested = base64::engine::general_purpose::STANDARD.encode(&uri);
+        // Wrapped as MIME does (76 a line, CRLF), or with stray spaces and a newline.
+        let long: Vec<u8> = [&jpeg[..], &[7u8; 200][..]].concat();
+        let long64 = base64::engine::general_purpose::STANDARD.encode(&long);
+        let wrapped = long64
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let o = json!({"SubImageList": {"SubImageInfoObject": [{"Data": wrapped}]}});
+        assert_eq!(
+            pictures(&o, 1000).unwrap()[0].bytes.as_deref(),
+            Some(&long[..])
+        );
+        let spaced = format!(" {}\n {} ", &b64[..4], &b64[4..]);
+        let o = json!({"SubImageList": {"SubImageInfoObject": [{"Data": spaced}]}});
+        assert_eq!(
+            pictures(&o, 100).unwrap()[0].bytes.as_deref(),
+            Some(&jpeg[..])
+        );
         for data in [uri.as_str(), nested.as_str()] {
             let o = json!({"SubImageList": {"SubImageInfoObject": [{"Data": data}]}});
             assert_eq!(
