@@ -32,6 +32,8 @@ pub enum ConfigError {
     NotPositive(String),
     #[error("viid_server_id {0:?} is not a 20-digit GA/T 1400 id")]
     ViidServerId(String),
+    #[error("public_url {0:?} is not like http://host:port (no path)")]
+    PublicUrl(String),
 }
 
 /// A duration written `500ms`, `30s`, `5m`, `1h` (bare numbers are seconds).
@@ -81,6 +83,11 @@ pub struct Settings {
     /// and the `User-Identify` of what it sends. [default: 32050000005030000001]
     #[arg(long, env = "SIGHTLINE_VIID_SERVER_ID")]
     pub viid_server_id: Option<String>,
+    /// The address receivers reach this server at (`http://host:port`): pushed GA/T
+    /// 1400 objects' picture URLs start with it. [default: http:// and the --listen
+    /// address]
+    #[arg(long, env = "SIGHTLINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// GA/T 1400 uploads handled at once; more are answered busy. [default: 16]
     #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_VIID")]
     pub max_concurrent_viid: Option<usize>,
@@ -163,6 +170,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
             max_viid_body_bytes: self.max_viid_body_bytes.or(base.max_viid_body_bytes),
             viid_server_id: self.viid_server_id.or(base.viid_server_id),
+            public_url: self.public_url.or(base.public_url),
             max_concurrent_viid: self.max_concurrent_viid.or(base.max_concurrent_viid),
             max_picture_bytes: self.max_picture_bytes.or(base.max_picture_bytes),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
@@ -234,6 +242,17 @@ impl Settings {
                 return Err(ConfigError::ViidServerId(id));
             }
             c.viid_server_id = id;
+        }
+        if let Some(u) = self.public_url {
+            let ok = u.parse::<hyper::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some()
+                    && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+            });
+            if !ok {
+                return Err(ConfigError::PublicUrl(u));
+            }
+            c.public_url = Some(u.trim_end_matches('/').to_string());
         }
         if let Some(f) = self.gat1400_face_subject {
             c.gat1400_face_subject = f;

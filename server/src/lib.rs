@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// `User-Identify` of what it sends). Default `32050000005030000001` (Suzhou, type
     /// 503: a 视图库).
     pub viid_server_id: String,
+    /// The address receivers reach this server at (`http://host:port`, no path): the
+    /// picture URLs (`StoragePath`) of pushed GA/T 1400 objects start with it. Default
+    /// `http://` and the listening address (set it when listening on 0.0.0.0 or behind
+    /// a proxy).
+    pub public_url: Option<String>,
     /// GA/T 1400 uploads (and listings, dispositions) handled at once; more are
     /// answered with status 2 (busy, HTTP 429). With `max_viid_body_bytes` it bounds the
     /// bodies held in memory. Default 16.
@@ -122,6 +127,7 @@ impl ServerConfig {
             max_result_rows: 10_000,
             audit_file_bytes: 64 << 20,
             viid_server_id: "32050000005030000001".into(),
+            public_url: None,
             max_concurrent_viid: 16,
             max_viid_body_bytes: 64 << 20,
             max_picture_bytes: 8 << 20,

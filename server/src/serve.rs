@@ -94,6 +94,13 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let mut config = config;
+        if config.public_url.is_none() {
+            // Where receivers fetch pictures by default: the address bound (its real
+            // port when the configured one was 0).
+            let bound = listener.local_addr().unwrap_or(config.listen);
+            config.public_url = Some(format!("http://{bound}"));
+        }
         let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
         let feed_signal = Arc::new(feed::Signal::default());
         store.observe(feed::observer(&feed_signal));

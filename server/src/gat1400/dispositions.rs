@@ -58,7 +58,7 @@ fn kind_of(category: &str) -> Option<Kind> {
 }
 
 /// The communities `platform`'s record covers (its own and its relays').
-fn scope_of(app: &App, platform: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn scope_of(app: &App, platform: &str) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = match app.store.catalog().device(platform)? {
         Some(d) => vec![d.community],
         None => Vec::new(),
@@ -133,6 +133,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             kinds: None,
             communities: None,
             devices: None,
+            device_prefixes: None,
             subjects: None,
             format: "gat1400".into(),
             batch: 100,
@@ -141,6 +142,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             created_ms: crate::now_ms(),
             alerts: true,
             watchlist: Some(id.clone()),
+            viid: None,
         };
         Registry::create(app, s, None)?;
     }

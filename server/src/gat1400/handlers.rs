@@ -431,6 +431,27 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
     Reply::ok(status_list(statuses))
 }
 
+/// Stores one list of objects as `uploader` uploaded them (a notification's list);
+/// each object's status code and text, or why none could be stored.
+fn keep_uploaded(
+    app: &App,
+    uploader: &str,
+    upload: Upload,
+    body: &[u8],
+) -> Result<Vec<(i64, String)>, String> {
+    let relay = Relay::of(&app.store, uploader).map_err(|e| e.to_string())?;
+    let objects = objects(
+        &app.store,
+        upload,
+        body,
+        &app.config.gat1400_face_subject,
+        app.config.max_picture_bytes,
+        relay.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
+    keep(app, objects).map_err(|e| e.to_string())
+}
+
 /// One status for a failure that fails the whole request (the store could not write).
 fn device_error(x: &Exchange, e: &ApiError) -> Reply {
     let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
@@ -505,7 +526,41 @@ where
 
 /// `POST`/`PUT /VIID/Dispositions`: one status per `DispositionObject`.
 pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| {
+    managed(
+        c,
+        "DispositionListObject",
+        "DispositionObject",
+        "DispositionID",
+        |app, platform, o| super::dispositions::apply(app, platform, o).map_err(|e| e.to_string()),
+    )
+    .await
+}
+
+/// `POST`/`PUT /VIID/Subscribes`: one status per `SubscribeObject`.
+pub(crate) async fn subscribes(c: Call) -> Result<Answer, ApiError> {
+    managed(
+        c,
+        "SubscribeListObject",
+        "SubscribeObject",
+        "SubscribeID",
+        |app, platform, o| super::subscribes::apply(app, platform, o).map_err(|e| e.to_string()),
+    )
+    .await
+}
+
+/// A list of objects a registered platform manages (dispositions, subscriptions),
+/// each applied on its own: one status per object, its id or why it was refused.
+async fn managed<F>(
+    c: Call,
+    list: &'static str,
+    item: &'static str,
+    id_field: &'static str,
+    apply: F,
+) -> Result<Answer, ApiError>
+where
+    F: Fn(&Arc<App>, &str, &Value) -> Result<String, String> + Send + 'static,
+{
+    exchange_as(c, Gate::Registered, move |app, x| {
         let platform = match registered(app, &x) {
             Ok(p) => p,
             Err(refused) => return refused,
@@ -522,25 +577,21 @@ pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
                 )]))
             }
         };
-        let list = v
-            .pointer("/DispositionListObject/DispositionObject")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let items = match list {
-            Value::Array(items) => items,
-            one @ Value::Object(_) => vec![one],
+        let items = match v.get(list).and_then(|l| l.get(item)).cloned() {
+            Some(Value::Array(items)) => items,
+            Some(one @ Value::Object(_)) => vec![one],
             _ => {
-                let why = "expected {\"DispositionListObject\":{\"DispositionObject\":[…]}}";
-                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, why)]));
+                let why = format!("expected {{\"{list}\":{{\"{item}\":[…]}}}}");
+                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, &why)]));
             }
         };
         let statuses = items
             .iter()
-            .map(|o| match super::dispositions::apply(app, &platform, o) {
+            .map(|o| match apply(app, &platform, o) {
                 Ok(id) => status(&id, OK, "正常"),
-                Err(e) => {
-                    let id = o["DispositionID"].as_str().unwrap_or("");
-                    status(id, INVALID_JSON_CONTENT, &e.to_string())
+                Err(why) => {
+                    let id = o[id_field].as_str().unwrap_or("");
+                    status(id, INVALID_JSON_CONTENT, &why)
                 }
             })
             .collect();
@@ -552,14 +603,44 @@ pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
 /// `DELETE /VIID/Dispositions?IDList=a,b`, and `PUT`/`DELETE /VIID/Dispositions/{id}`:
 /// revoke.
 pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
+    ended(c, |app, _platform, id| {
+        match super::dispositions::revoke(app, id) {
+            Ok(true) => (OK, "正常".to_string()),
+            Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+            Err(e) => (DEVICE_ERROR, e.to_string()),
+        }
+    })
+    .await
+}
+
+/// `DELETE /VIID/Subscribes?IDList=a,b`, and `PUT`/`DELETE /VIID/Subscribes/{id}`:
+/// cancel (the caller's own subscriptions only).
+pub(crate) async fn cancel_subscribes(c: Call) -> Result<Answer, ApiError> {
+    ended(c, |app, platform, id| {
+        match super::subscribes::cancel(app, platform, id) {
+            Ok(true) => (OK, "正常".to_string()),
+            Ok(false) => (INVALID_JSON_CONTENT, format!("no subscription {id}")),
+            Err(e) => (INVALID_JSON_CONTENT, e.to_string()),
+        }
+    })
+    .await
+}
+
+/// Ends what a registered platform made, by the ids of `IDList` or the path: one
+/// status per id.
+async fn ended<F>(c: Call, end: F) -> Result<Answer, ApiError>
+where
+    F: Fn(&Arc<App>, &str, &str) -> (i64, String) + Send + 'static,
+{
     let ids: Vec<String> = match &c.arg {
         Some(id) => vec![id.clone()],
         None => c.params.list("IDList").unwrap_or_default(),
     };
     exchange_as(c, Gate::Registered, move |app, x| {
-        if let Err(refused) = registered(app, &x) {
-            return refused;
-        }
+        let platform = match registered(app, &x) {
+            Ok(p) => p,
+            Err(refused) => return refused,
+        };
         if ids.is_empty() {
             let s = status_object(
                 "",
@@ -573,12 +654,79 @@ pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
         let statuses = ids
             .iter()
             .map(|id| {
-                let (code, text) = match super::dispositions::revoke(app, id) {
-                    Ok(true) => (OK, "正常".to_string()),
-                    Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
-                    Err(e) => (DEVICE_ERROR, e.to_string()),
-                };
+                let (code, text) = end(app, &platform, id);
                 status_object(id, &x.path, code, &text, x.now_ms)
+            })
+            .collect();
+        Reply::ok(status_list(statuses))
+    })
+    .await
+}
+
+/// `GET /VIID/Subscribes`: the caller's subscriptions.
+pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
+    listing(c, |app, caller| super::subscribes::list(app, caller)).await
+}
+
+/// `POST /VIID/SubscribeNotifications`: what a platform we subscribed to (or one that
+/// cascades to us) sends — each `SubscribeNotificationObject`'s objects stored as if
+/// that platform had uploaded them (relayed devices, pictures, full objects); one
+/// status per notification, its `NotificationID`: 0 when every object was stored,
+/// else the first refusal.
+pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError> {
+    exchange_as(c, Gate::Registered, |app, x| {
+        let uploader = match registered(app, &x) {
+            Ok(p) => p,
+            Err(refused) => return refused,
+        };
+        let status =
+            |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+        let v: Value = match serde_json::from_slice(&x.body) {
+            Ok(v) => v,
+            Err(e) => {
+                let s = status("", INVALID_JSON_FORMAT, &format!("not JSON: {e}"));
+                return Reply::ok(status_list(vec![s]));
+            }
+        };
+        let notifications = match v.pointer("/SubscribeNotificationListObject/SubscribeNotificationObject") {
+            Some(Value::Array(items)) => items.clone(),
+            Some(one @ Value::Object(_)) => vec![one.clone()],
+            _ => {
+                let why = "expected {\"SubscribeNotificationListObject\":{\"SubscribeNotificationObject\":[…]}}";
+                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, why)]));
+            }
+        };
+        let statuses = notifications
+            .iter()
+            .map(|n| {
+                let id = n["NotificationID"].as_str().unwrap_or("");
+                let mut first_refusal = None;
+                for upload in Upload::ALL {
+                    let (list, item, _) = upload.names();
+                    // `MotorVehicleObjectList.MotorVehicleObject`, as the standard
+                    // and wvp-GB28181-pro send it; `….MotorVehicleList` or a bare
+                    // array, as ty-wssf/fliad-viid does.
+                    let key = list.replace("ListObject", "ObjectList");
+                    let alt = item.replace("Object", "List");
+                    let Some(items) = n.get(&key).and_then(|l| match l {
+                        Value::Array(_) => Some(l),
+                        _ => l.get(item).or_else(|| l.get(&alt)),
+                    }) else {
+                        continue;
+                    };
+                    let body = serde_json::json!({ list: { item: items } }).to_string();
+                    let fates = match keep_uploaded(app, &uploader, upload, body.as_bytes()) {
+                        Ok(f) => f,
+                        Err(e) => return status(id, DEVICE_ERROR, &e),
+                    };
+                    if first_refusal.is_none() {
+                        first_refusal = fates.into_iter().find(|(code, _)| *code != OK);
+                    }
+                }
+                match first_refusal {
+                    Some((code, text)) => status(id, code, &text),
+                    None => status(id, OK, "正常"),
+                }
             })
             .collect();
         Reply::ok(status_list(statuses))

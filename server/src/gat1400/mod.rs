@@ -21,6 +21,7 @@ mod nonces;
 pub(crate) mod objects;
 pub(crate) mod pictures;
 pub(crate) mod relay;
+pub(crate) mod subscribes;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -26,6 +26,13 @@ pub(crate) enum Upload {
 pub const UNPLATED: &str = "无牌";
 
 impl Upload {
+    pub const ALL: [Upload; 4] = [
+        Upload::Vehicles,
+        Upload::Faces,
+        Upload::Persons,
+        Upload::NonMotorVehicles,
+    ];
+
     pub fn of_path(path: &str) -> Option<Upload> {
         match path {
             "/VIID/MotorVehicles" => Some(Upload::Vehicles),
@@ -38,7 +45,7 @@ impl Upload {
 
     /// The list object, the item array inside it, and the item's id fields (the
     /// second a misspelling seen in clients).
-    fn names(self) -> (&'static str, &'static str, &'static [&'static str]) {
+    pub fn names(self) -> (&'static str, &'static str, &'static [&'static str]) {
         match self {
             Upload::Vehicles => (
                 "MotorVehicleListObject",
@@ -70,7 +77,7 @@ impl Upload {
         }
     }
 
-    fn kind(self) -> &'static str {
+    pub fn kind(self) -> &'static str {
         match self {
             Upload::Vehicles => "vehicle",
             Upload::Faces => "face",

@@ -624,5 +624,24 @@ fn gat1400(r: &mut Routes) {
         "/VIID/Dispositions/{id}",
         viid::revoke_dispositions,
     );
+    r.viid(Method::POST, "/VIID/Subscribes", viid::subscribes);
+    r.viid(Method::PUT, "/VIID/Subscribes", viid::subscribes);
+    r.viid(Method::GET, "/VIID/Subscribes", viid::list_subscribes);
+    r.viid(Method::DELETE, "/VIID/Subscribes", viid::cancel_subscribes);
+    r.viid(
+        Method::PUT,
+        "/VIID/Subscribes/{id}",
+        viid::cancel_subscribes,
+    );
+    r.viid(
+        Method::DELETE,
+        "/VIID/Subscribes/{id}",
+        viid::cancel_subscribes,
+    );
+    r.viid(
+        Method::POST,
+        "/VIID/SubscribeNotifications",
+        viid::subscribe_notifications,
+    );
     r.viid_fallback("/VIID/{resource}", viid::no_such_resource);
 }

@@ -17,33 +17,175 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The subscription's body for a batch of events (already serialized as in the API).
-fn body(s: &Subscription, events: &[Value], now_ms: i64) -> Value {
-    if s.format != "gat1400" {
-        return json!({"subscription": s.id, "events": events});
+fn body(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
+    match s.format.as_str() {
+        "gat1400" => notifications(app, s, events, now_ms),
+        _ => json!({"subscription": s.id, "events": events}),
     }
-    let (mut vehicles, mut faces) = (Vec::new(), Vec::new());
+}
+
+/// Where receivers fetch this server's pictures: the configured public URL, else
+/// `http://` and the listening address.
+fn public_base(app: &App) -> String {
+    app.config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", app.config.listen))
+}
+
+/// A batch as a GA/T 1400 `SubscribeNotificationListObject`: one notification, with
+/// the subscriber's `SubscribeID` and `Title`, the objects' own ids as `InfoIDs`, and
+/// each object as it was uploaded when the store kept it (pictures by reference: a
+/// `StoragePath` at this server's `/v1/images/{id}`), else built from its event
+/// (absent fields left out, never `null`).
+fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
+    let base = public_base(app);
+    let no_images = s.viid.as_ref().is_some_and(|v| v.no_images);
+    let mut lists: Vec<(&str, &str, Vec<Value>)> = vec![
+        ("MotorVehicleObjectList", "MotorVehicleObject", Vec::new()),
+        ("FaceObjectList", "FaceObject", Vec::new()),
+        ("PersonObjectList", "PersonObject", Vec::new()),
+        (
+            "NonMotorVehicleObjectList",
+            "NonMotorVehicleObject",
+            Vec::new(),
+        ),
+    ];
+    let mut ids = Vec::new();
     for e in events {
-        let time = crate::gat1400::local_time(crate::feed::epoch_ms_of(e).unwrap_or(now_ms));
-        let source = e["attrs"]["source_id"].as_str().map(str::to_string);
-        let id = source.unwrap_or_else(|| format!("{}", e["id"]));
-        match e["kind"].as_str() {
-            Some("vehicle") => vehicles.push(json!({"MotorVehicleID": id, "DeviceID": e["device"],
-                "PassTime": time, "PlateNo": e["subject"], "PlateColor": e["attrs"]["plate_color"]})),
-            Some("face") => faces.push(json!({"FaceID": id, "DeviceID": e["device"],
-                "ShotTime": time, "ArchiveID": e["subject"]})),
-            _ => {}
+        let (slot, id_field) = match e["kind"].as_str() {
+            Some("vehicle") => (0, "MotorVehicleID"),
+            Some("face") => (1, "FaceID"),
+            Some("person") => (2, "PersonID"),
+            Some("nonmotor") => (3, "NonMotorVehicleID"),
+            _ => continue,
+        };
+        let mut o = kept_object(app, e).unwrap_or_else(|| built_object(e, id_field, now_ms));
+        match no_images {
+            true => {
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("SubImageList");
+                }
+            }
+            false => absolute_storage_paths(&mut o, &base),
+        }
+        let id = o[id_field]
+            .as_str()
+            .or_else(|| o["PersionID"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| e["id"].to_string());
+        ids.push(id);
+        lists[slot].2.push(o);
+    }
+    let (subscribe_id, title) = match &s.viid {
+        Some(v) => (v.subscribe_id.clone(), v.title.clone()),
+        None => (s.id.clone(), "Sightline".to_string()),
+    };
+    let first = events.first().and_then(|e| e["id"].as_u64()).unwrap_or(0);
+    let mut n = json!({
+        "NotificationID": notification_id(&subscribe_id, &app.config.viid_server_id, now_ms, first),
+        "SubscribeID": subscribe_id,
+        "Title": title,
+        "TriggerTime": crate::gat1400::local_time(now_ms),
+        "InfoIDs": ids.join(","),
+    });
+    for (list, item, objects) in lists {
+        if !objects.is_empty() {
+            n[list] = json!({ item: objects });
         }
     }
-    let first = events.first().and_then(|e| e["id"].as_u64()).unwrap_or(0);
-    json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": [{
-        "NotificationID": format!("{}{first:020}", s.id),
-        "SubscribeID": s.id,
-        "Title": "Sightline",
-        "TriggerTime": crate::gat1400::local_time(now_ms),
-        "InfoIDs": events.iter().filter_map(|e| e["id"].as_u64()).map(|i| i.to_string()).collect::<Vec<_>>().join(","),
-        "MotorVehicleObjectList": {"MotorVehicleObject": vehicles},
-        "FaceObjectList": {"FaceObject": faces},
-    }]}})
+    json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": [n]}})
+}
+
+/// A notification's id in the form GA/T 1400 gives ids a platform makes (33 digits):
+/// the subscription's first 12 (the subscriber's organisation code; else this
+/// 视图库's), `04` (a notification), the time (14 digits) and a 5-digit sequence (here
+/// from the batch's first event, so a resend in the same second repeats it).
+fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event: u64) -> String {
+    let org = |s: &str| {
+        s.get(..12)
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string)
+    };
+    let org = org(subscribe_id)
+        .or_else(|| org(server_id))
+        .unwrap_or_else(|| "0".repeat(12));
+    format!(
+        "{org}04{}{:05}",
+        crate::gat1400::local_time(now_ms),
+        first_event % 100_000
+    )
+}
+
+/// The object an event came from, as uploaded (`GET /v1/objects/{id}`).
+fn kept_object(app: &App, e: &Value) -> Option<Value> {
+    let id = e["object"].as_str()?.strip_prefix("/v1/objects/")?;
+    let pid: sightline_storage::pictures::PictureId = id.parse().ok()?;
+    let bytes = app.store.pictures().get(&pid).ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// An object from an event alone (one made through `/v1/events`, or whose kept copy
+/// cannot be read): the fields the event has, none `null`.
+fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
+    let time = crate::gat1400::local_time(crate::feed::epoch_ms_of(e).unwrap_or(now_ms));
+    let id = e["attrs"]["source_id"]
+        .as_str()
+        .map_or_else(|| e["id"].to_string(), str::to_string);
+    let mut o = json!({ id_field: id, "DeviceID": e["device"] });
+    let subject = e["subject"].as_str().unwrap_or("");
+    match e["kind"].as_str() {
+        Some("vehicle") | Some("nonmotor") => {
+            o[if id_field == "MotorVehicleID" {
+                "PassTime"
+            } else {
+                "AppearTime"
+            }] = time.into();
+            if !subject.starts_with(crate::gat1400::objects::UNPLATED) {
+                o["PlateNo"] = subject.into();
+            }
+            if let Some(c) = e["attrs"]["plate_color"].as_str() {
+                o["PlateColor"] = c.into();
+            }
+        }
+        Some("face") => {
+            o["ShotTime"] = time.into();
+            o["ArchiveID"] = subject.into();
+        }
+        _ => o["ShotTime"] = time.into(),
+    }
+    if let Some(images) = e["images"].as_array() {
+        let subs: Vec<Value> = images
+            .iter()
+            .filter_map(|i| {
+                let mut sub = json!({"StoragePath": i.get("url")?});
+                for (from, to) in [("type", "Type"), ("image_id", "ImageID")] {
+                    if let Some(v) = i.get(from).filter(|v| !v.is_null()) {
+                        sub[to] = v.clone();
+                    }
+                }
+                Some(sub)
+            })
+            .collect();
+        if !subs.is_empty() {
+            o["SubImageList"] = json!({"SubImageInfoObject": subs});
+        }
+    }
+    o
+}
+
+/// Picture URLs this server serves (`/v1/images/…`) made absolute for the receiver.
+fn absolute_storage_paths(o: &mut Value, base: &str) {
+    let entries = match o.pointer_mut("/SubImageList/SubImageInfoObject") {
+        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => return,
+    };
+    for entry in entries {
+        if let Some(path) = entry["StoragePath"].as_str().filter(|p| p.starts_with('/')) {
+            entry["StoragePath"] = format!("{base}{path}").into();
+        }
+    }
 }
 
 /// Why a delivery did not go through.
@@ -390,18 +532,19 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
     let Some(mut sender) = Sender::new(&app, &s, &status) else {
         return;
     };
-    let communities = communities_of(&app, &s);
     let mut cursor = status.lock().expect("status").cursor;
     let mut last_persist = Instant::now();
     loop {
+        // Resolved at each page: a community named before its first event has no id
+        // yet, and resolving once at the start delivered nothing of it, ever.
         let ask = Ask {
             after: cursor,
             limit: s.batch.max(1),
             kind: None,
-            communities: communities.clone(),
+            communities: communities_of(&app, &s),
         };
         let (a, sub) = (app.clone(), s.clone());
-        let Ok((events, next)) = tokio::task::spawn_blocking(move || {
+        let Ok((payload, n, next)) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask);
             let events: Vec<Value> = page
                 .events
@@ -409,13 +552,16 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
                 .filter(|(e, _)| sub.matches(e))
                 .filter_map(|(e, at)| serde_json::to_value(EventOut::of(e, at)).ok())
                 .collect();
-            (events, page.next_after)
+            let payload = (!events.is_empty()).then(|| {
+                serde_json::to_vec(&body(&a, &sub, &events, crate::now_ms())).expect("serializes")
+            });
+            (payload, events.len() as u64, page.next_after)
         })
         .await
         else {
             return;
         };
-        if events.is_empty() {
+        let Some(payload) = payload else {
             if next > cursor {
                 cursor = next;
                 status.lock().expect("status").cursor = cursor;
@@ -429,9 +575,7 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             let deadline = Instant::now() + Duration::from_secs(30);
             feed::wait_for(&app.feed_signal, &app.store, cursor, deadline).await;
             continue;
-        }
-        let n = events.len() as u64;
-        let payload = serde_json::to_vec(&body(&s, &events, crate::now_ms())).expect("serializes");
+        };
         if sender.send(payload, next, n).await {
             cursor = next;
             last_persist = Instant::now();

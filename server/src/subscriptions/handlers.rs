@@ -85,6 +85,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         kinds,
         communities,
         devices: list("devices")?,
+        device_prefixes: None,
         subjects: list("subjects")?,
         format,
         batch,
@@ -93,6 +94,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         created_ms: crate::now_ms(),
         alerts,
         watchlist: None,
+        viid: None,
     };
     Registry::create(app, s.clone(), from)?;
     let status = Status {

@@ -33,6 +33,10 @@ pub struct Subscription {
     pub kinds: Option<Vec<String>>,
     pub communities: Option<Vec<String>>,
     pub devices: Option<Vec<String>>,
+    /// Device code prefixes (areas, from a GA/T 1400 `ResourceURI`): with `devices`, an
+    /// event passes when either takes its device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_prefixes: Option<Vec<String>>,
     pub subjects: Option<Vec<String>>,
     /// `sightline` or `gat1400`.
     pub format: String,
@@ -49,6 +53,9 @@ pub struct Subscription {
     /// With `alerts`: only this watchlist's (a GA/T 1400 disposition's notifications).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchlist: Option<String>,
+    /// Made by a platform through `/VIID/Subscribes`: its own id, title and window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viid: Option<crate::gat1400::subscribes::ViidSubscribe>,
 }
 
 impl Subscription {
@@ -58,9 +65,21 @@ impl Subscription {
         let any = |list: &Option<Vec<String>>, value: &str| {
             list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
         };
-        any(&self.kinds, e.kind.as_str())
-            && any(&self.devices, &e.device)
-            && any(&self.subjects, &e.subject)
+        let device = match (&self.devices, &self.device_prefixes) {
+            (None, None) => true,
+            (exact, prefixes) => {
+                exact
+                    .as_ref()
+                    .is_some_and(|l| l.iter().any(|d| d.as_str() == &*e.device))
+                    || prefixes
+                        .as_ref()
+                        .is_some_and(|l| l.iter().any(|p| e.device.starts_with(p.as_str())))
+            }
+        };
+        let window = self.viid.as_ref().is_none_or(|v| {
+            v.begin_ms.is_none_or(|b| e.ts_ms >= b) && v.end_ms.is_none_or(|end| e.ts_ms <= end)
+        });
+        any(&self.kinds, e.kind.as_str()) && device && any(&self.subjects, &e.subject) && window
     }
 }
 
@@ -128,6 +147,14 @@ impl Registry {
         c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())?;
         c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes"))?;
         Self::start(app, s)
+    }
+
+    /// A subscription's durable cursor, if it has one.
+    pub(crate) fn cursor(app: &App, id: &str) -> Result<Option<u64>, ApiError> {
+        Ok(match app.store.catalog().kv_get(CURSORS, id)? {
+            Some(b) if b.len() == 8 => Some(u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            _ => None,
+        })
     }
 
     fn start(app: &Arc<App>, s: Subscription) -> Result<(), ApiError> {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::support::{call, enc, get, send, start, wait_until, GATE, OTHER_GATE, RANGE};
 
 /// A GA/T 1400 request: status, headers (lower case), JSON body.
-fn viid(
+pub(crate) fn viid(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -38,7 +38,7 @@ fn md5_hex(s: &str) -> String {
 }
 
 /// The digest handshake a device performs: ask, get a nonce, answer it.
-fn register(addr: SocketAddr, path: &str, id: &str, password: &str) -> (u16, Value) {
+pub(crate) fn register(addr: SocketAddr, path: &str, id: &str, password: &str) -> (u16, Value) {
     let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{id}\"}}}}");
     let (status, head, _) = viid(addr, "POST", path, &[], &body);
     assert_eq!(status, 401, "{head}");
@@ -326,7 +326,7 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
 }
 
 /// `PUT` of a JSON body.
-fn put_json(a: SocketAddr, target: &str, body: &Value) -> crate::support::Reply {
+pub(crate) fn put_json(a: SocketAddr, target: &str, body: &Value) -> crate::support::Reply {
     call(
         a,
         "PUT",
@@ -337,14 +337,14 @@ fn put_json(a: SocketAddr, target: &str, body: &Value) -> crate::support::Reply 
 }
 
 /// Community 3205080001 ("North") in the catalog.
-fn north(a: SocketAddr) {
+pub(crate) fn north(a: SocketAddr) {
     let r = put_json(a, "/v1/communities/3205080001", &json!({"name": "North"}));
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// Community 3205080001 and the gate `GATE` (inbound, a checkpoint camera) with a
 /// GA/T 1400 `password`, in the catalog.
-fn gate_in_catalog(a: SocketAddr, password: &str) {
+pub(crate) fn gate_in_catalog(a: SocketAddr, password: &str) {
     let put = |target: &str, body: Value| put_json(a, target, &body).status;
     north(a);
     let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
@@ -354,7 +354,7 @@ fn gate_in_catalog(a: SocketAddr, password: &str) {
 
 /// A picture-sized JPEG: the JPEG magic, then `n` bytes from a seed (so every picture
 /// differs, and equal seeds give equal pictures).
-fn jpeg(seed: u64, n: usize) -> Vec<u8> {
+pub(crate) fn jpeg(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     let mut out = vec![0xFF, 0xD8, 0xFF, 0xE0];
     out.extend((0..n).map(|_| {
@@ -366,13 +366,13 @@ fn jpeg(seed: u64, n: usize) -> Vec<u8> {
     out
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A picture's bytes and its head (lower case), with an optional API key.
-fn image(addr: SocketAddr, url: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+pub(crate) fn image(addr: SocketAddr, url: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let a = send(
         addr,

@@ -5,6 +5,7 @@ mod support;
 
 mod audit_log;
 mod auth_audit;
+mod cascade;
 mod catalog;
 mod cli;
 mod faults;

@@ -19,6 +19,8 @@ pub struct Receiver {
     pub attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Milliseconds to wait before answering (a slow receiver).
     pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Not 0: answer 200 with this GA/T 1400 `StatusCode` (a refusal), taking nothing.
+    pub refuse_with: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Receiver {
@@ -32,10 +34,12 @@ impl Receiver {
             heads: Default::default(),
             attempts: Default::default(),
             delay_ms: Default::default(),
+            refuse_with: Default::default(),
         };
         let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
         let heads = r.heads.clone();
         let delay = r.delay_ms.clone();
+        let refuse = r.refuse_with.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -67,6 +71,17 @@ impl Receiver {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
                 let ok = up.load(Ordering::SeqCst);
+                let refused = refuse.load(Ordering::SeqCst);
+                if ok && refused != 0 {
+                    let answer = format!("{{\"ResponseStatusListObject\":{{\"ResponseStatusObject\":[{{\"Id\":\"x\",\"StatusCode\":{refused},\"StatusString\":\"订阅不存在\"}}]}}}}");
+                    let mut w = stream;
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/VIID+JSON\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    continue;
+                }
                 if ok {
                     bodies
                         .lock()

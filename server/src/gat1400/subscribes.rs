@@ -1,0 +1,215 @@
+//! Subscriptions from a registered platform (级联, GA/T 1400.4 §"订阅"): `POST`/`PUT
+//! /VIID/Subscribes` (`SubscribeListObject`), `DELETE /VIID/Subscribes?IDList=…`,
+//! `PUT`/`DELETE /VIID/Subscribes/{id}` (cancel) and `GET /VIID/Subscribes`.
+//!
+//! Each `SubscribeObject` becomes a [`Subscription`] — the same durable cursor,
+//! at-least-once delivery, backoff and status as `/v1/subscriptions` — with id
+//! `viid-{SubscribeID}`, owned by the platform and confined to the communities its
+//! record covers. Its notifications carry the subscriber's own `SubscribeID` and
+//! `Title`, and the objects as they were uploaded (pictures by reference).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sightline_storage::Kind;
+
+use crate::error::ApiError;
+use crate::subscriptions::{Registry, Subscription};
+use crate::App;
+
+/// What a subscription made through `/VIID/Subscribes` keeps beside its filter.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ViidSubscribe {
+    /// The subscriber's `SubscribeID`: its notifications carry it back.
+    pub subscribe_id: String,
+    pub title: String,
+    /// Objects captured from this time on (`BeginTime`), up to `EndTime`.
+    pub begin_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// `ResultImageDeclare` "-1": the objects go without their `SubImageList`.
+    pub no_images: bool,
+    /// The `SubscribeObject` as received (`GET /VIID/Subscribes` answers it).
+    pub object: Value,
+}
+
+/// Why a `SubscribeObject` was refused (its status says so).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubscribeError {
+    #[error("SubscribeID is missing")]
+    NoId,
+    #[error("SubscribeID {0:?} is another platform's subscription")]
+    NotYours(String),
+    #[error("SubscribeDetail {0:?} names no resource class delivered here (11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles)")]
+    Detail(String),
+    #[error("ReceiveAddr is missing: where the notifications go")]
+    NoReceiveAddr,
+    #[error("ReceiveAddr {0:?}: {1}")]
+    ReceiveAddr(String, String),
+    #[error("{0} {1:?} is not a time like 20210901080000")]
+    Time(&'static str, String),
+    #[error("{0}")]
+    Store(#[from] ApiError),
+}
+
+fn text(o: &Value, k: &str) -> Option<String> {
+    match o.get(k)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The subscription behind a `SubscribeID`.
+pub(crate) fn subscription_id(subscribe_id: &str) -> String {
+    format!("viid-{subscribe_id}")
+}
+
+/// The kinds a `SubscribeDetail` asks for (its resource-class codes, comma-separated):
+/// 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles. Codes for
+/// catalogues and cases (1–10, 15, 16) deliver nothing here and are let be.
+fn kinds_of(detail: &str) -> Vec<Kind> {
+    let mut kinds: Vec<Kind> = detail
+        .split([',', ';', '，', '；', ' '])
+        .filter_map(|c| match c.trim().trim_start_matches('0') {
+            "11" => Some(Kind::Person),
+            "12" => Some(Kind::Face),
+            "13" => Some(Kind::Vehicle),
+            "14" => Some(Kind::Nonmotor),
+            _ => None,
+        })
+        .collect();
+    kinds.sort_by_key(|k| k.as_str());
+    kinds.dedup();
+    kinds
+}
+
+/// Creates, replaces or (`OperateType` 1) cancels one subscription of `platform`; its
+/// `SubscribeID`.
+pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, SubscribeError> {
+    let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
+    let sub_id = subscription_id(&id);
+    if let Some(existing) = find(app, &sub_id)? {
+        if existing.owner != platform {
+            return Err(SubscribeError::NotYours(id));
+        }
+    }
+    if text(o, "OperateType").as_deref() == Some("1") {
+        Registry::delete(app, &sub_id)?;
+        return Ok(id);
+    }
+    let detail = text(o, "SubscribeDetail").unwrap_or_default();
+    let kinds = kinds_of(&detail);
+    if kinds.is_empty() {
+        return Err(SubscribeError::Detail(detail));
+    }
+    let url = text(o, "ReceiveAddr").ok_or(SubscribeError::NoReceiveAddr)?;
+    crate::subscriptions::target(&url)
+        .map_err(|e| SubscribeError::ReceiveAddr(url.clone(), e.to_string()))?;
+    let time = |k: &'static str| -> Result<Option<i64>, SubscribeError> {
+        match text(o, k) {
+            None => Ok(None),
+            Some(t) => super::parse_time(&t)
+                .map(Some)
+                .ok_or(SubscribeError::Time(k, t)),
+        }
+    };
+    let (begin_ms, end_ms) = (time("BeginTime")?, time("EndTime")?);
+    // ResourceURI: the devices, tollgates or areas (code prefixes) subscribed to; this
+    // 视图库's own id (or nothing) is everything the platform may see.
+    let (mut devices, mut prefixes) = (Vec::new(), Vec::new());
+    for uri in text(o, "ResourceURI")
+        .unwrap_or_default()
+        .split([',', ';', '，', ' '])
+        .map(str::trim)
+        .filter(|u| !u.is_empty() && *u != app.config.viid_server_id)
+    {
+        match uri.len() >= 20 {
+            true => devices.push(uri.to_string()),
+            false => prefixes.push(uri.to_string()),
+        }
+    }
+    let everything = devices.is_empty() && prefixes.is_empty();
+    let s = Subscription {
+        id: sub_id.clone(),
+        url,
+        kinds: Some(kinds.iter().map(|k| k.as_str().to_string()).collect()),
+        communities: None,
+        devices: (!everything).then_some(devices),
+        device_prefixes: (!everything).then_some(prefixes),
+        subjects: None,
+        format: "gat1400".into(),
+        batch: 100,
+        owner: platform.to_string(),
+        scope: Some(super::dispositions::scope_of(app, platform)?),
+        created_ms: crate::now_ms(),
+        alerts: false,
+        watchlist: None,
+        viid: Some(ViidSubscribe {
+            subscribe_id: id.clone(),
+            title: text(o, "Title").unwrap_or_else(|| id.clone()),
+            begin_ms,
+            end_ms,
+            no_images: text(o, "ResultImageDeclare").as_deref() == Some("-1"),
+            object: o.clone(),
+        }),
+    };
+    // A change keeps the cursor: nothing is sent twice or skipped across it.
+    let cursor = Registry::cursor(app, &sub_id)?;
+    Registry::delete(app, &sub_id)?;
+    Registry::create(app, s, cursor)?;
+    Ok(id)
+}
+
+fn find(app: &App, sub_id: &str) -> Result<Option<Subscription>, ApiError> {
+    Ok(Registry::list(app)?
+        .into_iter()
+        .map(|(s, _)| s)
+        .find(|s| s.id == sub_id))
+}
+
+/// Cancels `platform`'s subscription `id`: false when it has none by that id.
+pub(crate) fn cancel(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+    let sub_id = subscription_id(id);
+    match find(app, &sub_id)? {
+        None => Ok(false),
+        Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
+        Some(_) => Ok(Registry::delete(app, &sub_id)?),
+    }
+}
+
+/// `platform`'s subscriptions as a `SubscribeListObject`, each with its delivery state
+/// (`SubscribeStatus` 0 while in force, 2 past its `EndTime`).
+pub(crate) fn list(app: &App, platform: &str) -> Result<Value, ApiError> {
+    let now = crate::now_ms();
+    let objects: Vec<Value> = Registry::list(app)?
+        .into_iter()
+        .filter(|(s, _)| s.owner == platform)
+        .filter_map(|(s, _)| {
+            let v = s.viid?;
+            let mut o = v.object;
+            let ended = v.end_ms.is_some_and(|e| e < now);
+            o["SubscribeStatus"] = if ended { 2 } else { 0 }.into();
+            Some(o)
+        })
+        .collect();
+    Ok(serde_json::json!({"SubscribeListObject": {"SubscribeObject": objects}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_classes_map_to_kinds() {
+        assert_eq!(kinds_of("13"), [Kind::Vehicle]);
+        assert_eq!(
+            kinds_of("12,13, 11；14,13"),
+            kinds_of("11,12,13,14"),
+            "order and repeats do not matter"
+        );
+        assert_eq!(kinds_of("11,12,13,14").len(), 4);
+        assert!(kinds_of("1,3,7").is_empty(), "catalogues are not events");
+        assert!(kinds_of("").is_empty());
+    }
+}
