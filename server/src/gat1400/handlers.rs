@@ -665,7 +665,7 @@ where
 
 /// `GET /VIID/Subscribes`: the caller's subscriptions.
 pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
-    listing(c, |app, caller| super::subscribes::list(app, caller)).await
+    listing(c, super::subscribes::list).await
 }
 
 /// `POST /VIID/SubscribeNotifications`: what a platform we subscribed to (or one that
