@@ -29,6 +29,10 @@ pub struct ViidSubscribe {
     pub end_ms: Option<i64>,
     /// `ResultImageDeclare` "-1": the objects go without their `SubImageList`.
     pub no_images: bool,
+    /// `ImageData` 1 (a Sightline extension): pictures go as base64 `Data`, as
+    /// wvp-GB28181-pro sends them, instead of by `StoragePath`.
+    #[serde(default)]
+    pub with_data: bool,
     /// The `SubscribeObject` as received (`GET /VIID/Subscribes` answers it).
     pub object: Value,
 }
@@ -151,6 +155,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             begin_ms,
             end_ms,
             no_images: text(o, "ResultImageDeclare").as_deref() == Some("-1"),
+            with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
             object: o.clone(),
         }),
     };

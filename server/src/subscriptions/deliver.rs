@@ -41,6 +41,7 @@ fn public_base(app: &App) -> String {
 fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
     let base = public_base(app);
     let no_images = s.viid.as_ref().is_some_and(|v| v.no_images);
+    let with_data = s.viid.as_ref().is_some_and(|v| v.with_data);
     let mut lists: Vec<(&str, &str, Vec<Value>)> = vec![
         ("MotorVehicleObjectList", "MotorVehicleObject", Vec::new()),
         ("FaceObjectList", "FaceObject", Vec::new()),
@@ -67,7 +68,12 @@ fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> 
                     m.remove("SubImageList");
                 }
             }
-            false => absolute_storage_paths(&mut o, &base),
+            false => {
+                if with_data {
+                    embed_pictures(app, &mut o);
+                }
+                absolute_storage_paths(&mut o, &base);
+            }
         }
         let id = o[id_field]
             .as_str()
@@ -172,6 +178,33 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
         }
     }
     o
+}
+
+/// The stored pictures of an object as base64 `Data` in place of their `StoragePath`
+/// (a picture that cannot be read keeps its reference).
+fn embed_pictures(app: &App, o: &mut Value) {
+    use base64::Engine;
+    let entries = match o.pointer_mut("/SubImageList/SubImageInfoObject") {
+        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => return,
+    };
+    for entry in entries {
+        let bytes = entry["StoragePath"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("/v1/images/"))
+            .and_then(|id| id.parse::<sightline_storage::pictures::PictureId>().ok())
+            .and_then(|pid| app.store.pictures().get(&pid).ok().flatten());
+        if let (Some(bytes), Some(m)) = (bytes, entry.as_object_mut()) {
+            m.remove("StoragePath");
+            m.insert(
+                "Data".into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into(),
+            );
+        }
+    }
 }
 
 /// Picture URLs this server serves (`/v1/images/…`) made absolute for the receiver.

@@ -41,7 +41,7 @@ fn catalog(a: SocketAddr) {
 }
 
 fn vehicle(i: u64, picture: &[u8]) -> Value {
-    let time = format!("202109010{}0000", 8 + i);
+    let time = format!("20210901{:02}0000", 8 + i);
     json!({"MotorVehicleID": format!("{GATE}02{time}{i:05}02{i:05}"), "InfoKind": 1,
         "SourceID": format!("{GATE}02{time}{i:05}"), "TollgateID": GATE, "DeviceID": GATE,
         "PassTime": time, "PlateNo": "苏E7CAS1", "HasPlate": "1", "PlateColor": "2",
@@ -378,4 +378,99 @@ fn notifications_from_a_platform_are_stored_as_its_uploads() {
     let (status, _, kept) = image(b, events[0]["object"].as_str().unwrap(), None);
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_slice::<Value>(&kept).unwrap(), object);
+}
+
+/// Two servers: platform P subscribes on A for vehicles with their pictures as `Data`
+/// (`ImageData` 1) and gives B's `/VIID/SubscribeNotifications` as `ReceiveAddr`; B
+/// knows A as a platform (A's 视图库 id, registered from A's address). Every vehicle A
+/// stores reaches B once, in order, with its picture byte-identical and its object as
+/// uploaded.
+#[test]
+fn a_second_sightline_receives_every_object_with_its_pictures() {
+    const A_ID: &str = "32050000005030000001";
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server_a = start(dir_a.path(), |_| {});
+    let server_b = start(dir_b.path(), |c| {
+        c.viid_server_id = "32050000005030000002".into()
+    });
+    let (a, b) = (server_a.addr, server_b.addr);
+    catalog(a);
+    north(b);
+    let r = put_json(
+        b,
+        &format!("/v1/devices/{A_ID}"),
+        &json!({"community": "3205080001", "kind": "platform", "gat1400": {"password": "a-pass"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A's registration with B, made from A's address (127.0.0.1) on its behalf.
+    assert_eq!(register(b, "/VIID/System/Register", A_ID, "a-pass").0, 200);
+
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let subscribe = json!({"SubscribeListObject": {"SubscribeObject": [
+        {"SubscribeID": SUBSCRIBE_ID, "Title": "到B", "SubscribeDetail": "13", "ResourceURI": A_ID,
+         "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"), "OperateType": 0,
+         "ImageData": 1}]}});
+    let (_, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/Subscribes",
+        &ident,
+        &subscribe.to_string(),
+    );
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
+    let gate = [("User-Identify", GATE.to_string())];
+    let pictures: Vec<Vec<u8>> = (0..3).map(|i| jpeg(10 + i, 100_000 + i as usize)).collect();
+    let sent: Vec<Value> = (0..3).map(|i| vehicle(i, &pictures[i as usize])).collect();
+    for o in &sent {
+        // One upload per object: three notifications, in order.
+        let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": [o]}}).to_string();
+        let (status, _, answer) = viid(a, "POST", "/VIID/MotorVehicles", &gate, &body);
+        assert_eq!(status, 200);
+        assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    }
+    let trajectory = |addr: SocketAddr| -> Vec<Value> {
+        let t = send(addr, format!("GET /v1/trajectory?kind=vehicle&subject={}&{RANGE} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", enc("苏E7CAS1")).as_bytes());
+        let t: Value = serde_json::from_slice(&t.body).unwrap_or(Value::Null);
+        t["events"].as_array().cloned().unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || trajectory(b).len() >= 3),
+        "B has {:?}; A's subscriptions: {}",
+        trajectory(b),
+        get(a, "/v1/subscriptions").body
+    );
+    let events = trajectory(b);
+    assert_eq!(events.len(), 3, "each object once");
+    for ((e, want), picture) in events.iter().zip(&sent).zip(&pictures) {
+        let url = e["images"][0]["url"].as_str().unwrap();
+        assert!(
+            url.starts_with("/v1/images/"),
+            "stored on B, not a reference: {url}"
+        );
+        let (status, _, bytes) = image(b, url, None);
+        assert_eq!(status, 200);
+        assert!(
+            bytes == *picture,
+            "the picture on B is the one uploaded to A"
+        );
+        let (_, _, kept) = image(b, e["object"].as_str().unwrap(), None);
+        let kept: Value = serde_json::from_slice(&kept).unwrap();
+        for (k, v) in want.as_object().unwrap() {
+            if k != "SubImageList" {
+                assert_eq!(&kept[k], v, "{k}");
+            }
+        }
+    }
+    let subs = get(a, "/v1/subscriptions").body;
+    let s = subs["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == format!("viid-{SUBSCRIBE_ID}"))
+        .unwrap()
+        .clone();
+    assert_eq!(s["status"]["delivered"], 3, "{s}");
 }
