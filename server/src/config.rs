@@ -73,7 +73,7 @@ pub struct Settings {
     #[arg(long, env = "SIGHTLINE_DATA")]
     pub data: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port. The first line on stdout is
-    /// `listening on http://ADDR`. [default: 127.0.0.1:8080]
+    /// `listening on http://ADDR` (`https://` with TLS). [default: 127.0.0.1:8080]
     #[arg(long, env = "SIGHTLINE_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Drop whole shards older than this many days, and refuse events that old. Kept
