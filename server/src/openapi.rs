@@ -83,7 +83,12 @@ fn viid(method: &Method, path: &str) -> Value {
         ("GET", "/VIID/APEs") => "The catalog's devices the caller's record covers (APEListObject).",
         ("GET", "/VIID/Tollgates") => "The catalog's checkpoints the caller's record covers (TollgateListObject).",
         ("POST", "/VIID/Dispositions") | ("PUT", "/VIID/Dispositions") => "Dispositions (布控): scoped watchlists notifying their ReceiveAddr.",
-        _ => "Revoke dispositions (IDList, or the one in the path).",
+        (_, "/VIID/Dispositions") | (_, "/VIID/Dispositions/{id}") => "Revoke dispositions (IDList, or the one in the path).",
+        ("POST", "/VIID/Subscribes") | ("PUT", "/VIID/Subscribes") => "Subscriptions (订阅) of a registered platform: notifications of the objects as uploaded.",
+        ("GET", "/VIID/Subscribes") => "The caller's subscriptions.",
+        (_, "/VIID/Subscribes") | (_, "/VIID/Subscribes/{id}") => "Cancel subscriptions (IDList, or the one in the path).",
+        ("POST", "/VIID/SubscribeNotifications") => "Notifications from an upstream subscription, stored as the sender's uploads.",
+        _ => "GA/T 1400: see server/API.md.",
     };
     let mut params = vec![
         json!({"name": "User-Identify", "in": "header", "required": false,
@@ -94,9 +99,9 @@ fn viid(method: &Method, path: &str) -> Value {
         params.push(json!({"name": "id", "in": "path", "required": true,
             "schema": {"type": "string"}, "example": "320508000000000000010120210901080000000001"}));
     }
-    if path == "/VIID/Dispositions" && method == Method::DELETE {
+    if ["/VIID/Dispositions", "/VIID/Subscribes"].contains(&path) && method == Method::DELETE {
         params.push(json!({"name": "IDList", "in": "query", "required": true,
-            "description": "Disposition ids, comma-separated.", "schema": {"type": "string"}}));
+            "description": "Ids, comma-separated.", "schema": {"type": "string"}}));
     }
     let status = json!({"description": "GA/T 1400 ResponseStatusObject (or ResponseStatusListObject) per object; StatusCode 0 is taken.",
         "content": {"application/VIID+JSON": {}}});

@@ -66,6 +66,9 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/VIID/Tollgates",
         "/VIID/Dispositions",
         "/VIID/Dispositions/{id}",
+        "/VIID/Subscribes",
+        "/VIID/Subscribes/{id}",
+        "/VIID/SubscribeNotifications",
     ];
     routed.sort();
     assert_eq!(documented, routed);
