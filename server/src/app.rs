@@ -56,4 +56,6 @@ pub(crate) struct App {
     pub feed_signal: Arc<feed::Signal>,
     pub subscriptions: subscriptions::Registry,
     pub watch: watchlists::Watch,
+    /// How outbound connections verify `https://` receivers.
+    pub outbound: crate::http::client::Outbound,
 }

@@ -205,23 +205,57 @@ impl Keys {
             .by_hash
             .get(&sha256_hex(token.as_bytes()))
             .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
-        let role =
-            Role::parse(&key.role).ok_or_else(|| unauthorized("key with an unknown role"))?;
-        if !role.allows(needed) {
-            return Err(ApiError::Forbidden(format!(
-                "key {} has role {}; this needs {}",
-                key.id,
-                role.as_str(),
-                needed.as_str()
-            )));
-        }
-        Ok(Caller {
-            key_id: key.id.clone(),
-            role,
-            communities: key.communities.clone(),
-            audited: Default::default(),
-        })
+        grant(key, needed)
     }
+
+    /// The id of the active key one of `names` is (a client certificate's names).
+    pub fn named_by(&self, names: &[String]) -> Option<String> {
+        let set = self.read();
+        let key = set.by_hash.values().find(|k| names.contains(&k.id))?;
+        Some(key.id.clone())
+    }
+
+    /// The caller a verified client certificate names (mTLS) when the request sends no
+    /// API key: the active key whose id is the certificate's subject CN or one of its
+    /// DNS names, allowed `needed`.
+    pub fn authorize_cert(&self, names: &[String], needed: Role) -> Result<Caller, ApiError> {
+        if self.is_open() {
+            return Ok(Caller::anonymous());
+        }
+        let set = self.read();
+        let key = set
+            .by_hash
+            .values()
+            .find(|k| names.contains(&k.id))
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "send an API key: the client certificate names no active key (its CN or \
+                     a DNS name must be a key id)"
+                        .into(),
+                )
+            })?;
+        grant(key, needed)
+    }
+}
+
+/// The caller holding `key`, if its role allows `needed`.
+fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {
+    let role = Role::parse(&key.role)
+        .ok_or_else(|| ApiError::Unauthorized("key with an unknown role".into()))?;
+    if !role.allows(needed) {
+        return Err(ApiError::Forbidden(format!(
+            "key {} has role {}; this needs {}",
+            key.id,
+            role.as_str(),
+            needed.as_str()
+        )));
+    }
+    Ok(Caller {
+        key_id: key.id.clone(),
+        role,
+        communities: key.communities.clone(),
+        audited: Default::default(),
+    })
 }
 
 /// Creates a key; returns its record and the token, shown once.

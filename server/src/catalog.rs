@@ -105,7 +105,7 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
 
 fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
-    sightline_storage::DeviceCode::parse(code)
+    sightline_storage::DeviceCode::parse_checked(code)
         .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
     let community = text(&o, "community", true)?;
     if !caller.sees(&community) {

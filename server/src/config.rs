@@ -34,6 +34,10 @@ pub enum ConfigError {
     ViidServerId(String),
     #[error("public_url {0:?} is not like http://host:port (no path)")]
     PublicUrl(String),
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    TlsHalf,
+    #[error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are asked for in the TLS handshake)")]
+    ClientCaWithoutTls,
 }
 
 /// A duration written `500ms`, `30s`, `5m`, `1h` (bare numbers are seconds).
@@ -69,7 +73,7 @@ pub struct Settings {
     #[arg(long, env = "SIGHTLINE_DATA")]
     pub data: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port. The first line on stdout is
-    /// `listening on http://ADDR`. [default: 127.0.0.1:8080]
+    /// `listening on http://ADDR` (`https://` with TLS). [default: 127.0.0.1:8080]
     #[arg(long, env = "SIGHTLINE_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Drop whole shards older than this many days, and refuse events that old. Kept
@@ -146,6 +150,26 @@ pub struct Settings {
     /// verify --witness-key FILE` finds a rewritten log.
     #[arg(long, env = "SIGHTLINE_AUDIT_WITNESS_KEY")]
     pub audit_witness_key: Option<PathBuf>,
+    /// Serve HTTPS only, with this certificate chain (PEM, leaf first); reloaded on
+    /// SIGHUP. Needs --tls-key. [default: none: plain HTTP]
+    #[arg(long, env = "SIGHTLINE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1). [default: none]
+    #[arg(long, env = "SIGHTLINE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CAs (PEM) in the TLS
+    /// handshake (mTLS). [default: none: no client certificates]
+    #[arg(long, env = "SIGHTLINE_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Verify https:// subscription receivers against these CAs (PEM) only.
+    /// [default: the Mozilla roots built in (webpki-roots)]
+    #[arg(long, env = "SIGHTLINE_TLS_CA_BUNDLE")]
+    pub tls_ca_bundle: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address although the store holds API keys
+    /// (tokens and residents' data then cross the network in clear). [default: false]
+    #[arg(long, env = "SIGHTLINE_ALLOW_PLAINTEXT")]
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 impl Settings {
@@ -187,6 +211,11 @@ impl Settings {
             body_timeout: self.body_timeout.or(base.body_timeout),
             no_auth: self.no_auth || base.no_auth,
             audit_witness_key: self.audit_witness_key.or(base.audit_witness_key),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
+            tls_client_ca: self.tls_client_ca.or(base.tls_client_ca),
+            tls_ca_bundle: self.tls_ca_bundle.or(base.tls_ca_bundle),
+            allow_plaintext: self.allow_plaintext || base.allow_plaintext,
         }
     }
 
@@ -259,6 +288,18 @@ impl Settings {
         }
         c.no_auth = self.no_auth;
         c.audit_witness_key = self.audit_witness_key;
+        c.tls = match (self.tls_cert, self.tls_key, self.tls_client_ca) {
+            (Some(cert), Some(key), client_ca) => Some(crate::tls::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            (None, None, Some(_)) => return Err(ConfigError::ClientCaWithoutTls),
+            _ => return Err(ConfigError::TlsHalf),
+        };
+        c.tls_ca_bundle = self.tls_ca_bundle;
+        c.allow_plaintext = self.allow_plaintext;
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }

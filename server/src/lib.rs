@@ -32,6 +32,7 @@ mod queries;
 mod routes;
 mod serve;
 pub mod subscriptions;
+pub mod tls;
 pub mod watchlists;
 
 use std::net::SocketAddr;
@@ -108,6 +109,15 @@ pub struct ServerConfig {
     /// `--audit-witness-key FILE`: sign the audit chain's head into `audit.witness`
     /// with this key (a file outside the data directory). Default none.
     pub audit_witness_key: Option<PathBuf>,
+    /// `--tls-cert/--tls-key` (and `--tls-client-ca`): the listener speaks only TLS.
+    /// Default none (plain HTTP).
+    pub tls: Option<tls::TlsFiles>,
+    /// `--tls-ca-bundle FILE`: the CAs `https://` receivers are verified against.
+    /// Default none: the Mozilla roots built in.
+    pub tls_ca_bundle: Option<PathBuf>,
+    /// `--allow-plaintext`: plain HTTP on a non-loopback address over a store that
+    /// holds API keys. Default false (refused).
+    pub allow_plaintext: bool,
 }
 
 impl ServerConfig {
@@ -136,6 +146,9 @@ impl ServerConfig {
             body_timeout: Duration::from_secs(60),
             no_auth: false,
             audit_witness_key: None,
+            tls: None,
+            tls_ca_bundle: None,
+            allow_plaintext: false,
         }
     }
 }

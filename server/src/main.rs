@@ -424,7 +424,7 @@ fn serve(config: ServerConfig, demo: Option<(u32, u32)>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let base = format!("http://{}", server.local_addr());
+        let base = format!("{}://{}", server.scheme(), server.local_addr());
         let examples = match demo {
             None => Vec::new(),
             Some((days, communities)) => {

@@ -1,26 +1,46 @@
 //! `GET /v1/openapi.json`: an OpenAPI 3 description derived from the route table
 //! (`routes/table.rs`), with an example for every parameter and body, so the document and
 //! the server cannot drift apart: the HTTP tests call every documented route with its
-//! examples (`server/tests/http/openapi.rs`).
+//! examples (`server/tests/http/openapi.rs`). Each operation names how it is
+//! authenticated (`security`: an API key as a bearer token or `X-Api-Key`, GA/T 1400's
+//! digest, or nothing) and the role it needs (`x-role`). The `/VIID` routes are listed
+//! with their GA/T 1400 headers; their bodies are the standard's (server/API.md).
 
 use hyper::Method;
 use serde_json::{json, Map, Value};
 
-use crate::routes::{routes, Doc, Route};
+use crate::routes::{routes, Access, Doc, Route};
 
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in &routes().routes {
-        let (Some(method), Some(doc)) = (&r.method, &r.doc) else {
-            continue; // GA/T 1400: server/API.md
+        let Some(method) = &r.method else {
+            continue; // the GA/T 1400 fallback: any other /VIID request
         };
-        let op = match *method {
-            Method::GET => get(r, doc),
-            Method::POST => post(doc),
-            Method::PUT => put(doc),
-            Method::DELETE => delete(doc),
-            _ => unreachable!("the table names only GET, POST, PUT and DELETE"),
+        let mut op = match (&r.doc, r.access) {
+            (_, Access::Gat1400) => viid(method, r.path),
+            (Some(doc), _) => match *method {
+                Method::GET => get(r, doc),
+                Method::POST => post(doc),
+                Method::PUT => put(doc),
+                Method::DELETE => delete(doc),
+                _ => unreachable!("the table names only GET, POST, PUT and DELETE"),
+            },
+            (None, _) => unreachable!("every route but GA/T 1400's is documented"),
         };
+        let (security, role) = match r.access {
+            Access::Public => (json!([]), None),
+            Access::Key(role) => (json!([{"bearer": []}, {"apiKey": []}]), Some(role.as_str())),
+            Access::Gat1400 => (json!([{"gat1400Digest": []}]), None),
+        };
+        op["security"] = security;
+        if let Some(role) = role {
+            op["x-role"] = role.into();
+            op["responses"]["401"] = json!({"description": "No API key, or an unknown or revoked one.",
+                "content": {"application/json": {"schema": error()}}});
+            op["responses"]["403"] = json!({"description": "The key's role or communities do not allow this.",
+                "content": {"application/json": {"schema": error()}}});
+        }
         let ops = paths
             .entry(r.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -31,11 +51,68 @@ pub fn document() -> Value {
         "info": {"title": "Sightline", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Event store and query server for community gate sensing. Semantics: query/SEMANTICS.md."},
         "paths": paths,
-        "components": {"schemas": {"Error": {"type": "object", "properties": {"error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                           "field": {"type": "string"}, "line": {"type": "integer"}}}}}}}
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                    "description": "An API key (`sl_<id>_<secret>`) as `Authorization: Bearer <token>` (the scheme in any case). Over TLS with client certificates, a request without one authenticates as the key whose id its certificate names (server/API.md, \"TLS\")."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+                    "description": "The same API key in its own header."},
+                "gat1400Digest": {"type": "http", "scheme": "digest",
+                    "description": "GA/T 1400: HTTP Digest (RFC 2617/7616: MD5 or SHA-256, qop=auth or auth-int) with the credential of a catalogued device or platform; later requests name it in `User-Identify` from the registered address, or carry a digest, or (mTLS) a client certificate naming it."}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "field": {"type": "string"}, "line": {"type": "integer"}}}}}}}
     })
+}
+
+/// A GA/T 1400 operation: its summary, the `User-Identify` header, a JSON body in the
+/// standard's shape for writes, and its answers (GA/T 1400's own, never the `/v1` one).
+fn viid(method: &Method, path: &str) -> Value {
+    let summary = match (method.as_str(), path) {
+        ("POST", "/VIID/System/Register") => "Register a device or platform (HTTP Digest handshake: 401 with a challenge, then the answer).",
+        ("POST", "/VIID/System/UnRegister") => "Unregister.",
+        ("POST", "/VIID/System/Keepalive") => "Keep a registration alive.",
+        ("GET", "/VIID/System/Time") => "The server's time and VIIDServerID.",
+        ("POST", "/VIID/MotorVehicles") => "Upload motor vehicles (MotorVehicleListObject): one status per object.",
+        ("POST", "/VIID/Faces") => "Upload faces (FaceListObject): one status per object.",
+        ("POST", "/VIID/Persons") => "Upload persons (PersonListObject): one status per object.",
+        ("POST", "/VIID/NonMotorVehicles") => "Upload non-motor vehicles (NonMotorVehicleListObject): one status per object.",
+        ("POST", "/VIID/Images") => "Upload images with the objects seen in them (ImageListObject).",
+        ("GET", "/VIID/APEs") => "The catalog's devices the caller's record covers (APEListObject).",
+        ("GET", "/VIID/Tollgates") => "The catalog's checkpoints the caller's record covers (TollgateListObject).",
+        ("POST", "/VIID/Dispositions") | ("PUT", "/VIID/Dispositions") => "Dispositions (布控): scoped watchlists notifying their ReceiveAddr.",
+        (_, "/VIID/Dispositions") | (_, "/VIID/Dispositions/{id}") => "Revoke dispositions (IDList, or the one in the path).",
+        ("POST", "/VIID/Subscribes") | ("PUT", "/VIID/Subscribes") => "Subscriptions (订阅) of a registered platform: notifications of the objects as uploaded.",
+        ("GET", "/VIID/Subscribes") => "The caller's subscriptions.",
+        (_, "/VIID/Subscribes") | (_, "/VIID/Subscribes/{id}") => "Cancel subscriptions (IDList, or the one in the path).",
+        ("POST", "/VIID/SubscribeNotifications") => "Notifications from an upstream subscription, stored as the sender's uploads.",
+        _ => "GA/T 1400: see server/API.md.",
+    };
+    let mut params = vec![
+        json!({"name": "User-Identify", "in": "header", "required": false,
+        "description": "The caller's 20-digit GA/T 1400 code.", "schema": {"type": "string"},
+        "example": "32050801011210000001"}),
+    ];
+    if path.ends_with("/{id}") {
+        params.push(json!({"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string"}, "example": "320508000000000000010120210901080000000001"}));
+    }
+    if ["/VIID/Dispositions", "/VIID/Subscribes"].contains(&path) && method == Method::DELETE {
+        params.push(json!({"name": "IDList", "in": "query", "required": true,
+            "description": "Ids, comma-separated.", "schema": {"type": "string"}}));
+    }
+    let status = json!({"description": "GA/T 1400 ResponseStatusObject (or ResponseStatusListObject) per object; StatusCode 0 is taken.",
+        "content": {"application/VIID+JSON": {}}});
+    let mut op = json!({"summary": summary, "parameters": params, "responses": {
+        "200": status,
+        "401": {"description": "Not authenticated: a WWW-Authenticate digest challenge.",
+                "content": {"application/VIID+JSON": {}}}}});
+    if [Method::POST, Method::PUT].contains(method) {
+        op["requestBody"] = json!({"required": true, "content": {"application/VIID+JSON": {}}});
+    }
+    op
 }
 
 fn error() -> Value {

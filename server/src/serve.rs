@@ -15,6 +15,7 @@ use sightline_index::{Refresher, StoreIndex, Vocabulary};
 use sightline_storage::Store;
 use tokio::net::TcpListener;
 
+use crate::tls::{ClientCert, ServerTls};
 use crate::{audit, auth, feed, subscriptions, watchlists, App, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,10 @@ pub enum ServeError {
     NotLoopback(SocketAddr),
     #[error("the audit witness key {key} lies inside the data directory {data}: keep it elsewhere, or it witnesses nothing")]
     WitnessKeyInData { key: PathBuf, data: PathBuf },
+    #[error("refusing to serve plain HTTP on {0}: this store holds API keys, which would cross the network in clear; give --tls-cert and --tls-key, listen on loopback, or say --allow-plaintext")]
+    Plaintext(SocketAddr),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot load the watchlists: {0}")]
     Watchlists(crate::ApiError),
     #[error("cannot listen on {addr}: {source}")]
@@ -42,13 +47,19 @@ pub enum ServeError {
 pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
+    /// `--tls-cert`: the listener speaks only TLS.
+    tls: Option<Arc<ServerTls>>,
     _refresher: Refresher,
 }
 
 impl Server {
     /// Opens the store (recovering it), its keys and audit log, builds the index and
-    /// vocabulary, and binds. With `no_auth` only loopback addresses are allowed.
+    /// vocabulary, and binds. With `no_auth` only loopback addresses are allowed;
+    /// without TLS, a store that holds API keys is served beyond loopback only with
+    /// `allow_plaintext`.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+        let outbound = crate::http::client::Outbound::new(config.tls_ca_bundle.as_deref())?;
         let (store, index, vocab, keys, audit, watch) = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
@@ -64,6 +75,13 @@ impl Server {
                 };
                 let store = Store::open(&config.data, config.store.clone())?;
                 let keys = auth::Keys::load(&store, config.no_auth)?;
+                if config.tls.is_none()
+                    && !config.allow_plaintext
+                    && !config.listen.ip().is_loopback()
+                    && !store.catalog().api_keys()?.is_empty()
+                {
+                    return Err(ServeError::Plaintext(config.listen));
+                }
                 if keys.is_empty() && !keys.is_open() {
                     tracing::warn!(
                         "no API key is active: every keyed request is refused (401); create one with `sightline keys create`"
@@ -119,9 +137,11 @@ impl Server {
                 feed_signal,
                 subscriptions: Default::default(),
                 watch,
+                outbound,
                 config,
             }),
             listener,
+            tls: tls.map(Arc::new),
             _refresher: refresher,
         })
     }
@@ -129,6 +149,19 @@ impl Server {
     /// The store being served (for loading data in-process, as `sightline demo` does).
     pub fn store(&self) -> &Store {
         &self.app.store
+    }
+
+    /// The listener's TLS (to reload its files, as SIGHUP does), when it speaks TLS.
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
+    }
+
+    /// `https` when the listener speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        match self.tls {
+            Some(_) => "https",
+            None => "http",
+        }
     }
 
     /// The address actually bound (the port when the config asked for port 0).
@@ -147,6 +180,10 @@ impl Server {
         if let Err(e) = subscriptions::Registry::start_all(&self.app) {
             tracing::error!(error = %e, "subscriptions did not start");
         }
+        let reloads = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(reload_on_hangup(tls)));
         tokio::pin!(shutdown);
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
@@ -174,30 +211,44 @@ impl Server {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
-                    let app = self.app.clone();
-                    let conn = http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(self.app.config.header_timeout)
-                        .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                            // Who is on the other end (the GA/T 1400 gateway binds a
-                            // registration to it).
-                            req.extensions_mut().insert(Peer(peer.ip()));
-                            crate::routes::handle(app.clone(), req)
-                        }),
-                    );
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                    let (app, watcher) = (self.app.clone(), graceful.watcher());
+                    match &self.tls {
+                        None => serve_connection(app, stream, peer, None, watcher),
+                        Some(tls) => {
+                            let acceptor = tls.acceptor();
+                            tokio::spawn(async move {
+                                // A handshake must end within the header timeout, like a
+                                // request's head (a client that stalls in it holds a task).
+                                let limit = app.config.header_timeout;
+                                let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => stream,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .map(|leaf| ClientCert::of(leaf));
+                                serve_connection(app, stream, peer, cert, watcher);
+                            });
                         }
-                    });
+                    }
                 }
                 _ = &mut shutdown => break,
             }
         }
         drop(self.listener);
+        if let Some(reloads) = reloads {
+            reloads.abort();
+        }
         self.app.subscriptions.stop_all();
         maintenance.abort();
         audit_sync.abort();
@@ -211,6 +262,63 @@ impl Server {
             tracing::error!(error = %e, "audit log sync failed");
         }
     }
+}
+
+/// Serves HTTP/1.1 on one accepted connection (TCP, or TLS after its handshake), on a
+/// task of its own, watched for graceful shutdown.
+fn serve_connection<S>(
+    app: Arc<App>,
+    stream: S,
+    peer: SocketAddr,
+    cert: Option<ClientCert>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = app.config.header_timeout;
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                // Who is on the other end (the GA/T 1400 gateway binds a
+                // registration to it), and what its client certificate names.
+                req.extensions_mut().insert(Peer(peer.ip()));
+                if let Some(cert) = &cert {
+                    req.extensions_mut().insert(cert.clone());
+                }
+                crate::routes::handle(app.clone(), req)
+            }),
+        );
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Reloads the listener's certificate on every SIGHUP (a bad one is logged and the
+/// old one kept).
+async fn reload_on_hangup(tls: Arc<ServerTls>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot catch SIGHUP: TLS files are not reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let tls = tls.clone();
+            let _ = tokio::task::spawn_blocking(move || tls.reload_logged()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Refuses a witness key inside the data directory (whoever can rewrite the log could

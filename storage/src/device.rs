@@ -10,6 +10,13 @@
 //! │      grassroots unit (2)
 //! admin region (6): province, city, district
 //! ```
+//!
+//! [`DeviceCode::parse`] takes any 20 digits (what is stored already is read whatever
+//! it is); [`DeviceCode::parse_checked`], for codes being written, also checks the
+//! structure: a GB/T 2260 province (digits 1–2) and a GB/T 28181 type code (digits
+//! 11–13, Appendix D: 111–130 front-end devices, 131–199 their peripherals, 200–299
+//! platform devices, 300–399 centre users, 400–499 terminal users, 500–999 extensions,
+//! where GA/T 1400 puts its systems, e.g. 503 a 视图库).
 
 use std::fmt;
 
@@ -24,7 +31,20 @@ pub enum DeviceCodeError {
     Length(usize),
     #[error("must be digits only, found {found:?} at position {position}")]
     NotDigit { position: usize, found: char },
+    #[error("digits 1-2 ({found}) must be a GB/T 2260 province code (11-15, 21-23, 31-37, 41-46, 50-54, 61-65, 71, 81, 82)")]
+    Province { found: String },
+    #[error("digits 11-13 ({found}) must be a GB/T 28181 type code (111-999: devices 111-199, platforms 200-299, users 300-499, extensions 500-999)")]
+    TypeCode { found: String },
 }
+
+/// The province-level codes of GB/T 2260 (the first two digits of a division code).
+const PROVINCES: [u8; 34] = [
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
+    53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+];
+
+/// The lowest GB/T 28181 type code (111: a DVR); below it are none.
+const FIRST_TYPE_CODE: u16 = 111;
 
 impl DeviceCode {
     /// Parses a code; surrounding white space is not accepted.
@@ -44,6 +64,33 @@ impl DeviceCode {
             out[i] = c as u8;
         }
         Ok(DeviceCode(out))
+    }
+
+    /// Parses a code being written (a catalog entry, an event): 20 digits, a province
+    /// the division code starts with, and a type code GB/T 28181 defines.
+    pub fn parse_checked(s: &str) -> Result<Self, DeviceCodeError> {
+        let code = Self::parse(s)?;
+        code.check_structure()?;
+        Ok(code)
+    }
+
+    /// Whether the province (digits 1–2) and the type code (digits 11–13) are ones the
+    /// standards define.
+    pub fn check_structure(&self) -> Result<(), DeviceCodeError> {
+        let province = self.field(0, 2);
+        let p: u8 = province.parse().expect("two ASCII digits");
+        if !PROVINCES.contains(&p) {
+            return Err(DeviceCodeError::Province {
+                found: province.to_string(),
+            });
+        }
+        let t: u16 = self.type_code().parse().expect("three ASCII digits");
+        if t < FIRST_TYPE_CODE {
+            return Err(DeviceCodeError::TypeCode {
+                found: self.type_code().to_string(),
+            });
+        }
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -104,6 +151,52 @@ mod tests {
         assert_eq!(d.network(), "0");
         assert_eq!(d.serial(), "000003");
         assert_eq!(d.to_string(), "32050801011210000003");
+    }
+
+    #[test]
+    fn codes_being_written_need_a_province_and_a_type_code() {
+        for good in [
+            "32050801011210000003", // a Gusu checkpoint camera
+            "11010000002000000001", // a Beijing platform server
+            "82000000005030000001", // a Macau 视图库
+            "32050801999999999999",
+        ] {
+            assert!(DeviceCode::parse_checked(good).is_ok(), "{good}");
+        }
+        for (bad, error) in [
+            (
+                "00000000000000000000",
+                DeviceCodeError::Province { found: "00".into() },
+            ),
+            (
+                "99999999999999999999",
+                DeviceCodeError::Province { found: "99".into() },
+            ),
+            (
+                "10050801011210000003",
+                DeviceCodeError::Province { found: "10".into() },
+            ),
+            (
+                "32050801010000000003",
+                DeviceCodeError::TypeCode {
+                    found: "000".into(),
+                },
+            ),
+            (
+                "32050801011100000003",
+                DeviceCodeError::TypeCode {
+                    found: "110".into(),
+                },
+            ),
+        ] {
+            assert_eq!(DeviceCode::parse_checked(bad), Err(error.clone()), "{bad}");
+            assert!(
+                DeviceCode::parse(bad).is_ok(),
+                "stored codes are read as they are"
+            );
+            let message = error.to_string();
+            assert!(message.contains("digits"), "{message}");
+        }
     }
 
     #[test]

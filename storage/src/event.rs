@@ -324,7 +324,7 @@ impl Validator {
                 format!("may hold only ASCII letters, digits, '-' and '_', found {c:?}"),
             ));
         }
-        let device = DeviceCode::parse(device).map_err(|e: DeviceCodeError| {
+        let device = DeviceCode::parse_checked(device).map_err(|e: DeviceCodeError| {
             ValidationError::new("device", format!("not a GB/T 28181 device code: {e}"))
         })?;
         let kind = Kind::parse(kind).ok_or_else(|| {

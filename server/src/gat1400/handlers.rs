@@ -168,9 +168,21 @@ fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
         }
         None => match identity {
             Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
+            Some(id) if certified(c, id) => Ok(Some(id.to_string())),
             _ => Err(DigestError::NotRegistered),
         },
     }
+}
+
+/// Whether the connection's client certificate (mTLS, verified against
+/// `--tls-client-ca`) names `id`, a code with a GA/T 1400 credential: that proves the
+/// caller as a digest would.
+fn certified(c: &Call, id: &str) -> bool {
+    c.head
+        .extensions
+        .get::<crate::tls::ClientCert>()
+        .is_some_and(|cert| cert.names(id))
+        && matches!(c.app.store.catalog().gat1400_credential(id), Ok(Some(_)))
 }
 
 impl Exchange {

@@ -1,11 +1,12 @@
 //! Request plumbing every handler shares, and that imports no handler: the [`Call`] a
 //! handler receives, response bodies, reading request bodies, the runner that puts
 //! store work on the blocking pool within the server's slots and time limit (and the
-//! audited variant for investigative queries), the JSON shapes of events, and JSON
-//! body helpers.
+//! audited variant for investigative queries), the JSON shapes of events, JSON
+//! body helpers, and outbound connections (`client`: TCP or TLS by URL scheme).
 
 pub(crate) mod body;
 pub(crate) mod call;
+pub(crate) mod client;
 pub(crate) mod json;
 pub(crate) mod out;
 pub(crate) mod runner;

@@ -227,10 +227,8 @@ pub(crate) enum DeliveryError {
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         addr: String,
-        source: std::io::Error,
+        source: crate::http::client::ConnectError,
     },
-    #[error("handshake with {addr}: {source}")]
-    Handshake { addr: String, source: hyper::Error },
     #[error("{addr}: {source}")]
     Exchange { addr: String, source: hyper::Error },
     #[error("{0}")]
@@ -351,25 +349,21 @@ async fn post(
     path: &str,
     body: Vec<u8>,
     viid: Option<&str>,
+    tls: &crate::http::client::Outbound,
 ) -> Result<(), DeliveryError> {
     let addr_ = || addr.to_string();
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(addr)
+        // `addr` is the receiver's origin (`target`): TCP or TLS by its scheme.
+        let mut sender = crate::http::client::connect(addr, tls)
             .await
             .map_err(|source| DeliveryError::Connect {
                 addr: addr_(),
                 source,
             })?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(|source| DeliveryError::Handshake {
-                    addr: addr_(),
-                    source,
-                })?;
-        tokio::spawn(conn);
-        let req = hyper::Request::post(path).header(hyper::header::HOST, addr);
+        let host = addr
+            .split_once("://")
+            .map_or(addr, |(_, authority)| authority);
+        let req = hyper::Request::post(path).header(hyper::header::HOST, host);
         // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
         let req = match viid {
             Some(id) => req
@@ -468,7 +462,8 @@ impl Sender {
     /// cursor moves and its durable write starts; otherwise the failure is recorded
     /// and the next attempt waits out the backoff. True when delivered.
     async fn send(&mut self, payload: Vec<u8>, next: u64, n: u64) -> bool {
-        match post(&self.addr, &self.path, payload, self.viid.as_deref()).await {
+        let tls = &self.app.outbound;
+        match post(&self.addr, &self.path, payload, self.viid.as_deref(), tls).await {
             Ok(()) => {
                 let previous = self.keep(next).await;
                 self.backoff = Duration::from_millis(500);

@@ -103,19 +103,13 @@ pub struct Registry {
     running: Mutex<HashMap<String, Running>>,
 }
 
-/// The receiver's address and path, from an `http://` URL; a refusal names `url`.
+/// The receiver's origin (`http://host:port` or `https://host:port`, for
+/// `http::client::connect`) and path, from an `http://` or `https://` URL; a refusal
+/// names `url`.
 pub fn target(url: &str) -> Result<(String, String), ApiError> {
-    let bad = |why: String| ApiError::param("url", why);
-    let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad(
-            "only http:// receivers (put a TLS proxy in front for https)".into(),
-        ));
-    }
-    let host = uri.host().ok_or_else(|| bad("no host".into()))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    Ok((format!("{host}:{port}"), path))
+    let (origin, path) =
+        crate::http::client::Origin::parse(url).map_err(|why| ApiError::param("url", why))?;
+    Ok((origin.to_string(), path))
 }
 
 /// A subscription as stored, or why it cannot be read.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sightline_server::tls::ServerTls;
 use sightline_server::{ServeError, Server, ServerConfig};
 use sightline_storage::StorageError;
 
@@ -18,6 +19,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// requests) when stopped or dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The listener's TLS when the configuration gave it (`tls.reload()` does what
+    /// SIGHUP does).
+    pub tls: Option<std::sync::Arc<ServerTls>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,7 +47,7 @@ pub fn start(data: &Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
                     bound => break bound.unwrap(),
                 }
             };
-            addr_tx.send(server.local_addr()).unwrap();
+            addr_tx.send((server.local_addr(), server.tls())).unwrap();
             server
                 .run(async {
                     let _ = rx.await;
@@ -51,8 +55,10 @@ pub fn start(data: &Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
                 .await;
         });
     });
+    let (addr, tls) = addr_rx.recv().expect("server started");
     Running {
-        addr: addr_rx.recv().expect("server started"),
+        addr,
+        tls,
         stop: Some(tx),
         thread: Some(thread),
     }

@@ -100,3 +100,46 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
         405
     );
 }
+
+#[test]
+fn device_codes_being_written_need_the_gb_t_28181_structure() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    assert_eq!(
+        put("/v1/communities/3205080001", json!({"name": "North"})).status,
+        200
+    );
+    let device =
+        json!({"community": "3205080001", "device_kind": "checkpoint_camera", "direction": "in"});
+    for (code, says) in [
+        ("00000000000000000000", "province"),
+        ("99999999999999999999", "province"),
+        ("32050801010000000001", "type code"),
+    ] {
+        let r = put(&format!("/v1/devices/{code}"), device.clone());
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some("code")),
+            "{code}: {}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{code}: {message}");
+        // An event from such a code is refused too, naming the field.
+        let e = crate::support::ev("2021-09-01T08:00:00+08:00", code, "vehicle", "苏E1", "in");
+        let r = post(a, "/v1/events", "application/x-ndjson", &e);
+        assert_eq!(r.body["error"]["code"], "invalid_events", "{}", r.body);
+        assert_eq!(r.body["errors"][0]["field"], "device", "{}", r.body);
+    }
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+}

@@ -19,4 +19,5 @@ mod openapi;
 mod queries;
 mod retention;
 mod subscriptions;
+mod tls;
 mod watchlists;

@@ -27,7 +27,7 @@ fn subscriptions_deliver_at_least_once_in_order_across_outages_and_restarts() {
         )
     };
     for (body, field) in [
-        (json!({"url": "https://x/hook"}), "url"),
+        (json!({"url": "ftp://x/hook"}), "url"),
         (json!({"url": "not a url"}), "url"),
         (
             json!({"url": format!("http://{}/h", rx.addr), "format": "xml"}),
