@@ -83,7 +83,7 @@ pub struct ServerConfig {
     pub viid_server_id: String,
     /// The address receivers reach this server at (`http://host:port`, no path): the
     /// picture URLs (`StoragePath`) of pushed GA/T 1400 objects start with it. Default
-    /// `http://` and the listening address (set it when listening on 0.0.0.0 or behind
+    /// `http://` (`https://` with TLS) and the address bound (set it when listening on 0.0.0.0 or behind
     /// a proxy).
     pub public_url: Option<String>,
     /// GA/T 1400 uploads (and listings, dispositions) handled at once; more are

@@ -117,7 +117,12 @@ impl Server {
             // Where receivers fetch pictures by default: the address bound (its real
             // port when the configured one was 0).
             let bound = listener.local_addr().unwrap_or(config.listen);
-            config.public_url = Some(format!("http://{bound}"));
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            config.public_url = Some(format!("{scheme}://{bound}"));
         }
         let refresher = vocab.spawn_refresher(store.clone(), config.vocabulary_refresh);
         let feed_signal = Arc::new(feed::Signal::default());
