@@ -6,6 +6,7 @@
 //! `DispositionNotificationListObject`s by an alert subscription of its own, with the
 //! subscriptions' durable cursor, retries and status.
 
+use super::text;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -32,14 +33,6 @@ pub(crate) enum DispositionError {
     ReceiveAddr(String, String),
     #[error("{0}")]
     Store(#[from] ApiError),
-}
-
-fn text(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The subscription that pushes a disposition's notifications.

@@ -139,6 +139,16 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(t.and_utc().timestamp_millis() - 8 * 3_600_000 + ms)
 }
 
+/// A field given as a string (trimmed, not empty) or a number, as text: devices send
+/// either.
+pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
+    match o.get(k)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 pub(crate) fn status_object(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {
     json!({"Id": id, "RequestURL": url, "StatusCode": code, "StatusString": text,
            "LocalTime": local_time(now_ms)})

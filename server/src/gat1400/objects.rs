@@ -2,6 +2,7 @@
 //! `NonMotorVehicleListObject`) as events: each
 //! object on its own, so one bad object is refused with its reason and the rest go on.
 
+use super::text as field;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::value::RawValue;
@@ -246,15 +247,6 @@ fn plate_or_unplated(o: &Value, id: &str) -> String {
     match field(o, "PlateNo") {
         Some(plate) if !unplated(o, Some(&plate)) => plate,
         _ => format!("{UNPLATED}{id}"),
-    }
-}
-
-/// A string field given as a string or a number.
-fn field(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

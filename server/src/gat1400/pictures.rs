@@ -4,6 +4,7 @@
 //! so an acknowledged object has its pictures on disk; listed on the event as its
 //! `images` (the `images` attribute holds them as JSON).
 
+use super::text;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -51,14 +52,6 @@ pub fn content_type(bytes: &[u8]) -> Option<&'static str> {
         [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
         [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some("image/png"),
         [b'B', b'M', ..] => Some("image/bmp"),
-        _ => None,
-    }
-}
-
-fn text(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 //! record covers. Its notifications carry the subscriber's own `SubscribeID` and
 //! `Title`, and the objects as they were uploaded (pictures by reference).
 
+use super::text;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -54,14 +55,6 @@ pub(crate) enum SubscribeError {
     Time(&'static str, String),
     #[error("{0}")]
     Store(#[from] ApiError),
-}
-
-fn text(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The subscription behind a `SubscribeID`.
