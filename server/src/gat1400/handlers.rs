@@ -579,23 +579,9 @@ where
         };
         let status =
             |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
-        let v: Value = match serde_json::from_slice(&x.body) {
-            Ok(v) => v,
-            Err(e) => {
-                return Reply::ok(status_list(vec![status(
-                    "",
-                    INVALID_JSON_FORMAT,
-                    &format!("not JSON: {e}"),
-                )]))
-            }
-        };
-        let items = match v.get(list).and_then(|l| l.get(item)).cloned() {
-            Some(Value::Array(items)) => items,
-            Some(one @ Value::Object(_)) => vec![one],
-            _ => {
-                let why = format!("expected {{\"{list}\":{{\"{item}\":[…]}}}}");
-                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, &why)]));
-            }
+        let items = match items_of_list(&x, list, item) {
+            Ok(items) => items,
+            Err(refused) => return refused,
         };
         let statuses = items
             .iter()
@@ -610,6 +596,26 @@ where
         Reply::ok(status_list(statuses))
     })
     .await
+}
+
+/// The items of a `{list: {item: [...]}}` body (or of one `{list: {item: {...}}}`), or
+/// the answer refusing the body: status 7 (not JSON) or 8 (not that shape).
+fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<Value>, Reply> {
+    let refuse = |code: i64, why: &str| {
+        Reply::ok(status_list(vec![status_object(
+            "", &x.path, code, why, x.now_ms,
+        )]))
+    };
+    let v: Value = serde_json::from_slice(&x.body)
+        .map_err(|e| refuse(INVALID_JSON_FORMAT, &format!("not JSON: {e}")))?;
+    match v.get(list).and_then(|l| l.get(item)).cloned() {
+        Some(Value::Array(items)) => Ok(items),
+        Some(one @ Value::Object(_)) => Ok(vec![one]),
+        _ => Err(refuse(
+            INVALID_JSON_CONTENT,
+            &format!("expected {{\"{list}\":{{\"{item}\":[…]}}}}"),
+        )),
+    }
 }
 
 /// `DELETE /VIID/Dispositions?IDList=a,b`, and `PUT`/`DELETE /VIID/Dispositions/{id}`:
@@ -693,20 +699,13 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
         };
         let status =
             |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
-        let v: Value = match serde_json::from_slice(&x.body) {
-            Ok(v) => v,
-            Err(e) => {
-                let s = status("", INVALID_JSON_FORMAT, &format!("not JSON: {e}"));
-                return Reply::ok(status_list(vec![s]));
-            }
-        };
-        let notifications = match v.pointer("/SubscribeNotificationListObject/SubscribeNotificationObject") {
-            Some(Value::Array(items)) => items.clone(),
-            Some(one @ Value::Object(_)) => vec![one.clone()],
-            _ => {
-                let why = "expected {\"SubscribeNotificationListObject\":{\"SubscribeNotificationObject\":[…]}}";
-                return Reply::ok(status_list(vec![status("", INVALID_JSON_CONTENT, why)]));
-            }
+        let notifications = match items_of_list(
+            &x,
+            "SubscribeNotificationListObject",
+            "SubscribeNotificationObject",
+        ) {
+            Ok(items) => items,
+            Err(refused) => return refused,
         };
         let statuses = notifications
             .iter()
