@@ -36,32 +36,26 @@ pub(crate) async fn object(c: Call) -> Result<Answer, ApiError> {
 async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, ApiError> {
     let id = c.arg();
     let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
-    let scope = c.caller.communities.clone();
-    let in_scope = |id: &str| -> Result<PictureId, ApiError> {
-        let missing = || missing(id.chars().take(100).collect());
-        let pid: PictureId = id.parse().map_err(|_| missing())?;
-        match scope.as_ref().is_some_and(|s| !s.contains(&pid.community)) {
-            true => Err(missing()),
-            false => Ok(pid),
+    let named: String = id.chars().take(100).collect();
+    let gone = move || missing(named.clone());
+    let found = async {
+        let pid: PictureId = id.parse().map_err(|_| gone())?;
+        if (c.caller.communities.as_ref()).is_some_and(|s| !s.contains(&pid.community)) {
+            return Err(gone());
         }
-    };
-    let found = match in_scope(&id).and_then(|pid| {
-        let fetched = c.app.store.pictures().get_cached(&pid)?;
-        Ok((pid, fetched))
-    }) {
-        Err(e) => Err(e),
-        Ok((_, Fetched::Found(bytes))) => Ok(bytes),
-        Ok((_, Fetched::Missing)) => Err(missing(id.chars().take(100).collect())),
-        Ok((pid, Fetched::NotInMemory)) => {
-            run(c.app.clone(), move |app| {
-                app.store
-                    .pictures()
-                    .get(&pid)?
-                    .ok_or_else(|| missing(id.chars().take(100).collect()))
-            })
-            .await
+        match c.app.store.pictures().get_cached(&pid)? {
+            Fetched::Found(bytes) => Ok(bytes),
+            Fetched::Missing => Err(gone()),
+            Fetched::NotInMemory => {
+                let gone = gone.clone();
+                run(c.app.clone(), move |app| {
+                    app.store.pictures().get(&pid)?.ok_or_else(gone)
+                })
+                .await
+            }
         }
-    };
+    }
+    .await;
     match &found {
         Ok(_) => line.record(&c.app, Some(1), 200)?,
         Err(e) => line.record(&c.app, None, e.status().as_u16())?,

@@ -790,12 +790,7 @@ fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
 /// Points each stored picture of an object as uploaded at where the API serves it
 /// (`StoragePath`), as a 视图库 forwards objects with pictures by reference.
 fn refer_pictures(raw: &mut Value, listed: &[Value]) {
-    let entries = match raw.pointer_mut("/SubImageList/SubImageInfoObject") {
-        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => return,
-    };
-    for (entry, listed) in entries.into_iter().zip(listed) {
+    for (entry, listed) in super::pictures::sub_images_mut(raw).into_iter().zip(listed) {
         if let (Some(id), Some(url)) = (listed.get("id"), listed.get("url")) {
             entry["StoragePath"] = url.clone();
             entry["ImageID"] = entry.get("ImageID").cloned().unwrap_or_else(|| id.clone());

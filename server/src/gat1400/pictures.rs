@@ -64,6 +64,16 @@ fn number(o: &Value, k: &str) -> Option<i64> {
     }
 }
 
+/// The `SubImageList.SubImageInfoObject` entries of an object (a list, or one object
+/// standing for a list of one), to change in place.
+pub(crate) fn sub_images_mut(o: &mut Value) -> Vec<&mut Value> {
+    match o.pointer_mut("/SubImageList/SubImageInfoObject") {
+        Some(Value::Array(items)) => items.iter_mut().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
 /// The pictures of object `o`, each checked; the first refusal refuses the object.
 pub(crate) fn pictures(o: &Value, max_bytes: usize) -> Result<Vec<Picture>, PictureError> {
     let Some(list) = o.get("SubImageList") else {

@@ -86,7 +86,7 @@ fn kinds_of(detail: &str) -> Vec<Kind> {
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, SubscribeError> {
     let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
     let sub_id = subscription_id(&id);
-    if let Some(existing) = find(app, &sub_id)? {
+    if let Some(existing) = Registry::get(app, &sub_id)? {
         if existing.owner != platform {
             return Err(SubscribeError::NotYours(id));
         }
@@ -159,17 +159,10 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     Ok(id)
 }
 
-fn find(app: &App, sub_id: &str) -> Result<Option<Subscription>, ApiError> {
-    Ok(Registry::list(app)?
-        .into_iter()
-        .map(|(s, _)| s)
-        .find(|s| s.id == sub_id))
-}
-
 /// Cancels `platform`'s subscription `id`: false when it has none by that id.
 pub(crate) fn cancel(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
     let sub_id = subscription_id(id);
-    match find(app, &sub_id)? {
+    match Registry::get(app, &sub_id)? {
         None => Ok(false),
         Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
         Some(_) => Ok(Registry::delete(app, &sub_id)?),

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{target, Status, Subscription, CURSORS};
 use crate::feed::{self, Ask};
+use crate::gat1400::pictures::sub_images_mut;
 use crate::http::out::EventOut;
 use crate::App;
 
@@ -105,8 +106,8 @@ fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> 
 
 /// A notification's id in the form GA/T 1400 gives ids a platform makes (33 digits):
 /// the subscription's first 12 (the subscriber's organisation code; else this
-/// 视图库's), `04` (a notification), the time (14 digits) and a 5-digit sequence (here
-/// from the batch's first event, so a resend in the same second repeats it).
+/// 视图库's), `04` (a notification), the time (14 digits) and a 5-digit sequence (the
+/// batch's first event, or the alert: a resend in the same second repeats it).
 fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event: u64) -> String {
     let org = |s: &str| {
         s.get(..12)
@@ -131,8 +132,9 @@ fn kept_object(app: &App, e: &Value) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// An object from an event alone (one made through `/v1/events`, or whose kept copy
-/// cannot be read): the fields the event has, none `null`.
+/// An object from an event alone (one made through `/v1/events`, one whose kept copy
+/// cannot be read, and an alert's): the fields the event has, none `null`; its time
+/// `now_ms` when the event shows none.
 fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
     let time = crate::gat1400::local_time(crate::feed::epoch_ms_of(e).unwrap_or(now_ms));
     let id = e["attrs"]["source_id"]
@@ -158,7 +160,7 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
             o["ShotTime"] = time.into();
             o["ArchiveID"] = subject.into();
         }
-        _ => o["ShotTime"] = time.into(),
+        _ => o["PersonAppearTime"] = time.into(),
     }
     if let Some(images) = e["images"].as_array() {
         let subs: Vec<Value> = images
@@ -184,12 +186,7 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
 /// (a picture that cannot be read keeps its reference).
 fn embed_pictures(app: &App, o: &mut Value) {
     use base64::Engine;
-    let entries = match o.pointer_mut("/SubImageList/SubImageInfoObject") {
-        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => return,
-    };
-    for entry in entries {
+    for entry in sub_images_mut(o) {
         let bytes = entry["StoragePath"]
             .as_str()
             .and_then(|p| p.strip_prefix("/v1/images/"))
@@ -209,12 +206,7 @@ fn embed_pictures(app: &App, o: &mut Value) {
 
 /// Picture URLs this server serves (`/v1/images/…`) made absolute for the receiver.
 fn absolute_storage_paths(o: &mut Value, base: &str) {
-    let entries = match o.pointer_mut("/SubImageList/SubImageInfoObject") {
-        Some(Value::Array(items)) => items.iter_mut().collect::<Vec<_>>(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => return,
-    };
-    for entry in entries {
+    for entry in sub_images_mut(o) {
         if let Some(path) = entry["StoragePath"].as_str().filter(|p| p.starts_with('/')) {
             entry["StoragePath"] = format!("{base}{path}").into();
         }
@@ -255,65 +247,30 @@ pub(crate) enum DeliveryError {
 /// Alerts as GA/T 1400 `DispositionNotificationListObject`: one notification per
 /// alert, carrying the matched object (`MotorVehicleObject`, `FaceObject`,
 /// `PersonObject` or `NonMotorVehicleObject`, as its event shows it).
-fn disposition_notifications(server_id: &str, alerts: &[Value]) -> Value {
+fn disposition_notifications(app: &App, alerts: &[Value]) -> Value {
+    let base = public_base(app);
     let list: Vec<Value> = alerts
         .iter()
         .map(|a| {
             let e = &a["event"];
             let raised = crate::params::parse_time("raised", a["raised"].as_str().unwrap_or(""))
                 .unwrap_or_else(|_| crate::now_ms());
-            let time = crate::gat1400::local_time(feed::epoch_ms_of(e).unwrap_or(raised));
-            let object_id = e["attrs"]["source_id"]
-                .as_str()
-                .map_or_else(|| e["id"].to_string(), str::to_string);
-            let seq = a["id"].as_u64().unwrap_or(0) % 100_000;
-            let mut n = json!({
-                "NotificationID": format!("{}04{}{seq:05}", &server_id[..12.min(server_id.len())],
-                    crate::gat1400::local_time(raised)),
-                "DispositionID": a["watchlist"], "Title": a["name"],
-                "TriggerTime": crate::gat1400::local_time(raised), "CntObjectID": object_id,
-            });
-            let device = e["device"].clone();
-            let (key, object) = match e["kind"].as_str() {
-                Some("vehicle") => (
-                    "MotorVehicleObject",
-                    json!({"MotorVehicleID": object_id,
-                    "DeviceID": device, "PassTime": time, "PlateNo": e["subject"]}),
-                ),
-                Some("nonmotor") => (
-                    "NonMotorVehicleObject",
-                    json!({"NonMotorVehicleID": object_id,
-                    "DeviceID": device, "AppearTime": time, "PlateNo": e["subject"]}),
-                ),
-                Some("person") => (
-                    "PersonObject",
-                    json!({"PersonID": object_id,
-                    "DeviceID": device, "PersonAppearTime": time}),
-                ),
-                _ => (
-                    "FaceObject",
-                    json!({"FaceID": object_id, "DeviceID": device,
-                    "ShotTime": time}),
-                ),
+            let (key, id_field) = match e["kind"].as_str() {
+                Some("vehicle") => ("MotorVehicleObject", "MotorVehicleID"),
+                Some("nonmotor") => ("NonMotorVehicleObject", "NonMotorVehicleID"),
+                Some("person") => ("PersonObject", "PersonID"),
+                _ => ("FaceObject", "FaceID"),
             };
-            n[key] = object;
-            if let Some(c) = e["attrs"]["plate_color"].as_str() {
-                n[key]["PlateColor"] = c.into();
-            }
-            if let Some(images) = e["images"].as_array() {
-                let subs: Vec<Value> = images
-                    .iter()
-                    .map(|i| {
-                        let mut sub = json!({"StoragePath": i["url"]});
-                        if let Some(t) = i["type"].as_str() {
-                            sub["Type"] = t.into();
-                        }
-                        sub
-                    })
-                    .collect();
-                n[key]["SubImageList"] = json!({"SubImageInfoObject": subs});
-            }
-            n
+            let mut object = built_object(e, id_field, raised);
+            absolute_storage_paths(&mut object, &base);
+            let server_id = &app.config.viid_server_id;
+            let seq = a["id"].as_u64().unwrap_or(0);
+            json!({
+                "NotificationID": notification_id(server_id, server_id, raised, seq),
+                "DispositionID": a["watchlist"], "Title": a["name"],
+                "TriggerTime": crate::gat1400::local_time(raised), "CntObjectID": object[id_field],
+                key: object,
+            })
         })
         .collect();
     json!({"DispositionNotificationListObject": {"DispositionNotificationObject": list}})
@@ -528,7 +485,7 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             continue;
         }
         let payload = match s.format.as_str() {
-            "gat1400" => disposition_notifications(&app.config.viid_server_id, &alerts),
+            "gat1400" => disposition_notifications(&app, &alerts),
             _ => json!({"subscription": s.id, "alerts": alerts}),
         };
         let payload = serde_json::to_vec(&payload).expect("serializes");

@@ -143,6 +143,15 @@ impl Registry {
         Self::start(app, s)
     }
 
+    /// One subscription as stored.
+    pub(crate) fn get(app: &App, id: &str) -> Result<Option<Subscription>, ApiError> {
+        app.store
+            .catalog()
+            .kv_get(TREE, id)?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
     /// A subscription's durable cursor, if it has one.
     pub(crate) fn cursor(app: &App, id: &str) -> Result<Option<u64>, ApiError> {
         Ok(match app.store.catalog().kv_get(CURSORS, id)? {

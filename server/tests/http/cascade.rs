@@ -40,6 +40,32 @@ fn catalog(a: SocketAddr) {
     }
 }
 
+/// The platform registers and makes one subscription, which must be taken.
+fn subscribed(a: SocketAddr, object: Value) {
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let body = json!({"SubscribeListObject": {"SubscribeObject": [object]}}).to_string();
+    let (_, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &body);
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+}
+
+/// The gate registers; the header its uploads carry.
+fn gate_registered(a: SocketAddr) -> [(&'static str, String); 1] {
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
+    [("User-Identify", GATE.to_string())]
+}
+
+/// The subscription made through `/VIID/Subscribes`, with its status.
+fn viid_subscription(a: SocketAddr) -> Value {
+    get(a, "/v1/subscriptions").body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == format!("viid-{SUBSCRIBE_ID}"))
+        .cloned()
+        .unwrap()
+}
+
 fn vehicle(i: u64, picture: &[u8]) -> Value {
     let time = format!("20210901{:02}0000", 8 + i);
     json!({"MotorVehicleID": format!("{GATE}02{time}{i:05}02{i:05}"), "InfoKind": 1,
@@ -106,8 +132,7 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
     assert_eq!(listed[0]["Title"], "卡口过车订阅");
 
     // The gate uploads two vehicles with pictures, and a face.
-    assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
-    let gate = [("User-Identify", GATE.to_string())];
+    let gate = gate_registered(a);
     let pictures = [jpeg(1, 150_000), jpeg(2, 120_000)];
     let sent: Vec<Value> = (0..2).map(|i| vehicle(i, &pictures[i as usize])).collect();
     let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": sent}}).to_string();
@@ -262,36 +287,19 @@ fn a_receiver_refusing_a_notification_gets_it_again() {
     let receiver = Receiver::start();
     receiver.refuse_with.store(1, Ordering::SeqCst);
     receiver.up.store(true, Ordering::SeqCst);
-    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
-    let ident = [("User-Identify", PLATFORM.to_string())];
-    let subscribe = json!({"SubscribeListObject": {"SubscribeObject":
-        {"SubscribeID": SUBSCRIBE_ID, "Title": "t", "SubscribeDetail": "13,12", "ResourceURI": "32050000005030000001",
-         "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr), "OperateType": "0"}}});
-    let (_, _, answer) = viid(
+    subscribed(
         a,
-        "POST",
-        "/VIID/Subscribes",
-        &ident,
-        &subscribe.to_string(),
+        json!({"SubscribeID": SUBSCRIBE_ID, "Title": "t", "SubscribeDetail": "13,12", "ResourceURI": "32050000005030000001",
+         "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr), "OperateType": "0"}),
     );
-    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
-    assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
-    let gate = [("User-Identify", GATE.to_string())];
+    let gate = gate_registered(a);
     let body =
         json!({"MotorVehicleListObject": {"MotorVehicleObject": [vehicle(1, &jpeg(1, 1000))]}});
     assert_eq!(
         viid(a, "POST", "/VIID/MotorVehicles", &gate, &body.to_string()).0,
         200
     );
-    let status = || {
-        get(a, "/v1/subscriptions").body["subscriptions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == format!("viid-{SUBSCRIBE_ID}"))
-            .cloned()
-            .unwrap()
-    };
+    let status = || viid_subscription(a);
     assert!(wait_until(Duration::from_secs(20), || receiver
         .attempts
         .load(Ordering::SeqCst)
@@ -405,23 +413,13 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
     // A's registration with B, made from A's address (127.0.0.1) on its behalf.
     assert_eq!(register(b, "/VIID/System/Register", A_ID, "a-pass").0, 200);
 
-    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
-    let ident = [("User-Identify", PLATFORM.to_string())];
-    let subscribe = json!({"SubscribeListObject": {"SubscribeObject": [
-        {"SubscribeID": SUBSCRIBE_ID, "Title": "到B", "SubscribeDetail": "13", "ResourceURI": A_ID,
-         "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"), "OperateType": 0,
-         "ImageData": 1}]}});
-    let (_, _, answer) = viid(
+    subscribed(
         a,
-        "POST",
-        "/VIID/Subscribes",
-        &ident,
-        &subscribe.to_string(),
+        json!({"SubscribeID": SUBSCRIBE_ID, "Title": "到B", "SubscribeDetail": "13", "ResourceURI": A_ID,
+         "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"), "OperateType": 0,
+         "ImageData": 1}),
     );
-    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
-
-    assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
-    let gate = [("User-Identify", GATE.to_string())];
+    let gate = gate_registered(a);
     let pictures: Vec<Vec<u8>> = (0..3).map(|i| jpeg(10 + i, 100_000 + i as usize)).collect();
     let sent: Vec<Value> = (0..3).map(|i| vehicle(i, &pictures[i as usize])).collect();
     for o in &sent {
@@ -464,13 +462,6 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
             }
         }
     }
-    let subs = get(a, "/v1/subscriptions").body;
-    let s = subs["subscriptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == format!("viid-{SUBSCRIBE_ID}"))
-        .unwrap()
-        .clone();
+    let s = viid_subscription(a);
     assert_eq!(s["status"]["delivered"], 3, "{s}");
 }
