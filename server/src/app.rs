@@ -52,6 +52,12 @@ pub(crate) struct App {
     pub gateway: gat1400::Gateway,
     /// GA/T 1400 requests with bodies being read or handled at once.
     pub viid_slots: Arc<tokio::sync::Semaphore>,
+    /// What one GA/T 1400 caller holds of `viid_slots`.
+    pub viid_callers: Arc<crate::http::limits::PerCaller>,
+    /// Bytes of `/VIID` bodies held at once.
+    pub viid_bytes: crate::http::limits::ByteBudget,
+    /// What one API key holds of `ingest_slots`.
+    pub ingest_callers: Arc<crate::http::limits::PerCaller>,
     /// Woken by every group commit, for feed readers waiting on new events.
     pub feed_signal: Arc<feed::Signal>,
     pub subscriptions: subscriptions::Registry,

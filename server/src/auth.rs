@@ -61,11 +61,19 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The key id of [`Caller::anonymous`] (key ids are hex, so no key has it).
+    pub const ANONYMOUS: &'static str = "anonymous";
+
+    /// Whether this is a key's caller, not [`Caller::anonymous`].
+    pub fn is_keyed(&self) -> bool {
+        self.key_id != Caller::ANONYMOUS
+    }
+
     /// Anyone, as an admin of every community: the public routes, GA/T 1400 (which
     /// authenticates on its own), and a `--no-auth` server.
     pub fn anonymous() -> Caller {
         Caller {
-            key_id: "anonymous".into(),
+            key_id: Caller::ANONYMOUS.into(),
             role: Role::Admin,
             communities: None,
             audited: Default::default(),

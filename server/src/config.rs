@@ -99,6 +99,14 @@ pub struct Settings {
     /// [default: 67108864]
     #[arg(long, env = "SIGHTLINE_MAX_VIID_BODY_BYTES")]
     pub max_viid_body_bytes: Option<usize>,
+    /// Bytes of GA/T 1400 request bodies held in memory at once; more are answered
+    /// busy. [default: 268435456]
+    #[arg(long, env = "SIGHTLINE_MAX_VIID_INFLIGHT_BYTES")]
+    pub max_viid_inflight_bytes: Option<usize>,
+    /// Of the GA/T 1400 slots, the most one device or platform holds at once.
+    /// [default: 8]
+    #[arg(long, env = "SIGHTLINE_MAX_VIID_PER_CALLER")]
+    pub max_viid_per_caller: Option<usize>,
     /// Largest picture of a GA/T 1400 object (decoded) in bytes. [default: 8388608]
     #[arg(long, env = "SIGHTLINE_MAX_PICTURE_BYTES")]
     pub max_picture_bytes: Option<usize>,
@@ -111,6 +119,9 @@ pub struct Settings {
     /// Ingest requests handled at once; more get 429. [default: 32]
     #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_INGEST")]
     pub max_concurrent_ingest: Option<usize>,
+    /// Of the ingest slots, the most one API key holds at once. [default: 8]
+    #[arg(long, env = "SIGHTLINE_MAX_INGEST_PER_KEY")]
+    pub max_ingest_per_key: Option<usize>,
     /// Queries handled at once; more get 429. [default: 64]
     #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
@@ -135,6 +146,17 @@ pub struct Settings {
     /// A request's body must arrive within this (else 408). [default: 60s]
     #[arg(long, env = "SIGHTLINE_BODY_TIMEOUT")]
     pub body_timeout: Option<Dur>,
+    /// The slowest a request body may arrive, in bytes a second (after 5 s); slower
+    /// gets 408. 0: no floor. [default: 1024]
+    #[arg(long, env = "SIGHTLINE_MIN_BODY_RATE")]
+    pub min_body_rate: Option<u64>,
+    /// Connections served at once (lowered to what `ulimit -n` allows). [default: 4096]
+    #[arg(long, env = "SIGHTLINE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Wildcard and fuzzy watchlist entries of one community's lists (and of the
+    /// unscoped ones), each at most this many. [default: 100000]
+    #[arg(long, env = "SIGHTLINE_MAX_SCANNED_WATCH_ENTRIES")]
+    pub max_scanned_watch_entries: Option<usize>,
     /// The GA/T 1400 face field holding the subject (feature/archive id); faces
     /// without it use their FaceID. [default: ArchiveID]
     #[arg(long, env = "SIGHTLINE_GAT1400_FACE_SUBJECT")]
@@ -197,6 +219,16 @@ impl Settings {
             public_url: self.public_url.or(base.public_url),
             max_concurrent_viid: self.max_concurrent_viid.or(base.max_concurrent_viid),
             max_picture_bytes: self.max_picture_bytes.or(base.max_picture_bytes),
+            max_viid_inflight_bytes: self
+                .max_viid_inflight_bytes
+                .or(base.max_viid_inflight_bytes),
+            max_viid_per_caller: self.max_viid_per_caller.or(base.max_viid_per_caller),
+            max_ingest_per_key: self.max_ingest_per_key.or(base.max_ingest_per_key),
+            min_body_rate: self.min_body_rate.or(base.min_body_rate),
+            max_connections: self.max_connections.or(base.max_connections),
+            max_scanned_watch_entries: self
+                .max_scanned_watch_entries
+                .or(base.max_scanned_watch_entries),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
             max_result_rows: self.max_result_rows.or(base.max_result_rows),
             max_concurrent_ingest: self.max_concurrent_ingest.or(base.max_concurrent_ingest),
@@ -266,6 +298,28 @@ impl Settings {
             self.max_concurrent_queries,
             c.max_concurrent_queries,
         )?;
+        c.max_viid_inflight_bytes = positive(
+            "max_viid_inflight_bytes",
+            self.max_viid_inflight_bytes,
+            c.max_viid_inflight_bytes,
+        )?;
+        c.max_viid_per_caller = positive(
+            "max_viid_per_caller",
+            self.max_viid_per_caller,
+            c.max_viid_per_caller,
+        )?;
+        c.max_ingest_per_key = positive(
+            "max_ingest_per_key",
+            self.max_ingest_per_key,
+            c.max_ingest_per_key,
+        )?;
+        c.max_connections = positive("max_connections", self.max_connections, c.max_connections)?;
+        c.max_scanned_watch_entries = positive(
+            "max_scanned_watch_entries",
+            self.max_scanned_watch_entries,
+            c.max_scanned_watch_entries,
+        )?;
+        c.min_body_rate = self.min_body_rate.unwrap_or(c.min_body_rate);
         if let Some(id) = self.viid_server_id {
             if id.len() != 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ConfigError::ViidServerId(id));

@@ -51,6 +51,16 @@ pub enum ApiError {
     /// 400: the body is not the JSON the endpoint takes.
     #[error("{0}")]
     MalformedJson(String),
+    /// 400: not an HTTP/1.1 request (its request line or a header); answered before
+    /// any handler, and the connection closed.
+    #[error("the request is not valid HTTP/1.1: its request line or a header is malformed")]
+    MalformedRequest,
+    /// 414: a request target too long to read.
+    #[error("the request target is too long")]
+    UriTooLong,
+    /// 431: a request head larger than the server reads.
+    #[error("the request's headers are too large")]
+    HeadersTooLarge,
     /// 400: an ingest body with no records in it.
     #[error("the body holds no events")]
     NoEvents,
@@ -85,6 +95,10 @@ pub enum ApiError {
     /// 408: the body did not arrive within `body_timeout`.
     #[error("the body did not arrive within {0} s")]
     BodyTimeout(u64),
+    /// 408: the body arrived slower than `min_body_rate` bytes a second (averaged,
+    /// after a grace of 5 s).
+    #[error("the body arrived slower than {0} bytes a second (min_body_rate)")]
+    BodyTooSlow(u64),
     /// 413: over `max_body_bytes`.
     #[error("the body is over the limit of {0} bytes; send smaller batches")]
     BodyTooLarge(usize),
@@ -94,6 +108,10 @@ pub enum ApiError {
     /// 422: every record of an ingest was refused; `errors` lists each.
     #[error("all {} records were refused; the first: {}", .errors.len(), .errors.first().map_or("?", |e| e.message.as_str()))]
     InvalidEvents { errors: Vec<RecordError> },
+    /// 429: the bodies being read at once already hold this many bytes
+    /// (`max_viid_inflight_bytes`); retry after a second.
+    #[error("request bodies being read hold the limit of {0} bytes (max_viid_inflight_bytes); retry after 1 s")]
+    BodyBudget(usize),
     /// 429: too many requests of this sort at once; retry after a second.
     #[error("{0} is saturated; retry after 1 s")]
     Busy(&'static str),
@@ -149,6 +167,9 @@ impl ApiError {
             InvalidParameter { .. } | MalformedBody(_) | MalformedJson(_) | NoEvents => {
                 StatusCode::BAD_REQUEST
             }
+            MalformedRequest => StatusCode::BAD_REQUEST,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             NoSuchEndpoint(_)
@@ -159,10 +180,10 @@ impl ApiError {
             | NoSuchObject(_)
             | NoSuchKey(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            Busy(_) | BodyBudget(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -178,6 +199,9 @@ impl ApiError {
             MalformedBody(_) => "malformed_body",
             MalformedJson(_) => "malformed_json",
             NoEvents => "no_events",
+            MalformedRequest => "malformed_request",
+            UriTooLong => "uri_too_long",
+            HeadersTooLarge => "headers_too_large",
             Unauthorized(_) => "unauthorized",
             Forbidden(_) => "forbidden",
             NoSuchEndpoint(_) => "not_found",
@@ -189,10 +213,12 @@ impl ApiError {
             NoSuchKey(_) => "no_such_key",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
+            BodyTooSlow(_) => "body_too_slow",
             BodyTooLarge(_) => "body_too_large",
             TooManyRecords { .. } => "too_many_records",
             InvalidEvents { .. } => "invalid_events",
             Busy(_) => "busy",
+            BodyBudget(_) => "busy",
             QueryTimeout(_) => "query_timeout",
             StoreFailed(_) => "store_failed",
             StorageUnavailable(_) => "storage_unavailable",
@@ -221,7 +247,7 @@ impl ApiError {
     /// Seconds to send as `Retry-After`.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            ApiError::Busy(_) | ApiError::QueryTimeout(_) => Some(1),
+            ApiError::Busy(_) | ApiError::BodyBudget(_) | ApiError::QueryTimeout(_) => Some(1),
             _ => None,
         }
     }

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// Ingest requests handled at once; more are answered 429 with `Retry-After`
     /// instead of queueing without bound. Default 32.
     pub max_concurrent_ingest: usize,
+    /// Of the ingest slots, the most one API key holds at once (so a key dribbling
+    /// bodies in cannot starve the others). Default 8.
+    pub max_ingest_per_key: usize,
     /// Queries handled at once; more are answered 429. Default 64.
     pub max_concurrent_queries: usize,
     /// A query running longer is stopped and answered 503 `query_timeout`. Default 30 s.
@@ -92,6 +95,13 @@ pub struct ServerConfig {
     pub max_concurrent_viid: usize,
     /// Largest `/VIID` request body, in bytes: uploads carry pictures. Default 64 MiB.
     pub max_viid_body_bytes: usize,
+    /// Bytes of `/VIID` request bodies held in memory at once (each reserves what it
+    /// announces before a byte is read, and what it grows to, gzip inflated
+    /// included); more are answered with status 2 (busy, HTTP 429). Default 256 MiB.
+    pub max_viid_inflight_bytes: usize,
+    /// Of the `/VIID` slots, the most one caller (a device or platform code, or an
+    /// address) holds at once. Default 8.
+    pub max_viid_per_caller: usize,
     /// Largest picture of a GA/T 1400 object, decoded, in bytes. Default 8 MiB.
     pub max_picture_bytes: usize,
     /// The GA/T 1400 face field that carries the subject (a feature or archive id an
@@ -102,6 +112,18 @@ pub struct ServerConfig {
     /// within `body_timeout` (answered 408 after). Defaults 10 s and 60 s.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// The slowest a request body may arrive, in bytes a second averaged from its
+    /// first byte, after a grace of 5 s; slower is cut off with 408 `body_too_slow` and
+    /// its slot freed. 0: no floor. Default 1,024.
+    pub min_body_rate: u64,
+    /// Connections served at once; past it the listener stops accepting (the kernel
+    /// queues the rest) until one closes. Lowered at start to what the open-file limit
+    /// (`ulimit -n`) leaves after 128 descriptors for the store. Default 4,096.
+    pub max_connections: usize,
+    /// Wildcard and fuzzy watchlist entries an event may be checked against: those of
+    /// lists scoped to its community, and those of unscoped lists, each at most this
+    /// many (a list that would go past it is refused). Default 100,000.
+    pub max_scanned_watch_entries: usize,
     /// `--no-auth`: serve without API keys, anyone an admin, while the store has never
     /// held a key; loopback addresses only. Without it and without keys every keyed
     /// request is refused (401). Default false.
@@ -132,6 +154,7 @@ impl ServerConfig {
             maintenance_every: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             max_concurrent_ingest: 32,
+            max_ingest_per_key: 8,
             max_concurrent_queries: 64,
             query_timeout: Duration::from_secs(30),
             max_result_rows: 10_000,
@@ -140,10 +163,15 @@ impl ServerConfig {
             public_url: None,
             max_concurrent_viid: 16,
             max_viid_body_bytes: 64 << 20,
+            max_viid_inflight_bytes: 256 << 20,
+            max_viid_per_caller: 8,
             max_picture_bytes: 8 << 20,
             gat1400_face_subject: "ArchiveID".into(),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            min_body_rate: 1024,
+            max_connections: 4096,
+            max_scanned_watch_entries: 100_000,
             no_auth: false,
             audit_witness_key: None,
             tls: None,

@@ -171,6 +171,17 @@ impl Metrics {
         );
         header(
             o,
+            "sightline_watchlist_entry_checks_total",
+            "counter",
+            "Wildcard and fuzzy watchlist entries checked against ingested events, one by one (an event is checked against its own community's lists and the unscoped ones only).",
+        );
+        let _ = writeln!(
+            o,
+            "sightline_watchlist_entry_checks_total {}",
+            app.watch.entry_checks.load(Ordering::Relaxed)
+        );
+        header(
+            o,
             "sightline_maintenance_last_duration_seconds",
             "gauge",
             "How long the last maintenance pass took.",

@@ -15,6 +15,7 @@ use sightline_index::{Refresher, StoreIndex, Vocabulary};
 use sightline_storage::Store;
 use tokio::net::TcpListener;
 
+use crate::http::limits::{ByteBudget, PerCaller};
 use crate::tls::{ClientCert, ServerTls};
 use crate::{audit, auth, feed, subscriptions, watchlists, App, ServerConfig};
 
@@ -139,6 +140,9 @@ impl Server {
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
                 gateway: Default::default(),
                 viid_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_viid)),
+                viid_callers: PerCaller::new(config.max_viid_per_caller),
+                viid_bytes: ByteBudget::new(config.max_viid_inflight_bytes),
+                ingest_callers: PerCaller::new(config.max_ingest_per_key),
                 feed_signal,
                 subscriptions: Default::default(),
                 watch,
@@ -191,7 +195,19 @@ impl Server {
             .map(|tls| tokio::spawn(reload_on_hangup(tls)));
         tokio::pin!(shutdown);
         let mut backoff = ACCEPT_BACKOFF_MIN;
+        let connections = Arc::new(tokio::sync::Semaphore::new(connection_limit(
+            self.app.config.max_connections,
+        )));
         loop {
+            // At the connection limit, stop accepting until one closes: the kernel
+            // queues the rest, and the descriptors the store needs stay free.
+            let open = tokio::select! {
+                permit = connections.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = &mut shutdown => break,
+            };
             tokio::select! {
                 accepted = self.listener.accept() => {
                     let (stream, peer) = match accepted {
@@ -218,7 +234,7 @@ impl Server {
                     }
                     let (app, watcher) = (self.app.clone(), graceful.watcher());
                     match &self.tls {
-                        None => serve_connection(app, stream, peer, None, watcher),
+                        None => serve_connection(app, stream, peer, None, watcher, open),
                         Some(tls) => {
                             let acceptor = tls.acceptor();
                             tokio::spawn(async move {
@@ -242,7 +258,7 @@ impl Server {
                                     .peer_certificates()
                                     .and_then(|chain| chain.first())
                                     .map(|leaf| ClientCert::of(leaf));
-                                serve_connection(app, stream, peer, cert, watcher);
+                                serve_connection(app, stream, peer, cert, watcher, open);
                             });
                         }
                     }
@@ -277,6 +293,7 @@ fn serve_connection<S>(
     peer: SocketAddr,
     cert: Option<ClientCert>,
     watcher: hyper_util::server::graceful::Watcher,
+    open: tokio::sync::OwnedSemaphorePermit,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -285,7 +302,7 @@ fn serve_connection<S>(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(crate::http::parse_errors::JsonParseErrors::new(stream)),
             service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 // Who is on the other end (the GA/T 1400 gateway binds a
                 // registration to it), and what its client certificate names.
@@ -298,10 +315,42 @@ fn serve_connection<S>(
         );
     let conn = watcher.watch(conn);
     tokio::spawn(async move {
+        let _open = open;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
     });
+}
+
+/// Descriptors kept free of connections for the store, the logs and outbound
+/// deliveries.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// `max_connections`, lowered to what the open-file limit leaves after
+/// [`RESERVED_DESCRIPTORS`] (at least 1).
+fn connection_limit(max_connections: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_cur,
+        _ => libc::RLIM_INFINITY,
+    };
+    if soft == libc::RLIM_INFINITY {
+        return max_connections;
+    }
+    let allowed = usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).max(1)).unwrap_or(1);
+    if allowed < max_connections {
+        tracing::warn!(
+            max_connections,
+            allowed,
+            open_files = soft,
+            "max_connections lowered to what the open-file limit allows"
+        );
+    }
+    max_connections.min(allowed)
 }
 
 /// Reloads the listener's certificate on every SIGHUP (a bad one is logged and the

@@ -116,7 +116,8 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             Some(url)
         }
     };
-    app.watch.put(&app.store, &w)?;
+    app.watch
+        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
     let sub_id = subscription_id(&id);
     Registry::delete(app, &sub_id)?;
     if let Some(url) = receiver {

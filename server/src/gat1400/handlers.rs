@@ -12,7 +12,7 @@ use super::digest::DigestError;
 use super::objects::{objects, BodyError, Object, Upload};
 use super::relay::Relay;
 use super::{
-    local_time, one_status, status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT,
+    local_time, one_status, status_list, status_object, BUSY, DEVICE_ERROR, INVALID_JSON_CONTENT,
     INVALID_JSON_FORMAT, OK,
 };
 use crate::error::ApiError;
@@ -112,10 +112,25 @@ where
         Gate::Open => (SYSTEM_BODY_BYTES, None, None),
         Gate::Registered => {
             let Ok(slot) = c.app.viid_slots.clone().try_acquire_owned() else {
-                return early(ApiError::Busy("the GA/T 1400 gateway"), 2, &c.path);
+                return early(ApiError::Busy("the GA/T 1400 gateway"), BUSY, &c.path);
             };
             match authorized_early(&c) {
-                Ok(id) => (c.app.config.max_viid_body_bytes, Some(slot), id),
+                Ok(id) => {
+                    // One caller (a device, a platform) holds its share of the slots,
+                    // however many connections it opens.
+                    let who = id
+                        .clone()
+                        .or_else(|| c.header("user-identify").map(|s| s.trim().to_string()))
+                        .unwrap_or_else(|| peer_of(&c).map_or_else(String::new, |p| p.to_string()));
+                    let Some(share) = c.app.viid_callers.take(&who) else {
+                        return early(
+                            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
+                            BUSY,
+                            &c.path,
+                        );
+                    };
+                    (c.app.config.max_viid_body_bytes, Some((slot, share)), id)
+                }
                 Err(why) => {
                     let x = Exchange::of_head(&c, Bytes::new(), now_ms, None);
                     return Ok(refused(&c.app, &x, &why).answer());
@@ -126,17 +141,33 @@ where
     let gzipped = c
         .header(hyper::header::CONTENT_ENCODING)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let body = match c.body_within(max).await.and_then(|b| match gzipped {
-        true => gunzip(&b, max),
-        false => Ok(b),
-    }) {
+    // Bodies of the gated routes count against the gateway's in-flight bytes (what
+    // they announce, then what they grow to, inflated included) until handled.
+    let gateway = c.app.clone();
+    let budget = slot.as_ref().map(|_| &gateway.viid_bytes);
+    let (body, mut held) = match c.body_budgeted(max, budget).await {
         Ok(b) => b,
+        Err(e @ ApiError::BodyBudget(_)) => return early(e, BUSY, &c.path),
         Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
+    };
+    let body = match gzipped {
+        false => body,
+        true => match gunzip(&body, max) {
+            Ok(inflated) => {
+                if let Some(b) = budget {
+                    if !b.grow(&mut held, inflated.len()) {
+                        return early(ApiError::BodyBudget(b.total()), BUSY, &c.path);
+                    }
+                }
+                inflated
+            }
+            Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
+        },
     };
     let x = Exchange::of_head(&c, body, now_ms, pre_authorized);
     let app: Arc<App> = c.app;
     let done = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+        let _held = (slot, held);
         f(&app, x)
     })
     .await;

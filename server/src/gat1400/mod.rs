@@ -38,6 +38,8 @@ const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 
 /// Status codes of `ResponseStatusObject` (GA/T 1400.4).
 pub const OK: i64 = 0;
+/// The device (here: the gateway) is busy; try again.
+pub const BUSY: i64 = 2;
 pub const INVALID_JSON_FORMAT: i64 = 7;
 pub const INVALID_JSON_CONTENT: i64 = 8;
 pub const DEVICE_ERROR: i64 = 4;

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::http::limits::{ByteBudget, Reserved};
 use crate::App;
 
 pub(crate) type Reply = Response<Either<Full<Bytes>, ChannelBody>>;
@@ -147,27 +148,82 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
 pub(crate) const DRAIN_BYTES: usize = 64 << 20;
 
 /// The request body, refused with 413 past `max` bytes (read on, discarding, up to
-/// [`DRAIN_BYTES`] more) and 408 past the body timeout.
-pub(crate) async fn read(app: &App, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+/// [`DRAIN_BYTES`] more), 408 past the body timeout or when it arrives slower than
+/// `min_body_rate`; within `budget` when given (429 when the budget has not room for
+/// it), the bytes it holds given back when the returned [`Reserved`] is dropped.
+pub(crate) async fn read(
+    app: &App,
+    body: Incoming,
+    max: usize,
+    budget: Option<&ByteBudget>,
+) -> Result<(Bytes, Reserved), ApiError> {
     let limit = app.config.body_timeout;
-    tokio::time::timeout(limit, collect(body, max))
+    let pace = Pace {
+        min_rate: app.config.min_body_rate,
+        started: tokio::time::Instant::now(),
+    };
+    tokio::time::timeout(limit, collect(body, max, pace, budget))
         .await
         .map_err(|_| ApiError::BodyTimeout(limit.as_secs()))?
+}
+
+/// How long a body may take before its average rate is held to `min_body_rate`:
+/// a client's first bytes may wait on its own disk or a slow start.
+pub(crate) const BODY_RATE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The slowest a body may arrive, from when its reading began.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// Bytes a second, averaged; 0: no floor.
+    min_rate: u64,
+    started: tokio::time::Instant,
+}
+
+impl Pace {
+    /// When the next bytes must have arrived for `received` to stay above the floor.
+    fn next_by(&self, received: usize) -> Option<tokio::time::Instant> {
+        if self.min_rate == 0 {
+            return None;
+        }
+        let due =
+            std::time::Duration::from_secs_f64((received as f64 + 1.0) / self.min_rate as f64);
+        Some(self.started + due.max(BODY_RATE_GRACE))
+    }
 }
 
 /// How much of a body is read before its task lets the connection thread's other tasks
 /// run.
 const YIELD_BYTES: usize = 64 << 10;
 
-async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+async fn collect(
+    mut body: Incoming,
+    max: usize,
+    pace: Pace,
+    budget: Option<&ByteBudget>,
+) -> Result<(Bytes, Reserved), ApiError> {
     // Sized from Content-Length (within the limit; reserved, not touched, until bytes
     // arrive): growing by doubling copied up to half of a 27 MB upload at once on the
     // connection's thread, stalling the other connections that thread serves.
     let declared = usize::try_from(hyper::body::Body::size_hint(&body).lower()).unwrap_or(max);
+    let mut held = Reserved::default();
+    let over_budget = |b: &ByteBudget| ApiError::BodyBudget(b.total());
+    if let Some(b) = budget {
+        if !b.grow(&mut held, declared.min(max)) {
+            return Err(over_budget(b));
+        }
+    }
     let mut buf = Vec::with_capacity(declared.min(max));
     let mut total = 0usize;
     let mut since_yield = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match pace.next_by(total) {
+            None => body.frame().await,
+            Some(by) => match tokio::time::timeout_at(by, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return Err(ApiError::BodyTooSlow(pace.min_rate)),
+            },
+        };
+        let Some(frame) = frame else { break };
         let frame =
             frame.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
         let Ok(data) = frame.into_data() else {
@@ -184,6 +240,13 @@ async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
             tokio::task::yield_now().await;
         }
         if total <= max {
+            if let Some(b) = budget {
+                // Past what it announced (chunked): reserve as it grows.
+                let short = total.saturating_sub(held.bytes());
+                if short > 0 && !b.grow(&mut held, short.max(YIELD_BYTES)) {
+                    return Err(over_budget(b));
+                }
+            }
             buf.extend_from_slice(&data);
         } else if total > max.saturating_add(DRAIN_BYTES) {
             return Err(ApiError::BodyTooLarge(max));
@@ -193,6 +256,6 @@ async fn collect(mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     }
     match total > max {
         true => Err(ApiError::BodyTooLarge(max)),
-        false => Ok(Bytes::from(buf)),
+        false => Ok((Bytes::from(buf), held)),
     }
 }

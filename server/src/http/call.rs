@@ -8,6 +8,7 @@ use hyper::{Request, StatusCode};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::limits::{ByteBudget, Reserved};
 use crate::http::Body;
 use crate::params::Params;
 use crate::App;
@@ -75,9 +76,19 @@ impl Call {
 
     /// The request body within `max` bytes (read once; empty after that).
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
+        Ok(self.body_budgeted(max, None).await?.0)
+    }
+
+    /// The request body within `max` bytes and, when given, the bytes left in
+    /// `budget`; the budget's bytes are held until the [`Reserved`] is dropped.
+    pub(crate) async fn body_budgeted(
+        &mut self,
+        max: usize,
+        budget: Option<&ByteBudget>,
+    ) -> Result<(Bytes, Reserved), ApiError> {
         match self.incoming.take() {
-            Some(incoming) => crate::http::body::read(&self.app, incoming, max).await,
-            None => Ok(Bytes::new()),
+            Some(incoming) => crate::http::body::read(&self.app, incoming, max, budget).await,
+            None => Ok((Bytes::new(), Reserved::default())),
         }
     }
 }

@@ -8,7 +8,9 @@ pub(crate) mod body;
 pub(crate) mod call;
 pub(crate) mod client;
 pub(crate) mod json;
+pub(crate) mod limits;
 pub(crate) mod out;
+pub(crate) mod parse_errors;
 pub(crate) mod runner;
 
 pub(crate) use body::{Body, Reply};

@@ -175,6 +175,17 @@ pub(crate) async fn post_events(mut c: Call) -> Result<Answer, ApiError> {
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy("ingest"))?;
+    // One key holds its share of the slots however many connections it opens
+    // (`--no-auth`, loopback only, has no keys to tell callers apart).
+    let _share = match c.caller.is_keyed() {
+        false => None,
+        true => Some(
+            c.app
+                .ingest_callers
+                .take(&c.caller.key_id)
+                .ok_or(ApiError::Busy("this key's share of ingest"))?,
+        ),
+    };
     let binary = c
         .header(CONTENT_TYPE)
         .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));

@@ -94,7 +94,8 @@ fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError
         entries,
         scope: caller.communities.clone(),
     };
-    app.watch.put(&app.store, &w)?;
+    app.watch
+        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
     Ok(serde_json::to_value(&w).expect("serializes"))
 }
 

@@ -66,6 +66,12 @@ struct Scanned {
     fuzzy: Vec<(Kind, String, f32, String)>,
 }
 
+impl Scanned {
+    fn len(&self) -> usize {
+        self.patterns.len() + self.fuzzy.len()
+    }
+}
+
 impl Matcher {
     fn build(lists: Vec<Watchlist>) -> Matcher {
         let mut m = Matcher::default();
@@ -109,14 +115,26 @@ impl Matcher {
         m
     }
 
-    /// The watchlists an event matches (active at `now_ms`, in scope), each once.
-    fn matches(&self, e: &Event, now_ms: i64) -> Vec<&Watchlist> {
+    /// Wildcard and fuzzy entries of the lists scoped to `community` (`None`: of the
+    /// unscoped lists).
+    fn scanned_for(&self, community: Option<&str>) -> usize {
+        match community {
+            None => self.unscoped.len(),
+            Some(c) => self.by_community.get(c).map_or(0, Scanned::len),
+        }
+    }
+
+    /// The watchlists an event matches (active at `now_ms`, in scope), each once; and
+    /// how many wildcard and fuzzy entries were checked to find them.
+    fn matches(&self, e: &Event, now_ms: i64) -> (Vec<&Watchlist>, usize) {
         let mut ids: Vec<&str> = Vec::new();
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
         }
         let own = self.by_community.get(e.community());
+        let mut checked = 0;
         for scanned in std::iter::once(&self.unscoped).chain(own) {
+            checked += scanned.len();
             for (k, p, id) in &scanned.patterns {
                 if *k == e.kind() && p.matches(e.subject()) {
                     ids.push(id);
@@ -130,7 +148,8 @@ impl Matcher {
         }
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter()
+        let lists = ids
+            .into_iter()
             .filter_map(|id| self.lists.get(id))
             .filter(|w| w.expires_ms.is_none_or(|x| now_ms < x))
             .filter(|w| {
@@ -138,7 +157,26 @@ impl Matcher {
                     .as_ref()
                     .is_none_or(|s| s.iter().any(|c| c == e.community()))
             })
-            .collect()
+            .collect();
+        (lists, checked)
+    }
+}
+
+/// A list's wildcard and fuzzy entries (checked one by one against each event).
+fn scanned_entries(w: &Watchlist) -> usize {
+    w.entries
+        .iter()
+        .filter(|e| e.pattern.is_some() || e.fuzzy.is_some())
+        .count()
+}
+
+/// Whether `w`'s scanned entries are among those of `scope` (a community, or the
+/// unscoped lists).
+fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
+    match (&w.scope, scope) {
+        (None, None) => true,
+        (Some(cs), Some(c)) => cs.iter().any(|x| x == c),
+        _ => false,
     }
 }
 
@@ -159,6 +197,9 @@ fn stored_lists(store: &Store) -> Result<Vec<Watchlist>, ApiError> {
 #[derive(Default)]
 pub struct Watch {
     matcher: RwLock<Matcher>,
+    /// Wildcard and fuzzy entries checked one by one, over every event checked: what
+    /// watchlists cost ingest (`sightline_watchlist_entry_checks_total`).
+    pub entry_checks: std::sync::atomic::AtomicU64,
     /// The next alert id (alerts are numbered 1, 2, …).
     next: std::sync::Mutex<u64>,
     /// Woken when alerts are written.
@@ -178,6 +219,7 @@ impl Watch {
             matcher: RwLock::new(Matcher::build(stored_lists(store)?)),
             next: std::sync::Mutex::new(last + 1),
             signal: Default::default(),
+            entry_checks: Default::default(),
         })
     }
 
@@ -188,7 +230,41 @@ impl Watch {
         Ok(())
     }
 
-    pub fn put(&self, store: &Store, w: &Watchlist) -> Result<(), ApiError> {
+    /// Stores `w` (new or replacing the list of its id), unless its wildcard and fuzzy
+    /// entries would take any community's (or the unscoped lists') past `max_scanned`:
+    /// each event is checked against its community's and the unscoped ones, so that
+    /// bounds what watchlists cost any one event.
+    pub fn put(&self, store: &Store, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
+        let adding = scanned_entries(w);
+        if adding > 0 {
+            let m = self.matcher.read().expect("watch");
+            let replaced = m.lists.get(&w.id);
+            let scopes: Vec<Option<&str>> = match &w.scope {
+                None => vec![None],
+                Some(cs) => cs.iter().map(|c| Some(c.as_str())).collect(),
+            };
+            for scope in scopes {
+                let now = m.scanned_for(scope);
+                let going = replaced
+                    .filter(|r| scoped_to(r, scope))
+                    .map_or(0, scanned_entries);
+                let after = now.saturating_sub(going) + adding;
+                if after > max_scanned {
+                    let whose = scope.map_or_else(
+                        || "the unscoped watchlists".to_string(),
+                        |c| format!("community {c}'s watchlists"),
+                    );
+                    return Err(ApiError::param(
+                        "entries",
+                        format!(
+                            "{whose} would hold {after} wildcard and fuzzy entries; at most \
+                             {max_scanned} (max_scanned_watch_entries: every event there is \
+                             checked against each)"
+                        ),
+                    ));
+                }
+            }
+        }
         store
             .catalog()
             .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))?;
@@ -235,8 +311,11 @@ impl Watch {
         }
         let mut next = self.next.lock().expect("alerts");
         let mut batch = Vec::new();
+        let mut checked = 0u64;
         for (seq, e, json) in events {
-            for w in m.matches(e, now_ms) {
+            let (lists, n) = m.matches(e, now_ms);
+            checked += n as u64;
+            for w in lists {
                 let alert = json!({"id": *next, "watchlist": w.id, "name": w.name,
                     "reason": w.reason, "event_id": seq, "community": e.community(),
                     "raised": crate::params::rfc3339(now_ms), "event": json});
@@ -253,6 +332,8 @@ impl Watch {
             }
         }
         drop(next);
+        self.entry_checks
+            .fetch_add(checked, std::sync::atomic::Ordering::Relaxed);
         if raised > 0 {
             self.signal.notify_waiters();
         }

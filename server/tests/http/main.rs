@@ -14,6 +14,7 @@ mod gat1400;
 mod hostile;
 mod ingest;
 mod keys;
+mod limits;
 mod metrics;
 mod openapi;
 mod queries;
