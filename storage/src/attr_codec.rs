@@ -69,7 +69,15 @@ const TAG_TRUE: u8 = 4;
 /// Largest encoded attribute map accepted on decode.
 pub const MAX_ENCODED_BYTES: usize = 1 << 20;
 
-fn key_code(key: &str) -> u8 {
+/// The key of well-known code `code` (1..=31).
+pub(crate) fn well_known_key(code: u8) -> Option<&'static str> {
+    WELL_KNOWN_KEYS
+        .get((code as usize).checked_sub(1)?)
+        .copied()
+}
+
+/// The one-byte code of a well-known key; 0 for any other.
+pub(crate) fn key_code(key: &str) -> u8 {
     // Compare only against keys of the same length: this runs for every attribute of
     // every appended event.
     WELL_KNOWN_KEYS

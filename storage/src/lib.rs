@@ -22,6 +22,7 @@
 //! See `ARCHITECTURE.md` for the map and `storage/FORMAT.md` for the bytes on disk.
 
 mod attr_codec;
+mod attr_columns;
 mod bitpack;
 pub mod catalog;
 mod clock;

@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // What the postings would cost as one portable roaring bitmap per subject (the
     // serialized bitmaps, plus a 4-byte offset each to find them), for comparison.
     let mut roaring_bytes = 0usize;
+    let mut row_attr_bytes = 0usize;
     for s in store.shards() {
         for seg in store.segments(s.key) {
             let c = seg.column_bytes();
@@ -84,6 +85,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 *sections.entry(name).or_insert(0usize) += b;
             }
             file += seg.file_bytes();
+            // The same attributes as version 1 stored them: each event's row
+            // encoding back to back, and a packed offset per event.
+            let row_bytes: usize = (0..seg.meta().events)
+                .map(|o| seg.attr_bytes(o).map(|b| b.len()))
+                .sum::<Result<usize, _>>()?;
+            let bits = (usize::BITS - row_bytes.leading_zeros()) as usize;
+            row_attr_bytes += row_bytes + 16 + (seg.meta().events as usize + 1) * bits / 8 + 1;
             for subject in seg.subjects() {
                 let bitmap: roaring::RoaringBitmap = seg.subject_ordinals(subject).collect();
                 roaring_bytes += bitmap.serialized_size() + 4;
@@ -121,12 +129,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| seq column (event ids) | {:.2} |", per(cols[2]));
     println!("| source-id index | {:.2} |", per(sections["source ids"]));
     println!(
-        "| attrs (offsets + data) | {:.2} |",
+        "| attrs (chunk offsets + columns) | {:.2} |",
         per(sections["attr offsets"] + sections["attr data"])
+    );
+    println!(
+        "| (attrs row by row, as format version 1 stored them, for comparison) | ({:.2}) |",
+        per(row_attr_bytes)
     );
     println!(
         "| whole segment files (incl. header, padding) | {:.2} |",
         per(file)
+    );
+    println!(
+        "| (whole files with attrs row by row, version 1) | ({:.2}) |",
+        per(file - sections["attr offsets"] - sections["attr data"] + row_attr_bytes)
     );
     let segments: usize = store.shards().iter().map(|s| s.segments).sum();
     println!(

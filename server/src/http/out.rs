@@ -18,24 +18,38 @@ pub(crate) const IMAGES_ATTR: &str = "images";
 pub(crate) const OBJECT_ATTR: &str = "gat1400_object";
 
 /// One event as every answer writes it (trajectory, event by id, feed,
-/// subscriptions).
-#[derive(serde::Serialize)]
+/// subscriptions): `id, ts, community, device, kind, subject, direction, attrs`, then
+/// `images` (its pictures: `[{"id", "url", "type", "width", "height", "shot", …}]`)
+/// and `object` (where its GA/T 1400 object, as uploaded, is served:
+/// `/v1/objects/{id}`) when it has them. Attributes that cannot be read (a damaged
+/// segment) fail the serialization with the error naming the file.
 pub(crate) struct EventOut<'a> {
-    id: u64,
-    ts: Rfc3339,
-    community: &'a str,
-    device: &'a str,
-    kind: &'static str,
-    subject: &'a str,
-    direction: &'static str,
-    attrs: AttrsOut<'a>,
-    /// Its pictures: `[{"id", "url", "type", "width", "height", "shot", …}]`; absent
-    /// when it has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    images: Option<&'a RawValue>,
-    /// Where its GA/T 1400 object, as uploaded, is served (`/v1/objects/{id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    object: Option<ObjectUrl<'a>>,
+    s: &'a Sighting,
+    attrs: Result<std::borrow::Cow<'a, [u8]>, sightline_storage::StorageError>,
+}
+
+impl serde::Serialize for EventOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let attrs = self.attrs.as_ref().map_err(S::Error::custom)?;
+        let s = self.s;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("id", &s.seq)?;
+        m.serialize_entry("ts", &Rfc3339(s.ts_ms))?;
+        m.serialize_entry("community", &*s.community)?;
+        m.serialize_entry("device", &*s.device)?;
+        m.serialize_entry("kind", s.kind.as_str())?;
+        m.serialize_entry("subject", &*s.subject)?;
+        m.serialize_entry("direction", s.direction.as_str())?;
+        m.serialize_entry("attrs", &AttrsOut(attrs))?;
+        if let Some(images) = images_of(attrs) {
+            m.serialize_entry("images", images)?;
+        }
+        if let Some(object) = object_of(attrs) {
+            m.serialize_entry("object", &ObjectUrl(object))?;
+        }
+        m.end()
+    }
 }
 
 /// `/v1/objects/{id}`, written without building a string.
@@ -77,16 +91,8 @@ fn images_of(attrs: &[u8]) -> Option<&RawValue> {
 impl<'a> EventOut<'a> {
     pub fn of(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
         EventOut {
-            id: s.seq,
-            ts: Rfc3339(s.ts_ms),
-            community: &s.community,
-            device: &s.device,
-            kind: s.kind.as_str(),
-            subject: &s.subject,
-            direction: s.direction.as_str(),
-            attrs: AttrsOut(attrs.bytes()),
-            images: images_of(attrs.bytes()),
-            object: object_of(attrs.bytes()).map(ObjectUrl),
+            s,
+            attrs: attrs.bytes(),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use super::format::*;
 use super::Segment;
+use crate::attr_columns::{encode_chunk, CHUNK_ROWS};
 use crate::bitpack::{bits_needed, packed_len, Packer};
 use crate::error::Result;
 use crate::fsutil::Out;
@@ -25,7 +26,7 @@ use crate::memtable::{MemRows, StoredRow};
 use crate::row::fnv1a;
 
 /// One event as the writer reads it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RowRef<'a> {
     pub seq: u64,
     pub ts_ms: i64,
@@ -33,7 +34,9 @@ pub(crate) struct RowRef<'a> {
     /// Dictionary id.
     pub subject: u32,
     pub kd: u8,
-    pub attrs: &'a [u8],
+    /// In the row encoding (`attr_codec`): borrowed from a memory part or a version 1
+    /// segment, rebuilt from a version 2 segment's columns.
+    pub attrs: std::borrow::Cow<'a, [u8]>,
     /// FNV-1a of the source id, for events that have one.
     pub source_hash: Option<u64>,
 }
@@ -44,8 +47,6 @@ pub(crate) trait SortedRows {
     fn len(&self) -> usize;
     /// The distinct subject ids, ascending.
     fn subjects(&self) -> Vec<u32>;
-    /// Total bytes of encoded attributes.
-    fn attr_bytes(&self) -> u64;
     /// Calls `f` on every row in order, stopping at the first error it returns.
     fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()>;
 }
@@ -96,9 +97,6 @@ impl SortedRows for MemSorted<'_> {
     fn subjects(&self) -> Vec<u32> {
         self.rows.subjects()
     }
-    fn attr_bytes(&self) -> u64 {
-        self.rows.rows().map(|r| r.attrs.len() as u64).sum()
-    }
     fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()> {
         for &i in &self.order {
             let r = self.rows.get(i);
@@ -108,7 +106,7 @@ impl SortedRows for MemSorted<'_> {
                 device: r.device,
                 subject: r.subject,
                 kd: r.kd,
-                attrs: &r.attrs,
+                attrs: std::borrow::Cow::Borrowed(&r.attrs),
                 source_hash: r.source_id.as_ref().map(|s| fnv1a(s.as_bytes())),
             })?;
         }
@@ -141,9 +139,6 @@ impl SortedRows for MergedSegments<'_> {
         s.dedup();
         s
     }
-    fn attr_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.attr_data_len() as u64).sum()
-    }
     fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()> {
         let mut cursors: Vec<_> = self
             .segments
@@ -151,7 +146,10 @@ impl SortedRows for MergedSegments<'_> {
             .zip(&self.sources)
             .map(|(s, src)| s.cursor(src))
             .collect();
-        let mut heads: Vec<Option<RowRef<'_>>> = cursors.iter_mut().map(|c| c.next()).collect();
+        let mut heads: Vec<Option<RowRef<'_>>> = cursors
+            .iter_mut()
+            .map(|c| c.next().transpose())
+            .collect::<Result<_>>()?;
         loop {
             // Few inputs (a shard merges at most a handful): a linear scan is enough.
             let mut best: Option<usize> = None;
@@ -167,7 +165,7 @@ impl SortedRows for MergedSegments<'_> {
                 }
             }
             let Some(i) = best else { return Ok(()) };
-            let next = cursors[i].next();
+            let next = cursors[i].next().transpose()?;
             let row = std::mem::replace(&mut heads[i], next).expect("chosen head");
             f(row)?;
         }
@@ -186,7 +184,6 @@ pub(crate) fn write_segment(
     assert!(n > 0, "a segment holds at least one event");
     assert!(n <= u32::MAX as usize, "too many rows for one segment");
     let subjects = rows.subjects();
-    let attr_total = rows.attr_bytes();
     let ts_off = |ts: i64| -> u32 {
         let off = ts - span_start_ms;
         assert!(
@@ -202,10 +199,8 @@ pub(crate) fn write_segment(
     let mut directory = Vec::new();
     let mut blocks = Blocks::default();
     let mut attr_crc = crc32fast::Hasher::new();
-    let mut attr_offsets = packed_header(0, bits_needed(attr_total));
-    let mut attr_packer = Packer::new(bits_needed(attr_total));
-    attr_packer.push(0, &mut attr_offsets);
-    let mut attr_at = 0u64;
+    let mut chunk_ends = vec![0u64];
+    let mut chunks = AttrChunks::default();
     let (mut seq_min, mut seq_max) = (u64::MAX, 0u64);
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     let mut subject_at = 0usize; // rank of the previous row's subject, a search hint
@@ -221,20 +216,25 @@ pub(crate) fn write_segment(
         if let Some(h) = r.source_hash {
             sources.push((h, ordinal));
         }
-        attr_crc.update(r.attrs);
-        attr_at += r.attrs.len() as u64;
-        attr_packer.push(attr_at, &mut attr_offsets);
+        chunks.push(&r.attrs, &mut |chunk| {
+            attr_crc.update(chunk);
+            chunk_ends.push(chunk_ends.last().expect("starts at 0") + chunk.len() as u64);
+            Ok(())
+        })?;
         (seq_min, seq_max) = (seq_min.min(r.seq), seq_max.max(r.seq));
         (ts_min, ts_max) = (ts_min.min(r.ts_ms), ts_max.max(r.ts_ms));
-        blocks.push(r, ts_off(r.ts_ms), rank, &mut to_directory)
+        blocks.push(&r, ts_off(r.ts_ms), rank, &mut to_directory)
     })?;
     blocks.flush(&mut to_directory)?;
-    attr_packer.finish(&mut attr_offsets);
+    chunks.flush(&mut |chunk| {
+        attr_crc.update(chunk);
+        chunk_ends.push(chunk_ends.last().expect("starts at 0") + chunk.len() as u64);
+        Ok(())
+    })?;
     assert_eq!(ranks.len(), n, "rows walked differ from rows counted");
-    assert_eq!(
-        attr_at, attr_total,
-        "attribute bytes walked differ from counted"
-    );
+    let attr_total = *chunk_ends.last().expect("starts at 0");
+    let attr_offsets = packed_section(0, attr_total, chunk_ends.iter().copied());
+    drop(chunk_ends);
     let data_len = blocks.data_len;
 
     // Postings: rank -> ordinals, by counting sort (each list comes out sorted).
@@ -327,7 +327,7 @@ pub(crate) fn write_segment(
     rows.visit(&mut |r| {
         let rank = ranks[ordinal];
         ordinal += 1;
-        blocks.push(r, ts_off(r.ts_ms), rank, &mut |data, _| w.put(data))
+        blocks.push(&r, ts_off(r.ts_ms), rank, &mut |data, _| w.put(data))
     })?;
     blocks.flush(&mut |data, _| w.put(data))?;
     drop(ranks);
@@ -341,9 +341,46 @@ pub(crate) fn write_segment(
         w.section(s)?;
     }
     w.align()?;
-    rows.visit(&mut |r| w.put(r.attrs))?;
+    let mut chunks = AttrChunks::default();
+    rows.visit(&mut |r| chunks.push(&r.attrs, &mut |chunk| w.put(chunk)))?;
+    chunks.flush(&mut |chunk| w.put(chunk))?;
     debug_assert_eq!(w.at, at, "bytes written differ from the plan");
     Ok(())
+}
+
+/// Cuts the rows' attributes into chunks of [`CHUNK_ROWS`] consecutive ordinals and
+/// encodes each by column (`attr_columns`), one chunk held at a time.
+#[derive(Default)]
+struct AttrChunks {
+    rows: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl AttrChunks {
+    fn push(&mut self, attrs: &[u8], emit: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.rows.push(attrs.to_vec());
+        if self.rows.len() == CHUNK_ROWS {
+            self.flush(emit)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        let refs: Vec<&[u8]> = self.rows.iter().map(Vec::as_slice).collect();
+        encode_chunk(&refs, &mut self.buf).map_err(|reason| {
+            crate::error::StorageError::corrupt(
+                std::path::Path::new("(attributes of the rows being sealed)"),
+                0,
+                reason,
+            )
+        })?;
+        self.rows.clear();
+        emit(&self.buf)
+    }
 }
 
 /// An [`Out`] that knows how much it has written, for alignment.
@@ -402,7 +439,7 @@ struct Blocks {
 type Emit<'e> = dyn FnMut(&[u8], &[u8; BLOCK_ENTRY]) -> Result<()> + 'e;
 
 impl Blocks {
-    fn push(&mut self, r: RowRef<'_>, ts: u32, rank: u32, emit: &mut Emit<'_>) -> Result<()> {
+    fn push(&mut self, r: &RowRef<'_>, ts: u32, rank: u32, emit: &mut Emit<'_>) -> Result<()> {
         if !self.rows.is_empty() && (self.device != r.device || self.rows.len() == BLOCK_ROWS) {
             self.flush(emit)?;
         }

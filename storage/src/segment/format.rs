@@ -2,7 +2,8 @@
 //! file; keep the two in step.
 
 pub const MAGIC: [u8; 8] = *b"SLSEGMNT";
-pub const VERSION: u32 = 1;
+/// Written by this build; version 1 (attributes row by row) is still read.
+pub const VERSION: u32 = 2;
 
 /// Fixed header: 80 bytes of fields, the section table, the header checksum.
 pub const HEADER_FIELDS: usize = 80;

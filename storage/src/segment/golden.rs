@@ -1,8 +1,9 @@
-//! The golden segment: fixed rows whose encoding is checked in at
-//! `storage/tests/data/golden-v1.seg`, so that a change to the byte layout is
-//! deliberate and visible in review. Rewrite the file with
-//! `SIGHTLINE_BLESS=1 cargo test -p sightline-storage golden` after bumping the
-//! format version (see `storage/FORMAT.md`).
+//! The golden segments: fixed rows whose encoding is checked in at
+//! `storage/tests/data/golden-v2.seg` (what this build writes), so that a change to
+//! the byte layout is deliberate and visible in review, and at `golden-v1.seg` (what
+//! builds before attribute columns wrote), which must still read back the same.
+//! Rewrite the current one with `SIGHTLINE_BLESS=1 cargo test -p sightline-storage
+//! golden` after bumping the format version (see `storage/FORMAT.md`).
 
 use std::path::PathBuf;
 
@@ -17,8 +18,8 @@ const SPAN_START_MS: i64 = 1_630_425_600_000; // 2021-09-01T00:00+08:00
 const COMMUNITY: u32 = 3;
 const SPAN: i32 = 18_871;
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.seg")
+fn golden_path(version: u32) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/golden-v{version}.seg"))
 }
 
 /// 300 rows over three devices: two devices fill more than two blocks, and some rows
@@ -60,7 +61,7 @@ fn golden_rows() -> Vec<StoredRow> {
 fn golden_segment_bytes_are_unchanged_and_read_back() {
     let mut rows = golden_rows();
     let bytes = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
-    let path = golden_path();
+    let path = golden_path(super::format::VERSION);
     if std::env::var_os("SIGHTLINE_BLESS").is_some() {
         std::fs::write(&path, &bytes).expect("write golden file");
     }
@@ -72,8 +73,18 @@ fn golden_segment_bytes_are_unchanged_and_read_back() {
         golden.len(),
         path.display()
     );
+    reads_back(&path, super::format::VERSION);
+}
 
-    let seg = Segment::open(&path).expect("golden file opens");
+/// Files of version 1 (attributes row by row) read back the same rows and attributes.
+#[test]
+fn version_1_segments_still_read_back() {
+    reads_back(&golden_path(1), 1);
+}
+
+fn reads_back(path: &std::path::Path, version: u32) {
+    let seg = Segment::open(path).expect("golden file opens");
+    assert_eq!(seg.version(), version);
     let meta = seg.meta();
     assert_eq!(
         (meta.community, meta.span, meta.events),
@@ -85,6 +96,7 @@ fn golden_segment_bytes_are_unchanged_and_read_back() {
     seg.for_each(|ordinal, row| {
         let e = &expected[ordinal as usize];
         assert_eq!(row, e.row(COMMUNITY));
+        assert_eq!(&seg.attr_bytes(ordinal).expect("attrs")[..], &e.attrs[..]);
         assert_eq!(
             seg.attrs(ordinal).expect("attrs decode"),
             crate::attr_codec::decode_attrs(&e.attrs).expect("attrs")

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::build::block_data_len;
 use super::format::*;
+use crate::attr_columns::{decode_row, CHUNK_ROWS};
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
 use crate::event::Attrs;
@@ -45,7 +46,10 @@ pub struct Segment {
     subjects: Packed,
     posting_offsets: Packed,
     posting_ordinals: Packed,
+    /// Version 1: per event, where its attributes start in the attr data. Version 2:
+    /// per chunk of [`CHUNK_ROWS`] events, where its columns start.
     attr_offsets: Packed,
+    version: u32,
     /// `(device, first ordinal, end ordinal)` of each device's run, ascending by
     /// device; built from the block directory on first use (a few entries).
     device_runs: std::sync::OnceLock<Vec<(u32, u32, u32)>>,
@@ -90,6 +94,7 @@ impl Segment {
             path: path.to_path_buf(),
             map,
             device_runs: std::sync::OnceLock::new(),
+            version: VERSION,
             meta: SegmentMeta {
                 community: 0,
                 span: 0,
@@ -154,12 +159,13 @@ impl Segment {
             return Err(self.corrupt(0, "not a segment file (bad magic bytes)"));
         }
         let version = get_u32(b, 8);
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(self.corrupt(
                 8,
-                format!("format version {version}, this build reads {VERSION}"),
+                format!("format version {version}, this build reads 1 to {VERSION}"),
             ));
         }
+        self.version = version;
         if crc32fast::hash(&b[..HEADER_CRC_AT]) != get_u32(b, HEADER_CRC_AT) {
             return Err(self.corrupt(HEADER_CRC_AT, "header checksum mismatch"));
         }
@@ -364,7 +370,11 @@ impl Segment {
         self.subjects = self.packed(Section::Subjects, subjects)?;
         self.posting_offsets = self.packed(Section::PostingOffsets, subjects + 1)?;
         self.posting_ordinals = self.packed(Section::PostingOrdinals, events)?;
-        self.attr_offsets = self.packed(Section::AttrOffsets, events + 1)?;
+        let attr_entries = match self.version {
+            1 => events,
+            _ => events.div_ceil(CHUNK_ROWS),
+        };
+        self.attr_offsets = self.packed(Section::AttrOffsets, attr_entries + 1)?;
         let last_posting = self.get(self.posting_offsets, subjects);
         if last_posting != events as u64 {
             return Err(self.corrupt(
@@ -373,7 +383,7 @@ impl Segment {
             ));
         }
         let attr_len = self.section(Section::AttrData).len() as u64;
-        if self.get(self.attr_offsets, events) != attr_len {
+        if self.get(self.attr_offsets, attr_entries) != attr_len {
             return Err(self.corrupt(
                 self.attr_offsets.at,
                 "attr offsets do not end at the attr data's end",
@@ -803,23 +813,54 @@ impl Segment {
         (0..self.meta.subjects as usize).map(move |i| self.get(self.subjects, i) as u32)
     }
 
-    /// The encoded attributes of the event at `ordinal`.
-    /// The encoded attributes of the event at `ordinal` (see `attr_codec`).
-    pub fn attr_bytes(&self, ordinal: u32) -> &[u8] {
+    /// The attributes of the event at `ordinal` in the row encoding (see
+    /// `attr_codec`): borrowed from a version 1 file, rebuilt from a version 2 file's
+    /// columns (`attr_columns`) — the same bytes either way.
+    pub fn attr_bytes(&self, ordinal: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
         let o = ordinal as usize;
+        let data = self.section(Section::AttrData);
+        let data_at = self.sections[Section::AttrData as usize].start;
+        if self.version == 1 {
+            let (a, z) = (
+                self.get(self.attr_offsets, o) as usize,
+                self.get(self.attr_offsets, o + 1) as usize,
+            );
+            return data
+                .get(a..z)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| {
+                    self.corrupt(
+                        data_at + a,
+                        format!("attributes of event {ordinal} past the attr data"),
+                    )
+                });
+        }
+        let chunk = o / CHUNK_ROWS;
         let (a, z) = (
-            self.get(self.attr_offsets, o) as usize,
-            self.get(self.attr_offsets, o + 1) as usize,
+            self.get(self.attr_offsets, chunk) as usize,
+            self.get(self.attr_offsets, chunk + 1) as usize,
         );
-        self.section(Section::AttrData).get(a..z).unwrap_or(&[])
+        let bytes = data.get(a..z).ok_or_else(|| {
+            self.corrupt(
+                data_at + a,
+                format!("attribute chunk {chunk} past the attr data"),
+            )
+        })?;
+        let mut out = Vec::new();
+        decode_row(bytes, o % CHUNK_ROWS, &mut out).map_err(|reason| {
+            self.corrupt(
+                data_at + a,
+                format!("attributes of event {ordinal} (chunk {chunk}): {reason}"),
+            )
+        })?;
+        Ok(out.into())
     }
 
     /// The attributes of the event at `ordinal`.
     pub fn attrs(&self, ordinal: u32) -> Result<Attrs> {
-        let bytes = self.attr_bytes(ordinal);
-        crate::attr_codec::decode_attrs(bytes).map_err(|reason| {
-            let at = self.sections[Section::AttrData as usize].start
-                + self.get(self.attr_offsets, ordinal as usize) as usize;
+        let bytes = self.attr_bytes(ordinal)?;
+        crate::attr_codec::decode_attrs(&bytes).map_err(|reason| {
+            let at = self.sections[Section::AttrData as usize].start;
             self.corrupt(at, format!("attributes of event {ordinal}: {reason}"))
         })
     }
@@ -854,8 +895,19 @@ impl Segment {
     }
 
     /// Bytes of encoded attributes in this segment.
-    pub(crate) fn attr_data_len(&self) -> usize {
+    pub fn attr_data_len(&self) -> usize {
         self.sections[Section::AttrData as usize].len()
+    }
+
+    /// Reads every event's attributes back (what `sightline check` does): the first
+    /// that cannot be read is the error, naming the file and where.
+    pub fn verify_attrs(&self) -> Result<()> {
+        (0..self.meta.events).try_for_each(|o| self.attrs(o).map(drop))
+    }
+
+    /// The file's format version (1 or 2: how its attributes are laid out).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// `(ordinal, source-id hash)` of the events that have a source id, by ordinal.
@@ -894,7 +946,7 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Iterator for Cursor<'a> {
-    type Item = super::build::RowRef<'a>;
+    type Item = Result<super::build::RowRef<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let b = loop {
@@ -921,15 +973,19 @@ impl<'a> Iterator for Cursor<'a> {
             Some(&(o, h)) if o == ordinal => Some(h),
             _ => None,
         };
-        Some(super::build::RowRef {
+        let attrs = match self.seg.attr_bytes(ordinal) {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(super::build::RowRef {
             seq: row.seq,
             ts_ms: row.ts_ms,
             device: row.device,
             subject: row.subject,
             kd,
-            attrs: self.seg.attr_bytes(ordinal),
+            attrs,
             source_hash,
-        })
+        }))
     }
 }
 

@@ -40,11 +40,12 @@ pub enum AttrsAt {
 }
 
 impl AttrsAt {
-    /// The encoded attributes, for [`crate::visit_attrs`].
-    pub fn bytes(&self) -> &[u8] {
+    /// The encoded attributes, for [`crate::visit_attrs`] (rebuilt from a segment's
+    /// columns, or borrowed); damage is an error naming the segment file.
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
         match self {
             AttrsAt::Segment(seg, ordinal) => seg.attr_bytes(*ordinal),
-            AttrsAt::Memory(bytes) => bytes,
+            AttrsAt::Memory(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
         }
     }
 

@@ -1,0 +1,736 @@
+//! Attributes of a segment by column: the events of a segment are cut into chunks of
+//! [`CHUNK_ROWS`] consecutive ordinals, and each chunk stores its attributes key by
+//! key, each column in the encoding that fits it — a dictionary for few distinct
+//! strings (plate colours), fixed fields for digit strings that start with a 20-digit
+//! code (GA/T 1400 ids: the device code, then type, time and serial numbers),
+//! frame-of-reference bit packing for integers and for decimals (confidence 0.93 is 93
+//! hundredths), a bitmap for booleans, and the raw strings, zstd-compressed where that
+//! wins, for the rest. Every encoding but compressed strings reads one event's value
+//! without decoding its neighbours. The layout is in `storage/FORMAT.md`.
+//!
+//! An event's attributes are given and returned in the row encoding of
+//! [`crate::attr_codec`] (the WAL's); that encoding is unique for a map, so what is
+//! read back is byte-identical to what was written.
+
+use crate::attr_codec::{encode_pairs_into, key_code, visit_attrs, well_known_key, AttrRef};
+use crate::bitpack::{bits_needed, packed_len, BitReader, Packer, MAX_BITS};
+
+/// Events per attribute chunk.
+pub const CHUNK_ROWS: usize = 128;
+
+/// Column encodings (the `class` byte).
+const STR_RAW: u8 = 0;
+const STR_DICT: u8 = 1;
+const STR_DIGITS: u8 = 2;
+const INT: u8 = 3;
+const INT_RAW: u8 = 4;
+const FLOAT_DEC: u8 = 5;
+const FLOAT_RAW: u8 = 6;
+const BOOL: u8 = 7;
+
+/// Most distinct strings a dictionary column holds.
+const MAX_DICT: usize = 255;
+/// Widest digit field (10^16 < 2^56, the widest packed value).
+const MAX_FIELD_DIGITS: usize = 16;
+/// Longest digit string split into fields after its 20-digit prefix.
+const MAX_DIGIT_SUFFIX: usize = 48;
+/// Raw string bytes of one chunk above which they are not compressed (a reader
+/// decompresses the whole blob to read one value).
+const MAX_ZSTD_INPUT: usize = 256 << 10;
+
+/// The value kinds a column holds (one column per key and kind).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+    Bool,
+}
+
+fn kind_of(v: &AttrRef<'_>) -> Kind {
+    match v {
+        AttrRef::Str(_) => Kind::Str,
+        AttrRef::Int(_) => Kind::Int,
+        AttrRef::Float(_) => Kind::Float,
+        AttrRef::Bool(_) => Kind::Bool,
+    }
+}
+
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// Packs `values` at the width their largest needs: `bits:u8` then the bits.
+fn put_packed(values: impl Iterator<Item = u64> + Clone, out: &mut Vec<u8>) {
+    let bits = bits_needed(values.clone().max().unwrap_or(0));
+    out.push(bits);
+    let mut p = Packer::new(bits);
+    for v in values {
+        p.push(v, out);
+    }
+    p.finish(out);
+}
+
+/// Encodes the attributes of `rows` (each in the row encoding; 1 to [`CHUNK_ROWS`]
+/// of them) as one chunk, appended to `out`.
+pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
+    assert!(!rows.is_empty() && rows.len() <= CHUNK_ROWS);
+    // (key, kind) -> per row its value.
+    let mut columns: std::collections::BTreeMap<(&str, Kind), Vec<Option<AttrRef<'_>>>> =
+        Default::default();
+    for (i, bytes) in rows.iter().enumerate() {
+        visit_attrs(bytes, |k, v| {
+            columns
+                .entry((k, kind_of(&v)))
+                .or_insert_with(|| vec![None; rows.len()])[i] = Some(v);
+        })?;
+    }
+    out.push(rows.len() as u8 - 1);
+    put_varint(columns.len() as u64, out);
+    for ((key, kind), values) in &columns {
+        let code = key_code(key);
+        out.push(code);
+        if code == 0 {
+            put_varint(key.len() as u64, out);
+            out.extend_from_slice(key.as_bytes());
+        }
+        let present: Vec<AttrRef<'_>> = values.iter().flatten().copied().collect();
+        let class_at = out.len();
+        out.push(0); // the class, set below
+        if present.len() == rows.len() {
+            out.push(0);
+        } else {
+            out.push(1);
+            let mut bitmap = vec![0u8; rows.len().div_ceil(8)];
+            for (i, v) in values.iter().enumerate() {
+                if v.is_some() {
+                    bitmap[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.extend_from_slice(&bitmap);
+        }
+        out[class_at] = match kind {
+            Kind::Str => {
+                let strs: Vec<&str> = present
+                    .iter()
+                    .map(|v| match v {
+                        AttrRef::Str(s) => *s,
+                        _ => unreachable!("a string column"),
+                    })
+                    .collect();
+                encode_strings(&strs, out)
+            }
+            Kind::Int => {
+                let ints: Vec<i64> = present
+                    .iter()
+                    .map(|v| match v {
+                        AttrRef::Int(i) => *i,
+                        _ => unreachable!("an integer column"),
+                    })
+                    .collect();
+                encode_ints(&ints, out)
+            }
+            Kind::Float => {
+                let floats: Vec<f64> = present
+                    .iter()
+                    .map(|v| match v {
+                        AttrRef::Float(f) => *f,
+                        _ => unreachable!("a float column"),
+                    })
+                    .collect();
+                encode_floats(&floats, out)
+            }
+            Kind::Bool => {
+                put_packed(
+                    present
+                        .iter()
+                        .map(|v| matches!(v, AttrRef::Bool(true)) as u64),
+                    out,
+                );
+                BOOL
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Frame of reference: `base` (zigzag varint) then the offsets from it, packed; or
+/// 8 bytes each when the range is wider than a packed value.
+fn encode_ints(ints: &[i64], out: &mut Vec<u8>) -> u8 {
+    let (min, max) = (
+        *ints.iter().min().expect("present"),
+        *ints.iter().max().expect("present"),
+    );
+    let range = (max as i128 - min as i128) as u128;
+    if range >= 1u128 << MAX_BITS {
+        for i in ints {
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        return INT_RAW;
+    }
+    put_varint(zigzag(min), out);
+    put_packed(ints.iter().map(|&i| (i as i128 - min as i128) as u64), out);
+    INT
+}
+
+/// Decimals with at most 6 places (each read back to the same bits): the scale, then
+/// the scaled integers as [`encode_ints`]; else 8 bytes each.
+fn encode_floats(floats: &[f64], out: &mut Vec<u8>) -> u8 {
+    'scale: for scale in 0u8..=6 {
+        let m = 10f64.powi(scale as i32);
+        let mut scaled = Vec::with_capacity(floats.len());
+        for &f in floats {
+            let x = (f * m).round();
+            if !x.is_finite() || x.abs() > (1u64 << 52) as f64 {
+                continue 'scale;
+            }
+            // Read back as the decoder does (so -0.0, which scales to 0, is refused).
+            let x = x as i64;
+            if (x as f64 / m).to_bits() != f.to_bits() {
+                continue 'scale;
+            }
+            scaled.push(x);
+        }
+        let mut body = Vec::new();
+        if encode_ints(&scaled, &mut body) == INT {
+            out.push(scale);
+            out.extend_from_slice(&body);
+            return FLOAT_DEC;
+        }
+    }
+    for f in floats {
+        out.extend_from_slice(&f.to_le_bytes());
+    }
+    FLOAT_RAW
+}
+
+/// The digit fields a suffix of `len` digits is cut into: a GA/T 1400 object id's
+/// after its device code (type 2, time 14, serial 5, object type 2, serial 5), an
+/// image's (type 2, time 14, serial 5), else runs of [`MAX_FIELD_DIGITS`].
+fn fields_of(len: usize) -> Vec<u8> {
+    match len {
+        28 => vec![2, 14, 5, 2, 5],
+        21 => vec![2, 14, 5],
+        _ => {
+            let mut v = vec![MAX_FIELD_DIGITS as u8; len / MAX_FIELD_DIGITS];
+            if !len.is_multiple_of(MAX_FIELD_DIGITS) {
+                v.push((len % MAX_FIELD_DIGITS) as u8);
+            }
+            v
+        }
+    }
+}
+
+/// The smallest of the string encodings that apply.
+fn encode_strings(strs: &[&str], out: &mut Vec<u8>) -> u8 {
+    let mut best: Option<(u8, Vec<u8>)> = None;
+    let mut consider = |class: u8, bytes: Vec<u8>| {
+        if best.as_ref().is_none_or(|(_, b)| bytes.len() < b.len()) {
+            best = Some((class, bytes));
+        }
+    };
+    if let Some(b) = dict_strings(strs) {
+        consider(STR_DICT, b);
+    }
+    if let Some(b) = digit_strings(strs) {
+        consider(STR_DIGITS, b);
+    }
+    consider(STR_RAW, raw_strings(strs));
+    let (class, bytes) = best.expect("raw always applies");
+    out.extend_from_slice(&bytes);
+    class
+}
+
+/// `n:varint (len:varint utf8)*` then each value's index, packed.
+fn dict_strings(strs: &[&str]) -> Option<Vec<u8>> {
+    let mut dict: Vec<&str> = strs.to_vec();
+    dict.sort_unstable();
+    dict.dedup();
+    if dict.len() > MAX_DICT {
+        return None;
+    }
+    let mut out = Vec::new();
+    put_dict(&dict, &mut out);
+    put_packed(
+        strs.iter()
+            .map(|s| dict.binary_search(s).expect("in the dictionary") as u64),
+        &mut out,
+    );
+    Some(out)
+}
+
+fn put_dict(dict: &[&str], out: &mut Vec<u8>) {
+    put_varint(dict.len() as u64, out);
+    for s in dict {
+        put_varint(s.len() as u64, out);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Digit strings of one length, 20 + 1..=48 digits: a dictionary of their 20-digit
+/// prefixes (device codes) and each value's index in it; the suffix length; then per
+/// field of [`fields_of`] a frame of reference (`base:varint`, packed offsets).
+fn digit_strings(strs: &[&str]) -> Option<Vec<u8>> {
+    let len = strs[0].len();
+    if !(21..=20 + MAX_DIGIT_SUFFIX).contains(&len)
+        || !strs
+            .iter()
+            .all(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut prefixes: Vec<&str> = strs.iter().map(|s| &s[..20]).collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    if prefixes.len() > MAX_DICT {
+        return None;
+    }
+    let mut out = Vec::new();
+    put_dict(&prefixes, &mut out);
+    put_packed(
+        strs.iter()
+            .map(|s| prefixes.binary_search(&&s[..20]).expect("a prefix") as u64),
+        &mut out,
+    );
+    out.push((len - 20) as u8);
+    let mut at = 20;
+    for width in fields_of(len - 20) {
+        let w = width as usize;
+        let field = |s: &&str| s[at..at + w].parse::<u64>().expect("digits");
+        let base = strs.iter().map(field).min().expect("present");
+        put_varint(base, &mut out);
+        put_packed(strs.iter().map(|s| field(s) - base), &mut out);
+        at += w;
+    }
+    Some(out)
+}
+
+/// Each value's length, packed; a flag (0 plain, 1 zstd); the bytes (with zstd: the
+/// plain length, varint, then the compressed length, varint, and the frame).
+fn raw_strings(strs: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_packed(strs.iter().map(|s| s.len() as u64), &mut out);
+    let blob: Vec<u8> = strs.iter().flat_map(|s| s.bytes()).collect();
+    let packed = (blob.len() <= MAX_ZSTD_INPUT)
+        .then(|| zstd::bulk::compress(&blob, 3).ok())
+        .flatten()
+        .filter(|z| z.len() + 8 < blob.len() * 3 / 4);
+    match packed {
+        Some(z) => {
+            out.push(1);
+            put_varint(blob.len() as u64, &mut out);
+            put_varint(z.len() as u64, &mut out);
+            out.extend_from_slice(&z);
+        }
+        None => {
+            out.push(0);
+            out.extend_from_slice(&blob);
+        }
+    }
+    out
+}
+
+/// A cursor over a chunk that reports what is wrong instead of panicking.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let v = *self
+            .b
+            .get(self.at)
+            .ok_or_else(|| format!("chunk ends early at byte {}", self.at))?;
+        self.at += 1;
+        Ok(v)
+    }
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!("overlong varint before byte {}", self.at))
+    }
+    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
+        let rest = self.b.len() - self.at;
+        if n > rest as u64 {
+            return Err(format!(
+                "a length of {n} at byte {} overruns the {rest} bytes left",
+                self.at
+            ));
+        }
+        let s = &self.b[self.at..self.at + n as usize];
+        self.at += n as usize;
+        Ok(s)
+    }
+    fn str(&mut self) -> Result<&'a str, String> {
+        let at = self.at;
+        let n = self.varint()?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| format!("invalid UTF-8 at byte {at}"))
+    }
+    /// A packed array of `n` values: its width and bytes.
+    fn packed(&mut self, n: usize) -> Result<BitReader<'a>, String> {
+        let at = self.at;
+        let bits = self.byte()?;
+        if bits > MAX_BITS {
+            return Err(format!("{bits}-bit values at byte {at}"));
+        }
+        Ok(BitReader::new(self.take(packed_len(n, bits) as u64)?, bits))
+    }
+    fn dict(&mut self) -> Result<Vec<&'a str>, String> {
+        let at = self.at;
+        let n = self.varint()?;
+        if n == 0 || n > MAX_DICT as u64 {
+            return Err(format!("a dictionary of {n} strings at byte {at}"));
+        }
+        (0..n).map(|_| self.str()).collect()
+    }
+}
+
+/// One value read from a column (a digit string is rebuilt, so owned).
+enum Value<'a> {
+    Str(&'a str),
+    Owned(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// The attributes of row `row` of `chunk`, in the row encoding, appended to `out`.
+/// Every column is walked (to find where the next begins), but only row `row`'s value
+/// of each is decoded.
+pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut r = Reader { b: chunk, at: 0 };
+    let rows = r.byte()? as usize + 1;
+    if row >= rows {
+        return Err(format!("row {row} of a chunk of {rows}"));
+    }
+    let columns = r.varint()?;
+    if columns > chunk.len() as u64 {
+        return Err(format!("impossible column count {columns}"));
+    }
+    let mut found: Vec<(&str, Value<'_>)> = Vec::new();
+    let mut last: Option<(&str, u8)> = None;
+    for _ in 0..columns {
+        let at = r.at;
+        let code = r.byte()?;
+        let key: &str = match code {
+            0 => r.str()?,
+            c => well_known_key(c).ok_or_else(|| format!("unknown key code {c} at byte {at}"))?,
+        };
+        let class = r.byte()?;
+        // Columns come in key order, one per key and value kind.
+        if last.is_some_and(|l| l >= (key, class)) {
+            return Err(format!("columns out of order at byte {at}"));
+        }
+        last = Some((key, class));
+        let (n, index) = match r.byte()? {
+            0 => (rows, Some(row)),
+            1 => {
+                let bitmap = r.take(rows.div_ceil(8) as u64)?;
+                let bit = |i: usize| bitmap[i / 8] >> (i % 8) & 1 == 1;
+                let n = (0..rows).filter(|&i| bit(i)).count();
+                if n == 0 {
+                    return Err(format!("an empty column at byte {at}"));
+                }
+                (n, bit(row).then(|| (0..row).filter(|&i| bit(i)).count()))
+            }
+            p => return Err(format!("presence {p} at byte {at}")),
+        };
+        if let Some(v) = column_value(&mut r, class, n, index, at)? {
+            found.push((key, v));
+        }
+    }
+    if r.at != chunk.len() {
+        return Err(format!(
+            "{} trailing bytes after the columns",
+            chunk.len() - r.at
+        ));
+    }
+    // Two kinds of one key in one row cannot be written: refuse rather than emit a
+    // map with a key twice.
+    if found.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("one key with two values in one row".into());
+    }
+    encode_pairs_into(
+        found.iter().map(|(k, v)| {
+            let v = match v {
+                Value::Str(s) => AttrRef::Str(s),
+                Value::Owned(s) => AttrRef::Str(s),
+                Value::Int(i) => AttrRef::Int(*i),
+                Value::Float(f) => AttrRef::Float(*f),
+                Value::Bool(b) => AttrRef::Bool(*b),
+            };
+            (*k, v)
+        }),
+        found.len(),
+        out,
+    );
+    Ok(())
+}
+
+/// Reads past a column of `n` values of `class`, decoding value `index` if given.
+fn column_value<'a>(
+    r: &mut Reader<'a>,
+    class: u8,
+    n: usize,
+    index: Option<usize>,
+    at: usize,
+) -> Result<Option<Value<'a>>, String> {
+    let fixed8 = |r: &mut Reader<'a>| -> Result<Option<[u8; 8]>, String> {
+        let all = r.take(8 * n as u64)?;
+        Ok(index.map(|i| all[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+    };
+    let framed = |r: &mut Reader<'a>| -> Result<Option<i64>, String> {
+        let base = unzigzag(r.varint()?);
+        let p = r.packed(n)?;
+        index
+            .map(|i| {
+                base.checked_add_unsigned(p.get(i))
+                    .ok_or_else(|| format!("an integer out of range at byte {at}"))
+            })
+            .transpose()
+    };
+    Ok(match class {
+        INT => framed(r)?.map(Value::Int),
+        INT_RAW => fixed8(r)?.map(|b| Value::Int(i64::from_le_bytes(b))),
+        FLOAT_DEC => {
+            let scale = r.byte()?;
+            if scale > 6 {
+                return Err(format!("decimal scale {scale} at byte {at}"));
+            }
+            framed(r)?.map(|x| Value::Float(x as f64 / 10f64.powi(scale as i32)))
+        }
+        FLOAT_RAW => fixed8(r)?.map(|b| Value::Float(f64::from_le_bytes(b))),
+        BOOL => {
+            let p = r.packed(n)?;
+            index.map(|i| Value::Bool(p.get(i) == 1))
+        }
+        STR_DICT => {
+            let dict = r.dict()?;
+            let codes = r.packed(n)?;
+            match index {
+                None => None,
+                Some(i) => Some(Value::Str(dict.get(codes.get(i) as usize).ok_or_else(
+                    || format!("a dictionary code past its end at byte {at}"),
+                )?)),
+            }
+        }
+        STR_DIGITS => {
+            let prefixes = r.dict()?;
+            let codes = r.packed(n)?;
+            let len = r.byte()? as usize;
+            if !(1..=MAX_DIGIT_SUFFIX).contains(&len) {
+                return Err(format!("a digit suffix of {len} at byte {at}"));
+            }
+            let mut s = index
+                .map(|i| {
+                    prefixes
+                        .get(codes.get(i) as usize)
+                        .map(|p| p.to_string())
+                        .ok_or_else(|| format!("a prefix code past its end at byte {at}"))
+                })
+                .transpose()?;
+            for width in fields_of(len) {
+                let base = r.varint()?;
+                let p = r.packed(n)?;
+                if let (Some(s), Some(i)) = (s.as_mut(), index) {
+                    let v = base
+                        .checked_add(p.get(i))
+                        .filter(|v| v.checked_ilog10().unwrap_or(0) < width as u32)
+                        .ok_or_else(|| format!("a digit field too wide at byte {at}"))?;
+                    use std::fmt::Write;
+                    let _ = write!(s, "{v:0w$}", w = width as usize);
+                }
+            }
+            s.map(Value::Owned)
+        }
+        STR_RAW => {
+            let lens = r.packed(n)?;
+            let total: u64 = (0..n).map(|i| lens.get(i)).sum();
+            let blob: std::borrow::Cow<'a, [u8]> = match r.byte()? {
+                0 => r.take(total)?.into(),
+                1 => {
+                    let plain = r.varint()?;
+                    let zlen = r.varint()?;
+                    let frame = r.take(zlen)?;
+                    if plain != total || plain > MAX_ZSTD_INPUT as u64 {
+                        return Err(format!("compressed strings of {plain} bytes at byte {at}"));
+                    }
+                    match index {
+                        None => Vec::new().into(),
+                        Some(_) => {
+                            let b = zstd::bulk::decompress(frame, plain as usize).map_err(|e| {
+                                format!("strings do not decompress at byte {at}: {e}")
+                            })?;
+                            if b.len() as u64 != plain {
+                                return Err(format!("strings decompress short at byte {at}"));
+                            }
+                            b.into()
+                        }
+                    }
+                }
+                f => return Err(format!("string flag {f} at byte {at}")),
+            };
+            match index {
+                None => None,
+                Some(i) => {
+                    let start = (0..i).map(|j| lens.get(j)).sum::<u64>() as usize;
+                    let end = start + lens.get(i) as usize;
+                    let bad = || format!("invalid UTF-8 in strings at byte {at}");
+                    Some(match blob {
+                        std::borrow::Cow::Borrowed(b) => {
+                            Value::Str(std::str::from_utf8(&b[start..end]).map_err(|_| bad())?)
+                        }
+                        std::borrow::Cow::Owned(v) => Value::Owned(
+                            String::from_utf8(v[start..end].to_vec()).map_err(|_| bad())?,
+                        ),
+                    })
+                }
+            }
+        }
+        c => return Err(format!("unknown column class {c} at byte {at}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr_codec::encode_attrs;
+    use crate::event::{AttrValue, Attrs};
+    use proptest::prelude::*;
+
+    fn round_trip(rows: &[Attrs]) -> usize {
+        let encoded: Vec<Box<[u8]>> = rows.iter().map(encode_attrs).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
+        let mut chunk = Vec::new();
+        encode_chunk(&refs, &mut chunk).unwrap();
+        for (i, want) in encoded.iter().enumerate() {
+            let mut got = Vec::new();
+            decode_row(&chunk, i, &mut got).unwrap();
+            assert_eq!(&got[..], &want[..], "row {i}");
+        }
+        chunk.len()
+    }
+
+    fn value() -> impl Strategy<Value = AttrValue> {
+        prop_oneof![
+            ".{0,20}".prop_map(AttrValue::Str),
+            prop::sample::select(vec!["blue", "yellow", "green"])
+                .prop_map(|s| AttrValue::Str(s.into())),
+            "[0-9]{20,60}".prop_map(AttrValue::Str),
+            (0u64..1000).prop_map(|x| AttrValue::Str(format!(
+                "3205080101121000000102202109010800{x:02}00001020{x:04}"
+            ))),
+            any::<i64>().prop_map(AttrValue::Int),
+            (-50i64..50).prop_map(AttrValue::Int),
+            any::<f64>().prop_map(AttrValue::Float),
+            (0u32..1000).prop_map(|x| AttrValue::Float(x as f64 / 1000.0)),
+            any::<bool>().prop_map(AttrValue::Bool),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["source_id", "plate_color", "confidence", "x", "lane"])
+            .prop_map(String::from)
+    }
+
+    proptest! {
+        #[test]
+        fn every_row_reads_back_byte_identical(
+            rows in proptest::collection::vec(
+                proptest::collection::btree_map(key(), value(), 0..5), 1..=CHUNK_ROWS)
+        ) {
+            round_trip(&rows);
+        }
+
+        #[test]
+        fn damaged_chunks_error_or_decode_without_panicking(
+            rows in proptest::collection::vec(
+                proptest::collection::btree_map(key(), value(), 0..4), 1..20),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            row in any::<prop::sample::Index>(),
+        ) {
+            let encoded: Vec<Box<[u8]>> = rows.iter().map(encode_attrs).collect();
+            let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
+            let mut chunk = Vec::new();
+            encode_chunk(&refs, &mut chunk).unwrap();
+            let i = row.index(rows.len());
+            let _ = decode_row(&chunk[..cut.index(chunk.len())], i, &mut Vec::new());
+            let mut flipped = chunk.clone();
+            let at = flip.index(flipped.len());
+            flipped[at] ^= 0x5a;
+            let _ = decode_row(&flipped, i, &mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn camera_attributes_take_a_few_bytes_an_event() {
+        // 128 plate reads of one gate: a GA/T 1400 id, a colour, a confidence.
+        let rows: Vec<Attrs> = (0..128u64)
+            .map(|i| {
+                let mut a = Attrs::new();
+                let time = 80000 + i * 7;
+                a.insert(
+                    "source_id".into(),
+                    AttrValue::Str(format!(
+                        "32050801011210000001022021090100{time:04}{:05}02{:05}",
+                        i, 1
+                    )),
+                );
+                a.insert(
+                    "plate_color".into(),
+                    AttrValue::Str(if i % 9 == 0 { "yellow" } else { "blue" }.into()),
+                );
+                a.insert(
+                    "confidence".into(),
+                    AttrValue::Float((850 + i) as f64 / 1000.0),
+                );
+                a
+            })
+            .collect();
+        let row_bytes: usize = rows.iter().map(|a| encode_attrs(a).len()).sum();
+        let chunk = round_trip(&rows);
+        assert!(
+            chunk * 8 < row_bytes,
+            "{chunk} bytes by column, {row_bytes} by row"
+        );
+    }
+
+    #[test]
+    fn long_strings_are_compressed_and_read_back() {
+        let rows: Vec<Attrs> = (0..128)
+            .map(|i| {
+                let mut a = Attrs::new();
+                a.insert(
+                    "image_url".into(),
+                    AttrValue::Str(format!(
+                        "http://10.0.0.1/pictures/2021/09/01/gate-1/{i}.jpg"
+                    )),
+                );
+                a
+            })
+            .collect();
+        let row_bytes: usize = rows.iter().map(|a| encode_attrs(a).len()).sum();
+        let chunk = round_trip(&rows);
+        assert!(chunk * 3 < row_bytes, "{chunk} vs {row_bytes}");
+    }
+}
