@@ -1,7 +1,7 @@
 //! Loads a synthetic month into a fresh store, seals it, and reports bytes per event by
 //! column and the heap a reopened store needs.
 //!
-//! cargo run --release -p sightline-benches --bin space-report -- [--communities N] [--days N] [--source-ids]
+//! cargo run --release -p sightline-benches --bin space-report -- [--communities N] [--days N] [--source-ids | --demo]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = TrafficConfig {
         communities: arg("--communities").map_or(Ok(10), |s| s.parse())?,
         days: arg("--days").map_or(Ok(30), |s| s.parse())?,
-        source_ids: std::env::args().any(|a| a == "--source-ids"),
+        // `--demo`: the month `sightline demo` serves (source ids, drivers).
+        source_ids: std::env::args().any(|a| a == "--source-ids" || a == "--demo"),
+        drivers: std::env::args().any(|a| a == "--demo"),
         ..Default::default()
     };
     let dir = tempfile::tempdir()?;

@@ -51,6 +51,9 @@ pub(crate) enum Body {
     Binary(&'static str, Bytes),
     /// A body with headers of its own (they override the body's `Content-Type`).
     Headed(Vec<(HeaderName, HeaderValue)>, Box<Body>),
+    /// A body its handler already serialized, and how long that took (the
+    /// `serialize` part of `Server-Timing`).
+    Serialized(std::time::Duration, Box<Body>),
 }
 
 impl From<Value> for Body {
@@ -66,10 +69,31 @@ impl From<String> for Body {
 }
 
 impl Body {
+    /// The body, and how long its handler spent serializing it (zero when the handler
+    /// did not).
+    pub(crate) fn serialize_time(self) -> (Body, std::time::Duration) {
+        match self {
+            Body::Serialized(d, body) => {
+                let (body, more) = body.serialize_time();
+                (body, d + more)
+            }
+            Body::Headed(h, body) => {
+                let (body, d) = body.serialize_time();
+                (Body::Headed(h, Box::new(body)), d)
+            }
+            other => (other, std::time::Duration::ZERO),
+        }
+    }
+
     /// The JSON text of a whole JSON body (a stream is left as it is).
     pub(crate) fn into_text(self) -> Body {
         match self {
             Body::Value(v) => Body::Text(v.to_string()),
+            Body::Serialized(d, b) => {
+                let t = std::time::Instant::now();
+                let b = b.into_text();
+                Body::Serialized(d + t.elapsed(), Box::new(b))
+            }
             other => other,
         }
     }
@@ -78,6 +102,11 @@ impl Body {
     /// any other JSON answer as one line. Streams and typed text stay as they are.
     pub(crate) fn into_lines(self) -> Body {
         match self {
+            Body::Serialized(d, b) => {
+                let t = std::time::Instant::now();
+                let b = b.into_lines();
+                Body::Serialized(d + t.elapsed(), Box::new(b))
+            }
             Body::Value(Value::Object(m)) if m.values().filter(|v| v.is_array()).count() == 1 => {
                 let items = m
                     .into_iter()
@@ -107,6 +136,7 @@ impl Body {
 pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
     let whole = |s: String| Either::Left(Full::new(Bytes::from(s)));
     let (body, content_type) = match body.into() {
+        Body::Serialized(_, body) => return respond(status, *body),
         Body::Headed(headers, body) => {
             let mut r = respond(status, *body);
             for (name, value) in headers {

@@ -156,7 +156,11 @@ pub(crate) fn serialized<T: serde::Serialize>(
     answer: &T,
     results: usize,
 ) -> Result<(Body, usize), crate::error::ApiError> {
-    serde_json::to_string(answer)
-        .map(|s| (Body::Text(s), results))
-        .map_err(|e| crate::error::ApiError::internal(e.to_string()))
+    let started = std::time::Instant::now();
+    let text = serde_json::to_string(answer)
+        .map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+    Ok((
+        Body::Serialized(started.elapsed(), Box::new(Body::Text(text))),
+        results,
+    ))
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -45,10 +45,29 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             Err(ApiError::NoSuchEndpoint(req.uri().path().to_string())),
         ),
     };
-    let (mut reply, error) = match answer {
-        Ok((status, body)) => (respond(status, body), None),
-        Err(e) => (respond_error(&e), Some(e.code())),
+    // Server time apart from the network (RFC: W3C Server Timing): `query` is the
+    // handler's (authorisation, body, store work), `serialize` the JSON writing.
+    let handled = started.elapsed();
+    let (mut reply, error, query, serialize) = match answer {
+        Ok((status, body)) => {
+            let (body, in_handler) = body.serialize_time();
+            let t = Instant::now();
+            let reply = respond(status, body);
+            let query = handled.saturating_sub(in_handler);
+            (reply, None, query, in_handler + t.elapsed())
+        }
+        Err(e) => (respond_error(&e), Some(e.code()), handled, Duration::ZERO),
     };
+    let timing = format!(
+        "query;dur={:.3}, serialize;dur={:.3}",
+        query.as_secs_f64() * 1e3,
+        serialize.as_secs_f64() * 1e3
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&timing) {
+        reply
+            .headers_mut()
+            .insert(hyper::header::HeaderName::from_static("server-timing"), v);
+    }
     // RFC 9110 §15.5.6: a 405 says which methods the resource takes.
     if let Some(allowed) = allow {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed) {
@@ -159,7 +178,7 @@ async fn call(
     }
     let (status, body) = answer?;
     let body = match body {
-        b @ (Body::Value(_) | Body::Text(_)) if ndjson => b.into_lines(),
+        b @ (Body::Value(_) | Body::Text(_) | Body::Serialized(..)) if ndjson => b.into_lines(),
         b => b,
     };
     Ok((status, body))

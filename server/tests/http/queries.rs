@@ -615,3 +615,61 @@ fn large_answers_stream_as_ndjson_when_asked() {
     });
     assert!(freed, "the slot was never freed");
 }
+
+/// Every answer says how long the server took apart from the network (W3C Server
+/// Timing): `query` and `serialize`, in milliseconds — a trajectory (serialized by its
+/// handler), its NDJSON form, an error, and `/health`.
+#[test]
+fn answers_carry_server_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    assert_eq!(
+        post(a, "/v1/events", "application/x-ndjson", &sample()).status,
+        200
+    );
+    let trajectory = format!(
+        "/v1/trajectory?kind=vehicle&subject={}&{RANGE}",
+        enc("苏E12345")
+    );
+    let timing = |request: String| -> (u16, f64, f64) {
+        let answer = send(a, request.as_bytes());
+        let head = answer.head.to_ascii_lowercase();
+        let line = head
+            .lines()
+            .find_map(|l| l.strip_prefix("server-timing: "))
+            .unwrap_or_else(|| panic!("no Server-Timing in {head}"))
+            .to_string();
+        let dur = |name: &str| -> f64 {
+            line.split(", ")
+                .find_map(|m| m.strip_prefix(&format!("{name};dur=")))
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+        };
+        (answer.status, dur("query"), dur("serialize"))
+    };
+    let get_with = |target: &str, accept: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")
+    };
+    for (request, status) in [
+        (get_with(&trajectory, "application/json"), 200),
+        (get_with(&trajectory, "application/x-ndjson"), 200),
+        (
+            get_with("/v1/trajectory?kind=vehicle", "application/json"),
+            400,
+        ),
+        (get_with("/health", "application/json"), 200),
+    ] {
+        let (got, query, serialize) = timing(request.clone());
+        assert_eq!(got, status, "{request}");
+        assert!(
+            query > 0.0 && serialize >= 0.0,
+            "{request}: {query} {serialize}"
+        );
+    }
+    // The NDJSON trajectory is still one event a line (in chunks).
+    let answer = send(a, get_with(&trajectory, "application/x-ndjson").as_bytes());
+    let text = String::from_utf8_lossy(&answer.body).to_string();
+    let events = text.lines().filter(|l| l.starts_with("{\"id\"")).count();
+    assert_eq!(events, 3, "{text}");
+}
