@@ -81,6 +81,10 @@ enum Command {
         /// The city as recorded for the benchmarks: no planted answers, no drivers.
         #[arg(long)]
         plain: bool,
+        /// A 48-digit GA/T 1400 style `source_id` attribute on every camera event (as
+        /// `sightline demo` stores), for space comparisons.
+        #[arg(long)]
+        source_ids: bool,
     },
     /// Serve a synthetic month of the 10 Gusu pilot communities and print example
     /// `curl` commands. The data stays in `--data`; a second run reuses it.
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
             households,
             format,
             plain,
+            source_ids,
         } => {
             let cfg = sightline_synth::TrafficConfig {
                 seed,
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
                 households_per_community: households,
                 drivers: !plain,
                 planted: !plain,
+                source_ids,
                 ..Default::default()
             };
             gen(&cfg, &out, &format)

@@ -261,11 +261,21 @@ pub(crate) fn write_segment(
     );
     let offsets_packed = packed_section(0, n as u64, offsets.iter().copied());
     drop(offsets);
+    // The source-id index: the low 32 bits of each hash, ascending, then the ordinals
+    // in the same order, packed (a collision costs a comparison of the ids, not a
+    // wrong answer).
+    let mut sources: Vec<(u32, u32)> = sources.into_iter().map(|(h, o)| (h as u32, o)).collect();
     sources.sort_unstable();
-    let mut source_bytes = Vec::with_capacity(sources.len() * SOURCE_ENTRY);
-    for (h, o) in &sources {
-        source_bytes.extend_from_slice(&h.to_le_bytes());
-        source_bytes.extend_from_slice(&o.to_le_bytes());
+    let mut source_bytes = Vec::with_capacity(sources.len() * 7 + PACKED_HEADER);
+    if !sources.is_empty() {
+        for (h, _) in &sources {
+            source_bytes.extend_from_slice(&h.to_le_bytes());
+        }
+        source_bytes.extend_from_slice(&packed_section(
+            0,
+            n as u64 - 1,
+            sources.iter().map(|&(_, o)| o as u64),
+        ));
     }
 
     // The section table: where each section starts, its length and checksum (the

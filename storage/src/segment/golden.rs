@@ -107,3 +107,40 @@ fn reads_back(path: &std::path::Path, version: u32) {
     assert_eq!(seg.find_source_id("src-0150").expect("lookup"), Some(1150));
     assert_eq!(seg.find_source_id("src-0151").expect("lookup"), None);
 }
+
+/// The source-id index keeps 32 bits of each hash: ids whose hashes agree in them are
+/// told apart by comparing the ids themselves.
+#[test]
+fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
+    use crate::row::fnv1a;
+    // Two ids of one 32-bit hash (found by search: about 2^16 tries).
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u64..)
+        .find_map(|i| {
+            let id = format!("id-{i}");
+            seen.insert(fnv1a(id.as_bytes()) as u32, id.clone())
+                .map(|other| (other, id))
+        })
+        .expect("a collision");
+    let segment = |ids: &[&String]| {
+        let mut rows: Vec<StoredRow> = golden_rows().into_iter().take(10).collect();
+        for (row, id) in rows.iter_mut().zip(ids) {
+            let mut attrs = crate::attr_codec::decode_attrs(&row.attrs).unwrap();
+            attrs.insert(SOURCE_ID.into(), AttrValue::Str(id.to_string()));
+            row.attrs = encode_attrs(&attrs).into();
+            row.source_id = Some(id.as_str().into());
+        }
+        let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        let bytes = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collide.seg");
+        std::fs::write(&path, bytes).unwrap();
+        (Segment::open(&path).unwrap(), seqs, dir)
+    };
+    let (seg, seqs, _dir) = segment(&[&a]);
+    assert_eq!(seg.find_source_id(&a).unwrap(), Some(seqs[0]));
+    assert_eq!(seg.find_source_id(&b).unwrap(), None, "{a} and {b} collide");
+    let (seg, seqs, _dir) = segment(&[&a, &b]);
+    assert_eq!(seg.find_source_id(&a).unwrap(), Some(seqs[0]));
+    assert_eq!(seg.find_source_id(&b).unwrap(), Some(seqs[1]));
+}

@@ -49,6 +49,8 @@ pub struct Segment {
     /// Version 1: per event, where its attributes start in the attr data. Version 2:
     /// per chunk of [`CHUNK_ROWS`] events, where its columns start.
     attr_offsets: Packed,
+    /// Version 2: the source-id index's ordinals (its hashes are 4 bytes each before).
+    source_ordinals: Packed,
     version: u32,
     /// `(device, first ordinal, end ordinal)` of each device's run, ascending by
     /// device; built from the block directory on first use (a few entries).
@@ -128,6 +130,12 @@ impl Segment {
                 base: 0,
             },
             attr_offsets: Packed {
+                at: 0,
+                len: 0,
+                bits: 0,
+                base: 0,
+            },
+            source_ordinals: Packed {
                 at: 0,
                 len: 0,
                 bits: 0,
@@ -390,11 +398,33 @@ impl Segment {
             ));
         }
         let src = self.section(Section::SourceIds);
-        if src.len() != self.meta.source_ids as usize * SOURCE_ENTRY {
-            return Err(self.corrupt(
-                self.sections[Section::SourceIds as usize].start,
-                "source id section has the wrong size",
-            ));
+        let n = self.meta.source_ids as usize;
+        let src_at = self.sections[Section::SourceIds as usize].start;
+        let wrong_size = || self.corrupt(src_at, "source id section has the wrong size");
+        match self.version {
+            1 => {
+                if src.len() != n * SOURCE_ENTRY {
+                    return Err(wrong_size());
+                }
+            }
+            _ if n == 0 => {
+                if !src.is_empty() {
+                    return Err(wrong_size());
+                }
+            }
+            _ => {
+                let packed = src.get(n * 4..).ok_or_else(wrong_size)?;
+                let bits = *packed.first().ok_or_else(wrong_size)?;
+                if bits > MAX_BITS || packed.len() != PACKED_HEADER + packed_len(n, bits) {
+                    return Err(wrong_size());
+                }
+                self.source_ordinals = Packed {
+                    at: src_at + n * 4 + PACKED_HEADER,
+                    len: packed_len(n, bits),
+                    bits,
+                    base: get_u64(packed, 8),
+                };
+            }
         }
         Ok(())
     }
@@ -865,12 +895,30 @@ impl Segment {
         })
     }
 
+    /// Entry `i` of the source-id index: the hash (all 64 bits in version 1, the low
+    /// 32 in version 2) and the ordinal.
+    fn source_entry(&self, i: usize) -> (u64, u32) {
+        let src = self.section(Section::SourceIds);
+        match self.version {
+            1 => (
+                get_u64(src, i * SOURCE_ENTRY),
+                get_u32(src, i * SOURCE_ENTRY + 8),
+            ),
+            _ => (
+                get_u32(src, i * 4) as u64,
+                self.get(self.source_ordinals, i) as u32,
+            ),
+        }
+    }
+
     /// The sequence number of the event whose `source_id` is `source_id`, if stored here.
     pub fn find_source_id(&self, source_id: &str) -> Result<Option<u64>> {
-        let h = fnv1a(source_id.as_bytes());
-        let src = self.section(Section::SourceIds);
+        let h = match self.version {
+            1 => fnv1a(source_id.as_bytes()),
+            _ => fnv1a(source_id.as_bytes()) as u32 as u64,
+        };
         let n = self.meta.source_ids as usize;
-        let hash_at = |i: usize| get_u64(src, i * SOURCE_ENTRY);
+        let hash_at = |i: usize| self.source_entry(i).0;
         let (mut a, mut z) = (0usize, n);
         while a < z {
             let mid = (a + z) / 2;
@@ -882,7 +930,7 @@ impl Segment {
         }
         // Hashes can collide: compare the stored source id of every equal-hash entry.
         while a < n && hash_at(a) == h {
-            let ordinal = get_u32(src, a * SOURCE_ENTRY + 8);
+            let ordinal = self.source_entry(a).1;
             let attrs = self.attrs(ordinal)?;
             if let Some(crate::AttrValue::Str(s)) = attrs.get(crate::event::SOURCE_ID) {
                 if s == source_id {
@@ -912,10 +960,11 @@ impl Segment {
 
     /// `(ordinal, source-id hash)` of the events that have a source id, by ordinal.
     pub(crate) fn source_hashes(&self) -> Vec<(u32, u64)> {
-        let src = self.section(Section::SourceIds);
-        let mut v: Vec<(u32, u64)> = src
-            .chunks_exact(SOURCE_ENTRY)
-            .map(|e| (get_u32(e, 8), get_u64(e, 0)))
+        let mut v: Vec<(u32, u64)> = (0..self.meta.source_ids as usize)
+            .map(|i| {
+                let (h, o) = self.source_entry(i);
+                (o, h)
+            })
             .collect();
         v.sort_unstable();
         v
