@@ -86,7 +86,8 @@ pub(crate) fn key_code(key: &str) -> u8 {
         .map_or(0, |i| i as u8 + 1)
 }
 
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+/// LEB128: 7 bits a byte, low first.
+pub(crate) fn put_varint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -162,14 +163,15 @@ pub fn encode_attrs(attrs: &Attrs) -> Box<[u8]> {
     out.into_boxed_slice()
 }
 
-/// A cursor over encoded bytes that reports what is wrong instead of panicking.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// A cursor over encoded bytes that reports what is wrong instead of panicking (the
+/// row encoding's, and a segment's attribute chunks').
+pub(crate) struct Reader<'a> {
+    pub bytes: &'a [u8],
+    pub at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, String> {
+    pub fn byte(&mut self) -> Result<u8, String> {
         let b = *self
             .bytes
             .get(self.at)
@@ -177,7 +179,7 @@ impl<'a> Reader<'a> {
         self.at += 1;
         Ok(b)
     }
-    fn varint(&mut self) -> Result<u64, String> {
+    pub fn varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -188,7 +190,7 @@ impl<'a> Reader<'a> {
         }
         Err(format!("overlong varint before byte {}", self.at))
     }
-    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
+    pub fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
         let rest = self.bytes.len() - self.at;
         if n > rest as u64 {
             return Err(format!(

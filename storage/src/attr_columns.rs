@@ -12,7 +12,9 @@
 //! [`crate::attr_codec`] (the WAL's); that encoding is unique for a map, so what is
 //! read back is byte-identical to what was written.
 
-use crate::attr_codec::{encode_pairs_into, key_code, visit_attrs, well_known_key, AttrRef};
+use crate::attr_codec::{
+    encode_pairs_into, key_code, put_varint, visit_attrs, well_known_key, AttrRef, Reader,
+};
 use crate::bitpack::{bits_needed, packed_len, BitReader, Packer, MAX_BITS};
 
 /// Events per attribute chunk.
@@ -54,14 +56,6 @@ fn kind_of(v: &AttrRef<'_>) -> Kind {
         AttrRef::Float(_) => Kind::Float,
         AttrRef::Bool(_) => Kind::Bool,
     }
-}
-
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn zigzag(i: i64) -> u64 {
@@ -342,50 +336,21 @@ fn raw_strings(strs: &[&str]) -> Vec<u8> {
     out
 }
 
-/// A cursor over a chunk that reports what is wrong instead of panicking.
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+/// What a chunk reads besides bytes, varints and lengths: strings, packed arrays and
+/// dictionaries, each checked against the bytes present.
+trait ChunkReader<'a> {
+    fn str(&mut self) -> Result<&'a str, String>;
+    /// A packed array of `n` values: its width and bytes.
+    fn packed(&mut self, n: usize) -> Result<BitReader<'a>, String>;
+    fn dict(&mut self) -> Result<Vec<&'a str>, String>;
 }
 
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, String> {
-        let v = *self
-            .b
-            .get(self.at)
-            .ok_or_else(|| format!("chunk ends early at byte {}", self.at))?;
-        self.at += 1;
-        Ok(v)
-    }
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(format!("overlong varint before byte {}", self.at))
-    }
-    fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
-        let rest = self.b.len() - self.at;
-        if n > rest as u64 {
-            return Err(format!(
-                "a length of {n} at byte {} overruns the {rest} bytes left",
-                self.at
-            ));
-        }
-        let s = &self.b[self.at..self.at + n as usize];
-        self.at += n as usize;
-        Ok(s)
-    }
+impl<'a> ChunkReader<'a> for Reader<'a> {
     fn str(&mut self) -> Result<&'a str, String> {
         let at = self.at;
         let n = self.varint()?;
         std::str::from_utf8(self.take(n)?).map_err(|_| format!("invalid UTF-8 at byte {at}"))
     }
-    /// A packed array of `n` values: its width and bytes.
     fn packed(&mut self, n: usize) -> Result<BitReader<'a>, String> {
         let at = self.at;
         let bits = self.byte()?;
@@ -417,7 +382,10 @@ enum Value<'a> {
 /// Every column is walked (to find where the next begins), but only row `row`'s value
 /// of each is decoded.
 pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    let mut r = Reader { b: chunk, at: 0 };
+    let mut r = Reader {
+        bytes: chunk,
+        at: 0,
+    };
     let rows = r.byte()? as usize + 1;
     if row >= rows {
         return Err(format!("row {row} of a chunk of {rows}"));
