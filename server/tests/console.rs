@@ -116,7 +116,7 @@ fn the_console_serves_investigators_in_a_real_browser() {
         "from": cfg.start_ms, "to": local_midnight(now) + DAY,
         "companion": {"leader": companion.leader, "follower": companion.follower},
         "collision": {"conditions": collision.conditions, "subjects": collision.subjects},
-        "p99": p99,
+        "p99": p99.0,
         "live": {"subject": "苏E9LIVE", "community": community_code(0), "device": gate},
     });
     let started = std::time::Instant::now();
@@ -137,9 +137,11 @@ fn the_console_serves_investigators_in_a_real_browser() {
         out.display()
     );
     println!(
-        "browser test: {:.1} s (screenshots: {})",
+        "browser test: {:.1} s (screenshots: {}); the p99 plate {} has {} sightings",
         started.elapsed().as_secs_f64(),
-        out.display()
+        out.display(),
+        p99.0,
+        p99.1
     );
     server.stop();
 }
@@ -182,8 +184,8 @@ fn browser_tools() -> (PathBuf, PathBuf, PathBuf) {
     (node, chromium, e2e)
 }
 
-/// The vehicle at the 99th percentile of sightings over `[from, to)`.
-fn p99_plate(store: &Store, from: i64, to: i64) -> String {
+/// The vehicle at the 99th percentile of sightings over `[from, to)`, and its count.
+fn p99_plate(store: &Store, from: i64, to: i64) -> (String, u32) {
     let mut counts: HashMap<u32, u32> = HashMap::new();
     store.scan_range(from, to, None, |r| {
         if r.kind == Kind::Vehicle {
@@ -192,10 +194,10 @@ fn p99_plate(store: &Store, from: i64, to: i64) -> String {
     });
     let mut ranked: Vec<(u32, u32)> = counts.into_iter().map(|(s, n)| (n, s)).collect();
     ranked.sort_unstable();
-    let (_, id) = ranked[ranked.len() * 99 / 100];
+    let (n, id) = ranked[ranked.len() * 99 / 100];
     let dictionaries = store.dictionaries();
     let (_, plate) = dictionaries.subject(id).expect("a counted subject");
-    plate.to_string()
+    (plate.to_string(), n)
 }
 
 /// A request with an API key: status and JSON body.
