@@ -24,7 +24,7 @@ export function colours(keys) {
 /** Stacked bars: `series` is [{bucket, key, count}]; one bar per bucket, a segment
  * per key. */
 export function bars(series, { width = 900, height = 240, label = (b) => b } = {}) {
-  const buckets = [...new Set(series.map((r) => r.bucket))].sort();
+  const buckets = [...new Set(series.map((r) => r.bucket))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const keyColour = colours(series.map((r) => r.key));
   const totals = new Map(buckets.map((b) => [b, 0]));
   for (const r of series) totals.set(r.bucket, totals.get(r.bucket) + r.count);

@@ -8,8 +8,10 @@ import { defaultRange, apiTime } from '../time.js';
 
 const MAX = 32;
 
-export async function render(root) {
+export async function render(root, params, ctx) {
   const range = defaultRange();
+  const known = await ctx.communities().catch(() => []);
+  const codes = h('datalist', { id: 'collision-codes' }, known.map((c) => h('option', { value: c.code }, c.name)));
   const conditions = h('div', { id: 'conditions' });
   const results = h('div', { id: 'collision-results' });
   const addCondition = (c = {}) => {
@@ -17,7 +19,7 @@ export async function render(root) {
     const row = h('div', { class: 'cond' },
       h('span', { class: 'n' }),
       select('place', t('coll.place'), [['communities', t('coll.byCommunity')], ['devices', t('coll.byDevice')]], c.place || 'communities'),
-      field('codes', t('coll.codes'), { value: c.codes || '', size: 28, required: true }),
+      field('codes', t('coll.codes'), { value: c.codes || '', size: 28, required: true, list: 'collision-codes' }),
       field('from', t('from'), { type: 'datetime-local', value: c.from || range.from }),
       field('to', t('to'), { type: 'datetime-local', value: c.to || range.to }),
       h('button', { type: 'button', class: 'plain remove', onclick: (ev) => { if (conditions.children.length > 2) { ev.target.closest('.cond').remove(); renumber(conditions); } } }, t('coll.remove')));
@@ -40,7 +42,7 @@ export async function render(root) {
       h('button', { type: 'submit' }, t('run'))));
   addCondition();
   addCondition();
-  fill(root, form, results);
+  fill(root, form, codes, results);
 }
 
 /** Numbers the conditions and names their fields as the API's errors do

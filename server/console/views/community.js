@@ -4,7 +4,7 @@
 import { api } from '../api.js';
 import { t, KINDS } from '../i18n.js';
 import { h, fill, link, table, field, select, values, guarded, route } from '../dom.js';
-import { fmt, date, defaultRange, apiTime } from '../time.js';
+import { fmt, date, defaultRange, apiTime, ms, DAY_MS } from '../time.js';
 import { bars } from '../chart.js';
 
 const TABS = [['frequency', 'comm.frequency'], ['nocturnal', 'comm.nocturnal'], ['first-seen', 'comm.firstSeen'], ['counts', 'comm.counts']];
@@ -47,6 +47,22 @@ export async function render(root, params, ctx) {
   }
 }
 
+const HOUR_MS = 3600 * 1000;
+
+/** Counts by epoch-ms bucket, with the empty hours or days between the first and the
+ * last as zeros (the API lists only buckets that hold events), so the chart's x axis is
+ * time. */
+function everyBucket(counts, step) {
+  if (!counts.length) return [];
+  const rows = counts.map((r) => ({ ...r, bucket: ms(r.bucket) }));
+  const seen = new Set(rows.map((r) => r.bucket));
+  const first = Math.min(...seen), last = Math.max(...seen);
+  for (let b = first; b <= last && rows.length < 200_000; b += step) {
+    if (!seen.has(b)) rows.push({ bucket: b, key: rows[0].key, count: 0 });
+  }
+  return rows;
+}
+
 /** The parameters each view takes (anything else would be refused by name). */
 const ACCEPTS = {
   frequency: ['community', 'kind', 'from', 'to', 'min_count', 'min_days', 'limit'],
@@ -64,7 +80,7 @@ async function run(tab, v, results) {
     if (tab === 'counts') {
       const { counts } = await api.get('/v1/counts', q);
       const label = v.per === 'hour' ? (b) => fmt(b).slice(5, 13) : (b) => date(b).slice(5);
-      const { svg, keyColour } = bars(counts, { label });
+      const { svg, keyColour } = bars(everyBucket(counts, v.per === 'hour' ? HOUR_MS : DAY_MS), { label });
       const legend = h('div', { class: 'legend' }, [...keyColour.entries()].map(([k, c]) => {
         const swatch = h('i'); swatch.style.background = c; return h('span', {}, swatch, k);
       }));
