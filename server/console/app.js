@@ -138,12 +138,12 @@ async function pollAlerts(signal) {
   while (!signal.aborted) {
     try {
       const page = await api.get('/v1/alerts', { after: alertState.after, limit: 1000, wait: alertState.caughtUp ? '25s' : '0s' }, signal);
-      const fresh = page.alerts.map((a) => ({ ...a, fresh: alertState.caughtUp }));
-      alertState.items = [...fresh.reverse(), ...alertState.items].slice(0, 50);
+      // Alerts that arrive once the panel has caught up are new: highlighted.
+      const arrived = page.alerts.map((a) => ({ ...a, fresh: alertState.caughtUp }));
+      alertState.items = [...arrived.reverse(), ...alertState.items].slice(0, 50);
       alertState.after = page.next_after ?? alertState.after;
       if (page.alerts.length < 1000) alertState.caughtUp = true;
-      if (page.alerts.length || !alertState.caughtUp) drawAlerts();
-      if (page.alerts.length && alertState.caughtUp) drawAlerts();
+      if (page.alerts.length) drawAlerts();
     } catch (e) {
       if (signal.aborted) return;
       showError(e);
