@@ -272,10 +272,19 @@ try {
     await signOut();
     await signIn(setup.keys.admin, 'hq');
     const id = setup.keys.detective.split('_')[1];
-    await go(hashOf('audit', { after: '0', key: id, endpoint: '/v1/search' }));
+    await go('#/audit');
     await rows('#audit-table').first().waitFor();
+    const newest = await page.locator('#audit-table tbody td:nth-child(4)').allTextContents();
+    assert(newest.includes('/v1/whoami'), `the admin's own sign-in among the newest: ${newest.slice(-5)}`);
+    await page.fill('#audit-form input[name=after]', '0');
+    await page.fill('#audit-form input[name=key]', id);
+    await page.fill('#audit-form input[name=endpoint]', '/v1/search');
+    await page.click('#audit-form button[type=submit]');
+    await page.locator('#audit-table tbody td:nth-child(4)', { hasText: '/v1/search' }).first().waitFor();
     const keys = await page.locator('#audit-table tbody td:nth-child(3)').allTextContents();
+    const endpoints = await page.locator('#audit-table tbody td:nth-child(4)').allTextContents();
     assert(keys.length > 0 && keys.every((k) => k === id), keys.join(','));
+    assert(endpoints.every((e) => e === '/v1/search'), endpoints.join(','));
   });
 
   await step('a key scoped elsewhere sees none of it', async () => {

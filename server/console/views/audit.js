@@ -1,5 +1,5 @@
 // The audit log (admin): entries after a sequence number, a page at a time, filtered
-// by key and endpoint on the page.
+// by key and endpoint by the server; without a filter or a start, the newest 1,000.
 
 import { api } from '../api.js';
 import { t } from '../i18n.js';
@@ -7,7 +7,11 @@ import { h, fill, table, field, values, guarded, route } from '../dom.js';
 import { fmt } from '../time.js';
 
 export async function render(root, params) {
-  const p = { after: params.after || '0', key: params.key || '', endpoint: params.endpoint || '' };
+  const p = { after: params.after || '', key: params.key || '', endpoint: params.endpoint || '' };
+  if (!p.after) {
+    const newest = p.key || p.endpoint ? 0 : (await api.get('/v1/audit', { limit: 1 })).last;
+    p.after = String(Math.max(0, newest - 1000));
+  }
   const results = h('div', { id: 'audit-results' });
   fill(root, h('form', { class: 'panel', id: 'audit-form', onsubmit: (ev) => {
     ev.preventDefault();
@@ -25,12 +29,11 @@ export async function render(root, params) {
 
 async function run(p, results) {
   await guarded(async () => {
-    const { entries } = await api.get('/v1/audit', { after: p.after, limit: 1000 });
-    const shown = entries.filter((e) => (!p.key || e.key.includes(p.key)) && (!p.endpoint || e.endpoint.includes(p.endpoint)));
-    const last = entries.length ? entries[entries.length - 1].seq : null;
+    const page = await api.get('/v1/audit', { after: p.after, limit: 1000, key: p.key, endpoint: p.endpoint });
+    const shown = page.entries;
     fill(results, h('section', {},
-      h('p', { class: 'muted' }, `${shown.length} / ${entries.length}`, ' ',
-        last !== null && entries.length === 1000 ? h('a', { href: route('audit', { ...p, after: last }), id: 'audit-more' }, t('audit.more')) : null),
+      h('p', { class: 'muted' }, `${shown.length} · ${t('audit.seq')} ${Number(p.after) + 1}–${page.next_after} / ${page.last}`, ' ',
+        page.next_after < page.last ? h('a', { href: route('audit', { ...p, after: page.next_after }), id: 'audit-more' }, t('audit.more')) : null),
       table([
         [t('audit.seq'), (e) => e.seq, 'num'],
         [t('time'), (e) => fmt(e.ts)],

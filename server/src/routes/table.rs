@@ -141,6 +141,13 @@ fn service(r: &mut Routes) {
                     "Entries after this sequence number (0)."
                 ),
                 p("limit", false, "100", "Most entries, ≤ 10,000 (1000)."),
+                p("key", false, "3f9a01c2", "Only this key's entries."),
+                p(
+                    "endpoint",
+                    false,
+                    "/v1/search",
+                    "Only entries whose endpoint contains this."
+                ),
             ],
         ),
         admin::audit,
