@@ -163,12 +163,25 @@ fn browser_tools() -> (PathBuf, PathBuf, PathBuf) {
             chromium.display()
         ));
     }
-    let node_ok = Command::new(&node)
+    // playwright-core 1.65 needs Node.js 20 or later.
+    let major = Command::new(&node)
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success());
-    if !node_ok {
-        missing.push("Node.js 18 or later (`apt-get install -y nodejs npm`)".into());
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            v.trim_start_matches('v')
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    if major.is_none_or(|m| m < 20) {
+        missing.push(format!(
+            "Node.js 20 or later (found {major:?}; `apt-get install -y nodejs npm` from a \
+             repository with Node 20, e.g. NodeSource, or set SIGHTLINE_NODE)"
+        ));
     }
     if !e2e.join("node_modules/playwright-core").exists() {
         missing.push(format!(
