@@ -4,7 +4,8 @@
 //! planted answers: sign in with a scoped key, fuzzy-search a misread plate, page a
 //! 5,000-sighting trajectory, open a picture, companions, a planted collision, a
 //! watchlist whose alert appears after an ingest, the language switch, an API error
-//! shown with its field, a key scoped elsewhere that sees nothing of it. It
+//! shown with its field, a key scoped elsewhere that sees nothing of it; and, over a
+//! loopback server that never held a key, no sign-in at all. It
 //! regenerates `docs/console.png` and saves a screenshot of any failed step under the
 //! test's output folder. Missing Chromium or `node_modules` fail the test, saying what
 //! to install (`.ci/run` installs both).
@@ -120,10 +121,45 @@ fn the_console_serves_investigators_in_a_real_browser() {
         "live": {"subject": "苏E9LIVE", "community": community_code(0), "device": gate},
     });
     let started = std::time::Instant::now();
-    let run = Command::new(&node)
+    drive(&node, &e2e, &setup, &out);
+    println!(
+        "browser test: {:.1} s (screenshots: {}); the p99 plate {} has {} sightings",
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        p99.0,
+        p99.1
+    );
+    server.stop();
+}
+
+/// A loopback server that never held a key (`--no-auth`): the console opens without
+/// a sign-in, as an admin.
+#[test]
+fn an_open_server_needs_no_sign_in_in_the_browser() {
+    let (node, chromium, e2e) = browser_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let event = json!({"ts": sightline_server::now_ms(), "community": community_code(0),
+        "device": device_code(0, TYPE_VEHICLE_GATE, 1), "kind": "vehicle", "subject": "苏E1OPEN"});
+    let r = sightline_testkit::post(a, "/v1/events", "application/x-ndjson", &event.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-e2e-open");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let setup = json!({"mode": "open", "base": format!("http://{a}"), "chromium": chromium,
+                       "out": out, "long": "苏E1OPEN"});
+    drive(&node, &e2e, &setup, &out);
+    server.stop();
+}
+
+/// Runs the browser script with `setup`; fails with its output and where the
+/// screenshots of a failed step are.
+fn drive(node: &Path, e2e: &Path, setup: &Value, out: &Path) {
+    let run = Command::new(node)
         .arg(e2e.join("console.mjs"))
         .arg(setup.to_string())
-        .current_dir(&e2e)
+        .current_dir(e2e)
         .output()
         .expect("running node");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -136,14 +172,6 @@ fn the_console_serves_investigators_in_a_real_browser() {
         run.status,
         out.display()
     );
-    println!(
-        "browser test: {:.1} s (screenshots: {}); the p99 plate {} has {} sightings",
-        started.elapsed().as_secs_f64(),
-        out.display(),
-        p99.0,
-        p99.1
-    );
-    server.stop();
 }
 
 /// Node, Chromium and the e2e directory with `playwright-core` installed; a missing
