@@ -53,26 +53,44 @@ pub(crate) async fn openapi(_: Call) -> Result<Answer, ApiError> {
     Ok((StatusCode::OK, crate::openapi::document().into()))
 }
 
-/// `GET /v1/audit?after=&limit=`: audit entries in order.
+/// Most audit entries one `GET /v1/audit` looks at while filtering by key or
+/// endpoint (the answer's `next_after` says where to go on).
+const MAX_AUDIT_SCANNED: usize = 1_000_000;
+
+/// `GET /v1/audit?after=&limit=&key=&endpoint=`: audit entries in order, those of one
+/// key and/or whose endpoint contains a text; `next_after` (the last entry looked at)
+/// and `last` (the newest entry) to page on and to start from the newest.
 pub(crate) async fn audit(c: Call) -> Result<Answer, ApiError> {
     let after = c.params.number("after", 0u64)?;
     let limit = c.params.number("limit", 1000usize)?.min(10_000);
-    let mut entries = c
-        .app
-        .audit
-        .read(after, limit)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    // A scoped admin reads the entries of keys within its communities only.
-    if c.caller.communities.is_some() {
-        entries.retain(|e| {
-            let key = e["key"].as_str().unwrap_or("");
-            c.app
-                .keys
-                .scope_of(key)
-                .is_some_and(|scope| c.caller.covers(scope.as_deref()))
-        });
-    }
-    Ok((StatusCode::OK, json!({ "entries": entries }).into()))
+    let key = c.params.get("key").map(str::to_string);
+    let endpoint = c.params.get("endpoint").map(str::to_string);
+    let caller = c.caller.clone();
+    run(c.app, move |app| {
+        let wanted = |e: &serde_json::Value| {
+            let by = e["key"].as_str().unwrap_or("");
+            key.as_deref().is_none_or(|k| k == by)
+                && endpoint.as_deref().is_none_or(|t| {
+                    e["endpoint"].as_str().is_some_and(|x| x.contains(t))
+                })
+                // A scoped admin reads the entries of keys within its communities only.
+                && (caller.communities.is_none()
+                    || app
+                        .keys
+                        .scope_of(by)
+                        .is_some_and(|scope| caller.covers(scope.as_deref())))
+        };
+        let last = app.audit.head().seq;
+        let (entries, next_after) = app
+            .audit
+            .read_matching(after, limit, MAX_AUDIT_SCANNED, wanted)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok((
+            StatusCode::OK,
+            json!({ "entries": entries, "next_after": next_after, "last": last }).into(),
+        ))
+    })
+    .await
 }
 
 /// `GET /v1/admin/stats`.

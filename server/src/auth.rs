@@ -192,6 +192,15 @@ impl Keys {
             .map(|k| k.communities.clone())
     }
 
+    /// The name of active key `id`, if there is one.
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        self.read()
+            .by_hash
+            .values()
+            .find(|k| k.id == id)
+            .map(|k| k.name.clone())
+    }
+
     /// The caller behind a request's `Authorization: Bearer <token>` (or `X-Api-Key`)
     /// header, allowed `needed`.
     pub fn authorize(&self, token: Option<&str>, needed: Role) -> Result<Caller, ApiError> {

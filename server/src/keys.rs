@@ -120,3 +120,28 @@ pub(crate) async fn revoke(c: Call) -> Result<Answer, ApiError> {
     .await?;
     Ok((StatusCode::OK, v.into()))
 }
+
+/// `GET /v1/whoami`: the key making the request — its id, name, role and communities
+/// (`null`: every community) — and whether the server is open (`--no-auth` over a
+/// store that never held a key: everyone is `anonymous`, an admin). Audited like a
+/// query; refused (401, 403) like any keyed request.
+pub(crate) async fn whoami(c: Call) -> Result<Answer, ApiError> {
+    let caller = c.caller.clone();
+    crate::http::runner::audited_get(c, move |app, _, params| {
+        params.only(&[])?;
+        let open = app.keys.is_open();
+        let name = match open {
+            true => Some("anonymous".to_string()),
+            false => app.keys.name_of(&caller.key_id),
+        };
+        let v = json!({
+            "id": caller.key_id,
+            "name": name,
+            "role": caller.role.as_str(),
+            "communities": caller.communities,
+            "open": open,
+        });
+        Ok((v.into(), 1))
+    })
+    .await
+}

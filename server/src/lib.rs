@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 mod catalog;
 pub mod config;
+mod console;
 pub mod demo;
 mod error;
 pub mod feed;

@@ -440,6 +440,10 @@ fn serve(config: ServerConfig, demo: Option<(u32, u32)>) -> ExitCode {
                 }
             }
         };
+        if demo.is_some() {
+            // The first thing a person trying Sightline reads: the console.
+            println!("open {base}/ in a browser (the investigator console)");
+        }
         println!("listening on {base}");
         if !examples.is_empty() {
             println!("\nTry (Ctrl-C stops the server):\n");

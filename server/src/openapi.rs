@@ -17,6 +17,9 @@ pub fn document() -> Value {
         let Some(method) = &r.method else {
             continue; // the GA/T 1400 fallback: any other /VIID request
         };
+        if r.access == Access::Console {
+            continue; // the console's files: a page, not the API
+        }
         let mut op = match (&r.doc, r.access) {
             (_, Access::Gat1400) => viid(method, r.path),
             (Some(doc), _) => match *method {
@@ -32,6 +35,7 @@ pub fn document() -> Value {
             Access::Public => (json!([]), None),
             Access::Key(role) => (json!([{"bearer": []}, {"apiKey": []}]), Some(role.as_str())),
             Access::Gat1400 => (json!([{"gat1400Digest": []}]), None),
+            Access::Console => unreachable!("left out above"),
         };
         op["security"] = security;
         if let Some(role) = role {

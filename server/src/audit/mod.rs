@@ -518,6 +518,19 @@ impl AuditLog {
     /// Entries after `after` (a sequence number), at most `limit`, oldest first. Reads
     /// from the file holding entry `after + 1` on, skipping lines without parsing.
     pub fn read(&self, after: u64, limit: usize) -> Result<Vec<Value>, AuditError> {
+        Ok(self.read_matching(after, limit, usize::MAX, |_| true)?.0)
+    }
+
+    /// Entries after `after` that `wanted` accepts, at most `limit`, oldest first,
+    /// looking at no more than `max_scanned` entries; and the sequence number of the
+    /// last entry looked at (`after` when none was): where to go on from.
+    pub fn read_matching(
+        &self,
+        after: u64,
+        limit: usize,
+        max_scanned: usize,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<(Vec<Value>, u64), AuditError> {
         // Rotation renames files: hold the lock so the set of files stays put.
         let st = self.state.lock().expect("audit lock");
         let mut files = rotated(&self.dir)?;
@@ -528,23 +541,28 @@ impl AuditLog {
             .rposition(|(first, _)| *first <= want)
             .unwrap_or(0);
         let mut out = Vec::new();
+        let (mut scanned, mut last) = (0usize, after);
         for (first, path) in &files[start..] {
-            if out.len() >= limit {
+            if out.len() >= limit || scanned >= max_scanned {
                 break;
             }
             let file = std::fs::File::open(path).map_err(io_err(path))?;
             let skip = want.saturating_sub(*first) as usize;
             for line in BufReader::new(file).lines().skip(skip) {
-                if out.len() >= limit {
+                if out.len() >= limit || scanned >= max_scanned {
                     break;
                 }
                 let line = line.map_err(io_err(path))?;
+                scanned += 1;
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    out.push(v);
+                    last = v["seq"].as_u64().unwrap_or(last);
+                    if wanted(&v) {
+                        out.push(v);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok((out, last))
     }
 }
 

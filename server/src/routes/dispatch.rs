@@ -107,7 +107,7 @@ async fn call(
                 return Err(e);
             }
         },
-        Access::Public | Access::Gat1400 => Caller::anonymous(),
+        Access::Public | Access::Gat1400 | Access::Console => Caller::anonymous(),
     };
     let params = Params::parse(req.uri().query());
     if route.check == Check::Refuse {
@@ -319,6 +319,11 @@ mod tests {
                     );
                 }
                 (None, Access::Gat1400) => assert!(r.path.starts_with("/VIID/")),
+                // The console's files: public, GET only, and nowhere under /v1.
+                (None, Access::Console) => {
+                    assert!(r.path == "/" || r.path.starts_with("/console/"));
+                    assert_eq!(r.method, Some(Method::GET));
+                }
                 _ => panic!("{} is neither documented nor a GA/T 1400 route", r.path),
             }
             // Authorised: only these are public; mutations need a key.
@@ -361,7 +366,11 @@ mod tests {
             .sum();
         assert_eq!(
             documented,
-            table.routes.iter().filter(|r| r.method.is_some()).count()
+            table
+                .routes
+                .iter()
+                .filter(|r| r.method.is_some() && r.access != Access::Console)
+                .count()
         );
     }
 
@@ -405,6 +414,12 @@ mod tests {
             "/VIID/{resource} Some(\"MotorVehicles\")"
         );
         assert_eq!(found(Method::GET, "/v2/nothing"), "404");
+        assert_eq!(found(Method::GET, "/"), "/ None");
+        assert_eq!(
+            found(Method::GET, "/console/views/search.js"),
+            "/console/{file} Some(\"views/search.js\")"
+        );
+        assert_eq!(found(Method::POST, "/"), "405 / (GET)");
         assert_eq!(table.label_of("/nothing"), table.labels.len());
     }
 }

@@ -32,6 +32,11 @@ pub(crate) enum Access {
     Key(Role),
     /// GA/T 1400 devices and platforms: HTTP Digest registration (`gat1400`).
     Gat1400,
+    /// Anyone: the investigator console's page and files (`console.rs`). They hold no
+    /// data (the page asks the `/v1` API with the investigator's key); they are not
+    /// API operations, so the OpenAPI document leaves them out (server/API.md,
+    /// "Investigator console").
+    Console,
 }
 
 /// How a route treats query parameters it does not document.
@@ -197,6 +202,22 @@ impl Routes {
         Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
         self.add(Some(method), path, Access::Gat1400, Check::Ignore, None, f);
+    }
+
+    /// A file of the investigator console.
+    fn console<F, Fut>(&mut self, path: &'static str, f: F)
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
+    {
+        self.add(
+            Some(Method::GET),
+            path,
+            Access::Console,
+            Check::Ignore,
+            None,
+            f,
+        );
     }
 
     /// GA/T 1400's answer to any other `/VIID` request, whatever its method.

@@ -81,8 +81,10 @@ const fn deleting(summary: &'static str, not_found: &'static str) -> Doc {
 /// Every route, by feature.
 pub(super) fn table() -> Routes {
     let mut r = Routes::new();
+    console(&mut r);
     service(&mut r);
     keys(&mut r);
+    whoami(&mut r);
     catalog(&mut r);
     ingest(&mut r);
     subject_queries(&mut r);
@@ -91,6 +93,12 @@ pub(super) fn table() -> Routes {
     feed(&mut r);
     gat1400(&mut r);
     r
+}
+
+/// The investigator console: its page and files, embedded in the binary (`console.rs`).
+fn console(r: &mut Routes) {
+    r.console("/", crate::console::page);
+    r.console("/console/{file}", crate::console::file);
 }
 
 /// Service: health, metrics, this API's description, audit, administration.
@@ -133,6 +141,13 @@ fn service(r: &mut Routes) {
                     "Entries after this sequence number (0)."
                 ),
                 p("limit", false, "100", "Most entries, ≤ 10,000 (1000)."),
+                p("key", false, "3f9a01c2", "Only this key's entries."),
+                p(
+                    "endpoint",
+                    false,
+                    "/v1/search",
+                    "Only entries whose endpoint contains this."
+                ),
             ],
         ),
         admin::audit,
@@ -206,6 +221,20 @@ fn keys(r: &mut Routes) {
             not_found: Some("No such key."),
         },
         keys::revoke,
+    );
+}
+
+/// Who the caller is (the console shows it and offers what the role allows).
+fn whoami(r: &mut Routes) {
+    r.get(
+        "/v1/whoami",
+        Key(Investigate),
+        Check::RefuseAudited,
+        doc(
+            "The key making the request: id, name, role, communities (null: every community), and whether the server is open (`--no-auth`, never keyed); audited.",
+            &[],
+        ),
+        keys::whoami,
     );
 }
 

@@ -409,3 +409,58 @@ fn every_change_and_every_refusal_is_audited() {
     assert!(!log.contains("s3cret-pw"));
     assert!(!log.contains(k["token"].as_str().unwrap()));
 }
+
+/// `GET /v1/audit` filtered by key and endpoint, paged on from `next_after`, and read
+/// from the newest entry (`last`), as the console's audit view reads it.
+#[test]
+fn the_audit_log_is_read_by_key_and_endpoint_and_from_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = make_keys(
+        dir.path(),
+        &[
+            (sightline_server::auth::Role::Admin, None),
+            (sightline_server::auth::Role::Investigate, None),
+        ],
+    );
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let id = |token: &str| token.split('_').nth(1).unwrap().to_string();
+    for i in 0..5 {
+        let q = format!("/v1/search?q=X{i}");
+        assert_eq!(call_as(a, Some(&t[1]), "GET", &q, "").status, 200);
+        assert_eq!(
+            call_as(a, Some(&t[0]), "GET", "/v1/communities", "").status,
+            200
+        );
+    }
+    let read = |q: &str| {
+        let r = call_as(a, Some(&t[0]), "GET", &format!("/v1/audit?{q}"), "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let all = read("after=0");
+    let last = all["last"].as_u64().unwrap();
+    assert_eq!(all["entries"].as_array().unwrap().len() as u64, last);
+    assert_eq!(all["next_after"], last);
+    // One key's searches: 5, in order, and nothing else.
+    let mine = read(&format!("after=0&key={}&endpoint=/v1/search", id(&t[1])));
+    let entries = mine["entries"].as_array().unwrap();
+    let params: Vec<&str> = entries
+        .iter()
+        .map(|e| e["params"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["q=X0", "q=X1", "q=X2", "q=X3", "q=X4"]);
+    assert!(entries.iter().all(|e| e["key"] == id(&t[1])));
+    // Two at a time: `next_after` is where the next page starts.
+    let first = read(&format!("after=0&limit=2&key={}", id(&t[1])));
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    let next = first["next_after"].as_u64().unwrap();
+    assert_eq!(next, first["entries"][1]["seq"].as_u64().unwrap());
+    let second = read(&format!("after={next}&limit=2&key={}", id(&t[1])));
+    assert_eq!(second["entries"][0]["params"], "q=X2");
+    // The newest entries from `last`; a key that made none finds nothing.
+    let newest = read(&format!("after={}&limit=2", last - 2));
+    assert_eq!(newest["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(newest["entries"][1]["seq"], last);
+    assert_eq!(read("after=0&key=00000000")["entries"], json!([]));
+}

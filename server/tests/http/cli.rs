@@ -309,12 +309,17 @@ fn the_demo_serves_a_synthetic_month_and_its_printed_examples_work() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
+    // The first line sends a person to the console.
     let addr: SocketAddr = line
         .trim()
-        .strip_prefix("listening on http://")
+        .strip_prefix("open http://")
+        .and_then(|l| l.strip_suffix("/ in a browser (the investigator console)"))
         .unwrap_or_else(|| panic!("first line: {line:?}"))
         .parse()
         .unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("listening on http://{addr}"));
     let mut commands = Vec::new();
     loop {
         line.clear();

@@ -8,6 +8,7 @@ mod auth_audit;
 mod cascade;
 mod catalog;
 mod cli;
+mod console;
 mod faults;
 mod feed;
 mod gat1400;

@@ -53,6 +53,7 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/objects/{id}",
         "/v1/keys",
         "/v1/keys/{id}",
+        "/v1/whoami",
         "/VIID/System/Register",
         "/VIID/System/UnRegister",
         "/VIID/System/Keepalive",
