@@ -465,3 +465,103 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
     let s = viid_subscription(a);
     assert_eq!(s["status"]["delivered"], 3, "{s}");
 }
+
+/// Three receivers that do not take what is sent — one answers HTTP 200 with
+/// `StatusCode` 1, one answers 500, one never answers — each with a GA/T 1400
+/// subscription and an upstream (`/v1/upstreams`) pointed at it: nothing is counted
+/// as delivered, no cursor moves, and each status (and `/metrics`) says why.
+#[test]
+fn receivers_that_refuse_fail_or_hang_never_have_events_counted_as_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let modes = ["StatusCode 1", "500", "did not answer within"];
+    let receivers: Vec<Receiver> = modes.iter().map(|_| Receiver::start()).collect();
+    receivers[0].up.store(true, Ordering::SeqCst);
+    receivers[0].refuse_with.store(1, Ordering::SeqCst);
+    receivers[1].down_status.store(500, Ordering::SeqCst);
+    receivers[2].up.store(true, Ordering::SeqCst);
+    receivers[2].delay_ms.store(15_000, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for r in &receivers {
+        let sub = json!({"url": format!("http://{}/VIID/SubscribeNotifications", r.addr),
+                         "format": "gat1400", "from": 0});
+        let s = crate::support::post(a, "/v1/subscriptions", "application/json", &sub.to_string());
+        assert_eq!(s.status, 201, "{}", s.body);
+        let up = json!({"url": format!("http://{}", r.addr), "password": "p", "from": 0,
+                        "keepalive_s": 1});
+        let u = crate::support::post(a, "/v1/upstreams", "application/json", &up.to_string());
+        assert_eq!(u.status, 201, "{}", u.body);
+        ids.push((
+            s.body["id"].as_str().unwrap().to_string(),
+            u.body["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let events = crate::support::post(
+        a,
+        "/v1/events",
+        "application/x-ndjson",
+        &crate::support::sample(),
+    );
+    assert_eq!(events.status, 200);
+    // Long enough for the hanging receiver's 10 s timeout, and a retry of the others.
+    let started = std::time::Instant::now();
+    let statuses = || -> Vec<(Value, Value)> {
+        let subs = get(a, "/v1/subscriptions").body["subscriptions"].clone();
+        ids.iter()
+            .map(|(s, u)| {
+                let sub = subs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["id"] == s.as_str())
+                    .unwrap()["status"]
+                    .clone();
+                let up = get(a, &format!("/v1/upstreams/{u}")).body["status"].clone();
+                (sub, up)
+            })
+            .collect()
+    };
+    let failed = wait_until(Duration::from_secs(40), || {
+        started.elapsed() > Duration::from_secs(11)
+            && statuses().iter().zip(modes).all(|((s, u), why)| {
+                [s, u]
+                    .iter()
+                    .all(|st| st["last_error"].as_str().is_some_and(|e| e.contains(why)))
+            })
+    });
+    assert!(failed, "{:?}", statuses());
+    for ((s, u), why) in statuses().iter().zip(modes) {
+        for st in [s, u] {
+            assert_eq!(st["delivered"], 0, "{why}: {st}");
+            assert_eq!(st["cursor"], 0, "{why}: {st}");
+            assert!(st["failures_in_a_row"].as_u64() >= Some(1), "{why}: {st}");
+            assert!(st["lag"].as_u64() >= Some(7), "{why}: {st}");
+        }
+    }
+    assert!(
+        receivers[0].bodies.lock().unwrap().is_empty(),
+        "nothing taken"
+    );
+    let metrics = crate::support::send(
+        a,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    for (s, u) in &ids {
+        for (id, target) in [(s, "subscription"), (u, "upstream")] {
+            let labels = format!("{{id=\"{id}\",target=\"{target}\"}}");
+            assert!(
+                metrics.contains(&format!("sightline_delivered_total{labels} 0")),
+                "{metrics}"
+            );
+            let failures = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("sightline_delivery_failures_total{labels} "))
+                })
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(failures >= Some(1), "{id}: {metrics}");
+        }
+    }
+}

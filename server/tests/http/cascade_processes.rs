@@ -241,11 +241,16 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
         "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"),
         "ReportInterval": 3, "Reason": "级联", "OperateType": 0, "ImageData": 1}]}});
     let ident = [("User-Identify", B_ID.to_string())];
-    let (status, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &subscribe.to_string());
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/Subscribes",
+        &ident,
+        &subscribe.to_string(),
+    );
     assert_eq!(status, 200);
     assert_eq!(
-        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"],
-        0,
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
         "{answer}"
     );
 
@@ -304,7 +309,8 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
     check_b(b, "vehicle", "MotorVehicleID", &sent.vehicles);
     check_b(b, "face", "FaceID", &sent.faces);
     assert!(
-        wait_until(Duration::from_secs(20), || upstream(a, &up)["status"]["lag"]
+        wait_until(Duration::from_secs(20), || upstream(a, &up)["status"]
+            ["lag"]
             == 0),
         "{}",
         upstream(a, &up)
