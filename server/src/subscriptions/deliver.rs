@@ -201,7 +201,7 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
     let time = crate::gat1400::local_time(crate::feed::epoch_ms_of(e).unwrap_or(now_ms));
     let id = e["attrs"]["source_id"]
         .as_str()
-        .map_or_else(|| e["id"].to_string(), str::to_string);
+        .map_or_else(|| standard_id(e, &time), str::to_string);
     let mut o = json!({ id_field: id, "DeviceID": e["device"] });
     let subject = e["subject"].as_str().unwrap_or("");
     match e["kind"].as_str() {
@@ -242,6 +242,27 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
         }
     }
     o
+}
+
+/// A 48-character object id in GA/T 1400's form for an event that came without one
+/// (made through `/v1/events`): the device (20), the object type (2: 01 person, 02
+/// motor vehicle, 03 non-motor vehicle, 06 face), the time (14) and a sequence (5) —
+/// the source id — then the type and the sequence again. The sequence is the event
+/// id's last five digits, so a resend repeats the id.
+fn standard_id(e: &Value, time: &str) -> String {
+    let device = e["device"].as_str().unwrap_or("");
+    let device = match device.len() == 20 && device.bytes().all(|b| b.is_ascii_digit()) {
+        true => device.to_string(),
+        false => "0".repeat(20),
+    };
+    let kind = match e["kind"].as_str() {
+        Some("person") => "01",
+        Some("vehicle") => "02",
+        Some("nonmotor") => "03",
+        _ => "06",
+    };
+    let seq = e["id"].as_u64().unwrap_or(0) % 100_000;
+    format!("{device}{kind}{time}{seq:05}{kind}{seq:05}")
 }
 
 /// The stored pictures of an object as base64 `Data` in place of their `StoragePath`

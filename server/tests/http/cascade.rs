@@ -22,7 +22,7 @@ fn statuses(answer: &Value) -> Vec<Value> {
 }
 
 /// The gate (a camera with a password) and the platform, both in community North.
-fn catalog(a: SocketAddr) {
+pub(crate) fn catalog(a: SocketAddr) {
     north(a);
     for (code, body) in [
         (
@@ -41,7 +41,7 @@ fn catalog(a: SocketAddr) {
 }
 
 /// The platform registers and makes one subscription, which must be taken.
-fn subscribed(a: SocketAddr, object: Value) {
+pub(crate) fn subscribed(a: SocketAddr, object: Value) {
     assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
     let ident = [("User-Identify", PLATFORM.to_string())];
     let body = json!({"SubscribeListObject": {"SubscribeObject": [object]}}).to_string();
@@ -50,7 +50,7 @@ fn subscribed(a: SocketAddr, object: Value) {
 }
 
 /// The gate registers; the header its uploads carry.
-fn gate_registered(a: SocketAddr) -> [(&'static str, String); 1] {
+pub(crate) fn gate_registered(a: SocketAddr) -> [(&'static str, String); 1] {
     assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
     [("User-Identify", GATE.to_string())]
 }
