@@ -116,14 +116,12 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         u if u.is_empty() => device_id.clone(),
         u => u,
     };
-    let image_data = match o.get("image_data").and_then(Value::as_str) {
-        None | Some("reference") => false,
-        Some("base64") => true,
+    let image_data = match o.get("image_data") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "reference" => false,
+        Some(Value::String(s)) if s == "base64" => true,
         Some(_) => return Err(ApiError::param("image_data", "reference or base64")),
     };
-    if o.get("image_data").is_some_and(|v| !v.is_string()) {
-        return Err(ApiError::param("image_data", "reference or base64"));
-    }
     let keepalive_s = match o.get("keepalive_s") {
         None | Some(Value::Null) => DEFAULT_KEEPALIVE_S,
         Some(v) => match v.as_u64() {

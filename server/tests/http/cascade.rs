@@ -565,3 +565,78 @@ fn receivers_that_refuse_fail_or_hang_never_have_events_counted_as_delivered() {
         }
     }
 }
+
+/// `/v1/upstreams` checks what it is given (each refusal names its field), never shows
+/// the password, is not listed or deleted as a subscription, and is audited.
+#[test]
+fn upstreams_are_checked_listed_without_their_password_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let create = |body: Value| {
+        crate::support::post(a, "/v1/upstreams", "application/json", &body.to_string())
+    };
+    let url = "http://127.0.0.1:9";
+    for (body, field) in [
+        (json!({"password": "p"}), "url"),
+        (json!({"url": "ftp://x", "password": "p"}), "url"),
+        (json!({"url": url}), "password"),
+        (
+            json!({"url": url, "password": "p", "device_id": "123"}),
+            "device_id",
+        ),
+        (
+            json!({"url": url, "password": "p", "server_id": "x"}),
+            "server_id",
+        ),
+        (
+            json!({"url": url, "password": "p", "image_data": "inline"}),
+            "image_data",
+        ),
+        (
+            json!({"url": url, "password": "p", "keepalive_s": 0}),
+            "keepalive_s",
+        ),
+        (
+            json!({"url": url, "password": "p", "kinds": ["car"]}),
+            "kinds",
+        ),
+        (
+            json!({"url": url, "password": "p", "subjects": ["苏E1"]}),
+            "subjects",
+        ),
+        (json!({"url": url, "password": "p", "batch": 0}), "batch"),
+    ] {
+        let r = create(body.clone());
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = create(json!({"url": url, "password": "s3cret", "device_id": "32050000005030000009"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["username"], "32050000005030000009", "{}", r.body);
+    assert_eq!(r.body["keepalive_s"], 30);
+    let listed = get(a, "/v1/upstreams").body;
+    assert_eq!(listed["upstreams"][0]["id"], id.as_str());
+    for answer in [
+        &r.body,
+        &listed,
+        &get(a, &format!("/v1/upstreams/{id}")).body,
+    ] {
+        assert!(!answer.to_string().contains("s3cret"), "{answer}");
+    }
+    assert_eq!(get(a, "/v1/subscriptions").body["subscriptions"], json!([]));
+    let gone = crate::support::call(a, "DELETE", &format!("/v1/subscriptions/{id}"), "", b"");
+    assert_eq!(gone.status, 404, "not a subscription: {}", gone.body);
+    let audit = get(a, "/v1/audit").body.to_string();
+    assert!(audit.contains("/v1/upstreams"), "{audit}");
+    assert!(!audit.contains("s3cret"), "{audit}");
+    let deleted = crate::support::call(a, "DELETE", &format!("/v1/upstreams/{id}"), "", b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(get(a, &format!("/v1/upstreams/{id}")).status, 404);
+    assert_eq!(get(a, "/v1/upstreams").body["upstreams"], json!([]));
+}
