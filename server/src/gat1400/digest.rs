@@ -69,7 +69,7 @@ pub(super) fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
 
 /// The digest's hash: MD5 (RFC 2617) or SHA-256 (RFC 7616), each with its `-sess`
 /// form.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Hash {
     pub sha256: bool,
     pub session: bool,

@@ -21,13 +21,6 @@ pub(crate) struct Challenge {
     nc: u32,
 }
 
-impl std::fmt::Debug for Hash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = if self.sha256 { "SHA-256" } else { "MD5" };
-        write!(f, "{name}{}", if self.session { "-sess" } else { "" })
-    }
-}
-
 impl Challenge {
     /// The strongest digest challenge among `WWW-Authenticate` header values (SHA-256
     /// before MD5, RFC 7616 §3.7); `None` when none is a digest this client answers.

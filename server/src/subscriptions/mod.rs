@@ -9,6 +9,10 @@
 //! subscription's status; a restart resumes from the durable cursor, so a receiver that
 //! was down gets everything when it returns. The cursor's write overlaps the next
 //! delivery, so a crash resends at most the last two batches.
+//!
+//! An upstream (`/v1/upstreams`, `upstream.rs`) is a subscription whose target is
+//! another 视图库 this server registers with: the same worker delivers to it, as
+//! uploads, beside a task that keeps the registration alive.
 
 pub(crate) mod deliver;
 pub(crate) mod handlers;
