@@ -231,7 +231,7 @@ fn call(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result<(u16
 /// `start`, in `acks`).
 fn upload(
     addr: SocketAddr,
-    bodies: Vec<(Vec<usize>, Vec<u8>)>,
+    bodies: Bodies,
     connections: usize,
     rate: Option<f64>,
     start: Instant,
@@ -291,12 +291,11 @@ fn upload(
     }
 }
 
-/// The bodies of objects `0..n`, `batch` to a request.
-fn bodies(
-    n: usize,
-    batch: usize,
-    picture_bytes: usize,
-) -> (Vec<(Vec<usize>, Vec<u8>)>, HashMap<String, usize>) {
+/// Upload bodies, each with the numbers of the objects it carries.
+type Bodies = Vec<(Vec<usize>, Vec<u8>)>;
+
+/// The bodies of objects `0..n`, `batch` to a request, and each object's number by id.
+fn bodies(n: usize, batch: usize, picture_bytes: usize) -> (Bodies, HashMap<String, usize>) {
     let mut index = HashMap::with_capacity(n);
     let mut out = Vec::new();
     for chunk in (0..n).collect::<Vec<_>>().chunks(batch.max(1)) {
