@@ -12,6 +12,7 @@
 #   sub5k     the same at 5,000 objects/s
 #   upstream  upstream push: 300,000 vehicles (2,000-byte pictures) uploaded first, then
 #             an upstream from event 0; the rate the backlog reaches the receiver
+#   upstream64  the same with the pictures pushed as base64 `Data`
 #
 # Needs the release binaries: cargo build --release --bin sightline --bin cascade-bench
 # Environment: DATA (default /tmp/sightline-cascade), PORT (default 18320), OUT
@@ -28,6 +29,7 @@ for kind in "$@"; do
     sub10k)   args="subscription --rate 10000 --seconds 30" ;;
     sub5k)    args="subscription --rate 5000 --seconds 30" ;;
     upstream) args="--batch 1000 upstream --objects 300000" ;;
+    upstream64) args="--batch 1000 upstream --objects 300000 --image-data base64" ;;
     *) echo "run.sh: unknown kind $kind" >&2; exit 2 ;;
   esac
   run="$OUT/$kind-$(date +%H%M%S)"

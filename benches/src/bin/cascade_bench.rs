@@ -68,6 +68,10 @@ enum Mode {
     Upstream {
         #[arg(long, default_value_t = 300_000)]
         objects: usize,
+        /// How the upstream gets pictures: `reference` (`StoragePath`) or `base64`
+        /// (`Data`, each picture read from the store and encoded).
+        #[arg(long, default_value = "reference")]
+        image_data: String,
     },
 }
 
@@ -333,7 +337,7 @@ fn run(args: &Args) -> Result<(), String> {
     let receiver = listener.local_addr().map_err(|e| e.to_string())?;
     let n = match &args.mode {
         Mode::Subscription { rate, seconds } => (rate * *seconds as f64) as usize,
-        Mode::Upstream { objects } => *objects,
+        Mode::Upstream { objects, .. } => *objects,
     };
     eprintln!(
         "preparing {n} objects ({} bytes of picture each)",
@@ -414,7 +418,7 @@ fn run(args: &Args) -> Result<(), String> {
                 percentile(&lat, 100.0)
             );
         }
-        Mode::Upstream { .. } => {
+        Mode::Upstream { image_data, .. } => {
             let t0 = Instant::now();
             upload(args.addr, prepared, args.connections, None, start, &acks)?;
             eprintln!(
@@ -427,7 +431,8 @@ fn run(args: &Args) -> Result<(), String> {
                 "POST",
                 "/v1/upstreams",
                 &json!({"url": format!("http://{receiver}"), "password": "p", "from": 0,
-                        "batch": args.delivery_batch, "kinds": ["vehicle"]}),
+                        "batch": args.delivery_batch, "kinds": ["vehicle"],
+                        "image_data": image_data}),
             )?;
             if status != 201 {
                 return Err(format!("upstream: {status} {body}"));
