@@ -1,7 +1,7 @@
 //! TLS with certificates the tests make (rcgen): HTTPS on the listener, client
 //! certificates (mTLS) refused without and mapped to a key or a GA/T 1400 code with,
-//! `https://` subscription receivers and upstreams, reloading the certificate (in-process and on
-//! SIGHUP), and the refusal to serve keys in clear beyond loopback.
+//! `https://` subscription receivers and upstreams, reloading the certificate
+//! (in-process and on SIGHUP), and the refusal to serve keys in clear beyond loopback.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
