@@ -236,8 +236,14 @@ fn render_store(o: &mut String, app: &App) {
 fn render_deliveries(o: &mut String, app: &App) {
     let shown = app.subscriptions.all_shown();
     let through = app.store.applied_through();
+    // A subscription's id holds a platform's `SubscribeID`: any text, escaped as the
+    // exposition format asks.
     let label = |id: &str, session: bool| {
         let kind = if session { "upstream" } else { "subscription" };
+        let id = id
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         format!("id=\"{id}\",target=\"{kind}\"")
     };
     type Of = fn(&crate::subscriptions::Status, u64) -> u64;
