@@ -579,6 +579,31 @@ fn feed(r: &mut Routes) {
         subscriptions::upstream_handlers::delete,
     );
     r.get(
+        "/v1/remote-subscriptions",
+        Key(Admin),
+        Refuse,
+        doc(
+            "GA/T 1400 subscriptions this server placed at other 视图库s, with their status (admin, city-wide; never the password).",
+            &[],
+        ),
+        subscriptions::remote_handlers::list,
+    );
+    r.send(Method::POST, "/v1/remote-subscriptions", Admin, with_body(
+        "Subscribe at another 视图库 (POST /VIID/Subscribes there, digest-authenticated, placed again every 5 min); its notifications come back to /VIID/SubscribeNotifications here (admin, city-wide); answered 201.", &[],
+        || json!({"url": "http://10.0.0.2:8080", "password": "secret", "device_id": "32050000005030000001",
+                  "kinds": ["vehicle", "face"], "resource_uri": "32050000005030000002",
+                  "title": "city vehicles", "image_data": "base64"})), subscriptions::remote_handlers::create);
+    r.send(
+        Method::DELETE,
+        "/v1/remote-subscriptions/{id}",
+        Admin,
+        deleting(
+            "Cancel a remote subscription there (DELETE /VIID/Subscribes?IDList=…) and forget it (admin, city-wide).",
+            "No such remote subscription.",
+        ),
+        subscriptions::remote_handlers::delete,
+    );
+    r.get(
         "/v1/watchlists",
         Key(Investigate),
         Refuse,

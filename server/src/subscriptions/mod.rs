@@ -16,6 +16,8 @@
 
 pub(crate) mod deliver;
 pub(crate) mod handlers;
+pub mod remote;
+pub(crate) mod remote_handlers;
 pub(crate) mod upstream;
 pub(crate) mod upstream_handlers;
 

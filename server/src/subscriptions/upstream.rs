@@ -128,46 +128,28 @@ impl Session {
         st.register_error = Some(e.to_string());
     }
 
-    /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`: answered
-    /// with the last challenge's nonce (next `nc`) when there is one; a 401 brings a
-    /// new challenge, answered once. Ok when the upstream answered `StatusCode` 0.
+    /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`, by
+    /// [`digest_request`]. Ok when the upstream answered `StatusCode` 0.
     pub(crate) async fn register(&self, app: &App) -> Result<(), SessionError> {
         let path = format!("{}/VIID/System/Register", self.base);
         let body = json!({"RegisterObject": {"DeviceID": self.up.device_id}}).to_string();
-        let mut challenge = self.challenge.lock().await;
-        let mut answered_fresh = false;
-        let done = loop {
-            let authorization = challenge
-                .as_mut()
-                .map(|c| c.answer(&self.up.username, &self.up.password, "POST", &path));
-            let mut req = deliver::viid_request(hyper::Method::POST, &path, &self.up.device_id);
-            if let Some(a) = &authorization {
-                req = req.header(hyper::header::AUTHORIZATION, a);
-            }
-            let (status, headers, answer) =
-                match deliver::exchange(&self.addr, req, body.clone().into_bytes(), &app.outbound)
-                    .await
-                {
-                    Ok(x) => x,
-                    Err(e) => break Err(SessionError::from(e)),
-                };
-            if status == hyper::StatusCode::UNAUTHORIZED {
-                if answered_fresh {
-                    break Err(SessionError::Refused { path });
-                }
-                let offered = headers
-                    .get_all(hyper::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok());
-                match Challenge::pick(offered) {
-                    Some(c) => *challenge = Some(c),
-                    None => break Err(SessionError::NoChallenge { path }),
-                }
-                answered_fresh = true;
-                continue;
-            }
-            break ok_status(&path, status, &answer);
+        let login = Login {
+            device_id: &self.up.device_id,
+            username: &self.up.username,
+            password: &self.up.password,
         };
+        let mut challenge = self.challenge.lock().await;
+        let done = digest_request(
+            app,
+            &self.addr,
+            hyper::Method::POST,
+            &path,
+            body.into_bytes(),
+            &login,
+            &mut challenge,
+        )
+        .await
+        .and_then(|(status, answer)| ok_status(&path, status, &answer));
         drop(challenge);
         match &done {
             Ok(()) => {
@@ -202,8 +184,64 @@ impl Session {
     }
 }
 
+/// Who this server is at another 视图库: `User-Identify`, and the digest's user name and
+/// password.
+pub(crate) struct Login<'a> {
+    pub device_id: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// A GA/T 1400 request authenticated by digest: answered with `challenge`'s nonce (the
+/// next `nc`) when there is one; a 401 brings a new challenge, answered once (a second
+/// 401 is a refusal). The answer's status and body.
+pub(crate) async fn digest_request(
+    app: &App,
+    addr: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+    login: &Login<'_>,
+    challenge: &mut Option<Challenge>,
+) -> Result<(hyper::StatusCode, hyper::body::Bytes), SessionError> {
+    let mut answered_fresh = false;
+    loop {
+        let authorization = challenge
+            .as_mut()
+            .map(|c| c.answer(login.username, login.password, method.as_str(), path));
+        let mut req = deliver::viid_request(method.clone(), path, login.device_id);
+        if let Some(a) = &authorization {
+            req = req.header(hyper::header::AUTHORIZATION, a);
+        }
+        let (status, headers, answer) =
+            deliver::exchange(addr, req, body.clone(), &app.outbound).await?;
+        if status != hyper::StatusCode::UNAUTHORIZED {
+            return Ok((status, answer));
+        }
+        if answered_fresh {
+            return Err(SessionError::Refused {
+                path: path.to_string(),
+            });
+        }
+        let offered = headers
+            .get_all(hyper::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        *challenge = Some(
+            Challenge::pick(offered).ok_or_else(|| SessionError::NoChallenge {
+                path: path.to_string(),
+            })?,
+        );
+        answered_fresh = true;
+    }
+}
+
 /// Ok for a 2xx whose `ResponseStatusObject` (if any) says `StatusCode` 0.
-fn ok_status(path: &str, status: hyper::StatusCode, answer: &[u8]) -> Result<(), SessionError> {
+pub(crate) fn ok_status(
+    path: &str,
+    status: hyper::StatusCode,
+    answer: &[u8],
+) -> Result<(), SessionError> {
     if !status.is_success() {
         return Err(SessionError::Status {
             path: path.to_string(),

@@ -640,3 +640,134 @@ fn upstreams_are_checked_listed_without_their_password_and_audited() {
     assert_eq!(get(a, &format!("/v1/upstreams/{id}")).status, 404);
     assert_eq!(get(a, "/v1/upstreams").body["upstreams"], json!([]));
 }
+
+/// A remote subscription (`/v1/remote-subscriptions`): B subscribes at A by digest
+/// as A's platform record. A wrong password is shown as the digest refused and never
+/// placed; the right one places it at A (its `SubscribeID` in the standard's form,
+/// `ReceiveAddr` B's notifications endpoint); the password is never shown; `DELETE`
+/// cancels it at A.
+#[test]
+fn a_remote_subscription_is_placed_by_digest_and_cancelled() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server_a = start(dir_a.path(), |_| {});
+    let server_b = start(dir_b.path(), |c| {
+        c.viid_server_id = "32050800005030000001".into()
+    });
+    let (a, b) = (server_a.addr, server_b.addr);
+    catalog(a);
+    let create = |body: Value| {
+        crate::support::post(
+            b,
+            "/v1/remote-subscriptions",
+            "application/json",
+            &body.to_string(),
+        )
+    };
+    let url = format!("http://{a}");
+    for (body, field) in [
+        (json!({"password": "p"}), "url"),
+        (json!({"url": url}), "password"),
+        (
+            json!({"url": url, "password": "p", "kinds": ["car"]}),
+            "kinds",
+        ),
+        (
+            json!({"url": url, "password": "p", "begin_time": "yesterday"}),
+            "begin_time",
+        ),
+        (
+            json!({"url": url, "password": "p", "image_data": 1}),
+            "image_data",
+        ),
+    ] {
+        let r = create(body.clone());
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let status = |id: &str| -> Value {
+        get(b, "/v1/remote-subscriptions").body["remote_subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    let wrong = create(json!({"url": url, "password": "wrong", "kinds": ["vehicle"]}));
+    assert_eq!(wrong.status, 201, "{}", wrong.body);
+    let wrong_id = wrong.body["id"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || status(&wrong_id)["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401 again"))),
+        "{}",
+        status(&wrong_id)
+    );
+    assert_eq!(status(&wrong_id)["placed"], false);
+    let r = create(
+        json!({"url": url, "password": "p", "kinds": ["vehicle", "face"],
+                          "resource_uri": GATE, "title": "到B"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let subscribe_id = r.body["subscribe_id"].as_str().unwrap().to_string();
+    assert!(
+        subscribe_id.len() == 33 && subscribe_id.starts_with("32050800005003"),
+        "{subscribe_id}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || status(&id)
+        ["placed"]
+        == true));
+    let on_a = viid_subscriptions(a);
+    let placed = on_a
+        .iter()
+        .find(|s| s["id"] == format!("viid-{subscribe_id}"))
+        .unwrap_or_else(|| panic!("{on_a:?}"));
+    assert_eq!(
+        placed["url"],
+        format!("http://{b}/VIID/SubscribeNotifications")
+    );
+    assert_eq!(placed["kinds"], json!(["face", "vehicle"]));
+    assert_eq!(placed["devices"], json!([GATE]));
+    let listed = get(b, "/v1/remote-subscriptions").body.to_string();
+    assert!(
+        !listed.contains("\"p\"") && !listed.contains("wrong"),
+        "{listed}"
+    );
+    let d = crate::support::call(
+        b,
+        "DELETE",
+        &format!("/v1/remote-subscriptions/{id}"),
+        "",
+        b"",
+    );
+    assert_eq!(
+        (d.status, &d.body["cancelled"]),
+        (200, &json!(true)),
+        "{}",
+        d.body
+    );
+    assert!(viid_subscriptions(a)
+        .iter()
+        .all(|s| s["id"] != format!("viid-{subscribe_id}")));
+    let again = crate::support::call(
+        b,
+        "DELETE",
+        &format!("/v1/remote-subscriptions/{id}"),
+        "",
+        b"",
+    );
+    assert_eq!(again.status, 404);
+}
+
+/// A's subscriptions.
+fn viid_subscriptions(a: SocketAddr) -> Vec<Value> {
+    get(a, "/v1/subscriptions").body["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}

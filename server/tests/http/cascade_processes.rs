@@ -15,7 +15,6 @@ use crate::support::{get, post, wait_until, GATE};
 
 const A_ID: &str = "32050000005030000001";
 const B_ID: &str = "32050000005030000002";
-const SUBSCRIBE_ID: &str = "320500000000000002032021090108000000001";
 
 /// A port free on 127.0.0.1 now (a server restarted on it keeps its address, as
 /// `ReceiveAddr` and the upstream URL name it).
@@ -164,9 +163,9 @@ fn upstream(a: SocketAddr, id: &str) -> Value {
 
 /// The done-when of the cascade: two real `sightline` processes. A registers with B
 /// (`POST /v1/upstreams`: digest, keepalive every second) and uploads its faces with
-/// their pictures as base64; B's platform subscribes to A's vehicles of the gate
-/// (`/VIID/Subscribes`, `ImageData` 1) with B's `/VIID/SubscribeNotifications` as
-/// `ReceiveAddr`. B is SIGKILLed and stays down while A stores more; A is SIGKILLed
+/// their pictures as base64; B subscribes to A's vehicles of the gate (`POST
+/// /v1/remote-subscriptions` on B: `/VIID/Subscribes` at A, `ImageData` 1) with B's
+/// `/VIID/SubscribeNotifications` as `ReceiveAddr`. B is SIGKILLed and stays down while A stores more; A is SIGKILLed
 /// with those undelivered, restarted, stores more; B comes back (forgetting A's
 /// registration: A registers again), and again at once (A's keepalive is refused: it
 /// registers again); A is SIGKILLed again right after an upload. B
@@ -232,26 +231,35 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
         upstream(a, &up)
     );
 
-    // B's platform subscribes to A's vehicles of the gate.
-    assert_eq!(register(a, "/VIID/System/Register", B_ID, "b-pass").0, 200);
-    let subscribe = json!({"SubscribeListObject": {"SubscribeObject": [{
-        "SubscribeID": SUBSCRIBE_ID, "Title": "A到B", "SubscribeDetail": "13",
-        "ResourceURI": GATE, "ApplicantName": "b", "ApplicantOrg": "B",
-        "BeginTime": "20210101000000", "EndTime": "20991231235959",
-        "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"),
-        "ReportInterval": 3, "Reason": "级联", "OperateType": 0, "ImageData": 1}]}});
-    let ident = [("User-Identify", B_ID.to_string())];
-    let (status, _, answer) = viid(
-        a,
-        "POST",
-        "/VIID/Subscribes",
-        &ident,
-        &subscribe.to_string(),
+    // B subscribes to A's vehicles of the gate (`POST /VIID/Subscribes` at A, by
+    // digest as B's platform record there), notifications to B's
+    // `/VIID/SubscribeNotifications`, pictures as `Data`.
+    let r = post(
+        b,
+        "/v1/remote-subscriptions",
+        "application/json",
+        &json!({"url": format!("http://{a}"), "password": "b-pass", "kinds": ["vehicle"],
+                "resource_uri": GATE, "title": "A到B", "image_data": "base64"})
+        .to_string(),
     );
-    assert_eq!(status, 200);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(!r.body.to_string().contains("b-pass"), "{}", r.body);
+    let remote = r.body["id"].as_str().unwrap().to_string();
+    let subscribe_id = r.body["subscribe_id"].as_str().unwrap().to_string();
+    let placed = wait_until(Duration::from_secs(20), || {
+        get(b, "/v1/remote-subscriptions").body["remote_subscriptions"][0]["status"]["placed"]
+            == true
+    });
+    assert!(placed, "{}", get(b, "/v1/remote-subscriptions").body);
+    let on_a = get(a, "/v1/subscriptions").body;
     assert_eq!(
-        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
-        "{answer}"
+        on_a["subscriptions"][0]["id"],
+        format!("viid-{subscribe_id}"),
+        "{on_a}"
+    );
+    assert_eq!(
+        on_a["subscriptions"][0]["url"],
+        format!("http://{b}/VIID/SubscribeNotifications")
     );
 
     let mut sent = Sent::default();
@@ -326,6 +334,17 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
         )),
         "{metrics}"
     );
+    // B cancels its subscription at A.
+    let r = crate::support::call(
+        b,
+        "DELETE",
+        &format!("/v1/remote-subscriptions/{remote}"),
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["cancelled"], true, "{}", r.body);
+    assert_eq!(get(a, "/v1/subscriptions").body["subscriptions"], json!([]));
     sigkill(&mut proc_a);
     sigkill(&mut proc_b);
 }

@@ -36,6 +36,8 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/subscriptions/{id}",
         "/v1/upstreams",
         "/v1/upstreams/{id}",
+        "/v1/remote-subscriptions",
+        "/v1/remote-subscriptions/{id}",
         "/v1/watchlists",
         "/v1/watchlists/{id}",
         "/v1/alerts",
@@ -163,7 +165,11 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                 let example = &op["requestBody"]["content"]["application/json"]["example"];
                 let r = post(a, path, "application/json", &example.to_string());
                 let want = match path.as_str() {
-                    "/v1/subscriptions" | "/v1/upstreams" | "/v1/watchlists" | "/v1/keys" => 201,
+                    "/v1/subscriptions"
+                    | "/v1/upstreams"
+                    | "/v1/remote-subscriptions"
+                    | "/v1/watchlists"
+                    | "/v1/keys" => 201,
                     _ => 200,
                 };
                 assert_eq!(r.status, want, "POST {path}: {}", r.body);
