@@ -1,5 +1,6 @@
 //! GA/T 1400 cascade between two `sightline` processes on 127.0.0.1: B subscribes to A
-//! with `/VIID/Subscribes`, and A registers with B as its lower platform and uploads —
+//! (`/v1/remote-subscriptions` on B: `/VIID/Subscribes` at A), and A registers with B
+//! as its lower platform and uploads —
 //! across A being SIGKILLed (with objects not yet delivered, and in the middle of
 //! delivering) and B being down for a while.
 
