@@ -61,6 +61,8 @@ pub(crate) struct App {
     /// Woken by every group commit, for feed readers waiting on new events.
     pub feed_signal: Arc<feed::Signal>,
     pub subscriptions: subscriptions::Registry,
+    /// Subscriptions this server placed at other 视图库s.
+    pub remotes: subscriptions::remote::Remotes,
     pub watch: watchlists::Watch,
     /// How outbound connections verify `https://` receivers.
     pub outbound: crate::http::client::Outbound,

@@ -77,6 +77,8 @@ pub enum ApiError {
     NoSuchEvent(u64),
     #[error("no subscription {0}")]
     NoSuchSubscription(String),
+    #[error("no upstream {0}")]
+    NoSuchUpstream(String),
     #[error("no watchlist {0}")]
     NoSuchWatchlist(String),
     #[error("no image {0}")]
@@ -175,6 +177,7 @@ impl ApiError {
             NoSuchEndpoint(_)
             | NoSuchEvent(_)
             | NoSuchSubscription(_)
+            | NoSuchUpstream(_)
             | NoSuchWatchlist(_)
             | NoSuchImage(_)
             | NoSuchObject(_)
@@ -207,6 +210,7 @@ impl ApiError {
             NoSuchEndpoint(_) => "not_found",
             NoSuchEvent(_) => "no_such_event",
             NoSuchSubscription(_) => "no_such_subscription",
+            NoSuchUpstream(_) => "no_such_upstream",
             NoSuchWatchlist(_) => "no_such_watchlist",
             NoSuchImage(_) => "no_such_image",
             NoSuchObject(_) => "no_such_object",

@@ -80,6 +80,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_ingest(&mut out, app);
         render_store(&mut out, app);
+        render_deliveries(&mut out, app);
         out
     }
 
@@ -227,6 +228,77 @@ fn render_store(o: &mut String, app: &App) {
     ] {
         header(o, name, "gauge", help);
         let _ = writeln!(o, "{name} {v}");
+    }
+}
+
+/// Each subscription's and upstream's delivery (and an upstream's registration), by
+/// id: a failing one shows in `failures_in_a_row` and a growing lag.
+fn render_deliveries(o: &mut String, app: &App) {
+    let shown = app.subscriptions.all_shown();
+    let through = app.store.applied_through();
+    // A subscription's id holds a platform's `SubscribeID`: any text, escaped as the
+    // exposition format asks.
+    let label = |id: &str, session: bool| {
+        let kind = if session { "upstream" } else { "subscription" };
+        let id = id
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        format!("id=\"{id}\",target=\"{kind}\"")
+    };
+    type Of = fn(&crate::subscriptions::Status, u64) -> u64;
+    let series: [(&str, &str, &str, Of); 4] = [
+        (
+            "sightline_delivered_total",
+            "counter",
+            "Events a subscription's receiver or an upstream took (StatusCode 0), since start.",
+            |s, _| s.delivered,
+        ),
+        (
+            "sightline_delivery_failures_total",
+            "counter",
+            "Failed delivery attempts (refused, not answered, non-zero StatusCode), since start.",
+            |s, _| s.failures_total,
+        ),
+        (
+            "sightline_delivery_failures_in_a_row",
+            "gauge",
+            "Failed delivery attempts since the last success.",
+            |s, _| s.failures_in_a_row,
+        ),
+        (
+            "sightline_delivery_lag_events",
+            "gauge",
+            "Events stored past the delivery cursor (not yet delivered or skipped).",
+            |s, through| through.saturating_sub(s.cursor),
+        ),
+    ];
+    for (name, kind, help, of) in series {
+        header(o, name, kind, help);
+        for (id, (st, session)) in &shown {
+            let _ = writeln!(
+                o,
+                "{name}{{{}}} {}",
+                label(id, session.is_some()),
+                of(st, through)
+            );
+        }
+    }
+    header(
+        o,
+        "sightline_upstream_registered",
+        "gauge",
+        "1 while this server is registered with the upstream, else 0.",
+    );
+    for (id, (_, session)) in &shown {
+        if let Some(s) = session {
+            let _ = writeln!(
+                o,
+                "sightline_upstream_registered{{{}}} {}",
+                label(id, true),
+                u8::from(s.registered)
+            );
+        }
     }
 }
 

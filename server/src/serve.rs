@@ -145,6 +145,7 @@ impl Server {
                 ingest_callers: PerCaller::new(config.max_ingest_per_key),
                 feed_signal,
                 subscriptions: Default::default(),
+                remotes: Default::default(),
                 watch,
                 outbound,
                 config,
@@ -188,6 +189,9 @@ impl Server {
         let audit_sync = tokio::spawn(sync_audit(self.app.clone()));
         if let Err(e) = subscriptions::Registry::start_all(&self.app) {
             tracing::error!(error = %e, "subscriptions did not start");
+        }
+        if let Err(e) = subscriptions::remote::Remotes::start_all(&self.app) {
+            tracing::error!(error = %e, "remote subscriptions did not start");
         }
         let reloads = self
             .tls
@@ -271,6 +275,7 @@ impl Server {
             reloads.abort();
         }
         self.app.subscriptions.stop_all();
+        self.app.remotes.stop_all();
         maintenance.abort();
         audit_sync.abort();
         tokio::select! {

@@ -30,7 +30,7 @@ pub(crate) enum DigestError {
 }
 
 /// The fields of an `Authorization: Digest …` header.
-fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
+pub(super) fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
     let rest = header.trim().strip_prefix("Digest")?.trim();
     let mut out = HashMap::new();
     let mut s = rest;
@@ -69,14 +69,14 @@ fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
 
 /// The digest's hash: MD5 (RFC 2617) or SHA-256 (RFC 7616), each with its `-sess`
 /// form.
-#[derive(Clone, Copy)]
-struct Hash {
-    sha256: bool,
-    session: bool,
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hash {
+    pub sha256: bool,
+    pub session: bool,
 }
 
 impl Hash {
-    fn of(algorithm: &str) -> Option<Hash> {
+    pub(super) fn of(algorithm: &str) -> Option<Hash> {
         let a = algorithm.to_ascii_uppercase();
         let (name, session) = match a.strip_suffix("-SESS") {
             Some(n) => (n.to_string(), true),
@@ -95,7 +95,7 @@ impl Hash {
         }
     }
 
-    fn hex(self, text: &str) -> String {
+    pub(super) fn hex(self, text: &str) -> String {
         match self.sha256 {
             true => super::sha256_hex(text),
             false => md5_hex(text),

@@ -137,6 +137,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             alerts: true,
             watchlist: Some(id.clone()),
             viid: None,
+            upstream: None,
         };
         Registry::create(app, s, None)?;
     }

@@ -14,6 +14,7 @@
 
 mod catalog;
 pub(crate) mod digest;
+pub(crate) mod digest_client;
 mod dispositions;
 pub(crate) mod handlers;
 mod image_list;

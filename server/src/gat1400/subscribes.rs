@@ -151,6 +151,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
             object: o.clone(),
         }),
+        upstream: None,
     };
     // A change keeps the cursor: nothing is sent twice or skipped across it.
     let cursor = Registry::cursor(app, &sub_id)?;

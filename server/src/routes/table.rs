@@ -576,6 +576,63 @@ fn feed(r: &mut Routes) {
         subscriptions::handlers::delete,
     );
     r.get(
+        "/v1/upstreams",
+        Key(Admin),
+        Refuse,
+        doc(
+            "Upstream 视图库s this server registers with and uploads to, with their status: registration, cursor, lag, failures, last error (admin; never the password).",
+            &[],
+        ),
+        subscriptions::upstream_handlers::list,
+    );
+    r.get(
+        "/v1/upstreams/{id}",
+        Key(Admin),
+        Refuse,
+        doc("One upstream with its status (admin).", &[ID]),
+        subscriptions::upstream_handlers::get,
+    );
+    r.send(Method::POST, "/v1/upstreams", Admin, with_body(
+        "Register with an upstream 视图库 (GA/T 1400 digest, keepalives) and upload matching events to it as MotorVehicles/Faces/Persons/NonMotorVehicles, at least once, in order, from a durable cursor (admin); answered 201.", &[],
+        || json!({"url": "http://10.0.0.1:8080", "server_id": "32050000005030000009", "device_id": "32050000005030000001",
+                  "password": "secret", "kinds": ["vehicle", "face"], "communities": ["3205080001"],
+                  "image_data": "reference", "keepalive_s": 30, "batch": 500, "from": 0})), subscriptions::upstream_handlers::create);
+    r.send(
+        Method::DELETE,
+        "/v1/upstreams/{id}",
+        Admin,
+        deleting(
+            "Stop registering with and uploading to an upstream, and forget it (admin).",
+            "No such upstream.",
+        ),
+        subscriptions::upstream_handlers::delete,
+    );
+    r.get(
+        "/v1/remote-subscriptions",
+        Key(Admin),
+        Refuse,
+        doc(
+            "GA/T 1400 subscriptions this server placed at other 视图库s, with their status (admin, city-wide; never the password).",
+            &[],
+        ),
+        subscriptions::remote_handlers::list,
+    );
+    r.send(Method::POST, "/v1/remote-subscriptions", Admin, with_body(
+        "Subscribe at another 视图库 (POST /VIID/Subscribes there, digest-authenticated, placed again every 5 min); its notifications come back to /VIID/SubscribeNotifications here (admin, city-wide); answered 201.", &[],
+        || json!({"url": "http://10.0.0.2:8080", "password": "secret", "device_id": "32050000005030000001",
+                  "kinds": ["vehicle", "face"], "resource_uri": "32050000005030000002",
+                  "title": "city vehicles", "image_data": "base64"})), subscriptions::remote_handlers::create);
+    r.send(
+        Method::DELETE,
+        "/v1/remote-subscriptions/{id}",
+        Admin,
+        deleting(
+            "Cancel a remote subscription there (DELETE /VIID/Subscribes?IDList=…) and forget it (admin, city-wide).",
+            "No such remote subscription.",
+        ),
+        subscriptions::remote_handlers::delete,
+    );
+    r.get(
         "/v1/watchlists",
         Key(Investigate),
         Refuse,

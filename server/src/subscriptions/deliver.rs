@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
-use super::{target, Status, Subscription, CURSORS};
+use super::{target as target_of, Status, Subscription, CURSORS};
 use crate::feed::{self, Ask};
 use crate::gat1400::pictures::sub_images_mut;
 use crate::http::out::EventOut;
@@ -27,62 +27,124 @@ fn body(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
 
 /// Where receivers fetch this server's pictures: the configured public URL, else
 /// `http://` and the listening address.
-fn public_base(app: &App) -> String {
+pub(crate) fn public_base(app: &App) -> String {
     app.config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", app.config.listen))
 }
 
-/// A batch as a GA/T 1400 `SubscribeNotificationListObject`: one notification, with
-/// the subscriber's `SubscribeID` and `Title`, the objects' own ids as `InfoIDs`, and
-/// each object as it was uploaded when the store kept it (pictures by reference: a
-/// `StoragePath` at this server's `/v1/images/{id}`), else built from its event
-/// (absent fields left out, never `null`).
-fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
-    let base = public_base(app);
-    let no_images = s.viid.as_ref().is_some_and(|v| v.no_images);
-    let with_data = s.viid.as_ref().is_some_and(|v| v.with_data);
-    let mut lists: Vec<(&str, &str, Vec<Value>)> = vec![
-        ("MotorVehicleObjectList", "MotorVehicleObject", Vec::new()),
-        ("FaceObjectList", "FaceObject", Vec::new()),
-        ("PersonObjectList", "PersonObject", Vec::new()),
-        (
-            "NonMotorVehicleObjectList",
-            "NonMotorVehicleObject",
-            Vec::new(),
-        ),
-    ];
-    let mut ids = Vec::new();
-    for e in events {
-        let (slot, id_field) = match e["kind"].as_str() {
-            Some("vehicle") => (0, "MotorVehicleID"),
-            Some("face") => (1, "FaceID"),
-            Some("person") => (2, "PersonID"),
-            Some("nonmotor") => (3, "NonMotorVehicleID"),
-            _ => continue,
-        };
-        let mut o = kept_object(app, e).unwrap_or_else(|| built_object(e, id_field, now_ms));
-        match no_images {
-            true => {
-                if let Some(m) = o.as_object_mut() {
-                    m.remove("SubImageList");
-                }
-            }
-            false => {
-                if with_data {
-                    embed_pictures(app, &mut o);
-                }
-                absolute_storage_paths(&mut o, &base);
+/// A GA/T 1400 resource class an event goes out as: its kind, the object's id field,
+/// the notification's list and item keys, and the upload path, list and item keys.
+pub(crate) struct Class {
+    pub kind: &'static str,
+    pub id_field: &'static str,
+    pub notified_list: &'static str,
+    pub item: &'static str,
+    pub upload_path: &'static str,
+    pub upload_list: &'static str,
+}
+
+/// Motor vehicles, faces, persons and non-motor vehicles, in the order notifications
+/// list them.
+pub(crate) const CLASSES: [Class; 4] = [
+    Class {
+        kind: "vehicle",
+        id_field: "MotorVehicleID",
+        notified_list: "MotorVehicleObjectList",
+        item: "MotorVehicleObject",
+        upload_path: "/VIID/MotorVehicles",
+        upload_list: "MotorVehicleListObject",
+    },
+    Class {
+        kind: "face",
+        id_field: "FaceID",
+        notified_list: "FaceObjectList",
+        item: "FaceObject",
+        upload_path: "/VIID/Faces",
+        upload_list: "FaceListObject",
+    },
+    Class {
+        kind: "person",
+        id_field: "PersonID",
+        notified_list: "PersonObjectList",
+        item: "PersonObject",
+        upload_path: "/VIID/Persons",
+        upload_list: "PersonListObject",
+    },
+    Class {
+        kind: "nonmotor",
+        id_field: "NonMotorVehicleID",
+        notified_list: "NonMotorVehicleObjectList",
+        item: "NonMotorVehicleObject",
+        upload_path: "/VIID/NonMotorVehicles",
+        upload_list: "NonMotorVehicleListObject",
+    },
+];
+
+/// How an object's pictures go: left out, by `StoragePath` (this server's
+/// `/v1/images/{id}`, absolute), or as base64 `Data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pictures {
+    Omitted,
+    Reference,
+    Data,
+}
+
+/// The GA/T 1400 object of an event (serialized as in the API): its class (an index
+/// into [`CLASSES`]), its id and the object — as it was uploaded when the store kept
+/// it, else built from the event (absent fields left out, never `null`) — with its
+/// pictures as `pictures` says. `None` for a kind GA/T 1400 has no object for.
+pub(crate) fn object_of(
+    app: &App,
+    e: &Value,
+    now_ms: i64,
+    pictures: Pictures,
+    base: &str,
+) -> Option<(usize, String, Value)> {
+    let slot = CLASSES.iter().position(|c| e["kind"] == c.kind)?;
+    let id_field = CLASSES[slot].id_field;
+    let mut o = kept_object(app, e).unwrap_or_else(|| built_object(e, id_field, now_ms));
+    match pictures {
+        Pictures::Omitted => {
+            if let Some(m) = o.as_object_mut() {
+                m.remove("SubImageList");
             }
         }
-        let id = o[id_field]
-            .as_str()
-            .or_else(|| o["PersionID"].as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| e["id"].to_string());
+        Pictures::Reference | Pictures::Data => {
+            if pictures == Pictures::Data {
+                embed_pictures(app, &mut o);
+            }
+            absolute_storage_paths(&mut o, base);
+        }
+    }
+    let id = o[id_field]
+        .as_str()
+        .or_else(|| o["PersionID"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| e["id"].to_string());
+    Some((slot, id, o))
+}
+
+/// A batch as a GA/T 1400 `SubscribeNotificationListObject`: one notification, with
+/// the subscriber's `SubscribeID` and `Title`, the objects' own ids as `InfoIDs`, and
+/// each object as [`object_of`] makes it (pictures by reference unless the
+/// subscription asked otherwise).
+fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
+    let base = public_base(app);
+    let pictures = match &s.viid {
+        Some(v) if v.no_images => Pictures::Omitted,
+        Some(v) if v.with_data => Pictures::Data,
+        _ => Pictures::Reference,
+    };
+    let mut lists: Vec<Vec<Value>> = vec![Vec::new(); CLASSES.len()];
+    let mut ids = Vec::new();
+    for e in events {
+        let Some((slot, id, o)) = object_of(app, e, now_ms, pictures, &base) else {
+            continue;
+        };
         ids.push(id);
-        lists[slot].2.push(o);
+        lists[slot].push(o);
     }
     let (subscribe_id, title) = match &s.viid {
         Some(v) => (v.subscribe_id.clone(), v.title.clone()),
@@ -96,9 +158,9 @@ fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> 
         "TriggerTime": crate::gat1400::local_time(now_ms),
         "InfoIDs": ids.join(","),
     });
-    for (list, item, objects) in lists {
+    for (class, objects) in CLASSES.iter().zip(lists) {
         if !objects.is_empty() {
-            n[list] = json!({ item: objects });
+            n[class.notified_list] = json!({ class.item: objects });
         }
     }
     json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": [n]}})
@@ -139,7 +201,7 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
     let time = crate::gat1400::local_time(crate::feed::epoch_ms_of(e).unwrap_or(now_ms));
     let id = e["attrs"]["source_id"]
         .as_str()
-        .map_or_else(|| e["id"].to_string(), str::to_string);
+        .map_or_else(|| standard_id(e, &time), str::to_string);
     let mut o = json!({ id_field: id, "DeviceID": e["device"] });
     let subject = e["subject"].as_str().unwrap_or("");
     match e["kind"].as_str() {
@@ -180,6 +242,27 @@ fn built_object(e: &Value, id_field: &str, now_ms: i64) -> Value {
         }
     }
     o
+}
+
+/// A 48-character object id in GA/T 1400's form for an event that came without one
+/// (made through `/v1/events`): the device (20), the object type (2: 01 person, 02
+/// motor vehicle, 03 non-motor vehicle, 06 face), the time (14) and a sequence (5) —
+/// the source id — then the type and the sequence again. The sequence is the event
+/// id's last five digits, so a resend repeats the id.
+fn standard_id(e: &Value, time: &str) -> String {
+    let device = e["device"].as_str().unwrap_or("");
+    let device = match device.len() == 20 && device.bytes().all(|b| b.is_ascii_digit()) {
+        true => device.to_string(),
+        false => "0".repeat(20),
+    };
+    let kind = match e["kind"].as_str() {
+        Some("person") => "01",
+        Some("vehicle") => "02",
+        Some("nonmotor") => "03",
+        _ => "06",
+    };
+    let seq = e["id"].as_u64().unwrap_or(0) % 100_000;
+    format!("{device}{kind}{time}{seq:05}{kind}{seq:05}")
 }
 
 /// The stored pictures of an object as base64 `Data` in place of their `StoragePath`
@@ -279,7 +362,7 @@ fn disposition_notifications(app: &App, alerts: &[Value]) -> Value {
 /// The first non-zero `StatusCode` of a GA/T 1400 answer (`ResponseStatusListObject`
 /// or a single `ResponseStatusObject`; the code as an integer or a string), with its
 /// `StatusString`. An answer that holds no status at all refuses nothing.
-fn refusal(answer: &[u8]) -> Option<(String, String)> {
+pub(crate) fn refusal(answer: &[u8]) -> Option<(String, String)> {
     let v: Value = serde_json::from_slice(answer).ok()?;
     let statuses: Vec<&Value> = match v.pointer("/ResponseStatusListObject/ResponseStatusObject") {
         Some(Value::Array(list)) => list.iter().collect(),
@@ -299,18 +382,16 @@ fn refusal(answer: &[u8]) -> Option<(String, String)> {
     })
 }
 
-/// POSTs `body` to the receiver; Ok when it answered 2xx (and, for a GA/T 1400
-/// receiver, no object's `StatusCode` was other than 0).
-async fn post(
+/// One request to `addr` (the origin: TCP or TLS by its scheme), bounded by
+/// [`DELIVERY_TIMEOUT`]: the answer's status, headers and body.
+pub(crate) async fn exchange(
     addr: &str,
-    path: &str,
+    req: hyper::http::request::Builder,
     body: Vec<u8>,
-    viid: Option<&str>,
     tls: &crate::http::client::Outbound,
-) -> Result<(), DeliveryError> {
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), DeliveryError> {
     let addr_ = || addr.to_string();
     let attempt = async {
-        // `addr` is the receiver's origin (`target`): TCP or TLS by its scheme.
         let mut sender = crate::http::client::connect(addr, tls)
             .await
             .map_err(|source| DeliveryError::Connect {
@@ -320,18 +401,9 @@ async fn post(
         let host = addr
             .split_once("://")
             .map_or(addr, |(_, authority)| authority);
-        let req = hyper::Request::post(path).header(hyper::header::HOST, host);
-        // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
-        let req = match viid {
-            Some(id) => req
-                .header(
-                    hyper::header::CONTENT_TYPE,
-                    "application/VIID+JSON;charset=UTF-8",
-                )
-                .header("User-Identify", id),
-            None => req.header(hyper::header::CONTENT_TYPE, "application/json"),
-        };
-        let req = req.body(Full::new(Bytes::from(body)))?;
+        let req = req
+            .header(hyper::header::HOST, host)
+            .body(Full::new(Bytes::from(body)))?;
         let res = sender
             .send_request(req)
             .await
@@ -339,31 +411,103 @@ async fn post(
                 addr: addr_(),
                 source,
             })?;
-        let status = res.status();
-        let answer = res.into_body().collect().await.map(|b| b.to_bytes());
-        if !status.is_success() {
-            return Err(DeliveryError::Refused {
+        let (head, body) = res.into_parts();
+        let answer = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|source| DeliveryError::Exchange {
                 addr: addr_(),
-                status,
-            });
-        }
-        // A GA/T 1400 receiver says per object whether it took it: HTTP 200 with a
-        // non-zero StatusCode is a refusal, never a delivery.
-        match (viid, answer) {
-            (Some(_), Ok(bytes)) => match refusal(&bytes) {
-                Some((code, text)) => Err(DeliveryError::NotTaken {
-                    addr: addr_(),
-                    code,
-                    text,
-                }),
-                None => Ok(()),
-            },
-            _ => Ok(()),
-        }
+                source,
+            })?;
+        Ok((head.status, head.headers, answer))
     };
     tokio::time::timeout(DELIVERY_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(DeliveryError::Timeout { addr: addr_() }))
+}
+
+/// A GA/T 1400 request's headers: its content type and the sender's id.
+pub(crate) fn viid_request(
+    method: hyper::Method,
+    path: &str,
+    user_identify: &str,
+) -> hyper::http::request::Builder {
+    hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/VIID+JSON;charset=UTF-8",
+        )
+        .header("User-Identify", user_identify)
+}
+
+/// POSTs `body` to the receiver; Ok when it answered 2xx (and, for a GA/T 1400
+/// receiver or upstream, no object's `StatusCode` was other than 0).
+async fn post(
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+    viid: Option<&str>,
+    tls: &crate::http::client::Outbound,
+) -> Result<(), DeliveryError> {
+    // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
+    let req = match viid {
+        Some(id) => viid_request(hyper::Method::POST, path, id),
+        None => hyper::Request::post(path).header(hyper::header::CONTENT_TYPE, "application/json"),
+    };
+    let (status, _, answer) = exchange(addr, req, body, tls).await?;
+    if !status.is_success() {
+        return Err(DeliveryError::Refused {
+            addr: addr.to_string(),
+            status,
+        });
+    }
+    // A GA/T 1400 receiver says per object whether it took it: HTTP 200 with a
+    // non-zero StatusCode is a refusal, never a delivery.
+    match viid.and_then(|_| refusal(&answer)) {
+        Some((code, text)) => Err(DeliveryError::NotTaken {
+            addr: addr.to_string(),
+            code,
+            text,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Where a subscription's deliveries go, and as what.
+pub(crate) enum Target {
+    /// A receiver of Sightline JSON.
+    Json,
+    /// A GA/T 1400 receiver (notifications): `User-Identify` is this server's id.
+    Viid(String),
+    /// An upstream 视图库 this server registered with: uploads under its registration,
+    /// registering again when the upstream answers 401.
+    Upstream(Arc<super::upstream::Session>),
+}
+
+impl Target {
+    pub(crate) fn of(
+        app: &App,
+        s: &Subscription,
+        session: Option<Arc<super::upstream::Session>>,
+    ) -> Target {
+        match (session, s.format.as_str()) {
+            (Some(session), _) => Target::Upstream(session),
+            (None, "gat1400") => Target::Viid(app.config.viid_server_id.clone()),
+            (None, _) => Target::Json,
+        }
+    }
+}
+
+/// One POST of a batch: where (a path on the target's origin), the body, how many
+/// items it carries, and the cursor once it is taken.
+pub(crate) struct Delivery {
+    pub path: String,
+    pub payload: Vec<u8>,
+    pub n: u64,
+    pub next: u64,
 }
 
 /// One subscription's delivery state: where to, the backoff, and the cursor write in
@@ -377,13 +521,17 @@ struct Sender {
     path: String,
     backoff: Duration,
     persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
-    /// This server's GA/T 1400 id, for a `gat1400` subscription's `User-Identify`.
-    viid: Option<String>,
+    target: Target,
 }
 
 impl Sender {
-    fn new(app: &Arc<App>, s: &Subscription, status: &Arc<Mutex<Status>>) -> Option<Sender> {
-        let (addr, path) = target(&s.url).ok()?;
+    fn new(
+        app: &Arc<App>,
+        s: &Subscription,
+        status: &Arc<Mutex<Status>>,
+        target: Target,
+    ) -> Option<Sender> {
+        let (addr, path) = target_of(&s.url).ok()?;
         Some(Sender {
             app: app.clone(),
             id: s.id.clone(),
@@ -392,7 +540,7 @@ impl Sender {
             path,
             backoff: Duration::from_millis(500),
             persisting: None,
-            viid: (s.format == "gat1400").then(|| app.config.viid_server_id.clone()),
+            target,
         })
     }
 
@@ -415,28 +563,51 @@ impl Sender {
         previous
     }
 
-    /// POSTs `payload` (`n` items, after which the cursor is `next`). On a 2xx the
-    /// cursor moves and its durable write starts; otherwise the failure is recorded
-    /// and the next attempt waits out the backoff. True when delivered.
-    async fn send(&mut self, payload: Vec<u8>, next: u64, n: u64) -> bool {
+    /// POSTs `d` (to the subscription's URL, or for an upstream to `d.path`). When it
+    /// is taken the cursor moves and its durable write starts; otherwise the failure
+    /// is recorded and the next attempt waits out the backoff. True when delivered.
+    async fn send(&mut self, d: Delivery) -> bool {
         let tls = &self.app.outbound;
-        match post(&self.addr, &self.path, payload, self.viid.as_deref(), tls).await {
+        let (path, viid) = match &self.target {
+            Target::Json => (self.path.as_str(), None),
+            Target::Viid(id) => (self.path.as_str(), Some(id.as_str())),
+            Target::Upstream(session) => (d.path.as_str(), Some(session.device_id())),
+        };
+        match post(&self.addr, path, d.payload, viid, tls).await {
             Ok(()) => {
-                let previous = self.keep(next).await;
+                let previous = self.keep(d.next).await;
                 self.backoff = Duration::from_millis(500);
                 let mut st = self.status.lock().expect("status");
-                st.cursor = next;
-                st.delivered += n;
+                st.cursor = d.next;
+                st.delivered += d.n;
                 st.failures_in_a_row = 0;
                 st.last_success_ms = Some(crate::now_ms());
                 st.last_error = previous.err().map(|e| e.to_string());
                 true
             }
             Err(e) => {
+                let mut why = e.to_string();
+                // The upstream does not know us (it restarted, or our registration
+                // lapsed): register again before the next attempt.
+                if let (
+                    Target::Upstream(session),
+                    DeliveryError::Refused {
+                        status: hyper::StatusCode::UNAUTHORIZED,
+                        ..
+                    },
+                ) = (&self.target, &e)
+                {
+                    session.forget();
+                    why = match session.register(&self.app).await {
+                        Ok(()) => format!("{why}: registered again"),
+                        Err(r) => format!("{why}: registering again failed: {r}"),
+                    };
+                }
                 {
                     let mut st = self.status.lock().expect("status");
                     st.failures_in_a_row += 1;
-                    st.last_error = Some(e.to_string());
+                    st.failures_total += 1;
+                    st.last_error = Some(why);
                 }
                 tokio::time::sleep(self.backoff).await;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -448,7 +619,8 @@ impl Sender {
 
 /// The alert worker: alerts after the cursor (an alert id), delivered in order.
 pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
-    let Some(mut sender) = Sender::new(&app, &s, &status) else {
+    let target = Target::of(&app, &s, None);
+    let Some(mut sender) = Sender::new(&app, &s, &status, target) else {
         return;
     };
     let mut cursor = status.lock().expect("status").cursor;
@@ -489,7 +661,13 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             _ => json!({"subscription": s.id, "alerts": alerts}),
         };
         let payload = serde_json::to_vec(&payload).expect("serializes");
-        if sender.send(payload, next, alerts.len() as u64).await {
+        let d = Delivery {
+            path: String::new(),
+            payload,
+            n: alerts.len() as u64,
+            next,
+        };
+        if sender.send(d).await {
             cursor = next;
         }
     }
@@ -512,9 +690,33 @@ fn communities_of(app: &App, s: &Subscription) -> Option<Vec<u32>> {
     }
 }
 
+/// The deliveries of one feed page's matching events (`events`, after which the cursor
+/// is `next_after`): one notification or JSON batch for a receiver; for an upstream,
+/// one upload per run of events of one class, each moving the cursor past its run.
+fn deliveries(app: &App, s: &Subscription, events: &[Value], next_after: u64) -> Vec<Delivery> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let now_ms = crate::now_ms();
+    match &s.upstream {
+        Some(up) => super::upstream::uploads(app, s, up, events, next_after, now_ms),
+        None => vec![Delivery {
+            path: String::new(),
+            payload: serde_json::to_vec(&body(app, s, events, now_ms)).expect("serializes"),
+            n: events.len() as u64,
+            next: next_after,
+        }],
+    }
+}
+
 /// The worker: feed pages after the cursor, filtered, delivered, cursor kept.
-pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Status>>) {
-    let Some(mut sender) = Sender::new(&app, &s, &status) else {
+pub(crate) async fn events(
+    app: Arc<App>,
+    s: Subscription,
+    status: Arc<Mutex<Status>>,
+    target: Target,
+) {
+    let Some(mut sender) = Sender::new(&app, &s, &status, target) else {
         return;
     };
     let mut cursor = status.lock().expect("status").cursor;
@@ -529,7 +731,7 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             communities: communities_of(&app, &s),
         };
         let (a, sub) = (app.clone(), s.clone());
-        let Ok((payload, n, next)) = tokio::task::spawn_blocking(move || {
+        let Ok((deliveries, next)) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask);
             let events: Vec<Value> = page
                 .events
@@ -537,16 +739,16 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
                 .filter(|(e, _)| sub.matches(e))
                 .filter_map(|(e, at)| serde_json::to_value(EventOut::of(e, at)).ok())
                 .collect();
-            let payload = (!events.is_empty()).then(|| {
-                serde_json::to_vec(&body(&a, &sub, &events, crate::now_ms())).expect("serializes")
-            });
-            (payload, events.len() as u64, page.next_after)
+            (
+                deliveries(&a, &sub, &events, page.next_after),
+                page.next_after,
+            )
         })
         .await
         else {
             return;
         };
-        let Some(payload) = payload else {
+        if deliveries.is_empty() {
             if next > cursor {
                 cursor = next;
                 status.lock().expect("status").cursor = cursor;
@@ -560,8 +762,13 @@ pub(crate) async fn events(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             let deadline = Instant::now() + Duration::from_secs(30);
             feed::wait_for(&app.feed_signal, &app.store, cursor, deadline).await;
             continue;
-        };
-        if sender.send(payload, next, n).await {
+        }
+        for d in deliveries {
+            let next = d.next;
+            if !sender.send(d).await {
+                // Read again from the cursor: what was not taken goes again, in order.
+                break;
+            }
             cursor = next;
             last_persist = Instant::now();
         }

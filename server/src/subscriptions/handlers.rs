@@ -16,7 +16,7 @@ use crate::params::parse_kind;
 use crate::App;
 
 /// A subscription with its status, as listed and as created.
-fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
+pub(super) fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
     let mut v = serde_json::to_value(s).expect("serializes");
     v["status"] = serde_json::to_value(st).expect("serializes");
     v["status"]["lag"] = through.saturating_sub(st.cursor).into();
@@ -26,7 +26,8 @@ fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
 /// `GET /v1/subscriptions`.
 pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
     let mut list = Registry::list(&c.app)?;
-    list.retain(|(s, _)| c.caller.covers(s.scope.as_deref()));
+    // Upstreams are listed at `/v1/upstreams`.
+    list.retain(|(s, _)| s.upstream.is_none() && c.caller.covers(s.scope.as_deref()));
     let through = c.app.store.applied_through();
     let items: Vec<Value> = list
         .iter()
@@ -41,7 +42,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     // One the key does not cover is, to it, no subscription at all.
     let covered = Registry::list(&c.app)?
         .iter()
-        .any(|(s, _)| s.id == id && c.caller.covers(s.scope.as_deref()));
+        .any(|(s, _)| s.id == id && s.upstream.is_none() && c.caller.covers(s.scope.as_deref()));
     if !covered {
         return Err(ApiError::NoSuchSubscription(id));
     }
@@ -64,6 +65,47 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     let o = object(body)?;
     let url = text(&o, "url", true)?;
     target(&url)?;
+    let (kinds, communities, devices, subjects) = filter_of(&o, caller)?;
+    let (format, batch, from, alerts) = delivery(&o)?;
+    let s = Subscription {
+        id: format!("{:016x}", rand::random::<u64>()),
+        url,
+        kinds,
+        communities,
+        devices,
+        device_prefixes: None,
+        subjects,
+        format,
+        batch,
+        owner: caller.key_id.clone(),
+        scope: caller.communities.clone(),
+        created_ms: crate::now_ms(),
+        alerts,
+        watchlist: None,
+        viid: None,
+        upstream: None,
+    };
+    Registry::create(app, s.clone(), from)?;
+    let status = Status {
+        cursor: from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        }),
+        ..Default::default()
+    };
+    Ok(subscription_json(&s, &status, app.store.applied_through()))
+}
+
+/// A subscription's or upstream's filter: `kinds`, `communities` (within the
+/// caller's scope), `devices` and `subjects`, each checked.
+pub(super) type Filter = (
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+    Option<Vec<String>>,
+);
+
+pub(super) fn filter_of(o: &Map<String, Value>, caller: &Caller) -> Result<Filter, ApiError> {
     let list = |field: &str| strings(o.get(field), field, "must be a list of strings");
     let kinds = list("kinds")?;
     for k in kinds.iter().flatten() {
@@ -78,33 +120,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
             ));
         }
     }
-    let (format, batch, from, alerts) = delivery(&o)?;
-    let s = Subscription {
-        id: format!("{:016x}", rand::random::<u64>()),
-        url,
-        kinds,
-        communities,
-        devices: list("devices")?,
-        device_prefixes: None,
-        subjects: list("subjects")?,
-        format,
-        batch,
-        owner: caller.key_id.clone(),
-        scope: caller.communities.clone(),
-        created_ms: crate::now_ms(),
-        alerts,
-        watchlist: None,
-        viid: None,
-    };
-    Registry::create(app, s.clone(), from)?;
-    let status = Status {
-        cursor: from.unwrap_or_else(|| match s.alerts {
-            true => app.watch.last(),
-            false => app.store.applied_through(),
-        }),
-        ..Default::default()
-    };
-    Ok(subscription_json(&s, &status, app.store.applied_through()))
+    Ok((kinds, communities, list("devices")?, list("subjects")?))
 }
 
 /// How to deliver: `format`, `batch`, `from` and `alerts`, each checked.
@@ -117,24 +133,32 @@ fn delivery(o: &Map<String, Value>) -> Result<(String, usize, Option<u64>, bool)
         f @ ("sightline" | "gat1400") => f.to_string(),
         _ => return Err(ApiError::param("format", "sightline or gat1400")),
     };
-    let batch = match o.get("batch") {
-        None => 500,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=10_000).contains(&n) => n as usize,
-            _ => return Err(ApiError::param("batch", "1 to 10000 events")),
-        },
-    };
-    let from = match o.get("from") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| ApiError::param("from", "an event id (0: from the start)"))?,
-        ),
-    };
+    let (batch, from) = (batch_of(o)?, from_of(o)?);
     let alerts = match o.get("alerts") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::param("alerts", "true or false")),
     };
     Ok((format, batch, from, alerts))
+}
+
+/// Most events per delivery (`batch`, 1 to 10000; 500).
+pub(super) fn batch_of(o: &Map<String, Value>) -> Result<usize, ApiError> {
+    match o.get("batch") {
+        None => Ok(500),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=10_000).contains(&n) => Ok(n as usize),
+            _ => Err(ApiError::param("batch", "1 to 10000 events")),
+        },
+    }
+}
+
+/// Where delivery starts (`from`: an event id; absent: now).
+pub(super) fn from_of(o: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
+    match o.get("from") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Ok(Some(v.as_u64().ok_or_else(|| {
+            ApiError::param("from", "an event id (0: from the start)")
+        })?)),
+    }
 }

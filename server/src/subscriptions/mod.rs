@@ -9,9 +9,17 @@
 //! subscription's status; a restart resumes from the durable cursor, so a receiver that
 //! was down gets everything when it returns. The cursor's write overlaps the next
 //! delivery, so a crash resends at most the last two batches.
+//!
+//! An upstream (`/v1/upstreams`, `upstream.rs`) is a subscription whose target is
+//! another 视图库 this server registers with: the same worker delivers to it, as
+//! uploads, beside a task that keeps the registration alive.
 
 pub(crate) mod deliver;
 pub(crate) mod handlers;
+pub mod remote;
+pub(crate) mod remote_handlers;
+pub(crate) mod upstream;
+pub(crate) mod upstream_handlers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,6 +64,10 @@ pub struct Subscription {
     /// Made by a platform through `/VIID/Subscribes`: its own id, title and window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub viid: Option<crate::gat1400::subscribes::ViidSubscribe>,
+    /// Made through `/v1/upstreams`: the events go to an upstream 视图库 this server
+    /// registers with, as its uploads (`url` is the upstream's base URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<upstream::Upstream>,
 }
 
 impl Subscription {
@@ -90,12 +102,23 @@ pub struct Status {
     pub cursor: u64,
     pub delivered: u64,
     pub failures_in_a_row: u64,
+    /// Failed attempts since the worker started.
+    pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_success_ms: Option<i64>,
 }
 
-/// A running subscription: its worker and the status it keeps.
-type Running = (tokio::task::JoinHandle<()>, Arc<Mutex<Status>>);
+/// A running subscription: its workers (delivery; for an upstream, its registration
+/// too), the status it keeps, and an upstream's registration.
+struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    status: Arc<Mutex<Status>>,
+    session: Option<Arc<upstream::Session>>,
+}
+
+/// What a running subscription shows: its delivery and, for an upstream, its
+/// registration.
+pub(crate) type Shown = (Status, Option<upstream::SessionState>);
 
 /// Running subscriptions: their workers and statuses.
 #[derive(Default)]
@@ -169,15 +192,38 @@ impl Registry {
             cursor,
             ..Default::default()
         }));
-        let task = match s.alerts {
+        let session = upstream::Session::of(&s).map(Arc::new);
+        let mut tasks = Vec::new();
+        if let Some(session) = &session {
+            tasks.push(tokio::spawn(upstream::registration(
+                app.clone(),
+                session.clone(),
+            )));
+        }
+        let target = deliver::Target::of(app, &s, session.clone());
+        tasks.push(match s.alerts {
             true => tokio::spawn(deliver::alerts(app.clone(), s.clone(), status.clone())),
-            false => tokio::spawn(deliver::events(app.clone(), s.clone(), status.clone())),
+            false => tokio::spawn(deliver::events(
+                app.clone(),
+                s.clone(),
+                status.clone(),
+                target,
+            )),
+        });
+        let running = Running {
+            tasks,
+            status,
+            session,
         };
-        app.subscriptions
+        let replaced = app
+            .subscriptions
             .running
             .lock()
             .expect("subscriptions")
-            .insert(s.id.clone(), (task, status));
+            .insert(s.id.clone(), running);
+        for task in replaced.iter().flat_map(|r| &r.tasks) {
+            task.abort();
+        }
         Ok(())
     }
 
@@ -189,7 +235,7 @@ impl Registry {
             .lock()
             .expect("subscriptions")
             .remove(id);
-        if let Some((task, _)) = &running {
+        for task in running.iter().flat_map(|r| &r.tasks) {
             task.abort();
         }
         let c = app.store.catalog();
@@ -199,26 +245,54 @@ impl Registry {
         Ok(existed || running.is_some())
     }
 
-    /// Every subscription with its status.
+    /// Every subscription (upstreams among them) with its status.
     pub(crate) fn list(app: &App) -> Result<Vec<(Subscription, Status)>, ApiError> {
+        Ok(Self::list_shown(app)?
+            .into_iter()
+            .map(|(s, (status, _))| (s, status))
+            .collect())
+    }
+
+    /// Every subscription with its status and, for an upstream, its registration.
+    pub(crate) fn list_shown(app: &App) -> Result<Vec<(Subscription, Shown)>, ApiError> {
         let stored = app.store.catalog().kv_list(TREE)?;
-        let running = app.subscriptions.running.lock().expect("subscriptions");
         let mut out = Vec::new();
         for (_, bytes) in stored {
             let s = decode(&bytes)?;
-            let status = running
-                .get(&s.id)
-                .map(|(_, st)| st.lock().expect("status").clone())
-                .unwrap_or_default();
-            out.push((s, status));
+            let shown = app.subscriptions.shown(&s.id).unwrap_or_default();
+            out.push((s, shown));
         }
         Ok(out)
     }
 
+    /// A running subscription's status and registration.
+    pub(crate) fn shown(&self, id: &str) -> Option<Shown> {
+        let running = self.running.lock().expect("subscriptions");
+        let r = running.get(id)?;
+        let status = r.status.lock().expect("status").clone();
+        Some((status, r.session.as_ref().map(|s| s.state())))
+    }
+
+    /// Every running subscription's id, status and registration (for `/metrics`).
+    pub(crate) fn all_shown(&self) -> Vec<(String, Shown)> {
+        let running = self.running.lock().expect("subscriptions");
+        let mut out: Vec<(String, Shown)> = running
+            .iter()
+            .map(|(id, r)| {
+                let status = r.status.lock().expect("status").clone();
+                (id.clone(), (status, r.session.as_ref().map(|s| s.state())))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Stops every worker (at shutdown).
     pub fn stop_all(&self) {
-        for (_, (task, _)) in self.running.lock().expect("subscriptions").drain() {
-            task.abort();
+        for (_, r) in self.running.lock().expect("subscriptions").drain() {
+            for task in r.tasks {
+                task.abort();
+            }
         }
     }
 }

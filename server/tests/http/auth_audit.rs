@@ -337,6 +337,8 @@ fn every_documented_route_refuses_missing_wrong_revoked_and_underpowered_keys() 
                 ("POST", "/v1/events") => needs(true, false),
                 (_, "/metrics" | "/v1/audit" | "/v1/admin/stats" | "/v1/admin/retention")
                 | (_, "/v1/subscriptions" | "/v1/subscriptions/{id}")
+                | (_, "/v1/upstreams" | "/v1/upstreams/{id}")
+                | (_, "/v1/remote-subscriptions" | "/v1/remote-subscriptions/{id}")
                 | (_, "/v1/keys" | "/v1/keys/{id}")
                 | ("PUT", _) => needs(false, false),
                 _ => needs(false, true),

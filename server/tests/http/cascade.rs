@@ -22,7 +22,7 @@ fn statuses(answer: &Value) -> Vec<Value> {
 }
 
 /// The gate (a camera with a password) and the platform, both in community North.
-fn catalog(a: SocketAddr) {
+pub(crate) fn catalog(a: SocketAddr) {
     north(a);
     for (code, body) in [
         (
@@ -41,7 +41,7 @@ fn catalog(a: SocketAddr) {
 }
 
 /// The platform registers and makes one subscription, which must be taken.
-fn subscribed(a: SocketAddr, object: Value) {
+pub(crate) fn subscribed(a: SocketAddr, object: Value) {
     assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
     let ident = [("User-Identify", PLATFORM.to_string())];
     let body = json!({"SubscribeListObject": {"SubscribeObject": [object]}}).to_string();
@@ -50,7 +50,7 @@ fn subscribed(a: SocketAddr, object: Value) {
 }
 
 /// The gate registers; the header its uploads carry.
-fn gate_registered(a: SocketAddr) -> [(&'static str, String); 1] {
+pub(crate) fn gate_registered(a: SocketAddr) -> [(&'static str, String); 1] {
     assert_eq!(register(a, "/VIID/System/Register", GATE, "g").0, 200);
     [("User-Identify", GATE.to_string())]
 }
@@ -464,4 +464,310 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
     }
     let s = viid_subscription(a);
     assert_eq!(s["status"]["delivered"], 3, "{s}");
+}
+
+/// Three receivers that do not take what is sent — one answers HTTP 200 with
+/// `StatusCode` 1, one answers 500, one never answers — each with a GA/T 1400
+/// subscription and an upstream (`/v1/upstreams`) pointed at it: nothing is counted
+/// as delivered, no cursor moves, and each status (and `/metrics`) says why.
+#[test]
+fn receivers_that_refuse_fail_or_hang_never_have_events_counted_as_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let modes = ["StatusCode 1", "500", "did not answer within"];
+    let receivers: Vec<Receiver> = modes.iter().map(|_| Receiver::start()).collect();
+    receivers[0].up.store(true, Ordering::SeqCst);
+    receivers[0].refuse_with.store(1, Ordering::SeqCst);
+    receivers[1].down_status.store(500, Ordering::SeqCst);
+    receivers[2].up.store(true, Ordering::SeqCst);
+    receivers[2].delay_ms.store(15_000, Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for r in &receivers {
+        let sub = json!({"url": format!("http://{}/VIID/SubscribeNotifications", r.addr),
+                         "format": "gat1400", "from": 0});
+        let s = crate::support::post(a, "/v1/subscriptions", "application/json", &sub.to_string());
+        assert_eq!(s.status, 201, "{}", s.body);
+        let up = json!({"url": format!("http://{}", r.addr), "password": "p", "from": 0,
+                        "keepalive_s": 1});
+        let u = crate::support::post(a, "/v1/upstreams", "application/json", &up.to_string());
+        assert_eq!(u.status, 201, "{}", u.body);
+        ids.push((
+            s.body["id"].as_str().unwrap().to_string(),
+            u.body["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let events = crate::support::post(
+        a,
+        "/v1/events",
+        "application/x-ndjson",
+        &crate::support::sample(),
+    );
+    assert_eq!(events.status, 200);
+    // Long enough for the hanging receiver's 10 s timeout, and a retry of the others.
+    let started = std::time::Instant::now();
+    let statuses = || -> Vec<(Value, Value)> {
+        let subs = get(a, "/v1/subscriptions").body["subscriptions"].clone();
+        ids.iter()
+            .map(|(s, u)| {
+                let sub = subs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["id"] == s.as_str())
+                    .unwrap()["status"]
+                    .clone();
+                let up = get(a, &format!("/v1/upstreams/{u}")).body["status"].clone();
+                (sub, up)
+            })
+            .collect()
+    };
+    let failed = wait_until(Duration::from_secs(40), || {
+        started.elapsed() > Duration::from_secs(11)
+            && statuses().iter().zip(modes).all(|((s, u), why)| {
+                [s, u]
+                    .iter()
+                    .all(|st| st["last_error"].as_str().is_some_and(|e| e.contains(why)))
+            })
+    });
+    assert!(failed, "{:?}", statuses());
+    for ((s, u), why) in statuses().iter().zip(modes) {
+        for st in [s, u] {
+            assert_eq!(st["delivered"], 0, "{why}: {st}");
+            assert_eq!(st["cursor"], 0, "{why}: {st}");
+            assert!(st["failures_in_a_row"].as_u64() >= Some(1), "{why}: {st}");
+            assert!(st["lag"].as_u64() >= Some(7), "{why}: {st}");
+        }
+    }
+    assert!(
+        receivers[0].bodies.lock().unwrap().is_empty(),
+        "nothing taken"
+    );
+    let metrics = crate::support::send(
+        a,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    for (s, u) in &ids {
+        for (id, target) in [(s, "subscription"), (u, "upstream")] {
+            let labels = format!("{{id=\"{id}\",target=\"{target}\"}}");
+            assert!(
+                metrics.contains(&format!("sightline_delivered_total{labels} 0")),
+                "{metrics}"
+            );
+            let failures = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("sightline_delivery_failures_total{labels} "))
+                })
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(failures >= Some(1), "{id}: {metrics}");
+        }
+    }
+}
+
+/// `/v1/upstreams` checks what it is given (each refusal names its field), never shows
+/// the password, is not listed or deleted as a subscription, and is audited.
+#[test]
+fn upstreams_are_checked_listed_without_their_password_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let create = |body: Value| {
+        crate::support::post(a, "/v1/upstreams", "application/json", &body.to_string())
+    };
+    let url = "http://127.0.0.1:9";
+    for (body, field) in [
+        (json!({"password": "p"}), "url"),
+        (json!({"url": "ftp://x", "password": "p"}), "url"),
+        (json!({"url": url}), "password"),
+        (
+            json!({"url": url, "password": "p", "device_id": "123"}),
+            "device_id",
+        ),
+        (
+            json!({"url": url, "password": "p", "server_id": "x"}),
+            "server_id",
+        ),
+        (
+            json!({"url": url, "password": "p", "image_data": "inline"}),
+            "image_data",
+        ),
+        (
+            json!({"url": url, "password": "p", "keepalive_s": 0}),
+            "keepalive_s",
+        ),
+        (
+            json!({"url": url, "password": "p", "kinds": ["car"]}),
+            "kinds",
+        ),
+        (
+            json!({"url": url, "password": "p", "subjects": ["苏E1"]}),
+            "subjects",
+        ),
+        (json!({"url": url, "password": "p", "batch": 0}), "batch"),
+    ] {
+        let r = create(body.clone());
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = create(json!({"url": url, "password": "s3cret", "device_id": "32050000005030000009"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["username"], "32050000005030000009", "{}", r.body);
+    assert_eq!(r.body["keepalive_s"], 30);
+    let listed = get(a, "/v1/upstreams").body;
+    assert_eq!(listed["upstreams"][0]["id"], id.as_str());
+    for answer in [
+        &r.body,
+        &listed,
+        &get(a, &format!("/v1/upstreams/{id}")).body,
+    ] {
+        assert!(!answer.to_string().contains("s3cret"), "{answer}");
+    }
+    assert_eq!(get(a, "/v1/subscriptions").body["subscriptions"], json!([]));
+    let gone = crate::support::call(a, "DELETE", &format!("/v1/subscriptions/{id}"), "", b"");
+    assert_eq!(gone.status, 404, "not a subscription: {}", gone.body);
+    let audit = get(a, "/v1/audit").body.to_string();
+    assert!(audit.contains("/v1/upstreams"), "{audit}");
+    assert!(!audit.contains("s3cret"), "{audit}");
+    let deleted = crate::support::call(a, "DELETE", &format!("/v1/upstreams/{id}"), "", b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(get(a, &format!("/v1/upstreams/{id}")).status, 404);
+    assert_eq!(get(a, "/v1/upstreams").body["upstreams"], json!([]));
+}
+
+/// A remote subscription (`/v1/remote-subscriptions`): B subscribes at A by digest
+/// as A's platform record. A wrong password is shown as the digest refused and never
+/// placed; the right one places it at A (its `SubscribeID` in the standard's form,
+/// `ReceiveAddr` B's notifications endpoint); the password is never shown; `DELETE`
+/// cancels it at A.
+#[test]
+fn a_remote_subscription_is_placed_by_digest_and_cancelled() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server_a = start(dir_a.path(), |_| {});
+    let server_b = start(dir_b.path(), |c| {
+        c.viid_server_id = "32050800005030000001".into()
+    });
+    let (a, b) = (server_a.addr, server_b.addr);
+    catalog(a);
+    let create = |body: Value| {
+        crate::support::post(
+            b,
+            "/v1/remote-subscriptions",
+            "application/json",
+            &body.to_string(),
+        )
+    };
+    let url = format!("http://{a}");
+    for (body, field) in [
+        (json!({"password": "p"}), "url"),
+        (json!({"url": url}), "password"),
+        (
+            json!({"url": url, "password": "p", "kinds": ["car"]}),
+            "kinds",
+        ),
+        (
+            json!({"url": url, "password": "p", "begin_time": "yesterday"}),
+            "begin_time",
+        ),
+        (
+            json!({"url": url, "password": "p", "image_data": 1}),
+            "image_data",
+        ),
+    ] {
+        let r = create(body.clone());
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let status = |id: &str| -> Value {
+        get(b, "/v1/remote-subscriptions").body["remote_subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    let wrong = create(json!({"url": url, "password": "wrong", "kinds": ["vehicle"]}));
+    assert_eq!(wrong.status, 201, "{}", wrong.body);
+    let wrong_id = wrong.body["id"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || status(&wrong_id)["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("401 again"))),
+        "{}",
+        status(&wrong_id)
+    );
+    assert_eq!(status(&wrong_id)["placed"], false);
+    let r = create(
+        json!({"url": url, "password": "p", "kinds": ["vehicle", "face"],
+                          "resource_uri": GATE, "title": "到B"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let subscribe_id = r.body["subscribe_id"].as_str().unwrap().to_string();
+    assert!(
+        subscribe_id.len() == 33 && subscribe_id.starts_with("32050800005003"),
+        "{subscribe_id}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || status(&id)
+        ["placed"]
+        == true));
+    let on_a = viid_subscriptions(a);
+    let placed = on_a
+        .iter()
+        .find(|s| s["id"] == format!("viid-{subscribe_id}"))
+        .unwrap_or_else(|| panic!("{on_a:?}"));
+    assert_eq!(
+        placed["url"],
+        format!("http://{b}/VIID/SubscribeNotifications")
+    );
+    assert_eq!(placed["kinds"], json!(["face", "vehicle"]));
+    assert_eq!(placed["devices"], json!([GATE]));
+    let listed = get(b, "/v1/remote-subscriptions").body.to_string();
+    assert!(
+        !listed.contains("\"p\"") && !listed.contains("wrong"),
+        "{listed}"
+    );
+    let d = crate::support::call(
+        b,
+        "DELETE",
+        &format!("/v1/remote-subscriptions/{id}"),
+        "",
+        b"",
+    );
+    assert_eq!(
+        (d.status, &d.body["cancelled"]),
+        (200, &json!(true)),
+        "{}",
+        d.body
+    );
+    assert!(viid_subscriptions(a)
+        .iter()
+        .all(|s| s["id"] != format!("viid-{subscribe_id}")));
+    let again = crate::support::call(
+        b,
+        "DELETE",
+        &format!("/v1/remote-subscriptions/{id}"),
+        "",
+        b"",
+    );
+    assert_eq!(again.status, 404);
+}
+
+/// A's subscriptions.
+fn viid_subscriptions(a: SocketAddr) -> Vec<Value> {
+    get(a, "/v1/subscriptions").body["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

@@ -6,6 +6,8 @@ mod support;
 mod audit_log;
 mod auth_audit;
 mod cascade;
+mod cascade_conformance;
+mod cascade_processes;
 mod catalog;
 mod cli;
 mod console;

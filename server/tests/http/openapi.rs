@@ -34,6 +34,10 @@ fn every_route_in_the_openapi_document_answers_its_example() {
         "/v1/feed",
         "/v1/subscriptions",
         "/v1/subscriptions/{id}",
+        "/v1/upstreams",
+        "/v1/upstreams/{id}",
+        "/v1/remote-subscriptions",
+        "/v1/remote-subscriptions/{id}",
         "/v1/watchlists",
         "/v1/watchlists/{id}",
         "/v1/alerts",
@@ -140,7 +144,10 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     let mut raw = String::new();
                     s.read_to_string(&mut raw).unwrap();
                     raw[9..12].parse::<u16>().unwrap()
-                } else if path.starts_with("/v1/images/") || path.starts_with("/v1/objects/") {
+                } else if ["/v1/images/", "/v1/objects/", "/v1/upstreams/"]
+                    .iter()
+                    .any(|p| path.starts_with(p))
+                {
                     // The example names nothing stored: the documented 404.
                     let r = get(a, &target);
                     assert_eq!(r.status, 404, "{target}: {}", r.body);
@@ -159,7 +166,11 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                 let example = &op["requestBody"]["content"]["application/json"]["example"];
                 let r = post(a, path, "application/json", &example.to_string());
                 let want = match path.as_str() {
-                    "/v1/subscriptions" | "/v1/watchlists" | "/v1/keys" => 201,
+                    "/v1/subscriptions"
+                    | "/v1/upstreams"
+                    | "/v1/remote-subscriptions"
+                    | "/v1/watchlists"
+                    | "/v1/keys" => 201,
                     _ => 200,
                 };
                 assert_eq!(r.status, want, "POST {path}: {}", r.body);

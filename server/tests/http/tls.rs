@@ -1,7 +1,7 @@
 //! TLS with certificates the tests make (rcgen): HTTPS on the listener, client
 //! certificates (mTLS) refused without and mapped to a key or a GA/T 1400 code with,
-//! `https://` subscription receivers, reloading the certificate (in-process and on
-//! SIGHUP), and the refusal to serve keys in clear beyond loopback.
+//! `https://` subscription receivers and upstreams, reloading the certificate
+//! (in-process and on SIGHUP), and the refusal to serve keys in clear beyond loopback.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -586,4 +586,74 @@ fn keys_in_clear_beyond_loopback_need_allow_plaintext() {
     let out = serve(dir.path(), &["--tls-cert", cert]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--tls-key"), "{err}");
+}
+
+/// An upstream 视图库 over `https://` (another Sightline with a certificate from the
+/// CA of `--tls-ca-bundle`): the registration's digest handshake, the keepalives and
+/// the uploads all go over TLS, and the upstream stores what was uploaded.
+#[test]
+fn an_upstream_over_https_registers_and_takes_the_uploads() {
+    const A_ID: &str = "32050000005030000001";
+    let pki = Pki::new("Upstreams' CA");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = pki.server_files(&pki.server_leaf(), false);
+    let upstream = start(dir_b.path(), |c| {
+        c.tls = Some(files);
+        c.viid_server_id = "32050000005030000002".into();
+    });
+    let b = upstream.addr;
+    let client = pki.client(None);
+    for (target, body) in [
+        ("/v1/communities/3205080001", json!({"name": "North"})),
+        (
+            "/v1/devices/32050000005030000001",
+            json!({"community": "3205080001", "kind": "platform", "gat1400": {"password": "a-pass"}}),
+        ),
+    ] {
+        let (status, answer) = https(b, &client, "PUT", target, &[], &body.to_string()).unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let bundle = pki.ca_file();
+    let server = start(dir_a.path(), |c| c.tls_ca_bundle = Some(bundle));
+    let a = server.addr;
+    let r = crate::support::post(
+        a,
+        "/v1/upstreams",
+        "application/json",
+        &json!({"url": format!("https://127.0.0.1:{}", b.port()), "password": "a-pass",
+                "device_id": A_ID, "from": 0, "keepalive_s": 1})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let events = [
+        ev(
+            "2021-09-01T08:00:00+08:00",
+            GATE,
+            "vehicle",
+            "苏E12345",
+            "in",
+        ),
+        ev("2021-09-01T08:01:00+08:00", GATE, "face", "F0001", "in"),
+    ]
+    .join("\n");
+    let r = crate::support::post(a, "/v1/events", "application/x-ndjson", &events);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let status = || crate::support::get(a, &format!("/v1/upstreams/{id}")).body["status"].clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let st = status();
+            st["delivered"] == 2 && st["registered"] == true && st["last_keepalive_ms"].is_number()
+        }),
+        "{}",
+        status()
+    );
+    let (_, feed) = https(b, &client, "GET", "/v1/feed?after=0", &[], "").unwrap();
+    let subjects: Vec<&str> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["vehicle", "face"], "{feed}");
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::wait_until;
 
 /// A downstream receiver on 127.0.0.1: records every JSON body POSTed to it and
-/// answers 200 while `up`, 503 otherwise.
+/// answers 200 while `up`, `down_status` (503) otherwise. As an upstream 视图库 it takes
+/// registrations and keepalives (`/VIID/System/…`) while up, without recording them.
 pub struct Receiver {
     pub addr: SocketAddr,
     pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -21,6 +22,8 @@ pub struct Receiver {
     pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Not 0: answer 200 with this GA/T 1400 `StatusCode` (a refusal), taking nothing.
     pub refuse_with: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// The HTTP status answered while not `up` (503).
+    pub down_status: std::sync::Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Receiver {
@@ -35,11 +38,13 @@ impl Receiver {
             attempts: Default::default(),
             delay_ms: Default::default(),
             refuse_with: Default::default(),
+            down_status: std::sync::Arc::new(503.into()),
         };
         let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
         let heads = r.heads.clone();
         let delay = r.delay_ms.clone();
         let refuse = r.refuse_with.clone();
+        let down_status = r.down_status.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
@@ -72,6 +77,16 @@ impl Receiver {
                 std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
                 let ok = up.load(Ordering::SeqCst);
                 let refused = refuse.load(Ordering::SeqCst);
+                if ok && head.contains(" /viid/system/") {
+                    let answer = r#"{"ResponseStatusObject":{"Id":"x","StatusCode":0,"StatusString":"正常"}}"#;
+                    let mut w = stream;
+                    let _ = write!(
+                        w,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    continue;
+                }
                 if ok && refused != 0 {
                     let answer = format!("{{\"ResponseStatusListObject\":{{\"ResponseStatusObject\":[{{\"Id\":\"x\",\"StatusCode\":{refused},\"StatusString\":\"订阅不存在\"}}]}}}}");
                     let mut w = stream;
@@ -89,10 +104,12 @@ impl Receiver {
                         .push(serde_json::from_slice(&body).unwrap());
                     heads.lock().unwrap().push(head);
                 }
-                let status = if ok {
-                    "200 OK"
-                } else {
-                    "503 Service Unavailable"
+                let status = match ok {
+                    true => "200 OK".to_string(),
+                    false => match down_status.load(Ordering::SeqCst) {
+                        500 => "500 Internal Server Error".to_string(),
+                        other => format!("{other} Service Unavailable"),
+                    },
                 };
                 let mut w = stream;
                 let _ = write!(

@@ -1,0 +1,154 @@
+//! `POST /v1/remote-subscriptions`, `GET /v1/remote-subscriptions`,
+//! `DELETE /v1/remote-subscriptions/{id}` (admin): GA/T 1400 subscriptions this server
+//! places at other 视图库s.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::remote::{cancel, RemoteStatus, RemoteSubscription, Remotes};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::json::{object, strings, text};
+use crate::http::out::listed;
+use crate::http::runner::run;
+use crate::http::{Answer, Call};
+use crate::App;
+
+/// A remote subscription as listed: never its password.
+fn remote_json(r: &RemoteSubscription, st: &RemoteStatus) -> Value {
+    json!({"id": r.id, "url": r.url, "device_id": r.device_id, "username": r.username,
+           "subscribe_id": r.object["SubscribeID"], "object": r.object, "owner": r.owner,
+           "created_ms": r.created_ms, "status": st})
+}
+
+/// `GET /v1/remote-subscriptions`.
+pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
+    c.caller.city_wide()?;
+    let items: Vec<Value> = Remotes::list(&c.app)?
+        .iter()
+        .map(|(r, st)| remote_json(r, st))
+        .collect();
+    Ok((StatusCode::OK, listed("remote_subscriptions", items).0))
+}
+
+/// `DELETE /v1/remote-subscriptions/{id}`: cancels it at the other side (one attempt;
+/// its outcome is in the answer) and forgets it.
+pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
+    c.caller.city_wide()?;
+    let id = c.arg();
+    let Some((r, _)) = Remotes::list(&c.app)?.into_iter().find(|(r, _)| r.id == id) else {
+        return Err(ApiError::NoSuchSubscription(id));
+    };
+    let cancelled = cancel(&c.app, &r).await;
+    Remotes::forget(&c.app, &id)?;
+    Ok((
+        StatusCode::OK,
+        json!({"deleted": id, "cancelled": cancelled.is_ok(),
+               "cancel_error": cancelled.err().map(|e| e.to_string())})
+        .into(),
+    ))
+}
+
+/// `POST /v1/remote-subscriptions`: `{"url", "password", "device_id", "username",
+/// "kinds", "resource_uri", "title", "receive_addr", "image_data", "begin_time",
+/// "end_time"}`; placed at once.
+pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let (app, caller) = (c.app.clone(), c.caller);
+    let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
+    Ok((StatusCode::CREATED, v.into()))
+}
+
+/// GA/T 1400 resource-class codes of event kinds (`SubscribeDetail`).
+fn detail(o: &Map<String, Value>) -> Result<String, ApiError> {
+    let kinds = strings(o.get("kinds"), "kinds", "must be a list of kinds")?.unwrap_or_else(|| {
+        ["person", "face", "vehicle", "nonmotor"]
+            .map(String::from)
+            .to_vec()
+    });
+    let codes: Result<Vec<&str>, ApiError> = kinds
+        .iter()
+        .map(|k| match k.as_str() {
+            "person" => Ok("11"),
+            "face" => Ok("12"),
+            "vehicle" => Ok("13"),
+            "nonmotor" => Ok("14"),
+            _ => Err(ApiError::param(
+                "kinds",
+                "person, face, vehicle or nonmotor",
+            )),
+        })
+        .collect();
+    Ok(codes?.join(","))
+}
+
+fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    // What comes back is stored in the communities of the other platform's record,
+    // not the key's: a city-wide power.
+    caller.city_wide()?;
+    let o = object(body)?;
+    let url = text(&o, "url", true)?;
+    super::target(&url)?;
+    let password = text(&o, "password", true)?;
+    let or = |field: &str, default: &str| -> Result<String, ApiError> {
+        Ok(match text(&o, field, false)? {
+            v if v.is_empty() => default.to_string(),
+            v => v,
+        })
+    };
+    let server_id = app.config.viid_server_id.clone();
+    let device_id = or("device_id", &server_id)?;
+    let username = or("username", &device_id)?;
+    let receive_addr = or(
+        "receive_addr",
+        &format!(
+            "{}/VIID/SubscribeNotifications",
+            super::deliver::public_base(app)
+        ),
+    )?;
+    super::target(&receive_addr)
+        .map_err(|_| ApiError::param("receive_addr", "an http:// or https:// URL"))?;
+    let now = crate::now_ms();
+    // The standard's form: our organisation (12), 03 (a subscription), time, sequence.
+    let subscribe_id = format!(
+        "{}03{}{:05}",
+        server_id.get(..12).unwrap_or("000000000000"),
+        crate::gat1400::local_time(now),
+        rand::random::<u32>() % 100_000
+    );
+    let title = or("title", "Sightline")?;
+    let mut object = json!({
+        "SubscribeID": subscribe_id, "Title": title, "SubscribeDetail": detail(&o)?,
+        "ResourceURI": or("resource_uri", "")?, "ApplicantName": "Sightline",
+        "ApplicantOrg": server_id, "ReceiveAddr": receive_addr, "ReportInterval": 3,
+        "Reason": title, "OperateType": 0, "SubscribeStatus": 0, "ResourceClass": 4,
+    });
+    for (field, key) in [("begin_time", "BeginTime"), ("end_time", "EndTime")] {
+        let t = text(&o, field, false)?;
+        if !t.is_empty() {
+            crate::gat1400::parse_time(&t)
+                .ok_or_else(|| ApiError::param(field, "a time like 20210901080000"))?;
+            object[key] = t.into();
+        }
+    }
+    match o.get("image_data") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "reference" => {}
+        Some(Value::String(s)) if s == "base64" => object["ImageData"] = 1.into(),
+        Some(_) => return Err(ApiError::param("image_data", "reference or base64")),
+    }
+    let r = RemoteSubscription {
+        id: format!("rs-{:016x}", rand::random::<u64>()),
+        url,
+        device_id,
+        username,
+        password,
+        object,
+        owner: caller.key_id.clone(),
+        created_ms: now,
+    };
+    Remotes::create(app, r.clone())?;
+    Ok(remote_json(&r, &RemoteStatus::default()))
+}

@@ -1,0 +1,339 @@
+//! Upstreams: this server as a lower platform (下级) of another 视图库. It registers
+//! there with HTTP Digest (`POST /VIID/System/Register`, answering the 401 challenge),
+//! keeps alive (`POST /VIID/System/Keepalive`), registers again whenever the upstream
+//! forgets it (a 401 to a keepalive or an upload, or a keepalive that fails), and
+//! uploads its events as `POST /VIID/MotorVehicles`, `/VIID/Faces`, `/VIID/Persons`
+//! and `/VIID/NonMotorVehicles` list objects.
+//!
+//! An upstream is a [`Subscription`] with an [`Upstream`] part: the uploads go through
+//! the one delivery worker (`deliver.rs`: durable cursor, at least once, in order,
+//! backoff, status, the upstream's `ResponseStatusListObject` read so only
+//! `StatusCode` 0 moves the cursor). This file holds what only an upstream has: the
+//! registration ([`Session`], its task) and the upload bodies.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::deliver::{self, Delivery, DeliveryError, Pictures, CLASSES};
+use super::Subscription;
+use crate::gat1400::digest_client::Challenge;
+use crate::App;
+
+/// The default time between keepalives (GA/T 1400 platforms use 30 s to 60 s).
+pub const DEFAULT_KEEPALIVE_S: u64 = 30;
+/// Registration attempts back off from 1 s up to the keepalive interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// What an upstream keeps beside its filter (in the catalog, with the subscription).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Upstream {
+    /// The upstream's own 20-digit 视图库 id, when given (shown, not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<String>,
+    /// Our id there: the `RegisterObject`'s `DeviceID` and every request's
+    /// `User-Identify` (by default this server's `--viid-server-id`).
+    pub device_id: String,
+    /// The digest user name (by default `device_id`).
+    pub username: String,
+    /// The digest password: kept to answer challenges, never shown.
+    pub password: String,
+    /// Pictures as base64 `Data` (else by `StoragePath` at this server).
+    pub image_data: bool,
+    pub keepalive_s: u64,
+}
+
+/// An upstream's registration, as its status shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SessionState {
+    pub registered: bool,
+    /// Successful registrations since the worker started (the first, and each time
+    /// the upstream forgot us).
+    pub registrations: u64,
+    pub last_registered_ms: Option<i64>,
+    pub last_keepalive_ms: Option<i64>,
+    /// Why the last registration or keepalive failed (cleared by the next success).
+    pub register_error: Option<String>,
+}
+
+/// Why a registration or keepalive failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("{0}")]
+    Exchange(#[from] DeliveryError),
+    #[error("{path}: answered 401 without a digest challenge this client answers")]
+    NoChallenge { path: String },
+    #[error("{path}: refused the digest (401 again): check device_id, username and password")]
+    Refused { path: String },
+    #[error("{path}: answered {status}")]
+    Status {
+        path: String,
+        status: hyper::StatusCode,
+    },
+    #[error("{path}: StatusCode {code} ({text:?})")]
+    NotOk {
+        path: String,
+        code: String,
+        text: String,
+    },
+}
+
+/// One upstream's registration: where, as whom, the last challenge (its nonce reused
+/// with a growing `nc` until refused), and the state shown.
+pub(crate) struct Session {
+    addr: String,
+    /// The base URL's path, without a trailing `/` (usually empty).
+    base: String,
+    up: Upstream,
+    challenge: tokio::sync::Mutex<Option<Challenge>>,
+    state: Mutex<SessionState>,
+}
+
+impl Session {
+    /// The registration of an upstream subscription (`None` for any other).
+    pub(crate) fn of(s: &Subscription) -> Option<Session> {
+        let up = s.upstream.clone()?;
+        let (addr, path) = super::target(&s.url).ok()?;
+        Some(Session {
+            addr,
+            base: path.trim_end_matches('/').to_string(),
+            up,
+            challenge: Default::default(),
+            state: Default::default(),
+        })
+    }
+
+    pub(crate) fn device_id(&self) -> &str {
+        &self.up.device_id
+    }
+
+    pub(crate) fn state(&self) -> SessionState {
+        self.state.lock().expect("session").clone()
+    }
+
+    fn registered(&self) -> bool {
+        self.state.lock().expect("session").registered
+    }
+
+    /// The upstream no longer knows us: the next request registers again.
+    pub(crate) fn forget(&self) {
+        self.state.lock().expect("session").registered = false;
+    }
+
+    fn failed(&self, e: &SessionError) {
+        let mut st = self.state.lock().expect("session");
+        st.registered = false;
+        st.register_error = Some(e.to_string());
+    }
+
+    /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`, by
+    /// [`digest_request`]. Ok when the upstream answered `StatusCode` 0.
+    pub(crate) async fn register(&self, app: &App) -> Result<(), SessionError> {
+        let path = format!("{}/VIID/System/Register", self.base);
+        let body = json!({"RegisterObject": {"DeviceID": self.up.device_id}}).to_string();
+        let login = Login {
+            device_id: &self.up.device_id,
+            username: &self.up.username,
+            password: &self.up.password,
+        };
+        let mut challenge = self.challenge.lock().await;
+        let done = digest_request(
+            app,
+            &self.addr,
+            hyper::Method::POST,
+            &path,
+            body.into_bytes(),
+            &login,
+            &mut challenge,
+        )
+        .await
+        .and_then(|(status, answer)| ok_status(&path, status, &answer));
+        drop(challenge);
+        match &done {
+            Ok(()) => {
+                let mut st = self.state.lock().expect("session");
+                st.registered = true;
+                st.registrations += 1;
+                st.last_registered_ms = Some(crate::now_ms());
+                st.register_error = None;
+            }
+            Err(e) => self.failed(e),
+        }
+        done
+    }
+
+    /// `POST /VIID/System/Keepalive` with `{"KeepaliveObject":{"DeviceID":…}}`.
+    async fn keepalive(&self, app: &App) -> Result<(), SessionError> {
+        let path = format!("{}/VIID/System/Keepalive", self.base);
+        let body = json!({"KeepaliveObject": {"DeviceID": self.up.device_id}}).to_string();
+        let req = deliver::viid_request(hyper::Method::POST, &path, &self.up.device_id);
+        let (status, _, answer) =
+            deliver::exchange(&self.addr, req, body.into_bytes(), &app.outbound).await?;
+        let done = ok_status(&path, status, &answer);
+        match &done {
+            Ok(()) => {
+                let mut st = self.state.lock().expect("session");
+                st.last_keepalive_ms = Some(crate::now_ms());
+                st.register_error = None;
+            }
+            Err(e) => self.failed(e),
+        }
+        done
+    }
+}
+
+/// Who this server is at another 视图库: `User-Identify`, and the digest's user name and
+/// password.
+pub(crate) struct Login<'a> {
+    pub device_id: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// A GA/T 1400 request authenticated by digest: answered with `challenge`'s nonce (the
+/// next `nc`) when there is one; a 401 brings a new challenge, answered once (a second
+/// 401 is a refusal). The answer's status and body.
+pub(crate) async fn digest_request(
+    app: &App,
+    addr: &str,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+    login: &Login<'_>,
+    challenge: &mut Option<Challenge>,
+) -> Result<(hyper::StatusCode, hyper::body::Bytes), SessionError> {
+    let mut answered_fresh = false;
+    loop {
+        let authorization = challenge
+            .as_mut()
+            .map(|c| c.answer(login.username, login.password, method.as_str(), path));
+        let mut req = deliver::viid_request(method.clone(), path, login.device_id);
+        if let Some(a) = &authorization {
+            req = req.header(hyper::header::AUTHORIZATION, a);
+        }
+        let (status, headers, answer) =
+            deliver::exchange(addr, req, body.clone(), &app.outbound).await?;
+        if status != hyper::StatusCode::UNAUTHORIZED {
+            return Ok((status, answer));
+        }
+        if answered_fresh {
+            return Err(SessionError::Refused {
+                path: path.to_string(),
+            });
+        }
+        let offered = headers
+            .get_all(hyper::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        *challenge = Some(
+            Challenge::pick(offered).ok_or_else(|| SessionError::NoChallenge {
+                path: path.to_string(),
+            })?,
+        );
+        answered_fresh = true;
+    }
+}
+
+/// Ok for a 2xx whose `ResponseStatusObject` (if any) says `StatusCode` 0.
+pub(crate) fn ok_status(
+    path: &str,
+    status: hyper::StatusCode,
+    answer: &[u8],
+) -> Result<(), SessionError> {
+    if !status.is_success() {
+        return Err(SessionError::Status {
+            path: path.to_string(),
+            status,
+        });
+    }
+    match deliver::refusal(answer) {
+        Some((code, text)) => Err(SessionError::NotOk {
+            path: path.to_string(),
+            code,
+            text,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The registration task of an upstream: registers (backing off from 1 s to the
+/// keepalive interval while it cannot), then keeps alive every interval; a failed
+/// keepalive (a 401: the upstream forgot us; or no answer: it may come back without
+/// us) registers again.
+pub(crate) async fn registration(app: Arc<App>, session: Arc<Session>) {
+    let interval = Duration::from_secs(session.up.keepalive_s.max(1));
+    let mut retry = FIRST_RETRY;
+    loop {
+        if !session.registered() {
+            match session.register(&app).await {
+                Ok(()) => retry = FIRST_RETRY,
+                Err(e) => {
+                    tracing::warn!(upstream = %session.addr, error = %e, "upstream registration failed");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(interval);
+                    continue;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+        if session.registered() {
+            if let Err(e) = session.keepalive(&app).await {
+                tracing::warn!(upstream = %session.addr, error = %e, "upstream keepalive failed");
+            }
+        }
+    }
+}
+
+/// The uploads of one page's matching events (serialized as in the API): one per run
+/// of consecutive events of one class, as `{"<Class>ListObject":{"<Class>Object":[…]}}`
+/// to that class's path, each moving the cursor past its run (the last run: to
+/// `next_after`, past the events that did not match too). The objects are the ones
+/// notifications carry ([`deliver::object_of`]).
+pub(crate) fn uploads(
+    app: &App,
+    s: &Subscription,
+    up: &Upstream,
+    events: &[Value],
+    next_after: u64,
+    now_ms: i64,
+) -> Vec<Delivery> {
+    let base = deliver::public_base(app);
+    let pictures = match up.image_data {
+        true => Pictures::Data,
+        false => Pictures::Reference,
+    };
+    let (_, path) = super::target(&s.url).unwrap_or_default();
+    let prefix = path.trim_end_matches('/');
+    // Runs of one class: (class, objects, the last event id).
+    let mut runs: Vec<(usize, Vec<Value>, u64)> = Vec::new();
+    for e in events {
+        let Some((slot, _, o)) = deliver::object_of(app, e, now_ms, pictures, &base) else {
+            continue;
+        };
+        let id = e["id"].as_u64().unwrap_or(0);
+        match runs.last_mut() {
+            Some((last, objects, through)) if *last == slot => {
+                objects.push(o);
+                *through = id;
+            }
+            _ => runs.push((slot, vec![o], id)),
+        }
+    }
+    let count = runs.len();
+    runs.into_iter()
+        .enumerate()
+        .map(|(i, (slot, objects, through))| {
+            let class = &CLASSES[slot];
+            let n = objects.len() as u64;
+            let body = json!({ class.upload_list: { class.item: objects } });
+            Delivery {
+                path: format!("{prefix}{}", class.upload_path),
+                payload: serde_json::to_vec(&body).expect("serializes"),
+                n,
+                next: if i + 1 == count { next_after } else { through },
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! `POST /v1/upstreams`, `GET /v1/upstreams`, `GET /v1/upstreams/{id}`,
+//! `DELETE /v1/upstreams/{id}` (admin): upstream 视图库s this server registers with
+//! and uploads to.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde_json::{Map, Value};
+
+use super::handlers::{batch_of, filter_of, from_of};
+use super::upstream::{SessionState, Upstream, DEFAULT_KEEPALIVE_S};
+use super::{target, Registry, Shown, Status, Subscription};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::json::{object, text};
+use crate::http::out::listed;
+use crate::http::runner::run;
+use crate::http::{Answer, Call};
+use crate::App;
+
+/// Most seconds between keepalives (wvp-GB28181-pro forgets a platform after 180 s).
+const MAX_KEEPALIVE_S: u64 = 3600;
+
+/// An upstream as listed: its settings (never its password) and its status —
+/// delivery (cursor, lag, delivered, failures, last error) and registration.
+fn upstream_json(s: &Subscription, shown: &Shown, through: u64) -> Value {
+    let (st, session) = shown;
+    let up = s.upstream.as_ref().expect("an upstream");
+    let mut status = serde_json::to_value(st).expect("serializes");
+    status["lag"] = through.saturating_sub(st.cursor).into();
+    let session = serde_json::to_value(session.clone().unwrap_or_default()).expect("serializes");
+    for (k, v) in session.as_object().expect("an object") {
+        status[k] = v.clone();
+    }
+    serde_json::json!({
+        "id": s.id, "url": s.url, "server_id": up.server_id, "device_id": up.device_id,
+        "username": up.username, "kinds": s.kinds, "communities": s.communities,
+        "devices": s.devices, "image_data": if up.image_data { "base64" } else { "reference" },
+        "keepalive_s": up.keepalive_s, "batch": s.batch, "owner": s.owner, "scope": s.scope,
+        "created_ms": s.created_ms, "status": status,
+    })
+}
+
+/// The upstreams the caller's key covers.
+fn covered(c: &Call) -> Result<Vec<(Subscription, Shown)>, ApiError> {
+    let mut list = Registry::list_shown(&c.app)?;
+    list.retain(|(s, _)| s.upstream.is_some() && c.caller.covers(s.scope.as_deref()));
+    Ok(list)
+}
+
+/// `GET /v1/upstreams`.
+pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
+    let through = c.app.store.applied_through();
+    let items: Vec<Value> = covered(&c)?
+        .iter()
+        .map(|(s, shown)| upstream_json(s, shown, through))
+        .collect();
+    Ok((StatusCode::OK, listed("upstreams", items).0))
+}
+
+/// `GET /v1/upstreams/{id}`.
+pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
+    let id = c.arg();
+    let through = c.app.store.applied_through();
+    match covered(&c)?.iter().find(|(s, _)| s.id == id) {
+        Some((s, shown)) => Ok((StatusCode::OK, upstream_json(s, shown, through).into())),
+        None => Err(ApiError::NoSuchUpstream(id)),
+    }
+}
+
+/// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor.
+pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
+    let id = c.arg();
+    if !covered(&c)?.iter().any(|(s, _)| s.id == id) {
+        return Err(ApiError::NoSuchUpstream(id));
+    }
+    Registry::delete(&c.app, &id)?;
+    Ok((StatusCode::OK, serde_json::json!({ "deleted": id }).into()))
+}
+
+/// `POST /v1/upstreams`: `{"url", "password", "server_id", "device_id", "username",
+/// "kinds", "communities", "devices", "image_data", "keepalive_s", "batch", "from"}`;
+/// registers and starts uploading at once.
+pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
+    let body = c.body().await?;
+    let (app, caller) = (c.app.clone(), c.caller);
+    let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
+    Ok((StatusCode::CREATED, v.into()))
+}
+
+/// A 20-digit GA/T 1400 id field, or `default` when absent.
+fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<String, ApiError> {
+    let v = text(o, field, default.is_none())?;
+    let v = if v.is_empty() {
+        default.unwrap_or_default().to_string()
+    } else {
+        v
+    };
+    if v.len() != 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::param(field, "a 20-digit GA/T 1400 id"));
+    }
+    Ok(v)
+}
+
+fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let o = object(body)?;
+    let url = text(&o, "url", true)?;
+    target(&url)?;
+    let password = text(&o, "password", true)?;
+    let server_id = match o.get("server_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(code(&o, "server_id", None)?),
+    };
+    let device_id = code(&o, "device_id", Some(&app.config.viid_server_id))?;
+    let username = match text(&o, "username", false)? {
+        u if u.is_empty() => device_id.clone(),
+        u => u,
+    };
+    let image_data = match o.get("image_data") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "reference" => false,
+        Some(Value::String(s)) if s == "base64" => true,
+        Some(_) => return Err(ApiError::param("image_data", "reference or base64")),
+    };
+    let keepalive_s = match o.get("keepalive_s") {
+        None | Some(Value::Null) => DEFAULT_KEEPALIVE_S,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_KEEPALIVE_S).contains(&n) => n,
+            _ => return Err(ApiError::param("keepalive_s", "1 to 3600 seconds")),
+        },
+    };
+    let (kinds, communities, devices, subjects) = filter_of(&o, caller)?;
+    if subjects.is_some() {
+        return Err(ApiError::param(
+            "subjects",
+            "an upstream takes kinds, communities and devices",
+        ));
+    }
+    let (batch, from) = (batch_of(&o)?, from_of(&o)?);
+    let s = Subscription {
+        id: format!("up-{:016x}", rand::random::<u64>()),
+        url,
+        kinds,
+        communities,
+        devices,
+        device_prefixes: None,
+        subjects: None,
+        format: "gat1400".into(),
+        batch,
+        owner: caller.key_id.clone(),
+        scope: caller.communities.clone(),
+        created_ms: crate::now_ms(),
+        alerts: false,
+        watchlist: None,
+        viid: None,
+        upstream: Some(Upstream {
+            server_id,
+            device_id,
+            username,
+            password,
+            image_data,
+            keepalive_s,
+        }),
+    };
+    Registry::create(app, s.clone(), from)?;
+    let cursor = from.unwrap_or_else(|| app.store.applied_through());
+    let shown = app.subscriptions.shown(&s.id).unwrap_or((
+        Status {
+            cursor,
+            ..Default::default()
+        },
+        Some(SessionState::default()),
+    ));
+    Ok(upstream_json(&s, &shown, app.store.applied_through()))
+}
