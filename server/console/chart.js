@@ -1,18 +1,17 @@
-// Two small inline-SVG drawings (no library: a bar chart and a day timeline are a few
-// dozen lines, and the page must not fetch anything): counts per bucket as bars, and
-// a subject's days as rows with a mark per sighting and a bar per stay.
+// Charts, drawn by uPlot: `vendor/uPlot.iife.min.js` and `vendor/uPlot.min.css`, copied
+// from the npm package pinned in `vendor/package.json` and embedded in the binary like
+// every other file. uPlot is fetched from this server the first time a
+// chart is drawn, so views without a chart never load it. It draws on a canvas and
+// styles its elements through the CSSOM only (no inline <style>, no eval), which the
+// console's Content-Security-Policy allows. The per-day timeline of a subject is not a
+// chart of this kind and stays in `timeline.js`.
 
-import { timeOfDay, DAY_MS, fmt } from './time.js';
+import { t } from './i18n.js';
+import { fmt, midnight, DAY_MS } from './time.js';
 
-const NS = 'http://www.w3.org/2000/svg';
 export const PALETTE = ['#1d4e89', '#d1495b', '#00798c', '#edae49', '#66a182', '#8d6a9f', '#2e4057', '#c36f09', '#5f0f40', '#3d5a80'];
-
-function s(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
+const HOUR_MS = 3600 * 1000;
+const GRID = '#e3e7eb', AXIS = '#5b6470';
 
 /** A colour per key, in order of first appearance. */
 export function colours(keys) {
@@ -21,64 +20,80 @@ export function colours(keys) {
   return out;
 }
 
-/** Stacked bars: `series` is [{bucket, key, count}]; one bar per bucket, a segment
- * per key. */
-export function bars(series, { width = 900, height = 240, label = (b) => b } = {}) {
-  const buckets = [...new Set(series.map((r) => r.bucket))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const keyColour = colours(series.map((r) => r.key));
-  const totals = new Map(buckets.map((b) => [b, 0]));
-  for (const r of series) totals.set(r.bucket, totals.get(r.bucket) + r.count);
-  const max = Math.max(1, ...totals.values());
-  const left = 56, bottom = 34, top = 8;
-  const plotH = height - bottom - top;
-  const step = (width - left - 8) / Math.max(1, buckets.length);
-  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img', class: 'bars' });
-  for (let i = 0; i <= 4; i++) {
-    const y = top + plotH - (plotH * i) / 4;
-    svg.append(s('line', { x1: left, x2: width - 4, y1: y, y2: y, stroke: '#e3e7eb' }));
-    svg.append(s('text', { x: left - 4, y: y + 4, 'text-anchor': 'end' }, Math.round((max * i) / 4).toLocaleString()));
-  }
-  const stacked = new Map(buckets.map((b) => [b, 0]));
-  buckets.forEach((b, i) => {
-    for (const r of series.filter((x) => x.bucket === b)) {
-      const h = (plotH * r.count) / max;
-      const y = top + plotH - stacked.get(b) - h;
-      stacked.set(b, stacked.get(b) + h);
-      svg.append(s('rect', { x: left + i * step + 1, y, width: Math.max(1, step - 2), height: h, fill: keyColour.get(r.key) },
-        s('title', {}, `${label(b)} ${r.key}: ${r.count}`)));
-    }
-    const every = Math.ceil(buckets.length / 12);
-    if (i % every === 0) svg.append(s('text', { x: left + i * step + step / 2, y: height - bottom + 14, 'text-anchor': 'middle' }, label(b)));
-  });
-  return { svg, keyColour };
+let loading = null;
+
+/** The uPlot constructor, loading the library and its style sheet on first use. */
+export function uplot() {
+  if (window.uPlot) return Promise.resolve(window.uPlot);
+  loading = loading || Promise.all([
+    attach('link', { rel: 'stylesheet', href: '/console/vendor/uPlot.min.css' }),
+    attach('script', { src: '/console/vendor/uPlot.iife.min.js' }),
+  ]).then(() => window.uPlot, (e) => { loading = null; throw e; });
+  return loading;
 }
 
-/** A subject's days: one row per day, x the time of day; a tick per sighting coloured
- * by its community, a bar per stay. `days` is [{date, events: [{ts, community}],
- * stays: [{community, in, out}]}]. */
-export function timeline(days, colourOf, { width = 900 } = {}) {
-  const row = 18, left = 84, top = 16;
-  const height = top + days.length * row + 4;
-  const plotW = width - left - 8;
-  const x = (ts) => left + (plotW * timeOfDay(ts)) / DAY_MS;
-  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img', class: 'timeline' });
-  for (let hour = 0; hour <= 24; hour += 3) {
-    const gx = left + (plotW * hour) / 24;
-    svg.append(s('line', { x1: gx, x2: gx, y1: top - 4, y2: height, stroke: '#e3e7eb' }));
-    svg.append(s('text', { x: gx, y: 11, 'text-anchor': 'middle' }, `${hour}:00`));
-  }
-  days.forEach((d, i) => {
-    const y = top + i * row;
-    svg.append(s('text', { x: 4, y: y + 12 }, d.date));
-    for (const st of d.stays) {
-      const x1 = x(st.in), x2 = st.out && fmt(st.out).slice(0, 10) === d.date ? x(st.out) : left + plotW;
-      svg.append(s('rect', { x: x1, y: y + 5, width: Math.max(2, x2 - x1), height: 8, rx: 2, fill: colourOf(st.community), opacity: 0.35 },
-        s('title', {}, `${st.community} ${fmt(st.in)} – ${fmt(st.out)}`)));
-    }
-    for (const e of d.events) {
-      svg.append(s('rect', { x: x(e.ts) - 1, y: y + 2, width: 2, height: 14, fill: colourOf(e.community), class: 'mark' },
-        s('title', {}, `${fmt(e.ts)} ${e.community} ${e.device || ''}`)));
-    }
+function attach(tag, props) {
+  return new Promise((resolve, reject) => {
+    const el = Object.assign(document.createElement(tag), props);
+    el.onload = resolve;
+    el.onerror = () => reject(new Error(`${props.href || props.src}: not loaded`));
+    document.head.append(el);
   });
-  return svg;
+}
+
+/** Counts per bucket as stacked bars in `into`, a colour and a legend row per key, x in
+ * Beijing time: `series` is [{bucket (epoch ms), key, count}], `per` 'day' or 'hour'.
+ * Drag to zoom, double-click to zoom out; the legend shows the counts under the cursor. */
+export async function countsChart(into, series, { per = 'day', height = 260 } = {}) {
+  const uPlot = await uplot();
+  const step = per === 'hour' ? HOUR_MS : DAY_MS;
+  const xs = [...new Set(series.map((r) => r.bucket))].sort((a, b) => a - b);
+  const keyColour = colours(series.map((r) => r.key));
+  const keys = [...keyColour.keys()];
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const own = keys.map(() => new Array(xs.length).fill(0));
+  const row = new Map(keys.map((k, i) => [k, i]));
+  for (const r of series) own[row.get(r.key)][at.get(r.bucket)] += r.count;
+  // Stacked: key i's bar runs up to the sum of keys 0..=i. uPlot draws the series in
+  // order, so the tallest stack goes first and each key below is drawn over it.
+  let sum = new Array(xs.length).fill(0);
+  const tops = own.map((o) => (sum = sum.map((v, j) => v + o[j])));
+  const order = keys.map((_, i) => keys.length - 1 - i);
+  const when = (v) => (per === 'hour' ? `${fmt(v).slice(0, 13)}:00` : fmt(v).slice(0, 10));
+  const tick = (v) => (per === 'hour' && v !== midnight(v) ? `${fmt(v).slice(11, 13)}:00` : fmt(v).slice(5, 10));
+  const opts = {
+    width: Math.max(320, into.clientWidth || 900),
+    height,
+    ms: 1,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts), 'Asia/Shanghai'),
+    cursor: { points: { show: false }, drag: { x: true, y: false } },
+    scales: {
+      x: { time: true, range: (u, min, max) => [min - step / 2, max + step / 2] },
+      y: { range: (u, min, max) => [0, Math.max(1, max) * 1.05] },
+    },
+    axes: [
+      { stroke: AXIS, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, space: per === 'hour' ? 56 : 44,
+        incrs: per === 'hour' ? [1, 2, 3, 6, 12, 24, 48, 168].map((h) => h * HOUR_MS) : [1, 2, 7, 14, 28].map((d) => d * DAY_MS),
+        values: (u, splits) => splits.map(tick) },
+      { stroke: AXIS, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, size: 56,
+        label: t('count'), values: (u, splits) => splits.map((v) => (Number.isInteger(v) ? v.toLocaleString() : '')) },
+    ],
+    series: [
+      { label: t('time'), value: (u, v) => (v == null ? '–' : when(v)) },
+      ...order.map((i) => ({
+        label: keys[i],
+        stroke: keyColour.get(keys[i]),
+        fill: keyColour.get(keys[i]),
+        width: 0,
+        points: { show: false },
+        paths: uPlot.paths.bars({ size: [0.8, 48], gap: 1 }),
+        value: (u, v, s, idx) => (idx == null ? '–' : own[i][idx].toLocaleString()),
+      })),
+    ],
+  };
+  const chart = new uPlot(opts, [xs, ...order.map((i) => tops[i])], into);
+  new ResizeObserver(() => {
+    if (into.clientWidth > 0 && into.clientWidth !== chart.width) chart.setSize({ width: Math.max(320, into.clientWidth), height });
+  }).observe(into);
+  return chart;
 }

@@ -1,8 +1,9 @@
 //! The investigator console (`server/console/`): a page of hand-written ES modules and
-//! CSS, embedded in the binary at build time, served at `/` and `/console/{file}`
-//! without a key (the assets hold no data: everything the page shows it fetches from
-//! the documented `/v1` API with the investigator's key). No asset is fetched from
-//! anywhere else, and the Content-Security-Policy says so to the browser.
+//! CSS plus one vendored library (uPlot, for the charts), embedded in the binary at
+//! build time, served at `/` and `/console/{file}` without a key (the assets hold no
+//! data: everything the page shows it fetches from the documented `/v1` API with the
+//! investigator's key). No asset is fetched from anywhere else, and the
+//! Content-Security-Policy says so to the browser.
 
 use std::sync::LazyLock;
 
@@ -42,6 +43,7 @@ const ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("time.js", JS),
     asset!("chart.js", JS),
+    asset!("timeline.js", JS),
     asset!("views/search.js", JS),
     asset!("views/subject.js", JS),
     asset!("views/companions.js", JS),
@@ -49,6 +51,11 @@ const ASSETS: &[Asset] = &[
     asset!("views/community.js", JS),
     asset!("views/watch.js", JS),
     asset!("views/audit.js", JS),
+    // uPlot, the charting library, as published on npm at the version pinned in
+    // `console/vendor/package.json` (server/tests/console.rs checks the bytes); `chart.js`
+    // loads it the first time it draws a chart.
+    asset!("vendor/uPlot.iife.min.js", JS),
+    asset!("vendor/uPlot.min.css", "text/css; charset=utf-8"),
 ];
 
 /// The page may load only its own files, talk only to this server, and show pictures
@@ -132,8 +139,10 @@ mod tests {
             let text = String::from_utf8_lossy(a.bytes);
             assert!(!a.bytes.is_empty(), "{} is empty", a.name);
             // No asset names another origin (a CDN, a font service); SVG's namespace
-            // is a name, never fetched.
-            let names_other = text.replace("http://www.w3.org/2000/svg", "");
+            // is a name, never fetched, and uPlot's banner comment names its home.
+            let names_other = text
+                .replace("http://www.w3.org/2000/svg", "")
+                .replace("/*! https://github.com/leeoniya/uPlot ", "");
             for scheme in ["http://", "https://", "//cdn", "//fonts"] {
                 assert!(!names_other.contains(scheme), "{} names {scheme}", a.name);
             }

@@ -8,7 +8,8 @@
 //! loopback server that never held a key, no sign-in at all. It
 //! regenerates `docs/console.png` and saves a screenshot of any failed step under the
 //! test's output folder. Missing Chromium or `node_modules` fail the test, saying what
-//! to install (`.ci/run` installs both).
+//! to install (`.ci/run` installs both). And the console's vendored chart library is
+//! checked against the npm package it was copied from.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -151,6 +152,67 @@ fn an_open_server_needs_no_sign_in_in_the_browser() {
                        "out": out, "long": "苏E1OPEN"});
     drive(&node, &e2e, &setup, &out);
     server.stop();
+}
+
+/// The charting library the console embeds (`server/console/vendor/`) is byte for byte
+/// the npm package at the version pinned exactly in `vendor/package.json` and its lock,
+/// as `npm ci` installs it: the committed copy cannot drift from the registry's.
+#[test]
+fn the_vendored_chart_library_is_the_pinned_npm_package() {
+    let vendor = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/vendor");
+    let json = |path: &Path| -> Value {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let pinned = json(&vendor.join("package.json"))["dependencies"]["uplot"]
+        .as_str()
+        .expect("uplot in vendor/package.json's dependencies")
+        .to_string();
+    assert!(
+        !pinned.is_empty() && pinned.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "uplot is pinned to an exact version, not {pinned:?}"
+    );
+    let locked = &json(&vendor.join("package-lock.json"))["packages"]["node_modules/uplot"];
+    assert_eq!(
+        locked["version"],
+        pinned.as_str(),
+        "package-lock.json: {locked}"
+    );
+    assert!(locked["integrity"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("sha512-")));
+    let package = vendor.join("node_modules/uplot");
+    assert!(
+        package.join("package.json").exists(),
+        "the vendored-file check needs the pinned package: `cd {} && npm ci` (.ci/run does)",
+        vendor.display()
+    );
+    let installed = json(&package.join("package.json"));
+    assert_eq!(
+        installed["version"],
+        pinned.as_str(),
+        "node_modules holds another uplot: `cd {} && npm ci`",
+        vendor.display()
+    );
+    for (committed, published) in [
+        ("uPlot.iife.min.js", "dist/uPlot.iife.min.js"),
+        ("uPlot.min.css", "dist/uPlot.min.css"),
+        ("uPlot.LICENSE", "LICENSE"),
+    ] {
+        let ours = std::fs::read(vendor.join(committed)).unwrap();
+        let theirs = std::fs::read(package.join(published)).unwrap();
+        assert!(
+            ours == theirs,
+            "vendor/{committed} differs from uplot {pinned}'s {published}: \
+             `cd {} && npm ci && npm run copy`",
+            vendor.display()
+        );
+    }
+    let script = std::fs::read_to_string(vendor.join("uPlot.iife.min.js")).unwrap();
+    assert!(script.starts_with(&format!(
+        "/*! https://github.com/leeoniya/uPlot (v{pinned}) */"
+    )));
 }
 
 /// Runs the browser script with `setup`; fails with its output and where the

@@ -49,6 +49,8 @@ const page = context.pages()[0] || await context.newPage();
 page.setDefaultTimeout(30_000);
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(e.message));
+// Anything the Content-Security-Policy blocked (an inline style, eval, another origin).
+page.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) pageErrors.push(m.text()); });
 
 let failed = false;
 async function step(name, work) {
@@ -75,6 +77,33 @@ const go = async (hash) => {
 };
 const rows = (table) => page.locator(`${table} tbody tr`);
 const hashOf = (view, params) => `#/${view}?${new URLSearchParams(params)}`;
+
+/** The counts chart as uPlot drew it (a canvas and uPlot's legend, no hand-drawn SVG):
+ * a series per key of the table below it, and under the cursor the bucket's Beijing
+ * time and each key's count as the table has them. Returns the keys. */
+async function countsChart(per) {
+  const chart = page.locator('#counts-chart .uplot');
+  await chart.locator('canvas').waitFor();
+  assert(await page.locator('#counts-chart svg').count() === 0, 'no hand-drawn chart');
+  const [time, ...keys] = await chart.locator('.u-legend .u-series .u-label').allTextContents();
+  const table = await rows('#counts-table').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  const tableKeys = [...new Set(table.map((r) => r[1]))];
+  assert(keys.length === tableKeys.length && tableKeys.every((k) => keys.includes(k)), `series ${keys} for keys ${tableKeys}`);
+  assert(time === '时间' || time === 'Time', time);
+  const box = await chart.locator('.u-over').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height - 2);
+  const shape = per === 'hour' ? /^\d{4}-\d{2}-\d{2} \d{2}:00$/ : /^\d{4}-\d{2}-\d{2}$/;
+  const value = chart.locator('.u-legend .u-series .u-value');
+  await page.waitForFunction(([re]) => new RegExp(re).test(document.querySelector('#counts-chart .u-legend .u-series .u-value')?.textContent || ''), [shape.source]);
+  const [at, ...counts] = await value.allTextContents();
+  const times = table.map((r) => r[0]).sort();
+  assert(at >= times[0].slice(0, at.length) && at <= times.at(-1).slice(0, at.length), `${at} within ${times[0]} – ${times.at(-1)}`);
+  keys.forEach((k, i) => {
+    const row = table.find((r) => r[0].startsWith(per === 'hour' ? `${at}:00` : `${at} `) && r[1] === k);
+    assert(digits(counts[i]) === (row ? digits(row[2]) : '0'), `${k} at ${at}: chart ${counts[i]}, table ${row}`);
+  });
+  return keys;
+}
 
 async function signIn(token, name) {
   await go('');
@@ -250,9 +279,10 @@ async function keyedServer() {
     await go(hashOf('community', { tab: 'frequency', community: c, kind: 'vehicle', ...range, min_days: '3' }));
     await rows('#community-table').first().waitFor();
     await go(hashOf('community', { tab: 'counts', kind: '', ...range, by: 'community', per: 'day' }));
-    await page.locator('#counts-chart svg rect').first().waitFor();
-    const legend = await page.locator('#counts-chart .legend').textContent();
-    assert(!legend.includes(setup.outside), `no community outside the key's scope: ${legend}`);
+    const keys = await countsChart('day');
+    assert(keys.length === setup.scope.length && !keys.includes(setup.outside), `only the key's communities: ${keys}`);
+    await go(hashOf('community', { tab: 'counts', kind: 'vehicle', ...range, by: 'kind', per: 'hour' }));
+    assert((await countsChart('hour')).join() === 'vehicle', 'one series per kind');
     await go(hashOf('community', { tab: 'first-seen', community: c, kind: 'vehicle', ...range, lookback: '1d' }));
     await page.locator('#community-results section').waitFor();
     await go(hashOf('community', { tab: 'nocturnal', kind: 'face', ...range }));
@@ -314,9 +344,8 @@ async function keyedServer() {
     await go(hashOf('subject', { kind: 'vehicle', subject: setup.long, ...range }));
     await page.locator('#trajectory .empty').waitFor();
     await go(hashOf('community', { tab: 'counts', kind: '', ...range, by: 'community', per: 'day' }));
-    await page.locator('#counts-chart svg rect').first().waitFor();
-    const legend = await page.locator('#counts-chart .legend').textContent();
-    assert(legend === setup.outside, `only its own community counted: ${legend}`);
+    const keys = await countsChart('day');
+    assert(keys.join() === setup.outside, `only its own community counted: ${keys}`);
     await go(hashOf('companions', { kind: 'vehicle', subject: setup.long, ...range, min_count: '1' }));
     await page.locator('#companions-results .empty').waitFor();
     await page.locator('#alerts').waitFor();

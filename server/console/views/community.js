@@ -4,8 +4,8 @@
 import { api } from '../api.js';
 import { t, KINDS } from '../i18n.js';
 import { h, fill, link, table, field, select, values, guarded, route } from '../dom.js';
-import { fmt, date, defaultRange, apiTime, ms, DAY_MS } from '../time.js';
-import { bars } from '../chart.js';
+import { fmt, defaultRange, apiTime, ms, DAY_MS } from '../time.js';
+import { countsChart } from '../chart.js';
 
 const TABS = [['frequency', 'comm.frequency'], ['nocturnal', 'comm.nocturnal'], ['first-seen', 'comm.firstSeen'], ['counts', 'comm.counts']];
 
@@ -79,13 +79,10 @@ async function run(tab, v, results) {
     const subjectLink = (s) => link('subject', { kind: v.kind, subject: s.subject, from: v.from, to: v.to }, s.subject);
     if (tab === 'counts') {
       const { counts } = await api.get('/v1/counts', q);
-      const label = v.per === 'hour' ? (b) => fmt(b).slice(5, 13) : (b) => date(b).slice(5);
-      const { svg, keyColour } = bars(everyBucket(counts, v.per === 'hour' ? HOUR_MS : DAY_MS), { label });
-      const legend = h('div', { class: 'legend' }, [...keyColour.entries()].map(([k, c]) => {
-        const swatch = h('i'); swatch.style.background = c; return h('span', {}, swatch, k);
-      }));
-      fill(results, h('section', { id: 'counts-chart' }, legend, svg,
-        table([[t('time'), (r) => fmt(r.bucket)], [t('comm.by'), (r) => r.key], [t('count'), (r) => r.count.toLocaleString(), 'num']], counts)));
+      const chart = h('div', { class: 'chart' });
+      fill(results, h('section', { id: 'counts-chart' }, counts.length ? chart : null,
+        table([[t('time'), (r) => fmt(r.bucket)], [t('comm.by'), (r) => r.key], [t('count'), (r) => r.count.toLocaleString(), 'num']], counts, { id: 'counts-table' })));
+      if (counts.length) await countsChart(chart, everyBucket(counts, v.per === 'hour' ? HOUR_MS : DAY_MS), { per: v.per === 'hour' ? 'hour' : 'day' });
       return;
     }
     const endpoint = { frequency: '/v1/frequency', nocturnal: '/v1/nocturnal', 'first-seen': '/v1/first-seen' }[tab];

@@ -7,7 +7,8 @@ import { api } from '../api.js';
 import { t } from '../i18n.js';
 import { h, fill, link, table, field, select, values, guarded, route, download, csv, enlarge } from '../dom.js';
 import { fmt, date, defaultRange, apiTime, inputValue, midnight, DAY_MS, ms } from '../time.js';
-import { timeline, colours } from '../chart.js';
+import { colours } from '../chart.js';
+import { timeline } from '../timeline.js';
 
 export async function render(root, params, ctx, name) {
   if (name === 'event') return renderEvent(root, params);

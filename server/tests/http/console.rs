@@ -49,6 +49,12 @@ fn the_console_is_served_without_a_key_with_types_tags_and_a_strict_policy() {
         ),
         ("/console/console.css", "text/css; charset=utf-8"),
         ("/console/icon.svg", "image/svg+xml"),
+        // The vendored chart library, as embedded from server/console/vendor/.
+        (
+            "/console/vendor/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/console/vendor/uPlot.min.css", "text/css; charset=utf-8"),
     ] {
         let (status, head, body) = fetch(a, file, "");
         assert_eq!(status, 200, "{file}: {head}");
@@ -67,6 +73,8 @@ fn the_console_is_served_without_a_key_with_types_tags_and_a_strict_policy() {
         "/console/../Cargo.toml",
         "/console/nothing.js",
         "/console/views",
+        "/console/vendor/package.json",
+        "/console/vendor/node_modules/uplot/dist/uPlot.esm.js",
     ] {
         let r = get(a, target);
         assert_eq!(r.status, 404, "{target}: {}", r.body);
