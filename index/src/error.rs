@@ -13,6 +13,9 @@ pub enum IndexError {
     /// The tantivy vocabulary index failed (damaged files, I/O).
     #[error("vocabulary index {path}: {reason}")]
     Vocabulary { path: PathBuf, reason: String },
+    /// Writing or reading the index's files through the store failed.
+    #[error(transparent)]
+    Store(#[from] sightline_storage::StorageError),
     /// A search pattern is not acceptable; says why.
     #[error("invalid pattern {pattern:?}: {reason}")]
     InvalidPattern { pattern: String, reason: String },

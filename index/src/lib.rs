@@ -9,6 +9,7 @@
 //! [`Vocabulary`] is the tantivy index of subject strings: exact, prefix, wildcard and
 //! fuzzy search, current within its refresh interval.
 
+mod checkpoint;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -17,7 +18,10 @@ mod vocabulary;
 mod wildcard;
 
 pub use error::{IndexError, Result};
-pub use store_index::{IndexView, StoreIndex, SubjectStats};
+pub use store_index::{
+    verify_checkpoint, CheckpointCheck, IndexView, OpenReport, StoreIndex, SubjectStats,
+    CHECKPOINT_FILE,
+};
 pub use vocabulary::{
     ocr_distance, Refresher, SearchMode, Vocabulary, MAX_MATCHES, MAX_PATTERN_CHARS,
 };

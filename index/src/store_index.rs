@@ -1,12 +1,20 @@
 //! The global index: subject → shards, device → communities, subject statistics.
+//!
+//! Kept exact by an append observer, subtracted from by retention, and kept on disk as
+//! a checkpoint (`checkpoint.rs`) so a store reopens without reading every row.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use roaring::RoaringBitmap;
-use sightline_storage::{AppendObserver, Row, ShardKey, SpanLayout, Store};
+use sightline_storage::{AppendObserver, DroppedShard, Row, ShardKey, SpanLayout, Store};
 
-/// How often and when a subject was seen, over the whole store.
+use crate::checkpoint::{encode, Checkpoint, Flat, ShardEntry};
+use crate::error::{IndexError, Result};
+
+/// How often and when a subject was seen, over the whole store (events dropped by
+/// retention no longer count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SubjectStats {
     pub count: u64,
@@ -24,17 +32,34 @@ impl Default for SubjectStats {
     }
 }
 
+/// Where a store keeps its index checkpoint, relative to the store's directory.
+pub const CHECKPOINT_FILE: &str = "index/subjects.idx";
+
 struct State {
     layout: SpanLayout,
-    /// Shard number → key, in first-seen order; numbers are what the bitmaps hold.
-    shard_keys: Vec<ShardKey>,
+    /// Shard number → key and rows counted, in first-seen order; numbers are what
+    /// the bitmaps hold. A dropped shard keeps its number (marked dropped).
+    shards: Vec<ShardEntry>,
+    /// Live shards only.
     shard_numbers: HashMap<ShardKey, u32>,
-    /// By subject id: the shards holding at least one of its events.
+    /// Numbers of dropped shards: filtered out of the checkpoint's lists.
+    dropped: RoaringBitmap,
+    /// The checkpoint the index was loaded from, read in place: its subject → shards
+    /// and device → communities lists; later additions are in the bitmaps below.
+    base: Option<Checkpoint>,
+    /// By subject id: shards holding its events, beyond those `base` lists.
     subject_shards: Vec<RoaringBitmap>,
     /// By subject id.
     subject_stats: Vec<SubjectStats>,
-    /// By device id: the communities it reported events for.
+    /// By device id: the communities it reported events for, beyond `base`.
     device_communities: Vec<RoaringBitmap>,
+    /// Every row with a sequence number up to this one is counted (unless dropped).
+    through: u64,
+    /// Subjects whose first/last seen a retention pass is recomputing from the store:
+    /// the least and greatest ts of rows appended meanwhile.
+    recompute: HashMap<u32, (i64, i64)>,
+    /// Whether anything changed since the checkpoint was written or loaded.
+    dirty: bool,
     /// Insert caches: rows arrive shard by shard, so most inserts repeat the last one.
     /// The last shard looked up; by subject, 1 + the shard number inserted last; by
     /// device, 1 + the community inserted last (0: none yet).
@@ -52,20 +77,65 @@ fn slot<T: Default>(v: &mut Vec<T>, id: u32) -> &mut T {
 }
 
 impl State {
-    fn add(&mut self, r: &Row) {
-        let key = ShardKey {
-            community: r.community,
-            span: self.layout.span_of(r.ts_ms),
-        };
-        let number = match self.last_shard {
+    fn new(layout: SpanLayout) -> State {
+        State {
+            layout,
+            shards: Vec::new(),
+            shard_numbers: HashMap::new(),
+            dropped: RoaringBitmap::new(),
+            base: None,
+            subject_shards: Vec::new(),
+            subject_stats: Vec::new(),
+            device_communities: Vec::new(),
+            through: 0,
+            recompute: HashMap::new(),
+            dirty: true,
+            last_shard: None,
+            subject_last: Vec::new(),
+            device_last: Vec::new(),
+        }
+    }
+
+    /// The state a checkpoint holds (its lists stay in the file's map).
+    fn from_checkpoint(cp: Checkpoint) -> State {
+        let mut st = State::new(cp.layout);
+        st.shards = cp.shards.clone();
+        for (n, e) in st.shards.iter().enumerate() {
+            if e.dropped {
+                st.dropped.insert(n as u32);
+            } else {
+                st.shard_numbers.insert(e.key, n as u32);
+            }
+        }
+        st.subject_stats = (0..cp.subjects)
+            .map(|s| {
+                let (count, first_ms, last_ms) = cp.stats(s);
+                SubjectStats {
+                    count,
+                    first_ms,
+                    last_ms,
+                }
+            })
+            .collect();
+        st.through = cp.through;
+        st.base = Some(cp);
+        st.dirty = false;
+        st
+    }
+
+    fn shard_number(&mut self, key: ShardKey) -> u32 {
+        match self.last_shard {
             Some((k, n)) if k == key => n,
             _ => {
                 let n = match self.shard_numbers.get(&key) {
                     Some(&n) => n,
                     None => {
-                        let n =
-                            u32::try_from(self.shard_keys.len()).expect("fewer than 2^32 shards");
-                        self.shard_keys.push(key);
+                        let n = u32::try_from(self.shards.len()).expect("fewer than 2^32 shards");
+                        self.shards.push(ShardEntry {
+                            key,
+                            dropped: false,
+                            events: 0,
+                        });
                         self.shard_numbers.insert(key, n);
                         n
                     }
@@ -73,37 +143,165 @@ impl State {
                 self.last_shard = Some((key, n));
                 n
             }
+        }
+    }
+
+    fn add(&mut self, r: &Row) {
+        let key = ShardKey {
+            community: r.community,
+            span: self.layout.span_of(r.ts_ms),
         };
+        let number = self.shard_number(key);
+        self.shards[number as usize].events += 1;
         let last = slot(&mut self.subject_last, r.subject);
         if *last != number + 1 {
             *last = number + 1;
-            slot(&mut self.subject_shards, r.subject).insert(number);
+            let in_base = self
+                .base
+                .as_ref()
+                .is_some_and(|b| b.subject_shards(r.subject).contains(number));
+            if !in_base {
+                slot(&mut self.subject_shards, r.subject).insert(number);
+            }
         }
         let s = slot(&mut self.subject_stats, r.subject);
         s.count += 1;
         s.first_ms = s.first_ms.min(r.ts_ms);
         s.last_ms = s.last_ms.max(r.ts_ms);
+        if !self.recompute.is_empty() {
+            if let Some(m) = self.recompute.get_mut(&r.subject) {
+                m.0 = m.0.min(r.ts_ms);
+                m.1 = m.1.max(r.ts_ms);
+            }
+        }
         let last = slot(&mut self.device_last, r.device);
         if *last != r.community + 1 {
             *last = r.community + 1;
-            slot(&mut self.device_communities, r.device).insert(r.community);
+            let in_base = self
+                .base
+                .as_ref()
+                .is_some_and(|b| b.device_communities(r.device).contains(r.community));
+            if !in_base {
+                slot(&mut self.device_communities, r.device).insert(r.community);
+            }
         }
+        self.through = self.through.max(r.seq);
+        self.dirty = true;
     }
+
+    /// The live shard numbers of `subject`, ascending.
+    fn subject_numbers(&self, subject: u32) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .subject_shards
+            .get(subject as usize)
+            .map(|b| b.iter().collect())
+            .unwrap_or_default();
+        if let Some(base) = &self.base {
+            out.extend(base.subject_shards(subject).iter());
+            out.sort_unstable();
+        }
+        out.retain(|n| !self.dropped.contains(*n));
+        out
+    }
+
+    fn device_list(&self, device: u32) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .device_communities
+            .get(device as usize)
+            .map(|b| b.iter().collect())
+            .unwrap_or_default();
+        if let Some(base) = &self.base {
+            out.extend(base.device_communities(device).iter());
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    /// The index flattened into a checkpoint's bytes.
+    fn encode(&self) -> Vec<u8> {
+        let subjects = self.subject_stats.len();
+        let stats: Vec<(u64, i64, i64)> = self
+            .subject_stats
+            .iter()
+            .map(|s| (s.count, s.first_ms, s.last_ms))
+            .collect();
+        let mut subject_offsets = Vec::with_capacity(subjects + 1);
+        let mut subject_shards = Vec::new();
+        subject_offsets.push(0u64);
+        for s in 0..subjects as u32 {
+            subject_shards.extend(self.subject_numbers(s));
+            subject_offsets.push(subject_shards.len() as u64);
+        }
+        let devices = self
+            .device_communities
+            .len()
+            .max(self.base.as_ref().map_or(0, |b| b.devices));
+        let mut device_offsets = Vec::with_capacity(devices + 1);
+        let mut device_communities = Vec::new();
+        device_offsets.push(0u64);
+        for d in 0..devices as u32 {
+            device_communities.extend(self.device_list(d));
+            device_offsets.push(device_communities.len() as u64);
+        }
+        encode(&Flat {
+            through: self.through,
+            layout: self.layout,
+            shards: &self.shards,
+            stats: &stats,
+            subject_offsets: &subject_offsets,
+            subject_shards: &subject_shards,
+            device_offsets: &device_offsets,
+            device_communities: &device_communities,
+        })
+    }
+}
+
+/// How [`StoreIndex::open`] got its index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The checkpoint was used (rows after it were read from the store).
+    pub from_checkpoint: bool,
+    /// Why a checkpoint on disk was not used (damaged, or not this store's state);
+    /// the index was rebuilt from every row instead.
+    pub rebuilt_because: Option<String>,
+    /// Sequence number the checkpoint covered (0 without one).
+    pub checkpoint_through: u64,
+    /// Rows read from the store to complete the index.
+    pub rows_read: u64,
 }
 
 /// Exact, always-current global index of one store.
 pub struct StoreIndex {
     state: RwLock<State>,
+    /// While attaching, rows appended meanwhile wait here (then the observer applies
+    /// rows directly).
+    attaching: Mutex<Option<Vec<Row>>>,
+    /// The checkpoint file, when the index is kept on disk.
+    path: Option<PathBuf>,
+    /// Serialises checkpoint writes.
+    writing: Mutex<()>,
 }
 
 struct Observer(Arc<StoreIndex>);
 
 impl AppendObserver for Observer {
     fn appended(&self, rows: &[Row]) {
+        {
+            let mut waiting = self.0.lock_attaching();
+            if let Some(w) = waiting.as_mut() {
+                w.extend_from_slice(rows);
+                return;
+            }
+        }
         let mut st = self.0.write();
         for r in rows {
             st.add(r);
         }
+    }
+
+    fn dropped(&self, store: &Store, shards: &[DroppedShard]) {
+        self.0.subtract(store, shards);
     }
 }
 
@@ -113,49 +311,266 @@ pub struct IndexView<'a> {
 }
 
 impl StoreIndex {
-    /// Builds the index from everything `store` holds and keeps it current from then on.
+    /// Builds the index from every row `store` holds and keeps it current from then
+    /// on, in memory only.
     pub fn attach(store: &Store) -> Arc<StoreIndex> {
-        let index = Arc::new(StoreIndex {
-            state: RwLock::new(State {
-                layout: store.layout(),
-                shard_keys: Vec::new(),
-                shard_numbers: HashMap::new(),
-                subject_shards: Vec::new(),
-                subject_stats: Vec::new(),
-                device_communities: Vec::new(),
-                last_shard: None,
-                subject_last: Vec::new(),
-                device_last: Vec::new(),
-            }),
-        });
-        let reg = store.observe(Arc::new(Observer(index.clone())));
-        // Rows up to `applied_through` come only from this scan, later ones only from
-        // the observer: each row is counted once.
-        // Rows are added in chunks, so memory stays small whatever the store's size
-        // (the scan holds no store lock while it calls back).
-        const CHUNK: usize = 1 << 16;
-        let mut rows = Vec::with_capacity(CHUNK);
-        let flush = |rows: &mut Vec<Row>| {
-            let mut st = index.write();
-            for r in rows.drain(..) {
-                st.add(&r);
-            }
+        let (index, _) = Self::attach_from(store, None, None);
+        index
+    }
+
+    /// Opens the index kept in the store's directory ([`CHECKPOINT_FILE`]): loads the
+    /// checkpoint, reads only the rows after it (segments sealed since, unsealed
+    /// events), checks it against the store's shards, and keeps it current. A
+    /// missing, damaged or inconsistent checkpoint is reported and the index rebuilt
+    /// from every row. Open it before maintenance runs (retention during the open
+    /// would be missed); write checkpoints with [`StoreIndex::checkpoint`].
+    pub fn open(store: &Store) -> (Arc<StoreIndex>, OpenReport) {
+        let path = store.dir().join(CHECKPOINT_FILE);
+        let loaded = match store.config().io.map(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+            Ok(bytes) => Some(Checkpoint::decode(&path, bytes).map_err(|e| e.to_string())),
         };
-        store.scan_range(i64::MIN, i64::MAX, None, |r| {
-            if r.seq <= reg.applied_through {
-                rows.push(r);
-                if rows.len() == CHUNK {
-                    flush(&mut rows);
+        let (checkpoint, why) = match loaded {
+            None => (None, None),
+            Some(Ok(cp)) => (Some(cp), None),
+            Some(Err(why)) => (None, Some(why)),
+        };
+        let (index, mut report) = Self::attach_from(store, checkpoint, Some(path));
+        if report.rebuilt_because.is_none() {
+            report.rebuilt_because = why;
+        }
+        if let Some(why) = &report.rebuilt_because {
+            tracing::warn!(reason = %why, "index checkpoint not used; rebuilt from every row");
+        }
+        (index, report)
+    }
+
+    fn attach_from(
+        store: &Store,
+        checkpoint: Option<Checkpoint>,
+        path: Option<PathBuf>,
+    ) -> (Arc<StoreIndex>, OpenReport) {
+        let layout = store.layout();
+        let index = Arc::new(StoreIndex {
+            state: RwLock::new(State::new(layout)),
+            attaching: Mutex::new(Some(Vec::new())),
+            path,
+            writing: Mutex::new(()),
+        });
+        // Rows up to `applied_through` come from the store, later ones through the
+        // observer (held back until the state is built): each row counted once.
+        let through = store
+            .observe(Arc::new(Observer(index.clone())))
+            .applied_through;
+        let mut report = OpenReport::default();
+        let mut state = None;
+        if let Some(cp) = checkpoint {
+            report.checkpoint_through = cp.through;
+            match Self::resume(store, cp, through, &mut report) {
+                Ok(st) => state = Some(st),
+                Err(why) => {
+                    report.rebuilt_because = Some(why);
+                    report.rows_read = 0;
                 }
             }
+        }
+        let state = state.unwrap_or_else(|| {
+            let mut st = State::new(layout);
+            store.rows_after(0, through, |r| {
+                report.rows_read += 1;
+                st.add(&r);
+            });
+            st.through = through;
+            st
         });
-        flush(&mut rows);
-        index
+        report.from_checkpoint = report.rebuilt_because.is_none() && state.base.is_some();
+        let mut st = index.write();
+        *st = state;
+        let mut waiting = index.lock_attaching();
+        for r in waiting.take().unwrap_or_default() {
+            st.add(&r);
+        }
+        drop(waiting);
+        drop(st);
+        (index, report)
+    }
+
+    /// The checkpoint's state completed with the rows after it, or why it cannot be.
+    fn resume(
+        store: &Store,
+        cp: Checkpoint,
+        through: u64,
+        report: &mut OpenReport,
+    ) -> std::result::Result<State, String> {
+        let path = cp.path().display().to_string();
+        if cp.layout != store.layout() {
+            return Err(format!("{path}: made with another shard layout"));
+        }
+        if cp.through > through {
+            return Err(format!(
+                "{path}: covers events up to {}, the store holds up to {through}",
+                cp.through
+            ));
+        }
+        if cp.subjects > store.durable_subjects() {
+            return Err(format!(
+                "{path}: {} subjects, the dictionary has {}",
+                cp.subjects,
+                store.durable_subjects()
+            ));
+        }
+        let expected: BTreeMap<ShardKey, u64> = cp
+            .shards
+            .iter()
+            .filter(|e| !e.dropped && e.events > 0)
+            .map(|e| (e.key, e.events))
+            .collect();
+        let mut st = State::from_checkpoint(cp);
+        let mut rows = 0u64;
+        let held = store.rows_after(st.through, through, |r| {
+            rows += 1;
+            st.add(&r);
+        });
+        report.rows_read = rows;
+        if held != expected {
+            let differ = held
+                .iter()
+                .find(|(k, n)| expected.get(k) != Some(n))
+                .map(|(k, n)| (*k, *n, expected.get(k).copied().unwrap_or(0)))
+                .or_else(|| {
+                    expected
+                        .iter()
+                        .find(|(k, _)| !held.contains_key(k))
+                        .map(|(k, n)| (*k, 0, *n))
+                });
+            let (k, has, counted) = differ.expect("the maps differ somewhere");
+            return Err(format!(
+                "{path}: shard {k:?} holds {has} events up to the checkpoint, it counted {counted}"
+            ));
+        }
+        st.through = st.through.max(through);
+        st.dirty = rows > 0;
+        Ok(st)
+    }
+
+    /// Writes the checkpoint (atomically, through the store's file-system seam) if
+    /// the index changed since the last one. Returns whether it wrote. Appends wait
+    /// while the index is copied (not while it is written).
+    pub fn checkpoint(&self, store: &Store) -> Result<bool> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let _writing = self.writing.lock().expect("checkpoint writer poisoned");
+        let bytes = {
+            let mut st = self.write();
+            if !st.dirty {
+                return Ok(false);
+            }
+            st.dirty = false;
+            st.encode()
+        };
+        let written =
+            sightline_storage::write_file_atomic(&*store.config().io, path, |put| put(&bytes));
+        if let Err(e) = written {
+            self.write().dirty = true;
+            return Err(IndexError::Store(e));
+        }
+        tracing::debug!(bytes = bytes.len(), path = %path.display(), "index checkpoint written");
+        Ok(true)
+    }
+
+    /// Takes the shards retention dropped out of the index: their numbers, their
+    /// events from the counts, and first/last seen recomputed from the shards left
+    /// where the dropped ones held them.
+    fn subtract(&self, store: &Store, dropped: &[DroppedShard]) {
+        // subject → its live shards, for those whose first or last seen went.
+        let mut plan: Vec<(u32, Vec<ShardKey>)> = Vec::new();
+        {
+            let mut st = self.write();
+            let mut affected: Vec<u32> = Vec::new();
+            for d in dropped {
+                let Some(n) = st.shard_numbers.remove(&d.key) else {
+                    continue;
+                };
+                st.dropped.insert(n);
+                st.shards[n as usize].dropped = true;
+                st.shards[n as usize].events = 0;
+                st.last_shard = None;
+                for s in &d.subjects {
+                    if let Some(b) = st.subject_shards.get_mut(s.subject as usize) {
+                        b.remove(n);
+                    }
+                    if let Some(l) = st.subject_last.get_mut(s.subject as usize) {
+                        if *l == n + 1 {
+                            *l = 0;
+                        }
+                    }
+                    let stats = slot(&mut st.subject_stats, s.subject);
+                    debug_assert!(stats.count >= s.count, "subtracting more than counted");
+                    stats.count = stats.count.saturating_sub(s.count);
+                    if stats.count == 0 {
+                        *stats = SubjectStats::default();
+                    } else if stats.first_ms == s.first_ms || stats.last_ms == s.last_ms {
+                        affected.push(s.subject);
+                    }
+                }
+            }
+            affected.sort_unstable();
+            affected.dedup();
+            for s in affected {
+                if st.subject_stats[s as usize].count == 0 {
+                    continue;
+                }
+                let keys = st
+                    .subject_numbers(s)
+                    .into_iter()
+                    .map(|n| st.shards[n as usize].key)
+                    .collect();
+                st.recompute.insert(s, (i64::MAX, i64::MIN));
+                plan.push((s, keys));
+            }
+            st.dirty = true;
+        }
+        // Outside the lock: the subject's events in its earliest and latest spans.
+        let mut found: Vec<(u32, i64, i64)> = Vec::with_capacity(plan.len());
+        for (subject, keys) in plan {
+            let (mut first, mut last) = (i64::MAX, i64::MIN);
+            let lo = keys.iter().map(|k| k.span).min();
+            let hi = keys.iter().map(|k| k.span).max();
+            let ends = keys
+                .iter()
+                .filter(|k| Some(k.span) == lo || Some(k.span) == hi)
+                .copied();
+            store.scan_subject(ends, subject, i64::MIN, i64::MAX, |r| {
+                first = first.min(r.ts_ms);
+                last = last.max(r.ts_ms);
+            });
+            found.push((subject, first, last));
+        }
+        let mut st = self.write();
+        for (subject, first, last) in found {
+            let (f2, l2) = st
+                .recompute
+                .remove(&subject)
+                .unwrap_or((i64::MAX, i64::MIN));
+            let s = &mut st.subject_stats[subject as usize];
+            if s.count > 0 {
+                s.first_ms = first.min(f2);
+                s.last_ms = last.max(l2);
+            }
+        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state
             .write()
+            .expect("index lock poisoned by a panicked thread")
+    }
+
+    fn lock_attaching(&self) -> std::sync::MutexGuard<'_, Option<Vec<Row>>> {
+        self.attaching
+            .lock()
             .expect("index lock poisoned by a panicked thread")
     }
 
@@ -166,6 +581,11 @@ impl StoreIndex {
                 .read()
                 .expect("index lock poisoned by a panicked thread"),
         }
+    }
+
+    /// The checkpoint file, when the index is kept on disk.
+    pub fn checkpoint_path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 }
 
@@ -179,9 +599,6 @@ impl IndexView<'_> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Vec<ShardKey> {
-        let Some(bits) = self.st.subject_shards.get(subject as usize) else {
-            return Vec::new();
-        };
         if from_ms >= to_ms {
             return Vec::new();
         }
@@ -189,9 +606,11 @@ impl IndexView<'_> {
             self.st.layout.span_of(from_ms),
             self.st.layout.span_of(to_ms - 1),
         );
-        let mut keys: Vec<ShardKey> = bits
-            .iter()
-            .map(|n| self.st.shard_keys[n as usize])
+        let mut keys: Vec<ShardKey> = self
+            .st
+            .subject_numbers(subject)
+            .into_iter()
+            .map(|n| self.st.shards[n as usize].key)
             .filter(|k| k.span >= lo && k.span <= hi)
             .filter(|k| communities.is_none_or(|cs| cs.contains(&k.community)))
             .collect();
@@ -208,12 +627,103 @@ impl IndexView<'_> {
             .copied()
     }
 
-    /// The communities `device` reported events for.
+    /// The communities `device` reported events for (retention does not take a
+    /// community off a device: the list says where the device has reported).
     pub fn device_communities(&self, device: u32) -> Vec<u32> {
-        self.st
-            .device_communities
-            .get(device as usize)
-            .map(|b| b.iter().collect())
-            .unwrap_or_default()
+        self.st.device_list(device)
     }
+
+    /// Every row with a sequence number up to this one is counted (unless dropped).
+    pub fn through(&self) -> u64 {
+        self.st.through
+    }
+}
+
+/// What [`verify_checkpoint`] compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointCheck {
+    pub through: u64,
+    pub subjects: usize,
+    pub shards: usize,
+}
+
+/// Checks the checkpoint kept in `dir` (a store's directory) against the events the
+/// store holds: reads and checks the file, rebuilds the index from `rows` (every row
+/// the store holds, with its sequence number) and compares the two entry by entry.
+/// `Ok(None)` when there is no checkpoint. Damage or a difference is an error naming
+/// the file and what differs.
+pub fn verify_checkpoint(
+    dir: &Path,
+    io: &dyn sightline_storage::io::FileIo,
+    rows: impl FnOnce(SpanLayout, &mut dyn FnMut(Row)) -> std::result::Result<(), String>,
+) -> std::result::Result<Option<CheckpointCheck>, String> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = match io.map(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Ok(b) => b,
+    };
+    let cp = Checkpoint::decode(&path, bytes).map_err(|e| e.to_string())?;
+    let mut fresh = State::new(cp.layout);
+    rows(cp.layout, &mut |r: Row| {
+        if r.seq <= cp.through {
+            fresh.add(&r);
+        }
+    })?;
+    let show = path.display();
+    let live: BTreeMap<ShardKey, u64> = cp
+        .shards
+        .iter()
+        .filter(|e| !e.dropped && e.events > 0)
+        .map(|e| (e.key, e.events))
+        .collect();
+    let held: BTreeMap<ShardKey, u64> = fresh.shards.iter().map(|e| (e.key, e.events)).collect();
+    if live != held {
+        return Err(format!(
+            "{show}: its shards' event counts differ from the segments and WAL ({} shards listed, {} hold events up to seq {})",
+            live.len(),
+            held.len(),
+            cp.through
+        ));
+    }
+    let subjects = cp.subjects.max(fresh.subject_stats.len());
+    for s in 0..subjects {
+        let (count, first, last) = if s < cp.subjects {
+            cp.stats(s)
+        } else {
+            (0, i64::MAX, i64::MIN)
+        };
+        let want = fresh.subject_stats.get(s).copied().unwrap_or_default();
+        if (count, first, last) != (want.count, want.first_ms, want.last_ms) {
+            return Err(format!(
+                "{show}: subject {s} counted {count} events ({first}..{last}), the store holds {} ({}..{})",
+                want.count, want.first_ms, want.last_ms
+            ));
+        }
+        let listed: Vec<ShardKey> = cp
+            .subject_shards(s as u32)
+            .iter()
+            .map(|n| cp.shards[n as usize].key)
+            .collect();
+        let mut expect: Vec<ShardKey> = fresh
+            .subject_numbers(s as u32)
+            .into_iter()
+            .map(|n| fresh.shards[n as usize].key)
+            .collect();
+        let mut listed = listed;
+        listed.sort_unstable();
+        expect.sort_unstable();
+        if listed != expect {
+            return Err(format!(
+                "{show}: subject {s} is listed in {} shards, the store has it in {}",
+                listed.len(),
+                expect.len()
+            ));
+        }
+    }
+    Ok(Some(CheckpointCheck {
+        through: cp.through,
+        subjects: cp.subjects,
+        shards: live.len(),
+    }))
 }

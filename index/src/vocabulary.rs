@@ -74,6 +74,79 @@ impl Vocabulary {
         Self::with_index(index).map_err(|e| IndexError::vocabulary(dir, e.to_string()))
     }
 
+    /// Opens the vocabulary kept in `dir` for `store` and checks that it is this
+    /// store's: no more documents than the store has durable subjects, and its first
+    /// and last documents are the dictionary's strings under their ids. A vocabulary
+    /// that cannot be opened or fails the check is removed and rebuilt empty (it is
+    /// derived from the dictionary; [`Vocabulary::catch_up`] fills it); the reason is
+    /// returned. tantivy writes its own files (its commit is atomic), outside the
+    /// store's file-system seam.
+    pub fn open_checked(dir: &Path, store: &Store) -> Result<(Vocabulary, Option<String>)> {
+        let why = match Vocabulary::open(dir) {
+            Ok(v) => match v.check(store) {
+                Ok(()) => return Ok((v, None)),
+                Err(why) => why,
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(dir = %dir.display(), reason = %why, "vocabulary rebuilt");
+        std::fs::remove_dir_all(dir).map_err(|source| IndexError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok((Vocabulary::open(dir)?, Some(why)))
+    }
+
+    /// Whether the committed documents are `store`'s subjects (see
+    /// [`Vocabulary::open_checked`]).
+    fn check(&self, store: &Store) -> std::result::Result<(), String> {
+        let docs = self.indexed();
+        let durable = store.durable_subjects() as u64;
+        if docs > durable {
+            return Err(format!(
+                "{docs} subjects indexed, the store has {durable} durable ones"
+            ));
+        }
+        for id in [0, docs.saturating_sub(1)].into_iter().filter(|_| docs > 0) {
+            let (kind, subject) = {
+                let d = store.dictionaries();
+                match d.subject(id as u32) {
+                    Some((k, s)) => (k, s.to_string()),
+                    None => return Err(format!("subject {id} is not in the dictionary")),
+                }
+            };
+            let hits = self
+                .search_exact_unchecked(&subject, kind)
+                .map_err(|e| e.to_string())?;
+            if !hits.contains(&(id as u32)) {
+                return Err(format!("subject {id} is not indexed under its string"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids indexed under exactly `subject` of `kind`, without the pattern rules
+    /// (stored subjects may hold characters patterns may not).
+    fn search_exact_unchecked(&self, subject: &str, kind: Kind) -> Result<Vec<u32>> {
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.subject, subject),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.kind, kind.code() as u64),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
+        self.ids(&query, subject)
+    }
+
     /// A vocabulary in memory only, rebuilt from the dictionaries on each start.
     pub fn in_memory() -> Result<Vocabulary> {
         let (schema, ..) = schema();
@@ -115,7 +188,10 @@ impl Vocabulary {
         let from = self.next.load(Ordering::Acquire);
         let batch: Vec<(u32, Kind, String)> = {
             let d = store.dictionaries();
-            (from as u32..d.len_subjects() as u32)
+            // Only durable entries: an id past them may be given to another string if
+            // its group commit fails, and a vocabulary on disk would keep the old one.
+            let durable = store.durable_subjects().min(d.len_subjects());
+            (from as u32..durable as u32)
                 .filter_map(|id| d.subject(id).map(|(k, s)| (id, k, s.to_string())))
                 .collect()
         };
@@ -198,11 +274,16 @@ impl Vocabulary {
                 (Occur::Must, Box::new(BooleanQuery::new(any_kind))),
             ]))
         };
+        self.ids(&*query, pattern)
+    }
+
+    /// The `id` of every document `query` matches (at most [`MAX_MATCHES`]).
+    fn ids(&self, query: &dyn Query, pattern: &str) -> Result<Vec<u32>> {
         let searcher = self.reader.searcher();
         let err = |e: tantivy::TantivyError| {
             IndexError::vocabulary(Path::new("vocabulary"), e.to_string())
         };
-        let docs = searcher.search(&*query, &DocSetCollector).map_err(err)?;
+        let docs = searcher.search(query, &DocSetCollector).map_err(err)?;
         if docs.len() > MAX_MATCHES {
             return Err(IndexError::TooBroad {
                 pattern: pattern.to_string(),

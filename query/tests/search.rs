@@ -198,6 +198,77 @@ fn results_carry_counts_and_first_and_last_sighting() {
 }
 
 #[test]
+fn retention_removes_dropped_events_from_search_counts_and_statistics() {
+    let c = city();
+    // Now is day 10. Day 0 is sealed, day 3 stays in memory, day 7 is kept.
+    c.sight(&[
+        (Kind::Vehicle, "苏E12345", DAY0 + 1_000),
+        (Kind::Vehicle, "苏E12345", DAY0 + 2_000),
+        (Kind::Vehicle, "苏E12345", DAY0 + 3 * DAY_MS),
+        (Kind::Vehicle, "苏E12345", DAY0 + 7 * DAY_MS + 5_000),
+        (Kind::Vehicle, "苏E12345", DAY0 + 7 * DAY_MS + 9_000),
+        (Kind::Vehicle, "苏E12346", DAY0 + 4_000),
+    ]);
+    let day0 = ShardKeyOf::day(&c.store, DAY0);
+    c.store.seal_shard(day0).unwrap();
+    c.vocab.catch_up(&c.store).unwrap();
+    let before = c.search("苏E1234", SearchMode::Prefix, Some(Kind::Vehicle));
+    assert_eq!(
+        before
+            .iter()
+            .map(|m| (m.subject.as_str(), m.count, m.first_ms))
+            .collect::<Vec<_>>(),
+        [("苏E12345", 5, DAY0 + 1_000), ("苏E12346", 1, DAY0 + 4_000)]
+    );
+    // Keep 5 days: days 0 to 4 go (day 0 sealed, day 3 from memory).
+    c.store.set_retention_days(Some(5)).unwrap();
+    assert_eq!(c.store.apply_retention().unwrap().len(), 2);
+    let after = c.search("苏E1234", SearchMode::Prefix, Some(Kind::Vehicle));
+    assert_eq!(
+        after,
+        vec![SubjectMatch {
+            kind: Kind::Vehicle,
+            subject: "苏E12345".into(),
+            count: 2,
+            first_ms: DAY0 + 7 * DAY_MS + 5_000,
+            last_ms: DAY0 + 7 * DAY_MS + 9_000,
+            distance: 0.0,
+        }],
+        "dropped events no longer count; a subject seen only in dropped shards is gone"
+    );
+    let id = c
+        .store
+        .dictionaries()
+        .subject_id(Kind::Vehicle, "苏E12345")
+        .unwrap();
+    let view = c.index.view();
+    assert_eq!(view.subject_shards(id, 0, i64::MAX, None).len(), 1);
+    let stats = view.subject_stats(id).unwrap();
+    assert_eq!(
+        (stats.count, stats.first_ms),
+        (2, DAY0 + 7 * DAY_MS + 5_000)
+    );
+    // The store agrees with the statistics.
+    let shards = view.subject_shards(id, 0, i64::MAX, None);
+    assert_eq!(
+        c.store.count_subject(shards, id, 0, i64::MAX, None),
+        stats.count
+    );
+}
+
+/// A day's shard of the one community `City::sight` uses.
+struct ShardKeyOf;
+
+impl ShardKeyOf {
+    fn day(store: &Store, ts: i64) -> sightline_storage::ShardKey {
+        sightline_storage::ShardKey {
+            community: store.dictionaries().community_id("3205080001").unwrap(),
+            span: store.layout().span_of(ts),
+        }
+    }
+}
+
+#[test]
 fn kind_filters_and_feature_ids_are_matched_as_given() {
     let c = city();
     c.sight(&[

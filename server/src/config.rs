@@ -80,6 +80,11 @@ pub struct Settings {
     /// in the store: without it the store's policy holds (at first: keep everything).
     #[arg(long, env = "SIGHTLINE_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+    /// Bound on the unsealed events of all shards together, in MiB: past it the
+    /// largest memory part is sealed early, by the append that crossed it.
+    /// [default: 1024]
+    #[arg(long, env = "SIGHTLINE_MEMORY_BUDGET_MIB")]
+    pub memory_budget_mib: Option<u64>,
     /// Largest request body in bytes. [default: 16777216]
     #[arg(long, env = "SIGHTLINE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -213,6 +218,7 @@ impl Settings {
             data: self.data.or(base.data),
             listen: self.listen.or(base.listen),
             retention_days: self.retention_days.or(base.retention_days),
+            memory_budget_mib: self.memory_budget_mib.or(base.memory_budget_mib),
             max_body_bytes: self.max_body_bytes.or(base.max_body_bytes),
             max_viid_body_bytes: self.max_viid_body_bytes.or(base.max_viid_body_bytes),
             viid_server_id: self.viid_server_id.or(base.viid_server_id),
@@ -260,6 +266,12 @@ impl Settings {
             self.listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
         );
         c.store.retention_days = self.retention_days;
+        if let Some(mib) = self.memory_budget_mib {
+            if mib == 0 {
+                return Err(ConfigError::Zero("memory_budget_mib"));
+            }
+            c.store.memory_budget_bytes = mib.saturating_mul(1 << 20);
+        }
         let positive = |name: &'static str, v: Option<usize>, default: usize| match v {
             Some(0) => Err(ConfigError::Zero(name)),
             Some(v) => Ok(v),

@@ -288,7 +288,29 @@ fn check(dir: &std::path::Path) -> ExitCode {
     for p in &r.problems {
         println!("DAMAGED: {p}");
     }
-    if r.ok() {
+    // The index checkpoint, against every event the segments and the WAL hold.
+    let io = sightline_storage::io::os();
+    let index = sightline_index::verify_checkpoint(dir, &*io, |layout, f| {
+        sightline_storage::check_rows(dir, layout, f).map_err(|e| e.to_string())
+    });
+    let index_ok = match index {
+        Ok(Some(c)) => {
+            println!(
+                "index checkpoint agrees with the events: {} subjects in {} shards, events up to seq {}",
+                c.subjects, c.shards, c.through
+            );
+            true
+        }
+        Ok(None) => {
+            println!("no index checkpoint (the server rebuilds it from the events)");
+            true
+        }
+        Err(e) => {
+            println!("DAMAGED (the server rebuilds it from the events): {e}");
+            false
+        }
+    };
+    if r.ok() && index_ok {
         println!("every checksum verified");
         ExitCode::SUCCESS
     } else {

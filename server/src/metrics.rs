@@ -216,6 +216,21 @@ fn render_store(o: &mut String, app: &App) {
             t.sealed_bytes,
         ),
         (
+            "sightline_memory_part_bytes",
+            "Bytes the unsealed events of every shard take (bounded by --memory-budget-mib).",
+            app.store.memory_part_bytes(),
+        ),
+        (
+            "sightline_memory_budget_bytes",
+            "The store-wide budget for unsealed events (--memory-budget-mib).",
+            app.store.config().memory_budget_bytes,
+        ),
+        (
+            "sightline_memory_budget_seals_total",
+            "Memory parts sealed early because the memory budget was exceeded (a counter).",
+            app.store.budget_seals(),
+        ),
+        (
             "sightline_subjects_searchable",
             "Subjects in the search vocabulary.",
             app.vocab.indexed(),

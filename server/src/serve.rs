@@ -97,9 +97,19 @@ impl Server {
                         witness,
                     },
                 )?;
-                let index = StoreIndex::attach(&store);
-                let vocab = Arc::new(Vocabulary::in_memory()?);
+                // Both are kept under DATA/index: the index checkpoint is read, not
+                // rebuilt from every row; the vocabulary only indexes new subjects.
+                let (index, opened) = StoreIndex::open(&store);
+                tracing::info!(
+                    from_checkpoint = opened.from_checkpoint,
+                    rows_read = opened.rows_read,
+                    "index opened"
+                );
+                let (vocab, _) =
+                    Vocabulary::open_checked(&store.dir().join(VOCABULARY_DIR), &store)?;
+                let vocab = Arc::new(vocab);
                 vocab.catch_up(&store)?;
+                index.checkpoint(&store)?;
                 let watch = watchlists::Watch::load(&store).map_err(ServeError::Watchlists)?;
                 Ok((store, index, vocab, keys, audit, watch))
             })
@@ -287,8 +297,18 @@ impl Server {
         if let Err(e) = self.app.audit.sync() {
             tracing::error!(error = %e, "audit log sync failed");
         }
+        // A clean stop leaves a checkpoint covering every event: the next start reads
+        // no row.
+        let app = self.app.clone();
+        let written = tokio::task::spawn_blocking(move || app.index.checkpoint(&app.store)).await;
+        if let Ok(Err(e)) = written {
+            tracing::error!(error = %e, "index checkpoint failed");
+        }
     }
 }
+
+/// Where the server keeps the search vocabulary, under the store's directory.
+pub const VOCABULARY_DIR: &str = "index/vocabulary";
 
 /// Serves HTTP/1.1 on one accepted connection (TCP, or TLS after its handshake), on a
 /// task of its own, watched for graceful shutdown.
@@ -423,7 +443,19 @@ async fn maintain(app: Arc<App>) {
         tick.tick().await;
         let store = app.store.clone();
         let started = std::time::Instant::now();
-        let done = tokio::task::spawn_blocking(move || store.maintain()).await;
+        let index = app.index.clone();
+        // After a pass that sealed, compacted or dropped, the index checkpoint is
+        // written again, so a restart after a crash reads only what came later.
+        let done = tokio::task::spawn_blocking(move || {
+            let r = store.maintain()?;
+            if !(r.sealed.is_empty() && r.compacted.is_empty() && r.dropped.is_empty()) {
+                if let Err(e) = index.checkpoint(&store) {
+                    tracing::error!(error = %e, "index checkpoint failed");
+                }
+            }
+            Ok::<_, sightline_storage::StorageError>(r)
+        })
+        .await;
         let took = started.elapsed();
         app.metrics.maintenance.observe(took);
         app.metrics.maintenance_last_ms.store(

@@ -19,6 +19,14 @@ pub struct StoreConfig {
     /// An open shard with more events than this is due for sealing even if its span
     /// has not ended. Bounds memory. Default 4 M (≈ 300 MB of in-memory rows at most).
     pub memtable_max_events: usize,
+    /// Store-wide bound on the memory parts of all open shards together, in bytes (as
+    /// `memtable::row_bytes` counts them: row, attributes, source id, posting). When an
+    /// append leaves them above it, the largest memory part is sealed early, then the
+    /// next largest, until they fit (the append that crossed it does the sealing, so
+    /// ingest slows instead of memory growing). Default 1 GiB: a day of a busy
+    /// community is ~300 MB at the per-shard cap, and the 60 s maintenance interval
+    /// alone let late events pile up to ~650 MiB at 110 k events/s. At least 1 MiB.
+    pub memory_budget_bytes: u64,
     /// The WAL moves to a new file past this many bytes, so checkpoints can drop old
     /// files. Default 64 MiB.
     pub wal_file_bytes: u64,
@@ -43,6 +51,7 @@ impl Default for StoreConfig {
             tz_offset_ms: 8 * 3_600_000,
             seal_grace_ms: 2 * 3_600_000,
             memtable_max_events: 4_000_000,
+            memory_budget_bytes: 1 << 30,
             wal_file_bytes: 64 << 20,
             max_batch_events: 100_000,
             retention_days: None,
@@ -86,6 +95,15 @@ impl StoreConfig {
         }
         if self.tz_offset_ms.abs() >= self.shard_span_ms.max(86_400_000) {
             return Err(bad("tz_offset_ms", self.tz_offset_ms.abs(), 86_400_000));
+        }
+        if self.memory_budget_bytes < 1 << 20 {
+            return Err(StorageError::Setting {
+                what: "memory_budget_bytes",
+                reason: format!(
+                    "{} is below the least budget of 1 MiB",
+                    self.memory_budget_bytes
+                ),
+            });
         }
         if self.seal_grace_ms < 0 {
             return Err(bad("seal_grace_ms", self.seal_grace_ms, i64::MAX));

@@ -38,6 +38,17 @@ pub(crate) fn write_atomic(
     fsync_dir(io, dir)
 }
 
+/// [`write_atomic`] for files of the layers above (the index checkpoint): `write`
+/// hands its bytes to `put` in pieces; the file appears whole and durable, or not at
+/// all, through the same file-system seam as the store's own files.
+pub fn write_file_atomic(
+    io: &dyn FileIo,
+    path: &Path,
+    write: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    write_atomic(io, path, |out| write(&mut |b: &[u8]| out.put(b)))
+}
+
 /// Where bytes are written in pieces: memory, or a file being written.
 pub(crate) trait Out {
     fn put(&mut self, bytes: &[u8]) -> Result<()>;

@@ -60,11 +60,13 @@ pub use event::{
     AttrValue, Attrs, Direction, Event, EventInput, EventRef, Kind, ValidationError, Validator,
     SOURCE_ID,
 };
+pub use fsutil::write_file_atomic;
 pub use log_file::TornTail;
 pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
-    check, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, MaintenanceReport,
-    RecoveryReport, Registration, ShardInfo, Store, StoredEvent, SubjectRun,
+    check, check_rows, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, DroppedShard,
+    MaintenanceReport, RecoveryReport, Registration, ShardInfo, Store, StoredEvent, SubjectRun,
+    SubjectSummary,
 };
 pub use subject::{normalize_plate, normalize_subject};

@@ -73,6 +73,18 @@ pub struct MemRows {
     chunks: Vec<Vec<StoredRow>>,
     len: usize,
     by_subject: HashMap<u32, Vec<u32>>,
+    /// What the rows hold in memory, as [`row_bytes`] estimates it.
+    bytes: usize,
+}
+
+/// The memory one row of a memory part takes: the row itself, its attributes, its
+/// source id and its posting entry (hash-map and chunk slack not counted). What the
+/// store-wide memory budget (`StoreConfig::memory_budget_bytes`) counts.
+pub(crate) fn row_bytes(row: &StoredRow) -> usize {
+    std::mem::size_of::<StoredRow>()
+        + row.attrs.len()
+        + row.source_id.as_ref().map_or(0, |s| s.len())
+        + std::mem::size_of::<u32>()
 }
 
 impl MemRows {
@@ -87,6 +99,7 @@ impl MemRows {
     pub fn push(&mut self, row: StoredRow) {
         let at = u32::try_from(self.len).expect("a shard's memory part stays below 2^32 rows");
         self.by_subject.entry(row.subject).or_default().push(at);
+        self.bytes += row_bytes(&row);
         match self.chunks.last_mut() {
             Some(c) if c.len() < CHUNK => c.push(row),
             _ => {
@@ -103,6 +116,10 @@ impl MemRows {
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// Memory the rows take, as [`row_bytes`] estimates it.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
     /// Every row, in sequence order.
     pub fn rows(&self) -> impl DoubleEndedIterator<Item = &StoredRow> + '_ {
@@ -140,6 +157,7 @@ impl MemRows {
     pub fn take(&mut self) -> Vec<StoredRow> {
         self.by_subject.clear();
         self.len = 0;
+        self.bytes = 0;
         let chunks = std::mem::take(&mut self.chunks);
         match chunks.len() {
             1 => chunks.into_iter().next().expect("one chunk"),

@@ -588,3 +588,136 @@ fn the_store_is_send_and_sync() {
     fn check<T: Send + Sync + Clone>() {}
     check::<sightline_storage::Store>();
 }
+
+#[test]
+fn past_the_memory_budget_the_largest_memory_part_is_sealed_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let config = StoreConfig {
+        memory_budget_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let store = open(dir.path(), &clock, config.clone());
+    // Community c1 gets five times the events of c2; each event carries ~200 bytes.
+    let big = "x".repeat(200);
+    let event = |i: usize, c: &str| {
+        let mut e = input(
+            DAY0 + HOUR + i as i64,
+            c,
+            1,
+            "face",
+            &format!("F{}", i % 50),
+        );
+        e.attrs.insert(
+            "image_url".into(),
+            sightline_storage::AttrValue::Str(big.clone()),
+        );
+        ev(e)
+    };
+    let mut stored = 0;
+    for round in 0..30 {
+        let batch: Vec<_> = (0..500)
+            .map(|i| event(round * 500 + i, if i % 6 == 5 { "c2" } else { "c1" }))
+            .collect();
+        stored += store.append(&batch).unwrap().stored();
+        assert!(
+            store.memory_part_bytes() <= config.memory_budget_bytes,
+            "round {round}: {} bytes in memory parts, over the budget",
+            store.memory_part_bytes()
+        );
+    }
+    assert!(store.budget_seals() > 0);
+    let shards = store.shards();
+    let c1 = shards
+        .iter()
+        .find(|s| s.segments > 0)
+        .expect("a shard sealed early");
+    assert!(c1.sealed_events > 0);
+    assert_eq!(
+        all_events(&store).len(),
+        stored,
+        "nothing lost by sealing early"
+    );
+    // The span has not ended: only the budget sealed. The largest part went first, so
+    // the small community's part may still be in memory.
+    drop(store);
+    let store = open(dir.path(), &clock, config);
+    assert_eq!(all_events(&store).len(), stored);
+    assert!(store.memory_part_bytes() <= 1 << 20);
+}
+
+#[test]
+fn a_memory_budget_below_one_mib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        memory_budget_bytes: 1000,
+        ..Default::default()
+    };
+    let e = sightline_storage::Store::open(dir.path(), config)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("memory_budget_bytes"), "{e}");
+}
+
+/// An observer that keeps what retention reports.
+#[derive(Default)]
+struct Drops(std::sync::Mutex<Vec<sightline_storage::DroppedShard>>);
+
+impl sightline_storage::AppendObserver for Drops {
+    fn appended(&self, _: &[sightline_storage::Row]) {}
+    fn dropped(&self, _: &sightline_storage::Store, shards: &[sightline_storage::DroppedShard]) {
+        self.0.lock().unwrap().extend_from_slice(shards);
+    }
+}
+
+#[test]
+fn retention_tells_observers_every_dropped_event_by_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let drops = Arc::new(Drops::default());
+    store.observe(drops.clone());
+    for d in 0..2 {
+        clock.set(DAY0 + d * DAY + 12 * HOUR);
+        store
+            .append(&[
+                ev(input(DAY0 + d * DAY + HOUR, "c1", 1, "face", "F1")),
+                ev(input(DAY0 + d * DAY + 2 * HOUR, "c1", 1, "face", "F1")),
+                ev(input(DAY0 + d * DAY + 3 * HOUR, "c1", 1, "face", "F2")),
+            ])
+            .unwrap();
+    }
+    clock.set(DAY0 + 2 * DAY + 12 * HOUR);
+    store
+        .seal_shard(ShardKey {
+            community: 0,
+            span: store.layout().span_of(DAY0),
+        })
+        .unwrap();
+    // Day 0 is sealed, day 1 in memory; both go.
+    clock.set(DAY0 + 5 * DAY);
+    store.set_retention_days(Some(3)).unwrap();
+    assert_eq!(store.apply_retention().unwrap().len(), 2);
+    let got = drops.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    for (d, shard) in got.iter().enumerate() {
+        let day = DAY0 + d as i64 * DAY;
+        let s: Vec<_> = shard
+            .subjects
+            .iter()
+            .map(|s| (s.subject, s.count, s.first_ms, s.last_ms))
+            .collect();
+        assert_eq!(
+            s,
+            [
+                (0, 2, day + HOUR, day + 2 * HOUR),
+                (1, 1, day + 3 * HOUR, day + 3 * HOUR)
+            ]
+        );
+    }
+    assert_eq!(
+        store.memory_part_bytes(),
+        0,
+        "dropped memory rows leave the budget"
+    );
+}

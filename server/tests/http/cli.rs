@@ -177,7 +177,29 @@ fn the_check_command_verifies_a_stopped_store() {
     };
     let out = run();
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("every checksum verified"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("every checksum verified"), "{text}");
+    // The server left an index checkpoint at its stop; check compares it with the
+    // events of the segments and the WAL.
+    assert!(
+        text.contains("index checkpoint agrees with the events"),
+        "{text}"
+    );
+    let checkpoint = dir.path().join("index/subjects.idx");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() - 3;
+    bad[at] ^= 0x40;
+    std::fs::write(&checkpoint, &bad).unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DAMAGED") && text.contains("subjects.idx"),
+        "{text}"
+    );
+    std::fs::write(&checkpoint, &good).unwrap();
+    assert!(run().status.success());
     // Flip a byte inside the WAL's first record: damage, named.
     let wal_dir = dir.path().join("wal");
     let wal = std::fs::read_dir(&wal_dir)

@@ -66,6 +66,8 @@ pub(crate) struct Pending {
     pub dict: Vec<u8>,
     pub rows: Vec<(ShardKey, StoredRow)>,
     pub last_seq: u64,
+    /// Subject dictionary entries once `dict` is durable.
+    pub subjects: usize,
 }
 
 impl Store {
@@ -146,6 +148,7 @@ impl Store {
                 results.push(Appended::Stored { seq });
             }
             w.pending.dict = dict_log;
+            w.pending.subjects = dicts.len_subjects();
         }
         if !rows.is_empty() {
             let mut wal = std::mem::take(&mut w.pending.wal);
@@ -187,6 +190,15 @@ impl Store {
                 }
             }
         }
+        drop(w);
+        if self.memory_part_bytes() > inner.config.memory_budget_bytes {
+            // The events are durable and readable: a failed early seal is logged and
+            // retried (by the next append over budget, or maintenance), never reported
+            // as a failed append.
+            if let Err(e) = self.enforce_memory_budget(false) {
+                tracing::warn!(error = %e, "sealing over the memory budget failed; retrying later");
+            }
+        }
         Ok(AppendOutcome { results })
     }
 
@@ -199,6 +211,9 @@ impl Store {
             let started = std::time::Instant::now();
             if !batch.dict.is_empty() {
                 logs.dict.append_durable(&batch.dict)?;
+                inner
+                    .durable_subjects
+                    .fetch_max(batch.subjects, Ordering::AcqRel);
             }
             if !batch.wal.is_empty() {
                 logs.wal.append_durable(&batch.wal, batch.last_seq + 1)?;
@@ -212,9 +227,12 @@ impl Store {
         } else {
             batch.rows.iter().map(|(k, r)| r.row(k.community)).collect()
         };
+        let mut bytes = 0u64;
         for (key, row) in batch.rows.drain(..) {
+            bytes += crate::memtable::row_bytes(&row) as u64;
             shards.entry(key).or_default().mem.push(row);
         }
+        inner.memory_bytes.fetch_add(bytes, Ordering::Relaxed);
         if batch.last_seq > 0 {
             inner
                 .applied_through

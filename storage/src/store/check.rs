@@ -144,3 +144,69 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         .extend(damaged.iter().map(|e| e.to_string()));
     Ok(report)
 }
+
+/// Calls `f` with every event the store in `dir` holds, as opening it would find
+/// them, without changing anything: the rows of every segment the manifest lists,
+/// then the WAL's events past what their shard has sealed (`layout` places them in
+/// shards; a torn tail ends a file). For checks of what is derived from the events
+/// (`sightline check` verifies the index checkpoint with it). Damage is an error
+/// naming the file; call [`check`] first for the full list.
+pub fn check_rows(
+    dir: &Path,
+    layout: crate::SpanLayout,
+    f: &mut dyn FnMut(crate::Row),
+) -> Result<()> {
+    let _lock = super::lock_store(dir, false)?;
+    let catalog = SledCatalog::open(&dir.join("catalog"))?;
+    let manifest = catalog.manifest()?;
+    for state in manifest.shards.values() {
+        for entry in &state.segments {
+            let seg = Segment::open(&dir.join(&entry.file))?;
+            seg.for_each_in_seq_range(0, u64::MAX, |_, r| f(r));
+        }
+    }
+    let wal_dir = dir.join("wal");
+    if !wal_dir.exists() {
+        return Ok(());
+    }
+    let mut wal: Vec<PathBuf> = fs::read_dir(&wal_dir)
+        .map_err(|e| StorageError::io(&wal_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    wal.sort();
+    let n = wal.len();
+    for (i, path) in wal.into_iter().enumerate() {
+        let bytes = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
+        read_records(&bytes, &path, i + 1 == n, |off, payload| {
+            let (first_seq, events) = crate::wal::decode_batch(payload)
+                .map_err(|r| StorageError::corrupt(&path, off, r))?;
+            for (j, e) in events.into_iter().enumerate() {
+                let seq = first_seq + j as u64;
+                let key = crate::ShardKey {
+                    community: e.community,
+                    span: layout.span_of(e.ts_ms),
+                };
+                let sealed = manifest
+                    .shards
+                    .get(&key)
+                    .map_or(0, |s| s.sealed_through_seq);
+                if seq <= sealed {
+                    continue;
+                }
+                let (kind, direction) = crate::row::kd_unpack(e.kd);
+                f(crate::Row {
+                    seq,
+                    ts_ms: e.ts_ms,
+                    community: e.community,
+                    device: e.device,
+                    subject: e.subject,
+                    kind,
+                    direction,
+                });
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}

@@ -14,7 +14,32 @@ use crate::memtable::{MemRows, StoredRow};
 use crate::segment::{write_segment, MemSorted, MergedSegments, Segment, SortedRows};
 use crate::shard::ShardKey;
 
+use super::observe::{AppendObserver, DroppedShard, SubjectSummary};
 use super::{lock, read, write, Store};
+
+/// A dropped shard's events by subject, as they are gathered.
+#[derive(Default)]
+struct Summary(std::collections::HashMap<u32, SubjectSummary>);
+
+impl Summary {
+    fn add(&mut self, subject: u32, ts_ms: i64) {
+        let s = self.0.entry(subject).or_insert(SubjectSummary {
+            subject,
+            count: 0,
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+        });
+        s.count += 1;
+        s.first_ms = s.first_ms.min(ts_ms);
+        s.last_ms = s.last_ms.max(ts_ms);
+    }
+
+    fn into_dropped(self, key: ShardKey) -> DroppedShard {
+        let mut subjects: Vec<SubjectSummary> = self.0.into_values().collect();
+        subjects.sort_unstable_by_key(|s| s.subject);
+        DroppedShard { key, subjects }
+    }
+}
 
 /// What one [`Store::maintain`] pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,7 +100,8 @@ impl Store {
     }
 
     /// Seals every shard whose span ended more than the grace period ago, or whose
-    /// memory part outgrew `memtable_max_events`. Returns the shards sealed.
+    /// memory part outgrew `memtable_max_events`, then the largest memory parts while
+    /// they exceed the memory budget. Returns the shards sealed.
     pub fn seal_due(&self) -> Result<Vec<ShardKey>> {
         let now = self.inner.clock.now_ms();
         let max = self.inner.config.memtable_max_events;
@@ -92,14 +118,67 @@ impl Store {
                 sealed.push(key);
             }
         }
+        sealed.extend(self.enforce_memory_budget(true)?);
+        Ok(sealed)
+    }
+
+    /// While the memory parts together exceed `memory_budget_bytes`, seals the
+    /// largest. With `wait` false (an append that crossed the budget) it does nothing
+    /// when another thread holds the maintenance lock: that thread is sealing already.
+    pub(crate) fn enforce_memory_budget(&self, wait: bool) -> Result<Vec<ShardKey>> {
+        let inner = &*self.inner;
+        let budget = inner.config.memory_budget_bytes;
+        let mut sealed = Vec::new();
+        if self.memory_part_bytes() <= budget {
+            return Ok(sealed);
+        }
+        let mut next_id = if wait {
+            lock(&inner.maintenance)
+        } else {
+            match inner.maintenance.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(sealed),
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    panic!("store lock poisoned by a panicked thread")
+                }
+            }
+        };
+        while self.memory_part_bytes() > budget {
+            let largest = read(&inner.shards)
+                .iter()
+                .filter(|(_, s)| !s.mem.is_empty())
+                .max_by_key(|(_, s)| s.mem.bytes())
+                .map(|(k, s)| (*k, s.mem.bytes()));
+            let Some((key, bytes)) = largest else { break };
+            tracing::info!(
+                community = key.community,
+                span = key.span,
+                bytes,
+                total = self.memory_part_bytes(),
+                budget,
+                "memory parts over budget: sealing the largest early"
+            );
+            if !self.seal_shard_locked(&mut next_id, key)? {
+                break;
+            }
+            inner
+                .budget_seals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sealed.push(key);
+        }
         Ok(sealed)
     }
 
     /// Seals the in-memory events of `key` into a new segment (the shard's first, or a
     /// delta beside earlier ones). Returns false if there was nothing to seal.
     pub fn seal_shard(&self, key: ShardKey) -> Result<bool> {
+        let mut next_id = lock(&self.inner.maintenance);
+        self.seal_shard_locked(&mut next_id, key)
+    }
+
+    /// [`Store::seal_shard`] with the maintenance lock (`next_id`) held.
+    fn seal_shard_locked(&self, next_id: &mut u64, key: ShardKey) -> Result<bool> {
         let inner = &*self.inner;
-        let mut next_id = lock(&inner.maintenance);
         let frozen = {
             let mut shards = write(&inner.shards);
             let Some(shard) = shards.get_mut(&key) else {
@@ -116,7 +195,7 @@ impl Store {
         let sealed_through = frozen.last().expect("non-empty").seq;
         // Written through a sorted permutation of the frozen rows.
         let sorted = MemSorted::new(&frozen);
-        match self.write_segment(key, &mut next_id, &sorted, sealed_through, &[]) {
+        match self.write_segment(key, next_id, &sorted, sealed_through, &[]) {
             Ok(()) => {}
             Err(e) => {
                 // Put the rows back in front of anything appended meanwhile.
@@ -129,6 +208,9 @@ impl Store {
                 return Err(e);
             }
         }
+        inner
+            .memory_bytes
+            .fetch_sub(frozen.bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         self.forget_source_ids(key, sealed_through);
         self.checkpoint_wal()?;
         tracing::info!(
@@ -218,7 +300,8 @@ impl Store {
     }
 
     /// Drops whole shards whose span ended more than `retention_days` ago, sealed or
-    /// not. Returns the shards dropped.
+    /// not, then tells the observers what went ([`AppendObserver::dropped`]), so the
+    /// indexes above subtract it before this returns. Returns the shards dropped.
     pub fn apply_retention(&self) -> Result<Vec<ShardKey>> {
         let inner = &*self.inner;
         let next_id = lock(&inner.maintenance);
@@ -237,8 +320,10 @@ impl Store {
             })
             .map(|(k, _)| *k)
             .collect();
+        let observers: Vec<Arc<dyn AppendObserver>> = lock(&inner.observers).clone();
+        let mut summaries = Vec::new();
         for &key in &expired {
-            let (state, files) = {
+            let (state, segments) = {
                 let shards = read(&inner.shards);
                 let s = &shards[&key];
                 let last_mem = s.mem.last().map_or(0, |r| r.seq);
@@ -246,29 +331,44 @@ impl Store {
                     segments: Vec::new(),
                     sealed_through_seq: s.state.sealed_through_seq.max(last_mem),
                 };
-                (
-                    state,
-                    s.segments
-                        .iter()
-                        .map(|g| g.path().to_path_buf())
-                        .collect::<Vec<_>>(),
-                )
+                (state, s.segments.clone())
             };
+            // What the observers counted of this shard: its segments' rows (they
+            // change only under the maintenance lock, held) and, below, the memory
+            // rows dropped with them, summarised as they go.
+            let mut summary = Summary::default();
+            if !observers.is_empty() {
+                for seg in &segments {
+                    seg.for_each_in_seq_range(0, u64::MAX, |_, r| summary.add(r.subject, r.ts_ms));
+                }
+            }
             inner.catalog.commit_shard(key, &state, *next_id)?;
             {
                 let mut shards = write(&inner.shards);
                 let s = shards.entry(key).or_default();
                 s.segments.clear();
+                if !observers.is_empty() {
+                    for r in s.mem.rows().filter(|r| r.seq <= state.sealed_through_seq) {
+                        summary.add(r.subject, r.ts_ms);
+                    }
+                }
+                let before = s.mem.bytes();
                 s.mem.retain(|r| r.seq > state.sealed_through_seq);
+                inner.memory_bytes.fetch_sub(
+                    (before - s.mem.bytes()) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 s.state = state.clone();
             }
+            summaries.push(summary.into_dropped(key));
             self.forget_source_ids(key, state.sealed_through_seq);
-            for f in files {
+            for seg in &segments {
+                let f = seg.path();
                 self.inner
                     .config
                     .io
-                    .remove_file(&f)
-                    .map_err(|e| crate::StorageError::io(&f, e))?;
+                    .remove_file(f)
+                    .map_err(|e| crate::StorageError::io(f, e))?;
             }
             let code = self
                 .dictionaries()
@@ -282,6 +382,11 @@ impl Store {
                 span = key.span,
                 "dropped shard by retention"
             );
+        }
+        if !summaries.is_empty() {
+            for o in &observers {
+                o.dropped(self, &summaries);
+            }
         }
         drop(next_id);
         if !expired.is_empty() {

@@ -31,9 +31,9 @@ use crate::wal::Wal;
 use crate::AttrValue;
 
 pub use append::{AppendOutcome, Appended};
-pub use check::{check, CheckReport};
+pub use check::{check, check_rows, CheckReport};
 pub use maintain::MaintenanceReport;
-pub use observe::{AppendObserver, Registration};
+pub use observe::{AppendObserver, DroppedShard, Registration, SubjectSummary};
 pub use read::{AttrsAt, ShardInfo, StoredEvent, SubjectRun};
 
 /// What opening the store found and repaired.
@@ -103,6 +103,15 @@ pub(crate) struct Inner {
     /// The retention policy in days, 0 for none: the catalog's, changed at run time
     /// by [`Store::set_retention_days`].
     pub retention_days: std::sync::atomic::AtomicU32,
+    /// Memory the shards' memory parts (active and frozen) take, as
+    /// `memtable::row_bytes` counts it; bounded by `StoreConfig::memory_budget_bytes`.
+    pub memory_bytes: AtomicU64,
+    /// Memory parts sealed early because the memory budget was exceeded.
+    pub budget_seals: AtomicU64,
+    /// Subject dictionary entries that are durable (in an fsynced `dict.log`): ids
+    /// below it never change, even after a crash. Entries past it may be reassigned
+    /// if their group commit fails, so derived indexes stop here.
+    pub durable_subjects: std::sync::atomic::AtomicUsize,
     /// Durations of group commits: dictionary log and WAL written and fsynced.
     pub commit_seconds: crate::stats::Histogram,
     /// Serialises seal, compaction and retention; holds the next segment id.
@@ -214,6 +223,8 @@ impl Store {
             source_ids,
             max_seq,
         } = replay_logs(&dir, &config, &mut shards, max_seq, &mut recovery)?;
+        let memory_bytes: u64 = shards.values().map(|s| s.mem.bytes() as u64).sum();
+        let durable_subjects = dicts.len_subjects();
         let (pictures, picture_torn_tails) =
             crate::pictures::PictureStore::open(&dir.join(PICTURES_DIR), io.clone())?;
         recovery.picture_torn_tails = picture_torn_tails;
@@ -244,6 +255,9 @@ impl Store {
                 failed: Default::default(),
                 retention_days: std::sync::atomic::AtomicU32::new(retention_days.unwrap_or(0)),
                 commit_seconds: Default::default(),
+                memory_bytes: AtomicU64::new(memory_bytes),
+                budget_seals: AtomicU64::new(0),
+                durable_subjects: std::sync::atomic::AtomicUsize::new(durable_subjects),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 recovery,
                 pictures,
@@ -338,6 +352,24 @@ impl Store {
     /// until reopened (queries keep working).
     pub fn failed(&self) -> Option<String> {
         self.inner.failed.get().cloned()
+    }
+
+    /// Subject ids below this are durable and never reassigned (a crash can lose only
+    /// entries past it, whose events were never acknowledged): what an index kept on
+    /// disk may hold.
+    pub fn durable_subjects(&self) -> usize {
+        self.inner.durable_subjects.load(Ordering::Acquire)
+    }
+
+    /// Memory the unsealed events of every shard take now, in bytes (what
+    /// `StoreConfig::memory_budget_bytes` bounds).
+    pub fn memory_part_bytes(&self) -> u64 {
+        self.inner.memory_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Memory parts sealed early because the memory budget was exceeded, since open.
+    pub fn budget_seals(&self) -> u64 {
+        self.inner.budget_seals.load(Ordering::Relaxed)
     }
 
     pub fn wal_file_count(&self) -> usize {

@@ -18,6 +18,31 @@ pub trait AppendObserver: Send + Sync {
     /// Called with the rows of one group commit, in sequence order, while the store
     /// holds its shard lock: keep it short, and never call back into the store.
     fn appended(&self, rows: &[Row]);
+
+    /// Called once per retention pass that dropped shards, after they are gone from
+    /// the store and before [`Store::apply_retention`] returns, with no store lock
+    /// held (the observer may read the store). `shards` sums up, by subject, every
+    /// dropped event the observer was told of (or found by its own scan).
+    fn dropped(&self, store: &Store, shards: &[DroppedShard]) {
+        let _ = (store, shards);
+    }
+}
+
+/// What retention removed from one shard: its events, by subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedShard {
+    pub key: crate::ShardKey,
+    /// Ascending by subject id.
+    pub subjects: Vec<SubjectSummary>,
+}
+
+/// One subject's events in a dropped shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubjectSummary {
+    pub subject: u32,
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 /// What a new observer needs to catch up.

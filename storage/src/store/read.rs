@@ -493,6 +493,79 @@ impl Store {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// What an index resuming from a checkpoint taken through `after` needs: calls `f`
+    /// with every readable row with `after < seq <= through`, and returns, by shard,
+    /// how many readable rows have `seq <= after` (shards with none are left out), so
+    /// the checkpoint can be checked against the store. A segment whose sequence range
+    /// ends at or before `after` is counted from its header and never read: the cost
+    /// follows the shards and what was sealed or appended after the checkpoint, not
+    /// the store's size.
+    pub fn rows_after(
+        &self,
+        after: u64,
+        through: u64,
+        mut f: impl FnMut(Row),
+    ) -> std::collections::BTreeMap<ShardKey, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        // By shard: its segments, its memory rows up to `after` (counted) and after.
+        struct Part {
+            key: ShardKey,
+            segments: Vec<Arc<Segment>>,
+            older: u64,
+            newer: Vec<Row>,
+        }
+        let mut snapshot: Vec<Part> = Vec::new();
+        {
+            let shards = read(&self.inner.shards);
+            for (key, shard) in shards.iter() {
+                let mut older = 0u64;
+                let mut newer = Vec::new();
+                let frozen = shard.frozen.iter().flat_map(|f| f.rows());
+                for r in frozen.chain(shard.mem.rows()) {
+                    if r.seq <= after {
+                        older += 1;
+                    } else if r.seq <= through {
+                        newer.push(r.row(key.community));
+                    }
+                }
+                snapshot.push(Part {
+                    key: *key,
+                    segments: shard.segments.clone(),
+                    older,
+                    newer,
+                });
+            }
+        }
+        for Part {
+            key,
+            segments,
+            mut older,
+            newer,
+        } in snapshot
+        {
+            for seg in &segments {
+                let events = u64::from(seg.meta().events);
+                if seg.meta().max_seq <= after {
+                    older += events;
+                    continue;
+                }
+                let mut later = 0u64;
+                seg.for_each_in_seq_range(after, u64::MAX, |_, r| {
+                    later += 1;
+                    if r.seq <= through {
+                        f(r);
+                    }
+                });
+                older += events - later;
+            }
+            newer.into_iter().for_each(&mut f);
+            if older > 0 {
+                counts.insert(key, older);
+            }
+        }
+        counts
+    }
+
     /// Events in sequence (commit) order with `after < seq <= through`, at most `limit`,
     /// of the given communities (all when `None`), with where their attributes are: a
     /// change feed. Cost follows the shards holding such events (a segment's
