@@ -189,6 +189,9 @@ impl Checkpoint {
         if crc32fast::hash(&b[..crc_at]) != u32_at(b, crc_at) {
             return Err(bad(crc_at, "header checksum mismatch".into()));
         }
+        if u32_at(b, crc_at + 4) != 0 {
+            return Err(bad(crc_at + 4, "reserved header bytes are not zero".into()));
+        }
         let through = u64_at(b, 16);
         let layout = SpanLayout {
             span_ms: u64_at(b, 24) as i64,
@@ -222,6 +225,12 @@ impl Checkpoint {
             }
             sections[s as usize] = (off, n);
             end = (off + n).next_multiple_of(8);
+            if end as u64 > len || b[off + n..end].iter().any(|&x| x != 0) {
+                return Err(bad(
+                    off + n,
+                    format!("padding after section {s:?} is not zero"),
+                ));
+            }
         }
         if end as u64 != len {
             return Err(bad(end.min(b.len()), "bytes after the last section".into()));
@@ -441,5 +450,100 @@ impl<'a> CsrList<'a> {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The golden checkpoint: fixed contents whose encoding is checked in at
+    //! `index/tests/data/golden-v1.idx`, so a layout change is deliberate. Rewrite it
+    //! with `SIGHTLINE_BLESS=1 cargo test -p sightline-index golden` after bumping
+    //! `VERSION` (and `storage/FORMAT.md`).
+
+    use super::*;
+
+    fn golden() -> Vec<u8> {
+        let shards = [
+            ShardEntry {
+                key: ShardKey {
+                    community: 0,
+                    span: 18_871,
+                },
+                dropped: true,
+                events: 0,
+            },
+            ShardEntry {
+                key: ShardKey {
+                    community: 0,
+                    span: 18_872,
+                },
+                dropped: false,
+                events: 3,
+            },
+            ShardEntry {
+                key: ShardKey {
+                    community: 1,
+                    span: 18_872,
+                },
+                dropped: false,
+                events: 1,
+            },
+        ];
+        let t = 1_630_512_000_000;
+        encode(&Flat {
+            through: 9,
+            layout: SpanLayout {
+                span_ms: 86_400_000,
+                tz_offset_ms: 8 * 3_600_000,
+            },
+            shards: &shards,
+            stats: &[(3, t, t + 50), (0, i64::MAX, i64::MIN), (1, t + 7, t + 7)],
+            subject_offsets: &[0, 2, 2, 3],
+            subject_shards: &[1, 2, 1],
+            device_offsets: &[0, 1, 2],
+            device_communities: &[0, 1],
+        })
+    }
+
+    fn decoded(bytes: Vec<u8>) -> Result<Checkpoint, StorageError> {
+        Checkpoint::decode(Path::new("golden-v1.idx"), FileBytes::Owned(bytes))
+    }
+
+    #[test]
+    fn golden_checkpoint_bytes_are_stable_and_read_back() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1.idx");
+        let bytes = golden();
+        if std::env::var_os("SIGHTLINE_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let on_disk = std::fs::read(&path).expect("the golden checkpoint is checked in");
+        assert_eq!(
+            bytes, on_disk,
+            "the checkpoint layout changed: bump VERSION"
+        );
+        let cp = decoded(on_disk).unwrap();
+        assert_eq!(cp.through, 9);
+        assert_eq!(cp.subjects, 3);
+        assert_eq!(cp.subject_shards(0).iter().collect::<Vec<_>>(), [1, 2]);
+        assert!(cp.subject_shards(1).is_empty());
+        assert_eq!(cp.stats(2), (1, 1_630_512_000_007, 1_630_512_000_007));
+        assert_eq!(cp.device_communities(1).iter().collect::<Vec<_>>(), [1]);
+        assert!(cp.shards[0].dropped);
+    }
+
+    #[test]
+    fn every_damaged_byte_or_truncation_is_refused() {
+        let good = golden();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            // Padding bytes are outside every checksum and may change freely only if
+            // the reader ignores them; it does not: they must be zero.
+            assert!(decoded(bad).is_err(), "flipped byte {i} accepted");
+        }
+        for n in 0..good.len() {
+            assert!(decoded(good[..n].to_vec()).is_err(), "cut at {n} accepted");
+        }
     }
 }

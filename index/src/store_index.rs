@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use roaring::RoaringBitmap;
@@ -58,8 +59,9 @@ struct State {
     /// Subjects whose first/last seen a retention pass is recomputing from the store:
     /// the least and greatest ts of rows appended meanwhile.
     recompute: HashMap<u32, (i64, i64)>,
-    /// Whether anything changed since the checkpoint was written or loaded.
-    dirty: bool,
+    /// Whether anything changed since the checkpoint was written or loaded (atomic, so
+    /// a checkpoint can clear it under the read lock, queries going on).
+    dirty: AtomicBool,
     /// Insert caches: rows arrive shard by shard, so most inserts repeat the last one.
     /// The last shard looked up; by subject, 1 + the shard number inserted last; by
     /// device, 1 + the community inserted last (0: none yet).
@@ -89,7 +91,7 @@ impl State {
             device_communities: Vec::new(),
             through: 0,
             recompute: HashMap::new(),
-            dirty: true,
+            dirty: AtomicBool::new(true),
             last_shard: None,
             subject_last: Vec::new(),
             device_last: Vec::new(),
@@ -119,7 +121,7 @@ impl State {
             .collect();
         st.through = cp.through;
         st.base = Some(cp);
-        st.dirty = false;
+        st.dirty = AtomicBool::new(false);
         st
     }
 
@@ -186,7 +188,7 @@ impl State {
             }
         }
         self.through = self.through.max(r.seq);
-        self.dirty = true;
+        *self.dirty.get_mut() = true;
     }
 
     /// The live shard numbers of `subject`, ascending.
@@ -450,30 +452,30 @@ impl StoreIndex {
             ));
         }
         st.through = st.through.max(through);
-        st.dirty = rows > 0;
+        st.dirty = AtomicBool::new(rows > 0);
         Ok(st)
     }
 
     /// Writes the checkpoint (atomically, through the store's file-system seam) if
     /// the index changed since the last one. Returns whether it wrote. Appends wait
-    /// while the index is copied (not while it is written).
+    /// while the index is copied (not while it is written); queries do not.
     pub fn checkpoint(&self, store: &Store) -> Result<bool> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
         let _writing = self.writing.lock().expect("checkpoint writer poisoned");
         let bytes = {
-            let mut st = self.write();
-            if !st.dirty {
+            // A read lock: queries go on; appends wait for the copy.
+            let st = self.view().st;
+            if !st.dirty.swap(false, Ordering::AcqRel) {
                 return Ok(false);
             }
-            st.dirty = false;
             st.encode()
         };
         let written =
             sightline_storage::write_file_atomic(&*store.config().io, path, |put| put(&bytes));
         if let Err(e) = written {
-            self.write().dirty = true;
+            self.view().st.dirty.store(true, Ordering::Release);
             return Err(IndexError::Store(e));
         }
         tracing::debug!(bytes = bytes.len(), path = %path.display(), "index checkpoint written");
@@ -530,7 +532,7 @@ impl StoreIndex {
                 st.recompute.insert(s, (i64::MAX, i64::MIN));
                 plan.push((s, keys));
             }
-            st.dirty = true;
+            *st.dirty.get_mut() = true;
         }
         // Outside the lock: the subject's events in its earliest and latest spans.
         let mut found: Vec<(u32, i64, i64)> = Vec::with_capacity(plan.len());

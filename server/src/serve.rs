@@ -109,7 +109,17 @@ impl Server {
                     Vocabulary::open_checked(&store.dir().join(VOCABULARY_DIR), &store)?;
                 let vocab = Arc::new(vocab);
                 vocab.catch_up(&store)?;
-                index.checkpoint(&store)?;
+                if !opened.from_checkpoint {
+                    // Rebuilt from every row: keep it, without delaying the start. (Rows
+                    // read after a checkpoint are in the WAL or in segments; the next
+                    // maintenance pass that seals, or the stop, writes them.)
+                    let (index, store) = (index.clone(), store.clone());
+                    std::thread::spawn(move || {
+                        if let Err(e) = index.checkpoint(&store) {
+                            tracing::error!(error = %e, "index checkpoint failed");
+                        }
+                    });
+                }
                 let watch = watchlists::Watch::load(&store).map_err(ServeError::Watchlists)?;
                 Ok((store, index, vocab, keys, audit, watch))
             })
