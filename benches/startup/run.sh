@@ -9,6 +9,8 @@
 # must not change it). Prints one line per measurement: case, round, seconds.
 set -euo pipefail
 bin=$1; data=$2; plate=$3; rounds=${4:-3}
+# `serve` would create an empty store: refuse a directory that is not a store.
+[ -f "$data/dict.log" ] || { echo "$data is not a store" >&2; exit 2; }
 port=$((18400 + RANDOM % 500))
 pidfile=$(mktemp)
 base="http://127.0.0.1:$port"
@@ -27,6 +29,8 @@ start_and_time() {
         sleep 0.005
     done
     t1=$(date +%s.%N)
+    # The answer must hold sightings, not an empty page.
+    curl -s "$url" | grep -q '"events":\[{' || { echo "no events in the answer" >&2; exit 1; }
     python3 -c "print(f'{$t1-$t0:.3f}')"
 }
 

@@ -191,11 +191,19 @@ impl Store {
         let mut shards: BTreeMap<ShardKey, Shard> = BTreeMap::new();
         let mut referenced = HashSet::new();
         let mut max_seq = 0u64;
+        // Every segment is mapped and verified (each byte's checksum): spread over
+        // the cores, in chunks of the manifest's order.
+        let paths: Vec<(ShardKey, PathBuf)> = manifest
+            .shards
+            .iter()
+            .flat_map(|(key, state)| state.segments.iter().map(|e| (*key, dir.join(&e.file))))
+            .collect();
+        let opened = open_segments(&*io, &paths)?;
+        let mut opened = opened.into_iter();
         for (key, state) in manifest.shards {
             let mut shard = Shard::default();
-            for entry in &state.segments {
-                let path = dir.join(&entry.file);
-                let seg = Segment::open_with(&*io, &path)?;
+            for _ in &state.segments {
+                let (path, seg) = opened.next().expect("one segment per manifest entry");
                 if seg.meta().community != key.community || seg.meta().span != key.span {
                     return Err(StorageError::corrupt(
                         &path,
@@ -487,6 +495,40 @@ pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
         fs::TryLockError::Error(e) => StorageError::io(&lock_path, e),
     })?;
     Ok(file)
+}
+
+/// Maps and verifies the segments at `paths`, in that order, on up to as many threads
+/// as there are cores (each opens a contiguous chunk). The first damaged file in
+/// `paths` order is the error.
+fn open_segments(
+    io: &dyn crate::io::FileIo,
+    paths: &[(ShardKey, PathBuf)],
+) -> Result<Vec<(PathBuf, Segment)>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = paths.len().div_ceil(threads).max(64);
+    let results: Vec<Result<Vec<(PathBuf, Segment)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, p)| Segment::open_with(io, p).map(|seg| (p.clone(), seg)))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a segment-opening thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(paths.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
 }
 
 /// Removes files under `segments/` the manifest does not reference.
