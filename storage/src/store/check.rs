@@ -98,18 +98,10 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
 
     // Logs: every record's checksum; a torn tail only at the end of the newest file.
     let mut logs: Vec<(PathBuf, bool)> = Vec::new();
-    let wal_dir = dir.join("wal");
-    if wal_dir.exists() {
-        let mut wal: Vec<PathBuf> = fs::read_dir(&wal_dir)
-            .map_err(|e| StorageError::io(&wal_dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-            .collect();
-        wal.sort();
-        report.wal_files = wal.len();
-        let n = wal.len();
-        logs.extend(wal.into_iter().enumerate().map(|(i, p)| (p, i + 1 == n)));
-    }
+    let wal = wal_files(dir)?;
+    report.wal_files = wal.len();
+    let n = wal.len();
+    logs.extend(wal.into_iter().enumerate().map(|(i, p)| (p, i + 1 == n)));
     let dict = dir.join("dict.log");
     if dict.exists() {
         logs.push((dict.clone(), true));
@@ -165,16 +157,7 @@ pub fn check_rows(
             seg.for_each_in_seq_range(0, u64::MAX, |_, r| f(r));
         }
     }
-    let wal_dir = dir.join("wal");
-    if !wal_dir.exists() {
-        return Ok(());
-    }
-    let mut wal: Vec<PathBuf> = fs::read_dir(&wal_dir)
-        .map_err(|e| StorageError::io(&wal_dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    wal.sort();
+    let wal = wal_files(dir)?;
     let n = wal.len();
     for (i, path) in wal.into_iter().enumerate() {
         let bytes = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
@@ -209,4 +192,19 @@ pub fn check_rows(
         })?;
     }
     Ok(())
+}
+
+/// The WAL files of the store in `dir`, oldest first (none when there is no `wal/`).
+fn wal_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let wal_dir = dir.join("wal");
+    if !wal_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut wal: Vec<PathBuf> = fs::read_dir(&wal_dir)
+        .map_err(|e| StorageError::io(&wal_dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    wal.sort();
+    Ok(wal)
 }
