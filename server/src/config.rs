@@ -416,6 +416,27 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_budget_is_given_in_mib_and_defaults_to_one_gib() {
+        let data = || Settings {
+            data: Some("/srv/sightline".into()),
+            ..Default::default()
+        };
+        let c = data().server_config().unwrap();
+        assert_eq!(c.store.memory_budget_bytes, 1 << 30);
+        let (_d, path) = file("memory_budget_mib = 64\n");
+        let c = data()
+            .over(Settings::from_file(&path).unwrap())
+            .server_config()
+            .unwrap();
+        assert_eq!(c.store.memory_budget_bytes, 64 << 20);
+        let zero = Settings {
+            memory_budget_mib: Some(0),
+            ..data()
+        };
+        assert!(zero.server_config().is_err());
+    }
+
+    #[test]
     fn mistakes_in_the_file_are_named() {
         for (text, says) in [
             ("max_body_byte = 5\n", "max_body_byte"),
