@@ -196,21 +196,35 @@ fn stream(app: Arc<App>, mut ask: Ask) -> tokio::sync::mpsc::Receiver<Bytes> {
     tokio::spawn(async move {
         loop {
             let (a, store_app) = (ask.clone(), app.clone());
-            let Ok((lines, next)) = tokio::task::spawn_blocking(move || {
+            let Ok(built) = tokio::task::spawn_blocking(move || {
                 let page = page(&store_app.store, &a);
-                let lines: Vec<Bytes> = page
+                let lines = page
                     .events
                     .iter()
-                    .filter_map(|(s, at)| {
-                        let json = serde_json::to_string(&EventOut::of(s, at)).ok()?;
-                        Some(sse_event(s.seq, &json))
+                    .map(|(s, at)| {
+                        serde_json::to_string(&EventOut::of(s, at))
+                            .map(|json| sse_event(s.seq, &json))
                     })
-                    .collect();
-                (lines, page.next_after)
+                    .collect::<Result<Vec<Bytes>, _>>()?;
+                Ok::<_, serde_json::Error>((lines, page.next_after))
             })
             .await
             else {
                 return;
+            };
+            // An event whose attributes cannot be read (a damaged segment) ends the
+            // stream with an error event naming the file, never skipped silently.
+            let (lines, next) = match built {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "an event cannot be read for the feed");
+                    let text = serde_json::json!({"error": {"code": "storage_unavailable",
+                        "message": e.to_string()}});
+                    let _ = tx
+                        .send(Bytes::from(format!("event: error\ndata: {text}\n\n")))
+                        .await;
+                    return;
+                }
             };
             for l in lines {
                 if tx.send(l).await.is_err() {

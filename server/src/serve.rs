@@ -361,8 +361,8 @@ fn serve_connection<S>(
 /// deliveries.
 const RESERVED_DESCRIPTORS: u64 = 128;
 
-/// `max_connections`, lowered to what the open-file limit leaves after
-/// [`RESERVED_DESCRIPTORS`] (at least 1).
+/// `max_connections`, lowered to what the open-file limit (its soft limit first raised
+/// to the hard one) leaves after [`RESERVED_DESCRIPTORS`] (at least 1).
 fn connection_limit(max_connections: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -370,7 +370,20 @@ fn connection_limit(max_connections: usize) -> usize {
     };
     // SAFETY: getrlimit writes the struct it is given and nothing else.
     let soft = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => limit.rlim_cur,
+        0 => {
+            // The soft limit (often 1,024) raised to the hard one, as servers do.
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                // SAFETY: setrlimit reads the struct it is given.
+                if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        }
         _ => libc::RLIM_INFINITY,
     };
     if soft == libc::RLIM_INFINITY {

@@ -489,7 +489,11 @@ fn column_value<'a>(
         FLOAT_RAW => fixed8(r)?.map(|b| Value::Float(f64::from_le_bytes(b))),
         BOOL => {
             let p = r.packed(n)?;
-            index.map(|i| Value::Bool(p.get(i) == 1))
+            match index.map(|i| p.get(i)) {
+                None => None,
+                Some(v @ (0 | 1)) => Some(Value::Bool(v == 1)),
+                Some(v) => return Err(format!("a boolean of {v} at byte {at}")),
+            }
         }
         STR_DICT => {
             let dict = r.dict()?;

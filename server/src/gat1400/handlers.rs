@@ -118,10 +118,22 @@ where
                 Ok(id) => {
                     // One caller (a device, a platform) holds its share of the slots,
                     // however many connections it opens.
-                    let who = id
-                        .clone()
-                        .or_else(|| c.header("user-identify").map(|s| s.trim().to_string()))
-                        .unwrap_or_else(|| peer_of(&c).map_or_else(String::new, |p| p.to_string()));
+                    // Keyed on what is proven: the digest's identity, a registration
+                    // (bound to its address); a digest checked only after the body
+                    // (`qop=auth-int`) proves nothing yet, so its address stands in.
+                    let unproven = c
+                        .header("authorization")
+                        .is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
+                    let address =
+                        || peer_of(&c).map_or_else(String::new, |p| format!("address {p}"));
+                    let who = match (&id, unproven) {
+                        (Some(id), _) => id.clone(),
+                        (None, true) => address(),
+                        (None, false) => c
+                            .header("user-identify")
+                            .map(|s| s.trim().to_string())
+                            .unwrap_or_else(address),
+                    };
                     let Some(share) = c.app.viid_callers.take(&who) else {
                         return early(
                             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
@@ -152,17 +164,18 @@ where
     };
     let body = match gzipped {
         false => body,
-        true => match gunzip(&body, max) {
-            Ok(inflated) => {
-                if let Some(b) = budget {
-                    if !b.grow(&mut held, inflated.len()) {
-                        return early(ApiError::BodyBudget(b.total()), BUSY, &c.path);
-                    }
+        true => {
+            // Inflating may take up to the limit: reserved before, not after.
+            if let Some(b) = budget {
+                if !b.grow(&mut held, max) {
+                    return early(ApiError::BodyBudget(b.total()), BUSY, &c.path);
                 }
-                inflated
             }
-            Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
-        },
+            match gunzip(&body, max) {
+                Ok(inflated) => inflated,
+                Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
+            }
+        }
     };
     let x = Exchange::of_head(&c, body, now_ms, pre_authorized);
     let app: Arc<App> = c.app;

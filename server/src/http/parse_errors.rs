@@ -30,9 +30,19 @@ impl<S> JsonParseErrors<S> {
     }
 }
 
-/// The JSON answer for hyper's own answer `head`, when it is one.
+/// hyper's own answers are a head alone, well under this.
+const MAX_OWN_ANSWER: usize = 512;
+
+/// The JSON answer for hyper's own answer `head`, when it is one: a whole write that
+/// is a 400, 414 or 431 head and nothing else (checked without scanning a body: this
+/// runs on every write).
 fn replacement(head: &[u8]) -> Option<Vec<u8>> {
-    let end = head.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if head.len() > MAX_OWN_ANSWER
+        || !(head.starts_with(b"HTTP/1.1 4") && head.ends_with(b"\r\n\r\n"))
+    {
+        return None;
+    }
+    let end = head.len() - 4;
     let text = std::str::from_utf8(&head[..end]).ok()?;
     let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
     let e = match status {

@@ -167,14 +167,6 @@ fn raise_alerts(app: &App, events: &[Event], results: &[Appended]) -> usize {
 /// application/x-sightline-bincode`) a binary batch. 200 with each refused record
 /// listed when any was stored; 422 when none was.
 pub(crate) async fn post_events(mut c: Call) -> Result<Answer, ApiError> {
-    // The slot is taken before the body is read, so buffered bodies are bounded by
-    // slots × body limit whatever the load.
-    let _slot = c
-        .app
-        .ingest_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy("ingest"))?;
     // One key holds its share of the slots however many connections it opens
     // (`--no-auth`, loopback only, has no keys to tell callers apart).
     let _share = match c.caller.is_keyed() {
@@ -186,6 +178,14 @@ pub(crate) async fn post_events(mut c: Call) -> Result<Answer, ApiError> {
                 .ok_or(ApiError::Busy("this key's share of ingest"))?,
         ),
     };
+    // The slot is taken before the body is read, so buffered bodies are bounded by
+    // slots × body limit whatever the load.
+    let _slot = c
+        .app
+        .ingest_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("ingest"))?;
     let binary = c
         .header(CONTENT_TYPE)
         .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));

@@ -63,7 +63,8 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         query.as_secs_f64() * 1e3,
         serialize.as_secs_f64() * 1e3
     );
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&timing) {
+    let refused = matches!(reply.status().as_u16(), 401 | 403);
+    if let (false, Ok(v)) = (refused, hyper::header::HeaderValue::from_str(&timing)) {
         reply
             .headers_mut()
             .insert(hyper::header::HeaderName::from_static("server-timing"), v);

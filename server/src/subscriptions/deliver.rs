@@ -731,22 +731,35 @@ pub(crate) async fn events(
             communities: communities_of(&app, &s),
         };
         let (a, sub) = (app.clone(), s.clone());
-        let Ok((deliveries, next)) = tokio::task::spawn_blocking(move || {
+        let Ok(built) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask);
             let events: Vec<Value> = page
                 .events
                 .iter()
                 .filter(|(e, _)| sub.matches(e))
-                .filter_map(|(e, at)| serde_json::to_value(EventOut::of(e, at)).ok())
-                .collect();
-            (
+                .map(|(e, at)| serde_json::to_value(EventOut::of(e, at)))
+                .collect::<Result<_, _>>()?;
+            Ok::<_, serde_json::Error>((
                 deliveries(&a, &sub, &events, page.next_after),
                 page.next_after,
-            )
+            ))
         })
         .await
         else {
             return;
+        };
+        // An event whose attributes cannot be read (a damaged segment: the error names
+        // the file) is not skipped: the cursor stays before it, the status says why,
+        // and the page is tried again later.
+        let (deliveries, next) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(subscription = %s.id, error = %e, "an event cannot be read for delivery");
+                status.lock().expect("status").last_error =
+                    Some(format!("an event cannot be read: {e}"));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
         };
         if deliveries.is_empty() {
             if next > cursor {

@@ -890,7 +890,14 @@ impl Segment {
     pub fn attrs(&self, ordinal: u32) -> Result<Attrs> {
         let bytes = self.attr_bytes(ordinal)?;
         crate::attr_codec::decode_attrs(&bytes).map_err(|reason| {
-            let at = self.sections[Section::AttrData as usize].start;
+            // Version 1: where the event's own bytes start; version 2: its chunk's.
+            let o = ordinal as usize;
+            let entry = match self.version {
+                1 => o,
+                _ => o / CHUNK_ROWS,
+            };
+            let at = self.sections[Section::AttrData as usize].start
+                + self.get(self.attr_offsets, entry) as usize;
             self.corrupt(at, format!("attributes of event {ordinal}: {reason}"))
         })
     }
