@@ -329,7 +329,12 @@ async function keyedServer() {
     await page.fill('#audit-form input[name=key]', id);
     await page.fill('#audit-form input[name=endpoint]', '/v1/search');
     await page.click('#audit-form button[type=submit]');
-    await page.locator('#audit-table tbody td:nth-child(4)', { hasText: '/v1/search' }).first().waitFor();
+    // The unfiltered table already holds /v1/search rows: wait for the filtered one to
+    // replace it (every row the key's), not for any such row.
+    await page.waitForFunction((key) => {
+      const cells = [...document.querySelectorAll('#audit-table tbody td:nth-child(3)')];
+      return cells.length > 0 && cells.every((c) => c.textContent === key);
+    }, id);
     const keys = await page.locator('#audit-table tbody td:nth-child(3)').allTextContents();
     const endpoints = await page.locator('#audit-table tbody td:nth-child(4)').allTextContents();
     assert(keys.length > 0 && keys.every((k) => k === id), keys.join(','));
