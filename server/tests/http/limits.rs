@@ -117,6 +117,14 @@ fn stalled_15_mib_bodies_never_raise_memory_past_the_inflight_limit() {
         before >> 20,
         after_strangers >> 20
     );
+    // The device's bodies were taken in (within the budget), not all refused: the
+    // test exercises the budget, not only the refusals.
+    assert!(
+        after_devices.saturating_sub(after_strangers) >= 10 << 20,
+        "no device body was read: RSS {} MiB before them, {} MiB after",
+        after_strangers >> 20,
+        after_devices >> 20
+    );
     assert!(
         after_devices.saturating_sub(before) <= LIMIT + SLACK,
         "100 authenticated 15 MiB bodies raised RSS from {} to {} MiB (limit {} MiB)",
@@ -331,8 +339,8 @@ fn requests_that_are_not_http_get_the_one_error_shape() {
 }
 
 /// At the open-file limit the server stops accepting until a connection closes,
-/// rather than spinning on `EMFILE`: with `ulimit -n 256`, 400 idle connections cost
-/// it next to no CPU, and once they close it serves again.
+/// rather than spinning on `EMFILE`: with `ulimit -n 256` (so at most 128 connections),
+/// 300 idle connections cost it next to no CPU, and once they close it serves again.
 #[test]
 fn at_the_open_file_limit_the_server_waits_instead_of_spinning() {
     use std::os::unix::process::CommandExt;
@@ -362,7 +370,7 @@ fn at_the_open_file_limit_the_server_waits_instead_of_spinning() {
         let f: Vec<&str> = after.split_whitespace().collect();
         f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
     };
-    let idle: Vec<TcpStream> = (0..400).map(|_| TcpStream::connect(a).unwrap()).collect();
+    let idle: Vec<TcpStream> = (0..300).map(|_| TcpStream::connect(a).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(500));
     let ticks = cpu(child.id());
     std::thread::sleep(Duration::from_secs(2));
