@@ -131,7 +131,7 @@ pub(crate) async fn whoami(c: Call) -> Result<Answer, ApiError> {
         params.only(&[])?;
         let open = app.keys.is_open();
         let name = match open {
-            true => Some("anonymous".to_string()),
+            true => Some(crate::auth::Caller::ANONYMOUS.to_string()),
             false => app.keys.name_of(&caller.key_id),
         };
         let v = json!({

@@ -116,36 +116,27 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
             out.extend_from_slice(&bitmap);
         }
         out[class_at] = match kind {
-            Kind::Str => {
-                let strs: Vec<&str> = present
-                    .iter()
-                    .map(|v| match v {
-                        AttrRef::Str(s) => *s,
-                        _ => unreachable!("a string column"),
-                    })
-                    .collect();
-                encode_strings(&strs, out)
-            }
-            Kind::Int => {
-                let ints: Vec<i64> = present
-                    .iter()
-                    .map(|v| match v {
-                        AttrRef::Int(i) => *i,
-                        _ => unreachable!("an integer column"),
-                    })
-                    .collect();
-                encode_ints(&ints, out)
-            }
-            Kind::Float => {
-                let floats: Vec<f64> = present
-                    .iter()
-                    .map(|v| match v {
-                        AttrRef::Float(f) => *f,
-                        _ => unreachable!("a float column"),
-                    })
-                    .collect();
-                encode_floats(&floats, out)
-            }
+            Kind::Str => encode_strings(
+                &of_kind(&present, |v| match v {
+                    AttrRef::Str(s) => Some(s),
+                    _ => None,
+                }),
+                out,
+            ),
+            Kind::Int => encode_ints(
+                &of_kind(&present, |v| match v {
+                    AttrRef::Int(i) => Some(i),
+                    _ => None,
+                }),
+                out,
+            ),
+            Kind::Float => encode_floats(
+                &of_kind(&present, |v| match v {
+                    AttrRef::Float(f) => Some(f),
+                    _ => None,
+                }),
+                out,
+            ),
             Kind::Bool => {
                 put_packed(
                     present
@@ -158,6 +149,11 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
         };
     }
     Ok(())
+}
+
+/// A column's values as their type (a column holds one kind of value: its key).
+fn of_kind<'a, T>(present: &[AttrRef<'a>], f: impl Fn(AttrRef<'a>) -> Option<T>) -> Vec<T> {
+    present.iter().filter_map(|v| f(*v)).collect()
 }
 
 /// Frame of reference: `base` (zigzag varint) then the offsets from it, packed; or

@@ -69,6 +69,12 @@ impl From<String> for Body {
 }
 
 impl Body {
+    /// `body` converted by `f`, the conversion's time added to the serialize time `d`.
+    fn timed(d: std::time::Duration, body: Body, f: fn(Body) -> Body) -> Body {
+        let t = std::time::Instant::now();
+        let body = f(body);
+        Body::Serialized(d + t.elapsed(), Box::new(body))
+    }
     /// The body, and how long its handler spent serializing it (zero when the handler
     /// did not).
     pub(crate) fn serialize_time(self) -> (Body, std::time::Duration) {
@@ -89,11 +95,7 @@ impl Body {
     pub(crate) fn into_text(self) -> Body {
         match self {
             Body::Value(v) => Body::Text(v.to_string()),
-            Body::Serialized(d, b) => {
-                let t = std::time::Instant::now();
-                let b = b.into_text();
-                Body::Serialized(d + t.elapsed(), Box::new(b))
-            }
+            Body::Serialized(d, b) => Body::timed(d, *b, Body::into_text),
             other => other,
         }
     }
@@ -102,11 +104,7 @@ impl Body {
     /// any other JSON answer as one line. Streams and typed text stay as they are.
     pub(crate) fn into_lines(self) -> Body {
         match self {
-            Body::Serialized(d, b) => {
-                let t = std::time::Instant::now();
-                let b = b.into_lines();
-                Body::Serialized(d + t.elapsed(), Box::new(b))
-            }
+            Body::Serialized(d, b) => Body::timed(d, *b, Body::into_lines),
             Body::Value(Value::Object(m)) if m.values().filter(|v| v.is_array()).count() == 1 => {
                 let items = m
                     .into_iter()

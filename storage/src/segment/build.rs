@@ -362,25 +362,33 @@ pub(crate) fn write_segment(
 /// encodes each by column (`attr_columns`), one chunk held at a time.
 #[derive(Default)]
 struct AttrChunks {
-    rows: Vec<Vec<u8>>,
+    /// The chunk's rows back to back, and where each ends (reused: no allocation per
+    /// event).
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
     buf: Vec<u8>,
 }
 
 impl AttrChunks {
     fn push(&mut self, attrs: &[u8], emit: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        self.rows.push(attrs.to_vec());
-        if self.rows.len() == CHUNK_ROWS {
+        self.bytes.extend_from_slice(attrs);
+        self.ends.push(self.bytes.len());
+        if self.ends.len() == CHUNK_ROWS {
             self.flush(emit)?;
         }
         Ok(())
     }
 
     fn flush(&mut self, emit: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        if self.rows.is_empty() {
+        if self.ends.is_empty() {
             return Ok(());
         }
         self.buf.clear();
-        let refs: Vec<&[u8]> = self.rows.iter().map(Vec::as_slice).collect();
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        let refs: Vec<&[u8]> = starts
+            .zip(&self.ends)
+            .map(|(a, &z)| &self.bytes[a..z])
+            .collect();
         encode_chunk(&refs, &mut self.buf).map_err(|reason| {
             crate::error::StorageError::corrupt(
                 std::path::Path::new("(attributes of the rows being sealed)"),
@@ -388,7 +396,8 @@ impl AttrChunks {
                 reason,
             )
         })?;
-        self.rows.clear();
+        self.bytes.clear();
+        self.ends.clear();
         emit(&self.buf)
     }
 }

@@ -843,6 +843,15 @@ impl Segment {
         (0..self.meta.subjects as usize).map(move |i| self.get(self.subjects, i) as u32)
     }
 
+    /// The entry of the attr offsets where `ordinal`'s attributes start: its own
+    /// (version 1) or its chunk's (version 2).
+    fn attr_entry(&self, ordinal: u32) -> usize {
+        match self.version {
+            1 => ordinal as usize,
+            _ => ordinal as usize / CHUNK_ROWS,
+        }
+    }
+
     /// The attributes of the event at `ordinal` in the row encoding (see
     /// `attr_codec`): borrowed from a version 1 file, rebuilt from a version 2 file's
     /// columns (`attr_columns`) — the same bytes either way.
@@ -850,11 +859,12 @@ impl Segment {
         let o = ordinal as usize;
         let data = self.section(Section::AttrData);
         let data_at = self.sections[Section::AttrData as usize].start;
+        let entry = self.attr_entry(ordinal);
+        let (a, z) = (
+            self.get(self.attr_offsets, entry) as usize,
+            self.get(self.attr_offsets, entry + 1) as usize,
+        );
         if self.version == 1 {
-            let (a, z) = (
-                self.get(self.attr_offsets, o) as usize,
-                self.get(self.attr_offsets, o + 1) as usize,
-            );
             return data
                 .get(a..z)
                 .map(std::borrow::Cow::Borrowed)
@@ -865,11 +875,7 @@ impl Segment {
                     )
                 });
         }
-        let chunk = o / CHUNK_ROWS;
-        let (a, z) = (
-            self.get(self.attr_offsets, chunk) as usize,
-            self.get(self.attr_offsets, chunk + 1) as usize,
-        );
+        let chunk = entry;
         let bytes = data.get(a..z).ok_or_else(|| {
             self.corrupt(
                 data_at + a,
@@ -890,14 +896,8 @@ impl Segment {
     pub fn attrs(&self, ordinal: u32) -> Result<Attrs> {
         let bytes = self.attr_bytes(ordinal)?;
         crate::attr_codec::decode_attrs(&bytes).map_err(|reason| {
-            // Version 1: where the event's own bytes start; version 2: its chunk's.
-            let o = ordinal as usize;
-            let entry = match self.version {
-                1 => o,
-                _ => o / CHUNK_ROWS,
-            };
             let at = self.sections[Section::AttrData as usize].start
-                + self.get(self.attr_offsets, entry) as usize;
+                + self.get(self.attr_offsets, self.attr_entry(ordinal)) as usize;
             self.corrupt(at, format!("attributes of event {ordinal}: {reason}"))
         })
     }
