@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use sightline_index::StoreIndex;
 use sightline_storage::{Dictionaries, Direction, Kind, Row, Store};
 
@@ -24,15 +26,17 @@ pub struct QueryContext<'a> {
     pub deadline: Option<std::time::Instant>,
 }
 
-/// One event as queries return it, with names resolved. Names are shared (`Arc`):
-/// a page of thousands of sightings holds each distinct name once.
+/// One event as queries return it, with names resolved. Community and device codes
+/// (10 and 20 digits) are held inline, so a page copies them without a shared count
+/// to touch per event; the subject, which can be long, is shared (`Arc`): a page of
+/// thousands of sightings holds each distinct subject once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sighting {
     /// The event's id (store sequence number).
     pub seq: u64,
     pub ts_ms: i64,
-    pub community: Arc<str>,
-    pub device: Arc<str>,
+    pub community: CompactString,
+    pub device: CompactString,
     pub kind: Kind,
     pub subject: Arc<str>,
     pub direction: Direction,
@@ -216,7 +220,10 @@ pub(crate) struct Names<'d> {
 
 impl Names<'_> {
     pub fn community(&self, id: u32) -> String {
-        self.dicts.community(id).unwrap_or("?").to_string()
+        self.community_str(id).to_string()
+    }
+    pub fn community_str(&self, id: u32) -> &str {
+        self.dicts.community(id).unwrap_or("?")
     }
     pub fn device(&self, id: u32) -> &str {
         self.dicts.device(id).unwrap_or("?")
@@ -226,8 +233,8 @@ impl Names<'_> {
     }
     /// `rows` as sightings, each distinct name allocated once.
     pub fn sightings(&self, rows: &[Row]) -> Vec<Sighting> {
-        let mut communities: HashMap<u32, Arc<str>> = HashMap::new();
-        let mut devices: HashMap<u32, Arc<str>> = HashMap::new();
+        let mut communities: HashMap<u32, CompactString> = HashMap::new();
+        let mut devices: HashMap<u32, CompactString> = HashMap::new();
         let mut subjects: HashMap<u32, (Kind, Arc<str>)> = HashMap::new();
         rows.iter()
             .map(|r| {
@@ -244,12 +251,12 @@ impl Names<'_> {
                     community: communities
                         .entry(r.community)
                         .or_insert_with(|| {
-                            Arc::from(self.dicts.community(r.community).unwrap_or("?"))
+                            CompactString::from(self.dicts.community(r.community).unwrap_or("?"))
                         })
                         .clone(),
                     device: devices
                         .entry(r.device)
-                        .or_insert_with(|| Arc::from(self.device(r.device)))
+                        .or_insert_with(|| CompactString::from(self.device(r.device)))
                         .clone(),
                     kind,
                     subject,

@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use compact_str::CompactString;
 
 use sightline_storage::{Direction, Kind, Row, SubjectRun};
 
@@ -77,7 +80,7 @@ pub enum StayEnd {
 /// A dwell interval at one community derived from gate directions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stay {
-    pub community: String,
+    pub community: Arc<str>,
     pub in_ms: i64,
     /// When it ended; `None` when open.
     pub out_ms: Option<i64>,
@@ -135,22 +138,23 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
     merged.skip_to_cursor(ctx)?;
     // Stays (first page only) need the whole range; the page, its first events.
     let mut stays = q.cursor.is_none().then(Stays::default);
-    let mut rows = Vec::new();
+    let page = q.limit.min(merged.remaining());
+    out.events.reserve(page);
+    out.attrs_at.reserve(page);
     let mut seen = 0usize;
     loop {
-        if rows.len() == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
+        if out.events.len() == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
             break;
         }
-        let want = rows.len() < q.limit;
-        let Some((row, at)) = merged.next(want) else {
+        let Some(next) = merged.next() else {
             break;
         };
         if let Some(s) = stays.as_mut() {
-            s.push(&row);
+            s.push(&next.row);
         }
-        if let Some(at) = at {
-            rows.push(row);
-            out.attrs_at.push(at);
+        if out.events.len() < q.limit {
+            out.events.push(merged.sighting(&next));
+            out.attrs_at.push(merged.attrs(&next));
         }
         seen += 1;
         if seen.is_multiple_of(1 << 16) {
@@ -158,15 +162,11 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         }
     }
     // Events past the page: passed for the stays, or next in line.
-    let more = seen > rows.len() || merged.peek().is_some();
-    let dicts = ctx.store.dictionaries();
-    let names = Names { dicts: &dicts };
+    let more = seen > out.events.len() || merged.remaining() > 0;
     if let Some(s) = stays {
         out.stays_truncated = s.truncated;
-        out.stays = s.finish(&names);
+        out.stays = s.finish(&merged);
     }
-    // Only the page is turned into strings.
-    out.events = names.sightings(&rows);
     out.next_cursor = more.then(|| {
         let last = out
             .events
@@ -185,9 +185,9 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
 /// how many events follow (it may decline, returning false), then `page` is handed
 /// them in pages of `page_size` with where their attributes are, in trajectory order,
 /// while it returns true. The count is what the runs hold past the cursor; the events
-/// are merged as they are handed over, never held whole; names are resolved a page at
-/// a time, so a caller that streams holds one page. Returns the number of events
-/// handed over.
+/// are merged as they are handed over, never held whole, so a caller that streams
+/// holds one page (names were resolved once, before the first). Returns the number of
+/// events handed over.
 pub fn trajectory_pages(
     ctx: &QueryContext<'_>,
     q: &TrajectoryQuery,
@@ -213,24 +213,18 @@ pub fn trajectory_pages(
     let mut sent = 0;
     while sent < count {
         let want = page_size.min(count - sent);
-        let mut rows = Vec::with_capacity(want);
+        let mut events = Vec::with_capacity(want);
         let mut attrs = Vec::with_capacity(want);
-        while rows.len() < want {
-            let Some((row, Some(at))) = merged.next(true) else {
+        while events.len() < want {
+            let Some(next) = merged.next() else {
                 break;
             };
-            rows.push(row);
-            attrs.push(at);
+            events.push(merged.sighting(&next));
+            attrs.push(merged.attrs(&next));
         }
-        if rows.is_empty() {
+        if events.is_empty() {
             break;
         }
-        // The dictionary lock is held only while names are resolved, not while the
-        // page is consumed (a streaming caller may wait on a slow client).
-        let events = {
-            let dicts = ctx.store.dictionaries();
-            Names { dicts: &dicts }.sightings(&rows)
-        };
         sent += events.len();
         if !page(&events, &attrs) {
             break;
@@ -251,74 +245,216 @@ fn merged(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Option<Merged>>
     let dicts = ctx.store.dictionaries();
     Ok(Some(Merged::new(
         runs,
+        subject,
         &Names { dicts: &dicts },
         q.cursor.as_ref(),
     )))
 }
 
-/// A k-way merge of per-device runs into trajectory order: (ts, device code, seq).
-/// Devices are ranked by code once (ranks doubled, so a cursor's device that holds no
-/// event ranks between its neighbours); the heap holds one event per run.
-struct Merged {
-    runs: Vec<SubjectRun>,
-    /// By run: its device's rank.
-    rank: Vec<u32>,
-    /// Each run's current event, smallest first.
-    heap: BinaryHeap<Reverse<Head>>,
-    /// The cursor's position in the same key space.
-    cursor: Option<(i64, u32, u64)>,
+/// A position in trajectory order: (ts, device rank, seq).
+type Key = (i64, u32, u64);
+
+/// One event the merge hands over: its row, its run and its position there.
+struct Next {
+    row: Row,
+    run: usize,
+    position: u32,
 }
 
-/// A run's current event keyed by (ts, device rank, seq, run): unique by run.
-type Head = (i64, u32, u64, usize, Row);
+/// Events a run decodes at a time ([`SubjectRun::drain`]).
+const CHUNK: usize = 512;
+
+/// A k-way merge of per-device runs into trajectory order: (ts, device code, seq).
+/// Devices are ranked by code once (ranks doubled, so a cursor's device that holds no
+/// event ranks between its neighbours). A run is decoded [`CHUNK`] events at a time,
+/// and its first chunk only when the merge reaches its first event, so runs of later
+/// days wait undecoded: the heap holds the runs that overlap in time (a few, however
+/// long the history; all of a shard's delta segments when late events made many) and
+/// memory at most a chunk of each. Names are resolved once, by run, when the merge is
+/// built.
+struct Merged {
+    runs: Vec<SubjectRun>,
+    subject: u32,
+    /// By run: its device's rank.
+    rank: Vec<u32>,
+    /// By run: its community's and its device's names.
+    names: Vec<(CompactString, CompactString)>,
+    /// The subject's kind and name.
+    subject_name: (Kind, Arc<str>),
+    /// The runs' communities' names, by id, sorted.
+    communities: Vec<(u32, Arc<str>)>,
+    /// Runs not yet decoded by a key at or before their first event's (their time's
+    /// lower bound), the earliest last.
+    pending: Vec<(Key, usize)>,
+    /// By run: its decoded chunk and the index of the next event in it.
+    decoded: Vec<(Vec<(Row, u32)>, usize)>,
+    /// Buffers of finished runs, for the next runs decoded.
+    spare: Vec<Vec<(Row, u32)>>,
+    /// The decoded runs' next events, smallest first (keys are unique: seq is).
+    heap: BinaryHeap<Reverse<(Key, usize)>>,
+    /// The cursor's position in the same key space.
+    cursor: Option<Key>,
+    /// Events not yet handed over.
+    remaining: usize,
+}
 
 impl Merged {
-    fn new(mut runs: Vec<SubjectRun>, names: &Names<'_>, cursor: Option<&Cursor>) -> Merged {
-        let by_run: Vec<&str> = runs.iter().map(|r| names.device(r.device())).collect();
-        let mut codes = by_run.clone();
+    fn new(
+        runs: Vec<SubjectRun>,
+        subject: u32,
+        names: &Names<'_>,
+        cursor: Option<&Cursor>,
+    ) -> Merged {
+        // Devices ranked by code: the few distinct ones sorted, then each run's found.
+        let mut ids: Vec<u32> = runs.iter().map(SubjectRun::device).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut codes: Vec<(&str, u32)> = ids.iter().map(|&d| (names.device(d), d)).collect();
         codes.sort_unstable();
-        codes.dedup();
-        let rank_of = |code: &str| match codes.binary_search(&code) {
-            Ok(i) => 2 * i as u32 + 1,
-            Err(i) => 2 * i as u32,
-        };
-        let rank: Vec<u32> = by_run.iter().map(|c| rank_of(c)).collect();
-        let cursor = cursor.map(|c| (c.ts_ms, rank_of(&c.device), c.seq));
-        let mut heap = BinaryHeap::with_capacity(runs.len());
-        for (i, run) in runs.iter_mut().enumerate() {
-            if let Some(r) = run.row() {
-                heap.push(Reverse((r.ts_ms, rank[i], r.seq, i, r)));
-            }
+        let mut rank_by_id: Vec<(u32, u32)> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, d))| (d, 2 * i as u32 + 1))
+            .collect();
+        rank_by_id.sort_unstable();
+        let rank: Vec<u32> = runs
+            .iter()
+            .map(|r| {
+                let i = rank_by_id.partition_point(|&(d, _)| d < r.device());
+                rank_by_id[i].1
+            })
+            .collect();
+        let cursor = cursor.map(|c| {
+            let rank = match codes.binary_search_by(|&(code, _)| code.cmp(c.device.as_str())) {
+                Ok(i) => 2 * i as u32 + 1,
+                Err(i) => 2 * i as u32,
+            };
+            (c.ts_ms, rank, c.seq)
+        });
+        let device_names: Vec<CompactString> =
+            codes.iter().map(|&(c, _)| CompactString::from(c)).collect();
+        let mut community_names: Vec<(u32, Arc<str>)> = Vec::new();
+        let mut run_names = Vec::with_capacity(runs.len());
+        let mut pending = Vec::with_capacity(runs.len());
+        let mut remaining = 0;
+        for (i, run) in runs.iter().enumerate() {
+            let c = run.community();
+            let community = match community_names.binary_search_by_key(&c, |n| n.0) {
+                Ok(at) => community_names[at].1.clone(),
+                Err(at) => {
+                    let name: Arc<str> = Arc::from(names.community_str(c));
+                    community_names.insert(at, (c, name.clone()));
+                    name
+                }
+            };
+            let community = CompactString::from(&*community);
+            let device = device_names[(rank[i] / 2) as usize].clone();
+            run_names.push((community, device));
+            // Before every event of the run: it is decoded once the merge gets there.
+            pending.push(((run.ts_lower_bound(), 0, 0), i));
+            remaining += run.remaining();
         }
+        pending.sort_unstable_by_key(|&((ts, _, _), _)| std::cmp::Reverse(ts));
+        let (kind, name) = names.subject(subject);
         Merged {
+            decoded: (0..runs.len()).map(|_| (Vec::new(), 0)).collect(),
             runs,
+            subject,
             rank,
-            heap,
+            names: run_names,
+            subject_name: (kind, Arc::from(name)),
+            communities: community_names,
+            pending,
+            spare: Vec::new(),
+            heap: BinaryHeap::new(),
             cursor,
+            remaining,
         }
     }
 
     /// Events not yet taken.
     fn remaining(&self) -> usize {
-        self.runs.iter().map(SubjectRun::remaining).sum()
+        self.remaining
     }
 
-    /// The next event, without taking it.
-    fn peek(&self) -> Option<&Row> {
-        self.heap.peek().map(|Reverse((.., row))| row)
-    }
-
-    /// Takes the next event, with where its attributes are when `attrs`.
-    fn next(&mut self, attrs: bool) -> Option<(Row, Option<sightline_storage::AttrsAt>)> {
-        let Reverse((.., i, row)) = self.heap.pop()?;
-        let run = &mut self.runs[i];
-        let at = if attrs { run.attrs() } else { None };
-        run.advance();
-        if let Some(r) = run.row() {
-            self.heap
-                .push(Reverse((r.ts_ms, self.rank[i], r.seq, i, r)));
+    /// Decodes the runs that may hold an event before every decoded run's next one.
+    fn activate(&mut self) {
+        while let Some(&(bound, run)) = self.pending.last() {
+            if self
+                .heap
+                .peek()
+                .is_some_and(|Reverse((next, _))| *next < bound)
+            {
+                break;
+            }
+            self.pending.pop();
+            let mut buf = self.spare.pop().unwrap_or_default();
+            buf.clear();
+            self.runs[run].drain(self.subject, CHUNK, &mut buf);
+            match buf.first() {
+                Some((r, _)) => {
+                    self.heap
+                        .push(Reverse(((r.ts_ms, self.rank[run], r.seq), run)));
+                    self.decoded[run] = (buf, 0);
+                }
+                None => self.spare.push(buf),
+            }
         }
-        Some((row, at))
+    }
+
+    /// The next event's key, without taking it.
+    fn peek(&mut self) -> Option<Key> {
+        self.activate();
+        self.heap.peek().map(|Reverse((key, _))| *key)
+    }
+
+    /// Takes the next event.
+    fn next(&mut self) -> Option<Next> {
+        self.activate();
+        let Reverse((_, run)) = self.heap.pop()?;
+        let (buf, at) = &mut self.decoded[run];
+        let (row, position) = buf[*at];
+        *at += 1;
+        if *at == buf.len() {
+            buf.clear();
+            *at = 0;
+            self.runs[run].drain(self.subject, CHUNK, buf);
+        }
+        match buf.get(*at) {
+            Some((r, _)) => self
+                .heap
+                .push(Reverse(((r.ts_ms, self.rank[run], r.seq), run))),
+            None => self.spare.push(std::mem::take(buf)),
+        }
+        self.remaining -= 1;
+        Some(Next { row, run, position })
+    }
+
+    /// The event as a sighting, its names shared with the run's.
+    fn sighting(&self, next: &Next) -> Sighting {
+        let (community, device) = &self.names[next.run];
+        Sighting {
+            seq: next.row.seq,
+            ts_ms: next.row.ts_ms,
+            community: community.clone(),
+            device: device.clone(),
+            kind: self.subject_name.0,
+            subject: self.subject_name.1.clone(),
+            direction: next.row.direction,
+        }
+    }
+
+    /// Where the event's attributes are.
+    fn attrs(&self, next: &Next) -> sightline_storage::AttrsAt {
+        self.runs[next.run].attrs_of(next.position)
+    }
+
+    /// A community's name (one of the runs').
+    fn community(&self, id: u32) -> Arc<str> {
+        match self.communities.binary_search_by_key(&id, |n| n.0) {
+            Ok(at) => self.communities[at].1.clone(),
+            Err(_) => Arc::from("?"),
+        }
     }
 
     /// Passes the events at or before the cursor (all of them are read: runs are
@@ -328,11 +464,11 @@ impl Merged {
             return Ok(());
         };
         let mut n = 0usize;
-        while let Some(Reverse((ts, rank, seq, ..))) = self.heap.peek() {
-            if (*ts, *rank, *seq) > cursor {
+        while let Some(key) = self.peek() {
+            if key > cursor {
                 break;
             }
-            self.next(false);
+            self.next();
             n += 1;
             if n.is_multiple_of(1 << 16) {
                 ctx.check_deadline()?;
@@ -385,14 +521,14 @@ impl Stays {
         }
     }
 
-    fn finish(mut self, names: &Names<'_>) -> Vec<Stay> {
+    fn finish(mut self, merged: &Merged) -> Vec<Stay> {
         if let Some((community, in_ms)) = self.open.take() {
             self.end(community, in_ms, None, StayEnd::Open);
         }
         self.done
             .into_iter()
             .map(|(community, in_ms, out_ms, ended_by)| Stay {
-                community: names.community(community),
+                community: merged.community(community),
                 in_ms,
                 out_ms,
                 ended_by,

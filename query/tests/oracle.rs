@@ -306,7 +306,7 @@ proptest! {
         prop_assert_eq!(n, want.len());
         prop_assert_eq!(total, Some(want.len()));
         prop_assert_eq!(&streamed, &want);
-        let stays: Vec<_> = first_stays.unwrap().into_iter().map(|s| (s.community, s.in_ms, s.out_ms, s.ended_by)).collect();
+        let stays: Vec<_> = first_stays.unwrap().into_iter().map(|s| (s.community.to_string(), s.in_ms, s.out_ms, s.ended_by)).collect();
         prop_assert_eq!(stays, oracle_stays(&expected));
     }
 

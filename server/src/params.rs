@@ -46,6 +46,18 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
+impl Rfc3339 {
+    /// The time as JSON (quoted) appended to `out`: what its `Serialize` writes.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        match beijing_bytes(self.0) {
+            Some(b) => out.extend_from_slice(&b),
+            None => out.extend_from_slice(rfc3339_chrono(self.0).as_bytes()),
+        }
+        out.push(b'"');
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmm+08:00` for years 0000–9999 (days to civil date: Howard
 /// Hinnant's algorithm).
 fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {

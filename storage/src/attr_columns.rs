@@ -209,18 +209,32 @@ fn encode_floats(floats: &[f64], out: &mut Vec<u8>) -> u8 {
 /// The digit fields a suffix of `len` digits is cut into: a GA/T 1400 object id's
 /// after its device code (type 2, time 14, serial 5, object type 2, serial 5), an
 /// image's (type 2, time 14, serial 5), else runs of [`MAX_FIELD_DIGITS`].
-fn fields_of(len: usize) -> Vec<u8> {
-    match len {
-        28 => vec![2, 14, 5, 2, 5],
-        21 => vec![2, 14, 5],
-        _ => {
-            let mut v = vec![MAX_FIELD_DIGITS as u8; len / MAX_FIELD_DIGITS];
-            if !len.is_multiple_of(MAX_FIELD_DIGITS) {
-                v.push((len % MAX_FIELD_DIGITS) as u8);
-            }
-            v
+fn fields_of(len: usize) -> impl Iterator<Item = u8> {
+    // At most MAX_DIGIT_SUFFIX / MAX_FIELD_DIGITS + 1 = 4 fields but for the
+    // GA/T 1400 layouts' five; held inline (read once per event read).
+    let mut v = [0u8; 5];
+    let n = match len {
+        28 => {
+            v = [2, 14, 5, 2, 5];
+            5
         }
-    }
+        21 => {
+            v[..3].copy_from_slice(&[2, 14, 5]);
+            3
+        }
+        _ => {
+            let full = len / MAX_FIELD_DIGITS;
+            v[..full].fill(MAX_FIELD_DIGITS as u8);
+            match len % MAX_FIELD_DIGITS {
+                0 => full,
+                rest => {
+                    v[full] = rest as u8;
+                    full + 1
+                }
+            }
+        }
+    };
+    v.into_iter().take(n)
 }
 
 /// The smallest of the string encodings that apply.
@@ -338,7 +352,10 @@ trait ChunkReader<'a> {
     fn str(&mut self) -> Result<&'a str, String>;
     /// A packed array of `n` values: its width and bytes.
     fn packed(&mut self, n: usize) -> Result<BitReader<'a>, String>;
-    fn dict(&mut self) -> Result<Vec<&'a str>, String>;
+    /// A dictionary passed over, only its string `pick` (if any) taken, and checked to
+    /// be UTF-8 (`None` if `pick` is past its end): reading one event's value does not
+    /// validate or collect every string of the chunk's dictionary.
+    fn dict_entry(&mut self, pick: Option<usize>) -> Result<Option<&'a str>, String>;
 }
 
 impl<'a> ChunkReader<'a> for Reader<'a> {
@@ -355,14 +372,47 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
         }
         Ok(BitReader::new(self.take(packed_len(n, bits) as u64)?, bits))
     }
-    fn dict(&mut self) -> Result<Vec<&'a str>, String> {
+    fn dict_entry(&mut self, pick: Option<usize>) -> Result<Option<&'a str>, String> {
         let at = self.at;
         let n = self.varint()?;
         if n == 0 || n > MAX_DICT as u64 {
             return Err(format!("a dictionary of {n} strings at byte {at}"));
         }
-        (0..n).map(|_| self.str()).collect()
+        let mut found = None;
+        for i in 0..n as usize {
+            let at = self.at;
+            let len = self.varint()?;
+            let bytes = self.take(len)?;
+            if pick == Some(i) {
+                found = Some(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| format!("invalid UTF-8 at byte {at}"))?,
+                );
+            }
+        }
+        Ok(found)
     }
+}
+
+/// How many of the first `n` bits of `bitmap` (least significant bit first) are set.
+fn ones_before(bitmap: &[u8], n: usize) -> usize {
+    let whole: u32 = bitmap[..n / 8].iter().map(|b| b.count_ones()).sum();
+    let part = match n % 8 {
+        0 => 0,
+        r => (bitmap[n / 8] & ((1u8 << r) - 1)).count_ones(),
+    };
+    (whole + part) as usize
+}
+
+/// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`).
+fn push_digits(s: &mut String, mut v: u64, width: u8) {
+    let mut buf = [b'0'; MAX_FIELD_DIGITS];
+    let w = width as usize;
+    for d in buf[..w].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    s.push_str(std::str::from_utf8(&buf[..w]).expect("ASCII digits"));
 }
 
 /// One value read from a column (a digit string is rebuilt, so owned).
@@ -409,12 +459,12 @@ pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), Str
             0 => (rows, Some(row)),
             1 => {
                 let bitmap = r.take(rows.div_ceil(8) as u64)?;
-                let bit = |i: usize| bitmap[i / 8] >> (i % 8) & 1 == 1;
-                let n = (0..rows).filter(|&i| bit(i)).count();
+                let n = ones_before(bitmap, rows);
                 if n == 0 {
                     return Err(format!("an empty column at byte {at}"));
                 }
-                (n, bit(row).then(|| (0..row).filter(|&i| bit(i)).count()))
+                let bit = bitmap[row / 8] >> (row % 8) & 1 == 1;
+                (n, bit.then(|| ones_before(bitmap, row)))
             }
             p => return Err(format!("presence {p} at byte {at}")),
         };
@@ -492,30 +542,45 @@ fn column_value<'a>(
             }
         }
         STR_DICT => {
-            let dict = r.dict()?;
+            // The codes follow the dictionary: read past it first, then pick.
+            let start = r.at;
+            r.dict_entry(None)?;
             let codes = r.packed(n)?;
             match index {
                 None => None,
-                Some(i) => Some(Value::Str(dict.get(codes.get(i) as usize).ok_or_else(
-                    || format!("a dictionary code past its end at byte {at}"),
-                )?)),
+                Some(i) => {
+                    let end = r.at;
+                    r.at = start;
+                    let s = r.dict_entry(Some(codes.get(i) as usize))?;
+                    r.at = end;
+                    Some(Value::Str(s.ok_or_else(|| {
+                        format!("a dictionary code past its end at byte {at}")
+                    })?))
+                }
             }
         }
         STR_DIGITS => {
-            let prefixes = r.dict()?;
+            let start = r.at;
+            r.dict_entry(None)?;
             let codes = r.packed(n)?;
+            let mut s = match index {
+                None => None,
+                Some(i) => {
+                    let end = r.at;
+                    r.at = start;
+                    let prefix = r.dict_entry(Some(codes.get(i) as usize))?;
+                    r.at = end;
+                    let prefix =
+                        prefix.ok_or_else(|| format!("a prefix code past its end at byte {at}"))?;
+                    let mut s = String::with_capacity(prefix.len() + MAX_DIGIT_SUFFIX);
+                    s.push_str(prefix);
+                    Some(s)
+                }
+            };
             let len = r.byte()? as usize;
             if !(1..=MAX_DIGIT_SUFFIX).contains(&len) {
                 return Err(format!("a digit suffix of {len} at byte {at}"));
             }
-            let mut s = index
-                .map(|i| {
-                    prefixes
-                        .get(codes.get(i) as usize)
-                        .map(|p| p.to_string())
-                        .ok_or_else(|| format!("a prefix code past its end at byte {at}"))
-                })
-                .transpose()?;
             for width in fields_of(len) {
                 let base = r.varint()?;
                 let p = r.packed(n)?;
@@ -524,8 +589,7 @@ fn column_value<'a>(
                         .checked_add(p.get(i))
                         .filter(|v| v.checked_ilog10().unwrap_or(0) < width as u32)
                         .ok_or_else(|| format!("a digit field too wide at byte {at}"))?;
-                    use std::fmt::Write;
-                    let _ = write!(s, "{v:0w$}", w = width as usize);
+                    push_digits(s, v, width);
                 }
             }
             s.map(Value::Owned)
@@ -584,6 +648,23 @@ mod tests {
     use crate::attr_codec::encode_attrs;
     use crate::event::{AttrValue, Attrs};
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ones_before_counts_bit_by_bit(bitmap in proptest::collection::vec(any::<u8>(), 1..17), cut in 0usize..136) {
+            let n = cut.min(bitmap.len() * 8);
+            let naive = (0..n).filter(|&i| bitmap[i / 8] >> (i % 8) & 1 == 1).count();
+            prop_assert_eq!(ones_before(&bitmap, n), naive);
+        }
+
+        #[test]
+        fn push_digits_pads_like_format(v in any::<u64>(), width in 1u8..=16) {
+            let v = v % 10u64.pow(width as u32);
+            let mut s = String::new();
+            push_digits(&mut s, v, width);
+            prop_assert_eq!(s, format!("{v:0w$}", w = width as usize));
+        }
+    }
 
     fn round_trip(rows: &[Attrs]) -> usize {
         let encoded: Vec<Box<[u8]>> = rows.iter().map(encode_attrs).collect();

@@ -429,8 +429,33 @@ impl Segment {
         Ok(())
     }
 
+    /// Value `i` of the packed array `p` (`i` below its count, which open checked
+    /// against `p.len`). Read straight from the map: the 8 bytes at the value's first
+    /// byte may run past the array into the file's next bytes, which the mask drops (a
+    /// value's bits all lie inside its array); at the map's end the missing bytes read
+    /// as zeros, as [`BitReader`] reads them.
+    #[inline]
     fn get(&self, p: Packed, i: usize) -> u64 {
-        BitReader::new(&self.map[p.at..p.at + p.len], p.bits).get(i) + p.base
+        if p.bits == 0 {
+            return p.base;
+        }
+        let bit = i * p.bits as usize;
+        let byte = p.at + bit / 8;
+        let word = match self.map.get(byte..byte + 8) {
+            Some(s) => u64::from_le_bytes(s.try_into().expect("slice of 8")),
+            None => {
+                let mut buf = [0u8; 8];
+                let tail = self.map.get(byte..p.at + p.len).unwrap_or(&[]);
+                buf[..tail.len().min(8)].copy_from_slice(&tail[..tail.len().min(8)]);
+                u64::from_le_bytes(buf)
+            }
+        };
+        let mask = if p.bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << p.bits) - 1
+        };
+        ((word >> (bit % 8)) & mask) + p.base
     }
 
     pub fn path(&self) -> &Path {
@@ -782,6 +807,50 @@ impl Segment {
             ordinal,
             self.row_in(&b, ordinal.saturating_sub(b.first_ordinal) as usize),
         )
+    }
+
+    /// The events at posting indices `range` (one subject's, ascending, as
+    /// [`Segment::subject_device_runs`] gives them), appended to `out` with their
+    /// ordinals, in posting order: one walk over the postings, each block's view built
+    /// once, the subject (`subject`, the list's own) not decoded again. What
+    /// [`Segment::posting_row`] gives one at a time, for a whole run.
+    pub fn posting_rows(
+        &self,
+        range: std::ops::Range<usize>,
+        subject: u32,
+        out: &mut Vec<(Row, u32)>,
+    ) {
+        if range.is_empty() || self.meta.blocks == 0 {
+            return;
+        }
+        let p = self.posting_ordinals;
+        let ordinals = BitReader::new(&self.map[p.at..p.at + p.len], p.bits);
+        let ordinal = |i: usize| (ordinals.get(i) + p.base) as u32;
+        let blocks = self.meta.blocks as usize;
+        let mut bi = self.block_of(ordinal(range.start), 0);
+        let mut b = self.block(bi);
+        out.reserve(range.len());
+        for i in range {
+            let o = ordinal(i);
+            if o >= b.first_ordinal + b.count as u32 && bi + 1 < blocks {
+                bi = self.block_of(o, bi);
+                b = self.block(bi);
+            }
+            let at = o.saturating_sub(b.first_ordinal) as usize;
+            let (kind, direction) = kd_unpack(b.kd.get(at) as u8);
+            out.push((
+                Row {
+                    seq: b.seq_min + b.seq.get(at),
+                    ts_ms: self.meta.span_start_ms + (b.ts_min as u64 + b.ts.get(at)) as i64,
+                    community: self.meta.community,
+                    device: b.device,
+                    subject,
+                    kind,
+                    direction,
+                },
+                o,
+            ));
+        }
     }
 
     /// The index of the block holding `ordinal`, searching from block `from` (which
