@@ -23,9 +23,10 @@
 //! replays from checkpoint + 1. A fenced commit (another owner's epoch) stops the task
 //! without acking; its uploads are never listed and the janitor removes them.
 //!
-//! Fault point for tests: with `SIGHTLINE_CLUSTER_FAULT=pause-before-commit`, a commit
-//! prints `fault point: partition P uploaded, not committed` to stderr after its
-//! uploads and waits there (a test kills the process at that moment).
+//! Fault point for tests: with `SIGHTLINE_CLUSTER_FAULT=pause-before-commit[:MS]`, the
+//! process's first commit prints `fault point: partition P uploaded, not committed` to
+//! stderr after its uploads and waits there MS (default an hour): a test kills or
+//! stops the process at that moment.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -411,6 +412,23 @@ async fn run_partition(
     }
 }
 
+/// The test fault point: `SIGHTLINE_CLUSTER_FAULT=pause-before-commit[:MS]` makes the
+/// first commit of the process that reaches it wait MS (default an hour) between its
+/// uploads and its PostgreSQL transaction.
+fn fault_pause_before_commit() -> Option<Duration> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spec = std::env::var("SIGHTLINE_CLUSTER_FAULT").ok()?;
+    let rest = spec.strip_prefix("pause-before-commit")?;
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    let ms = rest
+        .strip_prefix(':')
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3_600_000);
+    Some(Duration::from_millis(ms))
+}
+
 async fn fetch(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     max: usize,
@@ -580,13 +598,14 @@ impl Partition {
                 })
             }
         };
-        if std::env::var("SIGHTLINE_CLUSTER_FAULT").as_deref() == Ok("pause-before-commit") {
+        if let Some(pause) = fault_pause_before_commit() {
             eprintln!("fault point: partition {p} uploaded, not committed");
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            tokio::time::sleep(pause).await;
         }
         let dict_bytes = dict_from + chunk.as_ref().map_or(0, |c| c.len);
         let checkpoint = self.last_seq;
-        self.meta
+        let committed = self
+            .meta
             .commit(
                 p,
                 epoch,
@@ -596,7 +615,11 @@ impl Partition {
                 dict_bytes,
                 self.shared.config.index.lease_ms,
             )
-            .await?;
+            .await;
+        if let Err(e @ ClusterError::Fenced { .. }) = &committed {
+            eprintln!("partition {p}: commit refused by the epoch check: {e}");
+        }
+        committed?;
         self.committed.extend(rows.iter().map(|r| r.segment_id));
         self.dict_committed = dict_bytes;
         self.lease.checkpoint_seq = checkpoint;
