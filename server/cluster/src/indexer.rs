@@ -134,7 +134,7 @@ pub async fn run(
         if let Err(e) = balance(&shared, &meta, partitions, &mut running).await {
             tracing::warn!(error = %e, "balancing partitions failed; trying at the next tick");
         }
-        if ticks % JANITOR_EVERY_TICKS == 0 {
+        if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
             let age_ms = (config.index.janitor_age_s * 1000) as i64;
             if let Err(e) = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms).await {
                 tracing::warn!(error = %e, "janitor failed");

@@ -188,9 +188,9 @@ janitor_age_s = 3600
                 "ts": 1_764_547_200_000i64 + (i as i64 % 86_400) * 1_000,
                 "community": format!("32050800{:02}", i % 10),
                 "device": format!("3205080{:1}01121000{:04}", i % 10, i % 13),
-                "kind": if i % 3 == 0 { "face" } else { "vehicle" },
+                "kind": if i.is_multiple_of(3) { "face" } else { "vehicle" },
                 "subject": format!("苏E{:05}", i % 997),
-                "direction": if i % 2 == 0 { "in" } else { "out" },
+                "direction": if i.is_multiple_of(2) { "in" } else { "out" },
                 "attrs": { "source_id": id, "lane": (i % 4) as i64 },
             });
             body.push_str(&event.to_string());
@@ -330,8 +330,8 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     let (_i2, a2) = env.ingest("ingest-2");
     let _x1 = env.indexer("index-1", &[]);
     let _x2 = env.indexer("index-2", &[]);
-    for round in 0..20 {
-        env.post(if round % 2 == 0 { a1 } else { a2 }, 250);
+    for round in 0..20u32 {
+        env.post(if round.is_multiple_of(2) { a1 } else { a2 }, 250);
     }
     // A re-sent batch is acknowledged as duplicates and stored once.
     let (body, _) = {
@@ -486,8 +486,8 @@ fn ingest_goes_on_when_the_stream_leader_is_killed() {
         .unwrap()
         .expect("the stream has a leader");
     env.nats.kill(&leader);
-    for round in 0..8 {
-        env.post(if round % 2 == 0 { a1 } else { a2 }, 250);
+    for round in 0..8u32 {
+        env.post(if round.is_multiple_of(2) { a1 } else { a2 }, 250);
     }
     let new_leader = env
         .rt
