@@ -12,10 +12,12 @@
 //! `AckPolicy::All`), appends what it fetches, renews its lease, and every
 //! `commit_interval_ms` or `commit_events`:
 //! 1. seals every memory part (`Store::seal_all`): everything fetched is in segments;
+//!    then compacts closed days as a single node does (`Store::maintain`);
 //! 2. uploads the segments and the dictionary-log increment not yet committed
 //!    (create-only puts, keys with the epoch);
-//! 3. commits their rows and `checkpoint_seq` = the last stream sequence appended in
-//!    one transaction fenced by the epoch (`Meta::commit`);
+//! 3. commits their rows (and removes the rows of segments compaction replaced) and
+//!    `checkpoint_seq` = the last stream sequence appended, in one transaction fenced
+//!    by the epoch (`Meta::commit`);
 //! 4. only then acks the log through that sequence.
 //!
 //! So after a commit, every event with stream seq ≤ checkpoint is in committed
@@ -532,9 +534,19 @@ impl Partition {
         let store = self.store.clone();
         let committed = self.committed.clone();
         let dict_from = self.dict_committed;
-        let (new, dict) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (new, replaced, dict) = tokio::task::spawn_blocking(move || -> Result<_> {
             store.seal_all()?;
+            // Compaction of closed days (the store's own rule): the merged segment is
+            // committed and the ones it replaces are taken out of the catalog in the
+            // same transaction; their objects go to the janitor.
+            store.maintain()?;
             let manifest = store.catalog().manifest()?;
+            let current: HashSet<u64> = manifest
+                .shards
+                .values()
+                .flat_map(|s| s.segments.iter().map(|e| e.id))
+                .collect();
+            let replaced: Vec<u64> = committed.difference(&current).copied().collect();
             let mut new: Vec<(ShardKey, SegmentEntry, u64, PathBuf)> = Vec::new();
             for (key, state) in &manifest.shards {
                 let segs = store.segments(*key);
@@ -552,7 +564,7 @@ impl Partition {
                 }
             }
             let dict = store.dictionary_log_from(dict_from)?;
-            Ok((new, dict))
+            Ok((new, replaced, dict))
         })
         .await
         .expect("seal task panicked")?;
@@ -610,6 +622,7 @@ impl Partition {
                 p,
                 epoch,
                 &rows,
+                &replaced,
                 chunk.as_ref(),
                 checkpoint,
                 dict_bytes,
@@ -620,6 +633,9 @@ impl Partition {
             eprintln!("partition {p}: commit refused by the epoch check: {e}");
         }
         committed?;
+        for id in &replaced {
+            self.committed.remove(id);
+        }
         self.committed.extend(rows.iter().map(|r| r.segment_id));
         self.dict_committed = dict_bytes;
         self.lease.checkpoint_seq = checkpoint;
@@ -632,8 +648,9 @@ impl Partition {
             "committed"
         );
         eprintln!(
-            "partition {p} epoch {epoch}: committed {} segments through {checkpoint}",
-            rows.len()
+            "partition {p} epoch {epoch}: committed {} segments ({} replaced) through {checkpoint}",
+            rows.len(),
+            replaced.len()
         );
         if let Some(m) = self.last_msg.take() {
             if let Err(e) = m.ack().await {

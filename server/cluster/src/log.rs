@@ -25,6 +25,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tries of one event's publish before the request fails (re-sends are deduplicated
 /// by message id, so a retry never stores twice).
 const PUBLISH_TRIES: u32 = 6;
+/// Publishes of one request awaiting their PubAck at once (a 100,000-event batch does
+/// not put 100,000 requests in flight).
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// Connects to the NATS cluster (the client reconnects by itself afterwards).
 pub async fn connect(config: &ClusterConfig) -> Result<Context> {
@@ -109,8 +112,13 @@ impl Publisher {
     /// the order given. Any event still refused after the retries fails the call;
     /// those acknowledged are in the log and dedup a re-send of the batch.
     pub async fn publish(&self, events: &[Event]) -> Result<Vec<Published>> {
-        let sends = events.iter().map(|e| self.publish_one(e));
-        futures::future::try_join_all(sends).await
+        let mut out = Vec::with_capacity(events.len());
+        for chunk in events.chunks(MAX_IN_FLIGHT) {
+            out.extend(
+                futures::future::try_join_all(chunk.iter().map(|e| self.publish_one(e))).await?,
+            );
+        }
+        Ok(out)
     }
 
     async fn publish_one(&self, event: &Event) -> Result<Published> {

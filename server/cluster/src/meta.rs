@@ -261,14 +261,17 @@ impl Meta {
     }
 
     /// The fenced commit: in one transaction, only while the lease's epoch is still
-    /// `epoch`, records `segments` and `dict` and sets the checkpoint to
-    /// `checkpoint_seq` (and the committed dictionary length to `dict_bytes`).
+    /// `epoch`, records `segments` and `dict`, removes the rows of the segments
+    /// `replaced` (merged into one of `segments` by compaction), and sets the
+    /// checkpoint to `checkpoint_seq` (and the committed dictionary length to
+    /// `dict_bytes`).
     #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &mut self,
         partition: u32,
         epoch: i64,
         segments: &[SegmentRow],
+        replaced: &[u64],
         dict: Option<&DictChunk>,
         checkpoint_seq: u64,
         dict_bytes: u64,
@@ -314,6 +317,15 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("insert segment"))?;
+        }
+        if !replaced.is_empty() {
+            let ids: Vec<i64> = replaced.iter().map(|id| to_i64(*id)).collect();
+            tx.execute(
+                "DELETE FROM segments WHERE partition = $1 AND segment_id = ANY($2)",
+                &[&p, &ids],
+            )
+            .await
+            .map_err(ClusterError::pg("remove compacted segments"))?;
         }
         if let Some(d) = dict {
             tx.execute(
