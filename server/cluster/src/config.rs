@@ -231,3 +231,57 @@ impl ClusterConfig {
         Duration::from_millis(self.index.commit_interval_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+nats = ["nats://127.0.0.1:4222"]
+postgres = "host=127.0.0.1 user=postgres"
+[s3]
+endpoint = "http://127.0.0.1:8333"
+bucket = "b"
+access_key = "a"
+secret_key = "s"
+"#;
+
+    fn parse(text: &str) -> Result<ClusterConfig> {
+        let c: ClusterConfig =
+            toml::from_str(text).map_err(|e| ClusterError::Config(e.to_string()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_minimal_file_takes_the_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.partitions, 64);
+        assert_eq!(c.replicas, 3);
+        assert_eq!(c.index.commit_interval_ms, 10_000);
+        assert_eq!(c.index.lease_ms, 15_000);
+        assert!(c.ingest.listen.ip().is_loopback());
+        assert!(c.owner().ends_with(&format!("-{}", std::process::id())));
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        for bad in [
+            "partitions = 0",
+            "replicas = 7",
+            "[index]\nrenew_ms = 10000",
+            "[index]\ncommit_events = 0",
+            "[ingest]\nlisten = \"0.0.0.0:8080\"",
+            "unknown_key = 1",
+        ] {
+            let text = match bad.starts_with('[') {
+                true => format!("{MINIMAL}\n{bad}"),
+                false => format!("{bad}\n{MINIMAL}"),
+            };
+            assert!(parse(&text).is_err(), "{bad} was accepted");
+        }
+        let keyed =
+            format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\"\ntoken_sha256 = [\"ab\"]");
+        assert!(parse(&keyed).is_ok());
+    }
+}

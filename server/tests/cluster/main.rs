@@ -96,6 +96,11 @@ impl Env {
 
     /// `cluster.toml` for a node called `name`.
     fn config_file(&self, name: &str) -> PathBuf {
+        self.config_file_with(name, "")
+    }
+
+    /// `cluster.toml` for `name`, with `ingest` lines added to its `[ingest]` table.
+    fn config_file_with(&self, name: &str, ingest: &str) -> PathBuf {
         let nats: Vec<String> = self.nats.urls().iter().map(|u| format!("{u:?}")).collect();
         let text = format!(
             r#"nats = [{nats}]
@@ -110,6 +115,7 @@ secret_key = "{sk}"
 
 [ingest]
 listen = "127.0.0.1:0"
+{ingest}
 
 [index]
 data = "{data}"
@@ -137,10 +143,20 @@ janitor_age_s = 3600
     }
 
     fn spawn(&self, role: &str, name: &str, envs: &[(&str, &str)]) -> (Node, Option<SocketAddr>) {
+        self.spawn_with(role, name, envs, "")
+    }
+
+    fn spawn_with(
+        &self,
+        role: &str,
+        name: &str,
+        envs: &[(&str, &str)],
+        ingest: &str,
+    ) -> (Node, Option<SocketAddr>) {
         let stderr = self.dir.path().join(format!("{name}.stderr"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
         cmd.args(["cluster", role, "--config"])
-            .arg(self.config_file(name))
+            .arg(self.config_file_with(name, ingest))
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
@@ -378,6 +394,36 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     assert!(wait_until(Duration::from_secs(30), || {
         !env.owned_by("index-1").is_empty() && !env.owned_by("index-2").is_empty()
     }));
+    // With keys listed, an ingest node refuses a request without one of them.
+    let token = "sl_cluster_test_token";
+    let keys = format!(
+        "token_sha256 = [\"{}\"]",
+        sightline_server::auth::sha256_hex(token.as_bytes())
+    );
+    let (_keyed, a3) = env.spawn_with("ingest", "ingest-keyed", &[], &keys);
+    let a3 = a3.unwrap();
+    let (body, ids) = env.batch(3);
+    let refused = call(
+        a3,
+        "POST",
+        "/v1/events",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let accepted = sightline_testkit::send(a3, request.as_bytes());
+    assert_eq!(
+        accepted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    env.acked.extend(ids);
+    env.assert_exactly_once();
     let logs = x1.log() + &x2.log();
     assert!(
         logs.lines()
