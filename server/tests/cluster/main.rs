@@ -430,6 +430,20 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
             .any(|l| l.contains("committed") && !l.contains("(0 replaced)")),
         "no commit replaced compacted segments: {logs}"
     );
+    // A clean stop (SIGTERM) commits and gives the leases back at once: index-2
+    // holds every partition long before a lease could have lapsed.
+    let mut x1 = x1;
+    x1.signal(libc::SIGTERM);
+    let status = x1.child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", x1.log());
+    assert!(env.owned_by("index-1").is_empty());
+    assert!(
+        wait_until(Duration::from_secs(10), || env.owned_by("index-2").len()
+            == PARTITIONS as usize),
+        "index-2 did not take index-1's partitions"
+    );
+    env.post(a1, 100);
+    env.assert_exactly_once();
     eprintln!("{} events, {:?} in all", env.acked.len(), started.elapsed());
 }
 
