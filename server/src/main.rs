@@ -222,6 +222,12 @@ fn cluster(role: ClusterRole) -> ExitCode {
     let path = match &role {
         ClusterRole::Ingest { config } | ClusterRole::Index { config } => config.clone(),
     };
+    // The roles' state changes (leases, commits, fencing) as log lines on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let config = match sightline_cluster::ClusterConfig::from_file(&path) {
         Ok(c) => c,
         Err(e) => {

@@ -426,8 +426,9 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     env.assert_exactly_once();
     let logs = x1.log() + &x2.log();
     assert!(
-        logs.lines()
-            .any(|l| l.contains("committed") && !l.contains("(0 replaced)")),
+        logs.lines().any(|l| l.contains("committed")
+            && l.contains("replaced=")
+            && !l.contains("replaced=0")),
         "no commit replaced compacted segments: {logs}"
     );
     // A clean stop (SIGTERM) commits and gives the leases back at once: index-2

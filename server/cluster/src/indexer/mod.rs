@@ -96,7 +96,6 @@ pub async fn run(
     let mut meta = connect_meta(&config).await;
     let partitions = meta.create(config.partitions).await?;
     tracing::info!(owner, partitions, "indexer started");
-    eprintln!("indexer {owner} started");
     let shared = Arc::new(Shared {
         config: config.clone(),
         owner: owner.clone(),
@@ -200,14 +199,11 @@ async fn balance(
         }
         if let Some(lease) = meta.acquire(p, &shared.owner, cfg.index.lease_ms).await? {
             tracing::info!(
+                owner = shared.owner,
                 partition = p,
                 epoch = lease.epoch,
                 checkpoint = lease.checkpoint_seq,
                 "lease taken"
-            );
-            eprintln!(
-                "{}: lease of partition {p} taken, epoch {}, checkpoint {}",
-                shared.owner, lease.epoch, lease.checkpoint_seq
             );
             let (stop, stop_rx) = watch::channel(false);
             let task_shared = shared.clone();
@@ -216,7 +212,6 @@ async fn balance(
                     Ok(()) => tracing::info!(partition = lease.partition, "partition task ended"),
                     Err(e) => {
                         tracing::warn!(partition = lease.partition, error = %e, "partition task stopped");
-                        eprintln!("partition {} task stopped: {e}", lease.partition);
                     }
                 }
             });

@@ -168,7 +168,6 @@ pub(super) async fn run_partition(
                 Err(e @ ClusterError::Fenced { .. }) => return Err(e),
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "commit failed; trying again at the next interval");
-                    eprintln!("partition {p}: commit failed, trying again: {e}");
                     part.last_commit = Instant::now();
                     if !part.meta.is_open() {
                         if let Ok(m) = Meta::connect(&cfg.postgres).await {
@@ -397,7 +396,7 @@ impl Partition {
             }
         };
         if let Some(pause) = fault_pause_before_commit() {
-            eprintln!("fault point: partition {p} uploaded, not committed");
+            tracing::warn!(partition = p, "fault point: uploaded, not committed");
             tokio::time::sleep(pause).await;
         }
         let dict_bytes = dict_from + chunk.as_ref().map_or(0, |c| c.len);
@@ -416,7 +415,7 @@ impl Partition {
             )
             .await;
         if let Err(e @ ClusterError::Fenced { .. }) = &committed {
-            eprintln!("partition {p}: commit refused by the epoch check: {e}");
+            tracing::warn!(partition = p, error = %e, "commit refused by the epoch check");
         }
         committed?;
         for id in &replaced {
@@ -431,12 +430,8 @@ impl Partition {
             epoch,
             checkpoint,
             segments = rows.len(),
+            replaced = replaced.len(),
             "committed"
-        );
-        eprintln!(
-            "partition {p} epoch {epoch}: committed {} segments ({} replaced) through {checkpoint}",
-            rows.len(),
-            replaced.len()
         );
         if let Some(m) = self.last_msg.take() {
             if let Err(e) = m.ack().await {
