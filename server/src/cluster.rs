@@ -14,6 +14,8 @@
 //! prints and stores them; empty means none is checked and only a loopback address
 //! may be listened on. Keys are not read from a store's catalog (an ingest node has
 //! no store). No community scopes and no watchlist alerts here (`alerts` is 0).
+//! Bounds: 32 requests at once (429 with `Retry-After` beyond), `max_body_bytes`,
+//! `max_batch_records`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,10 +34,18 @@ use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator}
 use crate::error::{ApiError, RecordError};
 use crate::ingest::{parse, wire};
 
+/// Requests being ingested at once (as `serve`'s ingest slots): a request beyond
+/// them is answered 429 before its body is read, so buffered bodies are bounded by
+/// slots × `max_body_bytes`.
+const INGEST_SLOTS: usize = 32;
+/// How long a starting ingest node waits for PostgreSQL (it reads P there).
+const META_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct Ingest {
     config: ClusterConfig,
     publisher: Publisher,
     validator: Validator,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Binds the ingest role and serves until `shutdown` completes. Prints `listening on
@@ -48,14 +58,7 @@ pub async fn run_ingest(
     log::ensure_stream(&js, &config)
         .await
         .map_err(|e| e.to_string())?;
-    let mut meta = Meta::connect(&config.postgres)
-        .await
-        .map_err(|e| e.to_string())?;
-    let partitions = meta
-        .create(config.partitions)
-        .await
-        .map_err(|e| e.to_string())?;
-    drop(meta);
+    let partitions = partitions(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.ingest.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", config.ingest.listen))?;
@@ -64,6 +67,7 @@ pub async fn run_ingest(
     let state = Arc::new(Ingest {
         publisher: Publisher::new(js, partitions),
         validator: Validator::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
         config,
     });
     tokio::pin!(shutdown);
@@ -89,6 +93,27 @@ pub async fn run_ingest(
     }
 }
 
+/// P, from PostgreSQL (creating the cluster's tables if this node is the first),
+/// tried again for up to [`META_WAIT`].
+async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
+    let deadline = tokio::time::Instant::now() + META_WAIT;
+    loop {
+        let got = async {
+            let mut meta = Meta::connect(&config.postgres).await?;
+            meta.create(config.partitions).await
+        }
+        .await;
+        match got {
+            Ok(p) => return Ok(p),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "PostgreSQL not ready; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -98,7 +123,11 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
 }
 
 fn error(e: ApiError) -> Response<Full<Bytes>> {
-    reply(e.status(), e.json())
+    let mut r = reply(e.status(), e.json());
+    if let Some(s) = e.retry_after() {
+        r.headers_mut().insert("retry-after", s.into());
+    }
+    r
 }
 
 async fn handle(
@@ -143,6 +172,11 @@ async fn post_events(
             "send an API key: Authorization: Bearer sl_…".into(),
         ));
     }
+    let _slot = state
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("ingest"))?;
     let binary = req
         .headers()
         .get("content-type")
