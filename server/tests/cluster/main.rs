@@ -394,6 +394,34 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     assert!(wait_until(Duration::from_secs(30), || {
         !env.owned_by("index-1").is_empty() && !env.owned_by("index-2").is_empty()
     }));
+    // A binary batch (`serve`'s wire encoding) goes the same way.
+    let inputs: Vec<sightline_storage::EventInput> = (0..50)
+        .map(|i| sightline_storage::EventInput {
+            ts_ms: 1_764_547_200_000 + i,
+            community: "3205080003".into(),
+            device: "32050803011210000001".into(),
+            kind: "vehicle".into(),
+            subject: format!("苏B{i:05}"),
+            direction: "out".into(),
+            attrs: [(
+                "source_id".to_string(),
+                sightline_storage::AttrValue::Str(format!("bin-{i}")),
+            )]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    let body = sightline_server::wire::encode(&inputs);
+    let reply = call(
+        a2,
+        "POST",
+        "/v1/events",
+        sightline_server::wire::CONTENT_TYPE,
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["stored"], 50);
+    env.acked.extend((0..50).map(|i| format!("bin-{i}")));
     // With keys listed, an ingest node refuses a request without one of them.
     let token = "sl_cluster_test_token";
     let keys = format!(
