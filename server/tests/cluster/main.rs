@@ -250,6 +250,68 @@ janitor_age_s = 3600
         }
     }
 
+    /// Posts NDJSON `body` to `addr` until one answer is 200; how many it stored
+    /// or found duplicate.
+    fn post_body(&self, addr: SocketAddr, body: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = call(
+                addr,
+                "POST",
+                "/v1/events",
+                "application/x-ndjson",
+                body.as_bytes(),
+            );
+            if reply.status == 200 {
+                let b = &reply.body;
+                assert_eq!(b["rejected"], 0, "{b}");
+                return b["stored"].as_u64().unwrap() + b["duplicates"].as_u64().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest kept failing: {}",
+                reply.body
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the committed segments hold at least `want` events.
+    fn wait_committed_events(&self, want: u64) {
+        let meta = self.meta();
+        let mut have = 0;
+        let ok = wait_until(COMMITTED, || {
+            have = self.rt.block_on(meta.committed_events()).unwrap_or(0);
+            have >= want
+        });
+        assert!(ok, "committed {have} of {want} events");
+    }
+
+    /// Every committed event (all partitions restored), as comparable tuples, sorted.
+    fn restored_events(&self) -> Vec<EventKey> {
+        let cfg = self.config();
+        let objects = Objects::new(&cfg.s3).unwrap();
+        let meta = self.meta();
+        let root = tempfile::tempdir().unwrap();
+        let mut all = Vec::new();
+        for p in 0..PARTITIONS {
+            let dir = root.path().join(format!("p{p}"));
+            let (store, _) = self
+                .rt
+                .block_on(restore::restore_partition(
+                    &meta,
+                    &objects,
+                    p,
+                    &dir,
+                    StoreConfig::default(),
+                ))
+                .unwrap();
+            all.extend(events_of(&store));
+        }
+        all.sort();
+        all
+    }
+
     fn meta(&self) -> Meta {
         self.rt
             .block_on(Meta::connect(&self.pg.conninfo()))
@@ -338,6 +400,92 @@ janitor_age_s = 3600
             })
             .collect()
     }
+}
+
+/// An event as compared: every field as stored, attributes in their encoding.
+type EventKey = (
+    i64,
+    String,
+    String,
+    &'static str,
+    String,
+    &'static str,
+    Vec<u8>,
+);
+
+fn events_of(store: &sightline_storage::Store) -> Vec<EventKey> {
+    store
+        .read_events(i64::MIN, i64::MAX, None)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let e = s.event;
+            (
+                e.ts_ms(),
+                e.community().to_string(),
+                e.device().as_str().to_string(),
+                e.kind().as_str(),
+                e.subject().to_string(),
+                e.direction().as_str(),
+                e.attr_bytes().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_synthetic_city_through_the_cluster_equals_a_single_node_store_fed_the_same_events() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let _x1 = env.indexer("index-1", &[]);
+    let _x2 = env.indexer("index-2", &[]);
+    let city = sightline_synth::Traffic::new(sightline_synth::TrafficConfig {
+        communities: 6,
+        days: 2,
+        households_per_community: 40,
+        visitor_vehicles: 300,
+        source_ids: true,
+        drivers: true,
+        ..Default::default()
+    });
+    // The oracle: one store fed the same events, as `sightline serve` would be.
+    let oracle_dir = tempfile::tempdir().unwrap();
+    let oracle = sightline_storage::Store::open(oracle_dir.path(), StoreConfig::default()).unwrap();
+    let mut answered = 0;
+    let mut sent = 0;
+    for (d, day) in city.days().enumerate() {
+        let valid: Vec<_> = day
+            .iter()
+            .map(|e| oracle.validate(e.clone()).unwrap())
+            .collect();
+        oracle.append(&valid).unwrap();
+        for (i, chunk) in day.chunks(700).enumerate() {
+            let body: String = chunk
+                .iter()
+                .map(|e| sightline_synth::to_ndjson(e) + "\n")
+                .collect();
+            answered += env.post_body(if (d + i).is_multiple_of(2) { a1 } else { a2 }, &body);
+            sent += chunk.len() as u64;
+        }
+    }
+    assert_eq!(answered, sent);
+    let expected = events_of(&oracle);
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert!(
+        expected.len() > 2_000,
+        "a city of {} events",
+        expected.len()
+    );
+    env.wait_committed_events(expected.len() as u64);
+    let got = env.restored_events();
+    assert_eq!(got.len(), expected_sorted.len());
+    assert!(
+        got == expected_sorted,
+        "the cluster's events differ from the single node's"
+    );
 }
 
 #[test]
