@@ -15,6 +15,8 @@ mod app;
 pub mod audit;
 pub mod auth;
 mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 mod console;
 pub mod demo;

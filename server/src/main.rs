@@ -86,6 +86,12 @@ enum Command {
         #[arg(long)]
         source_ids: bool,
     },
+    /// A role of a cluster node: `ingest` or `index` (built with feature `cluster`).
+    #[cfg(feature = "cluster")]
+    Cluster {
+        #[command(subcommand)]
+        role: ClusterRole,
+    },
     /// Serve a synthetic month of the 10 Gusu pilot communities and print example
     /// `curl` commands. The data stays in `--data`; a second run reuses it.
     Demo {
@@ -98,6 +104,24 @@ enum Command {
         days: u32,
         #[arg(long, default_value_t = 10)]
         communities: u32,
+    },
+}
+
+/// The roles of a cluster node (feature `cluster`).
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+enum ClusterRole {
+    /// `POST /v1/events` into NATS JetStream (answered after every PubAck).
+    Ingest {
+        /// The cluster's TOML file (`ARCHITECTURE.md`, "Cluster").
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Hold partitions by lease: log → local stores → segments on S3, committed in
+    /// PostgreSQL.
+    Index {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -184,9 +208,63 @@ fn main() -> ExitCode {
             gen(&cfg, &out, &format)
         }
         Command::Check { dir } => check(&dir),
+        #[cfg(feature = "cluster")]
+        Command::Cluster { role } => cluster(role),
         Command::Audit {
             action: AuditAction::Verify { data, witness_key },
         } => audit_verify(&data, witness_key.as_deref()),
+    }
+}
+
+/// `sightline cluster ingest|index`: runs the role until SIGTERM or Ctrl-C.
+#[cfg(feature = "cluster")]
+fn cluster(role: ClusterRole) -> ExitCode {
+    let path = match &role {
+        ClusterRole::Ingest { config } | ClusterRole::Index { config } => config.clone(),
+    };
+    // The roles' state changes (leases, commits, fencing) as log lines on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let config = match sightline_cluster::ClusterConfig::from_file(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sightline: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        match role {
+            ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
+            ClusterRole::Index { .. } => sightline_cluster::indexer::run(config, stop)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -223,7 +223,7 @@ impl Dictionaries {
         }
     }
 
-    fn apply(&mut self, payload: &[u8], path: &Path, offset: u64) -> Result<()> {
+    pub(crate) fn apply(&mut self, payload: &[u8], path: &Path, offset: u64) -> Result<()> {
         let bad = |reason: String| StorageError::corrupt(path, offset, reason);
         if payload.len() < 6 {
             return Err(bad("dictionary record shorter than its fixed fields".into()));

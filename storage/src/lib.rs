@@ -66,7 +66,7 @@ pub use row::Row;
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
     check, check_rows, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, DroppedShard,
-    MaintenanceReport, RecoveryReport, Registration, ShardInfo, Store, StoredEvent, SubjectRun,
-    SubjectSummary,
+    MaintenanceReport, RecoveryReport, Registration, Restore, ShardInfo, Store, StoredEvent,
+    SubjectRun, SubjectSummary,
 };
 pub use subject::{normalize_plate, normalize_subject};

@@ -8,6 +8,7 @@
 //! with `env!("CARGO_BIN_EXE_sightline")`, which only they can).
 
 mod client;
+pub mod cluster;
 mod process;
 mod server;
 mod wait;

@@ -9,6 +9,7 @@ mod check;
 mod maintain;
 mod observe;
 mod read;
+mod restore;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -35,6 +36,7 @@ pub use check::{check, check_rows, CheckReport};
 pub use maintain::MaintenanceReport;
 pub use observe::{AppendObserver, DroppedShard, Registration, SubjectSummary};
 pub use read::{AttrsAt, ShardInfo, StoredEvent, SubjectRun};
+pub use restore::Restore;
 
 /// What opening the store found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

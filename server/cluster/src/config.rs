@@ -1,0 +1,287 @@
+//! `cluster.toml`: where the engines are and how the roles behave. Every bound has a
+//! default and a reason here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ClusterError, Result};
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs (any of the cluster's nodes; the client fails over).
+    pub nats: Vec<String>,
+    /// The JetStream stream holding `ev.>`.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Replicas of the stream when it is created (3: a quorum survives one node).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// JetStream's dedup window for `Nats-Msg-Id`, seconds (default 120: re-sends
+    /// within it are acknowledged as duplicates, not stored again).
+    #[serde(default = "default_duplicate_window_s")]
+    pub duplicate_window_s: u64,
+    /// A libpq connection string (`host=… port=… user=… dbname=…`).
+    pub postgres: String,
+    /// Partitions, used only when the cluster's tables are created (default 64).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    pub s3: S3Config,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub index: IndexConfig,
+}
+
+/// The S3 API the segments go to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:8333`; path-style requests are used.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+/// The ingest role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the tokens allowed to ingest (`Authorization: Bearer …`), as
+    /// `sightline keys` stores them. Empty: no key is checked, and `listen` must be a
+    /// loopback address (as `sightline serve --no-auth`).
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+    /// Largest body, bytes (default 16 MiB, as `serve`).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most records in one request (default 100,000, as `serve`).
+    #[serde(default = "default_max_records")]
+    pub max_batch_records: usize,
+}
+
+/// The index role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Where partitions' local stores are kept (a cache: the truth is S3 + PostgreSQL).
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+    /// This indexer's name in the leases; default `<host>-<pid>`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// A lease lasts this long unless renewed, ms (default 15 s).
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Leases are renewed (and partitions taken or given back) this often, ms
+    /// (default 3 s: five tries before a lease lapses).
+    #[serde(default = "default_renew_ms")]
+    pub renew_ms: u64,
+    /// A partition seals, uploads and commits this often, ms (default 10 s)…
+    #[serde(default = "default_commit_ms")]
+    pub commit_interval_ms: u64,
+    /// …or once this many events arrived since the last commit (default 200,000).
+    #[serde(default = "default_commit_events")]
+    pub commit_events: u64,
+    /// Messages asked of the log at once (default 2,000: one local fsync each).
+    #[serde(default = "default_fetch")]
+    pub fetch_batch: usize,
+    /// Objects under the bucket that no commit names are removed once older than
+    /// this, s (default 1 h: far longer than any upload-to-commit window).
+    #[serde(default = "default_janitor_age_s")]
+    pub janitor_age_s: u64,
+}
+
+fn default_stream() -> String {
+    "SIGHTLINE_EVENTS".into()
+}
+fn default_replicas() -> usize {
+    3
+}
+fn default_duplicate_window_s() -> u64 {
+    120
+}
+fn default_partitions() -> u32 {
+    64
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> usize {
+    16 << 20
+}
+fn default_max_records() -> usize {
+    100_000
+}
+fn default_data() -> PathBuf {
+    PathBuf::from("sightline-index")
+}
+fn default_lease_ms() -> u64 {
+    15_000
+}
+fn default_renew_ms() -> u64 {
+    3_000
+}
+fn default_commit_ms() -> u64 {
+    10_000
+}
+fn default_commit_events() -> u64 {
+    200_000
+}
+fn default_fetch() -> usize {
+    2_000
+}
+fn default_janitor_age_s() -> u64 {
+    3_600
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: default_listen(),
+            token_sha256: Vec::new(),
+            max_body_bytes: default_max_body(),
+            max_batch_records: default_max_records(),
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            data: default_data(),
+            owner: None,
+            lease_ms: default_lease_ms(),
+            renew_ms: default_renew_ms(),
+            commit_interval_ms: default_commit_ms(),
+            commit_events: default_commit_events(),
+            fetch_batch: default_fetch(),
+            janitor_age_s: default_janitor_age_s(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Reads and checks `path`.
+    pub fn from_file(path: &Path) -> Result<ClusterConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        let config: ClusterConfig = toml::from_str(&text)
+            .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses settings that cannot work.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(ClusterError::Config(m.to_string()));
+        if self.nats.is_empty() {
+            return bad("nats: at least one server URL");
+        }
+        if self.partitions == 0 || self.partitions > 1 << 16 {
+            return bad("partitions: 1 to 65536");
+        }
+        if self.replicas == 0 || self.replicas > 5 {
+            return bad("replicas: 1 to 5 (JetStream's limit)");
+        }
+        let i = &self.index;
+        if i.renew_ms == 0 || i.renew_ms * 2 > i.lease_ms {
+            return bad("index.renew_ms: positive and at most half of index.lease_ms");
+        }
+        if i.commit_interval_ms == 0 || i.commit_events == 0 || i.fetch_batch == 0 {
+            return bad("index.commit_interval_ms, commit_events, fetch_batch: positive");
+        }
+        if self.ingest.token_sha256.is_empty() && !self.ingest.listen.ip().is_loopback() {
+            return bad("ingest.listen: without ingest.token_sha256 only a loopback address");
+        }
+        Ok(())
+    }
+
+    /// This indexer's owner name.
+    pub fn owner(&self) -> String {
+        self.index.owner.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.index.lease_ms)
+    }
+    pub fn renew(&self) -> Duration {
+        Duration::from_millis(self.index.renew_ms)
+    }
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.index.commit_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+nats = ["nats://127.0.0.1:4222"]
+postgres = "host=127.0.0.1 user=postgres"
+[s3]
+endpoint = "http://127.0.0.1:8333"
+bucket = "b"
+access_key = "a"
+secret_key = "s"
+"#;
+
+    fn parse(text: &str) -> Result<ClusterConfig> {
+        let c: ClusterConfig =
+            toml::from_str(text).map_err(|e| ClusterError::Config(e.to_string()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_minimal_file_takes_the_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.partitions, 64);
+        assert_eq!(c.replicas, 3);
+        assert_eq!(c.index.commit_interval_ms, 10_000);
+        assert_eq!(c.index.lease_ms, 15_000);
+        assert!(c.ingest.listen.ip().is_loopback());
+        assert!(c.owner().ends_with(&format!("-{}", std::process::id())));
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused() {
+        for bad in [
+            "partitions = 0",
+            "replicas = 7",
+            "[index]\nrenew_ms = 10000",
+            "[index]\ncommit_events = 0",
+            "[ingest]\nlisten = \"0.0.0.0:8080\"",
+            "unknown_key = 1",
+        ] {
+            let text = match bad.starts_with('[') {
+                true => format!("{MINIMAL}\n{bad}"),
+                false => format!("{bad}\n{MINIMAL}"),
+            };
+            assert!(parse(&text).is_err(), "{bad} was accepted");
+        }
+        let keyed =
+            format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\"\ntoken_sha256 = [\"ab\"]");
+        assert!(parse(&keyed).is_ok());
+    }
+}

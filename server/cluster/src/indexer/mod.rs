@@ -1,0 +1,230 @@
+//! The index role: hold partitions by lease, feed each one's local store from the
+//! log, and commit sealed segments to object storage and the catalog.
+//!
+//! **Supervisor** ([`run`]): every `renew_ms` it says it is alive (`members`), works
+//! out its fair share ⌈P / live indexers⌉, gives back partitions above it (each
+//! commits, then releases) and takes free or expired ones below it (bumping the
+//! epoch). Now and then it runs the janitor.
+//!
+//! **Partition task**: restores the partition's store from the catalog into
+//! `data/p{partition}-e{epoch}` (a cache: the truth is S3 + PostgreSQL), reads the
+//! log from `checkpoint_seq + 1` with a pull consumer (`ev.{partition}.>`,
+//! `AckPolicy::All`), appends what it fetches, renews its lease, and every
+//! `commit_interval_ms` or `commit_events`:
+//! 1. seals every memory part (`Store::seal_all`): everything fetched is in segments;
+//!    then compacts closed days as a single node does (`Store::maintain`);
+//! 2. uploads the segments and the dictionary-log increment not yet committed
+//!    (create-only puts, keys with the epoch);
+//! 3. commits their rows (and removes the rows of segments compaction replaced) and
+//!    `checkpoint_seq` = the last stream sequence appended, in one transaction fenced
+//!    by the epoch (`Meta::commit`);
+//! 4. only then acks the log through that sequence.
+//!
+//! So after a commit, every event with stream seq ≤ checkpoint is in committed
+//! segments and none after it is: a new owner restores the committed state and
+//! replays from checkpoint + 1. A fenced commit (another owner's epoch) stops the task
+//! without acking; its uploads are never listed and the janitor removes them.
+//!
+//! Fault point for tests: with `SIGHTLINE_CLUSTER_FAULT=pause-before-commit[:MS]`, the
+//! process's first commit prints `fault point: partition P uploaded, not committed` to
+//! stderr after its uploads and waits there MS (default an hour): a test kills or
+//! stops the process at that moment.
+
+mod partition;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ClusterConfig;
+use crate::error::{ClusterError, Result};
+use crate::meta::Meta;
+use crate::objects::Objects;
+use crate::{janitor, log};
+use partition::run_partition;
+
+/// The janitor runs every this many supervisor ticks.
+const JANITOR_EVERY_TICKS: u64 = 20;
+
+/// What every partition task shares.
+pub(crate) struct Shared {
+    pub(crate) config: ClusterConfig,
+    pub(crate) owner: String,
+    pub(crate) objects: Objects,
+    pub(crate) js: Context,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+    stopping: bool,
+}
+
+/// A connection to PostgreSQL, tried until it is made.
+pub(crate) async fn connect_meta(config: &ClusterConfig) -> Meta {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match Meta::connect(&config.postgres).await {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::warn!(error = %e, "PostgreSQL not reachable; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Runs the index role until `shutdown` completes, then commits and releases every
+/// partition it holds.
+pub async fn run(
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let owner = config.owner();
+    let objects = Objects::new(&config.s3)?;
+    let js = log::connect(&config).await?;
+    log::ensure_stream(&js, &config).await?;
+    std::fs::create_dir_all(&config.index.data).map_err(|source| ClusterError::Io {
+        context: format!("creating {}", config.index.data.display()),
+        source,
+    })?;
+    let mut meta = connect_meta(&config).await;
+    let partitions = meta.create(config.partitions).await?;
+    tracing::info!(owner, partitions, "indexer started");
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        owner: owner.clone(),
+        objects,
+        js,
+    });
+    let mut running: HashMap<u32, Running> = HashMap::new();
+    let mut tick = tokio::time::interval(config.renew());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        ticks += 1;
+        running.retain(|_, r| !r.join.is_finished());
+        if !meta.is_open() {
+            match Meta::connect(&config.postgres).await {
+                Ok(m) => meta = m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL unreachable; leases wait");
+                    continue;
+                }
+            }
+        }
+        if let Err(e) = balance(&shared, &meta, partitions, &mut running).await {
+            tracing::warn!(error = %e, "balancing partitions failed; trying at the next tick");
+        }
+        if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
+            let age_ms = (config.index.janitor_age_s * 1000) as i64;
+            if let Err(e) = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms).await {
+                tracing::warn!(error = %e, "janitor failed");
+            }
+        }
+    }
+    tracing::info!(
+        owner,
+        "indexer stopping: committing and releasing its partitions"
+    );
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+    for (_, r) in running.drain() {
+        let _ = r.join.await;
+    }
+    let _ = meta.leave(&owner).await;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Takes or gives back partitions toward this indexer's fair share.
+async fn balance(
+    shared: &Arc<Shared>,
+    meta: &Meta,
+    partitions: u32,
+    running: &mut HashMap<u32, Running>,
+) -> Result<()> {
+    let cfg = &shared.config;
+    let live = meta.heartbeat(&shared.owner, cfg.index.lease_ms).await?;
+    let target = partitions.div_ceil(live) as usize;
+    let held: Vec<u32> = {
+        let mut v: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| !r.stopping)
+            .map(|(p, _)| *p)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    if held.len() > target {
+        for p in held.iter().rev().take(held.len() - target) {
+            tracing::info!(
+                partition = p,
+                target,
+                "giving a partition back (fair share)"
+            );
+            if let Some(r) = running.get_mut(p) {
+                r.stopping = true;
+                let _ = r.stop.send(true);
+            }
+        }
+        return Ok(());
+    }
+    let mut want = target - held.len();
+    if want == 0 {
+        return Ok(());
+    }
+    for p in meta.free_partitions().await? {
+        if want == 0 {
+            break;
+        }
+        if running.contains_key(&p) {
+            continue;
+        }
+        if let Some(lease) = meta.acquire(p, &shared.owner, cfg.index.lease_ms).await? {
+            tracing::info!(
+                owner = shared.owner,
+                partition = p,
+                epoch = lease.epoch,
+                checkpoint = lease.checkpoint_seq,
+                "lease taken"
+            );
+            let (stop, stop_rx) = watch::channel(false);
+            let task_shared = shared.clone();
+            let join = tokio::spawn(async move {
+                match run_partition(task_shared, lease, stop_rx).await {
+                    Ok(()) => tracing::info!(partition = lease.partition, "partition task ended"),
+                    Err(e) => {
+                        tracing::warn!(partition = lease.partition, error = %e, "partition task stopped");
+                    }
+                }
+            });
+            running.insert(
+                p,
+                Running {
+                    stop,
+                    join,
+                    stopping: false,
+                },
+            );
+            want -= 1;
+        }
+    }
+    Ok(())
+}

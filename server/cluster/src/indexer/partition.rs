@@ -1,0 +1,445 @@
+//! One held partition: its store restored from the catalog, the log read from the
+//! checkpoint, commits (seal, upload, fenced transaction, ack), lease renewals
+//! (`indexer` module doc).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use bytes::Bytes;
+use futures::StreamExt;
+use sightline_storage::{Event, SegmentEntry, ShardKey, Store, StoreConfig};
+use tokio::sync::watch;
+
+use super::{connect_meta, Shared};
+use crate::error::{ClusterError, Result};
+use crate::meta::{DictChunk, Lease, Meta, SegmentRow};
+use crate::objects::{dict_key, segment_key};
+use crate::partition::partition_filter;
+use crate::{payload, restore};
+
+/// A partition's local store may hold this much in memory parts before it seals
+/// early (commits seal everything anyway; this bounds a long commit interval).
+const PARTITION_MEMORY_BYTES: u64 = 256 << 20;
+/// How long a fetch may take before it is given up and tried again.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause when the log had nothing new.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// One held partition.
+struct Partition {
+    shared: Arc<Shared>,
+    lease: Lease,
+    meta: Meta,
+    store: Store,
+    /// Segment ids listed in the catalog.
+    committed: HashSet<u64>,
+    /// Segment ids uploaded under this epoch (committed or not yet).
+    uploaded: HashSet<u64>,
+    /// Bytes of the dictionary log the catalog holds.
+    dict_committed: u64,
+    /// Stream sequence of the last message appended (or skipped as invalid).
+    last_seq: u64,
+    /// The message at `last_seq`, acked (AckPolicy::All) after the commit covering it.
+    last_msg: Option<jetstream::Message>,
+    since_commit: u64,
+    last_commit: Instant,
+}
+
+fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) -> PathBuf {
+    data.join(format!("p{partition}-e{epoch}"))
+}
+
+/// Removes the partition's local stores of earlier epochs (and a half-made one of
+/// this epoch): they are caches.
+fn clear_local(data: &std::path::Path, partition: u32) -> Result<()> {
+    let prefix = format!("p{partition}-e");
+    let entries = match std::fs::read_dir(data) {
+        Ok(e) => e,
+        Err(_) => return Ok(()),
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_dir_all(e.path()).map_err(|source| ClusterError::Io {
+                context: format!("removing {}", e.path().display()),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn run_partition(
+    shared: Arc<Shared>,
+    lease: Lease,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let cfg = &shared.config;
+    let meta = connect_meta(cfg).await;
+    let dir = partition_dir(&cfg.index.data, lease.partition, lease.epoch);
+    let data = cfg.index.data.clone();
+    let p = lease.partition;
+    tokio::task::spawn_blocking(move || clear_local(&data, p))
+        .await
+        .expect("clear task panicked")?;
+    let store_config = StoreConfig {
+        memory_budget_bytes: PARTITION_MEMORY_BYTES,
+        ..StoreConfig::default()
+    };
+    let (store, restored) =
+        restore::restore_partition(&meta, &shared.objects, lease.partition, &dir, store_config)
+            .await?;
+    tracing::info!(
+        partition = p,
+        epoch = lease.epoch,
+        segments = restored.segments,
+        events = restored.events,
+        "partition restored"
+    );
+    let committed: HashSet<u64> = store
+        .catalog()
+        .manifest()?
+        .shards
+        .values()
+        .flat_map(|s| s.segments.iter().map(|e| e.id))
+        .collect();
+    let mut part = Partition {
+        shared: shared.clone(),
+        lease,
+        meta,
+        store,
+        uploaded: committed.clone(),
+        committed,
+        dict_committed: lease.dict_bytes,
+        last_seq: lease.checkpoint_seq,
+        last_msg: None,
+        since_commit: 0,
+        last_commit: Instant::now(),
+    };
+    let mut consumer = None;
+    let mut last_renew = Instant::now();
+    loop {
+        if *stop.borrow() {
+            match part.commit().await {
+                Ok(()) => part.meta.release(p, lease.epoch).await?,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
+                }
+            }
+            return Ok(());
+        }
+        if consumer.is_none() {
+            consumer = match part.consumer().await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "no consumer yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    None
+                }
+            };
+        }
+        let fetched = match &consumer {
+            Some(c) => match fetch(c, cfg.index.fetch_batch).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "fetch failed; a new consumer from the last sequence");
+                    consumer = None;
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        if fetched.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE) => {}
+                _ = stop.changed() => {}
+            }
+        } else {
+            part.append(fetched).await?;
+        }
+        if part.since_commit >= cfg.index.commit_events
+            || part.last_commit.elapsed() >= cfg.commit_interval()
+        {
+            match part.commit().await {
+                Ok(()) => {}
+                Err(e @ ClusterError::Fenced { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "commit failed; trying again at the next interval");
+                    part.last_commit = Instant::now();
+                    if !part.meta.is_open() {
+                        if let Ok(m) = Meta::connect(&cfg.postgres).await {
+                            part.meta = m;
+                        }
+                    }
+                }
+            }
+        }
+        if last_renew.elapsed() >= cfg.renew() {
+            if !part.meta.is_open() {
+                if let Ok(m) = Meta::connect(&cfg.postgres).await {
+                    part.meta = m;
+                }
+            }
+            match part.meta.renew(p, lease.epoch, cfg.index.lease_ms).await {
+                Ok(true) => last_renew = Instant::now(),
+                Ok(false) => {
+                    let (_, current, _, _) = part.meta.lease(p).await.unwrap_or((None, -1, 0, 0));
+                    return Err(ClusterError::Fenced {
+                        partition: p,
+                        ours: lease.epoch,
+                        current,
+                    });
+                }
+                Err(e) => tracing::warn!(partition = p, error = %e, "lease not renewed"),
+            }
+        }
+    }
+}
+
+/// The test fault point: `SIGHTLINE_CLUSTER_FAULT=pause-before-commit[:MS]` makes the
+/// first commit of the process that reaches it wait MS (default an hour) between its
+/// uploads and its PostgreSQL transaction.
+fn fault_pause_before_commit() -> Option<Duration> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spec = std::env::var("SIGHTLINE_CLUSTER_FAULT").ok()?;
+    let rest = spec.strip_prefix("pause-before-commit")?;
+    if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    let ms = rest
+        .strip_prefix(':')
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3_600_000);
+    Some(Duration::from_millis(ms))
+}
+
+async fn fetch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    max: usize,
+) -> Result<Vec<jetstream::Message>> {
+    let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await {
+            out.push(m.map_err(|e| e.to_string())?);
+        }
+        Ok::<_, String>(out)
+    })
+    .await
+    .map_err(|_| "fetch timed out".to_string())
+    .and_then(|r| r);
+    fetched.map_err(ClusterError::log("fetch"))
+}
+
+impl Partition {
+    /// A pull consumer of the partition's subjects from `last_seq + 1`.
+    async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>> {
+        let cfg = &self.shared.config;
+        let stream = self
+            .shared
+            .js
+            .get_stream(&cfg.stream)
+            .await
+            .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
+        stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: self.last_seq + 1,
+                },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(600),
+                max_ack_pending: 1_000_000,
+                filter_subject: partition_filter(self.lease.partition),
+                inactive_threshold: Duration::from_secs(300),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::log("create consumer")(e.to_string()))
+    }
+
+    /// Appends the events of `messages` past `last_seq` to the local store.
+    async fn append(&mut self, messages: Vec<jetstream::Message>) -> Result<()> {
+        let p = self.lease.partition;
+        let mut events: Vec<Event> = Vec::with_capacity(messages.len());
+        let mut last = None;
+        for m in messages {
+            let seq = match m.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "a message without JetStream metadata");
+                    continue;
+                }
+            };
+            if seq <= self.last_seq || last.as_ref().is_some_and(|(s, _)| seq <= *s) {
+                continue; // a redelivery
+            }
+            match payload::decode(&m.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|input| self.store.validate(input).map_err(|e| e.to_string()))
+            {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
+                }
+            }
+            last = Some((seq, m));
+        }
+        let Some((seq, msg)) = last else {
+            return Ok(());
+        };
+        let n = events.len() as u64;
+        if !events.is_empty() {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.append(&events))
+                .await
+                .expect("append task panicked")?;
+        }
+        self.last_seq = seq;
+        self.last_msg = Some(msg);
+        self.since_commit += n.max(1);
+        Ok(())
+    }
+
+    /// Seal, upload, fenced commit, then ack (the module's doc).
+    async fn commit(&mut self) -> Result<()> {
+        let p = self.lease.partition;
+        let epoch = self.lease.epoch;
+        self.last_commit = Instant::now();
+        if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let committed = self.committed.clone();
+        let dict_from = self.dict_committed;
+        let (new, replaced, dict) = tokio::task::spawn_blocking(move || -> Result<_> {
+            store.seal_all()?;
+            // Compaction of closed days (the store's own rule): the merged segment is
+            // committed and the ones it replaces are taken out of the catalog in the
+            // same transaction; their objects go to the janitor.
+            store.maintain()?;
+            let manifest = store.catalog().manifest()?;
+            let current: HashSet<u64> = manifest
+                .shards
+                .values()
+                .flat_map(|s| s.segments.iter().map(|e| e.id))
+                .collect();
+            let replaced: Vec<u64> = committed.difference(&current).copied().collect();
+            let mut new: Vec<(ShardKey, SegmentEntry, u64, PathBuf)> = Vec::new();
+            for (key, state) in &manifest.shards {
+                let segs = store.segments(*key);
+                for e in state.segments.iter().filter(|e| !committed.contains(&e.id)) {
+                    let path = store.dir().join(&e.file);
+                    let max_seq = segs
+                        .iter()
+                        .find(|s| s.path() == path)
+                        .map(|s| s.meta().max_seq)
+                        .ok_or_else(|| ClusterError::Catalog {
+                            partition: p,
+                            reason: format!("{} is in the manifest but not open", e.file),
+                        })?;
+                    new.push((*key, e.clone(), max_seq, path));
+                }
+            }
+            let dict = store.dictionary_log_from(dict_from)?;
+            Ok((new, replaced, dict))
+        })
+        .await
+        .expect("seal task panicked")?;
+        let mut rows = Vec::with_capacity(new.len());
+        for (key, entry, max_seq, path) in new {
+            let object_key = segment_key(p, epoch, key.span, key.community, entry.id);
+            if !self.uploaded.contains(&entry.id) {
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|source| ClusterError::Io {
+                        context: format!("reading {}", path.display()),
+                        source,
+                    })?;
+                self.shared
+                    .objects
+                    .put_create(&object_key, Bytes::from(bytes))
+                    .await?;
+                self.uploaded.insert(entry.id);
+            }
+            rows.push(SegmentRow {
+                segment_id: entry.id,
+                community: key.community,
+                span: key.span,
+                file: entry.file,
+                events: entry.events,
+                max_seq,
+                object_key,
+            });
+        }
+        let chunk = match dict.is_empty() {
+            true => None,
+            false => {
+                let len = dict.len() as u64;
+                let object_key = dict_key(p, epoch, dict_from, len);
+                self.shared
+                    .objects
+                    .put_create(&object_key, Bytes::from(dict))
+                    .await?;
+                Some(DictChunk {
+                    start: dict_from,
+                    len,
+                    object_key,
+                })
+            }
+        };
+        if let Some(pause) = fault_pause_before_commit() {
+            tracing::warn!(partition = p, "fault point: uploaded, not committed");
+            tokio::time::sleep(pause).await;
+        }
+        let dict_bytes = dict_from + chunk.as_ref().map_or(0, |c| c.len);
+        let checkpoint = self.last_seq;
+        let committed = self
+            .meta
+            .commit(
+                p,
+                epoch,
+                &rows,
+                &replaced,
+                chunk.as_ref(),
+                checkpoint,
+                dict_bytes,
+                self.shared.config.index.lease_ms,
+            )
+            .await;
+        if let Err(e @ ClusterError::Fenced { .. }) = &committed {
+            tracing::warn!(partition = p, error = %e, "commit refused by the epoch check");
+        }
+        committed?;
+        for id in &replaced {
+            self.committed.remove(id);
+        }
+        self.committed.extend(rows.iter().map(|r| r.segment_id));
+        self.dict_committed = dict_bytes;
+        self.lease.checkpoint_seq = checkpoint;
+        self.since_commit = 0;
+        tracing::info!(
+            partition = p,
+            epoch,
+            checkpoint,
+            segments = rows.len(),
+            replaced = replaced.len(),
+            "committed"
+        );
+        if let Some(m) = self.last_msg.take() {
+            if let Err(e) = m.ack().await {
+                // The checkpoint is the truth; a lost ack only means a redelivery,
+                // which `append` skips by sequence.
+                tracing::warn!(partition = p, error = %e, "ack after commit failed");
+            }
+        }
+        Ok(())
+    }
+}

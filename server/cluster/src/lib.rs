@@ -1,0 +1,29 @@
+//! A Sightline cluster (issue 22, first half): the log is NATS JetStream, sealed
+//! segments live on an S3 API, leases, checkpoints and the segment catalog live in
+//! PostgreSQL. No consensus or replication of our own: each engine does its part.
+//!
+//! * [`partition`]: community → partition (FNV-1a 64 mod P), subjects, cluster event ids.
+//! * [`payload`]: an event as a log message, and its message id (dedup on re-send).
+//! * [`log`]: JetStream: the stream, the publisher of the ingest role.
+//! * [`meta`]: PostgreSQL: the schema, leases with epochs, the fenced commit, the catalog.
+//! * [`objects`]: S3 through `object_store`: create-only puts, reads, listing.
+//! * [`indexer`]: the index role: leases → local stores → sealed, uploaded, committed.
+//! * [`restore`]: a partition's store rebuilt from the catalog and object storage.
+//! * [`janitor`]: uploaded objects no commit names, removed after an age.
+//!
+//! HTTP is not here: the ingest role's `POST /v1/events` is in `sightline-server`
+//! (feature `cluster`), which calls [`log::Publisher`].
+
+pub mod config;
+pub mod error;
+pub mod indexer;
+pub mod janitor;
+pub mod log;
+pub mod meta;
+pub mod objects;
+pub mod partition;
+pub mod payload;
+pub mod restore;
+
+pub use config::ClusterConfig;
+pub use error::{ClusterError, Result};

@@ -1,0 +1,166 @@
+//! NATS JetStream: the log every event goes through.
+//!
+//! One stream (`ClusterConfig::stream`) holds subjects `ev.>`, file storage,
+//! `replicas` copies (3: a quorum of the NATS cluster stores a message before its
+//! PubAck), dedup by `Nats-Msg-Id` within `duplicate_window_s`. The ingest role's
+//! [`Publisher`] answers an HTTP request only after every event's PubAck; the index
+//! role reads a partition with a pull consumer from its checkpoint (`indexer`).
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::Publish;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType, Stream};
+use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
+use sightline_storage::Event;
+
+use crate::config::ClusterConfig;
+use crate::error::{ClusterError, Result};
+use crate::partition::{partition_of, subject};
+use crate::payload;
+
+/// How long one publish waits for its PubAck before it is tried again (a stream
+/// leader being elected takes a few seconds).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries of one event's publish before the request fails (re-sends are deduplicated
+/// by message id, so a retry never stores twice).
+const PUBLISH_TRIES: u32 = 6;
+/// Publishes of one request awaiting their PubAck at once (a 100,000-event batch does
+/// not put 100,000 requests in flight).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Connects to the NATS cluster (the client reconnects by itself afterwards).
+pub async fn connect(config: &ClusterConfig) -> Result<Context> {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(config.nats.as_slice())
+        .await
+        .map_err(|e| ClusterError::log("connect")(e.to_string()))?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(PUBLISH_TIMEOUT);
+    Ok(js)
+}
+
+/// How long [`ensure_stream`] keeps trying (a JetStream cluster just started elects
+/// its meta leader first).
+const STREAM_WAIT: Duration = Duration::from_secs(60);
+
+/// The stream, created if absent (tried again for up to a minute).
+pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Stream> {
+    let deadline = tokio::time::Instant::now() + STREAM_WAIT;
+    loop {
+        let made = js
+            .get_or_create_stream(StreamConfig {
+                name: config.stream.clone(),
+                subjects: vec!["ev.>".into()],
+                storage: StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: Duration::from_secs(config.duplicate_window_s),
+                ..Default::default()
+            })
+            .await;
+        match made {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "stream not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(ClusterError::log("create stream")(e.to_string())),
+        }
+    }
+}
+
+/// The name of the NATS server leading the stream now (`None` while none does).
+pub async fn stream_leader(js: &Context, config: &ClusterConfig) -> Result<Option<String>> {
+    let mut stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
+    Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+}
+
+/// What the log said of one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The event's stream sequence number (its log id).
+    pub seq: u64,
+    /// The message id was seen within the dedup window: stored before, not again.
+    pub duplicate: bool,
+}
+
+/// The ingest role's side of the log.
+#[derive(Clone)]
+pub struct Publisher {
+    js: Context,
+    partitions: u32,
+}
+
+impl Publisher {
+    pub fn new(js: Context, partitions: u32) -> Publisher {
+        Publisher { js, partitions }
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// Publishes every event (concurrently) and returns once each has its PubAck, in
+    /// the order given. Any event still refused after the retries fails the call;
+    /// those acknowledged are in the log and dedup a re-send of the batch.
+    pub async fn publish(&self, events: &[Event]) -> Result<Vec<Published>> {
+        let mut out = Vec::with_capacity(events.len());
+        for chunk in events.chunks(MAX_IN_FLIGHT) {
+            out.extend(
+                futures::future::try_join_all(chunk.iter().map(|e| self.publish_one(e))).await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn publish_one(&self, event: &Event) -> Result<Published> {
+        let body = payload::encode(event);
+        let id = payload::message_id(event, &body);
+        let subject = subject(
+            partition_of(event.community(), self.partitions),
+            event.community(),
+        );
+        let body = Bytes::from(body);
+        let mut last = String::new();
+        for attempt in 0..PUBLISH_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+            }
+            let sent = self
+                .js
+                .send_publish(
+                    subject.clone(),
+                    Publish::build().payload(body.clone()).message_id(&id),
+                )
+                .await;
+            let ack = match sent {
+                Ok(fut) => fut.await,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            match ack {
+                Ok(ack) => {
+                    return Ok(Published {
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tracing::warn!(subject, attempt, error = %last, "publish not acknowledged; trying again");
+        }
+        Err(ClusterError::log("publish")(format!(
+            "{subject}: no PubAck after {PUBLISH_TRIES} tries: {last}"
+        )))
+    }
+}

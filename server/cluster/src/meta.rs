@@ -1,0 +1,438 @@
+//! PostgreSQL: leases, checkpoints and the catalog of committed segments.
+//!
+//! ```sql
+//! cluster_meta (key PRIMARY KEY, value)            -- 'partitions' = P, set once
+//! leases   (partition PRIMARY KEY, owner, epoch, expires_at, checkpoint_seq, dict_bytes)
+//! members  (owner PRIMARY KEY, expires_at)          -- live indexers, for the fair share
+//! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
+//! dict_chunks (partition, start_offset, len, object_key, epoch)
+//! ```
+//!
+//! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
+//! taken by bumping its epoch; a commit ([`Meta::commit`]) locks the lease row, checks
+//! the epoch, inserts the segment and dictionary rows and moves the checkpoint, in one
+//! transaction: an indexer whose lease was taken over can upload, but never commit.
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{ClusterError, Result};
+
+/// One connection to the cluster's database.
+pub struct Meta {
+    client: Client,
+}
+
+/// A lease just taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub partition: u32,
+    pub epoch: i64,
+    /// Every log message of the partition with stream sequence ≤ this is in the
+    /// committed segments; none after it is.
+    pub checkpoint_seq: u64,
+    /// Bytes of the partition's dictionary log the committed chunks hold.
+    pub dict_bytes: u64,
+}
+
+/// A committed segment, as the catalog lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub segment_id: u64,
+    pub community: u32,
+    pub span: i32,
+    /// The file's path inside a store directory (`segments/{span}/{community}-{id}.seg`).
+    pub file: String,
+    pub events: u32,
+    pub max_seq: u64,
+    pub object_key: String,
+}
+
+/// A committed piece of a partition's dictionary log: bytes `[start, start + len)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DictChunk {
+    pub start: u64,
+    pub len: u64,
+    pub object_key: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    partition integer PRIMARY KEY,
+    owner text,
+    epoch bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz NOT NULL DEFAULT 'epoch',
+    checkpoint_seq bigint NOT NULL DEFAULT 0,
+    dict_bytes bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS members (owner text PRIMARY KEY, expires_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (
+    partition integer NOT NULL,
+    segment_id bigint NOT NULL,
+    community integer NOT NULL,
+    span integer NOT NULL,
+    file text NOT NULL,
+    events integer NOT NULL,
+    max_seq bigint NOT NULL,
+    object_key text NOT NULL UNIQUE,
+    epoch bigint NOT NULL,
+    PRIMARY KEY (partition, segment_id)
+);
+CREATE TABLE IF NOT EXISTS dict_chunks (
+    partition integer NOT NULL,
+    start_offset bigint NOT NULL,
+    len bigint NOT NULL,
+    object_key text NOT NULL UNIQUE,
+    epoch bigint NOT NULL,
+    PRIMARY KEY (partition, start_offset)
+);
+";
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).expect("sequence numbers and offsets are stored non-negative")
+}
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).expect("sequence numbers and offsets fit in a bigint")
+}
+
+impl Meta {
+    /// Connects (the connection's task runs on the current runtime until it drops).
+    pub async fn connect(conninfo: &str) -> Result<Meta> {
+        let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+            .await
+            .map_err(ClusterError::pg("connect"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Meta { client })
+    }
+
+    /// False once the connection broke (reconnect then).
+    pub fn is_open(&self) -> bool {
+        !self.client.is_closed()
+    }
+
+    /// Creates the tables (once, under an advisory lock, whoever comes first) and the
+    /// partitions' lease rows; returns P, which the first caller's `partitions` set.
+    pub async fn create(&mut self, partitions: u32) -> Result<u32> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(ClusterError::pg("begin create"))?;
+        tx.execute("SELECT pg_advisory_xact_lock(2207)", &[])
+            .await
+            .map_err(ClusterError::pg("advisory lock"))?;
+        tx.batch_execute(SCHEMA)
+            .await
+            .map_err(ClusterError::pg("create tables"))?;
+        tx.execute(
+            "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",
+            &[&partitions.to_string()],
+        )
+        .await
+        .map_err(ClusterError::pg("set partitions"))?;
+        let p: String = tx
+            .query_one(
+                "SELECT value FROM cluster_meta WHERE key = 'partitions'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read partitions"))?
+            .get(0);
+        let p: u32 = p
+            .parse()
+            .map_err(|_| ClusterError::Config(format!("cluster_meta partitions = {p:?}")))?;
+        tx.execute(
+            "INSERT INTO leases (partition) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING",
+            &[&(p as i32)],
+        )
+        .await
+        .map_err(ClusterError::pg("create leases"))?;
+        tx.commit()
+            .await
+            .map_err(ClusterError::pg("commit create"))?;
+        Ok(p)
+    }
+
+    /// P, as set when the cluster was created.
+    pub async fn partitions(&self) -> Result<u32> {
+        let v: String = self
+            .client
+            .query_one(
+                "SELECT value FROM cluster_meta WHERE key = 'partitions'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read partitions"))?
+            .get(0);
+        v.parse()
+            .map_err(|_| ClusterError::Config(format!("cluster_meta partitions = {v:?}")))
+    }
+
+    /// Says `owner` is alive for `ttl_ms`; returns how many indexers are.
+    pub async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<u32> {
+        self.client
+            .execute(
+                "INSERT INTO members (owner, expires_at) VALUES ($1, now() + $2 * interval '1 millisecond')
+                 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                &[&owner, &(ttl_ms as f64)],
+            )
+            .await
+            .map_err(ClusterError::pg("heartbeat"))?;
+        let n: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM members WHERE expires_at > now()", &[])
+            .await
+            .map_err(ClusterError::pg("count members"))?
+            .get(0);
+        Ok(n.max(1) as u32)
+    }
+
+    /// Removes `owner` from the live indexers (a clean stop).
+    pub async fn leave(&self, owner: &str) -> Result<()> {
+        self.client
+            .execute("DELETE FROM members WHERE owner = $1", &[&owner])
+            .await
+            .map_err(ClusterError::pg("leave"))?;
+        Ok(())
+    }
+
+    /// Partitions nobody holds (never taken, released, or expired), ascending.
+    pub async fn free_partitions(&self) -> Result<Vec<u32>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT partition FROM leases WHERE owner IS NULL OR expires_at < now() ORDER BY partition",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("free partitions"))?;
+        Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
+    }
+
+    /// Takes `partition` if it is free or expired, bumping its epoch.
+    pub async fn acquire(&self, partition: u32, owner: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        let row = self
+            .client
+            .query_opt(
+                "UPDATE leases SET owner = $1, epoch = epoch + 1,
+                        expires_at = now() + $2 * interval '1 millisecond'
+                 WHERE partition = $3 AND (owner IS NULL OR expires_at < now())
+                 RETURNING epoch, checkpoint_seq, dict_bytes",
+                &[&owner, &(ttl_ms as f64), &(partition as i32)],
+            )
+            .await
+            .map_err(ClusterError::pg("acquire"))?;
+        Ok(row.map(|r| Lease {
+            partition,
+            epoch: r.get(0),
+            checkpoint_seq: to_u64(r.get(1)),
+            dict_bytes: to_u64(r.get(2)),
+        }))
+    }
+
+    /// Extends a lease still ours (same epoch); false when it is not any more.
+    pub async fn renew(&self, partition: u32, epoch: i64, ttl_ms: u64) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "UPDATE leases SET expires_at = now() + $1 * interval '1 millisecond'
+                 WHERE partition = $2 AND epoch = $3",
+                &[&(ttl_ms as f64), &(partition as i32), &epoch],
+            )
+            .await
+            .map_err(ClusterError::pg("renew"))?;
+        Ok(n == 1)
+    }
+
+    /// Gives a lease back (a clean stop or a rebalance): free at once for others.
+    pub async fn release(&self, partition: u32, epoch: i64) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE leases SET owner = NULL, expires_at = now() WHERE partition = $1 AND epoch = $2",
+                &[&(partition as i32), &epoch],
+            )
+            .await
+            .map_err(ClusterError::pg("release"))?;
+        Ok(())
+    }
+
+    /// The fenced commit: in one transaction, only while the lease's epoch is still
+    /// `epoch`, records `segments` and `dict`, removes the rows of the segments
+    /// `replaced` (merged into one of `segments` by compaction), and sets the
+    /// checkpoint to `checkpoint_seq` (and the committed dictionary length to
+    /// `dict_bytes`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit(
+        &mut self,
+        partition: u32,
+        epoch: i64,
+        segments: &[SegmentRow],
+        replaced: &[u64],
+        dict: Option<&DictChunk>,
+        checkpoint_seq: u64,
+        dict_bytes: u64,
+        ttl_ms: u64,
+    ) -> Result<()> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(ClusterError::pg("begin commit"))?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT epoch FROM leases WHERE partition = $1 FOR UPDATE",
+                &[&(partition as i32)],
+            )
+            .await
+            .map_err(ClusterError::pg("lock lease"))?
+            .get(0);
+        if current != epoch {
+            // Dropping the transaction rolls it back.
+            return Err(ClusterError::Fenced {
+                partition,
+                ours: epoch,
+                current,
+            });
+        }
+        let p = partition as i32;
+        for s in segments {
+            tx.execute(
+                "INSERT INTO segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &p,
+                    &to_i64(s.segment_id),
+                    &(s.community as i32),
+                    &s.span,
+                    &s.file,
+                    &(s.events as i32),
+                    &to_i64(s.max_seq),
+                    &s.object_key,
+                    &epoch,
+                ],
+            )
+            .await
+            .map_err(ClusterError::pg("insert segment"))?;
+        }
+        if !replaced.is_empty() {
+            let ids: Vec<i64> = replaced.iter().map(|id| to_i64(*id)).collect();
+            tx.execute(
+                "DELETE FROM segments WHERE partition = $1 AND segment_id = ANY($2)",
+                &[&p, &ids],
+            )
+            .await
+            .map_err(ClusterError::pg("remove compacted segments"))?;
+        }
+        if let Some(d) = dict {
+            tx.execute(
+                "INSERT INTO dict_chunks (partition, start_offset, len, object_key, epoch)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&p, &to_i64(d.start), &to_i64(d.len), &d.object_key, &epoch],
+            )
+            .await
+            .map_err(ClusterError::pg("insert dictionary chunk"))?;
+        }
+        tx.execute(
+            "UPDATE leases SET checkpoint_seq = $1, dict_bytes = $2,
+                    expires_at = now() + $3 * interval '1 millisecond'
+             WHERE partition = $4 AND epoch = $5",
+            &[
+                &to_i64(checkpoint_seq),
+                &to_i64(dict_bytes),
+                &(ttl_ms as f64),
+                &p,
+                &epoch,
+            ],
+        )
+        .await
+        .map_err(ClusterError::pg("move checkpoint"))?;
+        tx.commit().await.map_err(ClusterError::pg("commit"))?;
+        Ok(())
+    }
+
+    /// The committed dictionary chunks of `partition`, in order.
+    pub async fn dict_chunks(&self, partition: u32) -> Result<Vec<DictChunk>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT start_offset, len, object_key FROM dict_chunks WHERE partition = $1 ORDER BY start_offset",
+                &[&(partition as i32)],
+            )
+            .await
+            .map_err(ClusterError::pg("list dictionary chunks"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DictChunk {
+                start: to_u64(r.get(0)),
+                len: to_u64(r.get(1)),
+                object_key: r.get(2),
+            })
+            .collect())
+    }
+
+    /// The committed segments of `partition`, by segment id.
+    pub async fn segments(&self, partition: u32) -> Result<Vec<SegmentRow>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT segment_id, community, span, file, events, max_seq, object_key
+                 FROM segments WHERE partition = $1 ORDER BY segment_id",
+                &[&(partition as i32)],
+            )
+            .await
+            .map_err(ClusterError::pg("list segments"))?;
+        Ok(rows
+            .iter()
+            .map(|r| SegmentRow {
+                segment_id: to_u64(r.get(0)),
+                community: r.get::<_, i32>(1) as u32,
+                span: r.get(2),
+                file: r.get(3),
+                events: r.get::<_, i32>(4) as u32,
+                max_seq: to_u64(r.get(5)),
+                object_key: r.get(6),
+            })
+            .collect())
+    }
+
+    /// The lease row of `partition`: (owner, epoch, checkpoint_seq, dict_bytes).
+    pub async fn lease(&self, partition: u32) -> Result<(Option<String>, i64, u64, u64)> {
+        let r = self
+            .client
+            .query_one(
+                "SELECT owner, epoch, checkpoint_seq, dict_bytes FROM leases WHERE partition = $1",
+                &[&(partition as i32)],
+            )
+            .await
+            .map_err(ClusterError::pg("read lease"))?;
+        Ok((r.get(0), r.get(1), to_u64(r.get(2)), to_u64(r.get(3))))
+    }
+
+    /// Events in committed segments, all partitions.
+    pub async fn committed_events(&self) -> Result<u64> {
+        let n: i64 = self
+            .client
+            .query_one("SELECT coalesce(sum(events), 0)::bigint FROM segments", &[])
+            .await
+            .map_err(ClusterError::pg("count committed events"))?
+            .get(0);
+        Ok(to_u64(n))
+    }
+
+    /// Every object key a commit names (for the janitor).
+    pub async fn committed_keys(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT object_key FROM segments UNION ALL SELECT object_key FROM dict_chunks",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("list committed objects"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

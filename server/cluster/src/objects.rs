@@ -1,0 +1,145 @@
+//! Object storage through `object_store` (any S3 API; SeaweedFS in the tests).
+//!
+//! Keys: `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg` for a segment and
+//! `p{partition}/e{epoch}/dict/{start}-{len}` for a dictionary-log chunk. The epoch is
+//! in every key, so an indexer whose lease was taken over never writes a key its
+//! successor writes; puts are create-only (`If-None-Match: *`) all the same.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+use crate::config::S3Config;
+use crate::error::{ClusterError, Result};
+
+/// The bucket.
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// One object as listed.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub key: String,
+    pub last_modified_ms: i64,
+    pub size: u64,
+}
+
+fn err(context: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> ClusterError {
+    let key = key.to_string();
+    move |source| ClusterError::Objects {
+        context,
+        key,
+        source,
+    }
+}
+
+/// The key of a segment file uploaded under `epoch`.
+pub fn segment_key(partition: u32, epoch: i64, span: i32, community: u32, id: u64) -> String {
+    format!("p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg")
+}
+
+/// The key of a dictionary-log chunk uploaded under `epoch`.
+pub fn dict_key(partition: u32, epoch: i64, start: u64, len: u64) -> String {
+    format!("p{partition}/e{epoch}/dict/{start}-{len}")
+}
+
+impl Objects {
+    /// The bucket of `config`, path-style, plain HTTP allowed (a local endpoint).
+    pub fn new(config: &S3Config) -> Result<Objects> {
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&config.endpoint)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key)
+            .with_secret_access_key(&config.secret_key)
+            .build()
+            .map_err(err("configure", &config.bucket))?;
+        Ok(Objects {
+            store: Arc::new(store),
+        })
+    }
+
+    /// Writes `key` only if no object has that key. An object already there is fine
+    /// when it has these very bytes (a retried upload of the same epoch); anything
+    /// else is an error.
+    pub async fn put_create(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let path = Path::from(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let there = self.get(key).await?;
+                if there == bytes {
+                    Ok(())
+                } else {
+                    Err(ClusterError::Catalog {
+                        partition: u32::MAX,
+                        reason: format!("object {key} exists with other bytes"),
+                    })
+                }
+            }
+            Err(e) => Err(err("put", key)(e)),
+        }
+    }
+
+    /// The whole object.
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let path = Path::from(key);
+        self.store
+            .get(&path)
+            .await
+            .map_err(err("get", key))?
+            .bytes()
+            .await
+            .map_err(err("read", key))
+    }
+
+    /// Bytes `[start, end)` of an object (a segment's footer or block).
+    pub async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes> {
+        self.store
+            .get_range(&Path::from(key), start..end)
+            .await
+            .map_err(err("get range", key))
+    }
+
+    /// Every object under `prefix` (all with `None`).
+    pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<Listed>> {
+        let prefix = prefix.map(Path::from);
+        let listed: Vec<_> = self
+            .store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(err("list", prefix.as_ref().map_or("", |p| p.as_ref())))?;
+        Ok(listed
+            .into_iter()
+            .map(|m| Listed {
+                key: m.location.to_string(),
+                last_modified_ms: m.last_modified.timestamp_millis(),
+                size: m.size,
+            })
+            .collect())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.store
+            .delete(&Path::from(key))
+            .await
+            .map_err(err("delete", key))
+    }
+}

@@ -1,0 +1,266 @@
+//! The cluster's ingest role (`sightline cluster ingest`, feature `cluster`):
+//! `POST /v1/events` as `sightline serve` takes it — NDJSON, a JSON array or a binary
+//! batch, each record validated on its own (a refused record is named by line and
+//! field, the rest go on) — but the valid events are published to NATS JetStream
+//! (`sightline_cluster::log::Publisher`) instead of a local store, and the answer is
+//! sent only once every one has its PubAck (a quorum of the stream's replicas holds
+//! it). The answer's shape is `serve`'s; its `ids` are the events' log (stream)
+//! sequence numbers, known at once, since the cluster event id (`partition << 48 |
+//! local seq`, `sightline_cluster::partition::event_id`) is given only by the
+//! partition's indexer.
+//!
+//! Keys: `ingest.token_sha256` in `cluster.toml` lists the SHA-256 of the tokens
+//! allowed (`Authorization: Bearer …` or `X-Api-Key`), as `sightline keys create`
+//! prints and stores them; empty means none is checked and only a loopback address
+//! may be listened on. Keys are not read from a store's catalog (an ingest node has
+//! no store). No community scopes and no watchlist alerts here (`alerts` is 0).
+//! Bounds: 32 requests at once (429 with `Retry-After` beyond), `max_body_bytes`,
+//! `max_batch_records`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use sightline_cluster::log::{self, Publisher};
+use sightline_cluster::meta::Meta;
+use sightline_cluster::ClusterConfig;
+use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator};
+
+use crate::error::{ApiError, RecordError};
+use crate::ingest::{parse, wire};
+
+/// Requests being ingested at once (as `serve`'s ingest slots): a request beyond
+/// them is answered 429 before its body is read, so buffered bodies are bounded by
+/// slots × `max_body_bytes`.
+const INGEST_SLOTS: usize = 32;
+/// How long a starting ingest node waits for PostgreSQL (it reads P there).
+const META_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+struct Ingest {
+    config: ClusterConfig,
+    publisher: Publisher,
+    validator: Validator,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Binds the ingest role and serves until `shutdown` completes. Prints `listening on
+/// http://ADDR` once bound.
+pub async fn run_ingest(
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let js = log::connect(&config).await.map_err(|e| e.to_string())?;
+    log::ensure_stream(&js, &config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let partitions = partitions(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.ingest.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.ingest.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{addr}");
+    let state = Arc::new(Ingest {
+        publisher: Publisher::new(js, partitions),
+        validator: Validator::default(),
+        slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
+        config,
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// P, from PostgreSQL (creating the cluster's tables if this node is the first),
+/// tried again for up to [`META_WAIT`].
+async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
+    let deadline = tokio::time::Instant::now() + META_WAIT;
+    loop {
+        let got = async {
+            let mut meta = Meta::connect(&config.postgres).await?;
+            meta.create(config.partitions).await
+        }
+        .await;
+        match got {
+            Ok(p) => return Ok(p),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "PostgreSQL not ready; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+fn error(e: ApiError) -> Response<Full<Bytes>> {
+    let mut r = reply(e.status(), e.json());
+    if let Some(s) = e.retry_after() {
+        r.headers_mut().insert("retry-after", s.into());
+    }
+    r
+}
+
+async fn handle(
+    state: Arc<Ingest>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/v1/health") => reply(StatusCode::OK, json!({"status": "ok", "role": "ingest"})),
+        ("POST", "/v1/events") => match post_events(&state, req).await {
+            Ok(r) => r,
+            Err(e) => error(e),
+        },
+        _ => error(ApiError::NoSuchEndpoint(
+            "no such route on an ingest node".into(),
+        )),
+    })
+}
+
+fn authorised(state: &Ingest, req: &Request<Incoming>) -> bool {
+    let keys = &state.config.ingest.token_sha256;
+    if keys.is_empty() {
+        return true;
+    }
+    let h = req.headers();
+    let token = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
+    token.is_some_and(|t| {
+        let hash = crate::auth::sha256_hex(t.as_bytes());
+        keys.iter().any(|k| k.eq_ignore_ascii_case(&hash))
+    })
+}
+
+async fn post_events(
+    state: &Ingest,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if !authorised(state, &req) {
+        return Err(ApiError::Unauthorized(
+            "send an API key: Authorization: Bearer sl_…".into(),
+        ));
+    }
+    let _slot = state
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("ingest"))?;
+    let binary = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));
+    let max = state.config.ingest.max_body_bytes;
+    let body = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|_| ApiError::BodyTooLarge(max))?
+        .to_bytes();
+    let now = crate::now_ms();
+    let mut valid: Vec<Event> = Vec::new();
+    // (position, index into `valid` or why refused), in input order.
+    let mut fates: Vec<(usize, Result<usize, RecordError>)> = Vec::new();
+    let mut admit = |pos: usize, checked: Result<Event, RecordError>| {
+        let fate = checked.map(|e| {
+            valid.push(e);
+            valid.len() - 1
+        });
+        fates.push((pos, fate));
+    };
+    let refused = |pos: usize| move |v: ValidationError| RecordError::new(pos, v.field, v.reason);
+    let records = state.config.ingest.max_batch_records;
+    if binary {
+        let decoded: Vec<EventRef<'_>> = wire::decode(&body).map_err(|e| {
+            ApiError::MalformedBody(format!("not a {} batch: {e}", wire::CONTENT_TYPE))
+        })?;
+        check_size(decoded.len(), records)?;
+        for (i, e) in decoded.iter().enumerate() {
+            admit(i, state.validator.validate_ref(e, now).map_err(refused(i)));
+        }
+    } else {
+        let parsed = parse::records(&body)?;
+        check_size(parsed.len(), records)?;
+        for (pos, r) in parsed {
+            let checked = r.and_then(|input: EventInput| {
+                state.validator.validate(input, now).map_err(refused(pos))
+            });
+            admit(pos, checked);
+        }
+    }
+    let published = match valid.is_empty() {
+        true => Vec::new(),
+        false => state.publisher.publish(&valid).await.map_err(|e| {
+            ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
+        })?,
+    };
+    let (mut stored, mut duplicates, mut ids, mut errors) =
+        (0usize, 0usize, Vec::new(), Vec::new());
+    for (_, fate) in fates {
+        match fate {
+            Ok(i) => {
+                let p = published[i];
+                match p.duplicate {
+                    true => duplicates += 1,
+                    false => stored += 1,
+                }
+                ids.push(p.seq);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    if stored + duplicates == 0 {
+        return Err(ApiError::InvalidEvents { errors });
+    }
+    Ok(reply(
+        StatusCode::OK,
+        json!({
+            "stored": stored,
+            "duplicates": duplicates,
+            "rejected": errors.len(),
+            "ids": ids,
+            "errors": errors.iter().map(RecordError::json).collect::<Vec<_>>(),
+            "alerts": 0,
+        }),
+    ))
+}
+
+fn check_size(records: usize, max: usize) -> Result<(), ApiError> {
+    match records {
+        0 => Err(ApiError::NoEvents),
+        n if n > max => Err(ApiError::TooManyRecords { records: n, max }),
+        _ => Ok(()),
+    }
+}

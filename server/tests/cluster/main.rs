@@ -1,0 +1,771 @@
+//! The cluster on real engines (feature `cluster`): three NATS JetStream nodes,
+//! SeaweedFS's S3 gateway and PostgreSQL on 127.0.0.1 (`sightline_testkit::cluster`),
+//! `sightline cluster ingest` and `sightline cluster index` as child processes.
+//!
+//! Every test checks the same thing at its end: each event acknowledged by an ingest
+//! node (a 200 answer) is present exactly once in what is committed — every partition
+//! restored from the catalog and object storage into a fresh store, events compared by
+//! source id with what was acknowledged.
+//!
+//! `cargo test -p sightline-server --features cluster --test cluster`
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sightline_cluster::meta::Meta;
+use sightline_cluster::objects::Objects;
+use sightline_cluster::{janitor, log, restore, ClusterConfig};
+use sightline_storage::StoreConfig;
+use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
+use sightline_testkit::{call, wait_until};
+
+/// The tests share two cores: one cluster at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PARTITIONS: u32 = 4;
+/// Long enough for a debug build's commits under load; short for the test's waits.
+const LEASE_MS: u64 = 3_000;
+const COMMITTED: Duration = Duration::from_secs(120);
+
+struct Env {
+    nats: NatsCluster,
+    s3: Seaweed,
+    pg: Postgres,
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    /// Source id → times acknowledged (a re-send acknowledged again counts once).
+    acked: BTreeSet<String>,
+    next: usize,
+}
+
+/// A `sightline cluster …` child process, killed when dropped.
+struct Node {
+    child: Child,
+    name: String,
+    stderr: PathBuf,
+}
+
+impl Node {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::env::var_os("SIGHTLINE_TEST_LOGS").is_some() {
+            eprintln!("--- {} ---\n{}", self.name, self.log());
+        }
+        self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    fn start() -> Env {
+        let started = Instant::now();
+        let env = Env {
+            nats: NatsCluster::start(),
+            s3: Seaweed::start(),
+            pg: Postgres::start(),
+            dir: tempfile::tempdir().unwrap(),
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            acked: BTreeSet::new(),
+            next: 0,
+        };
+        eprintln!("engines up in {:?}", started.elapsed());
+        env
+    }
+
+    /// `cluster.toml` for a node called `name`.
+    fn config_file(&self, name: &str) -> PathBuf {
+        self.config_file_with(name, "")
+    }
+
+    /// `cluster.toml` for `name`, with `ingest` lines added to its `[ingest]` table.
+    fn config_file_with(&self, name: &str, ingest: &str) -> PathBuf {
+        let nats: Vec<String> = self.nats.urls().iter().map(|u| format!("{u:?}")).collect();
+        let text = format!(
+            r#"nats = [{nats}]
+postgres = "{pg}"
+partitions = {PARTITIONS}
+
+[s3]
+endpoint = "{endpoint}"
+bucket = "{bucket}"
+access_key = "{ak}"
+secret_key = "{sk}"
+
+[ingest]
+listen = "127.0.0.1:0"
+{ingest}
+
+[index]
+data = "{data}"
+owner = "{name}"
+lease_ms = {LEASE_MS}
+renew_ms = 500
+commit_interval_ms = 1000
+janitor_age_s = 3600
+"#,
+            nats = nats.join(", "),
+            pg = self.pg.conninfo(),
+            endpoint = self.s3.endpoint(),
+            bucket = self.s3.bucket,
+            ak = self.s3.access_key,
+            sk = self.s3.secret_key,
+            data = self.dir.path().join(format!("data-{name}")).display(),
+        );
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn config(&self) -> ClusterConfig {
+        ClusterConfig::from_file(&self.config_file("test")).unwrap()
+    }
+
+    fn spawn(&self, role: &str, name: &str, envs: &[(&str, &str)]) -> (Node, Option<SocketAddr>) {
+        self.spawn_with(role, name, envs, "")
+    }
+
+    fn spawn_with(
+        &self,
+        role: &str,
+        name: &str,
+        envs: &[(&str, &str)],
+        ingest: &str,
+    ) -> (Node, Option<SocketAddr>) {
+        let stderr = self.dir.path().join(format!("{name}.stderr"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+        cmd.args(["cluster", role, "--config"])
+            .arg(self.config_file_with(name, ingest))
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let node = Node {
+            child,
+            name: name.into(),
+            stderr,
+        };
+        if role != "ingest" {
+            assert!(
+                wait_until(Duration::from_secs(60), || node.log().contains("started")),
+                "{name} did not start: {}",
+                node.log()
+            );
+            return (node, None);
+        }
+        let mut out = BufReader::new(stdout);
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some((_, addr)) = line.trim().split_once("listening on http://") {
+                return (node, Some(addr.parse().unwrap()));
+            }
+            line.clear();
+        }
+        panic!("{name} did not start: {}", node.log());
+    }
+
+    fn ingest(&self, name: &str) -> (Node, SocketAddr) {
+        let (node, addr) = self.spawn("ingest", name, &[]);
+        (node, addr.unwrap())
+    }
+
+    fn indexer(&self, name: &str, envs: &[(&str, &str)]) -> Node {
+        self.spawn("index", name, envs).0
+    }
+
+    /// `n` new events (unique source ids, ten communities), as NDJSON.
+    fn batch(&mut self, n: usize) -> (String, Vec<String>) {
+        let mut body = String::new();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let i = self.next;
+            self.next += 1;
+            let id = format!("src-{i:08}");
+            let event = serde_json::json!({
+                "ts": 1_764_547_200_000i64 + (i as i64 % 86_400) * 1_000,
+                "community": format!("32050800{:02}", i % 10),
+                "device": format!("3205080{:1}01121000{:04}", i % 10, i % 13),
+                "kind": if i.is_multiple_of(3) { "face" } else { "vehicle" },
+                "subject": format!("苏E{:05}", i % 997),
+                "direction": if i.is_multiple_of(2) { "in" } else { "out" },
+                "attrs": { "source_id": id, "lane": (i % 4) as i64 },
+            });
+            body.push_str(&event.to_string());
+            body.push('\n');
+            ids.push(id);
+        }
+        (body, ids)
+    }
+
+    /// Posts `n` new events to `addr` until one answer is 200 (a re-send is
+    /// deduplicated); records them as acknowledged.
+    fn post(&mut self, addr: SocketAddr, n: usize) {
+        let (body, ids) = self.batch(n);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = call(
+                addr,
+                "POST",
+                "/v1/events",
+                "application/x-ndjson",
+                body.as_bytes(),
+            );
+            if reply.status == 200 {
+                let b = &reply.body;
+                let answered = b["stored"].as_u64().unwrap() + b["duplicates"].as_u64().unwrap();
+                assert_eq!(answered, n as u64, "{b}");
+                assert_eq!(b["ids"].as_array().unwrap().len(), n);
+                self.acked.extend(ids);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest kept failing: {} {}",
+                reply.status,
+                reply.body
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Posts NDJSON `body` to `addr` until one answer is 200; how many it stored
+    /// or found duplicate.
+    fn post_body(&self, addr: SocketAddr, body: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = call(
+                addr,
+                "POST",
+                "/v1/events",
+                "application/x-ndjson",
+                body.as_bytes(),
+            );
+            if reply.status == 200 {
+                let b = &reply.body;
+                assert_eq!(b["rejected"], 0, "{b}");
+                return b["stored"].as_u64().unwrap() + b["duplicates"].as_u64().unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest kept failing: {}",
+                reply.body
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the committed segments hold at least `want` events.
+    fn wait_committed_events(&self, want: u64) {
+        let meta = self.meta();
+        let mut have = 0;
+        let ok = wait_until(COMMITTED, || {
+            have = self.rt.block_on(meta.committed_events()).unwrap_or(0);
+            have >= want
+        });
+        assert!(ok, "committed {have} of {want} events");
+    }
+
+    /// Every committed event (all partitions restored), as comparable tuples, sorted.
+    fn restored_events(&self) -> Vec<EventKey> {
+        let cfg = self.config();
+        let objects = Objects::new(&cfg.s3).unwrap();
+        let meta = self.meta();
+        let root = tempfile::tempdir().unwrap();
+        let mut all = Vec::new();
+        for p in 0..PARTITIONS {
+            let dir = root.path().join(format!("p{p}"));
+            let (store, _) = self
+                .rt
+                .block_on(restore::restore_partition(
+                    &meta,
+                    &objects,
+                    p,
+                    &dir,
+                    StoreConfig::default(),
+                ))
+                .unwrap();
+            all.extend(events_of(&store));
+        }
+        all.sort();
+        all
+    }
+
+    fn meta(&self) -> Meta {
+        self.rt
+            .block_on(Meta::connect(&self.pg.conninfo()))
+            .unwrap()
+    }
+
+    /// Waits until the committed segments hold at least every acknowledged event.
+    fn wait_committed(&self) {
+        let meta = self.meta();
+        let want = self.acked.len() as u64;
+        let mut have = 0;
+        let ok = wait_until(COMMITTED, || {
+            have = self.rt.block_on(meta.committed_events()).unwrap_or(0);
+            have >= want
+        });
+        assert!(ok, "committed {have} of {want} acknowledged events");
+    }
+
+    /// Every partition restored from the catalog and S3: source id → copies.
+    fn restored(&self) -> BTreeMap<String, usize> {
+        let cfg = self.config();
+        let objects = Objects::new(&cfg.s3).unwrap();
+        let meta = self.meta();
+        let root = tempfile::tempdir().unwrap();
+        let mut found = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            let dir = root.path().join(format!("p{p}"));
+            let (store, _) = self
+                .rt
+                .block_on(restore::restore_partition(
+                    &meta,
+                    &objects,
+                    p,
+                    &dir,
+                    StoreConfig::default(),
+                ))
+                .unwrap();
+            for e in store.read_events(i64::MIN, i64::MAX, None).unwrap() {
+                let id = e
+                    .event
+                    .source_id()
+                    .expect("every test event has a source id")
+                    .to_string();
+                *found.entry(id).or_insert(0) += 1;
+            }
+        }
+        found
+    }
+
+    /// Every acknowledged event exactly once, nothing else.
+    fn assert_exactly_once(&self) {
+        self.wait_committed();
+        let found = self.restored();
+        let twice: Vec<_> = found.iter().filter(|(_, n)| **n > 1).take(5).collect();
+        assert!(
+            twice.is_empty(),
+            "events committed more than once: {twice:?}"
+        );
+        let missing: Vec<_> = self
+            .acked
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged, not committed ({} in all): {missing:?}",
+            self.acked.len() - found.len().min(self.acked.len())
+        );
+        let extra: Vec<_> = found
+            .keys()
+            .filter(|id| !self.acked.contains(*id))
+            .take(5)
+            .collect();
+        assert!(extra.is_empty(), "committed, never acknowledged: {extra:?}");
+        assert_eq!(found.len(), self.acked.len());
+    }
+
+    /// Partitions whose lease `owner` holds now.
+    fn owned_by(&self, owner: &str) -> Vec<u32> {
+        let meta = self.meta();
+        (0..PARTITIONS)
+            .filter(|p| {
+                let (o, ..) = self.rt.block_on(meta.lease(*p)).unwrap();
+                o.as_deref() == Some(owner)
+            })
+            .collect()
+    }
+}
+
+/// An event as compared: every field as stored, attributes in their encoding.
+type EventKey = (
+    i64,
+    String,
+    String,
+    &'static str,
+    String,
+    &'static str,
+    Vec<u8>,
+);
+
+fn events_of(store: &sightline_storage::Store) -> Vec<EventKey> {
+    store
+        .read_events(i64::MIN, i64::MAX, None)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let e = s.event;
+            (
+                e.ts_ms(),
+                e.community().to_string(),
+                e.device().as_str().to_string(),
+                e.kind().as_str(),
+                e.subject().to_string(),
+                e.direction().as_str(),
+                e.attr_bytes().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_synthetic_city_through_the_cluster_equals_a_single_node_store_fed_the_same_events() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let _x1 = env.indexer("index-1", &[]);
+    let _x2 = env.indexer("index-2", &[]);
+    let city = sightline_synth::Traffic::new(sightline_synth::TrafficConfig {
+        communities: 6,
+        days: 2,
+        households_per_community: 40,
+        visitor_vehicles: 300,
+        source_ids: true,
+        drivers: true,
+        ..Default::default()
+    });
+    // The oracle: one store fed the same events, as `sightline serve` would be.
+    let oracle_dir = tempfile::tempdir().unwrap();
+    let oracle = sightline_storage::Store::open(oracle_dir.path(), StoreConfig::default()).unwrap();
+    let mut answered = 0;
+    let mut sent = 0;
+    for (d, day) in city.days().enumerate() {
+        let valid: Vec<_> = day
+            .iter()
+            .map(|e| oracle.validate(e.clone()).unwrap())
+            .collect();
+        oracle.append(&valid).unwrap();
+        for (i, chunk) in day.chunks(700).enumerate() {
+            let body: String = chunk
+                .iter()
+                .map(|e| sightline_synth::to_ndjson(e) + "\n")
+                .collect();
+            answered += env.post_body(if (d + i).is_multiple_of(2) { a1 } else { a2 }, &body);
+            sent += chunk.len() as u64;
+        }
+    }
+    assert_eq!(answered, sent);
+    let expected = events_of(&oracle);
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert!(
+        expected.len() > 2_000,
+        "a city of {} events",
+        expected.len()
+    );
+    env.wait_committed_events(expected.len() as u64);
+    let got = env.restored_events();
+    assert_eq!(got.len(), expected_sorted.len());
+    assert!(
+        got == expected_sorted,
+        "the cluster's events differ from the single node's"
+    );
+}
+
+#[test]
+fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let x1 = env.indexer("index-1", &[]);
+    let x2 = env.indexer("index-2", &[]);
+    for round in 0..20u32 {
+        env.post(if round.is_multiple_of(2) { a1 } else { a2 }, 250);
+        if round == 9 {
+            // A second commit of the same days: compaction merges them, the merged
+            // segment replaces the first in the catalog.
+            env.wait_committed();
+        }
+    }
+    // A re-sent batch is acknowledged as duplicates and stored once.
+    let (body, _) = {
+        let saved = env.next;
+        env.next -= 250;
+        let b = env.batch(250);
+        env.next = saved;
+        b
+    };
+    let reply = call(
+        a1,
+        "POST",
+        "/v1/events",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["duplicates"], 250, "{}", reply.body);
+    // A bad record is refused by line and field; the rest of its batch goes on.
+    let (mut body, ids) = env.batch(2);
+    body.push_str("{\"ts\":1764547200000,\"community\":\"3205080001\",\"device\":\"12\",\"kind\":\"vehicle\",\"subject\":\"苏E1\"}\n");
+    let reply = call(
+        a2,
+        "POST",
+        "/v1/events",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["stored"], 2);
+    assert_eq!(reply.body["errors"][0]["line"], 3);
+    assert_eq!(reply.body["errors"][0]["field"], "device");
+    env.acked.extend(ids);
+    env.assert_exactly_once();
+    // Both indexers hold partitions (the fair share).
+    assert!(wait_until(Duration::from_secs(30), || {
+        !env.owned_by("index-1").is_empty() && !env.owned_by("index-2").is_empty()
+    }));
+    // A binary batch (`serve`'s wire encoding) goes the same way.
+    let inputs: Vec<sightline_storage::EventInput> = (0..50)
+        .map(|i| sightline_storage::EventInput {
+            ts_ms: 1_764_547_200_000 + i,
+            community: "3205080003".into(),
+            device: "32050803011210000001".into(),
+            kind: "vehicle".into(),
+            subject: format!("苏B{i:05}"),
+            direction: "out".into(),
+            attrs: [(
+                "source_id".to_string(),
+                sightline_storage::AttrValue::Str(format!("bin-{i}")),
+            )]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    let body = sightline_server::wire::encode(&inputs);
+    let reply = call(
+        a2,
+        "POST",
+        "/v1/events",
+        sightline_server::wire::CONTENT_TYPE,
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["stored"], 50);
+    env.acked.extend((0..50).map(|i| format!("bin-{i}")));
+    // With keys listed, an ingest node refuses a request without one of them.
+    let token = "sl_cluster_test_token";
+    let keys = format!(
+        "token_sha256 = [\"{}\"]",
+        sightline_server::auth::sha256_hex(token.as_bytes())
+    );
+    let (_keyed, a3) = env.spawn_with("ingest", "ingest-keyed", &[], &keys);
+    let a3 = a3.unwrap();
+    let (body, ids) = env.batch(3);
+    let refused = call(
+        a3,
+        "POST",
+        "/v1/events",
+        "application/x-ndjson",
+        body.as_bytes(),
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let accepted = sightline_testkit::send(a3, request.as_bytes());
+    assert_eq!(
+        accepted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    env.acked.extend(ids);
+    env.assert_exactly_once();
+    let logs = x1.log() + &x2.log();
+    assert!(
+        logs.lines().any(|l| l.contains("committed")
+            && l.contains("replaced=")
+            && !l.contains("replaced=0")),
+        "no commit replaced compacted segments: {logs}"
+    );
+    // A clean stop (SIGTERM) commits and gives the leases back at once: index-2
+    // holds every partition long before a lease could have lapsed.
+    let mut x1 = x1;
+    x1.signal(libc::SIGTERM);
+    let status = x1.child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", x1.log());
+    assert!(env.owned_by("index-1").is_empty());
+    assert!(
+        wait_until(Duration::from_secs(10), || env.owned_by("index-2").len()
+            == PARTITIONS as usize),
+        "index-2 did not take index-1's partitions"
+    );
+    env.post(a1, 100);
+    env.assert_exactly_once();
+    eprintln!("{} events, {:?} in all", env.acked.len(), started.elapsed());
+}
+
+#[test]
+fn an_indexer_killed_between_upload_and_commit_is_replaced_from_the_checkpoint() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let doomed = env.indexer(
+        "index-1",
+        &[("SIGHTLINE_CLUSTER_FAULT", "pause-before-commit")],
+    );
+    let _x2 = env.indexer("index-2", &[]);
+    for _ in 0..8 {
+        env.post(a1, 250);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || doomed
+            .log()
+            .contains("fault point")),
+        "the fault point was not reached: {}",
+        doomed.log()
+    );
+    doomed.signal(libc::SIGKILL);
+    for _ in 0..4 {
+        env.post(a1, 250);
+    }
+    env.assert_exactly_once();
+    assert!(env.owned_by("index-1").is_empty());
+    drop(doomed);
+    // What index-1 uploaded and never committed is garbage: the janitor removes it
+    // (any age here), and nothing committed.
+    let cfg = env.config();
+    let objects = Objects::new(&cfg.s3).unwrap();
+    let meta = env.meta();
+    let committed = env.rt.block_on(meta.committed_keys()).unwrap();
+    let before = env.rt.block_on(objects.list(None)).unwrap();
+    let orphans: BTreeSet<String> = before
+        .iter()
+        .map(|o| o.key.clone())
+        .filter(|k| !committed.contains(k))
+        .collect();
+    assert!(!orphans.is_empty(), "index-1 left no upload behind");
+    let now = i64::MAX / 2;
+    let removed: BTreeSet<String> = env
+        .rt
+        .block_on(janitor::sweep(&meta, &objects, now, 0))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(removed, orphans);
+    env.assert_exactly_once();
+}
+
+#[test]
+fn an_indexer_stopped_past_its_lease_is_fenced_when_it_continues() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    // index-1 stops between its uploads and its commit; index-2 starts once it did.
+    let stopped = env.indexer(
+        "index-1",
+        &[("SIGHTLINE_CLUSTER_FAULT", "pause-before-commit:2000")],
+    );
+    env.post(a1, 500);
+    assert!(
+        wait_until(Duration::from_secs(60), || stopped
+            .log()
+            .contains("fault point")),
+        "the fault point was not reached: {}",
+        stopped.log()
+    );
+    stopped.signal(libc::SIGSTOP);
+    let _x2 = env.indexer("index-2", &[]);
+    for _ in 0..4 {
+        env.post(a1, 250);
+    }
+    // index-2 takes every partition once index-1's leases lapse.
+    assert!(
+        wait_until(Duration::from_secs(60), || env.owned_by("index-2").len()
+            == PARTITIONS as usize),
+        "index-2 did not take over"
+    );
+    env.wait_committed();
+    stopped.signal(libc::SIGCONT);
+    assert!(
+        wait_until(Duration::from_secs(30), || stopped
+            .log()
+            .contains("commit refused by the epoch check")),
+        "index-1's commit was not refused: {}",
+        stopped.log()
+    );
+    for _ in 0..4 {
+        env.post(a1, 250);
+    }
+    env.assert_exactly_once();
+}
+
+#[test]
+fn ingest_goes_on_when_the_stream_leader_is_killed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let _x1 = env.indexer("index-1", &[]);
+    env.post(a1, 500);
+    let cfg = env.config();
+    let leader = env
+        .rt
+        .block_on(async {
+            let js = log::connect(&cfg).await?;
+            log::stream_leader(&js, &cfg).await
+        })
+        .unwrap()
+        .expect("the stream has a leader");
+    env.nats.kill(&leader);
+    for round in 0..8u32 {
+        env.post(if round.is_multiple_of(2) { a1 } else { a2 }, 250);
+    }
+    let new_leader = env
+        .rt
+        .block_on(async {
+            let js = log::connect(&cfg).await?;
+            log::stream_leader(&js, &cfg).await
+        })
+        .unwrap();
+    assert!(new_leader.is_some_and(|l| l != leader));
+    env.assert_exactly_once();
+}
+
+#[test]
+fn sealing_waits_while_postgres_restarts_and_nothing_is_lost() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let x1 = env.indexer("index-1", &[]);
+    env.post(a1, 500);
+    env.wait_committed();
+    env.pg.stop();
+    for _ in 0..6 {
+        env.post(a1, 250);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(x1.log().contains("commit failed"), "{}", x1.log());
+    env.pg.resume();
+    env.post(a1, 250);
+    env.assert_exactly_once();
+}
