@@ -26,7 +26,7 @@ pub struct QueryContext<'a> {
 
 /// One event as queries return it, with names resolved. Names are shared (`Arc`):
 /// a page of thousands of sightings holds each distinct name once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sighting {
     /// The event's id (store sequence number).
     pub seq: u64,

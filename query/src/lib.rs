@@ -13,6 +13,7 @@ mod cooccurrence;
 mod counts;
 mod error;
 mod event;
+pub mod federated;
 mod patterns;
 mod search;
 mod trajectory;

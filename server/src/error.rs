@@ -285,6 +285,7 @@ impl From<QueryError> for ApiError {
             QueryError::Index(e) => ApiError::internal(e.to_string()),
             QueryError::DeadlineExceeded => ApiError::QueryTimeout(None),
             QueryError::Storage(e) => e.into(),
+            e @ QueryError::Partition { .. } => ApiError::internal(e.to_string()),
         }
     }
 }
