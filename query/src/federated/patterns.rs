@@ -69,8 +69,8 @@ pub struct NocturnalPartial {
 }
 
 /// Every subject of the kind seen in this partition's communities of the query, with
-/// its nights; those already seen by day more than `max_day` times are left out (day
-/// counts only grow when partitions are added up).
+/// its nights (none for those seen by day more than `max_day` times here: day counts
+/// only grow when partitions are added up, so those are out whatever the rest).
 pub(crate) fn nocturnal(
     ctx: &QueryContext<'_>,
     q: &NocturnalQuery,
@@ -99,12 +99,16 @@ pub(crate) fn nocturnal(
     let names = Names { dicts: &dicts };
     Ok(per
         .into_iter()
-        .filter(|(_, (_, day, _))| *day <= q.max_day)
         .map(|(id, (night, day, nights))| NocturnalPartial {
             subject: names.subject(id).1.to_string(),
             night,
             day,
-            nights: nights.into_iter().collect(),
+            // Already seen by day too often: the merge drops it whatever the others
+            // say, so its nights need not travel (the subject must: it vetoes).
+            nights: match day > q.max_day {
+                true => Vec::new(),
+                false => nights.into_iter().collect(),
+            },
         })
         .collect())
 }
