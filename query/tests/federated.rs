@@ -363,13 +363,20 @@ proptest! {
     #[test]
     fn trajectory_pages_and_stays_match_one_store(
         sc in scenario(),
-        (from, to) in range(),
+        (from, to) in prop_oneof![1 => range(), 2 => Just((DAY0 - 2 * HOUR_MS, DAY0 + 50 * HOUR_MS))],
         kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
         s in 0u8..4,
-        only in prop::option::of(prop::collection::vec(0u8..COMMUNITIES, 1..3)),
-        scope in scope(),
+        pick in prop_oneof![1 => Just(None), 3 => any::<prop::sample::Index>().prop_map(Some)],
+        only in prop_oneof![3 => Just(None), 1 => prop::option::of(prop::collection::vec(0u8..COMMUNITIES, 1..3))],
+        scope in prop_oneof![3 => Just(None), 1 => scope()],
         limit in 1usize..7,
     ) {
+        // Mostly the subject of a stored event, so there is a trajectory to page.
+        let all: Vec<&Raw> = sc.0.iter().flatten().collect();
+        let (kind, s) = match pick {
+            Some(i) if !all.is_empty() => (all[i.index(all.len())].3, all[i.index(all.len())].4),
+            _ => (kind, s),
+        };
         let cl = load(&sc);
         let fed = cl.federation(true);
         let mut ids = Vec::new();
@@ -504,6 +511,68 @@ proptest! {
         let mut q = OvernightQuery::new(kind, &subject_of(kind, s), from, to);
         (q.morning_hour, q.evening_hour) = (morning, evening);
         prop_assert_eq!(fed.overnight(&call, &q).unwrap(), overnight(&ctx, &q).unwrap());
+    }
+
+    /// One subject's travels only (no other events), on a grid where its reads in
+    /// different communities and partitions follow and interleave closely: stays
+    /// stitched from runs, and from events where runs interleave.
+    #[test]
+    fn stays_of_one_traveller_match_one_store(
+        reads in prop::collection::vec(
+            (0i64..3, 0i64..4, 0u8..COMMUNITIES, 0u8..3, prop_oneof![
+                Just(Direction::In), Just(Direction::Out), Just(Direction::Unknown)
+            ]),
+            1..40,
+        ),
+        (p, assign) in (1u16..5).prop_flat_map(|p| (Just(p), prop::collection::vec(0..p, COMMUNITIES as usize))),
+        index_first in any::<bool>(),
+        limit in 1usize..20,
+    ) {
+        let raws: Vec<Raw> = reads
+            .into_iter()
+            .map(|(h, m, c, d, dir)| (DAY0 + h * HOUR_MS + m * 10 * MIN, c, d, Kind::Face, 1, dir))
+            .collect();
+        let cl = load(&(vec![raws], vec![false], index_first, p, assign));
+        let fed = cl.federation(true);
+        let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
+        let q = TrajectoryQuery {
+            kind: Kind::Face, subject: subject_of(Kind::Face, 1), from_ms: DAY0, to_ms: DAY0 + DAY_MS,
+            communities: None, cursor: None, limit,
+        };
+        let want = trajectory(&ctx, &q).unwrap();
+        let got = fed.trajectory(&Call::default(), &q).unwrap();
+        prop_assert_eq!(got.stays, want.stays);
+        let events: Vec<Sighting> = want.events.iter().map(|e| cl.map(e)).collect();
+        prop_assert_eq!(got.events, events);
+    }
+
+    /// Collision with each condition at one place (a community, or a device: the shared
+    /// gates reach two communities) and at least two conditions to meet, so subjects
+    /// meet them in different partitions.
+    #[test]
+    fn collision_across_partitions_matches_one_store(
+        sc in scenario_of(true),
+        conds in prop::collection::vec((any::<bool>(), 0u8..COMMUNITIES, 0u8..3, prop::sample::select(vec![11i64, 23])), 2..6),
+        k in 2usize..5,
+        kind in prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)],
+        limit in 1usize..20,
+        scope in scope(),
+        placed in any::<bool>(),
+    ) {
+        let cl = load(&sc);
+        let fed = cl.federation(placed);
+        let mut ids = Vec::new();
+        let (ctx, call) = cl.scoped(&scope, &mut ids);
+        let conditions: Vec<Condition> = conds.iter().map(|&(by_device, c, d, hour)| Condition {
+            place: match by_device {
+                true => Place::Devices(vec![device(c, d)]),
+                false => Place::Communities(vec![community(c)]),
+            },
+            from_ms: DAY0 + hour * HOUR_MS,
+            to_ms: DAY0 + (hour + 1) * HOUR_MS,
+        }).collect();
+        let q = Collision { kind, conditions, min_conditions: k.min(conds.len()), limit };
+        prop_assert_eq!(fed.collision(&call, &q).unwrap(), collision(&ctx, &q).unwrap());
     }
 
     #[test]
