@@ -132,7 +132,9 @@ pub(crate) fn merge(parts: Vec<Vec<MatchPartial>>, q: &SearchQuery) -> Result<Ve
         .into());
     }
     drop(per_pattern);
-    let mut per: HashMap<(Kind, String), (String, Option<(u64, i64, i64)>)> = HashMap::new();
+    // (kind, subject) → (the pattern it matched, its statistics added up).
+    type Stats = Option<(u64, i64, i64)>;
+    let mut per: HashMap<(Kind, String), (String, Stats)> = HashMap::new();
     for m in parts.into_iter().flatten() {
         let e = per.entry((m.kind, m.subject)).or_insert((m.pattern, None));
         if let Some((count, first, last)) = m.stats {
