@@ -423,9 +423,10 @@ proptest! {
         dedup_s in prop::option::of(prop_oneof![Just(0i64), Just(30), Just(120)]),
         limit in 1usize..10,
         scope in scope(),
+        placed in any::<bool>(),
     ) {
         let cl = load(&sc);
-        let fed = cl.federation(true);
+        let fed = cl.federation(placed);
         let mut ids = Vec::new();
         let (ctx, call) = cl.scoped(&scope, &mut ids);
         let q = Cooccurrence {
