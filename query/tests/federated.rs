@@ -409,6 +409,59 @@ proptest! {
         }
     }
 
+    /// The streamed trajectory (NDJSON answers): the same events and count as one
+    /// store's stream, in pages.
+    #[test]
+    fn trajectory_streams_match_one_store(
+        sc in scenario(),
+        pick in any::<prop::sample::Index>(),
+        page_size in 1usize..5,
+        skip in 0usize..4,
+        stop_after in prop::option::of(1usize..4),
+    ) {
+        let all: Vec<&Raw> = sc.0.iter().flatten().collect();
+        let (kind, s) = match all.is_empty() {
+            true => (Kind::Face, 1),
+            false => (all[pick.index(all.len())].3, all[pick.index(all.len())].4),
+        };
+        let cl = load(&sc);
+        let fed = cl.federation(true);
+        let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
+        let q = TrajectoryQuery {
+            kind, subject: subject_of(kind, s), from_ms: DAY0 - 2 * HOUR_MS, to_ms: DAY0 + 50 * HOUR_MS,
+            communities: None, cursor: None, limit: 1,
+        };
+        // Start after the `skip`th event, through a cursor from a page.
+        let skip = skip.min(trajectory(&ctx, &TrajectoryQuery { limit: 10_000, ..q.clone() }).unwrap().events.len());
+        let (q1, q2) = match skip {
+            0 => (q.clone(), q.clone()),
+            n => {
+                let a = trajectory(&ctx, &TrajectoryQuery { limit: n, ..q.clone() }).unwrap().next_cursor;
+                let b = fed.trajectory(&Call::default(), &TrajectoryQuery { limit: n, ..q.clone() }).unwrap().next_cursor;
+                (TrajectoryQuery { cursor: a, ..q.clone() }, TrajectoryQuery { cursor: b, ..q.clone() })
+            }
+        };
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        let (mut want_count, mut got_count) = (None, None);
+        let mut pages = 0;
+        let n1 = trajectory_pages(&ctx, &q1, page_size, |n| { want_count = Some(n); true }, |events, attrs| {
+            assert!(events.len() <= page_size);
+            want.extend(events.iter().map(|e| cl.map(e)).zip(attrs.iter().map(|a| a.decode().unwrap())));
+            pages += 1;
+            stop_after.is_none_or(|s| pages < s)
+        }).unwrap();
+        pages = 0;
+        let n2 = fed.trajectory_pages(&Call::default(), &q2, page_size, |n| { got_count = Some(n); true }, |events, attrs| {
+            assert!(events.len() <= page_size && events.len() == attrs.len());
+            got.extend(events.iter().cloned().zip(attrs.iter().cloned()));
+            pages += 1;
+            stop_after.is_none_or(|s| pages < s)
+        }).unwrap();
+        prop_assert_eq!(want_count, got_count);
+        prop_assert_eq!(n1, n2);
+        prop_assert_eq!(got, want);
+    }
+
     #[test]
     fn cooccurrence_matches_one_store(
         sc in scenario(),

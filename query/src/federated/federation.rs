@@ -180,6 +180,55 @@ impl<'a> Federation<'a> {
         Ok(out)
     }
 
+    /// The whole trajectory after `q.cursor`, as [`crate::trajectory_pages`] hands it
+    /// over (`q.limit` is ignored): `start` is told how many events follow (it may
+    /// decline), then `page` gets them a page of `page_size` at a time while it
+    /// returns true; each page is one round of the partitions, so a stream holds one
+    /// page. Events stored meanwhile after the position reached may be handed over,
+    /// up to the count. Returns the number of events handed over.
+    pub fn trajectory_pages(
+        &self,
+        call: &Call,
+        q: &TrajectoryQuery,
+        page_size: usize,
+        start: impl FnOnce(usize) -> bool,
+        mut page: impl FnMut(&[Sighting], &[Attrs]) -> bool,
+    ) -> Result<usize> {
+        let mut q = TrajectoryQuery {
+            limit: page_size.clamp(1, crate::trajectory::MAX_PAGE),
+            ..q.clone()
+        };
+        check::trajectory(&q, self.max_range_days)?;
+        let ask = |q: &TrajectoryQuery| Ask::TrajectoryPage {
+            query: q.clone(),
+            runs: false,
+        };
+        let mut pages = take!(self.ask_all(call, ask(&q))?, Answer::TrajectoryPage);
+        let count: usize = pages.iter().map(|p| p.remaining).sum();
+        if !start(count) {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        loop {
+            let (mut events, mut attrs, cursor) = trajectory::merge_page(&mut pages, q.limit);
+            events.truncate(count - sent);
+            attrs.truncate(count - sent);
+            if events.is_empty() {
+                break;
+            }
+            sent += events.len();
+            if !page(&events, &attrs) || sent == count {
+                break;
+            }
+            let Some(cursor) = cursor else {
+                break;
+            };
+            q.cursor = Some(cursor);
+            pages = take!(self.ask_all(call, ask(&q))?, Answer::TrajectoryPage);
+        }
+        Ok(sent)
+    }
+
     /// Co-occurrence (同行/伴随): passes, hits, then lift counts.
     pub fn cooccurrence(&self, call: &Call, q: &Cooccurrence) -> Result<Vec<Candidate>> {
         check::cooccurrence(q, self.max_range_days)?;

@@ -47,6 +47,8 @@ pub struct PagePartial {
     pub attrs: Vec<Attrs>,
     /// More of its events follow the page.
     pub more: bool,
+    /// Its events after the cursor, the page's included.
+    pub remaining: usize,
     /// Its stay runs in order (first page only).
     pub runs: Option<Vec<StayRun>>,
 }
@@ -153,6 +155,7 @@ pub(crate) fn page(
         events: Vec::new(),
         attrs: Vec::new(),
         more: false,
+        remaining: 0,
         runs: None,
     };
     let mut runs = with_runs.then(Runs::default);
@@ -172,6 +175,7 @@ pub(crate) fn page(
         Ok(runs.is_some() || out.events.len() < q.limit)
     })?;
     out.more = total > out.events.len();
+    out.remaining = total;
     out.runs = runs.map(|r| r.runs);
     Ok(out)
 }
