@@ -851,6 +851,16 @@ fn invalid_parameters_are_refused_as_one_store_refuses_them() {
         fed.trajectory(&call, &t).map(|x| dbg(&x)),
         trajectory(&ctx, &t).map(|x| dbg(&x.events)),
     );
+    // Refused by the partitions (a plate of separators only): the same refusal.
+    let t = TrajectoryQuery {
+        subject: " ·-".into(),
+        to_ms: DAY0 + DAY_MS,
+        ..t
+    };
+    same(
+        fed.trajectory(&call, &t).map(|x| dbg(&x)),
+        trajectory(&ctx, &t).map(|x| dbg(&x.events)),
+    );
     let c = Cooccurrence {
         kind: Kind::Vehicle,
         subject: "苏E00000".into(),

@@ -153,10 +153,10 @@ impl<'a> Federation<'a> {
             next_cursor,
         };
         if first {
-            let mut runs: Vec<_> = pages
-                .into_iter()
-                .flat_map(|p| p.runs.unwrap_or_default())
-                .collect();
+            let mut runs = Vec::new();
+            for (p, page) in pages.into_iter().enumerate() {
+                runs.extend(page.runs.ok_or_else(|| mismatched(p as u16))?);
+            }
             let within = trajectory::interleaved(&mut runs);
             let events = if within.is_empty() {
                 Vec::new()
@@ -263,14 +263,13 @@ impl<'a> Federation<'a> {
             },
         )?;
         let mut n = vec![0u64; found.len()];
-        for part in take!(answers, Answer::CooccurrenceCounts) {
-            if part.len() != n.len() {
-                return Err(QueryError::invalid(
-                    "answer",
-                    "lift counts of other candidates",
-                ));
+        for (p, answer) in answers {
+            match answer {
+                Answer::CooccurrenceCounts(part) if part.len() == n.len() => {
+                    n.iter_mut().zip(part).for_each(|(n, m)| *n += m)
+                }
+                _ => return Err(mismatched(p)),
             }
-            n.iter_mut().zip(part).for_each(|(n, m)| *n += m);
         }
         cooccurrence::set_lift(&mut found, &n, q, &passes);
         Ok(found)

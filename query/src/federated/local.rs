@@ -73,9 +73,12 @@ impl Partition for LocalPartition<'_> {
             Ask::Nocturnal(q) => Answer::Nocturnal(patterns::nocturnal(ctx, q)?),
             Ask::Overnight(q) => Answer::Overnight(patterns::overnight(ctx, p, q)?),
             Ask::Search(q) => {
-                let vocabulary = self.vocabulary.ok_or_else(|| {
-                    QueryError::invalid("search", "this partition has no vocabulary")
-                })?;
+                let vocabulary =
+                    self.vocabulary
+                        .ok_or_else(|| sightline_index::IndexError::Vocabulary {
+                            path: "vocabulary".into(),
+                            reason: format!("partition {p} was given none"),
+                        })?;
                 Answer::Search(search::matches(ctx, vocabulary, q)?)
             }
             Ask::Event { seq } => Answer::Event(
