@@ -88,6 +88,15 @@ impl<'a> Federation<'a> {
                 Some(d.duration_since(now).as_millis() as u64)
             }
         };
+        if let Some((p, _)) = asks
+            .iter()
+            .find(|(p, _)| *p as usize >= self.partitions.len())
+        {
+            return Err(QueryError::Partition {
+                partition: *p,
+                source: Box::new(QueryError::invalid("partition", "no such partition")),
+            });
+        }
         let requests: Vec<Request> = asks
             .into_iter()
             .map(|(partition, ask)| Request {
@@ -130,6 +139,16 @@ impl<'a> Federation<'a> {
             .map(|p| (p, ask.clone()))
             .collect();
         self.ask(call, asks)
+    }
+
+    /// The question of the partition placed to hold `community` (of every partition
+    /// when placement is not known): a one-community question has its whole answer
+    /// there.
+    fn ask_holders(&self, call: &Call, community: &str, ask: Ask) -> Result<Vec<(u16, Answer)>> {
+        match &self.placement {
+            Some(place) => self.ask(call, vec![(place(community), ask)]),
+            None => self.ask_all(call, ask),
+        }
     }
 
     /// A page of the subject's trajectory (stays on the first page).
@@ -312,7 +331,7 @@ impl<'a> Federation<'a> {
 
     pub fn frequency(&self, call: &Call, q: &FrequencyQuery) -> Result<Vec<Frequency>> {
         check::frequency(q, self.max_range_days)?;
-        let answers = self.ask_all(call, Ask::Frequency(q.clone()))?;
+        let answers = self.ask_holders(call, &q.community, Ask::Frequency(q.clone()))?;
         Ok(patterns::merge_frequency(
             take!(answers, Answer::Frequency),
             q.limit,
@@ -321,7 +340,7 @@ impl<'a> Federation<'a> {
 
     pub fn first_seen(&self, call: &Call, q: &FirstSeenQuery) -> Result<Vec<FirstSeen>> {
         check::first_seen(q, self.max_range_days)?;
-        let answers = self.ask_all(call, Ask::FirstSeen(q.clone()))?;
+        let answers = self.ask_holders(call, &q.community, Ask::FirstSeen(q.clone()))?;
         Ok(patterns::merge_first_seen(
             take!(answers, Answer::FirstSeen),
             q.limit,
@@ -331,10 +350,40 @@ impl<'a> Federation<'a> {
     pub fn nocturnal(&self, call: &Call, q: &NocturnalQuery) -> Result<Vec<Nocturnal>> {
         check::nocturnal(q, self.max_range_days)?;
         let answers = self.ask_all(call, Ask::Nocturnal(q.clone()))?;
-        Ok(patterns::merge_nocturnal(
-            take!(answers, Answer::Nocturnal),
-            q,
-        ))
+        let parts = answers
+            .into_iter()
+            .map(|(p, a)| match a {
+                Answer::Nocturnal(x) => Ok((p, x)),
+                _ => Err(mismatched(p)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let candidates = patterns::NocturnalCandidates::merge(parts, self.partitions.len(), q);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asks: Vec<(u16, Ask)> = (0..self.partitions.len() as u16)
+            .map(|p| (p, candidates.unsent(p)))
+            .filter(|(_, subjects)| !subjects.is_empty())
+            .map(|(p, subjects)| {
+                (
+                    p,
+                    Ask::NocturnalDays {
+                        query: q.clone(),
+                        subjects,
+                    },
+                )
+            })
+            .collect();
+        let mut days = Vec::new();
+        for (p, answer) in self.ask(call, asks)? {
+            match answer {
+                Answer::NocturnalDays(d) if d.len() == candidates.unsent(p).len() => {
+                    days.push((p, d))
+                }
+                _ => return Err(mismatched(p)),
+            }
+        }
+        Ok(candidates.finish(days, q))
     }
 
     pub fn overnight(&self, call: &Call, q: &OvernightQuery) -> Result<Overnight> {

@@ -71,6 +71,9 @@ impl Partition for LocalPartition<'_> {
             Ask::Frequency(q) => Answer::Frequency(crate::frequency(ctx, q)?),
             Ask::FirstSeen(q) => Answer::FirstSeen(crate::first_seen(ctx, q)?),
             Ask::Nocturnal(q) => Answer::Nocturnal(patterns::nocturnal(ctx, q)?),
+            Ask::NocturnalDays { query, subjects } => {
+                Answer::NocturnalDays(patterns::nocturnal_days(ctx, query, subjects)?)
+            }
             Ask::Overnight(q) => Answer::Overnight(patterns::overnight(ctx, p, q)?),
             Ask::Search(q) => {
                 let vocabulary =

@@ -4,8 +4,10 @@
 //! each partition's answer is final there, and the merge is a sorted merge cut at the
 //! limit. Counts add up per (bucket, key) (a device shared by communities of two
 //! partitions, or a kind, has counts in several). Nocturnal sums a subject's counts
-//! and unites its nights over partitions; overnight keeps, per night, the last
-//! evening and first morning sighting in event order over partitions.
+//! and unites its nights over partitions, in two rounds (subjects seen at night,
+//! then the day counts of the candidates from the partitions that did not send
+//! them); overnight keeps, per night, the last evening and first morning sighting in
+//! event order over partitions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -68,20 +70,25 @@ pub struct NocturnalPartial {
     pub nights: Vec<i64>,
 }
 
-/// Every subject of the kind seen in this partition's communities of the query, with
-/// its nights (none for those seen by day more than `max_day` times here: day counts
-/// only grow when partitions are added up, so those are out whatever the rest).
-pub(crate) fn nocturnal(
+/// One subject's night and day sightings, and its nights.
+#[derive(Default)]
+struct NightDay {
+    night: u32,
+    day: u32,
+    nights: BTreeSet<i64>,
+}
+
+/// Per subject of the kind in the query's communities and range, its sightings.
+fn sightings_by_subject(
     ctx: &QueryContext<'_>,
     q: &NocturnalQuery,
-) -> Result<Vec<NocturnalPartial>> {
-    super::check::nocturnal(q, ctx.max_range_days)?;
+) -> Result<HashMap<u32, NightDay>> {
     let communities = ctx.communities(q.communities.as_deref());
     let (start, end) = (
         q.day_start_hour as i64 * HOUR_MS,
         q.day_end_hour as i64 * HOUR_MS,
     );
-    let mut per: HashMap<u32, (u32, u32, BTreeSet<i64>)> = HashMap::new();
+    let mut per: HashMap<u32, NightDay> = HashMap::new();
     ctx.scan_range(q.from_ms, q.to_ms, communities.as_deref(), |r| {
         if r.kind != q.kind {
             return;
@@ -89,55 +96,149 @@ pub(crate) fn nocturnal(
         let (day, ms) = ctx.local(r.ts_ms);
         let e = per.entry(r.subject).or_default();
         if ms >= start && ms < end {
-            e.1 += 1;
+            e.day += 1;
         } else {
-            e.0 += 1;
-            e.2.insert(if ms < start { day - 1 } else { day });
+            e.night += 1;
+            e.nights.insert(if ms < start { day - 1 } else { day });
         }
     })?;
+    Ok(per)
+}
+
+/// Round 1: the subjects seen here at night (every subject when `min_night` is 0)
+/// and by day at most `max_day` times. Those left out are either seen here by day
+/// only, adding nothing but day sightings, or seen by day too often here, out
+/// whatever the rest: round 2 asks for their day counts if they become candidates.
+pub(crate) fn nocturnal(
+    ctx: &QueryContext<'_>,
+    q: &NocturnalQuery,
+) -> Result<Vec<NocturnalPartial>> {
+    super::check::nocturnal(q, ctx.max_range_days)?;
+    let per = sightings_by_subject(ctx, q)?;
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     Ok(per
         .into_iter()
-        .map(|(id, (night, day, nights))| NocturnalPartial {
+        .filter(|(_, x)| (x.night > 0 || q.min_night == 0) && x.day <= q.max_day)
+        .map(|(id, x)| NocturnalPartial {
             subject: names.subject(id).1.to_string(),
-            night,
-            day,
-            // Already seen by day too often: the merge drops it whatever the others
-            // say, so its nights need not travel (the subject must: it vetoes).
-            nights: match day > q.max_day {
-                true => Vec::new(),
-                false => nights.into_iter().collect(),
-            },
+            night: x.night,
+            day: x.day,
+            nights: x.nights.into_iter().collect(),
         })
         .collect())
 }
 
-pub(crate) fn merge_nocturnal(
-    parts: Vec<Vec<NocturnalPartial>>,
+/// Round 2: the day sightings here of `subjects` (in order; 0 for names not seen).
+pub(crate) fn nocturnal_days(
+    ctx: &QueryContext<'_>,
     q: &NocturnalQuery,
-) -> Vec<Nocturnal> {
-    let mut per: HashMap<String, (u32, u32, BTreeSet<i64>)> = HashMap::new();
-    for p in parts.into_iter().flatten() {
-        let e = per.entry(p.subject).or_default();
-        e.0 += p.night;
-        e.1 += p.day;
-        e.2.extend(p.nights);
-    }
-    let mut out: Vec<Nocturnal> = per
-        .into_iter()
-        .filter(|(_, (night, day, _))| *night >= q.min_night && *day <= q.max_day)
-        .map(|(subject, (night, day, nights))| Nocturnal {
-            subject,
-            night,
-            day,
-            night_days: nights.len() as u32,
-            night_ratio: night as f64 / (night + day) as f64,
+    subjects: &[String],
+) -> Result<Vec<u32>> {
+    super::check::nocturnal(q, ctx.max_range_days)?;
+    let per = sightings_by_subject(ctx, q)?;
+    let dicts = ctx.store.dictionaries();
+    Ok(subjects
+        .iter()
+        .map(|s| {
+            dicts
+                .subject_id(q.kind, s)
+                .and_then(|id| per.get(&id))
+                .map_or(0, |x| x.day)
         })
-        .collect();
-    out.sort_by(|a, b| b.night.cmp(&a.night).then(a.subject.cmp(&b.subject)));
-    out.truncate(q.limit);
-    out
+        .collect())
+}
+
+/// A subject after round 1: its sums over the partitions that sent it (nights
+/// united), and which partitions those were.
+struct NocturnalCandidate {
+    subject: String,
+    night: u32,
+    day: u32,
+    nights: usize,
+    sent: Vec<bool>,
+}
+
+/// Round 1's merge: the candidates, with enough nights and not too many days among
+/// the partitions that sent them.
+pub(crate) struct NocturnalCandidates {
+    per: Vec<NocturnalCandidate>,
+}
+
+impl NocturnalCandidates {
+    pub(crate) fn merge(
+        parts: Vec<(u16, Vec<NocturnalPartial>)>,
+        partitions: usize,
+        q: &NocturnalQuery,
+    ) -> Self {
+        let mut per: HashMap<String, (NightDay, Vec<bool>)> = HashMap::new();
+        for (p, part) in parts {
+            for x in part {
+                let (e, sent) = per
+                    .entry(x.subject)
+                    .or_insert_with(|| (NightDay::default(), vec![false; partitions]));
+                e.night += x.night;
+                e.day += x.day;
+                e.nights.extend(x.nights);
+                sent[p as usize] = true;
+            }
+        }
+        NocturnalCandidates {
+            per: per
+                .into_iter()
+                .filter(|(_, (x, _))| x.night >= q.min_night && x.day <= q.max_day)
+                .map(|(subject, (x, sent))| NocturnalCandidate {
+                    subject,
+                    night: x.night,
+                    day: x.day,
+                    nights: x.nights.len(),
+                    sent,
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.per.is_empty()
+    }
+
+    /// The candidates partition `p` did not send: round 2 asks it for their days.
+    pub(crate) fn unsent(&self, p: u16) -> Vec<String> {
+        self.per
+            .iter()
+            .filter(|c| !c.sent[p as usize])
+            .map(|c| c.subject.clone())
+            .collect()
+    }
+
+    /// With round 2's day counts (`(p, days of unsent(p))`), the answer.
+    pub(crate) fn finish(
+        mut self,
+        days: Vec<(u16, Vec<u32>)>,
+        q: &NocturnalQuery,
+    ) -> Vec<Nocturnal> {
+        for (p, days) in days {
+            let unsent = self.per.iter_mut().filter(|c| !c.sent[p as usize]);
+            for (c, d) in unsent.zip(days) {
+                c.day += d;
+            }
+        }
+        let mut out: Vec<Nocturnal> = self
+            .per
+            .into_iter()
+            .filter(|c| c.day <= q.max_day)
+            .map(|c| Nocturnal {
+                subject: c.subject,
+                night: c.night,
+                day: c.day,
+                night_days: c.nights as u32,
+                night_ratio: c.night as f64 / (c.night + c.day) as f64,
+            })
+            .collect();
+        out.sort_by(|a, b| b.night.cmp(&a.night).then(a.subject.cmp(&b.subject)));
+        out.truncate(q.limit);
+        out
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -66,7 +66,13 @@ pub enum Ask {
     Counts(Counts),
     Frequency(FrequencyQuery),
     FirstSeen(FirstSeenQuery),
+    /// Nocturnal, round 1: subjects seen here at night.
     Nocturnal(NocturnalQuery),
+    /// Round 2: these subjects' day sightings here.
+    NocturnalDays {
+        query: NocturnalQuery,
+        subjects: Vec<String>,
+    },
     Overnight(OvernightQuery),
     Search(SearchQuery),
     /// One event by its sequence number in this partition.
@@ -89,6 +95,7 @@ pub enum Answer {
     Frequency(Vec<Frequency>),
     FirstSeen(Vec<FirstSeen>),
     Nocturnal(Vec<NocturnalPartial>),
+    NocturnalDays(Vec<u32>),
     Overnight(Vec<NightPartial>),
     Search(Vec<MatchPartial>),
     /// The event with its cluster id, and its attributes.
