@@ -600,6 +600,32 @@ proptest! {
         prop_assert_eq!(got.events, events);
     }
 
+    /// Nocturnal over a few subjects seen by night in some partitions and by day in
+    /// others: night sums from round 1, day counts completed by round 2.
+    #[test]
+    fn nocturnal_across_partitions_matches_one_store(
+        reads in prop::collection::vec(
+            (prop::sample::select(vec![2i64, 10, 22, 26, 34, 46]), 0u8..COMMUNITIES, 0u8..3, 0u8..3),
+            1..40,
+        ),
+        (p, assign) in (1u16..5).prop_flat_map(|p| (Just(p), prop::collection::vec(0..p, COMMUNITIES as usize))),
+        (min_night, max_day) in (0u32..4, 0u32..5),
+        limit in 1usize..4,
+        scope in prop_oneof![2 => Just(None), 1 => scope()],
+    ) {
+        let raws: Vec<Raw> = reads
+            .into_iter()
+            .map(|(h, c, d, s)| (DAY0 + h * HOUR_MS, c, d, Kind::Face, s, Direction::In))
+            .collect();
+        let cl = load(&(vec![raws], vec![true], false, p, assign));
+        let fed = cl.federation(true);
+        let mut ids = Vec::new();
+        let (ctx, call) = cl.scoped(&scope, &mut ids);
+        let mut q = NocturnalQuery::new(Kind::Face, DAY0, DAY0 + 2 * DAY_MS);
+        (q.min_night, q.max_day, q.limit) = (min_night, max_day, limit);
+        prop_assert_eq!(fed.nocturnal(&call, &q).unwrap(), nocturnal(&ctx, &q).unwrap());
+    }
+
     /// Collision with each condition at one place (a community, or a device: the shared
     /// gates reach two communities) and at least two conditions to meet, so subjects
     /// meet them in different partitions.
