@@ -779,6 +779,55 @@ fn ties_across_partitions_are_paged_without_skipping_or_repeating() {
     }
 }
 
+/// More stays than an answer holds: the merged stays stop at the same one, flagged,
+/// whether they are cut inside one partition's runs (one partition alone holds more
+/// than the limit) or stitched from runs of both.
+#[test]
+fn stays_stop_at_the_limit_across_partitions_as_in_one_store() {
+    let n = MAX_STAYS as i64 + 40;
+    let at = |i: i64| DAY0 + i * 4_000;
+    // In and out at community 0 (partition 0), then in at 0 and 1 by turns (each
+    // closes the other's stay), on devices of their own.
+    let mut raws: Vec<Raw> = Vec::new();
+    for i in 0..n {
+        raws.push((at(2 * i), 0, 0, Kind::Face, 1, Direction::In));
+        raws.push((at(2 * i + 1), 0, 0, Kind::Face, 1, Direction::Out));
+    }
+    for i in 0..n {
+        raws.push((
+            at(2 * n + i),
+            (i % 2) as u8,
+            1,
+            Kind::Face,
+            1,
+            Direction::In,
+        ));
+    }
+    for (from, to) in [(DAY0, at(2 * n)), (at(2 * n), at(3 * n)), (DAY0, at(3 * n))] {
+        let cl = load(&(vec![raws.clone()], vec![false], true, 2, vec![0, 1, 0, 1]));
+        let fed = cl.federation(true);
+        let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
+        let q = TrajectoryQuery {
+            kind: Kind::Face,
+            subject: subject_of(Kind::Face, 1),
+            from_ms: from,
+            to_ms: to,
+            communities: None,
+            cursor: None,
+            limit: 3,
+        };
+        let want = trajectory(&ctx, &q).unwrap();
+        let got = fed.trajectory(&Call::default(), &q).unwrap();
+        assert!(
+            want.stays_truncated,
+            "the test needs more stays than an answer holds"
+        );
+        assert_eq!(got.stays_truncated, want.stays_truncated);
+        assert_eq!(got.stays.len(), MAX_STAYS);
+        assert!(got.stays == want.stays, "stays differ");
+    }
+}
+
 /// A partition whose store fails.
 struct Broken;
 
