@@ -30,8 +30,10 @@ macro_rules! take {
     };
 }
 
-/// Which partition holds a community's events (a code → partition number); the
-/// federation uses it only to ask less, never for correctness.
+/// Which partition holds a community's events (a code → partition number): the
+/// cluster's own placement, which decides where events are written. The federation
+/// asks fewer partitions with it (one-community questions, co-occurrence at community
+/// scope, collision pruning), so it must be the one the data was placed by.
 pub type Placement<'a> = Box<dyn Fn(&str) -> u16 + Send + Sync + 'a>;
 
 /// Who asks and until when: the caller's communities (codes; all when `None`) and

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Bits of a cluster id that hold the partition's sequence number.
 pub const SEQ_BITS: u32 = 48;
-/// Most partitions a cluster may have (the id's high 16 bits).
-pub const MAX_PARTITIONS: usize = 1 << (64 - SEQ_BITS);
+/// Most partitions a cluster may have (numbered in the id's high 16 bits, counted in a
+/// `u16`).
+pub const MAX_PARTITIONS: usize = u16::MAX as usize;
 
 /// `(partition << 48) | seq`. Ids of one partition keep its arrival order, and ids of
 /// a lower partition sort first.
