@@ -174,21 +174,30 @@ impl<'a> Federation<'a> {
             next_cursor,
         };
         if first {
-            let mut runs = Vec::new();
-            for (p, page) in pages.into_iter().enumerate() {
-                runs.extend(page.runs.ok_or_else(|| mismatched(p as u16))?);
-            }
+            let per_partition = pages
+                .into_iter()
+                .enumerate()
+                .map(|(p, page)| page.runs.ok_or_else(|| mismatched(p as u16)))
+                .collect::<Result<Vec<_>>>()?;
+            let mut runs: Vec<_> = per_partition.iter().flatten().cloned().collect();
             let within = trajectory::interleaved(&mut runs);
             let events = if within.is_empty() {
                 Vec::new()
             } else {
-                let answers = self.ask_all(
-                    call,
-                    Ask::StayEvents {
-                        query: q.clone(),
-                        within: within.clone(),
-                    },
-                )?;
+                // Only partitions with runs that interleave hold events there.
+                let asks = per_partition
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, runs)| trajectory::touches(runs, &within))
+                    .map(|(p, _)| {
+                        let ask = Ask::StayEvents {
+                            query: q.clone(),
+                            within: within.clone(),
+                        };
+                        (p as u16, ask)
+                    })
+                    .collect();
+                let answers = self.ask(call, asks)?;
                 let mut events: Vec<_> = take!(answers, Answer::StayEvents)
                     .into_iter()
                     .flatten()

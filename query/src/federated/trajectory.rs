@@ -309,6 +309,17 @@ pub(crate) fn interleaved(runs: &mut [StayRun]) -> Vec<(EventKey, EventKey)> {
         .collect()
 }
 
+/// Whether one of `runs` starts inside `within` (sorted, disjoint, inclusive): its
+/// partition holds events there.
+pub(crate) fn touches(runs: &[StayRun], within: &[(EventKey, EventKey)]) -> bool {
+    runs.iter().any(|r| inside(within, &r.first))
+}
+
+fn inside(within: &[(EventKey, EventKey)], k: &EventKey) -> bool {
+    let i = within.partition_point(|(_, last)| last < k);
+    i < within.len() && within[i].0 <= *k
+}
+
 /// The stays: runs outside `within` from their summaries, `events` (those inside)
 /// one by one, in event order.
 pub(crate) fn stays(
@@ -320,13 +331,9 @@ pub(crate) fn stays(
         Run(&'a StayRun),
         Event(&'a StayEvent),
     }
-    let inside = |k: &EventKey| {
-        let i = within.partition_point(|(_, last)| last < k);
-        i < within.len() && within[i].0 <= *k
-    };
     let mut items: Vec<(&EventKey, Item<'_>)> = runs
         .iter()
-        .filter(|r| !inside(&r.first))
+        .filter(|r| !inside(within, &r.first))
         .map(|r| (&r.first, Item::Run(r)))
         .chain(events.iter().map(|e| (&e.key, Item::Event(e))))
         .collect();
