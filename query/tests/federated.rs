@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use sightline_index::{StoreIndex, Vocabulary};
 use sightline_query::federated::{
-    cluster_id, partition_of, split_cluster_id, Answer, Call, Federation, LocalPartition,
+    cluster_id, partition_of, split_cluster_id, Answer, Call, Failure, Federation, LocalPartition,
     Partition, Request,
 };
 use sightline_query::*;
@@ -273,8 +273,10 @@ struct Wire<'a> {
 impl Partition for Wire<'_> {
     fn answer(&self, request: &Request) -> Result<Answer> {
         let request: Request = self.roundtrip(request);
-        let answer = self.inner.answer(&request)?;
-        Ok(self.roundtrip(&answer))
+        match self.inner.answer(&request) {
+            Ok(answer) => Ok(self.roundtrip(&answer)),
+            Err(e) => Err(self.roundtrip(&Failure::from(&e)).into_error()),
+        }
     }
 }
 
@@ -874,6 +876,36 @@ fn a_failing_partition_fails_the_query_naming_the_partition() {
     }
     let err = fed.event(&call, cluster_id(1, 3)).unwrap_err();
     assert!(err.to_string().contains("partition 1"), "{err}");
+
+    // Over the network the failure travels as its message, still naming the partition.
+    let wired = Federation::new(vec![
+        Box::new(Wire {
+            inner: LocalPartition {
+                id: 0,
+                store: &n.store,
+                index: &n.index,
+                vocabulary: None,
+            },
+            json: true,
+        }),
+        Box::new(Broken),
+    ]);
+    let q = SearchQuery {
+        pattern: "F1".into(),
+        mode: SearchMode::Exact,
+        kind: None,
+        limit: 10,
+    };
+    match wired.search(&call, &q) {
+        Err(QueryError::Partition {
+            partition: 0,
+            source,
+        }) => {
+            assert!(matches!(*source, QueryError::Remote { .. }), "{source}");
+            assert!(source.to_string().contains("vocabulary"), "{source}");
+        }
+        other => panic!("a partition without vocabulary must fail the search: {other:?}"),
+    }
 }
 
 #[test]

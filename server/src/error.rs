@@ -285,7 +285,9 @@ impl From<QueryError> for ApiError {
             QueryError::Index(e) => ApiError::internal(e.to_string()),
             QueryError::DeadlineExceeded => ApiError::QueryTimeout(None),
             QueryError::Storage(e) => e.into(),
-            e @ QueryError::Partition { .. } => ApiError::internal(e.to_string()),
+            e @ (QueryError::Partition { .. } | QueryError::Remote { .. }) => {
+                ApiError::internal(e.to_string())
+            }
         }
     }
 }

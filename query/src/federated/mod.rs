@@ -33,7 +33,7 @@ pub use patterns::{NightPartial, NocturnalPartial};
 pub use search::MatchPartial;
 pub(crate) use search::SearchModeDef;
 pub use trajectory::{FederatedTrajectory, PagePartial, StayEvent, StayRun};
-pub use wire::{Answer, Ask, Partition, Request};
+pub use wire::{Answer, Ask, Failure, Partition, Request};
 
 /// The partition of `community` in a cluster of `partitions`: FNV-1a of its code,
 /// modulo the count. Stable across versions and machines (it places data).

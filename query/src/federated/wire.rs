@@ -9,7 +9,7 @@ use super::id::EventKey;
 use super::patterns::{NightPartial, NocturnalPartial};
 use super::search::MatchPartial;
 use super::trajectory::{PagePartial, StayEvent};
-use crate::error::Result;
+use crate::error::{QueryError, Result};
 use crate::{
     Collision, Cooccurrence, CountBucket, Counts, FirstSeen, FirstSeenQuery, Frequency,
     FrequencyQuery, NocturnalQuery, OvernightQuery, SearchQuery, Sighting, TrajectoryQuery,
@@ -107,4 +107,110 @@ pub enum Answer {
 /// with the partition's number, never drops it.
 pub trait Partition: Send + Sync {
     fn answer(&self, request: &Request) -> Result<Answer>;
+}
+
+/// A partition's error as it travels back to the query node: what the caller did
+/// wrong and the deadline keep their meaning; anything else travels as its message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    Invalid {
+        field: String,
+        reason: String,
+    },
+    DeadlineExceeded,
+    InvalidPattern {
+        pattern: String,
+        reason: String,
+    },
+    TooBroad {
+        pattern: String,
+        matches: usize,
+        max: usize,
+    },
+    /// The partition failed (storage, index, …); its message.
+    Failed {
+        message: String,
+    },
+}
+
+/// The parameters queries name in their refusals (a refusal names its field by a
+/// `&'static str`); another name arrives as `parameter`.
+const FIELDS: &[&str] = &[
+    "answer",
+    "conditions",
+    "cursor",
+    "day_start_hour",
+    "dedup_gap",
+    "evening_hour",
+    "limit",
+    "lookback",
+    "min_conditions",
+    "min_count",
+    "partition",
+    "subject",
+    "to",
+    "window",
+];
+
+impl From<&QueryError> for Failure {
+    fn from(e: &QueryError) -> Failure {
+        use sightline_index::IndexError;
+        match e {
+            QueryError::Invalid { field, reason } => Failure::Invalid {
+                field: field.to_string(),
+                reason: reason.clone(),
+            },
+            QueryError::DeadlineExceeded => Failure::DeadlineExceeded,
+            QueryError::Index(IndexError::InvalidPattern { pattern, reason }) => {
+                Failure::InvalidPattern {
+                    pattern: pattern.clone(),
+                    reason: reason.clone(),
+                }
+            }
+            QueryError::Index(IndexError::TooBroad {
+                pattern,
+                matches,
+                max,
+            }) => Failure::TooBroad {
+                pattern: pattern.clone(),
+                matches: *matches,
+                max: *max,
+            },
+            e => Failure::Failed {
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl Failure {
+    /// The error a remote [`Partition`] returns for it.
+    pub fn into_error(self) -> QueryError {
+        use sightline_index::IndexError;
+        match self {
+            Failure::Invalid { field, reason } => QueryError::Invalid {
+                field: FIELDS
+                    .iter()
+                    .find(|f| **f == field)
+                    .copied()
+                    .unwrap_or("parameter"),
+                reason,
+            },
+            Failure::DeadlineExceeded => QueryError::DeadlineExceeded,
+            Failure::InvalidPattern { pattern, reason } => {
+                IndexError::InvalidPattern { pattern, reason }.into()
+            }
+            Failure::TooBroad {
+                pattern,
+                matches,
+                max,
+            } => IndexError::TooBroad {
+                pattern,
+                matches,
+                max,
+            }
+            .into(),
+            Failure::Failed { message } => QueryError::Remote { message },
+        }
+    }
 }
