@@ -22,13 +22,14 @@ pub struct LocalPartition<'a> {
 impl Partition for LocalPartition<'_> {
     fn answer(&self, request: &Request) -> Result<Answer> {
         if request.partition != self.id {
-            return Err(QueryError::invalid(
-                "partition",
-                format!(
-                    "asked partition {}, this is partition {}",
-                    request.partition, self.id
-                ),
-            ));
+            // Misrouted: the query node's mistake, not the caller's.
+            return Err(QueryError::Partition {
+                partition: self.id,
+                source: Box::new(QueryError::invalid(
+                    "partition",
+                    format!("asked for partition {}", request.partition),
+                )),
+            });
         }
         // The scope's codes as this store's ids; codes it never saw hold nothing here.
         let scope: Option<Vec<u32>> = request.scope.as_ref().map(|codes| {
