@@ -661,7 +661,7 @@ proptest! {
     fn search_and_events_by_id_match_one_store(
         sc in scenario(),
         scope in scope(),
-        pattern in prop::sample::select(vec!["苏E", "苏E00001", "F", "F2", "苏E0000?", "*1", "苏EO0003", "F9"]),
+        pattern in prop::sample::select(vec!["苏E", "苏E00001", "F", "F2", "苏E0000?", "*1", "苏EO0003", "F9", "f-1", "苏e·00002", "f?"]),
         mode in prop_oneof![
             Just(SearchMode::Exact), Just(SearchMode::Prefix), Just(SearchMode::Wildcard),
             Just(SearchMode::Fuzzy { distance: 1 }), Just(SearchMode::Fuzzy { distance: 2 })
