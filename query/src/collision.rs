@@ -13,7 +13,7 @@ pub const MAX_CONDITIONS: usize = 32;
 pub const MAX_LIMIT: usize = 100_000;
 
 /// Where a condition holds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Place {
     /// Community codes.
     Communities(Vec<String>),
@@ -21,14 +21,14 @@ pub enum Place {
     Devices(Vec<String>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Condition {
     pub place: Place,
     pub from_ms: i64,
     pub to_ms: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Collision {
     pub kind: Kind,
     pub conditions: Vec<Condition>,
@@ -37,7 +37,7 @@ pub struct Collision {
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CollisionHit {
     pub kind: Kind,
     pub subject: String,

@@ -30,7 +30,7 @@ pub struct QueryContext<'a> {
 /// (10 and 20 digits) are held inline, so a page copies them without a shared count
 /// to touch per event; the subject, which can be long, is shared (`Arc`): a page of
 /// thousands of sightings holds each distinct subject once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sighting {
     /// The event's id (store sequence number).
     pub seq: u64,

@@ -13,7 +13,7 @@ pub const MAX_WINDOW_MS: i64 = 3_600_000;
 pub const MAX_LIMIT: usize = 10_000;
 
 /// Where a candidate must be to count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scope {
     /// At the same device as the target sighting.
     Device,
@@ -21,7 +21,7 @@ pub enum Scope {
     Community,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cooccurrence {
     pub kind: Kind,
     pub subject: String,
@@ -40,7 +40,7 @@ pub struct Cooccurrence {
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub kind: Kind,
     pub subject: String,

@@ -8,20 +8,20 @@ use crate::context::{Names, QueryContext};
 use crate::error::Result;
 use crate::{DAY_MS, HOUR_MS};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CountKey {
     Community,
     Device,
     Kind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Granularity {
     Hour,
     Day,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub from_ms: i64,
     pub to_ms: i64,
@@ -32,7 +32,7 @@ pub struct Counts {
 }
 
 /// Events of one key in one bucket (a local hour or day starting at `bucket_ms`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CountBucket {
     pub bucket_ms: i64,
     pub key: String,

@@ -15,6 +15,17 @@ pub enum QueryError {
     /// Vocabulary search failed or refused the pattern.
     #[error(transparent)]
     Index(#[from] sightline_index::IndexError),
+    /// A partition reached over the network failed; its message
+    /// (`crate::federated::Failure`).
+    #[error("{message}")]
+    Remote { message: String },
+    /// One partition of a federated query failed (`crate::federated`): which one, and
+    /// its error.
+    #[error("partition {partition}: {source}")]
+    Partition {
+        partition: u16,
+        source: Box<QueryError>,
+    },
 }
 
 impl QueryError {

@@ -5,7 +5,8 @@
 //!
 //! Queries are pure reads: they take strings as the user gave them, resolve them
 //! through the store's dictionaries, read rows, and return strings again. They know
-//! nothing of HTTP.
+//! nothing of HTTP. [`federated`] answers the same queries over the partitions of a
+//! cluster, from partial answers each partition computes with these.
 
 mod collision;
 mod context;
@@ -13,6 +14,7 @@ mod cooccurrence;
 mod counts;
 mod error;
 mod event;
+pub mod federated;
 mod patterns;
 mod search;
 mod trajectory;

@@ -42,7 +42,7 @@ fn kind_rows(
 
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FrequencyQuery {
     pub community: String,
     pub kind: Kind,
@@ -55,7 +55,7 @@ pub struct FrequencyQuery {
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frequency {
     pub subject: String,
     pub count: u32,
@@ -110,7 +110,7 @@ pub fn frequency(ctx: &QueryContext<'_>, q: &FrequencyQuery) -> Result<Vec<Frequ
 
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NocturnalQuery {
     pub kind: Kind,
     pub from_ms: i64,
@@ -144,7 +144,7 @@ impl NocturnalQuery {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Nocturnal {
     pub subject: String,
     pub night: u32,
@@ -200,7 +200,7 @@ pub fn nocturnal(ctx: &QueryContext<'_>, q: &NocturnalQuery) -> Result<Vec<Noctu
 
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FirstSeenQuery {
     pub community: String,
     pub kind: Kind,
@@ -211,7 +211,7 @@ pub struct FirstSeenQuery {
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FirstSeen {
     pub subject: String,
     /// First sighting in the window.
@@ -268,7 +268,7 @@ pub fn first_seen(ctx: &QueryContext<'_>, q: &FirstSeenQuery) -> Result<Vec<Firs
 
 // ---------------------------------------------------------------------------------
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OvernightQuery {
     pub kind: Kind,
     pub subject: String,
@@ -294,7 +294,7 @@ impl OvernightQuery {
 }
 
 /// One night: the local date it begins on, the last evening and first morning sightings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Night {
     /// Local day number (days since 1970-01-01 in local time) of the evening.
     pub day: i64,
@@ -304,7 +304,7 @@ pub struct Night {
     pub morning: Option<(String, i64)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overnight {
     pub nights: Vec<Night>,
     /// Communities by nights credited, descending, then by code.

@@ -12,16 +12,17 @@ const ALL_TIME_MS: i64 = 4_102_444_800_000;
 /// Most subjects one search returns.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SearchQuery {
     pub pattern: String,
+    #[serde(with = "crate::federated::SearchModeDef")]
     pub mode: SearchMode,
     /// Only subjects of this kind; all kinds when `None`.
     pub kind: Option<Kind>,
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubjectMatch {
     pub kind: Kind,
     pub subject: String,

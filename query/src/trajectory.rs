@@ -17,7 +17,7 @@ use crate::error::{QueryError, Result};
 /// Most events per page.
 pub const MAX_PAGE: usize = 10_000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrajectoryQuery {
     pub kind: Kind,
     pub subject: String,
@@ -32,7 +32,7 @@ pub struct TrajectoryQuery {
 }
 
 /// Position in the (ts, device, seq) order: the last event of a page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub ts_ms: i64,
     pub device: String,
@@ -67,7 +67,7 @@ impl FromStr for Cursor {
 }
 
 /// How a stay ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StayEnd {
     /// An `out` at the same community.
     Out,
@@ -78,7 +78,7 @@ pub enum StayEnd {
 }
 
 /// A dwell interval at one community derived from gate directions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stay {
     pub community: Arc<str>,
     pub in_ms: i64,

@@ -285,6 +285,9 @@ impl From<QueryError> for ApiError {
             QueryError::Index(e) => ApiError::internal(e.to_string()),
             QueryError::DeadlineExceeded => ApiError::QueryTimeout(None),
             QueryError::Storage(e) => e.into(),
+            e @ (QueryError::Partition { .. } | QueryError::Remote { .. }) => {
+                ApiError::internal(e.to_string())
+            }
         }
     }
 }
