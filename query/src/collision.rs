@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sightline_storage::Kind;
 
 use crate::context::{Names, QueryContext};
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 
 /// Most conditions in one query.
 pub const MAX_CONDITIONS: usize = 32;
@@ -46,29 +46,32 @@ pub struct CollisionHit {
 }
 
 pub fn collision(ctx: &QueryContext<'_>, q: &Collision) -> Result<Vec<CollisionHit>> {
+    crate::federated::check::collision(q, ctx.max_range_days)?;
+    let met = conditions_met(ctx, q)?;
     let n = q.conditions.len();
-    if n == 0 || n > MAX_CONDITIONS {
-        return Err(QueryError::invalid(
-            "conditions",
-            format!("need 1 to {MAX_CONDITIONS} conditions, got {n}"),
-        ));
-    }
-    if q.min_conditions == 0 || q.min_conditions > n {
-        return Err(QueryError::invalid(
-            "min_conditions",
-            format!("must be 1 to the number of conditions ({n})"),
-        ));
-    }
-    if q.limit == 0 || q.limit > MAX_LIMIT {
-        return Err(QueryError::invalid(
-            "limit",
-            format!("must be 1 to {MAX_LIMIT}"),
-        ));
-    }
-    for c in &q.conditions {
-        ctx.check_range(c.from_ms, c.to_ms)?;
-    }
-    // Subject id → bit set of conditions met.
+    let dicts = ctx.store.dictionaries();
+    let names = Names { dicts: &dicts };
+    let mut out: Vec<CollisionHit> = met
+        .into_iter()
+        .filter(|(_, bits)| bits.count_ones() as usize >= q.min_conditions)
+        .map(|(id, bits)| CollisionHit {
+            kind: q.kind,
+            subject: names.subject(id).1.to_string(),
+            conditions: (0..n).filter(|i| bits & (1 << i) != 0).collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.conditions
+            .len()
+            .cmp(&a.conditions.len())
+            .then(a.subject.cmp(&b.subject))
+    });
+    out.truncate(q.limit);
+    Ok(out)
+}
+
+/// Subject id → bit set of the conditions it met (one bit a condition, in order).
+pub(crate) fn conditions_met(ctx: &QueryContext<'_>, q: &Collision) -> Result<HashMap<u32, u32>> {
     let mut met: HashMap<u32, u32> = HashMap::new();
     let mut rows = Vec::new();
     for (i, c) in q.conditions.iter().enumerate() {
@@ -95,23 +98,5 @@ pub fn collision(ctx: &QueryContext<'_>, q: &Collision) -> Result<Vec<CollisionH
             }
         }
     }
-    let dicts = ctx.store.dictionaries();
-    let names = Names { dicts: &dicts };
-    let mut out: Vec<CollisionHit> = met
-        .into_iter()
-        .filter(|(_, bits)| bits.count_ones() as usize >= q.min_conditions)
-        .map(|(id, bits)| CollisionHit {
-            kind: q.kind,
-            subject: names.subject(id).1.to_string(),
-            conditions: (0..n).filter(|i| bits & (1 << i) != 0).collect(),
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.conditions
-            .len()
-            .cmp(&a.conditions.len())
-            .then(a.subject.cmp(&b.subject))
-    });
-    out.truncate(q.limit);
-    Ok(out)
+    Ok(met)
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use sightline_storage::{Kind, Row};
 
 use crate::context::{Names, QueryContext};
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 
 /// Longest window, either side of a target sighting.
 pub const MAX_WINDOW_MS: i64 = 3_600_000;
@@ -78,30 +78,7 @@ struct Acc {
 }
 
 pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Candidate>> {
-    ctx.check_range(q.from_ms, q.to_ms)?;
-    if !(0..=MAX_WINDOW_MS).contains(&q.window_ms) {
-        return Err(QueryError::invalid(
-            "window",
-            format!("must be 0 to {} s", MAX_WINDOW_MS / 1000),
-        ));
-    }
-    if q.limit == 0 || q.limit > MAX_LIMIT {
-        return Err(QueryError::invalid(
-            "limit",
-            format!("must be 1 to {MAX_LIMIT}"),
-        ));
-    }
-    if q.min_count == 0 {
-        return Err(QueryError::invalid("min_count", "must be at least 1"));
-    }
-    if let Some(g) = q.dedup_gap_ms {
-        if !(0..=MAX_WINDOW_MS).contains(&g) {
-            return Err(QueryError::invalid(
-                "dedup_gap",
-                format!("must be 0 to {} s", MAX_WINDOW_MS / 1000),
-            ));
-        }
-    }
+    crate::federated::check::cooccurrence(q, ctx.max_range_days)?;
     let Some(target) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(Vec::new());
     };

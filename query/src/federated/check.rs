@@ -1,6 +1,7 @@
-//! A federated query's parameters are checked once, on the query node, with the same
-//! errors (in the same order) as the single-store queries give, before any partition
-//! is asked. Partitions check again (their own queries do).
+//! Query parameters checked before any work: a federated query checks them once, on
+//! the query node, before any partition is asked (partitions check again, their own
+//! queries do), and the single-store co-occurrence and collision call the same
+//! functions, so both refuse alike, in the same order.
 
 use crate::error::{check_range, QueryError, Result};
 use crate::{

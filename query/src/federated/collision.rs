@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::context::{Names, QueryContext};
 use crate::error::Result;
-use crate::{Collision, CollisionHit, Place};
+use crate::{Collision, CollisionHit};
 
 /// (subject, bits of the conditions met here) for every subject of the kind that
 /// could still meet `min_conditions` with the conditions `elsewhere` may add.
@@ -17,32 +17,7 @@ pub(crate) fn met(
     elsewhere: u32,
 ) -> Result<Vec<(String, u32)>> {
     super::check::collision(q, ctx.max_range_days)?;
-    let mut met: HashMap<u32, u32> = HashMap::new();
-    let mut rows = Vec::new();
-    for (i, c) in q.conditions.iter().enumerate() {
-        rows.clear();
-        match &c.place {
-            Place::Communities(codes) => {
-                let ids = ctx.community_ids(codes);
-                ctx.scan_range(c.from_ms, c.to_ms, Some(&ids), |r| rows.push(r))?;
-            }
-            Place::Devices(codes) => {
-                let ids: Vec<u32> = {
-                    let d = ctx.store.dictionaries();
-                    codes.iter().filter_map(|c| d.device_id(c)).collect()
-                };
-                for id in ids {
-                    ctx.check_deadline()?;
-                    ctx.device_rows(id, c.from_ms, c.to_ms, &mut rows);
-                }
-            }
-        }
-        for r in &rows {
-            if r.kind == q.kind {
-                *met.entry(r.subject).or_default() |= 1 << i;
-            }
-        }
-    }
+    let met = crate::collision::conditions_met(ctx, q)?;
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     Ok(met

@@ -14,7 +14,7 @@
 //! trajectory stays: runs, then the events where runs of partitions interleave).
 //! `ARCHITECTURE.md` ("Federated queries") has the design per family.
 
-mod check;
+pub(crate) mod check;
 mod collision;
 mod cooccurrence;
 mod federation;
