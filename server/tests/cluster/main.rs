@@ -694,7 +694,7 @@ fn an_indexer_stopped_past_its_lease_is_fenced_when_it_continues() {
         stopped.log()
     );
     stopped.signal(libc::SIGSTOP);
-    let _x2 = env.indexer("index-2", &[]);
+    let x2 = env.indexer("index-2", &[]);
     for _ in 0..4 {
         env.post(a1, 250);
     }
@@ -702,7 +702,9 @@ fn an_indexer_stopped_past_its_lease_is_fenced_when_it_continues() {
     assert!(
         wait_until(Duration::from_secs(60), || env.owned_by("index-2").len()
             == PARTITIONS as usize),
-        "index-2 did not take over"
+        "index-2 did not take over: it holds {:?}; its log:\n{}",
+        env.owned_by("index-2"),
+        x2.log()
     );
     env.wait_committed();
     stopped.signal(libc::SIGCONT);
