@@ -222,12 +222,8 @@ fn cluster(role: ClusterRole) -> ExitCode {
     let path = match &role {
         ClusterRole::Ingest { config } | ClusterRole::Index { config } => config.clone(),
     };
-    // The roles' state changes (leases, commits, fencing) as log lines on stderr.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .init();
+    // The roles' state changes (leases, commits, fencing) are log lines on stderr
+    // (`tracing_init`).
     let config = match sightline_cluster::ClusterConfig::from_file(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -616,5 +612,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs go to stderr; stdout carries only the `listening on` line.
-fn tracing_init() {}
+/// Logs (`tracing`, INFO and above: recovery, damaged files rebuilt, maintenance
+/// passes, refused logins' causes, the cluster roles' leases and commits) go to
+/// stderr; stdout carries only the `listening on` line.
+fn tracing_init() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+}
