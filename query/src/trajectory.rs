@@ -146,7 +146,7 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         if out.events.len() == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
             break;
         }
-        let Some(next) = merged.next() else {
+        let Some(next) = merged.next()? else {
             break;
         };
         if let Some(s) = stays.as_mut() {
@@ -162,7 +162,7 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         }
     }
     // Events past the page: passed for the stays, or next in line.
-    let more = seen > out.events.len() || merged.remaining() > 0;
+    let more = seen > out.events.len() || merged.peek()?.is_some();
     if let Some(s) = stays {
         out.stays_truncated = s.truncated;
         out.stays = s.finish(&merged);
@@ -216,7 +216,7 @@ pub fn trajectory_pages(
         let mut events = Vec::with_capacity(want);
         let mut attrs = Vec::with_capacity(want);
         while events.len() < want {
-            let Some(next) = merged.next() else {
+            let Some(next) = merged.next()? else {
                 break;
             };
             events.push(merged.sighting(&next));
@@ -378,7 +378,7 @@ impl Merged {
     }
 
     /// Decodes the runs that may hold an event before every decoded run's next one.
-    fn activate(&mut self) {
+    fn activate(&mut self) -> Result<()> {
         while let Some(&(bound, run)) = self.pending.last() {
             if self
                 .heap
@@ -390,7 +390,7 @@ impl Merged {
             self.pending.pop();
             let mut buf = self.spare.pop().unwrap_or_default();
             buf.clear();
-            self.runs[run].drain(self.subject, CHUNK, &mut buf);
+            self.runs[run].drain(self.subject, CHUNK, &mut buf)?;
             match buf.first() {
                 Some((r, _)) => {
                     self.heap
@@ -400,25 +400,28 @@ impl Merged {
                 None => self.spare.push(buf),
             }
         }
+        Ok(())
     }
 
     /// The next event's key, without taking it.
-    fn peek(&mut self) -> Option<Key> {
-        self.activate();
-        self.heap.peek().map(|Reverse((key, _))| *key)
+    fn peek(&mut self) -> Result<Option<Key>> {
+        self.activate()?;
+        Ok(self.heap.peek().map(|Reverse((key, _))| *key))
     }
 
     /// Takes the next event.
-    fn next(&mut self) -> Option<Next> {
-        self.activate();
-        let Reverse((_, run)) = self.heap.pop()?;
+    fn next(&mut self) -> Result<Option<Next>> {
+        self.activate()?;
+        let Some(Reverse((_, run))) = self.heap.pop() else {
+            return Ok(None);
+        };
         let (buf, at) = &mut self.decoded[run];
         let (row, position) = buf[*at];
         *at += 1;
         if *at == buf.len() {
             buf.clear();
             *at = 0;
-            self.runs[run].drain(self.subject, CHUNK, buf);
+            self.runs[run].drain(self.subject, CHUNK, buf)?;
         }
         match buf.get(*at) {
             Some((r, _)) => self
@@ -427,7 +430,7 @@ impl Merged {
             None => self.spare.push(std::mem::take(buf)),
         }
         self.remaining -= 1;
-        Some(Next { row, run, position })
+        Ok(Some(Next { row, run, position }))
     }
 
     /// The event as a sighting, its names shared with the run's.
@@ -464,11 +467,11 @@ impl Merged {
             return Ok(());
         };
         let mut n = 0usize;
-        while let Some(key) = self.peek() {
+        while let Some(key) = self.peek()? {
             if key > cursor {
                 break;
             }
-            self.next();
+            self.next()?;
             n += 1;
             if n.is_multiple_of(1 << 16) {
                 ctx.check_deadline()?;

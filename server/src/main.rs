@@ -612,13 +612,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs (`tracing`, INFO and above: recovery, damaged files rebuilt, maintenance
-/// passes, refused logins' causes, the cluster roles' leases and commits) go to
-/// stderr; stdout carries only the `listening on` line.
+/// Logs (`tracing`: recovery, damaged files rebuilt, maintenance passes, failed
+/// requests, the cluster roles' leases and commits) go to stderr; stdout carries only
+/// the `listening on` line.
+/// `SIGHTLINE_LOG` (`error`, `warn`, `info`, `debug` or `trace`; default `info`)
+/// sets the least severe level written.
 fn tracing_init() {
+    let level = std::env::var("SIGHTLINE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .init();
 }

@@ -304,6 +304,15 @@ impl Segment {
                 ));
             }
             prev = Some(key);
+            // Every event of the block is at or after its `ts_min`: the header's earliest
+            // time must be at or before it (a merge decodes a segment only once it
+            // reaches that time: `SubjectRun::ts_lower_bound`).
+            if self.meta.span_start_ms + i64::from(key.1) < self.meta.min_ts_ms {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: starts before the segment's earliest time"),
+                ));
+            }
             let off = get_u64(e, block::DATA_OFF);
             let len = get_u32(e, block::DATA_LEN) as u64;
             if len as usize != block_data_len(count, bits)
@@ -429,11 +438,12 @@ impl Segment {
         Ok(())
     }
 
-    /// Value `i` of the packed array `p` (`i` below its count, which open checked
-    /// against `p.len`). Read straight from the map: the 8 bytes at the value's first
-    /// byte may run past the array into the file's next bytes, which the mask drops (a
-    /// value's bits all lie inside its array); at the map's end the missing bytes read
-    /// as zeros, as [`BitReader`] reads them.
+    /// Value `i` of the packed array `p`, for `i` below its count (callers index by
+    /// counts open checked: subjects, posting offsets, ordinals below the event
+    /// count). Read straight from the map: the 8 bytes at the value's first byte may
+    /// run past the array into the file's next bytes, which the mask drops (a value's
+    /// bits all lie inside its array); at the map's end the missing bytes read as
+    /// zeros, as [`BitReader`] reads them.
     #[inline]
     fn get(&self, p: Packed, i: usize) -> u64 {
         if p.bits == 0 {
@@ -819,19 +829,31 @@ impl Segment {
         range: std::ops::Range<usize>,
         subject: u32,
         out: &mut Vec<(Row, u32)>,
-    ) {
+    ) -> Result<()> {
         if range.is_empty() || self.meta.blocks == 0 {
-            return;
+            return Ok(());
         }
         let p = self.posting_ordinals;
         let ordinals = BitReader::new(&self.map[p.at..p.at + p.len], p.bits);
         let ordinal = |i: usize| (ordinals.get(i) + p.base) as u32;
         let blocks = self.meta.blocks as usize;
-        let mut bi = self.block_of(ordinal(range.start), 0);
+        let (events, start) = (self.meta.events, range.start);
+        let mut bi = self.block_of(ordinal(start), 0);
         let mut b = self.block(bi);
+        let mut last: Option<u32> = None;
         out.reserve(range.len());
         for i in range {
             let o = ordinal(i);
+            // A subject's ordinals rise and stay below the event count; open checks
+            // the lists' offsets, not every ordinal, so a damaged list is refused here
+            // rather than read as other events.
+            if o >= events || last.is_some_and(|l| o <= l) {
+                return Err(self.corrupt(
+                    p.at,
+                    format!("posting {i}: ordinal {o} out of order or past {events} events"),
+                ));
+            }
+            last = Some(o);
             if o >= b.first_ordinal + b.count as u32 && bi + 1 < blocks {
                 bi = self.block_of(o, bi);
                 b = self.block(bi);
@@ -851,6 +873,7 @@ impl Segment {
                 o,
             ));
         }
+        Ok(())
     }
 
     /// The index of the block holding `ordinal`, searching from block `from` (which

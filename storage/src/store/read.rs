@@ -132,14 +132,17 @@ impl SubjectRun {
     /// (row, position), the subject's being `subject` (the run's own), and passed. A
     /// sealed run is decoded in one walk over its blocks ([`Segment::posting_rows`]),
     /// far cheaper than [`SubjectRun::row`] event by event. [`SubjectRun::attrs_of`]
-    /// turns a position into where that event's attributes are.
-    pub fn drain(&mut self, subject: u32, max: usize, out: &mut Vec<(Row, u32)>) {
+    /// turns a position into where that event's attributes are. A damaged posting
+    /// list (ordinals out of order or past the segment's events) is
+    /// [`StorageError::Corrupt`] naming the segment file.
+    pub fn drain(&mut self, subject: u32, max: usize, out: &mut Vec<(Row, u32)>) -> Result<()> {
         let end = self.end.min(self.at.saturating_add(max));
         match &self.source {
-            RunSource::Segment(seg, _) => seg.posting_rows(self.at..end, subject, out),
+            RunSource::Segment(seg, _) => seg.posting_rows(self.at..end, subject, out)?,
             RunSource::Memory(rows) => out.extend((self.at..end).map(|i| (rows[i].0, i as u32))),
         }
         self.at = end;
+        Ok(())
     }
 
     /// A time at or before the run's next event, known without decoding it (its
