@@ -196,7 +196,23 @@ impl Store {
             // retried (by the next append over budget, or maintenance), never reported
             // as a failed append.
             if let Err(e) = self.enforce_memory_budget(false) {
-                tracing::warn!(error = %e, "sealing over the memory budget failed; retrying later");
+                // Every append over budget retries: say so once a minute, not per batch.
+                use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+                static LAST_WARNED_S: AtomicU64 = AtomicU64::new(0);
+                static FAILURES: AtomicU64 = AtomicU64::new(0);
+                let now_s = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let last = LAST_WARNED_S.load(Relaxed);
+                let failures = FAILURES.fetch_add(1, Relaxed) + 1;
+                if now_s >= last + 60
+                    && LAST_WARNED_S
+                        .compare_exchange(last, now_s, Relaxed, Relaxed)
+                        .is_ok()
+                {
+                    FAILURES.store(0, Relaxed);
+                    tracing::warn!(error = %e, failures, "sealing over the memory budget failed (failures since the last warning); retrying later");
+                }
             }
         }
         Ok(AppendOutcome { results })
