@@ -260,7 +260,14 @@ mod tests {
             // Quotes, backslashes, control characters and CJK: what escaping must see.
             "[a-z\"\\\\\u{1}\n 苏]{0,8}".prop_map(AttrValue::Str),
             any::<i64>().prop_map(AttrValue::Int),
-            (-1e6f64..1e6).prop_map(AttrValue::Float),
+            prop_oneof![
+                (-1e6f64..1e6),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(1e300),
+                Just(-0.0)
+            ]
+            .prop_map(AttrValue::Float),
             any::<bool>().prop_map(AttrValue::Bool),
         ]
     }
@@ -273,17 +280,24 @@ mod tests {
             seq in any::<u64>(),
             ts_ms in 946_684_800_000i64..4_102_444_800_000,
             subject in "[A-Z0-9苏\"\\\\]{1,12}",
-            attrs in proptest::collection::btree_map("[a-z_]{1,10}", attr_value(), 0..5),
-            images in any::<bool>(),
-            object in any::<bool>(),
+            // Keys with bytes JSON escapes too.
+            attrs in proptest::collection::btree_map("[a-z_\"\\\\\u{1}]{1,10}", attr_value(), 0..5),
+            images in 0u8..4,
+            object in 0u8..3,
         ) {
             let mut attrs: Attrs = attrs;
-            if images {
-                attrs.insert(IMAGES_ATTR.into(), AttrValue::Str(
-                    r#"[{"id":"ab","type":"plate","width":1}]"#.into()));
+            // Pictures: none, a list, text that is not JSON, or not a string at all.
+            match images {
+                1 => { attrs.insert(IMAGES_ATTR.into(), AttrValue::Str(
+                    r#"[{"id":"ab","type":"plate","width":1}]"#.into())); }
+                2 => { attrs.insert(IMAGES_ATTR.into(), AttrValue::Str("[{".into())); }
+                3 => { attrs.insert(IMAGES_ATTR.into(), AttrValue::Int(7)); }
+                _ => {}
             }
-            if object {
-                attrs.insert(OBJECT_ATTR.into(), AttrValue::Str("3205080601121000060102".into()));
+            match object {
+                1 => { attrs.insert(OBJECT_ATTR.into(), AttrValue::Str("3205080601121000060102".into())); }
+                2 => { attrs.insert(OBJECT_ATTR.into(), AttrValue::Bool(true)); }
+                _ => {}
             }
             let event = Validator::default()
                 .validate(EventInput {
@@ -294,8 +308,10 @@ mod tests {
                     subject: subject.clone(),
                     direction: "in".into(),
                     attrs,
-                }, ts_ms)
-                .unwrap();
+                }, ts_ms);
+            // (What validation refuses never reaches an answer.)
+            prop_assume!(event.is_ok());
+            let event = event.unwrap();
             let sighting = Sighting {
                 seq,
                 ts_ms,
@@ -313,6 +329,28 @@ mod tests {
                 String::from_utf8(fast).unwrap(),
                 serde_json::to_string(&out).unwrap()
             );
+        }
+
+        /// Damaged attribute bytes fail both ways alike (never half an answer).
+        #[test]
+        fn damaged_attributes_fail_both_ways(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let sighting = Sighting {
+                seq: 1,
+                ts_ms: 1_630_454_400_000,
+                community: "3205080007".into(),
+                device: "32050806011210000601".into(),
+                kind: Kind::Vehicle,
+                subject: Arc::from("苏E12345"),
+                direction: Direction::In,
+            };
+            let at = AttrsAt::Memory(Arc::from(bytes));
+            let out = EventOut::of(&sighting, &at);
+            let mut fast = Vec::new();
+            match (out.write_json(&mut fast), serde_json::to_string(&out)) {
+                (Ok(()), Ok(text)) => prop_assert_eq!(String::from_utf8(fast).unwrap(), text),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "write_json {:?}, serde {:?}", a, b.map(|_| ())),
+            }
         }
     }
 }
