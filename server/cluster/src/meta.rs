@@ -3,7 +3,8 @@
 //! ```sql
 //! cluster_meta (key PRIMARY KEY, value)            -- 'partitions' = P, set once
 //! leases   (partition PRIMARY KEY, owner, epoch, expires_at, checkpoint_seq, dict_bytes)
-//! members  (owner PRIMARY KEY, expires_at)          -- live indexers, for the fair share
+//! members  (owner PRIMARY KEY, expires_at, address) -- live indexers (fair share; where
+//!                                                   --   query nodes reach them)
 //! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
 //! dict_chunks (partition, start_offset, len, object_key, epoch)
 //! ```
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS leases (
     dict_bytes bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS members (owner text PRIMARY KEY, expires_at timestamptz NOT NULL);
+ALTER TABLE members ADD COLUMN IF NOT EXISTS address text;
 CREATE TABLE IF NOT EXISTS segments (
     partition integer NOT NULL,
     segment_id bigint NOT NULL,
@@ -172,13 +174,16 @@ impl Meta {
             .map_err(|_| ClusterError::Config(format!("cluster_meta partitions = {v:?}")))
     }
 
-    /// Says `owner` is alive for `ttl_ms`; returns how many indexers are.
-    pub async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<u32> {
+    /// Says `owner` is alive for `ttl_ms` and answers partition requests at
+    /// `address` (`host:port`); returns how many indexers are.
+    pub async fn heartbeat(&self, owner: &str, ttl_ms: u64, address: Option<&str>) -> Result<u32> {
         self.client
             .execute(
-                "INSERT INTO members (owner, expires_at) VALUES ($1, now() + $2 * interval '1 millisecond')
-                 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-                &[&owner, &(ttl_ms as f64)],
+                "INSERT INTO members (owner, expires_at, address)
+                 VALUES ($1, now() + $2 * interval '1 millisecond', $3)
+                 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at,
+                     address = EXCLUDED.address",
+                &[&owner, &(ttl_ms as f64), &address],
             )
             .await
             .map_err(ClusterError::pg("heartbeat"))?;
@@ -189,6 +194,29 @@ impl Meta {
             .map_err(ClusterError::pg("count members"))?
             .get(0);
         Ok(n.max(1) as u32)
+    }
+
+    /// Where each partition with a live lease is answered: partition → (owner,
+    /// epoch, the owner's advertised address). A partition without a live lease, or
+    /// whose owner advertises no address, is left out.
+    pub async fn owners(&self) -> Result<std::collections::HashMap<u32, (String, i64, String)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT l.partition, l.owner, l.epoch, m.address FROM leases l
+                 JOIN members m ON m.owner = l.owner
+                 WHERE l.expires_at > now() AND m.address IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read owners"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let p: i32 = r.get(0);
+                (p as u32, (r.get(1), r.get(2), r.get(3)))
+            })
+            .collect())
     }
 
     /// Removes `owner` from the live indexers (a clean stop).
