@@ -175,3 +175,79 @@ pub fn decode_reply(bytes: &[u8]) -> Result<PartitionReply, String> {
         .map(|(r, _)| r)
         .map_err(|e| format!("not a partition answer: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_request(partition: u16) -> Request {
+        Request {
+            partition,
+            scope: Some(vec!["3205080001".into()]),
+            max_range_days: 400,
+            budget_ms: Some(1_000),
+            ask: Ask::Event { seq: 7 },
+        }
+    }
+
+    #[test]
+    fn a_partition_not_served_here_is_refused_naming_this_indexer() {
+        let held = Held::new("index-1");
+        assert!(held.served().is_empty());
+        match held.answer(&event_request(3)) {
+            PartitionReply::NotHeld { partition, owner } => {
+                assert_eq!((partition, owner.as_str()), (3, "index-1"))
+            }
+            other => panic!("answered a partition it does not hold: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_and_replies_travel_in_bincode_and_garbage_is_refused() {
+        let r = decode_request(&encode_request(&event_request(5))).unwrap();
+        assert_eq!((r.partition, r.budget_ms), (5, Some(1_000)));
+        assert!(matches!(r.ask, Ask::Event { seq: 7 }));
+        let reply = PartitionReply::Failed(Failure::DeadlineExceeded);
+        match decode_reply(&encode_reply(&reply)).unwrap() {
+            PartitionReply::Failed(Failure::DeadlineExceeded) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(decode_request(b"\xff\xff\xff\xff\xff").is_err());
+        assert!(decode_reply(b"").is_err());
+    }
+
+    #[test]
+    fn a_served_partition_answers_from_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("p2-e1"), Default::default()).unwrap();
+        let input = sightline_storage::EventInput {
+            ts_ms: 1_764_547_200_000,
+            community: "3205080001".into(),
+            device: "32050801011210000001".into(),
+            kind: "vehicle".into(),
+            subject: "苏E12345".into(),
+            direction: "in".into(),
+            attrs: Default::default(),
+        };
+        let event = store.validate(input).unwrap();
+        store.append(&[event]).unwrap();
+        let held = Held::new("index-1");
+        held.offer(2, 1, &store);
+        assert_eq!(held.served(), vec![2]);
+        let mut ask = event_request(2);
+        ask.scope = None;
+        ask.ask = Ask::Event { seq: 1 };
+        match held.answer(&ask) {
+            PartitionReply::Answer(Answer::Event(Some((s, _)))) => {
+                assert_eq!(&*s.subject, "苏E12345");
+                assert_eq!(s.seq, sightline_query::federated::cluster_id(2, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Withdrawn under another epoch: still served; under its own: gone.
+        held.withdraw(2, 0);
+        assert_eq!(held.served(), vec![2]);
+        held.withdraw(2, 1);
+        assert!(matches!(held.answer(&ask), PartitionReply::NotHeld { .. }));
+    }
+}
