@@ -5,10 +5,12 @@
 //! [`RemotePartition`] (its owner found in the leases, asked again elsewhere when it
 //! fails). A query node holds no data, so any number may run, and any of them answers.
 //!
-//! Endpoints: `GET /v1/trajectory` (pages; not the NDJSON stream), `GET
+//! Endpoints: `GET /v1/trajectory` (pages, or with `Accept: application/x-ndjson`
+//! every sighting after the cursor, streamed a round of pages at a time), `GET
 //! /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`, `/v1/frequency`,
 //! `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`, `/v1/counts`, `GET
-//! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`.
+//! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`;
+//! list answers as NDJSON lines when asked, as `serve`.
 //!
 //! Keys: `query.token_sha256` lists the SHA-256 of the tokens allowed (as the ingest
 //! role; empty: none checked, loopback only). Every key sees every community (no
@@ -155,10 +157,16 @@ async fn route(
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();
     let get = req.method() == Method::GET;
+    let ndjson = crate::routes::wants_ndjson(&req);
     match path {
+        "/v1/trajectory" if get && ndjson => {
+            let q = trajectory::trajectory_params(&params, usize::MAX)?;
+            let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
+            stream(node, q, cap).await
+        }
         "/v1/trajectory" if get => {
             let q = trajectory::trajectory_params(&params, max)?;
-            run(node, move |fed, call| {
+            run(node, ndjson, move |fed, call| {
                 let t = fed.trajectory(call, &q)?;
                 let events = t
                     .events
@@ -182,7 +190,7 @@ async fn route(
                 .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?
                 .to_bytes();
             let q = queries::collision_query(&body, max)?;
-            run(node, move |fed, call| {
+            run(node, ndjson, move |fed, call| {
                 Ok(queries::collision_answer(&fed.collision(call, &q)?))
             })
             .await
@@ -190,7 +198,7 @@ async fn route(
         _ if get && path.starts_with("/v1/events/") => {
             params.only(&[])?;
             let id = queries::event_id(&path["/v1/events/".len()..])?;
-            run(node, move |fed, call| {
+            run(node, ndjson, move |fed, call| {
                 let (s, a) = fed.event(call, id)?.ok_or(ApiError::NoSuchEvent(id))?;
                 serialized(&EventOut::decoded(&s, &a), 1)
             })
@@ -201,49 +209,49 @@ async fn route(
             match path {
                 "/v1/cooccurrence" => {
                     let q = queries::cooccurrence_query(&params, max)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(queries::candidates_answer(&fed.cooccurrence(call, &q)?))
                     })
                     .await
                 }
                 "/v1/search" => {
                     let q = queries::search_query(&params, max)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(queries::search_answer(&fed.search(call, &q)?))
                     })
                     .await
                 }
                 "/v1/frequency" => {
                     let q = patterns::frequency_query(&params, max)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(patterns::frequency_answer(&fed.frequency(call, &q)?))
                     })
                     .await
                 }
                 "/v1/nocturnal" => {
                     let q = patterns::nocturnal_query(&params, max)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(patterns::nocturnal_answer(&fed.nocturnal(call, &q)?))
                     })
                     .await
                 }
                 "/v1/first-seen" => {
                     let q = patterns::first_seen_query(&params, max)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(patterns::first_seen_answer(&fed.first_seen(call, &q)?))
                     })
                     .await
                 }
                 "/v1/overnight" => {
                     let q = patterns::overnight_query(&params)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         Ok(patterns::overnight_answer(&fed.overnight(call, &q)?))
                     })
                     .await
                 }
                 "/v1/counts" => {
                     let q = patterns::counts_query(&params)?;
-                    run(node, move |fed, call| {
+                    run(node, ndjson, move |fed, call| {
                         patterns::counts_answer(&fed.counts(call, &q)?)
                     })
                     .await
@@ -286,8 +294,8 @@ fn documented(path: &str, params: &Params) -> Result<(), ApiError> {
 }
 
 /// Runs `f` over the federation on the blocking pool, within the query slots and the
-/// time limit; its answer as JSON text.
-async fn run<F>(node: &Arc<QueryNode>, f: F) -> Result<Body, ApiError>
+/// time limit; its answer as JSON text (NDJSON lines when asked).
+async fn run<F>(node: &Arc<QueryNode>, ndjson: bool, f: F) -> Result<Body, ApiError>
 where
     F: FnOnce(&Federation<'static>, &Call) -> Result<(Body, usize), ApiError> + Send + 'static,
 {
@@ -304,7 +312,10 @@ where
             scope: None,
             deadline: Some(Instant::now() + timeout),
         };
-        f(&n.federation(), &call).map(|(b, _)| b.into_text())
+        f(&n.federation(), &call).map(|(b, _)| match ndjson {
+            true => b.into_lines(),
+            false => b.into_text(),
+        })
     });
     // A little past the deadline the partitions were given, so their own answer
     // (503 query_timeout) comes first.
@@ -313,5 +324,68 @@ where
         Ok(joined) => {
             joined.map_err(|e| ApiError::internal(format!("the query's task failed: {e}")))?
         }
+    }
+}
+
+/// Every sighting after the cursor (at most `cap`), one JSON object a line, streamed
+/// as the federation's rounds produce them (as `serve`'s stream: the first round is
+/// asked before the answer starts; a failure after that ends the stream with an
+/// `{"error":…}` line).
+async fn stream(
+    node: &Arc<QueryNode>,
+    q: sightline_query::TrajectoryQuery,
+    cap: usize,
+) -> Result<Body, ApiError> {
+    let slot = node
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let sink = trajectory::Sink {
+        rt: tokio::runtime::Handle::current(),
+        tx,
+    };
+    let timeout = node.timeout();
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let call = Call {
+            scope: None,
+            deadline: Some(Instant::now() + timeout),
+        };
+        let mut started = Some(started_tx);
+        let mut left = cap;
+        let sent = n.federation().trajectory_pages(
+            &call,
+            &q,
+            trajectory::STREAM_PAGE,
+            |_| started.take().is_some_and(|s| s.send(Ok(())).is_ok()),
+            |events, attrs| {
+                let out = events
+                    .iter()
+                    .zip(attrs)
+                    .map(|(s, a)| EventOut::decoded(s, a));
+                sink.chunk_of(events.len(), out, &mut left)
+            },
+        );
+        if let Err(e) = sent {
+            let e = ApiError::from(e);
+            match started.take() {
+                Some(s) => {
+                    let _ = s.send(Err(e));
+                }
+                None => {
+                    sink.send(format!("{}\n", e.json()).into_bytes());
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(timeout + Duration::from_secs(1), started_rx).await {
+        Err(_) => Err(ApiError::QueryTimeout(Some(timeout))),
+        Ok(Err(_)) => Err(ApiError::internal("the query's task failed")),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Ok(Ok(()))) => Ok(Body::Stream(rx)),
     }
 }

@@ -173,6 +173,11 @@ impl<'a> EventOut<'a> {
         }
     }
 
+    /// The event's id.
+    pub fn id(&self) -> u64 {
+        self.s.seq
+    }
+
     /// An event whose attributes arrived decoded (a cluster's partition answer).
     pub fn decoded(s: &'a Sighting, attrs: &sightline_storage::Attrs) -> EventOut<'a> {
         EventOut {

@@ -140,7 +140,7 @@ pub(crate) fn page_answer<'a>(
 
 /// Events per streamed chunk, and how long a stream waits for a client that stopped
 /// reading before it gives up.
-const STREAM_PAGE: usize = 1000;
+pub(crate) const STREAM_PAGE: usize = 1000;
 const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every event after `cursor` (at most `limit`, if given; no page size), one JSON
@@ -211,15 +211,16 @@ async fn stream(
     }
 }
 
-/// Where a stream's chunks go: the response body's channel, from a blocking task.
-struct Sink {
-    rt: tokio::runtime::Handle,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
+/// Where a stream's chunks go: the response body's channel, from a blocking task
+/// (also the cluster's query role's).
+pub(crate) struct Sink {
+    pub rt: tokio::runtime::Handle,
+    pub tx: tokio::sync::mpsc::Sender<Bytes>,
 }
 
 impl Sink {
     /// Sends a chunk; false when the client is gone or stalled past [`STREAM_STALL`].
-    fn send(&self, chunk: Vec<u8>) -> bool {
+    pub fn send(&self, chunk: Vec<u8>) -> bool {
         self.rt
             .block_on(self.tx.send_timeout(Bytes::from(chunk), STREAM_STALL))
             .is_ok()
@@ -232,10 +233,21 @@ impl Sink {
         attrs: &[sightline_storage::AttrsAt],
         left: &mut usize,
     ) -> bool {
-        let mut buf = Vec::with_capacity(events.len() * 320);
-        for (e, a) in events.iter().zip(attrs).take(*left) {
-            if let Err(err) = serde_json::to_writer(&mut buf, &EventOut::of(e, a)) {
-                let line = ApiError::internal(format!("event {}: {err}", e.seq)).json();
+        let events = events.iter().zip(attrs).map(|(e, a)| EventOut::of(e, a));
+        self.chunk_of(events.len(), events, left)
+    }
+
+    /// Sends up to `left` of `n` events as NDJSON lines; false to stop the stream.
+    pub fn chunk_of<'a>(
+        &self,
+        n: usize,
+        events: impl Iterator<Item = EventOut<'a>>,
+        left: &mut usize,
+    ) -> bool {
+        let mut buf = Vec::with_capacity(n * 320);
+        for e in events.take(*left) {
+            if let Err(err) = serde_json::to_writer(&mut buf, &e) {
+                let line = ApiError::internal(format!("event {}: {err}", e.id())).json();
                 buf.extend_from_slice(format!("{line}\n").as_bytes());
                 self.send(buf);
                 return false;

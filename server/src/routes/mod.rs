@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use hyper::Method;
 use serde_json::Value;
 
-pub(crate) use dispatch::handle;
+pub(crate) use dispatch::{handle, wants_ndjson};
 
 use crate::auth::Role;
 use crate::error::ApiError;

@@ -1066,6 +1066,18 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
     check_all(qa1, "query node 1");
     check_all(qa2, "query node 2");
 
+    // NDJSON: the trajectory streamed whole, a list answer as lines.
+    for target in [
+        asked[0].target.replace("&limit=40", ""),
+        format!("{}&limit=30", asked[3].target.replace("&limit=40", "")),
+        format!("/v1/counts?{range}&by=kind&per=day"),
+    ] {
+        let (single_lines, cluster_lines) =
+            (get_ndjson(single.addr, &target), get_ndjson(qa2, &target));
+        assert!(!single_lines.is_empty(), "{target}");
+        assert_eq!(cluster_lines, single_lines, "{target}");
+    }
+
     // An event by its cluster id, as the trajectory listed it.
     let first = sightline_testkit::get(qa1, &asked[0].target);
     let e = &first.body["events"][0];
@@ -1100,4 +1112,56 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
     q1.signal(libc::SIGKILL);
     check_all(qa2, "after query-1 was killed");
     drop(q1);
+}
+
+/// A GET asking for NDJSON, its lines parsed (chunks joined) with event ids taken out.
+fn get_ndjson(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
+    let answer = sightline_testkit::send(
+        addr,
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{target}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let head = answer.head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/x-ndjson"),
+        "{head}"
+    );
+    let mut rest = &answer.body[..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            if let Some(o) = v.as_object_mut() {
+                o.remove("id");
+            }
+            v
+        })
+        .collect()
 }
