@@ -179,6 +179,7 @@ impl<'a> EventOut<'a> {
     }
 
     /// An event whose attributes arrived decoded (a cluster's partition answer).
+    #[cfg(feature = "cluster")]
     pub fn decoded(s: &'a Sighting, attrs: &sightline_storage::Attrs) -> EventOut<'a> {
         EventOut {
             s,

@@ -15,7 +15,9 @@ use std::sync::LazyLock;
 use hyper::Method;
 use serde_json::Value;
 
-pub(crate) use dispatch::{handle, wants_ndjson};
+pub(crate) use dispatch::handle;
+#[cfg(feature = "cluster")]
+pub(crate) use dispatch::wants_ndjson;
 
 use crate::auth::Role;
 use crate::error::ApiError;
