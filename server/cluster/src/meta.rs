@@ -97,6 +97,13 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("sequence numbers and offsets fit in a bigint")
 }
 
+/// A session whose transaction waits this long for its client is ended by the
+/// server: a commit's transaction holds its lease row `FOR UPDATE`, and an indexer
+/// stopped inside one (SIGSTOP, a long GC-like pause, a dead VM) must not block the
+/// indexer taking its lease over. Our transactions never wait on anything but the
+/// database between statements; 5 s is far beyond that.
+const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
+
 impl Meta {
     /// Connects (the connection's task runs on the current runtime until it drops).
     pub async fn connect(conninfo: &str) -> Result<Meta> {
@@ -108,6 +115,12 @@ impl Meta {
                 tracing::warn!(error = %e, "PostgreSQL connection ended");
             }
         });
+        client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+            ))
+            .await
+            .map_err(ClusterError::pg("set idle_in_transaction_session_timeout"))?;
         Ok(Meta { client })
     }
 
