@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Sightline cluster on this one machine, for a try: three NATS JetStream nodes,
 # SeaweedFS's S3 gateway, PostgreSQL, one `sightline cluster ingest` on
-# 127.0.0.1:${PORT:-8080} and two `sightline cluster index`. Everything lives in
+# 127.0.0.1:${PORT:-8080}, two `sightline cluster index` and one `sightline cluster
+# query` on 127.0.0.1:${QUERY_PORT:-8081}. Everything lives in
 # ${DIR:-./sightline-cluster-try} and stops with Ctrl-C.
 #
 # Needs: PostgreSQL (apt-get install postgresql), nats-server and weed
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=$(realpath -m "${DIR:-sightline-cluster-try}")
 PORT=${PORT:-8080}
+QUERY_PORT=${QUERY_PORT:-8081}
 mkdir -p "$DIR"
 
 if [ -z "${SIGHTLINE_BIN:-}" ]; then
@@ -75,7 +77,7 @@ for i in 0 1 2; do wait_for "nats n$i" "curl -sf http://127.0.0.1:$((8222 + i))/
 wait_for seaweedfs "grep -q 'ready to use' '$DIR/weed.log'"
 wait_for postgres "grep -q 'ready to accept connections' '$DIR/postgres.log'"
 
-for role in ingest index-1 index-2; do
+for role in ingest index-1 index-2 query; do
   cat >"$DIR/$role.toml" <<TOML
 nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
 postgres = "host=127.0.0.1 port=5433 user=postgres dbname=postgres"
@@ -87,6 +89,8 @@ access_key = "sightline"
 secret_key = "sightline-secret"
 [ingest]
 listen = "127.0.0.1:$PORT"
+[query]
+listen = "127.0.0.1:$QUERY_PORT"
 [index]
 data = "$DIR/$role-data"
 owner = "$role"
@@ -98,13 +102,20 @@ for x in index-1 index-2; do
   "$SIGHTLINE_BIN" cluster index --config "$DIR/$x.toml" 2>"$DIR/$x.log" &
   pids+=($!)
 done
+"$SIGHTLINE_BIN" cluster query --config "$DIR/query.toml" 2>"$DIR/query.log" &
+pids+=($!)
 wait_for ingest "curl -sf http://127.0.0.1:$PORT/v1/health"
+wait_for query "curl -sf http://127.0.0.1:$QUERY_PORT/health"
 
 cat <<TXT
 A cluster is up (logs in $DIR). Send events:
 
   curl -s http://127.0.0.1:$PORT/v1/events -H 'Content-Type: application/x-ndjson' --data-binary \\
     '{"ts":"2025-12-01T08:00:00+08:00","community":"3205080001","device":"32050801011210000003","kind":"vehicle","subject":"苏E12345","direction":"in","attrs":{"source_id":"try-1"}}'
+
+Ask the query node (once the indexers have read it, within a second or so):
+
+  curl -s 'http://127.0.0.1:$QUERY_PORT/v1/trajectory?kind=vehicle&subject=%E8%8B%8FE12345&from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00'
 
 Indexers commit every 10 s: psql -h 127.0.0.1 -p 5433 -U postgres -c 'select * from leases'
 Ctrl-C stops everything.

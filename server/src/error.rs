@@ -285,8 +285,10 @@ impl From<QueryError> for ApiError {
             QueryError::Index(e) => ApiError::internal(e.to_string()),
             QueryError::DeadlineExceeded => ApiError::QueryTimeout(None),
             QueryError::Storage(e) => e.into(),
+            // A cluster's partition that failed or that no indexer answered in time
+            // (`sightline cluster query`; one store never says this).
             e @ (QueryError::Partition { .. } | QueryError::Remote { .. }) => {
-                ApiError::internal(e.to_string())
+                ApiError::StorageUnavailable(e.to_string())
             }
         }
     }

@@ -86,7 +86,8 @@ enum Command {
         #[arg(long)]
         source_ids: bool,
     },
-    /// A role of a cluster node: `ingest` or `index` (built with feature `cluster`).
+    /// A role of a cluster node: `ingest`, `index` or `query` (built with feature
+    /// `cluster`).
     #[cfg(feature = "cluster")]
     Cluster {
         #[command(subcommand)]
@@ -120,6 +121,12 @@ enum ClusterRole {
     /// Hold partitions by lease: log → local stores → segments on S3, committed in
     /// PostgreSQL.
     Index {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// The investigator query endpoints over HTTP, each answered by asking the
+    /// indexers holding the partitions and merging their answers.
+    Query {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
     },
@@ -216,11 +223,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `sightline cluster ingest|index`: runs the role until SIGTERM or Ctrl-C.
+/// `sightline cluster ingest|index|query`: runs the role until SIGTERM or Ctrl-C.
 #[cfg(feature = "cluster")]
 fn cluster(role: ClusterRole) -> ExitCode {
     let path = match &role {
-        ClusterRole::Ingest { config } | ClusterRole::Index { config } => config.clone(),
+        ClusterRole::Ingest { config }
+        | ClusterRole::Index { config }
+        | ClusterRole::Query { config } => config.clone(),
     };
     // The roles' state changes (leases, commits, fencing) are log lines on stderr
     // (`tracing_init`).
@@ -250,9 +259,8 @@ fn cluster(role: ClusterRole) -> ExitCode {
         };
         match role {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
-            ClusterRole::Index { .. } => sightline_cluster::indexer::run(config, stop)
-                .await
-                .map_err(|e| e.to_string()),
+            ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
+            ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
         }
     });
     match result {

@@ -46,7 +46,7 @@ mod store;
 mod subject;
 mod wal;
 
-pub use attr_codec::{visit_attrs, AttrRef};
+pub use attr_codec::{encode_attrs, visit_attrs, AttrRef};
 pub use catalog::{
     ApiKeyRecord, Catalog, Community, Device, Gat1400Credential, Manifest, SegmentEntry,
     ShardState, SledCatalog,

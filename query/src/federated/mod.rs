@@ -5,13 +5,14 @@
 //! [`partition_of`]`(code, P)`, so partitions are community-disjoint, and each is a
 //! [`Store`](sightline_storage::Store) with its own index and dictionaries. A query node
 //! sends each partition a [`Request`] (through a [`Partition`]: in process,
-//! [`LocalPartition`]; later a remote call) and merges the partial [`Answer`]s in a
-//! [`Federation`]. Dictionary ids differ between partitions, so partial answers speak
-//! in names; event ids are cluster ids ([`cluster_id`]). Where a family's answer is not
-//! a concatenation, the partial carries what the merge needs (sets rather than
-//! counts, untruncated lists), and where it needs figures only the whole cluster
-//! knows, it asks in rounds (co-occurrence: passes, then hits, then lift counts;
-//! trajectory stays: runs, then the events where runs of partitions interleave).
+//! [`LocalPartition`]; over the network, the server's `RemotePartition`) and merges
+//! the partial [`Answer`]s in a [`Federation`]. Dictionary ids differ between
+//! partitions, so partial answers speak in names; event ids are cluster ids
+//! ([`cluster_id`]). Where a family's answer is not a concatenation, the partial
+//! carries what the merge needs (sets rather than counts, untruncated lists), and
+//! where it needs figures only the whole cluster knows, it asks in rounds
+//! (co-occurrence: passes, then hits, then lift counts; trajectory stays: runs, then
+//! the events where runs of partitions interleave).
 //! `ARCHITECTURE.md` ("Federated queries") has the design per family.
 
 pub(crate) mod check;

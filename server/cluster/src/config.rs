@@ -35,6 +35,8 @@ pub struct ClusterConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub index: IndexConfig,
+    #[serde(default)]
+    pub query: QueryConfig,
 }
 
 /// The S3 API the segments go to.
@@ -99,6 +101,41 @@ pub struct IndexConfig {
     /// this, s (default 1 h: far longer than any upload-to-commit window).
     #[serde(default = "default_janitor_age_s")]
     pub janitor_age_s: u64,
+    /// Where this indexer answers query nodes' partition requests (`POST
+    /// /v1/partition`); advertised in `members.address` as bound (default
+    /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
+    /// network). Requests are not authenticated: keep it on a private network.
+    #[serde(default = "default_serve")]
+    pub serve: SocketAddr,
+}
+
+/// The query role.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    #[serde(default = "default_query_listen")]
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the tokens allowed to query, as `ingest.token_sha256`. Empty:
+    /// no key is checked, and `listen` must be a loopback address.
+    #[serde(default)]
+    pub token_sha256: Vec<String>,
+    /// A query's time limit, ms (default 30 s, as `serve`): past it, 503.
+    #[serde(default = "default_query_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most rows an answer may hold (default 10,000, as `serve`).
+    #[serde(default = "default_max_result_rows")]
+    pub max_result_rows: usize,
+    /// One call to an indexer may take this long, ms (default 20 s).
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// A partition whose owner fails or refuses is asked again (owners re-read from
+    /// the leases) for up to this long, ms, within the query's time limit (default
+    /// 25 s: longer than a lease, so a dead indexer's partitions are taken over).
+    #[serde(default = "default_retry_ms")]
+    pub retry_ms: u64,
+    /// Queries at once (default 64, as `serve`'s query slots): 429 beyond.
+    #[serde(default = "default_query_slots")]
+    pub slots: usize,
 }
 
 fn default_stream() -> String {
@@ -146,6 +183,27 @@ fn default_fetch() -> usize {
 fn default_janitor_age_s() -> u64 {
     3_600
 }
+fn default_serve() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_query_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+fn default_query_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_result_rows() -> usize {
+    10_000
+}
+fn default_call_timeout_ms() -> u64 {
+    20_000
+}
+fn default_retry_ms() -> u64 {
+    25_000
+}
+fn default_query_slots() -> usize {
+    64
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -169,6 +227,21 @@ impl Default for IndexConfig {
             commit_events: default_commit_events(),
             fetch_batch: default_fetch(),
             janitor_age_s: default_janitor_age_s(),
+            serve: default_serve(),
+        }
+    }
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            listen: default_query_listen(),
+            token_sha256: Vec::new(),
+            timeout_ms: default_query_timeout_ms(),
+            max_result_rows: default_max_result_rows(),
+            call_timeout_ms: default_call_timeout_ms(),
+            retry_ms: default_retry_ms(),
+            slots: default_query_slots(),
         }
     }
 }
@@ -207,6 +280,13 @@ impl ClusterConfig {
         }
         if self.ingest.token_sha256.is_empty() && !self.ingest.listen.ip().is_loopback() {
             return bad("ingest.listen: without ingest.token_sha256 only a loopback address");
+        }
+        let q = &self.query;
+        if q.token_sha256.is_empty() && !q.listen.ip().is_loopback() {
+            return bad("query.listen: without query.token_sha256 only a loopback address");
+        }
+        if q.timeout_ms == 0 || q.call_timeout_ms == 0 || q.slots == 0 || q.max_result_rows == 0 {
+            return bad("query.timeout_ms, call_timeout_ms, slots, max_result_rows: positive");
         }
         Ok(())
     }
@@ -272,6 +352,7 @@ secret_key = "s"
             "[index]\nrenew_ms = 10000",
             "[index]\ncommit_events = 0",
             "[ingest]\nlisten = \"0.0.0.0:8080\"",
+            "[query]\nlisten = \"0.0.0.0:8081\"",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {

@@ -10,9 +10,12 @@
 //! * [`indexer`]: the index role: leases → local stores → sealed, uploaded, committed.
 //! * [`restore`]: a partition's store rebuilt from the catalog and object storage.
 //! * [`janitor`]: uploaded objects no commit names, removed after an age.
+//! * [`serving`]: the partitions an indexer holds, answering query nodes' requests
+//!   (`sightline_query::federated`), and the requests' wire encoding.
 //!
-//! HTTP is not here: the ingest role's `POST /v1/events` is in `sightline-server`
-//! (feature `cluster`), which calls [`log::Publisher`].
+//! HTTP is not here: the ingest role's `POST /v1/events`, the indexer's partition
+//! listener and the query role are in `sightline-server` (feature `cluster`), which
+//! calls [`log::Publisher`] and [`serving::Held`].
 
 pub mod config;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod objects;
 pub mod partition;
 pub mod payload;
 pub mod restore;
+pub mod serving;
 
 pub use config::ClusterConfig;
 pub use error::{ClusterError, Result};

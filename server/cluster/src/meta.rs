@@ -3,7 +3,8 @@
 //! ```sql
 //! cluster_meta (key PRIMARY KEY, value)            -- 'partitions' = P, set once
 //! leases   (partition PRIMARY KEY, owner, epoch, expires_at, checkpoint_seq, dict_bytes)
-//! members  (owner PRIMARY KEY, expires_at)          -- live indexers, for the fair share
+//! members  (owner PRIMARY KEY, expires_at, address) -- live indexers (fair share; where
+//!                                                   --   query nodes reach them)
 //! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
 //! dict_chunks (partition, start_offset, len, object_key, epoch)
 //! ```
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS leases (
     dict_bytes bigint NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS members (owner text PRIMARY KEY, expires_at timestamptz NOT NULL);
+ALTER TABLE members ADD COLUMN IF NOT EXISTS address text;
 CREATE TABLE IF NOT EXISTS segments (
     partition integer NOT NULL,
     segment_id bigint NOT NULL,
@@ -95,6 +97,13 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("sequence numbers and offsets fit in a bigint")
 }
 
+/// A session whose transaction waits this long for its client is ended by the
+/// server: a commit's transaction holds its lease row `FOR UPDATE`, and an indexer
+/// stopped inside one (SIGSTOP, a long GC-like pause, a dead VM) must not block the
+/// indexer taking its lease over. Our transactions never wait on anything but the
+/// database between statements; 5 s is far beyond that.
+const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
+
 impl Meta {
     /// Connects (the connection's task runs on the current runtime until it drops).
     pub async fn connect(conninfo: &str) -> Result<Meta> {
@@ -106,6 +115,12 @@ impl Meta {
                 tracing::warn!(error = %e, "PostgreSQL connection ended");
             }
         });
+        client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+            ))
+            .await
+            .map_err(ClusterError::pg("set idle_in_transaction_session_timeout"))?;
         Ok(Meta { client })
     }
 
@@ -172,13 +187,16 @@ impl Meta {
             .map_err(|_| ClusterError::Config(format!("cluster_meta partitions = {v:?}")))
     }
 
-    /// Says `owner` is alive for `ttl_ms`; returns how many indexers are.
-    pub async fn heartbeat(&self, owner: &str, ttl_ms: u64) -> Result<u32> {
+    /// Says `owner` is alive for `ttl_ms` and answers partition requests at
+    /// `address` (`host:port`); returns how many indexers are.
+    pub async fn heartbeat(&self, owner: &str, ttl_ms: u64, address: Option<&str>) -> Result<u32> {
         self.client
             .execute(
-                "INSERT INTO members (owner, expires_at) VALUES ($1, now() + $2 * interval '1 millisecond')
-                 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-                &[&owner, &(ttl_ms as f64)],
+                "INSERT INTO members (owner, expires_at, address)
+                 VALUES ($1, now() + $2 * interval '1 millisecond', $3)
+                 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at,
+                     address = EXCLUDED.address",
+                &[&owner, &(ttl_ms as f64), &address],
             )
             .await
             .map_err(ClusterError::pg("heartbeat"))?;
@@ -189,6 +207,29 @@ impl Meta {
             .map_err(ClusterError::pg("count members"))?
             .get(0);
         Ok(n.max(1) as u32)
+    }
+
+    /// Where each partition with a live lease is answered: partition → (owner,
+    /// epoch, the owner's advertised address). A partition without a live lease, or
+    /// whose owner advertises no address, is left out.
+    pub async fn owners(&self) -> Result<std::collections::HashMap<u32, (String, i64, String)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT l.partition, l.owner, l.epoch, m.address FROM leases l
+                 JOIN members m ON m.owner = l.owner
+                 WHERE l.expires_at > now() AND m.address IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read owners"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let p: i32 = r.get(0);
+                (p as u32, (r.get(1), r.get(2), r.get(3)))
+            })
+            .collect())
     }
 
     /// Removes `owner` from the live indexers (a clean stop).

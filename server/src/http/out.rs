@@ -172,6 +172,22 @@ impl<'a> EventOut<'a> {
             attrs: attrs.bytes(),
         }
     }
+
+    /// The event's id.
+    pub fn id(&self) -> u64 {
+        self.s.seq
+    }
+
+    /// An event whose attributes arrived decoded (a cluster's partition answer).
+    #[cfg(feature = "cluster")]
+    pub fn decoded(s: &'a Sighting, attrs: &sightline_storage::Attrs) -> EventOut<'a> {
+        EventOut {
+            s,
+            attrs: Ok(std::borrow::Cow::Owned(
+                sightline_storage::encode_attrs(attrs).into_vec(),
+            )),
+        }
+    }
 }
 
 /// A stored event as the API writes it, from the validated event (its attributes

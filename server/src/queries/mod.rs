@@ -8,8 +8,9 @@ pub(crate) mod trajectory;
 
 use serde_json::{json, Value};
 use sightline_query::{
-    collision as collide, cooccurrence as cooccur, event_by_id, search as find, Collision,
-    Condition, Cooccurrence, Place, QueryContext, Scope, SearchMode, SearchQuery,
+    collision as collide, cooccurrence as cooccur, event_by_id, search as find, Candidate,
+    Collision, CollisionHit, Condition, Cooccurrence, Place, QueryContext, Scope, SearchMode,
+    SearchQuery, SubjectMatch,
 };
 
 use crate::error::ApiError;
@@ -37,7 +38,7 @@ pub(crate) async fn answer(
     .await
 }
 
-fn range(p: &Params) -> Result<(i64, i64), ApiError> {
+pub(crate) fn range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((p.time("from")?, p.time("to")?))
 }
 
@@ -47,13 +48,17 @@ pub(crate) async fn event(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
     audited_get(c, move |_, ctx, params| {
         params.only(&[])?;
-        let seq: u64 = id
-            .parse()
-            .map_err(|_| ApiError::param("id", format!("{id:?} is not an event id (a number)")))?;
+        let seq = event_id(&id)?;
         let (s, a) = event_by_id(ctx, seq).ok_or(ApiError::NoSuchEvent(seq))?;
         serialized(&EventOut::of(&s, &a), 1)
     })
     .await
+}
+
+/// An event id of a path (also the cluster's query role's).
+pub(crate) fn event_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::param("id", format!("{id:?} is not an event id (a number)")))
 }
 
 /// `GET /v1/cooccurrence`.
@@ -62,28 +67,35 @@ pub(crate) fn cooccurrence(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    let q = cooccurrence_query(p, app.config.max_result_rows)?;
+    Ok(candidates_answer(&cooccur(ctx, &q)?))
+}
+
+/// The co-occurrence query of the parameters (also the cluster's query role's).
+pub(crate) fn cooccurrence_query(p: &Params, max_rows: usize) -> Result<Cooccurrence, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let scope = p.choice(
         "scope",
         "device",
         &[("device", Scope::Device), ("community", Scope::Community)],
     )?;
-    let found = cooccur(
-        ctx,
-        &Cooccurrence {
-            kind: p.kind("kind")?,
-            subject: p.required("subject")?.to_string(),
-            from_ms,
-            to_ms,
-            communities: p.list("community"),
-            window_ms: p.window("window")?.unwrap_or(60_000),
-            min_count: p.number("min_count", 1)?,
-            scope,
-            candidate_kind: p.opt_kind("candidate_kind")?,
-            dedup_gap_ms: p.window("dedup_gap")?,
-            limit: p.limit(100, app.config.max_result_rows)?,
-        },
-    )?;
+    Ok(Cooccurrence {
+        kind: p.kind("kind")?,
+        subject: p.required("subject")?.to_string(),
+        from_ms,
+        to_ms,
+        communities: p.list("community"),
+        window_ms: p.window("window")?.unwrap_or(60_000),
+        min_count: p.number("min_count", 1)?,
+        scope,
+        candidate_kind: p.opt_kind("candidate_kind")?,
+        dedup_gap_ms: p.window("dedup_gap")?,
+        limit: p.limit(100, max_rows)?,
+    })
+}
+
+/// Co-occurrence's answer: `{"candidates": [...]}`.
+pub(crate) fn candidates_answer(found: &[Candidate]) -> (Body, usize) {
     let candidates: Vec<Value> = found
         .iter()
         .map(|c| {
@@ -99,7 +111,7 @@ pub(crate) fn cooccurrence(
             })
         })
         .collect();
-    Ok(listed("candidates", candidates))
+    listed("candidates", candidates)
 }
 
 /// `POST /v1/collision`: the body is the query (and what the audit records).
@@ -117,6 +129,12 @@ fn collision_of(
     body: &[u8],
     max_rows: usize,
 ) -> Result<(Body, usize), ApiError> {
+    let q = collision_query(body, max_rows)?;
+    Ok(collision_answer(&collide(ctx, &q)?))
+}
+
+/// The collision query of a request body (also the cluster's query role's).
+pub(crate) fn collision_query(body: &[u8], max_rows: usize) -> Result<Collision, ApiError> {
     let obj = object(body)?;
     let kind = match obj.get("kind") {
         Some(Value::String(s)) => parse_kind("kind", s)?,
@@ -141,20 +159,21 @@ fn collision_of(
         }
     };
     let min_conditions = number("min_conditions", conditions.len())?;
-    let hits = collide(
-        ctx,
-        &Collision {
-            kind,
-            conditions,
-            min_conditions,
-            limit: crate::params::check_limit(number("limit", 1000.min(max_rows))?, max_rows)?,
-        },
-    )?;
+    Ok(Collision {
+        kind,
+        conditions,
+        min_conditions,
+        limit: crate::params::check_limit(number("limit", 1000.min(max_rows))?, max_rows)?,
+    })
+}
+
+/// Collision's answer: `{"subjects": [...]}`.
+pub(crate) fn collision_answer(hits: &[CollisionHit]) -> (Body, usize) {
     let subjects: Vec<Value> = hits
         .iter()
         .map(|h| json!({ "kind": h.kind.as_str(), "subject": h.subject, "conditions": h.conditions }))
         .collect();
-    Ok(listed("subjects", subjects))
+    listed("subjects", subjects)
 }
 
 /// Condition `i` of a collision: places and a time range.
@@ -193,6 +212,12 @@ pub(crate) fn search(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    let q = search_query(p, app.config.max_result_rows)?;
+    Ok(search_answer(&find(ctx, &app.vocab, &q)?))
+}
+
+/// The subject search of the parameters (also the cluster's query role's).
+pub(crate) fn search_query(p: &Params, max_rows: usize) -> Result<SearchQuery, ApiError> {
     let mode = match p.get("mode").unwrap_or("exact") {
         "exact" => SearchMode::Exact,
         "prefix" => SearchMode::Prefix,
@@ -210,16 +235,16 @@ pub(crate) fn search(
             ))
         }
     };
-    let found = find(
-        ctx,
-        &app.vocab,
-        &SearchQuery {
-            pattern: p.required("q")?.to_string(),
-            mode,
-            kind: p.opt_kind("kind")?,
-            limit: p.limit(100, app.config.max_result_rows)?,
-        },
-    )?;
+    Ok(SearchQuery {
+        pattern: p.required("q")?.to_string(),
+        mode,
+        kind: p.opt_kind("kind")?,
+        limit: p.limit(100, max_rows)?,
+    })
+}
+
+/// Search's answer: `{"subjects": [...]}`.
+pub(crate) fn search_answer(found: &[SubjectMatch]) -> (Body, usize) {
     let subjects: Vec<Value> = found
         .iter()
         .map(|m| {
@@ -233,5 +258,5 @@ pub(crate) fn search(
             })
         })
         .collect();
-    Ok(listed("subjects", subjects))
+    listed("subjects", subjects)
 }

@@ -4,8 +4,9 @@
 use serde_json::{json, Value};
 use sightline_query::{
     counts as count, first_seen as first, frequency as often, nocturnal as night,
-    overnight as base, CountKey, Counts, FirstSeenQuery, FrequencyQuery, Granularity,
-    NocturnalQuery, OvernightQuery, QueryContext,
+    overnight as base, CountBucket, CountKey, Counts, FirstSeen, FirstSeenQuery, Frequency,
+    FrequencyQuery, Granularity, Nocturnal, NocturnalQuery, Overnight, OvernightQuery,
+    QueryContext,
 };
 
 use super::range;
@@ -24,22 +25,28 @@ pub(crate) fn frequency(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    let q = frequency_query(p, app.config.max_result_rows)?;
+    Ok(frequency_answer(&often(ctx, &q)?))
+}
+
+/// The frequency query of the parameters (also the cluster's query role's).
+pub(crate) fn frequency_query(p: &Params, max_rows: usize) -> Result<FrequencyQuery, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let opt = |name: &str| -> Result<Option<u32>, ApiError> {
         p.get(name).map(|_| p.number(name, 0u32)).transpose()
     };
-    let found = often(
-        ctx,
-        &FrequencyQuery {
-            community: p.required("community")?.to_string(),
-            kind: p.kind("kind")?,
-            from_ms,
-            to_ms,
-            min_count: opt("min_count")?,
-            min_days: opt("min_days")?,
-            limit: p.limit(1000, app.config.max_result_rows)?,
-        },
-    )?;
+    Ok(FrequencyQuery {
+        community: p.required("community")?.to_string(),
+        kind: p.kind("kind")?,
+        from_ms,
+        to_ms,
+        min_count: opt("min_count")?,
+        min_days: opt("min_days")?,
+        limit: p.limit(1000, max_rows)?,
+    })
+}
+
+pub(crate) fn frequency_answer(found: &[Frequency]) -> (Body, usize) {
     let subjects: Vec<Value> = found
         .iter()
         .map(|f| {
@@ -47,7 +54,7 @@ pub(crate) fn frequency(
                     "first": rfc3339(f.first_ms), "last": rfc3339(f.last_ms) })
         })
         .collect();
-    Ok(listed("subjects", subjects))
+    listed("subjects", subjects)
 }
 
 /// `GET /v1/nocturnal`.
@@ -56,6 +63,12 @@ pub(crate) fn nocturnal(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    let q = nocturnal_query(p, app.config.max_result_rows)?;
+    Ok(nocturnal_answer(&night(ctx, &q)?))
+}
+
+/// The nocturnal query of the parameters (also the cluster's query role's).
+pub(crate) fn nocturnal_query(p: &Params, max_rows: usize) -> Result<NocturnalQuery, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let kind = p.kind("kind")?;
     let mut q = NocturnalQuery::new(kind, from_ms, to_ms);
@@ -64,8 +77,11 @@ pub(crate) fn nocturnal(
     q.day_end_hour = p.number("day_end_hour", q.day_end_hour)?;
     q.min_night = p.number("min_night", q.min_night)?;
     q.max_day = p.number("max_day", q.max_day)?;
-    q.limit = p.limit(q.limit, app.config.max_result_rows)?;
-    let found = night(ctx, &q)?;
+    q.limit = p.limit(q.limit, max_rows)?;
+    Ok(q)
+}
+
+pub(crate) fn nocturnal_answer(found: &[Nocturnal]) -> (Body, usize) {
     let subjects: Vec<Value> = found
         .iter()
         .map(|n| {
@@ -74,7 +90,7 @@ pub(crate) fn nocturnal(
                     "night_ratio": (n.night_ratio * 1000.0).round() / 1000.0 })
         })
         .collect();
-    Ok(listed("subjects", subjects))
+    listed("subjects", subjects)
 }
 
 /// `GET /v1/first-seen`.
@@ -83,6 +99,12 @@ pub(crate) fn first_seen(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    let q = first_seen_query(p, app.config.max_result_rows)?;
+    Ok(first_seen_answer(&first(ctx, &q)?))
+}
+
+/// The first-seen query of the parameters (also the cluster's query role's).
+pub(crate) fn first_seen_query(p: &Params, max_rows: usize) -> Result<FirstSeenQuery, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let lookback = p.window("lookback")?.unwrap_or(30 * 86_400_000);
     if lookback % 86_400_000 != 0 || lookback < 0 {
@@ -91,22 +113,22 @@ pub(crate) fn first_seen(
             "must be whole days, like 30d or 720h",
         ));
     }
-    let found = first(
-        ctx,
-        &FirstSeenQuery {
-            community: p.required("community")?.to_string(),
-            kind: p.kind("kind")?,
-            from_ms,
-            to_ms,
-            lookback_days: (lookback / 86_400_000) as u32,
-            limit: p.limit(1000, app.config.max_result_rows)?,
-        },
-    )?;
+    Ok(FirstSeenQuery {
+        community: p.required("community")?.to_string(),
+        kind: p.kind("kind")?,
+        from_ms,
+        to_ms,
+        lookback_days: (lookback / 86_400_000) as u32,
+        limit: p.limit(1000, max_rows)?,
+    })
+}
+
+pub(crate) fn first_seen_answer(found: &[FirstSeen]) -> (Body, usize) {
     let subjects: Vec<Value> = found
         .iter()
         .map(|f| json!({ "subject": f.subject, "first": rfc3339(f.first_ms), "count": f.count }))
         .collect();
-    Ok(listed("subjects", subjects))
+    listed("subjects", subjects)
 }
 
 /// `GET /v1/overnight`.
@@ -115,11 +137,19 @@ pub(crate) fn overnight(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    Ok(overnight_answer(&base(ctx, &overnight_query(p)?)?))
+}
+
+/// The overnight query of the parameters (also the cluster's query role's).
+pub(crate) fn overnight_query(p: &Params) -> Result<OvernightQuery, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let mut q = OvernightQuery::new(p.kind("kind")?, p.required("subject")?, from_ms, to_ms);
     q.evening_hour = p.number("evening_hour", q.evening_hour)?;
     q.morning_hour = p.number("morning_hour", q.morning_hour)?;
-    let o = base(ctx, &q)?;
+    Ok(q)
+}
+
+pub(crate) fn overnight_answer(o: &Overnight) -> (Body, usize) {
     let at = |x: &Option<(String, i64)>| {
         x.as_ref()
             .map(|(c, ts)| json!({ "community": c, "ts": rfc3339(*ts) }))
@@ -135,7 +165,7 @@ pub(crate) fn overnight(
         .map(|(c, n)| json!({ "community": c, "nights": n }))
         .collect();
     let n = nights.len();
-    Ok((json!({ "nights": nights, "bases": bases }).into(), n))
+    (json!({ "nights": nights, "bases": bases }).into(), n)
 }
 
 /// `GET /v1/counts`.
@@ -144,6 +174,11 @@ pub(crate) fn counts(
     ctx: &QueryContext<'_>,
     p: &Params,
 ) -> Result<(Body, usize), ApiError> {
+    counts_answer(&count(ctx, &counts_query(p)?)?)
+}
+
+/// The counts query of the parameters (also the cluster's query role's).
+pub(crate) fn counts_query(p: &Params) -> Result<Counts, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let by = p.choice(
         "by",
@@ -159,17 +194,18 @@ pub(crate) fn counts(
         "day",
         &[("hour", Granularity::Hour), ("day", Granularity::Day)],
     )?;
-    let buckets = count(
-        ctx,
-        &Counts {
-            from_ms,
-            to_ms,
-            communities: p.list("community"),
-            kind: p.opt_kind("kind")?,
-            by,
-            per,
-        },
-    )?;
+    Ok(Counts {
+        from_ms,
+        to_ms,
+        communities: p.list("community"),
+        kind: p.opt_kind("kind")?,
+        by,
+        per,
+    })
+}
+
+/// Counts' answer, refused past [`MAX_COUNT_ROWS`] buckets.
+pub(crate) fn counts_answer(buckets: &[CountBucket]) -> Result<(Body, usize), ApiError> {
     if buckets.len() > MAX_COUNT_ROWS {
         return Err(ApiError::param(
             "to",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::body::Bytes;
 use hyper::StatusCode;
 use sightline_query::{
-    trajectory, trajectory_pages, Cursor, QueryContext, StayEnd, TrajectoryQuery,
+    trajectory, trajectory_pages, Cursor, QueryContext, Stay, StayEnd, TrajectoryQuery,
 };
 
 use crate::auth::Caller;
@@ -34,8 +34,9 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     audited_get(c, page).await
 }
 
-/// The trajectory parameters; `limit` is checked against `max_limit`.
-fn trajectory_params(p: &Params, max_limit: usize) -> Result<TrajectoryQuery, ApiError> {
+/// The trajectory parameters; `limit` is checked against `max_limit` (also the
+/// cluster's query role's).
+pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<TrajectoryQuery, ApiError> {
     p.only(&[
         "kind",
         "subject",
@@ -72,18 +73,40 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
     let q = trajectory_params(p, app.config.max_result_rows)?;
     let t = trajectory(ctx, &q)?;
     let started = std::time::Instant::now();
-    let mut text = Vec::with_capacity(t.events.len().saturating_mul(320) + 256);
+    let events = t
+        .events
+        .iter()
+        .zip(&t.attrs_at)
+        .map(|(s, a)| EventOut::of(s, a));
+    page_answer(
+        started,
+        events,
+        &t.stays,
+        t.stays_truncated,
+        t.next_cursor.as_ref(),
+    )
+}
+
+/// A page's JSON (also the cluster's query role's): `events` as [`EventOut`]
+/// writes them, then the stays and the cursor; `started` is when serialization began.
+pub(crate) fn page_answer<'a>(
+    started: std::time::Instant,
+    events: impl ExactSizeIterator<Item = EventOut<'a>>,
+    stays: &[Stay],
+    stays_truncated: bool,
+    next_cursor: Option<&Cursor>,
+) -> Result<(Body, usize), ApiError> {
+    let n = events.len();
+    let mut text = Vec::with_capacity(n.saturating_mul(320) + 256);
     text.extend_from_slice(b"{\"events\":[");
-    for (i, (s, a)) in t.events.iter().zip(&t.attrs_at).enumerate() {
+    for (i, e) in events.enumerate() {
         if i > 0 {
             text.push(b',');
         }
-        EventOut::of(s, a)
-            .write_json(&mut text)
-            .map_err(ApiError::internal)?;
+        e.write_json(&mut text).map_err(ApiError::internal)?;
     }
     text.extend_from_slice(b"],\"stays\":[");
-    for (i, stay) in t.stays.iter().enumerate() {
+    for (i, stay) in stays.iter().enumerate() {
         if i > 0 {
             text.push(b',');
         }
@@ -101,23 +124,23 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
         text.extend_from_slice(b"\"}");
     }
     text.push(b']');
-    text.extend_from_slice(match t.stays_truncated {
+    text.extend_from_slice(match stays_truncated {
         true => b",\"stays_truncated\":true,\"next_cursor\":",
         false => b",\"stays_truncated\":false,\"next_cursor\":",
     });
-    let cursor = t.next_cursor.as_ref().map(|c| c.to_string());
+    let cursor = next_cursor.map(|c| c.to_string());
     serde_json::to_writer(&mut text, &cursor).map_err(|e| ApiError::internal(e.to_string()))?;
     text.push(b'}');
     let text = String::from_utf8(text).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         Body::Serialized(started.elapsed(), Box::new(Body::Text(text))),
-        t.events.len(),
+        n,
     ))
 }
 
 /// Events per streamed chunk, and how long a stream waits for a client that stopped
 /// reading before it gives up.
-const STREAM_PAGE: usize = 1000;
+pub(crate) const STREAM_PAGE: usize = 1000;
 const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every event after `cursor` (at most `limit`, if given; no page size), one JSON
@@ -188,15 +211,16 @@ async fn stream(
     }
 }
 
-/// Where a stream's chunks go: the response body's channel, from a blocking task.
-struct Sink {
-    rt: tokio::runtime::Handle,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
+/// Where a stream's chunks go: the response body's channel, from a blocking task
+/// (also the cluster's query role's).
+pub(crate) struct Sink {
+    pub rt: tokio::runtime::Handle,
+    pub tx: tokio::sync::mpsc::Sender<Bytes>,
 }
 
 impl Sink {
     /// Sends a chunk; false when the client is gone or stalled past [`STREAM_STALL`].
-    fn send(&self, chunk: Vec<u8>) -> bool {
+    pub fn send(&self, chunk: Vec<u8>) -> bool {
         self.rt
             .block_on(self.tx.send_timeout(Bytes::from(chunk), STREAM_STALL))
             .is_ok()
@@ -209,10 +233,21 @@ impl Sink {
         attrs: &[sightline_storage::AttrsAt],
         left: &mut usize,
     ) -> bool {
-        let mut buf = Vec::with_capacity(events.len() * 320);
-        for (e, a) in events.iter().zip(attrs).take(*left) {
-            if let Err(err) = serde_json::to_writer(&mut buf, &EventOut::of(e, a)) {
-                let line = ApiError::internal(format!("event {}: {err}", e.seq)).json();
+        let events = events.iter().zip(attrs).map(|(e, a)| EventOut::of(e, a));
+        self.chunk_of(events.len(), events, left)
+    }
+
+    /// Sends up to `left` of `n` events as NDJSON lines; false to stop the stream.
+    pub fn chunk_of<'a>(
+        &self,
+        n: usize,
+        events: impl Iterator<Item = EventOut<'a>>,
+        left: &mut usize,
+    ) -> bool {
+        let mut buf = Vec::with_capacity(n * 320);
+        for e in events.take(*left) {
+            if let Err(err) = serde_json::to_writer(&mut buf, &e) {
+                let line = ApiError::internal(format!("event {}: {err}", e.id())).json();
                 buf.extend_from_slice(format!("{line}\n").as_bytes());
                 self.send(buf);
                 return false;

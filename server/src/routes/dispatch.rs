@@ -271,7 +271,7 @@ impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
 }
 
 /// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
-fn wants_ndjson(req: &Request<Incoming>) -> bool {
+pub(crate) fn wants_ndjson(req: &Request<Incoming>) -> bool {
     req.headers()
         .get_all(hyper::header::ACCEPT)
         .iter()

@@ -16,6 +16,8 @@ use hyper::Method;
 use serde_json::Value;
 
 pub(crate) use dispatch::handle;
+#[cfg(feature = "cluster")]
+pub(crate) use dispatch::wants_ndjson;
 
 use crate::auth::Role;
 use crate::error::ApiError;

@@ -7,6 +7,9 @@
 //! restored from the catalog and object storage into a fresh store, events compared by
 //! source id with what was acknowledged.
 //!
+//! The query role's test (`query_nodes_answer_as_a_single_node_…`) compares the
+//! query nodes' answers with a single-node `sightline serve` fed the same events.
+//!
 //! `cargo test -p sightline-server --features cluster --test cluster`
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,6 +120,11 @@ secret_key = "{sk}"
 listen = "127.0.0.1:0"
 {ingest}
 
+[query]
+listen = "127.0.0.1:0"
+timeout_ms = 90000
+retry_ms = 60000
+
 [index]
 data = "{data}"
 owner = "{name}"
@@ -167,7 +175,7 @@ janitor_age_s = 3600
             name: name.into(),
             stderr,
         };
-        if role != "ingest" {
+        if role == "index" {
             assert!(
                 wait_until(Duration::from_secs(60), || node.log().contains("started")),
                 "{name} did not start: {}",
@@ -193,6 +201,11 @@ janitor_age_s = 3600
 
     fn indexer(&self, name: &str, envs: &[(&str, &str)]) -> Node {
         self.spawn("index", name, envs).0
+    }
+
+    fn query_node(&self, name: &str) -> (Node, SocketAddr) {
+        let (node, addr) = self.spawn("query", name, &[]);
+        (node, addr.unwrap())
     }
 
     /// `n` new events (unique source ids, ten communities), as NDJSON.
@@ -770,4 +783,387 @@ fn sealing_waits_while_postgres_restarts_and_nothing_is_lost() {
     env.pg.resume();
     env.post(a1, 250);
     env.assert_exactly_once();
+}
+
+/// The synthetic city of the query test: its NDJSON bodies (chunks of 700 events).
+fn query_city() -> Vec<Vec<String>> {
+    let city = sightline_synth::Traffic::new(sightline_synth::TrafficConfig {
+        communities: 6,
+        days: 2,
+        households_per_community: 40,
+        visitor_vehicles: 300,
+        source_ids: true,
+        drivers: true,
+        ..Default::default()
+    });
+    city.days()
+        .map(|day| {
+            day.chunks(700)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .map(|e| sightline_synth::to_ndjson(e) + "\n")
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// An answer with event ids taken out (they differ between a cluster and one store),
+/// and co-occurrence's lift rounded to two places (summed in another order).
+fn without_ids(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(events) = v.get_mut("events").and_then(|e| e.as_array_mut()) {
+        for e in events {
+            e.as_object_mut().unwrap().remove("id");
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        if o.contains_key("ts") && o.contains_key("subject") {
+            o.remove("id");
+        }
+        o.remove("next_cursor");
+    }
+    if let Some(cands) = v.get_mut("candidates").and_then(|c| c.as_array_mut()) {
+        for c in cands {
+            let lift = c["lift"].as_f64().unwrap();
+            c["lift"] = serde_json::json!((lift * 100.0).round() / 100.0);
+        }
+    }
+    v
+}
+
+/// Every page of a trajectory from `addr`, ids taken out.
+fn trajectory_pages(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            None => target.to_string(),
+            Some(c) => format!("{target}&cursor={}", sightline_testkit::enc(c)),
+        };
+        let r = sightline_testkit::get(addr, &url);
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        cursor = r.body["next_cursor"].as_str().map(str::to_string);
+        pages.push(without_ids(r.body));
+        if cursor.is_none() {
+            return pages;
+        }
+        assert!(pages.len() < 1000, "a trajectory without end");
+    }
+}
+
+/// What the query test asks, and how: (name, method, target, body).
+struct Asked {
+    name: String,
+    post: Option<String>,
+    target: String,
+}
+
+/// One answer of `addr` to `q`, ids taken out (a trajectory: all its pages).
+fn ask(addr: SocketAddr, q: &Asked) -> serde_json::Value {
+    if q.target.starts_with("/v1/trajectory") {
+        return serde_json::Value::Array(trajectory_pages(addr, &q.target));
+    }
+    let r = match &q.post {
+        Some(body) => sightline_testkit::post(addr, &q.target, "application/json", body),
+        None => sightline_testkit::get(addr, &q.target),
+    };
+    assert_eq!(r.status, 200, "{} {}: {}", q.name, q.target, r.body);
+    without_ids(r.body)
+}
+
+#[test]
+fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let x1 = env.indexer("index-1", &[]);
+    let _x2 = env.indexer("index-2", &[]);
+    // The oracle: `sightline serve` (in this process) fed the same NDJSON.
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut sent = 0u64;
+    for day in query_city() {
+        for body in day {
+            let r =
+                sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["rejected"], 0, "{}", r.body);
+            sent += env.post_body(a1, &body);
+            events.extend(
+                body.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+    }
+    assert_eq!(sent, events.len() as u64);
+    assert!(events.len() > 2_000, "a city of {} events", events.len());
+    env.wait_committed_events(events.len() as u64);
+
+    // What to ask: the busiest vehicles and faces, the whole range, two communities.
+    let from = events
+        .iter()
+        .map(|e| e["ts"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    let to = events
+        .iter()
+        .map(|e| e["ts"].as_i64().unwrap())
+        .max()
+        .unwrap()
+        + 1;
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut communities = BTreeSet::new();
+    for e in &events {
+        let k = (
+            e["kind"].as_str().unwrap().to_string(),
+            e["subject"].as_str().unwrap().to_string(),
+        );
+        *seen.entry(k).or_default() += 1;
+        communities.insert(e["community"].as_str().unwrap().to_string());
+    }
+    let mut busiest: Vec<_> = seen.into_iter().collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let vehicles: Vec<String> = busiest
+        .iter()
+        .filter(|((k, _), _)| k == "vehicle")
+        .take(3)
+        .map(|((_, s), _)| s.clone())
+        .collect();
+    let face = busiest
+        .iter()
+        .find(|((k, _), _)| k == "face")
+        .map(|((_, s), _)| s.clone());
+    let communities: Vec<String> = communities.into_iter().collect();
+    let enc = sightline_testkit::enc;
+    let range = format!("from={from}&to={to}");
+    let mut asked = Vec::new();
+    let get = |name: &str, target: String| Asked {
+        name: name.into(),
+        post: None,
+        target,
+    };
+    for v in &vehicles {
+        asked.push(get(
+            "trajectory",
+            format!(
+                "/v1/trajectory?kind=vehicle&subject={}&{range}&limit=40",
+                enc(v)
+            ),
+        ));
+        asked.push(get(
+            "cooccurrence",
+            format!(
+                "/v1/cooccurrence?kind=vehicle&subject={}&{range}&window=120s",
+                enc(v)
+            ),
+        ));
+        asked.push(get(
+            "overnight",
+            format!("/v1/overnight?kind=vehicle&subject={}&{range}", enc(v)),
+        ));
+    }
+    if let Some(f) = &face {
+        asked.push(get(
+            "trajectory",
+            format!(
+                "/v1/trajectory?kind=face&subject={}&{range}&limit=25",
+                enc(f)
+            ),
+        ));
+        asked.push(get(
+            "cooccurrence",
+            format!(
+                "/v1/cooccurrence?kind=face&subject={}&{range}&scope=community",
+                enc(f)
+            ),
+        ));
+    }
+    let day = 86_400_000;
+    asked.push(Asked {
+        name: "collision".into(),
+        post: Some(
+            serde_json::json!({"kind": "vehicle", "min_conditions": 2, "conditions": [
+            {"communities": [communities[0]], "from": from, "to": from + day},
+            {"communities": [communities[1]], "from": from, "to": to},
+            {"communities": [communities[2], communities[3]], "from": from + day / 2, "to": to}]})
+            .to_string(),
+        ),
+        target: "/v1/collision".into(),
+    });
+    asked.push(get(
+        "counts",
+        format!("/v1/counts?{range}&by=device&per=hour"),
+    ));
+    asked.push(get(
+        "search",
+        format!("/v1/search?q={}&mode=exact", enc(&vehicles[0])),
+    ));
+    let prefix: String = vehicles[1].chars().take(3).collect();
+    asked.push(get(
+        "search",
+        format!(
+            "/v1/search?q={}&mode=prefix&kind=vehicle&limit=50",
+            enc(&prefix)
+        ),
+    ));
+    asked.push(get(
+        "frequency",
+        format!(
+            "/v1/frequency?community={}&kind=vehicle&{range}&min_count=2",
+            communities[0]
+        ),
+    ));
+    asked.push(get(
+        "first-seen",
+        format!(
+            "/v1/first-seen?community={}&kind=vehicle&from={}&to={to}&lookback=1d",
+            communities[1],
+            from + day
+        ),
+    ));
+    asked.push(get(
+        "nocturnal",
+        format!("/v1/nocturnal?kind=vehicle&{range}&min_night=1&max_day=3"),
+    ));
+    let expected: Vec<serde_json::Value> = asked.iter().map(|q| ask(single.addr, q)).collect();
+    for (q, e) in asked.iter().zip(&expected) {
+        let n = match e {
+            serde_json::Value::Array(pages) => pages
+                .iter()
+                .map(|p| p["events"].as_array().unwrap().len())
+                .sum(),
+            v => v
+                .as_object()
+                .unwrap()
+                .values()
+                .filter_map(|x| x.as_array())
+                .map(Vec::len)
+                .sum::<usize>(),
+        };
+        eprintln!("{} {}: {n} rows", q.name, q.target);
+    }
+    assert!(
+        expected.iter().any(|e| e
+            .get("subjects")
+            .is_some_and(|s| !s.as_array().unwrap().is_empty())),
+        "collision found nothing"
+    );
+
+    let (q1, qa1) = env.query_node("query-1");
+    let (_q2, qa2) = env.query_node("query-2");
+    let check_all = |addr: SocketAddr, when: &str| {
+        for (q, e) in asked.iter().zip(&expected) {
+            let got = ask(addr, q);
+            assert!(
+                got == *e,
+                "{when}: {} {} differs:\n cluster {got}\n single  {e}",
+                q.name,
+                q.target
+            );
+        }
+    };
+    check_all(qa1, "query node 1");
+    check_all(qa2, "query node 2");
+
+    // NDJSON: the trajectory streamed whole, a list answer as lines.
+    for target in [
+        asked[0].target.replace("&limit=40", ""),
+        format!("{}&limit=30", asked[3].target.replace("&limit=40", "")),
+        format!("/v1/counts?{range}&by=kind&per=day"),
+    ] {
+        let (single_lines, cluster_lines) =
+            (get_ndjson(single.addr, &target), get_ndjson(qa2, &target));
+        assert!(!single_lines.is_empty(), "{target}");
+        assert_eq!(cluster_lines, single_lines, "{target}");
+    }
+
+    // An event by its cluster id, as the trajectory listed it.
+    let first = sightline_testkit::get(qa1, &asked[0].target);
+    let e = &first.body["events"][0];
+    let by_id = sightline_testkit::get(qa1, &format!("/v1/events/{}", e["id"]));
+    assert_eq!(by_id.status, 200, "{}", by_id.body);
+    assert_eq!(by_id.body, *e);
+    // `serve`'s errors: an unknown parameter, a bad kind.
+    for target in [
+        format!("{}&colour=red", asked[1].target),
+        format!("/v1/counts?{range}&kind=boat"),
+    ] {
+        let (c, s) = (
+            sightline_testkit::get(qa1, &target),
+            sightline_testkit::get(single.addr, &target),
+        );
+        assert_eq!((c.status, &c.body), (s.status, &s.body), "{target}");
+    }
+
+    // An indexer killed: its partitions answer again once the other has taken them.
+    let owned = env.owned_by("index-1");
+    assert!(!owned.is_empty(), "index-1 holds no partition");
+    x1.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    check_all(qa1, "after index-1 was killed");
+    eprintln!(
+        "answered again {:?} after the indexer was killed",
+        killed.elapsed()
+    );
+    assert!(env.owned_by("index-1").is_empty());
+
+    // A query node killed: the other answers.
+    q1.signal(libc::SIGKILL);
+    check_all(qa2, "after query-1 was killed");
+    drop(q1);
+}
+
+/// A GET asking for NDJSON, its lines parsed (chunks joined) with event ids taken out.
+fn get_ndjson(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
+    let answer = sightline_testkit::send(
+        addr,
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        answer.status,
+        200,
+        "{target}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let head = answer.head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/x-ndjson"),
+        "{head}"
+    );
+    let mut rest = &answer.body[..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut body = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            if let Some(o) = v.as_object_mut() {
+                o.remove("id");
+            }
+            v
+        })
+        .collect()
 }

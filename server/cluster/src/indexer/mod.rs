@@ -44,6 +44,7 @@ use crate::config::ClusterConfig;
 use crate::error::{ClusterError, Result};
 use crate::meta::Meta;
 use crate::objects::Objects;
+use crate::serving::Held;
 use crate::{janitor, log};
 use partition::run_partition;
 
@@ -56,6 +57,10 @@ pub(crate) struct Shared {
     pub(crate) owner: String,
     pub(crate) objects: Objects,
     pub(crate) js: Context,
+    /// The partitions offered to query nodes.
+    pub(crate) held: Arc<Held>,
+    /// Where query nodes reach this indexer (`members.address`).
+    pub(crate) address: Option<String>,
 }
 
 struct Running {
@@ -80,9 +85,12 @@ pub(crate) async fn connect_meta(config: &ClusterConfig) -> Meta {
 }
 
 /// Runs the index role until `shutdown` completes, then commits and releases every
-/// partition it holds.
+/// partition it holds. Each partition, once caught up with the log, is offered in
+/// `held`; `address` (where `held` is answered) is advertised to query nodes.
 pub async fn run(
     config: ClusterConfig,
+    held: Arc<Held>,
+    address: Option<String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let owner = config.owner();
@@ -101,6 +109,8 @@ pub async fn run(
         owner: owner.clone(),
         objects,
         js,
+        held,
+        address,
     });
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
@@ -161,7 +171,9 @@ async fn balance(
     running: &mut HashMap<u32, Running>,
 ) -> Result<()> {
     let cfg = &shared.config;
-    let live = meta.heartbeat(&shared.owner, cfg.index.lease_ms).await?;
+    let live = meta
+        .heartbeat(&shared.owner, cfg.index.lease_ms, shared.address.as_deref())
+        .await?;
     let target = partitions.div_ceil(live) as usize;
     let held: Vec<u32> = {
         let mut v: Vec<u32> = running
@@ -208,12 +220,14 @@ async fn balance(
             let (stop, stop_rx) = watch::channel(false);
             let task_shared = shared.clone();
             let join = tokio::spawn(async move {
+                let held = task_shared.held.clone();
                 match run_partition(task_shared, lease, stop_rx).await {
                     Ok(()) => tracing::info!(partition = lease.partition, "partition task ended"),
                     Err(e) => {
                         tracing::warn!(partition = lease.partition, error = %e, "partition task stopped");
                     }
                 }
+                held.withdraw(lease.partition, lease.epoch);
             });
             running.insert(
                 p,

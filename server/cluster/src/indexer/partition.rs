@@ -121,6 +121,8 @@ pub(super) async fn run_partition(
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
+    // Offered to query nodes once the log has been read to its end.
+    let mut offered = false;
     loop {
         if *stop.borrow() {
             match part.commit().await {
@@ -152,6 +154,13 @@ pub(super) async fn run_partition(
             },
             None => Vec::new(),
         };
+        if fetched.is_empty() && consumer.is_some() && !offered {
+            let (held, store) = (shared.held.clone(), part.store.clone());
+            tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
+                .await
+                .expect("offer task panicked");
+            offered = true;
+        }
         if fetched.is_empty() {
             tokio::select! {
                 _ = tokio::time::sleep(IDLE) => {}

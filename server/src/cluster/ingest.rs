@@ -1,4 +1,4 @@
-//! The cluster's ingest role (`sightline cluster ingest`, feature `cluster`):
+//! The ingest role (`sightline cluster ingest`, feature `cluster`):
 //! `POST /v1/events` as `sightline serve` takes it — NDJSON, a JSON array or a binary
 //! batch, each record validated on its own (a refused record is named by line and
 //! field, the rest go on) — but the valid events are published to NATS JetStream
@@ -25,12 +25,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::json;
 use sightline_cluster::log::{self, Publisher};
 use sightline_cluster::meta::Meta;
 use sightline_cluster::ClusterConfig;
 use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator};
 
+use super::{authorised, error, reply};
 use crate::error::{ApiError, RecordError};
 use crate::ingest::{parse, wire};
 
@@ -95,7 +96,7 @@ pub async fn run_ingest(
 
 /// P, from PostgreSQL (creating the cluster's tables if this node is the first),
 /// tried again for up to [`META_WAIT`].
-async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
+pub(super) async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
     let deadline = tokio::time::Instant::now() + META_WAIT;
     loop {
         let got = async {
@@ -114,22 +115,6 @@ async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
     }
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
-}
-
-fn error(e: ApiError) -> Response<Full<Bytes>> {
-    let mut r = reply(e.status(), e.json());
-    if let Some(s) = e.retry_after() {
-        r.headers_mut().insert("retry-after", s.into());
-    }
-    r
-}
-
 async fn handle(
     state: Arc<Ingest>,
     req: Request<Incoming>,
@@ -146,28 +131,11 @@ async fn handle(
     })
 }
 
-fn authorised(state: &Ingest, req: &Request<Incoming>) -> bool {
-    let keys = &state.config.ingest.token_sha256;
-    if keys.is_empty() {
-        return true;
-    }
-    let h = req.headers();
-    let token = h
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
-    token.is_some_and(|t| {
-        let hash = crate::auth::sha256_hex(t.as_bytes());
-        keys.iter().any(|k| k.eq_ignore_ascii_case(&hash))
-    })
-}
-
 async fn post_events(
     state: &Ingest,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if !authorised(state, &req) {
+    if !authorised(&state.config.ingest.token_sha256, &req) {
         return Err(ApiError::Unauthorized(
             "send an API key: Authorization: Bearer sl_…".into(),
         ));

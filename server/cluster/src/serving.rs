@@ -1,0 +1,253 @@
+//! What an indexer answers query nodes: each partition it holds is a live local
+//! [`Store`] (restored from the catalog, fed from the log) with an in-memory
+//! [`StoreIndex`] kept current by the store's append observer and a subject
+//! [`Vocabulary`] beside the store (caught up before each search), asked a federated
+//! [`Request`] through [`LocalPartition`]. A partition is offered ([`Held::offer`])
+//! once its task has read the log to its end after taking the lease (so an answer
+//! never misses what the previous owner had committed and acknowledged), and
+//! withdrawn when the task ends (given back, fenced, or failed). A request for a
+//! partition not offered here is answered [`PartitionReply::NotHeld`]: the query node
+//! re-reads the leases and asks the owner there.
+//!
+//! The wire: `POST /v1/partition`, body a [`Request`] in bincode 2 (standard
+//! configuration, serde), answer a [`PartitionReply`] in the same encoding; both
+//! bounded ([`MAX_REQUEST_BYTES`], [`MAX_REPLY_BYTES`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use sightline_index::{StoreIndex, Vocabulary};
+use sightline_query::federated::{Answer, Ask, Failure, LocalPartition, Partition, Request};
+use sightline_storage::Store;
+
+/// The content type of both directions.
+pub const CONTENT_TYPE: &str = "application/x-sightline-partition";
+/// Largest request body (a co-occurrence round with thousands of passes fits).
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Largest answer a query node accepts (a trajectory page of 10,000 events with
+/// attributes, a search's every match).
+pub const MAX_REPLY_BYTES: usize = 256 << 20;
+
+/// A partition's answer as it travels back.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PartitionReply {
+    Answer(Answer),
+    /// The query failed there (the caller's mistake, the deadline, or the store's).
+    Failed(Failure),
+    /// This indexer does not hold (or no longer holds, or not yet serves) it.
+    NotHeld {
+        partition: u16,
+        owner: String,
+    },
+}
+
+/// One partition an indexer serves.
+struct Served {
+    epoch: i64,
+    store: Store,
+    index: Arc<StoreIndex>,
+    /// `None` when it could not be opened (searches then fail, naming why).
+    vocabulary: Option<Vocabulary>,
+}
+
+/// The partitions this indexer serves, by number.
+pub struct Held {
+    owner: String,
+    partitions: RwLock<HashMap<u32, Arc<Served>>>,
+}
+
+impl Held {
+    pub fn new(owner: &str) -> Arc<Held> {
+        Arc::new(Held {
+            owner: owner.to_string(),
+            partitions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Serves `partition` (lease `epoch`) from `store`: builds its index from every
+    /// row and keeps it current (blocking: call it off the async workers).
+    pub(crate) fn offer(&self, partition: u32, epoch: i64, store: &Store) {
+        let index = StoreIndex::attach(store);
+        // Beside the store's directory (`p{P}-e{epoch}-vocabulary`): a cache removed
+        // with the store's when the partition is taken again.
+        let dir = store.dir();
+        let name = dir.file_name().map_or_else(
+            || format!("p{partition}-e{epoch}"),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let vocabulary = match Vocabulary::open(&dir.with_file_name(format!("{name}-vocabulary"))) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "no vocabulary: searches will fail");
+                None
+            }
+        };
+        let served = Arc::new(Served {
+            epoch,
+            store: store.clone(),
+            index,
+            vocabulary,
+        });
+        self.partitions
+            .write()
+            .expect("held partitions poisoned")
+            .insert(partition, served);
+        tracing::info!(partition, epoch, "serving queries");
+    }
+
+    /// Stops serving `partition` if it is still served under `epoch`.
+    pub(crate) fn withdraw(&self, partition: u32, epoch: i64) {
+        let mut held = self.partitions.write().expect("held partitions poisoned");
+        if held.get(&partition).is_some_and(|s| s.epoch == epoch) {
+            held.remove(&partition);
+            tracing::info!(partition, epoch, "no longer serving queries");
+        }
+    }
+
+    /// The partitions served now, sorted.
+    pub fn served(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .partitions
+            .read()
+            .expect("held partitions poisoned")
+            .keys()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Answers `request` from the partition's store (blocking: queries compute).
+    pub fn answer(&self, request: &Request) -> PartitionReply {
+        let served = self
+            .partitions
+            .read()
+            .expect("held partitions poisoned")
+            .get(&u32::from(request.partition))
+            .cloned();
+        let Some(s) = served else {
+            return PartitionReply::NotHeld {
+                partition: request.partition,
+                owner: self.owner.clone(),
+            };
+        };
+        if let (Ask::Search(_), Some(v)) = (&request.ask, &s.vocabulary) {
+            if let Err(e) = v.catch_up(&s.store) {
+                return PartitionReply::Failed(Failure::Failed {
+                    message: format!("vocabulary: {e}"),
+                });
+            }
+        }
+        let local = LocalPartition {
+            id: request.partition,
+            store: &s.store,
+            index: &s.index,
+            vocabulary: s.vocabulary.as_ref(),
+        };
+        match local.answer(request) {
+            Ok(a) => PartitionReply::Answer(a),
+            Err(e) => PartitionReply::Failed(Failure::from(&e)),
+        }
+    }
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+pub fn encode_request(r: &Request) -> Vec<u8> {
+    bincode::serde::encode_to_vec(r, config()).expect("requests always encode")
+}
+
+pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<MAX_REQUEST_BYTES>())
+        .map(|(r, _)| r)
+        .map_err(|e| format!("not a partition request: {e}"))
+}
+
+pub fn encode_reply(r: &PartitionReply) -> Vec<u8> {
+    bincode::serde::encode_to_vec(r, config()).expect("answers always encode")
+}
+
+pub fn decode_reply(bytes: &[u8]) -> Result<PartitionReply, String> {
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<MAX_REPLY_BYTES>())
+        .map(|(r, _)| r)
+        .map_err(|e| format!("not a partition answer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_request(partition: u16) -> Request {
+        Request {
+            partition,
+            scope: Some(vec!["3205080001".into()]),
+            max_range_days: 400,
+            budget_ms: Some(1_000),
+            ask: Ask::Event { seq: 7 },
+        }
+    }
+
+    #[test]
+    fn a_partition_not_served_here_is_refused_naming_this_indexer() {
+        let held = Held::new("index-1");
+        assert!(held.served().is_empty());
+        match held.answer(&event_request(3)) {
+            PartitionReply::NotHeld { partition, owner } => {
+                assert_eq!((partition, owner.as_str()), (3, "index-1"))
+            }
+            other => panic!("answered a partition it does not hold: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_and_replies_travel_in_bincode_and_garbage_is_refused() {
+        let r = decode_request(&encode_request(&event_request(5))).unwrap();
+        assert_eq!((r.partition, r.budget_ms), (5, Some(1_000)));
+        assert!(matches!(r.ask, Ask::Event { seq: 7 }));
+        let reply = PartitionReply::Failed(Failure::DeadlineExceeded);
+        match decode_reply(&encode_reply(&reply)).unwrap() {
+            PartitionReply::Failed(Failure::DeadlineExceeded) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(decode_request(b"\xff\xff\xff\xff\xff").is_err());
+        assert!(decode_reply(b"").is_err());
+    }
+
+    #[test]
+    fn a_served_partition_answers_from_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("p2-e1"), Default::default()).unwrap();
+        let input = sightline_storage::EventInput {
+            ts_ms: 1_764_547_200_000,
+            community: "3205080001".into(),
+            device: "32050801011210000001".into(),
+            kind: "vehicle".into(),
+            subject: "苏E12345".into(),
+            direction: "in".into(),
+            attrs: Default::default(),
+        };
+        let event = store.validate(input).unwrap();
+        store.append(&[event]).unwrap();
+        let held = Held::new("index-1");
+        held.offer(2, 1, &store);
+        assert_eq!(held.served(), vec![2]);
+        let mut ask = event_request(2);
+        ask.scope = None;
+        ask.ask = Ask::Event { seq: 1 };
+        match held.answer(&ask) {
+            PartitionReply::Answer(Answer::Event(Some((s, _)))) => {
+                assert_eq!(&*s.subject, "苏E12345");
+                assert_eq!(s.seq, sightline_query::federated::cluster_id(2, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Withdrawn under another epoch: still served; under its own: gone.
+        held.withdraw(2, 0);
+        assert_eq!(held.served(), vec![2]);
+        held.withdraw(2, 1);
+        assert!(matches!(held.answer(&ask), PartitionReply::NotHeld { .. }));
+    }
+}

@@ -1,0 +1,63 @@
+//! The cluster roles' HTTP (feature `cluster`; `ARCHITECTURE.md`, "Cluster"):
+//!
+//! * [`ingest`]: `sightline cluster ingest`, `POST /v1/events` onto the log.
+//! * [`partitions`]: an indexer's listener answering query nodes' partition requests
+//!   from the partitions it holds (`sightline_cluster::serving`).
+//! * [`remote`]: a partition as a query node reaches it: its owner found in the
+//!   leases, called, and asked again elsewhere when it fails or refuses.
+//! * [`query`]: `sightline cluster query`, the investigator query endpoints answered
+//!   through a `Federation` of remote partitions.
+
+mod ingest;
+mod partitions;
+mod query;
+mod remote;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+pub use ingest::run_ingest;
+pub use partitions::{run_index, serve_partitions};
+pub use query::run_query;
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    text_reply(status, body.to_string())
+}
+
+fn text_reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn error(e: ApiError) -> Response<Full<Bytes>> {
+    let mut r = reply(e.status(), e.json());
+    if let Some(s) = e.retry_after() {
+        r.headers_mut().insert("retry-after", s.into());
+    }
+    r
+}
+
+/// Whether the request carries a token whose SHA-256 is in `keys` (`Authorization:
+/// Bearer …` or `X-Api-Key`); an empty list checks none.
+fn authorised(keys: &[String], req: &Request<Incoming>) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let h = req.headers();
+    let token = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
+    token.is_some_and(|t| {
+        let hash = crate::auth::sha256_hex(t.as_bytes());
+        keys.iter().any(|k| k.eq_ignore_ascii_case(&hash))
+    })
+}

@@ -1,0 +1,112 @@
+//! An indexer's partition listener (`index.serve`, advertised in `members.address`):
+//! `POST /v1/partition` with a federated `Request` (bincode 2) is answered with a
+//! `PartitionReply` from the partitions this indexer holds and has caught up
+//! (`sightline_cluster::serving`); a partition it does not serve is answered
+//! `NotHeld`, so the query node looks for its owner again. `GET /v1/health` lists the
+//! partitions served. Not authenticated: the address belongs on the cluster's
+//! private network (loopback by default). Bounds: [`PARTITION_SLOTS`] requests at
+//! once (429 beyond), bodies of `serving::MAX_REQUEST_BYTES`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use sightline_cluster::serving::{self, Held};
+
+use super::{error, reply};
+use crate::error::ApiError;
+
+/// Partition requests answered at once (each a query on the blocking pool).
+const PARTITION_SLOTS: usize = 64;
+
+/// The index role: binds `index.serve`, answers partition requests there, and runs
+/// the indexer (`sightline_cluster::indexer::run`) advertising that address.
+pub async fn run_index(
+    config: sightline_cluster::ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.index.serve)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.index.serve))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let held = Held::new(&config.owner());
+    tracing::info!(%addr, "answering partition requests");
+    let serving = tokio::spawn(serve_partitions(listener, held.clone()));
+    let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
+        .await
+        .map_err(|e| e.to_string());
+    serving.abort();
+    ran
+}
+
+/// Answers partition requests on `listener` from `held`, until the process ends.
+pub async fn serve_partitions(listener: tokio::net::TcpListener, held: Arc<Held>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (held, slots) = (held.clone(), slots.clone());
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req| handle(held.clone(), slots.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    held: Arc<Held>,
+    slots: Arc<tokio::sync::Semaphore>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/v1/health") => reply(
+            StatusCode::OK,
+            json!({"status": "ok", "role": "index", "serving": held.served()}),
+        ),
+        ("POST", "/v1/partition") => match answer(held, slots, req).await {
+            Ok(r) => r,
+            Err(e) => error(e),
+        },
+        _ => error(ApiError::NoSuchEndpoint(
+            "no such route on an indexer's partition listener".into(),
+        )),
+    })
+}
+
+async fn answer(
+    held: Arc<Held>,
+    slots: Arc<tokio::sync::Semaphore>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let _slot = slots
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the partition service"))?;
+    let max = serving::MAX_REQUEST_BYTES;
+    let body = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|_| ApiError::BodyTooLarge(max))?
+        .to_bytes();
+    let request = serving::decode_request(&body).map_err(ApiError::MalformedBody)?;
+    let bytes = tokio::task::spawn_blocking(move || serving::encode_reply(&held.answer(&request)))
+        .await
+        .map_err(|e| ApiError::internal(format!("the partition's task failed: {e}")))?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", serving::CONTENT_TYPE)
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("a valid response"))
+}

@@ -1,0 +1,391 @@
+//! The query role (`sightline cluster query`): the investigator query endpoints with
+//! `serve`'s parameters, errors and JSON (the same parsing and writing functions in
+//! `crate::queries`; unknown parameters refused against the same route table), each
+//! answered by a `Federation` over the cluster's P partitions, every one a
+//! [`RemotePartition`] (its owner found in the leases, asked again elsewhere when it
+//! fails). A query node holds no data, so any number may run, and any of them answers.
+//!
+//! Endpoints: `GET /v1/trajectory` (pages, or with `Accept: application/x-ndjson`
+//! every sighting after the cursor, streamed a round of pages at a time), `GET
+//! /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`, `/v1/frequency`,
+//! `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`, `/v1/counts`, `GET
+//! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`;
+//! list answers as NDJSON lines when asked, as `serve`.
+//!
+//! Keys: `query.token_sha256` lists the SHA-256 of the tokens allowed (as the ingest
+//! role; empty: none checked, loopback only). Every key sees every community (no
+//! scopes) and queries are not written to an audit log here (they are logged at
+//! INFO). Bounds: `query.slots` queries at once (429 beyond), `query.timeout_ms`
+//! per query (503), `query.max_result_rows`, bodies of 1 MiB.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use sightline_cluster::ClusterConfig;
+use sightline_query::federated::{Call, Federation, Partition};
+
+use super::authorised;
+use super::remote::{Directory, RemotePartition};
+use crate::error::ApiError;
+use crate::http::body::{respond, respond_error, Reply};
+use crate::http::out::{serialized, EventOut};
+use crate::http::Body;
+use crate::params::Params;
+use crate::queries::{self, patterns, trajectory};
+
+/// Largest request body (a collision's conditions).
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+struct QueryNode {
+    config: ClusterConfig,
+    partitions: u16,
+    directory: Arc<Directory>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueryNode {
+    fn federation(&self) -> Federation<'static> {
+        let partitions: Vec<Box<dyn Partition>> = (0..self.partitions)
+            .map(|id| {
+                Box::new(RemotePartition {
+                    id,
+                    directory: self.directory.clone(),
+                }) as Box<dyn Partition>
+            })
+            .collect();
+        Federation::new(partitions)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.query.timeout_ms)
+    }
+
+    fn max_rows(&self) -> usize {
+        self.config.query.max_result_rows
+    }
+}
+
+/// Binds the query role and serves until `shutdown` completes. Prints `listening on
+/// http://ADDR` once bound.
+pub async fn run_query(
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let partitions = super::ingest::partitions(&config).await?;
+    let partitions = u16::try_from(partitions)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{partitions} partitions: a query node federates 1 to 65535"))?;
+    let listener = tokio::net::TcpListener::bind(config.query.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.query.listen))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, partitions, "query node started");
+    println!("listening on http://{addr}");
+    let node = Arc::new(QueryNode {
+        directory: Directory::new(tokio::runtime::Handle::current(), &config),
+        partitions,
+        slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
+        config,
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(node.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let path = req.uri().path().to_string();
+    if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
+        return Ok(respond(
+            StatusCode::OK,
+            json!({"status": "ok", "role": "query", "partitions": node.partitions}),
+        ));
+    }
+    let started = Instant::now();
+    let answer = match authorised(&node.config.query.token_sha256, &req) {
+        false => Err(ApiError::Unauthorized(
+            "send an API key: Authorization: Bearer sl_…".into(),
+        )),
+        true => route(&node, req, &path).await,
+    };
+    let status = answer
+        .as_ref()
+        .map_or_else(|e| e.status(), |_| StatusCode::OK);
+    tracing::info!(
+        path,
+        status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "query"
+    );
+    Ok(match answer {
+        Ok(body) => respond(StatusCode::OK, body),
+        Err(e) => respond_error(&e),
+    })
+}
+
+/// The handler of `path`: parameters parsed and checked as `serve` does, then run.
+async fn route(
+    node: &Arc<QueryNode>,
+    req: Request<Incoming>,
+    path: &str,
+) -> Result<Body, ApiError> {
+    let params = Params::parse(req.uri().query());
+    let max = node.max_rows();
+    let get = req.method() == Method::GET;
+    let ndjson = crate::routes::wants_ndjson(&req);
+    match path {
+        "/v1/trajectory" if get && ndjson => {
+            let q = trajectory::trajectory_params(&params, usize::MAX)?;
+            let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
+            stream(node, q, cap).await
+        }
+        "/v1/trajectory" if get => {
+            let q = trajectory::trajectory_params(&params, max)?;
+            run(node, ndjson, move |fed, call| {
+                let t = fed.trajectory(call, &q)?;
+                let events = t
+                    .events
+                    .iter()
+                    .zip(&t.attrs)
+                    .map(|(s, a)| EventOut::decoded(s, a));
+                trajectory::page_answer(
+                    Instant::now(),
+                    events,
+                    &t.stays,
+                    t.stays_truncated,
+                    t.next_cursor.as_ref(),
+                )
+            })
+            .await
+        }
+        "/v1/collision" if req.method() == Method::POST => {
+            let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?
+                .to_bytes();
+            let q = queries::collision_query(&body, max)?;
+            run(node, ndjson, move |fed, call| {
+                Ok(queries::collision_answer(&fed.collision(call, &q)?))
+            })
+            .await
+        }
+        _ if get && path.starts_with("/v1/events/") => {
+            params.only(&[])?;
+            let id = queries::event_id(&path["/v1/events/".len()..])?;
+            run(node, ndjson, move |fed, call| {
+                let (s, a) = fed.event(call, id)?.ok_or(ApiError::NoSuchEvent(id))?;
+                serialized(&EventOut::decoded(&s, &a), 1)
+            })
+            .await
+        }
+        _ if get => {
+            documented(path, &params)?;
+            match path {
+                "/v1/cooccurrence" => {
+                    let q = queries::cooccurrence_query(&params, max)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(queries::candidates_answer(&fed.cooccurrence(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/search" => {
+                    let q = queries::search_query(&params, max)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(queries::search_answer(&fed.search(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/frequency" => {
+                    let q = patterns::frequency_query(&params, max)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(patterns::frequency_answer(&fed.frequency(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/nocturnal" => {
+                    let q = patterns::nocturnal_query(&params, max)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(patterns::nocturnal_answer(&fed.nocturnal(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/first-seen" => {
+                    let q = patterns::first_seen_query(&params, max)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(patterns::first_seen_answer(&fed.first_seen(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/overnight" => {
+                    let q = patterns::overnight_query(&params)?;
+                    run(node, ndjson, move |fed, call| {
+                        Ok(patterns::overnight_answer(&fed.overnight(call, &q)?))
+                    })
+                    .await
+                }
+                "/v1/counts" => {
+                    let q = patterns::counts_query(&params)?;
+                    run(node, ndjson, move |fed, call| {
+                        patterns::counts_answer(&fed.counts(call, &q)?)
+                    })
+                    .await
+                }
+                _ => unreachable!("documented() passes only the paths above"),
+            }
+        }
+        _ => Err(ApiError::NoSuchEndpoint(format!(
+            "{} {path} is not answered by a query node",
+            if get { "GET" } else { "this method on" }
+        ))),
+    }
+}
+
+/// The GET query endpoints a query node answers (beside trajectory and events).
+const GET_QUERIES: &[&str] = &[
+    "/v1/cooccurrence",
+    "/v1/search",
+    "/v1/frequency",
+    "/v1/nocturnal",
+    "/v1/first-seen",
+    "/v1/overnight",
+    "/v1/counts",
+];
+
+/// Refuses parameters the route table does not document for `path` (as `serve`).
+fn documented(path: &str, params: &Params) -> Result<(), ApiError> {
+    if !GET_QUERIES.contains(&path) {
+        return Err(ApiError::NoSuchEndpoint(format!(
+            "GET {path} is not answered by a query node"
+        )));
+    }
+    let route = crate::routes::routes()
+        .routes
+        .iter()
+        .find(|r| r.path == path && r.method == Some(Method::GET))
+        .and_then(|r| r.doc.as_ref())
+        .expect("every query node endpoint is in the route table");
+    params.only_these(route.params)
+}
+
+/// Runs `f` over the federation on the blocking pool, within the query slots and the
+/// time limit; its answer as JSON text (NDJSON lines when asked).
+async fn run<F>(node: &Arc<QueryNode>, ndjson: bool, f: F) -> Result<Body, ApiError>
+where
+    F: FnOnce(&Federation<'static>, &Call) -> Result<(Body, usize), ApiError> + Send + 'static,
+{
+    let slot = node
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
+    let timeout = node.timeout();
+    let n = node.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let call = Call {
+            scope: None,
+            deadline: Some(Instant::now() + timeout),
+        };
+        f(&n.federation(), &call).map(|(b, _)| match ndjson {
+            true => b.into_lines(),
+            false => b.into_text(),
+        })
+    });
+    // A little past the deadline the partitions were given, so their own answer
+    // (503 query_timeout) comes first.
+    match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+        Err(_) => Err(ApiError::QueryTimeout(Some(timeout))),
+        Ok(joined) => {
+            joined.map_err(|e| ApiError::internal(format!("the query's task failed: {e}")))?
+        }
+    }
+}
+
+/// Every sighting after the cursor (at most `cap`), one JSON object a line, streamed
+/// as the federation's rounds produce them (as `serve`'s stream: the first round is
+/// asked before the answer starts; a failure after that ends the stream with an
+/// `{"error":…}` line).
+async fn stream(
+    node: &Arc<QueryNode>,
+    q: sightline_query::TrajectoryQuery,
+    cap: usize,
+) -> Result<Body, ApiError> {
+    let slot = node
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let sink = trajectory::Sink {
+        rt: tokio::runtime::Handle::current(),
+        tx,
+    };
+    let timeout = node.timeout();
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let call = Call {
+            scope: None,
+            deadline: Some(Instant::now() + timeout),
+        };
+        let mut started = Some(started_tx);
+        let mut left = cap;
+        let sent = n.federation().trajectory_pages(
+            &call,
+            &q,
+            trajectory::STREAM_PAGE,
+            |_| started.take().is_some_and(|s| s.send(Ok(())).is_ok()),
+            |events, attrs| {
+                let out = events
+                    .iter()
+                    .zip(attrs)
+                    .map(|(s, a)| EventOut::decoded(s, a));
+                sink.chunk_of(events.len(), out, &mut left)
+            },
+        );
+        if let Err(e) = sent {
+            let e = ApiError::from(e);
+            match started.take() {
+                Some(s) => {
+                    let _ = s.send(Err(e));
+                }
+                None => {
+                    sink.send(format!("{}\n", e.json()).into_bytes());
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(timeout + Duration::from_secs(1), started_rx).await {
+        Err(_) => Err(ApiError::QueryTimeout(Some(timeout))),
+        Ok(Err(_)) => Err(ApiError::internal("the query's task failed")),
+        Ok(Ok(Err(e))) => Err(e),
+        Ok(Ok(Ok(()))) => Ok(Body::Stream(rx)),
+    }
+}
