@@ -24,7 +24,6 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sightline_cluster::log::{self, Publisher};
 use sightline_cluster::meta::Meta;
@@ -71,27 +70,8 @@ pub async fn run_ingest(
         slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
         config,
     });
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    super::accept_loop(listener, shutdown, state, handle).await;
+    Ok(())
 }
 
 /// P, from PostgreSQL (creating the cluster's tables if this node is the first),

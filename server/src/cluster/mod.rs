@@ -24,6 +24,47 @@ pub use ingest::run_ingest;
 pub use partitions::{run_index, serve_partitions};
 pub use query::run_query;
 
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves: each accepted connection
+/// (`TCP_NODELAY`) on a task of its own, each request answered by
+/// `handle(state, request)`. The loop all three listeners share.
+async fn accept_loop<S, B, F, Fut>(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    state: std::sync::Arc<S>,
+    handle: F,
+) where
+    S: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     text_reply(status, body.to_string())
 }

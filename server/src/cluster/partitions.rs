@@ -13,7 +13,6 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sightline_cluster::serving::{self, Held};
 
@@ -46,24 +45,16 @@ pub async fn run_index(
 /// Answers partition requests on `listener` from `held`, until the process ends.
 pub async fn serve_partitions(listener: tokio::net::TcpListener, held: Arc<Held>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (held, slots) = (held.clone(), slots.clone());
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(held.clone(), slots.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let state = Arc::new((held, slots));
+    super::accept_loop(
+        listener,
+        std::future::pending(),
+        state,
+        |s: Arc<(Arc<Held>, Arc<tokio::sync::Semaphore>)>, req| {
+            handle(s.0.clone(), s.1.clone(), req)
+        },
+    )
+    .await;
 }
 
 async fn handle(

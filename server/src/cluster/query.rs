@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sightline_cluster::ClusterConfig;
 use sightline_query::federated::{Call, Federation, Partition};
@@ -95,27 +94,8 @@ pub async fn run_query(
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
         config,
     });
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let node = node.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(node.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    super::accept_loop(listener, shutdown, node, handle).await;
+    Ok(())
 }
 
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
