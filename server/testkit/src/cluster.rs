@@ -31,6 +31,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `n` distinct free ports: every socket is held until all are chosen, so no two are
+/// the same (a port is still only free until someone else binds it: callers that
+/// start servers on them retry with new ones when a server does not come up).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 /// A port `p` such that `p + 10000` (SeaweedFS's default gRPC offset) is free too.
 fn free_port_below_55000() -> u16 {
     loop {
@@ -129,10 +141,25 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts the three nodes; when one does not come up (a port taken between
+    /// choosing it and the server binding it), all are stopped and started again on
+    /// new ports, up to three times.
     pub fn start() -> NatsCluster {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match NatsCluster::try_start() {
+                Ok(c) => return c,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the NATS cluster did not start:\n{}", failures.join("\n"));
+    }
+
+    fn try_start() -> Result<NatsCluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let bin = binary("nats-server", "NATS_SERVER");
-        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports = free_ports(9);
+        let route_ports = &ports[..3];
         let routes = route_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
@@ -140,7 +167,7 @@ impl NatsCluster {
             .join(",");
         let mut nodes = Vec::new();
         for (i, route_port) in route_ports.iter().enumerate() {
-            let (client_port, monitor_port) = (free_port(), free_port());
+            let (client_port, monitor_port) = (ports[3 + 2 * i], ports[4 + 2 * i]);
             let name = format!("n{i}");
             let child = Command::new(&bin)
                 .args(["-a", "127.0.0.1", "-p", &client_port.to_string()])
@@ -161,15 +188,22 @@ impl NatsCluster {
                 child: Some(child),
             });
         }
+        let cluster = NatsCluster { nodes, _dir: dir };
         // `/healthz` answers 200 once JetStream is up and has a meta leader.
-        for n in &nodes {
-            assert!(
-                wait_until(START, || http_ok(n.monitor_port, "/healthz")),
-                "nats-server {} did not become healthy",
-                n.name
-            );
+        for n in &cluster.nodes {
+            if !wait_until(START, || http_ok(n.monitor_port, "/healthz")) {
+                let log =
+                    std::fs::read_to_string(cluster._dir.path().join(format!("{}.log", n.name)))
+                        .unwrap_or_default();
+                let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                // Dropping the cluster stops every node.
+                return Err(format!(
+                    "nats-server {} did not become healthy: {tail}",
+                    n.name
+                ));
+            }
         }
-        NatsCluster { nodes, _dir: dir }
+        Ok(cluster)
     }
 
     pub fn urls(&self) -> Vec<String> {
