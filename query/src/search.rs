@@ -104,10 +104,7 @@ pub fn search(
         .filter_map(|((id, pattern), stats)| {
             let stats = stats?;
             let (kind, subject) = dicts.subject(id)?;
-            let distance = match q.mode {
-                SearchMode::Fuzzy { .. } => ocr_distance(pattern, subject),
-                _ => 0.0,
-            };
+            let distance = distance(q.mode, pattern, subject);
             Some(SubjectMatch {
                 kind,
                 subject: subject.to_string(),
@@ -118,6 +115,21 @@ pub fn search(
             })
         })
         .collect();
+    rank(&mut out, q.limit);
+    Ok(out)
+}
+
+/// A match's OCR-weighted distance from the pattern (0 but for fuzzy searches).
+pub(crate) fn distance(mode: SearchMode, pattern: &str, subject: &str) -> f32 {
+    match mode {
+        SearchMode::Fuzzy { .. } => ocr_distance(pattern, subject),
+        _ => 0.0,
+    }
+}
+
+/// The answer's order, cut to `limit`: closest first, then most seen, then by subject
+/// and kind (one store's and a federation's alike).
+pub(crate) fn rank(out: &mut Vec<SubjectMatch>, limit: usize) {
     out.sort_by(|a, b| {
         a.distance
             .total_cmp(&b.distance)
@@ -125,6 +137,5 @@ pub fn search(
             .then(a.subject.cmp(&b.subject))
             .then(a.kind.cmp(&b.kind))
     });
-    out.truncate(q.limit);
-    Ok(out)
+    out.truncate(limit);
 }

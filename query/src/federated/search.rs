@@ -8,9 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
-use sightline_index::{
-    ocr_distance, IndexError, SearchMode, SubjectStats, Vocabulary, MAX_MATCHES,
-};
+use sightline_index::{IndexError, SearchMode, SubjectStats, Vocabulary, MAX_MATCHES};
 use sightline_storage::Kind;
 
 use crate::context::QueryContext;
@@ -148,10 +146,7 @@ pub(crate) fn merge(parts: Vec<Vec<MatchPartial>>, q: &SearchQuery) -> Result<Ve
         .into_iter()
         .filter_map(|((kind, subject), (pattern, stats))| {
             let (count, first_ms, last_ms) = stats?;
-            let distance = match q.mode {
-                SearchMode::Fuzzy { .. } => ocr_distance(&pattern, &subject),
-                _ => 0.0,
-            };
+            let distance = crate::search::distance(q.mode, &pattern, &subject);
             Some(SubjectMatch {
                 kind,
                 subject,
@@ -162,13 +157,6 @@ pub(crate) fn merge(parts: Vec<Vec<MatchPartial>>, q: &SearchQuery) -> Result<Ve
             })
         })
         .collect();
-    out.sort_by(|a, b| {
-        a.distance
-            .total_cmp(&b.distance)
-            .then(b.count.cmp(&a.count))
-            .then(a.subject.cmp(&b.subject))
-            .then(a.kind.cmp(&b.kind))
-    });
-    out.truncate(q.limit);
+    crate::search::rank(&mut out, q.limit);
     Ok(out)
 }
