@@ -50,25 +50,9 @@ pub fn search(
     // The pattern is normalised the way each kind's subjects are stored: plates upper
     // case, half width, without separators; feature and card ids only trimmed. When
     // both spellings agree, one search covers every kind.
-    let kinds: Vec<Kind> = match q.kind {
-        Some(k) => vec![k],
-        None => Kind::ALL.to_vec(),
-    };
-    let mut searches: Vec<(String, Vec<Kind>)> = Vec::new();
-    for k in kinds {
-        let p = sightline_storage::normalize_subject(k, &q.pattern);
-        match searches.iter_mut().find(|(s, _)| *s == p) {
-            Some((_, ks)) => ks.push(k),
-            None => searches.push((p, vec![k])),
-        }
-    }
     let mut ids: Vec<(u32, &str)> = Vec::new();
+    let searches = searches(q);
     for (pattern, ks) in &searches {
-        let ks: &[Kind] = if q.kind.is_none() && searches.len() == 1 {
-            &[]
-        } else {
-            ks
-        };
         ids.extend(
             vocab
                 .search(pattern, q.mode, ks)?
@@ -138,4 +122,26 @@ pub(crate) fn rank(out: &mut Vec<SubjectMatch>, limit: usize) {
             .then(a.kind.cmp(&b.kind))
     });
     out.truncate(limit);
+}
+
+/// The vocabulary searches a query makes: the pattern normalised per kind, one search
+/// per distinct spelling with its kinds (none: every kind, when one spelling serves
+/// all) (one store's and a federation's alike).
+pub(crate) fn searches(q: &SearchQuery) -> Vec<(String, Vec<Kind>)> {
+    let kinds: Vec<Kind> = match q.kind {
+        Some(k) => vec![k],
+        None => Kind::ALL.to_vec(),
+    };
+    let mut searches: Vec<(String, Vec<Kind>)> = Vec::new();
+    for k in kinds {
+        let p = sightline_storage::normalize_subject(k, &q.pattern);
+        match searches.iter_mut().find(|(s, _)| *s == p) {
+            Some((_, ks)) => ks.push(k),
+            None => searches.push((p, vec![k])),
+        }
+    }
+    if q.kind.is_none() && searches.len() == 1 {
+        searches[0].1.clear();
+    }
+    searches
 }

@@ -47,7 +47,7 @@ pub(crate) fn matches(
 ) -> Result<Vec<MatchPartial>> {
     super::check::search(q)?;
     let mut ids: Vec<(u32, String)> = Vec::new();
-    for (pattern, ks) in searches(q) {
+    for (pattern, ks) in crate::search::searches(q) {
         ids.extend(
             vocab
                 .search(&pattern, q.mode, &ks)?
@@ -87,28 +87,6 @@ pub(crate) fn matches(
             })
         })
         .collect())
-}
-
-/// The vocabulary searches a query makes: the pattern normalised per kind, one search
-/// per distinct spelling with its kinds (none: every kind, when one spelling serves
-/// all), as `crate::search` does.
-fn searches(q: &SearchQuery) -> Vec<(String, Vec<Kind>)> {
-    let kinds: Vec<Kind> = match q.kind {
-        Some(k) => vec![k],
-        None => Kind::ALL.to_vec(),
-    };
-    let mut searches: Vec<(String, Vec<Kind>)> = Vec::new();
-    for k in kinds {
-        let p = sightline_storage::normalize_subject(k, &q.pattern);
-        match searches.iter_mut().find(|(s, _)| *s == p) {
-            Some((_, ks)) => ks.push(k),
-            None => searches.push((p, vec![k])),
-        }
-    }
-    if q.kind.is_none() && searches.len() == 1 {
-        searches[0].1.clear();
-    }
-    searches
 }
 
 pub(crate) fn merge(parts: Vec<Vec<MatchPartial>>, q: &SearchQuery) -> Result<Vec<SubjectMatch>> {
