@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -137,7 +137,10 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
     };
     merged.skip_to_cursor(ctx)?;
     // Stays (first page only) need the whole range; the page, its first events.
-    let mut stays = q.cursor.is_none().then(Stays::default);
+    let mut stays = q
+        .cursor
+        .is_none()
+        .then(|| Stays::with_capacity(merged.remaining()));
     let page = q.limit.min(merged.remaining());
     out.events.reserve(page);
     out.attrs_at.reserve(page);
@@ -285,7 +288,7 @@ struct Merged {
     communities: Vec<(u32, Arc<str>)>,
     /// Runs not yet decoded by a key at or before their first event's (their time's
     /// lower bound), the earliest last.
-    pending: Vec<(Key, usize)>,
+    pending: Vec<(i64, usize)>,
     /// By run: its decoded chunk and the index of the next event in it.
     decoded: Vec<(Vec<(Row, u32)>, usize)>,
     /// Buffers of finished runs, for the next runs decoded.
@@ -351,10 +354,10 @@ impl Merged {
             let device = device_names[(rank[i] / 2) as usize].clone();
             run_names.push((community, device));
             // Before every event of the run: it is decoded once the merge gets there.
-            pending.push(((run.ts_lower_bound(), 0, 0), i));
+            pending.push((run.ts_lower_bound(), i));
             remaining += run.remaining();
         }
-        pending.sort_unstable_by_key(|&((ts, _, _), _)| std::cmp::Reverse(ts));
+        pending.sort_unstable_by(|a, b| b.0.cmp(&a.0));
         let (kind, name) = names.subject(subject);
         Merged {
             decoded: (0..runs.len()).map(|_| (Vec::new(), 0)).collect(),
@@ -380,10 +383,11 @@ impl Merged {
     /// Decodes the runs that may hold an event before every decoded run's next one.
     fn activate(&mut self) -> Result<()> {
         while let Some(&(bound, run)) = self.pending.last() {
+            // Every key at `bound` ms is past (bound, 0, 0): device ranks start at 1.
             if self
                 .heap
                 .peek()
-                .is_some_and(|Reverse((next, _))| *next < bound)
+                .is_some_and(|Reverse((next, _))| *next < (bound, 0, 0))
             {
                 break;
             }
@@ -412,9 +416,12 @@ impl Merged {
     /// Takes the next event.
     fn next(&mut self) -> Result<Option<Next>> {
         self.activate()?;
-        let Some(Reverse((_, run))) = self.heap.pop() else {
+        // The smallest run's next key replaces its taken one in place (one sift down),
+        // rather than a pop and a push.
+        let Some(mut top) = self.heap.peek_mut() else {
             return Ok(None);
         };
+        let run = top.0 .1;
         let (buf, at) = &mut self.decoded[run];
         let (row, position) = buf[*at];
         *at += 1;
@@ -424,10 +431,11 @@ impl Merged {
             self.runs[run].drain(self.subject, CHUNK, buf)?;
         }
         match buf.get(*at) {
-            Some((r, _)) => self
-                .heap
-                .push(Reverse(((r.ts_ms, self.rank[run], r.seq), run))),
-            None => self.spare.push(std::mem::take(buf)),
+            Some((r, _)) => top.0 = ((r.ts_ms, self.rank[run], r.seq), run),
+            None => {
+                PeekMut::pop(top);
+                self.spare.push(std::mem::take(buf));
+            }
         }
         self.remaining -= 1;
         Ok(Some(Next { row, run, position }))
@@ -493,6 +501,15 @@ struct Stays {
 }
 
 impl Stays {
+    /// Room for the stays `events` events can make (each begins with an entry), at
+    /// most [`MAX_STAYS`]: the list is not copied as it grows.
+    fn with_capacity(events: usize) -> Stays {
+        Stays {
+            done: Vec::with_capacity((events / 2 + 1).min(MAX_STAYS)),
+            ..Stays::default()
+        }
+    }
+
     fn push(&mut self, r: &Row) {
         if self.truncated {
             return;

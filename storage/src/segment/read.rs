@@ -763,6 +763,20 @@ impl Segment {
         from_ms: i64,
         to_ms: i64,
     ) -> Vec<(u32, std::ops::Range<usize>)> {
+        let mut out = Vec::new();
+        self.subject_device_runs_into(subject, from_ms, to_ms, &mut out);
+        out
+    }
+
+    /// [`Segment::subject_device_runs`], appended to `out` (a caller reading many
+    /// segments fills one list).
+    pub fn subject_device_runs_into(
+        &self,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        out: &mut Vec<(u32, std::ops::Range<usize>)>,
+    ) {
         let postings = self.postings(subject);
         let runs = self.device_runs();
         let ordinal = |i: usize| self.posting_ordinal(i);
@@ -772,7 +786,6 @@ impl Segment {
         };
         // A segment inside the range needs no search by time.
         let inside = from_ms <= self.meta.min_ts_ms && self.meta.max_ts_ms < to_ms;
-        let mut out = Vec::new();
         let mut i = postings.start;
         while i < postings.end {
             let o = ordinal(i);
@@ -792,7 +805,6 @@ impl Segment {
             }
             i = j.max(i + 1);
         }
-        out
     }
 
     /// The event at posting index `i` (of some subject's list, as

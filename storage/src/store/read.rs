@@ -360,10 +360,14 @@ impl Store {
             memory[part.clone()].sort_unstable_by_key(|(r, _)| (r.device, r.ts_ms, r.seq));
         }
         let memory = Arc::new(memory);
-        let mut runs = Vec::new();
+        // Most shards hold one segment with the subject at a gate's two devices.
+        let mut runs = Vec::with_capacity(2 * shards_read.len());
+        let mut found = Vec::new();
         for (segments, part) in shards_read {
             for seg in segments {
-                for (device, postings) in seg.subject_device_runs(subject, from_ms, to_ms) {
+                found.clear();
+                seg.subject_device_runs_into(subject, from_ms, to_ms, &mut found);
+                for (device, postings) in found.drain(..) {
                     runs.push(SubjectRun {
                         community: seg.meta().community,
                         device,
