@@ -357,7 +357,7 @@ impl Merged {
             pending.push((run.ts_lower_bound(), i));
             remaining += run.remaining();
         }
-        pending.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        pending.sort_unstable_by_key(|&(ts, _)| Reverse(ts));
         let (kind, name) = names.subject(subject);
         Merged {
             decoded: (0..runs.len()).map(|_| (Vec::new(), 0)).collect(),

@@ -58,6 +58,14 @@ impl Rfc3339 {
     }
 }
 
+/// Two ASCII digits of each number 0..100.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// `YYYY-MM-DDTHH:MM:SS.mmm+08:00` for years 0000–9999 (days to civil date: Howard
 /// Hinnant's algorithm).
 fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
@@ -75,19 +83,20 @@ fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
         return None;
     }
     let mut b = *b"0000-00-00T00:00:00.000+08:00";
-    let mut put = |at: usize, width: usize, mut v: i64| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+    // Two digits of 0..100 at `at`.
+    let mut two = |at: usize, v: i64| {
+        let d = v as usize * 2;
+        b[at..at + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
     };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, ms / 3_600_000);
-    put(14, 2, ms / 60_000 % 60);
-    put(17, 2, ms / 1000 % 60);
-    put(20, 3, ms % 1000);
+    two(0, year / 100);
+    two(2, year % 100);
+    two(5, month);
+    two(8, day);
+    two(11, ms / 3_600_000);
+    two(14, ms / 60_000 % 60);
+    two(17, ms / 1000 % 60);
+    two(21, ms % 100);
+    b[20] = b'0' + (ms % 1000 / 100) as u8;
     Some(b)
 }
 

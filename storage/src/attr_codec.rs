@@ -171,6 +171,7 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub fn byte(&mut self) -> Result<u8, String> {
         let b = *self
             .bytes
@@ -179,7 +180,15 @@ impl<'a> Reader<'a> {
         self.at += 1;
         Ok(b)
     }
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, String> {
+        // Most varints here (lengths, counts, small bases) take one byte.
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b & 0x80 == 0 {
+                self.at += 1;
+                return Ok(b as u64);
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -190,6 +199,7 @@ impl<'a> Reader<'a> {
         }
         Err(format!("overlong varint before byte {}", self.at))
     }
+    #[inline]
     pub fn take(&mut self, n: u64) -> Result<&'a [u8], String> {
         let rest = self.bytes.len() - self.at;
         if n > rest as u64 {

@@ -404,30 +404,105 @@ fn ones_before(bitmap: &[u8], n: usize) -> usize {
     (whole + part) as usize
 }
 
-/// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`).
-fn push_digits(s: &mut String, mut v: u64, width: u8) {
+/// Two ASCII digits of each number 0..100.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`), two digits
+/// at a time.
+fn push_digits(s: &mut Vec<u8>, mut v: u64, width: u8) {
     let mut buf = [b'0'; MAX_FIELD_DIGITS];
-    let w = width as usize;
-    for d in buf[..w].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+    let mut i = width as usize;
+    while i >= 2 && v > 0 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        buf[i - 2..i].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        i -= 2;
     }
-    s.push_str(std::str::from_utf8(&buf[..w]).expect("ASCII digits"));
+    if i == 1 && v > 0 {
+        buf[0] = b'0' + (v % 10) as u8;
+    }
+    s.extend_from_slice(&buf[..width as usize]);
 }
 
-/// One value read from a column (a digit string is rebuilt, so owned).
+/// One value read from a column.
 enum Value<'a> {
     Str(&'a str),
+    /// Rebuilt digits: this range of the walk's scratch string.
+    Digits(std::ops::Range<usize>),
+    /// Decompressed.
     Owned(String),
     Int(i64),
     Float(f64),
     Bool(bool),
 }
 
+/// Where one row's values are: a chunk's walk, reused for row after row.
+#[derive(Default)]
+pub struct RowScratch {
+    /// Digit strings rebuilt: a UTF-8 prefix (checked) and ASCII digits, so UTF-8.
+    digits: Vec<u8>,
+}
+
 /// The attributes of row `row` of `chunk`, in the row encoding, appended to `out`.
 /// Every column is walked (to find where the next begins), but only row `row`'s value
 /// of each is decoded.
 pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut scratch = RowScratch::default();
+    let mut pairs: Vec<(&str, AttrRef<'_>)> = Vec::new();
+    // The pairs borrow the scratch: collected first, then encoded.
+    let mut found = Vec::new();
+    walk_row(chunk, row, &mut scratch, &mut found)?;
+    pairs.extend(found.iter().map(|(k, v)| (*k, value_ref(v, &scratch))));
+    encode_pairs_into(pairs.iter().copied(), pairs.len(), out);
+    Ok(())
+}
+
+/// The attributes of row `row` of `chunk` handed to `f` key by key, in key order (the
+/// order the row encoding and [`visit_attrs`] give), without building the row
+/// encoding; `scratch` holds rebuilt digit strings (reuse it across rows). Nothing is
+/// handed over when the row is damaged.
+pub fn visit_row<'c>(
+    chunk: &'c [u8],
+    row: usize,
+    scratch: &mut RowScratch,
+    mut f: impl FnMut(&str, AttrRef<'_>),
+) -> Result<(), String> {
+    scratch.digits.clear();
+    let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> = smallvec::SmallVec::new();
+    walk_row(chunk, row, scratch, &mut found)?;
+    for (k, v) in &found {
+        f(k, value_ref(v, scratch));
+    }
+    Ok(())
+}
+
+fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
+    match v {
+        Value::Str(s) => AttrRef::Str(s),
+        Value::Digits(r) => AttrRef::Str(
+            std::str::from_utf8(&scratch.digits[r.clone()])
+                .expect("a UTF-8 prefix and ASCII digits"),
+        ),
+        Value::Owned(s) => AttrRef::Str(s),
+        Value::Int(i) => AttrRef::Int(*i),
+        Value::Float(f) => AttrRef::Float(*f),
+        Value::Bool(b) => AttrRef::Bool(*b),
+    }
+}
+
+/// Row `row`'s (key, value) pairs of `chunk`, in column (= key) order, into `found`;
+/// every column checked as it is passed.
+fn walk_row<'c>(
+    chunk: &'c [u8],
+    row: usize,
+    scratch: &mut RowScratch,
+    found: &mut impl Extend<(&'c str, Value<'c>)>,
+) -> Result<(), String> {
     let mut r = Reader {
         bytes: chunk,
         at: 0,
@@ -440,8 +515,8 @@ pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), Str
     if columns > chunk.len() as u64 {
         return Err(format!("impossible column count {columns}"));
     }
-    let mut found: Vec<(&str, Value<'_>)> = Vec::new();
     let mut last: Option<(&str, u8)> = None;
+    let mut last_found: Option<&str> = None;
     for _ in 0..columns {
         let at = r.at;
         let code = r.byte()?;
@@ -468,8 +543,14 @@ pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), Str
             }
             p => return Err(format!("presence {p} at byte {at}")),
         };
-        if let Some(v) = column_value(&mut r, class, n, index, at)? {
-            found.push((key, v));
+        if let Some(v) = column_value(&mut r, class, n, index, at, &mut scratch.digits)? {
+            // Two kinds of one key in one row cannot be written: refuse rather than
+            // emit a map with a key twice (columns of one key are adjacent).
+            if last_found == Some(key) {
+                return Err("one key with two values in one row".into());
+            }
+            last_found = Some(key);
+            found.extend(std::iter::once((key, v)));
         }
     }
     if r.at != chunk.len() {
@@ -478,25 +559,6 @@ pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), Str
             chunk.len() - r.at
         ));
     }
-    // Two kinds of one key in one row cannot be written: refuse rather than emit a
-    // map with a key twice.
-    if found.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err("one key with two values in one row".into());
-    }
-    encode_pairs_into(
-        found.iter().map(|(k, v)| {
-            let v = match v {
-                Value::Str(s) => AttrRef::Str(s),
-                Value::Owned(s) => AttrRef::Str(s),
-                Value::Int(i) => AttrRef::Int(*i),
-                Value::Float(f) => AttrRef::Float(*f),
-                Value::Bool(b) => AttrRef::Bool(*b),
-            };
-            (*k, v)
-        }),
-        found.len(),
-        out,
-    );
     Ok(())
 }
 
@@ -507,6 +569,7 @@ fn column_value<'a>(
     n: usize,
     index: Option<usize>,
     at: usize,
+    digits: &mut Vec<u8>,
 ) -> Result<Option<Value<'a>>, String> {
     let fixed8 = |r: &mut Reader<'a>| -> Result<Option<[u8; 8]>, String> {
         let all = r.take(8 * n as u64)?;
@@ -563,6 +626,7 @@ fn column_value<'a>(
             let start = r.at;
             r.dict_entry(None)?;
             let codes = r.packed(n)?;
+            let from = digits.len();
             let mut s = match index {
                 None => None,
                 Some(i) => {
@@ -572,9 +636,9 @@ fn column_value<'a>(
                     r.at = end;
                     let prefix =
                         prefix.ok_or_else(|| format!("a prefix code past its end at byte {at}"))?;
-                    let mut s = String::with_capacity(prefix.len() + MAX_DIGIT_SUFFIX);
-                    s.push_str(prefix);
-                    Some(s)
+                    digits.reserve(prefix.len() + MAX_DIGIT_SUFFIX);
+                    digits.extend_from_slice(prefix.as_bytes());
+                    Some(&mut *digits)
                 }
             };
             let len = r.byte()? as usize;
@@ -592,7 +656,7 @@ fn column_value<'a>(
                     push_digits(s, v, width);
                 }
             }
-            s.map(Value::Owned)
+            s.map(|s| Value::Digits(from..s.len()))
         }
         STR_RAW => {
             let lens = r.packed(n)?;
@@ -660,9 +724,9 @@ mod tests {
         #[test]
         fn push_digits_pads_like_format(v in any::<u64>(), width in 1u8..=16) {
             let v = v % 10u64.pow(width as u32);
-            let mut s = String::new();
+            let mut s = Vec::new();
             push_digits(&mut s, v, width);
-            prop_assert_eq!(s, format!("{v:0w$}", w = width as usize));
+            prop_assert_eq!(String::from_utf8(s).unwrap(), format!("{v:0w$}", w = width as usize));
         }
     }
 
@@ -671,10 +735,22 @@ mod tests {
         let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
         let mut chunk = Vec::new();
         encode_chunk(&refs, &mut chunk).unwrap();
+        // One scratch for every row, as a page of events uses it.
+        let mut scratch = RowScratch::default();
         for (i, want) in encoded.iter().enumerate() {
             let mut got = Vec::new();
             decode_row(&chunk, i, &mut got).unwrap();
             assert_eq!(&got[..], &want[..], "row {i}");
+            // Visited straight from the columns: the pairs the encoding holds, in its
+            // order.
+            let mut visited = Vec::new();
+            visit_row(&chunk, i, &mut scratch, |k, v| {
+                visited.push((k.to_owned(), format!("{v:?}")))
+            })
+            .unwrap();
+            let mut walked = Vec::new();
+            visit_attrs(want, |k, v| walked.push((k.to_owned(), format!("{v:?}")))).unwrap();
+            assert_eq!(visited, walked, "row {i}");
         }
         chunk.len()
     }
@@ -727,7 +803,10 @@ mod tests {
             let mut flipped = chunk.clone();
             let at = flip.index(flipped.len());
             flipped[at] ^= 0x5a;
-            let _ = decode_row(&flipped, i, &mut Vec::new());
+            let decoded = decode_row(&flipped, i, &mut Vec::new());
+            // Visiting agrees with decoding on damage: both refuse, or both read.
+            let visited = visit_row(&flipped, i, &mut RowScratch::default(), |_, _| {});
+            prop_assert_eq!(decoded.is_ok(), visited.is_ok());
         }
     }
 

@@ -4,7 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sightline_query::Sighting;
-use sightline_storage::{AttrRef, AttrsAt};
+use sightline_storage::{AttrRef, AttrsAt, RowScratch};
 
 use crate::http::Body;
 use crate::params::Rfc3339;
@@ -25,13 +25,34 @@ pub(crate) const OBJECT_ATTR: &str = "gat1400_object";
 /// segment) fail the serialization with the error naming the file.
 pub(crate) struct EventOut<'a> {
     s: &'a Sighting,
-    attrs: Result<std::borrow::Cow<'a, [u8]>, sightline_storage::StorageError>,
+    attrs: AttrsOf<'a>,
+}
+
+/// Where an [`EventOut`]'s attributes are.
+enum AttrsOf<'a> {
+    /// In the store: read when written.
+    At(&'a AttrsAt),
+    /// Encoded (a cluster's partition answer, decoded there).
+    #[cfg(feature = "cluster")]
+    Encoded(Vec<u8>),
+}
+
+impl EventOut<'_> {
+    /// The attributes in their encoding (rebuilt from a segment's columns).
+    fn attr_bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, sightline_storage::StorageError> {
+        match &self.attrs {
+            AttrsOf::At(at) => at.bytes(),
+            #[cfg(feature = "cluster")]
+            AttrsOf::Encoded(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
+        }
+    }
 }
 
 impl serde::Serialize for EventOut<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeMap};
-        let attrs = self.attrs.as_ref().map_err(S::Error::custom)?;
+        let attrs = self.attr_bytes().map_err(S::Error::custom)?;
+        let attrs = &*attrs;
         let s = self.s;
         let mut m = ser.serialize_map(None)?;
         m.serialize_entry("id", &s.seq)?;
@@ -55,11 +76,12 @@ impl serde::Serialize for EventOut<'_> {
 impl EventOut<'_> {
     /// The event as JSON appended to `out`: byte for byte what its `Serialize`
     /// writes (a test holds them equal), without serde's per-field machinery: keys,
-    /// numbers, times, kinds and directions are written as they are, and strings are
-    /// escaped only when they hold a byte JSON escapes. For pages of thousands of
-    /// events (the trajectory).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), String> {
-        let attrs = self.attrs.as_ref().map_err(|e| e.to_string())?;
+    /// numbers, times, kinds and directions are written as they are, strings are
+    /// escaped only when they hold a byte JSON escapes, and attributes are written as
+    /// they are read from a segment's columns (no encoding is built and walked again;
+    /// `scratch` is reused from event to event). For pages of thousands of events
+    /// (the trajectory, its NDJSON stream).
+    pub fn write_json(&self, out: &mut Vec<u8>, scratch: &mut RowScratch) -> Result<(), String> {
         let s = self.s;
         out.extend_from_slice(b"{\"id\":");
         out.extend_from_slice(itoa::Buffer::new().format(s.seq).as_bytes());
@@ -76,16 +98,17 @@ impl EventOut<'_> {
         out.extend_from_slice(b",\"direction\":\"");
         out.extend_from_slice(s.direction.as_str().as_bytes());
         out.extend_from_slice(b"\",\"attrs\":{");
-        // One walk: the attributes written, pictures and the kept object noted.
-        let (mut first, mut images, mut object) = (true, None, None);
-        let walked = sightline_storage::visit_attrs(attrs, |k, v| {
+        // One walk: the attributes written, pictures and the kept object noted (rare:
+        // GA/T 1400 uploads; copied, as the walk lends its strings only to the call).
+        let (mut first, mut images, mut object) = (true, None::<String>, None::<String>);
+        let mut write = |k: &str, v: AttrRef<'_>| {
             if k == IMAGES_ATTR || k == OBJECT_ATTR {
                 if let AttrRef::Str(text) = v {
                     *(if k == IMAGES_ATTR {
                         &mut images
                     } else {
                         &mut object
-                    }) = Some(text);
+                    }) = Some(text.to_owned());
                 }
                 return;
             }
@@ -103,16 +126,24 @@ impl EventOut<'_> {
                 }
                 AttrRef::Bool(x) => out.extend_from_slice(if x { b"true" } else { b"false" }),
             }
-        });
-        walked.map_err(|e| format!("damaged attributes: {e}"))?;
+        };
+        match &self.attrs {
+            AttrsOf::At(at) => at.visit(scratch, &mut write).map_err(|e| e.to_string())?,
+            #[cfg(feature = "cluster")]
+            AttrsOf::Encoded(bytes) => sightline_storage::visit_attrs(bytes, &mut write)
+                .map_err(|e| format!("damaged attributes: {e}"))?,
+        }
         out.push(b'}');
-        if let Some(images) = images.and_then(|t| serde_json::from_str::<&RawValue>(t).ok()) {
+        if let Some(images) = images
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
+        {
             out.extend_from_slice(b",\"images\":");
             out.extend_from_slice(images.get().as_bytes());
         }
         if let Some(object) = object {
             out.extend_from_slice(b",\"object\":");
-            serde_json::to_writer(&mut *out, &ObjectUrl(object)).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut *out, &ObjectUrl(&object)).map_err(|e| e.to_string())?;
         }
         out.push(b'}');
         Ok(())
@@ -122,13 +153,36 @@ impl EventOut<'_> {
 /// `text` as a JSON string appended to `out`: quoted as it is when it holds nothing
 /// JSON escapes (control characters, `"` and `\`), else through serde_json.
 pub(crate) fn put_str(out: &mut Vec<u8>, text: &str) {
-    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if needs_escape(text.as_bytes()) {
         let _ = serde_json::to_writer(&mut *out, text);
     } else {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     }
+}
+
+/// Whether `b` holds a byte JSON escapes (below 0x20, `"` or `\\`): eight bytes a
+/// step (a byte-wise "has less than" and two "has zero" tests on a word: exact for
+/// whether any byte matches, which is all that is asked).
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        if x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+            || has_zero(x ^ (ONES * b'"' as u64))
+            || has_zero(x ^ (ONES * b'\\' as u64))
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 /// `/v1/objects/{id}`, written without building a string.
@@ -169,7 +223,7 @@ impl<'a> EventOut<'a> {
     pub fn of(s: &'a Sighting, attrs: &'a AttrsAt) -> EventOut<'a> {
         EventOut {
             s,
-            attrs: attrs.bytes(),
+            attrs: AttrsOf::At(attrs),
         }
     }
 
@@ -183,9 +237,7 @@ impl<'a> EventOut<'a> {
     pub fn decoded(s: &'a Sighting, attrs: &sightline_storage::Attrs) -> EventOut<'a> {
         EventOut {
             s,
-            attrs: Ok(std::borrow::Cow::Owned(
-                sightline_storage::encode_attrs(attrs).into_vec(),
-            )),
+            attrs: AttrsOf::Encoded(sightline_storage::encode_attrs(attrs).into_vec()),
         }
     }
 }
@@ -340,11 +392,21 @@ mod tests {
             let at = AttrsAt::Memory(Arc::from(event.attr_bytes()));
             let out = EventOut::of(&sighting, &at);
             let mut fast = Vec::new();
-            out.write_json(&mut fast).unwrap();
+            out.write_json(&mut fast, &mut RowScratch::default()).unwrap();
             prop_assert_eq!(
                 String::from_utf8(fast).unwrap(),
                 serde_json::to_string(&out).unwrap()
             );
+        }
+
+        /// The word-at-a-time test finds exactly the strings a byte-wise one does.
+        #[test]
+        fn needs_escape_is_the_bytewise_test(b in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff, Just(0x7f), Just(0xa2), Just(0xdc)],
+            0..40,
+        )) {
+            let naive = b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+            prop_assert_eq!(needs_escape(&b), naive);
         }
 
         /// Damaged attribute bytes fail both ways alike (never half an answer).
@@ -362,7 +424,7 @@ mod tests {
             let at = AttrsAt::Memory(Arc::from(bytes));
             let out = EventOut::of(&sighting, &at);
             let mut fast = Vec::new();
-            match (out.write_json(&mut fast), serde_json::to_string(&out)) {
+            match (out.write_json(&mut fast, &mut RowScratch::default()), serde_json::to_string(&out)) {
                 (Ok(()), Ok(text)) => prop_assert_eq!(String::from_utf8(fast).unwrap(), text),
                 (Err(_), Err(_)) => {}
                 (a, b) => prop_assert!(false, "write_json {:?}, serde {:?}", a, b.map(|_| ())),

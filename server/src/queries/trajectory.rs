@@ -99,11 +99,13 @@ pub(crate) fn page_answer<'a>(
     let n = events.len();
     let mut text = Vec::with_capacity(n.saturating_mul(320) + 256);
     text.extend_from_slice(b"{\"events\":[");
+    let mut scratch = sightline_storage::RowScratch::default();
     for (i, e) in events.enumerate() {
         if i > 0 {
             text.push(b',');
         }
-        e.write_json(&mut text).map_err(ApiError::internal)?;
+        e.write_json(&mut text, &mut scratch)
+            .map_err(ApiError::internal)?;
     }
     text.extend_from_slice(b"],\"stays\":[");
     for (i, stay) in stays.iter().enumerate() {
@@ -245,8 +247,11 @@ impl Sink {
         left: &mut usize,
     ) -> bool {
         let mut buf = Vec::with_capacity(n * 320);
+        let mut scratch = sightline_storage::RowScratch::default();
         for e in events.take(*left) {
-            if let Err(err) = serde_json::to_writer(&mut buf, &e) {
+            let line = buf.len();
+            if let Err(err) = e.write_json(&mut buf, &mut scratch) {
+                buf.truncate(line);
                 let line = ApiError::internal(format!("event {}: {err}", e.id())).json();
                 buf.extend_from_slice(format!("{line}\n").as_bytes());
                 self.send(buf);

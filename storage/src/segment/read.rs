@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::build::block_data_len;
 use super::format::*;
-use crate::attr_columns::{decode_row, CHUNK_ROWS};
+use crate::attr_columns::{decode_row, visit_row, RowScratch, CHUNK_ROWS};
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
 use crate::event::Attrs;
@@ -960,7 +960,37 @@ impl Segment {
     /// `attr_codec`): borrowed from a version 1 file, rebuilt from a version 2 file's
     /// columns (`attr_columns`) — the same bytes either way.
     pub fn attr_bytes(&self, ordinal: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
-        let o = ordinal as usize;
+        let (bytes, data_at) = self.attr_stored(ordinal)?;
+        if self.version == 1 {
+            return Ok(std::borrow::Cow::Borrowed(bytes));
+        }
+        let mut out = Vec::new();
+        decode_row(bytes, ordinal as usize % CHUNK_ROWS, &mut out)
+            .map_err(|reason| self.attr_damage(ordinal, data_at, reason))?;
+        Ok(out.into())
+    }
+
+    /// The attributes of the event at `ordinal` handed to `f` key by key in the row
+    /// encoding's order, read straight from a version 2 file's columns (no row
+    /// encoding is built; `scratch` is reused across calls); nothing is handed over
+    /// when they are damaged.
+    pub fn visit_attrs(
+        &self,
+        ordinal: u32,
+        scratch: &mut RowScratch,
+        f: impl FnMut(&str, crate::AttrRef<'_>),
+    ) -> Result<()> {
+        let (bytes, data_at) = self.attr_stored(ordinal)?;
+        let walked = match self.version {
+            1 => crate::attr_codec::visit_attrs(bytes, f),
+            _ => visit_row(bytes, ordinal as usize % CHUNK_ROWS, scratch, f),
+        };
+        walked.map_err(|reason| self.attr_damage(ordinal, data_at, reason))
+    }
+
+    /// The stored bytes of the event's attributes (version 1) or of its chunk, with
+    /// their offset in the file.
+    fn attr_stored(&self, ordinal: u32) -> Result<(&[u8], usize)> {
         let data = self.section(Section::AttrData);
         let data_at = self.sections[Section::AttrData as usize].start;
         let entry = self.attr_entry(ordinal);
@@ -968,32 +998,24 @@ impl Segment {
             self.get(self.attr_offsets, entry) as usize,
             self.get(self.attr_offsets, entry + 1) as usize,
         );
-        if self.version == 1 {
-            return data
-                .get(a..z)
-                .map(std::borrow::Cow::Borrowed)
-                .ok_or_else(|| {
-                    self.corrupt(
-                        data_at + a,
-                        format!("attributes of event {ordinal} past the attr data"),
-                    )
-                });
-        }
-        let chunk = entry;
-        let bytes = data.get(a..z).ok_or_else(|| {
-            self.corrupt(
-                data_at + a,
-                format!("attribute chunk {chunk} past the attr data"),
-            )
-        })?;
-        let mut out = Vec::new();
-        decode_row(bytes, o % CHUNK_ROWS, &mut out).map_err(|reason| {
-            self.corrupt(
-                data_at + a,
-                format!("attributes of event {ordinal} (chunk {chunk}): {reason}"),
-            )
-        })?;
-        Ok(out.into())
+        data.get(a..z).map(|b| (b, data_at + a)).ok_or_else(|| {
+            let what = match self.version {
+                1 => format!("attributes of event {ordinal}"),
+                _ => format!("attribute chunk {entry}"),
+            };
+            self.corrupt(data_at + a, format!("{what} past the attr data"))
+        })
+    }
+
+    fn attr_damage(&self, ordinal: u32, at: usize, reason: String) -> StorageError {
+        let what = match self.version {
+            1 => format!("attributes of event {ordinal}"),
+            _ => format!(
+                "attributes of event {ordinal} (chunk {})",
+                self.attr_entry(ordinal)
+            ),
+        };
+        self.corrupt(at, format!("{what}: {reason}"))
     }
 
     /// The attributes of the event at `ordinal`.

@@ -49,6 +49,27 @@ impl AttrsAt {
         }
     }
 
+    /// The attributes handed to `f` key by key, in the order of their encoding
+    /// ([`crate::visit_attrs`]'s), without building the encoding when they are in a
+    /// segment's columns; `scratch` is reused across events. Damage is an error naming
+    /// the segment file, and `f` then sees nothing of a segment's event.
+    pub fn visit(
+        &self,
+        scratch: &mut crate::RowScratch,
+        f: impl FnMut(&str, crate::AttrRef<'_>),
+    ) -> Result<()> {
+        match self {
+            AttrsAt::Segment(seg, ordinal) => seg.visit_attrs(*ordinal, scratch, f),
+            AttrsAt::Memory(bytes) => {
+                crate::attr_codec::visit_attrs(bytes, f).map_err(|reason| StorageError::Corrupt {
+                    path: "(memory)".into(),
+                    offset: 0,
+                    reason,
+                })
+            }
+        }
+    }
+
     pub fn decode(&self) -> Result<crate::Attrs> {
         match self {
             AttrsAt::Segment(seg, ordinal) => seg.attrs(*ordinal),
