@@ -4,7 +4,8 @@
 //! replicas other query nodes advertise (`query_members.serving`, in rendezvous
 //! order), then the indexer holding its lease (`leases` joined with
 //! `members.address`). A call that fails (connection refused, reset, timeout, a
-//! broken answer) or is answered `NotHeld` moves to the next of them at once; an
+//! broken answer), is answered `NotHeld`, or that a replica answers with a failure of
+//! its own (not the caller's mistake) moves to the next of them at once; an
 //! address that failed is asked last for a lease's length. When none answered, the
 //! directory is read again and they are asked again, with a growing pause (50 ms
 //! doubling to 1 s), until `query.retry_ms` or the query's deadline, whichever comes
@@ -27,7 +28,7 @@ use sightline_cluster::meta::Meta;
 use sightline_cluster::replica::score;
 use sightline_cluster::serving::{self, Held, PartitionReply};
 use sightline_cluster::ClusterConfig;
-use sightline_query::federated::{Answer, Partition, Request};
+use sightline_query::federated::{Answer, Failure, Partition, Request};
 use sightline_query::{QueryError, Result};
 
 /// First pause before asking a failed partition again; it doubles up to
@@ -306,6 +307,14 @@ impl Partition for RemotePartition {
                 let timeout = dir.call_timeout.min(left).max(Duration::from_millis(1));
                 match dir.ask(target, &asked, timeout) {
                     Ok(PartitionReply::Answer(a)) => return Ok(a),
+                    // A replica's own failure (its store, its vocabulary) is asked
+                    // elsewhere; the caller's mistakes and the deadline are answers.
+                    Ok(PartitionReply::Failed(Failure::Failed { message }))
+                        if !matches!(target, Target::Owner { .. }) =>
+                    {
+                        last = format!("{target} failed: {message}");
+                        tracing::warn!(partition = p, last = %last, "a replica failed; asking the next");
+                    }
                     Ok(PartitionReply::Failed(f)) => return Err(f.into_error()),
                     Ok(PartitionReply::NotHeld { owner, .. }) => {
                         last = format!("{target} ({owner}) does not serve it");
