@@ -20,8 +20,9 @@
 //! whose messages go through the indexer's append path
 //! ([`append_messages`]). It never acks, commits or uploads: the owner does. It is
 //! offered in [`Held`] (and advertised in `query_members.serving`) once it has read
-//! the log to its end — a delivered message with nothing pending after it, or an idle
-//! wait, as the indexer's empty fetch — and withdrawn when its task ends.
+//! the log to its end, as the server counts it (the indexer's empty fetch): nothing
+//! pending when its consumer was made, as many messages come as were pending then,
+//! or a message with nothing pending after it; and withdrawn when its task ends.
 //!
 //! A replica's store gives each event the local sequence number its owner's gives
 //! (both start from the same committed segments and append the same log in the same
@@ -56,7 +57,7 @@ use crate::serving::Held;
 /// A replica's store may hold this much in memory parts before it seals (as an
 /// indexer's partition store).
 const REPLICA_MEMORY_BYTES: u64 = 256 << 20;
-/// How long the replica waits for the log before it counts itself caught up.
+/// How long the replica waits for a message before it looks at its maintenance.
 const IDLE: Duration = Duration::from_millis(200);
 /// A replica's store is maintained (due seals, compaction of closed days, retention)
 /// this often, as a single node's.
@@ -296,9 +297,10 @@ async fn follow(
     let mut last_seq = checkpoint;
     let mut offered = false;
     let mut last_maintained = Instant::now();
-    let offer = |offered: &mut bool| {
+    let offer = |offered: &mut bool, last_seq: u64| {
         let (held, store) = (shared.held.clone(), store.clone());
         *offered = true;
+        tracing::info!(partition = p, last_seq, "replica caught up with the log");
         async move {
             tokio::task::spawn_blocking(move || held.offer(p, generation, &store))
                 .await
@@ -320,8 +322,11 @@ async fn follow(
                 continue;
             }
         };
-        if !offered && consumer.cached_info().num_pending == 0 {
-            offer(&mut offered).await;
+        // Messages the log held past `last_seq` when the consumer was made: once this
+        // many have come, the replica has read the log to its end as of then.
+        let mut behind = consumer.cached_info().num_pending;
+        if !offered && behind == 0 {
+            offer(&mut offered, last_seq).await;
         }
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
@@ -338,10 +343,8 @@ async fn follow(
             };
             let first = match next {
                 Err(_) => {
-                    // Nothing came for a while: the log is read to its end.
-                    if !offered {
-                        offer(&mut offered).await;
-                    }
+                    // Nothing came for a while (which alone says nothing of the log's
+                    // end: a consumer may be slow to start).
                     if last_maintained.elapsed() >= MAINTAIN_EVERY {
                         last_maintained = Instant::now();
                         let s = store.clone();
@@ -383,11 +386,18 @@ async fn follow(
                 .last()
                 .and_then(|m| m.info().ok())
                 .map_or(u64::MAX, |i| i.pending);
+            // Only messages past what was appended count (a consumer the client made
+            // again before its first message starts from the stream's beginning).
+            let fresh = batch
+                .iter()
+                .filter(|m| m.info().is_ok_and(|i| i.stream_sequence > last_seq))
+                .count();
+            behind = behind.saturating_sub(fresh as u64);
             if let Some(a) = append_messages(store, p, last_seq, batch).await? {
                 last_seq = a.seq;
             }
-            if !offered && pending == 0 {
-                offer(&mut offered).await;
+            if !offered && (pending == 0 || behind == 0) {
+                offer(&mut offered, last_seq).await;
             }
             if broken {
                 continue 'consumer;
