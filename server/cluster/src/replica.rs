@@ -229,6 +229,26 @@ fn replica_dir(data: &std::path::Path, partition: u32, generation: i64) -> PathB
     data.join(format!("r{partition}-g{generation}"))
 }
 
+/// Removes a replica's store directory and its vocabulary beside it
+/// (`serving::Held::offer` keeps it at `{dir}-vocabulary`).
+fn remove_replica(dir: &std::path::Path) -> Result<()> {
+    let mut vocabulary = dir.as_os_str().to_owned();
+    vocabulary.push("-vocabulary");
+    for path in [dir.to_path_buf(), PathBuf::from(vocabulary)] {
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ClusterError::Io {
+                    context: format!("removing {}", path.display()),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One replica: restore, then follow the log (module doc) until `stop`.
 async fn run_replica(
     shared: Arc<Shared>,
@@ -240,25 +260,37 @@ async fn run_replica(
     let p = partition;
     let data = cfg.query.data.clone();
     let dir = replica_dir(&data, p, generation);
-    let prefix = format!("r{p}-g");
+    // Only this generation's files: an earlier replica of the partition may still be
+    // stopping beside it (the supervisor empties the directory when it starts).
     let clear = {
-        let (data, prefix) = (data.clone(), prefix.clone());
-        move || clear_local(&data, &prefix)
+        let dir = dir.clone();
+        move || remove_replica(&dir)
     };
     tokio::task::spawn_blocking(clear.clone())
         .await
         .expect("clear task panicked")?;
     let started = Instant::now();
-    let committed = {
-        let mut meta = connect_meta(cfg).await;
-        meta.committed(p).await?
+    let restoring = async {
+        let committed = {
+            let mut meta = connect_meta(cfg).await;
+            meta.committed(p).await?
+        };
+        let store_config = StoreConfig {
+            memory_budget_bytes: REPLICA_MEMORY_BYTES,
+            ..StoreConfig::default()
+        };
+        let (store, restored) =
+            restore::restore_committed(&shared.objects, p, &committed, &dir, store_config).await?;
+        Ok::<_, ClusterError>((committed, store, restored))
     };
-    let store_config = StoreConfig {
-        memory_budget_bytes: REPLICA_MEMORY_BYTES,
-        ..StoreConfig::default()
+    // A stop while PostgreSQL or S3 is away ends the restore too.
+    let (committed, store, restored) = tokio::select! {
+        r = restoring => r?,
+        _ = stop.changed() => {
+            let _ = tokio::task::spawn_blocking(clear).await;
+            return Ok(());
+        }
     };
-    let (store, restored) =
-        restore::restore_committed(&shared.objects, p, &committed, &dir, store_config).await?;
     tracing::info!(
         partition = p,
         segments = restored.segments,
@@ -337,26 +369,24 @@ async fn follow(
             }
         };
         loop {
+            if last_maintained.elapsed() >= MAINTAIN_EVERY {
+                last_maintained = Instant::now();
+                let s = store.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || s.maintain())
+                    .await
+                    .expect("maintenance task panicked")
+                {
+                    tracing::warn!(partition = p, error = %e, "replica maintenance failed");
+                }
+            }
             let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
                 n = tokio::time::timeout(IDLE, messages.next()) => n,
             };
             let first = match next {
-                Err(_) => {
-                    // Nothing came for a while (which alone says nothing of the log's
-                    // end: a consumer may be slow to start).
-                    if last_maintained.elapsed() >= MAINTAIN_EVERY {
-                        last_maintained = Instant::now();
-                        let s = store.clone();
-                        if let Err(e) = tokio::task::spawn_blocking(move || s.maintain())
-                            .await
-                            .expect("maintenance task panicked")
-                        {
-                            tracing::warn!(partition = p, error = %e, "replica maintenance failed");
-                        }
-                    }
-                    continue;
-                }
+                // Nothing came for a while (which alone says nothing of the log's end:
+                // a consumer may be slow to start).
+                Err(_) => continue,
                 Ok(None) => {
                     tracing::warn!(partition = p, "replica consumer ended; a new one");
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -466,6 +496,22 @@ mod tests {
         }
         assert_eq!(rendezvous(3, &["q-a"], 2), vec!["q-a"]);
         assert!(rendezvous(3, &[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_replica_removes_its_own_files_only() {
+        let data = tempfile::tempdir().unwrap();
+        for name in ["r1-g1", "r1-g1-vocabulary", "r1-g10", "r1-g10-vocabulary"] {
+            std::fs::create_dir_all(data.path().join(name).join("segments")).unwrap();
+        }
+        remove_replica(&replica_dir(data.path(), 1, 1)).unwrap();
+        remove_replica(&replica_dir(data.path(), 1, 1)).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["r1-g10", "r1-g10-vocabulary"]);
     }
 
     #[test]

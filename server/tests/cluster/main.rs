@@ -1149,6 +1149,40 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
     let by_id = sightline_testkit::get(qa1, &format!("/v1/events/{}", e["id"]));
     assert_eq!(by_id.status, 200, "{}", by_id.body);
     assert_eq!(by_id.body, *e);
+    // The replicas' event ids are the indexers' (the committed ones): each event the
+    // page lists is, in its partition restored from the catalog, at the local
+    // sequence number its id names.
+    let (cfg, meta) = (env.config(), env.meta());
+    let objects = Objects::new(&cfg.s3).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut restored: BTreeMap<u32, sightline_storage::Store> = BTreeMap::new();
+    for e in first.body["events"].as_array().unwrap() {
+        let (p, seq) = sightline_cluster::partition::split_event_id(e["id"].as_u64().unwrap());
+        let store = restored.entry(p).or_insert_with(|| {
+            let dir = root.path().join(format!("p{p}"));
+            env.rt
+                .block_on(restore::restore_partition(
+                    &meta,
+                    &objects,
+                    p,
+                    &dir,
+                    StoreConfig::default(),
+                ))
+                .unwrap()
+                .0
+        });
+        let committed = store
+            .read_events(i64::MIN, i64::MAX, None)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.seq == seq)
+            .unwrap_or_else(|| panic!("no event {seq} in partition {p}: {e}"));
+        assert_eq!(
+            committed.event.source_id(),
+            e["attrs"]["source_id"].as_str(),
+            "{e}"
+        );
+    }
     // `serve`'s errors: an unknown parameter, a bad kind.
     for target in [
         format!("{}&colour=red", asked[1].target),
