@@ -91,6 +91,7 @@ secret_key = "sightline-secret"
 listen = "127.0.0.1:$PORT"
 [query]
 listen = "127.0.0.1:$QUERY_PORT"
+data = "$DIR/$role-replicas"
 [index]
 data = "$DIR/$role-data"
 owner = "$role"
@@ -113,7 +114,7 @@ A cluster is up (logs in $DIR). Send events:
   curl -s http://127.0.0.1:$PORT/v1/events -H 'Content-Type: application/x-ndjson' --data-binary \\
     '{"ts":"2025-12-01T08:00:00+08:00","community":"3205080001","device":"32050801011210000003","kind":"vehicle","subject":"苏E12345","direction":"in","attrs":{"source_id":"try-1"}}'
 
-Ask the query node (once the indexers have read it, within a second or so):
+Ask the query node (once its replicas have read it from the log, within a second or so):
 
   curl -s 'http://127.0.0.1:$QUERY_PORT/v1/trajectory?kind=vehicle&subject=%E8%8B%8FE12345&from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00'
 

@@ -78,14 +78,18 @@ pub struct IndexConfig {
     /// Where partitions' local stores are kept (a cache: the truth is S3 + PostgreSQL).
     #[serde(default = "default_data")]
     pub data: PathBuf,
-    /// This indexer's name in the leases; default `<host>-<pid>`.
+    /// This indexer's name in the leases, and a query node's in `query_members` (the
+    /// rendezvous hashes it: give a stable name for stable replica placement);
+    /// default `<host>-<pid>`.
     #[serde(default)]
     pub owner: Option<String>,
-    /// A lease lasts this long unless renewed, ms (default 15 s).
+    /// A lease lasts this long unless renewed, ms (default 15 s). A query node's
+    /// membership lasts as long: its replicas move to others once it is past.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
     /// Leases are renewed (and partitions taken or given back) this often, ms
-    /// (default 3 s: five tries before a lease lapses).
+    /// (default 3 s: five tries before a lease lapses). Query nodes heartbeat, take
+    /// and hand over replicas, and re-read where replicas and owners are, as often.
     #[serde(default = "default_renew_ms")]
     pub renew_ms: u64,
     /// A partition seals, uploads and commits this often, ms (default 10 s)…
@@ -136,6 +140,26 @@ pub struct QueryConfig {
     /// Queries at once (default 64, as `serve`'s query slots): 429 beyond.
     #[serde(default = "default_query_slots")]
     pub slots: usize,
+    /// Read replicas of each partition kept by the query nodes (default 1: the
+    /// indexers answer only what no live replica does, and a query node's death costs
+    /// a query only the calls it was answering, asked again elsewhere). Each partition
+    /// goes to the `replicas` live query nodes that rendezvous hashing ranks first;
+    /// every query node must say the same number. 0: this node holds no replica and
+    /// is no member (it asks other query nodes' replicas, then the indexers). A
+    /// replica downloads its partition whole from S3 and follows the log, so each
+    /// costs a partition's disk and a consumer of its subjects.
+    #[serde(default = "default_query_replicas")]
+    pub replicas: usize,
+    /// Where this query node keeps its replicas' stores (a cache, emptied at start:
+    /// the truth is S3 + PostgreSQL + the log).
+    #[serde(default = "default_query_data")]
+    pub data: PathBuf,
+    /// Where this query node answers other query nodes' partition requests from its
+    /// replicas (`POST /v1/partition`, as `index.serve`); advertised in
+    /// `query_members.address` as bound (default 127.0.0.1:0: a free port). Not
+    /// authenticated: keep it on the cluster's private network.
+    #[serde(default = "default_serve")]
+    pub serve: SocketAddr,
 }
 
 fn default_stream() -> String {
@@ -204,6 +228,12 @@ fn default_retry_ms() -> u64 {
 fn default_query_slots() -> usize {
     64
 }
+fn default_query_replicas() -> usize {
+    1
+}
+fn default_query_data() -> PathBuf {
+    PathBuf::from("sightline-replicas")
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -242,6 +272,9 @@ impl Default for QueryConfig {
             call_timeout_ms: default_call_timeout_ms(),
             retry_ms: default_retry_ms(),
             slots: default_query_slots(),
+            replicas: default_query_replicas(),
+            data: default_query_data(),
+            serve: default_serve(),
         }
     }
 }
@@ -287,6 +320,9 @@ impl ClusterConfig {
         }
         if q.timeout_ms == 0 || q.call_timeout_ms == 0 || q.slots == 0 || q.max_result_rows == 0 {
             return bad("query.timeout_ms, call_timeout_ms, slots, max_result_rows: positive");
+        }
+        if q.replicas > 16 {
+            return bad("query.replicas: 0 to 16");
         }
         Ok(())
     }
@@ -341,6 +377,8 @@ secret_key = "s"
         assert_eq!(c.index.commit_interval_ms, 10_000);
         assert_eq!(c.index.lease_ms, 15_000);
         assert!(c.ingest.listen.ip().is_loopback());
+        assert_eq!(c.query.replicas, 1);
+        assert!(c.query.serve.ip().is_loopback());
         assert!(c.owner().ends_with(&format!("-{}", std::process::id())));
     }
 
@@ -353,6 +391,7 @@ secret_key = "s"
             "[index]\ncommit_events = 0",
             "[ingest]\nlisten = \"0.0.0.0:8080\"",
             "[query]\nlisten = \"0.0.0.0:8081\"",
+            "[query]\nreplicas = 17",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {

@@ -10,7 +10,9 @@
 //! * [`indexer`]: the index role: leases → local stores → sealed, uploaded, committed.
 //! * [`restore`]: a partition's store rebuilt from the catalog and object storage.
 //! * [`janitor`]: uploaded objects no commit names, removed after an age.
-//! * [`serving`]: the partitions an indexer holds, answering query nodes' requests
+//! * [`replica`]: read replicas on query nodes: partitions placed by rendezvous
+//!   hashing, restored and fed from the log as an indexer's, never committed.
+//! * [`serving`]: the partitions an indexer (or a query node's replicas) holds, answering query nodes' requests
 //!   (`sightline_query::federated`), and the requests' wire encoding.
 //!
 //! HTTP is not here: the ingest role's `POST /v1/events`, the indexer's partition
@@ -26,6 +28,7 @@ pub mod meta;
 pub mod objects;
 pub mod partition;
 pub mod payload;
+pub mod replica;
 pub mod restore;
 pub mod serving;
 

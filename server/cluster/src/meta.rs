@@ -7,6 +7,9 @@
 //!                                                   --   query nodes reach them)
 //! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
 //! dict_chunks (partition, start_offset, len, object_key, epoch)
+//! query_members (member PRIMARY KEY, expires_at, address, serving integer[])
+//!                                                   -- live query nodes, where they answer
+//!                                                   --   and the read replicas they serve
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -46,6 +49,25 @@ pub struct SegmentRow {
     pub events: u32,
     pub max_seq: u64,
     pub object_key: String,
+}
+
+/// A live query node, as it last said: where it answers partition requests and the
+/// partitions whose read replicas it serves (caught up with the log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryMember {
+    pub member: String,
+    pub address: Option<String>,
+    pub serving: Vec<u32>,
+}
+
+/// What a partition's committed state is at one instant: read in one snapshot, so the
+/// segments, the dictionary chunks and the checkpoint agree (a replica restores while
+/// the owner goes on committing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub checkpoint_seq: u64,
+    pub dict_chunks: Vec<DictChunk>,
+    pub segments: Vec<SegmentRow>,
 }
 
 /// A committed piece of a partition's dictionary log: bytes `[start, start + len)`.
@@ -88,6 +110,12 @@ CREATE TABLE IF NOT EXISTS dict_chunks (
     epoch bigint NOT NULL,
     PRIMARY KEY (partition, start_offset)
 );
+CREATE TABLE IF NOT EXISTS query_members (
+    member text PRIMARY KEY,
+    expires_at timestamptz NOT NULL,
+    address text,
+    serving integer[] NOT NULL DEFAULT '{}'
+);
 ";
 
 fn to_u64(v: i64) -> u64 {
@@ -95,6 +123,28 @@ fn to_u64(v: i64) -> u64 {
 }
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("sequence numbers and offsets fit in a bigint")
+}
+
+/// A `dict_chunks` row (start_offset, len, object_key).
+fn chunk_of(r: &tokio_postgres::Row) -> DictChunk {
+    DictChunk {
+        start: to_u64(r.get(0)),
+        len: to_u64(r.get(1)),
+        object_key: r.get(2),
+    }
+}
+
+/// A `segments` row (segment_id, community, span, file, events, max_seq, object_key).
+fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
+    SegmentRow {
+        segment_id: to_u64(r.get(0)),
+        community: r.get::<_, i32>(1) as u32,
+        span: r.get(2),
+        file: r.get(3),
+        events: r.get::<_, i32>(4) as u32,
+        max_seq: to_u64(r.get(5)),
+        object_key: r.get(6),
+    }
 }
 
 /// A session whose transaction waits this long for its client is ended by the
@@ -395,6 +445,110 @@ impl Meta {
         Ok(())
     }
 
+    /// Says the query node `member` is alive for `ttl_ms`, answers partition requests
+    /// at `address` and serves the replicas `serving`; returns every live query node
+    /// (itself included), by name.
+    pub async fn query_heartbeat(
+        &self,
+        member: &str,
+        ttl_ms: u64,
+        address: Option<&str>,
+        serving: &[u32],
+    ) -> Result<Vec<QueryMember>> {
+        let serving: Vec<i32> = serving.iter().map(|p| *p as i32).collect();
+        self.client
+            .execute(
+                "INSERT INTO query_members (member, expires_at, address, serving)
+                 VALUES ($1, now() + $2 * interval '1 millisecond', $3, $4)
+                 ON CONFLICT (member) DO UPDATE SET expires_at = EXCLUDED.expires_at,
+                     address = EXCLUDED.address, serving = EXCLUDED.serving",
+                &[&member, &(ttl_ms as f64), &address, &serving],
+            )
+            .await
+            .map_err(ClusterError::pg("query heartbeat"))?;
+        self.query_members().await
+    }
+
+    /// The live query nodes, by name.
+    pub async fn query_members(&self) -> Result<Vec<QueryMember>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT member, address, serving FROM query_members
+                 WHERE expires_at > now() ORDER BY member",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read query members"))?;
+        Ok(rows
+            .iter()
+            .map(|r| QueryMember {
+                member: r.get(0),
+                address: r.get(1),
+                serving: r
+                    .get::<_, Vec<i32>>(2)
+                    .into_iter()
+                    .map(|p| p as u32)
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Removes the query node `member` (a clean stop): its replicas move at once.
+    pub async fn leave_query(&self, member: &str) -> Result<()> {
+        self.client
+            .execute("DELETE FROM query_members WHERE member = $1", &[&member])
+            .await
+            .map_err(ClusterError::pg("leave query members"))?;
+        Ok(())
+    }
+
+    /// The committed state of `partition` (checkpoint, dictionary chunks, segments),
+    /// read in one `REPEATABLE READ` transaction: a commit of its owner lands wholly
+    /// before or after it.
+    pub async fn committed(&mut self, partition: u32) -> Result<Committed> {
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(ClusterError::pg("begin snapshot"))?;
+        let p = partition as i32;
+        let checkpoint: i64 = tx
+            .query_one(
+                "SELECT checkpoint_seq FROM leases WHERE partition = $1",
+                &[&p],
+            )
+            .await
+            .map_err(ClusterError::pg("read checkpoint"))?
+            .get(0);
+        let chunks = tx
+            .query(
+                "SELECT start_offset, len, object_key FROM dict_chunks WHERE partition = $1 ORDER BY start_offset",
+                &[&p],
+            )
+            .await
+            .map_err(ClusterError::pg("list dictionary chunks"))?;
+        let segments = tx
+            .query(
+                "SELECT segment_id, community, span, file, events, max_seq, object_key
+                 FROM segments WHERE partition = $1 ORDER BY segment_id",
+                &[&p],
+            )
+            .await
+            .map_err(ClusterError::pg("list segments"))?;
+        tx.commit()
+            .await
+            .map_err(ClusterError::pg("end snapshot"))?;
+        Ok(Committed {
+            checkpoint_seq: to_u64(checkpoint),
+            dict_chunks: chunks.iter().map(chunk_of).collect(),
+            segments: segments.iter().map(segment_of).collect(),
+        })
+    }
+
     /// The committed dictionary chunks of `partition`, in order.
     pub async fn dict_chunks(&self, partition: u32) -> Result<Vec<DictChunk>> {
         let rows = self
@@ -405,14 +559,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("list dictionary chunks"))?;
-        Ok(rows
-            .iter()
-            .map(|r| DictChunk {
-                start: to_u64(r.get(0)),
-                len: to_u64(r.get(1)),
-                object_key: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(chunk_of).collect())
     }
 
     /// The committed segments of `partition`, by segment id.
@@ -426,18 +573,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("list segments"))?;
-        Ok(rows
-            .iter()
-            .map(|r| SegmentRow {
-                segment_id: to_u64(r.get(0)),
-                community: r.get::<_, i32>(1) as u32,
-                span: r.get(2),
-                file: r.get(3),
-                events: r.get::<_, i32>(4) as u32,
-                max_seq: to_u64(r.get(5)),
-                object_key: r.get(6),
-            })
-            .collect())
+        Ok(rows.iter().map(segment_of).collect())
     }
 
     /// The lease row of `partition`: (owner, epoch, checkpoint_seq, dict_bytes).

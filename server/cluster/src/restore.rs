@@ -7,7 +7,7 @@ use std::path::Path;
 use sightline_storage::{Restore, SegmentEntry, ShardKey, Store, StoreConfig};
 
 use crate::error::{ClusterError, Result};
-use crate::meta::Meta;
+use crate::meta::{Committed, Meta};
 use crate::objects::Objects;
 
 /// What a restore read.
@@ -18,7 +18,10 @@ pub struct Restored {
     pub dict_bytes: u64,
 }
 
-/// Restores `partition` into `dir` (which must not hold a store) and opens it.
+/// Restores `partition` into `dir` (which must not hold a store) and opens it. The
+/// catalog is read in two statements: for the lease holder, whose partition nobody
+/// else commits to. A reader beside a live owner uses [`Meta::committed`] (one
+/// snapshot) and [`restore_committed`].
 pub async fn restore_partition(
     meta: &Meta,
     objects: &Objects,
@@ -26,9 +29,26 @@ pub async fn restore_partition(
     dir: &Path,
     config: StoreConfig,
 ) -> Result<(Store, Restored)> {
-    let chunks = meta.dict_chunks(partition).await?;
+    let committed = Committed {
+        checkpoint_seq: 0,
+        dict_chunks: meta.dict_chunks(partition).await?,
+        segments: meta.segments(partition).await?,
+    };
+    restore_committed(objects, partition, &committed, dir, config).await
+}
+
+/// Restores the committed state `committed` of `partition` into `dir` (which must not
+/// hold a store) and opens it.
+pub async fn restore_committed(
+    objects: &Objects,
+    partition: u32,
+    committed: &Committed,
+    dir: &Path,
+    config: StoreConfig,
+) -> Result<(Store, Restored)> {
+    let chunks = &committed.dict_chunks;
     let mut dict = Vec::new();
-    for c in &chunks {
+    for c in chunks {
         if c.start != dict.len() as u64 {
             return Err(ClusterError::Catalog {
                 partition,
@@ -54,7 +74,7 @@ pub async fn restore_partition(
         }
         dict.extend_from_slice(&bytes);
     }
-    let segments = meta.segments(partition).await?;
+    let segments = &committed.segments;
     let dir_owned = dir.to_path_buf();
     let cfg = config.clone();
     let mut restore = tokio::task::spawn_blocking(move || Restore::new(&dir_owned, &cfg, &dict))
@@ -64,7 +84,7 @@ pub async fn restore_partition(
         dict_bytes: chunks.iter().map(|c| c.len).sum(),
         ..Default::default()
     };
-    for s in &segments {
+    for s in segments {
         let bytes = objects.get(&s.object_key).await?;
         let key = ShardKey {
             community: s.community,

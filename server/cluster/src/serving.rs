@@ -1,4 +1,5 @@
-//! What an indexer answers query nodes: each partition it holds is a live local
+//! What an indexer (or a query node, from its read replicas: `replica`) answers
+//! query nodes: each partition it holds is a live local
 //! [`Store`] (restored from the catalog, fed from the log) with an in-memory
 //! [`StoreIndex`] kept current by the store's append observer and a subject
 //! [`Vocabulary`] beside the store (caught up before each search), asked a federated
@@ -103,6 +104,14 @@ impl Held {
             held.remove(&partition);
             tracing::info!(partition, epoch, "no longer serving queries");
         }
+    }
+
+    /// Whether `partition` is served here now.
+    pub fn holds(&self, partition: u32) -> bool {
+        self.partitions
+            .read()
+            .expect("held partitions poisoned")
+            .contains_key(&partition)
     }
 
     /// The partitions served now, sorted.

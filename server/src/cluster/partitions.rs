@@ -1,4 +1,6 @@
-//! An indexer's partition listener (`index.serve`, advertised in `members.address`):
+//! A partition listener: an indexer's (`index.serve`, advertised in `members.address`)
+//! or a query node's for its read replicas (`query.serve`, in
+//! `query_members.address`):
 //! `POST /v1/partition` with a federated `Request` (bincode 2) is answered with a
 //! `PartitionReply` from the partitions this indexer holds and has caught up
 //! (`sightline_cluster::serving`); a partition it does not serve is answered
@@ -34,7 +36,7 @@ pub async fn run_index(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let held = Held::new(&config.owner());
     tracing::info!(%addr, "answering partition requests");
-    let serving = tokio::spawn(serve_partitions(listener, held.clone()));
+    let serving = tokio::spawn(serve_partitions(listener, held.clone(), "index"));
     let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
         .await
         .map_err(|e| e.to_string());
@@ -42,16 +44,21 @@ pub async fn run_index(
     ran
 }
 
-/// Answers partition requests on `listener` from `held`, until the process ends.
-pub async fn serve_partitions(listener: tokio::net::TcpListener, held: Arc<Held>) {
+/// Answers partition requests on `listener` from `held`, until the process ends;
+/// `role` is what its health says it is.
+pub async fn serve_partitions(
+    listener: tokio::net::TcpListener,
+    held: Arc<Held>,
+    role: &'static str,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS));
-    let state = Arc::new((held, slots));
+    let state = Arc::new((held, slots, role));
     super::accept_loop(
         listener,
         std::future::pending(),
         state,
-        |s: Arc<(Arc<Held>, Arc<tokio::sync::Semaphore>)>, req| {
-            handle(s.0.clone(), s.1.clone(), req)
+        |s: Arc<(Arc<Held>, Arc<tokio::sync::Semaphore>, &'static str)>, req| {
+            handle(s.0.clone(), s.1.clone(), s.2, req)
         },
     )
     .await;
@@ -60,19 +67,20 @@ pub async fn serve_partitions(listener: tokio::net::TcpListener, held: Arc<Held>
 async fn handle(
     held: Arc<Held>,
     slots: Arc<tokio::sync::Semaphore>,
+    role: &'static str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method().as_str(), req.uri().path()) {
         ("GET", "/v1/health") => reply(
             StatusCode::OK,
-            json!({"status": "ok", "role": "index", "serving": held.served()}),
+            json!({"status": "ok", "role": role, "serving": held.served()}),
         ),
         ("POST", "/v1/partition") => match answer(held, slots, req).await {
             Ok(r) => r,
             Err(e) => error(e),
         },
         _ => error(ApiError::NoSuchEndpoint(
-            "no such route on an indexer's partition listener".into(),
+            "no such route on a partition listener".into(),
         )),
     })
 }

@@ -2,8 +2,11 @@
 //! `serve`'s parameters, errors and JSON (the same parsing and writing functions in
 //! `crate::queries`; unknown parameters refused against the same route table), each
 //! answered by a `Federation` over the cluster's P partitions, every one a
-//! [`RemotePartition`] (its owner found in the leases, asked again elsewhere when it
-//! fails). A query node holds no data, so any number may run, and any of them answers.
+//! [`RemotePartition`] (asked of this node's own read replica, other query nodes'
+//! replicas, then its indexer; the next at once when one fails). With
+//! `query.replicas > 0` the node holds read replicas of the partitions rendezvous
+//! hashing assigns it (`sightline_cluster::replica`) and answers other query nodes'
+//! partition requests for them on `query.serve`. Any query node answers any query.
 //!
 //! Endpoints: `GET /v1/trajectory` (pages, or with `Accept: application/x-ndjson`
 //! every sighting after the cursor, streamed a round of pages at a time), `GET
@@ -27,6 +30,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
+use sightline_cluster::serving::Held;
 use sightline_cluster::ClusterConfig;
 use sightline_query::federated::{Call, Federation, Partition};
 
@@ -47,6 +51,8 @@ struct QueryNode {
     partitions: u16,
     directory: Arc<Directory>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// This node's read replicas (`None` with `query.replicas = 0`).
+    held: Option<Arc<Held>>,
 }
 
 impl QueryNode {
@@ -86,24 +92,82 @@ pub async fn run_query(
         .await
         .map_err(|e| format!("binding {}: {e}", config.query.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Read replicas: a partition listener for other query nodes, and the supervisor
+    // placing, restoring and feeding them.
+    let (stop_replicas, replicas_stopped) = tokio::sync::watch::channel(false);
+    let mut replicas = None;
+    let held = match config.query.replicas {
+        0 => None,
+        _ => {
+            let serve = tokio::net::TcpListener::bind(config.query.serve)
+                .await
+                .map_err(|e| format!("binding {}: {e}", config.query.serve))?;
+            let serve_addr = serve.local_addr().map_err(|e| e.to_string())?;
+            let held = Held::new(&config.owner());
+            tokio::spawn(super::serve_partitions(serve, held.clone(), "query"));
+            tracing::info!(%serve_addr, "answering partition requests from replicas");
+            let (cfg, h) = (config.clone(), held.clone());
+            let mut stopped = replicas_stopped.clone();
+            replicas = Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                let ran = sightline_cluster::replica::run(
+                    cfg,
+                    u32::from(partitions),
+                    h,
+                    Some(serve_addr.to_string()),
+                    shutdown,
+                )
+                .await;
+                if let Err(e) = ran {
+                    tracing::error!(error = %e, "replicas failed: partitions are asked elsewhere");
+                }
+            }));
+            Some(held)
+        }
+    };
     tracing::info!(%addr, partitions, "query node started");
     println!("listening on http://{addr}");
     let node = Arc::new(QueryNode {
-        directory: Directory::new(tokio::runtime::Handle::current(), &config),
+        directory: Directory::new(tokio::runtime::Handle::current(), &config, held.clone()),
         partitions,
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
+        held,
         config,
     });
     super::accept_loop(listener, shutdown, node, handle).await;
+    let _ = stop_replicas.send(true);
+    if let Some(r) = replicas {
+        let _ = r.await;
+    }
     Ok(())
 }
 
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_string();
     if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
+        if let Err(e) = node.directory.read(true).await {
+            tracing::warn!(error = %e, "directory not read");
+        }
+        let answered = &node.directory.answered;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         return Ok(respond(
             StatusCode::OK,
-            json!({"status": "ok", "role": "query", "partitions": node.partitions}),
+            json!({
+                "status": "ok",
+                "role": "query",
+                "partitions": node.partitions,
+                // This node's caught-up replicas; the partitions other query nodes
+                // serve, as last read; who answered this node's partition calls.
+                "replicas": node.held.as_ref().map(|h| h.served()).unwrap_or_default(),
+                "replicated_elsewhere": node.directory.replicated(),
+                "answered": {
+                    "local": load(&answered.local),
+                    "replica": load(&answered.replica),
+                    "indexer": load(&answered.indexer),
+                },
+            }),
         ));
     }
     let started = Instant::now();

@@ -1,12 +1,17 @@
-//! A partition as a query node reaches it ([`RemotePartition`]): its owner's address
-//! from the lease rows ([`Directory`]: `leases` joined with `members.address`, read
-//! from PostgreSQL and cached), called with `POST /v1/partition`. When the call
-//! fails (connection refused, timeout, a broken answer) or the owner answers
-//! `NotHeld` (it gave the partition back, was fenced, or has not caught up yet), the
-//! leases are read again and the owner found there is asked, with a growing pause
-//! (50 ms doubling to 1 s), until `query.retry_ms` or the query's deadline, whichever
-//! comes first. So a killed indexer's partitions answer again once another indexer
-//! has taken them over (its lease lapsed, the new owner restored and caught up).
+//! A partition as a query node reaches it ([`RemotePartition`]). Who may answer it
+//! ([`Directory`], read from PostgreSQL every `index.renew_ms` at most, and again
+//! after a failure): this node's own read replica (asked in process), the live
+//! replicas other query nodes advertise (`query_members.serving`, in rendezvous
+//! order), then the indexer holding its lease (`leases` joined with
+//! `members.address`). A call that fails (connection refused, reset, timeout, a
+//! broken answer), is answered `NotHeld`, or that a replica answers with a failure of
+//! its own (not the caller's mistake) moves to the next of them at once; an
+//! address that failed is asked last for a lease's length. When none answered, the
+//! directory is read again and they are asked again, with a growing pause (50 ms
+//! doubling to 1 s), until `query.retry_ms` or the query's deadline, whichever comes
+//! first. So a query node killed mid-query costs its callers only the calls it was
+//! answering, re-sent elsewhere; a killed indexer's partitions answer from replicas,
+//! or again once another indexer has taken them over.
 //!
 //! The call is plain blocking HTTP/1.1 on a fresh connection (the federation asks
 //! partitions from threads of its own), the answer bounded by
@@ -15,76 +20,258 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use sightline_cluster::meta::Meta;
-use sightline_cluster::serving::{self, PartitionReply};
+use sightline_cluster::replica::score;
+use sightline_cluster::serving::{self, Held, PartitionReply};
 use sightline_cluster::ClusterConfig;
-use sightline_query::federated::{Answer, Partition, Request};
+use sightline_query::federated::{Answer, Failure, Partition, Request};
 use sightline_query::{QueryError, Result};
 
 /// First pause before asking a failed partition again; it doubles up to
 /// [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
-/// Longest wait for a connection to an indexer.
+/// Longest wait for a connection to an indexer or a query node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where partitions are answered, as the leases say.
+/// Who answered partition calls of this query node, by kind.
+#[derive(Default)]
+pub(crate) struct Answered {
+    /// This node's own replicas, in process.
+    pub local: AtomicU64,
+    /// Other query nodes' replicas.
+    pub replica: AtomicU64,
+    /// Indexers (the lease holders).
+    pub indexer: AtomicU64,
+}
+
+/// What the directory last read.
+#[derive(Default)]
+struct View {
+    /// partition → its owner's address.
+    owners: HashMap<u32, String>,
+    /// partition → other query nodes serving a replica of it: (member, address), in
+    /// rendezvous order.
+    replicas: HashMap<u32, Vec<(String, String)>>,
+    read_at: Option<Instant>,
+}
+
+/// Where partitions are answered, as PostgreSQL says.
 pub(crate) struct Directory {
     rt: tokio::runtime::Handle,
     conninfo: String,
     meta: tokio::sync::Mutex<Option<Meta>>,
-    /// partition → owner's address, as last read.
-    owners: RwLock<HashMap<u32, String>>,
+    view: RwLock<View>,
     call_timeout: Duration,
     retry: Duration,
+    /// The view is read again when older than this.
+    fresh: Duration,
+    /// A failed address is asked last for this long.
+    suspect_for: Duration,
+    suspects: Mutex<HashMap<String, Instant>>,
+    /// This query node's name among the query members, and its own replicas.
+    me: String,
+    local: Option<Arc<Held>>,
+    pub answered: Answered,
+}
+
+/// One place a partition may be asked.
+enum Target {
+    Local(Arc<Held>),
+    Replica { member: String, address: String },
+    Owner { address: String },
+}
+
+impl Target {
+    fn address(&self) -> Option<&str> {
+        match self {
+            Target::Local(_) => None,
+            Target::Replica { address, .. } | Target::Owner { address } => Some(address),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Local(_) => write!(f, "this node's replica"),
+            Target::Replica { member, address } => write!(f, "{member}'s replica at {address}"),
+            Target::Owner { address } => write!(f, "the indexer at {address}"),
+        }
+    }
 }
 
 impl Directory {
-    pub fn new(rt: tokio::runtime::Handle, config: &ClusterConfig) -> Arc<Directory> {
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        config: &ClusterConfig,
+        local: Option<Arc<Held>>,
+    ) -> Arc<Directory> {
         Arc::new(Directory {
             rt,
             conninfo: config.postgres.clone(),
             meta: tokio::sync::Mutex::new(None),
-            owners: RwLock::new(HashMap::new()),
+            view: RwLock::new(View::default()),
             call_timeout: Duration::from_millis(config.query.call_timeout_ms),
             retry: Duration::from_millis(config.query.retry_ms),
+            fresh: Duration::from_millis(config.index.renew_ms),
+            suspect_for: Duration::from_millis(config.index.lease_ms),
+            suspects: Mutex::new(HashMap::new()),
+            me: config.owner(),
+            local,
+            answered: Answered::default(),
         })
     }
 
-    /// Reads the leases again (blocking: call it from a thread outside the runtime).
-    fn refresh(&self) -> std::result::Result<(), String> {
-        let owners = self.rt.block_on(async {
-            let mut meta = self.meta.lock().await;
-            if meta.as_ref().is_none_or(|m| !m.is_open()) {
-                *meta = Some(
-                    Meta::connect(&self.conninfo)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
+    fn stale(&self) -> bool {
+        let read_at = self.view.read().expect("view poisoned").read_at;
+        read_at.is_none_or(|t| t.elapsed() >= self.fresh)
+    }
+
+    /// Reads owners and replicas again (blocking: call it from a thread outside the
+    /// runtime). With `only_if_stale`, not when another caller just did.
+    fn refresh(&self, only_if_stale: bool) -> std::result::Result<(), String> {
+        if only_if_stale && !self.stale() {
+            return Ok(());
+        }
+        self.rt.block_on(self.read(only_if_stale))
+    }
+
+    /// [`Self::refresh`] for async callers.
+    pub async fn read(&self, only_if_stale: bool) -> std::result::Result<(), String> {
+        let mut meta = self.meta.lock().await;
+        if only_if_stale && !self.stale() {
+            return Ok(());
+        }
+        if meta.as_ref().is_none_or(|m| !m.is_open()) {
+            *meta = Some(
+                Meta::connect(&self.conninfo)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let m = meta.as_ref().expect("connected just above");
+        let owners = m.owners().await.map_err(|e| e.to_string())?;
+        let members = m.query_members().await.map_err(|e| e.to_string())?;
+        let mut replicas: HashMap<u32, Vec<(u64, String, String)>> = HashMap::new();
+        for q in members.into_iter().filter(|q| q.member != self.me) {
+            let Some(address) = q.address else { continue };
+            for p in q.serving {
+                replicas.entry(p).or_default().push((
+                    score(p, &q.member),
+                    q.member.clone(),
+                    address.clone(),
+                ));
             }
-            let m = meta.as_ref().expect("connected just above");
-            m.owners().await.map_err(|e| e.to_string())
-        })?;
-        *self.owners.write().expect("owners poisoned") = owners
+        }
+        let replicas = replicas
             .into_iter()
-            .map(|(p, (_, _, address))| (p, address))
+            .map(|(p, mut v)| {
+                v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                (p, v.into_iter().map(|(_, m, a)| (m, a)).collect())
+            })
             .collect();
+        *self.view.write().expect("view poisoned") = View {
+            owners: owners
+                .into_iter()
+                .map(|(p, (_, _, address))| (p, address))
+                .collect(),
+            replicas,
+            read_at: Some(Instant::now()),
+        };
         Ok(())
     }
 
-    fn address(&self, partition: u32) -> Option<String> {
-        self.owners
+    /// Partitions other query nodes serve, as last read.
+    pub fn replicated(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .view
             .read()
-            .expect("owners poisoned")
-            .get(&partition)
-            .cloned()
+            .expect("view poisoned")
+            .replicas
+            .keys()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn suspected(&self, address: &str) -> bool {
+        let mut s = self.suspects.lock().expect("suspects poisoned");
+        match s.get(address) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                s.remove(address);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn suspect(&self, address: &str) {
+        self.suspects
+            .lock()
+            .expect("suspects poisoned")
+            .insert(address.to_string(), Instant::now() + self.suspect_for);
+    }
+
+    /// Who may answer `partition`, in the order they are asked: this node's replica,
+    /// other replicas, the owner; addresses that failed lately last.
+    fn targets(&self, partition: u32) -> Vec<Target> {
+        let mut out = Vec::new();
+        if let Some(held) = &self.local {
+            if held.holds(partition) {
+                out.push(Target::Local(held.clone()));
+            }
+        }
+        let view = self.view.read().expect("view poisoned");
+        for (member, address) in view.replicas.get(&partition).into_iter().flatten() {
+            out.push(Target::Replica {
+                member: member.clone(),
+                address: address.clone(),
+            });
+        }
+        if let Some(address) = view.owners.get(&partition) {
+            out.push(Target::Owner {
+                address: address.clone(),
+            });
+        }
+        drop(view);
+        // A stable sort: the suspected go last, in their order.
+        out.sort_by_key(|t| t.address().is_some_and(|a| self.suspected(a)));
+        out
+    }
+
+    /// Asks `target` once.
+    fn ask(
+        &self,
+        target: &Target,
+        request: &Request,
+        timeout: Duration,
+    ) -> std::result::Result<PartitionReply, String> {
+        let reply = match target {
+            Target::Local(held) => Ok(held.answer(request)),
+            Target::Replica { address, .. } | Target::Owner { address } => {
+                call(address, &serving::encode_request(request), timeout)
+            }
+        };
+        if let Ok(PartitionReply::Answer(_)) = reply {
+            let counter = match target {
+                Target::Local(_) => &self.answered.local,
+                Target::Replica { .. } => &self.answered.replica,
+                Target::Owner { .. } => &self.answered.indexer,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        reply
     }
 }
 
-/// Partition `id`, answered by whichever indexer holds it.
+/// Partition `id`, answered by a replica or by the indexer holding it.
 pub(crate) struct RemotePartition {
     pub id: u16,
     pub directory: Arc<Directory>,
@@ -101,39 +288,53 @@ impl Partition for RemotePartition {
             _ => (started + dir.retry, false),
         };
         let mut pause = FIRST_PAUSE;
-        let mut last;
-        if dir.address(p).is_none() {
-            let _ = dir.refresh();
+        let mut last = String::new();
+        if let Err(e) = dir.refresh(true) {
+            tracing::warn!(partition = p, error = %e, "directory not read; asking as last read");
         }
         loop {
-            last = match dir.address(p) {
-                None => "no live lease with an indexer's address".to_string(),
-                Some(addr) => {
-                    let mut asked = request.clone();
-                    asked.budget_ms = budget.map(|_| {
-                        until.saturating_duration_since(Instant::now()).as_millis() as u64
-                    });
-                    let timeout = dir
-                        .call_timeout
-                        .min(until.saturating_duration_since(Instant::now()))
-                        .max(Duration::from_millis(1));
-                    match call(&addr, &serving::encode_request(&asked), timeout) {
-                        Ok(PartitionReply::Answer(a)) => return Ok(a),
-                        Ok(PartitionReply::Failed(f)) => return Err(f.into_error()),
-                        Ok(PartitionReply::NotHeld { owner, .. }) => {
-                            format!("{owner} at {addr} does not serve it")
+            let targets = dir.targets(p);
+            if targets.is_empty() {
+                last = "no live replica and no live lease with an indexer's address".into();
+            }
+            for target in &targets {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let mut asked = request.clone();
+                asked.budget_ms = budget.map(|_| left.as_millis() as u64);
+                let timeout = dir.call_timeout.min(left).max(Duration::from_millis(1));
+                match dir.ask(target, &asked, timeout) {
+                    Ok(PartitionReply::Answer(a)) => return Ok(a),
+                    // A replica's own failure (its store, its vocabulary) is asked
+                    // elsewhere; the caller's mistakes and the deadline are answers.
+                    Ok(PartitionReply::Failed(Failure::Failed { message }))
+                        if !matches!(target, Target::Owner { .. }) =>
+                    {
+                        last = format!("{target} failed: {message}");
+                        tracing::warn!(partition = p, last = %last, "a replica failed; asking the next");
+                    }
+                    Ok(PartitionReply::Failed(f)) => return Err(f.into_error()),
+                    Ok(PartitionReply::NotHeld { owner, .. }) => {
+                        last = format!("{target} ({owner}) does not serve it");
+                    }
+                    Err(e) => {
+                        if let Some(a) = target.address() {
+                            dir.suspect(a);
                         }
-                        Err(e) => format!("{addr}: {e}"),
+                        last = format!("{target}: {e}");
+                        tracing::info!(partition = p, last = %last, "a partition call failed; asking the next");
                     }
                 }
-            };
+            }
             if Instant::now() + pause >= until {
-                tracing::warn!(partition = p, last = %last, "no indexer answered the partition");
+                tracing::warn!(partition = p, last = %last, "nobody answered the partition");
                 return Err(match by_deadline {
                     true => QueryError::DeadlineExceeded,
                     false => QueryError::Remote {
                         message: format!(
-                            "partition {p}: no indexer answered within {} ms ({last})",
+                            "partition {p}: nobody answered within {} ms ({last})",
                             dir.retry.as_millis()
                         ),
                     },
@@ -142,9 +343,9 @@ impl Partition for RemotePartition {
             tracing::info!(partition = p, last = %last, "asking the partition again");
             std::thread::sleep(pause);
             pause = (pause * 2).min(MAX_PAUSE);
-            if let Err(e) = dir.refresh() {
-                last = format!("reading the leases: {e}");
-                tracing::warn!(partition = p, error = %last, "leases not read");
+            if let Err(e) = dir.refresh(false) {
+                last = format!("reading the directory: {e}");
+                tracing::warn!(partition = p, error = %last, "directory not read");
             }
         }
     }

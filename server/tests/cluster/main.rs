@@ -8,7 +8,9 @@
 //! source id with what was acknowledged.
 //!
 //! The query role's test (`query_nodes_answer_as_a_single_node_…`) compares the
-//! query nodes' answers with a single-node `sightline serve` fed the same events.
+//! query nodes' answers with a single-node `sightline serve` fed the same events:
+//! answered from the query nodes' read replicas (the indexers stopped), while a query
+//! node is killed mid-query, and after an indexer is killed.
 //!
 //! `cargo test -p sightline-server --features cluster --test cluster`
 
@@ -124,6 +126,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 timeout_ms = 90000
 retry_ms = 60000
+data = "{replicas}"
 
 [index]
 data = "{data}"
@@ -140,6 +143,7 @@ janitor_age_s = 3600
             ak = self.s3.access_key,
             sk = self.s3.secret_key,
             data = self.dir.path().join(format!("data-{name}")).display(),
+            replicas = self.dir.path().join(format!("replicas-{name}")).display(),
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -879,7 +883,11 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
     let env = Env::start();
     let (_i1, a1) = env.ingest("ingest-1");
     let x1 = env.indexer("index-1", &[]);
-    let _x2 = env.indexer("index-2", &[]);
+    let x2 = env.indexer("index-2", &[]);
+    // The query nodes start before the events: their replicas are made from the log
+    // (and, after query-2 is killed, query-1's from the committed segments).
+    let (q1, qa1) = env.query_node("query-1");
+    let (q2, qa2) = env.query_node("query-2");
     // The oracle: `sightline serve` (in this process) fed the same NDJSON.
     let single_dir = tempfile::tempdir().unwrap();
     let single = sightline_testkit::start(single_dir.path(), |_| {});
@@ -1052,8 +1060,6 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         "collision found nothing"
     );
 
-    let (q1, qa1) = env.query_node("query-1");
-    let (_q2, qa2) = env.query_node("query-2");
     let check_all = |addr: SocketAddr, when: &str| {
         for (q, e) in asked.iter().zip(&expected) {
             let got = ask(addr, q);
@@ -1065,12 +1071,68 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
             );
         }
     };
-    check_all(qa1, "query node 1");
-    check_all(qa2, "query node 2");
+
+    // Replicas: each partition on the query node rendezvous hashing ranks first, each
+    // node knowing where the other's are, and every replica caught up with the log.
+    let names = ["query-1", "query-2"];
+    let placed = |name: &str| -> Vec<u32> {
+        (0..PARTITIONS)
+            .filter(|p| sightline_cluster::replica::rendezvous(*p, &names, 1) == [name])
+            .collect()
+    };
+    let (own1, own2) = (placed("query-1"), placed("query-2"));
+    assert!(
+        !own1.is_empty() && !own2.is_empty(),
+        "the test wants replicas on both query nodes: {own1:?} {own2:?}"
+    );
+    let health = |addr: SocketAddr| sightline_testkit::get(addr, "/health").body;
+    let numbers = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let placed_as_hashed = || {
+        let (h1, h2) = (health(qa1), health(qa2));
+        numbers(&h1["replicas"]) == own1
+            && numbers(&h2["replicas"]) == own2
+            && numbers(&h1["replicated_elsewhere"]) == own2
+            && numbers(&h2["replicated_elsewhere"]) == own1
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), placed_as_hashed),
+        "replicas not placed: {} {}",
+        health(qa1),
+        health(qa2)
+    );
+    let counts = asked.iter().position(|q| q.name == "counts").unwrap();
+    for addr in [qa1, qa2] {
+        assert!(
+            wait_until(Duration::from_secs(60), || ask(addr, &asked[counts])
+                == expected[counts]),
+            "the replicas did not catch up with the log"
+        );
+    }
+
+    // The indexers stopped: every answer comes from the replicas, this node's own
+    // (in process) and the other's (over HTTP).
+    x1.signal(libc::SIGSTOP);
+    x2.signal(libc::SIGSTOP);
+    check_all(qa1, "query node 1, from replicas");
+    check_all(qa2, "query node 2, from replicas");
+    for h in [health(qa1), health(qa2)] {
+        let a = &h["answered"];
+        assert!(
+            a["local"].as_u64().unwrap() > 0 && a["replica"].as_u64().unwrap() > 0,
+            "{h}"
+        );
+    }
 
     // NDJSON: the trajectory streamed whole, a list answer as lines.
+    let whole = asked[0].target.replace("&limit=40", "");
     for target in [
-        asked[0].target.replace("&limit=40", ""),
+        whole.clone(),
         format!("{}&limit=30", asked[3].target.replace("&limit=40", "")),
         format!("/v1/counts?{range}&by=kind&per=day"),
     ] {
@@ -1082,10 +1144,45 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
 
     // An event by its cluster id, as the trajectory listed it.
     let first = sightline_testkit::get(qa1, &asked[0].target);
+    assert_eq!(first.status, 200, "{}", first.body);
     let e = &first.body["events"][0];
     let by_id = sightline_testkit::get(qa1, &format!("/v1/events/{}", e["id"]));
     assert_eq!(by_id.status, 200, "{}", by_id.body);
     assert_eq!(by_id.body, *e);
+    // The replicas' event ids are the indexers' (the committed ones): each event the
+    // page lists is, in its partition restored from the catalog, at the local
+    // sequence number its id names.
+    let (cfg, meta) = (env.config(), env.meta());
+    let objects = Objects::new(&cfg.s3).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut restored: BTreeMap<u32, sightline_storage::Store> = BTreeMap::new();
+    for e in first.body["events"].as_array().unwrap() {
+        let (p, seq) = sightline_cluster::partition::split_event_id(e["id"].as_u64().unwrap());
+        let store = restored.entry(p).or_insert_with(|| {
+            let dir = root.path().join(format!("p{p}"));
+            env.rt
+                .block_on(restore::restore_partition(
+                    &meta,
+                    &objects,
+                    p,
+                    &dir,
+                    StoreConfig::default(),
+                ))
+                .unwrap()
+                .0
+        });
+        let committed = store
+            .read_events(i64::MIN, i64::MAX, None)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.seq == seq)
+            .unwrap_or_else(|| panic!("no event {seq} in partition {p}: {e}"));
+        assert_eq!(
+            committed.event.source_id(),
+            e["attrs"]["source_id"].as_str(),
+            "{e}"
+        );
+    }
     // `serve`'s errors: an unknown parameter, a bad kind.
     for target in [
         format!("{}&colour=red", asked[1].target),
@@ -1097,23 +1194,95 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         );
         assert_eq!((c.status, &c.body), (s.status, &s.body), "{target}");
     }
+    x1.signal(libc::SIGCONT);
+    x2.signal(libc::SIGCONT);
 
-    // An indexer killed: its partitions answer again once the other has taken them.
-    let owned = env.owned_by("index-1");
-    assert!(!owned.is_empty(), "index-1 holds no partition");
-    x1.signal(libc::SIGKILL);
-    let killed = Instant::now();
-    check_all(qa1, "after index-1 was killed");
-    eprintln!(
-        "answered again {:?} after the indexer was killed",
-        killed.elapsed()
+    // A query node killed mid-query: queries run on query-1 (which asks query-2 for
+    // query-2's partitions) while query-2 is killed; every answer still comes, equal
+    // to the single node's, the failed calls re-sent elsewhere.
+    let single_whole = get_ndjson(single.addr, &whole);
+    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let load = std::sync::atomic::Ordering::SeqCst;
+    let mut q2 = q2;
+    std::thread::scope(|s| {
+        for worker in 0..2 {
+            let (rounds, done, check_all, whole, single_whole) =
+                (&rounds, &done, &check_all, &whole, &single_whole);
+            s.spawn(move || {
+                while !done.load(load) {
+                    assert_eq!(
+                        get_ndjson(qa1, whole),
+                        *single_whole,
+                        "worker {worker}: the streamed trajectory"
+                    );
+                    check_all(qa1, "while query-2 was killed");
+                    rounds.fetch_add(1, load);
+                }
+            });
+        }
+        // (The workers stop before any assertion here can fail, or the scope would
+        // wait for them for ever.)
+        let started = wait_until(Duration::from_secs(120), || rounds.load(load) >= 2);
+        q2.signal(libc::SIGKILL);
+        let _ = q2.child.wait();
+        let at_kill = rounds.load(load);
+        // Every worker completes at least two rounds begun after the kill.
+        let went_on = wait_until(Duration::from_secs(180), || {
+            rounds.load(load) >= at_kill + 6
+        });
+        done.store(true, load);
+        assert!(
+            started && went_on,
+            "the queries stopped: {} rounds",
+            rounds.load(load)
+        );
+    });
+    let log = q1.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("a partition call failed; asking the next") && l.contains("query-2")
+        ),
+        "query-1 never re-sent a call query-2 failed: {log}"
     );
-    assert!(env.owned_by("index-1").is_empty());
+    assert!(health(qa1)["answered"]["indexer"].as_u64().unwrap() > 0);
+    // The same event ids, whoever answered.
+    let again = sightline_testkit::get(qa1, &asked[0].target);
+    assert_eq!(again.body, first.body);
 
-    // A query node killed: the other answers.
-    q1.signal(libc::SIGKILL);
-    check_all(qa2, "after query-1 was killed");
-    drop(q1);
+    // query-2's membership lapses: its partitions move to query-1, whose replicas
+    // then answer everything (no call reaches an indexer).
+    let all: Vec<u32> = (0..PARTITIONS).collect();
+    assert!(
+        wait_until(Duration::from_secs(60), || numbers(
+            &health(qa1)["replicas"]
+        ) == all),
+        "query-1 did not take query-2's partitions: {}",
+        health(qa1)
+    );
+    let before = health(qa1)["answered"].clone();
+    check_all(qa1, "query-1 alone");
+    let after = health(qa1)["answered"].clone();
+    assert_eq!(after["indexer"], before["indexer"], "{after}");
+    assert_eq!(after["replica"], before["replica"], "{after}");
+    assert!(after["local"].as_u64() > before["local"].as_u64());
+
+    // An indexer killed: answers go on (from the replicas), and the other indexer
+    // takes its partitions.
+    assert!(
+        wait_until(Duration::from_secs(30), || !env
+            .owned_by("index-1")
+            .is_empty()),
+        "index-1 holds no partition"
+    );
+    x1.signal(libc::SIGKILL);
+    check_all(qa1, "after index-1 was killed");
+    assert!(
+        wait_until(Duration::from_secs(60), || env.owned_by("index-2").len()
+            == PARTITIONS as usize),
+        "index-2 did not take index-1's partitions"
+    );
+    drop(q2);
 }
 
 /// A GET asking for NDJSON, its lines parsed (chunks joined) with event ids taken out.

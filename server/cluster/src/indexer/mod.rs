@@ -30,7 +30,7 @@
 //! stderr after its uploads and waits there MS (default an hour): a test kills or
 //! stops the process at that moment.
 
-mod partition;
+pub(crate) mod partition;
 
 use std::collections::HashMap;
 use std::sync::Arc;

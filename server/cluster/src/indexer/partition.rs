@@ -49,20 +49,19 @@ struct Partition {
     last_commit: Instant,
 }
 
-fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) -> PathBuf {
+pub(crate) fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) -> PathBuf {
     data.join(format!("p{partition}-e{epoch}"))
 }
 
-/// Removes the partition's local stores of earlier epochs (and a half-made one of
-/// this epoch): they are caches.
-fn clear_local(data: &std::path::Path, partition: u32) -> Result<()> {
-    let prefix = format!("p{partition}-e");
+/// Removes the entries of `data` whose names start with `prefix` (a partition's local
+/// stores of earlier epochs, a half-made one, their vocabularies): they are caches.
+pub(crate) fn clear_local(data: &std::path::Path, prefix: &str) -> Result<()> {
     let entries = match std::fs::read_dir(data) {
         Ok(e) => e,
         Err(_) => return Ok(()),
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        if e.file_name().to_string_lossy().starts_with(prefix) {
             std::fs::remove_dir_all(e.path()).map_err(|source| ClusterError::Io {
                 context: format!("removing {}", e.path().display()),
                 source,
@@ -82,7 +81,7 @@ pub(super) async fn run_partition(
     let dir = partition_dir(&cfg.index.data, lease.partition, lease.epoch);
     let data = cfg.index.data.clone();
     let p = lease.partition;
-    tokio::task::spawn_blocking(move || clear_local(&data, p))
+    tokio::task::spawn_blocking(move || clear_local(&data, &format!("p{p}-e")))
         .await
         .expect("clear task panicked")?;
     let store_config = StoreConfig {
@@ -225,6 +224,70 @@ fn fault_pause_before_commit() -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
+/// What [`append_messages`] appended.
+pub(crate) struct Appended {
+    /// The stream sequence of the last message taken (appended or refused).
+    pub(crate) seq: u64,
+    /// That message (the indexer acks it after the commit covering it).
+    pub(crate) message: jetstream::Message,
+    /// Events the store was given.
+    pub(crate) events: u64,
+}
+
+/// The append path of an indexer and of a read replica: the events of `messages`
+/// whose stream sequence is past `after` (a redelivery is skipped), decoded and
+/// validated as the store does (an event it refuses is logged and skipped), appended
+/// in one local group commit. The store gives the same events the same local sequence
+/// numbers wherever the same log is appended to the same committed state, so a
+/// replica's event ids are its owner's. `None` when no message was past `after`.
+pub(crate) async fn append_messages(
+    store: &Store,
+    partition: u32,
+    after: u64,
+    messages: Vec<jetstream::Message>,
+) -> Result<Option<Appended>> {
+    let p = partition;
+    let mut events: Vec<Event> = Vec::with_capacity(messages.len());
+    let mut last: Option<(u64, jetstream::Message)> = None;
+    for m in messages {
+        let seq = match m.info() {
+            Ok(info) => info.stream_sequence,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "a message without JetStream metadata");
+                continue;
+            }
+        };
+        if seq <= after || last.as_ref().is_some_and(|(s, _)| seq <= *s) {
+            continue; // a redelivery
+        }
+        match payload::decode(&m.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|input| store.validate(input).map_err(|e| e.to_string()))
+        {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
+            }
+        }
+        last = Some((seq, m));
+    }
+    let Some((seq, message)) = last else {
+        return Ok(None);
+    };
+    let n = events.len() as u64;
+    if !events.is_empty() {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.append(&events))
+            .await
+            .expect("append task panicked")?;
+    }
+    Ok(Some(Appended {
+        seq,
+        message,
+        events: n,
+    }))
+}
+
 async fn fetch(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     max: usize,
@@ -277,43 +340,12 @@ impl Partition {
     /// Appends the events of `messages` past `last_seq` to the local store.
     async fn append(&mut self, messages: Vec<jetstream::Message>) -> Result<()> {
         let p = self.lease.partition;
-        let mut events: Vec<Event> = Vec::with_capacity(messages.len());
-        let mut last = None;
-        for m in messages {
-            let seq = match m.info() {
-                Ok(info) => info.stream_sequence,
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "a message without JetStream metadata");
-                    continue;
-                }
-            };
-            if seq <= self.last_seq || last.as_ref().is_some_and(|(s, _)| seq <= *s) {
-                continue; // a redelivery
-            }
-            match payload::decode(&m.payload)
-                .map_err(|e| e.to_string())
-                .and_then(|input| self.store.validate(input).map_err(|e| e.to_string()))
-            {
-                Ok(e) => events.push(e),
-                Err(e) => {
-                    tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
-                }
-            }
-            last = Some((seq, m));
-        }
-        let Some((seq, msg)) = last else {
+        let Some(appended) = append_messages(&self.store, p, self.last_seq, messages).await? else {
             return Ok(());
         };
-        let n = events.len() as u64;
-        if !events.is_empty() {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.append(&events))
-                .await
-                .expect("append task panicked")?;
-        }
-        self.last_seq = seq;
-        self.last_msg = Some(msg);
-        self.since_commit += n.max(1);
+        self.last_seq = appended.seq;
+        self.last_msg = Some(appended.message);
+        self.since_commit += appended.events.max(1);
         Ok(())
     }
 
