@@ -352,10 +352,29 @@ trait ChunkReader<'a> {
     fn str(&mut self) -> Result<&'a str, String>;
     /// A packed array of `n` values: its width and bytes.
     fn packed(&mut self, n: usize) -> Result<BitReader<'a>, String>;
-    /// A dictionary passed over, only its string `pick` (if any) taken, and checked to
-    /// be UTF-8 (`None` if `pick` is past its end): reading one event's value does not
-    /// validate or collect every string of the chunk's dictionary.
-    fn dict_entry(&mut self, pick: Option<usize>) -> Result<Option<&'a str>, String>;
+    /// A dictionary passed over in one walk, where each string is noted; a string is
+    /// checked to be UTF-8 only when picked ([`Dict::get`]): reading one event's value
+    /// does not validate or collect every string of the chunk's dictionary.
+    fn dict(&mut self) -> Result<Dict<'a>, String>;
+}
+
+/// A chunk's dictionary as passed over: where its strings are.
+struct Dict<'a> {
+    bytes: &'a [u8],
+    /// (start, end) of each string in `bytes`.
+    at: smallvec::SmallVec<[(u32, u32); 16]>,
+}
+
+impl<'a> Dict<'a> {
+    /// String `i`, checked to be UTF-8; `None` past the end.
+    fn get(&self, i: usize) -> Result<Option<&'a str>, String> {
+        let Some(&(a, z)) = self.at.get(i) else {
+            return Ok(None);
+        };
+        std::str::from_utf8(&self.bytes[a as usize..z as usize])
+            .map(Some)
+            .map_err(|_| format!("invalid UTF-8 at byte {a}"))
+    }
 }
 
 impl<'a> ChunkReader<'a> for Reader<'a> {
@@ -372,25 +391,24 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
         }
         Ok(BitReader::new(self.take(packed_len(n, bits) as u64)?, bits))
     }
-    fn dict_entry(&mut self, pick: Option<usize>) -> Result<Option<&'a str>, String> {
+    fn dict(&mut self) -> Result<Dict<'a>, String> {
         let at = self.at;
         let n = self.varint()?;
         if n == 0 || n > MAX_DICT as u64 {
             return Err(format!("a dictionary of {n} strings at byte {at}"));
         }
-        let mut found = None;
-        for i in 0..n as usize {
-            let at = self.at;
+        let mut dict = Dict {
+            bytes: self.bytes,
+            at: smallvec::SmallVec::with_capacity(n as usize),
+        };
+        for _ in 0..n {
             let len = self.varint()?;
-            let bytes = self.take(len)?;
-            if pick == Some(i) {
-                found = Some(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| format!("invalid UTF-8 at byte {at}"))?,
-                );
-            }
+            let start = self.at;
+            self.take(len)?;
+            // A chunk is far below 4 GiB (its offsets are checked against the file).
+            dict.at.push((start as u32, self.at as u32));
         }
-        Ok(found)
+        Ok(dict)
     }
 }
 
@@ -605,35 +623,24 @@ fn column_value<'a>(
             }
         }
         STR_DICT => {
-            // The codes follow the dictionary: read past it first, then pick.
-            let start = r.at;
-            r.dict_entry(None)?;
+            // The codes follow the dictionary.
+            let dict = r.dict()?;
             let codes = r.packed(n)?;
             match index {
                 None => None,
-                Some(i) => {
-                    let end = r.at;
-                    r.at = start;
-                    let s = r.dict_entry(Some(codes.get(i) as usize))?;
-                    r.at = end;
-                    Some(Value::Str(s.ok_or_else(|| {
-                        format!("a dictionary code past its end at byte {at}")
-                    })?))
-                }
+                Some(i) => Some(Value::Str(dict.get(codes.get(i) as usize)?.ok_or_else(
+                    || format!("a dictionary code past its end at byte {at}"),
+                )?)),
             }
         }
         STR_DIGITS => {
-            let start = r.at;
-            r.dict_entry(None)?;
+            let dict = r.dict()?;
             let codes = r.packed(n)?;
             let from = digits.len();
             let mut s = match index {
                 None => None,
                 Some(i) => {
-                    let end = r.at;
-                    r.at = start;
-                    let prefix = r.dict_entry(Some(codes.get(i) as usize))?;
-                    r.at = end;
+                    let prefix = dict.get(codes.get(i) as usize)?;
                     let prefix =
                         prefix.ok_or_else(|| format!("a prefix code past its end at byte {at}"))?;
                     digits.reserve(prefix.len() + MAX_DIGIT_SUFFIX);
