@@ -58,14 +58,6 @@ impl Rfc3339 {
     }
 }
 
-/// Two ASCII digits of each number 0..100.
-const DIGIT_PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
 /// `YYYY-MM-DDTHH:MM:SS.mmm+08:00` for years 0000–9999 (days to civil date: Howard
 /// Hinnant's algorithm).
 fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
@@ -86,7 +78,7 @@ fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
     // Two digits of 0..100 at `at`.
     let mut two = |at: usize, v: i64| {
         let d = v as usize * 2;
-        b[at..at + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        b[at..at + 2].copy_from_slice(&sightline_storage::DIGIT_PAIRS[d..d + 2]);
     };
     two(0, year / 100);
     two(2, year % 100);

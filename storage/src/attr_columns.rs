@@ -355,7 +355,8 @@ trait ChunkReader<'a> {
     /// A dictionary passed over in one walk, where each string is noted; a string is
     /// checked to be UTF-8 only when picked ([`Dict::get`]): reading one event's value
     /// does not validate or collect every string of the chunk's dictionary.
-    fn dict(&mut self) -> Result<Dict<'a>, String>;
+    /// `keep`: whether a string will be picked (else the walk notes nothing).
+    fn dict(&mut self, keep: bool) -> Result<Dict<'a>, String>;
 }
 
 /// A chunk's dictionary as passed over: where its strings are.
@@ -391,7 +392,7 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
         }
         Ok(BitReader::new(self.take(packed_len(n, bits) as u64)?, bits))
     }
-    fn dict(&mut self) -> Result<Dict<'a>, String> {
+    fn dict(&mut self, keep: bool) -> Result<Dict<'a>, String> {
         let at = self.at;
         let n = self.varint()?;
         if n == 0 || n > MAX_DICT as u64 {
@@ -399,14 +400,18 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
         }
         let mut dict = Dict {
             bytes: self.bytes,
-            at: smallvec::SmallVec::with_capacity(n as usize),
+            at: smallvec::SmallVec::new(),
         };
         for _ in 0..n {
             let len = self.varint()?;
             let start = self.at;
             self.take(len)?;
-            // A chunk is far below 4 GiB (its offsets are checked against the file).
-            dict.at.push((start as u32, self.at as u32));
+            if keep {
+                let place = u32::try_from(start)
+                    .and_then(|a| Ok((a, u32::try_from(self.at)?)))
+                    .map_err(|_| format!("a dictionary past 4 GiB at byte {at}"))?;
+                dict.at.push(place);
+            }
         }
         Ok(dict)
     }
@@ -422,8 +427,9 @@ fn ones_before(bitmap: &[u8], n: usize) -> usize {
     (whole + part) as usize
 }
 
-/// Two ASCII digits of each number 0..100.
-const DIGIT_PAIRS: &[u8; 200] = b"\
+/// Two ASCII digits of each number 0..100 (`DIGIT_PAIRS[2 * n..2 * n + 2]`), for
+/// writers of fixed-width decimals (digit fields here, timestamps in answers).
+pub const DIGIT_PAIRS: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
@@ -624,7 +630,7 @@ fn column_value<'a>(
         }
         STR_DICT => {
             // The codes follow the dictionary.
-            let dict = r.dict()?;
+            let dict = r.dict(index.is_some())?;
             let codes = r.packed(n)?;
             match index {
                 None => None,
@@ -634,7 +640,7 @@ fn column_value<'a>(
             }
         }
         STR_DIGITS => {
-            let dict = r.dict()?;
+            let dict = r.dict(index.is_some())?;
             let codes = r.packed(n)?;
             let from = digits.len();
             let mut s = match index {

@@ -248,7 +248,7 @@ impl Sink {
         events: impl Iterator<Item = EventOut<'a>>,
         left: &mut usize,
     ) -> bool {
-        let mut buf = Vec::with_capacity(n * 320);
+        let mut buf = Vec::with_capacity(n.saturating_mul(400));
         let mut scratch = sightline_storage::RowScratch::default();
         for e in events.take(*left) {
             let line = buf.len();

@@ -972,8 +972,9 @@ impl Segment {
 
     /// The attributes of the event at `ordinal` handed to `f` key by key in the row
     /// encoding's order, read straight from a version 2 file's columns (no row
-    /// encoding is built; `scratch` is reused across calls); nothing is handed over
-    /// when they are damaged.
+    /// encoding is built; `scratch` is reused across calls). A version 2 chunk is
+    /// checked whole before `f` sees a pair; a version 1 encoding is walked as it is
+    /// read, so `f` may see pairs before its damage is found.
     pub fn visit_attrs(
         &self,
         ordinal: u32,

@@ -52,7 +52,9 @@ impl AttrsAt {
     /// The attributes handed to `f` key by key, in the order of their encoding
     /// ([`crate::visit_attrs`]'s), without building the encoding when they are in a
     /// segment's columns; `scratch` is reused across events. Damage is an error naming
-    /// the segment file, and `f` then sees nothing of a segment's event.
+    /// the segment file (or "(memory)"); `f` may have seen the pairs before the damage
+    /// (a memory part's or a version 1 file's encoding is walked as it is read), so a
+    /// caller discards what it wrote for the event.
     pub fn visit(
         &self,
         scratch: &mut crate::RowScratch,
