@@ -41,6 +41,10 @@ struct Args {
     latency: bool,
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// With `--latency`: time these vehicles instead (e.g. residents of the first
+    /// community, the same plates with the same sightings in a city of any size).
+    #[arg(long, value_delimiter = ',')]
+    plates: Vec<String>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return open(&args.data);
     }
     if args.latency {
-        return latency(&args.data, args.rounds);
+        return latency(&args.data, args.rounds, &args.plates);
     }
     if args.data.exists() {
         return Err(format!("{} exists; give a new directory", args.data.display()).into());
@@ -210,7 +214,11 @@ fn files_and_bytes(dir: &std::path::Path) -> (u64, u64) {
 /// Times trajectory and co-occurrence queries in process on the store in `dir`, for
 /// vehicles of given sighting counts, so stores of different sizes can be compared
 /// subject for subject.
-fn latency(dir: &std::path::Path, rounds: u32) -> Result<(), Box<dyn std::error::Error>> {
+fn latency(
+    dir: &std::path::Path,
+    rounds: u32,
+    plates: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
     use sightline_index::StoreIndex;
     use sightline_query::{cooccurrence, trajectory, Cooccurrence, QueryContext, Scope};
     use sightline_storage::Kind;
@@ -250,12 +258,40 @@ fn latency(dir: &std::path::Path, rounds: u32) -> Result<(), Box<dyn std::error:
         runs.sort_by(|a, b| a.total_cmp(b));
         (runs[runs.len() / 2], each)
     };
-    for want in [10u64, 30, 100] {
-        let (n, subject) = counts
+    let chosen: Vec<(u64, String)> = match plates {
+        [] => [10u64, 30, 100]
             .iter()
-            .min_by_key(|(c, s)| (c.abs_diff(want), s.clone()))
-            .ok_or("no vehicles")?
-            .clone();
+            .map(|&want| {
+                counts
+                    .iter()
+                    .min_by_key(|(c, s)| (c.abs_diff(want), s.clone()))
+                    .cloned()
+                    .ok_or("no vehicles")
+            })
+            .collect::<Result<_, _>>()?,
+        // `resident:C:V`: vehicle V of community C's residents.
+        _ => plates
+            .iter()
+            .map(|p| {
+                let p = match p.split(':').collect::<Vec<_>>()[..] {
+                    ["resident", c, v] => sightline_benches::traffic::resident_plate(
+                        c.parse().unwrap_or(0),
+                        v.parse().unwrap_or(0),
+                    ),
+                    _ => p.clone(),
+                };
+                let n = counts.iter().find(|(_, s)| *s == p).map_or(0, |c| c.0);
+                (n, p)
+            })
+            .collect(),
+    };
+    if rounds == 0 {
+        for (n, subject) in &chosen {
+            println!("{subject}: {n} sightings");
+        }
+        return Ok(());
+    }
+    for (n, subject) in chosen {
         let q = sightline_query::TrajectoryQuery {
             kind: Kind::Vehicle,
             subject: subject.clone(),
