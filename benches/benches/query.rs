@@ -63,7 +63,8 @@ fn queries(c: &mut Criterion) {
                 .unwrap();
             let mut n = 0u64;
             city.store
-                .scan_range(from, to, None, |r| n += u64::from(r.subject == id));
+                .scan_range(from, to, None, |r| n += u64::from(r.subject == id))
+                .unwrap();
             eprintln!("trajectory_{want}: {subject} with {n} sightings");
             let q = TrajectoryQuery {
                 kind: Kind::Vehicle,
@@ -84,11 +85,13 @@ fn queries(c: &mut Criterion) {
                 g.bench_function("trajectory_100_full_scan_baseline", |b| {
                     b.iter(|| {
                         let mut rows = Vec::new();
-                        city.store.scan_range(from, to, None, |r| {
-                            if r.subject == id {
-                                rows.push(r)
-                            }
-                        });
+                        city.store
+                            .scan_range(from, to, None, |r| {
+                                if r.subject == id {
+                                    rows.push(r)
+                                }
+                            })
+                            .unwrap();
                         assert_eq!(rows.len() as u64, n);
                         rows
                     })
@@ -174,7 +177,7 @@ fn fuzzy(c: &mut Criterion) {
             .collect();
         store.append(&batch).expect("append");
     }
-    let index = StoreIndex::attach(&store);
+    let index = StoreIndex::attach(&store).unwrap();
     let vocab = Vocabulary::in_memory().expect("vocabulary");
     let t = std::time::Instant::now();
     vocab.catch_up(&store).expect("index");

@@ -168,12 +168,14 @@ fn scan(c: &mut Criterion) {
     g.bench_function("all_sealed_rows", |b| {
         b.iter(|| {
             let mut n = 0u64;
-            store.scan_range(
-                cfg.start_ms,
-                cfg.start_ms + cfg.days as i64 * DAY,
-                None,
-                |r| n += r.ts_ms as u64 & 1,
-            );
+            store
+                .scan_range(
+                    cfg.start_ms,
+                    cfg.start_ms + cfg.days as i64 * DAY,
+                    None,
+                    |r| n += r.ts_ms as u64 & 1,
+                )
+                .unwrap();
             n
         })
     });
@@ -194,6 +196,7 @@ fn scan(c: &mut Criterion) {
             let from = cfg.start_ms + hour * 3_600_000;
             store
                 .scan_device_window(community, device, from, from + 3_600_000)
+                .unwrap()
                 .len()
         })
     });

@@ -38,7 +38,10 @@ fn main() {
             .subject_id(Kind::Vehicle, &q.subject)
             .unwrap();
         let keys = city.index.view().subject_shards(id, from_ms, to_ms, None);
-        let runs = city.store.subject_runs(keys.clone(), id, from_ms, to_ms);
+        let runs = city
+            .store
+            .subject_runs(keys.clone(), id, from_ms, to_ms)
+            .unwrap();
         let devices: std::collections::HashSet<u32> = runs.iter().map(|r| r.device()).collect();
         println!(
             "{} shards, {} runs, {} devices",

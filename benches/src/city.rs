@@ -67,7 +67,7 @@ impl City {
             );
         }
         clock.set(cfg.start_ms + (cfg.days as i64 + 1) * DAY);
-        let index = StoreIndex::attach(&store);
+        let index = StoreIndex::attach(&store)?;
         let events = store
             .shards()
             .iter()

@@ -30,7 +30,7 @@ fn planted_answers_are_found_with_high_precision_and_recall() {
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
     let loaded = load(&store, &traffic, usize::MAX, Pace::Free).unwrap();
     assert_eq!(loaded.rejected, 0, "every planted event is valid");
-    let index = StoreIndex::attach(&store);
+    let index = StoreIndex::attach(&store).unwrap();
     let ctx = QueryContext::new(&store, &index);
     let s = score(&ctx, &truth, cfg.start_ms, cfg.days, 60).unwrap();
     eprintln!("{s:#?}");

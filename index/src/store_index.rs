@@ -314,10 +314,11 @@ pub struct IndexView<'a> {
 
 impl StoreIndex {
     /// Builds the index from every row `store` holds and keeps it current from then
-    /// on, in memory only.
-    pub fn attach(store: &Store) -> Arc<StoreIndex> {
-        let (index, _) = Self::attach_from(store, None, None);
-        index
+    /// on, in memory only. A segment that fails verification on this first read of
+    /// its rows is the error ([`sightline_storage::StorageError::Corrupt`], naming it).
+    pub fn attach(store: &Store) -> Result<Arc<StoreIndex>> {
+        let (index, _) = Self::attach_from(store, None, None)?;
+        Ok(index)
     }
 
     /// Opens the index kept in the store's directory ([`CHECKPOINT_FILE`]): loads the
@@ -325,8 +326,10 @@ impl StoreIndex {
     /// events), checks it against the store's shards, and keeps it current. A
     /// missing, damaged or inconsistent checkpoint is reported and the index rebuilt
     /// from every row. Open it before maintenance runs (retention during the open
-    /// would be missed); write checkpoints with [`StoreIndex::checkpoint`].
-    pub fn open(store: &Store) -> (Arc<StoreIndex>, OpenReport) {
+    /// would be missed); write checkpoints with [`StoreIndex::checkpoint`]. A segment
+    /// whose rows must be read and fail verification is the error (as for
+    /// [`StoreIndex::attach`]).
+    pub fn open(store: &Store) -> Result<(Arc<StoreIndex>, OpenReport)> {
         let path = store.dir().join(CHECKPOINT_FILE);
         let loaded = match store.config().io.map(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -338,21 +341,21 @@ impl StoreIndex {
             Some(Ok(cp)) => (Some(cp), None),
             Some(Err(why)) => (None, Some(why)),
         };
-        let (index, mut report) = Self::attach_from(store, checkpoint, Some(path));
+        let (index, mut report) = Self::attach_from(store, checkpoint, Some(path))?;
         if report.rebuilt_because.is_none() {
             report.rebuilt_because = why;
         }
         if let Some(why) = &report.rebuilt_because {
             tracing::warn!(reason = %why, "index checkpoint not used; rebuilt from every row");
         }
-        (index, report)
+        Ok((index, report))
     }
 
     fn attach_from(
         store: &Store,
         checkpoint: Option<Checkpoint>,
         path: Option<PathBuf>,
-    ) -> (Arc<StoreIndex>, OpenReport) {
+    ) -> Result<(Arc<StoreIndex>, OpenReport)> {
         let layout = store.layout();
         let index = Arc::new(StoreIndex {
             state: RwLock::new(State::new(layout)),
@@ -377,15 +380,18 @@ impl StoreIndex {
                 }
             }
         }
-        let state = state.unwrap_or_else(|| {
-            let mut st = State::new(layout);
-            store.rows_after(0, through, |r| {
-                report.rows_read += 1;
-                st.add(&r);
-            });
-            st.through = through;
-            st
-        });
+        let state = match state {
+            Some(st) => st,
+            None => {
+                let mut st = State::new(layout);
+                store.rows_after(0, through, |r| {
+                    report.rows_read += 1;
+                    st.add(&r);
+                })?;
+                st.through = through;
+                st
+            }
+        };
         report.from_checkpoint = report.rebuilt_because.is_none() && state.base.is_some();
         let mut st = index.write();
         *st = state;
@@ -395,7 +401,7 @@ impl StoreIndex {
         }
         drop(waiting);
         drop(st);
-        (index, report)
+        Ok((index, report))
     }
 
     /// The checkpoint's state completed with the rows after it, or why it cannot be.
@@ -430,10 +436,12 @@ impl StoreIndex {
             .collect();
         let mut st = State::from_checkpoint(cp);
         let mut rows = 0u64;
-        let held = store.rows_after(st.through, through, |r| {
-            rows += 1;
-            st.add(&r);
-        });
+        let held = store
+            .rows_after(st.through, through, |r| {
+                rows += 1;
+                st.add(&r);
+            })
+            .map_err(|e| e.to_string())?;
         report.rows_read = rows;
         if held != expected {
             let differ = held
@@ -544,10 +552,16 @@ impl StoreIndex {
                 .iter()
                 .filter(|k| Some(k.span) == lo || Some(k.span) == hi)
                 .copied();
-            store.scan_subject(ends, subject, i64::MIN, i64::MAX, |r| {
+            let scanned = store.scan_subject(ends, subject, i64::MIN, i64::MAX, |r| {
                 first = first.min(r.ts_ms);
                 last = last.max(r.ts_ms);
             });
+            if let Err(e) = scanned {
+                // A damaged segment: queries reading it fail with the same error;
+                // the subject's first and last sightings may be off until it is
+                // repaired.
+                tracing::error!(error = %e, subject, "recomputing a subject's first and last sightings after retention");
+            }
             found.push((subject, first, last));
         }
         let mut st = self.write();

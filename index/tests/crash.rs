@@ -29,7 +29,7 @@ fn crash_child() {
     };
     let round: i64 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
     let store = Store::open_with_clock(&dir, config(), Arc::new(SystemClock)).unwrap();
-    let (index, _) = StoreIndex::open(&store);
+    let (index, _) = StoreIndex::open(&store).unwrap();
     let now = SystemClock.now_ms();
     let writers: Vec<_> = (0..2)
         .map(|t| {
@@ -98,14 +98,14 @@ fn the_index_survives_sigkill_exact() {
         child.wait().unwrap();
 
         let store = Store::open_with_clock(dir.path(), config(), Arc::new(SystemClock)).unwrap();
-        let (index, report) = StoreIndex::open(&store);
+        let (index, report) = StoreIndex::open(&store).unwrap();
         assert!(
             report.from_checkpoint || report.rebuilt_because.is_none(),
             "round {round}: the checkpoint was refused: {report:?}"
         );
         from_checkpoint += report.from_checkpoint as usize;
         rows_read += report.rows_read;
-        let fresh = StoreIndex::attach(&store);
+        let fresh = StoreIndex::attach(&store).unwrap();
         let subjects = store.dictionaries().len_subjects() as u32;
         assert!(subjects > 0);
         let (got, want) = (index.view(), fresh.view());

@@ -95,7 +95,7 @@ impl Fixture {
         self.store = None;
         let store = Store::open_with_clock(self.dir.path(), self.config(), self.clock.clone())
             .expect("store opens");
-        let (index, report) = StoreIndex::open(&store);
+        let (index, report) = StoreIndex::open(&store).unwrap();
         self.store = Some(store);
         self.index = Some(index);
         report

@@ -88,7 +88,7 @@ pub(crate) fn conditions_met(ctx: &QueryContext<'_>, q: &Collision) -> Result<Ha
                 };
                 for id in ids {
                     ctx.check_deadline()?;
-                    ctx.device_rows(id, c.from_ms, c.to_ms, &mut rows);
+                    ctx.device_rows(id, c.from_ms, c.to_ms, &mut rows)?;
                 }
             }
         }

@@ -90,10 +90,13 @@ impl<'a> QueryContext<'a> {
         communities: Option<&[u32]>,
         f: impl FnMut(Row),
     ) -> Result<()> {
-        match self
-            .store
-            .scan_range_unless(from_ms, to_ms, communities, || self.past_deadline(), f)
-        {
+        match self.store.scan_range_unless(
+            from_ms,
+            to_ms,
+            communities,
+            || self.past_deadline(),
+            f,
+        )? {
             true => Ok(()),
             false => Err(QueryError::DeadlineExceeded),
         }
@@ -171,12 +174,12 @@ impl<'a> QueryContext<'a> {
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-    ) -> Vec<Row> {
+    ) -> Result<Vec<Row>> {
         let keys = self.subject_keys(subject, from_ms, to_ms, communities);
         let mut rows = Vec::new();
         self.store
-            .scan_subject(keys, subject, from_ms, to_ms, |r| rows.push(r));
-        rows
+            .scan_subject(keys, subject, from_ms, to_ms, |r| rows.push(r))?;
+        Ok(rows)
     }
 
     /// The subject's events in `[from_ms, to_ms)`, optionally only in `communities`,
@@ -187,13 +190,19 @@ impl<'a> QueryContext<'a> {
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-    ) -> Vec<sightline_storage::SubjectRun> {
+    ) -> Result<Vec<sightline_storage::SubjectRun>> {
         let keys = self.subject_keys(subject, from_ms, to_ms, communities);
-        self.store.subject_runs(keys, subject, from_ms, to_ms)
+        Ok(self.store.subject_runs(keys, subject, from_ms, to_ms)?)
     }
 
     /// Rows of `device` in `[from_ms, to_ms)` in every community it reports to.
-    pub(crate) fn device_rows(&self, device: u32, from_ms: i64, to_ms: i64, out: &mut Vec<Row>) {
+    pub(crate) fn device_rows(
+        &self,
+        device: u32,
+        from_ms: i64,
+        to_ms: i64,
+        out: &mut Vec<Row>,
+    ) -> Result<()> {
         let communities = self.index.view().device_communities(device);
         for community in communities
             .into_iter()
@@ -201,9 +210,10 @@ impl<'a> QueryContext<'a> {
         {
             out.extend(
                 self.store
-                    .scan_device_window(community, device, from_ms, to_ms),
+                    .scan_device_window(community, device, from_ms, to_ms)?,
             );
         }
+        Ok(())
     }
 }
 

@@ -83,7 +83,7 @@ pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Cand
         return Ok(Vec::new());
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let sightings = ctx.subject_rows(target, q.from_ms, q.to_ms, communities.as_deref());
+    let sightings = ctx.subject_rows(target, q.from_ms, q.to_ms, communities.as_deref())?;
     let passes = passes(sightings, q.dedup_gap_ms);
     let w = q.window_ms;
 
@@ -94,7 +94,7 @@ pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Cand
         window.clear();
         let (lo, hi) = (p.first_ms - w, p.last_ms + w + 1);
         match q.scope {
-            Scope::Device => ctx.device_rows(p.device, lo, hi, &mut window),
+            Scope::Device => ctx.device_rows(p.device, lo, hi, &mut window)?,
             Scope::Community => ctx.scan_range(lo, hi, Some(&[p.community]), |r| window.push(r))?,
         }
         for c in &window {
@@ -150,7 +150,7 @@ pub fn cooccurrence(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Cand
     });
     out.truncate(q.limit);
     for (id, c) in &mut out {
-        c.lift = lift(ctx, q, &passes, *id, c.hits);
+        c.lift = lift(ctx, q, &passes, *id, c.hits)?;
     }
     Ok(out.into_iter().map(|(_, c)| c).collect())
 }
@@ -193,7 +193,7 @@ fn lift(
     passes: &[Pass],
     candidate: u32,
     hits: u32,
-) -> f64 {
+) -> Result<f64> {
     let w = q.window_ms;
     let (lo, hi) = (q.from_ms - w, q.to_ms + w);
     let span = (hi - lo) as f64;
@@ -231,13 +231,13 @@ fn lift(
                     .collect();
                 (devices.len(), asks)
             };
-            let n: u64 = asks
+            let n = asks
                 .into_iter()
                 .map(|(keys, here)| {
                     ctx.store
                         .count_subject(keys, candidate, lo, hi, Some(&here))
                 })
-                .sum();
+                .sum::<std::result::Result<u64, _>>()?;
             (devices, n)
         }
         Scope::Community => {
@@ -248,7 +248,7 @@ fn lift(
                 .index
                 .view()
                 .subject_shards(candidate, lo, hi, Some(&communities));
-            let n = ctx.store.count_subject(keys, candidate, lo, hi, None);
+            let n = ctx.store.count_subject(keys, candidate, lo, hi, None)?;
             (communities.len(), n)
         }
     };
@@ -258,9 +258,9 @@ fn lift(
         .iter()
         .map(|p| (per_location * (p.last_ms - p.first_ms + 2 * w + 1) as f64 / span).min(1.0))
         .sum();
-    if expected > 0.0 {
+    Ok(if expected > 0.0 {
         hits as f64 / expected
     } else {
         0.0
-    }
+    })
 }

@@ -326,7 +326,7 @@ pub fn overnight(ctx: &QueryContext<'_>, q: &OvernightQuery) -> Result<Overnight
     let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(empty);
     };
-    let mut rows = ctx.subject_rows(subject, q.from_ms, q.to_ms, None);
+    let mut rows = ctx.subject_rows(subject, q.from_ms, q.to_ms, None)?;
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     sort_rows(&mut rows, &names);

@@ -72,7 +72,7 @@ pub fn search(
             .iter()
             .map(|(id, _)| {
                 ctx.check_deadline()?;
-                let rows = ctx.subject_rows(*id, 0, ALL_TIME_MS, None);
+                let rows = ctx.subject_rows(*id, 0, ALL_TIME_MS, None)?;
                 Ok((!rows.is_empty()).then(|| sightline_index::SubjectStats {
                     count: rows.len() as u64,
                     first_ms: rows.iter().map(|r| r.ts_ms).min().unwrap_or(0),

@@ -244,7 +244,7 @@ fn merged(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Option<Merged>>
         return Ok(None);
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let runs = ctx.subject_runs(subject, q.from_ms, q.to_ms, communities.as_deref());
+    let runs = ctx.subject_runs(subject, q.from_ms, q.to_ms, communities.as_deref())?;
     let dicts = ctx.store.dictionaries();
     Ok(Some(Merged::new(
         runs,

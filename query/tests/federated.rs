@@ -150,12 +150,12 @@ fn node(index_first: bool) -> (tempfile::TempDir, Store, Option<Arc<StoreIndex>>
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
-    let index = index_first.then(|| StoreIndex::attach(&store));
+    let index = index_first.then(|| StoreIndex::attach(&store).unwrap());
     (dir, store, index)
 }
 
 fn finish((dir, store, index): (tempfile::TempDir, Store, Option<Arc<StoreIndex>>)) -> Node {
-    let index = index.unwrap_or_else(|| StoreIndex::attach(&store));
+    let index = index.unwrap_or_else(|| StoreIndex::attach(&store).unwrap());
     let vocab = Vocabulary::in_memory().unwrap();
     vocab.catch_up(&store).unwrap();
     Node {
@@ -685,7 +685,7 @@ proptest! {
         // Every event by its id, in and out of the scope; and ids no event has.
         let back: HashMap<u64, u64> = cl.to_cluster.iter().map(|(a, b)| (*b, *a)).collect();
         for &(id, _) in &cl.ids {
-            let want = event_by_id(&ctx, back[&id]).map(|(s, at)| (cl.map(&s), at.decode().unwrap()));
+            let want = event_by_id(&ctx, back[&id]).unwrap().map(|(s, at)| (cl.map(&s), at.decode().unwrap()));
             prop_assert_eq!(fed.event(&call, id).unwrap(), want);
         }
         let p = cl.parts.len() as u16;

@@ -67,7 +67,7 @@ fn busy_plate_store(dir: &std::path::Path) -> (Store, Arc<StoreIndex>) {
             }
         }
     }
-    let index = StoreIndex::attach(&store);
+    let index = StoreIndex::attach(&store).unwrap();
     (store, index)
 }
 
@@ -161,11 +161,13 @@ fn a_trajectory_page_holds_the_page_not_the_history() {
         .subject_id(Kind::Vehicle, PLATE)
         .unwrap();
     let mut want = Vec::with_capacity(EVENTS);
-    store.scan_range(DAY0, DAY0 + 5 * DAY, None, |r| {
-        if r.subject == id {
-            want.push(r);
-        }
-    });
+    store
+        .scan_range(DAY0, DAY0 + 5 * DAY, None, |r| {
+            if r.subject == id {
+                want.push(r);
+            }
+        })
+        .unwrap();
     let want: Vec<(i64, String, u64)> = {
         let dicts = store.dictionaries();
         let mut w: Vec<_> = want

@@ -96,7 +96,7 @@ fn load(batches: &[Vec<Raw>], seal_after: &[bool], index_first: bool) -> Loaded 
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
-    let early = index_first.then(|| StoreIndex::attach(&store));
+    let early = index_first.then(|| StoreIndex::attach(&store).unwrap());
     let mut events = Vec::new();
     for (i, batch) in batches.iter().enumerate() {
         let valid: Vec<_> = batch
@@ -136,7 +136,7 @@ fn load(batches: &[Vec<Raw>], seal_after: &[bool], index_first: bool) -> Loaded 
             }
         }
     }
-    let index = early.unwrap_or_else(|| StoreIndex::attach(&store));
+    let index = early.unwrap_or_else(|| StoreIndex::attach(&store).unwrap());
     Loaded {
         _dir: dir,
         store,
@@ -845,7 +845,7 @@ fn queries_and_appends_run_together_without_deadlock() {
     let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
     let store =
         Arc::new(Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap());
-    let index = StoreIndex::attach(&store);
+    let index = StoreIndex::attach(&store).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let event = |i: i64, s: u8, kind: Kind| EventInput {
         ts_ms: DAY0 + 12 * HOUR_MS + (i % 40_000) * 1000,

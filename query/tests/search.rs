@@ -24,7 +24,7 @@ fn city() -> City {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY_MS));
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
-    let index = StoreIndex::attach(&store);
+    let index = StoreIndex::attach(&store).unwrap();
     City {
         _dir: dir,
         store,
@@ -251,7 +251,9 @@ fn retention_removes_dropped_events_from_search_counts_and_statistics() {
     // The store agrees with the statistics.
     let shards = view.subject_shards(id, 0, i64::MAX, None);
     assert_eq!(
-        c.store.count_subject(shards, id, 0, i64::MAX, None),
+        c.store
+            .count_subject(shards, id, 0, i64::MAX, None)
+            .unwrap(),
         stats.count
     );
 }

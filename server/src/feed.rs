@@ -45,9 +45,13 @@ pub struct Ask {
 }
 
 /// The events after `ask.after` that are readable now.
-pub fn page(store: &sightline_storage::Store, ask: &Ask) -> Page {
+/// A damaged segment holding some of them is the error (naming the file).
+pub fn page(
+    store: &sightline_storage::Store,
+    ask: &Ask,
+) -> Result<Page, sightline_storage::StorageError> {
     let through = store.applied_through();
-    let rows = store.scan_seq_range(ask.after, through, ask.limit, ask.communities.as_deref());
+    let rows = store.scan_seq_range(ask.after, through, ask.limit, ask.communities.as_deref())?;
     let next_after = match rows.len() == ask.limit {
         true => rows.last().map_or(through, |(r, _)| r.seq),
         false => through.max(ask.after),
@@ -60,13 +64,13 @@ pub fn page(store: &sightline_storage::Store, ask: &Ask) -> Page {
         let plain: Vec<Row> = kept.iter().map(|(r, _)| *r).collect();
         sightline_query::sightings(store, &plain)
     };
-    Page {
+    Ok(Page {
         events: sightings
             .into_iter()
             .zip(kept.into_iter().map(|(_, a)| a))
             .collect(),
         next_after,
-    }
+    })
 }
 
 /// Waits until new events may be readable or `deadline` passes; false at the deadline.
@@ -149,7 +153,7 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     loop {
         let (a, store_app) = (ask.clone(), c.app.clone());
         let (text, n, next) = run(c.app.clone(), move |_| {
-            let page = page(&store_app.store, &a);
+            let page = page(&store_app.store, &a)?;
             let out = FeedOut {
                 events: page
                     .events
@@ -197,7 +201,7 @@ fn stream(app: Arc<App>, mut ask: Ask) -> tokio::sync::mpsc::Receiver<Bytes> {
         loop {
             let (a, store_app) = (ask.clone(), app.clone());
             let Ok(built) = tokio::task::spawn_blocking(move || {
-                let page = page(&store_app.store, &a);
+                let page = page(&store_app.store, &a).map_err(|e| e.to_string())?;
                 let lines = page
                     .events
                     .iter()
@@ -205,8 +209,9 @@ fn stream(app: Arc<App>, mut ask: Ask) -> tokio::sync::mpsc::Receiver<Bytes> {
                         serde_json::to_string(&EventOut::of(s, at))
                             .map(|json| sse_event(s.seq, &json))
                     })
-                    .collect::<Result<Vec<Bytes>, _>>()?;
-                Ok::<_, serde_json::Error>((lines, page.next_after))
+                    .collect::<Result<Vec<Bytes>, _>>()
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((lines, page.next_after))
             })
             .await
             else {

@@ -74,7 +74,10 @@ impl Server {
                         Some(audit::WitnessKey::load(key)?)
                     }
                 };
+                let started = std::time::Instant::now();
+                let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1e3;
                 let store = Store::open(&config.data, config.store.clone())?;
+                let store_ms = ms(started);
                 let keys = auth::Keys::load(&store, config.no_auth)?;
                 if config.tls.is_none()
                     && !config.allow_plaintext
@@ -99,16 +102,20 @@ impl Server {
                 )?;
                 // Both are kept under DATA/index: the index checkpoint is read, not
                 // rebuilt from every row; the vocabulary only indexes new subjects.
-                let (index, opened) = StoreIndex::open(&store);
+                let t = std::time::Instant::now();
+                let (index, opened) = StoreIndex::open(&store)?;
+                let index_ms = ms(t);
                 tracing::info!(
                     from_checkpoint = opened.from_checkpoint,
                     rows_read = opened.rows_read,
                     "index opened"
                 );
+                let t = std::time::Instant::now();
                 let (vocab, _) =
                     Vocabulary::open_checked(&store.dir().join(VOCABULARY_DIR), &store)?;
                 let vocab = Arc::new(vocab);
                 vocab.catch_up(&store)?;
+                let vocabulary_ms = ms(t);
                 if !opened.from_checkpoint {
                     // Rebuilt from every row: keep it, without delaying the start. (Rows
                     // read after a checkpoint are in the WAL or in segments; the next
@@ -121,6 +128,14 @@ impl Server {
                     });
                 }
                 let watch = watchlists::Watch::load(&store).map_err(ServeError::Watchlists)?;
+                // Where start-up time goes (BENCHMARKS.md, "Start-up").
+                tracing::info!(
+                    store_ms,
+                    index_ms,
+                    vocabulary_ms,
+                    total_ms = ms(started),
+                    "opened"
+                );
                 Ok((store, index, vocab, keys, audit, watch))
             })
             .await

@@ -290,11 +290,13 @@ fn browser_tools() -> (PathBuf, PathBuf, PathBuf) {
 /// The vehicle at the 99th percentile of sightings over `[from, to)`, and its count.
 fn p99_plate(store: &Store, from: i64, to: i64) -> (String, u32) {
     let mut counts: HashMap<u32, u32> = HashMap::new();
-    store.scan_range(from, to, None, |r| {
-        if r.kind == Kind::Vehicle {
-            *counts.entry(r.subject).or_default() += 1;
-        }
-    });
+    store
+        .scan_range(from, to, None, |r| {
+            if r.kind == Kind::Vehicle {
+                *counts.entry(r.subject).or_default() += 1;
+            }
+        })
+        .unwrap();
     let mut ranked: Vec<(u32, u32)> = counts.into_iter().map(|(s, n)| (n, s)).collect();
     ranked.sort_unstable();
     let (n, id) = ranked[ranked.len() * 99 / 100];

@@ -11,7 +11,9 @@ pub mod corpus;
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// A segment file: open (verifying checksums) and, if it opens, every read path.
+/// A segment file: open (verifying its small parts), then the attributes read before
+/// the rows are verified (each read verifies the attr data first), then, if the rows
+/// verify (as the store asks before reading them), every read path.
 pub fn segment(data: &[u8]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("x.seg");
@@ -19,6 +21,12 @@ pub fn segment(data: &[u8]) {
     let Ok(seg) = crate::segment::Segment::open(&path) else {
         return;
     };
+    for o in 0..seg.meta().events.min(64) {
+        let _ = seg.attrs(o);
+    }
+    if seg.verify_rows().is_err() {
+        return;
+    }
     let m = *seg.meta();
     let mut n = 0u64;
     seg.for_each(|o, r| {

@@ -120,35 +120,70 @@ fn damage_inside_the_wal_before_intact_records_names_file_and_offset() {
     assert!(reason.contains("checksum"), "{reason}");
 }
 
+/// A store of one sealed segment: 500 vehicle events of 37 plates at 6 devices, each
+/// with a source id and an attribute. Returns the segment's path relative to `dir`.
+fn one_segment_store(dir: &Path, c: &Arc<ManualClock>) -> std::path::PathBuf {
+    let store = open(dir, c, StoreConfig::default());
+    let batch: Vec<_> = (0..500)
+        .map(|i| {
+            let mut e = input(
+                DAY0 + i * 997,
+                "c1",
+                (i % 6) as u32,
+                "vehicle",
+                &format!("苏E{:05}", i % 37),
+            );
+            e.attrs.insert(
+                "plate_color".into(),
+                sightline_storage::AttrValue::Str("blue".into()),
+            );
+            ev(with_source(e, &format!("S{i}")))
+        })
+        .collect();
+    store.append(&batch).unwrap();
+    store.seal_shard(store.shards()[0].key).unwrap();
+    files_with_ext(dir, "seg")[0]
+        .strip_prefix(dir)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Asserts `r` is a corruption error naming `file`; returns its reason.
+fn corrupt_naming<T: std::fmt::Debug>(
+    r: Result<T, StorageError>,
+    file: &Path,
+    what: &str,
+) -> String {
+    match r {
+        Err(StorageError::Corrupt { path, reason, .. }) => {
+            assert_eq!(path, file, "{what}: the error names the damaged file");
+            reason
+        }
+        other => panic!(
+            "{what}: expected a corruption error naming {}, got {other:?}",
+            file.display()
+        ),
+    }
+}
+
+/// `sightline check` lists the damage, naming the file.
+fn check_reports(dir: &Path, file: &Path) {
+    let r = sightline_storage::check(dir).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains(&file.display().to_string())),
+        "check missed the damage in {}: {:?}",
+        file.display(),
+        r.problems
+    );
+}
+
 #[test]
 fn a_flipped_byte_anywhere_in_a_segment_is_an_error_naming_the_file() {
     let base = tempfile::tempdir().unwrap();
     let c = clock();
-    {
-        let store = open(base.path(), &c, StoreConfig::default());
-        let batch: Vec<_> = (0..500)
-            .map(|i| {
-                let mut e = input(
-                    DAY0 + i * 997,
-                    "c1",
-                    (i % 6) as u32,
-                    "vehicle",
-                    &format!("苏E{:05}", i % 37),
-                );
-                e.attrs.insert(
-                    "plate_color".into(),
-                    sightline_storage::AttrValue::Str("blue".into()),
-                );
-                ev(with_source(e, &format!("S{i}")))
-            })
-            .collect();
-        store.append(&batch).unwrap();
-        store.seal_shard(store.shards()[0].key).unwrap();
-    }
-    let seg_rel = files_with_ext(base.path(), "seg")[0]
-        .strip_prefix(base.path())
-        .unwrap()
-        .to_path_buf();
+    let seg_rel = one_segment_store(base.path(), &c);
     let size = std::fs::metadata(base.path().join(&seg_rel)).unwrap().len() as usize;
     let mut positions: Vec<usize> = (0..size).step_by(size / 97 + 1).collect();
     positions.extend([0, 8, 100, 279, 280, size - 1]);
@@ -159,9 +194,164 @@ fn a_flipped_byte_anywhere_in_a_segment_is_an_error_naming_the_file() {
         let mut bytes = std::fs::read(&seg).unwrap();
         bytes[pos] ^= 0x01;
         std::fs::write(&seg, &bytes).unwrap();
-        let (_, reason) = expect_corrupt(dir.path(), &c, &seg);
-        assert!(!reason.is_empty(), "byte {pos}");
+        // Opening verifies the small parts; the rest is verified on the first read of
+        // it. Either way the damage is an error naming the file, before any answer.
+        match Store::open_with_clock(dir.path(), StoreConfig::default(), c.clone()) {
+            Err(e) => {
+                corrupt_naming(Err::<(), _>(e), &seg, &format!("open, byte {pos}"));
+            }
+            Ok(store) => {
+                let reason = corrupt_naming(
+                    store.read_events(0, i64::MAX, None),
+                    &seg,
+                    &format!("first read, byte {pos}"),
+                );
+                assert!(!reason.is_empty(), "byte {pos}");
+            }
+        }
+        check_reports(dir.path(), &seg);
     }
+}
+
+/// Where section `n` of the segment at `path` starts and how long it is, from the
+/// section table (storage/FORMAT.md, "Header").
+fn section(path: &Path, n: usize) -> (usize, usize) {
+    let b = std::fs::read(path).unwrap();
+    let at = 80 + n * 24;
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap()) as usize;
+    (word(at), word(at + 8))
+}
+
+/// Flips a byte in the middle of section `n` of `path`.
+fn damage_section(path: &Path, n: usize) {
+    let (off, len) = section(path, n);
+    assert!(len > 0, "section {n} is empty");
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[off + len / 2] ^= 0x20;
+    std::fs::write(path, &bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_block_opens_and_fails_every_first_read_of_rows_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let seg = dir.path().join(one_segment_store(dir.path(), &c));
+    damage_section(&seg, 1); // block data
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        let key = store.shards()[0].key;
+        let (subject, device) = {
+            let d = store.dictionaries();
+            (
+                d.subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
+                    .unwrap(),
+                d.device_id(&common::device(1)).unwrap(),
+            )
+        };
+        let mut seen = 0;
+        let reason = corrupt_naming(
+            store.scan_range(0, i64::MAX, None, |_| seen += 1),
+            &seg,
+            "scan_range",
+        );
+        assert!(
+            reason.contains("block") && reason.contains("checksum"),
+            "{reason}"
+        );
+        assert_eq!(seen, 0, "no row of the damaged segment is given");
+        // Verified once: the outcome stays, for every read path.
+        let again = corrupt_naming(store.scan_range(0, i64::MAX, None, |_| {}), &seg, "again");
+        assert_eq!(again, reason);
+        corrupt_naming(
+            store
+                .subject_runs([key], subject, 0, i64::MAX)
+                .map(|r| r.len()),
+            &seg,
+            "subject_runs",
+        );
+        corrupt_naming(
+            store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
+            &seg,
+            "scan_subject",
+        );
+        corrupt_naming(
+            store.count_subject([key], subject, 0, i64::MAX, None),
+            &seg,
+            "count_subject",
+        );
+        corrupt_naming(
+            store.scan_device_window(key.community, device, 0, i64::MAX),
+            &seg,
+            "scan_device_window",
+        );
+        corrupt_naming(
+            store.event_by_seq(1).map(|e| e.map(|(r, _)| r)),
+            &seg,
+            "event_by_seq",
+        );
+        corrupt_naming(
+            store
+                .scan_seq_range(0, store.applied_through(), 10, None)
+                .map(|v| v.len()),
+            &seg,
+            "scan_seq_range",
+        );
+        corrupt_naming(store.read_events(0, i64::MAX, None), &seg, "read_events");
+        corrupt_naming(store.rows_after(0, u64::MAX, |_| {}), &seg, "rows_after");
+        // A compaction does not copy the damage into a new file under fresh checksums.
+        store
+            .append(&[ev(input(DAY0 + 5, "c1", 1, "vehicle", "苏E99999"))])
+            .unwrap();
+        store.seal_shard(key).unwrap();
+        corrupt_naming(store.compact_shard(key), &seg, "compact_shard");
+    }
+    check_reports(dir.path(), &seg);
+}
+
+#[test]
+fn damaged_attributes_open_rows_read_and_the_first_read_of_attributes_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let seg = dir.path().join(one_segment_store(dir.path(), &c));
+    damage_section(&seg, 7); // attr data
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        // The rows are intact and read; their attributes are not given.
+        let mut n = 0;
+        store.scan_range(0, i64::MAX, None, |_| n += 1).unwrap();
+        assert_eq!(n, 500);
+        let reason = corrupt_naming(store.read_events(0, i64::MAX, None), &seg, "read_events");
+        assert!(reason.contains("attr data"), "{reason}");
+        let (_, at) = store.event_by_seq(1).unwrap().unwrap();
+        corrupt_naming(at.decode(), &seg, "decode");
+        corrupt_naming(at.bytes().map(|b| b.len()), &seg, "bytes");
+    }
+    check_reports(dir.path(), &seg);
+}
+
+#[test]
+fn damaged_postings_open_and_a_subject_s_first_read_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let seg = dir.path().join(one_segment_store(dir.path(), &c));
+    damage_section(&seg, 4); // posting ordinals
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        let key = store.shards()[0].key;
+        let subject = store
+            .dictionaries()
+            .subject_id(sightline_storage::Kind::Vehicle, "苏E00002")
+            .unwrap();
+        let reason = corrupt_naming(
+            store
+                .subject_runs([key], subject, 0, i64::MAX)
+                .map(|r| r.len()),
+            &seg,
+            "subject_runs",
+        );
+        assert!(reason.contains("posting ordinals"), "{reason}");
+    }
+    check_reports(dir.path(), &seg);
 }
 
 #[test]

@@ -166,7 +166,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(&got, &model.events);
     // Every id finds its event, wherever it lives; ids never stored or dropped find none.
     for (seq, e) in &model.events {
-        let found = store.event_by_seq(*seq);
+        let found = store.event_by_seq(*seq).unwrap();
         prop_assert!(found.is_some(), "event {} not found by id", seq);
         let (row, attrs) = found.unwrap();
         prop_assert_eq!(row.seq, *seq);
@@ -183,6 +183,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     ] {
         let got: Vec<(u64, i64)> = store
             .scan_seq_range(after, through, limit, None)
+            .unwrap()
             .iter()
             .map(|(r, _)| (r.seq, r.ts_ms))
             .collect();
@@ -198,7 +199,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     let held: std::collections::HashSet<u64> = model.events.iter().map(|(s, _)| *s).collect();
     for seq in (0..=model.next_seq + 1).filter(|s| !held.contains(s)) {
         prop_assert!(
-            store.event_by_seq(seq).is_none(),
+            store.event_by_seq(seq).unwrap().is_none(),
             "id {} is not stored",
             seq
         );
@@ -206,7 +207,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     // A time-range scan and a device window agree with the model too.
     let (from, to) = (DAY0 + DAY, DAY0 + 2 * DAY + 5 * HOUR);
     let mut n = 0;
-    store.scan_range(from, to, None, |_| n += 1);
+    store.scan_range(from, to, None, |_| n += 1).unwrap();
     prop_assert_eq!(
         n,
         model
@@ -222,6 +223,7 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     if let (Some(c), Some(d)) = ids {
         let got: Vec<u64> = store
             .scan_device_window(c, d, from, to)
+            .unwrap()
             .iter()
             .map(|r| r.seq)
             .collect();

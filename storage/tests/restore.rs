@@ -22,17 +22,19 @@ fn event(i: u32, community: &str) -> EventInput {
 
 fn all_events(store: &Store) -> Vec<(i64, String, String, String)> {
     let mut out = Vec::new();
-    store.scan_range(i64::MIN, i64::MAX, None, |row| {
-        let d = store.dictionaries();
-        out.push((
-            row.ts_ms,
-            d.community(row.community).unwrap_or("?").to_string(),
-            d.device(row.device).unwrap_or("?").to_string(),
-            d.subject(row.subject)
-                .map(|s| s.1.to_string())
-                .unwrap_or_default(),
-        ));
-    });
+    store
+        .scan_range(i64::MIN, i64::MAX, None, |row| {
+            let d = store.dictionaries();
+            out.push((
+                row.ts_ms,
+                d.community(row.community).unwrap_or("?").to_string(),
+                d.device(row.device).unwrap_or("?").to_string(),
+                d.subject(row.subject)
+                    .map(|s| s.1.to_string())
+                    .unwrap_or_default(),
+            ));
+        })
+        .unwrap();
     out.sort();
     out
 }

@@ -486,6 +486,7 @@ fn device_window_matches_a_plain_filter_across_segments_and_memory() {
     ] {
         let got: Vec<i64> = store
             .scan_device_window(c, d, from, to)
+            .unwrap()
             .iter()
             .map(|r| r.ts_ms)
             .collect();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use sightline_benches::traffic::{self, Pace, DAY};
+use sightline_benches::traffic::{self, DAY};
 use sightline_benches::{Traffic, TrafficConfig};
 use sightline_storage::{ManualClock, Store, StoreConfig};
 
@@ -34,12 +34,26 @@ struct Args {
     /// community-day).
     #[arg(long, default_value_t = 400)]
     households: u32,
+    /// Instead of building: open the store in `--data` and time trajectories and
+    /// co-occurrences (in process, median of `--rounds` rounds of 200 calls each) for
+    /// the vehicles whose sighting counts are nearest 10, 30 and 100.
+    #[arg(long)]
+    latency: bool,
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// With `--latency`: time these vehicles instead (e.g. residents of the first
+    /// community, the same plates with the same sightings in a city of any size).
+    #[arg(long, value_delimiter = ',')]
+    plates: Vec<String>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.open {
         return open(&args.data);
+    }
+    if args.latency {
+        return latency(&args.data, args.rounds, &args.plates);
     }
     if args.data.exists() {
         return Err(format!("{} exists; give a new directory", args.data.display()).into());
@@ -54,12 +68,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = Arc::new(ManualClock::new(cfg.start_ms));
     let store = Store::open_with_clock(&args.data, StoreConfig::default(), clock.clone())?;
     let t = Instant::now();
-    let loaded = traffic::load(
-        &store,
-        &Traffic::new(cfg.clone()),
-        20_000,
-        Pace::SealingDaily(&clock),
-    )?;
+    // As `traffic::load` with `Pace::SealingDaily`, timing each day: generating the
+    // day's events apart from validating, appending and sealing them.
+    let traffic = Traffic::new(cfg.clone());
+    let mut loaded = traffic::Loaded::default();
+    for d in 0..cfg.days {
+        let day_end = cfg.start_ms + (d as i64 + 1) * DAY;
+        clock.set(day_end);
+        let g = Instant::now();
+        let events = traffic.day_events(d);
+        let generated = g.elapsed().as_secs_f64();
+        let a = Instant::now();
+        let before = loaded.stored;
+        for chunk in events.chunks(20_000) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .filter_map(|e| store.validate(e.clone()).ok())
+                .collect();
+            loaded.rejected += chunk.len() - batch.len();
+            loaded.stored += store.append(&batch)?.stored();
+        }
+        let appended = a.elapsed().as_secs_f64();
+        let s = Instant::now();
+        clock.set(day_end + store.config().seal_grace_ms + 1);
+        store.seal_due()?;
+        let sealed = s.elapsed().as_secs_f64();
+        let n = loaded.stored - before;
+        println!(
+            "day {d}: {n} events, generated in {generated:.1} s, appended in {appended:.1} s \
+             ({:.0} events/s), sealed in {sealed:.1} s ({:.0} events/s appended and sealed)",
+            n as f64 / appended,
+            n as f64 / (appended + sealed)
+        );
+    }
     // Past the last day's grace: everything sealed, the WAL empty.
     clock.set(cfg.start_ms + (cfg.days as i64 + 1) * DAY + store.config().seal_grace_ms + 1);
     store.maintain()?;
@@ -78,6 +119,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytes,
         store.dictionaries().len_subjects(),
         t.elapsed().as_secs_f64()
+    );
+    println!(
+        "peak RSS {} MiB; {} files, {} bytes under {}",
+        peak_rss_kib() / 1024,
+        files_and_bytes(&args.data).0,
+        files_and_bytes(&args.data).1,
+        args.data.display()
     );
     println!(
         "trajectory subject: {} (community {})",
@@ -99,7 +147,7 @@ fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     };
     let store = Store::open(dir, StoreConfig::default())?;
     lap("store open");
-    let (index, report) = StoreIndex::open(&store);
+    let (index, report) = StoreIndex::open(&store)?;
     lap("index open");
     println!("  {report:?}");
     let (vocab, why) = Vocabulary::open_checked(&dir.join("index/vocabulary"), &store)?;
@@ -125,6 +173,157 @@ fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     );
     if index.checkpoint(&store)? {
         lap("checkpoint written");
+    }
+    Ok(())
+}
+
+/// The process's peak resident set (`VmHWM`), KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Files and their bytes under `dir`, recursively.
+fn files_and_bytes(dir: &std::path::Path) -> (u64, u64) {
+    let mut out = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => {
+                    let (f, b) = files_and_bytes(&e.path());
+                    out.0 += f;
+                    out.1 += b;
+                }
+                Ok(m) => {
+                    out.0 += 1;
+                    out.1 += m.len();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
+
+/// Times trajectory and co-occurrence queries in process on the store in `dir`, for
+/// vehicles of given sighting counts, so stores of different sizes can be compared
+/// subject for subject.
+fn latency(
+    dir: &std::path::Path,
+    rounds: u32,
+    plates: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use sightline_index::StoreIndex;
+    use sightline_query::{cooccurrence, trajectory, Cooccurrence, QueryContext, Scope};
+    use sightline_storage::Kind;
+    let store = Store::open(dir, StoreConfig::default())?;
+    let (index, _) = StoreIndex::open(&store)?;
+    let from = sightline_benches::SEPT_2021;
+    let to = from + 400 * DAY;
+    // Every vehicle's sighting count, ascending.
+    let mut counts: Vec<(u64, String)> = {
+        let view = index.view();
+        let dicts = store.dictionaries();
+        (0..dicts.len_subjects() as u32)
+            .filter_map(|id| {
+                let (k, s) = dicts.subject(id)?;
+                let stats = view.subject_stats(id)?;
+                (k == Kind::Vehicle).then(|| (stats.count, s.to_string()))
+            })
+            .collect()
+    };
+    counts.sort();
+    let ctx = QueryContext::new(&store, &index);
+    // Median of `rounds` rounds, each the mean of 200 calls, µs.
+    let time = |f: &dyn Fn() -> usize| -> (f64, Vec<f64>) {
+        for _ in 0..20 {
+            f();
+        }
+        let mut runs: Vec<f64> = (0..rounds.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..200 {
+                    std::hint::black_box(f());
+                }
+                t.elapsed().as_secs_f64() * 1e6 / 200.0
+            })
+            .collect();
+        let each = runs.clone();
+        runs.sort_by(|a, b| a.total_cmp(b));
+        (runs[runs.len() / 2], each)
+    };
+    let chosen: Vec<(u64, String)> = match plates {
+        [] => [10u64, 30, 100]
+            .iter()
+            .map(|&want| {
+                counts
+                    .iter()
+                    .min_by_key(|(c, s)| (c.abs_diff(want), s.clone()))
+                    .cloned()
+                    .ok_or("no vehicles")
+            })
+            .collect::<Result<_, _>>()?,
+        // `resident:C:V`: vehicle V of community C's residents.
+        _ => plates
+            .iter()
+            .map(|p| {
+                let p = match p.split(':').collect::<Vec<_>>()[..] {
+                    ["resident", c, v] => sightline_benches::traffic::resident_plate(
+                        c.parse().unwrap_or(0),
+                        v.parse().unwrap_or(0),
+                    ),
+                    _ => p.clone(),
+                };
+                let n = counts.iter().find(|(_, s)| *s == p).map_or(0, |c| c.0);
+                (n, p)
+            })
+            .collect(),
+    };
+    if rounds == 0 {
+        for (n, subject) in &chosen {
+            println!("{subject}: {n} sightings");
+        }
+        return Ok(());
+    }
+    for (n, subject) in chosen {
+        let q = sightline_query::TrajectoryQuery {
+            kind: Kind::Vehicle,
+            subject: subject.clone(),
+            from_ms: from,
+            to_ms: to,
+            communities: None,
+            cursor: None,
+            limit: 10_000,
+        };
+        let got = trajectory(&ctx, &q)?.events.len();
+        let (med, each) = time(&|| trajectory(&ctx, &q).unwrap().events.len());
+        println!("trajectory {subject} ({n} sightings, {got} returned): {med:.1} µs {each:.1?}");
+        for (scope, label) in [(Scope::Device, "device"), (Scope::Community, "community")] {
+            let q = Cooccurrence {
+                kind: Kind::Vehicle,
+                subject: subject.clone(),
+                from_ms: from,
+                to_ms: to,
+                communities: None,
+                window_ms: 60_000,
+                min_count: 1,
+                scope,
+                candidate_kind: None,
+                dedup_gap_ms: None,
+                limit: 100,
+            };
+            let found = cooccurrence(&ctx, &q)?.len();
+            let (med, each) = time(&|| cooccurrence(&ctx, &q).unwrap().len());
+            println!(
+                "cooccurrence_{label} {subject} ({n} sightings, {found} candidates): {med:.1} µs {each:.1?}"
+            );
+        }
     }
     Ok(())
 }

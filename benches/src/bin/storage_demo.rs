@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if r.kind == Kind::Vehicle {
             *counts.entry(r.subject).or_default() += 1;
         }
-    });
+    })?;
     let (&plate, &n) = counts
         .iter()
         .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if r.subject == plate {
             sightings.push(r);
         }
-    });
+    })?;
     sightings.sort_by_key(|r| (r.ts_ms, r.device));
     let dicts = store.dictionaries();
     let name = dicts.subject(plate).map_or("?", |(_, s)| s);
@@ -123,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             first.device,
             first.ts_ms - 60_000,
             first.ts_ms + 60_000,
-        );
+        )?;
         println!(
             "\nwithin ±60 s at that device ({:.2} ms, binary search on the sealed (device, ts) order):",
             t.elapsed().as_secs_f64() * 1e3
@@ -178,7 +178,7 @@ fn queries(
     to: i64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
-    let index = StoreIndex::attach(store);
+    let index = StoreIndex::attach(store)?;
     let vocab = Vocabulary::in_memory()?;
     let subjects = vocab.catch_up(store)?;
     println!(

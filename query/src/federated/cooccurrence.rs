@@ -49,7 +49,7 @@ pub(crate) fn passes(ctx: &QueryContext<'_>, q: &Cooccurrence) -> Result<Vec<Pas
         return Ok(Vec::new());
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
-    let mut rows = ctx.subject_rows(target, q.from_ms, q.to_ms, communities.as_deref());
+    let mut rows = ctx.subject_rows(target, q.from_ms, q.to_ms, communities.as_deref())?;
     let dicts = ctx.store.dictionaries();
     let names = Names { dicts: &dicts };
     let one = |r: &Row| Pass {
@@ -111,7 +111,7 @@ pub(crate) fn hits(
             Scope::Device => {
                 let device = ctx.store.dictionaries().device_id(&p.device);
                 if let Some(device) = device {
-                    ctx.device_rows(device, lo, hi, &mut window);
+                    ctx.device_rows(device, lo, hi, &mut window)?;
                 }
             }
             Scope::Community => {
@@ -286,7 +286,7 @@ pub(crate) fn counts(
                         ctx.store
                             .count_subject(keys, candidate, lo, hi, Some(&here))
                     })
-                    .sum()
+                    .sum::<std::result::Result<u64, _>>()?
             }
             Scope::Community if communities.is_empty() => 0,
             Scope::Community => {
@@ -294,7 +294,7 @@ pub(crate) fn counts(
                     .index
                     .view()
                     .subject_shards(candidate, lo, hi, Some(&communities));
-                ctx.store.count_subject(keys, candidate, lo, hi, None)
+                ctx.store.count_subject(keys, candidate, lo, hi, None)?
             }
         };
         out.push(n);

@@ -86,7 +86,7 @@ impl Partition for LocalPartition<'_> {
                 Answer::Search(search::matches(ctx, vocabulary, q)?)
             }
             Ask::Event { seq } => Answer::Event(
-                crate::event_by_id(ctx, *seq)
+                crate::event_by_id(ctx, *seq)?
                     .map(|(mut s, at)| {
                         s.seq = super::cluster_id(p, s.seq);
                         at.decode().map(|attrs| (s, attrs))

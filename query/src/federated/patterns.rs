@@ -261,7 +261,7 @@ pub(crate) fn overnight(
     let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(Vec::new());
     };
-    let rows: Vec<Row> = ctx.subject_rows(subject, q.from_ms, q.to_ms, None);
+    let rows: Vec<Row> = ctx.subject_rows(subject, q.from_ms, q.to_ms, None)?;
     let (evening, morning) = (
         q.evening_hour as i64 * HOUR_MS,
         q.morning_hour as i64 * HOUR_MS,

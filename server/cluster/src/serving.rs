@@ -69,7 +69,14 @@ impl Held {
     /// Serves `partition` (lease `epoch`) from `store`: builds its index from every
     /// row and keeps it current (blocking: call it off the async workers).
     pub(crate) fn offer(&self, partition: u32, epoch: i64, store: &Store) {
-        let index = StoreIndex::attach(store);
+        let index = match StoreIndex::attach(store) {
+            Ok(index) => index,
+            Err(e) => {
+                // A damaged segment: the partition is not served from this copy.
+                tracing::error!(partition, error = %e, "cannot index the partition's store");
+                return;
+            }
+        };
         // Beside the store's directory (`p{P}-e{epoch}-vocabulary`): a cache removed
         // with the store's when the partition is taken again.
         let dir = store.dir();

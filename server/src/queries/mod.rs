@@ -49,7 +49,7 @@ pub(crate) async fn event(c: Call) -> Result<Answer, ApiError> {
     audited_get(c, move |_, ctx, params| {
         params.only(&[])?;
         let seq = event_id(&id)?;
-        let (s, a) = event_by_id(ctx, seq).ok_or(ApiError::NoSuchEvent(seq))?;
+        let (s, a) = event_by_id(ctx, seq)?.ok_or(ApiError::NoSuchEvent(seq))?;
         serialized(&EventOut::of(&s, &a), 1)
     })
     .await

@@ -732,14 +732,15 @@ pub(crate) async fn events(
         };
         let (a, sub) = (app.clone(), s.clone());
         let Ok(built) = tokio::task::spawn_blocking(move || {
-            let page = feed::page(&a.store, &ask);
+            let page = feed::page(&a.store, &ask).map_err(|e| e.to_string())?;
             let events: Vec<Value> = page
                 .events
                 .iter()
                 .filter(|(e, _)| sub.matches(e))
                 .map(|(e, at)| serde_json::to_value(EventOut::of(e, at)))
-                .collect::<Result<_, _>>()?;
-            Ok::<_, serde_json::Error>((
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((
                 deliveries(&a, &sub, &events, page.next_after),
                 page.next_after,
             ))

@@ -55,6 +55,14 @@ pub struct Segment {
     /// `(device, first ordinal, end ordinal)` of each device's run, ascending by
     /// device; built from the block directory on first use (a few entries).
     device_runs: std::sync::OnceLock<Vec<(u32, u32, u32)>>,
+    /// Each section's checksum from the section table, for the sections verified on
+    /// first read.
+    section_crcs: [u32; SECTION_COUNT],
+    /// The outcome of [`Segment::verify_rows`], computed once: `None` when the row
+    /// data verified, else where and what is wrong.
+    rows_checked: std::sync::OnceLock<Option<(usize, String)>>,
+    /// The outcome of [`Segment::verify_attr_data`], computed once.
+    attrs_checked: std::sync::OnceLock<Option<(usize, String)>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -82,9 +90,24 @@ struct BlockView<'a> {
     kd: BitReader<'a>,
 }
 
+/// The sections whose checksum opening a segment verifies: the small ones every read
+/// needs (a few KiB a segment). The others (block data, posting ordinals, source ids,
+/// attr data: nearly all of the bytes) are verified on first read, once
+/// ([`Segment::verify_rows`], [`Segment::verify_attr_data`]).
+const VERIFIED_AT_OPEN: [Section; 4] = [
+    Section::Blocks,
+    Section::Subjects,
+    Section::PostingOffsets,
+    Section::AttrOffsets,
+];
+
 impl Segment {
-    /// Maps `path` and verifies every checksum and structural bound. A damaged file is
-    /// a [`StorageError::Corrupt`] naming the file, the offset and what is wrong.
+    /// Maps `path` and verifies its header, section table, block directory and small
+    /// sections (checksums and structural bounds); the row data and attributes are
+    /// verified on their first read ([`Segment::verify_rows`],
+    /// [`Segment::verify_attr_data`]; [`Segment::verify`] does both now). A damaged
+    /// file is a [`StorageError::Corrupt`] naming the file, the offset and what is
+    /// wrong.
     pub fn open(path: &Path) -> Result<Segment> {
         Segment::open_with(&crate::io::OsIo, path)
     }
@@ -96,6 +119,9 @@ impl Segment {
             path: path.to_path_buf(),
             map,
             device_runs: std::sync::OnceLock::new(),
+            section_crcs: [0; SECTION_COUNT],
+            rows_checked: std::sync::OnceLock::new(),
+            attrs_checked: std::sync::OnceLock::new(),
             version: VERSION,
             meta: SegmentMeta {
                 community: 0,
@@ -212,20 +238,23 @@ impl Segment {
                 ));
             };
             let range = off as usize..end as usize;
-            if s != Section::Data && crc32fast::hash(&b[range.clone()]) != crc {
+            if VERIFIED_AT_OPEN.contains(&s) && crc32fast::hash(&b[range.clone()]) != crc {
                 return Err(self.corrupt(
                     off as usize,
                     format!("{} section checksum mismatch", s.name()),
                 ));
             }
+            self.section_crcs[s as usize] = crc;
             self.sections[s as usize] = range;
         }
         // Every byte is accounted for: sections follow each other in order, separated
-        // only by zero padding to 8-byte alignment, and the last one ends the file.
+        // only by padding of less than 8 bytes (zeros: checked with the row data, on
+        // first read, since it lies between the large sections), and the last one
+        // ends the file.
         let mut end = HEADER_LEN;
         for s in Section::ALL {
             let r = &self.sections[s as usize];
-            if r.start < end || r.start - end >= 8 || b[end..r.start].iter().any(|&x| x != 0) {
+            if r.start < end || r.start - end >= 8 {
                 return Err(self.corrupt(
                     end,
                     format!("unexpected bytes before the {} section", s.name()),
@@ -264,7 +293,6 @@ impl Segment {
             ));
         }
         let data = self.section(Section::Data);
-        let data_at = self.sections[Section::Data as usize].start;
         let mut next_ordinal = 0u64;
         let mut prev: Option<(u32, u32)> = None;
         for i in 0..self.meta.blocks as usize {
@@ -325,24 +353,6 @@ impl Segment {
                     format!("block {i}: data {off}+{len} does not fit the data section"),
                 ));
             }
-            let bytes = &data[off as usize..(off + len) as usize];
-            if crc32fast::hash(bytes) != get_u32(e, block::CRC) {
-                return Err(self.corrupt(
-                    data_at + off as usize,
-                    format!("block {i}: data checksum mismatch"),
-                ));
-            }
-            // A file written with a bad kind or direction code (by a bug, or by hand)
-            // would otherwise read as a vehicle of unknown direction.
-            let b = self.block(i);
-            if let Some(kd) = (0..count).map(|r| b.kd.get(r) as u8).find(|&kd| {
-                Kind::from_code(kd >> 2).is_none() || Direction::from_code(kd & 3).is_none()
-            }) {
-                return Err(self.corrupt(
-                    data_at + off as usize,
-                    format!("block {i}: kind and direction code {kd} is not one this build knows"),
-                ));
-            }
         }
         if next_ordinal != self.meta.events as u64 {
             return Err(self.corrupt(
@@ -352,6 +362,86 @@ impl Segment {
                     self.meta.events
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Verifies what opening left to the first read of rows: each block's data
+    /// (checksum, and every kind and direction code known), the posting ordinals, the
+    /// source-id index and the padding between sections. Runs once; later calls give
+    /// the first outcome again. Every read of rows through the store calls it first, so
+    /// a damaged file is a [`StorageError::Corrupt`] naming it, never a wrong answer.
+    pub fn verify_rows(&self) -> Result<()> {
+        match self.rows_checked.get_or_init(|| self.check_rows().err()) {
+            None => Ok(()),
+            Some((at, reason)) => Err(self.corrupt(*at, reason.clone())),
+        }
+    }
+
+    /// Verifies the attr data section's checksum, once (as [`Segment::verify_rows`]);
+    /// [`Segment::attr_bytes`] calls it before reading attributes.
+    pub fn verify_attr_data(&self) -> Result<()> {
+        let check = || {
+            let r = self.sections[Section::AttrData as usize].clone();
+            let crc = self.section_crcs[Section::AttrData as usize];
+            (crc32fast::hash(&self.map[r.clone()]) != crc)
+                .then(|| (r.start, "attr data section checksum mismatch".to_string()))
+        };
+        match self.attrs_checked.get_or_init(check) {
+            None => Ok(()),
+            Some((at, reason)) => Err(self.corrupt(*at, reason.clone())),
+        }
+    }
+
+    /// Verifies every byte now: [`Segment::verify_rows`] and
+    /// [`Segment::verify_attr_data`] (what opening a segment did before they were
+    /// deferred; `sightline check`, compaction and a segment just written use it).
+    pub fn verify(&self) -> Result<()> {
+        self.verify_rows()?;
+        self.verify_attr_data()
+    }
+
+    /// The checks of [`Segment::verify_rows`]: the first failure's offset and reason.
+    fn check_rows(&self) -> std::result::Result<(), (usize, String)> {
+        let b = &self.map[..];
+        let mut end = HEADER_LEN;
+        for s in Section::ALL {
+            let r = &self.sections[s as usize];
+            if b[end..r.start].iter().any(|&x| x != 0) {
+                return Err((
+                    end,
+                    format!("unexpected bytes before the {} section", s.name()),
+                ));
+            }
+            end = r.end;
+        }
+        for s in [Section::PostingOrdinals, Section::SourceIds] {
+            let r = self.sections[s as usize].clone();
+            if crc32fast::hash(&b[r.clone()]) != self.section_crcs[s as usize] {
+                return Err((r.start, format!("{} section checksum mismatch", s.name())));
+            }
+        }
+        let dir = self.section(Section::Blocks);
+        let data = self.section(Section::Data);
+        let data_at = self.sections[Section::Data as usize].start;
+        for i in 0..self.meta.blocks as usize {
+            let e = &dir[i * BLOCK_ENTRY..(i + 1) * BLOCK_ENTRY];
+            let off = get_u64(e, block::DATA_OFF) as usize;
+            let len = get_u32(e, block::DATA_LEN) as usize;
+            if crc32fast::hash(&data[off..off + len]) != get_u32(e, block::CRC) {
+                return Err((data_at + off, format!("block {i}: data checksum mismatch")));
+            }
+            // A file written with a bad kind or direction code (by a bug, or by hand)
+            // would otherwise read as a vehicle of unknown direction.
+            let b = self.block(i);
+            if let Some(kd) = (0..b.count).map(|r| b.kd.get(r) as u8).find(|&kd| {
+                Kind::from_code(kd >> 2).is_none() || Direction::from_code(kd & 3).is_none()
+            }) {
+                return Err((
+                    data_at + off,
+                    format!("block {i}: kind and direction code {kd} is not one this build knows"),
+                ));
+            }
         }
         Ok(())
     }
@@ -992,6 +1082,7 @@ impl Segment {
     /// The stored bytes of the event's attributes (version 1) or of its chunk, with
     /// their offset in the file.
     fn attr_stored(&self, ordinal: u32) -> Result<(&[u8], usize)> {
+        self.verify_attr_data()?;
         let data = self.section(Section::AttrData);
         let data_at = self.sections[Section::AttrData as usize].start;
         let entry = self.attr_entry(ordinal);
@@ -1047,6 +1138,7 @@ impl Segment {
 
     /// The sequence number of the event whose `source_id` is `source_id`, if stored here.
     pub fn find_source_id(&self, source_id: &str) -> Result<Option<u64>> {
+        self.verify_rows()?;
         let h = match self.version {
             1 => fnv1a(source_id.as_bytes()),
             _ => fnv1a(source_id.as_bytes()) as u32 as u64,

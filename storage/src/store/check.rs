@@ -64,9 +64,9 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                 Ok(seg) => {
                     report.segments += 1;
                     report.segment_events += seg.meta().events as u64;
-                    // Checksums hold for the bytes as written; this reads every
-                    // event's attributes back from their columns too.
-                    if let Err(e) = seg.verify_attrs() {
+                    // Every byte's checksum (opening verifies only the small parts),
+                    // then every event's attributes read back from their columns.
+                    if let Err(e) = seg.verify().and_then(|()| seg.verify_attrs()) {
                         report.problems.push(e.to_string());
                     }
                     if seg.meta().community != key.community || seg.meta().span != key.span {
@@ -154,6 +154,7 @@ pub fn check_rows(
     for state in manifest.shards.values() {
         for entry in &state.segments {
             let seg = Segment::open(&dir.join(&entry.file))?;
+            seg.verify_rows()?;
             seg.for_each_in_seq_range(0, u64::MAX, |_, r| f(r));
         }
     }

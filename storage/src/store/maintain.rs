@@ -242,6 +242,9 @@ impl Store {
             write_segment(key.community, key.span, start_ms, rows, out)
         })?;
         let seg = Arc::new(Segment::open_with(io, &path)?);
+        // Read back whole, as written: a segment is never trusted before every byte
+        // of it verified once.
+        seg.verify()?;
         let mut state = read(&inner.shards)
             .get(&key)
             .map(|s| s.state.clone())
@@ -275,6 +278,10 @@ impl Store {
         let old = self.segments(key);
         if old.len() < 2 {
             return Ok(false);
+        }
+        // Damage in an input must not be copied into the new file under fresh checksums.
+        for seg in &old {
+            seg.verify()?;
         }
         let merged = MergedSegments::new(&old);
         let replaces: Vec<u64> = old.iter().filter_map(|s| segment_id(s)).collect();
@@ -339,6 +346,7 @@ impl Store {
             let mut summary = Summary::default();
             if !observers.is_empty() {
                 for seg in &segments {
+                    seg.verify_rows()?;
                     seg.for_each_in_seq_range(0, u64::MAX, |_, r| summary.add(r.subject, r.ts_ms));
                 }
             }

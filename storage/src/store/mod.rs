@@ -162,8 +162,11 @@ impl Store {
     }
 
     /// Opens (or creates) the store in `dir`: loads the catalog and dictionaries, maps
-    /// and verifies every segment, removes files a crash left half-made, and replays
-    /// the WAL past what is sealed. Only one process may have a store open.
+    /// every segment and verifies its small parts (header, section table, block
+    /// directory; the rest of its bytes are verified on their first read), removes
+    /// files a crash left half-made, and replays the WAL past what is sealed. Only one
+    /// process may have a store open. How long each step took is logged at debug
+    /// level (`RUST_LOG=sightline_storage=debug`).
     pub fn open_with_clock(
         dir: impl AsRef<Path>,
         config: StoreConfig,
@@ -176,8 +179,10 @@ impl Store {
         let lock_file = lock_store(&dir, true)?;
 
         let layout = config.layout();
+        let mut lap = Lap::start();
         let catalog = SledCatalog::open(&dir.join("catalog"))?;
         let manifest = catalog.manifest()?;
+        lap.step("catalog and manifest");
         let retention_days = match config.retention_days {
             Some(d) => {
                 if catalog.retention_days()? != Some(d) {
@@ -201,6 +206,7 @@ impl Store {
             .flat_map(|(key, state)| state.segments.iter().map(|e| (*key, dir.join(&e.file))))
             .collect();
         let opened = open_segments(&*io, &paths)?;
+        lap.step("segments mapped");
         let mut opened = opened.into_iter();
         for (key, state) in manifest.shards {
             let mut shard = Shard::default();
@@ -225,6 +231,7 @@ impl Store {
             shards.insert(key, shard);
         }
         recovery.orphan_files_removed = remove_orphans(&*io, &dir.join("segments"), &referenced)?;
+        lap.step("orphan files");
 
         let Replayed {
             dict_log,
@@ -233,11 +240,13 @@ impl Store {
             source_ids,
             max_seq,
         } = replay_logs(&dir, &config, &mut shards, max_seq, &mut recovery)?;
+        lap.step("dictionaries and WAL replayed");
         let memory_bytes: u64 = shards.values().map(|s| s.mem.bytes() as u64).sum();
         let durable_subjects = dicts.len_subjects();
         let (pictures, picture_torn_tails) =
             crate::pictures::PictureStore::open(&dir.join(PICTURES_DIR), io.clone())?;
         recovery.picture_torn_tails = picture_torn_tails;
+        lap.step("picture packs");
 
         let store = Store {
             inner: Arc::new(Inner {
@@ -276,6 +285,12 @@ impl Store {
             }),
         };
         store.checkpoint_wal()?;
+        lap.step("WAL checkpoint");
+        tracing::debug!(
+            segments = paths.len(),
+            total_ms = lap.total_ms(),
+            "store opened"
+        );
         Ok(store)
     }
 
@@ -567,4 +582,32 @@ fn remove_orphans(
         crate::fsutil::fsync_dir(io, dir)?;
     }
     Ok(removed)
+}
+
+/// Times the steps of opening a store, for the debug log.
+struct Lap {
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Lap {
+    fn start() -> Lap {
+        let now = std::time::Instant::now();
+        Lap {
+            start: now,
+            last: now,
+        }
+    }
+    fn step(&mut self, what: &str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            step = what,
+            ms = (now - self.last).as_secs_f64() * 1e3,
+            "opening the store"
+        );
+        self.last = now;
+    }
+    fn total_ms(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() * 1e3
+    }
 }

@@ -288,14 +288,17 @@ impl Store {
     /// Calls `f` for every event with `from_ms <= ts < to_ms` in the given communities
     /// (dictionary ids; all when `None`). Order: shard by shard; within a shard each
     /// sealed segment in (device, ts) order, then unsealed events in commit order.
+    /// A segment whose rows fail verification (on their first read) is
+    /// [`StorageError::Corrupt`] naming it, after the rows before it were given.
     pub fn scan_range(
         &self,
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
         f: impl FnMut(Row),
-    ) {
-        self.scan_range_unless(from_ms, to_ms, communities, || false, f);
+    ) -> Result<()> {
+        self.scan_range_unless(from_ms, to_ms, communities, || false, f)
+            .map(drop)
     }
 
     /// [`Store::scan_range`] that asks `stop` before each shard and ends early when it
@@ -307,20 +310,21 @@ impl Store {
         communities: Option<&[u32]>,
         stop: impl Fn() -> bool,
         mut f: impl FnMut(Row),
-    ) -> bool {
+    ) -> Result<bool> {
         let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
         for snap in self.snapshot(communities, from_ms, to_ms, in_range, false) {
             if stop() {
-                return false;
+                return Ok(false);
             }
             for seg in &snap.segments {
+                seg.verify_rows()?;
                 seg.for_each_in_range(from_ms, to_ms, |_, r| f(r));
             }
             for (r, _) in snap.mem_rows(in_range) {
                 f(r);
             }
         }
-        true
+        Ok(true)
     }
 
     /// Events of subject id `subject` with `from_ms <= ts < to_ms` in the shards
@@ -334,29 +338,30 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         mut f: impl FnMut(Row),
-    ) {
-        for mut run in self.subject_runs(keys, subject, from_ms, to_ms) {
+    ) -> Result<()> {
+        for mut run in self.subject_runs(keys, subject, from_ms, to_ms)? {
             while let Some(r) = run.row() {
                 f(r);
                 run.advance();
             }
         }
+        Ok(())
     }
 
     /// The events of `subject` in `keys` with `from_ms <= ts < to_ms` as runs, one per
     /// device and segment (or memory part), each in (ts, seq) order; shard by shard as
     /// given. Sealed events are found by binary search and read when the caller gets
     /// to them; only the subject's in-memory events are copied, under a short read
-    /// lock.
+    /// lock. Each segment's rows are verified first (once: [`Segment::verify_rows`]).
     pub fn subject_runs(
         &self,
         keys: impl IntoIterator<Item = ShardKey>,
         subject: u32,
         from_ms: i64,
         to_ms: i64,
-    ) -> Vec<SubjectRun> {
+    ) -> Result<Vec<SubjectRun>> {
         if from_ms >= to_ms {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let keep = |r: &&StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
         // By shard: its segments, and where its in-memory events are in `memory`.
@@ -388,6 +393,7 @@ impl Store {
         let mut found = Vec::new();
         for (segments, part) in shards_read {
             for seg in segments {
+                seg.verify_rows()?;
                 found.clear();
                 seg.subject_device_runs_into(subject, from_ms, to_ms, &mut found);
                 for (device, postings) in found.drain(..) {
@@ -412,7 +418,7 @@ impl Store {
                 at += rows.len();
             }
         }
-        runs
+        Ok(runs)
     }
 
     /// How many events of `subject` the shards `keys` hold with `from_ms <= ts < to_ms`,
@@ -425,9 +431,9 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         devices: Option<&[u32]>,
-    ) -> u64 {
+    ) -> Result<u64> {
         if from_ms >= to_ms {
-            return 0;
+            return Ok(0);
         }
         let at = |d: u32| devices.is_none_or(|ds| ds.contains(&d));
         let keep = |r: &StoredRow| {
@@ -442,6 +448,7 @@ impl Store {
                 continue;
             };
             for seg in &shard.segments {
+                seg.verify_rows()?;
                 let m = seg.meta();
                 if m.min_ts_ms >= from_ms && m.max_ts_ms < to_ms {
                     n += seg.count_of_subject(subject, devices);
@@ -455,11 +462,11 @@ impl Store {
             n += frozen.filter(|r| keep(r)).count() as u64;
             n += shard.mem.of_subject(subject).filter(|r| keep(r)).count() as u64;
         }
-        n
+        Ok(n)
     }
 
     /// Every event of one shard, in the order of [`Store::scan_range`].
-    pub fn scan_shard(&self, key: ShardKey, f: impl FnMut(Row)) {
+    pub fn scan_shard(&self, key: ShardKey, f: impl FnMut(Row)) -> Result<()> {
         let layout = self.inner.layout;
         self.scan_range(
             layout.start_ms(key.span),
@@ -477,17 +484,18 @@ impl Store {
         device: u32,
         from_ms: i64,
         to_ms: i64,
-    ) -> Vec<Row> {
+    ) -> Result<Vec<Row>> {
         let keep = |r: &StoredRow| r.device == device && r.ts_ms >= from_ms && r.ts_ms < to_ms;
         let mut out = Vec::new();
         for snap in self.snapshot(Some(&[community]), from_ms, to_ms, keep, false) {
             for seg in &snap.segments {
+                seg.verify_rows()?;
                 seg.for_each_in_device_window(device, from_ms, to_ms, |_, r| out.push(r));
             }
             out.extend(snap.mem_rows(keep).map(|(r, _)| r));
         }
         out.sort_unstable_by_key(|r| (r.ts_ms, r.seq));
-        out
+        Ok(out)
     }
 
     /// Full events (strings resolved, attributes decoded) with `from_ms <= ts < to_ms`,
@@ -503,6 +511,7 @@ impl Store {
         let mut err = None;
         for snap in self.snapshot(communities, from_ms, to_ms, in_range, true) {
             for seg in &snap.segments {
+                seg.verify_rows()?;
                 seg.for_each_in_range(from_ms, to_ms, |ordinal, r| match seg.attrs(ordinal) {
                     Ok(a) => found.push((r, crate::attr_codec::encode_attrs(&a).into_vec())),
                     Err(e) => {
@@ -575,7 +584,7 @@ impl Store {
         after: u64,
         through: u64,
         mut f: impl FnMut(Row),
-    ) -> std::collections::BTreeMap<ShardKey, u64> {
+    ) -> Result<std::collections::BTreeMap<ShardKey, u64>> {
         let mut counts = std::collections::BTreeMap::new();
         // By shard: its segments, its memory rows up to `after` (counted) and after.
         struct Part {
@@ -619,6 +628,7 @@ impl Store {
                     older += events;
                     continue;
                 }
+                seg.verify_rows()?;
                 let mut later = 0u64;
                 seg.for_each_in_seq_range(after, u64::MAX, |_, r| {
                     later += 1;
@@ -633,7 +643,7 @@ impl Store {
                 counts.insert(key, older);
             }
         }
-        counts
+        Ok(counts)
     }
 
     /// Events in sequence (commit) order with `after < seq <= through`, at most `limit`,
@@ -646,9 +656,9 @@ impl Store {
         through: u64,
         limit: usize,
         communities: Option<&[u32]>,
-    ) -> Vec<(Row, AttrsAt)> {
+    ) -> Result<Vec<(Row, AttrsAt)>> {
         if after >= through || limit == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut found: Vec<(Row, AttrsAt)> = Vec::new();
         {
@@ -658,6 +668,10 @@ impl Store {
                     continue;
                 }
                 for seg in &shard.segments {
+                    if seg.meta().max_seq <= after || seg.meta().min_seq > through {
+                        continue;
+                    }
+                    seg.verify_rows()?;
                     seg.for_each_in_seq_range(after, through, |ordinal, r| {
                         found.push((r, AttrsAt::Segment(seg.clone(), ordinal)))
                     });
@@ -675,27 +689,35 @@ impl Store {
             found.truncate(limit);
         }
         found.sort_unstable_by_key(|(r, _)| r.seq);
-        found
+        Ok(found)
     }
 
     /// The event with sequence number (id) `seq`, with where its attributes are, if
     /// the store holds it. Sequence ranges of segments overlap across communities, so
     /// this looks at every shard's segments whose range covers `seq` (directory entries
     /// only, for blocks that cannot hold it) and at the memory parts.
-    pub fn event_by_seq(&self, seq: u64) -> Option<(Row, AttrsAt)> {
+    pub fn event_by_seq(&self, seq: u64) -> Result<Option<(Row, AttrsAt)>> {
         let shards = read(&self.inner.shards);
         for (key, shard) in shards.iter() {
             for seg in &shard.segments {
+                let m = seg.meta();
+                if seq < m.min_seq || seq > m.max_seq {
+                    continue;
+                }
+                seg.verify_rows()?;
                 if let Some((ordinal, row)) = seg.find_seq(seq) {
-                    return Some((row, AttrsAt::Segment(seg.clone(), ordinal)));
+                    return Ok(Some((row, AttrsAt::Segment(seg.clone(), ordinal))));
                 }
             }
             let frozen = shard.frozen.iter().flat_map(|f| f.rows());
             if let Some(r) = frozen.chain(shard.mem.rows()).find(|r| r.seq == seq) {
-                return Some((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
+                return Ok(Some((
+                    r.row(key.community),
+                    AttrsAt::Memory(r.attrs.clone()),
+                )));
             }
         }
-        None
+        Ok(None)
     }
 
     /// Sealed segments of a shard, for inspection and accounting.

@@ -125,6 +125,7 @@ impl Restore {
         let path = self.dir.join(rel);
         write_atomic(&*self.io, &path, |out| out.put(bytes))?;
         let seg = Segment::open_with(&*self.io, &path)?;
+        seg.verify()?;
         let meta = seg.meta();
         if meta.community != key.community || meta.span != key.span || meta.events != entry.events {
             return Err(StorageError::corrupt(
