@@ -231,6 +231,73 @@ fn reopen_after_a_clean_stop_reads_the_checkpoint_and_no_row() {
     f.assert_matches_model("after more appends");
 }
 
+/// Flips a byte in the middle of the block data (section 1) of every segment.
+fn damage_block_data(dir: &Path) {
+    let mut segs = Vec::new();
+    let mut stack = vec![dir.join("segments")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "seg") {
+                segs.push(p);
+            }
+        }
+    }
+    assert!(!segs.is_empty());
+    for p in segs {
+        let mut b = std::fs::read(&p).unwrap();
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap()) as usize;
+        let (off, len) = (word(80 + 24), word(80 + 32));
+        b[off + len / 2] ^= 0x04;
+        std::fs::write(&p, &b).unwrap();
+    }
+}
+
+#[test]
+fn a_damaged_segment_the_index_must_read_fails_its_open_naming_the_file() {
+    let mut f = Fixture::new();
+    f.append(&week());
+    f.seal_all();
+    f.index = None;
+    f.store = None;
+    damage_block_data(f.dir.path());
+    // The store opens (segments are verified on first read); the index, with no
+    // checkpoint, reads every row and meets the damage: an error naming the file.
+    let store = Store::open_with_clock(f.dir.path(), f.config(), f.clock.clone())
+        .expect("a damaged block does not stop the store opening");
+    let err = StoreIndex::open(&store)
+        .err()
+        .expect("the index cannot be built from damaged rows");
+    let msg = err.to_string();
+    assert!(msg.contains(".seg") && msg.contains("checksum"), "{msg}");
+    assert!(StoreIndex::attach(&store).is_err());
+}
+
+#[test]
+fn a_checkpoint_over_a_damaged_segment_opens_and_reading_it_fails() {
+    let mut f = Fixture::new();
+    f.append(&week());
+    f.seal_all();
+    assert!(f.index().checkpoint(f.store()).unwrap());
+    f.index = None;
+    f.store = None;
+    damage_block_data(f.dir.path());
+    // The checkpoint covers the segments: opening reads no row of them...
+    let r = f.reopen();
+    assert!(r.from_checkpoint && r.rows_read == 0, "{r:?}");
+    // ... and the first read of one is the error, naming it.
+    let key = f.store().shards()[0].key;
+    let subject = f.store().dictionaries().subject_id(Kind::Face, "F1");
+    let err = f
+        .store()
+        .subject_runs([key], subject.unwrap(), 0, i64::MAX)
+        .err()
+        .expect("damaged rows are not read");
+    assert!(err.to_string().contains(".seg"), "{err}");
+}
+
 #[test]
 fn after_a_crash_only_rows_after_the_checkpoint_are_read() {
     let mut f = Fixture::new();
