@@ -493,6 +493,8 @@ struct Follower<'a> {
     /// The last commit of the owner not checked yet: (checkpoint, max local seq).
     check: Option<(u64, u64)>,
     checked: Option<(u64, u64)>,
+    /// A commit was checked and agreed (said once in the log).
+    agreed: bool,
 }
 
 impl Follower<'_> {
@@ -573,6 +575,14 @@ impl Follower<'_> {
         match check_marks(&mut self.marks, self.last_seq, commit) {
             Checked::NotYet => Ok(()),
             Checked::Agrees => {
+                if !self.agreed {
+                    self.agreed = true;
+                    tracing::info!(
+                        partition = self.p,
+                        checkpoint = commit.0,
+                        "replica numbering agrees with its owner's commit"
+                    );
+                }
                 self.check = None;
                 Ok(())
             }
@@ -646,6 +656,7 @@ async fn follow(
         marks: VecDeque::from([(checkpoint, store.next_seq())]),
         check: None,
         checked: None,
+        agreed: false,
     };
     f.report();
     let mut last_maintained = Instant::now();

@@ -1290,6 +1290,15 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         ),
         "query-1 never re-sent a call query-2 failed: {log}"
     );
+    // Every replica numbers events as its owner: checked against the owners' commits,
+    // never found otherwise.
+    for (name, log) in [("query-1", &log), ("query-2", &q2.log())] {
+        assert!(
+            log.contains("replica numbering agrees with its owner's commit"),
+            "{name} never checked a replica against a commit: {log}"
+        );
+        assert!(!log.contains("diverged"), "{name}: {log}");
+    }
     assert!(health(qa1)["answered"]["indexer"].as_u64().unwrap() > 0);
     // The same event ids, whoever answered.
     let again = sightline_testkit::get(qa1, &asked[0].target);
