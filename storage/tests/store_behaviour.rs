@@ -129,6 +129,63 @@ fn out_of_bounds_events_are_rejected_without_losing_the_rest_of_the_batch() {
 }
 
 #[test]
+fn bounds_checked_at_an_explicit_time_decide_alike_whatever_the_clock_says() {
+    // Two stores (an owner and a replica of the same log) whose clocks differ by days
+    // append the same events at the same explicit time: the same ones are stored, with
+    // the same sequence numbers.
+    let config = StoreConfig {
+        retention_days: Some(30),
+        ..Default::default()
+    };
+    let at = DAY0 + 12 * HOUR;
+    let batch = || {
+        vec![
+            ev(input(DAY0, "c1", 1, "face", "F1")),
+            ev(input(DAY0 + 3 * DAY, "c1", 1, "face", "F2")), // ahead of `at`
+            ev(input(DAY0 - 40 * DAY, "c1", 1, "face", "F3")), // older than retention at `at`
+            ev(input(DAY0 + HOUR, "c1", 1, "face", "F4")),
+        ]
+    };
+    let mut outcomes = Vec::new();
+    for clock_at in [DAY0 + 12 * HOUR, DAY0 + 5 * DAY, DAY0 - 35 * DAY] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(clock_at));
+        let store = open(dir.path(), &clock, config.clone());
+        let out = store.append_at(&batch(), &[at; 4]).unwrap();
+        assert_eq!(store.next_seq(), 3);
+        assert!(store.append_at(&batch(), &[at]).is_err());
+        assert!(store
+            .validate_at(input(DAY0 + 3 * DAY, "c1", 1, "face", "F2"), at)
+            .is_err());
+        assert!(store
+            .validate_at(input(DAY0 + HOUR, "c1", 1, "face", "F4"), at)
+            .is_ok());
+        outcomes.push(out.results);
+    }
+    assert!(matches!(outcomes[0][0], Appended::Stored { seq: 1 }));
+    assert!(matches!(&outcomes[0][1], Appended::Rejected(e) if e.reason.contains("future")));
+    assert!(matches!(&outcomes[0][2], Appended::Rejected(e) if e.reason.contains("retention")));
+    assert!(matches!(outcomes[0][3], Appended::Stored { seq: 2 }));
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0], outcomes[2]);
+    // Each event at its own time: F2 logged three days on is not in the future.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0));
+    let store = open(dir.path(), &clock, config.clone());
+    let out = store
+        .append_at(&batch(), &[at, DAY0 + 3 * DAY, at, at])
+        .unwrap();
+    assert!(matches!(out.results[1], Appended::Stored { seq: 2 }));
+    assert_eq!(store.next_seq(), 4);
+    // The store's own clock still decides a plain append: five days on, F1 is fine
+    // and F2 is no longer in the future.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 5 * DAY));
+    let store = open(dir.path(), &clock, config);
+    assert_eq!(store.append(&batch()).unwrap().stored(), 3);
+}
+
+#[test]
 fn oversize_batches_are_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(DAY0));

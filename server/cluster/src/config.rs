@@ -155,11 +155,16 @@ pub struct QueryConfig {
     #[serde(default = "default_query_data")]
     pub data: PathBuf,
     /// Where this query node answers other query nodes' partition requests from its
-    /// replicas (`POST /v1/partition`, as `index.serve`); advertised in
-    /// `query_members.address` as bound (default 127.0.0.1:0: a free port). Not
-    /// authenticated: keep it on the cluster's private network.
+    /// replicas (`POST /v1/partition`, as `index.serve`) (default 127.0.0.1:0: a free
+    /// port). Not authenticated: keep it on the cluster's private network.
     #[serde(default = "default_serve")]
     pub serve: SocketAddr,
+    /// Where other query nodes reach `serve` (`host:port`), advertised in
+    /// `query_members.address`. Default: the address `serve` is bound to, which only
+    /// works when every query node runs on one host: production sets it. An
+    /// unspecified address (0.0.0.0, ::) or port 0 is refused.
+    #[serde(default)]
+    pub advertise: Option<String>,
 }
 
 fn default_stream() -> String {
@@ -275,8 +280,32 @@ impl Default for QueryConfig {
             replicas: default_query_replicas(),
             data: default_query_data(),
             serve: default_serve(),
+            advertise: None,
         }
     }
+}
+
+/// Refuses an advertised address other hosts cannot reach: not `host:port`, port 0,
+/// or an unspecified IP (0.0.0.0, ::).
+pub fn check_advertised(address: &str) -> std::result::Result<(), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{address:?} is not host:port"))?;
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return Err(format!("{address:?}: a port from 1 to 65535")),
+        Ok(_) => {}
+    }
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty()
+        || ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(format!(
+            "{address:?} is no address another host can reach (set query.advertise)"
+        ));
+    }
+    Ok(())
 }
 
 impl ClusterConfig {
@@ -323,6 +352,10 @@ impl ClusterConfig {
         }
         if q.replicas > 16 {
             return bad("query.replicas: 0 to 16");
+        }
+        if let Some(a) = &q.advertise {
+            check_advertised(a)
+                .map_err(|e| ClusterError::Config(format!("query.advertise: {e}")))?;
         }
         Ok(())
     }
@@ -379,6 +412,13 @@ secret_key = "s"
         assert!(c.ingest.listen.ip().is_loopback());
         assert_eq!(c.query.replicas, 1);
         assert!(c.query.serve.ip().is_loopback());
+        assert_eq!(c.query.advertise, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[query]\nadvertise = \"10.0.0.7:7000\""
+        ))
+        .unwrap();
+        assert_eq!(c.query.advertise.as_deref(), Some("10.0.0.7:7000"));
+        assert!(check_advertised("q1.internal:7000").is_ok());
         assert!(c.owner().ends_with(&format!("-{}", std::process::id())));
     }
 
@@ -392,6 +432,10 @@ secret_key = "s"
             "[ingest]\nlisten = \"0.0.0.0:8080\"",
             "[query]\nlisten = \"0.0.0.0:8081\"",
             "[query]\nreplicas = 17",
+            "[query]\nadvertise = \"0.0.0.0:7000\"",
+            "[query]\nadvertise = \"[::]:7000\"",
+            "[query]\nadvertise = \"q1.internal:0\"",
+            "[query]\nadvertise = \"q1.internal\"",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {

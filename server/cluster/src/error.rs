@@ -34,6 +34,13 @@ pub enum ClusterError {
     },
     #[error("catalog of partition {partition}: {reason}")]
     Catalog { partition: u32, reason: String },
+    /// A PostgreSQL, JetStream or object storage call did not answer in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// A read replica's store numbers events unlike its owner's (the consistency
+    /// check against the catalog after a commit): it is restored again.
+    #[error("replica of partition {partition} diverged from its owner: {reason}")]
+    Diverged { partition: u32, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -174,6 +174,14 @@ impl Meta {
         Ok(Meta { client })
     }
 
+    /// [`Meta::connect`] given up after `within` (tokio-postgres has no connect
+    /// timeout of its own).
+    pub async fn connect_within(conninfo: &str, within: std::time::Duration) -> Result<Meta> {
+        tokio::time::timeout(within, Meta::connect(conninfo))
+            .await
+            .map_err(|_| ClusterError::Timeout("PostgreSQL connect"))?
+    }
+
     /// False once the connection broke (reconnect then).
     pub fn is_open(&self) -> bool {
         !self.client.is_closed()
@@ -456,6 +464,14 @@ impl Meta {
         serving: &[u32],
     ) -> Result<Vec<QueryMember>> {
         let serving: Vec<i32> = serving.iter().map(|p| *p as i32).collect();
+        // Rows of query nodes gone for good (expired a day ago): nobody reads them.
+        self.client
+            .execute(
+                "DELETE FROM query_members WHERE expires_at < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("forget old query members"))?;
         self.client
             .execute(
                 "INSERT INTO query_members (member, expires_at, address, serving)
@@ -547,6 +563,36 @@ impl Meta {
             dict_chunks: chunks.iter().map(chunk_of).collect(),
             segments: segments.iter().map(segment_of).collect(),
         })
+    }
+
+    /// The last commit of each of `partitions`, read in one statement: its checkpoint
+    /// (the stream sequence it covers) and the highest local sequence number of its
+    /// committed segments (0 when none).
+    pub async fn commit_marks(
+        &self,
+        partitions: &[u32],
+    ) -> Result<std::collections::HashMap<u32, (u64, u64)>> {
+        let partitions: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
+        let rows = self
+            .client
+            .query(
+                "SELECT l.partition, l.checkpoint_seq, coalesce(s.max_seq, 0)::bigint
+                 FROM leases l LEFT JOIN (
+                     SELECT partition, max(max_seq) AS max_seq FROM segments
+                     WHERE partition = ANY($1) GROUP BY partition
+                 ) s ON s.partition = l.partition
+                 WHERE l.partition = ANY($1)",
+                &[&partitions],
+            )
+            .await
+            .map_err(ClusterError::pg("read commit marks"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let p: i32 = r.get(0);
+                (p as u32, (to_u64(r.get(1)), to_u64(r.get(2))))
+            })
+            .collect())
     }
 
     /// The committed dictionary chunks of `partition`, in order.

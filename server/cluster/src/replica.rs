@@ -22,16 +22,24 @@
 //! offered in [`Held`] (and advertised in `query_members.serving`) once it has read
 //! the log to its end, as the server counts it (the indexer's empty fetch): nothing
 //! pending when its consumer was made, as many messages come as were pending then,
-//! or a message with nothing pending after it; and withdrawn when its task ends.
+//! or a message with nothing pending after it. It stops answering
+//! ([`Held::suspend`]) while it may be missing recent events: its consumer failed,
+//! ended or could not be made, or it has not been known caught up for a while (a
+//! silent consumer is replaced by one of its own, which says what is pending); it
+//! answers again once caught up, and is withdrawn when its task ends.
 //!
-//! A replica's store gives each event the local sequence number its owner's gives
-//! (both start from the same committed segments and append the same log in the same
-//! order), so event ids agree wherever a query is answered.
+//! A replica's store gives each event the local sequence number its owner's gives:
+//! both start from the same committed segments and append the same log in the same
+//! order, with the time-dependent bounds checked against the time the stream stored
+//! each message, not the local clock ([`append_messages`]). Each commit of the
+//! owner is checked: once the replica has appended through its checkpoint, its next
+//! local sequence must be the catalog's highest plus one, else it is restored again.
+//! A failed replica (restore, check) is made again after an exponential pause.
 //!
 //! **Handing over.** A partition no longer assigned here (a member joined) is kept
 //! until every member it is now assigned to serves it, then dropped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +53,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, Result};
-use crate::indexer::connect_meta;
-use crate::indexer::partition::{append_messages, clear_local};
+use crate::indexer::partition::append_messages;
 use crate::log;
 use crate::meta::{Meta, QueryMember};
 use crate::objects::Objects;
@@ -90,21 +97,88 @@ struct Shared {
     objects: Objects,
     js: Context,
     held: Arc<Held>,
+    status: Status,
+    /// The owners' last commits of the partitions replicated here (read by the
+    /// supervisor every `index.renew_ms`): partition → (checkpoint, max local seq).
+    commits: watch::Sender<HashMap<u32, (u64, u64)>>,
 }
+
+/// How far one replica has read the log (reported by the query node's `/health`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Lag {
+    /// The replica's generation on this node.
+    pub generation: i64,
+    /// The last stream sequence appended.
+    pub appended: u64,
+    /// The partition's last stream sequence as last seen from the log (`appended`
+    /// plus what its consumer said was pending); `None` before the first look.
+    pub log_last: Option<u64>,
+    /// Whether it answers queries now (caught up, its consumer healthy).
+    pub serving: bool,
+    /// Milliseconds since it was last known caught up with the log.
+    pub caught_up_ms_ago: Option<u64>,
+}
+
+/// Every replica's [`Lag`] by partition, shared with whoever reports it.
+pub type Status = Arc<std::sync::Mutex<std::collections::BTreeMap<u32, Lag>>>;
 
 struct Running {
     stop: watch::Sender<bool>,
-    join: JoinHandle<()>,
+    join: JoinHandle<Result<()>>,
+    started: Instant,
+}
+
+/// First pause before a replica that failed (its restore, its consumer, its
+/// consistency check) is made again; it doubles per failure in a row up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// A replica that ran this long before failing starts its backoff afresh.
+const RAN_WELL: Duration = Duration::from_secs(300);
+
+/// The pause before a replica is made again after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+/// Whether `name` is a replica's directory in `query.data`: `r{P}-g{n}` or
+/// `r{P}-g{n}-vocabulary` (and nothing else an operator may keep there).
+fn is_replica_dir(name: &str) -> bool {
+    let name = name.strip_suffix("-vocabulary").unwrap_or(name);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix('r')
+        .and_then(|rest| rest.split_once("-g"))
+        .is_some_and(|(p, g)| digits(p) && digits(g))
+}
+
+/// Removes every replica directory in `data` ([`is_replica_dir`]).
+fn clear_replicas(data: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if is_replica_dir(&e.file_name().to_string_lossy()) {
+            std::fs::remove_dir_all(e.path()).map_err(|source| ClusterError::Io {
+                context: format!("removing {}", e.path().display()),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs this query node's replicas until `shutdown` completes: heartbeats
 /// `query_members` (advertising `address`, where `held` is answered), replicates the
 /// partitions of `0..partitions` the rendezvous assigns it, offers each in `held`
-/// once caught up. Then stops them and leaves the members.
+/// once caught up, and reports how far each has read in `status`. Then stops them
+/// and leaves the members.
 pub async fn run(
     config: ClusterConfig,
     partitions: u32,
     held: Arc<Held>,
+    status: Status,
     address: Option<String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
@@ -116,18 +190,23 @@ pub async fn run(
     })?;
     // Replicas of an earlier run are caches: made again from the catalog.
     let d = data.clone();
-    tokio::task::spawn_blocking(move || clear_local(&d, "r"))
+    tokio::task::spawn_blocking(move || clear_replicas(&d))
         .await
         .expect("clear task panicked")?;
     let shared = Arc::new(Shared {
         objects: Objects::new(&config.s3)?,
         js: log::connect(&config).await?,
         held,
+        status,
+        commits: watch::channel(HashMap::new()).0,
         config: config.clone(),
     });
-    let mut meta = connect_meta(&config).await;
+    // Every PostgreSQL call bounded (a hung server must not stop the supervisor).
+    let mut meta: Option<Meta> = None;
     tracing::info!(member, replicas = config.query.replicas, "replicas started");
     let mut running: HashMap<u32, Running> = HashMap::new();
+    // partition → (failures in a row, not to be made again before)
+    let mut failed: HashMap<u32, (u32, Instant)> = HashMap::new();
     let mut generation = 0i64;
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,30 +216,79 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
-        running.retain(|_, r| !r.join.is_finished());
-        if !meta.is_open() {
-            match Meta::connect(&config.postgres).await {
-                Ok(m) => meta = m,
+        let ended: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| r.join.is_finished())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in ended {
+            let r = running.remove(&p).expect("listed just above");
+            let ran = r.started.elapsed();
+            match r.join.await {
+                Ok(Ok(())) => {
+                    failed.remove(&p);
+                }
+                Ok(Err(_)) | Err(_) => {
+                    let before = failed.get(&p).map_or(0, |f| f.0);
+                    let n = if ran >= RAN_WELL { 1 } else { before + 1 };
+                    let pause = backoff(n);
+                    tracing::info!(
+                        partition = p,
+                        failures = n,
+                        pause_ms = pause.as_millis() as u64,
+                        "replica failed; made again after a pause"
+                    );
+                    failed.insert(p, (n, Instant::now() + pause));
+                }
+            }
+        }
+        if meta.as_ref().is_none_or(|m| !m.is_open()) {
+            match Meta::connect_within(&config.postgres, config.lease()).await {
+                Ok(m) => meta = Some(m),
                 Err(e) => {
                     tracing::warn!(error = %e, "PostgreSQL unreachable; replicas stay as they are");
                     continue;
                 }
             }
         }
+        let m = meta.as_ref().expect("connected just above");
         let served = shared.held.served();
-        let members = match meta
-            .query_heartbeat(&member, config.index.lease_ms, address.as_deref(), &served)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
+        let heartbeat =
+            m.query_heartbeat(&member, config.index.lease_ms, address.as_deref(), &served);
+        let members = match tokio::time::timeout(config.lease(), heartbeat).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "query heartbeat failed; trying at the next tick");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("query heartbeat timed out; a new connection at the next tick");
+                meta = None;
                 continue;
             }
         };
         let plan = assign(&member, &members, partitions, config.query.replicas);
+        if !plan.take.is_empty() {
+            let take: Vec<u32> = plan.take.iter().copied().collect();
+            match tokio::time::timeout(config.lease(), m.commit_marks(&take)).await {
+                Ok(Ok(marks)) => {
+                    shared.commits.send_replace(marks);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "commits not read"),
+                Err(_) => {
+                    tracing::warn!("reading commits timed out; a new connection at the next tick");
+                    meta = None;
+                }
+            }
+        }
         for p in &plan.take {
             if running.contains_key(p) {
+                continue;
+            }
+            if failed
+                .get(p)
+                .is_some_and(|(_, until)| Instant::now() < *until)
+            {
                 continue;
             }
             generation += 1;
@@ -168,13 +296,27 @@ pub async fn run(
             let (task_shared, partition, g) = (shared.clone(), *p, generation);
             let join = tokio::spawn(async move {
                 let held = task_shared.held.clone();
-                match run_replica(task_shared, partition, g, stop_rx).await {
+                let status = task_shared.status.clone();
+                let ran = run_replica(task_shared, partition, g, stop_rx).await;
+                match &ran {
                     Ok(()) => tracing::info!(partition, "replica ended"),
                     Err(e) => tracing::warn!(partition, error = %e, "replica stopped"),
                 }
                 held.withdraw(partition, g);
+                let mut status = status.lock().expect("replica status poisoned");
+                if status.get(&partition).is_some_and(|l| l.generation == g) {
+                    status.remove(&partition);
+                }
+                ran
             });
-            running.insert(*p, Running { stop, join });
+            running.insert(
+                *p,
+                Running {
+                    stop,
+                    join,
+                    started: Instant::now(),
+                },
+            );
         }
         for p in &plan.drop {
             if let Some(r) = running.remove(p) {
@@ -182,6 +324,7 @@ pub async fn run(
                 let _ = r.stop.send(true);
             }
         }
+        failed.retain(|p, _| plan.take.contains(p));
     }
     tracing::info!(member, "replicas stopping");
     for r in running.values() {
@@ -190,7 +333,9 @@ pub async fn run(
     for (_, r) in running.drain() {
         let _ = r.join.await;
     }
-    let _ = meta.leave_query(&member).await;
+    if let Some(m) = meta.filter(|m| m.is_open()) {
+        let _ = tokio::time::timeout(config.lease(), m.leave_query(&member)).await;
+    }
     Ok(())
 }
 
@@ -272,8 +417,10 @@ async fn run_replica(
     let started = Instant::now();
     let restoring = async {
         let committed = {
-            let mut meta = connect_meta(cfg).await;
-            meta.committed(p).await?
+            let mut meta = Meta::connect_within(&cfg.postgres, cfg.lease()).await?;
+            tokio::time::timeout(cfg.lease(), meta.committed(p))
+                .await
+                .map_err(|_| ClusterError::Timeout("reading the committed state"))??
         };
         let store_config = StoreConfig {
             memory_budget_bytes: REPLICA_MEMORY_BYTES,
@@ -283,9 +430,17 @@ async fn run_replica(
             restore::restore_committed(&shared.objects, p, &committed, &dir, store_config).await?;
         Ok::<_, ClusterError>((committed, store, restored))
     };
-    // A stop while PostgreSQL or S3 is away ends the restore too.
+    // A stop while PostgreSQL or S3 is away ends the restore too; a failed restore
+    // (an object the janitor removed meanwhile, S3 or PostgreSQL away) leaves nothing
+    // behind: the supervisor makes the replica again after a pause.
     let (committed, store, restored) = tokio::select! {
-        r = restoring => r?,
+        r = restoring => match r {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(clear).await;
+                return Err(e);
+            }
+        },
         _ = stop.changed() => {
             let _ = tokio::task::spawn_blocking(clear).await;
             return Ok(());
@@ -315,8 +470,165 @@ async fn run_replica(
     ran
 }
 
-/// Appends the log from `checkpoint + 1` to `store`, offering it once caught up,
-/// until `stop`.
+/// Marks kept for the consistency check: (stream sequence, the store's next local
+/// sequence once it was appended); older ones are dropped beyond this many.
+const MAX_MARKS: usize = 100_000;
+
+/// A following replica's state (module doc).
+struct Follower<'a> {
+    shared: &'a Shared,
+    p: u32,
+    generation: i64,
+    store: &'a Store,
+    /// The last stream sequence appended.
+    last_seq: u64,
+    /// Offered in `held` once (its index built); `serving` while it answers.
+    offered: bool,
+    serving: bool,
+    /// When it was last known to have read the log to its end.
+    proof: Option<Instant>,
+    /// Messages of the partition past `last_seq` as the log last said.
+    pending: Option<u64>,
+    marks: VecDeque<(u64, u64)>,
+    /// The last commit of the owner not checked yet: (checkpoint, max local seq).
+    check: Option<(u64, u64)>,
+    checked: Option<(u64, u64)>,
+    /// A commit was checked and agreed (said once in the log).
+    agreed: bool,
+}
+
+impl Follower<'_> {
+    fn report(&self) {
+        let lag = Lag {
+            generation: self.generation,
+            appended: self.last_seq,
+            log_last: self.pending.map(|n| self.last_seq + n),
+            serving: self.serving,
+            caught_up_ms_ago: self.proof.map(|t| t.elapsed().as_millis() as u64),
+        };
+        self.shared
+            .status
+            .lock()
+            .expect("replica status poisoned")
+            .insert(self.p, lag);
+    }
+
+    /// It has read the log to its end: answers queries (offered the first time).
+    async fn caught_up(&mut self, stop: &watch::Receiver<bool>) {
+        self.proof = Some(Instant::now());
+        self.pending = Some(0);
+        if *stop.borrow() || self.serving {
+            self.report();
+            return;
+        }
+        let (p, g) = (self.p, self.generation);
+        if !self.offered {
+            tracing::info!(
+                partition = p,
+                last_seq = self.last_seq,
+                "replica caught up with the log"
+            );
+            let (held, store) = (self.shared.held.clone(), self.store.clone());
+            tokio::task::spawn_blocking(move || held.offer(p, g, &store))
+                .await
+                .expect("offer task panicked");
+            self.offered = true;
+        } else {
+            tracing::info!(
+                partition = p,
+                last_seq = self.last_seq,
+                "replica caught up again"
+            );
+            self.shared.held.resume(p, g);
+        }
+        self.serving = true;
+        self.report();
+    }
+
+    /// It may be missing recent events: stops answering until caught up again.
+    fn suspend(&mut self, why: &str) {
+        if self.serving {
+            tracing::warn!(
+                partition = self.p,
+                last_seq = self.last_seq,
+                why,
+                "replica not answering queries"
+            );
+            self.shared.held.suspend(self.p, self.generation);
+            self.serving = false;
+            self.report();
+        }
+    }
+
+    /// Checks the owner's last commit against what this store numbered: appended
+    /// through the commit's checkpoint, its next local sequence must be the
+    /// catalog's highest plus one.
+    fn check_commit(&mut self) -> Result<()> {
+        let commit = self.shared.commits.borrow().get(&self.p).copied();
+        if commit.is_some() && commit != self.checked {
+            self.checked = commit;
+            self.check = commit;
+        }
+        let Some(commit) = self.check else {
+            return Ok(());
+        };
+        match check_marks(&mut self.marks, self.last_seq, commit) {
+            Checked::NotYet => Ok(()),
+            Checked::Agrees => {
+                if !self.agreed {
+                    self.agreed = true;
+                    tracing::info!(
+                        partition = self.p,
+                        checkpoint = commit.0,
+                        "replica numbering agrees with its owner's commit"
+                    );
+                }
+                self.check = None;
+                Ok(())
+            }
+            Checked::Differs(reason) => Err(ClusterError::Diverged {
+                partition: self.p,
+                reason,
+            }),
+        }
+    }
+}
+
+/// What [`check_marks`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Checked {
+    /// Not appended through the checkpoint yet.
+    NotYet,
+    /// The numbering agrees (or the checkpoint is older than the marks kept).
+    Agrees,
+    Differs(String),
+}
+
+/// Checks the owner's commit `(checkpoint, max_seq)` against `marks` (each message
+/// appended: its stream sequence, the next local sequence after it) of a replica that
+/// has appended through `last_seq`: through the checkpoint, its next local sequence
+/// must be `max_seq + 1`. Marks before the one checked are dropped.
+fn check_marks(marks: &mut VecDeque<(u64, u64)>, last_seq: u64, commit: (u64, u64)) -> Checked {
+    let (checkpoint, max_seq) = commit;
+    if last_seq < checkpoint {
+        return Checked::NotYet;
+    }
+    // The state after the last message of the partition at or before the checkpoint.
+    let Some(i) = marks.iter().rposition(|(s, _)| *s <= checkpoint) else {
+        return Checked::Agrees; // older than the marks kept
+    };
+    let next = marks[i].1;
+    marks.drain(..i);
+    match next == max_seq + 1 {
+        true => Checked::Agrees,
+        false => Checked::Differs(format!(
+            "through stream sequence {checkpoint} its next local sequence is {next}, the owner committed up to {max_seq}"
+        )),
+    }
+}
+
+/// Appends the log from `checkpoint + 1` to `store`, answering queries while caught
+/// up (module doc), until `stop`.
 async fn follow(
     shared: &Shared,
     p: u32,
@@ -326,26 +638,36 @@ async fn follow(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<()> {
     let cfg = &shared.config;
-    let mut last_seq = checkpoint;
-    let mut offered = false;
-    let mut last_maintained = Instant::now();
-    let offer = |offered: &mut bool, last_seq: u64| {
-        let (held, store) = (shared.held.clone(), store.clone());
-        *offered = true;
-        tracing::info!(partition = p, last_seq, "replica caught up with the log");
-        async move {
-            tokio::task::spawn_blocking(move || held.offer(p, generation, &store))
-                .await
-                .expect("offer task panicked")
-        }
+    // Without proof of being caught up for this long, a consumer silent as long is
+    // made again (it says how much is pending); for twice as long, the replica stops
+    // answering.
+    let recheck = cfg.lease().max(Duration::from_secs(2));
+    let give_up = recheck * 2;
+    let mut f = Follower {
+        shared,
+        p,
+        generation,
+        store,
+        last_seq: checkpoint,
+        offered: false,
+        serving: false,
+        proof: None,
+        pending: None,
+        marks: VecDeque::from([(checkpoint, store.next_seq())]),
+        check: None,
+        checked: None,
+        agreed: false,
     };
+    f.report();
+    let mut last_maintained = Instant::now();
     'consumer: loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let consumer = match ordered_consumer(shared, p, last_seq).await {
+        let consumer = match ordered_consumer(shared, p, f.last_seq).await {
             Ok(c) => c,
             Err(e) => {
+                f.suspend("no consumer");
                 tracing::warn!(partition = p, error = %e, "no replica consumer yet");
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_PAUSE) => {}
@@ -354,15 +676,20 @@ async fn follow(
                 continue;
             }
         };
+        let made = Instant::now();
+        let mut last_message = made;
         // Messages the log held past `last_seq` when the consumer was made: once this
         // many have come, the replica has read the log to its end as of then.
         let mut behind = consumer.cached_info().num_pending;
-        if !offered && behind == 0 {
-            offer(&mut offered, last_seq).await;
+        f.pending = Some(behind);
+        if behind == 0 {
+            f.caught_up(stop).await;
         }
+        f.report();
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
+                f.suspend("consumer did not start");
                 tracing::warn!(partition = p, error = %e, "replica consumer did not start");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
@@ -378,6 +705,17 @@ async fn follow(
                 {
                     tracing::warn!(partition = p, error = %e, "replica maintenance failed");
                 }
+                f.report();
+            }
+            f.check_commit()?;
+            let proof_age = f.proof.map_or(made.elapsed(), |t| t.elapsed());
+            if proof_age > give_up {
+                f.suspend("not known to be caught up with the log");
+            }
+            if proof_age > recheck && last_message.elapsed() > recheck {
+                // Silent and not known caught up: a consumer of our own from
+                // `last_seq + 1` says how far the log goes.
+                continue 'consumer;
             }
             let next = tokio::select! {
                 _ = stop.changed() => return Ok(()),
@@ -388,17 +726,20 @@ async fn follow(
                 // a consumer may be slow to start).
                 Err(_) => continue,
                 Ok(None) => {
+                    f.suspend("consumer ended");
                     tracing::warn!(partition = p, "replica consumer ended; a new one");
                     tokio::time::sleep(RETRY_PAUSE).await;
                     continue 'consumer;
                 }
                 Ok(Some(Err(e))) => {
+                    f.suspend("consumer failed");
                     tracing::warn!(partition = p, error = %e, "replica consumer failed; a new one");
                     tokio::time::sleep(RETRY_PAUSE).await;
                     continue 'consumer;
                 }
                 Ok(Some(Ok(m))) => m,
             };
+            last_message = Instant::now();
             // Whatever else has arrived, without waiting, up to a batch.
             let mut batch = vec![first];
             let mut broken = false;
@@ -412,24 +753,41 @@ async fn follow(
                     None => break,
                 }
             }
+            // A consumer the client made again before its first message reads the
+            // stream from its beginning: make our own from `last_seq + 1` instead.
+            if batch
+                .iter()
+                .any(|m| m.info().map_or(true, |i| i.stream_sequence <= f.last_seq))
+            {
+                tracing::info!(
+                    partition = p,
+                    last_seq = f.last_seq,
+                    "replica consumer went back in the log; a new one"
+                );
+                continue 'consumer;
+            }
             let pending = batch
                 .last()
                 .and_then(|m| m.info().ok())
                 .map_or(u64::MAX, |i| i.pending);
-            // Only messages past what was appended count (a consumer the client made
-            // again before its first message starts from the stream's beginning).
-            let fresh = batch
-                .iter()
-                .filter(|m| m.info().is_ok_and(|i| i.stream_sequence > last_seq))
-                .count();
-            behind = behind.saturating_sub(fresh as u64);
-            if let Some(a) = append_messages(store, p, last_seq, batch).await? {
-                last_seq = a.seq;
+            behind = behind.saturating_sub(batch.len() as u64);
+            if let Some(a) = append_messages(store, p, f.last_seq, batch).await? {
+                f.last_seq = a.seq;
+                f.marks.extend(a.marks);
+                if f.marks.len() > MAX_MARKS {
+                    let over = f.marks.len() - MAX_MARKS;
+                    f.marks.drain(..over);
+                }
             }
-            if !offered && (pending == 0 || behind == 0) {
-                offer(&mut offered, last_seq).await;
+            f.pending = (pending != u64::MAX).then_some(pending);
+            if pending == 0 || behind == 0 {
+                f.caught_up(stop).await;
+            } else {
+                f.report();
             }
+            f.check_commit()?;
             if broken {
+                f.suspend("consumer failed");
                 continue 'consumer;
             }
         }
@@ -512,6 +870,67 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["r1-g10", "r1-g10-vocabulary"]);
+    }
+
+    #[test]
+    fn only_replica_directories_are_cleared_at_start() {
+        for name in ["r0-g1", "r12-g345", "r3-g7-vocabulary"] {
+            assert!(is_replica_dir(name), "{name}");
+        }
+        for name in [
+            "r",
+            "r1",
+            "r1-g",
+            "r-g1",
+            "rx-g1",
+            "r1-g1x",
+            "r1-g1-vocabularyx",
+            "reports",
+            "r1-g1-old",
+            "p1-e1",
+        ] {
+            assert!(!is_replica_dir(name), "{name}");
+        }
+        let data = tempfile::tempdir().unwrap();
+        for name in ["r1-g1", "r1-g1-vocabulary", "reports", "r1-g2.keep"] {
+            std::fs::create_dir_all(data.path().join(name)).unwrap();
+        }
+        clear_replicas(data.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["r1-g2.keep", "reports"]);
+    }
+
+    #[test]
+    fn a_replica_numbering_unlike_its_owners_commit_is_caught() {
+        // Restored at checkpoint 10 (next seq 5), then messages 12, 15 (refused), 20.
+        let mut marks = VecDeque::from([(10, 5), (12, 6), (15, 6), (20, 7)]);
+        // The owner committed through 30: not appended that far yet.
+        assert_eq!(check_marks(&mut marks, 20, (30, 6)), Checked::NotYet);
+        // Through 16 (the owner's last message was 15): next is 6 there, as committed.
+        assert_eq!(check_marks(&mut marks, 20, (16, 5)), Checked::Agrees);
+        assert_eq!(marks, [(15, 6), (20, 7)]);
+        // The owner stored the event of 15 (this replica refused it): caught.
+        assert!(matches!(
+            check_marks(&mut marks, 20, (15, 6)),
+            Checked::Differs(_)
+        ));
+        // Older than the marks kept: nothing to say.
+        assert_eq!(check_marks(&mut marks, 20, (3, 1)), Checked::Agrees);
+        assert_eq!(check_marks(&mut marks, 20, (20, 6)), Checked::Agrees);
+        assert_eq!(marks, [(20, 7)]);
+    }
+
+    #[test]
+    fn failed_replicas_back_off_exponentially_to_a_bound() {
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(4), FIRST_BACKOFF * 8);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! bounded ([`MAX_REQUEST_BYTES`], [`MAX_REPLY_BYTES`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,8 @@ struct Served {
     index: Arc<StoreIndex>,
     /// `None` when it could not be opened (searches then fail, naming why).
     vocabulary: Option<Vocabulary>,
+    /// False while suspended ([`Held::suspend`]): kept current, not answering.
+    live: AtomicBool,
 }
 
 /// The partitions this indexer serves, by number.
@@ -66,15 +69,24 @@ impl Held {
         })
     }
 
-    /// Serves `partition` (lease `epoch`) from `store`: builds its index from every
-    /// row and keeps it current (blocking: call it off the async workers).
-    pub(crate) fn offer(&self, partition: u32, epoch: i64, store: &Store) {
+    /// Serves `partition` (lease `epoch`, or a replica's generation) from `store`:
+    /// builds its index from every row and keeps it current (blocking: call it off
+    /// the async workers). An offer under an epoch lower than the one served now (a
+    /// late offer of an older task) is refused: false.
+    pub(crate) fn offer(&self, partition: u32, epoch: i64, store: &Store) -> bool {
+        let newer = |held: &HashMap<u32, Arc<Served>>| {
+            held.get(&partition).is_some_and(|s| s.epoch > epoch)
+        };
+        if newer(&self.partitions.read().expect("held partitions poisoned")) {
+            tracing::info!(partition, epoch, "a newer epoch is served; offer refused");
+            return false;
+        }
         let index = match StoreIndex::attach(store) {
             Ok(index) => index,
             Err(e) => {
                 // A damaged segment: the partition is not served from this copy.
                 tracing::error!(partition, error = %e, "cannot index the partition's store");
-                return;
+                return false;
             }
         };
         // Beside the store's directory (`p{P}-e{epoch}-vocabulary`): a cache removed
@@ -96,12 +108,51 @@ impl Held {
             store: store.clone(),
             index,
             vocabulary,
+            live: AtomicBool::new(true),
         });
-        self.partitions
-            .write()
-            .expect("held partitions poisoned")
-            .insert(partition, served);
+        let mut held = self.partitions.write().expect("held partitions poisoned");
+        if newer(&held) {
+            tracing::info!(partition, epoch, "a newer epoch is served; offer refused");
+            return false;
+        }
+        held.insert(partition, served);
         tracing::info!(partition, epoch, "serving queries");
+        true
+    }
+
+    /// Stops answering `partition` for now if it is served under `epoch`, its index
+    /// still kept current ([`Held::resume`] answers again without building it anew).
+    pub(crate) fn suspend(&self, partition: u32, epoch: i64) {
+        let held = self.partitions.read().expect("held partitions poisoned");
+        if let Some(s) = held.get(&partition).filter(|s| s.epoch == epoch) {
+            if s.live.swap(false, Ordering::SeqCst) {
+                tracing::info!(partition, epoch, "not answering queries for now");
+            }
+        }
+    }
+
+    /// Answers `partition` again if it is served (suspended) under `epoch`; false when
+    /// it is not served under `epoch` at all (offer it then).
+    pub(crate) fn resume(&self, partition: u32, epoch: i64) -> bool {
+        let held = self.partitions.read().expect("held partitions poisoned");
+        match held.get(&partition).filter(|s| s.epoch == epoch) {
+            Some(s) => {
+                if !s.live.swap(true, Ordering::SeqCst) {
+                    tracing::info!(partition, epoch, "answering queries again");
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn live(&self, partition: u32) -> Option<Arc<Served>> {
+        self.partitions
+            .read()
+            .expect("held partitions poisoned")
+            .get(&partition)
+            .filter(|s| s.live.load(Ordering::SeqCst))
+            .cloned()
     }
 
     /// Stops serving `partition` if it is still served under `epoch`.
@@ -113,12 +164,9 @@ impl Held {
         }
     }
 
-    /// Whether `partition` is served here now.
+    /// Whether `partition` is served (and not suspended) here now.
     pub fn holds(&self, partition: u32) -> bool {
-        self.partitions
-            .read()
-            .expect("held partitions poisoned")
-            .contains_key(&partition)
+        self.live(partition).is_some()
     }
 
     /// The partitions served now, sorted.
@@ -127,8 +175,9 @@ impl Held {
             .partitions
             .read()
             .expect("held partitions poisoned")
-            .keys()
-            .copied()
+            .iter()
+            .filter(|(_, s)| s.live.load(Ordering::SeqCst))
+            .map(|(p, _)| *p)
             .collect();
         v.sort_unstable();
         v
@@ -136,13 +185,7 @@ impl Held {
 
     /// Answers `request` from the partition's store (blocking: queries compute).
     pub fn answer(&self, request: &Request) -> PartitionReply {
-        let served = self
-            .partitions
-            .read()
-            .expect("held partitions poisoned")
-            .get(&u32::from(request.partition))
-            .cloned();
-        let Some(s) = served else {
+        let Some(s) = self.live(u32::from(request.partition)) else {
             return PartitionReply::NotHeld {
                 partition: request.partition,
                 owner: self.owner.clone(),
@@ -260,6 +303,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Suspended: not answered, not listed; resumed: answered again.
+        held.suspend(2, 1);
+        assert!(held.served().is_empty() && !held.holds(2));
+        assert!(matches!(held.answer(&ask), PartitionReply::NotHeld { .. }));
+        assert!(held.resume(2, 1));
+        assert!(!held.resume(2, 7));
+        assert_eq!(held.served(), vec![2]);
+        // A late offer of an older epoch does not replace the newer one.
+        let older = Store::open(dir.path().join("p2-e0"), Default::default()).unwrap();
+        assert!(!held.offer(2, 0, &older));
+        assert!(matches!(held.answer(&ask), PartitionReply::Answer(_)));
         // Withdrawn under another epoch: still served; under its own: gone.
         held.withdraw(2, 0);
         assert_eq!(held.served(), vec![2]);

@@ -53,6 +53,8 @@ struct QueryNode {
     slots: Arc<tokio::sync::Semaphore>,
     /// This node's read replicas (`None` with `query.replicas = 0`).
     held: Option<Arc<Held>>,
+    /// How far each of them has read the log.
+    status: sightline_cluster::replica::Status,
 }
 
 impl QueryNode {
@@ -96,6 +98,7 @@ pub async fn run_query(
     // placing, restoring and feeding them.
     let (stop_replicas, replicas_stopped) = tokio::sync::watch::channel(false);
     let mut replicas = None;
+    let status = sightline_cluster::replica::Status::default();
     let held = match config.query.replicas {
         0 => None,
         _ => {
@@ -103,10 +106,19 @@ pub async fn run_query(
                 .await
                 .map_err(|e| format!("binding {}: {e}", config.query.serve))?;
             let serve_addr = serve.local_addr().map_err(|e| e.to_string())?;
+            // Where other query nodes reach it: `query.advertise`, else the bound
+            // address (fine on one host; set it in production).
+            let advertised = config
+                .query
+                .advertise
+                .clone()
+                .unwrap_or_else(|| serve_addr.to_string());
+            sightline_cluster::config::check_advertised(&advertised)
+                .map_err(|e| format!("query.serve bound to {serve_addr}: {e}"))?;
             let held = Held::new(&config.owner());
             tokio::spawn(super::serve_partitions(serve, held.clone(), "query"));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
-            let (cfg, h) = (config.clone(), held.clone());
+            let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
             let mut stopped = replicas_stopped.clone();
             replicas = Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -116,7 +128,8 @@ pub async fn run_query(
                     cfg,
                     u32::from(partitions),
                     h,
-                    Some(serve_addr.to_string()),
+                    st,
+                    Some(advertised),
                     shutdown,
                 )
                 .await;
@@ -130,10 +143,11 @@ pub async fn run_query(
     tracing::info!(%addr, partitions, "query node started");
     println!("listening on http://{addr}");
     let node = Arc::new(QueryNode {
-        directory: Directory::new(tokio::runtime::Handle::current(), &config, held.clone()),
+        directory: Directory::start(&config, held.clone()).await,
         partitions,
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
         held,
+        status,
         config,
     });
     super::accept_loop(listener, shutdown, node, handle).await;
@@ -147,9 +161,9 @@ pub async fn run_query(
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let path = req.uri().path().to_string();
     if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
-        if let Err(e) = node.directory.read(true).await {
-            tracing::warn!(error = %e, "directory not read");
-        }
+        // Answered before any key is checked: from what this node has at hand (the
+        // directory as its own task last read it), never asking PostgreSQL.
+        let replicas = node.status.lock().expect("replica status poisoned").clone();
         let answered = &node.directory.answered;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         return Ok(respond(
@@ -162,6 +176,9 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 // serve, as last read; who answered this node's partition calls.
                 "replicas": node.held.as_ref().map(|h| h.served()).unwrap_or_default(),
                 "replicated_elsewhere": node.directory.replicated(),
+                // Each replica here: how far it has read the log, whether it answers.
+                "replica_lag": replicas,
+                "directory_age_ms": node.directory.age().map(|a| a.as_millis() as u64),
                 "answered": {
                     "local": load(&answered.local),
                     "replica": load(&answered.replica),

@@ -1,13 +1,16 @@
 //! A partition as a query node reaches it ([`RemotePartition`]). Who may answer it
-//! ([`Directory`], read from PostgreSQL every `index.renew_ms` at most, and again
-//! after a failure): this node's own read replica (asked in process), the live
+//! ([`Directory`], read from PostgreSQL by a task of its own every `index.renew_ms`,
+//! and early (at most every [`MIN_READ_GAP`]) when a query found nobody answering;
+//! every connect and statement bounded by `index.lease_ms`, so a hung PostgreSQL only
+//! ages the view: queries never wait on PostgreSQL): this node's own read replica (asked in process), the live
 //! replicas other query nodes advertise (`query_members.serving`, in rendezvous
 //! order), then the indexer holding its lease (`leases` joined with
 //! `members.address`). A call that fails (connection refused, reset, timeout, a
 //! broken answer), is answered `NotHeld`, or that a replica answers with a failure of
-//! its own (not the caller's mistake) moves to the next of them at once; an
-//! address that failed is asked last for a lease's length. When none answered, the
-//! directory is read again and they are asked again, with a growing pause (50 ms
+//! its own (its store, its vocabulary: not the caller's mistake, a limit or the
+//! deadline, which any other would answer alike) moves to the next of them at once; an
+//! address that failed is asked last for a lease's length. When none answered, an
+//! early read of the directory is asked for and they are asked again, with a growing pause (50 ms
 //! doubling to 1 s), until `query.retry_ms` or the query's deadline, whichever comes
 //! first. So a query node killed mid-query costs its callers only the calls it was
 //! answering, re-sent elsewhere; a killed indexer's partitions answer from replicas,
@@ -37,6 +40,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// Longest wait for a connection to an indexer or a query node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Early reads of the directory (after failed calls) are this far apart at least.
+pub(crate) const MIN_READ_GAP: Duration = Duration::from_millis(250);
 
 /// Who answered partition calls of this query node, by kind.
 #[derive(Default)]
@@ -62,14 +67,18 @@ struct View {
 
 /// Where partitions are answered, as PostgreSQL says.
 pub(crate) struct Directory {
-    rt: tokio::runtime::Handle,
     conninfo: String,
+    /// Only the reading task uses it.
     meta: tokio::sync::Mutex<Option<Meta>>,
     view: RwLock<View>,
     call_timeout: Duration,
     retry: Duration,
-    /// The view is read again when older than this.
+    /// The view is read again this often.
     fresh: Duration,
+    /// Bound of each PostgreSQL connect and statement.
+    pg_timeout: Duration,
+    /// Wakes the reading task early.
+    early: Arc<tokio::sync::Notify>,
     /// A failed address is asked last for this long.
     suspect_for: Duration,
     suspects: Mutex<HashMap<String, Instant>>,
@@ -106,57 +115,86 @@ impl std::fmt::Display for Target {
 }
 
 impl Directory {
-    pub fn new(
-        rt: tokio::runtime::Handle,
-        config: &ClusterConfig,
-        local: Option<Arc<Held>>,
-    ) -> Arc<Directory> {
-        Arc::new(Directory {
-            rt,
+    /// A directory whose view is read at once (bounded) and then kept current by a
+    /// task of its own on the current runtime, which ends when the directory drops.
+    pub async fn start(config: &ClusterConfig, local: Option<Arc<Held>>) -> Arc<Directory> {
+        let dir = Arc::new(Directory {
             conninfo: config.postgres.clone(),
             meta: tokio::sync::Mutex::new(None),
             view: RwLock::new(View::default()),
             call_timeout: Duration::from_millis(config.query.call_timeout_ms),
             retry: Duration::from_millis(config.query.retry_ms),
             fresh: Duration::from_millis(config.index.renew_ms),
+            pg_timeout: Duration::from_millis(config.index.lease_ms),
+            early: Arc::new(tokio::sync::Notify::new()),
             suspect_for: Duration::from_millis(config.index.lease_ms),
             suspects: Mutex::new(HashMap::new()),
             me: config.owner(),
             local,
             answered: Answered::default(),
-        })
-    }
-
-    fn stale(&self) -> bool {
-        let read_at = self.view.read().expect("view poisoned").read_at;
-        read_at.is_none_or(|t| t.elapsed() >= self.fresh)
-    }
-
-    /// Reads owners and replicas again (blocking: call it from a thread outside the
-    /// runtime). With `only_if_stale`, not when another caller just did.
-    fn refresh(&self, only_if_stale: bool) -> std::result::Result<(), String> {
-        if only_if_stale && !self.stale() {
-            return Ok(());
+        });
+        if let Err(e) = dir.read().await {
+            tracing::warn!(error = %e, "directory not read; reading it again in the background");
         }
-        self.rt.block_on(self.read(only_if_stale))
+        let weak = Arc::downgrade(&dir);
+        let (fresh, early) = (dir.fresh, dir.early.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(fresh) => {}
+                    _ = early.notified() => tokio::time::sleep(MIN_READ_GAP).await,
+                }
+                let Some(dir) = weak.upgrade() else { return };
+                if let Err(e) = dir.read().await {
+                    tracing::warn!(error = %e, "directory not read; queries ask as last read");
+                }
+            }
+        });
+        dir
     }
 
-    /// [`Self::refresh`] for async callers.
-    pub async fn read(&self, only_if_stale: bool) -> std::result::Result<(), String> {
+    /// Asks the reading task for a read now (it reads at most every [`MIN_READ_GAP`]).
+    pub fn read_soon(&self) {
+        self.early.notify_one();
+    }
+
+    /// How old the view is (`None`: never read).
+    pub fn age(&self) -> Option<Duration> {
+        self.view
+            .read()
+            .expect("view poisoned")
+            .read_at
+            .map(|t| t.elapsed())
+    }
+
+    /// Reads owners and replicas again, each PostgreSQL call bounded.
+    async fn read(&self) -> std::result::Result<(), String> {
         let mut meta = self.meta.lock().await;
-        if only_if_stale && !self.stale() {
-            return Ok(());
-        }
+        let within = self.pg_timeout;
         if meta.as_ref().is_none_or(|m| !m.is_open()) {
             *meta = Some(
-                Meta::connect(&self.conninfo)
+                Meta::connect_within(&self.conninfo, within)
                     .await
                     .map_err(|e| e.to_string())?,
             );
         }
         let m = meta.as_ref().expect("connected just above");
-        let owners = m.owners().await.map_err(|e| e.to_string())?;
-        let members = m.query_members().await.map_err(|e| e.to_string())?;
+        let read = async {
+            let owners = m.owners().await.map_err(|e| e.to_string())?;
+            let members = m.query_members().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((owners, members))
+        };
+        let (owners, members) = match tokio::time::timeout(within, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                // The connection may be stuck: a new one next time.
+                *meta = None;
+                return Err(format!(
+                    "PostgreSQL did not answer in {} ms",
+                    within.as_millis()
+                ));
+            }
+        };
         let mut replicas: HashMap<u32, Vec<(u64, String, String)>> = HashMap::new();
         for q in members.into_iter().filter(|q| q.member != self.me) {
             let Some(address) = q.address else { continue };
@@ -289,9 +327,6 @@ impl Partition for RemotePartition {
         };
         let mut pause = FIRST_PAUSE;
         let mut last = String::new();
-        if let Err(e) = dir.refresh(true) {
-            tracing::warn!(partition = p, error = %e, "directory not read; asking as last read");
-        }
         loop {
             let targets = dir.targets(p);
             if targets.is_empty() {
@@ -308,9 +343,10 @@ impl Partition for RemotePartition {
                 match dir.ask(target, &asked, timeout) {
                     Ok(PartitionReply::Answer(a)) => return Ok(a),
                     // A replica's own failure (its store, its vocabulary) is asked
-                    // elsewhere; the caller's mistakes and the deadline are answers.
+                    // elsewhere; the caller's mistakes, limits and the deadline are
+                    // answers (anyone would answer them alike).
                     Ok(PartitionReply::Failed(Failure::Failed { message }))
-                        if !matches!(target, Target::Owner { .. }) =>
+                        if !matches!(target, Target::Owner { .. }) && replica_fault(&message) =>
                     {
                         last = format!("{target} failed: {message}");
                         tracing::warn!(partition = p, last = %last, "a replica failed; asking the next");
@@ -341,14 +377,36 @@ impl Partition for RemotePartition {
                 });
             }
             tracing::info!(partition = p, last = %last, "asking the partition again");
+            dir.read_soon();
             std::thread::sleep(pause);
             pause = (pause * 2).min(MAX_PAUSE);
-            if let Err(e) = dir.refresh(false) {
-                last = format!("reading the directory: {e}");
-                tracing::warn!(partition = p, error = %last, "directory not read");
+            if dir.age().is_none_or(|a| a > dir.fresh * 4) {
+                last = format!(
+                    "{last}; the directory of who serves what is {}",
+                    dir.age().map_or("not read yet".to_string(), |a| format!(
+                        "{} ms old (PostgreSQL unreachable?)",
+                        a.as_millis()
+                    ))
+                );
             }
         }
     }
+}
+
+/// Whether a replica's failure `message` is its own (its store or vocabulary failed,
+/// or it is unavailable), so that another replica or the owner may answer: a
+/// storage or vocabulary I/O, corruption or catalog failure, a store failed by an
+/// earlier error. Anything else (a limit, a refused value) any of them would answer
+/// alike: it is the answer, not asked again.
+fn replica_fault(message: &str) -> bool {
+    const OWN: &[&str] = &[
+        "vocabulary",
+        "I/O error",
+        "corrupt file",
+        "catalog error",
+        "store is failed",
+    ];
+    OWN.iter().any(|p| message.starts_with(p))
 }
 
 /// One `POST /v1/partition` to `addr` on a fresh connection.
@@ -403,4 +461,23 @@ fn call(addr: &str, body: &[u8], timeout: Duration) -> std::result::Result<Parti
         ));
     }
     serving::decode_reply(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replica_fault;
+
+    #[test]
+    fn only_a_replicas_own_failures_are_asked_elsewhere() {
+        assert!(replica_fault("vocabulary: I/O error on /x: gone"));
+        assert!(replica_fault("I/O error on /data/r1-g2/seg: No such file"));
+        assert!(replica_fault("corrupt file /a at offset 3: bad"));
+        assert!(replica_fault(
+            "store is failed after an earlier I/O error (x); reopen it to recover"
+        ));
+        assert!(!replica_fault(
+            "limit exceeded: rows is 20000, the maximum is 10000"
+        ));
+        assert!(!replica_fault("invalid setting window: too long"));
+    }
 }

@@ -1114,6 +1114,23 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
             "the replicas did not catch up with the log"
         );
     }
+    // Each replica reports how far it has read: the whole log, and it answers.
+    for (addr, own) in [(qa1, &own1), (qa2, &own2)] {
+        let read_all = || {
+            let h = health(addr);
+            own.iter().all(|p| {
+                let lag = &h["replica_lag"][p.to_string()];
+                lag["serving"] == true
+                    && lag["appended"].is_u64()
+                    && lag["log_last"] == lag["appended"]
+            })
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), read_all),
+            "replica lag not reported: {}",
+            health(addr)
+        );
+    }
 
     // The indexers stopped: every answer comes from the replicas, this node's own
     // (in process) and the other's (over HTTP).
@@ -1201,41 +1218,69 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
     // query-2's partitions) while query-2 is killed; every answer still comes, equal
     // to the single node's, the failed calls re-sent elsewhere.
     let single_whole = get_ndjson(single.addr, &whole);
-    let rounds = std::sync::atomic::AtomicUsize::new(0);
+    // Rounds completed by each worker; the first failure, which ends the wait.
+    let rounds = [
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    ];
+    let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let done = std::sync::atomic::AtomicBool::new(false);
     let load = std::sync::atomic::Ordering::SeqCst;
     let mut q2 = q2;
     std::thread::scope(|s| {
         for worker in 0..2 {
-            let (rounds, done, check_all, whole, single_whole) =
-                (&rounds, &done, &check_all, &whole, &single_whole);
+            let (rounds, failed, done, check_all, whole, single_whole) =
+                (&rounds, &failed, &done, &check_all, &whole, &single_whole);
             s.spawn(move || {
                 while !done.load(load) {
-                    assert_eq!(
-                        get_ndjson(qa1, whole),
-                        *single_whole,
-                        "worker {worker}: the streamed trajectory"
-                    );
-                    check_all(qa1, "while query-2 was killed");
-                    rounds.fetch_add(1, load);
+                    let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        assert_eq!(
+                            get_ndjson(qa1, whole),
+                            *single_whole,
+                            "worker {worker}: the streamed trajectory"
+                        );
+                        check_all(qa1, "while query-2 was killed");
+                    }));
+                    if let Err(e) = round {
+                        let why = e
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        *failed.lock().unwrap() = Some(format!("worker {worker}: {why}"));
+                        done.store(true, load);
+                        return;
+                    }
+                    rounds[worker].fetch_add(1, load);
                 }
             });
         }
         // (The workers stop before any assertion here can fail, or the scope would
-        // wait for them for ever.)
-        let started = wait_until(Duration::from_secs(120), || rounds.load(load) >= 2);
+        // wait for them for ever; a worker that fails ends the waits at once.)
+        let failing = || failed.lock().unwrap().is_some();
+        let started = wait_until(Duration::from_secs(120), || {
+            failing() || rounds.iter().all(|r| r.load(load) >= 1)
+        });
         q2.signal(libc::SIGKILL);
         let _ = q2.child.wait();
-        let at_kill = rounds.load(load);
-        // Every worker completes at least two rounds begun after the kill.
+        let at_kill: Vec<usize> = rounds.iter().map(|r| r.load(load)).collect();
+        // Every worker completes two more rounds: the one under way at the kill (if
+        // any) and at least one begun after it.
         let went_on = wait_until(Duration::from_secs(180), || {
-            rounds.load(load) >= at_kill + 6
+            failing()
+                || rounds
+                    .iter()
+                    .zip(&at_kill)
+                    .all(|(r, k)| r.load(load) >= k + 2)
         });
         done.store(true, load);
+        if let Some(why) = failed.lock().unwrap().take() {
+            panic!("a query failed while query-2 was killed: {why}");
+        }
         assert!(
             started && went_on,
-            "the queries stopped: {} rounds",
-            rounds.load(load)
+            "the queries stopped: {:?} rounds per worker ({at_kill:?} at the kill)",
+            rounds.iter().map(|r| r.load(load)).collect::<Vec<_>>()
         );
     });
     let log = q1.log();
@@ -1245,6 +1290,15 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         ),
         "query-1 never re-sent a call query-2 failed: {log}"
     );
+    // Every replica numbers events as its owner: checked against the owners' commits,
+    // never found otherwise.
+    for (name, log) in [("query-1", &log), ("query-2", &q2.log())] {
+        assert!(
+            log.contains("replica numbering agrees with its owner's commit"),
+            "{name} never checked a replica against a commit: {log}"
+        );
+        assert!(!log.contains("diverged"), "{name}: {log}");
+    }
     assert!(health(qa1)["answered"]["indexer"].as_u64().unwrap() > 0);
     // The same event ids, whoever answered.
     let again = sightline_testkit::get(qa1, &asked[0].target);

@@ -77,6 +77,30 @@ impl Store {
     /// An I/O failure fails the whole call and every call after it until the store is
     /// reopened: nothing is acknowledged that might not be durable.
     pub fn append(&self, events: &[Event]) -> Result<AppendOutcome> {
+        let now = self.inner.clock.now_ms();
+        self.append_checked(events, |_| now)
+    }
+
+    /// [`Store::append`] with the bounds of event `i` (future timestamps, retention
+    /// horizon) checked against `now_ms[i]` instead of this store's clock: appending
+    /// the same events with the same times stores and rejects the same ones whenever
+    /// and wherever it runs (a log replayed by several stores, each message at the time
+    /// it was logged, numbers its events alike). `now_ms` must have one time per event.
+    pub fn append_at(&self, events: &[Event], now_ms: &[i64]) -> Result<AppendOutcome> {
+        if now_ms.len() != events.len() {
+            return Err(StorageError::Setting {
+                what: "append_at times",
+                reason: format!("{} times for {} events", now_ms.len(), events.len()),
+            });
+        }
+        self.append_checked(events, |i| now_ms[i])
+    }
+
+    fn append_checked(
+        &self,
+        events: &[Event],
+        now_of: impl Fn(usize) -> i64,
+    ) -> Result<AppendOutcome> {
         let inner = &*self.inner;
         if events.len() > inner.config.max_batch_events {
             return Err(StorageError::Limit {
@@ -85,9 +109,7 @@ impl Store {
                 max: inner.config.max_batch_events as u64,
             });
         }
-        let now = inner.clock.now_ms();
         let retention = self.retention_days();
-        let horizon = retention.map(|d| now.saturating_sub(d as i64 * 86_400_000));
         // Encoding attributes needs no lock.
         // Attributes were encoded by validation, in the form the memory part keeps.
         let attrs: Vec<std::sync::Arc<[u8]>> = events.iter().map(|e| e.attrs.clone()).collect();
@@ -102,7 +124,9 @@ impl Store {
         {
             let mut dicts = write(&inner.dicts);
             let mut dict_log = std::mem::take(&mut w.pending.dict);
-            for (e, attrs) in events.iter().zip(attrs) {
+            for (i, (e, attrs)) in events.iter().zip(attrs).enumerate() {
+                let now = now_of(i);
+                let horizon = retention.map(|d| now.saturating_sub(d as i64 * 86_400_000));
                 if let Err(v) = inner.config.validator.check_ts(e.ts_ms, now) {
                     results.push(Appended::Rejected(v));
                     continue;

@@ -307,6 +307,17 @@ impl Store {
             .validate(input, self.inner.clock.now_ms())
     }
 
+    /// [`Store::validate`] against the clock reading `now_ms` instead of this store's
+    /// clock: a replayed log validated at the time carried with each message decides
+    /// the same wherever and whenever it is replayed.
+    pub fn validate_at(
+        &self,
+        input: EventInput,
+        now_ms: i64,
+    ) -> std::result::Result<Event, ValidationError> {
+        self.inner.config.validator.validate(input, now_ms)
+    }
+
     /// [`Store::validate`] of a borrowed event (binary ingest).
     pub fn validate_ref(
         &self,
@@ -316,6 +327,11 @@ impl Store {
             .config
             .validator
             .validate_ref(input, self.inner.clock.now_ms())
+    }
+
+    /// The sequence number the next stored event gets.
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.inner.writer).next_seq
     }
 
     /// The retention policy in days (`None`: keep everything).

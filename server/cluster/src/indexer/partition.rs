@@ -232,14 +232,27 @@ pub(crate) struct Appended {
     pub(crate) message: jetstream::Message,
     /// Events the store was given.
     pub(crate) events: u64,
+    /// Each message taken, in order: its stream sequence and the store's next local
+    /// sequence number once it was appended (the replica's consistency check).
+    pub(crate) marks: Vec<(u64, u64)>,
+}
+
+/// The time a log message was stored by the stream (epoch ms): the same for every
+/// consumer, whenever it reads the message.
+pub(crate) fn logged_at(info: &jetstream::message::Info<'_>) -> i64 {
+    i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The append path of an indexer and of a read replica: the events of `messages`
 /// whose stream sequence is past `after` (a redelivery is skipped), decoded and
-/// validated as the store does (an event it refuses is logged and skipped), appended
-/// in one local group commit. The store gives the same events the same local sequence
-/// numbers wherever the same log is appended to the same committed state, so a
-/// replica's event ids are its owner's. `None` when no message was past `after`.
+/// validated, appended in one local group commit. The bounds that depend on the time
+/// (a timestamp too far in the future, older than retention) are checked against the
+/// time the stream stored each message ([`logged_at`]), not the local clock, so
+/// every store appending the same log to the same committed state (the owner, its
+/// replicas, a later owner replaying it) stores and refuses the same events and
+/// gives them the same local sequence numbers: a replica's event ids are its
+/// owner's. An event refused is logged and skipped. `None` when no message was past
+/// `after`.
 pub(crate) async fn append_messages(
     store: &Store,
     partition: u32,
@@ -248,10 +261,13 @@ pub(crate) async fn append_messages(
 ) -> Result<Option<Appended>> {
     let p = partition;
     let mut events: Vec<Event> = Vec::with_capacity(messages.len());
+    let mut times: Vec<i64> = Vec::with_capacity(messages.len());
+    // (stream sequence, its event's index in `events`)
+    let mut taken: Vec<(u64, Option<usize>)> = Vec::with_capacity(messages.len());
     let mut last: Option<(u64, jetstream::Message)> = None;
     for m in messages {
-        let seq = match m.info() {
-            Ok(info) => info.stream_sequence,
+        let (seq, at) = match m.info() {
+            Ok(info) => (info.stream_sequence, logged_at(&info)),
             Err(e) => {
                 tracing::warn!(partition = p, error = %e, "a message without JetStream metadata");
                 continue;
@@ -262,10 +278,15 @@ pub(crate) async fn append_messages(
         }
         match payload::decode(&m.payload)
             .map_err(|e| e.to_string())
-            .and_then(|input| store.validate(input).map_err(|e| e.to_string()))
+            .and_then(|input| store.validate_at(input, at).map_err(|e| e.to_string()))
         {
-            Ok(e) => events.push(e),
+            Ok(e) => {
+                taken.push((seq, Some(events.len())));
+                events.push(e);
+                times.push(at);
+            }
             Err(e) => {
+                taken.push((seq, None));
                 tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
             }
         }
@@ -275,16 +296,35 @@ pub(crate) async fn append_messages(
         return Ok(None);
     };
     let n = events.len() as u64;
-    if !events.is_empty() {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.append(&events))
-            .await
-            .expect("append task panicked")?;
+    let s = store.clone();
+    let (before, results) = tokio::task::spawn_blocking(move || {
+        let before = s.next_seq();
+        match events.is_empty() {
+            true => Ok((before, Vec::new())),
+            false => s.append_at(&events, &times).map(|o| (before, o.results)),
+        }
+    })
+    .await
+    .expect("append task panicked")?;
+    let mut next = before;
+    let mut marks = Vec::with_capacity(taken.len());
+    for (seq, i) in taken {
+        if let Some(i) = i {
+            match &results[i] {
+                sightline_storage::Appended::Stored { seq } => next = seq + 1,
+                sightline_storage::Appended::Duplicate { .. } => {}
+                sightline_storage::Appended::Rejected(e) => {
+                    tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
+                }
+            }
+        }
+        marks.push((seq, next));
     }
     Ok(Some(Appended {
         seq,
         message,
         events: n,
+        marks,
     }))
 }
 
