@@ -3,7 +3,8 @@
 //! bounded in time and in items; a live progress line; a report with throughput,
 //! latency percentiles (HdrHistogram) and errors by kind, per operation.
 //!
-//! It talks only to the address it is given. Requests are prepared before the clock
+//! It talks only to the addresses it is given (one for the run, or a stream's own:
+//! a cluster's ingest and query nodes listen apart). Requests are prepared before the clock
 //! starts, so the generator's own work while running is writing bytes and reading
 //! answers (its CPU share is in the report); a stream may instead make small requests
 //! as it runs from what earlier answers said (`Stream::source`, `Stream::on_answer`:
@@ -63,6 +64,8 @@ impl Request {
 #[derive(Default)]
 pub struct Stream {
     pub name: String,
+    /// Where this stream's requests go; `None`: the address [`run`] is given.
+    pub addr: Option<SocketAddr>,
     /// What an item is, for the report: "events" or "queries".
     pub unit: &'static str,
     pub requests: Vec<Request>,
@@ -325,7 +328,8 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// Runs the streams against `addr` within `limits`; `progress` is called about once
+/// Runs the streams against `addr` (a stream with its own [`Stream::addr`] against
+/// that) within `limits`; `progress` is called about once
 /// a second with a one-line summary (send it to a progress bar or stderr).
 pub fn run(
     addr: SocketAddr,
@@ -344,6 +348,7 @@ pub fn run(
         streams.iter().map(|s| (s.name.clone(), s.unit)).collect();
     for (si, s) in streams.into_iter().enumerate() {
         let requests = Arc::new(s.requests);
+        let addr = s.addr.unwrap_or(addr);
         let connections = s.connections.max(1);
         // Time between one connection's requests, from the items per request.
         let per_item = s.rate.map(|r| connections as f64 / r.max(1e-9));

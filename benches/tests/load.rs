@@ -134,6 +134,33 @@ fn a_server_that_is_not_there_is_counted_as_errors() {
 }
 
 #[test]
+fn a_stream_with_its_own_address_goes_there() {
+    // The run's address refuses connections; the queries' own address is a server
+    // (as a cluster's ingest and query nodes listen apart: `mix --query-addr`).
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let city = small_city();
+    let mut queries = query_stream(&city, "trajectory", 1, Some(100.0));
+    queries.addr = Some(server.addr);
+    let limits = Limits {
+        duration: Duration::from_millis(500),
+        max_events: None,
+    };
+    let ingest = ingest_stream(&city, 100, true, 1, Some(1000.0), false);
+    let r = load::run(refused, vec![ingest, queries], limits, None, |_| {});
+    let (ingest, queries) = (&r.operations[0], &r.operations[1]);
+    assert!(ingest.items == 0 && !ingest.errors.is_empty(), "{ingest:?}");
+    assert!(
+        queries.items > 0 && queries.errors.is_empty(),
+        "{queries:?}"
+    );
+}
+
+#[test]
 fn ndjson_files_are_batched_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     assert!(load::ndjson_files_stream(dir.path(), 4, false, 1, None, true).is_err());

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A Sightline cluster on this one machine, for a try: three NATS JetStream nodes,
 # SeaweedFS's S3 gateway, PostgreSQL, one `sightline cluster ingest` on
-# 127.0.0.1:${PORT:-8080}, two `sightline cluster index` and one `sightline cluster
-# query` on 127.0.0.1:${QUERY_PORT:-8081}. Everything lives in
+# 127.0.0.1:${PORT:-8080}, two `sightline cluster index` and ${QUERY_NODES:-1}
+# `sightline cluster query` on 127.0.0.1:${QUERY_PORT:-8081} (the n-th on QUERY_PORT +
+# n - 1; they share the partitions' read replicas). Everything lives in
 # ${DIR:-./sightline-cluster-try} and stops with Ctrl-C.
 #
 # Needs: PostgreSQL (apt-get install postgresql), nats-server and weed
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/../.."
 DIR=$(realpath -m "${DIR:-sightline-cluster-try}")
 PORT=${PORT:-8080}
 QUERY_PORT=${QUERY_PORT:-8081}
+QUERY_NODES=${QUERY_NODES:-1}
 mkdir -p "$DIR"
 
 if [ -z "${SIGHTLINE_BIN:-}" ]; then
@@ -77,7 +79,11 @@ for i in 0 1 2; do wait_for "nats n$i" "curl -sf http://127.0.0.1:$((8222 + i))/
 wait_for seaweedfs "grep -q 'ready to use' '$DIR/weed.log'"
 wait_for postgres "grep -q 'ready to accept connections' '$DIR/postgres.log'"
 
-for role in ingest index-1 index-2 query; do
+queries=(query)
+for n in $(seq 2 "$QUERY_NODES"); do queries+=("query-$n"); done
+for role in ingest index-1 index-2 "${queries[@]}"; do
+  qport=$QUERY_PORT
+  case $role in query-*) qport=$((QUERY_PORT + ${role#query-} - 1)) ;; esac
   cat >"$DIR/$role.toml" <<TOML
 nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
 postgres = "host=127.0.0.1 port=5433 user=postgres dbname=postgres"
@@ -90,7 +96,7 @@ secret_key = "sightline-secret"
 [ingest]
 listen = "127.0.0.1:$PORT"
 [query]
-listen = "127.0.0.1:$QUERY_PORT"
+listen = "127.0.0.1:$qport"
 data = "$DIR/$role-replicas"
 [index]
 data = "$DIR/$role-data"
@@ -103,10 +109,14 @@ for x in index-1 index-2; do
   "$SIGHTLINE_BIN" cluster index --config "$DIR/$x.toml" 2>"$DIR/$x.log" &
   pids+=($!)
 done
-"$SIGHTLINE_BIN" cluster query --config "$DIR/query.toml" 2>"$DIR/query.log" &
-pids+=($!)
+for q in "${queries[@]}"; do
+  "$SIGHTLINE_BIN" cluster query --config "$DIR/$q.toml" 2>"$DIR/$q.log" &
+  pids+=($!)
+done
 wait_for ingest "curl -sf http://127.0.0.1:$PORT/v1/health"
-wait_for query "curl -sf http://127.0.0.1:$QUERY_PORT/health"
+for n in $(seq 1 "$QUERY_NODES"); do
+  wait_for "query node $n" "curl -sf http://127.0.0.1:$((QUERY_PORT + n - 1))/health"
+done
 
 cat <<TXT
 A cluster is up (logs in $DIR). Send events:

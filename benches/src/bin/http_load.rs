@@ -8,6 +8,9 @@
 //! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 ingest
 //! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 --seconds 30 \
 //!     mix --ingest-rate 20000 --query-connections 8 --queries trajectory,cooccurrence,search
+//! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:18100 \
+//!     mix --binary --ingest-rate 20000 --query-addr 127.0.0.1:18101 --query-rate 2 \
+//!     --queries trajectory,cooccurrence          # a cluster: ingest and query nodes apart
 //! cargo run --release -p sightline-benches --bin http-load -- --addr 127.0.0.1:8080 gat1400 \
 //!     --from /tmp/city/gat1400 --batch 100 --picture-bytes 200000 --objects 15000 \
 //!     --image-connections 2 --image-rate 100
@@ -27,7 +30,7 @@ use sightline_server::ServerConfig;
 #[derive(Parser)]
 #[command(about = "Drive a Sightline server with synthetic ingest and query load")]
 struct Args {
-    /// The server's address; nothing else is contacted.
+    /// The server's address; nothing else is contacted (but `mix --query-addr`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
     /// Connections (for `ingest` and `trajectory`).
@@ -136,6 +139,10 @@ enum Mode {
         /// Queries per second per query kind (default: as fast as answered).
         #[arg(long)]
         query_rate: Option<f64>,
+        /// Send the queries here instead of `--addr` (a cluster's query node, its
+        /// ingest role listening at `--addr`).
+        #[arg(long)]
+        query_addr: Option<SocketAddr>,
         /// Query kinds: trajectory, cooccurrence, search.
         #[arg(
             long,
@@ -238,6 +245,7 @@ fn main() -> ExitCode {
             binary,
             query_connections,
             query_rate,
+            query_addr,
             queries,
         } => {
             let mut s = vec![ingest_stream(
@@ -253,7 +261,9 @@ fn main() -> ExitCode {
                     eprintln!("http-load: unknown query kind {q:?}; use trajectory, cooccurrence or search");
                     return ExitCode::from(2);
                 }
-                s.push(query_stream(&traffic, q, *query_connections, *query_rate));
+                let mut queries = query_stream(&traffic, q, *query_connections, *query_rate);
+                queries.addr = *query_addr;
+                s.push(queries);
             }
             s
         }
