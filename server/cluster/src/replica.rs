@@ -856,6 +856,16 @@ mod tests {
         assert!(rendezvous(3, &[], 1).is_empty());
     }
 
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_replica_removes_its_own_files_only() {
         let data = tempfile::tempdir().unwrap();
@@ -864,11 +874,7 @@ mod tests {
         }
         remove_replica(&replica_dir(data.path(), 1, 1)).unwrap();
         remove_replica(&replica_dir(data.path(), 1, 1)).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(data.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(data.path());
         assert_eq!(left, ["r1-g10", "r1-g10-vocabulary"]);
     }
 
@@ -896,11 +902,7 @@ mod tests {
             std::fs::create_dir_all(data.path().join(name)).unwrap();
         }
         clear_replicas(data.path()).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(data.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(data.path());
         assert_eq!(left, ["r1-g2.keep", "reports"]);
     }
 
