@@ -201,6 +201,63 @@ pub fn os() -> Arc<dyn FileIo> {
     Arc::new(OsIo)
 }
 
+/// The operating system's file system without fsync: for a store that is a cache of
+/// data kept durably elsewhere (a cluster's read replica, made again from object
+/// storage and the log whenever it is lost, its directory emptied at start). Writes,
+/// renames and removals are the OS's; `sync_data`, `sync_dir` and the fsync of
+/// `truncate` return at once, so such a store adds no fsyncs to a disk that the
+/// durable parts of the system (the log's nodes, the indexers) share. Never use it for
+/// a store whose acknowledged events must survive power loss.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheIo;
+
+struct CacheFile(File);
+
+impl WriteFile for CacheFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
+        Ok(Some(Box::new(|| Ok(()))))
+    }
+}
+
+impl FileIo for CacheIo {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        OsIo.read(path)
+    }
+    fn map(&self, path: &Path) -> io::Result<FileBytes> {
+        OsIo.map(path)
+    }
+    fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        OsIo.read_at(path, offset, len)
+    }
+    fn read_at_cached(&self, path: &Path, offset: u64, len: usize) -> io::Result<Option<Vec<u8>>> {
+        OsIo.read_at_cached(path, offset, len)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>> {
+        Ok(Box::new(CacheFile(os_open(path, mode)?.0)))
+    }
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An operation [`FaultyIo`] can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {

@@ -432,3 +432,31 @@ proptest! {
         reopen(&mut store, &mut acked, &mut maybe)?;
     }
 }
+
+/// `CacheIo` (a cluster replica's store: a cache, no fsync) still writes, seals,
+/// compacts and reopens like the OS's file system; only durability against power loss
+/// is given up.
+#[test]
+fn a_cache_store_without_fsync_keeps_what_it_stored_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let cache = || StoreConfig {
+        io: Arc::new(sightline_storage::io::CacheIo),
+        ..StoreConfig::default()
+    };
+    let (a, b) = (batch("a", 40), batch("b", 25));
+    {
+        let store = open(dir.path(), &c, cache());
+        store.append(&a).unwrap();
+        c.set(DAY0 + 27 * HOUR);
+        store.maintain().unwrap();
+        store.append(&b).unwrap();
+    }
+    let store = open(dir.path(), &c, cache());
+    let want: BTreeMap<String, usize> = a
+        .iter()
+        .chain(&b)
+        .map(|e| (e.source_id().unwrap().to_string(), 1))
+        .collect();
+    assert_eq!(stored(&store), want);
+}

@@ -24,6 +24,24 @@ use crate::error::{ClusterError, Result};
 /// One connection to the cluster's database.
 pub struct Meta {
     client: Client,
+    /// Set when a call on this connection was given up ([`Meta::given_up`]): later
+    /// statements would queue behind the one that hangs, so a new connection is made.
+    broken: std::sync::atomic::AtomicBool,
+}
+
+/// `call` given up after `within` as [`ClusterError::Timeout`]`(what)`: every
+/// PostgreSQL call of a long-running task is bounded, so a hung server (stopped, a
+/// network that drops packets) pauses what needs it instead of stopping the task
+/// (a shutdown, the log read, lease renewals of other partitions). The connection of a
+/// call given up is marked with [`Meta::given_up`].
+pub async fn bounded<T>(
+    within: std::time::Duration,
+    what: &'static str,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(within, call)
+        .await
+        .map_err(|_| ClusterError::Timeout(what))?
 }
 
 /// A lease just taken.
@@ -171,7 +189,10 @@ impl Meta {
             ))
             .await
             .map_err(ClusterError::pg("set idle_in_transaction_session_timeout"))?;
-        Ok(Meta { client })
+        Ok(Meta {
+            client,
+            broken: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// [`Meta::connect`] given up after `within` (tokio-postgres has no connect
@@ -184,7 +205,32 @@ impl Meta {
 
     /// False once the connection broke (reconnect then).
     pub fn is_open(&self) -> bool {
-        !self.client.is_closed()
+        !self.client.is_closed() && !self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Passes `r` on; a [`ClusterError::Timeout`] marks this connection broken
+    /// ([`Meta::is_open`] is false from then on, so the caller connects again).
+    pub fn given_up<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(ClusterError::Timeout(_)) = &r {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Whether `partition`'s catalog lists the segment `segment_id` (how an indexer
+    /// learns whether a commit whose answer it never got took effect).
+    pub async fn has_segment(&self, partition: u32, segment_id: u64) -> Result<bool> {
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM segments WHERE partition = $1 AND segment_id = $2",
+                &[&(partition as i32), &to_i64(segment_id)],
+            )
+            .await
+            .map_err(ClusterError::pg("look up a segment"))?
+            .get(0);
+        Ok(n > 0)
     }
 
     /// Creates the tables (once, under an advisory lock, whoever comes first) and the

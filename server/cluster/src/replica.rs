@@ -205,6 +205,9 @@ pub async fn run(
     let mut meta: Option<Meta> = None;
     tracing::info!(member, replicas = config.query.replicas, "replicas started");
     let mut running: HashMap<u32, Running> = HashMap::new();
+    // Replicas handed over and told to stop: still awaited (at shutdown too), so none
+    // outlives the supervisor or leaves its files behind.
+    let mut stopping: Vec<JoinHandle<Result<()>>> = Vec::new();
     // partition → (failures in a row, not to be made again before)
     let mut failed: HashMap<u32, (u32, Instant)> = HashMap::new();
     let mut generation = 0i64;
@@ -216,6 +219,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        stopping.retain(|j| !j.is_finished());
         let ended: Vec<u32> = running
             .iter()
             .filter(|(_, r)| r.join.is_finished())
@@ -322,6 +326,7 @@ pub async fn run(
             if let Some(r) = running.remove(p) {
                 tracing::info!(partition = p, "replica handed over");
                 let _ = r.stop.send(true);
+                stopping.push(r.join);
             }
         }
         failed.retain(|p, _| plan.take.contains(p));
@@ -330,8 +335,12 @@ pub async fn run(
     for r in running.values() {
         let _ = r.stop.send(true);
     }
-    for (_, r) in running.drain() {
-        let _ = r.join.await;
+    // A replica stops at its next message or pause; one stuck in a call to S3 or
+    // PostgreSQL is given up after a lease (its files are emptied at the next start).
+    let joins = running.drain().map(|(_, r)| r.join).chain(stopping);
+    let all = futures::future::join_all(joins);
+    if tokio::time::timeout(config.lease(), all).await.is_err() {
+        tracing::warn!("replicas not stopped within a lease; leaving them");
     }
     if let Some(m) = meta.filter(|m| m.is_open()) {
         let _ = tokio::time::timeout(config.lease(), m.leave_query(&member)).await;
@@ -424,6 +433,10 @@ async fn run_replica(
         };
         let store_config = StoreConfig {
             memory_budget_bytes: REPLICA_MEMORY_BYTES,
+            // A cache: made again from S3 and the log whenever lost (and emptied at
+            // start), so its writes skip fsync and leave the disk to the log's nodes
+            // and the indexers.
+            io: std::sync::Arc::new(sightline_storage::io::CacheIo),
             ..StoreConfig::default()
         };
         let (store, restored) =

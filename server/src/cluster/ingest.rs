@@ -100,7 +100,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/v1/health") => reply(StatusCode::OK, json!({"status": "ok", "role": "ingest"})),
+        ("GET", "/health" | "/v1/health") => {
+            reply(StatusCode::OK, json!({"status": "ok", "role": "ingest"}))
+        }
         ("POST", "/v1/events") => match post_events(&state, req).await {
             Ok(r) => r,
             Err(e) => error(e),

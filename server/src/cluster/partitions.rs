@@ -4,7 +4,7 @@
 //! `POST /v1/partition` with a federated `Request` (bincode 2) is answered with a
 //! `PartitionReply` from the partitions this indexer holds and has caught up
 //! (`sightline_cluster::serving`); a partition it does not serve is answered
-//! `NotHeld`, so the query node looks for its owner again. `GET /v1/health` lists the
+//! `NotHeld`, so the query node looks for its owner again. `GET /health` (or `/v1/health`) lists the
 //! partitions served. Not authenticated: the address belongs on the cluster's
 //! private network (loopback by default). Bounds: [`PARTITION_SLOTS`] requests at
 //! once (429 beyond), bodies of `serving::MAX_REQUEST_BYTES`.
@@ -71,7 +71,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/v1/health") => reply(
+        ("GET", "/health" | "/v1/health") => reply(
             StatusCode::OK,
             json!({"status": "ok", "role": role, "serving": held.served()}),
         ),

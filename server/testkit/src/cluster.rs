@@ -394,6 +394,43 @@ impl Postgres {
         }
     }
 
+    /// Hangs the server without closing anything: SIGSTOP to the postmaster and
+    /// every process it started (the backends of open connections, its workers).
+    /// Connections stay open and new ones are accepted by the kernel, but nothing is
+    /// answered until [`Postgres::thaw`]: a server that stopped answering.
+    pub fn freeze(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// Lets a [`Postgres::freeze`]d server go on.
+    pub fn thaw(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, sig: i32) {
+        let Some(c) = &self.child else { return };
+        let postmaster = c.id() as i32;
+        let mut pids = vec![postmaster];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`: comm may hold spaces, so read after its ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            // SAFETY: kill(2) on our own child and its children.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
     /// A libpq connection string.
     pub fn conninfo(&self) -> String {
         format!(

@@ -66,6 +66,11 @@ impl Node {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+    /// Whether the process ended within `within`.
+    fn exited_within(&mut self, within: Duration) -> bool {
+        let child = &mut self.child;
+        wait_until(within, || child.try_wait().ok().flatten().is_some())
+    }
 }
 
 impl Drop for Node {
@@ -787,6 +792,74 @@ fn sealing_waits_while_postgres_restarts_and_nothing_is_lost() {
     env.pg.resume();
     env.post(a1, 250);
     env.assert_exactly_once();
+}
+
+#[test]
+fn a_hung_postgres_pauses_sealing_and_a_stopping_indexer_does_not_wait_for_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let mut x1 = env.indexer("index-1", &[]);
+    env.post(a1, 500);
+    env.wait_committed();
+    // PostgreSQL stops answering (its connections stay open): ingest goes on, the
+    // commits time out, and a SIGTERM ends the indexer within its bounded calls.
+    env.pg.freeze();
+    for _ in 0..4 {
+        env.post(a1, 250);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || x1.log().contains("timed out")),
+        "no call of index-1 timed out: {}",
+        x1.log()
+    );
+    x1.signal(libc::SIGTERM);
+    // Its last commit and release, a lease each, and the members' leave, a lease.
+    let bound = Duration::from_millis(4 * LEASE_MS) + Duration::from_secs(10);
+    let asked = std::time::Instant::now();
+    assert!(
+        x1.exited_within(bound),
+        "index-1 did not stop within {bound:?} while PostgreSQL hung: {}",
+        x1.log()
+    );
+    eprintln!("index-1 stopped {:?} after SIGTERM", asked.elapsed());
+    env.pg.thaw();
+    // Nothing index-1 read and did not commit is lost: another indexer replays it.
+    let _x2 = env.indexer("index-2", &[]);
+    env.post(a1, 250);
+    env.assert_exactly_once();
+}
+
+#[test]
+fn a_commit_whose_answer_was_lost_is_settled_and_sealing_goes_on() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let x1 = env.indexer(
+        "index-1",
+        &[("SIGHTLINE_CLUSTER_FAULT", "lose-commit-answer")],
+    );
+    env.post(a1, 500);
+    assert!(
+        wait_until(Duration::from_secs(60), || x1
+            .log()
+            .contains("commit in doubt settled")),
+        "the commit in doubt was not settled: {}",
+        x1.log()
+    );
+    let log = x1.log();
+    assert!(
+        log.contains("fault point: committed, the answer lost"),
+        "{log}"
+    );
+    assert!(log.contains("landed=true"), "{log}");
+    // The partition goes on committing (before, its rows were refused as duplicates
+    // forever), and every event is listed once.
+    for _ in 0..4 {
+        env.post(a1, 250);
+    }
+    env.assert_exactly_once();
+    assert!(!x1.log().contains("duplicate key"), "{}", x1.log());
 }
 
 /// The synthetic city of the query test: its NDJSON bodies (chunks of 700 events).

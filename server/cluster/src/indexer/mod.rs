@@ -28,7 +28,16 @@
 //! Fault point for tests: with `SIGHTLINE_CLUSTER_FAULT=pause-before-commit[:MS]`, the
 //! process's first commit prints `fault point: partition P uploaded, not committed` to
 //! stderr after its uploads and waits there MS (default an hour): a test kills or
-//! stops the process at that moment.
+//! stops the process at that moment. With `SIGHTLINE_CLUSTER_FAULT=lose-commit-answer`
+//! the first commit that takes effect is reported as timed out (its answer lost).
+//!
+//! **PostgreSQL away or hung**: every call a running indexer makes is bounded by a
+//! lease (`meta::bounded`); a connection whose call was given up is replaced. A
+//! commit whose answer never came is *in doubt*: before the next one, the lease row
+//! (checkpoint and dictionary length, which only this epoch moves) and one of its
+//! segments say whether it took effect, and its bookkeeping is done if it did
+//! (otherwise it is sent again, whole). A stopping indexer's last commit and release
+//! are bounded the same way: it never hangs on a hung server (the lease lapses).
 
 pub(crate) mod partition;
 
@@ -42,7 +51,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, Result};
-use crate::meta::Meta;
+use crate::meta::{bounded, Meta};
 use crate::objects::Objects;
 use crate::serving::Held;
 use crate::{janitor, log};
@@ -50,6 +59,9 @@ use partition::run_partition;
 
 /// The janitor runs every this many supervisor ticks.
 const JANITOR_EVERY_TICKS: u64 = 20;
+/// A janitor's sweep (a listing of the bucket, removals) is given up after this many
+/// leases.
+const JANITOR_LEASES: u32 = 4;
 
 /// What every partition task shares.
 pub(crate) struct Shared {
@@ -101,8 +113,17 @@ pub async fn run(
         context: format!("creating {}", config.index.data.display()),
         source,
     })?;
-    let mut meta = connect_meta(&config).await;
-    let partitions = meta.create(config.partitions).await?;
+    tokio::pin!(shutdown);
+    // PostgreSQL away at start: a shutdown meanwhile ends the role at once.
+    let starting = async {
+        let mut meta = connect_meta(&config).await;
+        let partitions = meta.create(config.partitions).await?;
+        Ok::<_, ClusterError>((meta, partitions))
+    };
+    let (mut meta, partitions) = tokio::select! {
+        r = starting => r?,
+        _ = &mut shutdown => return Ok(()),
+    };
     tracing::info!(owner, partitions, "indexer started");
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -115,7 +136,6 @@ pub async fn run(
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     let mut ticks = 0u64;
     loop {
         tokio::select! {
@@ -125,7 +145,7 @@ pub async fn run(
         ticks += 1;
         running.retain(|_, r| !r.join.is_finished());
         if !meta.is_open() {
-            match Meta::connect(&config.postgres).await {
+            match Meta::connect_within(&config.postgres, config.lease()).await {
                 Ok(m) => meta = m,
                 Err(e) => {
                     tracing::warn!(error = %e, "PostgreSQL unreachable; leases wait");
@@ -133,12 +153,21 @@ pub async fn run(
                 }
             }
         }
-        if let Err(e) = balance(&shared, &meta, partitions, &mut running).await {
+        // Bounded like every PostgreSQL call of a running indexer (`meta::bounded`).
+        let balanced = bounded(
+            config.lease(),
+            "balancing partitions",
+            balance(&shared, &meta, partitions, &mut running),
+        )
+        .await;
+        if let Err(e) = meta.given_up(balanced) {
             tracing::warn!(error = %e, "balancing partitions failed; trying at the next tick");
         }
         if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
             let age_ms = (config.index.janitor_age_s * 1000) as i64;
-            if let Err(e) = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms).await {
+            let sweep = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms);
+            let swept = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep).await;
+            if let Err(e) = meta.given_up(swept) {
                 tracing::warn!(error = %e, "janitor failed");
             }
         }
@@ -150,10 +179,12 @@ pub async fn run(
     for r in running.values() {
         let _ = r.stop.send(true);
     }
+    // Each partition's last commit and release are bounded (a lease per PostgreSQL
+    // call; uploads by the object store client's own timeouts).
     for (_, r) in running.drain() {
         let _ = r.join.await;
     }
-    let _ = meta.leave(&owner).await;
+    let _ = bounded(config.lease(), "leaving the members", meta.leave(&owner)).await;
     Ok(())
 }
 

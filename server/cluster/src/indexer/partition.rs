@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
 use crate::error::{ClusterError, Result};
-use crate::meta::{DictChunk, Lease, Meta, SegmentRow};
+use crate::meta::{bounded, DictChunk, Lease, Meta, SegmentRow};
 use crate::objects::{dict_key, segment_key};
 use crate::partition::partition_filter;
 use crate::{payload, restore};
@@ -47,6 +47,22 @@ struct Partition {
     last_msg: Option<jetstream::Message>,
     since_commit: u64,
     last_commit: Instant,
+    /// A commit whose answer never came (a timeout, a broken connection): it may
+    /// have taken effect. Settled by [`Partition::settle`] before the next commit.
+    doubt: Option<Doubt>,
+    /// No new connection is tried before this (one failed just before).
+    connect_after: Option<Instant>,
+}
+
+/// What a commit in doubt would have changed ([`Partition::settle`]).
+#[derive(Debug)]
+struct Doubt {
+    /// The segments it listed.
+    rows: Vec<u64>,
+    /// The segments it took out (compaction replaced them).
+    replaced: Vec<u64>,
+    checkpoint: u64,
+    dict_bytes: u64,
 }
 
 pub(crate) fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) -> PathBuf {
@@ -77,7 +93,12 @@ pub(super) async fn run_partition(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let cfg = &shared.config;
-    let meta = connect_meta(cfg).await;
+    // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
+    // committed under this epoch, and the lease lapses to whoever comes next.
+    let meta = tokio::select! {
+        m = connect_meta(cfg) => m,
+        _ = stop.changed() => return Ok(()),
+    };
     let dir = partition_dir(&cfg.index.data, lease.partition, lease.epoch);
     let data = cfg.index.data.clone();
     let p = lease.partition;
@@ -88,9 +109,12 @@ pub(super) async fn run_partition(
         memory_budget_bytes: PARTITION_MEMORY_BYTES,
         ..StoreConfig::default()
     };
-    let (store, restored) =
-        restore::restore_partition(&meta, &shared.objects, lease.partition, &dir, store_config)
-            .await?;
+    let restoring =
+        restore::restore_partition(&meta, &shared.objects, lease.partition, &dir, store_config);
+    let (store, restored) = tokio::select! {
+        r = restoring => r?,
+        _ = stop.changed() => return Ok(()),
+    };
     tracing::info!(
         partition = p,
         epoch = lease.epoch,
@@ -117,6 +141,8 @@ pub(super) async fn run_partition(
         last_msg: None,
         since_commit: 0,
         last_commit: Instant::now(),
+        doubt: None,
+        connect_after: None,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -124,8 +150,16 @@ pub(super) async fn run_partition(
     let mut offered = false;
     loop {
         if *stop.borrow() {
+            // Each PostgreSQL call bounded by a lease ([`Partition::commit`]): a
+            // stopping indexer never waits on a hung server longer than that.
             match part.commit().await {
-                Ok(()) => part.meta.release(p, lease.epoch).await?,
+                Ok(()) => {
+                    let releasing = part.meta.release(p, lease.epoch);
+                    let released = bounded(cfg.lease(), "releasing the lease", releasing).await;
+                    if let Err(e) = released {
+                        tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
                 }
@@ -177,24 +211,22 @@ pub(super) async fn run_partition(
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "commit failed; trying again at the next interval");
                     part.last_commit = Instant::now();
-                    if !part.meta.is_open() {
-                        if let Ok(m) = Meta::connect(&cfg.postgres).await {
-                            part.meta = m;
-                        }
-                    }
                 }
             }
         }
         if last_renew.elapsed() >= cfg.renew() {
-            if !part.meta.is_open() {
-                if let Ok(m) = Meta::connect(&cfg.postgres).await {
-                    part.meta = m;
+            let renewed = match part.reconnect().await {
+                Ok(()) => {
+                    let renewing = part.meta.renew(p, lease.epoch, cfg.index.lease_ms);
+                    bounded(cfg.lease(), "renewing the lease", renewing).await
                 }
-            }
-            match part.meta.renew(p, lease.epoch, cfg.index.lease_ms).await {
+                Err(e) => Err(e),
+            };
+            match part.meta.given_up(renewed) {
                 Ok(true) => last_renew = Instant::now(),
                 Ok(false) => {
-                    let (_, current, _, _) = part.meta.lease(p).await.unwrap_or((None, -1, 0, 0));
+                    let read = bounded(cfg.lease(), "reading the lease", part.meta.lease(p)).await;
+                    let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
                     return Err(ClusterError::Fenced {
                         partition: p,
                         ours: lease.epoch,
@@ -222,6 +254,15 @@ fn fault_pause_before_commit() -> Option<Duration> {
         .and_then(|m| m.parse().ok())
         .unwrap_or(3_600_000);
     Some(Duration::from_millis(ms))
+}
+
+/// The test fault point `SIGHTLINE_CLUSTER_FAULT=lose-commit-answer`: the first
+/// commit of the process that takes effect is reported to it as timed out, as when
+/// the connection breaks between PostgreSQL's commit and its answer.
+fn fault_lose_commit_answer() -> bool {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "lose-commit-answer")
+        && !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// What [`append_messages`] appended.
@@ -394,6 +435,8 @@ impl Partition {
         let p = self.lease.partition;
         let epoch = self.lease.epoch;
         self.last_commit = Instant::now();
+        self.reconnect().await?;
+        self.settle().await?;
         if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 {
             return Ok(());
         }
@@ -482,44 +525,169 @@ impl Partition {
         }
         let dict_bytes = dict_from + chunk.as_ref().map_or(0, |c| c.len);
         let checkpoint = self.last_seq;
-        let committed = self
-            .meta
-            .commit(
-                p,
-                epoch,
-                &rows,
-                &replaced,
-                chunk.as_ref(),
-                checkpoint,
-                dict_bytes,
-                self.shared.config.index.lease_ms,
-            )
-            .await;
-        if let Err(e @ ClusterError::Fenced { .. }) = &committed {
-            tracing::warn!(partition = p, error = %e, "commit refused by the epoch check");
+        self.reconnect().await?;
+        let lease_ms = self.shared.config.index.lease_ms;
+        let transaction = self.meta.commit(
+            p,
+            epoch,
+            &rows,
+            &replaced,
+            chunk.as_ref(),
+            checkpoint,
+            dict_bytes,
+            lease_ms,
+        );
+        let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
+        let mut committed = self.meta.given_up(committed);
+        if committed.is_ok() && fault_lose_commit_answer() {
+            tracing::warn!(partition = p, "fault point: committed, the answer lost");
+            committed = Err(ClusterError::Timeout("the commit (fault point)"));
         }
-        committed?;
-        for id in &replaced {
-            self.committed.remove(id);
+        let doubt = Doubt {
+            rows: rows.iter().map(|r| r.segment_id).collect(),
+            replaced,
+            checkpoint,
+            dict_bytes,
+        };
+        match committed {
+            Ok(()) => {}
+            Err(e @ ClusterError::Fenced { .. }) => {
+                tracing::warn!(partition = p, error = %e, "commit refused by the epoch check");
+                return Err(e);
+            }
+            Err(e) => {
+                // The transaction may have committed with its answer lost.
+                self.doubt = Some(doubt);
+                return Err(e);
+            }
         }
-        self.committed.extend(rows.iter().map(|r| r.segment_id));
-        self.dict_committed = dict_bytes;
-        self.lease.checkpoint_seq = checkpoint;
-        self.since_commit = 0;
+        let replaced = doubt.replaced.len();
+        self.took_effect(doubt);
         tracing::info!(
             partition = p,
             epoch,
             checkpoint,
             segments = rows.len(),
-            replaced = replaced.len(),
+            replaced,
             "committed"
         );
+        self.ack().await;
+        Ok(())
+    }
+
+    /// The bookkeeping of a commit that took effect: the catalog's segments, its
+    /// dictionary length and checkpoint as this commit left them.
+    fn took_effect(&mut self, done: Doubt) {
+        for id in &done.replaced {
+            self.committed.remove(id);
+        }
+        self.committed.extend(done.rows);
+        self.dict_committed = done.dict_bytes;
+        self.lease.checkpoint_seq = done.checkpoint;
+        if self.last_seq == done.checkpoint {
+            self.since_commit = 0;
+        }
+    }
+
+    /// Acks the log through the checkpoint (`AckPolicy::All`) when the last message
+    /// taken is the one it names.
+    async fn ack(&mut self) {
+        if self.last_seq != self.lease.checkpoint_seq {
+            return;
+        }
         if let Some(m) = self.last_msg.take() {
             if let Err(e) = m.ack().await {
                 // The checkpoint is the truth; a lost ack only means a redelivery,
                 // which `append` skips by sequence.
+                let p = self.lease.partition;
                 tracing::warn!(partition = p, error = %e, "ack after commit failed");
             }
+        }
+    }
+
+    /// A usable connection: the current one, or a new one when it broke or a call
+    /// on it was given up (the connect bounded by a lease, tried at most once a
+    /// lease). `Err` when there is none: the caller's call fails at once instead of
+    /// waiting on a connection known to hang.
+    async fn reconnect(&mut self) -> Result<()> {
+        if self.meta.is_open() {
+            return Ok(());
+        }
+        let cfg = &self.shared.config;
+        if self.connect_after.is_some_and(|t| Instant::now() < t) {
+            return Err(ClusterError::Timeout(
+                "PostgreSQL connect (tried a moment ago)",
+            ));
+        }
+        match Meta::connect_within(&cfg.postgres, cfg.lease()).await {
+            Ok(m) => {
+                self.meta = m;
+                self.connect_after = None;
+                Ok(())
+            }
+            Err(e) => {
+                let p = self.lease.partition;
+                tracing::warn!(partition = p, error = %e, "PostgreSQL not reachable");
+                self.connect_after = Some(Instant::now() + cfg.lease());
+                Err(e)
+            }
+        }
+    }
+
+    /// Settles a commit in doubt: whether it took effect is read from the catalog
+    /// (the lease's checkpoint and dictionary length, which only this epoch moves, and
+    /// one of its segments), and its bookkeeping done if it did. Without this, a
+    /// commit that took effect with its answer lost would be sent again: its segment
+    /// rows refused as duplicates forever (sealing stopped), or the segments
+    /// compaction replaced meanwhile left listed.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(doubt) = self.doubt.take() else {
+            return Ok(());
+        };
+        let p = self.lease.partition;
+        let within = self.shared.config.lease();
+        let put_back = |this: &mut Self, doubt, e| {
+            this.doubt = Some(doubt);
+            Err(e)
+        };
+        let read = bounded(within, "reading the lease", self.meta.lease(p)).await;
+        let (_, epoch, checkpoint, dict_bytes) = match self.meta.given_up(read) {
+            Ok(l) => l,
+            Err(e) => return put_back(self, doubt, e),
+        };
+        if epoch != self.lease.epoch {
+            return Err(ClusterError::Fenced {
+                partition: p,
+                ours: self.lease.epoch,
+                current: epoch,
+            });
+        }
+        let landed = if checkpoint != doubt.checkpoint || dict_bytes != doubt.dict_bytes {
+            false
+        } else if let Some(&first) = doubt.rows.first() {
+            let read = bounded(
+                within,
+                "looking up a segment",
+                self.meta.has_segment(p, first),
+            );
+            match self.meta.given_up(read.await) {
+                Ok(there) => there,
+                Err(e) => return put_back(self, doubt, e),
+            }
+        } else {
+            // Only the checkpoint (and removals, which come with a new segment) moved:
+            // at the value this commit set, it took effect or changed nothing.
+            true
+        };
+        tracing::info!(
+            partition = p,
+            landed,
+            checkpoint = doubt.checkpoint,
+            "commit in doubt settled"
+        );
+        if landed {
+            self.took_effect(doubt);
+            self.ack().await;
         }
         Ok(())
     }
