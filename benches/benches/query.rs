@@ -3,6 +3,7 @@
 //! search over 1 M distinct plates.
 //!
 //! cargo bench -p sightline-benches --bench query
+//! cargo bench -p sightline-benches --bench query -- cooccurrence_wide   # one group
 //!
 //! The cities are built once (about 1 and 3 minutes) and kept under
 //! `target/bench-data/`; `SIGHTLINE_BENCH_SIZES=2000000` limits the sizes run.
@@ -236,5 +237,103 @@ fn fuzzy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, queries, fuzzy);
+/// Co-occurrence whose candidates are seen all over a city (issue 21's city-scale
+/// run: plates the synthetic city's households share have thousands of shards). A
+/// target plate passes one gate of community 0 at 10:00 on each of 8 days; 20
+/// candidate plates pass the same gate within 30 s of it, and each is also seen once in
+/// every other (community, day) of 1,000 communities: 8,000 shards a candidate. The
+/// lift counts each candidate's events at the target's locations only, so its cost
+/// should not follow the candidates' shards elsewhere.
+fn wide_candidates(c: &mut Criterion) {
+    const COMMUNITIES: u32 = 1_000;
+    const DAYS: i64 = 8;
+    const CANDIDATES: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = sightline_benches::SEPT_2021;
+    let clock = Arc::new(ManualClock::new(start + DAY));
+    let store =
+        Store::open_with_clock(dir.path(), StoreConfig::default(), clock.clone()).expect("open");
+    let target = "苏E00000T".to_string();
+    let candidate = |i: u64| format!("苏E{i:05}C");
+    let input = |ts_ms: i64, community: u32, subject: String| EventInput {
+        ts_ms,
+        community: community_code(community),
+        device: sightline_benches::device_code(community, "121", 1),
+        kind: "vehicle".into(),
+        subject,
+        direction: "in".into(),
+        ..Default::default()
+    };
+    for day in 0..DAYS {
+        let mut batch = Vec::new();
+        let ten = start + day * DAY + 2 * 3_600_000; // 10:00 in Shanghai
+        batch.push(
+            store
+                .validate(input(ten, 0, target.clone()))
+                .expect("valid"),
+        );
+        for i in 0..CANDIDATES {
+            let with = input(ten + 1_000 * (i as i64 + 1), 0, candidate(i));
+            batch.push(store.validate(with).expect("valid"));
+            for community in 1..COMMUNITIES {
+                let ts =
+                    start + day * DAY + ((community as i64 * 7_919 + i as i64 * 104_729) % DAY);
+                batch.push(
+                    store
+                        .validate(input(ts, community, candidate(i)))
+                        .expect("valid"),
+                );
+            }
+        }
+        clock.set(start + (day + 1) * DAY);
+        store.append(&batch).expect("append");
+    }
+    clock.set(start + (DAYS + 1) * DAY);
+    store.maintain().expect("seal");
+    let index = StoreIndex::attach(&store).unwrap();
+    let ctx = QueryContext::new(&store, &index);
+    let mut g = c.benchmark_group("cooccurrence_wide_candidates");
+    for (scope, label) in [(Scope::Device, "device"), (Scope::Community, "community")] {
+        let q = Cooccurrence {
+            kind: Kind::Vehicle,
+            subject: target.clone(),
+            from_ms: start,
+            to_ms: start + DAYS * DAY,
+            communities: None,
+            window_ms: 60_000,
+            min_count: 1,
+            scope,
+            candidate_kind: None,
+            dedup_gap_ms: None,
+            limit: 100,
+        };
+        let found = cooccurrence(&ctx, &q).unwrap();
+        assert_eq!(
+            found.len(),
+            CANDIDATES as usize,
+            "every candidate co-occurs"
+        );
+        assert!(found.iter().all(|c| c.hits == DAYS as u32));
+        eprintln!(
+            "{label}: {} candidates, {} shards each",
+            found.len(),
+            index
+                .view()
+                .subject_shards(
+                    store
+                        .dictionaries()
+                        .subject_id(Kind::Vehicle, &candidate(0))
+                        .unwrap(),
+                    i64::MIN,
+                    i64::MAX,
+                    None
+                )
+                .len()
+        );
+        g.bench_function(label, |b| b.iter(|| cooccurrence(&ctx, &q).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, queries, fuzzy, wide_candidates);
 criterion_main!(benches);

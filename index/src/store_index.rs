@@ -36,6 +36,11 @@ impl Default for SubjectStats {
 /// Where a store keeps its index checkpoint, relative to the store's directory.
 pub const CHECKPOINT_FILE: &str = "index/subjects.idx";
 
+/// [`IndexView::subject_shards`] with a community filter looks each (community, span)
+/// up when there are at most this many and fewer than the subject's shards (each a
+/// hash probe and a bitmap or binary search: ~0.1 ms at this bound).
+const MAX_PROBES: usize = 4096;
+
 struct State {
     layout: SpanLayout,
     /// Shard number → key and rows counted, in first-seen order; numbers are what
@@ -189,6 +194,33 @@ impl State {
         }
         self.through = self.through.max(r.seq);
         *self.dirty.get_mut() = true;
+    }
+
+    /// How many shard numbers `subject`'s lists hold (dropped shards included): what
+    /// collecting them costs.
+    fn subject_shard_count(&self, subject: u32) -> usize {
+        let delta = self
+            .subject_shards
+            .get(subject as usize)
+            .map_or(0, |b| b.len() as usize);
+        let base = self
+            .base
+            .as_ref()
+            .map_or(0, |b| b.subject_shards(subject).len());
+        delta + base
+    }
+
+    /// Whether the live shard `number` holds events of `subject`.
+    fn subject_in(&self, subject: u32, number: u32) -> bool {
+        let listed = self
+            .subject_shards
+            .get(subject as usize)
+            .is_some_and(|b| b.contains(number))
+            || self
+                .base
+                .as_ref()
+                .is_some_and(|b| b.subject_shards(subject).contains(number));
+        listed && !self.dropped.contains(number)
     }
 
     /// The live shard numbers of `subject`, ascending.
@@ -622,6 +654,32 @@ impl IndexView<'_> {
             self.st.layout.span_of(from_ms),
             self.st.layout.span_of(to_ms - 1),
         );
+        if let Some(cs) = communities {
+            // A subject seen all over the city (a co-occurrence candidate whose plate
+            // thousands of shards hold) asked about a few communities and days: look
+            // each (community, span) up instead of collecting its whole list.
+            let spans = (i64::from(hi) - i64::from(lo) + 1) as usize;
+            let probes = cs.len().saturating_mul(spans);
+            if probes <= MAX_PROBES && probes < self.st.subject_shard_count(subject) {
+                let mut keys = Vec::new();
+                for &community in cs {
+                    for span in lo..=hi {
+                        let key = ShardKey { community, span };
+                        if self
+                            .st
+                            .shard_numbers
+                            .get(&key)
+                            .is_some_and(|&n| self.st.subject_in(subject, n))
+                        {
+                            keys.push(key);
+                        }
+                    }
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                return keys;
+            }
+        }
         let mut keys: Vec<ShardKey> = self
             .st
             .subject_numbers(subject)

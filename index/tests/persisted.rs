@@ -177,6 +177,36 @@ impl Fixture {
                 (st.count, st.first_ms, st.last_ms, shards)
             });
             assert_eq!(got, want.get(&s).cloned(), "{when}: subject {s}");
+            // Filtered by community and day: each community alone and every one but
+            // it, each day alone and all of them (the index answers a few (community,
+            // day) pairs by lookup and many by filtering the subject's whole list).
+            let shards = want.get(&s).map(|w| w.3.clone()).unwrap_or_default();
+            let communities: BTreeSet<u32> = shards.iter().map(|k| k.community).collect();
+            let spans: BTreeSet<i32> = shards.iter().map(|k| k.span).collect();
+            let mut filters: Vec<Vec<u32>> = Vec::new();
+            for &c in &communities {
+                filters.push(vec![c]);
+                filters.push(communities.iter().copied().filter(|&o| o != c).collect());
+            }
+            let mut windows: Vec<(i32, i32)> = spans.iter().map(|&sp| (sp, sp)).collect();
+            if let (Some(&a), Some(&b)) = (spans.first(), spans.last()) {
+                windows.push((a, b));
+            }
+            for cs in &filters {
+                for &(a, b) in &windows {
+                    let (from, to) = (layout.start_ms(a), layout.end_ms(b));
+                    let got: Vec<ShardKey> = view.subject_shards(s, from, to, Some(cs));
+                    let expect: Vec<ShardKey> = shards
+                        .iter()
+                        .filter(|k| cs.contains(&k.community) && k.span >= a && k.span <= b)
+                        .copied()
+                        .collect();
+                    assert_eq!(
+                        got, expect,
+                        "{when}: subject {s} in {cs:?}, spans {a}..={b}"
+                    );
+                }
+            }
             if got.is_none() {
                 assert!(
                     view.subject_shards(s, i64::MIN, i64::MAX, None).is_empty(),
