@@ -343,6 +343,31 @@ async fn cluster_keys(
 ) -> ExitCode {
     use sightline_cluster::meta::{bounded, Meta};
     use sightline_server::auth;
+    // The arguments first, before anything is asked of PostgreSQL.
+    if let ClusterKeysAction::Create {
+        role,
+        communities,
+        name,
+        ..
+    } = &action
+    {
+        if auth::Role::parse(role).is_none() {
+            eprintln!("sightline: --role: unknown role {role:?}; use ingest, investigate or admin");
+            return ExitCode::from(2);
+        }
+        if name.len() > MAX_KEY_NAME_BYTES {
+            eprintln!("sightline: --name: at most {MAX_KEY_NAME_BYTES} bytes");
+            return ExitCode::from(2);
+        }
+        if let Some(c) = communities {
+            if c.is_empty() || c.len() > MAX_KEY_COMMUNITIES || c.iter().any(|x| x.is_empty()) {
+                eprintln!(
+                    "sightline: --communities: 1 to {MAX_KEY_COMMUNITIES} community codes, none empty (omit it for every community)"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let within = std::time::Duration::from_secs(10);
     let meta = async {
         let mut meta = Meta::connect_within(&config.postgres, within).await?;
@@ -363,22 +388,7 @@ async fn cluster_keys(
             name,
             ..
         } => {
-            let Some(role) = auth::Role::parse(&role) else {
-                eprintln!("sightline: unknown role {role:?}; use ingest, investigate or admin");
-                return ExitCode::from(2);
-            };
-            if name.len() > MAX_KEY_NAME_BYTES {
-                eprintln!("sightline: --name: at most {MAX_KEY_NAME_BYTES} bytes");
-                return ExitCode::from(2);
-            }
-            if let Some(c) = &communities {
-                if c.is_empty() || c.len() > MAX_KEY_COMMUNITIES || c.iter().any(|x| x.is_empty()) {
-                    eprintln!(
-                        "sightline: --communities: 1 to {MAX_KEY_COMMUNITIES} community codes, none empty (omit it for every community)"
-                    );
-                    return ExitCode::from(2);
-                }
-            }
+            let role = auth::Role::parse(&role).expect("checked above");
             let (id, token) = auth::new_token();
             let record = sightline_storage::ApiKeyRecord {
                 id,

@@ -83,6 +83,12 @@ impl ClusterKeys {
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
     }
 
+    /// How long ago the table was last read (`None`: never).
+    pub(crate) fn age(&self) -> Option<Duration> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().map(|l| l.at.elapsed())
+    }
+
     /// The caller presenting `token` (`None`: no key sent).
     pub(crate) fn authorize(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         let hash = token.map(|t| auth::sha256_hex(t.as_bytes()));

@@ -208,6 +208,12 @@ pub async fn run_query(
     Ok(())
 }
 
+/// The test fault point `SIGHTLINE_CLUSTER_FAULT=audit-disk-full`: every write of
+/// the audit log fails as on a full disk (ENOSPC), once it is open.
+fn fault_audit_disk_full() -> bool {
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "audit-disk-full")
+}
+
 /// Opens this node's audit log in `query.audit_dir` (created private), its head kept
 /// in a catalog there (`DIR/catalog`), where `sightline audit verify --data DIR`
 /// finds it. A log that does not verify stops the node from starting, as `serve`.
@@ -228,16 +234,26 @@ async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<Au
             .map_err(|e| e.to_string())?;
         let heads = sightline_storage::SledCatalog::open(&dir.join("catalog"))
             .map_err(|e| format!("the audit head's catalog in {}: {e}", dir.display()))?;
-        AuditLog::open(
+        let faulty = fault_audit_disk_full().then(sightline_storage::io::FaultyIo::new);
+        let io: Arc<dyn sightline_storage::io::FileIo> = match &faulty {
+            Some(f) => f.clone(),
+            None => sightline_storage::io::os(),
+        };
+        let log = AuditLog::open(
             &dir,
             audit::AuditOptions {
                 max_bytes,
-                io: sightline_storage::io::os(),
+                io,
                 heads: Arc::new(heads),
                 witness,
             },
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        if let Some(f) = faulty {
+            use sightline_storage::io::{Fault, FaultKind, Op};
+            f.inject(Fault::new(Op::Write, audit::FILE, FaultKind::ShortWrite));
+        }
+        Ok::<_, String>(log)
     })
     .await
     .map_err(|e| format!("opening the audit log: {e}"))??;
@@ -265,6 +281,8 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 // Each replica here: how far it has read the log, whether it answers.
                 "replica_lag": replicas,
                 "directory_age_ms": node.directory.age().map(|a| a.as_millis() as u64),
+                // When the API keys were last read from PostgreSQL (null: never).
+                "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
                 "answered": {
                     "local": load(&answered.local),
                     "replica": load(&answered.replica),

@@ -1567,6 +1567,28 @@ fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
     let investigator = create("investigate", None);
     let scoped = create("investigate", Some(&ours.join(",")));
     let doomed = create("investigate", Some("3205080003"));
+    // Mistakes are named, and nothing is made.
+    for (args, named) in [
+        (&["create", "--role", "detective"][..], "--role"),
+        (
+            &["create", "--role", "investigate", "--communities", ""],
+            "--communities",
+        ),
+        (&["revoke", "0badc0de"], "no key 0badc0de"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys"])
+            .args(args)
+            .arg("--config")
+            .arg(&cli_config)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(named),
+            "{args:?}: {said}"
+        );
+    }
     let (listed, _) = cli(&["list"]);
     assert_eq!(listed.lines().count(), 5, "{listed}");
     for t in [&ingest, &investigator, &scoped] {
@@ -1661,6 +1683,11 @@ fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
         q(Some(&investigator), "GET", &counts, "")
     );
     assert_eq!(q(Some(listed_token), "GET", &counts, ""), expected);
+    let health = sightline_testkit::get(qa, "/health").body;
+    assert!(
+        health["keys_age_ms"].as_u64().is_some_and(|ms| ms < 5_000),
+        "{health}"
+    );
 
     // What to ask: vehicles seen both inside and outside the scope.
     let events: Vec<serde_json::Value> = body
@@ -1873,4 +1900,20 @@ fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
     assert!(entries
         .iter()
         .any(|e| e["key"].as_str().unwrap().starts_with("token_sha256:")));
+
+    // A query node whose audit log cannot be written (a full disk) withholds every
+    // answer, 503 `audit_unavailable`; a refusal is still answered as one.
+    let (_q2, qa2) = env.spawn(
+        "query",
+        "query-2",
+        &[("SIGHTLINE_CLUSTER_FAULT", "audit-disk-full")],
+    );
+    let qa2 = qa2.unwrap();
+    let (status, body) = ask_as(qa2, Some(&scoped), "GET", &counts, "");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{body}"
+    );
+    assert_eq!(ask_as(qa2, None, "GET", &counts, "").0, 401);
 }
