@@ -1421,10 +1421,18 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
 
 /// A GET asking for NDJSON, its lines parsed (chunks joined) with event ids taken out.
 fn get_ndjson(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
+    get_ndjson_as(addr, None, target)
+}
+
+/// [`get_ndjson`] with `token` as the request's key.
+fn get_ndjson_as(addr: SocketAddr, token: Option<&str>, target: &str) -> Vec<serde_json::Value> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let answer = sightline_testkit::send(
         addr,
         format!(
-            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+            "GET {target} HTTP/1.1\r\nHost: x\r\n{auth}Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     );
@@ -1792,6 +1800,14 @@ fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
                 wide.1
             );
             assert_eq!(of(&narrow.1), filtered, "{target}");
+            // Streamed whole (NDJSON), in scope too, as `serve` streams it.
+            let streamed = |addr, token| {
+                asked.set(asked.get() + usize::from(addr == qa));
+                get_ndjson_as(addr, Some(token), target)
+            };
+            let narrow_lines = streamed(qa, scoped.as_str());
+            assert_eq!(narrow_lines.len(), filtered.len(), "{target}");
+            assert_eq!(narrow_lines, streamed(s, s_scoped.as_str()), "{target}");
             // By id: an event outside the scope is as absent as an unknown one.
             for e in of(&wide.1) {
                 let by_id = format!("/v1/events/{}", e["id"]);
@@ -1887,6 +1903,15 @@ fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
     let t = find(id_of(&scoped), "/v1/trajectory", 200);
     assert!(t["params"].as_str().unwrap().contains("subject="), "{t}");
     assert!(t["results"].as_u64().unwrap() > 0, "{t}");
+    // Each stream's entry, with its count: as many as its pages'.
+    let trajectories: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["key"] == id_of(&scoped) && e["endpoint"] == "/v1/trajectory")
+        .collect();
+    assert_eq!(trajectories.len(), 2 * straddling.len(), "{trajectories:?}");
+    for pair in trajectories.chunks(2) {
+        assert_eq!(pair[0]["results"], pair[1]["results"], "{pair:?}");
+    }
     let c = find(id_of(&scoped), "/v1/collision", 200);
     assert!(
         c["params"].as_str().unwrap().contains(elsewhere),
