@@ -131,7 +131,8 @@ enum ClusterRole {
         config: PathBuf,
     },
     /// Manage the cluster's API keys (PostgreSQL table `api_keys`, read by every
-    /// query and ingest node within `index.renew_ms`), with the cluster running.
+    /// query and ingest node within `index.renew_ms`): only its PostgreSQL needs to
+    /// answer; the nodes go on running.
     Keys {
         #[command(subcommand)]
         action: ClusterKeysAction,
