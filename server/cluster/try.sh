@@ -129,6 +129,16 @@ Ask the query node (once its replicas have read it from the log, within a second
   curl -s 'http://127.0.0.1:$QUERY_PORT/v1/trajectory?kind=vehicle&subject=%E8%8B%8FE12345&from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00'
 
 Indexers commit every 10 s: psql -h 127.0.0.1 -p 5433 -U postgres -c 'select * from leases'
+
+The nodes ask for no key until the cluster's first is made; then every request needs
+one (Authorization: Bearer <token>), each key confined to its communities, in force on
+every node within 3 s:
+
+  $SIGHTLINE_BIN cluster keys create --role investigate --communities 3205080001 --config $DIR/query.toml
+  $SIGHTLINE_BIN cluster keys create --role ingest --config $DIR/query.toml
+
+Every request to a query node is in its audit log ($DIR/query-replicas-audit; with the
+node stopped: $SIGHTLINE_BIN audit verify --data $DIR/query-replicas-audit).
 Ctrl-C stops everything.
 TXT
 wait

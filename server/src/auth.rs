@@ -256,7 +256,7 @@ impl Keys {
 }
 
 /// The caller holding `key`, if its role allows `needed`.
-fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {
+pub(crate) fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {
     let role = Role::parse(&key.role)
         .ok_or_else(|| ApiError::Unauthorized("key with an unknown role".into()))?;
     if !role.allows(needed) {
@@ -275,14 +275,8 @@ fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {
     })
 }
 
-/// Creates a key; returns its record and the token, shown once.
-pub fn create(
-    store: &Store,
-    name: &str,
-    role: Role,
-    communities: Option<Vec<String>>,
-    now_ms: i64,
-) -> Result<(ApiKeyRecord, String), StorageError> {
+/// A new key's id and token (`sl_<id>_<secret>`: 8 and 32 random hex digits).
+pub fn new_token() -> (String, String) {
     let mut rng = rand::rng();
     let id: String = (0..8)
         .map(|_| format!("{:x}", rng.random_range(0..16u8)))
@@ -291,6 +285,18 @@ pub fn create(
         .map(|_| format!("{:x}", rng.random_range(0..16u8)))
         .collect();
     let token = format!("sl_{id}_{secret}");
+    (id, token)
+}
+
+/// Creates a key; returns its record and the token, shown once.
+pub fn create(
+    store: &Store,
+    name: &str,
+    role: Role,
+    communities: Option<Vec<String>>,
+    now_ms: i64,
+) -> Result<(ApiKeyRecord, String), StorageError> {
+    let (id, token) = new_token();
     let record = ApiKeyRecord {
         id,
         name: name.to_string(),

@@ -130,6 +130,44 @@ enum ClusterRole {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
     },
+    /// Manage the cluster's API keys (PostgreSQL table `api_keys`, read by every
+    /// query and ingest node within `index.renew_ms`): only its PostgreSQL needs to
+    /// answer; the nodes go on running.
+    Keys {
+        #[command(subcommand)]
+        action: ClusterKeysAction,
+    },
+}
+
+/// `sightline cluster keys …` (feature `cluster`): as `sightline keys`, against the
+/// cluster's PostgreSQL named in `--config`.
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+enum ClusterKeysAction {
+    /// Create a key and print its token (shown once; only its hash is kept).
+    Create {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        /// ingest, investigate or admin.
+        #[arg(long)]
+        role: String,
+        /// Communities the key may see or write (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        communities: Option<Vec<String>>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their tokens).
+    List {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Revoke a key by id (in force on every node within `index.renew_ms`).
+    Revoke {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,13 +261,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// `sightline cluster ingest|index|query`: runs the role until SIGTERM or Ctrl-C.
+/// `sightline cluster ingest|index|query`: runs the role until SIGTERM or Ctrl-C;
+/// `sightline cluster keys …`: manages the cluster's keys.
 #[cfg(feature = "cluster")]
 fn cluster(role: ClusterRole) -> ExitCode {
     let path = match &role {
         ClusterRole::Ingest { config }
         | ClusterRole::Index { config }
         | ClusterRole::Query { config } => config.clone(),
+        ClusterRole::Keys { action } => match action {
+            ClusterKeysAction::Create { config, .. }
+            | ClusterKeysAction::List { config }
+            | ClusterKeysAction::Revoke { config, .. } => config.clone(),
+        },
     };
     // The roles' state changes (leases, commits, fencing) are log lines on stderr
     // (`tracing_init`).
@@ -247,6 +291,17 @@ fn cluster(role: ClusterRole) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let role = match role {
+        ClusterRole::Keys { action } => return runtime.block_on(cluster_keys(&config, action)),
+        role => role,
+    };
+    // Police data about residents: what a node writes (replicas, the audit log) is
+    // readable by its own user only, as `serve`'s.
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail and
+    // touches no memory. Set before any task that creates files starts.
+    unsafe {
+        libc::umask(0o077);
+    }
     let result = runtime.block_on(async move {
         let stop = async {
             let mut term =
@@ -261,8 +316,117 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
+            ClusterRole::Keys { .. } => unreachable!("answered above"),
         }
     });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The longest key name, in bytes, and most communities one key may be scoped to
+/// (as `POST /v1/keys`).
+#[cfg(feature = "cluster")]
+const MAX_KEY_NAME_BYTES: usize = 200;
+#[cfg(feature = "cluster")]
+const MAX_KEY_COMMUNITIES: usize = 1000;
+
+/// `sightline cluster keys create|list|revoke`: the `api_keys` table of the cluster's
+/// PostgreSQL (created with the other tables if this is the first node).
+#[cfg(feature = "cluster")]
+async fn cluster_keys(
+    config: &sightline_cluster::ClusterConfig,
+    action: ClusterKeysAction,
+) -> ExitCode {
+    use sightline_cluster::meta::{bounded, Meta};
+    use sightline_server::auth;
+    // The arguments first, before anything is asked of PostgreSQL.
+    if let ClusterKeysAction::Create {
+        role,
+        communities,
+        name,
+        ..
+    } = &action
+    {
+        if auth::Role::parse(role).is_none() {
+            eprintln!("sightline: --role: unknown role {role:?}; use ingest, investigate or admin");
+            return ExitCode::from(2);
+        }
+        if name.len() > MAX_KEY_NAME_BYTES {
+            eprintln!("sightline: --name: at most {MAX_KEY_NAME_BYTES} bytes");
+            return ExitCode::from(2);
+        }
+        if let Some(c) = communities {
+            if c.is_empty() || c.len() > MAX_KEY_COMMUNITIES || c.iter().any(|x| x.is_empty()) {
+                eprintln!(
+                    "sightline: --communities: 1 to {MAX_KEY_COMMUNITIES} community codes, none empty (omit it for every community)"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let within = std::time::Duration::from_secs(10);
+    let meta = async {
+        let mut meta = Meta::connect_within(&config.postgres, within).await?;
+        bounded(within, "create the tables", meta.create(config.partitions)).await?;
+        Ok::<_, sightline_cluster::ClusterError>(meta)
+    };
+    let meta = match meta.await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sightline: the cluster's PostgreSQL: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        ClusterKeysAction::Create {
+            role,
+            communities,
+            name,
+            ..
+        } => {
+            let role = auth::Role::parse(&role).expect("checked above");
+            let (id, token) = auth::new_token();
+            let record = sightline_storage::ApiKeyRecord {
+                id,
+                name,
+                role: role.as_str().to_string(),
+                communities,
+                token_sha256: auth::sha256_hex(token.as_bytes()),
+                created_ms: 0,
+                revoked_ms: None,
+            };
+            bounded(within, "add an API key", meta.add_api_key(&record))
+                .await
+                .map(|k| {
+                    println!("{token}");
+                    eprintln!(
+                        "created key {} ({}); keep the token above: it is not stored and cannot be shown again; every node lets it in within index.renew_ms",
+                        k.id, k.role
+                    );
+                })
+        }
+        ClusterKeysAction::List { .. } => bounded(within, "read API keys", meta.api_keys())
+            .await
+            .map(|keys| print_keys(&keys)),
+        ClusterKeysAction::Revoke { id, .. } => {
+            match bounded(within, "revoke an API key", meta.revoke_api_key(&id)).await {
+                Ok(Some(_)) => {
+                    eprintln!("revoked {id}; every node refuses it within index.renew_ms");
+                    Ok(())
+                }
+                Ok(None) => {
+                    eprintln!("sightline: no key {id}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -58,9 +58,12 @@ pub struct S3Config {
 pub struct IngestConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// SHA-256 (hex) of the tokens allowed to ingest (`Authorization: Bearer …`), as
-    /// `sightline keys` stores them. Empty: no key is checked, and `listen` must be a
-    /// loopback address (as `sightline serve --no-auth`).
+    /// SHA-256 (hex) of tokens allowed to ingest into every community
+    /// (`Authorization: Bearer …`), as `sightline keys` stores them; checked before
+    /// the keys of the cluster's `api_keys` table (`sightline cluster keys`: roles
+    /// and community scopes), which are honoured too. No key at all is checked only
+    /// while this is empty, `listen` is a loopback address and the table has never
+    /// held a key (as `sightline serve --no-auth`).
     #[serde(default)]
     pub token_sha256: Vec<String>,
     /// Largest body, bytes (default 16 MiB, as `serve`).
@@ -119,8 +122,11 @@ pub struct IndexConfig {
 pub struct QueryConfig {
     #[serde(default = "default_query_listen")]
     pub listen: SocketAddr,
-    /// SHA-256 (hex) of the tokens allowed to query, as `ingest.token_sha256`. Empty:
-    /// no key is checked, and `listen` must be a loopback address.
+    /// SHA-256 (hex) of tokens allowed to query every community, as
+    /// `ingest.token_sha256`: they come first, then the keys of the `api_keys` table
+    /// (role investigate or admin, confined to their communities). No key at all is
+    /// checked only while this is empty, `listen` is a loopback address and the table
+    /// has never held a key.
     #[serde(default)]
     pub token_sha256: Vec<String>,
     /// A query's time limit, ms (default 30 s, as `serve`): past it, 503.
@@ -165,6 +171,36 @@ pub struct QueryConfig {
     /// unspecified address (0.0.0.0, ::) or port 0 is refused.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// Where this query node writes its audit log (every query, answered or refused:
+    /// `sightline audit verify --data DIR` checks it with the node stopped). Default:
+    /// beside `data`, named after it with `-audit` (`sightline-replicas-audit`): out of
+    /// the replicas' cache, and one per node wherever `data` is one per node.
+    #[serde(default)]
+    pub audit_dir: Option<PathBuf>,
+    /// The audit log's file is rotated past this many bytes (default 64 MiB, as
+    /// `serve`).
+    #[serde(default = "default_audit_file_bytes")]
+    pub audit_file_bytes: u64,
+    /// Sign the audit log's head into `audit_dir/audit.witness` with the key in this
+    /// file (as `serve --audit-witness-key`; keep it outside `audit_dir`). Default:
+    /// none.
+    #[serde(default)]
+    pub audit_witness_key: Option<PathBuf>,
+}
+
+impl QueryConfig {
+    /// Where the audit log is written: `audit_dir`, or `data` + `-audit` beside it.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.audit_dir.clone().unwrap_or_else(|| {
+            let mut name = self
+                .data
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "sightline-replicas".into());
+            name.push("-audit");
+            self.data.with_file_name(name)
+        })
+    }
 }
 
 fn default_stream() -> String {
@@ -239,6 +275,9 @@ fn default_query_replicas() -> usize {
 fn default_query_data() -> PathBuf {
     PathBuf::from("sightline-replicas")
 }
+fn default_audit_file_bytes() -> u64 {
+    64 << 20
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -281,6 +320,9 @@ impl Default for QueryConfig {
             data: default_query_data(),
             serve: default_serve(),
             advertise: None,
+            audit_dir: None,
+            audit_file_bytes: default_audit_file_bytes(),
+            audit_witness_key: None,
         }
     }
 }
@@ -340,18 +382,28 @@ impl ClusterConfig {
         if i.commit_interval_ms == 0 || i.commit_events == 0 || i.fetch_batch == 0 {
             return bad("index.commit_interval_ms, commit_events, fetch_batch: positive");
         }
-        if self.ingest.token_sha256.is_empty() && !self.ingest.listen.ip().is_loopback() {
-            return bad("ingest.listen: without ingest.token_sha256 only a loopback address");
+        for (name, hashes) in [
+            ("ingest.token_sha256", &self.ingest.token_sha256),
+            ("query.token_sha256", &self.query.token_sha256),
+        ] {
+            if let Some(h) = hashes
+                .iter()
+                .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(ClusterError::Config(format!(
+                    "{name}: {h:?} is not a SHA-256 in hex (64 digits)"
+                )));
+            }
         }
         let q = &self.query;
-        if q.token_sha256.is_empty() && !q.listen.ip().is_loopback() {
-            return bad("query.listen: without query.token_sha256 only a loopback address");
-        }
         if q.timeout_ms == 0 || q.call_timeout_ms == 0 || q.slots == 0 || q.max_result_rows == 0 {
             return bad("query.timeout_ms, call_timeout_ms, slots, max_result_rows: positive");
         }
         if q.replicas > 16 {
             return bad("query.replicas: 0 to 16");
+        }
+        if q.audit_file_bytes < 4096 {
+            return bad("query.audit_file_bytes: at least 4096");
         }
         if let Some(a) = &q.advertise {
             check_advertised(a)
@@ -429,8 +481,9 @@ secret_key = "s"
             "replicas = 7",
             "[index]\nrenew_ms = 10000",
             "[index]\ncommit_events = 0",
-            "[ingest]\nlisten = \"0.0.0.0:8080\"",
-            "[query]\nlisten = \"0.0.0.0:8081\"",
+            "[ingest]\ntoken_sha256 = [\"ab\"]",
+            "[query]\ntoken_sha256 = [\"not hex, but 64 characters long: not a SHA-256 of anything at all\"]",
+            "[query]\naudit_file_bytes = 10",
             "[query]\nreplicas = 17",
             "[query]\nadvertise = \"0.0.0.0:7000\"",
             "[query]\nadvertise = \"[::]:7000\"",
@@ -444,8 +497,41 @@ secret_key = "s"
             };
             assert!(parse(&text).is_err(), "{bad} was accepted");
         }
-        let keyed =
-            format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\"\ntoken_sha256 = [\"ab\"]");
-        assert!(parse(&keyed).is_ok());
+        // A wide address without listed tokens is fine: such a node is never open
+        // (it lets in only the keys of the cluster's table).
+        let hash = "ab".repeat(32);
+        for wide in [
+            format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\"\ntoken_sha256 = [\"{hash}\"]"),
+            format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\""),
+            format!("{MINIMAL}\n[query]\nlisten = \"0.0.0.0:8081\""),
+        ] {
+            assert!(parse(&wide).is_ok(), "{wide}");
+        }
+    }
+
+    #[test]
+    fn the_audit_log_defaults_beside_the_replicas_and_one_per_node() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.query.audit_dir(),
+            PathBuf::from("sightline-replicas-audit")
+        );
+        assert_eq!(c.query.audit_file_bytes, 64 << 20);
+        assert_eq!(c.query.audit_witness_key, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[query]\ndata = \"/var/lib/q1/replicas\""
+        ))
+        .unwrap();
+        assert_eq!(
+            c.query.audit_dir(),
+            PathBuf::from("/var/lib/q1/replicas-audit")
+        );
+        let c = parse(&format!(
+            "{MINIMAL}\n[query]\ndata = \"/var/lib/q1/\"\naudit_dir = \"/srv/audit\""
+        ))
+        .unwrap();
+        assert_eq!(c.query.audit_dir(), PathBuf::from("/srv/audit"));
+        let c = parse(&format!("{MINIMAL}\n[query]\ndata = \"/var/lib/q1/\"")).unwrap();
+        assert_eq!(c.query.audit_dir(), PathBuf::from("/var/lib/q1-audit"));
     }
 }

@@ -6,6 +6,7 @@
 //! * [`payload`]: an event as a log message, and its message id (dedup on re-send).
 //! * [`log`]: JetStream: the stream, the publisher of the ingest role.
 //! * [`meta`]: PostgreSQL: the schema, leases with epochs, the fenced commit, the catalog.
+//! * [`keys`]: the cluster's API keys in PostgreSQL (`api_keys`), shared by every node.
 //! * [`objects`]: S3 through `object_store`: create-only puts, reads, listing.
 //! * [`indexer`]: the index role: leases → local stores → sealed, uploaded, committed.
 //! * [`restore`]: a partition's store rebuilt from the catalog and object storage.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod indexer;
 pub mod janitor;
+pub mod keys;
 pub mod log;
 pub mod meta;
 pub mod objects;

@@ -10,6 +10,8 @@
 //! query_members (member PRIMARY KEY, expires_at, address, serving integer[])
 //!                                                   -- live query nodes, where they answer
 //!                                                   --   and the read replicas they serve
+//! api_keys (id PRIMARY KEY, name, token_sha256 UNIQUE, role, communities text[],
+//!           created_at, revoked_at)                 -- the cluster's API keys (`keys.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -23,7 +25,7 @@ use crate::error::{ClusterError, Result};
 
 /// One connection to the cluster's database.
 pub struct Meta {
-    client: Client,
+    pub(crate) client: Client,
     /// Set when a call on this connection was given up ([`Meta::given_up`]): later
     /// statements would queue behind the one that hangs, so a new connection is made.
     broken: std::sync::atomic::AtomicBool,
@@ -133,6 +135,15 @@ CREATE TABLE IF NOT EXISTS query_members (
     expires_at timestamptz NOT NULL,
     address text,
     serving integer[] NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id text PRIMARY KEY,
+    name text NOT NULL DEFAULT '',
+    token_sha256 text NOT NULL UNIQUE,
+    role text NOT NULL CHECK (role IN ('ingest', 'investigate', 'admin')),
+    communities text[] CHECK (cardinality(communities) > 0),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
 );
 ";
 

@@ -9,11 +9,13 @@
 //! local seq`, `sightline_cluster::partition::event_id`) is given only by the
 //! partition's indexer.
 //!
-//! Keys: `ingest.token_sha256` in `cluster.toml` lists the SHA-256 of the tokens
-//! allowed (`Authorization: Bearer …` or `X-Api-Key`), as `sightline keys create`
-//! prints and stores them; empty means none is checked and only a loopback address
-//! may be listened on. Keys are not read from a store's catalog (an ingest node has
-//! no store). No community scopes and no watchlist alerts here (`alerts` is 0).
+//! Keys (`super::keys`): a token listed in `ingest.token_sha256` (every community),
+//! else an active key of the cluster's `api_keys` table with role `ingest` or `admin`
+//! (`Authorization: Bearer …` or `X-Api-Key`), checked before the body is read. A key
+//! scoped to communities writes only those: a record of another is refused by line,
+//! field `community`, with `serve`'s message, and the rest go on. Ingest is not
+//! audited (as on `serve`, it is no investigation), and no watchlist alerts are
+//! raised here (`alerts` is 0).
 //! Bounds: 32 requests at once (429 with `Retry-After` beyond), `max_body_bytes`,
 //! `max_batch_records`.
 
@@ -30,9 +32,11 @@ use sightline_cluster::meta::Meta;
 use sightline_cluster::ClusterConfig;
 use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator};
 
-use super::{authorised, error, reply};
+use super::keys::ClusterKeys;
+use super::{error, reply};
+use crate::auth::Role;
 use crate::error::{ApiError, RecordError};
-use crate::ingest::{parse, wire};
+use crate::ingest::{in_scope, parse, wire};
 
 /// Requests being ingested at once (as `serve`'s ingest slots): a request beyond
 /// them is answered 429 before its body is read, so buffered bodies are bounded by
@@ -46,6 +50,7 @@ struct Ingest {
     publisher: Publisher,
     validator: Validator,
     slots: Arc<tokio::sync::Semaphore>,
+    keys: Arc<ClusterKeys>,
 }
 
 /// Binds the ingest role and serves until `shutdown` completes. Prints `listening on
@@ -63,14 +68,22 @@ pub async fn run_ingest(
         .await
         .map_err(|e| format!("binding {}: {e}", config.ingest.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let keys = ClusterKeys::new(
+        &config.ingest.token_sha256,
+        addr.ip().is_loopback(),
+        Role::Ingest,
+    );
+    let loading = keys.start(&config).await;
     println!("listening on http://{addr}");
     let state = Arc::new(Ingest {
         publisher: Publisher::new(js, partitions),
         validator: Validator::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
+        keys,
         config,
     });
     super::accept_loop(listener, shutdown, state, handle).await;
+    loading.abort();
     Ok(())
 }
 
@@ -117,11 +130,8 @@ async fn post_events(
     state: &Ingest,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if !authorised(&state.config.ingest.token_sha256, &req) {
-        return Err(ApiError::Unauthorized(
-            "send an API key: Authorization: Bearer sl_…".into(),
-        ));
-    }
+    let caller = state.keys.authorize(crate::routes::token(&req))?;
+    let scope = caller.communities.as_deref();
     let _slot = state
         .slots
         .clone()
@@ -157,13 +167,16 @@ async fn post_events(
         })?;
         check_size(decoded.len(), records)?;
         for (i, e) in decoded.iter().enumerate() {
-            admit(i, state.validator.validate_ref(e, now).map_err(refused(i)));
+            let checked = in_scope(scope, i, e.community)
+                .and_then(|()| state.validator.validate_ref(e, now).map_err(refused(i)));
+            admit(i, checked);
         }
     } else {
         let parsed = parse::records(&body)?;
         check_size(parsed.len(), records)?;
         for (pos, r) in parsed {
             let checked = r.and_then(|input: EventInput| {
+                in_scope(scope, pos, &input.community)?;
                 state.validator.validate(input, now).map_err(refused(pos))
             });
             admit(pos, checked);

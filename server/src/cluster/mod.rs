@@ -1,6 +1,8 @@
 //! The cluster roles' HTTP (feature `cluster`; `ARCHITECTURE.md`, "Cluster"):
 //!
 //! * [`ingest`]: `sightline cluster ingest`, `POST /v1/events` onto the log.
+//! * [`keys`]: who may ask a query or ingest node: listed tokens, then the keys of the
+//!   cluster's `api_keys` table, read every `index.renew_ms`.
 //! * [`partitions`]: an indexer's listener answering query nodes' partition requests
 //!   from the partitions it holds (`sightline_cluster::serving`).
 //! * [`remote`]: a partition as a query node reaches it: its owner found in the
@@ -9,6 +11,7 @@
 //!   through a `Federation` of remote partitions.
 
 mod ingest;
+mod keys;
 mod partitions;
 mod query;
 mod remote;
@@ -83,22 +86,4 @@ fn error(e: ApiError) -> Response<Full<Bytes>> {
         r.headers_mut().insert("retry-after", s.into());
     }
     r
-}
-
-/// Whether the request carries a token whose SHA-256 is in `keys` (`Authorization:
-/// Bearer …` or `X-Api-Key`); an empty list checks none.
-fn authorised(keys: &[String], req: &Request<Incoming>) -> bool {
-    if keys.is_empty() {
-        return true;
-    }
-    let h = req.headers();
-    let token = h
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
-    token.is_some_and(|t| {
-        let hash = crate::auth::sha256_hex(t.as_bytes());
-        keys.iter().any(|k| k.eq_ignore_ascii_case(&hash))
-    })
 }

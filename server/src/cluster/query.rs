@@ -15,11 +15,22 @@
 //! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`;
 //! list answers as NDJSON lines when asked, as `serve`.
 //!
-//! Keys: `query.token_sha256` lists the SHA-256 of the tokens allowed (as the ingest
-//! role; empty: none checked, loopback only). Every key sees every community (no
-//! scopes) and queries are not written to an audit log here (they are logged at
-//! INFO). Bounds: `query.slots` queries at once (429 beyond), `query.timeout_ms`
-//! per query (503), `query.max_result_rows`, bodies of 1 MiB.
+//! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
+//! else an active key of the cluster's `api_keys` table with role `investigate` or
+//! `admin`, checked before any body is read (401 without one, 403 for another role;
+//! 503 while the table has never been read). A key scoped to communities is confined
+//! to them as on `serve`: its scope is each query's `Call::scope`, which every
+//! partition applies (a community outside it holds nothing for that key, and an event
+//! of one is answered 404 `no_such_event`, as an unknown id).
+//!
+//! Audit: every request but `/health` is one entry of this node's hash-chained audit
+//! log (`crate::audit::AuditLog`, in `query.audit_dir`, its head in a catalog beside
+//! it, fsynced every second; `sightline audit verify --data DIR` checks it): the key
+//! id, the path, the query string (a collision's body), the rows answered and the
+//! status, refusals (401, 403, 503) included, as `serve` writes them. An answer whose
+//! entry cannot be written is withheld: 503 `audit_unavailable`. Bounds: `query.slots`
+//! queries at once (429 beyond), `query.timeout_ms` per query (503),
+//! `query.max_result_rows`, bodies of 1 MiB.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,11 +45,14 @@ use sightline_cluster::serving::Held;
 use sightline_cluster::ClusterConfig;
 use sightline_query::federated::{Call, Federation, Partition};
 
-use super::authorised;
+use super::keys::ClusterKeys;
 use super::remote::{Directory, RemotePartition};
+use crate::audit::{self, AuditLog};
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::http::body::{respond, respond_error, Reply};
 use crate::http::out::{serialized, EventOut};
+use crate::http::runner::AuditLine;
 use crate::http::Body;
 use crate::params::Params;
 use crate::queries::{self, patterns, trajectory};
@@ -55,6 +69,10 @@ struct QueryNode {
     held: Option<Arc<Held>>,
     /// How far each of them has read the log.
     status: sightline_cluster::replica::Status,
+    /// Who may ask.
+    keys: Arc<ClusterKeys>,
+    /// Every query, answered or refused.
+    audit: Arc<AuditLog>,
 }
 
 impl QueryNode {
@@ -90,10 +108,37 @@ pub async fn run_query(
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("{partitions} partitions: a query node federates 1 to 65535"))?;
+    let audit = open_audit(&config.query).await?;
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", config.query.listen))?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let keys = ClusterKeys::new(
+        &config.query.token_sha256,
+        addr.ip().is_loopback(),
+        Role::Investigate,
+    );
+    let loading = keys.start(&config).await;
+    // The audit log made durable every second (and its head kept), as `serve` does.
+    let (stop_sync, mut sync_stopped) = tokio::sync::watch::channel(false);
+    let syncing = {
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                    _ = sync_stopped.wait_for(|s| *s) => true,
+                };
+                let a = audit.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.sync()).await {
+                    tracing::error!(error = %e, "cannot sync the audit log");
+                }
+                if stop {
+                    return;
+                }
+            }
+        })
+    };
     // Read replicas: a partition listener for other query nodes, and the supervisor
     // placing, restoring and feeding them.
     let (stop_replicas, replicas_stopped) = tokio::sync::watch::channel(false);
@@ -148,14 +193,71 @@ pub async fn run_query(
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
         held,
         status,
+        keys,
+        audit,
         config,
     });
     super::accept_loop(listener, shutdown, node, handle).await;
+    loading.abort();
+    let _ = stop_sync.send(true);
+    let _ = syncing.await;
     let _ = stop_replicas.send(true);
     if let Some(r) = replicas {
         let _ = r.await;
     }
     Ok(())
+}
+
+/// The test fault point `SIGHTLINE_CLUSTER_FAULT=audit-disk-full`: every write of
+/// the audit log fails as on a full disk (ENOSPC), once it is open.
+fn fault_audit_disk_full() -> bool {
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "audit-disk-full")
+}
+
+/// Opens this node's audit log in `query.audit_dir` (created private), its head kept
+/// in a catalog there (`DIR/catalog`), where `sightline audit verify --data DIR`
+/// finds it. A log that does not verify stops the node from starting, as `serve`.
+async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<AuditLog>, String> {
+    let dir = q.audit_dir();
+    let (max_bytes, witness_key) = (q.audit_file_bytes, q.audit_witness_key.clone());
+    let opened = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("creating the audit directory {}: {e}", dir.display()))?;
+        let witness = witness_key
+            .as_deref()
+            .map(audit::WitnessKey::load)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let heads = sightline_storage::SledCatalog::open(&dir.join("catalog"))
+            .map_err(|e| format!("the audit head's catalog in {}: {e}", dir.display()))?;
+        let faulty = fault_audit_disk_full().then(sightline_storage::io::FaultyIo::new);
+        let io: Arc<dyn sightline_storage::io::FileIo> = match &faulty {
+            Some(f) => f.clone(),
+            None => sightline_storage::io::os(),
+        };
+        let log = AuditLog::open(
+            &dir,
+            audit::AuditOptions {
+                max_bytes,
+                io,
+                heads: Arc::new(heads),
+                witness,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(f) = faulty {
+            use sightline_storage::io::{Fault, FaultKind, Op};
+            f.inject(Fault::new(Op::Write, audit::FILE, FaultKind::ShortWrite));
+        }
+        Ok::<_, String>(log)
+    })
+    .await
+    .map_err(|e| format!("opening the audit log: {e}"))??;
+    Ok(Arc::new(opened))
 }
 
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
@@ -179,6 +281,8 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 // Each replica here: how far it has read the log, whether it answers.
                 "replica_lag": replicas,
                 "directory_age_ms": node.directory.age().map(|a| a.as_millis() as u64),
+                // When the API keys were last read from PostgreSQL (null: never).
+                "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
                 "answered": {
                     "local": load(&answered.local),
                     "replica": load(&answered.replica),
@@ -188,17 +292,58 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
         ));
     }
     let started = Instant::now();
-    let answer = match authorised(&node.config.query.token_sha256, &req) {
-        false => Err(ApiError::Unauthorized(
-            "send an API key: Authorization: Bearer sl_…".into(),
-        )),
-        true => route(&node, req, &path).await,
+    let query = req.uri().query().unwrap_or("").to_string();
+    // The key first, before any body is read.
+    let (key, answer) = match node.keys.authorize(crate::routes::token(&req)) {
+        Err(e) => {
+            // Audited as `serve` audits a refusal: the method and path, the query
+            // string, the status; a 403 names the key's claimed id, a 401 no one.
+            let key = match &e {
+                ApiError::Forbidden(_) => crate::routes::token(&req)
+                    .and_then(crate::auth::claimed_id)
+                    .unwrap_or("-"),
+                _ => "-",
+            }
+            .to_string();
+            let what = format!("{} {path}", req.method());
+            if let Err(err) = node.audit.record(
+                crate::now_ms(),
+                &key,
+                &what,
+                &query,
+                None,
+                e.status().as_u16(),
+            ) {
+                // Refusing is safe: answered even when its entry is not written.
+                tracing::error!(error = %err, "a refusal is not audited");
+            }
+            (key, Err(e))
+        }
+        Ok(caller) => {
+            let mut line = AuditLine::new(&caller, &path, query);
+            let answer = route(&node, &caller, req, &path, &mut line).await;
+            // Written unless the handler did (a stream, before its first byte); an
+            // answer that cannot be audited is withheld.
+            let answer = match caller.audited.load(std::sync::atomic::Ordering::Relaxed) {
+                true => answer.map(|(body, _)| body),
+                false => {
+                    let (results, status) = match &answer {
+                        Ok((_, n)) => (*n, 200),
+                        Err(e) => (None, e.status().as_u16()),
+                    };
+                    line.record_in(&node.audit, results, status)
+                        .and(answer.map(|(body, _)| body))
+                }
+            };
+            (caller.key_id, answer)
+        }
     };
     let status = answer
         .as_ref()
         .map_or_else(|e| e.status(), |_| StatusCode::OK);
     tracing::info!(
         path,
+        key,
         status = status.as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "query"
@@ -209,25 +354,33 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
     })
 }
 
-/// The handler of `path`: parameters parsed and checked as `serve` does, then run.
+/// The handler of `path` for `caller`: parameters parsed and checked as `serve` does,
+/// then run in the caller's communities; the answer and how many rows it holds (for
+/// the audit entry, `line`, whose parameters a collision sets to its body).
 async fn route(
     node: &Arc<QueryNode>,
+    caller: &Caller,
     req: Request<Incoming>,
     path: &str,
-) -> Result<Body, ApiError> {
+    line: &mut AuditLine,
+) -> Result<(Body, Option<usize>), ApiError> {
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();
     let get = req.method() == Method::GET;
     let ndjson = crate::routes::wants_ndjson(&req);
+    let call = Call {
+        scope: caller.communities.clone(),
+        deadline: None,
+    };
     match path {
         "/v1/trajectory" if get && ndjson => {
             let q = trajectory::trajectory_params(&params, usize::MAX)?;
             let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
-            stream(node, q, cap).await
+            stream(node, call, q, cap, line, caller).await
         }
         "/v1/trajectory" if get => {
             let q = trajectory::trajectory_params(&params, max)?;
-            run(node, ndjson, move |fed, call| {
+            run(node, &call, ndjson, move |fed, call| {
                 let t = fed.trajectory(call, &q)?;
                 let events = t
                     .events
@@ -250,8 +403,10 @@ async fn route(
                 .await
                 .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?
                 .to_bytes();
+            // Audited with its body, as `serve` audits it.
+            *line = AuditLine::new(caller, path, String::from_utf8_lossy(&body).into_owned());
             let q = queries::collision_query(&body, max)?;
-            run(node, ndjson, move |fed, call| {
+            run(node, &call, ndjson, move |fed, call| {
                 Ok(queries::collision_answer(&fed.collision(call, &q)?))
             })
             .await
@@ -259,7 +414,7 @@ async fn route(
         _ if get && path.starts_with("/v1/events/") => {
             params.only(&[])?;
             let id = queries::event_id(&path["/v1/events/".len()..])?;
-            run(node, ndjson, move |fed, call| {
+            run(node, &call, ndjson, move |fed, call| {
                 let (s, a) = fed.event(call, id)?.ok_or(ApiError::NoSuchEvent(id))?;
                 serialized(&EventOut::decoded(&s, &a), 1)
             })
@@ -270,49 +425,49 @@ async fn route(
             match path {
                 "/v1/cooccurrence" => {
                     let q = queries::cooccurrence_query(&params, max)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(queries::candidates_answer(&fed.cooccurrence(call, &q)?))
                     })
                     .await
                 }
                 "/v1/search" => {
                     let q = queries::search_query(&params, max)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(queries::search_answer(&fed.search(call, &q)?))
                     })
                     .await
                 }
                 "/v1/frequency" => {
                     let q = patterns::frequency_query(&params, max)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(patterns::frequency_answer(&fed.frequency(call, &q)?))
                     })
                     .await
                 }
                 "/v1/nocturnal" => {
                     let q = patterns::nocturnal_query(&params, max)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(patterns::nocturnal_answer(&fed.nocturnal(call, &q)?))
                     })
                     .await
                 }
                 "/v1/first-seen" => {
                     let q = patterns::first_seen_query(&params, max)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(patterns::first_seen_answer(&fed.first_seen(call, &q)?))
                     })
                     .await
                 }
                 "/v1/overnight" => {
                     let q = patterns::overnight_query(&params)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         Ok(patterns::overnight_answer(&fed.overnight(call, &q)?))
                     })
                     .await
                 }
                 "/v1/counts" => {
                     let q = patterns::counts_query(&params)?;
-                    run(node, ndjson, move |fed, call| {
+                    run(node, &call, ndjson, move |fed, call| {
                         patterns::counts_answer(&fed.counts(call, &q)?)
                     })
                     .await
@@ -354,9 +509,15 @@ fn documented(path: &str, params: &Params) -> Result<(), ApiError> {
     params.only_these(route.params)
 }
 
-/// Runs `f` over the federation on the blocking pool, within the query slots and the
-/// time limit; its answer as JSON text (NDJSON lines when asked).
-async fn run<F>(node: &Arc<QueryNode>, ndjson: bool, f: F) -> Result<Body, ApiError>
+/// Runs `f` over the federation on the blocking pool, in `call`'s scope, within the
+/// query slots and the time limit; its answer as JSON text (NDJSON lines when asked)
+/// and how many rows it holds.
+async fn run<F>(
+    node: &Arc<QueryNode>,
+    call: &Call,
+    ndjson: bool,
+    f: F,
+) -> Result<(Body, Option<usize>), ApiError>
 where
     F: FnOnce(&Federation<'static>, &Call) -> Result<(Body, usize), ApiError> + Send + 'static,
 {
@@ -367,15 +528,16 @@ where
         .map_err(|_| ApiError::Busy("the query service"))?;
     let timeout = node.timeout();
     let n = node.clone();
+    let scope = call.scope.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let call = Call {
-            scope: None,
+            scope,
             deadline: Some(Instant::now() + timeout),
         };
-        f(&n.federation(), &call).map(|(b, _)| match ndjson {
-            true => b.into_lines(),
-            false => b.into_text(),
+        f(&n.federation(), &call).map(|(b, rows)| match ndjson {
+            true => (b.into_lines(), Some(rows)),
+            false => (b.into_text(), Some(rows)),
         })
     });
     // A little past the deadline the partitions were given, so their own answer
@@ -388,15 +550,18 @@ where
     }
 }
 
-/// Every sighting after the cursor (at most `cap`), one JSON object a line, streamed
-/// as the federation's rounds produce them (as `serve`'s stream: the first round is
-/// asked before the answer starts; a failure after that ends the stream with an
-/// `{"error":…}` line).
+/// Every sighting after the cursor (at most `cap`) in `call`'s scope, one JSON object
+/// a line, streamed as the federation's rounds produce them (as `serve`'s stream: the
+/// first round is asked and the audit entry `line` written, with the count, before the
+/// answer starts; a failure after that ends the stream with an `{"error":…}` line).
 async fn stream(
     node: &Arc<QueryNode>,
+    call: Call,
     q: sightline_query::TrajectoryQuery,
     cap: usize,
-) -> Result<Body, ApiError> {
+    line: &AuditLine,
+    caller: &Caller,
+) -> Result<(Body, Option<usize>), ApiError> {
     let slot = node
         .slots
         .clone()
@@ -410,10 +575,11 @@ async fn stream(
     };
     let timeout = node.timeout();
     let n = node.clone();
+    let line = AuditLine::new(caller, &line.endpoint, line.params.clone());
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let call = Call {
-            scope: None,
+            scope: call.scope,
             deadline: Some(Instant::now() + timeout),
         };
         let mut started = Some(started_tx);
@@ -422,7 +588,12 @@ async fn stream(
             &call,
             &q,
             trajectory::STREAM_PAGE,
-            |_| started.take().is_some_and(|s| s.send(Ok(())).is_ok()),
+            |total| {
+                // On the record before the first byte; not sent unaudited.
+                let audited = line.record_in(&n.audit, Some(total.min(cap)), 200);
+                let go = audited.is_ok();
+                started.take().is_some_and(|s| s.send(audited).is_ok()) && go
+            },
             |events, attrs| {
                 let out = events
                     .iter()
@@ -435,6 +606,7 @@ async fn stream(
             let e = ApiError::from(e);
             match started.take() {
                 Some(s) => {
+                    let _ = line.record_in(&n.audit, None, e.status().as_u16());
                     let _ = s.send(Err(e));
                 }
                 None => {
@@ -447,6 +619,6 @@ async fn stream(
         Err(_) => Err(ApiError::QueryTimeout(Some(timeout))),
         Ok(Err(_)) => Err(ApiError::internal("the query's task failed")),
         Ok(Ok(Err(e))) => Err(e),
-        Ok(Ok(Ok(()))) => Ok(Body::Stream(rx)),
+        Ok(Ok(Ok(()))) => Ok((Body::Stream(rx), None)),
     }
 }

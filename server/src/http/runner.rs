@@ -72,22 +72,31 @@ impl AuditLine {
     /// cannot be written (a full disk …) is 503 `audit_unavailable`: the caller does not
     /// get what it asked for unaudited.
     pub fn record(&self, app: &App, results: Option<usize>, status: u16) -> Result<(), ApiError> {
-        app.audit
-            .record(
-                crate::now_ms(),
-                &self.key_id,
-                &self.endpoint,
-                &self.params,
-                results,
-                status,
-            )
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot write the audit log");
-                match e.is_io() {
-                    true => ApiError::AuditUnavailable(e.to_string()),
-                    false => ApiError::internal(format!("cannot write the audit log: {e}")),
-                }
-            })?;
+        self.record_in(&app.audit, results, status)
+    }
+
+    /// [`AuditLine::record`] into `log` (a cluster query node's).
+    pub fn record_in(
+        &self,
+        log: &crate::audit::AuditLog,
+        results: Option<usize>,
+        status: u16,
+    ) -> Result<(), ApiError> {
+        log.record(
+            crate::now_ms(),
+            &self.key_id,
+            &self.endpoint,
+            &self.params,
+            results,
+            status,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot write the audit log");
+            match e.is_io() {
+                true => ApiError::AuditUnavailable(e.to_string()),
+                false => ApiError::internal(format!("cannot write the audit log: {e}")),
+            }
+        })?;
         self.audited
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())

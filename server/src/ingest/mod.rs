@@ -112,19 +112,27 @@ fn admit<C: Candidate>(
     pos: usize,
     record: C,
 ) -> Result<Event, RecordError> {
-    if let Some(allowed) = scope {
-        let community = record.community();
-        if !allowed.iter().any(|c| c == community) {
-            return Err(RecordError::new(
-                pos,
-                "community",
-                format!("this API key may not write community {community:?}"),
-            ));
-        }
-    }
+    in_scope(scope, pos, record.community())?;
     record
         .validate(&app.store)
         .map_err(|v| RecordError::new(pos, v.field, v.reason))
+}
+
+/// Refuses record `pos` of `community` unless the caller's `scope` (`None`: every
+/// community) holds it (also the cluster's ingest role's check).
+pub(crate) fn in_scope(
+    scope: Option<&[String]>,
+    pos: usize,
+    community: &str,
+) -> Result<(), RecordError> {
+    match scope {
+        Some(allowed) if !allowed.iter().any(|c| c == community) => Err(RecordError::new(
+            pos,
+            "community",
+            format!("this API key may not write community {community:?}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn count(app: &App, fates: &[(usize, Fate)]) {

@@ -280,7 +280,7 @@ pub(crate) fn wants_ndjson(req: &Request<Incoming>) -> bool {
 }
 
 /// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
-fn token(req: &Request<Incoming>) -> Option<&str> {
+pub(crate) fn token(req: &Request<Incoming>) -> Option<&str> {
     let h = req.headers();
     h.get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub(crate) use dispatch::handle;
 #[cfg(feature = "cluster")]
-pub(crate) use dispatch::wants_ndjson;
+pub(crate) use dispatch::{token, wants_ndjson};
 
 use crate::auth::Role;
 use crate::error::ApiError;

@@ -10,7 +10,9 @@
 //! The query role's test (`query_nodes_answer_as_a_single_node_…`) compares the
 //! query nodes' answers with a single-node `sightline serve` fed the same events:
 //! answered from the query nodes' read replicas (the indexers stopped), while a query
-//! node is killed mid-query, and after an indexer is killed.
+//! node is killed mid-query, and after an indexer is killed. The keys' test
+//! (`keys_from_the_cluster_catalog_…`) does the same with keys scoped to communities
+//! on both, and checks the query node's audit log.
 //!
 //! `cargo test -p sightline-server --features cluster --test cluster`
 
@@ -46,6 +48,8 @@ struct Env {
     /// Source id → times acknowledged (a re-send acknowledged again counts once).
     acked: BTreeSet<String>,
     next: usize,
+    /// Lines added to the `[query]` table of the nodes spawned from now on.
+    query_extra: String,
 }
 
 /// A `sightline cluster …` child process, killed when dropped.
@@ -99,6 +103,7 @@ impl Env {
                 .unwrap(),
             acked: BTreeSet::new(),
             next: 0,
+            query_extra: String::new(),
         };
         eprintln!("engines up in {:?}", started.elapsed());
         env
@@ -132,6 +137,7 @@ listen = "127.0.0.1:0"
 timeout_ms = 90000
 retry_ms = 60000
 data = "{replicas}"
+{query_extra}
 
 [index]
 data = "{data}"
@@ -149,6 +155,7 @@ janitor_age_s = 3600
             sk = self.s3.secret_key,
             data = self.dir.path().join(format!("data-{name}")).display(),
             replicas = self.dir.path().join(format!("replicas-{name}")).display(),
+            query_extra = self.query_extra,
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -1414,10 +1421,18 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
 
 /// A GET asking for NDJSON, its lines parsed (chunks joined) with event ids taken out.
 fn get_ndjson(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
+    get_ndjson_as(addr, None, target)
+}
+
+/// [`get_ndjson`] with `token` as the request's key.
+fn get_ndjson_as(addr: SocketAddr, token: Option<&str>, target: &str) -> Vec<serde_json::Value> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let answer = sightline_testkit::send(
         addr,
         format!(
-            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+            "GET {target} HTTP/1.1\r\nHost: x\r\n{auth}Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     );
@@ -1462,4 +1477,468 @@ fn get_ndjson(addr: SocketAddr, target: &str) -> Vec<serde_json::Value> {
             v
         })
         .collect()
+}
+
+/// An answer: its status and its JSON body (`null` when it is not JSON).
+type Answered = (u16, serde_json::Value);
+
+/// One request with `token` as its key (none: no key sent).
+fn ask_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    target: &str,
+    body: &str,
+) -> Answered {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let a = sightline_testkit::send(addr, request.as_bytes());
+    (
+        a.status,
+        serde_json::from_slice(&a.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The status of a request whose head promises a body of 1 MB that never comes: read
+/// as soon as the head of the answer arrives (a server that waited for the body would
+/// not answer within the 10 s allowed).
+fn status_before_body(addr: SocketAddr, token: Option<&str>, target: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer before the body was sent: {e}"),
+        }
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// The key id of a token (`sl_<id>_<secret>`).
+fn id_of(token: &str) -> &str {
+    token.split('_').nth(1).unwrap()
+}
+
+#[test]
+fn keys_from_the_cluster_catalog_confine_queries_and_every_query_is_audited() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    // Keys made with the CLI against the cluster's PostgreSQL, before any node runs.
+    let cli_config = env.config_file("cli");
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys"])
+            .args(args)
+            .arg("--config")
+            .arg(&cli_config)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout, stderr)
+    };
+    let create = |role: &str, communities: Option<&str>| {
+        let mut args = vec!["create", "--role", role, "--name", "test"];
+        if let Some(c) = communities {
+            args.extend(["--communities", c]);
+        }
+        let (token, said) = cli(&args);
+        let token = token.trim().to_string();
+        assert!(token.starts_with("sl_"), "{token}");
+        assert!(said.contains(id_of(&token)), "{said}");
+        token
+    };
+    let (ours, elsewhere) = (["3205080001", "3205080002"], "3205080005");
+    let ingest = create("ingest", None);
+    let ingest_00 = create("ingest", Some("3205080000"));
+    let investigator = create("investigate", None);
+    let scoped = create("investigate", Some(&ours.join(",")));
+    let doomed = create("investigate", Some("3205080003"));
+    // Mistakes are named, and nothing is made.
+    for (args, named) in [
+        (&["create", "--role", "detective"][..], "--role"),
+        (
+            &["create", "--role", "investigate", "--communities", ""],
+            "--communities",
+        ),
+        (&["revoke", "0badc0de"], "no key 0badc0de"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys"])
+            .args(args)
+            .arg("--config")
+            .arg(&cli_config)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(named),
+            "{args:?}: {said}"
+        );
+    }
+    let (listed, _) = cli(&["list"]);
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    for t in [&ingest, &investigator, &scoped] {
+        let secret = t.rsplit('_').next().unwrap();
+        assert!(!listed.contains(secret), "a token listed: {listed}");
+    }
+    assert!(
+        listed.contains(&format!(
+            "{}\tinvestigate\t{}\tactive",
+            id_of(&scoped),
+            ours.join(",")
+        )),
+        "{listed}"
+    );
+    // A token listed in the configuration lets in unscoped, beside the table's keys.
+    let listed_token = "sl_cfg_listed_query_token";
+    env.query_extra = format!(
+        "token_sha256 = [\"{}\"]",
+        sightline_server::auth::sha256_hex(listed_token.as_bytes())
+    );
+
+    let (_i1, a1) = env.ingest("ingest-1");
+    let _x1 = env.indexer("index-1", &[]);
+    let (mut q1, qa) = env.query_node("query-1");
+    // The oracle: `sightline serve` with keys of the same roles and scopes.
+    let single_dir = tempfile::tempdir().unwrap();
+    let single_keys: Vec<String> = {
+        use sightline_server::auth::{create, Role};
+        let store = sightline_storage::Store::open(single_dir.path(), Default::default()).unwrap();
+        let scope = |c: &[&str]| Some(c.iter().map(|s| s.to_string()).collect());
+        [
+            (Role::Ingest, None),
+            (Role::Ingest, scope(&["3205080000"])),
+            (Role::Investigate, None),
+            (Role::Investigate, scope(&ours)),
+        ]
+        .into_iter()
+        .map(|(role, c)| create(&store, "t", role, c, 0).unwrap().1)
+        .collect()
+    };
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+    let (s_ingest, s_ingest_00, s_investigator, s_scoped) = (
+        &single_keys[0],
+        &single_keys[1],
+        &single_keys[2],
+        &single_keys[3],
+    );
+
+    // Ingest: no key is refused before the body; a key scoped to one community
+    // writes only that one's records, each other refused as `serve` refuses it.
+    assert_eq!(status_before_body(a1, None, "/v1/events"), 401);
+    let (body, _) = env.batch(10);
+    let cluster = ask_as(a1, Some(&ingest_00), "POST", "/v1/events", &body);
+    let oracle = ask_as(s, Some(s_ingest_00), "POST", "/v1/events", &body);
+    assert_eq!(cluster.0, 200, "{}", cluster.1);
+    assert_eq!(
+        (cluster.1["stored"].clone(), cluster.1["rejected"].clone()),
+        (1.into(), 9.into())
+    );
+    assert_eq!(cluster.1["errors"], oracle.1["errors"], "{}", cluster.1);
+    assert_eq!(
+        ask_as(a1, Some(&investigator), "POST", "/v1/events", &body).0,
+        403,
+        "an investigator's key does not ingest"
+    );
+    let (body, _) = env.batch(2_000);
+    for (addr, token) in [(a1, ingest.as_str()), (s, s_ingest.as_str())] {
+        let r = ask_as(addr, Some(token), "POST", "/v1/events", &body);
+        assert_eq!((r.0, r.1["stored"].as_u64()), (200, Some(2_000)), "{}", r.1);
+    }
+
+    // Every request to the query node, counted: each must be one audit entry.
+    let asked = std::cell::Cell::new(0usize);
+    let q = |token: Option<&str>, method: &str, target: &str, body: &str| {
+        asked.set(asked.get() + 1);
+        ask_as(qa, token, method, target, body)
+    };
+    let (from, to) = (1_764_547_200_000i64, 1_764_547_200_000i64 + 86_400_000);
+    let range = format!("from={from}&to={to}");
+    let counts = format!("/v1/counts?{range}&by=community");
+    let expected = ask_as(s, Some(s_investigator), "GET", &counts, "");
+    assert_eq!(expected.0, 200, "{}", expected.1);
+    assert!(
+        wait_until(Duration::from_secs(90), || q(
+            Some(&investigator),
+            "GET",
+            &counts,
+            ""
+        ) == expected),
+        "the query node never caught up: {:?}",
+        q(Some(&investigator), "GET", &counts, "")
+    );
+    assert_eq!(q(Some(listed_token), "GET", &counts, ""), expected);
+    let health = sightline_testkit::get(qa, "/health").body;
+    assert!(
+        health["keys_age_ms"].as_u64().is_some_and(|ms| ms < 5_000),
+        "{health}"
+    );
+
+    // What to ask: vehicles seen both inside and outside the scope.
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut places: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] == "vehicle") {
+        places
+            .entry(e["subject"].as_str().unwrap())
+            .or_default()
+            .insert(e["community"].as_str().unwrap());
+    }
+    let straddling: Vec<&str> = places
+        .iter()
+        .filter(|(_, c)| c.iter().any(|c| ours.contains(c)) && c.iter().any(|c| !ours.contains(c)))
+        .map(|(s, _)| *s)
+        .take(3)
+        .collect();
+    assert_eq!(straddling.len(), 3, "{places:?}");
+    let enc = sightline_testkit::enc;
+    let mut targets: Vec<(&str, String, String)> = Vec::new();
+    let get = |t: String| ("GET", t, String::new());
+    for v in &straddling {
+        targets.push(get(format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{range}&limit=1000",
+            enc(v)
+        )));
+        targets.push(get(format!(
+            "/v1/cooccurrence?kind=vehicle&subject={}&{range}&window=60s&scope=community",
+            enc(v)
+        )));
+    }
+    targets.extend([
+        get(counts.clone()),
+        get(format!(
+            "/v1/search?q={}&mode=prefix&kind=vehicle&limit=50",
+            enc("苏E0")
+        )),
+        get(format!("/v1/search?q={}&mode=exact", enc(straddling[0]))),
+        get(format!(
+            "/v1/frequency?community={}&kind=vehicle&{range}&min_count=1",
+            ours[0]
+        )),
+        // A community outside the scope, named: answered as `serve` answers it (200,
+        // nothing of it).
+        get(format!(
+            "/v1/frequency?community={elsewhere}&kind=vehicle&{range}&min_count=1"
+        )),
+        get(format!(
+            "/v1/first-seen?community={elsewhere}&kind=vehicle&{range}"
+        )),
+        get(format!(
+            "/v1/counts?{range}&by=device&community={elsewhere}"
+        )),
+    ]);
+    targets.push((
+        "POST",
+        "/v1/collision".into(),
+        serde_json::json!({"kind": "vehicle", "min_conditions": 1, "conditions": [
+            {"communities": [ours[0]], "from": from, "to": to},
+            {"communities": [elsewhere], "from": from, "to": to}]})
+        .to_string(),
+    ));
+    // The single node's vocabulary catches up on its own schedule.
+    let searched = wait_until(Duration::from_secs(30), || {
+        let (_, b) = ask_as(s, Some(s_investigator), "GET", &targets[7].1, "");
+        b["subjects"].as_array().is_some_and(|s| s.len() == 50)
+    });
+    assert!(searched, "the single node's vocabulary never caught up");
+    for (method, target, body) in &targets {
+        let wide = q(Some(&investigator), method, target, body);
+        let narrow = q(Some(&scoped), method, target, body);
+        let single_wide = ask_as(s, Some(s_investigator), method, target, body);
+        let single_narrow = ask_as(s, Some(s_scoped), method, target, body);
+        assert_eq!(narrow.0, 200, "{target}: {}", narrow.1);
+        assert_eq!(
+            (wide.0, without_ids(wide.1.clone())),
+            (single_wide.0, without_ids(single_wide.1)),
+            "{target}, unscoped"
+        );
+        assert_eq!(
+            (narrow.0, without_ids(narrow.1.clone())),
+            (single_narrow.0, without_ids(single_narrow.1)),
+            "{target}, scoped"
+        );
+        // Nothing of another community in a scoped answer.
+        let text = narrow.1.to_string();
+        for c in ["3205080000", "3205080003", elsewhere, "3205080008"] {
+            assert!(!text.contains(c), "{target} leaks {c}: {text}");
+        }
+        if target.starts_with("/v1/trajectory") {
+            // The scoped trajectory is the unscoped one with other communities' sightings taken out.
+            let of = |v: &serde_json::Value| v["events"].as_array().unwrap().clone();
+            let filtered: Vec<serde_json::Value> = of(&wide.1)
+                .into_iter()
+                .filter(|e| ours.contains(&e["community"].as_str().unwrap()))
+                .collect();
+            assert!(
+                filtered.len() < of(&wide.1).len() && !filtered.is_empty(),
+                "{}",
+                wide.1
+            );
+            assert_eq!(of(&narrow.1), filtered, "{target}");
+            // Streamed whole (NDJSON), in scope too, as `serve` streams it.
+            let streamed = |addr, token| {
+                asked.set(asked.get() + usize::from(addr == qa));
+                get_ndjson_as(addr, Some(token), target)
+            };
+            let narrow_lines = streamed(qa, scoped.as_str());
+            assert_eq!(narrow_lines.len(), filtered.len(), "{target}");
+            assert_eq!(narrow_lines, streamed(s, s_scoped.as_str()), "{target}");
+            // By id: an event outside the scope is as absent as an unknown one.
+            for e in of(&wide.1) {
+                let by_id = format!("/v1/events/{}", e["id"]);
+                let (status, got) = q(Some(&scoped), "GET", &by_id, "");
+                match ours.contains(&e["community"].as_str().unwrap()) {
+                    true => assert_eq!((status, &got), (200, &e)),
+                    false => assert_eq!(
+                        (status, got["error"]["code"].as_str()),
+                        (404, Some("no_such_event")),
+                        "{by_id} leaks: {got}"
+                    ),
+                }
+            }
+        }
+    }
+
+    // Refused: no key, a wrong key, another role — before any body is read.
+    let traj = &targets[0].1;
+    let refusal = |token: Option<&str>| {
+        let (status, body) = q(token, "GET", traj, "");
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(refusal(None), (401, "unauthorized".into()));
+    assert_eq!(
+        refusal(Some("sl_0badc0de_0000")),
+        (401, "unauthorized".into())
+    );
+    assert_eq!(refusal(Some(&ingest)), (403, "forbidden".into()));
+    for token in [None, Some("sl_0badc0de_0000")] {
+        asked.set(asked.get() + 1);
+        assert_eq!(status_before_body(qa, token, "/v1/collision"), 401);
+    }
+
+    // A revoked key is refused within a renewal interval (500 ms here).
+    assert_eq!(refusal(Some(&doomed)).0, 200);
+    cli(&["revoke", id_of(&doomed)]);
+    let revoked = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || refusal(Some(&doomed)).0 == 401),
+        "a revoked key still answered"
+    );
+    let took = revoked.elapsed();
+    eprintln!("revoked key refused {took:?} after the revocation");
+    assert!(took < Duration::from_millis(2_500), "{took:?}");
+    let (listed, _) = cli(&["list"]);
+    assert!(
+        listed.contains(&format!(
+            "{}\tinvestigate\t3205080003\trevoked",
+            id_of(&doomed)
+        )),
+        "{listed}"
+    );
+
+    // The audit log: one entry per request, the chain verified by `sightline audit
+    // verify` once the node has stopped.
+    q1.signal(libc::SIGTERM);
+    assert!(q1.exited_within(Duration::from_secs(30)), "{}", q1.log());
+    let dir = env.dir.path().join("replicas-query-1-audit");
+    let verify = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["audit", "verify", "--data"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        said.contains(&format!("{} entries, chain intact", asked.get())),
+        "{said} (asked {})",
+        asked.get()
+    );
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("audit.log"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |key: &str, endpoint: &str, status: u16| {
+        entries
+            .iter()
+            .find(|e| {
+                e["key"] == key
+                    && e["endpoint"].as_str().unwrap().starts_with(endpoint)
+                    && e["status"] == status
+            })
+            .unwrap_or_else(|| panic!("no entry {key} {endpoint} {status}"))
+    };
+    let t = find(id_of(&scoped), "/v1/trajectory", 200);
+    assert!(t["params"].as_str().unwrap().contains("subject="), "{t}");
+    assert!(t["results"].as_u64().unwrap() > 0, "{t}");
+    // Each stream's entry, with its count: as many as its pages'.
+    let trajectories: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["key"] == id_of(&scoped) && e["endpoint"] == "/v1/trajectory")
+        .collect();
+    assert_eq!(trajectories.len(), 2 * straddling.len(), "{trajectories:?}");
+    for pair in trajectories.chunks(2) {
+        assert_eq!(pair[0]["results"], pair[1]["results"], "{pair:?}");
+    }
+    let c = find(id_of(&scoped), "/v1/collision", 200);
+    assert!(
+        c["params"].as_str().unwrap().contains(elsewhere),
+        "the body: {c}"
+    );
+    find(id_of(&scoped), "/v1/events/", 404);
+    find("-", "GET /v1/trajectory", 401);
+    find("-", "POST /v1/collision", 401);
+    find(id_of(&ingest), "GET /v1/trajectory", 403);
+    find(id_of(&doomed), "/v1/trajectory", 200);
+    assert!(entries
+        .iter()
+        .any(|e| e["key"].as_str().unwrap().starts_with("token_sha256:")));
+
+    // A query node whose audit log cannot be written (a full disk) withholds every
+    // answer, 503 `audit_unavailable`; a refusal is still answered as one.
+    let (_q2, qa2) = env.spawn(
+        "query",
+        "query-2",
+        &[("SIGHTLINE_CLUSTER_FAULT", "audit-disk-full")],
+    );
+    let qa2 = qa2.unwrap();
+    let (status, body) = ask_as(qa2, Some(&scoped), "GET", &counts, "");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{body}"
+    );
+    assert_eq!(ask_as(qa2, None, "GET", &counts, "").0, 401);
 }
