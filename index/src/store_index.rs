@@ -658,7 +658,7 @@ impl IndexView<'_> {
             // A subject seen all over the city (a co-occurrence candidate whose plate
             // thousands of shards hold) asked about a few communities and days: look
             // each (community, span) up instead of collecting its whole list.
-            let spans = (i64::from(hi) - i64::from(lo) + 1) as usize;
+            let spans = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(usize::MAX);
             let probes = cs.len().saturating_mul(spans);
             if probes <= MAX_PROBES && probes < self.st.subject_shard_count(subject) {
                 let mut keys = Vec::new();

@@ -37,7 +37,19 @@ pub struct ClusterConfig {
     pub index: IndexConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    /// A secret every node of the cluster shares: the partition listeners
+    /// (`index.serve`, `query.serve`) answer only requests carrying it
+    /// (`Authorization: Bearer …`), and query nodes send it. Those listeners answer
+    /// unscoped whatever a request asks (the caller's scope travels inside it), so
+    /// without the secret anyone who reaches them reads every community. Unset by
+    /// default, and then only allowed while both listeners bind loopback addresses
+    /// (`try.sh`); at least 32 characters.
+    #[serde(default)]
+    pub partition_token: Option<String>,
 }
+
+/// Shortest [`ClusterConfig::partition_token`] accepted.
+pub const MIN_PARTITION_TOKEN: usize = 32;
 
 /// The S3 API the segments go to.
 #[derive(Clone, Debug, Deserialize)]
@@ -405,6 +417,24 @@ impl ClusterConfig {
         if q.audit_file_bytes < 4096 {
             return bad("query.audit_file_bytes: at least 4096");
         }
+        match &self.partition_token {
+            Some(t) if t.chars().count() < MIN_PARTITION_TOKEN => {
+                return Err(ClusterError::Config(format!(
+                    "partition_token: at least {MIN_PARTITION_TOKEN} characters"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                for (name, addr) in [("index.serve", i.serve), ("query.serve", q.serve)] {
+                    if !addr.ip().is_loopback() {
+                        return Err(ClusterError::Config(format!(
+                            "{name} = {addr} is not a loopback address: set partition_token \
+                             (a shared secret) so that only the cluster's nodes are answered there"
+                        )));
+                    }
+                }
+            }
+        }
         if let Some(a) = &q.advertise {
             check_advertised(a)
                 .map_err(|e| ClusterError::Config(format!("query.advertise: {e}")))?;
@@ -489,6 +519,9 @@ secret_key = "s"
             "[query]\nadvertise = \"[::]:7000\"",
             "[query]\nadvertise = \"q1.internal:0\"",
             "[query]\nadvertise = \"q1.internal\"",
+            "[index]\nserve = \"0.0.0.0:7000\"",
+            "[query]\nserve = \"10.0.0.7:7001\"",
+            "partition_token = \"shorter than 32 characters\"",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {
@@ -507,6 +540,13 @@ secret_key = "s"
         ] {
             assert!(parse(&wide).is_ok(), "{wide}");
         }
+        // Partition listeners on the network need the cluster's shared secret.
+        let secret = "partition_token = \"a secret of at least thirty-two characters\"";
+        let c = parse(&format!(
+            "{secret}\n{MINIMAL}\n[index]\nserve = \"0.0.0.0:7000\"\n[query]\nserve = \"10.0.0.7:7001\""
+        ))
+        .unwrap();
+        assert!(c.partition_token.is_some());
     }
 
     #[test]

@@ -229,19 +229,49 @@ impl Meta {
         r
     }
 
-    /// Whether `partition`'s catalog lists the segment `segment_id` (how an indexer
-    /// learns whether a commit whose answer it never got took effect).
-    pub async fn has_segment(&self, partition: u32, segment_id: u64) -> Result<bool> {
-        let n: i64 = self
+    /// What an indexer reads to learn whether its commit whose answer never came took
+    /// effect: the lease row's `(epoch, checkpoint_seq, dict_bytes)` and whether the
+    /// catalog lists `segment` (if given). The row is read `FOR SHARE`, so this waits
+    /// for a commit transaction still in flight on an abandoned connection (it holds
+    /// the row `FOR UPDATE`) to end one way or the other: a plain read would see the
+    /// old row while that transaction may still commit.
+    pub async fn commit_state(
+        &mut self,
+        partition: u32,
+        segment: Option<u64>,
+    ) -> Result<(i64, u64, u64, bool)> {
+        let p = partition as i32;
+        let tx = self
             .client
+            .transaction()
+            .await
+            .map_err(ClusterError::pg("begin reading the commit state"))?;
+        let r = tx
             .query_one(
-                "SELECT count(*) FROM segments WHERE partition = $1 AND segment_id = $2",
-                &[&(partition as i32), &to_i64(segment_id)],
+                "SELECT epoch, checkpoint_seq, dict_bytes FROM leases WHERE partition = $1 FOR SHARE",
+                &[&p],
             )
             .await
-            .map_err(ClusterError::pg("look up a segment"))?
-            .get(0);
-        Ok(n > 0)
+            .map_err(ClusterError::pg("read lease"))?;
+        let (epoch, checkpoint, dict_bytes): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        let listed = match segment {
+            None => false,
+            Some(id) => {
+                let n: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM segments WHERE partition = $1 AND segment_id = $2",
+                        &[&p, &to_i64(id)],
+                    )
+                    .await
+                    .map_err(ClusterError::pg("look up a segment"))?
+                    .get(0);
+                n > 0
+            }
+        };
+        tx.commit()
+            .await
+            .map_err(ClusterError::pg("end reading the commit state"))?;
+        Ok((epoch, to_u64(checkpoint), to_u64(dict_bytes), listed))
     }
 
     /// Creates the tables (once, under an advisory lock, whoever comes first) and the

@@ -205,8 +205,8 @@ pub async fn run(
     let mut meta: Option<Meta> = None;
     tracing::info!(member, replicas = config.query.replicas, "replicas started");
     let mut running: HashMap<u32, Running> = HashMap::new();
-    // Replicas handed over and told to stop: still awaited (at shutdown too), so none
-    // outlives the supervisor or leaves its files behind.
+    // Replicas handed over and told to stop: still awaited (at shutdown too, for a
+    // lease at most; one stuck longer leaves its files to the next start's clearing).
     let mut stopping: Vec<JoinHandle<Result<()>>> = Vec::new();
     // partition → (failures in a row, not to be made again before)
     let mut failed: HashMap<u32, (u32, Instant)> = HashMap::new();
@@ -219,6 +219,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        // Their ends were logged by their tasks (`replica ended` / `replica stopped`).
         stopping.retain(|j| !j.is_finished());
         let ended: Vec<u32> = running
             .iter()

@@ -5,8 +5,9 @@
 //! `PartitionReply` from the partitions this indexer holds and has caught up
 //! (`sightline_cluster::serving`); a partition it does not serve is answered
 //! `NotHeld`, so the query node looks for its owner again. `GET /health` (or `/v1/health`) lists the
-//! partitions served. Not authenticated: the address belongs on the cluster's
-//! private network (loopback by default). Bounds: [`PARTITION_SLOTS`] requests at
+//! partitions served. With the cluster's `partition_token`, a partition request
+//! without it (`Authorization: Bearer …`) is refused 401 before its body is read;
+//! without one the listener must bind loopback (`ClusterConfig::check`). Bounds: [`PARTITION_SLOTS`] requests at
 //! once (429 beyond), bodies of `serving::MAX_REQUEST_BYTES`.
 
 use std::convert::Infallible;
@@ -36,7 +37,8 @@ pub async fn run_index(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let held = Held::new(&config.owner());
     tracing::info!(%addr, "answering partition requests");
-    let serving = tokio::spawn(serve_partitions(listener, held.clone(), "index"));
+    let token = config.partition_token.clone();
+    let serving = tokio::spawn(serve_partitions(listener, held.clone(), "index", token));
     let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
         .await
         .map_err(|e| e.to_string());
@@ -44,32 +46,55 @@ pub async fn run_index(
     ran
 }
 
+/// What a partition listener holds.
+struct Listener {
+    held: Arc<Held>,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// What its health says it is.
+    role: &'static str,
+    /// SHA-256 of the cluster's `partition_token`: a partition request must carry it.
+    token_sha256: Option<String>,
+}
+
 /// Answers partition requests on `listener` from `held`, until the process ends;
-/// `role` is what its health says it is.
+/// `role` is what its health says it is. With `token` (the cluster's
+/// `partition_token`), `POST /v1/partition` without it as a bearer token is refused
+/// 401 before its body is read.
 pub async fn serve_partitions(
     listener: tokio::net::TcpListener,
     held: Arc<Held>,
     role: &'static str,
+    token: Option<String>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS));
-    let state = Arc::new((held, slots, role));
-    super::accept_loop(
-        listener,
-        std::future::pending(),
-        state,
-        |s: Arc<(Arc<Held>, Arc<tokio::sync::Semaphore>, &'static str)>, req| {
-            handle(s.0.clone(), s.1.clone(), s.2, req)
-        },
-    )
-    .await;
+    let state = Arc::new(Listener {
+        held,
+        slots: Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS)),
+        role,
+        token_sha256: token.map(|t| crate::auth::sha256_hex(t.as_bytes())),
+    });
+    super::accept_loop(listener, std::future::pending(), state, handle).await;
 }
 
 async fn handle(
-    held: Arc<Held>,
-    slots: Arc<tokio::sync::Semaphore>,
-    role: &'static str,
+    state: Arc<Listener>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (held, slots, role) = (state.held.clone(), state.slots.clone(), state.role);
+    if req.uri().path() == "/v1/partition" {
+        if let Some(want) = &state.token_sha256 {
+            let given = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            // Hashes compared, not the secret: nothing learnt from the comparison's time.
+            if given.is_none_or(|t| crate::auth::sha256_hex(t.as_bytes()) != *want) {
+                return Ok(error(ApiError::Unauthorized(
+                    "a partition request needs the cluster's partition_token".into(),
+                )));
+            }
+        }
+    }
     Ok(match (req.method().as_str(), req.uri().path()) {
         ("GET", "/health" | "/v1/health") => reply(
             StatusCode::OK,

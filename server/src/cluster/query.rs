@@ -161,7 +161,8 @@ pub async fn run_query(
             sightline_cluster::config::check_advertised(&advertised)
                 .map_err(|e| format!("query.serve bound to {serve_addr}: {e}"))?;
             let held = Held::new(&config.owner());
-            tokio::spawn(super::serve_partitions(serve, held.clone(), "query"));
+            let token = config.partition_token.clone();
+            tokio::spawn(super::serve_partitions(serve, held.clone(), "query", token));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
             let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
             let mut stopped = replicas_stopped.clone();

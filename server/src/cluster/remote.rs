@@ -68,6 +68,8 @@ struct View {
 /// Where partitions are answered, as PostgreSQL says.
 pub(crate) struct Directory {
     conninfo: String,
+    /// The cluster's shared secret, sent with every partition request.
+    partition_token: Option<String>,
     /// Only the reading task uses it.
     meta: tokio::sync::Mutex<Option<Meta>>,
     view: RwLock<View>,
@@ -120,6 +122,7 @@ impl Directory {
     pub async fn start(config: &ClusterConfig, local: Option<Arc<Held>>) -> Arc<Directory> {
         let dir = Arc::new(Directory {
             conninfo: config.postgres.clone(),
+            partition_token: config.partition_token.clone(),
             meta: tokio::sync::Mutex::new(None),
             view: RwLock::new(View::default()),
             call_timeout: Duration::from_millis(config.query.call_timeout_ms),
@@ -294,7 +297,8 @@ impl Directory {
         let reply = match target {
             Target::Local(held) => Ok(held.answer(request)),
             Target::Replica { address, .. } | Target::Owner { address } => {
-                call(address, &serving::encode_request(request), timeout)
+                let token = self.partition_token.as_deref();
+                call(address, token, &serving::encode_request(request), timeout)
             }
         };
         if let Ok(PartitionReply::Answer(_)) = reply {
@@ -409,8 +413,14 @@ fn replica_fault(message: &str) -> bool {
     OWN.iter().any(|p| message.starts_with(p))
 }
 
-/// One `POST /v1/partition` to `addr` on a fresh connection.
-fn call(addr: &str, body: &[u8], timeout: Duration) -> std::result::Result<PartitionReply, String> {
+/// One `POST /v1/partition` to `addr` on a fresh connection, with the cluster's
+/// `partition_token` as a bearer token when it has one.
+fn call(
+    addr: &str,
+    token: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> std::result::Result<PartitionReply, String> {
     let sock = addr
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
@@ -422,8 +432,9 @@ fn call(addr: &str, body: &[u8], timeout: Duration) -> std::result::Result<Parti
         .and_then(|_| s.set_write_timeout(Some(timeout)))
         .and_then(|_| s.set_nodelay(true))
         .map_err(|e| e.to_string())?;
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "POST /v1/partition HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/partition HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{authorization}Connection: close\r\n\r\n",
         serving::CONTENT_TYPE,
         body.len()
     );

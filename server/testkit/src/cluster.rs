@@ -410,7 +410,10 @@ impl Postgres {
     fn signal_all(&self, sig: i32) {
         let Some(c) = &self.child else { return };
         let postmaster = c.id() as i32;
-        let mut pids = vec![postmaster];
+        // The postmaster first, so it forks no backend after the scan below.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(postmaster, sig) };
+        let mut pids = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
                 continue;

@@ -37,6 +37,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const PARTITIONS: u32 = 4;
 /// Long enough for a debug build's commits under load; short for the test's waits.
 const LEASE_MS: u64 = 3_000;
+/// The cluster's shared secret for partition requests (every test's nodes send it).
+const PARTITION_TOKEN: &str = "the test cluster's partition secret, 32+ chars";
 const COMMITTED: Duration = Duration::from_secs(120);
 
 struct Env {
@@ -121,6 +123,7 @@ impl Env {
             r#"nats = [{nats}]
 postgres = "{pg}"
 partitions = {PARTITIONS}
+partition_token = "{PARTITION_TOKEN}"
 
 [s3]
 endpoint = "{endpoint}"
@@ -515,6 +518,32 @@ fn a_synthetic_city_through_the_cluster_equals_a_single_node_store_fed_the_same_
         got == expected_sorted,
         "the cluster's events differ from the single node's"
     );
+    // The indexers' partition listeners answer only the cluster's nodes: a request
+    // without the shared secret, or with another, is refused before its body is read.
+    let owners = env.rt.block_on(env.meta().owners()).unwrap();
+    let address: SocketAddr = owners.values().next().unwrap().2.parse().unwrap();
+    let body = "x".repeat(64);
+    let ctype = sightline_cluster::serving::CONTENT_TYPE;
+    let refused = sightline_testkit::post(address, "/v1/partition", ctype, &body);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let wrong = sightline_testkit::send(
+        address,
+        format!(
+            "POST /v1/partition HTTP/1.1\r\nHost: {address}\r\nContent-Type: {ctype}\r\n\
+             Authorization: Bearer another secret entirely, 32+ chars\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        wrong.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&wrong.body)
+    );
+    let health = sightline_testkit::get(address, "/health");
+    assert_eq!(health.status, 200, "{}", health.body);
 }
 
 #[test]
@@ -809,20 +838,45 @@ fn a_hung_postgres_pauses_sealing_and_a_stopping_indexer_does_not_wait_for_it() 
     let mut x1 = env.indexer("index-1", &[]);
     env.post(a1, 500);
     env.wait_committed();
-    // PostgreSQL stops answering (its connections stay open): ingest goes on, the
-    // commits time out, and a SIGTERM ends the indexer within its bounded calls.
+    let pg_gave_up = |log: &str| {
+        log.contains("the commit timed out") || log.contains("renewing the lease timed out")
+    };
+    // PostgreSQL stops answering (its connections stay open): ingest goes on and the
+    // indexer's calls time out. When it answers again, the same indexer settles what
+    // it left in doubt and commits everything once.
     env.pg.freeze();
     for _ in 0..4 {
         env.post(a1, 250);
     }
     assert!(
-        wait_until(Duration::from_secs(30), || x1.log().contains("timed out")),
-        "no call of index-1 timed out: {}",
+        wait_until(Duration::from_secs(30), || pg_gave_up(&x1.log())),
+        "no PostgreSQL call of index-1 timed out: {}",
+        x1.log()
+    );
+    env.pg.thaw();
+    env.post(a1, 250);
+    env.assert_exactly_once();
+    let log = x1.log();
+    if log.contains("the commit timed out") {
+        assert!(log.contains("commit in doubt settled"), "{log}");
+    }
+    // Hung again: a SIGTERM ends the indexer within its bounded calls.
+    env.pg.freeze();
+    let before = x1.log().matches("timed out").count();
+    env.post(a1, 250);
+    assert!(
+        wait_until(Duration::from_secs(30), || x1
+            .log()
+            .matches("timed out")
+            .count()
+            > before),
+        "no call of index-1 timed out the second time: {}",
         x1.log()
     );
     x1.signal(libc::SIGTERM);
-    // Its last commit and release, a lease each, and the members' leave, a lease.
-    let bound = Duration::from_millis(4 * LEASE_MS) + Duration::from_secs(10);
+    // Each partition's last commit (a connect and a call, a lease each) and release,
+    // and the members' leave: a few leases, with room for a loaded machine.
+    let bound = Duration::from_millis(6 * LEASE_MS) + Duration::from_secs(15);
     let asked = std::time::Instant::now();
     assert!(
         x1.exited_within(bound),

@@ -36,8 +36,11 @@
 //! commit whose answer never came is *in doubt*: before the next one, the lease row
 //! (checkpoint and dictionary length, which only this epoch moves) and one of its
 //! segments say whether it took effect, and its bookkeeping is done if it did
-//! (otherwise it is sent again, whole). A stopping indexer's last commit and release
-//! are bounded the same way: it never hangs on a hung server (the lease lapses).
+//! (otherwise it is sent again, whole); nothing is committed while it is unsettled. A
+//! stopping indexer's PostgreSQL calls (its last commits and releases, leaving the
+//! members) are bounded the same way, so a hung PostgreSQL delays its exit by a few
+//! leases at most (the leases lapse to the next owner). Its last seals and uploads are
+//! not bounded here: uploads by the object store client's own timeouts and retries.
 
 pub(crate) mod partition;
 
@@ -154,19 +157,28 @@ pub async fn run(
             }
         }
         // Bounded like every PostgreSQL call of a running indexer (`meta::bounded`).
-        let balanced = bounded(
+        // A shutdown meanwhile is not kept waiting either. (A balance cut short after
+        // a lease was taken leaves that lease unrenewed: it lapses to the next taker.)
+        let balancing = bounded(
             config.lease(),
             "balancing partitions",
             balance(&shared, &meta, partitions, &mut running),
-        )
-        .await;
+        );
+        let balanced = tokio::select! {
+            b = balancing => b,
+            _ = &mut shutdown => break,
+        };
         if let Err(e) = meta.given_up(balanced) {
             tracing::warn!(error = %e, "balancing partitions failed; trying at the next tick");
         }
         if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
             let age_ms = (config.index.janitor_age_s * 1000) as i64;
             let sweep = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms);
-            let swept = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep).await;
+            let sweeping = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep);
+            let swept = tokio::select! {
+                s = sweeping => s,
+                _ = &mut shutdown => break,
+            };
             if let Err(e) = meta.given_up(swept) {
                 tracing::warn!(error = %e, "janitor failed");
             }

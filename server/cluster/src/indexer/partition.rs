@@ -52,6 +52,8 @@ struct Partition {
     doubt: Option<Doubt>,
     /// No new connection is tried before this (one failed just before).
     connect_after: Option<Instant>,
+    /// When the last commit failed, if the one after it has not succeeded yet.
+    commit_failed: Option<Instant>,
 }
 
 /// What a commit in doubt would have changed ([`Partition::settle`]).
@@ -143,6 +145,7 @@ pub(super) async fn run_partition(
         last_commit: Instant::now(),
         doubt: None,
         connect_after: None,
+        commit_failed: None,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -202,15 +205,21 @@ pub(super) async fn run_partition(
         } else {
             part.append(fetched).await?;
         }
-        if part.since_commit >= cfg.index.commit_events
-            || part.last_commit.elapsed() >= cfg.commit_interval()
-        {
+        // After a failed commit the next is tried a renewal interval later at the
+        // soonest, however many events wait (no retry per fetched batch).
+        let due = part.since_commit >= cfg.index.commit_events
+            || part.last_commit.elapsed() >= cfg.commit_interval();
+        let paused = part
+            .commit_failed
+            .is_some_and(|t| t.elapsed() < cfg.renew());
+        if due && !paused {
             match part.commit().await {
-                Ok(()) => {}
+                Ok(()) => part.commit_failed = None,
                 Err(e @ ClusterError::Fenced { .. }) => return Err(e),
                 Err(e) => {
                     tracing::warn!(partition = p, error = %e, "commit failed; trying again at the next interval");
                     part.last_commit = Instant::now();
+                    part.commit_failed = Some(Instant::now());
                 }
             }
         }
@@ -636,24 +645,26 @@ impl Partition {
 
     /// Settles a commit in doubt: whether it took effect is read from the catalog
     /// (the lease's checkpoint and dictionary length, which only this epoch moves, and
-    /// one of its segments), and its bookkeeping done if it did. Without this, a
-    /// commit that took effect with its answer lost would be sent again: its segment
-    /// rows refused as duplicates forever (sealing stopped), or the segments
-    /// compaction replaced meanwhile left listed.
+    /// one of its segments; `Meta::commit_state`, which waits for the doubtful
+    /// transaction if it is still in flight on its abandoned connection), and its
+    /// bookkeeping done if it did. Until it is settled nothing is committed again (a
+    /// failed read keeps the doubt). Without this, a commit that took effect with its
+    /// answer lost would be sent again: its segment rows refused as duplicates forever
+    /// (sealing stopped), or segments compaction replaced meanwhile left listed.
     async fn settle(&mut self) -> Result<()> {
         let Some(doubt) = self.doubt.take() else {
             return Ok(());
         };
         let p = self.lease.partition;
         let within = self.shared.config.lease();
-        let put_back = |this: &mut Self, doubt, e| {
-            this.doubt = Some(doubt);
-            Err(e)
-        };
-        let read = bounded(within, "reading the lease", self.meta.lease(p)).await;
-        let (_, epoch, checkpoint, dict_bytes) = match self.meta.given_up(read) {
-            Ok(l) => l,
-            Err(e) => return put_back(self, doubt, e),
+        let reading = self.meta.commit_state(p, doubt.rows.first().copied());
+        let read = bounded(within, "reading the commit state", reading).await;
+        let (epoch, checkpoint, dict_bytes, listed) = match self.meta.given_up(read) {
+            Ok(state) => state,
+            Err(e) => {
+                self.doubt = Some(doubt);
+                return Err(e);
+            }
         };
         if epoch != self.lease.epoch {
             return Err(ClusterError::Fenced {
@@ -662,23 +673,14 @@ impl Partition {
                 current: epoch,
             });
         }
-        let landed = if checkpoint != doubt.checkpoint || dict_bytes != doubt.dict_bytes {
-            false
-        } else if let Some(&first) = doubt.rows.first() {
-            let read = bounded(
-                within,
-                "looking up a segment",
-                self.meta.has_segment(p, first),
-            );
-            match self.meta.given_up(read.await) {
-                Ok(there) => there,
-                Err(e) => return put_back(self, doubt, e),
-            }
-        } else {
-            // Only the checkpoint (and removals, which come with a new segment) moved:
-            // at the value this commit set, it took effect or changed nothing.
-            true
-        };
+        // A commit goes ahead only with messages appended past the last checkpoint
+        // (`commit` returns early otherwise), so each moves the checkpoint forward,
+        // and only this epoch commits: the catalog shows this commit's checkpoint
+        // exactly when it took effect (its dictionary length and first segment are
+        // checked too, as a guard).
+        let landed = checkpoint == doubt.checkpoint
+            && dict_bytes == doubt.dict_bytes
+            && (doubt.rows.is_empty() || listed);
         tracing::info!(
             partition = p,
             landed,
