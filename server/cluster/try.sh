@@ -81,6 +81,9 @@ wait_for postgres "grep -q 'ready to accept connections' '$DIR/postgres.log'"
 
 queries=(query)
 for n in $(seq 2 "$QUERY_NODES"); do queries+=("query-$n"); done
+# The nodes' shared secret for partition calls (kept with the configs).
+[ -s "$DIR/partition-token" ] || head -c 24 /dev/urandom | base64 >"$DIR/partition-token"
+PARTITION_TOKEN=$(cat "$DIR/partition-token")
 for role in ingest index-1 index-2 "${queries[@]}"; do
   qport=$QUERY_PORT
   case $role in query-*) qport=$((QUERY_PORT + ${role#query-} - 1)) ;; esac
@@ -88,6 +91,7 @@ for role in ingest index-1 index-2 "${queries[@]}"; do
 nats = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
 postgres = "host=127.0.0.1 port=5433 user=postgres dbname=postgres"
 partitions = 16
+partition_token = "$PARTITION_TOKEN"
 [s3]
 endpoint = "http://127.0.0.1:8333"
 bucket = "sightline"
