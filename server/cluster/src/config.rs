@@ -25,6 +25,17 @@ pub struct ClusterConfig {
     /// within it are acknowledged as duplicates, not stored again).
     #[serde(default = "default_duplicate_window_s")]
     pub duplicate_window_s: u64,
+    /// The stream drops messages older than this many seconds (JetStream's
+    /// `max_age`; set when the stream is created and updated when it differs). A
+    /// committed message is needed only to replay the time since a partition's
+    /// checkpoint (indexers commit every `commit_interval_ms`), so the log need not
+    /// keep every event ever ingested (at 150 M events a day, ~28 GB a day on each
+    /// NATS node). Default 259,200 (3 days: an indexer outage over a weekend still
+    /// replays); 0 keeps everything; otherwise at least 3,600. An indexer that finds
+    /// the stream starting past its checkpoint says so in its log (events between may
+    /// be gone).
+    #[serde(default = "default_stream_max_age_s")]
+    pub stream_max_age_s: u64,
     /// A libpq connection string (`host=… port=… user=… dbname=…`).
     pub postgres: String,
     /// Partitions, used only when the cluster's tables are created (default 64).
@@ -224,6 +235,9 @@ fn default_replicas() -> usize {
 fn default_duplicate_window_s() -> u64 {
     120
 }
+fn default_stream_max_age_s() -> u64 {
+    3 * 86_400
+}
 fn default_partitions() -> u32 {
     64
 }
@@ -387,6 +401,13 @@ impl ClusterConfig {
         if self.replicas == 0 || self.replicas > 5 {
             return bad("replicas: 1 to 5 (JetStream's limit)");
         }
+        if self.stream_max_age_s != 0
+            && (self.stream_max_age_s < 3_600 || self.stream_max_age_s <= self.duplicate_window_s)
+        {
+            return bad(
+                "stream_max_age_s: 0 (keep everything) or at least 3600 and above duplicate_window_s",
+            );
+        }
         let i = &self.index;
         if i.renew_ms == 0 || i.renew_ms * 2 > i.lease_ms {
             return bad("index.renew_ms: positive and at most half of index.lease_ms");
@@ -489,6 +510,7 @@ secret_key = "s"
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.partitions, 64);
         assert_eq!(c.replicas, 3);
+        assert_eq!(c.stream_max_age_s, 259_200);
         assert_eq!(c.index.commit_interval_ms, 10_000);
         assert_eq!(c.index.lease_ms, 15_000);
         assert!(c.ingest.listen.ip().is_loopback());
@@ -522,6 +544,7 @@ secret_key = "s"
             "[index]\nserve = \"0.0.0.0:7000\"",
             "[query]\nserve = \"10.0.0.7:7001\"",
             "partition_token = \"shorter than 32 characters\"",
+            "stream_max_age_s = 60",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {

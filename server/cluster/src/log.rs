@@ -56,11 +56,28 @@ pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Strea
                 storage: StorageType::File,
                 num_replicas: config.replicas,
                 duplicate_window: Duration::from_secs(config.duplicate_window_s),
+                max_age: Duration::from_secs(config.stream_max_age_s),
                 ..Default::default()
             })
             .await;
         match made {
-            Ok(s) => return Ok(s),
+            Ok(mut s) => {
+                // A stream made earlier with another age limit takes this one.
+                let want = Duration::from_secs(config.stream_max_age_s);
+                let info = s
+                    .info()
+                    .await
+                    .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
+                if info.config.max_age != want {
+                    let mut updated = info.config.clone();
+                    updated.max_age = want;
+                    js.update_stream(updated)
+                        .await
+                        .map_err(|e| ClusterError::log("update stream")(e.to_string()))?;
+                    tracing::info!(max_age_s = config.stream_max_age_s, "stream age limit set");
+                }
+                return Ok(s);
+            }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "stream not ready; trying again");
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -68,6 +85,19 @@ pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Strea
             Err(e) => return Err(ClusterError::log("create stream")(e.to_string())),
         }
     }
+}
+
+/// The stream's age limit as JetStream holds it (`stream_max_age_s`).
+pub async fn stream_max_age(js: &Context, config: &ClusterConfig) -> Result<Duration> {
+    let mut stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
+    Ok(info.config.max_age)
 }
 
 /// The name of the NATS server leading the stream now (`None` while none does).

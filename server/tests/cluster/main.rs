@@ -796,6 +796,16 @@ fn ingest_goes_on_when_the_stream_leader_is_killed() {
         })
         .unwrap()
         .expect("the stream has a leader");
+    // The stream keeps messages for `stream_max_age_s` (default 3 days), not forever.
+    let max_age = env
+        .rt
+        .block_on(async {
+            let js = log::connect(&cfg).await?;
+            log::stream_max_age(&js, &cfg).await
+        })
+        .unwrap();
+    assert_eq!(max_age, Duration::from_secs(cfg.stream_max_age_s));
+    assert_eq!(cfg.stream_max_age_s, 3 * 86_400);
     env.nats.kill(&leader);
     for round in 0..8u32 {
         env.post(if round.is_multiple_of(2) { a1 } else { a2 }, 250);

@@ -405,12 +405,25 @@ impl Partition {
     /// A pull consumer of the partition's subjects from `last_seq + 1`.
     async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>> {
         let cfg = &self.shared.config;
-        let stream = self
+        let mut stream = self
             .shared
             .js
             .get_stream(&cfg.stream)
             .await
             .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
+        // The stream's age limit (`stream_max_age_s`) may have dropped messages this
+        // partition never committed (its indexers down longer than that).
+        if let Ok(info) = stream.info().await {
+            if info.state.first_sequence > self.last_seq + 1 && info.state.messages > 0 {
+                tracing::error!(
+                    partition = self.lease.partition,
+                    from_seq = self.last_seq + 1,
+                    stream_first_seq = info.state.first_sequence,
+                    "the log starts past this partition's checkpoint: its messages between \
+                     (if any) were dropped by the stream's age limit and are lost"
+                );
+            }
+        }
         stream
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::ByStartSequence {
