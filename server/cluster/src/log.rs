@@ -87,30 +87,26 @@ pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Strea
     }
 }
 
-/// The stream's age limit as JetStream holds it (`stream_max_age_s`).
-pub async fn stream_max_age(js: &Context, config: &ClusterConfig) -> Result<Duration> {
+/// The stream's configuration and state as JetStream holds them now.
+pub async fn stream_info(
+    js: &Context,
+    config: &ClusterConfig,
+) -> Result<async_nats::jetstream::stream::Info> {
     let mut stream = js
         .get_stream(&config.stream)
         .await
         .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
-    let info = stream
+    stream
         .info()
         .await
-        .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
-    Ok(info.config.max_age)
+        .map(|i| i.clone())
+        .map_err(|e| ClusterError::log("stream info")(e.to_string()))
 }
 
 /// The name of the NATS server leading the stream now (`None` while none does).
 pub async fn stream_leader(js: &Context, config: &ClusterConfig) -> Result<Option<String>> {
-    let mut stream = js
-        .get_stream(&config.stream)
-        .await
-        .map_err(|e| ClusterError::log("get stream")(e.to_string()))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
-    Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+    let info = stream_info(js, config).await?;
+    Ok(info.cluster.and_then(|c| c.leader))
 }
 
 /// What the log said of one event.

@@ -801,7 +801,9 @@ fn ingest_goes_on_when_the_stream_leader_is_killed() {
         .rt
         .block_on(async {
             let js = log::connect(&cfg).await?;
-            log::stream_max_age(&js, &cfg).await
+            Ok::<_, sightline_cluster::ClusterError>(
+                log::stream_info(&js, &cfg).await?.config.max_age,
+            )
         })
         .unwrap();
     assert_eq!(max_age, Duration::from_secs(cfg.stream_max_age_s));
