@@ -99,7 +99,7 @@ pub async fn stream_info(
     stream
         .info()
         .await
-        .map(|i| i.clone())
+        .cloned()
         .map_err(|e| ClusterError::log("stream info")(e.to_string()))
 }
 
