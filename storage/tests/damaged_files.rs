@@ -368,7 +368,7 @@ fn a_damaged_source_id_index_opens_and_the_first_lookup_fails_naming_the_file() 
             input(DAY0 + 3 * 997, "c1", 3, "vehicle", "苏E00003"),
             "S3",
         ));
-        let reason = corrupt_naming(store.append(&[again.clone()]), &seg, "append");
+        let reason = corrupt_naming(store.append(std::slice::from_ref(&again)), &seg, "append");
         assert!(reason.contains("source ids"), "{reason}");
         let again_reason = corrupt_naming(store.append(&[again]), &seg, "append again");
         assert_eq!(again_reason, reason);

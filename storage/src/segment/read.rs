@@ -93,34 +93,27 @@ struct BlockView<'a> {
     subj: BitReader<'a>,
     seq: BitReader<'a>,
     kd: BitReader<'a>,
-    /// What a kd column value stands for: in version 3 a position in the block's set
-    /// of codes, before the code itself.
-    kd_codes: [u8; 32],
+    /// Version 3: the block's kind and direction codes (bit `c` for code `c`), and a
+    /// kd column value is a position among them. Zero before: the value is the code.
+    kd_set: u32,
 }
 
 impl BlockView<'_> {
     /// Row `i`'s kind and direction code.
     #[inline]
     fn kd_code(&self, i: usize) -> u8 {
-        self.kd_codes[self.kd.get(i) as usize & 31]
+        let at = self.kd.get(i);
+        if self.kd_set == 0 {
+            return at as u8;
+        }
+        // The code at position `at`: drop the `at` lowest set bits (a block rarely
+        // holds more than two or three codes).
+        let mut set = self.kd_set;
+        for _ in 0..at {
+            set &= set.wrapping_sub(1);
+        }
+        set.trailing_zeros() as u8
     }
-}
-
-/// The kd column's values' meaning for a block whose entry holds `set` (version 3),
-/// or the identity (before).
-fn kd_codes(version: u32, set: u32) -> [u8; 32] {
-    if version < 3 {
-        return std::array::from_fn(|i| i as u8);
-    }
-    let mut codes = [0u8; 32];
-    let mut rest = set;
-    let mut i = 0;
-    while rest != 0 {
-        codes[i] = rest.trailing_zeros() as u8;
-        rest &= rest - 1;
-        i += 1;
-    }
-    codes
 }
 
 const EMPTY: Packed = Packed {
@@ -745,7 +738,10 @@ impl Segment {
             subj: BitReader::new(cols[1], bits[1]),
             seq: BitReader::new(cols[2], bits[2]),
             kd: BitReader::new(cols[3], bits[3]),
-            kd_codes: kd_codes(self.version, get_u32(e, block::KD_CODES)),
+            kd_set: match self.version {
+                1 | 2 => 0,
+                _ => get_u32(e, block::KD_CODES),
+            },
         }
     }
 
