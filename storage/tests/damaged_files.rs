@@ -355,6 +355,28 @@ fn damaged_postings_open_and_a_subject_s_first_read_fails() {
 }
 
 #[test]
+fn a_damaged_source_id_index_opens_and_the_first_lookup_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let seg = dir.path().join(one_segment_store(dir.path(), &c));
+    damage_section(&seg, 5); // source ids
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        // A repeated upload looks its id up in the sealed segment: the damage is an
+        // error, not a second copy of the event nor a wrong duplicate's number.
+        let again = ev(with_source(
+            input(DAY0 + 3 * 997, "c1", 3, "vehicle", "苏E00003"),
+            "S3",
+        ));
+        let reason = corrupt_naming(store.append(std::slice::from_ref(&again)), &seg, "append");
+        assert!(reason.contains("source ids"), "{reason}");
+        let again_reason = corrupt_naming(store.append(&[again]), &seg, "append again");
+        assert_eq!(again_reason, reason);
+    }
+    check_reports(dir.path(), &seg);
+}
+
+#[test]
 fn a_truncated_segment_is_an_error_naming_the_file() {
     let base = tempfile::tempdir().unwrap();
     let c = clock();

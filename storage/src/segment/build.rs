@@ -37,7 +37,7 @@ pub(crate) struct RowRef<'a> {
     /// In the row encoding (`attr_codec`): borrowed from a memory part or a version 1
     /// segment, rebuilt from a version 2 segment's columns.
     pub attrs: std::borrow::Cow<'a, [u8]>,
-    /// FNV-1a of the source id, for events that have one.
+    /// FNV-1a-64 of the source id, for events that have one.
     pub source_hash: Option<u64>,
 }
 
@@ -118,14 +118,11 @@ impl SortedRows for MemSorted<'_> {
 /// read from the maps (a k-way merge over one cursor per segment).
 pub(crate) struct MergedSegments<'a> {
     segments: &'a [Arc<Segment>],
-    /// Per segment, `(ordinal, source-id hash)` ascending by ordinal.
-    sources: Vec<Vec<(u32, u64)>>,
 }
 
 impl<'a> MergedSegments<'a> {
     pub(crate) fn new(segments: &'a [Arc<Segment>]) -> MergedSegments<'a> {
-        let sources = segments.iter().map(|s| s.source_hashes()).collect();
-        MergedSegments { segments, sources }
+        MergedSegments { segments }
     }
 }
 
@@ -140,12 +137,7 @@ impl SortedRows for MergedSegments<'_> {
         s
     }
     fn visit(&self, f: &mut dyn FnMut(RowRef<'_>) -> Result<()>) -> Result<()> {
-        let mut cursors: Vec<_> = self
-            .segments
-            .iter()
-            .zip(&self.sources)
-            .map(|(s, src)| s.cursor(src))
-            .collect();
+        let mut cursors: Vec<_> = self.segments.iter().map(|s| s.cursor()).collect();
         let mut heads: Vec<Option<RowRef<'_>>> = cursors
             .iter_mut()
             .map(|c| c.next().transpose())
@@ -261,22 +253,11 @@ pub(crate) fn write_segment(
     );
     let offsets_packed = packed_section(0, n as u64, offsets.iter().copied());
     drop(offsets);
-    // The source-id index: the low 32 bits of each hash, ascending, then the ordinals
-    // in the same order, packed (a collision costs a comparison of the ids, not a
-    // wrong answer).
-    let mut sources: Vec<(u32, u32)> = sources.into_iter().map(|(h, o)| (h as u32, o)).collect();
-    sources.sort_unstable();
-    let mut source_bytes = Vec::with_capacity(sources.len() * 7 + PACKED_HEADER);
-    if !sources.is_empty() {
-        for (h, _) in &sources {
-            source_bytes.extend_from_slice(&h.to_le_bytes());
-        }
-        source_bytes.extend_from_slice(&packed_section(
-            0,
-            n as u64 - 1,
-            sources.iter().map(|&(_, o)| o as u64),
-        ));
-    }
+    // The source-id index: fingerprints in buckets, and the ordinals
+    // (`source_index`; a collision costs a comparison of the ids, not a wrong answer).
+    let source_entries = sources.len();
+    let source_bytes = super::source_index::encode(&sources, n);
+    drop(sources);
 
     // The section table: where each section starts, its length and checksum (the
     // data section is covered block by block; its table checksum is unused).
@@ -310,7 +291,7 @@ pub(crate) fn write_segment(
     put_u32(h, 32, n as u32);
     put_u32(h, 36, (directory.len() / BLOCK_ENTRY) as u32);
     put_u32(h, 40, subjects.len() as u32);
-    put_u32(h, 44, sources.len() as u32);
+    put_u32(h, 44, source_entries as u32);
     put_u64(h, 48, seq_min);
     put_u64(h, 56, seq_max);
     put_u64(h, 64, ts_min as u64);
@@ -484,19 +465,26 @@ impl Blocks {
         let subj_max = rows.iter().map(|r| r.rank).max().expect("non-empty");
         let seq_min = rows.iter().map(|r| r.seq).min().expect("non-empty");
         let seq_max = rows.iter().map(|r| r.seq).max().expect("non-empty");
-        let kd_max = rows.iter().map(|r| r.kd).max().expect("non-empty");
+        // The block's kind and direction codes, as a set: each row stores its code's
+        // position in the set (most blocks hold one or two codes: 0 or 1 bit a row).
+        let kd_codes = rows.iter().fold(0u32, |set, r| {
+            assert!(r.kd < 32, "kind and direction code {} out of range", r.kd);
+            set | 1 << r.kd
+        });
         let bits = [
             bits_needed((ts_max - ts_min) as u64),
             bits_needed((subj_max - subj_min) as u64),
             bits_needed(seq_max - seq_min),
-            bits_needed(kd_max as u64),
+            bits_needed(kd_codes.count_ones() as u64 - 1),
         ];
         let data = &mut self.scratch;
         data.clear();
         pack_column(rows, bits[0], data, |r| (r.ts - ts_min) as u64);
         pack_column(rows, bits[1], data, |r| (r.rank - subj_min) as u64);
         pack_column(rows, bits[2], data, |r| r.seq - seq_min);
-        pack_column(rows, bits[3], data, |r| r.kd as u64);
+        pack_column(rows, bits[3], data, |r| {
+            (kd_codes & ((1u32 << r.kd) - 1)).count_ones() as u64
+        });
         debug_assert_eq!(data.len(), block_data_len(rows.len(), bits));
 
         let mut e = [0u8; BLOCK_ENTRY];
@@ -514,6 +502,7 @@ impl Blocks {
         put_u64(&mut e, block::SEQ_MIN, seq_min);
         put_u64(&mut e, block::DATA_OFF, self.data_len);
         put_u32(&mut e, block::CRC, crc32fast::hash(data));
+        put_u32(&mut e, block::KD_CODES, kd_codes);
         self.next_ordinal += rows.len() as u32;
         self.data_len += data.len() as u64;
         self.rows.clear();
@@ -562,6 +551,7 @@ mod tests {
     use crate::attr_codec::encode_attrs;
     use crate::event::{AttrValue, Attrs, SOURCE_ID};
     use crate::row::kd_pack;
+    use crate::segment::format::Section;
     use crate::{Direction, Kind};
     use proptest::prelude::*;
 
@@ -643,6 +633,105 @@ mod tests {
                 err.contains(&format!("bad-{bad}.seg")) && err.contains(&format!("code {bad}")),
                 "{err}"
             );
+        }
+    }
+
+    /// Rewrites the checksums of `bytes` after a hand edit: section `section`'s in the
+    /// table, then the header's; the file then fails only the structural checks.
+    fn reseal(bytes: &mut [u8], section: usize) {
+        let e = HEADER_FIELDS + section * SECTION_ENTRY;
+        let (off, len) = (get_u64(bytes, e) as usize, get_u64(bytes, e + 8) as usize);
+        let crc = crc32fast::hash(&bytes[off..off + len]);
+        put_u32(bytes, e + 16, crc);
+        let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+        put_u32(bytes, HEADER_CRC_AT, crc);
+    }
+
+    fn rows_with_sources() -> Vec<StoredRow> {
+        (0..300u64)
+            .map(|i| {
+                let id = format!("src-{i}");
+                let mut attrs = Attrs::new();
+                attrs.insert(SOURCE_ID.into(), AttrValue::Str(id.clone()));
+                StoredRow {
+                    seq: i + 1,
+                    ts_ms: START + i as i64 * 1_000,
+                    device: 1,
+                    subject: (i % 7) as u32,
+                    kd: [
+                        kd_pack(Kind::Vehicle, Direction::In),
+                        kd_pack(Kind::Face, Direction::Out),
+                        kd_pack(Kind::Access, Direction::Unknown),
+                    ][i as usize % 3],
+                    attrs: encode_attrs(&attrs).into(),
+                    source_id: Some(id.into()),
+                }
+            })
+            .collect()
+    }
+
+    /// Opens `bytes` as a file and returns the first read's error.
+    fn first_read_error(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edited.seg");
+        std::fs::write(&path, bytes).unwrap();
+        let seg = Segment::open(&path).expect("checksums and sizes hold");
+        let err = seg.verify_rows().unwrap_err().to_string();
+        assert!(err.contains("edited.seg"), "{err}");
+        assert_eq!(seg.find_source_id("src-1").unwrap_err().to_string(), err);
+        err
+    }
+
+    /// A block's kd column holds positions in the block's set of codes: a position
+    /// past the set (a set edited under a fresh checksum) is refused on first read.
+    #[test]
+    fn a_kind_position_past_the_block_s_codes_is_refused_on_the_first_read_of_rows() {
+        let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
+        let dir_at = get_u64(&bytes, HEADER_FIELDS) as usize;
+        let set_at = dir_at + block::KD_CODES;
+        assert_eq!(get_u32(&bytes, set_at).count_ones(), 3);
+        put_u32(
+            &mut bytes,
+            set_at,
+            1 << kd_pack(Kind::Vehicle, Direction::In),
+        );
+        reseal(&mut bytes, 0);
+        let err = first_read_error(&bytes);
+        assert!(
+            err.contains("block 0: row 1 names kind and direction code 1 of 1"),
+            "{err}"
+        );
+    }
+
+    /// The source-id index's bucket directory is checked on first read: one that does
+    /// not start at 0 (edited under a fresh checksum) is refused, naming the file.
+    #[test]
+    fn a_source_id_directory_out_of_order_is_refused_on_the_first_read() {
+        let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
+        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
+        let at = get_u64(&bytes, e) as usize;
+        bytes[at + super::super::source_index::HEAD] |= 1;
+        reseal(&mut bytes, Section::SourceIds as usize);
+        let err = first_read_error(&bytes);
+        assert!(err.contains("source id buckets do not start at 0"), "{err}");
+    }
+
+    /// Every stored source id is found, and ids not stored are not (fingerprints
+    /// agreeing by chance are told apart by the ids).
+    #[test]
+    fn every_source_id_is_found_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        std::fs::write(&path, build_segment(3, 7, START, &mut rows_with_sources())).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        for i in 0..300u64 {
+            assert_eq!(
+                seg.find_source_id(&format!("src-{i}")).unwrap(),
+                Some(i + 1)
+            );
+        }
+        for i in 300..5_000u64 {
+            assert_eq!(seg.find_source_id(&format!("src-{i}")).unwrap(), None);
         }
     }
 

@@ -2,8 +2,9 @@
 //! file; keep the two in step.
 
 pub const MAGIC: [u8; 8] = *b"SLSEGMNT";
-/// Written by this build; version 1 (attributes row by row) is still read.
-pub const VERSION: u32 = 2;
+/// Written by this build; versions 1 (attributes row by row) and 2 (32-bit source-id
+/// hashes, kind and direction codes stored as they are) are still read.
+pub const VERSION: u32 = 3;
 
 /// Fixed header: 80 bytes of fields, the section table, the header checksum.
 pub const HEADER_FIELDS: usize = 80;
@@ -18,7 +19,7 @@ pub const BLOCK_ROWS: usize = 128;
 pub const BLOCK_ENTRY: usize = 56;
 /// Size of the small header in front of a packed array: bits (u8), 7 zero bytes, base (u64).
 pub const PACKED_HEADER: usize = 16;
-/// Size of one source-id index entry: hash (u64), ordinal (u32).
+/// Size of one version 1 source-id index entry: hash (u64), ordinal (u32).
 pub const SOURCE_ENTRY: usize = 12;
 
 /// The sections, in file order.
@@ -76,6 +77,9 @@ pub mod block {
     pub const SEQ_MIN: usize = 32; // u64
     pub const DATA_OFF: usize = 40; // u64, from the start of the data section
     pub const CRC: usize = 48; // u32, CRC-32 (IEEE) of the block's data
+    /// Version 3: u32, the set of kind and direction codes in the block (bit `c` for
+    /// code `c`); the kd column holds each row's position in it. Zero before.
+    pub const KD_CODES: usize = 52;
 }
 
 pub fn put_u16(out: &mut [u8], at: usize, v: u16) {

@@ -1,7 +1,8 @@
 //! The golden segments: fixed rows whose encoding is checked in at
-//! `storage/tests/data/golden-v2.seg` (what this build writes), so that a change to
+//! `storage/tests/data/golden-v3.seg` (what this build writes), so that a change to
 //! the byte layout is deliberate and visible in review, and at `golden-v1.seg` (what
-//! builds before attribute columns wrote), which must still read back the same.
+//! builds before attribute columns wrote) and `golden-v2.seg` (before bucketed
+//! source ids and per-block kind codes), which must still read back the same.
 //! Rewrite the current one with `SIGHTLINE_BLESS=1 cargo test -p sightline-storage
 //! golden` after bumping the format version (see `storage/FORMAT.md`).
 
@@ -82,6 +83,35 @@ fn version_1_segments_still_read_back() {
     reads_back(&golden_path(1), 1);
 }
 
+/// Files of version 2 (32-bit source-id hashes, kd codes as they are) read back the
+/// same rows, attributes and source ids.
+#[test]
+fn version_2_segments_still_read_back() {
+    reads_back(&golden_path(2), 2);
+}
+
+/// Compacting old files writes the current version with the same rows, attributes
+/// and source ids: the merged file is the one built from the rows.
+#[test]
+fn old_versions_merge_into_the_current_one() {
+    for version in [1, 2] {
+        let seg = std::sync::Arc::new(Segment::open(&golden_path(version)).expect("opens"));
+        seg.verify().expect("verifies");
+        let mut merged = Vec::new();
+        super::write_segment(
+            COMMUNITY,
+            SPAN,
+            SPAN_START_MS,
+            &super::MergedSegments::new(&[seg]),
+            &mut merged,
+        )
+        .expect("merges");
+        let mut rows = golden_rows();
+        let built = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
+        assert!(merged == built, "version {version} merged differs");
+    }
+}
+
 fn reads_back(path: &std::path::Path, version: u32) {
     let seg = Segment::open(path).expect("golden file opens");
     assert_eq!(seg.version(), version);
@@ -104,12 +134,16 @@ fn reads_back(path: &std::path::Path, version: u32) {
         seen += 1;
     });
     assert_eq!(seen, 300);
-    assert_eq!(seg.find_source_id("src-0150").expect("lookup"), Some(1150));
-    assert_eq!(seg.find_source_id("src-0151").expect("lookup"), None);
+    for i in 0..300u64 {
+        let expected = (i % 5 == 0).then_some(1000 + i);
+        let id = format!("src-{i:04}");
+        assert_eq!(seg.find_source_id(&id).expect("lookup"), expected, "{id}");
+    }
+    assert_eq!(seg.find_source_id("src-9999").expect("lookup"), None);
 }
 
-/// The source-id index keeps 32 bits of each hash: ids whose hashes agree in them are
-/// told apart by comparing the ids themselves.
+/// The source-id index keeps at most 32 bits of each hash (version 3: 15 for these
+/// few ids): ids whose hashes agree in them are told apart by comparing the ids.
 #[test]
 fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
     use crate::row::fnv1a;

@@ -4,6 +4,7 @@
 mod build;
 pub mod format;
 mod read;
+mod source_index;
 
 pub use build::build_segment;
 pub(crate) use build::{write_segment, MemSorted, MergedSegments, SortedRows};

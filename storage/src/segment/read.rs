@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::build::block_data_len;
 use super::format::*;
+use super::source_index::{self, Layout};
 use crate::attr_columns::{decode_row, visit_row, RowScratch, CHUNK_ROWS};
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
@@ -50,7 +51,11 @@ pub struct Segment {
     /// per chunk of [`CHUNK_ROWS`] events, where its columns start.
     attr_offsets: Packed,
     /// Version 2: the source-id index's ordinals (its hashes are 4 bytes each before).
+    /// Version 3: its ordinals, with the bucket directory and the fingerprints' rests.
     source_ordinals: Packed,
+    source_starts: Packed,
+    source_rests: Packed,
+    source_layout: Option<Layout>,
     version: u32,
     /// `(device, first ordinal, end ordinal)` of each device's run, ascending by
     /// device; built from the block directory on first use (a few entries).
@@ -88,7 +93,35 @@ struct BlockView<'a> {
     subj: BitReader<'a>,
     seq: BitReader<'a>,
     kd: BitReader<'a>,
+    /// Version 3: the block's kind and direction codes (bit `c` for code `c`), and a
+    /// kd column value is a position among them. Zero before: the value is the code.
+    kd_set: u32,
 }
+
+impl BlockView<'_> {
+    /// Row `i`'s kind and direction code.
+    #[inline]
+    fn kd_code(&self, i: usize) -> u8 {
+        let at = self.kd.get(i);
+        if self.kd_set == 0 {
+            return at as u8;
+        }
+        // The code at position `at`: drop the `at` lowest set bits (a block rarely
+        // holds more than two or three codes).
+        let mut set = self.kd_set;
+        for _ in 0..at {
+            set &= set.wrapping_sub(1);
+        }
+        set.trailing_zeros() as u8
+    }
+}
+
+const EMPTY: Packed = Packed {
+    at: 0,
+    len: 0,
+    bits: 0,
+    base: 0,
+};
 
 /// The sections whose checksum opening a segment verifies: the small ones every read
 /// needs (a few KiB a segment). The others (block data, posting ordinals, source ids,
@@ -161,12 +194,10 @@ impl Segment {
                 bits: 0,
                 base: 0,
             },
-            source_ordinals: Packed {
-                at: 0,
-                len: 0,
-                bits: 0,
-                base: 0,
-            },
+            source_ordinals: EMPTY,
+            source_starts: EMPTY,
+            source_rests: EMPTY,
+            source_layout: None,
         };
         seg.verify_header()?;
         seg.verify_blocks()?;
@@ -421,6 +452,7 @@ impl Segment {
                 return Err((r.start, format!("{} section checksum mismatch", s.name())));
             }
         }
+        self.check_source_index()?;
         let dir = self.section(Section::Blocks);
         let data = self.section(Section::Data);
         let data_at = self.sections[Section::Data as usize].start;
@@ -434,7 +466,19 @@ impl Segment {
             // A file written with a bad kind or direction code (by a bug, or by hand)
             // would otherwise read as a vehicle of unknown direction.
             let b = self.block(i);
-            if let Some(kd) = (0..b.count).map(|r| b.kd.get(r) as u8).find(|&kd| {
+            if self.version >= 3 {
+                let codes = get_u32(e, block::KD_CODES).count_ones() as u64;
+                if let Some(r) = (0..b.count).find(|&r| b.kd.get(r) >= codes) {
+                    return Err((
+                        data_at + off,
+                        format!(
+                            "block {i}: row {r} names kind and direction code {} of {codes}",
+                            b.kd.get(r)
+                        ),
+                    ));
+                }
+            }
+            if let Some(kd) = (0..b.count).map(|r| b.kd_code(r)).find(|&kd| {
                 Kind::from_code(kd >> 2).is_none() || Direction::from_code(kd & 3).is_none()
             }) {
                 return Err((
@@ -442,6 +486,43 @@ impl Segment {
                     format!("block {i}: kind and direction code {kd} is not one this build knows"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Version 3: the bucket directory rises from 0 to the entry count, fingerprints
+    /// rise within a bucket, and every ordinal names an event.
+    fn check_source_index(&self) -> std::result::Result<(), (usize, String)> {
+        let Some(l) = self.source_layout else {
+            return Ok(());
+        };
+        let at = self.sections[Section::SourceIds as usize].start;
+        let mut start = 0u64;
+        if self.get(self.source_starts, 0) != 0 {
+            return Err((at, "source id buckets do not start at 0".into()));
+        }
+        for k in 0..l.buckets() {
+            let end = self.get(self.source_starts, k + 1);
+            if end < start || end > l.entries as u64 {
+                return Err((at, format!("source id bucket {k} ends at {end}")));
+            }
+            for i in start as usize + 1..end as usize {
+                if self.get(self.source_rests, i) < self.get(self.source_rests, i - 1) {
+                    return Err((at, format!("source id entry {i} out of order")));
+                }
+            }
+            start = end;
+        }
+        if start != l.entries as u64 {
+            return Err((
+                at,
+                format!("source id buckets end at {start} of {}", l.entries),
+            ));
+        }
+        if let Some(i) =
+            (0..l.entries).find(|&i| self.get(self.source_ordinals, i) >= self.meta.events as u64)
+        {
+            return Err((at, format!("source id entry {i} names no event")));
         }
         Ok(())
     }
@@ -511,7 +592,7 @@ impl Segment {
                     return Err(wrong_size());
                 }
             }
-            _ => {
+            2 => {
                 let packed = src.get(n * 4..).ok_or_else(wrong_size)?;
                 let bits = *packed.first().ok_or_else(wrong_size)?;
                 if bits > MAX_BITS || packed.len() != PACKED_HEADER + packed_len(n, bits) {
@@ -523,6 +604,35 @@ impl Segment {
                     bits,
                     base: get_u64(packed, 8),
                 };
+            }
+            _ => {
+                // Every width follows from the counts and the two widths up front; the
+                // section must be exactly as long as they make it.
+                let (f, b) = match src.get(..source_index::HEAD) {
+                    Some(h) if h[2..].iter().all(|&z| z == 0) => (h[0], h[1]),
+                    _ => return Err(wrong_size()),
+                };
+                if !(1..=32).contains(&f) || b > f || b > source_index::MAX_BUCKET_BITS {
+                    return Err(self.corrupt(
+                        src_at,
+                        format!("source id section: impossible widths {f} and {b}"),
+                    ));
+                }
+                let layout = Layout::new(f, b, n, events);
+                let [starts, rests, ordinals, end] = layout.offsets();
+                if src.len() != end {
+                    return Err(wrong_size());
+                }
+                let packed = |from: usize, to: usize, bits: u8| Packed {
+                    at: src_at + from,
+                    len: to - from,
+                    bits,
+                    base: 0,
+                };
+                self.source_starts = packed(starts, rests, layout.start_bits);
+                self.source_rests = packed(rests, ordinals, layout.rest_bits);
+                self.source_ordinals = packed(ordinals, end, layout.ordinal_bits);
+                self.source_layout = Some(layout);
             }
         }
         Ok(())
@@ -628,12 +738,16 @@ impl Segment {
             subj: BitReader::new(cols[1], bits[1]),
             seq: BitReader::new(cols[2], bits[2]),
             kd: BitReader::new(cols[3], bits[3]),
+            kd_set: match self.version {
+                1 | 2 => 0,
+                _ => get_u32(e, block::KD_CODES),
+            },
         }
     }
 
     #[inline]
     fn row_in(&self, b: &BlockView<'_>, i: usize) -> Row {
-        let (kind, direction) = kd_unpack(b.kd.get(i) as u8);
+        let (kind, direction) = kd_unpack(b.kd_code(i));
         let rank = b.subj_min as usize + b.subj.get(i) as usize;
         Row {
             seq: b.seq_min + b.seq.get(i),
@@ -961,7 +1075,7 @@ impl Segment {
                 b = self.block(bi);
             }
             let at = o.saturating_sub(b.first_ordinal) as usize;
-            let (kind, direction) = kd_unpack(b.kd.get(at) as u8);
+            let (kind, direction) = kd_unpack(b.kd_code(at));
             out.push((
                 Row {
                     seq: b.seq_min + b.seq.get(at),
@@ -1139,6 +1253,21 @@ impl Segment {
     /// The sequence number of the event whose `source_id` is `source_id`, if stored here.
     pub fn find_source_id(&self, source_id: &str) -> Result<Option<u64>> {
         self.verify_rows()?;
+        if let Some(l) = self.source_layout {
+            let (bucket, rest) = l.split(l.fingerprint(fnv1a(source_id.as_bytes())));
+            let start = self.get(self.source_starts, bucket) as usize;
+            let end = self.get(self.source_starts, bucket + 1) as usize;
+            let mut i = first_false(start..end, |i| self.get(self.source_rests, i) < rest);
+            // Fingerprints can collide: compare the stored id of every equal one.
+            while i < end && self.get(self.source_rests, i) == rest {
+                let ordinal = self.get(self.source_ordinals, i) as u32;
+                if self.source_id_is(ordinal, source_id)? {
+                    return Ok(self.row(ordinal).map(|r| r.seq));
+                }
+                i += 1;
+            }
+            return Ok(None);
+        }
         let h = match self.version {
             1 => fnv1a(source_id.as_bytes()),
             _ => fnv1a(source_id.as_bytes()) as u32 as u64,
@@ -1157,15 +1286,21 @@ impl Segment {
         // Hashes can collide: compare the stored source id of every equal-hash entry.
         while a < n && hash_at(a) == h {
             let ordinal = self.source_entry(a).1;
-            let attrs = self.attrs(ordinal)?;
-            if let Some(crate::AttrValue::Str(s)) = attrs.get(crate::event::SOURCE_ID) {
-                if s == source_id {
-                    return Ok(self.row(ordinal).map(|r| r.seq));
-                }
+            if self.source_id_is(ordinal, source_id)? {
+                return Ok(self.row(ordinal).map(|r| r.seq));
             }
             a += 1;
         }
         Ok(None)
+    }
+
+    /// Whether the event at `ordinal` has the source id `source_id`.
+    fn source_id_is(&self, ordinal: u32, source_id: &str) -> Result<bool> {
+        let attrs = self.attrs(ordinal)?;
+        Ok(matches!(
+            attrs.get(crate::event::SOURCE_ID),
+            Some(crate::AttrValue::Str(s)) if s == source_id
+        ))
     }
 
     /// Bytes of encoded attributes in this segment.
@@ -1184,25 +1319,10 @@ impl Segment {
         self.version
     }
 
-    /// `(ordinal, source-id hash)` of the events that have a source id, by ordinal.
-    pub(crate) fn source_hashes(&self) -> Vec<(u32, u64)> {
-        let mut v: Vec<(u32, u64)> = (0..self.meta.source_ids as usize)
-            .map(|i| {
-                let (h, o) = self.source_entry(i);
-                (o, h)
-            })
-            .collect();
-        v.sort_unstable();
-        v
-    }
-
-    /// Every event in file order with its encoded attributes, for merging segments;
-    /// `sources` is [`Segment::source_hashes`].
-    pub(crate) fn cursor<'a>(&'a self, sources: &'a [(u32, u64)]) -> Cursor<'a> {
+    /// Every event in file order with its encoded attributes, for merging segments.
+    pub(crate) fn cursor(&self) -> Cursor<'_> {
         Cursor {
             seg: self,
-            sources,
-            src_at: 0,
             next_block: 0,
             view: None,
             i: 0,
@@ -1213,8 +1333,6 @@ impl Segment {
 /// Reads a segment's events in file order, block by block, straight from the map.
 pub(crate) struct Cursor<'a> {
     seg: &'a Segment,
-    sources: &'a [(u32, u64)],
-    src_at: usize,
     next_block: usize,
     view: Option<BlockView<'a>>,
     i: usize,
@@ -1238,20 +1356,28 @@ impl<'a> Iterator for Cursor<'a> {
             }
         };
         let row = self.seg.row_in(&b, self.i);
-        let kd = b.kd.get(self.i) as u8;
+        let kd = b.kd_code(self.i);
         let ordinal = b.first_ordinal + self.i as u32;
         self.i += 1;
-        while self.sources.get(self.src_at).is_some_and(|s| s.0 < ordinal) {
-            self.src_at += 1;
-        }
-        let source_hash = match self.sources.get(self.src_at) {
-            Some(&(o, h)) if o == ordinal => Some(h),
-            _ => None,
-        };
         let attrs = match self.seg.attr_bytes(ordinal) {
             Ok(a) => a,
             Err(e) => return Some(Err(e)),
         };
+        // The hash is taken from the id itself (the index keeps only some of its
+        // bits, and the merged file may keep more), as a memory part does.
+        let mut source_hash = None;
+        let walked = crate::attr_codec::visit_attrs(&attrs, |key, value| {
+            if let (crate::event::SOURCE_ID, crate::attr_codec::AttrRef::Str(s)) = (key, value) {
+                source_hash = Some(fnv1a(s.as_bytes()));
+            }
+        });
+        if let Err(reason) = walked {
+            return Some(Err(self.seg.attr_damage(
+                ordinal,
+                self.seg.sections[Section::AttrData as usize].start,
+                reason,
+            )));
+        }
         Some(Ok(super::build::RowRef {
             seq: row.seq,
             ts_ms: row.ts_ms,

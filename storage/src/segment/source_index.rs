@@ -1,0 +1,157 @@
+//! The source-id index of a version 3 segment: which ordinal holds the event with a
+//! given upstream id, in about 30 bits an entry (`storage/FORMAT.md`, "Source ids").
+//!
+//! Each id is reduced to a *fingerprint*, the low `f` bits of its FNV-1a-64 hash, with
+//! `f` = bits to count the entries + 14, at most 32: a lookup of an id that is not
+//! stored finds an equal fingerprint about once in 2^14 tries, and an equal one costs
+//! a comparison of the ids, never a wrong answer. Entries are sorted by fingerprint;
+//! the top `b` bits of a fingerprint name its *bucket*, and a directory of where each
+//! bucket starts replaces those bits in every entry. The writer picks the `b` that
+//! makes the section smallest.
+
+use crate::bitpack::{bits_needed, packed_len, Packer};
+
+/// Bytes before the arrays: `f`, `b`, six zero bytes.
+pub(crate) const HEAD: usize = 8;
+/// A bound on the bucket bits a reader accepts (the directory has `2^b + 1` entries).
+pub(crate) const MAX_BUCKET_BITS: u8 = 24;
+/// Fingerprint bits beyond those that count the entries: about one false match in
+/// 2^14 lookups of an absent id.
+const SPARE_BITS: u8 = 14;
+
+/// Fingerprint width for `entries` entries.
+pub(crate) fn fingerprint_bits(entries: usize) -> u8 {
+    (bits_needed(entries as u64) + SPARE_BITS).min(32)
+}
+
+/// The widths of a section's three packed arrays and where each starts (after
+/// [`HEAD`]); everything follows from the entry and event counts and `f`, `b`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub fingerprint_bits: u8,
+    pub bucket_bits: u8,
+    pub entries: usize,
+    /// Width of the bucket directory's values (positions 0..=entries).
+    pub start_bits: u8,
+    /// Width of an entry's remaining fingerprint bits, `f − b`.
+    pub rest_bits: u8,
+    /// Width of an ordinal (below the segment's event count).
+    pub ordinal_bits: u8,
+}
+
+impl Layout {
+    pub(crate) fn new(
+        fingerprint_bits: u8,
+        bucket_bits: u8,
+        entries: usize,
+        events: usize,
+    ) -> Layout {
+        debug_assert!(bucket_bits <= fingerprint_bits && fingerprint_bits <= 32);
+        Layout {
+            fingerprint_bits,
+            bucket_bits,
+            entries,
+            start_bits: bits_needed(entries as u64),
+            rest_bits: fingerprint_bits - bucket_bits,
+            ordinal_bits: bits_needed(events.saturating_sub(1) as u64),
+        }
+    }
+    pub(crate) fn buckets(&self) -> usize {
+        1 << self.bucket_bits
+    }
+    /// Byte offsets (from the section's start) of the directory, the rests and the
+    /// ordinals, and the section's length.
+    pub(crate) fn offsets(&self) -> [usize; 4] {
+        let starts = HEAD;
+        let rests = starts + packed_len(self.buckets() + 1, self.start_bits);
+        let ordinals = rests + packed_len(self.entries, self.rest_bits);
+        [
+            starts,
+            rests,
+            ordinals,
+            ordinals + packed_len(self.entries, self.ordinal_bits),
+        ]
+    }
+    /// A fingerprint's bucket and the bits an entry keeps of it.
+    pub(crate) fn split(&self, fingerprint: u32) -> (usize, u64) {
+        let fp = fingerprint as u64;
+        (
+            (fp >> self.rest_bits) as usize,
+            fp & ((1u64 << self.rest_bits) - 1),
+        )
+    }
+    /// The fingerprint of a hash.
+    pub(crate) fn fingerprint(&self, hash: u64) -> u32 {
+        (hash & ((1u64 << self.fingerprint_bits) - 1)) as u32
+    }
+}
+
+/// The section's bytes for `(FNV-1a-64 hash, ordinal)` of every event with a source id
+/// (empty when there are none) in a segment of `events` events.
+pub(crate) fn encode(hashes: &[(u64, u32)], events: usize) -> Vec<u8> {
+    let n = hashes.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let f = fingerprint_bits(n);
+    let mut entries: Vec<(u32, u32)> = hashes
+        .iter()
+        .map(|&(h, o)| (Layout::new(f, 0, n, events).fingerprint(h), o))
+        .collect();
+    entries.sort_unstable();
+    // The smallest section; ties to fewer buckets.
+    let layout = (0..=f.min(MAX_BUCKET_BITS).min(bits_needed(n as u64)))
+        .map(|b| Layout::new(f, b, n, events))
+        .min_by_key(|l| (l.offsets()[3], l.bucket_bits))
+        .expect("b = 0 is a candidate");
+    let mut out = vec![0u8; HEAD];
+    out[0] = layout.fingerprint_bits;
+    out[1] = layout.bucket_bits;
+    // The directory: bucket k's entries are [start k, start k+1).
+    let mut p = Packer::new(layout.start_bits);
+    let mut at = 0usize;
+    for k in 0..=layout.buckets() {
+        while at < n && layout.split(entries[at].0).0 < k {
+            at += 1;
+        }
+        p.push(at as u64, &mut out);
+    }
+    p.finish(&mut out);
+    let mut p = Packer::new(layout.rest_bits);
+    for &(fp, _) in &entries {
+        p.push(layout.split(fp).1, &mut out);
+    }
+    p.finish(&mut out);
+    let mut p = Packer::new(layout.ordinal_bits);
+    for &(_, o) in &entries {
+        p.push(o as u64, &mut out);
+    }
+    p.finish(&mut out);
+    debug_assert_eq!(out.len(), layout.offsets()[3]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_keep_14_spare_bits_up_to_32() {
+        assert_eq!(fingerprint_bits(1), 15);
+        assert_eq!(fingerprint_bits(2_000), 25);
+        assert_eq!(fingerprint_bits(1 << 20), 32);
+    }
+
+    #[test]
+    fn the_writer_picks_buckets_that_shrink_the_section() {
+        let hashes: Vec<(u64, u32)> = (0..2_000u32)
+            .map(|i| (crate::row::fnv1a(format!("id-{i}").as_bytes()), i))
+            .collect();
+        let bytes = encode(&hashes, 3_000);
+        let b = bytes[1];
+        assert!((6..=9).contains(&b), "bucket bits {b}");
+        // 25-bit fingerprints and 12-bit ordinals: about 30 bits an entry, against
+        // 32 + 12 unbucketed.
+        assert!(bytes.len() * 8 < 2_000 * 31, "{} bytes", bytes.len());
+    }
+}
