@@ -31,14 +31,32 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// Connects to the NATS cluster (the client reconnects by itself afterwards).
 pub async fn connect(config: &ClusterConfig) -> Result<Context> {
+    Ok(connect_client(config).await?.1)
+}
+
+/// A connection to NATS (its JetStream context is made from it).
+pub type NatsClient = async_nats::Client;
+
+/// Whether `client` is connected to NATS now, and its state as it names it.
+pub fn nats_state(client: &NatsClient) -> (bool, String) {
+    let state = client.connection_state();
+    (
+        state == async_nats::connection::State::Connected,
+        state.to_string(),
+    )
+}
+
+/// [`connect`], with the NATS client beside its JetStream context (whose
+/// `connection_state` says whether the node is connected to NATS now).
+pub async fn connect_client(config: &ClusterConfig) -> Result<(NatsClient, Context)> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(config.nats.as_slice())
         .await
         .map_err(|e| ClusterError::log("connect")(e.to_string()))?;
-    let mut js = jetstream::new(client);
+    let mut js = jetstream::new(client.clone());
     js.set_timeout(PUBLISH_TIMEOUT);
-    Ok(js)
+    Ok((client, js))
 }
 
 /// How long [`ensure_stream`] keeps trying (a JetStream cluster just started elects

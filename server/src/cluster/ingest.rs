@@ -47,6 +47,8 @@ const META_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Ingest {
     config: ClusterConfig,
+    /// The NATS client the publisher uses (its connection state is the health).
+    nats: log::NatsClient,
     publisher: Publisher,
     validator: Validator,
     slots: Arc<tokio::sync::Semaphore>,
@@ -59,7 +61,9 @@ pub async fn run_ingest(
     config: ClusterConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
-    let js = log::connect(&config).await.map_err(|e| e.to_string())?;
+    let (nats, js) = log::connect_client(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     log::ensure_stream(&js, &config)
         .await
         .map_err(|e| e.to_string())?;
@@ -77,6 +81,7 @@ pub async fn run_ingest(
     println!("listening on http://{addr}");
     let state = Arc::new(Ingest {
         publisher: Publisher::new(js, partitions),
+        nats,
         validator: Validator::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
         keys,
@@ -113,8 +118,19 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method().as_str(), req.uri().path()) {
+        // Unhealthy while not connected to NATS: a load balancer sends the events
+        // to another ingest node meanwhile (this one would answer 503 to each).
         ("GET", "/health" | "/v1/health") => {
-            reply(StatusCode::OK, json!({"status": "ok", "role": "ingest"}))
+            let (connected, nats) = log::nats_state(&state.nats);
+            let status = match connected {
+                true => StatusCode::OK,
+                false => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let said = if connected { "ok" } else { "unavailable" };
+            reply(
+                status,
+                json!({"status": said, "role": "ingest", "nats": nats}),
+            )
         }
         ("POST", "/v1/events") => match post_events(&state, req).await {
             Ok(r) => r,

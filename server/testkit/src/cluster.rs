@@ -210,6 +210,11 @@ impl NatsCluster {
         self.nodes.iter().map(NatsNode::url).collect()
     }
 
+    /// The nodes' names (`n0`, `n1`, …).
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
     /// Kills the node named `name` with SIGKILL.
     pub fn kill(&mut self, name: &str) {
         let n = self.nodes.iter_mut().find(|n| n.name == name).unwrap();

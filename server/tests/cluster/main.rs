@@ -821,6 +821,23 @@ fn ingest_goes_on_when_the_stream_leader_is_killed() {
         .unwrap();
     assert!(new_leader.is_some_and(|l| l != leader));
     env.assert_exactly_once();
+    // An ingest node says it is healthy only while connected to NATS (a load
+    // balancer then sends events elsewhere): with every NATS node gone, 503.
+    let health = sightline_testkit::get(a1, "/health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["nats"], "connected");
+    for name in env.nats.names() {
+        env.nats.kill(&name);
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || sightline_testkit::get(
+            a1, "/health"
+        )
+        .status
+            == 503),
+        "ingest-1 still says it is healthy with NATS gone: {}",
+        sightline_testkit::get(a1, "/health").body
+    );
 }
 
 #[test]
