@@ -5,7 +5,8 @@
 //! leases   (partition PRIMARY KEY, owner, epoch, expires_at, checkpoint_seq, dict_bytes)
 //! members  (owner PRIMARY KEY, expires_at, address) -- live indexers (fair share; where
 //!                                                   --   query nodes reach them)
-//! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
+//! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch,
+//!   object_offset, object_len)
 //! dict_chunks (partition, start_offset, len, object_key, epoch)
 //! query_members (member PRIMARY KEY, expires_at, address, serving integer[])
 //!                                                   -- live query nodes, where they answer
@@ -68,7 +69,11 @@ pub struct SegmentRow {
     pub file: String,
     pub events: u32,
     pub max_seq: u64,
+    /// The object holding the segment file: a commit's bundle (`objects::bundle_key`),
+    /// or, for rows committed before bundles, the file alone.
     pub object_key: String,
+    /// Where in the object the file lies (offset, length); `None`: the whole object.
+    pub object_range: Option<(u64, u64)>,
 }
 
 /// A live query node, as it last said: where it answers partition requests and the
@@ -118,10 +123,13 @@ CREATE TABLE IF NOT EXISTS segments (
     file text NOT NULL,
     events integer NOT NULL,
     max_seq bigint NOT NULL,
-    object_key text NOT NULL UNIQUE,
+    object_key text NOT NULL,
     epoch bigint NOT NULL,
     PRIMARY KEY (partition, segment_id)
 );
+ALTER TABLE segments DROP CONSTRAINT IF EXISTS segments_object_key_key;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
 CREATE TABLE IF NOT EXISTS dict_chunks (
     partition integer NOT NULL,
     start_offset bigint NOT NULL,
@@ -163,7 +171,8 @@ fn chunk_of(r: &tokio_postgres::Row) -> DictChunk {
     }
 }
 
-/// A `segments` row (segment_id, community, span, file, events, max_seq, object_key).
+/// A `segments` row (segment_id, community, span, file, events, max_seq, object_key,
+/// object_offset, object_len).
 fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
     SegmentRow {
         segment_id: to_u64(r.get(0)),
@@ -173,6 +182,10 @@ fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
         events: r.get::<_, i32>(4) as u32,
         max_seq: to_u64(r.get(5)),
         object_key: r.get(6),
+        object_range: match (r.get::<_, Option<i64>>(7), r.get::<_, Option<i64>>(8)) {
+            (Some(offset), Some(len)) => Some((to_u64(offset), to_u64(len))),
+            _ => None,
+        },
     }
 }
 
@@ -487,8 +500,8 @@ impl Meta {
         let p = partition as i32;
         for s in segments {
             tx.execute(
-                "INSERT INTO segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch, object_offset, object_len)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
                     &p,
                     &to_i64(s.segment_id),
@@ -499,6 +512,8 @@ impl Meta {
                     &to_i64(s.max_seq),
                     &s.object_key,
                     &epoch,
+                    &s.object_range.map(|(o, _)| to_i64(o)),
+                    &s.object_range.map(|(_, l)| to_i64(l)),
                 ],
             )
             .await
@@ -636,7 +651,8 @@ impl Meta {
             .map_err(ClusterError::pg("list dictionary chunks"))?;
         let segments = tx
             .query(
-                "SELECT segment_id, community, span, file, events, max_seq, object_key
+                "SELECT segment_id, community, span, file, events, max_seq, object_key,
+                        object_offset, object_len
                  FROM segments WHERE partition = $1 ORDER BY segment_id",
                 &[&p],
             )
@@ -700,7 +716,8 @@ impl Meta {
         let rows = self
             .client
             .query(
-                "SELECT segment_id, community, span, file, events, max_seq, object_key
+                "SELECT segment_id, community, span, file, events, max_seq, object_key,
+                        object_offset, object_len
                  FROM segments WHERE partition = $1 ORDER BY segment_id",
                 &[&(partition as i32)],
             )

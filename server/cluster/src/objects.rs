@@ -1,6 +1,9 @@
 //! Object storage through `object_store` (any S3 API; SeaweedFS in the tests).
 //!
-//! Keys: `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg` for a segment and
+//! Keys: `p{partition}/e{epoch}/bundle/{first}-{last}-{n}.segs` for the segment files
+//! of one commit (a bundle: one object a partition a commit, however many
+//! communities and days it touched), `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg`
+//! for a segment committed alone before bundles, and
 //! `p{partition}/e{epoch}/dict/{start}-{len}` for a dictionary-log chunk. The epoch is
 //! in every key, so an indexer whose lease was taken over never writes a key its
 //! successor writes; puts are create-only (`If-None-Match: *`) all the same.
@@ -39,9 +42,11 @@ fn err(context: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> 
     }
 }
 
-/// The key of a segment file uploaded under `epoch`.
-pub fn segment_key(partition: u32, epoch: i64, span: i32, community: u32, id: u64) -> String {
-    format!("p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg")
+/// The key of a commit's bundle under `epoch`: the new segment files of one commit,
+/// one after another (each row of the catalog says where its file lies), named by the
+/// first and last segment ids it holds and how many.
+pub fn bundle_key(partition: u32, epoch: i64, first: u64, last: u64, n: usize) -> String {
+    format!("p{partition}/e{epoch}/bundle/{first}-{last}-{n}.segs")
 }
 
 /// The key of a dictionary-log chunk uploaded under `epoch`.

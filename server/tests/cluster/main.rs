@@ -679,6 +679,34 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     );
     env.post(a1, 100);
     env.assert_exactly_once();
+    // One object a partition a commit: every listed segment lies in its commit's
+    // bundle, several to a bundle, each range within the object.
+    let meta = env.meta();
+    let objects = Objects::new(&env.config().s3).unwrap();
+    let sizes: std::collections::HashMap<String, u64> = env
+        .rt
+        .block_on(objects.list(None))
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    let mut rows = 0;
+    let mut bundles = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        for r in env.rt.block_on(meta.segments(p)).unwrap() {
+            assert!(r.object_key.contains("/bundle/"), "{}", r.object_key);
+            let (offset, len) = r.object_range.expect("a bundled segment has its range");
+            assert!(offset + len <= sizes[&r.object_key], "{r:?}");
+            bundles.insert(r.object_key.clone());
+            rows += 1;
+        }
+    }
+    assert!(
+        bundles.len() < rows,
+        "{rows} segments in {} objects",
+        bundles.len()
+    );
+    eprintln!("{rows} segments in {} bundles", bundles.len());
     eprintln!("{} events, {:?} in all", env.acked.len(), started.elapsed());
 }
 

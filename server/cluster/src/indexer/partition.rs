@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::{connect_meta, Shared};
 use crate::error::{ClusterError, Result};
 use crate::meta::{bounded, DictChunk, Lease, Meta, SegmentRow};
-use crate::objects::{dict_key, segment_key};
+use crate::objects::{bundle_key, dict_key};
 use crate::partition::partition_filter;
 use crate::{payload, restore};
 
@@ -37,8 +37,6 @@ struct Partition {
     store: Store,
     /// Segment ids listed in the catalog.
     committed: HashSet<u64>,
-    /// Segment ids uploaded under this epoch (committed or not yet).
-    uploaded: HashSet<u64>,
     /// Bytes of the dictionary log the catalog holds.
     dict_committed: u64,
     /// Stream sequence of the last message appended (or skipped as invalid).
@@ -136,7 +134,6 @@ pub(super) async fn run_partition(
         lease,
         meta,
         store,
-        uploaded: committed.clone(),
         committed,
         dict_committed: lease.dict_bytes,
         last_seq: lease.checkpoint_seq,
@@ -499,31 +496,37 @@ impl Partition {
         })
         .await
         .expect("seal task panicked")?;
+        // One object for the commit: its new segment files one after another (a
+        // create-only put; a retry after a failed commit uploads what is then
+        // uncommitted as a bundle of its own, the first left to the janitor).
         let mut rows = Vec::with_capacity(new.len());
-        for (key, entry, max_seq, path) in new {
-            let object_key = segment_key(p, epoch, key.span, key.community, entry.id);
-            if !self.uploaded.contains(&entry.id) {
+        if let (Some(first), Some(last)) = (new.first(), new.last()) {
+            let object_key = bundle_key(p, epoch, first.1.id, last.1.id, new.len());
+            let mut bundle = Vec::new();
+            for (key, entry, max_seq, path) in new {
+                let offset = bundle.len() as u64;
                 let bytes = tokio::fs::read(&path)
                     .await
                     .map_err(|source| ClusterError::Io {
                         context: format!("reading {}", path.display()),
                         source,
                     })?;
-                self.shared
-                    .objects
-                    .put_create(&object_key, Bytes::from(bytes))
-                    .await?;
-                self.uploaded.insert(entry.id);
+                bundle.extend_from_slice(&bytes);
+                rows.push(SegmentRow {
+                    segment_id: entry.id,
+                    community: key.community,
+                    span: key.span,
+                    file: entry.file,
+                    events: entry.events,
+                    max_seq,
+                    object_key: object_key.clone(),
+                    object_range: Some((offset, bytes.len() as u64)),
+                });
             }
-            rows.push(SegmentRow {
-                segment_id: entry.id,
-                community: key.community,
-                span: key.span,
-                file: entry.file,
-                events: entry.events,
-                max_seq,
-                object_key,
-            });
+            self.shared
+                .objects
+                .put_create(&object_key, Bytes::from(bundle))
+                .await?;
         }
         let chunk = match dict.is_empty() {
             true => None,
