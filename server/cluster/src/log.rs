@@ -87,12 +87,20 @@ pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Strea
                     .await
                     .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
                 if info.config.max_age != want {
+                    // Not fatal: the stream works with the limit it has, and the next
+                    // node to start sets it again (every node reads the same file).
                     let mut updated = info.config.clone();
                     updated.max_age = want;
-                    js.update_stream(updated)
-                        .await
-                        .map_err(|e| ClusterError::log("update stream")(e.to_string()))?;
-                    tracing::info!(max_age_s = config.stream_max_age_s, "stream age limit set");
+                    match js.update_stream(updated).await {
+                        Ok(_) => tracing::info!(
+                            max_age_s = config.stream_max_age_s,
+                            "stream age limit set"
+                        ),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "the stream's age limit was not updated; it keeps its own"
+                        ),
+                    }
                 }
                 return Ok(s);
             }

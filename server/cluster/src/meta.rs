@@ -103,6 +103,14 @@ pub struct DictChunk {
     pub object_key: String,
 }
 
+/// What a database made before bundles needs (the migration `Meta::create` runs
+/// once).
+const BUNDLES: &str = "
+ALTER TABLE segments DROP CONSTRAINT IF EXISTS segments_object_key_key;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -127,9 +135,7 @@ CREATE TABLE IF NOT EXISTS segments (
     epoch bigint NOT NULL,
     PRIMARY KEY (partition, segment_id)
 );
-ALTER TABLE segments DROP CONSTRAINT IF EXISTS segments_object_key_key;
-ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
-ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
+
 CREATE TABLE IF NOT EXISTS dict_chunks (
     partition integer NOT NULL,
     start_offset bigint NOT NULL,
@@ -301,6 +307,24 @@ impl Meta {
         tx.batch_execute(SCHEMA)
             .await
             .map_err(ClusterError::pg("create tables"))?;
+        // Bundles (one object a commit): a database made before them gets their
+        // columns and loses the one-object-a-segment constraint, once. Checked first:
+        // ALTER TABLE takes the table's strongest lock even when it changes nothing.
+        let bundled: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'segments'
+                   AND column_name = 'object_offset'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the segments table"))?
+            .get(0);
+        if bundled == 0 {
+            tx.batch_execute(BUNDLES)
+                .await
+                .map_err(ClusterError::pg("add the bundle columns"))?;
+        }
         tx.execute(
             "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",
             &[&partitions.to_string()],

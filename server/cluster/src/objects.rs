@@ -1,10 +1,12 @@
 //! Object storage through `object_store` (any S3 API; SeaweedFS in the tests).
 //!
-//! Keys: `p{partition}/e{epoch}/bundle/{first}-{last}-{n}.segs` for the segment files
-//! of one commit (a bundle: one object a partition a commit, however many
-//! communities and days it touched), `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg`
+//! Keys: `p{partition}/e{epoch}/bundle/{first}-{last}-{n}-{nonce}.segs` for the
+//! segment files of one commit (a bundle: one object a partition a commit, however
+//! many communities and days it touched, split past `MAX_BUNDLE_BYTES`), `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg`
 //! for a segment committed alone before bundles, and
-//! `p{partition}/e{epoch}/dict/{start}-{len}` for a dictionary-log chunk. The epoch is
+//! `p{partition}/e{epoch}/dict/{start}-{len}-{nonce}` for a dictionary-log chunk
+//! (`{start}-{len}` before nonces). Each upload attempt has a nonce of its own
+//! ([`upload_nonce`]). The epoch is
 //! in every key, so an indexer whose lease was taken over never writes a key its
 //! successor writes; puts are create-only (`If-None-Match: *`) all the same.
 
@@ -42,16 +44,35 @@ fn err(context: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> 
     }
 }
 
-/// The key of a commit's bundle under `epoch`: the new segment files of one commit,
-/// one after another (each row of the catalog says where its file lies), named by the
-/// first and last segment ids it holds and how many.
-pub fn bundle_key(partition: u32, epoch: i64, first: u64, last: u64, n: usize) -> String {
-    format!("p{partition}/e{epoch}/bundle/{first}-{last}-{n}.segs")
+/// A value no other upload of this process or another has (random per process, a
+/// counter within it): in every key an indexer writes, so each upload attempt is an
+/// object of its own. A retry after a failed commit never meets an object of an
+/// earlier attempt (whose bytes may differ: compaction may have merged its segments
+/// meanwhile), and every object's age, which the janitor goes by, is its own
+/// upload's.
+pub fn upload_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(seed);
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.finish()
 }
 
-/// The key of a dictionary-log chunk uploaded under `epoch`.
-pub fn dict_key(partition: u32, epoch: i64, start: u64, len: u64) -> String {
-    format!("p{partition}/e{epoch}/dict/{start}-{len}")
+/// The key of a commit's bundle under `epoch`: new segment files of one commit, one
+/// after another (each row of the catalog says where its file lies), named by the
+/// lowest and highest segment ids it holds, how many, and an [`upload_nonce`].
+pub fn bundle_key(partition: u32, epoch: i64, ids: (u64, u64), n: usize, nonce: u64) -> String {
+    let (first, last) = ids;
+    format!("p{partition}/e{epoch}/bundle/{first}-{last}-{n}-{nonce:016x}.segs")
+}
+
+/// The key of a dictionary-log chunk uploaded under `epoch` (with an
+/// [`upload_nonce`]).
+pub fn dict_key(partition: u32, epoch: i64, start: u64, len: u64, nonce: u64) -> String {
+    format!("p{partition}/e{epoch}/dict/{start}-{len}-{nonce:016x}")
 }
 
 impl Objects {

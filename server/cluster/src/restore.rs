@@ -84,35 +84,60 @@ pub async fn restore_committed(
         dict_bytes: chunks.iter().map(|c| c.len).sum(),
         ..Default::default()
     };
-    // A commit's segments share its bundle, and rows in segment-id order keep a
-    // bundle's together: each bundle is fetched once (the last one kept).
-    let mut fetched: Option<(String, bytes::Bytes)> = None;
-    for s in segments {
-        let object = match &fetched {
-            Some((key, bytes)) if *key == s.object_key => bytes.clone(),
-            _ => {
-                let bytes = objects.get(&s.object_key).await?;
-                fetched = Some((s.object_key.clone(), bytes.clone()));
+    // Each segment's bytes: a run of rows lying back to back in one bundle is one
+    // range read (a bundle may also hold files compaction has replaced since: those
+    // gaps are never downloaded); a row from before bundles is its whole object.
+    let mut i = 0;
+    while i < segments.len() {
+        let run = run_of(&segments[i..]);
+        let object = match segments[i].object_range {
+            None => objects.get(&segments[i].object_key).await?,
+            Some((start, _)) => {
+                let last = &segments[i + run - 1];
+                let end = last
+                    .object_range
+                    .and_then(|(offset, len)| offset.checked_add(len))
+                    .ok_or_else(|| ClusterError::Catalog {
+                        partition,
+                        reason: format!("segment {} has no valid range", last.segment_id),
+                    })?;
+                let bytes = objects
+                    .get_range(&segments[i].object_key, start, end)
+                    .await?;
+                if bytes.len() as u64 != end - start {
+                    return Err(ClusterError::Catalog {
+                        partition,
+                        reason: format!(
+                            "{} answered {} bytes for {start}..{end}",
+                            segments[i].object_key,
+                            bytes.len()
+                        ),
+                    });
+                }
                 bytes
             }
         };
-        let bytes = segment_bytes(partition, s, object)?;
-        let key = ShardKey {
-            community: s.community,
-            span: s.span,
-        };
-        let entry = SegmentEntry {
-            id: s.segment_id,
-            file: s.file.clone(),
-            events: s.events,
-        };
-        restore = tokio::task::spawn_blocking(move || {
-            restore.add_segment(key, entry, &bytes).map(|()| restore)
-        })
-        .await
-        .expect("restore task panicked")?;
-        report.segments += 1;
-        report.events += u64::from(s.events);
+        let base = segments[i].object_range.map_or(0, |(start, _)| start);
+        for s in &segments[i..i + run] {
+            let bytes = segment_bytes(partition, s, base, object.clone())?;
+            let key = ShardKey {
+                community: s.community,
+                span: s.span,
+            };
+            let entry = SegmentEntry {
+                id: s.segment_id,
+                file: s.file.clone(),
+                events: s.events,
+            };
+            restore = tokio::task::spawn_blocking(move || {
+                restore.add_segment(key, entry, &bytes).map(|()| restore)
+            })
+            .await
+            .expect("restore task panicked")?;
+            report.segments += 1;
+            report.events += u64::from(s.events);
+        }
+        i += run;
     }
     let dir_owned = dir.to_path_buf();
     let store = tokio::task::spawn_blocking(move || {
@@ -124,18 +149,47 @@ pub async fn restore_committed(
     Ok((store, report))
 }
 
-/// The file of segment row `s` out of its object: the row's range of a bundle, or
-/// the whole object for a row committed before bundles.
-fn segment_bytes(partition: u32, s: &SegmentRow, object: bytes::Bytes) -> Result<bytes::Bytes> {
+/// How many rows from the first of `rows` lie back to back in one object (a row from
+/// before bundles is a run of its own).
+fn run_of(rows: &[SegmentRow]) -> usize {
+    let Some((first, rest)) = rows.split_first() else {
+        return 0;
+    };
+    let Some((offset, len)) = first.object_range else {
+        return 1;
+    };
+    let mut end = offset.saturating_add(len);
+    let mut n = 1;
+    for r in rest {
+        match r.object_range {
+            Some((o, l)) if r.object_key == first.object_key && o == end => {
+                end = o.saturating_add(l);
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// The file of segment row `s` out of `object`, the bytes of its object from offset
+/// `base` on: the row's range, or the whole object for a row from before bundles.
+fn segment_bytes(
+    partition: u32,
+    s: &SegmentRow,
+    base: u64,
+    object: bytes::Bytes,
+) -> Result<bytes::Bytes> {
     let Some((offset, len)) = s.object_range else {
         return Ok(object);
     };
-    match offset.checked_add(len) {
-        Some(end) if end <= object.len() as u64 => Ok(object.slice(offset as usize..end as usize)),
+    let at = offset.checked_sub(base);
+    match at.and_then(|a| a.checked_add(len).map(|e| (a, e))) {
+        Some((a, e)) if e <= object.len() as u64 => Ok(object.slice(a as usize..e as usize)),
         _ => Err(ClusterError::Catalog {
             partition,
             reason: format!(
-                "segment {} lies at {offset}+{len} in {}, which has {} bytes",
+                "segment {} lies at {offset}+{len} in {}, not in the {} bytes read from {base}",
                 s.segment_id,
                 s.object_key,
                 object.len()
@@ -164,21 +218,40 @@ mod tests {
     #[test]
     fn a_segment_is_its_range_of_the_bundle_or_a_whole_older_object() {
         let object = bytes::Bytes::from_static(b"aaabbbbcc");
-        assert_eq!(
-            &segment_bytes(0, &row(Some((3, 4))), object.clone()).unwrap()[..],
-            b"bbbb"
-        );
-        assert_eq!(
-            &segment_bytes(0, &row(Some((7, 2))), object.clone()).unwrap()[..],
-            b"cc"
-        );
-        assert_eq!(
-            &segment_bytes(0, &row(None), object.clone()).unwrap()[..],
-            b"aaabbbbcc"
-        );
-        for bad in [(7, 3), (10, 0), (u64::MAX, 2)] {
-            let e = segment_bytes(0, &row(Some(bad)), object.clone()).unwrap_err();
+        let cut = |range, base, o: &bytes::Bytes| segment_bytes(0, &row(range), base, o.clone());
+        assert_eq!(&cut(Some((3, 4)), 0, &object).unwrap()[..], b"bbbb");
+        assert_eq!(&cut(Some((7, 2)), 0, &object).unwrap()[..], b"cc");
+        assert_eq!(&cut(None, 0, &object).unwrap()[..], b"aaabbbbcc");
+        // Read from offset 3 on: "bbbbcc".
+        let tail = object.slice(3..);
+        assert_eq!(&cut(Some((7, 2)), 3, &tail).unwrap()[..], b"cc");
+        for (bad, base) in [((7, 3), 0), ((10, 0), 0), ((u64::MAX, 2), 0), ((1, 2), 3)] {
+            let e = cut(Some(bad), base, &object).unwrap_err();
             assert!(e.to_string().contains("p0/e1/bundle/5-7-3.segs"), "{e}");
         }
+    }
+
+    #[test]
+    fn rows_back_to_back_in_one_bundle_are_one_run() {
+        let at = |id: u64, key: &str, range: Option<(u64, u64)>| SegmentRow {
+            segment_id: id,
+            object_key: key.into(),
+            object_range: range,
+            ..row(None)
+        };
+        let rows = [
+            at(1, "b1", Some((0, 10))),
+            at(2, "b1", Some((10, 5))),
+            at(3, "b1", Some((40, 5))), // a gap: what compaction replaced
+            at(4, "b2", Some((45, 5))), // another object
+            at(5, "old", None),
+            at(6, "b3", Some((0, 1))),
+        ];
+        assert_eq!(run_of(&rows), 2);
+        assert_eq!(run_of(&rows[2..]), 1);
+        assert_eq!(run_of(&rows[3..]), 1);
+        assert_eq!(run_of(&rows[4..]), 1);
+        assert_eq!(run_of(&rows[5..]), 1);
+        assert_eq!(run_of(&[]), 0);
     }
 }

@@ -547,6 +547,42 @@ fn a_synthetic_city_through_the_cluster_equals_a_single_node_store_fed_the_same_
 }
 
 #[test]
+fn a_catalog_made_before_bundles_takes_their_columns_and_keeps_its_rows() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    // The segments table as the first release made it: one object a segment.
+    env.pg.psql(
+        "CREATE TABLE segments (partition integer NOT NULL, segment_id bigint NOT NULL,
+            community integer NOT NULL, span integer NOT NULL, file text NOT NULL,
+            events integer NOT NULL, max_seq bigint NOT NULL, object_key text NOT NULL UNIQUE,
+            epoch bigint NOT NULL, PRIMARY KEY (partition, segment_id));
+         INSERT INTO segments VALUES (3, 7, 1, 20000, 'segments/20000/1-7.seg', 5, 9,
+            'p3/e1/seg/20000/1-7.seg', 1);",
+    );
+    let mut meta = env.meta();
+    assert_eq!(
+        env.rt.block_on(meta.create(PARTITIONS)).unwrap(),
+        PARTITIONS
+    );
+    // Twice: the second start finds the columns and changes nothing.
+    assert_eq!(
+        env.rt.block_on(meta.create(PARTITIONS)).unwrap(),
+        PARTITIONS
+    );
+    let rows = env.rt.block_on(meta.segments(3)).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].object_key, "p3/e1/seg/20000/1-7.seg");
+    assert_eq!(rows[0].object_range, None, "an old row is its whole object");
+    // Two segments in one object are allowed now.
+    env.pg.psql(
+        "INSERT INTO segments VALUES (3, 8, 1, 20001, 'a', 1, 10, 'p3/e2/bundle/8-9-2-0.segs', 2, 0, 100),
+                                     (3, 9, 2, 20001, 'b', 1, 11, 'p3/e2/bundle/8-9-2-0.segs', 2, 100, 50);",
+    );
+    let rows = env.rt.block_on(meta.segments(3)).unwrap();
+    assert_eq!(rows[2].object_range, Some((100, 50)));
+}
+
+#[test]
 fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();

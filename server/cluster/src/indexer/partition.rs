@@ -17,13 +17,17 @@ use tokio::sync::watch;
 use super::{connect_meta, Shared};
 use crate::error::{ClusterError, Result};
 use crate::meta::{bounded, DictChunk, Lease, Meta, SegmentRow};
-use crate::objects::{bundle_key, dict_key};
+use crate::objects::{bundle_key, dict_key, upload_nonce};
 use crate::partition::partition_filter;
 use crate::{payload, restore};
 
 /// A partition's local store may hold this much in memory parts before it seals
 /// early (commits seal everything anyway; this bounds a long commit interval).
 const PARTITION_MEMORY_BYTES: u64 = 256 << 20;
+/// A commit's bundle is cut after the segment that takes it past this many bytes
+/// (compaction of many closed days at once could otherwise make one object, held in
+/// memory, of any size; S3 takes at most 5 GiB in one put).
+const MAX_BUNDLE_BYTES: u64 = 256 << 20;
 /// How long a fetch may take before it is given up and tried again.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause when the log had nothing new.
@@ -411,13 +415,13 @@ impl Partition {
         // The stream's age limit (`stream_max_age_s`) may have dropped messages this
         // partition never committed (its indexers down longer than that).
         if let Ok(info) = stream.info().await {
-            if info.state.first_sequence > self.last_seq + 1 && info.state.messages > 0 {
-                tracing::error!(
+            if info.state.first_sequence > self.last_seq + 1 {
+                tracing::warn!(
                     partition = self.lease.partition,
                     from_seq = self.last_seq + 1,
                     stream_first_seq = info.state.first_sequence,
-                    "the log starts past this partition's checkpoint: its messages between \
-                     (if any) were dropped by the stream's age limit and are lost"
+                    "the log starts past this partition's checkpoint: any of its messages \
+                     between were dropped by the stream's age limit (stream_max_age_s)"
                 );
             }
         }
@@ -496,43 +500,55 @@ impl Partition {
         })
         .await
         .expect("seal task panicked")?;
-        // One object for the commit: its new segment files one after another (a
-        // create-only put; a retry after a failed commit uploads what is then
-        // uncommitted as a bundle of its own, the first left to the janitor).
-        let mut rows = Vec::with_capacity(new.len());
-        if let (Some(first), Some(last)) = (new.first(), new.last()) {
-            let object_key = bundle_key(p, epoch, first.1.id, last.1.id, new.len());
-            let mut bundle = Vec::new();
-            for (key, entry, max_seq, path) in new {
-                let offset = bundle.len() as u64;
-                let bytes = tokio::fs::read(&path)
-                    .await
-                    .map_err(|source| ClusterError::Io {
-                        context: format!("reading {}", path.display()),
-                        source,
-                    })?;
-                bundle.extend_from_slice(&bytes);
-                rows.push(SegmentRow {
-                    segment_id: entry.id,
-                    community: key.community,
-                    span: key.span,
-                    file: entry.file,
-                    events: entry.events,
-                    max_seq,
-                    object_key: object_key.clone(),
-                    object_range: Some((offset, bytes.len() as u64)),
-                });
+        // One object for the commit (more past MAX_BUNDLE_BYTES): its new segment
+        // files one after another, each upload attempt under a key of its own
+        // (`upload_nonce`); a failed commit's objects are left to the janitor.
+        let mut rows: Vec<SegmentRow> = Vec::with_capacity(new.len());
+        let mut bundle: Vec<u8> = Vec::new();
+        let mut members: Vec<SegmentRow> = Vec::new();
+        let mut pending = new.into_iter().peekable();
+        while let Some((key, entry, max_seq, path)) = pending.next() {
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|source| ClusterError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                })?;
+            let offset = bundle.len() as u64;
+            bundle.extend_from_slice(&bytes);
+            members.push(SegmentRow {
+                segment_id: entry.id,
+                community: key.community,
+                span: key.span,
+                file: entry.file,
+                events: entry.events,
+                max_seq,
+                object_key: String::new(),
+                object_range: Some((offset, bytes.len() as u64)),
+            });
+            let full = bundle.len() as u64 >= MAX_BUNDLE_BYTES;
+            if full || pending.peek().is_none() {
+                let ids = members.iter().map(|r| r.segment_id);
+                let (lo, hi) = (ids.clone().min(), ids.max());
+                let (Some(lo), Some(hi)) = (lo, hi) else {
+                    continue;
+                };
+                let object_key = bundle_key(p, epoch, (lo, hi), members.len(), upload_nonce());
+                self.shared
+                    .objects
+                    .put_create(&object_key, Bytes::from(std::mem::take(&mut bundle)))
+                    .await?;
+                for mut r in members.drain(..) {
+                    r.object_key = object_key.clone();
+                    rows.push(r);
+                }
             }
-            self.shared
-                .objects
-                .put_create(&object_key, Bytes::from(bundle))
-                .await?;
         }
         let chunk = match dict.is_empty() {
             true => None,
             false => {
                 let len = dict.len() as u64;
-                let object_key = dict_key(p, epoch, dict_from, len);
+                let object_key = dict_key(p, epoch, dict_from, len, upload_nonce());
                 self.shared
                     .objects
                     .put_create(&object_key, Bytes::from(dict))
