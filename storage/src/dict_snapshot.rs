@@ -59,8 +59,8 @@ pub fn hash(seed: u64, kind: u8, s: &[u8]) -> u64 {
 }
 
 /// One string table to write: strings by id (and kind codes for subjects).
-pub struct TableIn<'a> {
-    pub strings: &'a mut dyn Iterator<Item = (u8, &'a str)>,
+pub struct TableIn<'i, 's> {
+    pub strings: &'i mut dyn Iterator<Item = (u8, &'s str)>,
     pub len: usize,
 }
 
@@ -76,7 +76,7 @@ fn pad8(out: &mut Vec<u8>) {
 
 /// Encodes a snapshot covering `log_len` bytes of the log (`tail_crc` over its last
 /// `tail_len` of them) from the three tables' strings, in id order.
-pub fn encode(log_len: u64, tail: (u32, u32), seed: u64, tables: [TableIn<'_>; 3]) -> Vec<u8> {
+pub fn encode(log_len: u64, tail: (u32, u32), seed: u64, tables: [TableIn<'_, '_>; 3]) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_BYTES];
     let mut sections: Vec<(u64, u64, u32)> = Vec::with_capacity(SECTIONS);
     let mut kinds: Vec<u8> = Vec::new();
@@ -325,5 +325,98 @@ mod tests {
         assert_ne!(hash(0, 0, b"a"), hash(0, 1, b"a"));
         assert_ne!(hash(0, 0, b"a"), hash(1, 0, b"a"));
         assert_eq!(hash(7, 2, "苏ED00000".as_bytes()), 0x3470_a66e_eb81_b6c4);
+    }
+
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.dsnap");
+
+    /// Fixed contents: two communities, three devices, four subjects (one string
+    /// under two kinds), as the log of 1,234 bytes ending in `tail` would give.
+    fn golden_bytes() -> Vec<u8> {
+        let mut c = ["3205080001", "3205080002"].into_iter().map(|s| (0u8, s));
+        let mut d = [
+            "32050801011210000001",
+            "32050801011210000002",
+            "32050801011210000003",
+        ]
+        .into_iter()
+        .map(|s| (0u8, s));
+        let mut s = [(0u8, "苏ED00000"), (1, "F1"), (0, "F1"), (2, "CARD-7")].into_iter();
+        encode(
+            1234,
+            (crc32fast::hash(b"tail"), 4),
+            0x5EED,
+            [
+                TableIn {
+                    strings: &mut c,
+                    len: 2,
+                },
+                TableIn {
+                    strings: &mut d,
+                    len: 3,
+                },
+                TableIn {
+                    strings: &mut s,
+                    len: 4,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn golden_file_is_rebuilt_byte_for_byte_and_read_back() {
+        let bytes = golden_bytes();
+        if std::env::var_os("SIGHTLINE_WRITE_GOLDEN").is_some() {
+            std::fs::write(GOLDEN, &bytes).unwrap();
+        }
+        let golden = std::fs::read(GOLDEN).expect("golden file present");
+        assert!(
+            golden == bytes,
+            "the dictionary snapshot format changed: bump VERSION (see storage/FORMAT.md)"
+        );
+        let snap = DictSnapshot::open(&crate::io::OsIo, Path::new(GOLDEN)).unwrap();
+        assert_eq!((snap.log_len, snap.tail_len), (1234, 4));
+        assert_eq!(snap.len(Part::Subjects), 4);
+        assert_eq!(snap.get(Part::Communities, 1), Some("3205080002"));
+        assert_eq!(snap.find(Part::Devices, 0, "32050801011210000003"), Some(2));
+        assert_eq!(snap.find(Part::Subjects, 0, "F1"), Some(2));
+        assert_eq!(snap.find(Part::Subjects, 1, "F1"), Some(1));
+        assert_eq!(snap.find(Part::Subjects, 2, "F1"), None);
+        assert_eq!(snap.find(Part::Subjects, 0, "苏ED00000"), Some(0));
+        assert_eq!(snap.subject_kind(3), Some(2));
+        assert_eq!(snap.get(Part::Subjects, 4), None);
+    }
+
+    #[test]
+    fn every_flipped_byte_or_truncation_of_the_golden_file_is_refused_or_harmless() {
+        let bytes = golden_bytes();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dict.snap");
+        std::fs::write(&path, &bytes).unwrap();
+        let whole = DictSnapshot::open(&crate::io::OsIo, &path).unwrap();
+        let want: Vec<Option<u32>> = ["F1", "苏ED00000", "CARD-7", "x"]
+            .iter()
+            .map(|s| whole.find(Part::Subjects, 0, s))
+            .collect();
+        drop(whole);
+        for at in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[at] ^= 0x01;
+            std::fs::write(&path, &b).unwrap();
+            // Refused, or (a flip in padding no checksum covers) the same answers.
+            if let Ok(snap) = DictSnapshot::open(&crate::io::OsIo, &path) {
+                let got: Vec<Option<u32>> = ["F1", "苏ED00000", "CARD-7", "x"]
+                    .iter()
+                    .map(|s| snap.find(Part::Subjects, 0, s))
+                    .collect();
+                assert_eq!(got, want, "byte {at}");
+            }
+        }
+        for cut in 0..bytes.len() {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(
+                DictSnapshot::open(&crate::io::OsIo, &path).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 }

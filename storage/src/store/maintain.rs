@@ -459,10 +459,12 @@ impl super::Inner {
         };
         // Entries below the durable counts never change; the read lock only keeps
         // the tables still while they are copied.
+        let started = std::time::Instant::now();
         let bytes = {
             let dicts = read(&self.dicts);
             crate::dict::encode_snapshot(&*self.config.io, &log_path, &dicts, len, counts)?
         };
+        let built_ms = started.elapsed().as_secs_f64() * 1e3;
         let path = self.dir.join(crate::dict::SNAPSHOT_FILE);
         write_atomic(&*self.config.io, &path, |out| {
             use crate::fsutil::Out;
@@ -472,6 +474,8 @@ impl super::Inner {
         tracing::debug!(
             log_bytes = len,
             snapshot_bytes = bytes.len(),
+            built_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
             "dictionary snapshot written"
         );
         Ok(true)
