@@ -565,36 +565,39 @@ impl std::fmt::Debug for DictLog {
 }
 
 /// The snapshot beside the log `path` if it is usable for a log of `log_len` bytes:
-/// `Ok(None)` when there is none, `Err(why)` when it is damaged, of another version,
-/// or made from another (or longer) log.
+/// `Ok(Ok(None))` when there is none, `Ok(Err(why))` when it is damaged, of another
+/// version, or made from another (or longer) log; `Err` when the log cannot be read.
 fn usable_snapshot(
     io: &dyn FileIo,
     path: &Path,
     log_len: u64,
-) -> std::result::Result<Option<DictSnapshot>, String> {
+) -> Result<std::result::Result<Option<DictSnapshot>, String>> {
     let snap_path = path.with_file_name(SNAPSHOT_FILE);
     if !snap_path.exists() {
-        return Ok(None);
+        return Ok(Ok(None));
     }
-    let snap = DictSnapshot::open(io, &snap_path).map_err(|e| e.to_string())?;
+    let snap = match DictSnapshot::open(io, &snap_path) {
+        Ok(snap) => snap,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     if snap.log_len > log_len {
-        return Err(format!(
+        return Ok(Err(format!(
             "{} covers {} bytes of a {log_len}-byte dict.log",
             snap_path.display(),
             snap.log_len
-        ));
+        )));
     }
     let tail_len = snap.log_len.min(crate::dict_snapshot::TAIL_CHECK_BYTES);
     let tail = io
         .read_at(path, snap.log_len - tail_len, tail_len as usize)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| StorageError::io(path, e))?;
     if tail_len != u64::from(snap.tail_len) || crc32fast::hash(&tail) != snap.tail_crc {
-        return Err(format!(
+        return Ok(Err(format!(
             "{} was made from another dict.log (its last bytes differ)",
             snap_path.display()
-        ));
+        )));
     }
-    Ok(Some(snap))
+    Ok(Ok(Some(snap)))
 }
 
 /// Encodes a snapshot of the first `counts` entries of `dicts` (communities, devices,
@@ -646,9 +649,10 @@ pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
     let io = crate::io::OsIo;
     let log_len = std::fs::metadata(path).map_or(0, |m| m.len());
     let snap = match usable_snapshot(&io, path, log_len) {
-        Ok(Some(snap)) => snap,
-        Ok(None) => return None,
-        Err(why) => return Some(format!("{why} (opening ignores it and writes it again)")),
+        Ok(Ok(Some(snap))) => snap,
+        Ok(Ok(None)) => return None,
+        Ok(Err(why)) => return Some(format!("{why} (opening ignores it and writes it again)")),
+        Err(e) => return Some(e.to_string()),
     };
     let bytes = match io.read_at(path, 0, snap.log_len as usize) {
         Ok(b) => b,
@@ -709,7 +713,7 @@ impl DictLog {
             let log_len = std::fs::metadata(path)
                 .map_err(|e| StorageError::io(path, e))?
                 .len();
-            let snapshot = match usable_snapshot(io, path, log_len) {
+            let snapshot = match usable_snapshot(io, path, log_len)? {
                 Ok(s) => s,
                 Err(why) => {
                     tracing::warn!(reason = %why, "dictionary snapshot ignored; loading the whole log");
