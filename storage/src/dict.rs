@@ -7,6 +7,9 @@
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crate::dict_snapshot::{DictSnapshot, Part};
 use crate::error::{Result, StorageError};
 use crate::io::{FileIo, OpenMode, WriteFile};
 use crate::log_file::{read_records, ReadOutcome, TornTail};
@@ -126,10 +129,15 @@ impl Table {
     }
 }
 
-/// All dictionaries of a store.
+/// All dictionaries of a store: the entries of a mapped snapshot (`dict.snap`, ids
+/// from 0), if one was loaded, then the entries added after it (in memory; their
+/// tables hold ids counted from the snapshot's end).
 #[derive(Debug, Default)]
 pub struct Dictionaries {
     hasher: Hasher,
+    snapshot: Option<Arc<DictSnapshot>>,
+    /// Entries in the snapshot: communities, devices, subjects (0 without one).
+    base: [u32; 3],
     communities: Table,
     devices: Table,
     /// Every subject string, by id.
@@ -141,50 +149,94 @@ pub struct Dictionaries {
 }
 
 impl Dictionaries {
+    /// Dictionaries holding a snapshot's entries, for the log records after it.
+    pub(crate) fn from_snapshot(snapshot: Arc<DictSnapshot>) -> Dictionaries {
+        Dictionaries {
+            base: [
+                snapshot.len(Part::Communities),
+                snapshot.len(Part::Devices),
+                snapshot.len(Part::Subjects),
+            ],
+            snapshot: Some(snapshot),
+            ..Dictionaries::default()
+        }
+    }
+
+    fn snap_find(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
+        self.snapshot.as_ref()?.find(part, kind, s)
+    }
+
     pub fn community_id(&self, code: &str) -> Option<u32> {
-        self.communities.get(&self.hasher, code)
+        self.snap_find(Part::Communities, 0, code).or_else(|| {
+            let local = self.communities.get(&self.hasher, code)?;
+            Some(local + self.base[0])
+        })
     }
     pub fn device_id(&self, code: &str) -> Option<u32> {
-        self.devices.get(&self.hasher, code)
+        self.snap_find(Part::Devices, 0, code).or_else(|| {
+            let local = self.devices.get(&self.hasher, code)?;
+            Some(local + self.base[1])
+        })
     }
     pub fn subject_id(&self, kind: Kind, subject: &str) -> Option<u32> {
-        self.subjects_by_kind[kind as usize].get(&self.hasher, &self.subjects, subject)
+        self.snap_find(Part::Subjects, kind.code(), subject)
+            .or_else(|| {
+                let local = self.subjects_by_kind[kind as usize].get(
+                    &self.hasher,
+                    &self.subjects,
+                    subject,
+                )?;
+                Some(local + self.base[2])
+            })
     }
     pub fn community(&self, id: u32) -> Option<&str> {
-        self.communities.names.get(id as usize)
+        match id.checked_sub(self.base[0]) {
+            None => self.snapshot.as_ref()?.get(Part::Communities, id),
+            Some(local) => self.communities.names.get(local as usize),
+        }
     }
     pub fn device(&self, id: u32) -> Option<&str> {
-        self.devices.names.get(id as usize)
+        match id.checked_sub(self.base[1]) {
+            None => self.snapshot.as_ref()?.get(Part::Devices, id),
+            Some(local) => self.devices.names.get(local as usize),
+        }
     }
     pub fn subject(&self, id: u32) -> Option<(Kind, &str)> {
-        let s = self.subjects.get(id as usize)?;
-        Some((self.subject_kinds[id as usize], s))
+        match id.checked_sub(self.base[2]) {
+            None => {
+                let snap = self.snapshot.as_ref()?;
+                let kind = Kind::from_code(snap.subject_kind(id)?)?;
+                Some((kind, snap.get(Part::Subjects, id)?))
+            }
+            Some(local) => {
+                let s = self.subjects.get(local as usize)?;
+                Some((self.subject_kinds[local as usize], s))
+            }
+        }
     }
     pub fn len_communities(&self) -> usize {
-        self.communities.names.len()
+        self.base[0] as usize + self.communities.names.len()
     }
     pub fn len_devices(&self) -> usize {
-        self.devices.names.len()
+        self.base[1] as usize + self.devices.names.len()
     }
     pub fn len_subjects(&self) -> usize {
-        self.subjects.len()
+        self.base[2] as usize + self.subjects.len()
     }
 
     /// Id of `code`, assigning one (and appending its log record to `log`) if new.
     pub(crate) fn intern_community(&mut self, code: &str, log: &mut Vec<u8>) -> u32 {
-        let (id, new) = self.communities.intern(&self.hasher, code);
-        if !new {
-            return id;
+        let (id, new) = self.community_entry(code);
+        if new {
+            push_entry(log, TAG_COMMUNITY, id, 0, code);
         }
-        push_entry(log, TAG_COMMUNITY, id, 0, code);
         id
     }
     pub(crate) fn intern_device(&mut self, code: &str, log: &mut Vec<u8>) -> u32 {
-        let (id, new) = self.devices.intern(&self.hasher, code);
-        if !new {
-            return id;
+        let (id, new) = self.device_entry(code);
+        if new {
+            push_entry(log, TAG_DEVICE, id, 0, code);
         }
-        push_entry(log, TAG_DEVICE, id, 0, code);
         id
     }
     pub(crate) fn intern_subject(&mut self, kind: Kind, subject: &str, log: &mut Vec<u8>) -> u32 {
@@ -195,10 +247,28 @@ impl Dictionaries {
         id
     }
 
+    fn community_entry(&mut self, code: &str) -> (u32, bool) {
+        if let Some(id) = self.snap_find(Part::Communities, 0, code) {
+            return (id, false);
+        }
+        let (local, new) = self.communities.intern(&self.hasher, code);
+        (local + self.base[0], new)
+    }
+    fn device_entry(&mut self, code: &str) -> (u32, bool) {
+        if let Some(id) = self.snap_find(Part::Devices, 0, code) {
+            return (id, false);
+        }
+        let (local, new) = self.devices.intern(&self.hasher, code);
+        (local + self.base[1], new)
+    }
+
     /// The id of `(kind, subject)`, and whether it was added now.
     fn subject_entry(&mut self, kind: Kind, subject: &str) -> (u32, bool) {
+        if let Some(id) = self.snap_find(Part::Subjects, kind.code(), subject) {
+            return (id, false);
+        }
         let kinds = &mut self.subject_kinds;
-        self.subjects_by_kind[kind as usize].intern(
+        let (local, new) = self.subjects_by_kind[kind as usize].intern(
             &self.hasher,
             &mut self.subjects,
             subject,
@@ -206,7 +276,8 @@ impl Dictionaries {
                 kinds.push(kind);
                 names.push(subject)
             },
-        )
+        );
+        (local + self.base[2], new)
     }
 
     /// Room for what a dictionary log holds, counted before it is applied: loading
@@ -247,9 +318,9 @@ impl Dictionaries {
         let s = std::str::from_utf8(&payload[6..])
             .map_err(|_| bad("dictionary string is not UTF-8".into()))?;
         let expected = match tag {
-            TAG_COMMUNITY => self.communities.names.len(),
-            TAG_DEVICE => self.devices.names.len(),
-            TAG_SUBJECT => self.subjects.len(),
+            TAG_COMMUNITY => self.len_communities(),
+            TAG_DEVICE => self.len_devices(),
+            TAG_SUBJECT => self.len_subjects(),
             _ => return Err(bad(format!("unknown dictionary tag {tag}"))),
         };
         if id as usize != expected {
@@ -259,8 +330,8 @@ impl Dictionaries {
         }
         // Loading adds entries without encoding them again for the log.
         let new = match tag {
-            TAG_COMMUNITY => self.communities.intern(&self.hasher, s).1,
-            TAG_DEVICE => self.devices.intern(&self.hasher, s).1,
+            TAG_COMMUNITY => self.community_entry(s).1,
+            TAG_DEVICE => self.device_entry(s).1,
             _ => {
                 let kind = Kind::from_code(kind_code)
                     .ok_or_else(|| bad(format!("unknown kind code {kind_code}")))?;
@@ -285,18 +356,35 @@ impl Dictionaries {
     /// they come and indexed together at the end ([`Dictionaries::index_subjects`]),
     /// which is several times faster than one by one for millions of them.
     fn load(&mut self, bytes: &[u8], path: &Path, tail_may_be_torn: bool) -> Result<ReadOutcome> {
-        let outcome = read_records(bytes, path, tail_may_be_torn, |off, payload| {
+        self.load_at(bytes, 0, path, tail_may_be_torn)
+    }
+
+    /// [`Dictionaries::load`] of the log's bytes from offset `start` on (the records
+    /// after a snapshot): offsets in errors and in the outcome are the file's.
+    fn load_at(
+        &mut self,
+        bytes: &[u8],
+        start: u64,
+        path: &Path,
+        tail_may_be_torn: bool,
+    ) -> Result<ReadOutcome> {
+        let mut outcome = read_records(bytes, path, tail_may_be_torn, |off, payload| {
             self.apply_record(payload, path, off, false)
-        })?;
+        })
+        .map_err(|e| shift_offset(e, start))?;
+        outcome.end += start;
+        if let Some(t) = &mut outcome.torn {
+            t.offset += start;
+        }
         if let Err(id) = self.index_subjects() {
             let (kind, s) = self.subject(id).expect("a duplicate is a subject");
             // Where its record is: a second walk, only on this error.
             let mut offset = 0;
-            let mut seen = 0u64;
+            let mut seen = u64::from(self.base[2]);
             let _ = read_records(bytes, path, tail_may_be_torn, |off, payload| {
                 if payload.first() == Some(&TAG_SUBJECT) {
                     if seen == u64::from(id) {
-                        offset = off;
+                        offset = start + off;
                     }
                     seen += 1;
                 }
@@ -317,6 +405,16 @@ impl Dictionaries {
     /// cache), so they sweep the table instead of missing the cache
     /// once each. The id of a duplicate `(kind, string)` is the error.
     fn index_subjects(&mut self) -> std::result::Result<(), u32> {
+        let base = self.base[2];
+        if let Some(snap) = &self.snapshot {
+            // A subject of the log's tail that the snapshot holds is a duplicate.
+            for (local, &kind) in self.subject_kinds.iter().enumerate() {
+                let s = self.subjects.get(local).expect("every id has a string");
+                if snap.find(Part::Subjects, kind.code(), s).is_some() {
+                    return Err(base + local as u32);
+                }
+            }
+        }
         let hasher = &self.hasher;
         let names = &self.subjects;
         for kind in Kind::ALL {
@@ -366,7 +464,9 @@ impl Dictionaries {
                     },
                 );
                 match entry {
-                    hashbrown::hash_table::Entry::Occupied(e) => return Err(id.max(*e.get())),
+                    hashbrown::hash_table::Entry::Occupied(e) => {
+                        return Err(base + id.max(*e.get()))
+                    }
                     hashbrown::hash_table::Entry::Vacant(e) => {
                         e.insert(id);
                     }
@@ -374,6 +474,22 @@ impl Dictionaries {
             }
         }
         Ok(())
+    }
+}
+
+/// `e` with its offset moved by `start` (an error about bytes read from there).
+fn shift_offset(e: StorageError, start: u64) -> StorageError {
+    match e {
+        StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => StorageError::Corrupt {
+            path,
+            offset: offset + start,
+            reason,
+        },
+        other => other,
     }
 }
 
@@ -419,10 +535,27 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<usize> {
     Ok(dicts.len_communities() + dicts.len_devices() + dicts.len_subjects())
 }
 
+/// The snapshot file beside `dict.log` (storage/FORMAT.md, "Dictionary snapshot").
+pub(crate) const SNAPSHOT_FILE: &str = "dict.snap";
+
+/// A snapshot is rewritten by maintenance once the log has grown past what it covers
+/// by this many bytes and by a sixteenth of the log: opening then applies at most
+/// that much of the log, and writing snapshots costs, spread over the entries added,
+/// at most sixteen copies of each.
+const SNAPSHOT_MIN_TAIL_BYTES: u64 = 256 << 10;
+
 /// The append-only file behind the dictionaries.
 pub(crate) struct DictLog {
     path: PathBuf,
     file: Box<dyn WriteFile>,
+    /// The log's length: every byte written and fsynced.
+    len: u64,
+    /// Entries in those bytes: communities, devices, subjects.
+    counts: [u32; 3],
+    /// Bytes of the log the snapshot on disk covers (0 for none usable).
+    snapshot_covers: u64,
+    /// Why a snapshot on disk was not used at open, if one was not.
+    snapshot_ignored: Option<String>,
 }
 
 impl std::fmt::Debug for DictLog {
@@ -431,37 +564,223 @@ impl std::fmt::Debug for DictLog {
     }
 }
 
+/// The snapshot beside the log `path` if it is usable for a log of `log_len` bytes:
+/// `Ok(Ok(None))` when there is none, `Ok(Err(why))` when it is damaged, of another
+/// version, or made from another (or longer) log; `Err` when the log cannot be read.
+fn usable_snapshot(
+    io: &dyn FileIo,
+    path: &Path,
+    log_len: u64,
+) -> Result<std::result::Result<Option<DictSnapshot>, String>> {
+    let snap_path = path.with_file_name(SNAPSHOT_FILE);
+    if !snap_path.exists() {
+        return Ok(Ok(None));
+    }
+    let snap = match DictSnapshot::open(io, &snap_path) {
+        Ok(snap) => snap,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if snap.log_len > log_len {
+        return Ok(Err(format!(
+            "{} covers {} bytes of a {log_len}-byte dict.log",
+            snap_path.display(),
+            snap.log_len
+        )));
+    }
+    let tail_len = snap.log_len.min(crate::dict_snapshot::TAIL_CHECK_BYTES);
+    let tail = io
+        .read_at(path, snap.log_len - tail_len, tail_len as usize)
+        .map_err(|e| StorageError::io(path, e))?;
+    if tail_len != u64::from(snap.tail_len) || crc32fast::hash(&tail) != snap.tail_crc {
+        return Ok(Err(format!(
+            "{} was made from another dict.log (its last bytes differ)",
+            snap_path.display()
+        )));
+    }
+    Ok(Ok(Some(snap)))
+}
+
+/// Encodes a snapshot of the first `counts` entries of `dicts` (communities, devices,
+/// subjects), which are those of the first `log_len` bytes of the log at `path`.
+pub(crate) fn encode_snapshot(
+    io: &dyn FileIo,
+    path: &Path,
+    dicts: &Dictionaries,
+    log_len: u64,
+    counts: [u32; 3],
+) -> Result<Vec<u8>> {
+    let tail_len = log_len.min(crate::dict_snapshot::TAIL_CHECK_BYTES);
+    let tail = io
+        .read_at(path, log_len - tail_len, tail_len as usize)
+        .map_err(|e| StorageError::io(path, e))?;
+    let seed = dicts.hasher.hash_one(log_len);
+    let mut communities =
+        (0..counts[0]).map(|id| (0u8, dicts.community(id).expect("a durable community")));
+    let mut devices = (0..counts[1]).map(|id| (0u8, dicts.device(id).expect("a durable device")));
+    let mut subjects = (0..counts[2]).map(|id| {
+        let (kind, s) = dicts.subject(id).expect("a durable subject");
+        (kind.code(), s)
+    });
+    Ok(crate::dict_snapshot::encode(
+        log_len,
+        (crc32fast::hash(&tail), tail_len as u32),
+        seed,
+        [
+            crate::dict_snapshot::TableIn {
+                strings: &mut communities,
+                len: counts[0] as usize,
+            },
+            crate::dict_snapshot::TableIn {
+                strings: &mut devices,
+                len: counts[1] as usize,
+            },
+            crate::dict_snapshot::TableIn {
+                strings: &mut subjects,
+                len: counts[2] as usize,
+            },
+        ],
+    ))
+}
+
+/// For `sightline check`: the snapshot beside the dictionary log `path` (if any)
+/// verified whole against the log: every checksum, and every entry's string and
+/// lookup the same as loading the log gives. A problem found, if any.
+pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
+    let io = crate::io::OsIo;
+    let log_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let snap = match usable_snapshot(&io, path, log_len) {
+        Ok(Ok(Some(snap))) => snap,
+        Ok(Ok(None)) => return None,
+        Ok(Err(why)) => return Some(format!("{why} (opening ignores it and writes it again)")),
+        Err(e) => return Some(e.to_string()),
+    };
+    let bytes = match io.read_at(path, 0, snap.log_len as usize) {
+        Ok(b) => b,
+        Err(e) => return Some(StorageError::io(path, e).to_string()),
+    };
+    let mut full = Dictionaries::default();
+    if let Err(e) = full.load(&bytes, path, false) {
+        return Some(e.to_string());
+    }
+    let bad = |what: String| Some(format!("{}: {what}", snap.path().display()));
+    let lens = [
+        full.len_communities(),
+        full.len_devices(),
+        full.len_subjects(),
+    ];
+    for (part, n) in [Part::Communities, Part::Devices, Part::Subjects]
+        .into_iter()
+        .zip(lens)
+    {
+        if snap.len(part) as usize != n {
+            return bad(format!(
+                "{part:?}: {} entries, the log has {n}",
+                snap.len(part)
+            ));
+        }
+        for id in 0..n as u32 {
+            let (kind, s) = match part {
+                Part::Communities => (0, full.community(id)),
+                Part::Devices => (0, full.device(id)),
+                Part::Subjects => match full.subject(id) {
+                    Some((k, s)) => (k.code(), Some(s)),
+                    None => (0, None),
+                },
+            };
+            let s = s.expect("ids below the length have strings");
+            if snap.get(part, id) != Some(s)
+                || (part == Part::Subjects && snap.subject_kind(id) != Some(kind))
+            {
+                return bad(format!("{part:?} {id} differs from the log's"));
+            }
+            if snap.find(part, kind, s) != Some(id) {
+                return bad(format!("{part:?} {s:?} is not found under its id {id}"));
+            }
+        }
+    }
+    None
+}
+
 impl DictLog {
-    /// Loads `path` (creating it if missing). A torn last record is cut off and reported.
+    /// Loads `path` (creating it if missing): from the snapshot beside it and the
+    /// records after it when the snapshot is usable, else every record. A torn last
+    /// record is cut off and reported.
     pub fn open(io: &dyn FileIo, path: &Path) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
         let mut dicts = Dictionaries::default();
-        let torn = if path.exists() {
-            let bytes = io.read(path).map_err(|e| StorageError::io(path, e))?;
-            // A first pass counts (framing and checksums only), so the tables are
-            // sized once; damage found here is found again, and reported, below.
-            let mut counts = Counts::default();
-            let _ = read_records(&bytes, path, true, |_, payload| {
-                counts.add(payload);
-                Ok(())
-            });
-            dicts.reserve(&counts);
-            let ReadOutcome { end, torn } = dicts.load(&bytes, path, true)?;
-            if let Some(t) = &torn {
-                crate::log_file::confirm_torn(io, path, &bytes, t)?;
-                io.truncate(path, end)
+        let mut snapshot_covers = 0;
+        let mut snapshot_ignored = None;
+        let (torn, len) = if path.exists() {
+            let log_len = std::fs::metadata(path)
+                .map_err(|e| StorageError::io(path, e))?
+                .len();
+            let snapshot = match usable_snapshot(io, path, log_len)? {
+                Ok(s) => s,
+                Err(why) => {
+                    tracing::warn!(reason = %why, "dictionary snapshot ignored; loading the whole log");
+                    snapshot_ignored = Some(why);
+                    None
+                }
+            };
+            if let Some(snap) = snapshot {
+                let start = snap.log_len;
+                snapshot_covers = start;
+                dicts = Dictionaries::from_snapshot(Arc::new(snap));
+                let bytes = io
+                    .read_at(path, start, (log_len - start) as usize)
                     .map_err(|e| StorageError::io(path, e))?;
+                let ReadOutcome { end, torn } = dicts.load_at(&bytes, start, path, true)?;
+                if let Some(t) = &torn {
+                    let again = io
+                        .read_at(path, start, (log_len - start) as usize)
+                        .map_err(|e| StorageError::io(path, e))?;
+                    if again != bytes {
+                        return Err(StorageError::corrupt(
+                            path,
+                            t.offset,
+                            "the file reads differently each time (failing disk or memory); refusing to cut off what looks like a torn tail",
+                        ));
+                    }
+                    io.truncate(path, end)
+                        .map_err(|e| StorageError::io(path, e))?;
+                }
+                (torn, end)
+            } else {
+                let bytes = io.read(path).map_err(|e| StorageError::io(path, e))?;
+                // A first pass counts (framing and checksums only), so the tables are
+                // sized once; damage found here is found again, and reported, below.
+                let mut counts = Counts::default();
+                let _ = read_records(&bytes, path, true, |_, payload| {
+                    counts.add(payload);
+                    Ok(())
+                });
+                dicts.reserve(&counts);
+                let ReadOutcome { end, torn } = dicts.load(&bytes, path, true)?;
+                if let Some(t) = &torn {
+                    crate::log_file::confirm_torn(io, path, &bytes, t)?;
+                    io.truncate(path, end)
+                        .map_err(|e| StorageError::io(path, e))?;
+                }
+                (torn, end)
             }
-            torn
         } else {
-            None
+            (None, 0)
         };
         let file = io
             .open(path, OpenMode::AppendOrCreate)
             .map_err(|e| StorageError::io(path, e))?;
+        let counts = [
+            dicts.len_communities() as u32,
+            dicts.len_devices() as u32,
+            dicts.len_subjects() as u32,
+        ];
         Ok((
             DictLog {
                 path: path.to_path_buf(),
                 file,
+                len,
+                counts,
+                snapshot_covers,
+                snapshot_ignored,
             },
             dicts,
             torn,
@@ -476,7 +795,48 @@ impl DictLog {
             .map_err(|e| StorageError::io(&self.path, e))?;
         self.file
             .sync_data()
-            .map_err(|e| StorageError::io(&self.path, e))
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        self.len += bytes.len() as u64;
+        // Count the entries by tag: the records are the ones `push_entry` framed.
+        let mut off = 0;
+        while off + crate::log_file::FRAME_HEADER < bytes.len() {
+            let len = u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes"));
+            if let Some(n) = self
+                .counts
+                .get_mut(bytes[off + crate::log_file::FRAME_HEADER] as usize)
+            {
+                *n += 1;
+            }
+            off += crate::log_file::FRAME_HEADER + len as usize;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log's durable length and the entries it holds (communities, devices,
+    /// subjects): what a snapshot written now covers.
+    pub fn durable(&self) -> (u64, [u32; 3]) {
+        (self.len, self.counts)
+    }
+
+    /// Whether a snapshot is worth writing: the log has grown past the one on disk
+    /// (at all when `clean_close`, else by [`SNAPSHOT_MIN_TAIL_BYTES`] and a sixteenth).
+    pub fn snapshot_due(&self, clean_close: bool) -> bool {
+        let tail = self.len.saturating_sub(self.snapshot_covers);
+        tail > 0 && (clean_close || (tail >= SNAPSHOT_MIN_TAIL_BYTES && tail * 16 >= self.len))
+    }
+
+    /// Records that the snapshot on disk now covers `len` bytes.
+    pub fn snapshot_written(&mut self, len: u64) {
+        self.snapshot_covers = self.snapshot_covers.max(len);
+    }
+
+    /// Why the snapshot on disk was not used at open (damaged, stale, other version).
+    pub fn snapshot_ignored(&self) -> Option<&str> {
+        self.snapshot_ignored.as_deref()
     }
 }
 

@@ -130,9 +130,10 @@ impl FileIo for OsIo {
             // An empty file cannot be mapped on every platform.
             return Ok(FileBytes::Owned(Vec::new()));
         }
-        // SAFETY: the store maps only segment files, which are immutable once renamed
-        // into place; it never writes, truncates or reuses a segment's path while it is
-        // mapped. A file changed underneath us by another process is outside what we
+        // SAFETY: the store maps only segment files and the dictionary snapshot, which
+        // are immutable once renamed into place; it never writes or truncates them, and
+        // replaces a snapshot only by renaming a new file over its path, which leaves
+        // the mapped file's bytes as they were. A file changed underneath us by another process is outside what we
         // can defend.
         Ok(FileBytes::Mapped(unsafe { memmap2::Mmap::map(&file) }?))
     }

@@ -29,6 +29,7 @@ mod clock;
 mod config;
 mod device;
 mod dict;
+mod dict_snapshot;
 mod error;
 mod event;
 mod fsutil;

@@ -29,13 +29,22 @@ struct Gen {
 #[derive(Clone, Debug)]
 enum Op {
     Append(Vec<Gen>),
-    Advance { hours: i64 },
+    Advance {
+        hours: i64,
+    },
     SealDue,
     SealOne(usize),
     CompactOne(usize),
     Maintain,
     Retention,
     Reopen,
+    /// Writes the dictionary snapshot now (and keeps a copy of it).
+    Snapshot,
+    /// Closes and reopens with the snapshot kept by the last `Snapshot` (older than
+    /// the log, as after a crash): opening applies the log records after it.
+    ReopenWithOldSnapshot,
+    /// Closes and reopens without a snapshot: the whole log is loaded.
+    ReopenWithoutSnapshot,
 }
 
 fn gen() -> impl Strategy<Value = Gen> {
@@ -71,6 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Maintain),
         1 => Just(Op::Retention),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Snapshot),
+        1 => Just(Op::ReopenWithOldSnapshot),
+        1 => Just(Op::ReopenWithoutSnapshot),
     ]
 }
 
@@ -156,6 +168,47 @@ fn same_outcome(a: &Appended, b: &Appended) -> bool {
         (Appended::Rejected(x), Appended::Rejected(y)) => x.field == y.field,
         _ => a == b,
     }
+}
+
+/// Every id the dictionaries ever gave, by table (community, device, subject): ids
+/// never change and are dense, whether loaded from the log, a snapshot, or both.
+#[derive(Default)]
+struct SeenIds {
+    names: [Vec<String>; 3],
+}
+
+fn check_ids(store: &Store, seen: &mut SeenIds) -> Result<(), TestCaseError> {
+    let d = store.dictionaries();
+    let lens = [d.len_communities(), d.len_devices(), d.len_subjects()];
+    for (t, &len) in lens.iter().enumerate() {
+        prop_assert!(len >= seen.names[t].len(), "table {} shrank", t);
+        for id in 0..len as u32 {
+            let name = match t {
+                0 => {
+                    let s = d.community(id).unwrap();
+                    prop_assert_eq!(d.community_id(s), Some(id));
+                    s.to_string()
+                }
+                1 => {
+                    let s = d.device(id).unwrap();
+                    prop_assert_eq!(d.device_id(s), Some(id));
+                    s.to_string()
+                }
+                _ => {
+                    let (k, s) = d.subject(id).unwrap();
+                    prop_assert_eq!(d.subject_id(k, s), Some(id));
+                    format!("{k:?}/{s}")
+                }
+            };
+            match seen.names[t].get(id as usize) {
+                Some(before) => prop_assert_eq!(before, &name, "table {} id {} changed", t, id),
+                None => seen.names[t].push(name),
+            }
+        }
+        prop_assert!(d.community(lens[0] as u32).is_none());
+        prop_assert!(d.subject(lens[2] as u32).is_none());
+    }
+    Ok(())
 }
 
 fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
@@ -253,6 +306,9 @@ proptest! {
         let clock = Arc::new(ManualClock::new(DAY0 + 2 * DAY));
         let mut store = Some(open(dir.path(), &clock, config()));
         let mut model = Model::default();
+        let mut seen = SeenIds::default();
+        let snap = dir.path().join("dict.snap");
+        let mut kept: Option<Vec<u8>> = None;
         for op in ops {
             let s = store.as_ref().unwrap();
             match op {
@@ -287,8 +343,23 @@ proptest! {
                     drop(store.take());
                     store = Some(open(dir.path(), &clock, config()));
                 }
+                Op::Snapshot => {
+                    s.write_dict_snapshot().unwrap();
+                    kept = std::fs::read(&snap).ok();
+                }
+                Op::ReopenWithOldSnapshot | Op::ReopenWithoutSnapshot => {
+                    drop(store.take());
+                    let _ = std::fs::remove_file(&snap);
+                    if let (Op::ReopenWithOldSnapshot, Some(bytes)) = (&op, &kept) {
+                        std::fs::write(&snap, bytes).unwrap();
+                    }
+                    store = Some(open(dir.path(), &clock, config()));
+                    let r = store.as_ref().unwrap().recovery();
+                    prop_assert!(r.dict_snapshot_ignored.is_none(), "{:?}", r.dict_snapshot_ignored);
+                }
             }
             check(store.as_ref().unwrap(), &model)?;
+            check_ids(store.as_ref().unwrap(), &mut seen)?;
         }
     }
 }

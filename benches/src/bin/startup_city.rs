@@ -138,6 +138,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Opens the store as `sightline serve` does, timing each step.
 fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     use sightline_index::{StoreIndex, Vocabulary};
+    // `SIGHTLINE_LOG=debug` prints each step of the store's open too.
+    if let Some(level) = std::env::var("SIGHTLINE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+    {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(level)
+            .init();
+    }
     let t = Instant::now();
     let mut last = t;
     let mut lap = |what: &str| {

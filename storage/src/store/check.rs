@@ -1,6 +1,7 @@
 //! `check`: verifies a store offline — every segment's checksums and every event's
 //! attributes read back, every WAL and
-//! dictionary-log record's checksum, every picture's checksum, and that the manifest's
+//! dictionary-log record's checksum, the dictionary snapshot against the log, every
+//! picture's checksum, and that the manifest's
 //! segments exist — without
 //! changing anything (no torn tail truncated, no orphan removed).
 
@@ -125,6 +126,11 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         } else {
             report.wal_records += records;
         }
+    }
+
+    // The dictionary snapshot: whole, and the same entries as the log it covers.
+    if let Some(problem) = crate::dict::check_snapshot(&dict) {
+        report.problems.push(problem);
     }
 
     // Picture packs: every picture's checksum.

@@ -426,7 +426,69 @@ impl Store {
         if removed > 0 {
             tracing::debug!(removed, min_unsealed_seq = min, "WAL checkpoint");
         }
+        // The dictionary snapshot is derived data: failing to write one costs only
+        // a slower next open, never a write.
+        if let Err(e) = self.inner.write_dict_snapshot(false) {
+            tracing::warn!(error = %e, "dictionary snapshot not written");
+        }
         Ok(())
+    }
+
+    /// Writes the dictionary snapshot (`dict.snap`) covering the whole durable
+    /// dictionary log, if it has grown since the last one; whether one was written.
+    /// Maintenance writes it when the log has grown enough, and a clean close always.
+    pub fn write_dict_snapshot(&self) -> Result<bool> {
+        self.inner.write_dict_snapshot(true)
+    }
+}
+
+impl super::Inner {
+    /// See [`Store::write_dict_snapshot`]; `clean_close` writes it for any growth.
+    pub(crate) fn write_dict_snapshot(&self, clean_close: bool) -> Result<bool> {
+        if self.failed.get().is_some() {
+            // The log's state after a failed write is not known: reopening decides.
+            return Ok(false);
+        }
+        let (log_path, len, counts) = {
+            let logs = lock(&self.logs);
+            if !logs.dict.snapshot_due(clean_close) {
+                return Ok(false);
+            }
+            let (len, counts) = logs.dict.durable();
+            (logs.dict.path().to_path_buf(), len, counts)
+        };
+        // Entries below the durable counts never change; the read lock only keeps
+        // the tables still while they are copied.
+        let started = std::time::Instant::now();
+        let bytes = {
+            let dicts = read(&self.dicts);
+            crate::dict::encode_snapshot(&*self.config.io, &log_path, &dicts, len, counts)?
+        };
+        let built_ms = started.elapsed().as_secs_f64() * 1e3;
+        let path = self.dir.join(crate::dict::SNAPSHOT_FILE);
+        write_atomic(&*self.config.io, &path, |out| {
+            use crate::fsutil::Out;
+            out.put(&bytes)
+        })?;
+        lock(&self.logs).dict.snapshot_written(len);
+        tracing::debug!(
+            log_bytes = len,
+            snapshot_bytes = bytes.len(),
+            built_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "dictionary snapshot written"
+        );
+        Ok(true)
+    }
+}
+
+impl Drop for super::Inner {
+    /// A clean close leaves a snapshot covering the whole dictionary log, so the next
+    /// open applies none of it record by record.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_dict_snapshot(true) {
+            tracing::warn!(error = %e, "dictionary snapshot not written at close");
+        }
     }
 }
 

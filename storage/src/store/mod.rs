@@ -51,6 +51,10 @@ pub struct RecoveryReport {
     pub orphan_files_removed: Vec<PathBuf>,
     /// Picture packs whose last record a crash left incomplete (never acknowledged).
     pub picture_torn_tails: Vec<TornTail>,
+    /// Why the dictionary snapshot (`dict.snap`) was not used: damaged, of another
+    /// version, or made from another or longer `dict.log`. The whole log was loaded
+    /// instead and the snapshot is written again.
+    pub dict_snapshot_ignored: Option<String>,
 }
 
 /// One shard in memory: its sealed segments and its unsealed events.
@@ -442,6 +446,7 @@ pub(crate) fn replay_logs(
     let layout = config.layout();
     let (dict_log, dicts, dict_torn) = DictLog::open(&**io, &dir.join("dict.log"))?;
     recovery.dict_torn_tail = dict_torn;
+    recovery.dict_snapshot_ignored = dict_log.snapshot_ignored().map(str::to_string);
     let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
     let max_seq = std::cell::Cell::new(max_seq);
     let (wal, wal_torn) = Wal::open(

@@ -1,0 +1,249 @@
+//! The dictionary snapshot (`dict.snap`): ids and lookups are the same with and without
+//! it, before and after appends past it; a damaged, stale, foreign or other-version
+//! snapshot is ignored (the whole log is loaded, the reason reported) and written
+//! again at close, never a panic or a wrong id; `check` verifies it.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use sightline_storage::{ManualClock, Store, StoreConfig};
+
+const KINDS: [&str; 3] = ["vehicle", "face", "access"];
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(DAY0 + 12 * HOUR))
+}
+
+/// Appends `n` events from `from` on: subjects of three kinds (the same string under
+/// two kinds too), several communities and devices.
+fn fill(store: &Store, from: u32, n: u32) {
+    let batch: Vec<_> = (from..from + n)
+        .map(|i| {
+            ev(input(
+                DAY0 + i64::from(i),
+                &format!("c{}", i % 7),
+                i % 13,
+                KINDS[(i % 3) as usize],
+                &format!("S{}", i / 2),
+            ))
+        })
+        .collect();
+    for chunk in batch.chunks(500) {
+        store.append(chunk).unwrap();
+    }
+}
+
+/// Every entry of every table, by id, and each looked up by its string.
+fn entries(store: &Store) -> Vec<String> {
+    let d = store.dictionaries();
+    let mut out = Vec::new();
+    for id in 0..d.len_communities() as u32 {
+        let s = d.community(id).unwrap();
+        assert_eq!(d.community_id(s), Some(id));
+        out.push(format!("c {id} {s}"));
+    }
+    for id in 0..d.len_devices() as u32 {
+        let s = d.device(id).unwrap();
+        assert_eq!(d.device_id(s), Some(id));
+        out.push(format!("d {id} {s}"));
+    }
+    for id in 0..d.len_subjects() as u32 {
+        let (k, s) = d.subject(id).unwrap();
+        assert_eq!(d.subject_id(k, s), Some(id), "{k:?} {s}");
+        out.push(format!("s {id} {k:?} {s}"));
+    }
+    assert_eq!(d.community_id("nowhere"), None);
+    assert_eq!(d.subject(d.len_subjects() as u32), None);
+    out
+}
+
+/// The entries of a copy of `dir` opened without its snapshot.
+fn entries_without_snapshot(dir: &Path) -> Vec<String> {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    std::fs::remove_file(copy.path().join("dict.snap")).ok();
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    let got = entries(&store);
+    drop(store);
+    got
+}
+
+/// A store of `n` events closed cleanly (so with a snapshot of its whole log).
+fn store_with_snapshot(dir: &Path, n: u32) {
+    let store = open(dir, &clock(), StoreConfig::default());
+    fill(&store, 0, n);
+}
+
+#[test]
+fn ids_and_lookups_are_the_same_with_and_without_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 3_000);
+    assert!(
+        dir.path().join("dict.snap").exists(),
+        "a clean close writes it"
+    );
+    let want = entries_without_snapshot(dir.path());
+    // From the snapshot alone, then with log records past it, then interning after.
+    let store = open(dir.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), want);
+    let old_snapshot = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    fill(&store, 2_000, 3_000); // half already known, half new
+    let grown = entries(&store);
+    assert!(grown.len() > want.len());
+    assert!(want.iter().all(|e| grown.contains(e)), "no id changed");
+    drop(store);
+    // The old snapshot with the records after it, as after a crash.
+    std::fs::write(dir.path().join("dict.snap"), &old_snapshot).unwrap();
+    let store = open(dir.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), grown);
+    // Interning through the snapshot and the records after it gives the same ids as
+    // a store that loaded the whole log.
+    fill(&store, 4_000, 2_000);
+    let after = entries(&store);
+    drop(store);
+    assert_eq!(entries_without_snapshot(dir.path()), after);
+    assert!(sightline_storage::check(dir.path()).unwrap().ok());
+}
+
+/// Opens a copy of `dir` whose snapshot `damage` changed: the snapshot is ignored
+/// with a reason, the ids are the log's, and `check` names the problem first; after
+/// the clean close the snapshot is whole again.
+fn ignored_after(dir: &Path, want: &[String], damage: impl FnOnce(&Path)) -> String {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    damage(&copy.path().join("dict.snap"));
+    std::fs::write(copy.path().join("LOCK"), b"").unwrap();
+    let report = sightline_storage::check(copy.path()).unwrap();
+    assert!(!report.ok(), "check finds the damaged snapshot");
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    let why = store
+        .recovery()
+        .dict_snapshot_ignored
+        .clone()
+        .expect("the damaged snapshot is ignored");
+    assert_eq!(entries(&store), want);
+    drop(store);
+    assert!(
+        sightline_storage::check(copy.path()).unwrap().ok(),
+        "rewritten at close"
+    );
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), want);
+    why
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[at] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_damaged_snapshot_is_ignored_and_rewritten_never_a_wrong_id() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 1_500);
+    let want = entries_without_snapshot(dir.path());
+    let len = std::fs::metadata(dir.path().join("dict.snap"))
+        .unwrap()
+        .len() as usize;
+    // Every header byte, then bytes spread over the sections.
+    let header = 304;
+    let mut offsets: Vec<usize> = (0..64).chain((64..header).step_by(5)).collect();
+    offsets.extend((header..len).step_by(397));
+    offsets.push(len - 1);
+    for at in offsets {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        flip(&copy.path().join("dict.snap"), at);
+        // Padding between sections and the header's reserved bytes are not covered
+        // by a checksum; a flip there changes nothing read.
+        let store = open(copy.path(), &clock(), StoreConfig::default());
+        assert_eq!(entries(&store), want, "byte {at} flipped");
+    }
+    for cut in [0, 10, header - 1, header, len / 2, len - 1] {
+        let why = ignored_after(dir.path(), &want, |p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(cut as u64).unwrap();
+        });
+        assert!(why.contains("dict.snap"), "{why}");
+    }
+    let why = ignored_after(dir.path(), &want, |p| flip(p, len / 2));
+    assert!(why.contains("checksum"), "{why}");
+}
+
+#[test]
+fn a_snapshot_of_another_version_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 500);
+    let want = entries_without_snapshot(dir.path());
+    let why = ignored_after(dir.path(), &want, |p| {
+        let mut b = std::fs::read(p).unwrap();
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // A well-formed header of version 2: its checksum recomputed.
+        let crc = crc32fast::hash(&b[..296]);
+        b[296..300].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(p, b).unwrap();
+    });
+    assert!(why.contains("version 2"), "{why}");
+}
+
+#[test]
+fn a_snapshot_of_a_longer_or_another_log_is_ignored() {
+    let small = tempfile::tempdir().unwrap();
+    store_with_snapshot(small.path(), 500);
+    let want = entries_without_snapshot(small.path());
+    // Stale: made from a longer log (this store's, grown further).
+    let big = tempfile::tempdir().unwrap();
+    copy_dir(small.path(), big.path());
+    {
+        let store = open(big.path(), &clock(), StoreConfig::default());
+        fill(&store, 500, 500);
+    }
+    let longer = big.path().join("dict.snap");
+    let why = ignored_after(small.path(), &want, |p| {
+        std::fs::copy(&longer, p).unwrap();
+    });
+    assert!(why.contains("covers"), "{why}");
+    // Foreign: made from another log at least as long as this one's prefix it claims.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let store = open(other.path(), &clock(), StoreConfig::default());
+        let batch: Vec<_> = (0..300)
+            .map(|i| ev(input(DAY0 + i, "z", 1, "face", &format!("Z{i}"))))
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    let foreign = other.path().join("dict.snap");
+    assert!(std::fs::metadata(&foreign).unwrap().len() > 0);
+    let why = ignored_after(small.path(), &want, |p| {
+        std::fs::copy(&foreign, p).unwrap();
+    });
+    assert!(
+        why.contains("another dict.log") || why.contains("covers"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_torn_log_tail_after_the_snapshot_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 500);
+    let before = entries_without_snapshot(dir.path());
+    let log = dir.path().join("dict.log");
+    let len = std::fs::metadata(&log).unwrap().len();
+    // Half a record appended after the snapshot's end.
+    let mut b = std::fs::read(&log).unwrap();
+    b.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    std::fs::write(&log, b).unwrap();
+    let store = open(dir.path(), &clock(), StoreConfig::default());
+    let torn = store.recovery().dict_torn_tail.clone().expect("torn tail");
+    assert_eq!(torn.offset, len);
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), before);
+}
