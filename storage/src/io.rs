@@ -212,7 +212,8 @@ pub fn os() -> Arc<dyn FileIo> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheIo;
 
-struct CacheFile(File);
+/// An [`OsFile`] whose syncs return at once.
+struct CacheFile(OsFile);
 
 impl WriteFile for CacheFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -222,7 +223,7 @@ impl WriteFile for CacheFile {
         Ok(())
     }
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        self.0.size()
     }
     fn detached_sync(&self) -> io::Result<Option<DetachedSync>> {
         Ok(Some(Box::new(|| Ok(()))))
@@ -243,7 +244,7 @@ impl FileIo for CacheIo {
         OsIo.read_at_cached(path, offset, len)
     }
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn WriteFile>> {
-        Ok(Box::new(CacheFile(os_open(path, mode)?.0)))
+        Ok(Box::new(CacheFile(os_open(path, mode)?)))
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         OpenOptions::new().write(true).open(path)?.set_len(len)
