@@ -985,35 +985,60 @@ fn a_hung_postgres_pauses_sealing_and_a_stopping_indexer_does_not_wait_for_it() 
 }
 
 #[test]
-fn a_commit_whose_answer_was_lost_is_settled_and_sealing_goes_on() {
+fn a_commit_in_doubt_is_settled_whether_it_took_effect_or_not() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = Env::start();
     let (_i1, a1) = env.ingest("ingest-1");
+    // index-1's first commit takes effect and its answer is lost; index-2's first is
+    // lost before it is sent. Both are in doubt; each must be settled the right way.
+    let settled = |log: &str, landed: &str| {
+        log.lines()
+            .any(|l| l.contains("commit in doubt settled") && l.contains(landed))
+    };
     let x1 = env.indexer(
         "index-1",
         &[("SIGHTLINE_CLUSTER_FAULT", "lose-commit-answer")],
     );
     env.post(a1, 500);
     assert!(
-        wait_until(Duration::from_secs(60), || x1
-            .log()
-            .contains("commit in doubt settled")),
-        "the commit in doubt was not settled: {}",
+        wait_until(Duration::from_secs(60), || settled(
+            &x1.log(),
+            "landed=true"
+        )),
+        "index-1's commit in doubt was not settled as taken: {}",
         x1.log()
     );
-    let log = x1.log();
+    let x2 = env.indexer("index-2", &[("SIGHTLINE_CLUSTER_FAULT", "lose-commit")]);
     assert!(
-        log.contains("fault point: committed, the answer lost"),
-        "{log}"
+        wait_until(Duration::from_secs(60), || env.owned_by("index-2").len()
+            == PARTITIONS as usize / 2),
+        "index-2 took no fair share: {}",
+        x2.log()
     );
-    assert!(log.contains("landed=true"), "{log}");
-    // The partition goes on committing (before, its rows were refused as duplicates
-    // forever), and every event is listed once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !settled(&x2.log(), "landed=false") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "index-2's lost commit was not settled as lost: {}",
+            x2.log()
+        );
+        env.post(a1, 100);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(x1.log().contains("fault point: committed, the answer lost"));
+    assert!(x2
+        .log()
+        .contains("fault point: the commit lost before it was sent"));
+    // Both partitions' owners go on committing (a commit that took effect, sent
+    // again, had its rows refused as duplicates forever), and every event is listed
+    // once.
     for _ in 0..4 {
         env.post(a1, 250);
     }
     env.assert_exactly_once();
-    assert!(!x1.log().contains("duplicate key"), "{}", x1.log());
+    for x in [&x1, &x2] {
+        assert!(!x.log().contains("duplicate key"), "{}", x.log());
+    }
 }
 
 /// The synthetic city of the query test: its NDJSON bodies (chunks of 700 events).

@@ -29,7 +29,8 @@
 //! process's first commit prints `fault point: partition P uploaded, not committed` to
 //! stderr after its uploads and waits there MS (default an hour): a test kills or
 //! stops the process at that moment. With `SIGHTLINE_CLUSTER_FAULT=lose-commit-answer`
-//! the first commit that takes effect is reported as timed out (its answer lost).
+//! the first commit that takes effect is reported as timed out (its answer lost); with
+//! `lose-commit` the first commit is never sent and reported as timed out.
 //!
 //! **PostgreSQL away or hung**: every call a running indexer makes is bounded by a
 //! lease (`meta::bounded`); a connection whose call was given up is replaced. A

@@ -266,12 +266,15 @@ fn fault_pause_before_commit() -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-/// The test fault point `SIGHTLINE_CLUSTER_FAULT=lose-commit-answer`: the first
-/// commit of the process that takes effect is reported to it as timed out, as when
-/// the connection breaks between PostgreSQL's commit and its answer.
-fn fault_lose_commit_answer() -> bool {
+/// The test fault points of a commit's answer, each taken by the first commit of the
+/// process that reaches it: `SIGHTLINE_CLUSTER_FAULT=lose-commit-answer` reports a
+/// commit that took effect as timed out (the connection broke between PostgreSQL's
+/// commit and its answer); `lose-commit` never sends the transaction and reports a
+/// timeout all the same (it broke before the commit reached PostgreSQL). Either way
+/// the commit is in doubt, and [`Partition::settle`] must tell which it was.
+fn fault_commit(which: &str) -> bool {
     static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "lose-commit-answer")
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == which)
         && !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)
 }
 
@@ -568,19 +571,27 @@ impl Partition {
         let checkpoint = self.last_seq;
         self.reconnect().await?;
         let lease_ms = self.shared.config.index.lease_ms;
-        let transaction = self.meta.commit(
-            p,
-            epoch,
-            &rows,
-            &replaced,
-            chunk.as_ref(),
-            checkpoint,
-            dict_bytes,
-            lease_ms,
-        );
-        let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
-        let mut committed = self.meta.given_up(committed);
-        if committed.is_ok() && fault_lose_commit_answer() {
+        let mut committed = if fault_commit("lose-commit") {
+            tracing::warn!(
+                partition = p,
+                "fault point: the commit lost before it was sent"
+            );
+            Err(ClusterError::Timeout("the commit (fault point)"))
+        } else {
+            let transaction = self.meta.commit(
+                p,
+                epoch,
+                &rows,
+                &replaced,
+                chunk.as_ref(),
+                checkpoint,
+                dict_bytes,
+                lease_ms,
+            );
+            let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
+            self.meta.given_up(committed)
+        };
+        if committed.is_ok() && fault_commit("lose-commit-answer") {
             tracing::warn!(partition = p, "fault point: committed, the answer lost");
             committed = Err(ClusterError::Timeout("the commit (fault point)"));
         }
