@@ -104,19 +104,7 @@ fn queries(c: &mut Criterion) {
         let (target, n) = city.subject_at_percentile(Kind::Vehicle, 99.0);
         eprintln!("cooccurrence: p99 vehicle {target} with {n} sightings");
         for (scope, label) in [(Scope::Device, "device"), (Scope::Community, "community")] {
-            let q = Cooccurrence {
-                kind: Kind::Vehicle,
-                subject: target.clone(),
-                from_ms: from,
-                to_ms: to,
-                communities: None,
-                window_ms: 60_000,
-                min_count: 1,
-                scope,
-                candidate_kind: None,
-                dedup_gap_ms: None,
-                limit: 100,
-            };
+            let q = sightline_benches::vehicle_cooccurrence(target.as_str(), from, to, scope);
             let found = cooccurrence(&ctx, &q).unwrap();
             eprintln!("cooccurrence_{label}: {} candidates", found.len());
             g.bench_function(format!("cooccurrence_p99_60s_{label}"), |b| {
@@ -294,19 +282,12 @@ fn wide_candidates(c: &mut Criterion) {
     let ctx = QueryContext::new(&store, &index);
     let mut g = c.benchmark_group("cooccurrence_wide_candidates");
     for (scope, label) in [(Scope::Device, "device"), (Scope::Community, "community")] {
-        let q = Cooccurrence {
-            kind: Kind::Vehicle,
-            subject: target.clone(),
-            from_ms: start,
-            to_ms: start + DAYS * DAY,
-            communities: None,
-            window_ms: 60_000,
-            min_count: 1,
+        let q = sightline_benches::vehicle_cooccurrence(
+            target.as_str(),
+            start,
+            start + DAYS * DAY,
             scope,
-            candidate_kind: None,
-            dedup_gap_ms: None,
-            limit: 100,
-        };
+        );
         let found = cooccurrence(&ctx, &q).unwrap();
         assert_eq!(
             found.len(),

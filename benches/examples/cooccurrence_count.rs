@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use sightline_benches::City;
-use sightline_query::{cooccurrence, Cooccurrence, QueryContext, Scope};
+use sightline_query::{cooccurrence, QueryContext, Scope};
 use sightline_storage::Kind;
 
 fn main() {
@@ -24,19 +24,7 @@ fn main() {
         .nth(1)
         .map_or(20, |a| a.parse().expect("N: a count"));
     for scope in [Scope::Device, Scope::Community] {
-        let q = Cooccurrence {
-            kind: Kind::Vehicle,
-            subject: target.clone(),
-            from_ms,
-            to_ms,
-            communities: None,
-            window_ms: 60_000,
-            min_count: 1,
-            scope,
-            candidate_kind: None,
-            dedup_gap_ms: None,
-            limit: 100,
-        };
+        let q = sightline_benches::vehicle_cooccurrence(target.as_str(), from_ms, to_ms, scope);
         let mut found = 0;
         for _ in 0..n {
             found = std::hint::black_box(cooccurrence(&ctx, &q).expect("co-occurrence")).len();

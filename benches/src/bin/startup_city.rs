@@ -231,7 +231,7 @@ fn latency(
     plates: &[String],
 ) -> Result<(), Box<dyn std::error::Error>> {
     use sightline_index::StoreIndex;
-    use sightline_query::{cooccurrence, trajectory, Cooccurrence, QueryContext, Scope};
+    use sightline_query::{cooccurrence, trajectory, QueryContext, Scope};
     use sightline_storage::Kind;
     let store = Store::open(dir, StoreConfig::default())?;
     let (index, _) = StoreIndex::open(&store)?;
@@ -316,19 +316,7 @@ fn latency(
         let (med, each) = time(&|| trajectory(&ctx, &q).unwrap().events.len());
         println!("trajectory {subject} ({n} sightings, {got} returned): {med:.1} µs {each:.1?}");
         for (scope, label) in [(Scope::Device, "device"), (Scope::Community, "community")] {
-            let q = Cooccurrence {
-                kind: Kind::Vehicle,
-                subject: subject.clone(),
-                from_ms: from,
-                to_ms: to,
-                communities: None,
-                window_ms: 60_000,
-                min_count: 1,
-                scope,
-                candidate_kind: None,
-                dedup_gap_ms: None,
-                limit: 100,
-            };
+            let q = sightline_benches::vehicle_cooccurrence(subject.as_str(), from, to, scope);
             let found = cooccurrence(&ctx, &q)?.len();
             let (med, each) = time(&|| cooccurrence(&ctx, &q).unwrap().len());
             println!(

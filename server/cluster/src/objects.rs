@@ -51,14 +51,11 @@ fn err(context: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> 
 /// meanwhile), and every object's age, which the janitor goes by, is its own
 /// upload's.
 pub fn upload_nonce() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    use std::hash::BuildHasher;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(seed);
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    h.finish()
+    // SipHash under keys random to the process (std's `RandomState`).
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::collections::hash_map::RandomState::new().hash_one(n)
 }
 
 /// The key of a commit's bundle under `epoch`: new segment files of one commit, one

@@ -511,14 +511,18 @@ impl Partition {
         let mut members: Vec<SegmentRow> = Vec::new();
         let mut pending = new.into_iter().peekable();
         while let Some((key, entry, max_seq, path)) = pending.next() {
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|source| ClusterError::Io {
-                    context: format!("reading {}", path.display()),
-                    source,
-                })?;
             let offset = bundle.len() as u64;
-            bundle.extend_from_slice(&bytes);
+            let read = async {
+                use tokio::io::AsyncReadExt;
+                tokio::fs::File::open(&path)
+                    .await?
+                    .read_to_end(&mut bundle)
+                    .await
+            };
+            let len = read.await.map_err(|source| ClusterError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })? as u64;
             members.push(SegmentRow {
                 segment_id: entry.id,
                 community: key.community,
@@ -527,7 +531,7 @@ impl Partition {
                 events: entry.events,
                 max_seq,
                 object_key: String::new(),
-                object_range: Some((offset, bytes.len() as u64)),
+                object_range: Some((offset, len)),
             });
             let full = bundle.len() as u64 >= MAX_BUNDLE_BYTES;
             if full || pending.peek().is_none() {
