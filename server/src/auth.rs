@@ -87,6 +87,19 @@ impl Caller {
             .is_none_or(|c| c.iter().any(|x| x == community))
     }
 
+    /// Refuses a request whose field `field` names a community outside the caller's:
+    /// 403 naming the field and the community. An investigator's "nothing found" then
+    /// always means nothing was there, never "not yours to see".
+    pub fn check_communities(&self, field: &str, codes: &[String]) -> Result<(), ApiError> {
+        match codes.iter().find(|c| !self.sees(c)) {
+            None => Ok(()),
+            Some(code) => Err(ApiError::OutOfScope {
+                field: field.to_string(),
+                message: format!("{field}: community {code} is outside this key's communities"),
+            }),
+        }
+    }
+
     /// Whether something scoped to `scope` (`None`: every community) lies within the
     /// caller's communities.
     pub fn covers(&self, scope: Option<&[String]>) -> bool {

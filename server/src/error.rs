@@ -70,6 +70,10 @@ pub enum ApiError {
     /// 403: a known key whose role or scope does not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// 403: a query parameter or body field names a community outside the key's;
+    /// `field` names it.
+    #[error("{message}")]
+    OutOfScope { field: String, message: String },
     /// 404: no route has this path.
     #[error("no such endpoint: {0}")]
     NoSuchEndpoint(String),
@@ -173,7 +177,7 @@ impl ApiError {
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Forbidden(_) => StatusCode::FORBIDDEN,
+            Forbidden(_) | OutOfScope { .. } => StatusCode::FORBIDDEN,
             NoSuchEndpoint(_)
             | NoSuchEvent(_)
             | NoSuchSubscription(_)
@@ -206,7 +210,7 @@ impl ApiError {
             UriTooLong => "uri_too_long",
             HeadersTooLarge => "headers_too_large",
             Unauthorized(_) => "unauthorized",
-            Forbidden(_) => "forbidden",
+            Forbidden(_) | OutOfScope { .. } => "forbidden",
             NoSuchEndpoint(_) => "not_found",
             NoSuchEvent(_) => "no_such_event",
             NoSuchSubscription(_) => "no_such_subscription",
@@ -234,7 +238,9 @@ impl ApiError {
     /// The parameter or field at fault, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidParameter { field, .. } => Some(field),
+            ApiError::InvalidParameter { field, .. } | ApiError::OutOfScope { field, .. } => {
+                Some(field)
+            }
             ApiError::InvalidEvents { errors } => errors.first()?.field.as_deref(),
             _ => None,
         }

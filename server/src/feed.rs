@@ -134,6 +134,8 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
             .map_err(|_| ApiError::param("Last-Event-ID", "not an event id"))?,
         None => p.number("after", 0u64)?,
     };
+    c.caller
+        .check_communities("community", &p.list("community").unwrap_or_default())?;
     let wait = p.window("wait")?.unwrap_or(0);
     if !(0..=60_000).contains(&wait) {
         return Err(ApiError::param("wait", "0 to 60 s"));

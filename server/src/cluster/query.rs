@@ -19,7 +19,8 @@
 //! else an active key of the cluster's `api_keys` table with role `investigate` or
 //! `admin`, checked before any body is read (401 without one, 403 for another role;
 //! 503 while the table has never been read). A key scoped to communities is confined
-//! to them as on `serve`: its scope is each query's `Call::scope`, which every
+//! to them as on `serve`: a query naming another community is refused (403 naming the
+//! field), and its scope is each query's `Call::scope`, which every
 //! partition applies (a community outside it holds nothing for that key, and an event
 //! of one is answered 404 `no_such_event`, as an unknown id).
 //!
@@ -369,6 +370,7 @@ async fn route(
     let max = node.max_rows();
     let get = req.method() == Method::GET;
     let ndjson = crate::routes::wants_ndjson(&req);
+    caller.check_communities("community", &params.list("community").unwrap_or_default())?;
     let call = Call {
         scope: caller.communities.clone(),
         deadline: None,
@@ -407,6 +409,7 @@ async fn route(
             // Audited with its body, as `serve` audits it.
             *line = AuditLine::new(caller, path, String::from_utf8_lossy(&body).into_owned());
             let q = queries::collision_query(&body, max)?;
+            queries::check_places(caller, &q)?;
             run(node, &call, ndjson, move |fed, call| {
                 Ok(queries::collision_answer(&fed.collision(call, &q)?))
             })

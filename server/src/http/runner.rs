@@ -149,7 +149,10 @@ where
         ndjson,
         ..
     } = c;
+    let asked = params.list("community").unwrap_or_default();
+    let refused = caller.check_communities("community", &asked);
     audited(app, caller, &path, query, ndjson, move |app, ctx| {
+        refused?;
         f(app, ctx, &params)
     })
     .await

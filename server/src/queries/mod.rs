@@ -13,6 +13,7 @@ use sightline_query::{
     SearchQuery, SubjectMatch,
 };
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::json::{object, strings};
 use crate::http::out::{listed, serialized, EventOut};
@@ -118,19 +119,24 @@ pub(crate) fn candidates_answer(found: &[Candidate]) -> (Body, usize) {
 pub(crate) async fn collision(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let text = String::from_utf8_lossy(&body).into_owned();
+    let caller = c.caller.clone();
     audited(c.app, c.caller, &c.path, text, c.ndjson, move |app, ctx| {
-        collision_of(ctx, &body, app.config.max_result_rows)
+        let q = collision_query(&body, app.config.max_result_rows)?;
+        check_places(&caller, &q)?;
+        Ok(collision_answer(&collide(ctx, &q)?))
     })
     .await
 }
 
-fn collision_of(
-    ctx: &QueryContext<'_>,
-    body: &[u8],
-    max_rows: usize,
-) -> Result<(Body, usize), ApiError> {
-    let q = collision_query(body, max_rows)?;
-    Ok(collision_answer(&collide(ctx, &q)?))
+/// Refuses a collision naming a community outside the caller's (403 naming the
+/// condition's field).
+pub(crate) fn check_places(caller: &Caller, q: &Collision) -> Result<(), ApiError> {
+    for (i, c) in q.conditions.iter().enumerate() {
+        if let Place::Communities(codes) = &c.place {
+            caller.check_communities(&format!("conditions[{i}].communities"), codes)?;
+        }
+    }
+    Ok(())
 }
 
 /// The collision query of a request body (also the cluster's query role's).

@@ -163,9 +163,14 @@ async fn call(
                 tracing::error!(error = %e, endpoint = line.endpoint, "a change's outcome is not audited");
             }
         }
-        (None, Err(e @ (ApiError::Unauthorized(_) | ApiError::Forbidden(_))))
-            if !key.audited.load(std::sync::atomic::Ordering::Relaxed) =>
-        {
+        (
+            None,
+            Err(
+                e @ (ApiError::Unauthorized(_)
+                | ApiError::Forbidden(_)
+                | ApiError::OutOfScope { .. }),
+            ),
+        ) if !key.audited.load(std::sync::atomic::Ordering::Relaxed) => {
             let line = AuditLine::new(
                 &key,
                 &format!("{method} {}", uri.path()),

@@ -168,12 +168,29 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
     ] {
         let wide = call_as(a, Some(&detective), "GET", &target, "");
         let narrow = call_as(a, Some(&scoped), "GET", &target, "");
-        assert_eq!(narrow.status, 200, "{target}: {}", narrow.body);
         assert!(
             wide.body.to_string().contains(hidden),
             "{target}: {}",
             wide.body
         );
+        // Naming a community outside the key's is refused, naming the parameter: an
+        // empty answer would read as "not there" where the truth is "not yours".
+        if target.contains("community=3205080002") {
+            assert_eq!(
+                (narrow.status, narrow.body["error"]["code"].as_str()),
+                (403, Some("forbidden")),
+                "{target}: {}",
+                narrow.body
+            );
+            assert_eq!(narrow.body["error"]["field"], "community");
+            let message = narrow.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("community: community 3205080002"),
+                "{message}"
+            );
+            continue;
+        }
+        assert_eq!(narrow.status, 200, "{target}: {}", narrow.body);
         assert!(
             !narrow.body.to_string().contains(hidden),
             "{target} leaks: {}",
@@ -219,8 +236,22 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
             .len(),
         1
     );
+    let refused = call_as(a, Some(&scoped), "POST", "/v1/collision", &coll);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("conditions[0].communities: community 3205080002"),
+        "{}",
+        refused.body
+    );
+    // By device only, another community's gate holds nothing for this key.
+    let by_device = json!({"kind": "face", "min_conditions": 1, "conditions": [
+        {"devices": [other_gate], "from": "2021-09-01T00:00:00+08:00", "to": "2021-09-02T00:00:00+08:00"}]})
+    .to_string();
     assert_eq!(
-        call_as(a, Some(&scoped), "POST", "/v1/collision", &coll).body["subjects"],
+        call_as(a, Some(&scoped), "POST", "/v1/collision", &by_device).body["subjects"],
         json!([])
     );
 
