@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sightline_testkit::wait_until;
 
 use super::{ask_as, id_of, Answered, Env, SERIAL};
 
@@ -464,4 +465,109 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+/// The plate whose history the browser pages through, and how many of its sightings
+/// lie in the scoped key's communities (two pages and a half) and outside them.
+const LONG: &str = "苏E5HT02";
+const LONG_INSIDE: usize = 2_500;
+const LONG_OUTSIDE: usize = 200;
+
+#[test]
+fn the_console_works_against_a_query_node_in_a_real_browser() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (node, chromium, e2e) = sightline_testkit::browser::tools();
+    let mut env = Env::start();
+    let cli_config = env.config_file("cli");
+    let create = |role: &str, communities: Option<&str>, name: &str| {
+        let mut args = vec!["create", "--role", role, "--name", name];
+        if let Some(c) = communities {
+            args.extend(["--communities", c]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys"])
+            .args(&args)
+            .arg("--config")
+            .arg(&cli_config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let community = |d: usize| format!("320508000{d}");
+    let scope: Vec<String> = (0..3).map(community).collect();
+    let outside = community(3);
+    let admin = create("admin", None, "hq");
+    let detective = create("investigate", Some(&scope.join(",")), "detective 7");
+    env.query_extra = "replicas = 0".into();
+    let (_i1, ia) = env.ingest("ingest-1");
+    let _x1 = env.indexer("index-1", &[]);
+    let (_q1, qa) = env.query_node("query-1");
+
+    // The plate's history over the last three days, mostly in the scope's communities.
+    let now = sightline_server::now_ms();
+    let (from, to) = (now - 4 * 86_400_000, now);
+    let start = now - 3 * 86_400_000;
+    let total = LONG_INSIDE + LONG_OUTSIDE;
+    let step = 2 * 86_400_000 / total as i64;
+    let lines: Vec<String> = (0..total)
+        .map(|i| {
+            let d = match i < LONG_INSIDE {
+                true => i % 3,
+                false => 3,
+            };
+            json!({"ts": start + i as i64 * step, "community": community(d),
+                   "device": format!("3205080{d}01121000{:04}", i % 7 + 1), "kind": "vehicle",
+                   "subject": LONG, "direction": if i % 2 == 0 { "in" } else { "out" },
+                   "attrs": {"source_id": format!("long-{i}")}})
+            .to_string()
+        })
+        .collect();
+    for chunk in lines.chunks(1_000) {
+        let (status, v) = ask_as(ia, Some(&admin), "POST", "/v1/events", &chunk.join("\n"));
+        assert_eq!((status, v["rejected"].as_u64()), (200, Some(0)), "{v}");
+    }
+    for d in 0..4 {
+        let body = json!({"name": format!("community {d}")}).to_string();
+        let (status, v) = ask_as(
+            qa,
+            Some(&admin),
+            "PUT",
+            &format!("/v1/communities/{}", community(d)),
+            &body,
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    let counted = format!("/v1/counts?from={from}&to={to}&by=community");
+    let mut seen = Value::Null;
+    let all_in = wait_until(Duration::from_secs(120), || {
+        seen = ask_as(qa, Some(&admin), "GET", &counted, "").1;
+        let n: u64 = seen["counts"]
+            .as_array()
+            .map_or(0, |c| c.iter().filter_map(|r| r["count"].as_u64()).sum());
+        n == total as u64
+    });
+    assert!(all_in, "the query node never answered every event: {seen}");
+
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-e2e-cluster");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let setup = json!({
+        "mode": "cluster",
+        "base": format!("http://{qa}"),
+        "chromium": chromium,
+        "out": out,
+        "keys": {"admin": admin, "detective": detective},
+        "scope": scope,
+        "outside": outside,
+        "long": LONG,
+        "long_sightings": LONG_INSIDE,
+        "from": from,
+        "to": to,
+    });
+    sightline_testkit::browser::drive(&node, &e2e, &setup, &out);
 }
