@@ -8,12 +8,27 @@
 //! hashing assigns it (`sightline_cluster::replica`) and answers other query nodes'
 //! partition requests for them on `query.serve`. Any query node answers any query.
 //!
-//! Endpoints: `GET /v1/trajectory` (pages, or with `Accept: application/x-ndjson`
-//! every sighting after the cursor, streamed a round of pages at a time), `GET
-//! /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`, `/v1/frequency`,
-//! `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`, `/v1/counts`, `GET
-//! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`;
-//! list answers as NDJSON lines when asked, as `serve`.
+//! Endpoints:
+//! * queries, through the federation: `GET /v1/trajectory` (pages, or with `Accept:
+//!   application/x-ndjson` every sighting after the cursor, streamed a round of pages
+//!   at a time), `GET /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`,
+//!   `/v1/frequency`, `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`,
+//!   `/v1/counts`, `GET /v1/events/{id}` (a cluster id, `partition << 48 | seq`); list
+//!   answers as NDJSON lines when asked, as `serve`;
+//! * the investigator console: its page and files, `GET /` and `GET /console/{file}`
+//!   (`crate::console`: the same bytes, tags and Content-Security-Policy as `serve`;
+//!   no key, not audited);
+//! * for the console, in `super::service`: `GET /v1/whoami` (the caller's cluster key),
+//!   `GET /v1/communities`, `GET /v1/communities/{code}`, `GET /v1/devices`, `GET
+//!   /v1/devices/{code}`, and `PUT` of a community or device (admin), over the
+//!   catalog in PostgreSQL (`super::catalog`), and `GET /v1/audit` (admin: this node's
+//!   audit log), each with `serve`'s roles, parameters, checks and JSON;
+//! * `GET /health` (no key).
+//!
+//! Every other endpoint of `serve`'s API (keys, watchlists, alerts, the feed,
+//! subscriptions, pictures and objects, administration, GA/T 1400; ingest, which
+//! ingest nodes take) is answered 501 `not_in_cluster` naming it; a path `serve` does
+//! not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or

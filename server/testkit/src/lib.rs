@@ -14,7 +14,7 @@ mod process;
 mod server;
 mod wait;
 
-pub use client::{call, enc, get, post, send, Answer, Reply};
+pub use client::{call, enc, fetch, get, header, post, send, Answer, Reply};
 pub use process::spawn_listening;
 pub use server::{start, Running};
 pub use wait::wait_until;

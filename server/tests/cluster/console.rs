@@ -8,25 +8,30 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sightline_testkit::wait_until;
+use sightline_testkit::{fetch, header, wait_until};
 
 use super::{ask_as, id_of, Answered, Env, SERIAL};
 
-/// A raw GET with extra header lines: status, head, body.
-fn fetch(addr: std::net::SocketAddr, target: &str, headers: &str) -> (u16, String, Vec<u8>) {
-    let a = sightline_testkit::send(
-        addr,
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
+/// A key made with `sightline cluster keys create` (role, communities, name); its
+/// token.
+fn cli_key(config: &std::path::Path, role: &str, communities: Option<&str>, name: &str) -> String {
+    let mut args = vec!["create", "--role", role, "--name", name];
+    if let Some(c) = communities {
+        args.extend(["--communities", c]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "keys"])
+        .args(&args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    (a.status, a.head.to_ascii_lowercase(), a.body)
-}
-
-/// A header's value in a lowercased head.
-fn header<'a>(head: &'a str, name: &str) -> &'a str {
-    head.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or("")
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// An answer with what depends on the key's id taken out (a refusal's message names
@@ -44,23 +49,7 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     let mut env = Env::start();
     let cli_config = env.config_file("cli");
     let create = |role: &str, communities: Option<&str>, name: &str| {
-        let mut args = vec!["create", "--role", role, "--name", name];
-        if let Some(c) = communities {
-            args.extend(["--communities", c]);
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
-            .args(["cluster", "keys"])
-            .args(&args)
-            .arg("--config")
-            .arg(&cli_config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        cli_key(&cli_config, role, communities, name)
     };
     let (a, b, c) = ("3205080001", "3205080002", "3205080003");
     let ab = format!("{a},{b}");
@@ -480,23 +469,7 @@ fn the_console_works_against_a_query_node_in_a_real_browser() {
     let mut env = Env::start();
     let cli_config = env.config_file("cli");
     let create = |role: &str, communities: Option<&str>, name: &str| {
-        let mut args = vec!["create", "--role", role, "--name", name];
-        if let Some(c) = communities {
-            args.extend(["--communities", c]);
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
-            .args(["cluster", "keys"])
-            .args(&args)
-            .arg("--config")
-            .arg(&cli_config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        cli_key(&cli_config, role, communities, name)
     };
     let community = |d: usize| format!("320508000{d}");
     let scope: Vec<String> = (0..3).map(community).collect();
