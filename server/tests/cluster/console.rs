@@ -81,7 +81,7 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         sightline_server::auth::sha256_hex(listed_token.as_bytes())
     );
     let (mut q1, qa) = env.query_node("query-1");
-    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let mut single = sightline_testkit::start(single_dir.path(), |_| {});
     let s = single.addr;
     const HQ: usize = 0;
     const DISTRICT: usize = 1;
@@ -440,6 +440,60 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         [id_of(&cluster_keys[DISTRICT])],
         "a scoped admin reads its communities' keys' entries"
     );
+
+    // An operator's import of a single node's catalog (`sightline cluster catalog
+    // import`, the server stopped): what only the single node held is the cluster's
+    // too, and what both held stays as it was.
+    let d = "3205080004";
+    let on_single = |method: &str, target: &str, body: &Value| {
+        ask_as(s, Some(&single_keys[HQ]), method, target, &body.to_string())
+    };
+    let extra = on_single(
+        "PUT",
+        &format!("/v1/communities/{d}"),
+        &json!({"name": "East"}),
+    );
+    assert_eq!(extra.0, 200, "{}", extra.1);
+    let extra = on_single(
+        "PUT",
+        &format!("/v1/devices/{}", gate(d, 1)),
+        &device(d, "out"),
+    );
+    assert_eq!(extra.0, 200, "{}", extra.1);
+    let (communities, devices) = (
+        on_single("GET", "/v1/communities", &Value::Null),
+        on_single("GET", "/v1/devices", &Value::Null),
+    );
+    let import = || {
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "catalog", "import", "--data"])
+            .arg(single_dir.path())
+            .arg("--config")
+            .arg(&cli_config)
+            .output()
+            .unwrap()
+    };
+    let refused = import();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("is the server running?"),
+        "{said}"
+    );
+    single.stop();
+    let imported = import();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&imported.stdout).trim(),
+        "4 communities, 5 devices copied into the cluster's catalog"
+    );
+    for (target, want) in [("/v1/communities", communities), ("/v1/devices", devices)] {
+        let got = ask_as(qa, Some(&cluster_keys[HQ]), "GET", target, "");
+        assert_eq!(got, want, "{target} after the import");
+    }
 
     // And the chain holds: `sightline audit verify` on the stopped node.
     q1.signal(libc::SIGTERM);
