@@ -53,7 +53,7 @@ pub(super) fn not_answered(method: &Method, path: &str) -> ApiError {
 fn not_in_cluster(method: &Method, path: &str) -> ApiError {
     let why = match path {
         "/v1/events" => "events are sent to a cluster's ingest nodes (`sightline cluster ingest`)",
-        _ => "a cluster does not have it yet (ARCHITECTURE.md, \"Cluster\", lists what query nodes answer); `sightline serve` does",
+        _ => "a cluster does not have it yet (ARCHITECTURE.md, \"The console on a query node\", lists what query nodes answer); `sightline serve` does",
     };
     ApiError::NotInCluster(format!(
         "{method} {path} is not answered by a cluster's query node: {why}"
