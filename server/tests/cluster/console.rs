@@ -441,6 +441,31 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         "a scoped admin reads its communities' keys' entries"
     );
 
+    // PostgreSQL hung (SIGSTOPped with its backends): a catalog read is given up
+    // within the bound (index.lease_ms, 3 s here), 503, while what needs no
+    // PostgreSQL goes on; thawed, the catalog answers again on a new connection.
+    env.pg.freeze();
+    let asked = std::time::Instant::now();
+    let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/communities", "");
+    let took = asked.elapsed();
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{v}"
+    );
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    assert_eq!(
+        ask_as(qa, Some(&cluster_keys[DETECTIVE]), "GET", "/v1/whoami", "").0,
+        200
+    );
+    env.pg.thaw();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/devices", "") == (200, all.clone())
+        }),
+        "the catalog never answered again"
+    );
+
     // An operator's import of a single node's catalog (`sightline cluster catalog
     // import`, the server stopped): what only the single node held is the cluster's
     // too, and what both held stays as it was.
