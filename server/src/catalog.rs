@@ -1,6 +1,9 @@
 //! The catalog endpoints: communities and devices, registered by admins
 //! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed to any
-//! investigator within the key's communities.
+//! investigator within the key's communities (one by its code too). The checks and the JSON are functions of
+//! their own (`community_of`, `DevicePut`, `may_change`, `may_move`, `visible_*`,
+//! `*_json`), which a cluster's query node applies to its catalog in PostgreSQL
+//! (`cluster/catalog.rs`).
 
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
@@ -189,6 +192,8 @@ pub(crate) struct DevicePut {
 }
 
 impl DevicePut {
+    /// The body read as JSON, the device code checked (400 `code`), its community
+    /// named and the caller's to change (403).
     pub(crate) fn read(code: &str, body: &[u8], caller: &Caller) -> Result<DevicePut, ApiError> {
         let o = object(body)?;
         sightline_storage::DeviceCode::parse_checked(code)
