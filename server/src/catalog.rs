@@ -1,9 +1,9 @@
 //! The catalog endpoints: communities and devices, registered by admins
-//! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed to any
-//! investigator within the key's communities (one by its code too). The checks and the JSON are functions of
-//! their own (`community_of`, `DevicePut`, `may_change`, `may_move`, `visible_*`,
-//! `*_json`), which a cluster's query node applies to its catalog in PostgreSQL
-//! (`cluster/catalog.rs`).
+//! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed (or read one
+//! by its code) to any investigator within the key's communities. The checks and the
+//! JSON are functions of their own (`community_of`, `DevicePut`, `may_change`,
+//! `may_move`, `visible_*`, `*_json`), which a cluster's query node applies to its
+//! catalog in PostgreSQL (`cluster/catalog.rs`).
 
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
