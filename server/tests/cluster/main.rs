@@ -31,6 +31,8 @@ use sightline_storage::StoreConfig;
 use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
 use sightline_testkit::{call, wait_until};
 
+mod console;
+
 /// The tests share two cores: one cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
