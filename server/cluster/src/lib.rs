@@ -7,6 +7,8 @@
 //! * [`log`]: JetStream: the stream, the publisher of the ingest role.
 //! * [`meta`]: PostgreSQL: the schema, leases with epochs, the fenced commit, the catalog.
 //! * [`keys`]: the cluster's API keys in PostgreSQL (`api_keys`), shared by every node.
+//! * [`catalog`]: the cluster's communities and devices in PostgreSQL, as `serve`'s
+//!   store catalog holds them.
 //! * [`objects`]: S3 through `object_store`: create-only puts, reads, listing.
 //! * [`indexer`]: the index role: leases → local stores → sealed, uploaded, committed.
 //! * [`restore`]: a partition's store rebuilt from the catalog and object storage.
@@ -20,6 +22,7 @@
 //! listener and the query role are in `sightline-server` (feature `cluster`), which
 //! calls [`log::Publisher`] and [`serving::Held`].
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod indexer;

@@ -159,6 +159,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+CREATE TABLE IF NOT EXISTS communities (
+    code text PRIMARY KEY,
+    name text NOT NULL,
+    district text NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS devices (
+    code text PRIMARY KEY,
+    community text NOT NULL REFERENCES communities (code),
+    device_kind text NOT NULL,
+    direction text NOT NULL CHECK (direction IN ('in', 'out', 'unknown')),
+    name text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS devices_community ON devices (community);
 ";
 
 fn to_u64(v: i64) -> u64 {

@@ -1,0 +1,142 @@
+//! The cluster's community and device catalog: two PostgreSQL tables every query node
+//! reads and admins change through any of them, holding what `sightline serve` keeps in
+//! its store's catalog (`sightline_storage::{Community, Device}`), field for field.
+//!
+//! ```sql
+//! communities (code text PRIMARY KEY, name text, district text)
+//! devices (code text PRIMARY KEY,                 -- 20-digit GB/T 28181 code
+//!          community text REFERENCES communities, -- registered first
+//!          device_kind text, direction text,      -- 'in' | 'out' | 'unknown'
+//!          name text)
+//! ```
+//!
+//! A `PUT` creates or replaces (as on `serve`); nothing is deleted. What a record must
+//! hold (a code's shape, a device's community registered, a key's scope) is checked by
+//! the server before it writes, with `serve`'s own functions; the foreign key keeps a
+//! device from naming a community that is not there whatever writes the row.
+
+use sightline_storage::{Community, Device, Direction};
+
+use crate::error::{ClusterError, Result};
+use crate::meta::Meta;
+
+fn community_of(r: &tokio_postgres::Row) -> Community {
+    Community {
+        code: r.get(0),
+        name: r.get(1),
+        district: r.get(2),
+    }
+}
+
+/// A `devices` row (code, community, device_kind, direction, name).
+fn device_of(r: &tokio_postgres::Row) -> Result<Device> {
+    let direction: String = r.get(3);
+    Ok(Device {
+        code: r.get(0),
+        community: r.get(1),
+        device_kind: r.get(2),
+        direction: Direction::parse(&direction).ok_or_else(|| {
+            ClusterError::Config(format!(
+                "devices.direction = {direction:?} (the table's check allows in, out, unknown)"
+            ))
+        })?,
+        name: r.get(4),
+    })
+}
+
+const DEVICE_COLUMNS: &str = "code, community, device_kind, direction, name";
+
+impl Meta {
+    /// Every registered community, by code.
+    pub async fn communities(&self) -> Result<Vec<Community>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT code, name, district FROM communities ORDER BY code",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read communities"))?;
+        Ok(rows.iter().map(community_of).collect())
+    }
+
+    /// Community `code`, if registered.
+    pub async fn community(&self, code: &str) -> Result<Option<Community>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT code, name, district FROM communities WHERE code = $1",
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a community"))?;
+        Ok(row.as_ref().map(community_of))
+    }
+
+    /// Registers `c`, or replaces the community of its code.
+    pub async fn put_community(&self, c: &Community) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO communities (code, name, district) VALUES ($1, $2, $3)
+                 ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
+                     district = EXCLUDED.district",
+                &[&c.code, &c.name, &c.district],
+            )
+            .await
+            .map_err(ClusterError::pg("register a community"))?;
+        Ok(())
+    }
+
+    /// Every registered device (only `community`'s when given), by code.
+    pub async fn devices(&self, community: Option<&str>) -> Result<Vec<Device>> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices
+                     WHERE $1::text IS NULL OR community = $1 ORDER BY code"
+                ),
+                &[&community],
+            )
+            .await
+            .map_err(ClusterError::pg("read devices"))?;
+        rows.iter().map(device_of).collect()
+    }
+
+    /// Device `code`, if registered.
+    pub async fn device(&self, code: &str) -> Result<Option<Device>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE code = $1"),
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a device"))?;
+        row.as_ref().map(device_of).transpose()
+    }
+
+    /// Registers `d` (its community registered already: the foreign key refuses it
+    /// otherwise), or replaces the device of its code.
+    pub async fn put_device(&self, d: &Device) -> Result<()> {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (code) DO UPDATE SET community = EXCLUDED.community,
+                         device_kind = EXCLUDED.device_kind, direction = EXCLUDED.direction,
+                         name = EXCLUDED.name"
+                ),
+                &[
+                    &d.code,
+                    &d.community,
+                    &d.device_kind,
+                    &d.direction.as_str(),
+                    &d.name,
+                ],
+            )
+            .await
+            .map_err(ClusterError::pg("register a device"))?;
+        Ok(())
+    }
+}
