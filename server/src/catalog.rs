@@ -105,31 +105,23 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
 
 fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
-    sightline_storage::DeviceCode::parse_checked(code)
-        .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
-    let community = text(&o, "community", true)?;
-    if !caller.sees(&community) {
+    let (d, login) = device_of(code, &o)?;
+    if !caller.sees(&d.community) {
         return Err(ApiError::Forbidden(format!(
-            "key {} may not change community {community:?}",
-            caller.key_id
+            "key {} may not change community {:?}",
+            caller.key_id, d.community
         )));
     }
-    if app.store.catalog().community(&community)?.is_none() {
+    if app.store.catalog().community(&d.community)?.is_none() {
+        let community = &d.community;
         return Err(ApiError::param(
             "community",
             format!("{community:?} is not registered; PUT /v1/communities/{community} first"),
         ));
     }
-    let direction = text(&o, "direction", false)?;
-    // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
-    let device_kind = match (o.get("device_kind"), o.get("kind")) {
-        (None, Some(_)) => text(&o, "kind", true)?,
-        _ => text(&o, "device_kind", true)?,
-    };
-    let login = gat1400_login(&o)?;
     let relays = match o.get("relays") {
         None | Some(Value::Null) => None,
-        Some(_) if device_kind != "platform" => {
+        Some(_) if d.device_kind != "platform" => {
             return Err(ApiError::param(
                 "relays",
                 "only a device of kind platform relays devices",
@@ -137,19 +129,10 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
         }
         Some(v) => Some(crate::gat1400::relay::parse(&app.store, v)?),
     };
-    let d = sightline_storage::Device {
-        code: code.to_string(),
-        community,
-        device_kind,
-        direction: sightline_storage::Direction::parse(&direction)
-            .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
-        name: text(&o, "name", false)?,
-    };
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
-    if let Some((username, password)) = login {
-        let username = username.as_deref().unwrap_or(code);
-        catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
+    if let Some(credential) = login {
+        catalog.put_gat1400_credential(&credential)?;
     }
     if let Some(relays) = &relays {
         crate::gat1400::relay::put(&app.store, code, relays)?;
@@ -165,6 +148,45 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
         v["gat1400_username"] = c.username.into();
     }
     Ok(v)
+}
+
+/// Device `code` as `{"community", "device_kind" (or "kind"), "direction", "name",
+/// "gat1400": {"username", "password"}}` describes it, and its GA/T 1400 credential
+/// when a password is given: checked as `PUT /v1/devices/{code}` checks it (also
+/// `sightline cluster gat1400 add`'s).
+pub(crate) fn device_of(
+    code: &str,
+    o: &Map<String, Value>,
+) -> Result<
+    (
+        sightline_storage::Device,
+        Option<sightline_storage::Gat1400Credential>,
+    ),
+    ApiError,
+> {
+    sightline_storage::DeviceCode::parse_checked(code)
+        .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
+    let community = text(o, "community", true)?;
+    let direction = text(o, "direction", false)?;
+    // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
+    let device_kind = match (o.get("device_kind"), o.get("kind")) {
+        (None, Some(_)) => text(o, "kind", true)?,
+        _ => text(o, "device_kind", true)?,
+    };
+    let login = gat1400_login(o)?;
+    let d = sightline_storage::Device {
+        code: code.to_string(),
+        community,
+        device_kind,
+        direction: sightline_storage::Direction::parse(&direction)
+            .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
+        name: text(o, "name", false)?,
+    };
+    let credential = login.map(|(username, password)| {
+        let username = username.as_deref().unwrap_or(code);
+        crate::gat1400::credential(code, username, &password)
+    });
+    Ok((d, credential))
 }
 
 /// The optional `"gat1400": {"username": …, "password": …}` of a device or platform:
@@ -206,7 +228,7 @@ fn gat1400_login(o: &Map<String, Value>) -> Result<Option<(Option<String>, Strin
     Ok(Some((username, password)))
 }
 
-fn device_json(d: &sightline_storage::Device) -> Value {
+pub(crate) fn device_json(d: &sightline_storage::Device) -> Value {
     json!({"code": d.code, "community": d.community, "device_kind": d.device_kind,
            "direction": d.direction.as_str(), "name": d.name})
 }

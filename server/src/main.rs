@@ -137,6 +137,38 @@ enum ClusterRole {
         #[command(subcommand)]
         action: ClusterKeysAction,
     },
+    /// Manage the devices GA/T 1400 objects name and their digest credentials
+    /// (PostgreSQL tables `devices`, `gat1400_credentials`, read by every ingest node
+    /// within `index.renew_ms`), as `PUT /v1/devices/{code}` does on `serve`.
+    Gat1400 {
+        #[command(subcommand)]
+        action: ClusterGat1400Action,
+    },
+}
+
+/// `sightline cluster gat1400 …` (feature `cluster`).
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+enum ClusterGat1400Action {
+    /// Add or replace a device; with a password, the digest credential it registers
+    /// with (only its HA1 is kept).
+    Add {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        device: sightline_server::cluster::NewDevice,
+    },
+    /// List devices, one JSON object a line (never a credential).
+    List {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Remove a device, its credential and its registration.
+    Remove {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        code: String,
+    },
 }
 
 /// `sightline cluster keys …` (feature `cluster`): as `sightline keys`, against the
@@ -274,6 +306,11 @@ fn cluster(role: ClusterRole) -> ExitCode {
             | ClusterKeysAction::List { config }
             | ClusterKeysAction::Revoke { config, .. } => config.clone(),
         },
+        ClusterRole::Gat1400 { action } => match action {
+            ClusterGat1400Action::Add { config, .. }
+            | ClusterGat1400Action::List { config }
+            | ClusterGat1400Action::Remove { config, .. } => config.clone(),
+        },
     };
     // The roles' state changes (leases, commits, fencing) are log lines on stderr
     // (`tracing_init`).
@@ -293,6 +330,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
     };
     let role = match role {
         ClusterRole::Keys { action } => return runtime.block_on(cluster_keys(&config, action)),
+        ClusterRole::Gat1400 { action } => {
+            return runtime.block_on(cluster_devices(&config, action))
+        }
         role => role,
     };
     // Police data about residents: what a node writes (replicas, the audit log) is
@@ -316,7 +356,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
-            ClusterRole::Keys { .. } => unreachable!("answered above"),
+            ClusterRole::Keys { .. } | ClusterRole::Gat1400 { .. } => {
+                unreachable!("answered above")
+            }
         }
     });
     match result {
@@ -429,6 +471,30 @@ async fn cluster_keys(
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sightline cluster gat1400 add|list|remove`.
+#[cfg(feature = "cluster")]
+async fn cluster_devices(
+    config: &sightline_cluster::ClusterConfig,
+    action: ClusterGat1400Action,
+) -> ExitCode {
+    use sightline_server::cluster::{manage_devices, DeviceAction};
+    let action = match action {
+        ClusterGat1400Action::Add { device, .. } => DeviceAction::Add(device),
+        ClusterGat1400Action::List { .. } => DeviceAction::List,
+        ClusterGat1400Action::Remove { code, .. } => DeviceAction::Remove { code },
+    };
+    match manage_devices(config, action).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("sightline: {e}");
             ExitCode::FAILURE

@@ -415,6 +415,9 @@ async fn route(
             })
             .await
         }
+        _ if get && super::pictures::answers(path) => {
+            super::pictures::get(&node.config, caller, path).await
+        }
         _ if get && path.starts_with("/v1/events/") => {
             params.only(&[])?;
             let id = queries::event_id(&path["/v1/events/".len()..])?;
