@@ -200,13 +200,15 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     let cli = env.config_file("cli");
     let unregistered = gat1400_cli(&cli, &["add", CAMERA, "--community", "3205080001"]);
     assert!(unregistered.unwrap_err().contains("--community-name"));
-    for (code, community, kind, direction, password) in DEVICES {
+    // Device `i` of `DEVICES`, its community named after its code.
+    let add = |i: usize| {
+        let (code, community, kind, direction, password) = DEVICES[i];
         let args = [
             "add",
             code,
-            "--community-name",
-            community,
             "--community",
+            community,
+            "--community-name",
             community,
             "--kind",
             kind,
@@ -216,11 +218,11 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
             password,
         ];
         let added = gat1400_cli(&cli, &args).unwrap();
-        assert!(
-            added.contains(&format!("\"community\":\"{community}\"")),
-            "{added}"
-        );
-    }
+        let said = format!("\"community\":\"{community}\"");
+        assert!(added.contains(&said), "{added}");
+    };
+    add(0);
+    add(1);
     let bad = gat1400_cli(&cli, &["add", "123", "--community", "3205080001"]).unwrap_err();
     assert!(bad.contains("code"), "{bad}");
     let listed = gat1400_cli(&cli, &["list"]).unwrap();
@@ -238,20 +240,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     );
     assert_eq!(listed.matches("\"gat1400\":true").count(), 1, "{listed}");
     assert!(gat1400_cli(&cli, &["remove", CAMERA]).is_err());
-    let (code, community, kind, direction, password) = DEVICES[0];
-    let args = [
-        "add",
-        code,
-        "--community",
-        community,
-        "--kind",
-        kind,
-        "--direction",
-        direction,
-        "--password",
-        password,
-    ];
-    gat1400_cli(&cli, &args).unwrap();
+    add(0);
     // Keys for the query node: every community, and the face camera's only.
     let key = |communities: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
@@ -340,6 +329,41 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         .as_str()
         .unwrap()
         .contains("is not a time"));
+    // An ingest node whose object storage refuses it (a wrong secret key) refuses the
+    // upload whole, 503 with status 4, and publishes none of its events.
+    let (_refusing, a3) = {
+        let config = env.config_file("ingest-3");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let wrong = format!("secret_key = \"{}\"", env.s3.secret_key);
+        std::fs::write(
+            &config,
+            text.replace(&wrong, "secret_key = \"not-the-key\""),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+        cmd.args(["cluster", "ingest", "--config"]).arg(&config);
+        let (child, addr) = sightline_testkit::spawn_listening(&mut cmd);
+        let stderr = env.dir.path().join("ingest-3.stderr");
+        let name = "ingest-3".to_string();
+        (
+            Node {
+                child,
+                name,
+                stderr,
+            },
+            addr,
+        )
+    };
+    let lost = json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+        "MotorVehicleID": format!("{CAMERA}02202512010900000099020099"), "DeviceID": CAMERA,
+        "PassTime": "20251201090000", "PlateNo": "苏E7GAX",
+        "SubImageList": {"SubImageInfoObject": [{"Type": "01", "Data": b64(&jpeg(99, 500))}]}}]}});
+    let (status, _, refused) = viid(a3, "POST", "/VIID/MotorVehicles", &ident, &lost.to_string());
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(
+        refused["ResponseStatusObject"]["StatusCode"], 4,
+        "{refused}"
+    );
     // Another caller's `User-Identify` is not registered anywhere.
     let other = vec![("User-Identify", FACE_CAMERA.to_string())];
     let (status, head, _) = viid(a1, "POST", "/VIID/Faces", &other, &faces().0);
@@ -348,38 +372,20 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
 
     // The face camera answers, on ingest node 2, the challenge ingest node 1 sent.
     let (faces_body, face_pictures) = faces();
-    let challenge_from = |a: SocketAddr| nonce_of(&viid(a, "POST", "/VIID/Faces", &[], "{}").1);
-    let nonce = challenge_from(a1);
-    let auth = authorization(
-        FACE_CAMERA,
-        "pw-faces",
-        &nonce,
-        "00000001",
-        "POST",
-        "/VIID/Faces",
-    );
-    let signed = vec![("Authorization", auth)];
+    // The `Authorization` answering a challenge `a` sent to an upload of faces.
+    let answering = |a: SocketAddr| {
+        let nonce = nonce_of(&viid(a, "POST", "/VIID/Faces", &[], "{}").1);
+        let path = "/VIID/Faces";
+        authorization(FACE_CAMERA, "pw-faces", &nonce, "00000001", "POST", path)
+    };
+    let signed = vec![("Authorization", answering(a1))];
     let (status, _, cluster) = viid(a2, "POST", "/VIID/Faces", &signed, &faces_body);
     assert_eq!(status, 200, "{cluster}");
     // The same header again is a replay.
     let (status, _, replayed) = viid(a2, "POST", "/VIID/Faces", &signed, &faces_body);
     assert_eq!(status, 401, "{replayed}");
-    let nonce = challenge_from(s);
-    let auth = authorization(
-        FACE_CAMERA,
-        "pw-faces",
-        &nonce,
-        "00000001",
-        "POST",
-        "/VIID/Faces",
-    );
-    let (status, _, single_answer) = viid(
-        s,
-        "POST",
-        "/VIID/Faces",
-        &[("Authorization", auth)],
-        &faces_body,
-    );
+    let signed = vec![("Authorization", answering(s))];
+    let (status, _, single_answer) = viid(s, "POST", "/VIID/Faces", &signed, &faces_body);
     assert_eq!(status, 200, "{single_answer}");
     assert_eq!(statuses(&cluster), statuses(&single_answer));
     assert!(
@@ -447,6 +453,9 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         assert_eq!(got, want, "{subject:?}");
     }
     assert!(comparable(qa, Some(&all), vehicle("苏E7GA3"), &uploaded).is_empty());
+    // Nothing of the refused upload was published: the events uploaded after it (the
+    // image, same community, same partition, so later in its log) are answered.
+    assert!(comparable(qa, Some(&all), vehicle("苏E7GAX"), &uploaded).is_empty());
 
     // A picture is visible only to keys that see its event's community.
     let images_of = |subject| {
