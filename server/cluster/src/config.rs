@@ -103,6 +103,10 @@ pub struct IngestConfig {
     /// objects with their pictures in base64).
     #[serde(default = "default_max_viid_body")]
     pub max_viid_body_bytes: usize,
+    /// Upload bodies held in memory at once, bytes (default 256 MiB, as `serve`): a
+    /// body reserves what it announces before it is read; beyond, 429.
+    #[serde(default = "default_max_viid_inflight")]
+    pub max_viid_inflight_bytes: usize,
     /// Largest picture of an uploaded object, bytes once decoded (default 8 MiB, as
     /// `serve`); a larger one refuses its object.
     #[serde(default = "default_max_picture")]
@@ -275,6 +279,9 @@ fn default_viid_server_id() -> String {
 fn default_max_viid_body() -> usize {
     64 << 20
 }
+fn default_max_viid_inflight() -> usize {
+    256 << 20
+}
 fn default_max_picture() -> usize {
     8 << 20
 }
@@ -342,6 +349,7 @@ impl Default for IngestConfig {
             max_batch_records: default_max_records(),
             viid_server_id: default_viid_server_id(),
             max_viid_body_bytes: default_max_viid_body(),
+            max_viid_inflight_bytes: default_max_viid_inflight(),
             max_picture_bytes: default_max_picture(),
             gat1400_face_subject: default_face_subject(),
         }
@@ -461,10 +469,13 @@ impl ClusterConfig {
             }
         }
         let g = &self.ingest;
-        if g.max_viid_body_bytes == 0 || g.max_picture_bytes == 0 || g.max_picture_bytes > 16 << 20
+        if g.max_viid_body_bytes == 0
+            || g.max_viid_inflight_bytes < g.max_viid_body_bytes
+            || g.max_picture_bytes == 0
+            || g.max_picture_bytes > 16 << 20
         {
             return bad(
-                "ingest.max_viid_body_bytes, max_picture_bytes: positive; max_picture_bytes at most 16 MiB (as serve's store)",
+                "ingest.max_viid_body_bytes, max_picture_bytes: positive; max_viid_inflight_bytes at least max_viid_body_bytes; max_picture_bytes at most 16 MiB (as serve's store)",
             );
         }
         if g.viid_server_id.len() != 20 || !g.viid_server_id.bytes().all(|b| b.is_ascii_digit()) {

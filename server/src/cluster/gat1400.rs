@@ -32,7 +32,8 @@
 //! Not here (a `serve` gateway's only): platforms relaying cameras, `/VIID/APEs`,
 //! `/VIID/Tollgates`, dispositions and subscriptions. Bounds: 16 uploads at once
 //! (429 beyond, before the body is read), `ingest.max_viid_body_bytes` (gzip inflated
-//! within it), 64 KiB for registration, keepalive and time bodies.
+//! within it), `ingest.max_viid_inflight_bytes` of upload bodies held at once (429
+//! beyond), 64 KiB for registration, keepalive and time bodies.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,6 +60,7 @@ use crate::gat1400::handlers::{
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
+use crate::http::limits::{ByteBudget, Reserved};
 
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
 /// is read, so buffered bodies are bounded by slots × `max_viid_body_bytes`.
@@ -77,6 +79,8 @@ pub(super) struct GatNode {
     /// The ingest node's publisher (`POST /v1/events`'s).
     publisher: Publisher,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Upload bodies held at once (`ingest.max_viid_inflight_bytes`).
+    bytes: ByteBudget,
     /// The connection registrations are written (and missed ones read) on.
     writer: tokio::sync::Mutex<Option<Meta>>,
 }
@@ -186,6 +190,7 @@ impl GatNode {
             objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
             publisher,
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
             config: config.clone(),
         });
@@ -473,12 +478,32 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
 }
 
 /// Reads a body of at most `max` bytes (gzip inflated within it) into `x`.
-async fn read_body(req: Request<Incoming>, x: &mut Exchange, max: usize) -> Result<(), Reply> {
+/// With a `budget`, what the body announces (else `max`) is reserved before a byte is
+/// read, and `max` more before a gzip body is inflated: held until the returned
+/// reservation drops (as `serve`'s `max_viid_inflight_bytes`).
+async fn read_body(
+    req: Request<Incoming>,
+    x: &mut Exchange,
+    max: usize,
+    budget: Option<&ByteBudget>,
+) -> Result<Reserved, Reply> {
     let gzipped = req
         .headers()
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let mut held = Reserved::default();
+    let mut reserve = |bytes: usize| match budget {
+        Some(b) if !b.grow(&mut held, bytes) => {
+            Err(early(x, ApiError::BodyBudget(b.total()), BUSY))
+        }
+        _ => Ok(()),
+    };
+    let declared = hyper::body::Body::size_hint(req.body()).exact();
+    reserve(declared.map_or(max, |n| usize::try_from(n).unwrap_or(max).min(max)))?;
+    if gzipped {
+        reserve(max)?;
+    }
     let body = Limited::new(req.into_body(), max)
         .collect()
         .await
@@ -494,7 +519,7 @@ async fn read_body(req: Request<Incoming>, x: &mut Exchange, max: usize) -> Resu
         false => body,
         true => gunzip(&body, max).map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?,
     };
-    Ok(())
+    Ok(held)
 }
 
 type SystemFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>>;
@@ -506,7 +531,7 @@ async fn system(
     mut x: Exchange,
     f: for<'a> fn(&'a GatNode, &'a Exchange) -> SystemFuture<'a>,
 ) -> Reply {
-    if let Err(refusal) = read_body(req, &mut x, SYSTEM_BODY_BYTES).await {
+    if let Err(refusal) = read_body(req, &mut x, SYSTEM_BODY_BYTES, None).await {
         return refusal;
     }
     f(node, &x).await
@@ -588,9 +613,10 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Err(why) => return refused(&node.gateway, &x, &why),
     }
     let max = node.config.ingest.max_viid_body_bytes;
-    if let Err(refusal) = read_body(req, &mut x, max).await {
-        return refusal;
-    }
+    let _held = match read_body(req, &mut x, max, Some(&node.bytes)).await {
+        Ok(held) => held,
+        Err(refusal) => return refusal,
+    };
     if let Err(refusal) = node.registered(&x).await {
         return refusal;
     }
@@ -622,6 +648,16 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(texts) => upload_statuses(&x, images, &ids, &texts),
         Err(e) => device_error(&x, &e),
     }
+}
+
+/// The decoded bytes of every picture [`pictures_to_store`] lists, in its order,
+/// taken out of their objects.
+fn take_pictures(objects: &mut [Object]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for o in objects.iter_mut().filter(|o| o.event.is_ok()) {
+        out.extend(o.pictures.iter_mut().filter_map(|p| p.bytes.take()));
+    }
+    out
 }
 
 /// An object key and the bytes to put there.
@@ -659,12 +695,18 @@ async fn keep(
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, ApiError> {
     let notes = stored_notes(&objects);
-    let (ids, puts): (Vec<String>, Vec<Put>) = pictures_to_store(&objects)
+    let blobs: Vec<BlobId> = pictures_to_store(&objects)
         .into_iter()
-        .map(|(e, bytes)| put_of(Blob::Picture, &e.community, Bytes::copy_from_slice(bytes)))
-        .unzip();
+        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
+        .collect();
+    list_pictures(&mut objects, blobs.iter().map(BlobId::to_string));
+    // The decoded bytes moved out (listed already), not copied.
+    let puts: Vec<Put> = take_pictures(&mut objects)
+        .into_iter()
+        .zip(&blobs)
+        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
+        .collect();
     put_all(&node.objects, puts).await?;
-    list_pictures(&mut objects, ids);
     let mut puts = Vec::new();
     let ids: Vec<Option<String>> = uploaded_texts(&objects)
         .into_iter()
