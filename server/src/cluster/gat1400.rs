@@ -133,9 +133,10 @@ impl Directory {
         let fresh = |(ip, at): &(Option<IpAddr>, Instant)| {
             (*ip == from && at.elapsed() < crate::gat1400::REGISTRATION_TTL).then_some(*at)
         };
+        // What this node wrote or found since the last read is the newest it knows.
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = recent.get(code).and_then(fresh) {
-            return Some(at);
+        if let Some(entry) = recent.get(code) {
+            return fresh(entry);
         }
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         set.as_ref()?.registrations.get(code).and_then(fresh)
@@ -221,6 +222,12 @@ impl GatNode {
             }
         });
         Ok((node, task))
+    }
+
+    /// How long ago the gateway's tables were last read (`None`: never).
+    pub(super) fn age(&self) -> Option<Duration> {
+        let set = self.directory.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().map(|l| l.at.elapsed())
     }
 
     /// Reads the three tables (connecting first when `meta` is not open), each call
@@ -444,7 +451,8 @@ fn early(x: &Exchange, e: ApiError, code: i64) -> Reply {
     Reply::with(e.status(), s)
 }
 
-/// Whether the node's gateway answers `method path` (else the ingest node's 404).
+/// Whether the node's gateway answers `path` (a `/VIID` one; else the ingest node's
+/// own 404).
 pub(super) fn answers(path: &str) -> bool {
     path.starts_with("/VIID/") || path == "/VIID"
 }

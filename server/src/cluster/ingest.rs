@@ -135,9 +135,12 @@ async fn handle(
                 false => StatusCode::SERVICE_UNAVAILABLE,
             };
             let said = if connected { "ok" } else { "unavailable" };
+            // When the GA/T 1400 gateway last read its tables (null: never).
+            let gat1400_age_ms = state.gat1400.age().map(|a| a.as_millis() as u64);
             reply(
                 status,
-                json!({"status": said, "role": "ingest", "nats": nats}),
+                json!({"status": said, "role": "ingest", "nats": nats,
+                       "gat1400_age_ms": gat1400_age_ms}),
             )
         }
         ("POST", "/v1/events") => match post_events(&state, req).await {

@@ -292,6 +292,11 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         );
     }
 
+    // Each ingest node read the gateway's tables before it listened.
+    for a in [a1, a2] {
+        let health = sightline_testkit::get(a, "/health");
+        assert!(health.body["gat1400_age_ms"].is_u64(), "{}", health.body);
+    }
     // A wrong password is refused by every node, with a fresh challenge.
     for a in [a1, a2] {
         let (status, body) = register(a, "/VIID/System/Register", CAMERA, "wrong");
