@@ -309,6 +309,7 @@ fn wide_candidates(c: &mut Criterion) {
                     i64::MAX,
                     None
                 )
+                .expect("the index reads")
                 .len()
         );
         g.bench_function(label, |b| b.iter(|| cooccurrence(&ctx, &q).unwrap()));

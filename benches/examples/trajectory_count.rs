@@ -37,7 +37,11 @@ fn main() {
             .dictionaries()
             .subject_id(Kind::Vehicle, &q.subject)
             .unwrap();
-        let keys = city.index.view().subject_shards(id, from_ms, to_ms, None);
+        let keys = city
+            .index
+            .view()
+            .subject_shards(id, from_ms, to_ms, None)
+            .expect("the index reads");
         let runs = city
             .store
             .subject_runs(keys.clone(), id, from_ms, to_ms)

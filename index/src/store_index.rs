@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use roaring::RoaringBitmap;
-use sightline_storage::{AppendObserver, DroppedShard, Row, ShardKey, SpanLayout, Store};
+use sightline_storage::{
+    AppendObserver, DroppedShard, Row, ShardKey, SpanLayout, StorageError, Store,
+};
 
 use crate::checkpoint::{encode, Checkpoint, Flat, ShardEntry};
 use crate::error::{IndexError, Result};
@@ -55,8 +57,15 @@ struct State {
     base: Option<Checkpoint>,
     /// By subject id: shards holding its events, beyond those `base` lists.
     subject_shards: Vec<RoaringBitmap>,
-    /// By subject id.
-    subject_stats: Vec<SubjectStats>,
+    /// By subject id, as `[count, first_ms, last_ms]` ([`raw`]). An entry of one of
+    /// the checkpoint's subjects that is all zero has not been read from it yet (a
+    /// read entry never is: a count of 0 is stored as [`SubjectStats::default`]), so
+    /// loading a checkpoint allocates this zeroed and reads nothing.
+    subject_stats: Vec<[i64; 3]>,
+    /// Damage a read of the checkpoint found where it could not be returned (an
+    /// append, retention) or first found: every later read returns it (the file is
+    /// moved aside, so the next open rebuilds the index from the rows).
+    broken: std::sync::OnceLock<(PathBuf, u64, String)>,
     /// By device id: the communities it reported events for, beyond `base`.
     device_communities: Vec<RoaringBitmap>,
     /// Every row with a sequence number up to this one is counted (unless dropped).
@@ -93,6 +102,7 @@ impl State {
             base: None,
             subject_shards: Vec::new(),
             subject_stats: Vec::new(),
+            broken: std::sync::OnceLock::new(),
             device_communities: Vec::new(),
             through: 0,
             recompute: HashMap::new(),
@@ -114,19 +124,12 @@ impl State {
                 st.shard_numbers.insert(e.key, n as u32);
             }
         }
-        st.subject_stats = (0..cp.subjects)
-            .map(|s| {
-                let (count, first_ms, last_ms) = cp.stats(s);
-                SubjectStats {
-                    count,
-                    first_ms,
-                    last_ms,
-                }
-            })
-            .collect();
+        // Zeroed (untouched pages): each entry is read from the checkpoint on first use.
+        st.subject_stats = vec![[0i64; 3]; cp.subjects];
         st.through = cp.through;
+        // An older format is written again at the next checkpoint.
+        st.dirty = AtomicBool::new(cp.version != crate::checkpoint::VERSION);
         st.base = Some(cp);
-        st.dirty = AtomicBool::new(false);
         st
     }
 
@@ -163,18 +166,27 @@ impl State {
         let last = slot(&mut self.subject_last, r.subject);
         if *last != number + 1 {
             *last = number + 1;
-            let in_base = self
-                .base
-                .as_ref()
-                .is_some_and(|b| b.subject_shards(r.subject).contains(number));
-            if !in_base {
-                slot(&mut self.subject_shards, r.subject).insert(number);
+            let in_base = match &self.base {
+                Some(b) => b.subject_shards(r.subject).map(|l| l.contains(number)),
+                None => Ok(false),
+            };
+            match in_base {
+                Ok(true) => {}
+                Ok(false) => {
+                    slot(&mut self.subject_shards, r.subject).insert(number);
+                }
+                Err(e) => self.note(e),
             }
         }
-        let s = slot(&mut self.subject_stats, r.subject);
-        s.count += 1;
-        s.first_ms = s.first_ms.min(r.ts_ms);
-        s.last_ms = s.last_ms.max(r.ts_ms);
+        let ts = r.ts_ms;
+        let counted = self.update_stats(r.subject, |s| {
+            s.count += 1;
+            s.first_ms = s.first_ms.min(ts);
+            s.last_ms = s.last_ms.max(ts);
+        });
+        if let Err(e) = counted {
+            self.note(e);
+        }
         if !self.recompute.is_empty() {
             if let Some(m) = self.recompute.get_mut(&r.subject) {
                 m.0 = m.0.min(r.ts_ms);
@@ -198,44 +210,144 @@ impl State {
 
     /// How many shard numbers `subject`'s lists hold (dropped shards included): what
     /// collecting them costs.
-    fn subject_shard_count(&self, subject: u32) -> usize {
+    fn subject_shard_count(&self, subject: u32) -> std::result::Result<usize, StorageError> {
         let delta = self
             .subject_shards
             .get(subject as usize)
             .map_or(0, |b| b.len() as usize);
-        let base = self
-            .base
-            .as_ref()
-            .map_or(0, |b| b.subject_shards(subject).len());
-        delta + base
+        let base = match &self.base {
+            Some(b) => self.checked(b.subject_shards(subject))?.len(),
+            None => 0,
+        };
+        Ok(delta + base)
     }
 
     /// Whether the live shard `number` holds events of `subject`.
-    fn subject_in(&self, subject: u32, number: u32) -> bool {
+    fn subject_in(&self, subject: u32, number: u32) -> std::result::Result<bool, StorageError> {
         let listed = self
             .subject_shards
             .get(subject as usize)
             .is_some_and(|b| b.contains(number))
-            || self
-                .base
-                .as_ref()
-                .is_some_and(|b| b.subject_shards(subject).contains(number));
-        listed && !self.dropped.contains(number)
+            || match &self.base {
+                Some(b) => self.checked(b.subject_shards(subject))?.contains(number),
+                None => false,
+            };
+        Ok(listed && !self.dropped.contains(number))
     }
 
     /// The live shard numbers of `subject`, ascending.
-    fn subject_numbers(&self, subject: u32) -> Vec<u32> {
+    fn subject_numbers(&self, subject: u32) -> std::result::Result<Vec<u32>, StorageError> {
         let mut out: Vec<u32> = self
             .subject_shards
             .get(subject as usize)
             .map(|b| b.iter().collect())
             .unwrap_or_default();
         if let Some(base) = &self.base {
-            out.extend(base.subject_shards(subject).iter());
+            out.extend(self.checked(base.subject_shards(subject))?.iter());
             out.sort_unstable();
         }
         out.retain(|n| !self.dropped.contains(*n));
-        out
+        Ok(out)
+    }
+
+    /// `subject`'s statistics (read from the checkpoint when not yet).
+    fn stats(&self, subject: u32) -> std::result::Result<SubjectStats, StorageError> {
+        match self.subject_stats.get(subject as usize) {
+            Some(&r) if r != [0; 3] => Ok(cooked(r)),
+            _ => self.base_stats(subject),
+        }
+    }
+
+    /// `subject`'s statistics in the checkpoint (default past its subjects).
+    fn base_stats(&self, subject: u32) -> std::result::Result<SubjectStats, StorageError> {
+        match &self.base {
+            Some(b) if (subject as usize) < b.subjects => {
+                let (count, first_ms, last_ms) = self.checked(b.stats(subject as usize))?;
+                Ok(match count {
+                    0 => SubjectStats::default(),
+                    _ => SubjectStats {
+                        count,
+                        first_ms,
+                        last_ms,
+                    },
+                })
+            }
+            _ => Ok(SubjectStats::default()),
+        }
+    }
+
+    /// Changes `subject`'s statistics by `f` (read from the checkpoint first when not
+    /// yet).
+    fn update_stats(
+        &mut self,
+        subject: u32,
+        f: impl FnOnce(&mut SubjectStats),
+    ) -> std::result::Result<(), StorageError> {
+        let i = subject as usize;
+        if self.subject_stats.len() <= i {
+            self.subject_stats
+                .resize(i + 1, raw(SubjectStats::default()));
+        }
+        let mut st = self.stats(subject)?;
+        f(&mut st);
+        self.subject_stats[i] = raw(st);
+        Ok(())
+    }
+
+    /// Every subject id with statistics (the checkpoint's and later ones).
+    fn subject_count(&self) -> usize {
+        self.subject_stats.len()
+    }
+
+    /// `r`, the checkpoint's damage recorded first ([`State::note`]): a read that
+    /// finds damage makes every later read fail with it.
+    fn checked<T>(
+        &self,
+        r: std::result::Result<T, StorageError>,
+    ) -> std::result::Result<T, StorageError> {
+        if let Some(e) = self.broken_error() {
+            return Err(e);
+        }
+        r.inspect_err(|e| self.note_shared(e))
+    }
+
+    fn broken_error(&self) -> Option<StorageError> {
+        self.broken
+            .get()
+            .map(|(path, offset, reason)| StorageError::Corrupt {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            })
+    }
+
+    /// Records damage found where it cannot be returned (an append, retention).
+    fn note(&mut self, e: StorageError) {
+        self.note_shared(&e);
+    }
+
+    /// Records the first damage found in the checkpoint and moves the file aside (to
+    /// `subjects.idx.damaged`), so the next open rebuilds the index from every row.
+    fn note_shared(&self, e: &StorageError) {
+        let StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        } = e
+        else {
+            return;
+        };
+        if self
+            .broken
+            .set((path.clone(), *offset, reason.clone()))
+            .is_ok()
+        {
+            let aside = path.with_extension("idx.damaged");
+            tracing::error!(error = %e, aside = %aside.display(), "the index checkpoint is damaged; queries fail until a restart rebuilds it");
+            if let Err(err) = std::fs::rename(path, &aside) {
+                tracing::error!(error = %err, path = %path.display(), "cannot move the damaged index checkpoint aside");
+            }
+        }
     }
 
     fn device_list(&self, device: u32) -> Vec<u32> {
@@ -252,19 +364,18 @@ impl State {
         out
     }
 
-    /// The index flattened into a checkpoint's bytes.
-    fn encode(&self) -> Vec<u8> {
-        let subjects = self.subject_stats.len();
-        let stats: Vec<(u64, i64, i64)> = self
-            .subject_stats
-            .iter()
-            .map(|s| (s.count, s.first_ms, s.last_ms))
-            .collect();
+    /// The index flattened into a checkpoint's bytes (every entry of the checkpoint
+    /// it was loaded from read and checked).
+    fn encode(&self) -> std::result::Result<Vec<u8>, StorageError> {
+        let subjects = self.subject_count();
+        let stats: Vec<(u64, i64, i64)> = (0..subjects as u32)
+            .map(|s| self.stats(s).map(|s| (s.count, s.first_ms, s.last_ms)))
+            .collect::<std::result::Result<_, _>>()?;
         let mut subject_offsets = Vec::with_capacity(subjects + 1);
         let mut subject_shards = Vec::new();
         subject_offsets.push(0u64);
         for s in 0..subjects as u32 {
-            subject_shards.extend(self.subject_numbers(s));
+            subject_shards.extend(self.subject_numbers(s)?);
             subject_offsets.push(subject_shards.len() as u64);
         }
         let devices = self
@@ -278,7 +389,7 @@ impl State {
             device_communities.extend(self.device_list(d));
             device_offsets.push(device_communities.len() as u64);
         }
-        encode(&Flat {
+        Ok(encode(&Flat {
             through: self.through,
             layout: self.layout,
             shards: &self.shards,
@@ -287,7 +398,26 @@ impl State {
             subject_shards: &subject_shards,
             device_offsets: &device_offsets,
             device_communities: &device_communities,
-        })
+        }))
+    }
+}
+
+/// Statistics as [`State::subject_stats`] keeps them (never all zero).
+fn raw(s: SubjectStats) -> [i64; 3] {
+    match s.count {
+        0 => {
+            let d = SubjectStats::default();
+            [0, d.first_ms, d.last_ms]
+        }
+        n => [n as i64, s.first_ms, s.last_ms],
+    }
+}
+
+fn cooked(r: [i64; 3]) -> SubjectStats {
+    SubjectStats {
+        count: r[0] as u64,
+        first_ms: r[1],
+        last_ms: r[2],
     }
 }
 
@@ -492,7 +622,9 @@ impl StoreIndex {
             ));
         }
         st.through = st.through.max(through);
-        st.dirty = AtomicBool::new(rows > 0);
+        if rows > 0 {
+            *st.dirty.get_mut() = true;
+        }
         Ok(st)
     }
 
@@ -510,7 +642,13 @@ impl StoreIndex {
             if !st.dirty.swap(false, Ordering::AcqRel) {
                 return Ok(false);
             }
-            st.encode()
+            match st.encode() {
+                Ok(b) => b,
+                Err(e) => {
+                    st.dirty.store(true, Ordering::Release);
+                    return Err(IndexError::Store(e));
+                }
+            }
         };
         let written =
             sightline_storage::write_file_atomic(&*store.config().io, path, |put| put(&bytes));
@@ -548,24 +686,34 @@ impl StoreIndex {
                             *l = 0;
                         }
                     }
-                    let stats = slot(&mut st.subject_stats, s.subject);
-                    debug_assert!(stats.count >= s.count, "subtracting more than counted");
-                    stats.count = stats.count.saturating_sub(s.count);
-                    if stats.count == 0 {
-                        *stats = SubjectStats::default();
-                    } else if stats.first_ms == s.first_ms || stats.last_ms == s.last_ms {
-                        affected.push(s.subject);
+                    let mut recompute = false;
+                    let changed = st.update_stats(s.subject, |stats| {
+                        debug_assert!(stats.count >= s.count, "subtracting more than counted");
+                        stats.count = stats.count.saturating_sub(s.count);
+                        if stats.count == 0 {
+                            *stats = SubjectStats::default();
+                        } else if stats.first_ms == s.first_ms || stats.last_ms == s.last_ms {
+                            recompute = true;
+                        }
+                    });
+                    match changed {
+                        Ok(()) if recompute => affected.push(s.subject),
+                        Ok(()) => {}
+                        Err(e) => st.note(e),
                     }
                 }
             }
             affected.sort_unstable();
             affected.dedup();
             for s in affected {
-                if st.subject_stats[s as usize].count == 0 {
-                    continue;
-                }
-                let keys = st
-                    .subject_numbers(s)
+                let numbers = match st.subject_numbers(s) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        st.note(e);
+                        continue;
+                    }
+                };
+                let keys = numbers
                     .into_iter()
                     .map(|n| st.shards[n as usize].key)
                     .collect();
@@ -602,10 +750,14 @@ impl StoreIndex {
                 .recompute
                 .remove(&subject)
                 .unwrap_or((i64::MAX, i64::MIN));
-            let s = &mut st.subject_stats[subject as usize];
-            if s.count > 0 {
-                s.first_ms = first.min(f2);
-                s.last_ms = last.max(l2);
+            let set = st.update_stats(subject, |s| {
+                if s.count > 0 {
+                    s.first_ms = first.min(f2);
+                    s.last_ms = last.max(l2);
+                }
+            });
+            if let Err(e) = set {
+                st.note(e);
             }
         }
     }
@@ -639,16 +791,21 @@ impl StoreIndex {
 
 impl IndexView<'_> {
     /// The shards that hold events of `subject`, optionally only those of
-    /// `communities` and whose span meets `[from_ms, to_ms)`, in key order.
+    /// `communities` and whose span meets `[from_ms, to_ms)`, in key order. Damage
+    /// found in the checkpoint on this first read of the subject's list is the error
+    /// (naming the file), and is for every later read.
     pub fn subject_shards(
         &self,
         subject: u32,
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-    ) -> Vec<ShardKey> {
+    ) -> std::result::Result<Vec<ShardKey>, StorageError> {
+        if let Some(e) = self.st.broken_error() {
+            return Err(e);
+        }
         if from_ms >= to_ms {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let (lo, hi) = (
             self.st.layout.span_of(from_ms),
@@ -660,45 +817,46 @@ impl IndexView<'_> {
             // each (community, span) up instead of collecting its whole list.
             let spans = usize::try_from(i64::from(hi) - i64::from(lo) + 1).unwrap_or(usize::MAX);
             let probes = cs.len().saturating_mul(spans);
-            if probes <= MAX_PROBES && probes < self.st.subject_shard_count(subject) {
+            if probes <= MAX_PROBES && probes < self.st.subject_shard_count(subject)? {
                 let mut keys = Vec::new();
                 for &community in cs {
                     for span in lo..=hi {
                         let key = ShardKey { community, span };
-                        if self
-                            .st
-                            .shard_numbers
-                            .get(&key)
-                            .is_some_and(|&n| self.st.subject_in(subject, n))
-                        {
-                            keys.push(key);
+                        if let Some(&n) = self.st.shard_numbers.get(&key) {
+                            if self.st.subject_in(subject, n)? {
+                                keys.push(key);
+                            }
                         }
                     }
                 }
                 keys.sort_unstable();
                 keys.dedup();
-                return keys;
+                return Ok(keys);
             }
         }
         let mut keys: Vec<ShardKey> = self
             .st
-            .subject_numbers(subject)
+            .subject_numbers(subject)?
             .into_iter()
             .map(|n| self.st.shards[n as usize].key)
             .filter(|k| k.span >= lo && k.span <= hi)
             .filter(|k| communities.is_none_or(|cs| cs.contains(&k.community)))
             .collect();
         keys.sort_unstable();
-        keys
+        Ok(keys)
     }
 
-    /// Statistics of `subject` over the whole store.
-    pub fn subject_stats(&self, subject: u32) -> Option<SubjectStats> {
-        self.st
-            .subject_stats
-            .get(subject as usize)
-            .filter(|s| s.count > 0)
-            .copied()
+    /// Statistics of `subject` over the whole store (`None`: never seen, or every
+    /// sighting dropped). Damage found in the checkpoint is the error, as for
+    /// [`IndexView::subject_shards`].
+    pub fn subject_stats(
+        &self,
+        subject: u32,
+    ) -> std::result::Result<Option<SubjectStats>, StorageError> {
+        if let Some(e) = self.st.broken_error() {
+            return Err(e);
+        }
+        Ok(Some(self.st.stats(subject)?).filter(|s| s.count > 0))
     }
 
     /// The communities `device` reported events for (retention does not take a
@@ -738,6 +896,7 @@ pub fn verify_checkpoint(
         Ok(b) => b,
     };
     let cp = Checkpoint::decode(&path, bytes).map_err(|e| e.to_string())?;
+    cp.check_all().map_err(|e| e.to_string())?;
     let mut fresh = State::new(cp.layout);
     rows(cp.layout, &mut |r: Row| {
         if r.seq <= cp.through {
@@ -760,14 +919,14 @@ pub fn verify_checkpoint(
             cp.through
         ));
     }
-    let subjects = cp.subjects.max(fresh.subject_stats.len());
+    let subjects = cp.subjects.max(fresh.subject_count());
     for s in 0..subjects {
         let (count, first, last) = if s < cp.subjects {
-            cp.stats(s)
+            cp.stats(s).map_err(|e| e.to_string())?
         } else {
             (0, i64::MAX, i64::MIN)
         };
-        let want = fresh.subject_stats.get(s).copied().unwrap_or_default();
+        let want = fresh.stats(s as u32).map_err(|e| e.to_string())?;
         if (count, first, last) != (want.count, want.first_ms, want.last_ms) {
             return Err(format!(
                 "{show}: subject {s} counted {count} events ({first}..{last}), the store holds {} ({}..{})",
@@ -776,11 +935,13 @@ pub fn verify_checkpoint(
         }
         let listed: Vec<ShardKey> = cp
             .subject_shards(s as u32)
+            .map_err(|e| e.to_string())?
             .iter()
             .map(|n| cp.shards[n as usize].key)
             .collect();
         let mut expect: Vec<ShardKey> = fresh
             .subject_numbers(s as u32)
+            .map_err(|e| e.to_string())?
             .into_iter()
             .map(|n| fresh.shards[n as usize].key)
             .collect();

@@ -111,13 +111,13 @@ fn the_index_survives_sigkill_exact() {
         let (got, want) = (index.view(), fresh.view());
         for s in 0..subjects {
             assert_eq!(
-                got.subject_stats(s),
-                want.subject_stats(s),
+                got.subject_stats(s).unwrap(),
+                want.subject_stats(s).unwrap(),
                 "round {round}: subject {s}"
             );
             assert_eq!(
-                got.subject_shards(s, i64::MIN, i64::MAX, None),
-                want.subject_shards(s, i64::MIN, i64::MAX, None),
+                got.subject_shards(s, i64::MIN, i64::MAX, None).unwrap(),
+                want.subject_shards(s, i64::MIN, i64::MAX, None).unwrap(),
                 "round {round}: subject {s}"
             );
         }

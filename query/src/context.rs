@@ -159,11 +159,12 @@ impl<'a> QueryContext<'a> {
         from_ms: i64,
         to_ms: i64,
         communities: Option<&[u32]>,
-    ) -> Vec<sightline_storage::ShardKey> {
+    ) -> Result<Vec<sightline_storage::ShardKey>> {
         let communities = self.restrict(communities);
-        self.index
+        Ok(self
+            .index
             .view()
-            .subject_shards(subject, from_ms, to_ms, communities.as_deref())
+            .subject_shards(subject, from_ms, to_ms, communities.as_deref())?)
     }
 
     /// Rows of `subject` in `[from_ms, to_ms)`, optionally only in `communities`,
@@ -175,7 +176,7 @@ impl<'a> QueryContext<'a> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Result<Vec<Row>> {
-        let keys = self.subject_keys(subject, from_ms, to_ms, communities);
+        let keys = self.subject_keys(subject, from_ms, to_ms, communities)?;
         let mut rows = Vec::new();
         self.store
             .scan_subject(keys, subject, from_ms, to_ms, |r| rows.push(r))?;
@@ -191,7 +192,7 @@ impl<'a> QueryContext<'a> {
         to_ms: i64,
         communities: Option<&[u32]>,
     ) -> Result<Vec<sightline_storage::SubjectRun>> {
-        let keys = self.subject_keys(subject, from_ms, to_ms, communities);
+        let keys = self.subject_keys(subject, from_ms, to_ms, communities)?;
         Ok(self.store.subject_runs(keys, subject, from_ms, to_ms)?)
     }
 

@@ -223,12 +223,10 @@ fn lift(
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|group| {
                         let here: Vec<u32> = group.iter().map(|&(_, d)| d).collect();
-                        (
-                            view.subject_shards(candidate, lo, hi, Some(&[group[0].0])),
-                            here,
-                        )
+                        view.subject_shards(candidate, lo, hi, Some(&[group[0].0]))
+                            .map(|keys| (keys, here))
                     })
-                    .collect();
+                    .collect::<std::result::Result<_, _>>()?;
                 (devices.len(), asks)
             };
             let n = asks
@@ -247,7 +245,7 @@ fn lift(
             let keys = ctx
                 .index
                 .view()
-                .subject_shards(candidate, lo, hi, Some(&communities));
+                .subject_shards(candidate, lo, hi, Some(&communities))?;
             let n = ctx.store.count_subject(keys, candidate, lo, hi, None)?;
             (communities.len(), n)
         }

@@ -66,7 +66,9 @@ pub fn search(
     let stats: Vec<Option<sightline_index::SubjectStats>> = match ctx.scope {
         None => {
             let view = ctx.index.view();
-            ids.iter().map(|(id, _)| view.subject_stats(*id)).collect()
+            ids.iter()
+                .map(|(id, _)| view.subject_stats(*id))
+                .collect::<std::result::Result<_, _>>()?
         }
         Some(_) => ids
             .iter()

@@ -242,14 +242,14 @@ fn retention_removes_dropped_events_from_search_counts_and_statistics() {
         .subject_id(Kind::Vehicle, "苏E12345")
         .unwrap();
     let view = c.index.view();
-    assert_eq!(view.subject_shards(id, 0, i64::MAX, None).len(), 1);
-    let stats = view.subject_stats(id).unwrap();
+    assert_eq!(view.subject_shards(id, 0, i64::MAX, None).unwrap().len(), 1);
+    let stats = view.subject_stats(id).unwrap().unwrap();
     assert_eq!(
         (stats.count, stats.first_ms),
         (2, DAY0 + 7 * DAY_MS + 5_000)
     );
     // The store agrees with the statistics.
-    let shards = view.subject_shards(id, 0, i64::MAX, None);
+    let shards = view.subject_shards(id, 0, i64::MAX, None).unwrap();
     assert_eq!(
         c.store
             .count_subject(shards, id, 0, i64::MAX, None)

@@ -132,6 +132,11 @@ Ask the query node (once its replicas have read it from the log, within a second
 
   curl -s 'http://127.0.0.1:$QUERY_PORT/v1/trajectory?kind=vehicle&subject=%E8%8B%8FE12345&from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00'
 
+Or open the investigator console on the query node: http://127.0.0.1:$QUERY_PORT/
+(register the communities it lists first, e.g.
+  curl -s -X PUT http://127.0.0.1:$QUERY_PORT/v1/communities/3205080001 -d '{"name":"North"}'
+on any query node; watchlists and alerts are not in a cluster yet: it says so).
+
 Indexers commit every 10 s: psql -h 127.0.0.1 -p 5433 -U postgres -c 'select * from leases'
 
 The nodes ask for no key until the cluster's first is made; then every request needs

@@ -61,36 +61,41 @@ const MAX_AUDIT_SCANNED: usize = 1_000_000;
 /// key and/or whose endpoint contains a text; `next_after` (the last entry looked at)
 /// and `last` (the newest entry) to page on and to start from the newest.
 pub(crate) async fn audit(c: Call) -> Result<Answer, ApiError> {
-    let after = c.params.number("after", 0u64)?;
-    let limit = c.params.number("limit", 1000usize)?.min(10_000);
-    let key = c.params.get("key").map(str::to_string);
-    let endpoint = c.params.get("endpoint").map(str::to_string);
-    let caller = c.caller.clone();
+    let (caller, params) = (c.caller, c.params);
     run(c.app, move |app| {
-        let wanted = |e: &serde_json::Value| {
-            let by = e["key"].as_str().unwrap_or("");
-            key.as_deref().is_none_or(|k| k == by)
-                && endpoint.as_deref().is_none_or(|t| {
-                    e["endpoint"].as_str().is_some_and(|x| x.contains(t))
-                })
-                // A scoped admin reads the entries of keys within its communities only.
-                && (caller.communities.is_none()
-                    || app
-                        .keys
-                        .scope_of(by)
-                        .is_some_and(|scope| caller.covers(scope.as_deref())))
-        };
-        let last = app.audit.head().seq;
-        let (entries, next_after) = app
-            .audit
-            .read_matching(after, limit, MAX_AUDIT_SCANNED, wanted)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok((
-            StatusCode::OK,
-            json!({ "entries": entries, "next_after": next_after, "last": last }).into(),
-        ))
+        let page = audit_page(&app.audit, &params, &caller, |key| app.keys.scope_of(key))?;
+        Ok((StatusCode::OK, page.into()))
     })
     .await
+}
+
+/// One page of `log` as `GET /v1/audit` answers it to `caller`, by its parameters
+/// (`after`, `limit`, `key`, `endpoint`); `scope_of` says the communities of an
+/// active key (`None`: no such key; `Some(None)`: every community). `serve` reads its
+/// store's log with it, a cluster's query node its own.
+pub(crate) fn audit_page(
+    log: &crate::audit::AuditLog,
+    params: &crate::params::Params,
+    caller: &crate::auth::Caller,
+    scope_of: impl Fn(&str) -> Option<Option<Vec<String>>>,
+) -> Result<Value, ApiError> {
+    let after = params.number("after", 0u64)?;
+    let limit = params.number("limit", 1000usize)?.min(10_000);
+    let key = params.get("key");
+    let endpoint = params.get("endpoint");
+    let wanted = |e: &serde_json::Value| {
+        let by = e["key"].as_str().unwrap_or("");
+        key.is_none_or(|k| k == by)
+            && endpoint.is_none_or(|t| e["endpoint"].as_str().is_some_and(|x| x.contains(t)))
+            // A scoped admin reads the entries of keys within its communities only.
+            && (caller.communities.is_none()
+                || scope_of(by).is_some_and(|scope| caller.covers(scope.as_deref())))
+    };
+    let last = log.head().seq;
+    let (entries, next_after) = log
+        .read_matching(after, limit, MAX_AUDIT_SCANNED, wanted)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(json!({ "entries": entries, "next_after": next_after, "last": last }))
 }
 
 /// `GET /v1/admin/stats`.

@@ -110,6 +110,19 @@ impl Caller {
         }
     }
 
+    /// Refuses a caller whose role does not allow `needed`: 403 naming both.
+    pub fn needs(&self, needed: Role) -> Result<(), ApiError> {
+        match self.role.allows(needed) {
+            true => Ok(()),
+            false => Err(ApiError::Forbidden(format!(
+                "key {} has role {}; this needs {}",
+                self.key_id,
+                self.role.as_str(),
+                needed.as_str()
+            ))),
+        }
+    }
+
     /// City-wide powers (retention, keys) need a key without a community scope.
     pub fn city_wide(&self) -> Result<(), ApiError> {
         match self.communities {
@@ -272,20 +285,14 @@ impl Keys {
 pub(crate) fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {
     let role = Role::parse(&key.role)
         .ok_or_else(|| ApiError::Unauthorized("key with an unknown role".into()))?;
-    if !role.allows(needed) {
-        return Err(ApiError::Forbidden(format!(
-            "key {} has role {}; this needs {}",
-            key.id,
-            role.as_str(),
-            needed.as_str()
-        )));
-    }
-    Ok(Caller {
+    let caller = Caller {
         key_id: key.id.clone(),
         role,
         communities: key.communities.clone(),
         audited: Default::default(),
-    })
+    };
+    caller.needs(needed)?;
+    Ok(caller)
 }
 
 /// A new key's id and token (`sl_<id>_<secret>`: 8 and 32 random hex digits).

@@ -1,9 +1,14 @@
 //! The catalog endpoints: communities and devices, registered by admins
-//! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed to any
-//! investigator within the key's communities.
+//! (`PUT /v1/communities/{code}`, `PUT /v1/devices/{code}`) and listed (or read one
+//! by its code) to any investigator within the key's communities. The checks and the
+//! JSON are functions of their own (`community_of`, `DevicePut`, `may_change`,
+//! `may_move`, `visible_*`, `*_json`), which a cluster's query node applies to its
+//! catalog in PostgreSQL (`cluster/catalog.rs`).
 
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
+
+use sightline_storage::{Community, Device};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -21,8 +26,8 @@ pub(crate) async fn communities(c: Call) -> Result<Answer, ApiError> {
             .catalog()
             .communities()?
             .into_iter()
-            .filter(|c| visible(&caller, &c.code))
-            .map(|c| json!({"code": c.code, "name": c.name, "district": c.district}))
+            .filter(|c| caller.sees(&c.code))
+            .map(|c| community_json(&c))
             .collect();
         Ok(json!({ "communities": list }))
     })
@@ -40,7 +45,7 @@ pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
             .catalog()
             .devices()?
             .into_iter()
-            .filter(|d| visible(&caller, &d.community) && only.is_none_or(|c| c == d.community))
+            .filter(|d| caller.sees(&d.community) && only.is_none_or(|c| c == d.community))
             .map(|d| device_json(&d))
             .collect();
         Ok(json!({ "devices": list }))
@@ -49,31 +54,38 @@ pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
     Ok((StatusCode::OK, v.into()))
 }
 
+/// `GET /v1/communities/{code}`: 404 when it is not registered or not the key's.
+pub(crate) async fn community(c: Call) -> Result<Answer, ApiError> {
+    let (code, caller) = (c.arg(), c.caller);
+    let v = run(c.app, move |app| {
+        let found = app.store.catalog().community(&code)?;
+        Ok(community_json(&visible_community(&caller, code, found)?))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
+/// `GET /v1/devices/{code}`: 404 when it is not registered or of another community
+/// than the key's.
+pub(crate) async fn device(c: Call) -> Result<Answer, ApiError> {
+    let (code, caller) = (c.arg(), c.caller);
+    let v = run(c.app, move |app| {
+        let found = app.store.catalog().device(&code)?;
+        Ok(device_json(&visible_device(&caller, code, found)?))
+    })
+    .await?;
+    Ok((StatusCode::OK, v.into()))
+}
+
 /// `PUT /v1/communities/{code}` with `{"name", "district"}`.
 pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
     let code = c.arg();
-    if !c.caller.sees(&code) {
-        return Err(ApiError::Forbidden(format!(
-            "key {} may not change community {code:?}",
-            c.caller.key_id
-        )));
-    }
+    may_change(&c.caller, &code)?;
     let body = c.body().await?;
     let v = run(c.app, move |app| {
-        let o = object(&body)?;
-        if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
-            return Err(ApiError::param(
-                "code",
-                "a community code is 1–32 letters and digits",
-            ));
-        }
-        let c = sightline_storage::Community {
-            code,
-            name: text(&o, "name", true)?,
-            district: text(&o, "district", false)?,
-        };
+        let c = community_of(code, &body)?;
         app.store.catalog().put_community(&c)?;
-        Ok(json!({"code": c.code, "name": c.name, "district": c.district}))
+        Ok(community_json(&c))
     })
     .await?;
     Ok((StatusCode::OK, v.into()))
@@ -86,16 +98,8 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
     let code = c.arg();
     let caller = c.caller;
     let v = run(c.app, move |app| {
-        // A scoped admin changes devices of its communities only, and moves none in
-        // from elsewhere (a GA/T 1400 password on another community's device would be
-        // a way to write into it).
         if let Some(d) = app.store.catalog().device(&code)? {
-            if !caller.sees(&d.community) {
-                return Err(ApiError::Forbidden(format!(
-                    "device {code} belongs to community {:?}, which key {} may not change",
-                    d.community, caller.key_id
-                )));
-            }
+            may_move(&caller, &code, &d)?;
         }
         put_device_now(app, &code, &body, &caller)
     })
@@ -104,35 +108,19 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
 }
 
 fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
-    let o = object(body)?;
-    let (d, login) = device_of(code, &o)?;
-    if !caller.sees(&d.community) {
-        return Err(ApiError::Forbidden(format!(
-            "key {} may not change community {:?}",
-            caller.key_id, d.community
-        )));
+    let put = DevicePut::read(code, body, caller)?;
+    if app.store.catalog().community(&put.community)?.is_none() {
+        return Err(unregistered(&put.community));
     }
-    if app.store.catalog().community(&d.community)?.is_none() {
-        let community = &d.community;
-        return Err(ApiError::param(
-            "community",
-            format!("{community:?} is not registered; PUT /v1/communities/{community} first"),
-        ));
-    }
-    let relays = match o.get("relays") {
-        None | Some(Value::Null) => None,
-        Some(_) if d.device_kind != "platform" => {
-            return Err(ApiError::param(
-                "relays",
-                "only a device of kind platform relays devices",
-            ))
-        }
-        Some(v) => Some(crate::gat1400::relay::parse(&app.store, v)?),
-    };
+    let (d, login, relays) = put.fields(code)?;
+    let relays = relays
+        .map(|v| crate::gat1400::relay::parse(&app.store, &v))
+        .transpose()?;
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
-    if let Some(credential) = login {
-        catalog.put_gat1400_credential(&credential)?;
+    if let Some((username, password)) = login {
+        let username = username.as_deref().unwrap_or(code);
+        catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
     }
     if let Some(relays) = &relays {
         crate::gat1400::relay::put(&app.store, code, relays)?;
@@ -150,43 +138,136 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
     Ok(v)
 }
 
-/// Device `code` as `{"community", "device_kind" (or "kind"), "direction", "name",
-/// "gat1400": {"username", "password"}}` describes it, and its GA/T 1400 credential
-/// when a password is given: checked as `PUT /v1/devices/{code}` checks it (also
-/// `sightline cluster gat1400 add`'s).
-pub(crate) fn device_of(
-    code: &str,
-    o: &Map<String, Value>,
-) -> Result<
-    (
-        sightline_storage::Device,
-        Option<sightline_storage::Gat1400Credential>,
-    ),
-    ApiError,
-> {
-    sightline_storage::DeviceCode::parse_checked(code)
-        .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
-    let community = text(o, "community", true)?;
-    let direction = text(o, "direction", false)?;
-    // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
-    let device_kind = match (o.get("device_kind"), o.get("kind")) {
-        (None, Some(_)) => text(o, "kind", true)?,
-        _ => text(o, "device_kind", true)?,
-    };
-    let login = gat1400_login(o)?;
-    let d = sightline_storage::Device {
-        code: code.to_string(),
-        community,
-        device_kind,
-        direction: sightline_storage::Direction::parse(&direction)
-            .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
-        name: text(o, "name", false)?,
-    };
-    let credential = login.map(|(username, password)| {
-        let username = username.as_deref().unwrap_or(code);
-        crate::gat1400::credential(code, username, &password)
-    });
-    Ok((d, credential))
+/// A scoped admin changes only its own communities: 403 for another.
+pub(crate) fn may_change(caller: &Caller, community: &str) -> Result<(), ApiError> {
+    match caller.sees(community) {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden(format!(
+            "key {} may not change community {community:?}",
+            caller.key_id
+        ))),
+    }
+}
+
+/// A scoped admin changes devices of its communities only, and moves none in from
+/// elsewhere (a GA/T 1400 password on another community's device would be a way to
+/// write into it): 403 when device `code`, registered as `existing`, is another's.
+pub(crate) fn may_move(caller: &Caller, code: &str, existing: &Device) -> Result<(), ApiError> {
+    match caller.sees(&existing.community) {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden(format!(
+            "device {code} belongs to community {:?}, which key {} may not change",
+            existing.community, caller.key_id
+        ))),
+    }
+}
+
+/// The community a `PUT /v1/communities/{code}` with `body` registers.
+pub(crate) fn community_of(code: String, body: &[u8]) -> Result<Community, ApiError> {
+    let o = object(body)?;
+    if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
+        return Err(ApiError::param(
+            "code",
+            "a community code is 1–32 letters and digits",
+        ));
+    }
+    Ok(Community {
+        code,
+        name: text(&o, "name", true)?,
+        district: text(&o, "district", false)?,
+    })
+}
+
+/// A device's GA/T 1400 digest login: the user name (`None`: its code) and password.
+pub(crate) type Login = (Option<String>, String);
+
+/// The body of a `PUT /v1/devices/{code}`, read in two steps around the look-up of
+/// its community (in a store's catalog or the cluster's): [`DevicePut::read`] checks
+/// the code and that the caller may change the community, [`DevicePut::fields`] the
+/// rest, so both servers refuse the same body with the same error first.
+pub(crate) struct DevicePut {
+    body: Map<String, Value>,
+    /// The community the device is registered in (to be looked up).
+    pub community: String,
+}
+
+impl DevicePut {
+    /// The body read as JSON, the device code checked (400 `code`), its community
+    /// named and the caller's to change (403).
+    pub(crate) fn read(code: &str, body: &[u8], caller: &Caller) -> Result<DevicePut, ApiError> {
+        let o = object(body)?;
+        sightline_storage::DeviceCode::parse_checked(code)
+            .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
+        let community = text(&o, "community", true)?;
+        may_change(caller, &community)?;
+        Ok(DevicePut { body: o, community })
+    }
+
+    /// The device, its GA/T 1400 login if given, and the `relays` of a platform if
+    /// given (unparsed: they name registered communities).
+    pub(crate) fn fields(
+        self,
+        code: &str,
+    ) -> Result<(Device, Option<Login>, Option<Value>), ApiError> {
+        let o = self.body;
+        let direction = text(&o, "direction", false)?;
+        // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
+        let device_kind = match (o.get("device_kind"), o.get("kind")) {
+            (None, Some(_)) => text(&o, "kind", true)?,
+            _ => text(&o, "device_kind", true)?,
+        };
+        let login = gat1400_login(&o)?;
+        let relays = match o.get("relays") {
+            None | Some(Value::Null) => None,
+            Some(_) if device_kind != "platform" => {
+                return Err(ApiError::param(
+                    "relays",
+                    "only a device of kind platform relays devices",
+                ))
+            }
+            Some(v) => Some(v.clone()),
+        };
+        let d = Device {
+            code: code.to_string(),
+            community: self.community,
+            device_kind,
+            direction: sightline_storage::Direction::parse(&direction)
+                .ok_or_else(|| ApiError::param("direction", "use in, out or unknown"))?,
+            name: text(&o, "name", false)?,
+        };
+        Ok((d, login, relays))
+    }
+}
+
+/// A device's community that is not registered (400 naming `community`).
+pub(crate) fn unregistered(community: &str) -> ApiError {
+    ApiError::param(
+        "community",
+        format!("{community:?} is not registered; PUT /v1/communities/{community} first"),
+    )
+}
+
+/// Community `code` as found (`None`: not registered), if `caller` may see it;
+/// 404 otherwise, as if it were not there.
+pub(crate) fn visible_community(
+    caller: &Caller,
+    code: String,
+    found: Option<Community>,
+) -> Result<Community, ApiError> {
+    found
+        .filter(|c| caller.sees(&c.code))
+        .ok_or(ApiError::NoSuchCommunity(code))
+}
+
+/// Device `code` as found, if `caller` may see its community; 404 otherwise.
+pub(crate) fn visible_device(
+    caller: &Caller,
+    code: String,
+    found: Option<Device>,
+) -> Result<Device, ApiError> {
+    found
+        .filter(|d| caller.sees(&d.community))
+        .ok_or(ApiError::NoSuchDevice(code))
 }
 
 /// The optional `"gat1400": {"username": …, "password": …}` of a device or platform:
@@ -228,11 +309,13 @@ fn gat1400_login(o: &Map<String, Value>) -> Result<Option<(Option<String>, Strin
     Ok(Some((username, password)))
 }
 
-pub(crate) fn device_json(d: &sightline_storage::Device) -> Value {
-    json!({"code": d.code, "community": d.community, "device_kind": d.device_kind,
-           "direction": d.direction.as_str(), "name": d.name})
+/// A community as every catalog answer writes it.
+pub(crate) fn community_json(c: &Community) -> Value {
+    json!({"code": c.code, "name": c.name, "district": c.district})
 }
 
-fn visible(caller: &Caller, community: &str) -> bool {
-    caller.sees(community)
+/// A device as every catalog answer writes it.
+pub(crate) fn device_json(d: &Device) -> Value {
+    json!({"code": d.code, "community": d.community, "device_kind": d.device_kind,
+           "direction": d.direction.as_str(), "name": d.name})
 }

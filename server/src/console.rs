@@ -75,25 +75,29 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// `GET /`: the console's page.
 pub(crate) async fn page(c: Call) -> Result<Answer, ApiError> {
-    serve(&c, "index.html")
+    asset(&c.path, "index.html", c.header(IF_NONE_MATCH))
 }
 
 /// `GET /console/{file}`: one of its scripts, its style sheet or its icon.
 pub(crate) async fn file(c: Call) -> Result<Answer, ApiError> {
-    serve(&c, &c.arg())
+    asset(&c.path, &c.arg(), c.header(IF_NONE_MATCH))
 }
 
-/// The asset `name` with its type, tag and the console's security headers; 304 when
-/// the browser already holds this version; 404 for anything that is not an asset.
-fn serve(c: &Call, name: &str) -> Result<Answer, ApiError> {
+/// The asset `name` (asked for at `path`) with its type, tag and the console's
+/// security headers; 304 when the browser already holds this version (its
+/// `If-None-Match`); 404 for anything that is not an asset.
+pub(crate) fn asset(
+    path: &str,
+    name: &str,
+    if_none_match: Option<&str>,
+) -> Result<Answer, ApiError> {
     let i = ASSETS
         .iter()
         .position(|a| a.name == name)
-        .ok_or_else(|| ApiError::NoSuchEndpoint(c.path.clone()))?;
+        .ok_or_else(|| ApiError::NoSuchEndpoint(path.to_string()))?;
     let (asset, etag) = (&ASSETS[i], &ETAGS[i]);
-    let fresh = c
-        .header(IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let fresh =
+        if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let headers = vec![
         (ETAG, value(etag)),
         // Kept, but checked with the server on every use (a 304 costs no body): an

@@ -91,6 +91,14 @@ pub enum ApiError {
     NoSuchObject(String),
     #[error("no API key {0}")]
     NoSuchKey(String),
+    #[error("no community {0}")]
+    NoSuchCommunity(String),
+    #[error("no device {0}")]
+    NoSuchDevice(String),
+    /// 501: an endpoint of `serve`'s API a cluster's query node does not answer yet
+    /// (the message names it and says why).
+    #[error("{0}")]
+    NotInCluster(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -185,7 +193,10 @@ impl ApiError {
             | NoSuchWatchlist(_)
             | NoSuchImage(_)
             | NoSuchObject(_)
-            | NoSuchKey(_) => StatusCode::NOT_FOUND,
+            | NoSuchKey(_)
+            | NoSuchCommunity(_)
+            | NoSuchDevice(_) => StatusCode::NOT_FOUND,
+            NotInCluster(_) => StatusCode::NOT_IMPLEMENTED,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -219,6 +230,9 @@ impl ApiError {
             NoSuchImage(_) => "no_such_image",
             NoSuchObject(_) => "no_such_object",
             NoSuchKey(_) => "no_such_key",
+            NoSuchCommunity(_) => "no_such_community",
+            NoSuchDevice(_) => "no_such_device",
+            NotInCluster(_) => "not_in_cluster",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
             BodyTooSlow(_) => "body_too_slow",

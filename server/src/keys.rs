@@ -134,14 +134,19 @@ pub(crate) async fn whoami(c: Call) -> Result<Answer, ApiError> {
             true => Some(crate::auth::Caller::ANONYMOUS.to_string()),
             false => app.keys.name_of(&caller.key_id),
         };
-        let v = json!({
-            "id": caller.key_id,
-            "name": name,
-            "role": caller.role.as_str(),
-            "communities": caller.communities,
-            "open": open,
-        });
-        Ok((v.into(), 1))
+        Ok((whoami_json(&caller, name, open).into(), 1))
     })
     .await
+}
+
+/// `GET /v1/whoami`'s answer for `caller`, whose key is called `name`, on a server
+/// `open` to anyone or not (a cluster's query node answers the same).
+pub(crate) fn whoami_json(caller: &crate::auth::Caller, name: Option<String>, open: bool) -> Value {
+    json!({
+        "id": caller.key_id,
+        "name": name,
+        "role": caller.role.as_str(),
+        "communities": caller.communities,
+        "open": open,
+    })
 }

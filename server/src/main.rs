@@ -144,7 +144,14 @@ enum ClusterRole {
         #[command(subcommand)]
         action: ClusterGat1400Action,
     },
+    /// The cluster's community and device catalog (PostgreSQL tables `communities`
+    /// and `devices`, which query nodes list and admins change over HTTP).
+    Catalog {
+        #[command(subcommand)]
+        action: ClusterCatalogAction,
+    },
 }
+
 
 /// `sightline cluster gat1400 …` (feature `cluster`).
 #[cfg(feature = "cluster")]
@@ -168,6 +175,24 @@ enum ClusterGat1400Action {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
         code: String,
+    },
+}
+
+
+/// `sightline cluster catalog …` (feature `cluster`).
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+enum ClusterCatalogAction {
+    /// Copy every community and device of a `sightline serve` store's catalog (the
+    /// server stopped) into the cluster's, replacing those of the same codes; prints
+    /// how many. Devices' GA/T 1400 logins and platforms' relays are not copied: a
+    /// cluster does not keep them yet.
+    Import {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        /// The store's data directory.
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -311,6 +336,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
             | ClusterGat1400Action::List { config }
             | ClusterGat1400Action::Remove { config, .. } => config.clone(),
         },
+        ClusterRole::Catalog {
+            action: ClusterCatalogAction::Import { config, .. },
+        } => config.clone(),
     };
     // The roles' state changes (leases, commits, fencing) are log lines on stderr
     // (`tracing_init`).
@@ -332,6 +360,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
         ClusterRole::Keys { action } => return runtime.block_on(cluster_keys(&config, action)),
         ClusterRole::Gat1400 { action } => {
             return runtime.block_on(cluster_devices(&config, action))
+        }
+        ClusterRole::Catalog { action } => {
+            return runtime.block_on(cluster_catalog(&config, action))
         }
         role => role,
     };
@@ -356,7 +387,7 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
-            ClusterRole::Keys { .. } | ClusterRole::Gat1400 { .. } => {
+            ClusterRole::Keys { .. } | ClusterRole::Gat1400 { .. } | ClusterRole::Catalog { .. } => {
                 unreachable!("answered above")
             }
         }
@@ -384,7 +415,7 @@ async fn cluster_keys(
     config: &sightline_cluster::ClusterConfig,
     action: ClusterKeysAction,
 ) -> ExitCode {
-    use sightline_cluster::meta::{bounded, Meta};
+    use sightline_cluster::meta::bounded;
     use sightline_server::auth;
     // The arguments first, before anything is asked of PostgreSQL.
     if let ClusterKeysAction::Create {
@@ -411,18 +442,9 @@ async fn cluster_keys(
             }
         }
     }
-    let within = std::time::Duration::from_secs(10);
-    let meta = async {
-        let mut meta = Meta::connect_within(&config.postgres, within).await?;
-        bounded(within, "create the tables", meta.create(config.partitions)).await?;
-        Ok::<_, sightline_cluster::ClusterError>(meta)
-    };
-    let meta = match meta.await {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("sightline: the cluster's PostgreSQL: {e}");
-            return ExitCode::FAILURE;
-        }
+    let within = CLI_POSTGRES_WITHIN;
+    let Some(meta) = cli_meta(config).await else {
+        return ExitCode::FAILURE;
     };
     let result = match action {
         ClusterKeysAction::Create {
@@ -493,6 +515,89 @@ async fn cluster_devices(
     match manage_devices(config, action).await {
         Ok(out) => {
             print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How long the CLI waits for each PostgreSQL call.
+#[cfg(feature = "cluster")]
+const CLI_POSTGRES_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection to the cluster's PostgreSQL, its tables created if this is the first
+/// node; `None` (said on stderr) when it does not answer.
+#[cfg(feature = "cluster")]
+async fn cli_meta(
+    config: &sightline_cluster::ClusterConfig,
+) -> Option<sightline_cluster::meta::Meta> {
+    use sightline_cluster::meta::{bounded, Meta};
+    let within = CLI_POSTGRES_WITHIN;
+    let meta = async {
+        let mut meta = Meta::connect_within(&config.postgres, within).await?;
+        bounded(within, "create the tables", meta.create(config.partitions)).await?;
+        Ok::<_, sightline_cluster::ClusterError>(meta)
+    };
+    match meta.await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("sightline: the cluster's PostgreSQL: {e}");
+            None
+        }
+    }
+}
+
+/// `sightline cluster catalog import`: a stopped store's communities, then its
+/// devices (a device's community must be there first), into the cluster's tables.
+#[cfg(feature = "cluster")]
+async fn cluster_catalog(
+    config: &sightline_cluster::ClusterConfig,
+    action: ClusterCatalogAction,
+) -> ExitCode {
+    use sightline_cluster::meta::bounded;
+    use sightline_storage::Catalog;
+    let ClusterCatalogAction::Import { data, .. } = action;
+    // The catalog alone (no replay of the store); sled refuses it while a server runs.
+    let store = match sightline_storage::SledCatalog::open(&data.join("catalog")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "sightline: cannot open the catalog of {}: {e} (is the server running?)",
+                data.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let (communities, devices) = match (store.communities(), store.devices()) {
+        (Ok(c), Ok(d)) => (c, d),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("sightline: reading the catalog of {}: {e}", data.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(meta) = cli_meta(config).await else {
+        return ExitCode::FAILURE;
+    };
+    let within = CLI_POSTGRES_WITHIN;
+    let copied = async {
+        for c in &communities {
+            bounded(within, "register a community", meta.put_community(c)).await?;
+        }
+        for d in &devices {
+            bounded(within, "register a device", meta.put_device(d)).await?;
+        }
+        Ok::<_, sightline_cluster::ClusterError>(())
+    };
+    match copied.await {
+        Ok(()) => {
+            println!(
+                "{} communities, {} devices copied into the cluster's catalog",
+                communities.len(),
+                devices.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -23,7 +22,7 @@ use sightline_storage::{Kind, Store};
 use sightline_synth::{
     community_code, device_code, local_midnight, Traffic, TrafficConfig, DAY, TYPE_VEHICLE_GATE,
 };
-use sightline_testkit::{send, start};
+use sightline_testkit::{browser, send, start};
 
 /// The plate with a long history, and how a camera misreads it (0 read as D).
 const LONG: &str = "苏E5HT02";
@@ -38,7 +37,7 @@ const BLUE_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAACAAAAAYCAIAAAAUMWhjAAAAJElEQVR4
 
 #[test]
 fn the_console_serves_investigators_in_a_real_browser() {
-    let (node, chromium, e2e) = browser_tools();
+    let (node, chromium, e2e) = browser::tools();
     let dir = tempfile::tempdir().unwrap();
     let now = sightline_server::now_ms();
     let cfg = TrafficConfig {
@@ -122,7 +121,7 @@ fn the_console_serves_investigators_in_a_real_browser() {
         "live": {"subject": "苏E9LIVE", "community": community_code(0), "device": gate},
     });
     let started = std::time::Instant::now();
-    drive(&node, &e2e, &setup, &out);
+    browser::drive(&node, &e2e, &setup, &out);
     println!(
         "browser test: {:.1} s (screenshots: {}); the p99 plate {} has {} sightings",
         started.elapsed().as_secs_f64(),
@@ -137,7 +136,7 @@ fn the_console_serves_investigators_in_a_real_browser() {
 /// a sign-in, as an admin.
 #[test]
 fn an_open_server_needs_no_sign_in_in_the_browser() {
-    let (node, chromium, e2e) = browser_tools();
+    let (node, chromium, e2e) = browser::tools();
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), |_| {});
     let a = server.addr;
@@ -150,7 +149,7 @@ fn an_open_server_needs_no_sign_in_in_the_browser() {
     std::fs::create_dir_all(&out).unwrap();
     let setup = json!({"mode": "open", "base": format!("http://{a}"), "chromium": chromium,
                        "out": out, "long": "苏E1OPEN"});
-    drive(&node, &e2e, &setup, &out);
+    browser::drive(&node, &e2e, &setup, &out);
     server.stop();
 }
 
@@ -213,78 +212,6 @@ fn the_vendored_chart_library_is_the_pinned_npm_package() {
     assert!(script.starts_with(&format!(
         "/*! https://github.com/leeoniya/uPlot (v{pinned}) */"
     )));
-}
-
-/// Runs the browser script with `setup`; fails with its output and where the
-/// screenshots of a failed step are.
-fn drive(node: &Path, e2e: &Path, setup: &Value, out: &Path) {
-    let run = Command::new(node)
-        .arg(e2e.join("console.mjs"))
-        .arg(setup.to_string())
-        .current_dir(e2e)
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        run.status.success(),
-        "the browser test failed ({:?}); screenshots of the failed step are in {}\n{stdout}\n{stderr}",
-        run.status,
-        out.display()
-    );
-}
-
-/// Node, Chromium and the e2e directory with `playwright-core` installed; a missing
-/// one fails the test with what to install.
-fn browser_tools() -> (PathBuf, PathBuf, PathBuf) {
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/e2e");
-    let chromium = std::env::var_os("SIGHTLINE_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    let node = std::env::var_os("SIGHTLINE_NODE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("node"));
-    let mut missing = Vec::new();
-    if !chromium.exists() {
-        missing.push(format!(
-            "Chromium at {} (Debian: `apt-get install -y chromium`, or set SIGHTLINE_CHROMIUM)",
-            chromium.display()
-        ));
-    }
-    // playwright-core 1.65 needs Node.js 20 or later.
-    let major = Command::new(&node)
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            v.trim_start_matches('v')
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        });
-    if major.is_none_or(|m| m < 20) {
-        missing.push(format!(
-            "Node.js 20 or later (found {major:?}; `apt-get install -y nodejs npm` from a \
-             repository with Node 20, e.g. NodeSource, or set SIGHTLINE_NODE)"
-        ));
-    }
-    if !e2e.join("node_modules/playwright-core").exists() {
-        missing.push(format!(
-            "playwright-core: `cd {} && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci`",
-            e2e.display()
-        ));
-    }
-    assert!(
-        missing.is_empty(),
-        "the console's browser test needs: {} (.ci/run installs them)",
-        missing.join("; ")
-    );
-    (node, chromium, e2e)
 }
 
 /// The vehicle at the 99th percentile of sightings over `[from, to)`, and its count.

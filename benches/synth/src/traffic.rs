@@ -27,8 +27,15 @@ impl Traffic {
 
     /// All events of day `d` (0-based), ordered by time.
     pub fn day_events(&self, d: u32) -> Vec<EventInput> {
+        self.day_events_of(d, 0..self.cfg.communities)
+    }
+
+    /// The events of day `d` in communities `communities` (numbers, 0-based), ordered
+    /// by time: a day of a large city made a part at a time, each the same events
+    /// [`Traffic::day_events`] holds for those communities.
+    pub fn day_events_of(&self, d: u32, communities: std::ops::Range<u32>) -> Vec<EventInput> {
         let mut out = Vec::new();
-        for c in 0..self.cfg.communities {
+        for c in communities {
             CommunityDay::new(&self.cfg, c, d, &mut out).generate();
         }
         out.sort_by_key(|e| e.ts_ms);
@@ -59,6 +66,13 @@ mod tests {
         });
         let a = t.day_events(1);
         assert_eq!(a, t.day_events(1));
+        // Made a part at a time: the same events.
+        let mut parts = t.day_events_of(1, 0..1);
+        parts.extend(t.day_events_of(1, 1..3));
+        parts.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
+        let mut whole = a.clone();
+        whole.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
+        assert_eq!(parts, whole);
         assert!(a.len() > 1000);
         let v = Validator::default();
         for e in &a {

@@ -274,12 +274,10 @@ pub(crate) fn counts(
                     at.chunk_by(|a, b| a.0 == b.0)
                         .map(|group| {
                             let here: Vec<u32> = group.iter().map(|&(_, d)| d).collect();
-                            (
-                                view.subject_shards(candidate, lo, hi, Some(&[group[0].0])),
-                                here,
-                            )
+                            view.subject_shards(candidate, lo, hi, Some(&[group[0].0]))
+                                .map(|keys| (keys, here))
                         })
-                        .collect()
+                        .collect::<std::result::Result<Vec<_>, _>>()?
                 };
                 asks.into_iter()
                     .map(|(keys, here)| {
@@ -290,10 +288,10 @@ pub(crate) fn counts(
             }
             Scope::Community if communities.is_empty() => 0,
             Scope::Community => {
-                let keys = ctx
-                    .index
-                    .view()
-                    .subject_shards(candidate, lo, hi, Some(&communities));
+                let keys =
+                    ctx.index
+                        .view()
+                        .subject_shards(candidate, lo, hi, Some(&communities))?;
                 ctx.store.count_subject(keys, candidate, lo, hi, None)?
             }
         };

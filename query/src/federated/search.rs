@@ -58,7 +58,9 @@ pub(crate) fn matches(
     let stats: Vec<Option<SubjectStats>> = match ctx.scope {
         None => {
             let view = ctx.index.view();
-            ids.iter().map(|(id, _)| view.subject_stats(*id)).collect()
+            ids.iter()
+                .map(|(id, _)| view.subject_stats(*id))
+                .collect::<std::result::Result<_, _>>()?
         }
         Some(_) => ids
             .iter()

@@ -362,8 +362,81 @@ async function keyedServer() {
 
 }
 
+/** A cluster's query node (`sightline cluster query`): the views it answers, and a
+ * plain note, not an error, where it lacks a feature (alerts, watchlists). */
+async function clusterNode() {
+  await step('sign in on a query node with a scoped cluster key', async () => {
+    await signIn(setup.keys.detective, 'detective 7');
+    const who = await page.locator('#who').textContent();
+    assert(who.includes('研判'), who);
+    for (const c of setup.scope) assert(who.includes(c), `${c} in ${who}`);
+    assert(await page.locator('#nav a[data-view=audit]').count() === 0, 'audit not offered to an investigator');
+  });
+
+  await step('the alert panel says the node has no alerts, once, without an error', async () => {
+    await page.locator('#alerts .not-here').waitFor();
+    assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
+  });
+
+  await step('exact search finds the plate', async () => {
+    await go('#/search');
+    await page.fill('#search-form input[name=q]', setup.long);
+    await page.selectOption('#search-form select[name=mode]', 'exact');
+    await page.click('#search-form button[type=submit]');
+    await rows('#search-table').first().waitFor();
+    const first = rows('#search-table').first();
+    assert((await first.locator('td').nth(0).textContent()) === setup.long, await first.textContent());
+  });
+
+  await step('a trajectory pages with the cursor, within the key\'s communities', async () => {
+    await go(hashOf('subject', { kind: 'vehicle', subject: setup.long, ...range, limit: '1000' }));
+    await page.locator('#trajectory-table[data-page="1"]').waitFor();
+    let total = await rows('#trajectory-table').count();
+    let n = 1;
+    while (await page.locator('#next-page:not([disabled])').count() === 1) {
+      n += 1;
+      await page.click('#next-page');
+      await page.locator(`#trajectory-table[data-page="${n}"]`).waitFor();
+      total += await rows('#trajectory-table').count();
+    }
+    assert(total === setup.long_sightings, `${total} rows over ${n} pages`);
+    assert(n === Math.ceil(setup.long_sightings / 1000), `${n} pages`);
+    const text = await page.locator('#trajectory-table').textContent();
+    assert(!text.includes(setup.outside), `a sighting of ${setup.outside} shown`);
+  });
+
+  await step('one event by its cluster id', async () => {
+    const id = await rows('#trajectory-table').first().locator('td').first().textContent();
+    await go(hashOf('event', { id }));
+    await page.locator('#event a', { hasText: setup.long }).waitFor();
+  });
+
+  await step('counts chart: only the key\'s communities', async () => {
+    await go(hashOf('community', { tab: 'counts', kind: '', ...range, by: 'community', per: 'day' }));
+    const keys = await countsChart('day');
+    assert(keys.length === setup.scope.length && !keys.includes(setup.outside), `only the key's communities: ${keys}`);
+  });
+
+  await step('the watchlist view says the node has none, without an error', async () => {
+    await go('#/watch');
+    await page.locator('#view .not-here').waitFor();
+    assert(await page.locator('#watch-form').count() === 0, 'no form to fill in vain');
+    assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
+  });
+
+  await step('an admin reads this node\'s audit log', async () => {
+    await signOut();
+    await signIn(setup.keys.admin, 'hq');
+    await go('#/audit');
+    await rows('#audit-table').first().waitFor();
+    const endpoints = await page.locator('#audit-table tbody td:nth-child(4)').allTextContents();
+    assert(endpoints.includes('/v1/whoami') && endpoints.includes('/v1/trajectory'), `the node's entries: ${endpoints.slice(-5)}`);
+  });
+}
+
 try {
-  await (setup.mode === 'open' ? openServer() : keyedServer());
+  const flows = { open: openServer, cluster: clusterNode };
+  await (flows[setup.mode] || keyedServer)();
   await step('no request left 127.0.0.1; no script error', async () => {
     const outside = requests.filter((u) => !u.startsWith(`${base}/`) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert(outside.length === 0, `requests elsewhere: ${outside.join(' ')}`);

@@ -1,7 +1,7 @@
 //! `sightline cluster gat1400 add|list|remove`: the cluster's devices and their GA/T
 //! 1400 digest credentials (PostgreSQL `devices` of the catalog, `gat1400_credentials`),
 //! as `PUT /v1/devices/{code}` with a `gat1400` login manages them on `serve` (the same
-//! checks: `crate::catalog::device_of`; only the password's HA1 is kept). A device's
+//! checks: `crate::catalog::DevicePut`; only the password's HA1 is kept). A device's
 //! community must be registered, as on `serve`: `--community-name` registers it when
 //! it is not. `remove` takes a device's login away (its credential and registration);
 //! the device stays, as devices do on `serve`. Every ingest node takes a change within
@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sightline_cluster::meta::{bounded, Meta};
 use sightline_cluster::ClusterConfig;
+
+use crate::catalog::DevicePut;
 
 /// A device as `sightline cluster gat1400 add` describes it.
 #[derive(clap::Args)]
@@ -65,10 +67,17 @@ pub async fn manage_devices(
             if let Some(password) = &d.password {
                 o["gat1400"] = json!({"username": d.username, "password": password});
             }
-            let Value::Object(o) = o else {
-                unreachable!("an object literal")
-            };
-            Some(crate::catalog::device_of(&d.code, &o).map_err(|e| e.to_string())?)
+            // Checked as `PUT /v1/devices/{code}` checks a body, for an unscoped admin.
+            let caller = crate::auth::Caller::anonymous();
+            let fields = DevicePut::read(&d.code, o.to_string().as_bytes(), &caller)
+                .and_then(|put| put.fields(&d.code))
+                .map_err(|e| e.to_string())?;
+            let (device, login, _relays) = fields;
+            let credential = login.map(|(username, password)| {
+                let username = username.as_deref().unwrap_or(&d.code);
+                crate::gat1400::credential(&d.code, username, &password)
+            });
+            Some((device, credential))
         }
         _ => None,
     };

@@ -89,6 +89,31 @@ impl ClusterKeys {
         set.as_ref().map(|l| l.at.elapsed())
     }
 
+    /// Whether anyone is let in without a key now (a loopback node listing no token
+    /// over a table that never held a key; `whoami` says `open`).
+    pub(crate) fn is_open(&self) -> bool {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        self.may_open && set.as_ref().is_some_and(|l| !l.ever)
+    }
+
+    /// Active key `id` of the table as last read.
+    fn active(&self, id: &str) -> Option<ApiKeyRecord> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let loaded = set.as_ref()?;
+        loaded.by_hash.values().find(|k| k.id == id).cloned()
+    }
+
+    /// The name of active key `id` (a token listed in the configuration has none).
+    pub(crate) fn name_of(&self, id: &str) -> Option<String> {
+        self.active(id).map(|k| k.name)
+    }
+
+    /// The communities of active key `id` (`Some(None)`: every community; `None`:
+    /// no such active key), as `auth::Keys::scope_of` says them on `serve`.
+    pub(crate) fn scope_of(&self, id: &str) -> Option<Option<Vec<String>>> {
+        self.active(id).map(|k| k.communities)
+    }
+
     /// The caller presenting `token` (`None`: no key sent).
     pub(crate) fn authorize(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         let hash = token.map(|t| auth::sha256_hex(t.as_bytes()));

@@ -12,8 +12,13 @@
 //! * [`remote`]: a partition as a query node reaches it: its owner found in the
 //!   leases, called, and asked again elsewhere when it fails or refuses.
 //! * [`query`]: `sightline cluster query`, the investigator query endpoints answered
-//!   through a `Federation` of remote partitions.
+//!   through a `Federation` of remote partitions, and the console's files.
+//! * [`service`]: what else a query node answers for the console (`/v1/whoami`, the
+//!   catalog, `/v1/audit`), and 501 `not_in_cluster` for the rest of `serve`'s API.
+//! * [`catalog`]: communities and devices in the cluster's PostgreSQL, as `serve`
+//!   checks and writes them.
 
+mod catalog;
 mod devices;
 mod gat1400;
 mod ingest;
@@ -22,6 +27,7 @@ mod partitions;
 mod pictures;
 mod query;
 mod remote;
+mod service;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};

@@ -8,12 +8,28 @@
 //! hashing assigns it (`sightline_cluster::replica`) and answers other query nodes'
 //! partition requests for them on `query.serve`. Any query node answers any query.
 //!
-//! Endpoints: `GET /v1/trajectory` (pages, or with `Accept: application/x-ndjson`
-//! every sighting after the cursor, streamed a round of pages at a time), `GET
-//! /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`, `/v1/frequency`,
-//! `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`, `/v1/counts`, `GET
-//! /v1/events/{id}` (a cluster id, `partition << 48 | seq`), and `GET /health`;
-//! list answers as NDJSON lines when asked, as `serve`.
+//! Endpoints:
+//! * queries, through the federation: `GET /v1/trajectory` (pages, or with `Accept:
+//!   application/x-ndjson` every sighting after the cursor, streamed a round of pages
+//!   at a time), `GET /v1/cooccurrence`, `POST /v1/collision`, `GET /v1/search`,
+//!   `/v1/frequency`, `/v1/nocturnal`, `/v1/first-seen`, `/v1/overnight`,
+//!   `/v1/counts`, `GET /v1/events/{id}` (a cluster id, `partition << 48 | seq`); list
+//!   answers as NDJSON lines when asked, as `serve`;
+//! * the investigator console: its page and files, `GET /` and `GET /console/{file}`
+//!   (`crate::console`: the same bytes, tags and Content-Security-Policy as `serve`;
+//!   no key, not audited);
+//! * for the console, in `super::service`: `GET /v1/whoami` (the caller's cluster key),
+//!   `GET /v1/communities`, `GET /v1/communities/{code}`, `GET /v1/devices`, `GET
+//!   /v1/devices/{code}`, and `PUT` of a community or device (admin), over the
+//!   catalog in PostgreSQL (`super::catalog`), and `GET /v1/audit` (admin: this node's
+//!   audit log), each with `serve`'s roles, parameters, checks and JSON;
+//! * `GET /v1/images/{id}`, `GET /v1/objects/{id}`: the GA/T 1400 gateway's pictures
+//!   and objects as uploaded, from object storage (`super::pictures`);
+//! * `GET /health` (no key).
+//!
+//! Every other endpoint of `serve`'s API (keys, watchlists, alerts, the feed,
+//! subscriptions, administration, GA/T 1400, which ingest nodes take; ingest, too)
+//! is answered 501 `not_in_cluster` naming it; a path `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or
@@ -46,6 +62,7 @@ use sightline_cluster::serving::Held;
 use sightline_cluster::ClusterConfig;
 use sightline_query::federated::{Call, Federation, Partition};
 
+use super::catalog::Catalog;
 use super::keys::ClusterKeys;
 use super::remote::{Directory, RemotePartition};
 use crate::audit::{self, AuditLog};
@@ -58,10 +75,10 @@ use crate::http::Body;
 use crate::params::Params;
 use crate::queries::{self, patterns, trajectory};
 
-/// Largest request body (a collision's conditions).
-const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest request body (a collision's conditions, a catalog record).
+pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
 
-struct QueryNode {
+pub(super) struct QueryNode {
     config: ClusterConfig,
     partitions: u16,
     directory: Arc<Directory>,
@@ -71,9 +88,11 @@ struct QueryNode {
     /// How far each of them has read the log.
     status: sightline_cluster::replica::Status,
     /// Who may ask.
-    keys: Arc<ClusterKeys>,
+    pub(super) keys: Arc<ClusterKeys>,
     /// Every query, answered or refused.
-    audit: Arc<AuditLog>,
+    pub(super) audit: Arc<AuditLog>,
+    /// The cluster's communities and devices.
+    pub(super) catalog: Catalog,
 }
 
 impl QueryNode {
@@ -197,6 +216,7 @@ pub async fn run_query(
         status,
         keys,
         audit,
+        catalog: Catalog::new(&config),
         config,
     });
     super::accept_loop(listener, shutdown, node, handle).await;
@@ -293,6 +313,22 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
             }),
         ));
     }
+    // The console's page and files, as `serve` serves them: no key (they hold no
+    // data), not audited.
+    if let Ok((r, file)) = crate::routes::routes().lookup(req.method(), &path) {
+        if r.access == crate::routes::Access::Console {
+            let if_none_match = req
+                .headers()
+                .get(hyper::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            // `/` is the page; `/console/{file}` names the file.
+            let name = file.as_deref().unwrap_or("index.html");
+            return Ok(match crate::console::asset(&path, name, if_none_match) {
+                Ok((status, body)) => respond(status, body),
+                Err(e) => respond_error(&e),
+            });
+        }
+    }
     let started = Instant::now();
     let query = req.uri().query().unwrap_or("").to_string();
     // The key first, before any body is read.
@@ -366,6 +402,9 @@ async fn route(
     path: &str,
     line: &mut AuditLine,
 ) -> Result<(Body, Option<usize>), ApiError> {
+    if let Some((route, arg)) = super::service::route_of(req.method(), path) {
+        return super::service::answer(node, caller, route, arg, req, line).await;
+    }
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();
     let get = req.method() == Method::GET;
@@ -482,10 +521,7 @@ async fn route(
                 _ => unreachable!("documented() passes only the paths above"),
             }
         }
-        _ => Err(ApiError::NoSuchEndpoint(format!(
-            "{} {path} is not answered by a query node",
-            if get { "GET" } else { "this method on" }
-        ))),
+        _ => Err(super::service::not_answered(req.method(), path)),
     }
 }
 
@@ -503,9 +539,7 @@ const GET_QUERIES: &[&str] = &[
 /// Refuses parameters the route table does not document for `path` (as `serve`).
 fn documented(path: &str, params: &Params) -> Result<(), ApiError> {
     if !GET_QUERIES.contains(&path) {
-        return Err(ApiError::NoSuchEndpoint(format!(
-            "GET {path} is not answered by a query node"
-        )));
+        return Err(super::service::not_answered(&Method::GET, path));
     }
     let route = crate::routes::routes()
         .routes

@@ -222,7 +222,7 @@ fn refused(app: &App, key: &str, endpoint: &str, req: &Request<Incoming>, e: &Ap
 
 /// What a change's answer says it changed, for its audit entry: the identifying
 /// fields of a JSON answer (never a token, a password or a body as sent).
-fn change_summary(body: &Body) -> String {
+pub(crate) fn change_summary(body: &Body) -> String {
     let Body::Value(v) = body else {
         return String::new();
     };

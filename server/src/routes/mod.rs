@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub(crate) use dispatch::handle;
 #[cfg(feature = "cluster")]
-pub(crate) use dispatch::{token, wants_ndjson};
+pub(crate) use dispatch::{change_summary, token, wants_ndjson};
 
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -244,6 +244,23 @@ impl Routes {
         match wrong_method {
             Some(path) => Found::WrongMethod { path },
             None => Found::Nowhere,
+        }
+    }
+
+    /// Where `method` on `path` goes in this table: the route and its path argument,
+    /// `Err(true)` when the path takes other methods, `Err(false)` when no route has
+    /// it. A cluster's query node answers part of `serve`'s API by it: who may call,
+    /// which parameters, and which endpoints it does not answer yet.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn lookup(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(&Route, Option<String>), bool> {
+        match self.find(method, path) {
+            Found::Route(r, arg) => Ok((r, arg)),
+            Found::WrongMethod { .. } => Err(true),
+            Found::Nowhere => Err(false),
         }
     }
 

@@ -247,6 +247,16 @@ fn catalog(r: &mut Routes) {
         doc("Registered communities (those the key may see).", &[]),
         catalog::communities,
     );
+    r.get(
+        "/v1/communities/{code}",
+        Key(Investigate),
+        Refuse,
+        doc(
+            "One registered community (404 `no_such_community` when it is not, or not the key's).",
+            params![path_p("code", "3205080001", "")],
+        ),
+        catalog::community,
+    );
     r.send(
         Method::PUT,
         "/v1/communities/{code}",
@@ -272,6 +282,16 @@ fn catalog(r: &mut Routes) {
             ),],
         ),
         catalog::devices,
+    );
+    r.get(
+        "/v1/devices/{code}",
+        Key(Investigate),
+        Refuse,
+        doc(
+            "One registered device (404 `no_such_device` when it is not, or of another community than the key's).",
+            params![path_p("code", "32050801011210000001", "")],
+        ),
+        catalog::device,
     );
     r.send(
         Method::PUT,

@@ -46,6 +46,24 @@ pub fn send(addr: SocketAddr, request: &[u8]) -> Answer {
     }
 }
 
+/// A GET with extra header lines (each ending `\r\n`): the status, the head in lower
+/// case, the body.
+pub fn fetch(addr: SocketAddr, target: &str, headers: &str) -> (u16, String, Vec<u8>) {
+    let a = send(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    (a.status, a.head.to_ascii_lowercase(), a.body)
+}
+
+/// Header `name` (lower case) of a head as [`fetch`] gives it; panics when absent.
+pub fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+}
+
 /// A JSON answer: its status and body.
 pub struct Reply {
     pub status: u16,

@@ -34,6 +34,7 @@ use sightline_storage::StoreConfig;
 use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
 use sightline_testkit::{call, wait_until};
 
+mod console;
 mod gat1400;
 
 /// The tests share two cores: one cluster at a time.

@@ -88,10 +88,40 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
         (Some(7), Some(1)),
         "{s}"
     );
+    // One by its code; an unregistered one is 404, naming what is missing.
+    let r = get(a, "/v1/communities/3205080001");
+    assert_eq!(
+        (r.status, &r.body),
+        (
+            200,
+            &json!({"code": "3205080001", "name": "Pingjiang Road", "district": "Gusu"})
+        )
+    );
+    let r = get(a, &format!("/v1/devices/{GATE}"));
+    assert_eq!(
+        (r.status, &r.body["direction"]),
+        (200, &json!("in")),
+        "{}",
+        r.body
+    );
+    for (target, code) in [
+        (
+            "/v1/communities/3205080009".to_string(),
+            "no_such_community",
+        ),
+        (format!("/v1/devices/{OTHER_GATE}"), "no_such_device"),
+    ] {
+        let r = get(a, &target);
+        assert_eq!(
+            (r.status, &r.body["error"]["code"]),
+            (404, &json!(code)),
+            "{target}"
+        );
+    }
     assert_eq!(
         call(
             a,
-            "GET",
+            "DELETE",
             "/v1/communities/3205080001",
             "application/json",
             b""

@@ -6,23 +6,8 @@ use serde_json::json;
 use sightline_server::auth::Role;
 
 use crate::keys::{call_as, make_keys};
-use crate::support::{get, send, start};
-
-/// A GET with extra header lines: status, head (lower case), body.
-fn fetch(addr: std::net::SocketAddr, target: &str, headers: &str) -> (u16, String, Vec<u8>) {
-    let a = send(
-        addr,
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
-    );
-    (a.status, a.head.to_ascii_lowercase(), a.body)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> &'a str {
-    head.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {head}"))
-}
+use crate::support::{get, start};
+use sightline_testkit::{fetch, header};
 
 #[test]
 fn the_console_is_served_without_a_key_with_types_tags_and_a_strict_policy() {

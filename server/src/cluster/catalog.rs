@@ -1,0 +1,174 @@
+//! The catalog on a query node: `GET /v1/communities`, `GET /v1/communities/{code}`,
+//! `GET /v1/devices` (`community`), `GET /v1/devices/{code}` and, for admin keys,
+//! `PUT` of a community and of a device, over the cluster's PostgreSQL tables
+//! (`sightline_cluster::catalog`) with `serve`'s checks, errors and JSON (the functions
+//! of `crate::catalog`): a scoped key lists and reads only its communities and their
+//! devices (another's is 404, as if not registered), and changes only those (403).
+//!
+//! A device's GA/T 1400 login (`gat1400`) and a platform's `relays` are not kept by a
+//! cluster yet: a `PUT` naming them is refused 501 `not_in_cluster` naming the field,
+//! and nothing is written.
+//!
+//! One connection, made when first needed and again after it broke; every call on it
+//! (connect, statement) bounded by `index.lease_ms`, so an unreachable PostgreSQL
+//! answers 503 `storage_unavailable` within that, and never holds a query.
+
+use std::time::Duration;
+
+use hyper::body::Bytes;
+use serde_json::{json, Value};
+use sightline_cluster::meta::{bounded, Meta};
+use sightline_cluster::{ClusterConfig, ClusterError};
+
+use crate::auth::Caller;
+use crate::catalog::{self as serve, DevicePut};
+use crate::error::ApiError;
+use crate::params::Params;
+
+/// The cluster's catalog tables, as a query node reaches them.
+pub(super) struct Catalog {
+    conninfo: String,
+    /// The bound of each call.
+    within: Duration,
+    meta: tokio::sync::Mutex<Option<Meta>>,
+}
+
+/// A failed call: PostgreSQL away, slow or refusing.
+fn unavailable(e: ClusterError) -> ApiError {
+    ApiError::StorageUnavailable(format!("the cluster's catalog in PostgreSQL: {e}"))
+}
+
+impl Catalog {
+    pub(super) fn new(config: &ClusterConfig) -> Catalog {
+        Catalog {
+            conninfo: config.postgres.clone(),
+            within: config.lease(),
+            meta: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The connection, made (again) when there is none or it broke.
+    async fn meta(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Meta>>, ApiError> {
+        let mut meta = tokio::time::timeout(self.within, self.meta.lock())
+            .await
+            .map_err(|_| {
+                unavailable(ClusterError::Timeout(
+                    "waiting for the catalog's connection",
+                ))
+            })?;
+        if !meta.as_ref().is_some_and(Meta::is_open) {
+            *meta = Some(
+                Meta::connect_within(&self.conninfo, self.within)
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        Ok(meta)
+    }
+}
+
+/// Runs `$call` on the catalog's connection within its bound, as `$what`; a call
+/// given up marks the connection for replacement.
+macro_rules! on_meta {
+    ($catalog:expr, $what:literal, |$m:ident| $call:expr) => {{
+        let guard = $catalog.meta().await?;
+        let $m = guard.as_ref().expect("connected by Catalog::meta");
+        $m.given_up(bounded($catalog.within, $what, $call).await)
+            .map_err(unavailable)
+    }};
+}
+
+impl Catalog {
+    /// `GET /v1/communities`: those `caller` sees.
+    pub(super) async fn communities(&self, caller: &Caller) -> Result<(Value, usize), ApiError> {
+        let all = on_meta!(self, "read communities", |m| m.communities())?;
+        let list: Vec<Value> = all
+            .iter()
+            .filter(|c| caller.sees(&c.code))
+            .map(serve::community_json)
+            .collect();
+        let n = list.len();
+        Ok((json!({ "communities": list }), n))
+    }
+
+    /// `GET /v1/communities/{code}`.
+    pub(super) async fn community(&self, caller: &Caller, code: String) -> Result<Value, ApiError> {
+        let found = on_meta!(self, "read a community", |m| m.community(&code))?;
+        Ok(serve::community_json(&serve::visible_community(
+            caller, code, found,
+        )?))
+    }
+
+    /// `GET /v1/devices?community=`: those of the communities `caller` sees.
+    pub(super) async fn devices(
+        &self,
+        caller: &Caller,
+        params: &Params,
+    ) -> Result<(Value, usize), ApiError> {
+        let only = params.get("community");
+        let all = on_meta!(self, "read devices", |m| m.devices(only))?;
+        let list: Vec<Value> = all
+            .iter()
+            .filter(|d| caller.sees(&d.community))
+            .map(serve::device_json)
+            .collect();
+        let n = list.len();
+        Ok((json!({ "devices": list }), n))
+    }
+
+    /// `GET /v1/devices/{code}`.
+    pub(super) async fn device(&self, caller: &Caller, code: String) -> Result<Value, ApiError> {
+        let found = on_meta!(self, "read a device", |m| m.device(&code))?;
+        Ok(serve::device_json(&serve::visible_device(
+            caller, code, found,
+        )?))
+    }
+
+    /// `PUT /v1/communities/{code}` with `body` (the caller's right to change `code`
+    /// checked before the body was read: [`serve::may_change`]).
+    pub(super) async fn put_community(
+        &self,
+        code: String,
+        body: &Bytes,
+    ) -> Result<Value, ApiError> {
+        let c = serve::community_of(code, body)?;
+        on_meta!(self, "register a community", |m| m.put_community(&c))?;
+        Ok(serve::community_json(&c))
+    }
+
+    /// `PUT /v1/devices/{code}` with `body`, as `serve` checks it: the device's
+    /// present community and its new one both the caller's, the new one registered.
+    pub(super) async fn put_device(
+        &self,
+        caller: &Caller,
+        code: String,
+        body: &Bytes,
+    ) -> Result<Value, ApiError> {
+        if let Some(d) = on_meta!(self, "read a device", |m| m.device(&code))? {
+            serve::may_move(caller, &code, &d)?;
+        }
+        let put = DevicePut::read(&code, body, caller)?;
+        let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
+        if registered.is_none() {
+            return Err(serve::unregistered(&put.community));
+        }
+        let (d, login, relays) = put.fields(&code)?;
+        for (given, field) in [(login.is_some(), "gat1400"), (relays.is_some(), "relays")] {
+            if given {
+                return Err(ApiError::NotInCluster(format!(
+                    "{field}: a cluster does not keep devices' GA/T 1400 logins or \
+                     platforms' relays yet; register the device without it \
+                     (ARCHITECTURE.md, \"Cluster\")"
+                )));
+            }
+        }
+        on_meta!(self, "register a device", |m| m.put_device(&d))?;
+        // As `serve` answers a device without a login (and a platform relaying none).
+        let mut v = serve::device_json(&d);
+        if d.device_kind == "platform" {
+            v["relays"] = json!({});
+        }
+        v["gat1400"] = false.into();
+        Ok(v)
+    }
+}

@@ -1,0 +1,182 @@
+//! What a query node answers beside the queries, so the investigator console works
+//! against a cluster as against `serve`: `GET /v1/whoami`, the catalog (`super::catalog`)
+//! and `GET /v1/audit` (this node's audit log), each with `serve`'s parameters, roles
+//! (read from `serve`'s route table), errors and JSON; and, for every other endpoint of
+//! `serve`'s API, 501 `not_in_cluster` naming it, so a client (the console) can tell
+//! "not here yet" from a failure.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+
+use super::query::{QueryNode, MAX_BODY_BYTES};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::http::runner::AuditLine;
+use crate::http::Body;
+use crate::params::Params;
+use crate::routes::{Access, Check, Route};
+
+/// The routes of `serve`'s table a query node answers here (by template).
+const ANSWERED: &[&str] = &[
+    "/v1/whoami",
+    "/v1/audit",
+    "/v1/communities",
+    "/v1/communities/{code}",
+    "/v1/devices",
+    "/v1/devices/{code}",
+];
+
+/// `serve`'s route for `method` on `path`, with its path argument, when this module
+/// answers it.
+pub(super) fn route_of(method: &Method, path: &str) -> Option<(&'static Route, Option<String>)> {
+    crate::routes::routes()
+        .lookup(method, path)
+        .ok()
+        .filter(|(r, _)| ANSWERED.contains(&r.path))
+}
+
+/// The error for a request no handler of the query node takes: 501 `not_in_cluster`
+/// for an endpoint of `serve`'s API (naming it), 404 for anything else.
+pub(super) fn not_answered(method: &Method, path: &str) -> ApiError {
+    match crate::routes::routes().lookup(method, path) {
+        Ok(_) => not_in_cluster(method, path),
+        // No such endpoint, or not with this method.
+        Err(_) => {
+            ApiError::NoSuchEndpoint(format!("{method} {path} is not answered by a query node"))
+        }
+    }
+}
+
+fn not_in_cluster(method: &Method, path: &str) -> ApiError {
+    let why = match path {
+        "/v1/events" => "events are sent to a cluster's ingest nodes (`sightline cluster ingest`)",
+        _ => "a cluster does not have it yet (ARCHITECTURE.md, \"The console on a query node\", lists what query nodes answer); `sightline serve` does",
+    };
+    ApiError::NotInCluster(format!(
+        "{method} {path} is not answered by a cluster's query node: {why}"
+    ))
+}
+
+/// Answers `req` by `route` (from [`route_of`]) for `caller`: the role and the
+/// parameters checked as `serve`'s table says, then the handler. The answer and how
+/// many rows it holds, for the audit entry `line` (a change writes its own two
+/// entries, as `serve` does: begun, before it is made, and its outcome).
+pub(super) async fn answer(
+    node: &Arc<QueryNode>,
+    caller: &Caller,
+    route: &'static Route,
+    arg: Option<String>,
+    req: Request<Incoming>,
+    line: &AuditLine,
+) -> Result<(Body, Option<usize>), ApiError> {
+    if let Access::Key(role) = route.access {
+        if let Err(e) = caller.needs(role) {
+            // Audited as `serve` audits a refusal: the method and the path.
+            let what = format!("{} {}", req.method(), req.uri().path());
+            let refusal = AuditLine::new(caller, &what, line.params.clone());
+            if let Err(err) = refusal.record_in(&node.audit, None, e.status().as_u16()) {
+                tracing::error!(error = %err, "a refusal is not audited");
+            }
+            return Err(e);
+        }
+    }
+    let params = Params::parse(req.uri().query());
+    if route.check != Check::Ignore {
+        params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
+    }
+    let arg = arg.unwrap_or_default();
+    let catalog = &node.catalog;
+    let one = |v: serde_json::Value| (Body::from(v), Some(1));
+    // A GET route answers HEAD too, as on `serve`.
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
+    match (method, route.path) {
+        (Method::GET, "/v1/whoami") => {
+            let open = node.keys.is_open();
+            let name = match open {
+                true => Some(Caller::ANONYMOUS.to_string()),
+                false => node.keys.name_of(&caller.key_id),
+            };
+            Ok(one(crate::keys::whoami_json(caller, name, open)))
+        }
+        (Method::GET, "/v1/audit") => {
+            let (node, caller) = (node.clone(), caller.clone());
+            let page = tokio::task::spawn_blocking(move || {
+                crate::admin::audit_page(&node.audit, &params, &caller, |key| {
+                    node.keys.scope_of(key)
+                })
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the audit log: {e}")))??;
+            let n = page["entries"].as_array().map_or(0, Vec::len);
+            Ok((page.into(), Some(n)))
+        }
+        (Method::GET, "/v1/communities") => {
+            let (v, n) = catalog.communities(caller).await?;
+            Ok((v.into(), Some(n)))
+        }
+        (Method::GET, "/v1/communities/{code}") => Ok(one(catalog.community(caller, arg).await?)),
+        (Method::GET, "/v1/devices") => {
+            let (v, n) = catalog.devices(caller, &params).await?;
+            Ok((v.into(), Some(n)))
+        }
+        (Method::GET, "/v1/devices/{code}") => Ok(one(catalog.device(caller, arg).await?)),
+        (Method::PUT, "/v1/communities/{code}") => {
+            change(node, caller, line, req, |body| async move {
+                crate::catalog::may_change(caller, &arg)?;
+                catalog.put_community(arg, &body).await
+            })
+            .await
+        }
+        (Method::PUT, "/v1/devices/{code}") => {
+            change(node, caller, line, req, |body| async move {
+                catalog.put_device(caller, arg, &body).await
+            })
+            .await
+        }
+        (method, _) => Err(not_answered(&method, line.endpoint.as_str())),
+    }
+}
+
+/// A change, audited as `serve` audits one: an entry (status 0) before anything is
+/// read or made — refused 503 `audit_unavailable` when it cannot be written — then
+/// `make` with the body, then an entry with its outcome (the answer's identifying
+/// fields; never the body).
+async fn change<F, Fut>(
+    node: &Arc<QueryNode>,
+    caller: &Caller,
+    line: &AuditLine,
+    req: Request<Incoming>,
+    make: F,
+) -> Result<(Body, Option<usize>), ApiError>
+where
+    F: FnOnce(hyper::body::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let begun = AuditLine::new(caller, &what, line.params.clone());
+    begun.record_in(&node.audit, None, 0)?;
+    let made = async {
+        let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|_| ApiError::BodyTooLarge(MAX_BODY_BYTES))?
+            .to_bytes();
+        make(body).await
+    }
+    .await;
+    let (status, summary) = match &made {
+        Ok(v) => (200, crate::routes::change_summary(&Body::Value(v.clone()))),
+        Err(e) => (e.status().as_u16(), String::new()),
+    };
+    let outcome = AuditLine::new(caller, &what, summary);
+    if let Err(e) = outcome.record_in(&node.audit, None, status) {
+        tracing::error!(error = %e, endpoint = what, "a change's outcome is not audited");
+    }
+    made.map(|v| (Body::from(v), Some(1)))
+}
