@@ -152,7 +152,6 @@ enum ClusterRole {
     },
 }
 
-
 /// `sightline cluster gat1400 …` (feature `cluster`).
 #[cfg(feature = "cluster")]
 #[derive(Subcommand)]
@@ -178,15 +177,14 @@ enum ClusterGat1400Action {
     },
 }
 
-
 /// `sightline cluster catalog …` (feature `cluster`).
 #[cfg(feature = "cluster")]
 #[derive(Subcommand)]
 enum ClusterCatalogAction {
     /// Copy every community and device of a `sightline serve` store's catalog (the
     /// server stopped) into the cluster's, replacing those of the same codes; prints
-    /// how many. Devices' GA/T 1400 logins and platforms' relays are not copied: a
-    /// cluster does not keep them yet.
+    /// how many. Devices' GA/T 1400 logins come along (their HA1, for the ingest
+    /// nodes' gateway); platforms' relays do not: a cluster does not keep them yet.
     Import {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
@@ -387,7 +385,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
-            ClusterRole::Keys { .. } | ClusterRole::Gat1400 { .. } | ClusterRole::Catalog { .. } => {
+            ClusterRole::Keys { .. }
+            | ClusterRole::Gat1400 { .. }
+            | ClusterRole::Catalog { .. } => {
                 unreachable!("answered above")
             }
         }
@@ -571,7 +571,16 @@ async fn cluster_catalog(
             return ExitCode::FAILURE;
         }
     };
-    let (communities, devices) = match (store.communities(), store.devices()) {
+    // Each device with its GA/T 1400 login, if it has one (HA1 only, as stored).
+    let with_logins = |devices: Vec<sightline_storage::Device>| {
+        devices
+            .into_iter()
+            .map(|d| Ok((store.gat1400_credential(&d.code)?, d)))
+            .map(|r: Result<_, sightline_storage::StorageError>| r.map(|(c, d)| (d, c)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let devices = store.devices().and_then(with_logins);
+    let (communities, devices) = match (store.communities(), devices) {
         (Ok(c), Ok(d)) => (c, d),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("sightline: reading the catalog of {}: {e}", data.display());
@@ -586,8 +595,12 @@ async fn cluster_catalog(
         for c in &communities {
             bounded(within, "register a community", meta.put_community(c)).await?;
         }
-        for d in &devices {
+        for (d, login) in &devices {
             bounded(within, "register a device", meta.put_device(d)).await?;
+            if let Some(c) = login {
+                let put = meta.put_gat1400_credential(c);
+                bounded(within, "put a GA/T 1400 credential", put).await?;
+            }
         }
         Ok::<_, sightline_cluster::ClusterError>(())
     };

@@ -156,6 +156,19 @@ impl Meta {
         Ok(rows.iter().map(credential_of).collect())
     }
 
+    /// The credential of `code`, if it has one.
+    pub async fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM gat1400_credentials WHERE code = $1"),
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a GA/T 1400 credential"))?;
+        Ok(row.as_ref().map(credential_of))
+    }
+
     /// Adds or replaces the credential of `c.code`.
     pub async fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()> {
         self.client

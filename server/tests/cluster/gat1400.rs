@@ -242,17 +242,10 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     assert!(gat1400_cli(&cli, &["remove", CAMERA]).is_err());
     add(0);
     // Keys for the query node: every community, and the face camera's only.
-    let key = |communities: Option<&str>| {
+    let key = |role: &str, communities: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
-        cmd.args([
-            "cluster",
-            "keys",
-            "create",
-            "--role",
-            "investigate",
-            "--config",
-        ])
-        .arg(&cli);
+        cmd.args(["cluster", "keys", "create", "--role", role, "--config"])
+            .arg(&cli);
         if let Some(c) = communities {
             cmd.args(["--communities", c]);
         }
@@ -260,7 +253,11 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    let (all, faces_only) = (key(None), key(Some("3205080002")));
+    let (all, faces_only) = (
+        key("investigate", None),
+        key("investigate", Some("3205080002")),
+    );
+    let admin = key("admin", None);
 
     let (_i1, a1) = env.ingest("ingest-1");
     let (_i2, a2) = env.ingest("ingest-2");
@@ -297,6 +294,29 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         let health = sightline_testkit::get(a, "/health");
         assert!(health.body["gat1400_age_ms"].is_u64(), "{}", health.body);
     }
+    // A login given as on `serve` (`PUT /v1/devices/{code}` on a query node) lets its
+    // device register on an ingest node once it has read the table.
+    let third = "32050801011210000003";
+    let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
+                      "gat1400": {"password": "pw-third"}})
+    .to_string();
+    let put = sightline_testkit::send(
+        qa,
+        format!(
+            "PUT /v1/devices/{third} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    let registered = wait_until(Duration::from_secs(10), || {
+        register(a2, "/VIID/System/Register", third, "pw-third").0 == 200
+    });
+    assert!(
+        registered,
+        "a login put on a query node never reached the ingest node"
+    );
     // A wrong password is refused by every node, with a fresh challenge.
     for a in [a1, a2] {
         let (status, body) = register(a, "/VIID/System/Register", CAMERA, "wrong");
