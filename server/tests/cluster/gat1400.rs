@@ -441,6 +441,33 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     assert_eq!(statuses(&cluster), statuses(&single_answer));
     assert_eq!(statuses(&cluster)[0]["StatusCode"], 0, "{cluster}");
     pictures.push(scene);
+    // A person, its body gzipped (as some platforms send 2 KB and more).
+    let person = jpeg(700, 6_000);
+    let persons = json!({"PersonListObject": {"PersonObject": [{
+        "PersonID": format!("{FACE_CAMERA}0120251201110000000701010070100"),
+        "DeviceID": FACE_CAMERA, "ShotTime": "20251201110000", "ArchiveID": "P-GA-0002",
+        "SubImageList": {"SubImageInfoObject": [{"Type": "10", "Data": b64(&person)}]}}]}});
+    let gzipped = {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(persons.to_string().as_bytes()).unwrap();
+        z.finish().unwrap()
+    };
+    let send_gzipped = |a: SocketAddr| {
+        let head = format!(
+            "POST /VIID/Persons HTTP/1.1\r\nHost: x\r\nUser-Identify: {FACE_CAMERA}\r\n\
+             Content-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            gzipped.len()
+        );
+        let answer = sightline_testkit::send(a, &[head.as_bytes(), &gzipped].concat());
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        assert_eq!(answer.status, 200, "{body}");
+        statuses(&body)
+    };
+    let cluster = send_gzipped(a2);
+    assert_eq!(cluster, send_gzipped(s));
+    assert_eq!(cluster[0]["StatusCode"], 0, "{cluster:?}");
+    pictures.push(person);
     // The refused vehicle's pictures were never stored; every other one was.
     let uploaded: BTreeSet<String> = pictures
         .iter()
@@ -458,6 +485,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         vehicle("苏E7GA2"),
         vehicle("苏E7GA9"),
         face,
+        ("person", "P-GA-0002"),
     ] {
         let want = comparable(s, None, subject, &uploaded);
         assert!(!want.is_empty(), "{subject:?}");
