@@ -77,12 +77,11 @@ pub fn gat1400(data: &[u8]) {
         Upload::NonMotorVehicles,
     ] {
         let _ = crate::gat1400::objects::objects(
-            store,
+            &mut crate::gat1400::objects::Devices::new(store, None),
             upload,
             body.as_bytes(),
             "ArchiveID",
             1 << 20,
-            None,
         );
     }
 }

@@ -17,16 +17,19 @@ use crate::http::{Answer, Body, Call};
 pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     let bytes = stored(c, ApiError::NoSuchImage).await?;
     let kind = content_type(&bytes).unwrap_or("application/octet-stream");
-    Ok(immutable(Body::Binary(kind, Bytes::from(bytes))))
+    Ok((
+        StatusCode::OK,
+        immutable(Body::Binary(kind, Bytes::from(bytes))),
+    ))
 }
 
 /// `GET /v1/objects/{id}`.
 pub(crate) async fn object(c: Call) -> Result<Answer, ApiError> {
     let bytes = stored(c, ApiError::NoSuchObject).await?;
-    Ok(immutable(Body::Binary(
-        "application/json",
-        Bytes::from(bytes),
-    )))
+    Ok((
+        StatusCode::OK,
+        immutable(Body::Binary("application/json", Bytes::from(bytes))),
+    ))
 }
 
 /// A stored blob the caller's scope covers (audited), or `missing`. Served on the
@@ -63,11 +66,11 @@ async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, Api
     found
 }
 
-/// An answer that never changes under its id.
-fn immutable(body: Body) -> Answer {
+/// A body that never changes under its id (a cluster query node's pictures too).
+pub(crate) fn immutable(body: Body) -> Body {
     let headers = vec![(
         CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
     )];
-    (StatusCode::OK, Body::Headed(headers, Box::new(body)))
+    Body::Headed(headers, Box::new(body))
 }

@@ -137,11 +137,43 @@ enum ClusterRole {
         #[command(subcommand)]
         action: ClusterKeysAction,
     },
+    /// Manage the devices GA/T 1400 objects name and their digest credentials
+    /// (PostgreSQL tables `devices`, `gat1400_credentials`, read by every ingest node
+    /// within `index.renew_ms`), as `PUT /v1/devices/{code}` does on `serve`.
+    Gat1400 {
+        #[command(subcommand)]
+        action: ClusterGat1400Action,
+    },
     /// The cluster's community and device catalog (PostgreSQL tables `communities`
     /// and `devices`, which query nodes list and admins change over HTTP).
     Catalog {
         #[command(subcommand)]
         action: ClusterCatalogAction,
+    },
+}
+
+/// `sightline cluster gat1400 …` (feature `cluster`).
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+enum ClusterGat1400Action {
+    /// Add or replace a device; with a password, the digest credential it registers
+    /// with (only its HA1 is kept).
+    Add {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        device: sightline_server::cluster::NewDevice,
+    },
+    /// List devices, one JSON object a line (never a credential).
+    List {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Remove a device, its credential and its registration.
+    Remove {
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+        code: String,
     },
 }
 
@@ -151,8 +183,8 @@ enum ClusterRole {
 enum ClusterCatalogAction {
     /// Copy every community and device of a `sightline serve` store's catalog (the
     /// server stopped) into the cluster's, replacing those of the same codes; prints
-    /// how many. Devices' GA/T 1400 logins and platforms' relays are not copied: a
-    /// cluster does not keep them yet.
+    /// how many. Devices' GA/T 1400 logins come along (their HA1, for the ingest
+    /// nodes' gateway); platforms' relays do not: a cluster does not keep them yet.
     Import {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
@@ -297,6 +329,11 @@ fn cluster(role: ClusterRole) -> ExitCode {
             | ClusterKeysAction::List { config }
             | ClusterKeysAction::Revoke { config, .. } => config.clone(),
         },
+        ClusterRole::Gat1400 { action } => match action {
+            ClusterGat1400Action::Add { config, .. }
+            | ClusterGat1400Action::List { config }
+            | ClusterGat1400Action::Remove { config, .. } => config.clone(),
+        },
         ClusterRole::Catalog {
             action: ClusterCatalogAction::Import { config, .. },
         } => config.clone(),
@@ -319,6 +356,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
     };
     let role = match role {
         ClusterRole::Keys { action } => return runtime.block_on(cluster_keys(&config, action)),
+        ClusterRole::Gat1400 { action } => {
+            return runtime.block_on(cluster_devices(&config, action))
+        }
         ClusterRole::Catalog { action } => {
             return runtime.block_on(cluster_catalog(&config, action))
         }
@@ -345,7 +385,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
-            ClusterRole::Keys { .. } | ClusterRole::Catalog { .. } => {
+            ClusterRole::Keys { .. }
+            | ClusterRole::Gat1400 { .. }
+            | ClusterRole::Catalog { .. } => {
                 unreachable!("answered above")
             }
         }
@@ -458,6 +500,30 @@ async fn cluster_keys(
     }
 }
 
+/// `sightline cluster gat1400 add|list|remove`.
+#[cfg(feature = "cluster")]
+async fn cluster_devices(
+    config: &sightline_cluster::ClusterConfig,
+    action: ClusterGat1400Action,
+) -> ExitCode {
+    use sightline_server::cluster::{manage_devices, DeviceAction};
+    let action = match action {
+        ClusterGat1400Action::Add { device, .. } => DeviceAction::Add(device),
+        ClusterGat1400Action::List { .. } => DeviceAction::List,
+        ClusterGat1400Action::Remove { code, .. } => DeviceAction::Remove { code },
+    };
+    match manage_devices(config, action).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sightline: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// How long the CLI waits for each PostgreSQL call.
 #[cfg(feature = "cluster")]
 const CLI_POSTGRES_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -505,7 +571,16 @@ async fn cluster_catalog(
             return ExitCode::FAILURE;
         }
     };
-    let (communities, devices) = match (store.communities(), store.devices()) {
+    // Each device with its GA/T 1400 login, if it has one (HA1 only, as stored).
+    let with_logins = |devices: Vec<sightline_storage::Device>| {
+        devices
+            .into_iter()
+            .map(|d| Ok((store.gat1400_credential(&d.code)?, d)))
+            .map(|r: Result<_, sightline_storage::StorageError>| r.map(|(c, d)| (d, c)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let devices = store.devices().and_then(with_logins);
+    let (communities, devices) = match (store.communities(), devices) {
         (Ok(c), Ok(d)) => (c, d),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("sightline: reading the catalog of {}: {e}", data.display());
@@ -520,8 +595,12 @@ async fn cluster_catalog(
         for c in &communities {
             bounded(within, "register a community", meta.put_community(c)).await?;
         }
-        for d in &devices {
+        for (d, login) in &devices {
             bounded(within, "register a device", meta.put_device(d)).await?;
+            if let Some(c) = login {
+                let put = meta.put_gat1400_credential(c);
+                bounded(within, "put a GA/T 1400 credential", put).await?;
+            }
         }
         Ok::<_, sightline_cluster::ClusterError>(())
     };

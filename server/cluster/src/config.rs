@@ -95,6 +95,26 @@ pub struct IngestConfig {
     /// Most records in one request (default 100,000, as `serve`).
     #[serde(default = "default_max_records")]
     pub max_batch_records: usize,
+    /// The GA/T 1400 gateway's id (`VIIDServerID` of `/VIID/System/Time`; default as
+    /// `serve`'s).
+    #[serde(default = "default_viid_server_id")]
+    pub viid_server_id: String,
+    /// Largest `/VIID` upload body, bytes (default 64 MiB, as `serve`: a batch of
+    /// objects with their pictures in base64).
+    #[serde(default = "default_max_viid_body")]
+    pub max_viid_body_bytes: usize,
+    /// Upload bodies held in memory at once, bytes (default 256 MiB, as `serve`): a
+    /// body reserves what it announces before it is read; beyond, 429.
+    #[serde(default = "default_max_viid_inflight")]
+    pub max_viid_inflight_bytes: usize,
+    /// Largest picture of an uploaded object, bytes once decoded (default 8 MiB, as
+    /// `serve`); a larger one refuses its object.
+    #[serde(default = "default_max_picture")]
+    pub max_picture_bytes: usize,
+    /// The field of a face or person object that names its subject (default
+    /// `ArchiveID`, as `serve`; without it, the object's id).
+    #[serde(default = "default_face_subject")]
+    pub gat1400_face_subject: String,
 }
 
 /// The index role.
@@ -253,6 +273,21 @@ fn default_max_body() -> usize {
 fn default_max_records() -> usize {
     100_000
 }
+fn default_viid_server_id() -> String {
+    "32050000005030000001".into()
+}
+fn default_max_viid_body() -> usize {
+    64 << 20
+}
+fn default_max_viid_inflight() -> usize {
+    256 << 20
+}
+fn default_max_picture() -> usize {
+    8 << 20
+}
+fn default_face_subject() -> String {
+    "ArchiveID".into()
+}
 fn default_data() -> PathBuf {
     PathBuf::from("sightline-index")
 }
@@ -312,6 +347,11 @@ impl Default for IngestConfig {
             token_sha256: Vec::new(),
             max_body_bytes: default_max_body(),
             max_batch_records: default_max_records(),
+            viid_server_id: default_viid_server_id(),
+            max_viid_body_bytes: default_max_viid_body(),
+            max_viid_inflight_bytes: default_max_viid_inflight(),
+            max_picture_bytes: default_max_picture(),
+            gat1400_face_subject: default_face_subject(),
         }
     }
 }
@@ -427,6 +467,19 @@ impl ClusterConfig {
                     "{name}: {h:?} is not a SHA-256 in hex (64 digits)"
                 )));
             }
+        }
+        let g = &self.ingest;
+        if g.max_viid_body_bytes == 0
+            || g.max_viid_inflight_bytes < g.max_viid_body_bytes
+            || g.max_picture_bytes == 0
+            || g.max_picture_bytes > 16 << 20
+        {
+            return bad(
+                "ingest.max_viid_body_bytes, max_picture_bytes: positive; max_viid_inflight_bytes at least max_viid_body_bytes; max_picture_bytes at most 16 MiB (as serve's store)",
+            );
+        }
+        if g.viid_server_id.len() != 20 || !g.viid_server_id.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("ingest.viid_server_id: a 20-digit GA/T 1400 id");
         }
         let q = &self.query;
         if q.timeout_ms == 0 || q.call_timeout_ms == 0 || q.slots == 0 || q.max_result_rows == 0 {

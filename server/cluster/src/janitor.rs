@@ -2,6 +2,8 @@
 //! upload and its commit) are removed once older than an age far past any
 //! upload-to-commit window, so an upload whose commit is still on its way is never
 //! taken. The catalog is read after the listing: a key committed meanwhile is kept.
+//! Only indexers' keys (`p{partition}/…`) are considered: the GA/T 1400 gateway's
+//! pictures and objects (`gat1400/…`) are named by events, not by commits.
 
 use crate::error::Result;
 use crate::meta::Meta;
@@ -15,7 +17,12 @@ pub async fn sweep(
     now_ms: i64,
     min_age_ms: i64,
 ) -> Result<Vec<String>> {
-    let listed = objects.list(None).await?;
+    let listed: Vec<_> = objects
+        .list(None)
+        .await?
+        .into_iter()
+        .filter(|o| is_indexer_key(&o.key))
+        .collect();
     let committed = meta.committed_keys().await?;
     let mut removed = Vec::new();
     for o in listed {
@@ -27,4 +34,29 @@ pub async fn sweep(
         removed.push(o.key);
     }
     Ok(removed)
+}
+
+/// Whether `key` is one an indexer uploads (`p{digits}/…`).
+fn is_indexer_key(key: &str) -> bool {
+    key.strip_prefix('p')
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_indexer_keys_are_swept() {
+        assert!(super::is_indexer_key("p3/e1/bundle/1-2-1-00.segs"));
+        assert!(super::is_indexer_key("p12/e4/dict/0-10-ab"));
+        for other in [
+            "gat1400/pictures/33/ab",
+            "p/e1/x",
+            "px/e1",
+            "pictures/p1/x",
+            "p1",
+        ] {
+            assert!(!super::is_indexer_key(other), "{other}");
+        }
+    }
 }

@@ -6,6 +6,8 @@
 //! * [`payload`]: an event as a log message, and its message id (dedup on re-send).
 //! * [`log`]: JetStream: the stream, the publisher of the ingest role.
 //! * [`meta`]: PostgreSQL: the schema, leases with epochs, the fenced commit, the catalog.
+//! * [`gat1400`]: the GA/T 1400 gateway's credentials and registrations in
+//!   PostgreSQL, its pictures' keys on object storage.
 //! * [`keys`]: the cluster's API keys in PostgreSQL (`api_keys`), shared by every node.
 //! * [`catalog`]: the cluster's communities and devices in PostgreSQL, as `serve`'s
 //!   store catalog holds them.
@@ -25,6 +27,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod gat1400;
 pub mod indexer;
 pub mod janitor;
 pub mod keys;

@@ -13,6 +13,7 @@
 //!                                                   --   and the read replicas they serve
 //! api_keys (id PRIMARY KEY, name, token_sha256 UNIQUE, role, communities text[],
 //!           created_at, revoked_at)                 -- the cluster's API keys (`keys.rs`)
+//! gat1400_credentials, gat1400_registrations       -- the GA/T 1400 gateway's (`gat1400.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -172,6 +173,19 @@ CREATE TABLE IF NOT EXISTS devices (
     name text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS devices_community ON devices (community);
+CREATE TABLE IF NOT EXISTS gat1400_credentials (
+    code text PRIMARY KEY,
+    username text NOT NULL,
+    realm text NOT NULL,
+    ha1 text NOT NULL,
+    ha1_sha256 text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS gat1400_registrations (
+    code text PRIMARY KEY,
+    address text,
+    renewed_at timestamptz NOT NULL
+);
 ";
 
 fn to_u64(v: i64) -> u64 {

@@ -132,6 +132,18 @@ impl Objects {
             .map_err(err("read", key))
     }
 
+    /// The whole object, or `None` when there is none under `key`.
+    pub async fn get_if_exists(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(ClusterError::Objects {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Bytes `[start, end)` of an object (a segment's footer or block).
     pub async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes> {
         self.store

@@ -5,9 +5,10 @@
 //! of `crate::catalog`): a scoped key lists and reads only its communities and their
 //! devices (another's is 404, as if not registered), and changes only those (403).
 //!
-//! A device's GA/T 1400 login (`gat1400`) and a platform's `relays` are not kept by a
-//! cluster yet: a `PUT` naming them is refused 501 `not_in_cluster` naming the field,
-//! and nothing is written.
+//! A device's GA/T 1400 login (`gat1400`) is kept as `serve` keeps it (its HA1, in
+//! `gat1400_credentials`, which the ingest nodes' gateway reads); a platform's `relays`
+//! are not kept by a cluster yet: a `PUT` naming them is refused 501 `not_in_cluster`
+//! naming the field, and nothing is written.
 //!
 //! One connection, made when first needed and again after it broke; every call on it
 //! (connect, statement) bounded by `index.lease_ms`, so an unreachable PostgreSQL
@@ -153,22 +154,32 @@ impl Catalog {
             return Err(serve::unregistered(&put.community));
         }
         let (d, login, relays) = put.fields(&code)?;
-        for (given, field) in [(login.is_some(), "gat1400"), (relays.is_some(), "relays")] {
-            if given {
-                return Err(ApiError::NotInCluster(format!(
-                    "{field}: a cluster does not keep devices' GA/T 1400 logins or \
-                     platforms' relays yet; register the device without it \
-                     (ARCHITECTURE.md, \"Cluster\")"
-                )));
-            }
+        if relays.is_some() {
+            return Err(ApiError::NotInCluster(
+                "relays: a cluster does not keep platforms' relays yet; register the device \
+                 without them (ARCHITECTURE.md, \"Cluster\")"
+                    .into(),
+            ));
         }
         on_meta!(self, "register a device", |m| m.put_device(&d))?;
-        // As `serve` answers a device without a login (and a platform relaying none).
+        // A GA/T 1400 login, kept for the ingest nodes' gateway (HA1 only, as `serve`).
+        if let Some((username, password)) = login {
+            let username = username.as_deref().unwrap_or(&code);
+            let credential = crate::gat1400::credential(&code, username, &password);
+            on_meta!(self, "put a GA/T 1400 credential", |m| m
+                .put_gat1400_credential(&credential))?;
+        }
+        // As `serve` answers (a platform relaying none).
         let mut v = serve::device_json(&d);
         if d.device_kind == "platform" {
             v["relays"] = json!({});
         }
-        v["gat1400"] = false.into();
+        let credential = on_meta!(self, "read a GA/T 1400 credential", |m| m
+            .gat1400_credential(&code))?;
+        v["gat1400"] = credential.is_some().into();
+        if let Some(c) = credential {
+            v["gat1400_username"] = c.username.into();
+        }
         Ok(v)
     }
 }

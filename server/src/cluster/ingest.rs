@@ -1,5 +1,6 @@
 //! The ingest role (`sightline cluster ingest`, feature `cluster`):
-//! `POST /v1/events` as `sightline serve` takes it — NDJSON, a JSON array or a binary
+//! `POST /v1/events` as `sightline serve` takes it (and the GA/T 1400 gateway's
+//! `/VIID` routes: `super::gat1400`) — NDJSON, a JSON array or a binary
 //! batch, each record validated on its own (a refused record is named by line and
 //! field, the rest go on) — but the valid events are published to NATS JetStream
 //! (`sightline_cluster::log::Publisher`) instead of a local store, and the answer is
@@ -32,6 +33,7 @@ use sightline_cluster::meta::Meta;
 use sightline_cluster::ClusterConfig;
 use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator};
 
+use super::gat1400::GatNode;
 use super::keys::ClusterKeys;
 use super::{error, reply};
 use crate::auth::Role;
@@ -53,6 +55,8 @@ struct Ingest {
     validator: Validator,
     slots: Arc<tokio::sync::Semaphore>,
     keys: Arc<ClusterKeys>,
+    /// The GA/T 1400 gateway (`/VIID/…`).
+    gat1400: Arc<GatNode>,
 }
 
 /// Binds the ingest role and serves until `shutdown` completes. Prints `listening on
@@ -78,9 +82,12 @@ pub async fn run_ingest(
         Role::Ingest,
     );
     let loading = keys.start(&config).await;
+    let publisher = Publisher::new(js, partitions);
+    let (gat1400, reading) = GatNode::start(&config, publisher.clone()).await?;
     println!("listening on http://{addr}");
     let state = Arc::new(Ingest {
-        publisher: Publisher::new(js, partitions),
+        publisher,
+        gat1400,
         nats,
         validator: Validator::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
@@ -89,6 +96,7 @@ pub async fn run_ingest(
     });
     super::accept_loop(listener, shutdown, state, handle).await;
     loading.abort();
+    reading.abort();
     Ok(())
 }
 
@@ -127,15 +135,21 @@ async fn handle(
                 false => StatusCode::SERVICE_UNAVAILABLE,
             };
             let said = if connected { "ok" } else { "unavailable" };
+            // When the GA/T 1400 gateway last read its tables (null: never).
+            let gat1400_age_ms = state.gat1400.age().map(|a| a.as_millis() as u64);
             reply(
                 status,
-                json!({"status": said, "role": "ingest", "nats": nats}),
+                json!({"status": said, "role": "ingest", "nats": nats,
+                       "gat1400_age_ms": gat1400_age_ms}),
             )
         }
         ("POST", "/v1/events") => match post_events(&state, req).await {
             Ok(r) => r,
             Err(e) => error(e),
         },
+        (_, path) if super::gat1400::answers(path) => {
+            super::gat1400::handle(&state.gat1400, req).await
+        }
         _ => error(ApiError::NoSuchEndpoint(
             "no such route on an ingest node".into(),
         )),

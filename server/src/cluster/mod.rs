@@ -1,6 +1,10 @@
 //! The cluster roles' HTTP (feature `cluster`; `ARCHITECTURE.md`, "Cluster"):
 //!
 //! * [`ingest`]: `sightline cluster ingest`, `POST /v1/events` onto the log.
+//! * [`gat1400`]: the ingest nodes' GA/T 1400 gateway (`/VIID`): credentials, devices
+//!   and registrations in PostgreSQL, pictures on S3 before their events are published.
+//! * [`devices`]: `sightline cluster gat1400 add|list|remove`.
+//! * [`pictures`]: `GET /v1/images/{id}` and `/v1/objects/{id}` on query nodes, from S3.
 //! * [`keys`]: who may ask a query or ingest node: listed tokens, then the keys of the
 //!   cluster's `api_keys` table, read every `index.renew_ms`.
 //! * [`partitions`]: an indexer's listener answering query nodes' partition requests
@@ -15,9 +19,12 @@
 //!   checks and writes them.
 
 mod catalog;
+mod devices;
+mod gat1400;
 mod ingest;
 mod keys;
 mod partitions;
+mod pictures;
 mod query;
 mod remote;
 mod service;
@@ -29,6 +36,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
+pub use devices::{manage_devices, DeviceAction, NewDevice};
 pub use ingest::run_ingest;
 pub use partitions::{run_index, serve_partitions};
 pub use query::run_query;
@@ -53,7 +61,7 @@ async fn accept_loop<S, B, F, Fut>(
 {
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -66,7 +74,12 @@ async fn accept_loop<S, B, F, Fut>(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+            // Who is on the other end (the GA/T 1400 gateway binds a registration to
+            // its address, as `serve`'s does).
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(crate::serve::Peer(peer.ip()));
+                handle(state.clone(), req)
+            });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;

@@ -23,12 +23,13 @@
 //!   /v1/devices/{code}`, and `PUT` of a community or device (admin), over the
 //!   catalog in PostgreSQL (`super::catalog`), and `GET /v1/audit` (admin: this node's
 //!   audit log), each with `serve`'s roles, parameters, checks and JSON;
+//! * `GET /v1/images/{id}`, `GET /v1/objects/{id}`: the GA/T 1400 gateway's pictures
+//!   and objects as uploaded, from object storage (`super::pictures`);
 //! * `GET /health` (no key).
 //!
 //! Every other endpoint of `serve`'s API (keys, watchlists, alerts, the feed,
-//! subscriptions, pictures and objects, administration, GA/T 1400; ingest, which
-//! ingest nodes take) is answered 501 `not_in_cluster` naming it; a path `serve` does
-//! not have, 404.
+//! subscriptions, administration, GA/T 1400, which ingest nodes take; ingest, too)
+//! is answered 501 `not_in_cluster` naming it; a path `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or
@@ -452,6 +453,9 @@ async fn route(
                 Ok(queries::collision_answer(&fed.collision(call, &q)?))
             })
             .await
+        }
+        _ if get && super::pictures::answers(path) => {
+            super::pictures::get(&node.config, caller, path).await
         }
         _ if get && path.starts_with("/v1/events/") => {
             params.only(&[])?;

@@ -27,6 +27,27 @@ pub(crate) enum DigestError {
     Algorithm,
     #[error("{0}")]
     Storage(#[from] StorageError),
+    /// The credentials could not be read (the cluster's PostgreSQL).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where a gateway finds the credential of a code: `serve`'s catalog, or the
+/// cluster's `gat1400_credentials` table as an ingest node last read it.
+pub(crate) trait Credentials {
+    fn credential(
+        &self,
+        code: &str,
+    ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError>;
+}
+
+impl Credentials for Store {
+    fn credential(
+        &self,
+        code: &str,
+    ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+        Ok(self.catalog().gat1400_credential(code)?)
+    }
 }
 
 /// The fields of an `Authorization: Digest …` header.
@@ -144,7 +165,7 @@ fn expected_response(
 
 impl Gateway {
     /// A `WWW-Authenticate` challenge with a fresh nonce.
-    pub(super) fn challenge(&self, stale: bool) -> String {
+    pub(crate) fn challenge(&self, stale: bool) -> String {
         let nonce = self.nonces.lock().expect("nonces").issue();
         let stale = if stale { ", stale=true" } else { "" };
         format!(
@@ -160,7 +181,7 @@ impl Gateway {
     /// clients compute it (full URLs, `nc=1` and quoted values are all seen).
     pub(crate) fn check_digest(
         &self,
-        store: &Store,
+        credentials: &dyn Credentials,
         method: &str,
         authorization: Option<&str>,
         identity: Option<&str>,
@@ -173,9 +194,8 @@ impl Gateway {
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let user = get("username");
         let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
-        let cred = store
-            .catalog()
-            .gat1400_credential(code)?
+        let cred = credentials
+            .credential(code)?
             .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
         // RFC 7616 `userhash=true`: the user name is H(username:realm).
         let hash = Hash::of(get("algorithm")).ok_or(DigestError::Algorithm)?;

@@ -9,31 +9,33 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::digest::DigestError;
-use super::objects::{objects, BodyError, Object, Upload};
+use super::image_list::Image;
+use super::objects::{objects, BodyError, Devices, Object, Upload};
 use super::relay::Relay;
 use super::{
-    local_time, one_status, status_list, status_object, BUSY, DEVICE_ERROR, INVALID_JSON_CONTENT,
-    INVALID_JSON_FORMAT, OK,
+    local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
+    INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, OK,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, RecordError};
 use crate::http::out::{IMAGES_ATTR, OBJECT_ATTR};
 use crate::http::{Answer, Body, Call};
 use crate::ingest::{ingest, Fate};
 use crate::App;
-use sightline_storage::AttrValue;
+use sightline_storage::{AttrValue, EventInput};
 
-/// A request as the gateway's blocking work sees it.
-struct Exchange {
-    method: String,
-    path: String,
-    authorization: Option<String>,
-    user_identify: Option<String>,
-    body: Bytes,
-    now_ms: i64,
+/// A request as the gateway's blocking work sees it (`serve`'s, and a cluster ingest
+/// node's).
+pub(crate) struct Exchange {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub user_identify: Option<String>,
+    pub body: Bytes,
+    pub now_ms: i64,
     /// The caller a digest proved before the body was read.
-    pre_authorized: Option<String>,
+    pub pre_authorized: Option<String>,
     /// The client's address.
-    peer: Option<std::net::IpAddr>,
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// The client's address, as the accept loop recorded it.
@@ -42,18 +44,21 @@ fn peer_of(c: &Call) -> Option<std::net::IpAddr> {
 }
 
 /// A GA/T 1400 answer: status, body, and a `WWW-Authenticate` challenge.
-struct Reply {
-    status: StatusCode,
-    body: Value,
-    challenge: Option<String>,
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub challenge: Option<String>,
 }
 
+/// The `Content-Type` of every `/VIID` answer.
+pub(crate) const VIID_JSON: &str = "application/VIID+JSON;charset=UTF-8";
+
 impl Reply {
-    fn ok(body: Value) -> Reply {
+    pub(crate) fn ok(body: Value) -> Reply {
         Reply::with(StatusCode::OK, body)
     }
 
-    fn with(status: StatusCode, body: Value) -> Reply {
+    pub(crate) fn with(status: StatusCode, body: Value) -> Reply {
         Reply {
             status,
             body,
@@ -62,10 +67,7 @@ impl Reply {
     }
 
     fn answer(self) -> Answer {
-        let mut headers = vec![(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/VIID+JSON;charset=UTF-8"),
-        )];
+        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static(VIID_JSON))];
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.push((WWW_AUTHENTICATE, c));
         }
@@ -97,7 +99,7 @@ enum Gate {
 }
 
 /// The most a registration, keepalive or time request's body may hold.
-const SYSTEM_BODY_BYTES: usize = 64 << 10;
+pub(crate) const SYSTEM_BODY_BYTES: usize = 64 << 10;
 
 async fn exchange_as<F>(mut c: Call, gate: Gate, f: F) -> Result<Answer, ApiError>
 where
@@ -145,7 +147,7 @@ where
                 }
                 Err(why) => {
                     let x = Exchange::of_head(&c, Bytes::new(), now_ms, None);
-                    return Ok(refused(&c.app, &x, &why).answer());
+                    return Ok(refused(&c.app.gateway, &x, &why).answer());
                 }
             }
         }
@@ -246,7 +248,7 @@ impl Exchange {
 
 /// A `Content-Encoding: gzip` body (some platforms' clients compress bodies of 2 KB and
 /// more), inflated within the same limit as a plain one.
-fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, ApiError> {
+pub(crate) fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, ApiError> {
     use std::io::Read;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
@@ -260,29 +262,26 @@ fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, ApiError> {
 }
 
 /// 401 with a fresh challenge.
-fn unauthorized(app: &App, x: &Exchange, why: &str) -> Reply {
+pub(crate) fn unauthorized(gateway: &Gateway, x: &Exchange, why: &str) -> Reply {
     Reply {
         status: StatusCode::UNAUTHORIZED,
         body: one_status("", &x.path, DEVICE_ERROR, why, x.now_ms),
-        challenge: Some(app.gateway.challenge(false)),
+        challenge: Some(gateway.challenge(false)),
     }
 }
 
 /// 401 for a refused digest: a fresh challenge, marked `stale=true` when only the nonce
 /// was too old (RFC 7616 §3.3: the client answers again without asking anyone).
-fn refused(app: &App, x: &Exchange, why: &DigestError) -> Reply {
+pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Reply {
     Reply {
         status: StatusCode::UNAUTHORIZED,
         body: one_status("", &x.path, DEVICE_ERROR, &why.to_string(), x.now_ms),
-        challenge: Some(
-            app.gateway
-                .challenge(matches!(why, DigestError::StaleNonce)),
-        ),
+        challenge: Some(gateway.challenge(matches!(why, DigestError::StaleNonce))),
     }
 }
 
 /// The code a `RegisterObject` / `UnRegisterObject` names (`DeviceID`).
-fn registering(x: &Exchange) -> Option<String> {
+pub(crate) fn registering(x: &Exchange) -> Option<String> {
     let v: Value = serde_json::from_slice(&x.body).ok()?;
     ["RegisterObject", "UnRegisterObject"]
         .iter()
@@ -292,7 +291,7 @@ fn registering(x: &Exchange) -> Option<String> {
 }
 
 /// `User-Identify`, trimmed, when given.
-fn identified(x: &Exchange) -> Option<String> {
+pub(crate) fn identified(x: &Exchange) -> Option<String> {
     x.user_identify
         .as_deref()
         .map(str::trim)
@@ -322,7 +321,7 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |app, x| {
         let (checked, _) = registration(app, &x);
         match checked {
-            Err(why) => refused(app, &x, &why),
+            Err(why) => refused(&app.gateway, &x, &why),
             Ok(id) => {
                 app.gateway.register(&id, x.peer);
                 Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
@@ -341,7 +340,7 @@ pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
         let id = match (checked, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if app.gateway.is_registered(&id, x.peer) => id,
-            (Err(why), _) => return refused(app, &x, &why),
+            (Err(why), _) => return refused(&app.gateway, &x, &why),
         };
         app.gateway.unregister(&id);
         Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
@@ -352,12 +351,15 @@ pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
 /// `GET /VIID/System/Time`.
 pub(crate) async fn time(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |app, x| {
-        Reply::ok(
-            json!({"SystemTimeObject": {"VIIDServerID": app.config.viid_server_id,
-            "TimeMode": "1", "LocalTime": local_time(x.now_ms), "TimeZone": "Asia/Shanghai"}}),
-        )
+        Reply::ok(system_time(&app.config.viid_server_id, x.now_ms))
     })
     .await
+}
+
+/// `SystemTimeObject`: the gateway's id and its time.
+pub(crate) fn system_time(server_id: &str, now_ms: i64) -> Value {
+    json!({"SystemTimeObject": {"VIIDServerID": server_id,
+        "TimeMode": "1", "LocalTime": local_time(now_ms), "TimeZone": "Asia/Shanghai"}})
 }
 
 /// The registered caller (`User-Identify`), renewed; or the 401 to answer. A valid
@@ -384,7 +386,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
                 app.gateway.register(&id, x.peer);
                 return Ok(id);
             }
-            Err(why) => return Err(refused(app, x, &why)),
+            Err(why) => return Err(refused(&app.gateway, x, &why)),
         }
     }
     match identity {
@@ -393,7 +395,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
             Ok(id)
         }
         _ => Err(unauthorized(
-            app,
+            &app.gateway,
             x,
             "not registered: POST /VIID/System/Register first",
         )),
@@ -421,50 +423,66 @@ pub(crate) async fn upload(c: Call) -> Result<Answer, ApiError> {
 }
 
 fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
-    let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
-    let (face_field, max_picture) = (
-        &app.config.gat1400_face_subject,
-        app.config.max_picture_bytes,
-    );
     let relay = match Relay::of(&app.store, uploader) {
         Ok(r) => r,
         Err(e) => return device_error(x, &e),
     };
-    let parsed = match Upload::of_path(&x.path) {
-        Some(upload) => objects(
-            &app.store,
-            upload,
-            &x.body,
-            face_field,
-            max_picture,
-            relay.as_ref(),
-        )
-        .map(|o| (None, o)),
-        None => {
-            super::image_list::images(&app.store, &x.body, face_field, max_picture, relay.as_ref())
-                .map(|(images, o)| (Some(images), o))
-        }
-    };
-    let (images, objects) = match parsed {
+    let mut devices = Devices::new(&app.store, relay.as_ref());
+    let limits = (
+        app.config.gat1400_face_subject.as_str(),
+        app.config.max_picture_bytes,
+    );
+    let (images, objects) = match parse_upload(&mut devices, x, limits) {
         Ok(p) => p,
-        Err(e) => {
-            let code = match e {
-                BodyError::NotJson(_) => INVALID_JSON_FORMAT,
-                BodyError::NotAList(..) => INVALID_JSON_CONTENT,
-            };
-            return Reply::ok(status_list(vec![status("", code, &e.to_string())]));
-        }
+        Err(refused) => return refused,
     };
     let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
-    let texts = match keep(app, objects) {
-        Ok(t) => t,
-        Err(e) => return device_error(x, &e),
+    match keep(app, objects) {
+        Ok(texts) => upload_statuses(x, images, &ids, &texts),
+        Err(e) => device_error(x, &e),
+    }
+}
+
+/// The objects of an upload to `x.path` (a list of one class, or `/VIID/Images` and
+/// the images they were seen in), their devices looked up in `devices`, with the face
+/// subject field and picture limit of `limits`; or the answer refusing the body.
+pub(crate) fn parse_upload(
+    devices: &mut Devices<'_>,
+    x: &Exchange,
+    limits: (&str, usize),
+) -> Result<(Option<Vec<Image>>, Vec<Object>), Reply> {
+    let (face_field, max_picture) = limits;
+    let parsed = match Upload::of_path(&x.path) {
+        Some(upload) => {
+            objects(devices, upload, &x.body, face_field, max_picture).map(|o| (None, o))
+        }
+        None => super::image_list::images(devices, &x.body, face_field, max_picture)
+            .map(|(images, o)| (Some(images), o)),
     };
+    parsed.map_err(|e| {
+        let code = match e {
+            BodyError::NotJson(_) => INVALID_JSON_FORMAT,
+            BodyError::NotAList(..) => INVALID_JSON_CONTENT,
+        };
+        let s = status_object("", &x.path, code, &e.to_string(), x.now_ms);
+        Reply::ok(status_list(vec![s]))
+    })
+}
+
+/// The answer to an upload whose objects (`ids`) fared as `texts` say: one status per
+/// object, or for `/VIID/Images` one per image (its first refused object's, else 0).
+pub(crate) fn upload_statuses(
+    x: &Exchange,
+    images: Option<Vec<Image>>,
+    ids: &[String],
+    texts: &[(i64, String)],
+) -> Reply {
+    let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
     let statuses = match images {
         // One status per object …
         None => texts
             .iter()
-            .zip(&ids)
+            .zip(ids)
             .map(|((code, text), id)| status(id, *code, text))
             .collect(),
         // … or, for images, one per image: its first refused object's, else 0.
@@ -497,19 +515,18 @@ fn keep_uploaded(
 ) -> Result<Vec<(i64, String)>, String> {
     let relay = Relay::of(&app.store, uploader).map_err(|e| e.to_string())?;
     let objects = objects(
-        &app.store,
+        &mut Devices::new(&app.store, relay.as_ref()),
         upload,
         body,
         &app.config.gat1400_face_subject,
         app.config.max_picture_bytes,
-        relay.as_ref(),
     )
     .map_err(|e| e.to_string())?;
     keep(app, objects).map_err(|e| e.to_string())
 }
 
 /// One status for a failure that fails the whole request (the store could not write).
-fn device_error(x: &Exchange, e: &ApiError) -> Reply {
+pub(crate) fn device_error(x: &Exchange, e: &ApiError) -> Reply {
     let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
     Reply::with(e.status(), s)
 }
@@ -517,8 +534,24 @@ fn device_error(x: &Exchange, e: &ApiError) -> Reply {
 /// Stores the objects' pictures, the objects as uploaded, and their events; each
 /// object's status code and text, in order.
 fn keep(app: &App, mut objects: Vec<Object>) -> Result<Vec<(i64, String)>, ApiError> {
-    // What the answer says of a device this upload catalogued.
-    let notes: Vec<Option<String>> = objects
+    let notes = stored_notes(&objects);
+    store_pictures(app, &mut objects)?;
+    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
+    let done = ingest(app, None, records)?;
+    Ok(done
+        .fates
+        .iter()
+        .map(|(i, fate)| match fate {
+            Fate::Stored(_) | Fate::Duplicate(_) => stored_status(&notes[*i]),
+            Fate::Refused(e) => refused_status(e),
+        })
+        .collect())
+}
+
+/// What the answer says of each object once stored: `正常`, and of a device this
+/// upload catalogued, under which community.
+pub(crate) fn stored_notes(objects: &[Object]) -> Vec<Option<String>> {
+    objects
         .iter()
         .map(|o| match (&o.catalogued, &o.event) {
             (Some(c), Ok(e)) => Some(format!(
@@ -527,26 +560,21 @@ fn keep(app: &App, mut objects: Vec<Object>) -> Result<Vec<(i64, String)>, ApiEr
             )),
             _ => None,
         })
-        .collect();
-    store_pictures(app, &mut objects)?;
-    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
-    let done = ingest(app, None, records)?;
-    Ok(done
-        .fates
-        .iter()
-        .map(|(i, fate)| match fate {
-            Fate::Stored(_) | Fate::Duplicate(_) => {
-                (OK, notes[*i].clone().unwrap_or_else(|| "正常".into()))
-            }
-            Fate::Refused(e) => {
-                let text = match &e.field {
-                    Some(f) => format!("{f}: {}", e.message),
-                    None => e.message.clone(),
-                };
-                (INVALID_JSON_CONTENT, text)
-            }
-        })
-        .collect())
+        .collect()
+}
+
+/// The status of a stored object (its note from [`stored_notes`]).
+pub(crate) fn stored_status(note: &Option<String>) -> (i64, String) {
+    (OK, note.clone().unwrap_or_else(|| "正常".into()))
+}
+
+/// The status of a refused object: 8, and the field and why.
+pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
+    let text = match &e.field {
+        Some(f) => format!("{f}: {}", e.message),
+        None => e.message.clone(),
+    };
+    (INVALID_JSON_CONTENT, text)
 }
 
 /// `GET /VIID/APEs`: the collection devices the registered caller's record covers.
@@ -793,18 +821,38 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
 /// durably, one fsync per pack) and lists them on the events (`images`).
 fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
     let layout = app.store.layout();
-    let mut put: Vec<(String, i32, &[u8])> = Vec::new();
-    for o in objects.iter() {
+    let ids = {
+        let put: Vec<(&str, i32, &[u8])> = pictures_to_store(objects)
+            .into_iter()
+            .map(|(e, b)| (e.community.as_str(), layout.span_of(e.ts_ms), b))
+            .collect();
+        app.store.pictures().put(&put)?
+    };
+    list_pictures(objects, ids.into_iter().map(|id| id.to_string()));
+    store_objects_as_uploaded(app, objects)
+}
+
+/// The bytes of every picture to store, with the event of its object (objects that
+/// did not become events keep none), in order.
+pub(crate) fn pictures_to_store(objects: &[Object]) -> Vec<(&EventInput, &[u8])> {
+    let mut put = Vec::new();
+    for o in objects {
         if let Ok(e) = &o.event {
             for p in &o.pictures {
                 if let Some(b) = &p.bytes {
-                    put.push((e.community.clone(), layout.span_of(e.ts_ms), b));
+                    put.push((e, b.as_slice()));
                 }
             }
         }
     }
-    let refs: Vec<(&str, i32, &[u8])> = put.iter().map(|(c, s, b)| (c.as_str(), *s, *b)).collect();
-    let mut ids = app.store.pictures().put(&refs)?.into_iter();
+    put
+}
+
+/// Lists the pictures on their objects' events (`images`: stored ones by `ids`, one
+/// per picture of [`pictures_to_store`] in its order; references by URL) and points
+/// each object as uploaded at them.
+pub(crate) fn list_pictures(objects: &mut [Object], ids: impl IntoIterator<Item = String>) {
+    let mut ids = ids.into_iter();
     for o in objects.iter_mut() {
         let Ok(e) = &mut o.event else { continue };
         if o.pictures.is_empty() {
@@ -814,11 +862,7 @@ fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
             .pictures
             .iter()
             .map(|p| {
-                let id = p
-                    .bytes
-                    .as_ref()
-                    .and_then(|_| ids.next())
-                    .map(|id| id.to_string());
+                let id = p.bytes.as_ref().and_then(|_| ids.next());
                 p.listed(id.as_deref())
             })
             .collect();
@@ -828,7 +872,6 @@ fn store_pictures(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
             AttrValue::Str(Value::Array(listed).to_string()),
         );
     }
-    store_objects_as_uploaded(app, objects)
 }
 
 /// Points each stored picture of an object as uploaded at where the API serves it
@@ -842,35 +885,53 @@ fn refer_pictures(raw: &mut Value, listed: &[Value]) {
     }
 }
 
-/// Keeps every object that became an event as it was uploaded (pictures by
-/// reference), beside the pictures of its shard, and names it on the event (the
-/// `object` attribute: `GET /v1/objects/{id}` serves it, forwarding sends it on).
-fn store_objects_as_uploaded(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
-    let layout = app.store.layout();
-    let texts: Vec<Option<(String, i32, Vec<u8>)>> = objects
+/// Each object that became an event as uploaded (pictures by reference, after
+/// [`list_pictures`]), as JSON bytes, with its event; `None` for the others.
+pub(crate) fn uploaded_texts(objects: &[Object]) -> Vec<Option<(&EventInput, Vec<u8>)>> {
+    objects
         .iter()
         .map(|o| {
             let e = o.event.as_ref().ok()?;
-            let text = serde_json::to_vec(&o.raw).ok()?;
-            Some((e.community.clone(), layout.span_of(e.ts_ms), text))
+            Some((e, serde_json::to_vec(&o.raw).ok()?))
         })
-        .collect();
-    let refs: Vec<(&str, i32, &[u8])> = texts
-        .iter()
-        .flatten()
-        .map(|(c, s, b)| (c.as_str(), *s, b.as_slice()))
-        .collect();
-    if refs.is_empty() {
-        return Ok(());
-    }
-    let mut ids = app.store.pictures().put(&refs)?.into_iter();
-    for (o, text) in objects.iter_mut().zip(&texts) {
-        if let (Ok(e), Some(_)) = (&mut o.event, text) {
-            let id = ids.next().expect("one id per object stored");
-            e.attrs
-                .insert(OBJECT_ATTR.into(), AttrValue::Str(id.to_string()));
+        .collect()
+}
+
+/// Names each object as uploaded on its event (the `object` attribute: `GET
+/// /v1/objects/{id}` serves it, forwarding sends it on): `ids` holds one per object,
+/// `None` where [`uploaded_texts`] had none.
+pub(crate) fn name_uploaded(objects: &mut [Object], ids: impl IntoIterator<Item = Option<String>>) {
+    for (o, id) in objects.iter_mut().zip(ids) {
+        if let (Ok(e), Some(id)) = (&mut o.event, id) {
+            e.attrs.insert(OBJECT_ATTR.into(), AttrValue::Str(id));
         }
     }
+}
+
+/// Keeps every object that became an event as it was uploaded, beside the pictures
+/// of its shard, and names it on the event.
+fn store_objects_as_uploaded(app: &App, objects: &mut [Object]) -> Result<(), ApiError> {
+    let layout = app.store.layout();
+    let ids: Vec<Option<String>> = {
+        let texts = uploaded_texts(objects);
+        let refs: Vec<(&str, i32, &[u8])> = texts
+            .iter()
+            .flatten()
+            .map(|(e, b)| (e.community.as_str(), layout.span_of(e.ts_ms), b.as_slice()))
+            .collect();
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let mut stored = app.store.pictures().put(&refs)?.into_iter();
+        texts
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .map(|_| stored.next().expect("one id per object stored").to_string())
+            })
+            .collect()
+    };
+    name_uploaded(objects, ids);
     Ok(())
 }
 

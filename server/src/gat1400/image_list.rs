@@ -7,10 +7,8 @@
 //! becomes no event.
 
 use serde_json::{json, Value};
-use sightline_storage::Store;
 
 use super::objects::{object, BodyError, Devices, Object, Upload};
-use super::relay::Relay;
 
 const LISTS: [(&str, &str, Upload); 4] = [
     ("MotorVehicleList", "MotorVehicleObject", Upload::Vehicles),
@@ -67,11 +65,10 @@ fn with_picture(o: &Value, picture: &Value) -> Value {
 
 /// The images of a body and the objects seen in them.
 pub(crate) fn images(
-    store: &Store,
+    devices: &mut Devices<'_>,
     body: &[u8],
     face_subject_field: &str,
     max_picture_bytes: usize,
-    relay: Option<&Relay>,
 ) -> Result<(Vec<Image>, Vec<Object>), BodyError> {
     let v: Value = serde_json::from_slice(body).map_err(BodyError::NotJson)?;
     let list = &v["ImageListObject"];
@@ -80,7 +77,6 @@ pub(crate) fn images(
         Some(one @ Value::Object(_)) => vec![one.clone()],
         _ => return Err(BodyError::NotAList("ImageListObject", "Image")),
     };
-    let mut devices = Devices::new(store, relay);
     let (mut images, mut objects) = (Vec::new(), Vec::new());
     for image in &items {
         let picture = as_picture(image);
@@ -95,7 +91,7 @@ pub(crate) fn images(
                 let i = objects.len();
                 let o = with_picture(o, &picture);
                 objects.push(object(
-                    &mut devices,
+                    devices,
                     upload,
                     i,
                     &o,

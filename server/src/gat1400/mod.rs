@@ -17,7 +17,7 @@ pub(crate) mod digest;
 pub(crate) mod digest_client;
 mod dispositions;
 pub(crate) mod handlers;
-mod image_list;
+pub(crate) mod image_list;
 mod nonces;
 pub(crate) mod objects;
 pub(crate) mod pictures;
@@ -35,7 +35,7 @@ use sightline_storage::Gat1400Credential;
 /// The digest realm every credential is made for.
 pub const REALM: &str = "Sightline";
 /// How long a registration lasts without a keepalive.
-const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 
 /// Status codes of `ResponseStatusObject` (GA/T 1400.4).
 pub const OK: i64 = 0;
@@ -83,7 +83,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Whether `id` registered and has kept alive within the registration's life.
+    /// A gateway whose digest nonces are signed with `key`: any gateway holding the
+    /// key verifies them (the cluster's ingest nodes, `nonces.rs`).
+    pub(crate) fn signed(key: [u8; 32]) -> Gateway {
+        Gateway {
+            nonces: Mutex::new(nonces::Nonces::signed(key)),
+            registered: Mutex::default(),
+        }
+    }
+
     /// Whether `id` registered from `from` (a request without a digest is trusted on its
     /// `User-Identify` only from the address that registered it) and has kept alive
     /// within the registration's life.

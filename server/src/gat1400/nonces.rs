@@ -1,6 +1,14 @@
 //! Issued digest nonces: bounded, expiring in O(1) amortised (a queue in issue order
 //! beside the map), and each answered with a growing `nc` only, so a captured
 //! `Authorization` header replayed — on this connection or another — is refused.
+//!
+//! With a key (`Nonces::signed`, the cluster's ingest nodes) a nonce is
+//! `{issued ms, hex}-{random}-{HMAC-SHA256 of both under the key, 32 hex}`: any node
+//! holding the key verifies one another node issued (a camera registers on one ingest
+//! node and answers on another), and none is remembered when issued. Once answered it
+//! is remembered as a local one is, so a replay to the same node is refused; a replay
+//! to another node within the nonce's life is not (that would need a shared store on
+//! every request).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -27,9 +35,50 @@ pub struct Nonces {
     /// Nonce → when issued, and the greatest `nc` answered with it.
     issued: HashMap<String, (Instant, Option<u64>)>,
     order: VecDeque<(Instant, String)>,
+    /// Signs nonces, so any holder of the key verifies them (`None`: local nonces).
+    key: Option<[u8; 32]>,
 }
 
+/// Signed nonces dated this far ahead of the verifying node's clock are still taken
+/// (the issuing node's clock may run ahead a little).
+const CLOCK_SKEW_MS: i64 = 30_000;
+
 impl Nonces {
+    /// Nonces signed with `key`, verified by whoever holds it.
+    pub fn signed(key: [u8; 32]) -> Nonces {
+        Nonces {
+            key: Some(key),
+            ..Nonces::default()
+        }
+    }
+
+    fn signature(key: &[u8; 32], dated: &str) -> String {
+        crate::audit::witness::hmac_sha256(key, dated.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// How old a signed nonce is, if it is one of the key's and not from the future.
+    fn signed_age(&self, nonce: &str, now_ms: i64) -> Option<Duration> {
+        let key = self.key.as_ref()?;
+        let (dated, signature) = nonce.rsplit_once('-')?;
+        let (issued, _) = dated.split_once('-')?;
+        let issued = i64::from_str_radix(issued, 16).ok()?;
+        let expected = Nonces::signature(key, dated);
+        // Compared whole, not byte by byte until the first difference.
+        let same = expected.len() == signature.len()
+            && expected
+                .bytes()
+                .zip(signature.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same || issued > now_ms + CLOCK_SKEW_MS {
+            return None;
+        }
+        Some(Duration::from_millis(now_ms.saturating_sub(issued) as u64))
+    }
+
     fn expire(&mut self, now: Instant) {
         while let Some((t, _)) = self.order.front() {
             if now.duration_since(*t) < NONCE_TTL && self.order.len() <= MAX_NONCES {
@@ -42,6 +91,11 @@ impl Nonces {
 
     /// A new nonce, remembered.
     pub fn issue(&mut self) -> String {
+        if let Some(key) = &self.key {
+            let dated = format!("{:x}-{:016x}", crate::now_ms(), rand::random::<u64>());
+            let signature = Nonces::signature(key, &dated);
+            return format!("{dated}-{signature}");
+        }
         let now = Instant::now();
         self.expire(now);
         let nonce = format!("{:032x}", rand::random::<u128>());
@@ -55,6 +109,18 @@ impl Nonces {
     pub fn answer(&mut self, nonce: &str, nc: &str) -> Use {
         let now = Instant::now();
         self.expire(now);
+        if !self.issued.contains_key(nonce) {
+            // A signed nonce answered here for the first time: remembered from now.
+            let Some(age) = self.signed_age(nonce, crate::now_ms()) else {
+                return Use::Stale;
+            };
+            if age >= NONCE_TTL {
+                return Use::Stale;
+            }
+            let issued = now.checked_sub(age).unwrap_or(now);
+            self.issued.insert(nonce.to_string(), (issued, None));
+            self.order.push_back((now, nonce.to_string()));
+        }
         let Some((issued, last)) = self.issued.get_mut(nonce) else {
             return Use::Stale;
         };
@@ -101,6 +167,48 @@ mod tests {
         let b = n.issue();
         assert_eq!(n.answer(&b, ""), Use::Fresh, "without qop: once");
         assert_eq!(n.answer(&b, ""), Use::Replayed);
+    }
+
+    #[test]
+    fn signed_nonces_verify_on_any_holder_of_the_key_and_nowhere_else() {
+        let key = [7u8; 32];
+        let mut one = Nonces::signed(key);
+        let mut other = Nonces::signed(key);
+        let a = one.issue();
+        assert_eq!(one.len(), 0, "a signed nonce is not remembered when issued");
+        assert_eq!(
+            other.answer(&a, "00000001"),
+            Use::Fresh,
+            "issued by another node"
+        );
+        assert_eq!(other.answer(&a, "00000001"), Use::Replayed);
+        assert_eq!(other.answer(&a, "00000002"), Use::Fresh);
+        assert_eq!(
+            one.answer(&a, "00000001"),
+            Use::Fresh,
+            "each node counts its own"
+        );
+        // Another key, a changed signature, a changed date, a local node: stale.
+        assert_eq!(Nonces::signed([8; 32]).answer(&a, "1"), Use::Stale);
+        let mut forged = a.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(other.answer(&forged, "1"), Use::Stale);
+        let (dated, signature) = a.rsplit_once('-').unwrap();
+        let (issued, random) = dated.split_once('-').unwrap();
+        let later = i64::from_str_radix(issued, 16).unwrap() + 1;
+        assert_eq!(
+            other.answer(&format!("{later:x}-{random}-{signature}"), "1"),
+            Use::Stale
+        );
+        assert_eq!(Nonces::default().answer(&a, "1"), Use::Stale);
+        // Too old, or from too far ahead.
+        let old = format!("{:x}-{:016x}", crate::now_ms() - 301_000, 1);
+        let old = format!("{old}-{}", Nonces::signature(&key, &old));
+        assert_eq!(other.answer(&old, "1"), Use::Stale);
+        let ahead = format!("{:x}-{:016x}", crate::now_ms() + 60_000, 1);
+        let ahead = format!("{ahead}-{}", Nonces::signature(&key, &ahead));
+        assert_eq!(other.answer(&ahead, "1"), Use::Stale);
     }
 
     #[test]

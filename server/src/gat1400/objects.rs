@@ -187,11 +187,18 @@ fn no_data(p: &Value) -> Value {
     }
 }
 
+/// Where an upload's devices are looked up: `serve`'s catalog (where a relaying
+/// platform catalogues the devices it relays), or the cluster's `devices` table as an
+/// ingest node last read it (no relaying there).
+pub(crate) enum Catalog<'a> {
+    Store(&'a Store, Option<&'a Relay>),
+    Listed(&'a HashMap<String, Device>),
+}
+
 /// The devices an upload names, looked up once each; unknown ones catalogued when a
 /// platform relays them.
 pub(crate) struct Devices<'a> {
-    store: &'a Store,
-    relay: Option<&'a Relay>,
+    catalog: Catalog<'a>,
     known: HashMap<String, Option<Device>>,
     /// Communities devices were catalogued under by this upload, in order.
     catalogued: Vec<String>,
@@ -199,9 +206,12 @@ pub(crate) struct Devices<'a> {
 
 impl<'a> Devices<'a> {
     pub fn new(store: &'a Store, relay: Option<&'a Relay>) -> Devices<'a> {
+        Devices::of(Catalog::Store(store, relay))
+    }
+
+    pub fn of(catalog: Catalog<'a>) -> Devices<'a> {
         Devices {
-            store,
-            relay,
+            catalog,
             known: HashMap::new(),
             catalogued: Vec::new(),
         }
@@ -209,15 +219,19 @@ impl<'a> Devices<'a> {
 
     fn get(&mut self, code: &str) -> Result<&Device, ObjectError> {
         if !self.known.contains_key(code) {
-            let found = self.store.catalog().device(code).ok().flatten();
-            let found = match (found, self.relay) {
-                (Some(d), _) => Some(d),
-                (None, Some(relay)) => {
-                    let d = relay.catalogue(self.store, code)?;
-                    self.catalogued.push(d.community.clone());
-                    Some(d)
+            let found = match &self.catalog {
+                Catalog::Listed(devices) => devices.get(code).cloned(),
+                Catalog::Store(store, relay) => {
+                    match (store.catalog().device(code).ok().flatten(), relay) {
+                        (Some(d), _) => Some(d),
+                        (None, Some(relay)) => {
+                            let d = relay.catalogue(store, code)?;
+                            self.catalogued.push(d.community.clone());
+                            Some(d)
+                        }
+                        (None, None) => None,
+                    }
                 }
-                (None, None) => None,
             };
             self.known.insert(code.to_string(), found);
         }
@@ -253,23 +267,21 @@ fn plate_or_unplated(o: &Value, id: &str) -> String {
 /// The uploaded objects, each with its event or why it cannot be one. The body is
 /// read as borrowed slices, one object parsed at a time: it is never held twice.
 pub(crate) fn objects(
-    store: &Store,
+    devices: &mut Devices<'_>,
     upload: Upload,
     body: &[u8],
     face_subject_field: &str,
     max_picture_bytes: usize,
-    relay: Option<&Relay>,
 ) -> Result<Vec<Object>, BodyError> {
     let (list, item, _) = upload.names();
     let items = items_of(body, list, item)?;
-    let mut devices = Devices::new(store, relay);
     Ok(items
         .iter()
         .enumerate()
         .map(|(i, raw)| {
             let o: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
             object(
-                &mut devices,
+                devices,
                 upload,
                 i,
                 &o,

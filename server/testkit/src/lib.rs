@@ -1,7 +1,8 @@
 //! What the integration tests of the server (`server/tests/http/`) and of the benches
 //! (`benches/tests/`) share: a plain HTTP/1.1 client on fresh connections, the server
 //! in-process on its own runtime thread or as a child process, polling until a
-//! condition holds, and the console's browser test driver.
+//! condition holds, the console's browser test driver, and a GA/T 1400 camera's
+//! requests (`gat1400`).
 //!
 //! Dev-only: no crate depends on it but for its tests. It knows no binary path: a test
 //! hands [`spawn_listening`] the command to run (the server's tests name their binary
@@ -10,6 +11,7 @@
 pub mod browser;
 mod client;
 pub mod cluster;
+pub mod gat1400;
 mod process;
 mod server;
 mod wait;

@@ -263,26 +263,19 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         Value::String("{".into()),
     );
     assert_eq!(status, 400, "{v}");
-    // A device's GA/T 1400 login is not kept by a cluster yet: refused, nothing written.
+    // A device's GA/T 1400 login is kept (the ingest nodes' gateway reads it) and
+    // answered as `serve` answers it.
     let mut with_login = device(a, "in");
-    with_login["gat1400"] = json!({"password": "gate-secret"});
-    let (status, v) = ask_as(
-        qa,
-        Some(&cluster_keys[HQ]),
+    with_login["gat1400"] = json!({"username": "north-gate", "password": "gate-secret"});
+    let (status, v) = same(
+        HQ,
         "PUT",
-        &unregistered,
-        &with_login.to_string(),
+        &format!("/v1/devices/{}", gate(a, 2)),
+        with_login,
     );
     assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (501, Some("not_in_cluster")),
-        "{v}"
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("gat1400"),
+        (status, &v["gat1400"], &v["gat1400_username"]),
+        (200, &json!(true), &json!("north-gate")),
         "{v}"
     );
     // Reads, by every key.
@@ -331,7 +324,7 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     for (method, target) in [
         ("GET", "/v1/watchlists"),
         ("GET", "/v1/alerts?after=0&wait=0s"),
-        ("GET", "/v1/images/5"),
+        ("GET", "/v1/subscriptions"),
         ("GET", "/v1/keys"),
         ("POST", "/v1/events"),
     ] {
@@ -350,6 +343,12 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
             "{v}"
         );
     }
+    // Pictures are the GA/T 1400 gateway's (`gat1400.rs`): an id that is none is 404.
+    let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/images/5", "");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("no_such_image"))
+    );
     let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/nothing", "");
     assert_eq!(
         (status, v["error"]["code"].as_str()),

@@ -14,6 +14,9 @@
 //! (`keys_from_the_cluster_catalog_…`) does the same with keys scoped to communities
 //! on both, and checks the query node's audit log.
 //!
+//! The GA/T 1400 gateway's test (`gat1400.rs`) has cameras register on one ingest
+//! node and upload pictures to another, and compares a query node with `serve`.
+//!
 //! `cargo test -p sightline-server --features cluster --test cluster`
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +35,7 @@ use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
 use sightline_testkit::{call, wait_until};
 
 mod console;
+mod gat1400;
 
 /// The tests share two cores: one cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -1,0 +1,287 @@
+//! What the GA/T 1400 (视图库) gateway of the ingest nodes shares through the
+//! cluster's engines, so a camera may register on one ingest node and upload to
+//! another behind a load balancer:
+//!
+//! ```sql
+//! gat1400_credentials (code PRIMARY KEY, username, realm, ha1, ha1_sha256, created_at)
+//!                       -- digest credentials: HA1 only, never a password (as `serve`)
+//! gat1400_registrations (code PRIMARY KEY, address, renewed_at)
+//!                       -- who registered (or kept alive) from where, when
+//! ```
+//!
+//! beside the catalog's `devices` (`crate::catalog`: the devices objects name, and
+//! their communities),
+//! and on object storage the pictures of uploaded objects and the objects as
+//! uploaded, each under a content-addressed key (SHA-256 of its bytes) inside its
+//! community: `gat1400/pictures/{hex community}/{sha256}` and
+//! `gat1400/objects/{hex community}/{sha256}`, written with create-only puts before
+//! the events naming them are published. Their id, as events list them and
+//! `GET /v1/images/{id}` / `GET /v1/objects/{id}` take it, is `{hex community}.{sha256}`:
+//! the community is in the id, so a query node decides visibility from the id alone,
+//! as `serve` does from its own picture ids. The janitor never touches `gat1400/`
+//! (no commit names these keys; they are not an indexer's uploads).
+
+use sightline_storage::Gat1400Credential;
+
+use crate::error::{ClusterError, Result};
+use crate::meta::Meta;
+
+/// Where the gateway's objects live in the bucket (never an indexer's key).
+pub const PREFIX: &str = "gat1400/";
+
+/// What a stored blob is: a picture's bytes, or an object as uploaded (JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blob {
+    Picture,
+    Object,
+}
+
+impl Blob {
+    fn dir(self) -> &'static str {
+        match self {
+            Blob::Picture => "pictures",
+            Blob::Object => "objects",
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex of SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// A stored blob's id: its community and the SHA-256 of its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobId {
+    pub community: String,
+    pub sha256: String,
+}
+
+impl BlobId {
+    /// The id of `bytes` stored in `community`.
+    pub fn of(community: &str, bytes: &[u8]) -> BlobId {
+        BlobId {
+            community: community.to_string(),
+            sha256: sha256_hex(bytes),
+        }
+    }
+
+    /// `{hex community}.{sha256}`, or `None` for anything else (a `serve` picture id
+    /// has three parts).
+    pub fn parse(id: &str) -> Option<BlobId> {
+        let (c, sha) = id.split_once('.')?;
+        let sha_ok = sha.len() == 64
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !sha_ok || c.is_empty() || c.len() % 2 != 0 || c.len() > 128 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..c.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(c.get(i..i + 2)?, 16).ok())
+            .collect();
+        let community = String::from_utf8(bytes?).ok()?;
+        Some(BlobId {
+            community,
+            sha256: sha.to_string(),
+        })
+    }
+
+    /// The object key of this blob as `what`.
+    pub fn key(&self, what: Blob) -> String {
+        format!(
+            "{PREFIX}{}/{}/{}",
+            what.dir(),
+            hex(self.community.as_bytes()),
+            self.sha256
+        )
+    }
+}
+
+impl std::fmt::Display for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", hex(self.community.as_bytes()), self.sha256)
+    }
+}
+
+/// A registration as the table holds it: who, from which address, how long ago (ms,
+/// the database's clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub code: String,
+    pub address: Option<String>,
+    pub age_ms: i64,
+}
+
+const CREDENTIAL_COLUMNS: &str = "code, username, realm, ha1, ha1_sha256";
+
+fn credential_of(r: &tokio_postgres::Row) -> Gat1400Credential {
+    Gat1400Credential {
+        code: r.get(0),
+        username: r.get(1),
+        realm: r.get(2),
+        ha1: r.get(3),
+        ha1_sha256: r.get(4),
+    }
+}
+
+fn registration_of(r: &tokio_postgres::Row) -> Registration {
+    Registration {
+        code: r.get(0),
+        address: r.get(1),
+        age_ms: r.get(2),
+    }
+}
+
+const REGISTRATION_COLUMNS: &str =
+    "code, address, (extract(epoch FROM now() - renewed_at) * 1000)::bigint";
+
+impl Meta {
+    /// Every GA/T 1400 credential.
+    pub async fn gat1400_credentials(&self) -> Result<Vec<Gat1400Credential>> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM gat1400_credentials ORDER BY code"),
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read GA/T 1400 credentials"))?;
+        Ok(rows.iter().map(credential_of).collect())
+    }
+
+    /// The credential of `code`, if it has one.
+    pub async fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM gat1400_credentials WHERE code = $1"),
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a GA/T 1400 credential"))?;
+        Ok(row.as_ref().map(credential_of))
+    }
+
+    /// Adds or replaces the credential of `c.code`.
+    pub async fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO gat1400_credentials (code, username, realm, ha1, ha1_sha256)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (code) DO UPDATE SET username = $2, realm = $3, ha1 = $4,
+                     ha1_sha256 = $5",
+                &[&c.code, &c.username, &c.realm, &c.ha1, &c.ha1_sha256],
+            )
+            .await
+            .map_err(ClusterError::pg("put a GA/T 1400 credential"))?;
+        Ok(())
+    }
+
+    /// Removes the GA/T 1400 login of `code` (its credential and registration; the
+    /// device stays in the catalog, as on `serve`); whether it had one.
+    pub async fn remove_gat1400_login(&self, code: &str) -> Result<bool> {
+        let mut removed = 0;
+        for table in ["gat1400_credentials", "gat1400_registrations"] {
+            removed += self
+                .client
+                .execute(&format!("DELETE FROM {table} WHERE code = $1"), &[&code])
+                .await
+                .map_err(ClusterError::pg("remove a GA/T 1400 login"))?;
+        }
+        Ok(removed > 0)
+    }
+
+    /// Registrations renewed within `ttl_ms`.
+    pub async fn gat1400_registrations(&self, ttl_ms: i64) -> Result<Vec<Registration>> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {REGISTRATION_COLUMNS} FROM gat1400_registrations
+                     WHERE renewed_at > now() - $1 * interval '1 millisecond'"
+                ),
+                &[&(ttl_ms as f64)],
+            )
+            .await
+            .map_err(ClusterError::pg("read GA/T 1400 registrations"))?;
+        Ok(rows.iter().map(registration_of).collect())
+    }
+
+    /// The registration of `code`, however old.
+    pub async fn gat1400_registration(&self, code: &str) -> Result<Option<Registration>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT {REGISTRATION_COLUMNS} FROM gat1400_registrations WHERE code = $1"
+                ),
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a GA/T 1400 registration"))?;
+        Ok(row.as_ref().map(registration_of))
+    }
+
+    /// Registers (or renews) `code` from `address`, now.
+    pub async fn gat1400_register(&self, code: &str, address: Option<&str>) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO gat1400_registrations (code, address, renewed_at)
+                 VALUES ($1, $2, now())
+                 ON CONFLICT (code) DO UPDATE SET address = $2, renewed_at = now()",
+                &[&code, &address],
+            )
+            .await
+            .map_err(ClusterError::pg("register a GA/T 1400 caller"))?;
+        Ok(())
+    }
+
+    /// Ends the registration of `code`.
+    pub async fn gat1400_unregister(&self, code: &str) -> Result<()> {
+        self.client
+            .execute(
+                "DELETE FROM gat1400_registrations WHERE code = $1",
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("unregister a GA/T 1400 caller"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_carry_their_community_and_name_their_keys() {
+        let id = BlobId::of("3205080001", b"\xff\xd8\xffpicture");
+        let text = id.to_string();
+        assert_eq!(BlobId::parse(&text), Some(id.clone()));
+        assert!(text.starts_with("33323035303830303031."), "{text}");
+        assert_eq!(
+            id.key(Blob::Picture),
+            format!("gat1400/pictures/33323035303830303031/{}", id.sha256)
+        );
+        assert!(id.key(Blob::Object).starts_with("gat1400/objects/"));
+        let sha = &id.sha256;
+        for bad in [
+            "",
+            "33.12.1",                             // a serve picture id
+            &format!("3.{sha}"),                   // odd hex
+            &format!("zz.{sha}"),                  // not hex
+            &format!("33.{}", &sha[1..]),          // short digest
+            &format!("33.{}", sha.to_uppercase()), // upper case
+            &format!("ff.{sha}"),                  // not UTF-8
+        ] {
+            assert_eq!(BlobId::parse(bad), None, "{bad}");
+        }
+    }
+}

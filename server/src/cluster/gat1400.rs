@@ -1,0 +1,759 @@
+//! The GA/T 1400 (视图库) gateway of a cluster ingest node: `POST
+//! /VIID/System/Register`, `/UnRegister`, `/Keepalive`, `GET /VIID/System/Time`, and
+//! the uploads `POST /VIID/MotorVehicles`, `/Faces`, `/Persons`, `/NonMotorVehicles`
+//! and `/Images`, answered as `serve` answers them (the same parsing, digest check,
+//! status objects: `crate::gat1400`), with the cluster's engines behind them:
+//!
+//! * **Credentials and devices** are rows of PostgreSQL (`gat1400_credentials`, the
+//!   catalog's `devices`: `sightline cluster gat1400 add|list|remove`), read by every ingest node
+//!   every `index.renew_ms` (each read bounded by `index.lease_ms`); requests read
+//!   only the last set read, so a hung PostgreSQL never holds one. A set older than
+//!   5 minutes (as the API keys, `keys::MAX_AGE`) is not trusted: digests are refused.
+//! * **Registrations** live in PostgreSQL too (`gat1400_registrations`): a camera
+//!   registers on one ingest node and uploads to another behind a load balancer,
+//!   most cameras with only `User-Identify` after registering, which a digest on each
+//!   request could not cover. A registration is written before it is answered; a
+//!   node that does not know a registration asks the table (bounded) before refusing;
+//!   keepalives and uploads renew it at most once a minute per node (a renewal that
+//!   cannot be written is logged, the registration lasts an hour). As on `serve`, an
+//!   upload without a digest is trusted only from the address that registered: a
+//!   load balancer in front must keep client addresses (TCP pass-through).
+//! * **Digest nonces** are signed (`Nonces::signed`) with a key derived from
+//!   `partition_token`, so a nonce one ingest node issued verifies on every other;
+//!   without a `partition_token` each node signs with a key of its own and a client
+//!   must answer a challenge on the node that sent it (sticky sessions).
+//! * **Pictures** (base64 `Data` of `SubImageList`, within `ingest.max_picture_bytes`)
+//!   and the objects as uploaded are put on object storage, create-only, under
+//!   content-addressed keys (`sightline_cluster::gat1400::BlobId`), *before* the
+//!   events naming them are published: an acknowledged object's pictures are on S3.
+//!   Events list them as `serve`'s do (`images`, `gat1400_object`), by ids that query
+//!   nodes serve at `GET /v1/images/{id}` and `GET /v1/objects/{id}`.
+//!
+//! Not here (a `serve` gateway's only): platforms relaying cameras, `/VIID/APEs`,
+//! `/VIID/Tollgates`, dispositions and subscriptions. Bounds: 16 uploads at once
+//! (429 beyond, before the body is read), `ingest.max_viid_body_bytes` (gzip inflated
+//! within it), `ingest.max_viid_inflight_bytes` of upload bodies held at once (429
+//! beyond), 64 KiB for registration, keepalive and time bodies.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use sightline_cluster::gat1400::{Blob, BlobId};
+use sightline_cluster::log::Publisher;
+use sightline_cluster::meta::{bounded, Meta};
+use sightline_cluster::objects::Objects;
+use sightline_cluster::ClusterConfig;
+use sightline_storage::{Device, Event, Gat1400Credential, Validator};
+
+use crate::error::{ApiError, RecordError};
+use crate::gat1400::digest::{Credentials, DigestError};
+use crate::gat1400::handlers::{
+    device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
+    pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
+    system_time, unauthorized, upload_statuses, uploaded_texts, Exchange, Reply, SYSTEM_BODY_BYTES,
+    VIID_JSON,
+};
+use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
+use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
+use crate::http::limits::{ByteBudget, Reserved};
+
+/// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
+/// is read, so buffered bodies are bounded by slots × `max_viid_body_bytes`.
+const UPLOAD_SLOTS: usize = 16;
+/// Pictures or objects put on object storage at once for one upload.
+const PUTS_AT_ONCE: usize = 16;
+/// A registration is renewed in PostgreSQL at most this often by one node.
+const RENEW_EVERY: Duration = Duration::from_secs(60);
+
+/// An ingest node's gateway.
+pub(super) struct GatNode {
+    config: ClusterConfig,
+    gateway: Gateway,
+    directory: Directory,
+    objects: Objects,
+    /// The ingest node's publisher (`POST /v1/events`'s).
+    publisher: Publisher,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Upload bodies held at once (`ingest.max_viid_inflight_bytes`).
+    bytes: ByteBudget,
+    /// The connection registrations are written (and missed ones read) on.
+    writer: tokio::sync::Mutex<Option<Meta>>,
+}
+
+/// The tables as this node last read them.
+#[derive(Default)]
+struct Directory {
+    set: RwLock<Option<Loaded>>,
+    /// Registrations this node wrote or found since the last read: code → address,
+    /// when renewed (in PostgreSQL, or found there).
+    recent: RwLock<HashMap<String, (Option<IpAddr>, Instant)>>,
+}
+
+struct Loaded {
+    credentials: HashMap<String, Gat1400Credential>,
+    devices: Arc<HashMap<String, Device>>,
+    /// code → address, when last renewed.
+    registrations: HashMap<String, (Option<IpAddr>, Instant)>,
+    at: Instant,
+}
+
+impl Credentials for Directory {
+    fn credential(&self, code: &str) -> Result<Option<Gat1400Credential>, DigestError> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        match &*set {
+            None => Err(DigestError::Unavailable(
+                "this node has not read the GA/T 1400 credentials yet; retry shortly".into(),
+            )),
+            Some(l) if l.at.elapsed() > super::keys::MAX_AGE => {
+                Err(DigestError::Unavailable(format!(
+                    "this node last read the GA/T 1400 credentials {} s ago (PostgreSQL \
+                     unreachable?)",
+                    l.at.elapsed().as_secs()
+                )))
+            }
+            Some(l) => Ok(l.credentials.get(code).cloned()),
+        }
+    }
+}
+
+impl Directory {
+    fn devices(&self) -> Arc<HashMap<String, Device>> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().map(|l| l.devices.clone()).unwrap_or_default()
+    }
+
+    /// Whether `code` registered from `from` within the registration's life, as far
+    /// as this node knows.
+    fn knows(&self, code: &str, from: Option<IpAddr>) -> Option<Instant> {
+        let fresh = |(ip, at): &(Option<IpAddr>, Instant)| {
+            (*ip == from && at.elapsed() < crate::gat1400::REGISTRATION_TTL).then_some(*at)
+        };
+        // What this node wrote or found since the last read is the newest it knows.
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = recent.get(code) {
+            return fresh(entry);
+        }
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref()?.registrations.get(code).and_then(fresh)
+    }
+
+    fn note(&self, code: &str, from: Option<IpAddr>, at: Instant) {
+        let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+        recent.insert(code.to_string(), (from, at));
+    }
+
+    fn forget(&self, code: &str) {
+        self.recent
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(code);
+        if let Some(l) = self.set.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            l.registrations.remove(code);
+        }
+    }
+}
+
+/// The digest nonces' key: derived from `partition_token` (every node of the cluster
+/// holds it), else one of this process's own.
+fn nonce_key(config: &ClusterConfig) -> [u8; 32] {
+    match &config.partition_token {
+        Some(t) => crate::audit::witness::hmac_sha256(t.as_bytes(), b"sightline gat1400 nonces v1"),
+        None => {
+            tracing::warn!(
+                "no partition_token: GA/T 1400 digest nonces verify only on the ingest node \
+                 that issued them (a load balancer must keep each camera on one node)"
+            );
+            rand::random()
+        }
+    }
+}
+
+fn address(ip: Option<IpAddr>) -> Option<String> {
+    ip.map(|ip| ip.to_string())
+}
+
+impl GatNode {
+    /// The gateway of an ingest node, its tables read once now (a node starts with
+    /// them when PostgreSQL answers) and then every `index.renew_ms` on a task of its
+    /// own (returned).
+    pub(super) async fn start(
+        config: &ClusterConfig,
+        publisher: Publisher,
+    ) -> Result<(Arc<GatNode>, tokio::task::JoinHandle<()>), String> {
+        let node = Arc::new(GatNode {
+            gateway: Gateway::signed(nonce_key(config)),
+            directory: Directory::default(),
+            objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
+            publisher,
+            slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
+            writer: tokio::sync::Mutex::new(None),
+            config: config.clone(),
+        });
+        let mut meta = None;
+        let mut failing = match node.load(&mut meta).await {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the GA/T 1400 tables; digests are refused until they are read");
+                true
+            }
+        };
+        let n = node.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(n.config.renew()).await;
+                match n.load(&mut meta).await {
+                    Ok(()) if failing => {
+                        tracing::info!("GA/T 1400 tables read again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "cannot read the GA/T 1400 tables; the last set read stays in force for its max age");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+        Ok((node, task))
+    }
+
+    /// How long ago the gateway's tables were last read (`None`: never).
+    pub(super) fn age(&self) -> Option<Duration> {
+        let set = self.directory.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().map(|l| l.at.elapsed())
+    }
+
+    /// Reads the three tables (connecting first when `meta` is not open), each call
+    /// bounded by `index.lease_ms`.
+    async fn load(&self, meta: &mut Option<Meta>) -> Result<(), String> {
+        let lease = self.config.lease();
+        if !meta.as_ref().is_some_and(Meta::is_open) {
+            *meta = Some(
+                Meta::connect_within(&self.config.postgres, lease)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let m = meta.as_ref().expect("connected above");
+        let asked = Instant::now();
+        let ttl_ms = crate::gat1400::REGISTRATION_TTL.as_millis() as i64;
+        let read = async {
+            Ok::<_, sightline_cluster::ClusterError>((
+                m.gat1400_credentials().await?,
+                m.devices(None).await?,
+                m.gat1400_registrations(ttl_ms).await?,
+            ))
+        };
+        let (credentials, devices, registrations) = m
+            .given_up(bounded(lease, "read the GA/T 1400 tables", read).await)
+            .map_err(|e| e.to_string())?;
+        let since = |age_ms: i64| {
+            asked
+                .checked_sub(Duration::from_millis(age_ms.max(0) as u64))
+                .unwrap_or(asked)
+        };
+        let loaded = Loaded {
+            credentials: credentials
+                .into_iter()
+                .map(|c| (c.code.clone(), c))
+                .collect(),
+            devices: Arc::new(devices.into_iter().map(|d| (d.code.clone(), d)).collect()),
+            registrations: registrations
+                .into_iter()
+                .map(|r| {
+                    let ip = r.address.as_deref().and_then(|a| a.parse().ok());
+                    (r.code, (ip, since(r.age_ms)))
+                })
+                .collect(),
+            at: asked,
+        };
+        *self
+            .directory
+            .set
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(loaded);
+        // What this node wrote before the read is in it now.
+        self.directory
+            .recent
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, at)| *at > asked);
+        Ok(())
+    }
+
+    /// `call` on the writer connection (made again when broken), bounded by
+    /// `index.lease_ms`.
+    async fn write<T>(
+        &self,
+        what: &'static str,
+        call: impl for<'m> FnOnce(
+            &'m Meta,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = sightline_cluster::Result<T>> + Send + 'm>,
+        >,
+    ) -> Result<T, ApiError> {
+        let lease = self.config.lease();
+        let mut writer = self.writer.lock().await;
+        if !writer.as_ref().is_some_and(Meta::is_open) {
+            *writer = Some(
+                Meta::connect_within(&self.config.postgres, lease)
+                    .await
+                    .map_err(|e| ApiError::StorageUnavailable(format!("PostgreSQL: {e}")))?,
+            );
+        }
+        let m = writer.as_ref().expect("connected above");
+        m.given_up(bounded(lease, what, call(m)).await)
+            .map_err(|e| ApiError::StorageUnavailable(format!("PostgreSQL: {e}")))
+    }
+
+    /// Registers `code` from `from` in the table, then here.
+    async fn register(&self, code: &str, from: Option<IpAddr>) -> Result<(), ApiError> {
+        let (c, a) = (code.to_string(), address(from));
+        self.write("register a GA/T 1400 caller", move |m| {
+            Box::pin(async move { m.gat1400_register(&c, a.as_deref()).await })
+        })
+        .await?;
+        self.directory.note(code, from, Instant::now());
+        Ok(())
+    }
+
+    /// Renews a registration proved now (a digest, a keepalive, an upload) at most
+    /// once a [`RENEW_EVERY`]; a renewal that cannot be written is logged (the
+    /// registration it renews lasts an hour).
+    async fn renew(&self, code: &str, from: Option<IpAddr>) {
+        if self
+            .directory
+            .knows(code, from)
+            .is_some_and(|at| at.elapsed() < RENEW_EVERY)
+        {
+            return;
+        }
+        if let Err(e) = self.register(code, from).await {
+            tracing::warn!(code, error = %e, "a GA/T 1400 registration was not renewed");
+        }
+    }
+
+    /// Whether `code` is registered from `from`: as this node knows, else as the
+    /// table says now (a camera registered on another node a moment ago).
+    async fn is_registered(&self, code: &str, from: Option<IpAddr>) -> bool {
+        if self.directory.knows(code, from).is_some() {
+            return true;
+        }
+        let c = code.to_string();
+        let found = self
+            .write("read a GA/T 1400 registration", move |m| {
+                Box::pin(async move { m.gat1400_registration(&c).await })
+            })
+            .await;
+        let Ok(Some(r)) = found else { return false };
+        let ip = r.address.as_deref().and_then(|a| a.parse().ok());
+        let ttl = crate::gat1400::REGISTRATION_TTL.as_millis() as i64;
+        if ip != from || r.age_ms >= ttl {
+            return false;
+        }
+        let at = Instant::now()
+            .checked_sub(Duration::from_millis(r.age_ms.max(0) as u64))
+            .unwrap_or_else(Instant::now);
+        self.directory.note(code, ip, at);
+        true
+    }
+
+    /// The caller of an exchange, renewed; or the 401 to answer (as `serve`'s
+    /// `registered`).
+    async fn registered(&self, x: &Exchange) -> Result<String, Reply> {
+        if let Some(id) = &x.pre_authorized {
+            self.renew(id, x.peer).await;
+            return Ok(id.clone());
+        }
+        let identity = identified(x);
+        if x.authorization
+            .as_deref()
+            .is_some_and(|h| !h.trim().is_empty())
+        {
+            return match self.check(x, identity.as_deref(), &x.body) {
+                Ok(id) => {
+                    self.renew(&id, x.peer).await;
+                    Ok(id)
+                }
+                Err(why) => Err(refused(&self.gateway, x, &why)),
+            };
+        }
+        match identity {
+            Some(id) if self.is_registered(&id, x.peer).await => {
+                self.renew(&id, x.peer).await;
+                Ok(id)
+            }
+            _ => Err(unauthorized(
+                &self.gateway,
+                x,
+                "not registered: POST /VIID/System/Register first",
+            )),
+        }
+    }
+
+    fn check(
+        &self,
+        x: &Exchange,
+        identity: Option<&str>,
+        body: &[u8],
+    ) -> Result<String, DigestError> {
+        self.gateway.check_digest(
+            &self.directory,
+            &x.method,
+            x.authorization.as_deref(),
+            identity,
+            body,
+        )
+    }
+}
+
+/// The head of a request as an exchange (no body yet).
+fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Exchange {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        authorization: header("authorization"),
+        user_identify: header("user-identify"),
+        body: Bytes::new(),
+        now_ms,
+        pre_authorized: None,
+        peer: req.extensions().get::<crate::serve::Peer>().map(|p| p.0),
+    }
+}
+
+fn response(reply: Reply) -> Response<Full<Bytes>> {
+    let mut r = Response::builder()
+        .status(reply.status)
+        .header("content-type", VIID_JSON);
+    if let Some(c) = reply.challenge {
+        r = r.header("www-authenticate", c);
+    }
+    r.body(Full::new(Bytes::from(reply.body.to_string())))
+        .expect("a valid response")
+}
+
+/// One status for a request refused before its work (busy, a body too large).
+fn early(x: &Exchange, e: ApiError, code: i64) -> Reply {
+    let s = one_status("", &x.path, code, &e.to_string(), x.now_ms);
+    Reply::with(e.status(), s)
+}
+
+/// Whether the node's gateway answers `path` (a `/VIID` one; else the ingest node's
+/// own 404).
+pub(super) fn answers(path: &str) -> bool {
+    path.starts_with("/VIID/") || path == "/VIID"
+}
+
+/// Answers a `/VIID` request.
+pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let x = exchange_of(&req, crate::now_ms());
+    let reply = match (x.method.as_str(), x.path.as_str()) {
+        ("POST", "/VIID/System/Register") => system(node, req, x, register).await,
+        ("POST", "/VIID/System/UnRegister") => system(node, req, x, unregister).await,
+        ("POST", "/VIID/System/Keepalive") => system(node, req, x, keepalive).await,
+        ("GET", "/VIID/System/Time") => {
+            let id = &node.config.ingest.viid_server_id;
+            Reply::ok(system_time(id, x.now_ms))
+        }
+        ("POST", path) if Upload::of_path(path).is_some() || path == "/VIID/Images" => {
+            upload(node, req, x).await
+        }
+        _ => {
+            let s = one_status(
+                "",
+                &x.path,
+                INVALID_JSON_CONTENT,
+                "no such VIID resource on a cluster ingest node",
+                x.now_ms,
+            );
+            Reply::with(StatusCode::NOT_FOUND, s)
+        }
+    };
+    response(reply)
+}
+
+/// Reads a body of at most `max` bytes (gzip inflated within it) into `x`.
+/// With a `budget`, what the body announces (else `max`) is reserved before a byte is
+/// read, and `max` more before a gzip body is inflated: held until the returned
+/// reservation drops (as `serve`'s `max_viid_inflight_bytes`).
+async fn read_body(
+    req: Request<Incoming>,
+    x: &mut Exchange,
+    max: usize,
+    budget: Option<&ByteBudget>,
+) -> Result<Reserved, Reply> {
+    let gzipped = req
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let mut held = Reserved::default();
+    let mut reserve = |bytes: usize| match budget {
+        Some(b) if !b.grow(&mut held, bytes) => {
+            Err(early(x, ApiError::BodyBudget(b.total()), BUSY))
+        }
+        _ => Ok(()),
+    };
+    let declared = hyper::body::Body::size_hint(req.body()).exact();
+    reserve(declared.map_or(max, |n| usize::try_from(n).unwrap_or(max).min(max)))?;
+    if gzipped {
+        reserve(max)?;
+    }
+    let body = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|_| {
+            early(
+                x,
+                ApiError::BodyTooLarge(max),
+                crate::gat1400::INVALID_JSON_FORMAT,
+            )
+        })?
+        .to_bytes();
+    x.body = match gzipped {
+        false => body,
+        true => gunzip(&body, max).map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?,
+    };
+    Ok(held)
+}
+
+type SystemFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>>;
+
+/// A registration, keepalive or time request: its small body read, then `f`.
+async fn system(
+    node: &GatNode,
+    req: Request<Incoming>,
+    mut x: Exchange,
+    f: for<'a> fn(&'a GatNode, &'a Exchange) -> SystemFuture<'a>,
+) -> Reply {
+    if let Err(refusal) = read_body(req, &mut x, SYSTEM_BODY_BYTES, None).await {
+        return refusal;
+    }
+    f(node, &x).await
+}
+
+/// `POST /VIID/System/Register` (as `serve`'s): the registration binds the code the
+/// `RegisterObject` names (else `User-Identify`, else the digest's user name); it is
+/// in the table before it is answered.
+fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
+    Box::pin(async move {
+        let identity = registering(x).or_else(|| identified(x));
+        match node.check(x, identity.as_deref(), &x.body) {
+            Err(why) => refused(&node.gateway, x, &why),
+            Ok(id) => match node.register(&id, x.peer).await {
+                Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+                Err(e) => device_error(x, &e),
+            },
+        }
+    })
+}
+
+/// `POST /VIID/System/UnRegister` (as `serve`'s): with a valid digest, or from a
+/// registered identity without one.
+fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
+    Box::pin(async move {
+        let identity = registering(x).or_else(|| identified(x));
+        let id = match (node.check(x, identity.as_deref(), &x.body), identity) {
+            (Ok(id), _) => id,
+            (Err(_), Some(id)) if node.is_registered(&id, x.peer).await => id,
+            (Err(why), _) => return refused(&node.gateway, x, &why),
+        };
+        let c = id.clone();
+        let done = node
+            .write("unregister a GA/T 1400 caller", move |m| {
+                Box::pin(async move { m.gat1400_unregister(&c).await })
+            })
+            .await;
+        node.directory.forget(&id);
+        match done {
+            Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+            Err(e) => device_error(x, &e),
+        }
+    })
+}
+
+/// `POST /VIID/System/Keepalive`.
+fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
+    Box::pin(async move {
+        match node.registered(x).await {
+            Ok(id) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+            Err(refused) => refused,
+        }
+    })
+}
+
+/// Before the body: the caller a digest in the headers proves (`None` when the
+/// digest covers the body, `qop=auth-int`, and is checked after it, or the caller is
+/// a registered `User-Identify`); otherwise why not (as `serve`'s `authorized_early`).
+async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>, DigestError> {
+    let identity = identified(x);
+    match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
+        Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
+        Some(_) => node.check(x, identity.as_deref(), b"").map(Some),
+        None => match identity {
+            Some(id) if node.is_registered(&id, x.peer).await => Ok(None),
+            _ => Err(DigestError::NotRegistered),
+        },
+    }
+}
+
+/// An upload: within the slots, from a proven caller (before the body is read), then
+/// pictures and objects on S3, then the events on the log, then the statuses.
+async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
+    let Ok(_slot) = node.slots.clone().try_acquire_owned() else {
+        return early(&x, ApiError::Busy("the GA/T 1400 gateway"), BUSY);
+    };
+    match authorized_early(node, &x).await {
+        Ok(id) => x.pre_authorized = id,
+        Err(why) => return refused(&node.gateway, &x, &why),
+    }
+    let max = node.config.ingest.max_viid_body_bytes;
+    let _held = match read_body(req, &mut x, max, Some(&node.bytes)).await {
+        Ok(held) => held,
+        Err(refusal) => return refusal,
+    };
+    if let Err(refusal) = node.registered(&x).await {
+        return refusal;
+    }
+    // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
+    let devices = node.directory.devices();
+    let limits = (
+        node.config.ingest.gat1400_face_subject.clone(),
+        node.config.ingest.max_picture_bytes,
+    );
+    let x = Arc::new(x);
+    let parsing = x.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let mut devices = Devices::of(Catalog::Listed(&devices));
+        parse_upload(&mut devices, &parsing, (&limits.0, limits.1))
+    })
+    .await;
+    let (images, objects) = match parsed {
+        Ok(Ok(p)) => p,
+        Ok(Err(refusal)) => return refusal,
+        Err(e) => {
+            return device_error(
+                &x,
+                &ApiError::internal(format!("the upload's task failed: {e}")),
+            )
+        }
+    };
+    let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
+    match keep(node, objects, x.now_ms).await {
+        Ok(texts) => upload_statuses(&x, images, &ids, &texts),
+        Err(e) => device_error(&x, &e),
+    }
+}
+
+/// The decoded bytes of every picture [`pictures_to_store`] lists, in its order,
+/// taken out of their objects.
+fn take_pictures(objects: &mut [Object]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for o in objects.iter_mut().filter(|o| o.event.is_ok()) {
+        out.extend(o.pictures.iter_mut().filter_map(|p| p.bytes.take()));
+    }
+    out
+}
+
+/// An object key and the bytes to put there.
+type Put = (String, Bytes);
+
+/// The id of `bytes` stored in `community` as `what`, and where they go.
+fn put_of(what: Blob, community: &str, bytes: Bytes) -> (String, Put) {
+    let id = BlobId::of(community, &bytes);
+    (id.to_string(), (id.key(what), bytes))
+}
+
+/// Puts `blobs` on object storage, create-only, [`PUTS_AT_ONCE`] at a time.
+async fn put_all(objects: &Objects, blobs: Vec<Put>) -> Result<(), ApiError> {
+    let mut blobs = blobs.into_iter().peekable();
+    while blobs.peek().is_some() {
+        let mut puts = tokio::task::JoinSet::new();
+        for (key, bytes) in blobs.by_ref().take(PUTS_AT_ONCE) {
+            let objects = objects.clone();
+            puts.spawn(async move { objects.put_create(&key, bytes).await });
+        }
+        while let Some(done) = puts.join_next().await {
+            done.map_err(|e| ApiError::internal(format!("a picture's upload failed: {e}")))?
+                .map_err(|e| ApiError::StorageUnavailable(format!("object storage: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the objects' pictures, then the objects as uploaded (naming their pictures),
+/// then publishes their events; each object's status code and text, in order. Nothing
+/// is published unless every picture and object is on object storage.
+async fn keep(
+    node: &GatNode,
+    mut objects: Vec<Object>,
+    now_ms: i64,
+) -> Result<Vec<(i64, String)>, ApiError> {
+    let notes = stored_notes(&objects);
+    let blobs: Vec<BlobId> = pictures_to_store(&objects)
+        .into_iter()
+        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
+        .collect();
+    list_pictures(&mut objects, blobs.iter().map(BlobId::to_string));
+    // The decoded bytes moved out (listed already), not copied.
+    let puts: Vec<Put> = take_pictures(&mut objects)
+        .into_iter()
+        .zip(&blobs)
+        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
+        .collect();
+    put_all(&node.objects, puts).await?;
+    let mut puts = Vec::new();
+    let ids: Vec<Option<String>> = uploaded_texts(&objects)
+        .into_iter()
+        .map(|t| {
+            t.map(|(e, text)| {
+                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
+                puts.push(put);
+                id
+            })
+        })
+        .collect();
+    put_all(&node.objects, puts).await?;
+    name_uploaded(&mut objects, ids);
+    // Validated as `POST /v1/events` validates on this node.
+    let validator = Validator::default();
+    let mut valid: Vec<Event> = Vec::new();
+    let fates: Vec<Result<usize, RecordError>> = objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let input = o.event?;
+            let event = validator
+                .validate(input, now_ms)
+                .map_err(|v| RecordError::new(i, v.field, v.reason))?;
+            valid.push(event);
+            Ok(valid.len() - 1)
+        })
+        .collect();
+    if !valid.is_empty() {
+        node.publisher.publish(&valid).await.map_err(|e| {
+            ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
+        })?;
+    }
+    Ok(fates
+        .iter()
+        .enumerate()
+        .map(|(i, fate)| match fate {
+            Ok(_) => stored_status(&notes[i]),
+            Err(e) => refused_status(e),
+        })
+        .collect())
+}

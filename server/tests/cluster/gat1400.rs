@@ -1,0 +1,547 @@
+//! The GA/T 1400 gateway on a cluster's ingest nodes: a camera registers on one
+//! ingest node and uploads to the other (with `User-Identify` only, and with a digest
+//! answering a nonce the first node issued), pictures and all; every answer is
+//! `serve`'s, and the events, their pictures and the objects as uploaded come out of
+//! a query node as they come out of a single-node `serve` fed the same requests.
+
+use serde_json::{json, Value};
+use sightline_cluster::gat1400::sha256_hex;
+use sightline_testkit::gat1400::{authorization, b64, jpeg, nonce_of, register, viid};
+
+use super::*;
+
+/// A checkpoint camera of community 3205080001 and a face camera of 3205080002.
+const CAMERA: &str = "32050801011210000001";
+const FACE_CAMERA: &str = "32050802011210000002";
+/// The devices (code, community, kind, direction, password), on both sides.
+const DEVICES: [(&str, &str, &str, &str, &str); 2] = [
+    (
+        CAMERA,
+        "3205080001",
+        "checkpoint_camera",
+        "in",
+        "pw-vehicles",
+    ),
+    (FACE_CAMERA, "3205080002", "face_camera", "out", "pw-faces"),
+];
+const DAY: &str = "from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00";
+
+/// Four vehicles with two pictures each, the fourth with a time that is no time.
+fn vehicles() -> (String, Vec<Vec<u8>>) {
+    let mut pictures = Vec::new();
+    let objects: Vec<Value> = (0..4u64)
+        .map(|i| {
+            let time = match i {
+                3 => "2025-12-01 08:03".to_string(),
+                _ => format!("2025120108{i:02}00"),
+            };
+            let (whole, plate) = (jpeg(i, 20_000), jpeg(100 + i, 3_000));
+            let sub = |bytes: &[u8], kind: &str| {
+                json!({"ImageID": format!("{CAMERA}02{time}{i:05}{kind}"), "Type": kind,
+                       "FileFormat": "Jpeg", "ShotTime": time, "Width": "1920",
+                       "Height": "1080", "Data": b64(bytes)})
+            };
+            let o = json!({"MotorVehicleID": format!("{CAMERA}0220251201080{i}0000{i:03}02{i:05}"),
+                "DeviceID": CAMERA, "PassTime": time, "PlateNo": format!("苏E7GA{i}"),
+                "HasPlate": "1", "PlateColor": "2",
+                "SubImageList": {"SubImageInfoObject": [sub(&whole, "01"), sub(&plate, "02")]}});
+            pictures.extend([whole, plate]);
+            o
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
+    (body.to_string(), pictures)
+}
+
+/// Two faces with one picture each.
+fn faces() -> (String, Vec<Vec<u8>>) {
+    let pictures: Vec<Vec<u8>> = (0..2).map(|i| jpeg(500 + i, 8_000)).collect();
+    let objects: Vec<Value> = pictures
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({"FaceID": format!("{FACE_CAMERA}0620251201090{i}00000{i:02}06{i:05}"),
+                   "DeviceID": FACE_CAMERA, "ShotTime": format!("202512010900{i:02}"),
+                   "ArchiveID": "P-GA-0001",
+                   "SubImageList": {"SubImageInfoObject": {"Type": "11", "Data": b64(p)}}})
+        })
+        .collect();
+    let body = json!({"FaceListObject": {"FaceObject": objects}});
+    (body.to_string(), pictures)
+}
+
+/// One image (`/VIID/Images`) with the vehicle seen in it.
+fn image() -> (String, Vec<u8>) {
+    let picture = jpeg(900, 12_000);
+    let body = json!({"ImageListObject": {"Image": [{
+        "ImageInfo": {"ImageID": format!("{CAMERA}0220251201100000000901"), "DeviceID": CAMERA,
+                      "ShotTime": "20251201100000", "FileFormat": "Jpeg"},
+        "Data": b64(&picture),
+        "MotorVehicleList": {"MotorVehicleObject": [{
+            "MotorVehicleID": format!("{CAMERA}02202512011000000009010200901"),
+            "DeviceID": CAMERA, "PassTime": "20251201100000", "PlateNo": "苏E7GA9"}]}}]}});
+    (body.to_string(), picture)
+}
+
+/// An upload's statuses with their times taken out (they differ by the second).
+fn statuses(answer: &Value) -> Vec<Value> {
+    let list = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a status list: {answer}"));
+    list.iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.as_object_mut().unwrap().remove("LocalTime");
+            s
+        })
+        .collect()
+}
+
+/// `GET target` with an optional API key: status, head (lower case), body.
+fn fetch(addr: SocketAddr, target: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let a = sightline_testkit::send(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    );
+    (a.status, a.head.to_ascii_lowercase(), a.body)
+}
+
+/// A trajectory's events as comparable between a cluster and one store: event ids
+/// out; each stored picture's id and URL replaced by the SHA-256 of the bytes `addr`
+/// serves there (so equal answers mean equal bytes), checked against `uploaded`; the
+/// object as uploaded fetched, its pictures' `StoragePath`s replaced alike.
+fn comparable(
+    addr: SocketAddr,
+    token: Option<&str>,
+    subject: (&str, &str),
+    uploaded: &BTreeSet<String>,
+) -> Vec<Value> {
+    let target = trajectory(subject);
+    let (status, _, body) = fetch(addr, &target, token);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let served = |url: &str| {
+        let (status, head, bytes) = fetch(addr, url, token);
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&bytes));
+        assert!(
+            head.contains("cache-control: private, max-age=31536000, immutable"),
+            "{head}"
+        );
+        (head, bytes)
+    };
+    let mut events = answer["events"].as_array().unwrap().clone();
+    for e in &mut events {
+        e.as_object_mut().unwrap().remove("id");
+        let mut by_url = BTreeMap::new();
+        for image in e["images"].as_array_mut().unwrap() {
+            let url = image["url"].as_str().unwrap().to_string();
+            let (head, bytes) = served(&url);
+            assert!(head.contains("content-type: image/jpeg"), "{head}");
+            let sha = sha256_hex(&bytes);
+            assert!(uploaded.contains(&sha), "{url} serves bytes never uploaded");
+            assert_eq!(image["bytes"], bytes.len());
+            image["id"] = sha.clone().into();
+            image["url"] = sha.clone().into();
+            by_url.insert(url, sha);
+        }
+        let (head, object) = served(e["object"].as_str().unwrap());
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let mut object: Value = serde_json::from_slice(&object).unwrap();
+        let subs = &mut object["SubImageList"]["SubImageInfoObject"];
+        let subs = match subs {
+            Value::Array(a) => a.iter_mut().collect::<Vec<_>>(),
+            one => vec![one],
+        };
+        for sub in subs {
+            assert!(
+                sub.get("Data").is_none(),
+                "the object keeps no picture bytes"
+            );
+            let path = sub["StoragePath"].as_str().unwrap().to_string();
+            sub["StoragePath"] = by_url[&path].clone().into();
+            if sub["ImageID"].as_str() == path.strip_prefix("/v1/images/") {
+                sub["ImageID"] = "stored".into();
+            }
+        }
+        e["object"] = object;
+    }
+    events
+}
+
+/// The day's trajectory of `(kind, subject)`.
+fn trajectory((kind, subject): (&str, &str)) -> String {
+    let subject = sightline_testkit::enc(subject);
+    format!("/v1/trajectory?kind={kind}&subject={subject}&{DAY}")
+}
+
+/// Runs `sightline cluster gat1400 ARGS --config FILE`: its stdout, or its stderr as
+/// the failure.
+fn gat1400_cli(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400"])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    // Devices and credentials with the CLI, as `PUT /v1/devices` makes them on `serve`;
+    // a community must be registered (here with the device, by `--community-name`).
+    let cli = env.config_file("cli");
+    let unregistered = gat1400_cli(&cli, &["add", CAMERA, "--community", "3205080001"]);
+    assert!(unregistered.unwrap_err().contains("--community-name"));
+    // Device `i` of `DEVICES`, its community named after its code.
+    let add = |i: usize| {
+        let (code, community, kind, direction, password) = DEVICES[i];
+        let args = [
+            "add",
+            code,
+            "--community",
+            community,
+            "--community-name",
+            community,
+            "--kind",
+            kind,
+            "--direction",
+            direction,
+            "--password",
+            password,
+        ];
+        let added = gat1400_cli(&cli, &args).unwrap();
+        let said = format!("\"community\":\"{community}\"");
+        assert!(added.contains(&said), "{added}");
+    };
+    add(0);
+    add(1);
+    let bad = gat1400_cli(&cli, &["add", "123", "--community", "3205080001"]).unwrap_err();
+    assert!(bad.contains("code"), "{bad}");
+    let listed = gat1400_cli(&cli, &["list"]).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        !listed.contains("pw-") && !listed.contains("ha1"),
+        "{listed}"
+    );
+    // A login taken away and given back; a device without one has none to take.
+    gat1400_cli(&cli, &["remove", CAMERA]).unwrap();
+    let listed = gat1400_cli(&cli, &["list"]).unwrap();
+    assert!(
+        listed.contains(&format!("\"code\":\"{CAMERA}\"")),
+        "{listed}"
+    );
+    assert_eq!(listed.matches("\"gat1400\":true").count(), 1, "{listed}");
+    assert!(gat1400_cli(&cli, &["remove", CAMERA]).is_err());
+    add(0);
+    // Keys for the query node: every community, and the face camera's only.
+    let key = |role: &str, communities: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+        cmd.args(["cluster", "keys", "create", "--role", role, "--config"])
+            .arg(&cli);
+        if let Some(c) = communities {
+            cmd.args(["--communities", c]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (all, faces_only) = (
+        key("investigate", None),
+        key("investigate", Some("3205080002")),
+    );
+    let admin = key("admin", None);
+
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let indexer = env.indexer("index-1", &[]);
+    let (_q1, qa) = env.query_node("query-1");
+    // The oracle: `serve` with the same devices and credentials.
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+    for (code, community, kind, direction, password) in DEVICES {
+        let put = |target: &str, body: Value| {
+            let r = call(
+                s,
+                "PUT",
+                target,
+                "application/json",
+                body.to_string().as_bytes(),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+        };
+        put(
+            &format!("/v1/communities/{community}"),
+            json!({"name": community}),
+        );
+        put(
+            &format!("/v1/devices/{code}"),
+            json!({"community": community, "kind": kind, "direction": direction,
+                   "gat1400": {"password": password}}),
+        );
+    }
+
+    // Each ingest node read the gateway's tables before it listened.
+    for a in [a1, a2] {
+        let health = sightline_testkit::get(a, "/health");
+        assert!(health.body["gat1400_age_ms"].is_u64(), "{}", health.body);
+    }
+    // A login given as on `serve` (`PUT /v1/devices/{code}` on a query node) lets its
+    // device register on an ingest node once it has read the table.
+    let third = "32050801011210000003";
+    let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
+                      "gat1400": {"password": "pw-third"}})
+    .to_string();
+    let put = sightline_testkit::send(
+        qa,
+        format!(
+            "PUT /v1/devices/{third} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    let registered = wait_until(Duration::from_secs(10), || {
+        register(a2, "/VIID/System/Register", third, "pw-third").0 == 200
+    });
+    assert!(
+        registered,
+        "a login put on a query node never reached the ingest node"
+    );
+    // A wrong password is refused by every node, with a fresh challenge.
+    for a in [a1, a2] {
+        let (status, body) = register(a, "/VIID/System/Register", CAMERA, "wrong");
+        assert_eq!(status, 401, "{body}");
+    }
+    // The camera registers on ingest node 1 (and on serve) …
+    for a in [a1, s] {
+        let (status, body) = register(a, "/VIID/System/Register", CAMERA, "pw-vehicles");
+        assert_eq!(
+            (status, &body["ResponseStatusObject"]["StatusCode"]),
+            (200, &json!(0)),
+            "{body}"
+        );
+    }
+    // … and uploads to ingest node 2 with `User-Identify` only, as cameras do.
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (body, mut pictures) = vehicles();
+    let (status, _, cluster) = viid(a2, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{cluster}");
+    let (status, _, single_answer) = viid(s, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{single_answer}");
+    let answered = statuses(&cluster);
+    assert_eq!(
+        answered,
+        statuses(&single_answer),
+        "serve's answer, object by object"
+    );
+    let codes: Vec<&Value> = answered.iter().map(|s| &s["StatusCode"]).collect();
+    assert_eq!(
+        codes,
+        [&json!(0), &json!(0), &json!(0), &json!(8)],
+        "{cluster}"
+    );
+    assert!(answered[3]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("is not a time"));
+    // An ingest node whose object storage refuses it (a wrong secret key) refuses the
+    // upload whole, 503 with status 4, and publishes none of its events.
+    let (_refusing, a3) = {
+        let config = env.config_file("ingest-3");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let wrong = format!("secret_key = \"{}\"", env.s3.secret_key);
+        std::fs::write(
+            &config,
+            text.replace(&wrong, "secret_key = \"not-the-key\""),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sightline"));
+        cmd.args(["cluster", "ingest", "--config"]).arg(&config);
+        let (child, addr) = sightline_testkit::spawn_listening(&mut cmd);
+        let stderr = env.dir.path().join("ingest-3.stderr");
+        let name = "ingest-3".to_string();
+        (
+            Node {
+                child,
+                name,
+                stderr,
+            },
+            addr,
+        )
+    };
+    let lost = json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+        "MotorVehicleID": format!("{CAMERA}02202512010900000099020099"), "DeviceID": CAMERA,
+        "PassTime": "20251201090000", "PlateNo": "苏E7GAX",
+        "SubImageList": {"SubImageInfoObject": [{"Type": "01", "Data": b64(&jpeg(99, 500))}]}}]}});
+    let (status, _, refused) = viid(a3, "POST", "/VIID/MotorVehicles", &ident, &lost.to_string());
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(
+        refused["ResponseStatusObject"]["StatusCode"], 4,
+        "{refused}"
+    );
+    // Another caller's `User-Identify` is not registered anywhere.
+    let other = vec![("User-Identify", FACE_CAMERA.to_string())];
+    let (status, head, _) = viid(a1, "POST", "/VIID/Faces", &other, &faces().0);
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: digest"), "{head}");
+
+    // The face camera answers, on ingest node 2, the challenge ingest node 1 sent.
+    let (faces_body, face_pictures) = faces();
+    // The `Authorization` answering a challenge `a` sent to an upload of faces.
+    let answering = |a: SocketAddr| {
+        let nonce = nonce_of(&viid(a, "POST", "/VIID/Faces", &[], "{}").1);
+        let path = "/VIID/Faces";
+        authorization(FACE_CAMERA, "pw-faces", &nonce, "00000001", "POST", path)
+    };
+    let signed = vec![("Authorization", answering(a1))];
+    let (status, _, cluster) = viid(a2, "POST", "/VIID/Faces", &signed, &faces_body);
+    assert_eq!(status, 200, "{cluster}");
+    // The same header again is a replay.
+    let (status, _, replayed) = viid(a2, "POST", "/VIID/Faces", &signed, &faces_body);
+    assert_eq!(status, 401, "{replayed}");
+    let signed = vec![("Authorization", answering(s))];
+    let (status, _, single_answer) = viid(s, "POST", "/VIID/Faces", &signed, &faces_body);
+    assert_eq!(status, 200, "{single_answer}");
+    assert_eq!(statuses(&cluster), statuses(&single_answer));
+    assert!(
+        statuses(&cluster).iter().all(|s| s["StatusCode"] == 0),
+        "{cluster}"
+    );
+    // The digest registered the face camera: `User-Identify` alone works now, on
+    // the other node too; keepalives and time as `serve` answers them.
+    let (status, _, kept) = viid(a1, "POST", "/VIID/System/Keepalive", &other, "{}");
+    assert_eq!(
+        (status, &kept["ResponseStatusObject"]["StatusCode"]),
+        (200, &json!(0)),
+        "{kept}"
+    );
+    let (status, _, time) = viid(a2, "GET", "/VIID/System/Time", &[], "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        time["SystemTimeObject"]["VIIDServerID"],
+        "32050000005030000001"
+    );
+    pictures.extend(face_pictures);
+    // An image and the vehicle seen in it, as `serve` stores it.
+    let (image_body, scene) = image();
+    let (status, _, cluster) = viid(a2, "POST", "/VIID/Images", &ident, &image_body);
+    assert_eq!(status, 200, "{cluster}");
+    let (status, _, single_answer) = viid(s, "POST", "/VIID/Images", &ident, &image_body);
+    assert_eq!(status, 200, "{single_answer}");
+    assert_eq!(statuses(&cluster), statuses(&single_answer));
+    assert_eq!(statuses(&cluster)[0]["StatusCode"], 0, "{cluster}");
+    pictures.push(scene);
+    // A person, its body gzipped (as some platforms send 2 KB and more).
+    let person = jpeg(700, 6_000);
+    let persons = json!({"PersonListObject": {"PersonObject": [{
+        "PersonID": format!("{FACE_CAMERA}0120251201110000000701010070100"),
+        "DeviceID": FACE_CAMERA, "ShotTime": "20251201110000", "ArchiveID": "P-GA-0002",
+        "SubImageList": {"SubImageInfoObject": [{"Type": "10", "Data": b64(&person)}]}}]}});
+    let gzipped = {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(persons.to_string().as_bytes()).unwrap();
+        z.finish().unwrap()
+    };
+    let send_gzipped = |a: SocketAddr| {
+        let head = format!(
+            "POST /VIID/Persons HTTP/1.1\r\nHost: x\r\nUser-Identify: {FACE_CAMERA}\r\n\
+             Content-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            gzipped.len()
+        );
+        let answer = sightline_testkit::send(a, &[head.as_bytes(), &gzipped].concat());
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        assert_eq!(answer.status, 200, "{body}");
+        statuses(&body)
+    };
+    let cluster = send_gzipped(a2);
+    assert_eq!(cluster, send_gzipped(s));
+    assert_eq!(cluster[0]["StatusCode"], 0, "{cluster:?}");
+    pictures.push(person);
+    // The refused vehicle's pictures were never stored; every other one was.
+    let uploaded: BTreeSet<String> = pictures
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(6..8).contains(i))
+        .map(|(_, p)| sha256_hex(p))
+        .collect();
+
+    // The query node answers as `serve` does, pictures and objects byte for byte.
+    let vehicle = |plate| ("vehicle", plate);
+    let face = ("face", "P-GA-0001");
+    for subject in [
+        vehicle("苏E7GA0"),
+        vehicle("苏E7GA1"),
+        vehicle("苏E7GA2"),
+        vehicle("苏E7GA9"),
+        face,
+        ("person", "P-GA-0002"),
+    ] {
+        let want = comparable(s, None, subject, &uploaded);
+        assert!(!want.is_empty(), "{subject:?}");
+        let mut got = Vec::new();
+        let caught_up = wait_until(COMMITTED, || {
+            let (status, _, body) = fetch(qa, &trajectory(subject), Some(&all));
+            let n = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["events"].as_array().map(Vec::len));
+            status == 200 && n == Some(want.len())
+        });
+        assert!(
+            caught_up,
+            "{subject:?}: the query node never answered {} events",
+            want.len()
+        );
+        got.extend(comparable(qa, Some(&all), subject, &uploaded));
+        assert_eq!(got, want, "{subject:?}");
+    }
+    assert!(comparable(qa, Some(&all), vehicle("苏E7GA3"), &uploaded).is_empty());
+    // Nothing of the refused upload was published: the events uploaded after it (the
+    // image, same community, same partition, so later in its log) are answered.
+    assert!(comparable(qa, Some(&all), vehicle("苏E7GAX"), &uploaded).is_empty());
+
+    // A picture is visible only to keys that see its event's community.
+    let images_of = |subject| {
+        let body: Value =
+            serde_json::from_slice(&fetch(qa, &trajectory(subject), Some(&all)).2).unwrap();
+        body["events"][0]["images"][0]["url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (vehicle_image, face_image) = (images_of(vehicle("苏E7GA0")), images_of(face));
+    assert_eq!(fetch(qa, &vehicle_image, Some(&faces_only)).0, 404);
+    assert_eq!(fetch(qa, &face_image, Some(&faces_only)).0, 200);
+    assert_eq!(fetch(qa, &face_image, None).0, 401);
+    let unknown = format!("/v1/images/{}.{}", "33", "0".repeat(64));
+    assert_eq!(fetch(qa, &unknown, Some(&all)).0, 404);
+
+    // The janitor leaves the pictures alone however old (indexer stopped first: its
+    // uploads in flight would go too).
+    drop(indexer);
+    let cfg = env.config();
+    let objects = Objects::new(&cfg.s3).unwrap();
+    let meta = env.meta();
+    let now = sightline_server::now_ms();
+    let removed = env
+        .rt
+        .block_on(janitor::sweep(&meta, &objects, now + 3_600_000, 0))
+        .unwrap();
+    assert!(
+        removed.iter().all(|k| !k.starts_with("gat1400/")),
+        "{removed:?}"
+    );
+    let (status, _, bytes) = fetch(qa, &vehicle_image, Some(&all));
+    assert_eq!(status, 200);
+    assert!(uploaded.contains(&sha256_hex(&bytes)));
+}
