@@ -706,6 +706,10 @@ impl StoreIndex {
             affected.sort_unstable();
             affected.dedup();
             for s in affected {
+                // Dropped to none by a later shard of the same pass: nothing to find.
+                if st.stats(s).is_ok_and(|x| x.count == 0) {
+                    continue;
+                }
                 let numbers = match st.subject_numbers(s) {
                     Ok(n) => n,
                     Err(e) => {
