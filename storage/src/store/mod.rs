@@ -2,7 +2,9 @@
 //! sealing, compaction and retention in `maintain`.
 //!
 //! Lock order (never take an earlier one while holding a later one):
-//! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone.
+//! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone;
+//! `recovery` is a leaf. Opening a sealed segment on its first use takes no lock of
+//! the store (it may happen under `shards`).
 
 mod append;
 mod check;
@@ -180,12 +182,15 @@ impl Store {
         Store::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
-    /// Opens (or creates) the store in `dir`: loads the catalog and dictionaries, maps
-    /// every segment and verifies its small parts (header, section table, block
-    /// directory; the rest of its bytes are verified on their first read), removes
-    /// files a crash left half-made, and replays the WAL past what is sealed. Only one
-    /// process may have a store open. How long each step took is logged at debug
-    /// level (`RUST_LOG=sightline_storage=debug`).
+    /// Opens (or creates) the store in `dir`: loads the catalog (the manifest lists
+    /// every sealed segment with the facts opening needs) and the dictionaries, and
+    /// replays the WAL past what is sealed. Nothing is read per sealed segment: each
+    /// is mapped and its small parts verified by its first use (`store/sealed.rs`),
+    /// its rows and attributes on their first read. Files a crash left half-made are
+    /// removed by the first [`Store::maintain`], not here. (A manifest written before
+    /// segment facts were kept has its segments opened once, here, and their facts
+    /// recorded.) Only one process may have a store open. How long each step took is
+    /// logged at debug level (`RUST_LOG=sightline_storage=debug`).
     pub fn open_with_clock(
         dir: impl AsRef<Path>,
         config: StoreConfig,
