@@ -313,4 +313,31 @@ mod tests {
         store.maintain().unwrap();
         assert!(orphans[0].exists());
     }
+
+    /// An orphan that cannot be removed does not hold up maintenance: the pass seals,
+    /// and the next one removes it.
+    #[test]
+    fn a_failed_orphan_removal_is_tried_again_and_sealing_goes_on() {
+        use crate::io::{Fault, FaultKind, FaultyIo, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(DAY0 + 4 * DAY));
+        let io = FaultyIo::new();
+        let config = || StoreConfig {
+            io: io.clone(),
+            ..StoreConfig::default()
+        };
+        let orphan = dir.path().join("segments/18871/9-999.seg");
+        std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        std::fs::write(&orphan, b"half made").unwrap();
+        let store = Store::open_with_clock(dir.path(), config(), clock.clone()).unwrap();
+        store.append(&[event(DAY0 + 7, "c1", 5)]).unwrap();
+        io.inject(Fault::new(Op::Remove, "9-999", FaultKind::Errno(5)).once());
+        let report = store.maintain().unwrap();
+        assert_eq!(report.sealed.len(), 1, "sealed despite the orphan");
+        assert!(orphan.exists());
+        assert!(store.recovery().orphan_files_removed.is_empty());
+        store.maintain().unwrap();
+        assert!(!orphan.exists());
+        assert_eq!(store.recovery().orphan_files_removed, vec![orphan]);
+    }
 }
