@@ -83,6 +83,23 @@ pub struct SegmentEntry {
     /// Path relative to the store's directory.
     pub file: String,
     pub events: u32,
+    /// What opening the store needs to know of the file without reading it (copied
+    /// from its header when it was written). `None` in manifests written before the
+    /// facts were kept: opening reads those files once and records their facts.
+    pub facts: Option<SegmentFacts>,
+}
+
+/// A sealed segment's header facts, kept in the manifest so that opening a store reads
+/// nothing per segment: a segment is mapped on its first use, and checked then against
+/// these (a file that disagrees is corruption naming it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentFacts {
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub min_ts_ms: i64,
+    pub max_ts_ms: i64,
+    /// The file's length in bytes.
+    pub file_bytes: u64,
 }
 
 /// What the manifest knows of one shard.
@@ -92,6 +109,59 @@ pub struct ShardState {
     /// Every event of this shard with a sequence number up to this one is sealed (or,
     /// after retention, dropped); WAL replay skips them.
     pub sealed_through_seq: u64,
+}
+
+/// A segment entry as manifests before [`SegmentFacts`] kept it.
+#[derive(Deserialize)]
+struct SegmentEntryV1 {
+    id: u64,
+    file: String,
+    events: u32,
+}
+
+/// A shard state as manifests before [`SegmentFacts`] kept it (stored without a tag).
+#[derive(Deserialize)]
+struct ShardStateV1 {
+    segments: Vec<SegmentEntryV1>,
+    sealed_through_seq: u64,
+}
+
+/// The first byte of a tagged shard state: never the first byte of an untagged
+/// (version 1) one, whose first value is a bincode varint (a vector's length), and
+/// bincode's varints never start with 255.
+const SHARD_STATE_TAG: u8 = 0xFF;
+/// The version of the shard state after [`SHARD_STATE_TAG`]: 2 added [`SegmentFacts`].
+const SHARD_STATE_VERSION: u8 = 2;
+
+fn encode_shard_state(state: &ShardState) -> Vec<u8> {
+    let mut out = vec![SHARD_STATE_TAG, SHARD_STATE_VERSION];
+    out.extend(enc(state));
+    out
+}
+
+fn decode_shard_state(bytes: &[u8]) -> Result<ShardState> {
+    match bytes {
+        [SHARD_STATE_TAG, SHARD_STATE_VERSION, rest @ ..] => dec("shard state", rest),
+        [SHARD_STATE_TAG, v, ..] => Err(StorageError::Catalog(format!(
+            "shard state of version {v}; this build reads versions 1 and {SHARD_STATE_VERSION}"
+        ))),
+        _ => {
+            let old: ShardStateV1 = dec("shard state (version 1)", bytes)?;
+            Ok(ShardState {
+                segments: old
+                    .segments
+                    .into_iter()
+                    .map(|e| SegmentEntry {
+                        id: e.id,
+                        file: e.file,
+                        events: e.events,
+                        facts: None,
+                    })
+                    .collect(),
+                sealed_through_seq: old.sealed_through_seq,
+            })
+        }
+    }
 }
 
 /// The whole manifest.
@@ -112,6 +182,9 @@ pub trait Catalog: Send + Sync {
     fn manifest(&self) -> Result<Manifest>;
     /// Atomically sets the state of one shard and the next segment id.
     fn commit_shard(&self, key: ShardKey, state: &ShardState, next_segment_id: u64) -> Result<()>;
+    /// Sets the states of several shards at once (one durable write), leaving the next
+    /// segment id as it is: opening records the facts of segments listed without them.
+    fn put_shard_states(&self, states: &[(ShardKey, ShardState)]) -> Result<()>;
     /// Creates or replaces an API key record.
     fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
@@ -356,7 +429,7 @@ impl Catalog for SledCatalog {
         for kv in self.shards.iter() {
             let (k, v) = kv?;
             m.shards
-                .insert(shard_key_from(&k)?, dec("shard state", &v)?);
+                .insert(shard_key_from(&k)?, decode_shard_state(&v)?);
         }
         m.next_segment_id = match self.meta.get(NEXT_SEGMENT_ID)? {
             Some(v) => dec("next segment id", &v)?,
@@ -367,7 +440,7 @@ impl Catalog for SledCatalog {
 
     fn commit_shard(&self, key: ShardKey, state: &ShardState, next_segment_id: u64) -> Result<()> {
         let k = shard_key_bytes(key);
-        let v = enc(state);
+        let v = encode_shard_state(state);
         let n = enc(&next_segment_id);
         (&self.shards, &self.meta).transaction(
             |(shards, meta): &(TransactionalTree, TransactionalTree)| {
@@ -379,11 +452,110 @@ impl Catalog for SledCatalog {
         self.db.flush()?;
         Ok(())
     }
+
+    fn put_shard_states(&self, states: &[(ShardKey, ShardState)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, state) in states {
+            batch.insert(&shard_key_bytes(*key), encode_shard_state(state));
+        }
+        self.shards.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl SledCatalog {
+    /// Writes `state` as manifests before [`SegmentFacts`] did (untagged, no facts):
+    /// a store "written the old way", for the compatibility tests.
+    pub(crate) fn put_shard_state_v1(&self, key: ShardKey, state: &ShardState) -> Result<()> {
+        #[derive(Serialize)]
+        struct EntryV1<'a> {
+            id: u64,
+            file: &'a str,
+            events: u32,
+        }
+        #[derive(Serialize)]
+        struct StateV1<'a> {
+            segments: Vec<EntryV1<'a>>,
+            sealed_through_seq: u64,
+        }
+        let old = StateV1 {
+            segments: state
+                .segments
+                .iter()
+                .map(|e| EntryV1 {
+                    id: e.id,
+                    file: &e.file,
+                    events: e.events,
+                })
+                .collect(),
+            sealed_through_seq: state.sealed_through_seq,
+        };
+        self.shards.insert(shard_key_bytes(key), enc(&old))?;
+        self.db.flush()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(id: u64, facts: Option<SegmentFacts>) -> SegmentEntry {
+        SegmentEntry {
+            id,
+            file: format!("segments/18871/3-{id}.seg"),
+            events: 40 + id as u32,
+            facts,
+        }
+    }
+
+    #[test]
+    fn shard_states_of_both_versions_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SledCatalog::open(dir.path()).unwrap();
+        let facts = SegmentFacts {
+            min_seq: 7,
+            max_seq: 300,
+            min_ts_ms: -5,
+            max_ts_ms: 1_630_425_600_000,
+            file_bytes: 4096,
+        };
+        let key = |community| ShardKey {
+            community,
+            span: 18871,
+        };
+        // Version 1 (no tag, no facts), with more than 250 entries so its first byte
+        // is a multi-byte varint's marker, and with none.
+        let many = ShardState {
+            segments: (0..300).map(|id| entry(id, None)).collect(),
+            sealed_through_seq: 99,
+        };
+        c.put_shard_state_v1(key(1), &many).unwrap();
+        c.put_shard_state_v1(key(2), &ShardState::default())
+            .unwrap();
+        // Version 2, with and without facts.
+        let new = ShardState {
+            segments: vec![entry(1, Some(facts)), entry(2, None)],
+            sealed_through_seq: 300,
+        };
+        c.commit_shard(key(3), &new, 7).unwrap();
+        let m = c.manifest().unwrap();
+        assert_eq!(m.shards[&key(1)], many);
+        assert_eq!(m.shards[&key(2)], ShardState::default());
+        assert_eq!(m.shards[&key(3)], new);
+        assert_eq!(m.next_segment_id, 7);
+        // A version 2 state is rewritten over a version 1 one.
+        c.put_shard_states(&[(key(1), new.clone())]).unwrap();
+        assert_eq!(c.manifest().unwrap().shards[&key(1)], new);
+        // An unknown version is refused, not read as something else.
+        let mut v9 = encode_shard_state(&new);
+        v9[1] = 9;
+        c.shards.insert(shard_key_bytes(key(4)), v9).unwrap();
+        let e = c.manifest().unwrap_err().to_string();
+        assert!(e.contains("version 9"), "{e}");
+    }
 
     #[test]
     fn credentials_from_before_user_names_read_with_the_code_as_user_name() {

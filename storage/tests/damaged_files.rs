@@ -399,9 +399,180 @@ fn a_truncated_segment_is_an_error_naming_the_file() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let (_, reason) = expect_corrupt(dir.path(), &c, &s);
+        // Opening reads no segment: the first read of it finds the damage.
+        let store = Store::open_with_clock(dir.path(), StoreConfig::default(), c.clone())
+            .expect("opening reads nothing per segment");
+        let reason = corrupt_naming(
+            store.read_events(0, i64::MAX, None),
+            &s,
+            &format!("first read, cut at {cut}"),
+        );
         assert!(!reason.is_empty());
+        drop(store);
+        check_reports(dir.path(), &s);
     }
+}
+
+/// A store of two sealed shards (communities c1 and c2, one day), 40 events each.
+/// Returns each shard's segment file, absolute.
+fn two_shard_store(dir: &Path, c: &Arc<ManualClock>) -> [std::path::PathBuf; 2] {
+    let store = open(dir, c, StoreConfig::default());
+    let batch: Vec<_> = (0..80)
+        .map(|i| {
+            let community = if i % 2 == 0 { "c1" } else { "c2" };
+            ev(input(
+                DAY0 + i * 60_000,
+                community,
+                (i % 4) as u32,
+                "face",
+                &format!("F{}", i % 7),
+            ))
+        })
+        .collect();
+    store.append(&batch).unwrap();
+    store.seal_all().unwrap();
+    let code = |k: sightline_storage::ShardKey| {
+        store
+            .dictionaries()
+            .community(k.community)
+            .unwrap()
+            .to_string()
+    };
+    let mut files = [std::path::PathBuf::new(), std::path::PathBuf::new()];
+    for s in store.shards() {
+        let i = usize::from(code(s.key) == "c2");
+        files[i] = store.segments(s.key).unwrap()[0].path().to_path_buf();
+    }
+    files
+}
+
+#[test]
+fn a_damaged_segment_fails_the_first_query_touching_it_naming_it_and_the_rest_answers() {
+    let c = clock();
+    for damage in ["header", "truncated", "missing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let [bad, good] = two_shard_store(dir.path(), &c);
+        let original = std::fs::read(&bad).unwrap();
+        match damage {
+            "header" => {
+                let mut b = original.clone();
+                b[40] ^= 0x04; // the subject count, under the header's checksum
+                std::fs::write(&bad, b).unwrap();
+            }
+            "truncated" => std::fs::write(&bad, &original[..original.len() - 9]).unwrap(),
+            _ => std::fs::remove_file(&bad).unwrap(),
+        }
+        let store = open(dir.path(), &c, StoreConfig::default());
+        assert_eq!(
+            store.segments_mapped(),
+            (0, 2),
+            "{damage}: open maps nothing"
+        );
+        // Listing and sizes come from the manifest: no file is read.
+        assert_eq!(store.shards().len(), 2);
+        assert_eq!(store.segments_mapped().0, 0);
+        let (c1, c2) = {
+            let d = store.dictionaries();
+            (d.community_id("c1").unwrap(), d.community_id("c2").unwrap())
+        };
+        // The healthy shard answers, whole.
+        let mut n = 0;
+        store
+            .scan_range(0, i64::MAX, Some(&[c2]), |_| n += 1)
+            .unwrap();
+        assert_eq!(n, 40, "{damage}");
+        let events = store.read_events(0, i64::MAX, Some(&[c2])).unwrap();
+        assert_eq!(events.len(), 40);
+        assert_eq!(
+            store.segments_mapped().0,
+            1,
+            "{damage}: only c2's segment mapped"
+        );
+        // Every read touching the damaged one fails, naming its file; never a panic,
+        // never an answer without its rows.
+        let name_it = |r: Result<(), sightline_storage::StorageError>, what: &str| match r {
+            Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, bad, "{damage} {what}"),
+            Err(StorageError::Io { path, .. }) if damage == "missing" => {
+                assert_eq!(path, bad, "{damage} {what}")
+            }
+            other => panic!("{damage} {what}: expected an error naming {bad:?}, got {other:?}"),
+        };
+        name_it(
+            store.scan_range(0, i64::MAX, Some(&[c1]), |_| {}),
+            "scan_range",
+        );
+        name_it(
+            store.scan_range(0, i64::MAX, None, |_| {}),
+            "scan_range all",
+        );
+        name_it(
+            store.read_events(0, i64::MAX, None).map(drop),
+            "read_events",
+        );
+        let key = store
+            .shards()
+            .into_iter()
+            .find(|s| s.key.community == c1)
+            .unwrap()
+            .key;
+        let subject = store
+            .dictionaries()
+            .subject_id(sightline_storage::Kind::Face, "F0")
+            .unwrap();
+        name_it(
+            store.subject_runs([key], subject, 0, i64::MAX).map(drop),
+            "subject_runs",
+        );
+        name_it(
+            store
+                .count_subject([key], subject, 0, i64::MAX, None)
+                .map(drop),
+            "count_subject",
+        );
+        name_it(
+            store.rows_after(0, u64::MAX, |_| {}).map(drop),
+            "rows_after",
+        );
+        name_it(store.event_by_seq(1).map(drop), "event_by_seq");
+        name_it(store.segments(key).map(drop), "segments");
+        // A duplicate source id looked for in the damaged shard's sealed segment.
+        let late = ev(with_source(
+            input(DAY0 + 7, "c1", 1, "face", "F1"),
+            "S-late",
+        ));
+        name_it(store.append(&[late]).map(drop), "append");
+        // The healthy shard still answers after the failures.
+        store.scan_range(0, i64::MAX, Some(&[c2]), |_| {}).unwrap();
+        // A failed open is not kept: with the file put back, the next read succeeds.
+        std::fs::write(&bad, &original).unwrap();
+        let mut n = 0;
+        store
+            .scan_range(0, i64::MAX, Some(&[c1]), |_| n += 1)
+            .unwrap();
+        assert_eq!(n, 40, "{damage}: read once the file is back");
+        drop(store);
+        assert!(sightline_storage::check(dir.path()).unwrap().ok());
+        let _ = good;
+    }
+}
+
+#[test]
+fn a_segment_file_that_is_not_the_one_listed_is_refused_on_first_use() {
+    // Another shard's file (valid, but not the one the manifest describes) put in
+    // place of c1's: the first use compares its header with the manifest's facts.
+    let c = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let [c1_file, c2_file] = two_shard_store(dir.path(), &c);
+    std::fs::copy(&c2_file, &c1_file).unwrap();
+    let store = open(dir.path(), &c, StoreConfig::default());
+    let reason = corrupt_naming(
+        store.read_events(0, i64::MAX, None),
+        &c1_file,
+        "read_events",
+    );
+    assert!(reason.contains("manifest"), "{reason}");
+    drop(store);
+    check_reports(dir.path(), &c1_file);
 }
 
 #[test]

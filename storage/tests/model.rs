@@ -38,6 +38,13 @@ enum Op {
     Maintain,
     Retention,
     Reopen,
+    /// Closes and reopens, then reads one shard first: only its segments are mapped
+    /// (opening maps none), and its events are the model's.
+    ReopenReadOneShard(usize),
+    /// Leaves a file the manifest does not list among the segments (as a crash between
+    /// writing a segment and committing it does), then reopens: opening leaves it, the
+    /// first maintenance removes it and says so.
+    ReopenWithOrphan(usize),
     /// Writes the dictionary snapshot now (and keeps a copy of it).
     Snapshot,
     /// Closes and reopens with the snapshot kept by the last `Snapshot` (older than
@@ -80,6 +87,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Maintain),
         1 => Just(Op::Retention),
         1 => Just(Op::Reopen),
+        1 => (0usize..64).prop_map(Op::ReopenReadOneShard),
+        1 => (0usize..64).prop_map(Op::ReopenWithOrphan),
         1 => Just(Op::Snapshot),
         1 => Just(Op::ReopenWithOldSnapshot),
         1 => Just(Op::ReopenWithoutSnapshot),
@@ -342,6 +351,48 @@ proptest! {
                 Op::Reopen => {
                     drop(store.take());
                     store = Some(open(dir.path(), &clock, config()));
+                    prop_assert_eq!(store.as_ref().unwrap().segments_mapped().0, 0);
+                }
+                Op::ReopenReadOneShard(i) => {
+                    drop(store.take());
+                    let s = open(dir.path(), &clock, config());
+                    let (mapped, segments) = s.segments_mapped();
+                    prop_assert_eq!(mapped, 0, "opening maps no segment");
+                    let shards = s.shards();
+                    if !shards.is_empty() {
+                        let shard = &shards[i % shards.len()];
+                        let code = s.dictionaries().community(shard.key.community).unwrap().to_string();
+                        let layout = s.layout();
+                        let (from, to) = (layout.start_ms(shard.key.span), layout.end_ms(shard.key.span));
+                        let got: Vec<(u64, Event)> = s
+                            .read_events(from, to, Some(&[shard.key.community]))
+                            .unwrap()
+                            .into_iter()
+                            .map(|e| (e.seq, e.event))
+                            .collect();
+                        let want: Vec<(u64, Event)> = model
+                            .events
+                            .iter()
+                            .filter(|(_, e)| e.community() == code && e.ts_ms() >= from && e.ts_ms() < to)
+                            .cloned()
+                            .collect();
+                        prop_assert_eq!(got, want);
+                        prop_assert_eq!(s.segments_mapped(), (shard.segments, segments));
+                    }
+                    store = Some(s);
+                }
+                Op::ReopenWithOrphan(i) => {
+                    drop(store.take());
+                    let span = 18_870 + (i % 8) as i32;
+                    let orphan = dir.path().join(format!("segments/{span}/1-{}.seg", 100_000 + i));
+                    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+                    std::fs::write(&orphan, b"half made").unwrap();
+                    let s = open(dir.path(), &clock, config());
+                    prop_assert!(orphan.exists(), "opening looks for no orphan");
+                    s.remove_orphans().unwrap();
+                    prop_assert!(!orphan.exists());
+                    prop_assert!(s.recovery().orphan_files_removed.contains(&orphan));
+                    store = Some(s);
                 }
                 Op::Snapshot => {
                     s.write_dict_snapshot().unwrap();

@@ -343,12 +343,12 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
         assert_eq!(report.sealed.len(), 1);
         if late < 7 {
             assert!(report.compacted.is_empty(), "a small delta waits");
-            assert_eq!(store.segments(key).len(), 1 + late);
+            assert_eq!(store.segments(key).unwrap().len(), 1 + late);
         } else {
             assert_eq!(report.compacted, vec![key], "eight segments are merged");
         }
     }
-    assert_eq!(store.segments(key).len(), 1);
+    assert_eq!(store.segments(key).unwrap().len(), 1);
     assert_eq!(all_events(&store).len(), 307);
     // A delta of a quarter of the day's events is merged at once.
     let quarter: Vec<_> = (0..77)
@@ -356,7 +356,7 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
         .collect();
     store.append(&quarter).unwrap();
     assert_eq!(store.maintain().unwrap().compacted, vec![key]);
-    assert_eq!(store.segments(key).len(), 1);
+    assert_eq!(store.segments(key).unwrap().len(), 1);
     assert_eq!(all_events(&store).len(), 384);
     assert_eq!(
         common::files_with_ext(dir.path(), "seg").len(),
@@ -368,7 +368,7 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
         store.append(&[batch[7].clone()]).unwrap().results,
         vec![Appended::Duplicate { seq: 8 }]
     );
-    let seg = &store.segments(key)[0];
+    let seg = &store.segments(key).unwrap()[0];
     let f7 = store.dictionaries().subject_id(Kind::Face, "F7").unwrap();
     let ords: Vec<u32> = seg.subject_ordinals(f7).collect();
     assert!(!ords.is_empty());

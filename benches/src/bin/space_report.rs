@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut roaring_bytes = 0usize;
     let mut row_attr_bytes = 0usize;
     for s in store.shards() {
-        for seg in store.segments(s.key) {
+        for seg in store.segments(s.key)? {
             let c = seg.column_bytes();
             for i in 0..4 {
                 cols[i] += c[i];

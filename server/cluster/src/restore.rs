@@ -128,6 +128,8 @@ pub async fn restore_committed(
                 id: s.segment_id,
                 file: s.file.clone(),
                 events: s.events,
+                // Learnt from the file as it is restored.
+                facts: None,
             };
             restore = tokio::task::spawn_blocking(move || {
                 restore.add_segment(key, entry, &bytes).map(|()| restore)

@@ -121,6 +121,9 @@ impl Store {
             return Err(StorageError::Poisoned(why.clone()));
         }
         let first_seq = w.next_seq;
+        // A sealed segment that cannot be read for a duplicate check fails the append
+        // before anything of it is stored.
+        let mut failure = None;
         {
             let mut dicts = write(&inner.dicts);
             let mut dict_log = std::mem::take(&mut w.pending.dict);
@@ -149,9 +152,16 @@ impl Store {
                 };
                 let source_id = e.source_id();
                 if let Some(sid) = source_id {
-                    if let Some(seq) = self.find_source_id(&w.source_ids, key, sid)? {
-                        results.push(Appended::Duplicate { seq });
-                        continue;
+                    match self.find_source_id(&w.source_ids, key, sid) {
+                        Ok(Some(seq)) => {
+                            results.push(Appended::Duplicate { seq });
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
                 let seq = w.next_seq;
@@ -171,8 +181,21 @@ impl Store {
                 rows.push((key, row));
                 results.push(Appended::Stored { seq });
             }
+            // Strings interned stay interned (their records go with the next group
+            // commit), even when the append fails below.
             w.pending.dict = dict_log;
             w.pending.subjects = dicts.len_subjects();
+        }
+        if let Some(e) = failure {
+            // Nothing of the batch was queued: its sequence numbers and source ids are
+            // given back (the writer lock was held throughout).
+            for (key, row) in &rows {
+                if let (Some(sid), Some(m)) = (&row.source_id, w.source_ids.get_mut(key)) {
+                    m.remove(sid);
+                }
+            }
+            w.next_seq = first_seq;
+            return Err(e);
         }
         if !rows.is_empty() {
             let mut wal = std::mem::take(&mut w.pending.wal);
@@ -302,7 +325,7 @@ impl Store {
         let shards = read(&self.inner.shards);
         if let Some(shard) = shards.get(&key) {
             for seg in &shard.segments {
-                if let Some(seq) = seg.find_source_id(source_id)? {
+                if let Some(seq) = seg.open()?.find_source_id(source_id)? {
                     return Ok(Some(seq));
                 }
             }

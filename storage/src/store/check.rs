@@ -70,11 +70,9 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                     if let Err(e) = seg.verify().and_then(|()| seg.verify_attrs()) {
                         report.problems.push(e.to_string());
                     }
-                    if seg.meta().community != key.community || seg.meta().span != key.span {
-                        report.problems.push(format!(
-                            "{}: belongs to another shard than the manifest says",
-                            path.display()
-                        ));
+                    // The shard, events and facts the manifest lists for it.
+                    if let Err(e) = super::sealed::check_entry(&seg, key, entry) {
+                        report.problems.push(e.to_string());
                     }
                 }
                 Err(e) => report.problems.push(e.to_string()),

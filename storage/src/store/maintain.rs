@@ -3,7 +3,8 @@
 //! Seal: freeze a shard's memory rows (still readable), write them as a segment beside
 //! the others (temp file, fsync, rename, fsync dir), record it in the manifest, swap it
 //! in, then checkpoint the WAL. A crash at any step leaves either the old state (the
-//! file is an orphan, removed on open; the WAL still has the events) or the new one.
+//! file is an orphan, removed by the first maintenance pass after the next open; the
+//! WAL still has the events) or the new one.
 
 use std::sync::Arc;
 
@@ -15,7 +16,8 @@ use crate::segment::{write_segment, MemSorted, MergedSegments, Segment, SortedRo
 use crate::shard::ShardKey;
 
 use super::observe::{AppendObserver, DroppedShard, SubjectSummary};
-use super::{lock, read, write, Store};
+use super::sealed::facts_of;
+use super::{lock, read, write, SealedSegment, Store};
 
 /// A dropped shard's events by subject, as they are gathered.
 #[derive(Default)]
@@ -53,11 +55,11 @@ pub struct MaintenanceReport {
 /// once the smaller ones together reach a quarter of the largest. Late events thus
 /// collect in a few small deltas instead of rewriting the whole shard at every
 /// maintenance pass: each event is rewritten O(log n) times, not O(n).
-fn compaction_due(segments: &[Arc<Segment>]) -> bool {
+fn compaction_due(segments: &[Arc<SealedSegment>]) -> bool {
     if segments.len() < 2 {
         return false;
     }
-    let sizes = segments.iter().map(|s| u64::from(s.meta().events));
+    let sizes = segments.iter().map(|s| u64::from(s.events()));
     let largest = sizes.clone().max().unwrap_or(0);
     let rest: u64 = sizes.sum::<u64>() - largest;
     segments.len() >= MAX_SEGMENTS || rest * 4 >= largest
@@ -68,8 +70,14 @@ pub const MAX_SEGMENTS: usize = 8;
 
 impl Store {
     /// Seals what is due, compacts shards whose span is over (when
-    /// [`compaction_due`]), applies retention.
+    /// [`compaction_due`]), applies retention. The first pass after open also removes
+    /// segment files the manifest does not list ([`Store::remove_orphans`]); if that
+    /// fails it is logged and tried again by the next pass (an orphan is never read,
+    /// so it must not hold up sealing).
     pub fn maintain(&self) -> Result<MaintenanceReport> {
+        if let Err(e) = self.remove_orphans() {
+            tracing::warn!(error = %e, "orphan files not removed; the next maintenance pass tries again");
+        }
         let sealed = self.seal_due()?;
         let now = self.inner.clock.now_ms();
         let closed: Vec<ShardKey> = read(&self.inner.shards)
@@ -89,6 +97,43 @@ impl Store {
             compacted,
             dropped,
         })
+    }
+
+    /// Removes the files under `segments/` that the manifest does not list (left by a
+    /// crash between writing a segment and committing it, or between committing a
+    /// compaction or a retention drop and unlinking the old files), once per open:
+    /// later calls return at once. It holds the maintenance lock, which every seal,
+    /// compaction and retention run holds while it writes or removes segment files,
+    /// so it never takes a file being written for an orphan. Opening does not call
+    /// it (opening reads nothing per segment); the first [`Store::maintain`] does. What
+    /// it removed is in [`crate::RecoveryReport::orphan_files_removed`].
+    pub fn remove_orphans(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let inner = &*self.inner;
+        if inner.orphans_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _maintenance = lock(&inner.maintenance);
+        if inner.orphans_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        // The segments listed now: they change only under the maintenance lock, held.
+        let referenced: std::collections::HashSet<std::path::PathBuf> = read(&inner.shards)
+            .values()
+            .flat_map(|s| s.segments.iter().map(|g| g.path().to_path_buf()))
+            .collect();
+        let removed =
+            super::remove_orphans(&*inner.config.io, &inner.dir.join("segments"), &referenced)?;
+        tracing::debug!(
+            removed = removed.len(),
+            listed = referenced.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "orphan files looked for"
+        );
+        lock(&inner.recovery).orphan_files_removed = removed;
+        inner.orphans_checked.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn span_closed(&self, key: ShardKey, now_ms: i64) -> bool {
@@ -245,6 +290,12 @@ impl Store {
         // Read back whole, as written: a segment is never trusted before every byte
         // of it verified once.
         seg.verify()?;
+        let sealed = Arc::new(SealedSegment::opened(
+            key,
+            id,
+            seg.clone(),
+            &inner.config.io,
+        )?);
         let mut state = read(&inner.shards)
             .get(&key)
             .map(|s| s.state.clone())
@@ -254,16 +305,15 @@ impl Store {
             id,
             file: rel,
             events: seg.meta().events,
+            facts: Some(facts_of(&seg)),
         });
         state.sealed_through_seq = state.sealed_through_seq.max(sealed_through);
         inner.catalog.commit_shard(key, &state, id + 1)?;
         *next_id = id + 1;
         let mut shards = write(&inner.shards);
         let shard = shards.entry(key).or_default();
-        shard
-            .segments
-            .retain(|s| !replaces.iter().any(|r| segment_id(s) == Some(*r)));
-        shard.segments.push(seg);
+        shard.segments.retain(|s| !replaces.contains(&s.id()));
+        shard.segments.push(sealed);
         shard.frozen = None;
         shard.state = state;
         Ok(())
@@ -275,16 +325,25 @@ impl Store {
     pub fn compact_shard(&self, key: ShardKey) -> Result<bool> {
         let inner = &*self.inner;
         let mut next_id = lock(&inner.maintenance);
-        let old = self.segments(key);
-        if old.len() < 2 {
+        let listed = read(&inner.shards)
+            .get(&key)
+            .map(|s| s.segments.clone())
+            .unwrap_or_default();
+        if listed.len() < 2 {
             return Ok(false);
         }
+        // Opened through the handles readers share, so a reader holding one keeps the
+        // mapping after the files are removed below.
+        let old: Vec<Arc<Segment>> = listed
+            .iter()
+            .map(|s| s.open().cloned())
+            .collect::<Result<_>>()?;
         // Damage in an input must not be copied into the new file under fresh checksums.
         for seg in &old {
             seg.verify()?;
         }
         let merged = MergedSegments::new(&old);
-        let replaces: Vec<u64> = old.iter().filter_map(|s| segment_id(s)).collect();
+        let replaces: Vec<u64> = listed.iter().map(|s| s.id()).collect();
         let sealed_through = read(&inner.shards)
             .get(&key)
             .map_or(0, |s| s.state.sealed_through_seq);
@@ -346,6 +405,7 @@ impl Store {
             let mut summary = Summary::default();
             if !observers.is_empty() {
                 for seg in &segments {
+                    let seg = seg.open()?;
                     seg.verify_rows()?;
                     seg.for_each_in_seq_range(0, u64::MAX, |_, r| summary.add(r.subject, r.ts_ms));
                 }
@@ -371,6 +431,10 @@ impl Store {
             summaries.push(summary.into_dropped(key));
             self.forget_source_ids(key, state.sealed_through_seq);
             for seg in &segments {
+                // A reader that took this handle before the drop keeps reading the
+                // mapping once the file is gone. A file that cannot be opened is
+                // removed all the same; such a reader gets the error it would have.
+                let _ = seg.open();
                 let f = seg.path();
                 self.inner
                     .config
@@ -490,10 +554,4 @@ impl Drop for super::Inner {
             tracing::warn!(error = %e, "dictionary snapshot not written at close");
         }
     }
-}
-
-/// The id in a segment's file name (`{community}-{id}.seg`).
-fn segment_id(seg: &Segment) -> Option<u64> {
-    let stem = seg.path().file_stem()?.to_str()?;
-    stem.rsplit('-').next()?.parse().ok()
 }

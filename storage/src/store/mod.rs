@@ -2,7 +2,9 @@
 //! sealing, compaction and retention in `maintain`.
 //!
 //! Lock order (never take an earlier one while holding a later one):
-//! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone.
+//! `maintenance` → `writer` → `dicts` → `shards` → `observers`. `logs` is taken alone;
+//! `recovery` is a leaf. Opening a sealed segment on its first use takes no lock of
+//! the store (it may happen under `shards`).
 
 mod append;
 mod check;
@@ -10,6 +12,7 @@ mod maintain;
 mod observe;
 mod read;
 mod restore;
+mod sealed;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -30,6 +33,7 @@ use crate::segment::Segment;
 use crate::shard::{ShardKey, SpanLayout};
 use crate::wal::Wal;
 use crate::AttrValue;
+pub(crate) use sealed::SealedSegment;
 
 pub use append::{AppendOutcome, Appended};
 pub use check::{check, check_rows, CheckReport};
@@ -47,8 +51,16 @@ pub struct RecoveryReport {
     pub wal_events_already_sealed: u64,
     pub wal_torn_tail: Option<TornTail>,
     pub dict_torn_tail: Option<TornTail>,
-    /// Segment or temporary files not in the manifest (left by a crash mid-seal), removed.
+    /// Segment or temporary files not in the manifest (left by a crash mid-seal),
+    /// removed. Opening does not look for them (it reads nothing per segment): the
+    /// first [`Store::maintain`] after open does, under the maintenance lock that
+    /// seals and compactions hold while they write, and fills this in. Empty until
+    /// then.
     pub orphan_files_removed: Vec<PathBuf>,
+    /// Segments the manifest listed without their facts (written by a version before
+    /// they were kept), read at this open to learn them; the manifest now holds them,
+    /// so the next open reads none.
+    pub segment_facts_filled: usize,
     /// Picture packs whose last record a crash left incomplete (never acknowledged).
     pub picture_torn_tails: Vec<TornTail>,
     /// Why the dictionary snapshot (`dict.snap`) was not used: damaged, of another
@@ -60,7 +72,8 @@ pub struct RecoveryReport {
 /// One shard in memory: its sealed segments and its unsealed events.
 #[derive(Default)]
 pub(crate) struct Shard {
-    pub segments: Vec<Arc<Segment>>,
+    /// Opened on first use ([`SealedSegment::open`]).
+    pub segments: Vec<Arc<SealedSegment>>,
     /// Events appended since the last seal, in sequence order.
     pub mem: MemRows,
     /// Events being sealed right now; still readable.
@@ -122,7 +135,11 @@ pub(crate) struct Inner {
     pub commit_seconds: crate::stats::Histogram,
     /// Serialises seal, compaction and retention; holds the next segment id.
     pub maintenance: Mutex<u64>,
-    pub recovery: RecoveryReport,
+    /// Whether the orphan files were looked for since open (by the first maintenance
+    /// pass, under the maintenance lock).
+    pub orphans_checked: std::sync::atomic::AtomicBool,
+    /// What opening found; `orphan_files_removed` is filled by the first maintenance.
+    pub recovery: Mutex<RecoveryReport>,
     /// Picture packs, one per shard, in `dir/pictures`.
     pub pictures: crate::pictures::PictureStore,
     _lock: File,
@@ -165,12 +182,15 @@ impl Store {
         Store::open_with_clock(dir, config, Arc::new(SystemClock))
     }
 
-    /// Opens (or creates) the store in `dir`: loads the catalog and dictionaries, maps
-    /// every segment and verifies its small parts (header, section table, block
-    /// directory; the rest of its bytes are verified on their first read), removes
-    /// files a crash left half-made, and replays the WAL past what is sealed. Only one
-    /// process may have a store open. How long each step took is logged at debug
-    /// level (`RUST_LOG=sightline_storage=debug`).
+    /// Opens (or creates) the store in `dir`: loads the catalog (the manifest lists
+    /// every sealed segment with the facts opening needs) and the dictionaries, and
+    /// replays the WAL past what is sealed. Nothing is read per sealed segment: each
+    /// is mapped and its small parts verified by its first use (`store/sealed.rs`),
+    /// its rows and attributes on their first read. Files a crash left half-made are
+    /// removed by the first [`Store::maintain`], not here. (A manifest written before
+    /// segment facts were kept has its segments opened once, here, and their facts
+    /// recorded.) Only one process may have a store open. How long each step took is
+    /// logged at debug level (`RUST_LOG=sightline_storage=debug`).
     pub fn open_with_clock(
         dir: impl AsRef<Path>,
         config: StoreConfig,
@@ -199,43 +219,40 @@ impl Store {
         crate::config::check_retention(retention_days)?;
         let mut recovery = RecoveryReport::default();
 
+        // Nothing is read per segment: each becomes a handle opened on first use, with
+        // what opening needs (sequence range, events, bytes) from the manifest.
         let mut shards: BTreeMap<ShardKey, Shard> = BTreeMap::new();
-        let mut referenced = HashSet::new();
         let mut max_seq = 0u64;
-        // Every segment is mapped and verified (each byte's checksum): spread over
-        // the cores, in chunks of the manifest's order.
-        let paths: Vec<(ShardKey, PathBuf)> = manifest
-            .shards
-            .iter()
-            .flat_map(|(key, state)| state.segments.iter().map(|e| (*key, dir.join(&e.file))))
-            .collect();
-        let opened = open_segments(&*io, &paths)?;
-        lap.step("segments mapped");
-        let mut opened = opened.into_iter();
+        let mut segment_count = 0usize;
+        // Entries of manifests from before the facts were kept: (shard, position).
+        let mut without_facts: Vec<(ShardKey, usize, PathBuf)> = Vec::new();
         for (key, state) in manifest.shards {
             let mut shard = Shard::default();
-            for _ in &state.segments {
-                let (path, seg) = opened.next().expect("one segment per manifest entry");
-                if seg.meta().community != key.community || seg.meta().span != key.span {
-                    return Err(StorageError::corrupt(
-                        &path,
-                        16,
-                        format!(
-                            "segment belongs to {:?}, the manifest lists it under {key:?}",
-                            (seg.meta().community, seg.meta().span)
-                        ),
-                    ));
+            for (i, entry) in state.segments.iter().enumerate() {
+                segment_count += 1;
+                match SealedSegment::listed(&dir, key, entry, &io) {
+                    Some(seg) => {
+                        max_seq = max_seq.max(seg.facts().max_seq);
+                        shard.segments.push(Arc::new(seg));
+                    }
+                    None => without_facts.push((key, i, dir.join(&entry.file))),
                 }
-                max_seq = max_seq.max(seg.meta().max_seq);
-                referenced.insert(path);
-                shard.segments.push(Arc::new(seg));
             }
             max_seq = max_seq.max(state.sealed_through_seq);
             shard.state = state;
             shards.insert(key, shard);
         }
-        recovery.orphan_files_removed = remove_orphans(&*io, &dir.join("segments"), &referenced)?;
-        lap.step("orphan files");
+        lap.step("segments listed");
+        if !without_facts.is_empty() {
+            max_seq = max_seq.max(fill_segment_facts(
+                &catalog,
+                &io,
+                &mut shards,
+                &without_facts,
+            )?);
+            recovery.segment_facts_filled = without_facts.len();
+            lap.step("segment facts filled (manifest of an older version)");
+        }
 
         let Replayed {
             dict_log,
@@ -282,7 +299,8 @@ impl Store {
                 budget_seals: AtomicU64::new(0),
                 durable_subjects: std::sync::atomic::AtomicUsize::new(durable_subjects),
                 maintenance: Mutex::new(manifest.next_segment_id),
-                recovery,
+                orphans_checked: Default::default(),
+                recovery: Mutex::new(recovery),
                 pictures,
                 config,
                 _lock: lock_file,
@@ -291,7 +309,7 @@ impl Store {
         store.checkpoint_wal()?;
         lap.step("WAL checkpoint");
         tracing::debug!(
-            segments = paths.len(),
+            segments = segment_count,
             total_ms = lap.total_ms(),
             "store opened"
         );
@@ -381,9 +399,10 @@ impl Store {
         &self.inner.dir
     }
 
-    /// What opening the store found and repaired.
-    pub fn recovery(&self) -> &RecoveryReport {
-        &self.inner.recovery
+    /// What opening the store found and repaired (and, once the first maintenance
+    /// pass looked, the orphan files it removed).
+    pub fn recovery(&self) -> RecoveryReport {
+        lock(&self.inner.recovery).clone()
     }
 
     /// Number of WAL files on disk (for tests and monitoring of checkpoints).
@@ -535,24 +554,64 @@ pub(crate) fn lock_store(dir: &Path, create: bool) -> Result<File> {
     Ok(file)
 }
 
+/// Opens the segments a manifest of an older version listed without their facts
+/// (`missing`: shard, position in its state, path), checks each is its shard's, puts
+/// them in `shards` at their place, and records their facts in the manifest so the
+/// next open reads none of them. Returns the largest sequence number they hold.
+fn fill_segment_facts(
+    catalog: &SledCatalog,
+    io: &Arc<dyn crate::io::FileIo>,
+    shards: &mut BTreeMap<ShardKey, Shard>,
+    missing: &[(ShardKey, usize, PathBuf)],
+) -> Result<u64> {
+    let paths: Vec<PathBuf> = missing.iter().map(|(_, _, p)| p.clone()).collect();
+    let opened = open_segments(&**io, &paths)?;
+    let mut max_seq = 0;
+    let mut by_shard: BTreeMap<ShardKey, HashMap<usize, Arc<Segment>>> = BTreeMap::new();
+    for ((key, i, _), seg) in missing.iter().zip(opened) {
+        sealed::check_entry(&seg, *key, &shards[key].state.segments[*i])?;
+        max_seq = max_seq.max(seg.meta().max_seq);
+        by_shard.entry(*key).or_default().insert(*i, Arc::new(seg));
+    }
+    let mut states = Vec::with_capacity(by_shard.len());
+    for (key, mut opened) in by_shard {
+        let shard = shards.get_mut(&key).expect("listed above");
+        // The entries with facts, in the manifest's order, without the others.
+        let mut listed = std::mem::take(&mut shard.segments).into_iter();
+        for (i, entry) in shard.state.segments.iter_mut().enumerate() {
+            shard.segments.push(match opened.remove(&i) {
+                Some(seg) => {
+                    entry.facts = Some(sealed::facts_of(&seg));
+                    Arc::new(SealedSegment::opened(key, entry.id, seg, io)?)
+                }
+                None => listed.next().expect("every other entry was listed"),
+            });
+        }
+        states.push((key, shard.state.clone()));
+    }
+    // Derived from the files: failing to record it costs only the same work at the
+    // next open.
+    if let Err(e) = catalog.put_shard_states(&states) {
+        tracing::warn!(error = %e, "segment facts not recorded in the manifest");
+    }
+    Ok(max_seq)
+}
+
 /// Maps and verifies the segments at `paths`, in that order, on up to as many threads
 /// as there are cores (each opens a contiguous chunk). The first damaged file in
 /// `paths` order is the error.
-fn open_segments(
-    io: &dyn crate::io::FileIo,
-    paths: &[(ShardKey, PathBuf)],
-) -> Result<Vec<(PathBuf, Segment)>> {
+fn open_segments(io: &dyn crate::io::FileIo, paths: &[PathBuf]) -> Result<Vec<Segment>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = paths.len().div_ceil(threads).max(64);
-    let results: Vec<Result<Vec<(PathBuf, Segment)>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<Segment>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = paths
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(_, p)| Segment::open_with(io, p).map(|seg| (p.clone(), seg)))
+                        .map(|p| Segment::open_with(io, p))
                         .collect::<Result<Vec<_>>>()
                 })
             })
@@ -569,8 +628,11 @@ fn open_segments(
     Ok(out)
 }
 
-/// Removes files under `segments/` the manifest does not reference.
-fn remove_orphans(
+/// Removes files under `segments/` that are not in `referenced` (left by a crash
+/// between writing a file and committing the manifest), and span directories left
+/// empty. The caller holds the maintenance lock, so no seal or compaction is writing
+/// a file it would take for an orphan.
+pub(crate) fn remove_orphans(
     io: &dyn crate::io::FileIo,
     dir: &Path,
     referenced: &HashSet<PathBuf>,

@@ -1,6 +1,8 @@
 //! The read path. Every scan first takes a consistent snapshot of the shards it needs
 //! (segment handles, frozen rows, matching in-memory rows) under a short read lock,
-//! then reads sealed columns straight from the memory maps with no lock held.
+//! then reads sealed columns straight from the memory maps with no lock held. A sealed
+//! segment is mapped by the first read that needs it ([`SealedSegment::open`]); a
+//! file that cannot be opened is an error naming it, returned by that read.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use crate::row::Row;
 use crate::segment::Segment;
 use crate::shard::ShardKey;
 
-use super::{read, Shard, Store};
+use super::{read, SealedSegment, Shard, Store};
 
 /// A stored event with its id, strings resolved and attributes decoded.
 #[derive(Clone, Debug, PartialEq)]
@@ -190,7 +192,7 @@ impl SubjectRun {
 /// The parts of one shard a scan reads.
 struct ShardSnapshot {
     key: ShardKey,
-    segments: Vec<Arc<Segment>>,
+    segments: Vec<Arc<SealedSegment>>,
     frozen: Option<Arc<MemRows>>,
     /// Matching in-memory rows, copied as plain rows (no allocation per row) …
     mem: Vec<Row>,
@@ -317,6 +319,7 @@ impl Store {
                 return Ok(false);
             }
             for seg in &snap.segments {
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 seg.for_each_in_range(from_ms, to_ms, |_, r| f(r));
             }
@@ -366,7 +369,7 @@ impl Store {
         let keep = |r: &&StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
         // By shard: its segments, and where its in-memory events are in `memory`.
         let mut memory: Vec<(Row, Arc<[u8]>)> = Vec::new();
-        let mut shards_read: Vec<(Vec<Arc<Segment>>, std::ops::Range<usize>)> = Vec::new();
+        let mut shards_read: Vec<(Vec<Arc<SealedSegment>>, std::ops::Range<usize>)> = Vec::new();
         {
             let shards = read(&self.inner.shards);
             for (k, s) in keys
@@ -393,6 +396,7 @@ impl Store {
         let mut found = Vec::new();
         for (segments, part) in shards_read {
             for seg in segments {
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 found.clear();
                 seg.subject_device_runs_into(subject, from_ms, to_ms, &mut found);
@@ -448,6 +452,7 @@ impl Store {
                 continue;
             };
             for seg in &shard.segments {
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 let m = seg.meta();
                 if m.min_ts_ms >= from_ms && m.max_ts_ms < to_ms {
@@ -489,6 +494,7 @@ impl Store {
         let mut out = Vec::new();
         for snap in self.snapshot(Some(&[community]), from_ms, to_ms, keep, false) {
             for seg in &snap.segments {
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 seg.for_each_in_device_window(device, from_ms, to_ms, |_, r| out.push(r));
             }
@@ -511,6 +517,7 @@ impl Store {
         let mut err = None;
         for snap in self.snapshot(communities, from_ms, to_ms, in_range, true) {
             for seg in &snap.segments {
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 seg.for_each_in_range(from_ms, to_ms, |ordinal, r| match seg.attrs(ordinal) {
                     Ok(a) => found.push((r, crate::attr_codec::encode_attrs(&a).into_vec())),
@@ -589,7 +596,7 @@ impl Store {
         // By shard: its segments, its memory rows up to `after` (counted) and after.
         struct Part {
             key: ShardKey,
-            segments: Vec<Arc<Segment>>,
+            segments: Vec<Arc<SealedSegment>>,
             older: u64,
             newer: Vec<Row>,
         }
@@ -623,11 +630,14 @@ impl Store {
         } in snapshot
         {
             for seg in &segments {
-                let events = u64::from(seg.meta().events);
-                if seg.meta().max_seq <= after {
+                // Counted from the manifest's facts, unopened, when all its rows are
+                // at or before `after`.
+                let events = u64::from(seg.events());
+                if seg.facts().max_seq <= after {
                     older += events;
                     continue;
                 }
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 let mut later = 0u64;
                 seg.for_each_in_seq_range(after, u64::MAX, |_, r| {
@@ -668,9 +678,11 @@ impl Store {
                     continue;
                 }
                 for seg in &shard.segments {
-                    if seg.meta().max_seq <= after || seg.meta().min_seq > through {
+                    let facts = seg.facts();
+                    if facts.max_seq <= after || facts.min_seq > through {
                         continue;
                     }
+                    let seg = seg.open()?;
                     seg.verify_rows()?;
                     seg.for_each_in_seq_range(after, through, |ordinal, r| {
                         found.push((r, AttrsAt::Segment(seg.clone(), ordinal)))
@@ -700,10 +712,11 @@ impl Store {
         let shards = read(&self.inner.shards);
         for (key, shard) in shards.iter() {
             for seg in &shard.segments {
-                let m = seg.meta();
-                if seq < m.min_seq || seq > m.max_seq {
+                let facts = seg.facts();
+                if seq < facts.min_seq || seq > facts.max_seq {
                     continue;
                 }
+                let seg = seg.open()?;
                 seg.verify_rows()?;
                 if let Some((ordinal, row)) = seg.find_seq(seq) {
                     return Ok(Some((row, AttrsAt::Segment(seg.clone(), ordinal))));
@@ -720,12 +733,24 @@ impl Store {
         Ok(None)
     }
 
-    /// Sealed segments of a shard, for inspection and accounting.
-    pub fn segments(&self, key: ShardKey) -> Vec<Arc<Segment>> {
-        read(&self.inner.shards)
+    /// Sealed segments of a shard, for inspection and accounting: each opened (mapped,
+    /// its small parts verified) if it was not yet. A file that cannot be opened is an
+    /// error naming it.
+    pub fn segments(&self, key: ShardKey) -> Result<Vec<Arc<Segment>>> {
+        let listed = read(&self.inner.shards)
             .get(&key)
             .map(|s| s.segments.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        listed.iter().map(|s| s.open().cloned()).collect()
+    }
+
+    /// How many sealed segments are mapped (opened by a first use since the store was
+    /// opened), and how many the shards hold.
+    pub fn segments_mapped(&self) -> (usize, usize) {
+        let shards = read(&self.inner.shards);
+        let all = shards.values().flat_map(|s| s.segments.iter());
+        let open = all.clone().filter(|s| s.is_open()).count();
+        (open, all.count())
     }
 
     /// Every shard with its size.
@@ -736,8 +761,8 @@ impl Store {
             .map(|(key, s)| ShardInfo {
                 key: *key,
                 segments: s.segments.len(),
-                sealed_events: s.segments.iter().map(|g| g.meta().events as u64).sum(),
-                sealed_bytes: s.segments.iter().map(|g| g.file_bytes() as u64).sum(),
+                sealed_events: s.segments.iter().map(|g| u64::from(g.events())).sum(),
+                sealed_bytes: s.segments.iter().map(|g| g.facts().file_bytes).sum(),
                 memory_events: s.mem.len() + s.frozen.as_ref().map_or(0, |f| f.len()),
             })
             .collect()

@@ -112,8 +112,15 @@ impl Restore {
     }
 
     /// Adds one segment of `key`: `entry.file` (relative, as the sealing store's
-    /// manifest named it) gets `bytes`, which must open as a segment of `key`.
-    pub fn add_segment(&mut self, key: ShardKey, entry: SegmentEntry, bytes: &[u8]) -> Result<()> {
+    /// manifest named it) gets `bytes`, which must open as a segment of `key` with
+    /// `entry.events` events (and `entry.facts`, when given). The manifest gets the
+    /// file's facts, so the restored store opens without reading it.
+    pub fn add_segment(
+        &mut self,
+        key: ShardKey,
+        mut entry: SegmentEntry,
+        bytes: &[u8],
+    ) -> Result<()> {
         let rel = Path::new(&entry.file);
         if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
             return Err(StorageError::corrupt(
@@ -126,19 +133,9 @@ impl Restore {
         write_atomic(&*self.io, &path, |out| out.put(bytes))?;
         let seg = Segment::open_with(&*self.io, &path)?;
         seg.verify()?;
+        super::sealed::check_entry(&seg, key, &entry)?;
+        entry.facts = Some(super::sealed::facts_of(&seg));
         let meta = seg.meta();
-        if meta.community != key.community || meta.span != key.span || meta.events != entry.events {
-            return Err(StorageError::corrupt(
-                &path,
-                16,
-                format!(
-                    "segment holds {} events of {:?}, listed as {} of {key:?}",
-                    meta.events,
-                    (meta.community, meta.span),
-                    entry.events
-                ),
-            ));
-        }
         let state = self.shards.entry(key).or_default();
         state.sealed_through_seq = state.sealed_through_seq.max(meta.max_seq);
         self.next_segment_id = self.next_segment_id.max(entry.id + 1);

@@ -484,17 +484,22 @@ impl Partition {
             let replaced: Vec<u64> = committed.difference(&current).copied().collect();
             let mut new: Vec<(ShardKey, SegmentEntry, u64, PathBuf)> = Vec::new();
             for (key, state) in &manifest.shards {
-                let segs = store.segments(*key);
                 for e in state.segments.iter().filter(|e| !committed.contains(&e.id)) {
                     let path = store.dir().join(&e.file);
-                    let max_seq = segs
-                        .iter()
-                        .find(|s| s.path() == path)
-                        .map(|s| s.meta().max_seq)
-                        .ok_or_else(|| ClusterError::Catalog {
-                            partition: p,
-                            reason: format!("{} is in the manifest but not open", e.file),
-                        })?;
+                    // The manifest's facts; a segment listed without them (a manifest
+                    // older than the facts, not yet rewritten) is opened to learn it.
+                    let max_seq = match e.facts {
+                        Some(f) => f.max_seq,
+                        None => store
+                            .segments(*key)?
+                            .iter()
+                            .find(|s| s.path() == path)
+                            .map(|s| s.meta().max_seq)
+                            .ok_or_else(|| ClusterError::Catalog {
+                                partition: p,
+                                reason: format!("{} is in the manifest but not open", e.file),
+                            })?,
+                    };
                     new.push((*key, e.clone(), max_seq, path));
                 }
             }
