@@ -728,6 +728,50 @@ impl sightline_storage::AppendObserver for Drops {
     }
 }
 
+/// A shard whose segment cannot be read is kept (its events could not be taken off
+/// the indexes) and the other expired shards go, told to the observers; compaction of
+/// the others and the maintenance pass go on too.
+#[test]
+fn retention_and_compaction_go_on_past_a_shard_that_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let drops = Arc::new(Drops::default());
+    store.observe(drops.clone());
+    store
+        .append(&[
+            ev(input(DAY0 + HOUR, "c1", 1, "face", "F1")),
+            ev(input(DAY0 + 2 * HOUR, "c2", 2, "face", "F2")),
+        ])
+        .unwrap();
+    let span = store.layout().span_of(DAY0);
+    let (c1, c2) = (
+        ShardKey { community: 0, span },
+        ShardKey { community: 1, span },
+    );
+    for k in [c1, c2] {
+        store.seal_shard(k).unwrap();
+    }
+    // c1's file goes missing while the store is closed (an open store keeps the
+    // mapping of a segment it sealed).
+    let lost = store.segments(c1).unwrap()[0].path().to_path_buf();
+    drop(store);
+    std::fs::remove_file(&lost).unwrap();
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    store.observe(drops.clone());
+    clock.set(DAY0 + 5 * DAY);
+    store.set_retention_days(Some(3)).unwrap();
+    let report = store
+        .maintain()
+        .expect("the pass goes on past the unreadable shard");
+    assert_eq!(report.dropped, [c2]);
+    let got = drops.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].key, c2);
+    let left: Vec<ShardKey> = store.shards().iter().map(|s| s.key).collect();
+    assert_eq!(left, [c1], "the unreadable shard is kept");
+}
+
 #[test]
 fn retention_tells_observers_every_dropped_event_by_subject() {
     let dir = tempfile::tempdir().unwrap();

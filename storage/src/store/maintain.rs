@@ -49,6 +49,10 @@ pub struct MaintenanceReport {
     pub sealed: Vec<ShardKey>,
     pub compacted: Vec<ShardKey>,
     pub dropped: Vec<ShardKey>,
+    /// Shards whose compaction failed this pass (a segment that cannot be read, the
+    /// old files not removed …), with the error: the pass went on with the others and
+    /// retention, and the next pass tries them again.
+    pub compaction_failed: Vec<(ShardKey, String)>,
 }
 
 /// A closed shard's segments are merged once there are [`MAX_SEGMENTS`] of them, or
@@ -86,9 +90,23 @@ impl Store {
             .map(|(k, _)| *k)
             .collect();
         let mut compacted = Vec::new();
+        let mut compaction_failed = Vec::new();
         for key in closed {
-            if self.compact_shard(key)? {
-                compacted.push(key);
+            // One shard whose segment cannot be read (damaged, missing) must not stop
+            // the compaction of the others and retention: it is reported (the error
+            // names the file) and tried again by the next pass.
+            match self.compact_shard(key) {
+                Ok(true) => compacted.push(key),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        community = key.community,
+                        span = key.span,
+                        "shard not compacted; the next maintenance pass tries again"
+                    );
+                    compaction_failed.push((key, e.to_string()));
+                }
             }
         }
         let dropped = self.apply_retention()?;
@@ -96,6 +114,7 @@ impl Store {
             sealed,
             compacted,
             dropped,
+            compaction_failed,
         })
     }
 
@@ -118,11 +137,17 @@ impl Store {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        // The segments listed now: they change only under the maintenance lock, held.
-        let referenced: std::collections::HashSet<std::path::PathBuf> = read(&inner.shards)
+        // The segments listed now, in memory and in the durable manifest (they change
+        // only under the maintenance lock, held): a commit whose flush failed after
+        // its transaction applied lists a segment the memory does not, and its file
+        // must stay.
+        let mut referenced: std::collections::HashSet<std::path::PathBuf> = read(&inner.shards)
             .values()
             .flat_map(|s| s.segments.iter().map(|g| g.path().to_path_buf()))
             .collect();
+        for state in inner.catalog.manifest()?.shards.values() {
+            referenced.extend(state.segments.iter().map(|e| inner.dir.join(&e.file)));
+        }
         let removed =
             super::remove_orphans(&*inner.config.io, &inner.dir.join("segments"), &referenced)?;
         tracing::debug!(
@@ -388,6 +413,10 @@ impl Store {
             .collect();
         let observers: Vec<Arc<dyn AppendObserver>> = lock(&inner.observers).clone();
         let mut summaries = Vec::new();
+        let mut dropped = Vec::with_capacity(expired.len());
+        // A catalog failure stops the pass; the shards dropped before it are still
+        // told to the observers (below), so the indexes never count what is gone.
+        let mut failed = None;
         for &key in &expired {
             let (state, segments) = {
                 let shards = read(&inner.shards);
@@ -404,13 +433,29 @@ impl Store {
             // rows dropped with them, summarised as they go.
             let mut summary = Summary::default();
             if !observers.is_empty() {
-                for seg in &segments {
+                let read = segments.iter().try_for_each(|seg| {
                     let seg = seg.open()?;
                     seg.verify_rows()?;
                     seg.for_each_in_seq_range(0, u64::MAX, |_, r| summary.add(r.subject, r.ts_ms));
+                    Ok::<(), crate::StorageError>(())
+                });
+                if let Err(e) = read {
+                    // Its events cannot be told to the indexes: the shard is kept (and
+                    // logged, naming the file) until it can be read; the others go.
+                    tracing::error!(
+                        error = %e,
+                        community = key.community,
+                        span = key.span,
+                        "expired shard not dropped: a segment cannot be read"
+                    );
+                    continue;
                 }
             }
-            inner.catalog.commit_shard(key, &state, *next_id)?;
+            if let Err(e) = inner.catalog.commit_shard(key, &state, *next_id) {
+                failed = Some(e);
+                break;
+            }
+            dropped.push(key);
             {
                 let mut shards = write(&inner.shards);
                 let s = shards.entry(key).or_default();
@@ -436,18 +481,20 @@ impl Store {
                 // removed all the same; such a reader gets the error it would have.
                 let _ = seg.open();
                 let f = seg.path();
-                self.inner
-                    .config
-                    .io
-                    .remove_file(f)
-                    .map_err(|e| crate::StorageError::io(f, e))?;
+                if let Err(e) = self.inner.config.io.remove_file(f) {
+                    // Dropped from the manifest: the file is an orphan now, removed
+                    // by the first maintenance pass after the next open.
+                    tracing::warn!(error = %e, path = %f.display(), "a dropped segment's file not removed");
+                }
             }
             let code = self
                 .dictionaries()
                 .community(key.community)
                 .map(str::to_string);
             if let Some(code) = code {
-                self.inner.pictures.drop_shard(&code, key.span)?;
+                if let Err(e) = self.inner.pictures.drop_shard(&code, key.span) {
+                    tracing::error!(error = %e, community = %code, span = key.span, "a dropped shard's pictures not removed");
+                }
             }
             tracing::info!(
                 community = key.community,
@@ -461,10 +508,13 @@ impl Store {
             }
         }
         drop(next_id);
-        if !expired.is_empty() {
+        if !dropped.is_empty() {
             self.checkpoint_wal()?;
         }
-        Ok(expired)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(dropped),
+        }
     }
 
     /// Source ids of events up to `through` are now found in segments (or dropped).
