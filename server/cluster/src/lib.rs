@@ -39,6 +39,7 @@ pub mod payload;
 pub mod replica;
 pub mod restore;
 pub mod serving;
+pub mod watchlists;
 
 pub use config::ClusterConfig;
 pub use error::{ClusterError, Result};

@@ -22,12 +22,14 @@ mod catalog;
 mod devices;
 mod gat1400;
 mod ingest;
+mod key_admin;
 mod keys;
 mod partitions;
 mod pictures;
 mod query;
 mod remote;
 mod service;
+mod watchlists;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};

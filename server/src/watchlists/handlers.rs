@@ -20,15 +20,17 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// `GET /v1/watchlists`: those of the key's communities for a scoped key.
 pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
-    let items: Vec<Value> = c
-        .app
-        .watch
-        .list()
+    Ok((StatusCode::OK, visible(&c.caller, c.app.watch.list()).0))
+}
+
+/// `GET /v1/watchlists`'s answer: those of `lists` `caller` covers, and how many.
+pub(crate) fn visible(caller: &Caller, lists: Vec<Watchlist>) -> (crate::http::Body, usize) {
+    let items: Vec<Value> = lists
         .into_iter()
-        .filter(|w| c.caller.covers(w.scope.as_deref()))
+        .filter(|w| caller.covers(w.scope.as_deref()))
         .map(|w| serde_json::to_value(w).expect("serializes"))
         .collect();
-    Ok((StatusCode::OK, listed("watchlists", items).0))
+    listed("watchlists", items)
 }
 
 /// `DELETE /v1/watchlists/{id}`.
@@ -65,6 +67,15 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
 }
 
 fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let w = watchlist_of(body, caller)?;
+    app.watch
+        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
+    Ok(serde_json::to_value(&w).expect("serializes"))
+}
+
+/// A `POST /v1/watchlists` body, checked, as a new watchlist (a fresh id) scoped to
+/// `caller`'s communities. A cluster's query node reads it alike.
+pub(crate) fn watchlist_of(body: &[u8], caller: &Caller) -> Result<Watchlist, ApiError> {
     let o = object(body)?;
     let reason = text(&o, "reason", true)?;
     let expires_ms = match o.get("expires") {
@@ -86,17 +97,14 @@ fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError
         .enumerate()
         .map(|(i, e)| entry(i, e))
         .collect::<Result<Vec<_>, _>>()?;
-    let w = Watchlist {
+    Ok(Watchlist {
         id: format!("{:016x}", rand::random::<u64>()),
         name: text(&o, "name", false)?,
         reason,
         expires_ms,
         entries,
         scope: caller.communities.clone(),
-    };
-    app.watch
-        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
-    Ok(serde_json::to_value(&w).expect("serializes"))
+    })
 }
 
 /// Entry `i` of a new watchlist, each failure naming `entries[i].field`.

@@ -17,6 +17,8 @@ use sightline_storage::{normalize_subject, Event, Kind, Store};
 use crate::error::ApiError;
 
 const TREE: &str = "watchlists";
+/// `max_scanned_watch_entries`' default (a cluster's query nodes apply it).
+pub const DEFAULT_MAX_SCANNED: usize = 100_000;
 const ALERTS: &str = "alerts";
 
 /// One watched subject or pattern.
@@ -180,6 +182,53 @@ fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
     }
 }
 
+/// Refuses `w` (new, or replacing the list of its id among `m`'s) when its wildcard
+/// and fuzzy entries would take any community's (or the unscoped lists') past
+/// `max_scanned`: each event is checked against its community's and the unscoped
+/// ones, so that bounds what watchlists cost any one event.
+fn check_room(m: &Matcher, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
+    let adding = scanned_entries(w);
+    if adding > 0 {
+        let replaced = m.lists.get(&w.id);
+        let scopes: Vec<Option<&str>> = match &w.scope {
+            None => vec![None],
+            Some(cs) => cs.iter().map(|c| Some(c.as_str())).collect(),
+        };
+        for scope in scopes {
+            let now = m.scanned_for(scope);
+            let going = replaced
+                .filter(|r| scoped_to(r, scope))
+                .map_or(0, scanned_entries);
+            let after = now.saturating_sub(going) + adding;
+            if after > max_scanned {
+                let whose = scope.map_or_else(
+                    || "the unscoped watchlists".to_string(),
+                    |c| format!("community {c}'s watchlists"),
+                );
+                return Err(ApiError::param(
+                    "entries",
+                    format!(
+                        "{whose} would hold {after} wildcard and fuzzy entries; at most \
+                         {max_scanned} (max_scanned_watch_entries: every event there is \
+                         checked against each)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`check_room`] against `lists`, the watchlists there are (a cluster's, read from
+/// PostgreSQL).
+pub(crate) fn room_for(
+    lists: Vec<Watchlist>,
+    w: &Watchlist,
+    max_scanned: usize,
+) -> Result<(), ApiError> {
+    check_room(&Matcher::build(lists), w, max_scanned)
+}
+
 /// Every watchlist the catalog holds.
 fn stored_lists(store: &Store) -> Result<Vec<Watchlist>, ApiError> {
     store
@@ -230,41 +279,10 @@ impl Watch {
         Ok(())
     }
 
-    /// Stores `w` (new or replacing the list of its id), unless its wildcard and fuzzy
-    /// entries would take any community's (or the unscoped lists') past `max_scanned`:
-    /// each event is checked against its community's and the unscoped ones, so that
-    /// bounds what watchlists cost any one event.
+    /// Stores `w` (new or replacing the list of its id), unless [`check_room`]
+    /// refuses it.
     pub fn put(&self, store: &Store, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
-        let adding = scanned_entries(w);
-        if adding > 0 {
-            let m = self.matcher.read().expect("watch");
-            let replaced = m.lists.get(&w.id);
-            let scopes: Vec<Option<&str>> = match &w.scope {
-                None => vec![None],
-                Some(cs) => cs.iter().map(|c| Some(c.as_str())).collect(),
-            };
-            for scope in scopes {
-                let now = m.scanned_for(scope);
-                let going = replaced
-                    .filter(|r| scoped_to(r, scope))
-                    .map_or(0, scanned_entries);
-                let after = now.saturating_sub(going) + adding;
-                if after > max_scanned {
-                    let whose = scope.map_or_else(
-                        || "the unscoped watchlists".to_string(),
-                        |c| format!("community {c}'s watchlists"),
-                    );
-                    return Err(ApiError::param(
-                        "entries",
-                        format!(
-                            "{whose} would hold {after} wildcard and fuzzy entries; at most \
-                             {max_scanned} (max_scanned_watch_entries: every event there is \
-                             checked against each)"
-                        ),
-                    ));
-                }
-            }
-        }
+        check_room(&self.matcher.read().expect("watch"), w, max_scanned)?;
         store
             .catalog()
             .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))?;
