@@ -363,7 +363,7 @@ async function keyedServer() {
 }
 
 /** A cluster's query node (`sightline cluster query`): the views it answers, and a
- * plain note, not an error, where it lacks a feature (alerts, watchlists). */
+ * plain note, not an error, where it lacks a feature (alerts). */
 async function clusterNode() {
   await step('sign in on a query node with a scoped cluster key', async () => {
     await signIn(setup.keys.detective, 'detective 7');
@@ -417,10 +417,17 @@ async function clusterNode() {
     assert(keys.length === setup.scope.length && !keys.includes(setup.outside), `only the key's communities: ${keys}`);
   });
 
-  await step('the watchlist view says the node has none, without an error', async () => {
+  await step('the watchlist view makes, lists and deletes a watchlist on the node', async () => {
     await go('#/watch');
-    await page.locator('#view .not-here').waitFor();
-    assert(await page.locator('#watch-form').count() === 0, 'no form to fill in vain');
+    await page.fill('#watch-form input[name=name]', 'cluster case');
+    await page.fill('#watch-form input[name=reason]', 'stolen vehicle');
+    await page.fill('#watch-form input[name="entries[0].value"]', setup.long);
+    await page.click('#watch-form button[type=submit]');
+    const row = page.locator('#watch-table tr', { hasText: 'cluster case' });
+    await row.waitFor();
+    await row.locator('button').click();
+    await row.waitFor({ state: 'detached' });
+    assert(await page.locator('#view .not-here').count() === 0, 'no note: the node has watchlists');
     assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
   });
 
