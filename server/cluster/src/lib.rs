@@ -24,6 +24,7 @@
 //! listener and the query role are in `sightline-server` (feature `cluster`), which
 //! calls [`log::Publisher`] and [`serving::Held`].
 
+pub mod alerts;
 pub mod catalog;
 pub mod config;
 pub mod error;

@@ -362,8 +362,8 @@ async function keyedServer() {
 
 }
 
-/** A cluster's query node (`sightline cluster query`): the views it answers, and a
- * plain note, not an error, where it lacks a feature (alerts). */
+/** A cluster's query node (`sightline cluster query`): the views it answers,
+ * watchlists and the alert panel among them, as on `serve`. */
 async function clusterNode() {
   await step('sign in on a query node with a scoped cluster key', async () => {
     await signIn(setup.keys.detective, 'detective 7');
@@ -373,8 +373,8 @@ async function clusterNode() {
     assert(await page.locator('#nav a[data-view=audit]').count() === 0, 'audit not offered to an investigator');
   });
 
-  await step('the alert panel says the node has no alerts, once, without an error', async () => {
-    await page.locator('#alerts .not-here').waitFor();
+  await step('the alert panel reads the node\'s alerts, without an error', async () => {
+    await page.locator('#alerts .empty').waitFor();
     assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
   });
 

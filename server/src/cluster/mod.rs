@@ -18,6 +18,7 @@
 //! * [`catalog`]: communities and devices in the cluster's PostgreSQL, as `serve`
 //!   checks and writes them.
 
+mod alerting;
 mod catalog;
 mod devices;
 mod gat1400;

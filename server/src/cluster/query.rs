@@ -112,7 +112,7 @@ impl QueryNode {
         Duration::from_millis(self.config.query.timeout_ms)
     }
 
-    fn max_rows(&self) -> usize {
+    pub(super) fn max_rows(&self) -> usize {
         self.config.query.max_result_rows
     }
 }

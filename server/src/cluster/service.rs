@@ -32,6 +32,7 @@ const ANSWERED: &[&str] = &[
     "/v1/keys/{id}",
     "/v1/watchlists",
     "/v1/watchlists/{id}",
+    "/v1/alerts",
 ];
 
 /// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
@@ -164,6 +165,10 @@ pub(super) async fn answer(
                 catalog.revoke_key(caller, &node.keys, arg).await
             })
             .await
+        }
+        (Method::GET, "/v1/alerts") => {
+            let (v, n) = catalog.alerts(caller, &params, node.max_rows()).await?;
+            Ok((v.into(), Some(n)))
         }
         (Method::GET, "/v1/watchlists") => {
             let (v, n) = catalog.list_watchlists(caller).await?;

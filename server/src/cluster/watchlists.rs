@@ -9,6 +9,8 @@
 //! catalog's (`super::catalog`): 503 `storage_unavailable` when PostgreSQL does not
 //! answer within `index.lease_ms`.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 use sightline_cluster::watchlists::WatchlistRow;
 
@@ -16,7 +18,11 @@ use super::catalog::{on_meta, Catalog};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::Body;
+use crate::params::Params;
 use crate::watchlists::{handlers, room_for, Watchlist};
+
+/// How often a `GET /v1/alerts` waiting for alerts (`wait`) asks the table again.
+const ALERTS_POLL: Duration = Duration::from_millis(250);
 
 /// A stored list as `serve` has it.
 pub(crate) fn watchlist_of_row(row: WatchlistRow) -> Result<Watchlist, ApiError> {
@@ -88,5 +94,42 @@ impl Catalog {
             return Err(ApiError::NoSuchWatchlist(id));
         }
         Ok(json!({ "deleted": id }))
+    }
+
+    /// `GET /v1/alerts?after=&limit=&wait=`: `serve`'s cursor and answer over the
+    /// `alerts` table (written by the ingest nodes: `super::alerting`), of `caller`'s
+    /// communities and, for a scoped key, of the lists it covers; waiting up to
+    /// `wait` for some, asking the table every [`ALERTS_POLL`].
+    pub(super) async fn alerts(
+        &self,
+        caller: &Caller,
+        params: &Params,
+        max_rows: usize,
+    ) -> Result<(Value, usize), ApiError> {
+        let (after, limit, wait) = handlers::alerts_params(params, max_rows)?;
+        let deadline = Instant::now() + wait;
+        let scope = caller.communities.as_deref();
+        loop {
+            let rows = on_meta!(self, "read alerts", |m| m.alerts_after(after, limit, scope))?;
+            let mut all = Vec::with_capacity(rows.len());
+            for (id, body) in rows {
+                let mut v: Value = serde_json::from_str(&body)
+                    .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
+                v["id"] = id.into();
+                all.push(v);
+            }
+            let alerts = match scope {
+                Some(_) if !all.is_empty() => {
+                    handlers::covered_alerts(caller, self.watchlists().await?, all)
+                }
+                _ => all,
+            };
+            let now = Instant::now();
+            if !alerts.is_empty() || now >= deadline {
+                let n = alerts.len();
+                return Ok((handlers::alerts_answer(alerts, after), n));
+            }
+            tokio::time::sleep(ALERTS_POLL.min(deadline - now)).await;
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::http::json::{object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Call};
-use crate::params::{parse_kind, parse_time};
+use crate::params::{parse_kind, parse_time, Params};
 use crate::App;
 
 /// Most entries one watchlist may hold.
@@ -157,52 +157,70 @@ fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
 /// `GET /v1/alerts?after=&limit=&wait=`: alerts after the cursor, in order, waiting up
 /// to `wait` for some when there are none.
 pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
-    let p = &c.params;
-    let after = p.number("after", 0u64)?;
-    let limit = p.limit(1000, c.app.config.max_result_rows)?;
-    let wait = p.window("wait")?.unwrap_or(0);
-    if !(0..=60_000).contains(&wait) {
-        return Err(ApiError::param("wait", "0 to 60 s"));
-    }
-    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    let (after, limit, wait) = alerts_params(&c.params, c.app.config.max_result_rows)?;
+    let deadline = Instant::now() + wait;
     loop {
         let notified = c.app.watch.signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let caller = c.caller.clone();
         let alerts = run(c.app.clone(), move |a| {
-            // Only alerts of lists the key covers: another list's name and reason are
-            // not its to read, even for an event in its communities.
-            let lists: Vec<String> = a
-                .watch
-                .list()
-                .into_iter()
-                .filter(|w| caller.covers(w.scope.as_deref()))
-                .map(|w| w.id)
-                .collect();
             let scope = caller.communities.as_deref();
-            let mut all = a.watch.alerts(&a.store, after, limit, scope)?;
-            if caller.communities.is_some() {
-                all.retain(|x| {
-                    x["watchlist"]
-                        .as_str()
-                        .is_some_and(|w| lists.iter().any(|l| l == w))
-                });
-            }
-            Ok(all)
+            let all = a.watch.alerts(&a.store, after, limit, scope)?;
+            Ok(covered_alerts(&caller, a.watch.list(), all))
         })
         .await?;
         if !alerts.is_empty() || Instant::now() >= deadline {
-            let next = alerts
-                .last()
-                .and_then(|a| a["id"].as_u64())
-                .unwrap_or(after);
-            return Ok((
-                StatusCode::OK,
-                json!({ "alerts": alerts, "next_after": next }).into(),
-            ));
+            return Ok((StatusCode::OK, alerts_answer(alerts, after).into()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, notified).await;
     }
+}
+
+/// `GET /v1/alerts`' parameters: the cursor, the page's size (at most `max_rows`) and
+/// how long to wait for alerts when there are none.
+pub(crate) fn alerts_params(
+    p: &Params,
+    max_rows: usize,
+) -> Result<(u64, usize, Duration), ApiError> {
+    let after = p.number("after", 0u64)?;
+    let limit = p.limit(1000, max_rows)?;
+    let wait = p.window("wait")?.unwrap_or(0);
+    if !(0..=60_000).contains(&wait) {
+        return Err(ApiError::param("wait", "0 to 60 s"));
+    }
+    Ok((after, limit, Duration::from_millis(wait as u64)))
+}
+
+/// Of `alerts` (already of `caller`'s communities), those of lists among `lists` the
+/// key covers, for a scoped key: another list's name and reason are not its to read,
+/// even for an event in its communities.
+pub(crate) fn covered_alerts(
+    caller: &Caller,
+    lists: Vec<Watchlist>,
+    mut alerts: Vec<Value>,
+) -> Vec<Value> {
+    if caller.communities.is_some() {
+        let covered: Vec<String> = lists
+            .into_iter()
+            .filter(|w| caller.covers(w.scope.as_deref()))
+            .map(|w| w.id)
+            .collect();
+        alerts.retain(|x| {
+            x["watchlist"]
+                .as_str()
+                .is_some_and(|w| covered.iter().any(|l| l == w))
+        });
+    }
+    alerts
+}
+
+/// `GET /v1/alerts`' answer: `alerts` and the cursor after them (`after` when none).
+pub(crate) fn alerts_answer(alerts: Vec<Value>, after: u64) -> Value {
+    let next = alerts
+        .last()
+        .and_then(|a| a["id"].as_u64())
+        .unwrap_or(after);
+    json!({ "alerts": alerts, "next_after": next })
 }

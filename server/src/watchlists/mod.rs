@@ -48,7 +48,7 @@ pub struct Watchlist {
 
 /// The matcher: exact subjects hashed, patterns and fuzzy entries checked in turn.
 #[derive(Default)]
-struct Matcher {
+pub(crate) struct Matcher {
     lists: HashMap<String, Watchlist>,
     exact: HashMap<(Kind, String), Vec<String>>,
     /// The entries checked one by one (wildcards and fuzzy plates): those of unscoped
@@ -75,7 +75,7 @@ impl Scanned {
 }
 
 impl Matcher {
-    fn build(lists: Vec<Watchlist>) -> Matcher {
+    pub(crate) fn build(lists: Vec<Watchlist>) -> Matcher {
         let mut m = Matcher::default();
         for w in lists {
             for e in &w.entries {
@@ -128,7 +128,7 @@ impl Matcher {
 
     /// The watchlists an event matches (active at `now_ms`, in scope), each once; and
     /// how many wildcard and fuzzy entries were checked to find them.
-    fn matches(&self, e: &Event, now_ms: i64) -> (Vec<&Watchlist>, usize) {
+    pub(crate) fn matches(&self, e: &Event, now_ms: i64) -> (Vec<&Watchlist>, usize) {
         let mut ids: Vec<&str> = Vec::new();
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
@@ -162,6 +162,21 @@ impl Matcher {
             .collect();
         (lists, checked)
     }
+}
+
+/// Alert `id` of watchlist `w`, raised at `now_ms` by event `seq` (`e`, `json` its API
+/// form), as `GET /v1/alerts` answers it.
+pub(crate) fn alert_json(
+    id: u64,
+    w: &Watchlist,
+    seq: u64,
+    e: &Event,
+    json: &Value,
+    now_ms: i64,
+) -> Value {
+    json!({"id": id, "watchlist": w.id, "name": w.name, "reason": w.reason,
+           "event_id": seq, "community": e.community(),
+           "raised": crate::params::rfc3339(now_ms), "event": json})
 }
 
 /// A list's wildcard and fuzzy entries (checked one by one against each event).
@@ -334,9 +349,7 @@ impl Watch {
             let (lists, n) = m.matches(e, now_ms);
             checked += n as u64;
             for w in lists {
-                let alert = json!({"id": *next, "watchlist": w.id, "name": w.name,
-                    "reason": w.reason, "event_id": seq, "community": e.community(),
-                    "raised": crate::params::rfc3339(now_ms), "event": json});
+                let alert = alert_json(*next, w, *seq, e, json, now_ms);
                 batch.push((format!("{:016x}", *next), alert.to_string().into_bytes()));
                 *next += 1;
             }
