@@ -327,7 +327,6 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
 
     // Endpoints a cluster does not have yet: 501 naming them; others 404.
     for (method, target) in [
-        ("GET", "/v1/alerts?after=0&wait=0s"),
         ("GET", "/v1/subscriptions"),
         ("POST", "/v1/events"),
     ] {
