@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sightline_testkit::wait_until;
 
-use super::console::{cli_key, comparable};
+use super::console::{audit_page, comparable, keys_on_both};
 use super::{ask_as, id_of, Env, SERIAL};
 
 /// An answer with what each server makes up itself (ids, times, tokens) replaced by
@@ -62,24 +62,8 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     const DETECTIVE: usize = 2;
     const OTHER: usize = 3;
     const FEED: usize = 4;
-    let cluster_keys: Vec<String> = specs
-        .iter()
-        .map(|(r, s, n)| cli_key(&cli_config, r, *s, n))
-        .collect();
     let single_dir = tempfile::tempdir().unwrap();
-    let single_keys: Vec<String> = {
-        use sightline_server::auth::{create, Role};
-        let store = sightline_storage::Store::open(single_dir.path(), Default::default()).unwrap();
-        specs
-            .iter()
-            .map(|(role, scope, name)| {
-                let scope = scope.map(|s| s.split(',').map(str::to_string).collect());
-                create(&store, name, Role::parse(role).unwrap(), scope, 0)
-                    .unwrap()
-                    .1
-            })
-            .collect()
-    };
+    let (cluster_keys, single_keys) = keys_on_both(&cli_config, single_dir.path(), &specs);
     env.query_extra = "replicas = 0".into();
     let (_q1, qa) = env.query_node("query-1");
     let (_q2, qa2) = env.query_node("query-2");
@@ -274,14 +258,7 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     }
 
     // Audited as `serve` audits changes: begun (0), then the outcome, never a token.
-    let (status, page) = ask_as(
-        qa,
-        Some(&cluster_keys[HQ]),
-        "GET",
-        "/v1/audit?limit=10000",
-        "",
-    );
-    assert_eq!(status, 200, "{page}");
+    let page = audit_page(qa, &cluster_keys[HQ]);
     let entries = page["entries"].as_array().unwrap();
     let count = |endpoint: &str, status: u64| {
         entries
