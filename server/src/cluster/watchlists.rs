@@ -5,7 +5,8 @@
 //! key lists and deletes only the lists its communities cover (another's is 404
 //! `no_such_watchlist`, as if there were none); a new list's wildcard and fuzzy
 //! entries are bounded per community as `serve` bounds them
-//! (`max_scanned_watch_entries`, `serve`'s default). Every call bounded as the
+//! (`max_scanned_watch_entries`, `serve`'s default; checked against the table as
+//! read, so two lists made at once may both pass it). Every call bounded as the
 //! catalog's (`super::catalog`): 503 `storage_unavailable` when PostgreSQL does not
 //! answer within `index.lease_ms`.
 

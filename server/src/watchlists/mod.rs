@@ -236,6 +236,7 @@ fn check_room(m: &Matcher, w: &Watchlist, max_scanned: usize) -> Result<(), ApiE
 
 /// [`check_room`] against `lists`, the watchlists there are (a cluster's, read from
 /// PostgreSQL).
+#[cfg(feature = "cluster")]
 pub(crate) fn room_for(
     lists: Vec<Watchlist>,
     w: &Watchlist,

@@ -418,4 +418,55 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         &event(6, b, "苏E12345"),
     );
     assert_eq!(sent["alerts"], json!(1), "only the city's list now: {sent}");
+
+    // PostgreSQL hung while a matching event is taken: the log acknowledges it, but
+    // its alert cannot be written, so the ingest is answered 503 (within the bound,
+    // index.lease_ms); sent again once PostgreSQL answers, the event is a duplicate
+    // and its alert is written then, once.
+    let (_, before) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "");
+    let before = before["alerts"].as_array().unwrap().len();
+    env.pg.freeze();
+    let asked = std::time::Instant::now();
+    let (status, refused) = ask_as(
+        ia,
+        Some(&cluster_keys[FEED]),
+        "POST",
+        "/v1/events",
+        &event(7, a, "苏E12345"),
+    );
+    let took = asked.elapsed();
+    env.pg.thaw();
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (503, Some("storage_unavailable")),
+        "{refused}"
+    );
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    let mut again = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let (status, v) = ask_as(
+                ia,
+                Some(&cluster_keys[FEED]),
+                "POST",
+                "/v1/events",
+                &event(7, a, "苏E12345"),
+            );
+            again = v;
+            status == 200
+        }),
+        "{again}"
+    );
+    assert_eq!(
+        (&again["duplicates"], &again["alerts"]),
+        (&json!(1), &json!(1)),
+        "{again}"
+    );
+    let (_, after) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "");
+    let after = after["alerts"].as_array().unwrap();
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert_eq!(
+        after.last().unwrap()["event"]["attrs"]["source_id"],
+        "watch-7"
+    );
 }
