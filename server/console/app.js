@@ -4,7 +4,7 @@
 
 import { api, ApiError, key, setKey } from './api.js';
 import { t, switchLang, lang } from './i18n.js';
-import { h, fill, route, guarded, showError, clearError, notHere, notHereNote } from './dom.js';
+import { h, fill, route, guarded, showError, clearError } from './dom.js';
 import { fmt } from './time.js';
 import * as search from './views/search.js';
 import * as subject from './views/subject.js';
@@ -121,21 +121,17 @@ function startAlerts() {
   pollAlerts(controller.signal);
 }
 
-// `absent`: the server has no alerts (a cluster's query node): said once, not polled.
-const alertState = { items: [], after: 0, caughtUp: false, absent: false };
+const alertState = { items: [], after: 0, caughtUp: false };
 
 function drawAlerts() {
   const panel = document.getElementById('alerts');
-  if (alertState.absent) {
-    fill(panel, h('h3', {}, t('alerts.title')), notHereNote(t('alerts.title')));
-    return;
-  }
   fill(panel, h('h3', {}, t('alerts.title'), ' ', h('span', { class: 'muted' }, `(${t('alerts.live')})`)),
     alertState.items.length === 0 ? h('p', { class: 'empty' }, t('alerts.none')) :
       h('ol', { id: 'alert-list' }, alertState.items.map((a) => h('li', { class: a.fresh ? 'new alert' : 'alert', 'data-event': a.event_id },
         h('div', {}, h('strong', {}, a.event ? a.event.subject : ''), ' · ', a.name),
         h('div', { class: 'muted' }, fmt(a.event ? a.event.ts : a.raised), ' · ', a.community),
-        h('a', { href: route('event', { id: a.event_id }) }, `${t('subject.event')} #${a.event_id}`)))));
+        // A cluster's alert names no event id (its indexer gives it later): no link.
+        a.event_id == null ? null : h('a', { href: route('event', { id: a.event_id }) }, `${t('subject.event')} #${a.event_id}`)))));
 }
 
 async function pollAlerts(signal) {
@@ -151,7 +147,6 @@ async function pollAlerts(signal) {
       if (page.alerts.length) drawAlerts();
     } catch (e) {
       if (signal.aborted) return;
-      if (notHere(e)) { alertState.absent = true; drawAlerts(); return; }
       showError(e);
       await new Promise((r) => setTimeout(r, 5000));
     }

@@ -100,17 +100,6 @@ export async function guarded(work) {
   }
 }
 
-/** Whether `err` says the server does not have an endpoint yet (a cluster's query
- * node answers 501 `not_in_cluster` for what only `sightline serve` has). */
-export function notHere(err) {
-  return Boolean(err) && err.code === 'not_in_cluster';
-}
-
-/** The plain note a view or panel shows instead of a feature the server lacks. */
-export function notHereNote(what) {
-  return h('p', { class: 'empty not-here' }, t('notHere', what));
-}
-
 /** Offers `text` as a file download. */
 export function download(name, text, type = 'text/csv;charset=utf-8') {
   const url = URL.createObjectURL(new Blob(['\ufeff', text], { type }));

@@ -308,14 +308,13 @@ pub fn new_token() -> (String, String) {
     (id, token)
 }
 
-/// Creates a key; returns its record and the token, shown once.
-pub fn create(
-    store: &Store,
+/// A new key's record and its token (shown once; the record keeps its SHA-256 only).
+pub fn new_key(
     name: &str,
     role: Role,
     communities: Option<Vec<String>>,
     now_ms: i64,
-) -> Result<(ApiKeyRecord, String), StorageError> {
+) -> (ApiKeyRecord, String) {
     let (id, token) = new_token();
     let record = ApiKeyRecord {
         id,
@@ -326,6 +325,18 @@ pub fn create(
         created_ms: now_ms,
         revoked_ms: None,
     };
+    (record, token)
+}
+
+/// Creates a key; returns its record and the token, shown once.
+pub fn create(
+    store: &Store,
+    name: &str,
+    role: Role,
+    communities: Option<Vec<String>>,
+    now_ms: i64,
+) -> Result<(ApiKeyRecord, String), StorageError> {
+    let (record, token) = new_key(name, role, communities, now_ms);
     store.catalog().put_api_key(&record)?;
     Ok((record, token))
 }

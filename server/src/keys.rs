@@ -21,7 +21,8 @@ const MAX_NAME_BYTES: usize = 200;
 /// Most communities one key may be scoped to.
 const MAX_COMMUNITIES: usize = 1000;
 
-fn key_json(k: &ApiKeyRecord) -> Value {
+/// A key as `GET /v1/keys` lists it (never its token).
+pub(crate) fn key_json(k: &ApiKeyRecord) -> Value {
     json!({
         "id": k.id,
         "name": k.name,
@@ -55,39 +56,7 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     c.caller.city_wide()?;
     let body = c.body().await?;
     let v = run(c.app, move |app| {
-        let o = object(&body)?;
-        if let Some(extra) = o
-            .keys()
-            .find(|k| !["name", "role", "communities"].contains(&k.as_str()))
-        {
-            return Err(ApiError::param(
-                extra,
-                "unknown field; a key is {\"name\", \"role\", \"communities\"}",
-            ));
-        }
-        let name = text(&o, "name", false)?;
-        if name.len() > MAX_NAME_BYTES {
-            return Err(ApiError::param(
-                "name",
-                format!("at most {MAX_NAME_BYTES} bytes"),
-            ));
-        }
-        let role = text(&o, "role", true)?;
-        let role = Role::parse(&role)
-            .ok_or_else(|| ApiError::param("role", "ingest, investigate or admin"))?;
-        let communities = strings(
-            o.get("communities"),
-            "communities",
-            "a list of community codes (omit it for every community)",
-        )?;
-        if let Some(c) = &communities {
-            if c.is_empty() || c.len() > MAX_COMMUNITIES || c.iter().any(|x| x.is_empty()) {
-                return Err(ApiError::param(
-                    "communities",
-                    format!("1 to {MAX_COMMUNITIES} community codes (omit it for every community)"),
-                ));
-            }
-        }
+        let (name, role, communities) = key_request(&body)?;
         let (record, token) = auth::create(&app.store, &name, role, communities, crate::now_ms())?;
         app.keys.reload(&app.store)?;
         let mut v = key_json(&record);
@@ -96,6 +65,45 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     })
     .await?;
     Ok((StatusCode::CREATED, v.into()))
+}
+
+/// A `POST /v1/keys` body, checked: the new key's name, role and communities
+/// (`None`: every community). A cluster's query node reads it alike.
+pub(crate) fn key_request(body: &[u8]) -> Result<(String, Role, Option<Vec<String>>), ApiError> {
+    let o = object(body)?;
+    if let Some(extra) = o
+        .keys()
+        .find(|k| !["name", "role", "communities"].contains(&k.as_str()))
+    {
+        return Err(ApiError::param(
+            extra,
+            "unknown field; a key is {\"name\", \"role\", \"communities\"}",
+        ));
+    }
+    let name = text(&o, "name", false)?;
+    if name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::param(
+            "name",
+            format!("at most {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    let role = text(&o, "role", true)?;
+    let role = Role::parse(&role)
+        .ok_or_else(|| ApiError::param("role", "ingest, investigate or admin"))?;
+    let communities = strings(
+        o.get("communities"),
+        "communities",
+        "a list of community codes (omit it for every community)",
+    )?;
+    if let Some(c) = &communities {
+        if c.is_empty() || c.len() > MAX_COMMUNITIES || c.iter().any(|x| x.is_empty()) {
+            return Err(ApiError::param(
+                "communities",
+                format!("1 to {MAX_COMMUNITIES} community codes (omit it for every community)"),
+            ));
+        }
+    }
+    Ok((name, role, communities))
 }
 
 /// `DELETE /v1/keys/{id}`: revoked at once, the record kept (so a store that has had

@@ -174,7 +174,7 @@ impl ServerConfig {
             body_timeout: Duration::from_secs(60),
             min_body_rate: 1024,
             max_connections: 4096,
-            max_scanned_watch_entries: 100_000,
+            max_scanned_watch_entries: watchlists::DEFAULT_MAX_SCANNED,
             no_auth: false,
             audit_witness_key: None,
             tls: None,

@@ -454,16 +454,8 @@ async fn cluster_keys(
             ..
         } => {
             let role = auth::Role::parse(&role).expect("checked above");
-            let (id, token) = auth::new_token();
-            let record = sightline_storage::ApiKeyRecord {
-                id,
-                name,
-                role: role.as_str().to_string(),
-                communities,
-                token_sha256: auth::sha256_hex(token.as_bytes()),
-                created_ms: 0,
-                revoked_ms: None,
-            };
+            // The database sets the creation time.
+            let (record, token) = auth::new_key(&name, role, communities, 0);
             bounded(within, "add an API key", meta.add_api_key(&record))
                 .await
                 .map(|k| {

@@ -24,6 +24,7 @@
 //! listener and the query role are in `sightline-server` (feature `cluster`), which
 //! calls [`log::Publisher`] and [`serving::Held`].
 
+pub mod alerts;
 pub mod catalog;
 pub mod config;
 pub mod error;
@@ -39,6 +40,7 @@ pub mod payload;
 pub mod replica;
 pub mod restore;
 pub mod serving;
+pub mod watchlists;
 
 pub use config::ClusterConfig;
 pub use error::{ClusterError, Result};

@@ -14,6 +14,10 @@
 //! api_keys (id PRIMARY KEY, name, token_sha256 UNIQUE, role, communities text[],
 //!           created_at, revoked_at)                 -- the cluster's API keys (`keys.rs`)
 //! gat1400_credentials, gat1400_registrations       -- the GA/T 1400 gateway's (`gat1400.rs`)
+//! watchlists (id PRIMARY KEY, name, reason, expires_ms, entries jsonb, scope text[])
+//!                                                   -- `serve`'s watchlists (`watchlists.rs`)
+//! alerts (id bigserial PRIMARY KEY, watchlist, community, msg_id, body, raised_at,
+//!         UNIQUE (watchlist, msg_id))          -- the alerts they raise (`alerts.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -185,6 +189,24 @@ CREATE TABLE IF NOT EXISTS gat1400_registrations (
     code text PRIMARY KEY,
     address text,
     renewed_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watchlists (
+    id text PRIMARY KEY,
+    name text NOT NULL DEFAULT '',
+    reason text NOT NULL,
+    expires_ms bigint,
+    entries jsonb NOT NULL,
+    scope text[] CHECK (cardinality(scope) > 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id bigserial PRIMARY KEY,
+    watchlist text NOT NULL,
+    community text NOT NULL,
+    msg_id text NOT NULL,
+    body text NOT NULL,
+    raised_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (watchlist, msg_id)
 );
 ";
 

@@ -362,8 +362,8 @@ async function keyedServer() {
 
 }
 
-/** A cluster's query node (`sightline cluster query`): the views it answers, and a
- * plain note, not an error, where it lacks a feature (alerts, watchlists). */
+/** A cluster's query node (`sightline cluster query`): the views it answers,
+ * watchlists and the alert panel among them, as on `serve`. */
 async function clusterNode() {
   await step('sign in on a query node with a scoped cluster key', async () => {
     await signIn(setup.keys.detective, 'detective 7');
@@ -373,8 +373,8 @@ async function clusterNode() {
     assert(await page.locator('#nav a[data-view=audit]').count() === 0, 'audit not offered to an investigator');
   });
 
-  await step('the alert panel says the node has no alerts, once, without an error', async () => {
-    await page.locator('#alerts .not-here').waitFor();
+  await step('the alert panel reads the node\'s alerts, without an error', async () => {
+    await page.locator('#alerts .empty').waitFor();
     assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
   });
 
@@ -417,10 +417,17 @@ async function clusterNode() {
     assert(keys.length === setup.scope.length && !keys.includes(setup.outside), `only the key's communities: ${keys}`);
   });
 
-  await step('the watchlist view says the node has none, without an error', async () => {
+  await step('the watchlist view makes, lists and deletes a watchlist on the node', async () => {
     await go('#/watch');
-    await page.locator('#view .not-here').waitFor();
-    assert(await page.locator('#watch-form').count() === 0, 'no form to fill in vain');
+    await page.fill('#watch-form input[name=name]', 'cluster case');
+    await page.fill('#watch-form input[name=reason]', 'stolen vehicle');
+    await page.fill('#watch-form input[name="entries[0].value"]', setup.long);
+    await page.click('#watch-form button[type=submit]');
+    const row = page.locator('#watch-table tr', { hasText: 'cluster case' });
+    await row.waitFor();
+    await row.locator('button').click();
+    await row.waitFor({ state: 'detached' });
+    assert(await page.locator('#view .not-here').count() === 0, 'no note: the node has watchlists');
     assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
   });
 

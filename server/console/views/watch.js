@@ -4,7 +4,7 @@
 
 import { api } from '../api.js';
 import { t, KINDS } from '../i18n.js';
-import { h, fill, table, field, select, guarded, notHere, notHereNote } from '../dom.js';
+import { h, fill, table, field, select, guarded } from '../dom.js';
 import { fmt, inputValue, apiTime, DAY_MS } from '../time.js';
 
 export async function render(root) {
@@ -31,7 +31,7 @@ export async function render(root) {
       h('button', { type: 'submit' }, t('watch.create'))));
   addEntry();
   fill(root, form, list);
-  await refresh(list, undefined, root);
+  await refresh(list);
 }
 
 async function create(form, entries, list) {
@@ -54,18 +54,10 @@ async function create(form, entries, list) {
   });
 }
 
-/** Lists the watchlists under the form; on a server without watchlists (a cluster's
- * query node) the view, `root`, shows only a note saying so. */
-async function refresh(list, note, root) {
+/** Lists the watchlists under the form (a cluster's query node keeps them too). */
+async function refresh(list, note) {
   await guarded(async () => {
-    let watchlists;
-    try {
-      ({ watchlists } = await api.get('/v1/watchlists'));
-    } catch (e) {
-      if (!root || !notHere(e)) throw e;
-      fill(root, notHereNote(t('watch.title')));
-      return;
-    }
+    const { watchlists } = await api.get('/v1/watchlists');
     const entryText = (e) => `${t(`kind.${e.kind}`)} ${e.subject ?? e.pattern ?? `~${e.fuzzy}`}`;
     fill(list, h('h3', {}, t('watch.list')), note ? h('p', { class: 'muted', id: 'watch-note' }, note) : null,
       table([

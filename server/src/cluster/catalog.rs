@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hyper::body::Bytes;
 use serde_json::{json, Value};
-use sightline_cluster::meta::{bounded, Meta};
+use sightline_cluster::meta::Meta;
 use sightline_cluster::{ClusterConfig, ClusterError};
 
 use crate::auth::Caller;
@@ -30,12 +30,12 @@ use crate::params::Params;
 pub(super) struct Catalog {
     conninfo: String,
     /// The bound of each call.
-    within: Duration,
+    pub(super) within: Duration,
     meta: tokio::sync::Mutex<Option<Meta>>,
 }
 
 /// A failed call: PostgreSQL away, slow or refusing.
-fn unavailable(e: ClusterError) -> ApiError {
+pub(super) fn unavailable(e: ClusterError) -> ApiError {
     ApiError::StorageUnavailable(format!("the cluster's catalog in PostgreSQL: {e}"))
 }
 
@@ -49,7 +49,7 @@ impl Catalog {
     }
 
     /// The connection, made (again) when there is none or it broke.
-    async fn meta(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Meta>>, ApiError> {
+    pub(super) async fn meta(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Meta>>, ApiError> {
         let mut meta = tokio::time::timeout(self.within, self.meta.lock())
             .await
             .map_err(|_| {
@@ -74,10 +74,12 @@ macro_rules! on_meta {
     ($catalog:expr, $what:literal, |$m:ident| $call:expr) => {{
         let guard = $catalog.meta().await?;
         let $m = guard.as_ref().expect("connected by Catalog::meta");
-        $m.given_up(bounded($catalog.within, $what, $call).await)
-            .map_err(unavailable)
+        $m.given_up(sightline_cluster::meta::bounded($catalog.within, $what, $call).await)
+            .map_err($crate::cluster::catalog::unavailable)
     }};
 }
+// The key and watchlist endpoints (`super::{key_admin, watchlists}`) use it too.
+pub(super) use on_meta;
 
 impl Catalog {
     /// `GET /v1/communities`: those `caller` sees.

@@ -62,6 +62,8 @@ use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
 use crate::http::limits::{ByteBudget, Reserved};
 
+use super::alerting::Alerting;
+
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
 /// is read, so buffered bodies are bounded by slots × `max_viid_body_bytes`.
 const UPLOAD_SLOTS: usize = 16;
@@ -78,6 +80,8 @@ pub(super) struct GatNode {
     objects: Objects,
     /// The ingest node's publisher (`POST /v1/events`'s).
     publisher: Publisher,
+    /// The ingest node's watchlists (`POST /v1/events`'s).
+    alerting: Arc<Alerting>,
     slots: Arc<tokio::sync::Semaphore>,
     /// Upload bodies held at once (`ingest.max_viid_inflight_bytes`).
     bytes: ByteBudget,
@@ -184,12 +188,14 @@ impl GatNode {
     pub(super) async fn start(
         config: &ClusterConfig,
         publisher: Publisher,
+        alerting: Arc<Alerting>,
     ) -> Result<(Arc<GatNode>, tokio::task::JoinHandle<()>), String> {
         let node = Arc::new(GatNode {
             gateway: Gateway::signed(nonce_key(config)),
             directory: Directory::default(),
             objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
             publisher,
+            alerting,
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
             bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
@@ -744,9 +750,17 @@ async fn keep(
         })
         .collect();
     if !valid.is_empty() {
-        node.publisher.publish(&valid).await.map_err(|e| {
+        node.alerting.ready()?;
+        let published = node.publisher.publish(&valid).await.map_err(|e| {
             ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
         })?;
+        // As `POST /v1/events` raises them (`super::alerting`).
+        let acknowledged: Vec<(u64, &Event)> = published
+            .iter()
+            .zip(&valid)
+            .map(|(p, e)| (p.seq, e))
+            .collect();
+        node.alerting.raise(&acknowledged).await?;
     }
     Ok(fates
         .iter()

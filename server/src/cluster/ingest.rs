@@ -15,8 +15,9 @@
 //! (`Authorization: Bearer …` or `X-Api-Key`), checked before the body is read. A key
 //! scoped to communities writes only those: a record of another is refused by line,
 //! field `community`, with `serve`'s message, and the rest go on. Ingest is not
-//! audited (as on `serve`, it is no investigation), and no watchlist alerts are
-//! raised here (`alerts` is 0).
+//! audited (as on `serve`, it is no investigation). Each acknowledged event is matched
+//! against the watchlists and its alerts written before the answer
+//! (`super::alerting`; `alerts` counts the new ones).
 //! Bounds: 32 requests at once (429 with `Retry-After` beyond), `max_body_bytes`,
 //! `max_batch_records`.
 
@@ -33,6 +34,7 @@ use sightline_cluster::meta::Meta;
 use sightline_cluster::ClusterConfig;
 use sightline_storage::{Event, EventInput, EventRef, ValidationError, Validator};
 
+use super::alerting::Alerting;
 use super::gat1400::GatNode;
 use super::keys::ClusterKeys;
 use super::{error, reply};
@@ -57,6 +59,8 @@ struct Ingest {
     keys: Arc<ClusterKeys>,
     /// The GA/T 1400 gateway (`/VIID/…`).
     gat1400: Arc<GatNode>,
+    /// The watchlists and the alerts they raise.
+    alerting: Arc<Alerting>,
 }
 
 /// Binds the ingest role and serves until `shutdown` completes. Prints `listening on
@@ -83,11 +87,13 @@ pub async fn run_ingest(
     );
     let loading = keys.start(&config).await;
     let publisher = Publisher::new(js, partitions);
-    let (gat1400, reading) = GatNode::start(&config, publisher.clone()).await?;
+    let (alerting, watching) = Alerting::start(&config).await;
+    let (gat1400, reading) = GatNode::start(&config, publisher.clone(), alerting.clone()).await?;
     println!("listening on http://{addr}");
     let state = Arc::new(Ingest {
         publisher,
         gat1400,
+        alerting,
         nats,
         validator: Validator::default(),
         slots: Arc::new(tokio::sync::Semaphore::new(INGEST_SLOTS)),
@@ -97,6 +103,7 @@ pub async fn run_ingest(
     super::accept_loop(listener, shutdown, state, handle).await;
     loading.abort();
     reading.abort();
+    watching.abort();
     Ok(())
 }
 
@@ -212,12 +219,22 @@ async fn post_events(
             admit(pos, checked);
         }
     }
+    // Not one acknowledged that might raise an alert this node cannot see.
+    state.alerting.ready()?;
     let published = match valid.is_empty() {
         true => Vec::new(),
         false => state.publisher.publish(&valid).await.map_err(|e| {
             ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
         })?,
     };
+    // Written before the answer; a re-send of the same events (a duplicate PubAck)
+    // writes what an earlier attempt could not, never an alert twice.
+    let acknowledged: Vec<(u64, &Event)> = published
+        .iter()
+        .zip(&valid)
+        .map(|(p, e)| (p.seq, e))
+        .collect();
+    let alerts = state.alerting.raise(&acknowledged).await?;
     let (mut stored, mut duplicates, mut ids, mut errors) =
         (0usize, 0usize, Vec::new(), Vec::new());
     for (_, fate) in fates {
@@ -245,7 +262,7 @@ async fn post_events(
             "rejected": errors.len(),
             "ids": ids,
             "errors": errors.iter().map(RecordError::json).collect::<Vec<_>>(),
-            "alerts": 0,
+            "alerts": alerts,
         }),
     ))
 }

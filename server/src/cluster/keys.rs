@@ -70,7 +70,7 @@ impl ClusterKeys {
     }
 
     /// Takes `keys` (the whole table) as the set in force.
-    fn install(&self, keys: Vec<ApiKeyRecord>, at: Instant) {
+    pub(super) fn install(&self, keys: Vec<ApiKeyRecord>, at: Instant) {
         let loaded = Loaded {
             ever: !keys.is_empty(),
             by_hash: keys

@@ -18,16 +18,19 @@
 //! * [`catalog`]: communities and devices in the cluster's PostgreSQL, as `serve`
 //!   checks and writes them.
 
+mod alerting;
 mod catalog;
 mod devices;
 mod gat1400;
 mod ingest;
+mod key_admin;
 mod keys;
 mod partitions;
 mod pictures;
 mod query;
 mod remote;
 mod service;
+mod watchlists;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};

@@ -112,7 +112,7 @@ impl QueryNode {
         Duration::from_millis(self.config.query.timeout_ms)
     }
 
-    fn max_rows(&self) -> usize {
+    pub(super) fn max_rows(&self) -> usize {
         self.config.query.max_result_rows
     }
 }
@@ -332,6 +332,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
     let started = Instant::now();
     let query = req.uri().query().unwrap_or("").to_string();
     // The key first, before any body is read.
+    let mut created = false;
     let (key, answer) = match node.keys.authorize(crate::routes::token(&req)) {
         Err(e) => {
             // Audited as `serve` audits a refusal: the method and path, the query
@@ -358,6 +359,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
             (key, Err(e))
         }
         Ok(caller) => {
+            created = super::service::creates(req.method(), &path);
             let mut line = AuditLine::new(&caller, &path, query);
             let answer = route(&node, &caller, req, &path, &mut line).await;
             // Written unless the handler did (a stream, before its first byte); an
@@ -366,7 +368,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 true => answer.map(|(body, _)| body),
                 false => {
                     let (results, status) = match &answer {
-                        Ok((_, n)) => (*n, 200),
+                        Ok((_, n)) => (*n, if created { 201 } else { 200 }),
                         Err(e) => (None, e.status().as_u16()),
                     };
                     line.record_in(&node.audit, results, status)
@@ -387,6 +389,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
         "query"
     );
     Ok(match answer {
+        Ok(body) if created => respond(StatusCode::CREATED, body),
         Ok(body) => respond(StatusCode::OK, body),
         Err(e) => respond_error(&e),
     })

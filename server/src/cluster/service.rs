@@ -1,6 +1,7 @@
 //! What a query node answers beside the queries, so the investigator console works
-//! against a cluster as against `serve`: `GET /v1/whoami`, the catalog (`super::catalog`)
-//! and `GET /v1/audit` (this node's audit log), each with `serve`'s parameters, roles
+//! against a cluster as against `serve`: `GET /v1/whoami`, the catalog (`super::catalog`),
+//! the keys (`super::key_admin`), the watchlists (`super::watchlists`) and `GET
+//! /v1/audit` (this node's audit log), each with `serve`'s parameters, roles
 //! (read from `serve`'s route table), errors and JSON; and, for every other endpoint of
 //! `serve`'s API, 501 `not_in_cluster` naming it, so a client (the console) can tell
 //! "not here yet" from a failure.
@@ -27,7 +28,17 @@ const ANSWERED: &[&str] = &[
     "/v1/communities/{code}",
     "/v1/devices",
     "/v1/devices/{code}",
+    "/v1/keys",
+    "/v1/keys/{id}",
+    "/v1/watchlists",
+    "/v1/watchlists/{id}",
+    "/v1/alerts",
 ];
+
+/// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
+pub(super) fn creates(method: &Method, path: &str) -> bool {
+    method == Method::POST && matches!(path, "/v1/keys" | "/v1/watchlists")
+}
 
 /// `serve`'s route for `method` on `path`, with its path argument, when this module
 /// answers it.
@@ -139,6 +150,42 @@ pub(super) async fn answer(
             })
             .await
         }
+        (Method::GET, "/v1/keys") => {
+            let (v, n) = catalog.keys(caller).await?;
+            Ok((v.into(), Some(n)))
+        }
+        (Method::POST, "/v1/keys") => {
+            change(node, caller, line, req, |body| async move {
+                catalog.create_key(caller, &node.keys, &body).await
+            })
+            .await
+        }
+        (Method::DELETE, "/v1/keys/{id}") => {
+            change(node, caller, line, req, |_| async move {
+                catalog.revoke_key(caller, &node.keys, arg).await
+            })
+            .await
+        }
+        (Method::GET, "/v1/alerts") => {
+            let (v, n) = catalog.alerts(caller, &params, node.max_rows()).await?;
+            Ok((v.into(), Some(n)))
+        }
+        (Method::GET, "/v1/watchlists") => {
+            let (v, n) = catalog.list_watchlists(caller).await?;
+            Ok((v, Some(n)))
+        }
+        (Method::POST, "/v1/watchlists") => {
+            change(node, caller, line, req, |body| async move {
+                catalog.create_watchlist(caller, &body).await
+            })
+            .await
+        }
+        (Method::DELETE, "/v1/watchlists/{id}") => {
+            change(node, caller, line, req, |_| async move {
+                catalog.delete_watchlist(caller, arg).await
+            })
+            .await
+        }
         (method, _) => Err(not_answered(&method, line.endpoint.as_str())),
     }
 }
@@ -159,6 +206,10 @@ where
     Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
 {
     let what = format!("{} {}", req.method(), req.uri().path());
+    let ok = match creates(req.method(), req.uri().path()) {
+        true => 201,
+        false => 200,
+    };
     let begun = AuditLine::new(caller, &what, line.params.clone());
     begun.record_in(&node.audit, None, 0)?;
     let made = async {
@@ -171,7 +222,7 @@ where
     }
     .await;
     let (status, summary) = match &made {
-        Ok(v) => (200, crate::routes::change_summary(&Body::Value(v.clone()))),
+        Ok(v) => (ok, crate::routes::change_summary(&Body::Value(v.clone()))),
         Err(e) => (e.status().as_u16(), String::new()),
     };
     let outcome = AuditLine::new(caller, &what, summary);

@@ -12,7 +12,7 @@ use crate::http::json::{object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Call};
-use crate::params::{parse_kind, parse_time};
+use crate::params::{parse_kind, parse_time, Params};
 use crate::App;
 
 /// Most entries one watchlist may hold.
@@ -20,15 +20,17 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// `GET /v1/watchlists`: those of the key's communities for a scoped key.
 pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
-    let items: Vec<Value> = c
-        .app
-        .watch
-        .list()
+    Ok((StatusCode::OK, visible(&c.caller, c.app.watch.list()).0))
+}
+
+/// `GET /v1/watchlists`'s answer: those of `lists` `caller` covers, and how many.
+pub(crate) fn visible(caller: &Caller, lists: Vec<Watchlist>) -> (crate::http::Body, usize) {
+    let items: Vec<Value> = lists
         .into_iter()
-        .filter(|w| c.caller.covers(w.scope.as_deref()))
+        .filter(|w| caller.covers(w.scope.as_deref()))
         .map(|w| serde_json::to_value(w).expect("serializes"))
         .collect();
-    Ok((StatusCode::OK, listed("watchlists", items).0))
+    listed("watchlists", items)
 }
 
 /// `DELETE /v1/watchlists/{id}`.
@@ -65,6 +67,15 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
 }
 
 fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let w = watchlist_of(body, caller)?;
+    app.watch
+        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
+    Ok(serde_json::to_value(&w).expect("serializes"))
+}
+
+/// A `POST /v1/watchlists` body, checked, as a new watchlist (a fresh id) scoped to
+/// `caller`'s communities. A cluster's query node reads it alike.
+pub(crate) fn watchlist_of(body: &[u8], caller: &Caller) -> Result<Watchlist, ApiError> {
     let o = object(body)?;
     let reason = text(&o, "reason", true)?;
     let expires_ms = match o.get("expires") {
@@ -86,17 +97,14 @@ fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError
         .enumerate()
         .map(|(i, e)| entry(i, e))
         .collect::<Result<Vec<_>, _>>()?;
-    let w = Watchlist {
+    Ok(Watchlist {
         id: format!("{:016x}", rand::random::<u64>()),
         name: text(&o, "name", false)?,
         reason,
         expires_ms,
         entries,
         scope: caller.communities.clone(),
-    };
-    app.watch
-        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
-    Ok(serde_json::to_value(&w).expect("serializes"))
+    })
 }
 
 /// Entry `i` of a new watchlist, each failure naming `entries[i].field`.
@@ -149,52 +157,70 @@ fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
 /// `GET /v1/alerts?after=&limit=&wait=`: alerts after the cursor, in order, waiting up
 /// to `wait` for some when there are none.
 pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
-    let p = &c.params;
-    let after = p.number("after", 0u64)?;
-    let limit = p.limit(1000, c.app.config.max_result_rows)?;
-    let wait = p.window("wait")?.unwrap_or(0);
-    if !(0..=60_000).contains(&wait) {
-        return Err(ApiError::param("wait", "0 to 60 s"));
-    }
-    let deadline = Instant::now() + Duration::from_millis(wait as u64);
+    let (after, limit, wait) = alerts_params(&c.params, c.app.config.max_result_rows)?;
+    let deadline = Instant::now() + wait;
     loop {
         let notified = c.app.watch.signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let caller = c.caller.clone();
         let alerts = run(c.app.clone(), move |a| {
-            // Only alerts of lists the key covers: another list's name and reason are
-            // not its to read, even for an event in its communities.
-            let lists: Vec<String> = a
-                .watch
-                .list()
-                .into_iter()
-                .filter(|w| caller.covers(w.scope.as_deref()))
-                .map(|w| w.id)
-                .collect();
             let scope = caller.communities.as_deref();
-            let mut all = a.watch.alerts(&a.store, after, limit, scope)?;
-            if caller.communities.is_some() {
-                all.retain(|x| {
-                    x["watchlist"]
-                        .as_str()
-                        .is_some_and(|w| lists.iter().any(|l| l == w))
-                });
-            }
-            Ok(all)
+            let all = a.watch.alerts(&a.store, after, limit, scope)?;
+            Ok(covered_alerts(&caller, a.watch.list(), all))
         })
         .await?;
         if !alerts.is_empty() || Instant::now() >= deadline {
-            let next = alerts
-                .last()
-                .and_then(|a| a["id"].as_u64())
-                .unwrap_or(after);
-            return Ok((
-                StatusCode::OK,
-                json!({ "alerts": alerts, "next_after": next }).into(),
-            ));
+            return Ok((StatusCode::OK, alerts_answer(alerts, after).into()));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, notified).await;
     }
+}
+
+/// `GET /v1/alerts`' parameters: the cursor, the page's size (at most `max_rows`) and
+/// how long to wait for alerts when there are none.
+pub(crate) fn alerts_params(
+    p: &Params,
+    max_rows: usize,
+) -> Result<(u64, usize, Duration), ApiError> {
+    let after = p.number("after", 0u64)?;
+    let limit = p.limit(1000, max_rows)?;
+    let wait = p.window("wait")?.unwrap_or(0);
+    if !(0..=60_000).contains(&wait) {
+        return Err(ApiError::param("wait", "0 to 60 s"));
+    }
+    Ok((after, limit, Duration::from_millis(wait as u64)))
+}
+
+/// Of `alerts` (already of `caller`'s communities), those of lists among `lists` the
+/// key covers, for a scoped key: another list's name and reason are not its to read,
+/// even for an event in its communities.
+pub(crate) fn covered_alerts(
+    caller: &Caller,
+    lists: Vec<Watchlist>,
+    mut alerts: Vec<Value>,
+) -> Vec<Value> {
+    if caller.communities.is_some() {
+        let covered: Vec<String> = lists
+            .into_iter()
+            .filter(|w| caller.covers(w.scope.as_deref()))
+            .map(|w| w.id)
+            .collect();
+        alerts.retain(|x| {
+            x["watchlist"]
+                .as_str()
+                .is_some_and(|w| covered.iter().any(|l| l == w))
+        });
+    }
+    alerts
+}
+
+/// `GET /v1/alerts`' answer: `alerts` and the cursor after them (`after` when none).
+pub(crate) fn alerts_answer(alerts: Vec<Value>, after: u64) -> Value {
+    let next = alerts
+        .last()
+        .and_then(|a| a["id"].as_u64())
+        .unwrap_or(after);
+    json!({ "alerts": alerts, "next_after": next })
 }

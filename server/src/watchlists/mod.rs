@@ -17,6 +17,8 @@ use sightline_storage::{normalize_subject, Event, Kind, Store};
 use crate::error::ApiError;
 
 const TREE: &str = "watchlists";
+/// `max_scanned_watch_entries`' default (a cluster's query nodes apply it).
+pub const DEFAULT_MAX_SCANNED: usize = 100_000;
 const ALERTS: &str = "alerts";
 
 /// One watched subject or pattern.
@@ -46,7 +48,7 @@ pub struct Watchlist {
 
 /// The matcher: exact subjects hashed, patterns and fuzzy entries checked in turn.
 #[derive(Default)]
-struct Matcher {
+pub(crate) struct Matcher {
     lists: HashMap<String, Watchlist>,
     exact: HashMap<(Kind, String), Vec<String>>,
     /// The entries checked one by one (wildcards and fuzzy plates): those of unscoped
@@ -73,7 +75,7 @@ impl Scanned {
 }
 
 impl Matcher {
-    fn build(lists: Vec<Watchlist>) -> Matcher {
+    pub(crate) fn build(lists: Vec<Watchlist>) -> Matcher {
         let mut m = Matcher::default();
         for w in lists {
             for e in &w.entries {
@@ -126,7 +128,7 @@ impl Matcher {
 
     /// The watchlists an event matches (active at `now_ms`, in scope), each once; and
     /// how many wildcard and fuzzy entries were checked to find them.
-    fn matches(&self, e: &Event, now_ms: i64) -> (Vec<&Watchlist>, usize) {
+    pub(crate) fn matches(&self, e: &Event, now_ms: i64) -> (Vec<&Watchlist>, usize) {
         let mut ids: Vec<&str> = Vec::new();
         if let Some(w) = self.exact.get(&(e.kind(), e.subject().to_string())) {
             ids.extend(w.iter().map(String::as_str));
@@ -162,6 +164,21 @@ impl Matcher {
     }
 }
 
+/// Alert `id` of watchlist `w`, raised at `now_ms` by event `seq` (`e`, `json` its API
+/// form), as `GET /v1/alerts` answers it.
+pub(crate) fn alert_json(
+    id: u64,
+    w: &Watchlist,
+    seq: u64,
+    e: &Event,
+    json: &Value,
+    now_ms: i64,
+) -> Value {
+    json!({"id": id, "watchlist": w.id, "name": w.name, "reason": w.reason,
+           "event_id": seq, "community": e.community(),
+           "raised": crate::params::rfc3339(now_ms), "event": json})
+}
+
 /// A list's wildcard and fuzzy entries (checked one by one against each event).
 fn scanned_entries(w: &Watchlist) -> usize {
     w.entries
@@ -178,6 +195,54 @@ fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
         (Some(cs), Some(c)) => cs.iter().any(|x| x == c),
         _ => false,
     }
+}
+
+/// Refuses `w` (new, or replacing the list of its id among `m`'s) when its wildcard
+/// and fuzzy entries would take any community's (or the unscoped lists') past
+/// `max_scanned`: each event is checked against its community's and the unscoped
+/// ones, so that bounds what watchlists cost any one event.
+fn check_room(m: &Matcher, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
+    let adding = scanned_entries(w);
+    if adding > 0 {
+        let replaced = m.lists.get(&w.id);
+        let scopes: Vec<Option<&str>> = match &w.scope {
+            None => vec![None],
+            Some(cs) => cs.iter().map(|c| Some(c.as_str())).collect(),
+        };
+        for scope in scopes {
+            let now = m.scanned_for(scope);
+            let going = replaced
+                .filter(|r| scoped_to(r, scope))
+                .map_or(0, scanned_entries);
+            let after = now.saturating_sub(going) + adding;
+            if after > max_scanned {
+                let whose = scope.map_or_else(
+                    || "the unscoped watchlists".to_string(),
+                    |c| format!("community {c}'s watchlists"),
+                );
+                return Err(ApiError::param(
+                    "entries",
+                    format!(
+                        "{whose} would hold {after} wildcard and fuzzy entries; at most \
+                         {max_scanned} (max_scanned_watch_entries: every event there is \
+                         checked against each)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`check_room`] against `lists`, the watchlists there are (a cluster's, read from
+/// PostgreSQL).
+#[cfg(feature = "cluster")]
+pub(crate) fn room_for(
+    lists: Vec<Watchlist>,
+    w: &Watchlist,
+    max_scanned: usize,
+) -> Result<(), ApiError> {
+    check_room(&Matcher::build(lists), w, max_scanned)
 }
 
 /// Every watchlist the catalog holds.
@@ -230,41 +295,10 @@ impl Watch {
         Ok(())
     }
 
-    /// Stores `w` (new or replacing the list of its id), unless its wildcard and fuzzy
-    /// entries would take any community's (or the unscoped lists') past `max_scanned`:
-    /// each event is checked against its community's and the unscoped ones, so that
-    /// bounds what watchlists cost any one event.
+    /// Stores `w` (new or replacing the list of its id), unless [`check_room`]
+    /// refuses it.
     pub fn put(&self, store: &Store, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
-        let adding = scanned_entries(w);
-        if adding > 0 {
-            let m = self.matcher.read().expect("watch");
-            let replaced = m.lists.get(&w.id);
-            let scopes: Vec<Option<&str>> = match &w.scope {
-                None => vec![None],
-                Some(cs) => cs.iter().map(|c| Some(c.as_str())).collect(),
-            };
-            for scope in scopes {
-                let now = m.scanned_for(scope);
-                let going = replaced
-                    .filter(|r| scoped_to(r, scope))
-                    .map_or(0, scanned_entries);
-                let after = now.saturating_sub(going) + adding;
-                if after > max_scanned {
-                    let whose = scope.map_or_else(
-                        || "the unscoped watchlists".to_string(),
-                        |c| format!("community {c}'s watchlists"),
-                    );
-                    return Err(ApiError::param(
-                        "entries",
-                        format!(
-                            "{whose} would hold {after} wildcard and fuzzy entries; at most \
-                             {max_scanned} (max_scanned_watch_entries: every event there is \
-                             checked against each)"
-                        ),
-                    ));
-                }
-            }
-        }
+        check_room(&self.matcher.read().expect("watch"), w, max_scanned)?;
         store
             .catalog()
             .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))?;
@@ -316,9 +350,7 @@ impl Watch {
             let (lists, n) = m.matches(e, now_ms);
             checked += n as u64;
             for w in lists {
-                let alert = json!({"id": *next, "watchlist": w.id, "name": w.name,
-                    "reason": w.reason, "event_id": seq, "community": e.community(),
-                    "raised": crate::params::rfc3339(now_ms), "event": json});
+                let alert = alert_json(*next, w, *seq, e, json, now_ms);
                 batch.push((format!("{:016x}", *next), alert.to_string().into_bytes()));
                 *next += 1;
             }

@@ -331,6 +331,18 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
             "{body}"
         );
     }
+    // A watchlist made on a query node (and on serve), which the upload matches.
+    let watch = json!({"name": "gateway", "reason": "stolen vehicle",
+                       "entries": [{"kind": "vehicle", "pattern": "苏E7GA*"}]})
+    .to_string();
+    let (status, made) = super::ask_as(qa, Some(&admin), "POST", "/v1/watchlists", &watch);
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        super::ask_as(s, None, "POST", "/v1/watchlists", &watch).0,
+        201
+    );
+    // Read by the ingest nodes within their renewal (500 ms here).
+    std::thread::sleep(Duration::from_millis(1500));
     // … and uploads to ingest node 2 with `User-Identify` only, as cameras do.
     let ident = vec![("User-Identify", CAMERA.to_string())];
     let (body, mut pictures) = vehicles();
@@ -338,6 +350,32 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     assert_eq!(status, 200, "{cluster}");
     let (status, _, single_answer) = viid(s, "POST", "/VIID/MotorVehicles", &ident, &body);
     assert_eq!(status, 200, "{single_answer}");
+    // The stored vehicles raised serve's alerts, written before the upload's answer.
+    let alerts = |addr: SocketAddr, token: Option<&str>| -> Vec<Value> {
+        let (status, page) = super::ask_as(addr, token, "GET", "/v1/alerts", "");
+        assert_eq!(status, 200, "{page}");
+        page["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let e = &a["event"];
+                json!([
+                    a["name"],
+                    a["reason"],
+                    a["community"],
+                    e["subject"],
+                    e["ts"],
+                    e["kind"],
+                    e["device"],
+                    e["direction"]
+                ])
+            })
+            .collect()
+    };
+    let raised = alerts(qa, Some(&all));
+    assert_eq!(raised.len(), 3, "{raised:?}");
+    assert_eq!(raised, alerts(s, None), "serve's alerts");
     let answered = statuses(&cluster);
     assert_eq!(
         answered,

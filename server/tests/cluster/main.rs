@@ -36,6 +36,7 @@ use sightline_testkit::{call, wait_until};
 
 mod console;
 mod gat1400;
+mod watch;
 
 /// The tests share two cores: one cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -1,0 +1,160 @@
+//! Watchlist alerts on an ingest node: every event the log acknowledged (through
+//! `POST /v1/events` or a GA/T 1400 upload) is matched against the cluster's
+//! watchlists with `serve`'s matcher (`crate::watchlists::Matcher`: exact subjects,
+//! wildcards, OCR-fuzzy plates, expiry and scope), and the alerts it raises are
+//! written to PostgreSQL's `alerts` table (`sightline_cluster::alerts`) before the
+//! ingest is answered, as `serve` writes them before it answers.
+//!
+//! **Why PostgreSQL, after the log.** Query nodes page alerts by id with `serve`'s
+//! cursor and filter them by community and watchlist: a table does that with one
+//! indexed statement and keeps them as long as wanted, where a JetStream subject would
+//! need every query node to consume and keep its own ordered copy. The alerts are
+//! written once the events' PubAcks came, so an alert never names an event the log
+//! does not hold. If the write fails (PostgreSQL away past `index.lease_ms`), the
+//! ingest is answered 503 `storage_unavailable` although its events are in the log:
+//! the sender sends again, JetStream deduplicates the events (same `Nats-Msg-Id`,
+//! within `duplicate_window_s`: the PubAck names the first message), and the alerts
+//! are written then; an alert already written is not written twice (`UNIQUE
+//! (watchlist, msg_id)`, also for a re-send after the window). So no acknowledged
+//! event loses its alert, and none raises one twice. What it costs: while PostgreSQL
+//! is away, ingest of events that match a watchlist stops (503); other events go on.
+//!
+//! **The watchlists** are read every `index.renew_ms` on a task of their own (each
+//! call bounded by `index.lease_ms`), so a list made or deleted on a query node
+//! alerts (or stops) within a renewal. A node that has not read them yet, or whose
+//! last read is older than `super::keys::MAX_AGE`, refuses ingest 503 rather than
+//! acknowledge events that might have raised alerts it cannot see.
+//!
+//! An alert's `event_id` (and its event's `id`) is `null`: the cluster id (`partition
+//! << 48 | local seq`) is given later, by the partition's indexer, and a log sequence
+//! in its place would name another event to `GET /v1/events/{id}`. The event itself
+//! (subject, time, device, attributes, pictures) is in the alert as on `serve`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde_json::Value;
+use sightline_cluster::alerts::NewAlert;
+use sightline_cluster::{payload, ClusterConfig};
+use sightline_storage::Event;
+
+use super::catalog::{on_meta, Catalog};
+use super::keys::MAX_AGE;
+use crate::error::ApiError;
+use crate::watchlists::{alert_json, Matcher};
+
+/// The watchlists as last read, and the connection alerts are written on.
+pub(super) struct Alerting {
+    lists: RwLock<Option<(Arc<Matcher>, Instant)>>,
+    catalog: Catalog,
+}
+
+impl Alerting {
+    /// Reads the watchlists now, then every `index.renew_ms` on a task of its own
+    /// (returned, to abort at shutdown).
+    pub(super) async fn start(
+        config: &ClusterConfig,
+    ) -> (Arc<Alerting>, tokio::task::JoinHandle<()>) {
+        let alerting = Arc::new(Alerting {
+            lists: RwLock::new(None),
+            catalog: Catalog::new(config),
+        });
+        let mut failing = match alerting.load().await {
+            Ok(n) => {
+                tracing::info!(watchlists = n, "watchlists read");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the watchlists; refusing ingest (503) until they are read");
+                true
+            }
+        };
+        let (a, renew) = (alerting.clone(), config.renew());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renew).await;
+                match a.load().await {
+                    Ok(n) if failing => {
+                        tracing::info!(watchlists = n, "watchlists read again");
+                        failing = false;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, max_age_s = MAX_AGE.as_secs(), "cannot read the watchlists; the last set read stays in force for its max age");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+        (alerting, task)
+    }
+
+    /// Reads the watchlists once; how many there are.
+    async fn load(&self) -> Result<usize, ApiError> {
+        let asked = Instant::now();
+        let lists = self.catalog.watchlists().await?;
+        let n = lists.len();
+        let matcher = Arc::new(Matcher::build(lists));
+        *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Some((matcher, asked));
+        Ok(n)
+    }
+
+    /// The matcher in force, unless the watchlists were never read or too long ago.
+    fn matcher(&self) -> Result<Arc<Matcher>, ApiError> {
+        let lists = self.lists.read().unwrap_or_else(|p| p.into_inner());
+        match &*lists {
+            Some((m, at)) if at.elapsed() <= MAX_AGE => Ok(m.clone()),
+            Some((_, at)) => Err(ApiError::StorageUnavailable(format!(
+                "this node last read the cluster's watchlists {} s ago (PostgreSQL \
+                 unreachable?); events are refused until they are read again, so that \
+                 none misses its alert",
+                at.elapsed().as_secs()
+            ))),
+            None => Err(ApiError::StorageUnavailable(
+                "this node has not read the cluster's watchlists from PostgreSQL yet; retry \
+                 shortly"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Refuses (503) while the watchlists are not known: checked before events are
+    /// published, so none is acknowledged that could not be matched.
+    pub(super) fn ready(&self) -> Result<(), ApiError> {
+        self.matcher().map(|_| ())
+    }
+
+    /// Matches `events` (each with its log sequence), acknowledged by the log, and
+    /// records their alerts; how many were new.
+    pub(super) async fn raise(&self, events: &[(u64, &Event)]) -> Result<u64, ApiError> {
+        let matcher = self.matcher()?;
+        let now_ms = crate::now_ms();
+        let mut alerts = Vec::new();
+        for (seq, e) in events {
+            let (lists, _) = matcher.matches(e, now_ms);
+            if lists.is_empty() {
+                continue;
+            }
+            let msg_id = payload::message_id(e, &payload::encode(e));
+            let mut json = crate::http::out::event_json(*seq, e);
+            json["id"] = Value::Null;
+            for w in lists {
+                // Its id is the table's, set as it is read.
+                let mut alert = alert_json(0, w, *seq, e, &json, now_ms);
+                alert["event_id"] = Value::Null;
+                alerts.push(NewAlert {
+                    watchlist: w.id.clone(),
+                    community: e.community().to_string(),
+                    msg_id: msg_id.clone(),
+                    body: alert.to_string(),
+                });
+            }
+        }
+        if alerts.is_empty() {
+            return Ok(0);
+        }
+        on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))
+    }
+}
