@@ -7,6 +7,8 @@
 //!                       -- digest credentials: HA1 only, never a password (as `serve`)
 //! gat1400_registrations (code PRIMARY KEY, address, renewed_at)
 //!                       -- who registered (or kept alive) from where, when
+//! gat1400_nonces (nonce, nc, used_at; PRIMARY KEY (nonce, nc))
+//!                       -- digest answers seen by any ingest node (replays refused)
 //! ```
 //!
 //! beside the catalog's `devices` (`crate::catalog`: the devices objects name, and
@@ -241,6 +243,32 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("register a GA/T 1400 caller"))?;
         Ok(())
+    }
+
+    /// Records the first use of a digest nonce with counter `nc`, cluster-wide;
+    /// `false` when it was used before (a replay, to this node or another).
+    pub async fn gat1400_nonce_first_use(&self, nonce: &str, nc: i64) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO gat1400_nonces (nonce, nc) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&nonce, &nc],
+            )
+            .await
+            .map_err(ClusterError::pg("record a GA/T 1400 nonce"))?;
+        Ok(n > 0)
+    }
+
+    /// Forgets nonce uses older than `age_ms` (past every nonce's life, they cannot
+    /// verify again); how many.
+    pub async fn gat1400_sweep_nonces(&self, age_ms: i64) -> Result<u64> {
+        self.client
+            .execute(
+                "DELETE FROM gat1400_nonces WHERE used_at < now() - $1 * interval '1 millisecond'",
+                &[&(age_ms as f64)],
+            )
+            .await
+            .map_err(ClusterError::pg("sweep GA/T 1400 nonces"))
     }
 
     /// Ends the registration of `code`.

@@ -13,7 +13,8 @@
 //!                                                   --   and the read replicas they serve
 //! api_keys (id PRIMARY KEY, name, token_sha256 UNIQUE, role, communities text[],
 //!           created_at, revoked_at)                 -- the cluster's API keys (`keys.rs`)
-//! gat1400_credentials, gat1400_registrations       -- the GA/T 1400 gateway's (`gat1400.rs`)
+//! gat1400_credentials, gat1400_registrations,      -- the GA/T 1400 gateway's (`gat1400.rs`)
+//! gat1400_nonces
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -186,6 +187,13 @@ CREATE TABLE IF NOT EXISTS gat1400_registrations (
     address text,
     renewed_at timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS gat1400_nonces (
+    nonce text NOT NULL,
+    nc bigint NOT NULL,
+    used_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nonce, nc)
+);
+CREATE INDEX IF NOT EXISTS gat1400_nonces_used_at ON gat1400_nonces (used_at);
 ";
 
 fn to_u64(v: i64) -> u64 {

@@ -21,7 +21,9 @@
 //! * **Digest nonces** are signed (`Nonces::signed`) with a key derived from
 //!   `partition_token`, so a nonce one ingest node issued verifies on every other;
 //!   without a `partition_token` each node signs with a key of its own and a client
-//!   must answer a challenge on the node that sent it (sticky sessions).
+//!   must answer a challenge on the node that sent it (sticky sessions). An answer's
+//!   (nonce, nc) is recorded on first use in `gat1400_nonces`, so it is accepted once
+//!   by the whole cluster, restarts included; its `uri` must be the request's path.
 //! * **Pictures** (base64 `Data` of `SubImageList`, within `ingest.max_picture_bytes`)
 //!   and the objects as uploaded are put on object storage, create-only, under
 //!   content-addressed keys (`sightline_cluster::gat1400::BlobId`), *before* the
@@ -51,7 +53,7 @@ use sightline_cluster::ClusterConfig;
 use sightline_storage::{Device, Event, Gat1400Credential, Validator};
 
 use crate::error::{ApiError, RecordError};
-use crate::gat1400::digest::{Credentials, DigestError};
+use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
 use crate::gat1400::handlers::{
     device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
@@ -69,6 +71,9 @@ const UPLOAD_SLOTS: usize = 16;
 const PUTS_AT_ONCE: usize = 16;
 /// A registration is renewed in PostgreSQL at most this often by one node.
 const RENEW_EVERY: Duration = Duration::from_secs(60);
+/// How long a digest nonce's use is remembered in `gat1400_nonces`: past its life
+/// (`NONCE_TTL`, 5 min, and the nodes' clock skew) it cannot verify again.
+const NONCE_USE_KEPT_MS: i64 = 600_000;
 
 /// An ingest node's gateway.
 pub(super) struct GatNode {
@@ -207,6 +212,7 @@ impl GatNode {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(n.config.renew()).await;
+                n.sweep_nonces().await;
                 match n.load(&mut meta).await {
                     Ok(()) if failing => {
                         tracing::info!("GA/T 1400 tables read again");
@@ -340,6 +346,18 @@ impl GatNode {
         }
     }
 
+    /// Forgets nonce uses past every nonce's life (any node may; each bounded).
+    async fn sweep_nonces(&self) {
+        let swept = self
+            .write("sweep GA/T 1400 nonces", |m| {
+                Box::pin(async move { m.gat1400_sweep_nonces(NONCE_USE_KEPT_MS).await })
+            })
+            .await;
+        if let Err(e) = swept {
+            tracing::debug!(error = %e, "GA/T 1400 nonces not swept");
+        }
+    }
+
     /// Whether `code` is registered from `from`: as this node knows, else as the
     /// table says now (a camera registered on another node a moment ago).
     async fn is_registered(&self, code: &str, from: Option<IpAddr>) -> bool {
@@ -377,7 +395,7 @@ impl GatNode {
             .as_deref()
             .is_some_and(|h| !h.trim().is_empty())
         {
-            return match self.check(x, identity.as_deref(), &x.body) {
+            return match self.check(x, identity.as_deref(), &x.body).await {
                 Ok(id) => {
                     self.renew(&id, x.peer).await;
                     Ok(id)
@@ -398,19 +416,40 @@ impl GatNode {
         }
     }
 
-    fn check(
+    /// The caller a digest proves: checked as `serve` checks it (the response, the
+    /// `uri` against the path, the nonce's signature, life and counter on this node),
+    /// then its (nonce, nc) recorded as used in `gat1400_nonces`, so the same answer
+    /// replayed to any ingest node — or to this one after a restart or past its
+    /// in-memory bound — is refused.
+    async fn check(
         &self,
         x: &Exchange,
         identity: Option<&str>,
         body: &[u8],
     ) -> Result<String, DigestError> {
-        self.gateway.check_digest(
+        let id = self.gateway.check_digest(
             &self.directory,
             &x.method,
+            &x.path,
             x.authorization.as_deref(),
             identity,
             body,
-        )
+        )?;
+        let (nonce, nc) = x
+            .authorization
+            .as_deref()
+            .and_then(answered_nonce)
+            .ok_or(DigestError::Missing)?;
+        let first = self
+            .write("record a GA/T 1400 nonce", move |m| {
+                Box::pin(async move { m.gat1400_nonce_first_use(&nonce, nc as i64).await })
+            })
+            .await;
+        match first {
+            Ok(true) => Ok(id),
+            Ok(false) => Err(DigestError::Replayed),
+            Err(e) => Err(DigestError::Unavailable(e.to_string())),
+        }
     }
 }
 
@@ -551,7 +590,7 @@ async fn system(
 fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        match node.check(x, identity.as_deref(), &x.body) {
+        match node.check(x, identity.as_deref(), &x.body).await {
             Err(why) => refused(&node.gateway, x, &why),
             Ok(id) => match node.register(&id, x.peer).await {
                 Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
@@ -566,7 +605,7 @@ fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        let id = match (node.check(x, identity.as_deref(), &x.body), identity) {
+        let id = match (node.check(x, identity.as_deref(), &x.body).await, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if node.is_registered(&id, x.peer).await => id,
             (Err(why), _) => return refused(&node.gateway, x, &why),
@@ -602,7 +641,7 @@ async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>
     let identity = identified(x);
     match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
         Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
-        Some(_) => node.check(x, identity.as_deref(), b"").map(Some),
+        Some(_) => node.check(x, identity.as_deref(), b"").await.map(Some),
         None => match identity {
             Some(id) if node.is_registered(&id, x.peer).await => Ok(None),
             _ => Err(DigestError::NotRegistered),

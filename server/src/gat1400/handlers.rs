@@ -209,7 +209,7 @@ fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
             let method = c.head.method.as_str();
             c.app
                 .gateway
-                .check_digest(&c.app.store, method, Some(h), identity, b"")
+                .check_digest(&c.app.store, method, &c.path, Some(h), identity, b"")
                 .map(Some)
         }
         None => match identity {
@@ -306,6 +306,7 @@ fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option
     let checked = app.gateway.check_digest(
         &app.store,
         &x.method,
+        &x.path,
         x.authorization.as_deref(),
         identity.as_deref(),
         &x.body,
@@ -378,6 +379,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         match app.gateway.check_digest(
             &app.store,
             &x.method,
+            &x.path,
             x.authorization.as_deref(),
             identity.as_deref(),
             &x.body,

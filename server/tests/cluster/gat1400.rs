@@ -545,3 +545,55 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     assert_eq!(status, 200);
     assert!(uploaded.contains(&sha256_hex(&bytes)));
 }
+
+/// `sightline cluster gat1400 add CODE` with `password`, its community registered.
+fn add_login(cli: &std::path::Path, code: &str, community: &str, password: &str) {
+    let args = [
+        "add",
+        code,
+        "--community",
+        community,
+        "--community-name",
+        community,
+        "--kind",
+        "checkpoint_camera",
+        "--password",
+        password,
+    ];
+    gat1400_cli(cli, &args).unwrap();
+}
+
+#[test]
+fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let path = "/VIID/System/Register";
+    let body = json!({"RegisterObject": {"DeviceID": CAMERA}}).to_string();
+    let nonce = nonce_of(&viid(a1, "POST", path, &[], &body).1);
+    let signed = vec![(
+        "Authorization",
+        authorization(CAMERA, "pw-vehicles", &nonce, "00000001", "POST", path),
+    )];
+    let (status, _, answer) = viid(a1, "POST", path, &signed, &body);
+    assert_eq!(status, 200, "{answer}");
+    // Sniffed and sent again to the other node, within the nonce's life: a replay.
+    let (status, _, replayed) = viid(a2, "POST", path, &signed, &body);
+    assert_eq!(status, 401, "{replayed}");
+    assert!(replayed.to_string().contains("replay"), "{replayed}");
+    // An answer made for Register, sent (unused) to Keepalive: not its path.
+    let nonce = nonce_of(&viid(a2, "POST", path, &[], &body).1);
+    let for_register = vec![(
+        "Authorization",
+        authorization(CAMERA, "pw-vehicles", &nonce, "00000001", "POST", path),
+    )];
+    let (status, _, moved) = viid(a2, "POST", "/VIID/System/Keepalive", &for_register, "{}");
+    assert_eq!(status, 401, "{moved}");
+    // The use is in the table every node asks, and the table is swept of nothing
+    // younger than every nonce's life.
+    let used = env.pg.psql("SELECT count(*) FROM gat1400_nonces");
+    assert_eq!(used, "1", "only the accepted answer is recorded");
+}
