@@ -113,6 +113,15 @@ ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
 ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
 ";
 
+/// What a database made before registrations were tied to credentials needs (the
+/// migration `Meta::create` runs once): a registration whose login was removed goes.
+pub(crate) const REGISTRATIONS_CASCADE: &str = "
+DELETE FROM gat1400_registrations r
+    WHERE NOT EXISTS (SELECT 1 FROM gat1400_credentials c WHERE c.code = r.code);
+ALTER TABLE gat1400_registrations ADD CONSTRAINT gat1400_registrations_code_fkey
+    FOREIGN KEY (code) REFERENCES gat1400_credentials (code) ON DELETE CASCADE;
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -183,7 +192,7 @@ CREATE TABLE IF NOT EXISTS gat1400_credentials (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS gat1400_registrations (
-    code text PRIMARY KEY,
+    code text PRIMARY KEY REFERENCES gat1400_credentials (code) ON DELETE CASCADE,
     address text,
     renewed_at timestamptz NOT NULL
 );
@@ -359,6 +368,25 @@ impl Meta {
             tx.batch_execute(BUNDLES)
                 .await
                 .map_err(ClusterError::pg("add the bundle columns"))?;
+        }
+        // A registration lives only while its credential does: a database made before
+        // the foreign key loses the registrations of removed logins and gets it, once
+        // (checked first, for the same reason as above).
+        let cascaded: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.table_constraints
+                 WHERE table_schema = current_schema()
+                   AND table_name = 'gat1400_registrations'
+                   AND constraint_type = 'FOREIGN KEY'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the gat1400_registrations table"))?
+            .get(0);
+        if cascaded == 0 {
+            tx.batch_execute(REGISTRATIONS_CASCADE)
+                .await
+                .map_err(ClusterError::pg("tie registrations to credentials"))?;
         }
         tx.execute(
             "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",

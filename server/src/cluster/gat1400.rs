@@ -14,8 +14,13 @@
 //!   most cameras with only `User-Identify` after registering, which a digest on each
 //!   request could not cover. A registration is written before it is answered; a
 //!   node that does not know a registration asks the table (bounded) before refusing;
-//!   keepalives and uploads renew it at most once a minute per node (a renewal that
-//!   cannot be written is logged, the registration lasts an hour). As on `serve`, an
+//!   keepalives and uploads renew it at most once a minute per node, in the
+//!   background (a renewal that cannot be written is logged, the registration lasts
+//!   an hour). A renewal only renews (`UPDATE`): a registration is made by Register
+//!   or a digest, and only while its credential exists (a foreign key, `ON DELETE
+//!   CASCADE`), so a login removed stays removed whatever a node remembers; a node
+//!   trusts a registration only while its credential is in a set read within the
+//!   keys' `MAX_AGE`, and asks PostgreSQL only about codes that have one. As on `serve`, an
 //!   upload without a digest is trusted only from the address that registered: a
 //!   load balancer in front must keep client addresses (TCP pass-through).
 //! * **Digest nonces** are signed (`Nonces::signed`) with a key derived from
@@ -71,6 +76,9 @@ const UPLOAD_SLOTS: usize = 16;
 const PUTS_AT_ONCE: usize = 16;
 /// A registration is renewed in PostgreSQL at most this often by one node.
 const RENEW_EVERY: Duration = Duration::from_secs(60);
+/// Renewals waiting for the writer connection; beyond, one is dropped (logged): the
+/// registration it renews lasts an hour.
+const RENEWALS_QUEUED: usize = 1024;
 /// How long a digest nonce's use is remembered in `gat1400_nonces`: past its life
 /// (`NONCE_TTL`, 5 min, and the nodes' clock skew) it cannot verify again.
 const NONCE_USE_KEPT_MS: i64 = 600_000;
@@ -88,6 +96,19 @@ pub(super) struct GatNode {
     bytes: ByteBudget,
     /// The connection registrations are written (and missed ones read) on.
     writer: tokio::sync::Mutex<Option<Meta>>,
+    /// Renewals waiting for the writer (at most [`RENEWALS_QUEUED`]; a request never
+    /// waits on one).
+    renewals: tokio::sync::mpsc::Sender<Renewal>,
+}
+
+/// A registration to renew in the background: who, from where, proven how.
+struct Renewal {
+    code: String,
+    from: Option<IpAddr>,
+    /// Proven by a digest just now (which registers its sender again, as on `serve`,
+    /// while its credential exists), else by a registration (only renewed: never
+    /// made again, so a login removed while a node remembers it stays removed).
+    digest: bool,
 }
 
 /// The tables as this node last read them.
@@ -132,9 +153,21 @@ impl Directory {
         set.as_ref().map(|l| l.devices.clone()).unwrap_or_default()
     }
 
+    /// Whether `code` has a credential in a set read within the keys' `MAX_AGE`: a
+    /// login removed (or a set too old to say) has no registration to trust.
+    fn has_credential(&self, code: &str) -> bool {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().is_some_and(|l| {
+            l.at.elapsed() <= super::keys::MAX_AGE && l.credentials.contains_key(code)
+        })
+    }
+
     /// Whether `code` registered from `from` within the registration's life, as far
-    /// as this node knows.
+    /// as this node knows (and only while its credential is in a fresh set).
     fn knows(&self, code: &str, from: Option<IpAddr>) -> Option<Instant> {
+        if !self.has_credential(code) {
+            return None;
+        }
         let fresh = |(ip, at): &(Option<IpAddr>, Instant)| {
             (*ip == from && at.elapsed() < crate::gat1400::REGISTRATION_TTL).then_some(*at)
         };
@@ -190,7 +223,9 @@ impl GatNode {
         config: &ClusterConfig,
         publisher: Publisher,
     ) -> Result<(Arc<GatNode>, tokio::task::JoinHandle<()>), String> {
+        let (renewals, mut queued) = tokio::sync::mpsc::channel(RENEWALS_QUEUED);
         let node = Arc::new(GatNode {
+            renewals,
             gateway: Gateway::signed(nonce_key(config)),
             directory: Directory::default(),
             objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
@@ -209,7 +244,13 @@ impl GatNode {
             }
         };
         let n = node.clone();
-        let task = tokio::spawn(async move {
+        let renewing = async move {
+            while let Some(r) = queued.recv().await {
+                n.renew_now(r).await;
+            }
+        };
+        let n = node.clone();
+        let reading = async move {
             loop {
                 tokio::time::sleep(n.config.renew()).await;
                 n.sweep_nonces().await;
@@ -226,6 +267,9 @@ impl GatNode {
                     Err(_) => {}
                 }
             }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(reading, renewing);
         });
         Ok((node, task))
     }
@@ -306,7 +350,12 @@ impl GatNode {
         >,
     ) -> Result<T, ApiError> {
         let lease = self.config.lease();
-        let mut writer = self.writer.lock().await;
+        // The wait for the connection is bounded too: a hung call ahead holds it.
+        let Ok(mut writer) = tokio::time::timeout(lease, self.writer.lock()).await else {
+            return Err(ApiError::StorageUnavailable(format!(
+                "PostgreSQL: the GA/T 1400 writer is busy ({what})"
+            )));
+        };
         if !writer.as_ref().is_some_and(Meta::is_open) {
             *writer = Some(
                 Meta::connect_within(&self.config.postgres, lease)
@@ -319,21 +368,29 @@ impl GatNode {
             .map_err(|e| ApiError::StorageUnavailable(format!("PostgreSQL: {e}")))
     }
 
-    /// Registers `code` from `from` in the table, then here.
+    /// Registers `code` from `from` in the table, then here (refused when its login
+    /// was removed meanwhile).
     async fn register(&self, code: &str, from: Option<IpAddr>) -> Result<(), ApiError> {
         let (c, a) = (code.to_string(), address(from));
-        self.write("register a GA/T 1400 caller", move |m| {
-            Box::pin(async move { m.gat1400_register(&c, a.as_deref()).await })
-        })
-        .await?;
+        let made = self
+            .write("register a GA/T 1400 caller", move |m| {
+                Box::pin(async move { m.gat1400_register(&c, a.as_deref()).await })
+            })
+            .await?;
+        if !made {
+            return Err(ApiError::Unauthorized(format!(
+                "{code} has no GA/T 1400 login (removed)"
+            )));
+        }
         self.directory.note(code, from, Instant::now());
         Ok(())
     }
 
     /// Renews a registration proved now (a digest, a keepalive, an upload) at most
-    /// once a [`RENEW_EVERY`]; a renewal that cannot be written is logged (the
+    /// once a [`RENEW_EVERY`], in the background (the request does not wait on
+    /// PostgreSQL); a renewal that cannot be queued or written is logged (the
     /// registration it renews lasts an hour).
-    async fn renew(&self, code: &str, from: Option<IpAddr>) {
+    fn renew(&self, code: &str, from: Option<IpAddr>, digest: bool) {
         if self
             .directory
             .knows(code, from)
@@ -341,8 +398,56 @@ impl GatNode {
         {
             return;
         }
+        // Noted now, so the requests until the renewal is written do not queue it again.
+        if digest || self.directory.knows(code, from).is_some() {
+            self.directory.note(code, from, Instant::now());
+        }
+        let renewal = Renewal {
+            code: code.to_string(),
+            from,
+            digest,
+        };
+        if self.renewals.try_send(renewal).is_err() {
+            tracing::warn!(
+                code,
+                "a GA/T 1400 registration was not renewed (queue full)"
+            );
+        }
+    }
+
+    /// A digest proved `code` from `from` just now: that registers it again, as on
+    /// `serve` (a device reconnecting answers the challenge on whatever request
+    /// failed) — written before the answer when this node knows no registration
+    /// from there (another node may be asked next), else renewed in the background.
+    async fn proven(&self, code: &str, from: Option<IpAddr>) {
+        if self.directory.knows(code, from).is_some() {
+            return self.renew(code, from, true);
+        }
         if let Err(e) = self.register(code, from).await {
-            tracing::warn!(code, error = %e, "a GA/T 1400 registration was not renewed");
+            tracing::warn!(code, error = %e, "a GA/T 1400 caller proven by digest was not registered");
+        }
+    }
+
+    /// Writes a queued renewal; a registration that is gone (its login removed, or
+    /// unregistered on another node) is forgotten here too.
+    async fn renew_now(&self, r: Renewal) {
+        let (c, a, digest) = (r.code.clone(), address(r.from), r.digest);
+        let done = self
+            .write("renew a GA/T 1400 registration", move |m| {
+                Box::pin(async move {
+                    match digest {
+                        true => m.gat1400_register(&c, a.as_deref()).await,
+                        false => m.gat1400_renew(&c, a.as_deref()).await,
+                    }
+                })
+            })
+            .await;
+        match done {
+            Ok(true) => {}
+            Ok(false) => self.directory.forget(&r.code),
+            Err(e) => {
+                tracing::warn!(code = r.code, error = %e, "a GA/T 1400 registration was not renewed")
+            }
         }
     }
 
@@ -363,6 +468,11 @@ impl GatNode {
     async fn is_registered(&self, code: &str, from: Option<IpAddr>) -> bool {
         if self.directory.knows(code, from).is_some() {
             return true;
+        }
+        // Only a code with a login is worth asking PostgreSQL about: random
+        // `User-Identify` codes never reach the writer connection.
+        if !self.directory.has_credential(code) {
+            return false;
         }
         let c = code.to_string();
         let found = self
@@ -387,7 +497,7 @@ impl GatNode {
     /// `registered`).
     async fn registered(&self, x: &Exchange) -> Result<String, Reply> {
         if let Some(id) = &x.pre_authorized {
-            self.renew(id, x.peer).await;
+            self.proven(id, x.peer).await;
             return Ok(id.clone());
         }
         let identity = identified(x);
@@ -397,7 +507,7 @@ impl GatNode {
         {
             return match self.check(x, identity.as_deref(), &x.body).await {
                 Ok(id) => {
-                    self.renew(&id, x.peer).await;
+                    self.proven(&id, x.peer).await;
                     Ok(id)
                 }
                 Err(why) => Err(refused(&self.gateway, x, &why)),
@@ -405,7 +515,7 @@ impl GatNode {
         }
         match identity {
             Some(id) if self.is_registered(&id, x.peer).await => {
-                self.renew(&id, x.peer).await;
+                self.renew(&id, x.peer, false);
                 Ok(id)
             }
             _ => Err(unauthorized(
@@ -795,4 +905,43 @@ async fn keep(
             Err(e) => refused_status(e),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(codes: &[&str], read_ago: Duration) -> Directory {
+        let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
+        let now = Instant::now();
+        let d = Directory::default();
+        *d.set.write().unwrap() = Some(Loaded {
+            credentials: codes
+                .iter()
+                .map(|c| (c.to_string(), crate::gat1400::credential(c, c, "pw")))
+                .collect(),
+            devices: Arc::default(),
+            registrations: ["a", "b"]
+                .iter()
+                .map(|c| (c.to_string(), (ip, now)))
+                .collect(),
+            at: now.checked_sub(read_ago).unwrap(),
+        });
+        d
+    }
+
+    #[test]
+    fn a_registration_is_trusted_only_with_its_credential_in_a_fresh_set() {
+        let ip = Some("10.0.0.1".parse().unwrap());
+        let d = directory(&["a"], Duration::ZERO);
+        assert!(d.knows("a", ip).is_some());
+        assert!(d.knows("a", None).is_none(), "another address");
+        assert!(d.knows("b", ip).is_none(), "its login was removed");
+        assert!(!d.has_credential("random"), "never asked of PostgreSQL");
+        d.note("b", ip, Instant::now());
+        assert!(d.knows("b", ip).is_none(), "noted, still without a login");
+        let old = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
+        assert!(old.knows("a", ip).is_none(), "a set too old to say");
+        assert!(!old.has_credential("a"));
+    }
 }

@@ -597,3 +597,91 @@ fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
     let used = env.pg.psql("SELECT count(*) FROM gat1400_nonces");
     assert_eq!(used, "1", "only the accepted answer is recorded");
 }
+
+#[test]
+fn a_removed_login_is_not_brought_back_by_a_node_that_still_remembers_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let (status, body) = register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles");
+    assert_eq!(status, 200, "{body}");
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, kept) = viid(a2, "POST", "/VIID/System/Keepalive", &ident, "{}");
+    assert_eq!(status, 200, "{kept}");
+    // The registration is older than a node renews at (a minute), and node 2 has read
+    // it so; then the login is removed.
+    env.pg.psql(&format!(
+        "UPDATE gat1400_registrations SET renewed_at = now() - interval '2 minutes' \
+         WHERE code = '{CAMERA}'"
+    ));
+    std::thread::sleep(Duration::from_millis(1_200));
+    gat1400_cli(&cli, &["remove", CAMERA]).unwrap();
+    // The camera keeps talking to node 2 while (and after) it reads the tables again.
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        viid(a2, "POST", "/VIID/System/Keepalive", &ident, "{}");
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+    let rows = env.pg.psql(&format!(
+        "SELECT count(*) FROM gat1400_registrations WHERE code = '{CAMERA}'"
+    ));
+    assert_eq!(rows, "0", "a renewal made the removed registration again");
+    for a in [a1, a2] {
+        let (status, _, refused) = viid(a, "POST", "/VIID/System/Keepalive", &ident, "{}");
+        assert_eq!(status, 401, "{refused}");
+    }
+}
+
+#[test]
+fn gat1400_registrations_made_before_the_foreign_key_take_it_and_lose_removed_logins() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    // The tables as the first release of the gateway made them, with a registration
+    // whose login was removed.
+    env.pg.psql(&format!(
+        "CREATE TABLE gat1400_credentials (code text PRIMARY KEY, username text NOT NULL,
+            realm text NOT NULL, ha1 text NOT NULL, ha1_sha256 text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE gat1400_registrations (code text PRIMARY KEY, address text,
+            renewed_at timestamptz NOT NULL);
+         INSERT INTO gat1400_credentials VALUES ('{CAMERA}', 'u', 'Sightline', 'a', 'b');
+         INSERT INTO gat1400_registrations VALUES ('{CAMERA}', '10.0.0.1', now()),
+                                                  ('{FACE_CAMERA}', '10.0.0.2', now());"
+    ));
+    let mut meta = env.meta();
+    for _ in 0..2 {
+        // Twice: the second start finds the key and changes nothing.
+        env.rt.block_on(meta.create(PARTITIONS)).unwrap();
+    }
+    let codes = env
+        .pg
+        .psql("SELECT code FROM gat1400_registrations ORDER BY code");
+    assert_eq!(codes, CAMERA, "the orphan went, the other stayed");
+    // Renewing never makes one; registering needs a login; removing a login takes its
+    // registration with it.
+    let rt = &env.rt;
+    assert!(!rt
+        .block_on(meta.gat1400_renew(FACE_CAMERA, Some("10.0.0.2")))
+        .unwrap());
+    assert!(!rt
+        .block_on(meta.gat1400_renew(CAMERA, Some("10.0.0.9")))
+        .unwrap());
+    assert!(rt
+        .block_on(meta.gat1400_renew(CAMERA, Some("10.0.0.1")))
+        .unwrap());
+    assert!(!rt
+        .block_on(meta.gat1400_register(FACE_CAMERA, Some("10.0.0.2")))
+        .unwrap());
+    assert!(rt.block_on(meta.remove_gat1400_login(CAMERA)).unwrap());
+    let left = env.pg.psql("SELECT count(*) FROM gat1400_registrations");
+    assert_eq!(left, "0");
+    // A nonce's use counts once, and is swept only once past every nonce's life.
+    assert!(rt.block_on(meta.gat1400_nonce_first_use("n", 1)).unwrap());
+    assert!(!rt.block_on(meta.gat1400_nonce_first_use("n", 1)).unwrap());
+    assert!(rt.block_on(meta.gat1400_nonce_first_use("n", 2)).unwrap());
+    assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(600_000)).unwrap(), 0);
+    assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(-1_000)).unwrap(), 2);
+}
