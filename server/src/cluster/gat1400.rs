@@ -38,7 +38,9 @@
 //!
 //! Not here (a `serve` gateway's only): platforms relaying cameras, `/VIID/APEs`,
 //! `/VIID/Tollgates`, dispositions and subscriptions. Bounds: 16 uploads at once
-//! (429 beyond, before the body is read), `ingest.max_viid_body_bytes` (gzip inflated
+//! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
+//! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
+//! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
 //! within it), `ingest.max_viid_inflight_bytes` of upload bodies held at once (429
 //! beyond), 64 KiB for registration, keepalive and time bodies.
 
@@ -47,7 +49,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use sightline_cluster::gat1400::{Blob, BlobId};
@@ -60,14 +62,14 @@ use sightline_storage::{Device, Event, Gat1400Credential, Validator};
 use crate::error::{ApiError, RecordError};
 use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
 use crate::gat1400::handlers::{
-    device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
+    caller_key, device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
     system_time, unauthorized, upload_statuses, uploaded_texts, Exchange, Reply, SYSTEM_BODY_BYTES,
     VIID_JSON,
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
-use crate::http::limits::{ByteBudget, Reserved};
+use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
 /// is read, so buffered bodies are bounded by slots × `max_viid_body_bytes`.
@@ -92,6 +94,8 @@ pub(super) struct GatNode {
     /// The ingest node's publisher (`POST /v1/events`'s).
     publisher: Publisher,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Of the slots, what one caller holds at once (as `serve`'s `viid_callers`).
+    callers: Arc<PerCaller>,
     /// Upload bodies held at once (`ingest.max_viid_inflight_bytes`).
     bytes: ByteBudget,
     /// The connection registrations are written (and missed ones read) on.
@@ -231,6 +235,7 @@ impl GatNode {
             objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
             publisher,
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            callers: PerCaller::new(crate::DEFAULT_VIID_PER_CALLER),
             bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
             config: config.clone(),
@@ -634,7 +639,8 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
     response(reply)
 }
 
-/// Reads a body of at most `max` bytes (gzip inflated within it) into `x`.
+/// Reads a body of at most `max` bytes (gzip inflated within it) into `x`, within
+/// `serve`'s body timeout and minimum rate (408 past them).
 /// With a `budget`, what the body announces (else `max`) is reserved before a byte is
 /// read, and `max` more before a gzip body is inflated: held until the returned
 /// reservation drops (as `serve`'s `max_viid_inflight_bytes`).
@@ -649,33 +655,34 @@ async fn read_body(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let mut held = Reserved::default();
-    let mut reserve = |bytes: usize| match budget {
-        Some(b) if !b.grow(&mut held, bytes) => {
-            Err(early(x, ApiError::BodyBudget(b.total()), BUSY))
-        }
-        _ => Ok(()),
+    let read = crate::http::body::read_paced(
+        req.into_body(),
+        max,
+        budget,
+        crate::DEFAULT_BODY_TIMEOUT,
+        crate::DEFAULT_MIN_BODY_RATE,
+    )
+    .await;
+    let (body, mut held) = match read {
+        Ok(read) => read,
+        Err(e @ ApiError::BodyBudget(_)) => return Err(early(x, e, BUSY)),
+        Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
     };
-    let declared = hyper::body::Body::size_hint(req.body()).exact();
-    reserve(declared.map_or(max, |n| usize::try_from(n).unwrap_or(max).min(max)))?;
-    if gzipped {
-        reserve(max)?;
+    if !gzipped {
+        x.body = body;
+        return Ok(held);
     }
-    let body = Limited::new(req.into_body(), max)
-        .collect()
+    // Inflating may take up to the limit: reserved before, not after; CPU work, off
+    // the connections' threads.
+    if let Some(b) = budget {
+        if !b.grow(&mut held, max) {
+            return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
+        }
+    }
+    let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
-        .map_err(|_| {
-            early(
-                x,
-                ApiError::BodyTooLarge(max),
-                crate::gat1400::INVALID_JSON_FORMAT,
-            )
-        })?
-        .to_bytes();
-    x.body = match gzipped {
-        false => body,
-        true => gunzip(&body, max).map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?,
-    };
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
+    x.body = inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
 }
 
@@ -769,6 +776,21 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(id) => x.pre_authorized = id,
         Err(why) => return refused(&node.gateway, &x, &why),
     }
+    // One caller holds its share of the slots however many connections it opens,
+    // keyed as `serve` keys it: what is proven, else the address.
+    let who = caller_key(
+        x.pre_authorized.as_deref(),
+        x.authorization.as_deref(),
+        x.user_identify.as_deref(),
+        x.peer,
+    );
+    let Some(_share) = node.callers.take(&who) else {
+        return early(
+            &x,
+            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
+            BUSY,
+        );
+    };
     let max = node.config.ingest.max_viid_body_bytes;
     let _held = match read_body(req, &mut x, max, Some(&node.bytes)).await {
         Ok(held) => held,

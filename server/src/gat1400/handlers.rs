@@ -120,22 +120,12 @@ where
                 Ok(id) => {
                     // One caller (a device, a platform) holds its share of the slots,
                     // however many connections it opens.
-                    // Keyed on what is proven: the digest's identity, a registration
-                    // (bound to its address); a digest checked only after the body
-                    // (`qop=auth-int`) proves nothing yet, so its address stands in.
-                    let unproven = c
-                        .header("authorization")
-                        .is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
-                    let address =
-                        || peer_of(&c).map_or_else(String::new, |p| format!("address {p}"));
-                    let who = match (&id, unproven) {
-                        (Some(id), _) => id.clone(),
-                        (None, true) => address(),
-                        (None, false) => c
-                            .header("user-identify")
-                            .map(|s| s.trim().to_string())
-                            .unwrap_or_else(address),
-                    };
+                    let who = caller_key(
+                        id.as_deref(),
+                        c.header("authorization"),
+                        c.header("user-identify"),
+                        peer_of(&c),
+                    );
                     let Some(share) = c.app.viid_callers.take(&who) else {
                         return early(
                             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
@@ -192,6 +182,27 @@ where
             let e = ApiError::internal(format!("the GA/T 1400 task failed: {e}"));
             Ok(Reply::with(e.status(), e.json()).answer())
         }
+    }
+}
+
+/// Whose share of the GA/T 1400 slots a request takes, keyed on what is proven
+/// before its body: the digest's identity (`proven`), a registration (bound to its
+/// address); a digest checked only after the body (`qop=auth-int`) proves nothing
+/// yet, so the client's address stands in (as it does for no identity at all).
+pub(crate) fn caller_key(
+    proven: Option<&str>,
+    authorization: Option<&str>,
+    user_identify: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> String {
+    let unproven = authorization.is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
+    let address = || peer.map_or_else(String::new, |p| format!("address {p}"));
+    match (proven, unproven) {
+        (Some(id), _) => id.to_string(),
+        (None, true) => address(),
+        (None, false) => user_identify
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(address),
     }
 }
 

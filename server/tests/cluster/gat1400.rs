@@ -598,6 +598,75 @@ fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
     assert_eq!(used, "1", "only the accepted answer is recorded");
 }
 
+/// What a stream answers within `wait`: its status line, or `None` (nothing, or the
+/// connection closed without a word).
+fn status_within(stream: &mut std::net::TcpStream, wait: Duration) -> Option<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(n) if n > 0 => Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn unproven_gat1400_callers_hold_their_share_and_no_more_time_than_serve_gives() {
+    use std::io::Write;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    // A connection whose head never ends is cut off (serve's header timeout).
+    let mut idle = std::net::TcpStream::connect(a1).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    // Uploads whose digest is checked after the body (`qop=auth-int`) prove nothing
+    // before it: they hold one address's share of the slots, their bodies never come.
+    let head = "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\n\
+                Authorization: Digest username=\"x\", qop=auth-int, nonce=\"n\"\r\n\
+                Content-Length: 100000\r\n\r\n{";
+    let mut held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(a1).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ninth = std::net::TcpStream::connect(a1).unwrap();
+    ninth.write_all(head.as_bytes()).unwrap();
+    let answer = status_within(&mut ninth, Duration::from_secs(3));
+    assert!(
+        answer.as_deref().is_some_and(|s| s.contains(" 429")),
+        "{answer:?}"
+    );
+    // A body slower than serve's minimum rate is answered 408 (after its grace).
+    let answer = status_within(&mut held[0], Duration::from_secs(15));
+    assert!(
+        answer.as_deref().is_some_and(|s| s.contains(" 408")),
+        "{answer:?}"
+    );
+    let left = Duration::from_secs(13).saturating_sub(started.elapsed());
+    idle.set_read_timeout(Some(left.max(Duration::from_secs(1))))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let ended = match std::io::Read::read(&mut idle, &mut buf) {
+        Ok(_) => true, // closed (0), or answered before closing
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(ended, "a connection without a head was kept open");
+}
+
 #[test]
 fn a_removed_login_is_not_brought_back_by_a_node_that_still_remembers_it() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
