@@ -848,9 +848,21 @@ fn put_of(what: Blob, community: &str, bytes: Bytes) -> (String, Put) {
     (id.to_string(), (id.key(what), bytes))
 }
 
-/// Puts `blobs` on object storage, create-only, [`PUTS_AT_ONCE`] at a time.
+/// Each key of `blobs` once (the first), in order: an upload may name the same
+/// bytes twice (`/VIID/Images` gives every object the image's picture), and two
+/// create-only puts of one key at once could fail the losing one.
+fn distinct(blobs: Vec<Put>) -> Vec<Put> {
+    let mut seen = std::collections::HashSet::new();
+    blobs
+        .into_iter()
+        .filter(|(key, _)| seen.insert(key.clone()))
+        .collect()
+}
+
+/// Puts `blobs` on object storage, create-only, [`PUTS_AT_ONCE`] at a time, each key
+/// once.
 async fn put_all(objects: &Objects, blobs: Vec<Put>) -> Result<(), ApiError> {
-    let mut blobs = blobs.into_iter().peekable();
+    let mut blobs = distinct(blobs).into_iter().peekable();
     while blobs.peek().is_some() {
         let mut puts = tokio::task::JoinSet::new();
         for (key, bytes) in blobs.by_ref().take(PUTS_AT_ONCE) {
@@ -950,6 +962,19 @@ mod tests {
             at: now.checked_sub(read_ago).unwrap(),
         });
         d
+    }
+
+    #[test]
+    fn the_same_key_is_put_once_per_upload() {
+        let put = |k: &str, b: &'static [u8]| (k.to_string(), Bytes::from_static(b));
+        let blobs = vec![
+            put("a", b"1"),
+            put("b", b"2"),
+            put("a", b"1"),
+            put("a", b"1"),
+        ];
+        let keys: Vec<String> = distinct(blobs).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b"]);
     }
 
     #[test]
