@@ -877,6 +877,38 @@ async fn put_all(objects: &Objects, blobs: Vec<Put>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What an upload's objects put on object storage, hashed: their notes, the pictures'
+/// puts (the decoded bytes moved out, listed in their objects first), the objects'
+/// puts as uploaded (naming their pictures), and each object's id.
+type Staged = (Vec<Option<String>>, Vec<Put>, Vec<Put>, Vec<Option<String>>);
+
+fn stage(objects: &mut [Object]) -> Staged {
+    let notes = stored_notes(objects);
+    let blobs: Vec<BlobId> = pictures_to_store(objects)
+        .into_iter()
+        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
+        .collect();
+    list_pictures(objects, blobs.iter().map(BlobId::to_string));
+    // The decoded bytes moved out (listed already), not copied.
+    let pictures: Vec<Put> = take_pictures(objects)
+        .into_iter()
+        .zip(&blobs)
+        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
+        .collect();
+    let mut uploaded = Vec::new();
+    let ids: Vec<Option<String>> = uploaded_texts(objects)
+        .into_iter()
+        .map(|t| {
+            t.map(|(e, text)| {
+                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
+                uploaded.push(put);
+                id
+            })
+        })
+        .collect();
+    (notes, pictures, uploaded, ids)
+}
+
 /// Stores the objects' pictures, then the objects as uploaded (naming their pictures),
 /// then publishes their events; each object's status code and text, in order. Nothing
 /// is published unless every picture and object is on object storage.
@@ -885,31 +917,17 @@ async fn keep(
     mut objects: Vec<Object>,
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, ApiError> {
-    let notes = stored_notes(&objects);
-    let blobs: Vec<BlobId> = pictures_to_store(&objects)
-        .into_iter()
-        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
-        .collect();
-    list_pictures(&mut objects, blobs.iter().map(BlobId::to_string));
-    // The decoded bytes moved out (listed already), not copied.
-    let puts: Vec<Put> = take_pictures(&mut objects)
-        .into_iter()
-        .zip(&blobs)
-        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
-        .collect();
-    put_all(&node.objects, puts).await?;
-    let mut puts = Vec::new();
-    let ids: Vec<Option<String>> = uploaded_texts(&objects)
-        .into_iter()
-        .map(|t| {
-            t.map(|(e, text)| {
-                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
-                puts.push(put);
-                id
-            })
-        })
-        .collect();
-    put_all(&node.objects, puts).await?;
+    // Hashing the pictures and objects (up to a 64 MiB body's) is CPU work: off the
+    // connections' threads, as the parsing was.
+    let staged = tokio::task::spawn_blocking(move || {
+        let staged = stage(&mut objects);
+        (objects, staged)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the upload's task failed: {e}")))?;
+    let (mut objects, (notes, pictures, uploaded, ids)) = staged;
+    put_all(&node.objects, pictures).await?;
+    put_all(&node.objects, uploaded).await?;
     name_uploaded(&mut objects, ids);
     // Validated as `POST /v1/events` validates on this node.
     let validator = Validator::default();
