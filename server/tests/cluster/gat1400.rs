@@ -258,6 +258,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         key("investigate", Some("3205080002")),
     );
     let admin = key("admin", None);
+    let faces_admin = key("admin", Some("3205080002"));
 
     let (_i1, a1) = env.ingest("ingest-1");
     let (_i2, a2) = env.ingest("ingest-2");
@@ -310,6 +311,22 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         .as_bytes(),
     );
     assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    // A scoped admin is refused another community before its body is read (as on
+    // `serve`): 403 at once for a body that never comes.
+    let refused = sightline_testkit::send(
+        qa,
+        format!(
+            "PUT /v1/communities/3205080001 HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {faces_admin}\r\nContent-Length: 100\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
     let registered = wait_until(Duration::from_secs(10), || {
         register(a2, "/VIID/System/Register", third, "pw-third").0 == 200
     });
