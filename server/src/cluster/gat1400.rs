@@ -67,7 +67,7 @@ use crate::gat1400::handlers::{
     system_time, unauthorized, upload_statuses, uploaded_texts, Exchange, Reply, SYSTEM_BODY_BYTES,
     VIID_JSON,
 };
-use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
+use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
 use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
@@ -796,9 +796,10 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(held) => held,
         Err(refusal) => return refusal,
     };
-    if let Err(refusal) = node.registered(&x).await {
-        return refusal;
-    }
+    let uploader = match node.registered(&x).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
     // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
     let devices = node.directory.devices();
     let limits = (
@@ -808,7 +809,13 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
     let x = Arc::new(x);
     let parsing = x.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        let mut devices = Devices::of(Catalog::Listed(&devices));
+        // The uploader names devices of its own community only (no relaying here).
+        let communities = devices.get(&uploader).map(|d| d.community.clone());
+        let by = Uploader {
+            code: uploader,
+            communities: communities.into_iter().collect(),
+        };
+        let mut devices = Devices::of(Catalog::Listed(&devices)).uploaded_by(by);
         parse_upload(&mut devices, &parsing, (&limits.0, limits.1))
     })
     .await;

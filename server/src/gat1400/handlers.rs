@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::digest::DigestError;
 use super::image_list::Image;
-use super::objects::{objects, BodyError, Devices, Object, Upload};
+use super::objects::{objects, BodyError, Devices, Object, Upload, Uploader};
 use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
@@ -440,7 +440,17 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
         Ok(r) => r,
         Err(e) => return device_error(x, &e),
     };
-    let mut devices = Devices::new(&app.store, relay.as_ref());
+    // The uploader names devices of its own community, or of those it relays into.
+    let own = app.store.catalog().device(uploader).ok().flatten();
+    let mut communities: Vec<String> = own.into_iter().map(|d| d.community).collect();
+    if let Some(r) = &relay {
+        communities.extend(r.prefixes.values().cloned());
+    }
+    let by = Uploader {
+        code: uploader.to_string(),
+        communities,
+    };
+    let mut devices = Devices::new(&app.store, relay.as_ref()).uploaded_by(by);
     let limits = (
         app.config.gat1400_face_subject.as_str(),
         app.config.max_picture_bytes,

@@ -613,6 +613,26 @@ fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
     // younger than every nonce's life.
     let used = env.pg.psql("SELECT count(*) FROM gat1400_nonces");
     assert_eq!(used, "1", "only the accepted answer is recorded");
+    // The registered camera uploads for itself, not for a device of another
+    // community: that object is refused on its own, the rest stored.
+    add_login(&cli, FACE_CAMERA, "3205080002", "pw-faces");
+    std::thread::sleep(Duration::from_millis(1_500)); // read by the nodes
+    let objects: Vec<Value> = [(CAMERA, 1), (FACE_CAMERA, 2)]
+        .iter()
+        .map(|(d, n)| {
+            json!({"MotorVehicleID": format!("{d}0220251201080000000010200{n:03}"),
+                   "DeviceID": d, "PassTime": "20251201080000", "PlateNo": format!("苏E{n}CMY")})
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, answer) = viid(a2, "POST", "/VIID/MotorVehicles", &ident, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let got = statuses(&answer);
+    assert_eq!(got[0]["StatusCode"], 0, "{answer}");
+    assert_eq!(got[1]["StatusCode"], 8, "{answer}");
+    let why = got[1]["StatusString"].as_str().unwrap();
+    assert!(why.contains("community 3205080002"), "{why}");
 }
 
 /// What a stream answers within `wait`: its status line, or `None` (nothing, or the
