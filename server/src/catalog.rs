@@ -112,10 +112,8 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
     if app.store.catalog().community(&put.community)?.is_none() {
         return Err(unregistered(&put.community));
     }
-    let (d, login, relays) = put.fields(code)?;
-    let relays = relays
-        .map(|v| crate::gat1400::relay::parse(&app.store, &v))
-        .transpose()?;
+    let (d, login, relays) =
+        put.fields_with(code, |v| crate::gat1400::relay::parse(&app.store, v))?;
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
     if let Some((username, password)) = login {
@@ -209,6 +207,17 @@ impl DevicePut {
         self,
         code: &str,
     ) -> Result<(Device, Option<Login>, Option<Value>), ApiError> {
+        self.fields_with(code, |v| Ok(v.clone()))
+    }
+
+    /// [`DevicePut::fields`] with the `relays` parsed by `relays`, in `serve`'s order
+    /// of checks: the relays before the direction and the name.
+    pub(crate) fn fields_with<R>(
+        self,
+        code: &str,
+        relays: impl FnOnce(&Value) -> Result<R, ApiError>,
+    ) -> Result<(Device, Option<Login>, Option<R>), ApiError> {
+        let parse = relays;
         let o = self.body;
         let direction = text(&o, "direction", false)?;
         // `kind` is accepted for `device_kind` (as GA/T 1400 integrators write it).
@@ -225,7 +234,7 @@ impl DevicePut {
                     "only a device of kind platform relays devices",
                 ))
             }
-            Some(v) => Some(v.clone()),
+            Some(v) => Some(parse(v)?),
         };
         let d = Device {
             code: code.to_string(),

@@ -66,9 +66,23 @@ pub fn gat1400(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (auth, body) = text.split_once('\n').unwrap_or(("", &text));
     let gateway = crate::gat1400::Gateway::default();
-    let _ = gateway.check_digest(store, "POST", Some(auth), None, body.as_bytes());
+    let _ = gateway.check_digest(
+        store,
+        "POST",
+        "/VIID/System/Register",
+        Some(auth),
+        None,
+        body.as_bytes(),
+    );
     let id = Some("32050801011210000001");
-    let _ = gateway.check_digest(store, "POST", Some(auth), id, body.as_bytes());
+    let _ = gateway.check_digest(
+        store,
+        "POST",
+        "/VIID/System/Register",
+        Some(auth),
+        id,
+        body.as_bytes(),
+    );
     use crate::gat1400::objects::Upload;
     for upload in [
         Upload::Vehicles,

@@ -145,6 +145,15 @@ pub struct ServerConfig {
     pub allow_plaintext: bool,
 }
 
+/// `serve`'s defaults for what one client may hold of a listener, also the cluster
+/// listeners' (which take no such settings): how long its request head may take, how
+/// long its body and how slowly (bytes a second, averaged after a grace), and how
+/// many GA/T 1400 slots one caller holds.
+pub(crate) const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+pub(crate) const DEFAULT_VIID_PER_CALLER: usize = 8;
+
 impl ServerConfig {
     pub fn new(data: impl Into<PathBuf>, listen: SocketAddr) -> ServerConfig {
         ServerConfig {
@@ -167,12 +176,12 @@ impl ServerConfig {
             max_concurrent_viid: 16,
             max_viid_body_bytes: 64 << 20,
             max_viid_inflight_bytes: 256 << 20,
-            max_viid_per_caller: 8,
+            max_viid_per_caller: DEFAULT_VIID_PER_CALLER,
             max_picture_bytes: 8 << 20,
             gat1400_face_subject: "ArchiveID".into(),
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(60),
-            min_body_rate: 1024,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
             max_connections: 4096,
             max_scanned_watch_entries: watchlists::DEFAULT_MAX_SCANNED,
             no_auth: false,

@@ -5,8 +5,11 @@
 //! ```sql
 //! gat1400_credentials (code PRIMARY KEY, username, realm, ha1, ha1_sha256, created_at)
 //!                       -- digest credentials: HA1 only, never a password (as `serve`)
-//! gat1400_registrations (code PRIMARY KEY, address, renewed_at)
+//! gat1400_registrations (code PRIMARY KEY → gat1400_credentials ON DELETE CASCADE,
+//!                        address, renewed_at)
 //!                       -- who registered (or kept alive) from where, when
+//! gat1400_nonces (nonce, nc, used_at; PRIMARY KEY (nonce, nc))
+//!                       -- digest answers seen by any ingest node (replays refused)
 //! ```
 //!
 //! beside the catalog's `devices` (`crate::catalog`: the devices objects name, and
@@ -229,18 +232,63 @@ impl Meta {
         Ok(row.as_ref().map(registration_of))
     }
 
-    /// Registers (or renews) `code` from `address`, now.
-    pub async fn gat1400_register(&self, code: &str, address: Option<&str>) -> Result<()> {
-        self.client
+    /// Registers (or registers again) `code` from `address`, now; `false` when `code`
+    /// has no credential (its login was removed meanwhile: nothing written).
+    pub async fn gat1400_register(&self, code: &str, address: Option<&str>) -> Result<bool> {
+        let n = self
+            .client
             .execute(
                 "INSERT INTO gat1400_registrations (code, address, renewed_at)
-                 VALUES ($1, $2, now())
+                 SELECT $1, $2, now()
+                 WHERE EXISTS (SELECT 1 FROM gat1400_credentials WHERE code = $1)
                  ON CONFLICT (code) DO UPDATE SET address = $2, renewed_at = now()",
                 &[&code, &address],
             )
             .await
             .map_err(ClusterError::pg("register a GA/T 1400 caller"))?;
-        Ok(())
+        Ok(n > 0)
+    }
+
+    /// Renews the registration of `code` from `address`, if there is one (a
+    /// keepalive, an upload: never creates one, so a login removed while a node still
+    /// remembers it stays removed); whether there was.
+    pub async fn gat1400_renew(&self, code: &str, address: Option<&str>) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "UPDATE gat1400_registrations SET renewed_at = now()
+                 WHERE code = $1 AND address IS NOT DISTINCT FROM $2",
+                &[&code, &address],
+            )
+            .await
+            .map_err(ClusterError::pg("renew a GA/T 1400 registration"))?;
+        Ok(n > 0)
+    }
+
+    /// Records the first use of a digest nonce with counter `nc`, cluster-wide;
+    /// `false` when it was used before (a replay, to this node or another).
+    pub async fn gat1400_nonce_first_use(&self, nonce: &str, nc: i64) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO gat1400_nonces (nonce, nc) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&nonce, &nc],
+            )
+            .await
+            .map_err(ClusterError::pg("record a GA/T 1400 nonce"))?;
+        Ok(n > 0)
+    }
+
+    /// Forgets nonce uses older than `age_ms` (past every nonce's life, they cannot
+    /// verify again); how many.
+    pub async fn gat1400_sweep_nonces(&self, age_ms: i64) -> Result<u64> {
+        self.client
+            .execute(
+                "DELETE FROM gat1400_nonces WHERE used_at < now() - $1 * interval '1 millisecond'",
+                &[&(age_ms as f64)],
+            )
+            .await
+            .map_err(ClusterError::pg("sweep GA/T 1400 nonces"))
     }
 
     /// Ends the registration of `code`.

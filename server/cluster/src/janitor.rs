@@ -2,8 +2,9 @@
 //! upload and its commit) are removed once older than an age far past any
 //! upload-to-commit window, so an upload whose commit is still on its way is never
 //! taken. The catalog is read after the listing: a key committed meanwhile is kept.
-//! Only indexers' keys (`p{partition}/…`) are considered: the GA/T 1400 gateway's
-//! pictures and objects (`gat1400/…`) are named by events, not by commits.
+//! Only indexers' keys (`p{partition}/…`, listed partition by partition) are
+//! considered: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are named
+//! by events, not by commits, and are never listed.
 
 use crate::error::Result;
 use crate::meta::Meta;
@@ -17,12 +18,14 @@ pub async fn sweep(
     now_ms: i64,
     min_age_ms: i64,
 ) -> Result<Vec<String>> {
-    let listed: Vec<_> = objects
-        .list(None)
-        .await?
-        .into_iter()
-        .filter(|o| is_indexer_key(&o.key))
-        .collect();
+    // Listed partition by partition (`p{n}/`), never the whole bucket: the gateway's
+    // pictures, never deleted, would make every sweep longer than the last.
+    let mut listed = Vec::new();
+    for p in 0..meta.partitions().await? {
+        let under = partition_prefix(p);
+        let keys = objects.list(Some(&under)).await?;
+        listed.extend(keys.into_iter().filter(|o| is_indexer_key(&o.key)));
+    }
     let committed = meta.committed_keys().await?;
     let mut removed = Vec::new();
     for o in listed {
@@ -36,6 +39,11 @@ pub async fn sweep(
     Ok(removed)
 }
 
+/// Where partition `p`'s indexer uploads live.
+fn partition_prefix(p: u32) -> String {
+    format!("p{p}/")
+}
+
 /// Whether `key` is one an indexer uploads (`p{digits}/…`).
 fn is_indexer_key(key: &str) -> bool {
     key.strip_prefix('p')
@@ -45,6 +53,15 @@ fn is_indexer_key(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_partitions_prefix_names_only_its_keys() {
+        assert_eq!(super::partition_prefix(3), "p3/");
+        assert!(super::is_indexer_key(&format!(
+            "{}e1/x",
+            super::partition_prefix(12)
+        )));
+    }
+
     #[test]
     fn only_indexer_keys_are_swept() {
         assert!(super::is_indexer_key("p3/e1/bundle/1-2-1-00.segs"));

@@ -13,7 +13,8 @@
 //!                                                   --   and the read replicas they serve
 //! api_keys (id PRIMARY KEY, name, token_sha256 UNIQUE, role, communities text[],
 //!           created_at, revoked_at)                 -- the cluster's API keys (`keys.rs`)
-//! gat1400_credentials, gat1400_registrations       -- the GA/T 1400 gateway's (`gat1400.rs`)
+//! gat1400_credentials, gat1400_registrations,      -- the GA/T 1400 gateway's (`gat1400.rs`)
+//! gat1400_nonces
 //! watchlists (id PRIMARY KEY, name, reason, expires_ms, entries jsonb, scope text[])
 //!                                                   -- `serve`'s watchlists (`watchlists.rs`)
 //! alerts (id bigserial PRIMARY KEY, watchlist, community, msg_id, body, raised_at,
@@ -116,6 +117,15 @@ ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
 ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
 ";
 
+/// What a database made before registrations were tied to credentials needs (the
+/// migration `Meta::create` runs once): a registration whose login was removed goes.
+pub(crate) const REGISTRATIONS_CASCADE: &str = "
+DELETE FROM gat1400_registrations r
+    WHERE NOT EXISTS (SELECT 1 FROM gat1400_credentials c WHERE c.code = r.code);
+ALTER TABLE gat1400_registrations ADD CONSTRAINT gat1400_registrations_code_fkey
+    FOREIGN KEY (code) REFERENCES gat1400_credentials (code) ON DELETE CASCADE;
+";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -186,7 +196,7 @@ CREATE TABLE IF NOT EXISTS gat1400_credentials (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS gat1400_registrations (
-    code text PRIMARY KEY,
+    code text PRIMARY KEY REFERENCES gat1400_credentials (code) ON DELETE CASCADE,
     address text,
     renewed_at timestamptz NOT NULL
 );
@@ -208,6 +218,13 @@ CREATE TABLE IF NOT EXISTS alerts (
     raised_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (watchlist, msg_id)
 );
+CREATE TABLE IF NOT EXISTS gat1400_nonces (
+    nonce text NOT NULL,
+    nc bigint NOT NULL,
+    used_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (nonce, nc)
+);
+CREATE INDEX IF NOT EXISTS gat1400_nonces_used_at ON gat1400_nonces (used_at);
 ";
 
 fn to_u64(v: i64) -> u64 {
@@ -373,6 +390,25 @@ impl Meta {
             tx.batch_execute(BUNDLES)
                 .await
                 .map_err(ClusterError::pg("add the bundle columns"))?;
+        }
+        // A registration lives only while its credential does: a database made before
+        // the foreign key loses the registrations of removed logins and gets it, once
+        // (checked first, for the same reason as above).
+        let cascaded: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.table_constraints
+                 WHERE table_schema = current_schema()
+                   AND table_name = 'gat1400_registrations'
+                   AND constraint_type = 'FOREIGN KEY'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the gat1400_registrations table"))?
+            .get(0);
+        if cascaded == 0 {
+            tx.batch_execute(REGISTRATIONS_CASCADE)
+                .await
+                .map_err(ClusterError::pg("tie registrations to credentials"))?;
         }
         tx.execute(
             "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",

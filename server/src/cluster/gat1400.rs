@@ -14,14 +14,21 @@
 //!   most cameras with only `User-Identify` after registering, which a digest on each
 //!   request could not cover. A registration is written before it is answered; a
 //!   node that does not know a registration asks the table (bounded) before refusing;
-//!   keepalives and uploads renew it at most once a minute per node (a renewal that
-//!   cannot be written is logged, the registration lasts an hour). As on `serve`, an
+//!   keepalives and uploads renew it at most once a minute per node, in the
+//!   background (a renewal that cannot be written is logged, the registration lasts
+//!   an hour). A renewal only renews (`UPDATE`): a registration is made by Register
+//!   or a digest, and only while its credential exists (a foreign key, `ON DELETE
+//!   CASCADE`), so a login removed stays removed whatever a node remembers; a node
+//!   trusts a registration only while its credential is in a set read within the
+//!   keys' `MAX_AGE`, and asks PostgreSQL only about codes that have one. As on `serve`, an
 //!   upload without a digest is trusted only from the address that registered: a
 //!   load balancer in front must keep client addresses (TCP pass-through).
 //! * **Digest nonces** are signed (`Nonces::signed`) with a key derived from
 //!   `partition_token`, so a nonce one ingest node issued verifies on every other;
 //!   without a `partition_token` each node signs with a key of its own and a client
-//!   must answer a challenge on the node that sent it (sticky sessions).
+//!   must answer a challenge on the node that sent it (sticky sessions). An answer's
+//!   (nonce, nc) is recorded on first use in `gat1400_nonces`, so it is accepted once
+//!   by the whole cluster, restarts included; its `uri` must be the request's path.
 //! * **Pictures** (base64 `Data` of `SubImageList`, within `ingest.max_picture_bytes`)
 //!   and the objects as uploaded are put on object storage, create-only, under
 //!   content-addressed keys (`sightline_cluster::gat1400::BlobId`), *before* the
@@ -31,7 +38,9 @@
 //!
 //! Not here (a `serve` gateway's only): platforms relaying cameras, `/VIID/APEs`,
 //! `/VIID/Tollgates`, dispositions and subscriptions. Bounds: 16 uploads at once
-//! (429 beyond, before the body is read), `ingest.max_viid_body_bytes` (gzip inflated
+//! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
+//! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
+//! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
 //! within it), `ingest.max_viid_inflight_bytes` of upload bodies held at once (429
 //! beyond), 64 KiB for registration, keepalive and time bodies.
 
@@ -40,7 +49,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use sightline_cluster::gat1400::{Blob, BlobId};
@@ -51,16 +60,16 @@ use sightline_cluster::ClusterConfig;
 use sightline_storage::{Device, Event, Gat1400Credential, Validator};
 
 use crate::error::{ApiError, RecordError};
-use crate::gat1400::digest::{Credentials, DigestError};
+use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
 use crate::gat1400::handlers::{
-    device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
+    caller_key, device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
     system_time, unauthorized, upload_statuses, uploaded_texts, Exchange, Reply, SYSTEM_BODY_BYTES,
     VIID_JSON,
 };
-use crate::gat1400::objects::{Catalog, Devices, Object, Upload};
+use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
-use crate::http::limits::{ByteBudget, Reserved};
+use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 use super::alerting::Alerting;
 
@@ -71,6 +80,12 @@ const UPLOAD_SLOTS: usize = 16;
 const PUTS_AT_ONCE: usize = 16;
 /// A registration is renewed in PostgreSQL at most this often by one node.
 const RENEW_EVERY: Duration = Duration::from_secs(60);
+/// Renewals waiting for the writer connection; beyond, one is dropped (logged): the
+/// registration it renews lasts an hour.
+const RENEWALS_QUEUED: usize = 1024;
+/// How long a digest nonce's use is remembered in `gat1400_nonces`: past its life
+/// (`NONCE_TTL`, 5 min, and the nodes' clock skew) it cannot verify again.
+const NONCE_USE_KEPT_MS: i64 = 600_000;
 
 /// An ingest node's gateway.
 pub(super) struct GatNode {
@@ -83,10 +98,25 @@ pub(super) struct GatNode {
     /// The ingest node's watchlists (`POST /v1/events`'s).
     alerting: Arc<Alerting>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Of the slots, what one caller holds at once (as `serve`'s `viid_callers`).
+    callers: Arc<PerCaller>,
     /// Upload bodies held at once (`ingest.max_viid_inflight_bytes`).
     bytes: ByteBudget,
     /// The connection registrations are written (and missed ones read) on.
     writer: tokio::sync::Mutex<Option<Meta>>,
+    /// Renewals waiting for the writer (at most [`RENEWALS_QUEUED`]; a request never
+    /// waits on one).
+    renewals: tokio::sync::mpsc::Sender<Renewal>,
+}
+
+/// A registration to renew in the background: who, from where, proven how.
+struct Renewal {
+    code: String,
+    from: Option<IpAddr>,
+    /// Proven by a digest just now (which registers its sender again, as on `serve`,
+    /// while its credential exists), else by a registration (only renewed: never
+    /// made again, so a login removed while a node remembers it stays removed).
+    digest: bool,
 }
 
 /// The tables as this node last read them.
@@ -131,9 +161,21 @@ impl Directory {
         set.as_ref().map(|l| l.devices.clone()).unwrap_or_default()
     }
 
+    /// Whether `code` has a credential in a set read within the keys' `MAX_AGE`: a
+    /// login removed (or a set too old to say) has no registration to trust.
+    fn has_credential(&self, code: &str) -> bool {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref().is_some_and(|l| {
+            l.at.elapsed() <= super::keys::MAX_AGE && l.credentials.contains_key(code)
+        })
+    }
+
     /// Whether `code` registered from `from` within the registration's life, as far
-    /// as this node knows.
+    /// as this node knows (and only while its credential is in a fresh set).
     fn knows(&self, code: &str, from: Option<IpAddr>) -> Option<Instant> {
+        if !self.has_credential(code) {
+            return None;
+        }
         let fresh = |(ip, at): &(Option<IpAddr>, Instant)| {
             (*ip == from && at.elapsed() < crate::gat1400::REGISTRATION_TTL).then_some(*at)
         };
@@ -190,13 +232,16 @@ impl GatNode {
         publisher: Publisher,
         alerting: Arc<Alerting>,
     ) -> Result<(Arc<GatNode>, tokio::task::JoinHandle<()>), String> {
+        let (renewals, mut queued) = tokio::sync::mpsc::channel(RENEWALS_QUEUED);
         let node = Arc::new(GatNode {
+            renewals,
             gateway: Gateway::signed(nonce_key(config)),
             directory: Directory::default(),
             objects: Objects::new(&config.s3).map_err(|e| e.to_string())?,
             publisher,
             alerting,
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            callers: PerCaller::new(crate::DEFAULT_VIID_PER_CALLER),
             bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
             config: config.clone(),
@@ -210,9 +255,16 @@ impl GatNode {
             }
         };
         let n = node.clone();
-        let task = tokio::spawn(async move {
+        let renewing = async move {
+            while let Some(r) = queued.recv().await {
+                n.renew_now(r).await;
+            }
+        };
+        let n = node.clone();
+        let reading = async move {
             loop {
                 tokio::time::sleep(n.config.renew()).await;
+                n.sweep_nonces().await;
                 match n.load(&mut meta).await {
                     Ok(()) if failing => {
                         tracing::info!("GA/T 1400 tables read again");
@@ -226,6 +278,9 @@ impl GatNode {
                     Err(_) => {}
                 }
             }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(reading, renewing);
         });
         Ok((node, task))
     }
@@ -306,7 +361,12 @@ impl GatNode {
         >,
     ) -> Result<T, ApiError> {
         let lease = self.config.lease();
-        let mut writer = self.writer.lock().await;
+        // The wait for the connection is bounded too: a hung call ahead holds it.
+        let Ok(mut writer) = tokio::time::timeout(lease, self.writer.lock()).await else {
+            return Err(ApiError::StorageUnavailable(format!(
+                "PostgreSQL: the GA/T 1400 writer is busy ({what})"
+            )));
+        };
         if !writer.as_ref().is_some_and(Meta::is_open) {
             *writer = Some(
                 Meta::connect_within(&self.config.postgres, lease)
@@ -319,21 +379,29 @@ impl GatNode {
             .map_err(|e| ApiError::StorageUnavailable(format!("PostgreSQL: {e}")))
     }
 
-    /// Registers `code` from `from` in the table, then here.
+    /// Registers `code` from `from` in the table, then here (refused when its login
+    /// was removed meanwhile).
     async fn register(&self, code: &str, from: Option<IpAddr>) -> Result<(), ApiError> {
         let (c, a) = (code.to_string(), address(from));
-        self.write("register a GA/T 1400 caller", move |m| {
-            Box::pin(async move { m.gat1400_register(&c, a.as_deref()).await })
-        })
-        .await?;
+        let made = self
+            .write("register a GA/T 1400 caller", move |m| {
+                Box::pin(async move { m.gat1400_register(&c, a.as_deref()).await })
+            })
+            .await?;
+        if !made {
+            return Err(ApiError::Unauthorized(format!(
+                "{code} has no GA/T 1400 login (removed)"
+            )));
+        }
         self.directory.note(code, from, Instant::now());
         Ok(())
     }
 
     /// Renews a registration proved now (a digest, a keepalive, an upload) at most
-    /// once a [`RENEW_EVERY`]; a renewal that cannot be written is logged (the
+    /// once a [`RENEW_EVERY`], in the background (the request does not wait on
+    /// PostgreSQL); a renewal that cannot be queued or written is logged (the
     /// registration it renews lasts an hour).
-    async fn renew(&self, code: &str, from: Option<IpAddr>) {
+    fn renew(&self, code: &str, from: Option<IpAddr>, digest: bool) {
         if self
             .directory
             .knows(code, from)
@@ -341,8 +409,68 @@ impl GatNode {
         {
             return;
         }
+        // Noted now, so the requests until the renewal is written do not queue it again.
+        if digest || self.directory.knows(code, from).is_some() {
+            self.directory.note(code, from, Instant::now());
+        }
+        let renewal = Renewal {
+            code: code.to_string(),
+            from,
+            digest,
+        };
+        if self.renewals.try_send(renewal).is_err() {
+            tracing::warn!(
+                code,
+                "a GA/T 1400 registration was not renewed (queue full)"
+            );
+        }
+    }
+
+    /// A digest proved `code` from `from` just now: that registers it again, as on
+    /// `serve` (a device reconnecting answers the challenge on whatever request
+    /// failed) — written before the answer when this node knows no registration
+    /// from there (another node may be asked next), else renewed in the background.
+    async fn proven(&self, code: &str, from: Option<IpAddr>) {
+        if self.directory.knows(code, from).is_some() {
+            return self.renew(code, from, true);
+        }
         if let Err(e) = self.register(code, from).await {
-            tracing::warn!(code, error = %e, "a GA/T 1400 registration was not renewed");
+            tracing::warn!(code, error = %e, "a GA/T 1400 caller proven by digest was not registered");
+        }
+    }
+
+    /// Writes a queued renewal; a registration that is gone (its login removed, or
+    /// unregistered on another node) is forgotten here too.
+    async fn renew_now(&self, r: Renewal) {
+        let (c, a, digest) = (r.code.clone(), address(r.from), r.digest);
+        let done = self
+            .write("renew a GA/T 1400 registration", move |m| {
+                Box::pin(async move {
+                    match digest {
+                        true => m.gat1400_register(&c, a.as_deref()).await,
+                        false => m.gat1400_renew(&c, a.as_deref()).await,
+                    }
+                })
+            })
+            .await;
+        match done {
+            Ok(true) => {}
+            Ok(false) => self.directory.forget(&r.code),
+            Err(e) => {
+                tracing::warn!(code = r.code, error = %e, "a GA/T 1400 registration was not renewed")
+            }
+        }
+    }
+
+    /// Forgets nonce uses past every nonce's life (any node may; each bounded).
+    async fn sweep_nonces(&self) {
+        let swept = self
+            .write("sweep GA/T 1400 nonces", |m| {
+                Box::pin(async move { m.gat1400_sweep_nonces(NONCE_USE_KEPT_MS).await })
+            })
+            .await;
+        if let Err(e) = swept {
+            tracing::debug!(error = %e, "GA/T 1400 nonces not swept");
         }
     }
 
@@ -351,6 +479,11 @@ impl GatNode {
     async fn is_registered(&self, code: &str, from: Option<IpAddr>) -> bool {
         if self.directory.knows(code, from).is_some() {
             return true;
+        }
+        // Only a code with a login is worth asking PostgreSQL about: random
+        // `User-Identify` codes never reach the writer connection.
+        if !self.directory.has_credential(code) {
+            return false;
         }
         let c = code.to_string();
         let found = self
@@ -375,7 +508,7 @@ impl GatNode {
     /// `registered`).
     async fn registered(&self, x: &Exchange) -> Result<String, Reply> {
         if let Some(id) = &x.pre_authorized {
-            self.renew(id, x.peer).await;
+            self.proven(id, x.peer).await;
             return Ok(id.clone());
         }
         let identity = identified(x);
@@ -383,9 +516,9 @@ impl GatNode {
             .as_deref()
             .is_some_and(|h| !h.trim().is_empty())
         {
-            return match self.check(x, identity.as_deref(), &x.body) {
+            return match self.check(x, identity.as_deref(), &x.body).await {
                 Ok(id) => {
-                    self.renew(&id, x.peer).await;
+                    self.proven(&id, x.peer).await;
                     Ok(id)
                 }
                 Err(why) => Err(refused(&self.gateway, x, &why)),
@@ -393,7 +526,7 @@ impl GatNode {
         }
         match identity {
             Some(id) if self.is_registered(&id, x.peer).await => {
-                self.renew(&id, x.peer).await;
+                self.renew(&id, x.peer, false);
                 Ok(id)
             }
             _ => Err(unauthorized(
@@ -404,19 +537,40 @@ impl GatNode {
         }
     }
 
-    fn check(
+    /// The caller a digest proves: checked as `serve` checks it (the response, the
+    /// `uri` against the path, the nonce's signature, life and counter on this node),
+    /// then its (nonce, nc) recorded as used in `gat1400_nonces`, so the same answer
+    /// replayed to any ingest node — or to this one after a restart or past its
+    /// in-memory bound — is refused.
+    async fn check(
         &self,
         x: &Exchange,
         identity: Option<&str>,
         body: &[u8],
     ) -> Result<String, DigestError> {
-        self.gateway.check_digest(
+        let id = self.gateway.check_digest(
             &self.directory,
             &x.method,
+            &x.path,
             x.authorization.as_deref(),
             identity,
             body,
-        )
+        )?;
+        let (nonce, nc) = x
+            .authorization
+            .as_deref()
+            .and_then(answered_nonce)
+            .ok_or(DigestError::Missing)?;
+        let first = self
+            .write("record a GA/T 1400 nonce", move |m| {
+                Box::pin(async move { m.gat1400_nonce_first_use(&nonce, nc as i64).await })
+            })
+            .await;
+        match first {
+            Ok(true) => Ok(id),
+            Ok(false) => Err(DigestError::Replayed),
+            Err(e) => Err(DigestError::Unavailable(e.to_string())),
+        }
     }
 }
 
@@ -491,7 +645,8 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
     response(reply)
 }
 
-/// Reads a body of at most `max` bytes (gzip inflated within it) into `x`.
+/// Reads a body of at most `max` bytes (gzip inflated within it) into `x`, within
+/// `serve`'s body timeout and minimum rate (408 past them).
 /// With a `budget`, what the body announces (else `max`) is reserved before a byte is
 /// read, and `max` more before a gzip body is inflated: held until the returned
 /// reservation drops (as `serve`'s `max_viid_inflight_bytes`).
@@ -506,33 +661,34 @@ async fn read_body(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let mut held = Reserved::default();
-    let mut reserve = |bytes: usize| match budget {
-        Some(b) if !b.grow(&mut held, bytes) => {
-            Err(early(x, ApiError::BodyBudget(b.total()), BUSY))
-        }
-        _ => Ok(()),
+    let read = crate::http::body::read_paced(
+        req.into_body(),
+        max,
+        budget,
+        crate::DEFAULT_BODY_TIMEOUT,
+        crate::DEFAULT_MIN_BODY_RATE,
+    )
+    .await;
+    let (body, mut held) = match read {
+        Ok(read) => read,
+        Err(e @ ApiError::BodyBudget(_)) => return Err(early(x, e, BUSY)),
+        Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
     };
-    let declared = hyper::body::Body::size_hint(req.body()).exact();
-    reserve(declared.map_or(max, |n| usize::try_from(n).unwrap_or(max).min(max)))?;
-    if gzipped {
-        reserve(max)?;
+    if !gzipped {
+        x.body = body;
+        return Ok(held);
     }
-    let body = Limited::new(req.into_body(), max)
-        .collect()
+    // Inflating may take up to the limit: reserved before, not after; CPU work, off
+    // the connections' threads.
+    if let Some(b) = budget {
+        if !b.grow(&mut held, max) {
+            return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
+        }
+    }
+    let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
-        .map_err(|_| {
-            early(
-                x,
-                ApiError::BodyTooLarge(max),
-                crate::gat1400::INVALID_JSON_FORMAT,
-            )
-        })?
-        .to_bytes();
-    x.body = match gzipped {
-        false => body,
-        true => gunzip(&body, max).map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?,
-    };
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
+    x.body = inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
 }
 
@@ -557,7 +713,7 @@ async fn system(
 fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        match node.check(x, identity.as_deref(), &x.body) {
+        match node.check(x, identity.as_deref(), &x.body).await {
             Err(why) => refused(&node.gateway, x, &why),
             Ok(id) => match node.register(&id, x.peer).await {
                 Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
@@ -572,7 +728,7 @@ fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        let id = match (node.check(x, identity.as_deref(), &x.body), identity) {
+        let id = match (node.check(x, identity.as_deref(), &x.body).await, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if node.is_registered(&id, x.peer).await => id,
             (Err(why), _) => return refused(&node.gateway, x, &why),
@@ -608,7 +764,7 @@ async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>
     let identity = identified(x);
     match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
         Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
-        Some(_) => node.check(x, identity.as_deref(), b"").map(Some),
+        Some(_) => node.check(x, identity.as_deref(), b"").await.map(Some),
         None => match identity {
             Some(id) if node.is_registered(&id, x.peer).await => Ok(None),
             _ => Err(DigestError::NotRegistered),
@@ -626,14 +782,30 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(id) => x.pre_authorized = id,
         Err(why) => return refused(&node.gateway, &x, &why),
     }
+    // One caller holds its share of the slots however many connections it opens,
+    // keyed as `serve` keys it: what is proven, else the address.
+    let who = caller_key(
+        x.pre_authorized.as_deref(),
+        x.authorization.as_deref(),
+        x.user_identify.as_deref(),
+        x.peer,
+    );
+    let Some(_share) = node.callers.take(&who) else {
+        return early(
+            &x,
+            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
+            BUSY,
+        );
+    };
     let max = node.config.ingest.max_viid_body_bytes;
     let _held = match read_body(req, &mut x, max, Some(&node.bytes)).await {
         Ok(held) => held,
         Err(refusal) => return refusal,
     };
-    if let Err(refusal) = node.registered(&x).await {
-        return refusal;
-    }
+    let uploader = match node.registered(&x).await {
+        Ok(id) => id,
+        Err(refusal) => return refusal,
+    };
     // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
     let devices = node.directory.devices();
     let limits = (
@@ -643,7 +815,13 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
     let x = Arc::new(x);
     let parsing = x.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        let mut devices = Devices::of(Catalog::Listed(&devices));
+        // The uploader names devices of its own community only (no relaying here).
+        let communities = devices.get(&uploader).map(|d| d.community.clone());
+        let by = Uploader {
+            code: uploader,
+            communities: communities.into_iter().collect(),
+        };
+        let mut devices = Devices::of(Catalog::Listed(&devices)).uploaded_by(by);
         parse_upload(&mut devices, &parsing, (&limits.0, limits.1))
     })
     .await;
@@ -683,9 +861,21 @@ fn put_of(what: Blob, community: &str, bytes: Bytes) -> (String, Put) {
     (id.to_string(), (id.key(what), bytes))
 }
 
-/// Puts `blobs` on object storage, create-only, [`PUTS_AT_ONCE`] at a time.
+/// Each key of `blobs` once (the first), in order: an upload may name the same
+/// bytes twice (`/VIID/Images` gives every object the image's picture), and two
+/// create-only puts of one key at once could fail the losing one.
+fn distinct(blobs: Vec<Put>) -> Vec<Put> {
+    let mut seen = std::collections::HashSet::new();
+    blobs
+        .into_iter()
+        .filter(|(key, _)| seen.insert(key.clone()))
+        .collect()
+}
+
+/// Puts `blobs` on object storage, create-only, [`PUTS_AT_ONCE`] at a time, each key
+/// once.
 async fn put_all(objects: &Objects, blobs: Vec<Put>) -> Result<(), ApiError> {
-    let mut blobs = blobs.into_iter().peekable();
+    let mut blobs = distinct(blobs).into_iter().peekable();
     while blobs.peek().is_some() {
         let mut puts = tokio::task::JoinSet::new();
         for (key, bytes) in blobs.by_ref().take(PUTS_AT_ONCE) {
@@ -700,6 +890,38 @@ async fn put_all(objects: &Objects, blobs: Vec<Put>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What an upload's objects put on object storage, hashed: their notes, the pictures'
+/// puts (the decoded bytes moved out, listed in their objects first), the objects'
+/// puts as uploaded (naming their pictures), and each object's id.
+type Staged = (Vec<Option<String>>, Vec<Put>, Vec<Put>, Vec<Option<String>>);
+
+fn stage(objects: &mut [Object]) -> Staged {
+    let notes = stored_notes(objects);
+    let blobs: Vec<BlobId> = pictures_to_store(objects)
+        .into_iter()
+        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
+        .collect();
+    list_pictures(objects, blobs.iter().map(BlobId::to_string));
+    // The decoded bytes moved out (listed already), not copied.
+    let pictures: Vec<Put> = take_pictures(objects)
+        .into_iter()
+        .zip(&blobs)
+        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
+        .collect();
+    let mut uploaded = Vec::new();
+    let ids: Vec<Option<String>> = uploaded_texts(objects)
+        .into_iter()
+        .map(|t| {
+            t.map(|(e, text)| {
+                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
+                uploaded.push(put);
+                id
+            })
+        })
+        .collect();
+    (notes, pictures, uploaded, ids)
+}
+
 /// Stores the objects' pictures, then the objects as uploaded (naming their pictures),
 /// then publishes their events; each object's status code and text, in order. Nothing
 /// is published unless every picture and object is on object storage.
@@ -708,31 +930,17 @@ async fn keep(
     mut objects: Vec<Object>,
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, ApiError> {
-    let notes = stored_notes(&objects);
-    let blobs: Vec<BlobId> = pictures_to_store(&objects)
-        .into_iter()
-        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
-        .collect();
-    list_pictures(&mut objects, blobs.iter().map(BlobId::to_string));
-    // The decoded bytes moved out (listed already), not copied.
-    let puts: Vec<Put> = take_pictures(&mut objects)
-        .into_iter()
-        .zip(&blobs)
-        .map(|(bytes, id)| (id.key(Blob::Picture), Bytes::from(bytes)))
-        .collect();
-    put_all(&node.objects, puts).await?;
-    let mut puts = Vec::new();
-    let ids: Vec<Option<String>> = uploaded_texts(&objects)
-        .into_iter()
-        .map(|t| {
-            t.map(|(e, text)| {
-                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
-                puts.push(put);
-                id
-            })
-        })
-        .collect();
-    put_all(&node.objects, puts).await?;
+    // Hashing the pictures and objects (up to a 64 MiB body's) is CPU work: off the
+    // connections' threads, as the parsing was.
+    let staged = tokio::task::spawn_blocking(move || {
+        let staged = stage(&mut objects);
+        (objects, staged)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the upload's task failed: {e}")))?;
+    let (mut objects, (notes, pictures, uploaded, ids)) = staged;
+    put_all(&node.objects, pictures).await?;
+    put_all(&node.objects, uploaded).await?;
     name_uploaded(&mut objects, ids);
     // Validated as `POST /v1/events` validates on this node.
     let validator = Validator::default();
@@ -770,4 +978,56 @@ async fn keep(
             Err(e) => refused_status(e),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(codes: &[&str], read_ago: Duration) -> Directory {
+        let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
+        let now = Instant::now();
+        let d = Directory::default();
+        *d.set.write().unwrap() = Some(Loaded {
+            credentials: codes
+                .iter()
+                .map(|c| (c.to_string(), crate::gat1400::credential(c, c, "pw")))
+                .collect(),
+            devices: Arc::default(),
+            registrations: ["a", "b"]
+                .iter()
+                .map(|c| (c.to_string(), (ip, now)))
+                .collect(),
+            at: now.checked_sub(read_ago).unwrap(),
+        });
+        d
+    }
+
+    #[test]
+    fn the_same_key_is_put_once_per_upload() {
+        let put = |k: &str, b: &'static [u8]| (k.to_string(), Bytes::from_static(b));
+        let blobs = vec![
+            put("a", b"1"),
+            put("b", b"2"),
+            put("a", b"1"),
+            put("a", b"1"),
+        ];
+        let keys: Vec<String> = distinct(blobs).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_registration_is_trusted_only_with_its_credential_in_a_fresh_set() {
+        let ip = Some("10.0.0.1".parse().unwrap());
+        let d = directory(&["a"], Duration::ZERO);
+        assert!(d.knows("a", ip).is_some());
+        assert!(d.knows("a", None).is_none(), "another address");
+        assert!(d.knows("b", ip).is_none(), "its login was removed");
+        assert!(!d.has_credential("random"), "never asked of PostgreSQL");
+        d.note("b", ip, Instant::now());
+        assert!(d.knows("b", ip).is_none(), "noted, still without a login");
+        let old = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
+        assert!(old.knows("a", ip).is_none(), "a set too old to say");
+        assert!(!old.has_credential("a"));
+    }
 }

@@ -83,7 +83,11 @@ async fn accept_loop<S, B, F, Fut>(
                 req.extensions_mut().insert(crate::serve::Peer(peer.ip()));
                 handle(state.clone(), req)
             });
+            // A client that opens connections and never finishes a request head is
+            // cut off as `serve` cuts it off.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::DEFAULT_HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });

@@ -63,7 +63,14 @@ pub(super) async fn get(
         .await
         .map_err(|e| ApiError::StorageUnavailable(format!("object storage: {e}")))?
         .ok_or_else(gone)?;
-    if sha256_hex(&bytes) != blob.sha256 {
+    // Hashing up to a 16 MiB picture is CPU work: off the connections' threads.
+    let (bytes, sha256) = tokio::task::spawn_blocking(move || {
+        let sha256 = sha256_hex(&bytes);
+        (bytes, sha256)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("hashing a picture failed: {e}")))?;
+    if sha256 != blob.sha256 {
         return Err(ApiError::internal(format!(
             "object {key} does not hold the bytes its key names"
         )));

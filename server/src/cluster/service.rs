@@ -138,14 +138,15 @@ pub(super) async fn answer(
         }
         (Method::GET, "/v1/devices/{code}") => Ok(one(catalog.device(caller, arg).await?)),
         (Method::PUT, "/v1/communities/{code}") => {
-            change(node, caller, line, req, |body| async move {
-                crate::catalog::may_change(caller, &arg)?;
+            // The scope before the body, as `serve` checks it.
+            let scope = crate::catalog::may_change(caller, &arg);
+            change(node, caller, line, req, scope, |body| async move {
                 catalog.put_community(arg, &body).await
             })
             .await
         }
         (Method::PUT, "/v1/devices/{code}") => {
-            change(node, caller, line, req, |body| async move {
+            change(node, caller, line, req, Ok(()), |body| async move {
                 catalog.put_device(caller, arg, &body).await
             })
             .await
@@ -192,13 +193,15 @@ pub(super) async fn answer(
 
 /// A change, audited as `serve` audits one: an entry (status 0) before anything is
 /// read or made — refused 503 `audit_unavailable` when it cannot be written — then
-/// `make` with the body, then an entry with its outcome (the answer's identifying
+/// `scope` (the caller's right to change what it names: refused before a byte of the
+/// body is read), `make` with the body, then an entry with its outcome (the answer's identifying
 /// fields; never the body).
 async fn change<F, Fut>(
     node: &Arc<QueryNode>,
     caller: &Caller,
     line: &AuditLine,
     req: Request<Incoming>,
+    scope: Result<(), ApiError>,
     make: F,
 ) -> Result<(Body, Option<usize>), ApiError>
 where
@@ -213,6 +216,7 @@ where
     let begun = AuditLine::new(caller, &what, line.params.clone());
     begun.record_in(&node.audit, None, 0)?;
     let made = async {
+        scope?;
         let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
             .collect()
             .await

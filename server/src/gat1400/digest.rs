@@ -23,6 +23,10 @@ pub(crate) enum DigestError {
     UnknownUser(String),
     #[error("the digest response does not match")]
     WrongResponse,
+    /// RFC 7616 §3.4.6: the digest's `uri` must name the request's own target, or a
+    /// captured answer could be replayed against another resource.
+    #[error("the digest's uri {0:?} is not this request's path")]
+    OtherUri(String),
     #[error("unsupported digest algorithm (MD5, MD5-sess, SHA-256 and SHA-256-sess are)")]
     Algorithm,
     #[error("{0}")]
@@ -163,6 +167,31 @@ fn expected_response(
     })
 }
 
+/// The path of a digest's `uri`: as sent (`/VIID/System/Register`), or of a full URL
+/// (`http://host:port/VIID/…`, as some clients write it), without its query.
+fn uri_path(uri: &str) -> &str {
+    let after_authority = match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => uri,
+    };
+    let end = after_authority
+        .find(['?', '#'])
+        .unwrap_or(after_authority.len());
+    &after_authority[..end]
+}
+
+/// The nonce a digest header answers and its counter (`nc`, hex; 1 without `qop`, as
+/// [`super::nonces::Nonces::answer`] counts it), to record its use beyond this process.
+pub(crate) fn answered_nonce(authorization: &str) -> Option<(String, u64)> {
+    let f = digest_fields(authorization)?;
+    let nonce = f.get("nonce")?.clone();
+    let nc = match f.get("nc").map(|s| s.trim()).unwrap_or("") {
+        "" => 1,
+        nc => u64::from_str_radix(nc, 16).ok()?,
+    };
+    Some((nonce, nc))
+}
+
 impl Gateway {
     /// A `WWW-Authenticate` challenge with a fresh nonce.
     pub(crate) fn challenge(&self, stale: bool) -> String {
@@ -183,6 +212,7 @@ impl Gateway {
         &self,
         credentials: &dyn Credentials,
         method: &str,
+        path: &str,
         authorization: Option<&str>,
         identity: Option<&str>,
         body: &[u8],
@@ -211,6 +241,9 @@ impl Gateway {
         let expected = expected_response(&cred, hash, method, body, &f)?;
         if expected != get("response").to_ascii_lowercase() {
             return Err(DigestError::WrongResponse);
+        }
+        if uri_path(get("uri")) != path {
+            return Err(DigestError::OtherUri(get("uri").to_string()));
         }
         // Checked after the response, so a stale nonce with a right response is told
         // apart (RFC 7616 `stale=true`: the client retries without asking anyone).
@@ -280,6 +313,68 @@ mod tests {
             ))
         );
         assert!(Hash::of("SHA-512-256").is_none());
+    }
+
+    #[test]
+    fn a_digest_uri_names_the_request_path() {
+        assert_eq!(uri_path("/VIID/System/Register"), "/VIID/System/Register");
+        assert_eq!(
+            uri_path("http://h:1/VIID/System/Register"),
+            "/VIID/System/Register"
+        );
+        assert_eq!(uri_path("/VIID/Faces?x=1"), "/VIID/Faces");
+        assert_eq!(uri_path("http://h:1"), "/");
+        let a = "Digest nonce=\"n1\", nc=0000000a, qop=auth";
+        assert_eq!(answered_nonce(a), Some(("n1".to_string(), 10)));
+        assert_eq!(
+            answered_nonce("Digest nonce=\"n2\""),
+            Some(("n2".to_string(), 1))
+        );
+    }
+
+    /// A captured Register answered again against another route (or the same answer
+    /// with its `uri` pointing elsewhere) is refused: the `uri` must be the path.
+    #[test]
+    fn a_digest_for_another_path_is_refused() {
+        struct One(sightline_storage::Gat1400Credential);
+        impl Credentials for One {
+            fn credential(
+                &self,
+                _: &str,
+            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+                Ok(Some(self.0.clone()))
+            }
+        }
+        let cred = super::super::credential("32050801011210000001", "cam", "pw");
+        let gateway = Gateway::default();
+        let answer = |uri: &str| {
+            let challenge = gateway.challenge(false);
+            let nonce = challenge
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            let ha2 = md5_hex(&format!("POST:{uri}"));
+            let response = md5_hex(&format!("{}:{nonce}:00000001:c:auth:{ha2}", cred.ha1));
+            format!(
+                "Digest username=\"cam\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+                 qop=auth, nc=00000001, cnonce=\"c\", response=\"{response}\""
+            )
+        };
+        let creds = One(cred.clone());
+        let check =
+            |path: &str, h: &str| gateway.check_digest(&creds, "POST", path, Some(h), None, b"");
+        let register = answer("/VIID/System/Register");
+        assert!(matches!(
+            check("/VIID/Faces", &register),
+            Err(DigestError::OtherUri(_))
+        ));
+        assert_eq!(check("/VIID/System/Register", &register).unwrap(), "cam");
+        let full = answer("http://10.0.0.1:80/VIID/Faces");
+        assert_eq!(check("/VIID/Faces", &full).unwrap(), "cam");
     }
 
     #[test]

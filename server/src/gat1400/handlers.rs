@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::digest::DigestError;
 use super::image_list::Image;
-use super::objects::{objects, BodyError, Devices, Object, Upload};
+use super::objects::{objects, BodyError, Devices, Object, Upload, Uploader};
 use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
@@ -120,22 +120,12 @@ where
                 Ok(id) => {
                     // One caller (a device, a platform) holds its share of the slots,
                     // however many connections it opens.
-                    // Keyed on what is proven: the digest's identity, a registration
-                    // (bound to its address); a digest checked only after the body
-                    // (`qop=auth-int`) proves nothing yet, so its address stands in.
-                    let unproven = c
-                        .header("authorization")
-                        .is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
-                    let address =
-                        || peer_of(&c).map_or_else(String::new, |p| format!("address {p}"));
-                    let who = match (&id, unproven) {
-                        (Some(id), _) => id.clone(),
-                        (None, true) => address(),
-                        (None, false) => c
-                            .header("user-identify")
-                            .map(|s| s.trim().to_string())
-                            .unwrap_or_else(address),
-                    };
+                    let who = caller_key(
+                        id.as_deref(),
+                        c.header("authorization"),
+                        c.header("user-identify"),
+                        peer_of(&c),
+                    );
                     let Some(share) = c.app.viid_callers.take(&who) else {
                         return early(
                             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
@@ -195,6 +185,27 @@ where
     }
 }
 
+/// Whose share of the GA/T 1400 slots a request takes, keyed on what is proven
+/// before its body: the digest's identity (`proven`), a registration (bound to its
+/// address); a digest checked only after the body (`qop=auth-int`) proves nothing
+/// yet, so the client's address stands in (as it does for no identity at all).
+pub(crate) fn caller_key(
+    proven: Option<&str>,
+    authorization: Option<&str>,
+    user_identify: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> String {
+    let unproven = authorization.is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
+    let address = || peer.map_or_else(String::new, |p| format!("address {p}"));
+    match (proven, unproven) {
+        (Some(id), _) => id.to_string(),
+        (None, true) => address(),
+        (None, false) => user_identify
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(address),
+    }
+}
+
 /// Before the body: the caller a digest in the headers proves (`None` when the digest
 /// covers the body, `qop=auth-int`, and is checked after it), or a registered
 /// `User-Identify`; otherwise why not.
@@ -209,7 +220,7 @@ fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
             let method = c.head.method.as_str();
             c.app
                 .gateway
-                .check_digest(&c.app.store, method, Some(h), identity, b"")
+                .check_digest(&c.app.store, method, &c.path, Some(h), identity, b"")
                 .map(Some)
         }
         None => match identity {
@@ -306,6 +317,7 @@ fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option
     let checked = app.gateway.check_digest(
         &app.store,
         &x.method,
+        &x.path,
         x.authorization.as_deref(),
         identity.as_deref(),
         &x.body,
@@ -378,6 +390,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         match app.gateway.check_digest(
             &app.store,
             &x.method,
+            &x.path,
             x.authorization.as_deref(),
             identity.as_deref(),
             &x.body,
@@ -427,7 +440,17 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
         Ok(r) => r,
         Err(e) => return device_error(x, &e),
     };
-    let mut devices = Devices::new(&app.store, relay.as_ref());
+    // The uploader names devices of its own community, or of those it relays into.
+    let own = app.store.catalog().device(uploader).ok().flatten();
+    let mut communities: Vec<String> = own.into_iter().map(|d| d.community).collect();
+    if let Some(r) = &relay {
+        communities.extend(r.prefixes.values().cloned());
+    }
+    let by = Uploader {
+        code: uploader.to_string(),
+        communities,
+    };
+    let mut devices = Devices::new(&app.store, relay.as_ref()).uploaded_by(by);
     let limits = (
         app.config.gat1400_face_subject.as_str(),
         app.config.max_picture_bytes,

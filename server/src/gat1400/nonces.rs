@@ -7,8 +7,8 @@
 //! holding the key verifies one another node issued (a camera registers on one ingest
 //! node and answers on another), and none is remembered when issued. Once answered it
 //! is remembered as a local one is, so a replay to the same node is refused; a replay
-//! to another node within the nonce's life is not (that would need a shared store on
-//! every request).
+//! to another node (or after a restart) is refused by the cluster's record of first
+//! uses (`gat1400_nonces`, `server/src/cluster/gat1400.rs`), not here.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -135,6 +135,8 @@ enum ObjectError {
     Missing(String),
     #[error("DeviceID {0} is not registered in the catalog")]
     UnknownDevice(String),
+    #[error("DeviceID {device} belongs to community {community}, which this uploader neither is in nor relays")]
+    OtherCommunity { device: String, community: String },
     #[error("{0:?} is not a time like 20210901080000")]
     BadTime(String),
     #[error("{0}")]
@@ -195,10 +197,20 @@ pub(crate) enum Catalog<'a> {
     Listed(&'a HashMap<String, Device>),
 }
 
+/// Who uploads: its code, and the communities whose devices it may name (its own
+/// device's, and for a platform those it relays into). A device of another
+/// community is refused, object by object, unless it is the uploader itself.
+pub(crate) struct Uploader {
+    pub code: String,
+    pub communities: Vec<String>,
+}
+
 /// The devices an upload names, looked up once each; unknown ones catalogued when a
 /// platform relays them.
 pub(crate) struct Devices<'a> {
     catalog: Catalog<'a>,
+    /// Whose upload it is (`None`: anyone's, as a fuzz target parses).
+    uploader: Option<Uploader>,
     known: HashMap<String, Option<Device>>,
     /// Communities devices were catalogued under by this upload, in order.
     catalogued: Vec<String>,
@@ -212,9 +224,16 @@ impl<'a> Devices<'a> {
     pub fn of(catalog: Catalog<'a>) -> Devices<'a> {
         Devices {
             catalog,
+            uploader: None,
             known: HashMap::new(),
             catalogued: Vec::new(),
         }
+    }
+
+    /// These devices as `uploader` may name them.
+    pub fn uploaded_by(mut self, uploader: Uploader) -> Devices<'a> {
+        self.uploader = Some(uploader);
+        self
     }
 
     fn get(&mut self, code: &str) -> Result<&Device, ObjectError> {
@@ -235,9 +254,18 @@ impl<'a> Devices<'a> {
             };
             self.known.insert(code.to_string(), found);
         }
-        self.known[code]
+        let d = self.known[code]
             .as_ref()
-            .ok_or_else(|| ObjectError::UnknownDevice(code.to_string()))
+            .ok_or_else(|| ObjectError::UnknownDevice(code.to_string()))?;
+        match &self.uploader {
+            Some(u) if u.code != code && !u.communities.contains(&d.community) => {
+                Err(ObjectError::OtherCommunity {
+                    device: code.to_string(),
+                    community: d.community.clone(),
+                })
+            }
+            _ => Ok(d),
+        }
     }
 }
 

@@ -185,9 +185,21 @@ pub(crate) async fn read(
     max: usize,
     budget: Option<&ByteBudget>,
 ) -> Result<(Bytes, Reserved), ApiError> {
-    let limit = app.config.body_timeout;
+    let (limit, min_rate) = (app.config.body_timeout, app.config.min_body_rate);
+    read_paced(body, max, budget, limit, min_rate).await
+}
+
+/// [`read`] with its time limit and minimum rate given (a cluster ingest node's
+/// gateway, which has no `App`).
+pub(crate) async fn read_paced(
+    body: Incoming,
+    max: usize,
+    budget: Option<&ByteBudget>,
+    limit: std::time::Duration,
+    min_rate: u64,
+) -> Result<(Bytes, Reserved), ApiError> {
     let pace = Pace {
-        min_rate: app.config.min_body_rate,
+        min_rate,
         started: tokio::time::Instant::now(),
     };
     tokio::time::timeout(limit, collect(body, max, pace, budget))

@@ -258,6 +258,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         key("investigate", Some("3205080002")),
     );
     let admin = key("admin", None);
+    let faces_admin = key("admin", Some("3205080002"));
 
     let (_i1, a1) = env.ingest("ingest-1");
     let (_i2, a2) = env.ingest("ingest-2");
@@ -310,6 +311,22 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         .as_bytes(),
     );
     assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    // A scoped admin is refused another community before its body is read (as on
+    // `serve`): 403 at once for a body that never comes.
+    let refused = sightline_testkit::send(
+        qa,
+        format!(
+            "PUT /v1/communities/3205080001 HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {faces_admin}\r\nContent-Length: 100\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
     let registered = wait_until(Duration::from_secs(10), || {
         register(a2, "/VIID/System/Register", third, "pw-third").0 == 200
     });
@@ -582,4 +599,233 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     let (status, _, bytes) = fetch(qa, &vehicle_image, Some(&all));
     assert_eq!(status, 200);
     assert!(uploaded.contains(&sha256_hex(&bytes)));
+}
+
+/// `sightline cluster gat1400 add CODE` with `password`, its community registered.
+fn add_login(cli: &std::path::Path, code: &str, community: &str, password: &str) {
+    let args = [
+        "add",
+        code,
+        "--community",
+        community,
+        "--community-name",
+        community,
+        "--kind",
+        "checkpoint_camera",
+        "--password",
+        password,
+    ];
+    gat1400_cli(cli, &args).unwrap();
+}
+
+#[test]
+fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let path = "/VIID/System/Register";
+    let body = json!({"RegisterObject": {"DeviceID": CAMERA}}).to_string();
+    let nonce = nonce_of(&viid(a1, "POST", path, &[], &body).1);
+    let signed = vec![(
+        "Authorization",
+        authorization(CAMERA, "pw-vehicles", &nonce, "00000001", "POST", path),
+    )];
+    let (status, _, answer) = viid(a1, "POST", path, &signed, &body);
+    assert_eq!(status, 200, "{answer}");
+    // Sniffed and sent again to the other node, within the nonce's life: a replay.
+    let (status, _, replayed) = viid(a2, "POST", path, &signed, &body);
+    assert_eq!(status, 401, "{replayed}");
+    assert!(replayed.to_string().contains("replay"), "{replayed}");
+    // An answer made for Register, sent (unused) to Keepalive: not its path.
+    let nonce = nonce_of(&viid(a2, "POST", path, &[], &body).1);
+    let for_register = vec![(
+        "Authorization",
+        authorization(CAMERA, "pw-vehicles", &nonce, "00000001", "POST", path),
+    )];
+    let (status, _, moved) = viid(a2, "POST", "/VIID/System/Keepalive", &for_register, "{}");
+    assert_eq!(status, 401, "{moved}");
+    // The use is in the table every node asks, and the table is swept of nothing
+    // younger than every nonce's life.
+    let used = env.pg.psql("SELECT count(*) FROM gat1400_nonces");
+    assert_eq!(used, "1", "only the accepted answer is recorded");
+    // The registered camera uploads for itself, not for a device of another
+    // community: that object is refused on its own, the rest stored.
+    add_login(&cli, FACE_CAMERA, "3205080002", "pw-faces");
+    std::thread::sleep(Duration::from_millis(1_500)); // read by the nodes
+    let objects: Vec<Value> = [(CAMERA, 1), (FACE_CAMERA, 2)]
+        .iter()
+        .map(|(d, n)| {
+            json!({"MotorVehicleID": format!("{d}0220251201080000000010200{n:03}"),
+                   "DeviceID": d, "PassTime": "20251201080000", "PlateNo": format!("苏E{n}CMY")})
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, answer) = viid(a2, "POST", "/VIID/MotorVehicles", &ident, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let got = statuses(&answer);
+    assert_eq!(got[0]["StatusCode"], 0, "{answer}");
+    assert_eq!(got[1]["StatusCode"], 8, "{answer}");
+    let why = got[1]["StatusString"].as_str().unwrap();
+    assert!(why.contains("community 3205080002"), "{why}");
+}
+
+/// What a stream answers within `wait`: its status line, or `None` (nothing, or the
+/// connection closed without a word).
+fn status_within(stream: &mut std::net::TcpStream, wait: Duration) -> Option<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 512];
+    match stream.read(&mut buf) {
+        Ok(n) if n > 0 => Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+#[test]
+fn unproven_gat1400_callers_hold_their_share_and_no_more_time_than_serve_gives() {
+    use std::io::Write;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    // A connection whose head never ends is cut off (serve's header timeout).
+    let mut idle = std::net::TcpStream::connect(a1).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    // Uploads whose digest is checked after the body (`qop=auth-int`) prove nothing
+    // before it: they hold one address's share of the slots, their bodies never come.
+    let head = "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\n\
+                Authorization: Digest username=\"x\", qop=auth-int, nonce=\"n\"\r\n\
+                Content-Length: 100000\r\n\r\n{";
+    let mut held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(a1).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ninth = std::net::TcpStream::connect(a1).unwrap();
+    ninth.write_all(head.as_bytes()).unwrap();
+    let answer = status_within(&mut ninth, Duration::from_secs(3));
+    assert!(
+        answer.as_deref().is_some_and(|s| s.contains(" 429")),
+        "{answer:?}"
+    );
+    // A body slower than serve's minimum rate is answered 408 (after its grace).
+    let answer = status_within(&mut held[0], Duration::from_secs(15));
+    assert!(
+        answer.as_deref().is_some_and(|s| s.contains(" 408")),
+        "{answer:?}"
+    );
+    let left = Duration::from_secs(13).saturating_sub(started.elapsed());
+    idle.set_read_timeout(Some(left.max(Duration::from_secs(1))))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let ended = match std::io::Read::read(&mut idle, &mut buf) {
+        Ok(_) => true, // closed (0), or answered before closing
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(ended, "a connection without a head was kept open");
+}
+
+#[test]
+fn a_removed_login_is_not_brought_back_by_a_node_that_still_remembers_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_i2, a2) = env.ingest("ingest-2");
+    let (status, body) = register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles");
+    assert_eq!(status, 200, "{body}");
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, kept) = viid(a2, "POST", "/VIID/System/Keepalive", &ident, "{}");
+    assert_eq!(status, 200, "{kept}");
+    // The registration is older than a node renews at (a minute), and node 2 has read
+    // it so; then the login is removed.
+    env.pg.psql(&format!(
+        "UPDATE gat1400_registrations SET renewed_at = now() - interval '2 minutes' \
+         WHERE code = '{CAMERA}'"
+    ));
+    std::thread::sleep(Duration::from_millis(1_200));
+    gat1400_cli(&cli, &["remove", CAMERA]).unwrap();
+    // The camera keeps talking to node 2 while (and after) it reads the tables again.
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        viid(a2, "POST", "/VIID/System/Keepalive", &ident, "{}");
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+    let rows = env.pg.psql(&format!(
+        "SELECT count(*) FROM gat1400_registrations WHERE code = '{CAMERA}'"
+    ));
+    assert_eq!(rows, "0", "a renewal made the removed registration again");
+    for a in [a1, a2] {
+        let (status, _, refused) = viid(a, "POST", "/VIID/System/Keepalive", &ident, "{}");
+        assert_eq!(status, 401, "{refused}");
+    }
+}
+
+#[test]
+fn gat1400_registrations_made_before_the_foreign_key_take_it_and_lose_removed_logins() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    // The tables as the first release of the gateway made them, with a registration
+    // whose login was removed.
+    env.pg.psql(&format!(
+        "CREATE TABLE gat1400_credentials (code text PRIMARY KEY, username text NOT NULL,
+            realm text NOT NULL, ha1 text NOT NULL, ha1_sha256 text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE gat1400_registrations (code text PRIMARY KEY, address text,
+            renewed_at timestamptz NOT NULL);
+         INSERT INTO gat1400_credentials VALUES ('{CAMERA}', 'u', 'Sightline', 'a', 'b');
+         INSERT INTO gat1400_registrations VALUES ('{CAMERA}', '10.0.0.1', now()),
+                                                  ('{FACE_CAMERA}', '10.0.0.2', now());"
+    ));
+    let mut meta = env.meta();
+    for _ in 0..2 {
+        // Twice: the second start finds the key and changes nothing.
+        env.rt.block_on(meta.create(PARTITIONS)).unwrap();
+    }
+    let codes = env
+        .pg
+        .psql("SELECT code FROM gat1400_registrations ORDER BY code");
+    assert_eq!(codes, CAMERA, "the orphan went, the other stayed");
+    // Renewing never makes one; registering needs a login; removing a login takes its
+    // registration with it.
+    let rt = &env.rt;
+    assert!(!rt
+        .block_on(meta.gat1400_renew(FACE_CAMERA, Some("10.0.0.2")))
+        .unwrap());
+    assert!(!rt
+        .block_on(meta.gat1400_renew(CAMERA, Some("10.0.0.9")))
+        .unwrap());
+    assert!(rt
+        .block_on(meta.gat1400_renew(CAMERA, Some("10.0.0.1")))
+        .unwrap());
+    assert!(!rt
+        .block_on(meta.gat1400_register(FACE_CAMERA, Some("10.0.0.2")))
+        .unwrap());
+    assert!(rt.block_on(meta.remove_gat1400_login(CAMERA)).unwrap());
+    let left = env.pg.psql("SELECT count(*) FROM gat1400_registrations");
+    assert_eq!(left, "0");
+    // A nonce's use counts once, and is swept only once past every nonce's life.
+    assert!(rt.block_on(meta.gat1400_nonce_first_use("n", 1)).unwrap());
+    assert!(!rt.block_on(meta.gat1400_nonce_first_use("n", 1)).unwrap());
+    assert!(rt.block_on(meta.gat1400_nonce_first_use("n", 2)).unwrap());
+    assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(600_000)).unwrap(), 0);
+    assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(-1_000)).unwrap(), 2);
 }

@@ -51,6 +51,13 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
             json!({"community": "3205080001"}),
             "device_kind",
         ),
+        // A platform's relays are checked before its direction (serve's order).
+        (
+            format!("/v1/devices/{OTHER_GATE}"),
+            json!({"community": "3205080001", "device_kind": "platform", "direction": "up",
+                   "relays": {"x": "3205080001"}}),
+            "relays.x",
+        ),
         (
             "/v1/communities/a-b".to_string(),
             json!({"name": "x"}),

@@ -1291,3 +1291,84 @@ fn uploads_without_a_digest_are_trusted_only_from_the_registered_address() {
     let (status, _) = send_from("127.0.0.1", a, head.as_bytes());
     assert_eq!(status, 401);
 }
+
+/// A login uploads objects of devices of its own community, or of those a platform
+/// relays into; an object naming another community's device is refused on its own
+/// (the rest of the batch kept).
+#[test]
+fn gat1400_uploaders_name_devices_of_their_own_communities_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| put_json(a, target, &body);
+    for c in ["3205080001", "3205090001"] {
+        assert_eq!(
+            put(&format!("/v1/communities/{c}"), json!({"name": c})).status,
+            200
+        );
+    }
+    let elsewhere = "32050901011210000009";
+    let platform = "32050800005030000001";
+    for (code, community, kind, extra) in [
+        (
+            GATE,
+            "3205080001",
+            "checkpoint_camera",
+            json!({"gat1400": {"password": "p"}}),
+        ),
+        (OTHER_GATE, "3205080001", "checkpoint_camera", json!({})),
+        (elsewhere, "3205090001", "checkpoint_camera", json!({})),
+        (
+            platform,
+            "3205080001",
+            "platform",
+            json!({"relays": {"32050901": "3205090001"}, "gat1400": {"password": "p"}}),
+        ),
+    ] {
+        let mut body = json!({"community": community, "kind": kind});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = put(&format!("/v1/devices/{code}"), body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let codes = |uploader: &str| {
+        assert_eq!(register(a, "/VIID/System/Register", uploader, "p").0, 200);
+        let objects: Vec<Value> = [(GATE, 1), (elsewhere, 2), (OTHER_GATE, 3)]
+            .iter()
+            .map(|(d, n)| {
+                json!({"MotorVehicleID": format!("{d}0220210901080000000010200{n:03}"),
+                "DeviceID": d, "PassTime": "20210901080000", "PlateNo": format!("苏E{n}CMY")})
+            })
+            .collect();
+        let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
+        let (status, _, answer) = viid(
+            a,
+            "POST",
+            "/VIID/MotorVehicles",
+            &[("User-Identify", uploader.to_string())],
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+            .as_array()
+            .unwrap()
+            .clone();
+        s.iter()
+            .map(|x| {
+                let text = x["StatusString"].as_str().unwrap().to_string();
+                (x["StatusCode"].as_i64().unwrap(), text)
+            })
+            .collect::<Vec<_>>()
+    };
+    let camera = codes(GATE);
+    assert_eq!(camera[0].0, 0, "{camera:?}");
+    assert_eq!(camera[2].0, 0, "{camera:?}");
+    assert_ne!(camera[1].0, 0, "another community's device: {camera:?}");
+    assert!(camera[1].1.contains("community 3205090001"), "{camera:?}");
+    let relaying = codes(platform);
+    assert!(
+        relaying.iter().all(|(c, _)| *c == 0),
+        "a platform names the devices it relays: {relaying:?}"
+    );
+}
