@@ -156,13 +156,16 @@ pub(super) async fn answer(
             Ok((v.into(), Some(n)))
         }
         (Method::POST, "/v1/keys") => {
-            change(node, caller, line, req, |body| async move {
+            // A city-wide power, refused before the body as `serve` refuses it.
+            let scope = caller.city_wide();
+            change(node, caller, line, req, scope, |body| async move {
                 catalog.create_key(caller, &node.keys, &body).await
             })
             .await
         }
         (Method::DELETE, "/v1/keys/{id}") => {
-            change(node, caller, line, req, |_| async move {
+            let scope = caller.city_wide();
+            change(node, caller, line, req, scope, |_| async move {
                 catalog.revoke_key(caller, &node.keys, arg).await
             })
             .await
@@ -176,13 +179,14 @@ pub(super) async fn answer(
             Ok((v, Some(n)))
         }
         (Method::POST, "/v1/watchlists") => {
-            change(node, caller, line, req, |body| async move {
+            // Its scope is in the body.
+            change(node, caller, line, req, Ok(()), |body| async move {
                 catalog.create_watchlist(caller, &body).await
             })
             .await
         }
         (Method::DELETE, "/v1/watchlists/{id}") => {
-            change(node, caller, line, req, |_| async move {
+            change(node, caller, line, req, Ok(()), |_| async move {
                 catalog.delete_watchlist(caller, arg).await
             })
             .await
