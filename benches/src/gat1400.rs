@@ -51,6 +51,10 @@ pub fn register_catalog(addr: SocketAddr, traffic: &Traffic) -> Result<(), Strin
         }
     };
     let cfg = traffic.config();
+    // The platform relays every community's cameras (an uploader may name only
+    // devices of communities it is in or relays): by the code's community prefix
+    // while those are unique (below 100 communities), else device by device.
+    let mut relays = serde_json::Map::new();
     for c in 0..cfg.communities {
         let code = community_code(c);
         put(format!("/v1/communities/{code}"), json!({"name": code}))?;
@@ -63,16 +67,26 @@ pub fn register_catalog(addr: SocketAddr, traffic: &Traffic) -> Result<(), Strin
             (TYPE_FACE_CAMERA, 2, "in"),
             (TYPE_FACE_CAMERA, 3, "in"),
         ] {
+            let device = device_code(c, t, n);
+            if cfg.communities > 100 {
+                relays.insert(device.clone(), json!(code));
+            }
             put(
-                format!("/v1/devices/{}", device_code(c, t, n)),
+                format!("/v1/devices/{device}"),
                 json!({"community": code, "kind": "camera", "direction": dir}),
             )?;
+        }
+        if cfg.communities <= 100 {
+            relays.insert(
+                device_code(c, TYPE_VEHICLE_GATE, 1)[..8].to_string(),
+                json!(code),
+            );
         }
     }
     put(
         format!("/v1/devices/{PLATFORM}"),
         json!({"community": community_code(0), "kind": "platform",
-               "gat1400": {"password": PASSWORD}}),
+               "gat1400": {"password": PASSWORD}, "relays": relays}),
     )
 }
 

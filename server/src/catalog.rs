@@ -203,6 +203,7 @@ impl DevicePut {
 
     /// The device, its GA/T 1400 login if given, and the `relays` of a platform if
     /// given (unparsed: they name registered communities).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn fields(
         self,
         code: &str,

@@ -131,30 +131,41 @@ impl Alerting {
     pub(super) async fn raise(&self, events: &[(u64, &Event)]) -> Result<u64, ApiError> {
         let matcher = self.matcher()?;
         let now_ms = crate::now_ms();
-        let mut alerts = Vec::new();
-        for (seq, e) in events {
-            let (lists, _) = matcher.matches(e, now_ms);
-            if lists.is_empty() {
-                continue;
-            }
-            let msg_id = payload::message_id(e, &payload::encode(e));
-            let mut json = crate::http::out::event_json(*seq, e);
-            json["id"] = Value::Null;
-            for w in lists {
-                // Its id is the table's, set as it is read.
-                let mut alert = alert_json(0, w, *seq, e, &json, now_ms);
-                alert["event_id"] = Value::Null;
-                alerts.push(NewAlert {
-                    watchlist: w.id.clone(),
-                    community: e.community().to_string(),
-                    msg_id: msg_id.clone(),
-                    body: alert.to_string(),
-                });
-            }
-        }
+        // Matching (wildcard and fuzzy entries, OCR distances) is CPU work: on the
+        // blocking pool, as `serve` matches, not on the connections' executor.
+        let events: Vec<(u64, Event)> = events.iter().map(|(s, e)| (*s, (*e).clone())).collect();
+        let alerts = tokio::task::spawn_blocking(move || matched(&matcher, &events, now_ms))
+            .await
+            .map_err(|e| ApiError::internal(format!("watchlist matching failed: {e}")))?;
         if alerts.is_empty() {
             return Ok(0);
         }
         on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))
     }
+}
+
+/// The alerts `events` (each with its log sequence) raise at `now_ms`.
+fn matched(matcher: &Matcher, events: &[(u64, Event)], now_ms: i64) -> Vec<NewAlert> {
+    let mut alerts = Vec::new();
+    for (seq, e) in events {
+        let (lists, _) = matcher.matches(e, now_ms);
+        if lists.is_empty() {
+            continue;
+        }
+        let msg_id = payload::message_id(e, &payload::encode(e));
+        let mut json = crate::http::out::event_json(*seq, e);
+        json["id"] = Value::Null;
+        for w in lists {
+            // Its id is the table's, set as it is read.
+            let mut alert = alert_json(0, w, *seq, e, &json, now_ms);
+            alert["event_id"] = Value::Null;
+            alerts.push(NewAlert {
+                watchlist: w.id.clone(),
+                community: e.community().to_string(),
+                msg_id: msg_id.clone(),
+                body: alert.to_string(),
+            });
+        }
+    }
+    alerts
 }

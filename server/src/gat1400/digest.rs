@@ -32,6 +32,7 @@ pub(crate) enum DigestError {
     #[error("{0}")]
     Storage(#[from] StorageError),
     /// The credentials could not be read (the cluster's PostgreSQL).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     #[error("{0}")]
     Unavailable(String),
 }
@@ -182,6 +183,7 @@ fn uri_path(uri: &str) -> &str {
 
 /// The nonce a digest header answers and its counter (`nc`, hex; 1 without `qop`, as
 /// [`super::nonces::Nonces::answer`] counts it), to record its use beyond this process.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn answered_nonce(authorization: &str) -> Option<(String, u64)> {
     let f = digest_fields(authorization)?;
     let nonce = f.get("nonce")?.clone();

@@ -85,6 +85,7 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway whose digest nonces are signed with `key`: any gateway holding the
     /// key verifies them (the cluster's ingest nodes, `nonces.rs`).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn signed(key: [u8; 32]) -> Gateway {
         Gateway {
             nonces: Mutex::new(nonces::Nonces::signed(key)),

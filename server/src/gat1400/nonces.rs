@@ -45,6 +45,7 @@ const CLOCK_SKEW_MS: i64 = 30_000;
 
 impl Nonces {
     /// Nonces signed with `key`, verified by whoever holds it.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub fn signed(key: [u8; 32]) -> Nonces {
         Nonces {
             key: Some(key),

@@ -194,6 +194,7 @@ fn no_data(p: &Value) -> Value {
 /// ingest node last read it (no relaying there).
 pub(crate) enum Catalog<'a> {
     Store(&'a Store, Option<&'a Relay>),
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Listed(&'a HashMap<String, Device>),
 }
 
