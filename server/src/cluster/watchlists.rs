@@ -107,7 +107,7 @@ impl Catalog {
         params: &Params,
         max_rows: usize,
     ) -> Result<(Value, usize), ApiError> {
-        let (after, limit, wait) = handlers::alerts_params(params, max_rows)?;
+        let (mut after, limit, wait) = handlers::alerts_params(params, max_rows)?;
         let deadline = Instant::now() + wait;
         let scope = caller.communities.as_deref();
         loop {
@@ -119,16 +119,23 @@ impl Catalog {
                 v["id"] = id.into();
                 all.push(v);
             }
+            let scanned = handlers::last_id(&all);
             let alerts = match scope {
                 Some(_) if !all.is_empty() => {
                     handlers::covered_alerts(caller, self.watchlists().await?, all)
                 }
                 _ => all,
             };
+            let next = scanned.unwrap_or(after);
             let now = Instant::now();
             if !alerts.is_empty() || now >= deadline {
                 let n = alerts.len();
-                return Ok((handlers::alerts_answer(alerts, after), n));
+                return Ok((handlers::alerts_answer(alerts, next), n));
+            }
+            if scanned.is_some() {
+                // A page of other lists' alerts only: look past it at once.
+                after = next;
+                continue;
             }
             tokio::time::sleep(ALERTS_POLL.min(deadline - now)).await;
         }

@@ -157,21 +157,28 @@ fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
 /// `GET /v1/alerts?after=&limit=&wait=`: alerts after the cursor, in order, waiting up
 /// to `wait` for some when there are none.
 pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
-    let (after, limit, wait) = alerts_params(&c.params, c.app.config.max_result_rows)?;
+    let (mut after, limit, wait) = alerts_params(&c.params, c.app.config.max_result_rows)?;
     let deadline = Instant::now() + wait;
     loop {
         let notified = c.app.watch.signal.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let caller = c.caller.clone();
-        let alerts = run(c.app.clone(), move |a| {
+        let (alerts, scanned) = run(c.app.clone(), move |a| {
             let scope = caller.communities.as_deref();
             let all = a.watch.alerts(&a.store, after, limit, scope)?;
-            Ok(covered_alerts(&caller, a.watch.list(), all))
+            let scanned = last_id(&all);
+            Ok((covered_alerts(&caller, a.watch.list(), all), scanned))
         })
         .await?;
+        let next = scanned.unwrap_or(after);
         if !alerts.is_empty() || Instant::now() >= deadline {
-            return Ok((StatusCode::OK, alerts_answer(alerts, after).into()));
+            return Ok((StatusCode::OK, alerts_answer(alerts, next).into()));
+        }
+        if scanned.is_some() {
+            // A page of other lists' alerts only: look past it at once.
+            after = next;
+            continue;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, notified).await;
@@ -216,11 +223,14 @@ pub(crate) fn covered_alerts(
     alerts
 }
 
-/// `GET /v1/alerts`' answer: `alerts` and the cursor after them (`after` when none).
-pub(crate) fn alerts_answer(alerts: Vec<Value>, after: u64) -> Value {
-    let next = alerts
-        .last()
-        .and_then(|a| a["id"].as_u64())
-        .unwrap_or(after);
+/// The id of the last of `alerts` (a page as read, before [`covered_alerts`]).
+pub(crate) fn last_id(alerts: &[Value]) -> Option<u64> {
+    alerts.last().and_then(|a| a["id"].as_u64())
+}
+
+/// `GET /v1/alerts`' answer: `alerts` and the cursor `next`: past the last alert read,
+/// those the key may not see included, so a scoped key's cursor never stops at a page
+/// of other lists' alerts (the cursor it was given when none were read).
+pub(crate) fn alerts_answer(alerts: Vec<Value>, next: u64) -> Value {
     json!({ "alerts": alerts, "next_after": next })
 }

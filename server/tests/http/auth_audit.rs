@@ -548,6 +548,35 @@ fn scoped_keys_are_confined_to_their_communities() {
         .map(|x| x["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["a-list"], "{alerts}");
+    // Paged one at a time, A's cursor moves past the alerts it may not read (the city
+    // list's), and is never stuck on a page of them.
+    let last = as_(&city, "GET", "/v1/alerts", "").body["next_after"]
+        .as_u64()
+        .unwrap();
+    let (mut after, mut seen) = (0u64, Vec::new());
+    for _ in 0..4 {
+        let page = as_(
+            &inv_a,
+            "GET",
+            &format!("/v1/alerts?after={after}&limit=1"),
+            "",
+        )
+        .body;
+        seen.extend(
+            page["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["name"].as_str().unwrap().to_string()),
+        );
+        let next = page["next_after"].as_u64().unwrap();
+        if next == after {
+            break;
+        }
+        after = next;
+    }
+    assert_eq!(seen, ["a-list"]);
+    assert_eq!(after, last, "past every alert, the city list's too");
     // City-wide powers and B's catalog are refused to A's admin.
     let r = as_(&admin_a, "PUT", "/v1/admin/retention", r#"{"days": 1}"#);
     assert_eq!(r.status, 403, "{}", r.body);
