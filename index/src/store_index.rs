@@ -175,7 +175,7 @@ impl State {
                 Ok(false) => {
                     slot(&mut self.subject_shards, r.subject).insert(number);
                 }
-                Err(e) => self.note(e),
+                Err(e) => self.note(&e),
             }
         }
         let ts = r.ts_ms;
@@ -185,7 +185,7 @@ impl State {
             s.last_ms = s.last_ms.max(ts);
         });
         if let Err(e) = counted {
-            self.note(e);
+            self.note(&e);
         }
         if !self.recompute.is_empty() {
             if let Some(m) = self.recompute.get_mut(&r.subject) {
@@ -308,7 +308,7 @@ impl State {
         if let Some(e) = self.broken_error() {
             return Err(e);
         }
-        r.inspect_err(|e| self.note_shared(e))
+        r.inspect_err(|e| self.note(e))
     }
 
     fn broken_error(&self) -> Option<StorageError> {
@@ -321,14 +321,10 @@ impl State {
             })
     }
 
-    /// Records damage found where it cannot be returned (an append, retention).
-    fn note(&mut self, e: StorageError) {
-        self.note_shared(&e);
-    }
-
-    /// Records the first damage found in the checkpoint and moves the file aside (to
+    /// Records the first damage found in the checkpoint (by a read that returns it, or
+    /// where it cannot be returned: an append, retention) and moves the file aside (to
     /// `subjects.idx.damaged`), so the next open rebuilds the index from every row.
-    fn note_shared(&self, e: &StorageError) {
+    fn note(&self, e: &StorageError) {
         let StorageError::Corrupt {
             path,
             offset,
@@ -699,7 +695,7 @@ impl StoreIndex {
                     match changed {
                         Ok(()) if recompute => affected.push(s.subject),
                         Ok(()) => {}
-                        Err(e) => st.note(e),
+                        Err(e) => st.note(&e),
                     }
                 }
             }
@@ -713,7 +709,7 @@ impl StoreIndex {
                 let numbers = match st.subject_numbers(s) {
                     Ok(n) => n,
                     Err(e) => {
-                        st.note(e);
+                        st.note(&e);
                         continue;
                     }
                 };
@@ -761,7 +757,7 @@ impl StoreIndex {
                 }
             });
             if let Err(e) = set {
-                st.note(e);
+                st.note(&e);
             }
         }
     }

@@ -88,14 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let events = traffic.day_events_of(d, first..(first + part).min(cfg.communities));
             generated += g.elapsed().as_secs_f64();
             let a = Instant::now();
-            for chunk in events.chunks(20_000) {
-                let batch: Vec<_> = chunk
-                    .iter()
-                    .filter_map(|e| store.validate(e.clone()).ok())
-                    .collect();
-                loaded.rejected += chunk.len() - batch.len();
-                loaded.stored += store.append(&batch)?.stored();
-            }
+            loaded.append(&store, &events, 20_000)?;
             appended += a.elapsed().as_secs_f64();
         }
         let s = Instant::now();

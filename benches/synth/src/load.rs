@@ -30,6 +30,27 @@ pub struct Loaded {
     pub rejected: usize,
 }
 
+impl Loaded {
+    /// Validates and appends `events` to `store`, `batch_events` to an append, leaving
+    /// out (and counting) the events the store refuses.
+    pub fn append(
+        &mut self,
+        store: &Store,
+        events: &[sightline_storage::EventInput],
+        batch_events: usize,
+    ) -> Result<(), StorageError> {
+        for chunk in events.chunks(batch_events.max(1)) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .filter_map(|e| store.validate(e.clone()).ok())
+                .collect();
+            self.rejected += chunk.len() - batch.len();
+            self.stored += store.append(&batch)?.stored();
+        }
+        Ok(())
+    }
+}
+
 /// Validates and appends `traffic`'s events to `store` day by day, `batch_events` to
 /// an append (each durable before it returns), leaving out the events the store
 /// refuses; `pace` says what happens to the store's clock between days.
@@ -46,14 +67,7 @@ pub fn load(
         if let Pace::DayEnds(clock) | Pace::SealingDaily(clock) = pace {
             clock.set(day_end);
         }
-        for chunk in traffic.day_events(d).chunks(batch_events.max(1)) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .filter_map(|e| store.validate(e.clone()).ok())
-                .collect();
-            loaded.rejected += chunk.len() - batch.len();
-            loaded.stored += store.append(&batch)?.stored();
-        }
+        loaded.append(store, &traffic.day_events(d), batch_events)?;
         if let Pace::SealingDaily(clock) = pace {
             clock.set(day_end + store.config().seal_grace_ms + 1);
             store.seal_due()?;
