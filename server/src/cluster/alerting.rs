@@ -25,16 +25,21 @@
 //! last read is older than `super::keys::MAX_AGE`, refuses ingest 503 rather than
 //! acknowledge events that might have raised alerts it cannot see.
 //!
-//! An alert's `event_id` (and its event's `id`) is `null`: the cluster id (`partition
-//! << 48 | local seq`) is given later, by the partition's indexer, and a log sequence
-//! in its place would name another event to `GET /v1/events/{id}`. The event itself
-//! (subject, time, device, attributes, pictures) is in the alert as on `serve`.
+//! **Event ids.** The cluster id (`partition << 48 | local seq`) is given later, by
+//! the partition's indexer: the events are matched before they are published, and
+//! each that raised an alert is marked (`sightline_cluster::log::ALERT_HEADER`) so
+//! that its indexer records the id it gives it (`sightline_cluster::alerts`); a
+//! reader sees an alert's `event_id` (and its event's `id`) `null` until then,
+//! usually a fraction of a second (a log sequence in its place would name another
+//! event to `GET /v1/events/{id}`). The event itself (subject, time, device,
+//! attributes, pictures) is in the alert as on `serve`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde_json::Value;
 use sightline_cluster::alerts::NewAlert;
+use sightline_cluster::log::{Published, Publisher};
 use sightline_cluster::{payload, ClusterConfig};
 use sightline_storage::Event;
 
@@ -126,38 +131,57 @@ impl Alerting {
         self.matcher().map(|_| ())
     }
 
-    /// Matches `events` (each with its log sequence), acknowledged by the log, and
-    /// records their alerts; how many were new.
-    pub(super) async fn raise(&self, events: &[(u64, &Event)]) -> Result<u64, ApiError> {
+    /// Matches `events` against the watchlists (503 while they are not known),
+    /// publishes them to the log, each that raised an alert marked for its indexer
+    /// (`sightline_cluster::log::ALERT_HEADER`: the indexer records the cluster id it
+    /// gives the event), and, once the log acknowledged them all, records their
+    /// alerts: the PubAcks (in the order of `events`) and how many alerts were new.
+    pub(super) async fn publish(
+        &self,
+        publisher: &Publisher,
+        events: &[Event],
+    ) -> Result<(Vec<Published>, u64), ApiError> {
         let matcher = self.matcher()?;
         let now_ms = crate::now_ms();
         // Matching (wildcard and fuzzy entries, OCR distances) is CPU work: on the
         // blocking pool, as `serve` matches, not on the connections' executor.
-        let events: Vec<(u64, Event)> = events.iter().map(|(s, e)| (*s, (*e).clone())).collect();
-        let alerts = tokio::task::spawn_blocking(move || matched(&matcher, &events, now_ms))
+        let owned = events.to_vec();
+        let (alerted, alerts) =
+            tokio::task::spawn_blocking(move || matched(&matcher, &owned, now_ms))
+                .await
+                .map_err(|e| ApiError::internal(format!("watchlist matching failed: {e}")))?;
+        let published = publisher
+            .publish_marked(events, &alerted)
             .await
-            .map_err(|e| ApiError::internal(format!("watchlist matching failed: {e}")))?;
+            .map_err(|e| {
+                ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
+            })?;
         if alerts.is_empty() {
-            return Ok(0);
+            return Ok((published, 0));
         }
-        on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))
+        let new = on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))?;
+        Ok((published, new))
     }
 }
 
-/// The alerts `events` (each with its log sequence) raise at `now_ms`.
-fn matched(matcher: &Matcher, events: &[(u64, Event)], now_ms: i64) -> Vec<NewAlert> {
-    let mut alerts = Vec::new();
-    for (seq, e) in events {
+/// The alerts `events` raise at `now_ms`, and the indexes of the events that raised
+/// one (ascending).
+fn matched(matcher: &Matcher, events: &[Event], now_ms: i64) -> (Vec<usize>, Vec<NewAlert>) {
+    let (mut alerted, mut alerts) = (Vec::new(), Vec::new());
+    for (i, e) in events.iter().enumerate() {
         let (lists, _) = matcher.matches(e, now_ms);
         if lists.is_empty() {
             continue;
         }
+        alerted.push(i);
         let msg_id = payload::message_id(e, &payload::encode(e));
-        let mut json = crate::http::out::event_json(*seq, e);
+        // Its cluster id is not known yet (the reader fills it in once the indexer
+        // has recorded it).
+        let mut json = crate::http::out::event_json(0, e);
         json["id"] = Value::Null;
         for w in lists {
             // Its id is the table's, set as it is read.
-            let mut alert = alert_json(0, w, *seq, e, &json, now_ms);
+            let mut alert = alert_json(0, w, 0, e, &json, now_ms);
             alert["event_id"] = Value::Null;
             alerts.push(NewAlert {
                 watchlist: w.id.clone(),
@@ -167,5 +191,5 @@ fn matched(matcher: &Matcher, events: &[(u64, Event)], now_ms: i64) -> Vec<NewAl
             });
         }
     }
-    alerts
+    (alerted, alerts)
 }

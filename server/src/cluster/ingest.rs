@@ -221,20 +221,12 @@ async fn post_events(
     }
     // Not one acknowledged that might raise an alert this node cannot see.
     state.alerting.ready()?;
-    let published = match valid.is_empty() {
-        true => Vec::new(),
-        false => state.publisher.publish(&valid).await.map_err(|e| {
-            ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
-        })?,
+    // The alerts written before the answer; a re-send of the same events (a duplicate
+    // PubAck) writes what an earlier attempt could not, never an alert twice.
+    let (published, alerts) = match valid.is_empty() {
+        true => (Vec::new(), 0),
+        false => state.alerting.publish(&state.publisher, &valid).await?,
     };
-    // Written before the answer; a re-send of the same events (a duplicate PubAck)
-    // writes what an earlier attempt could not, never an alert twice.
-    let acknowledged: Vec<(u64, &Event)> = published
-        .iter()
-        .zip(&valid)
-        .map(|(p, e)| (p.seq, e))
-        .collect();
-    let alerts = state.alerting.raise(&acknowledged).await?;
     let (mut stored, mut duplicates, mut ids, mut errors) =
         (0usize, 0usize, Vec::new(), Vec::new());
     for (_, fate) in fates {

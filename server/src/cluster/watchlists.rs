@@ -113,10 +113,16 @@ impl Catalog {
         loop {
             let rows = on_meta!(self, "read alerts", |m| m.alerts_after(after, limit, scope))?;
             let mut all = Vec::with_capacity(rows.len());
-            for (id, body) in rows {
+            for (id, body, event_id) in rows {
                 let mut v: Value = serde_json::from_str(&body)
                     .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
                 v["id"] = id.into();
+                // The cluster id, once the event's indexer has recorded it
+                // (`sightline_cluster::alerts`); `null` until then.
+                if let Some(e) = event_id {
+                    v["event_id"] = e.into();
+                    v["event"]["id"] = e.into();
+                }
                 all.push(v);
             }
             let scanned = handlers::last_id(&all);

@@ -285,6 +285,8 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     assert_eq!(status, 201);
     let (_i1, ia) = env.ingest("ingest-1");
     let (_i2, ia2) = env.ingest("ingest-2");
+    // It gives the events their cluster ids, which the alerts then name.
+    let _x1 = env.indexer("index-1", &[]);
     let event = |n: u32, community: &str, subject: &str| {
         json!({"ts": 1_764_547_200_000i64 + i64::from(n) * 1_000, "community": community,
                "device": format!("3205080{}01121000{n:04}", &community[9..]), "kind": "vehicle",
@@ -353,6 +355,36 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     );
     let (_, all) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "");
     assert_eq!(all["alerts"].as_array().unwrap().len(), 6, "{all}");
+    // Each alert names its event's cluster id once the partition's indexer has
+    // appended it (the alert was written first): the id `GET /v1/events/{id}` answers
+    // with the alert's event, on either query node.
+    let mut named = Value::Null;
+    let ids_named = wait_until(Duration::from_secs(20), || {
+        named = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "").1;
+        named["alerts"]
+            .as_array()
+            .is_some_and(|a| a.len() == 6 && a.iter().all(|x| x["event_id"].is_u64()))
+    });
+    assert!(ids_named, "alerts without their event's id: {named}");
+    for (i, alert) in named["alerts"].as_array().unwrap().iter().enumerate() {
+        let id = alert["event_id"].as_u64().unwrap();
+        assert_eq!(alert["event"]["id"], json!(id), "{alert}");
+        let on = [qa, qa2][i % 2];
+        let (status, event) = ask_as(
+            on,
+            Some(&cluster_keys[HQ]),
+            "GET",
+            &format!("/v1/events/{id}"),
+            "",
+        );
+        assert_eq!(status, 200, "{event}");
+        for field in ["id", "ts", "community", "device", "subject", "attrs"] {
+            assert_eq!(
+                event[field], alert["event"][field],
+                "{field}: {event} {alert}"
+            );
+        }
+    }
     // A reader waiting (`wait`) on query node 2 gets an alert raised meanwhile.
     let last = all["next_after"].as_u64().unwrap();
     let (waiter, token) = (qa2, cluster_keys[DETECTIVE].clone());
