@@ -136,7 +136,23 @@ impl Alerting {
     /// (`sightline_cluster::log::ALERT_HEADER`: the indexer records the cluster id it
     /// gives the event), and, once the log acknowledged them all, records their
     /// alerts: the PubAcks (in the order of `events`) and how many alerts were new.
+    ///
+    /// On a task of its own: a client that goes away once its events are sent (a
+    /// timeout, a closed connection) does not cancel the publishing or the alerts'
+    /// write half-way, which would leave acknowledged events in the log without the
+    /// alerts they raised.
     pub(super) async fn publish(
+        self: &Arc<Self>,
+        publisher: &Publisher,
+        events: Vec<Event>,
+    ) -> Result<(Vec<Published>, u64), ApiError> {
+        let (alerting, publisher) = (self.clone(), publisher.clone());
+        tokio::spawn(async move { alerting.publish_now(&publisher, &events).await })
+            .await
+            .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
+    }
+
+    async fn publish_now(
         &self,
         publisher: &Publisher,
         events: &[Event],

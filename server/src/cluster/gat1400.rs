@@ -960,7 +960,7 @@ async fn keep(
     if !valid.is_empty() {
         // Published and their alerts raised as `POST /v1/events` does
         // (`super::alerting`).
-        node.alerting.publish(&node.publisher, &valid).await?;
+        node.alerting.publish(&node.publisher, valid).await?;
     }
     Ok(fates
         .iter()

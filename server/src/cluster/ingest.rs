@@ -231,7 +231,7 @@ async fn post_events(
     // PubAck) writes what an earlier attempt could not, never an alert twice.
     let (published, alerts) = match valid.is_empty() {
         true => (Vec::new(), 0),
-        false => state.alerting.publish(&state.publisher, &valid).await?,
+        false => state.alerting.publish(&state.publisher, valid).await?,
     };
     let (mut stored, mut duplicates, mut ids, mut errors) =
         (0usize, 0usize, Vec::new(), Vec::new());

@@ -501,4 +501,36 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         after.last().unwrap()["event"]["attrs"]["source_id"],
         "watch-7"
     );
+
+    // A client that goes away while its alert is being written (PostgreSQL slow, the
+    // events already acknowledged by the log) does not take the alert with it: it is
+    // written once PostgreSQL answers, with no re-send.
+    env.pg.freeze();
+    let body = event(8, a, "苏E12345");
+    let mut gone = std::net::TcpStream::connect(ia).unwrap();
+    std::io::Write::write_all(
+        &mut gone,
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+            cluster_keys[FEED],
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = gone.shutdown(std::net::Shutdown::Both);
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(500));
+    env.pg.thaw();
+    let mut seen = Value::Null;
+    let written = wait_until(Duration::from_secs(20), || {
+        seen = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "").1;
+        seen["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["event"]["attrs"]["source_id"] == "watch-8")
+        })
+    });
+    assert!(written, "the alert of a client gone: {seen}");
 }
