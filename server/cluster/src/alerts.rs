@@ -99,6 +99,17 @@ impl Meta {
             .map_err(ClusterError::pg("record alerted events' ids"))
     }
 
+    /// The highest alert id (0: none yet); ids are committed in order, so an alert
+    /// past a reader's cursor exists exactly when this is past it.
+    pub async fn last_alert_id(&self) -> Result<u64> {
+        let row = self
+            .client
+            .query_one("SELECT coalesce(max(id), 0) FROM alerts", &[])
+            .await
+            .map_err(ClusterError::pg("read the last alert id"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     /// Alerts after id `after`, at most `limit`, in order, of `communities` only when
     /// given: (id, body, its event's cluster id once its indexer has recorded it)
     /// each.

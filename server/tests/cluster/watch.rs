@@ -418,6 +418,36 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         "{page}"
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    // A scoped reader waiting is not woken for good by an alert of a community it
+    // does not see: it waits its time out and answers none.
+    let next = page["next_after"].as_u64().unwrap();
+    let (waiter, token) = (qa, cluster_keys[DETECTIVE].clone());
+    let waiting = std::thread::spawn(move || {
+        let asked = std::time::Instant::now();
+        let got = ask_as(
+            waiter,
+            Some(&token),
+            "GET",
+            &format!("/v1/alerts?after={next}&wait=3s"),
+            "",
+        );
+        (got, asked.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = ask_as(
+        ia2,
+        Some(&cluster_keys[FEED]),
+        "POST",
+        "/v1/events",
+        &event(9, c, "苏E9ABC1"),
+    );
+    assert_eq!(status, 200);
+    let ((status, page), took) = waiting.join().unwrap();
+    assert_eq!((status, &page["alerts"]), (200, &json!([])), "{page}");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "answered after {took:?}"
+    );
     // A list deleted: no alert from the next event (within the ingest nodes' renewal).
     let seven_b = ask_as(
         qa,
