@@ -51,6 +51,9 @@ use crate::watchlists::{alert_json, Matcher};
 /// The watchlists as last read, and the connection alerts are written on.
 pub(super) struct Alerting {
     lists: RwLock<Option<(Arc<Matcher>, Instant)>>,
+    /// The lists whose rows did not read at the last reading (id: why): left out of
+    /// the matcher, named in the node's `/health` and its log.
+    unreadable: RwLock<Vec<String>>,
     catalog: Catalog,
 }
 
@@ -62,6 +65,7 @@ impl Alerting {
     ) -> (Arc<Alerting>, tokio::task::JoinHandle<()>) {
         let alerting = Arc::new(Alerting {
             lists: RwLock::new(None),
+            unreadable: RwLock::new(Vec::new()),
             catalog: Catalog::new(config),
         });
         let mut failing = match alerting.load().await {
@@ -99,7 +103,16 @@ impl Alerting {
     /// Reads the watchlists once; how many there are.
     async fn load(&self) -> Result<usize, ApiError> {
         let asked = Instant::now();
-        let lists = self.catalog.watchlists().await?;
+        let (lists, unreadable) = self.catalog.readable_watchlists().await?;
+        {
+            let mut known = self.unreadable.write().unwrap_or_else(|p| p.into_inner());
+            if *known != unreadable {
+                for bad in unreadable.iter().filter(|b| !known.contains(b)) {
+                    tracing::error!(watchlist = %bad, "a watchlist that does not read: it raises no alert until it is stored again");
+                }
+                *known = unreadable;
+            }
+        }
         let n = lists.len();
         let matcher = Arc::new(Matcher::build(lists));
         *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Some((matcher, asked));
@@ -123,6 +136,14 @@ impl Alerting {
                     .into(),
             )),
         }
+    }
+
+    /// The lists left out of matching because their rows do not read (id: why).
+    pub(super) fn unreadable(&self) -> Vec<String> {
+        self.unreadable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Refuses (503) while the watchlists are not known: checked before events are

@@ -148,7 +148,8 @@ async fn handle(
             reply(
                 status,
                 json!({"status": said, "role": "ingest", "nats": nats,
-                       "gat1400_age_ms": gat1400_age_ms}),
+                       "gat1400_age_ms": gat1400_age_ms,
+                       "watchlists_unreadable": state.alerting.unreadable()}),
             )
         }
         ("POST", "/v1/events") => match post_events(&state, req).await {

@@ -563,4 +563,28 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         })
     });
     assert!(written, "the alert of a client gone: {seen}");
+
+    // A watchlist row that does not read (its entries not a list: written by hand):
+    // the ingest nodes match the other lists, name it in their health, and take
+    // events on, rather than refusing every event for one row.
+    env.pg.psql(
+        "INSERT INTO watchlists (id, name, reason, entries) \
+         VALUES ('hand-made', 'hand-made', 'x', '\"not a list\"')",
+    );
+    let mut health = Value::Null;
+    let named = wait_until(Duration::from_secs(20), || {
+        health = ask_as(ia2, None, "GET", "/health", "").1;
+        health["watchlists_unreadable"]
+            .as_array()
+            .is_some_and(|u| u.len() == 1 && u[0].as_str().unwrap().starts_with("hand-made: "))
+    });
+    assert!(named, "{health}");
+    let (status, sent) = ask_as(
+        ia2,
+        Some(&cluster_keys[FEED]),
+        "POST",
+        "/v1/events",
+        &event(10, a, "苏E12345"),
+    );
+    assert_eq!((status, &sent["alerts"]), (200, &json!(1)), "{sent}");
 }
