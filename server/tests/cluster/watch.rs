@@ -587,4 +587,18 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         &event(10, a, "苏E12345"),
     );
     assert_eq!((status, &sent["alerts"]), (200, &json!(1)), "{sent}");
+    // Named in the error of the query nodes' list; deleted by a key that covers it.
+    let (status, listed) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/watchlists", "");
+    assert_eq!(status, 500, "{listed}");
+    assert!(listed.to_string().contains("hand-made"), "{listed}");
+    let (status, deleted) = ask_as(
+        qa,
+        Some(&cluster_keys[HQ]),
+        "DELETE",
+        "/v1/watchlists/hand-made",
+        "",
+    );
+    assert_eq!(status, 200, "{deleted}");
+    let (status, listed) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/watchlists", "");
+    assert_eq!(status, 200, "{listed}");
 }
