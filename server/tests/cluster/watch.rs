@@ -385,30 +385,26 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
             );
         }
     }
-    // A reader waiting (`wait`) on query node 2 gets an alert raised meanwhile.
+    // A reader waiting (`wait`) as `key` on `on` after `after` while `sent` is sent to
+    // ingest node 2 (half a second into the wait): its answer and how long it took.
+    let wait_through = |on, key: usize, after: u64, wait: &str, sent: String| {
+        let (token, wait) = (cluster_keys[key].clone(), wait.to_string());
+        let waiting = std::thread::spawn(move || {
+            let asked = std::time::Instant::now();
+            let target = format!("/v1/alerts?after={after}&wait={wait}");
+            (
+                ask_as(on, Some(&token), "GET", &target, ""),
+                asked.elapsed(),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, _) = ask_as(ia2, Some(&cluster_keys[FEED]), "POST", "/v1/events", &sent);
+        assert_eq!(status, 200);
+        waiting.join().unwrap()
+    };
+    // On query node 2, an alert raised meanwhile.
     let last = all["next_after"].as_u64().unwrap();
-    let (waiter, token) = (qa2, cluster_keys[DETECTIVE].clone());
-    let waiting = std::thread::spawn(move || {
-        let asked = std::time::Instant::now();
-        let got = ask_as(
-            waiter,
-            Some(&token),
-            "GET",
-            &format!("/v1/alerts?after={last}&wait=20s"),
-            "",
-        );
-        (got, asked.elapsed())
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, _) = ask_as(
-        ia2,
-        Some(&cluster_keys[FEED]),
-        "POST",
-        "/v1/events",
-        &event(5, b, "苏E12345"),
-    );
-    assert_eq!(status, 200);
-    let ((status, page), took) = waiting.join().unwrap();
+    let ((status, page), took) = wait_through(qa2, DETECTIVE, last, "20s", event(5, b, "苏E12345"));
     assert_eq!(status, 200);
     let alerts = page["alerts"].as_array().unwrap();
     assert!(
@@ -418,31 +414,10 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         "{page}"
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
-    // A scoped reader waiting is not woken for good by an alert of a community it
-    // does not see: it waits its time out and answers none.
+    // A scoped reader is not woken for good by an alert of a community it does not
+    // see: it waits its time out and answers none.
     let next = page["next_after"].as_u64().unwrap();
-    let (waiter, token) = (qa, cluster_keys[DETECTIVE].clone());
-    let waiting = std::thread::spawn(move || {
-        let asked = std::time::Instant::now();
-        let got = ask_as(
-            waiter,
-            Some(&token),
-            "GET",
-            &format!("/v1/alerts?after={next}&wait=3s"),
-            "",
-        );
-        (got, asked.elapsed())
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, _) = ask_as(
-        ia2,
-        Some(&cluster_keys[FEED]),
-        "POST",
-        "/v1/events",
-        &event(9, c, "苏E9ABC1"),
-    );
-    assert_eq!(status, 200);
-    let ((status, page), took) = waiting.join().unwrap();
+    let ((status, page), took) = wait_through(qa, DETECTIVE, next, "3s", event(9, c, "苏E9ABC1"));
     assert_eq!((status, &page["alerts"]), (200, &json!([])), "{page}");
     assert!(
         took >= Duration::from_millis(2900),
