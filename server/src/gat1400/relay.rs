@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sightline_storage::{Device, DeviceCode, Direction, Store};
+use sightline_storage::{Catalog, Device, DeviceCode, Direction, Store};
 
 use crate::error::ApiError;
 
@@ -94,7 +94,16 @@ pub(crate) fn prefixes(
     store: &Store,
     platform: &str,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    match store.catalog().kv_get(TREE, platform)? {
+    prefixes_in(store.catalog(), platform)
+}
+
+/// A platform's prefix map as `catalog` keeps it (empty when none): a store's, or a
+/// stopped store's that `sightline cluster catalog import` copies.
+pub(crate) fn prefixes_in(
+    catalog: &dyn Catalog,
+    platform: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    match catalog.kv_get(TREE, platform)? {
         None => Ok(BTreeMap::new()),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::internal(format!("a stored relay map is unreadable: {e}"))),
@@ -102,8 +111,12 @@ pub(crate) fn prefixes(
 }
 
 /// The `relays` of a platform's catalog body, `{"<code prefix>": "<community>"}`,
-/// checked: prefixes of 1–20 digits, registered communities.
-pub(crate) fn parse(store: &Store, v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+/// checked: prefixes of 1–20 digits, communities `registered` says are (a store's
+/// catalog, or the cluster's table).
+pub(crate) fn parse(
+    v: &Value,
+    registered: impl Fn(&str) -> Result<bool, ApiError>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let o = v
         .as_object()
         .ok_or_else(|| ApiError::param("relays", "an object of code prefix → community"))?;
@@ -118,7 +131,7 @@ pub(crate) fn parse(store: &Store, v: &Value) -> Result<BTreeMap<String, String>
         let community = community
             .as_str()
             .ok_or_else(|| ApiError::param(format!("relays.{prefix}"), "a community code"))?;
-        if store.catalog().community(community)?.is_none() {
+        if !registered(community)? {
             return Err(ApiError::param(
                 format!("relays.{prefix}"),
                 format!("{community:?} is not registered"),
