@@ -202,7 +202,11 @@ impl Directory {
         let none = BTreeMap::new();
         let relays = l.relays.get(caller).unwrap_or(&none);
         let covered = crate::gat1400::catalog::covered(l.devices.get(caller), relays);
-        let mut devices: Vec<Device> = l.devices.values().cloned().collect();
+        // Only the covered communities' devices copied (a city's catalog is large).
+        let mut devices: Vec<Device> = (l.devices.values())
+            .filter(|d| covered.contains(&d.community))
+            .cloned()
+            .collect();
         devices.sort_by(|a, b| a.code.cmp(&b.code));
         crate::gat1400::catalog::listed(&covered, &l.communities, devices)
     }
