@@ -157,6 +157,31 @@ impl Meta {
         Ok(())
     }
 
+    /// Registers each of `devices` unless its code is registered already (a relaying
+    /// platform's cameras, catalogued on their first object: a device registered
+    /// meanwhile is left as it is).
+    pub async fn add_devices(&self, devices: &[Device]) -> Result<()> {
+        for d in devices {
+            self.client
+                .execute(
+                    &format!(
+                        "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (code) DO NOTHING"
+                    ),
+                    &[
+                        &d.code,
+                        &d.community,
+                        &d.device_kind,
+                        &d.direction.as_str(),
+                        &d.name,
+                    ],
+                )
+                .await
+                .map_err(ClusterError::pg("catalogue a relayed device"))?;
+        }
+        Ok(())
+    }
+
     /// The relays of device `code` (empty: none, or not registered).
     pub async fn relays(&self, code: &str) -> Result<BTreeMap<String, String>> {
         let row = self

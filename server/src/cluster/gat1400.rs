@@ -39,14 +39,14 @@
 //!
 //! * **Platforms relaying cameras**: a platform's `relays` (`devices.relays`, read with
 //!   the credentials) let it name devices of the communities it relays into, as on
-//!   `serve` (`objects::Uploader`); devices it names must be in the catalog (`serve`
-//!   catalogues an unknown one on its first object; an ingest node refuses it).
+//!   `serve` (`objects::Uploader`); an unknown device it names is catalogued on its
+//!   first object, as on `serve` (`Relay::device_for`: under the community its code's
+//!   prefix maps to), written to `devices` before the events are published.
 //! * **`GET /VIID/APEs` and `GET /VIID/Tollgates`** answer with `serve`'s functions
 //!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
 //!   renewed within its life, as far as this node knows (any node's, as read).
 //!
-//! Not here (a `serve` gateway's only): cataloguing a relayed platform's unknown
-//! devices, dispositions and subscriptions. Bounds: 16 uploads (and listings) at once
+//! Not here (a `serve` gateway's only): dispositions and subscriptions. Bounds: 16 uploads (and listings) at once
 //! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
 //! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
 //! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
@@ -77,6 +77,7 @@ use crate::gat1400::handlers::{
     VIID_JSON,
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
+use crate::gat1400::relay::Relay;
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
 use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
@@ -142,7 +143,7 @@ struct Loaded {
     devices: Arc<HashMap<String, Device>>,
     /// Device code → the communities it relays into by code prefix (`devices.relays`).
     relays: HashMap<String, BTreeMap<String, String>>,
-    communities: Vec<Community>,
+    communities: Arc<Vec<Community>>,
     /// code → address, when last renewed.
     registrations: HashMap<String, (Option<IpAddr>, Instant)>,
     at: Instant,
@@ -168,11 +169,6 @@ impl Credentials for Directory {
 }
 
 impl Directory {
-    fn devices(&self) -> Arc<HashMap<String, Device>> {
-        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
-        set.as_ref().map(|l| l.devices.clone()).unwrap_or_default()
-    }
-
     /// Who uploads as `code`: the communities whose devices it may name, its own
     /// device's and, for a platform, those it relays into (as `serve`'s
     /// `store_objects` makes it).
@@ -189,6 +185,40 @@ impl Directory {
         Uploader {
             code: code.to_string(),
             communities,
+        }
+    }
+
+    /// The devices and communities as read (and as this node catalogued since).
+    fn catalog(&self) -> (Arc<HashMap<String, Device>>, Arc<Vec<Community>>) {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref()
+            .map(|l| (l.devices.clone(), l.communities.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The relaying of `code`, if it is a platform (as `serve`'s `Relay::of`).
+    fn relay(&self, code: &str) -> Option<Relay> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let l = set.as_ref()?;
+        let d = l
+            .devices
+            .get(code)
+            .filter(|d| d.device_kind == "platform")?;
+        Some(Relay {
+            platform: d.code.clone(),
+            community: d.community.clone(),
+            prefixes: l.relays.get(code).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Devices this node catalogued, known here until the next read has them.
+    fn add(&self, records: &[Device]) {
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = set.as_mut() {
+            let devices = Arc::make_mut(&mut l.devices);
+            for d in records {
+                devices.entry(d.code.clone()).or_insert_with(|| d.clone());
+            }
         }
     }
 
@@ -396,7 +426,7 @@ impl GatNode {
                 .collect(),
             devices: Arc::new(devices.into_iter().map(|d| (d.code.clone(), d)).collect()),
             relays,
-            communities,
+            communities: Arc::new(communities),
             registrations: registrations
                 .into_iter()
                 .map(|r| {
@@ -531,6 +561,22 @@ impl GatNode {
                 tracing::warn!(code = r.code, error = %e, "a GA/T 1400 registration was not renewed")
             }
         }
+    }
+
+    /// Writes the devices a relaying platform's upload catalogued (its cameras the
+    /// catalog did not know: `serve`'s `Relay::catalogue`) to the catalog, each unless
+    /// registered meanwhile, and knows them here at once.
+    async fn catalogue(&self, records: Vec<Device>) -> Result<(), ApiError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let written = records.clone();
+        self.write("catalogue relayed devices", move |m| {
+            Box::pin(async move { m.add_devices(&written).await })
+        })
+        .await?;
+        self.directory.add(&records);
+        Ok(())
     }
 
     /// Forgets nonce uses past every nonce's life (any node may; each bounded).
@@ -929,7 +975,8 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
     };
     // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
     let by = node.directory.uploader(&uploader);
-    let devices = node.directory.devices();
+    let relay = node.directory.relay(&uploader);
+    let (devices, communities) = node.directory.catalog();
     let limits = (
         node.config.ingest.gat1400_face_subject.clone(),
         node.config.ingest.max_picture_bytes,
@@ -937,14 +984,27 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
     let x = Arc::new(x);
     let parsing = x.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        // The uploader names devices of its own community, or of those it relays into.
-        let mut devices = Devices::of(Catalog::Listed(&devices)).uploaded_by(by);
-        parse_upload(&mut devices, &parsing, (&limits.0, limits.1))
+        // The uploader names devices of its own community, or of those it relays into
+        // (a platform's unknown ones made into records, as `serve` catalogues them).
+        let catalog = Catalog::Listed {
+            devices: &devices,
+            relay: relay.as_ref(),
+            communities: &communities,
+        };
+        let mut devices = Devices::of(catalog).uploaded_by(by);
+        let parsed = parse_upload(&mut devices, &parsing, (&limits.0, limits.1));
+        (parsed, devices.new_records())
     })
     .await;
     let (images, objects) = match parsed {
-        Ok(Ok(p)) => p,
-        Ok(Err(refusal)) => return refusal,
+        Ok((Ok(p), records)) => {
+            // In the catalog before any event naming them is published.
+            if let Err(e) = node.catalogue(records).await {
+                return device_error(&x, &e);
+            }
+            p
+        }
+        Ok((Err(refusal), _)) => return refusal,
         Err(e) => {
             return device_error(
                 &x,
@@ -1118,7 +1178,7 @@ mod tests {
             at: now.checked_sub(read_ago).unwrap(),
             devices: Arc::default(),
             relays: HashMap::new(),
-            communities: Vec::new(),
+            communities: Arc::default(),
         });
         d
     }

@@ -60,27 +60,39 @@ impl Relay {
             .map_or(self.community.as_str(), |(_, c)| c.as_str())
     }
 
-    /// Catalogues an unknown device this platform relays (durably).
-    pub fn catalogue(&self, store: &Store, code: &str) -> Result<Device, RelayError> {
+    /// The record of an unknown device this platform relays: under the community its
+    /// code maps to, which `registered` must say is (a store's catalog, or the
+    /// cluster's table as an ingest node read it).
+    pub fn device_for(
+        &self,
+        code: &str,
+        registered: impl FnOnce(&str) -> Result<bool, RelayError>,
+    ) -> Result<Device, RelayError> {
         DeviceCode::parse(code).map_err(|e| RelayError::BadCode(code.into(), e.to_string()))?;
         let community = self.community_for(code).to_string();
-        let known = store
-            .catalog()
-            .community(&community)
-            .map_err(|e| RelayError::Storage(code.into(), e.to_string()))?;
-        if known.is_none() {
+        if !registered(&community)? {
             return Err(RelayError::NoCommunity {
                 code: code.into(),
                 community,
             });
         }
-        let d = Device {
+        Ok(Device {
             code: code.to_string(),
             community,
             device_kind: RELAYED_KIND.to_string(),
             direction: Direction::Unknown,
             name: format!("relayed by {}", self.platform),
-        };
+        })
+    }
+
+    /// Catalogues an unknown device this platform relays (durably).
+    pub fn catalogue(&self, store: &Store, code: &str) -> Result<Device, RelayError> {
+        let d = self.device_for(code, |community| {
+            let known = store.catalog().community(community);
+            known
+                .map(|c| c.is_some())
+                .map_err(|e| RelayError::Storage(code.into(), e.to_string()))
+        })?;
         store
             .catalog()
             .put_device(&d)

@@ -864,6 +864,10 @@ const PLATFORM: &str = "32050800002000000001";
 const RELAYED: &str = "32050802011210000002";
 const RELAYED_FACE: &str = "32050802011320000005";
 const NOT_RELAYED: &str = "32050803011210000003";
+/// Cameras the catalog does not know, which the platform's upload catalogues: one its
+/// relays map to 3205080002, one they do not (the platform's own community).
+const UNKNOWN_RELAYED: &str = "32050802011210000077";
+const UNKNOWN_OWN: &str = "32050801011210000078";
 
 #[test]
 fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
@@ -984,14 +988,23 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         }
     }
     // The platform uploads for its own community's camera and a relayed one (stored)
-    // and for a community it does not relay (refused, that object alone).
-    let objects: Vec<Value> = [(CAMERA, 1), (RELAYED, 2), (NOT_RELAYED, 3)]
-        .iter()
-        .map(|(d, n)| {
-            json!({"MotorVehicleID": format!("{d}0220251201080000000010200{n:03}"),
+    // and for a community it does not relay (refused, that object alone); cameras the
+    // catalog does not know are catalogued (as `serve` does), one not a device code
+    // is refused.
+    let objects: Vec<Value> = [
+        (CAMERA, 1),
+        (RELAYED, 2),
+        (NOT_RELAYED, 3),
+        (UNKNOWN_RELAYED, 4),
+        (UNKNOWN_OWN, 5),
+        ("3205080201121000", 6),
+    ]
+    .iter()
+    .map(|(d, n)| {
+        json!({"MotorVehicleID": format!("{d}0220251201080000000010200{n:03}"),
                    "DeviceID": d, "PassTime": "20251201080000", "PlateNo": format!("苏E{n}RLY")})
-        })
-        .collect();
+    })
+    .collect();
     let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
     let ident = vec![("User-Identify", PLATFORM.to_string())];
     let (status, _, cluster) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
@@ -1005,23 +1018,38 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         "serve's answer, object by object"
     );
     let codes: Vec<&Value> = got.iter().map(|s| &s["StatusCode"]).collect();
-    assert_eq!(codes, [&json!(0), &json!(0), &json!(8)], "{cluster}");
+    let want = [0, 0, 8, 0, 0, 8].map(|c| json!(c));
+    assert_eq!(codes, want.iter().collect::<Vec<_>>(), "{cluster}");
+    let said = |i: usize| got[i]["StatusString"].as_str().unwrap().to_string();
+    assert!(said(2).contains("community 3205080003"), "{cluster}");
     assert!(
-        got[2]["StatusString"]
-            .as_str()
-            .unwrap()
-            .contains("community 3205080003"),
+        said(3).contains("catalogued under community 3205080002"),
         "{cluster}"
     );
-    // The camera itself names only its own community's devices.
+    assert!(
+        said(4).contains("catalogued under community 3205080001"),
+        "{cluster}"
+    );
+    // The catalogued cameras are in the catalog, as on `serve`.
+    for code in [UNKNOWN_RELAYED, UNKNOWN_OWN] {
+        let target = format!("/v1/devices/{code}");
+        let cluster = super::ask_as(qa, Some(&admin), "GET", &target, "");
+        assert_eq!(cluster.0, 200, "{}", cluster.1);
+        assert_eq!(cluster, super::ask_as(s, None, "GET", &target, ""));
+    }
+    // The camera itself names only its own community's devices (the catalogued one of
+    // its community among them), on the node that catalogued them at once.
     let cam = vec![("User-Identify", CAMERA.to_string())];
     let (status, _, refused) = viid(a1, "POST", "/VIID/MotorVehicles", &cam, &body);
     assert_eq!(status, 200, "{refused}");
+    let (_, _, single_refused) = viid(s, "POST", "/VIID/MotorVehicles", &cam, &body);
+    assert_eq!(statuses(&refused), statuses(&single_refused));
     let codes: Vec<Value> = statuses(&refused)
         .iter()
         .map(|s| s["StatusCode"].clone())
         .collect();
-    assert_eq!(codes, [json!(0), json!(8), json!(8)], "{refused}");
+    let want = [0, 8, 8, 8, 0, 8].map(|c| json!(c));
+    assert_eq!(codes, want, "{refused}");
 
     // The catalog listings as `serve` answers them, for the platform (its community and
     // the relayed one) and for the camera (its own); the camera is online.
@@ -1051,14 +1079,20 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         .collect();
     assert_eq!(
         listed,
-        [(CAMERA, "1"), (RELAYED, "2"), (RELAYED_FACE, "2")],
+        [
+            (CAMERA, "1"),
+            (UNKNOWN_OWN, "2"),
+            (RELAYED, "2"),
+            (UNKNOWN_RELAYED, "2"),
+            (RELAYED_FACE, "2")
+        ],
         "{apes}"
     );
     let (_, _, tollgates) = viid(a1, "GET", "/VIID/Tollgates", &ident, "");
     let n = tollgates["TollgateListObject"]["TollgateObject"]
         .as_array()
         .map(Vec::len);
-    assert_eq!(n, Some(2), "{tollgates}");
+    assert_eq!(n, Some(4), "{tollgates}");
     // An unregistered caller lists nothing: challenged, as on `serve`.
     let stranger = vec![("User-Identify", NOT_RELAYED.to_string())];
     for a in [a1, s] {
