@@ -1171,6 +1171,8 @@ fn gateway_pictures_past_their_retention_go_by_day_and_a_later_days_copy_stays()
     let cli = env.config_file("cli");
     add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
     let (_i1, a1) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q1, qa) = env.query_node("query-1");
     assert_eq!(
         register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles").0,
         200
@@ -1223,6 +1225,32 @@ fn gateway_pictures_past_their_retention_go_by_day_and_a_later_days_copy_stays()
         removed
     };
     assert!(sweep(sightline_server::now_ms(), 0).is_empty());
+    // Each event names its own day's copy, which a query node serves.
+    let picture_of = |day: u32| -> String {
+        let plate = sightline_testkit::enc(&format!("苏E{day}KEP"));
+        let target = format!(
+            "/v1/trajectory?kind=vehicle&subject={plate}\
+             &from=2025-12-01T00:00:00%2B08:00&to=2025-12-31T00:00:00%2B08:00"
+        );
+        let mut url = None;
+        let found = wait_until(COMMITTED, || {
+            let (status, _, body) = fetch(qa, &target, None);
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            url = v["events"][0]["images"][0]["url"]
+                .as_str()
+                .map(str::to_string);
+            status == 200 && url.is_some()
+        });
+        assert!(found, "the vehicle of day {day} was never answered");
+        url.unwrap()
+    };
+    let (old_url, new_url) = (picture_of(1), picture_of(14));
+    assert!(old_url.contains(".20251201."), "{old_url}");
+    assert!(new_url.contains(".20251214."), "{new_url}");
+    for url in [&old_url, &new_url] {
+        let (status, _, bytes) = fetch(qa, url, None);
+        assert_eq!((status, sha256_hex(&bytes)), (200, sha.clone()), "{url}");
+    }
     // At noon on 15 December, seven days kept: the 1st goes (its picture and its object
     // as uploaded), the 14th's copy of the same bytes stays.
     let dec15_noon = 1_764_518_400_000 + 14 * 86_400_000 + 12 * 3_600_000;
@@ -1235,4 +1263,8 @@ fn gateway_pictures_past_their_retention_go_by_day_and_a_later_days_copy_stays()
     assert_eq!(keys("gat1400/pictures/"), [new]);
     assert_eq!(keys("gat1400/objects/"), [uploaded[1].clone()]);
     assert!(sweep(dec15_noon, 7).is_empty(), "nothing left to sweep");
+    // The older event's picture is gone (404, as an unknown one); the newer's is served.
+    assert_eq!(fetch(qa, &old_url, None).0, 404);
+    let (status, _, bytes) = fetch(qa, &new_url, None);
+    assert_eq!((status, sha256_hex(&bytes)), (200, sha));
 }
