@@ -21,7 +21,7 @@ pub async fn sweep(
     min_age_ms: i64,
 ) -> Result<Vec<String>> {
     // Listed partition by partition (`p{n}/`), never the whole bucket: the gateway's
-    // gateway's pictures (`sweep_gat1400` goes by their days) would make every sweep longer.
+    // pictures (`sweep_gat1400` goes by their days) would make every sweep longer.
     let mut listed = Vec::new();
     for p in 0..meta.partitions().await? {
         let under = partition_prefix(p);
