@@ -112,8 +112,9 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
     if app.store.catalog().community(&put.community)?.is_none() {
         return Err(unregistered(&put.community));
     }
-    let (d, login, relays) =
-        put.fields_with(code, |v| crate::gat1400::relay::parse(&app.store, v))?;
+    let (d, login, relays) = put.fields_with(code, |v| {
+        crate::gat1400::relay::parse(v, |c| Ok(app.store.catalog().community(c)?.is_some()))
+    })?;
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
     if let Some((username, password)) = login {
@@ -181,7 +182,7 @@ pub(crate) type Login = (Option<String>, String);
 
 /// The body of a `PUT /v1/devices/{code}`, read in two steps around the look-up of
 /// its community (in a store's catalog or the cluster's): [`DevicePut::read`] checks
-/// the code and that the caller may change the community, [`DevicePut::fields`] the
+/// the code and that the caller may change the community, [`DevicePut::fields_with`] the
 /// rest, so both servers refuse the same body with the same error first.
 pub(crate) struct DevicePut {
     body: Map<String, Value>,
@@ -202,17 +203,9 @@ impl DevicePut {
     }
 
     /// The device, its GA/T 1400 login if given, and the `relays` of a platform if
-    /// given (unparsed: they name registered communities).
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn fields(
-        self,
-        code: &str,
-    ) -> Result<(Device, Option<Login>, Option<Value>), ApiError> {
-        self.fields_with(code, |v| Ok(v.clone()))
-    }
-
-    /// [`DevicePut::fields`] with the `relays` parsed by `relays`, in `serve`'s order
-    /// of checks: the relays before the direction and the name.
+    /// given, parsed by `relays` (`gat1400::relay::parse` over a store's catalog or
+    /// the cluster's table), in `serve`'s order of checks: the relays before the
+    /// direction and the name.
     pub(crate) fn fields_with<R>(
         self,
         code: &str,

@@ -184,7 +184,7 @@ enum ClusterCatalogAction {
     /// Copy every community and device of a `sightline serve` store's catalog (the
     /// server stopped) into the cluster's, replacing those of the same codes; prints
     /// how many. Devices' GA/T 1400 logins come along (their HA1, for the ingest
-    /// nodes' gateway); platforms' relays do not: a cluster does not keep them yet.
+    /// nodes' gateway), and platforms' relays.
     Import {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
@@ -563,16 +563,26 @@ async fn cluster_catalog(
             return ExitCode::FAILURE;
         }
     };
-    // Each device with its GA/T 1400 login, if it has one (HA1 only, as stored).
+    // Each device with its GA/T 1400 login, if it has one (HA1 only, as stored), and
+    // its relays, if it relays any (as `serve` keeps them, whatever its kind).
     let with_logins = |devices: Vec<sightline_storage::Device>| {
         devices
             .into_iter()
-            .map(|d| Ok((store.gat1400_credential(&d.code)?, d)))
-            .map(|r: Result<_, sightline_storage::StorageError>| r.map(|(c, d)| (d, c)))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|d| {
+                let login = store
+                    .gat1400_credential(&d.code)
+                    .map_err(|e| e.to_string())?;
+                let relays = sightline_server::gat1400::relays_in(&store, &d.code)?;
+                let relays = (!relays.is_empty()).then_some(relays);
+                Ok((d, login, relays))
+            })
+            .collect::<Result<Vec<_>, String>>()
     };
-    let devices = store.devices().and_then(with_logins);
-    let (communities, devices) = match (store.communities(), devices) {
+    let devices = store
+        .devices()
+        .map_err(|e| e.to_string())
+        .and_then(with_logins);
+    let (communities, devices) = match (store.communities().map_err(|e| e.to_string()), devices) {
         (Ok(c), Ok(d)) => (c, d),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("sightline: reading the catalog of {}: {e}", data.display());
@@ -587,8 +597,9 @@ async fn cluster_catalog(
         for c in &communities {
             bounded(within, "register a community", meta.put_community(c)).await?;
         }
-        for (d, login) in &devices {
-            bounded(within, "register a device", meta.put_device(d)).await?;
+        for (d, login, relays) in &devices {
+            let put = meta.put_device(d, relays.as_ref());
+            bounded(within, "register a device", put).await?;
             if let Some(c) = login {
                 let put = meta.put_gat1400_credential(c);
                 bounded(within, "put a GA/T 1400 credential", put).await?;

@@ -7,13 +7,21 @@
 //! devices (code text PRIMARY KEY,                 -- 20-digit GB/T 28181 code
 //!          community text REFERENCES communities, -- registered first
 //!          device_kind text, direction text,      -- 'in' | 'out' | 'unknown'
-//!          name text)
+//!          name text,
+//!          relays jsonb)                          -- a platform's: {code prefix: community}
 //! ```
+//!
+//! `relays` is what `serve` keeps in its catalog's `gat1400_relays` tree: the
+//! communities a platform relays cameras into, by device-code prefix (NULL: none).
+//! A catalog made before it gets the column from `Meta::create` (a checked migration,
+//! `RELAYS`). A `PUT` without `relays` keeps a device's (as on `serve`).
 //!
 //! A `PUT` creates or replaces (as on `serve`); nothing is deleted. What a record must
 //! hold (a code's shape, a device's community registered, a key's scope) is checked by
 //! the server before it writes, with `serve`'s own functions; the foreign key keeps a
 //! device from naming a community that is not there whatever writes the row.
+
+use std::collections::{BTreeMap, HashMap};
 
 use sightline_storage::{Community, Device, Direction};
 
@@ -117,15 +125,23 @@ impl Meta {
     }
 
     /// Registers `d` (its community registered already: the foreign key refuses it
-    /// otherwise), or replaces the device of its code.
-    pub async fn put_device(&self, d: &Device) -> Result<()> {
+    /// otherwise), or replaces the device of its code; with `relays`, the platform's
+    /// relays replaced too, in the same statement (without, they stay as they were).
+    pub async fn put_device(
+        &self,
+        d: &Device,
+        relays: Option<&BTreeMap<String, String>>,
+    ) -> Result<()> {
+        let relays = relays.map(|r| serde_json::to_string(r).expect("a map of strings"));
         self.client
             .execute(
                 &format!(
-                    "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                    "INSERT INTO devices ({DEVICE_COLUMNS}, relays)
+                     VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
                      ON CONFLICT (code) DO UPDATE SET community = EXCLUDED.community,
                          device_kind = EXCLUDED.device_kind, direction = EXCLUDED.direction,
-                         name = EXCLUDED.name"
+                         name = EXCLUDED.name,
+                         relays = COALESCE(EXCLUDED.relays, devices.relays)"
                 ),
                 &[
                     &d.code,
@@ -133,10 +149,80 @@ impl Meta {
                     &d.device_kind,
                     &d.direction.as_str(),
                     &d.name,
+                    &relays,
                 ],
             )
             .await
             .map_err(ClusterError::pg("register a device"))?;
         Ok(())
     }
+
+    /// Registers each of `devices` unless its code is registered already (a relaying
+    /// platform's cameras, catalogued on their first object: a device registered
+    /// meanwhile is left as it is).
+    pub async fn add_devices(&self, devices: &[Device]) -> Result<()> {
+        for d in devices {
+            self.client
+                .execute(
+                    &format!(
+                        "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (code) DO NOTHING"
+                    ),
+                    &[
+                        &d.code,
+                        &d.community,
+                        &d.device_kind,
+                        &d.direction.as_str(),
+                        &d.name,
+                    ],
+                )
+                .await
+                .map_err(ClusterError::pg("catalogue a relayed device"))?;
+        }
+        Ok(())
+    }
+
+    /// The relays of device `code` (empty: none, or not registered).
+    pub async fn relays(&self, code: &str) -> Result<BTreeMap<String, String>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT relays::text FROM devices WHERE code = $1 AND relays IS NOT NULL",
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a platform's relays"))?;
+        match row {
+            None => Ok(BTreeMap::new()),
+            Some(r) => relays_of(code, r.get(0)),
+        }
+    }
+
+    /// Every device's relays, by device code (those with none left out).
+    pub async fn all_relays(&self) -> Result<HashMap<String, BTreeMap<String, String>>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT code, relays::text FROM devices WHERE relays IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read platforms' relays"))?;
+        rows.iter()
+            .map(|r| {
+                let code: String = r.get(0);
+                let relays = relays_of(&code, r.get(1))?;
+                Ok((code, relays))
+            })
+            .collect()
+    }
+}
+
+/// A `devices.relays` value: a JSON object of code prefix → community.
+fn relays_of(code: &str, text: String) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(&text).map_err(|e| {
+        ClusterError::Config(format!(
+            "devices.relays of {code} is not an object of code prefix → community: {e}"
+        ))
+    })
 }

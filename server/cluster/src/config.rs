@@ -158,6 +158,14 @@ pub struct IndexConfig {
     /// this, s (default 1 h: far longer than any upload-to-commit window).
     #[serde(default = "default_janitor_age_s")]
     pub janitor_age_s: u64,
+    /// The GA/T 1400 gateway's pictures and objects as uploaded are kept this many
+    /// days past their event's day (Asia/Shanghai), then the janitor deletes the day
+    /// whole (`janitor::sweep_gat1400`), at most `GAT1400_DELETES_PER_SWEEP` objects a
+    /// sweep. Default 0: kept forever (a cluster has no event retention yet, and a
+    /// picture outliving its event costs only bytes, where one gone before its event
+    /// is a record without its evidence). Set it to what the events' retention is.
+    #[serde(default)]
+    pub gat1400_retention_days: u32,
     /// Where this indexer answers query nodes' partition requests (`POST
     /// /v1/partition`); advertised in `members.address` as bound (default
     /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
@@ -377,6 +385,7 @@ impl Default for IndexConfig {
             commit_events: default_commit_events(),
             fetch_batch: default_fetch(),
             janitor_age_s: default_janitor_age_s(),
+            gat1400_retention_days: 0,
             serve: default_serve(),
         }
     }

@@ -15,14 +15,23 @@
 //! beside the catalog's `devices` (`crate::catalog`: the devices objects name, and
 //! their communities),
 //! and on object storage the pictures of uploaded objects and the objects as
-//! uploaded, each under a content-addressed key (SHA-256 of its bytes) inside its
-//! community: `gat1400/pictures/{hex community}/{sha256}` and
-//! `gat1400/objects/{hex community}/{sha256}`, written with create-only puts before
-//! the events naming them are published. Their id, as events list them and
-//! `GET /v1/images/{id}` / `GET /v1/objects/{id}` take it, is `{hex community}.{sha256}`:
-//! the community is in the id, so a query node decides visibility from the id alone,
-//! as `serve` does from its own picture ids. The janitor never touches `gat1400/`
-//! (no commit names these keys; they are not an indexer's uploads).
+//! uploaded, each under a content-addressed key (SHA-256 of its bytes) inside the day
+//! of its event (its capture time's Asia/Shanghai day, as shards are cut) and its
+//! community: `gat1400/pictures/d{YYYYMMDD}/{hex community}/{sha256}` and
+//! `gat1400/objects/d{YYYYMMDD}/{hex community}/{sha256}`, written with create-only
+//! puts before the events naming them are published. Their id, as events list them
+//! and `GET /v1/images/{id}` / `GET /v1/objects/{id}` take it, is `{hex
+//! community}.{YYYYMMDD}.{sha256}`: the community is in the id, so a query node
+//! decides visibility from the id alone, as `serve` does from its own picture ids.
+//!
+//! The day makes retention whole prefixes, as shards are for events: the janitor
+//! deletes the days past `index.gat1400_retention_days` (`crate::janitor::sweep_gat1400`;
+//! 0, the default, keeps them forever). Bytes are shared only within a (day,
+//! community): a picture uploaded again by a later event of another day is stored
+//! again under that day, so dropping the older day never takes a picture a newer event
+//! names. Ids of before the day (`{hex community}.{sha256}`, keys
+//! `gat1400/{pictures|objects}/{hex community}/{sha256}`) are still served and never
+//! swept: a later upload of the same bytes may name them.
 
 use sightline_storage::Gat1400Credential;
 
@@ -58,26 +67,55 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
 }
 
-/// A stored blob's id: its community and the SHA-256 of its bytes.
+/// A stored blob's id: its community, its event's day and the SHA-256 of its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobId {
     pub community: String,
+    /// `YYYYMMDD`, the Asia/Shanghai day of the event it was uploaded with (`None`: an
+    /// id of before days, never swept).
+    pub day: Option<String>,
     pub sha256: String,
 }
 
+/// `YYYYMMDD`, the Asia/Shanghai (UTC+8) day of `ts_ms` (years 0–9999).
+pub fn local_day(ts_ms: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let days = (ts_ms + 8 * 3_600_000).div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+fn is_day(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl BlobId {
-    /// The id of `bytes` stored in `community`.
-    pub fn of(community: &str, bytes: &[u8]) -> BlobId {
+    /// The id of `bytes` stored in `community` with an event of `ts_ms`.
+    pub fn of(community: &str, ts_ms: i64, bytes: &[u8]) -> BlobId {
         BlobId {
             community: community.to_string(),
+            day: Some(local_day(ts_ms)),
             sha256: sha256_hex(bytes),
         }
     }
 
-    /// `{hex community}.{sha256}`, or `None` for anything else (a `serve` picture id
-    /// has three parts).
+    /// `{hex community}.{YYYYMMDD}.{sha256}` (or, of before days,
+    /// `{hex community}.{sha256}`), or `None` for anything else.
     pub fn parse(id: &str) -> Option<BlobId> {
-        let (c, sha) = id.split_once('.')?;
+        let (c, rest) = id.split_once('.')?;
+        let (day, sha) = match rest.split_once('.') {
+            Some((day, sha)) if is_day(day) => (Some(day.to_string()), sha),
+            Some(_) => return None,
+            None => (None, rest),
+        };
         let sha_ok = sha.len() == 64
             && sha
                 .bytes()
@@ -92,24 +130,41 @@ impl BlobId {
         let community = String::from_utf8(bytes?).ok()?;
         Some(BlobId {
             community,
+            day,
             sha256: sha.to_string(),
         })
     }
 
     /// The object key of this blob as `what`.
     pub fn key(&self, what: Blob) -> String {
-        format!(
-            "{PREFIX}{}/{}/{}",
-            what.dir(),
-            hex(self.community.as_bytes()),
-            self.sha256
-        )
+        let (dir, community) = (what.dir(), hex(self.community.as_bytes()));
+        match &self.day {
+            Some(day) => format!("{PREFIX}{dir}/d{day}/{community}/{}", self.sha256),
+            None => format!("{PREFIX}{dir}/{community}/{}", self.sha256),
+        }
     }
+}
+
+/// Where the blobs of `what` of every day lie (`gat1400/{pictures|objects}/`).
+pub fn days_prefix(what: Blob) -> String {
+    format!("{PREFIX}{}/", what.dir())
+}
+
+/// The day (`YYYYMMDD`) a prefix listed under [`days_prefix`] holds
+/// (`…/d{YYYYMMDD}/`), or `None` (a community's blobs of before days).
+pub fn day_of_prefix(what: Blob, prefix: &str) -> Option<&str> {
+    let rest = prefix.strip_prefix(PREFIX)?.strip_prefix(what.dir())?;
+    let day = rest.strip_prefix("/d")?.trim_end_matches('/');
+    is_day(day).then_some(day)
 }
 
 impl std::fmt::Display for BlobId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", hex(self.community.as_bytes()), self.sha256)
+        let community = hex(self.community.as_bytes());
+        match &self.day {
+            Some(day) => write!(f, "{community}.{day}.{}", self.sha256),
+            None => write!(f, "{community}.{}", self.sha256),
+        }
     }
 }
 
@@ -309,20 +364,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blob_ids_carry_their_community_and_name_their_keys() {
-        let id = BlobId::of("3205080001", b"\xff\xd8\xffpicture");
+    fn days_are_asia_shanghai_calendar_days() {
+        let dec1 = 1_764_518_400_000; // 2025-12-01T00:00:00+08:00
+        assert_eq!(local_day(dec1), "20251201");
+        assert_eq!(local_day(dec1 - 1), "20251130");
+        assert_eq!(local_day(dec1 + 86_400_000 - 1), "20251201");
+        assert_eq!(local_day(951_753_600_000), "20000229"); // 2000-02-29T00:00+08:00
+        assert_eq!(local_day(-8 * 3_600_000), "19700101");
+        assert_eq!(local_day(-8 * 3_600_000 - 1), "19691231");
+    }
+
+    #[test]
+    fn blob_ids_carry_their_community_and_day_and_name_their_keys() {
+        let dec1 = 1_764_518_400_000; // 2025-12-01T00:00:00+08:00
+        let id = BlobId::of("3205080001", dec1 + 3_600_000, b"\xff\xd8\xffpicture");
         let text = id.to_string();
         assert_eq!(BlobId::parse(&text), Some(id.clone()));
-        assert!(text.starts_with("33323035303830303031."), "{text}");
+        assert!(text.starts_with("33323035303830303031.20251201."), "{text}");
+        let key = id.key(Blob::Picture);
         assert_eq!(
-            id.key(Blob::Picture),
-            format!("gat1400/pictures/33323035303830303031/{}", id.sha256)
+            key,
+            format!(
+                "gat1400/pictures/d20251201/33323035303830303031/{}",
+                id.sha256
+            )
         );
-        assert!(id.key(Blob::Object).starts_with("gat1400/objects/"));
+        assert!(id
+            .key(Blob::Object)
+            .starts_with("gat1400/objects/d20251201/"));
+        assert_eq!(
+            day_of_prefix(Blob::Picture, "gat1400/pictures/d20251201/"),
+            Some("20251201")
+        );
+        assert_eq!(
+            day_of_prefix(Blob::Object, "gat1400/pictures/d20251201/"),
+            None
+        );
+        assert_eq!(
+            day_of_prefix(Blob::Picture, "gat1400/pictures/33323035303830303031/"),
+            None
+        );
+        // The same bytes with an event of another day: another key.
+        let later = BlobId::of("3205080001", dec1 + 86_400_000, b"\xff\xd8\xffpicture");
+        assert_ne!(later.key(Blob::Picture), key);
+        // An id of before days: still served, under its old key.
         let sha = &id.sha256;
+        let old = BlobId::parse(&format!("33.{sha}")).unwrap();
+        assert_eq!(old.day, None);
+        assert_eq!(old.key(Blob::Picture), format!("gat1400/pictures/33/{sha}"));
+        assert_eq!(old.to_string(), format!("33.{sha}"));
         for bad in [
             "",
             "33.12.1",                             // a serve picture id
+            &format!("33.2025120.{sha}"),          // a short day
+            &format!("33.2025120x.{sha}"),         // not a day
             &format!("3.{sha}"),                   // odd hex
             &format!("zz.{sha}"),                  // not hex
             &format!("33.{}", &sha[1..]),          // short digest

@@ -3,10 +3,12 @@
 //! upload-to-commit window, so an upload whose commit is still on its way is never
 //! taken. The catalog is read after the listing: a key committed meanwhile is kept.
 //! Only indexers' keys (`p{partition}/…`, listed partition by partition) are
-//! considered: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are named
-//! by events, not by commits, and are never listed.
+//! considered there: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are
+//! named by events, not by commits. Those go by their retention instead
+//! ([`sweep_gat1400`]): whole days of them, as shards go for events.
 
 use crate::error::Result;
+use crate::gat1400::{day_of_prefix, days_prefix, local_day, Blob};
 use crate::meta::Meta;
 use crate::objects::Objects;
 
@@ -19,7 +21,7 @@ pub async fn sweep(
     min_age_ms: i64,
 ) -> Result<Vec<String>> {
     // Listed partition by partition (`p{n}/`), never the whole bucket: the gateway's
-    // pictures, never deleted, would make every sweep longer than the last.
+    // pictures (`sweep_gat1400` goes by their days) would make every sweep longer.
     let mut listed = Vec::new();
     for p in 0..meta.partitions().await? {
         let under = partition_prefix(p);
@@ -35,6 +37,47 @@ pub async fn sweep(
         objects.delete(&o.key).await?;
         tracing::info!(key = %o.key, "janitor removed an uncommitted object");
         removed.push(o.key);
+    }
+    Ok(removed)
+}
+
+/// The most GA/T 1400 pictures and objects one sweep deletes (the rest of a day at the
+/// next): a sweep stays within its bound (four leases) on a day of millions.
+pub const GAT1400_DELETES_PER_SWEEP: usize = 10_000;
+
+/// Deletes the GA/T 1400 gateway's pictures and objects of the days more than
+/// `keep_days` before `now_ms`'s day (Asia/Shanghai), whole day prefixes
+/// (`gat1400/{pictures|objects}/d{YYYYMMDD}/`), at most
+/// [`GAT1400_DELETES_PER_SWEEP`] objects; `keep_days` 0 keeps them forever. A
+/// picture uploaded again by an event of a later day is a copy under that day (the
+/// day is in its key), so no later event loses one. Blobs of before days are never
+/// listed. Returns the keys removed.
+pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Result<Vec<String>> {
+    if keep_days == 0 {
+        return Ok(Vec::new());
+    }
+    // Days before this one go (compared as YYYYMMDD text).
+    let first_kept = local_day(now_ms - i64::from(keep_days) * 86_400_000);
+    let mut removed = Vec::new();
+    for what in [Blob::Picture, Blob::Object] {
+        for dir in objects.dirs(&days_prefix(what)).await? {
+            let past = day_of_prefix(what, &dir).is_some_and(|day| day < first_kept.as_str());
+            let room = GAT1400_DELETES_PER_SWEEP - removed.len();
+            if !past || room == 0 {
+                continue;
+            }
+            for o in objects.list_at_most(&dir, room).await? {
+                objects.delete(&o.key).await?;
+                removed.push(o.key);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        tracing::info!(
+            removed = removed.len(),
+            first_kept,
+            "janitor removed GA/T 1400 pictures and objects past their retention"
+        );
     }
     Ok(removed)
 }

@@ -126,6 +126,11 @@ ALTER TABLE gat1400_registrations ADD CONSTRAINT gat1400_registrations_code_fkey
     FOREIGN KEY (code) REFERENCES gat1400_credentials (code) ON DELETE CASCADE;
 ";
 
+/// What a catalog made before platforms' relays were kept needs (the migration
+/// `Meta::create` runs once): the column, NULL (no relays) for every device.
+const RELAYS: &str = "ALTER TABLE devices ADD COLUMN IF NOT EXISTS relays jsonb
+    CONSTRAINT devices_relays_object CHECK (jsonb_typeof(relays) = 'object');";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -184,7 +189,8 @@ CREATE TABLE IF NOT EXISTS devices (
     community text NOT NULL REFERENCES communities (code),
     device_kind text NOT NULL,
     direction text NOT NULL CHECK (direction IN ('in', 'out', 'unknown')),
-    name text NOT NULL DEFAULT ''
+    name text NOT NULL DEFAULT '',
+    relays jsonb CONSTRAINT devices_relays_object CHECK (jsonb_typeof(relays) = 'object')
 );
 CREATE INDEX IF NOT EXISTS devices_community ON devices (community);
 CREATE TABLE IF NOT EXISTS gat1400_credentials (
@@ -414,6 +420,23 @@ impl Meta {
             tx.batch_execute(REGISTRATIONS_CASCADE)
                 .await
                 .map_err(ClusterError::pg("tie registrations to credentials"))?;
+        }
+        // A platform's relays (`catalog`): a catalog made before them gets the column,
+        // once (checked first, for the same reason).
+        let relaying: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'devices'
+                   AND column_name = 'relays'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the devices table"))?
+            .get(0);
+        if relaying == 0 {
+            tx.batch_execute(RELAYS)
+                .await
+                .map_err(ClusterError::pg("add the relays column"))?;
         }
         tx.execute(
             "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",

@@ -171,6 +171,41 @@ impl Objects {
             .collect())
     }
 
+    /// The "directories" right under `prefix` (ending in `/`): `list_with_delimiter`'s
+    /// common prefixes.
+    pub async fn dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&Path::from(prefix)))
+            .await
+            .map_err(err("list directories", prefix))?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .map(|p| format!("{p}/"))
+            .collect())
+    }
+
+    /// At most `max` objects under `prefix`, as the store lists them first.
+    pub async fn list_at_most(&self, prefix: &str, max: usize) -> Result<Vec<Listed>> {
+        use futures::StreamExt;
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&Path::from(prefix)))
+            .take(max)
+            .try_collect()
+            .await
+            .map_err(err("list", prefix))?;
+        Ok(listed
+            .into_iter()
+            .map(|m| Listed {
+                key: m.location.to_string(),
+                last_modified_ms: m.last_modified.timestamp_millis(),
+                size: m.size,
+            })
+            .collect())
+    }
+
     pub async fn delete(&self, key: &str) -> Result<()> {
         self.store
             .delete(&Path::from(key))

@@ -6,9 +6,10 @@
 //! devices (another's is 404, as if not registered), and changes only those (403).
 //!
 //! A device's GA/T 1400 login (`gat1400`) is kept as `serve` keeps it (its HA1, in
-//! `gat1400_credentials`, which the ingest nodes' gateway reads); a platform's `relays`
-//! are not kept by a cluster yet: a `PUT` naming them is refused 501 `not_in_cluster`
-//! naming the field, and nothing is written.
+//! `gat1400_credentials`, which the ingest nodes' gateway reads), and so are a
+//! platform's `relays` (`devices.relays`, checked by `serve`'s `relay::parse` against
+//! the communities registered, answered as `serve` answers them; the ingest nodes'
+//! gateway reads them with the credentials).
 //!
 //! One connection, made when first needed and again after it broke; every call on it
 //! (connect, statement) bounded by `index.lease_ms`, so an unreachable PostgreSQL
@@ -169,15 +170,13 @@ impl Catalog {
         if registered.is_none() {
             return Err(serve::unregistered(&put.community));
         }
-        let (d, login, relays) = put.fields(&code)?;
-        if relays.is_some() {
-            return Err(ApiError::NotInCluster(
-                "relays: a cluster does not keep platforms' relays yet; register the device \
-                 without them (ARCHITECTURE.md, \"Cluster\")"
-                    .into(),
-            ));
-        }
-        on_meta!(self, "register a device", |m| m.put_device(&d))?;
+        // The relays name registered communities (checked against the table as read).
+        let communities = on_meta!(self, "read communities", |m| m.communities())?;
+        let registered = |c: &str| Ok(communities.iter().any(|r| r.code == c));
+        let (d, login, relays) =
+            put.fields_with(&code, |v| crate::gat1400::relay::parse(v, registered))?;
+        on_meta!(self, "register a device", |m| m
+            .put_device(&d, relays.as_ref()))?;
         // A GA/T 1400 login, kept for the ingest nodes' gateway (HA1 only, as `serve`).
         if let Some((username, password)) = login {
             let username = username.as_deref().unwrap_or(&code);
@@ -185,10 +184,11 @@ impl Catalog {
             on_meta!(self, "put a GA/T 1400 credential", |m| m
                 .put_gat1400_credential(&credential))?;
         }
-        // As `serve` answers (a platform relaying none).
+        // As `serve` answers: a platform with its relays as kept.
         let mut v = serve::device_json(&d);
         if d.device_kind == "platform" {
-            v["relays"] = json!({});
+            let kept = on_meta!(self, "read a platform's relays", |m| m.relays(&code))?;
+            v["relays"] = serde_json::to_value(kept).expect("a map of strings");
         }
         let credential = on_meta!(self, "read a GA/T 1400 credential", |m| m
             .gat1400_credential(&code))?;

@@ -40,6 +40,12 @@ pub struct NewDevice {
     /// The community's name, registering it when it is not registered yet.
     #[arg(long)]
     pub community_name: Option<String>,
+    /// For a platform (`--kind platform`): a community it relays cameras into, as
+    /// `PREFIX=COMMUNITY` (devices whose code starts with PREFIX; repeatable; the
+    /// `relays` of `PUT /v1/devices/{code}`, replacing the platform's). None given:
+    /// the platform's relays stay as they are.
+    #[arg(long = "relay", value_name = "PREFIX=COMMUNITY")]
+    pub relays: Vec<String>,
 }
 
 /// What `sightline cluster gat1400` was asked to do.
@@ -67,17 +73,30 @@ pub async fn manage_devices(
             if let Some(password) = &d.password {
                 o["gat1400"] = json!({"username": d.username, "password": password});
             }
-            // Checked as `PUT /v1/devices/{code}` checks a body, for an unscoped admin.
+            if !d.relays.is_empty() {
+                let mut relays = serde_json::Map::new();
+                for r in &d.relays {
+                    let (prefix, community) = r
+                        .split_once('=')
+                        .ok_or_else(|| format!("--relay {r:?}: expected PREFIX=COMMUNITY"))?;
+                    relays.insert(prefix.to_string(), community.into());
+                }
+                o["relays"] = relays.into();
+            }
+            // Checked as `PUT /v1/devices/{code}` checks a body, for an unscoped admin
+            // (the relays' communities once PostgreSQL is reached, below).
             let caller = crate::auth::Caller::anonymous();
             let fields = DevicePut::read(&d.code, o.to_string().as_bytes(), &caller)
-                .and_then(|put| put.fields(&d.code))
+                .and_then(|put| {
+                    put.fields_with(&d.code, |v| crate::gat1400::relay::parse(v, |_| Ok(true)))
+                })
                 .map_err(|e| e.to_string())?;
-            let (device, login, _relays) = fields;
+            let (device, login, relays) = fields;
             let credential = login.map(|(username, password)| {
                 let username = username.as_deref().unwrap_or(&d.code);
                 crate::gat1400::credential(&d.code, username, &password)
             });
-            Some((device, credential))
+            Some((device, credential, relays))
         }
         _ => None,
     };
@@ -91,7 +110,7 @@ pub async fn manage_devices(
     let pg = |e: sightline_cluster::ClusterError| e.to_string();
     match action {
         DeviceAction::Add(new) => {
-            let (device, credential) = added.expect("parsed above");
+            let (device, credential, relays) = added.expect("parsed above");
             let community = &device.community;
             let registered = bounded(within, "read a community", meta.community(community))
                 .await
@@ -115,15 +134,29 @@ pub async fn manage_devices(
                     ))
                 }
             }
-            bounded(within, "put a device", meta.put_device(&device))
-                .await
-                .map_err(pg)?;
+            // The relays name registered communities, as `serve` checks them.
+            if let Some(relays) = &relays {
+                let known = bounded(within, "read communities", meta.communities())
+                    .await
+                    .map_err(pg)?;
+                let registered = |c: &str| Ok(known.iter().any(|k| k.code == c));
+                let body = serde_json::to_value(relays).expect("a map of strings");
+                crate::gat1400::relay::parse(&body, registered).map_err(|e| e.to_string())?;
+            }
+            let put = meta.put_device(&device, relays.as_ref());
+            bounded(within, "put a device", put).await.map_err(pg)?;
             if let Some(c) = &credential {
                 bounded(within, "put a credential", meta.put_gat1400_credential(c))
                     .await
                     .map_err(pg)?;
             }
             let mut v = crate::catalog::device_json(&device);
+            if device.device_kind == "platform" {
+                let kept = bounded(within, "read relays", meta.relays(&device.code))
+                    .await
+                    .map_err(pg)?;
+                v["relays"] = serde_json::to_value(kept).expect("a map of strings");
+            }
             v["gat1400"] = credential.is_some().into();
             Ok(format!("{v}\n"))
         }

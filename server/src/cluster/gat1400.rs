@@ -31,20 +31,29 @@
 //!   by the whole cluster, restarts included; its `uri` must be the request's path.
 //! * **Pictures** (base64 `Data` of `SubImageList`, within `ingest.max_picture_bytes`)
 //!   and the objects as uploaded are put on object storage, create-only, under
-//!   content-addressed keys (`sightline_cluster::gat1400::BlobId`), *before* the
+//!   content-addressed keys within their event's day (`sightline_cluster::gat1400::BlobId`;
+//!   the janitor drops days past `index.gat1400_retention_days`), *before* the
 //!   events naming them are published: an acknowledged object's pictures are on S3.
 //!   Events list them as `serve`'s do (`images`, `gat1400_object`), by ids that query
 //!   nodes serve at `GET /v1/images/{id}` and `GET /v1/objects/{id}`.
 //!
-//! Not here (a `serve` gateway's only): platforms relaying cameras, `/VIID/APEs`,
-//! `/VIID/Tollgates`, dispositions and subscriptions. Bounds: 16 uploads at once
+//! * **Platforms relaying cameras**: a platform's `relays` (`devices.relays`, read with
+//!   the credentials) let it name devices of the communities it relays into, as on
+//!   `serve` (`objects::Uploader`); an unknown device it names is catalogued on its
+//!   first object, as on `serve` (`Relay::device_for`: under the community its code's
+//!   prefix maps to), written to `devices` before the events are published.
+//! * **`GET /VIID/APEs` and `GET /VIID/Tollgates`** answer with `serve`'s functions
+//!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
+//!   renewed within its life, as far as this node knows (any node's, as read).
+//!
+//! Not here (a `serve` gateway's only): dispositions and subscriptions. Bounds: 16 uploads (and listings) at once
 //! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
 //! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
 //! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
 //! within it), `ingest.max_viid_inflight_bytes` of upload bodies held at once (429
 //! beyond), 64 KiB for registration, keepalive and time bodies.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -57,7 +66,7 @@ use sightline_cluster::log::Publisher;
 use sightline_cluster::meta::{bounded, Meta};
 use sightline_cluster::objects::Objects;
 use sightline_cluster::ClusterConfig;
-use sightline_storage::{Device, Event, Gat1400Credential, Validator};
+use sightline_storage::{Community, Device, Event, Gat1400Credential, Validator};
 
 use crate::error::{ApiError, RecordError};
 use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
@@ -68,6 +77,7 @@ use crate::gat1400::handlers::{
     VIID_JSON,
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
+use crate::gat1400::relay::Relay;
 use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
 use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
@@ -131,6 +141,9 @@ struct Directory {
 struct Loaded {
     credentials: HashMap<String, Gat1400Credential>,
     devices: Arc<HashMap<String, Device>>,
+    /// Device code → the communities it relays into by code prefix (`devices.relays`).
+    relays: HashMap<String, BTreeMap<String, String>>,
+    communities: Arc<Vec<Community>>,
     /// code → address, when last renewed.
     registrations: HashMap<String, (Option<IpAddr>, Instant)>,
     at: Instant,
@@ -156,9 +169,91 @@ impl Credentials for Directory {
 }
 
 impl Directory {
-    fn devices(&self) -> Arc<HashMap<String, Device>> {
+    /// Who uploads as `code`: the communities whose devices it may name, its own
+    /// device's and, for a platform, those it relays into (as `serve`'s
+    /// `store_objects` makes it).
+    fn uploader(&self, code: &str) -> Uploader {
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
-        set.as_ref().map(|l| l.devices.clone()).unwrap_or_default()
+        let own = set.as_ref().and_then(|l| l.devices.get(code));
+        let mut communities: Vec<String> = own.iter().map(|d| d.community.clone()).collect();
+        if let (Some(l), Some(d)) = (set.as_ref(), own) {
+            if d.device_kind == "platform" {
+                let relays = l.relays.get(code).into_iter().flat_map(|r| r.values());
+                communities.extend(relays.cloned());
+            }
+        }
+        Uploader {
+            code: code.to_string(),
+            communities,
+        }
+    }
+
+    /// The devices and communities as read (and as this node catalogued since).
+    fn catalog(&self) -> (Arc<HashMap<String, Device>>, Arc<Vec<Community>>) {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref()
+            .map(|l| (l.devices.clone(), l.communities.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The relaying of `code`, if it is a platform (as `serve`'s `Relay::of`).
+    fn relay(&self, code: &str) -> Option<Relay> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let l = set.as_ref()?;
+        let d = l
+            .devices
+            .get(code)
+            .filter(|d| d.device_kind == "platform")?;
+        Some(Relay {
+            platform: d.code.clone(),
+            community: d.community.clone(),
+            prefixes: l.relays.get(code).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Devices this node catalogued, known here until the next read has them.
+    fn add(&self, records: &[Device]) {
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = set.as_mut() {
+            let devices = Arc::make_mut(&mut l.devices);
+            for d in records {
+                devices.entry(d.code.clone()).or_insert_with(|| d.clone());
+            }
+        }
+    }
+
+    /// The devices `caller`'s record covers, by code, with their community's name
+    /// (`serve`'s `catalog::{covered, listed}` over the tables as read).
+    fn listing(&self, caller: &str) -> Vec<(Device, String)> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = set.as_ref() else {
+            return Vec::new();
+        };
+        let none = BTreeMap::new();
+        let relays = l.relays.get(caller).unwrap_or(&none);
+        let covered = crate::gat1400::catalog::covered(l.devices.get(caller), relays);
+        // Only the covered communities' devices copied (a city's catalog is large).
+        let mut devices: Vec<Device> = (l.devices.values())
+            .filter(|d| covered.contains(&d.community))
+            .cloned()
+            .collect();
+        devices.sort_by(|a, b| a.code.cmp(&b.code));
+        crate::gat1400::catalog::listed(&covered, &l.communities, devices)
+    }
+
+    /// Whether `code` is registered (from wherever, within the registration's life),
+    /// as far as this node knows: what it wrote or found, else the table as read.
+    fn is_online(&self, code: &str) -> bool {
+        let live =
+            |(_, at): &(Option<IpAddr>, Instant)| at.elapsed() < crate::gat1400::REGISTRATION_TTL;
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = recent.get(code) {
+            return live(entry);
+        }
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref()
+            .and_then(|l| l.registrations.get(code))
+            .is_some_and(live)
     }
 
     /// Whether `code` has a credential in a set read within the keys' `MAX_AGE`: a
@@ -308,11 +403,15 @@ impl GatNode {
         let read = async {
             Ok::<_, sightline_cluster::ClusterError>((
                 m.gat1400_credentials().await?,
-                m.devices(None).await?,
+                (
+                    m.devices(None).await?,
+                    m.all_relays().await?,
+                    m.communities().await?,
+                ),
                 m.gat1400_registrations(ttl_ms).await?,
             ))
         };
-        let (credentials, devices, registrations) = m
+        let (credentials, (devices, relays, communities), registrations) = m
             .given_up(bounded(lease, "read the GA/T 1400 tables", read).await)
             .map_err(|e| e.to_string())?;
         let since = |age_ms: i64| {
@@ -326,6 +425,8 @@ impl GatNode {
                 .map(|c| (c.code.clone(), c))
                 .collect(),
             devices: Arc::new(devices.into_iter().map(|d| (d.code.clone(), d)).collect()),
+            relays,
+            communities: Arc::new(communities),
             registrations: registrations
                 .into_iter()
                 .map(|r| {
@@ -460,6 +561,22 @@ impl GatNode {
                 tracing::warn!(code = r.code, error = %e, "a GA/T 1400 registration was not renewed")
             }
         }
+    }
+
+    /// Writes the devices a relaying platform's upload catalogued (its cameras the
+    /// catalog did not know: `serve`'s `Relay::catalogue`) to the catalog, each unless
+    /// registered meanwhile, and knows them here at once.
+    async fn catalogue(&self, records: Vec<Device>) -> Result<(), ApiError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let written = records.clone();
+        self.write("catalogue relayed devices", move |m| {
+            Box::pin(async move { m.add_devices(&written).await })
+        })
+        .await?;
+        self.directory.add(&records);
+        Ok(())
     }
 
     /// Forgets nonce uses past every nonce's life (any node may; each bounded).
@@ -631,6 +748,8 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         ("POST", path) if Upload::of_path(path).is_some() || path == "/VIID/Images" => {
             upload(node, req, x).await
         }
+        ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
+        ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         _ => {
             let s = one_status(
                 "",
@@ -772,15 +891,30 @@ async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>
     }
 }
 
-/// An upload: within the slots, from a proven caller (before the body is read), then
-/// pictures and objects on S3, then the events on the log, then the statuses.
-async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
-    let Ok(_slot) = node.slots.clone().try_acquire_owned() else {
-        return early(&x, ApiError::Busy("the GA/T 1400 gateway"), BUSY);
+/// What a request a registered caller makes holds while it is served: its slot, its
+/// caller's share of the slots, its body's bytes.
+struct Admitted {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _share: crate::http::limits::CallerSlot,
+    _held: Reserved,
+}
+
+/// Admits a request of a registered caller as `serve`'s `Gate::Registered` does:
+/// within the slots, proven (or a registered `User-Identify`) before the body is read,
+/// within the caller's share, its body (at most `max` bytes) read into `x`; then its
+/// caller, renewed. Else the refusal to answer.
+async fn admit(
+    node: &GatNode,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+    max: usize,
+) -> Result<(Admitted, String), Reply> {
+    let Ok(slot) = node.slots.clone().try_acquire_owned() else {
+        return Err(early(x, ApiError::Busy("the GA/T 1400 gateway"), BUSY));
     };
-    match authorized_early(node, &x).await {
+    match authorized_early(node, x).await {
         Ok(id) => x.pre_authorized = id,
-        Err(why) => return refused(&node.gateway, &x, &why),
+        Err(why) => return Err(refused(&node.gateway, x, &why)),
     }
     // One caller holds its share of the slots however many connections it opens,
     // keyed as `serve` keys it: what is proven, else the address.
@@ -790,24 +924,59 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         x.user_identify.as_deref(),
         x.peer,
     );
-    let Some(_share) = node.callers.take(&who) else {
-        return early(
-            &x,
+    let Some(share) = node.callers.take(&who) else {
+        return Err(early(
+            x,
             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
             BUSY,
-        );
+        ));
     };
-    let max = node.config.ingest.max_viid_body_bytes;
-    let _held = match read_body(req, &mut x, max, Some(&node.bytes)).await {
-        Ok(held) => held,
+    let held = read_body(req, x, max, Some(&node.bytes)).await?;
+    let caller = node.registered(x).await?;
+    let admitted = Admitted {
+        _slot: slot,
+        _share: share,
+        _held: held,
+    };
+    Ok((admitted, caller))
+}
+
+/// Which catalog listing a registered caller asks for.
+#[derive(Clone, Copy)]
+enum Listing {
+    Apes,
+    Tollgates,
+}
+
+/// `GET /VIID/APEs`, `GET /VIID/Tollgates`: admitted as an upload is (a body, if any,
+/// within the system bodies' bound), answered with `serve`'s functions over the
+/// tables as this node last read them.
+async fn listing(node: &GatNode, req: Request<Incoming>, mut x: Exchange, what: Listing) -> Reply {
+    let (_admitted, caller) = match admit(node, req, &mut x, SYSTEM_BODY_BYTES).await {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
-    let uploader = match node.registered(&x).await {
-        Ok(id) => id,
+    let listed = node.directory.listing(&caller);
+    Reply::ok(match what {
+        Listing::Apes => {
+            crate::gat1400::catalog::apes_json(listed, |code| node.directory.is_online(code))
+        }
+        Listing::Tollgates => crate::gat1400::catalog::tollgates_json(listed),
+    })
+}
+
+/// An upload: within the slots, from a proven caller (before the body is read), then
+/// pictures and objects on S3, then the events on the log, then the statuses.
+async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
+    let max = node.config.ingest.max_viid_body_bytes;
+    let (_admitted, uploader) = match admit(node, req, &mut x, max).await {
+        Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
     // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
-    let devices = node.directory.devices();
+    let by = node.directory.uploader(&uploader);
+    let relay = node.directory.relay(&uploader);
+    let (devices, communities) = node.directory.catalog();
     let limits = (
         node.config.ingest.gat1400_face_subject.clone(),
         node.config.ingest.max_picture_bytes,
@@ -815,19 +984,27 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
     let x = Arc::new(x);
     let parsing = x.clone();
     let parsed = tokio::task::spawn_blocking(move || {
-        // The uploader names devices of its own community only (no relaying here).
-        let communities = devices.get(&uploader).map(|d| d.community.clone());
-        let by = Uploader {
-            code: uploader,
-            communities: communities.into_iter().collect(),
+        // The uploader names devices of its own community, or of those it relays into
+        // (a platform's unknown ones made into records, as `serve` catalogues them).
+        let catalog = Catalog::Listed {
+            devices: &devices,
+            relay: relay.as_ref(),
+            communities: &communities,
         };
-        let mut devices = Devices::of(Catalog::Listed(&devices)).uploaded_by(by);
-        parse_upload(&mut devices, &parsing, (&limits.0, limits.1))
+        let mut devices = Devices::of(catalog).uploaded_by(by);
+        let parsed = parse_upload(&mut devices, &parsing, (&limits.0, limits.1));
+        (parsed, devices.new_records())
     })
     .await;
     let (images, objects) = match parsed {
-        Ok(Ok(p)) => p,
-        Ok(Err(refusal)) => return refusal,
+        Ok((Ok(p), records)) => {
+            // In the catalog before any event naming them is published.
+            if let Err(e) = node.catalogue(records).await {
+                return device_error(&x, &e);
+            }
+            p
+        }
+        Ok((Err(refusal), _)) => return refusal,
         Err(e) => {
             return device_error(
                 &x,
@@ -855,9 +1032,10 @@ fn take_pictures(objects: &mut [Object]) -> Vec<Vec<u8>> {
 /// An object key and the bytes to put there.
 type Put = (String, Bytes);
 
-/// The id of `bytes` stored in `community` as `what`, and where they go.
-fn put_of(what: Blob, community: &str, bytes: Bytes) -> (String, Put) {
-    let id = BlobId::of(community, &bytes);
+/// The id of `bytes` stored in `community` as `what` with an event of `ts_ms`, and
+/// where they go.
+fn put_of(what: Blob, community: &str, ts_ms: i64, bytes: Bytes) -> (String, Put) {
+    let id = BlobId::of(community, ts_ms, &bytes);
     (id.to_string(), (id.key(what), bytes))
 }
 
@@ -899,7 +1077,7 @@ fn stage(objects: &mut [Object]) -> Staged {
     let notes = stored_notes(objects);
     let blobs: Vec<BlobId> = pictures_to_store(objects)
         .into_iter()
-        .map(|(e, bytes)| BlobId::of(&e.community, bytes))
+        .map(|(e, bytes)| BlobId::of(&e.community, e.ts_ms, bytes))
         .collect();
     list_pictures(objects, blobs.iter().map(BlobId::to_string));
     // The decoded bytes moved out (listed already), not copied.
@@ -913,7 +1091,7 @@ fn stage(objects: &mut [Object]) -> Staged {
         .into_iter()
         .map(|t| {
             t.map(|(e, text)| {
-                let (id, put) = put_of(Blob::Object, &e.community, Bytes::from(text));
+                let (id, put) = put_of(Blob::Object, &e.community, e.ts_ms, Bytes::from(text));
                 uploaded.push(put);
                 id
             })
@@ -985,12 +1163,14 @@ mod tests {
                 .iter()
                 .map(|c| (c.to_string(), crate::gat1400::credential(c, c, "pw")))
                 .collect(),
-            devices: Arc::default(),
             registrations: ["a", "b"]
                 .iter()
                 .map(|c| (c.to_string(), (ip, now)))
                 .collect(),
             at: now.checked_sub(read_ago).unwrap(),
+            devices: Arc::default(),
+            relays: HashMap::new(),
+            communities: Arc::default(),
         });
         d
     }

@@ -2,11 +2,15 @@
 //! collection devices (采集设备) and tollgates (卡口, device type 121), for a registered
 //! caller, within the communities its record covers (its own, and those its `relays`
 //! map to). Fields the catalog does not know are omitted, never sent empty or null.
+//!
+//! The listing is made from the catalog as read ([`covered`], [`listed`], then
+//! [`apes_json`] / [`tollgates_json`]), so `serve` (its store's catalog) and a cluster's
+//! ingest nodes (the PostgreSQL tables as last read) answer alike.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
-use sightline_storage::{Device, DeviceCode, Direction, Store};
+use sightline_storage::{Community, Device, DeviceCode, Direction, Store};
 
 use super::relay::prefixes;
 use super::Gateway;
@@ -15,41 +19,57 @@ use crate::error::ApiError;
 /// The GB/T 28181 type code of a tollgate (卡口).
 const TOLLGATE_TYPE: &str = "121";
 
-/// The communities `caller` may list: its own and those its relays map to.
-fn communities_of(store: &Store, caller: &str) -> Result<BTreeSet<String>, ApiError> {
+/// The communities a caller may list: its own device's (`None`: not registered, so
+/// none) and those its relays map to.
+pub(crate) fn covered(
+    caller: Option<&Device>,
+    relays: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    if let Some(d) = store.catalog().device(caller)? {
-        out.insert(d.community);
-        out.extend(prefixes(store, caller)?.into_values());
+    if let Some(d) = caller {
+        out.insert(d.community.clone());
+        out.extend(relays.values().cloned());
     }
-    Ok(out)
+    out
 }
 
-/// The devices `caller` may list, with their community's name.
-fn visible(store: &Store, caller: &str) -> Result<Vec<(Device, String)>, ApiError> {
-    let communities = communities_of(store, caller)?;
-    let names: Vec<(String, String)> = store
-        .catalog()
-        .communities()?
-        .into_iter()
-        .map(|c| (c.code, c.name))
-        .collect();
+/// The devices of `devices` (by code) in `communities`, platforms left out, each with
+/// its community's name (empty when unknown).
+pub(crate) fn listed(
+    communities: &BTreeSet<String>,
+    registered: &[Community],
+    devices: impl IntoIterator<Item = Device>,
+) -> Vec<(Device, String)> {
     let name = |code: &str| {
-        names
+        registered
             .iter()
-            .find(|(c, _)| c == code)
-            .map_or(String::new(), |(_, n)| n.clone())
+            .find(|c| c.code == code)
+            .map_or(String::new(), |c| c.name.clone())
     };
-    Ok(store
-        .catalog()
-        .devices()?
+    devices
         .into_iter()
         .filter(|d| communities.contains(&d.community) && d.device_kind != "platform")
         .map(|d| {
             let n = name(&d.community);
             (d, n)
         })
-        .collect())
+        .collect()
+}
+
+/// The devices `caller` may list, with their community's name.
+fn visible(store: &Store, caller: &str) -> Result<Vec<(Device, String)>, ApiError> {
+    let catalog = store.catalog();
+    let own = catalog.device(caller)?;
+    let relays = match &own {
+        Some(_) => prefixes(store, caller)?,
+        None => BTreeMap::new(),
+    };
+    let communities = covered(own.as_ref(), &relays);
+    Ok(listed(
+        &communities,
+        &catalog.communities()?,
+        catalog.devices()?,
+    ))
 }
 
 fn direction_code(d: Direction) -> Option<&'static str> {
@@ -64,11 +84,19 @@ fn direction_code(d: Direction) -> Option<&'static str> {
 
 /// `{"APEListObject":{"APEObject":[…]}}`.
 pub(crate) fn apes(store: &Store, gateway: &Gateway, caller: &str) -> Result<Value, ApiError> {
-    let list: Vec<Value> = visible(store, caller)?
+    Ok(apes_json(visible(store, caller)?, |code| {
+        gateway.is_online(code)
+    }))
+}
+
+/// `{"APEListObject":{"APEObject":[…]}}` of `listed` devices, `online` saying which are
+/// registered.
+pub(crate) fn apes_json(listed: Vec<(Device, String)>, online: impl Fn(&str) -> bool) -> Value {
+    let list: Vec<Value> = listed
         .into_iter()
         .map(|(d, place)| {
             let mut o = json!({"ApeID": d.code, "Model": d.device_kind, "PlaceCode": d.community,
-                "IsOnline": if gateway.is_online(&d.code) { "1" } else { "2" }});
+                "IsOnline": if online(&d.code) { "1" } else { "2" }});
             if !d.name.is_empty() {
                 o["Name"] = d.name.into();
             }
@@ -81,12 +109,17 @@ pub(crate) fn apes(store: &Store, gateway: &Gateway, caller: &str) -> Result<Val
             o
         })
         .collect();
-    Ok(json!({"APEListObject": {"APEObject": list}}))
+    json!({"APEListObject": {"APEObject": list}})
 }
 
 /// `{"TollgateListObject":{"TollgateObject":[…]}}`: devices of type 121.
 pub(crate) fn tollgates(store: &Store, caller: &str) -> Result<Value, ApiError> {
-    let list: Vec<Value> = visible(store, caller)?
+    Ok(tollgates_json(visible(store, caller)?))
+}
+
+/// `{"TollgateListObject":{"TollgateObject":[…]}}` of the `listed` devices of type 121.
+pub(crate) fn tollgates_json(listed: Vec<(Device, String)>) -> Value {
+    let list: Vec<Value> = listed
         .into_iter()
         .filter(|(d, _)| DeviceCode::parse(&d.code).is_ok_and(|c| c.type_code() == TOLLGATE_TYPE))
         .map(|(d, place)| {
@@ -100,5 +133,5 @@ pub(crate) fn tollgates(store: &Store, caller: &str) -> Result<Value, ApiError> 
             o
         })
         .collect();
-    Ok(json!({"TollgateListObject": {"TollgateObject": list}}))
+    json!({"TollgateListObject": {"TollgateObject": list}})
 }

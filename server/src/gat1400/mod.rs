@@ -12,7 +12,7 @@
 //! Lenient in what is accepted (numbers as strings or integers, missing optional
 //! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
 
-mod catalog;
+pub(crate) mod catalog;
 pub(crate) mod digest;
 pub(crate) mod digest_client;
 mod dispositions;
@@ -72,6 +72,15 @@ pub fn credential(code: &str, username: &str, password: &str) -> Gat1400Credenti
         ha1_sha256: sha256_hex(&format!("{username}:{REALM}:{password}")),
         username: username.to_string(),
     }
+}
+
+/// The relays of `platform` (code prefix → community) as `catalog` keeps them (empty:
+/// none): what `sightline cluster catalog import` copies from a stopped store.
+pub fn relays_in(
+    catalog: &dyn sightline_storage::Catalog,
+    platform: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    relay::prefixes_in(catalog, platform).map_err(|e| e.to_string())
 }
 
 /// Issued nonces and registered callers.

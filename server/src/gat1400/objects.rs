@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::value::RawValue;
 use serde_json::Value;
-use sightline_storage::{AttrValue, Attrs, Device, Direction, EventInput, Store};
+use sightline_storage::{AttrValue, Attrs, Community, Device, Direction, EventInput, Store};
 
 use super::pictures::{pictures, Picture, PictureError};
 use super::relay::{Relay, RelayError};
@@ -191,11 +191,16 @@ fn no_data(p: &Value) -> Value {
 
 /// Where an upload's devices are looked up: `serve`'s catalog (where a relaying
 /// platform catalogues the devices it relays), or the cluster's `devices` table as an
-/// ingest node last read it (no relaying there).
+/// ingest node last read it (a relaying platform's unknown devices made into records
+/// checked against its `communities`, for the node to write: [`Devices::new_records`]).
 pub(crate) enum Catalog<'a> {
     Store(&'a Store, Option<&'a Relay>),
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    Listed(&'a HashMap<String, Device>),
+    Listed {
+        devices: &'a HashMap<String, Device>,
+        relay: Option<&'a Relay>,
+        communities: &'a [Community],
+    },
 }
 
 /// Who uploads: its code, and the communities whose devices it may name (its own
@@ -215,6 +220,8 @@ pub(crate) struct Devices<'a> {
     known: HashMap<String, Option<Device>>,
     /// Communities devices were catalogued under by this upload, in order.
     catalogued: Vec<String>,
+    /// The records of the devices catalogued from a [`Catalog::Listed`], to be written.
+    records: Vec<Device>,
 }
 
 impl<'a> Devices<'a> {
@@ -228,7 +235,16 @@ impl<'a> Devices<'a> {
             uploader: None,
             known: HashMap::new(),
             catalogued: Vec::new(),
+            records: Vec::new(),
         }
+    }
+
+    /// The records of the devices this upload catalogued from a [`Catalog::Listed`]
+    /// (a relaying platform's unknown cameras), for the cluster to write before the
+    /// events naming them are published.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub fn new_records(self) -> Vec<Device> {
+        self.records
     }
 
     /// These devices as `uploader` may name them.
@@ -240,7 +256,21 @@ impl<'a> Devices<'a> {
     fn get(&mut self, code: &str) -> Result<&Device, ObjectError> {
         if !self.known.contains_key(code) {
             let found = match &self.catalog {
-                Catalog::Listed(devices) => devices.get(code).cloned(),
+                Catalog::Listed {
+                    devices,
+                    relay,
+                    communities,
+                } => match (devices.get(code), relay) {
+                    (Some(d), _) => Some(d.clone()),
+                    (None, Some(relay)) => {
+                        let registered = |c: &str| Ok(communities.iter().any(|k| k.code == c));
+                        let d = relay.device_for(code, registered)?;
+                        self.catalogued.push(d.community.clone());
+                        self.records.push(d.clone());
+                        Some(d)
+                    }
+                    (None, None) => None,
+                },
                 Catalog::Store(store, relay) => {
                     match (store.catalog().device(code).ok().flatten(), relay) {
                         (Some(d), _) => Some(d),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sightline_storage::{Device, DeviceCode, Direction, Store};
+use sightline_storage::{Catalog, Device, DeviceCode, Direction, Store};
 
 use crate::error::ApiError;
 
@@ -60,27 +60,39 @@ impl Relay {
             .map_or(self.community.as_str(), |(_, c)| c.as_str())
     }
 
-    /// Catalogues an unknown device this platform relays (durably).
-    pub fn catalogue(&self, store: &Store, code: &str) -> Result<Device, RelayError> {
+    /// The record of an unknown device this platform relays: under the community its
+    /// code maps to, which `registered` must say is (a store's catalog, or the
+    /// cluster's table as an ingest node read it).
+    pub fn device_for(
+        &self,
+        code: &str,
+        registered: impl FnOnce(&str) -> Result<bool, RelayError>,
+    ) -> Result<Device, RelayError> {
         DeviceCode::parse(code).map_err(|e| RelayError::BadCode(code.into(), e.to_string()))?;
         let community = self.community_for(code).to_string();
-        let known = store
-            .catalog()
-            .community(&community)
-            .map_err(|e| RelayError::Storage(code.into(), e.to_string()))?;
-        if known.is_none() {
+        if !registered(&community)? {
             return Err(RelayError::NoCommunity {
                 code: code.into(),
                 community,
             });
         }
-        let d = Device {
+        Ok(Device {
             code: code.to_string(),
             community,
             device_kind: RELAYED_KIND.to_string(),
             direction: Direction::Unknown,
             name: format!("relayed by {}", self.platform),
-        };
+        })
+    }
+
+    /// Catalogues an unknown device this platform relays (durably).
+    pub fn catalogue(&self, store: &Store, code: &str) -> Result<Device, RelayError> {
+        let d = self.device_for(code, |community| {
+            let known = store.catalog().community(community);
+            known
+                .map(|c| c.is_some())
+                .map_err(|e| RelayError::Storage(code.into(), e.to_string()))
+        })?;
         store
             .catalog()
             .put_device(&d)
@@ -94,7 +106,16 @@ pub(crate) fn prefixes(
     store: &Store,
     platform: &str,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    match store.catalog().kv_get(TREE, platform)? {
+    prefixes_in(store.catalog(), platform)
+}
+
+/// A platform's prefix map as `catalog` keeps it (empty when none): a store's, or a
+/// stopped store's that `sightline cluster catalog import` copies.
+pub(crate) fn prefixes_in(
+    catalog: &dyn Catalog,
+    platform: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    match catalog.kv_get(TREE, platform)? {
         None => Ok(BTreeMap::new()),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::internal(format!("a stored relay map is unreadable: {e}"))),
@@ -102,8 +123,12 @@ pub(crate) fn prefixes(
 }
 
 /// The `relays` of a platform's catalog body, `{"<code prefix>": "<community>"}`,
-/// checked: prefixes of 1–20 digits, registered communities.
-pub(crate) fn parse(store: &Store, v: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+/// checked: prefixes of 1–20 digits, communities `registered` says are (a store's
+/// catalog, or the cluster's table).
+pub(crate) fn parse(
+    v: &Value,
+    registered: impl Fn(&str) -> Result<bool, ApiError>,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let o = v
         .as_object()
         .ok_or_else(|| ApiError::param("relays", "an object of code prefix → community"))?;
@@ -118,7 +143,7 @@ pub(crate) fn parse(store: &Store, v: &Value) -> Result<BTreeMap<String, String>
         let community = community
             .as_str()
             .ok_or_else(|| ApiError::param(format!("relays.{prefix}"), "a community code"))?;
-        if store.catalog().community(community)?.is_none() {
+        if !registered(community)? {
             return Err(ApiError::param(
                 format!("relays.{prefix}"),
                 format!("{community:?} is not registered"),

@@ -780,11 +780,22 @@ fn a_removed_login_is_not_brought_back_by_a_node_that_still_remembers_it() {
 }
 
 #[test]
-fn gat1400_registrations_made_before_the_foreign_key_take_it_and_lose_removed_logins() {
+fn gat1400_tables_made_before_take_the_foreign_key_and_the_relays_column() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::start();
     // The tables as the first release of the gateway made them, with a registration
-    // whose login was removed.
+    // whose login was removed, and a catalog from before platforms' relays.
+    env.pg.psql(&format!(
+        "CREATE TABLE communities (code text PRIMARY KEY, name text NOT NULL,
+            district text NOT NULL DEFAULT '');
+         CREATE TABLE devices (code text PRIMARY KEY,
+            community text NOT NULL REFERENCES communities (code),
+            device_kind text NOT NULL,
+            direction text NOT NULL CHECK (direction IN ('in', 'out', 'unknown')),
+            name text NOT NULL DEFAULT '');
+         INSERT INTO communities VALUES ('3205080001', 'North', '');
+         INSERT INTO devices VALUES ('{PLATFORM}', '3205080001', 'platform', 'unknown', '');"
+    ));
     env.pg.psql(&format!(
         "CREATE TABLE gat1400_credentials (code text PRIMARY KEY, username text NOT NULL,
             realm text NOT NULL, ha1 text NOT NULL, ha1_sha256 text NOT NULL,
@@ -804,9 +815,26 @@ fn gat1400_registrations_made_before_the_foreign_key_take_it_and_lose_removed_lo
         .pg
         .psql("SELECT code FROM gat1400_registrations ORDER BY code");
     assert_eq!(codes, CAMERA, "the orphan went, the other stayed");
+    // The devices have the relays column, none relaying; relays are kept whole, and a
+    // device put again without them keeps them.
+    let rt = &env.rt;
+    assert!(rt.block_on(meta.relays(PLATFORM)).unwrap().is_empty());
+    let mut platform = rt.block_on(meta.device(PLATFORM)).unwrap().unwrap();
+    let relays: BTreeMap<String, String> =
+        [("320508020".to_string(), "3205080001".to_string())].into();
+    rt.block_on(meta.put_device(&platform, Some(&relays)))
+        .unwrap();
+    platform.name = "renamed".into();
+    rt.block_on(meta.put_device(&platform, None)).unwrap();
+    let all = rt.block_on(meta.all_relays()).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[PLATFORM], relays);
+    let kinds = env.pg.psql(
+        "SELECT count(*) FROM information_schema.check_constraints WHERE check_clause LIKE '%jsonb_typeof(relays)%'",
+    );
+    assert_eq!(kinds, "1", "relays are an object, checked by the table");
     // Renewing never makes one; registering needs a login; removing a login takes its
     // registration with it.
-    let rt = &env.rt;
     assert!(!rt
         .block_on(meta.gat1400_renew(FACE_CAMERA, Some("10.0.0.2")))
         .unwrap());
@@ -828,4 +856,415 @@ fn gat1400_registrations_made_before_the_foreign_key_take_it_and_lose_removed_lo
     assert!(rt.block_on(meta.gat1400_nonce_first_use("n", 2)).unwrap());
     assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(600_000)).unwrap(), 0);
     assert_eq!(rt.block_on(meta.gat1400_sweep_nonces(-1_000)).unwrap(), 2);
+}
+
+/// A platform of community 3205080001 relaying cameras of 3205080002 (code prefix
+/// `320508020`), not of 3205080003.
+const PLATFORM: &str = "32050800002000000001";
+const RELAYED: &str = "32050802011210000002";
+const RELAYED_FACE: &str = "32050802011320000005";
+const NOT_RELAYED: &str = "32050803011210000003";
+/// Cameras the catalog does not know, which the platform's upload catalogues: one its
+/// relays map to 3205080002, one they do not (the platform's own community).
+const UNKNOWN_RELAYED: &str = "32050802011210000077";
+const UNKNOWN_OWN: &str = "32050801011210000078";
+
+#[test]
+fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    let admin = {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys", "create", "--role", "admin", "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (_q1, qa) = env.query_node("query-1");
+    let single_dir = tempfile::tempdir().unwrap();
+    let mut single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+    // The same catalog on both, through `PUT` (on a query node with an admin key):
+    // every answer `serve`'s, refusals included.
+    let both = |target: &str, body: Value| -> Answered {
+        let body = body.to_string();
+        let cluster = super::ask_as(qa, Some(&admin), "PUT", target, &body);
+        let single = super::ask_as(s, None, "PUT", target, &body);
+        assert_eq!(cluster, single, "PUT {target} {body}");
+        cluster
+    };
+    for (code, name) in [
+        ("3205080001", "North"),
+        ("3205080002", "South"),
+        ("3205080003", "West"),
+    ] {
+        let (status, _) = both(&format!("/v1/communities/{code}"), json!({"name": name}));
+        assert_eq!(status, 200);
+    }
+    let platform = |relays: Value| {
+        json!({"community": "3205080001", "kind": "platform", "name": "district platform",
+               "gat1400": {"password": "pw-platform"}, "relays": relays})
+    };
+    // Relays checked as `serve` checks them, nothing written when refused.
+    let (status, why) = both(
+        &format!("/v1/devices/{PLATFORM}"),
+        platform(json!({"32x": "3205080002"})),
+    );
+    assert_eq!(status, 400, "{why}");
+    let (status, why) = both(
+        &format!("/v1/devices/{PLATFORM}"),
+        platform(json!({"320508020": "9999999999"})),
+    );
+    assert_eq!(status, 400, "{why}");
+    let (status, why) = both(
+        &format!("/v1/devices/{CAMERA}"),
+        json!({"community": "3205080001", "kind": "checkpoint_camera",
+               "relays": {"320508020": "3205080002"}}),
+    );
+    assert_eq!(status, 400, "{why}");
+    assert_eq!(
+        env.pg
+            .psql("SELECT count(*) FROM devices WHERE relays IS NOT NULL"),
+        "0"
+    );
+    let (status, put) = both(
+        &format!("/v1/devices/{PLATFORM}"),
+        platform(json!({"320508020": "3205080002"})),
+    );
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["relays"], json!({"320508020": "3205080002"}), "{put}");
+    // A `PUT` without relays keeps them.
+    let mut again = platform(Value::Null);
+    again.as_object_mut().unwrap().remove("relays");
+    let (status, put) = both(&format!("/v1/devices/{PLATFORM}"), again);
+    assert_eq!(
+        (status, &put["relays"]),
+        (200, &json!({"320508020": "3205080002"}))
+    );
+    for (code, community, kind, direction, name) in [
+        (
+            CAMERA,
+            "3205080001",
+            "checkpoint_camera",
+            "in",
+            "north gate",
+        ),
+        (RELAYED, "3205080002", "checkpoint_camera", "out", ""),
+        (
+            RELAYED_FACE,
+            "3205080002",
+            "face_camera",
+            "unknown",
+            "lobby",
+        ),
+        (NOT_RELAYED, "3205080003", "checkpoint_camera", "in", ""),
+    ] {
+        let mut body = json!({"community": community, "kind": kind, "direction": direction,
+                              "name": name});
+        if code == CAMERA {
+            body["gat1400"] = json!({"password": "pw-vehicles"});
+        }
+        let (status, put) = both(&format!("/v1/devices/{code}"), body);
+        assert_eq!(status, 200, "{put}");
+    }
+
+    // The platform and the camera register once the ingest node has read the tables
+    // (and once more: every device put since is read).
+    let registered = wait_until(Duration::from_secs(10), || {
+        register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles").0 == 200
+    });
+    assert!(
+        registered,
+        "the camera's login never reached the ingest node"
+    );
+    std::thread::sleep(Duration::from_millis(1_200));
+    for (code, password) in [(PLATFORM, "pw-platform"), (CAMERA, "pw-vehicles")] {
+        for a in [a1, s] {
+            assert_eq!(register(a, "/VIID/System/Register", code, password).0, 200);
+        }
+    }
+    // The platform uploads for its own community's camera and a relayed one (stored)
+    // and for a community it does not relay (refused, that object alone); cameras the
+    // catalog does not know are catalogued (as `serve` does), one not a device code
+    // is refused.
+    let objects: Vec<Value> = [
+        (CAMERA, 1),
+        (RELAYED, 2),
+        (NOT_RELAYED, 3),
+        (UNKNOWN_RELAYED, 4),
+        (UNKNOWN_OWN, 5),
+        ("3205080201121000", 6),
+    ]
+    .iter()
+    .map(|(d, n)| {
+        json!({"MotorVehicleID": format!("{d}0220251201080000000010200{n:03}"),
+                   "DeviceID": d, "PassTime": "20251201080000", "PlateNo": format!("苏E{n}RLY")})
+    })
+    .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
+    let ident = vec![("User-Identify", PLATFORM.to_string())];
+    let (status, _, cluster) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{cluster}");
+    let (status, _, single_answer) = viid(s, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{single_answer}");
+    let got = statuses(&cluster);
+    assert_eq!(
+        got,
+        statuses(&single_answer),
+        "serve's answer, object by object"
+    );
+    let codes: Vec<&Value> = got.iter().map(|s| &s["StatusCode"]).collect();
+    let want = [0, 0, 8, 0, 0, 8].map(|c| json!(c));
+    assert_eq!(codes, want.iter().collect::<Vec<_>>(), "{cluster}");
+    let said = |i: usize| got[i]["StatusString"].as_str().unwrap().to_string();
+    assert!(said(2).contains("community 3205080003"), "{cluster}");
+    assert!(
+        said(3).contains("catalogued under community 3205080002"),
+        "{cluster}"
+    );
+    assert!(
+        said(4).contains("catalogued under community 3205080001"),
+        "{cluster}"
+    );
+    // The catalogued cameras are in the catalog, as on `serve`.
+    for code in [UNKNOWN_RELAYED, UNKNOWN_OWN] {
+        let target = format!("/v1/devices/{code}");
+        let cluster = super::ask_as(qa, Some(&admin), "GET", &target, "");
+        assert_eq!(cluster.0, 200, "{}", cluster.1);
+        assert_eq!(cluster, super::ask_as(s, None, "GET", &target, ""));
+    }
+    // The camera itself names only its own community's devices (the catalogued one of
+    // its community among them), on the node that catalogued them at once.
+    let cam = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, refused) = viid(a1, "POST", "/VIID/MotorVehicles", &cam, &body);
+    assert_eq!(status, 200, "{refused}");
+    let (_, _, single_refused) = viid(s, "POST", "/VIID/MotorVehicles", &cam, &body);
+    assert_eq!(statuses(&refused), statuses(&single_refused));
+    let codes: Vec<Value> = statuses(&refused)
+        .iter()
+        .map(|s| s["StatusCode"].clone())
+        .collect();
+    let want = [0, 8, 8, 8, 0, 8].map(|c| json!(c));
+    assert_eq!(codes, want, "{refused}");
+
+    // The catalog listings as `serve` answers them, for the platform (its community and
+    // the relayed one) and for the camera (its own); the camera is online.
+    for (caller, path) in [
+        (&ident, "/VIID/APEs"),
+        (&ident, "/VIID/Tollgates"),
+        (&cam, "/VIID/APEs"),
+        (&cam, "/VIID/Tollgates"),
+    ] {
+        let (status, _, cluster) = viid(a1, "GET", path, caller, "");
+        assert_eq!(status, 200, "{path}: {cluster}");
+        let (status, _, single_answer) = viid(s, "GET", path, caller, "");
+        assert_eq!(status, 200, "{path}: {single_answer}");
+        assert_eq!(cluster, single_answer, "{path} for {caller:?}");
+    }
+    let (_, _, apes) = viid(a1, "GET", "/VIID/APEs", &ident, "");
+    let listed: Vec<(&str, &str)> = apes["APEListObject"]["APEObject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["ApeID"].as_str().unwrap(),
+                a["IsOnline"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (CAMERA, "1"),
+            (UNKNOWN_OWN, "2"),
+            (RELAYED, "2"),
+            (UNKNOWN_RELAYED, "2"),
+            (RELAYED_FACE, "2")
+        ],
+        "{apes}"
+    );
+    let (_, _, tollgates) = viid(a1, "GET", "/VIID/Tollgates", &ident, "");
+    let n = tollgates["TollgateListObject"]["TollgateObject"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(n, Some(4), "{tollgates}");
+    // An unregistered caller lists nothing: challenged, as on `serve`.
+    let stranger = vec![("User-Identify", NOT_RELAYED.to_string())];
+    for a in [a1, s] {
+        let (status, head, _) = viid(a, "GET", "/VIID/APEs", &stranger, "");
+        assert_eq!(status, 401);
+        assert!(head.contains("www-authenticate: digest"), "{head}");
+    }
+
+    // `sightline cluster gat1400 add --relay` and `catalog import` carry relays too.
+    let second = "32050800002000000009";
+    let added = gat1400_cli(
+        &cli,
+        &[
+            "add",
+            second,
+            "--community",
+            "3205080001",
+            "--kind",
+            "platform",
+            "--relay",
+            "3205080=3205080003",
+        ],
+    )
+    .unwrap();
+    assert!(
+        added.contains("\"relays\":{\"3205080\":\"3205080003\"}"),
+        "{added}"
+    );
+    let unknown = gat1400_cli(
+        &cli,
+        &[
+            "add",
+            second,
+            "--community",
+            "3205080001",
+            "--kind",
+            "platform",
+            "--relay",
+            "3205080=9999999999",
+        ],
+    )
+    .unwrap_err();
+    assert!(unknown.contains("relays.3205080"), "{unknown}");
+    // `serve`'s platform relaying another prefix, imported over the cluster's.
+    let (status, put) = super::ask_as(
+        s,
+        None,
+        "PUT",
+        &format!("/v1/devices/{PLATFORM}"),
+        &platform(json!({"32050803": "3205080003"})).to_string(),
+    );
+    assert_eq!(status, 200, "{put}");
+    single.stop();
+    let imported = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "catalog", "import", "--data"])
+        .arg(single_dir.path())
+        .arg("--config")
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let relays = env.pg.psql(&format!(
+        "SELECT relays::text FROM devices WHERE code = '{PLATFORM}'"
+    ));
+    assert_eq!(relays, r#"{"32050803": "3205080003"}"#);
+}
+
+#[test]
+fn gateway_pictures_past_their_retention_go_by_day_and_a_later_days_copy_stays() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    let (_i1, a1) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q1, qa) = env.query_node("query-1");
+    assert_eq!(
+        register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles").0,
+        200
+    );
+    // The same picture with a vehicle of 1 December and, re-uploaded, one of the 14th.
+    let picture = jpeg(42, 5_000);
+    let vehicle = |day: u32| {
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+            "MotorVehicleID": format!("{CAMERA}02202512{day:02}0800000000102{day:05}"),
+            "DeviceID": CAMERA, "PassTime": format!("202512{day:02}080000"),
+            "PlateNo": format!("苏E{day}KEP"),
+            "SubImageList": {"SubImageInfoObject": [{"Type": "01", "Data": b64(&picture)}]}}]}})
+        .to_string()
+    };
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    for day in [1, 14] {
+        let (status, _, answer) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &vehicle(day));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    }
+    let objects = Objects::new(&env.config().s3).unwrap();
+    let keys = |prefix: &str| -> Vec<String> {
+        let mut k: Vec<String> = env
+            .rt
+            .block_on(objects.list(Some(prefix)))
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        k.sort();
+        k
+    };
+    let community = "33323035303830303031"; // 3205080001 in hex
+    let sha = sha256_hex(&picture);
+    let (old, new) = (
+        format!("gat1400/pictures/d20251201/{community}/{sha}"),
+        format!("gat1400/pictures/d20251214/{community}/{sha}"),
+    );
+    assert_eq!(keys("gat1400/pictures/"), [old.clone(), new.clone()]);
+    let uploaded = keys("gat1400/objects/");
+    assert_eq!(uploaded.len(), 2, "{uploaded:?}");
+    assert!(uploaded[0].starts_with("gat1400/objects/d20251201/"));
+    // Kept forever by default, however old.
+    let sweep = |now_ms: i64, keep_days: u32| {
+        let mut removed = env
+            .rt
+            .block_on(janitor::sweep_gat1400(&objects, now_ms, keep_days))
+            .unwrap();
+        removed.sort();
+        removed
+    };
+    assert!(sweep(sightline_server::now_ms(), 0).is_empty());
+    // Each event names its own day's copy, which a query node serves.
+    let picture_of = |day: u32| -> String {
+        let plate = sightline_testkit::enc(&format!("苏E{day}KEP"));
+        let target = format!(
+            "/v1/trajectory?kind=vehicle&subject={plate}\
+             &from=2025-12-01T00:00:00%2B08:00&to=2025-12-31T00:00:00%2B08:00"
+        );
+        let mut url = None;
+        let found = wait_until(COMMITTED, || {
+            let (status, _, body) = fetch(qa, &target, None);
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            url = v["events"][0]["images"][0]["url"]
+                .as_str()
+                .map(str::to_string);
+            status == 200 && url.is_some()
+        });
+        assert!(found, "the vehicle of day {day} was never answered");
+        url.unwrap()
+    };
+    let (old_url, new_url) = (picture_of(1), picture_of(14));
+    assert!(old_url.contains(".20251201."), "{old_url}");
+    assert!(new_url.contains(".20251214."), "{new_url}");
+    for url in [&old_url, &new_url] {
+        let (status, _, bytes) = fetch(qa, url, None);
+        assert_eq!((status, sha256_hex(&bytes)), (200, sha.clone()), "{url}");
+    }
+    // At noon on 15 December, seven days kept: the 1st goes (its picture and its object
+    // as uploaded), the 14th's copy of the same bytes stays.
+    let dec15_noon = 1_764_518_400_000 + 14 * 86_400_000 + 12 * 3_600_000;
+    assert!(
+        sweep(dec15_noon - 7 * 86_400_000, 7).is_empty(),
+        "within retention"
+    );
+    let removed = sweep(dec15_noon, 7);
+    assert_eq!(removed, [uploaded[0].clone(), old], "{removed:?}");
+    assert_eq!(keys("gat1400/pictures/"), [new]);
+    assert_eq!(keys("gat1400/objects/"), [uploaded[1].clone()]);
+    assert!(sweep(dec15_noon, 7).is_empty(), "nothing left to sweep");
+    // The older event's picture is gone (404, as an unknown one); the newer's is served.
+    assert_eq!(fetch(qa, &old_url, None).0, 404);
+    let (status, _, bytes) = fetch(qa, &new_url, None);
+    assert_eq!((status, sha256_hex(&bytes)), (200, sha));
 }

@@ -174,7 +174,12 @@ pub async fn run(
         }
         if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
             let age_ms = (config.index.janitor_age_s * 1000) as i64;
-            let sweep = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms);
+            let keep_days = config.index.gat1400_retention_days;
+            let sweep = async {
+                let swept = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms).await?;
+                janitor::sweep_gat1400(&shared.objects, now_ms(), keep_days).await?;
+                Ok::<_, ClusterError>(swept)
+            };
             let sweeping = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep);
             let swept = tokio::select! {
                 s = sweeping => s,
