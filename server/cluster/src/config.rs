@@ -151,6 +151,13 @@ pub struct IndexConfig {
     /// this, s (default 1 h: far longer than any upload-to-commit window).
     #[serde(default = "default_janitor_age_s")]
     pub janitor_age_s: u64,
+    /// A commit also uploads the partition's index (subject → shards, statistics;
+    /// the checkpoint format of `storage/FORMAT.md`) when the last upload of this
+    /// owner is older than this, ms (default 5 min; 0: with every commit). A read
+    /// replica restoring with a segment cache opens it instead of reading every row,
+    /// so it fetches at start only segments committed since (at most this long's).
+    #[serde(default = "default_index_upload_ms")]
+    pub index_upload_ms: u64,
     /// Where this indexer answers query nodes' partition requests (`POST
     /// /v1/partition`); advertised in `members.address` as bound (default
     /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
@@ -199,6 +206,16 @@ pub struct QueryConfig {
     /// costs a partition's disk and a consumer of its subjects.
     #[serde(default = "default_query_replicas")]
     pub replicas: usize,
+    /// Bytes of segment files this node's replicas keep on local disk, all of them
+    /// together (default 16 GiB). A replica restores only its partition's metadata
+    /// (the dictionary, each segment's facts) and fetches a segment with one range
+    /// read of its bundle on first use; past this bound the least recently used files
+    /// are unlinked (a query reading one keeps it until it ends; the newest file is
+    /// kept even when larger than the bound). 0: no cache, replicas download their
+    /// partitions whole at restore (as before the cache). Segments committed before
+    /// the catalog kept their facts are downloaded at restore either way.
+    #[serde(default = "default_segment_cache_bytes")]
+    pub segment_cache_bytes: u64,
     /// Where this query node keeps its replicas' stores (a cache, emptied at start:
     /// the truth is S3 + PostgreSQL + the log).
     #[serde(default = "default_query_data")]
@@ -306,6 +323,9 @@ fn default_commit_events() -> u64 {
 fn default_fetch() -> usize {
     2_000
 }
+fn default_index_upload_ms() -> u64 {
+    300_000
+}
 fn default_janitor_age_s() -> u64 {
     3_600
 }
@@ -332,6 +352,9 @@ fn default_query_slots() -> usize {
 }
 fn default_query_replicas() -> usize {
     1
+}
+fn default_segment_cache_bytes() -> u64 {
+    16 << 30
 }
 fn default_query_data() -> PathBuf {
     PathBuf::from("sightline-replicas")
@@ -367,6 +390,7 @@ impl Default for IndexConfig {
             commit_events: default_commit_events(),
             fetch_batch: default_fetch(),
             janitor_age_s: default_janitor_age_s(),
+            index_upload_ms: default_index_upload_ms(),
             serve: default_serve(),
         }
     }
@@ -383,6 +407,7 @@ impl Default for QueryConfig {
             retry_ms: default_retry_ms(),
             slots: default_query_slots(),
             replicas: default_query_replicas(),
+            segment_cache_bytes: default_segment_cache_bytes(),
             data: default_query_data(),
             serve: default_serve(),
             advertise: None,
