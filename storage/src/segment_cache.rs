@@ -311,8 +311,8 @@ mod tests {
 
     use super::{RemoteSegments, SegmentCache, SegmentSource};
     use crate::{
-        AttrValue, Attrs, EventInput, ManualClock, Restore, ShardKey, Store,
-        StoreConfig, StorageError, Validator,
+        AttrValue, Attrs, EventInput, ManualClock, Restore, ShardKey, StorageError, Store,
+        StoreConfig, Validator,
     };
 
     const DAY0: i64 = 1_630_425_600_000;
@@ -468,14 +468,20 @@ mod tests {
         let s = r.cache.stats();
         assert!(s.bytes <= bound && s.bytes > 0, "{s:?}");
         assert_eq!(s.misses, r.source.fetches.load(Ordering::Relaxed));
-        assert!(s.misses > 12, "the second pass fetched evicted files again: {s:?}");
+        assert!(
+            s.misses > 12,
+            "the second pass fetched evicted files again: {s:?}"
+        );
         assert!(s.evictions >= s.misses - s.segments, "{s:?}");
         assert_eq!(s.failures, 0);
         assert_eq!(s.fetched_bytes, 2 * r.total_bytes);
 
         // A day's reads: its three segments fetched once, then hits.
         let before = r.cache.stats();
-        let day = |d: i64| r.store.read_events(DAY0 + d * DAY, DAY0 + (d + 1) * DAY, None);
+        let day = |d: i64| {
+            r.store
+                .read_events(DAY0 + d * DAY, DAY0 + (d + 1) * DAY, None)
+        };
         let want_day: Vec<_> = r
             .want
             .iter()
@@ -541,7 +547,12 @@ mod tests {
     fn compaction_of_a_lazily_restored_shard_fetches_its_inputs() {
         let r = restored(|total, _| total);
         let key: ShardKey = r.store.shards()[0].key;
-        let c = r.store.dictionaries().community(key.community).unwrap().to_string();
+        let c = r
+            .store
+            .dictionaries()
+            .community(key.community)
+            .unwrap()
+            .to_string();
         let late = event(r.store.layout().start_ms(key.span) + 7, &c, 4);
         r.store.append(&[late]).unwrap();
         r.store.seal_all().unwrap();

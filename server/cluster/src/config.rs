@@ -202,8 +202,9 @@ pub struct QueryConfig {
     /// goes to the `replicas` live query nodes that rendezvous hashing ranks first;
     /// every query node must say the same number. 0: this node holds no replica and
     /// is no member (it asks other query nodes' replicas, then the indexers). A
-    /// replica downloads its partition whole from S3 and follows the log, so each
-    /// costs a partition's disk and a consumer of its subjects.
+    /// replica restores its partition's metadata from S3 (its segments fetched on
+    /// first use: `segment_cache_bytes`) and follows the log, so each costs a
+    /// consumer of its subjects and its share of the segment cache.
     #[serde(default = "default_query_replicas")]
     pub replicas: usize,
     /// Bytes of segment files this node's replicas keep on local disk, all of them

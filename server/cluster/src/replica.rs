@@ -452,16 +452,15 @@ async fn run_replica(
             io: std::sync::Arc::new(sightline_storage::io::CacheIo),
             ..StoreConfig::default()
         };
-        let (store, restored) =
-            restore::restore_committed(
-                &shared.objects,
-                p,
-                &committed,
-                &dir,
-                store_config,
-                shared.cache.clone(),
-            )
-            .await?;
+        let (store, restored) = restore::restore_committed(
+            &shared.objects,
+            p,
+            &committed,
+            &dir,
+            store_config,
+            shared.cache.clone(),
+        )
+        .await?;
         Ok::<_, ClusterError>((committed, store, restored))
     };
     // A stop while PostgreSQL or S3 is away ends the restore too; a failed restore

@@ -23,7 +23,11 @@ fn serving_all(addr: SocketAddr) -> bool {
 /// partition.
 fn restores(node: &Node) -> BTreeMap<u64, BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    for line in node.log().lines().filter(|l| l.contains("replica restored")) {
+    for line in node
+        .log()
+        .lines()
+        .filter(|l| l.contains("replica restored"))
+    {
         let fields: BTreeMap<String, u64> = line
             .split_whitespace()
             .filter_map(|w| w.split_once('='))
@@ -37,7 +41,10 @@ fn restores(node: &Node) -> BTreeMap<u64, BTreeMap<String, u64>> {
 }
 
 fn total(restored: &BTreeMap<u64, BTreeMap<String, u64>>, field: &str) -> u64 {
-    restored.values().map(|f| f.get(field).copied().unwrap_or(0)).sum()
+    restored
+        .values()
+        .map(|f| f.get(field).copied().unwrap_or(0))
+        .sum()
 }
 
 #[test]
@@ -58,7 +65,10 @@ fn a_replica_with_a_small_segment_cache_starts_without_segments_and_answers_as_a
                 sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
             assert_eq!(r.status, 200, "{}", r.body);
             env.post_body(a1, &body);
-            events.extend(body.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+            events.extend(
+                body.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
         }
     }
     env.wait_committed_events(events.len() as u64);
@@ -70,7 +80,9 @@ fn a_replica_with_a_small_segment_cache_starts_without_segments_and_answers_as_a
     for p in 0..PARTITIONS {
         rows.extend(env.rt.block_on(meta.segments(p)).unwrap());
     }
-    assert!(rows.iter().all(|r| r.facts.is_some() && r.object_range.is_some()));
+    assert!(rows
+        .iter()
+        .all(|r| r.facts.is_some() && r.object_range.is_some()));
     let lens: Vec<u64> = rows.iter().map(|r| r.object_range.unwrap().1).collect();
     let segment_bytes: u64 = lens.iter().sum();
     let largest = *lens.iter().max().unwrap();
@@ -163,7 +175,10 @@ fn a_replica_with_a_small_segment_cache_starts_without_segments_and_answers_as_a
     let c = &h["segment_cache"];
     let n = |k: &str| c[k].as_u64().unwrap();
     eprintln!("segment cache after the queries: {c}");
-    assert!(n("misses") > 0 && n("evictions") > 0 && n("hits") > 0, "{h}");
+    assert!(
+        n("misses") > 0 && n("evictions") > 0 && n("hits") > 0,
+        "{h}"
+    );
     assert!(n("bytes") <= capacity, "{h}");
     assert!(h["answered"]["local"].as_u64().unwrap() > 0, "{h}");
     drop(q1);
@@ -192,4 +207,68 @@ fn a_replica_with_a_small_segment_cache_starts_without_segments_and_answers_as_a
         total(&whole, "elapsed_ms"),
         total(&whole, "segment_bytes"),
     );
+}
+
+/// Figures for BENCHMARKS.md ("Lazy replicas"): one query node restoring every
+/// partition's replica with the cache and, after it, one without, over
+/// `SIGHTLINE_RESTORE_EVENTS` events (default 300,000) committed first.
+#[test]
+#[ignore = "a measurement: cargo test … --test cluster -- --ignored replica_restore_figures"]
+fn replica_restore_figures() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n: usize = std::env::var("SIGHTLINE_RESTORE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let mut env = Env::start();
+    env.index_extra = "index_upload_ms = 0".into();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let _x1 = env.indexer("index-1", &[]);
+    let loading = Instant::now();
+    for _ in 0..n / 5_000 {
+        env.post(a1, 5_000);
+    }
+    env.wait_committed_events((n / 5_000 * 5_000) as u64);
+    let meta = env.meta();
+    let mut rows = Vec::new();
+    for p in 0..PARTITIONS {
+        rows.extend(env.rt.block_on(meta.segments(p)).unwrap());
+    }
+    let segment_bytes: u64 = rows.iter().map(|r| r.object_range.unwrap().1).sum();
+    eprintln!(
+        "{n} events committed in {:?}: {} segments, {segment_bytes} bytes",
+        loading.elapsed(),
+        rows.len()
+    );
+    for (i, cache) in [64u64 << 20, 0].into_iter().enumerate() {
+        env.query_extra = format!("segment_cache_bytes = {cache}");
+        let name = format!("query-{i}");
+        let started = Instant::now();
+        let (q, qa) = env.query_node(&name);
+        assert!(
+            wait_until(Duration::from_secs(300), || serving_all(qa)),
+            "{}",
+            health(qa)
+        );
+        let ready = started.elapsed();
+        let r = restores(&q);
+        // The first query after: every partition asked (counts of the whole day).
+        let asked = Instant::now();
+        let counts = sightline_testkit::get(
+            qa,
+            "/v1/counts?from=1764547200000&to=1764633600000&by=kind&per=day",
+        );
+        assert_eq!(counts.status, 200, "{}", counts.body);
+        eprintln!(
+            "segment_cache_bytes = {cache}: serving after {ready:?}; restores {} ms in all, {} segment bytes + {} index bytes downloaded; the first whole-day count {:?}; cache {}",
+            total(&r, "elapsed_ms"),
+            total(&r, "segment_bytes"),
+            total(&r, "index_bytes"),
+            asked.elapsed(),
+            health(qa)["segment_cache"]
+        );
+        drop(q);
+        // Its membership lapses before the next node starts (it would hold half).
+        std::thread::sleep(Duration::from_millis(super::LEASE_MS + 1_000));
+    }
 }

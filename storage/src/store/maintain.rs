@@ -359,10 +359,7 @@ impl Store {
         }
         // Opened through the handles readers share, so a reader holding one keeps the
         // mapping after the files are removed below.
-        let old: Vec<Arc<Segment>> = listed
-            .iter()
-            .map(|s| s.open())
-            .collect::<Result<_>>()?;
+        let old: Vec<Arc<Segment>> = listed.iter().map(|s| s.open()).collect::<Result<_>>()?;
         // Damage in an input must not be copied into the new file under fresh checksums.
         for seg in &old {
             seg.verify()?;

@@ -150,8 +150,7 @@ impl Restore {
                 "a segment restored without its file needs its facts",
             ));
         };
-        if entry.events == 0 || facts.min_seq > facts.max_seq || facts.min_ts_ms > facts.max_ts_ms
-        {
+        if entry.events == 0 || facts.min_seq > facts.max_seq || facts.min_ts_ms > facts.max_ts_ms {
             return Err(StorageError::corrupt(
                 self.dir.join(&entry.file),
                 0,

@@ -604,7 +604,10 @@ impl Partition {
             None => None,
             Some((through, bytes)) => {
                 let key = index_key(p, epoch, through, upload_nonce());
-                self.shared.objects.put_create(&key, Bytes::from(bytes)).await?;
+                self.shared
+                    .objects
+                    .put_create(&key, Bytes::from(bytes))
+                    .await?;
                 Some(key)
             }
         };
