@@ -182,10 +182,12 @@ impl SegmentCache {
         };
         {
             let mut fetching = lock(&self.fetching);
-            // The last waiter takes the path's lock away.
+            // The last waiter takes the path's lock away (clones are made and dropped
+            // only under this lock, so the count is exact here).
             if Arc::strong_count(&one) == 2 {
                 fetching.remove(path);
             }
+            drop(one);
         }
         fetched
     }
@@ -493,6 +495,23 @@ mod tests {
         let after = r.cache.stats();
         assert!(after.misses - before.misses <= 3, "{before:?} {after:?}");
         assert!(after.hits > before.hits, "{before:?} {after:?}");
+    }
+
+    /// First readers of a segment at once fetch it once.
+    #[test]
+    fn concurrent_first_readers_fetch_each_segment_once() {
+        let r = restored(|total, _| total);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    assert_eq!(r.store.read_events(0, i64::MAX, None).unwrap(), r.want);
+                });
+            }
+        });
+        assert_eq!(r.source.fetches.load(Ordering::Relaxed), 12);
+        let s = r.cache.stats();
+        assert_eq!((s.misses, s.segments, s.evictions), (12, 12, 0), "{s:?}");
+        assert!(r.cache.fetching.lock().unwrap().is_empty());
     }
 
     /// A bound below one file still answers: the newest file alone is kept.
