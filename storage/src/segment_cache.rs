@@ -254,10 +254,20 @@ impl SegmentCache {
         };
         for p in evicted {
             self.evictions.fetch_add(1, Ordering::Relaxed);
-            remove_quietly(io, &p);
+            self.unlink_evicted(&p, io);
         }
         tracing::debug!(path = %path.display(), bytes = len, "segment fetched");
         Ok(seg)
+    }
+
+    /// Unlinks an evicted file unless a read is fetching it again (its fetch replaces
+    /// the file, or removes it if it fails): checked and unlinked under the lock a
+    /// fetch takes before it writes, so a file fetched again is never unlinked.
+    fn unlink_evicted(&self, path: &Path, io: &dyn FileIo) {
+        let fetching = lock(&self.fetching);
+        if !fetching.contains_key(path) {
+            remove_quietly(io, path);
+        }
     }
 
     /// Takes the file at `path` out of the cache and off the disk (its segment was
