@@ -656,6 +656,16 @@ impl StoreIndex {
         Ok(true)
     }
 
+    /// The index as a checkpoint's bytes (the format of [`CHECKPOINT_FILE`]), kept
+    /// on disk or not, and the sequence number it covers: what a copy of the store
+    /// (a cluster's read replica) opens with [`StoreIndex::open`] instead of reading
+    /// every row. Appends wait while the index is copied.
+    pub fn checkpoint_bytes(&self) -> Result<(u64, Vec<u8>)> {
+        let st = self.view().st;
+        let bytes = st.encode().map_err(IndexError::Store)?;
+        Ok((st.through, bytes))
+    }
+
     /// Takes the shards retention dropped out of the index: their numbers, their
     /// events from the counts, and first/last seen recomputed from the shards left
     /// where the dropped ones held them.

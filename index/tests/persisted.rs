@@ -264,6 +264,28 @@ fn reopen_after_a_clean_stop_reads_the_checkpoint_and_no_row() {
     f.assert_matches_model("after more appends");
 }
 
+/// An index kept in memory only (a cluster indexer's) hands out its checkpoint's
+/// bytes; written where a copy of the store keeps its checkpoint (a read replica's
+/// restore), they open reading no row, with the same answers.
+#[test]
+fn an_in_memory_index_hands_out_a_checkpoint_a_copy_opens_without_reading_rows() {
+    let mut f = Fixture::new();
+    f.append(&week());
+    f.seal_all();
+    let memory = StoreIndex::attach(f.store()).unwrap();
+    assert_eq!(memory.checkpoint_path(), None);
+    let (through, bytes) = memory.checkpoint_bytes().unwrap();
+    assert_eq!(through, f.store().next_seq() - 1);
+    drop(memory);
+    let path = f.store().dir().join(CHECKPOINT_FILE);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let r = f.reopen();
+    assert!(r.from_checkpoint, "{r:?}");
+    assert_eq!(r.rows_read, 0, "{r:?}");
+    f.assert_matches_model("opened from an in-memory index's bytes");
+}
+
 /// Flips a byte in the middle of the block data (section 1) of every segment.
 fn damage_block_data(dir: &Path) {
     let mut segs = Vec::new();

@@ -41,6 +41,10 @@ pub struct StoreConfig {
     /// The file system the store's own files are read and written through: the
     /// operating system's, or a [`crate::io::FaultyIo`] in tests that inject disk faults.
     pub io: std::sync::Arc<dyn crate::io::FileIo>,
+    /// Where segments listed without their files come from, and the cache that keeps
+    /// them once fetched (`crate::Restore::add_remote_segment`; a cluster's read
+    /// replica). `None` (the default): every segment is the store's own file.
+    pub remote_segments: Option<crate::RemoteSegments>,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +60,7 @@ impl Default for StoreConfig {
             max_batch_events: 100_000,
             retention_days: None,
             io: crate::io::os(),
+            remote_segments: None,
         }
     }
 }

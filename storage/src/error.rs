@@ -22,6 +22,11 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A segment the store holds only by name could not be fetched from where it is
+    /// kept (`crate::SegmentSource`: object storage away, the object missing).
+    #[error("fetching segment {path}: {reason}")]
+    Fetch { path: PathBuf, reason: String },
+
     /// The catalog (sled) failed.
     #[error("catalog error: {0}")]
     Catalog(String),

@@ -41,6 +41,7 @@ mod memtable;
 pub mod pictures;
 mod row;
 pub mod segment;
+mod segment_cache;
 mod shard;
 pub mod stats;
 mod store;
@@ -65,6 +66,7 @@ pub use event::{
 pub use fsutil::write_file_atomic;
 pub use log_file::TornTail;
 pub use row::Row;
+pub use segment_cache::{CacheStats, RemoteSegments, SegmentCache, SegmentSource};
 pub use shard::{ShardKey, SpanLayout};
 pub use store::{
     check, check_rows, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, DroppedShard,

@@ -166,6 +166,13 @@ pub struct IndexConfig {
     /// is a record without its evidence). Set it to what the events' retention is.
     #[serde(default)]
     pub gat1400_retention_days: u32,
+    /// A commit also uploads the partition's index (subject → shards, statistics;
+    /// the checkpoint format of `storage/FORMAT.md`) when the last upload of this
+    /// owner is older than this, ms (default 5 min; 0: with every commit). A read
+    /// replica restoring with a segment cache opens it instead of reading every row,
+    /// so it fetches at start only segments committed since (at most this long's).
+    #[serde(default = "default_index_upload_ms")]
+    pub index_upload_ms: u64,
     /// Where this indexer answers query nodes' partition requests (`POST
     /// /v1/partition`); advertised in `members.address` as bound (default
     /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
@@ -210,10 +217,21 @@ pub struct QueryConfig {
     /// goes to the `replicas` live query nodes that rendezvous hashing ranks first;
     /// every query node must say the same number. 0: this node holds no replica and
     /// is no member (it asks other query nodes' replicas, then the indexers). A
-    /// replica downloads its partition whole from S3 and follows the log, so each
-    /// costs a partition's disk and a consumer of its subjects.
+    /// replica restores its partition's metadata from S3 (its segments fetched on
+    /// first use: `segment_cache_bytes`) and follows the log, so each costs a
+    /// consumer of its subjects and its share of the segment cache.
     #[serde(default = "default_query_replicas")]
     pub replicas: usize,
+    /// Bytes of segment files this node's replicas keep on local disk, all of them
+    /// together (default 16 GiB). A replica restores only its partition's metadata
+    /// (the dictionary, each segment's facts) and fetches a segment with one range
+    /// read of its bundle on first use; past this bound the least recently used files
+    /// are unlinked (a query reading one keeps it until it ends; the newest file is
+    /// kept even when larger than the bound). 0: no cache, replicas download their
+    /// partitions whole at restore (as before the cache). Segments committed before
+    /// the catalog kept their facts are downloaded at restore either way.
+    #[serde(default = "default_segment_cache_bytes")]
+    pub segment_cache_bytes: u64,
     /// Where this query node keeps its replicas' stores (a cache, emptied at start:
     /// the truth is S3 + PostgreSQL + the log).
     #[serde(default = "default_query_data")]
@@ -324,6 +342,9 @@ fn default_commit_events() -> u64 {
 fn default_fetch() -> usize {
     2_000
 }
+fn default_index_upload_ms() -> u64 {
+    300_000
+}
 fn default_janitor_age_s() -> u64 {
     3_600
 }
@@ -350,6 +371,9 @@ fn default_query_slots() -> usize {
 }
 fn default_query_replicas() -> usize {
     1
+}
+fn default_segment_cache_bytes() -> u64 {
+    16 << 30
 }
 fn default_query_data() -> PathBuf {
     PathBuf::from("sightline-replicas")
@@ -386,6 +410,7 @@ impl Default for IndexConfig {
             fetch_batch: default_fetch(),
             janitor_age_s: default_janitor_age_s(),
             gat1400_retention_days: 0,
+            index_upload_ms: default_index_upload_ms(),
             serve: default_serve(),
         }
     }
@@ -402,6 +427,7 @@ impl Default for QueryConfig {
             retry_ms: default_retry_ms(),
             slots: default_query_slots(),
             replicas: default_query_replicas(),
+            segment_cache_bytes: default_segment_cache_bytes(),
             data: default_query_data(),
             serve: default_serve(),
             advertise: None,

@@ -6,7 +6,7 @@
 //! members  (owner PRIMARY KEY, expires_at, address) -- live indexers (fair share; where
 //!                                                   --   query nodes reach them)
 //! segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch,
-//!   object_offset, object_len)
+//!   object_offset, object_len, min_seq, min_ts_ms, max_ts_ms)
 //! dict_chunks (partition, start_offset, len, object_key, epoch)
 //! query_members (member PRIMARY KEY, expires_at, address, serving integer[])
 //!                                                   -- live query nodes, where they answer
@@ -80,6 +80,19 @@ pub struct SegmentRow {
     pub object_key: String,
     /// Where in the object the file lies (offset, length); `None`: the whole object.
     pub object_range: Option<(u64, u64)>,
+    /// The rest of the file's facts (with `max_seq`, `events` and the range's length:
+    /// what a store needs to list a segment without reading it), so a read replica
+    /// restores it without downloading it; `None` for rows committed before they
+    /// were kept (such a segment is downloaded whole at restore).
+    pub facts: Option<RowFacts>,
+}
+
+/// What a segment row keeps of its file's header beyond `max_seq` and `events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowFacts {
+    pub min_seq: u64,
+    pub min_ts_ms: i64,
+    pub max_ts_ms: i64,
 }
 
 /// A live query node, as it last said: where it answers partition requests and the
@@ -97,6 +110,9 @@ pub struct QueryMember {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Committed {
     pub checkpoint_seq: u64,
+    /// The partition's index as last uploaded with a commit (`leases.index_key`), if
+    /// any: a checkpoint covering a prefix of the committed segments.
+    pub index_key: Option<String>,
     pub dict_chunks: Vec<DictChunk>,
     pub segments: Vec<SegmentRow>,
 }
@@ -115,6 +131,15 @@ const BUNDLES: &str = "
 ALTER TABLE segments DROP CONSTRAINT IF EXISTS segments_object_key_key;
 ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_offset bigint;
 ALTER TABLE segments ADD COLUMN IF NOT EXISTS object_len bigint;
+";
+
+/// What a database made before segment rows kept their files' facts (and leases
+/// their uploaded index) needs (the migration `Meta::create` runs once).
+const FACTS: &str = "
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS min_seq bigint;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS min_ts_ms bigint;
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS max_ts_ms bigint;
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS index_key text;
 ";
 
 /// What a database made before registrations were tied to credentials needs (the
@@ -255,7 +280,7 @@ fn chunk_of(r: &tokio_postgres::Row) -> DictChunk {
 }
 
 /// A `segments` row (segment_id, community, span, file, events, max_seq, object_key,
-/// object_offset, object_len).
+/// object_offset, object_len, min_seq, min_ts_ms, max_ts_ms).
 fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
     SegmentRow {
         segment_id: to_u64(r.get(0)),
@@ -267,6 +292,18 @@ fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
         object_key: r.get(6),
         object_range: match (r.get::<_, Option<i64>>(7), r.get::<_, Option<i64>>(8)) {
             (Some(offset), Some(len)) => Some((to_u64(offset), to_u64(len))),
+            _ => None,
+        },
+        facts: match (
+            r.get::<_, Option<i64>>(9),
+            r.get::<_, Option<i64>>(10),
+            r.get::<_, Option<i64>>(11),
+        ) {
+            (Some(min_seq), Some(min_ts_ms), Some(max_ts_ms)) => Some(RowFacts {
+                min_seq: to_u64(min_seq),
+                min_ts_ms,
+                max_ts_ms,
+            }),
             _ => None,
         },
     }
@@ -401,6 +438,24 @@ impl Meta {
             tx.batch_execute(BUNDLES)
                 .await
                 .map_err(ClusterError::pg("add the bundle columns"))?;
+        }
+        // Segment facts (a replica restores a segment without its file): columns
+        // added once to a database made before them (checked first, as above).
+        let with_facts: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema()
+                   AND ((table_name = 'segments' AND column_name = 'min_ts_ms')
+                     OR (table_name = 'leases' AND column_name = 'index_key'))",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the segments table"))?
+            .get(0);
+        if with_facts < 2 {
+            tx.batch_execute(FACTS)
+                .await
+                .map_err(ClusterError::pg("add the segment facts' columns"))?;
         }
         // A registration lives only while its credential does: a database made before
         // the foreign key loses the registrations of removed logins and gets it, once
@@ -612,6 +667,7 @@ impl Meta {
         checkpoint_seq: u64,
         dict_bytes: u64,
         ttl_ms: u64,
+        index_key: Option<&str>,
     ) -> Result<()> {
         let tx = self
             .client
@@ -637,8 +693,8 @@ impl Meta {
         let p = partition as i32;
         for s in segments {
             tx.execute(
-                "INSERT INTO segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch, object_offset, object_len)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO segments (partition, segment_id, community, span, file, events, max_seq, object_key, epoch, object_offset, object_len, min_seq, min_ts_ms, max_ts_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 &[
                     &p,
                     &to_i64(s.segment_id),
@@ -651,6 +707,9 @@ impl Meta {
                     &epoch,
                     &s.object_range.map(|(o, _)| to_i64(o)),
                     &s.object_range.map(|(_, l)| to_i64(l)),
+                    &s.facts.map(|f| to_i64(f.min_seq)),
+                    &s.facts.map(|f| f.min_ts_ms),
+                    &s.facts.map(|f| f.max_ts_ms),
                 ],
             )
             .await
@@ -676,7 +735,8 @@ impl Meta {
         }
         tx.execute(
             "UPDATE leases SET checkpoint_seq = $1, dict_bytes = $2,
-                    expires_at = now() + $3 * interval '1 millisecond'
+                    expires_at = now() + $3 * interval '1 millisecond',
+                    index_key = coalesce($6, index_key)
              WHERE partition = $4 AND epoch = $5",
             &[
                 &to_i64(checkpoint_seq),
@@ -684,6 +744,7 @@ impl Meta {
                 &(ttl_ms as f64),
                 &p,
                 &epoch,
+                &index_key,
             ],
         )
         .await
@@ -771,14 +832,15 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("begin snapshot"))?;
         let p = partition as i32;
-        let checkpoint: i64 = tx
+        let lease = tx
             .query_one(
-                "SELECT checkpoint_seq FROM leases WHERE partition = $1",
+                "SELECT checkpoint_seq, index_key FROM leases WHERE partition = $1",
                 &[&p],
             )
             .await
-            .map_err(ClusterError::pg("read checkpoint"))?
-            .get(0);
+            .map_err(ClusterError::pg("read checkpoint"))?;
+        let checkpoint: i64 = lease.get(0);
+        let index_key: Option<String> = lease.get(1);
         let chunks = tx
             .query(
                 "SELECT start_offset, len, object_key FROM dict_chunks WHERE partition = $1 ORDER BY start_offset",
@@ -789,7 +851,7 @@ impl Meta {
         let segments = tx
             .query(
                 "SELECT segment_id, community, span, file, events, max_seq, object_key,
-                        object_offset, object_len
+                        object_offset, object_len, min_seq, min_ts_ms, max_ts_ms
                  FROM segments WHERE partition = $1 ORDER BY segment_id",
                 &[&p],
             )
@@ -800,6 +862,7 @@ impl Meta {
             .map_err(ClusterError::pg("end snapshot"))?;
         Ok(Committed {
             checkpoint_seq: to_u64(checkpoint),
+            index_key,
             dict_chunks: chunks.iter().map(chunk_of).collect(),
             segments: segments.iter().map(segment_of).collect(),
         })
@@ -854,7 +917,7 @@ impl Meta {
             .client
             .query(
                 "SELECT segment_id, community, span, file, events, max_seq, object_key,
-                        object_offset, object_len
+                        object_offset, object_len, min_seq, min_ts_ms, max_ts_ms
                  FROM segments WHERE partition = $1 ORDER BY segment_id",
                 &[&(partition as i32)],
             )
@@ -892,7 +955,8 @@ impl Meta {
         let rows = self
             .client
             .query(
-                "SELECT object_key FROM segments UNION ALL SELECT object_key FROM dict_chunks",
+                "SELECT object_key FROM segments UNION ALL SELECT object_key FROM dict_chunks
+                 UNION ALL SELECT index_key FROM leases WHERE index_key IS NOT NULL",
                 &[],
             )
             .await

@@ -5,7 +5,8 @@
 //! many communities and days it touched, split past `MAX_BUNDLE_BYTES`), `p{partition}/e{epoch}/seg/{span}/{community}-{id}.seg`
 //! for a segment committed alone before bundles, and
 //! `p{partition}/e{epoch}/dict/{start}-{len}-{nonce}` for a dictionary-log chunk
-//! (`{start}-{len}` before nonces). Each upload attempt has a nonce of its own
+//! (`{start}-{len}` before nonces), and `p{partition}/e{epoch}/index/{through}-{nonce}.idx`
+//! for the partition's index uploaded with a commit (`leases.index_key`). Each upload attempt has a nonce of its own
 //! ([`upload_nonce`]). The epoch is
 //! in every key, so an indexer whose lease was taken over never writes a key its
 //! successor writes; puts are create-only (`If-None-Match: *`) all the same.
@@ -70,6 +71,13 @@ pub fn bundle_key(partition: u32, epoch: i64, ids: (u64, u64), n: usize, nonce: 
 /// [`upload_nonce`]).
 pub fn dict_key(partition: u32, epoch: i64, start: u64, len: u64, nonce: u64) -> String {
     format!("p{partition}/e{epoch}/dict/{start}-{len}-{nonce:016x}")
+}
+
+/// The key of a partition's index uploaded under `epoch` with a commit, covering
+/// every event up to local sequence `through` (the index checkpoint format of
+/// `storage/FORMAT.md`), with an [`upload_nonce`].
+pub fn index_key(partition: u32, epoch: i64, through: u64, nonce: u64) -> String {
+    format!("p{partition}/e{epoch}/index/{through}-{nonce:016x}.idx")
 }
 
 impl Objects {

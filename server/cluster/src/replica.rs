@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::{self, Context};
 use futures::{FutureExt, StreamExt};
-use sightline_storage::{Store, StoreConfig};
+use sightline_storage::{SegmentCache, Store, StoreConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -101,6 +101,9 @@ struct Shared {
     /// The owners' last commits of the partitions replicated here (read by the
     /// supervisor every `index.renew_ms`): partition → (checkpoint, max local seq).
     commits: watch::Sender<HashMap<u32, (u64, u64)>>,
+    /// The node's segment cache (`query.segment_cache_bytes` > 0): replicas restore
+    /// without their segment files and fetch each on first use into it.
+    cache: Option<Arc<SegmentCache>>,
 }
 
 /// How far one replica has read the log (reported by the query node's `/health`).
@@ -180,6 +183,7 @@ pub async fn run(
     held: Arc<Held>,
     status: Status,
     address: Option<String>,
+    cache: Option<Arc<SegmentCache>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let member = config.owner();
@@ -200,6 +204,7 @@ pub async fn run(
         status,
         commits: watch::channel(HashMap::new()).0,
         config: config.clone(),
+        cache,
     });
     // Every PostgreSQL call bounded (a hung server must not stop the supervisor).
     let mut meta: Option<Meta> = None;
@@ -419,7 +424,14 @@ async fn run_replica(
     // stopping beside it (the supervisor empties the directory when it starts).
     let clear = {
         let dir = dir.clone();
-        move || remove_replica(&dir)
+        let cache = shared.cache.clone();
+        move || {
+            // Its fetched files go with the directory.
+            if let Some(c) = &cache {
+                c.forget_under(&dir);
+            }
+            remove_replica(&dir)
+        }
     };
     tokio::task::spawn_blocking(clear.clone())
         .await
@@ -440,8 +452,15 @@ async fn run_replica(
             io: std::sync::Arc::new(sightline_storage::io::CacheIo),
             ..StoreConfig::default()
         };
-        let (store, restored) =
-            restore::restore_committed(&shared.objects, p, &committed, &dir, store_config).await?;
+        let (store, restored) = restore::restore_committed(
+            &shared.objects,
+            p,
+            &committed,
+            &dir,
+            store_config,
+            shared.cache.clone(),
+        )
+        .await?;
         Ok::<_, ClusterError>((committed, store, restored))
     };
     // A stop while PostgreSQL or S3 is away ends the restore too; a failed restore
@@ -464,6 +483,9 @@ async fn run_replica(
         partition = p,
         segments = restored.segments,
         events = restored.events,
+        lazy_segments = restored.lazy_segments,
+        segment_bytes = restored.segment_bytes,
+        index_bytes = restored.index_bytes,
         checkpoint = committed.checkpoint_seq,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "replica restored"

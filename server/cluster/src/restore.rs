@@ -1,10 +1,23 @@
 //! A partition's store rebuilt from what is committed: the dictionary-log chunks
 //! (concatenated in order, checked to leave no gap) and the segments the catalog
 //! lists, downloaded into a fresh directory through `sightline_storage::Restore`.
+//!
+//! With a segment cache (a query node's read replica, `query.segment_cache_bytes`),
+//! a segment whose row keeps its facts and its range in a bundle is not downloaded:
+//! the store lists it and fetches it on first use with one range read of its bundle
+//! slice ([`ObjectSource`]), into the cache. Rows without facts (committed before
+//! they were kept) are downloaded as before.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use sightline_storage::{Restore, SegmentEntry, ShardKey, Store, StoreConfig};
+use sightline_storage::catalog::SegmentFacts;
+use sightline_storage::{
+    RemoteSegments, Restore, SegmentCache, SegmentEntry, SegmentSource, ShardKey, Store,
+    StoreConfig,
+};
 
 use crate::error::{ClusterError, Result};
 use crate::meta::{Committed, Meta, SegmentRow};
@@ -16,6 +29,82 @@ pub struct Restored {
     pub segments: usize,
     pub events: u64,
     pub dict_bytes: u64,
+    /// Of `segments`, those listed without their files (fetched on first use).
+    pub lazy_segments: usize,
+    /// Bytes of segment files downloaded by the restore itself.
+    pub segment_bytes: u64,
+    /// Bytes of the owner's uploaded index downloaded (0: none, or no cache).
+    pub index_bytes: u64,
+}
+
+/// A fetch of one segment's slice of its bundle waits at most this long (then the
+/// read that needed it fails, and its query is asked of the next replica or owner).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a lazily restored partition's segments are: file (as the manifest names
+/// it) → object key and byte range. Fetches block the calling thread (the store's
+/// reads run on the blocking pool) on the runtime the restore ran on.
+pub struct ObjectSource {
+    objects: Objects,
+    runtime: tokio::runtime::Handle,
+    partition: u32,
+    files: HashMap<String, (String, u64, u64)>,
+}
+
+impl SegmentSource for ObjectSource {
+    fn holds(&self, file: &str) -> bool {
+        self.files.contains_key(file)
+    }
+
+    fn fetch(&self, file: &str) -> std::result::Result<Vec<u8>, String> {
+        let Some((key, offset, len)) = self.files.get(file).cloned() else {
+            return Err(format!("{file} is not on object storage"));
+        };
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| format!("{key}: range {offset}+{len} overflows"))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let objects = self.objects.clone();
+        let k = key.clone();
+        // Spawned rather than `block_on`: never a panic, whichever thread asks.
+        self.runtime.spawn(async move {
+            let got = tokio::time::timeout(FETCH_TIMEOUT, objects.get_range(&k, offset, end)).await;
+            let _ = tx.send(got);
+        });
+        let bytes = match rx.recv_timeout(FETCH_TIMEOUT + Duration::from_secs(1)) {
+            Ok(Ok(Ok(b))) => b,
+            Ok(Ok(Err(e))) => return Err(format!("partition {}: {e}", self.partition)),
+            Ok(Err(_)) | Err(_) => {
+                return Err(format!(
+                    "partition {}: {key} bytes {offset}..{end} not read within {} s",
+                    self.partition,
+                    FETCH_TIMEOUT.as_secs()
+                ))
+            }
+        };
+        if bytes.len() as u64 != len {
+            return Err(format!(
+                "partition {}: {key} answered {} bytes for {offset}..{end}",
+                self.partition,
+                bytes.len()
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
+/// The facts a store lists a segment with, from its catalog row (`None`: the row
+/// does not keep them, or has no range whose length is the file's).
+fn facts_of_row(s: &SegmentRow) -> Option<SegmentFacts> {
+    let f = s.facts?;
+    let (_, len) = s.object_range?;
+    Some(SegmentFacts {
+        min_seq: f.min_seq,
+        max_seq: s.max_seq,
+        min_ts_ms: f.min_ts_ms,
+        max_ts_ms: f.max_ts_ms,
+        file_bytes: len,
+    })
 }
 
 /// Restores `partition` into `dir` (which must not hold a store) and opens it. The
@@ -31,20 +120,24 @@ pub async fn restore_partition(
 ) -> Result<(Store, Restored)> {
     let committed = Committed {
         checkpoint_seq: 0,
+        index_key: None,
         dict_chunks: meta.dict_chunks(partition).await?,
         segments: meta.segments(partition).await?,
     };
-    restore_committed(objects, partition, &committed, dir, config).await
+    restore_committed(objects, partition, &committed, dir, config, None).await
 }
 
 /// Restores the committed state `committed` of `partition` into `dir` (which must not
 /// hold a store) and opens it.
+/// With `cache`, segments whose rows keep their facts are listed, not downloaded:
+/// the store fetches each on first use into `cache` (module doc).
 pub async fn restore_committed(
     objects: &Objects,
     partition: u32,
     committed: &Committed,
     dir: &Path,
-    config: StoreConfig,
+    mut config: StoreConfig,
+    cache: Option<Arc<SegmentCache>>,
 ) -> Result<(Store, Restored)> {
     let chunks = &committed.dict_chunks;
     let mut dict = Vec::new();
@@ -74,7 +167,37 @@ pub async fn restore_committed(
         }
         dict.extend_from_slice(&bytes);
     }
-    let segments = &committed.segments;
+    let (lazy, segments): (Vec<&SegmentRow>, Vec<&SegmentRow>) = committed
+        .segments
+        .iter()
+        .partition(|s| cache.is_some() && facts_of_row(s).is_some());
+    let segments: Vec<SegmentRow> = segments.into_iter().cloned().collect();
+    let segments = &segments;
+    // The owner's index as last uploaded: opened by the replica's serving instead of
+    // reading every row (which would fetch every segment). Only with a cache: a
+    // store downloaded whole reads its rows locally.
+    let index = match (&cache, &committed.index_key) {
+        (Some(_), Some(key)) => Some(objects.get(key).await?),
+        _ => None,
+    };
+    if let Some(cache) = cache {
+        let files = lazy
+            .iter()
+            .filter_map(|s| {
+                let (offset, len) = s.object_range?;
+                Some((s.file.clone(), (s.object_key.clone(), offset, len)))
+            })
+            .collect();
+        config.remote_segments = Some(RemoteSegments {
+            source: Arc::new(ObjectSource {
+                objects: objects.clone(),
+                runtime: tokio::runtime::Handle::current(),
+                partition,
+                files,
+            }),
+            cache,
+        });
+    }
     let dir_owned = dir.to_path_buf();
     let cfg = config.clone();
     let mut restore = tokio::task::spawn_blocking(move || Restore::new(&dir_owned, &cfg, &dict))
@@ -84,6 +207,22 @@ pub async fn restore_committed(
         dict_bytes: chunks.iter().map(|c| c.len).sum(),
         ..Default::default()
     };
+    for s in &lazy {
+        let key = ShardKey {
+            community: s.community,
+            span: s.span,
+        };
+        let entry = SegmentEntry {
+            id: s.segment_id,
+            file: s.file.clone(),
+            events: s.events,
+            facts: facts_of_row(s),
+        };
+        restore.add_remote_segment(key, entry)?;
+        report.segments += 1;
+        report.lazy_segments += 1;
+        report.events += u64::from(s.events);
+    }
     // Each segment's bytes: a run of rows lying back to back in one bundle is one
     // range read (a bundle may also hold files compaction has replaced since: those
     // gaps are never downloaded); a row from before bundles is its whole object.
@@ -117,6 +256,7 @@ pub async fn restore_committed(
                 bytes
             }
         };
+        report.segment_bytes += object.len() as u64;
         let base = segments[i].object_range.map_or(0, |(start, _)| start);
         for s in &segments[i..i + run] {
             let bytes = segment_bytes(partition, s, base, object.clone())?;
@@ -142,8 +282,13 @@ pub async fn restore_committed(
         i += run;
     }
     let dir_owned = dir.to_path_buf();
+    report.index_bytes = index.as_ref().map_or(0, |b| b.len() as u64);
     let store = tokio::task::spawn_blocking(move || {
         restore.finish()?;
+        if let Some(bytes) = index {
+            let path = dir_owned.join(sightline_index::CHECKPOINT_FILE);
+            sightline_storage::write_file_atomic(&*config.io, &path, |put| put(&bytes))?;
+        }
         Store::open(&dir_owned, config)
     })
     .await
@@ -214,6 +359,7 @@ mod tests {
             max_seq: 9,
             object_key: "p0/e1/bundle/5-7-3.segs".into(),
             object_range: range,
+            facts: None,
         }
     }
 

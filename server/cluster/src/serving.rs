@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use sightline_index::{StoreIndex, Vocabulary};
+use sightline_index::{StoreIndex, Vocabulary, CHECKPOINT_FILE};
 use sightline_query::federated::{Answer, Ask, Failure, LocalPartition, Partition, Request};
 use sightline_storage::Store;
 
@@ -81,7 +81,24 @@ impl Held {
             tracing::info!(partition, epoch, "a newer epoch is served; offer refused");
             return false;
         }
-        let index = match StoreIndex::attach(store) {
+        // A replica restored with the owner's uploaded index has it on disk as a
+        // checkpoint (`restore::restore_committed`): only the rows after it are read
+        // (a checkpoint that does not agree with the store is reported and the index
+        // rebuilt from every row, as on a single node).
+        let opened = match store.dir().join(CHECKPOINT_FILE).exists() {
+            true => StoreIndex::open(store).map(|(index, report)| {
+                tracing::info!(
+                    partition,
+                    from_checkpoint = report.from_checkpoint,
+                    rows_read = report.rows_read,
+                    rebuilt_because = report.rebuilt_because.as_deref().unwrap_or(""),
+                    "index opened"
+                );
+                index
+            }),
+            false => StoreIndex::attach(store),
+        };
+        let index = match opened {
             Ok(index) => index,
             Err(e) => {
                 // A damaged segment: the partition is not served from this copy.
@@ -170,6 +187,14 @@ impl Held {
     }
 
     /// The partitions served now, sorted.
+    /// The index of `partition` as served under `epoch` (live or suspended).
+    pub(crate) fn index_of(&self, partition: u32, epoch: i64) -> Option<Arc<StoreIndex>> {
+        let held = self.partitions.read().expect("held partitions poisoned");
+        held.get(&partition)
+            .filter(|s| s.epoch == epoch)
+            .map(|s| s.index.clone())
+    }
+
     pub fn served(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self
             .partitions

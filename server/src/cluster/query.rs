@@ -87,6 +87,8 @@ pub(super) struct QueryNode {
     held: Option<Arc<Held>>,
     /// How far each of them has read the log.
     status: sightline_cluster::replica::Status,
+    /// Where they keep the segments they fetched (`None`: no cache, or no replicas).
+    segment_cache: Option<Arc<sightline_storage::SegmentCache>>,
     /// Who may ask.
     pub(super) keys: Arc<ClusterKeys>,
     /// Every query, answered or refused.
@@ -164,6 +166,9 @@ pub async fn run_query(
     let (stop_replicas, replicas_stopped) = tokio::sync::watch::channel(false);
     let mut replicas = None;
     let status = sightline_cluster::replica::Status::default();
+    // One bound for every replica of this node (`query.segment_cache_bytes`).
+    let segment_cache = (config.query.replicas > 0 && config.query.segment_cache_bytes > 0)
+        .then(|| sightline_storage::SegmentCache::new(config.query.segment_cache_bytes));
     let held = match config.query.replicas {
         0 => None,
         _ => {
@@ -192,6 +197,7 @@ pub async fn run_query(
             ));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
             let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
+            let cache = segment_cache.clone();
             let mut stopped = replicas_stopped.clone();
             replicas = Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -203,6 +209,7 @@ pub async fn run_query(
                     h,
                     st,
                     Some(advertised),
+                    cache,
                     shutdown,
                 )
                 .await;
@@ -221,6 +228,7 @@ pub async fn run_query(
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
         held,
         status,
+        segment_cache,
         keys,
         audit,
         catalog: Catalog::new(&config),
@@ -311,6 +319,20 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 // Each replica here: how far it has read the log, whether it answers.
                 "replica_lag": replicas,
                 "directory_age_ms": node.directory.age().map(|a| a.as_millis() as u64),
+                // The replicas' segment cache (null without one).
+                "segment_cache": node.segment_cache.as_ref().map(|c| {
+                    let s = c.stats();
+                    json!({
+                        "capacity_bytes": s.capacity_bytes,
+                        "bytes": s.bytes,
+                        "segments": s.segments,
+                        "hits": s.hits,
+                        "misses": s.misses,
+                        "evictions": s.evictions,
+                        "fetched_bytes": s.fetched_bytes,
+                        "failures": s.failures,
+                    })
+                }),
                 // When the API keys were last read from PostgreSQL (null: never).
                 "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
                 "answered": {

@@ -409,6 +409,9 @@ fn replica_fault(message: &str) -> bool {
         "corrupt file",
         "catalog error",
         "store is failed",
+        // A segment the replica fetches on first use (object storage away, or the
+        // object failed verification: `storage::SegmentCache`).
+        "fetching segment",
     ];
     OWN.iter().any(|p| message.starts_with(p))
 }
@@ -483,6 +486,9 @@ mod tests {
         assert!(replica_fault("vocabulary: I/O error on /x: gone"));
         assert!(replica_fault("I/O error on /data/r1-g2/seg: No such file"));
         assert!(replica_fault("corrupt file /a at offset 3: bad"));
+        assert!(replica_fault(
+            "fetching segment /q/r1-g1/segments/20000/1-7.seg: partition 1: get range p1/e1/bundle/x"
+        ));
         assert!(replica_fault(
             "store is failed after an earlier I/O error (x); reopen it to recover"
         ));

@@ -34,6 +34,7 @@ use sightline_storage::StoreConfig;
 use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
 use sightline_testkit::{call, wait_until};
 
+mod cache;
 mod console;
 mod gat1400;
 mod limits;
@@ -62,6 +63,8 @@ struct Env {
     query_extra: String,
     /// Lines added to every node's `cluster.toml` before its first table.
     top_extra: String,
+    /// Lines added to the `[index]` table of the nodes spawned from now on.
+    index_extra: String,
 }
 
 /// A `sightline cluster …` child process, killed when dropped.
@@ -117,6 +120,7 @@ impl Env {
             next: 0,
             query_extra: String::new(),
             top_extra: String::new(),
+            index_extra: String::new(),
         };
         eprintln!("engines up in {:?}", started.elapsed());
         env
@@ -161,6 +165,7 @@ lease_ms = {LEASE_MS}
 renew_ms = 500
 commit_interval_ms = 1000
 janitor_age_s = 3600
+{index_extra}
 "#,
             nats = nats.join(", "),
             pg = self.pg.conninfo(),
@@ -172,6 +177,7 @@ janitor_age_s = 3600
             replicas = self.dir.path().join(format!("replicas-{name}")).display(),
             query_extra = self.query_extra,
             top_extra = self.top_extra,
+            index_extra = self.index_extra,
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -1142,39 +1148,9 @@ fn ask(addr: SocketAddr, q: &Asked) -> serde_json::Value {
     without_ids(r.body)
 }
 
-#[test]
-fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_node() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let env = Env::start();
-    let (_i1, a1) = env.ingest("ingest-1");
-    let x1 = env.indexer("index-1", &[]);
-    let x2 = env.indexer("index-2", &[]);
-    // The query nodes start before the events: their replicas are made from the log
-    // (and, after query-2 is killed, query-1's from the committed segments).
-    let (q1, qa1) = env.query_node("query-1");
-    let (q2, qa2) = env.query_node("query-2");
-    // The oracle: `sightline serve` (in this process) fed the same NDJSON.
-    let single_dir = tempfile::tempdir().unwrap();
-    let single = sightline_testkit::start(single_dir.path(), |_| {});
-    let mut events: Vec<serde_json::Value> = Vec::new();
-    let mut sent = 0u64;
-    for day in query_city() {
-        for body in day {
-            let r =
-                sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
-            assert_eq!(r.status, 200, "{}", r.body);
-            assert_eq!(r.body["rejected"], 0, "{}", r.body);
-            sent += env.post_body(a1, &body);
-            events.extend(
-                body.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-    }
-    assert_eq!(sent, events.len() as u64);
-    assert!(events.len() > 2_000, "a city of {} events", events.len());
-    env.wait_committed_events(events.len() as u64);
-
+/// Every query family over the city `events`: the busiest vehicles and faces, the
+/// whole range, two communities; and the range as a query string.
+fn city_queries(events: &[serde_json::Value]) -> (Vec<Asked>, String) {
     // What to ask: the busiest vehicles and faces, the whole range, two communities.
     let from = events
         .iter()
@@ -1189,7 +1165,7 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         + 1;
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut communities = BTreeSet::new();
-    for e in &events {
+    for e in events {
         let k = (
             e["kind"].as_str().unwrap().to_string(),
             e["subject"].as_str().unwrap().to_string(),
@@ -1301,6 +1277,43 @@ fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_no
         "nocturnal",
         format!("/v1/nocturnal?kind=vehicle&{range}&min_night=1&max_day=3"),
     ));
+    (asked, range)
+}
+
+#[test]
+fn query_nodes_answer_as_a_single_node_and_survive_a_killed_indexer_and_query_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let x1 = env.indexer("index-1", &[]);
+    let x2 = env.indexer("index-2", &[]);
+    // The query nodes start before the events: their replicas are made from the log
+    // (and, after query-2 is killed, query-1's from the committed segments).
+    let (q1, qa1) = env.query_node("query-1");
+    let (q2, qa2) = env.query_node("query-2");
+    // The oracle: `sightline serve` (in this process) fed the same NDJSON.
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut sent = 0u64;
+    for day in query_city() {
+        for body in day {
+            let r =
+                sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["rejected"], 0, "{}", r.body);
+            sent += env.post_body(a1, &body);
+            events.extend(
+                body.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+            );
+        }
+    }
+    assert_eq!(sent, events.len() as u64);
+    assert!(events.len() > 2_000, "a city of {} events", events.len());
+    env.wait_committed_events(events.len() as u64);
+
+    let (asked, range) = city_queries(&events);
     let expected: Vec<serde_json::Value> = asked.iter().map(|q| ask(single.addr, q)).collect();
     for (q, e) in asked.iter().zip(&expected) {
         let n = match e {

@@ -359,10 +359,7 @@ impl Store {
         }
         // Opened through the handles readers share, so a reader holding one keeps the
         // mapping after the files are removed below.
-        let old: Vec<Arc<Segment>> = listed
-            .iter()
-            .map(|s| s.open().cloned())
-            .collect::<Result<_>>()?;
+        let old: Vec<Arc<Segment>> = listed.iter().map(|s| s.open()).collect::<Result<_>>()?;
         // Damage in an input must not be copied into the new file under fresh checksums.
         for seg in &old {
             seg.verify()?;
@@ -373,12 +370,10 @@ impl Store {
             .get(&key)
             .map_or(0, |s| s.state.sealed_through_seq);
         self.write_segment(key, &mut next_id, &merged, sealed_through, &replaces)?;
-        for seg in &old {
-            // Readers holding the old mapping keep reading it; unlinking is safe.
-            self.inner
-                .config
-                .io
-                .remove_file(seg.path())
+        for seg in &listed {
+            // Readers holding the old mapping keep reading it; unlinking is safe (a
+            // fetched segment leaves the cache).
+            seg.remove_file()
                 .map_err(|e| crate::StorageError::io(seg.path(), e))?;
         }
         tracing::info!(
@@ -479,9 +474,9 @@ impl Store {
                 // A reader that took this handle before the drop keeps reading the
                 // mapping once the file is gone. A file that cannot be opened is
                 // removed all the same; such a reader gets the error it would have.
-                let _ = seg.open();
+                seg.keep_for_readers();
                 let f = seg.path();
-                if let Err(e) = self.inner.config.io.remove_file(f) {
+                if let Err(e) = seg.remove_file() {
                     // Dropped from the manifest: the file is an orphan now, removed
                     // by the first maintenance pass after the next open.
                     tracing::warn!(error = %e, path = %f.display(), "a dropped segment's file not removed");

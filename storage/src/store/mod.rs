@@ -230,7 +230,8 @@ impl Store {
             let mut shard = Shard::default();
             for (i, entry) in state.segments.iter().enumerate() {
                 segment_count += 1;
-                match SealedSegment::listed(&dir, key, entry, &io) {
+                match SealedSegment::listed(&dir, key, entry, &io, config.remote_segments.as_ref())
+                {
                     Some(seg) => {
                         max_seq = max_seq.max(seg.facts().max_seq);
                         shard.segments.push(Arc::new(seg));

@@ -741,7 +741,7 @@ impl Store {
             .get(&key)
             .map(|s| s.segments.clone())
             .unwrap_or_default();
-        listed.iter().map(|s| s.open().cloned()).collect()
+        listed.iter().map(|s| s.open()).collect()
     }
 
     /// How many sealed segments are mapped (opened by a first use since the store was

@@ -121,15 +121,8 @@ impl Restore {
         mut entry: SegmentEntry,
         bytes: &[u8],
     ) -> Result<()> {
-        let rel = Path::new(&entry.file);
-        if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
-            return Err(StorageError::corrupt(
-                &self.dir,
-                0,
-                format!("segment file name {:?} leaves the store", entry.file),
-            ));
-        }
-        let path = self.dir.join(rel);
+        self.check_name(&entry.file)?;
+        let path = self.dir.join(&entry.file);
         write_atomic(&*self.io, &path, |out| out.put(bytes))?;
         let seg = Segment::open_with(&*self.io, &path)?;
         seg.verify()?;
@@ -143,10 +136,55 @@ impl Restore {
         Ok(())
     }
 
-    /// Writes the manifest: every added segment, each shard sealed through its
-    /// segments' largest sequence number.
-    pub fn finish(self) -> Result<()> {
+    /// Adds one segment of `key` without its file: the manifest lists `entry` with its
+    /// facts (which it must have: they are what opening needs of a segment it does
+    /// not read), and the store opened with a [`crate::SegmentSource`] holding
+    /// `entry.file` fetches the file on its first use, verifies it whole and checks it
+    /// against these facts (`storage/src/segment_cache.rs`).
+    pub fn add_remote_segment(&mut self, key: ShardKey, entry: SegmentEntry) -> Result<()> {
+        self.check_name(&entry.file)?;
+        let Some(facts) = entry.facts else {
+            return Err(StorageError::corrupt(
+                self.dir.join(&entry.file),
+                0,
+                "a segment restored without its file needs its facts",
+            ));
+        };
+        if entry.events == 0 || facts.min_seq > facts.max_seq || facts.min_ts_ms > facts.max_ts_ms {
+            return Err(StorageError::corrupt(
+                self.dir.join(&entry.file),
+                0,
+                format!("impossible facts for {} events: {facts:?}", entry.events),
+            ));
+        }
+        let state = self.shards.entry(key).or_default();
+        state.sealed_through_seq = state.sealed_through_seq.max(facts.max_seq);
+        self.next_segment_id = self.next_segment_id.max(entry.id + 1);
+        state.segments.push(entry);
+        Ok(())
+    }
+
+    fn check_name(&self, file: &str) -> Result<()> {
+        let rel = Path::new(file);
+        if rel.is_absolute() || rel.components().any(|c| c.as_os_str() == "..") {
+            return Err(StorageError::corrupt(
+                &self.dir,
+                0,
+                format!("segment file name {file:?} leaves the store"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest: every added segment (a shard's by id), each shard sealed
+    /// through its segments' largest sequence number.
+    pub fn finish(mut self) -> Result<()> {
         let catalog = SledCatalog::open(&self.dir.join("catalog"))?;
+        for state in self.shards.values_mut() {
+            // A shard's segments in the order its store made them (ids rise with
+            // every seal and merge), whichever way they were added.
+            state.segments.sort_by_key(|e| e.id);
+        }
         for (key, state) in &self.shards {
             catalog.commit_shard(*key, state, self.next_segment_id)?;
         }

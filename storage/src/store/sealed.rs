@@ -9,6 +9,12 @@
 //! then checks that it is the file the manifest describes: the shard in its header and
 //! every fact. A mismatch is [`StorageError::Corrupt`] naming the file.
 //!
+//! A segment the store was restored without (`Restore::add_remote_segment`, and
+//! named by the store's [`crate::SegmentSource`]) is not kept here but in the
+//! [`crate::SegmentCache`]: its first use fetches it, later uses find it there until
+//! it is evicted, and the next use after that fetches it again
+//! (`storage/src/segment_cache.rs`).
+//!
 //! Only success is kept: a failed open (file missing, unreadable, truncated, damaged)
 //! is tried again by the next read that needs the segment, so a cause that goes away
 //! (a file put back, a transient I/O error) stops failing without a restart, and a
@@ -24,6 +30,7 @@ use crate::catalog::{SegmentEntry, SegmentFacts};
 use crate::error::{Result, StorageError};
 use crate::io::FileIo;
 use crate::segment::Segment;
+use crate::segment_cache::RemoteSegments;
 use crate::shard::ShardKey;
 
 /// One sealed segment of a shard, opened on first use.
@@ -36,6 +43,10 @@ pub(crate) struct SealedSegment {
     facts: SegmentFacts,
     io: Arc<dyn FileIo>,
     opened: OnceLock<Arc<Segment>>,
+    /// The manifest's name of the file, and where it is fetched from when the store
+    /// was restored without it (then `opened` stays empty: the cache holds it).
+    file: String,
+    remote: Option<RemoteSegments>,
 }
 
 impl std::fmt::Debug for SealedSegment {
@@ -44,7 +55,8 @@ impl std::fmt::Debug for SealedSegment {
             .field("path", &self.path)
             .field("events", &self.events)
             .field("facts", &self.facts)
-            .field("open", &self.opened.get().is_some())
+            .field("open", &self.is_open())
+            .field("remote", &self.remote.is_some())
             .finish()
     }
 }
@@ -100,14 +112,19 @@ fn check_matches(
 
 impl SealedSegment {
     /// The segment `entry` of shard `key` in the store at `dir`, not opened yet; `None`
-    /// when the entry has no facts (a manifest written before they were kept).
+    /// when the entry has no facts (a manifest written before they were kept). With
+    /// `remote`, a segment its source holds is fetched on first use.
     pub fn listed(
         dir: &Path,
         key: ShardKey,
         entry: &SegmentEntry,
         io: &Arc<dyn FileIo>,
+        remote: Option<&RemoteSegments>,
     ) -> Option<SealedSegment> {
+        let remote = remote.filter(|r| r.source.holds(&entry.file)).cloned();
         Some(SealedSegment {
+            file: entry.file.clone(),
+            remote,
             key,
             id: entry.id,
             path: dir.join(&entry.file),
@@ -137,27 +154,65 @@ impl SealedSegment {
             facts: facts_of(&seg),
             io: io.clone(),
             opened,
+            file: String::new(),
+            remote: None,
         })
     }
 
     /// The segment, mapped and its small parts verified (on the first call that
     /// succeeds; see the module's documentation). Its rows and attributes are verified
     /// on their own first read, as ever ([`Segment::verify_rows`]).
-    pub fn open(&self) -> Result<&Arc<Segment>> {
+    pub fn open(&self) -> Result<Arc<Segment>> {
         if let Some(seg) = self.opened.get() {
-            return Ok(seg);
+            return Ok(seg.clone());
+        }
+        if let Some(remote) = &self.remote {
+            // Verified whole before the cache keeps it, then checked against the facts.
+            return remote.cache.get_or_fetch(
+                &self.path,
+                &*self.io,
+                || remote.source.fetch(&self.file),
+                |seg| check_matches(seg, self.key, self.events, Some(&self.facts)),
+            );
         }
         let seg = Segment::open_with(&*self.io, &self.path)?;
         check_matches(&seg, self.key, self.events, Some(&self.facts))?;
         // Two first readers may both have opened it: one mapping is kept, the other
         // dropped.
         let _ = self.opened.set(Arc::new(seg));
-        Ok(self.opened.get().expect("set just above"))
+        Ok(self.opened.get().expect("set just above").clone())
     }
 
-    /// Whether the file is mapped (opened on a first use).
+    /// Whether the file is mapped (opened on a first use; for a fetched segment:
+    /// held by the cache now).
     pub fn is_open(&self) -> bool {
-        self.opened.get().is_some()
+        match &self.remote {
+            Some(r) => r.cache.holds(&self.path),
+            None => self.opened.get().is_some(),
+        }
+    }
+
+    /// Before the segment's file is removed (compaction replaced it, retention
+    /// dropped it): maps the store's own file, so a reader that took this handle
+    /// before keeps reading it. A fetched segment is not fetched for this: a reader
+    /// that holds it holds its mapping already, a later one fetches it again.
+    pub fn keep_for_readers(&self) {
+        if self.remote.is_none() {
+            let _ = self.open();
+        }
+    }
+
+    /// Removes the segment's file (replaced or dropped; [`Self::keep_for_readers`]
+    /// first): the store's own through `io`, a fetched one out of the cache (if
+    /// held: it may never have been fetched).
+    pub fn remove_file(&self) -> std::io::Result<()> {
+        match &self.remote {
+            Some(r) => {
+                r.cache.forget(&self.path, &*self.io);
+                Ok(())
+            }
+            None => self.io.remove_file(&self.path),
+        }
     }
 
     pub fn id(&self) -> u64 {

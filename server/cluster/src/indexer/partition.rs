@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use super::{connect_meta, Shared};
 use crate::error::{ClusterError, Result};
 use crate::log::ALERT_HEADER;
-use crate::meta::{bounded, DictChunk, Lease, Meta, SegmentRow};
-use crate::objects::{bundle_key, dict_key, upload_nonce};
+use crate::meta::{bounded, DictChunk, Lease, Meta, RowFacts, SegmentRow};
+use crate::objects::{bundle_key, dict_key, index_key, upload_nonce};
 use crate::partition::{event_id, partition_filter};
 use crate::{payload, restore};
 
@@ -63,6 +63,8 @@ struct Partition {
     /// When recording them last failed (tried again at the next commit, which waits
     /// for it, or a lease later).
     alert_ids_failed: Option<Instant>,
+    /// When this owner's last commit with its index took effect (`index.index_upload_ms`).
+    index_uploaded: Option<Instant>,
 }
 
 /// What a commit in doubt would have changed ([`Partition::settle`]).
@@ -156,6 +158,7 @@ pub(super) async fn run_partition(
         commit_failed: None,
         alert_ids: Vec::new(),
         alert_ids_failed: None,
+        index_uploaded: None,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -548,7 +551,15 @@ impl Partition {
         let store = self.store.clone();
         let committed = self.committed.clone();
         let dict_from = self.dict_committed;
-        let (new, replaced, dict) = tokio::task::spawn_blocking(move || -> Result<_> {
+        // The index goes with the commit when due and once the partition is served
+        // (its index built): a replica opens it rather than reading every row.
+        let upload_ms = self.shared.config.index.index_upload_ms;
+        let index = self
+            .index_uploaded
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(upload_ms))
+            .then(|| self.shared.held.index_of(p, epoch))
+            .flatten();
+        let (new, replaced, dict, index) = tokio::task::spawn_blocking(move || -> Result<_> {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
             // committed and the ones it replaces are taken out of the catalog in the
@@ -583,7 +594,16 @@ impl Partition {
                 }
             }
             let dict = store.dictionary_log_from(dict_from)?;
-            Ok((new, replaced, dict))
+            // After the seal: it covers every event appended, all in this commit's
+            // segments or earlier ones (nothing appends while the task commits).
+            let index = match index.map(|i| i.checkpoint_bytes()).transpose() {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "index not uploaded");
+                    None
+                }
+            };
+            Ok((new, replaced, dict, index))
         })
         .await
         .expect("seal task panicked")?;
@@ -607,7 +627,15 @@ impl Partition {
                 context: format!("reading {}", path.display()),
                 source,
             })? as u64;
+            // The manifest's facts (a segment sealed or merged here has them): kept in
+            // the row, so a replica lists the segment without downloading it.
+            let facts = entry.facts.map(|f| RowFacts {
+                min_seq: f.min_seq,
+                min_ts_ms: f.min_ts_ms,
+                max_ts_ms: f.max_ts_ms,
+            });
             members.push(SegmentRow {
+                facts,
                 segment_id: entry.id,
                 community: key.community,
                 span: key.span,
@@ -651,6 +679,17 @@ impl Partition {
                 })
             }
         };
+        let index_key = match index {
+            None => None,
+            Some((through, bytes)) => {
+                let key = index_key(p, epoch, through, upload_nonce());
+                self.shared
+                    .objects
+                    .put_create(&key, Bytes::from(bytes))
+                    .await?;
+                Some(key)
+            }
+        };
         if let Some(pause) = fault_pause_before_commit() {
             tracing::warn!(partition = p, "fault point: uploaded, not committed");
             tokio::time::sleep(pause).await;
@@ -675,6 +714,7 @@ impl Partition {
                 checkpoint,
                 dict_bytes,
                 lease_ms,
+                index_key.as_deref(),
             );
             let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
             self.meta.given_up(committed)
@@ -703,6 +743,9 @@ impl Partition {
         }
         let replaced = doubt.replaced.len();
         self.took_effect(doubt);
+        if index_key.is_some() {
+            self.index_uploaded = Some(Instant::now());
+        }
         tracing::info!(
             partition = p,
             epoch,
