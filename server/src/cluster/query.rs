@@ -82,7 +82,9 @@ pub(super) struct QueryNode {
     config: ClusterConfig,
     partitions: u16,
     directory: Arc<Directory>,
-    slots: Arc<tokio::sync::Semaphore>,
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
+    /// Server-Sent Event streams of the feed open now (`super::feed::MAX_STREAMS`).
+    pub(super) feed_streams: Arc<tokio::sync::Semaphore>,
     /// This node's read replicas (`None` with `query.replicas = 0`).
     held: Option<Arc<Held>>,
     /// How far each of them has read the log.
@@ -96,7 +98,7 @@ pub(super) struct QueryNode {
 }
 
 impl QueryNode {
-    fn federation(&self) -> Federation<'static> {
+    pub(super) fn federation(&self) -> Federation<'static> {
         let partitions: Vec<Box<dyn Partition>> = (0..self.partitions)
             .map(|id| {
                 Box::new(RemotePartition {
@@ -108,8 +110,13 @@ impl QueryNode {
         Federation::new(partitions)
     }
 
-    fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.query.timeout_ms)
+    }
+
+    /// The cluster's partition count, P.
+    pub(super) fn partitions(&self) -> u16 {
+        self.partitions
     }
 
     pub(super) fn max_rows(&self) -> usize {
@@ -212,6 +219,7 @@ pub async fn run_query(
         directory: Directory::start(&config, held.clone()).await,
         partitions,
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
+        feed_streams: Arc::new(tokio::sync::Semaphore::new(super::feed::MAX_STREAMS)),
         held,
         status,
         keys,

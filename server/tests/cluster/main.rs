@@ -35,6 +35,7 @@ use sightline_testkit::cluster::{NatsCluster, Postgres, Seaweed};
 use sightline_testkit::{call, wait_until};
 
 mod console;
+mod feed;
 mod gat1400;
 mod watch;
 

@@ -56,7 +56,13 @@ struct Partition {
     connect_after: Option<Instant>,
     /// When the last commit failed, if the one after it has not succeeded yet.
     commit_failed: Option<Instant>,
+    /// The retention policy the last commit applied (`None`: none yet), and when.
+    retention_applied: Option<Option<u32>>,
+    retention_at: Instant,
 }
+
+/// An idle partition (nothing to commit) applies retention this often (days pass).
+const RETENTION_IDLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a commit in doubt would have changed ([`Partition::settle`]).
 #[derive(Debug)]
@@ -147,6 +153,8 @@ pub(super) async fn run_partition(
         doubt: None,
         connect_after: None,
         commit_failed: None,
+        retention_applied: None,
+        retention_at: Instant::now(),
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -463,7 +471,18 @@ impl Partition {
         self.last_commit = Instant::now();
         self.reconnect().await?;
         self.settle().await?;
-        if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 {
+        // The cluster's retention policy, applied at every commit (`crate::retention`),
+        // and on an idle partition when it changed or once a minute.
+        let reading = bounded(
+            self.shared.config.lease(),
+            "reading the retention policy",
+            self.meta.retention_days(),
+        )
+        .await;
+        let retention = self.meta.given_up(reading)?;
+        let retention_due = self.retention_applied != Some(retention)
+            || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY;
+        if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 && !retention_due {
             return Ok(());
         }
         let store = self.store.clone();
@@ -473,8 +492,17 @@ impl Partition {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
             // committed and the ones it replaces are taken out of the catalog in the
-            // same transaction; their objects go to the janitor.
+            // same transaction; their objects go to the janitor. Retention's dropped
+            // shards leave the manifest alike.
             store.maintain()?;
+            let dropped = crate::retention::apply(&store, retention)?;
+            if !dropped.is_empty() {
+                tracing::info!(
+                    partition = p,
+                    shards = dropped.len(),
+                    "retention dropped shards"
+                );
+            }
             let manifest = store.catalog().manifest()?;
             let current: HashSet<u64> = manifest
                 .shards
@@ -633,6 +661,8 @@ impl Partition {
             "committed"
         );
         self.ack().await;
+        self.retention_applied = Some(retention);
+        self.retention_at = Instant::now();
         Ok(())
     }
 
