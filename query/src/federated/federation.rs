@@ -424,7 +424,8 @@ impl<'a> Federation<'a> {
     }
 
     /// A page of the change feed after `cursor`: at most `ask.limit` events of every
-    /// partition (of those placed to hold `ask.communities` when it names some),
+    /// partition (of those placed to hold `ask.communities`, or the scope's, when
+    /// either names some),
     /// merged (`feed::merge`); a partition that fails is named in the page and keeps
     /// its position. `ask.after` is ignored: each partition is asked from its own.
     pub fn feed(&self, call: &Call, cursor: &FeedCursor, ask: &FeedAsk) -> Result<FeedPage> {
@@ -438,7 +439,10 @@ impl<'a> Federation<'a> {
                 ),
             ));
         }
-        let asked: Vec<u16> = match (&ask.communities, &self.placement) {
+        // Only the partitions placed to hold the communities asked for (else those of
+        // the caller's scope): the others' positions stay.
+        let communities = ask.communities.as_ref().or(call.scope.as_ref());
+        let asked: Vec<u16> = match (communities, &self.placement) {
             (Some(codes), Some(place)) => {
                 let mut ps: Vec<u16> = codes.iter().map(|c| place(c)).collect();
                 ps.sort_unstable();
@@ -447,11 +451,20 @@ impl<'a> Federation<'a> {
             }
             _ => (0..self.partitions.len() as u16).collect(),
         };
+        // Each partition's share of the page, twice over (the page keeps at most
+        // `limit`; a partition with more gives them on the next pages), so a page
+        // of P partitions reads ~2 × `limit` events rather than P × `limit`.
+        let share = ask
+            .limit
+            .div_ceil(asked.len().max(1))
+            .saturating_mul(2)
+            .min(ask.limit);
         let asks = asked
             .into_iter()
             .map(|p| {
                 let one = FeedAsk {
                     after: cursor.0[usize::from(p)],
+                    limit: share,
                     ..ask.clone()
                 };
                 (p, Ask::Feed(one))

@@ -27,9 +27,12 @@
 //!   and objects as uploaded, from object storage (`super::pictures`);
 //! * `GET /health` (no key).
 //!
-//! Every other endpoint of `serve`'s API (keys, watchlists, alerts, the feed,
-//! subscriptions, administration, GA/T 1400, which ingest nodes take; ingest, too)
-//! is answered 501 `not_in_cluster` naming it; a path `serve` does not have, 404.
+//! * in `super::feed` (through `super::service`): `GET /v1/feed` (its cursor a
+//!   position per partition), `GET /v1/admin/stats`, `GET/PUT /v1/admin/retention`.
+//!
+//! Every other endpoint of `serve`'s API (subscriptions, GA/T 1400, which ingest
+//! nodes take; ingest, too) is answered 501 `not_in_cluster` naming it; a path
+//! `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or

@@ -495,7 +495,7 @@ impl Partition {
             // same transaction; their objects go to the janitor. Retention's dropped
             // shards leave the manifest alike.
             store.maintain()?;
-            let dropped = crate::retention::apply(&store, retention)?;
+            let dropped = crate::retention::apply_owned(&store, retention)?;
             if !dropped.is_empty() {
                 tracing::info!(
                     partition = p,
