@@ -480,9 +480,11 @@ impl Partition {
         )
         .await;
         let retention = self.meta.given_up(reading)?;
-        let retention_due = self.retention_applied != Some(retention)
-            || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY;
-        if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 && !retention_due {
+        let retention_due = retention.is_some()
+            && (self.retention_applied != Some(retention)
+                || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY);
+        let idle = self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0;
+        if idle && !retention_due {
             return Ok(());
         }
         let store = self.store.clone();
@@ -536,6 +538,12 @@ impl Partition {
         })
         .await
         .expect("seal task panicked")?;
+        if idle && new.is_empty() && replaced.is_empty() && dict.is_empty() {
+            // Retention alone, and it dropped nothing: nothing to commit.
+            self.retention_applied = Some(retention);
+            self.retention_at = Instant::now();
+            return Ok(());
+        }
         // One object for the commit (more past MAX_BUNDLE_BYTES): its new segment
         // files one after another, each upload attempt under a key of its own
         // (`upload_nonce`); a failed commit's objects are left to the janitor.
