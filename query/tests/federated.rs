@@ -708,7 +708,7 @@ impl Partition for Flaky<'_> {
         let n = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.every > 0 && n % self.every == 0 {
+        if self.every > 0 && n.is_multiple_of(self.every) {
             return Err(QueryError::Remote {
                 message: "away".into(),
             });
