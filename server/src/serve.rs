@@ -378,7 +378,7 @@ const RESERVED_DESCRIPTORS: u64 = 128;
 
 /// `max_connections`, lowered to what the open-file limit (its soft limit first raised
 /// to the hard one) leaves after [`RESERVED_DESCRIPTORS`] (at least 1).
-fn connection_limit(max_connections: usize) -> usize {
+pub(crate) fn connection_limit(max_connections: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -458,8 +458,8 @@ pub(crate) struct Peer(pub std::net::IpAddr);
 
 /// How long the accept loop waits after a failed accept (EMFILE …), doubling to the
 /// maximum while accepts keep failing.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+pub(crate) const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Makes the audit log durable every second.
 async fn sync_audit(app: Arc<App>) {

@@ -8,7 +8,22 @@
 //!         body text,                    -- the alert as `serve` answers it, but its id
 //!         raised_at timestamptz,
 //!         UNIQUE (watchlist, msg_id))   -- an event re-sent raises its alerts once
+//! alert_events (msg_id text PRIMARY KEY, -- an alerted event's Nats-Msg-Id
+//!               event_id bigint,         -- and the cluster id its indexer gave it
+//!               recorded_at timestamptz)
 //! ```
+//!
+//! **Event ids.** An ingest node writes an alert once the log acknowledged its event,
+//! before the event has a cluster id (`partition << 48 | local seq`: the partition's
+//! indexer gives it when it appends the message). The ingest node marks such a
+//! message ([`crate::log::ALERT_HEADER`]); the indexer, having appended it, records
+//! (message id → event id) in `alert_events` ([`Meta::add_alert_events`]), and
+//! readers join the two by message id ([`Meta::alerts_after`]). A join rather than an
+//! update of `alerts`, because either write may come first: the indexer may append
+//! the message before the ingest node has written its alert. Every owner of a
+//! partition numbers its events alike (the same committed state, then the same log),
+//! so the id an indexer records before its commit is the one a successor replaying
+//! the log would give (`ON CONFLICT DO NOTHING`: the first recorded stays, the same).
 //!
 //! **Ids in commit order.** Readers page by id (`after`), so an alert must never
 //! become visible below an id a reader has already passed. Several ingest nodes insert
@@ -65,29 +80,64 @@ impl Meta {
             .map_err(ClusterError::pg("record alerts"))
     }
 
+    /// Records the cluster ids of alerted events: (message id, event id) each; one
+    /// already recorded stays (every owner gives a message the same id).
+    pub async fn add_alert_events(&self, events: &[(String, u64)]) -> Result<u64> {
+        let msg_ids: Vec<&str> = events.iter().map(|(m, _)| m.as_str()).collect();
+        let ids: Vec<i64> = events
+            .iter()
+            .map(|(_, id)| i64::try_from(*id).unwrap_or(i64::MAX))
+            .collect();
+        self.client
+            .execute(
+                "INSERT INTO alert_events (msg_id, event_id)
+                 SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT (msg_id) DO NOTHING",
+                &[&msg_ids, &ids],
+            )
+            .await
+            .map_err(ClusterError::pg("record alerted events' ids"))
+    }
+
+    /// The highest alert id (0: none yet); ids are committed in order, so an alert
+    /// past a reader's cursor exists exactly when this is past it.
+    pub async fn last_alert_id(&self) -> Result<u64> {
+        let row = self
+            .client
+            .query_one("SELECT coalesce(max(id), 0) FROM alerts", &[])
+            .await
+            .map_err(ClusterError::pg("read the last alert id"))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     /// Alerts after id `after`, at most `limit`, in order, of `communities` only when
-    /// given: (id, body) each.
+    /// given: (id, body, its event's cluster id once its indexer has recorded it)
+    /// each.
     pub async fn alerts_after(
         &self,
         after: u64,
         limit: usize,
         communities: Option<&[String]>,
-    ) -> Result<Vec<(u64, String)>> {
+    ) -> Result<Vec<(u64, String, Option<u64>)>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .client
             .query(
-                "SELECT id, body FROM alerts
-                 WHERE id > $1 AND ($2::text[] IS NULL OR community = ANY($2))
-                 ORDER BY id LIMIT $3",
+                "SELECT a.id, a.body, e.event_id FROM alerts a
+                 LEFT JOIN alert_events e ON e.msg_id = a.msg_id
+                 WHERE a.id > $1 AND ($2::text[] IS NULL OR a.community = ANY($2))
+                 ORDER BY a.id LIMIT $3",
                 &[&after, &communities, &limit],
             )
             .await
             .map_err(ClusterError::pg("read alerts"))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+            .map(|r| {
+                let event: Option<i64> = r.get(2);
+                (r.get::<_, i64>(0) as u64, r.get(1), event.map(|e| e as u64))
+            })
             .collect())
     }
 }

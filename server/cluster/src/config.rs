@@ -57,6 +57,13 @@ pub struct ClusterConfig {
     /// (`try.sh`); at least 32 characters.
     #[serde(default)]
     pub partition_token: Option<String>,
+    /// Connections each listener of a node holds open at once (default 4,096, as
+    /// `serve`'s `max_connections`; lowered to what the process's open-file limit
+    /// leaves): past it a listener stops accepting until one closes, the kernel
+    /// queueing the rest, so idle or slow clients cannot take the descriptors the
+    /// node's stores, logs and engines need.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// Shortest [`ClusterConfig::partition_token`] accepted.
@@ -261,6 +268,9 @@ fn default_stream_max_age_s() -> u64 {
 fn default_partitions() -> u32 {
     64
 }
+fn default_max_connections() -> usize {
+    4096
+}
 fn default_region() -> String {
     "us-east-1".into()
 }
@@ -437,6 +447,9 @@ impl ClusterConfig {
         }
         if self.partitions == 0 || self.partitions > 1 << 16 {
             return bad("partitions: 1 to 65536");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections: positive");
         }
         if self.replicas == 0 || self.replicas > 5 {
             return bad("replicas: 1 to 5 (JetStream's limit)");

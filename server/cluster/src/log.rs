@@ -29,6 +29,12 @@ const PUBLISH_TRIES: u32 = 6;
 /// not put 100,000 requests in flight).
 const MAX_IN_FLIGHT: usize = 1024;
 
+/// The header an ingest node sets on the message of an event that raised a watchlist
+/// alert (its value is `1`), so the partition's indexer, which gives the event its
+/// cluster id, records that id for the alert (`Meta::add_alert_events`). Only such
+/// messages cost it a write to PostgreSQL.
+pub const ALERT_HEADER: &str = "Sightline-Alert";
+
 /// Connects to the NATS cluster (the client reconnects by itself afterwards).
 pub async fn connect(config: &ClusterConfig) -> Result<Context> {
     Ok(connect_client(config).await?.1)
@@ -164,16 +170,30 @@ impl Publisher {
     /// the order given. Any event still refused after the retries fails the call;
     /// those acknowledged are in the log and dedup a re-send of the batch.
     pub async fn publish(&self, events: &[Event]) -> Result<Vec<Published>> {
+        self.publish_marked(events, &[]).await
+    }
+
+    /// As [`Publisher::publish`], the events whose index is in `alerted` (ascending)
+    /// marked with [`ALERT_HEADER`].
+    pub async fn publish_marked(
+        &self,
+        events: &[Event],
+        alerted: &[usize],
+    ) -> Result<Vec<Published>> {
         let mut out = Vec::with_capacity(events.len());
-        for chunk in events.chunks(MAX_IN_FLIGHT) {
-            out.extend(
-                futures::future::try_join_all(chunk.iter().map(|e| self.publish_one(e))).await?,
-            );
+        let mut marked = alerted.iter().peekable();
+        for (c, chunk) in events.chunks(MAX_IN_FLIGHT).enumerate() {
+            let sends = chunk.iter().enumerate().map(|(i, e)| {
+                let at = c * MAX_IN_FLIGHT + i;
+                let mark = marked.next_if(|&&m| m == at).is_some();
+                self.publish_one(e, mark)
+            });
+            out.extend(futures::future::try_join_all(sends.collect::<Vec<_>>()).await?);
         }
         Ok(out)
     }
 
-    async fn publish_one(&self, event: &Event) -> Result<Published> {
+    async fn publish_one(&self, event: &Event, alerted: bool) -> Result<Published> {
         let body = payload::encode(event);
         let id = payload::message_id(event, &body);
         let subject = subject(
@@ -186,13 +206,11 @@ impl Publisher {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
             }
-            let sent = self
-                .js
-                .send_publish(
-                    subject.clone(),
-                    Publish::build().payload(body.clone()).message_id(&id),
-                )
-                .await;
+            let mut publish = Publish::build().payload(body.clone()).message_id(&id);
+            if alerted {
+                publish = publish.header(ALERT_HEADER, "1");
+            }
+            let sent = self.js.send_publish(subject.clone(), publish).await;
             let ack = match sent {
                 Ok(fut) => fut.await,
                 Err(e) => {

@@ -219,6 +219,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     raised_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (watchlist, msg_id)
 );
+CREATE TABLE IF NOT EXISTS alert_events (
+    msg_id text PRIMARY KEY,
+    event_id bigint NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS gat1400_nonces (
     nonce text NOT NULL,
     nc bigint NOT NULL,

@@ -25,16 +25,21 @@
 //! last read is older than `super::keys::MAX_AGE`, refuses ingest 503 rather than
 //! acknowledge events that might have raised alerts it cannot see.
 //!
-//! An alert's `event_id` (and its event's `id`) is `null`: the cluster id (`partition
-//! << 48 | local seq`) is given later, by the partition's indexer, and a log sequence
-//! in its place would name another event to `GET /v1/events/{id}`. The event itself
-//! (subject, time, device, attributes, pictures) is in the alert as on `serve`.
+//! **Event ids.** The cluster id (`partition << 48 | local seq`) is given later, by
+//! the partition's indexer: the events are matched before they are published, and
+//! each that raised an alert is marked (`sightline_cluster::log::ALERT_HEADER`) so
+//! that its indexer records the id it gives it (`sightline_cluster::alerts`); a
+//! reader sees an alert's `event_id` (and its event's `id`) `null` until then,
+//! usually a fraction of a second (a log sequence in its place would name another
+//! event to `GET /v1/events/{id}`). The event itself (subject, time, device,
+//! attributes, pictures) is in the alert as on `serve`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde_json::Value;
 use sightline_cluster::alerts::NewAlert;
+use sightline_cluster::log::{Published, Publisher};
 use sightline_cluster::{payload, ClusterConfig};
 use sightline_storage::Event;
 
@@ -46,6 +51,9 @@ use crate::watchlists::{alert_json, Matcher};
 /// The watchlists as last read, and the connection alerts are written on.
 pub(super) struct Alerting {
     lists: RwLock<Option<(Arc<Matcher>, Instant)>>,
+    /// The lists whose rows did not read at the last reading (id: why): left out of
+    /// the matcher, named in the node's `/health` and its log.
+    unreadable: RwLock<Vec<String>>,
     catalog: Catalog,
 }
 
@@ -57,6 +65,7 @@ impl Alerting {
     ) -> (Arc<Alerting>, tokio::task::JoinHandle<()>) {
         let alerting = Arc::new(Alerting {
             lists: RwLock::new(None),
+            unreadable: RwLock::new(Vec::new()),
             catalog: Catalog::new(config),
         });
         let mut failing = match alerting.load().await {
@@ -94,7 +103,16 @@ impl Alerting {
     /// Reads the watchlists once; how many there are.
     async fn load(&self) -> Result<usize, ApiError> {
         let asked = Instant::now();
-        let lists = self.catalog.watchlists().await?;
+        let (lists, unreadable) = self.catalog.readable_watchlists().await?;
+        {
+            let mut known = self.unreadable.write().unwrap_or_else(|p| p.into_inner());
+            if *known != unreadable {
+                for bad in unreadable.iter().filter(|b| !known.contains(b)) {
+                    tracing::error!(watchlist = %bad, "a watchlist that does not read: it raises no alert until it is stored again");
+                }
+                *known = unreadable;
+            }
+        }
         let n = lists.len();
         let matcher = Arc::new(Matcher::build(lists));
         *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Some((matcher, asked));
@@ -120,44 +138,87 @@ impl Alerting {
         }
     }
 
+    /// The lists left out of matching because their rows do not read (id: why).
+    pub(super) fn unreadable(&self) -> Vec<String> {
+        self.unreadable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Refuses (503) while the watchlists are not known: checked before events are
     /// published, so none is acknowledged that could not be matched.
     pub(super) fn ready(&self) -> Result<(), ApiError> {
         self.matcher().map(|_| ())
     }
 
-    /// Matches `events` (each with its log sequence), acknowledged by the log, and
-    /// records their alerts; how many were new.
-    pub(super) async fn raise(&self, events: &[(u64, &Event)]) -> Result<u64, ApiError> {
+    /// Matches `events` against the watchlists (503 while they are not known),
+    /// publishes them to the log, each that raised an alert marked for its indexer
+    /// (`sightline_cluster::log::ALERT_HEADER`: the indexer records the cluster id it
+    /// gives the event), and, once the log acknowledged them all, records their
+    /// alerts: the PubAcks (in the order of `events`) and how many alerts were new.
+    ///
+    /// On a task of its own: a client that goes away once its events are sent (a
+    /// timeout, a closed connection) does not cancel the publishing or the alerts'
+    /// write half-way, which would leave acknowledged events in the log without the
+    /// alerts they raised.
+    pub(super) async fn publish(
+        self: &Arc<Self>,
+        publisher: &Publisher,
+        events: Vec<Event>,
+    ) -> Result<(Vec<Published>, u64), ApiError> {
+        let (alerting, publisher) = (self.clone(), publisher.clone());
+        tokio::spawn(async move { alerting.publish_now(&publisher, &events).await })
+            .await
+            .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
+    }
+
+    async fn publish_now(
+        &self,
+        publisher: &Publisher,
+        events: &[Event],
+    ) -> Result<(Vec<Published>, u64), ApiError> {
         let matcher = self.matcher()?;
         let now_ms = crate::now_ms();
         // Matching (wildcard and fuzzy entries, OCR distances) is CPU work: on the
         // blocking pool, as `serve` matches, not on the connections' executor.
-        let events: Vec<(u64, Event)> = events.iter().map(|(s, e)| (*s, (*e).clone())).collect();
-        let alerts = tokio::task::spawn_blocking(move || matched(&matcher, &events, now_ms))
+        let owned = events.to_vec();
+        let (alerted, alerts) =
+            tokio::task::spawn_blocking(move || matched(&matcher, &owned, now_ms))
+                .await
+                .map_err(|e| ApiError::internal(format!("watchlist matching failed: {e}")))?;
+        let published = publisher
+            .publish_marked(events, &alerted)
             .await
-            .map_err(|e| ApiError::internal(format!("watchlist matching failed: {e}")))?;
+            .map_err(|e| {
+                ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
+            })?;
         if alerts.is_empty() {
-            return Ok(0);
+            return Ok((published, 0));
         }
-        on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))
+        let new = on_meta!(self.catalog, "record alerts", |m| m.add_alerts(&alerts))?;
+        Ok((published, new))
     }
 }
 
-/// The alerts `events` (each with its log sequence) raise at `now_ms`.
-fn matched(matcher: &Matcher, events: &[(u64, Event)], now_ms: i64) -> Vec<NewAlert> {
-    let mut alerts = Vec::new();
-    for (seq, e) in events {
+/// The alerts `events` raise at `now_ms`, and the indexes of the events that raised
+/// one (ascending).
+fn matched(matcher: &Matcher, events: &[Event], now_ms: i64) -> (Vec<usize>, Vec<NewAlert>) {
+    let (mut alerted, mut alerts) = (Vec::new(), Vec::new());
+    for (i, e) in events.iter().enumerate() {
         let (lists, _) = matcher.matches(e, now_ms);
         if lists.is_empty() {
             continue;
         }
+        alerted.push(i);
         let msg_id = payload::message_id(e, &payload::encode(e));
-        let mut json = crate::http::out::event_json(*seq, e);
+        // Its cluster id is not known yet (the reader fills it in once the indexer
+        // has recorded it).
+        let mut json = crate::http::out::event_json(0, e);
         json["id"] = Value::Null;
         for w in lists {
             // Its id is the table's, set as it is read.
-            let mut alert = alert_json(0, w, *seq, e, &json, now_ms);
+            let mut alert = alert_json(0, w, 0, e, &json, now_ms);
             alert["event_id"] = Value::Null;
             alerts.push(NewAlert {
                 watchlist: w.id.clone(),
@@ -167,5 +228,5 @@ fn matched(matcher: &Matcher, events: &[(u64, Event)], now_ms: i64) -> Vec<NewAl
             });
         }
     }
-    alerts
+    (alerted, alerts)
 }

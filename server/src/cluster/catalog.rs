@@ -32,6 +32,9 @@ pub(super) struct Catalog {
     /// The bound of each call.
     pub(super) within: Duration,
     meta: tokio::sync::Mutex<Option<Meta>>,
+    /// What readers waiting for alerts watch (`super::watchlists::AlertHead`), made
+    /// on the first wait.
+    pub(super) alert_head: std::sync::OnceLock<std::sync::Arc<super::watchlists::AlertHead>>,
 }
 
 /// A failed call: PostgreSQL away, slow or refusing.
@@ -45,6 +48,17 @@ impl Catalog {
             conninfo: config.postgres.clone(),
             within: config.lease(),
             meta: tokio::sync::Mutex::new(None),
+            alert_head: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Another catalog on a connection of its own, to the same database.
+    pub(super) fn sibling(&self) -> Catalog {
+        Catalog {
+            conninfo: self.conninfo.clone(),
+            within: self.within,
+            meta: tokio::sync::Mutex::new(None),
+            alert_head: std::sync::OnceLock::new(),
         }
     }
 

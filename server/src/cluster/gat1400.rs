@@ -958,17 +958,9 @@ async fn keep(
         })
         .collect();
     if !valid.is_empty() {
-        node.alerting.ready()?;
-        let published = node.publisher.publish(&valid).await.map_err(|e| {
-            ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
-        })?;
-        // As `POST /v1/events` raises them (`super::alerting`).
-        let acknowledged: Vec<(u64, &Event)> = published
-            .iter()
-            .zip(&valid)
-            .map(|(p, e)| (p.seq, e))
-            .collect();
-        node.alerting.raise(&acknowledged).await?;
+        // Published and their alerts raised as `POST /v1/events` does
+        // (`super::alerting`).
+        node.alerting.publish(&node.publisher, valid).await?;
     }
     Ok(fates
         .iter()

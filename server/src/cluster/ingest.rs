@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
@@ -100,7 +100,8 @@ pub async fn run_ingest(
         keys,
         config,
     });
-    super::accept_loop(listener, shutdown, state, handle).await;
+    let max_connections = state.config.max_connections;
+    super::accept_loop(listener, shutdown, state, handle, max_connections).await;
     loading.abort();
     reading.abort();
     watching.abort();
@@ -147,7 +148,8 @@ async fn handle(
             reply(
                 status,
                 json!({"status": said, "role": "ingest", "nats": nats,
-                       "gat1400_age_ms": gat1400_age_ms}),
+                       "gat1400_age_ms": gat1400_age_ms,
+                       "watchlists_unreadable": state.alerting.unreadable()}),
             )
         }
         ("POST", "/v1/events") => match post_events(&state, req).await {
@@ -180,11 +182,16 @@ async fn post_events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));
     let max = state.config.ingest.max_body_bytes;
-    let body = Limited::new(req.into_body(), max)
-        .collect()
-        .await
-        .map_err(|_| ApiError::BodyTooLarge(max))?
-        .to_bytes();
+    // As `serve` reads it: 413 past `max_body_bytes`, 408 past the body timeout or
+    // below the minimum rate (a client trickling a body would hold a slot for good).
+    let (body, _) = crate::http::body::read_paced(
+        req.into_body(),
+        max,
+        None,
+        crate::DEFAULT_BODY_TIMEOUT,
+        crate::DEFAULT_MIN_BODY_RATE,
+    )
+    .await?;
     let now = crate::now_ms();
     let mut valid: Vec<Event> = Vec::new();
     // (position, index into `valid` or why refused), in input order.
@@ -221,20 +228,12 @@ async fn post_events(
     }
     // Not one acknowledged that might raise an alert this node cannot see.
     state.alerting.ready()?;
-    let published = match valid.is_empty() {
-        true => Vec::new(),
-        false => state.publisher.publish(&valid).await.map_err(|e| {
-            ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
-        })?,
+    // The alerts written before the answer; a re-send of the same events (a duplicate
+    // PubAck) writes what an earlier attempt could not, never an alert twice.
+    let (published, alerts) = match valid.is_empty() {
+        true => (Vec::new(), 0),
+        false => state.alerting.publish(&state.publisher, valid).await?,
     };
-    // Written before the answer; a re-send of the same events (a duplicate PubAck)
-    // writes what an earlier attempt could not, never an alert twice.
-    let acknowledged: Vec<(u64, &Event)> = published
-        .iter()
-        .zip(&valid)
-        .map(|(p, e)| (p.seq, e))
-        .collect();
-    let alerts = state.alerting.raise(&acknowledged).await?;
     let (mut stored, mut duplicates, mut ids, mut errors) =
         (0usize, 0usize, Vec::new(), Vec::new());
     for (_, fate) in fates {

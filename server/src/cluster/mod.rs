@@ -49,12 +49,15 @@ pub use query::run_query;
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves: each accepted connection
 /// (`TCP_NODELAY`) on a task of its own, each request answered by
-/// `handle(state, request)`. The loop all three listeners share.
+/// `handle(state, request)`, at most `max_connections` at once (lowered to what the
+/// open-file limit allows, as `serve` does: past it nothing is accepted until one
+/// closes). The loop all three listeners share.
 async fn accept_loop<S, B, F, Fut>(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
     state: std::sync::Arc<S>,
     handle: F,
+    max_connections: usize,
 ) where
     S: Send + Sync + 'static,
     F: Fn(std::sync::Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
@@ -66,13 +69,31 @@ async fn accept_loop<S, B, F, Fut>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(shutdown);
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(crate::serve::connection_limit(
+        max_connections,
+    )));
+    let mut backoff = crate::serve::ACCEPT_BACKOFF_MIN;
     loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff = crate::serve::ACCEPT_BACKOFF_MIN;
+                    a
+                }
+                // Out of descriptors (EMFILE) or the like: retried at once, the loop
+                // would spin a core; wait, longer each time, as `serve` does.
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(crate::serve::ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
@@ -80,6 +101,7 @@ async fn accept_loop<S, B, F, Fut>(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
+            let _open = permit;
             // Who is on the other end (the GA/T 1400 gateway binds a registration to
             // its address, as `serve`'s does).
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {

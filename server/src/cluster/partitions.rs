@@ -38,7 +38,14 @@ pub async fn run_index(
     let held = Held::new(&config.owner());
     tracing::info!(%addr, "answering partition requests");
     let token = config.partition_token.clone();
-    let serving = tokio::spawn(serve_partitions(listener, held.clone(), "index", token));
+    let most = config.max_connections;
+    let serving = tokio::spawn(serve_partitions(
+        listener,
+        held.clone(),
+        "index",
+        token,
+        most,
+    ));
     let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
         .await
         .map_err(|e| e.to_string());
@@ -59,12 +66,13 @@ struct Listener {
 /// Answers partition requests on `listener` from `held`, until the process ends;
 /// `role` is what its health says it is. With `token` (the cluster's
 /// `partition_token`), `POST /v1/partition` without it as a bearer token is refused
-/// 401 before its body is read.
+/// 401 before its body is read. At most `max_connections` connections at once.
 pub async fn serve_partitions(
     listener: tokio::net::TcpListener,
     held: Arc<Held>,
     role: &'static str,
     token: Option<String>,
+    max_connections: usize,
 ) {
     let state = Arc::new(Listener {
         held,
@@ -72,7 +80,14 @@ pub async fn serve_partitions(
         role,
         token_sha256: token.map(|t| crate::auth::sha256_hex(t.as_bytes())),
     });
-    super::accept_loop(listener, std::future::pending(), state, handle).await;
+    super::accept_loop(
+        listener,
+        std::future::pending(),
+        state,
+        handle,
+        max_connections,
+    )
+    .await;
 }
 
 async fn handle(

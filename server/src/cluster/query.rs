@@ -192,7 +192,14 @@ pub async fn run_query(
                 .map_err(|e| format!("query.serve bound to {serve_addr}: {e}"))?;
             let held = Held::new(&config.owner());
             let token = config.partition_token.clone();
-            tokio::spawn(super::serve_partitions(serve, held.clone(), "query", token));
+            let most = config.max_connections;
+            tokio::spawn(super::serve_partitions(
+                serve,
+                held.clone(),
+                "query",
+                token,
+                most,
+            ));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
             let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
             let mut stopped = replicas_stopped.clone();
@@ -230,7 +237,8 @@ pub async fn run_query(
         catalog: Catalog::new(&config),
         config,
     });
-    super::accept_loop(listener, shutdown, node, handle).await;
+    let max_connections = node.config.max_connections;
+    super::accept_loop(listener, shutdown, node, handle, max_connections).await;
     loading.abort();
     let _ = stop_sync.send(true);
     let _ = syncing.await;

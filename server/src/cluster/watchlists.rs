@@ -22,8 +22,79 @@ use crate::http::Body;
 use crate::params::Params;
 use crate::watchlists::{handlers, room_for, Watchlist};
 
-/// How often a `GET /v1/alerts` waiting for alerts (`wait`) asks the table again.
+/// How often the highest alert id is read while a `GET /v1/alerts` waits (`wait`).
 const ALERTS_POLL: Duration = Duration::from_millis(250);
+
+/// The highest alert id, read every [`ALERTS_POLL`] on a connection of its own by
+/// one task per query node, and only while some `GET /v1/alerts` waits: waiting
+/// readers watch it and read the table again only when it passes their cursor, so
+/// a hundred consoles waiting cost PostgreSQL four small reads a second, not four
+/// hundred page reads queued on the catalog's connection.
+pub(super) struct AlertHead {
+    latest: tokio::sync::watch::Sender<u64>,
+    waiters: std::sync::atomic::AtomicUsize,
+    wake: tokio::sync::Notify,
+}
+
+/// A reader waiting: counted while it lives.
+struct Waiting<'a>(&'a AlertHead);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl AlertHead {
+    fn start(catalog: Catalog) -> std::sync::Arc<AlertHead> {
+        let head = std::sync::Arc::new(AlertHead {
+            latest: tokio::sync::watch::Sender::new(0),
+            waiters: std::sync::atomic::AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
+        });
+        let h = head.clone();
+        tokio::spawn(async move {
+            loop {
+                // Registered before the count is read: a reader arriving between
+                // the two wakes it.
+                let woken = h.wake.notified();
+                if h.waiters.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    woken.await;
+                    continue;
+                }
+                let read =
+                    async { on_meta!(catalog, "read the last alert id", |m| m.last_alert_id()) };
+                match read.await {
+                    Ok(id) => {
+                        h.latest.send_if_modified(|v| match id > *v {
+                            true => {
+                                *v = id;
+                                true
+                            }
+                            false => false,
+                        });
+                    }
+                    Err(e) => tracing::debug!(error = %e, "the last alert id not read"),
+                }
+                tokio::time::sleep(ALERTS_POLL).await;
+            }
+        });
+        head
+    }
+
+    /// Waits until an alert past `after` exists, or `deadline`.
+    async fn wait_past(&self, after: u64, deadline: Instant) {
+        let mut latest = self.latest.subscribe();
+        self.waiters
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _waiting = Waiting(self);
+        self.wake.notify_one();
+        let until = tokio::time::Instant::from_std(deadline);
+        let _ = tokio::time::timeout_at(until, latest.wait_for(|&id| id > after)).await;
+    }
+}
 
 /// A stored list as `serve` has it.
 pub(crate) fn watchlist_of_row(row: WatchlistRow) -> Result<Watchlist, ApiError> {
@@ -52,6 +123,23 @@ fn row_of(w: &Watchlist) -> WatchlistRow {
 
 impl Catalog {
     /// Every watchlist of the table.
+    /// The lists whose rows read, and (id: why) of those whose stored entries do not
+    /// (written by hand or by a newer version): the ingest nodes' matcher goes on with
+    /// the rest and says which it lacks, rather than refusing every event for one row.
+    pub(super) async fn readable_watchlists(
+        &self,
+    ) -> Result<(Vec<Watchlist>, Vec<String>), ApiError> {
+        let (mut lists, mut unreadable) = (Vec::new(), Vec::new());
+        for row in on_meta!(self, "read watchlists", |m| m.watchlists())? {
+            let id = row.id.clone();
+            match watchlist_of_row(row) {
+                Ok(w) => lists.push(w),
+                Err(e) => unreadable.push(format!("{id}: {e}")),
+            }
+        }
+        Ok((lists, unreadable))
+    }
+
     pub(super) async fn watchlists(&self) -> Result<Vec<Watchlist>, ApiError> {
         on_meta!(self, "read watchlists", |m| m.watchlists())?
             .into_iter()
@@ -86,9 +174,9 @@ impl Catalog {
         caller: &Caller,
         id: String,
     ) -> Result<Value, ApiError> {
-        let covered = self
-            .watchlists()
-            .await?
+        // The rows as stored: a list whose entries do not read can still be deleted
+        // by a key its scope covers.
+        let covered = on_meta!(self, "read watchlists", |m| m.watchlists())?
             .iter()
             .any(|w| w.id == id && caller.covers(w.scope.as_deref()));
         if !covered || !on_meta!(self, "delete a watchlist", |m| m.delete_watchlist(&id))? {
@@ -100,7 +188,8 @@ impl Catalog {
     /// `GET /v1/alerts?after=&limit=&wait=`: `serve`'s cursor and answer over the
     /// `alerts` table (written by the ingest nodes: `super::alerting`), of `caller`'s
     /// communities and, for a scoped key, of the lists it covers; waiting up to
-    /// `wait` for some, asking the table every [`ALERTS_POLL`].
+    /// `wait` for some, reading the table again whenever the node's [`AlertHead`]
+    /// passes the cursor.
     pub(super) async fn alerts(
         &self,
         caller: &Caller,
@@ -111,12 +200,22 @@ impl Catalog {
         let deadline = Instant::now() + wait;
         let scope = caller.communities.as_deref();
         loop {
+            // Every alert up to it was committed before the read below: one past it
+            // is what a wait is for (alerts of communities out of a key's scope are
+            // not read at all, so the cursor alone would wake the wait at once).
+            let seen = self.alert_head.get().map_or(0, |h| *h.latest.borrow());
             let rows = on_meta!(self, "read alerts", |m| m.alerts_after(after, limit, scope))?;
             let mut all = Vec::with_capacity(rows.len());
-            for (id, body) in rows {
+            for (id, body, event_id) in rows {
                 let mut v: Value = serde_json::from_str(&body)
                     .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
                 v["id"] = id.into();
+                // The cluster id, once the event's indexer has recorded it
+                // (`sightline_cluster::alerts`); `null` until then.
+                if let Some(e) = event_id {
+                    v["event_id"] = e.into();
+                    v["event"]["id"] = e.into();
+                }
                 all.push(v);
             }
             let scanned = handlers::last_id(&all);
@@ -137,7 +236,13 @@ impl Catalog {
                 after = next;
                 continue;
             }
-            tokio::time::sleep(ALERTS_POLL.min(deadline - now)).await;
+            let head = self
+                .alert_head
+                .get_or_init(|| AlertHead::start(self.sibling()));
+            // An alert past the cursor, or the deadline: the page read again (at the
+            // deadline that read answers, or its error: a PostgreSQL away is 503, not
+            // an empty page).
+            head.wait_past(after.max(seen), deadline).await;
         }
     }
 }

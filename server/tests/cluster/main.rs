@@ -37,6 +37,7 @@ use sightline_testkit::{call, wait_until};
 mod console;
 mod feed;
 mod gat1400;
+mod limits;
 mod watch;
 
 /// The tests share two cores: one cluster at a time.
@@ -60,6 +61,8 @@ struct Env {
     next: usize,
     /// Lines added to the `[query]` table of the nodes spawned from now on.
     query_extra: String,
+    /// Lines added to every node's `cluster.toml` before its first table.
+    top_extra: String,
 }
 
 /// A `sightline cluster …` child process, killed when dropped.
@@ -114,6 +117,7 @@ impl Env {
             acked: BTreeSet::new(),
             next: 0,
             query_extra: String::new(),
+            top_extra: String::new(),
         };
         eprintln!("engines up in {:?}", started.elapsed());
         env
@@ -132,6 +136,7 @@ impl Env {
 postgres = "{pg}"
 partitions = {PARTITIONS}
 partition_token = "{PARTITION_TOKEN}"
+{top_extra}
 
 [s3]
 endpoint = "{endpoint}"
@@ -167,6 +172,7 @@ janitor_age_s = 3600
             data = self.dir.path().join(format!("data-{name}")).display(),
             replicas = self.dir.path().join(format!("replicas-{name}")).display(),
             query_extra = self.query_extra,
+            top_extra = self.top_extra,
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();

@@ -285,6 +285,8 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     assert_eq!(status, 201);
     let (_i1, ia) = env.ingest("ingest-1");
     let (_i2, ia2) = env.ingest("ingest-2");
+    // It gives the events their cluster ids, which the alerts then name.
+    let _x1 = env.indexer("index-1", &[]);
     let event = |n: u32, community: &str, subject: &str| {
         json!({"ts": 1_764_547_200_000i64 + i64::from(n) * 1_000, "community": community,
                "device": format!("3205080{}01121000{n:04}", &community[9..]), "kind": "vehicle",
@@ -353,30 +355,56 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     );
     let (_, all) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "");
     assert_eq!(all["alerts"].as_array().unwrap().len(), 6, "{all}");
-    // A reader waiting (`wait`) on query node 2 gets an alert raised meanwhile.
-    let last = all["next_after"].as_u64().unwrap();
-    let (waiter, token) = (qa2, cluster_keys[DETECTIVE].clone());
-    let waiting = std::thread::spawn(move || {
-        let asked = std::time::Instant::now();
-        let got = ask_as(
-            waiter,
-            Some(&token),
+    // Each alert names its event's cluster id once the partition's indexer has
+    // appended it (the alert was written first): the id `GET /v1/events/{id}` answers
+    // with the alert's event, on either query node.
+    let mut named = Value::Null;
+    let ids_named = wait_until(Duration::from_secs(20), || {
+        named = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "").1;
+        named["alerts"]
+            .as_array()
+            .is_some_and(|a| a.len() == 6 && a.iter().all(|x| x["event_id"].is_u64()))
+    });
+    assert!(ids_named, "alerts without their event's id: {named}");
+    for (i, alert) in named["alerts"].as_array().unwrap().iter().enumerate() {
+        let id = alert["event_id"].as_u64().unwrap();
+        assert_eq!(alert["event"]["id"], json!(id), "{alert}");
+        let on = [qa, qa2][i % 2];
+        let (status, event) = ask_as(
+            on,
+            Some(&cluster_keys[HQ]),
             "GET",
-            &format!("/v1/alerts?after={last}&wait=20s"),
+            &format!("/v1/events/{id}"),
             "",
         );
-        (got, asked.elapsed())
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, _) = ask_as(
-        ia2,
-        Some(&cluster_keys[FEED]),
-        "POST",
-        "/v1/events",
-        &event(5, b, "苏E12345"),
-    );
-    assert_eq!(status, 200);
-    let ((status, page), took) = waiting.join().unwrap();
+        assert_eq!(status, 200, "{event}");
+        for field in ["id", "ts", "community", "device", "subject", "attrs"] {
+            assert_eq!(
+                event[field], alert["event"][field],
+                "{field}: {event} {alert}"
+            );
+        }
+    }
+    // A reader waiting (`wait`) as `key` on `on` after `after` while `sent` is sent to
+    // ingest node 2 (half a second into the wait): its answer and how long it took.
+    let wait_through = |on, key: usize, after: u64, wait: &str, sent: String| {
+        let (token, wait) = (cluster_keys[key].clone(), wait.to_string());
+        let waiting = std::thread::spawn(move || {
+            let asked = std::time::Instant::now();
+            let target = format!("/v1/alerts?after={after}&wait={wait}");
+            (
+                ask_as(on, Some(&token), "GET", &target, ""),
+                asked.elapsed(),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, _) = ask_as(ia2, Some(&cluster_keys[FEED]), "POST", "/v1/events", &sent);
+        assert_eq!(status, 200);
+        waiting.join().unwrap()
+    };
+    // On query node 2, an alert raised meanwhile.
+    let last = all["next_after"].as_u64().unwrap();
+    let ((status, page), took) = wait_through(qa2, DETECTIVE, last, "20s", event(5, b, "苏E12345"));
     assert_eq!(status, 200);
     let alerts = page["alerts"].as_array().unwrap();
     assert!(
@@ -386,6 +414,15 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         "{page}"
     );
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    // A scoped reader is not woken for good by an alert of a community it does not
+    // see: it waits its time out and answers none.
+    let next = page["next_after"].as_u64().unwrap();
+    let ((status, page), took) = wait_through(qa, DETECTIVE, next, "3s", event(9, c, "苏E9ABC1"));
+    assert_eq!((status, &page["alerts"]), (200, &json!([])), "{page}");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "answered after {took:?}"
+    );
     // A list deleted: no alert from the next event (within the ingest nodes' renewal).
     let seven_b = ask_as(
         qa,
@@ -469,4 +506,74 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         after.last().unwrap()["event"]["attrs"]["source_id"],
         "watch-7"
     );
+
+    // A client that goes away while its alert is being written (PostgreSQL slow, the
+    // events already acknowledged by the log) does not take the alert with it: it is
+    // written once PostgreSQL answers, with no re-send.
+    env.pg.freeze();
+    let body = event(8, a, "苏E12345");
+    let mut gone = std::net::TcpStream::connect(ia).unwrap();
+    std::io::Write::write_all(
+        &mut gone,
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: ingest\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+            cluster_keys[FEED],
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = gone.shutdown(std::net::Shutdown::Both);
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(500));
+    env.pg.thaw();
+    let mut seen = Value::Null;
+    let written = wait_until(Duration::from_secs(20), || {
+        seen = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "").1;
+        seen["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["event"]["attrs"]["source_id"] == "watch-8")
+        })
+    });
+    assert!(written, "the alert of a client gone: {seen}");
+
+    // A watchlist row that does not read (its entries not a list: written by hand):
+    // the ingest nodes match the other lists, name it in their health, and take
+    // events on, rather than refusing every event for one row.
+    env.pg.psql(
+        "INSERT INTO watchlists (id, name, reason, entries) \
+         VALUES ('hand-made', 'hand-made', 'x', '\"not a list\"')",
+    );
+    let mut health = Value::Null;
+    let named = wait_until(Duration::from_secs(20), || {
+        health = ask_as(ia2, None, "GET", "/health", "").1;
+        health["watchlists_unreadable"]
+            .as_array()
+            .is_some_and(|u| u.len() == 1 && u[0].as_str().unwrap().starts_with("hand-made: "))
+    });
+    assert!(named, "{health}");
+    let (status, sent) = ask_as(
+        ia2,
+        Some(&cluster_keys[FEED]),
+        "POST",
+        "/v1/events",
+        &event(10, a, "苏E12345"),
+    );
+    assert_eq!((status, &sent["alerts"]), (200, &json!(1)), "{sent}");
+    // Named in the error of the query nodes' list; deleted by a key that covers it.
+    let (status, listed) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/watchlists", "");
+    assert_eq!(status, 500, "{listed}");
+    assert!(listed.to_string().contains("hand-made"), "{listed}");
+    let (status, deleted) = ask_as(
+        qa,
+        Some(&cluster_keys[HQ]),
+        "DELETE",
+        "/v1/watchlists/hand-made",
+        "",
+    );
+    assert_eq!(status, 200, "{deleted}");
+    let (status, listed) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/watchlists", "");
+    assert_eq!(status, 200, "{listed}");
 }

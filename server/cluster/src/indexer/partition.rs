@@ -16,9 +16,10 @@ use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
 use crate::error::{ClusterError, Result};
+use crate::log::ALERT_HEADER;
 use crate::meta::{bounded, DictChunk, Lease, Meta, SegmentRow};
 use crate::objects::{bundle_key, dict_key, upload_nonce};
-use crate::partition::partition_filter;
+use crate::partition::{event_id, partition_filter};
 use crate::{payload, restore};
 
 /// A partition's local store may hold this much in memory parts before it seals
@@ -59,6 +60,12 @@ struct Partition {
     /// The retention policy the last commit applied (`None`: none yet), and when.
     retention_applied: Option<Option<u32>>,
     retention_at: Instant,
+    /// Alerted events appended whose cluster ids are not recorded yet: (message id,
+    /// event id) each ([`Partition::record_alert_ids`]).
+    alert_ids: Vec<(String, u64)>,
+    /// When recording them last failed (tried again at the next commit, which waits
+    /// for it, or a lease later).
+    alert_ids_failed: Option<Instant>,
 }
 
 /// An idle partition (nothing to commit) applies retention this often (days pass).
@@ -155,6 +162,8 @@ pub(super) async fn run_partition(
         commit_failed: None,
         retention_applied: None,
         retention_at: Instant::now(),
+        alert_ids: Vec::new(),
+        alert_ids_failed: None,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -297,6 +306,10 @@ pub(crate) struct Appended {
     /// Each message taken, in order: its stream sequence and the store's next local
     /// sequence number once it was appended (the replica's consistency check).
     pub(crate) marks: Vec<(u64, u64)>,
+    /// The messages marked as having raised a watchlist alert (`log::ALERT_HEADER`)
+    /// that were stored (or were a duplicate of an event stored before): their
+    /// message id and the cluster id of their event.
+    pub(crate) alerted: Vec<(String, u64)>,
 }
 
 /// The time a log message was stored by the stream (epoch ms): the same for every
@@ -324,8 +337,8 @@ pub(crate) async fn append_messages(
     let p = partition;
     let mut events: Vec<Event> = Vec::with_capacity(messages.len());
     let mut times: Vec<i64> = Vec::with_capacity(messages.len());
-    // (stream sequence, its event's index in `events`)
-    let mut taken: Vec<(u64, Option<usize>)> = Vec::with_capacity(messages.len());
+    // (stream sequence, its event's index in `events`, its message id if alerted)
+    let mut taken: Vec<(u64, Option<usize>, Option<String>)> = Vec::with_capacity(messages.len());
     let mut last: Option<(u64, jetstream::Message)> = None;
     for m in messages {
         let (seq, at) = match m.info() {
@@ -338,17 +351,25 @@ pub(crate) async fn append_messages(
         if seq <= after || last.as_ref().is_some_and(|(s, _)| seq <= *s) {
             continue; // a redelivery
         }
+        let alerted = m.headers.as_ref().and_then(|h| {
+            h.get(ALERT_HEADER)?;
+            Some(
+                h.get(async_nats::header::NATS_MESSAGE_ID)?
+                    .as_str()
+                    .to_owned(),
+            )
+        });
         match payload::decode(&m.payload)
             .map_err(|e| e.to_string())
             .and_then(|input| store.validate_at(input, at).map_err(|e| e.to_string()))
         {
             Ok(e) => {
-                taken.push((seq, Some(events.len())));
+                taken.push((seq, Some(events.len()), alerted));
                 events.push(e);
                 times.push(at);
             }
             Err(e) => {
-                taken.push((seq, None));
+                taken.push((seq, None, None));
                 tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
             }
         }
@@ -370,14 +391,24 @@ pub(crate) async fn append_messages(
     .expect("append task panicked")?;
     let mut next = before;
     let mut marks = Vec::with_capacity(taken.len());
-    for (seq, i) in taken {
+    let mut alerted = Vec::new();
+    for (seq, i, msg_id) in taken {
         if let Some(i) = i {
-            match &results[i] {
-                sightline_storage::Appended::Stored { seq } => next = seq + 1,
-                sightline_storage::Appended::Duplicate { .. } => {}
-                sightline_storage::Appended::Rejected(e) => {
-                    tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped")
+            let local = match &results[i] {
+                sightline_storage::Appended::Stored { seq } => {
+                    next = seq + 1;
+                    Some(*seq)
                 }
+                // A source id stored before (a re-send past the log's dedup window):
+                // the event is the one stored then.
+                sightline_storage::Appended::Duplicate { seq } => Some(*seq),
+                sightline_storage::Appended::Rejected(e) => {
+                    tracing::warn!(partition = p, seq, error = %e, "an event the store refuses; skipped");
+                    None
+                }
+            };
+            if let (Some(local), Some(msg_id)) = (local, msg_id) {
+                alerted.push((msg_id, event_id(p, local)));
             }
         }
         marks.push((seq, next));
@@ -387,6 +418,7 @@ pub(crate) async fn append_messages(
         message,
         events: n,
         marks,
+        alerted,
     }))
 }
 
@@ -461,7 +493,53 @@ impl Partition {
         self.last_seq = appended.seq;
         self.last_msg = Some(appended.message);
         self.since_commit += appended.events.max(1);
+        self.alert_ids.extend(appended.alerted);
+        let retry = self
+            .alert_ids_failed
+            .is_none_or(|t| t.elapsed() >= self.shared.config.lease());
+        if !self.alert_ids.is_empty() && retry {
+            if let Err(e) = self.record_alert_ids().await {
+                tracing::warn!(partition = p, error = %e,
+                    "alerted events' ids not recorded; trying again at the commit");
+            }
+        }
         Ok(())
+    }
+
+    /// Records the cluster ids of the alerted events appended
+    /// (`Meta::add_alert_events`),
+    /// at once after their append so that readers of the alerts see them within a
+    /// fetch, and before every commit: a commit goes ahead only once those of the
+    /// messages it covers are recorded, so a successor replaying from the checkpoint
+    /// never has one to record that it would not see again.
+    async fn record_alert_ids(&mut self) -> Result<()> {
+        if self.alert_ids.is_empty() {
+            return Ok(());
+        }
+        let recorded = match self.reconnect().await {
+            Ok(()) => {
+                let writing = self.meta.add_alert_events(&self.alert_ids);
+                let written = bounded(
+                    self.shared.config.lease(),
+                    "recording alerted events' ids",
+                    writing,
+                )
+                .await;
+                self.meta.given_up(written)
+            }
+            Err(e) => Err(e),
+        };
+        match recorded {
+            Ok(_) => {
+                self.alert_ids.clear();
+                self.alert_ids_failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.alert_ids_failed = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Seal, upload, fenced commit, then ack (the module's doc).
@@ -471,6 +549,7 @@ impl Partition {
         self.last_commit = Instant::now();
         self.reconnect().await?;
         self.settle().await?;
+        self.record_alert_ids().await?;
         // The cluster's retention policy, applied at every commit (`crate::retention`),
         // and on an idle partition when it changed or once a minute.
         let reading = bounded(
