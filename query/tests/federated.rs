@@ -695,6 +695,121 @@ proptest! {
     }
 }
 
+/// A partition that fails every `every`-th call (counting from the first), as a
+/// partition whose replicas and owner are all away for a moment.
+struct Flaky<'a> {
+    inner: Wire<'a>,
+    every: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Partition for Flaky<'_> {
+    fn answer(&self, request: &Request) -> Result<Answer> {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.every > 0 && n.is_multiple_of(self.every) {
+            return Err(QueryError::Remote {
+                message: "away".into(),
+            });
+        }
+        self.inner.answer(request)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The change feed read to its end in pages, through partitions that now and then
+    /// fail, returns every event of the one store (in the scope, of the kind) exactly
+    /// once, each partition's in its own order; then nothing more.
+    #[test]
+    fn the_feed_read_to_its_end_returns_every_event_once(
+        sc in scenario(),
+        scope in scope(),
+        kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
+        limit in 1usize..40,
+        every in prop::sample::select(vec![0usize, 2, 3]),
+        placed in any::<bool>(),
+    ) {
+        let cl = load(&sc);
+        let partitions: Vec<Box<dyn Partition + '_>> = cl
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                Box::new(Flaky {
+                    inner: Wire {
+                        inner: LocalPartition {
+                            id: i as u16,
+                            store: &n.store,
+                            index: &n.index,
+                            vocabulary: Some(&n.vocab),
+                        },
+                        json: i % 2 == 1,
+                    },
+                    // The first partition always answers, so a page never fails whole.
+                    every: if i == 0 { 0 } else { every },
+                    calls: Default::default(),
+                }) as Box<dyn Partition>
+            })
+            .collect();
+        let assign = cl.assign.clone();
+        let placement = placed.then(|| -> federated::Placement<'_> {
+            Box::new(move |code: &str| {
+                (0..COMMUNITIES)
+                    .find(|&c| community(c) == code)
+                    .map_or(0, |c| assign[c as usize])
+            })
+        });
+        let fed = Federation::new(partitions).with_placement(placement);
+        let mut ids = Vec::new();
+        let (_, call) = cl.scoped(&scope, &mut ids);
+        // The one store's feed: every event in the scope, of the kind.
+        let one = &cl.one.store;
+        let rows = one
+            .scan_seq_range(0, one.applied_through(), usize::MAX, scope.as_ref().map(|_| &ids[..]))
+            .unwrap();
+        let rows: Vec<_> = rows.into_iter().map(|(r, _)| r).filter(|r| kind.is_none_or(|k| k == r.kind)).collect();
+        let mut want: Vec<Sighting> = sightings(one, &rows).iter().map(|s| cl.map(s)).collect();
+        want.sort_by_key(|s| s.seq);
+
+        let ask = federated::FeedAsk { after: 0, limit, kind, communities: None };
+        let mut cursor = federated::FeedCursor::start(cl.parts.len() as u16);
+        let mut got: Vec<Sighting> = Vec::new();
+        let mut empty_whole = 0;
+        for _ in 0..10_000 {
+            let page = fed.feed(&call, &cursor, &ask).unwrap();
+            prop_assert!(page.events.len() <= limit);
+            for (p, pos) in cursor.0.iter().enumerate() {
+                prop_assert!(page.next.0[p] >= *pos, "a position went back");
+            }
+            // The cursor as text and back, as a client keeps it.
+            let text = page.next.to_string();
+            let next = federated::FeedCursor::parse(&text, cl.parts.len() as u16).unwrap();
+            prop_assert_eq!(&next, &page.next);
+            let whole = page.unavailable.is_empty();
+            let none = page.events.is_empty();
+            got.extend(page.events.into_iter().map(|(s, _)| s));
+            cursor = next;
+            if none && whole {
+                empty_whole += 1;
+                if empty_whole == 2 {
+                    break;
+                }
+            }
+        }
+        // Each partition's events in its own order.
+        let mut last: HashMap<u16, u64> = HashMap::new();
+        for s in &got {
+            let (p, seq) = split_cluster_id(s.seq);
+            prop_assert!(last.insert(p, seq).is_none_or(|before| before < seq), "out of order");
+        }
+        got.sort_by_key(|s| s.seq);
+        prop_assert_eq!(got, want);
+    }
+}
+
 // ---------------------------------------------------------------- edges
 
 fn small_cluster() -> Cluster {

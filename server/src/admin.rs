@@ -159,7 +159,7 @@ fn set_retention(app: &App, change: Option<&[u8]>) -> Result<Value, ApiError> {
 }
 
 /// The body `{"days": N}` or `{"days": null}`.
-fn retention_days(body: &[u8]) -> Result<Option<u32>, ApiError> {
+pub(crate) fn retention_days(body: &[u8]) -> Result<Option<u32>, ApiError> {
     let o = object(body)?;
     let max = sightline_storage::MAX_RETENTION_DAYS;
     let days = match o.get("days") {

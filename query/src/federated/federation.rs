@@ -6,10 +6,12 @@ use std::time::Instant;
 use sightline_index::IndexError;
 use sightline_storage::Attrs;
 
+use super::feed::{FeedAsk, FeedCursor, FeedPage};
 use super::id::{split_cluster_id, MAX_PARTITIONS};
+use super::stats::PartitionStats;
 use super::trajectory::FederatedTrajectory;
 use super::wire::{Answer, Ask, Partition, Request};
-use super::{check, collision, cooccurrence, patterns, search, trajectory};
+use super::{check, collision, cooccurrence, feed, patterns, search, trajectory};
 use crate::error::{QueryError, Result};
 use crate::{
     Candidate, Collision, CollisionHit, Cooccurrence, CountBucket, Counts, FirstSeen,
@@ -80,6 +82,17 @@ impl<'a> Federation<'a> {
     /// Asks each `(partition, question)` at once; answers in the same order. The
     /// first failure (in partition order) is the answer, naming its partition.
     fn ask(&self, call: &Call, asks: Vec<(u16, Ask)>) -> Result<Vec<(u16, Answer)>> {
+        self.ask_each(call, asks)?
+            .into_iter()
+            .map(|(p, a)| a.map(|a| (p, a)))
+            .collect()
+    }
+
+    /// Asks each `(partition, question)` at once; every partition's answer or failure
+    /// (naming it), in the same order. Fails as a whole only when the deadline has
+    /// passed or a partition does not exist.
+    #[allow(clippy::type_complexity)]
+    fn ask_each(&self, call: &Call, asks: Vec<(u16, Ask)>) -> Result<Vec<(u16, Result<Answer>)>> {
         let budget_ms = match call.deadline {
             None => None,
             Some(d) => {
@@ -110,12 +123,12 @@ impl<'a> Federation<'a> {
             })
             .collect();
         let answer = |r: &Request| {
-            self.partitions[r.partition as usize]
+            let a = self.partitions[r.partition as usize]
                 .answer(r)
-                .map(|a| (r.partition, a))
-                .map_err(|e| surface(r.partition, e))
+                .map_err(|e| surface(r.partition, e));
+            (r.partition, a)
         };
-        let answers: Vec<Result<(u16, Answer)>> = if requests.len() == 1 {
+        let answers: Vec<(u16, Result<Answer>)> = if requests.len() == 1 {
             vec![answer(&requests[0])]
         } else {
             std::thread::scope(|s| {
@@ -132,7 +145,7 @@ impl<'a> Federation<'a> {
                     .collect()
             })
         };
-        answers.into_iter().collect()
+        Ok(answers)
     }
 
     /// The same question of every partition.
@@ -408,6 +421,77 @@ impl<'a> Federation<'a> {
         check::search(q)?;
         let answers = self.ask_all(call, Ask::Search(q.clone()))?;
         search::merge(take!(answers, Answer::Search), q)
+    }
+
+    /// A page of the change feed after `cursor`: at most `ask.limit` events of every
+    /// partition (of those placed to hold `ask.communities`, or the scope's, when
+    /// either names some),
+    /// merged (`feed::merge`); a partition that fails is named in the page and keeps
+    /// its position. `ask.after` is ignored: each partition is asked from its own.
+    pub fn feed(&self, call: &Call, cursor: &FeedCursor, ask: &FeedAsk) -> Result<FeedPage> {
+        if cursor.0.len() != self.partitions.len() {
+            return Err(QueryError::invalid(
+                "cursor",
+                format!(
+                    "{} positions for {} partitions",
+                    cursor.0.len(),
+                    self.partitions.len()
+                ),
+            ));
+        }
+        // Only the partitions placed to hold the communities asked for (else those of
+        // the caller's scope): the others' positions stay.
+        let communities = ask.communities.as_ref().or(call.scope.as_ref());
+        let asked: Vec<u16> = match (communities, &self.placement) {
+            (Some(codes), Some(place)) => {
+                let mut ps: Vec<u16> = codes.iter().map(|c| place(c)).collect();
+                ps.sort_unstable();
+                ps.dedup();
+                ps
+            }
+            _ => (0..self.partitions.len() as u16).collect(),
+        };
+        // Each partition's share of the page, twice over (the page keeps at most
+        // `limit`; a partition with more gives them on the next pages), so a page
+        // of P partitions reads ~2 × `limit` events rather than P × `limit`.
+        let share = ask
+            .limit
+            .div_ceil(asked.len().max(1))
+            .saturating_mul(2)
+            .min(ask.limit);
+        let asks = asked
+            .into_iter()
+            .map(|p| {
+                let one = FeedAsk {
+                    after: cursor.0[usize::from(p)],
+                    limit: share,
+                    ..ask.clone()
+                };
+                (p, Ask::Feed(one))
+            })
+            .collect();
+        let answers = self
+            .ask_each(call, asks)?
+            .into_iter()
+            .map(|(p, a)| {
+                let page = a.and_then(|a| match a {
+                    Answer::Feed(page) => Ok(page),
+                    _ => Err(mismatched(p)),
+                });
+                (p, page)
+            })
+            .collect();
+        Ok(feed::merge(cursor, answers, ask.limit))
+    }
+
+    /// Every partition's statistics, by partition.
+    pub fn stats(&self, call: &Call) -> Result<Vec<(u16, PartitionStats)>> {
+        let answers = self.ask_all(call, Ask::Stats)?;
+        let partitions: Vec<u16> = answers.iter().map(|(p, _)| *p).collect();
+        Ok(partitions
+            .into_iter()
+            .zip(take!(answers, Answer::Stats))
+            .collect())
     }
 
     /// The event with cluster id `id`, asked of its partition only; `None` when no

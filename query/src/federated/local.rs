@@ -93,6 +93,10 @@ impl Partition for LocalPartition<'_> {
                     })
                     .transpose()?,
             ),
+            Ask::Feed(ask) => {
+                Answer::Feed(super::feed::page(self.store, p, scope.as_deref(), ask)?)
+            }
+            Ask::Stats => Answer::Stats(super::stats::PartitionStats::of(self.store)),
         })
     }
 }

@@ -19,20 +19,24 @@ pub(crate) mod check;
 mod collision;
 mod cooccurrence;
 mod federation;
+mod feed;
 mod id;
 mod local;
 mod patterns;
 mod search;
+mod stats;
 mod trajectory;
 mod wire;
 
 pub use cooccurrence::{CandidatePartial, Pass};
 pub use federation::{Call, Federation, Placement};
+pub use feed::{FeedAsk, FeedCursor, FeedPage, FeedPartial};
 pub use id::{cluster_id, split_cluster_id, EventKey, MAX_PARTITIONS, SEQ_BITS};
 pub use local::LocalPartition;
 pub use patterns::{NightPartial, NocturnalPartial};
 pub use search::MatchPartial;
 pub(crate) use search::SearchModeDef;
+pub use stats::PartitionStats;
 pub use trajectory::{FederatedTrajectory, PagePartial, StayEvent, StayRun};
 pub use wire::{Answer, Ask, Failure, Partition, Request};
 

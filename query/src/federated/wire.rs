@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 use sightline_storage::{Attrs, Kind};
 
 use super::cooccurrence::{CandidatePartial, Pass};
+use super::feed::{FeedAsk, FeedPartial};
 use super::id::EventKey;
 use super::patterns::{NightPartial, NocturnalPartial};
 use super::search::MatchPartial;
+use super::stats::PartitionStats;
 use super::trajectory::{PagePartial, StayEvent};
 use crate::error::{QueryError, Result};
 use crate::{
@@ -79,6 +81,10 @@ pub enum Ask {
     Event {
         seq: u64,
     },
+    /// A page of the change feed after a local position.
+    Feed(FeedAsk),
+    /// The partition's statistics.
+    Stats,
 }
 
 /// A partition's partial answer; the variant answers the [`Ask`] of the same name.
@@ -100,6 +106,8 @@ pub enum Answer {
     Search(Vec<MatchPartial>),
     /// The event with its cluster id, and its attributes.
     Event(Option<(Sighting, Attrs)>),
+    Feed(FeedPartial),
+    Stats(PartitionStats),
 }
 
 /// One partition as a query node reaches it: in process ([`super::LocalPartition`]) or,

@@ -39,6 +39,7 @@ pub mod partition;
 pub mod payload;
 pub mod replica;
 pub mod restore;
+pub mod retention;
 pub mod serving;
 pub mod watchlists;
 

@@ -1,7 +1,8 @@
 //! PostgreSQL: leases, checkpoints and the catalog of committed segments.
 //!
 //! ```sql
-//! cluster_meta (key PRIMARY KEY, value)            -- 'partitions' = P, set once
+//! cluster_meta (key PRIMARY KEY, value)            -- 'partitions' = P, set once;
+//!                                                    -- 'retention_days' (absent: keep all)
 //! leases   (partition PRIMARY KEY, owner, epoch, expires_at, checkpoint_seq, dict_bytes)
 //! members  (owner PRIMARY KEY, expires_at, address) -- live indexers (fair share; where
 //!                                                   --   query nodes reach them)
@@ -535,6 +536,49 @@ impl Meta {
             .get(0);
         v.parse()
             .map_err(|_| ClusterError::Config(format!("cluster_meta partitions = {v:?}")))
+    }
+
+    /// The cluster's retention policy in days (`cluster_meta` `retention_days`;
+    /// `None`: keep everything, also when never set).
+    pub async fn retention_days(&self) -> Result<Option<u32>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value FROM cluster_meta WHERE key = 'retention_days'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read retention"))?;
+        match row.map(|r| r.get::<_, String>(0)) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ClusterError::Config(format!("cluster_meta retention_days = {v:?}"))),
+        }
+    }
+
+    /// Sets the retention policy (`None`: keep everything) for every partition: the
+    /// indexers apply it at their next commit, the replicas at their next maintenance.
+    pub async fn set_retention_days(&self, days: Option<u32>) -> Result<()> {
+        let change = match days {
+            Some(d) => {
+                self.client
+                    .execute(
+                        "INSERT INTO cluster_meta (key, value) VALUES ('retention_days', $1) \
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        &[&d.to_string()],
+                    )
+                    .await
+            }
+            None => {
+                self.client
+                    .execute("DELETE FROM cluster_meta WHERE key = 'retention_days'", &[])
+                    .await
+            }
+        };
+        change.map_err(ClusterError::pg("set retention"))?;
+        Ok(())
     }
 
     /// Says `owner` is alive for `ttl_ms` and answers partition requests at

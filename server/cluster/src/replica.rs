@@ -104,6 +104,9 @@ struct Shared {
     /// The node's segment cache (`query.segment_cache_bytes` > 0): replicas restore
     /// without their segment files and fetch each on first use into it.
     cache: Option<Arc<SegmentCache>>,
+    /// The cluster's retention policy as last read (`crate::retention`), applied by
+    /// every replica at its maintenance, and at once when it changes.
+    retention: watch::Sender<Option<u32>>,
 }
 
 /// How far one replica has read the log (reported by the query node's `/health`).
@@ -203,6 +206,7 @@ pub async fn run(
         held,
         status,
         commits: watch::channel(HashMap::new()).0,
+        retention: watch::channel(None).0,
         config: config.clone(),
         cache,
     });
@@ -277,6 +281,21 @@ pub async fn run(
                 continue;
             }
         };
+        match tokio::time::timeout(config.lease(), m.retention_days()).await {
+            Ok(Ok(days)) => {
+                shared
+                    .retention
+                    .send_if_modified(|d| std::mem::replace(d, days) != days);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention policy not read"),
+            Err(_) => {
+                tracing::warn!(
+                    "reading the retention policy timed out; a new connection at the next tick"
+                );
+                meta = None;
+                continue;
+            }
+        }
         let plan = assign(&member, &members, partitions, config.query.replicas);
         if !plan.take.is_empty() {
             let take: Vec<u32> = plan.take.iter().copied().collect();
@@ -696,6 +715,7 @@ async fn follow(
     };
     f.report();
     let mut last_maintained = Instant::now();
+    let mut retention_applied = None;
     'consumer: loop {
         if *stop.borrow() {
             return Ok(());
@@ -732,10 +752,17 @@ async fn follow(
             }
         };
         loop {
-            if last_maintained.elapsed() >= MAINTAIN_EVERY {
+            let retention = *shared.retention.borrow();
+            if last_maintained.elapsed() >= MAINTAIN_EVERY || retention != retention_applied {
                 last_maintained = Instant::now();
+                retention_applied = retention;
                 let s = store.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || s.maintain())
+                // Retention between appends, on this task (`crate::retention::apply`).
+                let maintain = move || {
+                    s.maintain()?;
+                    crate::retention::apply(&s, retention).map(|_| ())
+                };
+                if let Err(e) = tokio::task::spawn_blocking(maintain)
                     .await
                     .expect("maintenance task panicked")
                 {

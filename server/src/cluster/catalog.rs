@@ -97,6 +97,17 @@ macro_rules! on_meta {
 pub(super) use on_meta;
 
 impl Catalog {
+    /// The cluster's retention policy in days (`None`: keep everything).
+    pub(super) async fn retention_days(&self) -> Result<Option<u32>, ApiError> {
+        on_meta!(self, "read the retention policy", |m| m.retention_days())
+    }
+
+    /// Sets it (`super::feed::retention`).
+    pub(super) async fn set_retention_days(&self, days: Option<u32>) -> Result<(), ApiError> {
+        on_meta!(self, "set the retention policy", |m| m
+            .set_retention_days(days))
+    }
+
     /// `GET /v1/communities`: those `caller` sees.
     pub(super) async fn communities(&self, caller: &Caller) -> Result<(Value, usize), ApiError> {
         let all = on_meta!(self, "read communities", |m| m.communities())?;

@@ -15,12 +15,15 @@
 //!   through a `Federation` of remote partitions, and the console's files.
 //! * [`service`]: what else a query node answers for the console (`/v1/whoami`, the
 //!   catalog, `/v1/audit`), and 501 `not_in_cluster` for the rest of `serve`'s API.
+//! * [`feed`]: `GET /v1/feed` (a cursor of a position per partition) and `GET
+//!   /v1/admin/stats` on query nodes, over the federation.
 //! * [`catalog`]: communities and devices in the cluster's PostgreSQL, as `serve`
 //!   checks and writes them.
 
 mod alerting;
 mod catalog;
 mod devices;
+mod feed;
 mod gat1400;
 mod ingest;
 mod key_admin;

@@ -27,9 +27,12 @@
 //!   and objects as uploaded, from object storage (`super::pictures`);
 //! * `GET /health` (no key).
 //!
-//! Every other endpoint of `serve`'s API (keys, watchlists, alerts, the feed,
-//! subscriptions, administration, GA/T 1400, which ingest nodes take; ingest, too)
-//! is answered 501 `not_in_cluster` naming it; a path `serve` does not have, 404.
+//! * in `super::feed` (through `super::service`): `GET /v1/feed` (its cursor a
+//!   position per partition), `GET /v1/admin/stats`, `GET/PUT /v1/admin/retention`.
+//!
+//! Every other endpoint of `serve`'s API (subscriptions, GA/T 1400, which ingest
+//! nodes take; ingest, too) is answered 501 `not_in_cluster` naming it; a path
+//! `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or
@@ -82,7 +85,9 @@ pub(super) struct QueryNode {
     config: ClusterConfig,
     partitions: u16,
     directory: Arc<Directory>,
-    slots: Arc<tokio::sync::Semaphore>,
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
+    /// Server-Sent Event streams of the feed open now (`super::feed::MAX_STREAMS`).
+    pub(super) feed_streams: Arc<tokio::sync::Semaphore>,
     /// This node's read replicas (`None` with `query.replicas = 0`).
     held: Option<Arc<Held>>,
     /// How far each of them has read the log.
@@ -98,7 +103,7 @@ pub(super) struct QueryNode {
 }
 
 impl QueryNode {
-    fn federation(&self) -> Federation<'static> {
+    pub(super) fn federation(&self) -> Federation<'static> {
         let partitions: Vec<Box<dyn Partition>> = (0..self.partitions)
             .map(|id| {
                 Box::new(RemotePartition {
@@ -110,8 +115,13 @@ impl QueryNode {
         Federation::new(partitions)
     }
 
-    fn timeout(&self) -> Duration {
+    pub(super) fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.query.timeout_ms)
+    }
+
+    /// The cluster's partition count, P.
+    pub(super) fn partitions(&self) -> u16 {
+        self.partitions
     }
 
     pub(super) fn max_rows(&self) -> usize {
@@ -226,6 +236,7 @@ pub async fn run_query(
         directory: Directory::start(&config, held.clone()).await,
         partitions,
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
+        feed_streams: Arc::new(tokio::sync::Semaphore::new(super::feed::MAX_STREAMS)),
         held,
         status,
         segment_cache,

@@ -33,6 +33,9 @@ const ANSWERED: &[&str] = &[
     "/v1/watchlists",
     "/v1/watchlists/{id}",
     "/v1/alerts",
+    "/v1/feed",
+    "/v1/admin/stats",
+    "/v1/admin/retention",
 ];
 
 /// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
@@ -167,6 +170,20 @@ pub(super) async fn answer(
             let scope = caller.city_wide();
             change(node, caller, line, req, scope, |_| async move {
                 catalog.revoke_key(caller, &node.keys, arg).await
+            })
+            .await
+        }
+        (Method::GET, "/v1/feed") => {
+            super::feed::get(node, caller, req.headers(), &params, line).await
+        }
+        (Method::GET, "/v1/admin/stats") => super::feed::stats(node).await,
+        (Method::GET, "/v1/admin/retention") => Ok(one(super::feed::retention(node, None).await?)),
+        (Method::PUT, "/v1/admin/retention") => {
+            // Retention drops every community's old shards: a city-wide power, refused
+            // before the body as `serve` refuses it.
+            let scope = caller.city_wide();
+            change(node, caller, line, req, scope, |body| async move {
+                super::feed::retention(node, Some(body)).await
             })
             .await
         }

@@ -178,7 +178,9 @@ fn service(r: &mut Routes) {
         Admin,
         with_body(
             "Change the retention policy: {\"days\": N} or {\"days\": null} (keep everything). \
-         Durable; shards past the new horizon are dropped at once and listed (admin).",
+         Durable; shards past the new horizon are dropped at once and listed (admin). On a \
+         cluster the policy is kept in PostgreSQL and the indexers drop at their next commit \
+         (`dropped_shards`: null).",
             &[],
             || json!({"days": null}),
         ),
@@ -564,8 +566,8 @@ fn community_queries(r: &mut Routes) {
 
 /// The change feed, subscriptions, watchlists and alerts.
 fn feed(r: &mut Routes) {
-    r.get("/v1/feed", Key(Investigate), Refuse, doc("Events in commit order after a cursor (an event id): a page, long-polled with `wait`, or Server-Sent Events with `Accept: text/event-stream` (resumes from `Last-Event-ID`).", params![
-        p("after", false, "0", "Cursor: the last event id processed (0)."),
+    r.get("/v1/feed", Key(Investigate), Refuse, doc("Events in commit order after a cursor (an event id): a page, long-polled with `wait`, or Server-Sent Events with `Accept: text/event-stream` (resumes from `Last-Event-ID`). On a cluster's query node the cursor (`after`, `next_after`, an event's SSE `id`) is a string, a position per partition (`partition:seq.partition:seq…`, `0` the start), each partition in its own commit order, and the page lists in `unavailable` the partitions that did not answer (their positions kept).", params![
+        p("after", false, "0", "Cursor: the last event id processed (0); on a cluster, the previous page's `next_after`."),
         p("limit", false, "100", "Events per page (1000)."),
         p("wait", false, "0s", "Wait up to this long (≤ 60 s) when nothing is new (0)."),
         ONLY_KIND,

@@ -57,6 +57,9 @@ struct Partition {
     connect_after: Option<Instant>,
     /// When the last commit failed, if the one after it has not succeeded yet.
     commit_failed: Option<Instant>,
+    /// The retention policy the last commit applied (`None`: none yet), and when.
+    retention_applied: Option<Option<u32>>,
+    retention_at: Instant,
     /// Alerted events appended whose cluster ids are not recorded yet: (message id,
     /// event id) each ([`Partition::record_alert_ids`]).
     alert_ids: Vec<(String, u64)>,
@@ -66,6 +69,9 @@ struct Partition {
     /// When this owner's last commit with its index took effect (`index.index_upload_ms`).
     index_uploaded: Option<Instant>,
 }
+
+/// An idle partition (nothing to commit) applies retention this often (days pass).
+const RETENTION_IDLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a commit in doubt would have changed ([`Partition::settle`]).
 #[derive(Debug)]
@@ -156,6 +162,8 @@ pub(super) async fn run_partition(
         doubt: None,
         connect_after: None,
         commit_failed: None,
+        retention_applied: None,
+        retention_at: Instant::now(),
         alert_ids: Vec::new(),
         alert_ids_failed: None,
         index_uploaded: None,
@@ -545,7 +553,20 @@ impl Partition {
         self.reconnect().await?;
         self.settle().await?;
         self.record_alert_ids().await?;
-        if self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0 {
+        // The cluster's retention policy, applied at every commit (`crate::retention`),
+        // and on an idle partition when it changed or once a minute.
+        let reading = bounded(
+            self.shared.config.lease(),
+            "reading the retention policy",
+            self.meta.retention_days(),
+        )
+        .await;
+        let retention = self.meta.given_up(reading)?;
+        let retention_due = retention.is_some()
+            && (self.retention_applied != Some(retention)
+                || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY);
+        let idle = self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0;
+        if idle && !retention_due {
             return Ok(());
         }
         let store = self.store.clone();
@@ -563,8 +584,17 @@ impl Partition {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
             // committed and the ones it replaces are taken out of the catalog in the
-            // same transaction; their objects go to the janitor.
+            // same transaction; their objects go to the janitor. Retention's dropped
+            // shards leave the manifest alike.
             store.maintain()?;
+            let dropped = crate::retention::apply_owned(&store, retention)?;
+            if !dropped.is_empty() {
+                tracing::info!(
+                    partition = p,
+                    shards = dropped.len(),
+                    "retention dropped shards"
+                );
+            }
             let manifest = store.catalog().manifest()?;
             let current: HashSet<u64> = manifest
                 .shards
@@ -607,6 +637,12 @@ impl Partition {
         })
         .await
         .expect("seal task panicked")?;
+        if idle && new.is_empty() && replaced.is_empty() && dict.is_empty() {
+            // Retention alone, and it dropped nothing: nothing to commit.
+            self.retention_applied = Some(retention);
+            self.retention_at = Instant::now();
+            return Ok(());
+        }
         // One object for the commit (more past MAX_BUNDLE_BYTES): its new segment
         // files one after another, each upload attempt under a key of its own
         // (`upload_nonce`); a failed commit's objects are left to the janitor.
@@ -755,6 +791,8 @@ impl Partition {
             "committed"
         );
         self.ack().await;
+        self.retention_applied = Some(retention);
+        self.retention_at = Instant::now();
         Ok(())
     }
 
