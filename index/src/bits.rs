@@ -101,10 +101,7 @@ mod tests {
                 wr.put(v, w);
             }
             let b = wr.into_bytes();
-            assert_eq!(
-                b.len() as u64,
-                packed_bytes(vals.len() as u64, w).unwrap()
-            );
+            assert_eq!(b.len() as u64, packed_bytes(vals.len() as u64, w).unwrap());
             // At an odd start too: sections lie anywhere in the file.
             let mut shifted = vec![0xFFu8; 3];
             shifted.extend_from_slice(&b);

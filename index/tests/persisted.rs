@@ -420,7 +420,10 @@ fn damage_in_a_large_checkpoint_is_found_when_read_and_rebuilt_at_the_next_open(
     assert_eq!(record, 28, "widths {:?}", &bytes[64..67]);
     let stats_at = u64::from_le_bytes(bytes[120..128].try_into().unwrap()) as usize;
     let stats_len = u64::from_le_bytes(bytes[128..136].try_into().unwrap()) as usize;
-    assert!(stats_len > 2 * (64 << 10), "{stats_len} bytes of statistics");
+    assert!(
+        stats_len > 2 * (64 << 10),
+        "{stats_len} bytes of statistics"
+    );
     let at = stats_at + 30_000 * record / 8 + 1;
     assert!(at > stats_at + (64 << 10), "past the first chunk: {at}");
     bytes[at] ^= 0x01;
