@@ -2,9 +2,11 @@
 //! sequence number, so a store reopens by reading it instead of every row. The layout
 //! is in `storage/FORMAT.md` ("Index checkpoint"); this module writes and checks it.
 //!
-//! Sections are flat little-endian arrays read in place from the map (subject →
-//! shards is CSR: offsets, then shard numbers), so loading costs a checksum pass and
-//! a structural pass, not a parse into millions of small allocations.
+//! Sections are arrays read in place from the map (subject → shards is CSR: offsets,
+//! then shard numbers), so loading costs a checksum pass and a structural pass, not a
+//! parse into millions of small allocations. Version 3 packs the statistics, offsets
+//! and lists at the bit widths they need (`crate::bits`), written in the header; every
+//! entry is still one O(1) read.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +14,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sightline_storage::io::FileBytes;
 use sightline_storage::{ShardKey, SpanLayout, StorageError};
 
+use crate::bits;
+
 pub(crate) const MAGIC: [u8; 8] = *b"SLINDEX\0";
-/// Version 2 adds the chunk checksums (section 6), so the large sections are checked
-/// a chunk at a time on first read instead of whole at open. Version 1 is still read
-/// (checked whole at open).
-pub(crate) const VERSION: u32 = 2;
-/// Header: fixed fields, then the section table, then its checksum.
-const FIELDS: usize = 64;
-/// The data sections (both versions).
+/// Version 3 packs the statistics, the offsets and the lists at their bit widths.
+/// Version 2 added the chunk checksums (section 6), so the large sections are checked
+/// a chunk at a time on first read instead of whole at open. Versions 1 (checked whole
+/// at open) and 2 are still read.
+pub(crate) const VERSION: u32 = 3;
+/// Header: fixed fields (version 3: then the widths, the time base and the value
+/// counts), then the section table, then its checksum.
+const fn fields_len(version: u32) -> usize {
+    if version >= 3 {
+        96
+    } else {
+        64
+    }
+}
+/// The data sections (every version).
 const SECTIONS: usize = 6;
 const SECTION_ENTRY: usize = 24;
 const fn header_len(version: u32) -> usize {
@@ -27,17 +39,26 @@ const fn header_len(version: u32) -> usize {
         1 => SECTIONS,
         _ => SECTIONS + 1,
     };
-    FIELDS + sections * SECTION_ENTRY + 8
+    fields_len(version) + sections * SECTION_ENTRY + 8
 }
-/// Version 2: the data sections (from the header's end to the chunk checksums) are
+/// Version 2 on: the data sections (from the header's end to the chunk checksums) are
 /// covered by one crc32 per chunk of this many bytes (the last one shorter).
 pub(crate) const CHUNK: usize = 64 << 10;
 /// A shard table entry: community, span, flags, reserved, events.
 const SHARD_ENTRY: usize = 24;
-/// A statistics entry: count, first, last.
-const STATS_ENTRY: usize = 24;
 /// `flags` bit: the shard was dropped by retention (its number stays taken).
 pub(crate) const DROPPED: u32 = 1;
+/// Versions 1 and 2: the widths their flat arrays amount to (statistics count, first,
+/// last; subject offsets, shard numbers; device offsets, communities).
+const FLAT_WIDTHS: Widths = Widths {
+    count: 64,
+    first: 64,
+    last: 64,
+    subject_offset: 64,
+    subject_shard: 32,
+    device_offset: 64,
+    device_community: 32,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -59,6 +80,25 @@ const ALL: [Section; SECTIONS] = [
     Section::DeviceCommunities,
 ];
 
+/// The bit width of each packed field (version 3's header bytes 64..71).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Widths {
+    count: u32,
+    first: u32,
+    last: u32,
+    subject_offset: u32,
+    subject_shard: u32,
+    device_offset: u32,
+    device_community: u32,
+}
+
+impl Widths {
+    /// A statistics record: count, first, last.
+    fn stats(&self) -> u32 {
+        self.count + self.first + self.last
+    }
+}
+
 /// One shard number's entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ShardEntry {
@@ -73,7 +113,7 @@ pub(crate) struct Flat<'a> {
     pub through: u64,
     pub layout: SpanLayout,
     pub shards: &'a [ShardEntry],
-    /// `(count, first_ms, last_ms)` by subject id.
+    /// `(count, first_ms, last_ms)` by subject id; count 0 means none.
     pub stats: &'a [(u64, i64, i64)],
     /// Subject → shard numbers (ascending, live only), CSR.
     pub subject_offsets: &'a [u64],
@@ -94,10 +134,46 @@ pub(crate) fn encode(f: &Flat<'_>) -> Vec<u8> {
     encode_version(f, VERSION)
 }
 
-/// The checkpoint's bytes in format `version` (1 only for tests of reading it).
+/// `values` packed at `w` bits.
+fn packed(values: impl Iterator<Item = u64>, w: u32) -> Vec<u8> {
+    let mut out = bits::Writer::default();
+    for v in values {
+        out.put(v, w);
+    }
+    out.into_bytes()
+}
+
+/// Version 3's statistics: the widths and time base they are packed with, and the
+/// section. Count 0 is written as three zero fields (read back as `(0, i64::MAX,
+/// i64::MIN)`); otherwise first as `first - base`, last as `last - first`.
+fn packed_stats(stats: &[(u64, i64, i64)]) -> (u32, u32, u32, i64, Vec<u8>) {
+    let live = || stats.iter().filter(|s| s.0 > 0);
+    let base = live().map(|s| s.1).min().unwrap_or(0);
+    let from_base = |t: i64| (t as i128 - base as i128) as u64;
+    let span = |&(_, first, last): &(u64, i64, i64)| {
+        assert!(first <= last, "statistics with first {first} > last {last}");
+        (last as i128 - first as i128) as u64
+    };
+    let cw = bits::width(stats.iter().map(|s| s.0).max().unwrap_or(0));
+    let fw = bits::width(live().map(|s| from_base(s.1)).max().unwrap_or(0));
+    let lw = bits::width(live().map(span).max().unwrap_or(0));
+    let mut out = bits::Writer::default();
+    for s in stats {
+        let (f, l) = match s.0 {
+            0 => (0, 0),
+            _ => (from_base(s.1), span(s)),
+        };
+        out.put(s.0, cw);
+        out.put(f, fw);
+        out.put(l, lw);
+    }
+    (cw, fw, lw, base, out.into_bytes())
+}
+
+/// The checkpoint's bytes in format `version` (1 and 2 only for tests of reading them).
 pub(crate) fn encode_version(f: &Flat<'_>, version: u32) -> Vec<u8> {
     let header_len = header_len(version);
-    let mut body: Vec<Vec<u8>> = Vec::with_capacity(SECTIONS);
+    let mut body: Vec<Vec<u8>> = Vec::with_capacity(SECTIONS + 1);
     let mut s = Vec::with_capacity(f.shards.len() * SHARD_ENTRY);
     for e in f.shards {
         s.extend_from_slice(&e.key.community.to_le_bytes());
@@ -107,19 +183,63 @@ pub(crate) fn encode_version(f: &Flat<'_>, version: u32) -> Vec<u8> {
         s.extend_from_slice(&e.events.to_le_bytes());
     }
     body.push(s);
-    let mut s = Vec::with_capacity(f.stats.len() * STATS_ENTRY);
-    for &(count, first, last) in f.stats {
-        s.extend_from_slice(&count.to_le_bytes());
-        s.extend_from_slice(&first.to_le_bytes());
-        s.extend_from_slice(&last.to_le_bytes());
+    // Version 3's extra header fields.
+    let mut extra = Vec::new();
+    if version >= 3 {
+        let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+        let max32 = |v: &[u32]| v.iter().copied().max().unwrap_or(0) as u64;
+        let (cw, fw, lw, base, stats) = packed_stats(f.stats);
+        let w = Widths {
+            count: cw,
+            first: fw,
+            last: lw,
+            subject_offset: bits::width(max(f.subject_offsets)),
+            subject_shard: bits::width(max32(f.subject_shards)),
+            device_offset: bits::width(max(f.device_offsets)),
+            device_community: bits::width(max32(f.device_communities)),
+        };
+        body.push(stats);
+        body.push(packed(f.subject_offsets.iter().copied(), w.subject_offset));
+        body.push(packed(
+            f.subject_shards.iter().map(|&x| x as u64),
+            w.subject_shard,
+        ));
+        body.push(packed(f.device_offsets.iter().copied(), w.device_offset));
+        body.push(packed(
+            f.device_communities.iter().map(|&x| x as u64),
+            w.device_community,
+        ));
+        extra.extend(
+            [
+                w.count,
+                w.first,
+                w.last,
+                w.subject_offset,
+                w.subject_shard,
+                w.device_offset,
+                w.device_community,
+                0,
+            ]
+            .map(|x| x as u8),
+        );
+        extra.extend_from_slice(&base.to_le_bytes());
+        extra.extend_from_slice(&(f.subject_shards.len() as u64).to_le_bytes());
+        extra.extend_from_slice(&(f.device_communities.len() as u64).to_le_bytes());
+    } else {
+        let mut s = Vec::with_capacity(f.stats.len() * 24);
+        for &(count, first, last) in f.stats {
+            s.extend_from_slice(&count.to_le_bytes());
+            s.extend_from_slice(&first.to_le_bytes());
+            s.extend_from_slice(&last.to_le_bytes());
+        }
+        body.push(s);
+        let u64s = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let u32s = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        body.push(u64s(f.subject_offsets));
+        body.push(u32s(f.subject_shards));
+        body.push(u64s(f.device_offsets));
+        body.push(u32s(f.device_communities));
     }
-    body.push(s);
-    let u64s = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let u32s = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    body.push(u64s(f.subject_offsets));
-    body.push(u32s(f.subject_shards));
-    body.push(u64s(f.device_offsets));
-    body.push(u32s(f.device_communities));
 
     if version >= 2 {
         // Chunk checksums over the data sections as they will lie (padded to 8).
@@ -144,7 +264,8 @@ pub(crate) fn encode_version(f: &Flat<'_>, version: u32) -> Vec<u8> {
     out.extend_from_slice(&(f.shards.len() as u64).to_le_bytes());
     out.extend_from_slice(&(f.stats.len() as u64).to_le_bytes());
     out.extend_from_slice(&((f.device_offsets.len().max(1) - 1) as u64).to_le_bytes());
-    debug_assert_eq!(out.len(), FIELDS);
+    out.extend_from_slice(&extra);
+    debug_assert_eq!(out.len(), fields_len(version));
     let mut at = header_len as u64;
     for b in &body {
         out.extend_from_slice(&at.to_le_bytes());
@@ -164,9 +285,26 @@ pub(crate) fn encode_version(f: &Flat<'_>, version: u32) -> Vec<u8> {
     out
 }
 
+/// An array of fixed-width fields read in place: the section's byte offset and width.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    at: usize,
+    width: u32,
+}
+
+impl Packed {
+    fn get(&self, b: &[u8], i: u64) -> u64 {
+        bits::get(b, self.at, i * self.width as u64, self.width)
+    }
+    /// The bytes holding entries `lo..hi`.
+    fn bytes(&self, lo: u64, hi: u64) -> std::ops::Range<usize> {
+        bits::byte_range(self.at, lo, hi, self.width)
+    }
+}
+
 /// A checkpoint read in place. Opening checks the header, the section table, the
-/// small sections (shards, devices) whole, and for version 1 everything; a version 2
-/// file's large sections (statistics, subject offsets and shards) are checked a chunk
+/// small sections (shards, devices) whole, and for version 1 everything; from version
+/// 2 the large sections (statistics, subject offsets and shards) are checked a chunk
 /// at a time on first read (each chunk's crc32, then each list's order and range as it
 /// is read), so opening costs the same whatever the number of subjects. Damage found
 /// then is `StorageError::Corrupt` naming the file, returned by the read.
@@ -181,11 +319,20 @@ pub(crate) struct Checkpoint {
     pub subjects: usize,
     pub devices: usize,
     sections: [(usize, usize); SECTIONS],
-    /// Version 2: where the chunk checksums are, and one bit a chunk once checked.
-    /// Empty for version 1 (checked whole at open).
+    widths: Widths,
+    /// Version 3: the time statistics' first times are offsets from this.
+    first_base: i64,
+    subject_offsets: Packed,
+    subject_shards: Packed,
+    /// How many shard numbers the subject lists hold together (the last offset).
+    subject_values: u64,
+    device_offsets: Packed,
+    device_communities: Packed,
+    /// From version 2: where the chunk checksums are, and one bit a chunk once
+    /// checked. Empty for version 1 (checked whole at open).
     chunk_crcs: usize,
     checked: Box<[AtomicU64]>,
-    /// Version 2: one bit a subject whose list was checked (order and range).
+    /// From version 2: one bit a subject whose list was checked (order and range).
     lists_checked: Box<[AtomicU64]>,
 }
 
@@ -202,6 +349,15 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Bytes of a section of `n` entries of `w` bits: version 3 packs them in whole
+/// words, earlier versions wrote flat arrays (`w` a multiple of 8, no padding).
+fn section_bytes(version: u32, n: u64, w: u32) -> Option<u64> {
+    match version {
+        3.. => bits::packed_bytes(n, w),
+        _ => n.checked_mul(w as u64 / 8),
+    }
 }
 
 impl Checkpoint {
@@ -226,10 +382,10 @@ impl Checkpoint {
             return Err(bad(0, "not an index checkpoint (bad magic bytes)".into()));
         }
         let version = u32_at(b, 8);
-        if version != 1 && version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(bad(
                 8,
-                format!("format version {version}, this build reads 1 and {VERSION}"),
+                format!("format version {version}, this build reads 1 to {VERSION}"),
             ));
         }
         let header = header_len(version);
@@ -255,22 +411,55 @@ impl Checkpoint {
             tz_offset_ms: u64_at(b, 32) as i64,
         };
         let (shards, subjects, devices) = (u64_at(b, 40), u64_at(b, 48), u64_at(b, 56));
-        // Every count must fit the file before anything is sized by it.
         let len = b.len() as u64;
-        if shards > len / SHARD_ENTRY as u64
-            || subjects > len / STATS_ENTRY as u64
-            || devices > len / 8
-        {
+        let (widths, first_base, values) = match version {
+            3.. => {
+                let w = |i: usize| b[64 + i] as u32;
+                let widths = Widths {
+                    count: w(0),
+                    first: w(1),
+                    last: w(2),
+                    subject_offset: w(3),
+                    subject_shard: w(4),
+                    device_offset: w(5),
+                    device_community: w(6),
+                };
+                // Every width 1..=64 (values that are u32 at most 32), the spare byte 0.
+                for i in 0..7 {
+                    let max = if i == 4 || i == 6 { 32 } else { 64 };
+                    if !(1..=max).contains(&w(i)) {
+                        return Err(bad(
+                            64 + i,
+                            format!("field width {} bits (1 to {max} allowed)", w(i)),
+                        ));
+                    }
+                }
+                if w(7) != 0 {
+                    return Err(bad(71, "reserved header byte is not zero".into()));
+                }
+                let values = Some((u64_at(b, 80), u64_at(b, 88)));
+                (widths, u64_at(b, 72) as i64, values)
+            }
+            _ => (FLAT_WIDTHS, 0, None),
+        };
+        // Every count must fit the file before anything is sized by it (every entry
+        // takes at least a bit).
+        let bits_in_file = len.saturating_mul(8);
+        if shards > len / SHARD_ENTRY as u64 || subjects > bits_in_file || devices > bits_in_file {
             return Err(bad(40, "counts larger than the file".into()));
         }
+        if values.is_some_and(|(s, d)| s > bits_in_file || d > bits_in_file) {
+            return Err(bad(80, "value counts larger than the file".into()));
+        }
         let (shards, subjects, devices) = (shards as usize, subjects as usize, devices as usize);
-        // Every section follows the one before and fits; version 2's last is the chunk
-        // checksums.
-        let count = (header - FIELDS - 8) / SECTION_ENTRY;
+        // Every section follows the one before and fits; from version 2 the last is the
+        // chunk checksums.
+        let fields = fields_len(version);
+        let count = (header - fields - 8) / SECTION_ENTRY;
         let mut table = Vec::with_capacity(count);
         let mut end = header;
         for s in 0..count {
-            let at = FIELDS + s * SECTION_ENTRY;
+            let at = fields + s * SECTION_ENTRY;
             let (off, n) = (u64_at(b, at), u64_at(b, at + 8));
             let fits = off == end as u64 && off.checked_add(n).is_some_and(|e| e <= len);
             if !fits {
@@ -296,36 +485,46 @@ impl Checkpoint {
         for s in ALL {
             sections[s as usize] = (table[s as usize].0, table[s as usize].1);
         }
+        // Versions 1 and 2 give the value counts by their sections' lengths.
+        let (subject_values, device_values) = match values {
+            Some(v) => v,
+            None => {
+                let (s, d) = (
+                    sections[Section::SubjectShards as usize].1,
+                    sections[Section::DeviceCommunities as usize].1,
+                );
+                if s % 4 != 0 || d % 4 != 0 {
+                    return Err(bad(
+                        sections[Section::SubjectShards as usize].0,
+                        "values of a partial u32".into(),
+                    ));
+                }
+                ((s / 4) as u64, (d / 4) as u64)
+            }
+        };
+        let w = widths;
         let want = [
-            shards * SHARD_ENTRY,
-            subjects * STATS_ENTRY,
-            (subjects + 1) * 8,
-            usize::MAX,
-            (devices + 1) * 8,
-            usize::MAX,
+            Some(shards as u64 * SHARD_ENTRY as u64),
+            section_bytes(version, subjects as u64, w.stats()),
+            section_bytes(version, subjects as u64 + 1, w.subject_offset),
+            section_bytes(version, subject_values, w.subject_shard),
+            section_bytes(version, devices as u64 + 1, w.device_offset),
+            section_bytes(version, device_values, w.device_community),
         ];
         for s in ALL {
-            let w = want[s as usize];
-            if w != usize::MAX && sections[s as usize].1 != w {
+            let (at, n) = sections[s as usize];
+            if want[s as usize] != Some(n as u64) {
                 return Err(bad(
-                    sections[s as usize].0,
+                    at,
                     format!(
-                        "section {s:?} is {} bytes, {w} expected",
-                        sections[s as usize].1
+                        "section {s:?} is {n} bytes, {:?} expected",
+                        want[s as usize]
                     ),
                 ));
             }
         }
-        if sections[Section::SubjectShards as usize].1 % 4 != 0
-            || sections[Section::DeviceCommunities as usize].1 % 4 != 0
-        {
-            return Err(bad(
-                sections[Section::SubjectShards as usize].0,
-                "values of a partial u32".into(),
-            ));
-        }
-        // Checked whole now: every section in version 1; in version 2 the small ones and
-        // the chunk checksums.
+        // Checked whole now: every section in version 1; from version 2 the small ones
+        // and the chunk checksums.
         let whole: &[usize] = match version {
             1 => &[0, 1, 2, 3, 4, 5],
             _ => &[0, 4, 5, 6],
@@ -350,6 +549,10 @@ impl Checkpoint {
                 (off, data.div_ceil(CHUNK))
             }
         };
+        let packed = |s: Section, width: u32| Packed {
+            at: sections[s as usize].0,
+            width,
+        };
         let mut cp = Checkpoint {
             path: path.to_path_buf(),
             bytes,
@@ -360,6 +563,13 @@ impl Checkpoint {
             subjects,
             devices,
             sections,
+            widths,
+            first_base,
+            subject_offsets: packed(Section::SubjectOffsets, w.subject_offset),
+            subject_shards: packed(Section::SubjectShards, w.subject_shard),
+            subject_values,
+            device_offsets: packed(Section::DeviceOffsets, w.device_offset),
+            device_communities: packed(Section::DeviceCommunities, w.device_community),
             chunk_crcs,
             checked: (0..chunks.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
@@ -393,23 +603,24 @@ impl Checkpoint {
             });
         }
         cp.check_csr(
-            Section::DeviceOffsets,
-            Section::DeviceCommunities,
+            cp.device_offsets,
+            cp.device_communities,
             devices,
+            device_values,
             |_| true,
         )?;
         match version {
             1 => cp.check_subjects()?,
             _ => {
                 // The subject offsets' ends: the first 0, the last every value.
-                let (oat, _) = sections[Section::SubjectOffsets as usize];
-                let total = (sections[Section::SubjectShards as usize].1 / 4) as u64;
-                cp.check_chunks(oat..oat + 8)?;
-                cp.check_chunks(oat + subjects * 8..oat + subjects * 8 + 8)?;
-                if u64_at(&cp.bytes, oat) != 0 || u64_at(&cp.bytes, oat + subjects * 8) != total {
+                let o = cp.subject_offsets;
+                cp.check_chunks(o.bytes(0, 1))?;
+                let n = subjects as u64;
+                cp.check_chunks(o.bytes(n, n + 1))?;
+                if o.get(&cp.bytes, 0) != 0 || o.get(&cp.bytes, n) != subject_values {
                     return Err(Self::corrupt(
                         path,
-                        oat,
+                        o.at,
                         "subject offsets do not run from 0 to the values' count",
                     ));
                 }
@@ -419,7 +630,7 @@ impl Checkpoint {
     }
 
     /// Checks every byte and every list now (what version 1 did at open): for `sightline
-    /// check` and tests. Version 2 reads check the same things a part at a time.
+    /// check` and tests. Later versions' reads check the same things a part at a time.
     pub fn check_all(&self) -> Result<(), StorageError> {
         if self.chunk_crcs != 0 {
             self.check_chunks(self.sections[0].0..self.chunk_crcs)?;
@@ -431,9 +642,10 @@ impl Checkpoint {
     /// The subject lists and statistics, whole.
     fn check_subjects(&self) -> Result<(), StorageError> {
         self.check_csr(
-            Section::SubjectOffsets,
-            Section::SubjectShards,
+            self.subject_offsets,
+            self.subject_shards,
             self.subjects,
+            self.subject_values,
             |n| (n as usize) < self.shards.len() && !self.shards[n as usize].dropped,
         )?;
         for s in 0..self.subjects {
@@ -442,7 +654,7 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Version 2: checks each chunk `range` of the file touches that is not yet
+    /// From version 2: checks each chunk `range` of the file touches that is not yet
     /// checked (no-op for version 1, checked whole at open).
     fn check_chunks(&self, range: std::ops::Range<usize>) -> Result<(), StorageError> {
         if self.chunk_crcs == 0 || range.is_empty() {
@@ -473,61 +685,64 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Offsets ascending from 0 to the values' count; each list ascending and `ok`.
+    /// Offsets ascending from 0 to the values' count `total`; each list ascending and
+    /// `ok`.
     fn check_csr(
         &self,
-        offsets: Section,
-        values: Section,
+        offsets: Packed,
+        values: Packed,
         n: usize,
+        total: u64,
         ok: impl Fn(u32) -> bool,
     ) -> Result<(), StorageError> {
-        let (oat, _) = self.sections[offsets as usize];
-        let (vat, vlen) = self.sections[values as usize];
-        let total = (vlen / 4) as u64;
         let b = &self.bytes[..];
         let mut prev = 0u64;
-        if u64_at(b, oat) != 0 {
-            return Err(Self::corrupt(&self.path, oat, "offsets do not start at 0"));
+        if offsets.get(b, 0) != 0 {
+            return Err(Self::corrupt(
+                &self.path,
+                offsets.at,
+                "offsets do not start at 0",
+            ));
         }
         for i in 1..=n {
-            let o = u64_at(b, oat + i * 8);
+            let o = offsets.get(b, i as u64);
             if o < prev || o > total {
                 return Err(Self::corrupt(
                     &self.path,
-                    oat + i * 8,
+                    offsets.bytes(i as u64, i as u64 + 1).start,
                     "offsets out of order",
                 ));
             }
-            self.check_list(vat, prev, o, i - 1, &ok)?;
+            self.check_list(values, prev, o, i - 1, &ok)?;
             prev = o;
         }
         if prev != total {
             return Err(Self::corrupt(
                 &self.path,
-                oat,
+                offsets.at,
                 "offsets do not cover the values",
             ));
         }
         Ok(())
     }
 
-    /// List `i`, values `lo..hi` of the section at `vat`: ascending and `ok`.
+    /// List `i`, values `lo..hi` of `values`: ascending and `ok`.
     fn check_list(
         &self,
-        vat: usize,
+        values: Packed,
         lo: u64,
         hi: u64,
         i: usize,
         ok: &impl Fn(u32) -> bool,
     ) -> Result<(), StorageError> {
         let b = &self.bytes[..];
-        let mut last: Option<u32> = None;
+        let mut last: Option<u64> = None;
         for j in lo..hi {
-            let v = u32_at(b, vat + j as usize * 4);
-            if last.is_some_and(|l| l >= v) || !ok(v) {
+            let v = values.get(b, j);
+            if last.is_some_and(|l| l >= v) || v > u32::MAX as u64 || !ok(v as u32) {
                 return Err(Self::corrupt(
                     &self.path,
-                    vat + j as usize * 4,
+                    values.bytes(j, j + 1).start,
                     format!("entry {} of list {i}: {v} out of order or range", j - lo),
                 ));
             }
@@ -536,67 +751,113 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// The live shard numbers of `subject`, ascending (empty past the end); in
+    /// The live shard numbers of `subject`, ascending (empty past the end); from
     /// version 2 its chunks and the list itself are checked on this first read.
     pub fn subject_shards(&self, subject: u32) -> Result<CsrList<'_>, StorageError> {
         if subject as usize >= self.subjects {
-            return Ok(CsrList(&[]));
+            return Ok(CsrList::EMPTY);
         }
-        let (oat, _) = self.sections[Section::SubjectOffsets as usize];
-        let (vat, vlen) = self.sections[Section::SubjectShards as usize];
-        let at = oat + subject as usize * 8;
-        self.check_chunks(at..at + 16)?;
+        let (o, v) = (self.subject_offsets, self.subject_shards);
+        let s = subject as u64;
+        let at = o.bytes(s, s + 2);
+        self.check_chunks(at.clone())?;
         let b = &self.bytes[..];
-        let (lo, hi) = (u64_at(b, at), u64_at(b, at + 8));
+        let (lo, hi) = (o.get(b, s), o.get(b, s + 1));
         if self.chunk_crcs != 0 && !is_set(&self.lists_checked, subject as usize) {
-            if lo > hi || hi > (vlen / 4) as u64 {
+            if lo > hi || hi > self.subject_values {
                 return Err(Self::corrupt(
                     &self.path,
-                    at,
+                    at.start,
                     format!("subject {subject}: offsets {lo}..{hi} out of order or range"),
                 ));
             }
-            self.check_chunks(vat + lo as usize * 4..vat + hi as usize * 4)?;
+            self.check_chunks(v.bytes(lo, hi))?;
             let shards = &self.shards;
-            self.check_list(vat, lo, hi, subject as usize, &|n| {
+            self.check_list(v, lo, hi, subject as usize, &|n| {
                 (n as usize) < shards.len() && !shards[n as usize].dropped
             })?;
             mark(&self.lists_checked, subject as usize);
         }
-        Ok(CsrList(&b[vat + lo as usize * 4..vat + hi as usize * 4]))
+        Ok(CsrList {
+            b,
+            values: v,
+            lo,
+            len: (hi - lo) as usize,
+        })
     }
 
     /// The communities of `device`, ascending (empty past the end; checked at open).
     pub fn device_communities(&self, device: u32) -> CsrList<'_> {
         if device as usize >= self.devices {
-            return CsrList(&[]);
+            return CsrList::EMPTY;
         }
-        let (oat, _) = self.sections[Section::DeviceOffsets as usize];
-        let (vat, _) = self.sections[Section::DeviceCommunities as usize];
         let b = &self.bytes[..];
-        let at = oat + device as usize * 8;
-        let (lo, hi) = (u64_at(b, at) as usize, u64_at(b, at + 8) as usize);
-        CsrList(&b[vat + lo * 4..vat + hi * 4])
+        let d = device as u64;
+        let (lo, hi) = (
+            self.device_offsets.get(b, d),
+            self.device_offsets.get(b, d + 1),
+        );
+        CsrList {
+            b,
+            values: self.device_communities,
+            lo,
+            len: (hi - lo) as usize,
+        }
+    }
+
+    /// The bytes holding `subject`'s statistics.
+    fn stats_bytes(&self, subject: usize) -> std::ops::Range<usize> {
+        let s = subject as u64;
+        bits::byte_range(
+            self.sections[Section::Stats as usize].0,
+            s,
+            s + 1,
+            self.widths.stats(),
+        )
     }
 
     /// `(count, first_ms, last_ms)` of `subject` (< `subjects`), checked against its
-    /// list: a count exactly when it has shards, first ≤ last then.
+    /// list: a count exactly when it has shards, first ≤ last then. Count 0 reads as
+    /// `(0, i64::MAX, i64::MIN)` from version 3 (as written before).
     pub fn stats(&self, subject: usize) -> Result<(u64, i64, i64), StorageError> {
-        let at = self.sections[Section::Stats as usize].0 + subject * STATS_ENTRY;
-        self.check_chunks(at..at + STATS_ENTRY)?;
+        let range = self.stats_bytes(subject);
+        self.check_chunks(range.clone())?;
         let b = &self.bytes[..];
-        let (count, first, last) = (
-            u64_at(b, at),
-            u64_at(b, at + 8) as i64,
-            u64_at(b, at + 16) as i64,
+        let w = self.widths;
+        let (at, bit) = (
+            self.sections[Section::Stats as usize].0,
+            subject as u64 * w.stats() as u64,
         );
+        let count = bits::get(b, at, bit, w.count);
+        let f = bits::get(b, at, bit + w.count as u64, w.first);
+        let l = bits::get(b, at, bit + (w.count + w.first) as u64, w.last);
+        let bad = |why: &str| {
+            Self::corrupt(
+                &self.path,
+                range.start,
+                format!("subject {subject}: statistics {why}"),
+            )
+        };
+        let (first, last) = match self.version {
+            1 | 2 => (f as i64, l as i64),
+            _ if count == 0 => {
+                if f != 0 || l != 0 {
+                    return Err(bad("of no events with times"));
+                }
+                (i64::MAX, i64::MIN)
+            }
+            _ => {
+                let first = self.first_base as i128 + f as i128;
+                let last = first + l as i128;
+                match (i64::try_from(first), i64::try_from(last)) {
+                    (Ok(first), Ok(last)) => (first, last),
+                    _ => return Err(bad("past the range of a time")),
+                }
+            }
+        };
         let listed = !self.subject_shards(subject as u32)?.is_empty();
         if (count == 0) == listed || (count > 0 && first > last) {
-            return Err(Self::corrupt(
-                &self.path,
-                at,
-                format!("subject {subject}: statistics disagree with its shards"),
-            ));
+            return Err(bad("disagree with its shards"));
         }
         Ok((count, first, last))
     }
@@ -606,24 +867,35 @@ impl Checkpoint {
     }
 }
 
-/// A list of u32 read in place.
+/// A list of shard numbers or community ids read in place (fixed-width fields).
 #[derive(Clone, Copy)]
-pub(crate) struct CsrList<'a>(&'a [u8]);
+pub(crate) struct CsrList<'a> {
+    b: &'a [u8],
+    values: Packed,
+    lo: u64,
+    len: usize,
+}
 
 impl<'a> CsrList<'a> {
+    const EMPTY: CsrList<'static> = CsrList {
+        b: &[],
+        values: Packed { at: 0, width: 0 },
+        lo: 0,
+        len: 0,
+    };
+
     pub fn len(&self) -> usize {
-        self.0.len() / 4
+        self.len
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
     pub fn get(&self, i: usize) -> u32 {
-        u32_at(self.0, i * 4)
+        debug_assert!(i < self.len);
+        self.values.get(self.b, self.lo + i as u64) as u32
     }
     pub fn iter(self) -> impl Iterator<Item = u32> + 'a {
-        self.0
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        (0..self.len).map(move |i| self.get(i))
     }
     /// Whether the (ascending) list holds `v`.
     pub fn contains(&self, v: u32) -> bool {
@@ -641,192 +913,4 @@ impl<'a> CsrList<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    //! The golden checkpoints: fixed contents whose encodings are checked in at
-    //! `index/tests/data/golden-v{1,2}.idx`, so a layout change is deliberate. Write a
-    //! new version's with `SIGHTLINE_BLESS=1 cargo test -p sightline-index golden`
-    //! after bumping `VERSION` (and `storage/FORMAT.md`); older ones stay, read.
-
-    use super::*;
-
-    fn golden(version: u32) -> Vec<u8> {
-        let shards = [
-            ShardEntry {
-                key: ShardKey {
-                    community: 0,
-                    span: 18_871,
-                },
-                dropped: true,
-                events: 0,
-            },
-            ShardEntry {
-                key: ShardKey {
-                    community: 0,
-                    span: 18_872,
-                },
-                dropped: false,
-                events: 3,
-            },
-            ShardEntry {
-                key: ShardKey {
-                    community: 1,
-                    span: 18_872,
-                },
-                dropped: false,
-                events: 1,
-            },
-        ];
-        let t = 1_630_512_000_000;
-        encode_version(
-            &Flat {
-                through: 9,
-                layout: SpanLayout {
-                    span_ms: 86_400_000,
-                    tz_offset_ms: 8 * 3_600_000,
-                },
-                shards: &shards,
-                stats: &[(3, t, t + 50), (0, i64::MAX, i64::MIN), (1, t + 7, t + 7)],
-                subject_offsets: &[0, 2, 2, 3],
-                subject_shards: &[1, 2, 1],
-                device_offsets: &[0, 1, 2],
-                device_communities: &[0, 1],
-            },
-            version,
-        )
-    }
-
-    fn decoded(bytes: Vec<u8>) -> Result<Checkpoint, StorageError> {
-        Checkpoint::decode(Path::new("golden.idx"), FileBytes::Owned(bytes))
-    }
-
-    /// Decoded and every part read: what a reader meets sooner or later.
-    fn read_whole(bytes: Vec<u8>) -> Result<Checkpoint, StorageError> {
-        let cp = decoded(bytes)?;
-        cp.check_all()?;
-        for s in 0..cp.subjects {
-            cp.stats(s)?;
-            cp.subject_shards(s as u32)?;
-        }
-        Ok(cp)
-    }
-
-    #[test]
-    fn golden_checkpoint_bytes_are_stable_and_read_back() {
-        for version in [1, VERSION] {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("tests/data/golden-v{version}.idx"));
-            let bytes = golden(version);
-            if std::env::var_os("SIGHTLINE_BLESS").is_some() && version == VERSION {
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let on_disk = std::fs::read(&path).expect("the golden checkpoint is checked in");
-            assert_eq!(
-                bytes, on_disk,
-                "the version {version} layout changed: bump VERSION"
-            );
-            let cp = decoded(on_disk).unwrap();
-            assert_eq!(cp.through, 9);
-            assert_eq!(cp.subjects, 3);
-            let list = |s| cp.subject_shards(s).unwrap().iter().collect::<Vec<_>>();
-            assert_eq!(list(0), [1, 2]);
-            assert!(list(1).is_empty());
-            assert_eq!(
-                cp.stats(2).unwrap(),
-                (1, 1_630_512_000_007, 1_630_512_000_007)
-            );
-            assert_eq!(cp.device_communities(1).iter().collect::<Vec<_>>(), [1]);
-            assert!(cp.shards[0].dropped);
-        }
-    }
-
-    #[test]
-    fn every_damaged_byte_or_truncation_is_refused() {
-        for version in [1, VERSION] {
-            let good = golden(version);
-            for i in 0..good.len() {
-                let mut bad = good.clone();
-                bad[i] ^= 0x04;
-                // Padding bytes are outside every checksum and may change freely only
-                // if the reader ignores them; it does not: they must be zero.
-                assert!(
-                    read_whole(bad).is_err(),
-                    "version {version}: flipped byte {i} accepted"
-                );
-            }
-            for n in 0..good.len() {
-                assert!(
-                    decoded(good[..n].to_vec()).is_err(),
-                    "version {version}: cut at {n} accepted"
-                );
-            }
-        }
-    }
-
-    /// A checkpoint of `n` subjects, subject `s` in shard `s % 3` (dropped shards
-    /// none): several chunks of statistics and offsets.
-    fn many(n: usize) -> Vec<u8> {
-        let shards: Vec<ShardEntry> = (0..3)
-            .map(|c| ShardEntry {
-                key: ShardKey {
-                    community: c,
-                    span: 18_872,
-                },
-                dropped: false,
-                events: 1,
-            })
-            .collect();
-        let stats: Vec<(u64, i64, i64)> = (0..n).map(|s| (1, s as i64, s as i64)).collect();
-        let offsets: Vec<u64> = (0..=n as u64).collect();
-        let lists: Vec<u32> = (0..n as u32).map(|s| s % 3).collect();
-        encode(&Flat {
-            through: 1,
-            layout: SpanLayout {
-                span_ms: 86_400_000,
-                tz_offset_ms: 0,
-            },
-            shards: &shards,
-            stats: &stats,
-            subject_offsets: &offsets,
-            subject_shards: &lists,
-            device_offsets: &[0],
-            device_communities: &[],
-        })
-    }
-
-    #[test]
-    fn large_sections_are_checked_a_chunk_at_a_time_when_first_read() {
-        let n = 20_000;
-        let good = many(n);
-        let cp = decoded(good.clone()).unwrap();
-        assert!(cp.checked.len() * 64 >= 8, "{} chunks", cp.checked.len());
-        // Nothing of the statistics was read to open it.
-        let stats_at = cp.sections[Section::Stats as usize].0;
-        let chunk_of = |at: usize| (at - cp.sections[0].0) / CHUNK;
-        let middle = n / 2;
-        assert!(!is_set(
-            &cp.checked,
-            chunk_of(stats_at + middle * STATS_ENTRY)
-        ));
-        assert_eq!(cp.stats(middle).unwrap(), (1, middle as i64, middle as i64));
-        assert!(is_set(
-            &cp.checked,
-            chunk_of(stats_at + middle * STATS_ENTRY)
-        ));
-        cp.check_all().unwrap();
-
-        // A flipped byte in the middle subject's statistics: the file opens, other
-        // subjects read, that one is the error naming the file and the chunk.
-        let mut bad = good;
-        bad[stats_at + middle * STATS_ENTRY + 3] ^= 1;
-        let cp = decoded(bad).unwrap();
-        assert_eq!(cp.stats(0).unwrap(), (1, 0, 0));
-        assert_eq!(cp.subject_shards(middle as u32).unwrap().len(), 1);
-        let e = cp.stats(middle).unwrap_err().to_string();
-        assert!(
-            e.contains("golden.idx") && e.contains("checksum mismatch"),
-            "{e}"
-        );
-        assert!(cp.check_all().is_err());
-    }
-}
+mod tests;

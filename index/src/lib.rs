@@ -9,6 +9,7 @@
 //! [`Vocabulary`] is the tantivy index of subject strings: exact, prefix, wildcard and
 //! fuzzy search, current within its refresh interval.
 
+mod bits;
 mod checkpoint;
 mod error;
 #[doc(hidden)]

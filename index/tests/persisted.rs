@@ -416,8 +416,15 @@ fn a_damaged_checkpoint_is_detected_and_the_index_rebuilt() {
 #[test]
 fn damage_in_a_large_checkpoint_is_found_when_read_and_rebuilt_at_the_next_open() {
     let mut f = Fixture::new();
-    let evs: Vec<Ev> = (0..8_000)
-        .map(|i| ev((i % 3) as u8, &format!("S{i:04}"), 1, 3))
+    // Each subject seen once, a second apart: version 3 packs a subject's statistics
+    // in 28 bits (count 1, first 26 from the base, last 1), so 45,000 of them are
+    // three chunks.
+    let evs: Vec<Ev> = (0..45_000)
+        .map(|i| Ev {
+            community: (i % 3) as u8,
+            subject: format!("S{i:05}"),
+            ts_ms: DAY0 + DAY + 3 * HOUR + i as i64 * 1_000,
+        })
         .collect();
     f.append(&evs);
     f.seal_all();
@@ -426,11 +433,20 @@ fn damage_in_a_large_checkpoint_is_found_when_read_and_rebuilt_at_the_next_open(
     f.index = None;
     let path = f.checkpoint_path();
     let mut bytes = std::fs::read(&path).unwrap();
-    // Section 1 (statistics, 24 bytes a subject): its offset is in the section table
-    // (at 64 + 24); damage subject 3,000's count: in the second 64 KiB chunk, which
-    // holds only statistics (192 KB of them; the offsets opening checks come after).
-    let stats_at = u64::from_le_bytes(bytes[88..96].try_into().unwrap()) as usize;
-    let at = stats_at + 3_000 * 24 + 2;
+    // Section 1 (statistics, packed at the widths in header bytes 64..67): its offset
+    // is in the section table (at 96 + 24); damage subject 30,000's record: in the
+    // second 64 KiB chunk, which holds only statistics (157 KB of them; the offsets
+    // opening checks come after).
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
+    let record = (bytes[64] + bytes[65] + bytes[66]) as usize;
+    assert_eq!(record, 28, "widths {:?}", &bytes[64..67]);
+    let stats_at = u64::from_le_bytes(bytes[120..128].try_into().unwrap()) as usize;
+    let stats_len = u64::from_le_bytes(bytes[128..136].try_into().unwrap()) as usize;
+    assert!(
+        stats_len > 2 * (64 << 10),
+        "{stats_len} bytes of statistics"
+    );
+    let at = stats_at + 30_000 * record / 8 + 1;
     assert!(at > stats_at + (64 << 10), "past the first chunk: {at}");
     bytes[at] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
@@ -442,8 +458,8 @@ fn damage_in_a_large_checkpoint_is_found_when_read_and_rebuilt_at_the_next_open(
     let (first, last) = {
         let d = f.store().dictionaries();
         (
-            d.subject_id(Kind::Face, "S0000").unwrap(),
-            d.subject_id(Kind::Face, "S3000").unwrap(),
+            d.subject_id(Kind::Face, "S00000").unwrap(),
+            d.subject_id(Kind::Face, "S30000").unwrap(),
         )
     };
     assert_eq!(
