@@ -702,6 +702,8 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
     Exchange {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        origin: None,
         authorization: header("authorization"),
         user_identify: header("user-identify"),
         body: Bytes::new(),

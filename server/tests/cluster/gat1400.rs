@@ -441,7 +441,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     let (status, _, refused) = viid(a3, "POST", "/VIID/MotorVehicles", &ident, &lost.to_string());
     assert_eq!(status, 503, "{refused}");
     assert_eq!(
-        refused["ResponseStatusObject"]["StatusCode"], 4,
+        refused["ResponseStatusObject"]["StatusCode"], 3,
         "{refused}"
     );
     // Another caller's `User-Identify` is not registered anywhere.
