@@ -99,6 +99,12 @@ pub enum ApiError {
     /// (the message names it and says why).
     #[error("{0}")]
     NotInCluster(String),
+    /// 400: an HTTP/1.1 request without exactly one `Host` (RFC 9112 §3.2).
+    #[error("{0}")]
+    BadHost(&'static str),
+    /// 501: a method no endpoint takes (RFC 9110 §15.6.2).
+    #[error("the method {0} is not implemented by this server")]
+    NotImplemented(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -181,7 +187,7 @@ impl ApiError {
             InvalidParameter { .. } | MalformedBody(_) | MalformedJson(_) | NoEvents => {
                 StatusCode::BAD_REQUEST
             }
-            MalformedRequest => StatusCode::BAD_REQUEST,
+            MalformedRequest | BadHost(_) => StatusCode::BAD_REQUEST,
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -196,7 +202,7 @@ impl ApiError {
             | NoSuchKey(_)
             | NoSuchCommunity(_)
             | NoSuchDevice(_) => StatusCode::NOT_FOUND,
-            NotInCluster(_) => StatusCode::NOT_IMPLEMENTED,
+            NotInCluster(_) | NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -233,6 +239,8 @@ impl ApiError {
             NoSuchCommunity(_) => "no_such_community",
             NoSuchDevice(_) => "no_such_device",
             NotInCluster(_) => "not_in_cluster",
+            NotImplemented(_) => "not_implemented",
+            BadHost(_) => "bad_host",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",
             BodyTooSlow(_) => "body_too_slow",

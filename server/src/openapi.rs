@@ -40,7 +40,8 @@ pub fn document() -> Value {
         op["security"] = security;
         if let Some(role) = role {
             op["x-role"] = role.into();
-            op["responses"]["401"] = json!({"description": "No API key, or an unknown or revoked one.",
+            op["responses"]["401"] = json!({"description": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer realm=\"sightline\"`).",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
                 "content": {"application/json": {"schema": error()}}});
             op["responses"]["403"] = json!({"description": "The key's role or communities do not allow this.",
                 "content": {"application/json": {"schema": error()}}});
@@ -111,7 +112,9 @@ fn viid(method: &Method, path: &str) -> Value {
         "content": {"application/VIID+JSON": {}}});
     let mut op = json!({"summary": summary, "parameters": params, "responses": {
         "200": status,
-        "401": {"description": "Not authenticated: a WWW-Authenticate digest challenge.",
+        "401": {"description": "Not authenticated: a WWW-Authenticate digest challenge (StatusCode 4, invalid operation).",
+                "content": {"application/VIID+JSON": {}}},
+        "400": {"description": "A digest whose uri is not this request's target (path and query), or whose qop comes without nc and cnonce (RFC 7616 §3.4.6).",
                 "content": {"application/VIID+JSON": {}}}}});
     if [Method::POST, Method::PUT].contains(method) {
         op["requestBody"] = json!({"required": true, "content": {"application/VIID+JSON": {}}});

@@ -638,7 +638,15 @@ impl GatNode {
                     self.proven(&id, x.peer).await;
                     Ok(id)
                 }
-                Err(why) => Err(refused(&self.gateway, x, &why)),
+                // A digest that does not verify leaves the caller judged as without
+                // one (as `serve`'s: firmware re-sends its last digest).
+                Err(why) => match identity {
+                    Some(id) if self.is_registered(&id, x.peer).await => {
+                        self.renew(&id, x.peer, false);
+                        Ok(id)
+                    }
+                    _ => Err(refused(&self.gateway, x, &why)),
+                },
             };
         }
         match identity {
@@ -668,7 +676,7 @@ impl GatNode {
         let id = self.gateway.check_digest(
             &self.directory,
             &x.method,
-            &x.path,
+            &x.target(),
             x.authorization.as_deref(),
             identity,
             body,
@@ -702,6 +710,9 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
     Exchange {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        // The ingest node listens on plain HTTP.
+        origin: crate::gat1400::handlers::origin(header("host").as_deref(), false),
         authorization: header("authorization"),
         user_identify: header("user-identify"),
         body: Bytes::new(),
@@ -724,7 +735,7 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
 
 /// One status for a request refused before its work (busy, a body too large).
 fn early(x: &Exchange, e: ApiError, code: i64) -> Reply {
-    let s = one_status("", &x.path, code, &e.to_string(), x.now_ms);
+    let s = one_status("", &x.url(), code, &e.to_string(), x.now_ms);
     Reply::with(e.status(), s)
 }
 
@@ -753,7 +764,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         _ => {
             let s = one_status(
                 "",
-                &x.path,
+                &x.url(),
                 INVALID_JSON_CONTENT,
                 "no such VIID resource on a cluster ingest node",
                 x.now_ms,
@@ -775,11 +786,25 @@ async fn read_body(
     max: usize,
     budget: Option<&ByteBudget>,
 ) -> Result<Reserved, Reply> {
-    let gzipped = req
+    let coding = req
         .headers()
         .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        .and_then(|v| v.to_str().ok());
+    // `x-gzip` is gzip; another coding is 415 (as `serve`'s).
+    let gzipped = match crate::gat1400::handlers::coding(coding) {
+        Ok(g) => g,
+        Err(named) => {
+            let why = format!("Content-Encoding {named:?} is not supported: send gzip or none");
+            let s = one_status(
+                "",
+                &x.url(),
+                crate::gat1400::INVALID_JSON_FORMAT,
+                &why,
+                x.now_ms,
+            );
+            return Err(Reply::with(StatusCode::UNSUPPORTED_MEDIA_TYPE, s));
+        }
+    };
     let read = crate::http::body::read_paced(
         req.into_body(),
         max,
@@ -794,7 +819,7 @@ async fn read_body(
         Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
     };
     if !gzipped {
-        x.body = body;
+        x.body = without_bom(body);
         return Ok(held);
     }
     // Inflating may take up to the limit: reserved before, not after; CPU work, off
@@ -807,8 +832,16 @@ async fn read_body(
     let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
-    x.body = inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
+    x.body = without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
     Ok(held)
+}
+
+/// A body without a leading UTF-8 byte order mark (RFC 8259 §8.1).
+fn without_bom(body: Bytes) -> Bytes {
+    match body.starts_with(b"\xEF\xBB\xBF") {
+        true => body.slice(3..),
+        false => body,
+    }
 }
 
 type SystemFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + 'a>>;
@@ -823,6 +856,10 @@ async fn system(
     if let Err(refusal) = read_body(req, &mut x, SYSTEM_BODY_BYTES, None).await {
         return refusal;
     }
+    // A keepalive may name its caller only in its `KeepaliveObject` (as `serve`'s).
+    if x.path == "/VIID/System/Keepalive" && identified(&x).is_none() {
+        x.user_identify = registering(&x);
+    }
     f(node, &x).await
 }
 
@@ -835,7 +872,7 @@ fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
         match node.check(x, identity.as_deref(), &x.body).await {
             Err(why) => refused(&node.gateway, x, &why),
             Ok(id) => match node.register(&id, x.peer).await {
-                Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+                Ok(()) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
                 Err(e) => device_error(x, &e),
             },
         }
@@ -860,7 +897,7 @@ fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
             .await;
         node.directory.forget(&id);
         match done {
-            Ok(()) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+            Ok(()) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
             Err(e) => device_error(x, &e),
         }
     })
@@ -870,7 +907,7 @@ fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         match node.registered(x).await {
-            Ok(id) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
+            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
             Err(refused) => refused,
         }
     })
@@ -881,13 +918,18 @@ fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 /// a registered `User-Identify`); otherwise why not (as `serve`'s `authorized_early`).
 async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>, DigestError> {
     let identity = identified(x);
-    match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
-        Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
-        Some(_) => node.check(x, identity.as_deref(), b"").await.map(Some),
-        None => match identity {
-            Some(id) if node.is_registered(&id, x.peer).await => Ok(None),
-            _ => Err(DigestError::NotRegistered),
+    let why = match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
+        Some(h) if h.to_ascii_lowercase().contains("auth-int") => return Ok(None),
+        Some(_) => match node.check(x, identity.as_deref(), b"").await {
+            Ok(id) => return Ok(Some(id)),
+            // Judged as without the digest (as `serve`'s).
+            Err(why) => why,
         },
+        None => DigestError::NotRegistered,
+    };
+    match identity {
+        Some(id) if node.is_registered(&id, x.peer).await => Ok(None),
+        _ => Err(why),
     }
 }
 

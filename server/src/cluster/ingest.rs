@@ -133,6 +133,10 @@ async fn handle(
     state: Arc<Ingest>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // RFC 9112 §3.2, as `serve` answers it.
+    if let Some(why) = crate::routes::host_problem(&req) {
+        return Ok(error(ApiError::BadHost(why)));
+    }
     Ok(match (req.method().as_str(), req.uri().path()) {
         // Unhealthy while not connected to NATS: a load balancer sends the events
         // to another ingest node meanwhile (this one would answer 503 to each).

@@ -136,5 +136,11 @@ fn error(e: ApiError) -> Response<Full<Bytes>> {
     if let Some(s) = e.retry_after() {
         r.headers_mut().insert("retry-after", s.into());
     }
+    if e.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            crate::http::body::bearer_challenge(),
+        );
+    }
     r
 }

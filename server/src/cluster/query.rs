@@ -310,6 +310,10 @@ async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<Au
 }
 
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    // RFC 9112 §3.2, as `serve` answers it.
+    if let Some(why) = crate::routes::host_problem(&req) {
+        return Ok(respond_error(&ApiError::BadHost(why)));
+    }
     let path = req.uri().path().to_string();
     if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
         // Answered before any key is checked: from what this node has at hand (the

@@ -1,7 +1,8 @@
 //! `GET /VIID/APEs` and `GET /VIID/Tollgates`: the catalog's devices as GA/T 1400
 //! collection devices (采集设备) and tollgates (卡口, device type 121), for a registered
 //! caller, within the communities its record covers (its own, and those its `relays`
-//! map to). Fields the catalog does not know are omitted, never sent empty or null.
+//! map to). Optional fields the catalog does not know are omitted, never sent empty or
+//! null; `Name`, which GA/T 1400.3 requires, is sent empty when the device has none.
 //!
 //! The listing is made from the catalog as read ([`covered`], [`listed`], then
 //! [`apes_json`] / [`tollgates_json`]), so `serve` (its store's catalog) and a cluster's
@@ -72,6 +73,15 @@ fn visible(store: &Store, caller: &str) -> Result<Vec<(Device, String)>, ApiErro
     ))
 }
 
+/// A `PlaceCode`: GA/T 1400.3's 6-digit administrative division (GB/T 2260), the first
+/// six digits of a community code that begins with them; else the community code.
+fn place_code(community: &str) -> &str {
+    match community.get(..6) {
+        Some(area) if area.bytes().all(|b| b.is_ascii_digit()) => area,
+        _ => community,
+    }
+}
+
 fn direction_code(d: Direction) -> Option<&'static str> {
     // GA/T 1400's `MonitorDirection` is a compass code; a community gate's is in or out,
     // which has none: said in `MonitorAreaDesc` instead.
@@ -95,11 +105,9 @@ pub(crate) fn apes_json(listed: Vec<(Device, String)>, online: impl Fn(&str) -> 
     let list: Vec<Value> = listed
         .into_iter()
         .map(|(d, place)| {
-            let mut o = json!({"ApeID": d.code, "Model": d.device_kind, "PlaceCode": d.community,
+            let mut o = json!({"ApeID": d.code, "Name": d.name, "Model": d.device_kind,
+                "PlaceCode": place_code(&d.community),
                 "IsOnline": if online(&d.code) { "1" } else { "2" }});
-            if !d.name.is_empty() {
-                o["Name"] = d.name.into();
-            }
             if !place.is_empty() {
                 o["Place"] = place.into();
             }
@@ -123,10 +131,8 @@ pub(crate) fn tollgates_json(listed: Vec<(Device, String)>) -> Value {
         .into_iter()
         .filter(|(d, _)| DeviceCode::parse(&d.code).is_ok_and(|c| c.type_code() == TOLLGATE_TYPE))
         .map(|(d, place)| {
-            let mut o = json!({"TollgateID": d.code, "PlaceCode": d.community, "Status": "1"});
-            if !d.name.is_empty() {
-                o["Name"] = d.name.into();
-            }
+            let mut o = json!({"TollgateID": d.code, "Name": d.name,
+                "PlaceCode": place_code(&d.community), "Status": "1"});
             if !place.is_empty() {
                 o["Place"] = place.into();
             }
@@ -134,4 +140,17 @@ pub(crate) fn tollgates_json(listed: Vec<(Device, String)>) -> Value {
         })
         .collect();
     json!({"TollgateListObject": {"TollgateObject": list}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn place_codes_are_the_six_digit_area_of_the_community() {
+        assert_eq!(place_code("3205080001"), "320508");
+        assert_eq!(place_code("320508"), "320508");
+        assert_eq!(place_code("north"), "north");
+        assert_eq!(place_code("12a45678"), "12a45678");
+    }
 }

@@ -23,10 +23,18 @@ pub(crate) enum DigestError {
     UnknownUser(String),
     #[error("the digest response does not match")]
     WrongResponse,
-    /// RFC 7616 §3.4.6: the digest's `uri` must name the request's own target, or a
-    /// captured answer could be replayed against another resource.
-    #[error("the digest's uri {0:?} is not this request's path")]
+    /// RFC 7616 §3.4.6: the digest's `uri` must name the request's own target (its
+    /// path and query), or a captured answer could be replayed against another
+    /// resource; answered 400 (RFC 2617 §3.2.2.5).
+    #[error("the digest's uri {0:?} is not this request's target")]
     OtherUri(String),
+    /// The header is not a digest this server can judge (RFC 7616 §3.4: `nc` and
+    /// `cnonce` come with `qop`); answered 400.
+    #[error("malformed digest credentials: {0}")]
+    Malformed(&'static str),
+    /// The digest answers another realm's challenge.
+    #[error("the digest's realm {0:?} is not the realm challenged")]
+    OtherRealm(String),
     #[error("unsupported digest algorithm (MD5, MD5-sess, SHA-256 and SHA-256-sess are)")]
     Algorithm,
     #[error("{0}")]
@@ -55,9 +63,20 @@ impl Credentials for Store {
     }
 }
 
-/// The fields of an `Authorization: Digest …` header.
+/// The fields of an `Authorization: Digest …` header (or a `WWW-Authenticate` digest
+/// challenge). The scheme is matched without regard to case and must be followed by
+/// whitespace (RFC 9110 §11.1, RFC 7235 §2.1); names are lower-cased; quoted values
+/// have their quoted-pairs (`\"`) unescaped (RFC 9110 §5.6.4). `username*` (RFC 7616
+/// §3.4.4, an RFC 8187 `UTF-8''…` value) is decoded into `username`.
 pub(super) fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
-    let rest = header.trim().strip_prefix("Digest")?.trim();
+    let header = header.trim();
+    let scheme_end = header
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(header.len());
+    if !header[..scheme_end].eq_ignore_ascii_case("digest") {
+        return None;
+    }
+    let rest = header[scheme_end..].trim();
     let mut out = HashMap::new();
     let mut s = rest;
     while !s.is_empty() {
@@ -73,24 +92,72 @@ pub(super) fn digest_fields(header: &str) -> Option<HashMap<String, String>> {
             // Quoted (double, or single as some servers write); an unterminated last
             // quote (seen from a client) runs to the end.
             Some(q) => {
-                let inner = &after[1..];
-                match inner.find(q) {
-                    Some(end) => (
-                        &inner[..end],
-                        inner[end + 1..].trim_start().trim_start_matches(','),
-                    ),
-                    None => (inner, ""),
-                }
+                let (value, used) = unquote(&after[1..], q);
+                let next = after[1 + used..].trim_start().trim_start_matches(',');
+                (value, next)
             }
             None => match after.find(',') {
-                Some(i) => (&after[..i], &after[i + 1..]),
-                None => (after, ""),
+                Some(i) => (after[..i].to_string(), &after[i + 1..]),
+                None => (after.to_string(), ""),
             },
         };
         out.insert(key, value.trim().to_string());
         s = next.trim();
     }
+    if let Some(ext) = out.remove("username*") {
+        // RFC 7616 §3.4.4: `username` and `username*` together are an error.
+        if out.contains_key("username") {
+            return None;
+        }
+        out.insert("username".into(), ext_value(&ext)?);
+    }
     Some(out)
+}
+
+/// The text of a quoted string whose opening `quote` is already consumed: quoted-pairs
+/// unescaped; and how many bytes of `s` it took (its closing quote included, or all of
+/// `s` when it is not closed).
+fn unquote(s: &str, quote: char) -> (String, usize) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped)) => out.push(escaped),
+                None => return (out, s.len()),
+            },
+            c if c == quote => return (out, i + c.len_utf8()),
+            c => out.push(c),
+        }
+    }
+    (out, s.len())
+}
+
+/// An RFC 8187 `ext-value` (`UTF-8'lang'percent-encoded`) as text; `None` for another
+/// charset or bytes that are not UTF-8.
+fn ext_value(v: &str) -> Option<String> {
+    let mut parts = v.splitn(3, '\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    if !charset.eq_ignore_ascii_case("utf-8") {
+        return None;
+    }
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The digest's hash: MD5 (RFC 2617) or SHA-256 (RFC 7616), each with its `-sess`
@@ -168,17 +235,28 @@ fn expected_response(
     })
 }
 
-/// The path of a digest's `uri`: as sent (`/VIID/System/Register`), or of a full URL
-/// (`http://host:port/VIID/…`, as some clients write it), without its query.
-fn uri_path(uri: &str) -> &str {
-    let after_authority = match uri.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => uri,
+/// The target a digest's `uri` names: as sent (`/VIID/System/Register?x=1`), or of a
+/// full URL (`http://host:port/VIID/…`, as some clients write it) its path and query;
+/// without a fragment.
+fn uri_target(uri: &str) -> String {
+    let target = match uri.split_once("://") {
+        Some((_, rest)) => match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
+            Some(i) => format!("/{}", &rest[i..]),
+            None => "/".to_string(),
+        },
+        None => uri.to_string(),
     };
-    let end = after_authority
-        .find(['?', '#'])
-        .unwrap_or(after_authority.len());
-    &after_authority[..end]
+    match target.find('#') {
+        Some(i) => target[..i].to_string(),
+        None => target,
+    }
+}
+
+/// Whether a digest's `uri` names `target` (a request's path, with `?query` when it
+/// has one; RFC 7616 §3.4.6): the same path and query, the absolute form included.
+fn names_target(uri: &str, target: &str) -> bool {
+    uri_target(uri) == target
 }
 
 /// The nonce a digest header answers and its counter (`nc`, hex; 1 without `qop`, as
@@ -209,12 +287,13 @@ impl Gateway {
     /// caller is `identity` (`User-Identify`, or the `RegisterObject`'s `DeviceID`) when
     /// given, else the digest's user name; its credential names the user name it must
     /// use. The hash is over the header's own `uri`, `nc` and `cnonce` strings, as
-    /// clients compute it (full URLs, `nc=1` and quoted values are all seen).
+    /// clients compute it (full URLs, `nc=1` and quoted values are all seen). `target`
+    /// is the request's path, with `?query` when it has one.
     pub(crate) fn check_digest(
         &self,
         credentials: &dyn Credentials,
         method: &str,
-        path: &str,
+        target: &str,
         authorization: Option<&str>,
         identity: Option<&str>,
         body: &[u8],
@@ -224,6 +303,16 @@ impl Gateway {
             .and_then(digest_fields)
             .ok_or(DigestError::Missing)?;
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+        // RFC 7616 §3.4: with `qop`, the client's nonce and its count are required.
+        if !get("qop").is_empty() && (get("nc").is_empty() || get("cnonce").is_empty()) {
+            return Err(DigestError::Malformed("qop without nc and cnonce"));
+        }
+        if f.get("realm").is_some_and(|r| r != REALM) {
+            return Err(DigestError::OtherRealm(get("realm").to_string()));
+        }
+        if !names_target(get("uri"), target) {
+            return Err(DigestError::OtherUri(get("uri").to_string()));
+        }
         let user = get("username");
         let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
         let cred = credentials
@@ -243,9 +332,6 @@ impl Gateway {
         let expected = expected_response(&cred, hash, method, body, &f)?;
         if expected != get("response").to_ascii_lowercase() {
             return Err(DigestError::WrongResponse);
-        }
-        if uri_path(get("uri")) != path {
-            return Err(DigestError::OtherUri(get("uri").to_string()));
         }
         // Checked after the response, so a stale nonce with a right response is told
         // apart (RFC 7616 `stale=true`: the client retries without asking anyone).
@@ -318,14 +404,22 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_uri_names_the_request_path() {
-        assert_eq!(uri_path("/VIID/System/Register"), "/VIID/System/Register");
-        assert_eq!(
-            uri_path("http://h:1/VIID/System/Register"),
+    fn a_digest_uri_names_the_request_target_with_its_query() {
+        assert!(names_target(
+            "/VIID/System/Register",
             "/VIID/System/Register"
-        );
-        assert_eq!(uri_path("/VIID/Faces?x=1"), "/VIID/Faces");
-        assert_eq!(uri_path("http://h:1"), "/");
+        ));
+        assert!(names_target(
+            "http://h:1/VIID/System/Register",
+            "/VIID/System/Register"
+        ));
+        // RFC 7616 §3.4.6: the request-target, query included.
+        assert!(names_target("/VIID/Faces?x=1", "/VIID/Faces?x=1"));
+        assert!(!names_target("/VIID/Faces", "/VIID/Faces?x=1"));
+        assert!(!names_target("/VIID/Faces?x=1", "/VIID/Faces"));
+        assert!(names_target("http://h:1/VIID/Faces?x=1", "/VIID/Faces?x=1"));
+        assert_eq!(uri_target("http://h:1"), "/");
+        assert_eq!(uri_target("http://h:1?a"), "/?a");
         let a = "Digest nonce=\"n1\", nc=0000000a, qop=auth";
         assert_eq!(answered_nonce(a), Some(("n1".to_string(), 10)));
         assert_eq!(
@@ -406,6 +500,88 @@ mod tests {
         assert_eq!(
             (f["realm"].as_str(), f["nonce"].as_str()),
             ("myrealm", "abc")
+        );
+    }
+
+    /// RFC 9110 §11.1: the scheme is case-insensitive and whitespace follows it.
+    #[test]
+    fn the_digest_scheme_is_matched_without_case_and_needs_whitespace() {
+        for h in [
+            "digest nonce=\"n\"",
+            "DIGEST nonce=\"n\"",
+            "DiGeSt\tnonce=\"n\"",
+        ] {
+            assert_eq!(digest_fields(h).unwrap()["nonce"], "n", "{h}");
+        }
+        assert!(digest_fields("Digestnonce=\"n\"").is_none());
+        assert!(digest_fields("Digestusername=\"u\"").is_none());
+        assert!(digest_fields("Digest").is_some());
+    }
+
+    /// RFC 9110 §5.6.4 quoted-pairs; RFC 7616 §3.4.4 `username*` (RFC 8187).
+    #[test]
+    fn quoted_pairs_unescape_and_username_star_decodes() {
+        let f = digest_fields(r#"Digest username="a\"b\\c", realm="r\,s", nonce="n""#).unwrap();
+        assert_eq!(f["username"], r#"a"b\c"#);
+        assert_eq!(f["realm"], "r,s");
+        assert_eq!(f["nonce"], "n");
+        let f =
+            digest_fields("Digest username*=UTF-8''J%C3%A4s%C3%B8n%20Doe, nonce=\"n\"").unwrap();
+        assert_eq!(f["username"], "Jäsøn Doe");
+        assert!(digest_fields("Digest username=\"a\", username*=UTF-8''b").is_none());
+        assert!(digest_fields("Digest username*=ISO-8859-1''%E4").is_none());
+    }
+
+    /// `qop` without `nc`/`cnonce`, another realm, a `uri` without the query: refused.
+    #[test]
+    fn digests_missing_nc_of_another_realm_or_without_the_query_are_refused() {
+        struct One(sightline_storage::Gat1400Credential);
+        impl Credentials for One {
+            fn credential(
+                &self,
+                _: &str,
+            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+                Ok(Some(self.0.clone()))
+            }
+        }
+        let cred = super::super::credential("32050801011210000001", "cam", "pw");
+        let creds = One(cred.clone());
+        let gateway = Gateway::default();
+        let header = |uri: &str, realm: &str, extra: &str| {
+            let challenge = gateway.challenge(false);
+            let nonce = challenge
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            let ha2 = md5_hex(&format!("GET:{uri}"));
+            let response = md5_hex(&format!("{}:{nonce}:00000001:c:auth:{ha2}", cred.ha1));
+            format!(
+                "Digest username=\"cam\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+                 qop=auth{extra}, response=\"{response}\""
+            )
+        };
+        let check =
+            |target: &str, h: &str| gateway.check_digest(&creds, "GET", target, Some(h), None, b"");
+        let good = ", nc=00000001, cnonce=\"c\"";
+        assert!(matches!(
+            check("/VIID/APEs", &header("/VIID/APEs", REALM, "")),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            check("/VIID/APEs", &header("/VIID/APEs", "Other", good)),
+            Err(DigestError::OtherRealm(_))
+        ));
+        assert!(matches!(
+            check("/VIID/APEs?a=1", &header("/VIID/APEs", REALM, good)),
+            Err(DigestError::OtherUri(_))
+        ));
+        assert_eq!(
+            check("/VIID/APEs?a=1", &header("/VIID/APEs?a=1", REALM, good)).unwrap(),
+            "cam"
         );
     }
 }

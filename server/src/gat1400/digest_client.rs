@@ -1,8 +1,9 @@
 //! HTTP Digest, the client's side (RFC 7616, RFC 2617): what this server answers an
 //! upstream 视图库's `401 WWW-Authenticate: Digest …` with when it registers there.
 //!
-//! MD5 and SHA-256 (each with `-sess`), `qop=auth` when offered (else RFC 2069's
-//! form), a fresh `cnonce` per answer. A nonce is reused with a growing `nc` until the
+//! MD5 and SHA-256 (each with `-sess`), `qop=auth` when offered, else `qop=auth-int`
+//! (the body's hash in `A2`) when only that is, else RFC 2069's form; a fresh `cnonce`
+//! per answer. A nonce is reused with a growing `nc` until the
 //! upstream refuses it; then the new challenge is answered from `nc=1`.
 
 use super::digest::{digest_fields, Hash};
@@ -18,6 +19,8 @@ pub(crate) struct Challenge {
     hash: Hash,
     /// `auth` offered: answered with `qop=auth`, `nc` and `cnonce`.
     qop_auth: bool,
+    /// Only `auth-int` offered: answered with `qop=auth-int` (RFC 7616 §3.4.3).
+    qop_auth_int: bool,
     nc: u32,
 }
 
@@ -36,8 +39,11 @@ impl Challenge {
         let get = |k: &str| f.get(k).filter(|v| !v.is_empty()).cloned();
         let algorithm = get("algorithm");
         let hash = Hash::of(algorithm.as_deref().unwrap_or(""))?;
-        let qop_auth =
-            get("qop").is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case("auth")));
+        let offers = |name: &str| {
+            get("qop").is_some_and(|q| q.split(',').any(|o| o.trim().eq_ignore_ascii_case(name)))
+        };
+        let qop_auth = offers("auth");
+        let qop_auth_int = !qop_auth && offers("auth-int");
         Some(Challenge {
             realm: get("realm").unwrap_or_default(),
             nonce: get("nonce")?,
@@ -45,24 +51,31 @@ impl Challenge {
             algorithm,
             hash,
             qop_auth,
+            qop_auth_int,
             nc: 0,
         })
     }
 
-    /// The `Authorization` header for the next request (`method` to `uri`), counting
-    /// this answer (`nc`) with a fresh client nonce.
-    pub fn answer(&mut self, username: &str, password: &str, method: &str, uri: &str) -> String {
+    /// The `Authorization` header for the next request (`method` to `uri` with
+    /// `body`), counting this answer (`nc`) with a fresh client nonce.
+    pub fn answer(
+        &mut self,
+        username: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+        body: &[u8],
+    ) -> String {
         self.nc += 1;
         let cnonce = format!("{:016x}", rand::random::<u64>());
-        self.answer_with(username, password, method, uri, &cnonce)
+        self.answer_with(username, password, (method, uri, body), &cnonce)
     }
 
     fn answer_with(
         &self,
         username: &str,
         password: &str,
-        method: &str,
-        uri: &str,
+        (method, uri, body): (&str, &str, &[u8]),
         cnonce: &str,
     ) -> String {
         let h = self.hash;
@@ -71,17 +84,31 @@ impl Challenge {
         if h.session {
             ha1 = h.hex(&format!("{ha1}:{nonce}:{cnonce}"));
         }
-        let ha2 = h.hex(&format!("{method}:{uri}"));
+        let qop = match (self.qop_auth, self.qop_auth_int) {
+            (true, _) => Some("auth"),
+            (false, true) => Some("auth-int"),
+            (false, false) => None,
+        };
+        let ha2 = match qop {
+            Some("auth-int") => {
+                let body_hash = match h.sha256 {
+                    true => crate::auth::sha256_hex(body),
+                    false => super::md5_bytes_hex(body),
+                };
+                h.hex(&format!("{method}:{uri}:{body_hash}"))
+            }
+            _ => h.hex(&format!("{method}:{uri}")),
+        };
         let nc = format!("{:08x}", self.nc);
         let mut out = format!(
             "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\""
         );
-        let response = match self.qop_auth {
-            true => {
-                out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
-                h.hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+        let response = match qop {
+            Some(qop) => {
+                out.push_str(&format!(", qop={qop}, nc={nc}, cnonce=\"{cnonce}\""));
+                h.hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
             }
-            false => h.hex(&format!("{ha1}:{nonce}:{ha2}")),
+            None => h.hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
         out.push_str(&format!(", response=\"{response}\""));
         if let Some(a) = &self.algorithm {
@@ -119,8 +146,7 @@ mod tests {
             let a = c.answer_with(
                 "Mufasa",
                 "Circle of Life",
-                "GET",
-                "/dir/index.html",
+                ("GET", "/dir/index.html", b""),
                 "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
             );
             assert!(a.contains(&format!("response=\"{response}\"")), "{a}");
@@ -135,19 +161,56 @@ mod tests {
         let sha = "Digest realm=\"viid\", qop=\"auth\", nonce=\"n2\", algorithm=SHA-256";
         let mut c = Challenge::pick([md5, "Basic realm=\"x\"", sha]).unwrap();
         assert!(c.hash.sha256);
-        let first = c.answer("u", "p", "POST", "/VIID/System/Register");
-        let second = c.answer("u", "p", "POST", "/VIID/System/Register");
+        let first = c.answer("u", "p", "POST", "/VIID/System/Register", b"");
+        let second = c.answer("u", "p", "POST", "/VIID/System/Register", b"");
         assert!(first.contains("nc=00000001"), "{first}");
         assert!(second.contains("nc=00000002"), "{second}");
         assert!(Challenge::pick(["Basic realm=\"x\""]).is_none());
         // No qop offered: RFC 2069's response, no nc.
         let mut old = Challenge::pick(["Digest realm=\"r\", nonce=\"n\""]).unwrap();
-        let a = old.answer("u", "p", "POST", "/x");
+        let a = old.answer("u", "p", "POST", "/x", b"");
         let want = crate::gat1400::md5_hex(&format!(
             "{}:n:{}",
             crate::gat1400::md5_hex("u:r:p"),
             crate::gat1400::md5_hex("POST:/x")
         ));
         assert!(a.contains(&want) && !a.contains("nc="), "{a}");
+    }
+
+    /// RFC 7616 §3.4.3: an upstream offering only `auth-int` is answered with it, the
+    /// body's hash in `A2` — and Sightline's own gateway accepts that answer.
+    #[test]
+    fn an_auth_int_only_challenge_is_answered_with_auth_int() {
+        use crate::gat1400::md5_hex;
+        let mut c =
+            Challenge::pick(["Digest realm=\"r\", qop=\"auth-int\", nonce=\"n\", algorithm=MD5"])
+                .unwrap();
+        let body = br#"{"RegisterObject":{"DeviceID":"1"}}"#;
+        let a = c.answer("u", "p", "POST", "/VIID/System/Register", body);
+        assert!(
+            a.contains("qop=auth-int,") && a.contains("nc=00000001"),
+            "{a}"
+        );
+        let cnonce = a
+            .split("cnonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let ha2 = md5_hex(&format!(
+            "POST:/VIID/System/Register:{}",
+            crate::gat1400::md5_bytes_hex(body)
+        ));
+        let want = md5_hex(&format!(
+            "{}:n:00000001:{cnonce}:auth-int:{ha2}",
+            md5_hex("u:r:p")
+        ));
+        assert!(a.contains(&format!("response=\"{want}\"")), "{a}");
+        // Both offered: `auth`, as before.
+        let mut both =
+            Challenge::pick(["Digest realm=\"r\", qop=\"auth-int,auth\", nonce=\"n\""]).unwrap();
+        let a = both.answer("u", "p", "POST", "/x", b"b");
+        assert!(a.contains("qop=auth,"), "{a}");
     }
 }

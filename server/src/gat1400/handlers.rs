@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -14,7 +14,7 @@ use super::objects::{objects, BodyError, Devices, Object, Upload, Uploader};
 use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
-    INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, OK,
+    INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, INVALID_OPERATION, OK,
 };
 use crate::error::{ApiError, RecordError};
 use crate::http::out::{IMAGES_ATTR, OBJECT_ATTR};
@@ -28,6 +28,11 @@ use sightline_storage::{AttrValue, EventInput};
 pub(crate) struct Exchange {
     pub method: String,
     pub path: String,
+    /// The raw query string, when the request has one (a digest's `uri` names it).
+    pub query: Option<String>,
+    /// `http://host` (`https` on TLS) from the request's `Host`, when it has one: the
+    /// answers' `RequestURL` is the full URL, as the standard's examples write it.
+    pub origin: Option<String>,
     pub authorization: Option<String>,
     pub user_identify: Option<String>,
     pub body: Bytes,
@@ -36,6 +41,38 @@ pub(crate) struct Exchange {
     pub pre_authorized: Option<String>,
     /// The client's address.
     pub peer: Option<std::net::IpAddr>,
+}
+
+impl Exchange {
+    /// The request's target as a digest's `uri` names it: the path, and `?query`.
+    pub(crate) fn target(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The `RequestURL` of the answers: `http://host/path` when the request named its
+    /// host, else the path.
+    pub(crate) fn url(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("{o}{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// `http://host` (`https` on a TLS connection) for a request's `Host` header value,
+/// when it is one a URL can carry.
+pub(crate) fn origin(host: Option<&str>, tls: bool) -> Option<String> {
+    let host = host.map(str::trim).filter(|h| !h.is_empty())?;
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    {
+        return None;
+    }
+    Some(format!("{}://{host}", if tls { "https" } else { "http" }))
 }
 
 /// The client's address, as the accept loop recorded it.
@@ -78,6 +115,12 @@ impl Reply {
     }
 }
 
+/// A `/VIID` refusal no handler made (405, 501): `status` with one
+/// `ResponseStatusObject` (`code`, `why`) about `url`.
+pub(crate) fn viid_answer(status: StatusCode, url: &str, code: i64, why: &str) -> Answer {
+    Reply::with(status, one_status("", url, code, why, crate::now_ms())).answer()
+}
+
 /// Reads the body (a failure answered in GA/T 1400's shape), then runs `f` on the
 /// blocking pool: the gateway reads the catalog and appends to the store.
 async fn exchange<F>(c: Call, f: F) -> Result<Answer, ApiError>
@@ -106,15 +149,16 @@ where
     F: FnOnce(&Arc<App>, Exchange) -> Reply + Send + 'static,
 {
     let now_ms = crate::now_ms();
-    let early = |e: ApiError, code: i64, path: &str| {
-        let s = one_status("", path, code, &e.to_string(), now_ms);
+    let url = Exchange::of_head(&c, Bytes::new(), now_ms, None).url();
+    let early = |e: ApiError, code: i64, url: &str| {
+        let s = one_status("", url, code, &e.to_string(), now_ms);
         Ok(Reply::with(e.status(), s).answer())
     };
     let (max, slot, pre_authorized) = match gate {
         Gate::Open => (SYSTEM_BODY_BYTES, None, None),
         Gate::Registered => {
             let Ok(slot) = c.app.viid_slots.clone().try_acquire_owned() else {
-                return early(ApiError::Busy("the GA/T 1400 gateway"), BUSY, &c.path);
+                return early(ApiError::Busy("the GA/T 1400 gateway"), BUSY, &url);
             };
             match authorized_early(&c) {
                 Ok(id) => {
@@ -130,7 +174,7 @@ where
                         return early(
                             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
                             BUSY,
-                            &c.path,
+                            &url,
                         );
                     };
                     (c.app.config.max_viid_body_bytes, Some((slot, share)), id)
@@ -142,17 +186,27 @@ where
             }
         }
     };
-    let gzipped = c
-        .header(hyper::header::CONTENT_ENCODING)
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let gzipped = match coding(c.header(hyper::header::CONTENT_ENCODING)) {
+        Ok(gzipped) => gzipped,
+        Err(named) => {
+            let why = format!("Content-Encoding {named:?} is not supported: send gzip or none");
+            let s = one_status("", &url, INVALID_JSON_FORMAT, &why, now_ms);
+            let headers = vec![
+                (CONTENT_TYPE, HeaderValue::from_static(VIID_JSON)),
+                (ACCEPT_ENCODING, HeaderValue::from_static("gzip")),
+            ];
+            let body = Body::Headed(headers, Box::new(s.into()));
+            return Ok((StatusCode::UNSUPPORTED_MEDIA_TYPE, body));
+        }
+    };
     // Bodies of the gated routes count against the gateway's in-flight bytes (what
     // they announce, then what they grow to, inflated included) until handled.
     let gateway = c.app.clone();
     let budget = slot.as_ref().map(|_| &gateway.viid_bytes);
     let (body, mut held) = match c.body_budgeted(max, budget).await {
         Ok(b) => b,
-        Err(e @ ApiError::BodyBudget(_)) => return early(e, BUSY, &c.path),
-        Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
+        Err(e @ ApiError::BodyBudget(_)) => return early(e, BUSY, &url),
+        Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
     };
     let body = match gzipped {
         false => body,
@@ -160,14 +214,19 @@ where
             // Inflating may take up to the limit: reserved before, not after.
             if let Some(b) = budget {
                 if !b.grow(&mut held, max) {
-                    return early(ApiError::BodyBudget(b.total()), BUSY, &c.path);
+                    return early(ApiError::BodyBudget(b.total()), BUSY, &url);
                 }
             }
             match gunzip(&body, max) {
                 Ok(inflated) => inflated,
-                Err(e) => return early(e, INVALID_JSON_FORMAT, &c.path),
+                Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
             }
         }
+    };
+    // RFC 8259 §8.1: a byte order mark before the JSON is ignored, not an error.
+    let body = match body.starts_with(b"\xEF\xBB\xBF") {
+        true => body.slice(3..),
+        false => body,
     };
     let x = Exchange::of_head(&c, body, now_ms, pre_authorized);
     let app: Arc<App> = c.app;
@@ -214,20 +273,32 @@ fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
         .header("user-identify")
         .map(str::trim)
         .filter(|s| !s.is_empty());
+    let without_digest = |why: DigestError| match identity {
+        Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
+        Some(id) if certified(c, id) => Ok(Some(id.to_string())),
+        _ => Err(why),
+    };
     match c.header("authorization").filter(|h| !h.trim().is_empty()) {
         Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
         Some(h) => {
             let method = c.head.method.as_str();
-            c.app
+            let target = match c.head.uri.query() {
+                Some(q) => format!("{}?{q}", c.path),
+                None => c.path.clone(),
+            };
+            // A digest that does not verify (stale, for another request, `Basic`)
+            // leaves the caller judged as without it: firmware re-sends its last
+            // digest on every request.
+            match c
+                .app
                 .gateway
-                .check_digest(&c.app.store, method, &c.path, Some(h), identity, b"")
-                .map(Some)
+                .check_digest(&c.app.store, method, &target, Some(h), identity, b"")
+            {
+                Ok(id) => Ok(Some(id)),
+                Err(why) => without_digest(why),
+            }
         }
-        None => match identity {
-            Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
-            Some(id) if certified(c, id) => Ok(Some(id.to_string())),
-            _ => Err(DigestError::NotRegistered),
-        },
+        None => without_digest(DigestError::NotRegistered),
     }
 }
 
@@ -247,6 +318,8 @@ impl Exchange {
         Exchange {
             method: c.head.method.to_string(),
             path: c.path.clone(),
+            query: c.head.uri.query().map(str::to_string),
+            origin: origin(c.header(hyper::header::HOST), c.app.config.tls.is_some()),
             authorization: c.header("authorization").map(str::to_string),
             user_identify: c.header("user-identify").map(str::to_string),
             body,
@@ -255,6 +328,20 @@ impl Exchange {
             peer: peer_of(c),
         }
     }
+}
+
+/// Whether a `Content-Encoding` says gzip (`gzip`, or `x-gzip`: RFC 9110 §8.4.1.3);
+/// none or `identity` is plain; any other coding is `Err` with its name (415).
+pub(crate) fn coding(header: Option<&str>) -> Result<bool, String> {
+    let mut gzipped = false;
+    for named in header.unwrap_or("").split(',').map(str::trim) {
+        match named.to_ascii_lowercase().as_str() {
+            "" | "identity" => {}
+            "gzip" | "x-gzip" if !gzipped => gzipped = true,
+            _ => return Err(named.to_string()),
+        }
+    }
+    Ok(gzipped)
 }
 
 /// A `Content-Encoding: gzip` body (some platforms' clients compress bodies of 2 KB and
@@ -276,25 +363,34 @@ pub(crate) fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, Api
 pub(crate) fn unauthorized(gateway: &Gateway, x: &Exchange, why: &str) -> Reply {
     Reply {
         status: StatusCode::UNAUTHORIZED,
-        body: one_status("", &x.path, DEVICE_ERROR, why, x.now_ms),
+        body: one_status("", &x.url(), INVALID_OPERATION, why, x.now_ms),
         challenge: Some(gateway.challenge(false)),
     }
 }
 
 /// 401 for a refused digest: a fresh challenge, marked `stale=true` when only the nonce
-/// was too old (RFC 7616 §3.3: the client answers again without asking anyone).
+/// was too old (RFC 7616 §3.3: the client answers again without asking anyone). A
+/// digest for another target, or without what its `qop` requires, is a bad request
+/// (400, RFC 7616 §3.4.6 / RFC 2617 §3.2.2.5).
 pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Reply {
-    Reply {
-        status: StatusCode::UNAUTHORIZED,
-        body: one_status("", &x.path, DEVICE_ERROR, &why.to_string(), x.now_ms),
-        challenge: Some(gateway.challenge(matches!(why, DigestError::StaleNonce))),
+    let body = one_status("", &x.url(), INVALID_OPERATION, &why.to_string(), x.now_ms);
+    match why {
+        DigestError::OtherUri(_) | DigestError::Malformed(_) => {
+            Reply::with(StatusCode::BAD_REQUEST, body)
+        }
+        _ => Reply {
+            status: StatusCode::UNAUTHORIZED,
+            body,
+            challenge: Some(gateway.challenge(matches!(why, DigestError::StaleNonce))),
+        },
     }
 }
 
-/// The code a `RegisterObject` / `UnRegisterObject` names (`DeviceID`).
+/// The code a `RegisterObject` / `UnRegisterObject` / `KeepaliveObject` names
+/// (`DeviceID`).
 pub(crate) fn registering(x: &Exchange) -> Option<String> {
     let v: Value = serde_json::from_slice(&x.body).ok()?;
-    ["RegisterObject", "UnRegisterObject"]
+    ["RegisterObject", "UnRegisterObject", "KeepaliveObject"]
         .iter()
         .find_map(|o| v.get(o)?.get("DeviceID")?.as_str())
         .map(|s| s.trim().to_string())
@@ -317,7 +413,7 @@ fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option
     let checked = app.gateway.check_digest(
         &app.store,
         &x.method,
-        &x.path,
+        &x.target(),
         x.authorization.as_deref(),
         identity.as_deref(),
         &x.body,
@@ -336,7 +432,7 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
             Err(why) => refused(&app.gateway, &x, &why),
             Ok(id) => {
                 app.gateway.register(&id, x.peer);
-                Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
+                Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms))
             }
         }
     })
@@ -355,7 +451,7 @@ pub(crate) async fn unregister(c: Call) -> Result<Answer, ApiError> {
             (Err(why), _) => return refused(&app.gateway, &x, &why),
         };
         app.gateway.unregister(&id);
-        Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms))
+        Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms))
     })
     .await
 }
@@ -390,7 +486,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         match app.gateway.check_digest(
             &app.store,
             &x.method,
-            &x.path,
+            &x.target(),
             x.authorization.as_deref(),
             identity.as_deref(),
             &x.body,
@@ -399,7 +495,17 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
                 app.gateway.register(&id, x.peer);
                 return Ok(id);
             }
-            Err(why) => return Err(refused(&app.gateway, x, &why)),
+            // A digest that does not verify leaves the caller judged as without one
+            // (a registered device re-sending its last digest is still registered).
+            Err(why) => {
+                return match identity {
+                    Some(id) if app.gateway.is_registered(&id, x.peer) => {
+                        app.gateway.register(&id, x.peer);
+                        Ok(id)
+                    }
+                    _ => Err(refused(&app.gateway, x, &why)),
+                }
+            }
         }
     }
     match identity {
@@ -415,11 +521,17 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
     }
 }
 
-/// `POST /VIID/System/Keepalive`.
+/// `POST /VIID/System/Keepalive`: from a registered caller, named by `User-Identify`
+/// or by the `KeepaliveObject`'s `DeviceID`.
 pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
-    exchange(c, |app, x| match registered(app, &x) {
-        Ok(id) => Reply::ok(one_status(&id, &x.path, OK, "正常", x.now_ms)),
-        Err(refused) => refused,
+    exchange(c, |app, mut x| {
+        if identified(&x).is_none() {
+            x.user_identify = registering(&x);
+        }
+        match registered(app, &x) {
+            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
+            Err(refused) => refused,
+        }
     })
     .await
 }
@@ -487,7 +599,7 @@ pub(crate) fn parse_upload(
             BodyError::NotJson(_) => INVALID_JSON_FORMAT,
             BodyError::NotAList(..) => INVALID_JSON_CONTENT,
         };
-        let s = status_object("", &x.path, code, &e.to_string(), x.now_ms);
+        let s = status_object("", &x.url(), code, &e.to_string(), x.now_ms);
         Reply::ok(status_list(vec![s]))
     })
 }
@@ -500,7 +612,8 @@ pub(crate) fn upload_statuses(
     ids: &[String],
     texts: &[(i64, String)],
 ) -> Reply {
-    let status = |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+    let status =
+        |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
     let statuses = match images {
         // One status per object …
         None => texts
@@ -550,7 +663,7 @@ fn keep_uploaded(
 
 /// One status for a failure that fails the whole request (the store could not write).
 pub(crate) fn device_error(x: &Exchange, e: &ApiError) -> Reply {
-    let s = one_status("", &x.path, DEVICE_ERROR, &e.to_string(), x.now_ms);
+    let s = one_status("", &x.url(), DEVICE_ERROR, &e.to_string(), x.now_ms);
     Reply::with(e.status(), s)
 }
 
@@ -673,7 +786,7 @@ where
             Err(refused) => return refused,
         };
         let status =
-            |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+            |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
         let items = match items_of_list(&x, list, item) {
             Ok(items) => items,
             Err(refused) => return refused,
@@ -698,7 +811,11 @@ where
 fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<Value>, Reply> {
     let refuse = |code: i64, why: &str| {
         Reply::ok(status_list(vec![status_object(
-            "", &x.path, code, why, x.now_ms,
+            "",
+            &x.url(),
+            code,
+            why,
+            x.now_ms,
         )]))
     };
     let v: Value = serde_json::from_slice(&x.body)
@@ -757,7 +874,7 @@ where
         if ids.is_empty() {
             let s = status_object(
                 "",
-                &x.path,
+                &x.url(),
                 INVALID_JSON_CONTENT,
                 "IDList is missing",
                 x.now_ms,
@@ -768,7 +885,7 @@ where
             .iter()
             .map(|id| {
                 let (code, text) = end(app, &platform, id);
-                status_object(id, &x.path, code, &text, x.now_ms)
+                status_object(id, &x.url(), code, &text, x.now_ms)
             })
             .collect();
         Reply::ok(status_list(statuses))
@@ -793,7 +910,7 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
             Err(refused) => return refused,
         };
         let status =
-            |id: &str, code: i64, text: &str| status_object(id, &x.path, code, text, x.now_ms);
+            |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
         let notifications = match items_of_list(
             &x,
             "SubscribeNotificationListObject",
@@ -963,7 +1080,7 @@ pub(crate) async fn no_such_resource(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |_, x| {
         let s = one_status(
             "",
-            &x.path,
+            &x.url(),
             INVALID_JSON_CONTENT,
             "no such VIID resource",
             x.now_ms,

@@ -37,13 +37,19 @@ pub const REALM: &str = "Sightline";
 /// How long a registration lasts without a keepalive.
 pub(crate) const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 
-/// Status codes of `ResponseStatusObject` (GA/T 1400.4).
+/// Status codes of `ResponseStatusObject` (GA/T 1400.4): 0 OK, 1 OtherError,
+/// 2 DeviceBusy, 3 DeviceError, 4 InvalidOperation, 5 InvalidXMLFormat,
+/// 6 InvalidXMLContent, 7 InvalidJSONFormat, 8 InvalidJSONContent, 9 Reboot.
 pub const OK: i64 = 0;
 /// The device (here: the gateway) is busy; try again.
 pub const BUSY: i64 = 2;
+/// The device (here: the gateway's store) failed.
+pub const DEVICE_ERROR: i64 = 3;
+/// The request is not allowed: not authenticated, not registered, a method the
+/// resource does not take.
+pub const INVALID_OPERATION: i64 = 4;
 pub const INVALID_JSON_FORMAT: i64 = 7;
 pub const INVALID_JSON_CONTENT: i64 = 8;
-pub const DEVICE_ERROR: i64 = 4;
 
 /// Lower-case hex of MD5.
 pub fn md5_hex(text: &str) -> String {

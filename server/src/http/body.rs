@@ -167,7 +167,17 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
         r.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
     }
+    if e.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, bearer_challenge());
+    }
     r
+}
+
+/// The challenge of a 401 from the JSON API (RFC 9110 §15.5.2: a 401 MUST carry one;
+/// RFC 6750 §3: API keys are bearer tokens).
+pub(crate) fn bearer_challenge() -> HeaderValue {
+    HeaderValue::from_static("Bearer realm=\"sightline\"")
 }
 
 /// How much of a body past its limit is read and discarded before the 413 is sent:

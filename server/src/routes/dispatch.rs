@@ -23,27 +23,77 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     let started = Instant::now();
     let table = routes();
     let mut allow = None;
-    let (label, answer) = match table.find(req.method(), req.uri().path()) {
-        Found::Route(route, arg) => (
-            table.label_of(route.path),
-            call(app.clone(), route, arg, req).await,
-        ),
-        Found::WrongMethod { path } => {
-            let allowed = table.allowed(path);
-            allow = Some(allowed.clone());
-            (
-                table.label_of(path),
-                Err(ApiError::MethodNotAllowed {
-                    path: req.uri().path().to_string(),
+    let path = req.uri().path().to_string();
+    // What a `/VIID` device is answered when no handler runs: GA/T 1400's shape.
+    let viid = |status: hyper::StatusCode, code: i64, e: &ApiError| {
+        let tls = app.config.tls.is_some();
+        let host = req.headers().get(hyper::header::HOST);
+        let origin = crate::gat1400::handlers::origin(host.and_then(|h| h.to_str().ok()), tls);
+        let url = format!("{}{path}", origin.unwrap_or_default());
+        Ok(crate::gat1400::handlers::viid_answer(
+            status,
+            &url,
+            code,
+            &e.to_string(),
+        ))
+    };
+    let is_viid = path == "/VIID" || path.starts_with("/VIID/");
+    let (label, answer) = if let Some(why) = host_problem(&req) {
+        // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is refused.
+        (table.labels.len(), Err(ApiError::BadHost(why)))
+    } else if req.method() == hyper::Method::OPTIONS {
+        // RFC 9110 §9.3.7: the methods a resource takes (nothing else is revealed).
+        let allowed = match path.as_str() {
+            "*" => Some("GET, HEAD, POST, PUT, DELETE".to_string()),
+            p => table.methods_of(p),
+        };
+        match allowed {
+            Some(allowed) => {
+                allow = Some(allowed);
+                let label = table.labels.len();
+                (
+                    label,
+                    Ok((hyper::StatusCode::NO_CONTENT, Body::Text(String::new()))),
+                )
+            }
+            None => (
+                table.labels.len(),
+                Err(ApiError::NoSuchEndpoint(path.clone())),
+            ),
+        }
+    } else if !table.implements(req.method()) {
+        // RFC 9110 §15.6.2: a method no resource here takes.
+        let e = ApiError::NotImplemented(req.method().to_string());
+        let answer = match is_viid {
+            true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
+            false => Err(e),
+        };
+        (table.labels.len(), answer)
+    } else {
+        match table.find(req.method(), &path) {
+            Found::Route(route, arg) => (
+                table.label_of(route.path),
+                call(app.clone(), route, arg, req).await,
+            ),
+            Found::WrongMethod { path: template } => {
+                let allowed = table.allowed(template);
+                allow = Some(allowed.clone());
+                let e = ApiError::MethodNotAllowed {
+                    path: path.clone(),
                     allowed,
                     method: req.method().to_string(),
-                }),
-            )
+                };
+                let answer = match is_viid {
+                    true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
+                    false => Err(e),
+                };
+                (table.label_of(template), answer)
+            }
+            Found::Nowhere => (
+                table.labels.len(),
+                Err(ApiError::NoSuchEndpoint(path.clone())),
+            ),
         }
-        Found::Nowhere => (
-            table.labels.len(),
-            Err(ApiError::NoSuchEndpoint(req.uri().path().to_string())),
-        ),
     };
     // Server time apart from the network (RFC: W3C Server Timing): `query` is the
     // handler's (authorisation, body, store work), `serialize` the JSON writing.
@@ -69,7 +119,11 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             .headers_mut()
             .insert(hyper::header::HeaderName::from_static("server-timing"), v);
     }
-    // RFC 9110 §15.5.6: a 405 says which methods the resource takes.
+    if reply.status() == hyper::StatusCode::NO_CONTENT {
+        reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    }
+    // RFC 9110 §15.5.6: a 405 says which methods the resource takes (and so does
+    // the answer to OPTIONS).
     if let Some(allowed) = allow {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed) {
             reply.headers_mut().insert(hyper::header::ALLOW, v);
@@ -78,6 +132,19 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     app.metrics
         .record(label, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)
+}
+
+/// Why an HTTP/1.1 request's `Host` is wrong (RFC 9112 §3.2: none, or more than one,
+/// MUST be answered 400); HTTP/1.0 may go without.
+pub(crate) fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
+    match (req.version(), hosts) {
+        (_, 2..) => Some("the request has more than one Host header (RFC 9112 §3.2)"),
+        (hyper::Version::HTTP_11, 0) => {
+            Some("an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)")
+        }
+        _ => None,
+    }
 }
 
 /// Authorises the caller (before any body is read) and runs the route's handler.
@@ -409,23 +476,43 @@ mod tests {
         assert_eq!(found(Method::GET, "/v1/events"), "405 /v1/events (POST)");
         assert_eq!(
             found(Method::POST, "/v1/admin/retention"),
-            "405 /v1/admin/retention (GET, PUT)"
+            "405 /v1/admin/retention (GET, HEAD, PUT)"
         );
         assert_eq!(
             found(Method::PUT, "/v1/devices/../x"),
             "/v1/devices/{code} Some(\"../x\")"
         );
+        // A known /VIID path with another method is 405 (RFC 9110 §15.5.6), not the
+        // any-method fallback's 404; an unknown one is the fallback's.
         assert_eq!(
             found(Method::GET, "/VIID/MotorVehicles"),
-            "/VIID/{resource} Some(\"MotorVehicles\")"
+            "405 /VIID/MotorVehicles (POST)"
         );
+        assert_eq!(
+            found(Method::GET, "/VIID/System/Register"),
+            "405 /VIID/System/Register (POST)"
+        );
+        assert_eq!(
+            found(Method::POST, "/VIID/System/Time"),
+            "405 /VIID/System/Time (GET, HEAD)"
+        );
+        assert_eq!(
+            found(Method::GET, "/VIID/Subscribes/7"),
+            "405 /VIID/Subscribes/{id} (PUT, DELETE)"
+        );
+        assert_eq!(
+            found(Method::GET, "/VIID/Nothing"),
+            "/VIID/{resource} Some(\"Nothing\")"
+        );
+        assert!(!table.implements(&Method::TRACE));
+        assert!(table.implements(&Method::HEAD));
         assert_eq!(found(Method::GET, "/v2/nothing"), "404");
         assert_eq!(found(Method::GET, "/"), "/ None");
         assert_eq!(
             found(Method::GET, "/console/views/search.js"),
             "/console/{file} Some(\"views/search.js\")"
         );
-        assert_eq!(found(Method::POST, "/"), "405 / (GET)");
+        assert_eq!(found(Method::POST, "/"), "405 / (GET, HEAD)");
         assert_eq!(table.label_of("/nothing"), table.labels.len());
     }
 }

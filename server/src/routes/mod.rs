@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub(crate) use dispatch::handle;
 #[cfg(feature = "cluster")]
-pub(crate) use dispatch::{change_summary, token, wants_ndjson};
+pub(crate) use dispatch::{change_summary, host_problem, token, wants_ndjson};
 
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -231,20 +231,45 @@ impl Routes {
         self.add(None, path, Access::Gat1400, Check::Ignore, None, f);
     }
 
+    /// The route of `method` on `path`. A path some route takes with other methods is
+    /// a wrong method (405, RFC 9110 §15.5.6) before any method-less fallback
+    /// (`/VIID/{resource}`) claims it.
     fn find(&self, method: &Method, path: &str) -> Found<'_> {
         let mut wrong_method = None;
+        let mut fallback = None;
         for r in &self.routes {
             if let Some(arg) = r.matches(path) {
-                match r.takes(method) {
-                    true => return Found::Route(r, arg),
-                    false => wrong_method = wrong_method.or(Some(r.path)),
+                match (&r.method, r.takes(method)) {
+                    (None, _) => fallback = fallback.or(Some((r, arg))),
+                    (Some(_), true) => return Found::Route(r, arg),
+                    (Some(_), false) => wrong_method = wrong_method.or(Some(r.path)),
                 }
             }
         }
-        match wrong_method {
-            Some(path) => Found::WrongMethod { path },
-            None => Found::Nowhere,
+        match (wrong_method, fallback) {
+            (Some(path), _) => Found::WrongMethod { path },
+            (None, Some((r, arg))) => Found::Route(r, arg),
+            (None, None) => Found::Nowhere,
         }
+    }
+
+    /// Whether some route takes `method` (HEAD where GET is): the others are not
+    /// implemented (501, RFC 9110 §15.6.2).
+    fn implements(&self, method: &Method) -> bool {
+        *method == Method::HEAD
+            || self
+                .routes
+                .iter()
+                .any(|r| r.method.as_ref().is_some_and(|m| m == method))
+    }
+
+    /// The methods `path` takes (for `OPTIONS`, RFC 9110 §9.3.7), when a route with a
+    /// method has it.
+    fn methods_of(&self, path: &str) -> Option<String> {
+        self.routes
+            .iter()
+            .find(|r| r.method.is_some() && r.matches(path).is_some())
+            .map(|r| self.allowed(r.path))
     }
 
     /// Where `method` on `path` goes in this table: the route and its path argument,
@@ -264,7 +289,8 @@ impl Routes {
         }
     }
 
-    /// The methods a path takes, in the order GET, POST, PUT, DELETE.
+    /// The methods a path takes, in the order GET, HEAD, POST, PUT, DELETE (HEAD
+    /// wherever GET is: a GET route answers it).
     fn allowed(&self, path: &str) -> String {
         let mut methods: Vec<&Method> = self
             .routes
@@ -272,10 +298,20 @@ impl Routes {
             .filter(|r| r.path == path)
             .filter_map(|r| r.method.as_ref())
             .collect();
+        static HEAD: Method = Method::HEAD;
+        if methods.contains(&&Method::GET) {
+            methods.push(&HEAD);
+        }
         let rank = |m: &Method| {
-            [Method::GET, Method::POST, Method::PUT, Method::DELETE]
-                .iter()
-                .position(|x| x == m)
+            [
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+            ]
+            .iter()
+            .position(|x| x == m)
         };
         methods.sort_by_key(|m| rank(m));
         methods

@@ -208,7 +208,7 @@ pub(crate) async fn digest_request(
     loop {
         let authorization = challenge
             .as_mut()
-            .map(|c| c.answer(login.username, login.password, method.as_str(), path));
+            .map(|c| c.answer(login.username, login.password, method.as_str(), path, &body));
         let mut req = deliver::viid_request(method.clone(), path, login.device_id);
         if let Some(a) = &authorization {
             req = req.header(hyper::header::AUTHORIZATION, a);

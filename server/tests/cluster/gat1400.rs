@@ -441,7 +441,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
     let (status, _, refused) = viid(a3, "POST", "/VIID/MotorVehicles", &ident, &lost.to_string());
     assert_eq!(status, 503, "{refused}");
     assert_eq!(
-        refused["ResponseStatusObject"]["StatusCode"], 4,
+        refused["ResponseStatusObject"]["StatusCode"], 3,
         "{refused}"
     );
     // Another caller's `User-Identify` is not registered anywhere.
@@ -645,8 +645,10 @@ fn a_digest_answer_counts_once_across_ingest_nodes_and_for_its_own_path_only() {
         "Authorization",
         authorization(CAMERA, "pw-vehicles", &nonce, "00000001", "POST", path),
     )];
+    // RFC 7616 §3.4.6 / RFC 2617 §3.2.2.5: a `uri` other than the request's is a
+    // bad request (400), no longer 401.
     let (status, _, moved) = viid(a2, "POST", "/VIID/System/Keepalive", &for_register, "{}");
-    assert_eq!(status, 401, "{moved}");
+    assert_eq!(status, 400, "{moved}");
     // The use is in the table every node asks, and the table is swept of nothing
     // younger than every nonce's life.
     let used = env.pg.psql("SELECT count(*) FROM gat1400_nonces");

@@ -259,8 +259,8 @@ fn a_405_says_which_methods_the_resource_takes() {
     let server = crate::support::start(dir.path(), |_| {});
     for (request, allow) in [
         ("GET /v1/events", "allow: post"),
-        ("POST /v1/admin/retention", "allow: get, put"),
-        ("DELETE /v1/watchlists", "allow: get, post"),
+        ("POST /v1/admin/retention", "allow: get, head, put"),
+        ("DELETE /v1/watchlists", "allow: get, head, post"),
     ] {
         let a = crate::support::send(
             server.addr,

@@ -10,6 +10,7 @@ mod cascade_conformance;
 mod cascade_processes;
 mod catalog;
 mod cli;
+mod conformance;
 mod console;
 mod faults;
 mod feed;
