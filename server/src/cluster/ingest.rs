@@ -133,7 +133,7 @@ async fn handle(
     state: Arc<Ingest>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    // RFC 9112 §3.2, as `serve` answers it.
+    // RFC 9112 §3.2, as `serve` answers it (health probes too).
     if let Some(why) = crate::routes::host_problem(&req) {
         return Ok(error(ApiError::BadHost(why)));
     }

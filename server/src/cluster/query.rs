@@ -310,7 +310,7 @@ async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<Au
 }
 
 async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
-    // RFC 9112 §3.2, as `serve` answers it.
+    // RFC 9112 §3.2, as `serve` answers it (health probes too).
     if let Some(why) = crate::routes::host_problem(&req) {
         return Ok(respond_error(&ApiError::BadHost(why)));
     }

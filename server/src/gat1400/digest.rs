@@ -239,7 +239,13 @@ fn expected_response(
 /// full URL (`http://host:port/VIID/…`, as some clients write it) its path and query;
 /// without a fragment.
 fn uri_target(uri: &str) -> String {
-    let target = match uri.split_once("://") {
+    // Only a `uri` not starting with `/` is a full URL: `/VIID/x?cb=http://h/VIID/y`
+    // names `/VIID/x`, not `/VIID/y`.
+    let full = match uri.starts_with('/') {
+        true => None,
+        false => uri.split_once("://"),
+    };
+    let target = match full {
         Some((_, rest)) => match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
             Some(i) => format!("/{}", &rest[i..]),
@@ -310,9 +316,11 @@ impl Gateway {
         if f.get("realm").is_some_and(|r| r != REALM) {
             return Err(DigestError::OtherRealm(get("realm").to_string()));
         }
-        if !names_target(get("uri"), target) {
-            return Err(DigestError::OtherUri(get("uri").to_string()));
-        }
+        // Judged once the response is known right and its nonce live: a live answer
+        // for another target is a bad request (400, RFC 7616 §3.4.6), while an old
+        // digest a device re-sends after its registration was lost (a restart) is
+        // answered with a fresh challenge, as any other refusal, so it registers again.
+        let other_uri = !names_target(get("uri"), target);
         let user = get("username");
         let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
         let cred = credentials
@@ -335,12 +343,15 @@ impl Gateway {
         }
         // Checked after the response, so a stale nonce with a right response is told
         // apart (RFC 7616 `stale=true`: the client retries without asking anyone).
-        match self
-            .nonces
-            .lock()
-            .expect("nonces")
-            .answer(get("nonce"), get("nc"))
-        {
+        let mut nonces = self.nonces.lock().expect("nonces");
+        if other_uri {
+            // Not recorded as used: the answer stays good for the target it names.
+            return Err(match nonces.is_live(get("nonce")) {
+                true => DigestError::OtherUri(get("uri").to_string()),
+                false => DigestError::StaleNonce,
+            });
+        }
+        match nonces.answer(get("nonce"), get("nc")) {
             Use::Fresh => {}
             Use::Stale => return Err(DigestError::StaleNonce),
             Use::Replayed => return Err(DigestError::Replayed),
@@ -469,6 +480,21 @@ mod tests {
             Err(DigestError::OtherUri(_))
         ));
         assert_eq!(check("/VIID/System/Register", &register).unwrap(), "cam");
+        // The same digest re-sent on an upload once its nonce is gone (a device whose
+        // registration a restart lost): a fresh challenge (stale), not a 400.
+        let forgotten = Gateway::default();
+        let check_forgotten =
+            |path: &str, h: &str| forgotten.check_digest(&creds, "POST", path, Some(h), None, b"");
+        assert!(matches!(
+            check_forgotten("/VIID/Faces", &register),
+            Err(DigestError::StaleNonce)
+        ));
+        // A `uri` with a full URL in its query names its own path.
+        assert_eq!(
+            uri_target("/VIID/x?cb=http://h/VIID/Faces"),
+            "/VIID/x?cb=http://h/VIID/Faces"
+        );
+        assert_eq!(uri_target("http://h:80/VIID/Faces?a=1"), "/VIID/Faces?a=1");
         let full = answer("http://10.0.0.1:80/VIID/Faces");
         assert_eq!(check("/VIID/Faces", &full).unwrap(), "cam");
     }

@@ -100,8 +100,15 @@ impl Challenge {
             _ => h.hex(&format!("{method}:{uri}")),
         };
         let nc = format!("{:08x}", self.nc);
+        // Quoted strings carry `"` and `\` escaped (RFC 9110 §5.6.4): the challenge's
+        // values were unescaped when read, and are hashed as such.
+        let q = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
         let mut out = format!(
-            "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\""
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\"",
+            q(username),
+            q(realm),
+            q(nonce),
+            q(uri)
         );
         let response = match qop {
             Some(qop) => {
@@ -115,7 +122,7 @@ impl Challenge {
             out.push_str(&format!(", algorithm={a}"));
         }
         if let Some(o) = &self.opaque {
-            out.push_str(&format!(", opaque=\"{o}\""));
+            out.push_str(&format!(", opaque=\"{}\"", q(o)));
         }
         out
     }
@@ -153,6 +160,21 @@ mod tests {
             assert!(a.contains("nc=00000001") && a.contains("qop=auth,"), "{a}");
             assert!(a.contains("opaque=\"FQhe/"), "{a}");
         }
+    }
+
+    /// A realm with a quote in it (sent escaped, read unescaped and hashed so) is
+    /// written back escaped, and reads back as the realm hashed.
+    #[test]
+    fn quoted_values_are_written_back_escaped() {
+        let mut c = Challenge::pick([r#"Digest realm="a\"b", qop="auth", nonce="n\\1""#]).unwrap();
+        let a = c.answer("u", "p", "POST", "/x", b"");
+        assert!(
+            a.contains(r#"realm="a\"b""#) && a.contains(r#"nonce="n\\1""#),
+            "{a}"
+        );
+        let fields = crate::gat1400::digest::digest_fields(&a).unwrap();
+        assert_eq!(fields["realm"], "a\"b");
+        assert_eq!(fields["nonce"], "n\\1");
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl Exchange {
 /// `http://host` (`https` on a TLS connection) for a request's `Host` header value,
 /// when it is one a URL can carry.
 pub(crate) fn origin(host: Option<&str>, tls: bool) -> Option<String> {
-    let host = host.map(str::trim).filter(|h| !h.is_empty())?;
+    // A host name is at most 253 bytes (RFC 1035), with a port 6 more: a longer
+    // `Host` is not copied into every status object of an answer.
+    let host = host
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && h.len() <= 260)?;
     if !host
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
@@ -663,8 +667,25 @@ fn keep_uploaded(
 
 /// One status for a failure that fails the whole request (the store could not write).
 pub(crate) fn device_error(x: &Exchange, e: &ApiError) -> Reply {
-    let s = one_status("", &x.url(), DEVICE_ERROR, &e.to_string(), x.now_ms);
+    let s = one_status("", &x.url(), status_code_of(e), &e.to_string(), x.now_ms);
     Reply::with(e.status(), s)
+}
+
+/// The GA/T 1400.4 status code of a refusal or failure: a refused caller is an invalid
+/// operation (4), a full server busy (2), the store or a task failing a device error
+/// (3), a malformed body its format's (7) and anything else the caller sent wrong an
+/// invalid operation.
+pub(crate) fn status_code_of(e: &ApiError) -> i64 {
+    let status = e.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        BUSY
+    } else if status.is_server_error() {
+        DEVICE_ERROR
+    } else if matches!(e, ApiError::MalformedBody(_)) {
+        INVALID_JSON_FORMAT
+    } else {
+        INVALID_OPERATION
+    }
 }
 
 /// Stores the objects' pictures, the objects as uploaded, and their events; each

@@ -142,6 +142,18 @@ impl Nonces {
         Use::Fresh
     }
 
+    /// Whether `nonce` is one this gateway issued (or signed) and not yet expired,
+    /// without recording a use.
+    pub fn is_live(&self, nonce: &str) -> bool {
+        let now = Instant::now();
+        match self.issued.get(nonce) {
+            Some((issued, _)) => now.duration_since(*issued) < NONCE_TTL,
+            None => self
+                .signed_age(nonce, crate::now_ms())
+                .is_some_and(|age| age < NONCE_TTL),
+        }
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.issued.len()

@@ -38,9 +38,16 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         ))
     };
     let is_viid = path == "/VIID" || path.starts_with("/VIID/");
+    // Health probes too: a load balancer's HTTP/1.1 check must name a Host (or
+    // speak HTTP/1.0).
     let (label, answer) = if let Some(why) = host_problem(&req) {
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is refused.
-        (table.labels.len(), Err(ApiError::BadHost(why)))
+        let e = ApiError::BadHost(why);
+        let answer = match is_viid {
+            true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
+            false => Err(e),
+        };
+        (table.labels.len(), answer)
     } else if req.method() == hyper::Method::OPTIONS {
         // RFC 9110 §9.3.7: the methods a resource takes (nothing else is revealed).
         let allowed = match path.as_str() {
@@ -56,10 +63,14 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
                     Ok((hyper::StatusCode::NO_CONTENT, Body::Text(String::new()))),
                 )
             }
-            None => (
-                table.labels.len(),
-                Err(ApiError::NoSuchEndpoint(path.clone())),
-            ),
+            None => {
+                let e = ApiError::NoSuchEndpoint(path.clone());
+                let answer = match is_viid {
+                    true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
+                    false => Err(e),
+                };
+                (table.labels.len(), answer)
+            }
         }
     } else if !table.implements(req.method()) {
         // RFC 9110 §15.6.2: a method no resource here takes.

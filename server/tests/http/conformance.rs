@@ -182,6 +182,21 @@ fn http_1_1_requests_need_exactly_one_host() {
     assert_eq!(r.status, 400, "{}", r.head);
     let r = send(a, b"GET /health HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 200, "{}", r.head);
+    // A device is answered in GA/T 1400's shape, never the JSON API's.
+    let r = send(
+        a,
+        b"POST /VIID/Faces HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(r.status, 400, "{}", r.head);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("ResponseStatusObject"), "{text}");
+    let r = send(
+        a,
+        b"OPTIONS /VIID/Nothing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 404, "{}", r.head);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("ResponseStatusObject"), "{text}");
     let r = send(
         a,
         b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
