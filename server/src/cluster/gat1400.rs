@@ -633,7 +633,7 @@ impl GatNode {
             .as_deref()
             .is_some_and(|h| !h.trim().is_empty())
         {
-            return match self.check(x, identity.as_deref(), &x.body).await {
+            return match self.check(x, identity.as_deref(), &x.raw).await {
                 Ok(id) => {
                     self.proven(&id, x.peer).await;
                     Ok(id)
@@ -716,6 +716,7 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
         authorization: header("authorization"),
         user_identify: header("user-identify"),
         body: Bytes::new(),
+        raw: Bytes::new(),
         now_ms,
         pre_authorized: None,
         peer: req.extensions().get::<crate::serve::Peer>().map(|p| p.0),
@@ -818,6 +819,7 @@ async fn read_body(
         Err(e @ ApiError::BodyBudget(_)) => return Err(early(x, e, BUSY)),
         Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
     };
+    x.raw = body.clone();
     if !gzipped {
         x.body = without_bom(body);
         return Ok(held);
@@ -869,7 +871,7 @@ async fn system(
 fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        match node.check(x, identity.as_deref(), &x.body).await {
+        match node.check(x, identity.as_deref(), &x.raw).await {
             Err(why) => refused(&node.gateway, x, &why),
             Ok(id) => match node.register(&id, x.peer).await {
                 Ok(()) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
@@ -884,7 +886,7 @@ fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         let identity = registering(x).or_else(|| identified(x));
-        let id = match (node.check(x, identity.as_deref(), &x.body).await, identity) {
+        let id = match (node.check(x, identity.as_deref(), &x.raw).await, identity) {
             (Ok(id), _) => id,
             (Err(_), Some(id)) if node.is_registered(&id, x.peer).await => id,
             (Err(why), _) => return refused(&node.gateway, x, &why),

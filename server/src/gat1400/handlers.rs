@@ -35,7 +35,11 @@ pub(crate) struct Exchange {
     pub origin: Option<String>,
     pub authorization: Option<String>,
     pub user_identify: Option<String>,
+    /// The body, inflated and without a byte order mark.
     pub body: Bytes,
+    /// The body as it came (a `qop=auth-int` digest hashes these bytes, RFC 7616
+    /// §3.4.3).
+    pub raw: Bytes,
     pub now_ms: i64,
     /// The caller a digest proved before the body was read.
     pub pre_authorized: Option<String>,
@@ -153,7 +157,7 @@ where
     F: FnOnce(&Arc<App>, Exchange) -> Reply + Send + 'static,
 {
     let now_ms = crate::now_ms();
-    let url = Exchange::of_head(&c, Bytes::new(), now_ms, None).url();
+    let url = Exchange::of_head(&c, (Bytes::new(), Bytes::new()), now_ms, None).url();
     let early = |e: ApiError, code: i64, url: &str| {
         let s = one_status("", url, code, &e.to_string(), now_ms);
         Ok(Reply::with(e.status(), s).answer())
@@ -184,7 +188,7 @@ where
                     (c.app.config.max_viid_body_bytes, Some((slot, share)), id)
                 }
                 Err(why) => {
-                    let x = Exchange::of_head(&c, Bytes::new(), now_ms, None);
+                    let x = Exchange::of_head(&c, (Bytes::new(), Bytes::new()), now_ms, None);
                     return Ok(refused(&c.app.gateway, &x, &why).answer());
                 }
             }
@@ -212,6 +216,7 @@ where
         Err(e @ ApiError::BodyBudget(_)) => return early(e, BUSY, &url),
         Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
     };
+    let raw = body.clone();
     let body = match gzipped {
         false => body,
         true => {
@@ -232,7 +237,7 @@ where
         true => body.slice(3..),
         false => body,
     };
-    let x = Exchange::of_head(&c, body, now_ms, pre_authorized);
+    let x = Exchange::of_head(&c, (raw, body), now_ms, pre_authorized);
     let app: Arc<App> = c.app;
     let done = tokio::task::spawn_blocking(move || {
         let _held = (slot, held);
@@ -318,7 +323,12 @@ fn certified(c: &Call, id: &str) -> bool {
 }
 
 impl Exchange {
-    fn of_head(c: &Call, body: Bytes, now_ms: i64, pre_authorized: Option<String>) -> Exchange {
+    fn of_head(
+        c: &Call,
+        (raw, body): (Bytes, Bytes),
+        now_ms: i64,
+        pre_authorized: Option<String>,
+    ) -> Exchange {
         Exchange {
             method: c.head.method.to_string(),
             path: c.path.clone(),
@@ -327,6 +337,7 @@ impl Exchange {
             authorization: c.header("authorization").map(str::to_string),
             user_identify: c.header("user-identify").map(str::to_string),
             body,
+            raw,
             now_ms,
             pre_authorized,
             peer: peer_of(c),
@@ -420,7 +431,7 @@ fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option
         &x.target(),
         x.authorization.as_deref(),
         identity.as_deref(),
-        &x.body,
+        &x.raw,
     );
     (checked, identity)
 }
@@ -493,7 +504,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
             &x.target(),
             x.authorization.as_deref(),
             identity.as_deref(),
-            &x.body,
+            &x.raw,
         ) {
             Ok(id) => {
                 app.gateway.register(&id, x.peer);

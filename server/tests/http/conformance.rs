@@ -392,3 +392,29 @@ fn apes_and_tollgates_carry_name_and_area_place_code() {
         assert_eq!(t["PlaceCode"], "320508", "{body}");
     }
 }
+
+/// RFC 7616 §3.4.3: a `qop=auth-int` digest hashes the body as sent: one starting with
+/// a byte order mark (which the server skips to read the JSON) is verified over the
+/// bytes the client hashed, mark included.
+#[test]
+fn an_auth_int_digest_is_checked_over_the_body_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    with_gate(a);
+    let path = "/VIID/System/Register";
+    let body = format!("\u{feff}{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
+    let (status, head, _) = viid(a, "POST", path, &[], &body);
+    assert_eq!(status, 401, "{head}");
+    let nonce = nonce_of(&head);
+    let md5 = sightline_testkit::gat1400::md5_hex;
+    let ha1 = md5(&format!("{GATE}:Sightline:{PASSWORD}"));
+    let ha2 = md5(&format!("POST:{path}:{}", md5(&body)));
+    let response = md5(&format!("{ha1}:{nonce}:00000001:c0ffee:auth-int:{ha2}"));
+    let auth = format!(
+        "Digest username=\"{GATE}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{path}\", \
+         qop=auth-int, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", algorithm=MD5"
+    );
+    let (status, _, answer) = viid(a, "POST", path, &[("Authorization", auth)], &body);
+    assert_eq!(status, 200, "{answer}");
+}
