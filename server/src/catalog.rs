@@ -5,6 +5,8 @@
 //! `may_move`, `visible_*`, `*_json`), which a cluster's query node applies to its
 //! catalog in PostgreSQL (`cluster/catalog.rs`).
 
+use std::collections::BTreeMap;
+
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 
@@ -100,6 +102,8 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
     let v = run(c.app, move |app| {
         if let Some(d) = app.store.catalog().device(&code)? {
             may_move(&caller, &code, &d)?;
+            let stored = crate::gat1400::relay::prefixes(&app.store, &code)?;
+            crate::gat1400::relay::may_change_stored(&caller, &code, &stored)?;
         }
         put_device_now(app, &code, &body, &caller)
     })
@@ -113,7 +117,9 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
         return Err(unregistered(&put.community));
     }
     let (d, login, relays) = put.fields_with(code, |v| {
-        crate::gat1400::relay::parse(v, |c| Ok(app.store.catalog().community(c)?.is_some()))
+        crate::gat1400::relay::parse(v, caller, |c| {
+            Ok(app.store.catalog().community(c)?.is_some())
+        })
     })?;
     let catalog = app.store.catalog();
     catalog.put_device(&d)?;
@@ -180,6 +186,9 @@ pub(crate) fn community_of(code: String, body: &[u8]) -> Result<Community, ApiEr
 /// A device's GA/T 1400 digest login: the user name (`None`: its code) and password.
 pub(crate) type Login = (Option<String>, String);
 
+/// A platform's relays: code prefix → community.
+pub(crate) type Relays = BTreeMap<String, String>;
+
 /// The body of a `PUT /v1/devices/{code}`, read in two steps around the look-up of
 /// its community (in a store's catalog or the cluster's): [`DevicePut::read`] checks
 /// the code and that the caller may change the community, [`DevicePut::fields_with`] the
@@ -202,15 +211,17 @@ impl DevicePut {
         Ok(DevicePut { body: o, community })
     }
 
-    /// The device, its GA/T 1400 login if given, and the `relays` of a platform if
-    /// given, parsed by `relays` (`gat1400::relay::parse` over a store's catalog or
-    /// the cluster's table), in `serve`'s order of checks: the relays before the
+    /// The device, its GA/T 1400 login if given, and the `relays` to keep: a
+    /// platform's if given, parsed by `relays` (`gat1400::relay::parse` over a store's
+    /// catalog or the cluster's table; `None`: keep those kept), none for any other
+    /// kind (`Some` of an empty map: a device that stops being a platform relays
+    /// nothing any more), in `serve`'s order of checks: the relays before the
     /// direction and the name.
-    pub(crate) fn fields_with<R>(
+    pub(crate) fn fields_with(
         self,
         code: &str,
-        relays: impl FnOnce(&Value) -> Result<R, ApiError>,
-    ) -> Result<(Device, Option<Login>, Option<R>), ApiError> {
+        relays: impl FnOnce(&Value) -> Result<Relays, ApiError>,
+    ) -> Result<(Device, Option<Login>, Option<Relays>), ApiError> {
         let parse = relays;
         let o = self.body;
         let direction = text(&o, "direction", false)?;
@@ -221,6 +232,7 @@ impl DevicePut {
         };
         let login = gat1400_login(&o)?;
         let relays = match o.get("relays") {
+            None | Some(Value::Null) if device_kind != "platform" => Some(BTreeMap::new()),
             None | Some(Value::Null) => None,
             Some(_) if device_kind != "platform" => {
                 return Err(ApiError::param(

@@ -564,7 +564,8 @@ async fn cluster_catalog(
         }
     };
     // Each device with its GA/T 1400 login, if it has one (HA1 only, as stored), and
-    // its relays, if it relays any (as `serve` keeps them, whatever its kind).
+    // its relays: a platform's as `serve` keeps them (none replaces the cluster's too),
+    // none for any other kind (as `PUT /v1/devices` clears them).
     let with_logins = |devices: Vec<sightline_storage::Device>| {
         devices
             .into_iter()
@@ -572,8 +573,11 @@ async fn cluster_catalog(
                 let login = store
                     .gat1400_credential(&d.code)
                     .map_err(|e| e.to_string())?;
-                let relays = sightline_server::gat1400::relays_in(&store, &d.code)?;
-                let relays = (!relays.is_empty()).then_some(relays);
+                let relays = match d.device_kind.as_str() {
+                    "platform" => sightline_server::gat1400::relays_in(&store, &d.code)?,
+                    _ => Default::default(),
+                };
+                let relays = Some(relays);
                 Ok((d, login, relays))
             })
             .collect::<Result<Vec<_>, String>>()

@@ -14,7 +14,8 @@
 //! `relays` is what `serve` keeps in its catalog's `gat1400_relays` tree: the
 //! communities a platform relays cameras into, by device-code prefix (NULL: none).
 //! A catalog made before it gets the column from `Meta::create` (a checked migration,
-//! `RELAYS`). A `PUT` without `relays` keeps a device's (as on `serve`).
+//! `RELAYS`). A `PUT` without `relays` keeps a device's (as on `serve`); an empty map
+//! clears them (NULL), as a `PUT` of a kind other than platform does.
 //!
 //! A `PUT` creates or replaces (as on `serve`); nothing is deleted. What a record must
 //! hold (a code's shape, a device's community registered, a key's scope) is checked by
@@ -126,13 +127,17 @@ impl Meta {
 
     /// Registers `d` (its community registered already: the foreign key refuses it
     /// otherwise), or replaces the device of its code; with `relays`, the platform's
-    /// relays replaced too, in the same statement (without, they stay as they were).
+    /// relays replaced too, in the same statement (an empty map clears them: NULL;
+    /// without, they stay as they were).
     pub async fn put_device(
         &self,
         d: &Device,
         relays: Option<&BTreeMap<String, String>>,
     ) -> Result<()> {
-        let relays = relays.map(|r| serde_json::to_string(r).expect("a map of strings"));
+        let replace = relays.is_some();
+        let relays = relays
+            .filter(|r| !r.is_empty())
+            .map(|r| serde_json::to_string(r).expect("a map of strings"));
         self.client
             .execute(
                 &format!(
@@ -141,7 +146,7 @@ impl Meta {
                      ON CONFLICT (code) DO UPDATE SET community = EXCLUDED.community,
                          device_kind = EXCLUDED.device_kind, direction = EXCLUDED.direction,
                          name = EXCLUDED.name,
-                         relays = COALESCE(EXCLUDED.relays, devices.relays)"
+                         relays = CASE WHEN $7 THEN EXCLUDED.relays ELSE devices.relays END"
                 ),
                 &[
                     &d.code,
@@ -150,6 +155,7 @@ impl Meta {
                     &d.direction.as_str(),
                     &d.name,
                     &relays,
+                    &replace,
                 ],
             )
             .await
@@ -158,28 +164,61 @@ impl Meta {
     }
 
     /// Registers each of `devices` unless its code is registered already (a relaying
-    /// platform's cameras, catalogued on their first object: a device registered
-    /// meanwhile is left as it is).
-    pub async fn add_devices(&self, devices: &[Device]) -> Result<()> {
-        for d in devices {
-            self.client
-                .execute(
-                    &format!(
-                        "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (code) DO NOTHING"
-                    ),
-                    &[
-                        &d.code,
-                        &d.community,
-                        &d.device_kind,
-                        &d.direction.as_str(),
-                        &d.name,
-                    ],
+    /// platform's cameras, catalogued on their first object), in one statement; the
+    /// rows as stored, one for each code: a device registered meanwhile (by an admin,
+    /// or by another ingest node under another community) is left as it is and
+    /// returned as it is.
+    pub async fn add_devices(&self, devices: &[Device]) -> Result<Vec<Device>> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: fn(&Device) -> String| devices.iter().map(f).collect::<Vec<String>>();
+        let codes = column(|d| d.code.clone());
+        let inserted = self
+            .client
+            .query(
+                &format!(
+                    "INSERT INTO devices ({DEVICE_COLUMNS})
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                          $5::text[])
+                     ON CONFLICT (code) DO NOTHING RETURNING code"
+                ),
+                &[
+                    &codes,
+                    &column(|d| d.community.clone()),
+                    &column(|d| d.device_kind.clone()),
+                    &column(|d| d.direction.as_str().to_string()),
+                    &column(|d| d.name.clone()),
+                ],
+            )
+            .await
+            .map_err(ClusterError::pg("catalogue relayed devices"))?;
+        let inserted: std::collections::HashSet<String> =
+            inserted.iter().map(|r| r.get(0)).collect();
+        let mut stored: Vec<Device> = devices
+            .iter()
+            .filter(|d| inserted.contains(&d.code))
+            .cloned()
+            .collect();
+        let rest: Vec<String> = codes
+            .iter()
+            .filter(|c| !inserted.contains(*c))
+            .cloned()
+            .collect();
+        if !rest.is_empty() {
+            let rows = self
+                .client
+                .query(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE code = ANY($1)"),
+                    &[&rest],
                 )
                 .await
-                .map_err(ClusterError::pg("catalogue a relayed device"))?;
+                .map_err(ClusterError::pg("read devices registered meanwhile"))?;
+            for r in &rows {
+                stored.push(device_of(r)?);
+            }
         }
-        Ok(())
+        Ok(stored)
     }
 
     /// The relays of device `code` (empty: none, or not registered).
@@ -198,8 +237,12 @@ impl Meta {
         }
     }
 
-    /// Every device's relays, by device code (those with none left out).
-    pub async fn all_relays(&self) -> Result<HashMap<String, BTreeMap<String, String>>> {
+    /// Every device's relays, by device code (those with none left out), and the codes
+    /// of rows whose relays do not parse (skipped: one bad row, written by hand, must
+    /// not keep every other platform's from the ingest nodes).
+    pub async fn all_relays(
+        &self,
+    ) -> Result<(HashMap<String, BTreeMap<String, String>>, Vec<String>)> {
         let rows = self
             .client
             .query(
@@ -208,13 +251,20 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("read platforms' relays"))?;
-        rows.iter()
-            .map(|r| {
-                let code: String = r.get(0);
-                let relays = relays_of(&code, r.get(1))?;
-                Ok((code, relays))
-            })
-            .collect()
+        let (mut good, mut bad) = (HashMap::new(), Vec::new());
+        for r in &rows {
+            let code: String = r.get(0);
+            match relays_of(&code, r.get(1)) {
+                Ok(relays) => {
+                    good.insert(code, relays);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a platform's relays skipped");
+                    bad.push(code);
+                }
+            }
+        }
+        Ok((good, bad))
     }
 }
 

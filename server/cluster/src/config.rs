@@ -160,10 +160,12 @@ pub struct IndexConfig {
     pub janitor_age_s: u64,
     /// The GA/T 1400 gateway's pictures and objects as uploaded are kept this many
     /// days past their event's day (Asia/Shanghai), then the janitor deletes the day
-    /// whole (`janitor::sweep_gat1400`), at most `GAT1400_DELETES_PER_SWEEP` objects a
-    /// sweep. Default 0: kept forever (a cluster has no event retention yet, and a
-    /// picture outliving its event costs only bytes, where one gone before its event
-    /// is a record without its evidence). Set it to what the events' retention is.
+    /// whole (`janitor::sweep_gat1400`, on a task of its own), at most
+    /// `GAT1400_DELETES_PER_SWEEP` objects a sweep; ingest nodes refuse an object of
+    /// a day already past it. Default 0: as the cluster's event retention
+    /// (`cluster_meta` `retention_days`, `PUT /v1/admin/retention`; none: kept
+    /// forever), so a picture goes with its event's shard. Set it only to keep
+    /// pictures for less time than events.
     #[serde(default)]
     pub gat1400_retention_days: u32,
     /// A commit also uploads the partition's index (subject → shards, statistics;

@@ -25,13 +25,15 @@
 //! decides visibility from the id alone, as `serve` does from its own picture ids.
 //!
 //! The day makes retention whole prefixes, as shards are for events: the janitor
-//! deletes the days past `index.gat1400_retention_days` (`crate::janitor::sweep_gat1400`;
-//! 0, the default, keeps them forever). Bytes are shared only within a (day,
-//! community): a picture uploaded again by a later event of another day is stored
-//! again under that day, so dropping the older day never takes a picture a newer event
-//! names. Ids of before the day (`{hex community}.{sha256}`, keys
-//! `gat1400/{pictures|objects}/{hex community}/{sha256}`) are still served and never
-//! swept: a later upload of the same bytes may name them.
+//! deletes the days past `index.gat1400_retention_days`, or when that is 0 (the
+//! default) past the cluster's event retention (`crate::janitor::sweep_gat1400`; no
+//! policy keeps them forever). Bytes are shared only within a (day, community): a
+//! picture uploaded again by a later event of another day is stored again under that
+//! day, so dropping the older day never takes a picture a newer event names. Ids of
+//! before the day (`{hex community}.{sha256}`, keys
+//! `gat1400/{pictures|objects}/{hex community}/{sha256}`) are still served (the
+//! events stored then name them) and never swept (they have no day to go by); no
+//! upload names them any more.
 
 use sightline_storage::Gat1400Credential;
 

@@ -41,23 +41,48 @@ pub async fn sweep(
     Ok(removed)
 }
 
+/// How long one sweep of the GA/T 1400 gateway's days may take (its own bound, on a
+/// task of its own: never the indexer's supervisor's, whose heartbeat must not wait
+/// on a bucket of millions of pictures).
+pub const GAT1400_SWEEP_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The most GA/T 1400 pictures and objects one sweep deletes (the rest of a day at the
-/// next): a sweep stays within its bound (four leases) on a day of millions.
-pub const GAT1400_DELETES_PER_SWEEP: usize = 10_000;
+/// next), sized to [`GAT1400_SWEEP_BOUND`]: deleted 1,000 to a request (S3
+/// `DeleteObjects`, `ObjectStore::delete_stream`) after listing them 1,000 to a page,
+/// 20,000 are 40 requests, each well under the second an S3 API answers one in; a
+/// sweep cut short by its bound loses nothing (the next lists what is left).
+pub const GAT1400_DELETES_PER_SWEEP: usize = 20_000;
+
+/// How many days the gateway's pictures are kept: `index.gat1400_retention_days`
+/// when set, else the cluster's event retention (`cluster_meta` `retention_days`,
+/// `None`: kept forever, 0), so a picture goes with its event's shard.
+pub fn gat1400_keep_days(configured: u32, events: Option<u32>) -> u32 {
+    match configured {
+        0 => events.unwrap_or(0),
+        days => days,
+    }
+}
+
+/// The first day (`YYYYMMDD`, Asia/Shanghai) whose pictures are kept at `now_ms`
+/// with `keep_days` (`None`: all are, 0 days); the days before it are swept, and an
+/// ingest node refuses an object of one of them (its pictures would be deleted at
+/// the next sweep after it was acknowledged).
+pub fn gat1400_first_kept_day(now_ms: i64, keep_days: u32) -> Option<String> {
+    (keep_days > 0).then(|| local_day(now_ms - i64::from(keep_days) * 86_400_000))
+}
 
 /// Deletes the GA/T 1400 gateway's pictures and objects of the days more than
 /// `keep_days` before `now_ms`'s day (Asia/Shanghai), whole day prefixes
 /// (`gat1400/{pictures|objects}/d{YYYYMMDD}/`), at most
-/// [`GAT1400_DELETES_PER_SWEEP`] objects; `keep_days` 0 keeps them forever. A
-/// picture uploaded again by an event of a later day is a copy under that day (the
-/// day is in its key), so no later event loses one. Blobs of before days are never
-/// listed. Returns the keys removed.
+/// [`GAT1400_DELETES_PER_SWEEP`] objects, in batches (`Objects::delete_all`);
+/// `keep_days` 0 keeps them forever. A picture uploaded again by an event of a later
+/// day is a copy under that day (the day is in its key), so no later event loses one.
+/// Blobs of before days are never listed. Returns the keys removed.
 pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Result<Vec<String>> {
-    if keep_days == 0 {
-        return Ok(Vec::new());
-    }
     // Days before this one go (compared as YYYYMMDD text).
-    let first_kept = local_day(now_ms - i64::from(keep_days) * 86_400_000);
+    let Some(first_kept) = gat1400_first_kept_day(now_ms, keep_days) else {
+        return Ok(Vec::new());
+    };
     let mut removed = Vec::new();
     for what in [Blob::Picture, Blob::Object] {
         for dir in objects.dirs(&days_prefix(what)).await? {
@@ -66,10 +91,11 @@ pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Re
             if !past || room == 0 {
                 continue;
             }
-            for o in objects.list_at_most(&dir, room).await? {
-                objects.delete(&o.key).await?;
-                removed.push(o.key);
-            }
+            let keys: Vec<String> = (objects.list_at_most(&dir, room).await?)
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+            removed.extend(objects.delete_all(keys).await?);
         }
     }
     if !removed.is_empty() {
@@ -80,6 +106,63 @@ pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Re
         );
     }
     Ok(removed)
+}
+
+/// Sweeps the gateway's days every `every` until the process ends, each sweep within
+/// [`GAT1400_SWEEP_BOUND`], keeping `configured` days (`index.gat1400_retention_days`)
+/// or, when 0, the cluster's event retention as read then from PostgreSQL (on a
+/// connection of its own; unread, that sweep is skipped). Runs on a task of its own
+/// (an indexer's `run` spawns it): nothing of it is awaited by the supervisor.
+pub async fn sweep_gat1400_every(
+    objects: Objects,
+    postgres: String,
+    within: std::time::Duration,
+    configured: u32,
+    every: std::time::Duration,
+) {
+    let mut meta: Option<Meta> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let events = match configured {
+            0 => match retention_policy(&mut meta, &postgres, within).await {
+                Ok(days) => days,
+                Err(e) => {
+                    tracing::warn!(error = %e, "GA/T 1400 sweep skipped: the retention policy is unread");
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let keep_days = gat1400_keep_days(configured, events);
+        let sweep = sweep_gat1400(&objects, now_ms(), keep_days);
+        match tokio::time::timeout(GAT1400_SWEEP_BOUND, sweep).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "GA/T 1400 sweep failed"),
+            Err(_) => tracing::warn!(
+                bound_s = GAT1400_SWEEP_BOUND.as_secs(),
+                "GA/T 1400 sweep cut short by its bound; the next goes on"
+            ),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The cluster's event retention, on `meta` (connected, again when broken).
+async fn retention_policy(
+    meta: &mut Option<Meta>,
+    postgres: &str,
+    within: std::time::Duration,
+) -> Result<Option<u32>> {
+    if !meta.as_ref().is_some_and(Meta::is_open) {
+        *meta = Some(Meta::connect_within(postgres, within).await?);
+    }
+    let m = meta.as_ref().expect("connected above");
+    m.given_up(crate::meta::bounded(within, "read the retention policy", m.retention_days()).await)
 }
 
 /// Where partition `p`'s indexer uploads live.

@@ -220,4 +220,22 @@ impl Objects {
             .await
             .map_err(err("delete", key))
     }
+
+    /// Deletes `keys` in batches (`delete_stream`: S3 `DeleteObjects`, up to 1,000 keys
+    /// a request); the keys deleted, in order, until the first failure (an error then:
+    /// what was deleted before it stays deleted). A key already gone counts as deleted.
+    pub async fn delete_all(&self, keys: Vec<String>) -> Result<Vec<String>> {
+        use futures::StreamExt;
+        let paths = futures::stream::iter(keys.into_iter().map(|k| Ok(Path::from(k)))).boxed();
+        let mut deleted = Vec::new();
+        let mut done = self.store.delete_stream(paths);
+        while let Some(d) = done.next().await {
+            match d {
+                Ok(p) => deleted.push(p.to_string()),
+                Err(object_store::Error::NotFound { path, .. }) => deleted.push(path),
+                Err(e) => return Err(err("delete", "a batch")(e)),
+            }
+        }
+        Ok(deleted)
+    }
 }

@@ -7,9 +7,11 @@
 //!
 //! A device's GA/T 1400 login (`gat1400`) is kept as `serve` keeps it (its HA1, in
 //! `gat1400_credentials`, which the ingest nodes' gateway reads), and so are a
-//! platform's `relays` (`devices.relays`, checked by `serve`'s `relay::parse` against
-//! the communities registered, answered as `serve` answers them; the ingest nodes'
-//! gateway reads them with the credentials).
+//! platform's `relays` (`devices.relays`, checked by `serve`'s `relay::parse`: within
+//! the caller's communities, then against the communities registered; a device whose
+//! kept relays reach outside them is not the caller's to change, `relay::
+//! may_change_stored`; answered as `serve` answers them; the ingest nodes' gateway
+//! reads them with the credentials).
 //!
 //! One connection, made when first needed and again after it broke; every call on it
 //! (connect, statement) bounded by `index.lease_ms`, so an unreachable PostgreSQL
@@ -175,6 +177,9 @@ impl Catalog {
     ) -> Result<Value, ApiError> {
         if let Some(d) = on_meta!(self, "read a device", |m| m.device(&code))? {
             serve::may_move(caller, &code, &d)?;
+            // Its relays as kept, all the caller's (as on `serve`).
+            let stored = on_meta!(self, "read a platform's relays", |m| m.relays(&code))?;
+            crate::gat1400::relay::may_change_stored(caller, &code, &stored)?;
         }
         let put = DevicePut::read(&code, body, caller)?;
         let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
@@ -184,8 +189,9 @@ impl Catalog {
         // The relays name registered communities (checked against the table as read).
         let communities = on_meta!(self, "read communities", |m| m.communities())?;
         let registered = |c: &str| Ok(communities.iter().any(|r| r.code == c));
-        let (d, login, relays) =
-            put.fields_with(&code, |v| crate::gat1400::relay::parse(v, registered))?;
+        let (d, login, relays) = put.fields_with(&code, |v| {
+            crate::gat1400::relay::parse(v, caller, registered)
+        })?;
         on_meta!(self, "register a device", |m| m
             .put_device(&d, relays.as_ref()))?;
         // A GA/T 1400 login, kept for the ingest nodes' gateway (HA1 only, as `serve`).

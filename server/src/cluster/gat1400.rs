@@ -32,8 +32,11 @@
 //! * **Pictures** (base64 `Data` of `SubImageList`, within `ingest.max_picture_bytes`)
 //!   and the objects as uploaded are put on object storage, create-only, under
 //!   content-addressed keys within their event's day (`sightline_cluster::gat1400::BlobId`;
-//!   the janitor drops days past `index.gat1400_retention_days`), *before* the
-//!   events naming them are published: an acknowledged object's pictures are on S3.
+//!   the janitor drops days past `index.gat1400_retention_days`, else past the
+//!   cluster's event retention), *before* the events naming them are published: an
+//!   acknowledged object's pictures are on S3. An object whose time the validation
+//!   refuses, or whose day that retention has passed, is refused before anything of
+//!   it is put (it would be acknowledged and then lose its pictures).
 //!   Events list them as `serve`'s do (`images`, `gat1400_object`), by ids that query
 //!   nodes serve at `GET /v1/images/{id}` and `GET /v1/objects/{id}`.
 //!
@@ -41,7 +44,9 @@
 //!   the credentials) let it name devices of the communities it relays into, as on
 //!   `serve` (`objects::Uploader`); an unknown device it names is catalogued on its
 //!   first object, as on `serve` (`Relay::device_for`: under the community its code's
-//!   prefix maps to), written to `devices` before the events are published.
+//!   prefix maps to), written to `devices` before the events are published; one
+//!   registered meanwhile is kept as PostgreSQL has it and the upload judged again
+//!   against it. A relays row that does not parse is skipped (named in `/health`).
 //! * **`GET /VIID/APEs` and `GET /VIID/Tollgates`** answer with `serve`'s functions
 //!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
 //!   renewed within its life, as far as this node knows (any node's, as read).
@@ -129,6 +134,13 @@ struct Renewal {
     digest: bool,
 }
 
+/// The devices as read, those catalogued here since, and the communities as read.
+type Known = (
+    Arc<HashMap<String, Device>>,
+    HashMap<String, Device>,
+    Arc<Vec<Community>>,
+);
+
 /// The tables as this node last read them.
 #[derive(Default)]
 struct Directory {
@@ -136,6 +148,10 @@ struct Directory {
     /// Registrations this node wrote or found since the last read: code → address,
     /// when renewed (in PostgreSQL, or found there).
     recent: RwLock<HashMap<String, (Option<IpAddr>, Instant)>>,
+    /// Devices this node catalogued since the last read, as PostgreSQL keeps them:
+    /// code → record, when written (a small map beside the read one, which is never
+    /// copied to add one).
+    added: RwLock<HashMap<String, (Device, Instant)>>,
 }
 
 struct Loaded {
@@ -143,6 +159,11 @@ struct Loaded {
     devices: Arc<HashMap<String, Device>>,
     /// Device code → the communities it relays into by code prefix (`devices.relays`).
     relays: HashMap<String, BTreeMap<String, String>>,
+    /// Devices whose `relays` do not parse (skipped, named in `/health`).
+    relays_unreadable: Vec<String>,
+    /// The cluster's event retention (`cluster_meta` `retention_days`), which the
+    /// pictures follow unless `index.gat1400_retention_days` is set.
+    retention_days: Option<u32>,
     communities: Arc<Vec<Community>>,
     /// code → address, when last renewed.
     registrations: HashMap<String, (Option<IpAddr>, Instant)>,
@@ -173,8 +194,8 @@ impl Directory {
     /// device's and, for a platform, those it relays into (as `serve`'s
     /// `store_objects` makes it).
     fn uploader(&self, code: &str) -> Uploader {
+        let own = self.device(code);
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
-        let own = set.as_ref().and_then(|l| l.devices.get(code));
         let mut communities: Vec<String> = own.iter().map(|d| d.community.clone()).collect();
         if let (Some(l), Some(d)) = (set.as_ref(), own) {
             if d.device_kind == "platform" {
@@ -188,22 +209,36 @@ impl Directory {
         }
     }
 
-    /// The devices and communities as read (and as this node catalogued since).
-    fn catalog(&self) -> (Arc<HashMap<String, Device>>, Arc<Vec<Community>>) {
+    /// Device `code` as this node catalogued it since the last read, else as read.
+    fn device(&self, code: &str) -> Option<Device> {
+        let added = self.added.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((d, _)) = added.get(code) {
+            return Some(d.clone());
+        }
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
-        set.as_ref()
+        set.as_ref()?.devices.get(code).cloned()
+    }
+
+    /// The devices and communities as read, and those this node catalogued since.
+    fn catalog(&self) -> Known {
+        let added = self.added.read().unwrap_or_else(|p| p.into_inner());
+        let added = added
+            .iter()
+            .map(|(c, (d, _))| (c.clone(), d.clone()))
+            .collect();
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let (devices, communities) = set
+            .as_ref()
             .map(|l| (l.devices.clone(), l.communities.clone()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (devices, added, communities)
     }
 
     /// The relaying of `code`, if it is a platform (as `serve`'s `Relay::of`).
     fn relay(&self, code: &str) -> Option<Relay> {
+        let d = self.device(code).filter(|d| d.device_kind == "platform")?;
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let l = set.as_ref()?;
-        let d = l
-            .devices
-            .get(code)
-            .filter(|d| d.device_kind == "platform")?;
         Some(Relay {
             platform: d.code.clone(),
             community: d.community.clone(),
@@ -211,14 +246,13 @@ impl Directory {
         })
     }
 
-    /// Devices this node catalogued, known here until the next read has them.
-    fn add(&self, records: &[Device]) {
-        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = set.as_mut() {
-            let devices = Arc::make_mut(&mut l.devices);
-            for d in records {
-                devices.entry(d.code.clone()).or_insert_with(|| d.clone());
-            }
+    /// Devices this node catalogued, as PostgreSQL keeps them, known here until the
+    /// next read has them.
+    fn add(&self, stored: &[Device]) {
+        let now = Instant::now();
+        let mut added = self.added.write().unwrap_or_else(|p| p.into_inner());
+        for d in stored {
+            added.insert(d.code.clone(), (d.clone(), now));
         }
     }
 
@@ -231,9 +265,13 @@ impl Directory {
         };
         let none = BTreeMap::new();
         let relays = l.relays.get(caller).unwrap_or(&none);
-        let covered = crate::gat1400::catalog::covered(l.devices.get(caller), relays);
-        // Only the covered communities' devices copied (a city's catalog is large).
-        let mut devices: Vec<Device> = (l.devices.values())
+        let added = self.added.read().unwrap_or_else(|p| p.into_inner());
+        let own = added.get(caller).map(|(d, _)| d).or(l.devices.get(caller));
+        let covered = crate::gat1400::catalog::covered(own, relays);
+        // Only the covered communities' devices copied (a city's catalog is large);
+        // those catalogued here since the read as they were stored.
+        let read = l.devices.values().filter(|d| !added.contains_key(&d.code));
+        let mut devices: Vec<Device> = (read.chain(added.values().map(|(d, _)| d)))
             .filter(|d| covered.contains(&d.community))
             .cloned()
             .collect();
@@ -380,6 +418,26 @@ impl GatNode {
         Ok((node, task))
     }
 
+    /// The devices whose relays the last read skipped (they do not parse), for
+    /// `/health`.
+    pub(super) fn relays_unreadable(&self) -> Vec<String> {
+        let set = self.directory.set.read().unwrap_or_else(|p| p.into_inner());
+        set.as_ref()
+            .map(|l| l.relays_unreadable.clone())
+            .unwrap_or_default()
+    }
+
+    /// The first day (`YYYYMMDD`) whose pictures the janitor keeps at `now_ms`
+    /// (`janitor::gat1400_first_kept_day` of `index.gat1400_retention_days`, else of
+    /// the cluster's event retention as last read; `None`: every day is kept).
+    fn first_kept_day(&self, now_ms: i64) -> Option<String> {
+        let set = self.directory.set.read().unwrap_or_else(|p| p.into_inner());
+        let events = set.as_ref().and_then(|l| l.retention_days);
+        let configured = self.config.index.gat1400_retention_days;
+        let keep_days = sightline_cluster::janitor::gat1400_keep_days(configured, events);
+        sightline_cluster::janitor::gat1400_first_kept_day(now_ms, keep_days)
+    }
+
     /// How long ago the gateway's tables were last read (`None`: never).
     pub(super) fn age(&self) -> Option<Duration> {
         let set = self.directory.set.read().unwrap_or_else(|p| p.into_inner());
@@ -407,11 +465,16 @@ impl GatNode {
                     m.devices(None).await?,
                     m.all_relays().await?,
                     m.communities().await?,
+                    m.retention_days().await?,
                 ),
                 m.gat1400_registrations(ttl_ms).await?,
             ))
         };
-        let (credentials, (devices, relays, communities), registrations) = m
+        let (
+            credentials,
+            (devices, (relays, relays_unreadable), communities, retention_days),
+            registrations,
+        ) = m
             .given_up(bounded(lease, "read the GA/T 1400 tables", read).await)
             .map_err(|e| e.to_string())?;
         let since = |age_ms: i64| {
@@ -426,6 +489,8 @@ impl GatNode {
                 .collect(),
             devices: Arc::new(devices.into_iter().map(|d| (d.code.clone(), d)).collect()),
             relays,
+            relays_unreadable,
+            retention_days,
             communities: Arc::new(communities),
             registrations: registrations
                 .into_iter()
@@ -444,6 +509,11 @@ impl GatNode {
         // What this node wrote before the read is in it now.
         self.directory
             .recent
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, at)| *at > asked);
+        self.directory
+            .added
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (_, at)| *at > asked);
@@ -565,18 +635,25 @@ impl GatNode {
 
     /// Writes the devices a relaying platform's upload catalogued (its cameras the
     /// catalog did not know: `serve`'s `Relay::catalogue`) to the catalog, each unless
-    /// registered meanwhile, and knows them here at once.
-    async fn catalogue(&self, records: Vec<Device>) -> Result<(), ApiError> {
+    /// registered meanwhile, and knows them here at once as PostgreSQL keeps them;
+    /// whether each is stored as it was built (`false`: one was registered meanwhile,
+    /// perhaps in another community, and the upload must be judged again).
+    async fn catalogue(&self, records: Vec<Device>) -> Result<bool, ApiError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let written = records.clone();
-        self.write("catalogue relayed devices", move |m| {
-            Box::pin(async move { m.add_devices(&written).await })
-        })
-        .await?;
-        self.directory.add(&records);
-        Ok(())
+        let stored = self
+            .write("catalogue relayed devices", move |m| {
+                Box::pin(async move { m.add_devices(&written).await })
+            })
+            .await?;
+        self.directory.add(&stored);
+        let kept: HashMap<&str, &Device> = stored.iter().map(|d| (d.code.as_str(), d)).collect();
+        let as_built = records
+            .iter()
+            .all(|r| kept.get(r.code.as_str()) == Some(&r));
+        Ok(as_built)
     }
 
     /// Forgets nonce uses past every nonce's life (any node may; each bounded).
@@ -1017,43 +1094,31 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
-    // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
-    let by = node.directory.uploader(&uploader);
-    let relay = node.directory.relay(&uploader);
-    let (devices, communities) = node.directory.catalog();
-    let limits = (
-        node.config.ingest.gat1400_face_subject.clone(),
-        node.config.ingest.max_picture_bytes,
-    );
     let x = Arc::new(x);
-    let parsing = x.clone();
-    let parsed = tokio::task::spawn_blocking(move || {
-        // The uploader names devices of its own community, or of those it relays into
-        // (a platform's unknown ones made into records, as `serve` catalogues them).
-        let catalog = Catalog::Listed {
-            devices: &devices,
-            relay: relay.as_ref(),
-            communities: &communities,
+    // The devices a platform catalogued are written before any event naming them is
+    // published; one registered meanwhile (by an admin, or by another node under
+    // another community) is kept as PostgreSQL has it, and the upload is judged
+    // again against it (its objects refused if the uploader does not cover its
+    // community, as `serve` would), at most once more: the second judgement
+    // catalogues nothing new.
+    let mut judged = 0;
+    let (images, objects) = loop {
+        judged += 1;
+        let (parsed, records) = match judge(node, &x, &uploader).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(refusal)) => return refusal,
+            Err(e) => return device_error(&x, &e),
         };
-        let mut devices = Devices::of(catalog).uploaded_by(by);
-        let parsed = parse_upload(&mut devices, &parsing, (&limits.0, limits.1));
-        (parsed, devices.new_records())
-    })
-    .await;
-    let (images, objects) = match parsed {
-        Ok((Ok(p), records)) => {
-            // In the catalog before any event naming them is published.
-            if let Err(e) = node.catalogue(records).await {
+        match node.catalogue(records).await {
+            Ok(true) => break parsed,
+            Ok(false) if judged < 2 => continue,
+            Ok(false) => {
+                let e = ApiError::StorageUnavailable(
+                    "the catalog changed while this upload was judged; send it again".into(),
+                );
                 return device_error(&x, &e);
             }
-            p
-        }
-        Ok((Err(refusal), _)) => return refusal,
-        Err(e) => {
-            return device_error(
-                &x,
-                &ApiError::internal(format!("the upload's task failed: {e}")),
-            )
+            Err(e) => return device_error(&x, &e),
         }
     };
     let ids: Vec<String> = objects.iter().map(|o| o.id.clone()).collect();
@@ -1061,6 +1126,43 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(texts) => upload_statuses(&x, images, &ids, &texts),
         Err(e) => device_error(&x, &e),
     }
+}
+
+/// An upload parsed against the tables as this node knows them (with the devices it
+/// catalogued since its last read), and the records of the unknown devices a
+/// relaying platform named (to write); or the refusal to answer.
+type Judged = Result<(Parsed, Vec<Device>), Reply>;
+type Parsed = (Option<Vec<crate::gat1400::image_list::Image>>, Vec<Object>);
+
+async fn judge(node: &GatNode, x: &Arc<Exchange>, uploader: &str) -> Result<Judged, ApiError> {
+    let by = node.directory.uploader(uploader);
+    let relay = node.directory.relay(uploader);
+    let (devices, added, communities) = node.directory.catalog();
+    let limits = (
+        node.config.ingest.gat1400_face_subject.clone(),
+        node.config.ingest.max_picture_bytes,
+    );
+    let parsing = x.clone();
+    // Parsing and decoding pictures is CPU work (a 64 MiB body of base64).
+    let parsed = tokio::task::spawn_blocking(move || {
+        // The uploader names devices of its own community, or of those it relays into
+        // (a platform's unknown ones made into records, as `serve` catalogues them).
+        let catalog = Catalog::Listed {
+            devices: &devices,
+            added: &added,
+            relay: relay.as_ref(),
+            communities: &communities,
+        };
+        let mut devices = Devices::of(catalog).uploaded_by(by);
+        let parsed = parse_upload(&mut devices, &parsing, (&limits.0, limits.1));
+        (parsed, devices.new_records())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the upload's task failed: {e}")))?;
+    Ok(match parsed {
+        (Ok(p), records) => Ok((p, records)),
+        (Err(refusal), _) => Err(refusal),
+    })
 }
 
 /// The decoded bytes of every picture [`pictures_to_store`] lists, in its order,
@@ -1144,6 +1246,27 @@ fn stage(objects: &mut [Object]) -> Staged {
     (notes, pictures, uploaded, ids)
 }
 
+/// Whether an event of `ts_ms` may be kept at `now_ms`: within the validation's time
+/// bounds, and of a day the pictures' retention keeps (from `first_kept`, `YYYYMMDD`).
+fn judge_time(
+    ts_ms: i64,
+    now_ms: i64,
+    first_kept: Option<&str>,
+) -> Result<(), sightline_storage::ValidationError> {
+    Validator::default().check_ts(ts_ms, now_ms)?;
+    let day = sightline_cluster::gat1400::local_day(ts_ms);
+    match first_kept {
+        Some(first) if day.as_str() < first => Err(sightline_storage::ValidationError::new(
+            "ts",
+            format!(
+                "{ts_ms} is of day {day}, before the first day whose pictures are kept \
+                 ({first}): older than the retention"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Stores the objects' pictures, then the objects as uploaded (naming their pictures),
 /// then publishes their events; each object's status code and text, in order. Nothing
 /// is published unless every picture and object is on object storage.
@@ -1152,6 +1275,22 @@ async fn keep(
     mut objects: Vec<Object>,
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, ApiError> {
+    // Refused before anything is put: an object whose time the validation refuses
+    // (a `PassTime` in year 9999 would leave pictures under a day no sweep reaches),
+    // or whose day the pictures' retention has passed (its pictures would be deleted
+    // at the next sweep after it was acknowledged: refused, as `serve`'s store
+    // refuses an event older than its retention). The others go on.
+    let first_kept = node.first_kept_day(now_ms);
+    for (i, o) in objects.iter_mut().enumerate() {
+        if let Err(why) = o
+            .event
+            .as_ref()
+            .map(|e| judge_time(e.ts_ms, now_ms, first_kept.as_deref()))
+            .unwrap_or(Ok(()))
+        {
+            o.event = Err(RecordError::new(i, why.field, why.reason));
+        }
+    }
     // Hashing the pictures and objects (up to a 64 MiB body's) is CPU work: off the
     // connections' threads, as the parsing was.
     let staged = tokio::task::spawn_blocking(move || {
@@ -1214,6 +1353,8 @@ mod tests {
             at: now.checked_sub(read_ago).unwrap(),
             devices: Arc::default(),
             relays: HashMap::new(),
+            relays_unreadable: Vec::new(),
+            retention_days: None,
             communities: Arc::default(),
         });
         d

@@ -153,6 +153,7 @@ async fn handle(
                 status,
                 json!({"status": said, "role": "ingest", "nats": nats,
                        "gat1400_age_ms": gat1400_age_ms,
+                       "gat1400_relays_unreadable": state.gat1400.relays_unreadable(),
                        "watchlists_unreadable": state.alerting.unreadable()}),
             )
         }

@@ -21,7 +21,8 @@ use crate::error::ApiError;
 const TOLLGATE_TYPE: &str = "121";
 
 /// The communities a caller may list: its own device's (`None`: not registered, so
-/// none) and those its relays map to.
+/// none) and, for a platform, those its relays map to (a device of any other kind
+/// relays nothing, whatever a catalog made before kept).
 pub(crate) fn covered(
     caller: Option<&Device>,
     relays: &BTreeMap<String, String>,
@@ -29,7 +30,9 @@ pub(crate) fn covered(
     let mut out = BTreeSet::new();
     if let Some(d) = caller {
         out.insert(d.community.clone());
-        out.extend(relays.values().cloned());
+        if d.device_kind == "platform" {
+            out.extend(relays.values().cloned());
+        }
     }
     out
 }
@@ -152,5 +155,22 @@ mod tests {
         assert_eq!(place_code("320508"), "320508");
         assert_eq!(place_code("north"), "north");
         assert_eq!(place_code("12a45678"), "12a45678");
+    }
+
+    #[test]
+    fn only_a_platform_lists_the_communities_its_relays_map_to() {
+        let device = |kind: &str| Device {
+            code: "32050800005030000001".into(),
+            community: "A".into(),
+            device_kind: kind.into(),
+            direction: Direction::Unknown,
+            name: String::new(),
+        };
+        let relays: BTreeMap<String, String> = [("3".to_string(), "B".to_string())].into();
+        let platform = covered(Some(&device("platform")), &relays);
+        assert_eq!(platform, ["A", "B"].map(String::from).into());
+        let camera = covered(Some(&device("checkpoint_camera")), &relays);
+        assert_eq!(camera, ["A"].map(String::from).into(), "kept from before");
+        assert!(covered(None, &relays).is_empty());
     }
 }

@@ -191,13 +191,15 @@ fn no_data(p: &Value) -> Value {
 
 /// Where an upload's devices are looked up: `serve`'s catalog (where a relaying
 /// platform catalogues the devices it relays), or the cluster's `devices` table as an
-/// ingest node last read it (a relaying platform's unknown devices made into records
+/// ingest node last read it, with the rows it wrote since (`added`, which win: as
+/// PostgreSQL keeps them) (a relaying platform's unknown devices made into records
 /// checked against its `communities`, for the node to write: [`Devices::new_records`]).
 pub(crate) enum Catalog<'a> {
     Store(&'a Store, Option<&'a Relay>),
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Listed {
         devices: &'a HashMap<String, Device>,
+        added: &'a HashMap<String, Device>,
         relay: Option<&'a Relay>,
         communities: &'a [Community],
     },
@@ -258,9 +260,10 @@ impl<'a> Devices<'a> {
             let found = match &self.catalog {
                 Catalog::Listed {
                     devices,
+                    added,
                     relay,
                     communities,
-                } => match (devices.get(code), relay) {
+                } => match (added.get(code).or_else(|| devices.get(code)), relay) {
                     (Some(d), _) => Some(d.clone()),
                     (None, Some(relay)) => {
                         let registered = |c: &str| Ok(communities.iter().any(|k| k.code == c));

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sightline_storage::{Catalog, Device, DeviceCode, Direction, Store};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Where a platform's relayed devices' codes are kept (`code prefix → community`).
@@ -123,10 +124,14 @@ pub(crate) fn prefixes_in(
 }
 
 /// The `relays` of a platform's catalog body, `{"<code prefix>": "<community>"}`,
-/// checked: prefixes of 1–20 digits, communities `registered` says are (a store's
-/// catalog, or the cluster's table).
+/// checked: prefixes of 1–20 digits, communities `caller` may change (403 naming the
+/// entry: a scoped admin gives no login into another community), then communities
+/// `registered` says are (a store's catalog, or the cluster's table). Every scope is
+/// checked before any existence, so a scoped key learns nothing of the communities
+/// outside its own.
 pub(crate) fn parse(
     v: &Value,
+    caller: &Caller,
     registered: impl Fn(&str) -> Result<bool, ApiError>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let o = v
@@ -143,15 +148,37 @@ pub(crate) fn parse(
         let community = community
             .as_str()
             .ok_or_else(|| ApiError::param(format!("relays.{prefix}"), "a community code"))?;
+        caller.check_communities(&format!("relays.{prefix}"), &[community.to_string()])?;
+        out.insert(prefix.clone(), community.to_string());
+    }
+    for (prefix, community) in &out {
         if !registered(community)? {
             return Err(ApiError::param(
                 format!("relays.{prefix}"),
                 format!("{community:?} is not registered"),
             ));
         }
-        out.insert(prefix.clone(), community.to_string());
     }
     Ok(out)
+}
+
+/// Refuses a change of a device whose stored relays reach a community outside
+/// `caller`'s (403 naming `relays`, not the community): any change of it — a new
+/// login, a new kind, new relays — would be a change of a login into that community.
+pub(crate) fn may_change_stored(
+    caller: &Caller,
+    code: &str,
+    stored: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    match stored.values().all(|c| caller.sees(c)) {
+        true => Ok(()),
+        false => Err(ApiError::OutOfScope {
+            field: "relays".into(),
+            message: format!(
+                "relays: device {code} relays into a community outside this key's communities"
+            ),
+        }),
+    }
 }
 
 /// Keeps a platform's prefix map.

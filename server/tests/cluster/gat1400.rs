@@ -828,9 +828,16 @@ fn gat1400_tables_made_before_take_the_foreign_key_and_the_relays_column() {
         .unwrap();
     platform.name = "renamed".into();
     rt.block_on(meta.put_device(&platform, None)).unwrap();
-    let all = rt.block_on(meta.all_relays()).unwrap();
+    let (all, unreadable) = rt.block_on(meta.all_relays()).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[PLATFORM], relays);
+    assert!(unreadable.is_empty());
+    // An empty map clears them (NULL).
+    rt.block_on(meta.put_device(&platform, Some(&BTreeMap::new())))
+        .unwrap();
+    assert!(rt.block_on(meta.all_relays()).unwrap().0.is_empty());
+    rt.block_on(meta.put_device(&platform, Some(&relays)))
+        .unwrap();
     let kinds = env.pg.psql(
         "SELECT count(*) FROM information_schema.check_constraints WHERE check_clause LIKE '%jsonb_typeof(relays)%'",
     );
@@ -1269,4 +1276,298 @@ fn gateway_pictures_past_their_retention_go_by_day_and_a_later_days_copy_stays()
     assert_eq!(fetch(qa, &old_url, None).0, 404);
     let (status, _, bytes) = fetch(qa, &new_url, None);
     assert_eq!((status, sha256_hex(&bytes)), (200, sha));
+}
+
+/// On a query node as on `serve`: a scoped admin gives a platform no relays into a
+/// community outside its own (403 naming the entry, registered or not), changes no
+/// platform whose kept relays reach one, and a device that stops being a platform
+/// relays nothing; `catalog import` of a platform without relays clears the cluster's.
+#[test]
+fn a_scoped_admin_gives_no_relays_outside_its_communities_on_a_query_node_as_on_serve() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    let single_dir = tempfile::tempdir().unwrap();
+    let (cluster, single_keys) = super::console::keys_on_both(
+        &cli,
+        single_dir.path(),
+        &[
+            ("admin", None, "city"),
+            ("admin", Some("3205080001"), "north"),
+        ],
+    );
+    let (_q1, qa) = env.query_node("query-1");
+    let mut single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+    // The same request as the city's admin (0) or the north's (1), on both: the same
+    // status and field (messages name the key), the same body when taken.
+    let both = |who: usize, target: &str, body: &Value| -> Answered {
+        let body = body.to_string();
+        let c = super::ask_as(qa, Some(&cluster[who]), "PUT", target, &body);
+        let o = super::ask_as(s, Some(&single_keys[who]), "PUT", target, &body);
+        let said = |a: &Answered| (a.0, a.1["error"]["field"].clone());
+        assert_eq!(said(&c), said(&o), "PUT {target} {body}: {} / {}", c.1, o.1);
+        if c.0 == 200 {
+            assert_eq!(c.1, o.1, "PUT {target} {body}");
+        }
+        c
+    };
+    for c in ["3205080001", "3205080002"] {
+        let (status, _) = both(0, &format!("/v1/communities/{c}"), &json!({"name": c}));
+        assert_eq!(status, 200);
+    }
+    let target = format!("/v1/devices/{PLATFORM}");
+    let platform = |relays: Value| {
+        let mut b = json!({"community": "3205080001", "kind": "platform",
+                           "gat1400": {"password": "x"}});
+        if !relays.is_null() {
+            b["relays"] = relays;
+        }
+        b
+    };
+    for relays in [json!({"3": "3205080002"}), json!({"3": "9999999999"})] {
+        let (status, why) = both(1, &target, &platform(relays.clone()));
+        assert_eq!(
+            (status, why["error"]["field"].as_str()),
+            (403, Some("relays.3")),
+            "{relays}: {why}"
+        );
+    }
+    assert_eq!(
+        env.pg.psql(&format!(
+            "SELECT count(*) FROM devices WHERE code = '{PLATFORM}'"
+        )),
+        "0",
+        "nothing written"
+    );
+    let (status, put) = both(1, &target, &platform(json!({"3": "3205080001"})));
+    assert_eq!((status, &put["relays"]), (200, &json!({"3": "3205080001"})));
+    // Relayed into another community by the city: the north's new password (relays
+    // kept) is refused, naming no other community.
+    let (status, _) = both(0, &target, &platform(json!({"3": "3205080002"})));
+    assert_eq!(status, 200);
+    let (status, why) = both(1, &target, &platform(Value::Null));
+    assert_eq!(
+        (status, why["error"]["field"].as_str()),
+        (403, Some("relays")),
+        "{why}"
+    );
+    assert!(!why.to_string().contains("3205080002"), "{why}");
+    let relays_kept = || {
+        env.pg.psql(&format!(
+            "SELECT coalesce(relays::text, 'none') FROM devices WHERE code = '{PLATFORM}'"
+        ))
+    };
+    assert_eq!(relays_kept(), r#"{"3": "3205080002"}"#);
+    // Made a camera: its relays go; a platform again, it relays nothing.
+    let camera = json!({"community": "3205080001", "kind": "checkpoint_camera"});
+    assert_eq!(both(0, &target, &camera).0, 200);
+    assert_eq!(relays_kept(), "none");
+    let (status, put) = both(0, &target, &platform(Value::Null));
+    assert_eq!((status, &put["relays"]), (200, &json!({})));
+    assert_eq!(both(1, &target, &platform(Value::Null)).0, 200);
+    // `catalog import` of `serve`'s platform, which relays nothing, clears the
+    // cluster's relays (an empty map is a map to copy).
+    let (status, _) = both(0, &target, &platform(json!({"3": "3205080002"})));
+    assert_eq!(status, 200);
+    let cleared = super::ask_as(
+        s,
+        Some(&single_keys[0]),
+        "PUT",
+        &target,
+        &platform(json!({})).to_string(),
+    );
+    assert_eq!((cleared.0, &cleared.1["relays"]), (200, &json!({})));
+    single.stop();
+    let imported = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "catalog", "import", "--data"])
+        .arg(single_dir.path())
+        .arg("--config")
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert_eq!(relays_kept(), "none");
+}
+
+/// A camera a platform names that another node or an admin registered meanwhile (in
+/// a community the platform does not relay into) is judged as PostgreSQL keeps it,
+/// not as the ingest node would have catalogued it: the object is refused, as `serve`
+/// refuses a device of another community, and the row stays as it was. A relays row
+/// that does not parse (written by hand) is skipped and named in `/health`; the rest
+/// of the gateway goes on.
+#[test]
+fn a_camera_registered_meanwhile_is_judged_as_stored_and_a_bad_relays_row_is_skipped() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, RELAYED, "3205080002", "pw-relayed");
+    add_login(&cli, NOT_RELAYED, "3205080003", "pw-other");
+    let added = gat1400_cli(
+        &cli,
+        &[
+            "add",
+            PLATFORM,
+            "--community",
+            "3205080001",
+            "--community-name",
+            "North",
+            "--kind",
+            "platform",
+            "--password",
+            "pw-platform",
+            "--relay",
+            "320508020=3205080002",
+        ],
+    )
+    .unwrap();
+    assert!(added.contains("\"relays\""), "{added}");
+    // A device's relays written by hand, not an object of code prefix → community.
+    env.pg.psql(&format!(
+        "UPDATE devices SET relays = '{{\"320\": 5}}' WHERE code = '{NOT_RELAYED}'"
+    ));
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (status, _, health) = viid(a1, "GET", "/health", &[], "");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        health["gat1400_relays_unreadable"],
+        json!([NOT_RELAYED]),
+        "{health}"
+    );
+    assert_eq!(
+        register(a1, "/VIID/System/Register", PLATFORM, "pw-platform").0,
+        200,
+        "the gateway read its tables"
+    );
+    let ident = vec![("User-Identify", PLATFORM.to_string())];
+    // Unknown cameras under the relayed prefix, each registered in 3205080003 just
+    // before the platform names it (before the ingest node reads the table again).
+    for n in 0..3 {
+        let code = format!("3205080201121000{:04}", 90 + n);
+        env.pg.psql(&format!(
+            "INSERT INTO devices (code, community, device_kind, direction, name) \
+             VALUES ('{code}', '3205080003', 'checkpoint_camera', 'in', 'registered meanwhile')"
+        ));
+        let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+            "MotorVehicleID": format!("{code}0220251201080000000010200{n:03}"),
+            "DeviceID": code, "PassTime": "20251201080000", "PlateNo": format!("苏E{n}MWL")}]}})
+        .to_string();
+        let (status, _, answer) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
+        assert_eq!(status, 200, "{answer}");
+        let got = &statuses(&answer)[0];
+        assert_ne!(got["StatusCode"], 0, "{answer}");
+        assert!(
+            got["StatusString"]
+                .as_str()
+                .unwrap()
+                .contains("community 3205080003"),
+            "{answer}"
+        );
+        let row = env.pg.psql(&format!(
+            "SELECT community || ' ' || name FROM devices WHERE code = '{code}'"
+        ));
+        assert_eq!(row, "3205080003 registered meanwhile");
+    }
+    // The platform's own relayed camera still goes through.
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+        "MotorVehicleID": format!("{RELAYED}0220251201080000000010200999"),
+        "DeviceID": RELAYED, "PassTime": "20251201080000", "PlateNo": "苏E9MWL"}]}})
+    .to_string();
+    let (status, _, answer) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+}
+
+/// With the cluster's event retention set (and `index.gat1400_retention_days` not),
+/// an object of a day the pictures' retention has passed is refused at ingest (its
+/// pictures would go at the next sweep after it was acknowledged), as is one of a
+/// time the validation refuses (year 9999); neither leaves a picture on S3, and the
+/// rest of the upload is stored. The sweep keeps the policy's days.
+#[test]
+fn objects_past_the_retention_or_out_of_time_are_refused_before_their_pictures_are_put() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
+    env.pg.psql(
+        "INSERT INTO cluster_meta (key, value) VALUES ('retention_days', '30') \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    );
+    let (_i1, a1) = env.ingest("ingest-1");
+    assert_eq!(
+        register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles").0,
+        200
+    );
+    let now_ms = sightline_server::now_ms();
+    let at = |ms: i64| {
+        let day = sightline_cluster::gat1400::local_day(ms);
+        format!("{day}080000")
+    };
+    let cases = [
+        (at(now_ms - 40 * 86_400_000), 1, 5), // past the 30 days
+        ("99991231080000".to_string(), 2, 6), // far in the future
+        (at(now_ms), 3, 7),                   // today: stored
+    ];
+    let objects: Vec<Value> = cases
+        .iter()
+        .map(|(time, n, seed)| {
+            json!({"MotorVehicleID": format!("{CAMERA}0220251201080000000010200{n:03}"),
+                   "DeviceID": CAMERA, "PassTime": time, "PlateNo": format!("苏E{n}RET"),
+                   "SubImageList": {"SubImageInfoObject": [
+                       {"Type": "01", "Data": b64(&jpeg(*seed, 3_000))}]}})
+        })
+        .collect();
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string();
+    let ident = vec![("User-Identify", CAMERA.to_string())];
+    let (status, _, answer) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{answer}");
+    let got = statuses(&answer);
+    let codes: Vec<&Value> = got.iter().map(|s| &s["StatusCode"]).collect();
+    assert_ne!(codes[0], 0, "{answer}");
+    assert!(
+        got[0]["StatusString"]
+            .as_str()
+            .unwrap()
+            .contains("retention"),
+        "{answer}"
+    );
+    assert_ne!(codes[1], 0, "{answer}");
+    assert_eq!(codes[2], 0, "{answer}");
+    // Only the stored object's picture and object as uploaded are on S3.
+    let objects = Objects::new(&env.config().s3).unwrap();
+    let keys: Vec<String> = env
+        .rt
+        .block_on(objects.list(Some("gat1400/")))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let today = format!("/d{}/", sightline_cluster::gat1400::local_day(now_ms));
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.contains(&today)), "{keys:?}");
+    // The sweep follows the events' policy when the gateway's own is not set.
+    assert_eq!(janitor::gat1400_keep_days(0, Some(30)), 30);
+    assert_eq!(janitor::gat1400_keep_days(7, Some(30)), 7);
+    assert_eq!(janitor::gat1400_keep_days(0, None), 0);
+    // An indexer sweeps on a task of its own (every 20 renewals) by that policy: a day
+    // past the 30 goes, today's stays.
+    let old = format!(
+        "gat1400/pictures/d20200101/33323035303830303031/{}",
+        sha256_hex(b"old")
+    );
+    env.rt
+        .block_on(objects.put_create(&old, b"old".to_vec().into()))
+        .unwrap();
+    let _indexer = env.indexer("index-1", &[]);
+    let listed = || -> Vec<String> {
+        let listed = env.rt.block_on(objects.list(Some("gat1400/")));
+        listed.unwrap().into_iter().map(|o| o.key).collect()
+    };
+    let swept = wait_until(Duration::from_secs(60), || !listed().contains(&old));
+    assert!(swept, "the policy's sweep never came: {:?}", listed());
+    assert_eq!(listed(), keys);
 }

@@ -180,3 +180,81 @@ fn device_codes_being_written_need_the_gb_t_28181_structure() {
     }
     assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
 }
+
+/// A scoped admin gives a platform no relays into a community outside its own (403
+/// naming the entry, whether that community is registered or not: a scoped key learns
+/// nothing of the others), and changes no platform whose relays as kept reach one (a
+/// new password there would be a login into it); a device that stops being a platform
+/// relays nothing any more.
+#[test]
+fn a_scoped_admin_gives_no_relays_outside_its_communities() {
+    use sightline_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let t = crate::keys::make_keys(
+        dir.path(),
+        &[(Role::Admin, None), (Role::Admin, Some("3205080001"))],
+    );
+    let (city, scoped) = (t[0].as_str(), t[1].as_str());
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |token: &str, target: &str, body: Value| {
+        crate::keys::call_as(a, Some(token), "PUT", target, &body.to_string())
+    };
+    for c in ["3205080001", "3205080002"] {
+        let r = put(city, &format!("/v1/communities/{c}"), json!({"name": c}));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let target = format!("/v1/devices/{OTHER_GATE}");
+    let platform = |relays: Value| {
+        let mut b = json!({"community": "3205080001", "kind": "platform",
+                           "gat1400": {"password": "x"}});
+        if !relays.is_null() {
+            b["relays"] = relays;
+        }
+        b
+    };
+    for relays in [
+        json!({"3": "3205080002"}),
+        json!({"3": "9999999999"}),
+        json!({"3205": "3205080001", "3": "3205080002"}),
+    ] {
+        let r = put(scoped, &target, platform(relays.clone()));
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (403, Some("relays.3")),
+            "{relays}: {}",
+            r.body
+        );
+    }
+    let seen = crate::keys::call_as(a, Some(city), "GET", &target, "");
+    assert_eq!(seen.status, 404, "nothing written: {}", seen.body);
+    // Within its own community it may.
+    let r = put(scoped, &target, platform(json!({"3": "3205080001"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["relays"], json!({"3": "3205080001"}));
+    // The whole city's admin relays it into another community: the scoped admin's
+    // new password (relays left out, so kept) is refused, naming no community.
+    let r = put(city, &target, platform(json!({"3": "3205080002"})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = put(scoped, &target, platform(Value::Null));
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (403, Some("relays")),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.to_string().contains("3205080002"), "{}", r.body);
+    // Made a camera, it keeps no relays: a platform again, it relays nothing, and the
+    // scoped admin may change it.
+    let camera = json!({"community": "3205080001", "kind": "checkpoint_camera"});
+    assert_eq!(put(city, &target, camera).status, 200);
+    let r = put(city, &target, platform(Value::Null));
+    assert_eq!(
+        (r.status, &r.body["relays"]),
+        (200, &json!({})),
+        "{}",
+        r.body
+    );
+    let r = put(scoped, &target, platform(Value::Null));
+    assert_eq!(r.status, 200, "{}", r.body);
+}

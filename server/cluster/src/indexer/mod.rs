@@ -137,6 +137,15 @@ pub async fn run(
         held,
         address,
     });
+    // The gateway's pictures go by day on a task of their own, within a bound of
+    // their own: the supervisor's heartbeat never waits on a bucket of millions.
+    let gat1400_sweeper = tokio::spawn(janitor::sweep_gat1400_every(
+        shared.objects.clone(),
+        config.postgres.clone(),
+        config.lease(),
+        config.index.gat1400_retention_days,
+        config.renew() * JANITOR_EVERY_TICKS as u32,
+    ));
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,12 +183,7 @@ pub async fn run(
         }
         if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
             let age_ms = (config.index.janitor_age_s * 1000) as i64;
-            let keep_days = config.index.gat1400_retention_days;
-            let sweep = async {
-                let swept = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms).await?;
-                janitor::sweep_gat1400(&shared.objects, now_ms(), keep_days).await?;
-                Ok::<_, ClusterError>(swept)
-            };
+            let sweep = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms);
             let sweeping = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep);
             let swept = tokio::select! {
                 s = sweeping => s,
@@ -190,6 +194,7 @@ pub async fn run(
             }
         }
     }
+    gat1400_sweeper.abort();
     tracing::info!(
         owner,
         "indexer stopping: committing and releasing its partitions"
