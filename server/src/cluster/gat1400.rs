@@ -83,7 +83,7 @@ use crate::gat1400::handlers::{
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
 use crate::gat1400::relay::Relay;
-use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, OK};
+use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, INVALID_OPERATION, OK};
 use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 use super::alerting::Alerting;
@@ -839,18 +839,62 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         }
         ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
         ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
-        _ => {
-            let s = one_status(
-                "",
-                &x.url(),
-                INVALID_JSON_CONTENT,
-                "no such VIID resource on a cluster ingest node",
-                x.now_ms,
-            );
-            Reply::with(StatusCode::NOT_FOUND, s)
-        }
+        (method, path) => match allowed(path) {
+            // RFC 9110 §9.3.7 and §15.5.6, as `serve` answers them.
+            Some(allow) => {
+                let mut r = match method {
+                    "OPTIONS" => {
+                        response(Reply::with(StatusCode::NO_CONTENT, serde_json::Value::Null))
+                    }
+                    _ => {
+                        let why = format!("{path} takes {allow}, not {method}");
+                        let s = one_status("", &x.url(), INVALID_OPERATION, &why, x.now_ms);
+                        response(Reply::with(StatusCode::METHOD_NOT_ALLOWED, s))
+                    }
+                };
+                if let Ok(v) = hyper::header::HeaderValue::from_str(allow) {
+                    r.headers_mut().insert(hyper::header::ALLOW, v);
+                }
+                if method == "OPTIONS" {
+                    *r.body_mut() = Full::new(Bytes::new());
+                    r.headers_mut().remove(hyper::header::CONTENT_TYPE);
+                }
+                return r;
+            }
+            None => {
+                let s = one_status(
+                    "",
+                    &x.url(),
+                    INVALID_JSON_CONTENT,
+                    "no such VIID resource on a cluster ingest node",
+                    x.now_ms,
+                );
+                Reply::with(StatusCode::NOT_FOUND, s)
+            }
+        },
     };
-    response(reply)
+    let mut r = response(reply);
+    if r.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        // RFC 9110 §15.5.16: the codings taken.
+        r.headers_mut().insert(
+            hyper::header::ACCEPT_ENCODING,
+            hyper::header::HeaderValue::from_static("gzip"),
+        );
+    }
+    r
+}
+
+/// The methods a `/VIID` path of an ingest node takes, when it is one.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/VIID/System/Register" | "/VIID/System/UnRegister" | "/VIID/System/Keepalive" => {
+            Some("POST")
+        }
+        "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
+        "/VIID/Images" => Some("POST"),
+        p if Upload::of_path(p).is_some() => Some("POST"),
+        _ => None,
+    }
 }
 
 /// Reads a body of at most `max` bytes (gzip inflated within it) into `x`, within

@@ -486,6 +486,25 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         time["SystemTimeObject"]["VIIDServerID"],
         "32050000005030000001"
     );
+    // A method a path does not take: 405 with `Allow` and a status object, as `serve`
+    // answers it; OPTIONS: 204 with `Allow`; another coding than gzip: 415 saying so.
+    for on in [a2, s] {
+        let (status, head, refused) = viid(on, "GET", "/VIID/MotorVehicles", &[], "");
+        assert_eq!(status, 405, "{head}");
+        assert!(head.to_ascii_lowercase().contains("allow: post"), "{head}");
+        assert_eq!(refused["ResponseStatusObject"]["StatusCode"], json!(4));
+        let (status, head, _) = viid(on, "OPTIONS", "/VIID/System/Time", &[], "");
+        assert_eq!(status, 204, "{head}");
+        assert!(head.to_ascii_lowercase().contains("allow: get"), "{head}");
+        let mut coded = ident.clone();
+        coded.push(("Content-Encoding", "br".to_string()));
+        let (status, head, _) = viid(on, "POST", "/VIID/MotorVehicles", &coded, &body);
+        assert_eq!(status, 415, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("accept-encoding: gzip"),
+            "{head}"
+        );
+    }
     pictures.extend(face_pictures);
     // An image and the vehicle seen in it, as `serve` stores it.
     let (image_body, scene) = image();
