@@ -64,20 +64,6 @@ pub async fn sweep(
     Ok(removed)
 }
 
-/// Whether an object no commit names has been unnamed for `min_age_ms`: one a commit
-/// released (its rows taken out by compaction or retention, an index replaced)
-/// counts from its release, since a replica restored before may still read it; one
-/// never named (an upload whose commit failed) from its upload.
-fn unnamed_long_enough(
-    o: &Listed,
-    released: &std::collections::HashMap<String, i64>,
-    now_ms: i64,
-    min_age_ms: i64,
-) -> bool {
-    let since = released.get(&o.key).copied().unwrap_or(o.last_modified_ms);
-    now_ms - since >= min_age_ms
-}
-
 /// The most GA/T 1400 pictures and objects one sweep deletes (the rest of a day at the
 /// next): a sweep stays within its bound (four leases) on a day of millions.
 pub const GAT1400_DELETES_PER_SWEEP: usize = 10_000;
@@ -117,6 +103,20 @@ pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Re
         );
     }
     Ok(removed)
+}
+
+/// Whether an object no commit names has been unnamed for `min_age_ms`: one a commit
+/// released (its rows taken out by compaction or retention, an index replaced)
+/// counts from its release, since a replica restored before may still read it; one
+/// never named (an upload whose commit failed) from its upload.
+fn unnamed_long_enough(
+    o: &Listed,
+    released: &std::collections::HashMap<String, i64>,
+    now_ms: i64,
+    min_age_ms: i64,
+) -> bool {
+    let since = released.get(&o.key).copied().unwrap_or(o.last_modified_ms);
+    now_ms - since >= min_age_ms
 }
 
 /// Where partition `p`'s indexer uploads live.
