@@ -105,6 +105,18 @@ pub async fn sweep_gat1400(objects: &Objects, now_ms: i64, keep_days: u32) -> Re
     Ok(removed)
 }
 
+/// Where partition `p`'s indexer uploads live.
+fn partition_prefix(p: u32) -> String {
+    format!("p{p}/")
+}
+
+/// Whether `key` is one an indexer uploads (`p{digits}/…`).
+fn is_indexer_key(key: &str) -> bool {
+    key.strip_prefix('p')
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Whether an object no commit names has been unnamed for `min_age_ms`: one a commit
 /// released (its rows taken out by compaction or retention, an index replaced)
 /// counts from its release, since a replica restored before may still read it; one
@@ -117,18 +129,6 @@ fn unnamed_long_enough(
 ) -> bool {
     let since = released.get(&o.key).copied().unwrap_or(o.last_modified_ms);
     now_ms - since >= min_age_ms
-}
-
-/// Where partition `p`'s indexer uploads live.
-fn partition_prefix(p: u32) -> String {
-    format!("p{p}/")
-}
-
-/// Whether `key` is one an indexer uploads (`p{digits}/…`).
-fn is_indexer_key(key: &str) -> bool {
-    key.strip_prefix('p')
-        .and_then(|rest| rest.split_once('/'))
-        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
