@@ -20,8 +20,8 @@ mod wildcard;
 
 pub use error::{IndexError, Result};
 pub use store_index::{
-    verify_checkpoint, CheckpointCheck, IndexView, OpenReport, StoreIndex, SubjectStats,
-    CHECKPOINT_FILE,
+    check_checkpoint_bytes, verify_checkpoint, CheckpointCheck, IndexView, OpenReport, StoreIndex,
+    SubjectStats, CHECKPOINT_FILE,
 };
 pub use vocabulary::{
     ocr_distance, Refresher, SearchMode, Vocabulary, MAX_MATCHES, MAX_PATTERN_CHARS,

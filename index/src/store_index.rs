@@ -346,6 +346,25 @@ impl State {
         }
     }
 
+    /// Records a read that failed where it cannot be returned (retention's
+    /// recomputation): damage as [`State::note`] does; any other failure (a segment
+    /// not fetched) makes every later read fail too, without moving the checkpoint
+    /// aside (it is not damaged; it is not written again either).
+    fn fail(&self, e: &StorageError) {
+        if matches!(e, StorageError::Corrupt { .. }) {
+            self.note(e);
+            return;
+        }
+        let path = match e {
+            StorageError::Fetch { path, .. } => path.clone(),
+            _ => PathBuf::new(),
+        };
+        let reason = format!("subject statistics not recomputed after retention: {e}");
+        if self.broken.set((path, 0, reason)).is_ok() {
+            tracing::error!(error = %e, "the index is incomplete; queries fail until it is built again");
+        }
+    }
+
     fn device_list(&self, device: u32) -> Vec<u32> {
         let mut out: Vec<u32> = self
             .device_communities
@@ -530,7 +549,9 @@ impl StoreIndex {
         let mut state = None;
         if let Some(cp) = checkpoint {
             report.checkpoint_through = cp.through;
-            match Self::resume(store, cp, through, &mut report) {
+            // A read that fails (a segment that cannot be fetched or is damaged) is
+            // the error: rebuilding from every row would read the same segments.
+            match Self::resume(store, cp, through, &mut report)? {
                 Ok(st) => state = Some(st),
                 Err(why) => {
                     report.rebuilt_because = Some(why);
@@ -562,29 +583,31 @@ impl StoreIndex {
         Ok((index, report))
     }
 
-    /// The checkpoint's state completed with the rows after it, or why it cannot be.
+    /// The checkpoint's state completed with the rows after it, or why it cannot be
+    /// (inner `Err`: rebuild from every row); a store read that fails is the outer
+    /// error.
     fn resume(
         store: &Store,
         cp: Checkpoint,
         through: u64,
         report: &mut OpenReport,
-    ) -> std::result::Result<State, String> {
+    ) -> Result<std::result::Result<State, String>> {
         let path = cp.path().display().to_string();
         if cp.layout != store.layout() {
-            return Err(format!("{path}: made with another shard layout"));
+            return Ok(Err(format!("{path}: made with another shard layout")));
         }
         if cp.through > through {
-            return Err(format!(
+            return Ok(Err(format!(
                 "{path}: covers events up to {}, the store holds up to {through}",
                 cp.through
-            ));
+            )));
         }
         if cp.subjects > store.durable_subjects() {
-            return Err(format!(
+            return Ok(Err(format!(
                 "{path}: {} subjects, the dictionary has {}",
                 cp.subjects,
                 store.durable_subjects()
-            ));
+            )));
         }
         let expected: BTreeMap<ShardKey, u64> = cp
             .shards
@@ -594,12 +617,10 @@ impl StoreIndex {
             .collect();
         let mut st = State::from_checkpoint(cp);
         let mut rows = 0u64;
-        let held = store
-            .rows_after(st.through, through, |r| {
-                rows += 1;
-                st.add(&r);
-            })
-            .map_err(|e| e.to_string())?;
+        let held = store.rows_after(st.through, through, |r| {
+            rows += 1;
+            st.add(&r);
+        })?;
         report.rows_read = rows;
         if held != expected {
             let differ = held
@@ -613,15 +634,15 @@ impl StoreIndex {
                         .map(|(k, n)| (*k, 0, *n))
                 });
             let (k, has, counted) = differ.expect("the maps differ somewhere");
-            return Err(format!(
+            return Ok(Err(format!(
                 "{path}: shard {k:?} holds {has} events up to the checkpoint, it counted {counted}"
-            ));
+            )));
         }
         st.through = st.through.max(through);
         if rows > 0 {
             *st.dirty.get_mut() = true;
         }
-        Ok(st)
+        Ok(Ok(st))
     }
 
     /// Writes the checkpoint (atomically, through the store's file-system seam) if
@@ -635,6 +656,10 @@ impl StoreIndex {
         let bytes = {
             // A read lock: queries go on; appends wait for the copy.
             let st = self.view().st;
+            // A broken index is never written: it would keep what it got wrong.
+            if let Some(e) = st.broken_error() {
+                return Err(IndexError::Store(e));
+            }
             if !st.dirty.swap(false, Ordering::AcqRel) {
                 return Ok(false);
             }
@@ -662,6 +687,9 @@ impl StoreIndex {
     /// every row. Appends wait while the index is copied.
     pub fn checkpoint_bytes(&self) -> Result<(u64, Vec<u8>)> {
         let st = self.view().st;
+        if let Some(e) = st.broken_error() {
+            return Err(IndexError::Store(e));
+        }
         let bytes = st.encode().map_err(IndexError::Store)?;
         Ok((st.through, bytes))
     }
@@ -734,6 +762,8 @@ impl StoreIndex {
         }
         // Outside the lock: the subject's events in its earliest and latest spans.
         let mut found: Vec<(u32, i64, i64)> = Vec::with_capacity(plan.len());
+        let mut failed: Vec<StorageError> = Vec::new();
+        let plan_subjects: Vec<u32> = plan.iter().map(|(s, _)| *s).collect();
         for (subject, keys) in plan {
             let (mut first, mut last) = (i64::MAX, i64::MIN);
             let lo = keys.iter().map(|k| k.span).min();
@@ -746,15 +776,27 @@ impl StoreIndex {
                 first = first.min(r.ts_ms);
                 last = last.max(r.ts_ms);
             });
-            if let Err(e) = scanned {
-                // A damaged segment: queries reading it fail with the same error;
-                // the subject's first and last sightings may be off until it is
-                // repaired.
-                tracing::error!(error = %e, subject, "recomputing a subject's first and last sightings after retention");
+            match scanned {
+                Ok(()) => found.push((subject, first, last)),
+                Err(e) => {
+                    // A segment that cannot be read (damaged, or not fetched): the
+                    // subject's first and last sightings are unknown. Never written
+                    // as guesses: the index fails every read from now on (a replica
+                    // is made again, a node rebuilds it at restart).
+                    tracing::error!(error = %e, subject, "recomputing a subject's first and last sightings after retention");
+                    failed.push(e);
+                }
             }
-            found.push((subject, first, last));
         }
         let mut st = self.write();
+        for e in &failed {
+            st.fail(e);
+        }
+        for subject in plan_subjects {
+            if !found.iter().any(|(s, _, _)| *s == subject) {
+                st.recompute.remove(&subject);
+            }
+        }
         for (subject, first, last) in found {
             let (f2, l2) = st
                 .recompute
@@ -791,6 +833,13 @@ impl StoreIndex {
                 .read()
                 .expect("index lock poisoned by a panicked thread"),
         }
+    }
+
+    /// Whether a read failed in a way that makes every later one fail (damage in
+    /// the checkpoint, statistics that could not be recomputed): the index must be
+    /// built again.
+    pub fn is_broken(&self) -> bool {
+        self.view().st.broken.get().is_some()
     }
 
     /// The checkpoint file, when the index is kept on disk.
@@ -887,6 +936,15 @@ pub struct CheckpointCheck {
     pub through: u64,
     pub subjects: usize,
     pub shards: usize,
+}
+
+/// Checks every byte and list of an index checkpoint held in memory (`bytes`, as
+/// `name` names it in errors), before it is written where [`StoreIndex::open`] reads
+/// it: a damaged one is an error naming what is wrong.
+pub fn check_checkpoint_bytes(name: &Path, bytes: Vec<u8>) -> Result<()> {
+    let cp = Checkpoint::decode(name, sightline_storage::io::FileBytes::Owned(bytes))?;
+    cp.check_all()?;
+    Ok(())
 }
 
 /// Checks the checkpoint kept in `dir` (a store's directory) against the events the

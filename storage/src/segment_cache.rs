@@ -204,12 +204,18 @@ impl SegmentCache {
             self.failures.fetch_add(1, Ordering::Relaxed);
             e
         };
-        let bytes = fetch().map_err(|reason| {
-            failed(StorageError::Fetch {
-                path: path.to_path_buf(),
-                reason,
-            })
-        })?;
+        let bytes = match fetch() {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                // A file left at `path` (evicted while this read was fetching it again:
+                // `unlink_evicted` left it to this fetch) goes with the failure.
+                remove_quietly(io, path);
+                return Err(failed(StorageError::Fetch {
+                    path: path.to_path_buf(),
+                    reason,
+                }));
+            }
+        };
         self.fetched_bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let len = bytes.len() as u64;
@@ -222,10 +228,13 @@ impl SegmentCache {
         let seg = match kept {
             Ok(seg) => Arc::new(seg),
             Err(e) => {
-                // Never kept: the next read fetches it again.
-                if let Err(rm) = io.remove_file(path) {
-                    if rm.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(error = %rm, path = %path.display(), "a fetched segment that failed verification not removed");
+                // Never kept: the next read fetches it again. Nor is a half-written
+                // temporary file (a failed write).
+                for p in [path.to_path_buf(), path.with_extension("tmp")] {
+                    if let Err(rm) = io.remove_file(&p) {
+                        if rm.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!(error = %rm, path = %p.display(), "a fetched segment that failed not removed");
+                        }
                     }
                 }
                 tracing::error!(error = %e, path = %path.display(), "a fetched segment failed verification");
@@ -358,6 +367,8 @@ mod tests {
         damaged: Mutex<Option<String>>,
         down: std::sync::atomic::AtomicBool,
         fetches: AtomicU64,
+        /// Called at each fetch (what else can go on meanwhile).
+        during_fetch: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     }
 
     impl SegmentSource for MapSource {
@@ -369,6 +380,9 @@ mod tests {
                 return Err("object storage is away".into());
             }
             self.fetches.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = self.during_fetch.get() {
+                f();
+            }
             let mut bytes = self.files.get(file).cloned().ok_or("no such object")?;
             if self.damaged.lock().unwrap().as_deref() == Some(file) {
                 let mid = bytes.len() / 2;
@@ -393,6 +407,14 @@ mod tests {
     /// A store of 3 communities × 4 days sealed, restored elsewhere without its
     /// segment files, opened with a cache of `capacity` bytes.
     fn restored(capacity: impl Fn(u64, u64) -> u64) -> Restored {
+        restored_through(capacity, None)
+    }
+
+    /// As [`restored`], the copy's files written through `io`.
+    fn restored_through(
+        capacity: impl Fn(u64, u64) -> u64,
+        io: Option<Arc<dyn crate::io::FileIo>>,
+    ) -> Restored {
         let origin = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(DAY0 + 10 * DAY));
         let store =
@@ -428,13 +450,16 @@ mod tests {
         drop(store);
         let source = Arc::new(source);
         let cache = SegmentCache::new(capacity(total_bytes, largest));
-        let config = StoreConfig {
+        let mut config = StoreConfig {
             remote_segments: Some(RemoteSegments {
                 source: source.clone(),
                 cache: cache.clone(),
             }),
             ..StoreConfig::default()
         };
+        if let Some(io) = io {
+            config.io = io;
+        }
         let store = Store::open_with_clock(&dir, config, clock).unwrap();
         Restored {
             _dirs: (origin, target),
@@ -507,6 +532,77 @@ mod tests {
         assert!(after.hits > before.hits, "{before:?} {after:?}");
     }
 
+    /// An append whose source-id check reads sealed segments not fetched yet fetches
+    /// them before it takes the store's locks: another append goes on meanwhile; the
+    /// check still finds a re-sent event.
+    #[test]
+    fn an_append_fetches_what_its_duplicate_check_reads_outside_its_locks() {
+        let r = restored(|total, _| total);
+        let other = r.store.clone();
+        let blocked = Arc::new(AtomicU64::new(0));
+        let b = blocked.clone();
+        let hook = move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let s = other.clone();
+            std::thread::spawn(move || {
+                // No source id: no duplicate check, so nothing of its own to fetch.
+                let input = EventInput {
+                    ts_ms: DAY0 + 9 * DAY,
+                    community: "c9".into(),
+                    device: "32050801011210000001".into(),
+                    kind: "vehicle".into(),
+                    subject: "苏E00001".into(),
+                    direction: "in".into(),
+                    attrs: Attrs::new(),
+                };
+                let e = Validator::default().validate(input, i64::MAX / 2).unwrap();
+                let _ = tx.send(s.append(&[e]).is_ok());
+            });
+            if rx.recv_timeout(std::time::Duration::from_secs(5)) != Ok(true) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        assert!(r.source.during_fetch.set(Box::new(hook)).is_ok());
+        // A new event into day 0 of c1 and the first event of that shard re-sent.
+        let fresh = event(DAY0 + 7, "c1", 1_000);
+        let again = event(DAY0, "c1", 0);
+        let out = r.store.append(&[fresh, again]).unwrap();
+        assert!(r.source.fetches.load(Ordering::Relaxed) > 0);
+        assert_eq!(
+            blocked.load(Ordering::Relaxed),
+            0,
+            "an append waited on a fetch"
+        );
+        assert!(
+            matches!(out.results[0], crate::Appended::Stored { .. }),
+            "{out:?}"
+        );
+        assert!(
+            matches!(out.results[1], crate::Appended::Duplicate { .. }),
+            "{out:?}"
+        );
+    }
+
+    /// A fetched file whose write fails leaves nothing behind, its temporary file
+    /// included; the next read fetches it again.
+    #[test]
+    fn a_fetched_segment_whose_write_fails_leaves_no_file() {
+        use crate::io::{Fault, FaultKind, FaultyIo, Op};
+        let io = FaultyIo::new();
+        let r = restored_through(|total, _| total, Some(io.clone()));
+        let mut fault = Fault::new(Op::Sync, ".tmp", FaultKind::Errno(5));
+        fault.times = Some(1);
+        io.inject(fault);
+        assert!(r.store.read_events(0, i64::MAX, None).is_err());
+        assert_eq!(io.injected(), 1);
+        let left: Vec<_> = segment_files(&r.dir)
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(r.store.read_events(0, i64::MAX, None).unwrap(), r.want);
+    }
+
     /// First readers of a segment at once fetch it once.
     #[test]
     fn concurrent_first_readers_fetch_each_segment_once() {
@@ -555,7 +651,16 @@ mod tests {
         assert_eq!(r.cache.stats().failures, 1);
 
         *r.source.damaged.lock().unwrap() = None;
+        // A file left at a path a failed fetch was fetching again (an eviction leaves
+        // such a file to the fetch) goes with the failure; so does a temporary file.
+        std::fs::create_dir_all(r.dir.join(&file).parent().unwrap()).unwrap();
+        std::fs::write(r.dir.join(&file), b"evicted meanwhile").unwrap();
         r.source.down.store(true, Ordering::Relaxed);
+        assert!(r.store.read_events(0, i64::MAX, None).is_err());
+        assert!(
+            !r.dir.join(&file).exists(),
+            "a file a failed fetch leaves is removed"
+        );
         // Files fetched before the failure are still held; the rest cannot be.
         let err = r.store.read_events(0, i64::MAX, None).unwrap_err();
         assert!(matches!(err, StorageError::Fetch { .. }), "{err}");
@@ -566,7 +671,7 @@ mod tests {
         assert!(r.dir.join(&file).exists());
         let s = r.cache.stats();
         assert_eq!(s.segments, 12);
-        assert_eq!(s.failures, 2);
+        assert_eq!(s.failures, 3);
     }
 
     /// Maintenance reads what it merges: compaction of a shard whose segments were

@@ -154,8 +154,11 @@ pub struct IndexConfig {
     /// Messages asked of the log at once (default 2,000: one local fsync each).
     #[serde(default = "default_fetch")]
     pub fetch_batch: usize,
-    /// Objects under the bucket that no commit names are removed once older than
-    /// this, s (default 1 h: far longer than any upload-to-commit window).
+    /// Objects under the bucket that no commit names are removed once unnamed this
+    /// long, s (default 1 h: far longer than any upload-to-commit window): counted
+    /// from the commit that stopped naming one (`released_objects`; a replica
+    /// restored before it may still read it, and one that finds it gone is restored
+    /// again), or, for one never named, from its upload.
     #[serde(default = "default_janitor_age_s")]
     pub janitor_age_s: u64,
     /// The GA/T 1400 gateway's pictures and objects as uploaded are kept this many
@@ -231,7 +234,9 @@ pub struct QueryConfig {
     /// are unlinked (a query reading one keeps it until it ends; the newest file is
     /// kept even when larger than the bound). 0: no cache, replicas download their
     /// partitions whole at restore (as before the cache). Segments committed before
-    /// the catalog kept their facts are downloaded at restore either way.
+    /// the catalog kept their facts are downloaded at restore either way. Only fetched
+    /// files count: segments a replica seals or merges itself (the log's events since
+    /// the last commit, its own compaction) are its own files, outside the bound.
     #[serde(default = "default_segment_cache_bytes")]
     pub segment_cache_bytes: u64,
     /// Where this query node keeps its replicas' stores (a cache, emptied at start:

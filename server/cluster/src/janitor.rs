@@ -1,7 +1,11 @@
 //! Objects uploaded but never committed (an indexer killed or fenced between its
 //! upload and its commit) are removed once older than an age far past any
 //! upload-to-commit window, so an upload whose commit is still on its way is never
-//! taken. The catalog is read after the listing: a key committed meanwhile is kept.
+//! taken. Objects a commit stopped naming (`released_objects`: segments compaction or
+//! retention took out, an index replaced) are removed once unnamed that long, counted
+//! from their release, not their upload: a read replica restored before the commit
+//! lists them and fetches them on first use. The catalog is read after the listing:
+//! a key committed meanwhile is kept.
 //! Only indexers' keys (`p{partition}/…`, listed partition by partition) are
 //! considered there: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are
 //! named by events, not by commits. Those go by their retention instead
@@ -10,10 +14,11 @@
 use crate::error::Result;
 use crate::gat1400::{day_of_prefix, days_prefix, local_day, Blob};
 use crate::meta::Meta;
-use crate::objects::Objects;
+use crate::objects::{Listed, Objects};
 
-/// Removes objects no commit names that are older than `min_age_ms` at `now_ms`.
-/// Returns the keys removed.
+/// Removes objects no commit names that have been unnamed for `min_age_ms` at
+/// `now_ms` (released ones since their release, others since their upload). Returns
+/// the keys removed.
 pub async fn sweep(
     meta: &Meta,
     objects: &Objects,
@@ -28,16 +33,34 @@ pub async fn sweep(
         let keys = objects.list(Some(&under)).await?;
         listed.extend(keys.into_iter().filter(|o| is_indexer_key(&o.key)));
     }
+    // The names first, then the releases: a key released in between is in `released`
+    // with its time, one released after is still in `committed`.
     let committed = meta.committed_keys().await?;
+    let released = meta.released_objects().await?;
     let mut removed = Vec::new();
-    for o in listed {
-        if committed.contains(&o.key) || now_ms - o.last_modified_ms < min_age_ms {
+    let mut gone = Vec::new();
+    for o in listed.iter() {
+        if committed.contains(&o.key) || !unnamed_long_enough(o, &released, now_ms, min_age_ms) {
             continue;
         }
         objects.delete(&o.key).await?;
         tracing::info!(key = %o.key, "janitor removed an uncommitted object");
-        removed.push(o.key);
+        if released.contains_key(&o.key) {
+            gone.push(o.key.clone());
+        }
+        removed.push(o.key.clone());
     }
+    // Released objects no longer listed (removed by an earlier sweep whose
+    // forgetting failed) are forgotten too, once past the age.
+    let listed_keys: std::collections::HashSet<&str> =
+        listed.iter().map(|o| o.key.as_str()).collect();
+    gone.extend(
+        released
+            .iter()
+            .filter(|(k, at)| !listed_keys.contains(k.as_str()) && now_ms - **at >= min_age_ms)
+            .map(|(k, _)| k.clone()),
+    );
+    meta.forget_released(&gone).await?;
     Ok(removed)
 }
 
@@ -175,6 +198,20 @@ fn is_indexer_key(key: &str) -> bool {
     key.strip_prefix('p')
         .and_then(|rest| rest.split_once('/'))
         .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether an object no commit names has been unnamed for `min_age_ms`: one a commit
+/// released (its rows taken out by compaction or retention, an index replaced)
+/// counts from its release, since a replica restored before may still read it; one
+/// never named (an upload whose commit failed) from its upload.
+fn unnamed_long_enough(
+    o: &Listed,
+    released: &std::collections::HashMap<String, i64>,
+    now_ms: i64,
+    min_age_ms: i64,
+) -> bool {
+    let since = released.get(&o.key).copied().unwrap_or(o.last_modified_ms);
+    now_ms - since >= min_age_ms
 }
 
 #[cfg(test)]

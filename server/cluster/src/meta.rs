@@ -182,6 +182,14 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (partition, segment_id)
 );
 
+-- Objects a commit stopped naming (the rows of segments compaction or retention took
+-- out, an index upload replaced), and since when: the janitor removes one only once
+-- it has been unnamed for its age (a replica restored before may still read it).
+CREATE TABLE IF NOT EXISTS released_objects (
+    object_key text PRIMARY KEY,
+    released_at timestamptz NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS dict_chunks (
     partition integer NOT NULL,
     start_offset bigint NOT NULL,
@@ -271,28 +279,53 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("sequence numbers and offsets fit in a bigint")
 }
 
-/// A `dict_chunks` row (start_offset, len, object_key).
-fn chunk_of(r: &tokio_postgres::Row) -> DictChunk {
-    DictChunk {
-        start: to_u64(r.get(0)),
-        len: to_u64(r.get(1)),
-        object_key: r.get(2),
-    }
+/// A catalog value that must not be negative (a sequence number, an offset, a
+/// length, a count, an id): a malformed row is a `Catalog` error, never a panic or a
+/// wrapped number.
+fn stored_u64(partition: u32, what: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| ClusterError::Catalog {
+        partition,
+        reason: format!("{what} is {v}, which cannot be"),
+    })
+}
+
+/// As [`stored_u64`], for an `integer` column.
+fn stored_u32(partition: u32, what: &str, v: i32) -> Result<u32> {
+    u32::try_from(v).map_err(|_| ClusterError::Catalog {
+        partition,
+        reason: format!("{what} is {v}, which cannot be"),
+    })
+}
+
+/// A `dict_chunks` row (start_offset, len, object_key) of `partition`.
+fn chunk_of(partition: u32, r: &tokio_postgres::Row) -> Result<DictChunk> {
+    let object_key: String = r.get(2);
+    let at = |what: &str| format!("dictionary chunk {object_key}: {what}");
+    Ok(DictChunk {
+        start: stored_u64(partition, &at("start_offset"), r.get(0))?,
+        len: stored_u64(partition, &at("len"), r.get(1))?,
+        object_key,
+    })
 }
 
 /// A `segments` row (segment_id, community, span, file, events, max_seq, object_key,
-/// object_offset, object_len, min_seq, min_ts_ms, max_ts_ms).
-fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
-    SegmentRow {
-        segment_id: to_u64(r.get(0)),
-        community: r.get::<_, i32>(1) as u32,
+/// object_offset, object_len, min_seq, min_ts_ms, max_ts_ms) of `partition`.
+fn segment_of(partition: u32, r: &tokio_postgres::Row) -> Result<SegmentRow> {
+    let id: i64 = r.get(0);
+    let at = |what: &str| format!("segment {id}: {what}");
+    let num = |what: &str, v: i64| stored_u64(partition, &at(what), v);
+    Ok(SegmentRow {
+        segment_id: num("segment_id", id)?,
+        community: stored_u32(partition, &at("community"), r.get(1))?,
         span: r.get(2),
         file: r.get(3),
-        events: r.get::<_, i32>(4) as u32,
-        max_seq: to_u64(r.get(5)),
+        events: stored_u32(partition, &at("events"), r.get(4))?,
+        max_seq: num("max_seq", r.get(5))?,
         object_key: r.get(6),
         object_range: match (r.get::<_, Option<i64>>(7), r.get::<_, Option<i64>>(8)) {
-            (Some(offset), Some(len)) => Some((to_u64(offset), to_u64(len))),
+            (Some(offset), Some(len)) => {
+                Some((num("object_offset", offset)?, num("object_len", len)?))
+            }
             _ => None,
         },
         facts: match (
@@ -301,13 +334,13 @@ fn segment_of(r: &tokio_postgres::Row) -> SegmentRow {
             r.get::<_, Option<i64>>(11),
         ) {
             (Some(min_seq), Some(min_ts_ms), Some(max_ts_ms)) => Some(RowFacts {
-                min_seq: to_u64(min_seq),
+                min_seq: num("min_seq", min_seq)?,
                 min_ts_ms,
                 max_ts_ms,
             }),
             _ => None,
         },
-    }
+    })
 }
 
 /// A session whose transaction waits this long for its client is ended by the
@@ -718,14 +751,15 @@ impl Meta {
             .transaction()
             .await
             .map_err(ClusterError::pg("begin commit"))?;
-        let current: i64 = tx
+        let lease = tx
             .query_one(
-                "SELECT epoch FROM leases WHERE partition = $1 FOR UPDATE",
+                "SELECT epoch, index_key FROM leases WHERE partition = $1 FOR UPDATE",
                 &[&(partition as i32)],
             )
             .await
-            .map_err(ClusterError::pg("lock lease"))?
-            .get(0);
+            .map_err(ClusterError::pg("lock lease"))?;
+        let current: i64 = lease.get(0);
+        let previous_index: Option<String> = lease.get(1);
         if current != epoch {
             // Dropping the transaction rolls it back.
             return Err(ClusterError::Fenced {
@@ -761,12 +795,30 @@ impl Meta {
         }
         if !replaced.is_empty() {
             let ids: Vec<i64> = replaced.iter().map(|id| to_i64(*id)).collect();
+            // Their objects are released now: the janitor counts their age from
+            // here, not from their upload (a replica may still read them).
             tx.execute(
-                "DELETE FROM segments WHERE partition = $1 AND segment_id = ANY($2)",
+                "WITH gone AS (
+                     DELETE FROM segments WHERE partition = $1 AND segment_id = ANY($2)
+                     RETURNING object_key)
+                 INSERT INTO released_objects (object_key, released_at)
+                     SELECT DISTINCT object_key, now() FROM gone
+                 ON CONFLICT (object_key) DO UPDATE SET released_at = EXCLUDED.released_at",
                 &[&p, &ids],
             )
             .await
             .map_err(ClusterError::pg("remove compacted segments"))?;
+        }
+        if let Some(old) = previous_index.filter(|old| Some(old.as_str()) != index_key) {
+            if index_key.is_some() {
+                tx.execute(
+                    "INSERT INTO released_objects (object_key, released_at) VALUES ($1, now())
+                     ON CONFLICT (object_key) DO UPDATE SET released_at = EXCLUDED.released_at",
+                    &[&old],
+                )
+                .await
+                .map_err(ClusterError::pg("release the previous index"))?;
+            }
         }
         if let Some(d) = dict {
             tx.execute(
@@ -905,10 +957,16 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("end snapshot"))?;
         Ok(Committed {
-            checkpoint_seq: to_u64(checkpoint),
+            checkpoint_seq: stored_u64(partition, "checkpoint_seq", checkpoint)?,
             index_key,
-            dict_chunks: chunks.iter().map(chunk_of).collect(),
-            segments: segments.iter().map(segment_of).collect(),
+            dict_chunks: chunks
+                .iter()
+                .map(|r| chunk_of(partition, r))
+                .collect::<Result<_>>()?,
+            segments: segments
+                .iter()
+                .map(|r| segment_of(partition, r))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -952,7 +1010,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("list dictionary chunks"))?;
-        Ok(rows.iter().map(chunk_of).collect())
+        rows.iter().map(|r| chunk_of(partition, r)).collect()
     }
 
     /// The committed segments of `partition`, by segment id.
@@ -967,7 +1025,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("list segments"))?;
-        Ok(rows.iter().map(segment_of).collect())
+        rows.iter().map(|r| segment_of(partition, r)).collect()
     }
 
     /// The lease row of `partition`: (owner, epoch, checkpoint_seq, dict_bytes).
@@ -1006,5 +1064,35 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("list committed objects"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Objects commits stopped naming, each with when (epoch milliseconds, the
+    /// database's clock) the last commit that named it took its row out.
+    pub async fn released_objects(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT object_key, (extract(epoch FROM released_at) * 1000)::bigint
+                 FROM released_objects",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("list released objects"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Forgets the released objects `keys` (removed, or found gone).
+    pub async fn forget_released(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .execute(
+                "DELETE FROM released_objects WHERE object_key = ANY($1)",
+                &[&keys],
+            )
+            .await
+            .map_err(ClusterError::pg("forget released objects"))?;
+        Ok(())
     }
 }

@@ -456,6 +456,9 @@ async fn run_replica(
         .await
         .expect("clear task panicked")?;
     let started = Instant::now();
+    // Told by the store's fetches when an object of a segment it lists is gone.
+    let (gone, gone_rx) = watch::channel(None);
+    let gone = Arc::new(gone);
     let restoring = async {
         let committed = {
             let mut meta = Meta::connect_within(&cfg.postgres, cfg.lease()).await?;
@@ -478,6 +481,7 @@ async fn run_replica(
             &dir,
             store_config,
             shared.cache.clone(),
+            Some(gone),
         )
         .await?;
         Ok::<_, ClusterError>((committed, store, restored))
@@ -516,6 +520,7 @@ async fn run_replica(
         &store,
         committed.checkpoint_seq,
         &mut stop,
+        &gone_rx,
     )
     .await;
     shared.held.withdraw(p, generation);
@@ -568,13 +573,16 @@ impl Follower<'_> {
             .insert(self.p, lag);
     }
 
-    /// It has read the log to its end: answers queries (offered the first time).
-    async fn caught_up(&mut self, stop: &watch::Receiver<bool>) {
+    /// It has read the log to its end: answers queries (offered the first time). An
+    /// offer that fails (its index could not be opened: S3 away while it read a
+    /// segment) or a resume of a partition no longer held is an error: the replica
+    /// ends and is made again, never left listed as serving while it is not.
+    async fn caught_up(&mut self, stop: &watch::Receiver<bool>) -> Result<()> {
         self.proof = Some(Instant::now());
         self.pending = Some(0);
         if *stop.borrow() || self.serving {
             self.report();
-            return;
+            return Ok(());
         }
         let (p, g) = (self.p, self.generation);
         if !self.offered {
@@ -584,9 +592,17 @@ impl Follower<'_> {
                 "replica caught up with the log"
             );
             let (held, store) = (self.shared.held.clone(), self.store.clone());
-            tokio::task::spawn_blocking(move || held.offer(p, g, &store))
-                .await
-                .expect("offer task panicked");
+            let offered = tokio::task::spawn_blocking(move || {
+                !fault_first_offer() && held.offer(p, g, &store)
+            })
+            .await
+            .expect("offer task panicked");
+            if !offered {
+                return Err(ClusterError::Catalog {
+                    partition: p,
+                    reason: "the replica could not be offered (its index not opened, or a newer generation served)".into(),
+                });
+            }
             self.offered = true;
         } else {
             tracing::info!(
@@ -594,10 +610,16 @@ impl Follower<'_> {
                 last_seq = self.last_seq,
                 "replica caught up again"
             );
-            self.shared.held.resume(p, g);
+            if !self.shared.held.resume(p, g) {
+                return Err(ClusterError::Catalog {
+                    partition: p,
+                    reason: "the replica is no longer held".into(),
+                });
+            }
         }
         self.serving = true;
         self.report();
+        Ok(())
     }
 
     /// It may be missing recent events: stops answering until caught up again.
@@ -649,6 +671,14 @@ impl Follower<'_> {
     }
 }
 
+/// The test fault point `SIGHTLINE_CLUSTER_FAULT=fail-first-offer`: the first offer
+/// of the process fails (as when its index cannot be opened: S3 away meanwhile).
+fn fault_first_offer() -> bool {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "fail-first-offer")
+        && !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
 /// What [`check_marks`] found.
 #[derive(Debug, PartialEq, Eq)]
 enum Checked {
@@ -691,8 +721,19 @@ async fn follow(
     store: &Store,
     checkpoint: u64,
     stop: &mut watch::Receiver<bool>,
+    gone: &watch::Receiver<Option<String>>,
 ) -> Result<()> {
     let cfg = &shared.config;
+    // An object a listed segment needs is gone (the commits since the restore
+    // stopped naming it and the janitor removed it): every read of it would fail
+    // for ever, so the replica ends and is restored from the current catalog.
+    let ensure_objects = || match gone.borrow().as_ref() {
+        None => Ok(()),
+        Some(key) => Err(ClusterError::Catalog {
+            partition: p,
+            reason: format!("{key} is gone from object storage; the replica is restored again"),
+        }),
+    };
     // Without proof of being caught up for this long, a consumer silent as long is
     // made again (it says how much is pending); for twice as long, the replica stops
     // answering.
@@ -739,7 +780,7 @@ async fn follow(
         let mut behind = consumer.cached_info().num_pending;
         f.pending = Some(behind);
         if behind == 0 {
-            f.caught_up(stop).await;
+            f.caught_up(stop).await?;
         }
         f.report();
         let mut messages = match consumer.messages().await {
@@ -771,6 +812,19 @@ async fn follow(
                 f.report();
             }
             f.check_commit()?;
+            ensure_objects()?;
+            // An index that fails every read (a segment retention's recomputation
+            // could not read): made again rather than failing over for ever.
+            if shared
+                .held
+                .index_of(p, generation)
+                .is_some_and(|i| i.is_broken())
+            {
+                return Err(ClusterError::Catalog {
+                    partition: p,
+                    reason: "its index is broken; the replica is restored again".into(),
+                });
+            }
             let proof_age = f.proof.map_or(made.elapsed(), |t| t.elapsed());
             if proof_age > give_up {
                 f.suspend("not known to be caught up with the log");
@@ -844,7 +898,7 @@ async fn follow(
             }
             f.pending = (pending != u64::MAX).then_some(pending);
             if pending == 0 || behind == 0 {
-                f.caught_up(stop).await;
+                f.caught_up(stop).await?;
             } else {
                 f.report();
             }

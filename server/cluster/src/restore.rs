@@ -41,6 +41,34 @@ pub struct Restored {
 /// read that needed it fails, and its query is asked of the next replica or owner).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+thread_local! {
+    /// The deadline of the query this thread answers ([`with_fetch_deadline`]).
+    static FETCH_DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (a partition's answer, computed on this thread) with its fetches bounded
+/// by `deadline` too: a fetch never waits past the query's budget.
+pub fn with_fetch_deadline<T>(deadline: Option<std::time::Instant>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<std::time::Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FETCH_DEADLINE.set(self.0);
+        }
+    }
+    let _restore = Restore(FETCH_DEADLINE.replace(deadline));
+    f()
+}
+
+/// How long a fetch on this thread may wait: [`FETCH_TIMEOUT`], or less when the
+/// query it serves has less left.
+fn fetch_timeout() -> Duration {
+    FETCH_DEADLINE.get().map_or(FETCH_TIMEOUT, |d| {
+        d.saturating_duration_since(std::time::Instant::now())
+            .min(FETCH_TIMEOUT)
+    })
+}
+
 /// Where a lazily restored partition's segments are: file (as the manifest names
 /// it) → object key and byte range. Fetches block the calling thread (the store's
 /// reads run on the blocking pool) on the runtime the restore ran on.
@@ -49,6 +77,25 @@ pub struct ObjectSource {
     runtime: tokio::runtime::Handle,
     partition: u32,
     files: HashMap<String, (String, u64, u64)>,
+    /// Told the first object found gone (the janitor removed it after the commits
+    /// since the restore stopped naming it): the replica is restored again from the
+    /// current catalog rather than failing every read of it for ever.
+    gone: Option<Arc<Gone>>,
+}
+
+/// The first object of a lazily restored partition found gone from object storage
+/// (`None` until then); its replica watches it and ends.
+pub type Gone = tokio::sync::watch::Sender<Option<String>>;
+
+/// Whether `e` says the object is not there (as opposed to S3 failing to answer).
+fn is_not_found(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::Objects {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }
+    )
 }
 
 impl SegmentSource for ObjectSource {
@@ -66,19 +113,31 @@ impl SegmentSource for ObjectSource {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let objects = self.objects.clone();
         let k = key.clone();
+        let within = fetch_timeout();
         // Spawned rather than `block_on`: never a panic, whichever thread asks.
         self.runtime.spawn(async move {
-            let got = tokio::time::timeout(FETCH_TIMEOUT, objects.get_range(&k, offset, end)).await;
+            let got = tokio::time::timeout(within, objects.get_range(&k, offset, end)).await;
             let _ = tx.send(got);
         });
-        let bytes = match rx.recv_timeout(FETCH_TIMEOUT + Duration::from_secs(1)) {
+        let bytes = match rx.recv_timeout(within + Duration::from_secs(1)) {
             Ok(Ok(Ok(b))) => b,
-            Ok(Ok(Err(e))) => return Err(format!("partition {}: {e}", self.partition)),
+            Ok(Ok(Err(e))) => {
+                if is_not_found(&e) {
+                    if let Some(gone) = &self.gone {
+                        gone.send_if_modified(|first| {
+                            let news = first.is_none();
+                            first.get_or_insert_with(|| key.clone());
+                            news
+                        });
+                    }
+                }
+                return Err(format!("partition {}: {e}", self.partition));
+            }
             Ok(Err(_)) | Err(_) => {
                 return Err(format!(
-                    "partition {}: {key} bytes {offset}..{end} not read within {} s",
+                    "partition {}: {key} bytes {offset}..{end} not read within {} ms",
                     self.partition,
-                    FETCH_TIMEOUT.as_secs()
+                    within.as_millis()
                 ))
             }
         };
@@ -124,13 +183,14 @@ pub async fn restore_partition(
         dict_chunks: meta.dict_chunks(partition).await?,
         segments: meta.segments(partition).await?,
     };
-    restore_committed(objects, partition, &committed, dir, config, None).await
+    restore_committed(objects, partition, &committed, dir, config, None, None).await
 }
 
 /// Restores the committed state `committed` of `partition` into `dir` (which must not
 /// hold a store) and opens it.
 /// With `cache`, segments whose rows keep their facts are listed, not downloaded:
-/// the store fetches each on first use into `cache` (module doc).
+/// the store fetches each on first use into `cache` (module doc); `gone` is told the
+/// first such object found missing.
 pub async fn restore_committed(
     objects: &Objects,
     partition: u32,
@@ -138,6 +198,7 @@ pub async fn restore_committed(
     dir: &Path,
     mut config: StoreConfig,
     cache: Option<Arc<SegmentCache>>,
+    gone: Option<Arc<Gone>>,
 ) -> Result<(Store, Restored)> {
     let chunks = &committed.dict_chunks;
     let mut dict = Vec::new();
@@ -176,8 +237,26 @@ pub async fn restore_committed(
     // The owner's index as last uploaded: opened by the replica's serving instead of
     // reading every row (which would fetch every segment). Only with a cache: a
     // store downloaded whole reads its rows locally.
+    // Checked whole before use: a damaged one is skipped (the index is then built
+    // from every row).
     let index = match (&cache, &committed.index_key) {
-        (Some(_), Some(key)) => Some(objects.get(key).await?),
+        (Some(_), Some(key)) => {
+            let bytes = objects.get(key).await?;
+            let name = std::path::PathBuf::from(key);
+            let copy = bytes.to_vec();
+            let checked = tokio::task::spawn_blocking(move || {
+                sightline_index::check_checkpoint_bytes(&name, copy)
+            })
+            .await
+            .expect("check task panicked");
+            match checked {
+                Ok(()) => Some(bytes),
+                Err(e) => {
+                    tracing::warn!(partition, key = %key, error = %e, "uploaded index damaged; not used");
+                    None
+                }
+            }
+        }
         _ => None,
     };
     if let Some(cache) = cache {
@@ -194,6 +273,7 @@ pub async fn restore_committed(
                 runtime: tokio::runtime::Handle::current(),
                 partition,
                 files,
+                gone,
             }),
             cache,
         });
@@ -377,6 +457,21 @@ mod tests {
             let e = cut(Some(bad), base, &object).unwrap_err();
             assert!(e.to_string().contains("p0/e1/bundle/5-7-3.segs"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_fetch_waits_no_longer_than_its_querys_budget() {
+        assert_eq!(fetch_timeout(), FETCH_TIMEOUT);
+        let soon = std::time::Instant::now() + Duration::from_millis(500);
+        with_fetch_deadline(Some(soon), || {
+            assert!(fetch_timeout() <= Duration::from_millis(500));
+            let past = std::time::Instant::now() - Duration::from_millis(1);
+            with_fetch_deadline(Some(past), || assert_eq!(fetch_timeout(), Duration::ZERO));
+            assert!(fetch_timeout() > Duration::ZERO);
+        });
+        let late = std::time::Instant::now() + 2 * FETCH_TIMEOUT;
+        with_fetch_deadline(Some(late), || assert_eq!(fetch_timeout(), FETCH_TIMEOUT));
+        assert_eq!(fetch_timeout(), FETCH_TIMEOUT);
     }
 
     #[test]

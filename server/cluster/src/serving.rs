@@ -229,7 +229,11 @@ impl Held {
             index: &s.index,
             vocabulary: s.vocabulary.as_ref(),
         };
-        match local.answer(request) {
+        // A segment fetched on first use waits no longer than the query's budget.
+        let deadline = request
+            .budget_ms
+            .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
+        match crate::restore::with_fetch_deadline(deadline, || local.answer(request)) {
             Ok(a) => PartitionReply::Answer(a),
             Err(e) => PartitionReply::Failed(Failure::from(&e)),
         }

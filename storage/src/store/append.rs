@@ -15,6 +15,7 @@ use crate::shard::ShardKey;
 use crate::wal::encode_batch;
 use std::sync::atomic::Ordering;
 
+use super::sealed::SealedSegment;
 use super::{lock, read, write, Store};
 
 /// What happened to one event of a batch.
@@ -116,7 +117,23 @@ impl Store {
 
         let mut results = Vec::with_capacity(events.len());
         let mut rows: Vec<(ShardKey, StoredRow)> = Vec::with_capacity(events.len());
-        let mut w = lock(&inner.writer);
+        // The sealed segments the duplicate check reads, opened (fetched, for a lazily
+        // restored store) before the locks are taken: other appends and the group
+        // commit never wait on object storage. Checked again under the writer lock;
+        // one that appeared or was evicted meanwhile is fetched outside again (a few
+        // times, then under the lock).
+        let mut opened = Opened::new();
+        let mut w = {
+            let mut attempts = 0;
+            loop {
+                self.open_for_duplicates(events, &mut opened)?;
+                let w = lock(&inner.writer);
+                attempts += 1;
+                if self.duplicates_ready(events, &mut opened) || attempts >= REFETCH_ATTEMPTS {
+                    break w;
+                }
+            }
+        };
         if let Some(why) = inner.failed.get() {
             return Err(StorageError::Poisoned(why.clone()));
         }
@@ -152,7 +169,7 @@ impl Store {
                 };
                 let source_id = e.source_id();
                 if let Some(sid) = source_id {
-                    match self.find_source_id(&w.source_ids, key, sid) {
+                    match self.find_source_id(&w.source_ids, key, sid, &opened) {
                         Ok(Some(seq)) => {
                             results.push(Appended::Duplicate { seq });
                             continue;
@@ -313,11 +330,14 @@ impl Store {
     }
 
     /// The seq of an event stored (or queued) in shard `key` with this source id.
+    /// Sealed segments are read from `opened` (opened before the locks); one not there
+    /// (sealed or merged since: the store's own file) is opened here.
     fn find_source_id(
         &self,
         open: &std::collections::HashMap<ShardKey, std::collections::HashMap<Box<str>, u64>>,
         key: ShardKey,
         source_id: &str,
+        opened: &Opened,
     ) -> Result<Option<u64>> {
         if let Some(seq) = open.get(&key).and_then(|m| m.get(source_id)) {
             return Ok(Some(*seq));
@@ -325,11 +345,82 @@ impl Store {
         let shards = read(&self.inner.shards);
         if let Some(shard) = shards.get(&key) {
             for seg in &shard.segments {
-                if let Some(seq) = seg.open()?.find_source_id(source_id)? {
+                let s = match opened.get(seg.path()) {
+                    Some(s) => s.clone(),
+                    None => seg.open()?,
+                };
+                if let Some(seq) = s.find_source_id(source_id)? {
                     return Ok(Some(seq));
                 }
             }
         }
         Ok(None)
     }
+
+    /// The sealed segments of the shards `events` with a source id go to (communities
+    /// not interned yet have none).
+    fn duplicate_segments(&self, events: &[Event]) -> Vec<std::sync::Arc<SealedSegment>> {
+        let inner = &*self.inner;
+        let keys: std::collections::BTreeSet<ShardKey> = {
+            let dicts = read(&inner.dicts);
+            events
+                .iter()
+                .filter(|e| e.source_id().is_some())
+                .filter_map(|e| {
+                    Some(ShardKey {
+                        community: dicts.community_id(&e.community)?,
+                        span: inner.layout.span_of(e.ts_ms),
+                    })
+                })
+                .collect()
+        };
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let shards = read(&inner.shards);
+        keys.iter()
+            .filter_map(|k| shards.get(k))
+            .flat_map(|s| s.segments.iter().cloned())
+            .collect()
+    }
+
+    /// Opens (fetches) the segments the duplicate check of `events` reads, with no
+    /// lock held across the opens.
+    fn open_for_duplicates(&self, events: &[Event], opened: &mut Opened) -> Result<()> {
+        for seg in self.duplicate_segments(events) {
+            if !opened.contains_key(seg.path()) {
+                let s = seg.open()?;
+                opened.insert(seg.path().to_path_buf(), s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Under the writer lock: whether every segment the duplicate check reads is in
+    /// `opened` or mapped already (then added, without a fetch).
+    fn duplicates_ready(&self, events: &[Event], opened: &mut Opened) -> bool {
+        for seg in self.duplicate_segments(events) {
+            if opened.contains_key(seg.path()) {
+                continue;
+            }
+            if !seg.is_open() {
+                return false;
+            }
+            match seg.open() {
+                Ok(s) => {
+                    opened.insert(seg.path().to_path_buf(), s);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
 }
+
+/// Segments opened for an append's duplicate check, by path.
+type Opened =
+    std::collections::HashMap<std::path::PathBuf, std::sync::Arc<crate::segment::Segment>>;
+
+/// How many times an append opens the segments its duplicate check reads outside its
+/// locks before it reads what is still missing under them.
+const REFETCH_ATTEMPTS: u32 = 3;

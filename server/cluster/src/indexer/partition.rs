@@ -298,6 +298,12 @@ fn fault_commit(which: &str) -> bool {
         && !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)
 }
 
+/// The test fault point `SIGHTLINE_CLUSTER_FAULT=fail-index-upload`: every upload of
+/// the index fails (the commits go on without it).
+fn fault_index_upload() -> bool {
+    std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "fail-index-upload")
+}
+
 /// What [`append_messages`] appended.
 pub(crate) struct Appended {
     /// The stream sequence of the last message taken (appended or refused).
@@ -575,11 +581,13 @@ impl Partition {
         // The index goes with the commit when due and once the partition is served
         // (its index built): a replica opens it rather than reading every row.
         let upload_ms = self.shared.config.index.index_upload_ms;
-        let index = self
+        // Also whenever retention dropped shards: a replica opening an index from
+        // before the drop would find the shards' counts differ and rebuild it from
+        // every row (fetching the whole partition).
+        let index_due = self
             .index_uploaded
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(upload_ms))
-            .then(|| self.shared.held.index_of(p, epoch))
-            .flatten();
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(upload_ms));
+        let index = self.shared.held.index_of(p, epoch);
         let (new, replaced, dict, index) = tokio::task::spawn_blocking(move || -> Result<_> {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
@@ -626,6 +634,7 @@ impl Partition {
             let dict = store.dictionary_log_from(dict_from)?;
             // After the seal: it covers every event appended, all in this commit's
             // segments or earlier ones (nothing appends while the task commits).
+            let index = index.filter(|_| index_due || !dropped.is_empty());
             let index = match index.map(|i| i.checkpoint_bytes()).transpose() {
                 Ok(i) => i,
                 Err(e) => {
@@ -715,15 +724,29 @@ impl Partition {
                 })
             }
         };
+        // The index is a help to replicas, not part of the commit: an upload that
+        // fails or hangs (bounded by a lease) is logged and the commit goes on
+        // without it (the next commit tries again).
         let index_key = match index {
             None => None,
             Some((through, bytes)) => {
                 let key = index_key(p, epoch, through, upload_nonce());
-                self.shared
-                    .objects
-                    .put_create(&key, Bytes::from(bytes))
-                    .await?;
-                Some(key)
+                let objects = &self.shared.objects;
+                let upload = async {
+                    if fault_index_upload() {
+                        return Err(ClusterError::Timeout("uploading the index (fault point)"));
+                    }
+                    objects.put_create(&key, Bytes::from(bytes)).await
+                };
+                match bounded(self.shared.config.lease(), "uploading the index", upload).await {
+                    Ok(()) => Some(key),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "index not uploaded; committing without it");
+                        // Owed: the next commit uploads it, whatever the interval.
+                        self.index_uploaded = None;
+                        None
+                    }
+                }
             }
         };
         if let Some(pause) = fault_pause_before_commit() {
