@@ -415,6 +415,35 @@ fn a_retention_only_commit_lost_in_doubt_is_settled_as_lost_and_its_rows_deleted
         "{}",
         x2.log()
     );
+    // A malformed policy fails no commit: it is logged and the last one kept.
+    env.pg
+        .psql("UPDATE cluster_meta SET value = 'x' WHERE key = 'retention_days'");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body: String = (0..10i64)
+        .map(|i| {
+            let event = serde_json::json!({
+                "ts": now - i * 1_000,
+                "community": format!("32050800{:02}", i % 4),
+                "device": format!("3205080{}0112100000{:02}", i % 4, i),
+                "kind": "vehicle",
+                "subject": format!("苏E{:05}", i),
+                "direction": "in",
+                "attrs": {"source_id": format!("malformed-{i:06}")},
+            });
+            event.to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(env.post_body(a1, &body), 10);
+    env.wait_committed_events(50);
+    assert!(
+        x2.log()
+            .contains("retention policy not read; the last one kept"),
+        "{}",
+        x2.log()
+    );
 }
 
 #[test]
