@@ -790,13 +790,15 @@ proptest! {
             prop_assert_eq!(&next, &page.next);
             let whole = page.unavailable.is_empty();
             let none = page.events.is_empty();
+            // A page the filters emptied, with more past it, is not the end.
+            let more = page.more;
             got.extend(page.events.into_iter().map(|(s, _)| s));
-            // At its end when every partition answered, with nothing, and the cursor
-            // did not move (a page may be empty while it moves past events of another
-            // kind, as `serve`'s does), twice in a row.
+            // At its end when every partition answered, with nothing, nothing more
+            // past it, and the cursor did not move (a page may be empty while it moves
+            // past events of another kind, as `serve`'s does), twice in a row.
             let moved = next != cursor;
             cursor = next;
-            match none && whole && !moved {
+            match none && whole && !more && !moved {
                 true => empty_whole += 1,
                 false => empty_whole = 0,
             }

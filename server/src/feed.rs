@@ -13,7 +13,7 @@ use sightline_storage::{AppendObserver, Kind, Row};
 
 use crate::error::ApiError;
 use crate::http::out::EventOut;
-use crate::http::runner::{run, scope_ids, AuditLine};
+use crate::http::runner::{run, AuditLine};
 use crate::http::{Answer, Body, Call};
 use crate::App;
 
@@ -40,8 +40,10 @@ pub struct Ask {
     pub after: u64,
     pub limit: usize,
     pub kind: Option<Kind>,
-    /// Community ids (already limited to the caller's scope); all when `None`.
-    pub communities: Option<Vec<u32>>,
+    /// Community codes (already limited to the caller's scope); all when `None`.
+    /// Resolved to ids by each page after it reads how far events are readable, so a
+    /// community's first events are never read before its code resolves.
+    pub communities: Option<Vec<String>>,
 }
 
 /// The events after `ask.after` that are readable now.
@@ -50,8 +52,18 @@ pub fn page(
     store: &sightline_storage::Store,
     ask: &Ask,
 ) -> Result<Page, sightline_storage::StorageError> {
+    // Before the codes are resolved: a community whose first events land between the
+    // two reads is then either unknown here, its events past `through` (read by the
+    // next page), or known; never resolved too late with its events already passed.
     let through = store.applied_through();
-    let rows = store.scan_seq_range(ask.after, through, ask.limit, ask.communities.as_deref())?;
+    let communities: Option<Vec<u32>> = ask.communities.as_ref().map(|codes| {
+        let d = store.dictionaries();
+        let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    });
+    let rows = store.scan_seq_range(ask.after, through, ask.limit, communities.as_deref())?;
     let next_after = match rows.len() == ask.limit {
         true => rows.last().map_or(through, |(r, _)| r.seq),
         false => through.max(ask.after),
@@ -178,21 +190,18 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     }
 }
 
-/// The communities a feed request reads: those asked for within the caller's scope.
-fn communities(c: &Call) -> Option<Vec<u32>> {
-    let scope = scope_ids(&c.app, &c.caller);
+/// The communities a feed request reads (codes): those asked for within the
+/// caller's scope.
+fn communities(c: &Call) -> Option<Vec<String>> {
+    let scope = c.caller.communities.as_ref();
     match c.params.list("community") {
-        None => scope,
-        Some(codes) => {
-            let d = c.app.store.dictionaries();
-            let mut ids: Vec<u32> = codes
-                .iter()
-                .filter_map(|c| d.community_id(c))
-                .filter(|c| scope.as_ref().is_none_or(|s| s.contains(c)))
-                .collect();
-            ids.sort_unstable();
-            Some(ids)
-        }
+        None => scope.cloned(),
+        Some(codes) => Some(
+            codes
+                .into_iter()
+                .filter(|c| scope.is_none_or(|s| s.contains(c)))
+                .collect(),
+        ),
     }
 }
 

@@ -235,28 +235,52 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         prop_assert_eq!(row.ts_ms, e.ts_ms());
         prop_assert_eq!(attrs.decode().unwrap(), e.attrs());
     }
-    // The change feed: events after a cursor, in sequence order, a page at a time.
+    // The change feed: events after a cursor, in sequence order, a page at a time, of
+    // all communities or of some, up to the store's applied sequence number or below.
     let through = store.applied_through();
-    for (after, limit) in [
-        (0u64, 1000usize),
-        (0, 3),
-        (model.next_seq / 2, 2),
-        (through, 10),
-    ] {
-        let got: Vec<(u64, i64)> = store
-            .scan_seq_range(after, through, limit, None)
-            .unwrap()
-            .iter()
-            .map(|(r, _)| (r.seq, r.ts_ms))
-            .collect();
-        let want: Vec<(u64, i64)> = model
-            .events
-            .iter()
-            .filter(|(s, _)| *s > after && *s <= through)
-            .take(limit)
-            .map(|(s, e)| (*s, e.ts_ms()))
-            .collect();
-        prop_assert_eq!(got, want, "after {} limit {}", after, limit);
+    let scopes: [Option<Vec<&str>>; 3] = [None, Some(vec!["c1"]), Some(vec!["c0", "c2"])];
+    for scope in &scopes {
+        let scope_ids: Option<Vec<u32>> = scope.as_ref().map(|s| {
+            s.iter()
+                .filter_map(|c| store.dictionaries().community_id(c))
+                .collect()
+        });
+        for (after, upto, limit) in [
+            (0u64, through, 1000usize),
+            (0, through, 1),
+            (0, through, 3),
+            (model.next_seq / 3, through, 2),
+            (model.next_seq / 2, through, 5),
+            (1, through / 2, 4),
+            (through, through, 10),
+        ] {
+            let got: Vec<(u64, i64)> = store
+                .scan_seq_range(after, upto, limit, scope_ids.as_deref())
+                .unwrap()
+                .iter()
+                .map(|(r, _)| (r.seq, r.ts_ms))
+                .collect();
+            let want: Vec<(u64, i64)> = model
+                .events
+                .iter()
+                .filter(|(s, e)| {
+                    *s > after
+                        && *s <= upto
+                        && scope.as_ref().is_none_or(|c| c.contains(&e.community()))
+                })
+                .take(limit)
+                .map(|(s, e)| (*s, e.ts_ms()))
+                .collect();
+            prop_assert_eq!(
+                got,
+                want,
+                "after {} through {} limit {} of {:?}",
+                after,
+                upto,
+                limit,
+                scope
+            );
+        }
     }
     let held: std::collections::HashSet<u64> = model.events.iter().map(|(s, _)| *s).collect();
     for seq in (0..=model.next_seq + 1).filter(|s| !held.contains(s)) {

@@ -823,3 +823,60 @@ fn retention_tells_observers_every_dropped_event_by_subject() {
         "dropped memory rows leave the budget"
     );
 }
+
+/// A store of `days` sealed days of three communities, 20 events each a day, appended
+/// day by day (so each day's sequence numbers are above the previous day's).
+fn sealed_days(dir: &std::path::Path, days: i64) -> sightline_storage::Store {
+    let clock = Arc::new(ManualClock::new(DAY0 + (days + 1) * DAY));
+    let store = open(dir, &clock, StoreConfig::default());
+    for day in 0..days {
+        let batch: Vec<_> = (0..60)
+            .map(|i| {
+                ev(input(
+                    DAY0 + day * DAY + i * 60_000,
+                    &format!("c{}", i % 3),
+                    (i % 4) as u32,
+                    "vehicle",
+                    &format!("苏E{:05}", i % 11),
+                ))
+            })
+            .collect();
+        store.append(&batch).unwrap();
+    }
+    store.seal_all().unwrap();
+    assert!(store.shards().iter().all(|s| s.memory_events == 0));
+    store
+}
+
+#[test]
+fn a_feed_page_reads_rows_of_the_segments_it_needs_not_of_the_whole_store() {
+    // Rows looked at for a page of 5 from `after`, and the page's ids.
+    let page = |store: &sightline_storage::Store, after: u64| {
+        let before = store.seq_scan_rows();
+        let rows = store
+            .scan_seq_range(after, store.applied_through(), 5, None)
+            .unwrap();
+        let ids: Vec<u64> = rows.iter().map(|(r, _)| r.seq).collect();
+        (store.seq_scan_rows() - before, ids)
+    };
+    let (small_dir, large_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let small = sealed_days(small_dir.path(), 3);
+    let large = sealed_days(large_dir.path(), 30);
+    assert_eq!(large.shards().len(), 90);
+    let (cost_small, ids_small) = page(&small, 0);
+    let (cost_large, ids_large) = page(&large, 0);
+    assert_eq!(ids_small, ids_large);
+    assert_eq!(ids_large.len(), 5);
+    assert!(ids_large.windows(2).all(|w| w[0] < w[1]));
+    // The first day's three segments at most, whatever the store holds.
+    assert!(
+        cost_large <= 60,
+        "a page from the start looked at {cost_large} rows"
+    );
+    assert_eq!(cost_small, cost_large);
+    // From the middle: the segments around the cursor only.
+    let after = ids_large[0] - 1 + 15 * 60 + 58;
+    let (cost, ids) = page(&large, after);
+    assert_eq!(ids, (after + 1..=after + 5).collect::<Vec<_>>());
+    assert!(cost <= 120, "a page from the middle looked at {cost} rows");
+}

@@ -104,42 +104,56 @@ pub struct FeedAsk {
     pub communities: Option<Vec<String>>,
 }
 
-/// One partition's page: its events in sequence order (cluster ids) and the local
-/// position the next page starts from.
+/// One partition's page: its events in sequence order (cluster ids), the local
+/// position the next page starts from, and whether its scan stopped at the limit
+/// (more events, matching or not, past `next_after`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FeedPartial {
     pub events: Vec<(Sighting, Attrs)>,
     pub next_after: u64,
+    /// Absent from an older node's answer: taken as more, so a poll asks again at
+    /// once rather than missing a backlog.
+    #[serde(default = "more_by_default")]
+    pub more: bool,
+}
+
+fn more_by_default() -> bool {
+    true
 }
 
 /// Partition `p`'s page (`serve`'s `feed::page`, in cluster ids). `scope`: the
-/// caller's community ids in this store (all when `None`).
+/// caller's community codes (all when `None`).
 pub(crate) fn page(
     store: &Store,
     p: u16,
-    scope: Option<&[u32]>,
+    scope: Option<&[String]>,
     ask: &FeedAsk,
 ) -> Result<FeedPartial> {
     if ask.limit == 0 {
         return Err(QueryError::invalid("limit", "at least 1"));
     }
-    let communities: Option<Vec<u32>> = match &ask.communities {
-        None => scope.map(<[u32]>::to_vec),
-        Some(codes) => {
+    // Before the codes are resolved: a community whose first events land between the
+    // two reads is then either unknown here, its events past `through` (read by the
+    // next page), or known; never resolved too late with its events already passed.
+    let through = store.applied_through();
+    let communities: Option<Vec<u32>> = {
+        let allowed = |c: &&String| scope.is_none_or(|s| s.contains(c));
+        let codes: Option<Vec<&String>> = match (&ask.communities, scope) {
+            (None, None) => None,
+            (Some(asked), _) => Some(asked.iter().filter(allowed).collect()),
+            (None, Some(s)) => Some(s.iter().collect()),
+        };
+        codes.map(|codes| {
             let d = store.dictionaries();
-            let mut ids: Vec<u32> = codes
-                .iter()
-                .filter_map(|c| d.community_id(c))
-                .filter(|c| scope.is_none_or(|s| s.contains(c)))
-                .collect();
+            let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
             ids.sort_unstable();
             ids.dedup();
-            Some(ids)
-        }
+            ids
+        })
     };
-    let through = store.applied_through();
     let rows = store.scan_seq_range(ask.after, through, ask.limit, communities.as_deref())?;
-    let next_after = match rows.len() == ask.limit {
+    let more = rows.len() == ask.limit;
+    let next_after = match more {
         true => rows.last().map_or(through, |(r, _)| r.seq),
         false => through.max(ask.after),
     };
@@ -154,7 +168,11 @@ pub(crate) fn page(
         s.seq = super::cluster_id(p, s.seq);
         events.push((s, at.decode()?));
     }
-    Ok(FeedPartial { events, next_after })
+    Ok(FeedPartial {
+        events,
+        next_after,
+        more,
+    })
 }
 
 /// The cluster's page: every partition's answer (`Err` where it did not answer).
@@ -168,12 +186,20 @@ pub struct FeedPage {
     pub unavailable: Vec<(u16, QueryError)>,
     /// How many partitions were asked.
     pub asked: usize,
+    /// Whether a partition that answered has events (matching the filters or not)
+    /// past its new position: a poll asks again at once rather than waiting.
+    pub more: bool,
 }
 
-/// Merges the partitions' pages from `cursor`: a k-way merge by `(ts, id)` of each
-/// partition's events in its own order, so what is taken of a partition is a prefix
-/// of its page, at most `limit` in all. A partition whose page was taken whole moves
-/// to its `next_after`; one cut short, to its last event taken; one that failed stays.
+/// Merges the partitions' pages from `cursor`, at most `limit` events in all, what is
+/// taken of a partition a prefix of its page. Each partition with events first gets
+/// a share of the page (`limit` / those with events, at least one, taken in the order
+/// of their heads' capture time while the page has room), so a partition with a
+/// backlog of old capture times cannot starve the others; the rest of the page goes
+/// by a k-way merge by `(ts, id)` at the partitions' heads. The page lists what is
+/// taken merged by `(ts, id)` at the heads. A partition whose page was taken whole
+/// moves to its `next_after`; one cut short, to its last event taken; one that
+/// failed stays.
 pub(crate) fn merge(
     cursor: &FeedCursor,
     answers: Vec<(u16, Result<FeedPartial>)>,
@@ -189,28 +215,44 @@ pub(crate) fn merge(
             Err(e) => unavailable.push((p, e)),
         }
     }
-    // Min-heap of (ts, id, page index, position in the page).
-    let mut heads: BinaryHeap<std::cmp::Reverse<(i64, u64, usize, usize)>> = pages
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, page))| {
-            page.events
-                .first()
-                .map(|(s, _)| std::cmp::Reverse((s.ts_ms, s.seq, i, 0)))
-        })
-        .collect();
+    let lens: Vec<usize> = pages.iter().map(|(_, page)| page.events.len()).collect();
+    let with_events = lens.iter().filter(|&&n| n > 0).count();
+    let share = (limit / with_events.max(1)).max(1);
+    // The shares first, then the rest of the page by time: how much of each.
     let mut taken = vec![0usize; pages.len()];
-    let mut order: Vec<(usize, usize)> = Vec::new();
-    while order.len() < limit {
-        let Some(std::cmp::Reverse((_, _, i, at))) = heads.pop() else {
-            break;
-        };
-        order.push((i, at));
-        taken[i] = at + 1;
-        if let Some((s, _)) = pages[i].1.events.get(at + 1) {
-            heads.push(std::cmp::Reverse((s.ts_ms, s.seq, i, at + 1)));
+    let mut total = 0usize;
+    for quota in [Some(share), None] {
+        let mut heads = heads_at(&pages, &taken);
+        while total < limit {
+            let Some(std::cmp::Reverse((_, _, i))) = heads.pop() else {
+                break;
+            };
+            taken[i] += 1;
+            total += 1;
+            if taken[i] < lens[i] && quota.is_none_or(|q| taken[i] < q) {
+                let (s, _) = &pages[i].1.events[taken[i]];
+                heads.push(std::cmp::Reverse((s.ts_ms, s.seq, i)));
+            }
         }
     }
+    debug_assert!(total <= limit && taken.iter().zip(&lens).all(|(t, n)| t <= n));
+    // What is taken, listed by a k-way merge of the prefixes at their heads.
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(total);
+    let mut at = vec![0usize; pages.len()];
+    let mut heads = heads_at(&pages, &at);
+    heads.retain(|std::cmp::Reverse((_, _, i))| taken[*i] > 0);
+    while let Some(std::cmp::Reverse((_, _, i))) = heads.pop() {
+        order.push((i, at[i]));
+        at[i] += 1;
+        if at[i] < taken[i] {
+            let (s, _) = &pages[i].1.events[at[i]];
+            heads.push(std::cmp::Reverse((s.ts_ms, s.seq, i)));
+        }
+    }
+    let more = pages
+        .iter()
+        .zip(&taken)
+        .any(|((_, page), &t)| page.more || t < page.events.len());
     for (i, (p, page)) in pages.iter().enumerate() {
         let pos = &mut next.0[usize::from(*p)];
         if taken[i] == page.events.len() {
@@ -232,7 +274,25 @@ pub(crate) fn merge(
         next,
         unavailable,
         asked,
+        more,
     }
+}
+
+/// Min-heap of `(ts, id, page index)` of each page's event at `from[i]`, for the
+/// pages with one there.
+fn heads_at(
+    pages: &[(u16, FeedPartial)],
+    from: &[usize],
+) -> BinaryHeap<std::cmp::Reverse<(i64, u64, usize)>> {
+    pages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, page))| {
+            page.events
+                .get(from[i])
+                .map(|(s, _)| std::cmp::Reverse((s.ts_ms, s.seq, i)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -283,6 +343,7 @@ mod tests {
                 Ok(FeedPartial {
                     events: vec![sighting(0, 6, 30), sighting(0, 7, 10)],
                     next_after: 8,
+                    more: false,
                 }),
             ),
             (
@@ -290,6 +351,7 @@ mod tests {
                 Ok(FeedPartial {
                     events: vec![sighting(1, 1, 20), sighting(1, 2, 40)],
                     next_after: 3,
+                    more: false,
                 }),
             ),
             (2, Err(QueryError::invalid("partition", "down"))),
@@ -308,5 +370,62 @@ mod tests {
         // p0 read whole: its next_after; p1 cut after seq 1; p2 failed: unchanged.
         assert_eq!(page.next, FeedCursor(vec![8, 1, 9]));
         assert_eq!(page.unavailable.len(), 1);
+        // p1 was cut short: there is more to read.
+        assert!(page.more);
+    }
+
+    fn partial(
+        p: u16,
+        seqs: std::ops::RangeInclusive<u64>,
+        ts0: i64,
+        more: bool,
+    ) -> Result<FeedPartial> {
+        let next_after = *seqs.end();
+        Ok(FeedPartial {
+            events: seqs.map(|q| sighting(p, q, ts0 + q as i64)).collect(),
+            next_after,
+            more,
+        })
+    }
+
+    #[test]
+    fn a_partition_with_a_backlog_of_old_capture_times_does_not_starve_the_others() {
+        // p0 has a backlog captured long ago; p1 and p2 current events.
+        let answers = || {
+            vec![
+                (0, partial(0, 1..=6, 1_000, true)),
+                (1, partial(1, 1..=6, 9_000, false)),
+                (2, partial(2, 1..=2, 8_000, false)),
+            ]
+        };
+        let page = merge(&FeedCursor::start(3), answers(), 6);
+        // Each gets its share of 6 / 3 first.
+        assert_eq!(page.next, FeedCursor(vec![2, 2, 2]));
+        let ids: Vec<(u16, u64)> = page
+            .events
+            .iter()
+            .map(|(s, _)| super::super::split_cluster_id(s.seq))
+            .collect();
+        // Listed by capture time at the heads.
+        assert_eq!(ids, vec![(0, 1), (0, 2), (2, 1), (2, 2), (1, 1), (1, 2)]);
+        assert!(page.more);
+        // The rest of a page beyond the shares goes by time: p2 has only 2 of its 3,
+        // so the page's last place goes to the oldest head (p0's).
+        let page = merge(&FeedCursor::start(3), answers(), 9);
+        assert_eq!(page.next, FeedCursor(vec![4, 3, 2]));
+        // A page smaller than the partitions with events: one each, oldest heads first.
+        let page = merge(&FeedCursor::start(3), answers(), 2);
+        assert_eq!(page.next, FeedCursor(vec![1, 0, 1]));
+        // Everything taken, nothing past: no more.
+        let page = merge(
+            &FeedCursor::start(3),
+            vec![
+                (1, partial(1, 1..=2, 0, false)),
+                (2, partial(2, 1..=1, 0, false)),
+            ],
+            10,
+        );
+        assert_eq!(page.events.len(), 3);
+        assert!(!page.more);
     }
 }

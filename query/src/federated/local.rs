@@ -94,7 +94,14 @@ impl Partition for LocalPartition<'_> {
                     .transpose()?,
             ),
             Ask::Feed(ask) => {
-                Answer::Feed(super::feed::page(self.store, p, scope.as_deref(), ask)?)
+                // The scope's codes, resolved after the page reads how far events are
+                // readable (`feed::page`), not the ids resolved above.
+                Answer::Feed(super::feed::page(
+                    self.store,
+                    p,
+                    request.scope.as_deref(),
+                    ask,
+                )?)
             }
             Ask::Stats => Answer::Stats(super::stats::PartitionStats::of(self.store)),
         })

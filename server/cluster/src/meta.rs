@@ -27,6 +27,8 @@
 //! the epoch, inserts the segment and dictionary rows and moves the checkpoint, in one
 //! transaction: an indexer whose lease was taken over can upload, but never commit.
 
+use std::collections::HashSet;
+
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::{ClusterError, Result};
@@ -397,16 +399,16 @@ impl Meta {
     }
 
     /// What an indexer reads to learn whether its commit whose answer never came took
-    /// effect: the lease row's `(epoch, checkpoint_seq, dict_bytes)` and whether the
-    /// catalog lists `segment` (if given). The row is read `FOR SHARE`, so this waits
-    /// for a commit transaction still in flight on an abandoned connection (it holds
-    /// the row `FOR UPDATE`) to end one way or the other: a plain read would see the
-    /// old row while that transaction may still commit.
+    /// effect: the lease row's `(epoch, checkpoint_seq, dict_bytes)` and which of
+    /// `segments` the catalog lists. The row is read `FOR SHARE`, so this waits for a
+    /// commit transaction still in flight on an abandoned connection (it holds the row
+    /// `FOR UPDATE`) to end one way or the other: a plain read would see the old row
+    /// while that transaction may still commit.
     pub async fn commit_state(
         &mut self,
         partition: u32,
-        segment: Option<u64>,
-    ) -> Result<(i64, u64, u64, bool)> {
+        segments: &[u64],
+    ) -> Result<(i64, u64, u64, HashSet<u64>)> {
         let p = partition as i32;
         let tx = self
             .client
@@ -421,20 +423,18 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("read lease"))?;
         let (epoch, checkpoint, dict_bytes): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
-        let listed = match segment {
-            None => false,
-            Some(id) => {
-                let n: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM segments WHERE partition = $1 AND segment_id = $2",
-                        &[&p, &to_i64(id)],
-                    )
-                    .await
-                    .map_err(ClusterError::pg("look up a segment"))?
-                    .get(0);
-                n > 0
-            }
-        };
+        let mut listed = HashSet::new();
+        if !segments.is_empty() {
+            let ids: Vec<i64> = segments.iter().map(|&id| to_i64(id)).collect();
+            let rows = tx
+                .query(
+                    "SELECT segment_id FROM segments WHERE partition = $1 AND segment_id = ANY($2)",
+                    &[&p, &ids],
+                )
+                .await
+                .map_err(ClusterError::pg("look up segments"))?;
+            listed.extend(rows.iter().map(|r| to_u64(r.get::<_, i64>(0))));
+        }
         tx.commit()
             .await
             .map_err(ClusterError::pg("end reading the commit state"))?;

@@ -12,8 +12,12 @@
 //! processed misses nothing and gets nothing twice.
 //!
 //! Bounds: a page within the query slots and `query.timeout_ms`; a long-poll (`wait`,
-//! ≤ 60 s, as `serve`) asks the partitions every [`POLL`] and holds no slot between;
-//! [`MAX_STREAMS`] Server-Sent Event streams at once per node (429 beyond).
+//! ≤ 60 s, as `serve`) asks the partitions every [`POLL`] while they have nothing
+//! more (at once while one read to its limit) and holds no slot between;
+//! [`MAX_LONG_POLLS`] long-polls and [`MAX_STREAMS`] Server-Sent Event streams at
+//! once per node (429 beyond). A stream takes a query slot for each read only when
+//! one is free (never queued ahead of the pages), and its task ends as soon as its
+//! client goes away, whatever it waits for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +42,11 @@ pub(super) const POLL: Duration = Duration::from_millis(500);
 /// Server-Sent Event streams a query node holds open at once (each asks every
 /// partition every [`POLL`] while idle); 429 beyond.
 pub(super) const MAX_STREAMS: usize = 32;
+
+/// Long-polls (`wait` > 0) a query node holds waiting at once (each asks every
+/// partition every [`POLL`]): twice the streams, as a long-poll ends within 60 s;
+/// 429 beyond.
+pub(super) const MAX_LONG_POLLS: usize = 64;
 
 /// Longest `wait`, as on `serve`.
 const MAX_WAIT_MS: i64 = 60_000;
@@ -100,9 +109,19 @@ pub(super) async fn get(
         let rx = spawn_stream(node.clone(), call, cursor, ask, stream);
         return Ok((Body::Events(rx), None));
     }
+    // Held while the long-poll waits (dropped with this future when the client goes).
+    let _poll = match wait > 0 {
+        true => Some(
+            node.feed_polls
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| ApiError::Busy("the feed's long-polls"))?,
+        ),
+        false => None,
+    };
     let deadline = Instant::now() + Duration::from_millis(wait as u64);
     loop {
-        let page = read(node, &call, &cursor, &ask, false).await?;
+        let page = read(node, &call, &cursor, &ask).await?;
         let now = Instant::now();
         if !page.events.is_empty() || now >= deadline {
             let n = page.events.len();
@@ -119,9 +138,12 @@ pub(super) async fn get(
                 serde_json::to_string(&out).map_err(|e| ApiError::internal(e.to_string()))?;
             return Ok((Body::Text(text), Some(n)));
         }
-        // Nothing new: past what the filters left out, then ask again.
+        // Nothing new: past what the filters left out, then ask again, at once while a
+        // partition read to its limit (a backlog the filters leave out).
         cursor = page.next;
-        tokio::time::sleep(POLL.min(deadline - now)).await;
+        if !page.more {
+            tokio::time::sleep(POLL.min(deadline - now)).await;
+        }
     }
 }
 
@@ -133,21 +155,19 @@ fn unavailable_json(page: &FeedPage) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// One page from `cursor`, on the blocking pool within a query slot (waiting for one
-/// when `queue`, else 429 when none is free) and `query.timeout_ms`. Fails when no
-/// partition asked answered.
+/// One page from `cursor`, on the blocking pool within a query slot (429 when none
+/// is free) and `query.timeout_ms`. Fails when no partition asked answered.
 async fn read(
     node: &Arc<QueryNode>,
     call: &Call,
     cursor: &FeedCursor,
     ask: &FeedAsk,
-    queue: bool,
 ) -> Result<FeedPage, ApiError> {
-    let slot = match queue {
-        true => node.slots.clone().acquire_owned().await.ok(),
-        false => node.slots.clone().try_acquire_owned().ok(),
-    }
-    .ok_or(ApiError::Busy("the query service"))?;
+    let slot = node
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
     let timeout = node.timeout();
     let (n, scope, cursor, ask) = (
         node.clone(),
@@ -183,10 +203,12 @@ fn all_failed(mut page: FeedPage) -> Result<FeedPage, ApiError> {
     Ok(page)
 }
 
-/// The Server-Sent Events of `ask` from `cursor` until the client goes away: each
-/// event's `id` is the cursor just past it. A round where no partition answered is
-/// logged and asked again after [`POLL`] (the stream stays open; a partition that
-/// failed is read again from its position); a comment every 15 s keeps it open.
+/// The Server-Sent Events of `ask` from `cursor` until the client goes away (every
+/// wait also ends then): each event's `id` is the cursor just past it. A round with
+/// no query slot free, or where no partition answered, is logged and tried again
+/// after [`POLL`] (the stream stays open; a partition that failed is read again
+/// from its position); a round with nothing new waits [`POLL`] unless a partition
+/// read to its limit; a comment every 15 s keeps it open.
 fn spawn_stream(
     node: Arc<QueryNode>,
     call: Call,
@@ -199,11 +221,23 @@ fn spawn_stream(
         let _permit = permit;
         let mut quiet_since = Instant::now();
         loop {
-            let page = match read(&node, &call, &cursor, &ask, true).await {
+            let answer = tokio::select! {
+                a = read(&node, &call, &cursor, &ask) => a,
+                _ = tx.closed() => return,
+            };
+            let page = match answer {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::warn!(error = %e, "the feed's partitions did not answer");
-                    tokio::time::sleep(POLL).await;
+                    match e {
+                        ApiError::Busy(_) => {
+                            tracing::debug!("the feed's stream waits for a query slot")
+                        }
+                        e => tracing::warn!(error = %e, "the feed's partitions did not answer"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = tx.closed() => return,
+                    }
                     continue;
                 }
             };
@@ -224,6 +258,7 @@ fn spawn_stream(
                 )));
             }
             let idle = page.events.is_empty();
+            let more = page.more;
             cursor = page.next;
             for l in lines {
                 if tx.send(l).await.is_err() {
@@ -241,9 +276,13 @@ fn spawn_stream(
                     }
                     quiet_since = Instant::now();
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = tx.closed() => return,
+                if !more {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = tx.closed() => return,
+                    }
+                } else if tx.is_closed() {
+                    return;
                 }
             } else {
                 quiet_since = Instant::now();

@@ -88,6 +88,8 @@ pub(super) struct QueryNode {
     pub(super) slots: Arc<tokio::sync::Semaphore>,
     /// Server-Sent Event streams of the feed open now (`super::feed::MAX_STREAMS`).
     pub(super) feed_streams: Arc<tokio::sync::Semaphore>,
+    /// Long-polls of the feed waiting now (`super::feed::MAX_LONG_POLLS`).
+    pub(super) feed_polls: Arc<tokio::sync::Semaphore>,
     /// This node's read replicas (`None` with `query.replicas = 0`).
     held: Option<Arc<Held>>,
     /// How far each of them has read the log.
@@ -237,6 +239,7 @@ pub async fn run_query(
         partitions,
         slots: Arc::new(tokio::sync::Semaphore::new(config.query.slots)),
         feed_streams: Arc::new(tokio::sync::Semaphore::new(super::feed::MAX_STREAMS)),
+        feed_polls: Arc::new(tokio::sync::Semaphore::new(super::feed::MAX_LONG_POLLS)),
         held,
         status,
         segment_cache,

@@ -673,20 +673,14 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
     }
 }
 
-/// The community ids a subscription reads: those it names within its creator's
-/// scope (`None`: every community).
-fn communities_of(app: &App, s: &Subscription) -> Option<Vec<u32>> {
-    let d = app.store.dictionaries();
-    let allowed = |c: &String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
+/// The communities a subscription reads (codes, resolved by each page): those it
+/// names within its creator's scope (`None`: every community).
+fn communities_of(s: &Subscription) -> Option<Vec<String>> {
+    let allowed = |c: &&String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
     match (&s.communities, &s.scope) {
         (None, None) => None,
-        (Some(cs), _) => Some(
-            cs.iter()
-                .filter(|c| allowed(c))
-                .filter_map(|c| d.community_id(c))
-                .collect(),
-        ),
-        (None, Some(sc)) => Some(sc.iter().filter_map(|c| d.community_id(c)).collect()),
+        (Some(cs), _) => Some(cs.iter().filter(allowed).cloned().collect()),
+        (None, Some(sc)) => Some(sc.clone()),
     }
 }
 
@@ -722,13 +716,14 @@ pub(crate) async fn events(
     let mut cursor = status.lock().expect("status").cursor;
     let mut last_persist = Instant::now();
     loop {
-        // Resolved at each page: a community named before its first event has no id
-        // yet, and resolving once at the start delivered nothing of it, ever.
+        // Codes, resolved by each page after it reads how far events are readable: a
+        // community named before its first event has no id yet, and resolving once at
+        // the start delivered nothing of it, ever.
         let ask = Ask {
             after: cursor,
             limit: s.batch.max(1),
             kind: None,
-            communities: communities_of(&app, &s),
+            communities: communities_of(&s),
         };
         let (a, sub) = (app.clone(), s.clone());
         let Ok(built) = tokio::task::spawn_blocking(move || {

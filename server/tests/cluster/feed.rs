@@ -347,23 +347,15 @@ fn the_feed_on_a_query_node_returns_every_event_once_as_serve_across_restarts_lo
     );
 }
 
-#[test]
-fn retention_set_on_a_query_node_drops_a_day_on_the_cluster_as_on_serve() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let env = Env::start();
-    let (_i1, a1) = env.ingest("ingest-1");
-    let _x1 = env.indexer("index-1", &[]);
-    let (_q1, qa) = env.query_node("query-1");
-    let single_dir = tempfile::tempdir().unwrap();
-    let single = sightline_testkit::start(single_dir.path(), |_| {});
-    // Two days: one three days ago, past a two-day policy, and yesterday.
+/// Two NDJSON bodies of 40 events each over four communities: one day three days
+/// ago (past a two-day policy), and yesterday. Send the old day first: an owner never
+/// drops the shard holding its highest sequence number (`sightline_cluster::retention`).
+fn two_days() -> [String; 2] {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     let day = 86_400_000i64;
-    // The old day sent first: an owner never drops the shard holding its highest
-    // sequence number (`sightline_cluster::retention`).
     let mut bodies = [String::new(), String::new()];
     for i in 0..80i64 {
         let ts = match i % 2 {
@@ -382,6 +374,88 @@ fn retention_set_on_a_query_node_drops_a_day_on_the_cluster_as_on_serve() {
         });
         bodies[(i % 2) as usize].push_str(&(event.to_string() + "\n"));
     }
+    bodies
+}
+
+#[test]
+fn a_retention_only_commit_lost_in_doubt_is_settled_as_lost_and_its_rows_deleted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let x1 = env.indexer("index-1", &[]);
+    for body in &two_days() {
+        assert_eq!(env.post_body(a1, body), 40);
+    }
+    env.wait_committed_events(80);
+    drop(x1);
+    // The policy set while no indexer runs: index-2's first commit sent is one of
+    // retention alone (its partitions restored idle), lost before it is sent. Its
+    // rows list nothing and its checkpoint and dictionary are the catalog's already.
+    let meta = env.meta();
+    env.rt.block_on(meta.set_retention_days(Some(2))).unwrap();
+    let x2 = env.indexer("index-2", &[("SIGHTLINE_CLUSTER_FAULT", "lose-commit")]);
+    let mut committed = 0;
+    let dropped = wait_until(Duration::from_secs(60), || {
+        committed = env.rt.block_on(meta.committed_events()).unwrap_or(0);
+        committed == 40
+    });
+    assert!(
+        x2.log()
+            .contains("fault point: the commit lost before it was sent"),
+        "{}",
+        x2.log()
+    );
+    // Settled as taken, the dropped segments' ids were forgotten and their catalog
+    // rows never deleted.
+    assert!(dropped, "{committed} events committed: {}", x2.log());
+    assert!(
+        x2.log()
+            .lines()
+            .any(|l| l.contains("commit in doubt settled") && l.contains("landed=false")),
+        "{}",
+        x2.log()
+    );
+    // A malformed policy fails no commit: it is logged and the last one kept.
+    env.pg
+        .psql("UPDATE cluster_meta SET value = 'x' WHERE key = 'retention_days'");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body: String = (0..10i64)
+        .map(|i| {
+            let event = serde_json::json!({
+                "ts": now - i * 1_000,
+                "community": format!("32050800{:02}", i % 4),
+                "device": format!("3205080{}0112100000{:02}", i % 4, i),
+                "kind": "vehicle",
+                "subject": format!("苏E{:05}", i),
+                "direction": "in",
+                "attrs": {"source_id": format!("malformed-{i:06}")},
+            });
+            event.to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(env.post_body(a1, &body), 10);
+    env.wait_committed_events(50);
+    assert!(
+        x2.log()
+            .contains("retention policy not read; the last one kept"),
+        "{}",
+        x2.log()
+    );
+}
+
+#[test]
+fn retention_set_on_a_query_node_drops_a_day_on_the_cluster_as_on_serve() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let _x1 = env.indexer("index-1", &[]);
+    let (_q1, qa) = env.query_node("query-1");
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let bodies = two_days();
     for body in &bodies {
         let r = sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", body);
         assert_eq!(
@@ -393,8 +467,15 @@ fn retention_set_on_a_query_node_drops_a_day_on_the_cluster_as_on_serve() {
         assert_eq!(env.post_body(a1, body), 40);
     }
     env.wait_committed_events(80);
-    let (all, _) = cluster_feed_to_end(qa, None, "0".into(), "");
+    let (all, end) = cluster_feed_to_end(qa, None, "0".into(), "");
     assert_eq!(all.len(), 80);
+    // A long-poll for events the filters leave out reads through the backlog at once
+    // (its partitions read to their limit), not one round per poll interval: a page
+    // of one asks each partition for one event, ~20 rounds here.
+    let (status, v) = ask_as(qa, None, "GET", "/v1/feed?kind=face&limit=1&wait=4s", "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["events"], Value::Array(Vec::new()), "{v}");
+    assert_eq!(v["next_after"].as_str(), Some(end.as_str()), "{v}");
 
     // serve's refusals, field by field.
     for bad in [r#"{"days": 0}"#, r#"{"days": "x"}"#, r#"{"weeks": 1}"#, "{"] {

@@ -810,6 +810,40 @@ impl Segment {
         }
     }
 
+    /// Events with `after < seq <= bound`, where `f` returns the bound after each event
+    /// it is given (starting at `through`; it may only fall): a change feed keeping the
+    /// lowest sequence numbers. A block whose sequence range lies past the bound is
+    /// skipped on its directory entry, and a row past it is not decoded. Returns the
+    /// rows whose sequence number was looked at.
+    pub fn for_each_in_seq_range_below(
+        &self,
+        after: u64,
+        through: u64,
+        mut f: impl FnMut(u32, Row) -> u64,
+    ) -> u64 {
+        let mut bound = through;
+        let mut looked = 0u64;
+        if self.meta.max_seq <= after || self.meta.min_seq > bound {
+            return 0;
+        }
+        for bi in 0..self.meta.blocks as usize {
+            let b = self.block(bi);
+            if b.seq_min > bound || b.seq_min.saturating_add(b.seq.max_value()) <= after {
+                continue;
+            }
+            for i in 0..b.count {
+                looked += 1;
+                let seq = b.seq_min + b.seq.get(i);
+                if seq > after && seq <= bound {
+                    let next = f(b.first_ordinal + i as u32, self.row_in(&b, i));
+                    debug_assert!(next <= bound, "the bound only falls");
+                    bound = next;
+                }
+            }
+        }
+        looked
+    }
+
     /// Events with `from_ms <= ts < to_ms`, in (device, ts) order; blocks outside the
     /// range are skipped on their directory entry alone.
     pub fn for_each_in_range(&self, from_ms: i64, to_ms: i64, mut f: impl FnMut(u32, Row)) {

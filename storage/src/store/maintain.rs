@@ -389,11 +389,19 @@ impl Store {
     /// not, then tells the observers what went ([`AppendObserver::dropped`]), so the
     /// indexes above subtract it before this returns. Returns the shards dropped.
     pub fn apply_retention(&self) -> Result<Vec<ShardKey>> {
+        match self.retention_days() {
+            Some(days) => self.drop_expired(days, &[]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Drops whole shards whose span ended more than `days` ago, except those in
+    /// `keep`, as [`Store::apply_retention`] does, without the store's policy being
+    /// read or changed (appends keep accepting old events): retention applied from
+    /// elsewhere, as a cluster's. Returns the shards dropped.
+    pub fn drop_expired(&self, days: u32, keep: &[ShardKey]) -> Result<Vec<ShardKey>> {
         let inner = &*self.inner;
         let next_id = lock(&inner.maintenance);
-        let Some(days) = self.retention_days() else {
-            return Ok(Vec::new());
-        };
         let horizon = inner
             .clock
             .now_ms()
@@ -403,6 +411,7 @@ impl Store {
             .filter(|(k, s)| {
                 inner.layout.end_ms(k.span) <= horizon
                     && (!s.segments.is_empty() || !s.mem.is_empty())
+                    && !keep.contains(k)
             })
             .map(|(k, _)| *k)
             .collect();

@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     pub memory_bytes: AtomicU64,
     /// Memory parts sealed early because the memory budget was exceeded.
     pub budget_seals: AtomicU64,
+    /// Rows the change feed's scans looked at ([`Store::seq_scan_rows`]).
+    pub seq_scan_rows: AtomicU64,
     /// Subject dictionary entries that are durable (in an fsynced `dict.log`): ids
     /// below it never change, even after a crash. Entries past it may be reassigned
     /// if their group commit fails, so derived indexes stop here.
@@ -298,6 +300,7 @@ impl Store {
                 commit_seconds: Default::default(),
                 memory_bytes: AtomicU64::new(memory_bytes),
                 budget_seals: AtomicU64::new(0),
+                seq_scan_rows: AtomicU64::new(0),
                 durable_subjects: std::sync::atomic::AtomicUsize::new(durable_subjects),
                 maintenance: Mutex::new(manifest.next_segment_id),
                 orphans_checked: Default::default(),

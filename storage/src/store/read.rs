@@ -658,8 +658,13 @@ impl Store {
 
     /// Events in sequence (commit) order with `after < seq <= through`, at most `limit`,
     /// of the given communities (all when `None`), with where their attributes are: a
-    /// change feed. Cost follows the shards holding such events (a segment's
-    /// sequence range and its blocks' are checked before any row is read).
+    /// change feed. Cost follows `limit`, not the store: it keeps only the `limit`
+    /// lowest sequence numbers seen (a bounded max-heap), and reads the segments that
+    /// may hold such events in the order of their lowest sequence number, stopping at
+    /// the first that cannot beat the page's highest once it is full; within a
+    /// segment, blocks past it are skipped on their directory entry and rows past it
+    /// are not decoded. The shards are snapshotted under the read lock (the segment
+    /// handles and the memory parts' rows) and the segments read without it.
     pub fn scan_seq_range(
         &self,
         after: u64,
@@ -670,7 +675,9 @@ impl Store {
         if after >= through || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut found: Vec<(Row, AttrsAt)> = Vec::new();
+        let mut page = SeqPage::new(limit, through);
+        let mut looked = 0u64;
+        let mut candidates: Vec<Arc<SealedSegment>> = Vec::new();
         {
             let shards = read(&self.inner.shards);
             for (key, shard) in shards.iter() {
@@ -679,29 +686,43 @@ impl Store {
                 }
                 for seg in &shard.segments {
                     let facts = seg.facts();
-                    if facts.max_seq <= after || facts.min_seq > through {
-                        continue;
+                    if facts.max_seq > after && facts.min_seq <= through {
+                        candidates.push(seg.clone());
                     }
-                    let seg = seg.open()?;
-                    seg.verify_rows()?;
-                    seg.for_each_in_seq_range(after, through, |ordinal, r| {
-                        found.push((r, AttrsAt::Segment(seg.clone(), ordinal)))
-                    });
                 }
                 let frozen = shard.frozen.iter().flat_map(|f| f.rows());
                 for r in frozen.chain(shard.mem.rows()) {
-                    if r.seq > after && r.seq <= through {
-                        found.push((r.row(key.community), AttrsAt::Memory(r.attrs.clone())));
+                    looked += 1;
+                    if r.seq > after && r.seq <= page.bound() {
+                        page.offer(r.row(key.community), || AttrsAt::Memory(r.attrs.clone()));
                     }
                 }
             }
         }
-        if found.len() > limit {
-            found.select_nth_unstable_by_key(limit - 1, |(r, _)| r.seq);
-            found.truncate(limit);
+        candidates.sort_unstable_by_key(|seg| seg.facts().min_seq);
+        for seg in candidates {
+            if seg.facts().min_seq > page.bound() {
+                break;
+            }
+            let seg = seg.open()?;
+            seg.verify_rows()?;
+            looked += seg.for_each_in_seq_range_below(after, page.bound(), |ordinal, r| {
+                page.offer(r, || AttrsAt::Segment(seg.clone(), ordinal));
+                page.bound()
+            });
         }
-        found.sort_unstable_by_key(|(r, _)| r.seq);
-        Ok(found)
+        self.inner
+            .seq_scan_rows
+            .fetch_add(looked, std::sync::atomic::Ordering::Relaxed);
+        Ok(page.into_sorted())
+    }
+
+    /// Rows whose sequence number [`Store::scan_seq_range`] looked at since open, in
+    /// segments and memory parts: what the change feed's pages cost.
+    pub fn seq_scan_rows(&self) -> u64 {
+        self.inner
+            .seq_scan_rows
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The event with sequence number (id) `seq`, with where its attributes are, if
@@ -775,5 +796,75 @@ impl Store {
             .flat_map(|s| s.frozen.iter().flat_map(|f| f.first()).chain(s.mem.first()))
             .map(|r| r.seq)
             .min()
+    }
+}
+
+/// The events of a change-feed page being gathered: the `limit` lowest sequence
+/// numbers offered so far, in a max-heap so the highest is the one to replace.
+struct SeqPage {
+    limit: usize,
+    through: u64,
+    heap: std::collections::BinaryHeap<BySeq>,
+}
+
+/// A row and where its attributes are, ordered by sequence number alone (unique).
+struct BySeq(Row, AttrsAt);
+
+impl PartialEq for BySeq {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.seq == other.0.seq
+    }
+}
+impl Eq for BySeq {}
+impl PartialOrd for BySeq {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for BySeq {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.seq.cmp(&other.0.seq)
+    }
+}
+
+impl SeqPage {
+    fn new(limit: usize, through: u64) -> SeqPage {
+        debug_assert!(limit > 0);
+        SeqPage {
+            limit,
+            through,
+            // Bounded by the page, not by what is offered.
+            heap: std::collections::BinaryHeap::with_capacity(limit.min(4096)),
+        }
+    }
+
+    /// The highest sequence number that can still enter: `through` until the page is
+    /// full, then just below its highest.
+    fn bound(&self) -> u64 {
+        match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.limit => worst.0.seq.saturating_sub(1),
+            _ => self.through,
+        }
+    }
+
+    /// Keeps `row` if its sequence number is within [`SeqPage::bound`], evicting the
+    /// highest when full.
+    fn offer(&mut self, row: Row, attrs: impl FnOnce() -> AttrsAt) {
+        if row.seq > self.bound() {
+            return;
+        }
+        if self.heap.len() >= self.limit {
+            self.heap.pop();
+        }
+        self.heap.push(BySeq(row, attrs()));
+        debug_assert!(self.heap.len() <= self.limit);
+    }
+
+    fn into_sorted(self) -> Vec<(Row, AttrsAt)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|BySeq(r, a)| (r, a))
+            .collect()
     }
 }

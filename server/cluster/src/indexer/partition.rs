@@ -84,6 +84,35 @@ struct Doubt {
     dict_bytes: u64,
 }
 
+impl Doubt {
+    /// The segment whose listing tells whether the commit took effect: its first
+    /// new segment (listed exactly when it did), or, with none (retention alone, or
+    /// compaction whose merged rows were committed before), its first replaced one
+    /// (no longer listed exactly when it did).
+    fn probe(&self) -> Option<u64> {
+        self.rows.first().or(self.replaced.first()).copied()
+    }
+
+    /// Whether the commit took effect, from the catalog as `Meta::commit_state` read
+    /// it: the lease's checkpoint and dictionary length, and which of
+    /// [`Doubt::probe`] is listed. Only this epoch commits, so the checkpoint and
+    /// dictionary length are this commit's exactly when it or a commit changing
+    /// neither took effect (a retention-only commit moves neither: its rows are
+    /// empty and it only deletes, hence the probe); the probe tells them apart.
+    fn landed(&self, checkpoint: u64, dict_bytes: u64, listed: &HashSet<u64>) -> bool {
+        if checkpoint != self.checkpoint || dict_bytes != self.dict_bytes {
+            return false;
+        }
+        match (self.rows.first(), self.replaced.first()) {
+            (Some(new), _) => listed.contains(new),
+            (None, Some(gone)) => !listed.contains(gone),
+            // Neither lists nor deletes a segment: it moved the checkpoint or the
+            // dictionary (`commit` sends nothing else).
+            (None, None) => true,
+        }
+    }
+}
+
 pub(crate) fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) -> PathBuf {
     data.join(format!("p{partition}-e{epoch}"))
 }
@@ -567,7 +596,16 @@ impl Partition {
             self.meta.retention_days(),
         )
         .await;
-        let retention = self.meta.given_up(reading)?;
+        // A failed or malformed read keeps the last policy applied (none before the
+        // first): retention waits, the commit does not.
+        let retention = match self.meta.given_up(reading) {
+            Ok(r) => r,
+            Err(e) => {
+                let kept = self.retention_applied.flatten();
+                tracing::warn!(partition = p, error = %e, kept, "retention policy not read; the last one kept");
+                kept
+            }
+        };
         let retention_due = retention.is_some()
             && (self.retention_applied != Some(retention)
                 || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY);
@@ -880,9 +918,11 @@ impl Partition {
 
     /// Settles a commit in doubt: whether it took effect is read from the catalog
     /// (the lease's checkpoint and dictionary length, which only this epoch moves, and
-    /// one of its segments; `Meta::commit_state`, which waits for the doubtful
+    /// whether its first new segment is listed or, with none, its first replaced one
+    /// gone: [`Doubt::landed`]; `Meta::commit_state` waits for the doubtful
     /// transaction if it is still in flight on its abandoned connection), and its
-    /// bookkeeping done if it did. Until it is settled nothing is committed again (a
+    /// bookkeeping done if it did (a retention-only commit wrongly settled as landed
+    /// would forget the replaced ids, their rows never deleted). Until it is settled nothing is committed again (a
     /// failed read keeps the doubt). Without this, a commit that took effect with its
     /// answer lost would be sent again: its segment rows refused as duplicates forever
     /// (sealing stopped), or segments compaction replaced meanwhile left listed.
@@ -892,7 +932,8 @@ impl Partition {
         };
         let p = self.lease.partition;
         let within = self.shared.config.lease();
-        let reading = self.meta.commit_state(p, doubt.rows.first().copied());
+        let probe: Vec<u64> = doubt.probe().into_iter().collect();
+        let reading = self.meta.commit_state(p, &probe);
         let read = bounded(within, "reading the commit state", reading).await;
         let (epoch, checkpoint, dict_bytes, listed) = match self.meta.given_up(read) {
             Ok(state) => state,
@@ -908,14 +949,7 @@ impl Partition {
                 current: epoch,
             });
         }
-        // A commit goes ahead only with messages appended past the last checkpoint
-        // (`commit` returns early otherwise), so each moves the checkpoint forward,
-        // and only this epoch commits: the catalog shows this commit's checkpoint
-        // exactly when it took effect (its dictionary length and first segment are
-        // checked too, as a guard).
-        let landed = checkpoint == doubt.checkpoint
-            && dict_bytes == doubt.dict_bytes
-            && (doubt.rows.is_empty() || listed);
+        let landed = doubt.landed(checkpoint, dict_bytes, &listed);
         tracing::info!(
             partition = p,
             landed,
@@ -927,5 +961,50 @@ impl Partition {
             self.ack().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doubt(rows: &[u64], replaced: &[u64]) -> Doubt {
+        Doubt {
+            rows: rows.to_vec(),
+            replaced: replaced.to_vec(),
+            checkpoint: 40,
+            dict_bytes: 900,
+        }
+    }
+
+    #[test]
+    fn a_retention_only_commit_in_doubt_landed_only_when_its_dropped_segments_left_the_catalog() {
+        // Rows empty, checkpoint and dictionary as before: only the deletes tell.
+        let d = doubt(&[], &[7, 8]);
+        assert_eq!(d.probe(), Some(7));
+        let still_listed: HashSet<u64> = [7].into();
+        assert!(
+            !d.landed(40, 900, &still_listed),
+            "lost: its segments are still listed"
+        );
+        assert!(
+            d.landed(40, 900, &HashSet::new()),
+            "committed: they are gone"
+        );
+    }
+
+    #[test]
+    fn a_commit_in_doubt_with_segments_landed_when_its_first_is_listed_at_its_checkpoint() {
+        let d = doubt(&[11, 12], &[3]);
+        assert_eq!(d.probe(), Some(11));
+        assert!(d.landed(40, 900, &[11].into()));
+        assert!(!d.landed(40, 900, &HashSet::new()));
+        assert!(!d.landed(39, 900, &[11].into()));
+        assert!(!d.landed(40, 800, &[11].into()));
+        // Nothing listed or deleted: the checkpoint and dictionary alone.
+        let d = doubt(&[], &[]);
+        assert_eq!(d.probe(), None);
+        assert!(d.landed(40, 900, &HashSet::new()));
+        assert!(!d.landed(30, 900, &HashSet::new()));
     }
 }
