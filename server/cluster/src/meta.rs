@@ -1066,19 +1066,30 @@ impl Meta {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Objects commits stopped naming, each with when (epoch milliseconds, the
-    /// database's clock) the last commit that named it took its row out.
+    /// Objects commits stopped naming, each with when (epoch milliseconds on this
+    /// node's clock, from their age by the database's) the last commit that named it
+    /// took its row out.
     pub async fn released_objects(&self) -> Result<std::collections::HashMap<String, i64>> {
+        // Aged by the database's clock (which stamped them), then put on this node's,
+        // which the janitor compares them with: a node whose clock runs ahead of the
+        // database's does not cut the replicas' grace short.
         let rows = self
             .client
             .query(
-                "SELECT object_key, (extract(epoch FROM released_at) * 1000)::bigint
+                "SELECT object_key,
+                        (extract(epoch FROM (now() - released_at)) * 1000)::bigint
                  FROM released_objects",
                 &[],
             )
             .await
             .map_err(ClusterError::pg("list released objects"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), now_ms - r.get::<_, i64>(1).max(0)))
+            .collect())
     }
 
     /// Forgets the released objects `keys` (removed, or found gone).

@@ -140,8 +140,11 @@ pub(super) async fn get(
         }
         // Nothing new: past what the filters left out, then ask again, at once while a
         // partition read to its limit (a backlog the filters leave out).
+        // At once only while that moves the cursor: an older node answering no
+        // `more` counts as more, and a round that moves nothing would spin.
+        let moved = page.next != cursor;
         cursor = page.next;
-        if !page.more {
+        if !(page.more && moved) {
             tokio::time::sleep(POLL.min(deadline - now)).await;
         }
     }
@@ -258,7 +261,8 @@ fn spawn_stream(
                 )));
             }
             let idle = page.events.is_empty();
-            let more = page.more;
+            // As a long-poll: at once only while that moves the cursor.
+            let more = page.more && page.next != cursor;
             cursor = page.next;
             for l in lines {
                 if tx.send(l).await.is_err() {

@@ -210,10 +210,17 @@ impl Directory {
     }
 
     /// Device `code` as this node catalogued it since the last read, else as read.
+    ///
+    /// Lock order: `set` before `added` wherever both are held (`listing`); here each
+    /// is let go before the other is taken (a reader waiting behind a queued writer
+    /// of one while holding the other would deadlock with `listing`).
     fn device(&self, code: &str) -> Option<Device> {
-        let added = self.added.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((d, _)) = added.get(code) {
-            return Some(d.clone());
+        let catalogued = {
+            let added = self.added.read().unwrap_or_else(|p| p.into_inner());
+            added.get(code).map(|(d, _)| d.clone())
+        };
+        if catalogued.is_some() {
+            return catalogued;
         }
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         set.as_ref()?.devices.get(code).cloned()
@@ -221,11 +228,14 @@ impl Directory {
 
     /// The devices and communities as read, and those this node catalogued since.
     fn catalog(&self) -> Known {
-        let added = self.added.read().unwrap_or_else(|p| p.into_inner());
-        let added = added
-            .iter()
-            .map(|(c, (d, _))| (c.clone(), d.clone()))
-            .collect();
+        // Let go before `set` is taken (the lock order: `device`).
+        let added = {
+            let added = self.added.read().unwrap_or_else(|p| p.into_inner());
+            added
+                .iter()
+                .map(|(c, (d, _))| (c.clone(), d.clone()))
+                .collect()
+        };
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let (devices, communities) = set
             .as_ref()
