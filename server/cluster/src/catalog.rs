@@ -223,6 +223,17 @@ impl Meta {
 
     /// The relays of device `code` (empty: none, or not registered).
     pub async fn relays(&self, code: &str) -> Result<BTreeMap<String, String>> {
+        self.relays_as_stored(code)
+            .await?
+            .map_err(ClusterError::Config)
+    }
+
+    /// As [`Meta::relays`], a stored value that does not parse (written by hand) given
+    /// as `Ok(Err(why))`: a `PUT` by an unscoped admin may replace it.
+    pub async fn relays_as_stored(
+        &self,
+        code: &str,
+    ) -> Result<std::result::Result<BTreeMap<String, String>, String>> {
         let row = self
             .client
             .query_opt(
@@ -231,10 +242,13 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("read a platform's relays"))?;
-        match row {
+        Ok(match row {
             None => Ok(BTreeMap::new()),
-            Some(r) => relays_of(code, r.get(0)),
-        }
+            Some(r) => relays_of(code, r.get(0)).map_err(|e| match e {
+                ClusterError::Config(why) => why,
+                other => other.to_string(),
+            }),
+        })
     }
 
     /// Every device's relays, by device code (those with none left out), and the codes

@@ -177,9 +177,26 @@ impl Catalog {
     ) -> Result<Value, ApiError> {
         if let Some(d) = on_meta!(self, "read a device", |m| m.device(&code))? {
             serve::may_move(caller, &code, &d)?;
-            // Its relays as kept, all the caller's (as on `serve`).
-            let stored = on_meta!(self, "read a platform's relays", |m| m.relays(&code))?;
-            crate::gat1400::relay::may_change_stored(caller, &code, &stored)?;
+            // Its relays as kept, all the caller's (as on `serve`). Relays that do not
+            // parse (written by hand) may be replaced only by an unscoped key, which
+            // sees every community they could name.
+            let stored = on_meta!(self, "read a platform's relays", |m| m
+                .relays_as_stored(&code))?;
+            match stored {
+                Ok(stored) => crate::gat1400::relay::may_change_stored(caller, &code, &stored)?,
+                Err(why) if caller.communities.is_none() => {
+                    tracing::warn!(device = %code, %why, "replacing relays that do not read");
+                }
+                Err(_) => {
+                    return Err(ApiError::OutOfScope {
+                        field: "relays".into(),
+                        message: format!(
+                            "relays: device {code}'s stored relays do not read; only a key \
+                             of every community may replace them"
+                        ),
+                    })
+                }
+            }
         }
         let put = DevicePut::read(&code, body, caller)?;
         let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;

@@ -1499,6 +1499,17 @@ fn a_camera_registered_meanwhile_is_judged_as_stored_and_a_bad_relays_row_is_ski
     let (status, _, answer) = viid(a1, "POST", "/VIID/MotorVehicles", &ident, &body);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    // Relays that do not read can be replaced through the API by a key of every
+    // community (the loopback node without keys here), not only in SQL.
+    let (_q1, qa) = env.query_node("query-1");
+    let put = json!({"community": "3205080003", "kind": "checkpoint_camera"}).to_string();
+    let target = format!("/v1/devices/{NOT_RELAYED}");
+    let (status, answer) = super::ask_as(qa, None, "PUT", &target, &put);
+    assert_eq!(status, 200, "{answer}");
+    let row = env.pg.psql(&format!(
+        "SELECT coalesce(relays::text, 'none') FROM devices WHERE code = '{NOT_RELAYED}'"
+    ));
+    assert_eq!(row, "none");
 }
 
 /// With the cluster's event retention set (and `index.gat1400_retention_days` not),
