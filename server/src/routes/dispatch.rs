@@ -38,16 +38,17 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         ))
     };
     let is_viid = path == "/VIID" || path.starts_with("/VIID/");
+    // A request refused before any handler: a device in GA/T 1400's shape (invalid
+    // operation), anyone else in the API's.
+    let refuse = |e: ApiError| match is_viid {
+        true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
+        false => Err(e),
+    };
     // Health probes too: a load balancer's HTTP/1.1 check must name a Host (or
     // speak HTTP/1.0).
     let (label, answer) = if let Some(why) = host_problem(&req) {
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is refused.
-        let e = ApiError::BadHost(why);
-        let answer = match is_viid {
-            true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
-            false => Err(e),
-        };
-        (table.labels.len(), answer)
+        (table.labels.len(), refuse(ApiError::BadHost(why)))
     } else if req.method() == hyper::Method::OPTIONS {
         // RFC 9110 §9.3.7: the methods a resource takes (nothing else is revealed).
         let allowed = match path.as_str() {
@@ -63,23 +64,15 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
                     Ok((hyper::StatusCode::NO_CONTENT, Body::Text(String::new()))),
                 )
             }
-            None => {
-                let e = ApiError::NoSuchEndpoint(path.clone());
-                let answer = match is_viid {
-                    true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
-                    false => Err(e),
-                };
-                (table.labels.len(), answer)
-            }
+            None => (
+                table.labels.len(),
+                refuse(ApiError::NoSuchEndpoint(path.clone())),
+            ),
         }
     } else if !table.implements(req.method()) {
         // RFC 9110 §15.6.2: a method no resource here takes.
         let e = ApiError::NotImplemented(req.method().to_string());
-        let answer = match is_viid {
-            true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
-            false => Err(e),
-        };
-        (table.labels.len(), answer)
+        (table.labels.len(), refuse(e))
     } else {
         match table.find(req.method(), &path) {
             Found::Route(route, arg) => (
@@ -94,11 +87,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
                     allowed,
                     method: req.method().to_string(),
                 };
-                let answer = match is_viid {
-                    true => viid(e.status(), crate::gat1400::INVALID_OPERATION, &e),
-                    false => Err(e),
-                };
-                (table.label_of(template), answer)
+                (table.label_of(template), refuse(e))
             }
             Found::Nowhere => (
                 table.labels.len(),
