@@ -609,7 +609,11 @@ impl ClusterConfig {
                 return Err(ClusterError::Config(format!(
                     "{name} = {addr} would speak plain HTTP beyond loopback: add [tls] \
                      (cert, key, ca{}), bind a loopback address, or set allow_plaintext = true",
-                    if self.tls.is_some() { "; public = true" } else { "" }
+                    if self.tls.is_some() {
+                        "; public = true"
+                    } else {
+                        ""
+                    }
                 )));
             }
         }
@@ -722,7 +726,10 @@ secret_key = "s"
         ] {
             let refused = parse(&wide).unwrap_err().to_string();
             assert!(refused.contains("plain HTTP beyond loopback"), "{refused}");
-            assert!(parse(&format!("allow_plaintext = true\n{wide}")).is_ok(), "{wide}");
+            assert!(
+                parse(&format!("allow_plaintext = true\n{wide}")).is_ok(),
+                "{wide}"
+            );
             let with_tls = parse(&format!("{wide}\n{tls}")).unwrap();
             assert!(with_tls.public_tls().is_some());
             // `public = false`: the public listener would be plain again.
@@ -742,7 +749,10 @@ secret_key = "s"
         // TLS to PostgreSQL is checked against the CA: `require` needs `[tls]`.
         let pg = MINIMAL.replace("user=postgres", "user=postgres sslmode=require");
         assert_ne!(pg, MINIMAL);
-        assert!(parse(&pg).unwrap_err().to_string().contains("sslmode=require"));
+        assert!(parse(&pg)
+            .unwrap_err()
+            .to_string()
+            .contains("sslmode=require"));
         assert!(parse(&format!("{pg}\n{tls}")).is_ok());
     }
 

@@ -163,9 +163,8 @@ fn listener_tls(
         key: t.key.clone(),
         client_ca: partition.then(|| t.ca.clone()),
     };
-    let tls = std::sync::Arc::new(
-        crate::tls::ServerTls::load(&files).map_err(|e| format!("tls: {e}"))?,
-    );
+    let tls =
+        std::sync::Arc::new(crate::tls::ServerTls::load(&files).map_err(|e| format!("tls: {e}"))?);
     tokio::spawn(crate::serve::reload_on_hangup(tls.clone()));
     Ok(Some(tls))
 }

@@ -446,8 +446,11 @@ impl Postgres {
                 .open(data.join("postgresql.conf"))
                 .unwrap();
             use std::io::Write;
-            writeln!(conf, "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'")
-                .unwrap();
+            writeln!(
+                conf,
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+            )
+            .unwrap();
         }
         let mut pg = Postgres {
             port: free_port(),

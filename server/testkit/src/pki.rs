@@ -110,4 +110,3 @@ pub fn tls_connect(
     }
     Ok(stream)
 }
-

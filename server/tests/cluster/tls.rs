@@ -157,7 +157,9 @@ fn a_cluster_speaks_tls_between_its_nodes_and_to_its_engines() {
 
     // The partition listeners: no HTTP in clear, no handshake without a node's
     // certificate, a node's certificate let in (then the partition token is asked).
-    let serving = env.pg.psql("SELECT address FROM query_members ORDER BY address");
+    let serving = env
+        .pg
+        .psql("SELECT address FROM query_members ORDER BY address");
     let addresses: Vec<SocketAddr> = serving
         .lines()
         .filter_map(|l| l.trim().parse().ok())
@@ -169,7 +171,10 @@ fn a_cluster_speaks_tls_between_its_nodes_and_to_its_engines() {
     let trusting_outsider = pki.client(Some(&stranger.leaf("intruder", &["127.0.0.1"])));
     for a in addresses {
         assert!(!answers_in_clear(a), "{a} answered in clear");
-        assert!(https(a, &client, "GET", "/health", "").is_err(), "{a}: no client certificate");
+        assert!(
+            https(a, &client, "GET", "/health", "").is_err(),
+            "{a}: no client certificate"
+        );
         assert!(https(a, &outsider, "GET", "/health", "").is_err(), "{a}");
         assert!(
             https(a, &trusting_outsider, "GET", "/health", "").is_err(),
