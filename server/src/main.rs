@@ -347,6 +347,14 @@ fn cluster(role: ClusterRole) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `[tls]`: its files read now (a bad one refused, named), and every connection
+    // of this process to PostgreSQL, NATS, S3 and other nodes made with them.
+    if let Some(tls) = &config.tls {
+        if let Err(e) = sightline_cluster::tls::install(tls) {
+            eprintln!("sightline: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

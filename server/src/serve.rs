@@ -418,7 +418,7 @@ pub(crate) fn connection_limit(max_connections: usize) -> usize {
 
 /// Reloads the listener's certificate on every SIGHUP (a bad one is logged and the
 /// old one kept).
-async fn reload_on_hangup(tls: Arc<ServerTls>) {
+pub(crate) async fn reload_on_hangup(tls: Arc<ServerTls>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

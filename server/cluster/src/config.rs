@@ -64,6 +64,17 @@ pub struct ClusterConfig {
     /// node's stores, logs and engines need.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// TLS between the nodes and to the engines (`crate::tls`): this node's
+    /// certificate and key, and the CA that signed every node's. Default: none.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Allow plain HTTP on listeners bound to addresses other than loopback (default
+    /// false): without `[tls]`, API keys, the partition token and residents' events
+    /// would cross the network in clear, so a node refuses to start that way (as
+    /// `serve` without `--allow-plaintext`). Set it only behind a TLS-terminating
+    /// proxy or on a network that encrypts for you.
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// Shortest [`ClusterConfig::partition_token`] accepted.
@@ -181,7 +192,8 @@ pub struct IndexConfig {
     /// Where this indexer answers query nodes' partition requests (`POST
     /// /v1/partition`); advertised in `members.address` as bound (default
     /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
-    /// network). Requests are not authenticated: keep it on a private network.
+    /// network). Requests carry the cluster's `partition_token`; with `[tls]` the
+    /// listener speaks mutual TLS (a client certificate the cluster's CA signed).
     #[serde(default = "default_serve")]
     pub serve: SocketAddr,
 }
@@ -245,7 +257,8 @@ pub struct QueryConfig {
     pub data: PathBuf,
     /// Where this query node answers other query nodes' partition requests from its
     /// replicas (`POST /v1/partition`, as `index.serve`) (default 127.0.0.1:0: a free
-    /// port). Not authenticated: keep it on the cluster's private network.
+    /// port). Requests carry the cluster's `partition_token`; with `[tls]`, mutual TLS
+    /// as `index.serve`.
     #[serde(default = "default_serve")]
     pub serve: SocketAddr,
     /// Where other query nodes reach `serve` (`host:port`), advertised in
@@ -568,7 +581,48 @@ impl ClusterConfig {
             check_advertised(a)
                 .map_err(|e| ClusterError::Config(format!("query.advertise: {e}")))?;
         }
+        self.check_plaintext()?;
+        if crate::tls::postgres_requires_tls(&self.postgres) && self.tls.is_none() {
+            return bad(
+                "postgres: sslmode=require checks PostgreSQL's certificate against tls.ca: add [tls]",
+            );
+        }
         Ok(())
+    }
+
+    /// Refuses a listener bound beyond loopback that would speak plain HTTP, unless
+    /// `allow_plaintext`: the public ones without `[tls]` (or with `tls.public =
+    /// false`), the partition listeners without `[tls]`.
+    fn check_plaintext(&self) -> Result<()> {
+        if self.allow_plaintext {
+            return Ok(());
+        }
+        let public_tls = self.tls.as_ref().is_some_and(|t| t.public);
+        let listeners = [
+            ("ingest.listen", self.ingest.listen, public_tls),
+            ("query.listen", self.query.listen, public_tls),
+            ("index.serve", self.index.serve, self.tls.is_some()),
+            ("query.serve", self.query.serve, self.tls.is_some()),
+        ];
+        for (name, addr, tls) in listeners {
+            if !tls && !addr.ip().is_loopback() {
+                return Err(ClusterError::Config(format!(
+                    "{name} = {addr} would speak plain HTTP beyond loopback: add [tls] \
+                     (cert, key, ca{}), bind a loopback address, or set allow_plaintext = true",
+                    if self.tls.is_some() {
+                        "; public = true"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `ingest.listen` and `query.listen` speak TLS.
+    pub fn public_tls(&self) -> Option<&crate::tls::TlsConfig> {
+        self.tls.as_ref().filter(|t| t.public)
     }
 
     /// This indexer's owner name.
@@ -662,22 +716,44 @@ secret_key = "s"
             assert!(parse(&text).is_err(), "{bad} was accepted");
         }
         // A wide address without listed tokens is fine: such a node is never open
-        // (it lets in only the keys of the cluster's table).
+        // (it lets in only the keys of the cluster's table). But not in clear.
         let hash = "ab".repeat(32);
+        let tls = "[tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"ca.pem\"";
         for wide in [
             format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\"\ntoken_sha256 = [\"{hash}\"]"),
             format!("{MINIMAL}\n[ingest]\nlisten = \"0.0.0.0:8080\""),
             format!("{MINIMAL}\n[query]\nlisten = \"0.0.0.0:8081\""),
         ] {
-            assert!(parse(&wide).is_ok(), "{wide}");
+            let refused = parse(&wide).unwrap_err().to_string();
+            assert!(refused.contains("plain HTTP beyond loopback"), "{refused}");
+            assert!(
+                parse(&format!("allow_plaintext = true\n{wide}")).is_ok(),
+                "{wide}"
+            );
+            let with_tls = parse(&format!("{wide}\n{tls}")).unwrap();
+            assert!(with_tls.public_tls().is_some());
+            // `public = false`: the public listener would be plain again.
+            assert!(parse(&format!("{wide}\n{tls}\npublic = false")).is_err());
         }
-        // Partition listeners on the network need the cluster's shared secret.
+        // Partition listeners on the network need the cluster's shared secret, and
+        // TLS (or allow_plaintext).
         let secret = "partition_token = \"a secret of at least thirty-two characters\"";
-        let c = parse(&format!(
-            "{secret}\n{MINIMAL}\n[index]\nserve = \"0.0.0.0:7000\"\n[query]\nserve = \"10.0.0.7:7001\""
-        ))
-        .unwrap();
+        let partition = format!(
+            "{MINIMAL}\n[index]\nserve = \"0.0.0.0:7000\"\n[query]\nserve = \"10.0.0.7:7001\""
+        );
+        assert!(parse(&format!("{secret}\n{partition}")).is_err());
+        let c = parse(&format!("{secret}\nallow_plaintext = true\n{partition}")).unwrap();
         assert!(c.partition_token.is_some());
+        let c = parse(&format!("{secret}\n{partition}\n{tls}\npublic = false")).unwrap();
+        assert!(c.tls.is_some() && c.public_tls().is_none());
+        // TLS to PostgreSQL is checked against the CA: `require` needs `[tls]`.
+        let pg = MINIMAL.replace("user=postgres", "user=postgres sslmode=require");
+        assert_ne!(pg, MINIMAL);
+        assert!(parse(&pg)
+            .unwrap_err()
+            .to_string()
+            .contains("sslmode=require"));
+        assert!(parse(&format!("{pg}\n{tls}")).is_ok());
     }
 
     #[test]

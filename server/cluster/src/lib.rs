@@ -41,6 +41,7 @@ pub mod replica;
 pub mod restore;
 pub mod retention;
 pub mod serving;
+pub mod tls;
 pub mod watchlists;
 
 pub use config::ClusterConfig;

@@ -55,8 +55,13 @@ pub fn nats_state(client: &NatsClient) -> (bool, String) {
 /// [`connect`], with the NATS client beside its JetStream context (whose
 /// `connection_state` says whether the node is connected to NATS now).
 pub async fn connect_client(config: &ClusterConfig) -> Result<(NatsClient, Context)> {
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
+    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+    // With `[tls]`: the cluster's CA the only roots, the node's certificate presented
+    // (used for `tls://` URLs and servers that require TLS).
+    if let Some(tls) = crate::tls::client_config() {
+        options = options.tls_client_config((*tls).clone());
+    }
+    let client = options
         .connect(config.nats.as_slice())
         .await
         .map_err(|e| ClusterError::log("connect")(e.to_string()))?;

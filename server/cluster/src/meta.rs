@@ -355,14 +355,34 @@ const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
 impl Meta {
     /// Connects (the connection's task runs on the current runtime until it drops).
     pub async fn connect(conninfo: &str) -> Result<Meta> {
-        let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
-            .await
-            .map_err(ClusterError::pg("connect"))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection ended");
+        // `sslmode=require`: over TLS, the server checked against `[tls]`'s CA and
+        // its host name (`crate::tls`); otherwise plain.
+        let tls = crate::tls::postgres_connector()
+            .filter(|_| crate::tls::postgres_requires_tls(conninfo));
+        let client = match tls {
+            Some(tls) => {
+                let (client, connection) = tokio_postgres::connect(conninfo, tls)
+                    .await
+                    .map_err(ClusterError::pg("connect"))?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection ended");
+                    }
+                });
+                client
             }
-        });
+            None => {
+                let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
+                    .await
+                    .map_err(ClusterError::pg("connect"))?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection ended");
+                    }
+                });
+                client
+            }
+        };
         client
             .batch_execute(&format!(
                 "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"

@@ -81,9 +81,20 @@ pub fn index_key(partition: u32, epoch: i64, through: u64, nonce: u64) -> String
 }
 
 impl Objects {
-    /// The bucket of `config`, path-style, plain HTTP allowed (a local endpoint).
+    /// The bucket of `config`, path-style, plain HTTP allowed (a local endpoint); an
+    /// `https://` endpoint is checked against the system's roots and, with `[tls]`
+    /// installed (`crate::tls::install`), the cluster's CA.
     pub fn new(config: &S3Config) -> Result<Objects> {
+        let mut options = object_store::ClientOptions::new().with_allow_http(true);
+        if let Some(tls) = crate::tls::installed() {
+            for cert in crate::tls::certificates(&tls.ca)? {
+                let cert = object_store::Certificate::from_der(cert.as_ref())
+                    .map_err(err("read tls.ca for", &config.bucket))?;
+                options = options.with_root_certificate(cert);
+            }
+        }
         let store = AmazonS3Builder::new()
+            .with_client_options(options)
             .with_endpoint(&config.endpoint)
             .with_allow_http(true)
             .with_virtual_hosted_style_request(false)

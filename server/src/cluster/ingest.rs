@@ -89,7 +89,8 @@ pub async fn run_ingest(
     let publisher = Publisher::new(js, partitions);
     let (alerting, watching) = Alerting::start(&config).await;
     let (gat1400, reading) = GatNode::start(&config, publisher.clone(), alerting.clone()).await?;
-    println!("listening on http://{addr}");
+    let tls = super::listener_tls(&config, false)?;
+    println!("listening on {}://{addr}", super::scheme(&tls));
     let state = Arc::new(Ingest {
         publisher,
         gat1400,
@@ -101,7 +102,7 @@ pub async fn run_ingest(
         config,
     });
     let max_connections = state.config.max_connections;
-    super::accept_loop(listener, shutdown, state, handle, max_connections).await;
+    super::accept_loop(listener, shutdown, state, handle, max_connections, tls).await;
     loading.abort();
     reading.abort();
     watching.abort();

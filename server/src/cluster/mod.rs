@@ -58,6 +58,7 @@ async fn accept_loop<S, B, F, Fut>(
     state: std::sync::Arc<S>,
     handle: F,
     max_connections: usize,
+    tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
 ) where
     S: Send + Sync + 'static,
     F: Fn(std::sync::Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
@@ -100,6 +101,7 @@ async fn accept_loop<S, B, F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let _open = permit;
             // Who is on the other end (the GA/T 1400 gateway binds a registration to
@@ -110,12 +112,68 @@ async fn accept_loop<S, B, F, Fut>(
             });
             // A client that opens connections and never finishes a request head is
             // cut off as `serve` cuts it off.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::DEFAULT_HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::DEFAULT_HEADER_TIMEOUT);
+            match acceptor {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+                Some(acceptor) => {
+                    // The handshake ends within the header timeout, as a request's head
+                    // must (a client stalling in it holds a connection slot).
+                    let limit = crate::DEFAULT_HEADER_TIMEOUT;
+                    let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = http.serve_connection(io, service).await;
+                }
+            }
         });
+    }
+}
+
+/// The TLS of one of this node's listeners, from `[tls]`: a public one
+/// (`ingest.listen`, `query.listen`) when `tls.public`, with no client certificate
+/// asked; a partition listener (`index.serve`, `query.serve`) whenever `[tls]` is
+/// there, requiring a client certificate the cluster's CA signed. Reloaded from its
+/// files on SIGHUP, as `serve`'s.
+fn listener_tls(
+    config: &sightline_cluster::ClusterConfig,
+    partition: bool,
+) -> Result<Option<std::sync::Arc<crate::tls::ServerTls>>, String> {
+    let Some(t) = config.tls.as_ref() else {
+        return Ok(None);
+    };
+    if !partition && !t.public {
+        return Ok(None);
+    }
+    let files = crate::tls::TlsFiles {
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+        client_ca: partition.then(|| t.ca.clone()),
+    };
+    let tls =
+        std::sync::Arc::new(crate::tls::ServerTls::load(&files).map_err(|e| format!("tls: {e}"))?);
+    tokio::spawn(crate::serve::reload_on_hangup(tls.clone()));
+    Ok(Some(tls))
+}
+
+/// `http` or `https`, as a listener speaks.
+fn scheme(tls: &Option<std::sync::Arc<crate::tls::ServerTls>>) -> &'static str {
+    match tls {
+        Some(_) => "https",
+        None => "http",
     }
 }
 

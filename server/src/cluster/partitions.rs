@@ -39,12 +39,14 @@ pub async fn run_index(
     tracing::info!(%addr, "answering partition requests");
     let token = config.partition_token.clone();
     let most = config.max_connections;
+    let tls = super::listener_tls(&config, true)?;
     let serving = tokio::spawn(serve_partitions(
         listener,
         held.clone(),
         "index",
         token,
         most,
+        tls,
     ));
     let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
         .await
@@ -66,13 +68,15 @@ struct Listener {
 /// Answers partition requests on `listener` from `held`, until the process ends;
 /// `role` is what its health says it is. With `token` (the cluster's
 /// `partition_token`), `POST /v1/partition` without it as a bearer token is refused
-/// 401 before its body is read. At most `max_connections` connections at once.
+/// 401 before its body is read. At most `max_connections` connections at once. With
+/// `tls`, only TLS (mutual: `super::listener_tls`).
 pub async fn serve_partitions(
     listener: tokio::net::TcpListener,
     held: Arc<Held>,
     role: &'static str,
     token: Option<String>,
     max_connections: usize,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     let state = Arc::new(Listener {
         held,
@@ -86,6 +90,7 @@ pub async fn serve_partitions(
         state,
         handle,
         max_connections,
+        tls,
     )
     .await;
 }

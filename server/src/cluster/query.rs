@@ -200,12 +200,14 @@ pub async fn run_query(
             let held = Held::new(&config.owner());
             let token = config.partition_token.clone();
             let most = config.max_connections;
+            let tls = super::listener_tls(&config, true)?;
             tokio::spawn(super::serve_partitions(
                 serve,
                 held.clone(),
                 "query",
                 token,
                 most,
+                tls,
             ));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
             let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
@@ -233,7 +235,8 @@ pub async fn run_query(
         }
     };
     tracing::info!(%addr, partitions, "query node started");
-    println!("listening on http://{addr}");
+    let tls = super::listener_tls(&config, false)?;
+    println!("listening on {}://{addr}", super::scheme(&tls));
     let node = Arc::new(QueryNode {
         directory: Directory::start(&config, held.clone()).await,
         partitions,
@@ -249,7 +252,7 @@ pub async fn run_query(
         config,
     });
     let max_connections = node.config.max_connections;
-    super::accept_loop(listener, shutdown, node, handle, max_connections).await;
+    super::accept_loop(listener, shutdown, node, handle, max_connections, tls).await;
     loading.abort();
     let _ = stop_sync.send(true);
     let _ = syncing.await;

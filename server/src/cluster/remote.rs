@@ -70,6 +70,9 @@ pub(crate) struct Directory {
     conninfo: String,
     /// The cluster's shared secret, sent with every partition request.
     partition_token: Option<String>,
+    /// With `[tls]`: partition calls over TLS, the listener checked against the
+    /// cluster's CA and the address dialled, this node's certificate presented.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Only the reading task uses it.
     meta: tokio::sync::Mutex<Option<Meta>>,
     view: RwLock<View>,
@@ -123,6 +126,7 @@ impl Directory {
         let dir = Arc::new(Directory {
             conninfo: config.postgres.clone(),
             partition_token: config.partition_token.clone(),
+            tls: sightline_cluster::tls::client_config(),
             meta: tokio::sync::Mutex::new(None),
             view: RwLock::new(View::default()),
             call_timeout: Duration::from_millis(config.query.call_timeout_ms),
@@ -298,7 +302,8 @@ impl Directory {
             Target::Local(held) => Ok(held.answer(request)),
             Target::Replica { address, .. } | Target::Owner { address } => {
                 let token = self.partition_token.as_deref();
-                call(address, token, &serving::encode_request(request), timeout)
+                let body = serving::encode_request(request);
+                call(address, token, self.tls.as_ref(), &body, timeout)
             }
         };
         if let Ok(PartitionReply::Answer(_)) = reply {
@@ -417,10 +422,12 @@ fn replica_fault(message: &str) -> bool {
 }
 
 /// One `POST /v1/partition` to `addr` on a fresh connection, with the cluster's
-/// `partition_token` as a bearer token when it has one.
+/// `partition_token` as a bearer token when it has one; over TLS with `tls` (the
+/// listener's certificate must name `addr`'s host and chain to the cluster's CA).
 fn call(
     addr: &str,
     token: Option<&str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     body: &[u8],
     timeout: Duration,
 ) -> std::result::Result<PartitionReply, String> {
@@ -429,7 +436,7 @@ fn call(
         .map_err(|e| e.to_string())?
         .next()
         .ok_or("no such address")?;
-    let mut s = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT.min(timeout))
+    let s = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT.min(timeout))
         .map_err(|e| format!("connecting: {e}"))?;
     s.set_read_timeout(Some(timeout))
         .and_then(|_| s.set_write_timeout(Some(timeout)))
@@ -441,15 +448,21 @@ fn call(
         serving::CONTENT_TYPE,
         body.len()
     );
-    s.write_all(head.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .map_err(|e| format!("sending: {e}"))?;
-    let mut raw = Vec::new();
-    let cap = (serving::MAX_REPLY_BYTES + (64 << 10)) as u64;
-    (&mut s)
-        .take(cap)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("reading: {e}"))?;
+    let raw = match tls {
+        None => exchange(s, head.as_bytes(), body)?,
+        Some(config) => {
+            let host = addr
+                .rsplit_once(':')
+                .map_or(addr, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("{host:?} is no TLS server name: {e}"))?;
+            let conn = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|e| format!("TLS: {e}"))?;
+            exchange(rustls::StreamOwned::new(conn, s), head.as_bytes(), body)?
+        }
+    };
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -461,13 +474,7 @@ fn call(
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).to_string();
         return Err(format!("HTTP {status}: {text}"));
     }
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())
-            .flatten()
-    });
+    let length = content_length(&head);
     if length != Some(body.len()) {
         return Err(format!(
             "an answer of {} bytes, {length:?} announced",
@@ -475,6 +482,48 @@ fn call(
         ));
     }
     serving::decode_reply(body)
+}
+
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    })
+}
+
+/// Sends the request and reads the whole answer (the server closes the connection
+/// after it), at most `serving::MAX_REPLY_BYTES` and a head. A TLS peer that closes
+/// without `close_notify` after a complete answer is taken as finished: the answer's
+/// length is checked against its `Content-Length` by the caller.
+fn exchange(
+    mut s: impl Read + Write,
+    head: &[u8],
+    body: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    s.write_all(head)
+        .and_then(|_| s.write_all(body))
+        .and_then(|_| s.flush())
+        .map_err(|e| format!("sending: {e}"))?;
+    let mut raw = Vec::new();
+    let cap = (serving::MAX_REPLY_BYTES + (64 << 10)) as u64;
+    match (&mut s).take(cap).read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && complete(&raw) => Ok(raw),
+        Err(e) => Err(format!("reading: {e}")),
+    }
+}
+
+/// Whether `raw` holds a head and as many body bytes as it announced.
+fn complete(raw: &[u8]) -> bool {
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .is_some_and(|split| {
+            let head = String::from_utf8_lossy(&raw[..split]);
+            content_length(&head) == Some(raw.len() - split - 4)
+        })
 }
 
 #[cfg(test)]

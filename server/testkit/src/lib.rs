@@ -12,6 +12,7 @@ pub mod browser;
 mod client;
 pub mod cluster;
 pub mod gat1400;
+pub mod pki;
 mod process;
 mod server;
 mod wait;

@@ -39,6 +39,7 @@ mod console;
 mod feed;
 mod gat1400;
 mod limits;
+mod tls;
 mod watch;
 
 /// The tests share two cores: one cluster at a time.
@@ -107,10 +108,17 @@ impl Drop for Node {
 impl Env {
     fn start() -> Env {
         let started = Instant::now();
-        let env = Env {
-            nats: NatsCluster::start(),
-            s3: Seaweed::start(),
-            pg: Postgres::start(),
+        let env = Env::start_with(NatsCluster::start(), Seaweed::start(), Postgres::start());
+        eprintln!("engines up in {:?}", started.elapsed());
+        env
+    }
+
+    /// An environment over engines started already (e.g. serving TLS).
+    fn start_with(nats: NatsCluster, s3: Seaweed, pg: Postgres) -> Env {
+        Env {
+            nats,
+            s3,
+            pg,
             dir: tempfile::tempdir().unwrap(),
             rt: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -122,9 +130,7 @@ impl Env {
             query_extra: String::new(),
             top_extra: String::new(),
             index_extra: String::new(),
-        };
-        eprintln!("engines up in {:?}", started.elapsed());
-        env
+        }
     }
 
     /// `cluster.toml` for a node called `name`.
@@ -225,7 +231,8 @@ janitor_age_s = 3600
         let mut out = BufReader::new(stdout);
         let mut line = String::new();
         while out.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some((_, addr)) = line.trim().split_once("listening on http://") {
+            let announced = line.trim().split_once("listening on ").map(|(_, a)| a);
+            if let Some(addr) = announced.and_then(|a| a.split_once("://")).map(|(_, a)| a) {
                 return (node, Some(addr.parse().unwrap()));
             }
             line.clear();

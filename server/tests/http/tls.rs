@@ -5,129 +5,28 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use sightline_server::auth::Role;
 use sightline_server::tls::TlsFiles;
+use sightline_testkit::pki::{tls_connect, Leaf, Pki};
 
 use crate::keys::make_keys;
 use crate::support::{ev, start, wait_until, GATE};
 
-/// A certificate authority of the test's own, and where its files go.
-struct Pki {
-    dir: tempfile::TempDir,
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-/// A certificate and its key, in PEM.
-struct Leaf {
-    cert: String,
-    key: String,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).unwrap().pem();
-        Pki {
-            dir: tempfile::tempdir().unwrap(),
-            params,
-            key,
-            pem,
-        }
+/// A server certificate's files (and, with `client_ca`, this CA for clients).
+fn server_files(pki: &Pki, leaf: &Leaf, client_ca: bool) -> TlsFiles {
+    TlsFiles {
+        cert: pki.write("server.pem", &leaf.cert),
+        key: pki.write("server.key", &leaf.key),
+        client_ca: client_ca.then(|| pki.ca_file()),
     }
-
-    /// A certificate this CA signs: subject CN `cn`, subject alternative names `sans`
-    /// (IP addresses become IP SANs).
-    fn leaf(&self, cn: &str, sans: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        Leaf {
-            cert: params.signed_by(&key, &issuer).unwrap().pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    /// The server's certificate: for 127.0.0.1 and localhost.
-    fn server_leaf(&self) -> Leaf {
-        self.leaf("sightline", &["127.0.0.1", "localhost"])
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// The CA's certificate as a file.
-    fn ca_file(&self) -> PathBuf {
-        self.write("ca.pem", &self.pem)
-    }
-
-    /// A server certificate's files (and, with `client_ca`, this CA for clients).
-    fn server_files(&self, leaf: &Leaf, client_ca: bool) -> TlsFiles {
-        TlsFiles {
-            cert: self.write("server.pem", &leaf.cert),
-            key: self.write("server.key", &leaf.key),
-            client_ca: client_ca.then(|| self.ca_file()),
-        }
-    }
-
-    /// A client that trusts this CA, presenting `client` when given.
-    fn client(&self, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap())
-            .unwrap();
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        Arc::new(match client {
-            None => builder.with_no_client_auth(),
-            Some(leaf) => builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_slice(leaf.cert.as_bytes()).unwrap()],
-                    PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-        })
-    }
-}
-
-/// A TLS connection to `addr` (verified as 127.0.0.1).
-fn tls_connect(
-    addr: SocketAddr,
-    config: &Arc<rustls::ClientConfig>,
-) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn =
-        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(stream)
 }
 
 /// One HTTPS request (`Connection: close`); its status and JSON body, or why the
@@ -186,7 +85,7 @@ fn https_serves_the_api_with_a_key_and_plain_http_gets_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let t = make_keys(dir.path(), &[(Role::Admin, None)]);
     let pki = Pki::new("Test CA");
-    let files = pki.server_files(&pki.server_leaf(), false);
+    let files = server_files(&pki, &pki.server_leaf(), false);
     let server = start(dir.path(), |c| c.tls = Some(files));
     let a = server.addr;
     let client = pki.client(None);
@@ -235,7 +134,7 @@ fn mtls_refuses_clients_without_a_certificate_and_maps_one_to_its_key() {
         &[(Role::Admin, None), (Role::Ingest, Some("3205080001"))],
     );
     let pki = Pki::new("Test CA");
-    let files = pki.server_files(&pki.server_leaf(), true);
+    let files = server_files(&pki, &pki.server_leaf(), true);
     let server = start(dir.path(), |c| c.tls = Some(files));
     let a = server.addr;
 
@@ -285,7 +184,7 @@ fn mtls_refuses_clients_without_a_certificate_and_maps_one_to_its_key() {
 fn mtls_certificate_of_a_gat1400_device_uploads_without_a_digest() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("Test CA");
-    let files = pki.server_files(&pki.server_leaf(), true);
+    let files = server_files(&pki, &pki.server_leaf(), true);
     let server = start(dir.path(), |c| c.tls = Some(files));
     let a = server.addr;
     // The store never had keys (--no-auth, loopback): the catalog is open.
@@ -455,7 +354,7 @@ fn reloading_serves_new_connections_the_new_certificate_and_keeps_the_old_on_bad
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("Test CA");
     let first = pki.server_leaf();
-    let files = pki.server_files(&first, false);
+    let files = server_files(&pki, &first, false);
     let server = start(dir.path(), |c| c.tls = Some(files.clone()));
     let tls = server.tls.clone().expect("the server speaks TLS");
     let client = pki.client(None);
@@ -505,7 +404,7 @@ fn sighup_reloads_the_binarys_certificate_without_closing_the_listener() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new("Test CA");
     let first = pki.server_leaf();
-    let files = pki.server_files(&first, false);
+    let files = server_files(&pki, &first, false);
     let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
     let (mut child, addr) = sightline_testkit::spawn_listening(&mut serve(
         dir.path(),
@@ -566,7 +465,7 @@ fn keys_in_clear_beyond_loopback_need_allow_plaintext() {
     child.kill().unwrap();
     child.wait().unwrap();
     let pki = Pki::new("Test CA");
-    let files = pki.server_files(&pki.server_leaf(), false);
+    let files = server_files(&pki, &pki.server_leaf(), false);
     let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
     let mut cmd = serve(
         dir.path(),
@@ -596,7 +495,7 @@ fn an_upstream_over_https_registers_and_takes_the_uploads() {
     const A_ID: &str = "32050000005030000001";
     let pki = Pki::new("Upstreams' CA");
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let files = pki.server_files(&pki.server_leaf(), false);
+    let files = server_files(&pki, &pki.server_leaf(), false);
     let upstream = start(dir_b.path(), |c| {
         c.tls = Some(files);
         c.viid_server_id = "32050000005030000002".into();
