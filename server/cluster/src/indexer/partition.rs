@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use bytes::Bytes;
 use futures::StreamExt;
-use sightline_storage::{Event, SegmentEntry, ShardKey, Store, StoreConfig};
+use sightline_storage::{Event, SegmentCache, SegmentEntry, ShardKey, Store, StoreConfig};
 use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
@@ -119,13 +119,21 @@ pub(crate) fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) 
 
 /// Removes the entries of `data` whose names start with `prefix` (a partition's local
 /// stores of earlier epochs, a half-made one, their vocabularies): they are caches.
-pub(crate) fn clear_local(data: &std::path::Path, prefix: &str) -> Result<()> {
+/// Their files fetched into `cache` leave it with them.
+pub(crate) fn clear_local(
+    data: &std::path::Path,
+    prefix: &str,
+    cache: Option<&SegmentCache>,
+) -> Result<()> {
     let entries = match std::fs::read_dir(data) {
         Ok(e) => e,
         Err(_) => return Ok(()),
     };
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with(prefix) {
+            if let Some(c) = cache {
+                c.forget_under(&e.path());
+            }
             std::fs::remove_dir_all(e.path()).map_err(|source| ClusterError::Io {
                 context: format!("removing {}", e.path().display()),
                 source,
@@ -141,24 +149,43 @@ pub(super) async fn run_partition(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let cfg = &shared.config;
+    let taken = Instant::now();
     // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
     // committed under this epoch, and the lease lapses to whoever comes next.
-    let meta = tokio::select! {
+    let mut meta = tokio::select! {
         m = connect_meta(cfg) => m,
         _ = stop.changed() => return Ok(()),
     };
     let dir = partition_dir(&cfg.index.data, lease.partition, lease.epoch);
     let data = cfg.index.data.clone();
     let p = lease.partition;
-    tokio::task::spawn_blocking(move || clear_local(&data, &format!("p{p}-e")))
+    let cache = shared.cache.clone();
+    tokio::task::spawn_blocking(move || clear_local(&data, &format!("p{p}-e"), cache.as_deref()))
         .await
         .expect("clear task panicked")?;
     let store_config = StoreConfig {
         memory_budget_bytes: PARTITION_MEMORY_BYTES,
         ..StoreConfig::default()
     };
-    let restoring =
-        restore::restore_partition(&meta, &shared.objects, lease.partition, &dir, store_config);
+    // The replicas' restore (`restore::restore_committed`): with the segment cache,
+    // metadata and the last owner's uploaded index only, each old segment fetched on
+    // first use (a query, the source-id duplicate check of its shard, a compaction, a
+    // retention drop); without, every segment downloaded. No object of a segment this
+    // store lists is removed while it holds the lease: only its own commits take rows
+    // out (so no `gone` watch, as a replica has).
+    let restoring = async {
+        let committed = meta.committed(p).await?;
+        restore::restore_committed(
+            &shared.objects,
+            p,
+            &committed,
+            &dir,
+            store_config,
+            shared.cache.clone(),
+            None,
+        )
+        .await
+    };
     let (store, restored) = tokio::select! {
         r = restoring => r?,
         _ = stop.changed() => return Ok(()),
@@ -167,7 +194,11 @@ pub(super) async fn run_partition(
         partition = p,
         epoch = lease.epoch,
         segments = restored.segments,
+        lazy_segments = restored.lazy_segments,
         events = restored.events,
+        segment_bytes = restored.segment_bytes,
+        index_bytes = restored.index_bytes,
+        elapsed_ms = taken.elapsed().as_millis() as u64,
         "partition restored"
     );
     let committed: HashSet<u64> = store
@@ -242,10 +273,19 @@ pub(super) async fn run_partition(
         };
         if fetched.is_empty() && consumer.is_some() && !offered {
             let (held, store) = (shared.held.clone(), part.store.clone());
-            tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
+            let served = tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
                 .await
                 .expect("offer task panicked");
             offered = true;
+            // From the lease taken to serving (BENCHMARKS.md, "Lazy takeover").
+            tracing::info!(
+                partition = p,
+                epoch = lease.epoch,
+                served,
+                since_lease_ms = taken.elapsed().as_millis() as u64,
+                fetched_bytes = shared.cache.as_ref().map_or(0, |c| c.stats().fetched_bytes),
+                "partition caught up"
+            );
         }
         if fetched.is_empty() {
             tokio::select! {
