@@ -68,6 +68,8 @@ struct Partition {
     alert_ids_failed: Option<Instant>,
     /// When this owner's last commit with its index took effect (`index.index_upload_ms`).
     index_uploaded: Option<Instant>,
+    /// The local sequence the last index this owner uploaded covers (0: none yet).
+    index_through: u64,
 }
 
 /// An idle partition (nothing to commit) applies retention this often (days pass).
@@ -227,6 +229,7 @@ pub(super) async fn run_partition(
         alert_ids: Vec::new(),
         alert_ids_failed: None,
         index_uploaded: None,
+        index_through: 0,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -650,14 +653,9 @@ impl Partition {
             && (self.retention_applied != Some(retention)
                 || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY);
         let idle = self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0;
-        if idle && !retention_due {
-            return Ok(());
-        }
-        let store = self.store.clone();
-        let committed = self.committed.clone();
-        let dict_from = self.dict_committed;
         // The index goes with the commit when due and once the partition is served
-        // (its index built): a replica opens it rather than reading every row.
+        // (its index built): a replica, or a later owner, opens it rather than reading
+        // every row (fetching every segment).
         let upload_ms = self.shared.config.index.index_upload_ms;
         // Also whenever retention dropped shards: a replica opening an index from
         // before the drop would find the shards' counts differ and rebuild it from
@@ -666,6 +664,24 @@ impl Partition {
             .index_uploaded
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(upload_ms));
         let index = self.shared.held.index_of(p, epoch);
+        // An index past the last one uploaded goes up even with nothing else to
+        // commit: a partition first served after its last commit (its offer came once
+        // the log was read to its end, after a burst) would otherwise leave the
+        // uploaded index behind its segments, and a later owner or replica would read
+        // (fetch) every segment committed since.
+        let index_behind = index_due
+            && index
+                .as_ref()
+                .is_some_and(|i| i.view().through() > self.index_through);
+        if idle && !retention_due {
+            if let Some(index) = index.filter(|_| index_behind) {
+                self.upload_index_alone(index).await;
+            }
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let committed = self.committed.clone();
+        let dict_from = self.dict_committed;
         let (new, replaced, dict, index) = tokio::task::spawn_blocking(move || -> Result<_> {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
@@ -730,6 +746,7 @@ impl Partition {
             self.retention_at = Instant::now();
             return Ok(());
         }
+        let index_through = index.as_ref().map(|(through, _)| *through);
         // One object for the commit (more past MAX_BUNDLE_BYTES): its new segment
         // files one after another, each upload attempt under a key of its own
         // (`upload_nonce`); a failed commit's objects are left to the janitor.
@@ -882,6 +899,7 @@ impl Partition {
         self.took_effect(doubt);
         if index_key.is_some() {
             self.index_uploaded = Some(Instant::now());
+            self.index_through = index_through.unwrap_or(0);
         }
         tracing::info!(
             partition = p,
@@ -895,6 +913,53 @@ impl Partition {
         self.retention_applied = Some(retention);
         self.retention_at = Instant::now();
         Ok(())
+    }
+
+    /// Uploads `index` and names it the partition's (`Meta::set_index`, fenced by the
+    /// epoch) with nothing else to commit: an idle partition whose index moved past
+    /// the last one uploaded. A help to replicas and later owners, not part of any
+    /// commit: a failure is logged (its object, if uploaded, is unnamed and goes to
+    /// the janitor), and the next idle commit tries again.
+    async fn upload_index_alone(&mut self, index: std::sync::Arc<sightline_index::StoreIndex>) {
+        let (p, epoch) = (self.lease.partition, self.lease.epoch);
+        let within = self.shared.config.lease();
+        let encoded = tokio::task::spawn_blocking(move || index.checkpoint_bytes())
+            .await
+            .expect("index task panicked");
+        let (through, bytes) = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "index not uploaded");
+                return;
+            }
+        };
+        let key = index_key(p, epoch, through, upload_nonce());
+        let objects = &self.shared.objects;
+        let upload = async {
+            if fault_index_upload() {
+                return Err(ClusterError::Timeout("uploading the index (fault point)"));
+            }
+            objects.put_create(&key, Bytes::from(bytes)).await
+        };
+        if let Err(e) = bounded(within, "uploading the index", upload).await {
+            tracing::warn!(partition = p, error = %e, "index not uploaded");
+            return;
+        }
+        if let Err(e) = self.reconnect().await {
+            tracing::warn!(partition = p, error = %e, "index uploaded, not named");
+            return;
+        }
+        let naming = self.meta.set_index(p, epoch, &key);
+        let named = bounded(within, "naming the index", naming).await;
+        match self.meta.given_up(named) {
+            Ok(true) => {
+                self.index_uploaded = Some(Instant::now());
+                self.index_through = through;
+                tracing::info!(partition = p, epoch, through, "index uploaded");
+            }
+            Ok(false) => tracing::warn!(partition = p, "index not named: the epoch is not ours"),
+            Err(e) => tracing::warn!(partition = p, error = %e, "index uploaded, not named"),
+        }
     }
 
     /// The bookkeeping of a commit that took effect: the catalog's segments, its
