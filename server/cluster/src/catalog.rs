@@ -163,6 +163,95 @@ impl Meta {
         Ok(())
     }
 
+    /// Device `code` as a `PUT` checks it, read in one statement: the row and its
+    /// relays as stored (their text, `None`: none; [`parse_relays`] reads them), or
+    /// `None` when it is not registered. [`Meta::put_device_if`] writes only while
+    /// the device is still as read here.
+    pub async fn device_seen(&self, code: &str) -> Result<Option<(Device, Option<String>)>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS}, relays::text FROM devices WHERE code = $1"),
+                &[&code],
+            )
+            .await
+            .map_err(ClusterError::pg("read a device"))?;
+        row.map(|r| Ok((device_of(&r)?, r.get(5)))).transpose()
+    }
+
+    /// [`Meta::put_device`], and `credential` (a GA/T 1400 login) with it, in one
+    /// statement that writes only while device `d.code` is as `seen` (as
+    /// [`Meta::device_seen`] read it: its community and its relays' text; `None`:
+    /// not registered): whoever checked the caller's scope against that state
+    /// writes against it, and a change in between (an unscoped admin moving the
+    /// device) makes this write nothing. Whether it wrote.
+    pub async fn put_device_if(
+        &self,
+        d: &Device,
+        relays: Option<&BTreeMap<String, String>>,
+        seen: Option<(&str, Option<&str>)>,
+        credential: Option<&sightline_storage::Gat1400Credential>,
+    ) -> Result<bool> {
+        let replace = relays.is_some();
+        let relays = relays
+            .filter(|r| !r.is_empty())
+            .map(|r| serde_json::to_string(r).expect("a map of strings"));
+        let device = match seen {
+            None => format!(
+                "INSERT INTO devices ({DEVICE_COLUMNS}, relays)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
+                 ON CONFLICT (code) DO NOTHING
+                 RETURNING code, $7::boolean, $8::text, $9::text"
+            ),
+            Some(_) => "UPDATE devices SET community = $2, device_kind = $3, direction = $4,
+                     name = $5,
+                     relays = CASE WHEN $7 THEN $6::text::jsonb ELSE relays END
+                 WHERE code = $1 AND community = $8
+                     AND relays::text IS NOT DISTINCT FROM $9::text
+                 RETURNING code"
+                .to_string(),
+        };
+        // The login goes only with the device's row (`d`, empty when it was not
+        // written); the foreign keys are checked at the statement's end.
+        let sql = format!(
+            "WITH d AS ({device}),
+             c AS (INSERT INTO gat1400_credentials (code, username, realm, ha1, ha1_sha256)
+                   SELECT code, $10::text, $11::text, $12::text, $13::text FROM d
+                   WHERE $10::text IS NOT NULL
+                   ON CONFLICT (code) DO UPDATE SET username = EXCLUDED.username,
+                       realm = EXCLUDED.realm, ha1 = EXCLUDED.ha1,
+                       ha1_sha256 = EXCLUDED.ha1_sha256
+                   RETURNING 1)
+             SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM c)"
+        );
+        let (community, stored) = seen.unwrap_or(("", None));
+        let login = |f: fn(&sightline_storage::Gat1400Credential) -> &str| credential.map(f);
+        let row = self
+            .client
+            .query_one(
+                &sql,
+                &[
+                    &d.code,
+                    &d.community,
+                    &d.device_kind,
+                    &d.direction.as_str(),
+                    &d.name,
+                    &relays,
+                    &replace,
+                    &community,
+                    &stored,
+                    &login(|c| &c.username),
+                    &login(|c| &c.realm),
+                    &login(|c| &c.ha1),
+                    &login(|c| &c.ha1_sha256),
+                ],
+            )
+            .await
+            .map_err(ClusterError::pg("register a device"))?;
+        let written: i64 = row.get(0);
+        Ok(written == 1)
+    }
+
     /// Registers each of `devices` unless its code is registered already (a relaying
     /// platform's cameras, catalogued on their first object), in one statement; the
     /// rows as stored, one for each code: a device registered meanwhile (by an admin,
@@ -279,6 +368,21 @@ impl Meta {
             }
         }
         Ok((good, bad))
+    }
+}
+
+/// A `devices.relays` value as stored (text): `Err(why)` when it is not an object of
+/// code prefix → community (written by hand).
+pub fn parse_relays(
+    code: &str,
+    text: Option<&str>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    match text {
+        None => Ok(BTreeMap::new()),
+        Some(t) => relays_of(code, t.to_string()).map_err(|e| match e {
+            ClusterError::Config(why) => why,
+            other => other.to_string(),
+        }),
     }
 }
 

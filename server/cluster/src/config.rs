@@ -189,6 +189,18 @@ pub struct IndexConfig {
     /// so it fetches at start only segments committed since (at most this long's).
     #[serde(default = "default_index_upload_ms")]
     pub index_upload_ms: u64,
+    /// Bytes of segment files this indexer fetched from object storage and keeps on
+    /// local disk, all its partitions together (default 16 GiB, as
+    /// `query.segment_cache_bytes`). A partition taken over restores only its
+    /// metadata (the dictionary, each segment's facts, the last owner's uploaded
+    /// index) and fetches an old segment with one range read of its bundle on first
+    /// use: a query, a source-id duplicate check of its shard, a compaction or a
+    /// retention drop; past this bound the least recently used fetched files are
+    /// unlinked (and fetched again when needed). Segments the indexer seals or merges
+    /// itself are its own files, outside the bound. 0: no cache, a partition taken
+    /// over is downloaded whole before it is served (as before the cache).
+    #[serde(default = "default_segment_cache_bytes")]
+    pub segment_cache_bytes: u64,
     /// Where this indexer answers query nodes' partition requests (`POST
     /// /v1/partition`); advertised in `members.address` as bound (default
     /// 127.0.0.1:0: a free port; give a routable address with a fixed port on a real
@@ -431,6 +443,7 @@ impl Default for IndexConfig {
             janitor_age_s: default_janitor_age_s(),
             gat1400_retention_days: 0,
             index_upload_ms: default_index_upload_ms(),
+            segment_cache_bytes: default_segment_cache_bytes(),
             serve: default_serve(),
         }
     }

@@ -16,9 +16,25 @@ use crate::gat1400::{day_of_prefix, days_prefix, local_day, Blob};
 use crate::meta::Meta;
 use crate::objects::{Listed, Objects};
 
+/// The most indexer objects one sweep deletes (the rest at the next), in batches of
+/// up to 1,000 a request (S3 `DeleteObjects`, `Objects::delete_batched`): 20,000 are
+/// 20 requests, well inside a sweep's bound ([`JANITOR_SWEEP_LEASES`] leases).
+pub const JANITOR_DELETES_PER_SWEEP: usize = 20_000;
+
+/// A sweep (its listings, its deletes, its catalog reads and writes) is given up after
+/// this many leases; one cut short loses nothing (the next lists what is left).
+pub const JANITOR_SWEEP_LEASES: u32 = 4;
+
 /// Removes objects no commit names that have been unnamed for `min_age_ms` at
-/// `now_ms` (released ones since their release, others since their upload). Returns
-/// the keys removed.
+/// `now_ms` (released ones since their release, others since their upload), at most
+/// [`JANITOR_DELETES_PER_SWEEP`], in batches. Returns the keys removed.
+///
+/// A released object (`released_objects`) is forgotten only once a delete of its key
+/// succeeded: the object is gone for certain. One no listing showed (a listing that
+/// missed it, an object removed by an earlier sweep whose forgetting failed) is
+/// deleted all the same once past its age (a key already gone counts as deleted),
+/// never forgotten on the listing's word alone: an object a listing missed would
+/// otherwise stay in the bucket with nothing left to say it should go.
 pub async fn sweep(
     meta: &Meta,
     objects: &Objects,
@@ -37,31 +53,90 @@ pub async fn sweep(
     // with its time, one released after is still in `committed`.
     let committed = meta.committed_keys().await?;
     let released = meta.released_objects().await?;
-    let mut removed = Vec::new();
-    let mut gone = Vec::new();
-    for o in listed.iter() {
-        if committed.contains(&o.key) || !unnamed_long_enough(o, &released, now_ms, min_age_ms) {
-            continue;
-        }
-        objects.delete(&o.key).await?;
-        tracing::info!(key = %o.key, "janitor removed an uncommitted object");
-        if released.contains_key(&o.key) {
-            gone.push(o.key.clone());
-        }
-        removed.push(o.key.clone());
-    }
-    // Released objects no longer listed (removed by an earlier sweep whose
-    // forgetting failed) are forgotten too, once past the age.
     let listed_keys: std::collections::HashSet<&str> =
         listed.iter().map(|o| o.key.as_str()).collect();
-    gone.extend(
-        released
-            .iter()
-            .filter(|(k, at)| !listed_keys.contains(k.as_str()) && now_ms - **at >= min_age_ms)
-            .map(|(k, _)| k.clone()),
-    );
+    let doomed: Vec<String> = listed
+        .iter()
+        .filter(|o| {
+            !committed.contains(&o.key) && unnamed_long_enough(o, &released, now_ms, min_age_ms)
+        })
+        .map(|o| o.key.clone())
+        .chain(
+            released
+                .iter()
+                .filter(|(k, at)| {
+                    !listed_keys.contains(k.as_str())
+                        && !committed.contains(*k)
+                        && now_ms - **at >= min_age_ms
+                })
+                .map(|(k, _)| k.clone()),
+        )
+        .take(JANITOR_DELETES_PER_SWEEP)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (deleted, failed) = objects.delete_batched(doomed).await;
+    // What was deleted before a failure is forgotten all the same.
+    let gone: Vec<String> = deleted
+        .iter()
+        .filter(|k| released.contains_key(*k))
+        .cloned()
+        .collect();
     meta.forget_released(&gone).await?;
-    Ok(removed)
+    let removed: Vec<String> = deleted
+        .into_iter()
+        .filter(|k| listed_keys.contains(k.as_str()))
+        .collect();
+    if !removed.is_empty() || !gone.is_empty() {
+        tracing::info!(
+            removed = removed.len(),
+            forgotten = gone.len(),
+            "janitor removed objects no commit names"
+        );
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+/// Sweeps the indexers' objects ([`sweep`]) every `every` until the process ends,
+/// each within [`JANITOR_SWEEP_LEASES`] leases of `lease`, on a connection of its own
+/// (made again when broken). Runs on a task of its own (an indexer's `run` spawns
+/// it): the supervisor's heartbeats and balancing never wait on a listing or a
+/// delete.
+pub async fn sweep_every(
+    objects: Objects,
+    postgres: String,
+    lease: std::time::Duration,
+    min_age_ms: i64,
+    every: std::time::Duration,
+) {
+    let within = lease * JANITOR_SWEEP_LEASES;
+    let mut meta: Option<Meta> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if !meta.as_ref().is_some_and(Meta::is_open) {
+            match Meta::connect_within(&postgres, lease).await {
+                Ok(m) => meta = Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "janitor skipped: PostgreSQL unreachable");
+                    continue;
+                }
+            }
+        }
+        let m = meta.as_ref().expect("connected above");
+        let swept = crate::meta::bounded(
+            within,
+            "the janitor",
+            sweep(m, &objects, now_ms(), min_age_ms),
+        )
+        .await;
+        if let Err(e) = m.given_up(swept) {
+            tracing::warn!(error = %e, "janitor failed; the next sweep goes on");
+        }
+    }
 }
 
 /// How long one sweep of the GA/T 1400 gateway's days may take (its own bound, on a

@@ -418,6 +418,34 @@ impl Meta {
         r
     }
 
+    /// Names `index_key` the partition's uploaded index (`leases.index_key`) while
+    /// `epoch` holds it, releasing the one it replaces (`released_objects`), in one
+    /// statement: an owner's index uploaded with nothing else to commit. False when
+    /// the epoch is not ours (nothing changed).
+    pub async fn set_index(&self, partition: u32, epoch: i64, index_key: &str) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "WITH old AS (
+                     SELECT index_key FROM leases WHERE partition = $1 AND epoch = $2
+                     FOR UPDATE),
+                 named AS (
+                     UPDATE leases SET index_key = $3 WHERE partition = $1 AND epoch = $2
+                     RETURNING 1),
+                 released AS (
+                     INSERT INTO released_objects (object_key, released_at)
+                     SELECT index_key, now() FROM old
+                     WHERE index_key IS NOT NULL AND index_key <> $3
+                     ON CONFLICT (object_key) DO UPDATE SET released_at = EXCLUDED.released_at
+                     RETURNING 1)
+                 SELECT (SELECT count(*) FROM named), (SELECT count(*) FROM released)",
+                &[&(partition as i32), &epoch, &index_key],
+            )
+            .await
+            .map_err(ClusterError::pg("name the index"))?;
+        Ok(row.get::<_, i64>(0) == 1)
+    }
+
     /// What an indexer reads to learn whether its commit whose answer never came took
     /// effect: the lease row's `(epoch, checkpoint_seq, dict_bytes)` and which of
     /// `segments` the catalog lists. The row is read `FOR SHARE`, so this waits for a

@@ -236,6 +236,15 @@ impl Objects {
     /// a request); the keys deleted, in order, until the first failure (an error then:
     /// what was deleted before it stays deleted). A key already gone counts as deleted.
     pub async fn delete_all(&self, keys: Vec<String>) -> Result<Vec<String>> {
+        match self.delete_batched(keys).await {
+            (deleted, None) => Ok(deleted),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// [`Objects::delete_all`], keeping what was deleted before a failure: the keys
+    /// deleted (a key already gone counts), and the failure that ended the deletes.
+    pub async fn delete_batched(&self, keys: Vec<String>) -> (Vec<String>, Option<ClusterError>) {
         use futures::StreamExt;
         let paths = futures::stream::iter(keys.into_iter().map(|k| Ok(Path::from(k)))).boxed();
         let mut deleted = Vec::new();
@@ -244,9 +253,9 @@ impl Objects {
             match d {
                 Ok(p) => deleted.push(p.to_string()),
                 Err(object_store::Error::NotFound { path, .. }) => deleted.push(path),
-                Err(e) => return Err(err("delete", "a batch")(e)),
+                Err(e) => return (deleted, Some(err("delete", "a batch")(e))),
             }
         }
-        Ok(deleted)
+        (deleted, None)
     }
 }

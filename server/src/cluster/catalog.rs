@@ -29,6 +29,10 @@ use crate::catalog::{self as serve, DevicePut};
 use crate::error::ApiError;
 use crate::params::Params;
 
+/// A device `PUT` is checked and written again at most this many times when the
+/// device changed between its check and its write (`Catalog::put_device`).
+const PUT_DEVICE_TRIES: usize = 3;
+
 /// The cluster's catalog tables, as a query node reaches them.
 pub(super) struct Catalog {
     conninfo: String,
@@ -169,55 +173,79 @@ impl Catalog {
 
     /// `PUT /v1/devices/{code}` with `body`, as `serve` checks it: the device's
     /// present community and its new one both the caller's, the new one registered.
+    /// The checks are of the device as read once, and the write (with its login) is
+    /// one statement that takes effect only while the device is still as read
+    /// (`Meta::put_device_if`): an unscoped admin's move in between makes it write
+    /// nothing, and it is checked and tried again against the device as it is then
+    /// (at most [`PUT_DEVICE_TRIES`] times; then 429 `busy`).
     pub(super) async fn put_device(
         &self,
         caller: &Caller,
         code: String,
         body: &Bytes,
     ) -> Result<Value, ApiError> {
-        if let Some(d) = on_meta!(self, "read a device", |m| m.device(&code))? {
-            serve::may_move(caller, &code, &d)?;
-            // Its relays as kept, all the caller's (as on `serve`). Relays that do not
-            // parse (written by hand) may be replaced only by an unscoped key, which
-            // sees every community they could name.
-            let stored = on_meta!(self, "read a platform's relays", |m| m
-                .relays_as_stored(&code))?;
-            match stored {
-                Ok(stored) => crate::gat1400::relay::may_change_stored(caller, &code, &stored)?,
-                Err(why) if caller.communities.is_none() => {
-                    tracing::warn!(device = %code, %why, "replacing relays that do not read");
-                }
-                Err(_) => {
-                    return Err(ApiError::OutOfScope {
-                        field: "relays".into(),
-                        message: format!(
-                            "relays: device {code}'s stored relays do not read; only a key \
-                             of every community may replace them"
-                        ),
-                    })
+        let mut tries = 0;
+        let d = loop {
+            tries += 1;
+            let seen = on_meta!(self, "read a device", |m| m.device_seen(&code))?;
+            if let Some((d, stored)) = &seen {
+                serve::may_move(caller, &code, d)?;
+                // Its relays as kept, all the caller's (as on `serve`). Relays that do
+                // not parse (written by hand) may be replaced only by an unscoped key,
+                // which sees every community they could name.
+                match sightline_cluster::catalog::parse_relays(&code, stored.as_deref()) {
+                    Ok(stored) => crate::gat1400::relay::may_change_stored(caller, &code, &stored)?,
+                    Err(why) if caller.communities.is_none() => {
+                        tracing::warn!(device = %code, %why, "replacing relays that do not read");
+                    }
+                    Err(_) => {
+                        return Err(ApiError::OutOfScope {
+                            field: "relays".into(),
+                            message: format!(
+                                "relays: device {code}'s stored relays do not read; only a key \
+                                 of every community may replace them"
+                            ),
+                        })
+                    }
                 }
             }
-        }
-        let put = DevicePut::read(&code, body, caller)?;
-        let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
-        if registered.is_none() {
-            return Err(serve::unregistered(&put.community));
-        }
-        // The relays name registered communities (checked against the table as read).
-        let communities = on_meta!(self, "read communities", |m| m.communities())?;
-        let registered = |c: &str| Ok(communities.iter().any(|r| r.code == c));
-        let (d, login, relays) = put.fields_with(&code, |v| {
-            crate::gat1400::relay::parse(v, caller, registered)
-        })?;
-        on_meta!(self, "register a device", |m| m
-            .put_device(&d, relays.as_ref()))?;
-        // A GA/T 1400 login, kept for the ingest nodes' gateway (HA1 only, as `serve`).
-        if let Some((username, password)) = login {
-            let username = username.as_deref().unwrap_or(&code);
-            let credential = crate::gat1400::credential(&code, username, &password);
-            on_meta!(self, "put a GA/T 1400 credential", |m| m
-                .put_gat1400_credential(&credential))?;
-        }
+            // Read again at every try: nothing of it is kept (`DevicePut` is consumed).
+            let put = DevicePut::read(&code, body, caller)?;
+            let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
+            if registered.is_none() {
+                return Err(serve::unregistered(&put.community));
+            }
+            // The relays name registered communities (checked against the table as read).
+            let communities = on_meta!(self, "read communities", |m| m.communities())?;
+            let registered = |c: &str| Ok(communities.iter().any(|r| r.code == c));
+            let (d, login, relays) = put.fields_with(&code, |v| {
+                crate::gat1400::relay::parse(v, caller, registered)
+            })?;
+            // A GA/T 1400 login, kept for the ingest nodes' gateway (HA1 only, as `serve`).
+            let credential = login.map(|(username, password)| {
+                let username = username.as_deref().unwrap_or(&code);
+                crate::gat1400::credential(&code, username, &password)
+            });
+            let checked = seen
+                .as_ref()
+                .map(|(d, stored)| (d.community.as_str(), stored.as_deref()));
+            let written = on_meta!(self, "register a device", |m| m.put_device_if(
+                &d,
+                relays.as_ref(),
+                checked,
+                credential.as_ref()
+            ))?;
+            if written {
+                break d;
+            }
+            tracing::info!(device = %code, tries, "device changed while it was checked; checked again");
+            if tries >= PUT_DEVICE_TRIES {
+                // 429 with Retry-After: the row is contended; the client sends it again.
+                return Err(ApiError::Busy(
+                    "the device's catalog row (it kept changing)",
+                ));
+            }
+        };
         // As `serve` answers: a platform with its relays as kept.
         let mut v = serve::device_json(&d);
         if d.device_kind == "platform" {

@@ -18,6 +18,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use sightline_cluster::serving::{self, Held};
+use sightline_storage::SegmentCache;
 
 use super::{error, reply};
 use crate::error::ApiError;
@@ -40,6 +41,9 @@ pub async fn run_index(
     let token = config.partition_token.clone();
     let most = config.max_connections;
     let tls = super::listener_tls(&config, true)?;
+    // Old segments of partitions taken over, fetched on first use
+    // (`index.segment_cache_bytes`); its counters in this listener's `/health`.
+    let cache = sightline_cluster::indexer::segment_cache(&config);
     let serving = tokio::spawn(serve_partitions(
         listener,
         held.clone(),
@@ -47,8 +51,10 @@ pub async fn run_index(
         token,
         most,
         tls,
+        cache.clone(),
     ));
-    let ran = sightline_cluster::indexer::run(config, held, Some(addr.to_string()), shutdown)
+    let address = Some(addr.to_string());
+    let ran = sightline_cluster::indexer::run(config, held, address, cache, shutdown)
         .await
         .map_err(|e| e.to_string());
     serving.abort();
@@ -63,13 +69,33 @@ struct Listener {
     role: &'static str,
     /// SHA-256 of the cluster's `partition_token`: a partition request must carry it.
     token_sha256: Option<String>,
+    /// The segment cache of the partitions served here (its counters in `/health`).
+    cache: Option<Arc<SegmentCache>>,
+}
+
+/// A segment cache's counters as `/health` reports them (`null` without one).
+pub(super) fn cache_health(cache: Option<&SegmentCache>) -> serde_json::Value {
+    match cache.map(SegmentCache::stats) {
+        None => serde_json::Value::Null,
+        Some(s) => json!({
+            "capacity_bytes": s.capacity_bytes,
+            "bytes": s.bytes,
+            "segments": s.segments,
+            "hits": s.hits,
+            "misses": s.misses,
+            "evictions": s.evictions,
+            "fetched_bytes": s.fetched_bytes,
+            "failures": s.failures,
+        }),
+    }
 }
 
 /// Answers partition requests on `listener` from `held`, until the process ends;
 /// `role` is what its health says it is. With `token` (the cluster's
 /// `partition_token`), `POST /v1/partition` without it as a bearer token is refused
 /// 401 before its body is read. At most `max_connections` connections at once. With
-/// `tls`, only TLS (mutual: `super::listener_tls`).
+/// `tls`, only TLS (mutual: `super::listener_tls`). `cache`'s counters (the segments
+/// its partitions fetched) are in its `/health`.
 pub async fn serve_partitions(
     listener: tokio::net::TcpListener,
     held: Arc<Held>,
@@ -77,12 +103,14 @@ pub async fn serve_partitions(
     token: Option<String>,
     max_connections: usize,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    cache: Option<Arc<SegmentCache>>,
 ) {
     let state = Arc::new(Listener {
         held,
         slots: Arc::new(tokio::sync::Semaphore::new(PARTITION_SLOTS)),
         role,
         token_sha256: token.map(|t| crate::auth::sha256_hex(t.as_bytes())),
+        cache,
     });
     super::accept_loop(
         listener,
@@ -118,7 +146,12 @@ async fn handle(
     Ok(match (req.method().as_str(), req.uri().path()) {
         ("GET", "/health" | "/v1/health") => reply(
             StatusCode::OK,
-            json!({"status": "ok", "role": role, "serving": held.served()}),
+            json!({
+                "status": "ok",
+                "role": role,
+                "serving": held.served(),
+                "segment_cache": cache_health(state.cache.as_deref()),
+            }),
         ),
         ("POST", "/v1/partition") => match answer(held, slots, req).await {
             Ok(r) => r,

@@ -208,6 +208,7 @@ pub async fn run_query(
                 token,
                 most,
                 tls,
+                segment_cache.clone(),
             ));
             tracing::info!(%serve_addr, "answering partition requests from replicas");
             let (cfg, h, st) = (config.clone(), held.clone(), status.clone());
@@ -341,19 +342,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 "replica_lag": replicas,
                 "directory_age_ms": node.directory.age().map(|a| a.as_millis() as u64),
                 // The replicas' segment cache (null without one).
-                "segment_cache": node.segment_cache.as_ref().map(|c| {
-                    let s = c.stats();
-                    json!({
-                        "capacity_bytes": s.capacity_bytes,
-                        "bytes": s.bytes,
-                        "segments": s.segments,
-                        "hits": s.hits,
-                        "misses": s.misses,
-                        "evictions": s.evictions,
-                        "fetched_bytes": s.fetched_bytes,
-                        "failures": s.failures,
-                    })
-                }),
+                "segment_cache": super::partitions::cache_health(node.segment_cache.as_deref()),
                 // When the API keys were last read from PostgreSQL (null: never).
                 "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
                 "answered": {

@@ -366,6 +366,41 @@ fn the_janitor_keeps_a_released_bundle_for_its_age_after_the_release() {
     assert!(!listed(bundle));
     assert!(rt.block_on(meta.released_objects()).unwrap().is_empty());
 
+    // A released object no listing showed (as when a listing missed it; here a key
+    // under no partition's prefix, which the sweep never lists): kept, with its row,
+    // until past its age; then deleted, and only then forgotten, never forgotten on
+    // the listing's word alone (the object would stay with nothing to say it goes).
+    let unlisted = format!("p{}/e1/bundle/3-3-1-cc.segs", PARTITIONS + 5);
+    rt.block_on(objects.put_create(&unlisted, vec![9u8; 32].into()))
+        .unwrap();
+    let release = |ago_ms: i64| {
+        env.pg.psql(&format!(
+            "INSERT INTO released_objects (object_key, released_at)
+             VALUES ('{unlisted}', now() - interval '{ago_ms} milliseconds')
+             ON CONFLICT (object_key) DO UPDATE SET released_at = EXCLUDED.released_at"
+        ))
+    };
+    let there = || {
+        rt.block_on(objects.get_if_exists(&unlisted))
+            .unwrap()
+            .is_some()
+    };
+    let remembered = || {
+        rt.block_on(meta.released_objects())
+            .unwrap()
+            .contains_key(&unlisted)
+    };
+    release(0);
+    assert!(sweep(&meta).is_empty());
+    assert!(there() && remembered(), "taken before its age");
+    release(age_ms + 60_000);
+    assert!(
+        sweep(&meta).is_empty(),
+        "only listed keys are reported removed"
+    );
+    assert!(!there(), "forgotten, but still in the bucket");
+    assert!(!remembered());
+
     // A malformed row (a negative offset, a negative event count) is a catalog
     // error naming it, not a panic or a wrapped number.
     for (bad, what) in [

@@ -337,6 +337,49 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         (404, Some("no_such_device"))
     );
     same(FEED, "GET", "/v1/communities", Value::Null);
+    // An unscoped admin moves a device out of a scoped admin's communities while that
+    // admin's PUT of it is between its check and its write: the move is made in a
+    // transaction held open (its row locked, not yet visible), so the PUT reads the
+    // device in its own community, passes the check, and writes only after the move
+    // committed. The write is conditional on the device as checked: it writes
+    // nothing, is checked again against the moved device and refused; the device
+    // stays where the unscoped admin put it.
+    let raced = gate(a, 2);
+    let before = env.pg.psql(&format!(
+        "SELECT community FROM devices WHERE code = '{raced}'"
+    ));
+    assert_eq!(before, a);
+    let status = std::thread::scope(|s| {
+        let mover = s.spawn(|| {
+            env.pg.psql(&format!(
+                "BEGIN; UPDATE devices SET community = '{c}' WHERE code = '{raced}';
+                 SELECT pg_sleep(2); COMMIT;"
+            ))
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        let (status, v) = ask_as(
+            qa,
+            Some(&cluster_keys[DISTRICT]),
+            "PUT",
+            &format!("/v1/devices/{raced}"),
+            &device(a, "out").to_string(),
+        );
+        mover.join().unwrap();
+        assert!(status == 403 || status == 404, "{status} {v}");
+        status
+    });
+    let after = env.pg.psql(&format!(
+        "SELECT community || ' ' || direction FROM devices WHERE code = '{raced}'"
+    ));
+    assert_eq!(
+        after,
+        format!("{c} in"),
+        "the PUT ({status}) undid the move"
+    );
+    // Put back where the rest of the test (and `serve`) has it.
+    env.pg.psql(&format!(
+        "UPDATE devices SET community = '{a}' WHERE code = '{raced}'"
+    ));
     // Another query node reads the same catalog (PostgreSQL, not the node).
     let (_q2, qa2) = env.query_node("query-2");
     let (status, v) = ask_as(qa2, Some(&cluster_keys[HQ]), "GET", "/v1/devices", "");

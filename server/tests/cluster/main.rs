@@ -39,6 +39,7 @@ mod console;
 mod feed;
 mod gat1400;
 mod limits;
+mod takeover;
 mod tls;
 mod watch;
 
@@ -256,22 +257,18 @@ janitor_age_s = 3600
 
     /// `n` new events (unique source ids, ten communities), as NDJSON.
     fn batch(&mut self, n: usize) -> (String, Vec<String>) {
+        self.batch_on(n, 0)
+    }
+
+    /// [`Env::batch`] on day `day` after the first (2025-12-01, UTC).
+    fn batch_on(&mut self, n: usize, day: i64) -> (String, Vec<String>) {
         let mut body = String::new();
         let mut ids = Vec::new();
         for _ in 0..n {
             let i = self.next;
             self.next += 1;
-            let id = format!("src-{i:08}");
-            let event = serde_json::json!({
-                "ts": 1_764_547_200_000i64 + (i as i64 % 86_400) * 1_000,
-                "community": format!("32050800{:02}", i % 10),
-                "device": format!("3205080{:1}01121000{:04}", i % 10, i % 13),
-                "kind": if i.is_multiple_of(3) { "face" } else { "vehicle" },
-                "subject": format!("苏E{:05}", i % 997),
-                "direction": if i.is_multiple_of(2) { "in" } else { "out" },
-                "attrs": { "source_id": id, "lane": (i % 4) as i64 },
-            });
-            body.push_str(&event.to_string());
+            let (line, id) = test_event(i, day);
+            body.push_str(&line);
             body.push('\n');
             ids.push(id);
         }
@@ -281,7 +278,12 @@ janitor_age_s = 3600
     /// Posts `n` new events to `addr` until one answer is 200 (a re-send is
     /// deduplicated); records them as acknowledged.
     fn post(&mut self, addr: SocketAddr, n: usize) {
-        let (body, ids) = self.batch(n);
+        self.post_on(addr, n, 0)
+    }
+
+    /// [`Env::post`] of events on day `day` after the first ([`Env::batch_on`]).
+    fn post_on(&mut self, addr: SocketAddr, n: usize, day: i64) {
+        let (body, ids) = self.batch_on(n, day);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let reply = call(
@@ -459,6 +461,22 @@ janitor_age_s = 3600
             })
             .collect()
     }
+}
+
+/// The `i`-th test event of `Env::batch_on` on day `day` (NDJSON line, source id):
+/// the same line every time it is made, so a test can send it again.
+fn test_event(i: usize, day: i64) -> (String, String) {
+    let id = format!("src-{i:08}");
+    let event = serde_json::json!({
+        "ts": 1_764_547_200_000i64 + day * 86_400_000 + (i as i64 % 86_400) * 1_000,
+        "community": format!("32050800{:02}", i % 10),
+        "device": format!("3205080{:1}01121000{:04}", i % 10, i % 13),
+        "kind": if i.is_multiple_of(3) { "face" } else { "vehicle" },
+        "subject": format!("苏E{:05}", i % 997),
+        "direction": if i.is_multiple_of(2) { "in" } else { "out" },
+        "attrs": { "source_id": id, "lane": (i % 4) as i64 },
+    });
+    (event.to_string(), id)
 }
 
 /// An event as compared: every field as stored, attributes in their encoding.

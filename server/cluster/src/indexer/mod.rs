@@ -4,10 +4,15 @@
 //! **Supervisor** ([`run`]): every `renew_ms` it says it is alive (`members`), works
 //! out its fair share ⌈P / live indexers⌉, gives back partitions above it (each
 //! commits, then releases) and takes free or expired ones below it (bumping the
-//! epoch). Now and then it runs the janitor.
+//! epoch). The janitors run on tasks of their own (`janitor::sweep_every`,
+//! `janitor::sweep_gat1400_every`), never awaited by it.
 //!
 //! **Partition task**: restores the partition's store from the catalog into
-//! `data/p{partition}-e{epoch}` (a cache: the truth is S3 + PostgreSQL), reads the
+//! `data/p{partition}-e{epoch}` (a cache: the truth is S3 + PostgreSQL) as a read
+//! replica does (`restore::restore_committed`): with the segment cache
+//! (`index.segment_cache_bytes`), only metadata and the last owner's uploaded index,
+//! each old segment fetched on first use (an append's source-id check into its shard,
+//! a compaction, a retention drop, a query); without, every segment. It reads the
 //! log from `checkpoint_seq + 1` with a pull consumer (`ev.{partition}.>`,
 //! `AckPolicy::All`), appends what it fetches, renews its lease, and every
 //! `commit_interval_ms` or `commit_events`:
@@ -50,6 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
+use sightline_storage::SegmentCache;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -61,11 +67,9 @@ use crate::serving::Held;
 use crate::{janitor, log};
 use partition::run_partition;
 
-/// The janitor runs every this many supervisor ticks.
+/// The janitors (the indexers' objects, the gateway's pictures) sweep every this
+/// many supervisor ticks, each on a task of its own.
 const JANITOR_EVERY_TICKS: u64 = 20;
-/// A janitor's sweep (a listing of the bucket, removals) is given up after this many
-/// leases.
-const JANITOR_LEASES: u32 = 4;
 
 /// What every partition task shares.
 pub(crate) struct Shared {
@@ -77,6 +81,9 @@ pub(crate) struct Shared {
     pub(crate) held: Arc<Held>,
     /// Where query nodes reach this indexer (`members.address`).
     pub(crate) address: Option<String>,
+    /// Old segments of partitions taken over, fetched on first use
+    /// (`index.segment_cache_bytes`; `None`: partitions are downloaded whole).
+    pub(crate) cache: Option<Arc<SegmentCache>>,
 }
 
 struct Running {
@@ -100,13 +107,23 @@ pub(crate) async fn connect_meta(config: &ClusterConfig) -> Meta {
     }
 }
 
+/// The segment cache of an indexer's partitions taken over
+/// (`index.segment_cache_bytes`; `None` when 0: partitions are downloaded whole).
+pub fn segment_cache(config: &ClusterConfig) -> Option<Arc<SegmentCache>> {
+    (config.index.segment_cache_bytes > 0)
+        .then(|| SegmentCache::new(config.index.segment_cache_bytes))
+}
+
 /// Runs the index role until `shutdown` completes, then commits and releases every
 /// partition it holds. Each partition, once caught up with the log, is offered in
-/// `held`; `address` (where `held` is answered) is advertised to query nodes.
+/// `held`; `address` (where `held` is answered) is advertised to query nodes. With
+/// `cache` ([`segment_cache`]), a partition taken is restored without its segment
+/// files, each fetched into `cache` on first use (the `partition` module's doc).
 pub async fn run(
     config: ClusterConfig,
     held: Arc<Held>,
     address: Option<String>,
+    cache: Option<Arc<SegmentCache>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let owner = config.owner();
@@ -136,6 +153,7 @@ pub async fn run(
         js,
         held,
         address,
+        cache,
     });
     // The gateway's pictures go by day on a task of their own, within a bound of
     // their own: the supervisor's heartbeat never waits on a bucket of millions.
@@ -146,16 +164,23 @@ pub async fn run(
         config.index.gat1400_retention_days,
         config.renew() * JANITOR_EVERY_TICKS as u32,
     ));
+    // Objects no commit names, on a task of its own within a bound of its own
+    // (`janitor::JANITOR_SWEEP_LEASES`): deletes in batches, never awaited here.
+    let janitor = tokio::spawn(janitor::sweep_every(
+        shared.objects.clone(),
+        config.postgres.clone(),
+        config.lease(),
+        (config.index.janitor_age_s * 1000) as i64,
+        config.renew() * JANITOR_EVERY_TICKS as u32,
+    ));
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
         }
-        ticks += 1;
         running.retain(|_, r| !r.join.is_finished());
         if !meta.is_open() {
             match Meta::connect_within(&config.postgres, config.lease()).await {
@@ -181,20 +206,9 @@ pub async fn run(
         if let Err(e) = meta.given_up(balanced) {
             tracing::warn!(error = %e, "balancing partitions failed; trying at the next tick");
         }
-        if ticks.is_multiple_of(JANITOR_EVERY_TICKS) {
-            let age_ms = (config.index.janitor_age_s * 1000) as i64;
-            let sweep = janitor::sweep(&meta, &shared.objects, now_ms(), age_ms);
-            let sweeping = bounded(config.lease() * JANITOR_LEASES, "the janitor", sweep);
-            let swept = tokio::select! {
-                s = sweeping => s,
-                _ = &mut shutdown => break,
-            };
-            if let Err(e) = meta.given_up(swept) {
-                tracing::warn!(error = %e, "janitor failed");
-            }
-        }
     }
     gat1400_sweeper.abort();
+    janitor.abort();
     tracing::info!(
         owner,
         "indexer stopping: committing and releasing its partitions"
@@ -209,12 +223,6 @@ pub async fn run(
     }
     let _ = bounded(config.lease(), "leaving the members", meta.leave(&owner)).await;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Takes or gives back partitions toward this indexer's fair share.

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use bytes::Bytes;
 use futures::StreamExt;
-use sightline_storage::{Event, SegmentEntry, ShardKey, Store, StoreConfig};
+use sightline_storage::{Event, SegmentCache, SegmentEntry, ShardKey, Store, StoreConfig};
 use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
@@ -68,6 +68,8 @@ struct Partition {
     alert_ids_failed: Option<Instant>,
     /// When this owner's last commit with its index took effect (`index.index_upload_ms`).
     index_uploaded: Option<Instant>,
+    /// The local sequence the last index this owner uploaded covers (0: none yet).
+    index_through: u64,
 }
 
 /// An idle partition (nothing to commit) applies retention this often (days pass).
@@ -119,13 +121,21 @@ pub(crate) fn partition_dir(data: &std::path::Path, partition: u32, epoch: i64) 
 
 /// Removes the entries of `data` whose names start with `prefix` (a partition's local
 /// stores of earlier epochs, a half-made one, their vocabularies): they are caches.
-pub(crate) fn clear_local(data: &std::path::Path, prefix: &str) -> Result<()> {
+/// Their files fetched into `cache` leave it with them.
+pub(crate) fn clear_local(
+    data: &std::path::Path,
+    prefix: &str,
+    cache: Option<&SegmentCache>,
+) -> Result<()> {
     let entries = match std::fs::read_dir(data) {
         Ok(e) => e,
         Err(_) => return Ok(()),
     };
     for e in entries.flatten() {
         if e.file_name().to_string_lossy().starts_with(prefix) {
+            if let Some(c) = cache {
+                c.forget_under(&e.path());
+            }
             std::fs::remove_dir_all(e.path()).map_err(|source| ClusterError::Io {
                 context: format!("removing {}", e.path().display()),
                 source,
@@ -141,24 +151,43 @@ pub(super) async fn run_partition(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let cfg = &shared.config;
+    let taken = Instant::now();
     // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
     // committed under this epoch, and the lease lapses to whoever comes next.
-    let meta = tokio::select! {
+    let mut meta = tokio::select! {
         m = connect_meta(cfg) => m,
         _ = stop.changed() => return Ok(()),
     };
     let dir = partition_dir(&cfg.index.data, lease.partition, lease.epoch);
     let data = cfg.index.data.clone();
     let p = lease.partition;
-    tokio::task::spawn_blocking(move || clear_local(&data, &format!("p{p}-e")))
+    let cache = shared.cache.clone();
+    tokio::task::spawn_blocking(move || clear_local(&data, &format!("p{p}-e"), cache.as_deref()))
         .await
         .expect("clear task panicked")?;
     let store_config = StoreConfig {
         memory_budget_bytes: PARTITION_MEMORY_BYTES,
         ..StoreConfig::default()
     };
-    let restoring =
-        restore::restore_partition(&meta, &shared.objects, lease.partition, &dir, store_config);
+    // The replicas' restore (`restore::restore_committed`): with the segment cache,
+    // metadata and the last owner's uploaded index only, each old segment fetched on
+    // first use (a query, the source-id duplicate check of its shard, a compaction, a
+    // retention drop); without, every segment downloaded. No object of a segment this
+    // store lists is removed while it holds the lease: only its own commits take rows
+    // out (so no `gone` watch, as a replica has).
+    let restoring = async {
+        let committed = meta.committed(p).await?;
+        restore::restore_committed(
+            &shared.objects,
+            p,
+            &committed,
+            &dir,
+            store_config,
+            shared.cache.clone(),
+            None,
+        )
+        .await
+    };
     let (store, restored) = tokio::select! {
         r = restoring => r?,
         _ = stop.changed() => return Ok(()),
@@ -167,7 +196,11 @@ pub(super) async fn run_partition(
         partition = p,
         epoch = lease.epoch,
         segments = restored.segments,
+        lazy_segments = restored.lazy_segments,
         events = restored.events,
+        segment_bytes = restored.segment_bytes,
+        index_bytes = restored.index_bytes,
+        elapsed_ms = taken.elapsed().as_millis() as u64,
         "partition restored"
     );
     let committed: HashSet<u64> = store
@@ -196,6 +229,7 @@ pub(super) async fn run_partition(
         alert_ids: Vec::new(),
         alert_ids_failed: None,
         index_uploaded: None,
+        index_through: 0,
     };
     let mut consumer = None;
     let mut last_renew = Instant::now();
@@ -242,10 +276,19 @@ pub(super) async fn run_partition(
         };
         if fetched.is_empty() && consumer.is_some() && !offered {
             let (held, store) = (shared.held.clone(), part.store.clone());
-            tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
+            let served = tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
                 .await
                 .expect("offer task panicked");
             offered = true;
+            // From the lease taken to serving (BENCHMARKS.md, "Lazy takeover").
+            tracing::info!(
+                partition = p,
+                epoch = lease.epoch,
+                served,
+                since_lease_ms = taken.elapsed().as_millis() as u64,
+                fetched_bytes = shared.cache.as_ref().map_or(0, |c| c.stats().fetched_bytes),
+                "partition caught up"
+            );
         }
         if fetched.is_empty() {
             tokio::select! {
@@ -610,14 +653,9 @@ impl Partition {
             && (self.retention_applied != Some(retention)
                 || self.retention_at.elapsed() >= RETENTION_IDLE_EVERY);
         let idle = self.last_seq == self.lease.checkpoint_seq && self.since_commit == 0;
-        if idle && !retention_due {
-            return Ok(());
-        }
-        let store = self.store.clone();
-        let committed = self.committed.clone();
-        let dict_from = self.dict_committed;
         // The index goes with the commit when due and once the partition is served
-        // (its index built): a replica opens it rather than reading every row.
+        // (its index built): a replica, or a later owner, opens it rather than reading
+        // every row (fetching every segment).
         let upload_ms = self.shared.config.index.index_upload_ms;
         // Also whenever retention dropped shards: a replica opening an index from
         // before the drop would find the shards' counts differ and rebuild it from
@@ -626,6 +664,24 @@ impl Partition {
             .index_uploaded
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(upload_ms));
         let index = self.shared.held.index_of(p, epoch);
+        // An index past the last one uploaded goes up even with nothing else to
+        // commit: a partition first served after its last commit (its offer came once
+        // the log was read to its end, after a burst) would otherwise leave the
+        // uploaded index behind its segments, and a later owner or replica would read
+        // (fetch) every segment committed since.
+        let index_behind = index_due
+            && index
+                .as_ref()
+                .is_some_and(|i| i.view().through() > self.index_through);
+        if idle && !retention_due {
+            if let Some(index) = index.filter(|_| index_behind) {
+                self.upload_index_alone(index).await;
+            }
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let committed = self.committed.clone();
+        let dict_from = self.dict_committed;
         let (new, replaced, dict, index) = tokio::task::spawn_blocking(move || -> Result<_> {
             store.seal_all()?;
             // Compaction of closed days (the store's own rule): the merged segment is
@@ -690,6 +746,7 @@ impl Partition {
             self.retention_at = Instant::now();
             return Ok(());
         }
+        let index_through = index.as_ref().map(|(through, _)| *through);
         // One object for the commit (more past MAX_BUNDLE_BYTES): its new segment
         // files one after another, each upload attempt under a key of its own
         // (`upload_nonce`); a failed commit's objects are left to the janitor.
@@ -842,6 +899,7 @@ impl Partition {
         self.took_effect(doubt);
         if index_key.is_some() {
             self.index_uploaded = Some(Instant::now());
+            self.index_through = index_through.unwrap_or(0);
         }
         tracing::info!(
             partition = p,
@@ -855,6 +913,53 @@ impl Partition {
         self.retention_applied = Some(retention);
         self.retention_at = Instant::now();
         Ok(())
+    }
+
+    /// Uploads `index` and names it the partition's (`Meta::set_index`, fenced by the
+    /// epoch) with nothing else to commit: an idle partition whose index moved past
+    /// the last one uploaded. A help to replicas and later owners, not part of any
+    /// commit: a failure is logged (its object, if uploaded, is unnamed and goes to
+    /// the janitor), and the next idle commit tries again.
+    async fn upload_index_alone(&mut self, index: std::sync::Arc<sightline_index::StoreIndex>) {
+        let (p, epoch) = (self.lease.partition, self.lease.epoch);
+        let within = self.shared.config.lease();
+        let encoded = tokio::task::spawn_blocking(move || index.checkpoint_bytes())
+            .await
+            .expect("index task panicked");
+        let (through, bytes) = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "index not uploaded");
+                return;
+            }
+        };
+        let key = index_key(p, epoch, through, upload_nonce());
+        let objects = &self.shared.objects;
+        let upload = async {
+            if fault_index_upload() {
+                return Err(ClusterError::Timeout("uploading the index (fault point)"));
+            }
+            objects.put_create(&key, Bytes::from(bytes)).await
+        };
+        if let Err(e) = bounded(within, "uploading the index", upload).await {
+            tracing::warn!(partition = p, error = %e, "index not uploaded");
+            return;
+        }
+        if let Err(e) = self.reconnect().await {
+            tracing::warn!(partition = p, error = %e, "index uploaded, not named");
+            return;
+        }
+        let naming = self.meta.set_index(p, epoch, &key);
+        let named = bounded(within, "naming the index", naming).await;
+        match self.meta.given_up(named) {
+            Ok(true) => {
+                self.index_uploaded = Some(Instant::now());
+                self.index_through = through;
+                tracing::info!(partition = p, epoch, through, "index uploaded");
+            }
+            Ok(false) => tracing::warn!(partition = p, "index not named: the epoch is not ours"),
+            Err(e) => tracing::warn!(partition = p, error = %e, "index uploaded, not named"),
+        }
     }
 
     /// The bookkeeping of a commit that took effect: the catalog's segments, its
