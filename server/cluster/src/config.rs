@@ -269,6 +269,13 @@ pub struct QueryConfig {
     /// none.
     #[serde(default)]
     pub audit_witness_key: Option<PathBuf>,
+    /// Where subscribers fetch the pictures their notifications name
+    /// (`http://host:port`, no trailing slash: a GA/T 1400 `StoragePath` is this and
+    /// `/v1/images/{id}`), as `serve --public-url`. Default: `http://` and the address
+    /// `listen` is bound to (fine on one host; production sets it, e.g. the query
+    /// nodes' load balancer).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl QueryConfig {
@@ -441,6 +448,7 @@ impl Default for QueryConfig {
             audit_dir: None,
             audit_file_bytes: default_audit_file_bytes(),
             audit_witness_key: None,
+            public_url: None,
         }
     }
 }

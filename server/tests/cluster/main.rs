@@ -39,6 +39,7 @@ mod console;
 mod feed;
 mod gat1400;
 mod limits;
+mod subs;
 mod watch;
 
 /// The tests share two cores: one cluster at a time.
