@@ -262,13 +262,10 @@ async fn work(ctx: Arc<Ctx>, lease: SubscriptionLease) {
 
 /// Records a failed attempt; false when the lease moved on.
 async fn failed(ctx: &Ctx, lease: &SubscriptionLease, why: &str) -> bool {
-    match pg!(ctx.catalog, "record a failed delivery", |m| m
+    // PostgreSQL away: the status waits; the supervisor ends a lease not renewed.
+    pg!(ctx.catalog, "record a failed delivery", |m| m
         .subscription_failed(&lease.id, lease.epoch, why))
-    {
-        Ok(ours) => ours,
-        // PostgreSQL away: the status waits; the supervisor ends a lease not renewed.
-        Err(_) => true,
-    }
+    .unwrap_or(true)
 }
 
 /// Moves the cursor (fenced), trying again while PostgreSQL does not answer (the
