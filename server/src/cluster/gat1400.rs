@@ -54,7 +54,10 @@
 //! * **`/VIID/Subscribes`** (`subscribes`): a platform's subscriptions, written to
 //!   the cluster's `subscriptions` table, delivered by the query nodes.
 //!
-//! Not here (a `serve` gateway's only): dispositions. Bounds: 16 uploads (and listings) at once
+//! * **`/VIID/Dispositions`** (`dispositions`): a platform's dispositions, each a
+//!   row of the cluster's `watchlists` and an alerts subscription.
+//!
+//! Bounds: 16 uploads (and listings) at once
 //! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
 //! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
 //! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
@@ -91,6 +94,7 @@ use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 use super::alerting::Alerting;
 
+mod dispositions;
 mod subscribes;
 
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
@@ -863,6 +867,9 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
             upload(node, req, x).await
         }
         (method, path) if subscribes::takes(method, path) => subscribes::handle(node, req, x).await,
+        (method, path) if dispositions::takes(method, path) => {
+            dispositions::handle(node, req, x).await
+        }
         ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
         ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         (method, path) => match allowed(path) {
@@ -919,7 +926,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
         "/VIID/Images" => Some("POST"),
         p if Upload::of_path(p).is_some() => Some("POST"),
-        p => subscribes::allowed(p),
+        p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
     }
 }
 

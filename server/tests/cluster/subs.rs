@@ -114,6 +114,13 @@ impl Receiver {
     }
 }
 
+/// The node delivering subscription `id`, as a listing says.
+fn holder_of<'a>(listed: &'a Value, id: &str) -> &'a Value {
+    let all = listed["subscriptions"].as_array();
+    let one = all.into_iter().flatten().find(|s| s["id"] == id);
+    &one.unwrap_or_else(|| panic!("{id} not in {listed}"))["status"]["holder"]
+}
+
 fn source_id(e: &Value) -> String {
     e["attrs"]["source_id"].as_str().unwrap_or("").to_string()
 }
@@ -377,7 +384,7 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
         "no delivery began"
     );
     let (_, listed) = ask_as(qa1, Some(&detective), "GET", "/v1/subscriptions", "");
-    let holder = listed["subscriptions"][0]["status"]["holder"]
+    let holder = holder_of(&listed, &id)
         .as_str()
         .unwrap_or_else(|| panic!("{listed}"))
         .to_string();
@@ -431,9 +438,7 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
         "the survivor delivered"
     );
     let (_, listed) = ask_as(survivor, Some(&detective), "GET", "/v1/subscriptions", "");
-    let now_held = listed["subscriptions"][0]["status"]["holder"]
-        .as_str()
-        .unwrap_or("");
+    let now_held = holder_of(&listed, &id).as_str().unwrap_or("");
     assert!(!now_held.is_empty() && now_held != holder, "{listed}");
 
     // Each body as `serve` sends it; each event as `serve` sends it, but its id.
@@ -484,6 +489,94 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
             .collect()
     };
     assert_eq!(by_id(&to_platform), by_id(&to_serve_viid));
+
+    // A disposition through the ingest node: a watchlist of the platform's community
+    // whose alerts a query node pushes as DispositionNotifications.
+    let to_disposition = Receiver::start(&env.rt);
+    let disposition_id = "320508010120000000092025120100009";
+    let dispose = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": disposition_id, "Title": "stolen", "DispositionCategory": "2",
+        "TargetFeature": "苏A99999", "Reason": "case 7",
+        "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", to_disposition.addr)}]}});
+    let (status, _, answer) = viid(
+        ia,
+        "POST",
+        "/VIID/Dispositions",
+        &ident,
+        &dispose.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    let (_, lists) = ask_as(survivor, Some(&detective), "GET", "/v1/watchlists", "");
+    assert_eq!(lists["watchlists"][0]["id"], disposition_id, "{lists}");
+    assert_eq!(lists["watchlists"][0]["scope"], json!([A]), "{lists}");
+    // Sightings of the plate until the ingest node's matcher has the list (it reads
+    // the lists every renewal), one of another community (out of the scope) first.
+    let sighting = |n: usize, community: &str| {
+        json!({"ts": 1_764_547_200_000i64 + n as i64, "community": community,
+               "device": format!("3205080{}011210000001", &community[9..]), "kind": "vehicle",
+               "subject": "苏A99999", "direction": "in", "attrs": {"source_id": format!("stolen-{n}")}})
+        .to_string()
+    };
+    let (status, _) = ask_as(
+        ia,
+        Some(&feed),
+        "POST",
+        "/v1/events",
+        &sighting(0, "3205080002"),
+    );
+    assert_eq!(status, 200);
+    let mut n = 0;
+    let alerted = wait_until(Duration::from_secs(20), || {
+        n += 1;
+        let (_, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &sighting(n, A));
+        sent["alerts"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(alerted, "no alert raised");
+    let notified = wait_until(Duration::from_secs(20), || {
+        !to_disposition.bodies().is_empty()
+    });
+    assert!(notified, "no disposition notification");
+    let (path, who, b) = to_disposition.bodies()[0].clone();
+    assert_eq!(
+        (path.as_str(), who.as_deref()),
+        ("/VIID/DispositionNotifications", Some(server_id.as_str()))
+    );
+    let list = b["DispositionNotificationListObject"]["DispositionNotificationObject"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        list.len(),
+        1,
+        "only the sighting of the platform's community: {b}"
+    );
+    let d = &list[0];
+    assert_eq!(
+        (d["DispositionID"].as_str(), d["Title"].as_str()),
+        (Some(disposition_id), Some("stolen")),
+        "{b}"
+    );
+    assert_eq!(d["MotorVehicleObject"]["PlateNo"], "苏A99999", "{b}");
+    assert_eq!(d["CntObjectID"], format!("stolen-{n}"), "{b}");
+    // Revoked: the list and its notifications go.
+    let (status, _, answer) = viid(
+        ia,
+        "DELETE",
+        &format!("/VIID/Dispositions?IDList={disposition_id}"),
+        &ident,
+        "",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    let (_, lists) = ask_as(survivor, Some(&detective), "GET", "/v1/watchlists", "");
+    assert_eq!(lists["watchlists"], json!([]), "{lists}");
 
     // Cancelled on the ingest node: gone from every list.
     let cancel = format!("/VIID/Subscribes/{subscribe_id}");

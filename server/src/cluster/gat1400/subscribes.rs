@@ -204,16 +204,10 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             Reply::ok(status_list(statuses))
         }
         ("DELETE", None) | ("PUT" | "DELETE", Some(_)) => {
-            let ids: Vec<String> = match one {
-                Some(id) => vec![id],
-                None => crate::params::Params::parse(x.query.as_deref())
-                    .list("IDList")
-                    .unwrap_or_default(),
+            let ids = match ids_of(&x, one) {
+                Ok(ids) => ids,
+                Err(refused) => return refused,
             };
-            if ids.is_empty() {
-                let s = status("", INVALID_JSON_CONTENT, "IDList is missing");
-                return Reply::ok(status_list(vec![s]));
-            }
             let mut statuses = Vec::with_capacity(ids.len());
             for id in &ids {
                 let (code, text) = match node.cancel(&platform, id).await {
@@ -238,6 +232,28 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             Reply::with(hyper::StatusCode::METHOD_NOT_ALLOWED, s)
         }
     }
+}
+
+/// The ids a cancel or revoke names: the path's (`one`), else `IDList`'s; or the
+/// answer refusing a request that names none (as `serve`'s).
+pub(super) fn ids_of(x: &Exchange, one: Option<String>) -> Result<Vec<String>, Reply> {
+    let ids: Vec<String> = match one {
+        Some(id) => vec![id],
+        None => crate::params::Params::parse(x.query.as_deref())
+            .list("IDList")
+            .unwrap_or_default(),
+    };
+    if ids.is_empty() {
+        let s = status_object(
+            "",
+            &x.url(),
+            INVALID_JSON_CONTENT,
+            "IDList is missing",
+            x.now_ms,
+        );
+        return Err(Reply::ok(status_list(vec![s])));
+    }
+    Ok(ids)
 }
 
 /// The id a `/VIID/Subscribes/{id}` path names.
