@@ -42,7 +42,7 @@ use crate::http::out::EventOut;
 use crate::subscriptions::deliver::{self, Backoff, Host, Stored};
 use crate::subscriptions::Subscription;
 
-/// [`on_meta!`] as an expression: its `Result`, not returned early.
+/// `on_meta!` as an expression: its `Result`, not returned early.
 macro_rules! pg {
     ($($call:tt)*) => {
         async { on_meta!($($call)*) }.await
@@ -459,7 +459,7 @@ impl Worker {
         .map_err(|e| format!("building a batch failed: {e}"))
     }
 
-    /// Alerts: those after the cursor (an alert id) in the subscriber's communities,
+    /// Alerts: those after the cursor (an alert id) in its creator's communities,
     /// of its watchlist when it names one, delivered in order.
     async fn alerts(&self, ctx: &Ctx, lease: &SubscriptionLease) -> End {
         let Ok(mut cursor) = lease.cursor.parse::<u64>() else {
@@ -469,7 +469,8 @@ impl Worker {
             ));
         };
         let mut backoff = Backoff::default();
-        let scope = deliver::communities_of(&self.s);
+        // The creator's communities, as `serve` reads alerts for a subscription.
+        let scope = self.s.scope.clone();
         let batch = self.s.batch.max(1);
         loop {
             let read = pg!(ctx.catalog, "read alerts", |m| m.alerts_after(
