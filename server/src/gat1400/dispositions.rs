@@ -76,7 +76,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
     Registry::delete(app, &subscription_id(&w.id))?;
     if let Some(s) = pushed {
-        Registry::create(app, s, None)?;
+        Registry::create(app, *s, None)?;
     }
     Ok(w.id)
 }
@@ -87,7 +87,7 @@ pub(crate) enum Asked {
     Revoke(String),
     /// Make or replace this watchlist and, with a `ReceiveAddr`, the alert
     /// subscription pushing its notifications (else none).
-    Put(Watchlist, Option<Subscription>),
+    Put(Watchlist, Option<Box<Subscription>>),
 }
 
 /// What a `DispositionObject` of `platform` asks, its watchlist confined to
@@ -167,7 +167,7 @@ pub(crate) fn requested(
         viid: None,
         upstream: None,
     });
-    Ok(Asked::Put(w, pushed))
+    Ok(Asked::Put(w, pushed.map(Box::new)))
 }
 
 /// Revokes a disposition: its watchlist and its notifications end. False when there
