@@ -849,6 +849,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backoff_doubles_from_half_a_second_to_a_minute_and_resets_on_success() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(
+            waits,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+        );
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(500));
+    }
+
+    #[test]
     fn a_gat1400_answer_with_a_non_zero_status_is_a_refusal() {
         let list = r#"{"ResponseStatusListObject":{"ResponseStatusObject":[
             {"Id":"a","StatusCode":0},{"Id":"b","StatusCode":"1","StatusString":"订阅不存在"}]}}"#;
