@@ -294,6 +294,13 @@ pub struct QueryConfig {
     /// none.
     #[serde(default)]
     pub audit_witness_key: Option<PathBuf>,
+    /// Where subscribers fetch the pictures their notifications name
+    /// (`http://host:port`, no trailing slash: a GA/T 1400 `StoragePath` is this and
+    /// `/v1/images/{id}`), as `serve --public-url`. Default: `http://` (`https://` with
+    /// `[tls]`'s public listeners) and the address `listen` is bound to (fine on one host; production sets it, e.g. the query
+    /// nodes' load balancer).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl QueryConfig {
@@ -467,6 +474,7 @@ impl Default for QueryConfig {
             audit_dir: None,
             audit_file_bytes: default_audit_file_bytes(),
             audit_witness_key: None,
+            public_url: None,
         }
     }
 }

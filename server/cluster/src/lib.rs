@@ -20,6 +20,9 @@
 //! * [`serving`]: the partitions an indexer (or a query node's replicas) holds, answering query nodes' requests
 //!   (`sightline_query::federated`), and the requests' wire encoding.
 //!
+//! * [`subscriptions`]: `serve`'s subscriptions in PostgreSQL, each delivered by the
+//!   one query node holding its lease (an epoch fences a replaced holder's cursor).
+//!
 //! HTTP is not here: the ingest role's `POST /v1/events`, the indexer's partition
 //! listener and the query role are in `sightline-server` (feature `cluster`), which
 //! calls [`log::Publisher`] and [`serving::Held`].
@@ -41,6 +44,7 @@ pub mod replica;
 pub mod restore;
 pub mod retention;
 pub mod serving;
+pub mod subscriptions;
 pub mod tls;
 pub mod watchlists;
 

@@ -20,6 +20,10 @@
 //!                                                   -- `serve`'s watchlists (`watchlists.rs`)
 //! alerts (id bigserial PRIMARY KEY, watchlist, community, msg_id, body, raised_at,
 //!         UNIQUE (watchlist, msg_id))          -- the alerts they raise (`alerts.rs`)
+//! subscriptions (id PRIMARY KEY, owner, body jsonb, cursor, holder, epoch, expires_at,
+//!                delivered, failures_…, last_error, last_success_ms)
+//!                                                   -- `serve`'s subscriptions and their
+//!                                                   --   delivery leases (`subscriptions.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -272,6 +276,21 @@ CREATE TABLE IF NOT EXISTS gat1400_nonces (
     PRIMARY KEY (nonce, nc)
 );
 CREATE INDEX IF NOT EXISTS gat1400_nonces_used_at ON gat1400_nonces (used_at);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id text PRIMARY KEY,
+    owner text NOT NULL,
+    body jsonb NOT NULL CHECK (jsonb_typeof(body) = 'object'),
+    cursor text NOT NULL,
+    holder text,
+    epoch bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz NOT NULL DEFAULT 'epoch',
+    delivered bigint NOT NULL DEFAULT 0,
+    failures_in_a_row bigint NOT NULL DEFAULT 0,
+    failures_total bigint NOT NULL DEFAULT 0,
+    last_error text,
+    last_success_ms bigint,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 ";
 
 fn to_u64(v: i64) -> u64 {

@@ -51,7 +51,13 @@
 //!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
 //!   renewed within its life, as far as this node knows (any node's, as read).
 //!
-//! Not here (a `serve` gateway's only): dispositions and subscriptions. Bounds: 16 uploads (and listings) at once
+//! * **`/VIID/Subscribes`** (`subscribes`): a platform's subscriptions, written to
+//!   the cluster's `subscriptions` table, delivered by the query nodes.
+//!
+//! * **`/VIID/Dispositions`** (`dispositions`): a platform's dispositions, each a
+//!   row of the cluster's `watchlists` and an alerts subscription.
+//!
+//! Bounds: 16 uploads (and listings) at once
 //! (429 beyond, before the body is read), 8 of them one caller's (keyed as `serve`
 //! keys them: `handlers::caller_key`), `serve`'s body timeout and minimum rate and
 //! its header-read timeout on the listener, `ingest.max_viid_body_bytes` (gzip inflated
@@ -88,6 +94,9 @@ use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 use super::alerting::Alerting;
 
+mod dispositions;
+mod subscribes;
+
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
 /// is read, so buffered bodies are bounded by slots × `max_viid_body_bytes`.
 const UPLOAD_SLOTS: usize = 16;
@@ -122,6 +131,11 @@ pub(super) struct GatNode {
     /// Renewals waiting for the writer (at most [`RENEWALS_QUEUED`]; a request never
     /// waits on one).
     renewals: tokio::sync::mpsc::Sender<Renewal>,
+    /// P, the cluster's partitions.
+    partitions: u16,
+    /// Where the partitions are answered (made on the first `/VIID/Subscribes`,
+    /// which asks them for their heads).
+    partition_directory: tokio::sync::OnceCell<Arc<super::remote::Directory>>,
 }
 
 /// A registration to renew in the background: who, from where, proven how.
@@ -374,9 +388,14 @@ impl GatNode {
         config: &ClusterConfig,
         publisher: Publisher,
         alerting: Arc<Alerting>,
+        partitions: u32,
     ) -> Result<(Arc<GatNode>, tokio::task::JoinHandle<()>), String> {
         let (renewals, mut queued) = tokio::sync::mpsc::channel(RENEWALS_QUEUED);
+        let partitions = u16::try_from(partitions)
+            .map_err(|_| format!("{partitions} partitions: at most 65535"))?;
         let node = Arc::new(GatNode {
+            partitions,
+            partition_directory: tokio::sync::OnceCell::new(),
             renewals,
             gateway: Gateway::signed(nonce_key(config)),
             directory: Directory::default(),
@@ -847,6 +866,10 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         ("POST", path) if Upload::of_path(path).is_some() || path == "/VIID/Images" => {
             upload(node, req, x).await
         }
+        (method, path) if subscribes::takes(method, path) => subscribes::handle(node, req, x).await,
+        (method, path) if dispositions::takes(method, path) => {
+            dispositions::handle(node, req, x).await
+        }
         ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
         ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         (method, path) => match allowed(path) {
@@ -903,7 +926,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
         "/VIID/Images" => Some("POST"),
         p if Upload::of_path(p).is_some() => Some("POST"),
-        _ => None,
+        p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
     }
 }
 

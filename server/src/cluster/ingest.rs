@@ -88,7 +88,8 @@ pub async fn run_ingest(
     let loading = keys.start(&config).await;
     let publisher = Publisher::new(js, partitions);
     let (alerting, watching) = Alerting::start(&config).await;
-    let (gat1400, reading) = GatNode::start(&config, publisher.clone(), alerting.clone()).await?;
+    let (gat1400, reading) =
+        GatNode::start(&config, publisher.clone(), alerting.clone(), partitions).await?;
     let tls = super::listener_tls(&config, false)?;
     println!("listening on {}://{addr}", super::scheme(&tls));
     let state = Arc::new(Ingest {

@@ -17,11 +17,16 @@
 //!   catalog, `/v1/audit`), and 501 `not_in_cluster` for the rest of `serve`'s API.
 //! * [`feed`]: `GET /v1/feed` (a cursor of a position per partition) and `GET
 //!   /v1/admin/stats` on query nodes, over the federation.
+//! * [`subscriptions`]: `/v1/subscriptions` on query nodes, in PostgreSQL;
+//!   [`delivery`]: each subscription delivered by the one query node holding its
+//!   lease, with `serve`'s delivery code; `gat1400::subscribes`: `/VIID/Subscribes`
+//!   on ingest nodes, writing the same rows.
 //! * [`catalog`]: communities and devices in the cluster's PostgreSQL, as `serve`
 //!   checks and writes them.
 
 mod alerting;
 mod catalog;
+mod delivery;
 mod devices;
 mod feed;
 mod gat1400;
@@ -33,6 +38,7 @@ mod pictures;
 mod query;
 mod remote;
 mod service;
+mod subscriptions;
 mod watchlists;
 
 use http_body_util::Full;

@@ -26,7 +26,7 @@ pub(super) fn answers(path: &str) -> bool {
 }
 
 /// The bucket, as this process's configuration names it (one client a process).
-fn objects(config: &ClusterConfig) -> Result<&'static Objects, ApiError> {
+pub(super) fn objects(config: &ClusterConfig) -> Result<&'static Objects, ApiError> {
     static OBJECTS: OnceLock<Objects> = OnceLock::new();
     if let Some(o) = OBJECTS.get() {
         return Ok(o);

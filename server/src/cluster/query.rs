@@ -30,9 +30,13 @@
 //! * in `super::feed` (through `super::service`): `GET /v1/feed` (its cursor a
 //!   position per partition), `GET /v1/admin/stats`, `GET/PUT /v1/admin/retention`.
 //!
-//! Every other endpoint of `serve`'s API (subscriptions, GA/T 1400, which ingest
-//! nodes take; ingest, too) is answered 501 `not_in_cluster` naming it; a path
-//! `serve` does not have, 404.
+//! * in `super::subscriptions` (through `super::service`): `GET`/`POST
+//!   /v1/subscriptions`, `DELETE /v1/subscriptions/{id}`, in PostgreSQL; every query
+//!   node delivers those whose leases it holds (`super::delivery`).
+//!
+//! Every other endpoint of `serve`'s API (upstreams and remote subscriptions; GA/T
+//! 1400, which ingest nodes take; ingest, too) is answered 501 `not_in_cluster`
+//! naming it; a path `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
 //! else an active key of the cluster's `api_keys` table with role `investigate` or
@@ -82,7 +86,7 @@ use crate::queries::{self, patterns, trajectory};
 pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
 
 pub(super) struct QueryNode {
-    config: ClusterConfig,
+    pub(super) config: ClusterConfig,
     partitions: u16,
     directory: Arc<Directory>,
     pub(super) slots: Arc<tokio::sync::Semaphore>,
@@ -252,8 +256,16 @@ pub async fn run_query(
         catalog: Catalog::new(&config),
         config,
     });
+    // Subscriptions: this node delivers those whose leases it takes.
+    let (stop_delivery, delivery_stopped) = tokio::sync::watch::channel(false);
+    let scheme = super::scheme(&tls);
+    let base = (node.config.query.public_url.clone())
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let delivering = super::delivery::start(node.clone(), base, delivery_stopped)?;
     let max_connections = node.config.max_connections;
     super::accept_loop(listener, shutdown, node, handle, max_connections, tls).await;
+    let _ = stop_delivery.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), delivering).await;
     loading.abort();
     let _ = stop_sync.send(true);
     let _ = syncing.await;

@@ -1,6 +1,7 @@
 //! What a query node answers beside the queries, so the investigator console works
 //! against a cluster as against `serve`: `GET /v1/whoami`, the catalog (`super::catalog`),
-//! the keys (`super::key_admin`), the watchlists (`super::watchlists`) and `GET
+//! the keys (`super::key_admin`), the watchlists (`super::watchlists`), the
+//! subscriptions (`super::subscriptions`) and `GET
 //! /v1/audit` (this node's audit log), each with `serve`'s parameters, roles
 //! (read from `serve`'s route table), errors and JSON; and, for every other endpoint of
 //! `serve`'s API, 501 `not_in_cluster` naming it, so a client (the console) can tell
@@ -33,6 +34,8 @@ const ANSWERED: &[&str] = &[
     "/v1/watchlists",
     "/v1/watchlists/{id}",
     "/v1/alerts",
+    "/v1/subscriptions",
+    "/v1/subscriptions/{id}",
     "/v1/feed",
     "/v1/admin/stats",
     "/v1/admin/retention",
@@ -40,7 +43,7 @@ const ANSWERED: &[&str] = &[
 
 /// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
 pub(super) fn creates(method: &Method, path: &str) -> bool {
-    method == Method::POST && matches!(path, "/v1/keys" | "/v1/watchlists")
+    method == Method::POST && matches!(path, "/v1/keys" | "/v1/watchlists" | "/v1/subscriptions")
 }
 
 /// `serve`'s route for `method` on `path`, with its path argument, when this module
@@ -205,6 +208,27 @@ pub(super) async fn answer(
         (Method::DELETE, "/v1/watchlists/{id}") => {
             change(node, caller, line, req, Ok(()), |_| async move {
                 catalog.delete_watchlist(caller, arg).await
+            })
+            .await
+        }
+        (Method::GET, "/v1/subscriptions") => {
+            let (v, n) = catalog.list_subscriptions(caller).await?;
+            Ok((v, Some(n)))
+        }
+        (Method::POST, "/v1/subscriptions") => {
+            // Its scope is in the body (communities within the key's).
+            let partitions = node.partitions();
+            let now = super::subscriptions::heads(node.federation(), partitions, node.timeout());
+            change(node, caller, line, req, Ok(()), |body| async move {
+                catalog
+                    .create_subscription(caller, &body, partitions, now)
+                    .await
+            })
+            .await
+        }
+        (Method::DELETE, "/v1/subscriptions/{id}") => {
+            change(node, caller, line, req, Ok(()), |_| async move {
+                catalog.delete_subscription(caller, arg).await
             })
             .await
         }

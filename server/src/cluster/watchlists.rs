@@ -110,7 +110,7 @@ pub(crate) fn watchlist_of_row(row: WatchlistRow) -> Result<Watchlist, ApiError>
     })
 }
 
-fn row_of(w: &Watchlist) -> WatchlistRow {
+pub(super) fn row_of(w: &Watchlist) -> WatchlistRow {
     WatchlistRow {
         id: w.id.clone(),
         name: w.name.clone(),

@@ -36,7 +36,7 @@ pub(crate) enum DispositionError {
 }
 
 /// The subscription that pushes a disposition's notifications.
-fn subscription_id(disposition: &str) -> String {
+pub(crate) fn subscription_id(disposition: &str) -> String {
     format!("disposition-{disposition}")
 }
 
@@ -64,10 +64,43 @@ pub(super) fn scope_of(app: &App, platform: &str) -> Result<Vec<String>, ApiErro
 
 /// Creates or replaces one disposition (`OperateType` 1 revokes it); its id.
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, DispositionError> {
+    let scope = || scope_of(app, platform);
+    let (w, pushed) = match requested(o, platform, scope)? {
+        Asked::Revoke(id) => {
+            revoke(app, &id)?;
+            return Ok(id);
+        }
+        Asked::Put(w, pushed) => (w, pushed),
+    };
+    app.watch
+        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
+    Registry::delete(app, &subscription_id(&w.id))?;
+    if let Some(s) = pushed {
+        Registry::create(app, *s, None)?;
+    }
+    Ok(w.id)
+}
+
+/// What a `DispositionObject` asks.
+pub(crate) enum Asked {
+    /// `OperateType` 1: revoke this disposition.
+    Revoke(String),
+    /// Make or replace this watchlist and, with a `ReceiveAddr`, the alert
+    /// subscription pushing its notifications (else none).
+    Put(Watchlist, Option<Box<Subscription>>),
+}
+
+/// What a `DispositionObject` of `platform` asks, its watchlist confined to
+/// `scope()` (the communities the platform's record covers). Shared by `serve` and a
+/// cluster's ingest nodes (`crate::cluster::gat1400::dispositions`).
+pub(crate) fn requested(
+    o: &Value,
+    platform: &str,
+    scope: impl FnOnce() -> Result<Vec<String>, ApiError>,
+) -> Result<Asked, DispositionError> {
     let id = text(o, "DispositionID").ok_or(DispositionError::NoId)?;
     if text(o, "OperateType").as_deref() == Some("1") {
-        revoke(app, &id)?;
-        return Ok(id);
+        return Ok(Asked::Revoke(id));
     }
     let category = text(o, "DispositionCategory").unwrap_or_else(|| "2".into());
     let kind = kind_of(&category).ok_or(DispositionError::Category(category))?;
@@ -98,7 +131,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             }
         })
         .collect();
-    let scope = scope_of(app, platform)?;
+    let scope = scope()?;
     let w = Watchlist {
         id: id.clone(),
         name: text(o, "Title").unwrap_or_else(|| id.clone()),
@@ -116,32 +149,25 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             Some(url)
         }
     };
-    app.watch
-        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
-    let sub_id = subscription_id(&id);
-    Registry::delete(app, &sub_id)?;
-    if let Some(url) = receiver {
-        let s = Subscription {
-            id: sub_id,
-            url,
-            kinds: None,
-            communities: None,
-            devices: None,
-            device_prefixes: None,
-            subjects: None,
-            format: "gat1400".into(),
-            batch: 100,
-            owner: platform.to_string(),
-            scope: Some(scope),
-            created_ms: crate::now_ms(),
-            alerts: true,
-            watchlist: Some(id.clone()),
-            viid: None,
-            upstream: None,
-        };
-        Registry::create(app, s, None)?;
-    }
-    Ok(id)
+    let pushed = receiver.map(|url| Subscription {
+        id: subscription_id(&id),
+        url,
+        kinds: None,
+        communities: None,
+        devices: None,
+        device_prefixes: None,
+        subjects: None,
+        format: "gat1400".into(),
+        batch: 100,
+        owner: platform.to_string(),
+        scope: Some(scope),
+        created_ms: crate::now_ms(),
+        alerts: true,
+        watchlist: Some(id.clone()),
+        viid: None,
+        upstream: None,
+    });
+    Ok(Asked::Put(w, pushed.map(Box::new)))
 }
 
 /// Revokes a disposition: its watchlist and its notifications end. False when there

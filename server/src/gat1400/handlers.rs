@@ -840,7 +840,7 @@ where
 
 /// The items of a `{list: {item: [...]}}` body (or of one `{list: {item: {...}}}`), or
 /// the answer refusing the body: status 7 (not JSON) or 8 (not that shape).
-fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<Value>, Reply> {
+pub(crate) fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<Value>, Reply> {
     let refuse = |code: i64, why: &str| {
         Reply::ok(status_list(vec![status_object(
             "",

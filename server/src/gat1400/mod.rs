@@ -15,7 +15,7 @@
 pub(crate) mod catalog;
 pub(crate) mod digest;
 pub(crate) mod digest_client;
-mod dispositions;
+pub(crate) mod dispositions;
 pub(crate) mod handlers;
 pub(crate) mod image_list;
 mod nonces;

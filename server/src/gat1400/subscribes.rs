@@ -91,9 +91,32 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             return Err(SubscribeError::NotYours(id));
         }
     }
-    if text(o, "OperateType").as_deref() == Some("1") {
+    let scope = || super::dispositions::scope_of(app, platform);
+    let Some(s) = requested(o, platform, &app.config.viid_server_id, scope)? else {
         Registry::delete(app, &sub_id)?;
         return Ok(id);
+    };
+    // A change keeps the cursor: nothing is sent twice or skipped across it.
+    let cursor = Registry::cursor(app, &sub_id)?;
+    Registry::delete(app, &sub_id)?;
+    Registry::create(app, s, cursor)?;
+    Ok(id)
+}
+
+/// What a `SubscribeObject` of `platform` asks (this 视图库 being `server_id`): the
+/// subscription to make or replace, confined to `scope()` (the communities the
+/// platform's record covers); `None` to cancel it (`OperateType` 1). Shared by
+/// `serve` and a cluster's ingest nodes (`crate::cluster::subscribes`).
+pub(crate) fn requested(
+    o: &Value,
+    platform: &str,
+    server_id: &str,
+    scope: impl FnOnce() -> Result<Vec<String>, ApiError>,
+) -> Result<Option<Subscription>, SubscribeError> {
+    let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
+    let sub_id = subscription_id(&id);
+    if text(o, "OperateType").as_deref() == Some("1") {
+        return Ok(None);
     }
     let detail = text(o, "SubscribeDetail").unwrap_or_default();
     let kinds = kinds_of(&detail);
@@ -119,7 +142,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         .unwrap_or_default()
         .split([',', ';', '，', ' '])
         .map(str::trim)
-        .filter(|u| !u.is_empty() && *u != app.config.viid_server_id)
+        .filter(|u| !u.is_empty() && *u != server_id)
     {
         match uri.len() >= 20 {
             true => devices.push(uri.to_string()),
@@ -138,7 +161,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         format: "gat1400".into(),
         batch: 100,
         owner: platform.to_string(),
-        scope: Some(super::dispositions::scope_of(app, platform)?),
+        scope: Some(scope()?),
         created_ms: crate::now_ms(),
         alerts: false,
         watchlist: None,
@@ -153,11 +176,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         }),
         upstream: None,
     };
-    // A change keeps the cursor: nothing is sent twice or skipped across it.
-    let cursor = Registry::cursor(app, &sub_id)?;
-    Registry::delete(app, &sub_id)?;
-    Registry::create(app, s, cursor)?;
-    Ok(id)
+    Ok(Some(s))
 }
 
 /// Cancels `platform`'s subscription `id`: false when it has none by that id.
@@ -173,11 +192,20 @@ pub(crate) fn cancel(app: &App, platform: &str, id: &str) -> Result<bool, Subscr
 /// `platform`'s subscriptions as a `SubscribeListObject`, each with its delivery state
 /// (`SubscribeStatus` 0 while in force, 2 past its `EndTime`).
 pub(crate) fn list(app: &App, platform: &str) -> Result<Value, ApiError> {
-    let now = crate::now_ms();
-    let objects: Vec<Value> = Registry::list(app)?
+    let all = Registry::list(app)?.into_iter().map(|(s, _)| s);
+    Ok(listed(all, platform, crate::now_ms()))
+}
+
+/// `platform`'s subscriptions of `all` as a `SubscribeListObject` at `now`.
+pub(crate) fn listed(
+    all: impl IntoIterator<Item = Subscription>,
+    platform: &str,
+    now: i64,
+) -> Value {
+    let objects: Vec<Value> = all
         .into_iter()
-        .filter(|(s, _)| s.owner == platform)
-        .filter_map(|(s, _)| {
+        .filter(|s| s.owner == platform)
+        .filter_map(|s| {
             let v = s.viid?;
             let mut o = v.object;
             let ended = v.end_ms.is_some_and(|e| e < now);
@@ -185,7 +213,7 @@ pub(crate) fn list(app: &App, platform: &str) -> Result<Value, ApiError> {
             Some(o)
         })
         .collect();
-    Ok(serde_json::json!({"SubscribeListObject": {"SubscribeObject": objects}}))
+    serde_json::json!({"SubscribeListObject": {"SubscribeObject": objects}})
 }
 
 #[cfg(test)]

@@ -1,5 +1,10 @@
 //! Delivery: each subscription's worker reads the feed (or the alert log) after its
 //! cursor, POSTs a batch, and moves the cursor only when the receiver took it.
+//!
+//! What a batch's body is (Sightline JSON, GA/T 1400 notifications), how it is sent
+//! and judged ([`post`]) and how failures back off ([`Backoff`]) are the same for a
+//! cluster's query nodes (`crate::cluster::delivery`): what they need of the server
+//! they run in is the [`Host`] seam (`App` here; the cluster's object storage there).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,11 +21,69 @@ use crate::App;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The wait after a failed delivery: 0.5 s, doubling to 60 s, back to 0.5 s after a
+/// success.
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(FIRST_BACKOFF)
+    }
+}
+
+impl Backoff {
+    /// A delivery went through.
+    pub(crate) fn reset(&mut self) {
+        self.0 = FIRST_BACKOFF;
+    }
+    /// A delivery failed: the wait before the next attempt (doubled for the one after).
+    pub(crate) fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
+/// What delivery needs of the server it runs in (`serve`'s [`App`], or a cluster's
+/// query node): where receivers fetch its pictures, its GA/T 1400 id, and the bytes
+/// it keeps of a GA/T 1400 upload.
+pub(crate) trait Host: Send + Sync {
+    /// Where receivers fetch this server's pictures (`http://host:port`).
+    fn public_base(&self) -> String;
+    /// This 视图库's id (`User-Identify` of its notifications).
+    fn viid_server_id(&self) -> &str;
+    /// The stored bytes of a picture (`/v1/images/{id}`) or of an object as uploaded
+    /// (`/v1/objects/{id}`); `None` when there are none or they cannot be read.
+    fn stored(&self, what: Stored, id: &str) -> Option<Vec<u8>>;
+}
+
+/// What [`Host::stored`] is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Picture,
+    Object,
+}
+
+impl Host for App {
+    fn public_base(&self) -> String {
+        public_base(self)
+    }
+    fn viid_server_id(&self) -> &str {
+        &self.config.viid_server_id
+    }
+    fn stored(&self, _: Stored, id: &str) -> Option<Vec<u8>> {
+        // Pictures and objects are one store on `serve`.
+        let pid: sightline_storage::pictures::PictureId = id.parse().ok()?;
+        self.store.pictures().get(&pid).ok()?
+    }
+}
 
 /// The subscription's body for a batch of events (already serialized as in the API).
-fn body(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
+pub(crate) fn body(host: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
     match s.format.as_str() {
-        "gat1400" => notifications(app, s, events, now_ms),
+        "gat1400" => notifications(host, s, events, now_ms),
         _ => json!({"subscription": s.id, "events": events}),
     }
 }
@@ -96,7 +159,7 @@ pub(crate) enum Pictures {
 /// it, else built from the event (absent fields left out, never `null`) — with its
 /// pictures as `pictures` says. `None` for a kind GA/T 1400 has no object for.
 pub(crate) fn object_of(
-    app: &App,
+    app: &dyn Host,
     e: &Value,
     now_ms: i64,
     pictures: Pictures,
@@ -130,8 +193,8 @@ pub(crate) fn object_of(
 /// the subscriber's `SubscribeID` and `Title`, the objects' own ids as `InfoIDs`, and
 /// each object as [`object_of`] makes it (pictures by reference unless the
 /// subscription asked otherwise).
-fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
-    let base = public_base(app);
+fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
+    let base = app.public_base();
     let pictures = match &s.viid {
         Some(v) if v.no_images => Pictures::Omitted,
         Some(v) if v.with_data => Pictures::Data,
@@ -152,7 +215,7 @@ fn notifications(app: &App, s: &Subscription, events: &[Value], now_ms: i64) -> 
     };
     let first = events.first().and_then(|e| e["id"].as_u64()).unwrap_or(0);
     let mut n = json!({
-        "NotificationID": notification_id(&subscribe_id, &app.config.viid_server_id, now_ms, first),
+        "NotificationID": notification_id(&subscribe_id, app.viid_server_id(), now_ms, first),
         "SubscribeID": subscribe_id,
         "Title": title,
         "TriggerTime": crate::gat1400::local_time(now_ms),
@@ -187,10 +250,9 @@ fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event
 }
 
 /// The object an event came from, as uploaded (`GET /v1/objects/{id}`).
-fn kept_object(app: &App, e: &Value) -> Option<Value> {
+fn kept_object(app: &dyn Host, e: &Value) -> Option<Value> {
     let id = e["object"].as_str()?.strip_prefix("/v1/objects/")?;
-    let pid: sightline_storage::pictures::PictureId = id.parse().ok()?;
-    let bytes = app.store.pictures().get(&pid).ok()??;
+    let bytes = app.stored(Stored::Object, id)?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -267,14 +329,13 @@ fn standard_id(e: &Value, time: &str) -> String {
 
 /// The stored pictures of an object as base64 `Data` in place of their `StoragePath`
 /// (a picture that cannot be read keeps its reference).
-fn embed_pictures(app: &App, o: &mut Value) {
+fn embed_pictures(app: &dyn Host, o: &mut Value) {
     use base64::Engine;
     for entry in sub_images_mut(o) {
         let bytes = entry["StoragePath"]
             .as_str()
             .and_then(|p| p.strip_prefix("/v1/images/"))
-            .and_then(|id| id.parse::<sightline_storage::pictures::PictureId>().ok())
-            .and_then(|pid| app.store.pictures().get(&pid).ok().flatten());
+            .and_then(|id| app.stored(Stored::Picture, id));
         if let (Some(bytes), Some(m)) = (bytes, entry.as_object_mut()) {
             m.remove("StoragePath");
             m.insert(
@@ -330,8 +391,8 @@ pub(crate) enum DeliveryError {
 /// Alerts as GA/T 1400 `DispositionNotificationListObject`: one notification per
 /// alert, carrying the matched object (`MotorVehicleObject`, `FaceObject`,
 /// `PersonObject` or `NonMotorVehicleObject`, as its event shows it).
-fn disposition_notifications(app: &App, alerts: &[Value]) -> Value {
-    let base = public_base(app);
+pub(crate) fn disposition_notifications(app: &dyn Host, alerts: &[Value]) -> Value {
+    let base = app.public_base();
     let list: Vec<Value> = alerts
         .iter()
         .map(|a| {
@@ -346,7 +407,7 @@ fn disposition_notifications(app: &App, alerts: &[Value]) -> Value {
             };
             let mut object = built_object(e, id_field, raised);
             absolute_storage_paths(&mut object, &base);
-            let server_id = &app.config.viid_server_id;
+            let server_id = app.viid_server_id();
             let seq = a["id"].as_u64().unwrap_or(0);
             json!({
                 "NotificationID": notification_id(server_id, server_id, raised, seq),
@@ -445,7 +506,7 @@ pub(crate) fn viid_request(
 
 /// POSTs `body` to the receiver; Ok when it answered 2xx (and, for a GA/T 1400
 /// receiver or upstream, no object's `StatusCode` was other than 0).
-async fn post(
+pub(crate) async fn post(
     addr: &str,
     path: &str,
     body: Vec<u8>,
@@ -519,7 +580,7 @@ struct Sender {
     status: Arc<Mutex<Status>>,
     addr: String,
     path: String,
-    backoff: Duration,
+    backoff: Backoff,
     persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
     target: Target,
 }
@@ -538,7 +599,7 @@ impl Sender {
             status: status.clone(),
             addr,
             path,
-            backoff: Duration::from_millis(500),
+            backoff: Backoff::default(),
             persisting: None,
             target,
         })
@@ -576,7 +637,7 @@ impl Sender {
         match post(&self.addr, path, d.payload, viid, tls).await {
             Ok(()) => {
                 let previous = self.keep(d.next).await;
-                self.backoff = Duration::from_millis(500);
+                self.backoff.reset();
                 let mut st = self.status.lock().expect("status");
                 st.cursor = d.next;
                 st.delivered += d.n;
@@ -609,8 +670,7 @@ impl Sender {
                     st.failures_total += 1;
                     st.last_error = Some(why);
                 }
-                tokio::time::sleep(self.backoff).await;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(self.backoff.next()).await;
                 false
             }
         }
@@ -657,7 +717,7 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             continue;
         }
         let payload = match s.format.as_str() {
-            "gat1400" => disposition_notifications(&app, &alerts),
+            "gat1400" => disposition_notifications(&*app, &alerts),
             _ => json!({"subscription": s.id, "alerts": alerts}),
         };
         let payload = serde_json::to_vec(&payload).expect("serializes");
@@ -675,7 +735,7 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
 
 /// The communities a subscription reads (codes, resolved by each page): those it
 /// names within its creator's scope (`None`: every community).
-fn communities_of(s: &Subscription) -> Option<Vec<String>> {
+pub(crate) fn communities_of(s: &Subscription) -> Option<Vec<String>> {
     let allowed = |c: &&String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
     match (&s.communities, &s.scope) {
         (None, None) => None,
@@ -787,6 +847,18 @@ pub(crate) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_to_a_minute_and_resets_on_success() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..10).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(
+            waits,
+            [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+        );
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(500));
+    }
 
     #[test]
     fn a_gat1400_answer_with_a_non_zero_status_is_a_refusal() {

@@ -16,7 +16,7 @@ use crate::params::parse_kind;
 use crate::App;
 
 /// A subscription with its status, as listed and as created.
-pub(super) fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
+pub(crate) fn subscription_json(s: &Subscription, st: &Status, through: u64) -> Value {
     let mut v = serde_json::to_value(s).expect("serializes");
     v["status"] = serde_json::to_value(st).expect("serializes");
     v["status"]["lag"] = through.saturating_sub(st.cursor).into();
@@ -63,11 +63,30 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
 
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
-    let url = text(&o, "url", true)?;
+    let s = subscription_of(&o, caller)?;
+    let from = from_of(&o)?;
+    Registry::create(app, s.clone(), from)?;
+    let status = Status {
+        cursor: from.unwrap_or_else(|| match s.alerts {
+            true => app.watch.last(),
+            false => app.store.applied_through(),
+        }),
+        ..Default::default()
+    };
+    Ok(subscription_json(&s, &status, app.store.applied_through()))
+}
+
+/// A new subscription of `caller` from a `POST /v1/subscriptions` body (all but
+/// `from`, whose form is each server's), each field checked; its id made here.
+pub(crate) fn subscription_of(
+    o: &Map<String, Value>,
+    caller: &Caller,
+) -> Result<Subscription, ApiError> {
+    let url = text(o, "url", true)?;
     target(&url)?;
-    let (kinds, communities, devices, subjects) = filter_of(&o, caller)?;
-    let (format, batch, from, alerts) = delivery(&o)?;
-    let s = Subscription {
+    let (kinds, communities, devices, subjects) = filter_of(o, caller)?;
+    let (format, batch, alerts) = delivery(o)?;
+    Ok(Subscription {
         id: format!("{:016x}", rand::random::<u64>()),
         url,
         kinds,
@@ -84,16 +103,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         watchlist: None,
         viid: None,
         upstream: None,
-    };
-    Registry::create(app, s.clone(), from)?;
-    let status = Status {
-        cursor: from.unwrap_or_else(|| match s.alerts {
-            true => app.watch.last(),
-            false => app.store.applied_through(),
-        }),
-        ..Default::default()
-    };
-    Ok(subscription_json(&s, &status, app.store.applied_through()))
+    })
 }
 
 /// A subscription's or upstream's filter: `kinds`, `communities` (within the
@@ -123,8 +133,8 @@ pub(super) fn filter_of(o: &Map<String, Value>, caller: &Caller) -> Result<Filte
     Ok((kinds, communities, list("devices")?, list("subjects")?))
 }
 
-/// How to deliver: `format`, `batch`, `from` and `alerts`, each checked.
-fn delivery(o: &Map<String, Value>) -> Result<(String, usize, Option<u64>, bool), ApiError> {
+/// How to deliver: `format`, `batch` and `alerts`, each checked.
+fn delivery(o: &Map<String, Value>) -> Result<(String, usize, bool), ApiError> {
     let format = match o
         .get("format")
         .and_then(Value::as_str)
@@ -133,13 +143,13 @@ fn delivery(o: &Map<String, Value>) -> Result<(String, usize, Option<u64>, bool)
         f @ ("sightline" | "gat1400") => f.to_string(),
         _ => return Err(ApiError::param("format", "sightline or gat1400")),
     };
-    let (batch, from) = (batch_of(o)?, from_of(o)?);
+    let batch = batch_of(o)?;
     let alerts = match o.get("alerts") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::param("alerts", "true or false")),
     };
-    Ok((format, batch, from, alerts))
+    Ok((format, batch, alerts))
 }
 
 /// Most events per delivery (`batch`, 1 to 10000; 500).

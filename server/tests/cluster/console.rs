@@ -386,7 +386,7 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     assert_eq!((status, &v), (200, &all), "query-2");
 
     // Endpoints a cluster does not have yet: 501 naming them; others 404.
-    for (method, target) in [("GET", "/v1/subscriptions"), ("POST", "/v1/events")] {
+    for (method, target) in [("GET", "/v1/upstreams"), ("POST", "/v1/events")] {
         let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), method, target, "");
         let path = target.split('?').next().unwrap();
         assert_eq!(

@@ -1,0 +1,175 @@
+//! `/VIID/Dispositions` on an ingest node (布控), answered as `serve` answers it
+//! (`crate::gat1400::dispositions`: the same reading of a `DispositionObject`, the
+//! same statuses): a disposition is a row of the cluster's `watchlists` table (its id
+//! the `DispositionID`, scoped to the communities the caller's record covers, as this
+//! node last read them; bounded per community as a query node bounds a list) and,
+//! with a `ReceiveAddr`, an alerts subscription `disposition-{id}` of the
+//! `subscriptions` table, which a query node delivers as
+//! `DispositionNotificationListObject`s (`crate::cluster::delivery`) from the last
+//! alert at its making. The ingest nodes' matchers take a new list up within
+//! `index.renew_ms` (`super::super::alerting`).
+//!
+//! * `POST`/`PUT /VIID/Dispositions` (`DispositionListObject`): one status per
+//!   object; `OperateType` 1 revokes.
+//! * `DELETE /VIID/Dispositions?IDList=a,b`, `PUT`/`DELETE /VIID/Dispositions/{id}`:
+//!   revokes (the list and its notifications); one status per id.
+//!
+//! Admitted as `/VIID/Subscribes` is (`super::subscribes`).
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use serde_json::Value;
+
+use super::subscribes::{ids_of, MAX_BODY_BYTES};
+use super::{admit, GatNode};
+use crate::error::ApiError;
+use crate::gat1400::dispositions::{requested, subscription_id, Asked, DispositionError};
+use crate::gat1400::handlers::{items_of_list, Exchange, Reply};
+use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+
+const PATH: &str = "/VIID/Dispositions";
+
+impl GatNode {
+    /// Creates or replaces one disposition of `platform` (`OperateType` 1 revokes
+    /// it); its id.
+    async fn dispose(&self, platform: &str, o: &Value) -> Result<String, DispositionError> {
+        let scope = self.directory.uploader(platform).communities;
+        let scope = || {
+            let mut scope = scope;
+            scope.sort();
+            scope.dedup();
+            Ok(scope)
+        };
+        let (w, pushed) = match requested(o, platform, scope)? {
+            Asked::Revoke(id) => {
+                self.revoke(&id).await?;
+                return Ok(id);
+            }
+            Asked::Put(w, pushed) => (w, pushed),
+        };
+        let rows = self
+            .write("read watchlists", |m| {
+                Box::pin(async move { m.watchlists().await })
+            })
+            .await?;
+        let lists = rows
+            .into_iter()
+            .filter(|r| r.id != w.id)
+            .filter_map(|r| crate::cluster::watchlists::watchlist_of_row(r).ok())
+            .collect();
+        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)?;
+        let row = crate::cluster::watchlists::row_of(&w);
+        self.write("put a watchlist", move |m| {
+            Box::pin(async move { m.put_watchlist(&row).await })
+        })
+        .await?;
+        // Its notifications start now: the alerts from here on (as on `serve`, a
+        // replaced disposition's subscription is made again).
+        let sub_id = subscription_id(&w.id);
+        let i = sub_id.clone();
+        self.write("delete a subscription", move |m| {
+            Box::pin(async move { m.delete_subscription(&i).await })
+        })
+        .await?;
+        if let Some(s) = pushed {
+            let body = serde_json::to_string(&s).expect("serializes");
+            let owner = s.owner.clone();
+            self.write("put a subscription", move |m| {
+                Box::pin(async move {
+                    let cursor = m.last_alert_id().await?.to_string();
+                    m.put_subscription(&sub_id, &owner, &body, &cursor).await
+                })
+            })
+            .await?;
+        }
+        Ok(w.id)
+    }
+
+    /// Revokes disposition `id`: its list and its notifications; false when there
+    /// was neither.
+    async fn revoke(&self, id: &str) -> Result<bool, ApiError> {
+        let (sub_id, list) = (subscription_id(id), id.to_string());
+        self.write("revoke a disposition", move |m| {
+            Box::pin(async move {
+                let pushed = m.delete_subscription(&sub_id).await?;
+                let listed = m.delete_watchlist(&list).await?;
+                Ok(listed || pushed)
+            })
+        })
+        .await
+    }
+}
+
+/// Whether `method` on `path` is one of these (else the gateway's 404 or 405).
+pub(super) fn takes(method: &str, path: &str) -> bool {
+    match path {
+        PATH => matches!(method, "POST" | "PUT" | "DELETE"),
+        p => one_path(p) && matches!(method, "PUT" | "DELETE"),
+    }
+}
+
+/// Whether `path` is `/VIID/Dispositions/{id}`.
+fn one_path(path: &str) -> bool {
+    one_id(path).is_some()
+}
+
+fn one_id(path: &str) -> Option<String> {
+    path.strip_prefix("/VIID/Dispositions/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .map(str::to_string)
+}
+
+/// The methods a `/VIID/Dispositions` path takes, when it is one.
+pub(super) fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        PATH => Some("POST, PUT, DELETE"),
+        p if one_path(p) => Some("PUT, DELETE"),
+        _ => None,
+    }
+}
+
+/// Answers a `/VIID/Dispositions` request ([`takes`] it).
+pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
+    let one = one_id(&x.path);
+    let method = x.method.clone();
+    let (_admitted, platform) = match admit(node, req, &mut x, MAX_BODY_BYTES).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let x = Arc::new(x);
+    let status =
+        |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
+    if matches!(method.as_str(), "POST" | "PUT") && one.is_none() {
+        let items = match items_of_list(&x, "DispositionListObject", "DispositionObject") {
+            Ok(items) => items,
+            Err(refused) => return refused,
+        };
+        let mut statuses = Vec::with_capacity(items.len());
+        for o in &items {
+            statuses.push(match node.dispose(&platform, o).await {
+                Ok(id) => status(&id, OK, "正常"),
+                Err(why) => {
+                    let id = o["DispositionID"].as_str().unwrap_or("");
+                    status(id, INVALID_JSON_CONTENT, &why.to_string())
+                }
+            });
+        }
+        return Reply::ok(status_list(statuses));
+    }
+    let ids = match ids_of(&x, one) {
+        Ok(ids) => ids,
+        Err(refused) => return refused,
+    };
+    let mut statuses = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let (code, text) = match node.revoke(id).await {
+            Ok(true) => (OK, "正常".to_string()),
+            Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+            Err(e) => (DEVICE_ERROR, e.to_string()),
+        };
+        statuses.push(status(id, code, &text));
+    }
+    Reply::ok(status_list(statuses))
+}

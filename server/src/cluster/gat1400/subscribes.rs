@@ -1,0 +1,274 @@
+//! `/VIID/Subscribes` on an ingest node (GA/T 1400.4 §"订阅"), answered as `serve`
+//! answers it (`crate::gat1400::subscribes`: the same reading of a `SubscribeObject`,
+//! the same statuses), writing the cluster's `subscriptions` rows that the query nodes
+//! deliver (`crate::cluster::delivery`):
+//!
+//! * `POST`/`PUT /VIID/Subscribes` (`SubscribeListObject`): each object creates,
+//!   replaces (its cursor kept) or, with `OperateType` 1, cancels the caller's
+//!   subscription `viid-{SubscribeID}`, confined to the communities the caller's
+//!   record covers (its device's, and those it relays into, as this node last read
+//!   them); one status per object. A new one starts now: the partitions' heads, asked
+//!   of them (an ingest node reaches the partitions as a query node does, through a
+//!   directory of their owners made on the first subscription; a partition that does
+//!   not answer refuses the object with status 3, rather than start it anywhere
+//!   else).
+//! * `DELETE /VIID/Subscribes?IDList=a,b`, `PUT`/`DELETE /VIID/Subscribes/{id}`:
+//!   cancels the caller's own; one status per id.
+//! * `GET /VIID/Subscribes`: the caller's, as a `SubscribeListObject`.
+//!
+//! Admitted as the node's other requests of a registered caller (slots, the
+//! caller's share, proven before the body), bodies of at most [`MAX_BODY_BYTES`].
+//! Another platform's `SubscribeID` is refused as on `serve`.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use serde_json::Value;
+use sightline_query::federated::{Federation, Partition};
+
+use super::{admit, GatNode};
+use crate::error::ApiError;
+use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
+use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError};
+use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+use crate::subscriptions::Subscription;
+
+/// Largest `/VIID/Subscribes` body (a list of subscriptions, not of objects).
+pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
+
+impl GatNode {
+    /// The subscription `id` as stored, if any.
+    async fn stored_subscription(&self, id: &str) -> Result<Option<Subscription>, ApiError> {
+        let i = id.to_string();
+        let row = self
+            .write("read a subscription", move |m| {
+                Box::pin(async move { m.subscription(&i).await })
+            })
+            .await?;
+        row.map(|r| {
+            serde_json::from_str(&r.body_json).map_err(|e| {
+                ApiError::internal(format!("subscription {}'s stored body: {e}", r.id))
+            })
+        })
+        .transpose()
+    }
+
+    /// Every partition's head (the feed cursor of now), asked of the partitions.
+    async fn heads(&self) -> Result<String, ApiError> {
+        let directory = self
+            .partition_directory
+            .get_or_init(|| crate::cluster::remote::Directory::start(&self.config, None))
+            .await
+            .clone();
+        let partitions = self.partitions;
+        let federation = Federation::new(
+            (0..partitions)
+                .map(|id| {
+                    Box::new(crate::cluster::remote::RemotePartition {
+                        id,
+                        directory: directory.clone(),
+                    }) as Box<dyn Partition>
+                })
+                .collect(),
+        );
+        let within = std::time::Duration::from_millis(self.config.query.timeout_ms);
+        let cursor = crate::cluster::subscriptions::heads(federation, partitions, within).await?;
+        Ok(cursor.to_string())
+    }
+
+    /// Creates, replaces or cancels one subscription of `platform` (as `serve`'s
+    /// `subscribes::apply`); its `SubscribeID`.
+    async fn apply(&self, platform: &str, o: &Value) -> Result<String, SubscribeError> {
+        let id = crate::gat1400::text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
+        let sub_id = subscription_id(&id);
+        let existing = self.stored_subscription(&sub_id).await?;
+        if existing.as_ref().is_some_and(|s| s.owner != platform) {
+            return Err(SubscribeError::NotYours(id));
+        }
+        let scope = self.directory.uploader(platform).communities;
+        let scope = || {
+            let mut scope = scope;
+            scope.sort();
+            scope.dedup();
+            Ok(scope)
+        };
+        let server_id = &self.config.ingest.viid_server_id;
+        let Some(s) = requested(o, platform, server_id, scope)? else {
+            let i = sub_id.clone();
+            self.write("delete a subscription", move |m| {
+                Box::pin(async move { m.delete_subscription(&i).await })
+            })
+            .await?;
+            return Ok(id);
+        };
+        // A change keeps the cursor (the row's): only a new one asks for now.
+        let cursor = match existing {
+            Some(_) => String::new(),
+            None => self.heads().await?,
+        };
+        let body = serde_json::to_string(&s).expect("serializes");
+        let (i, owner) = (sub_id, platform.to_string());
+        let written = self
+            .write("put a subscription", move |m| {
+                Box::pin(async move { m.put_subscription(&i, &owner, &body, &cursor).await })
+            })
+            .await?;
+        match written {
+            true => Ok(id),
+            // Made by another platform since it was read.
+            false => Err(SubscribeError::NotYours(id)),
+        }
+    }
+
+    /// Cancels `platform`'s subscription `id`: false when it has none by that id.
+    async fn cancel(&self, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+        let sub_id = subscription_id(id);
+        match self.stored_subscription(&sub_id).await? {
+            None => Ok(false),
+            Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
+            Some(_) => Ok(self
+                .write("delete a subscription", move |m| {
+                    Box::pin(async move { m.delete_subscription(&sub_id).await })
+                })
+                .await?),
+        }
+    }
+
+    /// `platform`'s subscriptions as a `SubscribeListObject`.
+    async fn listed(&self, platform: &str) -> Result<Value, ApiError> {
+        let rows = self
+            .write("read subscriptions", |m| {
+                Box::pin(async move { m.subscriptions().await })
+            })
+            .await?;
+        let all: Vec<Subscription> = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body_json).ok())
+            .collect();
+        Ok(listed(all, platform, crate::now_ms()))
+    }
+}
+
+/// Whether `method` on `path` is one of these (else the gateway's 404 or 405).
+pub(super) fn takes(method: &str, path: &str) -> bool {
+    match path {
+        "/VIID/Subscribes" => matches!(method, "GET" | "POST" | "PUT" | "DELETE"),
+        p => one_path(p) && matches!(method, "PUT" | "DELETE"),
+    }
+}
+
+/// Whether `path` is `/VIID/Subscribes/{id}`.
+fn one_path(path: &str) -> bool {
+    path.strip_prefix("/VIID/Subscribes/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Answers `method` on a `/VIID/Subscribes` path.
+pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
+    let one = one_id(&x);
+    let method = x.method.clone();
+    let (_admitted, platform) = match admit(node, req, &mut x, MAX_BODY_BYTES).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let x = Arc::new(x);
+    let status =
+        |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
+    match (method.as_str(), one.clone()) {
+        ("GET", None) => match node.listed(&platform).await {
+            Ok(list) => Reply::ok(list),
+            Err(e) => device_error(&x, &e),
+        },
+        ("POST" | "PUT", None) => {
+            let items = match items_of_list(&x, "SubscribeListObject", "SubscribeObject") {
+                Ok(items) => items,
+                Err(refused) => return refused,
+            };
+            let mut statuses = Vec::with_capacity(items.len());
+            for o in &items {
+                statuses.push(match node.apply(&platform, o).await {
+                    Ok(id) => status(&id, OK, "正常"),
+                    Err(why) => {
+                        let id = o["SubscribeID"].as_str().unwrap_or("");
+                        let code = match &why {
+                            SubscribeError::Store(e) if e.status().is_server_error() => {
+                                DEVICE_ERROR
+                            }
+                            _ => INVALID_JSON_CONTENT,
+                        };
+                        status(id, code, &why.to_string())
+                    }
+                });
+            }
+            Reply::ok(status_list(statuses))
+        }
+        ("DELETE", None) | ("PUT" | "DELETE", Some(_)) => {
+            let ids = match ids_of(&x, one) {
+                Ok(ids) => ids,
+                Err(refused) => return refused,
+            };
+            let mut statuses = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let (code, text) = match node.cancel(&platform, id).await {
+                    Ok(true) => (OK, "正常".to_string()),
+                    Ok(false) => (INVALID_JSON_CONTENT, format!("no subscription {id}")),
+                    Err(e) => (INVALID_JSON_CONTENT, e.to_string()),
+                };
+                statuses.push(status(id, code, &text));
+            }
+            Reply::ok(status_list(statuses))
+        }
+        _ => {
+            let allow = allowed(&x.path).unwrap_or("nothing");
+            let why = format!("{} takes {allow}, not {method}", x.path);
+            let s = crate::gat1400::one_status(
+                "",
+                &x.url(),
+                crate::gat1400::INVALID_OPERATION,
+                &why,
+                x.now_ms,
+            );
+            Reply::with(hyper::StatusCode::METHOD_NOT_ALLOWED, s)
+        }
+    }
+}
+
+/// The ids a cancel or revoke names: the path's (`one`), else `IDList`'s; or the
+/// answer refusing a request that names none (as `serve`'s).
+pub(super) fn ids_of(x: &Exchange, one: Option<String>) -> Result<Vec<String>, Reply> {
+    let ids: Vec<String> = match one {
+        Some(id) => vec![id],
+        None => crate::params::Params::parse(x.query.as_deref())
+            .list("IDList")
+            .unwrap_or_default(),
+    };
+    if ids.is_empty() {
+        let s = status_object(
+            "",
+            &x.url(),
+            INVALID_JSON_CONTENT,
+            "IDList is missing",
+            x.now_ms,
+        );
+        return Err(Reply::ok(status_list(vec![s])));
+    }
+    Ok(ids)
+}
+
+/// The id a `/VIID/Subscribes/{id}` path names.
+fn one_id(x: &Exchange) -> Option<String> {
+    x.path
+        .strip_prefix("/VIID/Subscribes/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .map(str::to_string)
+}
+
+/// The methods a `/VIID/Subscribes` path takes, when it is one.
+pub(super) fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/VIID/Subscribes" => Some("GET, POST, PUT, DELETE"),
+        p if one_path(p) => Some("PUT, DELETE"),
+        _ => None,
+    }
+}

@@ -1,0 +1,606 @@
+//! Subscriptions on a cluster: kept in PostgreSQL, made on a query node
+//! (`/v1/subscriptions`) or by a platform on an ingest node (`/VIID/Subscribes`),
+//! delivered by whichever query node holds each one's lease, to receivers that are
+//! small HTTP servers of this test. The bodies are compared with what a single-node
+//! `serve` fed the same events sends; the lease holder is killed mid-delivery.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use sightline_testkit::gat1400::{register, viid};
+
+use super::*;
+
+/// What a receiver got: the path, `User-Identify`, the body.
+type Got = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
+
+/// A receiver on 127.0.0.1: records every request's body as it arrives, then (after
+/// `delay_ms`) answers 200 with a GA/T 1400 status of 0.
+struct Receiver {
+    addr: SocketAddr,
+    got: Got,
+    delay_ms: Arc<AtomicU64>,
+    /// Requests whose answer is not sent yet.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    fn start(rt: &tokio::runtime::Runtime) -> Receiver {
+        use http_body_util::BodyExt;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got: Got = Arc::default();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (g, d, f) = (got.clone(), delay_ms.clone(), in_flight.clone());
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (g, d, f) = (g.clone(), d.clone(), f.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (g, d, f) = (g.clone(), d.clone(), f.clone());
+                            async move {
+                                f.fetch_add(1, Ordering::SeqCst);
+                                let path = req.uri().path().to_string();
+                                let who = req
+                                    .headers()
+                                    .get("user-identify")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string);
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let v: Value = serde_json::from_slice(&body).unwrap();
+                                g.lock().unwrap().push((path, who, v));
+                                let wait = d.load(Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(wait)).await;
+                                f.fetch_sub(1, Ordering::SeqCst);
+                                let ok = json!({"ResponseStatusListObject": {"ResponseStatusObject": [
+                                    {"Id": "", "StatusCode": 0, "StatusString": "正常"}]}});
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(hyper::body::Bytes::from(
+                                        ok.to_string(),
+                                    )),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            addr,
+            got,
+            delay_ms,
+            in_flight,
+        }
+    }
+
+    fn bodies(&self) -> Vec<(String, Option<String>, Value)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Every event of every JSON batch, by source id, each batch's index with it.
+    fn events(&self) -> Vec<(usize, Value)> {
+        let mut out = Vec::new();
+        for (i, (_, _, b)) in self.bodies().iter().enumerate() {
+            for e in b["events"].as_array().into_iter().flatten() {
+                out.push((i, e.clone()));
+            }
+        }
+        out
+    }
+
+    /// Every `MotorVehicleObject` of every notification.
+    fn vehicles(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (_, _, b) in self.bodies() {
+            let list = &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"];
+            for n in list.as_array().into_iter().flatten() {
+                let objects = &n["MotorVehicleObjectList"]["MotorVehicleObject"];
+                out.extend(objects.as_array().into_iter().flatten().cloned());
+            }
+        }
+        out
+    }
+}
+
+/// The node delivering subscription `id`, as a listing says.
+fn holder_of<'a>(listed: &'a Value, id: &str) -> &'a Value {
+    let all = listed["subscriptions"].as_array();
+    let one = all.into_iter().flatten().find(|s| s["id"] == id);
+    &one.unwrap_or_else(|| panic!("{id} not in {listed}"))["status"]["holder"]
+}
+
+fn source_id(e: &Value) -> String {
+    e["attrs"]["source_id"].as_str().unwrap_or("").to_string()
+}
+
+/// An event as both servers send it, but its id (each numbers its own).
+fn without_id(e: &Value) -> Value {
+    let mut e = e.clone();
+    e.as_object_mut().unwrap().remove("id");
+    e
+}
+
+#[test]
+fn subscription_leases_fence_a_holder_replaced_changed_or_deleted() {
+    let pg = Postgres::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut m = Meta::connect(&pg.conninfo()).await.unwrap();
+        m.create(4).await.unwrap();
+        let body = r#"{"id":"s1","url":"http://127.0.0.1:9/"}"#;
+        assert!(m.put_subscription("s1", "key-a", body, "0").await.unwrap());
+        // Another owner's id is not taken over.
+        assert!(!m
+            .put_subscription("s1", "key-b", body, "0:9")
+            .await
+            .unwrap());
+        assert_eq!(m.free_subscriptions().await.unwrap(), ["s1"]);
+        // One holder at a time.
+        let a = m
+            .acquire_subscription("s1", "node-a", 60_000)
+            .await
+            .unwrap();
+        let a = a.expect("free: taken");
+        assert_eq!((a.cursor.as_str(), a.body_json.contains("s1")), ("0", true));
+        assert!(m
+            .acquire_subscription("s1", "node-b", 60_000)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(m.free_subscriptions().await.unwrap().is_empty());
+        assert!(m
+            .advance_subscription("s1", a.epoch, "1:5", 3, Some(7))
+            .await
+            .unwrap());
+        assert!(m.renew_subscription("s1", a.epoch, 60_000).await.unwrap());
+        let row = m.subscription("s1").await.unwrap().unwrap();
+        assert_eq!((row.cursor.as_str(), row.status.delivered), ("1:5", 3));
+        assert_eq!(row.holder.as_deref(), Some("node-a"));
+        // Its lease lapses (a node killed): another takes it with a later epoch, and
+        // the first holder's writes change nothing.
+        assert!(m.renew_subscription("s1", a.epoch, 1).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!m
+            .advance_subscription("s1", a.epoch, "1:9", 1, None)
+            .await
+            .unwrap());
+        assert_eq!(m.free_subscriptions().await.unwrap(), ["s1"]);
+        let b = m
+            .acquire_subscription("s1", "node-b", 60_000)
+            .await
+            .unwrap();
+        let b = b.expect("expired: taken over");
+        assert!(b.epoch > a.epoch);
+        assert_eq!(b.cursor, "1:5", "from where the cursor was last written");
+        assert!(!m
+            .advance_subscription("s1", a.epoch, "1:9", 1, None)
+            .await
+            .unwrap());
+        assert!(!m.renew_subscription("s1", a.epoch, 60_000).await.unwrap());
+        assert!(!m.subscription_failed("s1", a.epoch, "late").await.unwrap());
+        assert!(m
+            .subscription_failed("s1", b.epoch, "refused")
+            .await
+            .unwrap());
+        let row = m.subscription("s1").await.unwrap().unwrap();
+        assert_eq!((row.cursor.as_str(), row.status.failures_total), ("1:5", 1));
+        assert_eq!(row.status.last_error.as_deref(), Some("refused"));
+        // A changed body ends the lease (its cursor kept): the holder is fenced and
+        // the next take reads the new body.
+        let changed = r#"{"id":"s1","url":"http://127.0.0.1:10/"}"#;
+        assert!(m
+            .put_subscription("s1", "key-a", changed, "0")
+            .await
+            .unwrap());
+        assert!(!m
+            .advance_subscription("s1", b.epoch, "2:1", 1, None)
+            .await
+            .unwrap());
+        let c = m
+            .acquire_subscription("s1", "node-a", 60_000)
+            .await
+            .unwrap();
+        let c = c.expect("changed: free");
+        assert!(c.epoch > b.epoch);
+        assert_eq!(
+            (c.cursor.as_str(), c.body_json.contains(":10/")),
+            ("1:5", true)
+        );
+        // Released: free at once; deleted: every write refused.
+        m.release_subscription("s1", c.epoch).await.unwrap();
+        assert_eq!(m.free_subscriptions().await.unwrap(), ["s1"]);
+        let d = m
+            .acquire_subscription("s1", "node-b", 60_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(m.delete_subscription("s1").await.unwrap());
+        assert!(!m
+            .advance_subscription("s1", d.epoch, "3:1", 1, None)
+            .await
+            .unwrap());
+        assert!(!m.renew_subscription("s1", d.epoch, 60_000).await.unwrap());
+        assert!(m.subscriptions().await.unwrap().is_empty());
+    });
+}
+
+/// A platform of community 3205080001 (its GA/T 1400 login and device).
+const PLATFORM: &str = "32050801012000000009";
+const A: &str = "3205080001";
+
+#[test]
+fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_platform() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400", "add", PLATFORM, "--community", A])
+        .args([
+            "--community-name",
+            A,
+            "--kind",
+            "platform",
+            "--password",
+            "pw",
+        ])
+        .arg("--config")
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let detective = super::console::cli_key(&cli, "admin", Some(A), "district admin");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
+    let (_ingest, ia) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (q1, qa1) = env.query_node("query-1");
+    let (q2, qa2) = env.query_node("query-2");
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+
+    let (to_cluster, to_platform, to_serve, to_serve_viid) = (
+        Receiver::start(&env.rt),
+        Receiver::start(&env.rt),
+        Receiver::start(&env.rt),
+        Receiver::start(&env.rt),
+    );
+    // Slow answers: a batch is always in flight when the holder is killed.
+    to_cluster.delay_ms.store(1_500, Ordering::SeqCst);
+    let hook = |r: &Receiver| format!("http://{}/hook", r.addr);
+
+    // A key sees no more than its communities: asking for another is refused; its
+    // subscription is confined to A.
+    let other = json!({"url": hook(&to_cluster), "communities": ["3205080002"]});
+    let (status, refused) = ask_as(
+        qa1,
+        Some(&detective),
+        "POST",
+        "/v1/subscriptions",
+        &other.to_string(),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "communities", "{refused}");
+    let (status, refused) = ask_as(qa1, Some(&feed), "POST", "/v1/subscriptions", "{}");
+    assert_eq!(
+        status, 403,
+        "an ingest key subscribes to nothing: {refused}"
+    );
+    let sub = json!({"url": hook(&to_cluster), "kinds": ["vehicle"], "batch": 20});
+    let (status, made) = ask_as(
+        qa1,
+        Some(&detective),
+        "POST",
+        "/v1/subscriptions",
+        &sub.to_string(),
+    );
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["scope"], json!([A]), "{made}");
+    assert!(made["status"]["cursor"].is_string(), "{made}");
+    // The same on `serve`, by its communities (its key is every community's).
+    for (r, format) in [(&to_serve, "sightline"), (&to_serve_viid, "gat1400")] {
+        let sub = json!({"url": hook(r), "kinds": ["vehicle"], "communities": [A], "batch": 20,
+                         "format": format});
+        let made = call(
+            s,
+            "POST",
+            "/v1/subscriptions",
+            "application/json",
+            sub.to_string().as_bytes(),
+        );
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+
+    // A platform registers on the ingest node and subscribes to motor vehicles.
+    let (status, registered) = register(ia, "/VIID/System/Register", PLATFORM, "pw");
+    assert_eq!(status, 200, "{registered}");
+    let ident = vec![("User-Identify", PLATFORM.to_string())];
+    let subscribe_id = "320508010120000000092025120100001";
+    let subscribe = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": subscribe_id, "Title": "vehicles of A", "SubscribeDetail": "13",
+        "ResourceURI": "", "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", to_platform.addr),
+        "OperateType": 0}]}});
+    let (status, _, answer) = viid(
+        ia,
+        "POST",
+        "/VIID/Subscribes",
+        &ident,
+        &subscribe.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let st = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+    assert_eq!(
+        (st["StatusCode"].as_i64(), st["Id"].as_str()),
+        (Some(0), Some(subscribe_id)),
+        "{answer}"
+    );
+    let (status, _, listed) = viid(ia, "GET", "/VIID/Subscribes", &ident, "");
+    assert_eq!(status, 200, "{listed}");
+    let listed = &listed["SubscribeListObject"]["SubscribeObject"];
+    assert_eq!(listed[0]["SubscribeID"], subscribe_id, "{listed}");
+    assert_eq!(listed[0]["SubscribeStatus"], 0, "{listed}");
+    // Unregistered: refused as on `serve`.
+    let stranger = vec![("User-Identify", "32050801012000000999".to_string())];
+    let (status, _, _) = viid(ia, "GET", "/VIID/Subscribes", &stranger, "");
+    assert_eq!(status, 401);
+
+    // Events of ten communities, to the cluster and to `serve`.
+    let post = |env: &mut Env, n: usize| {
+        let (body, _) = env.batch(n);
+        let (status, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &body);
+        assert_eq!(status, 200, "{sent}");
+        let r = call(
+            s,
+            "POST",
+            "/v1/events",
+            "application/x-ndjson",
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        body
+    };
+    let mut sent = post(&mut env, 300);
+    // The holder of the JSON subscription is killed while a batch is in flight.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            to_cluster.in_flight.load(Ordering::SeqCst) > 0
+        }),
+        "no delivery began"
+    );
+    let (_, listed) = ask_as(qa1, Some(&detective), "GET", "/v1/subscriptions", "");
+    let holder = holder_of(&listed, &id)
+        .as_str()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_string();
+    let batches_before = to_cluster.bodies().len();
+    let (mut q1, mut q2) = (Some(q1), Some(q2));
+    let survivor = match holder.starts_with("query-1") {
+        true => {
+            q1.take().unwrap().signal(libc::SIGKILL);
+            qa2
+        }
+        false => {
+            q2.take().unwrap().signal(libc::SIGKILL);
+            qa1
+        }
+    };
+    sent.push_str(&post(&mut env, 300));
+
+    // Every vehicle of A, from the survivor, as `serve` sends them.
+    let expected: BTreeSet<String> = sent
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["community"] == A && e["kind"] == "vehicle")
+        .map(|e| source_id(&e))
+        .collect();
+    assert_eq!(expected.len(), 40, "vehicles of {A} among 600 events");
+    let ids = |r: &Receiver| -> BTreeSet<String> {
+        r.events().iter().map(|(_, e)| source_id(e)).collect()
+    };
+    let vehicle_ids = |r: &Receiver| -> BTreeSet<String> {
+        r.vehicles()
+            .iter()
+            .map(|o| o["MotorVehicleID"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let all_in = wait_until(Duration::from_secs(90), || {
+        ids(&to_cluster) == expected
+            && ids(&to_serve) == expected
+            && vehicle_ids(&to_platform) == expected
+            && vehicle_ids(&to_serve_viid) == expected
+    });
+    assert!(
+        all_in,
+        "cluster {} of {}, platform {}, serve {}",
+        ids(&to_cluster).len(),
+        expected.len(),
+        vehicle_ids(&to_platform).len(),
+        ids(&to_serve).len()
+    );
+    assert!(
+        to_cluster.bodies().len() > batches_before,
+        "the survivor delivered"
+    );
+    let (_, listed) = ask_as(survivor, Some(&detective), "GET", "/v1/subscriptions", "");
+    let now_held = holder_of(&listed, &id).as_str().unwrap_or("");
+    assert!(!now_held.is_empty() && now_held != holder, "{listed}");
+
+    // Each body as `serve` sends it; each event as `serve` sends it, but its id.
+    let mut single_events: BTreeMap<String, Value> = BTreeMap::new();
+    for (_, e) in to_serve.events() {
+        single_events.insert(source_id(&e), without_id(&e));
+    }
+    for (_, _, b) in to_cluster.bodies() {
+        let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["events", "subscription"], "{b}");
+        assert_eq!(b["subscription"], id.as_str());
+    }
+    let mut times: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (batch, e) in to_cluster.events() {
+        let sid = source_id(&e);
+        assert_eq!(without_id(&e), single_events[&sid], "{sid}");
+        times.entry(sid).or_default().push(batch);
+    }
+    // Sent twice only within the batch in flight when its holder died.
+    let twice: BTreeSet<usize> = times
+        .values()
+        .filter(|b| b.len() > 1)
+        .map(|b| b[0])
+        .collect();
+    assert!(
+        twice.len() <= 1,
+        "duplicates from more than one batch: {times:?}"
+    );
+    assert!(times.values().all(|b| b.len() <= 2), "{times:?}");
+
+    // The platform's notifications: its SubscribeID and title, this 视图库's id, and
+    // each object as `serve` builds it.
+    let server_id = env.config().ingest.viid_server_id;
+    for (path, who, b) in to_platform.bodies() {
+        assert_eq!(path, "/VIID/SubscribeNotifications");
+        assert_eq!(who.as_deref(), Some(server_id.as_str()));
+        let n = &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"][0];
+        assert_eq!(
+            (n["SubscribeID"].as_str(), n["Title"].as_str()),
+            (Some(subscribe_id), Some("vehicles of A")),
+            "{b}"
+        );
+    }
+    let by_id = |r: &Receiver| -> BTreeMap<String, Value> {
+        r.vehicles()
+            .into_iter()
+            .map(|o| (o["MotorVehicleID"].as_str().unwrap().to_string(), o))
+            .collect()
+    };
+    assert_eq!(by_id(&to_platform), by_id(&to_serve_viid));
+
+    // A disposition through the ingest node: a watchlist of the platform's community
+    // whose alerts a query node pushes as DispositionNotifications.
+    let to_disposition = Receiver::start(&env.rt);
+    let disposition_id = "320508010120000000092025120100009";
+    let dispose = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": disposition_id, "Title": "stolen", "DispositionCategory": "2",
+        "TargetFeature": "苏A99999", "Reason": "case 7",
+        "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", to_disposition.addr)}]}});
+    let (status, _, answer) = viid(
+        ia,
+        "POST",
+        "/VIID/Dispositions",
+        &ident,
+        &dispose.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    let (_, lists) = ask_as(survivor, Some(&detective), "GET", "/v1/watchlists", "");
+    assert_eq!(lists["watchlists"][0]["id"], disposition_id, "{lists}");
+    assert_eq!(lists["watchlists"][0]["scope"], json!([A]), "{lists}");
+    // Sightings of the plate until the ingest node's matcher has the list (it reads
+    // the lists every renewal), one of another community (out of the scope) first.
+    let sighting = |n: usize, community: &str| {
+        json!({"ts": 1_764_547_200_000i64 + n as i64, "community": community,
+               "device": format!("3205080{}011210000001", &community[9..]), "kind": "vehicle",
+               "subject": "苏A99999", "direction": "in", "attrs": {"source_id": format!("stolen-{n}")}})
+        .to_string()
+    };
+    let (status, _) = ask_as(
+        ia,
+        Some(&feed),
+        "POST",
+        "/v1/events",
+        &sighting(0, "3205080002"),
+    );
+    assert_eq!(status, 200);
+    let mut n = 0;
+    let alerted = wait_until(Duration::from_secs(20), || {
+        n += 1;
+        let (_, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &sighting(n, A));
+        sent["alerts"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(alerted, "no alert raised");
+    let notified = wait_until(Duration::from_secs(20), || {
+        !to_disposition.bodies().is_empty()
+    });
+    assert!(notified, "no disposition notification");
+    let (path, who, b) = to_disposition.bodies()[0].clone();
+    assert_eq!(
+        (path.as_str(), who.as_deref()),
+        ("/VIID/DispositionNotifications", Some(server_id.as_str()))
+    );
+    let list = b["DispositionNotificationListObject"]["DispositionNotificationObject"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        list.len(),
+        1,
+        "only the sighting of the platform's community: {b}"
+    );
+    let d = &list[0];
+    assert_eq!(
+        (d["DispositionID"].as_str(), d["Title"].as_str()),
+        (Some(disposition_id), Some("stolen")),
+        "{b}"
+    );
+    assert_eq!(d["MotorVehicleObject"]["PlateNo"], "苏A99999", "{b}");
+    assert_eq!(d["CntObjectID"], format!("stolen-{n}"), "{b}");
+    // Revoked: the list and its notifications go.
+    let (status, _, answer) = viid(
+        ia,
+        "DELETE",
+        &format!("/VIID/Dispositions?IDList={disposition_id}"),
+        &ident,
+        "",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    let (_, lists) = ask_as(survivor, Some(&detective), "GET", "/v1/watchlists", "");
+    assert_eq!(lists["watchlists"], json!([]), "{lists}");
+
+    // Cancelled on the ingest node: gone from every list.
+    let cancel = format!("/VIID/Subscribes/{subscribe_id}");
+    let (status, _, answer) = viid(ia, "DELETE", &cancel, &ident, "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"],
+        0
+    );
+    let (_, _, listed) = viid(ia, "GET", "/VIID/Subscribes", &ident, "");
+    assert_eq!(
+        listed["SubscribeListObject"]["SubscribeObject"],
+        json!([]),
+        "{listed}"
+    );
+    let (status, gone) = ask_as(
+        survivor,
+        Some(&detective),
+        "DELETE",
+        &format!("/v1/subscriptions/{id}"),
+        "",
+    );
+    assert_eq!(status, 200, "{gone}");
+    let (_, listed) = ask_as(survivor, Some(&detective), "GET", "/v1/subscriptions", "");
+    assert_eq!(listed["subscriptions"], json!([]), "{listed}");
+    drop((q1, q2));
+}
