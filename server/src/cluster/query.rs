@@ -259,8 +259,8 @@ pub async fn run_query(
     // Subscriptions: this node delivers those whose leases it takes.
     let (stop_delivery, delivery_stopped) = tokio::sync::watch::channel(false);
     let scheme = super::scheme(&tls);
-    let base = (node.config.query.public_url.clone())
-        .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let base =
+        (node.config.query.public_url.clone()).unwrap_or_else(|| format!("{scheme}://{addr}"));
     let delivering = super::delivery::start(node.clone(), base, delivery_stopped)?;
     let max_connections = node.config.max_connections;
     super::accept_loop(listener, shutdown, node, handle, max_connections, tls).await;
