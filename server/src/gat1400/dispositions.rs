@@ -1,7 +1,9 @@
 //! Dispositions (布控) from a registered platform: `POST`/`PUT /VIID/Dispositions`
 //! (`DispositionListObject`), `DELETE /VIID/Dispositions?IDList=…` and
 //! `PUT`/`DELETE /VIID/Dispositions/{id}` (revoke). Each disposition is a watchlist
-//! (its id the `DispositionID`, scoped to the communities the platform's record covers)
+//! (its id `viid-disp-` and the `DispositionID`, apart from `/v1/watchlists`' ids;
+//! scoped to the communities the platform's record covers; owned by the platform that
+//! made it, which alone changes or revokes it — another is answered 4)
 //! whose hits — the alerts raised at ingest — are pushed to its `ReceiveAddr` as
 //! `DispositionNotificationListObject`s by an alert subscription of its own, with the
 //! subscriptions' durable cursor, retries and status.
@@ -31,8 +33,60 @@ pub(crate) enum DispositionError {
     EndTime(String),
     #[error("ReceiveAddr {0:?}: {1}")]
     ReceiveAddr(String, String),
+    #[error("DispositionID {0:?} is another platform's disposition")]
+    NotYours(String),
+    #[error("不存在布控ID: no disposition {0:?} to revoke")]
+    NoSuch(String),
     #[error("{0}")]
     Store(#[from] ApiError),
+}
+
+impl DispositionError {
+    /// Its `StatusCode`: another's disposition an invalid operation (4), an unknown one
+    /// to revoke "other" (1), the store failing a device error (3), anything else 8.
+    pub(crate) fn code(&self) -> i64 {
+        match self {
+            DispositionError::NotYours(_) => super::INVALID_OPERATION,
+            DispositionError::NoSuch(_) => super::OTHER_ERROR,
+            DispositionError::Store(_) => super::DEVICE_ERROR,
+            _ => super::INVALID_JSON_CONTENT,
+        }
+    }
+}
+
+/// Who owns each disposition (`DispositionID` → the platform's code).
+const OWNERS: &str = "viid_dispositions";
+/// The prefix of a disposition's watchlist id.
+const WATCHLIST_PREFIX: &str = "viid-disp-";
+
+/// The watchlist of a disposition.
+fn watchlist_id(disposition: &str) -> String {
+    format!("{WATCHLIST_PREFIX}{disposition}")
+}
+
+/// The `DispositionID` of a disposition's watchlist (an older one's id as it is).
+pub(crate) fn disposition_of(watchlist: &str) -> String {
+    watchlist
+        .strip_prefix(WATCHLIST_PREFIX)
+        .unwrap_or(watchlist)
+        .to_string()
+}
+
+/// The platform that made disposition `id`, if any did.
+fn owner(app: &App, id: &str) -> Result<Option<String>, ApiError> {
+    Ok(app
+        .store
+        .catalog()
+        .kv_get(OWNERS, id)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Refuses `platform` a disposition another platform made.
+fn check_owner(app: &App, platform: &str, id: &str) -> Result<(), DispositionError> {
+    match owner(app, id)? {
+        Some(o) if o != platform => Err(DispositionError::NotYours(id.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// The subscription that pushes a disposition's notifications.
@@ -66,9 +120,12 @@ pub(super) fn scope_of(app: &App, platform: &str) -> Result<Vec<String>, ApiErro
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, DispositionError> {
     let id = text(o, "DispositionID").ok_or(DispositionError::NoId)?;
     if text(o, "OperateType").as_deref() == Some("1") {
-        revoke(app, &id)?;
-        return Ok(id);
+        return match revoke(app, platform, &id)? {
+            true => Ok(id),
+            false => Err(DispositionError::NoSuch(id)),
+        };
     }
+    check_owner(app, platform, &id)?;
     let category = text(o, "DispositionCategory").unwrap_or_else(|| "2".into());
     let kind = kind_of(&category).ok_or(DispositionError::Category(category))?;
     let targets: Vec<String> = text(o, "TargetFeature")
@@ -100,7 +157,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         .collect();
     let scope = scope_of(app, platform)?;
     let w = Watchlist {
-        id: id.clone(),
+        id: watchlist_id(&id),
         name: text(o, "Title").unwrap_or_else(|| id.clone()),
         reason: text(o, "Reason")
             .unwrap_or_else(|| format!("GA/T 1400 disposition from {platform}")),
@@ -116,6 +173,10 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             Some(url)
         }
     };
+    app.store
+        .catalog()
+        .kv_put(OWNERS, &id, platform.as_bytes())
+        .map_err(ApiError::from)?;
     app.watch
         .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
     let sub_id = subscription_id(&id);
@@ -135,7 +196,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             scope: Some(scope),
             created_ms: crate::now_ms(),
             alerts: true,
-            watchlist: Some(id.clone()),
+            watchlist: Some(watchlist_id(&id)),
             viid: None,
             upstream: None,
         };
@@ -144,10 +205,19 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     Ok(id)
 }
 
-/// Revokes a disposition: its watchlist and its notifications end. False when there
-/// was none.
-pub(crate) fn revoke(app: &Arc<App>, id: &str) -> Result<bool, ApiError> {
-    let pushed = Registry::delete(app, &subscription_id(id))?;
-    let listed = app.watch.delete(&app.store, id)?;
-    Ok(listed || pushed)
+/// Revokes `platform`'s disposition `id`: its watchlist and its notifications end.
+/// False when it has none by that id; another platform's is refused. (Only a
+/// disposition's own `viid-disp-` watchlist is deleted, never a `/v1/watchlists` one.)
+pub(crate) fn revoke(app: &Arc<App>, platform: &str, id: &str) -> Result<bool, DispositionError> {
+    check_owner(app, platform, id)?;
+    if owner(app, id)?.is_none() {
+        return Ok(false);
+    }
+    Registry::delete(app, &subscription_id(id))?;
+    app.watch.delete(&app.store, &watchlist_id(id))?;
+    app.store
+        .catalog()
+        .kv_delete(OWNERS, id)
+        .map_err(ApiError::from)?;
+    Ok(true)
 }

@@ -15,7 +15,7 @@
 pub(crate) mod catalog;
 pub(crate) mod digest;
 pub(crate) mod digest_client;
-mod dispositions;
+pub(crate) mod dispositions;
 pub(crate) mod handlers;
 pub(crate) mod image_list;
 mod nonces;
@@ -41,6 +41,9 @@ pub(crate) const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 /// 2 DeviceBusy, 3 DeviceError, 4 InvalidOperation, 5 InvalidXMLFormat,
 /// 6 InvalidXMLContent, 7 InvalidJSONFormat, 8 InvalidJSONContent, 9 Reboot.
 pub const OK: i64 = 0;
+/// Another error (wvp-GB28181-pro answers an unknown `SubscribeID` with it:
+/// "不存在订阅ID", "订阅不存在").
+pub const OTHER_ERROR: i64 = 1;
 /// The device (here: the gateway) is busy; try again.
 pub const BUSY: i64 = 2;
 /// The device (here: the gateway's store) failed.
@@ -174,6 +177,39 @@ pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Member `k` of `o`, else the one whose name differs only in case (Java beans
+/// serialized without annotations send `subscribeListObject`, `subscribeObject`).
+pub(crate) fn field<'a>(o: &'a Value, k: &str) -> Option<&'a Value> {
+    let m = o.as_object()?;
+    m.get(k).or_else(|| {
+        m.iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    })
+}
+
+/// An object with each member named as GA/T 1400 names it when it came as a Java
+/// bean without annotations names it (`subscribeID` → `SubscribeID`), unless both
+/// forms are given. Nested objects are left as they are.
+pub(crate) fn capitalized(o: &Value) -> Value {
+    let Some(m) = o.as_object() else {
+        return o.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in m {
+        let mut chars = k.chars();
+        let upper = match chars.next() {
+            Some(c) if c.is_ascii_lowercase() => {
+                let u = format!("{}{}", c.to_ascii_uppercase(), chars.as_str());
+                (!m.contains_key(&u)).then_some(u)
+            }
+            _ => None,
+        };
+        out.insert(upper.unwrap_or_else(|| k.clone()), v.clone());
+    }
+    Value::Object(out)
 }
 
 pub(crate) fn status_object(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {

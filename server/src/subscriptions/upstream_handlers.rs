@@ -116,8 +116,10 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         u if u.is_empty() => device_id.clone(),
         u => u,
     };
+    // Pictures as base64 `Data` unless asked otherwise: an upper's receiver keeps
+    // `Data` (wvp-GB28181-pro); a `StoragePath` here needs a Sightline API key.
     let image_data = match o.get("image_data") {
-        None | Some(Value::Null) => false,
+        None | Some(Value::Null) => true,
         Some(Value::String(s)) if s == "reference" => false,
         Some(Value::String(s)) if s == "base64" => true,
         Some(_) => return Err(ApiError::param("image_data", "reference or base64")),
