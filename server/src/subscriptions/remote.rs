@@ -189,8 +189,14 @@ fn says(e: &SessionError, words: &[&str]) -> bool {
         _ => false,
     }
 }
-const EXISTS: [&str; 4] = ["已存在", "重复", "exist", "duplicate"];
-const UNKNOWN: [&str; 4] = ["不存在", "no subscription", "not found", "unknown"];
+const EXISTS: [&str; 4] = ["已存在", "重复", "already exist", "duplicate"];
+const UNKNOWN: [&str; 5] = [
+    "不存在",
+    "no subscription",
+    "not exist",
+    "not found",
+    "unknown",
+];
 
 /// `POST /VIID/Subscribes` (a new placement) or `PUT` (a change of one placed) with
 /// the one `SubscribeObject`. A `POST` answered "already exists" is placed.
