@@ -1041,13 +1041,15 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
                 let subscribe_id = super::text(n, "SubscribeID").unwrap_or_default();
                 match crate::subscriptions::remote::Remotes::knows(app, &subscribe_id) {
                     Ok(true) => {}
-                    Ok(false) => return status(
-                        id,
-                        OTHER_ERROR,
-                        &format!(
+                    Ok(false) => {
+                        return status(
+                            id,
+                            OTHER_ERROR,
+                            &format!(
                             "订阅不存在: no subscription {subscribe_id:?} placed by this server"
                         ),
-                    ),
+                        )
+                    }
                     Err(e) => return status(id, DEVICE_ERROR, &e.to_string()),
                 }
                 let mut first_refusal = None;

@@ -624,7 +624,7 @@ fn feed(r: &mut Routes) {
         "/v1/upstreams/{id}",
         Admin,
         deleting(
-            "Stop registering with and uploading to an upstream, and forget it (admin).",
+            "Stop registering with and uploading to an upstream, unregister there (POST /VIID/System/UnRegister), and forget it (admin).",
             "No such upstream.",
         ),
         subscriptions::upstream_handlers::delete,

@@ -307,6 +307,12 @@ impl Registry {
         out
     }
 
+    /// A running upstream's registration.
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<upstream::Session>> {
+        let running = self.running.lock().expect("subscriptions");
+        running.get(id)?.session.clone()
+    }
+
     /// The upper platform `id` is while this server is registered there: an upstream
     /// whose 视图库 id (`server_id`, configured or learned at registration) is `id`
     /// exactly and whose registration is live. Such an upper may subscribe here and

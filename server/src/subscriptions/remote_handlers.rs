@@ -55,7 +55,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     ))
 }
 
-/// `POST /v1/remote-subscriptions`: `{"url", "password", "device_id", "username",
+/// `POST /v1/remote-subscriptions`: `{"url", "password" (optional), "device_id", "username",
 /// "kinds", "resource_uri", "title", "receive_addr", "image_data", "begin_time",
 /// "end_time"}`; placed at once.
 pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
@@ -98,7 +98,9 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     let o = object(body)?;
     let url = text(&o, "url", true)?;
     super::target(&url)?;
-    let password = text(&o, "password", true)?;
+    // A lower platform may know its upper by `User-Identify` alone (wvp-GB28181-pro,
+    // fliad-viid): a password is needed only when the other side challenges.
+    let password = text(&o, "password", false)?;
     let or = |field: &str, default: &str| -> Result<String, ApiError> {
         Ok(match text(&o, field, false)? {
             v if v.is_empty() => default.to_string(),
@@ -117,6 +119,24 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     )?;
     super::target(&receive_addr)
         .map_err(|_| ApiError::param("receive_addr", "an http:// or https:// URL"))?;
+    // Bound to every address and no --public-url: the default would send the other
+    // side to http://0.0.0.0:…, which reaches nobody.
+    let unreachable = super::deliver::public_base(app)
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| {
+            u.host()?
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .ok()
+        })
+        .is_some_and(|ip| ip.is_unspecified());
+    if text(&o, "receive_addr", false)?.is_empty() && unreachable {
+        return Err(ApiError::param(
+            "receive_addr",
+            "needed: this server listens on every address and has no --public-url, so where the other side sends notifications is not known",
+        ));
+    }
     let now = crate::now_ms();
     // The standard's form: our organisation (12), 03 (a subscription), time, sequence.
     let subscribe_id = format!(

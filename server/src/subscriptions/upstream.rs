@@ -243,6 +243,33 @@ impl Session {
         done
     }
 
+    /// `POST /VIID/System/UnRegister` with `{"UnRegisterObject":{"DeviceID":…}}` (the
+    /// upstream deleted here), answering a challenge as the registration does. Ok when
+    /// the upstream answered `StatusCode` 0.
+    pub(crate) async fn unregister(&self, app: &App) -> Result<(), SessionError> {
+        let path = format!("{}/VIID/System/UnRegister", self.base);
+        let body = json!({"UnRegisterObject": {"DeviceID": self.up.device_id}}).to_string();
+        let login = Login {
+            device_id: &self.up.device_id,
+            username: &self.up.username,
+            password: &self.up.password,
+        };
+        let mut challenge = self.challenge.lock().await;
+        let done = digest_request(
+            app,
+            &self.addr,
+            hyper::Method::POST,
+            &path,
+            body.into_bytes(),
+            &login,
+            &mut challenge,
+        )
+        .await
+        .and_then(|(status, answer)| ok_status(&path, status, &answer));
+        self.forget();
+        done
+    }
+
     /// `POST /VIID/System/Keepalive` with `{"KeepaliveObject":{"DeviceID":…}}`.
     async fn keepalive(&self, app: &App) -> Result<(), SessionError> {
         let path = format!("{}/VIID/System/Keepalive", self.base);

@@ -68,14 +68,26 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     }
 }
 
-/// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor.
+/// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor,
+/// and unregisters there (`POST /VIID/System/UnRegister`, one attempt: its outcome in
+/// the answer), so the upper platform no longer takes us for online.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
     if !covered(&c)?.iter().any(|(s, _)| s.id == id) {
         return Err(ApiError::NoSuchUpstream(id));
     }
+    let session = c.app.subscriptions.session(&id);
     Registry::delete(&c.app, &id)?;
-    Ok((StatusCode::OK, serde_json::json!({ "deleted": id }).into()))
+    let unregistered = match session {
+        Some(s) => s.unregister(&c.app).await.map_err(|e| e.to_string()),
+        None => Err("it was not running".to_string()),
+    };
+    Ok((
+        StatusCode::OK,
+        serde_json::json!({ "deleted": id, "unregistered": unregistered.is_ok(),
+                            "unregister_error": unregistered.err() })
+        .into(),
+    ))
 }
 
 /// `POST /v1/upstreams`: `{"url", "password", "server_id", "device_id", "username",

@@ -202,7 +202,7 @@ fn south(a: SocketAddr) {
 /// uploads, no dispositions; another id is refused). Its notifications carry the id
 /// we registered there with as `User-Identify`, and pictures as base64 `Data` (what
 /// wvp's receiver keeps); the upstream's own uploads carry `Data` too. Deleting the
-/// upstream closes the door again.
+/// upstream unregisters there (as wvp does on shutdown) and closes the door again.
 #[test]
 fn an_upper_platform_subscribes_by_user_identify_while_we_are_registered_there() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,6 +342,10 @@ fn an_upper_platform_subscribes_by_user_identify_while_we_are_registered_there()
 
     let gone = crate::support::call(a, "DELETE", &format!("/v1/upstreams/{up_id}"), "", b"");
     assert_eq!(gone.status, 200);
+    assert_eq!(gone.body["unregistered"], true, "{}", gone.body);
+    let unregister = upper.taken("POST", "/VIID/System/UnRegister");
+    assert_eq!(unregister.len(), 1, "{:?}", upper.taken);
+    assert_eq!(unregister[0].body["UnRegisterObject"]["DeviceID"], OURS);
     assert_eq!(viid(a, "GET", "/VIID/Subscribes", &as_upper, "").0, 401);
 }
 
@@ -389,8 +393,9 @@ fn an_upstream_learns_the_upper_platforms_id() {
     );
 }
 
-/// A remote subscription goes out with `BeginTime` (now) and `EndTime`
-/// (20991231235959) when none are given: wvp-GB28181-pro takes one without them as
+/// A remote subscription — without a password: this lower knows us by `User-Identify`
+/// — goes out with `BeginTime` (now) and `EndTime` (20991231235959) when none are
+/// given: wvp-GB28181-pro takes one without them as
 /// already ended. Deleting it cancels it as the standard does — `PUT
 /// /VIID/Subscribes/<ID>` with `SubscribeCancelOrg`, `SubscribeCancelPerson`,
 /// `CancelTime`, `CancelReason` — and while the other side does not take the cancel it
@@ -417,7 +422,7 @@ fn remote_subscriptions_carry_their_window_and_are_cancelled_until_taken() {
         a,
         "/v1/remote-subscriptions",
         "application/json",
-        &json!({"url": format!("http://{}", lower.addr), "password": "p", "kinds": ["vehicle"],
+        &json!({"url": format!("http://{}", lower.addr), "kinds": ["vehicle"],
                 "receive_addr": format!("http://{a}/VIID/SubscribeNotifications")})
         .to_string(),
     );
@@ -851,4 +856,38 @@ fn subscribes_as_platforms_send_them() {
         &json!({ "DeviceID": PLATFORM }).to_string(),
     );
     assert_eq!(status, 200, "{answer}");
+}
+
+/// Listening on every address without `--public-url`, a remote subscription must name
+/// its `receive_addr`: the default would send the other side to `http://0.0.0.0:…`.
+#[test]
+fn a_remote_subscription_without_a_reachable_receive_address_is_refused() {
+    use sightline_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let token = crate::keys::make_keys(dir.path(), &[(Role::Admin, None)]).remove(0);
+    let server = start(dir.path(), |c| {
+        c.no_auth = false;
+        c.allow_plaintext = true;
+        c.listen = "0.0.0.0:0".parse().unwrap();
+    });
+    let a: SocketAddr = ([127, 0, 0, 1], server.addr.port()).into();
+    let create = |body: Value| {
+        crate::keys::call_as(
+            a,
+            Some(&token),
+            "POST",
+            "/v1/remote-subscriptions",
+            &body.to_string(),
+        )
+    };
+    let r = create(json!({"url": "http://127.0.0.1:9"}));
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("receive_addr")),
+        "{}",
+        r.body
+    );
+    let r = create(json!({"url": "http://127.0.0.1:9",
+                          "receive_addr": "http://10.0.0.5:8080/VIID/SubscribeNotifications"}));
+    assert_eq!(r.status, 201, "{}", r.body);
 }
