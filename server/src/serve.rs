@@ -173,7 +173,8 @@ impl Server {
                 keys,
                 audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
-                gateway: Default::default(),
+                gateway: crate::gat1400::Gateway::default()
+                    .any_address(config.viid_registration_any_address),
                 viid_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_viid)),
                 viid_callers: PerCaller::new(config.max_viid_per_caller),
                 viid_bytes: ByteBudget::new(config.max_viid_inflight_bytes),

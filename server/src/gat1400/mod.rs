@@ -98,6 +98,9 @@ pub struct Gateway {
     nonces: Mutex<nonces::Nonces>,
     /// Registered codes: when last renewed, and the address that registered.
     registered: Mutex<HashMap<String, (Instant, Option<std::net::IpAddr>)>>,
+    /// `--viid-registration-any-address`: a registration's `User-Identify` trusted
+    /// from any address (a digest is trusted from anywhere regardless).
+    any_address: bool,
 }
 
 impl Gateway {
@@ -108,18 +111,29 @@ impl Gateway {
         Gateway {
             nonces: Mutex::new(nonces::Nonces::signed(key)),
             registered: Mutex::default(),
+            any_address: false,
         }
     }
 
+    /// This gateway trusting a registration's `User-Identify` from any address when
+    /// `yes` (`--viid-registration-any-address`).
+    pub(crate) fn any_address(mut self, yes: bool) -> Gateway {
+        self.any_address = yes;
+        self
+    }
+
     /// Whether `id` registered from `from` (a request without a digest is trusted on its
-    /// `User-Identify` only from the address that registered it) and has kept alive
-    /// within the registration's life.
+    /// `User-Identify` only from the address that registered it, or from any with
+    /// `--viid-registration-any-address`) and has kept alive within the registration's
+    /// life.
     pub(crate) fn is_registered(&self, id: &str, from: Option<std::net::IpAddr>) -> bool {
         self.registered
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|(t, ip)| t.elapsed() < REGISTRATION_TTL && *ip == from)
+            .is_some_and(|(t, ip)| {
+                t.elapsed() < REGISTRATION_TTL && (self.any_address || *ip == from)
+            })
     }
 
     /// Whether `id` is registered (from wherever: for listings).

@@ -891,3 +891,37 @@ fn a_remote_subscription_without_a_reachable_receive_address_is_refused() {
                           "receive_addr": "http://10.0.0.5:8080/VIID/SubscribeNotifications"}));
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// A clustered platform registers from one node and sends from another: by default
+/// `User-Identify` alone is trusted only from the registering address (a forger
+/// elsewhere is refused); with `--viid-registration-any-address` it is trusted from
+/// any, as wvp-GB28181-pro and fliad-viid key on it, the registration renewed by a
+/// keepalive from anywhere.
+#[test]
+fn a_registration_is_trusted_from_any_address_only_when_configured() {
+    use crate::gat1400::send_from;
+    for any in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(dir.path(), |c| c.viid_registration_any_address = any);
+        let a = server.addr;
+        catalog(a);
+        assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+        let object = vehicle(GATE, 1, &jpeg(1, 500));
+        let body = vehicles(&[object]);
+        let request = format!(
+            "POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+             User-Identify: {PLATFORM}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, answer) = send_from("127.0.0.3", a, request.as_bytes());
+        let want = if any { 200 } else { 401 };
+        assert_eq!(status, want, "any address {any}: {answer}");
+        let keepalive = json!({"KeepaliveObject": {"DeviceID": PLATFORM}}).to_string();
+        let request = format!(
+            "POST /VIID/System/Keepalive HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+             User-Identify: {PLATFORM}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{keepalive}",
+            keepalive.len()
+        );
+        assert_eq!(send_from("127.0.0.4", a, request.as_bytes()).0, want);
+    }
+}

@@ -1235,7 +1235,7 @@ fn a_replayed_digest_is_refused() {
 
 /// Sends `request` from local address `from` (another loopback address stands for
 /// another machine); the status line's code and the body.
-fn send_from(from: &str, to: SocketAddr, request: &[u8]) -> (u16, Value) {
+pub(crate) fn send_from(from: &str, to: SocketAddr, request: &[u8]) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
