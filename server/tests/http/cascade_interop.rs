@@ -472,6 +472,73 @@ fn remote_subscriptions_carry_their_window_and_are_cancelled_until_taken() {
         "{}",
         listed()
     );
+
+    // A platform that already has the SubscribeID (a placement it took before we
+    // heard its answer) says so: placed, not retried every few seconds.
+    let knows_it = Platform::start(|t| (200, per_object(t, 1, "订阅ID已存在")));
+    let r = post(
+        a,
+        "/v1/remote-subscriptions",
+        "application/json",
+        &json!({"url": format!("http://{}", knows_it.addr),
+                "receive_addr": format!("http://{a}/VIID/SubscribeNotifications")})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        wait_until(Duration::from_secs(20), || listed()[0]["status"]["placed"]
+            == true),
+        "{}",
+        listed()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(knows_it.taken("POST", "/VIID/Subscribes").len(), 1);
+}
+
+/// A face disposition's hit (category 1: a person) goes as `PersonObject` — the key
+/// GA/T 1400 and wvp-GB28181-pro's `DispositionNotificationObject` define — carrying
+/// the face as uploaded.
+#[test]
+fn a_face_hit_is_notified_as_a_person_object_as_uploaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let receiver = Platform::start(|t| (200, per_object(t, 0, "正常")));
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let body = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": "320500000000000001202109010800009", "Title": "在逃", "DispositionCategory": "1",
+        "TargetFeature": "A77", "OperateType": 0,
+        "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", receiver.addr)}]}});
+    let (_, _, answer) = viid(a, "POST", "/VIID/Dispositions", &ident, &body.to_string());
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    let face = json!({"FaceID": format!("{GATE}0620210901083000000010600001"), "DeviceID": GATE,
+        "ShotTime": "20210901083000", "ArchiveID": "A77", "GenderCode": "1"});
+    let gate = gate_registered(a);
+    let (_, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/Faces",
+        &gate,
+        &json!({"FaceListObject": {"FaceObject": [face]}}).to_string(),
+    );
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    assert!(wait_until(Duration::from_secs(20), || !receiver
+        .taken("POST", "/VIID/DispositionNotifications")
+        .is_empty()));
+    let got = receiver.taken("POST", "/VIID/DispositionNotifications")[0]
+        .body
+        .clone();
+    let n = &got["DispositionNotificationListObject"]["DispositionNotificationObject"][0];
+    assert_eq!(
+        n["DispositionID"], "320500000000000001202109010800009",
+        "{got}"
+    );
+    assert!(n.get("FaceObject").is_none(), "{got}");
+    assert_eq!(n["PersonObject"]["FaceID"], face["FaceID"], "{got}");
+    assert_eq!(n["PersonObject"]["GenderCode"], "1", "as uploaded: {got}");
+    assert_eq!(n["CntObjectID"], face["FaceID"]);
 }
 
 /// Receivers answer object by object, and some refusals are for good: an object they
