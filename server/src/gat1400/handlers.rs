@@ -818,7 +818,8 @@ pub(crate) async fn tollgates(c: Call) -> Result<Answer, ApiError> {
     .await
 }
 
-/// A catalog listing for a registered caller.
+/// A catalog listing for a registered caller only (no upper platform): what a route
+/// an upper does not use lists. None of today's routes needs it.
 #[allow(dead_code)]
 async fn listing<F>(c: Call, list: F) -> Result<Answer, ApiError>
 where

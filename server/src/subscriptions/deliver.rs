@@ -905,4 +905,47 @@ mod tests {
         assert_eq!(refusal(fine), None);
         assert_eq!(refusal(b""), None, "no status: nothing refused");
     }
+
+    #[test]
+    fn a_gat1400_answer_is_judged_status_by_status() {
+        let list = |codes: &[(&str, &str)]| {
+            let statuses: Vec<Value> = codes
+                .iter()
+                .map(|(c, t)| json!({"StatusCode": c, "StatusString": t}))
+                .collect();
+            json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string()
+        };
+        let taken = |refused, last: Option<(&str, &str)>| Verdict::Taken {
+            refused,
+            last: last.map(|(c, t)| (c.to_string(), t.to_string())),
+        };
+        let v =
+            |codes: &[(&str, &str)], notification| verdict(list(codes).as_bytes(), notification);
+        assert_eq!(v(&[("0", "")], true), taken(0, None));
+        assert_eq!(v(&[("1", "数据已存在"), ("0", "")], false), taken(0, None));
+        assert_eq!(
+            v(&[("8", "PlateNo"), ("0", ""), ("5", "x")], false),
+            taken(2, Some(("5", "x")))
+        );
+        assert_eq!(
+            v(&[("8", "x"), ("2", "设备忙")], false),
+            Verdict::Retry("2".into(), "设备忙".into()),
+            "one retryable status resends the batch"
+        );
+        assert_eq!(
+            v(&[("1", "订阅不存在")], true),
+            Verdict::Gone("1".into(), "订阅不存在".into())
+        );
+        assert_eq!(v(&[("4", "")], true), Verdict::Gone("4".into(), "".into()));
+        assert_eq!(
+            v(&[("4", "")], false),
+            Verdict::Retry("4".into(), "".into()),
+            "an upload is not a subscription"
+        );
+        assert_eq!(
+            v(&[("1", "订阅不存在")], false),
+            Verdict::Retry("1".into(), "订阅不存在".into())
+        );
+        assert_eq!(verdict(b"", true), taken(0, None));
+    }
 }
