@@ -307,6 +307,12 @@ impl Registry {
         out
     }
 
+    /// Every running upstream's registration (to unregister at shutdown).
+    pub(crate) fn sessions(&self) -> Vec<Arc<upstream::Session>> {
+        let running = self.running.lock().expect("subscriptions");
+        running.values().filter_map(|r| r.session.clone()).collect()
+    }
+
     /// A running upstream's registration.
     pub(crate) fn session(&self, id: &str) -> Option<Arc<upstream::Session>> {
         let running = self.running.lock().expect("subscriptions");

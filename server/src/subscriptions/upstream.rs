@@ -22,6 +22,9 @@ use super::Subscription;
 use crate::gat1400::digest_client::Challenge;
 use crate::App;
 
+/// How long shutdown waits for the upstreams to take our `UnRegister`s.
+pub(crate) const UNREGISTER_AT_SHUTDOWN: Duration = Duration::from_secs(3);
+
 /// The default time between keepalives (GA/T 1400 platforms use 30 s to 60 s).
 pub const DEFAULT_KEEPALIVE_S: u64 = 30;
 /// Registration attempts back off from 1 s up to the keepalive interval.

@@ -349,6 +349,35 @@ fn an_upper_platform_subscribes_by_user_identify_while_we_are_registered_there()
     assert_eq!(viid(a, "GET", "/VIID/Subscribes", &as_upper, "").0, 401);
 }
 
+/// A server shutting down unregisters at its upstreams (`POST /VIID/System/UnRegister`),
+/// as wvp-GB28181-pro does, so the upper does not take it for online until it times
+/// out.
+#[test]
+fn shutdown_unregisters_at_the_upstreams() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let upper = Platform::start(|_| (200, one(0, "正常")));
+    let up = post(
+        a,
+        "/v1/upstreams",
+        "application/json",
+        &json!({"url": format!("http://{}", upper.addr), "password": "up", "device_id": OURS,
+                "server_id": UPPER})
+        .to_string(),
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    assert!(wait_until(Duration::from_secs(20), || !upper
+        .taken("POST", "/VIID/System/Register")
+        .is_empty()));
+    assert!(upper.taken("POST", "/VIID/System/UnRegister").is_empty());
+    drop(server);
+    let gone = upper.taken("POST", "/VIID/System/UnRegister");
+    assert_eq!(gone.len(), 1, "{:?}", upper.taken);
+    assert_eq!(gone[0].body["UnRegisterObject"]["DeviceID"], OURS);
+    assert!(gone[0].head.contains(&format!("user-identify: {OURS}")));
+}
+
 /// An upstream given no `server_id` learns it: the upper's `GET /VIID/System/Time`
 /// answers its `VIIDServerID` (the Register answer's `Id` names us, as wvp's does).
 #[test]
