@@ -5,8 +5,10 @@
 //! Each `SubscribeObject` becomes a [`Subscription`] — the same durable cursor,
 //! at-least-once delivery, backoff and status as `/v1/subscriptions` — with id
 //! `viid-{SubscribeID}`, owned by the platform and confined to the communities its
-//! record covers. Its notifications carry the subscriber's own `SubscribeID` and
-//! `Title`, and the objects as they were uploaded (pictures by reference).
+//! record covers (an upper platform this server is registered with: the communities
+//! its upstream reads). Its notifications carry the subscriber's own `SubscribeID` and
+//! `Title`, and the objects as they were uploaded (pictures as base64 `Data` unless it
+//! asked for references, `ImageData` 0).
 
 use super::text;
 use std::sync::Arc;

@@ -7,9 +7,11 @@
 //!
 //! An upstream is a [`Subscription`] with an [`Upstream`] part: the uploads go through
 //! the one delivery worker (`deliver.rs`: durable cursor, at least once, in order,
-//! backoff, status, the upstream's `ResponseStatusListObject` read so only
-//! `StatusCode` 0 moves the cursor). This file holds what only an upstream has: the
-//! registration ([`Session`], its task) and the upload bodies.
+//! backoff, status, the upstream's `ResponseStatusListObject` read object by object:
+//! 0 or "already exists" taken, 5–8 refused for good and passed, anything else sent
+//! again). This file holds what only an upstream has: the registration ([`Session`],
+//! its task, the `UnRegister` when deleted or at shutdown), learning the upper's id,
+//! and the upload bodies.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
