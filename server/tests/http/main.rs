@@ -7,6 +7,7 @@ mod audit_log;
 mod auth_audit;
 mod cascade;
 mod cascade_conformance;
+mod cascade_interop;
 mod cascade_processes;
 mod catalog;
 mod cli;

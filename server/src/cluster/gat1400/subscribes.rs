@@ -30,7 +30,7 @@ use sightline_query::federated::{Federation, Partition};
 use super::{admit, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
-use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError};
+use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
 use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
 use crate::subscriptions::Subscription;
 
@@ -87,14 +87,26 @@ impl GatNode {
             return Err(SubscribeError::NotYours(id));
         }
         let scope = self.directory.uploader(platform).communities;
-        let scope = || {
+        let subscriber = || {
             let mut scope = scope;
             scope.sort();
             scope.dedup();
-            Ok(scope)
+            Ok(Subscriber {
+                scope: Some(scope),
+                identify: None,
+            })
         };
         let server_id = &self.config.ingest.viid_server_id;
-        let Some(s) = requested(o, platform, server_id, scope)? else {
+        // A change is merged onto the object stored (as `serve`).
+        let stored = existing
+            .as_ref()
+            .and_then(|e| e.viid.as_ref())
+            .map(|v| &v.object);
+        let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
+            // Cancelling one that is not there (as `serve`: 1, 不存在订阅ID).
+            if existing.is_none() {
+                return Err(SubscribeError::NoSuch(id));
+            }
             let i = sub_id.clone();
             self.write("delete a subscription", move |m| {
                 Box::pin(async move { m.delete_subscription(&i).await })
