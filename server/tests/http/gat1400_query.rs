@@ -218,7 +218,7 @@ fn uploaded_objects_are_queried_back_by_gat_1400_conditions_page_by_page() {
         &as_platform(SOUTH_PLATFORM),
         "",
     );
-    assert_eq!(vehicle_ids(&south), [south_id.clone()]);
+    assert_eq!(vehicle_ids(&south), vec![south_id.clone()]);
 
     // Faces: the picture by reference to this server.
     let (status, faces) = query(
