@@ -132,7 +132,7 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
     };
     let key = |r: &Row| match q.newest_first {
         false => (r.ts_ms, r.seq),
-        true => (i64::MAX - r.ts_ms, u64::MAX - r.seq),
+        true => (i64::MAX.saturating_sub(r.ts_ms), u64::MAX - r.seq),
     };
     let mut heap: BinaryHeap<Held> = BinaryHeap::with_capacity(depth.min(4096) + 1);
     let mut total = 0u64;

@@ -27,7 +27,7 @@ pub const DEFAULT_PAGE_RECORD_NUM: usize = 100;
 pub const MAX_PAGE_RECORD_NUM: usize = 1000;
 /// The time range when no time condition is given: everything the store holds
 /// (1970 up to 2100), bounded by the query timeout.
-const ALL_TIME: (i64, i64) = (0, 4_102_444_800_000);
+pub(crate) const ALL_TIME: (i64, i64) = (0, 4_102_444_800_000);
 /// The longest query string read (longer is refused): conditions, not data.
 pub const MAX_QUERY_BYTES: usize = 8 << 10;
 

@@ -132,7 +132,8 @@ fn find_one(
         )?);
     }
     if found.as_ref().is_none_or(|f| f.events.is_empty()) {
-        found = Some(select(app, caller, &by_id(0, i64::MAX / 2))?);
+        let (from_ms, to_ms) = super::conditions::ALL_TIME;
+        found = Some(select(app, caller, &by_id(from_ms, to_ms))?);
     }
     let found = found.expect("looked up above");
     Ok(objects_of(app, x, &found)?.into_iter().next())
