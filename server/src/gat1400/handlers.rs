@@ -787,6 +787,25 @@ pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
     (INVALID_JSON_CONTENT, text)
 }
 
+/// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
+/// objects the registered caller's record covers that meet the conditions, a page.
+pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
+        Ok(caller) => super::query::list(app, &x, &caller),
+        Err(refused) => refused,
+    })
+    .await
+}
+
+/// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles/{id}`: one object.
+pub(crate) async fn read_object(c: Call) -> Result<Answer, ApiError> {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
+        Ok(caller) => super::query::one(app, &x, &caller),
+        Err(refused) => refused,
+    })
+    .await
+}
+
 /// `GET /VIID/APEs`: the collection devices the registered caller's record covers.
 pub(crate) async fn apes(c: Call) -> Result<Answer, ApiError> {
     listing_as(
@@ -1208,13 +1227,12 @@ fn store_objects_as_uploaded(app: &App, objects: &mut [Object]) -> Result<(), Ap
 /// Any other `/VIID/…` request.
 pub(crate) async fn no_such_resource(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |_, x| {
-        let s = one_status(
-            "",
-            &x.url(),
-            INVALID_JSON_CONTENT,
-            "no such VIID resource",
-            x.now_ms,
-        );
+        // Paths are case-sensitive (`paths.rs`); the status names the one meant.
+        let why = match super::paths::meant(&x.path) {
+            Some(m) => format!("no such VIID resource (paths are case-sensitive: {m}?)"),
+            None => "no such VIID resource".to_string(),
+        };
+        let s = one_status("", &x.url(), INVALID_JSON_CONTENT, &why, x.now_ms);
         Reply::with(StatusCode::NOT_FOUND, s)
     })
     .await

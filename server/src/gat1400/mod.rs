@@ -8,11 +8,17 @@
 //! * `POST /VIID/MotorVehicles`, `POST /VIID/Faces`: from a registered caller
 //!   (`User-Identify: <20-digit id>`); answered 200 with one `ResponseStatusObject` per
 //!   uploaded object, as devices expect, whatever happened to each.
+//! * `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>` and `GET
+//!   /VIID/<resource>/{id}`: the objects a registered caller's record covers, by GA/T
+//!   1400.4 query conditions (`conditions`, `query`), audited.
+//! * Paths are read as `paths` says: escaped unreserved characters decoded, a trailing
+//!   slash dropped, case kept.
 //!
 //! Lenient in what is accepted (numbers as strings or integers, missing optional
 //! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
 
 pub(crate) mod catalog;
+pub(crate) mod conditions;
 pub(crate) mod digest;
 pub(crate) mod digest_client;
 pub(crate) mod dispositions;
@@ -20,7 +26,9 @@ pub(crate) mod handlers;
 pub(crate) mod image_list;
 mod nonces;
 pub(crate) mod objects;
+pub(crate) mod paths;
 pub(crate) mod pictures;
+pub(crate) mod query;
 pub(crate) mod relay;
 pub(crate) mod subscribes;
 

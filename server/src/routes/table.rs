@@ -713,6 +713,19 @@ fn gat1400(r: &mut Routes) {
     r.viid(Method::POST, "/VIID/Persons", viid::upload);
     r.viid(Method::POST, "/VIID/NonMotorVehicles", viid::upload);
     r.viid(Method::POST, "/VIID/Images", viid::upload);
+    // GA/T 1400.4 queries: by conditions, and one object by its id.
+    r.viid(Method::GET, "/VIID/MotorVehicles", viid::query_objects);
+    r.viid(Method::GET, "/VIID/Faces", viid::query_objects);
+    r.viid(Method::GET, "/VIID/Persons", viid::query_objects);
+    r.viid(Method::GET, "/VIID/NonMotorVehicles", viid::query_objects);
+    r.viid(Method::GET, "/VIID/MotorVehicles/{id}", viid::read_object);
+    r.viid(Method::GET, "/VIID/Faces/{id}", viid::read_object);
+    r.viid(Method::GET, "/VIID/Persons/{id}", viid::read_object);
+    r.viid(
+        Method::GET,
+        "/VIID/NonMotorVehicles/{id}",
+        viid::read_object,
+    );
     r.viid(Method::GET, "/VIID/APEs", viid::apes);
     r.viid(Method::GET, "/VIID/Tollgates", viid::tollgates);
     r.viid(Method::POST, "/VIID/Dispositions", viid::dispositions);

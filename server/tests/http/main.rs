@@ -16,6 +16,7 @@ mod console;
 mod faults;
 mod feed;
 mod gat1400;
+mod gat1400_query;
 mod hostile;
 mod ingest;
 mod keys;
