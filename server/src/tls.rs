@@ -170,6 +170,7 @@ impl ServerTls {
     }
 
     /// Whether clients must present a certificate (`client_ca`).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn asks_client_certificates(&self) -> bool {
         self.files.client_ca.is_some()
     }

@@ -299,7 +299,7 @@ impl Parser {
             if self.depth > MAX_NESTING {
                 return Err(bad(
                     "(",
-                    &format!("parentheses nested deeper than {MAX_NESTING}"),
+                    format!("parentheses nested deeper than {MAX_NESTING}"),
                 ));
             }
             self.expr(out)?;

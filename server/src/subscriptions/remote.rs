@@ -190,12 +190,13 @@ fn says(e: &SessionError, words: &[&str]) -> bool {
     }
 }
 const EXISTS: [&str; 4] = ["已存在", "重复", "already exist", "duplicate"];
+// ("unknown" alone would take "unknown error" for a forgotten subscription.)
 const UNKNOWN: [&str; 5] = [
     "不存在",
     "no subscription",
     "not exist",
     "not found",
-    "unknown",
+    "unknown subscri",
 ];
 
 /// `POST /VIID/Subscribes` (a new placement) or `PUT` (a change of one placed) with
@@ -324,6 +325,10 @@ async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<
                 let mut st = status.lock().expect("status");
                 st.placed = false;
                 st.last_error = Some(e.to_string());
+                // A PUT refused in any way (a 404, a 405, a page of HTML from a
+                // restarted platform that forgot it) is followed by a POST, which takes
+                // "already exists" as placed: it is never left unplaced for good.
+                method = hyper::Method::POST;
                 let wait = retry;
                 retry = (retry * 2).min(MAX_RETRY);
                 wait
