@@ -31,10 +31,26 @@ use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONT
 
 const PATH: &str = "/VIID/Dispositions";
 
+/// Why a disposition was refused: as `serve`'s, or the id is not the caller's.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("{0}")]
+    Disposition(#[from] DispositionError),
+    #[error("DispositionID {0:?} is another platform's disposition, or a watchlist")]
+    NotYours(String),
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        Refused::Disposition(DispositionError::Store(e))
+    }
+}
+
 impl GatNode {
     /// Creates or replaces one disposition of `platform` (`OperateType` 1 revokes
-    /// it); its id.
-    async fn dispose(&self, platform: &str, o: &Value) -> Result<String, DispositionError> {
+    /// it); its id. A `DispositionID` that is another platform's disposition, or a
+    /// `/v1` watchlist, is refused.
+    async fn dispose(&self, platform: &str, o: &Value) -> Result<String, Refused> {
         let scope = self.directory.uploader(platform).communities;
         let scope = || {
             let mut scope = scope;
@@ -44,8 +60,10 @@ impl GatNode {
         };
         let (w, pushed) = match requested(o, platform, scope)? {
             Asked::Revoke(id) => {
-                self.revoke(&id).await?;
-                return Ok(id);
+                return match self.revoke(platform, &id).await? {
+                    Some(_) => Ok(id),
+                    None => Err(Refused::NotYours(id)),
+                };
             }
             Asked::Put(w, pushed) => (w, pushed),
         };
@@ -59,44 +77,50 @@ impl GatNode {
             .filter(|r| r.id != w.id)
             .filter_map(|r| crate::cluster::watchlists::watchlist_of_row(r).ok())
             .collect();
-        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)?;
+        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)
+            .map_err(DispositionError::from)?;
         let row = crate::cluster::watchlists::row_of(&w);
-        self.write("put a watchlist", move |m| {
-            Box::pin(async move { m.put_watchlist(&row).await })
-        })
-        .await?;
+        let p = platform.to_string();
+        let ours = self
+            .write("put a disposition", move |m| {
+                Box::pin(async move { m.put_disposition(&row, &p).await })
+            })
+            .await?;
+        if !ours {
+            return Err(Refused::NotYours(w.id));
+        }
         // Its notifications start now: the alerts from here on (as on `serve`, a
         // replaced disposition's subscription is made again).
         let sub_id = subscription_id(&w.id);
-        let i = sub_id.clone();
+        let (i, p) = (sub_id.clone(), platform.to_string());
         self.write("delete a subscription", move |m| {
-            Box::pin(async move { m.delete_subscription(&i).await })
+            Box::pin(async move { m.delete_subscription_of(&i, &p).await })
         })
         .await?;
         if let Some(s) = pushed {
             let body = serde_json::to_string(&s).expect("serializes");
             let owner = s.owner.clone();
-            self.write("put a subscription", move |m| {
-                Box::pin(async move {
-                    let cursor = m.last_alert_id().await?.to_string();
-                    m.put_subscription(&sub_id, &owner, &body, &cursor).await
+            let written = self
+                .write("put a subscription", move |m| {
+                    Box::pin(async move {
+                        let cursor = m.last_alert_id().await?.to_string();
+                        m.put_subscription(&sub_id, &owner, &body, &cursor).await
+                    })
                 })
-            })
-            .await?;
+                .await?;
+            if !written {
+                return Err(Refused::NotYours(w.id));
+            }
         }
         Ok(w.id)
     }
 
-    /// Revokes disposition `id`: its list and its notifications; false when there
-    /// was neither.
-    async fn revoke(&self, id: &str) -> Result<bool, ApiError> {
-        let (sub_id, list) = (subscription_id(id), id.to_string());
+    /// Revokes `platform`'s disposition `id`: its list and its notifications;
+    /// `Some(false)` when there was neither, `None` when either is another's.
+    async fn revoke(&self, platform: &str, id: &str) -> Result<Option<bool>, ApiError> {
+        let (sub_id, list, p) = (subscription_id(id), id.to_string(), platform.to_string());
         self.write("revoke a disposition", move |m| {
-            Box::pin(async move {
-                let pushed = m.delete_subscription(&sub_id).await?;
-                let listed = m.delete_watchlist(&list).await?;
-                Ok(listed || pushed)
-            })
+            Box::pin(async move { m.revoke_disposition(&list, &sub_id, &p).await })
         })
         .await
     }
@@ -164,9 +188,13 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
     };
     let mut statuses = Vec::with_capacity(ids.len());
     for id in &ids {
-        let (code, text) = match node.revoke(id).await {
-            Ok(true) => (OK, "正常".to_string()),
-            Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+        let (code, text) = match node.revoke(&platform, id).await {
+            Ok(Some(true)) => (OK, "正常".to_string()),
+            Ok(Some(false)) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+            Ok(None) => (
+                INVALID_JSON_CONTENT,
+                Refused::NotYours(id.clone()).to_string(),
+            ),
             Err(e) => (DEVICE_ERROR, e.to_string()),
         };
         statuses.push(status(id, code, &text));
