@@ -815,8 +815,22 @@ const PLATFORM_B: &str = "32050801012000000008";
 fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = Env::start();
+    // query.public_url is checked as serve --public-url: no path; a trailing `/`
+    // dropped.
+    for (url, ok) in [("http://lb:8080/", true), ("http://lb:8080/x", false)] {
+        env.query_extra = format!("public_url = {url:?}");
+        let read = ClusterConfig::from_file(&env.config_file("url"));
+        match ok {
+            true => assert_eq!(
+                read.unwrap().query.public_url.as_deref(),
+                Some("http://lb:8080")
+            ),
+            false => assert!(read.unwrap_err().to_string().contains("public_url")),
+        }
+    }
     env.query_extra = "replicas = 0\nmax_subscriptions_per_owner = 2".into();
     let cli = env.config_file("cli");
+    let (events, _) = env.batch(200);
     for platform in [PLATFORM, PLATFORM_B] {
         let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
             .args(["cluster", "gat1400", "add", platform, "--community", A])
@@ -828,6 +842,7 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
         assert!(login.status.success(), "{login:?}");
     }
     let detective = super::console::cli_key(&cli, "admin", Some(A), "district admin");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
     let (_ingest, ia) = env.ingest("ingest-1");
     let _indexer = env.indexer("index-1", &[]);
     let (_q, qa) = env.query_node("query-1");
@@ -887,12 +902,45 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     let (code, text) = subscribe(&p1, "320508010120000000092025120100003", "three");
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("max_subscriptions_per_owner"), "{text}");
-    // And a key's on /v1.
+    // And a key's on /v1, whose new subscription's cursor shows only the positions
+    // of its community's partition (the stored one has the others' heads too).
+    let (status, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &events);
+    assert_eq!(status, 200, "{sent}");
+    let partitions = env.config().partitions;
+    let ours = sightline_cluster::partition::partition_of(A, partitions);
+    let positions = |cursor: &str| -> BTreeSet<u32> {
+        let pairs = cursor.split('.').filter_map(|p| p.split_once(':'));
+        pairs.map(|(p, _)| p.parse().unwrap()).collect()
+    };
     let sub = json!({"url": format!("http://{}/hook", to.addr)}).to_string();
-    for _ in 0..2 {
+    let mut shown = String::new();
+    let others_stored = wait_until(Duration::from_secs(30), || {
         let (status, made) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
         assert_eq!(status, 201, "{made}");
-    }
+        let id = made["id"].as_str().unwrap().to_string();
+        shown = made["status"]["cursor"].as_str().unwrap().to_string();
+        let stored = meta(id.clone()).expect("made").cursor;
+        if positions(&stored).iter().any(|p| *p != ours) {
+            return true;
+        }
+        let (status, _) = ask_as(
+            qa,
+            Some(&detective),
+            "DELETE",
+            &format!("/v1/subscriptions/{id}"),
+            "",
+        );
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+        false
+    });
+    assert!(others_stored, "no other partition's head stored");
+    assert!(
+        positions(&shown).iter().all(|p| *p == ours),
+        "{shown} shows partitions other than {ours}"
+    );
+    let (status, made) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
+    assert_eq!(status, 201, "{made}");
     let (status, refused) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
     assert_eq!(status, 429, "{refused}");
     assert_eq!(
