@@ -929,3 +929,68 @@ fn queries_and_appends_run_together_without_deadlock() {
         t.join().unwrap();
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Objects by conditions (GA/T 1400.4 queries): the page and the total are the
+    /// plain filter, sort and slice of every stored event, in scope.
+    #[test]
+    fn objects_match_oracle(
+        (batches, seals, index_first) in scenario(),
+        grid in range(),
+        kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
+        at in prop::option::of(prop::collection::vec((0u8..3, 0u8..2), 1..3)),
+        of in prop::option::of(prop::collection::vec(0u8..4, 1..3)),
+        scope in prop::option::of(prop::collection::vec(0u8..3, 0..3)),
+        skip in 0usize..12,
+        limit in 1usize..7,
+        newest_first in any::<bool>(),
+    ) {
+        let l = load(&batches, &seals, index_first);
+        let (from, to) = grid;
+        let devices = at.as_ref().map(|ds| ds.iter().map(|&(c, d)| device(c, d)).collect::<Vec<_>>());
+        // Subjects are of the kind asked (a subject needs one).
+        let subjects = match (kind, &of) {
+            (Some(k), Some(ns)) => Some(ns.iter().map(|&n| subject_of(k, n)).collect::<Vec<_>>()),
+            _ => None,
+        };
+        let scope_codes = scope.as_ref().map(|cs| cs.iter().map(|&c| community(c)).collect::<Vec<_>>());
+        let scope_ids: Option<Vec<u32>> = scope_codes.as_ref().map(|codes| {
+            let d = l.store.dictionaries();
+            let mut ids: Vec<u32> = codes.iter().filter_map(|c| d.community_id(c)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        let ctx = QueryContext::new(&l.store, &l.index);
+        let ctx = match &scope_ids {
+            Some(ids) => ctx.scoped(ids),
+            None => ctx,
+        };
+        let mut want: Vec<&Ev> = l.events.iter()
+            .filter(|e| e.ts >= from && e.ts < to)
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
+            .filter(|e| devices.as_ref().is_none_or(|ds| ds.contains(&e.device)))
+            .filter(|e| subjects.as_ref().is_none_or(|ss| ss.contains(&e.subject)))
+            .filter(|e| scope_codes.as_ref().is_none_or(|cs| cs.contains(&e.community)))
+            .collect();
+        want.sort_by_key(|e| (e.ts, e.seq));
+        if newest_first {
+            want.reverse();
+        }
+        let total = want.len() as u64;
+        let want: Vec<u64> = want.into_iter().skip(skip).take(limit).map(|e| e.seq).collect();
+        let page = objects(&ctx, &ObjectQuery {
+            kind, from_ms: from, to_ms: to, devices, subjects, attrs: Vec::new(),
+            skip, limit, newest_first,
+        }).unwrap();
+        prop_assert_eq!(page.total, total);
+        prop_assert_eq!(page.events.len(), page.attrs_at.len());
+        let got: Vec<u64> = page.events.iter().map(|s| s.seq).collect();
+        prop_assert_eq!(got, want);
+        for (s, a) in page.events.iter().zip(&page.attrs_at) {
+            prop_assert!(a.bytes().is_ok(), "attributes of {} readable", s.seq);
+        }
+    }
+}

@@ -197,6 +197,13 @@ pub struct Settings {
     #[arg(long, env = "SIGHTLINE_ALLOW_PLAINTEXT")]
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// Trust a GA/T 1400 registration's `User-Identify` from any address, not only
+    /// the one that registered (a clustered platform sending from several nodes, as
+    /// wvp-GB28181-pro and fliad-viid key on `User-Identify` alone): anyone who knows a
+    /// registered code can then send as it without a digest. [default: false]
+    #[arg(long, env = "SIGHTLINE_VIID_REGISTRATION_ANY_ADDRESS")]
+    #[serde(default)]
+    pub viid_registration_any_address: bool,
 }
 
 impl Settings {
@@ -254,6 +261,8 @@ impl Settings {
             tls_client_ca: self.tls_client_ca.or(base.tls_client_ca),
             tls_ca_bundle: self.tls_ca_bundle.or(base.tls_ca_bundle),
             allow_plaintext: self.allow_plaintext || base.allow_plaintext,
+            viid_registration_any_address: self.viid_registration_any_address
+                || base.viid_registration_any_address,
         }
     }
 
@@ -366,6 +375,7 @@ impl Settings {
         };
         c.tls_ca_bundle = self.tls_ca_bundle;
         c.allow_plaintext = self.allow_plaintext;
+        c.viid_registration_any_address = self.viid_registration_any_address;
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }

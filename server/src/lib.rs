@@ -143,6 +143,9 @@ pub struct ServerConfig {
     /// `--allow-plaintext`: plain HTTP on a non-loopback address over a store that
     /// holds API keys. Default false (refused).
     pub allow_plaintext: bool,
+    /// `--viid-registration-any-address`: a GA/T 1400 registration's `User-Identify`
+    /// trusted from any address, not only the registering one. Default false.
+    pub viid_registration_any_address: bool,
 }
 
 /// `serve`'s defaults for what one client may hold of a listener, also the cluster
@@ -189,6 +192,7 @@ impl ServerConfig {
             tls: None,
             tls_ca_bundle: None,
             allow_plaintext: false,
+            viid_registration_any_address: false,
         }
     }
 }

@@ -262,7 +262,7 @@ fn render_deliveries(o: &mut String, app: &App) {
         format!("id=\"{id}\",target=\"{kind}\"")
     };
     type Of = fn(&crate::subscriptions::Status, u64) -> u64;
-    let series: [(&str, &str, &str, Of); 4] = [
+    let series: [(&str, &str, &str, Of); 5] = [
         (
             "sightline_delivered_total",
             "counter",
@@ -274,6 +274,12 @@ fn render_deliveries(o: &mut String, app: &App) {
             "counter",
             "Failed delivery attempts (refused, not answered, non-zero StatusCode), since start.",
             |s, _| s.failures_total,
+        ),
+        (
+            "sightline_delivery_refused_total",
+            "counter",
+            "Objects a GA/T 1400 receiver or upstream refused for good (StatusCode 5 to 8) and that were passed, since start.",
+            |s, _| s.refused,
         ),
         (
             "sightline_delivery_failures_in_a_row",

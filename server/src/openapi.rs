@@ -85,6 +85,8 @@ fn viid(method: &Method, path: &str) -> Value {
         ("POST", "/VIID/Persons") => "Upload persons (PersonListObject): one status per object.",
         ("POST", "/VIID/NonMotorVehicles") => "Upload non-motor vehicles (NonMotorVehicleListObject): one status per object.",
         ("POST", "/VIID/Images") => "Upload images with the objects seen in them (ImageListObject).",
+        ("GET", "/VIID/MotorVehicles") | ("GET", "/VIID/Faces") | ("GET", "/VIID/Persons") | ("GET", "/VIID/NonMotorVehicles") => "Query the caller's objects by GA/T 1400.4 conditions ((MotorVehicle.PassTime BETWEEN 'a' AND 'b'), RecordStartNo, PageRecordNum, Sort): the list object with TotalNum; a condition not answered is 400 naming it (server/API.md, \"Object queries\").",
+        ("GET", "/VIID/MotorVehicles/{id}") | ("GET", "/VIID/Faces/{id}") | ("GET", "/VIID/Persons/{id}") | ("GET", "/VIID/NonMotorVehicles/{id}") => "One of the caller's objects by its id, as uploaded (404 when its communities hold none).",
         ("GET", "/VIID/APEs") => "The catalog's devices the caller's record covers (APEListObject).",
         ("GET", "/VIID/Tollgates") => "The catalog's checkpoints the caller's record covers (TollgateListObject).",
         ("POST", "/VIID/Dispositions") | ("PUT", "/VIID/Dispositions") => "Dispositions (布控): scoped watchlists notifying their ReceiveAddr.",

@@ -173,7 +173,8 @@ impl Server {
                 keys,
                 audit,
                 query_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_queries)),
-                gateway: Default::default(),
+                gateway: crate::gat1400::Gateway::default()
+                    .any_address(config.viid_registration_any_address),
                 viid_slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_viid)),
                 viid_callers: PerCaller::new(config.max_viid_per_caller),
                 viid_bytes: ByteBudget::new(config.max_viid_inflight_bytes),
@@ -309,8 +310,27 @@ impl Server {
         if let Some(reloads) = reloads {
             reloads.abort();
         }
+        // Upstreams hear that we go (as wvp-GB28181-pro unregisters on shutdown), each
+        // at once, all within a few seconds.
+        let sessions = self.app.subscriptions.sessions();
         self.app.subscriptions.stop_all();
         self.app.remotes.stop_all();
+        let goodbyes: Vec<_> = sessions
+            .into_iter()
+            .map(|s| {
+                let app = self.app.clone();
+                tokio::spawn(async move { s.unregister(&app).await })
+            })
+            .collect();
+        let _ = tokio::time::timeout(
+            crate::subscriptions::upstream::UNREGISTER_AT_SHUTDOWN,
+            async {
+                for g in goodbyes {
+                    let _ = g.await;
+                }
+            },
+        )
+        .await;
         maintenance.abort();
         audit_sync.abort();
         tokio::select! {

@@ -169,6 +169,11 @@ impl ServerTls {
         }
     }
 
+    /// Whether clients must present a certificate (`client_ca`).
+    pub(crate) fn asks_client_certificates(&self) -> bool {
+        self.files.client_ca.is_some()
+    }
+
     /// The acceptor for a connection accepted now.
     pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         let config = self.current.read().unwrap_or_else(|p| p.into_inner());

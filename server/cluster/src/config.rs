@@ -549,6 +549,26 @@ pub fn check_advertised(address: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The host of a URL's rest after its scheme (`user@host:port/path` → `host`).
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    }
+}
+
+/// Whether `host` names this machine only (`localhost`, a loopback address).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl ClusterConfig {
     /// Reads and checks `path`.
     pub fn from_file(path: &Path) -> Result<ClusterConfig> {
@@ -669,39 +689,84 @@ impl ClusterConfig {
         Ok(())
     }
 
-    /// Refuses a listener bound beyond loopback that would speak plain HTTP, unless
-    /// `allow_plaintext`: the public ones without `[tls]` (or with `tls.public =
-    /// false`), the partition listeners without `[tls]`.
+    /// Refuses, unless `allow_plaintext`, a listener bound beyond loopback that would
+    /// speak plain HTTP (a public one without `[tls]`, a partition listener without
+    /// `[tls]`; a public one named in `tls.plain` is the operator's choice), and an
+    /// engine beyond loopback reached in clear (PostgreSQL over TCP without
+    /// `sslmode=require`, a `nats://` URL, an `http://` S3 endpoint).
     fn check_plaintext(&self) -> Result<()> {
+        use crate::tls::PublicListener;
         if self.allow_plaintext {
             return Ok(());
         }
-        let public_tls = self.tls.as_ref().is_some_and(|t| t.public);
+        let public = |which| self.tls.as_ref().map(|t| !t.serves(which));
         let listeners = [
-            ("ingest.listen", self.ingest.listen, public_tls),
-            ("query.listen", self.query.listen, public_tls),
-            ("index.serve", self.index.serve, self.tls.is_some()),
-            ("query.serve", self.query.serve, self.tls.is_some()),
+            (
+                "ingest.listen",
+                self.ingest.listen,
+                public(PublicListener::Ingest),
+            ),
+            (
+                "query.listen",
+                self.query.listen,
+                public(PublicListener::Query),
+            ),
+            (
+                "index.serve",
+                self.index.serve,
+                self.tls.as_ref().map(|_| false),
+            ),
+            (
+                "query.serve",
+                self.query.serve,
+                self.tls.as_ref().map(|_| false),
+            ),
         ];
-        for (name, addr, tls) in listeners {
-            if !tls && !addr.ip().is_loopback() {
+        for (name, addr, plain) in listeners {
+            // `None`: no [tls] at all; `Some(true)`: named in tls.plain.
+            if plain.is_none() && !addr.ip().is_loopback() {
                 return Err(ClusterError::Config(format!(
                     "{name} = {addr} would speak plain HTTP beyond loopback: add [tls] \
-                     (cert, key, ca{}), bind a loopback address, or set allow_plaintext = true",
-                    if self.tls.is_some() {
-                        "; public = true"
-                    } else {
-                        ""
-                    }
+                     (cert, key, ca), bind a loopback address, or set allow_plaintext = true"
                 )));
             }
+        }
+        let engine = |what: &str, host: &str| -> Result<()> {
+            match is_loopback_host(host) {
+                true => Ok(()),
+                false => Err(ClusterError::Config(format!(
+                    "{what} reaches {host} in clear: {}, or set allow_plaintext = true",
+                    match what {
+                        "postgres" => "add sslmode=require (checked against tls.ca)",
+                        "nats" => "use tls:// URLs",
+                        _ => "use an https:// endpoint",
+                    }
+                ))),
+            }
+        };
+        if !crate::tls::postgres_requires_tls(&self.postgres) {
+            if let Ok(pg) = self.postgres.parse::<tokio_postgres::Config>() {
+                for h in pg.get_hosts() {
+                    if let tokio_postgres::config::Host::Tcp(host) = h {
+                        engine("postgres", host)?;
+                    }
+                }
+            }
+        }
+        for url in &self.nats {
+            if let Some(rest) = url.strip_prefix("nats://") {
+                engine("nats", url_host(rest))?;
+            }
+        }
+        if let Some(rest) = self.s3.endpoint.strip_prefix("http://") {
+            engine("s3.endpoint", url_host(rest))?;
         }
         Ok(())
     }
 
-    /// Whether `ingest.listen` and `query.listen` speak TLS.
-    pub fn public_tls(&self) -> Option<&crate::tls::TlsConfig> {
-        self.tls.as_ref().filter(|t| t.public)
+    /// Whether `ingest.listen` and `query.listen` speak TLS: the `[tls]` they use.
+    pub fn public_tls(&self, which: crate::tls::PublicListener) -> Option<&crate::tls::TlsConfig> {
+        self.tls.as_ref().filter(|t| t.serves(which))
     }
 
     /// This indexer's owner name.
@@ -728,6 +793,7 @@ impl ClusterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::PublicListener;
 
     const MINIMAL: &str = r#"
 nats = ["nats://127.0.0.1:4222"]
@@ -810,9 +876,13 @@ secret_key = "s"
                 "{wide}"
             );
             let with_tls = parse(&format!("{wide}\n{tls}")).unwrap();
-            assert!(with_tls.public_tls().is_some());
-            // `public = false`: the public listener would be plain again.
-            assert!(parse(&format!("{wide}\n{tls}\npublic = false")).is_err());
+            assert!(with_tls.public_tls(PublicListener::Ingest).is_some());
+            assert!(with_tls.public_tls(PublicListener::Query).is_some());
+            // Named in `plain`: that listener in clear, by the operator's choice.
+            let plain = parse(&format!("{wide}\n{tls}\nplain = [\"ingest\"]")).unwrap();
+            assert!(plain.public_tls(PublicListener::Ingest).is_none());
+            assert!(plain.public_tls(PublicListener::Query).is_some());
+            assert!(parse(&format!("{wide}\n{tls}\nplain = [\"nobody\"]")).is_err());
         }
         // Partition listeners on the network need the cluster's shared secret, and
         // TLS (or allow_plaintext).
@@ -823,8 +893,33 @@ secret_key = "s"
         assert!(parse(&format!("{secret}\n{partition}")).is_err());
         let c = parse(&format!("{secret}\nallow_plaintext = true\n{partition}")).unwrap();
         assert!(c.partition_token.is_some());
-        let c = parse(&format!("{secret}\n{partition}\n{tls}\npublic = false")).unwrap();
-        assert!(c.tls.is_some() && c.public_tls().is_none());
+        let c = parse(&format!(
+            "{secret}\n{partition}\n{tls}\nplain = [\"ingest\", \"query\"]"
+        ))
+        .unwrap();
+        assert!(c.tls.is_some() && c.public_tls(PublicListener::Query).is_none());
+        // Engines beyond loopback in clear are refused; over TLS, or allowed, fine.
+        for (clear, safe) in [
+            (
+                MINIMAL.replace("host=127.0.0.1", "host=10.0.0.9"),
+                MINIMAL.replace("host=127.0.0.1", "host=10.0.0.9 sslmode=require"),
+            ),
+            (
+                MINIMAL.replace("nats://127.0.0.1", "nats://10.0.0.1"),
+                MINIMAL.replace("nats://127.0.0.1", "tls://10.0.0.1"),
+            ),
+            (
+                MINIMAL.replace("http://127.0.0.1:8333", "http://s3.internal:8333"),
+                MINIMAL.replace("http://127.0.0.1:8333", "https://s3.internal:8333"),
+            ),
+        ] {
+            let refused = parse(&format!("{clear}\n{tls}")).unwrap_err().to_string();
+            assert!(refused.contains("in clear"), "{refused}");
+            assert!(parse(&format!("allow_plaintext = true\n{clear}\n{tls}")).is_ok());
+            assert!(parse(&format!("{safe}\n{tls}")).is_ok(), "{safe}");
+        }
+        assert_eq!(url_host("user:pw@[::1]:4222/x"), "::1");
+        assert!(is_loopback_host("::1") && is_loopback_host("LOCALHOST"));
         // TLS to PostgreSQL is checked against the CA: `require` needs `[tls]`.
         let pg = MINIMAL.replace("user=postgres", "user=postgres sslmode=require");
         assert_ne!(pg, MINIMAL);

@@ -449,16 +449,19 @@ impl Meta {
         let row = self
             .client
             .query_one(
-                "WITH old AS (
-                     SELECT index_key FROM leases WHERE partition = $1 AND epoch = $2
-                     FOR UPDATE),
-                 named AS (
-                     UPDATE leases SET index_key = $3 WHERE partition = $1 AND epoch = $2
-                     RETURNING 1),
+                // The replaced key comes from the row as locked before the update
+                // (a CTE reading the row beside the UPDATE would be skipped: the
+                // same command changed it first).
+                "WITH named AS (
+                     UPDATE leases l SET index_key = $3
+                     FROM (SELECT partition, index_key FROM leases
+                           WHERE partition = $1 AND epoch = $2 FOR UPDATE) old
+                     WHERE l.partition = old.partition
+                     RETURNING old.index_key AS replaced),
                  released AS (
                      INSERT INTO released_objects (object_key, released_at)
-                     SELECT index_key, now() FROM old
-                     WHERE index_key IS NOT NULL AND index_key <> $3
+                     SELECT replaced, now() FROM named
+                     WHERE replaced IS NOT NULL AND replaced <> $3
                      ON CONFLICT (object_key) DO UPDATE SET released_at = EXCLUDED.released_at
                      RETURNING 1)
                  SELECT (SELECT count(*) FROM named), (SELECT count(*) FROM released)",

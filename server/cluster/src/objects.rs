@@ -89,7 +89,7 @@ impl Objects {
         if let Some(tls) = crate::tls::installed() {
             for cert in crate::tls::certificates(&tls.ca)? {
                 let cert = object_store::Certificate::from_der(cert.as_ref())
-                    .map_err(err("read tls.ca for", &config.bucket))?;
+                    .map_err(|e| crate::tls::tls_error(&tls.ca, e))?;
                 options = options.with_root_certificate(cert);
             }
         }

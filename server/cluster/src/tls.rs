@@ -10,8 +10,9 @@
 //!   node's certificate nobody completes a handshake there, so the
 //!   `partition_token` no longer crosses the network in clear.
 //! * **Public listeners** (`ingest.listen`, `query.listen`): TLS with the node's
-//!   certificate when `tls.public` (default true); cameras that speak only plain
-//!   HTTP to their 视图库 need an ingest node with `public = false`.
+//!   certificate, unless named in `tls.plain` (GA/T 1400 cameras that speak only
+//!   plain HTTP to their 视图库: `plain = ["ingest"]`; that listener's keys and
+//!   digests then cross in clear, which the operator chose by naming it).
 //! * **PostgreSQL**: a connection string with `sslmode=require` is made over TLS, the
 //!   server's certificate checked against the CA *and* its host name (libpq's
 //!   `verify-full`; tokio-postgres knows no `verify-full` spelling, so `require`
@@ -21,6 +22,13 @@
 //!   CA, and the node's certificate is presented (NATS `verify` may require it).
 //! * **S3**: an `https://` endpoint is checked against the CA as well as the
 //!   system's roots.
+//!
+//! Without `allow_plaintext`, a node refuses to start with an engine beyond loopback
+//! reached in clear (PostgreSQL without `sslmode=require` over TCP, a `nats://` URL,
+//! an `http://` S3 endpoint). The files are read once at start: SIGHUP reloads the
+//! listeners' certificate and key, but the client side (partition calls,
+//! PostgreSQL, NATS, S3) keeps what it read until the process restarts — renew a
+//! node's certificate by restarting it, one node at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -43,16 +51,31 @@ pub struct TlsConfig {
     /// The CA certificates (PEM) that signed every node's certificate and the
     /// engines' (PostgreSQL, NATS, S3): the only roots partition links trust.
     pub ca: PathBuf,
-    /// `ingest.listen` and `query.listen` speak TLS too (default true).
-    #[serde(default = "default_public")]
-    pub public: bool,
+    /// Public listeners left in plain HTTP (`"ingest"`, `"query"`; default none: both
+    /// speak TLS). A listener named here is let bind beyond loopback in clear: its
+    /// clients' keys and digests cross the network unencrypted.
+    #[serde(default)]
+    pub plain: Vec<PublicListener>,
 }
 
-fn default_public() -> bool {
-    true
+/// A public listener of a node.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublicListener {
+    /// `ingest.listen`.
+    Ingest,
+    /// `query.listen`.
+    Query,
 }
 
-fn tls_error(path: &Path, reason: impl std::fmt::Display) -> ClusterError {
+impl TlsConfig {
+    /// Whether public listener `which` speaks TLS.
+    pub fn serves(&self, which: PublicListener) -> bool {
+        !self.plain.contains(&which)
+    }
+}
+
+pub(crate) fn tls_error(path: &Path, reason: impl std::fmt::Display) -> ClusterError {
     ClusterError::Config(format!("tls: {}: {reason}", path.display()))
 }
 

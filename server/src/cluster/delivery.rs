@@ -396,16 +396,17 @@ impl Worker {
         lease: &SubscriptionLease,
         payload: Vec<u8>,
     ) -> Result<(), bool> {
-        let sent = deliver::post(
-            &self.addr,
-            &self.path,
-            payload,
-            self.viid.as_deref(),
-            &ctx.outbound,
-        )
-        .await;
+        // GA/T 1400 notifications: judged object by object, as `serve` judges them.
+        let viid = self.viid.as_deref().map(|id| (id, true));
+        let sent = deliver::post(&self.addr, &self.path, payload, viid, &ctx.outbound).await;
         match sent {
-            Ok(()) => Ok(()),
+            Ok((refused, last)) => {
+                if let Some((code, text)) = last {
+                    tracing::warn!(subscription = %self.s.id, refused, %code, %text,
+                        "objects refused for good: passed");
+                }
+                Ok(())
+            }
             Err(e) => Err(failed(ctx, lease, &e.to_string()).await),
         }
     }

@@ -21,6 +21,7 @@
 //! Bounds: 32 requests at once (429 with `Retry-After` beyond), `max_body_bytes`,
 //! `max_batch_records`.
 
+use sightline_cluster::tls::PublicListener;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,7 +91,7 @@ pub async fn run_ingest(
     let (alerting, watching) = Alerting::start(&config).await;
     let (gat1400, reading) =
         GatNode::start(&config, publisher.clone(), alerting.clone(), partitions).await?;
-    let tls = super::listener_tls(&config, false)?;
+    let tls = super::listener_tls(&config, super::Listening::Public(PublicListener::Ingest))?;
     println!("listening on {}://{addr}", super::scheme(&tls));
     let state = Arc::new(Ingest {
         publisher,

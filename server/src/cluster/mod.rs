@@ -108,6 +108,7 @@ async fn accept_loop<S, B, F, Fut>(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let client_certificates = tls.as_ref().is_some_and(|t| t.asks_client_certificates());
         tokio::spawn(async move {
             let _open = permit;
             // Who is on the other end (the GA/T 1400 gateway binds a registration to
@@ -128,8 +129,13 @@ async fn accept_loop<S, B, F, Fut>(
                 }
                 Some(acceptor) => {
                     // The handshake ends within the header timeout, as a request's head
-                    // must (a client stalling in it holds a connection slot).
-                    let limit = crate::DEFAULT_HEADER_TIMEOUT;
+                    // must (a client stalling in it holds a connection slot); a
+                    // partition listener's clients are the cluster's own nodes, on its
+                    // network: [`PARTITION_HANDSHAKE`].
+                    let limit = match client_certificates {
+                        true => PARTITION_HANDSHAKE,
+                        false => crate::DEFAULT_HEADER_TIMEOUT,
+                    };
                     let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
@@ -149,20 +155,36 @@ async fn accept_loop<S, B, F, Fut>(
     }
 }
 
+/// Longest TLS handshake on a partition listener (mutual TLS between the cluster's
+/// nodes, a round trip or two on their network): a stranger stalling in it holds
+/// one of `max_connections` for this long at most.
+const PARTITION_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Which listener of a node [`listener_tls`] sets up.
+#[derive(Clone, Copy)]
+enum Listening {
+    Public(sightline_cluster::tls::PublicListener),
+    /// `index.serve`, `query.serve`.
+    Partitions,
+}
+
 /// The TLS of one of this node's listeners, from `[tls]`: a public one
-/// (`ingest.listen`, `query.listen`) when `tls.public`, with no client certificate
-/// asked; a partition listener (`index.serve`, `query.serve`) whenever `[tls]` is
-/// there, requiring a client certificate the cluster's CA signed. Reloaded from its
-/// files on SIGHUP, as `serve`'s.
+/// (`ingest.listen`, `query.listen`) unless named in `tls.plain`, with no client
+/// certificate asked; a partition listener whenever `[tls]` is there, requiring a
+/// client certificate the cluster's CA signed. Reloaded from its files on SIGHUP, as
+/// `serve`'s (the client side is not: `sightline_cluster::tls`).
 fn listener_tls(
     config: &sightline_cluster::ClusterConfig,
-    partition: bool,
+    which: Listening,
 ) -> Result<Option<std::sync::Arc<crate::tls::ServerTls>>, String> {
     let Some(t) = config.tls.as_ref() else {
         return Ok(None);
     };
-    if !partition && !t.public {
-        return Ok(None);
+    let partition = matches!(which, Listening::Partitions);
+    if let Listening::Public(public) = which {
+        if !t.serves(public) {
+            return Ok(None);
+        }
     }
     let files = crate::tls::TlsFiles {
         cert: t.cert.clone(),

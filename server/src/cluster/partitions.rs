@@ -40,7 +40,7 @@ pub async fn run_index(
     tracing::info!(%addr, "answering partition requests");
     let token = config.partition_token.clone();
     let most = config.max_connections;
-    let tls = super::listener_tls(&config, true)?;
+    let tls = super::listener_tls(&config, super::Listening::Partitions)?;
     // Old segments of partitions taken over, fetched on first use
     // (`index.segment_cache_bytes`); its counters in this listener's `/health`.
     let cache = sightline_cluster::indexer::segment_cache(&config);

@@ -56,6 +56,7 @@
 //! queries at once (429 beyond), `query.timeout_ms` per query (503),
 //! `query.max_result_rows`, bodies of 1 MiB.
 
+use sightline_cluster::tls::PublicListener;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -204,7 +205,7 @@ pub async fn run_query(
             let held = Held::new(&config.owner());
             let token = config.partition_token.clone();
             let most = config.max_connections;
-            let tls = super::listener_tls(&config, true)?;
+            let tls = super::listener_tls(&config, super::Listening::Partitions)?;
             tokio::spawn(super::serve_partitions(
                 serve,
                 held.clone(),
@@ -240,7 +241,7 @@ pub async fn run_query(
         }
     };
     tracing::info!(%addr, partitions, "query node started");
-    let tls = super::listener_tls(&config, false)?;
+    let tls = super::listener_tls(&config, super::Listening::Public(PublicListener::Query))?;
     println!("listening on {}://{addr}", super::scheme(&tls));
     let node = Arc::new(QueryNode {
         directory: Directory::start(&config, held.clone()).await,

@@ -436,12 +436,12 @@ fn call(
         .map_err(|e| e.to_string())?
         .next()
         .ok_or("no such address")?;
+    let until = Instant::now() + timeout;
     let s = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT.min(timeout))
         .map_err(|e| format!("connecting: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .and_then(|_| s.set_write_timeout(Some(timeout)))
-        .and_then(|_| s.set_nodelay(true))
-        .map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    // The whole call within `timeout`, however the peer paces its bytes.
+    let s = Bounded { s, until };
     let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
         "POST /v1/partition HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{authorization}Connection: close\r\n\r\n",
@@ -513,6 +513,45 @@ fn exchange(
         Ok(_) => Ok(raw),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && complete(&raw) => Ok(raw),
         Err(e) => Err(format!("reading: {e}")),
+    }
+}
+
+/// A connection whose every read and write waits at most until `until`: a peer
+/// sending a byte just inside each socket timeout cannot hold a call past its own.
+struct Bounded {
+    s: TcpStream,
+    until: Instant,
+}
+
+impl Bounded {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        match left.is_zero() {
+            true => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the call's time is up",
+            )),
+            false => Ok(left),
+        }
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left()?;
+        self.s.set_read_timeout(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.left()?;
+        self.s.set_write_timeout(Some(left))?;
+        self.s.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
     }
 }
 

@@ -76,6 +76,21 @@ fn visible(store: &Store, caller: &str) -> Result<Vec<(Device, String)>, ApiErro
     ))
 }
 
+/// The devices an upper platform this server is registered with may list: those of
+/// the communities its upstream reads (`None`: every registered community).
+pub(crate) fn upper_visible(
+    store: &Store,
+    scope: Option<&[String]>,
+) -> Result<Vec<(Device, String)>, ApiError> {
+    let catalog = store.catalog();
+    let registered = catalog.communities()?;
+    let communities: BTreeSet<String> = match scope {
+        Some(s) => s.iter().cloned().collect(),
+        None => registered.iter().map(|c| c.code.clone()).collect(),
+    };
+    Ok(listed(&communities, &registered, catalog.devices()?))
+}
+
 /// A `PlaceCode`: GA/T 1400.3's 6-digit administrative division (GB/T 2260), the first
 /// six digits of a community code that begins with them; else the community code.
 fn place_code(community: &str) -> &str {

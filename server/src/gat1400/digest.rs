@@ -262,7 +262,8 @@ fn uri_target(uri: &str) -> String {
 /// Whether a digest's `uri` names `target` (a request's path, with `?query` when it
 /// has one; RFC 7616 §3.4.6): the same path and query, the absolute form included.
 fn names_target(uri: &str, target: &str) -> bool {
-    uri_target(uri) == target
+    // Compared as the request is routed: `/VIID/%46aces/` names `/VIID/Faces`.
+    super::paths::canonical_target(&uri_target(uri)) == super::paths::canonical_target(target)
 }
 
 /// The nonce a digest header answers and its counter (`nc`, hex; 1 without `qop`, as

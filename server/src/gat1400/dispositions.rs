@@ -1,7 +1,9 @@
 //! Dispositions (布控) from a registered platform: `POST`/`PUT /VIID/Dispositions`
 //! (`DispositionListObject`), `DELETE /VIID/Dispositions?IDList=…` and
 //! `PUT`/`DELETE /VIID/Dispositions/{id}` (revoke). Each disposition is a watchlist
-//! (its id the `DispositionID`, scoped to the communities the platform's record covers)
+//! (its id `viid-disp-` and the `DispositionID`, apart from `/v1/watchlists`' ids;
+//! scoped to the communities the platform's record covers; owned by the platform that
+//! made it, which alone changes or revokes it — another is answered 4)
 //! whose hits — the alerts raised at ingest — are pushed to its `ReceiveAddr` as
 //! `DispositionNotificationListObject`s by an alert subscription of its own, with the
 //! subscriptions' durable cursor, retries and status.
@@ -31,8 +33,60 @@ pub(crate) enum DispositionError {
     EndTime(String),
     #[error("ReceiveAddr {0:?}: {1}")]
     ReceiveAddr(String, String),
+    #[error("DispositionID {0:?} is another platform's disposition")]
+    NotYours(String),
+    #[error("不存在布控ID: no disposition {0:?} to revoke")]
+    NoSuch(String),
     #[error("{0}")]
     Store(#[from] ApiError),
+}
+
+impl DispositionError {
+    /// Its `StatusCode`: another's disposition an invalid operation (4), an unknown one
+    /// to revoke "other" (1), the store failing a device error (3), anything else 8.
+    pub(crate) fn code(&self) -> i64 {
+        match self {
+            DispositionError::NotYours(_) => super::INVALID_OPERATION,
+            DispositionError::NoSuch(_) => super::OTHER_ERROR,
+            DispositionError::Store(_) => super::DEVICE_ERROR,
+            _ => super::INVALID_JSON_CONTENT,
+        }
+    }
+}
+
+/// Who owns each disposition (`DispositionID` → the platform's code).
+const OWNERS: &str = "viid_dispositions";
+/// The prefix of a disposition's watchlist id.
+const WATCHLIST_PREFIX: &str = "viid-disp-";
+
+/// The watchlist of a disposition.
+fn watchlist_id(disposition: &str) -> String {
+    format!("{WATCHLIST_PREFIX}{disposition}")
+}
+
+/// The `DispositionID` of a disposition's watchlist (an older one's id as it is).
+pub(crate) fn disposition_of(watchlist: &str) -> String {
+    watchlist
+        .strip_prefix(WATCHLIST_PREFIX)
+        .unwrap_or(watchlist)
+        .to_string()
+}
+
+/// The platform that made disposition `id`, if any did.
+fn owner(app: &App, id: &str) -> Result<Option<String>, ApiError> {
+    Ok(app
+        .store
+        .catalog()
+        .kv_get(OWNERS, id)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Refuses `platform` a disposition another platform made.
+fn check_owner(app: &App, platform: &str, id: &str) -> Result<(), DispositionError> {
+    match owner(app, id)? {
+        Some(o) if o != platform => Err(DispositionError::NotYours(id.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// The subscription that pushes a disposition's notifications.
@@ -65,20 +119,31 @@ pub(super) fn scope_of(app: &App, platform: &str) -> Result<Vec<String>, ApiErro
 /// Creates or replaces one disposition (`OperateType` 1 revokes it); its id.
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, DispositionError> {
     let scope = || scope_of(app, platform);
-    let (w, pushed) = match requested(o, platform, scope)? {
+    let (mut w, pushed) = match requested(o, platform, scope)? {
         Asked::Revoke(id) => {
-            revoke(app, &id)?;
-            return Ok(id);
+            return match revoke(app, platform, &id)? {
+                true => Ok(id),
+                false => Err(DispositionError::NoSuch(id)),
+            };
         }
         Asked::Put(w, pushed) => (w, pushed),
     };
+    // The platform's own, under a watchlist id apart from `/v1/watchlists`' ids.
+    let id = std::mem::take(&mut w.id);
+    check_owner(app, platform, &id)?;
+    w.id = watchlist_id(&id);
+    app.store
+        .catalog()
+        .kv_put(OWNERS, &id, platform.as_bytes())
+        .map_err(ApiError::from)?;
     app.watch
         .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
-    Registry::delete(app, &subscription_id(&w.id))?;
-    if let Some(s) = pushed {
+    Registry::delete(app, &subscription_id(&id))?;
+    if let Some(mut s) = pushed {
+        s.watchlist = Some(watchlist_id(&id));
         Registry::create(app, *s, None)?;
     }
-    Ok(w.id)
+    Ok(id)
 }
 
 /// What a `DispositionObject` asks.
@@ -92,7 +157,9 @@ pub(crate) enum Asked {
 
 /// What a `DispositionObject` of `platform` asks, its watchlist confined to
 /// `scope()` (the communities the platform's record covers). Shared by `serve` and a
-/// cluster's ingest nodes (`crate::cluster::gat1400::dispositions`).
+/// cluster's ingest nodes (`crate::cluster::gat1400::dispositions`). The watchlist and the
+/// subscription name the `DispositionID` as it is; `serve` files them under its own
+/// watchlist id (`apply`).
 pub(crate) fn requested(
     o: &Value,
     platform: &str,
@@ -170,10 +237,19 @@ pub(crate) fn requested(
     Ok(Asked::Put(w, pushed.map(Box::new)))
 }
 
-/// Revokes a disposition: its watchlist and its notifications end. False when there
-/// was none.
-pub(crate) fn revoke(app: &Arc<App>, id: &str) -> Result<bool, ApiError> {
-    let pushed = Registry::delete(app, &subscription_id(id))?;
-    let listed = app.watch.delete(&app.store, id)?;
-    Ok(listed || pushed)
+/// Revokes `platform`'s disposition `id`: its watchlist and its notifications end.
+/// False when it has none by that id; another platform's is refused. (Only a
+/// disposition's own `viid-disp-` watchlist is deleted, never a `/v1/watchlists` one.)
+pub(crate) fn revoke(app: &Arc<App>, platform: &str, id: &str) -> Result<bool, DispositionError> {
+    check_owner(app, platform, id)?;
+    if owner(app, id)?.is_none() {
+        return Ok(false);
+    }
+    Registry::delete(app, &subscription_id(id))?;
+    app.watch.delete(&app.store, &watchlist_id(id))?;
+    app.store
+        .catalog()
+        .kv_delete(OWNERS, id)
+        .map_err(ApiError::from)?;
+    Ok(true)
 }

@@ -14,7 +14,7 @@ use super::objects::{objects, BodyError, Devices, Object, Upload, Uploader};
 use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
-    INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, INVALID_OPERATION, OK,
+    INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, INVALID_OPERATION, OK, OTHER_ERROR,
 };
 use crate::error::{ApiError, RecordError};
 use crate::http::out::{IMAGES_ATTR, OBJECT_ATTR};
@@ -147,6 +147,11 @@ enum Gate {
     /// from the headers first, so nobody else gets a byte of a 64 MiB body read, and
     /// within the gateway's slots.
     Registered,
+    /// As `Registered`, and also an upper platform this server is registered with, by
+    /// its exact 视图库 id in `User-Identify` while that registration is live
+    /// (`Registry::upper`): the routes an upper uses (subscriptions, catalogue reads,
+    /// notifications), never uploads or dispositions.
+    Platform,
 }
 
 /// The most a registration, keepalive or time request's body may hold.
@@ -164,11 +169,11 @@ where
     };
     let (max, slot, pre_authorized) = match gate {
         Gate::Open => (SYSTEM_BODY_BYTES, None, None),
-        Gate::Registered => {
+        Gate::Registered | Gate::Platform => {
             let Ok(slot) = c.app.viid_slots.clone().try_acquire_owned() else {
                 return early(ApiError::Busy("the GA/T 1400 gateway"), BUSY, &url);
             };
-            match authorized_early(&c) {
+            match authorized_early(&c, gate) {
                 Ok(id) => {
                     // One caller (a device, a platform) holds its share of the slots,
                     // however many connections it opens.
@@ -277,13 +282,14 @@ pub(crate) fn caller_key(
 /// Before the body: the caller a digest in the headers proves (`None` when the digest
 /// covers the body, `qop=auth-int`, and is checked after it), or a registered
 /// `User-Identify`; otherwise why not.
-fn authorized_early(c: &Call) -> Result<Option<String>, DigestError> {
+fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError> {
     let identity = c
         .header("user-identify")
         .map(str::trim)
         .filter(|s| !s.is_empty());
     let without_digest = |why: DigestError| match identity {
         Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
+        Some(id) if gate == Gate::Platform && c.app.subscriptions.upper(id).is_some() => Ok(None),
         Some(id) if certified(c, id) => Ok(Some(id.to_string())),
         _ => Err(why),
     };
@@ -402,12 +408,13 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
 }
 
 /// The code a `RegisterObject` / `UnRegisterObject` / `KeepaliveObject` names
-/// (`DeviceID`).
+/// (`DeviceID`), or a bare `{"DeviceID":…}` as ty-wssf/fliad-viid sends it.
 pub(crate) fn registering(x: &Exchange) -> Option<String> {
     let v: Value = serde_json::from_slice(&x.body).ok()?;
     ["RegisterObject", "UnRegisterObject", "KeepaliveObject"]
         .iter()
-        .find_map(|o| v.get(o)?.get("DeviceID")?.as_str())
+        .find_map(|o| super::field(&v, o)?.get("DeviceID")?.as_str())
+        .or_else(|| v.get("DeviceID")?.as_str())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
@@ -536,6 +543,24 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
     }
 }
 
+/// The caller of a route an upper platform uses ([`Gate::Platform`]): a registered
+/// caller as [`registered`] finds it, else an upper this server is registered with,
+/// by its exact id (not registered here: nothing else opens to it).
+fn platform(app: &App, x: &Exchange) -> Result<String, Reply> {
+    registered(app, x).or_else(|refused| match identified(x) {
+        Some(id) if app.subscriptions.upper(&id).is_some() => Ok(id),
+        _ => Err(refused),
+    })
+}
+
+/// The caller as `gate` lets it in.
+fn caller_of(app: &App, x: &Exchange, gate: Gate) -> Result<String, Reply> {
+    match gate {
+        Gate::Platform => platform(app, x),
+        _ => registered(app, x),
+    }
+}
+
 /// `POST /VIID/System/Keepalive`: from a registered caller, named by `User-Identify`
 /// or by the `KeepaliveObject`'s `DeviceID`.
 pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
@@ -567,16 +592,7 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
         Ok(r) => r,
         Err(e) => return device_error(x, &e),
     };
-    // The uploader names devices of its own community, or of those it relays into.
-    let own = app.store.catalog().device(uploader).ok().flatten();
-    let mut communities: Vec<String> = own.into_iter().map(|d| d.community).collect();
-    if let Some(r) = &relay {
-        communities.extend(r.prefixes.values().cloned());
-    }
-    let by = Uploader {
-        code: uploader.to_string(),
-        communities,
-    };
+    let by = uploader_of(app, uploader, relay.as_ref());
     let mut devices = Devices::new(&app.store, relay.as_ref()).uploaded_by(by);
     let limits = (
         app.config.gat1400_face_subject.as_str(),
@@ -590,6 +606,20 @@ fn store_objects(app: &App, x: &Exchange, uploader: &str) -> Reply {
     match keep(app, objects) {
         Ok(texts) => upload_statuses(x, images, &ids, &texts),
         Err(e) => device_error(x, &e),
+    }
+}
+
+/// Who `uploader` is as [`Devices::uploaded_by`] checks it: it names devices of its own
+/// community, or of those it relays into.
+fn uploader_of(app: &App, uploader: &str, relay: Option<&Relay>) -> Uploader {
+    let own = app.store.catalog().device(uploader).ok().flatten();
+    let mut communities: Vec<String> = own.into_iter().map(|d| d.community).collect();
+    if let Some(r) = relay {
+        communities.extend(r.prefixes.values().cloned());
+    }
+    Uploader {
+        code: uploader.to_string(),
+        communities,
     }
 }
 
@@ -665,8 +695,20 @@ fn keep_uploaded(
     body: &[u8],
 ) -> Result<Vec<(i64, String)>, String> {
     let relay = Relay::of(&app.store, uploader).map_err(|e| e.to_string())?;
+    let mut by = uploader_of(app, uploader, relay.as_ref());
+    // An upper platform this server is registered with (no record here) names
+    // devices of the communities its upstream reads.
+    if let Some(scope) = super::subscribes::upper_scope(app, uploader).map_err(|e| e.to_string())? {
+        by.communities = match scope {
+            Some(s) => s,
+            None => match app.store.catalog().communities() {
+                Ok(all) => all.into_iter().map(|c| c.code).collect(),
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+    }
     let objects = objects(
-        &mut Devices::new(&app.store, relay.as_ref()),
+        &mut Devices::new(&app.store, relay.as_ref()).uploaded_by(by),
         upload,
         body,
         &app.config.gat1400_face_subject,
@@ -745,28 +787,72 @@ pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
     (INVALID_JSON_CONTENT, text)
 }
 
+/// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
+/// objects the registered caller's record covers that meet the conditions, a page.
+pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
+        Ok(caller) => super::query::list(app, &x, &caller),
+        Err(refused) => refused,
+    })
+    .await
+}
+
+/// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles/{id}`: one object.
+pub(crate) async fn read_object(c: Call) -> Result<Answer, ApiError> {
+    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
+        Ok(caller) => super::query::one(app, &x, &caller),
+        Err(refused) => refused,
+    })
+    .await
+}
+
 /// `GET /VIID/APEs`: the collection devices the registered caller's record covers.
 pub(crate) async fn apes(c: Call) -> Result<Answer, ApiError> {
-    listing(c, |app, caller| {
-        super::catalog::apes(&app.store, &app.gateway, caller)
-    })
+    listing_as(
+        c,
+        Gate::Platform,
+        |app, caller| match super::subscribes::upper_scope(app, caller)? {
+            Some(scope) => Ok(super::catalog::apes_json(
+                super::catalog::upper_visible(&app.store, scope.as_deref())?,
+                |code| app.gateway.is_online(code),
+            )),
+            None => super::catalog::apes(&app.store, &app.gateway, caller),
+        },
+    )
     .await
 }
 
 /// `GET /VIID/Tollgates`: the tollgates (卡口, type 121) the caller's record covers.
 pub(crate) async fn tollgates(c: Call) -> Result<Answer, ApiError> {
-    listing(c, |app, caller| {
-        super::catalog::tollgates(&app.store, caller)
-    })
+    listing_as(
+        c,
+        Gate::Platform,
+        |app, caller| match super::subscribes::upper_scope(app, caller)? {
+            Some(scope) => Ok(super::catalog::tollgates_json(
+                super::catalog::upper_visible(&app.store, scope.as_deref())?,
+            )),
+            None => super::catalog::tollgates(&app.store, caller),
+        },
+    )
     .await
 }
 
-/// A catalog listing for a registered caller.
+/// A catalog listing for a registered caller only (no upper platform): what a route
+/// an upper does not use lists. None of today's routes needs it.
+#[allow(dead_code)]
 async fn listing<F>(c: Call, list: F) -> Result<Answer, ApiError>
 where
     F: FnOnce(&App, &str) -> Result<Value, ApiError> + Send + 'static,
 {
-    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
+    listing_as(c, Gate::Registered, list).await
+}
+
+/// A listing for the caller `gate` lets in.
+async fn listing_as<F>(c: Call, gate: Gate, list: F) -> Result<Answer, ApiError>
+where
+    F: FnOnce(&App, &str) -> Result<Value, ApiError> + Send + 'static,
+{
+    exchange_as(c, gate, move |app, x| match caller_of(app, &x, gate) {
         Ok(caller) => match list(app, &caller) {
             Ok(list) => Reply::ok(list),
             Err(e) => device_error(&x, &e),
@@ -783,7 +869,10 @@ pub(crate) async fn dispositions(c: Call) -> Result<Answer, ApiError> {
         "DispositionListObject",
         "DispositionObject",
         "DispositionID",
-        |app, platform, o| super::dispositions::apply(app, platform, o).map_err(|e| e.to_string()),
+        Gate::Registered,
+        |app, platform, o| {
+            super::dispositions::apply(app, platform, o).map_err(|e| (e.code(), e.to_string()))
+        },
     )
     .await
 }
@@ -795,7 +884,10 @@ pub(crate) async fn subscribes(c: Call) -> Result<Answer, ApiError> {
         "SubscribeListObject",
         "SubscribeObject",
         "SubscribeID",
-        |app, platform, o| super::subscribes::apply(app, platform, o).map_err(|e| e.to_string()),
+        Gate::Platform,
+        |app, platform, o| {
+            super::subscribes::apply(app, platform, o).map_err(|e| (e.code(), e.to_string()))
+        },
     )
     .await
 }
@@ -807,13 +899,14 @@ async fn managed<F>(
     list: &'static str,
     item: &'static str,
     id_field: &'static str,
+    gate: Gate,
     apply: F,
 ) -> Result<Answer, ApiError>
 where
-    F: Fn(&Arc<App>, &str, &Value) -> Result<String, String> + Send + 'static,
+    F: Fn(&Arc<App>, &str, &Value) -> Result<String, (i64, String)> + Send + 'static,
 {
-    exchange_as(c, Gate::Registered, move |app, x| {
-        let platform = match registered(app, &x) {
+    exchange_as(c, gate, move |app, x| {
+        let platform = match caller_of(app, &x, gate) {
             Ok(p) => p,
             Err(refused) => return refused,
         };
@@ -827,9 +920,9 @@ where
             .iter()
             .map(|o| match apply(app, &platform, o) {
                 Ok(id) => status(&id, OK, "正常"),
-                Err(why) => {
-                    let id = o[id_field].as_str().unwrap_or("");
-                    status(id, INVALID_JSON_CONTENT, &why)
+                Err((code, why)) => {
+                    let id = super::text(o, id_field).unwrap_or_default();
+                    status(&id, code, &why)
                 }
             })
             .collect();
@@ -852,9 +945,13 @@ pub(crate) fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<
     };
     let v: Value = serde_json::from_slice(&x.body)
         .map_err(|e| refuse(INVALID_JSON_FORMAT, &format!("not JSON: {e}")))?;
-    match v.get(list).and_then(|l| l.get(item)).cloned() {
-        Some(Value::Array(items)) => Ok(items),
-        Some(one @ Value::Object(_)) => Ok(vec![one]),
+    // Java beans serialized without annotations name them `subscribeListObject` …
+    match super::field(&v, list)
+        .and_then(|l| super::field(l, item))
+        .cloned()
+    {
+        Some(Value::Array(items)) => Ok(items.iter().map(super::capitalized).collect()),
+        Some(one @ Value::Object(_)) => Ok(vec![super::capitalized(&one)]),
         _ => Err(refuse(
             INVALID_JSON_CONTENT,
             &format!("expected {{\"{list}\":{{\"{item}\":[…]}}}}"),
@@ -865,32 +962,36 @@ pub(crate) fn items_of_list(x: &Exchange, list: &str, item: &str) -> Result<Vec<
 /// `DELETE /VIID/Dispositions?IDList=a,b`, and `PUT`/`DELETE /VIID/Dispositions/{id}`:
 /// revoke.
 pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
-    ended(c, |app, _platform, id| {
-        match super::dispositions::revoke(app, id) {
+    ended(
+        c,
+        Gate::Registered,
+        |app, platform, id| match super::dispositions::revoke(app, platform, id) {
             Ok(true) => (OK, "正常".to_string()),
-            Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
-            Err(e) => (DEVICE_ERROR, e.to_string()),
-        }
-    })
+            Ok(false) => (OTHER_ERROR, format!("不存在布控ID: no disposition {id}")),
+            Err(e) => (e.code(), e.to_string()),
+        },
+    )
     .await
 }
 
 /// `DELETE /VIID/Subscribes?IDList=a,b`, and `PUT`/`DELETE /VIID/Subscribes/{id}`:
 /// cancel (the caller's own subscriptions only).
 pub(crate) async fn cancel_subscribes(c: Call) -> Result<Answer, ApiError> {
-    ended(c, |app, platform, id| {
-        match super::subscribes::cancel(app, platform, id) {
+    ended(
+        c,
+        Gate::Platform,
+        |app, platform, id| match super::subscribes::cancel(app, platform, id) {
             Ok(true) => (OK, "正常".to_string()),
-            Ok(false) => (INVALID_JSON_CONTENT, format!("no subscription {id}")),
-            Err(e) => (INVALID_JSON_CONTENT, e.to_string()),
-        }
-    })
+            Ok(false) => (OTHER_ERROR, format!("不存在订阅ID: no subscription {id}")),
+            Err(e) => (e.code(), e.to_string()),
+        },
+    )
     .await
 }
 
 /// Ends what a registered platform made, by the ids of `IDList` or the path: one
 /// status per id.
-async fn ended<F>(c: Call, end: F) -> Result<Answer, ApiError>
+async fn ended<F>(c: Call, gate: Gate, end: F) -> Result<Answer, ApiError>
 where
     F: Fn(&Arc<App>, &str, &str) -> (i64, String) + Send + 'static,
 {
@@ -898,8 +999,8 @@ where
         Some(id) => vec![id.clone()],
         None => c.params.list("IDList").unwrap_or_default(),
     };
-    exchange_as(c, Gate::Registered, move |app, x| {
-        let platform = match registered(app, &x) {
+    exchange_as(c, gate, move |app, x| {
+        let platform = match caller_of(app, &x, gate) {
             Ok(p) => p,
             Err(refused) => return refused,
         };
@@ -927,7 +1028,7 @@ where
 
 /// `GET /VIID/Subscribes`: the caller's subscriptions.
 pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
-    listing(c, super::subscribes::list).await
+    listing_as(c, Gate::Platform, super::subscribes::list).await
 }
 
 /// `POST /VIID/SubscribeNotifications`: what a platform we subscribed to (or one that
@@ -936,8 +1037,8 @@ pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
 /// status per notification, its `NotificationID`: 0 when every object was stored,
 /// else the first refusal.
 pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| {
-        let uploader = match registered(app, &x) {
+    exchange_as(c, Gate::Platform, |app, x| {
+        let uploader = match platform(app, &x) {
             Ok(p) => p,
             Err(refused) => return refused,
         };
@@ -954,7 +1055,23 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
         let statuses = notifications
             .iter()
             .map(|n| {
-                let id = n["NotificationID"].as_str().unwrap_or("");
+                let id = &super::text(n, "NotificationID").unwrap_or_default();
+                // Only what answers a subscription this server placed (a remote
+                // subscription) is taken, as wvp-GB28181-pro checks it.
+                let subscribe_id = super::text(n, "SubscribeID").unwrap_or_default();
+                match crate::subscriptions::remote::Remotes::knows(app, &subscribe_id) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return status(
+                            id,
+                            OTHER_ERROR,
+                            &format!(
+                            "订阅不存在: no subscription {subscribe_id:?} placed by this server"
+                        ),
+                        )
+                    }
+                    Err(e) => return status(id, DEVICE_ERROR, &e.to_string()),
+                }
                 let mut first_refusal = None;
                 for upload in Upload::ALL {
                     let (list, item, _) = upload.names();
@@ -963,9 +1080,9 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
                     // array, as ty-wssf/fliad-viid does.
                     let key = list.replace("ListObject", "ObjectList");
                     let alt = item.replace("Object", "List");
-                    let Some(items) = n.get(&key).and_then(|l| match l {
+                    let Some(items) = super::field(n, &key).and_then(|l| match l {
                         Value::Array(_) => Some(l),
-                        _ => l.get(item).or_else(|| l.get(&alt)),
+                        _ => super::field(l, item).or_else(|| super::field(l, &alt)),
                     }) else {
                         continue;
                     };
@@ -1110,13 +1227,12 @@ fn store_objects_as_uploaded(app: &App, objects: &mut [Object]) -> Result<(), Ap
 /// Any other `/VIID/…` request.
 pub(crate) async fn no_such_resource(c: Call) -> Result<Answer, ApiError> {
     exchange(c, |_, x| {
-        let s = one_status(
-            "",
-            &x.url(),
-            INVALID_JSON_CONTENT,
-            "no such VIID resource",
-            x.now_ms,
-        );
+        // Paths are case-sensitive (`paths.rs`); the status names the one meant.
+        let why = match super::paths::meant(&x.path) {
+            Some(m) => format!("no such VIID resource (paths are case-sensitive: {m}?)"),
+            None => "no such VIID resource".to_string(),
+        };
+        let s = one_status("", &x.url(), INVALID_JSON_CONTENT, &why, x.now_ms);
         Reply::with(StatusCode::NOT_FOUND, s)
     })
     .await

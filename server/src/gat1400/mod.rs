@@ -8,11 +8,17 @@
 //! * `POST /VIID/MotorVehicles`, `POST /VIID/Faces`: from a registered caller
 //!   (`User-Identify: <20-digit id>`); answered 200 with one `ResponseStatusObject` per
 //!   uploaded object, as devices expect, whatever happened to each.
+//! * `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>` and `GET
+//!   /VIID/<resource>/{id}`: the objects a registered caller's record covers, by GA/T
+//!   1400.4 query conditions (`conditions`, `query`), audited.
+//! * Paths are read as `paths` says: escaped unreserved characters decoded, a trailing
+//!   slash dropped, case kept.
 //!
 //! Lenient in what is accepted (numbers as strings or integers, missing optional
 //! fields), exact in what is sent (integer `StatusCode`, `YYYYMMDDhhmmss` times).
 
 pub(crate) mod catalog;
+pub(crate) mod conditions;
 pub(crate) mod digest;
 pub(crate) mod digest_client;
 pub(crate) mod dispositions;
@@ -20,7 +26,9 @@ pub(crate) mod handlers;
 pub(crate) mod image_list;
 mod nonces;
 pub(crate) mod objects;
+pub(crate) mod paths;
 pub(crate) mod pictures;
+pub(crate) mod query;
 pub(crate) mod relay;
 pub(crate) mod subscribes;
 
@@ -41,6 +49,9 @@ pub(crate) const REGISTRATION_TTL: Duration = Duration::from_secs(3600);
 /// 2 DeviceBusy, 3 DeviceError, 4 InvalidOperation, 5 InvalidXMLFormat,
 /// 6 InvalidXMLContent, 7 InvalidJSONFormat, 8 InvalidJSONContent, 9 Reboot.
 pub const OK: i64 = 0;
+/// Another error (wvp-GB28181-pro answers an unknown `SubscribeID` with it:
+/// "不存在订阅ID", "订阅不存在").
+pub const OTHER_ERROR: i64 = 1;
 /// The device (here: the gateway) is busy; try again.
 pub const BUSY: i64 = 2;
 /// The device (here: the gateway's store) failed.
@@ -95,6 +106,9 @@ pub struct Gateway {
     nonces: Mutex<nonces::Nonces>,
     /// Registered codes: when last renewed, and the address that registered.
     registered: Mutex<HashMap<String, (Instant, Option<std::net::IpAddr>)>>,
+    /// `--viid-registration-any-address`: a registration's `User-Identify` trusted
+    /// from any address (a digest is trusted from anywhere regardless).
+    any_address: bool,
 }
 
 impl Gateway {
@@ -105,18 +119,29 @@ impl Gateway {
         Gateway {
             nonces: Mutex::new(nonces::Nonces::signed(key)),
             registered: Mutex::default(),
+            any_address: false,
         }
     }
 
+    /// This gateway trusting a registration's `User-Identify` from any address when
+    /// `yes` (`--viid-registration-any-address`).
+    pub(crate) fn any_address(mut self, yes: bool) -> Gateway {
+        self.any_address = yes;
+        self
+    }
+
     /// Whether `id` registered from `from` (a request without a digest is trusted on its
-    /// `User-Identify` only from the address that registered it) and has kept alive
-    /// within the registration's life.
+    /// `User-Identify` only from the address that registered it, or from any with
+    /// `--viid-registration-any-address`) and has kept alive within the registration's
+    /// life.
     pub(crate) fn is_registered(&self, id: &str, from: Option<std::net::IpAddr>) -> bool {
         self.registered
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|(t, ip)| t.elapsed() < REGISTRATION_TTL && *ip == from)
+            .is_some_and(|(t, ip)| {
+                t.elapsed() < REGISTRATION_TTL && (self.any_address || *ip == from)
+            })
     }
 
     /// Whether `id` is registered (from wherever: for listings).
@@ -174,6 +199,39 @@ pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Member `k` of `o`, else the one whose name differs only in case (Java beans
+/// serialized without annotations send `subscribeListObject`, `subscribeObject`).
+pub(crate) fn field<'a>(o: &'a Value, k: &str) -> Option<&'a Value> {
+    let m = o.as_object()?;
+    m.get(k).or_else(|| {
+        m.iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    })
+}
+
+/// An object with each member named as GA/T 1400 names it when it came as a Java
+/// bean without annotations names it (`subscribeID` → `SubscribeID`), unless both
+/// forms are given. Nested objects are left as they are.
+pub(crate) fn capitalized(o: &Value) -> Value {
+    let Some(m) = o.as_object() else {
+        return o.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (k, v) in m {
+        let mut chars = k.chars();
+        let upper = match chars.next() {
+            Some(c) if c.is_ascii_lowercase() => {
+                let u = format!("{}{}", c.to_ascii_uppercase(), chars.as_str());
+                (!m.contains_key(&u)).then_some(u)
+            }
+            _ => None,
+        };
+        out.insert(upper.unwrap_or_else(|| k.clone()), v.clone());
+    }
+    Value::Object(out)
 }
 
 pub(crate) fn status_object(id: &str, url: &str, code: i64, text: &str, now_ms: i64) -> Value {

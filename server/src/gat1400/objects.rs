@@ -35,12 +35,16 @@ impl Upload {
     ];
 
     pub fn of_path(path: &str) -> Option<Upload> {
-        match path {
-            "/VIID/MotorVehicles" => Some(Upload::Vehicles),
-            "/VIID/Faces" => Some(Upload::Faces),
-            "/VIID/Persons" => Some(Upload::Persons),
-            "/VIID/NonMotorVehicles" => Some(Upload::NonMotorVehicles),
-            _ => None,
+        Upload::ALL.into_iter().find(|u| u.path() == path)
+    }
+
+    /// The resource's path (what [`Upload::of_path`] reads).
+    pub fn path(self) -> &'static str {
+        match self {
+            Upload::Vehicles => "/VIID/MotorVehicles",
+            Upload::Faces => "/VIID/Faces",
+            Upload::Persons => "/VIID/Persons",
+            Upload::NonMotorVehicles => "/VIID/NonMotorVehicles",
         }
     }
 
@@ -69,7 +73,7 @@ impl Upload {
 
     /// The fields that carry the capture time, in order of preference; without any,
     /// the time inside the object's 48-character id.
-    fn time_fields(self) -> &'static [&'static str] {
+    pub(crate) fn time_fields(self) -> &'static [&'static str] {
         match self {
             Upload::Vehicles => &["PassTime", "MarkTime", "AppearTime"],
             Upload::Faces => &["ShotTime", "FaceAppearTime", "LocationMarkTime"],
@@ -90,7 +94,7 @@ impl Upload {
 
 /// The capture time inside a GA/T 1400 object id: device code (20), type (2), then
 /// `YYYYMMDDhhmmss` (14).
-fn time_of_id(id: &str) -> Option<i64> {
+pub(crate) fn time_of_id(id: &str) -> Option<i64> {
     super::parse_time(id.get(22..36)?)
 }
 

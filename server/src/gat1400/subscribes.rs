@@ -5,8 +5,10 @@
 //! Each `SubscribeObject` becomes a [`Subscription`] — the same durable cursor,
 //! at-least-once delivery, backoff and status as `/v1/subscriptions` — with id
 //! `viid-{SubscribeID}`, owned by the platform and confined to the communities its
-//! record covers. Its notifications carry the subscriber's own `SubscribeID` and
-//! `Title`, and the objects as they were uploaded (pictures by reference).
+//! record covers (an upper platform this server is registered with: the communities
+//! its upstream reads). Its notifications carry the subscriber's own `SubscribeID` and
+//! `Title`, and the objects as they were uploaded (pictures as base64 `Data` unless it
+//! asked for references, `ImageData` 0).
 
 use super::text;
 use std::sync::Arc;
@@ -31,9 +33,20 @@ pub struct ViidSubscribe {
     /// `ResultImageDeclare` "-1": the objects go without their `SubImageList`.
     pub no_images: bool,
     /// `ImageData` 1 (a Sightline extension): pictures go as base64 `Data`, as
-    /// wvp-GB28181-pro sends them, instead of by `StoragePath`.
+    /// wvp-GB28181-pro sends them, instead of by `StoragePath`. Kept from before
+    /// `Data` became the default.
     #[serde(default)]
     pub with_data: bool,
+    /// `ImageData` 0 (a Sightline extension): pictures go by `StoragePath` at this
+    /// server (`/v1/images/{id}`, which needs an API key) instead of as base64 `Data`,
+    /// the default.
+    #[serde(default)]
+    pub by_reference: bool,
+    /// The `User-Identify` its notifications carry when it is not this server's
+    /// `--viid-server-id`: an upper platform's subscription goes as the `device_id` this
+    /// server registered there with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identify: Option<String>,
     /// The `SubscribeObject` as received (`GET /VIID/Subscribes` answers it).
     pub object: Value,
 }
@@ -45,7 +58,9 @@ pub(crate) enum SubscribeError {
     NoId,
     #[error("SubscribeID {0:?} is another platform's subscription")]
     NotYours(String),
-    #[error("SubscribeDetail {0:?} names no resource class delivered here (11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles)")]
+    #[error("不存在订阅ID: no subscription {0:?} to cancel")]
+    NoSuch(String),
+    #[error("SubscribeDetail {0:?} names no GA/T 1400 resource class (1 to 16; 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles are delivered)")]
     Detail(String),
     #[error("ReceiveAddr is missing: where the notifications go")]
     NoReceiveAddr,
@@ -55,6 +70,33 @@ pub(crate) enum SubscribeError {
     Time(&'static str, String),
     #[error("{0}")]
     Store(#[from] ApiError),
+}
+
+impl SubscribeError {
+    /// Its `StatusCode`: another's subscription an invalid operation (4), an unknown
+    /// one to cancel "other" (1, as wvp-GB28181-pro answers it), the store failing a
+    /// device error (3), anything else wrong in the object 8.
+    pub(crate) fn code(&self) -> i64 {
+        match self {
+            SubscribeError::NotYours(_) => super::INVALID_OPERATION,
+            SubscribeError::NoSuch(_) => super::OTHER_ERROR,
+            SubscribeError::Store(_) => super::DEVICE_ERROR,
+            _ => super::INVALID_JSON_CONTENT,
+        }
+    }
+}
+
+/// The upper platform `caller` is (`Registry::upper`) when it has no record of its own
+/// here: the communities its upstream reads (`None`: every one). `None` for a caller
+/// with a record, or not an upper.
+pub(crate) fn upper_scope(
+    app: &App,
+    caller: &str,
+) -> Result<Option<Option<Vec<String>>>, ApiError> {
+    if app.store.catalog().device(caller)?.is_some() {
+        return Ok(None);
+    }
+    Ok(app.subscriptions.upper(caller).map(|u| u.scope))
 }
 
 /// The subscription behind a `SubscribeID`.
@@ -81,20 +123,68 @@ fn kinds_of(detail: &str) -> Vec<Kind> {
     kinds
 }
 
+/// Whether a `SubscribeDetail` names at least one GA/T 1400 resource class (1–16):
+/// catalogue-only subscriptions (3 devices, 7 tollgates, 9 lanes, as wvp-GB28181-pro
+/// places them) are taken, and deliver nothing here.
+fn names_a_class(detail: &str) -> bool {
+    detail
+        .split([',', ';', '，', '；', ' '])
+        .filter_map(|c| c.trim().parse::<u32>().ok())
+        .any(|c| (1..=16).contains(&c))
+}
+
+/// `o` over the `stored` object: a change (`PUT`, or a `POST` of a known id) names
+/// only what changes, the rest kept as it was.
+fn merged(stored: &Value, o: &Value) -> Value {
+    let mut out = stored.clone();
+    if let (Some(m), Some(given)) = (out.as_object_mut(), o.as_object()) {
+        for (k, v) in given {
+            m.insert(k.clone(), v.clone());
+        }
+        m.remove("SubscribeStatus");
+    }
+    out
+}
+
 /// Creates, replaces or (`OperateType` 1) cancels one subscription of `platform`; its
 /// `SubscribeID`.
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, SubscribeError> {
     let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
     let sub_id = subscription_id(&id);
-    if let Some(existing) = Registry::get(app, &sub_id)? {
+    let existing = Registry::get(app, &sub_id)?;
+    if let Some(existing) = &existing {
         if existing.owner != platform {
             return Err(SubscribeError::NotYours(id));
         }
     }
-    let scope = || super::dispositions::scope_of(app, platform);
-    let Some(s) = requested(o, platform, &app.config.viid_server_id, scope)? else {
-        Registry::delete(app, &sub_id)?;
-        return Ok(id);
+    let stored = existing
+        .as_ref()
+        .and_then(|e| e.viid.as_ref())
+        .map(|v| &v.object);
+    let subscriber = || -> Result<Subscriber, ApiError> {
+        // An upper platform this server is registered with (no record here): confined
+        // to what its upstream reads, answered as the id registered there.
+        let upper = match app.store.catalog().device(platform)? {
+            Some(_) => None,
+            None => app.subscriptions.upper(platform),
+        };
+        Ok(match upper {
+            Some(u) => Subscriber {
+                scope: u.scope.clone(),
+                identify: Some(u.device_id.clone()),
+            },
+            None => Subscriber {
+                scope: Some(super::dispositions::scope_of(app, platform)?),
+                identify: None,
+            },
+        })
+    };
+    let server_id = &app.config.viid_server_id;
+    let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
+        return match Registry::delete(app, &sub_id)? {
+            true => Ok(id),
+            false => Err(SubscribeError::NoSuch(id)),
+        };
     };
     // A change keeps the cursor: nothing is sent twice or skipped across it.
     let cursor = Registry::cursor(app, &sub_id)?;
@@ -103,24 +193,37 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     Ok(id)
 }
 
-/// What a `SubscribeObject` of `platform` asks (this 视图库 being `server_id`): the
-/// subscription to make or replace, confined to `scope()` (the communities the
-/// platform's record covers); `None` to cancel it (`OperateType` 1). Shared by
-/// `serve` and a cluster's ingest nodes (`crate::cluster::subscribes`).
+/// Who a subscription is for: the communities it is confined to (`None`: every one),
+/// and, for an upper platform this server registered with, the id its notifications
+/// are sent as.
+pub(crate) struct Subscriber {
+    pub scope: Option<Vec<String>>,
+    pub identify: Option<String>,
+}
+
+/// What a `SubscribeObject` of `platform` asks (this 视图库 being `server_id`; a
+/// change merged onto the object `stored`): the subscription to make or replace, for
+/// `subscriber()`; `None` to cancel it (`OperateType` 1). Shared by `serve` and a
+/// cluster's ingest nodes (`crate::cluster::subscribes`).
 pub(crate) fn requested(
     o: &Value,
     platform: &str,
     server_id: &str,
-    scope: impl FnOnce() -> Result<Vec<String>, ApiError>,
+    stored: Option<&Value>,
+    subscriber: impl FnOnce() -> Result<Subscriber, ApiError>,
 ) -> Result<Option<Subscription>, SubscribeError> {
     let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
     let sub_id = subscription_id(&id);
     if text(o, "OperateType").as_deref() == Some("1") {
         return Ok(None);
     }
+    let o = &match stored {
+        Some(stored) => merged(stored, o),
+        None => o.clone(),
+    };
     let detail = text(o, "SubscribeDetail").unwrap_or_default();
     let kinds = kinds_of(&detail);
-    if kinds.is_empty() {
+    if kinds.is_empty() && !names_a_class(&detail) {
         return Err(SubscribeError::Detail(detail));
     }
     let url = text(o, "ReceiveAddr").ok_or(SubscribeError::NoReceiveAddr)?;
@@ -150,6 +253,7 @@ pub(crate) fn requested(
         }
     }
     let everything = devices.is_empty() && prefixes.is_empty();
+    let who = subscriber()?;
     let s = Subscription {
         id: sub_id.clone(),
         url,
@@ -161,7 +265,7 @@ pub(crate) fn requested(
         format: "gat1400".into(),
         batch: 100,
         owner: platform.to_string(),
-        scope: Some(scope()?),
+        scope: who.scope,
         created_ms: crate::now_ms(),
         alerts: false,
         watchlist: None,
@@ -172,6 +276,8 @@ pub(crate) fn requested(
             end_ms,
             no_images: text(o, "ResultImageDeclare").as_deref() == Some("-1"),
             with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
+            by_reference: matches!(text(o, "ImageData").as_deref(), Some("0" | "false")),
+            identify: who.identify,
             object: o.clone(),
         }),
         upstream: None,

@@ -19,10 +19,18 @@ use crate::App;
 
 /// Answers one request: route, authorise, run the handler, write the answer or the
 /// error, count it in `/metrics`.
-pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let table = routes();
     let mut allow = None;
+    // A `/VIID` path is routed, and seen by its handler, as `gat1400::paths` reads it
+    // (`/VIID/%46aces/` is `/VIID/Faces`).
+    let canonical = crate::gat1400::paths::canonical(req.uri().path()).into_owned();
+    if canonical != req.uri().path() {
+        if let Some(uri) = with_path(req.uri(), &canonical) {
+            *req.uri_mut() = uri;
+        }
+    }
     let path = req.uri().path().to_string();
     // What a `/VIID` device is answered when no handler runs: GA/T 1400's shape.
     let viid = |status: hyper::StatusCode, code: i64, e: &ApiError| {
@@ -132,6 +140,18 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     app.metrics
         .record(label, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)
+}
+
+/// `uri` with another path (its query, and its scheme and authority if it names them,
+/// kept).
+fn with_path(uri: &hyper::Uri, path: &str) -> Option<hyper::Uri> {
+    let mut parts = uri.clone().into_parts();
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    parts.path_and_query = Some(target.parse().ok()?);
+    hyper::Uri::from_parts(parts).ok()
 }
 
 /// Why an HTTP/1.1 request's `Host` is wrong (RFC 9112 §3.2: none, or more than one,
@@ -485,8 +505,16 @@ mod tests {
         // A known /VIID path with another method is 405 (RFC 9110 §15.5.6), not the
         // any-method fallback's 404; an unknown one is the fallback's.
         assert_eq!(
-            found(Method::GET, "/VIID/MotorVehicles"),
-            "405 /VIID/MotorVehicles (POST)"
+            found(Method::DELETE, "/VIID/MotorVehicles"),
+            "405 /VIID/MotorVehicles (GET, HEAD, POST)"
+        );
+        assert_eq!(
+            found(Method::GET, "/VIID/Faces/F1"),
+            "/VIID/Faces/{id} Some(\"F1\")"
+        );
+        assert_eq!(
+            found(Method::POST, "/VIID/Faces/F1"),
+            "405 /VIID/Faces/{id} (GET, HEAD)"
         );
         assert_eq!(
             found(Method::GET, "/VIID/System/Register"),

@@ -624,7 +624,7 @@ fn feed(r: &mut Routes) {
         "/v1/upstreams/{id}",
         Admin,
         deleting(
-            "Stop registering with and uploading to an upstream, and forget it (admin).",
+            "Stop registering with and uploading to an upstream, unregister there (POST /VIID/System/UnRegister), and forget it (admin).",
             "No such upstream.",
         ),
         subscriptions::upstream_handlers::delete,
@@ -640,7 +640,7 @@ fn feed(r: &mut Routes) {
         subscriptions::remote_handlers::list,
     );
     r.send(Method::POST, "/v1/remote-subscriptions", Admin, with_body(
-        "Subscribe at another 视图库 (POST /VIID/Subscribes there, digest-authenticated, placed again every 5 min); its notifications come back to /VIID/SubscribeNotifications here (admin, city-wide); answered 201.", &[],
+        "Subscribe at another 视图库 (POST /VIID/Subscribes there, digest-authenticated, then PUT again every 5 min; BeginTime now and EndTime 20991231235959 unless given); its notifications come back to /VIID/SubscribeNotifications here (admin, city-wide); answered 201.", &[],
         || json!({"url": "http://10.0.0.2:8080", "password": "secret", "device_id": "32050000005030000001",
                   "kinds": ["vehicle", "face"], "resource_uri": "32050000005030000002",
                   "title": "city vehicles", "image_data": "base64"})), subscriptions::remote_handlers::create);
@@ -649,7 +649,7 @@ fn feed(r: &mut Routes) {
         "/v1/remote-subscriptions/{id}",
         Admin,
         deleting(
-            "Cancel a remote subscription there (DELETE /VIID/Subscribes?IDList=…) and forget it (admin, city-wide).",
+            "Cancel a remote subscription there (PUT /VIID/Subscribes/<SubscribeID> with the cancel fields, else DELETE /VIID/Subscribes?IDList=…) and forget it; a cancel not taken is retried until taken (admin, city-wide).",
             "No such remote subscription.",
         ),
         subscriptions::remote_handlers::delete,
@@ -713,6 +713,19 @@ fn gat1400(r: &mut Routes) {
     r.viid(Method::POST, "/VIID/Persons", viid::upload);
     r.viid(Method::POST, "/VIID/NonMotorVehicles", viid::upload);
     r.viid(Method::POST, "/VIID/Images", viid::upload);
+    // GA/T 1400.4 queries: by conditions, and one object by its id.
+    r.viid(Method::GET, "/VIID/MotorVehicles", viid::query_objects);
+    r.viid(Method::GET, "/VIID/Faces", viid::query_objects);
+    r.viid(Method::GET, "/VIID/Persons", viid::query_objects);
+    r.viid(Method::GET, "/VIID/NonMotorVehicles", viid::query_objects);
+    r.viid(Method::GET, "/VIID/MotorVehicles/{id}", viid::read_object);
+    r.viid(Method::GET, "/VIID/Faces/{id}", viid::read_object);
+    r.viid(Method::GET, "/VIID/Persons/{id}", viid::read_object);
+    r.viid(
+        Method::GET,
+        "/VIID/NonMotorVehicles/{id}",
+        viid::read_object,
+    );
     r.viid(Method::GET, "/VIID/APEs", viid::apes);
     r.viid(Method::GET, "/VIID/Tollgates", viid::tollgates);
     r.viid(Method::POST, "/VIID/Dispositions", viid::dispositions);

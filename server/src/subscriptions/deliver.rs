@@ -191,14 +191,17 @@ pub(crate) fn object_of(
 
 /// A batch as a GA/T 1400 `SubscribeNotificationListObject`: one notification, with
 /// the subscriber's `SubscribeID` and `Title`, the objects' own ids as `InfoIDs`, and
-/// each object as [`object_of`] makes it (pictures by reference unless the
-/// subscription asked otherwise).
+/// each object as [`object_of`] makes it: pictures of a `/VIID/Subscribes`
+/// subscription as base64 `Data` (what wvp-GB28181-pro's receiver stores; a
+/// `StoragePath` here needs an API key) unless it asked for references (`ImageData`
+/// 0) or none (`ResultImageDeclare` -1); of a `/v1/subscriptions` one by reference.
 fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64) -> Value {
     let base = app.public_base();
     let pictures = match &s.viid {
         Some(v) if v.no_images => Pictures::Omitted,
-        Some(v) if v.with_data => Pictures::Data,
-        _ => Pictures::Reference,
+        Some(v) if v.by_reference && !v.with_data => Pictures::Reference,
+        Some(_) => Pictures::Data,
+        None => Pictures::Reference,
     };
     let mut lists: Vec<Vec<Value>> = vec![Vec::new(); CLASSES.len()];
     let mut ids = Vec::new();
@@ -382,6 +385,12 @@ pub(crate) enum DeliveryError {
         code: String,
         text: String,
     },
+    #[error("{addr} answered StatusCode {code} ({text:?}): it does not know the subscription; stopped until it is placed again")]
+    Gone {
+        addr: String,
+        code: String,
+        text: String,
+    },
     #[error("cannot keep the cursor: {0}")]
     Cursor(#[from] sightline_storage::StorageError),
     #[error("cannot keep the cursor: its task failed: {0}")]
@@ -399,19 +408,25 @@ pub(crate) fn disposition_notifications(app: &dyn Host, alerts: &[Value]) -> Val
             let e = &a["event"];
             let raised = crate::params::parse_time("raised", a["raised"].as_str().unwrap_or(""))
                 .unwrap_or_else(|_| crate::now_ms());
+            // GA/T 1400 (and wvp-GB28181-pro's DispositionNotificationObject) carries
+            // a hit as `MotorVehicleObject` or `PersonObject`: a face (category 1, a
+            // person) goes as the latter.
             let (key, id_field) = match e["kind"].as_str() {
                 Some("vehicle") => ("MotorVehicleObject", "MotorVehicleID"),
                 Some("nonmotor") => ("NonMotorVehicleObject", "NonMotorVehicleID"),
                 Some("person") => ("PersonObject", "PersonID"),
-                _ => ("FaceObject", "FaceID"),
+                _ => ("PersonObject", "FaceID"),
             };
-            let mut object = built_object(e, id_field, raised);
+            let mut object =
+                kept_object(app, e).unwrap_or_else(|| built_object(e, id_field, raised));
             absolute_storage_paths(&mut object, &base);
             let server_id = app.viid_server_id();
             let seq = a["id"].as_u64().unwrap_or(0);
             json!({
                 "NotificationID": notification_id(server_id, server_id, raised, seq),
-                "DispositionID": a["watchlist"], "Title": a["name"],
+                "DispositionID": crate::gat1400::dispositions::disposition_of(
+                    a["watchlist"].as_str().unwrap_or("")),
+                "Title": a["name"],
                 "TriggerTime": crate::gat1400::local_time(raised), "CntObjectID": object[id_field],
                 key: object,
             })
@@ -504,18 +519,80 @@ pub(crate) fn viid_request(
         .header("User-Identify", user_identify)
 }
 
+/// What a GA/T 1400 receiver's or upstream's answer says of what was sent, status by
+/// status: 0, or "already exists" (a resend after a crash), is taken; 5 to 8 (the
+/// object is wrong there: resending cannot help) is refused for good and passed; for
+/// a notification, "订阅不存在" or 4 means the receiver does not know the
+/// subscription (`Gone`); anything else (1, 2 busy, 3, 9, or no code) is sent again.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Verdict {
+    /// Taken, but for `refused` objects refused for good (the last one's code and text).
+    Taken {
+        refused: u64,
+        last: Option<(String, String)>,
+    },
+    Retry(String, String),
+    Gone(String, String),
+}
+
+pub(crate) fn verdict(answer: &[u8], notification: bool) -> Verdict {
+    let Ok(v) = serde_json::from_slice::<Value>(answer) else {
+        return Verdict::Taken {
+            refused: 0,
+            last: None,
+        };
+    };
+    let statuses: Vec<&Value> = match v.pointer("/ResponseStatusListObject/ResponseStatusObject") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => v.get("ResponseStatusObject").into_iter().collect(),
+    };
+    let (mut refused, mut last) = (0, None);
+    for s in statuses {
+        let code = match s.get("StatusCode") {
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(t)) => t.trim().to_string(),
+            _ => continue,
+        };
+        if code == "0" {
+            continue;
+        }
+        let text = s["StatusString"].as_str().unwrap_or("").to_string();
+        let lower = text.to_ascii_lowercase();
+        if ["已存在", "重复", "already exist", "exists", "duplicate"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            continue;
+        }
+        let unknown = ["订阅不存在", "不存在订阅", "订阅ID不存在"]
+            .iter()
+            .any(|w| text.contains(w));
+        match code.parse::<i64>() {
+            _ if notification && (unknown || code == "4") => return Verdict::Gone(code, text),
+            Ok(5..=8) => {
+                refused += 1;
+                last = Some((code, text));
+            }
+            _ => return Verdict::Retry(code, text),
+        }
+    }
+    Verdict::Taken { refused, last }
+}
+
 /// POSTs `body` to the receiver; Ok when it answered 2xx (and, for a GA/T 1400
-/// receiver or upstream, no object's `StatusCode` was other than 0).
+/// receiver or upstream, when its [`verdict`] is `Taken`: the objects it refused for
+/// good, the last one's code and text).
 pub(crate) async fn post(
     addr: &str,
     path: &str,
     body: Vec<u8>,
-    viid: Option<&str>,
+    viid: Option<(&str, bool)>,
     tls: &crate::http::client::Outbound,
-) -> Result<(), DeliveryError> {
+) -> Result<(u64, Option<(String, String)>), DeliveryError> {
     // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
     let req = match viid {
-        Some(id) => viid_request(hyper::Method::POST, path, id),
+        Some((id, _)) => viid_request(hyper::Method::POST, path, id),
         None => hyper::Request::post(path).header(hyper::header::CONTENT_TYPE, "application/json"),
     };
     let (status, _, answer) = exchange(addr, req, body, tls).await?;
@@ -526,14 +603,22 @@ pub(crate) async fn post(
         });
     }
     // A GA/T 1400 receiver says per object whether it took it: HTTP 200 with a
-    // non-zero StatusCode is a refusal, never a delivery.
-    match viid.and_then(|_| refusal(&answer)) {
-        Some((code, text)) => Err(DeliveryError::NotTaken {
+    // non-zero StatusCode is not a delivery, unless resending cannot help.
+    let Some((_, notification)) = viid else {
+        return Ok((0, None));
+    };
+    match verdict(&answer, notification) {
+        Verdict::Taken { refused, last } => Ok((refused, last)),
+        Verdict::Retry(code, text) => Err(DeliveryError::NotTaken {
             addr: addr.to_string(),
             code,
             text,
         }),
-        None => Ok(()),
+        Verdict::Gone(code, text) => Err(DeliveryError::Gone {
+            addr: addr.to_string(),
+            code,
+            text,
+        }),
     }
 }
 
@@ -556,7 +641,12 @@ impl Target {
     ) -> Target {
         match (session, s.format.as_str()) {
             (Some(session), _) => Target::Upstream(session),
-            (None, "gat1400") => Target::Viid(app.config.viid_server_id.clone()),
+            (None, "gat1400") => Target::Viid(
+                s.viid
+                    .as_ref()
+                    .and_then(|v| v.identify.clone())
+                    .unwrap_or_else(|| app.config.viid_server_id.clone()),
+            ),
             (None, _) => Target::Json,
         }
     }
@@ -631,16 +721,21 @@ impl Sender {
         let tls = &self.app.outbound;
         let (path, viid) = match &self.target {
             Target::Json => (self.path.as_str(), None),
-            Target::Viid(id) => (self.path.as_str(), Some(id.as_str())),
-            Target::Upstream(session) => (d.path.as_str(), Some(session.device_id())),
+            Target::Viid(id) => (self.path.as_str(), Some((id.as_str(), true))),
+            Target::Upstream(session) => (d.path.as_str(), Some((session.device_id(), false))),
         };
         match post(&self.addr, path, d.payload, viid, tls).await {
-            Ok(()) => {
+            Ok((refused, last)) => {
                 let previous = self.keep(d.next).await;
                 self.backoff.reset();
                 let mut st = self.status.lock().expect("status");
                 st.cursor = d.next;
-                st.delivered += d.n;
+                st.delivered += d.n.saturating_sub(refused);
+                st.refused += refused;
+                if let Some((code, text)) = last {
+                    tracing::warn!(subscription = %self.id, %code, %text, "objects refused for good: passed");
+                    st.last_refusal = Some(format!("StatusCode {code} ({text:?})"));
+                }
                 st.failures_in_a_row = 0;
                 st.last_success_ms = Some(crate::now_ms());
                 st.last_error = previous.err().map(|e| e.to_string());
@@ -664,11 +759,19 @@ impl Sender {
                         Err(r) => format!("{why}: registering again failed: {r}"),
                     };
                 }
+                let gone = matches!(e, DeliveryError::Gone { .. });
                 {
                     let mut st = self.status.lock().expect("status");
                     st.failures_in_a_row += 1;
                     st.failures_total += 1;
                     st.last_error = Some(why);
+                    st.stopped = gone;
+                }
+                if gone {
+                    // Resending to a receiver that does not know the subscription
+                    // never helps: the worker waits until it is replaced or deleted.
+                    tracing::warn!(subscription = %self.id, error = %e, "delivery stopped");
+                    std::future::pending::<()>().await;
                 }
                 tokio::time::sleep(self.backoff.next()).await;
                 false
@@ -873,5 +976,48 @@ mod tests {
         let fine = br#"{"ResponseStatusListObject":{"ResponseStatusObject":[{"StatusCode":"0"}]}}"#;
         assert_eq!(refusal(fine), None);
         assert_eq!(refusal(b""), None, "no status: nothing refused");
+    }
+
+    #[test]
+    fn a_gat1400_answer_is_judged_status_by_status() {
+        let list = |codes: &[(&str, &str)]| {
+            let statuses: Vec<Value> = codes
+                .iter()
+                .map(|(c, t)| json!({"StatusCode": c, "StatusString": t}))
+                .collect();
+            json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string()
+        };
+        let taken = |refused, last: Option<(&str, &str)>| Verdict::Taken {
+            refused,
+            last: last.map(|(c, t)| (c.to_string(), t.to_string())),
+        };
+        let v =
+            |codes: &[(&str, &str)], notification| verdict(list(codes).as_bytes(), notification);
+        assert_eq!(v(&[("0", "")], true), taken(0, None));
+        assert_eq!(v(&[("1", "数据已存在"), ("0", "")], false), taken(0, None));
+        assert_eq!(
+            v(&[("8", "PlateNo"), ("0", ""), ("5", "x")], false),
+            taken(2, Some(("5", "x")))
+        );
+        assert_eq!(
+            v(&[("8", "x"), ("2", "设备忙")], false),
+            Verdict::Retry("2".into(), "设备忙".into()),
+            "one retryable status resends the batch"
+        );
+        assert_eq!(
+            v(&[("1", "订阅不存在")], true),
+            Verdict::Gone("1".into(), "订阅不存在".into())
+        );
+        assert_eq!(v(&[("4", "")], true), Verdict::Gone("4".into(), "".into()));
+        assert_eq!(
+            v(&[("4", "")], false),
+            Verdict::Retry("4".into(), "".into()),
+            "an upload is not a subscription"
+        );
+        assert_eq!(
+            v(&[("1", "订阅不存在")], false),
+            Verdict::Retry("1".into(), "订阅不存在".into())
+        );
+        assert_eq!(verdict(b"", true), taken(0, None));
     }
 }

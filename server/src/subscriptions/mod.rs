@@ -106,6 +106,17 @@ pub struct Status {
     pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_success_ms: Option<i64>,
+    /// Objects a GA/T 1400 receiver or upstream refused for good (`StatusCode` 5 to 8:
+    /// the object itself is wrong there) and that were passed, since start: the
+    /// cursor moves past them, as past taken ones.
+    pub refused: u64,
+    /// Why the last such object was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_refusal: Option<String>,
+    /// The receiver does not know the subscription ("订阅不存在", or `StatusCode` 4):
+    /// delivery stopped instead of resending forever, until the subscription is placed
+    /// again (or the server restarts).
+    pub stopped: bool,
 }
 
 /// A running subscription: its workers (delivery; for an upstream, its registration
@@ -114,6 +125,15 @@ struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     status: Arc<Mutex<Status>>,
     session: Option<Arc<upstream::Session>>,
+}
+
+/// An upper platform registered with (`Registry::upper`): our id there (the
+/// `User-Identify` of what is sent to it) and the communities its upstream reads
+/// (`None`: every one), which its subscriptions here are confined to.
+#[derive(Clone, Debug)]
+pub(crate) struct Upper {
+    pub device_id: String,
+    pub scope: Option<Vec<String>>,
 }
 
 /// What a running subscription shows: its delivery and, for an upstream, its
@@ -285,6 +305,31 @@ impl Registry {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Every running upstream's registration (to unregister at shutdown).
+    pub(crate) fn sessions(&self) -> Vec<Arc<upstream::Session>> {
+        let running = self.running.lock().expect("subscriptions");
+        running.values().filter_map(|r| r.session.clone()).collect()
+    }
+
+    /// A running upstream's registration.
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<upstream::Session>> {
+        let running = self.running.lock().expect("subscriptions");
+        running.get(id)?.session.clone()
+    }
+
+    /// The upper platform `id` is while this server is registered there: an upstream
+    /// whose 视图库 id (`server_id`, configured or learned at registration) is `id`
+    /// exactly and whose registration is live. Such an upper may subscribe here and
+    /// read the catalogue by `User-Identify` alone, as GA/T 1400 platforms do.
+    pub(crate) fn upper(&self, id: &str) -> Option<Upper> {
+        let running = self.running.lock().expect("subscriptions");
+        running
+            .values()
+            .filter_map(|r| r.session.as_ref())
+            .find(|s| s.is_live_upper(id))
+            .map(|s| s.upper())
     }
 
     /// Stops every worker (at shutdown).

@@ -4,11 +4,15 @@
 //! upstream registration is), with this server's `/VIID/SubscribeNotifications` as
 //! `ReceiveAddr`; what comes back is stored as that platform's uploads.
 //!
-//! A worker places it until the other side answers `StatusCode` 0 (1 s doubling to
-//! 60 s while it cannot), then places it again every [`REASSERT`] — the same
-//! `SubscribeID`, which a 视图库 treats as a change, not a new subscription — so one
-//! that forgot it gets it back. `DELETE` cancels it there (`DELETE
-//! /VIID/Subscribes?IDList=…`) and forgets it.
+//! A worker places it (`POST /VIID/Subscribes`) until the other side answers
+//! `StatusCode` 0, or that it already has it (1 s doubling to 60 s while it cannot),
+//! then asserts it again every [`REASSERT`] as a change (`PUT /VIID/Subscribes`, the
+//! same `SubscribeID`; placed by `POST` again when the other side no longer knows it).
+//! `DELETE` cancels it there — `PUT /VIID/Subscribes/<SubscribeID>` with the
+//! standard's cancel fields (`SubscribeCancelOrg`, `SubscribeCancelPerson`,
+//! `CancelTime`, `CancelReason`), else `DELETE /VIID/Subscribes?IDList=…` — and
+//! forgets it once the other side took the cancel; until then the worker tries it
+//! again (1 s doubling to 60 s).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,10 @@ pub struct RemoteSubscription {
     pub object: Value,
     pub owner: String,
     pub created_ms: i64,
+    /// Deleted here, its cancel at the other side not yet taken: the worker cancels it
+    /// until taken, then forgets it.
+    #[serde(default)]
+    pub cancelling: bool,
 }
 
 /// How placing it is going.
@@ -113,6 +121,13 @@ impl Remotes {
         Ok(out)
     }
 
+    /// Keeps it as being cancelled: its worker cancels it at the other side until
+    /// taken, then forgets it.
+    pub(crate) fn cancel_later(app: &Arc<App>, mut r: RemoteSubscription) -> Result<(), ApiError> {
+        r.cancelling = true;
+        Self::create(app, r)
+    }
+
     /// Stops its worker and forgets it (the caller cancels it at the other side).
     pub(crate) fn forget(app: &App, id: &str) -> Result<(), ApiError> {
         if let Some((task, _)) = app.remotes.running.lock().expect("remotes").remove(id) {
@@ -120,6 +135,21 @@ impl Remotes {
         }
         app.store.catalog().kv_delete(TREE, id)?;
         Ok(())
+    }
+
+    /// Whether `subscribe_id` is the `SubscribeID` of a remote subscription this
+    /// server holds (notifications for any other are not taken).
+    pub(crate) fn knows(app: &App, subscribe_id: &str) -> Result<bool, ApiError> {
+        if subscribe_id.is_empty() {
+            return Ok(false);
+        }
+        for (_, bytes) in app.store.catalog().kv_list(TREE)? {
+            let r = decode(&bytes)?;
+            if crate::gat1400::text(&r.object, "SubscribeID").as_deref() == Some(subscribe_id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Stops every worker (at shutdown).
@@ -148,32 +178,89 @@ fn base(r: &RemoteSubscription) -> Result<(String, String), SessionError> {
     Ok((addr, path.trim_end_matches('/').to_string()))
 }
 
-/// `POST /VIID/Subscribes` with the one `SubscribeObject`.
+/// Whether a refusal says the other side already has it (a `POST` of a `SubscribeID`
+/// it knows), or does not know it (a `PUT` or cancel of one it forgot).
+fn says(e: &SessionError, words: &[&str]) -> bool {
+    match e {
+        SessionError::NotOk { text, .. } => {
+            let lower = text.to_ascii_lowercase();
+            words.iter().any(|w| lower.contains(w))
+        }
+        _ => false,
+    }
+}
+const EXISTS: [&str; 4] = ["已存在", "重复", "already exist", "duplicate"];
+const UNKNOWN: [&str; 5] = [
+    "不存在",
+    "no subscription",
+    "not exist",
+    "not found",
+    "unknown",
+];
+
+/// `POST /VIID/Subscribes` (a new placement) or `PUT` (a change of one placed) with
+/// the one `SubscribeObject`. A `POST` answered "already exists" is placed.
 async fn place(
     app: &App,
     r: &RemoteSubscription,
+    method: hyper::Method,
     challenge: &mut Option<Challenge>,
 ) -> Result<(), SessionError> {
     let (addr, base) = base(r)?;
     let path = format!("{base}/VIID/Subscribes");
     let body = json!({"SubscribeListObject": {"SubscribeObject": [r.object]}}).to_string();
+    let post = method == hyper::Method::POST;
     let (status, answer) = digest_request(
         app,
         &addr,
-        hyper::Method::POST,
+        method,
         &path,
         body.into_bytes(),
         &login(r),
         challenge,
     )
     .await?;
-    ok_status(&path, status, &answer)
+    match ok_status(&path, status, &answer) {
+        Err(e) if post && !says(&e, &UNKNOWN) && says(&e, &EXISTS) => Ok(()),
+        done => done,
+    }
 }
 
-/// Cancels it at the other side: `DELETE /VIID/Subscribes?IDList=<SubscribeID>`.
+/// Cancels it at the other side: `PUT /VIID/Subscribes/<SubscribeID>` with the
+/// cancel fields, else (refused, or not answered 2xx) `DELETE
+/// /VIID/Subscribes?IDList=<SubscribeID>`. One the other side does not know is
+/// cancelled.
 pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), SessionError> {
     let (addr, base) = base(r)?;
-    let id = r.object["SubscribeID"].as_str().unwrap_or("");
+    let id = crate::gat1400::text(&r.object, "SubscribeID").unwrap_or_default();
+    let mut object = r.object.clone();
+    let org = crate::gat1400::text(&r.object, "ApplicantOrg").unwrap_or_default();
+    object["OperateType"] = 1.into();
+    object["SubscribeStatus"] = 1.into();
+    object["SubscribeCancelOrg"] = org.into();
+    object["SubscribeCancelPerson"] = "Sightline".into();
+    object["CancelTime"] = crate::gat1400::local_time(crate::now_ms()).into();
+    object["CancelReason"] = "cancelled by the subscriber".into();
+    let path = format!("{base}/VIID/Subscribes/{id}");
+    let body = json!({ "SubscribeObject": object }).to_string();
+    let mut challenge = None;
+    let put = digest_request(
+        app,
+        &addr,
+        hyper::Method::PUT,
+        &path,
+        body.into_bytes(),
+        &login(r),
+        &mut challenge,
+    )
+    .await
+    .and_then(|(status, answer)| ok_status(&path, status, &answer));
+    match put {
+        Ok(()) => return Ok(()),
+        Err(e) if says(&e, &UNKNOWN) => return Ok(()),
+        Err(SessionError::Exchange(e)) => return Err(SessionError::Exchange(e)),
+        Err(_) => {}
+    }
     let path = format!("{base}/VIID/Subscribes?IDList={id}");
     let (status, answer) = digest_request(
         app,
@@ -182,18 +269,47 @@ pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), Sess
         &path,
         Vec::new(),
         &login(r),
-        &mut None,
+        &mut challenge,
     )
     .await?;
-    ok_status(&path, status, &answer)
+    match ok_status(&path, status, &answer) {
+        Err(e) if says(&e, &UNKNOWN) => Ok(()),
+        done => done,
+    }
 }
 
-/// The worker: places the subscription until taken, then again every [`REASSERT`].
+/// The worker: places the subscription until taken, then asserts it again every
+/// [`REASSERT`]; for one being cancelled, cancels it until taken, then forgets it.
 async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<RemoteStatus>>) {
     let mut challenge = None;
     let mut retry = Duration::from_secs(1);
+    let mut method = hyper::Method::POST;
+    if r.cancelling {
+        loop {
+            match cancel(&app, &r).await {
+                Ok(()) => {
+                    let _ = app.store.catalog().kv_delete(TREE, &r.id);
+                    app.remotes.running.lock().expect("remotes").remove(&r.id);
+                    return;
+                }
+                Err(e) => {
+                    let mut st = status.lock().expect("status");
+                    st.placed = false;
+                    st.last_error = Some(format!("cancelling: {e}"));
+                }
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(MAX_RETRY);
+        }
+    }
     loop {
-        let wait = match place(&app, &r, &mut challenge).await {
+        let placed = place(&app, &r, method.clone(), &mut challenge).await;
+        if matches!(&placed, Err(e) if method == hyper::Method::PUT && says(e, &UNKNOWN)) {
+            // The other side forgot it: placed anew at once.
+            method = hyper::Method::POST;
+            continue;
+        }
+        let wait = match placed {
             Ok(()) => {
                 let mut st = status.lock().expect("status");
                 st.placed = true;
@@ -201,6 +317,7 @@ async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<
                 st.last_placed_ms = Some(crate::now_ms());
                 st.last_error = None;
                 retry = Duration::from_secs(1);
+                method = hyper::Method::PUT;
                 REASSERT
             }
             Err(e) => {

@@ -20,7 +20,7 @@ use crate::App;
 fn remote_json(r: &RemoteSubscription, st: &RemoteStatus) -> Value {
     json!({"id": r.id, "url": r.url, "device_id": r.device_id, "username": r.username,
            "subscribe_id": r.object["SubscribeID"], "object": r.object, "owner": r.owner,
-           "created_ms": r.created_ms, "status": st})
+           "created_ms": r.created_ms, "cancelling": r.cancelling, "status": st})
 }
 
 /// `GET /v1/remote-subscriptions`.
@@ -33,8 +33,9 @@ pub(crate) async fn list(c: Call) -> Result<Answer, ApiError> {
     Ok((StatusCode::OK, listed("remote_subscriptions", items).0))
 }
 
-/// `DELETE /v1/remote-subscriptions/{id}`: cancels it at the other side (one attempt;
-/// its outcome is in the answer) and forgets it.
+/// `DELETE /v1/remote-subscriptions/{id}`: cancels it at the other side and forgets
+/// it; when the cancel is not taken (its error in the answer) it stays listed,
+/// `cancelling`, and its worker tries the cancel again until taken.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     c.caller.city_wide()?;
     let id = c.arg();
@@ -42,7 +43,10 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
         return Err(ApiError::NoSuchSubscription(id));
     };
     let cancelled = cancel(&c.app, &r).await;
-    Remotes::forget(&c.app, &id)?;
+    match &cancelled {
+        Ok(()) => Remotes::forget(&c.app, &id)?,
+        Err(_) => Remotes::cancel_later(&c.app, r)?,
+    }
     Ok((
         StatusCode::OK,
         json!({"deleted": id, "cancelled": cancelled.is_ok(),
@@ -51,7 +55,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     ))
 }
 
-/// `POST /v1/remote-subscriptions`: `{"url", "password", "device_id", "username",
+/// `POST /v1/remote-subscriptions`: `{"url", "password" (optional), "device_id", "username",
 /// "kinds", "resource_uri", "title", "receive_addr", "image_data", "begin_time",
 /// "end_time"}`; placed at once.
 pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
@@ -60,6 +64,9 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
     Ok((StatusCode::CREATED, v.into()))
 }
+
+/// A remote subscription's `EndTime` when none is given.
+const FOREVER: &str = "20991231235959";
 
 /// GA/T 1400 resource-class codes of event kinds (`SubscribeDetail`).
 fn detail(o: &Map<String, Value>) -> Result<String, ApiError> {
@@ -91,7 +98,9 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     let o = object(body)?;
     let url = text(&o, "url", true)?;
     super::target(&url)?;
-    let password = text(&o, "password", true)?;
+    // A lower platform may know its upper by `User-Identify` alone (wvp-GB28181-pro,
+    // fliad-viid): a password is needed only when the other side challenges.
+    let password = text(&o, "password", false)?;
     let or = |field: &str, default: &str| -> Result<String, ApiError> {
         Ok(match text(&o, field, false)? {
             v if v.is_empty() => default.to_string(),
@@ -110,6 +119,24 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     )?;
     super::target(&receive_addr)
         .map_err(|_| ApiError::param("receive_addr", "an http:// or https:// URL"))?;
+    // Bound to every address and no --public-url: the default would send the other
+    // side to http://0.0.0.0:…, which reaches nobody.
+    let unreachable = super::deliver::public_base(app)
+        .parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| {
+            u.host()?
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .ok()
+        })
+        .is_some_and(|ip| ip.is_unspecified());
+    if text(&o, "receive_addr", false)?.is_empty() && unreachable {
+        return Err(ApiError::param(
+            "receive_addr",
+            "needed: this server listens on every address and has no --public-url, so where the other side sends notifications is not known",
+        ));
+    }
     let now = crate::now_ms();
     // The standard's form: our organisation (12), 03 (a subscription), time, sequence.
     let subscribe_id = format!(
@@ -125,13 +152,19 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         "ApplicantOrg": server_id, "ReceiveAddr": receive_addr, "ReportInterval": 3,
         "Reason": title, "OperateType": 0, "SubscribeStatus": 0, "ResourceClass": 4,
     });
-    for (field, key) in [("begin_time", "BeginTime"), ("end_time", "EndTime")] {
+    // wvp-GB28181-pro takes a subscription without BeginTime/EndTime as ended at
+    // once: from now until 2099-12-31 23:59:59 unless given.
+    let defaults = [crate::gat1400::local_time(now), FOREVER.to_string()];
+    for ((field, key), default) in [("begin_time", "BeginTime"), ("end_time", "EndTime")]
+        .into_iter()
+        .zip(defaults)
+    {
         let t = text(&o, field, false)?;
         if !t.is_empty() {
             crate::gat1400::parse_time(&t)
                 .ok_or_else(|| ApiError::param(field, "a time like 20210901080000"))?;
-            object[key] = t.into();
         }
+        object[key] = if t.is_empty() { default } else { t }.into();
     }
     match o.get("image_data") {
         None | Some(Value::Null) => {}
@@ -148,6 +181,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         object,
         owner: caller.key_id.clone(),
         created_ms: now,
+        cancelling: false,
     };
     Remotes::create(app, r.clone())?;
     Ok(remote_json(&r, &RemoteStatus::default()))

@@ -7,9 +7,11 @@
 //!
 //! An upstream is a [`Subscription`] with an [`Upstream`] part: the uploads go through
 //! the one delivery worker (`deliver.rs`: durable cursor, at least once, in order,
-//! backoff, status, the upstream's `ResponseStatusListObject` read so only
-//! `StatusCode` 0 moves the cursor). This file holds what only an upstream has: the
-//! registration ([`Session`], its task) and the upload bodies.
+//! backoff, status, the upstream's `ResponseStatusListObject` read object by object:
+//! 0 or "already exists" taken, 5–8 refused for good and passed, anything else sent
+//! again). This file holds what only an upstream has: the registration ([`Session`],
+//! its task, the `UnRegister` when deleted or at shutdown), learning the upper's id,
+//! and the upload bodies.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +24,9 @@ use super::Subscription;
 use crate::gat1400::digest_client::Challenge;
 use crate::App;
 
+/// How long shutdown waits for the upstreams to take our `UnRegister`s.
+pub(crate) const UNREGISTER_AT_SHUTDOWN: Duration = Duration::from_secs(3);
+
 /// The default time between keepalives (GA/T 1400 platforms use 30 s to 60 s).
 pub const DEFAULT_KEEPALIVE_S: u64 = 30;
 /// Registration attempts back off from 1 s up to the keepalive interval.
@@ -30,7 +35,11 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// What an upstream keeps beside its filter (in the catalog, with the subscription).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Upstream {
-    /// The upstream's own 20-digit 视图库 id, when given (shown, not checked).
+    /// The upstream's own 20-digit 视图库 id. While registered there, a request here
+    /// whose `User-Identify` is exactly this id is that upper platform's (its
+    /// subscriptions, catalogue reads). When not given it is learned at registration:
+    /// the `Id` of the Register answer when it is another 20-digit code than ours,
+    /// else `VIIDServerID` of the upstream's `GET /VIID/System/Time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<String>,
     /// Our id there: the `RegisterObject`'s `DeviceID` and every request's
@@ -89,6 +98,11 @@ pub(crate) struct Session {
     up: Upstream,
     challenge: tokio::sync::Mutex<Option<Challenge>>,
     state: Mutex<SessionState>,
+    /// The communities the upstream reads (`None`: every one): the scope of what its
+    /// upper platform subscribes to here.
+    scope: Option<Vec<String>>,
+    /// The upstream's 视图库 id learned at registration (when `server_id` is not set).
+    learned: Mutex<Option<String>>,
 }
 
 impl Session {
@@ -96,13 +110,79 @@ impl Session {
     pub(crate) fn of(s: &Subscription) -> Option<Session> {
         let up = s.upstream.clone()?;
         let (addr, path) = super::target(&s.url).ok()?;
+        let allowed = |c: &&String| s.scope.as_ref().is_none_or(|sc| sc.contains(c));
+        let scope = match (&s.communities, &s.scope) {
+            (None, None) => None,
+            (Some(cs), _) => Some(cs.iter().filter(allowed).cloned().collect()),
+            (None, Some(sc)) => Some(sc.clone()),
+        };
         Some(Session {
             addr,
             base: path.trim_end_matches('/').to_string(),
             up,
             challenge: Default::default(),
             state: Default::default(),
+            scope,
+            learned: Default::default(),
         })
+    }
+
+    /// Whether `id` is this upstream's 视图库 id exactly and we are registered there.
+    pub(crate) fn is_live_upper(&self, id: &str) -> bool {
+        let known = match &self.up.server_id {
+            Some(s) => s == id,
+            None => self.learned.lock().expect("session").as_deref() == Some(id),
+        };
+        known && self.registered()
+    }
+
+    /// The upper platform this upstream is, as `Registry::upper` gives it.
+    pub(crate) fn upper(&self) -> super::Upper {
+        super::Upper {
+            device_id: self.up.device_id.clone(),
+            scope: self.scope.clone(),
+        }
+    }
+
+    /// Learns the upstream's 视图库 id (when not configured): the Register answer's
+    /// `Id` when it is a 20-digit code other than ours, else the `VIIDServerID` of its
+    /// `GET /VIID/System/Time`.
+    async fn learn_server_id(&self, app: &App, register_answer: &[u8]) {
+        if self.up.server_id.is_some() {
+            return;
+        }
+        let code = |v: Option<&str>| {
+            v.map(str::trim)
+                .filter(|c| c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|c| *c != self.up.device_id)
+                .map(str::to_string)
+        };
+        let answered: Option<Value> = serde_json::from_slice(register_answer).ok();
+        let mut id = code(
+            answered
+                .as_ref()
+                .and_then(|v| v.pointer("/ResponseStatusObject/Id"))
+                .and_then(Value::as_str),
+        );
+        if id.is_none() {
+            let path = format!("{}/VIID/System/Time", self.base);
+            let req = deliver::viid_request(hyper::Method::GET, &path, &self.up.device_id);
+            if let Ok((status, _, answer)) =
+                deliver::exchange(&self.addr, req, Vec::new(), &app.outbound).await
+            {
+                let v: Option<Value> = serde_json::from_slice(&answer).ok();
+                if status.is_success() {
+                    id = code(
+                        v.as_ref()
+                            .and_then(|v| v.pointer("/SystemTimeObject/VIIDServerID"))
+                            .and_then(Value::as_str),
+                    );
+                }
+            }
+        }
+        if id.is_some() {
+            *self.learned.lock().expect("session") = id;
+        }
     }
 
     pub(crate) fn device_id(&self) -> &str {
@@ -149,8 +229,12 @@ impl Session {
             &mut challenge,
         )
         .await
-        .and_then(|(status, answer)| ok_status(&path, status, &answer));
+        .and_then(|(status, answer)| ok_status(&path, status, &answer).map(|()| answer));
         drop(challenge);
+        if let Ok(answer) = &done {
+            self.learn_server_id(app, answer).await;
+        }
+        let done = done.map(|_| ());
         match &done {
             Ok(()) => {
                 let mut st = self.state.lock().expect("session");
@@ -161,6 +245,33 @@ impl Session {
             }
             Err(e) => self.failed(e),
         }
+        done
+    }
+
+    /// `POST /VIID/System/UnRegister` with `{"UnRegisterObject":{"DeviceID":…}}` (the
+    /// upstream deleted here), answering a challenge as the registration does. Ok when
+    /// the upstream answered `StatusCode` 0.
+    pub(crate) async fn unregister(&self, app: &App) -> Result<(), SessionError> {
+        let path = format!("{}/VIID/System/UnRegister", self.base);
+        let body = json!({"UnRegisterObject": {"DeviceID": self.up.device_id}}).to_string();
+        let login = Login {
+            device_id: &self.up.device_id,
+            username: &self.up.username,
+            password: &self.up.password,
+        };
+        let mut challenge = self.challenge.lock().await;
+        let done = digest_request(
+            app,
+            &self.addr,
+            hyper::Method::POST,
+            &path,
+            body.into_bytes(),
+            &login,
+            &mut challenge,
+        )
+        .await
+        .and_then(|(status, answer)| ok_status(&path, status, &answer));
+        self.forget();
         done
     }
 

@@ -68,14 +68,26 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     }
 }
 
-/// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor.
+/// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor,
+/// and unregisters there (`POST /VIID/System/UnRegister`, one attempt: its outcome in
+/// the answer), so the upper platform no longer takes us for online.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
     if !covered(&c)?.iter().any(|(s, _)| s.id == id) {
         return Err(ApiError::NoSuchUpstream(id));
     }
+    let session = c.app.subscriptions.session(&id);
     Registry::delete(&c.app, &id)?;
-    Ok((StatusCode::OK, serde_json::json!({ "deleted": id }).into()))
+    let unregistered = match session {
+        Some(s) => s.unregister(&c.app).await.map_err(|e| e.to_string()),
+        None => Err("it was not running".to_string()),
+    };
+    Ok((
+        StatusCode::OK,
+        serde_json::json!({ "deleted": id, "unregistered": unregistered.is_ok(),
+                            "unregister_error": unregistered.err() })
+        .into(),
+    ))
 }
 
 /// `POST /v1/upstreams`: `{"url", "password", "server_id", "device_id", "username",
@@ -116,8 +128,10 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         u if u.is_empty() => device_id.clone(),
         u => u,
     };
+    // Pictures as base64 `Data` unless asked otherwise: an upper's receiver keeps
+    // `Data` (wvp-GB28181-pro); a `StoragePath` here needs a Sightline API key.
     let image_data = match o.get("image_data") {
-        None | Some(Value::Null) => false,
+        None | Some(Value::Null) => true,
         Some(Value::String(s)) if s == "reference" => false,
         Some(Value::String(s)) if s == "base64" => true,
         Some(_) => return Err(ApiError::param("image_data", "reference or base64")),

@@ -885,10 +885,10 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     assert_eq!(changed.cursor, made.cursor);
     assert!(changed.body_json.contains("one, changed"), "{changed:?}");
     let (code, text) = subscribe(&p2, s1, "taken");
-    assert_eq!(code, 8, "{text}");
+    assert_eq!(code, 4, "{text}");
     assert!(text.contains("another platform"), "{text}");
     let (_, _, answer) = viid(ia, "DELETE", &format!("/VIID/Subscribes/{s1}"), &p2, "");
-    assert_eq!(first(&answer).0, 8, "{answer}");
+    assert_eq!(first(&answer).0, 4, "{answer}");
     let still = meta(format!("viid-{s1}")).expect("not cancelled by another");
     assert_eq!(
         (still.owner.as_str(), still.cursor),
@@ -961,9 +961,9 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     let d = "320508010120000000092025120100009";
     assert_eq!(dispose(&p1, d, "0").0, 0);
     let (code, text) = dispose(&p2, d, "0");
-    assert_eq!(code, 8, "{text}");
+    assert_eq!(code, 4, "{text}");
     assert!(text.contains("another platform"), "{text}");
-    assert_eq!(dispose(&p2, d, "1").0, 8);
+    assert_eq!(dispose(&p2, d, "1").0, 4);
     let (_, _, answer) = viid(
         ia,
         "DELETE",
@@ -971,7 +971,7 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
         &p2,
         "",
     );
-    assert_eq!(first(&answer).0, 8, "{answer}");
+    assert_eq!(first(&answer).0, 4, "{answer}");
     let pushed = meta(format!("disposition-{d}")).expect("still there");
     assert_eq!(pushed.owner, PLATFORM);
     // A /v1 watchlist is no platform's disposition.
@@ -986,8 +986,8 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     );
     assert_eq!(status, 201, "{list}");
     let wid = list["id"].as_str().unwrap().to_string();
-    assert_eq!(dispose(&p1, &wid, "0").0, 8);
-    assert_eq!(dispose(&p1, &wid, "1").0, 8);
+    assert_eq!(dispose(&p1, &wid, "0").0, 4);
+    assert_eq!(dispose(&p1, &wid, "1").0, 4);
     let (_, lists) = ask_as(qa, Some(&detective), "GET", "/v1/watchlists", "");
     let reasons: BTreeSet<&str> = lists["watchlists"]
         .as_array()

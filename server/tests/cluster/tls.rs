@@ -82,7 +82,7 @@ fn a_cluster_speaks_tls_between_its_nodes_and_to_its_engines() {
         cert: files.cert.clone(),
         key: files.key.clone(),
         ca: files.ca.clone(),
-        public: true,
+        plain: Vec::new(),
     })
     .unwrap();
     let mut env = Env::start_with(

@@ -79,8 +79,9 @@ fn vehicle(i: u64, picture: &[u8]) -> Value {
 
 /// A platform subscribes to vehicles of one gate (the request shape of wvp-GB28181-pro
 /// dev/1400 `gat1400` and xiezhihui98/GAT1400 `SubscribeObject`), and gets every
-/// vehicle stored afterwards — the full object as uploaded, its picture by a
-/// `StoragePath` that serves the same bytes — under its own `SubscribeID` and `Title`,
+/// vehicle stored afterwards — the full object as uploaded, its picture (asked by
+/// reference, `ImageData` 0) by a `StoragePath` that serves the same bytes — under its
+/// own `SubscribeID` and `Title`,
 /// with the objects' ids as `InfoIDs`; faces (not subscribed) are not sent, nothing is
 /// `null`. Only a registered platform subscribes; it lists and cancels its own
 /// subscriptions, and after the cancel nothing more is sent.
@@ -98,9 +99,10 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
          "ResourceURI": GATE, "ApplicantName": "张三", "ApplicantOrg": "苏州市局",
          "BeginTime": "20210101000000", "EndTime": "20991231235959",
          "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr),
-         "ReportInterval": 5, "Reason": "级联", "OperateType": 0, "ResultImageDeclare": "01"},
+         "ReportInterval": 5, "Reason": "级联", "OperateType": 0, "ResultImageDeclare": "01",
+         "ImageData": 0},
         {"SubscribeID": "320500000000000001032021090108000000002", "SubscribeDetail": "13"},
-        {"SubscribeID": "320500000000000001032021090108000000003", "SubscribeDetail": "3",
+        {"SubscribeID": "320500000000000001032021090108000000003", "SubscribeDetail": "99",
          "ReceiveAddr": format!("http://{}/x", receiver.addr)}]}})
     .to_string();
     let (status, _, _) = viid(a, "POST", "/VIID/Subscribes", &ident, &subscribe);
@@ -241,7 +243,7 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
         "{head}"
     );
 
-    // Another platform cannot cancel it; its own platform can.
+    // Another platform cannot cancel it (an invalid operation); its own platform can.
     let (_, _, answer) = viid(
         a,
         "DELETE",
@@ -249,7 +251,7 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
         &gate,
         "",
     );
-    assert_eq!(statuses(&answer)[0]["StatusCode"], 8, "{answer}");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 4, "{answer}");
     let (_, _, answer) = viid(
         a,
         "DELETE",
@@ -275,9 +277,9 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
     );
 }
 
-/// A subscription whose receiver answers 200 but refuses the objects (`StatusCode` 1,
-/// as a receiver that does not know the `SubscribeID` answers) keeps them: nothing is
-/// counted as delivered, the status says why, and they go once it takes them.
+/// A subscription whose receiver answers 200 but refuses the objects for now
+/// (`StatusCode` 2, busy) keeps them: nothing is counted as delivered, the status says
+/// why, and they go once it takes them.
 #[test]
 fn a_receiver_refusing_a_notification_gets_it_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +287,7 @@ fn a_receiver_refusing_a_notification_gets_it_again() {
     let a = server.addr;
     catalog(a);
     let receiver = Receiver::start();
-    receiver.refuse_with.store(1, Ordering::SeqCst);
+    receiver.refuse_with.store(2, Ordering::SeqCst);
     receiver.up.store(true, Ordering::SeqCst);
     subscribed(
         a,
@@ -310,7 +312,7 @@ fn a_receiver_refusing_a_notification_gets_it_again() {
         s["status"]["last_error"]
             .as_str()
             .unwrap()
-            .contains("StatusCode 1"),
+            .contains("StatusCode 2"),
         "{s}"
     );
     receiver.refuse_with.store(0, Ordering::SeqCst);
@@ -319,22 +321,33 @@ fn a_receiver_refusing_a_notification_gets_it_again() {
         == 1));
 }
 
-/// Notifications from a platform are stored as if it had uploaded the objects (here:
-/// the body a subscribed Sightline sends, objects with their pictures by reference):
-/// one status per notification, and the objects come back through the trajectory.
+/// Notifications from a platform, for a subscription this server placed there, are
+/// stored as if it had uploaded the objects (here: the body a subscribed Sightline
+/// sends, objects with their pictures by reference): one status per notification, and
+/// the objects come back through the trajectory.
 #[test]
 fn notifications_from_a_platform_are_stored_as_its_uploads() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let b = server.addr;
     catalog(b);
+    let placed = crate::support::post(
+        b,
+        "/v1/remote-subscriptions",
+        "application/json",
+        &json!({"url": "http://127.0.0.1:9", "password": "p",
+                "receive_addr": format!("http://{b}/VIID/SubscribeNotifications")})
+        .to_string(),
+    );
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let subscribe_id = placed.body["subscribe_id"].as_str().unwrap().to_string();
     let ident = [("User-Identify", PLATFORM.to_string())];
     let mut object = vehicle(1, b"");
     let sub = &mut object["SubImageList"]["SubImageInfoObject"][0];
     sub.as_object_mut().unwrap().remove("Data");
     sub["StoragePath"] = "http://10.0.0.1:8080/v1/images/abc".into();
     let notification = json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": [{
-        "NotificationID": "3205000000503000000103202109010800000001", "SubscribeID": SUBSCRIBE_ID,
+        "NotificationID": "3205000000503000000103202109010800000001", "SubscribeID": subscribe_id,
         "Title": "t", "TriggerTime": "20210901080000", "InfoIDs": object["MotorVehicleID"],
         "MotorVehicleObjectList": {"MotorVehicleObject": [object.clone()]}}]}})
     .to_string();
@@ -365,7 +378,7 @@ fn notifications_from_a_platform_are_stored_as_its_uploads() {
     other["MotorVehicleID"] = format!("{GATE}0220210901093000000010200099").into();
     other["PassTime"] = "20210901093000".into();
     let fliad = json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": {
-        "NotificationID": "320500000000042021090109300000001", "SubscribeID": SUBSCRIBE_ID,
+        "NotificationID": "320500000000042021090109300000001", "SubscribeID": subscribe_id,
         "MotorVehicleObjectList": {"MotorVehicleList": [other]}}}});
     let (_, _, answer) = viid(
         b,
@@ -388,19 +401,17 @@ fn notifications_from_a_platform_are_stored_as_its_uploads() {
     assert_eq!(serde_json::from_slice::<Value>(&kept).unwrap(), object);
 }
 
-/// Two servers: platform P subscribes on A for vehicles with their pictures as `Data`
-/// (`ImageData` 1) and gives B's `/VIID/SubscribeNotifications` as `ReceiveAddr`; B
-/// knows A as a platform (A's 视图库 id, registered from A's address). Every vehicle A
-/// stores reaches B once, in order, with its picture byte-identical and its object as
-/// uploaded.
+/// Two servers: B (A's platform P) places a subscription on A for vehicles with their
+/// pictures as `Data` (`/v1/remote-subscriptions`, `image_data` base64) with B's
+/// `/VIID/SubscribeNotifications` as `ReceiveAddr`; B knows A as a platform (A's 视图库
+/// id, registered from A's address). Every vehicle A stores reaches B once, in order,
+/// with its picture byte-identical and its object as uploaded.
 #[test]
 fn a_second_sightline_receives_every_object_with_its_pictures() {
     const A_ID: &str = "32050000005030000001";
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let server_a = start(dir_a.path(), |_| {});
-    let server_b = start(dir_b.path(), |c| {
-        c.viid_server_id = "32050000005030000002".into()
-    });
+    let server_b = start(dir_b.path(), |c| c.viid_server_id = PLATFORM.into());
     let (a, b) = (server_a.addr, server_b.addr);
     catalog(a);
     north(b);
@@ -413,12 +424,22 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
     // A's registration with B, made from A's address (127.0.0.1) on its behalf.
     assert_eq!(register(b, "/VIID/System/Register", A_ID, "a-pass").0, 200);
 
-    subscribed(
-        a,
-        json!({"SubscribeID": SUBSCRIBE_ID, "Title": "到B", "SubscribeDetail": "13", "ResourceURI": A_ID,
-         "ReceiveAddr": format!("http://{b}/VIID/SubscribeNotifications"), "OperateType": 0,
-         "ImageData": 1}),
+    let placed = crate::support::post(
+        b,
+        "/v1/remote-subscriptions",
+        "application/json",
+        &json!({"url": format!("http://{a}"), "password": "p", "kinds": ["vehicle"],
+                "title": "到B", "image_data": "base64", "begin_time": "20210101000000",
+                "receive_addr": format!("http://{b}/VIID/SubscribeNotifications")})
+        .to_string(),
     );
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let subscribe_id = placed.body["subscribe_id"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(20), || viid_subscriptions(
+        a
+    )
+    .iter()
+    .any(|s| s["id"] == format!("viid-{subscribe_id}"))));
     let gate = gate_registered(a);
     let pictures: Vec<Vec<u8>> = (0..3).map(|i| jpeg(10 + i, 100_000 + i as usize)).collect();
     let sent: Vec<Value> = (0..3).map(|i| vehicle(i, &pictures[i as usize])).collect();
@@ -462,7 +483,10 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
             }
         }
     }
-    let s = viid_subscription(a);
+    let s = viid_subscriptions(a)
+        .into_iter()
+        .find(|s| s["id"] == format!("viid-{subscribe_id}"))
+        .unwrap();
     assert_eq!(s["status"]["delivered"], 3, "{s}");
 }
 
@@ -666,7 +690,6 @@ fn a_remote_subscription_is_placed_by_digest_and_cancelled() {
     let url = format!("http://{a}");
     for (body, field) in [
         (json!({"password": "p"}), "url"),
-        (json!({"url": url}), "password"),
         (
             json!({"url": url, "password": "p", "kinds": ["car"]}),
             "kinds",

@@ -240,7 +240,8 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
         "/v1/remote-subscriptions",
         "application/json",
         &json!({"url": format!("http://{a}"), "password": "b-pass", "kinds": ["vehicle"],
-                "resource_uri": GATE, "title": "A到B", "image_data": "base64"})
+                "resource_uri": GATE, "title": "A到B", "image_data": "base64",
+                "begin_time": "20210101000000"})
         .to_string(),
     );
     assert_eq!(r.status, 201, "{}", r.body);

@@ -116,7 +116,8 @@ fn wrong_and_unknown_methods_are_405_and_501_with_allow() {
         ("GET", "/VIID/System/Register", "POST"),
         ("POST", "/VIID/System/Time", "GET, HEAD"),
         ("GET", "/VIID/Subscribes/1", "PUT, DELETE"),
-        ("GET", "/VIID/MotorVehicles", "POST"),
+        ("DELETE", "/VIID/MotorVehicles", "GET, HEAD, POST"),
+        ("POST", "/VIID/Faces/F1", "GET, HEAD"),
     ] {
         let (status, head, body) = viid(a, method, path, &[], "");
         assert_eq!(status, 405, "{method} {path}: {head}");

@@ -926,8 +926,8 @@ fn dispositions_watch_and_notify_their_receive_address() {
         .contains("TargetFeature"));
     let lists = get(a, "/v1/watchlists").body;
     assert_eq!(
-        lists["watchlists"][0]["id"], "320500000000000001202109010800001",
-        "{lists}"
+        lists["watchlists"][0]["id"], "viid-disp-320500000000000001202109010800001",
+        "apart from /v1/watchlists' ids: {lists}"
     );
 
     let vehicle_id = format!("{GATE}0220210901080000000010200001");
@@ -957,7 +957,10 @@ fn dispositions_watch_and_notify_their_receive_address() {
     assert_eq!(n.as_array().unwrap().len(), 1, "{got}");
     assert_eq!(n[0]["DispositionID"], "320500000000000001202109010800001");
     assert_eq!(n[0]["CntObjectID"], vehicle_id.as_str());
-    assert_eq!(n[0]["MotorVehicleObject"]["PlateNo"], "苏E7DSP1");
+    assert_eq!(
+        n[0]["MotorVehicleObject"]["PlateNo"], "苏E·7DSP1",
+        "the object as uploaded"
+    );
     assert_eq!(n[0]["MotorVehicleObject"]["PlateColor"], "2");
     assert_eq!(n[0]["TriggerTime"].as_str().unwrap().len(), 14);
     assert!(
@@ -994,7 +997,7 @@ fn dispositions_watch_and_notify_their_receive_address() {
         "",
     );
     assert_eq!(
-        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 8,
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 1,
         "{answer}"
     );
 }
@@ -1232,7 +1235,7 @@ fn a_replayed_digest_is_refused() {
 
 /// Sends `request` from local address `from` (another loopback address stands for
 /// another machine); the status line's code and the body.
-fn send_from(from: &str, to: SocketAddr, request: &[u8]) -> (u16, Value) {
+pub(crate) fn send_from(from: &str, to: SocketAddr, request: &[u8]) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -264,8 +264,9 @@ fn a_subscription_killed_mid_delivery_resumes_without_losing_or_reordering() {
 
 /// A GA/T 1400 receiver answering HTTP 200 with `StatusCode` 1 "订阅不存在" (as
 /// wvp-GB28181-pro dev/1400's notification receiver answers an unknown SubscribeID)
-/// took nothing: the subscription counts nothing delivered, keeps its cursor, and its
-/// status says why.
+/// took nothing: the subscription counts nothing delivered, keeps its cursor, its
+/// status says why, and it stops (`stopped`) instead of resending what the receiver
+/// will never take.
 #[test]
 fn a_receiver_answering_a_non_zero_status_code_gets_nothing_counted_as_delivered() {
     use std::io::{BufRead, BufReader, Read, Write};
@@ -303,10 +304,17 @@ fn a_receiver_answering_a_non_zero_status_code_gets_nothing_counted_as_delivered
         200
     );
     assert!(
-        wait_until(Duration::from_secs(20), || hits
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 2),
-        "the receiver was tried again"
+        wait_until(Duration::from_secs(20), || get(a, "/v1/subscriptions").body
+            ["subscriptions"][0]["status"]["stopped"]
+            == true),
+        "{}",
+        get(a, "/v1/subscriptions").body
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not tried again"
     );
     let list = get(a, "/v1/subscriptions").body;
     let status = &list["subscriptions"][0]["status"];

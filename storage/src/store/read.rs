@@ -330,6 +330,43 @@ impl Store {
         Ok(true)
     }
 
+    /// [`Store::scan_range_unless`] handing each event that passes `keep` with where its
+    /// attributes are (nothing is decoded here: a caller decodes those it filters on).
+    /// Rows `keep` refuses cost what a plain scan's do. Returns false if `stop` ended it
+    /// early.
+    pub fn scan_range_with_attrs_unless(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        communities: Option<&[u32]>,
+        stop: impl Fn() -> bool,
+        keep: impl Fn(&Row) -> bool,
+        mut f: impl FnMut(Row, AttrsAt),
+    ) -> Result<bool> {
+        let in_range = |r: &StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
+        for snap in self.snapshot(communities, from_ms, to_ms, in_range, true) {
+            if stop() {
+                return Ok(false);
+            }
+            for seg in &snap.segments {
+                let seg = seg.open()?;
+                seg.verify_rows()?;
+                seg.for_each_in_range(from_ms, to_ms, |ordinal, r| {
+                    if keep(&r) {
+                        f(r, AttrsAt::Segment(seg.clone(), ordinal));
+                    }
+                });
+            }
+            for (r, attrs) in snap.mem_rows(in_range) {
+                if keep(&r) {
+                    let attrs = attrs.cloned().unwrap_or_else(|| Arc::from(&[][..]));
+                    f(r, AttrsAt::Memory(attrs));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Events of subject id `subject` with `from_ms <= ts < to_ms` in the shards
     /// `keys` (missing shards are skipped). Sealed segments are read through their
     /// subject postings, so the cost follows the subject's own events. Order: shard by

@@ -27,30 +27,15 @@ use super::{admit, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::dispositions::{requested, subscription_id, Asked, DispositionError};
 use crate::gat1400::handlers::{items_of_list, Exchange, Reply};
-use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+use crate::gat1400::{status_list, status_object, DEVICE_ERROR, OK};
 
 const PATH: &str = "/VIID/Dispositions";
-
-/// Why a disposition was refused: as `serve`'s, or the id is not the caller's.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("{0}")]
-    Disposition(#[from] DispositionError),
-    #[error("DispositionID {0:?} is another platform's disposition, or a watchlist")]
-    NotYours(String),
-}
-
-impl From<ApiError> for Refused {
-    fn from(e: ApiError) -> Self {
-        Refused::Disposition(DispositionError::Store(e))
-    }
-}
 
 impl GatNode {
     /// Creates or replaces one disposition of `platform` (`OperateType` 1 revokes
     /// it); its id. A `DispositionID` that is another platform's disposition, or a
     /// `/v1` watchlist, is refused.
-    async fn dispose(&self, platform: &str, o: &Value) -> Result<String, Refused> {
+    async fn dispose(&self, platform: &str, o: &Value) -> Result<String, DispositionError> {
         let scope = self.directory.uploader(platform).communities;
         let scope = || {
             let mut scope = scope;
@@ -62,7 +47,7 @@ impl GatNode {
             Asked::Revoke(id) => {
                 return match self.revoke(platform, &id).await? {
                     Some(_) => Ok(id),
-                    None => Err(Refused::NotYours(id)),
+                    None => Err(DispositionError::NotYours(id)),
                 };
             }
             Asked::Put(w, pushed) => (w, pushed),
@@ -77,8 +62,7 @@ impl GatNode {
             .filter(|r| r.id != w.id)
             .filter_map(|r| crate::cluster::watchlists::watchlist_of_row(r).ok())
             .collect();
-        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)
-            .map_err(DispositionError::from)?;
+        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)?;
         let row = crate::cluster::watchlists::row_of(&w);
         let p = platform.to_string();
         let ours = self
@@ -87,7 +71,7 @@ impl GatNode {
             })
             .await?;
         if !ours {
-            return Err(Refused::NotYours(w.id));
+            return Err(DispositionError::NotYours(w.id));
         }
         // Its notifications start now: the alerts from here on (as on `serve`, a
         // replaced disposition's subscription is made again).
@@ -109,7 +93,7 @@ impl GatNode {
                 })
                 .await?;
             if !written {
-                return Err(Refused::NotYours(w.id));
+                return Err(DispositionError::NotYours(w.id));
             }
         }
         Ok(w.id)
@@ -176,7 +160,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
                 Ok(id) => status(&id, OK, "正常"),
                 Err(why) => {
                     let id = o["DispositionID"].as_str().unwrap_or("");
-                    status(id, INVALID_JSON_CONTENT, &why.to_string())
+                    status(id, why.code(), &why.to_string())
                 }
             });
         }
@@ -190,11 +174,14 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
     for id in &ids {
         let (code, text) = match node.revoke(&platform, id).await {
             Ok(Some(true)) => (OK, "正常".to_string()),
-            Ok(Some(false)) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
-            Ok(None) => (
-                INVALID_JSON_CONTENT,
-                Refused::NotYours(id.clone()).to_string(),
-            ),
+            Ok(Some(false)) => {
+                let why = DispositionError::NoSuch(id.clone());
+                (why.code(), why.to_string())
+            }
+            Ok(None) => {
+                let why = DispositionError::NotYours(id.clone());
+                (why.code(), why.to_string())
+            }
             Err(e) => (DEVICE_ERROR, e.to_string()),
         };
         statuses.push(status(id, code, &text));

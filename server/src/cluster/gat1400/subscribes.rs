@@ -30,8 +30,8 @@ use sightline_query::federated::{Federation, Partition};
 use super::{admit, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
-use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError};
-use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
+use crate::gat1400::{status_list, status_object, INVALID_JSON_CONTENT, OK};
 use crate::subscriptions::Subscription;
 use sightline_cluster::subscriptions::Added;
 
@@ -90,7 +90,6 @@ impl GatNode {
         let mut scope = self.directory.uploader(platform).communities;
         scope.sort();
         scope.dedup();
-        let server_id = &self.config.ingest.viid_server_id;
         let cancelled = crate::gat1400::text(o, "OperateType").as_deref() == Some("1");
         if scope.is_empty() && !cancelled {
             // Its device not read yet (or of no community): it would deliver nothing.
@@ -98,7 +97,23 @@ impl GatNode {
                 "platform {platform}'s device is not known to this node yet (or covers no community): try again"
             ))));
         }
-        let Some(s) = requested(o, platform, server_id, || Ok(scope))? else {
+        let subscriber = || {
+            Ok(Subscriber {
+                scope: Some(scope),
+                identify: None,
+            })
+        };
+        let server_id = &self.config.ingest.viid_server_id;
+        // A change is merged onto the object stored (as `serve`).
+        let stored = existing
+            .as_ref()
+            .and_then(|e| e.viid.as_ref())
+            .map(|v| &v.object);
+        let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
+            // Cancelling one that is not there (as `serve`: 1, 不存在订阅ID).
+            if existing.is_none() {
+                return Err(SubscribeError::NoSuch(id));
+            }
             let (i, p) = (sub_id.clone(), platform.to_string());
             self.write("delete a subscription", move |m| {
                 Box::pin(async move { m.delete_subscription_of(&i, &p).await })
@@ -118,7 +133,7 @@ impl GatNode {
                 .await?;
             return match changed {
                 true => Ok(id),
-                false => Err(SubscribeError::Store(ApiError::NoSuchSubscription(id))),
+                false => Err(SubscribeError::NoSuch(id)),
             };
         }
         // Only a new one asks for now.
@@ -220,10 +235,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
                             SubscribeError::Store(ApiError::TooManySubscriptions(_)) => {
                                 crate::gat1400::BUSY
                             }
-                            SubscribeError::Store(e) if e.status().is_server_error() => {
-                                DEVICE_ERROR
-                            }
-                            _ => INVALID_JSON_CONTENT,
+                            why => why.code(),
                         };
                         status(id, code, &why.to_string())
                     }
@@ -240,8 +252,11 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             for id in &ids {
                 let (code, text) = match node.cancel(&platform, id).await {
                     Ok(true) => (OK, "正常".to_string()),
-                    Ok(false) => (INVALID_JSON_CONTENT, format!("no subscription {id}")),
-                    Err(e) => (INVALID_JSON_CONTENT, e.to_string()),
+                    Ok(false) => {
+                        let why = SubscribeError::NoSuch(id.clone());
+                        (why.code(), why.to_string())
+                    }
+                    Err(e) => (e.code(), e.to_string()),
                 };
                 statuses.push(status(id, code, &text));
             }

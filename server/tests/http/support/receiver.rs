@@ -88,7 +88,12 @@ impl Receiver {
                     continue;
                 }
                 if ok && refused != 0 {
-                    let answer = format!("{{\"ResponseStatusListObject\":{{\"ResponseStatusObject\":[{{\"Id\":\"x\",\"StatusCode\":{refused},\"StatusString\":\"订阅不存在\"}}]}}}}");
+                    let text = match refused {
+                        1 => "订阅不存在",
+                        2 => "设备忙",
+                        _ => "拒绝",
+                    };
+                    let answer = format!("{{\"ResponseStatusListObject\":{{\"ResponseStatusObject\":[{{\"Id\":\"x\",\"StatusCode\":{refused},\"StatusString\":\"{text}\"}}]}}}}");
                     let mut w = stream;
                     let _ = write!(
                         w,

@@ -1,0 +1,117 @@
+//! How a `/VIID` path is read before it is routed, and compared with a digest's `uri`:
+//!
+//! * percent-encoded unreserved characters are decoded (`/VIID/%46aces` is
+//!   `/VIID/Faces`): RFC 3986 §6.2.2.2 makes them the same URI; other escapes stay
+//!   (`/VIID%2FFaces` is not `/VIID/Faces`: `%2F` is data, not a separator);
+//! * one trailing slash is dropped (`/VIID/Faces/` is `/VIID/Faces`), as the Spring MVC
+//!   servers most 视图库 run on (trailing-slash matching, on by default before Spring
+//!   6) answer it;
+//! * case is kept: paths are case-sensitive (RFC 3986 §6.2.2.1), GA/T 1400.4 spells
+//!   each resource one way, and no client seen spells them otherwise; `/VIID/faces` is
+//!   404 whatever the method, its status naming the resource meant.
+
+use std::borrow::Cow;
+
+/// Whether `path` is under `/VIID`.
+pub(crate) fn is_viid(path: &str) -> bool {
+    path == "/VIID" || path.starts_with("/VIID/")
+}
+
+/// The path a `/VIID` request is routed by (any other path as it is).
+pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
+    let decoded = decode_unreserved(path);
+    if !is_viid(&decoded) {
+        return Cow::Borrowed(path);
+    }
+    match decoded.strip_suffix('/') {
+        Some(trimmed) if trimmed.len() >= "/VIID".len() => Cow::Owned(trimmed.to_string()),
+        _ => decoded,
+    }
+}
+
+/// A request target (`path?query`) with its path made [`canonical`].
+pub(crate) fn canonical_target(target: &str) -> Cow<'_, str> {
+    match target.split_once('?') {
+        Some((path, query)) => match canonical(path) {
+            Cow::Borrowed(_) => Cow::Borrowed(target),
+            Cow::Owned(p) => Cow::Owned(format!("{p}?{query}")),
+        },
+        None => canonical(target),
+    }
+}
+
+/// The `/VIID` path `path` meant when only its case differs from a route's (for a
+/// 404's status text).
+pub(crate) fn meant(path: &str) -> Option<String> {
+    crate::routes::routes()
+        .routes
+        .iter()
+        .map(|r| r.path)
+        .filter(|t| t.starts_with("/VIID/") && *t != "/VIID/{resource}")
+        .find_map(|t| match t.find("/{") {
+            None => t.eq_ignore_ascii_case(path).then(|| t.to_string()),
+            Some(i) => {
+                let fixed = &t[..=i];
+                let head = path.get(..fixed.len())?;
+                let rest = &path[fixed.len()..];
+                (head.eq_ignore_ascii_case(fixed) && !rest.is_empty())
+                    .then(|| format!("{fixed}{rest}"))
+            }
+        })
+        .filter(|m| m != path)
+}
+
+/// `%XX` escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`) decoded.
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(c) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    out.push(c as char);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        // Copy one whole character (the path may hold UTF-8 sent raw).
+        let len = path[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&path[i..i + len]);
+        i += len;
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viid_paths_are_read_as_rfc_3986_makes_them_equal() {
+        assert_eq!(canonical("/VIID/%46aces"), "/VIID/Faces");
+        assert_eq!(canonical("/VIID/%46aces/"), "/VIID/Faces");
+        assert_eq!(canonical("/%56IID/Faces"), "/VIID/Faces");
+        assert_eq!(canonical("/VIID/Faces/"), "/VIID/Faces");
+        assert_eq!(canonical("/VIID/"), "/VIID");
+        assert_eq!(canonical("/VIID/Faces/F%31"), "/VIID/Faces/F1");
+        // Reserved characters stay escaped; case stays.
+        assert_eq!(canonical("/VIID%2FFaces"), "/VIID%2FFaces");
+        assert_eq!(canonical("/VIID/Faces%2F"), "/VIID/Faces%2F");
+        assert_eq!(canonical("/VIID/faces"), "/VIID/faces");
+        assert_eq!(canonical("/VIID/Faces/%E8%8B%8F"), "/VIID/Faces/%E8%8B%8F");
+        // Truncated escapes and other paths are left alone.
+        assert_eq!(canonical("/VIID/Faces%4"), "/VIID/Faces%4");
+        assert_eq!(canonical("/VIID/Faces%"), "/VIID/Faces%");
+        assert_eq!(canonical("/v1/events/"), "/v1/events/");
+        assert_eq!(
+            canonical_target("/VIID/%46aces/?a=%46"),
+            "/VIID/Faces?a=%46"
+        );
+    }
+}

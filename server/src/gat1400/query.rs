@@ -1,0 +1,215 @@
+//! `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles` (GA/T 1400.4 query by
+//! conditions) and `GET /VIID/<resource>/{id}` (one object): the objects a registered
+//! caller's record covers (its community and those its relays map to), each as it
+//! was uploaded (pictures by `StoragePath`), as a subscription delivers it. Every
+//! query is audited (key `gat1400:<caller code>`), answered or refused.
+//!
+//! The conditions are read by [`super::conditions`]; the objects are selected by
+//! [`sightline_query::objects`]; this file is the part between: scope, answer, audit.
+
+use std::collections::BTreeMap;
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+use sightline_query::{objects, ObjectPage, ObjectQuery};
+
+use super::conditions::{parse, BadCondition, Page};
+use super::handlers::{device_error, Exchange, Reply};
+use super::objects::{time_of_id, Upload};
+use super::{one_status, INVALID_OPERATION};
+use crate::error::ApiError;
+use crate::http::out::EventOut;
+use crate::subscriptions::deliver::{object_of, public_base, Pictures};
+use crate::App;
+
+/// How far from the time inside an object's id its capture time is looked for first
+/// (an id's time is when the platform made it, seconds after the capture); not found
+/// there, the whole store in scope is searched.
+pub const ID_TIME_SLACK_MS: i64 = 86_400_000;
+
+/// The resource a `/VIID` path names, and the id after it when it names one object.
+pub(crate) fn resource_of(path: &str) -> Option<(Upload, Option<&str>)> {
+    Upload::ALL.into_iter().find_map(|u| {
+        let base = u.path();
+        let rest = path.strip_prefix(base)?;
+        match rest.strip_prefix('/') {
+            None if rest.is_empty() => Some((u, None)),
+            Some(id) if !id.is_empty() => Some((u, Some(id))),
+            _ => None,
+        }
+    })
+}
+
+/// `GET /VIID/<resource>?conditions`: `{"<List>":{"<Item>":[…],"TotalNum",
+/// "RecordStartNo","PageRecordNum"}}`.
+pub(crate) fn list(app: &App, x: &Exchange, caller: &str) -> Reply {
+    let Some((upload, None)) = resource_of(&x.path) else {
+        return not_found(x, "no such VIID resource");
+    };
+    let (reply, n) = match parse(upload, &app.config.gat1400_face_subject, x.query.as_deref()) {
+        Err(e) => (refused(x, &e), None),
+        Ok((q, page)) => match answer_list(app, x, caller, upload, q, page) {
+            Ok((v, n)) => (Reply::ok(v), Some(n)),
+            Err(e) => (device_error(x, &e), None),
+        },
+    };
+    audited(app, x, caller, reply, n)
+}
+
+/// `GET /VIID/<resource>/{id}`: `{"<Item>":{…}}`, or 404 with a status object.
+pub(crate) fn one(app: &App, x: &Exchange, caller: &str) -> Reply {
+    let Some((upload, Some(id))) = resource_of(&x.path) else {
+        return not_found(x, "no such VIID resource");
+    };
+    let (reply, n) = match find_one(app, x, caller, upload, id) {
+        Ok(Some(o)) => {
+            let (_, item, _) = upload.names();
+            (Reply::ok(json!({ item: o })), Some(1))
+        }
+        Ok(None) => (
+            not_found(
+                x,
+                &format!(
+                    "no {} {id} in this caller's communities",
+                    upload.names().2[0]
+                ),
+            ),
+            Some(0),
+        ),
+        Err(e) => (device_error(x, &e), None),
+    };
+    audited(app, x, caller, reply, n)
+}
+
+fn answer_list(
+    app: &App,
+    x: &Exchange,
+    caller: &str,
+    upload: Upload,
+    mut q: ObjectQuery,
+    page: Page,
+) -> Result<(Value, usize), ApiError> {
+    // `MaxNumRecordReturn`: records past it are not answered (the page is cut).
+    let cap = page.max_num_record_return;
+    let allowed = cap.map_or(q.limit, |c| c.saturating_sub(q.skip).min(q.limit));
+    q.limit = q.limit.max(1);
+    let found = select(app, caller, &q)?;
+    let mut items = objects_of(app, x, &found)?;
+    items.truncate(allowed);
+    let n = items.len();
+    let (list, item, _) = upload.names();
+    let total = cap.map_or(found.total, |c| found.total.min(c as u64));
+    Ok((
+        json!({ list: { item: items, "TotalNum": total,
+                        "RecordStartNo": page.record_start_no, "PageRecordNum": n } }),
+        n,
+    ))
+}
+
+/// The object with this id, looked for near the time its id holds, then everywhere.
+fn find_one(
+    app: &App,
+    x: &Exchange,
+    caller: &str,
+    upload: Upload,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    let kind = sightline_storage::Kind::parse(upload.kind());
+    let by_id = |from_ms: i64, to_ms: i64| ObjectQuery {
+        kind,
+        from_ms,
+        to_ms,
+        attrs: vec![("source_id".into(), vec![id.to_string()])],
+        limit: 1,
+        ..ObjectQuery::default()
+    };
+    let mut found = None;
+    if let Some(t) = time_of_id(id) {
+        found = Some(select(
+            app,
+            caller,
+            &by_id(t - ID_TIME_SLACK_MS, t + ID_TIME_SLACK_MS),
+        )?);
+    }
+    if found.as_ref().is_none_or(|f| f.events.is_empty()) {
+        let (from_ms, to_ms) = super::conditions::ALL_TIME;
+        found = Some(select(app, caller, &by_id(from_ms, to_ms))?);
+    }
+    let found = found.expect("looked up above");
+    Ok(objects_of(app, x, &found)?.into_iter().next())
+}
+
+/// The objects `q` selects within the communities `caller`'s record covers.
+fn select(app: &App, caller: &str, q: &ObjectQuery) -> Result<ObjectPage, ApiError> {
+    let scope = scope_of(app, caller)?;
+    let ctx = crate::http::runner::query_ctx(app, Some(&scope));
+    Ok(objects(&ctx, q)?)
+}
+
+/// The communities (dictionary ids, sorted) a caller's catalog record covers: its own
+/// and, for a platform, those its relays map to; none when it has no record.
+fn scope_of(app: &App, caller: &str) -> Result<Vec<u32>, ApiError> {
+    let own = app.store.catalog().device(caller)?;
+    let relays = match &own {
+        Some(_) => super::relay::prefixes(&app.store, caller)?,
+        None => BTreeMap::new(),
+    };
+    let covered = super::catalog::covered(own.as_ref(), &relays);
+    let d = app.store.dictionaries();
+    let mut ids: Vec<u32> = covered.iter().filter_map(|c| d.community_id(c)).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Each selected event's object as uploaded (else built from the event), pictures by
+/// reference to this server.
+fn objects_of(app: &App, x: &Exchange, found: &ObjectPage) -> Result<Vec<Value>, ApiError> {
+    let base = public_base(app);
+    let mut out = Vec::with_capacity(found.events.len());
+    for (s, a) in found.events.iter().zip(&found.attrs_at) {
+        let e = serde_json::to_value(EventOut::of(s, a))
+            .map_err(|e| ApiError::internal(format!("an event does not serialize: {e}")))?;
+        if let Some((_, _, o)) = object_of(app, &e, x.now_ms, Pictures::Reference, &base) {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// 400 naming the condition refused: `StatusCode` 4 (invalid operation).
+fn refused(x: &Exchange, e: &BadCondition) -> Reply {
+    let s = one_status("", &x.url(), INVALID_OPERATION, &e.to_string(), x.now_ms);
+    Reply::with(StatusCode::BAD_REQUEST, s)
+}
+
+fn not_found(x: &Exchange, why: &str) -> Reply {
+    let s = one_status("", &x.url(), INVALID_OPERATION, why, x.now_ms);
+    Reply::with(StatusCode::NOT_FOUND, s)
+}
+
+/// Writes the query's audit entry (who: `gat1400:<code>`; what: the path and query
+/// string; how many objects; the status); a log that cannot be written answers 503,
+/// so nothing is read unaudited.
+fn audited(app: &App, x: &Exchange, caller: &str, reply: Reply, results: Option<usize>) -> Reply {
+    let mut params = x.query.clone().unwrap_or_default();
+    let mut cut = crate::http::runner::AUDIT_PARAMS_BYTES.min(params.len());
+    while !params.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    params.truncate(cut);
+    let written = app.audit.record(
+        x.now_ms,
+        &format!("gat1400:{caller}"),
+        &format!("GET {}", x.path),
+        &params,
+        results,
+        reply.status.as_u16(),
+    );
+    match written {
+        Ok(()) => reply,
+        Err(e) => {
+            tracing::error!(error = %e, "a GA/T 1400 query is not audited");
+            device_error(x, &ApiError::AuditUnavailable(e.to_string()))
+        }
+    }
+}
