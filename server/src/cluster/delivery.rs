@@ -395,10 +395,11 @@ impl Worker {
         ctx: &Ctx,
         lease: &SubscriptionLease,
         payload: Vec<u8>,
+        n: u64,
     ) -> Result<(), bool> {
         // GA/T 1400 notifications: judged object by object, as `serve` judges them.
         let viid = self.viid.as_deref().map(|id| (id, true));
-        let sent = deliver::post(&self.addr, &self.path, payload, viid, &ctx.outbound).await;
+        let sent = deliver::post(&self.addr, &self.path, payload, viid, n, &ctx.outbound).await;
         match sent {
             Ok((refused, last)) => {
                 if let Some((code, text)) = last {
@@ -460,7 +461,7 @@ impl Worker {
                 },
                 Err(why) => return End::Broken(why),
             };
-            match self.send(ctx, lease, payload).await {
+            match self.send(ctx, lease, payload, n).await {
                 Ok(()) => {
                     let at = Some(crate::now_ms());
                     if !advance(ctx, lease, &next.to_string(), n, at).await {
@@ -611,7 +612,7 @@ impl Worker {
                 _ => json!({"subscription": self.s.id, "alerts": alerts}),
             };
             let payload = serde_json::to_vec(&payload).expect("serializes");
-            match self.send(ctx, lease, payload).await {
+            match self.send(ctx, lease, payload, n).await {
                 Ok(()) => {
                     let at = Some(crate::now_ms());
                     if !advance(ctx, lease, &next.to_string(), n, at).await {

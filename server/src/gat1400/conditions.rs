@@ -101,7 +101,11 @@ pub fn parse(
         let text = text.trim();
         if text.starts_with('(') {
             let tokens = tokenize(text).map_err(|why| bad(text, why))?;
-            let mut p = Parser { tokens, at: 0 };
+            let mut p = Parser {
+                tokens,
+                at: 0,
+                depth: 0,
+            };
             p.expr(&mut conds)?;
             if p.at != p.tokens.len() {
                 return Err(bad(text, "unexpected text after the condition"));
@@ -242,9 +246,16 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses in a query's conditions (each level is a
+/// recursion of the parser: ~8 KiB of `(` would otherwise overflow its stack).
+pub const MAX_NESTING: usize = 32;
+
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Parentheses open around the term being read (at most [`MAX_NESTING`]: the
+    /// parser recurses once a level).
+    depth: usize,
 }
 
 impl Parser {
@@ -284,7 +295,15 @@ impl Parser {
     fn term(&mut self, out: &mut Vec<Cond>) -> Result<(), BadCondition> {
         if self.peek() == Some(&Token::Open) {
             self.at += 1;
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(bad(
+                    "(",
+                    &format!("parentheses nested deeper than {MAX_NESTING}"),
+                ));
+            }
             self.expr(out)?;
+            self.depth -= 1;
             return match self.next() {
                 Some(Token::Close) => Ok(()),
                 _ => Err(bad("(", "a parenthesis is not closed")),
@@ -662,6 +681,17 @@ mod tests {
     }
 
     const SEPT_1: i64 = 1_630_425_600_000; // 2021-09-01T00:00:00+08:00
+
+    #[test]
+    fn parentheses_nest_to_a_bound_not_to_the_stack() {
+        let cond = "MotorVehicle.PlateNo%20=%20'苏E1'";
+        let nested = |n: usize| format!("{}{cond}{}", "(".repeat(n), ")".repeat(n));
+        assert!(vehicles(&nested(MAX_NESTING)).is_ok());
+        let e = vehicles(&nested(MAX_NESTING + 1)).unwrap_err();
+        assert!(e.to_string().contains("nested deeper"), "{e}");
+        // A query string of nothing but `(` (8 KiB) is refused, not a stack overflow.
+        assert!(vehicles(&"(".repeat(8 << 10)).is_err());
+    }
 
     #[test]
     fn the_standards_parenthesised_conditions_are_read() {

@@ -289,7 +289,9 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
         .filter(|s| !s.is_empty());
     let without_digest = |why: DigestError| match identity {
         Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
-        Some(id) if gate == Gate::Platform && c.app.subscriptions.upper(id).is_some() => Ok(None),
+        Some(id) if gate == Gate::Platform && c.app.subscriptions.admits_upper(id, peer_of(c)) => {
+            Ok(None)
+        }
         Some(id) if certified(c, id) => Ok(Some(id.to_string())),
         _ => Err(why),
     };
@@ -548,7 +550,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
 /// by its exact id (not registered here: nothing else opens to it).
 fn platform(app: &App, x: &Exchange) -> Result<String, Reply> {
     registered(app, x).or_else(|refused| match identified(x) {
-        Some(id) if app.subscriptions.upper(&id).is_some() => Ok(id),
+        Some(id) if app.subscriptions.admits_upper(&id, x.peer) => Ok(id),
         _ => Err(refused),
     })
 }
@@ -787,21 +789,64 @@ pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
     (INVALID_JSON_CONTENT, text)
 }
 
+/// The caller of an object query: a platform (its record's kind) proving itself by
+/// a digest on this very request — not a camera, not a `User-Identify` alone (a
+/// registration is bound to an address, and a query reads a whole community's
+/// residents).
+fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
+    let id = match &x.pre_authorized {
+        Some(id) => id.clone(),
+        None => {
+            let checked = app.gateway.check_digest(
+                &app.store,
+                &x.method,
+                &x.target(),
+                x.authorization.as_deref(),
+                identified(x).as_deref(),
+                &x.raw,
+            );
+            match checked {
+                Ok(id) => id,
+                Err(why) => return Err(refused(&app.gateway, x, &why)),
+            }
+        }
+    };
+    app.gateway.register(&id, x.peer);
+    match app.store.catalog().device(&id) {
+        Ok(Some(d)) if d.device_kind == "platform" => Ok(id),
+        Ok(_) => Err(Reply::with(
+            StatusCode::FORBIDDEN,
+            one_status(
+                "",
+                &x.url(),
+                super::INVALID_OPERATION,
+                "object queries are a platform's (a device of kind platform): a camera reads none",
+                x.now_ms,
+            ),
+        )),
+        Err(e) => Err(device_error(x, &ApiError::from(e))),
+    }
+}
+
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
-/// objects the registered caller's record covers that meet the conditions, a page.
+/// objects the calling platform's record covers that meet the conditions, a page.
 pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
-        Ok(caller) => super::query::list(app, &x, &caller),
-        Err(refused) => refused,
+    exchange_as(c, Gate::Registered, |app, x| {
+        match querying_platform(app, &x) {
+            Ok(caller) => super::query::list(app, &x, &caller),
+            Err(refused) => refused,
+        }
     })
     .await
 }
 
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles/{id}`: one object.
 pub(crate) async fn read_object(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| match registered(app, &x) {
-        Ok(caller) => super::query::one(app, &x, &caller),
-        Err(refused) => refused,
+    exchange_as(c, Gate::Registered, |app, x| {
+        match querying_platform(app, &x) {
+            Ok(caller) => super::query::one(app, &x, &caller),
+            Err(refused) => refused,
+        }
     })
     .await
 }

@@ -109,7 +109,14 @@ pub struct Gateway {
     /// `--viid-registration-any-address`: a registration's `User-Identify` trusted
     /// from any address (a digest is trusted from anywhere regardless).
     any_address: bool,
+    /// Object queries running (`GET /VIID/Faces?…`), at most [`OBJECT_QUERIES`].
+    pub(crate) object_queries: std::sync::atomic::AtomicUsize,
 }
+
+/// Object queries (`GET /VIID/MotorVehicles?…`, `/{id}`) a server answers at once:
+/// each may read every row of its range's shards, so beyond this a query is answered
+/// busy (2, HTTP 429) rather than taking the upload slots' CPU.
+pub const OBJECT_QUERIES: usize = 2;
 
 impl Gateway {
     /// A gateway whose digest nonces are signed with `key`: any gateway holding the
@@ -120,6 +127,7 @@ impl Gateway {
             nonces: Mutex::new(nonces::Nonces::signed(key)),
             registered: Mutex::default(),
             any_address: false,
+            object_queries: Default::default(),
         }
     }
 

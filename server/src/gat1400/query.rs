@@ -141,6 +141,19 @@ fn find_one(
 
 /// The objects `q` selects within the communities `caller`'s record covers.
 fn select(app: &App, caller: &str, q: &ObjectQuery) -> Result<ObjectPage, ApiError> {
+    use std::sync::atomic::Ordering;
+    let running = &app.gateway.object_queries;
+    if running.fetch_add(1, Ordering::AcqRel) >= super::OBJECT_QUERIES {
+        running.fetch_sub(1, Ordering::AcqRel);
+        return Err(ApiError::Busy("GA/T 1400 object queries"));
+    }
+    struct Slot<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Slot<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _slot = Slot(running);
     let scope = scope_of(app, caller)?;
     let ctx = crate::http::runner::query_ctx(app, Some(&scope));
     Ok(objects(&ctx, q)?)

@@ -519,11 +519,14 @@ pub(crate) fn viid_request(
         .header("User-Identify", user_identify)
 }
 
-/// What a GA/T 1400 receiver's or upstream's answer says of what was sent, status by
-/// status: 0, or "already exists" (a resend after a crash), is taken; 5 to 8 (the
-/// object is wrong there: resending cannot help) is refused for good and passed; for
-/// a notification, "订阅不存在" or 4 means the receiver does not know the
-/// subscription (`Gone`); anything else (1, 2 busy, 3, 9, or no code) is sent again.
+/// What a GA/T 1400 receiver's or upstream's answer says of the `sent` objects, status
+/// by status: 0, or "already exists" (a resend after a crash), is taken; 5 to 8 (the
+/// object is wrong there: resending cannot help) is refused for good and passed —
+/// only when the answer has one status an object sent (a single status for a whole
+/// notification, or a device the upstream does not know yet, "不存在"/"未注册", is
+/// sent again); for a notification, an explicit "订阅不存在" means the receiver does
+/// not know the subscription (`Gone`); anything else (1, 2 busy, 3, 4, 9, or no code)
+/// is sent again.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Verdict {
     /// Taken, but for `refused` objects refused for good (the last one's code and text).
@@ -535,7 +538,7 @@ pub(crate) enum Verdict {
     Gone(String, String),
 }
 
-pub(crate) fn verdict(answer: &[u8], notification: bool) -> Verdict {
+pub(crate) fn verdict(answer: &[u8], notification: bool, sent: u64) -> Verdict {
     let Ok(v) = serde_json::from_slice::<Value>(answer) else {
         return Verdict::Taken {
             refused: 0,
@@ -548,6 +551,7 @@ pub(crate) fn verdict(answer: &[u8], notification: bool) -> Verdict {
         None => v.get("ResponseStatusObject").into_iter().collect(),
     };
     let (mut refused, mut last) = (0, None);
+    let one_each = statuses.len() as u64 == sent;
     for s in statuses {
         let code = match s.get("StatusCode") {
             Some(Value::Number(n)) => n.to_string(),
@@ -559,18 +563,32 @@ pub(crate) fn verdict(answer: &[u8], notification: bool) -> Verdict {
         }
         let text = s["StatusString"].as_str().unwrap_or("").to_string();
         let lower = text.to_ascii_lowercase();
-        if ["已存在", "重复", "already exist", "exists", "duplicate"]
+        let unknown = ["订阅不存在", "不存在订阅", "订阅ID不存在"]
             .iter()
-            .any(|w| lower.contains(w))
+            .any(|w| text.contains(w))
+            || [
+                "subscription not exist",
+                "subscription does not exist",
+                "no such subscription",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
+        // Not there (yet): a device or subscription the other side does not know.
+        let missing = unknown
+            || ["不存在", "未注册"].iter().any(|w| text.contains(w))
+            || ["not exist", "not found", "not registered", "unknown"]
+                .iter()
+                .any(|w| lower.contains(w));
+        if !missing
+            && ["已存在", "重复", "already exist", "duplicate"]
+                .iter()
+                .any(|w| lower.contains(w))
         {
             continue;
         }
-        let unknown = ["订阅不存在", "不存在订阅", "订阅ID不存在"]
-            .iter()
-            .any(|w| text.contains(w));
         match code.parse::<i64>() {
-            _ if notification && (unknown || code == "4") => return Verdict::Gone(code, text),
-            Ok(5..=8) => {
+            _ if notification && unknown => return Verdict::Gone(code, text),
+            Ok(5..=8) if one_each && !missing => {
                 refused += 1;
                 last = Some((code, text));
             }
@@ -588,6 +606,7 @@ pub(crate) async fn post(
     path: &str,
     body: Vec<u8>,
     viid: Option<(&str, bool)>,
+    sent: u64,
     tls: &crate::http::client::Outbound,
 ) -> Result<(u64, Option<(String, String)>), DeliveryError> {
     // GA/T 1400 receivers expect its content type and the sender's 视图库 id.
@@ -607,7 +626,7 @@ pub(crate) async fn post(
     let Some((_, notification)) = viid else {
         return Ok((0, None));
     };
-    match verdict(&answer, notification) {
+    match verdict(&answer, notification, sent) {
         Verdict::Taken { refused, last } => Ok((refused, last)),
         Verdict::Retry(code, text) => Err(DeliveryError::NotTaken {
             addr: addr.to_string(),
@@ -724,7 +743,7 @@ impl Sender {
             Target::Viid(id) => (self.path.as_str(), Some((id.as_str(), true))),
             Target::Upstream(session) => (d.path.as_str(), Some((session.device_id(), false))),
         };
-        match post(&self.addr, path, d.payload, viid, tls).await {
+        match post(&self.addr, path, d.payload, viid, d.n, tls).await {
             Ok((refused, last)) => {
                 let previous = self.keep(d.next).await;
                 self.backoff.reset();
@@ -991,8 +1010,9 @@ mod tests {
             refused,
             last: last.map(|(c, t)| (c.to_string(), t.to_string())),
         };
-        let v =
-            |codes: &[(&str, &str)], notification| verdict(list(codes).as_bytes(), notification);
+        let v = |codes: &[(&str, &str)], notification| {
+            verdict(list(codes).as_bytes(), notification, codes.len() as u64)
+        };
         assert_eq!(v(&[("0", "")], true), taken(0, None));
         assert_eq!(v(&[("1", "数据已存在"), ("0", "")], false), taken(0, None));
         assert_eq!(
@@ -1008,7 +1028,30 @@ mod tests {
             v(&[("1", "订阅不存在")], true),
             Verdict::Gone("1".into(), "订阅不存在".into())
         );
-        assert_eq!(v(&[("4", "")], true), Verdict::Gone("4".into(), "".into()));
+        assert_eq!(
+            v(&[("4", "")], true),
+            Verdict::Retry("4".into(), "".into()),
+            "4 alone (not registered there, an auth failure) is sent again"
+        );
+        assert_eq!(
+            v(&[("1", "subscription not exists")], true),
+            Verdict::Gone("1".into(), "subscription not exists".into())
+        );
+        assert_eq!(
+            v(&[("1", "device not exists")], false),
+            Verdict::Retry("1".into(), "device not exists".into()),
+            "not exists is not already exists"
+        );
+        assert_eq!(
+            v(&[("8", "设备不存在")], false),
+            Verdict::Retry("8".into(), "设备不存在".into()),
+            "a device the upstream does not know yet is sent again"
+        );
+        // One status for a notification of three objects: not one each, sent again.
+        assert_eq!(
+            verdict(list(&[("7", "too large")]).as_bytes(), true, 3),
+            Verdict::Retry("7".into(), "too large".into())
+        );
         assert_eq!(
             v(&[("4", "")], false),
             Verdict::Retry("4".into(), "".into()),
@@ -1018,6 +1061,6 @@ mod tests {
             v(&[("1", "订阅不存在")], false),
             Verdict::Retry("1".into(), "订阅不存在".into())
         );
-        assert_eq!(verdict(b"", true), taken(0, None));
+        assert_eq!(verdict(b"", true, 1), taken(0, None));
     }
 }

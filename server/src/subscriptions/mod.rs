@@ -324,12 +324,25 @@ impl Registry {
     /// exactly and whose registration is live. Such an upper may subscribe here and
     /// read the catalogue by `User-Identify` alone, as GA/T 1400 platforms do.
     pub(crate) fn upper(&self, id: &str) -> Option<Upper> {
+        self.upper_session(id).map(|s| s.upper())
+    }
+
+    /// Whether a request naming itself `id` (`User-Identify`, no digest) from `peer`
+    /// is let in as that upper platform: only from the address this server
+    /// registered with (the upstream's host, resolved): its 视图库 id is public (`GET
+    /// /VIID/System/Time` answers it to anyone), its address is where we reach it.
+    pub(crate) fn admits_upper(&self, id: &str, peer: Option<std::net::IpAddr>) -> bool {
+        let Some(peer) = peer else { return false };
+        self.upper_session(id).is_some_and(|s| s.is_at(peer))
+    }
+
+    fn upper_session(&self, id: &str) -> Option<Arc<upstream::Session>> {
         let running = self.running.lock().expect("subscriptions");
         running
             .values()
             .filter_map(|r| r.session.as_ref())
             .find(|s| s.is_live_upper(id))
-            .map(|s| s.upper())
+            .cloned()
     }
 
     /// Stops every worker (at shutdown).

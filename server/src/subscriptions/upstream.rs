@@ -136,6 +136,22 @@ impl Session {
         known && self.registered()
     }
 
+    /// Whether `peer` is the upstream's address (its host as this server reaches it).
+    pub(crate) fn is_at(&self, peer: std::net::IpAddr) -> bool {
+        use std::net::ToSocketAddrs;
+        let canonical = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        // `addr` is an origin, `http://host:port`.
+        let host_port = self.addr.split_once("://").map_or(&*self.addr, |(_, r)| r);
+        host_port
+            .to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.any(|a| canonical(a.ip()) == canonical(peer)))
+    }
+
     /// The upper platform this upstream is, as `Registry::upper` gives it.
     pub(crate) fn upper(&self) -> super::Upper {
         super::Upper {

@@ -103,7 +103,29 @@ fn uploaded(a: SocketAddr) -> Vec<Value> {
 
 /// A query as the north platform (registered from this address).
 fn query(a: SocketAddr, target: &str) -> (u16, Value) {
-    let (status, _, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
+    query_as(a, NORTH_PLATFORM, "north-secret", target)
+}
+
+/// One object query as `platform`: asked, challenged (a query takes a digest on the
+/// request itself, a registration alone is not enough), answered with its digest.
+fn query_as(a: SocketAddr, platform: &str, password: &str, target: &str) -> (u16, Value) {
+    let (status, head, body) = viid(a, "GET", target, &as_platform(platform), "");
+    if status != 401 {
+        return (status, body);
+    }
+    let auth = authorization(
+        platform,
+        password,
+        &nonce_of(&head),
+        "00000001",
+        "GET",
+        target,
+    );
+    let headers = [
+        ("Authorization", auth),
+        ("User-Identify", platform.to_string()),
+    ];
+    let (status, _, body) = viid(a, "GET", target, &headers, "");
     (status, body)
 }
 
@@ -211,13 +233,7 @@ fn uploaded_objects_are_queried_back_by_gat_1400_conditions_page_by_page() {
         assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
     }
     // The south platform sees its own and nothing of the north.
-    let (_, _, south) = viid(
-        a,
-        "GET",
-        "/VIID/MotorVehicles",
-        &as_platform(SOUTH_PLATFORM),
-        "",
-    );
+    let (_, south) = query_as(a, SOUTH_PLATFORM, "south-secret", "/VIID/MotorVehicles");
     assert_eq!(vehicle_ids(&south), vec![south_id.clone()]);
 
     // Faces: the picture by reference to this server.
@@ -371,6 +387,27 @@ fn queries_need_a_registration_or_their_own_digest() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(vehicle_ids(&body).len(), 1);
     assert_eq!(body["MotorVehicleListObject"]["TotalNum"], 4);
+    // Registered, but by `User-Identify` alone: challenged, nothing read (a
+    // registration is a device's address, a query reads a community's residents).
+    let (status, head, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: digest"),
+        "{head}"
+    );
+    // A camera proving itself by its digest reads nothing: queries are a platform's.
+    let camera = "32050800011190000077";
+    let r = put_json(
+        a,
+        &format!("/v1/devices/{camera}"),
+        &json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
+                "gat1400": {"password": "camera-secret"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, body) = query_as(a, camera, "camera-secret", target);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
 }
 
 #[test]
