@@ -14,6 +14,10 @@
 //! * `DELETE /VIID/Dispositions?IDList=a,b`, `PUT`/`DELETE /VIID/Dispositions/{id}`:
 //!   revokes (the list and its notifications); one status per id.
 //!
+//! A disposition is its platform's (`watchlists.disposer`): a put or revoke of a
+//! `DispositionID` that is another platform's disposition, or a `/v1` watchlist's id,
+//! is refused with status 4 (`DispositionError::NotYours`), as on `serve`.
+//!
 //! Admitted as `/VIID/Subscribes` is (`super::subscribes`).
 
 use std::sync::Arc;

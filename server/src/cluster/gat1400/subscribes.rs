@@ -16,6 +16,12 @@
 //!   cancels the caller's own; one status per id.
 //! * `GET /VIID/Subscribes`: the caller's, as a `SubscribeListObject`.
 //!
+//! A new subscription is refused with status 2 past `query.max_subscriptions` or
+//! `query.max_subscriptions_per_owner`, and with status 3 while this node has not read
+//! the caller's device (or it covers no community); a change replaces the body of the
+//! caller's row only (`UPDATE … WHERE id AND owner`: the cursor kept; cancelled
+//! meanwhile, status 1), a cancel deletes the caller's row only.
+//!
 //! Admitted as the node's other requests of a registered caller (slots, the
 //! caller's share, proven before the body), bodies of at most [`MAX_BODY_BYTES`].
 //! Another platform's `SubscribeID` is refused as on `serve`.
