@@ -132,6 +132,10 @@ pub enum ApiError {
     /// (`max_viid_inflight_bytes`); retry after a second.
     #[error("request bodies being read hold the limit of {0} bytes (max_viid_inflight_bytes); retry after 1 s")]
     BodyBudget(usize),
+    /// 429: a subscription past `query.max_subscriptions` or
+    /// `query.max_subscriptions_per_owner` (the message names which).
+    #[error("{0}")]
+    TooManySubscriptions(String),
     /// 429: too many requests of this sort at once; retry after a second.
     #[error("{0} is saturated; retry after 1 s")]
     Busy(&'static str),
@@ -207,7 +211,7 @@ impl ApiError {
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Busy(_) | BodyBudget(_) => StatusCode::TOO_MANY_REQUESTS,
+            Busy(_) | BodyBudget(_) | TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -248,6 +252,7 @@ impl ApiError {
             TooManyRecords { .. } => "too_many_records",
             InvalidEvents { .. } => "invalid_events",
             Busy(_) => "busy",
+            TooManySubscriptions(_) => "too_many_subscriptions",
             BodyBudget(_) => "busy",
             QueryTimeout(_) => "query_timeout",
             StoreFailed(_) => "store_failed",

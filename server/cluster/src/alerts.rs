@@ -140,4 +140,42 @@ impl Meta {
             })
             .collect())
     }
+
+    /// As [`Meta::alerts_after`], with the last alert id there is (`after` when
+    /// none): read in one statement, so when no alert of `communities` is listed
+    /// every alert up to it is known to be out of them (ids are committed in order,
+    /// under the alerts' lock), and a reader can move past it.
+    pub async fn alerts_page(
+        &self,
+        after: u64,
+        limit: usize,
+        communities: Option<&[String]>,
+    ) -> Result<(Vec<(u64, String, Option<u64>)>, u64)> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "WITH head AS (SELECT coalesce(max(id), $1) AS h FROM alerts WHERE id > $1),
+                      page AS (SELECT a.id, a.body, e.event_id FROM alerts a
+                               LEFT JOIN alert_events e ON e.msg_id = a.msg_id
+                               WHERE a.id > $1 AND ($2::text[] IS NULL OR a.community = ANY($2))
+                               ORDER BY a.id LIMIT $3)
+                 SELECT head.h, page.id, page.body, page.event_id
+                 FROM head LEFT JOIN page ON true ORDER BY page.id",
+                &[&after, &communities, &limit],
+            )
+            .await
+            .map_err(ClusterError::pg("read alerts"))?;
+        let head = rows.first().map_or(after, |r| r.get::<_, i64>(0));
+        let page = rows
+            .iter()
+            .filter_map(|r| {
+                let id: Option<i64> = r.get(1);
+                let event: Option<i64> = r.get(3);
+                Some((id? as u64, r.get(2), event.map(|e| e as u64)))
+            })
+            .collect();
+        Ok((page, u64::try_from(head).unwrap_or(0)))
+    }
 }

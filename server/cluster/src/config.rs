@@ -301,6 +301,22 @@ pub struct QueryConfig {
     /// nodes' load balancer).
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Subscriptions the cluster holds at most, all owners together (default
+    /// 10,000): a new one past it is refused (`POST /v1/subscriptions` 429
+    /// `too_many_subscriptions`, `/VIID/Subscribes` status 2). A disposition's
+    /// notifications count but are bounded by the watchlists' own limit.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
+    /// Subscriptions one owner (a key's hash prefix as `serve` names it, or a GA/T
+    /// 1400 platform) holds at most (default 100), refused as `max_subscriptions`.
+    #[serde(default = "default_max_subscriptions_per_owner")]
+    pub max_subscriptions_per_owner: usize,
+    /// Feed reads of this node's delivery workers at once (default 4): a worker
+    /// with its subscription's page to read waits for one of these, so a node
+    /// holding many subscriptions asks the partitions for at most this many pages
+    /// at a time. 0 is refused.
+    #[serde(default = "default_delivery_reads")]
+    pub delivery_reads: usize,
 }
 
 impl QueryConfig {
@@ -417,6 +433,15 @@ fn default_segment_cache_bytes() -> u64 {
 fn default_query_data() -> PathBuf {
     PathBuf::from("sightline-replicas")
 }
+fn default_max_subscriptions() -> usize {
+    10_000
+}
+fn default_max_subscriptions_per_owner() -> usize {
+    100
+}
+fn default_delivery_reads() -> usize {
+    4
+}
 fn default_audit_file_bytes() -> u64 {
     64 << 20
 }
@@ -475,8 +500,30 @@ impl Default for QueryConfig {
             audit_file_bytes: default_audit_file_bytes(),
             audit_witness_key: None,
             public_url: None,
+            max_subscriptions: default_max_subscriptions(),
+            max_subscriptions_per_owner: default_max_subscriptions_per_owner(),
+            delivery_reads: default_delivery_reads(),
         }
     }
+}
+
+/// Refuses a `query.public_url` that is not `http(s)://host[:port]` (no path, query
+/// or user; a trailing `/` allowed), as `serve --public-url`.
+pub fn check_public_url(url: &str) -> std::result::Result<(), String> {
+    let bad = || format!("{url:?} is not like http://host:port (no path)");
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty()
+        || host.starts_with(':')
+        || host.contains(['/', '?', '#', '@', ' ', '\\'])
+        || host.chars().any(|c| c.is_control())
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// Refuses an advertised address other hosts cannot reach: not `host:port`, port 0,
@@ -529,9 +576,13 @@ impl ClusterConfig {
             context: format!("reading {}", path.display()),
             source,
         })?;
-        let config: ClusterConfig = toml::from_str(&text)
+        let mut config: ClusterConfig = toml::from_str(&text)
             .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
         config.check()?;
+        // As `serve --public-url`: a trailing `/` is dropped.
+        if let Some(u) = &mut config.query.public_url {
+            *u = u.trim_end_matches('/').to_string();
+        }
         Ok(config)
     }
 
@@ -617,6 +668,13 @@ impl ClusterConfig {
                     }
                 }
             }
+        }
+        if let Some(u) = &q.public_url {
+            check_public_url(u)
+                .map_err(|e| ClusterError::Config(format!("query.public_url: {e}")))?;
+        }
+        if q.delivery_reads == 0 {
+            return bad("query.delivery_reads: positive");
         }
         if let Some(a) = &q.advertise {
             check_advertised(a)

@@ -163,6 +163,10 @@ ALTER TABLE gat1400_registrations ADD CONSTRAINT gat1400_registrations_code_fkey
 const RELAYS: &str = "ALTER TABLE devices ADD COLUMN IF NOT EXISTS relays jsonb
     CONSTRAINT devices_relays_object CHECK (jsonb_typeof(relays) = 'object');";
 
+/// What a catalog made before dispositions kept their platform needs (the migration
+/// `Meta::create` runs once): the column, NULL (a `/v1` watchlist) for every list.
+const DISPOSERS: &str = "ALTER TABLE watchlists ADD COLUMN IF NOT EXISTS disposer text;";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
@@ -596,6 +600,23 @@ impl Meta {
             tx.batch_execute(RELAYS)
                 .await
                 .map_err(ClusterError::pg("add the relays column"))?;
+        }
+        // A disposition's platform (`watchlists`): a catalog made before it gets the
+        // column, once (checked first, for the same reason).
+        let disposing: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'watchlists'
+                   AND column_name = 'disposer'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("look at the watchlists table"))?
+            .get(0);
+        if disposing == 0 {
+            tx.batch_execute(DISPOSERS)
+                .await
+                .map_err(ClusterError::pg("add the disposer column"))?;
         }
         tx.execute(
             "INSERT INTO cluster_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",

@@ -52,6 +52,18 @@ pub struct DeliveryStatus {
     pub last_success_ms: Option<i64>,
 }
 
+/// What [`Meta::add_subscription`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    Added,
+    /// One by that id is there (nothing written).
+    Exists,
+    /// Refused: the cluster's bound (`total`) or the owner's is reached.
+    Full {
+        total: bool,
+    },
+}
+
 /// A subscription's lease, just taken: its epoch, and the body and cursor to start
 /// from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,5 +281,125 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("record a failed delivery"))?;
         Ok(n == 1)
+    }
+
+    /// Replaces the body of `owner`'s subscription `id` (its cursor kept, its lease
+    /// ended as [`Meta::put_subscription`]'s); false when `owner` has none by that id
+    /// (never made, another's, or cancelled meanwhile: nothing is written).
+    pub async fn change_subscription(
+        &self,
+        id: &str,
+        owner: &str,
+        body_json: &str,
+    ) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "UPDATE subscriptions SET body = $3::text::jsonb,
+                     epoch = epoch + 1, holder = NULL, expires_at = now()
+                 WHERE id = $1 AND owner = $2",
+                &[&id, &owner, &body_json],
+            )
+            .await
+            .map_err(ClusterError::pg("change a subscription"))?;
+        Ok(n == 1)
+    }
+
+    /// Adds subscription `id` of `owner` from `cursor`, while the cluster holds
+    /// fewer than `max_total` subscriptions and `owner` fewer than `max_owned`
+    /// (counted in the insert's own statement: creations at the same instant may
+    /// pass the bounds together, by at most their number).
+    pub async fn add_subscription(
+        &self,
+        id: &str,
+        owner: &str,
+        body_json: &str,
+        cursor: &str,
+        max_total: usize,
+        max_owned: usize,
+    ) -> Result<Added> {
+        let (total, owned) = (
+            i64::try_from(max_total).unwrap_or(i64::MAX),
+            i64::try_from(max_owned).unwrap_or(i64::MAX),
+        );
+        let row = self
+            .client
+            .query_one(
+                "WITH counts AS (SELECT count(*) AS total,
+                                        count(*) FILTER (WHERE owner = $2) AS owned,
+                                        count(*) FILTER (WHERE id = $1) AS there
+                                 FROM subscriptions),
+                      added AS (INSERT INTO subscriptions (id, owner, body, cursor)
+                                SELECT $1, $2, $3::text::jsonb, $4 FROM counts
+                                WHERE there = 0 AND total < $5 AND owned < $6
+                                ON CONFLICT (id) DO NOTHING RETURNING 1)
+                 SELECT (SELECT count(*) FROM added), total, owned, there FROM counts",
+                &[&id, &owner, &body_json, &cursor, &total, &owned],
+            )
+            .await
+            .map_err(ClusterError::pg("add a subscription"))?;
+        let (added, t, o, there): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        Ok(if added == 1 {
+            Added::Added
+        } else if there > 0 || (t < total && o < owned) {
+            Added::Exists
+        } else if t >= total {
+            Added::Full { total: true }
+        } else {
+            Added::Full { total: false }
+        })
+    }
+
+    /// Renews every lease of `held` (id, epoch) still held, in one statement: the
+    /// ids renewed.
+    pub async fn renew_subscriptions(
+        &self,
+        held: &[(String, i64)],
+        ttl_ms: u64,
+    ) -> Result<Vec<String>> {
+        let (ids, epochs): (Vec<&str>, Vec<i64>) =
+            held.iter().map(|(i, e)| (i.as_str(), *e)).unzip();
+        let rows = self
+            .client
+            .query(
+                "UPDATE subscriptions s SET expires_at = now() + $3 * interval '1 millisecond'
+                 FROM unnest($1::text[], $2::bigint[]) AS h(id, epoch)
+                 WHERE s.id = h.id AND s.epoch = h.epoch AND s.expires_at > now()
+                 RETURNING s.id",
+                &[&ids, &epochs, &ttl(ttl_ms)],
+            )
+            .await
+            .map_err(ClusterError::pg("renew subscriptions"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Gives every lease of `held` (id, epoch) back, in one statement.
+    pub async fn release_subscriptions(&self, held: &[(String, i64)]) -> Result<()> {
+        let (ids, epochs): (Vec<&str>, Vec<i64>) =
+            held.iter().map(|(i, e)| (i.as_str(), *e)).unzip();
+        self.client
+            .execute(
+                "UPDATE subscriptions s SET holder = NULL, expires_at = now()
+                 FROM unnest($1::text[], $2::bigint[]) AS h(id, epoch)
+                 WHERE s.id = h.id AND s.epoch = h.epoch",
+                &[&ids, &epochs],
+            )
+            .await
+            .map_err(ClusterError::pg("release subscriptions"))?;
+        Ok(())
+    }
+
+    /// Deletes `owner`'s subscription `id`; whether there was one.
+    pub async fn delete_subscription_of(&self, id: &str, owner: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM subscriptions WHERE id = $1 AND owner = $2",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(ClusterError::pg("delete a subscription"))?;
+        Ok(n > 0)
     }
 }

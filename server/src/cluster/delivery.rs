@@ -65,6 +65,31 @@ pub(super) struct ClusterHost {
     server_id: String,
     objects: &'static Objects,
     rt: tokio::runtime::Handle,
+    /// The subscriber's communities (`None`: every one): a blob of another is not
+    /// read.
+    scope: Option<Vec<String>>,
+    /// The first object storage error met building a batch (not a blob missing):
+    /// the batch is not sent but retried.
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl ClusterHost {
+    /// Another, for a batch of a subscriber of `scope`.
+    fn for_batch(&self, scope: Option<Vec<String>>) -> ClusterHost {
+        ClusterHost {
+            base: self.base.clone(),
+            server_id: self.server_id.clone(),
+            objects: self.objects,
+            rt: self.rt.clone(),
+            scope,
+            failed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The object storage error met building the batch, if any.
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl Host for ClusterHost {
@@ -76,11 +101,23 @@ impl Host for ClusterHost {
     }
     fn stored(&self, what: Stored, id: &str) -> Option<Vec<u8>> {
         let blob = BlobId::parse(id)?;
+        if let Some(scope) = &self.scope {
+            if !scope.contains(&blob.community) {
+                return None;
+            }
+        }
         let key = blob.key(match what {
             Stored::Picture => Blob::Picture,
             Stored::Object => Blob::Object,
         });
-        let bytes = self.rt.block_on(self.objects.get_if_exists(&key)).ok()??;
+        let bytes = match self.rt.block_on(self.objects.get_if_exists(&key)) {
+            Ok(bytes) => bytes?,
+            Err(e) => {
+                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                failed.get_or_insert_with(|| format!("object storage: {e}"));
+                return None;
+            }
+        };
         // Only bytes whose hash is the one their key names.
         (sightline_cluster::gat1400::sha256_hex(&bytes) == blob.sha256).then(|| bytes.to_vec())
     }
@@ -89,8 +126,12 @@ impl Host for ClusterHost {
 /// What every worker of a node shares.
 struct Ctx {
     node: Arc<QueryNode>,
-    /// A connection of the supervisor and workers, not the requests'.
+    /// The workers' connection, not the requests'.
     catalog: Catalog,
+    /// The supervisor's own connection (lease renewals never wait behind a worker).
+    leases: Catalog,
+    /// Feed reads at once (`query.delivery_reads`).
+    reads: tokio::sync::Semaphore,
     host: ClusterHost,
     outbound: Outbound,
     holder: String,
@@ -115,11 +156,15 @@ pub(super) fn start(
         .map_err(|e| format!("object storage for deliveries: {e}"))?;
     let ctx = Arc::new(Ctx {
         catalog: node.catalog.sibling(),
+        leases: node.catalog.sibling(),
+        reads: tokio::sync::Semaphore::new(node.config.query.delivery_reads.max(1)),
         host: ClusterHost {
             base,
             server_id: node.config.ingest.viid_server_id.clone(),
             objects,
             rt: tokio::runtime::Handle::current(),
+            scope: None,
+            failed: std::sync::Mutex::new(None),
         },
         outbound,
         holder: format!("{}-{:08x}", node.config.owner(), rand::random::<u32>()),
@@ -136,59 +181,83 @@ pub(super) fn start(
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
+        let mut released = Vec::with_capacity(held.len());
         for (id, h) in held.drain() {
             h.task.abort();
             let _ = h.task.await;
-            let done = pg!(ctx.catalog, "release a subscription", |m| m
-                .release_subscription(&id, h.epoch));
-            if let Err(e) = done {
-                tracing::warn!(subscription = %id, error = %e, "a lease is not released: it expires");
-            }
+            released.push((id, h.epoch));
+        }
+        let done = pg!(ctx.leases, "release subscriptions", |m| m
+            .release_subscriptions(&released));
+        if let Err(e) = done {
+            tracing::warn!(leases = released.len(), error = %e, "leases not released: they expire");
         }
     }))
 }
 
-/// Renews every lease held; a worker whose lease is gone (taken over, deleted,
-/// replaced) or not renewed within a lease is stopped.
+/// Renews every lease held, in one statement; a worker whose lease is gone (taken
+/// over, deleted, replaced) or not renewed within a lease is stopped.
 async fn renew_all(ctx: &Ctx, held: &mut HashMap<String, Held>, ttl: u64) {
     let lease = Duration::from_millis(ttl);
-    let mut gone = Vec::new();
-    for (id, h) in held.iter_mut() {
-        if h.task.is_finished() {
-            gone.push((id.clone(), true));
-            continue;
-        }
-        let epoch = h.epoch;
-        match pg!(ctx.catalog, "renew a subscription", |m| m
-            .renew_subscription(id, epoch, ttl))
+    let mut gone: Vec<(String, bool)> = held
+        .iter()
+        .filter(|(_, h)| h.task.is_finished())
+        .map(|(id, _)| (id.clone(), true))
+        .collect();
+    let live: Vec<(String, i64)> = held
+        .iter()
+        .filter(|(_, h)| !h.task.is_finished())
+        .map(|(id, h)| (id.clone(), h.epoch))
+        .collect();
+    if !live.is_empty() {
+        match pg!(ctx.leases, "renew subscriptions", |m| m
+            .renew_subscriptions(&live, ttl))
         {
-            Ok(true) => h.renewed = Instant::now(),
-            Ok(false) => gone.push((id.clone(), false)),
-            Err(e) if h.renewed.elapsed() >= lease => {
-                tracing::warn!(subscription = %id, error = %e, "a lease not renewed for a whole lease: its worker stops");
-                gone.push((id.clone(), false));
+            Ok(renewed) => {
+                let renewed: std::collections::HashSet<String> = renewed.into_iter().collect();
+                for (id, _) in &live {
+                    match renewed.contains(id) {
+                        true => {
+                            if let Some(h) = held.get_mut(id) {
+                                h.renewed = Instant::now();
+                            }
+                        }
+                        false => gone.push((id.clone(), false)),
+                    }
+                }
             }
-            Err(e) => tracing::debug!(subscription = %id, error = %e, "a lease not renewed"),
+            Err(e) => {
+                for (id, _) in &live {
+                    if held.get(id).is_some_and(|h| h.renewed.elapsed() >= lease) {
+                        tracing::warn!(subscription = %id, error = %e, "a lease not renewed for a whole lease: its worker stops");
+                        gone.push((id.clone(), false));
+                    }
+                }
+                tracing::debug!(error = %e, "leases not renewed");
+            }
         }
     }
-    for (id, finished) in gone {
+    let mut finished = Vec::new();
+    for (id, ended) in gone {
         if let Some(h) = held.remove(&id) {
             h.task.abort();
-            if finished {
+            if ended {
                 // Its worker ended by itself (fenced, or a body that cannot be
                 // delivered): let another node, or this one later, take it afresh.
-                let epoch = h.epoch;
-                let _ = pg!(ctx.catalog, "release a subscription", |m| m
-                    .release_subscription(&id, epoch));
+                finished.push((id.clone(), h.epoch));
             }
             tracing::info!(subscription = %id, "a subscription's lease is given up");
         }
+    }
+    if !finished.is_empty() {
+        let _ = pg!(ctx.leases, "release subscriptions", |m| m
+            .release_subscriptions(&finished));
     }
 }
 
 /// Takes the subscriptions nobody holds, each with a worker.
 async fn take_free(ctx: &Arc<Ctx>, held: &mut HashMap<String, Held>, ttl: u64) {
-    let free = match pg!(ctx.catalog, "read free subscriptions", |m| m
+    let free = match pg!(ctx.leases, "read free subscriptions", |m| m
         .free_subscriptions())
     {
         Ok(free) => free,
@@ -202,7 +271,7 @@ async fn take_free(ctx: &Arc<Ctx>, held: &mut HashMap<String, Held>, ttl: u64) {
             continue;
         }
         let holder = ctx.holder.clone();
-        let lease = match pg!(ctx.catalog, "acquire a subscription", |m| m
+        let lease = match pg!(ctx.leases, "acquire a subscription", |m| m
             .acquire_subscription(&id, &holder, ttl))
         {
             Ok(Some(lease)) => lease,
@@ -381,7 +450,15 @@ impl Worker {
             }
             let n = events.len() as u64;
             let payload = match self.body(ctx, events).await {
-                Ok(p) => p,
+                Ok(Ok(p)) => p,
+                // Object storage failed: the batch failed, tried again after the backoff.
+                Ok(Err(why)) => match failed(ctx, lease, &why).await {
+                    true => {
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
+                    false => return End::Fenced,
+                },
                 Err(why) => return End::Broken(why),
             };
             match self.send(ctx, lease, payload, n).await {
@@ -410,6 +487,12 @@ impl Worker {
         let node = ctx.node.clone();
         let timeout = node.timeout();
         let (s, cursor) = (self.s.clone(), cursor.clone());
+        // One of the node's feed reads (`query.delivery_reads`), held for the read.
+        let _read = ctx
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("the delivery's reads are closed"))?;
         let task = tokio::task::spawn_blocking(move || {
             let call = Call {
                 scope: s.scope.clone(),
@@ -444,18 +527,18 @@ impl Worker {
     }
 
     /// A batch's body, as `serve` makes it (a GA/T 1400 notification reads its
-    /// objects and pictures from object storage: on a blocking thread).
-    async fn body(&self, ctx: &Ctx, events: Vec<Value>) -> Result<Vec<u8>, String> {
+    /// objects and pictures from object storage, those of the subscriber's
+    /// communities only: on a blocking thread). `Ok(Err)`: object storage failed,
+    /// the batch is to be tried again.
+    async fn body(&self, ctx: &Ctx, events: Vec<Value>) -> Result<Result<Vec<u8>, String>, String> {
         let s = self.s.clone();
-        let host = ClusterHost {
-            base: ctx.host.base.clone(),
-            server_id: ctx.host.server_id.clone(),
-            objects: ctx.host.objects,
-            rt: ctx.host.rt.clone(),
-        };
+        let host = ctx.host.for_batch(s.scope.clone());
         tokio::task::spawn_blocking(move || {
             let body = deliver::body(&host, &s, &events, crate::now_ms());
-            serde_json::to_vec(&body).expect("serializes")
+            match host.failure() {
+                Some(why) => Err(why),
+                None => Ok(serde_json::to_vec(&body).expect("serializes")),
+            }
         })
         .await
         .map_err(|e| format!("building a batch failed: {e}"))
@@ -475,13 +558,13 @@ impl Worker {
         let scope = self.s.scope.clone();
         let batch = self.s.batch.max(1);
         loop {
-            let read = pg!(ctx.catalog, "read alerts", |m| m.alerts_after(
+            let read = pg!(ctx.catalog, "read alerts", |m| m.alerts_page(
                 cursor,
                 batch,
                 scope.as_deref()
             ));
-            let rows = match read {
-                Ok(rows) => rows,
+            let (rows, head) = match read {
+                Ok(read) => read,
                 Err(e) => {
                     tracing::debug!(subscription = %self.s.id, error = %e, "alerts not read");
                     tokio::time::sleep(POLL).await;
@@ -489,6 +572,14 @@ impl Worker {
                 }
             };
             let Some(next) = rows.last().map(|(id, _, _)| *id) else {
+                // None in scope up to the last alert: the next read starts past it
+                // (kept in memory, written with the next batch or skip).
+                if head > cursor {
+                    if !advance(ctx, lease, &head.to_string(), 0, None).await {
+                        return End::Fenced;
+                    }
+                    cursor = head;
+                }
                 tokio::time::sleep(POLL).await;
                 continue;
             };

@@ -266,7 +266,14 @@ pub async fn run_query(
     let max_connections = node.config.max_connections;
     super::accept_loop(listener, shutdown, node, handle, max_connections, tls).await;
     let _ = stop_delivery.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), delivering).await;
+    // Past 5 s its workers are aborted (a dropped handle would leave them posting).
+    let mut delivering = delivering;
+    if tokio::time::timeout(Duration::from_secs(5), &mut delivering)
+        .await
+        .is_err()
+    {
+        delivering.abort();
+    }
     loading.abort();
     let _ = stop_sync.send(true);
     let _ = syncing.await;

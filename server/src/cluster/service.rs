@@ -212,16 +212,20 @@ pub(super) async fn answer(
             .await
         }
         (Method::GET, "/v1/subscriptions") => {
-            let (v, n) = catalog.list_subscriptions(caller).await?;
+            let (v, n) = catalog
+                .list_subscriptions(caller, node.partitions())
+                .await?;
             Ok((v, Some(n)))
         }
         (Method::POST, "/v1/subscriptions") => {
             // Its scope is in the body (communities within the key's).
             let partitions = node.partitions();
             let now = super::subscriptions::heads(node.federation(), partitions, node.timeout());
+            let q = &node.config.query;
+            let max = (q.max_subscriptions, q.max_subscriptions_per_owner);
             change(node, caller, line, req, Ok(()), |body| async move {
                 catalog
-                    .create_subscription(caller, &body, partitions, now)
+                    .create_subscription(caller, &body, partitions, max, now)
                     .await
             })
             .await

@@ -15,7 +15,7 @@
 //! names the node delivering it.
 
 use serde_json::{json, Value};
-use sightline_cluster::subscriptions::SubscriptionRow;
+use sightline_cluster::subscriptions::{Added, SubscriptionRow};
 use sightline_query::federated::{Call, Federation, FeedCursor};
 
 use super::catalog::{on_meta, Catalog};
@@ -25,18 +25,51 @@ use crate::http::json::object;
 use crate::subscriptions::handlers::subscription_of;
 use crate::subscriptions::Subscription;
 
+/// Why a new subscription is refused past `query.max_subscriptions` (`total`) or
+/// `query.max_subscriptions_per_owner`.
+pub(crate) fn full_message(total: bool, max_total: usize, max_owned: usize) -> String {
+    match total {
+        true => format!("the cluster holds its limit of {max_total} subscriptions (query.max_subscriptions)"),
+        false => format!("this owner holds its limit of {max_owned} subscriptions (query.max_subscriptions_per_owner)"),
+    }
+}
+
 /// A stored subscription as `serve` has it.
 pub(super) fn subscription_of_row(row: &SubscriptionRow) -> Result<Subscription, ApiError> {
     serde_json::from_str(&row.body_json)
         .map_err(|e| ApiError::internal(format!("subscription {}'s stored body: {e}", row.id)))
 }
 
+/// A subscription's cursor as its lister sees it: an events subscription confined to
+/// communities shows only the positions of their partitions (the others' heads are
+/// no business of a key that cannot read them; left out, as a position at 0 is).
+fn visible_cursor(s: &Subscription, cursor: &str, partitions: u16) -> String {
+    let Some(scope) = s.scope.as_deref().filter(|_| !s.alerts) else {
+        return cursor.to_string();
+    };
+    let Ok(mut c) = FeedCursor::parse(cursor, partitions) else {
+        return cursor.to_string();
+    };
+    let seen: std::collections::BTreeSet<usize> = scope
+        .iter()
+        .map(|community| {
+            sightline_cluster::partition::partition_of(community, u32::from(partitions)) as usize
+        })
+        .collect();
+    for (p, seq) in c.0.iter_mut().enumerate() {
+        if !seen.contains(&p) {
+            *seq = 0;
+        }
+    }
+    c.to_string()
+}
+
 /// A subscription with its delivery status, as listed and created.
-fn listed_json(s: &Subscription, row: &SubscriptionRow) -> Value {
+fn listed_json(s: &Subscription, row: &SubscriptionRow, partitions: u16) -> Value {
     let mut v = serde_json::to_value(s).expect("serializes");
     let st = &row.status;
     v["status"] = json!({
-        "cursor": row.cursor,
+        "cursor": visible_cursor(s, &row.cursor, partitions),
         "delivered": st.delivered,
         "failures_in_a_row": st.failures_in_a_row,
         "failures_total": st.failures_total,
@@ -115,13 +148,14 @@ impl Catalog {
     pub(super) async fn list_subscriptions(
         &self,
         caller: &Caller,
+        partitions: u16,
     ) -> Result<(crate::http::Body, usize), ApiError> {
         let rows = on_meta!(self, "read subscriptions", |m| m.subscriptions())?;
         let mut items = Vec::new();
         for row in &rows {
             let s = subscription_of_row(row)?;
             if s.upstream.is_none() && caller.covers(s.scope.as_deref()) {
-                items.push(listed_json(&s, row));
+                items.push(listed_json(&s, row, partitions));
             }
         }
         Ok(crate::http::out::listed("subscriptions", items))
@@ -134,6 +168,7 @@ impl Catalog {
         caller: &Caller,
         body: &[u8],
         partitions: u16,
+        (max_total, max_owned): (usize, usize),
         now: impl std::future::Future<Output = Result<FeedCursor, ApiError>>,
     ) -> Result<Value, ApiError> {
         let o = object(body)?;
@@ -141,11 +176,23 @@ impl Catalog {
         let cursor = start_of(self, s.alerts, o.get("from"), partitions, now).await?;
         let text = serde_json::to_string(&s).expect("serializes");
         let (id, owner) = (s.id.clone(), s.owner.clone());
-        on_meta!(self, "put a subscription", |m| m
-            .put_subscription(&id, &owner, &text, &cursor))?;
+        let added = on_meta!(self, "add a subscription", |m| m
+            .add_subscription(&id, &owner, &text, &cursor, max_total, max_owned))?;
+        match added {
+            Added::Added => {}
+            Added::Full { total } => {
+                return Err(ApiError::TooManySubscriptions(full_message(
+                    total, max_total, max_owned,
+                )))
+            }
+            // Ids are random: a clash is a bug's or a tampered catalog's.
+            Added::Exists => {
+                return Err(ApiError::internal(format!("subscription id {id} is taken")))
+            }
+        }
         let row = on_meta!(self, "read a subscription", |m| m.subscription(&id))?
             .ok_or_else(|| ApiError::NoSuchSubscription(id.clone()))?;
-        Ok(listed_json(&s, &row))
+        Ok(listed_json(&s, &row, partitions))
     }
 
     /// `DELETE /v1/subscriptions/{id}`: one `caller` does not cover is, to it, none.

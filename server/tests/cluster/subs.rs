@@ -400,6 +400,19 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
             qa1
         }
     };
+    // Its answer was not sent when its sender died: the last batch that arrived
+    // was in flight, so its events must arrive again.
+    assert!(
+        to_cluster.in_flight.load(Ordering::SeqCst) > 0,
+        "the batch was answered before the kill"
+    );
+    let in_flight: BTreeSet<String> = to_cluster
+        .events()
+        .iter()
+        .filter(|(b, _)| *b == batches_before - 1)
+        .map(|(_, e)| source_id(e))
+        .collect();
+    assert!(!in_flight.is_empty(), "a batch in flight has events");
     sent.push_str(&post(&mut env, 300));
 
     // Every vehicle of A, from the survivor, as `serve` sends them.
@@ -436,6 +449,16 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
     assert!(
         to_cluster.bodies().len() > batches_before,
         "the survivor delivered"
+    );
+    let again: BTreeSet<String> = to_cluster
+        .events()
+        .iter()
+        .filter(|(b, _)| *b >= batches_before)
+        .map(|(_, e)| source_id(e))
+        .collect();
+    assert!(
+        in_flight.is_subset(&again),
+        "the batch in flight at the kill was sent again: {in_flight:?} not all in {again:?}"
     );
     let (_, listed) = ask_as(survivor, Some(&detective), "GET", "/v1/subscriptions", "");
     let now_held = holder_of(&listed, &id).as_str().unwrap_or("");
@@ -514,21 +537,14 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
     assert_eq!(lists["watchlists"][0]["id"], disposition_id, "{lists}");
     assert_eq!(lists["watchlists"][0]["scope"], json!([A]), "{lists}");
     // Sightings of the plate until the ingest node's matcher has the list (it reads
-    // the lists every renewal), one of another community (out of the scope) first.
+    // the lists every renewal); then one of another community (out of the scope)
+    // and one more of A.
     let sighting = |n: usize, community: &str| {
         json!({"ts": 1_764_547_200_000i64 + n as i64, "community": community,
                "device": format!("3205080{}011210000001", &community[9..]), "kind": "vehicle",
                "subject": "苏A99999", "direction": "in", "attrs": {"source_id": format!("stolen-{n}")}})
         .to_string()
     };
-    let (status, _) = ask_as(
-        ia,
-        Some(&feed),
-        "POST",
-        "/v1/events",
-        &sighting(0, "3205080002"),
-    );
-    assert_eq!(status, 200);
     let mut n = 0;
     let alerted = wait_until(Duration::from_secs(20), || {
         n += 1;
@@ -536,10 +552,39 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
         sent["alerts"].as_u64().unwrap_or(0) > 0
     });
     assert!(alerted, "no alert raised");
+    let (status, _) = ask_as(
+        ia,
+        Some(&feed),
+        "POST",
+        "/v1/events",
+        &sighting(1000, "3205080002"),
+    );
+    assert_eq!(status, 200);
+    let (status, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &sighting(1001, A));
+    assert_eq!((status, sent["alerts"].as_u64()), (200, Some(1)), "{sent}");
+    let notified_ids = || -> Vec<String> {
+        let mut out = Vec::new();
+        for (_, _, b) in to_disposition.bodies() {
+            let list = &b["DispositionNotificationListObject"]["DispositionNotificationObject"];
+            for d in list.as_array().into_iter().flatten() {
+                out.push(d["CntObjectID"].as_str().unwrap_or("").to_string());
+            }
+        }
+        out
+    };
     let notified = wait_until(Duration::from_secs(20), || {
-        !to_disposition.bodies().is_empty()
+        notified_ids().contains(&"stolen-1001".to_string())
     });
-    assert!(notified, "no disposition notification");
+    assert!(
+        notified,
+        "no disposition notification: {:?}",
+        notified_ids()
+    );
+    assert_eq!(
+        notified_ids(),
+        [format!("stolen-{n}"), "stolen-1001".to_string()],
+        "only the sightings of the platform's community"
+    );
     let (path, who, b) = to_disposition.bodies()[0].clone();
     assert_eq!(
         (path.as_str(), who.as_deref()),
@@ -549,11 +594,6 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(
-        list.len(),
-        1,
-        "only the sighting of the platform's community: {b}"
-    );
     let d = &list[0];
     assert_eq!(
         (d["DispositionID"].as_str(), d["Title"].as_str()),
@@ -577,6 +617,16 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
     );
     let (_, lists) = ask_as(survivor, Some(&detective), "GET", "/v1/watchlists", "");
     assert_eq!(lists["watchlists"], json!([]), "{lists}");
+    let row = env.rt.block_on(async {
+        let m = Meta::connect(&env.pg.conninfo()).await.unwrap();
+        m.subscription(&format!("disposition-{disposition_id}"))
+            .await
+            .unwrap()
+    });
+    assert!(
+        row.is_none(),
+        "its notifications' subscription is gone: {row:?}"
+    );
 
     // Cancelled on the ingest node: gone from every list.
     let cancel = format!("/VIID/Subscribes/{subscribe_id}");
@@ -603,4 +653,350 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
     let (_, listed) = ask_as(survivor, Some(&detective), "GET", "/v1/subscriptions", "");
     assert_eq!(listed["subscriptions"], json!([]), "{listed}");
     drop((q1, q2));
+}
+
+#[test]
+fn subscription_changes_bounds_batched_leases_and_dispositions_in_the_catalog() {
+    use sightline_cluster::alerts::NewAlert;
+    use sightline_cluster::subscriptions::Added;
+    use sightline_cluster::watchlists::WatchlistRow;
+    let pg = Postgres::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut m = Meta::connect(&pg.conninfo()).await.unwrap();
+        m.create(4).await.unwrap();
+        let body = r#"{"id":"x","url":"http://127.0.0.1:9/"}"#;
+        // Bounded per owner (2 here) and in all (3 here).
+        let add = |id: &'static str, owner: &'static str| {
+            let m = &m;
+            async move {
+                m.add_subscription(id, owner, body, "0", 3, 2)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(add("a1", "p1").await, Added::Added);
+        assert_eq!(add("a2", "p1").await, Added::Added);
+        assert_eq!(add("a3", "p1").await, Added::Full { total: false });
+        assert_eq!(add("b1", "p2").await, Added::Added);
+        assert_eq!(add("b2", "p2").await, Added::Full { total: true });
+        assert_eq!(add("a1", "p2").await, Added::Exists);
+        assert_eq!(m.subscriptions().await.unwrap().len(), 3);
+
+        // A change keeps the cursor and ends the lease; another's change, or one
+        // after a cancel, writes nothing (no row made again from the start).
+        let l = m.acquire_subscription("a1", "n", 60_000).await.unwrap();
+        let l = l.unwrap();
+        assert!(m
+            .advance_subscription("a1", l.epoch, "1:5", 1, None)
+            .await
+            .unwrap());
+        let changed = r#"{"id":"x","url":"http://127.0.0.1:10/"}"#;
+        assert!(!m.change_subscription("a1", "p2", changed).await.unwrap());
+        assert!(m.change_subscription("a1", "p1", changed).await.unwrap());
+        let row = m.subscription("a1").await.unwrap().unwrap();
+        assert_eq!(row.cursor, "1:5");
+        assert!(
+            row.body_json.contains(":10/") && row.holder.is_none(),
+            "{row:?}"
+        );
+        assert!(!m
+            .advance_subscription("a1", l.epoch, "1:9", 1, None)
+            .await
+            .unwrap());
+        assert!(!m.delete_subscription_of("a1", "p2").await.unwrap());
+        assert!(m.delete_subscription_of("a1", "p1").await.unwrap());
+        assert!(!m.change_subscription("a1", "p1", changed).await.unwrap());
+        assert!(m.subscription("a1").await.unwrap().is_none());
+
+        // Leases renewed and released in one statement each.
+        let x = m.acquire_subscription("a2", "n", 60_000).await.unwrap();
+        let y = m.acquire_subscription("b1", "n", 60_000).await.unwrap();
+        let held = [
+            ("a2".to_string(), x.unwrap().epoch),
+            ("b1".to_string(), y.unwrap().epoch),
+        ];
+        let mut asked = held.to_vec();
+        asked.push(("a1".to_string(), 1));
+        let mut renewed = m.renew_subscriptions(&asked, 60_000).await.unwrap();
+        renewed.sort();
+        assert_eq!(renewed, ["a2", "b1"]);
+        assert!(m.free_subscriptions().await.unwrap().is_empty());
+        m.release_subscriptions(&held).await.unwrap();
+        assert_eq!(m.free_subscriptions().await.unwrap(), ["a2", "b1"]);
+
+        // Dispositions are their platform's: another platform's id, or a /v1
+        // watchlist's, is neither replaced nor revoked.
+        let list = |id: &str, reason: &str| WatchlistRow {
+            id: id.into(),
+            name: id.into(),
+            reason: reason.into(),
+            expires_ms: None,
+            entries_json: r#"[{"kind":"vehicle","subject":"苏A1"}]"#.into(),
+            scope: Some(vec![A.into()]),
+        };
+        assert!(m.put_disposition(&list("d", "p1's"), "p1").await.unwrap());
+        assert!(m
+            .put_disposition(&list("d", "p1's again"), "p1")
+            .await
+            .unwrap());
+        assert!(!m.put_disposition(&list("d", "p2's"), "p2").await.unwrap());
+        m.put_watchlist(&list("w", "a key's")).await.unwrap();
+        assert!(!m.put_disposition(&list("w", "p1's"), "p1").await.unwrap());
+        assert!(m
+            .put_subscription("disposition-d", "p1", body, "0")
+            .await
+            .unwrap());
+        assert_eq!(
+            m.revoke_disposition("d", "disposition-d", "p2")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            m.revoke_disposition("w", "disposition-w", "p1")
+                .await
+                .unwrap(),
+            None
+        );
+        let reasons: Vec<String> = m
+            .watchlists()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| w.reason)
+            .collect();
+        assert_eq!(reasons, ["p1's again", "a key's"]);
+        assert!(m.subscription("disposition-d").await.unwrap().is_some());
+        assert_eq!(
+            m.revoke_disposition("d", "disposition-d", "p1")
+                .await
+                .unwrap(),
+            Some(true)
+        );
+        assert!(m.subscription("disposition-d").await.unwrap().is_none());
+        assert_eq!(
+            m.revoke_disposition("d", "disposition-d", "p1")
+                .await
+                .unwrap(),
+            Some(false)
+        );
+
+        // Alerts of no community of a reader: its page is empty and says how far
+        // it read, so it moves past them.
+        let alert = |n: usize, community: &str| NewAlert {
+            watchlist: "w".into(),
+            community: community.into(),
+            msg_id: format!("m{n}"),
+            body: "{}".into(),
+        };
+        m.add_alerts(&[alert(1, "3205080002"), alert(2, "3205080002")])
+            .await
+            .unwrap();
+        let last = m.last_alert_id().await.unwrap();
+        let scope = [A.to_string()];
+        let (page, head) = m.alerts_page(0, 10, Some(&scope)).await.unwrap();
+        assert!(page.is_empty());
+        assert_eq!(head, last);
+        m.add_alerts(&[alert(3, A)]).await.unwrap();
+        let (page, head) = m.alerts_page(last, 10, Some(&scope)).await.unwrap();
+        assert_eq!((page.len(), head), (1, last + 1));
+        assert_eq!(page[0].0, last + 1);
+    });
+}
+
+/// A second platform of community A.
+const PLATFORM_B: &str = "32050801012000000008";
+
+#[test]
+fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    // query.public_url is checked as serve --public-url: no path; a trailing `/`
+    // dropped.
+    for (url, ok) in [("http://lb:8080/", true), ("http://lb:8080/x", false)] {
+        env.query_extra = format!("public_url = {url:?}");
+        let read = ClusterConfig::from_file(&env.config_file("url"));
+        match ok {
+            true => assert_eq!(
+                read.unwrap().query.public_url.as_deref(),
+                Some("http://lb:8080")
+            ),
+            false => assert!(read.unwrap_err().to_string().contains("public_url")),
+        }
+    }
+    env.query_extra = "replicas = 0\nmax_subscriptions_per_owner = 2".into();
+    let cli = env.config_file("cli");
+    let (events, _) = env.batch(200);
+    for platform in [PLATFORM, PLATFORM_B] {
+        let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "gat1400", "add", platform, "--community", A])
+            .args(["--community-name", A, "--kind", "platform"])
+            .args(["--password", "pw", "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(login.status.success(), "{login:?}");
+    }
+    let detective = super::console::cli_key(&cli, "admin", Some(A), "district admin");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
+    let (_ingest, ia) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, qa) = env.query_node("query-1");
+    let to = Receiver::start(&env.rt);
+    for platform in [PLATFORM, PLATFORM_B] {
+        let (status, registered) = register(ia, "/VIID/System/Register", platform, "pw");
+        assert_eq!(status, 200, "{registered}");
+    }
+    let (p1, p2) = (
+        vec![("User-Identify", PLATFORM.to_string())],
+        vec![("User-Identify", PLATFORM_B.to_string())],
+    );
+    let first = |answer: &Value| -> (i64, String) {
+        let st = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+        let text = st["StatusString"].as_str().unwrap_or("").to_string();
+        (st["StatusCode"].as_i64().unwrap_or(-1), text)
+    };
+    let subscribe = |who: &Vec<(&str, String)>, id: &str, title: &str| -> (i64, String) {
+        let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+            "SubscribeID": id, "Title": title, "SubscribeDetail": "13", "ResourceURI": "",
+            "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", to.addr),
+            "OperateType": 0}]}});
+        let (status, _, answer) = viid(ia, "POST", "/VIID/Subscribes", who, &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        first(&answer)
+    };
+    let meta = |id: String| {
+        env.rt.block_on(async {
+            let m = Meta::connect(&env.pg.conninfo()).await.unwrap();
+            m.subscription(&id).await.unwrap()
+        })
+    };
+    let s1 = "320508010120000000092025120100001";
+    assert_eq!(subscribe(&p1, s1, "one").0, 0);
+    let made = meta(format!("viid-{s1}")).expect("made");
+    // Changed by its platform: the cursor kept. Another platform's SubscribeID:
+    // refused, changed or cancelled.
+    assert_eq!(subscribe(&p1, s1, "one, changed").0, 0);
+    let changed = meta(format!("viid-{s1}")).expect("kept");
+    assert_eq!(changed.cursor, made.cursor);
+    assert!(changed.body_json.contains("one, changed"), "{changed:?}");
+    let (code, text) = subscribe(&p2, s1, "taken");
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("another platform"), "{text}");
+    let (_, _, answer) = viid(ia, "DELETE", &format!("/VIID/Subscribes/{s1}"), &p2, "");
+    assert_eq!(first(&answer).0, 4, "{answer}");
+    let still = meta(format!("viid-{s1}")).expect("not cancelled by another");
+    assert_eq!(
+        (still.owner.as_str(), still.cursor),
+        (PLATFORM, made.cursor)
+    );
+    // query.max_subscriptions_per_owner = 2: a third of one platform is refused.
+    assert_eq!(
+        subscribe(&p1, "320508010120000000092025120100002", "two").0,
+        0
+    );
+    let (code, text) = subscribe(&p1, "320508010120000000092025120100003", "three");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("max_subscriptions_per_owner"), "{text}");
+    // And a key's on /v1, whose new subscription's cursor shows only the positions
+    // of its community's partition (the stored one has the others' heads too).
+    let (status, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &events);
+    assert_eq!(status, 200, "{sent}");
+    let partitions = env.config().partitions;
+    let ours = sightline_cluster::partition::partition_of(A, partitions);
+    let positions = |cursor: &str| -> BTreeSet<u32> {
+        let pairs = cursor.split('.').filter_map(|p| p.split_once(':'));
+        pairs.map(|(p, _)| p.parse().unwrap()).collect()
+    };
+    let sub = json!({"url": format!("http://{}/hook", to.addr)}).to_string();
+    let mut shown = String::new();
+    let others_stored = wait_until(Duration::from_secs(30), || {
+        let (status, made) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
+        assert_eq!(status, 201, "{made}");
+        let id = made["id"].as_str().unwrap().to_string();
+        shown = made["status"]["cursor"].as_str().unwrap().to_string();
+        let stored = meta(id.clone()).expect("made").cursor;
+        if positions(&stored).iter().any(|p| *p != ours) {
+            return true;
+        }
+        let (status, _) = ask_as(
+            qa,
+            Some(&detective),
+            "DELETE",
+            &format!("/v1/subscriptions/{id}"),
+            "",
+        );
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+        false
+    });
+    assert!(others_stored, "no other partition's head stored");
+    assert!(
+        positions(&shown).iter().all(|p| *p == ours),
+        "{shown} shows partitions other than {ours}"
+    );
+    let (status, made) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
+    assert_eq!(status, 201, "{made}");
+    let (status, refused) = ask_as(qa, Some(&detective), "POST", "/v1/subscriptions", &sub);
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "too_many_subscriptions",
+        "{refused}"
+    );
+
+    // A disposition touched by another platform: refused, put or revoked.
+    let dispose = |who: &Vec<(&str, String)>, id: &str, op: &str| -> (i64, String) {
+        let body = json!({"DispositionListObject": {"DispositionObject": [{
+            "DispositionID": id, "Title": "stolen", "DispositionCategory": "2",
+            "TargetFeature": "苏A99999", "Reason": "case 7", "OperateType": op,
+            "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", to.addr)}]}});
+        let (status, _, answer) = viid(ia, "POST", "/VIID/Dispositions", who, &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        first(&answer)
+    };
+    let d = "320508010120000000092025120100009";
+    assert_eq!(dispose(&p1, d, "0").0, 0);
+    let (code, text) = dispose(&p2, d, "0");
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("another platform"), "{text}");
+    assert_eq!(dispose(&p2, d, "1").0, 4);
+    let (_, _, answer) = viid(
+        ia,
+        "DELETE",
+        &format!("/VIID/Dispositions?IDList={d}"),
+        &p2,
+        "",
+    );
+    assert_eq!(first(&answer).0, 4, "{answer}");
+    let pushed = meta(format!("disposition-{d}")).expect("still there");
+    assert_eq!(pushed.owner, PLATFORM);
+    // A /v1 watchlist is no platform's disposition.
+    let w = json!({"name": "a key's", "reason": "case 8",
+                   "entries": [{"kind": "vehicle", "subject": "苏A88888"}]});
+    let (status, list) = ask_as(
+        qa,
+        Some(&detective),
+        "POST",
+        "/v1/watchlists",
+        &w.to_string(),
+    );
+    assert_eq!(status, 201, "{list}");
+    let wid = list["id"].as_str().unwrap().to_string();
+    assert_eq!(dispose(&p1, &wid, "0").0, 4);
+    assert_eq!(dispose(&p1, &wid, "1").0, 4);
+    let (_, lists) = ask_as(qa, Some(&detective), "GET", "/v1/watchlists", "");
+    let reasons: BTreeSet<&str> = lists["watchlists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, BTreeSet::from(["case 7", "case 8"]), "{lists}");
+    // Its own platform revokes it: the list and its subscription go.
+    assert_eq!(dispose(&p1, d, "1").0, 0);
+    assert!(meta(format!("disposition-{d}")).is_none());
 }

@@ -14,6 +14,10 @@
 //! * `DELETE /VIID/Dispositions?IDList=a,b`, `PUT`/`DELETE /VIID/Dispositions/{id}`:
 //!   revokes (the list and its notifications); one status per id.
 //!
+//! A disposition is its platform's (`watchlists.disposer`): a put or revoke of a
+//! `DispositionID` that is another platform's disposition, or a `/v1` watchlist's id,
+//! is refused with status 4 (`DispositionError::NotYours`), as on `serve`.
+//!
 //! Admitted as `/VIID/Subscribes` is (`super::subscribes`).
 
 use std::sync::Arc;
@@ -27,13 +31,14 @@ use super::{admit, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::dispositions::{requested, subscription_id, Asked, DispositionError};
 use crate::gat1400::handlers::{items_of_list, Exchange, Reply};
-use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+use crate::gat1400::{status_list, status_object, DEVICE_ERROR, OK};
 
 const PATH: &str = "/VIID/Dispositions";
 
 impl GatNode {
     /// Creates or replaces one disposition of `platform` (`OperateType` 1 revokes
-    /// it); its id.
+    /// it); its id. A `DispositionID` that is another platform's disposition, or a
+    /// `/v1` watchlist, is refused.
     async fn dispose(&self, platform: &str, o: &Value) -> Result<String, DispositionError> {
         let scope = self.directory.uploader(platform).communities;
         let scope = || {
@@ -44,8 +49,10 @@ impl GatNode {
         };
         let (w, pushed) = match requested(o, platform, scope)? {
             Asked::Revoke(id) => {
-                self.revoke(&id).await?;
-                return Ok(id);
+                return match self.revoke(platform, &id).await? {
+                    Some(_) => Ok(id),
+                    None => Err(DispositionError::NotYours(id)),
+                };
             }
             Asked::Put(w, pushed) => (w, pushed),
         };
@@ -61,42 +68,47 @@ impl GatNode {
             .collect();
         crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)?;
         let row = crate::cluster::watchlists::row_of(&w);
-        self.write("put a watchlist", move |m| {
-            Box::pin(async move { m.put_watchlist(&row).await })
-        })
-        .await?;
+        let p = platform.to_string();
+        let ours = self
+            .write("put a disposition", move |m| {
+                Box::pin(async move { m.put_disposition(&row, &p).await })
+            })
+            .await?;
+        if !ours {
+            return Err(DispositionError::NotYours(w.id));
+        }
         // Its notifications start now: the alerts from here on (as on `serve`, a
         // replaced disposition's subscription is made again).
         let sub_id = subscription_id(&w.id);
-        let i = sub_id.clone();
+        let (i, p) = (sub_id.clone(), platform.to_string());
         self.write("delete a subscription", move |m| {
-            Box::pin(async move { m.delete_subscription(&i).await })
+            Box::pin(async move { m.delete_subscription_of(&i, &p).await })
         })
         .await?;
         if let Some(s) = pushed {
             let body = serde_json::to_string(&s).expect("serializes");
             let owner = s.owner.clone();
-            self.write("put a subscription", move |m| {
-                Box::pin(async move {
-                    let cursor = m.last_alert_id().await?.to_string();
-                    m.put_subscription(&sub_id, &owner, &body, &cursor).await
+            let written = self
+                .write("put a subscription", move |m| {
+                    Box::pin(async move {
+                        let cursor = m.last_alert_id().await?.to_string();
+                        m.put_subscription(&sub_id, &owner, &body, &cursor).await
+                    })
                 })
-            })
-            .await?;
+                .await?;
+            if !written {
+                return Err(DispositionError::NotYours(w.id));
+            }
         }
         Ok(w.id)
     }
 
-    /// Revokes disposition `id`: its list and its notifications; false when there
-    /// was neither.
-    async fn revoke(&self, id: &str) -> Result<bool, ApiError> {
-        let (sub_id, list) = (subscription_id(id), id.to_string());
+    /// Revokes `platform`'s disposition `id`: its list and its notifications;
+    /// `Some(false)` when there was neither, `None` when either is another's.
+    async fn revoke(&self, platform: &str, id: &str) -> Result<Option<bool>, ApiError> {
+        let (sub_id, list, p) = (subscription_id(id), id.to_string(), platform.to_string());
         self.write("revoke a disposition", move |m| {
-            Box::pin(async move {
-                let pushed = m.delete_subscription(&sub_id).await?;
-                let listed = m.delete_watchlist(&list).await?;
-                Ok(listed || pushed)
-            })
+            Box::pin(async move { m.revoke_disposition(&list, &sub_id, &p).await })
         })
         .await
     }
@@ -152,7 +164,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
                 Ok(id) => status(&id, OK, "正常"),
                 Err(why) => {
                     let id = o["DispositionID"].as_str().unwrap_or("");
-                    status(id, INVALID_JSON_CONTENT, &why.to_string())
+                    status(id, why.code(), &why.to_string())
                 }
             });
         }
@@ -164,9 +176,16 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
     };
     let mut statuses = Vec::with_capacity(ids.len());
     for id in &ids {
-        let (code, text) = match node.revoke(id).await {
-            Ok(true) => (OK, "正常".to_string()),
-            Ok(false) => (INVALID_JSON_CONTENT, format!("no disposition {id}")),
+        let (code, text) = match node.revoke(&platform, id).await {
+            Ok(Some(true)) => (OK, "正常".to_string()),
+            Ok(Some(false)) => {
+                let why = DispositionError::NoSuch(id.clone());
+                (why.code(), why.to_string())
+            }
+            Ok(None) => {
+                let why = DispositionError::NotYours(id.clone());
+                (why.code(), why.to_string())
+            }
             Err(e) => (DEVICE_ERROR, e.to_string()),
         };
         statuses.push(status(id, code, &text));

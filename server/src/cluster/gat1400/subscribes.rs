@@ -16,6 +16,12 @@
 //!   cancels the caller's own; one status per id.
 //! * `GET /VIID/Subscribes`: the caller's, as a `SubscribeListObject`.
 //!
+//! A new subscription is refused with status 2 past `query.max_subscriptions` or
+//! `query.max_subscriptions_per_owner`, and with status 3 while this node has not read
+//! the caller's device (or it covers no community); a change replaces the body of the
+//! caller's row only (`UPDATE … WHERE id AND owner`: the cursor kept; cancelled
+//! meanwhile, status 1), a cancel deletes the caller's row only.
+//!
 //! Admitted as the node's other requests of a registered caller (slots, the
 //! caller's share, proven before the body), bodies of at most [`MAX_BODY_BYTES`].
 //! Another platform's `SubscribeID` is refused as on `serve`.
@@ -31,8 +37,9 @@ use super::{admit, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
 use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
-use crate::gat1400::{status_list, status_object, DEVICE_ERROR, INVALID_JSON_CONTENT, OK};
+use crate::gat1400::{status_list, status_object, INVALID_JSON_CONTENT, OK};
 use crate::subscriptions::Subscription;
+use sightline_cluster::subscriptions::Added;
 
 /// Largest `/VIID/Subscribes` body (a list of subscriptions, not of objects).
 pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
@@ -86,11 +93,17 @@ impl GatNode {
         if existing.as_ref().is_some_and(|s| s.owner != platform) {
             return Err(SubscribeError::NotYours(id));
         }
-        let scope = self.directory.uploader(platform).communities;
+        let mut scope = self.directory.uploader(platform).communities;
+        scope.sort();
+        scope.dedup();
+        let cancelled = crate::gat1400::text(o, "OperateType").as_deref() == Some("1");
+        if scope.is_empty() && !cancelled {
+            // Its device not read yet (or of no community): it would deliver nothing.
+            return Err(SubscribeError::Store(ApiError::StorageUnavailable(format!(
+                "platform {platform}'s device is not known to this node yet (or covers no community): try again"
+            ))));
+        }
         let subscriber = || {
-            let mut scope = scope;
-            scope.sort();
-            scope.dedup();
             Ok(Subscriber {
                 scope: Some(scope),
                 identify: None,
@@ -107,29 +120,47 @@ impl GatNode {
             if existing.is_none() {
                 return Err(SubscribeError::NoSuch(id));
             }
-            let i = sub_id.clone();
+            let (i, p) = (sub_id.clone(), platform.to_string());
             self.write("delete a subscription", move |m| {
-                Box::pin(async move { m.delete_subscription(&i).await })
+                Box::pin(async move { m.delete_subscription_of(&i, &p).await })
             })
             .await?;
             return Ok(id);
         };
-        // A change keeps the cursor (the row's): only a new one asks for now.
-        let cursor = match existing {
-            Some(_) => String::new(),
-            None => self.heads().await?,
-        };
         let body = serde_json::to_string(&s).expect("serializes");
         let (i, owner) = (sub_id, platform.to_string());
-        let written = self
-            .write("put a subscription", move |m| {
-                Box::pin(async move { m.put_subscription(&i, &owner, &body, &cursor).await })
+        if existing.is_some() {
+            // A change keeps the cursor: the row's body alone is replaced, and only
+            // while it is still the caller's (cancelled meanwhile: none).
+            let changed = self
+                .write("change a subscription", move |m| {
+                    Box::pin(async move { m.change_subscription(&i, &owner, &body).await })
+                })
+                .await?;
+            return match changed {
+                true => Ok(id),
+                false => Err(SubscribeError::NoSuch(id)),
+            };
+        }
+        // Only a new one asks for now.
+        let cursor = self.heads().await?;
+        let q = &self.config.query;
+        let (max_total, max_owned) = (q.max_subscriptions, q.max_subscriptions_per_owner);
+        let added = self
+            .write("add a subscription", move |m| {
+                Box::pin(async move {
+                    m.add_subscription(&i, &owner, &body, &cursor, max_total, max_owned)
+                        .await
+                })
             })
             .await?;
-        match written {
-            true => Ok(id),
-            // Made by another platform since it was read.
-            false => Err(SubscribeError::NotYours(id)),
+        match added {
+            Added::Added => Ok(id),
+            // Made since it was read (by this platform or another).
+            Added::Exists => Err(SubscribeError::NotYours(id)),
+            Added::Full { total } => Err(SubscribeError::Store(ApiError::TooManySubscriptions(
+                crate::cluster::subscriptions::full_message(total, max_total, max_owned),
+            ))),
         }
     }
 
@@ -139,11 +170,14 @@ impl GatNode {
         match self.stored_subscription(&sub_id).await? {
             None => Ok(false),
             Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
-            Some(_) => Ok(self
-                .write("delete a subscription", move |m| {
-                    Box::pin(async move { m.delete_subscription(&sub_id).await })
-                })
-                .await?),
+            Some(_) => {
+                let p = platform.to_string();
+                Ok(self
+                    .write("delete a subscription", move |m| {
+                        Box::pin(async move { m.delete_subscription_of(&sub_id, &p).await })
+                    })
+                    .await?)
+            }
         }
     }
 
@@ -204,10 +238,10 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
                     Err(why) => {
                         let id = o["SubscribeID"].as_str().unwrap_or("");
                         let code = match &why {
-                            SubscribeError::Store(e) if e.status().is_server_error() => {
-                                DEVICE_ERROR
+                            SubscribeError::Store(ApiError::TooManySubscriptions(_)) => {
+                                crate::gat1400::BUSY
                             }
-                            _ => INVALID_JSON_CONTENT,
+                            why => why.code(),
                         };
                         status(id, code, &why.to_string())
                     }
@@ -224,8 +258,11 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             for id in &ids {
                 let (code, text) = match node.cancel(&platform, id).await {
                     Ok(true) => (OK, "正常".to_string()),
-                    Ok(false) => (INVALID_JSON_CONTENT, format!("no subscription {id}")),
-                    Err(e) => (INVALID_JSON_CONTENT, e.to_string()),
+                    Ok(false) => {
+                        let why = SubscribeError::NoSuch(id.clone());
+                        (why.code(), why.to_string())
+                    }
+                    Err(e) => (e.code(), e.to_string()),
                 };
                 statuses.push(status(id, code, &text));
             }
