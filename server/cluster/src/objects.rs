@@ -86,8 +86,9 @@ impl Objects {
     /// installed (`crate::tls::install`), the cluster's CA.
     pub fn new(config: &S3Config) -> Result<Objects> {
         let mut options = object_store::ClientOptions::new().with_allow_http(true);
+        // With `[tls]` installed: the cluster's CA as read at start.
         if let Some(tls) = crate::tls::installed() {
-            for cert in crate::tls::certificates(&tls.ca)? {
+            for cert in crate::tls::ca_certificates() {
                 let cert = object_store::Certificate::from_der(cert.as_ref())
                     .map_err(|e| crate::tls::tls_error(&tls.ca, e))?;
                 options = options.with_root_certificate(cert);

@@ -141,6 +141,9 @@ impl TlsConfig {
 /// What [`install`] set up for this process.
 struct Installed {
     config: TlsConfig,
+    /// The CA's certificates as read at [`install`] (S3's extra roots): never read
+    /// from the file again.
+    ca: Vec<CertificateDer<'static>>,
     /// Partition links and NATS: trusts only the CA, presents the node's certificate.
     client: Arc<rustls::ClientConfig>,
     /// PostgreSQL connections with `sslmode=require`.
@@ -162,6 +165,7 @@ pub fn install(tls: &TlsConfig) -> Result<()> {
         .with_no_client_auth();
     let _ = INSTALLED.set(Installed {
         config: tls.clone(),
+        ca: certificates(&tls.ca)?,
         client,
         postgres: tokio_postgres_rustls::MakeRustlsConnect::new(postgres),
     });
@@ -171,6 +175,11 @@ pub fn install(tls: &TlsConfig) -> Result<()> {
 /// The `[tls]` [`install`]ed, if any.
 pub fn installed() -> Option<&'static TlsConfig> {
     INSTALLED.get().map(|i| &i.config)
+}
+
+/// The CA's certificates read at [`install`] (none when not installed).
+pub fn ca_certificates() -> &'static [CertificateDer<'static>] {
+    INSTALLED.get().map_or(&[], |i| &i.ca)
 }
 
 /// The client configuration of partition links, when [`install`]ed.

@@ -521,10 +521,10 @@ pub(crate) fn viid_request(
 
 /// What a GA/T 1400 receiver's or upstream's answer says of the `sent` objects, status
 /// by status: 0, or "already exists" (a resend after a crash), is taken; 5 to 8 (the
-/// object is wrong there: resending cannot help) is refused for good and passed —
-/// only when the answer has one status an object sent (a single status for a whole
-/// notification, or a device the upstream does not know yet, "不存在"/"未注册", is
-/// sent again); for a notification, an explicit "订阅不存在" means the receiver does
+/// object is wrong there: resending cannot help) is refused for good and passed — for
+/// uploads only when the answer has one status an object sent, for a notification
+/// (one object holding the batch) the whole batch; a device the other side does not
+/// know yet ("不存在"/"未注册"/"not exist") is sent again; for a notification, an explicit "订阅不存在" means the receiver does
 /// not know the subscription (`Gone`); anything else (1, 2 busy, 3, 4, 9, or no code)
 /// is sent again.
 #[derive(Debug, PartialEq)]
@@ -576,7 +576,7 @@ pub(crate) fn verdict(answer: &[u8], notification: bool, sent: u64) -> Verdict {
         // Not there (yet): a device or subscription the other side does not know.
         let missing = unknown
             || ["不存在", "未注册"].iter().any(|w| text.contains(w))
-            || ["not exist", "not found", "not registered", "unknown"]
+            || ["not exist", "not found", "not registered"]
                 .iter()
                 .any(|w| lower.contains(w));
         if !missing
@@ -588,8 +588,10 @@ pub(crate) fn verdict(answer: &[u8], notification: bool, sent: u64) -> Verdict {
         }
         match code.parse::<i64>() {
             _ if notification && unknown => return Verdict::Gone(code, text),
-            Ok(5..=8) if one_each && !missing => {
-                refused += 1;
+            // A notification is one object holding the batch: its refusal refuses
+            // every event in it (resending it forever would stop every later one).
+            Ok(5..=8) if !missing && (one_each || notification) => {
+                refused += if one_each { 1 } else { sent };
                 last = Some((code, text));
             }
             _ => return Verdict::Retry(code, text),
@@ -1047,10 +1049,21 @@ mod tests {
             Verdict::Retry("8".into(), "设备不存在".into()),
             "a device the upstream does not know yet is sent again"
         );
-        // One status for a notification of three objects: not one each, sent again.
+        // One status for a notification of three events: the notification (all
+        // three) refused, passed — resending it forever would stop every later one.
         assert_eq!(
             verdict(list(&[("7", "too large")]).as_bytes(), true, 3),
+            taken(3, Some(("7", "too large")))
+        );
+        // An upload of three answered by one status: which object? Sent again.
+        assert_eq!(
+            verdict(list(&[("7", "too large")]).as_bytes(), false, 3),
             Verdict::Retry("7".into(), "too large".into())
+        );
+        // "unknown" in a refusal's text is no unknown device.
+        assert_eq!(
+            v(&[("7", "unknown field Foo")], false),
+            taken(1, Some(("7", "unknown field Foo")))
         );
         assert_eq!(
             v(&[("4", "")], false),

@@ -103,6 +103,10 @@ pub(crate) struct Session {
     scope: Option<Vec<String>>,
     /// The upstream's 视图库 id learned at registration (when `server_id` is not set).
     learned: Mutex<Option<String>>,
+    /// The upstream's addresses as last resolved at a registration (its host when a
+    /// name; an IP address is compared as it is): where its upper platform's requests
+    /// may come from ([`Session::is_at`]), never resolved on a request's path.
+    resolved: Mutex<Vec<std::net::IpAddr>>,
 }
 
 impl Session {
@@ -124,6 +128,7 @@ impl Session {
             state: Default::default(),
             scope,
             learned: Default::default(),
+            resolved: Default::default(),
         })
     }
 
@@ -136,20 +141,35 @@ impl Session {
         known && self.registered()
     }
 
-    /// Whether `peer` is the upstream's address (its host as this server reaches it).
+    /// The upstream's `host:port` (its origin without the scheme).
+    fn host_port(&self) -> &str {
+        self.addr.split_once("://").map_or(&*self.addr, |(_, r)| r)
+    }
+
+    /// Whether `peer` is the upstream's address (its host as this server reaches it:
+    /// an IP address as written, a name as resolved at the last registration).
     pub(crate) fn is_at(&self, peer: std::net::IpAddr) -> bool {
-        use std::net::ToSocketAddrs;
         let canonical = |ip: std::net::IpAddr| match ip {
             std::net::IpAddr::V6(v6) => v6
                 .to_ipv4_mapped()
                 .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
             v4 => v4,
         };
-        // `addr` is an origin, `http://host:port`.
-        let host_port = self.addr.split_once("://").map_or(&*self.addr, |(_, r)| r);
-        host_port
-            .to_socket_addrs()
-            .is_ok_and(|mut addrs| addrs.any(|a| canonical(a.ip()) == canonical(peer)))
+        let host_port = self.host_port();
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => canonical(ip) == canonical(peer),
+            Err(_) => self
+                .resolved
+                .lock()
+                .expect("session")
+                .iter()
+                .any(|ip| canonical(*ip) == canonical(peer)),
+        }
     }
 
     /// The upper platform this upstream is, as `Registry::upper` gives it.
@@ -251,6 +271,12 @@ impl Session {
             self.learn_server_id(app, answer).await;
         }
         let done = done.map(|_| ());
+        if done.is_ok() {
+            // Where its upper platform's requests may come from (`is_at`).
+            if let Ok(found) = tokio::net::lookup_host(self.host_port()).await {
+                *self.resolved.lock().expect("session") = found.map(|a| a.ip()).collect();
+            }
+        }
         match &done {
             Ok(()) => {
                 let mut st = self.state.lock().expect("session");
