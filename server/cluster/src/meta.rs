@@ -368,6 +368,27 @@ fn segment_of(partition: u32, r: &tokio_postgres::Row) -> Result<SegmentRow> {
     })
 }
 
+/// Whether `table` (of the current schema) has `column`: a migration's check, made
+/// before its `ALTER TABLE` (which takes the table's strongest lock even when it
+/// changes nothing).
+async fn has_column(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    column: &str,
+) -> Result<bool> {
+    let n: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_schema = current_schema()
+               AND table_name::text = $1 AND column_name::text = $2",
+            &[&table, &column],
+        )
+        .await
+        .map_err(ClusterError::pg("look at a table's columns"))?
+        .get(0);
+    Ok(n > 0)
+}
+
 /// A session whose transaction waits this long for its client is ended by the
 /// server: a commit's transaction holds its lease row `FOR UPDATE`, and an indexer
 /// stopped inside one (SIGSTOP, a long GC-like pause, a dead VM) must not block the
@@ -532,17 +553,7 @@ impl Meta {
         // Bundles (one object a commit): a database made before them gets their
         // columns and loses the one-object-a-segment constraint, once. Checked first:
         // ALTER TABLE takes the table's strongest lock even when it changes nothing.
-        let bundled: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = 'segments'
-                   AND column_name = 'object_offset'",
-                &[],
-            )
-            .await
-            .map_err(ClusterError::pg("look at the segments table"))?
-            .get(0);
-        if bundled == 0 {
+        if !has_column(&tx, "segments", "object_offset").await? {
             tx.batch_execute(BUNDLES)
                 .await
                 .map_err(ClusterError::pg("add the bundle columns"))?;
@@ -586,34 +597,14 @@ impl Meta {
         }
         // A platform's relays (`catalog`): a catalog made before them gets the column,
         // once (checked first, for the same reason).
-        let relaying: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = 'devices'
-                   AND column_name = 'relays'",
-                &[],
-            )
-            .await
-            .map_err(ClusterError::pg("look at the devices table"))?
-            .get(0);
-        if relaying == 0 {
+        if !has_column(&tx, "devices", "relays").await? {
             tx.batch_execute(RELAYS)
                 .await
                 .map_err(ClusterError::pg("add the relays column"))?;
         }
         // A disposition's platform (`watchlists`): a catalog made before it gets the
         // column, once (checked first, for the same reason).
-        let disposing: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM information_schema.columns
-                 WHERE table_schema = current_schema() AND table_name = 'watchlists'
-                   AND column_name = 'disposer'",
-                &[],
-            )
-            .await
-            .map_err(ClusterError::pg("look at the watchlists table"))?
-            .get(0);
-        if disposing == 0 {
+        if !has_column(&tx, "watchlists", "disposer").await? {
             tx.batch_execute(DISPOSERS)
                 .await
                 .map_err(ClusterError::pg("add the disposer column"))?;
