@@ -244,18 +244,19 @@ impl Session {
         st.register_error = Some(e.to_string());
     }
 
-    /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`, by
-    /// [`digest_request`]. Ok when the upstream answered `StatusCode` 0.
-    pub(crate) async fn register(&self, app: &App) -> Result<(), SessionError> {
-        let path = format!("{}/VIID/System/Register", self.base);
-        let body = json!({"RegisterObject": {"DeviceID": self.up.device_id}}).to_string();
+    /// `POST /VIID/System/{what}` with `{"{what}Object":{"DeviceID":…}}` by
+    /// [`digest_request`] (our login answering its challenge): the answer, when its
+    /// `StatusCode` is 0.
+    async fn system_post(&self, app: &App, what: &str) -> Result<hyper::body::Bytes, SessionError> {
+        let path = format!("{}/VIID/System/{what}", self.base);
+        let body = json!({ format!("{what}Object"): {"DeviceID": self.up.device_id} }).to_string();
         let login = Login {
             device_id: &self.up.device_id,
             username: &self.up.username,
             password: &self.up.password,
         };
         let mut challenge = self.challenge.lock().await;
-        let done = digest_request(
+        digest_request(
             app,
             &self.addr,
             hyper::Method::POST,
@@ -265,8 +266,13 @@ impl Session {
             &mut challenge,
         )
         .await
-        .and_then(|(status, answer)| ok_status(&path, status, &answer).map(|()| answer));
-        drop(challenge);
+        .and_then(|(status, answer)| ok_status(&path, status, &answer).map(|()| answer))
+    }
+
+    /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`, by
+    /// [`digest_request`]. Ok when the upstream answered `StatusCode` 0.
+    pub(crate) async fn register(&self, app: &App) -> Result<(), SessionError> {
+        let done = self.system_post(app, "Register").await;
         if let Ok(answer) = &done {
             self.learn_server_id(app, answer).await;
         }
@@ -294,25 +300,7 @@ impl Session {
     /// upstream deleted here), answering a challenge as the registration does. Ok when
     /// the upstream answered `StatusCode` 0.
     pub(crate) async fn unregister(&self, app: &App) -> Result<(), SessionError> {
-        let path = format!("{}/VIID/System/UnRegister", self.base);
-        let body = json!({"UnRegisterObject": {"DeviceID": self.up.device_id}}).to_string();
-        let login = Login {
-            device_id: &self.up.device_id,
-            username: &self.up.username,
-            password: &self.up.password,
-        };
-        let mut challenge = self.challenge.lock().await;
-        let done = digest_request(
-            app,
-            &self.addr,
-            hyper::Method::POST,
-            &path,
-            body.into_bytes(),
-            &login,
-            &mut challenge,
-        )
-        .await
-        .and_then(|(status, answer)| ok_status(&path, status, &answer));
+        let done = self.system_post(app, "UnRegister").await.map(|_| ());
         self.forget();
         done
     }
