@@ -385,8 +385,8 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     let (status, v) = ask_as(qa2, Some(&cluster_keys[HQ]), "GET", "/v1/devices", "");
     assert_eq!((status, &v), (200, &all), "query-2");
 
-    // Endpoints a cluster does not have yet: 501 naming them; others 404.
-    for (method, target) in [("GET", "/v1/upstreams"), ("POST", "/v1/events")] {
+    // What a query node does not answer (ingest is the ingest nodes'): 501 naming it.
+    for (method, target) in [("POST", "/v1/events")] {
         let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), method, target, "");
         let path = target.split('?').next().unwrap();
         assert_eq!(
