@@ -375,7 +375,8 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
 /// /VIID/Subscribes` by digest with our `ReceiveAddr` (an ingest node's, which a
 /// cluster must be given); its notifications posted to the ingest node are stored as
 /// its uploads and queryable on a query node; one for a `SubscribeID` we did not place
-/// is refused; `DELETE` cancels it there (`PUT /VIID/Subscribes/{id}`), after which
+/// is refused; its holder SIGKILLed, the other query node places it again; `DELETE`
+/// cancels it there (`PUT /VIID/Subscribes/{id}`), after which
 /// its notifications are refused too.
 #[test]
 fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_stored() {
@@ -401,8 +402,8 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
     let admin = super::console::cli_key(&cli, "admin", None, "city admin");
     let (_ingest, ia) = env.ingest("ingest-1");
     let _indexer = env.indexer("index-1", &[]);
-    let (_q1, qa1) = env.query_node("query-1");
-    let (_q2, qa2) = env.query_node("query-2");
+    let (q1, qa1) = env.query_node("query-1");
+    let (q2, qa2) = env.query_node("query-2");
     let lower = Platform::start(|t| match digest_ok(t, OURS, "low") {
         true if t.path.starts_with("/VIID/Subscribes/") => (200, one(0, "正常")),
         true => (200, per_object(t, 0, "正常")),
@@ -467,7 +468,34 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
         "{}",
         status_of(qa2)
     );
-    assert!(status_of(qa2)["holder"].is_string(), "{}", status_of(qa2));
+    let holder = status_of(qa2)["holder"].as_str().unwrap().to_string();
+
+    // Its holder dies: the other query node takes it and places it again.
+    let (mut q1, mut q2) = (Some(q1), Some(q2));
+    let (_survivor, qa) = match holder.starts_with("query-1") {
+        true => {
+            q1.take().unwrap().signal(libc::SIGKILL);
+            (q2.take().unwrap(), qa2)
+        }
+        false => {
+            q2.take().unwrap().signal(libc::SIGKILL);
+            (q1.take().unwrap(), qa1)
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || placed().len() >= 2
+            && status_of(qa)["holder"]
+                .as_str()
+                .is_some_and(|h| h != holder)),
+        "not placed again by the survivor: {}",
+        status_of(qa)
+    );
+    let again = &placed()[1].body["SubscribeListObject"]["SubscribeObject"][0];
+    assert_eq!(
+        again["SubscribeID"],
+        subscribe_id.as_str(),
+        "the same subscription: {again}"
+    );
 
     // The lower platform registers at an ingest node and notifies.
     assert_eq!(register(ia, "/VIID/System/Register", LOWER, "pw").0, 200);
@@ -523,7 +551,7 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
     let mut found = Value::Null;
     assert!(
         wait_until(Duration::from_secs(60), || {
-            found = ask_as(qa2, Some(&admin), "GET", &trajectory, "").1;
+            found = ask_as(qa, Some(&admin), "GET", &trajectory, "").1;
             found["events"].as_array().map(Vec::len) == Some(2)
         }),
         "{found}"
@@ -532,7 +560,7 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
 
     // Deleted: cancelled there, and its notifications are not taken any more.
     let (status, gone) = ask_as(
-        qa2,
+        qa,
         Some(&admin),
         "DELETE",
         &format!("/v1/remote-subscriptions/{id}"),
@@ -547,7 +575,7 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
         .collect();
     assert_eq!(cancel.len(), 1, "{:?}", lower.taken.lock().unwrap());
     assert_eq!(cancel[0].body["SubscribeObject"]["OperateType"], 1);
-    let (_, listed) = ask_as(qa1, Some(&admin), "GET", "/v1/remote-subscriptions", "");
+    let (_, listed) = ask_as(qa, Some(&admin), "GET", "/v1/remote-subscriptions", "");
     assert_eq!(listed["remote_subscriptions"], json!([]), "{listed}");
     let (_, _, answer) = viid(
         ia,
@@ -559,7 +587,7 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
     assert_eq!(statuses(&answer)["StatusCode"], 1, "cancelled: {answer}");
     assert_eq!(
         ask_as(
-            qa2,
+            qa,
             Some(&admin),
             "DELETE",
             &format!("/v1/remote-subscriptions/{id}"),
