@@ -134,11 +134,7 @@ impl Session {
 
     /// Whether `id` is this upstream's 视图库 id exactly and we are registered there.
     pub(crate) fn is_live_upper(&self, id: &str) -> bool {
-        let known = match &self.up.server_id {
-            Some(s) => s == id,
-            None => self.learned.lock().expect("session").as_deref() == Some(id),
-        };
-        known && self.registered()
+        self.server_id().as_deref() == Some(id) && self.registered()
     }
 
     /// The upstream's `host:port` (its origin without the scheme).
@@ -155,28 +151,16 @@ impl Session {
                 .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
             v4 => v4,
         };
-        let host_port = self.host_port();
-        let host = host_port
-            .rsplit_once(':')
-            .map_or(host_port, |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => canonical(ip) == canonical(peer),
-            Err(_) => self
-                .resolved
-                .lock()
-                .expect("session")
-                .iter()
-                .any(|ip| canonical(*ip) == canonical(peer)),
-        }
+        self.addresses()
+            .into_iter()
+            .any(|ip| canonical(ip) == canonical(peer))
     }
 
     /// The upper platform this upstream is, as `Registry::upper` gives it.
     pub(crate) fn upper(&self) -> super::Upper {
         super::Upper {
             device_id: self.up.device_id.clone(),
-            scope: self.scope.clone(),
+            scope: self.scope(),
         }
     }
 

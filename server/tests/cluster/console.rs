@@ -386,22 +386,19 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     assert_eq!((status, &v), (200, &all), "query-2");
 
     // What a query node does not answer (ingest is the ingest nodes'): 501 naming it.
-    for (method, target) in [("POST", "/v1/events")] {
-        let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), method, target, "");
-        let path = target.split('?').next().unwrap();
-        assert_eq!(
-            (status, v["error"]["code"].as_str()),
-            (501, Some("not_in_cluster")),
-            "{target}: {v}"
-        );
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{method} {path}")),
-            "{v}"
-        );
-    }
+    let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), "POST", "/v1/events", "");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (501, Some("not_in_cluster")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/events"),
+        "{v}"
+    );
     // Pictures are the GA/T 1400 gateway's (`gat1400.rs`): an id that is none is 404.
     let (status, v) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/images/5", "");
     assert_eq!(
