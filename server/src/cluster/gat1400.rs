@@ -211,6 +211,15 @@ impl Directory {
     /// device's and, for a platform, those it relays into (as `serve`'s
     /// `store_objects` makes it).
     fn uploader(&self, code: &str) -> Uploader {
+        // An upper platform (no record nor login here: a caller with a login is judged
+        // by its record alone): the communities its upstream reads, as `serve`'s
+        // `keep_uploaded` takes its notifications.
+        if let Some(communities) = self.upper_communities(code) {
+            return Uploader {
+                code: code.to_string(),
+                communities,
+            };
+        }
         let own = self.device(code);
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let mut communities: Vec<String> = own.iter().map(|d| d.community.clone()).collect();
@@ -286,6 +295,9 @@ impl Directory {
     /// The devices `caller`'s record covers, by code, with their community's name
     /// (`serve`'s `catalog::{covered, listed}` over the tables as read).
     fn listing(&self, caller: &str) -> Vec<(Device, String)> {
+        // An upper platform: the devices of the communities its upstream reads (as
+        // `serve`'s `upper_visible`); read before `set` is taken.
+        let upper = self.upper_communities(caller);
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let Some(l) = set.as_ref() else {
             return Vec::new();
@@ -294,7 +306,10 @@ impl Directory {
         let relays = l.relays.get(caller).unwrap_or(&none);
         let added = self.added.read().unwrap_or_else(|p| p.into_inner());
         let own = added.get(caller).map(|(d, _)| d).or(l.devices.get(caller));
-        let covered = crate::gat1400::catalog::covered(own, relays);
+        let covered = match upper {
+            Some(communities) => communities.into_iter().collect(),
+            None => crate::gat1400::catalog::covered(own, relays),
+        };
         // Only the covered communities' devices copied (a city's catalog is large);
         // those catalogued here since the read as they were stored.
         let read = l.devices.values().filter(|d| !added.contains_key(&d.code));
@@ -384,14 +399,25 @@ impl Directory {
     }
 
     /// The upper platform `id` is (as [`Directory::upper`], its address checked at
-    /// admission), when it has no device record of its own here.
+    /// admission), when it has no device record nor login of its own here (a caller
+    /// with one is judged by its record alone).
     fn upper_named(&self, id: &str) -> Option<sightline_cluster::upstreams::LiveUpper> {
-        if self.device(id).is_some() {
+        if self.device(id).is_some() || self.has_credential(id) {
             return None;
         }
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let l = set.as_ref()?;
         l.uppers.iter().find(|u| u.server_id == id).cloned()
+    }
+
+    /// The communities an upper platform `code` (no record here) reads: its
+    /// upstream's, or every registered one.
+    fn upper_communities(&self, code: &str) -> Option<Vec<String>> {
+        let u = self.upper_named(code)?;
+        Some(match u.scope {
+            Some(scope) => scope,
+            None => self.catalog().2.iter().map(|c| c.code.clone()).collect(),
+        })
     }
 
     fn forget(&self, code: &str) {
@@ -1226,10 +1252,11 @@ enum Listing {
 }
 
 /// `GET /VIID/APEs`, `GET /VIID/Tollgates`: admitted as an upload is (a body, if any,
-/// within the system bodies' bound), answered with `serve`'s functions over the
-/// tables as this node last read them.
+/// within the system bodies' bound), or an upper platform (`admit_platform`: the
+/// devices of its upstream's communities, as on `serve`), answered with `serve`'s
+/// functions over the tables as this node last read them.
 async fn listing(node: &GatNode, req: Request<Incoming>, mut x: Exchange, what: Listing) -> Reply {
-    let (_admitted, caller) = match admit(node, req, &mut x, SYSTEM_BODY_BYTES).await {
+    let (_admitted, caller) = match admit_platform(node, req, &mut x, SYSTEM_BODY_BYTES).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };

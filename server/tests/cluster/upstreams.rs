@@ -233,7 +233,11 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
         }),
         "{answer}"
     );
+    let (status, _, tollgates) = viid(ia, "GET", "/VIID/Tollgates", &as_upper, "");
+    assert_eq!(status, 200, "an upper reads the catalogue: {tollgates}");
+    assert!(tollgates["TollgateListObject"].is_object(), "{tollgates}");
     let spoofed = vec![("User-Identify", "32050000005030000098".to_string())];
+    assert_eq!(viid(ia, "GET", "/VIID/Tollgates", &spoofed, "").0, 401);
     assert_eq!(
         viid(ia, "POST", "/VIID/Subscribes", &spoofed, &subscribe).0,
         401
