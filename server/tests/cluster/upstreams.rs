@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sightline_testkit::gat1400::{register, viid};
@@ -22,13 +24,15 @@ const A: &str = "3205080001";
 const DAY: &str = "from=2025-12-01T00:00:00%2B08:00&to=2025-12-02T00:00:00%2B08:00";
 
 /// An upper 视图库 that checks our digest (password `up`) on Register and UnRegister
-/// and takes everything else.
-fn upper() -> Platform {
-    Platform::start(|t| match t.path.as_str() {
+/// and takes everything else; while `forgot` is set, it answers the next keepalive
+/// 401 (it restarted and does not know us).
+fn upper(forgot: Arc<AtomicBool>) -> Platform {
+    Platform::start(move |t| match t.path.as_str() {
         "/VIID/System/Register" | "/VIID/System/UnRegister" => match digest_ok(t, OURS, "up") {
             true => (200, one(0, "正常")),
             false => (401, String::new()),
         },
+        "/VIID/System/Keepalive" if forgot.swap(false, Ordering::SeqCst) => (401, String::new()),
         "/VIID/System/Keepalive" => (200, one(0, "正常")),
         _ => (200, per_object(t, 0, "正常")),
     })
@@ -102,8 +106,9 @@ fn proven(p: &Platform, path: &str) -> Vec<Taken> {
 }
 
 /// An upstream added on one query node registers there by digest and keeps alive; the
-/// upper subscribes through an ingest node by `User-Identify` from its address; every
-/// event ingested is uploaded once and every vehicle notified once. The holder is
+/// upper subscribes through an ingest node by `User-Identify` from its address (and
+/// reads its tollgates); every event ingested is uploaded once and every vehicle
+/// notified once; a keepalive answered 401 registers again. The holder is
 /// SIGKILLed (nothing in flight): the other query node takes the upstream over,
 /// registers again, and the events after reach the upper once too (the uploads'
 /// cursor was written before the kill: `serve`'s at-least-once would allow the last
@@ -124,7 +129,8 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
     let _indexer = env.indexer("index-1", &[]);
     let (q1, qa1) = env.query_node("query-1");
     let (q2, qa2) = env.query_node("query-2");
-    let up = upper();
+    let forgot = Arc::new(AtomicBool::new(false));
+    let up = upper(forgot.clone());
     let url = format!("http://{}", up.addr);
 
     // Roles and scope as on `serve`.
@@ -282,6 +288,16 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
             "{path} as our id there"
         );
     }
+    // The upper forgets us (a keepalive answered 401): we register again.
+    let registrations = proven(&up, "/VIID/System/Register").len();
+    forgot.store(true, Ordering::SeqCst);
+    assert!(
+        wait_until(Duration::from_secs(20), || !forgot.load(Ordering::SeqCst)
+            && proven(&up, "/VIID/System/Register").len() > registrations
+            && shown(qa1)["status"]["registered"] == true),
+        "not registered again after a keepalive's 401: {}",
+        shown(qa1)
+    );
     // The cursor's write lands before the kill.
     std::thread::sleep(Duration::from_millis(1500));
 
