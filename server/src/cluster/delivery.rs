@@ -380,6 +380,12 @@ impl Drop for AbortOnDrop {
 /// nodes let in by `User-Identify`); false when the lease moved on. PostgreSQL
 /// away: true (the supervisor stops a worker whose lease is not renewed).
 async fn write_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> bool {
+    put_session(ctx, lease, s).await.unwrap_or(true)
+}
+
+/// Writes `s`'s registration under `lease` as [`write_session`]: Some(false) when the
+/// lease moved on, None when PostgreSQL did not answer (nothing known of the lease).
+async fn put_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> Option<bool> {
     let state = s.state();
     let row = sightline_cluster::upstreams::UpstreamSession {
         state_json: serde_json::to_string(&state).expect("serializes"),
@@ -391,7 +397,6 @@ async fn write_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> boo
     };
     pg!(ctx.catalog, "write an upstream's registration", |m| m
         .put_upstream_session(&lease.id, lease.epoch, &row))
-    .unwrap_or(true)
 }
 
 /// Records a failed attempt; false when the lease moved on.
@@ -517,6 +522,15 @@ impl Worker {
             // The upstream does not know us (it restarted, or our registration
             // lapsed): register again before the next attempt, as `serve` does.
             session.forget();
+            // Fenced first: a holder whose lease moved on (the upstream deleted and
+            // unregistered by another node, or taken over) must not register again —
+            // nobody would keep that registration alive or end it.
+            match put_session(ctx, lease, session).await {
+                Some(true) => {}
+                Some(false) => return Err(false),
+                // The lease unknown: not now; the batch is tried again.
+                None => return Err(true),
+            }
             let again = session.register(&ctx.outbound).await;
             if !write_session(ctx, lease, session).await {
                 return Err(false);

@@ -386,16 +386,12 @@ impl Directory {
         let l = set
             .as_ref()
             .filter(|l| l.at.elapsed() <= super::keys::MAX_AGE)?;
-        l.uppers
+        let u = only_upper(&l.uppers, id)?;
+        u.addresses
             .iter()
-            .find(|u| {
-                u.server_id == id
-                    && u.addresses
-                        .iter()
-                        .filter_map(|a| a.parse::<IpAddr>().ok())
-                        .any(|a| canonical(a) == peer)
-            })
-            .cloned()
+            .filter_map(|a| a.parse::<IpAddr>().ok())
+            .any(|a| canonical(a) == peer)
+            .then(|| u.clone())
     }
 
     /// The upper platform `id` is (as [`Directory::upper`], its address checked at
@@ -407,7 +403,7 @@ impl Directory {
         }
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let l = set.as_ref()?;
-        l.uppers.iter().find(|u| u.server_id == id).cloned()
+        only_upper(&l.uppers, id).cloned()
     }
 
     /// The communities an upper platform `code` (no record here) reads: its
@@ -1196,6 +1192,25 @@ async fn admit_platform(
     admit_as(node, req, x, max, true).await
 }
 
+/// The one live upstream whose upper platform is `id`: none when two upstreams name
+/// the same upper (their scopes differ; admitting the caller under either could give
+/// one upstream's owner the other's communities), as when none does.
+fn only_upper<'a>(
+    uppers: &'a [sightline_cluster::upstreams::LiveUpper],
+    id: &str,
+) -> Option<&'a sightline_cluster::upstreams::LiveUpper> {
+    let mut named = uppers.iter().filter(|u| u.server_id == id);
+    let first = named.next()?;
+    if named.next().is_some() {
+        tracing::warn!(
+            upper = id,
+            "two upstreams name this upper platform: it is not let in"
+        );
+        return None;
+    }
+    Some(first)
+}
+
 async fn admit_as(
     node: &GatNode,
     req: Request<Incoming>,
@@ -1705,6 +1720,28 @@ mod tests {
         );
         let stale = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
         assert!(stale.upper(upper, at).is_none(), "a set read too long ago");
+    }
+
+    #[test]
+    fn an_upper_two_upstreams_name_is_not_let_in_under_either() {
+        let d = directory(&["a"], Duration::ZERO);
+        let (upper, at) = ("32050000005030000099", "10.0.0.9".parse().ok());
+        {
+            let mut set = d.set.write().unwrap();
+            let l = set.as_mut().unwrap();
+            // Another owner's upstream naming the same upper, from an address of its
+            // choosing, with a narrower scope.
+            l.uppers.push(sightline_cluster::upstreams::LiveUpper {
+                server_id: upper.into(),
+                device_id: "32050800005030000078".into(),
+                scope: Some(vec!["a".into()]),
+                addresses: vec!["10.0.0.66".into()],
+            });
+        }
+        assert!(d.upper(upper, at).is_none(), "the first upstream's address");
+        assert!(d.upper(upper, "10.0.0.66".parse().ok()).is_none());
+        assert!(d.upper_named(upper).is_none());
+        assert!(d.upper_communities(upper).is_none());
     }
 
     #[test]
