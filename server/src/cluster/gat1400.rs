@@ -805,8 +805,9 @@ impl GatNode {
     }
 }
 
-/// The head of a request as an exchange (no body yet).
-fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
+/// The head of a request as an exchange (no body yet); `tls` when the ingest
+/// listener speaks TLS (the `RequestURL`s then say `https`).
+fn exchange_of(req: &Request<Incoming>, now_ms: i64, tls: bool) -> Exchange {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -817,8 +818,14 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().map(str::to_string),
-        // The ingest node listens on plain HTTP.
-        origin: crate::gat1400::handlers::origin(header("host").as_deref(), false),
+        // RFC 9112 §3.2.2: an absolute-form target's authority is the host.
+        origin: crate::gat1400::handlers::origin(
+            req.uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or(header("host").as_deref()),
+            tls,
+        ),
         authorization: header("authorization"),
         user_identify: header("user-identify"),
         body: Bytes::new(),
@@ -833,8 +840,8 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
     let mut r = Response::builder()
         .status(reply.status)
         .header("content-type", VIID_JSON);
-    if let Some(c) = reply.challenge {
-        r = r.header("www-authenticate", c);
+    for (name, value) in reply.headers() {
+        r = r.header(name, value);
     }
     r.body(Full::new(Bytes::from(reply.body.to_string())))
         .expect("a valid response")
@@ -852,14 +859,35 @@ pub(super) fn answers(path: &str) -> bool {
     path.starts_with("/VIID/") || path == "/VIID"
 }
 
-/// Answers a `/VIID` request.
+/// Whether this node's ingest listener speaks TLS.
+fn speaks_tls(node: &GatNode) -> bool {
+    node.config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.serves(sightline_cluster::tls::PublicListener::Ingest))
+}
+
+/// A `/VIID` request refused before the gateway sees it (a bad `Host`, a method no
+/// resource takes): `e`'s status, in GA/T 1400's shape.
+pub(super) fn refused_before(
+    node: &GatNode,
+    req: &Request<Incoming>,
+    e: ApiError,
+) -> Response<Full<Bytes>> {
+    let x = exchange_of(req, crate::now_ms(), speaks_tls(node));
+    let s = one_status("", &x.url(), INVALID_OPERATION, &e.to_string(), x.now_ms);
+    response(Reply::with(e.status(), s))
+}
+
+/// Answers a `/VIID` request (its path made canonical by the caller, as `serve`'s).
 pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let x = exchange_of(&req, crate::now_ms());
+    let x = exchange_of(&req, crate::now_ms(), speaks_tls(node));
     let reply = match (x.method.as_str(), x.path.as_str()) {
         ("POST", "/VIID/System/Register") => system(node, req, x, register).await,
         ("POST", "/VIID/System/UnRegister") => system(node, req, x, unregister).await,
         ("POST", "/VIID/System/Keepalive") => system(node, req, x, keepalive).await,
-        ("GET", "/VIID/System/Time") => {
+        // HEAD wherever GET (hyper sends the head only).
+        ("GET" | "HEAD", "/VIID/System/Time") => {
             let id = &node.config.ingest.viid_server_id;
             Reply::ok(system_time(id, x.now_ms))
         }
@@ -870,11 +898,14 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         (method, path) if dispositions::takes(method, path) => {
             dispositions::handle(node, req, x).await
         }
-        ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
-        ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
+        ("GET" | "HEAD", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
+        ("GET" | "HEAD", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         (method, path) => match allowed(path) {
             // RFC 9110 §9.3.7 and §15.5.6, as `serve` answers them.
             Some(allow) => {
+                // OPTIONS is answered everywhere: every Allow names it.
+                let allow = format!("{allow}, OPTIONS");
+                let allow = allow.as_str();
                 let mut r = match method {
                     "OPTIONS" => {
                         response(Reply::with(StatusCode::NO_CONTENT, serde_json::Value::Null))
@@ -923,7 +954,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/VIID/System/Register" | "/VIID/System/UnRegister" | "/VIID/System/Keepalive" => {
             Some("POST")
         }
-        "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
+        "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET, HEAD"),
         "/VIID/Images" => Some("POST"),
         p if Upload::of_path(p).is_some() => Some("POST"),
         p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
@@ -960,8 +991,12 @@ async fn read_body(
             return Err(Reply::with(StatusCode::UNSUPPORTED_MEDIA_TYPE, s));
         }
     };
+    // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
+    let (head, body) = req.into_parts();
+    let body = crate::http::body::refuse_declared(&head.headers, body, max)
+        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     let read = crate::http::body::read_paced(
-        req.into_body(),
+        body,
         max,
         budget,
         crate::DEFAULT_BODY_TIMEOUT,

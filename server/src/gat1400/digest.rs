@@ -280,14 +280,27 @@ pub(crate) fn answered_nonce(authorization: &str) -> Option<(String, u64)> {
 }
 
 impl Gateway {
-    /// A `WWW-Authenticate` challenge with a fresh nonce.
-    pub(crate) fn challenge(&self, stale: bool) -> String {
+    /// The `WWW-Authenticate` challenges, one header each, with one fresh nonce (RFC
+    /// 7616 §3.7: a challenge per algorithm, the preferred first … except here): MD5
+    /// **first**, as it always was, because many cameras read only the first
+    /// `WWW-Authenticate` header and know only MD5; then SHA-256 for clients that pick
+    /// the strongest. Both `qop="auth"`, the same realm and opaque. The SHA-256 one
+    /// also says `charset=UTF-8` (RFC 7616 §3.3: user names and passwords are hashed
+    /// as UTF-8, which is how every credential is stored); the MD5 one is left as old
+    /// firmware knows it. `userhash=true` is not offered: a hashed user name is
+    /// found only when `User-Identify` or the body's `DeviceID` names the code.
+    pub(crate) fn challenge(&self, stale: bool) -> Vec<String> {
         let nonce = self.nonces.lock().expect("nonces").issue();
         let stale = if stale { ", stale=true" } else { "" };
-        format!(
-            "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm=MD5{stale}",
-            md5_hex(REALM)
-        )
+        let opaque = md5_hex(REALM);
+        vec![
+            format!(
+                "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm=MD5{stale}"
+            ),
+            format!(
+                "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm=SHA-256, charset=UTF-8{stale}"
+            ),
+        ]
     }
 
     /// The caller's code if its digest response is right for a nonce we issued. The
@@ -456,7 +469,7 @@ mod tests {
         let cred = super::super::credential("32050801011210000001", "cam", "pw");
         let gateway = Gateway::default();
         let answer = |uri: &str| {
-            let challenge = gateway.challenge(false);
+            let challenge = gateway.challenge(false).remove(0);
             let nonce = challenge
                 .split("nonce=\"")
                 .nth(1)
@@ -575,7 +588,7 @@ mod tests {
         let creds = One(cred.clone());
         let gateway = Gateway::default();
         let header = |uri: &str, realm: &str, extra: &str| {
-            let challenge = gateway.challenge(false);
+            let challenge = gateway.challenge(false).remove(0);
             let nonce = challenge
                 .split("nonce=\"")
                 .nth(1)

@@ -200,9 +200,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// A field given as a string (trimmed, not empty) or a number, as text: devices send
-/// either.
+/// either. Named as [`field`] finds it (`DeviceId`, `deviceID` for `DeviceID`).
 pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
+    match field(o, k)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
