@@ -80,7 +80,7 @@ use sightline_cluster::ClusterConfig;
 use sightline_storage::{Community, Device, Event, Gat1400Credential, Validator};
 
 use crate::error::{ApiError, RecordError};
-use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
+use crate::gat1400::digest::{answered_nonce, Credentials, DigestError, UserHashes};
 use crate::gat1400::handlers::{
     caller_key, device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
@@ -170,6 +170,8 @@ struct Directory {
 
 struct Loaded {
     credentials: HashMap<String, Gat1400Credential>,
+    /// The credentials' user-name hashes (RFC 7616 `userhash`), computed as read.
+    userhashes: UserHashes,
     devices: Arc<HashMap<String, Device>>,
     /// Device code → the communities it relays into by code prefix (`devices.relays`).
     relays: HashMap<String, BTreeMap<String, String>>,
@@ -186,6 +188,17 @@ struct Loaded {
 
 impl Credentials for Directory {
     fn credential(&self, code: &str) -> Result<Option<Gat1400Credential>, DigestError> {
+        self.fresh(|l| l.credentials.get(code).cloned())
+    }
+
+    fn code_of_userhash(&self, userhash: &str) -> Result<Option<String>, DigestError> {
+        self.fresh(|l| l.userhashes.code(userhash))
+    }
+}
+
+impl Directory {
+    /// `f` of the credentials as read, when they were read within `MAX_AGE`.
+    fn fresh<T>(&self, f: impl FnOnce(&Loaded) -> T) -> Result<T, DigestError> {
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         match &*set {
             None => Err(DigestError::Unavailable(
@@ -198,7 +211,7 @@ impl Credentials for Directory {
                     l.at.elapsed().as_secs()
                 )))
             }
-            Some(l) => Ok(l.credentials.get(code).cloned()),
+            Some(l) => Ok(f(l)),
         }
     }
 }
@@ -512,6 +525,7 @@ impl GatNode {
                 .unwrap_or(asked)
         };
         let loaded = Loaded {
+            userhashes: UserHashes::of(&credentials),
             credentials: credentials
                 .into_iter()
                 .map(|c| (c.code.clone(), c))
@@ -1453,7 +1467,12 @@ mod tests {
         let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
         let now = Instant::now();
         let d = Directory::default();
+        let credentials: Vec<_> = codes
+            .iter()
+            .map(|c| crate::gat1400::credential(c, c, "pw"))
+            .collect();
         *d.set.write().unwrap() = Some(Loaded {
+            userhashes: UserHashes::of(&credentials),
             credentials: codes
                 .iter()
                 .map(|c| (c.to_string(), crate::gat1400::credential(c, c, "pw")))
@@ -1483,6 +1502,54 @@ mod tests {
         ];
         let keys: Vec<String> = distinct(blobs).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"]);
+    }
+
+    /// Item 1 of the conformance audit: credentials never read, or read longer ago than
+    /// `MAX_AGE`, are the node's failure — 503 with `Retry-After`, no challenge — not a
+    /// 401 a camera would answer forever.
+    #[test]
+    fn credentials_never_read_or_too_old_are_503_not_a_new_challenge() {
+        let gateway = Gateway::signed([3; 32]);
+        let nonce = {
+            let c = gateway.challenge(false).remove(0);
+            c.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+        };
+        let x = Exchange {
+            method: "POST".into(),
+            path: "/VIID/System/Register".into(),
+            query: None,
+            origin: None,
+            authorization: Some(format!(
+                "Digest username=\"a\", realm=\"Sightline\", nonce=\"{nonce}\", \
+                 uri=\"/VIID/System/Register\", qop=auth, nc=00000001, cnonce=\"c\", response=\"0\""
+            )),
+            user_identify: None,
+            body: Bytes::new(),
+            raw: Bytes::new(),
+            now_ms: crate::now_ms(),
+            pre_authorized: None,
+            peer: None,
+        };
+        let never = Directory::default();
+        let old = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
+        for d in [&never, &old] {
+            let why = gateway
+                .check_digest(d, "POST", &x.target(), x.authorization.as_deref(), None, b"")
+                .unwrap_err();
+            assert!(matches!(why, DigestError::Unavailable(_)), "{why}");
+            let r = response(refused(&gateway, &x, &why));
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(r.headers()["retry-after"], "1");
+            assert!(r.headers().get("www-authenticate").is_none());
+        }
+        // A fresh set: the wrong response is the caller's, 401 with both challenges.
+        let fresh = directory(&["a"], Duration::ZERO);
+        let why = gateway
+            .check_digest(&fresh, "POST", &x.target(), x.authorization.as_deref(), None, b"")
+            .unwrap_err();
+        let r = response(refused(&gateway, &x, &why));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers().get_all("www-authenticate").iter().count(), 2);
     }
 
     #[test]

@@ -329,7 +329,14 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
             match c
                 .app
                 .gateway
-                .check_digest(&c.app.store, method, &target, Some(h), identity, b"")
+                .check_digest(
+                    &c.app.gateway.in_store(&c.app.store),
+                    method,
+                    &target,
+                    Some(h),
+                    identity,
+                    b"",
+                )
             {
                 Ok(id) => Ok(Some(id)),
                 Err(why) => without_digest(why),
@@ -479,7 +486,7 @@ pub(crate) fn identified(x: &Exchange) -> Option<String> {
 fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option<String>) {
     let identity = registering(x).or_else(|| identified(x));
     let checked = app.gateway.check_digest(
-        &app.store,
+        &app.gateway.in_store(&app.store),
         &x.method,
         &x.target(),
         x.authorization.as_deref(),
@@ -552,7 +559,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         .is_some_and(|h| !h.trim().is_empty())
     {
         match app.gateway.check_digest(
-            &app.store,
+            &app.gateway.in_store(&app.store),
             &x.method,
             &x.target(),
             x.authorization.as_deref(),
@@ -842,7 +849,7 @@ fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
         Some(id) => id.clone(),
         None => {
             let checked = app.gateway.check_digest(
-                &app.store,
+                &app.gateway.in_store(&app.store),
                 &x.method,
                 &x.target(),
                 x.authorization.as_deref(),

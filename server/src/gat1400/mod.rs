@@ -111,6 +111,9 @@ pub struct Gateway {
     any_address: bool,
     /// Object queries running (`GET /VIID/Faces?…`), at most [`OBJECT_QUERIES`].
     pub(crate) object_queries: std::sync::atomic::AtomicUsize,
+    /// The user-name hashes of `serve`'s credentials (`digest::Catalogued`), read when
+    /// first asked and again after a credential is put.
+    userhashes: Mutex<Option<digest::UserHashes>>,
 }
 
 /// Object queries (`GET /VIID/MotorVehicles?…`, `/{id}`) a server answers at once:
@@ -128,6 +131,7 @@ impl Gateway {
             registered: Mutex::default(),
             any_address: false,
             object_queries: Default::default(),
+            userhashes: Mutex::default(),
         }
     }
 

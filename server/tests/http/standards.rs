@@ -553,3 +553,72 @@ fn viid_roots_allow_host_and_date_answer_as_the_standards_say() {
         "{body}"
     );
 }
+
+/// Item 3, RFC 7616 §3.4.4: `userhash=true` with nothing else naming the code (no
+/// `User-Identify`, no `DeviceID` in the body): the server finds the credential by
+/// `H(username:realm)`, in MD5 and in SHA-256.
+#[test]
+fn a_hashed_user_name_is_found_by_its_hash_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    camera(a);
+    let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
+        "direction": "in", "gat1400": {"username": "admin", "password": PASSWORD}});
+    let r = call(
+        a,
+        "PUT",
+        &format!("/v1/devices/{CAMERA}"),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let uri = "/VIID/System/Keepalive";
+    for sha256 in [false, true] {
+        let h = |s: &str| match sha256 {
+            true => sha256_hex(s),
+            false => md5_hex(s),
+        };
+        let (status, head, _) = viid(a, "POST", uri, &[], "{}");
+        assert_eq!(status, 401);
+        let c = challenges(&head);
+        assert_eq!(param(&c[1], "userhash").as_deref(), Some("true"), "{head}");
+        let nonce = param(&c[0], "nonce").unwrap();
+        let ha1 = h(&format!("admin:Sightline:{PASSWORD}"));
+        let ha2 = h(&format!("POST:{uri}"));
+        let response = h(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        let algorithm = if sha256 { "SHA-256" } else { "MD5" };
+        let auth = format!(
+            "Digest username=\"{}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", \
+             algorithm={algorithm}, userhash=true",
+            h("admin:Sightline")
+        );
+        let (status, head, body) = viid(a, "POST", uri, &[("Authorization", auth)], "{}");
+        assert_eq!(status, 200, "sha256 {sha256}: {head}\n{body}");
+        assert_eq!(body["ResponseStatusObject"]["Id"], CAMERA, "{body}");
+    }
+    // A login changed since: the new user name's hash, not the old one's.
+    let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
+        "direction": "in", "gat1400": {"username": "operator", "password": PASSWORD}});
+    let r = call(
+        a,
+        "PUT",
+        &format!("/v1/devices/{CAMERA}"),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, head, _) = viid(a, "POST", uri, &[], "{}");
+    let nonce = param(&challenges(&head)[0], "nonce").unwrap();
+    let ha1 = md5_hex(&format!("operator:Sightline:{PASSWORD}"));
+    let ha2 = md5_hex(&format!("POST:{uri}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+    let auth = format!(
+        "Digest username=\"{}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", userhash=true",
+        md5_hex("operator:Sightline")
+    );
+    let (status, _, body) = viid(a, "POST", uri, &[("Authorization", auth)], "{}");
+    assert_eq!(status, 200, "{body}");
+}
