@@ -986,6 +986,11 @@ async fn read_body(
     max: usize,
     budget: Option<&ByteBudget>,
 ) -> Result<Reserved, Reply> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let coding = req
         .headers()
         .get("content-encoding")
@@ -1024,7 +1029,8 @@ async fn read_body(
     };
     x.raw = body.clone();
     if !gzipped {
-        x.body = without_bom(body);
+        x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), without_bom(body), max)
+            .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
         return Ok(held);
     }
     // Inflating may take up to the limit: reserved before, not after; CPU work, off
@@ -1037,7 +1043,9 @@ async fn read_body(
     let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
-    x.body = without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    let inflated = without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), inflated, max)
+        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
 }
 

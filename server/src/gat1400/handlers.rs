@@ -262,6 +262,11 @@ where
         true => body.slice(3..),
         false => body,
     };
+    // A body a Chinese platform sends in GBK, GB2312 or GB18030, as UTF-8.
+    let body = match to_utf8(c.header(CONTENT_TYPE), body, max) {
+        Ok(b) => b,
+        Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
+    };
     let x = Exchange::of_head(&c, (raw, body), now_ms, pre_authorized);
     let app: Arc<App> = c.app;
     let done = tokio::task::spawn_blocking(move || {
@@ -401,6 +406,44 @@ pub(crate) fn coding(header: Option<&str>) -> Result<bool, String> {
         }
     }
     Ok(gzipped)
+}
+
+/// The `charset` parameter of a `Content-Type` (RFC 9110 §8.3.2: case-insensitive,
+/// optionally quoted), when it has one.
+fn charset_of(content_type: Option<&str>) -> Option<String> {
+    content_type?.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
+/// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
+/// `GB18030` (platforms built for Chinese Windows send them) decoded with
+/// `encoding_rs` (GB18030, of which the other two are subsets); any other or no
+/// charset is taken as UTF-8, as GA/T 1400 says. Bytes that are not of the charset
+/// are 400; the UTF-8 text (up to 1.5 times the bytes) is held to `max` as well (413).
+pub(crate) fn to_utf8(
+    content_type: Option<&str>,
+    body: hyper::body::Bytes,
+    max: usize,
+) -> Result<hyper::body::Bytes, ApiError> {
+    let Some(charset) = charset_of(content_type) else {
+        return Ok(body);
+    };
+    if !matches!(charset.as_str(), "gbk" | "gb2312" | "gb18030" | "x-gbk") {
+        return Ok(body);
+    }
+    let text = encoding_rs::GB18030
+        .decode_without_bom_handling_and_without_replacement(&body)
+        .ok_or_else(|| {
+            ApiError::MalformedBody(format!("the body is not {charset} text"))
+        })?;
+    if text.len() > max {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    Ok(hyper::body::Bytes::from(text.into_owned()))
 }
 
 /// A `Content-Encoding: gzip` body (some platforms' clients compress bodies of 2 KB and

@@ -622,3 +622,64 @@ fn a_hashed_user_name_is_found_by_its_hash_alone() {
     let (status, _, body) = viid(a, "POST", uri, &[("Authorization", auth)], "{}");
     assert_eq!(status, 200, "{body}");
 }
+
+/// Item 18: a `/VIID` upload whose `Content-Type` says `charset=GBK` (or GB2312,
+/// GB18030) is decoded to UTF-8 before it is read; bytes that are not GBK are refused
+/// (status 7); without a charset the body is UTF-8 as before.
+#[test]
+fn gbk_bodies_are_decoded_before_they_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    camera(a);
+    let ident = format!("User-Identify: {CAMERA}\r\n");
+    let (status, _) = sightline_testkit::gat1400::register(a, "/VIID/System/Register", CAMERA, PASSWORD);
+    assert_eq!(status, 200);
+    let upload = |n: u32, plate: &str| {
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+            {"MotorVehicleID": format!("{CAMERA}0220210901080000{n:012}"), "DeviceID": CAMERA,
+             "PassTime": "20210901080000", "PlateNo": plate}]}})
+        .to_string()
+    };
+    for (n, charset, plate) in [(1, "GBK", "苏E10001"), (2, "gb2312", "苏E10002"), (3, "\"GB18030\"", "苏E10003")] {
+        let text = upload(n, plate);
+        let (bytes, _, unmappable) = encoding_rs::GBK.encode(&text);
+        assert!(!unmappable);
+        assert!(std::str::from_utf8(&bytes).is_err(), "really GBK");
+        let (status, head, body) = post_raw(
+            a,
+            "/VIID/MotorVehicles",
+            &format!("Content-Type: application/VIID+JSON; charset={charset}\r\n{ident}"),
+            &bytes,
+        );
+        assert_eq!(status, 200, "{charset}: {head}\n{body}");
+        let s = &body["ResponseStatusListObject"]["ResponseStatusObject"][0];
+        assert_eq!(s["StatusCode"], 0, "{charset}: {body}");
+        let t = crate::support::get(
+            a,
+            &format!(
+                "/v1/trajectory?kind=vehicle&subject={}&{}",
+                crate::support::enc(plate),
+                crate::support::RANGE
+            ),
+        );
+        assert_eq!(t.body["events"].as_array().map(Vec::len), Some(1), "{plate}: {}", t.body);
+    }
+    // Not GBK: refused as a malformed body. UTF-8 without a charset: as ever.
+    let (status, _, body) = post_raw(
+        a,
+        "/VIID/MotorVehicles",
+        &format!("Content-Type: application/VIID+JSON;charset=GBK\r\n{ident}"),
+        b"{\"x\":\"\xff\"}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["ResponseStatusObject"]["StatusCode"], 7, "{body}");
+    let (status, _, body) = post_raw(
+        a,
+        "/VIID/MotorVehicles",
+        &format!("Content-Type: application/VIID+JSON\r\n{ident}"),
+        upload(4, "苏E10004").as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0, "{body}");
+}
