@@ -147,8 +147,9 @@ async fn handle(
             false => error(ApiError::BadHost(why)),
         });
     }
-    // RFC 9110 §15.6.2: a method no resource takes (serve's table says which).
-    if !crate::routes::routes().implements(req.method()) {
+    // RFC 9110 §15.6.2: a method no resource takes (serve's table says which; OPTIONS
+    // is answered for every path, as `serve` answers it).
+    if req.method() != hyper::Method::OPTIONS && !crate::routes::routes().implements(req.method()) {
         let e = ApiError::NotImplemented(req.method().to_string());
         return Ok(match viid {
             true => super::gat1400::refused_before(&state.gat1400, &req, e),
