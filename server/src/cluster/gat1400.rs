@@ -1043,7 +1043,8 @@ async fn read_body(
     let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
-    let inflated = without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    let inflated =
+        without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
     x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), inflated, max)
         .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
@@ -1520,7 +1521,13 @@ mod tests {
         let gateway = Gateway::signed([3; 32]);
         let nonce = {
             let c = gateway.challenge(false).remove(0);
-            c.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+            c.split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
         };
         let x = Exchange {
             method: "POST".into(),
@@ -1542,7 +1549,14 @@ mod tests {
         let old = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
         for d in [&never, &old] {
             let why = gateway
-                .check_digest(d, "POST", &x.target(), x.authorization.as_deref(), None, b"")
+                .check_digest(
+                    d,
+                    "POST",
+                    &x.target(),
+                    x.authorization.as_deref(),
+                    None,
+                    b"",
+                )
                 .unwrap_err();
             assert!(matches!(why, DigestError::Unavailable(_)), "{why}");
             let r = response(refused(&gateway, &x, &why));
@@ -1553,7 +1567,14 @@ mod tests {
         // A fresh set: the wrong response is the caller's, 401 with both challenges.
         let fresh = directory(&["a"], Duration::ZERO);
         let why = gateway
-            .check_digest(&fresh, "POST", &x.target(), x.authorization.as_deref(), None, b"")
+            .check_digest(
+                &fresh,
+                "POST",
+                &x.target(),
+                x.authorization.as_deref(),
+                None,
+                b"",
+            )
             .unwrap_err();
         let r = response(refused(&gateway, &x, &why));
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -275,7 +275,10 @@ mod tests {
         );
         assert_eq!(Challenge::pick([escaped]).unwrap().nonce, "n3");
         // One challenge per header, as before.
-        let two = ["Basic realm=\"x\"", "Digest realm=\"r\", nonce=\"n4\", qop=auth"];
+        let two = [
+            "Basic realm=\"x\"",
+            "Digest realm=\"r\", nonce=\"n4\", qop=auth",
+        ];
         assert_eq!(Challenge::pick(two).unwrap().nonce, "n4");
         assert!(challenges_in("").is_empty());
     }

@@ -331,18 +331,14 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
             // A digest that does not verify (stale, for another request, `Basic`)
             // leaves the caller judged as without it: firmware re-sends its last
             // digest on every request.
-            match c
-                .app
-                .gateway
-                .check_digest(
-                    &c.app.gateway.in_store(&c.app.store),
-                    method,
-                    &target,
-                    Some(h),
-                    identity,
-                    b"",
-                )
-            {
+            match c.app.gateway.check_digest(
+                &c.app.gateway.in_store(&c.app.store),
+                method,
+                &target,
+                Some(h),
+                identity,
+                b"",
+            ) {
                 Ok(id) => Ok(Some(id)),
                 Err(why) => without_digest(why),
             }
@@ -437,9 +433,7 @@ pub(crate) fn to_utf8(
     }
     let text = encoding_rs::GB18030
         .decode_without_bom_handling_and_without_replacement(&body)
-        .ok_or_else(|| {
-            ApiError::MalformedBody(format!("the body is not {charset} text"))
-        })?;
+        .ok_or_else(|| ApiError::MalformedBody(format!("the body is not {charset} text")))?;
     if text.len() > max {
         return Err(ApiError::BodyTooLarge(max));
     }

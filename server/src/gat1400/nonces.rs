@@ -157,7 +157,8 @@ impl Nonces {
                 return Use::Stale;
             }
             let issued = now.checked_sub(age).unwrap_or(now);
-            self.issued.insert(nonce.to_string(), (issued, Window::default()));
+            self.issued
+                .insert(nonce.to_string(), (issued, Window::default()));
             self.order.push_back((now, nonce.to_string()));
         }
         let Some((issued, window)) = self.issued.get_mut(nonce) else {
@@ -237,7 +238,11 @@ mod tests {
         assert_eq!(n.answer(&a, &nc(3)), Use::Replayed, "seen, and at the edge");
         // … and close once they fall behind it.
         assert_eq!(n.answer(&a, &nc(10 + NC_WINDOW)), Use::Fresh);
-        assert_eq!(n.answer(&a, &nc(10)), Use::Replayed, "older than the window");
+        assert_eq!(
+            n.answer(&a, &nc(10)),
+            Use::Replayed,
+            "older than the window"
+        );
         assert_eq!(n.answer(&a, &nc(11)), Use::Fresh, "the window's last");
         assert_eq!(n.answer(&a, &nc(11)), Use::Replayed);
         // A jump past the window forgets all before it.

@@ -93,7 +93,10 @@ pub(crate) fn pictures(o: &Value, max_bytes: usize) -> Result<Vec<Picture>, Pict
 }
 
 fn picture(index: usize, p: &Value, max_bytes: usize) -> Result<Picture, PictureError> {
-    let bytes = match super::field(p, "Data").and_then(Value::as_str).map(str::trim) {
+    let bytes = match super::field(p, "Data")
+        .and_then(Value::as_str)
+        .map(str::trim)
+    {
         Some(data) if !data.is_empty() => {
             // Base64 grows 4/3: refuse before decoding what cannot fit.
             if data.len() / 4 * 3 > max_bytes + 3 {

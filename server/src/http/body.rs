@@ -341,7 +341,7 @@ pub(crate) fn refuse_declared(
     max: usize,
 ) -> Result<Incoming, ApiError> {
     let declared = hyper::body::Body::size_hint(&body).exact();
-    if !declared.is_some_and(|n| n > max as u64) {
+    if declared.is_none_or(|n| n <= max as u64) {
         return Ok(body);
     }
     let waits = headers

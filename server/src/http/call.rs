@@ -85,11 +85,11 @@ impl Call {
         let body = self.body_budgeted(max, None).await?.0;
         let body = match gzipped {
             false => body,
-            true => tokio::task::spawn_blocking(move || {
-                crate::gat1400::handlers::gunzip(&body, max)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??,
+            true => {
+                tokio::task::spawn_blocking(move || crate::gat1400::handlers::gunzip(&body, max))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??
+            }
         };
         Ok(without_bom(body))
     }

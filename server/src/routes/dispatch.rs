@@ -168,9 +168,9 @@ pub(crate) fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
         (hyper::Version::HTTP_11, 0) => {
             Some("an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)")
         }
-        (_, 1) if !hosts.iter().all(|h| is_host(h.as_bytes())) => Some(
-            "the Host header is not a host and optional port (RFC 9112 §3.2, RFC 3986 §3.2.2)",
-        ),
+        (_, 1) if !hosts.iter().all(|h| is_host(h.as_bytes())) => {
+            Some("the Host header is not a host and optional port (RFC 9112 §3.2, RFC 3986 §3.2.2)")
+        }
         _ => None,
     }
 }
@@ -570,7 +570,10 @@ mod tests {
             "/v1/events/{id} Some(\"7\")"
         );
         assert_eq!(found(Method::GET, "/v1/events/"), "404");
-        assert_eq!(found(Method::GET, "/v1/events"), "405 /v1/events (POST, OPTIONS)");
+        assert_eq!(
+            found(Method::GET, "/v1/events"),
+            "405 /v1/events (POST, OPTIONS)"
+        );
         assert_eq!(
             found(Method::POST, "/v1/admin/retention"),
             "405 /v1/admin/retention (GET, HEAD, PUT, OPTIONS)"

@@ -1675,7 +1675,10 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
     for target in ["/VIID", "/VIID/"] {
         let (status, head, body) = viid(a, "GET", target, &[], "");
         assert_eq!(status, 404, "{target}: {head}");
-        assert!(body["ResponseStatusObject"]["StatusCode"].is_i64(), "{body}");
+        assert!(
+            body["ResponseStatusObject"]["StatusCode"].is_i64(),
+            "{body}"
+        );
     }
     for host in ["a b", "a, b"] {
         let (status, head, body) = raw(

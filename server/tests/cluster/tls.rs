@@ -111,8 +111,7 @@ fn a_cluster_speaks_tls_between_its_nodes_and_to_its_engines() {
     let (status, answer) = https(ingest, &client, "POST", "/VIID/System/Keepalive", "{}").unwrap();
     assert_eq!(status, 401, "{answer}");
     assert_eq!(
-        answer["ResponseStatusObject"]["RequestURL"],
-        "https://127.0.0.1/VIID/System/Keepalive",
+        answer["ResponseStatusObject"]["RequestURL"], "https://127.0.0.1/VIID/System/Keepalive",
         "{answer}"
     );
 

@@ -132,7 +132,10 @@ fn head_within(s: &mut TcpStream, wait: Duration) -> String {
     while !raw.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(1) => raw.push(byte[0]),
-            other => panic!("no answer head ({other:?}): {}", String::from_utf8_lossy(&raw)),
+            other => panic!(
+                "no answer head ({other:?}): {}",
+                String::from_utf8_lossy(&raw)
+            ),
         }
     }
     String::from_utf8_lossy(&raw).to_ascii_lowercase()
@@ -159,7 +162,10 @@ fn a_declared_length_past_the_limit_is_413_before_100_continue() {
         .unwrap();
         let head = head_within(&mut s, Duration::from_secs(10));
         assert!(head.starts_with("http/1.1 413"), "{target}: {head}");
-        assert!(began.elapsed() < Duration::from_secs(5), "{target}: at once");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{target}: at once"
+        );
     }
     // Without `Expect`, the whole body sent at once: the client still reads the 413
     // (the body is dropped after the answer, not left to reset the connection).
@@ -321,14 +327,22 @@ fn v1_bodies_inflate_gzip_refuse_other_codings_and_ignore_a_byte_order_mark() {
         ) + "\n"
     };
     let ndjson = "Content-Type: application/x-ndjson\r\n";
-    for (coding, subject) in [("gzip", "苏E00001"), ("x-gzip", "苏E00002"), ("GZip", "苏E00003")] {
+    for (coding, subject) in [
+        ("gzip", "苏E00001"),
+        ("x-gzip", "苏E00002"),
+        ("GZip", "苏E00003"),
+    ] {
         let (status, head, body) = post_raw(
             a,
             "/v1/events",
             &format!("{ndjson}Content-Encoding: {coding}\r\n"),
             &gzip(line(subject).as_bytes()),
         );
-        assert_eq!((status, &body["stored"]), (200, &json!(1)), "{coding}: {head}\n{body}");
+        assert_eq!(
+            (status, &body["stored"]),
+            (200, &json!(1)),
+            "{coding}: {head}\n{body}"
+        );
     }
     let (status, head, body) = post_raw(
         a,
@@ -391,7 +405,12 @@ fn the_binary_batch_media_type_is_parsed_not_prefix_matched() {
     ] {
         let r = call(a, "POST", "/v1/events", content_type, &wire::encode(&batch));
         assert_eq!(r.status, 200, "{content_type}: {}", r.body);
-        assert_eq!(r.body["stored"].as_u64().unwrap() + r.body["duplicates"].as_u64().unwrap_or(0), 1, "{content_type}: {}", r.body);
+        assert_eq!(
+            r.body["stored"].as_u64().unwrap() + r.body["duplicates"].as_u64().unwrap_or(0),
+            1,
+            "{content_type}: {}",
+            r.body
+        );
     }
     // A longer subtype sharing the prefix is not the binary batch (read as NDJSON).
     let r = call(
@@ -416,7 +435,11 @@ fn register_and_upload_take_java_bean_member_names() {
     let face_cam = "32050801011320000003";
     // A login whose user name is not its code: only the body's `DeviceId` names it.
     for (code, kind, login) in [
-        (CAMERA, "checkpoint_camera", json!({"username": "admin", "password": PASSWORD})),
+        (
+            CAMERA,
+            "checkpoint_camera",
+            json!({"username": "admin", "password": PASSWORD}),
+        ),
         (face_cam, "face_camera", serde_json::Value::Null),
     ] {
         let mut body = json!({"community": "3205080001", "kind": kind, "direction": "in"});
@@ -483,7 +506,10 @@ fn viid_roots_allow_host_and_date_answer_as_the_standards_say() {
     for path in ["/VIID", "/VIID/"] {
         let (status, head, body) = viid(a, "GET", path, &[], "");
         assert_eq!(status, 404, "{path}: {head}");
-        assert!(head.contains("content-type: application/viid+json"), "{path}: {head}");
+        assert!(
+            head.contains("content-type: application/viid+json"),
+            "{path}: {head}"
+        );
         assert!(
             body["ResponseStatusObject"]["StatusCode"].is_i64(),
             "{path}: {body}"
@@ -499,7 +525,9 @@ fn viid_roots_allow_host_and_date_answer_as_the_standards_say() {
     );
     assert_eq!(r.status, 204, "{}", r.head);
     assert!(
-        r.head.to_ascii_lowercase().contains("allow: get, head, post, put, delete, options"),
+        r.head
+            .to_ascii_lowercase()
+            .contains("allow: get, head, post, put, delete, options"),
         "{}",
         r.head
     );
@@ -527,7 +555,11 @@ fn viid_roots_allow_host_and_date_answer_as_the_standards_say() {
                 .as_bytes(),
             );
             let head = r.head.to_ascii_lowercase();
-            (r.status, head, serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default())
+            (
+                r.status,
+                head,
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default(),
+            )
         };
         assert_eq!(status, 400, "{host:?}: {head}");
         assert!(head.contains("application/viid+json"), "{head}");
@@ -633,7 +665,8 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
     let a = server.addr;
     camera(a);
     let ident = format!("User-Identify: {CAMERA}\r\n");
-    let (status, _) = sightline_testkit::gat1400::register(a, "/VIID/System/Register", CAMERA, PASSWORD);
+    let (status, _) =
+        sightline_testkit::gat1400::register(a, "/VIID/System/Register", CAMERA, PASSWORD);
     assert_eq!(status, 200);
     let upload = |n: u32, plate: &str| {
         json!({"MotorVehicleListObject": {"MotorVehicleObject": [
@@ -641,7 +674,11 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
              "PassTime": "20210901080000", "PlateNo": plate}]}})
         .to_string()
     };
-    for (n, charset, plate) in [(1, "GBK", "苏E10001"), (2, "gb2312", "苏E10002"), (3, "\"GB18030\"", "苏E10003")] {
+    for (n, charset, plate) in [
+        (1, "GBK", "苏E10001"),
+        (2, "gb2312", "苏E10002"),
+        (3, "\"GB18030\"", "苏E10003"),
+    ] {
         let text = upload(n, plate);
         let (bytes, _, unmappable) = encoding_rs::GBK.encode(&text);
         assert!(!unmappable);
@@ -663,7 +700,12 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
                 crate::support::RANGE
             ),
         );
-        assert_eq!(t.body["events"].as_array().map(Vec::len), Some(1), "{plate}: {}", t.body);
+        assert_eq!(
+            t.body["events"].as_array().map(Vec::len),
+            Some(1),
+            "{plate}: {}",
+            t.body
+        );
     }
     // Not GBK: refused as a malformed body. UTF-8 without a charset: as ever.
     let (status, _, body) = post_raw(
@@ -681,5 +723,8 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
         upload(4, "苏E10004").as_bytes(),
     );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0, "{body}");
+    assert_eq!(
+        body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{body}"
+    );
 }
