@@ -240,8 +240,11 @@ async fn post_events(
     let max = state.config.ingest.max_body_bytes;
     // As `serve` reads it: 413 past `max_body_bytes`, 408 past the body timeout or
     // below the minimum rate (a client trickling a body would hold a slot for good).
+    // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
+    let (head, body) = req.into_parts();
+    let body = crate::http::body::refuse_declared(&head.headers, body, max)?;
     let (body, _) = crate::http::body::read_paced(
-        req.into_body(),
+        body,
         max,
         None,
         crate::DEFAULT_BODY_TIMEOUT,

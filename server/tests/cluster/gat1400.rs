@@ -1622,7 +1622,8 @@ fn raw(addr: SocketAddr, request: &str) -> (u16, String, String) {
 /// The conformance audit's cluster items: an ingest node routes `/VIID` paths as
 /// `serve` reads them (4), answers HEAD wherever GET, 405 with `Allow` for a wrong
 /// method, 204 to OPTIONS and 501 to a method nothing takes (5), `/VIID` and a bad
-/// `Host` on it in GA/T 1400's shape (10), and names OPTIONS in every `Allow` (12).
+/// `Host` on it in GA/T 1400's shape (10), names OPTIONS in every `Allow` (12), and
+/// refuses a declared body past its limit before `100 Continue` (2).
 #[test]
 fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1670,6 +1671,27 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
         if target.starts_with("/VIID") {
             assert!(body.contains("ResponseStatusObject"), "{body}");
         }
+    }
+    // A declared body past the limit: 413 at once, no `100 Continue` (RFC 9110
+    // §10.1.1), on `/v1/events` and on `/VIID`.
+    for (target, length) in [
+        ("/v1/events", 1u64 << 40),
+        ("/VIID/System/Register", 1 << 20),
+    ] {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        write!(
+            s,
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .unwrap();
+        let line = status_within(&mut s, Duration::from_secs(10));
+        assert_eq!(
+            line.as_deref(),
+            Some("HTTP/1.1 413 Payload Too Large"),
+            "{target}"
+        );
     }
     // 10: `/VIID`, `/VIID/`, and a `Host` that is not one, in GA/T 1400's shape.
     for target in ["/VIID", "/VIID/"] {

@@ -728,3 +728,23 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
         "{body}"
     );
 }
+
+/// Item 11: a `/VIID` 429 (the gateway's slots all taken) says when to come back,
+/// `Retry-After`, in GA/T 1400's shape with status 2.
+#[test]
+fn a_busy_gateway_says_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| c.max_concurrent_viid = 0);
+    let a = server.addr;
+    camera(a);
+    let (status, head, body) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &[("User-Identify", CAMERA.to_string())],
+        "{}",
+    );
+    assert_eq!(status, 429, "{head}\n{body}");
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+    assert_eq!(body["ResponseStatusObject"]["StatusCode"], 2, "{body}");
+}
