@@ -126,6 +126,7 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
     if let Some((username, password)) = login {
         let username = username.as_deref().unwrap_or(code);
         catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
+        app.gateway.forget_userhashes();
     }
     if let Some(relays) = &relays {
         crate::gat1400::relay::put(&app.store, code, relays)?;

@@ -122,6 +122,10 @@ pub enum ApiError {
     /// 413: over `max_body_bytes`.
     #[error("the body is over the limit of {0} bytes; send smaller batches")]
     BodyTooLarge(usize),
+    /// 415: a `Content-Encoding` other than gzip (RFC 9110 §15.5.16; the answer says
+    /// `Accept-Encoding: gzip`).
+    #[error("Content-Encoding {0:?} is not supported: send gzip or none")]
+    UnsupportedEncoding(String),
     /// 413: over `max_batch_records`.
     #[error("{records} records in one request; at most {max}")]
     TooManyRecords { records: usize, max: usize },
@@ -210,6 +214,7 @@ impl ApiError {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Busy(_) | BodyBudget(_) | TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
@@ -249,6 +254,7 @@ impl ApiError {
             BodyTimeout(_) => "body_timeout",
             BodyTooSlow(_) => "body_too_slow",
             BodyTooLarge(_) => "body_too_large",
+            UnsupportedEncoding(_) => "unsupported_encoding",
             TooManyRecords { .. } => "too_many_records",
             InvalidEvents { .. } => "invalid_events",
             Busy(_) => "busy",

@@ -193,6 +193,9 @@ pub trait Catalog: Send + Sync {
     /// A device's (or upstream platform's) GA/T 1400 digest credential, by its code.
     fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()>;
     fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>>;
+    /// Every GA/T 1400 credential (to find one by its user name's hash, RFC 7616
+    /// `userhash`).
+    fn gat1400_credentials(&self) -> Result<Vec<Gat1400Credential>>;
     /// Records of the layers above (subscriptions, their cursors …), durable when the
     /// call returns: `tree` names a namespace of their own.
     fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()>;
@@ -326,6 +329,17 @@ impl Catalog for SledCatalog {
                 Err(_) => Err(e),
             },
         }
+    }
+    fn gat1400_credentials(&self) -> Result<Vec<Gat1400Credential>> {
+        let mut out = Vec::new();
+        for key in self.gat1400.iter().keys() {
+            let key = key?;
+            let code = String::from_utf8_lossy(&key);
+            if let Some(c) = self.gat1400_credential(&code)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
     fn kv_put(&self, tree: &str, key: &str, value: &[u8]) -> Result<()> {
         self.db
@@ -581,7 +595,8 @@ mod tests {
             ..read
         };
         c.put_gat1400_credential(&new).unwrap();
-        assert_eq!(c.gat1400_credential(old.code).unwrap(), Some(new));
+        assert_eq!(c.gat1400_credential(old.code).unwrap(), Some(new.clone()));
+        assert_eq!(c.gat1400_credentials().unwrap(), vec![new]);
         c.gat1400.insert(b"junk", b"\x01".to_vec()).unwrap();
         assert!(c.gat1400_credential("junk").is_err());
     }

@@ -80,7 +80,7 @@ use sightline_cluster::ClusterConfig;
 use sightline_storage::{Community, Device, Event, Gat1400Credential, Validator};
 
 use crate::error::{ApiError, RecordError};
-use crate::gat1400::digest::{answered_nonce, Credentials, DigestError};
+use crate::gat1400::digest::{answered_nonce, Credentials, DigestError, UserHashes};
 use crate::gat1400::handlers::{
     caller_key, device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
@@ -170,6 +170,8 @@ struct Directory {
 
 struct Loaded {
     credentials: HashMap<String, Gat1400Credential>,
+    /// The credentials' user-name hashes (RFC 7616 `userhash`), computed as read.
+    userhashes: UserHashes,
     devices: Arc<HashMap<String, Device>>,
     /// Device code → the communities it relays into by code prefix (`devices.relays`).
     relays: HashMap<String, BTreeMap<String, String>>,
@@ -189,6 +191,17 @@ struct Loaded {
 
 impl Credentials for Directory {
     fn credential(&self, code: &str) -> Result<Option<Gat1400Credential>, DigestError> {
+        self.fresh(|l| l.credentials.get(code).cloned())
+    }
+
+    fn code_of_userhash(&self, userhash: &str) -> Result<Option<String>, DigestError> {
+        self.fresh(|l| l.userhashes.code(userhash))
+    }
+}
+
+impl Directory {
+    /// `f` of the credentials as read, when they were read within `MAX_AGE`.
+    fn fresh<T>(&self, f: impl FnOnce(&Loaded) -> T) -> Result<T, DigestError> {
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         match &*set {
             None => Err(DigestError::Unavailable(
@@ -201,7 +214,7 @@ impl Credentials for Directory {
                     l.at.elapsed().as_secs()
                 )))
             }
-            Some(l) => Ok(l.credentials.get(code).cloned()),
+            Some(l) => Ok(f(l)),
         }
     }
 }
@@ -580,6 +593,7 @@ impl GatNode {
                 .unwrap_or(asked)
         };
         let loaded = Loaded {
+            userhashes: UserHashes::of(&credentials),
             credentials: credentials
                 .into_iter()
                 .map(|c| (c.code.clone(), c))
@@ -874,8 +888,9 @@ impl GatNode {
     }
 }
 
-/// The head of a request as an exchange (no body yet).
-fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
+/// The head of a request as an exchange (no body yet); `tls` when the ingest
+/// listener speaks TLS (the `RequestURL`s then say `https`).
+fn exchange_of(req: &Request<Incoming>, now_ms: i64, tls: bool) -> Exchange {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -886,8 +901,14 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64) -> Exchange {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().map(str::to_string),
-        // The ingest node listens on plain HTTP.
-        origin: crate::gat1400::handlers::origin(header("host").as_deref(), false),
+        // RFC 9112 §3.2.2: an absolute-form target's authority is the host.
+        origin: crate::gat1400::handlers::origin(
+            req.uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or(header("host").as_deref()),
+            tls,
+        ),
         authorization: header("authorization"),
         user_identify: header("user-identify"),
         body: Bytes::new(),
@@ -902,8 +923,8 @@ fn response(reply: Reply) -> Response<Full<Bytes>> {
     let mut r = Response::builder()
         .status(reply.status)
         .header("content-type", VIID_JSON);
-    if let Some(c) = reply.challenge {
-        r = r.header("www-authenticate", c);
+    for (name, value) in reply.headers() {
+        r = r.header(name, value);
     }
     r.body(Full::new(Bytes::from(reply.body.to_string())))
         .expect("a valid response")
@@ -921,14 +942,35 @@ pub(super) fn answers(path: &str) -> bool {
     path.starts_with("/VIID/") || path == "/VIID"
 }
 
-/// Answers a `/VIID` request.
+/// Whether this node's ingest listener speaks TLS.
+fn speaks_tls(node: &GatNode) -> bool {
+    node.config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.serves(sightline_cluster::tls::PublicListener::Ingest))
+}
+
+/// A `/VIID` request refused before the gateway sees it (a bad `Host`, a method no
+/// resource takes): `e`'s status, in GA/T 1400's shape.
+pub(super) fn refused_before(
+    node: &GatNode,
+    req: &Request<Incoming>,
+    e: ApiError,
+) -> Response<Full<Bytes>> {
+    let x = exchange_of(req, crate::now_ms(), speaks_tls(node));
+    let s = one_status("", &x.url(), INVALID_OPERATION, &e.to_string(), x.now_ms);
+    response(Reply::with(e.status(), s))
+}
+
+/// Answers a `/VIID` request (its path made canonical by the caller, as `serve`'s).
 pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let x = exchange_of(&req, crate::now_ms());
+    let x = exchange_of(&req, crate::now_ms(), speaks_tls(node));
     let reply = match (x.method.as_str(), x.path.as_str()) {
         ("POST", "/VIID/System/Register") => system(node, req, x, register).await,
         ("POST", "/VIID/System/UnRegister") => system(node, req, x, unregister).await,
         ("POST", "/VIID/System/Keepalive") => system(node, req, x, keepalive).await,
-        ("GET", "/VIID/System/Time") => {
+        // HEAD wherever GET (hyper sends the head only).
+        ("GET" | "HEAD", "/VIID/System/Time") => {
             let id = &node.config.ingest.viid_server_id;
             Reply::ok(system_time(id, x.now_ms))
         }
@@ -940,11 +982,14 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         (method, path) if dispositions::takes(method, path) => {
             dispositions::handle(node, req, x).await
         }
-        ("GET", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
-        ("GET", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
+        ("GET" | "HEAD", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
+        ("GET" | "HEAD", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         (method, path) => match allowed(path) {
             // RFC 9110 §9.3.7 and §15.5.6, as `serve` answers them.
             Some(allow) => {
+                // OPTIONS is answered everywhere: every Allow names it.
+                let allow = format!("{allow}, OPTIONS");
+                let allow = allow.as_str();
                 let mut r = match method {
                     "OPTIONS" => {
                         response(Reply::with(StatusCode::NO_CONTENT, serde_json::Value::Null))
@@ -993,7 +1038,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/VIID/System/Register" | "/VIID/System/UnRegister" | "/VIID/System/Keepalive" => {
             Some("POST")
         }
-        "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
+        "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET, HEAD"),
         "/VIID/Images" | "/VIID/SubscribeNotifications" => Some("POST"),
         p if Upload::of_path(p).is_some() => Some("POST"),
         p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
@@ -1011,6 +1056,11 @@ async fn read_body(
     max: usize,
     budget: Option<&ByteBudget>,
 ) -> Result<Reserved, Reply> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let coding = req
         .headers()
         .get("content-encoding")
@@ -1030,8 +1080,12 @@ async fn read_body(
             return Err(Reply::with(StatusCode::UNSUPPORTED_MEDIA_TYPE, s));
         }
     };
+    // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
+    let (head, body) = req.into_parts();
+    let body = crate::http::body::refuse_declared(&head.headers, body, max)
+        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     let read = crate::http::body::read_paced(
-        req.into_body(),
+        body,
         max,
         budget,
         crate::DEFAULT_BODY_TIMEOUT,
@@ -1045,7 +1099,8 @@ async fn read_body(
     };
     x.raw = body.clone();
     if !gzipped {
-        x.body = without_bom(body);
+        x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), without_bom(body), max)
+            .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
         return Ok(held);
     }
     // Inflating may take up to the limit: reserved before, not after; CPU work, off
@@ -1058,7 +1113,10 @@ async fn read_body(
     let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
-    x.body = without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    let inflated =
+        without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), inflated, max)
+        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
 }
 
@@ -1676,7 +1734,12 @@ mod tests {
         let ip: Option<IpAddr> = Some("10.0.0.1".parse().unwrap());
         let now = Instant::now();
         let d = Directory::default();
+        let credentials: Vec<_> = codes
+            .iter()
+            .map(|c| crate::gat1400::credential(c, c, "pw"))
+            .collect();
         *d.set.write().unwrap() = Some(Loaded {
+            userhashes: UserHashes::of(&credentials),
             credentials: codes
                 .iter()
                 .map(|c| (c.to_string(), crate::gat1400::credential(c, c, "pw")))
@@ -1755,6 +1818,74 @@ mod tests {
         ];
         let keys: Vec<String> = distinct(blobs).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "b"]);
+    }
+
+    /// Item 1 of the conformance audit: credentials never read, or read longer ago than
+    /// `MAX_AGE`, are the node's failure — 503 with `Retry-After`, no challenge — not a
+    /// 401 a camera would answer forever.
+    #[test]
+    fn credentials_never_read_or_too_old_are_503_not_a_new_challenge() {
+        let gateway = Gateway::signed([3; 32]);
+        let nonce = {
+            let c = gateway.challenge(false).remove(0);
+            c.split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let x = Exchange {
+            method: "POST".into(),
+            path: "/VIID/System/Register".into(),
+            query: None,
+            origin: None,
+            authorization: Some(format!(
+                "Digest username=\"a\", realm=\"Sightline\", nonce=\"{nonce}\", \
+                 uri=\"/VIID/System/Register\", qop=auth, nc=00000001, cnonce=\"c\", response=\"0\""
+            )),
+            user_identify: None,
+            body: Bytes::new(),
+            raw: Bytes::new(),
+            now_ms: crate::now_ms(),
+            pre_authorized: None,
+            peer: None,
+        };
+        let never = Directory::default();
+        let old = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
+        for d in [&never, &old] {
+            let why = gateway
+                .check_digest(
+                    d,
+                    "POST",
+                    &x.target(),
+                    x.authorization.as_deref(),
+                    None,
+                    b"",
+                )
+                .unwrap_err();
+            assert!(matches!(why, DigestError::Unavailable(_)), "{why}");
+            let r = response(refused(&gateway, &x, &why));
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(r.headers()["retry-after"], "1");
+            assert!(r.headers().get("www-authenticate").is_none());
+        }
+        // A fresh set: the wrong response is the caller's, 401 with both challenges.
+        let fresh = directory(&["a"], Duration::ZERO);
+        let why = gateway
+            .check_digest(
+                &fresh,
+                "POST",
+                &x.target(),
+                x.authorization.as_deref(),
+                None,
+                b"",
+            )
+            .unwrap_err();
+        let r = response(refused(&gateway, &x, &why));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers().get_all("www-authenticate").iter().count(), 2);
     }
 
     #[test]

@@ -134,16 +134,33 @@ pub(super) async fn partitions(config: &ClusterConfig) -> Result<u32, String> {
 
 async fn handle(
     state: Arc<Ingest>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    // RFC 9112 §3.2, as `serve` answers it (health probes too).
+    // As `serve` routes it: `/VIID/%46aces/` is `/VIID/Faces`.
+    crate::routes::canonical_request(&mut req);
+    let viid = super::gat1400::answers(req.uri().path());
+    // RFC 9112 §3.2, as `serve` answers it (health probes too; a device in GA/T
+    // 1400's shape).
     if let Some(why) = crate::routes::host_problem(&req) {
-        return Ok(error(ApiError::BadHost(why)));
+        return Ok(match viid {
+            true => super::gat1400::refused_before(&state.gat1400, &req, ApiError::BadHost(why)),
+            false => error(ApiError::BadHost(why)),
+        });
+    }
+    // RFC 9110 §15.6.2: a method no resource takes (serve's table says which; OPTIONS
+    // is answered for every path, as `serve` answers it).
+    if req.method() != hyper::Method::OPTIONS && !crate::routes::routes().implements(req.method()) {
+        let e = ApiError::NotImplemented(req.method().to_string());
+        return Ok(match viid {
+            true => super::gat1400::refused_before(&state.gat1400, &req, e),
+            false => error(e),
+        });
     }
     Ok(match (req.method().as_str(), req.uri().path()) {
         // Unhealthy while not connected to NATS: a load balancer sends the events
         // to another ingest node meanwhile (this one would answer 503 to each).
-        ("GET", "/health" | "/v1/health") => {
+        // HEAD wherever GET (hyper sends the head only).
+        ("GET" | "HEAD", "/health" | "/v1/health") => {
             let (connected, nats) = log::nats_state(&state.nats);
             let status = match connected {
                 true => StatusCode::OK,
@@ -167,10 +184,41 @@ async fn handle(
         (_, path) if super::gat1400::answers(path) => {
             super::gat1400::handle(&state.gat1400, req).await
         }
-        _ => error(ApiError::NoSuchEndpoint(
-            "no such route on an ingest node".into(),
-        )),
+        (method, path) => match own_methods(path) {
+            // RFC 9110 §9.3.7 and §15.5.6, as `serve` answers them.
+            Some(allowed) => {
+                let mut r = match method {
+                    "OPTIONS" => {
+                        let mut r = Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r
+                    }
+                    _ => error(ApiError::MethodNotAllowed {
+                        path: path.to_string(),
+                        allowed: allowed.to_string(),
+                        method: method.to_string(),
+                    }),
+                };
+                r.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    hyper::header::HeaderValue::from_static(allowed),
+                );
+                r
+            }
+            None => error(ApiError::NoSuchEndpoint(
+                "no such route on an ingest node".into(),
+            )),
+        },
     })
+}
+
+/// The methods an ingest node's own paths take (`Allow`).
+fn own_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/health" | "/v1/health" => Some("GET, HEAD, OPTIONS"),
+        "/v1/events" => Some("POST, OPTIONS"),
+        _ => None,
+    }
 }
 
 async fn post_events(
@@ -184,16 +232,19 @@ async fn post_events(
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy("ingest"))?;
-    let binary = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));
+    let binary = wire::is_binary(
+        req.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+    );
     let max = state.config.ingest.max_body_bytes;
     // As `serve` reads it: 413 past `max_body_bytes`, 408 past the body timeout or
     // below the minimum rate (a client trickling a body would hold a slot for good).
+    // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
+    let (head, body) = req.into_parts();
+    let body = crate::http::body::refuse_declared(&head.headers, body, max)?;
     let (body, _) = crate::http::body::read_paced(
-        req.into_body(),
+        body,
         max,
         None,
         crate::DEFAULT_BODY_TIMEOUT,

@@ -52,6 +52,13 @@ pub(crate) trait Credentials {
         &self,
         code: &str,
     ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError>;
+
+    /// The code whose user name hashes to `userhash` (RFC 7616 §3.4.4,
+    /// `H(username:realm)` in MD5 or SHA-256, lower-case hex), from hashes computed
+    /// when the credentials were read ([`UserHashes`]): a map lookup, never a scan.
+    fn code_of_userhash(&self, _userhash: &str) -> Result<Option<String>, DigestError> {
+        Ok(None)
+    }
 }
 
 impl Credentials for Store {
@@ -60,6 +67,55 @@ impl Credentials for Store {
         code: &str,
     ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
         Ok(self.catalog().gat1400_credential(code)?)
+    }
+}
+
+/// The user-name hashes of a set of credentials (RFC 7616 §3.4.4): `H(username:realm)`
+/// in MD5 and in SHA-256, each → its code. One entry per credential and hash, so as
+/// bounded as the credentials are.
+#[derive(Default)]
+pub(crate) struct UserHashes(HashMap<String, String>);
+
+impl UserHashes {
+    pub(crate) fn of<'a>(
+        credentials: impl IntoIterator<Item = &'a sightline_storage::Gat1400Credential>,
+    ) -> UserHashes {
+        let mut map = HashMap::new();
+        for c in credentials {
+            let name = format!("{}:{}", c.username, c.realm);
+            map.insert(md5_hex(&name), c.code.clone());
+            map.insert(super::sha256_hex(&name), c.code.clone());
+        }
+        UserHashes(map)
+    }
+
+    pub(crate) fn code(&self, userhash: &str) -> Option<String> {
+        self.0.get(&userhash.trim().to_ascii_lowercase()).cloned()
+    }
+}
+
+/// `serve`'s catalog with the user-name hashes of its credentials, as the gateway keeps
+/// them (read once, again after a credential changes: [`Gateway::forget_userhashes`]).
+pub(crate) struct Catalogued<'a> {
+    store: &'a Store,
+    gateway: &'a Gateway,
+}
+
+impl Credentials for Catalogued<'_> {
+    fn credential(
+        &self,
+        code: &str,
+    ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+        self.store.credential(code)
+    }
+
+    fn code_of_userhash(&self, userhash: &str) -> Result<Option<String>, DigestError> {
+        let mut cached = self.gateway.userhashes.lock().expect("userhashes");
+        if cached.is_none() {
+            let all = self.store.catalog().gat1400_credentials()?;
+            *cached = Some(UserHashes::of(&all));
+        }
+        Ok(cached.as_ref().and_then(|h| h.code(userhash)))
     }
 }
 
@@ -280,14 +336,40 @@ pub(crate) fn answered_nonce(authorization: &str) -> Option<(String, u64)> {
 }
 
 impl Gateway {
-    /// A `WWW-Authenticate` challenge with a fresh nonce.
-    pub(crate) fn challenge(&self, stale: bool) -> String {
+    /// `store`'s credentials with the user-name hashes this gateway keeps of them.
+    pub(crate) fn in_store<'a>(&'a self, store: &'a Store) -> Catalogued<'a> {
+        Catalogued {
+            store,
+            gateway: self,
+        }
+    }
+
+    /// Forgets the user-name hashes (a credential was put): read again when next asked.
+    pub(crate) fn forget_userhashes(&self) {
+        *self.userhashes.lock().expect("userhashes") = None;
+    }
+
+    /// The `WWW-Authenticate` challenges, one header each, with one fresh nonce (RFC
+    /// 7616 §3.7: a challenge per algorithm, the preferred first … except here): MD5
+    /// **first**, as it always was, because many cameras read only the first
+    /// `WWW-Authenticate` header and know only MD5; then SHA-256 for clients that pick
+    /// the strongest. Both `qop="auth"`, the same realm and opaque. The SHA-256 one
+    /// also says `charset=UTF-8` (RFC 7616 §3.3: user names and passwords are hashed
+    /// as UTF-8, which is how every credential is stored) and `userhash=true` (§3.4.4:
+    /// a hashed user name is found by its hash, [`Credentials::code_of_userhash`]);
+    /// the MD5 one is left as old firmware knows it.
+    pub(crate) fn challenge(&self, stale: bool) -> Vec<String> {
         let nonce = self.nonces.lock().expect("nonces").issue();
         let stale = if stale { ", stale=true" } else { "" };
-        format!(
-            "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{}\", algorithm=MD5{stale}",
-            md5_hex(REALM)
-        )
+        let opaque = md5_hex(REALM);
+        vec![
+            format!(
+                "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm=MD5{stale}"
+            ),
+            format!(
+                "Digest realm=\"{REALM}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{opaque}\", algorithm=SHA-256, charset=UTF-8, userhash=true{stale}"
+            ),
+        ]
     }
 
     /// The caller's code if its digest response is right for a nonce we issued. The
@@ -323,13 +405,23 @@ impl Gateway {
         // answered with a fresh challenge, as any other refusal, so it registers again.
         let other_uri = !names_target(get("uri"), target);
         let user = get("username");
-        let code = identity.filter(|i| !i.is_empty()).unwrap_or(user);
+        let userhash = get("userhash").eq_ignore_ascii_case("true");
+        // RFC 7616 §3.4.4: a hashed user name that nothing else names is looked up by
+        // its hash.
+        let hashed_code = match (identity.filter(|i| !i.is_empty()), userhash) {
+            (None, true) => credentials.code_of_userhash(user)?,
+            _ => None,
+        };
+        let code = identity
+            .filter(|i| !i.is_empty())
+            .or(hashed_code.as_deref())
+            .unwrap_or(user);
         let cred = credentials
             .credential(code)?
             .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
         // RFC 7616 `userhash=true`: the user name is H(username:realm).
         let hash = Hash::of(get("algorithm")).ok_or(DigestError::Algorithm)?;
-        let named = match get("userhash").eq_ignore_ascii_case("true") {
+        let named = match userhash {
             true => {
                 hash.hex(&format!("{}:{}", cred.username, cred.realm)) == user.to_ascii_lowercase()
             }
@@ -456,7 +548,7 @@ mod tests {
         let cred = super::super::credential("32050801011210000001", "cam", "pw");
         let gateway = Gateway::default();
         let answer = |uri: &str| {
-            let challenge = gateway.challenge(false);
+            let challenge = gateway.challenge(false).remove(0);
             let nonce = challenge
                 .split("nonce=\"")
                 .nth(1)
@@ -575,7 +667,7 @@ mod tests {
         let creds = One(cred.clone());
         let gateway = Gateway::default();
         let header = |uri: &str, realm: &str, extra: &str| {
-            let challenge = gateway.challenge(false);
+            let challenge = gateway.challenge(false).remove(0);
             let nonce = challenge
                 .split("nonce=\"")
                 .nth(1)

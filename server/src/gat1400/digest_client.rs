@@ -24,12 +24,61 @@ pub(crate) struct Challenge {
     nc: u32,
 }
 
+/// The challenges of one `WWW-Authenticate` value (RFC 9110 §11.6.1, §11.2): a
+/// comma-separated list whose elements are either a new challenge (`scheme`, then
+/// whitespace and its `token68` or first `auth-param`, or the scheme alone) or one
+/// more `name = value` of the challenge before. Commas inside quoted strings (with
+/// their `\"` quoted-pairs) separate nothing.
+pub(crate) fn challenges_in(value: &str) -> Vec<&str> {
+    // Where each top-level element starts (after its comma).
+    let mut starts = vec![0];
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in value.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '"') => quoted = !quoted,
+            (false, _, ',') => starts.push(i + 1),
+            _ => {}
+        }
+    }
+    // An element begins a challenge when its first token is not followed by `=`.
+    let begins_challenge = |element: &str| {
+        let e = element.trim_start();
+        let token_end = e
+            .find(|c: char| c.is_ascii_whitespace() || c == '=')
+            .unwrap_or(e.len());
+        token_end > 0 && !e[token_end..].trim_start().starts_with('=')
+    };
+    let mut out = Vec::new();
+    let mut current: Option<usize> = None;
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).map_or(value.len(), |next| next - 1);
+        if !begins_challenge(&value[start..end]) {
+            continue;
+        }
+        if let Some(begun) = current {
+            out.push(value[begun..start - 1].trim());
+        }
+        current = Some(start);
+    }
+    if let Some(begun) = current {
+        out.push(value[begun..].trim());
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
 impl Challenge {
     /// The strongest digest challenge among `WWW-Authenticate` header values (SHA-256
     /// before MD5, RFC 7616 §3.7); `None` when none is a digest this client answers.
+    /// Each header value may hold several challenges (RFC 9110 §11.6.1:
+    /// `Basic realm="x", Digest realm="y", …`): they are split first
+    /// ([`challenges_in`]).
     pub fn pick<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
         headers
             .into_iter()
+            .flat_map(challenges_in)
             .filter_map(Challenge::parse)
             .max_by_key(|c| c.hash.sha256)
     }
@@ -201,6 +250,39 @@ mod tests {
 
     /// RFC 7616 §3.4.3: an upstream offering only `auth-int` is answered with it, the
     /// body's hash in `A2` — and Sightline's own gateway accepts that answer.
+    /// RFC 9110 §11.6.1: one field may carry several challenges; commas in quoted
+    /// strings do not split them; the strongest digest is answered.
+    #[test]
+    fn several_challenges_in_one_field_are_split_and_the_strongest_digest_picked() {
+        let one = r#"Basic realm="a, b", Digest realm="r", qop="auth,auth-int", nonce="n1", algorithm=MD5, Digest realm="r", nonce="n2", algorithm=SHA-256, qop="auth", Negotiate abc=="#;
+        let parts = challenges_in(one);
+        assert_eq!(
+            parts,
+            [
+                r#"Basic realm="a, b""#,
+                r#"Digest realm="r", qop="auth,auth-int", nonce="n1", algorithm=MD5"#,
+                r#"Digest realm="r", nonce="n2", algorithm=SHA-256, qop="auth""#,
+                "Negotiate abc==",
+            ]
+        );
+        let picked = Challenge::pick([one]).unwrap();
+        assert_eq!((picked.nonce.as_str(), picked.hash.sha256), ("n2", true));
+        // A quoted-pair quote does not end the string; BWS around `=` is a parameter.
+        let escaped = r#"Digest realm="x\", Basic y", nonce = "n3", Bearer"#;
+        assert_eq!(
+            challenges_in(escaped),
+            [r#"Digest realm="x\", Basic y", nonce = "n3""#, "Bearer"]
+        );
+        assert_eq!(Challenge::pick([escaped]).unwrap().nonce, "n3");
+        // One challenge per header, as before.
+        let two = [
+            "Basic realm=\"x\"",
+            "Digest realm=\"r\", nonce=\"n4\", qop=auth",
+        ];
+        assert_eq!(Challenge::pick(two).unwrap().nonce, "n4");
+        assert!(challenges_in("").is_empty());
+    }
+
     #[test]
     fn an_auth_int_only_challenge_is_answered_with_auth_int() {
         use crate::gat1400::md5_hex;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -88,12 +88,17 @@ fn peer_of(c: &Call) -> Option<std::net::IpAddr> {
     c.head.extensions.get::<crate::serve::Peer>().map(|p| p.0)
 }
 
-/// A GA/T 1400 answer: status, body, and a `WWW-Authenticate` challenge.
+/// A GA/T 1400 answer: status, body, and the `WWW-Authenticate` challenges (one
+/// header each, MD5 first: [`Gateway::challenge`]).
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Value,
-    pub challenge: Option<String>,
+    pub challenge: Vec<String>,
 }
+
+/// Seconds a `/VIID` 429 or 503 asks the client to wait (`Retry-After`, RFC 9110
+/// §10.2.3), as the JSON API's busy answers do.
+pub(crate) const VIID_RETRY_AFTER_S: u32 = 1;
 
 /// The `Content-Type` of every `/VIID` answer.
 pub(crate) const VIID_JSON: &str = "application/VIID+JSON;charset=UTF-8";
@@ -107,15 +112,30 @@ impl Reply {
         Reply {
             status,
             body,
-            challenge: None,
+            challenge: Vec::new(),
         }
+    }
+
+    /// The headers besides `Content-Type`: each challenge (in order: many cameras read
+    /// only the first), and `Retry-After` on a 429 or 503.
+    pub(crate) fn headers(&self) -> Vec<(hyper::header::HeaderName, HeaderValue)> {
+        let mut headers: Vec<_> = self
+            .challenge
+            .iter()
+            .filter_map(|c| HeaderValue::from_str(c).ok())
+            .map(|c| (WWW_AUTHENTICATE, c))
+            .collect();
+        if self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status == StatusCode::SERVICE_UNAVAILABLE
+        {
+            headers.push((RETRY_AFTER, HeaderValue::from(VIID_RETRY_AFTER_S)));
+        }
+        headers
     }
 
     fn answer(self) -> Answer {
         let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static(VIID_JSON))];
-        if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.push((WWW_AUTHENTICATE, c));
-        }
+        headers.extend(self.headers());
         (
             self.status,
             Body::Headed(headers, Box::new(self.body.into())),
@@ -242,6 +262,11 @@ where
         true => body.slice(3..),
         false => body,
     };
+    // A body a Chinese platform sends in GBK, GB2312 or GB18030, as UTF-8.
+    let body = match to_utf8(c.header(CONTENT_TYPE), body, max) {
+        Ok(b) => b,
+        Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
+    };
     let x = Exchange::of_head(&c, (raw, body), now_ms, pre_authorized);
     let app: Arc<App> = c.app;
     let done = tokio::task::spawn_blocking(move || {
@@ -306,11 +331,14 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
             // A digest that does not verify (stale, for another request, `Basic`)
             // leaves the caller judged as without it: firmware re-sends its last
             // digest on every request.
-            match c
-                .app
-                .gateway
-                .check_digest(&c.app.store, method, &target, Some(h), identity, b"")
-            {
+            match c.app.gateway.check_digest(
+                &c.app.gateway.in_store(&c.app.store),
+                method,
+                &target,
+                Some(h),
+                identity,
+                b"",
+            ) {
                 Ok(id) => Ok(Some(id)),
                 Err(why) => without_digest(why),
             }
@@ -341,7 +369,16 @@ impl Exchange {
             method: c.head.method.to_string(),
             path: c.path.clone(),
             query: c.head.uri.query().map(str::to_string),
-            origin: origin(c.header(hyper::header::HOST), c.app.config.tls.is_some()),
+            // RFC 9112 §3.2.2: an absolute-form target's authority is the host, not
+            // the `Host` header.
+            origin: origin(
+                c.head
+                    .uri
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or(c.header(hyper::header::HOST)),
+                c.app.config.tls.is_some(),
+            ),
             authorization: c.header("authorization").map(str::to_string),
             user_identify: c.header("user-identify").map(str::to_string),
             body,
@@ -367,6 +404,42 @@ pub(crate) fn coding(header: Option<&str>) -> Result<bool, String> {
     Ok(gzipped)
 }
 
+/// The `charset` parameter of a `Content-Type` (RFC 9110 §8.3.2: case-insensitive,
+/// optionally quoted), when it has one.
+fn charset_of(content_type: Option<&str>) -> Option<String> {
+    content_type?.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
+/// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
+/// `GB18030` (platforms built for Chinese Windows send them) decoded with
+/// `encoding_rs` (GB18030, of which the other two are subsets); any other or no
+/// charset is taken as UTF-8, as GA/T 1400 says. Bytes that are not of the charset
+/// are 400; the UTF-8 text (up to 1.5 times the bytes) is held to `max` as well (413).
+pub(crate) fn to_utf8(
+    content_type: Option<&str>,
+    body: hyper::body::Bytes,
+    max: usize,
+) -> Result<hyper::body::Bytes, ApiError> {
+    let Some(charset) = charset_of(content_type) else {
+        return Ok(body);
+    };
+    if !matches!(charset.as_str(), "gbk" | "gb2312" | "gb18030" | "x-gbk") {
+        return Ok(body);
+    }
+    let text = encoding_rs::GB18030
+        .decode_without_bom_handling_and_without_replacement(&body)
+        .ok_or_else(|| ApiError::MalformedBody(format!("the body is not {charset} text")))?;
+    if text.len() > max {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    Ok(hyper::body::Bytes::from(text.into_owned()))
+}
+
 /// A `Content-Encoding: gzip` body (some platforms' clients compress bodies of 2 KB and
 /// more), inflated within the same limit as a plain one.
 pub(crate) fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, ApiError> {
@@ -387,24 +460,39 @@ pub(crate) fn unauthorized(gateway: &Gateway, x: &Exchange, why: &str) -> Reply 
     Reply {
         status: StatusCode::UNAUTHORIZED,
         body: one_status("", &x.url(), INVALID_OPERATION, why, x.now_ms),
-        challenge: Some(gateway.challenge(false)),
+        challenge: gateway.challenge(false),
     }
 }
 
-/// 401 for a refused digest: a fresh challenge, marked `stale=true` when only the nonce
-/// was too old (RFC 7616 §3.3: the client answers again without asking anyone). A
-/// digest for another target, or without what its `qop` requires, is a bad request
-/// (400, RFC 7616 §3.4.6 / RFC 2617 §3.2.2.5).
+/// 401 for a refused digest: a fresh challenge, marked `stale=true` when the response
+/// was right but its nonce too old or its `nc` already used (RFC 7616 §3.3: the client
+/// answers again with the new nonce without asking anyone). A digest for another
+/// target, or without what its `qop` requires, is a bad request (400, RFC 7616 §3.4.6
+/// / RFC 2617 §3.2.2.5). Credentials that cannot be read (the store failing, a cluster
+/// node's PostgreSQL out of reach) are the server's fault, not the caller's: 503 with
+/// `Retry-After` and no challenge (a new one would only be refused again).
 pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Reply {
-    let body = one_status("", &x.url(), INVALID_OPERATION, &why.to_string(), x.now_ms);
+    let code = match why {
+        DigestError::Storage(_) | DigestError::Unavailable(_) => DEVICE_ERROR,
+        _ => INVALID_OPERATION,
+    };
+    let body = one_status("", &x.url(), code, &why.to_string(), x.now_ms);
     match why {
         DigestError::OtherUri(_) | DigestError::Malformed(_) => {
             Reply::with(StatusCode::BAD_REQUEST, body)
         }
+        DigestError::Storage(e) => {
+            tracing::error!(error = %e, "cannot read a GA/T 1400 credential");
+            Reply::with(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+        DigestError::Unavailable(_) => Reply::with(StatusCode::SERVICE_UNAVAILABLE, body),
         _ => Reply {
             status: StatusCode::UNAUTHORIZED,
             body,
-            challenge: Some(gateway.challenge(matches!(why, DigestError::StaleNonce))),
+            challenge: gateway.challenge(matches!(
+                why,
+                DigestError::StaleNonce | DigestError::Replayed
+            )),
         },
     }
 }
@@ -415,8 +503,8 @@ pub(crate) fn registering(x: &Exchange) -> Option<String> {
     let v: Value = serde_json::from_slice(&x.body).ok()?;
     ["RegisterObject", "UnRegisterObject", "KeepaliveObject"]
         .iter()
-        .find_map(|o| super::field(&v, o)?.get("DeviceID")?.as_str())
-        .or_else(|| v.get("DeviceID")?.as_str())
+        .find_map(|o| super::field(super::field(&v, o)?, "DeviceID")?.as_str())
+        .or_else(|| super::field(&v, "DeviceID")?.as_str())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
@@ -435,7 +523,7 @@ pub(crate) fn identified(x: &Exchange) -> Option<String> {
 fn registration(app: &App, x: &Exchange) -> (Result<String, DigestError>, Option<String>) {
     let identity = registering(x).or_else(|| identified(x));
     let checked = app.gateway.check_digest(
-        &app.store,
+        &app.gateway.in_store(&app.store),
         &x.method,
         &x.target(),
         x.authorization.as_deref(),
@@ -508,7 +596,7 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         .is_some_and(|h| !h.trim().is_empty())
     {
         match app.gateway.check_digest(
-            &app.store,
+            &app.gateway.in_store(&app.store),
             &x.method,
             &x.target(),
             x.authorization.as_deref(),
@@ -798,7 +886,7 @@ fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
         Some(id) => id.clone(),
         None => {
             let checked = app.gateway.check_digest(
-                &app.store,
+                &app.gateway.in_store(&app.store),
                 &x.method,
                 &x.target(),
                 x.authorization.as_deref(),

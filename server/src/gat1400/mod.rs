@@ -111,6 +111,9 @@ pub struct Gateway {
     any_address: bool,
     /// Object queries running (`GET /VIID/Faces?…`), at most [`OBJECT_QUERIES`].
     pub(crate) object_queries: std::sync::atomic::AtomicUsize,
+    /// The user-name hashes of `serve`'s credentials (`digest::Catalogued`), read when
+    /// first asked and again after a credential is put.
+    userhashes: Mutex<Option<digest::UserHashes>>,
 }
 
 /// Object queries (`GET /VIID/MotorVehicles?…`, `/{id}`) a server answers at once:
@@ -128,6 +131,7 @@ impl Gateway {
             registered: Mutex::default(),
             any_address: false,
             object_queries: Default::default(),
+            userhashes: Mutex::default(),
         }
     }
 
@@ -200,9 +204,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// A field given as a string (trimmed, not empty) or a number, as text: devices send
-/// either.
+/// either. Named as [`field`] finds it (`DeviceId`, `deviceID` for `DeviceID`).
 pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
-    match o.get(k)? {
+    match field(o, k)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,

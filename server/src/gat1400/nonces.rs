@@ -1,6 +1,10 @@
 //! Issued digest nonces: bounded, expiring in O(1) amortised (a queue in issue order
-//! beside the map), and each answered with a growing `nc` only, so a captured
-//! `Authorization` header replayed — on this connection or another — is refused.
+//! beside the map), and each `nc` answered once, so a captured `Authorization` header
+//! replayed — on this connection or another — is refused. Counters may arrive out of
+//! order (pooled clients — Apache HttpClient, OkHttp — share a nonce across parallel
+//! connections and send nc=3 before nc=2): a sliding window of the last
+//! [`NC_WINDOW`] counters, a bitmap as IPsec's anti-replay window (RFC 4303 §3.4.3),
+//! takes any counter not yet seen within it and refuses one seen or older than it.
 //!
 //! With a key (`Nonces::signed`, the cluster's ingest nodes) a nonce is
 //! `{issued ms, hex}-{random}-{HMAC-SHA256 of both under the key, 32 hex}`: any node
@@ -19,21 +23,55 @@ pub const NONCE_TTL: Duration = Duration::from_secs(300);
 /// again). Bounds what unauthenticated requests can make the server hold.
 pub const MAX_NONCES: usize = 100_000;
 
+/// How many `nc` values below the greatest seen with a nonce may still arrive (once
+/// each): one bit each.
+pub const NC_WINDOW: u64 = 64;
+
+/// The counters seen with one nonce: the greatest, and a bitmap of it and the
+/// [`NC_WINDOW`] − 1 below it (bit `i`: `top − i` seen).
+#[derive(Clone, Copy, Default)]
+struct Window {
+    top: u64,
+    seen: u64,
+}
+
+impl Window {
+    /// Records `count`; false when it was seen before or is older than the window.
+    fn take(&mut self, count: u64) -> bool {
+        if self.seen == 0 || count > self.top {
+            let shift = count - self.top;
+            self.seen = match (self.seen, shift) {
+                (0, _) => 1,
+                (_, s) if s >= NC_WINDOW => 1,
+                (seen, s) => (seen << s) | 1,
+            };
+            self.top = count;
+            return true;
+        }
+        let behind = self.top - count;
+        if behind >= NC_WINDOW || self.seen & (1 << behind) != 0 {
+            return false;
+        }
+        self.seen |= 1 << behind;
+        true
+    }
+}
+
 /// What became of an answered nonce.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Use {
-    /// Fresh, and this `nc` is past every one seen with it.
+    /// Fresh, and this `nc` not seen with it before (within the window).
     Fresh,
     /// Never issued, expired or forgotten.
     Stale,
-    /// An `nc` already seen (or not past it): a replay.
+    /// An `nc` already seen, or older than the window: a replay.
     Replayed,
 }
 
 #[derive(Default)]
 pub struct Nonces {
-    /// Nonce → when issued, and the greatest `nc` answered with it.
-    issued: HashMap<String, (Instant, Option<u64>)>,
+    /// Nonce → when issued, and the counters answered with it.
+    issued: HashMap<String, (Instant, Window)>,
     order: VecDeque<(Instant, String)>,
     /// Signs nonces, so any holder of the key verifies them (`None`: local nonces).
     key: Option<[u8; 32]>,
@@ -100,7 +138,7 @@ impl Nonces {
         let now = Instant::now();
         self.expire(now);
         let nonce = format!("{:032x}", rand::random::<u128>());
-        self.issued.insert(nonce.clone(), (now, None));
+        self.issued.insert(nonce.clone(), (now, Window::default()));
         self.order.push_back((now, nonce.clone()));
         nonce
     }
@@ -119,10 +157,11 @@ impl Nonces {
                 return Use::Stale;
             }
             let issued = now.checked_sub(age).unwrap_or(now);
-            self.issued.insert(nonce.to_string(), (issued, None));
+            self.issued
+                .insert(nonce.to_string(), (issued, Window::default()));
             self.order.push_back((now, nonce.to_string()));
         }
-        let Some((issued, last)) = self.issued.get_mut(nonce) else {
+        let Some((issued, window)) = self.issued.get_mut(nonce) else {
             return Use::Stale;
         };
         if now.duration_since(*issued) >= NONCE_TTL {
@@ -135,11 +174,10 @@ impl Nonces {
                 Err(_) => return Use::Replayed,
             },
         };
-        if last.is_some_and(|l| count <= l) {
-            return Use::Replayed;
+        match window.take(count) {
+            true => Use::Fresh,
+            false => Use::Replayed,
         }
-        *last = Some(count);
-        Use::Fresh
     }
 
     /// Whether `nonce` is one this gateway issued (or signed) and not yet expired,
@@ -165,7 +203,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_nonce_is_answered_with_growing_counters_only() {
+    fn a_nonce_is_answered_once_per_counter() {
         let mut n = Nonces::default();
         let a = n.issue();
         assert_eq!(n.answer(&a, "00000001"), Use::Fresh);
@@ -180,6 +218,39 @@ mod tests {
         let b = n.issue();
         assert_eq!(n.answer(&b, ""), Use::Fresh, "without qop: once");
         assert_eq!(n.answer(&b, ""), Use::Replayed);
+    }
+
+    /// Pooled clients answer one nonce on parallel connections: nc=3 may come before
+    /// nc=2. Each counter is taken once, within the last [`NC_WINDOW`].
+    #[test]
+    fn counters_out_of_order_are_taken_once_within_the_window() {
+        let mut n = Nonces::default();
+        let a = n.issue();
+        let nc = |i: u64| format!("{i:08x}");
+        assert_eq!(n.answer(&a, &nc(1)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(3)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(2)), Use::Fresh, "late, not seen");
+        assert_eq!(n.answer(&a, &nc(2)), Use::Replayed);
+        assert_eq!(n.answer(&a, &nc(3)), Use::Replayed);
+        // A jump: the counters it skipped stay open while within the window …
+        assert_eq!(n.answer(&a, &nc(3 + NC_WINDOW - 1)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(4)), Use::Fresh, "the oldest in the window");
+        assert_eq!(n.answer(&a, &nc(3)), Use::Replayed, "seen, and at the edge");
+        // … and close once they fall behind it.
+        assert_eq!(n.answer(&a, &nc(10 + NC_WINDOW)), Use::Fresh);
+        assert_eq!(
+            n.answer(&a, &nc(10)),
+            Use::Replayed,
+            "older than the window"
+        );
+        assert_eq!(n.answer(&a, &nc(11)), Use::Fresh, "the window's last");
+        assert_eq!(n.answer(&a, &nc(11)), Use::Replayed);
+        // A jump past the window forgets all before it.
+        assert_eq!(n.answer(&a, &nc(1_000)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(999)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(1_000 - NC_WINDOW)), Use::Replayed);
+        assert_eq!(n.answer(&a, &nc(u64::MAX)), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(u64::MAX)), Use::Replayed);
     }
 
     #[test]

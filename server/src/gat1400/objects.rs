@@ -101,7 +101,7 @@ pub(crate) fn time_of_id(id: &str) -> Option<i64> {
 /// Whether a vehicle object says it has no plate (`HasPlate` false, or no usable
 /// `PlateNo`).
 fn unplated(o: &Value, plate: Option<&str>) -> bool {
-    let has_plate = match o.get("HasPlate") {
+    let has_plate = match super::field(o, "HasPlate") {
         Some(Value::Bool(b)) => *b,
         Some(Value::Number(n)) => n.as_i64() != Some(0),
         Some(Value::String(s)) => !matches!(s.trim(), "0" | "false" | "False" | "FALSE"),
@@ -374,11 +374,21 @@ fn items_of<'a>(
         }
         _ => BodyError::NotAList(list, item),
     };
+    // Names as GA/T 1400 writes them, else differing only in case (Java beans
+    // serialized without annotations: `faceListObject`, `FaceListobject`), as
+    // [`super::field`] finds them.
+    fn named<'m, 'a>(m: &'m BTreeMap<String, &'a RawValue>, k: &str) -> Option<&'m &'a RawValue> {
+        m.get(k).or_else(|| {
+            m.iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v)
+        })
+    }
     let top: BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(shape)?;
-    let inner = top.get(list).ok_or(BodyError::NotAList(list, item))?;
+    let inner = named(&top, list).ok_or(BodyError::NotAList(list, item))?;
     let inner: BTreeMap<String, &RawValue> =
         serde_json::from_str(inner.get()).map_err(|_| BodyError::NotAList(list, item))?;
-    let items = inner.get(item).ok_or(BodyError::NotAList(list, item))?;
+    let items = named(&inner, item).ok_or(BodyError::NotAList(list, item))?;
     match items.get().trim_start().as_bytes().first() {
         Some(b'[') => {
             serde_json::from_str(items.get()).map_err(|_| BodyError::NotAList(list, item))

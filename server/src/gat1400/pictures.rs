@@ -57,7 +57,7 @@ pub fn content_type(bytes: &[u8]) -> Option<&'static str> {
 }
 
 fn number(o: &Value, k: &str) -> Option<i64> {
-    match o.get(k)? {
+    match super::field(o, k)? {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -76,10 +76,10 @@ pub(crate) fn sub_images_mut(o: &mut Value) -> Vec<&mut Value> {
 
 /// The pictures of object `o`, each checked; the first refusal refuses the object.
 pub(crate) fn pictures(o: &Value, max_bytes: usize) -> Result<Vec<Picture>, PictureError> {
-    let Some(list) = o.get("SubImageList") else {
+    let Some(list) = super::field(o, "SubImageList") else {
         return Ok(Vec::new());
     };
-    let items = match list.get("SubImageInfoObject") {
+    let items = match super::field(list, "SubImageInfoObject") {
         Some(Value::Array(items)) => items.as_slice(),
         Some(one @ Value::Object(_)) => std::slice::from_ref(one),
         None | Some(Value::Null) => return Ok(Vec::new()),
@@ -93,7 +93,10 @@ pub(crate) fn pictures(o: &Value, max_bytes: usize) -> Result<Vec<Picture>, Pict
 }
 
 fn picture(index: usize, p: &Value, max_bytes: usize) -> Result<Picture, PictureError> {
-    let bytes = match p.get("Data").and_then(Value::as_str).map(str::trim) {
+    let bytes = match super::field(p, "Data")
+        .and_then(Value::as_str)
+        .map(str::trim)
+    {
         Some(data) if !data.is_empty() => {
             // Base64 grows 4/3: refuse before decoding what cannot fit.
             if data.len() / 4 * 3 > max_bytes + 3 {

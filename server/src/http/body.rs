@@ -137,8 +137,19 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
         Body::Serialized(_, body) => return respond(status, *body),
         Body::Headed(headers, body) => {
             let mut r = respond(status, *body);
+            // A name's first value replaces the body's own (`Content-Type`); more
+            // values of it are more fields (two `WWW-Authenticate` challenges).
+            let mut named: Vec<HeaderName> = Vec::new();
             for (name, value) in headers {
-                r.headers_mut().insert(name, value);
+                match named.contains(&name) {
+                    true => {
+                        r.headers_mut().append(name, value);
+                    }
+                    false => {
+                        named.push(name.clone());
+                        r.headers_mut().insert(name, value);
+                    }
+                }
             }
             return r;
         }
@@ -166,6 +177,13 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
     if let Some(s) = e.retry_after() {
         r.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    if let ApiError::UnsupportedEncoding(_) = e {
+        // RFC 9110 §15.5.16: the codings taken.
+        r.headers_mut().insert(
+            hyper::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
     }
     if e.status() == StatusCode::UNAUTHORIZED {
         r.headers_mut()
@@ -308,4 +326,51 @@ async fn collect(
         true => Err(ApiError::BodyTooLarge(max)),
         false => Ok((Bytes::from(buf), held)),
     }
+}
+
+/// The body, unless its `Content-Length` is past `max`: then 413 at once (RFC 9110
+/// §10.1.1, §15.5.14), before `100 Continue` — hyper sends it only when the body is
+/// first polled — and without keeping a byte. A client that sent the body without
+/// waiting has it read and dropped after the answer ([`discard_after_answer`]), so
+/// it reads the 413 rather than a connection reset; one that waits for `100
+/// Continue` never gets it (its connection closes after the answer). A chunked body
+/// has no declared length: it is refused as it grows past `max` ([`read`]).
+pub(crate) fn refuse_declared(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    max: usize,
+) -> Result<Incoming, ApiError> {
+    let declared = hyper::body::Body::size_hint(&body).exact();
+    if declared.is_none_or(|n| n <= max as u64) {
+        return Ok(body);
+    }
+    let waits = headers
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+    if !waits {
+        discard_after_answer(body);
+    }
+    Err(ApiError::BodyTooLarge(max))
+}
+
+/// The longest a refused body is read and dropped after its answer.
+pub(crate) const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops a refused body while its answer is sent, up to [`DRAIN_BYTES`]
+/// and within [`DRAIN_TIME`] (closing a socket with unread bytes resets it, and the
+/// client would lose the answer).
+fn discard_after_answer(mut body: Incoming) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut total = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                total = total.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+                if total > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    });
 }

@@ -59,13 +59,32 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
     }
     let body = e.json().to_string();
     let reason = e.status().canonical_reason().unwrap_or("");
+    // RFC 9110 §6.6.1: an origin server with a clock sends `Date` (hyper's own answer
+    // has it; its value is kept, else the time now).
+    let date = text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("date")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(http_date_now);
     Some(
         format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes(),
     )
+}
+
+/// The time now as an HTTP date (RFC 9110 §5.6.7, IMF-fixdate).
+fn http_date_now() -> String {
+    chrono::DateTime::from_timestamp_millis(crate::now_ms())
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 impl<S: AsyncWrite + Unpin> JsonParseErrors<S> {
@@ -152,11 +171,22 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "malformed_request");
+        assert!(
+            out.contains("\r\ndate: Thu, 03 Dec 2026 20:00:00 GMT\r\n"),
+            "hyper's Date kept: {out}"
+        );
         let too_large =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
-        assert!(String::from_utf8(replacement(too_large).unwrap())
-            .unwrap()
-            .contains("headers_too_large"));
+        let out = String::from_utf8(replacement(too_large).unwrap()).unwrap();
+        assert!(out.contains("headers_too_large"));
+        let date = out
+            .lines()
+            .find_map(|l| l.strip_prefix("date: "))
+            .unwrap_or_else(|| panic!("a Date: {out}"));
+        assert!(
+            chrono::DateTime::parse_from_rfc2822(date).is_ok() && date.ends_with(" GMT"),
+            "{date}"
+        );
         let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
         assert!(replacement(ours).is_none());
         assert!(replacement(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());

@@ -194,9 +194,7 @@ pub(crate) async fn post_events(mut c: Call) -> Result<Answer, ApiError> {
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy("ingest"))?;
-    let binary = c
-        .header(CONTENT_TYPE)
-        .is_some_and(|v| v.starts_with(wire::CONTENT_TYPE));
+    let binary = wire::is_binary(c.header(CONTENT_TYPE));
     let body = c.body().await?;
     // NDJSON and JSON are parsed here; binary batches are decoded on the blocking
     // pool, borrowing their strings from the body.

@@ -8,6 +8,17 @@ use sightline_storage::{EventInput, EventRef};
 
 pub const CONTENT_TYPE: &str = "application/x-sightline-bincode";
 
+/// Whether a `Content-Type` names the binary batch: its media type (before any `;`
+/// parameters, without surrounding space) compared without regard to case (RFC 9110
+/// §8.3.1), so `Application/X-Sightline-Bincode; v=1` is one and
+/// `application/x-sightline-bincodex` is not.
+pub fn is_binary(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|v| {
+        let media = v.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case(CONTENT_TYPE)
+    })
+}
+
 /// Encodes a batch.
 pub fn encode(events: &[EventInput]) -> Vec<u8> {
     bincode::encode_to_vec(events, bincode::config::standard()).expect("events always encode")

@@ -23,14 +23,7 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     let started = Instant::now();
     let table = routes();
     let mut allow = None;
-    // A `/VIID` path is routed, and seen by its handler, as `gat1400::paths` reads it
-    // (`/VIID/%46aces/` is `/VIID/Faces`).
-    let canonical = crate::gat1400::paths::canonical(req.uri().path()).into_owned();
-    if canonical != req.uri().path() {
-        if let Some(uri) = with_path(req.uri(), &canonical) {
-            *req.uri_mut() = uri;
-        }
-    }
+    canonical_request(&mut req);
     let path = req.uri().path().to_string();
     // What a `/VIID` device is answered when no handler runs: GA/T 1400's shape.
     let viid = |status: hyper::StatusCode, code: i64, e: &ApiError| {
@@ -60,7 +53,7 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     } else if req.method() == hyper::Method::OPTIONS {
         // RFC 9110 §9.3.7: the methods a resource takes (nothing else is revealed).
         let allowed = match path.as_str() {
-            "*" => Some("GET, HEAD, POST, PUT, DELETE".to_string()),
+            "*" => Some("GET, HEAD, POST, PUT, DELETE, OPTIONS".to_string()),
             p => table.methods_of(p),
         };
         match allowed {
@@ -97,9 +90,10 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
                 };
                 (table.label_of(template), refuse(e))
             }
+            // `/VIID` and `/VIID/` too: a device reads GA/T 1400's 404.
             Found::Nowhere => (
                 table.labels.len(),
-                Err(ApiError::NoSuchEndpoint(path.clone())),
+                refuse(ApiError::NoSuchEndpoint(path.clone())),
             ),
         }
     };
@@ -142,6 +136,17 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     Ok(reply)
 }
 
+/// A `/VIID` path is routed, and seen by its handler, as `gat1400::paths` reads it
+/// (`/VIID/%46aces/` is `/VIID/Faces`): `serve`'s and a cluster ingest node's.
+pub(crate) fn canonical_request<B>(req: &mut Request<B>) {
+    let canonical = crate::gat1400::paths::canonical(req.uri().path()).into_owned();
+    if canonical != req.uri().path() {
+        if let Some(uri) = with_path(req.uri(), &canonical) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
 /// `uri` with another path (its query, and its scheme and authority if it names them,
 /// kept).
 fn with_path(uri: &hyper::Uri, path: &str) -> Option<hyper::Uri> {
@@ -154,17 +159,58 @@ fn with_path(uri: &hyper::Uri, path: &str) -> Option<hyper::Uri> {
     hyper::Uri::from_parts(parts).ok()
 }
 
-/// Why an HTTP/1.1 request's `Host` is wrong (RFC 9112 §3.2: none, or more than one,
-/// MUST be answered 400); HTTP/1.0 may go without.
+/// Why an HTTP/1.1 request's `Host` is wrong (RFC 9112 §3.2: none, more than one, or
+/// an invalid field value MUST be answered 400); HTTP/1.0 may go without.
 pub(crate) fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
-    let hosts = req.headers().get_all(hyper::header::HOST).iter().count();
-    match (req.version(), hosts) {
+    let hosts = req.headers().get_all(hyper::header::HOST);
+    match (req.version(), hosts.iter().count()) {
         (_, 2..) => Some("the request has more than one Host header (RFC 9112 §3.2)"),
         (hyper::Version::HTTP_11, 0) => {
             Some("an HTTP/1.1 request must have a Host header (RFC 9112 §3.2)")
         }
+        (_, 1) if !hosts.iter().all(|h| is_host(h.as_bytes())) => {
+            Some("the Host header is not a host and optional port (RFC 9112 §3.2, RFC 3986 §3.2.2)")
+        }
         _ => None,
     }
+}
+
+/// Whether a `Host` value is `uri-host [":" port]` (RFC 3986 §3.2.2): a registered
+/// name (letters, digits, `-._~`, percent-escapes and the sub-delimiters but `,`,
+/// which only a list of hosts joined into one field would hold) or an IP literal in
+/// brackets, then digits after a colon; or empty (RFC 9112 §3.2: a target without an
+/// authority). No whitespace, no user information.
+fn is_host(value: &[u8]) -> bool {
+    let (host, port) = match value.first() {
+        Some(b'[') => match value.iter().position(|b| *b == b']') {
+            Some(end) => {
+                let literal = &value[1..end];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || b":.vV".contains(b))
+                {
+                    return false;
+                }
+                (&value[..=end], &value[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match value.iter().position(|b| *b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &value[value.len()..]),
+        },
+    };
+    let name_ok = host.first() == Some(&b'[')
+        || host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+;=".contains(b));
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    name_ok && port_ok
 }
 
 /// Authorises the caller (before any body is read) and runs the route's handler.
@@ -480,6 +526,37 @@ mod tests {
         assert_eq!(CatchUnwind(fine).await, Ok(7));
     }
 
+    /// RFC 9112 §3.2, RFC 3986 §3.2.2: what a Host value may be.
+    #[test]
+    fn host_values_are_a_host_and_an_optional_port() {
+        for good in [
+            "x",
+            "127.0.0.1:8080",
+            "example.com",
+            "[::1]:80",
+            "[fe80::1]",
+            "",
+            "a_b-c.d~e:",
+            "xn--fsq.com",
+        ] {
+            assert!(is_host(good.as_bytes()), "{good:?}");
+        }
+        for bad in [
+            "a b",
+            "a, b",
+            "a,b",
+            "user@host",
+            "host:80x",
+            "host:80:90",
+            "[::1",
+            "[zz]:80",
+            "a\tb",
+            "h/ost",
+        ] {
+            assert!(!is_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
     #[test]
     fn paths_route_by_template_and_method() {
         let table = routes();
@@ -493,10 +570,13 @@ mod tests {
             "/v1/events/{id} Some(\"7\")"
         );
         assert_eq!(found(Method::GET, "/v1/events/"), "404");
-        assert_eq!(found(Method::GET, "/v1/events"), "405 /v1/events (POST)");
+        assert_eq!(
+            found(Method::GET, "/v1/events"),
+            "405 /v1/events (POST, OPTIONS)"
+        );
         assert_eq!(
             found(Method::POST, "/v1/admin/retention"),
-            "405 /v1/admin/retention (GET, HEAD, PUT)"
+            "405 /v1/admin/retention (GET, HEAD, PUT, OPTIONS)"
         );
         assert_eq!(
             found(Method::PUT, "/v1/devices/../x"),
@@ -506,7 +586,7 @@ mod tests {
         // any-method fallback's 404; an unknown one is the fallback's.
         assert_eq!(
             found(Method::DELETE, "/VIID/MotorVehicles"),
-            "405 /VIID/MotorVehicles (GET, HEAD, POST)"
+            "405 /VIID/MotorVehicles (GET, HEAD, POST, OPTIONS)"
         );
         assert_eq!(
             found(Method::GET, "/VIID/Faces/F1"),
@@ -514,19 +594,19 @@ mod tests {
         );
         assert_eq!(
             found(Method::POST, "/VIID/Faces/F1"),
-            "405 /VIID/Faces/{id} (GET, HEAD)"
+            "405 /VIID/Faces/{id} (GET, HEAD, OPTIONS)"
         );
         assert_eq!(
             found(Method::GET, "/VIID/System/Register"),
-            "405 /VIID/System/Register (POST)"
+            "405 /VIID/System/Register (POST, OPTIONS)"
         );
         assert_eq!(
             found(Method::POST, "/VIID/System/Time"),
-            "405 /VIID/System/Time (GET, HEAD)"
+            "405 /VIID/System/Time (GET, HEAD, OPTIONS)"
         );
         assert_eq!(
             found(Method::GET, "/VIID/Subscribes/7"),
-            "405 /VIID/Subscribes/{id} (PUT, DELETE)"
+            "405 /VIID/Subscribes/{id} (PUT, DELETE, OPTIONS)"
         );
         assert_eq!(
             found(Method::GET, "/VIID/Nothing"),
@@ -540,7 +620,7 @@ mod tests {
             found(Method::GET, "/console/views/search.js"),
             "/console/{file} Some(\"views/search.js\")"
         );
-        assert_eq!(found(Method::POST, "/"), "405 / (GET, HEAD)");
+        assert_eq!(found(Method::POST, "/"), "405 / (GET, HEAD, OPTIONS)");
         assert_eq!(table.label_of("/nothing"), table.labels.len());
     }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub(crate) use dispatch::handle;
 #[cfg(feature = "cluster")]
-pub(crate) use dispatch::{change_summary, host_problem, token, wants_ndjson};
+pub(crate) use dispatch::{canonical_request, change_summary, host_problem, token, wants_ndjson};
 
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -255,7 +255,7 @@ impl Routes {
 
     /// Whether some route takes `method` (HEAD where GET is): the others are not
     /// implemented (501, RFC 9110 §15.6.2).
-    fn implements(&self, method: &Method) -> bool {
+    pub(crate) fn implements(&self, method: &Method) -> bool {
         *method == Method::HEAD
             || self
                 .routes
@@ -289,9 +289,10 @@ impl Routes {
         }
     }
 
-    /// The methods a path takes, in the order GET, HEAD, POST, PUT, DELETE (HEAD
-    /// wherever GET is: a GET route answers it).
-    fn allowed(&self, path: &str) -> String {
+    /// The methods a path takes, in the order GET, HEAD, POST, PUT, DELETE, OPTIONS
+    /// (HEAD wherever GET is: a GET route answers it; OPTIONS everywhere: the
+    /// dispatcher answers it, RFC 9110 §9.3.7).
+    pub(crate) fn allowed(&self, path: &str) -> String {
         let mut methods: Vec<&Method> = self
             .routes
             .iter()
@@ -317,6 +318,7 @@ impl Routes {
         methods
             .iter()
             .map(|m| m.as_str())
+            .chain(["OPTIONS"])
             .collect::<Vec<_>>()
             .join(", ")
     }

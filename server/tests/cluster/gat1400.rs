@@ -1608,3 +1608,113 @@ fn objects_past_the_retention_or_out_of_time_are_refused_before_their_pictures_a
     assert!(swept, "the policy's sweep never came: {:?}", listed());
     assert_eq!(listed(), keys);
 }
+
+/// One request on a fresh connection: status, head (lower case), body as text.
+fn raw(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let a = sightline_testkit::send(addr, request.as_bytes());
+    (
+        a.status,
+        a.head.to_ascii_lowercase(),
+        String::from_utf8_lossy(&a.body).into_owned(),
+    )
+}
+
+/// The conformance audit's cluster items: an ingest node routes `/VIID` paths as
+/// `serve` reads them (4), answers HEAD wherever GET, 405 with `Allow` for a wrong
+/// method, 204 to OPTIONS and 501 to a method nothing takes (5), `/VIID` and a bad
+/// `Host` on it in GA/T 1400's shape (10), names OPTIONS in every `Allow` (12), and
+/// refuses a declared body past its limit before `100 Continue` (2).
+#[test]
+fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::start();
+    let (_i, a) = env.ingest("ingest-1");
+    // 4: `/VIID/System/%54ime/` is `/VIID/System/Time`.
+    let (status, _, body) = viid(a, "GET", "/VIID/System/%54ime/", &[], "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["SystemTimeObject"]["LocalTime"].is_string(), "{body}");
+    // 5: HEAD wherever GET, the head only.
+    for target in ["/health", "/VIID/System/Time"] {
+        let (status, head, body) = raw(
+            a,
+            &format!("HEAD {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(status == 200 || status == 503, "HEAD {target}: {head}");
+        assert!(body.is_empty(), "HEAD {target}: {body}");
+    }
+    for (method, target, status, allow) in [
+        ("POST", "/health", 405, "get, head, options"),
+        ("GET", "/v1/events", 405, "post, options"),
+        ("OPTIONS", "/v1/events", 204, "post, options"),
+        ("OPTIONS", "/health", 204, "get, head, options"),
+        ("GET", "/VIID/System/Register", 405, "post, options"),
+        ("POST", "/VIID/System/Time", 405, "get, head, options"),
+    ] {
+        let (got, head, body) = raw(
+            a,
+            &format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(got, status, "{method} {target}: {head}\n{body}");
+        assert!(
+            head.contains(&format!("\r\nallow: {allow}\r\n")),
+            "{method} {target}: {head}"
+        );
+    }
+    for target in ["/health", "/v1/events", "/VIID/System/Time"] {
+        let (status, head, body) = raw(
+            a,
+            &format!("BREW {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 501, "{target}: {head}");
+        if target.starts_with("/VIID") {
+            assert!(body.contains("ResponseStatusObject"), "{body}");
+        }
+    }
+    // A declared body past the limit: 413 at once, no `100 Continue` (RFC 9110
+    // §10.1.1), on `/v1/events` and on `/VIID`.
+    for (target, length) in [
+        ("/v1/events", 1u64 << 40),
+        ("/VIID/System/Register", 1 << 20),
+    ] {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        write!(
+            s,
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .unwrap();
+        let line = status_within(&mut s, Duration::from_secs(10));
+        assert_eq!(
+            line.as_deref(),
+            Some("HTTP/1.1 413 Payload Too Large"),
+            "{target}"
+        );
+    }
+    // 10: `/VIID`, `/VIID/`, and a `Host` that is not one, in GA/T 1400's shape.
+    for target in ["/VIID", "/VIID/"] {
+        let (status, head, body) = viid(a, "GET", target, &[], "");
+        assert_eq!(status, 404, "{target}: {head}");
+        assert!(
+            body["ResponseStatusObject"]["StatusCode"].is_i64(),
+            "{body}"
+        );
+    }
+    for host in ["a b", "a, b"] {
+        let (status, head, body) = raw(
+            a,
+            &format!("GET /VIID/System/Time HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 400, "{host:?}: {head}");
+        assert!(head.contains("application/viid+json"), "{head}");
+        assert!(body.contains("ResponseStatusObject"), "{body}");
+        let (status, head, body) = raw(
+            a,
+            &format!("GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 400, "{host:?}: {head}");
+        assert!(body.contains("bad_host"), "{body}");
+    }
+}

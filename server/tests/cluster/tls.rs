@@ -107,6 +107,13 @@ fn a_cluster_speaks_tls_between_its_nodes_and_to_its_engines() {
     // Nothing in clear on the public listeners.
     assert!(!answers_in_clear(ingest));
     assert!(!answers_in_clear(q1));
+    // A GA/T 1400 answer's `RequestURL` says `https` on a TLS listener.
+    let (status, answer) = https(ingest, &client, "POST", "/VIID/System/Keepalive", "{}").unwrap();
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusObject"]["RequestURL"], "https://127.0.0.1/VIID/System/Keepalive",
+        "{answer}"
+    );
 
     // Events over HTTPS, acknowledged once JetStream (over TLS) stored them.
     let mut sent = 0;

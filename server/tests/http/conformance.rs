@@ -113,11 +113,11 @@ fn wrong_and_unknown_methods_are_405_and_501_with_allow() {
     let server = start(dir.path(), |_| {});
     let a = server.addr;
     for (method, path, allow) in [
-        ("GET", "/VIID/System/Register", "POST"),
-        ("POST", "/VIID/System/Time", "GET, HEAD"),
-        ("GET", "/VIID/Subscribes/1", "PUT, DELETE"),
-        ("DELETE", "/VIID/MotorVehicles", "GET, HEAD, POST"),
-        ("POST", "/VIID/Faces/F1", "GET, HEAD"),
+        ("GET", "/VIID/System/Register", "POST, OPTIONS"),
+        ("POST", "/VIID/System/Time", "GET, HEAD, OPTIONS"),
+        ("GET", "/VIID/Subscribes/1", "PUT, DELETE, OPTIONS"),
+        ("DELETE", "/VIID/MotorVehicles", "GET, HEAD, POST, OPTIONS"),
+        ("POST", "/VIID/Faces/F1", "GET, HEAD, OPTIONS"),
     ] {
         let (status, head, body) = viid(a, method, path, &[], "");
         assert_eq!(status, 405, "{method} {path}: {head}");
@@ -136,7 +136,10 @@ fn wrong_and_unknown_methods_are_405_and_501_with_allow() {
         b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 405);
-    assert_eq!(header(&r.head.to_ascii_lowercase(), "allow"), "get, head");
+    assert_eq!(
+        header(&r.head.to_ascii_lowercase(), "allow"),
+        "get, head, options"
+    );
     for method in ["TRACE", "CONNECT", "BREW"] {
         let target = if method == "CONNECT" {
             "x:80"
@@ -155,7 +158,10 @@ fn wrong_and_unknown_methods_are_405_and_501_with_allow() {
         b"OPTIONS /VIID/System/Register HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 204, "{}", r.head);
-    assert_eq!(header(&r.head.to_ascii_lowercase(), "allow"), "post");
+    assert_eq!(
+        header(&r.head.to_ascii_lowercase(), "allow"),
+        "post, options"
+    );
     let r = send(
         a,
         b"OPTIONS /v1/admin/retention HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -163,7 +169,7 @@ fn wrong_and_unknown_methods_are_405_and_501_with_allow() {
     assert_eq!(r.status, 204, "{}", r.head);
     assert_eq!(
         header(&r.head.to_ascii_lowercase(), "allow"),
-        "get, head, put"
+        "get, head, put, options"
     );
 }
 

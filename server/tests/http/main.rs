@@ -25,6 +25,7 @@ mod metrics;
 mod openapi;
 mod queries;
 mod retention;
+mod standards;
 mod subscriptions;
 mod tls;
 mod watchlists;
