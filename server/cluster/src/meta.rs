@@ -323,6 +323,8 @@ CREATE TABLE IF NOT EXISTS remote_subscriptions (
     status jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS remote_subscriptions_subscribe_id
+    ON remote_subscriptions (subscribe_id);
 ";
 
 fn to_u64(v: i64) -> u64 {

@@ -14,7 +14,7 @@
 //! released and fenced as a subscription's (`subscriptions.rs`): the holder places it
 //! and asserts it again; its status (`serve`'s `RemoteStatus`) is written with each
 //! renewal. Notifications are taken only for the `SubscribeID` of a row that is not
-//! being cancelled ([`Meta::remote_subscription_live`]).
+//! being cancelled ([`Meta::remote_subscriptions_live`]).
 
 use crate::error::{ClusterError, Result};
 use crate::meta::Meta;
@@ -125,7 +125,13 @@ impl Meta {
     pub async fn upstream_sessions(&self) -> Result<Vec<(String, String)>> {
         let rows = self
             .client
-            .query("SELECT id, state::text FROM upstream_sessions", &[])
+            // Only what the current holder wrote: a takeover's new holder shows nothing
+            // registered until it has registered, not its predecessor's session.
+            .query(
+                "SELECT u.id, u.state::text FROM upstream_sessions u
+                 JOIN subscriptions s ON s.id = u.id AND s.epoch = u.epoch",
+                &[],
+            )
             .await
             .map_err(ClusterError::pg("read upstreams' registrations"))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -206,6 +212,20 @@ impl Meta {
         Ok(n == 1)
     }
 
+    /// Whether the lease on remote subscription `id` is still `epoch`'s and unexpired.
+    pub async fn remote_subscription_held(&self, id: &str, epoch: i64) -> Result<bool> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM remote_subscriptions
+                 WHERE id = $1 AND epoch = $2 AND expires_at > now()",
+                &[&id, &epoch],
+            )
+            .await
+            .map_err(ClusterError::pg("read a remote subscription's lease"))?;
+        Ok(row.is_some())
+    }
+
     /// Deletes a remote subscription; whether there was one.
     pub async fn delete_remote_subscription(&self, id: &str) -> Result<bool> {
         let n = self
@@ -230,19 +250,22 @@ impl Meta {
         Ok(n > 0)
     }
 
-    /// Whether `subscribe_id` is the `SubscribeID` of a remote subscription held here
-    /// and not being cancelled.
-    pub async fn remote_subscription_live(&self, subscribe_id: &str) -> Result<bool> {
-        let row = self
+    /// Which of `subscribe_ids` name a remote subscription of ours not being
+    /// cancelled (one statement for a notification list).
+    pub async fn remote_subscriptions_live(
+        &self,
+        subscribe_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let rows = self
             .client
-            .query_opt(
-                "SELECT 1 FROM remote_subscriptions WHERE subscribe_id = $1
+            .query(
+                "SELECT subscribe_id FROM remote_subscriptions WHERE subscribe_id = ANY($1)
                    AND NOT coalesce((body->>'cancelling')::boolean, false)",
-                &[&subscribe_id],
+                &[&subscribe_ids],
             )
             .await
-            .map_err(ClusterError::pg("read a remote subscription"))?;
-        Ok(row.is_some())
+            .map_err(ClusterError::pg("read remote subscriptions"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// The remote subscriptions nobody holds now, by id.

@@ -397,6 +397,7 @@ async fn put_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> Optio
     };
     pg!(ctx.catalog, "write an upstream's registration", |m| m
         .put_upstream_session(&lease.id, lease.epoch, &row))
+    .ok()
 }
 
 /// Records a failed attempt; false when the lease moved on.

@@ -1410,21 +1410,29 @@ async fn notifications(node: &GatNode, req: Request<Incoming>, mut x: Exchange) 
     let status = |id: &str, code: i64, text: &str| {
         crate::gat1400::status_object(id, &x.url(), code, text, x.now_ms)
     };
+    // Which of the named subscriptions are ours and live: one statement for the whole
+    // list, however many notifications it holds.
+    let mut named: Vec<String> = notifications
+        .iter()
+        .filter_map(|n| crate::gat1400::text(n, "SubscribeID"))
+        .filter(|s| !s.is_empty())
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let live: Result<std::collections::HashSet<String>, _> = match named.is_empty() {
+        true => Ok(Default::default()),
+        false => {
+            node.write("read remote subscriptions", move |m| {
+                Box::pin(async move { m.remote_subscriptions_live(&named).await })
+            })
+            .await
+        }
+    };
     let mut statuses = Vec::with_capacity(notifications.len());
     for n in &notifications {
         let id = crate::gat1400::text(n, "NotificationID").unwrap_or_default();
         let subscribe_id = crate::gat1400::text(n, "SubscribeID").unwrap_or_default();
-        let sid = subscribe_id.clone();
-        let live = match subscribe_id.is_empty() {
-            true => Ok(false),
-            false => {
-                node.write("read a remote subscription", move |m| {
-                    Box::pin(async move { m.remote_subscription_live(&sid).await })
-                })
-                .await
-            }
-        };
-        match live {
+        match live.as_ref().map(|l| l.contains(&subscribe_id)) {
             Ok(true) => {}
             Ok(false) => {
                 let why =

@@ -291,18 +291,17 @@ impl Catalog {
         let mut r: RemoteSubscription = serde_json::from_str(&row.body_json).map_err(|e| {
             ApiError::internal(format!("remote subscription {id}'s stored body: {e}"))
         })?;
+        // Fenced first: marked cancelling under a new epoch, so its holder (on any
+        // node) stops placing it before the cancel goes out, and whoever takes it next
+        // cancels it again if this cancel is not taken.
+        r.cancelling = true;
+        let text = serde_json::to_string(&r).expect("serializes");
+        on_meta!(self, "cancel a remote subscription", |m| m
+            .replace_remote_subscription(&id, &text))?;
         let cancelled = remote::cancel(outbound()?, &r).await;
-        match &cancelled {
-            Ok(()) => {
-                on_meta!(self, "delete a remote subscription", |m| m
-                    .delete_remote_subscription(&id))?;
-            }
-            Err(_) => {
-                r.cancelling = true;
-                let text = serde_json::to_string(&r).expect("serializes");
-                on_meta!(self, "cancel a remote subscription", |m| m
-                    .replace_remote_subscription(&id, &text))?;
-            }
+        if cancelled.is_ok() {
+            on_meta!(self, "delete a remote subscription", |m| m
+                .delete_remote_subscription(&id))?;
         }
         Ok(json!({"deleted": id, "cancelled": cancelled.is_ok(),
                   "cancel_error": cancelled.err().map(|e| e.to_string())}))
@@ -407,7 +406,24 @@ async fn take(
         let r: RemoteSubscription = match serde_json::from_str(&body_json) {
             Ok(r) => r,
             Err(e) => {
+                // Held idle (renewed, its error shown), as a subscription with a
+                // broken body is: not taken again by every node every lease.
                 tracing::error!(remote_subscription = %id, error = %e, "a stored remote subscription does not read");
+                let status = Arc::new(Mutex::new(RemoteStatus {
+                    last_error: Some(format!("its stored body does not read: {e}")),
+                    ..RemoteStatus::default()
+                }));
+                let task = tokio::spawn(std::future::pending());
+                let renewed = std::time::Instant::now();
+                held.insert(
+                    id,
+                    HeldRemote {
+                        epoch,
+                        task,
+                        status,
+                        renewed,
+                    },
+                );
                 continue;
             }
         };
@@ -419,12 +435,26 @@ async fn take(
             status.clone(),
             id.clone(),
         );
+        let fence_catalog = c.sibling();
+        let fence_id = i.clone();
         let task = tokio::spawn(async move {
-            remote::keep_placed(&o, &r, &st, || async move {
+            let forget = || async move {
                 let _ = pg!(c, "forget a remote subscription", |m| m
                     .forget_remote_subscription(&i, epoch));
-            })
-            .await
+            };
+            // Placed only while the lease is still this epoch's (a delete on another
+            // node fences it before cancelling there); PostgreSQL away: not now.
+            let fence = || {
+                let (c, id) = (&fence_catalog, &fence_id);
+                async move {
+                    matches!(
+                        pg!(c, "check a remote subscription's lease", |m| m
+                            .remote_subscription_held(id, epoch)),
+                        Ok(true)
+                    )
+                }
+            };
+            remote::keep_placed(&o, &r, &st, forget, fence).await
         });
         held.insert(
             id,

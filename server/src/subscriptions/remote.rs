@@ -287,23 +287,29 @@ pub(crate) async fn cancel(
 /// [`REASSERT`]; for one being cancelled, cancels it until taken, then forgets it.
 async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<RemoteStatus>>) {
     let (outbound, id) = (app.outbound.clone(), r.id.clone());
-    keep_placed(&outbound, &r, &status, || async move {
+    let forget = || async move {
         let _ = app.store.catalog().kv_delete(TREE, &id);
         app.remotes.running.lock().expect("remotes").remove(&id);
-    })
-    .await
+    };
+    // One process: a delete aborts this worker before it cancels, so nothing fences it.
+    keep_placed(&outbound, &r, &status, forget, || async { true }).await
 }
 
 /// [`place_and_keep`]'s loop, wherever it runs (`serve`, or a cluster query node
-/// holding the remote subscription's lease): `forget` once a cancel is taken.
-pub(crate) async fn keep_placed<F, Fut>(
+/// holding the remote subscription's lease): `forget` once a cancel is taken;
+/// `fence` asked before every placement (false ends the loop: a cluster node whose
+/// lease moved on — the subscription deleted or taken over — must not place it again).
+pub(crate) async fn keep_placed<F, Fut, G, GFut>(
     outbound: &Outbound,
     r: &RemoteSubscription,
     status: &Mutex<RemoteStatus>,
     forget: F,
+    fence: G,
 ) where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
+    G: Fn() -> GFut,
+    GFut: std::future::Future<Output = bool>,
 {
     let mut challenge = None;
     let mut retry = Duration::from_secs(1);
@@ -323,6 +329,9 @@ pub(crate) async fn keep_placed<F, Fut>(
         }
     }
     loop {
+        if !fence().await {
+            return;
+        }
         let placed = place(outbound, r, method.clone(), &mut challenge).await;
         if matches!(&placed, Err(e) if method == hyper::Method::PUT && says(e, &UNKNOWN)) {
             // The other side forgot it: placed anew at once.
