@@ -34,6 +34,8 @@ pub enum ConfigError {
     ViidServerId(String),
     #[error("public_url {0:?} is not like http://host:port (no path)")]
     PublicUrl(String),
+    #[error("{0}: {1}")]
+    Networks(&'static str, String),
     #[error("--tls-cert and --tls-key go together: give both or neither")]
     TlsHalf,
     #[error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are asked for in the TLS handshake)")]
@@ -204,6 +206,16 @@ pub struct Settings {
     #[arg(long, env = "SIGHTLINE_VIID_REGISTRATION_ANY_ADDRESS")]
     #[serde(default)]
     pub viid_registration_any_address: bool,
+    /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may point into although the
+    /// default refuses them (loopback, link-local, …): e.g. `127.0.0.1/32` for a
+    /// platform on this host. [default: none]
+    #[arg(long, env = "SIGHTLINE_VIID_RECEIVE_ALLOW")]
+    pub viid_receive_allow: Option<String>,
+    /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may never point into, over
+    /// any allow: e.g. `10.0.0.0/8` for an internal network platforms are not on.
+    /// [default: none]
+    #[arg(long, env = "SIGHTLINE_VIID_RECEIVE_DENY")]
+    pub viid_receive_deny: Option<String>,
 }
 
 impl Settings {
@@ -263,6 +275,8 @@ impl Settings {
             allow_plaintext: self.allow_plaintext || base.allow_plaintext,
             viid_registration_any_address: self.viid_registration_any_address
                 || base.viid_registration_any_address,
+            viid_receive_allow: self.viid_receive_allow.or(base.viid_receive_allow),
+            viid_receive_deny: self.viid_receive_deny.or(base.viid_receive_deny),
         }
     }
 
@@ -376,6 +390,12 @@ impl Settings {
         c.tls_ca_bundle = self.tls_ca_bundle;
         c.allow_plaintext = self.allow_plaintext;
         c.viid_registration_any_address = self.viid_registration_any_address;
+        let networks = |name: &'static str, v: Option<String>| {
+            crate::http::egress::parse_networks(v.as_deref().unwrap_or(""))
+                .map_err(|why| ConfigError::Networks(name, why))
+        };
+        c.viid_receive.allow = networks("viid_receive_allow", self.viid_receive_allow)?;
+        c.viid_receive.deny = networks("viid_receive_deny", self.viid_receive_deny)?;
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }

@@ -66,6 +66,8 @@ pub(crate) enum SubscribeError {
     NoReceiveAddr,
     #[error("ReceiveAddr {0:?}: {1}")]
     ReceiveAddr(String, String),
+    #[error("ReceiveAddr {0:?} refused: {1}")]
+    ReceiveRefused(String, String),
     #[error("{0} {1:?} is not a time like 20210901080000")]
     Time(&'static str, String),
     #[error("{0}")]
@@ -73,12 +75,14 @@ pub(crate) enum SubscribeError {
 }
 
 impl SubscribeError {
-    /// Its `StatusCode`: another's subscription an invalid operation (4), an unknown
+    /// Its `StatusCode`: another's subscription, or a `ReceiveAddr` where this server
+    /// may not send (`http::egress`), an invalid operation (4), an unknown
     /// one to cancel "other" (1, as wvp-GB28181-pro answers it), the store failing a
     /// device error (3), anything else wrong in the object 8.
     pub(crate) fn code(&self) -> i64 {
         match self {
             SubscribeError::NotYours(_) => super::INVALID_OPERATION,
+            SubscribeError::ReceiveRefused(..) => super::INVALID_OPERATION,
             SubscribeError::NoSuch(_) => super::OTHER_ERROR,
             SubscribeError::Store(_) => super::DEVICE_ERROR,
             _ => super::INVALID_JSON_CONTENT,
@@ -186,6 +190,9 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             false => Err(SubscribeError::NoSuch(id)),
         };
     };
+    if let Some(why) = app.config.viid_receive.url_refusal(&s.url) {
+        return Err(SubscribeError::ReceiveRefused(s.url, why));
+    }
     // A change keeps the cursor: nothing is sent twice or skipped across it.
     let cursor = Registry::cursor(app, &sub_id)?;
     Registry::delete(app, &sub_id)?;
@@ -283,6 +290,29 @@ pub(crate) fn requested(
         upstream: None,
     };
     Ok(Some(s))
+}
+
+/// Ends the subscriptions upper platform `server_id` made here while this server was
+/// registered there (those answered as our id there: `identify`), when the upstream
+/// that let it in is deleted: its `SubscribeID`s. Kept while another running upstream
+/// still has that id.
+pub(crate) fn end_upper(app: &App, server_id: &str) -> Result<Vec<String>, ApiError> {
+    if app
+        .subscriptions
+        .upstream_ids()
+        .iter()
+        .any(|(_, id)| id == server_id)
+    {
+        return Ok(Vec::new());
+    }
+    let mut ended = Vec::new();
+    for (s, _) in Registry::list(app)? {
+        let by_upper = s.viid.as_ref().is_some_and(|v| v.identify.is_some());
+        if by_upper && s.owner == server_id && Registry::delete(app, &s.id)? {
+            ended.push(s.viid.map(|v| v.subscribe_id).unwrap_or_default());
+        }
+    }
+    Ok(ended)
 }
 
 /// Cancels `platform`'s subscription `id`: false when it has none by that id.

@@ -694,6 +694,9 @@ struct Sender {
     backoff: Backoff,
     persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
     target: Target,
+    /// How it connects: for a receiver a platform named, only where
+    /// `--viid-receive-allow`/`-deny` and the defaults permit (`http::egress`).
+    outbound: crate::http::client::Outbound,
 }
 
 impl Sender {
@@ -713,6 +716,10 @@ impl Sender {
             backoff: Backoff::default(),
             persisting: None,
             target,
+            outbound: match s.platform_named() {
+                true => app.outbound.checked(&app.config.viid_receive),
+                false => app.outbound.clone(),
+            },
         })
     }
 
@@ -739,7 +746,7 @@ impl Sender {
     /// is taken the cursor moves and its durable write starts; otherwise the failure
     /// is recorded and the next attempt waits out the backoff. True when delivered.
     async fn send(&mut self, d: Delivery) -> bool {
-        let tls = &self.app.outbound;
+        let tls = &self.outbound;
         let (path, viid) = match &self.target {
             Target::Json => (self.path.as_str(), None),
             Target::Viid(id) => (self.path.as_str(), Some((id.as_str(), true))),

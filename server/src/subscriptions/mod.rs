@@ -71,6 +71,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether a platform named its receiver (`/VIID/Subscribes`, or a disposition's
+    /// `ReceiveAddr`): then [`crate::http::egress`] bounds where it may point.
+    pub(crate) fn platform_named(&self) -> bool {
+        self.upstream.is_none()
+            && (self.viid.is_some()
+                || self
+                    .id
+                    .starts_with(crate::gat1400::dispositions::SUBSCRIPTION_PREFIX))
+    }
+
     /// Whether an event passes the kinds, devices and subjects filters (communities
     /// are applied to the feed read itself).
     pub fn matches(&self, e: &sightline_query::Sighting) -> bool {
@@ -184,6 +194,12 @@ impl Registry {
         c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())?;
         c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes"))?;
         Self::start(app, s)
+    }
+
+    /// Rewrites a stored subscription (not running: at start, before `start_all`).
+    pub(crate) fn store(app: &App, s: &Subscription) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(s).expect("serializes");
+        Ok(app.store.catalog().kv_put(TREE, &s.id, &bytes)?)
     }
 
     /// One subscription as stored.
@@ -336,13 +352,33 @@ impl Registry {
         self.upper_session(id).is_some_and(|s| s.is_at(peer))
     }
 
+    /// The one live upstream whose 视图库 id is `id`. Two (ids learned at registration
+    /// can collide; configured ones are refused at `POST /v1/upstreams`, 409) make `id`
+    /// no upper platform at all: either's scope would be a guess.
     fn upper_session(&self, id: &str) -> Option<Arc<upstream::Session>> {
         let running = self.running.lock().expect("subscriptions");
-        running
+        let mut live = running
             .values()
             .filter_map(|r| r.session.as_ref())
-            .find(|s| s.is_live_upper(id))
-            .cloned()
+            .filter(|s| s.is_live_upper(id));
+        let one = live.next()?;
+        match live.next() {
+            None => Some(one.clone()),
+            Some(_) => {
+                tracing::warn!(server_id = %id, "two live upstreams have this 视图库 id: neither lets it in as an upper platform");
+                None
+            }
+        }
+    }
+
+    /// The 视图库 id of every running upstream (configured or learned), by its
+    /// subscription id.
+    pub(crate) fn upstream_ids(&self) -> Vec<(String, String)> {
+        let running = self.running.lock().expect("subscriptions");
+        running
+            .iter()
+            .filter_map(|(sub, r)| Some((sub.clone(), r.session.as_ref()?.server_id()?)))
+            .collect()
     }
 
     /// Stops every worker (at shutdown).

@@ -134,11 +134,15 @@ impl Session {
 
     /// Whether `id` is this upstream's 视图库 id exactly and we are registered there.
     pub(crate) fn is_live_upper(&self, id: &str) -> bool {
-        let known = match &self.up.server_id {
-            Some(s) => s == id,
-            None => self.learned.lock().expect("session").as_deref() == Some(id),
-        };
-        known && self.registered()
+        self.server_id().as_deref() == Some(id) && self.registered()
+    }
+
+    /// The upstream's 视图库 id: configured, else learned at registration.
+    pub(crate) fn server_id(&self) -> Option<String> {
+        match &self.up.server_id {
+            Some(s) => Some(s.clone()),
+            None => self.learned.lock().expect("session").clone(),
+        }
     }
 
     /// The upstream's `host:port` (its origin without the scheme).

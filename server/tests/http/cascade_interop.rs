@@ -20,36 +20,46 @@ use crate::gat1400::{b64, jpeg, put_json, register, viid};
 use crate::support::{get, post, start, wait_until, GATE};
 
 /// Our 视图库 id (`serve`'s default `--viid-server-id`).
-const SERVER_ID: &str = "32050000005030000001";
+pub(crate) const SERVER_ID: &str = "32050000005030000001";
 /// The upper platform's 视图库 id.
-const UPPER: &str = "32050000005030000099";
+pub(crate) const UPPER: &str = "32050000005030000099";
 /// Our id at the upper platform (the upstream's `device_id`).
-const OURS: &str = "32050800005030000077";
+pub(crate) const OURS: &str = "32050800005030000077";
 /// A registered platform of community North (`cascade::catalog`).
-const PLATFORM: &str = "32050800005030000001";
+pub(crate) const PLATFORM: &str = "32050800005030000001";
 /// A tollgate of another community (South).
-const SOUTH_GATE: &str = "32050901011210000001";
+pub(crate) const SOUTH_GATE: &str = "32050901011210000001";
 
 /// A request the platform took: method, path (with query), head (lower case), body.
 #[derive(Clone, Debug)]
-struct Taken {
-    method: String,
-    path: String,
-    head: String,
-    body: Value,
+pub(crate) struct Taken {
+    pub method: String,
+    pub path: String,
+    pub head: String,
+    pub body: Value,
 }
 
 type Answer = Box<dyn Fn(&Taken) -> (u16, String) + Send + Sync>;
 
 /// Another 视图库 on 127.0.0.1: every request recorded, answered by `answer`.
-struct Platform {
-    addr: SocketAddr,
+pub(crate) struct Platform {
+    pub addr: SocketAddr,
     taken: Arc<Mutex<Vec<Taken>>>,
 }
 
 impl Platform {
-    fn start(answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static) -> Platform {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    pub(crate) fn start(
+        answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static,
+    ) -> Platform {
+        Platform::start_on("127.0.0.1", answer)
+    }
+
+    /// As [`Platform::start`], listening on `ip` (another loopback address).
+    pub(crate) fn start_on(
+        ip: &str,
+        answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static,
+    ) -> Platform {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let taken: Arc<Mutex<Vec<Taken>>> = Arc::default();
         let (log, answer): (_, Answer) = (taken.clone(), Box::new(answer));
@@ -100,7 +110,7 @@ impl Platform {
     }
 
     /// The requests taken with `method` to a path starting with `path`.
-    fn taken(&self, method: &str, path: &str) -> Vec<Taken> {
+    pub(crate) fn taken(&self, method: &str, path: &str) -> Vec<Taken> {
         self.taken
             .lock()
             .unwrap()
@@ -112,7 +122,7 @@ impl Platform {
 }
 
 /// `{"ResponseStatusObject":{…}}`, as wvp answers a register or a single change.
-fn one(code: i64, text: &str) -> String {
+pub(crate) fn one(code: i64, text: &str) -> String {
     json!({"ResponseStatusObject": {"Id": "", "RequestURL": "/VIID", "StatusCode": code,
         "StatusString": text, "LocalTime": "20210901080000"}})
     .to_string()
@@ -120,7 +130,7 @@ fn one(code: i64, text: &str) -> String {
 
 /// A `ResponseStatusListObject` of one status per object of a list body (at least
 /// one), each `code`/`text`.
-fn per_object(t: &Taken, code: i64, text: &str) -> String {
+pub(crate) fn per_object(t: &Taken, code: i64, text: &str) -> String {
     let n = t
         .body
         .as_object()
@@ -138,14 +148,14 @@ fn per_object(t: &Taken, code: i64, text: &str) -> String {
     json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string()
 }
 
-fn statuses(answer: &Value) -> Vec<Value> {
+pub(crate) fn statuses(answer: &Value) -> Vec<Value> {
     match &answer["ResponseStatusListObject"]["ResponseStatusObject"] {
         Value::Array(a) => a.clone(),
         one => vec![one.clone()],
     }
 }
 
-fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
+pub(crate) fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
     let time = format!("20210901{:02}0000", 8 + i);
     json!({"MotorVehicleID": format!("{device}02{time}{i:05}02{i:05}"), "InfoKind": 1,
         "DeviceID": device, "TollgateID": device, "PassTime": time,
@@ -155,12 +165,12 @@ fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
             "ShotTime": time, "Data": b64(picture)}]}})
 }
 
-fn vehicles(objects: &[Value]) -> String {
+pub(crate) fn vehicles(objects: &[Value]) -> String {
     json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string()
 }
 
 /// The objects of every notification the platform took.
-fn notified(p: &Platform) -> Vec<(String, Value)> {
+pub(crate) fn notified(p: &Platform) -> Vec<(String, Value)> {
     p.taken("POST", "/VIID/SubscribeNotifications")
         .into_iter()
         .flat_map(|t| {
@@ -182,7 +192,7 @@ fn notified(p: &Platform) -> Vec<(String, Value)> {
 }
 
 /// The South community and its tollgate (password "s").
-fn south(a: SocketAddr) {
+pub(crate) fn south(a: SocketAddr) {
     let r = put_json(a, "/v1/communities/3205090001", &json!({"name": "South"}));
     assert_eq!(r.status, 200, "{}", r.body);
     let r = put_json(
