@@ -47,6 +47,11 @@ pub struct ViidSubscribe {
     /// server registered there with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identify: Option<String>,
+    /// The tollgates (卡口, type 121) its `ResourceURI` names: an object passes when its
+    /// `TollgateID` (as uploaded) is one of them, whichever camera (`DeviceID`) took
+    /// it; each is in `devices` too (a tollgate uploading as itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tollgates: Vec<String>,
     /// The `SubscribeObject` as received (`GET /VIID/Subscribes` answers it).
     pub object: Value,
 }
@@ -245,22 +250,29 @@ pub(crate) fn requested(
         }
     };
     let (begin_ms, end_ms) = (time("BeginTime")?, time("EndTime")?);
-    // ResourceURI: the devices, tollgates or areas (code prefixes) subscribed to; this
-    // 视图库's own id (or nothing) is everything the platform may see.
-    let (mut devices, mut prefixes) = (Vec::new(), Vec::new());
+    // ResourceURI (GA/T 1400.4 订阅资源路径): the devices (APE ids), tollgates or areas
+    // (code prefixes) subscribed to; this 视图库's own id — ours, or for an upper
+    // platform the id we registered there with, which is the id it knows us by — or
+    // nothing is everything the platform may see.
+    let who = subscriber()?;
+    let (mut devices, mut prefixes, mut tollgates) = (Vec::new(), Vec::new(), Vec::new());
     for uri in text(o, "ResourceURI")
         .unwrap_or_default()
         .split([',', ';', '，', ' '])
         .map(str::trim)
-        .filter(|u| !u.is_empty() && *u != server_id)
+        .filter(|u| !u.is_empty() && *u != server_id && Some(*u) != who.identify.as_deref())
     {
         match uri.len() >= 20 {
-            true => devices.push(uri.to_string()),
+            true => {
+                if is_tollgate(uri) {
+                    tollgates.push(uri.to_string());
+                }
+                devices.push(uri.to_string())
+            }
             false => prefixes.push(uri.to_string()),
         }
     }
     let everything = devices.is_empty() && prefixes.is_empty();
-    let who = subscriber()?;
     let s = Subscription {
         id: sub_id.clone(),
         url,
@@ -285,11 +297,23 @@ pub(crate) fn requested(
             with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
             by_reference: matches!(text(o, "ImageData").as_deref(), Some("0" | "false")),
             identify: who.identify,
+            tollgates,
             object: o.clone(),
         }),
         upstream: None,
     };
     Ok(Some(s))
+}
+
+/// Whether a 20-digit code is a tollgate's (type 121, as `/VIID/Tollgates` lists them).
+fn is_tollgate(code: &str) -> bool {
+    sightline_storage::DeviceCode::parse(code)
+        .is_ok_and(|c| c.type_code() == super::catalog::TOLLGATE_TYPE)
+}
+
+/// Whether an object as uploaded was taken at one of `tollgates` (its `TollgateID`).
+pub(crate) fn at_tollgate(object: &Value, tollgates: &[String]) -> bool {
+    text(object, "TollgateID").is_some_and(|t| tollgates.contains(&t))
 }
 
 /// Ends the subscriptions upper platform `server_id` made here while this server was

@@ -919,13 +919,22 @@ pub(crate) async fn events(
         let (a, sub) = (app.clone(), s.clone());
         let Ok(built) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask).map_err(|e| e.to_string())?;
-            let events: Vec<Value> = page
-                .events
-                .iter()
-                .filter(|(e, _)| sub.matches(e))
-                .map(|(e, at)| serde_json::to_value(EventOut::of(e, at)))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
+            let mut events: Vec<Value> = Vec::new();
+            for (e, at) in &page.events {
+                let strict = sub.matches(e);
+                if !strict && !sub.maybe_at_tollgate(e) {
+                    continue;
+                }
+                let v = serde_json::to_value(EventOut::of(e, at)).map_err(|e| e.to_string())?;
+                // Another camera's object passes when taken at a subscribed tollgate.
+                let tollgates = sub.viid.as_ref().map_or(&[][..], |v| &v.tollgates[..]);
+                if strict
+                    || kept_object(&*a, &v)
+                        .is_some_and(|o| crate::gat1400::subscribes::at_tollgate(&o, tollgates))
+                {
+                    events.push(v);
+                }
+            }
             Ok::<_, String>((
                 deliveries(&a, &sub, &events, page.next_after),
                 page.next_after,

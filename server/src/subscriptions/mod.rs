@@ -81,6 +81,18 @@ impl Subscription {
                     .starts_with(crate::gat1400::dispositions::SUBSCRIPTION_PREFIX))
     }
 
+    /// Whether an event passes every filter but the devices, and the subscription
+    /// names tollgates: its object as uploaded decides (`gat1400::subscribes::at_tollgate`).
+    pub(crate) fn maybe_at_tollgate(&self, e: &sightline_query::Sighting) -> bool {
+        let Some(v) = &self.viid else { return false };
+        let all = Subscription {
+            devices: None,
+            device_prefixes: None,
+            ..self.clone()
+        };
+        !v.tollgates.is_empty() && all.matches(e)
+    }
+
     /// Whether an event passes the kinds, devices and subjects filters (communities
     /// are applied to the feed read itself).
     pub fn matches(&self, e: &sightline_query::Sighting) -> bool {

@@ -515,3 +515,143 @@ fn notifications_come_from_the_platform_a_subscription_was_placed_at() {
         }
     }
 }
+
+/// A camera of community North that uploads at tollgates (its objects' `TollgateID`).
+const CAMERA: &str = "32050801011320000001";
+
+/// A `ResourceURI` naming a tollgate (type 121, as `/VIID/Tollgates` lists it) gets
+/// the objects taken at that tollgate — whichever camera (`DeviceID`) took them, the
+/// tollgate uploading as itself among them — and not those of another tollgate.
+#[test]
+fn a_resource_uri_naming_a_tollgate_gets_what_was_taken_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let r = put_json(
+        a,
+        &format!("/v1/devices/{CAMERA}"),
+        &json!({"community": "3205080001", "kind": "checkpoint_camera", "gat1400": {"password": "c"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let receiver = Receiver::start();
+    receiver.up.store(true, Ordering::SeqCst);
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": SUBSCRIBE_ID, "Title": "卡口", "SubscribeDetail": "13", "ResourceURI": GATE,
+        "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr),
+        "OperateType": 0}]}})
+    .to_string();
+    let (_, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &body);
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+
+    assert_eq!(register(a, "/VIID/System/Register", CAMERA, "c").0, 200);
+    let camera = [("User-Identify", CAMERA.to_string())];
+    let at = |tollgate: &str, i: u64| {
+        let mut o = vehicle(CAMERA, i, &jpeg(i, 1000));
+        o["TollgateID"] = tollgate.into();
+        o
+    };
+    let (at_gate, elsewhere) = (at(GATE, 1), at("32050801011210000002", 2));
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &camera,
+        &vehicles(&[at_gate.clone(), elsewhere]),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let gate = gate_registered(a);
+    let own = vehicle(GATE, 3, &jpeg(3, 1000));
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &gate,
+        &vehicles(&[own.clone()]),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let sent = || -> Vec<String> {
+        let mut ids: Vec<String> = receiver
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let ns = &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"];
+                let ns = match ns {
+                    Value::Array(a) => a.clone(),
+                    one => vec![one.clone()],
+                };
+                ns.into_iter().flat_map(|n| {
+                    n["MotorVehicleObjectList"]["MotorVehicleObject"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+            })
+            .filter_map(|o| o["MotorVehicleID"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || sent().len() >= 2),
+        "{:?}",
+        sent()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut expected = [at_gate, own].map(|o| o["MotorVehicleID"].as_str().unwrap().to_string());
+    expected.sort();
+    assert_eq!(sent(), expected);
+}
+
+/// An upper platform names us in `ResourceURI` by the id it knows us by — the
+/// `device_id` we registered there with — which is everything its upstream reads, as
+/// our own `--viid-server-id` is.
+#[test]
+fn an_upper_names_us_by_the_id_we_registered_there_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let upper = Platform::start(|t| match t.path.as_str() {
+        "/VIID/System/Register" | "/VIID/System/Keepalive" => (200, one(0, "正常")),
+        _ => (200, per_object(t, 0, "正常")),
+    });
+    let up = post(
+        a,
+        "/v1/upstreams",
+        "application/json",
+        &json!({"url": format!("http://{}", upper.addr), "password": "up", "server_id": UPPER,
+                "device_id": OURS, "keepalive_s": 1, "kinds": ["face"]})
+        .to_string(),
+    );
+    assert_eq!(up.status, 201, "{}", up.body);
+    let up_id = up.body["id"].as_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(20), || get(
+        a,
+        &format!("/v1/upstreams/{up_id}")
+    )
+    .body["status"]["registered"]
+        == true));
+    let as_upper = [("User-Identify", UPPER.to_string())];
+    let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": "320500000000000099032021090108000000002", "SubscribeDetail": "13",
+        "ResourceURI": OURS, "OperateType": 0,
+        "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", upper.addr)}]}})
+    .to_string();
+    let (_, _, answer) = viid(a, "POST", "/VIID/Subscribes", &as_upper, &body);
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    let gate = gate_registered(a);
+    let o = vehicle(GATE, 1, &jpeg(1, 1000));
+    let (status, _, _) = viid(a, "POST", "/VIID/MotorVehicles", &gate, &vehicles(&[o]));
+    assert_eq!(status, 200);
+    assert!(
+        wait_until(Duration::from_secs(20), || !upper
+            .taken("POST", "/VIID/SubscribeNotifications")
+            .is_empty()),
+        "nothing notified"
+    );
+}
