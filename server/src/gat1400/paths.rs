@@ -5,9 +5,8 @@
 //!   (`/VIID%2FFaces` is not `/VIID/Faces`: `%2F` is data, not a separator);
 //! * then dot segments are removed (RFC 3986 §5.2.4, as §6.2.2.3 asks after the
 //!   decoding): `/VIID/%2E%2E/v1/keys` is `/v1/keys`, routed (and authorised) as that
-//!   path is — never as a `/VIID` resource with `..` in it; a path that leaves `/VIID`
-//!   so is routed as where it lands, one that arrives in it (`/x/../VIID/Faces`) as
-//!   the `/VIID` path;
+//!   path is — never as a `/VIID` resource with `..` in it. Other paths are routed as
+//!   they came (`/v1/communities/..` names the community `..`, refused as such);
 //! * one trailing slash is dropped (`/VIID/Faces/` is `/VIID/Faces`), as the Spring MVC
 //!   servers most 视图库 run on (trailing-slash matching, on by default before Spring
 //!   6) answer it;
@@ -22,21 +21,20 @@ pub(crate) fn is_viid(path: &str) -> bool {
     path == "/VIID" || path.starts_with("/VIID/")
 }
 
-/// The path a `/VIID` request is routed by (any other path as it is, unless its dot
-/// segments lead into or out of `/VIID`: then where they lead).
+/// The path a `/VIID` request is routed by (where its dot segments lead, which may be
+/// out of `/VIID`); any other path as it is.
 pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
     let decoded = decode_unreserved(path);
-    let dotted = has_dot_segment(&decoded);
-    let decoded = match dotted {
+    if !is_viid(&decoded) {
+        return Cow::Borrowed(path);
+    }
+    let decoded = match has_dot_segment(&decoded) {
         true => Cow::Owned(remove_dot_segments(&decoded)),
         false => decoded,
     };
     if !is_viid(&decoded) {
-        // Another path as it came, unless dot segments made it what it is.
-        return match dotted {
-            true => decoded,
-            false => Cow::Borrowed(path),
-        };
+        // Out of `/VIID` by its dot segments: where they lead.
+        return decoded;
     }
     match decoded.strip_suffix('/') {
         Some(trimmed) if trimmed.len() >= "/VIID".len() => Cow::Owned(trimmed.to_string()),
@@ -183,8 +181,9 @@ mod tests {
         assert_eq!(canonical("/VIID/Faces/./F1"), "/VIID/Faces/F1");
         assert_eq!(canonical("/VIID/Faces/%2E"), "/VIID/Faces");
         assert_eq!(canonical("/VIID/Faces/.."), "/VIID");
-        assert_eq!(canonical("/x/%2E%2E/VIID/Faces"), "/VIID/Faces");
-        assert_eq!(canonical("/v1/../VIID/Faces"), "/VIID/Faces");
+        // Other paths are routed as they came.
+        assert_eq!(canonical("/v1/../VIID/Faces"), "/v1/../VIID/Faces");
+        assert_eq!(canonical("/v1/communities/.."), "/v1/communities/..");
         assert_eq!(canonical("/VIID/%2E%2E/%2E%2E/%2E%2E/etc"), "/etc");
         // Dots inside a segment are data, as is an escaped `/`.
         assert_eq!(canonical("/VIID/Faces/F1..2"), "/VIID/Faces/F1..2");
