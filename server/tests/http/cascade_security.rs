@@ -569,7 +569,7 @@ fn a_resource_uri_naming_a_tollgate_gets_what_was_taken_there() {
         "POST",
         "/VIID/MotorVehicles",
         &gate,
-        &vehicles(&[own.clone()]),
+        &vehicles(std::slice::from_ref(&own)),
     );
     assert_eq!(status, 200, "{answer}");
     let sent = || -> Vec<String> {
