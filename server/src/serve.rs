@@ -231,6 +231,9 @@ impl Server {
         if let Err(e) = crate::gat1400::dispositions::migrate(&self.app) {
             tracing::error!(error = %e, "unowned dispositions were not moved");
         }
+        if let Err(e) = crate::gat1400::subscribes::end_orphaned_uppers(&self.app) {
+            tracing::error!(error = %e, "upper platforms' subscriptions were not checked");
+        }
         if let Err(e) = subscriptions::Registry::start_all(&self.app) {
             tracing::error!(error = %e, "subscriptions did not start");
         }

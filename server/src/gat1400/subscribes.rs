@@ -339,6 +339,29 @@ pub(crate) fn end_upper(app: &App, server_id: &str) -> Result<Vec<String>, ApiEr
     Ok(ended)
 }
 
+/// At start: ends the subscriptions of upper platforms whose upstream is gone (deleted
+/// before deleting one ended them): those sent as a `device_id` (`identify`) no stored
+/// upstream registers with. Their `SubscribeID`s.
+pub(crate) fn end_orphaned_uppers(app: &App) -> Result<Vec<String>, ApiError> {
+    let all = Registry::list(app)?;
+    let ours: Vec<&str> = all
+        .iter()
+        .filter_map(|(s, _)| s.upstream.as_ref().map(|u| u.device_id.as_str()))
+        .collect();
+    let mut ended = Vec::new();
+    for (s, _) in &all {
+        let Some(v) = &s.viid else { continue };
+        let Some(identify) = &v.identify else {
+            continue;
+        };
+        if !ours.contains(&identify.as_str()) && Registry::delete(app, &s.id)? {
+            tracing::info!(subscription = %s.id, upper = %s.owner, "an upper platform's subscription outlived its upstream: ended");
+            ended.push(v.subscribe_id.clone());
+        }
+    }
+    Ok(ended)
+}
+
 /// Cancels `platform`'s subscription `id`: false when it has none by that id.
 pub(crate) fn cancel(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
     let sub_id = subscription_id(id);

@@ -655,3 +655,69 @@ fn an_upper_names_us_by_the_id_we_registered_there_with() {
         "nothing notified"
     );
 }
+
+/// An upper's subscription whose upstream went before deleting one ended them (as the
+/// store held it before) is ended at start: no stored upstream registers as the id its
+/// notifications go as.
+#[test]
+fn an_upper_platforms_subscriptions_left_from_before_end_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let upper = Platform::start(|t| match t.path.as_str() {
+        "/VIID/System/Register" | "/VIID/System/Keepalive" | "/VIID/System/UnRegister" => {
+            (200, one(0, "正常"))
+        }
+        _ => (200, per_object(t, 0, "正常")),
+    });
+    let upper_sub = "320500000000000099032021090108000000003";
+    let up_id = {
+        let server = start(dir.path(), |_| {});
+        let a = server.addr;
+        catalog(a);
+        let up = post(
+            a,
+            "/v1/upstreams",
+            "application/json",
+            &json!({"url": format!("http://{}", upper.addr), "password": "up",
+                    "server_id": UPPER, "device_id": OURS, "keepalive_s": 1})
+            .to_string(),
+        );
+        assert_eq!(up.status, 201, "{}", up.body);
+        let up_id = up.body["id"].as_str().unwrap().to_string();
+        assert!(wait_until(Duration::from_secs(20), || get(
+            a,
+            &format!("/v1/upstreams/{up_id}")
+        )
+        .body["status"]["registered"]
+            == true));
+        let as_upper = [("User-Identify", UPPER.to_string())];
+        let receive = format!("http://{}/VIID/SubscribeNotifications", upper.addr);
+        let (_, _, answer) = viid(
+            a,
+            "POST",
+            "/VIID/Subscribes",
+            &as_upper,
+            &subscribe_body(upper_sub, &receive),
+        );
+        assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+        assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+        assert_eq!(subscribe(a, SUBSCRIBE_ID, &receive).0, 0);
+        up_id
+    };
+    {
+        // The upstream deleted as before: its upper's subscription left behind.
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        store.catalog().kv_delete("subscriptions", &up_id).unwrap();
+    }
+    let server = start(dir.path(), |_| {});
+    let ids: Vec<String> = get(server.addr, "/v1/subscriptions").body["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        ids,
+        [format!("viid-{SUBSCRIBE_ID}")],
+        "the platform's own stays"
+    );
+}
