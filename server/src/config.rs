@@ -467,6 +467,46 @@ mod tests {
     }
 
     #[test]
+    fn receive_networks_are_read_from_the_file_and_a_bad_one_is_named() {
+        let (_d, path) = file(
+            "data = \"d\"\nviid_receive_allow = \"127.0.0.1/32, fd00::/8\"\n\
+             viid_receive_deny = \"10.0.0.0/8\"\n",
+        );
+        let c = Settings::from_file(&path).unwrap().server_config().unwrap();
+        let (allow, deny) = (&c.viid_receive.allow, &c.viid_receive.deny);
+        assert_eq!(allow.len(), 2);
+        assert_eq!(deny.len(), 1);
+        assert!(c
+            .viid_receive
+            .refusal("10.1.1.1".parse().unwrap())
+            .is_some());
+        assert!(c
+            .viid_receive
+            .refusal("127.0.0.1".parse().unwrap())
+            .is_none());
+        assert!(c
+            .viid_receive
+            .refusal("127.0.0.2".parse().unwrap())
+            .is_some());
+        let bad = Settings {
+            data: Some("d".into()),
+            viid_receive_deny: Some("10.0.0.0/8,intranet".into()),
+            ..Default::default()
+        };
+        let e = bad.server_config().unwrap_err().to_string();
+        assert!(
+            e.contains("viid_receive_deny") && e.contains("intranet"),
+            "{e}"
+        );
+        let defaults = Settings {
+            data: Some("d".into()),
+            ..Default::default()
+        };
+        let c = defaults.server_config().unwrap();
+        assert_eq!(c.viid_receive, crate::ReceivePolicy::default());
+    }
+
+    #[test]
     fn mistakes_in_the_file_are_named() {
         for (text, says) in [
             ("max_body_byte = 5\n", "max_body_byte"),
