@@ -84,21 +84,12 @@ impl Subscription {
     /// Whether an event passes every filter but the devices, and the subscription
     /// names tollgates: its object as uploaded decides (`gat1400::subscribes::at_tollgate`).
     pub(crate) fn maybe_at_tollgate(&self, e: &sightline_query::Sighting) -> bool {
-        let Some(v) = &self.viid else { return false };
-        let all = Subscription {
-            devices: None,
-            device_prefixes: None,
-            ..self.clone()
-        };
-        !v.tollgates.is_empty() && all.matches(e)
+        self.viid.as_ref().is_some_and(|v| !v.tollgates.is_empty()) && self.passes_but_device(e)
     }
 
     /// Whether an event passes the kinds, devices and subjects filters (communities
     /// are applied to the feed read itself).
     pub fn matches(&self, e: &sightline_query::Sighting) -> bool {
-        let any = |list: &Option<Vec<String>>, value: &str| {
-            list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
-        };
         let device = match (&self.devices, &self.device_prefixes) {
             (None, None) => true,
             (exact, prefixes) => {
@@ -110,10 +101,18 @@ impl Subscription {
                         .is_some_and(|l| l.iter().any(|p| e.device.starts_with(p.as_str())))
             }
         };
+        device && self.passes_but_device(e)
+    }
+
+    /// The kinds, subjects and time-window filters.
+    fn passes_but_device(&self, e: &sightline_query::Sighting) -> bool {
+        let any = |list: &Option<Vec<String>>, value: &str| {
+            list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
+        };
         let window = self.viid.as_ref().is_none_or(|v| {
             v.begin_ms.is_none_or(|b| e.ts_ms >= b) && v.end_ms.is_none_or(|end| e.ts_ms <= end)
         });
-        any(&self.kinds, e.kind.as_str()) && device && any(&self.subjects, &e.subject) && window
+        any(&self.kinds, e.kind.as_str()) && any(&self.subjects, &e.subject) && window
     }
 }
 
