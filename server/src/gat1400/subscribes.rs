@@ -339,9 +339,10 @@ pub(crate) fn end_upper(app: &App, server_id: &str) -> Result<Vec<String>, ApiEr
     Ok(ended)
 }
 
-/// At start: ends the subscriptions of upper platforms whose upstream is gone (deleted
-/// before deleting one ended them): those sent as a `device_id` (`identify`) no stored
-/// upstream registers with. Their `SubscribeID`s.
+/// Ends the subscriptions of upper platforms whose upstream is gone — at start (one
+/// deleted before deleting one ended them), and when one is deleted before its id was
+/// learned: those sent as a `device_id` (`identify`) no stored upstream registers
+/// with. Their `SubscribeID`s.
 pub(crate) fn end_orphaned_uppers(app: &App) -> Result<Vec<String>, ApiError> {
     let all = Registry::list(app)?;
     let ours: Vec<&str> = all

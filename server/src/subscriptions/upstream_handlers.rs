@@ -83,10 +83,13 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let server_id = configured.or_else(|| session.as_ref()?.server_id());
     Registry::delete(&c.app, &id)?;
     // What its upper platform subscribed to here ends with it.
-    let ended = match &server_id {
+    // By its id (configured or learned), and — its id not learned yet in this
+    // process — by the id we registered there with, when no other upstream uses it.
+    let mut ended = match &server_id {
         Some(sid) => crate::gat1400::subscribes::end_upper(&c.app, sid)?,
         None => Vec::new(),
     };
+    ended.extend(crate::gat1400::subscribes::end_orphaned_uppers(&c.app)?);
     let unregistered = match session {
         Some(s) => s.unregister(&c.app).await.map_err(|e| e.to_string()),
         None => Err("it was not running".to_string()),
