@@ -330,7 +330,7 @@ impl Server {
             .into_iter()
             .map(|s| {
                 let app = self.app.clone();
-                tokio::spawn(async move { s.unregister(&app).await })
+                tokio::spawn(async move { s.unregister(&app.outbound).await })
             })
             .collect();
         let _ = tokio::time::timeout(

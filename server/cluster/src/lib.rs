@@ -46,6 +46,7 @@ pub mod retention;
 pub mod serving;
 pub mod subscriptions;
 pub mod tls;
+pub mod upstreams;
 pub mod watchlists;
 
 pub use config::ClusterConfig;

@@ -24,6 +24,13 @@
 //!                delivered, failures_…, last_error, last_success_ms)
 //!                                                   -- `serve`'s subscriptions and their
 //!                                                   --   delivery leases (`subscriptions.rs`)
+//! upstream_sessions (id PRIMARY KEY → subscriptions, epoch, state jsonb, server_id,
+//!                    device_id, scope text[], addresses text[], registered)
+//!                                                   -- an upstream's registration, as its
+//!                                                   --   holder last wrote it (`upstreams.rs`)
+//! remote_subscriptions (id PRIMARY KEY, owner, body jsonb, subscribe_id, holder, epoch,
+//!                       expires_at, status jsonb)   -- `serve`'s remote subscriptions and
+//!                                                   --   their leases (`upstreams.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -293,6 +300,27 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     failures_total bigint NOT NULL DEFAULT 0,
     last_error text,
     last_success_ms bigint,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS upstream_sessions (
+    id text PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    epoch bigint NOT NULL,
+    state jsonb NOT NULL,
+    server_id text,
+    device_id text NOT NULL,
+    scope text[],
+    addresses text[] NOT NULL DEFAULT '{}',
+    registered boolean NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS remote_subscriptions (
+    id text PRIMARY KEY,
+    owner text NOT NULL,
+    body jsonb NOT NULL CHECK (jsonb_typeof(body) = 'object'),
+    subscribe_id text NOT NULL,
+    holder text,
+    epoch bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz NOT NULL DEFAULT 'epoch',
+    status jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 ";

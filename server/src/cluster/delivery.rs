@@ -39,7 +39,8 @@ use super::query::QueryNode;
 use crate::error::ApiError;
 use crate::http::client::Outbound;
 use crate::http::out::EventOut;
-use crate::subscriptions::deliver::{self, Backoff, Host, Stored};
+use crate::subscriptions::deliver::{self, Backoff, DeliveryError, Host, Stored};
+use crate::subscriptions::upstream::{self, Session};
 use crate::subscriptions::Subscription;
 
 /// `on_meta!` as an expression: its `Result`, not returned early.
@@ -137,11 +138,13 @@ struct Ctx {
     holder: String,
 }
 
-/// A lease held: its epoch, its worker, when it was last renewed.
+/// A lease held: its epoch, its worker, when it was last renewed, and for an
+/// upstream its registration (unregistered at a clean stop).
 struct Held {
     epoch: i64,
     task: tokio::task::JoinHandle<()>,
     renewed: Instant,
+    session: Option<Arc<Session>>,
 }
 
 /// Starts the node's supervisor (until `stop` turns true; then every lease it holds
@@ -182,11 +185,26 @@ pub(super) fn start(
             }
         }
         let mut released = Vec::with_capacity(held.len());
+        let mut sessions = Vec::new();
         for (id, h) in held.drain() {
             h.task.abort();
             let _ = h.task.await;
             released.push((id, h.epoch));
+            // Only where we are registered.
+            sessions.extend(h.session.filter(|s| s.state().registered));
         }
+        // The upstreams are told we leave (as `serve` tells them at shutdown), within
+        // the same bound; their leases are released after, so a node taking one over
+        // registers again.
+        let mut goodbyes = tokio::task::JoinSet::new();
+        for s in sessions {
+            let outbound = ctx.outbound.clone();
+            goodbyes.spawn(async move { s.unregister(&outbound).await });
+        }
+        let _ = tokio::time::timeout(upstream::UNREGISTER_AT_SHUTDOWN, async {
+            while goodbyes.join_next().await.is_some() {}
+        })
+        .await;
         let done = pg!(ctx.leases, "release subscriptions", |m| m
             .release_subscriptions(&released));
         if let Err(e) = done {
@@ -283,13 +301,19 @@ async fn take_free(ctx: &Arc<Ctx>, held: &mut HashMap<String, Held>, ttl: u64) {
         };
         tracing::info!(subscription = %id, epoch = lease.epoch, "delivering a subscription");
         let epoch = lease.epoch;
-        let task = tokio::spawn(work(ctx.clone(), lease));
+        // An upstream's registration, kept by this node while it holds the lease.
+        let session = serde_json::from_str::<Subscription>(&lease.body_json)
+            .ok()
+            .and_then(|s| Session::of(&s))
+            .map(Arc::new);
+        let task = tokio::spawn(work(ctx.clone(), lease, session.clone()));
         held.insert(
             id,
             Held {
                 epoch,
                 task,
                 renewed: Instant::now(),
+                session,
             },
         );
     }
@@ -304,8 +328,22 @@ enum End {
 }
 
 /// One subscription's worker, until its lease ends.
-async fn work(ctx: Arc<Ctx>, lease: SubscriptionLease) {
-    let w = match Worker::of(&ctx, &lease) {
+async fn work(ctx: Arc<Ctx>, lease: SubscriptionLease, session: Option<Arc<Session>>) {
+    // An upstream's registration runs beside its uploads, fenced by the lease: it
+    // ends (and never registers again) once the lease moved on.
+    let _registration = session.clone().map(|session| {
+        let (c, l, s) = (ctx.clone(), lease.clone(), session.clone());
+        let task = tokio::spawn(upstream::registration_fenced(
+            ctx.outbound.clone(),
+            session,
+            move |_| {
+                let (c, l, s) = (c.clone(), l.clone(), s.clone());
+                async move { write_session(&c, &l, &s).await }
+            },
+        ));
+        AbortOnDrop(task)
+    });
+    let w = match Worker::of(&ctx, &lease, session) {
         Ok(w) => w,
         Err(why) => {
             tracing::error!(subscription = %lease.id, %why, "a subscription cannot be delivered");
@@ -327,6 +365,33 @@ async fn work(ctx: Arc<Ctx>, lease: SubscriptionLease) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Aborts its task when dropped (an upstream's registration ends with its worker).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes an upstream's registration as it is now (fenced by the lease: what ingest
+/// nodes let in by `User-Identify`); false when the lease moved on. PostgreSQL
+/// away: true (the supervisor stops a worker whose lease is not renewed).
+async fn write_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> bool {
+    let state = s.state();
+    let row = sightline_cluster::upstreams::UpstreamSession {
+        state_json: serde_json::to_string(&state).expect("serializes"),
+        server_id: s.server_id(),
+        device_id: s.device_id().to_string(),
+        scope: s.scope(),
+        addresses: s.addresses().iter().map(|ip| ip.to_string()).collect(),
+        registered: state.registered,
+    };
+    pg!(ctx.catalog, "write an upstream's registration", |m| m
+        .put_upstream_session(&lease.id, lease.epoch, &row))
+    .unwrap_or(true)
 }
 
 /// Records a failed attempt; false when the lease moved on.
@@ -370,21 +435,34 @@ struct Worker {
     s: Subscription,
     addr: String,
     path: String,
-    /// `User-Identify` of a GA/T 1400 receiver (this 视图库's id).
+    /// `User-Identify` of a GA/T 1400 receiver (this 视图库's id, or for an upper
+    /// platform's subscription our id there).
     viid: Option<String>,
+    /// An upstream's registration: its uploads go under it.
+    session: Option<Arc<Session>>,
 }
 
+/// One POST of a batch: the path on the receiver's origin, the body, its items.
+type Post = (String, Vec<u8>, u64);
+
 impl Worker {
-    fn of(ctx: &Ctx, lease: &SubscriptionLease) -> Result<Worker, String> {
+    fn of(
+        ctx: &Ctx,
+        lease: &SubscriptionLease,
+        session: Option<Arc<Session>>,
+    ) -> Result<Worker, String> {
         let s: Subscription = serde_json::from_str(&lease.body_json)
             .map_err(|e| format!("its stored body does not read: {e}"))?;
         let (addr, path) = crate::subscriptions::target(&s.url).map_err(|e| e.to_string())?;
-        let viid = (s.format == "gat1400").then(|| ctx.host.server_id.clone());
+        let identify = s.viid.as_ref().and_then(|v| v.identify.clone());
+        let viid =
+            (s.format == "gat1400").then(|| identify.unwrap_or_else(|| ctx.host.server_id.clone()));
         Ok(Worker {
             s,
             addr,
             path,
             viid,
+            session,
         })
     }
 
@@ -397,9 +475,56 @@ impl Worker {
         payload: Vec<u8>,
         n: u64,
     ) -> Result<(), bool> {
-        // GA/T 1400 notifications: judged object by object, as `serve` judges them.
-        let viid = self.viid.as_deref().map(|id| (id, true));
-        let sent = deliver::post(&self.addr, &self.path, payload, viid, n, &ctx.outbound).await;
+        let post = (self.path.clone(), payload, n);
+        self.send_one(ctx, lease, post).await
+    }
+
+    /// POSTs every one of `posts` in order, each as [`Worker::send`]: Ok when all
+    /// were taken (an upstream's uploads of one page, one per run of a class).
+    async fn send_all(
+        &self,
+        ctx: &Ctx,
+        lease: &SubscriptionLease,
+        posts: Vec<Post>,
+    ) -> Result<(), bool> {
+        for post in posts {
+            self.send_one(ctx, lease, post).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_one(
+        &self,
+        ctx: &Ctx,
+        lease: &SubscriptionLease,
+        (path, payload, n): Post,
+    ) -> Result<(), bool> {
+        // GA/T 1400 notifications: judged object by object, as `serve` judges them;
+        // an upstream's uploads as `serve` judges them, under its registration.
+        let viid = match &self.session {
+            Some(session) => Some((session.device_id(), false)),
+            None => self.viid.as_deref().map(|id| (id, true)),
+        };
+        let sent = deliver::post(&self.addr, &path, payload, viid, n, &ctx.outbound).await;
+        if let (
+            Some(session),
+            Err(DeliveryError::Refused {
+                status: hyper::StatusCode::UNAUTHORIZED,
+                ..
+            }),
+        ) = (&self.session, &sent)
+        {
+            // The upstream does not know us (it restarted, or our registration
+            // lapsed): register again before the next attempt, as `serve` does.
+            session.forget();
+            let again = session.register(&ctx.outbound).await;
+            if !write_session(ctx, lease, session).await {
+                return Err(false);
+            }
+            if let Err(e) = again {
+                tracing::warn!(subscription = %self.s.id, error = %e, "registering again failed");
+            }
+        }
         match sent {
             Ok((refused, last)) => {
                 if let Some((code, text)) = last {
@@ -448,8 +573,7 @@ impl Worker {
                 }
                 continue;
             }
-            let n = events.len() as u64;
-            let payload = match self.body(ctx, events).await {
+            let posts = match self.body(ctx, events).await {
                 Ok(Ok(p)) => p,
                 // Object storage failed: the batch failed, tried again after the backoff.
                 Ok(Err(why)) => match failed(ctx, lease, &why).await {
@@ -461,7 +585,8 @@ impl Worker {
                 },
                 Err(why) => return End::Broken(why),
             };
-            match self.send(ctx, lease, payload, n).await {
+            let n = posts.iter().map(|(_, _, n)| n).sum();
+            match self.send_all(ctx, lease, posts).await {
                 Ok(()) => {
                     let at = Some(crate::now_ms());
                     if !advance(ctx, lease, &next.to_string(), n, at).await {
@@ -528,16 +653,32 @@ impl Worker {
 
     /// A batch's body, as `serve` makes it (a GA/T 1400 notification reads its
     /// objects and pictures from object storage, those of the subscriber's
-    /// communities only: on a blocking thread). `Ok(Err)`: object storage failed,
-    /// the batch is to be tried again.
-    async fn body(&self, ctx: &Ctx, events: Vec<Value>) -> Result<Result<Vec<u8>, String>, String> {
-        let s = self.s.clone();
+    /// communities only: on a blocking thread); for an upstream, `serve`'s uploads,
+    /// one per run of events of one class. `Ok(Err)`: object storage failed, the
+    /// batch is to be tried again.
+    async fn body(
+        &self,
+        ctx: &Ctx,
+        events: Vec<Value>,
+    ) -> Result<Result<Vec<Post>, String>, String> {
+        let (s, path) = (self.s.clone(), self.path.clone());
         let host = ctx.host.for_batch(s.scope.clone());
         tokio::task::spawn_blocking(move || {
-            let body = deliver::body(&host, &s, &events, crate::now_ms());
+            let now = crate::now_ms();
+            let posts = match &s.upstream {
+                Some(up) => upstream::uploads(&host, &s, up, &events, 0, now)
+                    .into_iter()
+                    .map(|d| (d.path, d.payload, d.n))
+                    .collect(),
+                None => {
+                    let body = deliver::body(&host, &s, &events, now);
+                    let n = events.len() as u64;
+                    vec![(path, serde_json::to_vec(&body).expect("serializes"), n)]
+                }
+            };
             match host.failure() {
                 Some(why) => Err(why),
-                None => Ok(serde_json::to_vec(&body).expect("serializes")),
+                None => Ok(posts),
             }
         })
         .await

@@ -181,6 +181,9 @@ struct Loaded {
     communities: Arc<Vec<Community>>,
     /// code → address, when last renewed.
     registrations: HashMap<String, (Option<IpAddr>, Instant)>,
+    /// The upper platforms our upstreams are registered with now (their holders'
+    /// registrations under live leases: `upstream_sessions`).
+    uppers: Vec<sightline_cluster::upstreams::LiveUpper>,
     at: Instant,
 }
 
@@ -208,6 +211,15 @@ impl Directory {
     /// device's and, for a platform, those it relays into (as `serve`'s
     /// `store_objects` makes it).
     fn uploader(&self, code: &str) -> Uploader {
+        // An upper platform (no record nor login here: a caller with a login is judged
+        // by its record alone): the communities its upstream reads, as `serve`'s
+        // `keep_uploaded` takes its notifications.
+        if let Some(communities) = self.upper_communities(code) {
+            return Uploader {
+                code: code.to_string(),
+                communities,
+            };
+        }
         let own = self.device(code);
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let mut communities: Vec<String> = own.iter().map(|d| d.community.clone()).collect();
@@ -283,6 +295,9 @@ impl Directory {
     /// The devices `caller`'s record covers, by code, with their community's name
     /// (`serve`'s `catalog::{covered, listed}` over the tables as read).
     fn listing(&self, caller: &str) -> Vec<(Device, String)> {
+        // An upper platform: the devices of the communities its upstream reads (as
+        // `serve`'s `upper_visible`); read before `set` is taken.
+        let upper = self.upper_communities(caller);
         let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         let Some(l) = set.as_ref() else {
             return Vec::new();
@@ -291,7 +306,10 @@ impl Directory {
         let relays = l.relays.get(caller).unwrap_or(&none);
         let added = self.added.read().unwrap_or_else(|p| p.into_inner());
         let own = added.get(caller).map(|(d, _)| d).or(l.devices.get(caller));
-        let covered = crate::gat1400::catalog::covered(own, relays);
+        let covered = match upper {
+            Some(communities) => communities.into_iter().collect(),
+            None => crate::gat1400::catalog::covered(own, relays),
+        };
         // Only the covered communities' devices copied (a city's catalog is large);
         // those catalogued here since the read as they were stored.
         let read = l.devices.values().filter(|d| !added.contains_key(&d.code));
@@ -348,6 +366,58 @@ impl Directory {
     fn note(&self, code: &str, from: Option<IpAddr>, at: Instant) {
         let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
         recent.insert(code.to_string(), (from, at));
+    }
+
+    /// The upper platform `id` is, when an upstream of ours is registered there (as
+    /// last read, within the keys' `MAX_AGE`) and `peer` is its address: it may
+    /// subscribe and send notifications by `User-Identify` alone, as on `serve`
+    /// (`Registry::admits_upper`).
+    fn upper(
+        &self,
+        id: &str,
+        peer: Option<IpAddr>,
+    ) -> Option<sightline_cluster::upstreams::LiveUpper> {
+        let canonical = |ip: IpAddr| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let peer = canonical(peer?);
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let l = set
+            .as_ref()
+            .filter(|l| l.at.elapsed() <= super::keys::MAX_AGE)?;
+        l.uppers
+            .iter()
+            .find(|u| {
+                u.server_id == id
+                    && u.addresses
+                        .iter()
+                        .filter_map(|a| a.parse::<IpAddr>().ok())
+                        .any(|a| canonical(a) == peer)
+            })
+            .cloned()
+    }
+
+    /// The upper platform `id` is (as [`Directory::upper`], its address checked at
+    /// admission), when it has no device record nor login of its own here (a caller
+    /// with one is judged by its record alone).
+    fn upper_named(&self, id: &str) -> Option<sightline_cluster::upstreams::LiveUpper> {
+        if self.device(id).is_some() || self.has_credential(id) {
+            return None;
+        }
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        let l = set.as_ref()?;
+        l.uppers.iter().find(|u| u.server_id == id).cloned()
+    }
+
+    /// The communities an upper platform `code` (no record here) reads: its
+    /// upstream's, or every registered one.
+    fn upper_communities(&self, code: &str) -> Option<Vec<String>> {
+        let u = self.upper_named(code)?;
+        Some(match u.scope {
+            Some(scope) => scope,
+            None => self.catalog().2.iter().map(|c| c.code.clone()).collect(),
+        })
     }
 
     fn forget(&self, code: &str) {
@@ -497,12 +567,14 @@ impl GatNode {
                     m.retention_days().await?,
                 ),
                 m.gat1400_registrations(ttl_ms).await?,
+                m.live_uppers().await?,
             ))
         };
         let (
             credentials,
             (devices, (relays, relays_unreadable), communities, retention_days),
             registrations,
+            uppers,
         ) = m
             .given_up(bounded(lease, "read the GA/T 1400 tables", read).await)
             .map_err(|e| e.to_string())?;
@@ -528,6 +600,7 @@ impl GatNode {
                     (r.code, (ip, since(r.age_ms)))
                 })
                 .collect(),
+            uppers,
             at: asked,
         };
         *self
@@ -867,6 +940,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
             upload(node, req, x).await
         }
         (method, path) if subscribes::takes(method, path) => subscribes::handle(node, req, x).await,
+        ("POST", "/VIID/SubscribeNotifications") => notifications(node, req, x).await,
         (method, path) if dispositions::takes(method, path) => {
             dispositions::handle(node, req, x).await
         }
@@ -924,7 +998,7 @@ fn allowed(path: &str) -> Option<&'static str> {
             Some("POST")
         }
         "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET"),
-        "/VIID/Images" => Some("POST"),
+        "/VIID/Images" | "/VIID/SubscribeNotifications" => Some("POST"),
         p if Upload::of_path(p).is_some() => Some("POST"),
         p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
     }
@@ -1107,11 +1181,38 @@ async fn admit(
     x: &mut Exchange,
     max: usize,
 ) -> Result<(Admitted, String), Reply> {
+    admit_as(node, req, x, max, false).await
+}
+
+/// [`admit`], and also an upper platform our upstream is registered with, by its
+/// exact 视图库 id in `User-Identify` from its address (as `serve`'s
+/// `Gate::Platform`): the routes an upper uses (subscriptions, notifications).
+async fn admit_platform(
+    node: &GatNode,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+    max: usize,
+) -> Result<(Admitted, String), Reply> {
+    admit_as(node, req, x, max, true).await
+}
+
+async fn admit_as(
+    node: &GatNode,
+    req: Request<Incoming>,
+    x: &mut Exchange,
+    max: usize,
+    platform: bool,
+) -> Result<(Admitted, String), Reply> {
     let Ok(slot) = node.slots.clone().try_acquire_owned() else {
         return Err(early(x, ApiError::Busy("the GA/T 1400 gateway"), BUSY));
     };
+    // An upper (no digest, not registered here: nothing else opens to it).
+    let upper = identified(x)
+        .filter(|_| platform)
+        .filter(|id| node.directory.upper(id, x.peer).is_some());
     match authorized_early(node, x).await {
         Ok(id) => x.pre_authorized = id,
+        Err(_) if upper.is_some() => x.pre_authorized = None,
         Err(why) => return Err(refused(&node.gateway, x, &why)),
     }
     // One caller holds its share of the slots however many connections it opens,
@@ -1130,7 +1231,11 @@ async fn admit(
         ));
     };
     let held = read_body(req, x, max, Some(&node.bytes)).await?;
-    let caller = node.registered(x).await?;
+    let caller = match (node.registered(x).await, upper) {
+        (Ok(caller), _) => caller,
+        (Err(_), Some(id)) => id,
+        (Err(refused), None) => return Err(refused),
+    };
     let admitted = Admitted {
         _slot: slot,
         _share: share,
@@ -1147,10 +1252,11 @@ enum Listing {
 }
 
 /// `GET /VIID/APEs`, `GET /VIID/Tollgates`: admitted as an upload is (a body, if any,
-/// within the system bodies' bound), answered with `serve`'s functions over the
-/// tables as this node last read them.
+/// within the system bodies' bound), or an upper platform (`admit_platform`: the
+/// devices of its upstream's communities, as on `serve`), answered with `serve`'s
+/// functions over the tables as this node last read them.
 async fn listing(node: &GatNode, req: Request<Incoming>, mut x: Exchange, what: Listing) -> Reply {
-    let (_admitted, caller) = match admit(node, req, &mut x, SYSTEM_BODY_BYTES).await {
+    let (_admitted, caller) = match admit_platform(node, req, &mut x, SYSTEM_BODY_BYTES).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
@@ -1203,6 +1309,143 @@ async fn upload(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Repl
         Ok(texts) => upload_statuses(&x, images, &ids, &texts),
         Err(e) => device_error(&x, &e),
     }
+}
+
+/// `POST /VIID/SubscribeNotifications` (as `serve`'s): what a platform we
+/// subscribed to sends (admitted as a registered caller, or an upper platform, as on
+/// `serve`), each `SubscribeNotificationObject` taken only when its `SubscribeID` is
+/// a remote subscription of the cluster not being cancelled (`remote_subscriptions`,
+/// asked on the writer connection); its objects stored as that platform's uploads
+/// (its communities, relayed devices, pictures and objects on S3) through the upload
+/// path; one status per notification: 0 when every object was stored, else the first
+/// refusal.
+async fn notifications(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
+    let max = node.config.ingest.max_viid_body_bytes;
+    let (_admitted, uploader) = match admit_platform(node, req, &mut x, max).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let list = crate::gat1400::handlers::items_of_list(
+        &x,
+        "SubscribeNotificationListObject",
+        "SubscribeNotificationObject",
+    );
+    let notifications = match list {
+        Ok(items) => items,
+        Err(refused) => return refused,
+    };
+    let status = |id: &str, code: i64, text: &str| {
+        crate::gat1400::status_object(id, &x.url(), code, text, x.now_ms)
+    };
+    let mut statuses = Vec::with_capacity(notifications.len());
+    for n in &notifications {
+        let id = crate::gat1400::text(n, "NotificationID").unwrap_or_default();
+        let subscribe_id = crate::gat1400::text(n, "SubscribeID").unwrap_or_default();
+        let sid = subscribe_id.clone();
+        let live = match subscribe_id.is_empty() {
+            true => Ok(false),
+            false => {
+                node.write("read a remote subscription", move |m| {
+                    Box::pin(async move { m.remote_subscription_live(&sid).await })
+                })
+                .await
+            }
+        };
+        match live {
+            Ok(true) => {}
+            Ok(false) => {
+                let why =
+                    format!("订阅不存在: no subscription {subscribe_id:?} placed by this cluster");
+                statuses.push(status(&id, crate::gat1400::OTHER_ERROR, &why));
+                continue;
+            }
+            Err(e) => {
+                statuses.push(status(&id, crate::gat1400::DEVICE_ERROR, &e.to_string()));
+                continue;
+            }
+        }
+        let mut first_refusal: Option<(i64, String)> = None;
+        let mut failed = None;
+        for upload in Upload::ALL {
+            let (list, item, _) = upload.names();
+            // As `serve` reads them: `MotorVehicleObjectList.MotorVehicleObject`,
+            // `….MotorVehicleList`, or a bare array.
+            let key = list.replace("ListObject", "ObjectList");
+            let alt = item.replace("Object", "List");
+            let Some(items) = crate::gat1400::field(n, &key).and_then(|l| match l {
+                serde_json::Value::Array(_) => Some(l),
+                _ => crate::gat1400::field(l, item).or_else(|| crate::gat1400::field(l, &alt)),
+            }) else {
+                continue;
+            };
+            let body = Bytes::from(serde_json::json!({ list: { item: items } }).to_string());
+            let one = Exchange {
+                method: "POST".into(),
+                path: upload.path().into(),
+                query: None,
+                origin: x.origin.clone(),
+                authorization: None,
+                user_identify: x.user_identify.clone(),
+                body: body.clone(),
+                raw: body,
+                now_ms: x.now_ms,
+                pre_authorized: None,
+                peer: x.peer,
+            };
+            match store_uploaded(node, Arc::new(one), &uploader).await {
+                Ok(fates) => {
+                    if first_refusal.is_none() {
+                        first_refusal = fates.into_iter().find(|(code, _)| *code != OK);
+                    }
+                }
+                Err(why) => {
+                    failed = Some(why);
+                    break;
+                }
+            }
+        }
+        statuses.push(match (failed, first_refusal) {
+            (Some((code, text)), _) | (None, Some((code, text))) => status(&id, code, &text),
+            (None, None) => status(&id, OK, "正常"),
+        });
+    }
+    Reply::ok(crate::gat1400::status_list(statuses))
+}
+
+/// Stores one upload (`x`, as `uploader` sent it) as [`upload`] does; each object's
+/// status code and text, or the one refusal of the whole list.
+async fn store_uploaded(
+    node: &GatNode,
+    x: Arc<Exchange>,
+    uploader: &str,
+) -> Result<Vec<(i64, String)>, (i64, String)> {
+    let device = |e: &ApiError| (crate::gat1400::DEVICE_ERROR, e.to_string());
+    let mut judged = 0;
+    let (_, objects) = loop {
+        judged += 1;
+        let (parsed, records) = match judge(node, &x, uploader).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(refusal)) => {
+                // The list's one status (as `items_of_list` refuses it).
+                let s = &refusal.body["ResponseStatusListObject"]["ResponseStatusObject"][0];
+                let code = s["StatusCode"].as_i64().unwrap_or(INVALID_JSON_CONTENT);
+                let text = s["StatusString"].as_str().unwrap_or("refused").to_string();
+                return Err((code, text));
+            }
+            Err(e) => return Err(device(&e)),
+        };
+        match node.catalogue(records).await {
+            Ok(true) => break parsed,
+            Ok(false) if judged < 2 => continue,
+            Ok(false) => {
+                return Err(device(&ApiError::StorageUnavailable(
+                    "the catalog changed while this upload was judged; send it again".into(),
+                )))
+            }
+            Err(e) => return Err(device(&e)),
+        }
+    };
+    keep(node, objects, x.now_ms).await.map_err(|e| device(&e))
 }
 
 /// An upload parsed against the tables as this node knows them (with the devices it
@@ -1433,8 +1676,35 @@ mod tests {
             relays_unreadable: Vec::new(),
             retention_days: None,
             communities: Arc::default(),
+            uppers: vec![sightline_cluster::upstreams::LiveUpper {
+                server_id: "32050000005030000099".into(),
+                device_id: "32050800005030000077".into(),
+                scope: None,
+                addresses: vec!["10.0.0.9".into()],
+            }],
         });
         d
+    }
+
+    #[test]
+    fn an_upper_is_let_in_by_its_exact_id_from_its_address_only() {
+        let d = directory(&["a"], Duration::ZERO);
+        let (upper, at) = ("32050000005030000099", "10.0.0.9".parse().ok());
+        assert!(d.upper(upper, at).is_some());
+        let mapped: Option<IpAddr> = "::ffff:10.0.0.9".parse().ok();
+        assert!(d.upper(upper, mapped).is_some(), "an IPv4-mapped peer");
+        assert!(
+            d.upper(upper, "10.0.0.1".parse().ok()).is_none(),
+            "another address"
+        );
+        assert!(d.upper(upper, None).is_none(), "no address");
+        assert!(d.upper("32050000005030000098", at).is_none(), "another id");
+        assert_eq!(
+            d.upper_named(upper).map(|u| u.device_id).as_deref(),
+            Some("32050800005030000077")
+        );
+        let stale = directory(&["a"], super::super::keys::MAX_AGE + Duration::from_secs(1));
+        assert!(stale.upper(upper, at).is_none(), "a set read too long ago");
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod query;
 mod remote;
 mod service;
 mod subscriptions;
+mod upstreams;
 mod watchlists;
 
 use http_body_util::Full;

@@ -33,9 +33,14 @@
 //! * in `super::subscriptions` (through `super::service`): `GET`/`POST
 //!   /v1/subscriptions`, `DELETE /v1/subscriptions/{id}`, in PostgreSQL; every query
 //!   node delivers those whose leases it holds (`super::delivery`).
+//! * in `super::upstreams` (through `super::service`): `GET`/`POST /v1/upstreams`,
+//!   `GET`/`DELETE /v1/upstreams/{id}`, `GET`/`POST /v1/remote-subscriptions`,
+//!   `DELETE /v1/remote-subscriptions/{id}`, in PostgreSQL; the node holding an
+//!   upstream's lease keeps its registration and uploads, the node holding a remote
+//!   subscription's lease places it.
 //!
-//! Every other endpoint of `serve`'s API (upstreams and remote subscriptions; GA/T
-//! 1400, which ingest nodes take; ingest, too) is answered 501 `not_in_cluster`
+//! Every other endpoint of `serve`'s API (GA/T 1400, which ingest nodes take;
+//! ingest, too) is answered 501 `not_in_cluster`
 //! naming it; a path `serve` does not have, 404.
 //!
 //! Keys (`super::keys`): a token listed in `query.token_sha256` (every community),
@@ -262,6 +267,7 @@ pub async fn run_query(
     let scheme = super::scheme(&tls);
     let base =
         (node.config.query.public_url.clone()).unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let placing = super::upstreams::start(node.clone(), delivery_stopped.clone())?;
     let delivering = super::delivery::start(node.clone(), base, delivery_stopped)?;
     let max_connections = node.config.max_connections;
     super::accept_loop(listener, shutdown, node, handle, max_connections, tls).await;
@@ -273,6 +279,13 @@ pub async fn run_query(
         .is_err()
     {
         delivering.abort();
+    }
+    let mut placing = placing;
+    if tokio::time::timeout(Duration::from_secs(2), &mut placing)
+        .await
+        .is_err()
+    {
+        placing.abort();
     }
     loading.abort();
     let _ = stop_sync.send(true);

@@ -1,7 +1,8 @@
 //! What a query node answers beside the queries, so the investigator console works
 //! against a cluster as against `serve`: `GET /v1/whoami`, the catalog (`super::catalog`),
 //! the keys (`super::key_admin`), the watchlists (`super::watchlists`), the
-//! subscriptions (`super::subscriptions`) and `GET
+//! subscriptions (`super::subscriptions`), the upstreams and remote subscriptions
+//! (`super::upstreams`) and `GET
 //! /v1/audit` (this node's audit log), each with `serve`'s parameters, roles
 //! (read from `serve`'s route table), errors and JSON; and, for every other endpoint of
 //! `serve`'s API, 501 `not_in_cluster` naming it, so a client (the console) can tell
@@ -36,6 +37,10 @@ const ANSWERED: &[&str] = &[
     "/v1/alerts",
     "/v1/subscriptions",
     "/v1/subscriptions/{id}",
+    "/v1/upstreams",
+    "/v1/upstreams/{id}",
+    "/v1/remote-subscriptions",
+    "/v1/remote-subscriptions/{id}",
     "/v1/feed",
     "/v1/admin/stats",
     "/v1/admin/retention",
@@ -43,7 +48,15 @@ const ANSWERED: &[&str] = &[
 
 /// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
 pub(super) fn creates(method: &Method, path: &str) -> bool {
-    method == Method::POST && matches!(path, "/v1/keys" | "/v1/watchlists" | "/v1/subscriptions")
+    method == Method::POST
+        && matches!(
+            path,
+            "/v1/keys"
+                | "/v1/watchlists"
+                | "/v1/subscriptions"
+                | "/v1/upstreams"
+                | "/v1/remote-subscriptions"
+        )
 }
 
 /// `serve`'s route for `method` on `path`, with its path argument, when this module
@@ -233,6 +246,54 @@ pub(super) async fn answer(
         (Method::DELETE, "/v1/subscriptions/{id}") => {
             change(node, caller, line, req, Ok(()), |_| async move {
                 catalog.delete_subscription(caller, arg).await
+            })
+            .await
+        }
+        (Method::GET, "/v1/upstreams") => {
+            let (v, n) = catalog.list_upstreams(caller, node.partitions()).await?;
+            Ok((v, Some(n)))
+        }
+        (Method::GET, "/v1/upstreams/{id}") => Ok(one(catalog
+            .upstream(caller, arg, node.partitions())
+            .await?)),
+        (Method::POST, "/v1/upstreams") => {
+            // Its scope is in the body (communities within the key's), as on `serve`.
+            let partitions = node.partitions();
+            let now = super::subscriptions::heads(node.federation(), partitions, node.timeout());
+            let q = &node.config.query;
+            let max = (q.max_subscriptions, q.max_subscriptions_per_owner);
+            let server_id = node.config.ingest.viid_server_id.as_str();
+            change(node, caller, line, req, Ok(()), |body| async move {
+                catalog
+                    .create_upstream(caller, &body, (server_id, partitions), max, now)
+                    .await
+            })
+            .await
+        }
+        (Method::DELETE, "/v1/upstreams/{id}") => {
+            change(node, caller, line, req, Ok(()), |_| async move {
+                catalog.delete_upstream(caller, arg).await
+            })
+            .await
+        }
+        (Method::GET, "/v1/remote-subscriptions") => {
+            caller.city_wide()?;
+            let (v, n) = catalog.list_remotes().await?;
+            Ok((v, Some(n)))
+        }
+        (Method::POST, "/v1/remote-subscriptions") => {
+            // A city-wide power, refused before the body as `serve` refuses it.
+            let scope = caller.city_wide();
+            let server_id = node.config.ingest.viid_server_id.as_str();
+            change(node, caller, line, req, scope, |body| async move {
+                catalog.create_remote(caller, &body, server_id).await
+            })
+            .await
+        }
+        (Method::DELETE, "/v1/remote-subscriptions/{id}") => {
+            let scope = caller.city_wide();
+            change(node, caller, line, req, scope, |_| async move {
+                catalog.delete_remote(arg).await
             })
             .await
         }

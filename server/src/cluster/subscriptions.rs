@@ -43,7 +43,7 @@ pub(super) fn subscription_of_row(row: &SubscriptionRow) -> Result<Subscription,
 /// A subscription's cursor as its lister sees it: an events subscription confined to
 /// communities shows only the positions of their partitions (the others' heads are
 /// no business of a key that cannot read them; left out, as a position at 0 is).
-fn visible_cursor(s: &Subscription, cursor: &str, partitions: u16) -> String {
+pub(super) fn visible_cursor(s: &Subscription, cursor: &str, partitions: u16) -> String {
     let Some(scope) = s.scope.as_deref().filter(|_| !s.alerts) else {
         return cursor.to_string();
     };

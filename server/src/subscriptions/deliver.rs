@@ -782,7 +782,7 @@ impl Sender {
                 ) = (&self.target, &e)
                 {
                     session.forget();
-                    why = match session.register(&self.app).await {
+                    why = match session.register(&self.app.outbound).await {
                         Ok(()) => format!("{why}: registered again"),
                         Err(r) => format!("{why}: registering again failed: {r}"),
                     };

@@ -243,7 +243,7 @@ impl Registry {
         let mut tasks = Vec::new();
         if let Some(session) = &session {
             tasks.push(tokio::spawn(upstream::registration(
-                app.clone(),
+                app.outbound.clone(),
                 session.clone(),
             )));
         }

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use super::upstream::{digest_request, ok_status, Login, SessionError};
 use crate::error::ApiError;
 use crate::gat1400::digest_client::Challenge;
+use crate::http::client::Outbound;
 use crate::App;
 
 const TREE: &str = "remote_subscriptions";
@@ -249,7 +250,7 @@ const UNKNOWN: [&str; 5] = [
 /// `POST /VIID/Subscribes` (a new placement) or `PUT` (a change of one placed) with
 /// the one `SubscribeObject`. A `POST` answered "already exists" is placed.
 async fn place(
-    app: &App,
+    outbound: &Outbound,
     r: &RemoteSubscription,
     method: hyper::Method,
     challenge: &mut Option<Challenge>,
@@ -259,7 +260,7 @@ async fn place(
     let body = json!({"SubscribeListObject": {"SubscribeObject": [r.object]}}).to_string();
     let post = method == hyper::Method::POST;
     let (status, answer) = digest_request(
-        app,
+        outbound,
         &addr,
         method,
         &path,
@@ -278,7 +279,10 @@ async fn place(
 /// cancel fields, else (refused, or not answered 2xx) `DELETE
 /// /VIID/Subscribes?IDList=<SubscribeID>`. One the other side does not know is
 /// cancelled.
-pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), SessionError> {
+pub(crate) async fn cancel(
+    outbound: &Outbound,
+    r: &RemoteSubscription,
+) -> Result<(), SessionError> {
     let (addr, base) = base(r)?;
     let id = crate::gat1400::text(&r.object, "SubscribeID").unwrap_or_default();
     let mut object = r.object.clone();
@@ -293,7 +297,7 @@ pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), Sess
     let body = json!({ "SubscribeObject": object }).to_string();
     let mut challenge = None;
     let put = digest_request(
-        app,
+        outbound,
         &addr,
         hyper::Method::PUT,
         &path,
@@ -311,7 +315,7 @@ pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), Sess
     }
     let path = format!("{base}/VIID/Subscribes?IDList={id}");
     let (status, answer) = digest_request(
-        app,
+        outbound,
         &addr,
         hyper::Method::DELETE,
         &path,
@@ -329,17 +333,32 @@ pub(crate) async fn cancel(app: &App, r: &RemoteSubscription) -> Result<(), Sess
 /// The worker: places the subscription until taken, then asserts it again every
 /// [`REASSERT`]; for one being cancelled, cancels it until taken, then forgets it.
 async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<RemoteStatus>>) {
+    let (outbound, id) = (app.outbound.clone(), r.id.clone());
+    keep_placed(&outbound, &r, &status, || async move {
+        let _ = app.store.catalog().kv_delete(TREE, &id);
+        app.remotes.running.lock().expect("remotes").remove(&id);
+    })
+    .await
+}
+
+/// [`place_and_keep`]'s loop, wherever it runs (`serve`, or a cluster query node
+/// holding the remote subscription's lease): `forget` once a cancel is taken.
+pub(crate) async fn keep_placed<F, Fut>(
+    outbound: &Outbound,
+    r: &RemoteSubscription,
+    status: &Mutex<RemoteStatus>,
+    forget: F,
+) where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut challenge = None;
     let mut retry = Duration::from_secs(1);
     let mut method = hyper::Method::POST;
     if r.cancelling {
         loop {
-            match cancel(&app, &r).await {
-                Ok(()) => {
-                    let _ = app.store.catalog().kv_delete(TREE, &r.id);
-                    app.remotes.running.lock().expect("remotes").remove(&r.id);
-                    return;
-                }
+            match cancel(outbound, r).await {
+                Ok(()) => return forget().await,
                 Err(e) => {
                     let mut st = status.lock().expect("status");
                     st.placed = false;
@@ -357,7 +376,7 @@ async fn place_and_keep(app: Arc<App>, r: RemoteSubscription, status: Arc<Mutex<
                 status.lock().expect("status").resolved = addrs.map(|a| a.ip()).collect();
             }
         }
-        let placed = place(&app, &r, method.clone(), &mut challenge).await;
+        let placed = place(outbound, r, method.clone(), &mut challenge).await;
         if matches!(&placed, Err(e) if method == hyper::Method::PUT && says(e, &UNKNOWN)) {
             // The other side forgot it: placed anew at once.
             method = hyper::Method::POST;

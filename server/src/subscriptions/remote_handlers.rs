@@ -17,7 +17,7 @@ use crate::http::{Answer, Call};
 use crate::App;
 
 /// A remote subscription as listed: never its password.
-fn remote_json(r: &RemoteSubscription, st: &RemoteStatus) -> Value {
+pub(crate) fn remote_json(r: &RemoteSubscription, st: &RemoteStatus) -> Value {
     json!({"id": r.id, "url": r.url, "device_id": r.device_id, "username": r.username,
            "subscribe_id": r.object["SubscribeID"], "object": r.object, "owner": r.owner,
            "created_ms": r.created_ms, "cancelling": r.cancelling, "status": st})
@@ -42,7 +42,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let Some((r, _)) = Remotes::list(&c.app)?.into_iter().find(|(r, _)| r.id == id) else {
         return Err(ApiError::NoSuchSubscription(id));
     };
-    let cancelled = cancel(&c.app, &r).await;
+    let cancelled = cancel(&c.app.outbound, &r).await;
     match &cancelled {
         Ok(()) => Remotes::forget(&c.app, &id)?,
         Err(_) => Remotes::cancel_later(&c.app, r)?,
@@ -92,6 +92,21 @@ fn detail(o: &Map<String, Value>) -> Result<String, ApiError> {
 }
 
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+    let public_base = super::deliver::public_base(app);
+    let r = remote_of(body, &app.config.viid_server_id, &public_base, caller)?;
+    Remotes::create(app, r.clone())?;
+    Ok(remote_json(&r, &RemoteStatus::default()))
+}
+
+/// A remote subscription as `POST /v1/remote-subscriptions` asks for it, made by
+/// `caller`, for a server whose 视图库 id is `server_id` and whose notifications
+/// endpoint is under `public_base` (its `ReceiveAddr` unless given).
+pub(crate) fn remote_of(
+    body: &[u8],
+    server_id: &str,
+    public_base: &str,
+    caller: &Caller,
+) -> Result<RemoteSubscription, ApiError> {
     // What comes back is stored in the communities of the other platform's record,
     // not the key's: a city-wide power.
     caller.city_wide()?;
@@ -107,21 +122,18 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
             v => v,
         })
     };
-    let server_id = app.config.viid_server_id.clone();
+    let server_id = server_id.to_string();
     let device_id = or("device_id", &server_id)?;
     let username = or("username", &device_id)?;
     let receive_addr = or(
         "receive_addr",
-        &format!(
-            "{}/VIID/SubscribeNotifications",
-            super::deliver::public_base(app)
-        ),
+        &format!("{public_base}/VIID/SubscribeNotifications"),
     )?;
     super::target(&receive_addr)
         .map_err(|_| ApiError::param("receive_addr", "an http:// or https:// URL"))?;
     // Bound to every address and no --public-url: the default would send the other
     // side to http://0.0.0.0:…, which reaches nobody.
-    let unreachable = super::deliver::public_base(app)
+    let unreachable = public_base
         .parse::<hyper::Uri>()
         .ok()
         .and_then(|u| {
@@ -172,7 +184,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         Some(Value::String(s)) if s == "base64" => object["ImageData"] = 1.into(),
         Some(_) => return Err(ApiError::param("image_data", "reference or base64")),
     }
-    let r = RemoteSubscription {
+    Ok(RemoteSubscription {
         id: format!("rs-{:016x}", rand::random::<u64>()),
         url,
         device_id,
@@ -182,7 +194,5 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
         owner: caller.key_id.clone(),
         created_ms: now,
         cancelling: false,
-    };
-    Remotes::create(app, r.clone())?;
-    Ok(remote_json(&r, &RemoteStatus::default()))
+    })
 }

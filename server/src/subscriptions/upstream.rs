@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::deliver::{self, Delivery, DeliveryError, Pictures, CLASSES};
 use super::Subscription;
 use crate::gat1400::digest_client::Challenge;
-use crate::App;
+use crate::http::client::Outbound;
 
 /// How long shutdown waits for the upstreams to take our `UnRegister`s.
 pub(crate) const UNREGISTER_AT_SHUTDOWN: Duration = Duration::from_secs(3);
@@ -137,14 +137,6 @@ impl Session {
         self.server_id().as_deref() == Some(id) && self.registered()
     }
 
-    /// The upstream's 视图库 id: configured, else learned at registration.
-    pub(crate) fn server_id(&self) -> Option<String> {
-        match &self.up.server_id {
-            Some(s) => Some(s.clone()),
-            None => self.learned.lock().expect("session").clone(),
-        }
-    }
-
     /// The upstream's `host:port` (its origin without the scheme).
     fn host_port(&self) -> &str {
         self.addr.split_once("://").map_or(&*self.addr, |(_, r)| r)
@@ -159,35 +151,23 @@ impl Session {
                 .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
             v4 => v4,
         };
-        let host_port = self.host_port();
-        let host = host_port
-            .rsplit_once(':')
-            .map_or(host_port, |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => canonical(ip) == canonical(peer),
-            Err(_) => self
-                .resolved
-                .lock()
-                .expect("session")
-                .iter()
-                .any(|ip| canonical(*ip) == canonical(peer)),
-        }
+        self.addresses()
+            .into_iter()
+            .any(|ip| canonical(ip) == canonical(peer))
     }
 
     /// The upper platform this upstream is, as `Registry::upper` gives it.
     pub(crate) fn upper(&self) -> super::Upper {
         super::Upper {
             device_id: self.up.device_id.clone(),
-            scope: self.scope.clone(),
+            scope: self.scope(),
         }
     }
 
     /// Learns the upstream's 视图库 id (when not configured): the Register answer's
     /// `Id` when it is a 20-digit code other than ours, else the `VIIDServerID` of its
     /// `GET /VIID/System/Time`.
-    async fn learn_server_id(&self, app: &App, register_answer: &[u8]) {
+    async fn learn_server_id(&self, outbound: &Outbound, register_answer: &[u8]) {
         if self.up.server_id.is_some() {
             return;
         }
@@ -208,7 +188,7 @@ impl Session {
             let path = format!("{}/VIID/System/Time", self.base);
             let req = deliver::viid_request(hyper::Method::GET, &path, &self.up.device_id);
             if let Ok((status, _, answer)) =
-                deliver::exchange(&self.addr, req, Vec::new(), &app.outbound).await
+                deliver::exchange(&self.addr, req, Vec::new(), outbound).await
             {
                 let v: Option<Value> = serde_json::from_slice(&answer).ok();
                 if status.is_success() {
@@ -227,6 +207,34 @@ impl Session {
 
     pub(crate) fn device_id(&self) -> &str {
         &self.up.device_id
+    }
+
+    /// The upstream's 视图库 id (configured, else learned at registration), when known.
+    pub(crate) fn server_id(&self) -> Option<String> {
+        match &self.up.server_id {
+            Some(s) => Some(s.clone()),
+            None => self.learned.lock().expect("session").clone(),
+        }
+    }
+
+    /// The addresses its upper platform's requests may come from: the host as written
+    /// when an IP address, else as resolved at the last registration.
+    pub(crate) fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let host_port = self.host_port();
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => self.resolved.lock().expect("session").clone(),
+        }
+    }
+
+    /// The communities the upstream reads (`None`: every one).
+    pub(crate) fn scope(&self) -> Option<Vec<String>> {
+        self.scope.clone()
     }
 
     pub(crate) fn state(&self) -> SessionState {
@@ -251,7 +259,11 @@ impl Session {
     /// `POST /VIID/System/{what}` with `{"{what}Object":{"DeviceID":…}}` by
     /// [`digest_request`] (our login answering its challenge): the answer, when its
     /// `StatusCode` is 0.
-    async fn system_post(&self, app: &App, what: &str) -> Result<hyper::body::Bytes, SessionError> {
+    async fn system_post(
+        &self,
+        outbound: &Outbound,
+        what: &str,
+    ) -> Result<hyper::body::Bytes, SessionError> {
         let path = format!("{}/VIID/System/{what}", self.base);
         let body = json!({ format!("{what}Object"): {"DeviceID": self.up.device_id} }).to_string();
         let login = Login {
@@ -261,7 +273,7 @@ impl Session {
         };
         let mut challenge = self.challenge.lock().await;
         digest_request(
-            app,
+            outbound,
             &self.addr,
             hyper::Method::POST,
             &path,
@@ -275,10 +287,10 @@ impl Session {
 
     /// `POST /VIID/System/Register` with `{"RegisterObject":{"DeviceID":…}}`, by
     /// [`digest_request`]. Ok when the upstream answered `StatusCode` 0.
-    pub(crate) async fn register(&self, app: &App) -> Result<(), SessionError> {
-        let done = self.system_post(app, "Register").await;
+    pub(crate) async fn register(&self, outbound: &Outbound) -> Result<(), SessionError> {
+        let done = self.system_post(outbound, "Register").await;
         if let Ok(answer) = &done {
-            self.learn_server_id(app, answer).await;
+            self.learn_server_id(outbound, answer).await;
         }
         let done = done.map(|_| ());
         if done.is_ok() {
@@ -303,19 +315,19 @@ impl Session {
     /// `POST /VIID/System/UnRegister` with `{"UnRegisterObject":{"DeviceID":…}}` (the
     /// upstream deleted here), answering a challenge as the registration does. Ok when
     /// the upstream answered `StatusCode` 0.
-    pub(crate) async fn unregister(&self, app: &App) -> Result<(), SessionError> {
-        let done = self.system_post(app, "UnRegister").await.map(|_| ());
+    pub(crate) async fn unregister(&self, outbound: &Outbound) -> Result<(), SessionError> {
+        let done = self.system_post(outbound, "UnRegister").await.map(|_| ());
         self.forget();
         done
     }
 
     /// `POST /VIID/System/Keepalive` with `{"KeepaliveObject":{"DeviceID":…}}`.
-    async fn keepalive(&self, app: &App) -> Result<(), SessionError> {
+    async fn keepalive(&self, outbound: &Outbound) -> Result<(), SessionError> {
         let path = format!("{}/VIID/System/Keepalive", self.base);
         let body = json!({"KeepaliveObject": {"DeviceID": self.up.device_id}}).to_string();
         let req = deliver::viid_request(hyper::Method::POST, &path, &self.up.device_id);
         let (status, _, answer) =
-            deliver::exchange(&self.addr, req, body.into_bytes(), &app.outbound).await?;
+            deliver::exchange(&self.addr, req, body.into_bytes(), outbound).await?;
         let done = ok_status(&path, status, &answer);
         match &done {
             Ok(()) => {
@@ -341,7 +353,7 @@ pub(crate) struct Login<'a> {
 /// next `nc`) when there is one; a 401 brings a new challenge, answered once (a second
 /// 401 is a refusal). The answer's status and body.
 pub(crate) async fn digest_request(
-    app: &App,
+    outbound: &Outbound,
     addr: &str,
     method: hyper::Method,
     path: &str,
@@ -359,7 +371,7 @@ pub(crate) async fn digest_request(
             req = req.header(hyper::header::AUTHORIZATION, a);
         }
         let (status, headers, answer) =
-            deliver::exchange(addr, req, body.clone(), &app.outbound).await?;
+            deliver::exchange(addr, req, body.clone(), outbound).await?;
         if status != hyper::StatusCode::UNAUTHORIZED {
             return Ok((status, answer));
         }
@@ -407,12 +419,32 @@ pub(crate) fn ok_status(
 /// keepalive interval while it cannot), then keeps alive every interval; a failed
 /// keepalive (a 401: the upstream forgot us; or no answer: it may come back without
 /// us) registers again.
-pub(crate) async fn registration(app: Arc<App>, session: Arc<Session>) {
+pub(crate) async fn registration(outbound: Outbound, session: Arc<Session>) {
+    registration_fenced(outbound, session, |_| async { true }).await
+}
+
+/// [`registration`], with `fence` asked before every registration after the first
+/// and told every outcome (the state as it is then): false ends the task (a cluster
+/// query node whose lease on the upstream moved on must not register again).
+pub(crate) async fn registration_fenced<F, Fut>(outbound: Outbound, session: Arc<Session>, fence: F)
+where
+    F: Fn(SessionState) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let interval = Duration::from_secs(session.up.keepalive_s.max(1));
     let mut retry = FIRST_RETRY;
+    let mut first = true;
     loop {
         if !session.registered() {
-            match session.register(&app).await {
+            if !first && !fence(session.state()).await {
+                return;
+            }
+            first = false;
+            let done = session.register(&outbound).await;
+            if !fence(session.state()).await {
+                return;
+            }
+            match done {
                 Ok(()) => retry = FIRST_RETRY,
                 Err(e) => {
                     tracing::warn!(upstream = %session.addr, error = %e, "upstream registration failed");
@@ -424,8 +456,11 @@ pub(crate) async fn registration(app: Arc<App>, session: Arc<Session>) {
         }
         tokio::time::sleep(interval).await;
         if session.registered() {
-            if let Err(e) = session.keepalive(&app).await {
+            if let Err(e) = session.keepalive(&outbound).await {
                 tracing::warn!(upstream = %session.addr, error = %e, "upstream keepalive failed");
+            }
+            if !fence(session.state()).await {
+                return;
             }
         }
     }
@@ -437,14 +472,14 @@ pub(crate) async fn registration(app: Arc<App>, session: Arc<Session>) {
 /// `next_after`, past the events that did not match too). The objects are the ones
 /// notifications carry ([`deliver::object_of`]).
 pub(crate) fn uploads(
-    app: &App,
+    host: &dyn deliver::Host,
     s: &Subscription,
     up: &Upstream,
     events: &[Value],
     next_after: u64,
     now_ms: i64,
 ) -> Vec<Delivery> {
-    let base = deliver::public_base(app);
+    let base = host.public_base();
     let pictures = match up.image_data {
         true => Pictures::Data,
         false => Pictures::Reference,
@@ -454,7 +489,7 @@ pub(crate) fn uploads(
     // Runs of one class: (class, objects, the last event id).
     let mut runs: Vec<(usize, Vec<Value>, u64)> = Vec::new();
     for e in events {
-        let Some((slot, _, o)) = deliver::object_of(app, e, now_ms, pictures, &base) else {
+        let Some((slot, _, o)) = deliver::object_of(host, e, now_ms, pictures, &base) else {
             continue;
         };
         let id = e["id"].as_u64().unwrap_or(0);

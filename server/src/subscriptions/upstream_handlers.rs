@@ -23,7 +23,7 @@ const MAX_KEEPALIVE_S: u64 = 3600;
 
 /// An upstream as listed: its settings (never its password) and its status —
 /// delivery (cursor, lag, delivered, failures, last error) and registration.
-fn upstream_json(s: &Subscription, shown: &Shown, through: u64) -> Value {
+pub(crate) fn upstream_json(s: &Subscription, shown: &Shown, through: u64) -> Value {
     let (st, session) = shown;
     let up = s.upstream.as_ref().expect("an upstream");
     let mut status = serde_json::to_value(st).expect("serializes");
@@ -91,7 +91,10 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     };
     ended.extend(crate::gat1400::subscribes::end_orphaned_uppers(&c.app)?);
     let unregistered = match session {
-        Some(s) => s.unregister(&c.app).await.map_err(|e| e.to_string()),
+        Some(s) => s
+            .unregister(&c.app.outbound)
+            .await
+            .map_err(|e| e.to_string()),
         None => Err("it was not running".to_string()),
     };
     Ok((
@@ -129,16 +132,10 @@ fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<St
 
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
-    let url = text(&o, "url", true)?;
-    target(&url)?;
-    let password = text(&o, "password", true)?;
-    let server_id = match o.get("server_id") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(code(&o, "server_id", None)?),
-    };
+    let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
     // One upstream per 视图库 id: its upper platform is let in here by that id, with
     // that upstream's scope; a second would make the scope either's.
-    if let Some(id) = &server_id {
+    if let Some(id) = s.upstream.as_ref().and_then(|u| u.server_id.as_ref()) {
         let configured = Registry::list(app)?.into_iter().find_map(|(s, _)| {
             let up = s.upstream?;
             (up.server_id.as_ref() == Some(id)).then_some(s.id)
@@ -156,8 +153,36 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
             });
         }
     }
-    let device_id = code(&o, "device_id", Some(&app.config.viid_server_id))?;
-    let username = match text(&o, "username", false)? {
+    let from = from_of(&o)?;
+    Registry::create(app, s.clone(), from)?;
+    let cursor = from.unwrap_or_else(|| app.store.applied_through());
+    let shown = app.subscriptions.shown(&s.id).unwrap_or((
+        Status {
+            cursor,
+            ..Default::default()
+        },
+        Some(SessionState::default()),
+    ));
+    Ok(upstream_json(&s, &shown, app.store.applied_through()))
+}
+
+/// An upstream as `POST /v1/upstreams` asks for it (every field but `from`, whose
+/// form is the server's), made by `caller`; `viid_server_id` is the default
+/// `device_id`.
+pub(crate) fn upstream_of(
+    o: &Map<String, Value>,
+    viid_server_id: &str,
+    caller: &Caller,
+) -> Result<Subscription, ApiError> {
+    let url = text(o, "url", true)?;
+    target(&url)?;
+    let password = text(o, "password", true)?;
+    let server_id = match o.get("server_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(code(o, "server_id", None)?),
+    };
+    let device_id = code(o, "device_id", Some(viid_server_id))?;
+    let username = match text(o, "username", false)? {
         u if u.is_empty() => device_id.clone(),
         u => u,
     };
@@ -176,15 +201,15 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
             _ => return Err(ApiError::param("keepalive_s", "1 to 3600 seconds")),
         },
     };
-    let (kinds, communities, devices, subjects) = filter_of(&o, caller)?;
+    let (kinds, communities, devices, subjects) = filter_of(o, caller)?;
     if subjects.is_some() {
         return Err(ApiError::param(
             "subjects",
             "an upstream takes kinds, communities and devices",
         ));
     }
-    let (batch, from) = (batch_of(&o)?, from_of(&o)?);
-    let s = Subscription {
+    let batch = batch_of(o)?;
+    Ok(Subscription {
         id: format!("up-{:016x}", rand::random::<u64>()),
         url,
         kinds,
@@ -208,15 +233,5 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
             image_data,
             keepalive_s,
         }),
-    };
-    Registry::create(app, s.clone(), from)?;
-    let cursor = from.unwrap_or_else(|| app.store.applied_through());
-    let shown = app.subscriptions.shown(&s.id).unwrap_or((
-        Status {
-            cursor,
-            ..Default::default()
-        },
-        Some(SessionState::default()),
-    ));
-    Ok(upstream_json(&s, &shown, app.store.applied_through()))
+    })
 }

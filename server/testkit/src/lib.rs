@@ -13,6 +13,7 @@ mod client;
 pub mod cluster;
 pub mod gat1400;
 pub mod pki;
+pub mod platform;
 mod process;
 mod server;
 mod wait;

@@ -42,6 +42,7 @@ mod limits;
 mod subs;
 mod takeover;
 mod tls;
+mod upstreams;
 mod watch;
 
 /// The tests share two cores: one cluster at a time.

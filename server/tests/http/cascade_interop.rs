@@ -7,10 +7,9 @@
 //! The other platform is a real HTTP server in the test ([`Platform`]): it records
 //! every request and answers as its closure says.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -18,6 +17,7 @@ use serde_json::{json, Value};
 use crate::cascade::{catalog, gate_registered, subscribed};
 use crate::gat1400::{b64, jpeg, put_json, register, viid};
 use crate::support::{get, post, start, wait_until, GATE};
+use sightline_testkit::platform::{one, per_object, Platform};
 
 /// Our 视图库 id (`serve`'s default `--viid-server-id`).
 pub(crate) const SERVER_ID: &str = "32050000005030000001";
@@ -29,124 +29,6 @@ pub(crate) const OURS: &str = "32050800005030000077";
 pub(crate) const PLATFORM: &str = "32050800005030000001";
 /// A tollgate of another community (South).
 pub(crate) const SOUTH_GATE: &str = "32050901011210000001";
-
-/// A request the platform took: method, path (with query), head (lower case), body.
-#[derive(Clone, Debug)]
-pub(crate) struct Taken {
-    pub method: String,
-    pub path: String,
-    pub head: String,
-    pub body: Value,
-}
-
-type Answer = Box<dyn Fn(&Taken) -> (u16, String) + Send + Sync>;
-
-/// Another 视图库 on 127.0.0.1: every request recorded, answered by `answer`.
-pub(crate) struct Platform {
-    pub addr: SocketAddr,
-    taken: Arc<Mutex<Vec<Taken>>>,
-}
-
-impl Platform {
-    pub(crate) fn start(
-        answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static,
-    ) -> Platform {
-        Platform::start_on("127.0.0.1", answer)
-    }
-
-    /// As [`Platform::start`], listening on `ip` (another loopback address).
-    pub(crate) fn start_on(
-        ip: &str,
-        answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static,
-    ) -> Platform {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let taken: Arc<Mutex<Vec<Taken>>> = Arc::default();
-        let (log, answer): (_, Answer) = (taken.clone(), Box::new(answer));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("").to_string();
-                let (mut head, mut len) = (String::new(), 0usize);
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    head.push_str(&lower);
-                }
-                let mut body = vec![0u8; len];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let t = Taken {
-                    method,
-                    path,
-                    head,
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                };
-                let (status, text) = answer(&t);
-                log.lock().unwrap().push(t);
-                let mut w = stream;
-                let _ = write!(
-                    w,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/VIID+JSON;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                    text.len()
-                );
-            }
-        });
-        Platform { addr, taken }
-    }
-
-    /// The requests taken with `method` to a path starting with `path`.
-    pub(crate) fn taken(&self, method: &str, path: &str) -> Vec<Taken> {
-        self.taken
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|t| t.method == method && t.path.starts_with(path))
-            .cloned()
-            .collect()
-    }
-}
-
-/// `{"ResponseStatusObject":{…}}`, as wvp answers a register or a single change.
-pub(crate) fn one(code: i64, text: &str) -> String {
-    json!({"ResponseStatusObject": {"Id": "", "RequestURL": "/VIID", "StatusCode": code,
-        "StatusString": text, "LocalTime": "20210901080000"}})
-    .to_string()
-}
-
-/// A `ResponseStatusListObject` of one status per object of a list body (at least
-/// one), each `code`/`text`.
-pub(crate) fn per_object(t: &Taken, code: i64, text: &str) -> String {
-    let n = t
-        .body
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|l| l.as_object())
-        .and_then(|l| l.values().next())
-        .and_then(Value::as_array)
-        .map_or(1, |a| a.len().max(1));
-    let statuses: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"Id": i.to_string(), "RequestURL": t.path, "StatusCode": code,
-                        "StatusString": text, "LocalTime": "20210901080000"})
-        })
-        .collect();
-    json!({"ResponseStatusListObject": {"ResponseStatusObject": statuses}}).to_string()
-}
 
 pub(crate) fn statuses(answer: &Value) -> Vec<Value> {
     match &answer["ResponseStatusListObject"]["ResponseStatusObject"] {

@@ -11,11 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cascade::{catalog, gate_registered};
-use crate::cascade_interop::{
-    one, per_object, statuses, vehicle, vehicles, Platform, OURS, PLATFORM, SERVER_ID, UPPER,
-};
+use crate::cascade_interop::{statuses, vehicle, vehicles, OURS, PLATFORM, SERVER_ID, UPPER};
 use crate::gat1400::{jpeg, put_json, register, viid};
 use crate::support::{call, get, post, start, wait_until, Receiver, GATE};
+use sightline_testkit::platform::{one, per_object, Platform};
 
 const SUBSCRIBE_ID: &str = "320500000000000001032021090108000000101";
 

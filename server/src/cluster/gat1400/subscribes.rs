@@ -33,7 +33,7 @@ use hyper::Request;
 use serde_json::Value;
 use sightline_query::federated::{Federation, Partition};
 
-use super::{admit, GatNode};
+use super::{admit_platform, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
 use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
@@ -93,11 +93,20 @@ impl GatNode {
         if existing.as_ref().is_some_and(|s| s.owner != platform) {
             return Err(SubscribeError::NotYours(id));
         }
-        let mut scope = self.directory.uploader(platform).communities;
-        scope.sort();
-        scope.dedup();
+        // An upper platform our upstream is registered with (no record here): confined
+        // to the communities its upstream reads (`None`: every one), its
+        // notifications sent as our id there (as on `serve`).
+        let upper = self.directory.upper_named(platform);
+        let mut scope = match &upper {
+            Some(u) => u.scope.clone(),
+            None => Some(self.directory.uploader(platform).communities),
+        };
+        if let Some(scope) = &mut scope {
+            scope.sort();
+            scope.dedup();
+        }
         let cancelled = crate::gat1400::text(o, "OperateType").as_deref() == Some("1");
-        if scope.is_empty() && !cancelled {
+        if scope.as_ref().is_some_and(Vec::is_empty) && !cancelled {
             // Its device not read yet (or of no community): it would deliver nothing.
             return Err(SubscribeError::Store(ApiError::StorageUnavailable(format!(
                 "platform {platform}'s device is not known to this node yet (or covers no community): try again"
@@ -105,8 +114,8 @@ impl GatNode {
         }
         let subscriber = || {
             Ok(Subscriber {
-                scope: Some(scope),
-                identify: None,
+                scope,
+                identify: upper.map(|u| u.device_id),
             })
         };
         let server_id = &self.config.ingest.viid_server_id;
@@ -214,7 +223,7 @@ fn one_path(path: &str) -> bool {
 pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchange) -> Reply {
     let one = one_id(&x);
     let method = x.method.clone();
-    let (_admitted, platform) = match admit(node, req, &mut x, MAX_BODY_BYTES).await {
+    let (_admitted, platform) = match admit_platform(node, req, &mut x, MAX_BODY_BYTES).await {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
