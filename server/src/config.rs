@@ -34,6 +34,8 @@ pub enum ConfigError {
     ViidServerId(String),
     #[error("public_url {0:?} is not like http://host:port (no path)")]
     PublicUrl(String),
+    #[error("{0}: {1}")]
+    Networks(&'static str, String),
     #[error("--tls-cert and --tls-key go together: give both or neither")]
     TlsHalf,
     #[error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are asked for in the TLS handshake)")]
@@ -204,6 +206,16 @@ pub struct Settings {
     #[arg(long, env = "SIGHTLINE_VIID_REGISTRATION_ANY_ADDRESS")]
     #[serde(default)]
     pub viid_registration_any_address: bool,
+    /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may point into although the
+    /// default refuses them (loopback, link-local, …): e.g. `127.0.0.1/32` for a
+    /// platform on this host. [default: none]
+    #[arg(long, env = "SIGHTLINE_VIID_RECEIVE_ALLOW")]
+    pub viid_receive_allow: Option<String>,
+    /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may never point into, over
+    /// any allow: e.g. `10.0.0.0/8` for an internal network platforms are not on.
+    /// [default: none]
+    #[arg(long, env = "SIGHTLINE_VIID_RECEIVE_DENY")]
+    pub viid_receive_deny: Option<String>,
 }
 
 impl Settings {
@@ -263,6 +275,8 @@ impl Settings {
             allow_plaintext: self.allow_plaintext || base.allow_plaintext,
             viid_registration_any_address: self.viid_registration_any_address
                 || base.viid_registration_any_address,
+            viid_receive_allow: self.viid_receive_allow.or(base.viid_receive_allow),
+            viid_receive_deny: self.viid_receive_deny.or(base.viid_receive_deny),
         }
     }
 
@@ -376,6 +390,12 @@ impl Settings {
         c.tls_ca_bundle = self.tls_ca_bundle;
         c.allow_plaintext = self.allow_plaintext;
         c.viid_registration_any_address = self.viid_registration_any_address;
+        let networks = |name: &'static str, v: Option<String>| {
+            crate::http::egress::parse_networks(v.as_deref().unwrap_or(""))
+                .map_err(|why| ConfigError::Networks(name, why))
+        };
+        c.viid_receive.allow = networks("viid_receive_allow", self.viid_receive_allow)?;
+        c.viid_receive.deny = networks("viid_receive_deny", self.viid_receive_deny)?;
         if let Some(b) = self.audit_file_bytes {
             c.audit_file_bytes = b.max(1);
         }
@@ -444,6 +464,46 @@ mod tests {
             ..data()
         };
         assert!(zero.server_config().is_err());
+    }
+
+    #[test]
+    fn receive_networks_are_read_from_the_file_and_a_bad_one_is_named() {
+        let (_d, path) = file(
+            "data = \"d\"\nviid_receive_allow = \"127.0.0.1/32, fd00::/8\"\n\
+             viid_receive_deny = \"10.0.0.0/8\"\n",
+        );
+        let c = Settings::from_file(&path).unwrap().server_config().unwrap();
+        let (allow, deny) = (&c.viid_receive.allow, &c.viid_receive.deny);
+        assert_eq!(allow.len(), 2);
+        assert_eq!(deny.len(), 1);
+        assert!(c
+            .viid_receive
+            .refusal("10.1.1.1".parse().unwrap())
+            .is_some());
+        assert!(c
+            .viid_receive
+            .refusal("127.0.0.1".parse().unwrap())
+            .is_none());
+        assert!(c
+            .viid_receive
+            .refusal("127.0.0.2".parse().unwrap())
+            .is_some());
+        let bad = Settings {
+            data: Some("d".into()),
+            viid_receive_deny: Some("10.0.0.0/8,intranet".into()),
+            ..Default::default()
+        };
+        let e = bad.server_config().unwrap_err().to_string();
+        assert!(
+            e.contains("viid_receive_deny") && e.contains("intranet"),
+            "{e}"
+        );
+        let defaults = Settings {
+            data: Some("d".into()),
+            ..Default::default()
+        };
+        let c = defaults.server_config().unwrap();
+        assert_eq!(c.viid_receive, crate::ReceivePolicy::default());
     }
 
     #[test]

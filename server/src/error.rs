@@ -83,6 +83,9 @@ pub enum ApiError {
     NoSuchSubscription(String),
     #[error("no upstream {0}")]
     NoSuchUpstream(String),
+    /// 409: the request would make a second of what must be one (its field named).
+    #[error("{message}")]
+    Conflict { field: String, message: String },
     #[error("no watchlist {0}")]
     NoSuchWatchlist(String),
     #[error("no image {0}")]
@@ -200,6 +203,7 @@ impl ApiError {
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) | OutOfScope { .. } => StatusCode::FORBIDDEN,
+            Conflict { .. } => StatusCode::CONFLICT,
             NoSuchEndpoint(_)
             | NoSuchEvent(_)
             | NoSuchSubscription(_)
@@ -237,6 +241,7 @@ impl ApiError {
             HeadersTooLarge => "headers_too_large",
             Unauthorized(_) => "unauthorized",
             Forbidden(_) | OutOfScope { .. } => "forbidden",
+            Conflict { .. } => "conflict",
             NoSuchEndpoint(_) => "not_found",
             NoSuchEvent(_) => "no_such_event",
             NoSuchSubscription(_) => "no_such_subscription",
@@ -271,9 +276,9 @@ impl ApiError {
     /// The parameter or field at fault, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            ApiError::InvalidParameter { field, .. } | ApiError::OutOfScope { field, .. } => {
-                Some(field)
-            }
+            ApiError::InvalidParameter { field, .. }
+            | ApiError::OutOfScope { field, .. }
+            | ApiError::Conflict { field, .. } => Some(field),
             ApiError::InvalidEvents { errors } => errors.first()?.field.as_deref(),
             _ => None,
         }

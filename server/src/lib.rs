@@ -25,6 +25,7 @@ pub mod feed;
 pub mod fuzzing;
 pub mod gat1400;
 mod http;
+pub use http::egress::{parse_networks, ReceivePolicy};
 mod images;
 mod ingest;
 mod keys;
@@ -146,6 +147,11 @@ pub struct ServerConfig {
     /// `--viid-registration-any-address`: a GA/T 1400 registration's `User-Identify`
     /// trusted from any address, not only the registering one. Default false.
     pub viid_registration_any_address: bool,
+    /// Where a platform's `ReceiveAddr` (its `/VIID/Subscribes` and
+    /// `/VIID/Dispositions` notifications) may point: `--viid-receive-allow` and
+    /// `--viid-receive-deny` over the defaults of [`http::egress`] (no loopback,
+    /// link-local, unspecified, multicast or broadcast addresses). Default: none given.
+    pub viid_receive: http::egress::ReceivePolicy,
 }
 
 /// `serve`'s defaults for what one client may hold of a listener, also the cluster
@@ -193,6 +199,7 @@ impl ServerConfig {
             tls_ca_bundle: None,
             allow_plaintext: false,
             viid_registration_any_address: false,
+            viid_receive: Default::default(),
         }
     }
 }

@@ -58,7 +58,12 @@ impl Server {
     /// vocabulary, and binds. With `no_auth` only loopback addresses are allowed;
     /// without TLS, a store that holds API keys is served beyond loopback only with
     /// `allow_plaintext`.
-    pub async fn bind(config: ServerConfig) -> Result<Server, ServeError> {
+    pub async fn bind(mut config: ServerConfig) -> Result<Server, ServeError> {
+        // A `--no-auth` server listens on loopback only: the platforms that reach it
+        // are on this host, and may be sent to here (`http::egress`).
+        if config.no_auth {
+            config.viid_receive.allow_loopback();
+        }
         let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         let outbound = crate::http::client::Outbound::new(config.tls_ca_bundle.as_deref())?;
         let (store, index, vocab, keys, audit, watch) = {
@@ -223,6 +228,12 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintain(self.app.clone()));
         let audit_sync = tokio::spawn(sync_audit(self.app.clone()));
+        if let Err(e) = crate::gat1400::dispositions::migrate(&self.app) {
+            tracing::error!(error = %e, "unowned dispositions were not moved");
+        }
+        if let Err(e) = crate::gat1400::subscribes::end_orphaned_uppers(&self.app) {
+            tracing::error!(error = %e, "upper platforms' subscriptions were not checked");
+        }
         if let Err(e) = subscriptions::Registry::start_all(&self.app) {
             tracing::error!(error = %e, "subscriptions did not start");
         }

@@ -18,7 +18,7 @@ use super::Gateway;
 use crate::error::ApiError;
 
 /// The GB/T 28181 type code of a tollgate (卡口).
-const TOLLGATE_TYPE: &str = "121";
+pub(crate) const TOLLGATE_TYPE: &str = "121";
 
 /// The communities a caller may list: its own device's (`None`: not registered, so
 /// none) and, for a platform, those its relays map to (a device of any other kind

@@ -33,6 +33,8 @@ pub(crate) enum DispositionError {
     EndTime(String),
     #[error("ReceiveAddr {0:?}: {1}")]
     ReceiveAddr(String, String),
+    #[error("ReceiveAddr {0:?} refused: {1}")]
+    ReceiveRefused(String, String),
     #[error("DispositionID {0:?} is another platform's disposition")]
     NotYours(String),
     #[error("不存在布控ID: no disposition {0:?} to revoke")]
@@ -42,11 +44,14 @@ pub(crate) enum DispositionError {
 }
 
 impl DispositionError {
-    /// Its `StatusCode`: another's disposition an invalid operation (4), an unknown one
+    /// Its `StatusCode`: another's disposition, or a `ReceiveAddr` where this server may
+    /// not send (`http::egress`), an invalid operation (4), an unknown one
     /// to revoke "other" (1), the store failing a device error (3), anything else 8.
     pub(crate) fn code(&self) -> i64 {
         match self {
-            DispositionError::NotYours(_) => super::INVALID_OPERATION,
+            DispositionError::NotYours(_) | DispositionError::ReceiveRefused(..) => {
+                super::INVALID_OPERATION
+            }
             DispositionError::NoSuch(_) => super::OTHER_ERROR,
             DispositionError::Store(_) => super::DEVICE_ERROR,
             _ => super::INVALID_JSON_CONTENT,
@@ -89,9 +94,12 @@ fn check_owner(app: &App, platform: &str, id: &str) -> Result<(), DispositionErr
     }
 }
 
+/// The prefix of the subscription that pushes a disposition's notifications.
+pub(crate) const SUBSCRIPTION_PREFIX: &str = "disposition-";
+
 /// The subscription that pushes a disposition's notifications.
 pub(crate) fn subscription_id(disposition: &str) -> String {
-    format!("disposition-{disposition}")
+    format!("{SUBSCRIPTION_PREFIX}{disposition}")
 }
 
 /// The watched kind of a `DispositionCategory`.
@@ -128,6 +136,11 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         }
         Asked::Put(w, pushed) => (w, pushed),
     };
+    if let Some(s) = &pushed {
+        if let Some(why) = app.config.viid_receive.url_refusal(&s.url) {
+            return Err(DispositionError::ReceiveRefused(s.url.clone(), why));
+        }
+    }
     // The platform's own, under a watchlist id apart from `/v1/watchlists`' ids.
     let id = std::mem::take(&mut w.id);
     check_owner(app, platform, &id)?;
@@ -252,4 +265,41 @@ pub(crate) fn revoke(app: &Arc<App>, platform: &str, id: &str) -> Result<bool, D
         .kv_delete(OWNERS, id)
         .map_err(ApiError::from)?;
     Ok(true)
+}
+
+/// Moves the dispositions made before they were owned (a bare `DispositionID` as
+/// watchlist id, no owner) to what they are now, at start: each one that pushed its
+/// notifications (its `disposition-{id}` alert subscription records the platform that
+/// made it) becomes that platform's, its watchlist `viid-disp-{id}` — revocable
+/// through `/VIID/Dispositions` by that platform alone. One that had no `ReceiveAddr`
+/// records no platform: it stays a plain watchlist, removed by an admin key through
+/// `DELETE /v1/watchlists/{id}` only. The `DispositionID`s moved.
+pub(crate) fn migrate(app: &App) -> Result<Vec<String>, ApiError> {
+    let mut moved = Vec::new();
+    for (mut s, _) in Registry::list(app)? {
+        let Some(id) = s.id.strip_prefix(SUBSCRIPTION_PREFIX).map(str::to_string) else {
+            continue;
+        };
+        let bare = match &s.watchlist {
+            Some(w) if s.alerts && s.upstream.is_none() && *w == id => w.clone(),
+            _ => continue,
+        };
+        if owner(app, &id)?.is_some() {
+            continue;
+        }
+        if let Some(mut w) = app.watch.list().into_iter().find(|w| w.id == bare) {
+            app.watch.delete(&app.store, &bare)?;
+            w.id = watchlist_id(&id);
+            // The same list as accepted before: not weighed again against the limit.
+            app.watch.put(&app.store, &w, usize::MAX)?;
+        }
+        app.store
+            .catalog()
+            .kv_put(OWNERS, &id, s.owner.as_bytes())?;
+        s.watchlist = Some(watchlist_id(&id));
+        Registry::store(app, &s)?;
+        tracing::info!(disposition = %id, platform = %s.owner, "an unowned disposition is now its platform's");
+        moved.push(id);
+    }
+    Ok(moved)
 }

@@ -1190,11 +1190,24 @@ pub(crate) async fn subscribe_notifications(c: Call) -> Result<Answer, ApiError>
             .map(|n| {
                 let id = &super::text(n, "NotificationID").unwrap_or_default();
                 // Only what answers a subscription this server placed (a remote
-                // subscription) is taken, as wvp-GB28181-pro checks it.
+                // subscription) is taken, as wvp-GB28181-pro checks it (its
+                // `subscribeNotExists`), and only from the platform it was placed at.
                 let subscribe_id = super::text(n, "SubscribeID").unwrap_or_default();
-                match crate::subscriptions::remote::Remotes::knows(app, &subscribe_id) {
-                    Ok(true) => {}
-                    Ok(false) => {
+                use crate::subscriptions::remote::Remotes;
+                match Remotes::placed(app, &subscribe_id) {
+                    Ok(Some(r)) if Remotes::sender_is_remote(app, &r, x.peer) => {}
+                    Ok(Some(r)) => {
+                        let from = x.peer.map_or_else(String::new, |p| format!(" from {p}"));
+                        return status(
+                            id,
+                            INVALID_OPERATION,
+                            &format!(
+                                "SubscribeID {subscribe_id:?} was placed at {}: its notifications come from there, not{from}",
+                                r.url
+                            ),
+                        );
+                    }
+                    Ok(None) => {
                         return status(
                             id,
                             OTHER_ERROR,

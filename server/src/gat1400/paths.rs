@@ -3,6 +3,10 @@
 //! * percent-encoded unreserved characters are decoded (`/VIID/%46aces` is
 //!   `/VIID/Faces`): RFC 3986 §6.2.2.2 makes them the same URI; other escapes stay
 //!   (`/VIID%2FFaces` is not `/VIID/Faces`: `%2F` is data, not a separator);
+//! * then dot segments are removed (RFC 3986 §5.2.4, as §6.2.2.3 asks after the
+//!   decoding): `/VIID/%2E%2E/v1/keys` is `/v1/keys`, routed (and authorised) as that
+//!   path is — never as a `/VIID` resource with `..` in it. Other paths are routed as
+//!   they came (`/v1/communities/..` names the community `..`, refused as such);
 //! * one trailing slash is dropped (`/VIID/Faces/` is `/VIID/Faces`), as the Spring MVC
 //!   servers most 视图库 run on (trailing-slash matching, on by default before Spring
 //!   6) answer it;
@@ -17,11 +21,20 @@ pub(crate) fn is_viid(path: &str) -> bool {
     path == "/VIID" || path.starts_with("/VIID/")
 }
 
-/// The path a `/VIID` request is routed by (any other path as it is).
+/// The path a `/VIID` request is routed by (where its dot segments lead, which may be
+/// out of `/VIID`); any other path as it is.
 pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
     let decoded = decode_unreserved(path);
     if !is_viid(&decoded) {
         return Cow::Borrowed(path);
+    }
+    let decoded = match has_dot_segment(&decoded) {
+        true => Cow::Owned(remove_dot_segments(&decoded)),
+        false => decoded,
+    };
+    if !is_viid(&decoded) {
+        // Out of `/VIID` by its dot segments: where they lead.
+        return decoded;
     }
     match decoded.strip_suffix('/') {
         Some(trimmed) if trimmed.len() >= "/VIID".len() => Cow::Owned(trimmed.to_string()),
@@ -59,6 +72,46 @@ pub(crate) fn meant(path: &str) -> Option<String> {
             }
         })
         .filter(|m| m != path)
+}
+
+/// Whether a path has a `.` or `..` segment.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// RFC 3986 §5.2.4 `remove_dot_segments`.
+fn remove_dot_segments(path: &str) -> String {
+    // Drops the last segment of `out` and its `/`.
+    fn pop(out: &mut String) {
+        out.truncate(out.rfind('/').unwrap_or(0));
+    }
+    let mut input = path;
+    let mut out = String::with_capacity(path.len());
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest;
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") {
+            input = &input[3..];
+            pop(&mut out);
+        } else if input == "/.." {
+            input = "/";
+            pop(&mut out);
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            let from = usize::from(input.starts_with('/'));
+            let end = input[from..].find('/').map_or(input.len(), |i| i + from);
+            out.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    out
 }
 
 /// `%XX` escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`) decoded.
@@ -113,5 +166,35 @@ mod tests {
             canonical_target("/VIID/%46aces/?a=%46"),
             "/VIID/Faces?a=%46"
         );
+    }
+
+    #[test]
+    fn dot_segments_are_removed_after_decoding() {
+        // `%2E` is `.`, unreserved: `%2E%2E` is `..`, and goes as `..` goes.
+        assert_eq!(canonical("/VIID/%2E%2E/v1/keys"), "/v1/keys");
+        assert_eq!(canonical("/VIID/%2e%2E/%2E%2e/v1/keys"), "/v1/keys");
+        assert_eq!(canonical("/VIID/../v1/keys"), "/v1/keys");
+        assert_eq!(
+            canonical("/VIID/Faces/%2E%2E/Subscribes"),
+            "/VIID/Subscribes"
+        );
+        assert_eq!(canonical("/VIID/Faces/./F1"), "/VIID/Faces/F1");
+        assert_eq!(canonical("/VIID/Faces/%2E"), "/VIID/Faces");
+        assert_eq!(canonical("/VIID/Faces/.."), "/VIID");
+        // Other paths are routed as they came.
+        assert_eq!(canonical("/v1/../VIID/Faces"), "/v1/../VIID/Faces");
+        assert_eq!(canonical("/v1/communities/.."), "/v1/communities/..");
+        assert_eq!(canonical("/VIID/%2E%2E/%2E%2E/%2E%2E/etc"), "/etc");
+        // Dots inside a segment are data, as is an escaped `/`.
+        assert_eq!(canonical("/VIID/Faces/F1..2"), "/VIID/Faces/F1..2");
+        assert_eq!(canonical("/VIID/Faces/.hidden"), "/VIID/Faces/.hidden");
+        assert_eq!(canonical("/VIID/Faces%2F..%2Fx"), "/VIID/Faces%2F..%2Fx");
+        assert_eq!(canonical("/v1/events/"), "/v1/events/");
+        assert_eq!(
+            canonical_target("/VIID/Faces/%2E%2E/Faces?x=../y"),
+            "/VIID/Faces?x=../y"
+        );
+        assert_eq!(remove_dot_segments("/a/b/c/./../../g"), "/a/g");
+        assert_eq!(remove_dot_segments("mid/content=5/../6"), "mid/6");
     }
 }

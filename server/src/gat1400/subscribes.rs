@@ -47,6 +47,11 @@ pub struct ViidSubscribe {
     /// server registered there with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identify: Option<String>,
+    /// The tollgates (卡口, type 121) its `ResourceURI` names: an object passes when its
+    /// `TollgateID` (as uploaded) is one of them, whichever camera (`DeviceID`) took
+    /// it; each is in `devices` too (a tollgate uploading as itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tollgates: Vec<String>,
     /// The `SubscribeObject` as received (`GET /VIID/Subscribes` answers it).
     pub object: Value,
 }
@@ -66,6 +71,8 @@ pub(crate) enum SubscribeError {
     NoReceiveAddr,
     #[error("ReceiveAddr {0:?}: {1}")]
     ReceiveAddr(String, String),
+    #[error("ReceiveAddr {0:?} refused: {1}")]
+    ReceiveRefused(String, String),
     #[error("{0} {1:?} is not a time like 20210901080000")]
     Time(&'static str, String),
     #[error("{0}")]
@@ -73,12 +80,14 @@ pub(crate) enum SubscribeError {
 }
 
 impl SubscribeError {
-    /// Its `StatusCode`: another's subscription an invalid operation (4), an unknown
+    /// Its `StatusCode`: another's subscription, or a `ReceiveAddr` where this server
+    /// may not send (`http::egress`), an invalid operation (4), an unknown
     /// one to cancel "other" (1, as wvp-GB28181-pro answers it), the store failing a
     /// device error (3), anything else wrong in the object 8.
     pub(crate) fn code(&self) -> i64 {
         match self {
             SubscribeError::NotYours(_) => super::INVALID_OPERATION,
+            SubscribeError::ReceiveRefused(..) => super::INVALID_OPERATION,
             SubscribeError::NoSuch(_) => super::OTHER_ERROR,
             SubscribeError::Store(_) => super::DEVICE_ERROR,
             _ => super::INVALID_JSON_CONTENT,
@@ -186,6 +195,9 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             false => Err(SubscribeError::NoSuch(id)),
         };
     };
+    if let Some(why) = app.config.viid_receive.url_refusal(&s.url) {
+        return Err(SubscribeError::ReceiveRefused(s.url, why));
+    }
     // A change keeps the cursor: nothing is sent twice or skipped across it.
     let cursor = Registry::cursor(app, &sub_id)?;
     Registry::delete(app, &sub_id)?;
@@ -238,22 +250,29 @@ pub(crate) fn requested(
         }
     };
     let (begin_ms, end_ms) = (time("BeginTime")?, time("EndTime")?);
-    // ResourceURI: the devices, tollgates or areas (code prefixes) subscribed to; this
-    // 视图库's own id (or nothing) is everything the platform may see.
-    let (mut devices, mut prefixes) = (Vec::new(), Vec::new());
+    // ResourceURI (GA/T 1400.4 订阅资源路径): the devices (APE ids), tollgates or areas
+    // (code prefixes) subscribed to; this 视图库's own id — ours, or for an upper
+    // platform the id we registered there with, which is the id it knows us by — or
+    // nothing is everything the platform may see.
+    let who = subscriber()?;
+    let (mut devices, mut prefixes, mut tollgates) = (Vec::new(), Vec::new(), Vec::new());
     for uri in text(o, "ResourceURI")
         .unwrap_or_default()
         .split([',', ';', '，', ' '])
         .map(str::trim)
-        .filter(|u| !u.is_empty() && *u != server_id)
+        .filter(|u| !u.is_empty() && *u != server_id && Some(*u) != who.identify.as_deref())
     {
         match uri.len() >= 20 {
-            true => devices.push(uri.to_string()),
+            true => {
+                if is_tollgate(uri) {
+                    tollgates.push(uri.to_string());
+                }
+                devices.push(uri.to_string())
+            }
             false => prefixes.push(uri.to_string()),
         }
     }
     let everything = devices.is_empty() && prefixes.is_empty();
-    let who = subscriber()?;
     let s = Subscription {
         id: sub_id.clone(),
         url,
@@ -278,11 +297,70 @@ pub(crate) fn requested(
             with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
             by_reference: matches!(text(o, "ImageData").as_deref(), Some("0" | "false")),
             identify: who.identify,
+            tollgates,
             object: o.clone(),
         }),
         upstream: None,
     };
     Ok(Some(s))
+}
+
+/// Whether a 20-digit code is a tollgate's (type 121, as `/VIID/Tollgates` lists them).
+fn is_tollgate(code: &str) -> bool {
+    sightline_storage::DeviceCode::parse(code)
+        .is_ok_and(|c| c.type_code() == super::catalog::TOLLGATE_TYPE)
+}
+
+/// Whether an object as uploaded was taken at one of `tollgates` (its `TollgateID`).
+pub(crate) fn at_tollgate(object: &Value, tollgates: &[String]) -> bool {
+    text(object, "TollgateID").is_some_and(|t| tollgates.contains(&t))
+}
+
+/// Ends the subscriptions upper platform `server_id` made here while this server was
+/// registered there (those answered as our id there: `identify`), when the upstream
+/// that let it in is deleted: its `SubscribeID`s. Kept while another running upstream
+/// still has that id.
+pub(crate) fn end_upper(app: &App, server_id: &str) -> Result<Vec<String>, ApiError> {
+    if app
+        .subscriptions
+        .upstream_ids()
+        .iter()
+        .any(|(_, id)| id == server_id)
+    {
+        return Ok(Vec::new());
+    }
+    let mut ended = Vec::new();
+    for (s, _) in Registry::list(app)? {
+        let by_upper = s.viid.as_ref().is_some_and(|v| v.identify.is_some());
+        if by_upper && s.owner == server_id && Registry::delete(app, &s.id)? {
+            ended.push(s.viid.map(|v| v.subscribe_id).unwrap_or_default());
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends the subscriptions of upper platforms whose upstream is gone — at start (one
+/// deleted before deleting one ended them), and when one is deleted before its id was
+/// learned: those sent as a `device_id` (`identify`) no stored upstream registers
+/// with. Their `SubscribeID`s.
+pub(crate) fn end_orphaned_uppers(app: &App) -> Result<Vec<String>, ApiError> {
+    let all = Registry::list(app)?;
+    let ours: Vec<&str> = all
+        .iter()
+        .filter_map(|(s, _)| s.upstream.as_ref().map(|u| u.device_id.as_str()))
+        .collect();
+    let mut ended = Vec::new();
+    for (s, _) in &all {
+        let Some(v) = &s.viid else { continue };
+        let Some(identify) = &v.identify else {
+            continue;
+        };
+        if !ours.contains(&identify.as_str()) && Registry::delete(app, &s.id)? {
+            tracing::info!(subscription = %s.id, upper = %s.owner, "an upper platform's subscription outlived its upstream: ended");
+            ended.push(v.subscribe_id.clone());
+        }
+    }
+    Ok(ended)
 }
 
 /// Cancels `platform`'s subscription `id`: false when it has none by that id.

@@ -20,6 +20,9 @@ use crate::tls::TlsError;
 #[derive(Clone)]
 pub(crate) struct Outbound {
     tls: Arc<rustls::ClientConfig>,
+    /// Where connections may go, for a receiver a platform named
+    /// ([`super::egress`]); `None`: anywhere (the operator's own targets).
+    policy: Option<Arc<super::egress::ReceivePolicy>>,
 }
 
 impl Outbound {
@@ -39,7 +42,16 @@ impl Outbound {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Outbound {
             tls: Arc::new(config),
+            policy: None,
         })
+    }
+
+    /// The same trust, connecting only where `policy` permits (after resolving).
+    pub fn checked(&self, policy: &super::egress::ReceivePolicy) -> Outbound {
+        Outbound {
+            tls: self.tls.clone(),
+            policy: Some(Arc::new(policy.clone())),
+        }
     }
 }
 
@@ -92,6 +104,8 @@ pub(crate) enum ConnectError {
     Origin(String),
     #[error("TCP: {0}")]
     Tcp(std::io::Error),
+    #[error("refused by the receiver policy: {0}")]
+    Refused(String),
     #[error("{host:?} is not a name TLS can verify")]
     ServerName { host: String },
     #[error("TLS handshake: {0}")]
@@ -111,9 +125,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (origin, _) = Origin::parse(origin).map_err(ConnectError::Origin)?;
-    let tcp = tokio::net::TcpStream::connect(origin.authority())
-        .await
-        .map_err(ConnectError::Tcp)?;
+    let tcp = match &tls.policy {
+        None => tokio::net::TcpStream::connect(origin.authority())
+            .await
+            .map_err(ConnectError::Tcp)?,
+        Some(policy) => permitted_tcp(&origin, policy).await?,
+    };
     let _ = tcp.set_nodelay(true);
     if !origin.tls {
         return handshake(tcp).await;
@@ -127,6 +144,39 @@ where
         .await
         .map_err(ConnectError::Tls)?;
     handshake(stream).await
+}
+
+/// A TCP connection to the first address `origin`'s host resolves to (now) that
+/// `policy` permits; refused when it permits none: what was checked is what is
+/// connected to, so a name rebound between checks gains nothing.
+async fn permitted_tcp(
+    origin: &Origin,
+    policy: &super::egress::ReceivePolicy,
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(origin.authority())
+        .await
+        .map_err(ConnectError::Tcp)?
+        .collect();
+    let mut refusal = None;
+    let mut last = None;
+    for addr in addrs {
+        if let Some(why) = policy.refusal(addr.ip()) {
+            refusal.get_or_insert(format!("{}: {why}", origin.host));
+            continue;
+        }
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match (last, refusal) {
+        (Some(e), _) => ConnectError::Tcp(e),
+        (None, Some(why)) => ConnectError::Refused(why),
+        (None, None) => ConnectError::Tcp(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} resolves to no address", origin.host),
+        )),
+    })
 }
 
 async fn handshake<B, S>(stream: S) -> Result<SendRequest<B>, ConnectError>

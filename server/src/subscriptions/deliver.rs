@@ -694,6 +694,9 @@ struct Sender {
     backoff: Backoff,
     persisting: Option<tokio::task::JoinHandle<Result<(), sightline_storage::StorageError>>>,
     target: Target,
+    /// How it connects: for a receiver a platform named, only where
+    /// `--viid-receive-allow`/`-deny` and the defaults permit (`http::egress`).
+    outbound: crate::http::client::Outbound,
 }
 
 impl Sender {
@@ -713,6 +716,10 @@ impl Sender {
             backoff: Backoff::default(),
             persisting: None,
             target,
+            outbound: match s.platform_named() {
+                true => app.outbound.checked(&app.config.viid_receive),
+                false => app.outbound.clone(),
+            },
         })
     }
 
@@ -739,7 +746,7 @@ impl Sender {
     /// is taken the cursor moves and its durable write starts; otherwise the failure
     /// is recorded and the next attempt waits out the backoff. True when delivered.
     async fn send(&mut self, d: Delivery) -> bool {
-        let tls = &self.app.outbound;
+        let tls = &self.outbound;
         let (path, viid) = match &self.target {
             Target::Json => (self.path.as_str(), None),
             Target::Viid(id) => (self.path.as_str(), Some((id.as_str(), true))),
@@ -912,13 +919,22 @@ pub(crate) async fn events(
         let (a, sub) = (app.clone(), s.clone());
         let Ok(built) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask).map_err(|e| e.to_string())?;
-            let events: Vec<Value> = page
-                .events
-                .iter()
-                .filter(|(e, _)| sub.matches(e))
-                .map(|(e, at)| serde_json::to_value(EventOut::of(e, at)))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
+            let mut events: Vec<Value> = Vec::new();
+            for (e, at) in &page.events {
+                let strict = sub.matches(e);
+                if !strict && !sub.maybe_at_tollgate(e) {
+                    continue;
+                }
+                let v = serde_json::to_value(EventOut::of(e, at)).map_err(|e| e.to_string())?;
+                // Another camera's object passes when taken at a subscribed tollgate.
+                let tollgates = sub.viid.as_ref().map_or(&[][..], |v| &v.tollgates[..]);
+                if strict
+                    || kept_object(&*a, &v)
+                        .is_some_and(|o| crate::gat1400::subscribes::at_tollgate(&o, tollgates))
+                {
+                    events.push(v);
+                }
+            }
             Ok::<_, String>((
                 deliveries(&a, &sub, &events, page.next_after),
                 page.next_after,

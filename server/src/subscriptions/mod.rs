@@ -71,12 +71,25 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether a platform named its receiver (`/VIID/Subscribes`, or a disposition's
+    /// `ReceiveAddr`): then [`crate::http::egress`] bounds where it may point.
+    pub(crate) fn platform_named(&self) -> bool {
+        self.upstream.is_none()
+            && (self.viid.is_some()
+                || self
+                    .id
+                    .starts_with(crate::gat1400::dispositions::SUBSCRIPTION_PREFIX))
+    }
+
+    /// Whether an event passes every filter but the devices, and the subscription
+    /// names tollgates: its object as uploaded decides (`gat1400::subscribes::at_tollgate`).
+    pub(crate) fn maybe_at_tollgate(&self, e: &sightline_query::Sighting) -> bool {
+        self.viid.as_ref().is_some_and(|v| !v.tollgates.is_empty()) && self.passes_but_device(e)
+    }
+
     /// Whether an event passes the kinds, devices and subjects filters (communities
     /// are applied to the feed read itself).
     pub fn matches(&self, e: &sightline_query::Sighting) -> bool {
-        let any = |list: &Option<Vec<String>>, value: &str| {
-            list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
-        };
         let device = match (&self.devices, &self.device_prefixes) {
             (None, None) => true,
             (exact, prefixes) => {
@@ -88,10 +101,18 @@ impl Subscription {
                         .is_some_and(|l| l.iter().any(|p| e.device.starts_with(p.as_str())))
             }
         };
+        device && self.passes_but_device(e)
+    }
+
+    /// The kinds, subjects and time-window filters.
+    fn passes_but_device(&self, e: &sightline_query::Sighting) -> bool {
+        let any = |list: &Option<Vec<String>>, value: &str| {
+            list.as_ref().is_none_or(|l| l.iter().any(|x| x == value))
+        };
         let window = self.viid.as_ref().is_none_or(|v| {
             v.begin_ms.is_none_or(|b| e.ts_ms >= b) && v.end_ms.is_none_or(|end| e.ts_ms <= end)
         });
-        any(&self.kinds, e.kind.as_str()) && device && any(&self.subjects, &e.subject) && window
+        any(&self.kinds, e.kind.as_str()) && any(&self.subjects, &e.subject) && window
     }
 }
 
@@ -184,6 +205,12 @@ impl Registry {
         c.kv_put(CURSORS, &s.id, &cursor.to_le_bytes())?;
         c.kv_put(TREE, &s.id, &serde_json::to_vec(&s).expect("serializes"))?;
         Self::start(app, s)
+    }
+
+    /// Rewrites a stored subscription (not running: at start, before `start_all`).
+    pub(crate) fn store(app: &App, s: &Subscription) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(s).expect("serializes");
+        Ok(app.store.catalog().kv_put(TREE, &s.id, &bytes)?)
     }
 
     /// One subscription as stored.
@@ -336,13 +363,33 @@ impl Registry {
         self.upper_session(id).is_some_and(|s| s.is_at(peer))
     }
 
+    /// The one live upstream whose 视图库 id is `id`. Two (ids learned at registration
+    /// can collide; configured ones are refused at `POST /v1/upstreams`, 409) make `id`
+    /// no upper platform at all: either's scope would be a guess.
     fn upper_session(&self, id: &str) -> Option<Arc<upstream::Session>> {
         let running = self.running.lock().expect("subscriptions");
-        running
+        let mut live = running
             .values()
             .filter_map(|r| r.session.as_ref())
-            .find(|s| s.is_live_upper(id))
-            .cloned()
+            .filter(|s| s.is_live_upper(id));
+        let one = live.next()?;
+        match live.next() {
+            None => Some(one.clone()),
+            Some(_) => {
+                tracing::warn!(server_id = %id, "two live upstreams have this 视图库 id: neither lets it in as an upper platform");
+                None
+            }
+        }
+    }
+
+    /// The 视图库 id of every running upstream (configured or learned), by its
+    /// subscription id.
+    pub(crate) fn upstream_ids(&self) -> Vec<(String, String)> {
+        let running = self.running.lock().expect("subscriptions");
+        running
+            .iter()
+            .filter_map(|(sub, r)| Some((sub.clone(), r.session.as_ref()?.server_id()?)))
+            .collect()
     }
 
     /// Stops every worker (at shutdown).

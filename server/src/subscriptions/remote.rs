@@ -60,6 +60,10 @@ pub struct RemoteStatus {
     pub placements: u64,
     pub last_placed_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// The other side's addresses as last resolved before placing it: where its
+    /// notifications may come from (`Remotes::sender_is_remote`).
+    #[serde(skip)]
+    pub resolved: Vec<std::net::IpAddr>,
 }
 
 type Running = (tokio::task::JoinHandle<()>, Arc<Mutex<RemoteStatus>>);
@@ -138,19 +142,62 @@ impl Remotes {
         Ok(())
     }
 
-    /// Whether `subscribe_id` is the `SubscribeID` of a remote subscription this
-    /// server holds (notifications for any other are not taken).
-    pub(crate) fn knows(app: &App, subscribe_id: &str) -> Result<bool, ApiError> {
+    /// The remote subscription whose `SubscribeID` is `subscribe_id` (notifications
+    /// for any other are not taken).
+    pub(crate) fn placed(
+        app: &App,
+        subscribe_id: &str,
+    ) -> Result<Option<RemoteSubscription>, ApiError> {
         if subscribe_id.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         for (_, bytes) in app.store.catalog().kv_list(TREE)? {
             let r = decode(&bytes)?;
             if crate::gat1400::text(&r.object, "SubscribeID").as_deref() == Some(subscribe_id) {
-                return Ok(true);
+                return Ok(Some(r));
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// Whether a notification for remote subscription `r` from `peer` comes from the
+    /// platform it was placed at: `peer` is its URL's host (an IP address as written,
+    /// a name as resolved before the last placing). Any address with
+    /// `--viid-registration-any-address` (a platform sending from several nodes).
+    pub(crate) fn sender_is_remote(
+        app: &App,
+        r: &RemoteSubscription,
+        peer: Option<std::net::IpAddr>,
+    ) -> bool {
+        if app.config.viid_registration_any_address {
+            return true;
+        }
+        let Some(peer) = peer else { return false };
+        let canonical = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let Ok((origin, _)) = crate::http::client::Origin::parse(&r.url) else {
+            return false;
+        };
+        let host = origin.host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => canonical(ip) == canonical(peer),
+            Err(_) => app
+                .remotes
+                .running
+                .lock()
+                .expect("remotes")
+                .get(&r.id)
+                .is_some_and(|(_, st)| {
+                    let st = st.lock().expect("status");
+                    st.resolved
+                        .iter()
+                        .any(|ip| canonical(*ip) == canonical(peer))
+                }),
+        }
     }
 
     /// Stops every worker (at shutdown).
@@ -331,6 +378,12 @@ pub(crate) async fn keep_placed<F, Fut, G, GFut>(
     loop {
         if !fence().await {
             return;
+        }
+        // Where its notifications may come from (a name resolved now, as placed).
+        if let Ok((origin, _)) = crate::http::client::Origin::parse(&r.url) {
+            if let Ok(addrs) = tokio::net::lookup_host(origin.authority()).await {
+                status.lock().expect("status").resolved = addrs.map(|a| a.ip()).collect();
+            }
         }
         let placed = place(outbound, r, method.clone(), &mut challenge).await;
         if matches!(&placed, Err(e) if method == hyper::Method::PUT && says(e, &UNKNOWN)) {

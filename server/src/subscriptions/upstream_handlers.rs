@@ -69,15 +69,27 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
 }
 
 /// `DELETE /v1/upstreams/{id}`: stops registering and uploading, forgets the cursor,
-/// and unregisters there (`POST /VIID/System/UnRegister`, one attempt: its outcome in
-/// the answer), so the upper platform no longer takes us for online.
+/// ends the subscriptions its upper platform made here (their `SubscribeID`s in
+/// `ended_subscriptions`), and unregisters there (`POST /VIID/System/UnRegister`, one
+/// attempt: its outcome in the answer), so the upper platform no longer takes us for
+/// online.
 pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     let id = c.arg();
     if !covered(&c)?.iter().any(|(s, _)| s.id == id) {
         return Err(ApiError::NoSuchUpstream(id));
     }
     let session = c.app.subscriptions.session(&id);
+    let configured = Registry::get(&c.app, &id)?.and_then(|s| s.upstream?.server_id);
+    let server_id = configured.or_else(|| session.as_ref()?.server_id());
     Registry::delete(&c.app, &id)?;
+    // What its upper platform subscribed to here ends with it.
+    // By its id (configured or learned), and — its id not learned yet in this
+    // process — by the id we registered there with, when no other upstream uses it.
+    let mut ended = match &server_id {
+        Some(sid) => crate::gat1400::subscribes::end_upper(&c.app, sid)?,
+        None => Vec::new(),
+    };
+    ended.extend(crate::gat1400::subscribes::end_orphaned_uppers(&c.app)?);
     let unregistered = match session {
         Some(s) => s
             .unregister(&c.app.outbound)
@@ -88,7 +100,8 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     Ok((
         StatusCode::OK,
         serde_json::json!({ "deleted": id, "unregistered": unregistered.is_ok(),
-                            "unregister_error": unregistered.err() })
+                            "unregister_error": unregistered.err(),
+                            "ended_subscriptions": ended })
         .into(),
     ))
 }
@@ -120,6 +133,26 @@ fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<St
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
     let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
+    // One upstream per 视图库 id: its upper platform is let in here by that id, with
+    // that upstream's scope; a second would make the scope either's.
+    if let Some(id) = s.upstream.as_ref().and_then(|u| u.server_id.as_ref()) {
+        let configured = Registry::list(app)?.into_iter().find_map(|(s, _)| {
+            let up = s.upstream?;
+            (up.server_id.as_ref() == Some(id)).then_some(s.id)
+        });
+        let learned = || {
+            app.subscriptions
+                .upstream_ids()
+                .into_iter()
+                .find_map(|(sub, sid)| (&sid == id).then_some(sub))
+        };
+        if let Some(other) = configured.or_else(learned) {
+            return Err(ApiError::Conflict {
+                field: "server_id".into(),
+                message: format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+            });
+        }
+    }
     let from = from_of(&o)?;
     Registry::create(app, s.clone(), from)?;
     let cursor = from.unwrap_or_else(|| app.store.applied_through());

@@ -57,7 +57,15 @@ pub struct Platform {
 
 impl Platform {
     pub fn start(answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static) -> Platform {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Platform::start_on("127.0.0.1", answer)
+    }
+
+    /// As [`Platform::start`], listening on `ip` (another loopback address).
+    pub fn start_on(
+        ip: &str,
+        answer: impl Fn(&Taken) -> (u16, String) + Send + Sync + 'static,
+    ) -> Platform {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let taken: Arc<Mutex<Vec<Taken>>> = Arc::default();
         let (log, answer): (_, Answer) = (taken.clone(), Box::new(answer));

@@ -20,24 +20,24 @@ use crate::support::{get, post, start, wait_until, GATE};
 use sightline_testkit::platform::{one, per_object, Platform};
 
 /// Our 视图库 id (`serve`'s default `--viid-server-id`).
-const SERVER_ID: &str = "32050000005030000001";
+pub(crate) const SERVER_ID: &str = "32050000005030000001";
 /// The upper platform's 视图库 id.
-const UPPER: &str = "32050000005030000099";
+pub(crate) const UPPER: &str = "32050000005030000099";
 /// Our id at the upper platform (the upstream's `device_id`).
-const OURS: &str = "32050800005030000077";
+pub(crate) const OURS: &str = "32050800005030000077";
 /// A registered platform of community North (`cascade::catalog`).
-const PLATFORM: &str = "32050800005030000001";
+pub(crate) const PLATFORM: &str = "32050800005030000001";
 /// A tollgate of another community (South).
-const SOUTH_GATE: &str = "32050901011210000001";
+pub(crate) const SOUTH_GATE: &str = "32050901011210000001";
 
-fn statuses(answer: &Value) -> Vec<Value> {
+pub(crate) fn statuses(answer: &Value) -> Vec<Value> {
     match &answer["ResponseStatusListObject"]["ResponseStatusObject"] {
         Value::Array(a) => a.clone(),
         one => vec![one.clone()],
     }
 }
 
-fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
+pub(crate) fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
     let time = format!("20210901{:02}0000", 8 + i);
     json!({"MotorVehicleID": format!("{device}02{time}{i:05}02{i:05}"), "InfoKind": 1,
         "DeviceID": device, "TollgateID": device, "PassTime": time,
@@ -47,12 +47,12 @@ fn vehicle(device: &str, i: u64, picture: &[u8]) -> Value {
             "ShotTime": time, "Data": b64(picture)}]}})
 }
 
-fn vehicles(objects: &[Value]) -> String {
+pub(crate) fn vehicles(objects: &[Value]) -> String {
     json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}}).to_string()
 }
 
 /// The objects of every notification the platform took.
-fn notified(p: &Platform) -> Vec<(String, Value)> {
+pub(crate) fn notified(p: &Platform) -> Vec<(String, Value)> {
     p.taken("POST", "/VIID/SubscribeNotifications")
         .into_iter()
         .flat_map(|t| {
@@ -74,7 +74,7 @@ fn notified(p: &Platform) -> Vec<(String, Value)> {
 }
 
 /// The South community and its tollgate (password "s").
-fn south(a: SocketAddr) {
+pub(crate) fn south(a: SocketAddr) {
     let r = put_json(a, "/v1/communities/3205090001", &json!({"name": "South"}));
     assert_eq!(r.status, 200, "{}", r.body);
     let r = put_json(

@@ -9,6 +9,7 @@ mod cascade;
 mod cascade_conformance;
 mod cascade_interop;
 mod cascade_processes;
+mod cascade_security;
 mod catalog;
 mod cli;
 mod conformance;

@@ -103,11 +103,12 @@ impl Receiver {
                     continue;
                 }
                 if ok {
+                    // The head first: whoever sees a body sees its head too.
+                    heads.lock().unwrap().push(head);
                     bodies
                         .lock()
                         .unwrap()
                         .push(serde_json::from_slice(&body).unwrap());
-                    heads.lock().unwrap().push(head);
                 }
                 let status = match ok {
                     true => "200 OK".to_string(),
