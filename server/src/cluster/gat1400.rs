@@ -114,6 +114,9 @@ const NONCE_USE_KEPT_MS: i64 = 600_000;
 /// An ingest node's gateway.
 pub(super) struct GatNode {
     config: ClusterConfig,
+    /// Where a platform's `ReceiveAddr` may point (`[gat1400]`, judged at subscribe
+    /// time as on `serve`).
+    receive: crate::http::egress::ReceivePolicy,
     gateway: Gateway,
     directory: Directory,
     objects: Objects,
@@ -485,6 +488,7 @@ impl GatNode {
             callers: PerCaller::new(crate::DEFAULT_VIID_PER_CALLER),
             bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
+            receive: super::receive_policy(config)?,
             config: config.clone(),
         });
         let mut meta = None;

@@ -193,8 +193,26 @@ impl Catalog {
         let cursor = start_of(self, false, o.get("from"), partitions, now).await?;
         let text = serde_json::to_string(&s).expect("serializes");
         let (id, owner) = (s.id.clone(), s.owner.clone());
-        let added = on_meta!(self, "add an upstream", |m| m
-            .add_subscription(&id, &owner, &text, &cursor, max_total, max_owned))?;
+        // One upstream per 视图库 id, as on `serve` (decided in the insert statement).
+        let sid = s.upstream.as_ref().and_then(|u| u.server_id.clone());
+        let added = on_meta!(self, "add an upstream", |m| m.add_upstream(
+            &id,
+            &owner,
+            &text,
+            &cursor,
+            sid.as_deref(),
+            max_total,
+            max_owned
+        ))?;
+        let added = match added {
+            Ok(added) => added,
+            Err(other) => {
+                return Err(crate::subscriptions::upstream_handlers::server_id_taken(
+                    sid.as_deref().unwrap_or_default(),
+                    &other,
+                ))
+            }
+        };
         match added {
             Added::Added => {}
             Added::Full { total } => {

@@ -130,6 +130,16 @@ fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<St
     Ok(v)
 }
 
+/// The 409 for an upstream whose `server_id` upstream `other` has already (`serve`'s
+/// and a cluster's query nodes'): one upstream per 视图库 id, its upper platform let
+/// in by that id with that upstream's scope.
+pub(crate) fn server_id_taken(id: &str, other: &str) -> ApiError {
+    ApiError::Conflict {
+        field: "server_id".into(),
+        message: format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+    }
+}
+
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
     let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
@@ -147,10 +157,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
                 .find_map(|(sub, sid)| (&sid == id).then_some(sub))
         };
         if let Some(other) = configured.or_else(learned) {
-            return Err(ApiError::Conflict {
-                field: "server_id".into(),
-                message: format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
-            });
+            return Err(server_id_taken(id, &other));
         }
     }
     let from = from_of(&o)?;

@@ -1000,3 +1000,116 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     assert_eq!(dispose(&p1, d, "1").0, 0);
     assert!(meta(format!("disposition-{d}")).is_none());
 }
+
+/// `[gat1400] receive_allow`/`receive_deny` on a cluster, as `serve`'s
+/// `--viid-receive-*`: an ingest node refuses a platform's `ReceiveAddr` where the
+/// cluster may not send (status 4 naming why), and a query node delivers a platform's
+/// subscription only to an address its policy permits — an admin key's receiver is
+/// the operator's own and not checked.
+#[test]
+fn platform_receivers_are_judged_by_the_receive_policy_on_ingest_and_query_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400", "add", PLATFORM, "--community", A])
+        .args(["--community-name", A, "--kind", "platform"])
+        .args(["--password", "pw", "--config"])
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let admin = super::console::cli_key(&cli, "admin", None, "city admin");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
+    // The defaults (no loopback) and a denied network on one ingest node, loopback
+    // allowed on another; the query node has the defaults.
+    env.gat1400 = r#"receive_deny = ["10.0.0.0/8"]"#.into();
+    let (_strict, sa) = env.ingest("ingest-strict");
+    env.gat1400 = r#"receive_allow = ["127.0.0.1/32"]"#.into();
+    let (_lax, la) = env.ingest("ingest-lax");
+    env.gat1400 = String::new();
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, qa) = env.query_node("query-1");
+    let to = Receiver::start(&env.rt);
+    let (events, _) = env.batch(60);
+    for at in [sa, la] {
+        let (status, registered) = register(at, "/VIID/System/Register", PLATFORM, "pw");
+        assert_eq!(status, 200, "{registered}");
+    }
+    let p1 = vec![("User-Identify", PLATFORM.to_string())];
+    let first = |answer: &Value| -> (i64, String) {
+        let st = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+        let text = st["StatusString"].as_str().unwrap_or("").to_string();
+        (st["StatusCode"].as_i64().unwrap_or(-1), text)
+    };
+    let subscribe = |at: SocketAddr, id: &str, receive: &str| -> (i64, String) {
+        let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+            "SubscribeID": id, "Title": "t", "SubscribeDetail": "13", "ResourceURI": "",
+            "ReceiveAddr": receive, "OperateType": 0}]}});
+        let (status, _, answer) = viid(at, "POST", "/VIID/Subscribes", &p1, &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        first(&answer)
+    };
+    let meta = |id: String| {
+        env.rt.block_on(async {
+            let m = Meta::connect(&env.pg.conninfo()).await.unwrap();
+            m.subscription(&id).await.unwrap()
+        })
+    };
+    let loopback = format!("http://{}/VIID/SubscribeNotifications", to.addr);
+    for (n, (receive, why)) in [
+        (loopback.as_str(), "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://localhost:9/x", "loopback"),
+        ("http://10.1.2.3:8080/x", "10.0.0.0/8"),
+        ("ftp://192.168.1.2/x", "http"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("32050801012000000009202512010010{n}");
+        let (code, text) = subscribe(sa, &id, receive);
+        // Not http(s): 8, as on `serve`; where we may not send: 4.
+        let want = if why == "http" { 8 } else { 4 };
+        assert_eq!(code, want, "{receive}: {text}");
+        assert!(text.contains(why), "{receive}: {text}");
+        assert!(meta(format!("viid-{id}")).is_none(), "{receive} stored");
+    }
+    let body = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": "320508010120000000092025120100200", "Title": "stolen",
+        "DispositionCategory": "2", "TargetFeature": "苏A99999", "Reason": "case 7",
+        "OperateType": "0", "ReceiveAddr": "http://169.254.169.254/x"}]}});
+    let (status, _, answer) = viid(sa, "POST", "/VIID/Dispositions", &p1, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let (code, text) = first(&answer);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("169.254.169.254"), "{text}");
+    assert!(meta("disposition-320508010120000000092025120100200".into()).is_none());
+
+    // Taken where loopback is allowed; the query node (defaults) never connects.
+    let taken = "320508010120000000092025120100300";
+    assert_eq!(subscribe(la, taken, &loopback).0, 0);
+    let hook = json!({"url": format!("http://{}/hook", to.addr)}).to_string();
+    let (status, made) = ask_as(qa, Some(&admin), "POST", "/v1/subscriptions", &hook);
+    assert_eq!(status, 201, "{made}");
+    let (status, sent) = ask_as(la, Some(&feed), "POST", "/v1/events", &events);
+    assert_eq!(status, 200, "{sent}");
+    let admins = wait_until(Duration::from_secs(90), || {
+        to.bodies().iter().any(|(path, _, _)| path == "/hook")
+    });
+    assert!(admins, "the admin key's receiver got nothing");
+    let mut last = None;
+    let refused = wait_until(Duration::from_secs(60), || {
+        last = meta(format!("viid-{taken}")).and_then(|r| r.status.last_error);
+        last.as_deref()
+            .is_some_and(|e| e.contains("receiver policy"))
+    });
+    assert!(refused, "{last:?}");
+    let notified: Vec<_> = to
+        .bodies()
+        .into_iter()
+        .filter(|(path, _, _)| path != "/hook")
+        .collect();
+    assert!(notified.is_empty(), "{notified:?}");
+}

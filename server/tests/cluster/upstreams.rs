@@ -617,3 +617,70 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
         404
     );
 }
+
+/// One upstream per `server_id` on a cluster's query nodes, as on `serve`: a second
+/// is answered 409 `conflict` naming `server_id` and the upstream that has it — also
+/// when two are created at once on two query nodes (decided in the insert) — and the
+/// id is free again once that upstream is deleted.
+#[test]
+fn one_upstream_per_server_id_across_query_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let admin = super::console::cli_key(&cli, "admin", None, "city admin");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q1, qa1) = env.query_node("query-1");
+    let (_q2, qa2) = env.query_node("query-2");
+    let up = upper(Arc::new(AtomicBool::new(false)));
+    let body = |server_id: &str| {
+        json!({"url": format!("http://{}", up.addr), "password": "up",
+               "server_id": server_id, "device_id": OURS})
+        .to_string()
+    };
+    let conflict = |answer: &Value, other: &str| {
+        assert_eq!(answer["error"]["code"], "conflict", "{answer}");
+        assert_eq!(answer["error"]["field"], "server_id", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(other), "{answer} names {other}");
+    };
+    for round in 0..3 {
+        let server_id = format!("320500000050300001{round:02}");
+        let b = body(&server_id);
+        let (one, two) = std::thread::scope(|s| {
+            let one = s.spawn(|| ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &b));
+            let two = s.spawn(|| ask_as(qa2, Some(&admin), "POST", "/v1/upstreams", &b));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        let (won, lost) = match (one.0, two.0) {
+            (201, 409) => (one.1, two.1),
+            (409, 201) => (two.1, one.1),
+            other => panic!("round {round}: {other:?}: {} / {}", one.1, two.1),
+        };
+        let winner = won["id"].as_str().unwrap().to_string();
+        conflict(&lost, &winner);
+        // Asked again, one after the other: the same.
+        let (status, again) = ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &b);
+        assert_eq!(status, 409, "{again}");
+        conflict(&again, &winner);
+        if round == 0 {
+            // Free again once its upstream is deleted.
+            let (status, gone) = ask_as(
+                qa2,
+                Some(&admin),
+                "DELETE",
+                &format!("/v1/upstreams/{winner}"),
+                "",
+            );
+            assert_eq!(status, 200, "{gone}");
+            let (status, made) = ask_as(qa2, Some(&admin), "POST", "/v1/upstreams", &b);
+            assert_eq!(status, 201, "{made}");
+        }
+    }
+    // One without a server_id (learned at registration) is not refused for it.
+    let bare = json!({"url": format!("http://{}", up.addr), "password": "up",
+                      "device_id": OURS})
+    .to_string();
+    let (status, made) = ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &bare);
+    assert_eq!(status, 201, "{made}");
+}
