@@ -343,6 +343,32 @@ impl Meta {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// Of `subscribe_ids`, those of remote subscriptions not being cancelled, each
+    /// with where it was placed (its URL) and the addresses its holder last wrote
+    /// that host resolved to (`status.resolved`).
+    pub async fn remote_subscription_senders(
+        &self,
+        subscribe_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, (String, Vec<String>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT subscribe_id, coalesce(body->>'url', ''),
+                        coalesce(ARRAY(SELECT jsonb_array_elements_text(
+                            CASE jsonb_typeof(status->'resolved') WHEN 'array'
+                                 THEN status->'resolved' ELSE '[]'::jsonb END)), '{}')
+                 FROM remote_subscriptions WHERE subscribe_id = ANY($1)
+                   AND NOT coalesce((body->>'cancelling')::boolean, false)",
+                &[&subscribe_ids],
+            )
+            .await
+            .map_err(ClusterError::pg("read remote subscriptions"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect())
+    }
+
     /// The remote subscriptions nobody holds now, by id.
     pub async fn free_remote_subscriptions(&self) -> Result<Vec<String>> {
         let rows = self

@@ -107,7 +107,9 @@ fn listed_remote(r: &sightline_cluster::upstreams::RemoteRow) -> Result<Value, A
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok());
     if let (Some(Value::Object(m)), Some(_)) = (written, &r.holder) {
-        for (k, val) in m {
+        // `resolved` is for the ingest nodes (where notifications may come from), not
+        // listed, as on `serve`.
+        for (k, val) in m.into_iter().filter(|(k, _)| k != "resolved") {
             v["status"][&k] = val;
         }
     }
@@ -374,7 +376,15 @@ async fn renew(catalog: &Catalog, held: &mut HashMap<String, HeldRemote>, ttl: u
             gone.push(id.clone());
             continue;
         }
-        let status = serde_json::to_string(&*h.status.lock().expect("status")).expect("serializes");
+        // With the addresses its host resolved to before the last placing: where
+        // ingest nodes take its notifications from (`gat1400.rs` `notifications`).
+        let status = {
+            let st = h.status.lock().expect("status");
+            let mut v = serde_json::to_value(&*st).expect("serializes");
+            let resolved: Vec<String> = st.resolved.iter().map(|ip| ip.to_string()).collect();
+            v["resolved"] = resolved.into();
+            v.to_string()
+        };
         match pg!(catalog, "renew a remote subscription", |m| m
             .renew_remote_subscription(id, h.epoch, ttl, &status))
         {
