@@ -641,6 +641,8 @@ impl Worker {
         let node = ctx.node.clone();
         let timeout = node.timeout();
         let (s, cursor) = (self.s.clone(), cursor.clone());
+        // A tollgate's subscription reads objects as uploaded (`deliver::taken`).
+        let host = ctx.host.for_batch(s.scope.clone());
         // One of the node's feed reads (`query.delivery_reads`), held for the read.
         let _read = ctx
             .reads
@@ -663,13 +665,15 @@ impl Worker {
                 let (_, e) = page.unavailable.into_iter().next().expect("not empty");
                 return Err(ApiError::from(e));
             }
-            let events = page
-                .events
-                .iter()
-                .filter(|(e, _)| s.matches(e))
-                .map(|(e, a)| serde_json::to_value(EventOut::decoded(e, a)))
-                .collect::<Result<Vec<Value>, _>>()
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            // `serve`'s matcher: its filters, or an object taken at a subscribed
+            // tollgate; object storage failing, the page is read again later.
+            let events = deliver::taken(&host, &s, &page.events, |e, a| {
+                serde_json::to_value(EventOut::decoded(e, a)).map_err(|e| e.to_string())
+            })
+            .map_err(ApiError::internal)?;
+            if let Some(why) = host.failure() {
+                return Err(ApiError::StorageUnavailable(why));
+            }
             Ok((events, page.next, page.more))
         });
         match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {

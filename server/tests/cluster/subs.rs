@@ -1113,3 +1113,79 @@ fn platform_receivers_are_judged_by_the_receive_policy_on_ingest_and_query_nodes
         .collect();
     assert!(notified.is_empty(), "{notified:?}");
 }
+
+/// A `ResourceURI` naming a tollgate (type 121) gets, on a cluster as on `serve`, the
+/// objects taken at that tollgate — whichever camera took them, judged by the object's
+/// uploaded `TollgateID` (`deliver::taken`) — and not another tollgate's.
+#[test]
+fn a_tollgate_subscription_gets_what_any_camera_took_there() {
+    const GATE: &str = "32050801011210000009";
+    const OTHER_GATE: &str = "32050801011210000008";
+    const CAM: &str = "32050801011320000001";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    for (code, kind, password) in [
+        (PLATFORM, "platform", "pw"),
+        (CAM, "checkpoint_camera", "c"),
+    ] {
+        let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "gat1400", "add", code, "--community", A])
+            .args(["--community-name", A, "--kind", kind])
+            .args(["--password", password, "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(login.status.success(), "{login:?}");
+    }
+    let (_ingest, ia) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, _qa) = env.query_node("query-1");
+    let to = Receiver::start(&env.rt);
+    assert_eq!(register(ia, "/VIID/System/Register", PLATFORM, "pw").0, 200);
+    let p1 = vec![("User-Identify", PLATFORM.to_string())];
+    let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": "320508010120000000092025120100400", "Title": "卡口",
+        "SubscribeDetail": "13", "ResourceURI": GATE,
+        "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", to.addr),
+        "OperateType": 0}]}});
+    let (status, _, answer) = viid(ia, "POST", "/VIID/Subscribes", &p1, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    assert_eq!(register(ia, "/VIID/System/Register", CAM, "c").0, 200);
+    let vehicle = |gate: &str, i: u64| {
+        json!({"MotorVehicleID": format!("{CAM}0220251201083000{i:05}02{i:05}"), "InfoKind": 1,
+               "DeviceID": CAM, "TollgateID": gate, "PassTime": format!("202512010830{i:02}"),
+               "PlateNo": format!("苏E7TG{i}"), "PlateColor": "2"})
+    };
+    let (elsewhere, at_gate) = (vehicle(OTHER_GATE, 1), vehicle(GATE, 2));
+    let upload =
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [elsewhere, at_gate.clone()]}});
+    let camera = vec![("User-Identify", CAM.to_string())];
+    let (status, _, answer) = viid(
+        ia,
+        "POST",
+        "/VIID/MotorVehicles",
+        &camera,
+        &upload.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let ids = || -> Vec<String> {
+        to.vehicles()
+            .iter()
+            .filter_map(|o| o["MotorVehicleID"].as_str().map(str::to_string))
+            .collect()
+    };
+    let want = at_gate["MotorVehicleID"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(90), || ids().contains(&want)),
+        "{:?}",
+        to.bodies()
+    );
+    // The other tollgate's, uploaded before it in the same partition: passed by.
+    assert_eq!(ids(), vec![want]);
+}
