@@ -211,6 +211,7 @@ pub(crate) fn receive_policy(
     Ok(crate::http::egress::ReceivePolicy {
         allow: parse("gat1400.receive_allow", &c.gat1400.receive_allow)?,
         deny: parse("gat1400.receive_deny", &c.gat1400.receive_deny)?,
+        named: crate::http::egress::Named::ClusterToml,
     })
 }
 

@@ -1059,10 +1059,13 @@ fn platform_receivers_are_judged_by_the_receive_policy_on_ingest_and_query_nodes
     };
     let loopback = format!("http://{}/VIID/SubscribeNotifications", to.addr);
     for (n, (receive, why)) in [
-        (loopback.as_str(), "loopback"),
+        (loopback.as_str(), "unless gat1400.receive_allow names"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
         ("http://localhost:9/x", "loopback"),
-        ("http://10.1.2.3:8080/x", "10.0.0.0/8"),
+        (
+            "http://10.1.2.3:8080/x",
+            "10.0.0.0/8, denied by gat1400.receive_deny",
+        ),
         ("ftp://192.168.1.2/x", "http"),
     ]
     .into_iter()
