@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_ENCODING;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 
 use crate::auth::Caller;
@@ -78,7 +78,8 @@ impl Call {
     /// The request body within `max` bytes (read once; empty after that): a
     /// `Content-Encoding: gzip` (or `x-gzip`) body inflated within the same `max`, as
     /// the `/VIID` routes inflate theirs (another coding: 415, before the body is
-    /// read); a leading UTF-8 byte order mark dropped (RFC 8259 §8.1).
+    /// read); a leading UTF-8 byte order mark dropped from a text body (RFC 8259 §8.1),
+    /// never from a binary batch.
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
         let gzipped = crate::gat1400::handlers::coding(self.header(CONTENT_ENCODING))
             .map_err(ApiError::UnsupportedEncoding)?;
@@ -91,7 +92,11 @@ impl Call {
                     .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??
             }
         };
-        Ok(without_bom(body))
+        // A binary batch's bytes are its own: EF BB BF may begin one.
+        match crate::ingest::wire::is_binary(self.header(CONTENT_TYPE)) {
+            true => Ok(body),
+            false => Ok(without_bom(body)),
+        }
     }
 
     /// The request body within `max` bytes and, when given, the bytes left in

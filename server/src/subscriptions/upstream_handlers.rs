@@ -134,7 +134,10 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     let o = object(body)?;
     let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
     // One upstream per 视图库 id: its upper platform is let in here by that id, with
-    // that upstream's scope; a second would make the scope either's.
+    // that upstream's scope; a second would make the scope either's. Checked and
+    // created under one lock, so two requests at once cannot both pass the check.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = s.upstream.as_ref().and_then(|u| u.server_id.as_ref()) {
         let configured = Registry::list(app)?.into_iter().find_map(|(s, _)| {
             let up = s.upstream?;
@@ -147,9 +150,14 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
                 .find_map(|(sub, sid)| (&sid == id).then_some(sub))
         };
         if let Some(other) = configured.or_else(learned) {
+            // A scoped admin is not told the id of an upstream it may not see.
+            let message = match caller.communities {
+                None => format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+                Some(_) => format!("server_id {id} is already another upstream's: one upstream per 视图库 id"),
+            };
             return Err(ApiError::Conflict {
                 field: "server_id".into(),
-                message: format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+                message,
             });
         }
     }
