@@ -24,6 +24,8 @@
 //!                delivered, failures_…, last_error, last_success_ms)
 //!                                                   -- `serve`'s subscriptions and their
 //!                                                   --   delivery leases (`subscriptions.rs`)
+//! directory_days, late_days, directories,          -- the subject → partitions directory
+//! directory_builder                                --   (`directory/catalog.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -550,6 +552,9 @@ impl Meta {
         tx.batch_execute(SCHEMA)
             .await
             .map_err(ClusterError::pg("create tables"))?;
+        tx.batch_execute(crate::directory::catalog::SCHEMA)
+            .await
+            .map_err(ClusterError::pg("create the directory's tables"))?;
         // Bundles (one object a commit): a database made before them gets their
         // columns and loses the one-object-a-segment constraint, once. Checked first:
         // ALTER TABLE takes the table's strongest lock even when it changes nothing.
