@@ -377,6 +377,8 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 "segment_cache": super::partitions::cache_health(node.segment_cache.as_deref()),
                 // When the API keys were last read from PostgreSQL (null: never).
                 "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
+                // Bytes of subject directory buckets held (null: directories unused).
+                "directory_cache_bytes": node.router.as_ref().map(|r| r.cached_bytes()),
                 "answered": {
                     "local": load(&answered.local),
                     "replica": load(&answered.replica),

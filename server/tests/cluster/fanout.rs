@@ -51,7 +51,7 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
     let (_i1, a1) = env.ingest("ingest-1");
     let _x1 = env.indexer("index-1", &[]);
     let _x2 = env.indexer("index-2", &[]);
-    let (_q1, qa1) = env.query_node("query-1");
+    let (q1, qa1) = env.query_node("query-1");
     let single_dir = tempfile::tempdir().unwrap();
     let single = sightline_testkit::start(single_dir.path(), |_| {});
     let mut events: Vec<serde_json::Value> = Vec::new();
@@ -132,6 +132,8 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    let h = sightline_testkit::get(qa1, "/health").body;
+    assert!(h["directory_cache_bytes"].as_u64().unwrap() > 0, "{h}");
     let to_today = format!(
         "/v1/trajectory?kind=vehicle&subject={}&from={}&to={}&limit=1000",
         enc(&subject),
@@ -195,5 +197,34 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
             == want),
         "the late event is not found: {} vs {want}",
         trajectory_calls(qa1, &target).0
+    );
+
+    // A directory that does not read (its header damaged, under a new key so no cache
+    // holds it): every partition is asked, logged, and the answer is still right.
+    let objects = sightline_cluster::objects::Objects::new(&env.config().s3).unwrap();
+    let rows = env.rt.block_on(meta.directories_of("day")).unwrap();
+    let row = rows.iter().find(|r| r.start_day == day).unwrap();
+    let mut bytes = env
+        .rt
+        .block_on(objects.get(&row.object_key))
+        .unwrap()
+        .to_vec();
+    bytes[40] ^= 1;
+    env.rt
+        .block_on(objects.put_create("dir/day/damaged", bytes.into()))
+        .unwrap();
+    env.pg.psql(&format!(
+        "UPDATE directories SET object_key = 'dir/day/damaged' WHERE kind = 'day' AND start_day = {day}"
+    ));
+    let (got, n) = trajectory_calls(qa1, &target);
+    assert_eq!(got, want);
+    assert!(
+        n >= u64::from(PARTITIONS),
+        "{n} calls with a damaged directory"
+    );
+    assert!(
+        q1.log().contains("a directory cannot be read"),
+        "not logged: {}",
+        q1.log()
     );
 }
