@@ -1,14 +1,17 @@
 //! The subject → partitions directory (`sightline_cluster::directory`): built by an
 //! indexer for the city's past days, used by a query node so a one-subject question
 //! asks only the partitions that saw the subject, with answers still equal to a
-//! single node's; and a late event of a built day, in a partition the directory does
-//! not name, found at once through its `late_days` note.
+//! single node's (its first week rolled up too); a late event of a built day, in a
+//! partition the directory does not name, found at once through its `late_days` note;
+//! and damaged directories, which make the query ask every partition.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use sightline_cluster::partition::partition_of;
 use sightline_testkit::wait_until;
+
+use sightline_cluster::directory::rollup::week_of;
 
 use super::{ask, city_queries, query_city, Env, PARTITIONS, SERIAL};
 
@@ -67,12 +70,26 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
             );
         }
     }
-    env.wait_committed_events(events.len() as u64);
-    let days: std::collections::BTreeSet<i32> = events
+    let mut days: std::collections::BTreeSet<i32> = events
         .iter()
         .map(|e| sightline_cluster::directory::day_of(e["ts"].as_i64().unwrap()))
         .collect();
     assert!(days.len() >= 2, "the city spans days: {days:?}");
+    // The rest of the city's first week, a few events a day, so the week rolls up.
+    let (monday, _) = week_of(*days.first().unwrap());
+    let base = sightline_cluster::directory::day_of(1_764_547_200_000);
+    for d in (monday..monday + 7).filter(|d| !days.contains(d)) {
+        let (body, _) = env.batch_on(3, i64::from(d - base));
+        let r = sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(env.post_body(a1, &body), 3);
+        events.extend(
+            body.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+        );
+    }
+    days.extend(monday..monday + 7);
+    env.wait_committed_events(events.len() as u64);
 
     env.top_extra = DIRECTORY.into();
     let _x3 = env.indexer("index-3", &[]);
@@ -88,6 +105,14 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
         wait_until(Duration::from_secs(120), || built() == days),
         "directories built for {:?}, want {days:?}",
         built()
+    );
+    let week = || env.rt.block_on(meta.directories_of("week")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || week()
+            .iter()
+            .any(|w| w.start_day == monday)),
+        "the week of {monday} not rolled up: {:?}",
+        week()
     );
 
     // Every family answers as the single node, routed or not.
@@ -200,22 +225,27 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
     );
 
     // A directory that does not read (its header damaged, under a new key so no cache
-    // holds it): every partition is asked, logged, and the answer is still right.
+    // holds it; the day's own and its week's): every partition is asked, logged, and
+    // the answer is still right.
     let objects = sightline_cluster::objects::Objects::new(&env.config().s3).unwrap();
-    let rows = env.rt.block_on(meta.directories_of("day")).unwrap();
-    let row = rows.iter().find(|r| r.start_day == day).unwrap();
-    let mut bytes = env
-        .rt
-        .block_on(objects.get(&row.object_key))
-        .unwrap()
-        .to_vec();
-    bytes[40] ^= 1;
-    env.rt
-        .block_on(objects.put_create("dir/day/damaged", bytes.into()))
-        .unwrap();
-    env.pg.psql(&format!(
-        "UPDATE directories SET object_key = 'dir/day/damaged' WHERE kind = 'day' AND start_day = {day}"
-    ));
+    for kind in ["day", "week"] {
+        let rows = env.rt.block_on(meta.directories_of(kind)).unwrap();
+        let row = rows.iter().find(|r| r.covers(day)).unwrap();
+        let mut bytes = env
+            .rt
+            .block_on(objects.get(&row.object_key))
+            .unwrap()
+            .to_vec();
+        bytes[40] ^= 1;
+        let damaged = format!("dir/damaged/{kind}");
+        env.rt
+            .block_on(objects.put_create(&damaged, bytes.into()))
+            .unwrap();
+        env.pg.psql(&format!(
+            "UPDATE directories SET object_key = '{damaged}' WHERE object_key = '{}'",
+            row.object_key
+        ));
+    }
     let (got, n) = trajectory_calls(qa1, &target);
     assert_eq!(got, want);
     assert!(

@@ -4,8 +4,9 @@
 //! its committed segments (the module doc of `super` says why that is enough).
 //!
 //! One step ([`step`]) does at most one thing for the oldest day without a directory
-//! (freeze it, record the log's end, or build it) and drops the directories retention
-//! dropped the days of; [`run_every`] repeats it every `directory.every_ms` on a task
+//! (freeze it, record the log's end, or build it), or when every ripe day has one,
+//! builds the next weekly or monthly roll-up (`super::rollup`); first it drops the
+//! directories retention dropped the days of; [`run_every`] repeats it every `directory.every_ms` on a task
 //! of its own, each within its own bound.
 
 use std::collections::HashSet;
@@ -37,6 +38,8 @@ pub enum Step {
     Marked(i32),
     /// Built and registered this day's directory (its key and subjects).
     Built(i32, String, usize),
+    /// Built and registered a roll-up (its kind, first day and key).
+    Rolled(&'static str, i32, String),
 }
 
 /// Does the next thing for the oldest day without a directory, at `now_ms`; first
@@ -79,7 +82,18 @@ pub async fn step(
             day >= kept_from && super::day_end_ms(day).saturating_add(d.min_age_ms as i64) <= now_ms
         });
     let Some(day) = ripe else {
-        return Ok(Step::Idle);
+        // Every ripe day built: a week or month whose days all are is merged.
+        let days = meta.directories_of("day").await?;
+        let mut rollups = meta.directories_of("week").await?;
+        rollups.extend(meta.directories_of("month").await?);
+        let Some(period) = super::rollup::next_rollup(&days, &rollups) else {
+            return Ok(Step::Idle);
+        };
+        let partitions = meta.partitions().await?;
+        let (key, subjects) =
+            super::rollup::build(meta, objects, &days, period, partitions, d.buckets).await?;
+        tracing::info!(kind = period.0, start_day = period.1, key = %key, subjects, "directory roll-up built");
+        return Ok(Step::Rolled(period.0, period.1, key));
     };
     let Some(f) = frozen.iter().find(|f| f.day == day) else {
         meta.freeze_day(day).await?;

@@ -23,12 +23,15 @@
 //!    names for those days (read per query: a note made a moment ago counts); any
 //!    day without one (today, recent days) means every partition. A directory that
 //!    cannot be read means every partition, logged: never a wrong answer.
-//! 5. Retention drops the directories, frozen days and notes of days it drops,
+//! 5. Weekly and monthly roll-ups ([`rollup`]) merge the days' directories once
+//!    every day of the week or month has one.
+//! 6. Retention drops the directories, frozen days and notes of days it drops,
 //!    releasing the objects to the janitor.
 
 pub mod build;
 pub mod catalog;
 pub mod format;
+pub mod rollup;
 pub mod route;
 
 pub use catalog::{DirectoryRow, FrozenDay};
