@@ -405,6 +405,25 @@ mod tests {
         assert!(lookup("k", &empty, 42).unwrap().is_empty());
     }
 
+    /// The format's golden file: a change of layout is a deliberate one (a new
+    /// version), visible in review. `SIGHTLINE_WRITE_GOLDEN=1` writes it again.
+    #[test]
+    fn the_format_matches_its_golden_file() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/directory/golden/day-v1.dir"
+        );
+        if std::env::var_os("SIGHTLINE_WRITE_GOLDEN").is_some() {
+            std::fs::write(path, sample()).unwrap();
+        }
+        let golden = std::fs::read(path).unwrap();
+        assert_eq!(sample(), golden, "the directory format changed: {path}");
+        assert_eq!(
+            lookup("golden", &golden, subject_hash(0, "苏E00001")).unwrap(),
+            vec![1, 3]
+        );
+    }
+
     #[test]
     fn a_damaged_directory_is_an_error_naming_its_object() {
         let o = sample();
