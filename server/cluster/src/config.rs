@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     pub index: IndexConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    /// The subject → partitions directory of sealed days (`crate::directory`).
+    #[serde(default)]
+    pub directory: DirectoryConfig,
     /// A secret every node of the cluster shares: the partition listeners
     /// (`index.serve`, `query.serve`) answer only requests carrying it
     /// (`Authorization: Bearer …`), and query nodes send it. Those listeners answer
@@ -210,6 +213,46 @@ pub struct IndexConfig {
     pub serve: SocketAddr,
 }
 
+/// The subject → partitions directory (`crate::directory`): built by one indexer at a
+/// time for days long enough past, read by query nodes to ask a subject's question of
+/// only the partitions that saw it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Indexers build directories (default true; false: none is built, those built
+    /// stay in use until retention drops them).
+    #[serde(default = "default_true")]
+    pub build: bool,
+    /// Query nodes use the directories (default true; false: every partition is
+    /// asked every question, as before them).
+    #[serde(default = "default_true")]
+    pub route: bool,
+    /// A day is frozen for its directory once it ended this long ago, ms (default
+    /// 3,600,000: an hour, so the late trickle of a day's events mostly lands before;
+    /// later ones are noted in `late_days` and still found).
+    #[serde(default = "default_directory_min_age_ms")]
+    pub min_age_ms: u64,
+    /// How old an ingest node's reading of the frozen days may be when it
+    /// acknowledges an event, ms (default 300,000, as the keys' and watchlists'
+    /// bound): past it, ingest is refused (503) until it reads them again. The
+    /// builder waits this long (and a renewal) after freezing a day before it reads
+    /// the log's end, so every node acknowledging after that notes late events.
+    #[serde(default = "default_directory_frozen_view_ms")]
+    pub frozen_view_ms: u64,
+    /// Buckets of a day's directory object (default 256: at 1 M subjects a day a
+    /// bucket is ~50 KB, read with one range read). 1 to 65,536.
+    #[serde(default = "default_directory_buckets")]
+    pub buckets: u32,
+    /// The builder looks for a day to freeze, build or drop this often, ms (default
+    /// 60,000); its lease lasts three times this.
+    #[serde(default = "default_directory_every_ms")]
+    pub every_ms: u64,
+    /// Directory buckets a query node keeps in memory, bytes (default 64 MiB; least
+    /// recently used first out).
+    #[serde(default = "default_directory_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
 /// The query role.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -331,6 +374,39 @@ impl QueryConfig {
             name.push("-audit");
             self.data.with_file_name(name)
         })
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_directory_min_age_ms() -> u64 {
+    3_600_000
+}
+fn default_directory_frozen_view_ms() -> u64 {
+    300_000
+}
+fn default_directory_buckets() -> u32 {
+    256
+}
+fn default_directory_every_ms() -> u64 {
+    60_000
+}
+fn default_directory_cache_bytes() -> u64 {
+    64 << 20
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            build: true,
+            route: true,
+            min_age_ms: default_directory_min_age_ms(),
+            frozen_view_ms: default_directory_frozen_view_ms(),
+            buckets: default_directory_buckets(),
+            every_ms: default_directory_every_ms(),
+            cache_bytes: default_directory_cache_bytes(),
+        }
     }
 }
 
@@ -614,6 +690,13 @@ impl ClusterConfig {
         }
         if i.commit_interval_ms == 0 || i.commit_events == 0 || i.fetch_batch == 0 {
             return bad("index.commit_interval_ms, commit_events, fetch_batch: positive");
+        }
+        let d = &self.directory;
+        if d.buckets == 0 || d.buckets > crate::directory::MAX_BUCKETS {
+            return bad("directory.buckets: 1 to 65536");
+        }
+        if d.every_ms == 0 || d.frozen_view_ms == 0 {
+            return bad("directory.every_ms, frozen_view_ms: positive");
         }
         for (name, hashes) in [
             ("ingest.token_sha256", &self.ingest.token_sha256),

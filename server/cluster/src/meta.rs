@@ -31,6 +31,8 @@
 //! remote_subscriptions (id PRIMARY KEY, owner, body jsonb, subscribe_id, holder, epoch,
 //!                       expires_at, status jsonb)   -- `serve`'s remote subscriptions and
 //!                                                   --   their leases (`upstreams.rs`)
+//! directory_days, late_days, directories,          -- the subject → partitions directory
+//! directory_builder                                --   (`directory/catalog.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -580,6 +582,9 @@ impl Meta {
         tx.batch_execute(SCHEMA)
             .await
             .map_err(ClusterError::pg("create tables"))?;
+        tx.batch_execute(crate::directory::catalog::SCHEMA)
+            .await
+            .map_err(ClusterError::pg("create the directory's tables"))?;
         // Bundles (one object a commit): a database made before them gets their
         // columns and loses the one-object-a-segment constraint, once. Checked first:
         // ALTER TABLE takes the table's strongest lock even when it changes nothing.

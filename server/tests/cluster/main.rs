@@ -36,6 +36,7 @@ use sightline_testkit::{call, wait_until};
 
 mod cache;
 mod console;
+mod fanout;
 mod feed;
 mod gat1400;
 mod limits;

@@ -173,6 +173,16 @@ pub async fn run(
         (config.index.janitor_age_s * 1000) as i64,
         config.renew() * JANITOR_EVERY_TICKS as u32,
     ));
+    // The subject → partitions directory of sealed days: one indexer at a time
+    // builds (its own lease), on a task of its own.
+    let directories = config.directory.build.then(|| {
+        tokio::spawn(crate::directory::build::run_every(
+            config.clone(),
+            shared.objects.clone(),
+            shared.js.clone(),
+            owner.clone(),
+        ))
+    });
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -209,6 +219,9 @@ pub async fn run(
     }
     gat1400_sweeper.abort();
     janitor.abort();
+    if let Some(d) = directories {
+        d.abort();
+    }
     tracing::info!(
         owner,
         "indexer stopping: committing and releasing its partitions"
