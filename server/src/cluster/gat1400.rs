@@ -1777,6 +1777,7 @@ mod tests {
             retention_days: None,
             communities: Arc::default(),
             uppers: vec![sightline_cluster::upstreams::LiveUpper {
+                id: "up-1".into(),
                 server_id: "32050000005030000099".into(),
                 device_id: "32050800005030000077".into(),
                 scope: None,
@@ -1817,6 +1818,7 @@ mod tests {
             // Another owner's upstream naming the same upper, from an address of its
             // choosing, with a narrower scope.
             l.uppers.push(sightline_cluster::upstreams::LiveUpper {
+                id: "up-2".into(),
                 server_id: upper.into(),
                 device_id: "32050800005030000078".into(),
                 scope: Some(vec!["a".into()]),

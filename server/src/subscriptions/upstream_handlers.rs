@@ -85,10 +85,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     // What its upper platform subscribed to here ends with it.
     // By its id (configured or learned), and — its id not learned yet in this
     // process — by the id we registered there with, when no other upstream uses it.
-    let mut ended = match &server_id {
-        Some(sid) => crate::gat1400::subscribes::end_upper(&c.app, sid)?,
-        None => Vec::new(),
-    };
+    let mut ended = crate::gat1400::subscribes::end_upper(&c.app, &id, server_id.as_deref())?;
     ended.extend(crate::gat1400::subscribes::end_orphaned_uppers(&c.app)?);
     let unregistered = match session {
         Some(s) => s
