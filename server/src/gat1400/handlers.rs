@@ -468,7 +468,7 @@ pub(crate) fn to_utf8(
                 if out.capacity() >= cap {
                     return Err(ApiError::BodyTooLarge(max));
                 }
-                out.reserve_exact((cap - out.capacity()).min(STEP).max(4));
+                out.reserve_exact((cap - out.capacity()).clamp(4, STEP));
             }
         }
     }
