@@ -244,7 +244,8 @@ pub struct DirectoryConfig {
     #[serde(default = "default_directory_buckets")]
     pub buckets: u32,
     /// The builder looks for a day to freeze, build or drop this often, ms (default
-    /// 60,000); its lease lasts three times this.
+    /// 60,000); its lease (and the bound on one step) lasts three times this, and at
+    /// least 10 minutes.
     #[serde(default = "default_directory_every_ms")]
     pub every_ms: u64,
     /// Directory buckets a query node keeps in memory, bytes (default 64 MiB; least
@@ -695,8 +696,19 @@ impl ClusterConfig {
         if d.buckets == 0 || d.buckets > crate::directory::MAX_BUCKETS {
             return bad("directory.buckets: 1 to 65536");
         }
-        if d.every_ms == 0 || d.frozen_view_ms == 0 {
-            return bad("directory.every_ms, frozen_view_ms: positive");
+        if d.every_ms == 0 {
+            return bad("directory.every_ms: positive");
+        }
+        // An ingest node reads the frozen days every renewal: a bound under two of
+        // them would refuse events for most of each interval.
+        if d.frozen_view_ms < 2 * i.renew_ms {
+            return bad("directory.frozen_view_ms: at least twice index.renew_ms");
+        }
+        // The directory names partitions in 16 bits.
+        if d.build && self.partitions > crate::directory::format::MAX_PARTITIONS {
+            return bad(
+                "directory.build needs partitions of at most 65535 (set directory.build = false)",
+            );
         }
         for (name, hashes) in [
             ("ingest.token_sha256", &self.ingest.token_sha256),
@@ -935,6 +947,8 @@ secret_key = "s"
             "[query]\nserve = \"10.0.0.7:7001\"",
             "partition_token = \"shorter than 32 characters\"",
             "stream_max_age_s = 60",
+            "[directory]\nfrozen_view_ms = 5000",
+            "partitions = 65536",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {

@@ -72,6 +72,12 @@ pub(super) struct Alerting {
     frozen_max_age: Duration,
     /// (partition, day) pairs this node noted late (forgotten past [`NOTED_KEPT`]).
     noted: Mutex<HashSet<(u32, i32)>>,
+    /// (partition, day) of every event of a batch answered with an error after it may
+    /// have reached the log (a publish failing half-way, a note after it failing): noted
+    /// against the frozen days read after the failure, at the next renewal (and again
+    /// until that works), so an event stored but not acknowledged is not missed by a
+    /// query the directory routes.
+    pending: Mutex<HashSet<(u32, i32)>>,
 }
 
 /// Late (partition, day) pairs an ingest node remembers having noted (then it
@@ -91,6 +97,7 @@ impl Alerting {
             frozen: RwLock::new(None),
             frozen_max_age: Duration::from_millis(config.directory.frozen_view_ms),
             noted: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashSet::new()),
         });
         let mut failing = match alerting.load().await {
             Ok(n) => {
@@ -106,6 +113,9 @@ impl Alerting {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renew).await;
+                if let Err(e) = a.settle_pending().await {
+                    tracing::warn!(error = %e, "late days of a failed batch not noted yet; tried again at the next renewal");
+                }
                 match a.load().await {
                     Ok(n) if failing => {
                         tracing::info!(watchlists = n, "watchlists read again");
@@ -122,6 +132,30 @@ impl Alerting {
             }
         });
         (alerting, task)
+    }
+
+    /// Notes the pending pairs against the frozen days as read now (those days were
+    /// frozen before the failed batch's answer, or the builder's wait covers them).
+    async fn settle_pending(&self) -> Result<(), ApiError> {
+        let pairs: Vec<(u32, i32)> = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.iter().copied().collect()
+        };
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let frozen = self.load_frozen().await?;
+        let late: Vec<(u32, i32)> = pairs
+            .iter()
+            .copied()
+            .filter(|(_, day)| frozen.contains(day))
+            .collect();
+        on_meta!(self.catalog, "note late days", |m| m.note_late_days(&late))?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for pair in &pairs {
+            pending.remove(pair);
+        }
+        Ok(())
     }
 
     /// Reads the watchlists once; how many there are.
@@ -147,6 +181,10 @@ impl Alerting {
     /// Reads the frozen days once.
     async fn load_frozen(&self) -> Result<Arc<HashSet<i32>>, ApiError> {
         let asked = Instant::now();
+        // This node's bound said first: a builder waits the largest one said.
+        let bound = self.frozen_max_age.as_millis() as u64;
+        on_meta!(self.catalog, "say the view bound", |m| m
+            .note_view_bound(bound))?;
         let days = on_meta!(self.catalog, "read the frozen days", |m| m.frozen_days())?;
         let days = Arc::new(days.into_iter().collect::<HashSet<i32>>());
         *self.frozen.write().unwrap_or_else(|p| p.into_inner()) = Some((days.clone(), asked));
@@ -260,9 +298,24 @@ impl Alerting {
         events: Vec<Event>,
     ) -> Result<(Vec<Published>, u64), ApiError> {
         let (alerting, publisher) = (self.clone(), publisher.clone());
-        tokio::spawn(async move { alerting.publish_now(&publisher, &events).await })
-            .await
-            .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
+        tokio::spawn(async move {
+            let done = alerting.publish_now(&publisher, &events).await;
+            if done.is_err() {
+                // Some may be in the log all the same: their days noted once the
+                // frozen days can be read again.
+                let partitions = publisher.partitions();
+                let mut pending = alerting.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.extend(events.iter().map(|e| {
+                    (
+                        sightline_cluster::partition::partition_of(e.community(), partitions),
+                        sightline_cluster::directory::day_of(e.ts_ms()),
+                    )
+                }));
+            }
+            done
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
     }
 
     async fn publish_now(

@@ -100,9 +100,18 @@ pub async fn step(
         tracing::info!(day, "day frozen for its directory");
         return Ok(Step::Froze(day));
     };
-    // Every node acknowledging now read the frozen days after the freeze.
-    let seen_after = (d.frozen_view_ms + config.index.renew_ms) as i64;
-    if f.frozen_ms < seen_after {
+    // Measured from a statement after the freeze's commit (a slow commit would let
+    // an ingest node read "not frozen" after `frozen_at`).
+    let Some(frozen_ms) = f.frozen_ms else {
+        meta.saw_freeze(day).await?;
+        return Ok(Step::Idle);
+    };
+    // Every node acknowledging now read the frozen days after the freeze: the wait is
+    // the largest bound any ingest node says it keeps (its own configuration, not
+    // this builder's), and a renewal.
+    let bound = d.frozen_view_ms.max(meta.largest_view_bound().await?);
+    let seen_after = i64::try_from(bound.saturating_add(config.index.renew_ms)).unwrap_or(i64::MAX);
+    if frozen_ms < seen_after {
         return Ok(Step::Idle);
     }
     let partitions = meta.partitions().await?;

@@ -42,14 +42,24 @@ CREATE TABLE IF NOT EXISTS directory_builder (
     holder text,
     expires_at timestamptz NOT NULL DEFAULT 'epoch'
 );
+-- When the builder saw its freeze committed (a statement after the freeze's own: a
+-- slow commit does not shorten the wait measured from it).
+ALTER TABLE directory_days ADD COLUMN IF NOT EXISTS seen_at timestamptz;
+-- The `directory.frozen_view_ms` of each ingest node, as each last said it (every
+-- reading of the frozen days): the builder waits the largest, not its own.
+CREATE TABLE IF NOT EXISTS directory_view_bounds (
+    view_ms bigint PRIMARY KEY,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
 ";
 
 /// A frozen day as the builder sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrozenDay {
     pub day: i32,
-    /// Milliseconds since it was frozen (the database's clock).
-    pub frozen_ms: i64,
+    /// Milliseconds since the builder saw its freeze committed (the database's
+    /// clock); `None` until it has ([`Meta::saw_freeze`]).
+    pub frozen_ms: Option<i64>,
     pub built: bool,
     /// Each partition's last stream sequence once the freeze was seen by every
     /// acknowledging node (`None`: not read yet).
@@ -137,12 +147,54 @@ impl Meta {
         Ok(())
     }
 
+    /// Records that the builder sees `day`'s freeze committed (once; the wait for the
+    /// ingest nodes to see it is measured from here).
+    pub async fn saw_freeze(&self, day: i32) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE directory_days SET seen_at = now() WHERE day = $1 AND seen_at IS NULL",
+                &[&day],
+            )
+            .await
+            .map_err(ClusterError::pg("note a freeze seen"))?;
+        Ok(())
+    }
+
+    /// An ingest node's bound on the age of its frozen days' reading (its
+    /// `directory.frozen_view_ms`), said at each reading.
+    pub async fn note_view_bound(&self, view_ms: u64) -> Result<()> {
+        let view_ms = i64::try_from(view_ms).unwrap_or(i64::MAX);
+        self.client
+            .execute(
+                "INSERT INTO directory_view_bounds (view_ms) VALUES ($1)
+                 ON CONFLICT (view_ms) DO UPDATE SET seen_at = now()",
+                &[&view_ms],
+            )
+            .await
+            .map_err(ClusterError::pg("note a view bound"))?;
+        Ok(())
+    }
+
+    /// The largest bound an ingest node said in the last day (0: none said).
+    pub async fn largest_view_bound(&self) -> Result<u64> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(max(view_ms), 0) FROM directory_view_bounds
+                 WHERE seen_at > now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(ClusterError::pg("read the view bounds"))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
     /// Every frozen day, oldest first.
     pub async fn directory_days(&self) -> Result<Vec<FrozenDay>> {
         let rows = self
             .client
             .query(
-                "SELECT day, (extract(epoch FROM (now() - frozen_at)) * 1000)::bigint,
+                "SELECT day, (extract(epoch FROM (now() - seen_at)) * 1000)::bigint,
                         state = 'built', through_seqs
                  FROM directory_days ORDER BY day",
                 &[],
