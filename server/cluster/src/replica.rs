@@ -888,7 +888,7 @@ async fn follow(
                 .and_then(|m| m.info().ok())
                 .map_or(u64::MAX, |i| i.pending);
             behind = behind.saturating_sub(batch.len() as u64);
-            if let Some(a) = append_messages(store, p, f.last_seq, batch).await? {
+            if let Some(a) = append_messages(store, p, f.last_seq, batch, None).await? {
                 f.last_seq = a.seq;
                 f.marks.extend(a.marks);
                 if f.marks.len() > MAX_MARKS {

@@ -20,6 +20,7 @@ use crate::log::ALERT_HEADER;
 use crate::meta::{bounded, DictChunk, Lease, Meta, RowFacts, SegmentRow};
 use crate::objects::{bundle_key, dict_key, index_key, upload_nonce};
 use crate::partition::{event_id, partition_filter};
+use crate::restore::ObjectSource;
 use crate::{payload, restore};
 
 /// A partition's local store may hold this much in memory parts before it seals
@@ -33,6 +34,10 @@ const MAX_BUNDLE_BYTES: u64 = 256 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause when the log had nothing new.
 const IDLE: Duration = Duration::from_millis(100);
+/// The first pause after a failed append (`index.append_attempts`), doubled after
+/// each further failure up to [`APPEND_BACKOFF_MAX`].
+const APPEND_BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const APPEND_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// One held partition.
 struct Partition {
@@ -70,6 +75,127 @@ struct Partition {
     index_uploaded: Option<Instant>,
     /// The local sequence the last index this owner uploaded covers (0: none yet).
     index_through: u64,
+    /// Where the old segments of a partition restored lazily come from: an append
+    /// fetches those it needs ahead, all at once ([`Ahead`]).
+    source: Option<Arc<ObjectSource>>,
+}
+
+/// Whether the lease is still this task's, as its keeper ([`keep_lease`]) last found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// Renewed `renewals` times so far (none yet: as taken).
+    Held { renewals: u64 },
+    /// A renewal found another epoch: the partition is someone else's.
+    Lost,
+}
+
+/// Renews a lease every `every` with `renew` (`Ok(true)`: renewed; `Ok(false)`: the
+/// epoch is not ours any more) until `stop` is set or the lease is lost, telling
+/// `state`. It runs on a task of its own beside the partition's, so renewals never
+/// wait on the partition's work: an append fetching old segments from a slow S3, a
+/// long seal or upload. A renewal that fails (PostgreSQL away) is logged and tried at
+/// the next tick; the lease lapses only if they all fail for a lease.
+pub(crate) async fn keep_lease<F, Fut>(
+    partition: u32,
+    every: Duration,
+    mut renew: F,
+    state: watch::Sender<LeaseState>,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the lease was just taken.
+    tick.tick().await;
+    let mut renewals = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match renew().await {
+            Ok(true) => {
+                renewals += 1;
+                state.send_replace(LeaseState::Held { renewals });
+            }
+            Ok(false) => {
+                state.send_replace(LeaseState::Lost);
+                return;
+            }
+            Err(e) => tracing::warn!(partition, error = %e, "lease not renewed"),
+        }
+    }
+}
+
+/// A partition's lease keeper on a task of its own ([`keep_lease`]).
+struct Keeper {
+    state: watch::Receiver<LeaseState>,
+    stop: watch::Sender<bool>,
+    join: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Keeper {
+    /// Renews `lease` every `renew_ms`, each renewal on a pooled connection of its
+    /// own bounded by a lease.
+    fn start(shared: &Arc<Shared>, lease: Lease) -> Keeper {
+        let cfg = shared.config.clone();
+        let (p, epoch) = (lease.partition, lease.epoch);
+        let renew = move || {
+            let cfg = cfg.clone();
+            async move {
+                let meta = Meta::connect_within(&cfg.postgres, cfg.lease()).await?;
+                let renewing = meta.renew(p, epoch, cfg.index.lease_ms);
+                let renewed = bounded(cfg.lease(), "renewing the lease", renewing).await;
+                meta.given_up(renewed)
+            }
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (stop, stop_rx) = watch::channel(false);
+        let every = shared.config.renew();
+        let join = tokio::spawn(keep_lease(p, every, renew, state_tx, stop_rx));
+        Keeper {
+            state,
+            stop,
+            join: Some(join),
+        }
+    }
+
+    fn lost(&self) -> bool {
+        *self.state.borrow() == LeaseState::Lost
+    }
+
+    /// Stops renewing (before the lease is released: a renewal after the release
+    /// would hold the partition from others for a lease), waiting for a renewal in
+    /// flight (bounded by a lease).
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(join) = self.join.take() {
+            let _ = join.await;
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            join.abort();
+        }
+    }
+}
+
+/// What an append fetches ahead ([`append_messages`]): the old segments of a lazily
+/// restored partition its duplicate check will read, all at once (up to `budget`
+/// bytes, the segment cache's bound: more would be evicted before it is read),
+/// within `within`.
+pub(crate) struct Ahead<'a> {
+    pub(crate) source: &'a ObjectSource,
+    pub(crate) within: Duration,
+    pub(crate) budget: u64,
 }
 
 /// An idle partition (nothing to commit) applies retention this often (days pass).
@@ -152,6 +278,9 @@ pub(super) async fn run_partition(
 ) -> Result<()> {
     let cfg = &shared.config;
     let taken = Instant::now();
+    // Renewed on a task of its own from now on (the restore and every append
+    // included), stopped before the lease is released.
+    let mut keeper = Keeper::start(&shared, lease);
     // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
     // committed under this epoch, and the lease lapses to whoever comes next.
     let mut meta = tokio::select! {
@@ -177,7 +306,7 @@ pub(super) async fn run_partition(
     // out (so no `gone` watch, as a replica has).
     let restoring = async {
         let committed = meta.committed(p).await?;
-        restore::restore_committed(
+        restore::restore_with_source(
             &shared.objects,
             p,
             &committed,
@@ -188,7 +317,7 @@ pub(super) async fn run_partition(
         )
         .await
     };
-    let (store, restored) = tokio::select! {
+    let (store, restored, source) = tokio::select! {
         r = restoring => r?,
         _ = stop.changed() => return Ok(()),
     };
@@ -230,27 +359,17 @@ pub(super) async fn run_partition(
         alert_ids_failed: None,
         index_uploaded: None,
         index_through: 0,
+        source,
     };
     let mut consumer = None;
-    let mut last_renew = Instant::now();
     // Offered to query nodes once the log has been read to its end.
     let mut offered = false;
     loop {
+        if keeper.lost() {
+            return Err(part.fenced().await);
+        }
         if *stop.borrow() {
-            // Each PostgreSQL call bounded by a lease ([`Partition::commit`]): a
-            // stopping indexer never waits on a hung server longer than that.
-            match part.commit().await {
-                Ok(()) => {
-                    let releasing = part.meta.release(p, lease.epoch);
-                    let released = bounded(cfg.lease(), "releasing the lease", releasing).await;
-                    if let Err(e) = released {
-                        tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
-                }
-            }
+            part.finish(&mut keeper).await;
             return Ok(());
         }
         if consumer.is_none() {
@@ -296,7 +415,19 @@ pub(super) async fn run_partition(
                 _ = stop.changed() => {}
             }
         } else {
-            part.append(fetched).await?;
+            match part.append_retrying(fetched, &keeper, &mut stop).await {
+                Ok(()) => {}
+                Err(e @ ClusterError::Fenced { .. }) => return Err(e),
+                Err(e) => {
+                    // Past `index.append_attempts`: what was appended is committed and
+                    // the lease released at once (not left to lapse), so the partition
+                    // is taken again soon, by another indexer or by this one anew.
+                    tracing::warn!(partition = p, error = %e, attempts = cfg.index.append_attempts,
+                        "append failed every attempt; committing what is appended and releasing the lease");
+                    part.finish(&mut keeper).await;
+                    return Err(e);
+                }
+            }
         }
         // After a failed commit the next is tried a renewal interval later at the
         // soonest, however many events wait (no retry per fetched batch).
@@ -314,28 +445,6 @@ pub(super) async fn run_partition(
                     part.last_commit = Instant::now();
                     part.commit_failed = Some(Instant::now());
                 }
-            }
-        }
-        if last_renew.elapsed() >= cfg.renew() {
-            let renewed = match part.reconnect().await {
-                Ok(()) => {
-                    let renewing = part.meta.renew(p, lease.epoch, cfg.index.lease_ms);
-                    bounded(cfg.lease(), "renewing the lease", renewing).await
-                }
-                Err(e) => Err(e),
-            };
-            match part.meta.given_up(renewed) {
-                Ok(true) => last_renew = Instant::now(),
-                Ok(false) => {
-                    let read = bounded(cfg.lease(), "reading the lease", part.meta.lease(p)).await;
-                    let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
-                    return Err(ClusterError::Fenced {
-                        partition: p,
-                        ours: lease.epoch,
-                        current,
-                    });
-                }
-                Err(e) => tracing::warn!(partition = p, error = %e, "lease not renewed"),
             }
         }
     }
@@ -414,6 +523,7 @@ pub(crate) async fn append_messages(
     partition: u32,
     after: u64,
     messages: Vec<jetstream::Message>,
+    ahead: Option<Ahead<'_>>,
 ) -> Result<Option<Appended>> {
     let p = partition;
     let mut events: Vec<Event> = Vec::with_capacity(messages.len());
@@ -459,6 +569,33 @@ pub(crate) async fn append_messages(
     let Some((seq, message)) = last else {
         return Ok(None);
     };
+    // The old segments the duplicate check will read, fetched all at once (not one
+    // range read after another inside the append); a failure fails the append
+    // before anything of it is stored.
+    if let Some(ahead) = ahead.filter(|_| !events.is_empty()) {
+        let mut total = 0u64;
+        let files: Vec<String> = store
+            .unfetched_for_append(&events)
+            .into_iter()
+            .filter(|(_, len)| {
+                total = total.saturating_add(*len);
+                total <= ahead.budget
+            })
+            .map(|(f, _)| f)
+            .collect();
+        if !files.is_empty() {
+            let started = Instant::now();
+            let got = ahead.source.prefetch(&files, ahead.within).await?;
+            tracing::info!(
+                partition = p,
+                segments = got.segments,
+                bytes = got.bytes,
+                objects = got.objects,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "segments fetched ahead of an append"
+            );
+        }
+    }
     let n = events.len() as u64;
     let s = store.clone();
     let (before, results) = tokio::task::spawn_blocking(move || {
@@ -565,10 +702,101 @@ impl Partition {
             .map_err(|e| ClusterError::log("create consumer")(e.to_string()))
     }
 
-    /// Appends the events of `messages` past `last_seq` to the local store.
+    /// The error of a lease found taken: the epoch now holding it, as read.
+    async fn fenced(&self) -> ClusterError {
+        let p = self.lease.partition;
+        let within = self.shared.config.lease();
+        let read = bounded(within, "reading the lease", self.meta.lease(p)).await;
+        let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
+        ClusterError::Fenced {
+            partition: p,
+            ours: self.lease.epoch,
+            current,
+        }
+    }
+
+    /// A clean stop: commits what is appended, stops renewing, and releases the lease
+    /// (each PostgreSQL call bounded by a lease: a stopping indexer never waits on a
+    /// hung server longer than that). A last commit that fails leaves the lease to
+    /// lapse.
+    async fn finish(&mut self, keeper: &mut Keeper) {
+        let (p, epoch) = (self.lease.partition, self.lease.epoch);
+        let within = self.shared.config.lease();
+        match self.commit().await {
+            Ok(()) => {
+                keeper.stop().await;
+                let releasing = self.meta.release(p, epoch);
+                if let Err(e) = bounded(within, "releasing the lease", releasing).await {
+                    tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
+                }
+            }
+            Err(e) => {
+                keeper.stop().await;
+                tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
+            }
+        }
+    }
+
+    /// [`Partition::append`], tried again after a failure (old segments not fetched:
+    /// S3 away or slow) up to `index.append_attempts` times in all with a doubling
+    /// backoff, each failure logged; the lease is kept meanwhile by its keeper. Ends
+    /// early (`Ok`, nothing appended) on a stop, and with [`ClusterError::Fenced`]
+    /// when the keeper found the lease taken.
+    async fn append_retrying(
+        &mut self,
+        messages: Vec<jetstream::Message>,
+        keeper: &Keeper,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let p = self.lease.partition;
+        let attempts = self.shared.config.index.append_attempts.max(1);
+        let mut backoff = APPEND_BACKOFF_FIRST;
+        let mut attempt = 1;
+        loop {
+            let failed = match self.append(messages.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= attempts => return Err(e),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                partition = p,
+                attempt,
+                attempts,
+                backoff_ms = backoff.as_millis() as u64,
+                error = %failed,
+                "append failed; trying again, the lease kept"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+            if keeper.lost() {
+                return Err(self.fenced().await);
+            }
+            backoff = (backoff * 2).min(APPEND_BACKOFF_MAX);
+            attempt += 1;
+        }
+    }
+
+    /// Appends the events of `messages` past `last_seq` to the local store, the old
+    /// segments its duplicate check reads fetched ahead ([`Ahead`]).
     async fn append(&mut self, messages: Vec<jetstream::Message>) -> Result<()> {
         let p = self.lease.partition;
-        let Some(appended) = append_messages(&self.store, p, self.last_seq, messages).await? else {
+        let cfg = &self.shared.config;
+        let ahead = self.source.as_deref().map(|source| Ahead {
+            source,
+            within: cfg.segment_fetch_timeout(),
+            budget: cfg.index.segment_cache_bytes,
+        });
+        let appended = append_messages(&self.store, p, self.last_seq, messages, ahead).await;
+        // What was fetched ahead and not read (a failed append) is not kept in memory.
+        if let Some(source) = &self.source {
+            source.clear_staged();
+        }
+        let Some(appended) = appended? else {
             return Ok(());
         };
         self.last_seq = appended.seq;
