@@ -141,7 +141,7 @@ pub async fn run(
         let partitions = meta.create(config.partitions).await?;
         Ok::<_, ClusterError>((meta, partitions))
     };
-    let (mut meta, partitions) = tokio::select! {
+    let (meta, partitions) = tokio::select! {
         r = starting => r?,
         _ = &mut shutdown => return Ok(()),
     };
@@ -173,6 +173,9 @@ pub async fn run(
         (config.index.janitor_age_s * 1000) as i64,
         config.renew() * JANITOR_EVERY_TICKS as u32,
     ));
+    // Given back to the pool (`postgres_pool_size`) after the first tick: each tick
+    // borrows one for its balance.
+    let mut first = Some(meta);
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,15 +185,16 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         running.retain(|_, r| !r.join.is_finished());
-        if !meta.is_open() {
-            match Meta::connect_within(&config.postgres, config.lease()).await {
-                Ok(m) => meta = m,
+        let meta = match first.take().filter(Meta::is_open) {
+            Some(m) => m,
+            None => match Meta::connect_within(&config.postgres, config.lease()).await {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "PostgreSQL unreachable; leases wait");
                     continue;
                 }
-            }
-        }
+            },
+        };
         // Bounded like every PostgreSQL call of a running indexer (`meta::bounded`).
         // A shutdown meanwhile is not kept waiting either. (A balance cut short after
         // a lease was taken leaves that lease unrenewed: it lapses to the next taker.)
@@ -221,7 +225,11 @@ pub async fn run(
     for (_, r) in running.drain() {
         let _ = r.join.await;
     }
-    let _ = bounded(config.lease(), "leaving the members", meta.leave(&owner)).await;
+    let leaving = async {
+        let meta = Meta::connect_within(&config.postgres, config.lease()).await?;
+        meta.leave(&owner).await
+    };
+    let _ = bounded(config.lease(), "leaving the members", leaving).await;
     Ok(())
 }
 

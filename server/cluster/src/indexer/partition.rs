@@ -43,7 +43,9 @@ const APPEND_BACKOFF_MAX: Duration = Duration::from_secs(10);
 struct Partition {
     shared: Arc<Shared>,
     lease: Lease,
-    meta: Meta,
+    /// A connection of the node's pool while the task uses one; given back at the end
+    /// of each turn of its loop ([`Partition::reconnect`] takes one again).
+    meta: Option<Meta>,
     store: Store,
     /// Segment ids listed in the catalog.
     committed: HashSet<u64>,
@@ -342,7 +344,7 @@ pub(super) async fn run_partition(
     let mut part = Partition {
         shared: shared.clone(),
         lease,
-        meta,
+        meta: Some(meta),
         store,
         committed,
         dict_committed: lease.dict_bytes,
@@ -447,6 +449,7 @@ pub(super) async fn run_partition(
                 }
             }
         }
+        part.idle();
     }
 }
 
@@ -703,10 +706,16 @@ impl Partition {
     }
 
     /// The error of a lease found taken: the epoch now holding it, as read.
-    async fn fenced(&self) -> ClusterError {
+    async fn fenced(&mut self) -> ClusterError {
         let p = self.lease.partition;
         let within = self.shared.config.lease();
-        let read = bounded(within, "reading the lease", self.meta.lease(p)).await;
+        let read = match self.reconnect().await {
+            Ok(()) => {
+                let reading = async { self.meta()?.lease(p).await };
+                bounded(within, "reading the lease", reading).await
+            }
+            Err(e) => Err(e),
+        };
         let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
         ClusterError::Fenced {
             partition: p,
@@ -725,8 +734,14 @@ impl Partition {
         match self.commit().await {
             Ok(()) => {
                 keeper.stop().await;
-                let releasing = self.meta.release(p, epoch);
-                if let Err(e) = bounded(within, "releasing the lease", releasing).await {
+                let released = match self.reconnect().await {
+                    Ok(()) => {
+                        let releasing = async { self.meta()?.release(p, epoch).await };
+                        bounded(within, "releasing the lease", releasing).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = released {
                     tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
                 }
             }
@@ -827,14 +842,14 @@ impl Partition {
         }
         let recorded = match self.reconnect().await {
             Ok(()) => {
-                let writing = self.meta.add_alert_events(&self.alert_ids);
+                let writing = self.meta()?.add_alert_events(&self.alert_ids);
                 let written = bounded(
                     self.shared.config.lease(),
                     "recording alerted events' ids",
                     writing,
                 )
                 .await;
-                self.meta.given_up(written)
+                self.given_up(written)
             }
             Err(e) => Err(e),
         };
@@ -864,12 +879,12 @@ impl Partition {
         let reading = bounded(
             self.shared.config.lease(),
             "reading the retention policy",
-            self.meta.retention_days(),
+            self.meta()?.retention_days(),
         )
         .await;
         // A failed or malformed read keeps the last policy applied (none before the
         // first): retention waits, the commit does not.
-        let retention = match self.meta.given_up(reading) {
+        let retention = match self.given_up(reading) {
             Ok(r) => r,
             Err(e) => {
                 let kept = self.retention_applied.flatten();
@@ -1080,6 +1095,7 @@ impl Partition {
         let checkpoint = self.last_seq;
         self.reconnect().await?;
         let lease_ms = self.shared.config.index.lease_ms;
+        let within = self.shared.config.lease();
         let mut committed = if fault_commit("lose-commit") {
             tracing::warn!(
                 partition = p,
@@ -1087,7 +1103,7 @@ impl Partition {
             );
             Err(ClusterError::Timeout("the commit (fault point)"))
         } else {
-            let transaction = self.meta.commit(
+            let transaction = self.meta_mut()?.commit(
                 p,
                 epoch,
                 &rows,
@@ -1098,8 +1114,8 @@ impl Partition {
                 lease_ms,
                 index_key.as_deref(),
             );
-            let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
-            self.meta.given_up(committed)
+            let committed = bounded(within, "the commit", transaction).await;
+            self.given_up(committed)
         };
         if committed.is_ok() && fault_commit("lose-commit-answer") {
             tracing::warn!(partition = p, "fault point: committed, the answer lost");
@@ -1177,9 +1193,9 @@ impl Partition {
             tracing::warn!(partition = p, error = %e, "index uploaded, not named");
             return;
         }
-        let naming = self.meta.set_index(p, epoch, &key);
+        let naming = async { self.meta()?.set_index(p, epoch, &key).await };
         let named = bounded(within, "naming the index", naming).await;
-        match self.meta.given_up(named) {
+        match self.given_up(named) {
             Ok(true) => {
                 self.index_uploaded = Some(Instant::now());
                 self.index_through = through;
@@ -1220,14 +1236,44 @@ impl Partition {
         }
     }
 
+    /// The connection [`Partition::reconnect`] took (an error without one).
+    fn meta(&self) -> Result<&Meta> {
+        self.meta
+            .as_ref()
+            .ok_or(ClusterError::Timeout("PostgreSQL connection (none taken)"))
+    }
+
+    fn meta_mut(&mut self) -> Result<&mut Meta> {
+        self.meta
+            .as_mut()
+            .ok_or(ClusterError::Timeout("PostgreSQL connection (none taken)"))
+    }
+
+    /// [`Meta::given_up`] on the connection held, if any.
+    fn given_up<T>(&self, r: Result<T>) -> Result<T> {
+        match &self.meta {
+            Some(m) => m.given_up(r),
+            None => r,
+        }
+    }
+
+    /// Gives the connection back to the node's pool (`postgres_pool_size`) between
+    /// turns of the task's loop: a node's partitions share a bounded number of
+    /// connections instead of holding one each.
+    fn idle(&mut self) {
+        self.meta = None;
+    }
+
     /// A usable connection: the current one, or a new one when it broke or a call
     /// on it was given up (the connect bounded by a lease, tried at most once a
     /// lease). `Err` when there is none: the caller's call fails at once instead of
     /// waiting on a connection known to hang.
     async fn reconnect(&mut self) -> Result<()> {
-        if self.meta.is_open() {
+        if self.meta.as_ref().is_some_and(Meta::is_open) {
             return Ok(());
         }
+        // A broken one is closed as it drops (not given back to the pool).
+        self.meta = None;
         let cfg = &self.shared.config;
         if self.connect_after.is_some_and(|t| Instant::now() < t) {
             return Err(ClusterError::Timeout(
@@ -1236,7 +1282,7 @@ impl Partition {
         }
         match Meta::connect_within(&cfg.postgres, cfg.lease()).await {
             Ok(m) => {
-                self.meta = m;
+                self.meta = Some(m);
                 self.connect_after = None;
                 Ok(())
             }
@@ -1266,9 +1312,9 @@ impl Partition {
         let p = self.lease.partition;
         let within = self.shared.config.lease();
         let probe: Vec<u64> = doubt.probe().into_iter().collect();
-        let reading = self.meta.commit_state(p, &probe);
+        let reading = self.meta_mut()?.commit_state(p, &probe);
         let read = bounded(within, "reading the commit state", reading).await;
-        let (epoch, checkpoint, dict_bytes, listed) = match self.meta.given_up(read) {
+        let (epoch, checkpoint, dict_bytes, listed) = match self.given_up(read) {
             Ok(state) => state,
             Err(e) => {
                 self.doubt = Some(doubt);
