@@ -89,10 +89,14 @@ impl Drop for Meta {
 
 /// The node's bound on its PostgreSQL connections and how long a task waits for one
 /// (`postgres_pool_size`, `postgres_wait_ms`); defaults until [`configure_pool`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolSettings {
     pub size: usize,
     pub wait: Duration,
+    /// PostgreSQL's `application_name` of the node's connections when the
+    /// connection string sets none: `sightline <owner>` (`pg_stat_activity` tells
+    /// nodes apart).
+    pub application_name: Option<String>,
 }
 
 static POOL_SETTINGS: OnceLock<PoolSettings> = OnceLock::new();
@@ -108,14 +112,16 @@ pub fn configure_pool(config: &crate::ClusterConfig) {
     let _ = POOL_SETTINGS.set(PoolSettings {
         size: config.postgres_pool_size,
         wait: Duration::from_millis(config.postgres_wait_ms),
+        application_name: Some(format!("sightline {}", config.owner())),
     });
 }
 
 /// The pool bound in force.
-pub fn pool_settings() -> PoolSettings {
-    *POOL_SETTINGS.get_or_init(|| PoolSettings {
+pub fn pool_settings() -> &'static PoolSettings {
+    POOL_SETTINGS.get_or_init(|| PoolSettings {
         size: 16,
         wait: Duration::from_millis(5_000),
+        application_name: None,
     })
 }
 
@@ -135,9 +141,13 @@ fn pool(conninfo: &str) -> Result<Pool> {
     if let Some(p) = pools.get(conninfo) {
         return Ok(p.clone());
     }
-    let pg: tokio_postgres::Config = conninfo
+    let mut pg: tokio_postgres::Config = conninfo
         .parse()
         .map_err(ClusterError::pg("read the connection string"))?;
+    let settings = pool_settings();
+    if let (None, Some(name)) = (pg.get_application_name(), &settings.application_name) {
+        pg.application_name(name);
+    }
     // Each connection lent again is checked with an empty statement first (within
     // `RECYCLE_CHECK`): one the server closed (a restart) or one still busy with a
     // statement given up on is closed and replaced, never lent.
@@ -149,7 +159,6 @@ fn pool(conninfo: &str) -> Result<Pool> {
         Some(tls) => Manager::from_config(pg, tls, recycling),
         None => Manager::from_config(pg, NoTls, recycling),
     };
-    let settings = pool_settings();
     let made = Pool::builder(manager)
         .max_size(settings.size)
         .runtime(Runtime::Tokio1)

@@ -39,6 +39,7 @@ mod console;
 mod feed;
 mod gat1400;
 mod limits;
+mod pool;
 mod subs;
 mod takeover;
 mod tls;

@@ -1346,6 +1346,91 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// The keeper of a lease renewed while its partition is busy for ten leases (a
+    /// slow fetch: here the test's own task asleep that long, on tokio's paused
+    /// clock): renewed every `renew_ms`, never a gap past it, whatever the task does.
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_is_renewed_every_interval_while_the_partition_task_is_busy() {
+        let renew = Duration::from_millis(500);
+        let lease = Duration::from_millis(3_000);
+        let at: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+        let seen = at.clone();
+        let renewer = move || {
+            let seen = seen.clone();
+            async move {
+                // A renewal takes a moment (a round trip).
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                seen.lock().unwrap().push(tokio::time::Instant::now());
+                Ok(true)
+            }
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (stop, stop_rx) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let keeper = tokio::spawn(keep_lease(7, renew, renewer, state_tx, stop_rx));
+        // The partition's task, busy with one fetch for ten leases.
+        tokio::time::sleep(lease * 10).await;
+        let renewals = at.lock().unwrap().clone();
+        assert!(
+            renewals.len() >= 58,
+            "{} renewals in {:?}",
+            renewals.len(),
+            lease * 10
+        );
+        let mut last = started;
+        for t in &renewals {
+            assert!(*t - last <= renew + Duration::from_millis(50), "a gap of {:?}", *t - last);
+            last = *t;
+        }
+        assert_eq!(
+            *state.borrow(),
+            LeaseState::Held {
+                renewals: renewals.len() as u64
+            }
+        );
+        // Stopped (before a release): no renewal after.
+        stop.send(true).unwrap();
+        keeper.await.unwrap();
+        let n = at.lock().unwrap().len();
+        tokio::time::sleep(lease).await;
+        assert_eq!(at.lock().unwrap().len(), n);
+    }
+
+    /// Failed renewals (PostgreSQL away) are tried at every tick, the lease still
+    /// held as far as the keeper knows; a renewal that finds another epoch ends the
+    /// keeper with `Lost`.
+    #[tokio::test(start_paused = true)]
+    async fn a_keeper_tries_again_after_failures_and_ends_when_the_lease_is_taken() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let c = calls.clone();
+        let renewer = move || {
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move {
+                match n {
+                    1..=3 => Err(ClusterError::Timeout("renewing the lease")),
+                    4 => Ok(true),
+                    _ => Ok(false),
+                }
+            }
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (_stop, stop_rx) = watch::channel(false);
+        let keeper = tokio::spawn(keep_lease(
+            7,
+            Duration::from_millis(500),
+            renewer,
+            state_tx,
+            stop_rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(*state.borrow(), LeaseState::Held { renewals: 1 });
+        keeper.await.unwrap();
+        assert_eq!(*state.borrow(), LeaseState::Lost);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
 
     fn doubt(rows: &[u64], replaced: &[u64]) -> Doubt {
         Doubt {
