@@ -14,7 +14,11 @@
 //! each old segment fetched on first use (an append's source-id check into its shard,
 //! a compaction, a retention drop, a query); without, every segment. It reads the
 //! log from `checkpoint_seq + 1` with a pull consumer (`ev.{partition}.>`,
-//! `AckPolicy::All`), appends what it fetches, renews its lease, and every
+//! `AckPolicy::All`), appends what it fetches (the old segments an append's source-id
+//! check reads fetched ahead at once, a failed append tried again with backoff up to
+//! `index.append_attempts`, then the lease released), its lease renewed by a keeper
+//! on a task of its own (`partition::keep_lease`: no append, restore or upload
+//! delays a renewal), and every
 //! `commit_interval_ms` or `commit_events`:
 //! 1. seals every memory part (`Store::seal_all`): everything fetched is in segments;
 //!    then compacts closed days as a single node does (`Store::maintain`);
