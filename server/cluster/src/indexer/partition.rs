@@ -147,14 +147,17 @@ impl Keeper {
     fn start(shared: &Arc<Shared>, lease: Lease) -> Keeper {
         let cfg = shared.config.clone();
         let (p, epoch) = (lease.partition, lease.epoch);
+        // The wait for a connection, the connect and the statement together within a
+        // lease (a connection dropped with its statement given up is closed by the
+        // pool's check before it is lent again).
         let renew = move || {
             let cfg = cfg.clone();
-            async move {
-                let meta = Meta::connect_within(&cfg.postgres, cfg.lease()).await?;
-                let renewing = meta.renew(p, epoch, cfg.index.lease_ms);
-                let renewed = bounded(cfg.lease(), "renewing the lease", renewing).await;
-                meta.given_up(renewed)
-            }
+            let within = cfg.lease();
+            let renewing = async move {
+                let meta = Meta::connect(&cfg.postgres).await?;
+                meta.renew(p, epoch, cfg.index.lease_ms).await
+            };
+            bounded(within, "renewing the lease", renewing)
         };
         let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
         let (stop, stop_rx) = watch::channel(false);
@@ -285,7 +288,7 @@ pub(super) async fn run_partition(
     let mut keeper = Keeper::start(&shared, lease);
     // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
     // committed under this epoch, and the lease lapses to whoever comes next.
-    let mut meta = tokio::select! {
+    let meta = tokio::select! {
         m = connect_meta(cfg) => m,
         _ = stop.changed() => return Ok(()),
     };
@@ -307,7 +310,10 @@ pub(super) async fn run_partition(
     // store lists is removed while it holds the lease: only its own commits take rows
     // out (so no `gone` watch, as a replica has).
     let restoring = async {
+        // Back to the pool once read: not held through the restore's downloads.
+        let mut meta = meta;
         let committed = meta.committed(p).await?;
+        drop(meta);
         restore::restore_with_source(
             &shared.objects,
             p,
@@ -344,7 +350,7 @@ pub(super) async fn run_partition(
     let mut part = Partition {
         shared: shared.clone(),
         lease,
-        meta: Some(meta),
+        meta: None,
         store,
         committed,
         dict_committed: lease.dict_bytes,
