@@ -500,7 +500,11 @@ mod tests {
         let (file, len) = &wanted[0];
         assert!(r.source.holds(file), "{file}");
         assert_eq!(*len, r.source.files[file].len() as u64);
-        assert_eq!(r.source.fetches.load(Ordering::Relaxed), 0, "naming fetches nothing");
+        assert_eq!(
+            r.source.fetches.load(Ordering::Relaxed),
+            0,
+            "naming fetches nothing"
+        );
         // Appended: the one segment fetched by the check, then held.
         r.store.append(&again).unwrap();
         assert_eq!(r.source.fetches.load(Ordering::Relaxed), 1);

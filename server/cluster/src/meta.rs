@@ -154,7 +154,8 @@ fn pool(conninfo: &str) -> Result<Pool> {
     let recycling = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
     };
-    let tls = crate::tls::postgres_connector().filter(|_| crate::tls::postgres_requires_tls(conninfo));
+    let tls =
+        crate::tls::postgres_connector().filter(|_| crate::tls::postgres_requires_tls(conninfo));
     let manager = match tls {
         Some(tls) => Manager::from_config(pg, tls, recycling),
         None => Manager::from_config(pg, NoTls, recycling),

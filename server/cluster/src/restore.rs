@@ -106,11 +106,7 @@ impl ObjectSource {
     /// Kept in memory until [`SegmentSource::fetch`] hands each over (the store then
     /// verifies and caches it as any fetch) or [`ObjectSource::clear_staged`]. Files
     /// this source does not hold are skipped. On error nothing new is staged.
-    pub async fn prefetch(
-        &self,
-        files: &[String],
-        within: Duration,
-    ) -> Result<Prefetched> {
+    pub async fn prefetch(&self, files: &[String], within: Duration) -> Result<Prefetched> {
         use futures::{FutureExt, StreamExt, TryStreamExt};
         let mut by_object: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
         for f in files {

@@ -45,7 +45,14 @@ fn a_query_node_never_opens_more_connections_than_its_pool_and_answers_503_past_
     let pg_port = env.pg.port;
     let locker = std::thread::spawn(move || {
         std::process::Command::new(sightline_testkit::cluster::pg_bin("psql"))
-            .args(["-h", "127.0.0.1", "-p", &pg_port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg_port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc"])
             .arg(
                 "BEGIN; LOCK TABLE communities IN ACCESS EXCLUSIVE MODE; \
@@ -55,10 +62,12 @@ fn a_query_node_never_opens_more_connections_than_its_pool_and_answers_503_past_
             .unwrap()
     });
     assert!(
-        sightline_testkit::wait_until(Duration::from_secs(10), || env
+        sightline_testkit::wait_until(Duration::from_secs(10), || {
+            env
             .pg
             .psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'communities' AND l.mode = 'AccessExclusiveLock' AND l.granted")
-            == "1"),
+            == "1"
+        }),
         "the lock was not taken"
     );
     let asking: Vec<_> = (0..12)
@@ -79,7 +88,10 @@ fn a_query_node_never_opens_more_connections_than_its_pool_and_answers_503_past_
     let answers: Vec<_> = asking.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(locker.join().unwrap().status.success());
     eprintln!("at most {most} connections of query-1 seen; answers: {answers:?}");
-    assert!(most <= 2, "query-1 held {most} connections with a pool of 2");
+    assert!(
+        most <= 2,
+        "query-1 held {most} connections with a pool of 2"
+    );
     let refused: Vec<_> = answers.iter().filter(|((s, _), _)| *s == 503).collect();
     let served = answers.iter().filter(|((s, _), _)| *s == 200).count();
     assert_eq!(refused.len() + served, answers.len(), "{answers:?}");

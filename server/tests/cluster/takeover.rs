@@ -297,24 +297,25 @@ fn a_new_owner_keeps_its_leases_and_retries_its_first_appends_while_s3_hangs() {
         .filter(|l| l.contains("append failed; trying again, the lease kept"))
         .count();
     env.s3.thaw();
-    eprintln!("S3 hung {:?}: {looks} looks at the leases, {retried} appends tried again", frozen.elapsed());
+    eprintln!(
+        "S3 hung {:?}: {looks} looks at the leases, {retried} appends tried again",
+        frozen.elapsed()
+    );
     assert!(retried >= 1, "no append was tried again: {}", index2.log());
 
     env.post_on(a1, 100, 2);
     env.assert_exactly_once();
     assert_eq!(live_leases(&env, "index-2"), PARTITIONS);
     assert_eq!(
-        env.pg
-            .psql("SELECT string_agg(partition || ':' || epoch, ',' ORDER BY partition) FROM leases"),
+        env.pg.psql(
+            "SELECT string_agg(partition || ':' || epoch, ',' ORDER BY partition) FROM leases"
+        ),
         epochs,
         "a partition changed hands: {}",
         index2.log()
     );
     let log = index2.log();
-    assert!(
-        log.contains("segments fetched ahead of an append"),
-        "{log}"
-    );
+    assert!(log.contains("segments fetched ahead of an append"), "{log}");
     assert!(!log.contains("partition task stopped"), "{log}");
     let h = indexer_health(&env, "index-2");
     assert_eq!(h["segment_cache"]["failures"], 0, "{h}");

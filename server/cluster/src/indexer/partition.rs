@@ -1387,7 +1387,11 @@ mod tests {
         );
         let mut last = started;
         for t in &renewals {
-            assert!(*t - last <= renew + Duration::from_millis(50), "a gap of {:?}", *t - last);
+            assert!(
+                *t - last <= renew + Duration::from_millis(50),
+                "a gap of {:?}",
+                *t - last
+            );
             last = *t;
         }
         assert_eq!(
