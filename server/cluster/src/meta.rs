@@ -172,7 +172,7 @@ fn pool(conninfo: &str) -> Result<Pool> {
                         "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
                     ))
                     .await
-                    .map_err(|e| deadpool_postgres::HookError::Backend(e))
+                    .map_err(deadpool_postgres::HookError::Backend)
             })
         }))
         .build()
