@@ -987,6 +987,40 @@ secret_key = "s"
     }
 
     #[test]
+    fn the_pool_and_the_append_retries_have_defaults_and_refuse_what_cannot_work() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (16, 5_000));
+        assert_eq!(c.index.segment_fetch_timeout_ms, 60_000);
+        assert_eq!(c.index.append_attempts, 8);
+        let c = parse(&format!(
+            "postgres_pool_size = 2\npostgres_wait_ms = 500\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (2, 500));
+        for (bad, named) in [
+            (
+                format!("postgres_pool_size = 1\n{MINIMAL}"),
+                "postgres_pool_size",
+            ),
+            (
+                format!("postgres_wait_ms = 0\n{MINIMAL}"),
+                "postgres_wait_ms",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nappend_attempts = 0"),
+                "index.append_attempts",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nsegment_fetch_timeout_ms = 0"),
+                "index.segment_fetch_timeout_ms",
+            ),
+        ] {
+            let refused = parse(&bad).unwrap_err().to_string();
+            assert!(refused.contains(named), "{bad}: {refused}");
+        }
+    }
+
+    #[test]
     fn the_audit_log_defaults_beside_the_replicas_and_one_per_node() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(
