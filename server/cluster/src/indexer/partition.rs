@@ -38,6 +38,9 @@ const IDLE: Duration = Duration::from_millis(100);
 /// each further failure up to [`APPEND_BACKOFF_MAX`].
 const APPEND_BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const APPEND_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// An append fetches ahead at most this many bytes of old segments (held in memory
+/// until the store takes them; the rest, if any, the store fetches itself one by one).
+const MAX_FETCH_AHEAD_BYTES: u64 = 256 << 20;
 
 /// One held partition.
 struct Partition {
@@ -195,7 +198,8 @@ impl Drop for Keeper {
 
 /// What an append fetches ahead ([`append_messages`]): the old segments of a lazily
 /// restored partition its duplicate check will read, all at once (up to `budget`
-/// bytes, the segment cache's bound: more would be evicted before it is read),
+/// bytes: the segment cache's bound, more would be evicted before it is read, and at
+/// most [`MAX_FETCH_AHEAD_BYTES`], held in memory meanwhile),
 /// within `within`.
 pub(crate) struct Ahead<'a> {
     pub(crate) source: &'a ObjectSource,
@@ -810,7 +814,7 @@ impl Partition {
         let ahead = self.source.as_deref().map(|source| Ahead {
             source,
             within: cfg.segment_fetch_timeout(),
-            budget: cfg.index.segment_cache_bytes,
+            budget: cfg.index.segment_cache_bytes.min(MAX_FETCH_AHEAD_BYTES),
         });
         let appended = append_messages(&self.store, p, self.last_seq, messages, ahead).await;
         // What was fetched ahead and not read (a failed append) is not kept in memory.
