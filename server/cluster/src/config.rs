@@ -78,6 +78,20 @@ pub struct ClusterConfig {
     /// proxy or on a network that encrypts for you.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// PostgreSQL connections this node holds open at most, all its tasks together
+    /// (default 16): one pool (`meta::pool`) that every task's statements borrow a
+    /// connection from and give back. An indexer's supervisor, each partition it
+    /// holds while it commits and while it renews its lease, its janitors, a query
+    /// node's catalog, key and watchlist endpoints, its replicas' restores all draw
+    /// from it. At least 2.
+    #[serde(default = "default_postgres_pool_size")]
+    pub postgres_pool_size: usize,
+    /// A task waits at most this long for one of the pool's connections, ms (default
+    /// 5,000; also bounded by the caller's own bound, e.g. a lease): past it the call
+    /// fails as unavailable (an HTTP request answers 503 `storage_unavailable`), not
+    /// a hang.
+    #[serde(default = "default_postgres_wait_ms")]
+    pub postgres_wait_ms: u64,
 }
 
 /// Shortest [`ClusterConfig::partition_token`] accepted.
@@ -211,6 +225,19 @@ pub struct IndexConfig {
     /// listener speaks mutual TLS (a client certificate the cluster's CA signed).
     #[serde(default = "default_serve")]
     pub serve: SocketAddr,
+    /// A partition's append fetches the old segments its source-id duplicate check
+    /// reads (of a partition taken over, `segment_cache_bytes`) all at once before it
+    /// appends, within this many ms (default 60,000); past it, or on an S3 error, the
+    /// append is tried again (`append_attempts`), the lease kept meanwhile.
+    #[serde(default = "default_segment_fetch_timeout_ms")]
+    pub segment_fetch_timeout_ms: u64,
+    /// An append that failed (its segments not fetched: S3 away or slow) is tried
+    /// this many times in all, with a backoff from 250 ms doubling to 10 s between
+    /// tries, each logged, the lease renewed meanwhile (default 8: about 40 s of
+    /// backoff); then the partition commits what it has and releases its lease
+    /// (another indexer, or this one at its next turn, takes it). At least 1.
+    #[serde(default = "default_append_attempts")]
+    pub append_attempts: u32,
 }
 
 /// The subject → partitions directory (`crate::directory`): built by one indexer at a
@@ -411,6 +438,18 @@ impl Default for DirectoryConfig {
     }
 }
 
+fn default_postgres_pool_size() -> usize {
+    16
+}
+fn default_postgres_wait_ms() -> u64 {
+    5_000
+}
+fn default_segment_fetch_timeout_ms() -> u64 {
+    60_000
+}
+fn default_append_attempts() -> u32 {
+    8
+}
 fn default_stream() -> String {
     "SIGHTLINE_EVENTS".into()
 }
@@ -554,6 +593,8 @@ impl Default for IndexConfig {
             index_upload_ms: default_index_upload_ms(),
             segment_cache_bytes: default_segment_cache_bytes(),
             serve: default_serve(),
+            segment_fetch_timeout_ms: default_segment_fetch_timeout_ms(),
+            append_attempts: default_append_attempts(),
         }
     }
 }
@@ -674,6 +715,18 @@ impl ClusterConfig {
         }
         if self.max_connections == 0 {
             return bad("max_connections: positive");
+        }
+        if self.postgres_pool_size < 2 {
+            return bad("postgres_pool_size: at least 2");
+        }
+        if self.postgres_wait_ms == 0 {
+            return bad("postgres_wait_ms: positive");
+        }
+        if self.index.append_attempts == 0 {
+            return bad("index.append_attempts: at least 1");
+        }
+        if self.index.segment_fetch_timeout_ms == 0 {
+            return bad("index.segment_fetch_timeout_ms: positive");
         }
         if self.replicas == 0 || self.replicas > 5 {
             return bad("replicas: 1 to 5 (JetStream's limit)");
@@ -880,6 +933,9 @@ impl ClusterConfig {
     pub fn renew(&self) -> Duration {
         Duration::from_millis(self.index.renew_ms)
     }
+    pub fn segment_fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.index.segment_fetch_timeout_ms)
+    }
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.index.commit_interval_ms)
     }
@@ -1025,6 +1081,40 @@ secret_key = "s"
             .to_string()
             .contains("sslmode=require"));
         assert!(parse(&format!("{pg}\n{tls}")).is_ok());
+    }
+
+    #[test]
+    fn the_pool_and_the_append_retries_have_defaults_and_refuse_what_cannot_work() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (16, 5_000));
+        assert_eq!(c.index.segment_fetch_timeout_ms, 60_000);
+        assert_eq!(c.index.append_attempts, 8);
+        let c = parse(&format!(
+            "postgres_pool_size = 2\npostgres_wait_ms = 500\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (2, 500));
+        for (bad, named) in [
+            (
+                format!("postgres_pool_size = 1\n{MINIMAL}"),
+                "postgres_pool_size",
+            ),
+            (
+                format!("postgres_wait_ms = 0\n{MINIMAL}"),
+                "postgres_wait_ms",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nappend_attempts = 0"),
+                "index.append_attempts",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nsegment_fetch_timeout_ms = 0"),
+                "index.segment_fetch_timeout_ms",
+            ),
+        ] {
+            let refused = parse(&bad).unwrap_err().to_string();
+            assert!(refused.contains(named), "{bad}: {refused}");
+        }
     }
 
     #[test]

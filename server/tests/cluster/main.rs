@@ -40,6 +40,7 @@ mod fanout;
 mod feed;
 mod gat1400;
 mod limits;
+mod pool;
 mod subs;
 mod takeover;
 mod tls;
