@@ -233,9 +233,11 @@ pub struct IndexConfig {
     pub segment_fetch_timeout_ms: u64,
     /// An append that failed (its segments not fetched: S3 away or slow) is tried
     /// this many times in all, with a backoff from 250 ms doubling to 10 s between
-    /// tries, each logged, the lease renewed meanwhile (default 8: about 40 s of
-    /// backoff); then the partition commits what it has and releases its lease
-    /// (another indexer, or this one at its next turn, takes it). At least 1.
+    /// tries, each logged, the lease renewed meanwhile (default 8: about 37 s of
+    /// backoff, and each try may take up to `segment_fetch_timeout_ms`: with the
+    /// defaults up to ~9 minutes for one batch); then the partition commits what it
+    /// has and releases its lease, the commit taken or not (another indexer, or this
+    /// one at its next turn, takes it and replays from the checkpoint). 1 to 100.
     #[serde(default = "default_append_attempts")]
     pub append_attempts: u32,
 }
@@ -719,14 +721,17 @@ impl ClusterConfig {
         if self.postgres_pool_size < 2 {
             return bad("postgres_pool_size: at least 2");
         }
+        // (A wait near a lease lets one renewal's wait use most of it: keep it well
+        // below `index.lease_ms`; a renewal is bounded by a lease in any case.)
         if self.postgres_wait_ms == 0 {
             return bad("postgres_wait_ms: positive");
         }
-        if self.index.append_attempts == 0 {
-            return bad("index.append_attempts: at least 1");
+        if self.index.append_attempts == 0 || self.index.append_attempts > 100 {
+            return bad("index.append_attempts: 1 to 100");
         }
-        if self.index.segment_fetch_timeout_ms == 0 {
-            return bad("index.segment_fetch_timeout_ms: positive");
+        if self.index.segment_fetch_timeout_ms == 0 || self.index.segment_fetch_timeout_ms > 600_000
+        {
+            return bad("index.segment_fetch_timeout_ms: 1 to 600000");
         }
         if self.replicas == 0 || self.replicas > 5 {
             return bad("replicas: 1 to 5 (JetStream's limit)");

@@ -15,6 +15,7 @@ use sightline_storage::{Event, SegmentCache, SegmentEntry, ShardKey, Store, Stor
 use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
+use crate::config::ClusterConfig;
 use crate::error::{ClusterError, Result};
 use crate::log::ALERT_HEADER;
 use crate::meta::{bounded, DictChunk, Lease, Meta, RowFacts, SegmentRow};
@@ -83,6 +84,60 @@ struct Partition {
     /// Where the old segments of a partition restored lazily come from: an append
     /// fetches those it needs ahead, all at once ([`Ahead`]).
     source: Option<Arc<ObjectSource>>,
+    /// Told at each step of the task (a turn of its loop, an append attempt, an
+    /// upload): its keeper renews only while it hears.
+    beat: Beat,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// When a partition's task last made progress, for its keeper: a task that made none
+/// for [`Beat::stall_limit`] (stuck on a statement or a disk that never answers) is not
+/// renewed, so its lease lapses to another indexer instead of being held for ever
+/// by a keeper that only knows the task is alive.
+#[derive(Clone)]
+struct Beat {
+    start: Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A task may go this many leases without a step before its lease is let lapse (and
+/// never less than twice the fetch-ahead bound plus a lease).
+const STALL_LEASES: u32 = 20;
+
+impl Beat {
+    fn new() -> Beat {
+        Beat {
+            start: Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// The task made progress now.
+    fn beat(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the task last made progress.
+    fn silent_for(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+
+    fn stall_limit(cfg: &ClusterConfig) -> Duration {
+        (cfg.lease() * STALL_LEASES)
+            .max(Duration::from_millis(cfg.index.segment_fetch_timeout_ms) * 2 + cfg.lease())
+    }
 }
 
 /// Whether the lease is still this task's, as its keeper ([`keep_lease`]) last found.
@@ -142,6 +197,7 @@ struct Keeper {
     state: watch::Receiver<LeaseState>,
     stop: watch::Sender<bool>,
     join: Option<tokio::task::JoinHandle<()>>,
+    beat: Beat,
 }
 
 impl Keeper {
@@ -150,13 +206,22 @@ impl Keeper {
     fn start(shared: &Arc<Shared>, lease: Lease) -> Keeper {
         let cfg = shared.config.clone();
         let (p, epoch) = (lease.partition, lease.epoch);
+        let beat = Beat::new();
+        let (heard, stall) = (beat.clone(), Beat::stall_limit(&cfg));
         // The wait for a connection, the connect and the statement together within a
         // lease (a connection dropped with its statement given up is closed by the
         // pool's check before it is lent again).
         let renew = move || {
             let cfg = cfg.clone();
             let within = cfg.lease();
+            let silent = heard.silent_for();
             let renewing = async move {
+                if silent > stall {
+                    // Not renewed: reported lost, so the task (should it wake) stops.
+                    tracing::error!(partition = p, silent_s = silent.as_secs(),
+                        "the partition's task made no progress for too long: its lease is not renewed and lapses to another indexer");
+                    return Ok(false);
+                }
                 let meta = Meta::connect(&cfg.postgres).await?;
                 meta.renew(p, epoch, cfg.index.lease_ms).await
             };
@@ -170,6 +235,7 @@ impl Keeper {
             state,
             stop,
             join: Some(join),
+            beat,
         }
     }
 
@@ -177,8 +243,8 @@ impl Keeper {
         *self.state.borrow() == LeaseState::Lost
     }
 
-    /// Stops renewing (before the lease is released: a renewal after the release
-    /// would hold the partition from others for a lease), waiting for a renewal in
+    /// Stops renewing before the lease is released (tidiness: a release clears the
+    /// owner, which a late renewal does not restore), waiting for a renewal in
     /// flight (bounded by a lease).
     async fn stop(&mut self) {
         let _ = self.stop.send(true);
@@ -316,7 +382,14 @@ pub(super) async fn run_partition(
     let restoring = async {
         // Back to the pool once read: not held through the restore's downloads.
         let mut meta = meta;
-        let committed = meta.committed(p).await?;
+        // Bounded: a half-open connection must not hold the task (and, by its keeper,
+        // the lease) for ever.
+        let committed = bounded(
+            cfg.lease(),
+            "reading the committed segments",
+            meta.committed(p),
+        )
+        .await?;
         drop(meta);
         restore::restore_with_source(
             &shared.objects,
@@ -329,10 +402,23 @@ pub(super) async fn run_partition(
         )
         .await
     };
+    // A restore (a whole partition downloaded without the segment cache) counts as
+    // progress while it runs: the keeper's stall bound is for the steps after it.
+    let beating = {
+        let beat = keeper.beat.clone();
+        tokio::spawn(async move {
+            loop {
+                beat.beat();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let beating = AbortOnDrop(beating);
     let (store, restored, source) = tokio::select! {
         r = restoring => r?,
         _ = stop.changed() => return Ok(()),
     };
+    drop(beating);
     tracing::info!(
         partition = p,
         epoch = lease.epoch,
@@ -372,11 +458,13 @@ pub(super) async fn run_partition(
         index_uploaded: None,
         index_through: 0,
         source,
+        beat: keeper.beat.clone(),
     };
     let mut consumer = None;
     // Offered to query nodes once the log has been read to its end.
     let mut offered = false;
     loop {
+        part.beat.beat();
         if keeper.lost() {
             return Err(part.fenced().await);
         }
@@ -432,7 +520,7 @@ pub(super) async fn run_partition(
                 Err(e @ ClusterError::Fenced { .. }) => return Err(e),
                 Err(e) => {
                     // Past `index.append_attempts`: what was appended is committed and
-                    // the lease released at once (not left to lapse), so the partition
+                    // the lease released (the commit taken or not), so the partition
                     // is taken again soon, by another indexer or by this one anew.
                     tracing::warn!(partition = p, error = %e, attempts = cfg.index.append_attempts,
                         "append failed every attempt; committing what is appended and releasing the lease");
@@ -742,23 +830,29 @@ impl Partition {
         let (p, epoch) = (self.lease.partition, self.lease.epoch);
         let within = self.shared.config.lease();
         match self.commit().await {
-            Ok(()) => {
+            Err(e @ ClusterError::Fenced { .. }) => {
                 keeper.stop().await;
-                let released = match self.reconnect().await {
-                    Ok(()) => {
-                        let releasing = async { self.meta()?.release(p, epoch).await };
-                        bounded(within, "releasing the lease", releasing).await
-                    }
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = released {
-                    tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
-                }
+                tracing::warn!(partition = p, error = %e, "last commit fenced: the lease is another's");
+                return;
             }
+            // Released all the same: the next owner replays from the checkpoint the
+            // catalog holds (a commit is one transaction: in or out), so nothing
+            // appended here is lost, and the partition does not wait a lease.
             Err(e) => {
-                keeper.stop().await;
-                tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
+                tracing::warn!(partition = p, error = %e, "last commit failed; releasing the lease (the next owner replays from the checkpoint)")
             }
+            Ok(()) => {}
+        }
+        keeper.stop().await;
+        let released = match self.reconnect().await {
+            Ok(()) => {
+                let releasing = async { self.meta()?.release(p, epoch).await };
+                bounded(within, "releasing the lease", releasing).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
         }
     }
 
@@ -778,6 +872,7 @@ impl Partition {
         let mut backoff = APPEND_BACKOFF_FIRST;
         let mut attempt = 1;
         loop {
+            self.beat.beat();
             let failed = match self.append(messages.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt >= attempts => return Err(e),
@@ -1046,6 +1141,7 @@ impl Partition {
                     continue;
                 };
                 let object_key = bundle_key(p, epoch, (lo, hi), members.len(), upload_nonce());
+                self.beat.beat();
                 self.shared
                     .objects
                     .put_create(&object_key, Bytes::from(std::mem::take(&mut bundle)))
@@ -1061,6 +1157,7 @@ impl Partition {
             false => {
                 let len = dict.len() as u64;
                 let object_key = dict_key(p, epoch, dict_from, len, upload_nonce());
+                self.beat.beat();
                 self.shared
                     .objects
                     .put_create(&object_key, Bytes::from(dict))
