@@ -215,6 +215,20 @@ struct Cluster {
     ids: Vec<(u64, u8)>,
 }
 
+/// The partitions holding events of the subject `(kind, s)` within `[from, to)`: what
+/// an exact subject → partitions directory names (the tightest routing that is right).
+fn holders(sc: &Scenario, kind: Kind, s: u8, from: i64, to: i64) -> Vec<u16> {
+    let mut ps: Vec<u16> =
+        sc.0.iter()
+            .flatten()
+            .filter(|r| r.3 == kind && r.4 == s && r.0 >= from && r.0 < to)
+            .map(|r| sc.4[r.1 as usize])
+            .collect();
+    ps.sort_unstable();
+    ps.dedup();
+    ps
+}
+
 fn load((batches, seals, index_first, p, assign): &Scenario) -> Cluster {
     let one = node(*index_first);
     let mut parts: Vec<_> = (0..*p).map(|_| node(*index_first)).collect();
@@ -372,6 +386,7 @@ proptest! {
         only in prop_oneof![3 => Just(None), 1 => prop::option::of(prop::collection::vec(0u8..COMMUNITIES, 1..3))],
         scope in prop_oneof![3 => Just(None), 1 => scope()],
         limit in 1usize..7,
+        routed in any::<bool>(),
     ) {
         // Mostly the subject of a stored event, so there is a trajectory to page.
         let all: Vec<&Raw> = sc.0.iter().flatten().collect();
@@ -380,7 +395,8 @@ proptest! {
             _ => (kind, s),
         };
         let cl = load(&sc);
-        let fed = cl.federation(true);
+        // Asking only the partitions a directory names changes nothing.
+        let fed = cl.federation(true).with_subject_partitions(routed.then(|| holders(&sc, kind, s, from, to)));
         let mut ids = Vec::new();
         let (ctx, call) = cl.scoped(&scope, &mut ids);
         let communities = only.map(|cs| cs.iter().map(|&c| community(c)).collect::<Vec<_>>());
@@ -420,6 +436,7 @@ proptest! {
         page_size in 1usize..5,
         skip in 0usize..4,
         stop_after in prop::option::of(1usize..4),
+        routed in any::<bool>(),
     ) {
         let all: Vec<&Raw> = sc.0.iter().flatten().collect();
         let (kind, s) = match all.is_empty() {
@@ -427,7 +444,8 @@ proptest! {
             false => (all[pick.index(all.len())].3, all[pick.index(all.len())].4),
         };
         let cl = load(&sc);
-        let fed = cl.federation(true);
+        let (from, to) = (DAY0 - 2 * HOUR_MS, DAY0 + 50 * HOUR_MS);
+        let fed = cl.federation(true).with_subject_partitions(routed.then(|| holders(&sc, kind, s, from, to)));
         let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
         let q = TrajectoryQuery {
             kind, subject: subject_of(kind, s), from_ms: DAY0 - 2 * HOUR_MS, to_ms: DAY0 + 50 * HOUR_MS,
@@ -479,9 +497,10 @@ proptest! {
         limit in 1usize..10,
         scope in scope(),
         placed in any::<bool>(),
+        routed in any::<bool>(),
     ) {
         let cl = load(&sc);
-        let fed = cl.federation(placed);
+        let fed = cl.federation(placed).with_subject_partitions(routed.then(|| holders(&sc, kind, s, from, to)));
         let mut ids = Vec::new();
         let (ctx, call) = cl.scoped(&scope, &mut ids);
         let q = Cooccurrence {

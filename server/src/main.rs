@@ -355,6 +355,9 @@ fn cluster(role: ClusterRole) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    // One bounded pool of PostgreSQL connections for every task of this process
+    // (`postgres_pool_size`, `postgres_wait_ms`).
+    sightline_cluster::meta::configure_pool(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -335,8 +335,15 @@ impl Catalog for SledCatalog {
         for key in self.gat1400.iter().keys() {
             let key = key?;
             let code = String::from_utf8_lossy(&key);
-            if let Some(c) = self.gat1400_credential(&code)? {
-                out.push(c);
+            // One record that does not decode is that device's problem (its own login
+            // names it), not every other's: skipped here, logged.
+            match self.gat1400_credential(&code) {
+                Ok(Some(c)) => out.push(c),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(code = %code, error = %e,
+                        "a GA/T 1400 credential in the catalog does not decode: left out of the list");
+                }
             }
         }
         Ok(out)

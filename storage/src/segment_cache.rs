@@ -487,6 +487,52 @@ mod tests {
         out
     }
 
+    /// What an append's duplicate check would fetch is named before the append (so a
+    /// caller fetches it all at once): the unfetched segments of the shards its events
+    /// with a source id go to, none once they are held, and none for a new shard.
+    #[test]
+    fn an_append_names_the_segments_its_duplicate_check_would_fetch() {
+        let r = restored(|total, _| total);
+        // Day 1 of c2: one shard, one segment (one seal a day).
+        let again = vec![event(DAY0 + DAY + 60_000, "c2", 1)];
+        let wanted = r.store.unfetched_for_append(&again);
+        assert_eq!(wanted.len(), 1, "{wanted:?}");
+        let (file, len) = &wanted[0];
+        assert!(r.source.holds(file), "{file}");
+        assert_eq!(*len, r.source.files[file].len() as u64);
+        assert_eq!(
+            r.source.fetches.load(Ordering::Relaxed),
+            0,
+            "naming fetches nothing"
+        );
+        // Appended: the one segment fetched by the check, then held.
+        r.store.append(&again).unwrap();
+        assert_eq!(r.source.fetches.load(Ordering::Relaxed), 1);
+        assert!(r.store.unfetched_for_append(&again).is_empty());
+        // A day no segment holds yet, and an event without a source id: nothing.
+        assert!(r
+            .store
+            .unfetched_for_append(&[event(DAY0 + 9 * DAY, "c1", 3)])
+            .is_empty());
+        let plain = event_without_source_id(DAY0 + 2 * DAY + 60_000, "c3");
+        assert!(r.store.unfetched_for_append(&[plain]).is_empty());
+    }
+
+    fn event_without_source_id(ts_ms: i64, community: &str) -> crate::Event {
+        let input = EventInput {
+            ts_ms,
+            community: community.into(),
+            device: "32050801011210000001".into(),
+            kind: "vehicle".into(),
+            subject: "苏E00001".into(),
+            direction: "in".into(),
+            attrs: Attrs::new(),
+        };
+        Validator::default()
+            .validate(input, i64::MAX / 2)
+            .expect("test event is valid")
+    }
+
     /// Opening fetches nothing; reads fetch what they need, answer as the store the
     /// files came from, and the files on disk stay within the bound (LRU evictions).
     #[test]

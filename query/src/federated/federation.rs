@@ -50,6 +50,9 @@ pub struct Call {
 pub struct Federation<'a> {
     partitions: Vec<Box<dyn Partition + 'a>>,
     placement: Option<Placement<'a>>,
+    /// The partitions that may hold the subject of the question asked, within its
+    /// range (a subject → partitions directory's answer; `None`: any may).
+    subject_partitions: Option<Vec<u16>>,
     /// Longest range a query may cover, in days (as `QueryContext::max_range_days`).
     pub max_range_days: i64,
 }
@@ -65,6 +68,7 @@ impl<'a> Federation<'a> {
         Federation {
             partitions,
             placement: Some(Box::new(move |code| super::partition_of(code, n))),
+            subject_partitions: None,
             max_range_days: 400,
         }
     }
@@ -75,8 +79,40 @@ impl<'a> Federation<'a> {
         Federation { placement, ..self }
     }
 
+    /// The same, asking only `partitions` (`None`: every one) of a question that
+    /// starts from one subject (trajectory, its stream and stays; co-occurrence's
+    /// first round, the target's passes): those that may hold its events within the
+    /// question's range, as a directory names them. A partition left out must hold
+    /// none there; its answer would be empty. The other families, and co-occurrence's
+    /// later rounds (every subject near the passes), still ask every partition.
+    pub fn with_subject_partitions(self, partitions: Option<Vec<u16>>) -> Federation<'a> {
+        let subject_partitions = partitions.map(|mut ps| {
+            ps.retain(|&p| usize::from(p) < self.partitions.len());
+            ps.sort_unstable();
+            ps.dedup();
+            ps
+        });
+        Federation {
+            subject_partitions,
+            ..self
+        }
+    }
+
     pub fn partitions(&self) -> usize {
         self.partitions.len()
+    }
+
+    /// A one-subject question of the partitions that may hold the subject (every one
+    /// without a directory's word). At least one is asked, so a question every
+    /// partition would refuse (a bad parameter) is refused alike.
+    fn ask_subject(&self, call: &Call, ask: Ask) -> Result<Vec<(u16, Answer)>> {
+        match &self.subject_partitions {
+            None => self.ask_all(call, ask),
+            Some(ps) => {
+                let ps: &[u16] = if ps.is_empty() { &[0] } else { ps };
+                self.ask(call, ps.iter().map(|&p| (p, ask.clone())).collect())
+            }
+        }
     }
 
     /// Asks each `(partition, question)` at once; answers in the same order. The
@@ -170,13 +206,14 @@ impl<'a> Federation<'a> {
     pub fn trajectory(&self, call: &Call, q: &TrajectoryQuery) -> Result<FederatedTrajectory> {
         check::trajectory(q, self.max_range_days)?;
         let first = q.cursor.is_none();
-        let answers = self.ask_all(
+        let answers = self.ask_subject(
             call,
             Ask::TrajectoryPage {
                 query: q.clone(),
                 runs: first,
             },
         )?;
+        let asked: Vec<u16> = answers.iter().map(|(p, _)| *p).collect();
         let mut pages = take!(answers, Answer::TrajectoryPage);
         let (events, attrs, next_cursor) = trajectory::merge_page(&mut pages, q.limit);
         let mut out = FederatedTrajectory {
@@ -189,10 +226,10 @@ impl<'a> Federation<'a> {
         if first {
             let per_partition = pages
                 .into_iter()
-                .enumerate()
-                .map(|(p, page)| page.runs.ok_or_else(|| mismatched(p as u16)))
+                .zip(asked)
+                .map(|(page, p)| page.runs.map(|r| (p, r)).ok_or_else(|| mismatched(p)))
                 .collect::<Result<Vec<_>>>()?;
-            let mut runs: Vec<_> = per_partition.iter().flatten().cloned().collect();
+            let mut runs: Vec<_> = per_partition.iter().flat_map(|(_, r)| r).cloned().collect();
             let within = trajectory::interleaved(&mut runs);
             let events = if within.is_empty() {
                 Vec::new()
@@ -200,14 +237,13 @@ impl<'a> Federation<'a> {
                 // Only partitions with runs that interleave hold events there.
                 let asks = per_partition
                     .iter()
-                    .enumerate()
                     .filter(|(_, runs)| trajectory::touches(runs, &within))
                     .map(|(p, _)| {
                         let ask = Ask::StayEvents {
                             query: q.clone(),
                             within: within.clone(),
                         };
-                        (p as u16, ask)
+                        (*p, ask)
                     })
                     .collect();
                 let answers = self.ask(call, asks)?;
@@ -246,7 +282,7 @@ impl<'a> Federation<'a> {
             query: q.clone(),
             runs: false,
         };
-        let mut pages = take!(self.ask_all(call, ask(&q))?, Answer::TrajectoryPage);
+        let mut pages = take!(self.ask_subject(call, ask(&q))?, Answer::TrajectoryPage);
         let count: usize = pages.iter().map(|p| p.remaining).sum();
         if !start(count) {
             return Ok(0);
@@ -267,7 +303,7 @@ impl<'a> Federation<'a> {
                 break;
             };
             q.cursor = Some(cursor);
-            pages = take!(self.ask_all(call, ask(&q))?, Answer::TrajectoryPage);
+            pages = take!(self.ask_subject(call, ask(&q))?, Answer::TrajectoryPage);
         }
         Ok(sent)
     }
@@ -275,7 +311,8 @@ impl<'a> Federation<'a> {
     /// Co-occurrence (同行/伴随): passes, hits, then lift counts.
     pub fn cooccurrence(&self, call: &Call, q: &Cooccurrence) -> Result<Vec<Candidate>> {
         check::cooccurrence(q, self.max_range_days)?;
-        let answers = self.ask_all(call, Ask::CooccurrencePasses(q.clone()))?;
+        // The target's passes: only where the target may be.
+        let answers = self.ask_subject(call, Ask::CooccurrencePasses(q.clone()))?;
         let passes = cooccurrence::merge_passes(take!(answers, Answer::CooccurrencePasses));
         if passes.is_empty() {
             return Ok(Vec::new());

@@ -50,6 +50,9 @@ pub struct ClusterConfig {
     pub query: QueryConfig,
     #[serde(default)]
     pub gat1400: Gat1400Config,
+    /// The subject → partitions directory of sealed days (`crate::directory`).
+    #[serde(default)]
+    pub directory: DirectoryConfig,
     /// A secret every node of the cluster shares: the partition listeners
     /// (`index.serve`, `query.serve`) answer only requests carrying it
     /// (`Authorization: Bearer …`), and query nodes send it. Those listeners answer
@@ -77,6 +80,20 @@ pub struct ClusterConfig {
     /// proxy or on a network that encrypts for you.
     #[serde(default)]
     pub allow_plaintext: bool,
+    /// PostgreSQL connections this node holds open at most, all its tasks together
+    /// (default 16): one pool (`meta::pool`) that every task's statements borrow a
+    /// connection from and give back. An indexer's supervisor, each partition it
+    /// holds while it commits and while it renews its lease, its janitors, a query
+    /// node's catalog, key and watchlist endpoints, its replicas' restores all draw
+    /// from it. At least 2.
+    #[serde(default = "default_postgres_pool_size")]
+    pub postgres_pool_size: usize,
+    /// A task waits at most this long for one of the pool's connections, ms (default
+    /// 5,000; also bounded by the caller's own bound, e.g. a lease): past it the call
+    /// fails as unavailable (an HTTP request answers 503 `storage_unavailable`), not
+    /// a hang.
+    #[serde(default = "default_postgres_wait_ms")]
+    pub postgres_wait_ms: u64,
 }
 
 /// `[gat1400]`: what GA/T 1400 platforms may make the cluster do, read by ingest and
@@ -251,6 +268,62 @@ pub struct IndexConfig {
     /// listener speaks mutual TLS (a client certificate the cluster's CA signed).
     #[serde(default = "default_serve")]
     pub serve: SocketAddr,
+    /// A partition's append fetches the old segments its source-id duplicate check
+    /// reads (of a partition taken over, `segment_cache_bytes`) all at once before it
+    /// appends, within this many ms (default 60,000); past it, or on an S3 error, the
+    /// append is tried again (`append_attempts`), the lease kept meanwhile.
+    #[serde(default = "default_segment_fetch_timeout_ms")]
+    pub segment_fetch_timeout_ms: u64,
+    /// An append that failed (its segments not fetched: S3 away or slow) is tried
+    /// this many times in all, with a backoff from 250 ms doubling to 10 s between
+    /// tries, each logged, the lease renewed meanwhile (default 8: about 37 s of
+    /// backoff, and each try may take up to `segment_fetch_timeout_ms`: with the
+    /// defaults up to ~9 minutes for one batch); then the partition commits what it
+    /// has and releases its lease, the commit taken or not (another indexer, or this
+    /// one at its next turn, takes it and replays from the checkpoint). 1 to 100.
+    #[serde(default = "default_append_attempts")]
+    pub append_attempts: u32,
+}
+
+/// The subject → partitions directory (`crate::directory`): built by one indexer at a
+/// time for days long enough past, read by query nodes to ask a subject's question of
+/// only the partitions that saw it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Indexers build directories (default true; false: none is built, those built
+    /// stay in use until retention drops them).
+    #[serde(default = "default_true")]
+    pub build: bool,
+    /// Query nodes use the directories (default true; false: every partition is
+    /// asked every question, as before them).
+    #[serde(default = "default_true")]
+    pub route: bool,
+    /// A day is frozen for its directory once it ended this long ago, ms (default
+    /// 3,600,000: an hour, so the late trickle of a day's events mostly lands before;
+    /// later ones are noted in `late_days` and still found).
+    #[serde(default = "default_directory_min_age_ms")]
+    pub min_age_ms: u64,
+    /// How old an ingest node's reading of the frozen days may be when it
+    /// acknowledges an event, ms (default 300,000, as the keys' and watchlists'
+    /// bound): past it, ingest is refused (503) until it reads them again. The
+    /// builder waits this long (and a renewal) after freezing a day before it reads
+    /// the log's end, so every node acknowledging after that notes late events.
+    #[serde(default = "default_directory_frozen_view_ms")]
+    pub frozen_view_ms: u64,
+    /// Buckets of a day's directory object (default 256: at 1 M subjects a day a
+    /// bucket is ~50 KB, read with one range read). 1 to 65,536.
+    #[serde(default = "default_directory_buckets")]
+    pub buckets: u32,
+    /// The builder looks for a day to freeze, build or drop this often, ms (default
+    /// 60,000); its lease (and the bound on one step) lasts three times this, and at
+    /// least 10 minutes.
+    #[serde(default = "default_directory_every_ms")]
+    pub every_ms: u64,
+    /// Directory buckets a query node keeps in memory, bytes (default 64 MiB; least
+    /// recently used first out).
+    #[serde(default = "default_directory_cache_bytes")]
+    pub cache_bytes: u64,
 }
 
 /// The query role.
@@ -377,6 +450,51 @@ impl QueryConfig {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_directory_min_age_ms() -> u64 {
+    3_600_000
+}
+fn default_directory_frozen_view_ms() -> u64 {
+    300_000
+}
+fn default_directory_buckets() -> u32 {
+    256
+}
+fn default_directory_every_ms() -> u64 {
+    60_000
+}
+fn default_directory_cache_bytes() -> u64 {
+    64 << 20
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            build: true,
+            route: true,
+            min_age_ms: default_directory_min_age_ms(),
+            frozen_view_ms: default_directory_frozen_view_ms(),
+            buckets: default_directory_buckets(),
+            every_ms: default_directory_every_ms(),
+            cache_bytes: default_directory_cache_bytes(),
+        }
+    }
+}
+
+fn default_postgres_pool_size() -> usize {
+    16
+}
+fn default_postgres_wait_ms() -> u64 {
+    5_000
+}
+fn default_segment_fetch_timeout_ms() -> u64 {
+    60_000
+}
+fn default_append_attempts() -> u32 {
+    8
+}
 fn default_stream() -> String {
     "SIGHTLINE_EVENTS".into()
 }
@@ -520,6 +638,8 @@ impl Default for IndexConfig {
             index_upload_ms: default_index_upload_ms(),
             segment_cache_bytes: default_segment_cache_bytes(),
             serve: default_serve(),
+            segment_fetch_timeout_ms: default_segment_fetch_timeout_ms(),
+            append_attempts: default_append_attempts(),
         }
     }
 }
@@ -641,6 +761,21 @@ impl ClusterConfig {
         if self.max_connections == 0 {
             return bad("max_connections: positive");
         }
+        if self.postgres_pool_size < 2 {
+            return bad("postgres_pool_size: at least 2");
+        }
+        // (A wait near a lease lets one renewal's wait use most of it: keep it well
+        // below `index.lease_ms`; a renewal is bounded by a lease in any case.)
+        if self.postgres_wait_ms == 0 {
+            return bad("postgres_wait_ms: positive");
+        }
+        if self.index.append_attempts == 0 || self.index.append_attempts > 100 {
+            return bad("index.append_attempts: 1 to 100");
+        }
+        if self.index.segment_fetch_timeout_ms == 0 || self.index.segment_fetch_timeout_ms > 600_000
+        {
+            return bad("index.segment_fetch_timeout_ms: 1 to 600000");
+        }
         if self.replicas == 0 || self.replicas > 5 {
             return bad("replicas: 1 to 5 (JetStream's limit)");
         }
@@ -657,6 +792,24 @@ impl ClusterConfig {
         }
         if i.commit_interval_ms == 0 || i.commit_events == 0 || i.fetch_batch == 0 {
             return bad("index.commit_interval_ms, commit_events, fetch_batch: positive");
+        }
+        let d = &self.directory;
+        if d.buckets == 0 || d.buckets > crate::directory::MAX_BUCKETS {
+            return bad("directory.buckets: 1 to 65536");
+        }
+        if d.every_ms == 0 {
+            return bad("directory.every_ms: positive");
+        }
+        // An ingest node reads the frozen days every renewal: a bound under two of
+        // them would refuse events for most of each interval.
+        if d.frozen_view_ms < 2 * i.renew_ms {
+            return bad("directory.frozen_view_ms: at least twice index.renew_ms");
+        }
+        // The directory names partitions in 16 bits.
+        if d.build && self.partitions > crate::directory::format::MAX_PARTITIONS {
+            return bad(
+                "directory.build needs partitions of at most 65535 (set directory.build = false)",
+            );
         }
         for (name, hashes) in [
             ("ingest.token_sha256", &self.ingest.token_sha256),
@@ -838,6 +991,9 @@ impl ClusterConfig {
     pub fn renew(&self) -> Duration {
         Duration::from_millis(self.index.renew_ms)
     }
+    pub fn segment_fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.index.segment_fetch_timeout_ms)
+    }
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.index.commit_interval_ms)
     }
@@ -905,6 +1061,8 @@ secret_key = "s"
             "[query]\nserve = \"10.0.0.7:7001\"",
             "partition_token = \"shorter than 32 characters\"",
             "stream_max_age_s = 60",
+            "[directory]\nfrozen_view_ms = 5000",
+            "partitions = 65536",
             "unknown_key = 1",
         ] {
             let text = match bad.starts_with('[') {
@@ -981,6 +1139,40 @@ secret_key = "s"
             .to_string()
             .contains("sslmode=require"));
         assert!(parse(&format!("{pg}\n{tls}")).is_ok());
+    }
+
+    #[test]
+    fn the_pool_and_the_append_retries_have_defaults_and_refuse_what_cannot_work() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (16, 5_000));
+        assert_eq!(c.index.segment_fetch_timeout_ms, 60_000);
+        assert_eq!(c.index.append_attempts, 8);
+        let c = parse(&format!(
+            "postgres_pool_size = 2\npostgres_wait_ms = 500\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!((c.postgres_pool_size, c.postgres_wait_ms), (2, 500));
+        for (bad, named) in [
+            (
+                format!("postgres_pool_size = 1\n{MINIMAL}"),
+                "postgres_pool_size",
+            ),
+            (
+                format!("postgres_wait_ms = 0\n{MINIMAL}"),
+                "postgres_wait_ms",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nappend_attempts = 0"),
+                "index.append_attempts",
+            ),
+            (
+                format!("{MINIMAL}\n[index]\nsegment_fetch_timeout_ms = 0"),
+                "index.segment_fetch_timeout_ms",
+            ),
+        ] {
+            let refused = parse(&bad).unwrap_err().to_string();
+            assert!(refused.contains(named), "{bad}: {refused}");
+        }
     }
 
     #[test]

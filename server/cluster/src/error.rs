@@ -41,6 +41,9 @@ pub enum ClusterError {
     /// check against the catalog after a commit): it is restored again.
     #[error("replica of partition {partition} diverged from its owner: {reason}")]
     Diverged { partition: u32, reason: String },
+    /// A directory object that cannot be used (`crate::directory`).
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
     #[error("{context}: {source}")]
     Io {
         context: String,

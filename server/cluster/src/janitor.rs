@@ -114,8 +114,10 @@ pub async fn sweep_every(
     every: std::time::Duration,
 ) {
     let within = lease * JANITOR_SWEEP_LEASES;
-    let mut meta: Option<Meta> = None;
+    let mut meta: Option<Meta>;
     loop {
+        // Borrowed from the node's pool for a sweep only (`postgres_pool_size`).
+        meta = None;
         tokio::time::sleep(every).await;
         if !meta.as_ref().is_some_and(Meta::is_open) {
             match Meta::connect_within(&postgres, lease).await {
@@ -231,6 +233,8 @@ pub async fn sweep_gat1400_every(
             },
             _ => None,
         };
+        // Given back to the node's pool before the S3 sweep (`postgres_pool_size`).
+        meta = None;
         let keep_days = gat1400_keep_days(configured, events);
         let sweep = sweep_gat1400(&objects, now_ms(), keep_days);
         match tokio::time::timeout(GAT1400_SWEEP_BOUND, sweep).await {

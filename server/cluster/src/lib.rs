@@ -30,6 +30,7 @@
 pub mod alerts;
 pub mod catalog;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod gat1400;
 pub mod indexer;

@@ -31,6 +31,8 @@
 //! remote_subscriptions (id PRIMARY KEY, owner, body jsonb, subscribe_id, holder, epoch,
 //!                       expires_at, status jsonb)   -- `serve`'s remote subscriptions and
 //!                                                   --   their leases (`upstreams.rs`)
+//! directory_days, late_days, directories,          -- the subject → partitions directory
+//! directory_builder                                --   (`directory/catalog.rs`)
 //! ```
 //!
 //! Times are the database's (`now()`), so indexers' clocks do not matter. A lease is
@@ -40,16 +42,145 @@
 
 use std::collections::HashSet;
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::{ClusterError, Result};
 
-/// One connection to the cluster's database.
+/// One connection to the cluster's database, borrowed from the node's pool
+/// ([`configure_pool`]) and given back when the `Meta` drops (a connection a call
+/// was given up on is closed instead: [`Meta::given_up`]).
 pub struct Meta {
-    pub(crate) client: Client,
+    pub(crate) client: Pooled,
     /// Set when a call on this connection was given up ([`Meta::given_up`]): later
     /// statements would queue behind the one that hangs, so a new connection is made.
     broken: std::sync::atomic::AtomicBool,
+}
+
+/// A pooled connection, used as the [`Client`] it holds.
+pub struct Pooled(Option<deadpool_postgres::Object>);
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Meta {
+    fn drop(&mut self) {
+        // A connection a call was given up on may still run that call: it leaves the
+        // pool (closed) rather than be lent to the next task.
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(obj) = self.client.0.take() {
+                drop(deadpool_postgres::Object::take(obj));
+            }
+        }
+    }
+}
+
+/// The node's bound on its PostgreSQL connections and how long a task waits for one
+/// (`postgres_pool_size`, `postgres_wait_ms`); defaults until [`configure_pool`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub size: usize,
+    pub wait: Duration,
+    /// PostgreSQL's `application_name` of the node's connections when the
+    /// connection string sets none: `sightline <owner>` (`pg_stat_activity` tells
+    /// nodes apart).
+    pub application_name: Option<String>,
+}
+
+static POOL_SETTINGS: OnceLock<PoolSettings> = OnceLock::new();
+/// A connection lent again answers its check within this, or is replaced.
+const RECYCLE_CHECK: Duration = Duration::from_secs(1);
+/// One pool per connection string (a node has one; a test process may reach several
+/// databases).
+static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
+
+/// Sets this process's pool bound from its configuration, once, before its first
+/// connection (later calls are ignored: the first configuration holds).
+pub fn configure_pool(config: &crate::ClusterConfig) {
+    let _ = POOL_SETTINGS.set(PoolSettings {
+        size: config.postgres_pool_size,
+        wait: Duration::from_millis(config.postgres_wait_ms),
+        application_name: Some(format!("sightline {}", config.owner())),
+    });
+}
+
+/// The pool bound in force.
+pub fn pool_settings() -> &'static PoolSettings {
+    POOL_SETTINGS.get_or_init(|| PoolSettings {
+        size: 16,
+        wait: Duration::from_millis(5_000),
+        application_name: None,
+    })
+}
+
+/// The connections of the pool of `conninfo` now: (open, lent out).
+pub fn pool_status(conninfo: &str) -> Option<(usize, usize)> {
+    let pools = POOLS.get()?.lock().unwrap_or_else(|p| p.into_inner());
+    let st = pools.get(conninfo)?.status();
+    Some((st.size, st.size.saturating_sub(st.available)))
+}
+
+/// The pool of `conninfo`, made on first use: `sslmode=require` connects over TLS
+/// (the server checked against `[tls]`'s CA and its host name, `crate::tls`),
+/// otherwise plain; each new connection sets `idle_in_transaction_session_timeout`.
+fn pool(conninfo: &str) -> Result<Pool> {
+    let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = pools.get(conninfo) {
+        return Ok(p.clone());
+    }
+    let mut pg: tokio_postgres::Config = conninfo
+        .parse()
+        .map_err(ClusterError::pg("read the connection string"))?;
+    let settings = pool_settings();
+    if let (None, Some(name)) = (pg.get_application_name(), &settings.application_name) {
+        pg.application_name(name);
+    }
+    // Each connection lent again is checked with an empty statement first (within
+    // `RECYCLE_CHECK`): one the server closed (a restart) or one still busy with a
+    // statement given up on is closed and replaced, never lent.
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Verified,
+    };
+    let tls =
+        crate::tls::postgres_connector().filter(|_| crate::tls::postgres_requires_tls(conninfo));
+    let manager = match tls {
+        Some(tls) => Manager::from_config(pg, tls, recycling),
+        None => Manager::from_config(pg, NoTls, recycling),
+    };
+    let made = Pool::builder(manager)
+        .max_size(settings.size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.wait))
+        .recycle_timeout(Some(RECYCLE_CHECK))
+        .post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                client
+                    .batch_execute(&format!(
+                        "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
+                    ))
+                    .await
+                    .map_err(deadpool_postgres::HookError::Backend)
+            })
+        }))
+        .build()
+        .map_err(|e| ClusterError::Config(format!("postgres pool: {e}")))?;
+    pools.insert(conninfo.to_string(), made.clone());
+    Ok(made)
 }
 
 /// `call` given up after `within` as [`ClusterError::Timeout`]`(what)`: every
@@ -437,44 +568,23 @@ async fn has_column(
 const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
 
 impl Meta {
-    /// Connects (the connection's task runs on the current runtime until it drops).
+    /// A connection of the node's pool ([`configure_pool`]): an idle one, or a new
+    /// one while fewer than `postgres_pool_size` are open; otherwise waits for one
+    /// at most `postgres_wait_ms`, then fails with [`ClusterError::Timeout`].
     pub async fn connect(conninfo: &str) -> Result<Meta> {
-        // `sslmode=require`: over TLS, the server checked against `[tls]`'s CA and
-        // its host name (`crate::tls`); otherwise plain.
-        let tls = crate::tls::postgres_connector()
-            .filter(|_| crate::tls::postgres_requires_tls(conninfo));
-        let client = match tls {
-            Some(tls) => {
-                let (client, connection) = tokio_postgres::connect(conninfo, tls)
-                    .await
-                    .map_err(ClusterError::pg("connect"))?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
-                client
+        let pool = pool(conninfo)?;
+        let obj = pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(_) => ClusterError::Timeout(
+                "waiting for a PostgreSQL connection (postgres_pool_size all in use)",
+            ),
+            PoolError::Backend(e) => ClusterError::pg("connect")(e),
+            PoolError::PostCreateHook(e) => {
+                ClusterError::Config(format!("PostgreSQL connection set-up: {e}"))
             }
-            None => {
-                let (client, connection) = tokio_postgres::connect(conninfo, NoTls)
-                    .await
-                    .map_err(ClusterError::pg("connect"))?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
-                client
-            }
-        };
-        client
-            .batch_execute(&format!(
-                "SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}"
-            ))
-            .await
-            .map_err(ClusterError::pg("set idle_in_transaction_session_timeout"))?;
+            e => ClusterError::Config(format!("PostgreSQL pool: {e}")),
+        })?;
         Ok(Meta {
-            client,
+            client: Pooled(Some(obj)),
             broken: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -490,6 +600,13 @@ impl Meta {
     /// False once the connection broke (reconnect then).
     pub fn is_open(&self) -> bool {
         !self.client.is_closed() && !self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks this connection broken (a call on it was given up by other means than
+    /// [`Meta::given_up`]): it is closed when it drops, never lent again.
+    pub fn abandon(&self) {
+        self.broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Passes `r` on; a [`ClusterError::Timeout`] marks this connection broken
@@ -590,6 +707,9 @@ impl Meta {
         tx.batch_execute(SCHEMA)
             .await
             .map_err(ClusterError::pg("create tables"))?;
+        tx.batch_execute(crate::directory::catalog::SCHEMA)
+            .await
+            .map_err(ClusterError::pg("create the directory's tables"))?;
         // Bundles (one object a commit): a database made before them gets their
         // columns and loses the one-object-a-segment constraint, once. Checked first:
         // ALTER TABLE takes the table's strongest lock even when it changes nothing.

@@ -172,6 +172,20 @@ impl Objects {
             .map_err(err("get range", key))
     }
 
+    /// Byte ranges of one object, in the order asked: object_store's `get_ranges`,
+    /// which reads ranges lying close together in one request and the rest
+    /// concurrently (a bundle's segments an append needs at once).
+    pub async fn get_ranges(
+        &self,
+        key: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        self.store
+            .get_ranges(&Path::from(key), ranges)
+            .await
+            .map_err(err("get ranges", key))
+    }
+
     /// Every object under `prefix` (all with `None`).
     pub async fn list(&self, prefix: Option<&str>) -> Result<Vec<Listed>> {
         let prefix = prefix.map(Path::from);

@@ -211,7 +211,7 @@ pub async fn run(
         cache,
     });
     // Every PostgreSQL call bounded (a hung server must not stop the supervisor).
-    let mut meta: Option<Meta> = None;
+    let mut meta: Option<Meta>;
     tracing::info!(member, replicas = config.query.replicas, "replicas started");
     let mut running: HashMap<u32, Running> = HashMap::new();
     // Replicas handed over and told to stop: still awaited (at shutdown too, for a
@@ -224,6 +224,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
+        // Given back to the node's pool (`postgres_pool_size`) between ticks; each
+        // tick borrows one.
+        meta = None;
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
@@ -277,7 +280,7 @@ pub async fn run(
             }
             Err(_) => {
                 tracing::warn!("query heartbeat timed out; a new connection at the next tick");
-                meta = None;
+                m.abandon();
                 continue;
             }
         };
@@ -292,7 +295,7 @@ pub async fn run(
                 tracing::warn!(
                     "reading the retention policy timed out; a new connection at the next tick"
                 );
-                meta = None;
+                m.abandon();
                 continue;
             }
         }
@@ -306,7 +309,7 @@ pub async fn run(
                 Ok(Err(e)) => tracing::warn!(error = %e, "commits not read"),
                 Err(_) => {
                     tracing::warn!("reading commits timed out; a new connection at the next tick");
-                    meta = None;
+                    m.abandon();
                 }
             }
         }
@@ -367,9 +370,12 @@ pub async fn run(
     if tokio::time::timeout(config.lease(), all).await.is_err() {
         tracing::warn!("replicas not stopped within a lease; leaving them");
     }
-    if let Some(m) = meta.filter(|m| m.is_open()) {
-        let _ = tokio::time::timeout(config.lease(), m.leave_query(&member)).await;
-    }
+    drop(meta);
+    let leaving = async {
+        let m = Meta::connect_within(&config.postgres, config.lease()).await?;
+        m.leave_query(&member).await
+    };
+    let _ = tokio::time::timeout(config.lease(), leaving).await;
     Ok(())
 }
 
@@ -888,7 +894,7 @@ async fn follow(
                 .and_then(|m| m.info().ok())
                 .map_or(u64::MAX, |i| i.pending);
             behind = behind.saturating_sub(batch.len() as u64);
-            if let Some(a) = append_messages(store, p, f.last_seq, batch).await? {
+            if let Some(a) = append_messages(store, p, f.last_seq, batch, None).await? {
                 f.last_seq = a.seq;
                 f.marks.extend(a.marks);
                 if f.marks.len() > MAX_MARKS {

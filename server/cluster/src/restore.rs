@@ -81,6 +81,96 @@ pub struct ObjectSource {
     /// since the restore stopped naming it): the replica is restored again from the
     /// current catalog rather than failing every read of it for ever.
     gone: Option<Arc<Gone>>,
+    /// Files fetched ahead of the read that needs them ([`ObjectSource::prefetch`]):
+    /// handed over by [`SegmentSource::fetch`] once, then dropped.
+    staged: std::sync::Mutex<HashMap<String, bytes::Bytes>>,
+}
+
+/// Segments fetched ahead at once by [`ObjectSource::prefetch`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefetched {
+    pub segments: usize,
+    pub bytes: u64,
+    /// Objects read (a bundle's segments in one `get_ranges`).
+    pub objects: usize,
+}
+
+/// Objects read at once by one [`ObjectSource::prefetch`].
+const PREFETCH_CONCURRENCY: usize = 8;
+
+impl ObjectSource {
+    /// Fetches `files` (as the store's manifest names them) all at once, ahead of the
+    /// read that needs them: grouped by object, each object's ranges with one
+    /// `get_ranges` (adjacent slices of a bundle in one request), up to
+    /// [`PREFETCH_CONCURRENCY`] objects at a time, the whole bounded by `within`.
+    /// Kept in memory until [`SegmentSource::fetch`] hands each over (the store then
+    /// verifies and caches it as any fetch) or [`ObjectSource::clear_staged`]. Files
+    /// this source does not hold are skipped. On error nothing new is staged.
+    pub async fn prefetch(&self, files: &[String], within: Duration) -> Result<Prefetched> {
+        use futures::{FutureExt, StreamExt, TryStreamExt};
+        let mut by_object: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
+        for f in files {
+            if let Some((key, offset, len)) = self.files.get(f) {
+                by_object
+                    .entry(key.clone())
+                    .or_default()
+                    .push((f.clone(), *offset, *len));
+            }
+        }
+        let objects = by_object.len();
+        let partition = self.partition;
+        let reads: Vec<_> = by_object
+            .into_iter()
+            .map(|(key, wanted)| {
+                let store = self.objects.clone();
+                async move {
+                    let ranges: Vec<std::ops::Range<u64>> =
+                        wanted.iter().map(|(_, o, l)| *o..o + l).collect();
+                    let got = store.get_ranges(&key, &ranges).await?;
+                    let mut out = Vec::with_capacity(wanted.len());
+                    for ((file, offset, len), bytes) in wanted.into_iter().zip(got) {
+                        if bytes.len() as u64 != len {
+                            return Err(ClusterError::Catalog {
+                                partition,
+                                reason: format!(
+                                    "{key} answered {} bytes for {offset}+{len}",
+                                    bytes.len()
+                                ),
+                            });
+                        }
+                        out.push((file, bytes));
+                    }
+                    Ok::<_, ClusterError>(out)
+                }
+                .boxed()
+            })
+            .collect();
+        let reads = futures::stream::iter(reads)
+            .buffer_unordered(PREFETCH_CONCURRENCY)
+            .try_collect::<Vec<_>>();
+        let fetched = tokio::time::timeout(within, reads)
+            .await
+            .map_err(|_| ClusterError::Timeout("prefetching segments"))??;
+        let mut done = Prefetched {
+            objects,
+            ..Default::default()
+        };
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        for (file, bytes) in fetched.into_iter().flatten() {
+            done.segments += 1;
+            done.bytes += bytes.len() as u64;
+            staged.insert(file, bytes);
+        }
+        Ok(done)
+    }
+
+    /// Drops what [`ObjectSource::prefetch`] staged and no read took.
+    pub fn clear_staged(&self) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 /// The first object of a lazily restored partition found gone from object storage
@@ -107,6 +197,14 @@ impl SegmentSource for ObjectSource {
         let Some((key, offset, len)) = self.files.get(file).cloned() else {
             return Err(format!("{file} is not on object storage"));
         };
+        let staged = self
+            .staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(file);
+        if let Some(bytes) = staged {
+            return Ok(bytes.to_vec());
+        }
         let end = offset
             .checked_add(len)
             .ok_or_else(|| format!("{key}: range {offset}+{len} overflows"))?;
@@ -196,10 +294,26 @@ pub async fn restore_committed(
     partition: u32,
     committed: &Committed,
     dir: &Path,
-    mut config: StoreConfig,
+    config: StoreConfig,
     cache: Option<Arc<SegmentCache>>,
     gone: Option<Arc<Gone>>,
 ) -> Result<(Store, Restored)> {
+    restore_with_source(objects, partition, committed, dir, config, cache, gone)
+        .await
+        .map(|(store, restored, _)| (store, restored))
+}
+
+/// [`restore_committed`], also answering the store's [`ObjectSource`] (with a cache):
+/// its owner fetches ahead what an append will read ([`ObjectSource::prefetch`]).
+pub async fn restore_with_source(
+    objects: &Objects,
+    partition: u32,
+    committed: &Committed,
+    dir: &Path,
+    mut config: StoreConfig,
+    cache: Option<Arc<SegmentCache>>,
+    gone: Option<Arc<Gone>>,
+) -> Result<(Store, Restored, Option<Arc<ObjectSource>>)> {
     let chunks = &committed.dict_chunks;
     let mut dict = Vec::new();
     for c in chunks {
@@ -259,6 +373,7 @@ pub async fn restore_committed(
         }
         _ => None,
     };
+    let mut source = None;
     if let Some(cache) = cache {
         let files = lazy
             .iter()
@@ -267,14 +382,17 @@ pub async fn restore_committed(
                 Some((s.file.clone(), (s.object_key.clone(), offset, len)))
             })
             .collect();
+        let made = Arc::new(ObjectSource {
+            objects: objects.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            partition,
+            files,
+            gone,
+            staged: std::sync::Mutex::new(HashMap::new()),
+        });
+        source = Some(made.clone());
         config.remote_segments = Some(RemoteSegments {
-            source: Arc::new(ObjectSource {
-                objects: objects.clone(),
-                runtime: tokio::runtime::Handle::current(),
-                partition,
-                files,
-                gone,
-            }),
+            source: made,
             cache,
         });
     }
@@ -373,7 +491,7 @@ pub async fn restore_committed(
     })
     .await
     .expect("restore task panicked")?;
-    Ok((store, report))
+    Ok((store, report, source))
 }
 
 /// How many rows from the first of `rows` lie back to back in one object (a row from

@@ -169,6 +169,21 @@ impl Meta {
         Ok(n > 0)
     }
 
+    /// Deletes the subscriptions an upper platform made through upstream `upstream`
+    /// (their `viid.via_upstream`): their `SubscribeID`s.
+    pub async fn end_upper_subscriptions(&self, upstream: &str) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "DELETE FROM subscriptions WHERE body->'viid'->>'via_upstream' = $1
+                 RETURNING coalesce(body->'viid'->>'subscribe_id', id)",
+                &[&upstream],
+            )
+            .await
+            .map_err(ClusterError::pg("end an upper platform's subscriptions"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The subscriptions nobody delivers now (never taken, released, or whose
     /// holder's lease expired), by id.
     pub async fn free_subscriptions(&self) -> Result<Vec<String>> {

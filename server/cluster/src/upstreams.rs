@@ -22,6 +22,9 @@ use crate::meta::Meta;
 /// An upper platform an upstream is registered with, as its holder wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveUpper {
+    /// The upstream's subscription id (an upper's subscriptions record it, and end
+    /// with the upstream).
+    pub id: String,
     /// The upstream's 视图库 id (its upper platform's `User-Identify`).
     pub server_id: String,
     /// Our id there.
@@ -218,7 +221,7 @@ impl Meta {
         let rows = self
             .client
             .query(
-                "SELECT u.server_id, u.device_id, u.scope, u.addresses
+                "SELECT u.server_id, u.device_id, u.scope, u.addresses, u.id
                  FROM upstream_sessions u JOIN subscriptions s ON s.id = u.id
                  WHERE u.registered AND u.server_id IS NOT NULL
                    AND s.epoch = u.epoch AND s.expires_at > now()",
@@ -233,6 +236,7 @@ impl Meta {
                 device_id: r.get(1),
                 scope: r.get(2),
                 addresses: r.get(3),
+                id: r.get(4),
             })
             .collect())
     }

@@ -33,9 +33,19 @@
 //! usually a fraction of a second (a log sequence in its place would name another
 //! event to `GET /v1/events/{id}`). The event itself (subject, time, device,
 //! attributes, pictures) is in the alert as on `serve`.
+//!
+//! **Late events of frozen days** (`sightline_cluster::directory`). The frozen days
+//! are read with the watchlists. An event of a frozen day is noted in `late_days`
+//! (its partition and day; once per pair while this node remembers it) before it is
+//! published, so a query asks that partition for that day although the day's
+//! directory does not name it. A node whose reading is older than
+//! `directory.frozen_view_ms` refuses ingest (503) rather than acknowledge an event
+//! it might not note; one whose reading grew that old while publishing reads the days
+//! again before answering (a day frozen meanwhile is noted then).
 
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sightline_cluster::alerts::NewAlert;
@@ -55,7 +65,24 @@ pub(super) struct Alerting {
     /// the matcher, named in the node's `/health` and its log.
     unreadable: RwLock<Vec<String>>,
     catalog: Catalog,
+    /// The frozen days as last read, and when they were asked for.
+    frozen: RwLock<Option<(Arc<HashSet<i32>>, Instant)>>,
+    /// How old that reading may be when an event is acknowledged
+    /// (`directory.frozen_view_ms`).
+    frozen_max_age: Duration,
+    /// (partition, day) pairs this node noted late (forgotten past [`NOTED_KEPT`]).
+    noted: Mutex<HashSet<(u32, i32)>>,
+    /// (partition, day) of every event of a batch answered with an error after it may
+    /// have reached the log (a publish failing half-way, a note after it failing): noted
+    /// against the frozen days read after the failure, at the next renewal (and again
+    /// until that works), so an event stored but not acknowledged is not missed by a
+    /// query the directory routes.
+    pending: Mutex<HashSet<(u32, i32)>>,
 }
+
+/// Late (partition, day) pairs an ingest node remembers having noted (then it
+/// forgets them all and notes again: an upsert).
+const NOTED_KEPT: usize = 100_000;
 
 impl Alerting {
     /// Reads the watchlists now, then every `index.renew_ms` on a task of its own
@@ -67,6 +94,10 @@ impl Alerting {
             lists: RwLock::new(None),
             unreadable: RwLock::new(Vec::new()),
             catalog: Catalog::new(config),
+            frozen: RwLock::new(None),
+            frozen_max_age: Duration::from_millis(config.directory.frozen_view_ms),
+            noted: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashSet::new()),
         });
         let mut failing = match alerting.load().await {
             Ok(n) => {
@@ -82,6 +113,9 @@ impl Alerting {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(renew).await;
+                if let Err(e) = a.settle_pending().await {
+                    tracing::warn!(error = %e, "late days of a failed batch not noted yet; tried again at the next renewal");
+                }
                 match a.load().await {
                     Ok(n) if failing => {
                         tracing::info!(watchlists = n, "watchlists read again");
@@ -100,6 +134,30 @@ impl Alerting {
         (alerting, task)
     }
 
+    /// Notes the pending pairs against the frozen days as read now (those days were
+    /// frozen before the failed batch's answer, or the builder's wait covers them).
+    async fn settle_pending(&self) -> Result<(), ApiError> {
+        let pairs: Vec<(u32, i32)> = {
+            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.iter().copied().collect()
+        };
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let frozen = self.load_frozen().await?;
+        let late: Vec<(u32, i32)> = pairs
+            .iter()
+            .copied()
+            .filter(|(_, day)| frozen.contains(day))
+            .collect();
+        on_meta!(self.catalog, "note late days", |m| m.note_late_days(&late))?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for pair in &pairs {
+            pending.remove(pair);
+        }
+        Ok(())
+    }
+
     /// Reads the watchlists once; how many there are.
     async fn load(&self) -> Result<usize, ApiError> {
         let asked = Instant::now();
@@ -116,7 +174,79 @@ impl Alerting {
         let n = lists.len();
         let matcher = Arc::new(Matcher::build(lists));
         *self.lists.write().unwrap_or_else(|p| p.into_inner()) = Some((matcher, asked));
+        self.load_frozen().await?;
         Ok(n)
+    }
+
+    /// Reads the frozen days once.
+    async fn load_frozen(&self) -> Result<Arc<HashSet<i32>>, ApiError> {
+        let asked = Instant::now();
+        // This node's bound said first: a builder waits the largest one said.
+        let bound = self.frozen_max_age.as_millis() as u64;
+        on_meta!(self.catalog, "say the view bound", |m| m
+            .note_view_bound(bound))?;
+        let days = on_meta!(self.catalog, "read the frozen days", |m| m.frozen_days())?;
+        let days = Arc::new(days.into_iter().collect::<HashSet<i32>>());
+        *self.frozen.write().unwrap_or_else(|p| p.into_inner()) = Some((days.clone(), asked));
+        Ok(days)
+    }
+
+    /// The frozen days and when they were asked for, unless never read or read
+    /// longer ago than `directory.frozen_view_ms`.
+    fn frozen(&self) -> Result<(Arc<HashSet<i32>>, Instant), ApiError> {
+        match &*self.frozen.read().unwrap_or_else(|p| p.into_inner()) {
+            Some((days, at)) if at.elapsed() <= self.frozen_max_age => Ok((days.clone(), *at)),
+            Some((_, at)) => Err(ApiError::StorageUnavailable(format!(
+                "this node last read the cluster's frozen days {} s ago (PostgreSQL \
+                 unreachable?); events are refused until they are read again, so that \
+                 a late one is not missed by a query",
+                at.elapsed().as_secs()
+            ))),
+            None => Err(ApiError::StorageUnavailable(
+                "this node has not read the cluster's frozen days from PostgreSQL yet; retry \
+                 shortly"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Notes in `late_days` each (partition, day) of `events` whose day is in
+    /// `frozen` and which this node has not noted yet.
+    async fn note_late(
+        &self,
+        frozen: &HashSet<i32>,
+        partitions: u32,
+        events: &[Event],
+    ) -> Result<(), ApiError> {
+        if frozen.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<(u32, i32)> = {
+            let noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pairs: Vec<(u32, i32)> = events
+                .iter()
+                .map(|e| (e, sightline_cluster::directory::day_of(e.ts_ms())))
+                .filter(|(_, day)| frozen.contains(day))
+                .map(|(e, day)| {
+                    let p = sightline_cluster::partition::partition_of(e.community(), partitions);
+                    (p, day)
+                })
+                .filter(|pair| !noted.contains(pair))
+                .collect();
+            pairs.sort_unstable();
+            pairs.dedup();
+            pairs
+        };
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        on_meta!(self.catalog, "note late days", |m| m.note_late_days(&pairs))?;
+        let mut noted = self.noted.lock().unwrap_or_else(|p| p.into_inner());
+        if noted.len() + pairs.len() > NOTED_KEPT {
+            noted.clear();
+        }
+        noted.extend(pairs);
+        Ok(())
     }
 
     /// The matcher in force, unless the watchlists were never read or too long ago.
@@ -168,9 +298,24 @@ impl Alerting {
         events: Vec<Event>,
     ) -> Result<(Vec<Published>, u64), ApiError> {
         let (alerting, publisher) = (self.clone(), publisher.clone());
-        tokio::spawn(async move { alerting.publish_now(&publisher, &events).await })
-            .await
-            .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
+        tokio::spawn(async move {
+            let done = alerting.publish_now(&publisher, &events).await;
+            if done.is_err() {
+                // Some may be in the log all the same: their days noted once the
+                // frozen days can be read again.
+                let partitions = publisher.partitions();
+                let mut pending = alerting.pending.lock().unwrap_or_else(|p| p.into_inner());
+                pending.extend(events.iter().map(|e| {
+                    (
+                        sightline_cluster::partition::partition_of(e.community(), partitions),
+                        sightline_cluster::directory::day_of(e.ts_ms()),
+                    )
+                }));
+            }
+            done
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("publishing failed: {e}")))?
     }
 
     async fn publish_now(
@@ -179,6 +324,10 @@ impl Alerting {
         events: &[Event],
     ) -> Result<(Vec<Published>, u64), ApiError> {
         let matcher = self.matcher()?;
+        // Late events of frozen days noted before they are published.
+        let (frozen, read_at) = self.frozen()?;
+        let partitions = publisher.partitions();
+        self.note_late(&frozen, partitions, events).await?;
         let now_ms = crate::now_ms();
         // Matching (wildcard and fuzzy entries, OCR distances) is CPU work: on the
         // blocking pool, as `serve` matches, not on the connections' executor.
@@ -193,6 +342,12 @@ impl Alerting {
             .map_err(|e| {
                 ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
             })?;
+        // Publishing took long enough that a day may have been frozen unseen: read
+        // them again and note what is late now, before answering.
+        if read_at.elapsed() > self.frozen_max_age {
+            let frozen = self.load_frozen().await?;
+            self.note_late(&frozen, partitions, events).await?;
+        }
         if alerts.is_empty() {
             return Ok((published, 0));
         }

@@ -13,9 +13,11 @@
 //! may_change_stored`; answered as `serve` answers them; the ingest nodes' gateway
 //! reads them with the credentials).
 //!
-//! One connection, made when first needed and again after it broke; every call on it
-//! (connect, statement) bounded by `index.lease_ms`, so an unreachable PostgreSQL
-//! answers 503 `storage_unavailable` within that, and never holds a query.
+//! Each call borrows a connection of the node's pool (`postgres_pool_size`; waiting
+//! at most `postgres_wait_ms` for one while all are lent) and gives it back; every
+//! call (the wait, a connect, the statement) bounded by `index.lease_ms`, so an
+//! unreachable or saturated PostgreSQL answers 503 `storage_unavailable` within
+//! that, and never holds a query.
 
 use std::time::Duration;
 
@@ -38,7 +40,6 @@ pub(super) struct Catalog {
     conninfo: String,
     /// The bound of each call.
     pub(super) within: Duration,
-    meta: tokio::sync::Mutex<Option<Meta>>,
     /// What readers waiting for alerts watch (`super::watchlists::AlertHead`), made
     /// on the first wait.
     pub(super) alert_head: std::sync::OnceLock<std::sync::Arc<super::watchlists::AlertHead>>,
@@ -54,38 +55,27 @@ impl Catalog {
         Catalog {
             conninfo: config.postgres.clone(),
             within: config.lease(),
-            meta: tokio::sync::Mutex::new(None),
             alert_head: std::sync::OnceLock::new(),
         }
     }
 
-    /// Another catalog on a connection of its own, to the same database.
+    /// Another catalog to the same database (its calls borrow from the same pool).
     pub(super) fn sibling(&self) -> Catalog {
         Catalog {
             conninfo: self.conninfo.clone(),
             within: self.within,
-            meta: tokio::sync::Mutex::new(None),
             alert_head: std::sync::OnceLock::new(),
         }
     }
 
-    /// The connection, made (again) when there is none or it broke.
-    pub(super) async fn meta(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Meta>>, ApiError> {
-        let mut meta = tokio::time::timeout(self.within, self.meta.lock())
+    /// A connection of the node's pool for one call (`Some`: the macro `on_meta`
+    /// reads it as an option), given back when dropped; 503 when none is had within
+    /// the bound (all lent for `postgres_wait_ms`, or PostgreSQL unreachable).
+    pub(super) async fn meta(&self) -> Result<Option<Meta>, ApiError> {
+        Meta::connect_within(&self.conninfo, self.within)
             .await
-            .map_err(|_| {
-                unavailable(ClusterError::Timeout(
-                    "waiting for the catalog's connection",
-                ))
-            })?;
-        if !meta.as_ref().is_some_and(Meta::is_open) {
-            *meta = Some(
-                Meta::connect_within(&self.conninfo, self.within)
-                    .await
-                    .map_err(unavailable)?,
-            );
-        }
-        Ok(meta)
+            .map(Some)
+            .map_err(unavailable)
     }
 }
 

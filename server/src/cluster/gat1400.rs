@@ -1102,9 +1102,22 @@ async fn read_body(
         Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
     };
     x.raw = body.clone();
+    // GBK text as UTF-8 may take up to the limit again: reserved before.
+    if crate::gat1400::handlers::is_gb(content_type.as_deref()) {
+        if let Some(b) = budget {
+            if !b.grow(&mut held, max) {
+                return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
+            }
+        }
+    }
     if !gzipped {
-        x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), without_bom(body), max)
-            .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
+        x.body = crate::gat1400::handlers::to_utf8_blocking(
+            content_type.as_deref(),
+            without_bom(body),
+            max,
+        )
+        .await
+        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
         return Ok(held);
     }
     // Inflating may take up to the limit: reserved before, not after; CPU work, off
@@ -1119,7 +1132,8 @@ async fn read_body(
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
     let inflated =
         without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
-    x.body = crate::gat1400::handlers::to_utf8(content_type.as_deref(), inflated, max)
+    x.body = crate::gat1400::handlers::to_utf8_blocking(content_type.as_deref(), inflated, max)
+        .await
         .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     Ok(held)
 }
@@ -1783,6 +1797,7 @@ mod tests {
             retention_days: None,
             communities: Arc::default(),
             uppers: vec![sightline_cluster::upstreams::LiveUpper {
+                id: "up-1".into(),
                 server_id: "32050000005030000099".into(),
                 device_id: "32050800005030000077".into(),
                 scope: None,
@@ -1823,6 +1838,7 @@ mod tests {
             // Another owner's upstream naming the same upper, from an address of its
             // choosing, with a narrower scope.
             l.uppers.push(sightline_cluster::upstreams::LiveUpper {
+                id: "up-2".into(),
                 server_id: upper.into(),
                 device_id: "32050800005030000078".into(),
                 scope: Some(vec!["a".into()]),

@@ -254,7 +254,7 @@ async fn post_events(
         crate::DEFAULT_MIN_BODY_RATE,
     )
     .await?;
-    let body = crate::http::call::decoded(body, gzipped, max).await?;
+    let body = crate::http::call::decoded(body, gzipped, binary, max).await?;
     let now = crate::now_ms();
     let mut valid: Vec<Event> = Vec::new();
     // (position, index into `valid` or why refused), in input order.

@@ -204,9 +204,12 @@ impl ClusterKeys {
             }
         };
         let (keys, config) = (self.clone(), config.clone());
+        // Given back to the node's pool between reads (`postgres_pool_size`).
+        drop(meta);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(config.renew()).await;
+                let mut meta = None;
                 match keys.load(&config, &mut meta).await {
                     Ok(n) => {
                         if failing {

@@ -112,6 +112,10 @@ pub(super) struct QueryNode {
     pub(super) audit: Arc<AuditLog>,
     /// The cluster's communities and devices.
     pub(super) catalog: Catalog,
+    /// The subject → partitions directories' buckets (`None`: `directory.route` off).
+    router: Option<sightline_cluster::directory::route::Router>,
+    /// The connection their rows and late notes are read on, per query.
+    directories: Catalog,
 }
 
 impl QueryNode {
@@ -260,6 +264,14 @@ pub async fn run_query(
         keys,
         audit,
         catalog: Catalog::new(&config),
+        router: match config.directory.route {
+            true => Some(sightline_cluster::directory::route::Router::new(
+                sightline_cluster::objects::Objects::new(&config.s3).map_err(|e| e.to_string())?,
+                config.directory.cache_bytes,
+            )),
+            false => None,
+        },
+        directories: Catalog::new(&config),
         config,
     });
     // Subscriptions: this node delivers those whose leases it takes.
@@ -378,6 +390,8 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
                 "segment_cache": super::partitions::cache_health(node.segment_cache.as_deref()),
                 // When the API keys were last read from PostgreSQL (null: never).
                 "keys_age_ms": node.keys.age().map(|a| a.as_millis() as u64),
+                // Bytes of subject directory buckets held (null: directories unused).
+                "directory_cache_bytes": node.router.as_ref().map(|r| r.cached_bytes()),
                 "answered": {
                     "local": load(&answered.local),
                     "replica": load(&answered.replica),
@@ -494,11 +508,13 @@ async fn route(
         "/v1/trajectory" if get && ndjson => {
             let q = trajectory::trajectory_params(&params, usize::MAX)?;
             let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
-            stream(node, call, q, cap, line, caller).await
+            let only = subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
+            stream(node, call, q, cap, line, caller, only).await
         }
         "/v1/trajectory" if get => {
             let q = trajectory::trajectory_params(&params, max)?;
-            run(node, &call, ndjson, move |fed, call| {
+            let only = subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
+            run_routed(node, &call, ndjson, only, move |fed, call| {
                 let t = fed.trajectory(call, &q)?;
                 let events = t
                     .events
@@ -547,7 +563,9 @@ async fn route(
             match path {
                 "/v1/cooccurrence" => {
                     let q = queries::cooccurrence_query(&params, max)?;
-                    run(node, &call, ndjson, move |fed, call| {
+                    let only =
+                        subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
+                    run_routed(node, &call, ndjson, only, move |fed, call| {
                         Ok(queries::candidates_answer(&fed.cooccurrence(call, &q)?))
                     })
                     .await
@@ -626,6 +644,51 @@ fn documented(path: &str, params: &Params) -> Result<(), ApiError> {
     params.only_these(route.params)
 }
 
+/// The partitions that may hold `(kind, subject)` within `[from_ms, to_ms)` as the
+/// directories of its days and the late notes say, read now (`None`: ask every
+/// partition: a day without a directory, `directory.route` off, or the directory
+/// unreadable, which is logged).
+async fn subject_partitions(
+    node: &QueryNode,
+    kind: sightline_storage::Kind,
+    subject: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Option<Vec<u16>> {
+    use sightline_cluster::directory::route;
+    let router = node.router.as_ref()?;
+    if from_ms >= to_ms {
+        return None;
+    }
+    let (first, last) = route::days_of_range(from_ms, to_ms);
+    if i64::from(last) - i64::from(first) >= route::MAX_ROUTED_DAYS {
+        return None;
+    }
+    let rows: Result<_, ApiError> = async {
+        super::catalog::on_meta!(node.directories, "read the directories", |m| m
+            .directories_for(first, last))
+    }
+    .await;
+    let (rows, late) = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "directories not read: every partition is asked");
+            return None;
+        }
+    };
+    let name = sightline_storage::normalize_subject(kind, subject);
+    match router
+        .partitions(&rows, &late, first, last, kind as u8, &name)
+        .await
+    {
+        Ok(only) => only,
+        Err(e) => {
+            tracing::warn!(error = %e, "a directory cannot be read: every partition is asked");
+            None
+        }
+    }
+}
+
 /// Runs `f` over the federation on the blocking pool, in `call`'s scope, within the
 /// query slots and the time limit; its answer as JSON text (NDJSON lines when asked)
 /// and how many rows it holds.
@@ -633,6 +696,21 @@ async fn run<F>(
     node: &Arc<QueryNode>,
     call: &Call,
     ndjson: bool,
+    f: F,
+) -> Result<(Body, Option<usize>), ApiError>
+where
+    F: FnOnce(&Federation<'static>, &Call) -> Result<(Body, usize), ApiError> + Send + 'static,
+{
+    run_routed(node, call, ndjson, None, f).await
+}
+
+/// As [`run`], a one-subject question asked only of `only` (`None`: every partition;
+/// `Federation::with_subject_partitions`).
+async fn run_routed<F>(
+    node: &Arc<QueryNode>,
+    call: &Call,
+    ndjson: bool,
+    only: Option<Vec<u16>>,
     f: F,
 ) -> Result<(Body, Option<usize>), ApiError>
 where
@@ -652,7 +730,8 @@ where
             scope,
             deadline: Some(Instant::now() + timeout),
         };
-        f(&n.federation(), &call).map(|(b, rows)| match ndjson {
+        let fed = n.federation().with_subject_partitions(only);
+        f(&fed, &call).map(|(b, rows)| match ndjson {
             true => (b.into_lines(), Some(rows)),
             false => (b.into_text(), Some(rows)),
         })
@@ -678,6 +757,7 @@ async fn stream(
     cap: usize,
     line: &AuditLine,
     caller: &Caller,
+    only: Option<Vec<u16>>,
 ) -> Result<(Body, Option<usize>), ApiError> {
     let slot = node
         .slots
@@ -701,24 +781,27 @@ async fn stream(
         };
         let mut started = Some(started_tx);
         let mut left = cap;
-        let sent = n.federation().trajectory_pages(
-            &call,
-            &q,
-            trajectory::STREAM_PAGE,
-            |total| {
-                // On the record before the first byte; not sent unaudited.
-                let audited = line.record_in(&n.audit, Some(total.min(cap)), 200);
-                let go = audited.is_ok();
-                started.take().is_some_and(|s| s.send(audited).is_ok()) && go
-            },
-            |events, attrs| {
-                let out = events
-                    .iter()
-                    .zip(attrs)
-                    .map(|(s, a)| EventOut::decoded(s, a));
-                sink.chunk_of(events.len(), out, &mut left)
-            },
-        );
+        let sent = n
+            .federation()
+            .with_subject_partitions(only)
+            .trajectory_pages(
+                &call,
+                &q,
+                trajectory::STREAM_PAGE,
+                |total| {
+                    // On the record before the first byte; not sent unaudited.
+                    let audited = line.record_in(&n.audit, Some(total.min(cap)), 200);
+                    let go = audited.is_ok();
+                    started.take().is_some_and(|s| s.send(audited).is_ok()) && go
+                },
+                |events, attrs| {
+                    let out = events
+                        .iter()
+                        .zip(attrs)
+                        .map(|(s, a)| EventOut::decoded(s, a));
+                    sink.chunk_of(events.len(), out, &mut left)
+                },
+            );
         if let Err(e) = sent {
             let e = ApiError::from(e);
             match started.take() {

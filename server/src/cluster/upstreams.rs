@@ -212,6 +212,7 @@ impl Catalog {
                 return Err(crate::subscriptions::upstream_handlers::server_id_taken(
                     sid.as_deref().unwrap_or_default(),
                     &other,
+                    caller,
                 ))
             }
         };
@@ -246,6 +247,9 @@ impl Catalog {
         if !on_meta!(self, "delete an upstream", |m| m.delete_subscription(&id))? {
             return Err(ApiError::NoSuchUpstream(id));
         }
+        // What its upper platform subscribed to through it ends with it (as on `serve`).
+        let ended = on_meta!(self, "end an upper platform's subscriptions", |m| m
+            .end_upper_subscriptions(&id))?;
         let unregistered = match Session::of(&s) {
             Some(session) => session
                 .unregister(outbound()?)
@@ -254,7 +258,7 @@ impl Catalog {
             None => Err("its URL does not read".to_string()),
         };
         Ok(json!({ "deleted": id, "unregistered": unregistered.is_ok(),
-                   "unregister_error": unregistered.err() }))
+                   "unregister_error": unregistered.err(), "ended_subscriptions": ended }))
     }
 
     /// `GET /v1/remote-subscriptions` (city-wide, checked by the caller).

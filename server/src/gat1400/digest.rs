@@ -73,24 +73,36 @@ impl Credentials for Store {
 /// The user-name hashes of a set of credentials (RFC 7616 §3.4.4): `H(username:realm)`
 /// in MD5 and in SHA-256, each → its code. One entry per credential and hash, so as
 /// bounded as the credentials are.
+/// A hash several credentials share (cameras often all log in as `admin`) names none:
+/// such a device must say who it is (`User-Identify`, `DeviceID`).
 #[derive(Default)]
-pub(crate) struct UserHashes(HashMap<String, String>);
+pub(crate) struct UserHashes(HashMap<String, Option<String>>);
 
 impl UserHashes {
     pub(crate) fn of<'a>(
         credentials: impl IntoIterator<Item = &'a sightline_storage::Gat1400Credential>,
     ) -> UserHashes {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, Option<String>> = HashMap::new();
         for c in credentials {
             let name = format!("{}:{}", c.username, c.realm);
-            map.insert(md5_hex(&name), c.code.clone());
-            map.insert(super::sha256_hex(&name), c.code.clone());
+            for hash in [md5_hex(&name), super::sha256_hex(&name)] {
+                map.entry(hash)
+                    .and_modify(|code| {
+                        if code.as_deref() != Some(c.code.as_str()) {
+                            *code = None;
+                        }
+                    })
+                    .or_insert_with(|| Some(c.code.clone()));
+            }
         }
         UserHashes(map)
     }
 
     pub(crate) fn code(&self, userhash: &str) -> Option<String> {
-        self.0.get(&userhash.trim().to_ascii_lowercase()).cloned()
+        self.0
+            .get(&userhash.trim().to_ascii_lowercase())
+            .cloned()
+            .flatten()
     }
 }
 
@@ -456,6 +468,32 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_name_hash_several_credentials_share_names_none() {
+        let cred = |code: &str, username: &str| sightline_storage::Gat1400Credential {
+            code: code.into(),
+            realm: "Sightline".into(),
+            ha1: String::new(),
+            username: username.into(),
+            ha1_sha256: String::new(),
+        };
+        let all = [
+            cred("32050800001320000001", "admin"),
+            cred("32050800001320000002", "admin"),
+            cred("32050800001320000003", "gate3"),
+        ];
+        let hashes = UserHashes::of(&all);
+        let admin = md5_hex("admin:Sightline");
+        assert_eq!(hashes.code(&admin), None, "two cameras log in as admin");
+        let sha = super::super::sha256_hex("admin:Sightline");
+        assert_eq!(hashes.code(&sha), None);
+        let gate3 = md5_hex("gate3:Sightline");
+        assert_eq!(
+            hashes.code(&gate3.to_ascii_uppercase()).as_deref(),
+            Some("32050800001320000003")
+        );
+    }
 
     /// RFC 7616 §3.9.1's example, in MD5 and in SHA-256.
     #[test]

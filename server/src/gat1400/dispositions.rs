@@ -284,20 +284,24 @@ pub(crate) fn migrate(app: &App) -> Result<Vec<String>, ApiError> {
             Some(w) if s.alerts && s.upstream.is_none() && *w == id => w.clone(),
             _ => continue,
         };
-        if owner(app, &id)?.is_some() {
-            continue;
-        }
-        if let Some(mut w) = app.watch.list().into_iter().find(|w| w.id == bare) {
-            app.watch.delete(&app.store, &bare)?;
+        // Each step is safe to repeat, in an order a crash between any two leaves
+        // for the next start to finish (the subscription still names the bare list
+        // until it is moved): the new list is put before the old one is deleted, the
+        // subscription repointed before the owner is written.
+        let lists = app.watch.list();
+        if let Some(mut w) = lists.iter().find(|w| w.id == bare).cloned() {
             w.id = watchlist_id(&id);
             // The same list as accepted before: not weighed again against the limit.
             app.watch.put(&app.store, &w, usize::MAX)?;
         }
+        s.watchlist = Some(watchlist_id(&id));
+        Registry::store(app, &s)?;
         app.store
             .catalog()
             .kv_put(OWNERS, &id, s.owner.as_bytes())?;
-        s.watchlist = Some(watchlist_id(&id));
-        Registry::store(app, &s)?;
+        if lists.iter().any(|w| w.id == bare) {
+            app.watch.delete(&app.store, &bare)?;
+        }
         tracing::info!(disposition = %id, platform = %s.owner, "an unowned disposition is now its platform's");
         moved.push(id);
     }

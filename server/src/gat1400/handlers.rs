@@ -262,8 +262,16 @@ where
         true => body.slice(3..),
         false => body,
     };
-    // A body a Chinese platform sends in GBK, GB2312 or GB18030, as UTF-8.
-    let body = match to_utf8(c.header(CONTENT_TYPE), body, max) {
+    // A body a Chinese platform sends in GBK, GB2312 or GB18030, as UTF-8: its text may
+    // take up to the limit again, reserved before.
+    if is_gb(c.header(CONTENT_TYPE)) {
+        if let Some(b) = budget {
+            if !b.grow(&mut held, max) {
+                return early(ApiError::BodyBudget(b.total()), BUSY, &url);
+            }
+        }
+    }
+    let body = match to_utf8_blocking(c.header(CONTENT_TYPE), body, max).await {
         Ok(b) => b,
         Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
     };
@@ -415,29 +423,75 @@ fn charset_of(content_type: Option<&str>) -> Option<String> {
     })
 }
 
+/// Whether a `Content-Type` says the body is GBK, GB2312 or GB18030 (which
+/// [`to_utf8`] decodes; the UTF-8 may take up to three times the bytes, so callers
+/// reserve `max` more of their byte budget first, as for an inflated body).
+pub(crate) fn is_gb(content_type: Option<&str>) -> bool {
+    charset_of(content_type)
+        .is_some_and(|c| matches!(c.as_str(), "gbk" | "gb2312" | "gb18030" | "x-gbk"))
+}
+
 /// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
 /// `GB18030` (platforms built for Chinese Windows send them) decoded with
-/// `encoding_rs` (GB18030, of which the other two are subsets); any other or no
-/// charset is taken as UTF-8, as GA/T 1400 says. Bytes that are not of the charset
-/// are 400; the UTF-8 text (up to 1.5 times the bytes) is held to `max` as well (413).
+/// `encoding_rs` (GB18030, of which the other two are subsets; its decoder, per the
+/// WHATWG Encoding Standard, also takes GB18030's four-byte sequences under `GBK`);
+/// any other or no charset is taken as UTF-8, as GA/T 1400 says. Bytes that do not
+/// decode are 400; the UTF-8 text (up to three times the bytes) is held to `max` as
+/// it is written, never more (413).
 pub(crate) fn to_utf8(
     content_type: Option<&str>,
     body: hyper::body::Bytes,
     max: usize,
 ) -> Result<hyper::body::Bytes, ApiError> {
-    let Some(charset) = charset_of(content_type) else {
-        return Ok(body);
-    };
-    if !matches!(charset.as_str(), "gbk" | "gb2312" | "gb18030" | "x-gbk") {
+    if !is_gb(content_type) {
         return Ok(body);
     }
-    let text = encoding_rs::GB18030
-        .decode_without_bom_handling_and_without_replacement(&body)
-        .ok_or_else(|| ApiError::MalformedBody(format!("the body is not {charset} text")))?;
-    if text.len() > max {
+    let charset = charset_of(content_type).unwrap_or_default();
+    let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
+    // The decoder writes into the string's spare room only: room grows in steps up
+    // to `max` + 4 (one more character), so a body past `max` stops there.
+    let cap = max.saturating_add(4);
+    const STEP: usize = 1 << 20;
+    let mut out = String::with_capacity(body.len().min(cap));
+    let mut src: &[u8] = &body;
+    loop {
+        let (result, read) = decoder.decode_to_string_without_replacement(src, &mut out, true);
+        src = &src[read..];
+        match result {
+            encoding_rs::DecoderResult::InputEmpty => break,
+            encoding_rs::DecoderResult::Malformed(..) => {
+                return Err(ApiError::MalformedBody(format!(
+                    "the body is not {charset} text"
+                )))
+            }
+            encoding_rs::DecoderResult::OutputFull => {
+                if out.capacity() >= cap {
+                    return Err(ApiError::BodyTooLarge(max));
+                }
+                out.reserve_exact((cap - out.capacity()).clamp(4, STEP));
+            }
+        }
+    }
+    if out.len() > max {
         return Err(ApiError::BodyTooLarge(max));
     }
-    Ok(hyper::body::Bytes::from(text.into_owned()))
+    Ok(hyper::body::Bytes::from(out))
+}
+
+/// [`to_utf8`] on a blocking thread when there is anything to decode (CPU work, off
+/// the connections' threads).
+pub(crate) async fn to_utf8_blocking(
+    content_type: Option<&str>,
+    body: hyper::body::Bytes,
+    max: usize,
+) -> Result<hyper::body::Bytes, ApiError> {
+    if !is_gb(content_type) {
+        return Ok(body);
+    }
+    let content_type = content_type.map(str::to_string);
+    tokio::task::spawn_blocking(move || to_utf8(content_type.as_deref(), body, max))
+        .await
+        .map_err(|e| ApiError::internal(format!("decoding the body failed: {e}")))?
 }
 
 /// A `Content-Encoding: gzip` body (some platforms' clients compress bodies of 2 KB and
@@ -445,7 +499,9 @@ pub(crate) fn to_utf8(
 pub(crate) fn gunzip(bytes: &[u8], max: usize) -> Result<hyper::body::Bytes, ApiError> {
     use std::io::Read;
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    // Every member (RFC 1952 §2.2: a gzip file is a series of members; appended
+    // files are one body of two).
+    flate2::read::MultiGzDecoder::new(bytes)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| ApiError::MalformedBody(format!("the gzip body does not inflate: {e}")))?;
@@ -1382,4 +1438,50 @@ pub(crate) async fn no_such_resource(c: Call) -> Result<Answer, ApiError> {
         Reply::with(StatusCode::NOT_FOUND, s)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GBK: Option<&str> = Some("application/VIID+JSON; charset=GBK");
+
+    #[test]
+    fn gbk_text_is_held_to_the_limit_as_it_is_written() {
+        // 0x80 is '€' in GBK: three bytes of UTF-8 for each byte sent.
+        let body = hyper::body::Bytes::from(vec![0x80u8; 1000]);
+        assert!(matches!(
+            to_utf8(GBK, body.clone(), 2999),
+            Err(ApiError::BodyTooLarge(2999))
+        ));
+        let text = to_utf8(GBK, body, 3000).expect("3,000 bytes of UTF-8 fit 3,000");
+        assert_eq!(text.len(), 3000);
+        assert_eq!(&text[..3], "€".as_bytes());
+        // A plate in GBK, decoded; bytes that are not GBK refused.
+        let (plate, _, _) = encoding_rs::GBK.encode("苏E12345");
+        let text = to_utf8(GBK, plate.into_owned().into(), 64).unwrap();
+        assert_eq!(&text[..], "苏E12345".as_bytes());
+        assert!(matches!(
+            to_utf8(GBK, hyper::body::Bytes::from_static(b"\x81"), 64),
+            Err(ApiError::MalformedBody(_))
+        ));
+        // UTF-8 (no charset) passes untouched.
+        let same = hyper::body::Bytes::from_static("苏E".as_bytes());
+        assert_eq!(to_utf8(None, same.clone(), 1).unwrap(), same);
+    }
+
+    #[test]
+    fn every_gzip_member_is_inflated() {
+        use std::io::Write;
+        let member = |text: &str| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(text.as_bytes()).unwrap();
+            z.finish().unwrap()
+        };
+        let mut body = member("{\"a\":1}\n");
+        body.extend(member("{\"b\":2}\n"));
+        let out = gunzip(&body, 1 << 10).unwrap();
+        assert_eq!(&out[..], b"{\"a\":1}\n{\"b\":2}\n");
+        assert!(matches!(gunzip(&body, 10), Err(ApiError::BodyTooLarge(10))));
+    }
 }

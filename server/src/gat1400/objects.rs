@@ -346,6 +346,18 @@ pub(crate) fn objects(
         .enumerate()
         .map(|(i, raw)| {
             let o: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            let id = || {
+                let (_, _, id_fields) = upload.names();
+                id_fields
+                    .iter()
+                    .find_map(|f| field(&o, f))
+                    .unwrap_or_default()
+            };
+            let id = id();
+            let o = match standard_names(o) {
+                Ok(o) => o,
+                Err(name) => return ambiguous(i, id, name),
+            };
             object(
                 devices,
                 upload,
@@ -356,6 +368,57 @@ pub(crate) fn objects(
             )
         })
         .collect())
+}
+
+/// An object (and every object inside it) with its members named as GA/T 1400 names
+/// them where a Java bean serialized without annotations names them with a lower-case
+/// first letter (`plateNo` → `PlateNo`, `subImageList` → `SubImageList`, `data` →
+/// `Data`), so every reader of the object — its event, its pictures, what is stored and
+/// forwarded — sees one name. A member given twice in different cases (`PlateNo` and
+/// `plateNo`) is refused, named: readers that pick differently (the first, the last)
+/// would disagree about its value.
+pub(crate) fn standard_names(v: Value) -> Result<Value, String> {
+    match v {
+        Value::Object(m) => {
+            let mut seen = std::collections::HashSet::with_capacity(m.len());
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                if !seen.insert(k.to_ascii_lowercase()) {
+                    return Err(k);
+                }
+                let mut chars = k.chars();
+                let name = match chars.next() {
+                    Some(c) if c.is_ascii_lowercase() => {
+                        format!("{}{}", c.to_ascii_uppercase(), chars.as_str())
+                    }
+                    _ => k,
+                };
+                out.insert(name, standard_names(v)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(a) => a
+            .into_iter()
+            .map(standard_names)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        v => Ok(v),
+    }
+}
+
+/// Object `i`, refused for a member `name` given twice in different cases.
+fn ambiguous(i: usize, id: String, name: String) -> Object {
+    Object {
+        id,
+        event: Err(RecordError {
+            line: i,
+            field: Some(name.clone()),
+            message: format!("member {name:?} is given twice, in different cases"),
+        }),
+        pictures: Vec::new(),
+        catalogued: None,
+        raw: Value::Null,
+    }
 }
 
 /// The items of `{list: {item: [...]}}` (or of a single `{list: {item: {...}}}`), as
@@ -589,6 +652,27 @@ fn items_in_one_pass<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn java_bean_names_are_the_standards_and_a_member_twice_is_refused() {
+        let o = serde_json::json!({"plateNo": "苏E1", "subImageList":
+            {"subImageInfoObject": [{"type": "01", "data": "AA=="}]}, "DeviceID": "x"});
+        let named = standard_names(o).unwrap();
+        assert_eq!(named["PlateNo"], "苏E1");
+        assert_eq!(
+            named["SubImageList"]["SubImageInfoObject"][0]["Data"],
+            "AA=="
+        );
+        assert_eq!(named["DeviceID"], "x");
+        let twice = serde_json::json!({"PlateNo": "苏A1", "plateNo": "苏B2"});
+        assert!(standard_names(twice).is_err());
+        let deep = serde_json::json!({"SubImageList": {"SubImageInfoObject":
+            [{"Data": "AA==", "data": "BB=="}]}});
+        assert_eq!(
+            standard_names(deep).unwrap_err().to_ascii_lowercase(),
+            "data"
+        );
+    }
 
     const L: &str = "MotorVehicleListObject";
     const I: &str = "MotorVehicleObject";

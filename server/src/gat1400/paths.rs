@@ -21,8 +21,10 @@ pub(crate) fn is_viid(path: &str) -> bool {
     path == "/VIID" || path.starts_with("/VIID/")
 }
 
-/// The path a `/VIID` request is routed by (where its dot segments lead, which may be
-/// out of `/VIID`); any other path as it is.
+/// The path a `/VIID` request is routed by (where its dot segments lead within
+/// `/VIID`; dot segments leading out of it lead to `/VIID` itself, answered 404 in
+/// GA/T 1400's shape — a front end that passes only `/VIID/*` to the device network
+/// must not find the `/v1` API behind it); any other path as it is.
 pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
     let decoded = decode_unreserved(path);
     if !is_viid(&decoded) {
@@ -33,8 +35,8 @@ pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
         false => decoded,
     };
     if !is_viid(&decoded) {
-        // Out of `/VIID` by its dot segments: where they lead.
-        return decoded;
+        // Out of `/VIID` by its dot segments: nowhere.
+        return Cow::Borrowed("/VIID");
     }
     match decoded.strip_suffix('/') {
         Some(trimmed) if trimmed.len() >= "/VIID".len() => Cow::Owned(trimmed.to_string()),
@@ -171,9 +173,10 @@ mod tests {
     #[test]
     fn dot_segments_are_removed_after_decoding() {
         // `%2E` is `.`, unreserved: `%2E%2E` is `..`, and goes as `..` goes.
-        assert_eq!(canonical("/VIID/%2E%2E/v1/keys"), "/v1/keys");
-        assert_eq!(canonical("/VIID/%2e%2E/%2E%2e/v1/keys"), "/v1/keys");
-        assert_eq!(canonical("/VIID/../v1/keys"), "/v1/keys");
+        // Out of `/VIID` by them: `/VIID` itself (404), never the `/v1` API.
+        assert_eq!(canonical("/VIID/%2E%2E/v1/keys"), "/VIID");
+        assert_eq!(canonical("/VIID/%2e%2E/%2E%2e/v1/keys"), "/VIID");
+        assert_eq!(canonical("/VIID/../v1/keys"), "/VIID");
         assert_eq!(
             canonical("/VIID/Faces/%2E%2E/Subscribes"),
             "/VIID/Subscribes"
@@ -184,7 +187,8 @@ mod tests {
         // Other paths are routed as they came.
         assert_eq!(canonical("/v1/../VIID/Faces"), "/v1/../VIID/Faces");
         assert_eq!(canonical("/v1/communities/.."), "/v1/communities/..");
-        assert_eq!(canonical("/VIID/%2E%2E/%2E%2E/%2E%2E/etc"), "/etc");
+        assert_eq!(canonical("/VIID/%2E%2E/%2E%2E/%2E%2E/etc"), "/VIID");
+        assert_eq!(canonical("/VIID/../VIID/Faces"), "/VIID/Faces");
         // Dots inside a segment are data, as is an escaped `/`.
         assert_eq!(canonical("/VIID/Faces/F1..2"), "/VIID/Faces/F1..2");
         assert_eq!(canonical("/VIID/Faces/.hidden"), "/VIID/Faces/.hidden");

@@ -47,6 +47,10 @@ pub struct ViidSubscribe {
     /// server registered there with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identify: Option<String>,
+    /// For an upper platform's subscription, the id of the upstream it was let in by:
+    /// the subscription ends when that upstream is deleted, its 视图库 id learned or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_upstream: Option<String>,
     /// The tollgates (卡口, type 121) its `ResourceURI` names: an object passes when its
     /// `TollgateID` (as uploaded) is one of them, whichever camera (`DeviceID`) took
     /// it; each is in `devices` too (a tollgate uploading as itself).
@@ -181,10 +185,12 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
             Some(u) => Subscriber {
                 scope: u.scope.clone(),
                 identify: Some(u.device_id.clone()),
+                via_upstream: Some(u.upstream.clone()),
             },
             None => Subscriber {
                 scope: Some(super::dispositions::scope_of(app, platform)?),
                 identify: None,
+                via_upstream: None,
             },
         })
     };
@@ -211,6 +217,8 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
 pub(crate) struct Subscriber {
     pub scope: Option<Vec<String>>,
     pub identify: Option<String>,
+    /// The upstream an upper platform is let in by (its subscription id).
+    pub via_upstream: Option<String>,
 }
 
 /// What a `SubscribeObject` of `platform` asks (this 视图库 being `server_id`; a
@@ -297,6 +305,7 @@ pub(crate) fn requested(
             with_data: matches!(text(o, "ImageData").as_deref(), Some("1" | "true")),
             by_reference: matches!(text(o, "ImageData").as_deref(), Some("0" | "false")),
             identify: who.identify,
+            via_upstream: who.via_upstream,
             tollgates,
             object: o.clone(),
         }),
@@ -316,23 +325,31 @@ pub(crate) fn at_tollgate(object: &Value, tollgates: &[String]) -> bool {
     text(object, "TollgateID").is_some_and(|t| tollgates.contains(&t))
 }
 
-/// Ends the subscriptions upper platform `server_id` made here while this server was
-/// registered there (those answered as our id there: `identify`), when the upstream
-/// that let it in is deleted: its `SubscribeID`s. Kept while another running upstream
-/// still has that id.
-pub(crate) fn end_upper(app: &App, server_id: &str) -> Result<Vec<String>, ApiError> {
-    if app
-        .subscriptions
-        .upstream_ids()
-        .iter()
-        .any(|(_, id)| id == server_id)
-    {
-        return Ok(Vec::new());
-    }
+/// Ends the subscriptions an upper platform made here through upstream `upstream`
+/// (their `via_upstream`), when that upstream is deleted: its `SubscribeID`s. Those
+/// made before subscriptions recorded their upstream end by the upper's `server_id`
+/// (and `identify`), unless another running upstream still lets that id in.
+pub(crate) fn end_upper(
+    app: &App,
+    upstream: &str,
+    server_id: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    // Made before subscriptions recorded their upstream: by the upper's id, unless
+    // another upstream still lets that id in.
+    let by_id = server_id.filter(|sid| {
+        !app.subscriptions
+            .upstream_ids()
+            .iter()
+            .any(|(_, id)| id == sid)
+    });
     let mut ended = Vec::new();
     for (s, _) in Registry::list(app)? {
-        let by_upper = s.viid.as_ref().is_some_and(|v| v.identify.is_some());
-        if by_upper && s.owner == server_id && Registry::delete(app, &s.id)? {
+        let Some(v) = s.viid.as_ref() else { continue };
+        let ends = match &v.via_upstream {
+            Some(via) => via == upstream,
+            None => v.identify.is_some() && by_id == Some(s.owner.as_str()),
+        };
+        if ends && Registry::delete(app, &s.id)? {
             ended.push(s.viid.map(|v| v.subscribe_id).unwrap_or_default());
         }
     }

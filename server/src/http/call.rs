@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_ENCODING;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 
 use crate::auth::Caller;
@@ -78,11 +78,13 @@ impl Call {
     /// The request body within `max` bytes (read once; empty after that): a
     /// `Content-Encoding: gzip` (or `x-gzip`) body inflated within the same `max`, as
     /// the `/VIID` routes inflate theirs (another coding: 415, before the body is
-    /// read); a leading UTF-8 byte order mark dropped (RFC 8259 §8.1).
+    /// read); a leading UTF-8 byte order mark dropped from a text body (RFC 8259 §8.1),
+    /// never from a binary batch.
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
         let gzipped = gzipped(&self.head.headers)?;
         let body = self.body_budgeted(max, None).await?.0;
-        decoded(body, gzipped, max).await
+        let binary = crate::ingest::wire::is_binary(self.header(CONTENT_TYPE));
+        decoded(body, gzipped, binary, max).await
     }
 
     /// The request body within `max` bytes and, when given, the bytes left in
@@ -111,16 +113,25 @@ pub(crate) fn gzipped(headers: &hyper::HeaderMap) -> Result<bool, ApiError> {
 }
 
 /// A body as read, inflated (on a blocking thread) within `max` when `gzipped`, a
-/// leading UTF-8 byte order mark dropped: what `Call::body_within` answers, and a
+/// leading UTF-8 byte order mark dropped unless it is a `binary` batch (whose bytes
+/// are its own: EF BB BF may begin one): what `Call::body_within` answers, and a
 /// cluster ingest node's `/v1/events` reads.
-pub(crate) async fn decoded(body: Bytes, gzipped: bool, max: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn decoded(
+    body: Bytes,
+    gzipped: bool,
+    binary: bool,
+    max: usize,
+) -> Result<Bytes, ApiError> {
     let body = match gzipped {
         false => body,
         true => tokio::task::spawn_blocking(move || crate::gat1400::handlers::gunzip(&body, max))
             .await
             .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??,
     };
-    Ok(without_bom(body))
+    match binary {
+        true => Ok(body),
+        false => Ok(without_bom(body)),
+    }
 }
 
 /// A body without a leading UTF-8 byte order mark (RFC 8259 §8.1: a parser may ignore

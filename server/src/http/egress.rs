@@ -109,6 +109,10 @@ fn refused_by_default(ip: IpAddr) -> Option<&'static str> {
                 Some("a multicast address")
             } else if o[0] >= 240 {
                 Some("a reserved or broadcast address (240.0.0.0/4)")
+            } else if o == [100, 100, 100, 200] {
+                Some("a cloud metadata service's address (Alibaba Cloud's 100.100.100.200)")
+            } else if o[..3] == [192, 0, 0] {
+                Some("an IETF protocol assignment (192.0.0.0/24)")
             } else {
                 None
             }
@@ -123,6 +127,8 @@ fn refused_by_default(ip: IpAddr) -> Option<&'static str> {
                 Some("a link-local address (fe80::/10)")
             } else if v6.is_multicast() {
                 Some("a multicast address")
+            } else if v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] {
+                Some("a cloud metadata service's address (AWS's fd00:ec2::254)")
             } else {
                 None
             }
@@ -140,12 +146,16 @@ impl ReceivePolicy {
 
     /// Why a receiver at `ip` is refused, or `None` when it is permitted.
     pub fn refusal(&self, ip: IpAddr) -> Option<String> {
+        // Networks are matched against the address as written and as the IPv4 address
+        // it carries, so a deny written in either form wins.
+        let raw = ip;
         let ip = canonical(ip);
-        if let Some(n) = self.deny.iter().find(|n| n.contains(&ip)) {
+        let within = |n: &IpNet| n.contains(&ip) || n.contains(&raw);
+        if let Some(n) = self.deny.iter().find(|n| within(n)) {
             let deny = self.named.names().1;
-            return Some(format!("{ip} is in {n}, denied by {deny}"));
+            return Some(format!("{raw} is in {n}, denied by {deny}"));
         }
-        if self.allow.iter().any(|n| n.contains(&ip)) {
+        if self.allow.iter().any(within) {
             return None;
         }
         refused_by_default(ip).map(|why| {
@@ -204,6 +214,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "::ffff:127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "192.0.0.192",
         ] {
             assert!(p.refusal(ip(bad)).is_some(), "{bad}");
         }
@@ -235,6 +248,14 @@ mod tests {
         assert!(why.contains("--viid-receive-deny"), "{why}");
         assert!(p.refusal(ip("10.9.9.9")).is_some());
         assert!(p.refusal(ip("::ffff:10.9.9.9")).is_some());
+        // A deny written in the NAT64 form wins over the IPv4 address it carries.
+        let nat64 = ReceivePolicy {
+            allow: Vec::new(),
+            deny: parse_networks("64:ff9b::/96").unwrap(),
+            ..Default::default()
+        };
+        assert!(nat64.refusal(ip("64:ff9b::a00:5")).is_some());
+        assert_eq!(nat64.refusal(ip("10.0.0.5")), None);
         assert!(parse_networks("10.0.0.0/33").is_err());
         assert!(parse_networks("intranet").unwrap_err().contains("intranet"));
     }

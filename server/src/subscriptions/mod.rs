@@ -155,6 +155,8 @@ struct Running {
 pub(crate) struct Upper {
     pub device_id: String,
     pub scope: Option<Vec<String>>,
+    /// The subscription id of the upstream it is an upper platform by.
+    pub upstream: String,
 }
 
 /// What a running subscription shows: its delivery and, for an upstream, its
@@ -351,7 +353,7 @@ impl Registry {
     /// exactly and whose registration is live. Such an upper may subscribe here and
     /// read the catalogue by `User-Identify` alone, as GA/T 1400 platforms do.
     pub(crate) fn upper(&self, id: &str) -> Option<Upper> {
-        self.upper_session(id).map(|s| s.upper())
+        self.upper_session(id).map(|(sub, s)| s.upper(sub))
     }
 
     /// Whether a request naming itself `id` (`User-Identify`, no digest) from `peer`
@@ -360,21 +362,21 @@ impl Registry {
     /// /VIID/System/Time` answers it to anyone), its address is where we reach it.
     pub(crate) fn admits_upper(&self, id: &str, peer: Option<std::net::IpAddr>) -> bool {
         let Some(peer) = peer else { return false };
-        self.upper_session(id).is_some_and(|s| s.is_at(peer))
+        self.upper_session(id).is_some_and(|(_, s)| s.is_at(peer))
     }
 
     /// The one live upstream whose 视图库 id is `id`. Two (ids learned at registration
     /// can collide; configured ones are refused at `POST /v1/upstreams`, 409) make `id`
     /// no upper platform at all: either's scope would be a guess.
-    fn upper_session(&self, id: &str) -> Option<Arc<upstream::Session>> {
+    fn upper_session(&self, id: &str) -> Option<(String, Arc<upstream::Session>)> {
         let running = self.running.lock().expect("subscriptions");
         let mut live = running
-            .values()
-            .filter_map(|r| r.session.as_ref())
-            .filter(|s| s.is_live_upper(id));
-        let one = live.next()?;
+            .iter()
+            .filter_map(|(sub, r)| Some((sub, r.session.as_ref()?)))
+            .filter(|(_, s)| s.is_live_upper(id));
+        let (sub, one) = live.next()?;
         match live.next() {
-            None => Some(one.clone()),
+            None => Some((sub.clone(), one.clone())),
             Some(_) => {
                 tracing::warn!(server_id = %id, "two live upstreams have this 视图库 id: neither lets it in as an upper platform");
                 None

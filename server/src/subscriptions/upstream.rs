@@ -157,10 +157,12 @@ impl Session {
     }
 
     /// The upper platform this upstream is, as `Registry::upper` gives it.
-    pub(crate) fn upper(&self) -> super::Upper {
+    /// What its upper platform is here, this session being upstream `sub`'s.
+    pub(crate) fn upper(&self, sub: String) -> super::Upper {
         super::Upper {
             device_id: self.up.device_id.clone(),
             scope: self.scope(),
+            upstream: sub,
         }
     }
 

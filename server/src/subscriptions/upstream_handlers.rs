@@ -85,10 +85,7 @@ pub(crate) async fn delete(c: Call) -> Result<Answer, ApiError> {
     // What its upper platform subscribed to here ends with it.
     // By its id (configured or learned), and — its id not learned yet in this
     // process — by the id we registered there with, when no other upstream uses it.
-    let mut ended = match &server_id {
-        Some(sid) => crate::gat1400::subscribes::end_upper(&c.app, sid)?,
-        None => Vec::new(),
-    };
+    let mut ended = crate::gat1400::subscribes::end_upper(&c.app, &id, server_id.as_deref())?;
     ended.extend(crate::gat1400::subscribes::end_orphaned_uppers(&c.app)?);
     let unregistered = match session {
         Some(s) => s
@@ -132,11 +129,16 @@ fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<St
 
 /// The 409 for an upstream whose `server_id` upstream `other` has already (`serve`'s
 /// and a cluster's query nodes'): one upstream per 视图库 id, its upper platform let
-/// in by that id with that upstream's scope.
-pub(crate) fn server_id_taken(id: &str, other: &str) -> ApiError {
+/// in by that id with that upstream's scope. A scoped admin is not told the id of an
+/// upstream it may not see.
+pub(crate) fn server_id_taken(id: &str, other: &str, caller: &Caller) -> ApiError {
+    let message = match caller.communities {
+        None => format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+        Some(_) => format!("server_id {id} is already another upstream's: one upstream per 视图库 id"),
+    };
     ApiError::Conflict {
         field: "server_id".into(),
-        message: format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+        message,
     }
 }
 
@@ -144,7 +146,10 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
     let o = object(body)?;
     let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
     // One upstream per 视图库 id: its upper platform is let in here by that id, with
-    // that upstream's scope; a second would make the scope either's.
+    // that upstream's scope; a second would make the scope either's. Checked and
+    // created under one lock, so two requests at once cannot both pass the check.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _creating = CREATING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(id) = s.upstream.as_ref().and_then(|u| u.server_id.as_ref()) {
         let configured = Registry::list(app)?.into_iter().find_map(|(s, _)| {
             let up = s.upstream?;
@@ -157,7 +162,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
                 .find_map(|(sub, sid)| (&sid == id).then_some(sub))
         };
         if let Some(other) = configured.or_else(learned) {
-            return Err(server_id_taken(id, &other));
+            return Err(server_id_taken(id, &other, caller));
         }
     }
     let from = from_of(&o)?;

@@ -78,7 +78,7 @@ pub fn binary(name: &str, env: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn pg_bin(name: &str) -> PathBuf {
+pub fn pg_bin(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Path::new(&dir).join(name);
     }
@@ -372,6 +372,20 @@ impl Seaweed {
             ));
         }
         Ok(sw)
+    }
+
+    /// Hangs the S3 gateway without closing anything (SIGSTOP to `weed mini`, one
+    /// process): requests are accepted by the kernel and never answered until
+    /// [`Seaweed::thaw`], as an object store that stopped answering.
+    pub fn freeze(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    /// Lets a [`Seaweed::freeze`]d gateway go on.
+    pub fn thaw(&self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
     }
 
     pub fn endpoint(&self) -> String {

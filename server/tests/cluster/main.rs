@@ -36,9 +36,11 @@ use sightline_testkit::{call, wait_until};
 
 mod cache;
 mod console;
+mod fanout;
 mod feed;
 mod gat1400;
 mod limits;
+mod pool;
 mod subs;
 mod takeover;
 mod tls;

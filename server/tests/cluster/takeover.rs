@@ -221,3 +221,179 @@ fn an_indexer_taking_over_fetches_old_segments_only_when_needed_and_still_dedupl
     env.post_on(a1, 100, DAYS);
     env.assert_exactly_once();
 }
+
+/// Leases of `owner` unexpired now, by the database's clock.
+fn live_leases(env: &Env, owner: &str) -> u32 {
+    env.pg
+        .psql(&format!(
+            "SELECT count(*) FROM leases WHERE owner = '{owner}' AND expires_at > now()"
+        ))
+        .parse()
+        .unwrap()
+}
+
+/// The new owner's first appends need old segments (re-sends of a day it restored
+/// lazily) while S3 hangs (SeaweedFS stopped with SIGSTOP for three leases): the
+/// partition's fetch ahead gives up after `segment_fetch_timeout_ms` and the append
+/// is tried again with backoff, its lease renewed all the while by its keeper
+/// (every lease of the owner unexpired at every look, the epochs unchanged); once S3
+/// answers, the segments are fetched ahead in one batch, the append goes through,
+/// the store's own fetch never failed, and every acknowledged event is committed
+/// exactly once.
+#[test]
+fn a_new_owner_keeps_its_leases_and_retries_its_first_appends_while_s3_hangs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.top_extra = "duplicate_window_s = 1".into();
+    env.index_extra = "index_upload_ms = 0\nsegment_cache_bytes = 67108864\n\
+                       segment_fetch_timeout_ms = 1500\nappend_attempts = 10"
+        .into();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let index1 = env.indexer("index-1", &[]);
+    let first_of_day0 = env.next;
+    env.post_on(a1, 2_000, 0);
+    env.post_on(a1, 2_000, 1);
+    env.wait_committed();
+    // Idle: index-1 uploads its index past its last commit.
+    std::thread::sleep(Duration::from_millis(2_000));
+    index1.signal(libc::SIGKILL);
+    drop(index1);
+
+    let index2 = env.indexer("index-2", &[]);
+    taken_over(&index2);
+    let epochs = env
+        .pg
+        .psql("SELECT string_agg(partition || ':' || epoch, ',' ORDER BY partition) FROM leases");
+    // Past the log's dedup window: the re-sends reach the store's source-id check.
+    std::thread::sleep(Duration::from_millis(1_500));
+    env.s3.freeze();
+    let frozen = Instant::now();
+    let mut again = String::new();
+    for i in (first_of_day0..first_of_day0 + 2_000)
+        .filter(|i| i % 10 == 0)
+        .take(20)
+    {
+        again.push_str(&test_event(i, 0).0);
+        again.push('\n');
+    }
+    assert_eq!(env.post_body(a1, &again), 20);
+    env.post_on(a1, 200, 2);
+    let mut looks = 0;
+    while frozen.elapsed() < Duration::from_millis(3 * super::LEASE_MS) {
+        let live = live_leases(&env, "index-2");
+        assert_eq!(
+            live,
+            PARTITIONS,
+            "a lease of index-2 lapsed while S3 hung ({:?} in): {}",
+            frozen.elapsed(),
+            index2.log()
+        );
+        looks += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let retried = index2
+        .log()
+        .lines()
+        .filter(|l| l.contains("append failed; trying again, the lease kept"))
+        .count();
+    env.s3.thaw();
+    eprintln!(
+        "S3 hung {:?}: {looks} looks at the leases, {retried} appends tried again",
+        frozen.elapsed()
+    );
+    assert!(retried >= 1, "no append was tried again: {}", index2.log());
+
+    env.post_on(a1, 100, 2);
+    env.assert_exactly_once();
+    assert_eq!(live_leases(&env, "index-2"), PARTITIONS);
+    assert_eq!(
+        env.pg.psql(
+            "SELECT string_agg(partition || ':' || epoch, ',' ORDER BY partition) FROM leases"
+        ),
+        epochs,
+        "a partition changed hands: {}",
+        index2.log()
+    );
+    let log = index2.log();
+    assert!(log.contains("segments fetched ahead of an append"), "{log}");
+    assert!(!log.contains("partition task stopped"), "{log}");
+    let h = indexer_health(&env, "index-2");
+    assert_eq!(h["segment_cache"]["failures"], 0, "{h}");
+    assert_eq!(
+        h["serving"].as_array().map(Vec::len),
+        Some(PARTITIONS as usize),
+        "{h}"
+    );
+}
+
+/// Past `index.append_attempts` (2 here, S3 hung longer than both tries), the
+/// partition commits what it has and releases its lease at once rather than leave it
+/// to lapse: the indexer takes it again at its next tick (the epoch moved by one),
+/// restores it once S3 answers, and every acknowledged event, the re-sends included,
+/// is committed exactly once.
+#[test]
+fn an_append_failing_every_attempt_releases_the_lease_and_the_partition_is_taken_again() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.top_extra = "duplicate_window_s = 1".into();
+    env.index_extra = "index_upload_ms = 0\nsegment_cache_bytes = 67108864\n\
+                       segment_fetch_timeout_ms = 1000\nappend_attempts = 2"
+        .into();
+    let (_i1, a1) = env.ingest("ingest-1");
+    let index1 = env.indexer("index-1", &[]);
+    let first_of_day0 = env.next;
+    env.post_on(a1, 2_000, 0);
+    env.wait_committed();
+    std::thread::sleep(Duration::from_millis(2_000));
+    index1.signal(libc::SIGKILL);
+    drop(index1);
+    let index2 = env.indexer("index-2", &[]);
+    taken_over(&index2);
+    let epoch_sum = |env: &Env| -> i64 {
+        env.pg
+            .psql("SELECT sum(epoch) FROM leases")
+            .parse()
+            .unwrap()
+    };
+    let before = epoch_sum(&env);
+    std::thread::sleep(Duration::from_millis(1_500));
+    env.s3.freeze();
+    let mut again = String::new();
+    for i in (first_of_day0..first_of_day0 + 2_000)
+        .filter(|i| i % 10 == 0)
+        .take(20)
+    {
+        again.push_str(&test_event(i, 0).0);
+        again.push('\n');
+    }
+    assert_eq!(env.post_body(a1, &again), 20);
+    let gave_up = wait_until(Duration::from_secs(30), || {
+        index2.log().contains(
+            "append failed every attempt; committing what is appended and releasing the lease",
+        )
+    });
+    // Released, not left to lapse: taken again at the indexer's next tick.
+    let released = gave_up && wait_until(Duration::from_secs(10), || epoch_sum(&env) > before);
+    env.s3.thaw();
+    assert!(gave_up, "the append never gave up: {}", index2.log());
+    assert!(
+        released,
+        "the partition was not taken again: {}",
+        index2.log()
+    );
+    env.post_on(a1, 100, 1);
+    env.assert_exactly_once();
+    // Released cleanly (a failed release would leave it to lapse), taken again.
+    assert!(epoch_sum(&env) > before);
+    assert!(
+        !index2.log().contains("lease not released"),
+        "{}",
+        index2.log()
+    );
+    let h = indexer_health(&env, "index-2");
+    assert_eq!(
+        h["serving"].as_array().map(Vec::len),
+        Some(PARTITIONS as usize),
+        "{h}"
+    );
+}

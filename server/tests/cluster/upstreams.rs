@@ -364,6 +364,19 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
     );
     assert_eq!(status, 200, "{gone}");
     assert_eq!(gone["unregistered"], true, "{gone}");
+    // What the upper subscribed to through it ends with it, as on `serve`.
+    assert_eq!(
+        gone["ended_subscriptions"],
+        json!(["320500000000000099032021090108000000001"]),
+        "{gone}"
+    );
+    let (_, left) = ask_as(qa3, Some(&admin), "GET", "/v1/subscriptions", "");
+    assert!(
+        !left
+            .to_string()
+            .contains("320500000000000099032021090108000000001"),
+        "{left}"
+    );
     assert_eq!(
         ask_as(qa3, Some(&admin), "GET", &format!("/v1/upstreams/{id}"), "").0,
         404

@@ -384,6 +384,18 @@ impl Store {
             .collect()
     }
 
+    /// The segments the duplicate check of an append of `events` would fetch (a lazily
+    /// restored store's, not held by its cache), as the manifest names them, with
+    /// their lengths: a caller fetches them all at once, concurrently, before the
+    /// append (its [`crate::SegmentSource`] then hands each over) instead of the
+    /// append fetching them one after another.
+    pub fn unfetched_for_append(&self, events: &[Event]) -> Vec<(String, u64)> {
+        self.duplicate_segments(events)
+            .iter()
+            .filter_map(|s| s.unfetched().map(|(f, n)| (f.to_owned(), n)))
+            .collect()
+    }
+
     /// Opens (fetches) the segments the duplicate check of `events` reads, with no
     /// lock held across the opens.
     fn open_for_duplicates(&self, events: &[Event], opened: &mut Opened) -> Result<()> {

@@ -215,6 +215,14 @@ impl SealedSegment {
         }
     }
 
+    /// The manifest's name of the file when it is fetched from the store's source
+    /// and not held now (its first use would fetch it), with its length; `None` for
+    /// the store's own files and fetched ones held.
+    pub fn unfetched(&self) -> Option<(&str, u64)> {
+        let r = self.remote.as_ref()?;
+        (!r.cache.holds(&self.path)).then_some((self.file.as_str(), self.facts.file_bytes))
+    }
+
     pub fn id(&self) -> u64 {
         self.id
     }

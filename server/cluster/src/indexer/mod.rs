@@ -14,7 +14,11 @@
 //! each old segment fetched on first use (an append's source-id check into its shard,
 //! a compaction, a retention drop, a query); without, every segment. It reads the
 //! log from `checkpoint_seq + 1` with a pull consumer (`ev.{partition}.>`,
-//! `AckPolicy::All`), appends what it fetches, renews its lease, and every
+//! `AckPolicy::All`), appends what it fetches (the old segments an append's source-id
+//! check reads fetched ahead at once, a failed append tried again with backoff up to
+//! `index.append_attempts`, then the lease released), its lease renewed by a keeper
+//! on a task of its own (`partition::keep_lease`: no append, restore or upload
+//! delays a renewal), and every
 //! `commit_interval_ms` or `commit_events`:
 //! 1. seals every memory part (`Store::seal_all`): everything fetched is in segments;
 //!    then compacts closed days as a single node does (`Store::maintain`);
@@ -141,7 +145,7 @@ pub async fn run(
         let partitions = meta.create(config.partitions).await?;
         Ok::<_, ClusterError>((meta, partitions))
     };
-    let (mut meta, partitions) = tokio::select! {
+    let (meta, partitions) = tokio::select! {
         r = starting => r?,
         _ = &mut shutdown => return Ok(()),
     };
@@ -173,6 +177,19 @@ pub async fn run(
         (config.index.janitor_age_s * 1000) as i64,
         config.renew() * JANITOR_EVERY_TICKS as u32,
     ));
+    // The subject → partitions directory of sealed days: one indexer at a time
+    // builds (its own lease), on a task of its own.
+    let directories = config.directory.build.then(|| {
+        tokio::spawn(crate::directory::build::run_every(
+            config.clone(),
+            shared.objects.clone(),
+            shared.js.clone(),
+            owner.clone(),
+        ))
+    });
+    // Given back to the pool (`postgres_pool_size`) after the first tick: each tick
+    // borrows one for its balance.
+    let mut first = Some(meta);
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut tick = tokio::time::interval(config.renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,15 +199,16 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         running.retain(|_, r| !r.join.is_finished());
-        if !meta.is_open() {
-            match Meta::connect_within(&config.postgres, config.lease()).await {
-                Ok(m) => meta = m,
+        let meta = match first.take().filter(Meta::is_open) {
+            Some(m) => m,
+            None => match Meta::connect_within(&config.postgres, config.lease()).await {
+                Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "PostgreSQL unreachable; leases wait");
                     continue;
                 }
-            }
-        }
+            },
+        };
         // Bounded like every PostgreSQL call of a running indexer (`meta::bounded`).
         // A shutdown meanwhile is not kept waiting either. (A balance cut short after
         // a lease was taken leaves that lease unrenewed: it lapses to the next taker.)
@@ -209,6 +227,9 @@ pub async fn run(
     }
     gat1400_sweeper.abort();
     janitor.abort();
+    if let Some(d) = directories {
+        d.abort();
+    }
     tracing::info!(
         owner,
         "indexer stopping: committing and releasing its partitions"
@@ -221,7 +242,11 @@ pub async fn run(
     for (_, r) in running.drain() {
         let _ = r.join.await;
     }
-    let _ = bounded(config.lease(), "leaving the members", meta.leave(&owner)).await;
+    let leaving = async {
+        let meta = Meta::connect_within(&config.postgres, config.lease()).await?;
+        meta.leave(&owner).await
+    };
+    let _ = bounded(config.lease(), "leaving the members", leaving).await;
     Ok(())
 }
 

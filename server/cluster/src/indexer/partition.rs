@@ -15,11 +15,13 @@ use sightline_storage::{Event, SegmentCache, SegmentEntry, ShardKey, Store, Stor
 use tokio::sync::watch;
 
 use super::{connect_meta, Shared};
+use crate::config::ClusterConfig;
 use crate::error::{ClusterError, Result};
 use crate::log::ALERT_HEADER;
 use crate::meta::{bounded, DictChunk, Lease, Meta, RowFacts, SegmentRow};
 use crate::objects::{bundle_key, dict_key, index_key, upload_nonce};
 use crate::partition::{event_id, partition_filter};
+use crate::restore::ObjectSource;
 use crate::{payload, restore};
 
 /// A partition's local store may hold this much in memory parts before it seals
@@ -33,12 +35,21 @@ const MAX_BUNDLE_BYTES: u64 = 256 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause when the log had nothing new.
 const IDLE: Duration = Duration::from_millis(100);
+/// The first pause after a failed append (`index.append_attempts`), doubled after
+/// each further failure up to [`APPEND_BACKOFF_MAX`].
+const APPEND_BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const APPEND_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// An append fetches ahead at most this many bytes of old segments (held in memory
+/// until the store takes them; the rest, if any, the store fetches itself one by one).
+const MAX_FETCH_AHEAD_BYTES: u64 = 256 << 20;
 
 /// One held partition.
 struct Partition {
     shared: Arc<Shared>,
     lease: Lease,
-    meta: Meta,
+    /// A connection of the node's pool while the task uses one; given back at the end
+    /// of each turn of its loop ([`Partition::reconnect`] takes one again).
+    meta: Option<Meta>,
     store: Store,
     /// Segment ids listed in the catalog.
     committed: HashSet<u64>,
@@ -70,6 +81,196 @@ struct Partition {
     index_uploaded: Option<Instant>,
     /// The local sequence the last index this owner uploaded covers (0: none yet).
     index_through: u64,
+    /// Where the old segments of a partition restored lazily come from: an append
+    /// fetches those it needs ahead, all at once ([`Ahead`]).
+    source: Option<Arc<ObjectSource>>,
+    /// Told at each step of the task (a turn of its loop, an append attempt, an
+    /// upload): its keeper renews only while it hears.
+    beat: Beat,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// When a partition's task last made progress, for its keeper: a task that made none
+/// for [`Beat::stall_limit`] (stuck on a statement or a disk that never answers) is not
+/// renewed, so its lease lapses to another indexer instead of being held for ever
+/// by a keeper that only knows the task is alive.
+#[derive(Clone)]
+struct Beat {
+    start: Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A task may go this many leases without a step before its lease is let lapse (and
+/// never less than twice the fetch-ahead bound plus a lease).
+const STALL_LEASES: u32 = 20;
+
+impl Beat {
+    fn new() -> Beat {
+        Beat {
+            start: Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// The task made progress now.
+    fn beat(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the task last made progress.
+    fn silent_for(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+
+    fn stall_limit(cfg: &ClusterConfig) -> Duration {
+        (cfg.lease() * STALL_LEASES)
+            .max(Duration::from_millis(cfg.index.segment_fetch_timeout_ms) * 2 + cfg.lease())
+    }
+}
+
+/// Whether the lease is still this task's, as its keeper ([`keep_lease`]) last found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    /// Renewed `renewals` times so far (none yet: as taken).
+    Held { renewals: u64 },
+    /// A renewal found another epoch: the partition is someone else's.
+    Lost,
+}
+
+/// Renews a lease every `every` with `renew` (`Ok(true)`: renewed; `Ok(false)`: the
+/// epoch is not ours any more) until `stop` is set or the lease is lost, telling
+/// `state`. It runs on a task of its own beside the partition's, so renewals never
+/// wait on the partition's work: an append fetching old segments from a slow S3, a
+/// long seal or upload. A renewal that fails (PostgreSQL away) is logged and tried at
+/// the next tick; the lease lapses only if they all fail for a lease.
+pub(crate) async fn keep_lease<F, Fut>(
+    partition: u32,
+    every: Duration,
+    mut renew: F,
+    state: watch::Sender<LeaseState>,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the lease was just taken.
+    tick.tick().await;
+    let mut renewals = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match renew().await {
+            Ok(true) => {
+                renewals += 1;
+                state.send_replace(LeaseState::Held { renewals });
+            }
+            Ok(false) => {
+                state.send_replace(LeaseState::Lost);
+                return;
+            }
+            Err(e) => tracing::warn!(partition, error = %e, "lease not renewed"),
+        }
+    }
+}
+
+/// A partition's lease keeper on a task of its own ([`keep_lease`]).
+struct Keeper {
+    state: watch::Receiver<LeaseState>,
+    stop: watch::Sender<bool>,
+    join: Option<tokio::task::JoinHandle<()>>,
+    beat: Beat,
+}
+
+impl Keeper {
+    /// Renews `lease` every `renew_ms`, each renewal on a pooled connection of its
+    /// own bounded by a lease.
+    fn start(shared: &Arc<Shared>, lease: Lease) -> Keeper {
+        let cfg = shared.config.clone();
+        let (p, epoch) = (lease.partition, lease.epoch);
+        let beat = Beat::new();
+        let (heard, stall) = (beat.clone(), Beat::stall_limit(&cfg));
+        // The wait for a connection, the connect and the statement together within a
+        // lease (a connection dropped with its statement given up is closed by the
+        // pool's check before it is lent again).
+        let renew = move || {
+            let cfg = cfg.clone();
+            let within = cfg.lease();
+            let silent = heard.silent_for();
+            let renewing = async move {
+                if silent > stall {
+                    // Not renewed: reported lost, so the task (should it wake) stops.
+                    tracing::error!(partition = p, silent_s = silent.as_secs(),
+                        "the partition's task made no progress for too long: its lease is not renewed and lapses to another indexer");
+                    return Ok(false);
+                }
+                let meta = Meta::connect(&cfg.postgres).await?;
+                meta.renew(p, epoch, cfg.index.lease_ms).await
+            };
+            bounded(within, "renewing the lease", renewing)
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (stop, stop_rx) = watch::channel(false);
+        let every = shared.config.renew();
+        let join = tokio::spawn(keep_lease(p, every, renew, state_tx, stop_rx));
+        Keeper {
+            state,
+            stop,
+            join: Some(join),
+            beat,
+        }
+    }
+
+    fn lost(&self) -> bool {
+        *self.state.borrow() == LeaseState::Lost
+    }
+
+    /// Stops renewing before the lease is released (tidiness: a release clears the
+    /// owner, which a late renewal does not restore), waiting for a renewal in
+    /// flight (bounded by a lease).
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(join) = self.join.take() {
+            let _ = join.await;
+        }
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        if let Some(join) = self.join.take() {
+            join.abort();
+        }
+    }
+}
+
+/// What an append fetches ahead ([`append_messages`]): the old segments of a lazily
+/// restored partition its duplicate check will read, all at once (up to `budget`
+/// bytes: the segment cache's bound, more would be evicted before it is read, and at
+/// most [`MAX_FETCH_AHEAD_BYTES`], held in memory meanwhile),
+/// within `within`.
+pub(crate) struct Ahead<'a> {
+    pub(crate) source: &'a ObjectSource,
+    pub(crate) within: Duration,
+    pub(crate) budget: u64,
 }
 
 /// An idle partition (nothing to commit) applies retention this often (days pass).
@@ -152,9 +353,12 @@ pub(super) async fn run_partition(
 ) -> Result<()> {
     let cfg = &shared.config;
     let taken = Instant::now();
+    // Renewed on a task of its own from now on (the restore and every append
+    // included), stopped before the lease is released.
+    let mut keeper = Keeper::start(&shared, lease);
     // A stop while PostgreSQL is away (or the restore runs) ends the task: nothing was
     // committed under this epoch, and the lease lapses to whoever comes next.
-    let mut meta = tokio::select! {
+    let meta = tokio::select! {
         m = connect_meta(cfg) => m,
         _ = stop.changed() => return Ok(()),
     };
@@ -176,8 +380,18 @@ pub(super) async fn run_partition(
     // store lists is removed while it holds the lease: only its own commits take rows
     // out (so no `gone` watch, as a replica has).
     let restoring = async {
-        let committed = meta.committed(p).await?;
-        restore::restore_committed(
+        // Back to the pool once read: not held through the restore's downloads.
+        let mut meta = meta;
+        // Bounded: a half-open connection must not hold the task (and, by its keeper,
+        // the lease) for ever.
+        let committed = bounded(
+            cfg.lease(),
+            "reading the committed segments",
+            meta.committed(p),
+        )
+        .await?;
+        drop(meta);
+        restore::restore_with_source(
             &shared.objects,
             p,
             &committed,
@@ -188,10 +402,23 @@ pub(super) async fn run_partition(
         )
         .await
     };
-    let (store, restored) = tokio::select! {
+    // A restore (a whole partition downloaded without the segment cache) counts as
+    // progress while it runs: the keeper's stall bound is for the steps after it.
+    let beating = {
+        let beat = keeper.beat.clone();
+        tokio::spawn(async move {
+            loop {
+                beat.beat();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let beating = AbortOnDrop(beating);
+    let (store, restored, source) = tokio::select! {
         r = restoring => r?,
         _ = stop.changed() => return Ok(()),
     };
+    drop(beating);
     tracing::info!(
         partition = p,
         epoch = lease.epoch,
@@ -213,7 +440,7 @@ pub(super) async fn run_partition(
     let mut part = Partition {
         shared: shared.clone(),
         lease,
-        meta,
+        meta: None,
         store,
         committed,
         dict_committed: lease.dict_bytes,
@@ -230,27 +457,19 @@ pub(super) async fn run_partition(
         alert_ids_failed: None,
         index_uploaded: None,
         index_through: 0,
+        source,
+        beat: keeper.beat.clone(),
     };
     let mut consumer = None;
-    let mut last_renew = Instant::now();
     // Offered to query nodes once the log has been read to its end.
     let mut offered = false;
     loop {
+        part.beat.beat();
+        if keeper.lost() {
+            return Err(part.fenced().await);
+        }
         if *stop.borrow() {
-            // Each PostgreSQL call bounded by a lease ([`Partition::commit`]): a
-            // stopping indexer never waits on a hung server longer than that.
-            match part.commit().await {
-                Ok(()) => {
-                    let releasing = part.meta.release(p, lease.epoch);
-                    let released = bounded(cfg.lease(), "releasing the lease", releasing).await;
-                    if let Err(e) = released {
-                        tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "last commit failed; the lease will lapse")
-                }
-            }
+            part.finish(&mut keeper).await;
             return Ok(());
         }
         if consumer.is_none() {
@@ -296,7 +515,19 @@ pub(super) async fn run_partition(
                 _ = stop.changed() => {}
             }
         } else {
-            part.append(fetched).await?;
+            match part.append_retrying(fetched, &keeper, &mut stop).await {
+                Ok(()) => {}
+                Err(e @ ClusterError::Fenced { .. }) => return Err(e),
+                Err(e) => {
+                    // Past `index.append_attempts`: what was appended is committed and
+                    // the lease released (the commit taken or not), so the partition
+                    // is taken again soon, by another indexer or by this one anew.
+                    tracing::warn!(partition = p, error = %e, attempts = cfg.index.append_attempts,
+                        "append failed every attempt; committing what is appended and releasing the lease");
+                    part.finish(&mut keeper).await;
+                    return Err(e);
+                }
+            }
         }
         // After a failed commit the next is tried a renewal interval later at the
         // soonest, however many events wait (no retry per fetched batch).
@@ -316,28 +547,7 @@ pub(super) async fn run_partition(
                 }
             }
         }
-        if last_renew.elapsed() >= cfg.renew() {
-            let renewed = match part.reconnect().await {
-                Ok(()) => {
-                    let renewing = part.meta.renew(p, lease.epoch, cfg.index.lease_ms);
-                    bounded(cfg.lease(), "renewing the lease", renewing).await
-                }
-                Err(e) => Err(e),
-            };
-            match part.meta.given_up(renewed) {
-                Ok(true) => last_renew = Instant::now(),
-                Ok(false) => {
-                    let read = bounded(cfg.lease(), "reading the lease", part.meta.lease(p)).await;
-                    let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
-                    return Err(ClusterError::Fenced {
-                        partition: p,
-                        ours: lease.epoch,
-                        current,
-                    });
-                }
-                Err(e) => tracing::warn!(partition = p, error = %e, "lease not renewed"),
-            }
-        }
+        part.idle();
     }
 }
 
@@ -414,6 +624,7 @@ pub(crate) async fn append_messages(
     partition: u32,
     after: u64,
     messages: Vec<jetstream::Message>,
+    ahead: Option<Ahead<'_>>,
 ) -> Result<Option<Appended>> {
     let p = partition;
     let mut events: Vec<Event> = Vec::with_capacity(messages.len());
@@ -459,6 +670,33 @@ pub(crate) async fn append_messages(
     let Some((seq, message)) = last else {
         return Ok(None);
     };
+    // The old segments the duplicate check will read, fetched all at once (not one
+    // range read after another inside the append); a failure fails the append
+    // before anything of it is stored.
+    if let Some(ahead) = ahead.filter(|_| !events.is_empty()) {
+        let mut total = 0u64;
+        let files: Vec<String> = store
+            .unfetched_for_append(&events)
+            .into_iter()
+            .filter(|(_, len)| {
+                total = total.saturating_add(*len);
+                total <= ahead.budget
+            })
+            .map(|(f, _)| f)
+            .collect();
+        if !files.is_empty() {
+            let started = Instant::now();
+            let got = ahead.source.prefetch(&files, ahead.within).await?;
+            tracing::info!(
+                partition = p,
+                segments = got.segments,
+                bytes = got.bytes,
+                objects = got.objects,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "segments fetched ahead of an append"
+            );
+        }
+    }
     let n = events.len() as u64;
     let s = store.clone();
     let (before, results) = tokio::task::spawn_blocking(move || {
@@ -565,10 +803,120 @@ impl Partition {
             .map_err(|e| ClusterError::log("create consumer")(e.to_string()))
     }
 
-    /// Appends the events of `messages` past `last_seq` to the local store.
+    /// The error of a lease found taken: the epoch now holding it, as read.
+    async fn fenced(&mut self) -> ClusterError {
+        let p = self.lease.partition;
+        let within = self.shared.config.lease();
+        let read = match self.reconnect().await {
+            Ok(()) => {
+                let reading = async { self.meta()?.lease(p).await };
+                bounded(within, "reading the lease", reading).await
+            }
+            Err(e) => Err(e),
+        };
+        let (_, current, _, _) = read.unwrap_or((None, -1, 0, 0));
+        ClusterError::Fenced {
+            partition: p,
+            ours: self.lease.epoch,
+            current,
+        }
+    }
+
+    /// A clean stop: commits what is appended, stops renewing, and releases the lease
+    /// (each PostgreSQL call bounded by a lease: a stopping indexer never waits on a
+    /// hung server longer than that). A last commit that fails leaves the lease to
+    /// lapse.
+    async fn finish(&mut self, keeper: &mut Keeper) {
+        let (p, epoch) = (self.lease.partition, self.lease.epoch);
+        let within = self.shared.config.lease();
+        match self.commit().await {
+            Err(e @ ClusterError::Fenced { .. }) => {
+                keeper.stop().await;
+                tracing::warn!(partition = p, error = %e, "last commit fenced: the lease is another's");
+                return;
+            }
+            // Released all the same: the next owner replays from the checkpoint the
+            // catalog holds (a commit is one transaction: in or out), so nothing
+            // appended here is lost, and the partition does not wait a lease.
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "last commit failed; releasing the lease (the next owner replays from the checkpoint)")
+            }
+            Ok(()) => {}
+        }
+        keeper.stop().await;
+        let released = match self.reconnect().await {
+            Ok(()) => {
+                let releasing = async { self.meta()?.release(p, epoch).await };
+                bounded(within, "releasing the lease", releasing).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = released {
+            tracing::warn!(partition = p, error = %e, "lease not released; it will lapse");
+        }
+    }
+
+    /// [`Partition::append`], tried again after a failure (old segments not fetched:
+    /// S3 away or slow) up to `index.append_attempts` times in all with a doubling
+    /// backoff, each failure logged; the lease is kept meanwhile by its keeper. Ends
+    /// early (`Ok`, nothing appended) on a stop, and with [`ClusterError::Fenced`]
+    /// when the keeper found the lease taken.
+    async fn append_retrying(
+        &mut self,
+        messages: Vec<jetstream::Message>,
+        keeper: &Keeper,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let p = self.lease.partition;
+        let attempts = self.shared.config.index.append_attempts.max(1);
+        let mut backoff = APPEND_BACKOFF_FIRST;
+        let mut attempt = 1;
+        loop {
+            self.beat.beat();
+            let failed = match self.append(messages.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= attempts => return Err(e),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                partition = p,
+                attempt,
+                attempts,
+                backoff_ms = backoff.as_millis() as u64,
+                error = %failed,
+                "append failed; trying again, the lease kept"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+            if keeper.lost() {
+                return Err(self.fenced().await);
+            }
+            backoff = (backoff * 2).min(APPEND_BACKOFF_MAX);
+            attempt += 1;
+        }
+    }
+
+    /// Appends the events of `messages` past `last_seq` to the local store, the old
+    /// segments its duplicate check reads fetched ahead ([`Ahead`]).
     async fn append(&mut self, messages: Vec<jetstream::Message>) -> Result<()> {
         let p = self.lease.partition;
-        let Some(appended) = append_messages(&self.store, p, self.last_seq, messages).await? else {
+        let cfg = &self.shared.config;
+        let ahead = self.source.as_deref().map(|source| Ahead {
+            source,
+            within: cfg.segment_fetch_timeout(),
+            budget: cfg.index.segment_cache_bytes.min(MAX_FETCH_AHEAD_BYTES),
+        });
+        let appended = append_messages(&self.store, p, self.last_seq, messages, ahead).await;
+        // What was fetched ahead and not read (a failed append) is not kept in memory.
+        if let Some(source) = &self.source {
+            source.clear_staged();
+        }
+        let Some(appended) = appended? else {
             return Ok(());
         };
         self.last_seq = appended.seq;
@@ -599,14 +947,14 @@ impl Partition {
         }
         let recorded = match self.reconnect().await {
             Ok(()) => {
-                let writing = self.meta.add_alert_events(&self.alert_ids);
+                let writing = self.meta()?.add_alert_events(&self.alert_ids);
                 let written = bounded(
                     self.shared.config.lease(),
                     "recording alerted events' ids",
                     writing,
                 )
                 .await;
-                self.meta.given_up(written)
+                self.given_up(written)
             }
             Err(e) => Err(e),
         };
@@ -636,12 +984,12 @@ impl Partition {
         let reading = bounded(
             self.shared.config.lease(),
             "reading the retention policy",
-            self.meta.retention_days(),
+            self.meta()?.retention_days(),
         )
         .await;
         // A failed or malformed read keeps the last policy applied (none before the
         // first): retention waits, the commit does not.
-        let retention = match self.meta.given_up(reading) {
+        let retention = match self.given_up(reading) {
             Ok(r) => r,
             Err(e) => {
                 let kept = self.retention_applied.flatten();
@@ -793,6 +1141,7 @@ impl Partition {
                     continue;
                 };
                 let object_key = bundle_key(p, epoch, (lo, hi), members.len(), upload_nonce());
+                self.beat.beat();
                 self.shared
                     .objects
                     .put_create(&object_key, Bytes::from(std::mem::take(&mut bundle)))
@@ -808,6 +1157,7 @@ impl Partition {
             false => {
                 let len = dict.len() as u64;
                 let object_key = dict_key(p, epoch, dict_from, len, upload_nonce());
+                self.beat.beat();
                 self.shared
                     .objects
                     .put_create(&object_key, Bytes::from(dict))
@@ -852,6 +1202,7 @@ impl Partition {
         let checkpoint = self.last_seq;
         self.reconnect().await?;
         let lease_ms = self.shared.config.index.lease_ms;
+        let within = self.shared.config.lease();
         let mut committed = if fault_commit("lose-commit") {
             tracing::warn!(
                 partition = p,
@@ -859,7 +1210,7 @@ impl Partition {
             );
             Err(ClusterError::Timeout("the commit (fault point)"))
         } else {
-            let transaction = self.meta.commit(
+            let transaction = self.meta_mut()?.commit(
                 p,
                 epoch,
                 &rows,
@@ -870,8 +1221,8 @@ impl Partition {
                 lease_ms,
                 index_key.as_deref(),
             );
-            let committed = bounded(self.shared.config.lease(), "the commit", transaction).await;
-            self.meta.given_up(committed)
+            let committed = bounded(within, "the commit", transaction).await;
+            self.given_up(committed)
         };
         if committed.is_ok() && fault_commit("lose-commit-answer") {
             tracing::warn!(partition = p, "fault point: committed, the answer lost");
@@ -949,9 +1300,9 @@ impl Partition {
             tracing::warn!(partition = p, error = %e, "index uploaded, not named");
             return;
         }
-        let naming = self.meta.set_index(p, epoch, &key);
+        let naming = async { self.meta()?.set_index(p, epoch, &key).await };
         let named = bounded(within, "naming the index", naming).await;
-        match self.meta.given_up(named) {
+        match self.given_up(named) {
             Ok(true) => {
                 self.index_uploaded = Some(Instant::now());
                 self.index_through = through;
@@ -992,14 +1343,44 @@ impl Partition {
         }
     }
 
+    /// The connection [`Partition::reconnect`] took (an error without one).
+    fn meta(&self) -> Result<&Meta> {
+        self.meta
+            .as_ref()
+            .ok_or(ClusterError::Timeout("PostgreSQL connection (none taken)"))
+    }
+
+    fn meta_mut(&mut self) -> Result<&mut Meta> {
+        self.meta
+            .as_mut()
+            .ok_or(ClusterError::Timeout("PostgreSQL connection (none taken)"))
+    }
+
+    /// [`Meta::given_up`] on the connection held, if any.
+    fn given_up<T>(&self, r: Result<T>) -> Result<T> {
+        match &self.meta {
+            Some(m) => m.given_up(r),
+            None => r,
+        }
+    }
+
+    /// Gives the connection back to the node's pool (`postgres_pool_size`) between
+    /// turns of the task's loop: a node's partitions share a bounded number of
+    /// connections instead of holding one each.
+    fn idle(&mut self) {
+        self.meta = None;
+    }
+
     /// A usable connection: the current one, or a new one when it broke or a call
     /// on it was given up (the connect bounded by a lease, tried at most once a
     /// lease). `Err` when there is none: the caller's call fails at once instead of
     /// waiting on a connection known to hang.
     async fn reconnect(&mut self) -> Result<()> {
-        if self.meta.is_open() {
+        if self.meta.as_ref().is_some_and(Meta::is_open) {
             return Ok(());
         }
+        // A broken one is closed as it drops (not given back to the pool).
+        self.meta = None;
         let cfg = &self.shared.config;
         if self.connect_after.is_some_and(|t| Instant::now() < t) {
             return Err(ClusterError::Timeout(
@@ -1008,7 +1389,7 @@ impl Partition {
         }
         match Meta::connect_within(&cfg.postgres, cfg.lease()).await {
             Ok(m) => {
-                self.meta = m;
+                self.meta = Some(m);
                 self.connect_after = None;
                 Ok(())
             }
@@ -1038,9 +1419,9 @@ impl Partition {
         let p = self.lease.partition;
         let within = self.shared.config.lease();
         let probe: Vec<u64> = doubt.probe().into_iter().collect();
-        let reading = self.meta.commit_state(p, &probe);
+        let reading = self.meta_mut()?.commit_state(p, &probe);
         let read = bounded(within, "reading the commit state", reading).await;
-        let (epoch, checkpoint, dict_bytes, listed) = match self.meta.given_up(read) {
+        let (epoch, checkpoint, dict_bytes, listed) = match self.given_up(read) {
             Ok(state) => state,
             Err(e) => {
                 self.doubt = Some(doubt);
@@ -1072,6 +1453,95 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// The keeper of a lease renewed while its partition is busy for ten leases (a
+    /// slow fetch: here the test's own task asleep that long, on tokio's paused
+    /// clock): renewed every `renew_ms`, never a gap past it, whatever the task does.
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_is_renewed_every_interval_while_the_partition_task_is_busy() {
+        let renew = Duration::from_millis(500);
+        let lease = Duration::from_millis(3_000);
+        let at: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+        let seen = at.clone();
+        let renewer = move || {
+            let seen = seen.clone();
+            async move {
+                // A renewal takes a moment (a round trip).
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                seen.lock().unwrap().push(tokio::time::Instant::now());
+                Ok(true)
+            }
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (stop, stop_rx) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let keeper = tokio::spawn(keep_lease(7, renew, renewer, state_tx, stop_rx));
+        // The partition's task, busy with one fetch for ten leases.
+        tokio::time::sleep(lease * 10).await;
+        let renewals = at.lock().unwrap().clone();
+        assert!(
+            renewals.len() >= 58,
+            "{} renewals in {:?}",
+            renewals.len(),
+            lease * 10
+        );
+        let mut last = started;
+        for t in &renewals {
+            assert!(
+                *t - last <= renew + Duration::from_millis(50),
+                "a gap of {:?}",
+                *t - last
+            );
+            last = *t;
+        }
+        assert_eq!(
+            *state.borrow(),
+            LeaseState::Held {
+                renewals: renewals.len() as u64
+            }
+        );
+        // Stopped (before a release): no renewal after.
+        stop.send(true).unwrap();
+        keeper.await.unwrap();
+        let n = at.lock().unwrap().len();
+        tokio::time::sleep(lease).await;
+        assert_eq!(at.lock().unwrap().len(), n);
+    }
+
+    /// Failed renewals (PostgreSQL away) are tried at every tick, the lease still
+    /// held as far as the keeper knows; a renewal that finds another epoch ends the
+    /// keeper with `Lost`.
+    #[tokio::test(start_paused = true)]
+    async fn a_keeper_tries_again_after_failures_and_ends_when_the_lease_is_taken() {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let c = calls.clone();
+        let renewer = move || {
+            let n = c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            async move {
+                match n {
+                    1..=3 => Err(ClusterError::Timeout("renewing the lease")),
+                    4 => Ok(true),
+                    _ => Ok(false),
+                }
+            }
+        };
+        let (state_tx, state) = watch::channel(LeaseState::Held { renewals: 0 });
+        let (_stop, stop_rx) = watch::channel(false);
+        let keeper = tokio::spawn(keep_lease(
+            7,
+            Duration::from_millis(500),
+            renewer,
+            state_tx,
+            stop_rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(*state.borrow(), LeaseState::Held { renewals: 1 });
+        keeper.await.unwrap();
+        assert_eq!(*state.borrow(), LeaseState::Lost);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 5);
+    }
 
     fn doubt(rows: &[u64], replaced: &[u64]) -> Doubt {
         Doubt {

@@ -115,6 +115,7 @@ impl GatNode {
         let subscriber = || {
             Ok(Subscriber {
                 scope,
+                via_upstream: upper.as_ref().map(|u| u.id.clone()),
                 identify: upper.map(|u| u.device_id),
             })
         };
