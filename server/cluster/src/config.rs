@@ -48,6 +48,8 @@ pub struct ClusterConfig {
     pub index: IndexConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    #[serde(default)]
+    pub gat1400: Gat1400Config,
     /// The subject → partitions directory of sealed days (`crate::directory`).
     #[serde(default)]
     pub directory: DirectoryConfig,
@@ -92,6 +94,47 @@ pub struct ClusterConfig {
     /// a hang.
     #[serde(default = "default_postgres_wait_ms")]
     pub postgres_wait_ms: u64,
+}
+
+/// `[gat1400]`: what GA/T 1400 platforms may make the cluster do, read by ingest and
+/// query nodes alike (as `serve`'s `--viid-receive-allow`, `--viid-receive-deny`,
+/// `--viid-registration-any-address`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gat1400Config {
+    /// Networks (`"10.1.0.0/16"`, a bare address its own /32 or /128) a platform's
+    /// `ReceiveAddr` (`/VIID/Subscribes`, `/VIID/Dispositions`) may point into
+    /// although refused by default (loopback, link-local, …: server/API.md, "Where a
+    /// platform may make us send"); judged by ingest nodes at subscribe time and by
+    /// query nodes at every connection. Default none: no loopback receiver (a
+    /// cluster's own PostgreSQL, NATS and SeaweedFS ports are there).
+    #[serde(default)]
+    pub receive_allow: Vec<String>,
+    /// Networks a platform's `ReceiveAddr` may never point into, over any allow.
+    /// Default none.
+    #[serde(default)]
+    pub receive_deny: Vec<String>,
+    /// Take a `/VIID/SubscribeNotifications` for a remote subscription from any
+    /// address, not only those its host resolved to when it was last placed (a
+    /// clustered lower platform sending from several nodes). Default false.
+    #[serde(default)]
+    pub registration_any_address: bool,
+}
+
+/// Whether `s` is a network (`CIDR`) or a bare IP address, as `[gat1400]` takes them.
+fn is_network(s: &str) -> bool {
+    match s.split_once('/') {
+        None => s.parse::<std::net::IpAddr>().is_ok(),
+        Some((ip, len)) => match (ip.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+            (Ok(std::net::IpAddr::V4(_)), Ok(l)) => {
+                l <= 32 && len.bytes().all(|b| b.is_ascii_digit())
+            }
+            (Ok(std::net::IpAddr::V6(_)), Ok(l)) => {
+                l <= 128 && len.bytes().all(|b| b.is_ascii_digit())
+            }
+            _ => false,
+        },
+    }
 }
 
 /// Shortest [`ClusterConfig::partition_token`] accepted.
@@ -794,6 +837,16 @@ impl ClusterConfig {
         if g.viid_server_id.len() != 20 || !g.viid_server_id.bytes().all(|b| b.is_ascii_digit()) {
             return bad("ingest.viid_server_id: a 20-digit GA/T 1400 id");
         }
+        for (name, list) in [
+            ("gat1400.receive_allow", &self.gat1400.receive_allow),
+            ("gat1400.receive_deny", &self.gat1400.receive_deny),
+        ] {
+            if let Some(n) = list.iter().find(|n| !is_network(n.trim())) {
+                return Err(ClusterError::Config(format!(
+                    "{name}: {n:?} is not a network like 10.0.0.0/8 or fd00::/8"
+                )));
+            }
+        }
         let q = &self.query;
         if q.timeout_ms == 0 || q.call_timeout_ms == 0 || q.slots == 0 || q.max_result_rows == 0 {
             return bad("query.timeout_ms, call_timeout_ms, slots, max_result_rows: positive");
@@ -1146,5 +1199,27 @@ secret_key = "s"
         assert_eq!(c.query.audit_dir(), PathBuf::from("/srv/audit"));
         let c = parse(&format!("{MINIMAL}\n[query]\ndata = \"/var/lib/q1/\"")).unwrap();
         assert_eq!(c.query.audit_dir(), PathBuf::from("/var/lib/q1-audit"));
+    }
+
+    #[test]
+    fn gat1400_receivers_default_to_none_and_networks_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.gat1400.receive_allow.is_empty() && c.gat1400.receive_deny.is_empty());
+        assert!(!c.gat1400.registration_any_address);
+        let with = |t: &str| parse(&format!("{MINIMAL}\n[gat1400]\n{t}\n"));
+        let c = with(
+            r#"receive_allow = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]
+receive_deny = ["10.9.0.0/16"]
+registration_any_address = true"#,
+        )
+        .unwrap();
+        assert_eq!(c.gat1400.receive_allow.len(), 3);
+        assert!(c.gat1400.registration_any_address);
+        for bad in ["10.0.0.0/33", "intranet", "10.0.0.0/+8", "::1/129"] {
+            let e = with(&format!("receive_deny = [{bad:?}]"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("gat1400.receive_deny") && e.contains(bad), "{e}");
+        }
     }
 }

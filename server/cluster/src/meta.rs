@@ -456,6 +456,16 @@ CREATE TABLE IF NOT EXISTS remote_subscriptions (
 );
 CREATE INDEX IF NOT EXISTS remote_subscriptions_subscribe_id
     ON remote_subscriptions (subscribe_id);
+-- One upstream per configured server_id (`Meta::add_upstream`): two creates on two
+-- nodes at once cannot both win. Upstreams that already share one (made before)
+-- keep working, without the index (logged by PostgreSQL as a warning).
+DO $$ BEGIN
+    CREATE UNIQUE INDEX IF NOT EXISTS subscriptions_upstream_server_id
+        ON subscriptions ((body->'upstream'->>'server_id'))
+        WHERE body->'upstream'->>'server_id' IS NOT NULL;
+EXCEPTION WHEN unique_violation THEN
+    RAISE WARNING 'two upstreams share a server_id: one upstream per server_id is checked at each create only';
+END $$;
 ";
 
 fn to_u64(v: i64) -> u64 {

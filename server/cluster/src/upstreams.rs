@@ -87,6 +87,81 @@ fn remote_of(r: &tokio_postgres::Row) -> RemoteRow {
 }
 
 impl Meta {
+    /// Adds upstream `id` (a `subscriptions` row, as [`Meta::add_subscription`]) unless
+    /// another upstream has its 视图库 id `server_id` — configured in its body, or
+    /// learned at its registration — decided in the insert statement (a unique index
+    /// on the configured id: two creates at once on two nodes cannot both win).
+    /// `Err(other)`: the upstream that has it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_upstream(
+        &self,
+        id: &str,
+        owner: &str,
+        body_json: &str,
+        cursor: &str,
+        server_id: Option<&str>,
+        max_total: usize,
+        max_owned: usize,
+    ) -> Result<std::result::Result<crate::subscriptions::Added, String>> {
+        use crate::subscriptions::Added;
+        let (total, owned) = (
+            i64::try_from(max_total).unwrap_or(i64::MAX),
+            i64::try_from(max_owned).unwrap_or(i64::MAX),
+        );
+        let row = self
+            .client
+            .query_one(
+                "WITH counts AS (SELECT count(*) AS total,
+                                        count(*) FILTER (WHERE owner = $2) AS owned,
+                                        count(*) FILTER (WHERE id = $1) AS there
+                                 FROM subscriptions),
+                      taken AS (SELECT coalesce(
+                                  (SELECT id FROM subscriptions
+                                   WHERE body->'upstream'->>'server_id' = $7 LIMIT 1),
+                                  (SELECT id FROM upstream_sessions
+                                   WHERE server_id = $7 LIMIT 1)) AS other),
+                      added AS (INSERT INTO subscriptions (id, owner, body, cursor)
+                                SELECT $1, $2, $3::text::jsonb, $4 FROM counts, taken
+                                WHERE there = 0 AND total < $5 AND owned < $6
+                                  AND other IS NULL
+                                ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT (SELECT count(*) FROM added), total, owned, there, other
+                 FROM counts, taken",
+                &[&id, &owner, &body_json, &cursor, &total, &owned, &server_id],
+            )
+            .await
+            .map_err(ClusterError::pg("add an upstream"))?;
+        let (added, t, o, there): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let other: Option<String> = row.get(4);
+        if added == 1 {
+            return Ok(Ok(Added::Added));
+        }
+        if let Some(other) = other {
+            return Ok(Err(other));
+        }
+        if there > 0 {
+            return Ok(Ok(Added::Exists));
+        }
+        if t >= total || o >= owned {
+            return Ok(Ok(Added::Full { total: t >= total }));
+        }
+        // Refused by the index: another create of that id won meanwhile.
+        let winner = match server_id {
+            None => None,
+            Some(sid) => self
+                .client
+                .query_opt(
+                    "SELECT id FROM subscriptions WHERE body->'upstream'->>'server_id' = $1 LIMIT 1",
+                    &[&sid],
+                )
+                .await
+                .map_err(ClusterError::pg("read an upstream's server_id"))?
+                .map(|r| r.get::<_, String>(0)),
+        };
+        Ok(winner.map_or(Ok(Added::Exists), Err))
+    }
+
     /// Writes an upstream's registration under its lease (subscription `id` at
     /// `epoch`, unexpired); false when the lease is not that any more (nothing is
     /// written).
@@ -270,6 +345,32 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("read remote subscriptions"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Of `subscribe_ids`, those of remote subscriptions not being cancelled, each
+    /// with where it was placed (its URL) and the addresses its holder last wrote
+    /// that host resolved to (`status.resolved`).
+    pub async fn remote_subscription_senders(
+        &self,
+        subscribe_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, (String, Vec<String>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT subscribe_id, coalesce(body->>'url', ''),
+                        coalesce(ARRAY(SELECT jsonb_array_elements_text(
+                            CASE jsonb_typeof(status->'resolved') WHEN 'array'
+                                 THEN status->'resolved' ELSE '[]'::jsonb END)), '{}')
+                 FROM remote_subscriptions WHERE subscribe_id = ANY($1)
+                   AND NOT coalesce((body->>'cancelling')::boolean, false)",
+                &[&subscribe_ids],
+            )
+            .await
+            .map_err(ClusterError::pg("read remote subscriptions"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect())
     }
 
     /// The remote subscriptions nobody holds now, by id.

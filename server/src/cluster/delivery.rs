@@ -135,6 +135,9 @@ struct Ctx {
     reads: tokio::sync::Semaphore,
     host: ClusterHost,
     outbound: Outbound,
+    /// Where a platform's `ReceiveAddr` may point (`[gat1400]`): a subscription a
+    /// platform made connects only through `outbound` checked with it.
+    receive: crate::http::egress::ReceivePolicy,
     holder: String,
 }
 
@@ -155,6 +158,7 @@ pub(super) fn start(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let outbound = Outbound::new(None).map_err(|e| format!("outbound TLS: {e}"))?;
+    let receive = super::receive_policy(&node.config)?;
     let objects = super::pictures::objects(&node.config)
         .map_err(|e| format!("object storage for deliveries: {e}"))?;
     let ctx = Arc::new(Ctx {
@@ -170,6 +174,7 @@ pub(super) fn start(
             failed: std::sync::Mutex::new(None),
         },
         outbound,
+        receive,
         holder: format!("{}-{:08x}", node.config.owner(), rand::random::<u32>()),
         node,
     });
@@ -446,6 +451,10 @@ struct Worker {
     viid: Option<String>,
     /// An upstream's registration: its uploads go under it.
     session: Option<Arc<Session>>,
+    /// How it connects: for a receiver a platform named (`/VIID/Subscribes`, a
+    /// disposition's `ReceiveAddr`), only to the addresses `[gat1400]` and the
+    /// defaults permit, each connection resolved and checked (`http::egress`).
+    outbound: Outbound,
 }
 
 /// One POST of a batch: the path on the receiver's origin, the body, its items.
@@ -463,12 +472,17 @@ impl Worker {
         let identify = s.viid.as_ref().and_then(|v| v.identify.clone());
         let viid =
             (s.format == "gat1400").then(|| identify.unwrap_or_else(|| ctx.host.server_id.clone()));
+        let outbound = match s.platform_named() {
+            true => ctx.outbound.checked(&ctx.receive),
+            false => ctx.outbound.clone(),
+        };
         Ok(Worker {
             s,
             addr,
             path,
             viid,
             session,
+            outbound,
         })
     }
 
@@ -511,7 +525,7 @@ impl Worker {
             Some(session) => Some((session.device_id(), false)),
             None => self.viid.as_deref().map(|id| (id, true)),
         };
-        let sent = deliver::post(&self.addr, &path, payload, viid, n, &ctx.outbound).await;
+        let sent = deliver::post(&self.addr, &path, payload, viid, n, &self.outbound).await;
         if let (
             Some(session),
             Err(DeliveryError::Refused {
@@ -627,6 +641,8 @@ impl Worker {
         let node = ctx.node.clone();
         let timeout = node.timeout();
         let (s, cursor) = (self.s.clone(), cursor.clone());
+        // A tollgate's subscription reads objects as uploaded (`deliver::taken`).
+        let host = ctx.host.for_batch(s.scope.clone());
         // One of the node's feed reads (`query.delivery_reads`), held for the read.
         let _read = ctx
             .reads
@@ -649,13 +665,15 @@ impl Worker {
                 let (_, e) = page.unavailable.into_iter().next().expect("not empty");
                 return Err(ApiError::from(e));
             }
-            let events = page
-                .events
-                .iter()
-                .filter(|(e, _)| s.matches(e))
-                .map(|(e, a)| serde_json::to_value(EventOut::decoded(e, a)))
-                .collect::<Result<Vec<Value>, _>>()
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            // `serve`'s matcher: its filters, or an object taken at a subscribed
+            // tollgate; object storage failing, the page is read again later.
+            let events = deliver::taken(&host, &s, &page.events, |e, a| {
+                serde_json::to_value(EventOut::decoded(e, a)).map_err(|e| e.to_string())
+            })
+            .map_err(ApiError::internal)?;
+            if let Some(why) = host.failure() {
+                return Err(ApiError::StorageUnavailable(why));
+            }
             Ok((events, page.next, page.more))
         });
         match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {

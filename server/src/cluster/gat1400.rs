@@ -114,6 +114,9 @@ const NONCE_USE_KEPT_MS: i64 = 600_000;
 /// An ingest node's gateway.
 pub(super) struct GatNode {
     config: ClusterConfig,
+    /// Where a platform's `ReceiveAddr` may point (`[gat1400]`, judged at subscribe
+    /// time as on `serve`).
+    receive: crate::http::egress::ReceivePolicy,
     gateway: Gateway,
     directory: Directory,
     objects: Objects,
@@ -485,6 +488,7 @@ impl GatNode {
             callers: PerCaller::new(crate::DEFAULT_VIID_PER_CALLER),
             bytes: ByteBudget::new(config.ingest.max_viid_inflight_bytes),
             writer: tokio::sync::Mutex::new(None),
+            receive: super::receive_policy(config)?,
             config: config.clone(),
         });
         let mut meta = None;
@@ -1433,22 +1437,38 @@ async fn notifications(node: &GatNode, req: Request<Incoming>, mut x: Exchange) 
         .collect();
     named.sort_unstable();
     named.dedup();
-    let live: Result<std::collections::HashSet<String>, _> = match named.is_empty() {
-        true => Ok(Default::default()),
-        false => {
-            node.write("read remote subscriptions", move |m| {
-                Box::pin(async move { m.remote_subscriptions_live(&named).await })
-            })
-            .await
-        }
-    };
+    let live: Result<std::collections::HashMap<String, (String, Vec<String>)>, _> =
+        match named.is_empty() {
+            true => Ok(Default::default()),
+            false => {
+                node.write("read remote subscriptions", move |m| {
+                    Box::pin(async move { m.remote_subscription_senders(&named).await })
+                })
+                .await
+            }
+        };
     let mut statuses = Vec::with_capacity(notifications.len());
     for n in &notifications {
         let id = crate::gat1400::text(n, "NotificationID").unwrap_or_default();
         let subscribe_id = crate::gat1400::text(n, "SubscribeID").unwrap_or_default();
-        match live.as_ref().map(|l| l.contains(&subscribe_id)) {
-            Ok(true) => {}
-            Ok(false) => {
+        match live.as_ref().map(|l| l.get(&subscribe_id)) {
+            Ok(Some((url, resolved))) => {
+                // From the platform it was placed at, as on `serve` (any address with
+                // `gat1400.registration_any_address`).
+                let resolved: Vec<IpAddr> =
+                    resolved.iter().filter_map(|a| a.parse().ok()).collect();
+                if !node.config.gat1400.registration_any_address
+                    && !crate::subscriptions::remote::sender_among(url, &resolved, x.peer)
+                {
+                    let from = x.peer.map_or_else(String::new, |p| format!(" from {p}"));
+                    let why = format!(
+                        "SubscribeID {subscribe_id:?} was placed at {url}: its notifications come from there, not{from}"
+                    );
+                    statuses.push(status(&id, crate::gat1400::INVALID_OPERATION, &why));
+                    continue;
+                }
+            }
+            Ok(None) => {
                 let why =
                     format!("订阅不存在: no subscription {subscribe_id:?} placed by this cluster");
                 statuses.push(status(&id, crate::gat1400::OTHER_ERROR, &why));

@@ -242,6 +242,9 @@ async fn post_events(
     // below the minimum rate (a client trickling a body would hold a slot for good).
     // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
     let (head, body) = req.into_parts();
+    // As `serve` decodes it (`http::call`): gzip/x-gzip inflated within `max`,
+    // another coding 415 before the body is read, a UTF-8 byte order mark dropped.
+    let gzipped = crate::http::call::gzipped(&head.headers)?;
     let body = crate::http::body::refuse_declared(&head.headers, body, max)?;
     let (body, _) = crate::http::body::read_paced(
         body,
@@ -251,6 +254,7 @@ async fn post_events(
         crate::DEFAULT_MIN_BODY_RATE,
     )
     .await?;
+    let body = crate::http::call::decoded(body, gzipped, binary, max).await?;
     let now = crate::now_ms();
     let mut valid: Vec<Event> = Vec::new();
     // (position, index into `valid` or why refused), in input order.

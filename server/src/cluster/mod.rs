@@ -199,6 +199,22 @@ fn listener_tls(
 }
 
 /// `http` or `https`, as a listener speaks.
+/// `[gat1400]`'s receiver policy (`http::egress`): where a platform's `ReceiveAddr`
+/// may make the cluster send. Why not, naming the key, when a network does not read
+/// (the node does not start).
+pub(crate) fn receive_policy(
+    c: &sightline_cluster::config::ClusterConfig,
+) -> Result<crate::http::egress::ReceivePolicy, String> {
+    let parse = |name: &str, list: &[String]| {
+        crate::http::egress::parse_networks(&list.join(",")).map_err(|e| format!("{name}: {e}"))
+    };
+    Ok(crate::http::egress::ReceivePolicy {
+        allow: parse("gat1400.receive_allow", &c.gat1400.receive_allow)?,
+        deny: parse("gat1400.receive_deny", &c.gat1400.receive_deny)?,
+        named: crate::http::egress::Named::ClusterToml,
+    })
+}
+
 fn scheme(tls: &Option<std::sync::Arc<crate::tls::ServerTls>>) -> &'static str {
     match tls {
         Some(_) => "https",

@@ -107,7 +107,9 @@ fn listed_remote(r: &sightline_cluster::upstreams::RemoteRow) -> Result<Value, A
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok());
     if let (Some(Value::Object(m)), Some(_)) = (written, &r.holder) {
-        for (k, val) in m {
+        // `resolved` is for the ingest nodes (where notifications may come from), not
+        // listed, as on `serve`.
+        for (k, val) in m.into_iter().filter(|(k, _)| k != "resolved") {
             v["status"][&k] = val;
         }
     }
@@ -193,8 +195,27 @@ impl Catalog {
         let cursor = start_of(self, false, o.get("from"), partitions, now).await?;
         let text = serde_json::to_string(&s).expect("serializes");
         let (id, owner) = (s.id.clone(), s.owner.clone());
-        let added = on_meta!(self, "add an upstream", |m| m
-            .add_subscription(&id, &owner, &text, &cursor, max_total, max_owned))?;
+        // One upstream per 视图库 id, as on `serve` (decided in the insert statement).
+        let sid = s.upstream.as_ref().and_then(|u| u.server_id.clone());
+        let added = on_meta!(self, "add an upstream", |m| m.add_upstream(
+            &id,
+            &owner,
+            &text,
+            &cursor,
+            sid.as_deref(),
+            max_total,
+            max_owned
+        ))?;
+        let added = match added {
+            Ok(added) => added,
+            Err(other) => {
+                return Err(crate::subscriptions::upstream_handlers::server_id_taken(
+                    sid.as_deref().unwrap_or_default(),
+                    &other,
+                    caller,
+                ))
+            }
+        };
         match added {
             Added::Added => {}
             Added::Full { total } => {
@@ -359,7 +380,15 @@ async fn renew(catalog: &Catalog, held: &mut HashMap<String, HeldRemote>, ttl: u
             gone.push(id.clone());
             continue;
         }
-        let status = serde_json::to_string(&*h.status.lock().expect("status")).expect("serializes");
+        // With the addresses its host resolved to before the last placing: where
+        // ingest nodes take its notifications from (`gat1400.rs` `notifications`).
+        let status = {
+            let st = h.status.lock().expect("status");
+            let mut v = serde_json::to_value(&*st).expect("serializes");
+            let resolved: Vec<String> = st.resolved.iter().map(|ip| ip.to_string()).collect();
+            v["resolved"] = resolved.into();
+            v.to_string()
+        };
         match pg!(catalog, "renew a remote subscription", |m| m
             .renew_remote_subscription(id, h.epoch, ttl, &status))
         {

@@ -81,22 +81,10 @@ impl Call {
     /// read); a leading UTF-8 byte order mark dropped from a text body (RFC 8259 §8.1),
     /// never from a binary batch.
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
-        let gzipped = crate::gat1400::handlers::coding(self.header(CONTENT_ENCODING))
-            .map_err(ApiError::UnsupportedEncoding)?;
+        let gzipped = gzipped(&self.head.headers)?;
         let body = self.body_budgeted(max, None).await?.0;
-        let body = match gzipped {
-            false => body,
-            true => {
-                tokio::task::spawn_blocking(move || crate::gat1400::handlers::gunzip(&body, max))
-                    .await
-                    .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??
-            }
-        };
-        // A binary batch's bytes are its own: EF BB BF may begin one.
-        match crate::ingest::wire::is_binary(self.header(CONTENT_TYPE)) {
-            true => Ok(body),
-            false => Ok(without_bom(body)),
-        }
+        let binary = crate::ingest::wire::is_binary(self.header(CONTENT_TYPE));
+        decoded(body, gzipped, binary, max).await
     }
 
     /// The request body within `max` bytes and, when given, the bytes left in
@@ -114,6 +102,35 @@ impl Call {
             }
             None => Ok((Bytes::new(), Reserved::default())),
         }
+    }
+}
+
+/// Whether a request's body is gzipped (`Content-Encoding: gzip` or `x-gzip`); 415
+/// `unsupported_encoding` for another coding — asked before the body is read.
+pub(crate) fn gzipped(headers: &hyper::HeaderMap) -> Result<bool, ApiError> {
+    let named = headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    crate::gat1400::handlers::coding(named).map_err(ApiError::UnsupportedEncoding)
+}
+
+/// A body as read, inflated (on a blocking thread) within `max` when `gzipped`, a
+/// leading UTF-8 byte order mark dropped unless it is a `binary` batch (whose bytes
+/// are its own: EF BB BF may begin one): what `Call::body_within` answers, and a
+/// cluster ingest node's `/v1/events` reads.
+pub(crate) async fn decoded(
+    body: Bytes,
+    gzipped: bool,
+    binary: bool,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    let body = match gzipped {
+        false => body,
+        true => tokio::task::spawn_blocking(move || crate::gat1400::handlers::gunzip(&body, max))
+            .await
+            .map_err(|e| ApiError::internal(format!("inflating the body failed: {e}")))??,
+    };
+    match binary {
+        true => Ok(body),
+        false => Ok(without_bom(body)),
     }
 }
 

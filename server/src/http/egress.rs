@@ -31,11 +31,33 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 /// The operator's networks to allow or deny receivers in (`--viid-receive-allow`,
-/// `--viid-receive-deny`); empty: the defaults alone.
+/// `--viid-receive-deny`; on a cluster `[gat1400] receive_allow`, `receive_deny`);
+/// empty: the defaults alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReceivePolicy {
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
+    /// Where the operator sets them, as a refusal names it.
+    pub named: Named,
+}
+
+/// Where a [`ReceivePolicy`]'s networks are set: `serve`'s flags, or a cluster's
+/// `cluster.toml` (`[gat1400] receive_allow`, `receive_deny`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Named {
+    #[default]
+    Flags,
+    ClusterToml,
+}
+
+impl Named {
+    /// The settings' names: (allow, deny).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Named::Flags => ("--viid-receive-allow", "--viid-receive-deny"),
+            Named::ClusterToml => ("gat1400.receive_allow", "gat1400.receive_deny"),
+        }
+    }
 }
 
 /// Networks written `CIDR,CIDR,…` (a bare address is its own /32 or /128); why not,
@@ -130,13 +152,15 @@ impl ReceivePolicy {
         let ip = canonical(ip);
         let within = |n: &IpNet| n.contains(&ip) || n.contains(&raw);
         if let Some(n) = self.deny.iter().find(|n| within(n)) {
-            return Some(format!("{raw} is in {n}, denied by --viid-receive-deny"));
+            let deny = self.named.names().1;
+            return Some(format!("{raw} is in {n}, denied by {deny}"));
         }
         if self.allow.iter().any(within) {
             return None;
         }
         refused_by_default(ip).map(|why| {
-            format!("{ip} is {why}: refused unless --viid-receive-allow names its network")
+            let allow = self.named.names().0;
+            format!("{ip} is {why}: refused unless {allow} names its network")
         })
     }
 
@@ -215,6 +239,7 @@ mod tests {
         let p = ReceivePolicy {
             allow: parse_networks("127.0.0.1, 169.254.10.0/24").unwrap(),
             deny: parse_networks("10.0.0.0/8,169.254.10.7").unwrap(),
+            ..Default::default()
         };
         assert_eq!(p.refusal(ip("127.0.0.1")), None);
         assert!(p.refusal(ip("127.0.0.2")).is_some());
@@ -227,6 +252,7 @@ mod tests {
         let nat64 = ReceivePolicy {
             allow: Vec::new(),
             deny: parse_networks("64:ff9b::/96").unwrap(),
+            ..Default::default()
         };
         assert!(nat64.refusal(ip("64:ff9b::a00:5")).is_some());
         assert_eq!(nat64.refusal(ip("10.0.0.5")), None);

@@ -252,6 +252,35 @@ fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event
     )
 }
 
+/// The events of a page `sub` takes, as `write` makes them (the API's form): those
+/// its filters pass, and — a GA/T 1400 subscription naming tollgates — another
+/// camera's whose object as uploaded was taken at one of them (its `TollgateID`,
+/// read through `host`). `serve`'s delivery and a cluster's alike.
+pub(crate) fn taken<'a, T: 'a>(
+    host: &dyn Host,
+    sub: &Subscription,
+    page: impl IntoIterator<Item = &'a (sightline_query::Sighting, T)>,
+    write: impl Fn(&sightline_query::Sighting, &T) -> Result<Value, String>,
+) -> Result<Vec<Value>, String> {
+    let tollgates = sub.viid.as_ref().map_or(&[][..], |v| &v.tollgates[..]);
+    let mut events = Vec::new();
+    for (e, at) in page {
+        let strict = sub.matches(e);
+        if !strict && !sub.maybe_at_tollgate(e) {
+            continue;
+        }
+        let v = write(e, at)?;
+        // Another camera's object passes when taken at a subscribed tollgate.
+        if strict
+            || kept_object(host, &v)
+                .is_some_and(|o| crate::gat1400::subscribes::at_tollgate(&o, tollgates))
+        {
+            events.push(v);
+        }
+    }
+    Ok(events)
+}
+
 /// The object an event came from, as uploaded (`GET /v1/objects/{id}`).
 fn kept_object(app: &dyn Host, e: &Value) -> Option<Value> {
     let id = e["object"].as_str()?.strip_prefix("/v1/objects/")?;
@@ -919,22 +948,9 @@ pub(crate) async fn events(
         let (a, sub) = (app.clone(), s.clone());
         let Ok(built) = tokio::task::spawn_blocking(move || {
             let page = feed::page(&a.store, &ask).map_err(|e| e.to_string())?;
-            let mut events: Vec<Value> = Vec::new();
-            for (e, at) in &page.events {
-                let strict = sub.matches(e);
-                if !strict && !sub.maybe_at_tollgate(e) {
-                    continue;
-                }
-                let v = serde_json::to_value(EventOut::of(e, at)).map_err(|e| e.to_string())?;
-                // Another camera's object passes when taken at a subscribed tollgate.
-                let tollgates = sub.viid.as_ref().map_or(&[][..], |v| &v.tollgates[..]);
-                if strict
-                    || kept_object(&*a, &v)
-                        .is_some_and(|o| crate::gat1400::subscribes::at_tollgate(&o, tollgates))
-                {
-                    events.push(v);
-                }
-            }
+            let events = taken(&*a, &sub, &page.events, |e, at| {
+                serde_json::to_value(EventOut::of(e, at)).map_err(|e| e.to_string())
+            })?;
             Ok::<_, String>((
                 deliveries(&a, &sub, &events, page.next_after),
                 page.next_after,

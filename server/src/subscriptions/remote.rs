@@ -79,6 +79,32 @@ fn decode(bytes: &[u8]) -> Result<RemoteSubscription, ApiError> {
         .map_err(|e| ApiError::internal(format!("a stored remote subscription is unreadable: {e}")))
 }
 
+/// Whether `peer` is the platform at `url`: its host when that is an IP address,
+/// else one of `resolved` (its name as resolved before the last placing); IPv4-mapped
+/// addresses as the IPv4 they carry. `serve`'s and a cluster ingest node's check of a
+/// `/VIID/SubscribeNotifications` sender.
+pub(crate) fn sender_among(
+    url: &str,
+    resolved: &[std::net::IpAddr],
+    peer: Option<std::net::IpAddr>,
+) -> bool {
+    let Some(peer) = peer else { return false };
+    let canonical = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let Ok((origin, _)) = crate::http::client::Origin::parse(url) else {
+        return false;
+    };
+    let host = origin.host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => canonical(ip) == canonical(peer),
+        Err(_) => resolved.iter().any(|ip| canonical(*ip) == canonical(peer)),
+    }
+}
+
 impl Remotes {
     /// Starts the worker of every stored remote subscription.
     pub(crate) fn start_all(app: &Arc<App>) -> Result<(), ApiError> {
@@ -172,32 +198,15 @@ impl Remotes {
         if app.config.viid_registration_any_address {
             return true;
         }
-        let Some(peer) = peer else { return false };
-        let canonical = |ip: std::net::IpAddr| match ip {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        let Ok((origin, _)) = crate::http::client::Origin::parse(&r.url) else {
-            return false;
-        };
-        let host = origin.host.trim_start_matches('[').trim_end_matches(']');
-        match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => canonical(ip) == canonical(peer),
-            Err(_) => app
-                .remotes
-                .running
-                .lock()
-                .expect("remotes")
-                .get(&r.id)
-                .is_some_and(|(_, st)| {
-                    let st = st.lock().expect("status");
-                    st.resolved
-                        .iter()
-                        .any(|ip| canonical(*ip) == canonical(peer))
-                }),
-        }
+        let resolved = app
+            .remotes
+            .running
+            .lock()
+            .expect("remotes")
+            .get(&r.id)
+            .map(|(_, st)| st.lock().expect("status").resolved.clone())
+            .unwrap_or_default();
+        sender_among(&r.url, &resolved, peer)
     }
 
     /// Stops every worker (at shutdown).

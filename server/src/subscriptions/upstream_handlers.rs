@@ -127,6 +127,21 @@ fn code(o: &Map<String, Value>, field: &str, default: Option<&str>) -> Result<St
     Ok(v)
 }
 
+/// The 409 for an upstream whose `server_id` upstream `other` has already (`serve`'s
+/// and a cluster's query nodes'): one upstream per 视图库 id, its upper platform let
+/// in by that id with that upstream's scope. A scoped admin is not told the id of an
+/// upstream it may not see.
+pub(crate) fn server_id_taken(id: &str, other: &str, caller: &Caller) -> ApiError {
+    let message = match caller.communities {
+        None => format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
+        Some(_) => format!("server_id {id} is already another upstream's: one upstream per 视图库 id"),
+    };
+    ApiError::Conflict {
+        field: "server_id".into(),
+        message,
+    }
+}
+
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let o = object(body)?;
     let s = upstream_of(&o, &app.config.viid_server_id, caller)?;
@@ -147,15 +162,7 @@ fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, Api
                 .find_map(|(sub, sid)| (&sid == id).then_some(sub))
         };
         if let Some(other) = configured.or_else(learned) {
-            // A scoped admin is not told the id of an upstream it may not see.
-            let message = match caller.communities {
-                None => format!("server_id {id} is already upstream {other}'s: one upstream per 视图库 id (delete {other} first)"),
-                Some(_) => format!("server_id {id} is already another upstream's: one upstream per 视图库 id"),
-            };
-            return Err(ApiError::Conflict {
-                field: "server_id".into(),
-                message,
-            });
+            return Err(server_id_taken(id, &other, caller));
         }
     }
     let from = from_of(&o)?;

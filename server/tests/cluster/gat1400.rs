@@ -1718,3 +1718,68 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
         assert!(body.contains("bad_host"), "{body}");
     }
 }
+
+/// `POST /v1/events` on a cluster ingest node decodes a body as `serve` does
+/// (`http::call::decoded`): `Content-Encoding: gzip` or `x-gzip` inflated within
+/// `ingest.max_body_bytes` (past it 413), another coding 415 before the body is read,
+/// a leading UTF-8 byte order mark dropped.
+#[test]
+fn an_ingest_nodes_events_are_inflated_and_their_byte_order_mark_dropped_as_on_serve() {
+    use std::io::Write;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let cli = env.config_file("cli");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
+    let (_ingest, ia) = env.spawn_with("ingest", "ingest-1", &[], "max_body_bytes = 262144");
+    let ia = ia.unwrap();
+    let gzip = |bytes: &[u8]| {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(bytes).unwrap();
+        z.finish().unwrap()
+    };
+    let post = |coding: &str, body: &[u8]| -> (u16, Value) {
+        let mut request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {feed}\r\n\
+             Content-Type: application/x-ndjson\r\n{coding}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let a = sightline_testkit::send(ia, &request);
+        (
+            a.status,
+            serde_json::from_slice(&a.body).unwrap_or(Value::Null),
+        )
+    };
+    let (events, _) = env.batch(3);
+    for coding in ["gzip", "x-gzip", "GZIP"] {
+        let (events, _) = env.batch(3);
+        let (status, answer) = post(
+            &format!("Content-Encoding: {coding}\r\n"),
+            &gzip(events.as_bytes()),
+        );
+        assert_eq!(
+            (status, &answer["stored"]),
+            (200, &json!(3)),
+            "{coding}: {answer}"
+        );
+    }
+    let mut marked = b"\xEF\xBB\xBF".to_vec();
+    marked.extend_from_slice(events.as_bytes());
+    let (status, answer) = post("", &marked);
+    assert_eq!((status, &answer["stored"]), (200, &json!(3)), "{answer}");
+    let (status, answer) = post("Content-Encoding: br\r\n", events.as_bytes());
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(answer["error"]["code"], "unsupported_encoding", "{answer}");
+    // Inflated past ingest.max_body_bytes: 413, though the gzip itself is small.
+    let (big, _) = env.batch(2_000);
+    let zipped = gzip(big.as_bytes());
+    assert!(
+        zipped.len() < 262_144 && big.len() > 262_144,
+        "{}",
+        zipped.len()
+    );
+    let (status, answer) = post("Content-Encoding: gzip\r\n", &zipped);
+    assert_eq!(status, 413, "{answer}");
+}

@@ -72,6 +72,9 @@ struct Env {
     top_extra: String,
     /// Lines added to the `[index]` table of the nodes spawned from now on.
     index_extra: String,
+    /// The `[gat1400]` table of the nodes spawned from now on (by default loopback
+    /// receivers allowed: the tests' receivers are on 127.0.0.1).
+    gat1400: String,
 }
 
 /// A `sightline cluster …` child process, killed when dropped.
@@ -135,6 +138,7 @@ impl Env {
             query_extra: String::new(),
             top_extra: String::new(),
             index_extra: String::new(),
+            gat1400: "receive_allow = [\"127.0.0.1/32\"]".into(),
         }
     }
 
@@ -178,6 +182,9 @@ renew_ms = 500
 commit_interval_ms = 1000
 janitor_age_s = 3600
 {index_extra}
+
+[gat1400]
+{gat1400}
 "#,
             nats = nats.join(", "),
             pg = self.pg.conninfo(),
@@ -190,6 +197,7 @@ janitor_age_s = 3600
             query_extra = self.query_extra,
             top_extra = self.top_extra,
             index_extra = self.index_extra,
+            gat1400 = self.gat1400,
         );
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();

@@ -1000,3 +1000,195 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     assert_eq!(dispose(&p1, d, "1").0, 0);
     assert!(meta(format!("disposition-{d}")).is_none());
 }
+
+/// `[gat1400] receive_allow`/`receive_deny` on a cluster, as `serve`'s
+/// `--viid-receive-*`: an ingest node refuses a platform's `ReceiveAddr` where the
+/// cluster may not send (status 4 naming why), and a query node delivers a platform's
+/// subscription only to an address its policy permits — an admin key's receiver is
+/// the operator's own and not checked.
+#[test]
+fn platform_receivers_are_judged_by_the_receive_policy_on_ingest_and_query_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400", "add", PLATFORM, "--community", A])
+        .args(["--community-name", A, "--kind", "platform"])
+        .args(["--password", "pw", "--config"])
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let admin = super::console::cli_key(&cli, "admin", None, "city admin");
+    let feed = super::console::cli_key(&cli, "ingest", None, "feed");
+    // The defaults (no loopback) and a denied network on one ingest node, loopback
+    // allowed on another; the query node has the defaults.
+    env.gat1400 = r#"receive_deny = ["10.0.0.0/8"]"#.into();
+    let (_strict, sa) = env.ingest("ingest-strict");
+    env.gat1400 = r#"receive_allow = ["127.0.0.1/32"]"#.into();
+    let (_lax, la) = env.ingest("ingest-lax");
+    env.gat1400 = String::new();
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, qa) = env.query_node("query-1");
+    let to = Receiver::start(&env.rt);
+    let (events, _) = env.batch(60);
+    for at in [sa, la] {
+        let (status, registered) = register(at, "/VIID/System/Register", PLATFORM, "pw");
+        assert_eq!(status, 200, "{registered}");
+    }
+    let p1 = vec![("User-Identify", PLATFORM.to_string())];
+    let first = |answer: &Value| -> (i64, String) {
+        let st = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+        let text = st["StatusString"].as_str().unwrap_or("").to_string();
+        (st["StatusCode"].as_i64().unwrap_or(-1), text)
+    };
+    let subscribe = |at: SocketAddr, id: &str, receive: &str| -> (i64, String) {
+        let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+            "SubscribeID": id, "Title": "t", "SubscribeDetail": "13", "ResourceURI": "",
+            "ReceiveAddr": receive, "OperateType": 0}]}});
+        let (status, _, answer) = viid(at, "POST", "/VIID/Subscribes", &p1, &body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        first(&answer)
+    };
+    let meta = |id: String| {
+        env.rt.block_on(async {
+            let m = Meta::connect(&env.pg.conninfo()).await.unwrap();
+            m.subscription(&id).await.unwrap()
+        })
+    };
+    let loopback = format!("http://{}/VIID/SubscribeNotifications", to.addr);
+    for (n, (receive, why)) in [
+        (loopback.as_str(), "unless gat1400.receive_allow names"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://localhost:9/x", "loopback"),
+        (
+            "http://10.1.2.3:8080/x",
+            "10.0.0.0/8, denied by gat1400.receive_deny",
+        ),
+        ("ftp://192.168.1.2/x", "http"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("32050801012000000009202512010010{n}");
+        let (code, text) = subscribe(sa, &id, receive);
+        // Not http(s): 8, as on `serve`; where we may not send: 4.
+        let want = if why == "http" { 8 } else { 4 };
+        assert_eq!(code, want, "{receive}: {text}");
+        assert!(text.contains(why), "{receive}: {text}");
+        assert!(meta(format!("viid-{id}")).is_none(), "{receive} stored");
+    }
+    let body = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": "320508010120000000092025120100200", "Title": "stolen",
+        "DispositionCategory": "2", "TargetFeature": "苏A99999", "Reason": "case 7",
+        "OperateType": "0", "ReceiveAddr": "http://169.254.169.254/x"}]}});
+    let (status, _, answer) = viid(sa, "POST", "/VIID/Dispositions", &p1, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let (code, text) = first(&answer);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("169.254.169.254"), "{text}");
+    assert!(meta("disposition-320508010120000000092025120100200".into()).is_none());
+
+    // Taken where loopback is allowed; the query node (defaults) never connects.
+    let taken = "320508010120000000092025120100300";
+    assert_eq!(subscribe(la, taken, &loopback).0, 0);
+    let hook = json!({"url": format!("http://{}/hook", to.addr)}).to_string();
+    let (status, made) = ask_as(qa, Some(&admin), "POST", "/v1/subscriptions", &hook);
+    assert_eq!(status, 201, "{made}");
+    let (status, sent) = ask_as(la, Some(&feed), "POST", "/v1/events", &events);
+    assert_eq!(status, 200, "{sent}");
+    let admins = wait_until(Duration::from_secs(90), || {
+        to.bodies().iter().any(|(path, _, _)| path == "/hook")
+    });
+    assert!(admins, "the admin key's receiver got nothing");
+    let mut last = None;
+    let refused = wait_until(Duration::from_secs(60), || {
+        last = meta(format!("viid-{taken}")).and_then(|r| r.status.last_error);
+        last.as_deref()
+            .is_some_and(|e| e.contains("receiver policy"))
+    });
+    assert!(refused, "{last:?}");
+    let notified: Vec<_> = to
+        .bodies()
+        .into_iter()
+        .filter(|(path, _, _)| path != "/hook")
+        .collect();
+    assert!(notified.is_empty(), "{notified:?}");
+}
+
+/// A `ResourceURI` naming a tollgate (type 121) gets, on a cluster as on `serve`, the
+/// objects taken at that tollgate — whichever camera took them, judged by the object's
+/// uploaded `TollgateID` (`deliver::taken`) — and not another tollgate's.
+#[test]
+fn a_tollgate_subscription_gets_what_any_camera_took_there() {
+    const GATE: &str = "32050801011210000009";
+    const OTHER_GATE: &str = "32050801011210000008";
+    const CAM: &str = "32050801011320000001";
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    for (code, kind, password) in [
+        (PLATFORM, "platform", "pw"),
+        (CAM, "checkpoint_camera", "c"),
+    ] {
+        let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "gat1400", "add", code, "--community", A])
+            .args(["--community-name", A, "--kind", kind])
+            .args(["--password", password, "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(login.status.success(), "{login:?}");
+    }
+    let (_ingest, ia) = env.ingest("ingest-1");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, _qa) = env.query_node("query-1");
+    let to = Receiver::start(&env.rt);
+    assert_eq!(register(ia, "/VIID/System/Register", PLATFORM, "pw").0, 200);
+    let p1 = vec![("User-Identify", PLATFORM.to_string())];
+    let body = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": "320508010120000000092025120100400", "Title": "卡口",
+        "SubscribeDetail": "13", "ResourceURI": GATE,
+        "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", to.addr),
+        "OperateType": 0}]}});
+    let (status, _, answer) = viid(ia, "POST", "/VIID/Subscribes", &p1, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    assert_eq!(register(ia, "/VIID/System/Register", CAM, "c").0, 200);
+    let vehicle = |gate: &str, i: u64| {
+        json!({"MotorVehicleID": format!("{CAM}0220251201083000{i:05}02{i:05}"), "InfoKind": 1,
+               "DeviceID": CAM, "TollgateID": gate, "PassTime": format!("202512010830{i:02}"),
+               "PlateNo": format!("苏E7TG{i}"), "PlateColor": "2"})
+    };
+    let (elsewhere, at_gate) = (vehicle(OTHER_GATE, 1), vehicle(GATE, 2));
+    let upload =
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [elsewhere, at_gate.clone()]}});
+    let camera = vec![("User-Identify", CAM.to_string())];
+    let (status, _, answer) = viid(
+        ia,
+        "POST",
+        "/VIID/MotorVehicles",
+        &camera,
+        &upload.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let ids = || -> Vec<String> {
+        to.vehicles()
+            .iter()
+            .filter_map(|o| o["MotorVehicleID"].as_str().map(str::to_string))
+            .collect()
+    };
+    let want = at_gate["MotorVehicleID"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(90), || ids().contains(&want)),
+        "{:?}",
+        to.bodies()
+    );
+    // The other tollgate's, uploaded before it in the same partition: passed by.
+    assert_eq!(ids(), vec![want]);
+}

@@ -630,3 +630,161 @@ fn a_remote_subscription_is_placed_from_a_query_node_and_its_notifications_store
         404
     );
 }
+
+/// One upstream per `server_id` on a cluster's query nodes, as on `serve`: a second
+/// is answered 409 `conflict` naming `server_id` and the upstream that has it — also
+/// when two are created at once on two query nodes (decided in the insert) — and the
+/// id is free again once that upstream is deleted.
+#[test]
+fn one_upstream_per_server_id_across_query_nodes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let admin = super::console::cli_key(&cli, "admin", None, "city admin");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q1, qa1) = env.query_node("query-1");
+    let (_q2, qa2) = env.query_node("query-2");
+    let up = upper(Arc::new(AtomicBool::new(false)));
+    let body = |server_id: &str| {
+        json!({"url": format!("http://{}", up.addr), "password": "up",
+               "server_id": server_id, "device_id": OURS})
+        .to_string()
+    };
+    let conflict = |answer: &Value, other: &str| {
+        assert_eq!(answer["error"]["code"], "conflict", "{answer}");
+        assert_eq!(answer["error"]["field"], "server_id", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(other), "{answer} names {other}");
+    };
+    for round in 0..3 {
+        let server_id = format!("320500000050300001{round:02}");
+        let b = body(&server_id);
+        let (one, two) = std::thread::scope(|s| {
+            let one = s.spawn(|| ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &b));
+            let two = s.spawn(|| ask_as(qa2, Some(&admin), "POST", "/v1/upstreams", &b));
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        let (won, lost) = match (one.0, two.0) {
+            (201, 409) => (one.1, two.1),
+            (409, 201) => (two.1, one.1),
+            other => panic!("round {round}: {other:?}: {} / {}", one.1, two.1),
+        };
+        let winner = won["id"].as_str().unwrap().to_string();
+        conflict(&lost, &winner);
+        // Asked again, one after the other: the same.
+        let (status, again) = ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &b);
+        assert_eq!(status, 409, "{again}");
+        conflict(&again, &winner);
+        if round == 0 {
+            // Free again once its upstream is deleted.
+            let (status, gone) = ask_as(
+                qa2,
+                Some(&admin),
+                "DELETE",
+                &format!("/v1/upstreams/{winner}"),
+                "",
+            );
+            assert_eq!(status, 200, "{gone}");
+            let (status, made) = ask_as(qa2, Some(&admin), "POST", "/v1/upstreams", &b);
+            assert_eq!(status, 201, "{made}");
+        }
+    }
+    // One without a server_id (learned at registration) is not refused for it.
+    let bare = json!({"url": format!("http://{}", up.addr), "password": "up",
+                      "device_id": OURS})
+    .to_string();
+    let (status, made) = ask_as(qa1, Some(&admin), "POST", "/v1/upstreams", &bare);
+    assert_eq!(status, 201, "{made}");
+}
+
+/// A remote subscription's notifications are taken on an ingest node only from the
+/// platform it was placed at, as on `serve`: its URL's IP address, or the addresses
+/// its name resolved to before the last placing (written by its holder with its
+/// status); from any address with `[gat1400] registration_any_address`.
+#[test]
+fn remote_subscription_notifications_come_only_from_where_it_was_placed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let cli = env.config_file("cli");
+    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400", "add", LOWER, "--community", A])
+        .args(["--community-name", A, "--kind", "platform"])
+        .args(["--password", "pw", "--config"])
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let admin = super::console::cli_key(&cli, "admin", None, "city admin");
+    let (_bound, ia) = env.ingest("ingest-bound");
+    env.gat1400 = "registration_any_address = true".into();
+    let (_any, ib) = env.ingest("ingest-any");
+    let _indexer = env.indexer("index-1", &[]);
+    let (_q, qa) = env.query_node("query-1");
+    // Placed where nothing answers (it is tried again and again): what matters here
+    // is where it was placed.
+    let make = |url: &str| {
+        let body = json!({"url": url, "password": "low", "device_id": OURS,
+                          "kinds": ["vehicle"],
+                          "receive_addr": format!("http://{ia}/VIID/SubscribeNotifications")});
+        let (status, made) = ask_as(
+            qa,
+            Some(&admin),
+            "POST",
+            "/v1/remote-subscriptions",
+            &body.to_string(),
+        );
+        assert_eq!(status, 201, "{made}");
+        made["subscribe_id"].as_str().unwrap().to_string()
+    };
+    let by_ip = make("http://127.0.0.2:9");
+    let by_name = make("http://localhost:9");
+    for at in [ia, ib] {
+        assert_eq!(register(at, "/VIID/System/Register", LOWER, "pw").0, 200);
+    }
+    let ident = vec![("User-Identify", LOWER.to_string())];
+    let notify = |at: SocketAddr, sid: &str, n: u64| -> (i64, String) {
+        let vehicle = json!({"MotorVehicleID": format!("{LOWER}0220251201083000{n:05}02{n:05}"),
+            "InfoKind": 1, "DeviceID": LOWER, "TollgateID": LOWER,
+            "PassTime": "20251201083000", "PlateNo": "苏E7CAS9", "PlateColor": "2"});
+        let body = json!({"SubscribeNotificationListObject": {"SubscribeNotificationObject": [{
+            "NotificationID": format!("32050800012000000005032025120108300000{n}"),
+            "SubscribeID": sid, "Title": "t", "TriggerTime": "20251201083000",
+            "MotorVehicleObjectList": {"MotorVehicleObject": [vehicle]}}]}});
+        let (status, _, answer) = viid(
+            at,
+            "POST",
+            "/VIID/SubscribeNotifications",
+            &ident,
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let st = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+        (
+            st["StatusCode"].as_i64().unwrap_or(-1),
+            st["StatusString"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    // From 127.0.0.1, for one placed at 127.0.0.2: refused, naming where.
+    let (code, text) = notify(ia, &by_ip, 1);
+    assert_eq!(code, 4, "{text}");
+    assert!(text.contains("127.0.0.2"), "{text}");
+    // Any address where the cluster says so.
+    let (code, text) = notify(ib, &by_ip, 2);
+    assert_eq!(code, 0, "{text}");
+    // A name: taken once its holder wrote what it resolved to (127.0.0.1 among them).
+    let mut last = (0, String::new());
+    let mut n = 3;
+    let taken = wait_until(Duration::from_secs(30), || {
+        n += 1;
+        last = notify(ia, &by_name, n);
+        last.0 == 0
+    });
+    assert!(taken, "{last:?}");
+    let (_, listed) = ask_as(qa, Some(&admin), "GET", "/v1/remote-subscriptions", "");
+    assert!(
+        !listed.to_string().contains("resolved"),
+        "not listed: {listed}"
+    );
+}

@@ -56,6 +56,12 @@ impl GatNode {
             }
             Asked::Put(w, pushed) => (w, pushed),
         };
+        if let Some(s) = &pushed {
+            // Where it may make us send, as `serve` judges it (`http::egress`).
+            if let Some(why) = self.receive.url_refusal(&s.url) {
+                return Err(DispositionError::ReceiveRefused(s.url.clone(), why));
+            }
+        }
         let rows = self
             .write("read watchlists", |m| {
                 Box::pin(async move { m.watchlists().await })

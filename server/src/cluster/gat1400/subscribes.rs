@@ -137,6 +137,11 @@ impl GatNode {
             .await?;
             return Ok(id);
         };
+        // Where it may make us send, as `serve` judges it (`http::egress`); the query
+        // nodes judge each connection again.
+        if let Some(why) = self.receive.url_refusal(&s.url) {
+            return Err(SubscribeError::ReceiveRefused(s.url, why));
+        }
         let body = serde_json::to_string(&s).expect("serializes");
         let (i, owner) = (sub_id, platform.to_string());
         if existing.is_some() {
