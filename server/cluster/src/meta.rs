@@ -138,9 +138,23 @@ pub fn pool_status(conninfo: &str) -> Option<(usize, usize)> {
 /// (the server checked against `[tls]`'s CA and its host name, `crate::tls`),
 /// otherwise plain; each new connection sets `idle_in_transaction_session_timeout`.
 fn pool(conninfo: &str) -> Result<Pool> {
+    pool_for(conninfo, None)
+}
+
+/// Connections kept for lease renewals alone, apart from the node's pool
+/// (`postgres_pool_size`): commits holding pooled connections while a slow S3 takes
+/// their uploads must not starve the renewals and let every lease lapse.
+pub const LEASE_POOL_SIZE: usize = 4;
+
+/// The pool of `conninfo` ([`pool`]), or with `purpose` a separate one of `size`.
+fn pool_for(conninfo: &str, purpose: Option<(&str, usize)>) -> Result<Pool> {
+    let key = match purpose {
+        None => conninfo.to_string(),
+        Some((what, _)) => format!("{conninfo}\n{what}"),
+    };
     let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
     let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(p) = pools.get(conninfo) {
+    if let Some(p) = pools.get(&key) {
         return Ok(p.clone());
     }
     let mut pg: tokio_postgres::Config = conninfo
@@ -163,7 +177,7 @@ fn pool(conninfo: &str) -> Result<Pool> {
         None => Manager::from_config(pg, NoTls, recycling),
     };
     let made = Pool::builder(manager)
-        .max_size(settings.size)
+        .max_size(purpose.map_or(settings.size, |(_, size)| size))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(settings.wait))
         .recycle_timeout(Some(RECYCLE_CHECK))
@@ -179,7 +193,7 @@ fn pool(conninfo: &str) -> Result<Pool> {
         }))
         .build()
         .map_err(|e| ClusterError::Config(format!("postgres pool: {e}")))?;
-    pools.insert(conninfo.to_string(), made.clone());
+    pools.insert(key, made.clone());
     Ok(made)
 }
 
@@ -572,7 +586,16 @@ impl Meta {
     /// one while fewer than `postgres_pool_size` are open; otherwise waits for one
     /// at most `postgres_wait_ms`, then fails with [`ClusterError::Timeout`].
     pub async fn connect(conninfo: &str) -> Result<Meta> {
-        let pool = pool(conninfo)?;
+        Meta::connect_from(pool(conninfo)?).await
+    }
+
+    /// A connection for a lease renewal, from the lease pool ([`LEASE_POOL_SIZE`],
+    /// apart from the node's pool).
+    pub async fn connect_for_leases(conninfo: &str) -> Result<Meta> {
+        Meta::connect_from(pool_for(conninfo, Some(("leases", LEASE_POOL_SIZE)))?).await
+    }
+
+    async fn connect_from(pool: Pool) -> Result<Meta> {
         let obj = pool.get().await.map_err(|e| match e {
             PoolError::Timeout(_) => ClusterError::Timeout(
                 "waiting for a PostgreSQL connection (postgres_pool_size all in use)",

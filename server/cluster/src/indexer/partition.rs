@@ -222,7 +222,9 @@ impl Keeper {
                         "the partition's task made no progress for too long: its lease is not renewed and lapses to another indexer");
                     return Ok(false);
                 }
-                let meta = Meta::connect(&cfg.postgres).await?;
+                // Its own pool: commits waiting on S3 with pooled connections never
+                // starve a renewal.
+                let meta = Meta::connect_for_leases(&cfg.postgres).await?;
                 meta.renew(p, epoch, cfg.index.lease_ms).await
             };
             bounded(within, "renewing the lease", renewing)
