@@ -137,25 +137,27 @@ impl Alerting {
     /// Notes the pending pairs against the frozen days as read now (those days were
     /// frozen before the failed batch's answer, or the builder's wait covers them).
     async fn settle_pending(&self) -> Result<(), ApiError> {
-        let pairs: Vec<(u32, i32)> = {
-            let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.iter().copied().collect()
-        };
+        // Taken whole (pairs added meanwhile wait for the next settle, against a
+        // reading after their own failure); put back if this one fails.
+        let pairs = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if pairs.is_empty() {
             return Ok(());
         }
-        let frozen = self.load_frozen().await?;
-        let late: Vec<(u32, i32)> = pairs
-            .iter()
-            .copied()
-            .filter(|(_, day)| frozen.contains(day))
-            .collect();
-        on_meta!(self.catalog, "note late days", |m| m.note_late_days(&late))?;
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for pair in &pairs {
-            pending.remove(pair);
+        let noted = async {
+            let frozen = self.load_frozen().await?;
+            let late: Vec<(u32, i32)> = pairs
+                .iter()
+                .copied()
+                .filter(|(_, day)| frozen.contains(day))
+                .collect();
+            on_meta!(self.catalog, "note late days", |m| m.note_late_days(&late))
         }
-        Ok(())
+        .await;
+        if noted.is_err() {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.extend(pairs);
+        }
+        noted
     }
 
     /// Reads the watchlists once; how many there are.

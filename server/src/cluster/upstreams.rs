@@ -244,12 +244,14 @@ impl Catalog {
         else {
             return Err(ApiError::NoSuchUpstream(id));
         };
+        // What its upper platform subscribed to through it ends with it (as on `serve`),
+        // first: a failure leaves the upstream to delete again, not its upper's
+        // subscriptions running with no upstream to end them.
+        let ended = on_meta!(self, "end an upper platform's subscriptions", |m| m
+            .end_upper_subscriptions(&id))?;
         if !on_meta!(self, "delete an upstream", |m| m.delete_subscription(&id))? {
             return Err(ApiError::NoSuchUpstream(id));
         }
-        // What its upper platform subscribed to through it ends with it (as on `serve`).
-        let ended = on_meta!(self, "end an upper platform's subscriptions", |m| m
-            .end_upper_subscriptions(&id))?;
         let unregistered = match Session::of(&s) {
             Some(session) => session
                 .unregister(outbound()?)
@@ -476,14 +478,19 @@ async fn take(
             };
             // Placed only while the lease is still this epoch's (a delete on another
             // node fences it before cancelling there); PostgreSQL away: not now.
+            // PostgreSQL away: asked again until it answers (the supervisor ends this
+            // worker if the lease is not renewed meanwhile).
             let fence = || {
                 let (c, id) = (&fence_catalog, &fence_id);
                 async move {
-                    matches!(
-                        pg!(c, "check a remote subscription's lease", |m| m
-                            .remote_subscription_held(id, epoch)),
-                        Ok(true)
-                    )
+                    loop {
+                        match pg!(c, "check a remote subscription's lease", |m| m
+                            .remote_subscription_held(id, epoch))
+                        {
+                            Ok(held) => return held,
+                            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                        }
+                    }
                 }
             };
             remote::keep_placed(&o, &r, &st, forget, fence).await

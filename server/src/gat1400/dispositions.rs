@@ -286,19 +286,21 @@ pub(crate) fn migrate(app: &App) -> Result<Vec<String>, ApiError> {
         };
         // Each step is safe to repeat, in an order a crash between any two leaves
         // for the next start to finish (the subscription still names the bare list
-        // until it is moved): the new list is put before the old one is deleted, the
-        // subscription repointed before the owner is written.
+        // until it is moved, last but one): the new list is put and the owner written
+        // before the subscription is repointed, the old list deleted last.
         let lists = app.watch.list();
         if let Some(mut w) = lists.iter().find(|w| w.id == bare).cloned() {
             w.id = watchlist_id(&id);
             // The same list as accepted before: not weighed again against the limit.
             app.watch.put(&app.store, &w, usize::MAX)?;
         }
-        s.watchlist = Some(watchlist_id(&id));
-        Registry::store(app, &s)?;
+        // The owner before the subscription is repointed (the next start finds only
+        // subscriptions still naming the bare list): a crash between leaves it to redo.
         app.store
             .catalog()
             .kv_put(OWNERS, &id, s.owner.as_bytes())?;
+        s.watchlist = Some(watchlist_id(&id));
+        Registry::store(app, &s)?;
         if lists.iter().any(|w| w.id == bare) {
             app.watch.delete(&app.store, &bare)?;
         }

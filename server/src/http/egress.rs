@@ -155,7 +155,9 @@ impl ReceivePolicy {
             let deny = self.named.names().1;
             return Some(format!("{raw} is in {n}, denied by {deny}"));
         }
-        if self.allow.iter().any(within) {
+        // An allow only as the address judged (an allow of a NAT64 prefix must not
+        // let through the metadata address it carries).
+        if self.allow.iter().any(|n| n.contains(&ip)) {
             return None;
         }
         refused_by_default(ip).map(|why| {

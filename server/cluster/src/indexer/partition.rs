@@ -134,6 +134,23 @@ impl Beat {
             .saturating_sub(Duration::from_millis(last))
     }
 
+    /// Awaits `step`, a long step that is progress while it runs (a blocking seal,
+    /// compaction, index attach or append that may fetch old segments one by one): the
+    /// watchdog is for a task stuck between such steps, not inside a slow one.
+    async fn while_running<T>(&self, step: impl std::future::Future<Output = T>) -> T {
+        let beat = self.clone();
+        let ticking = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                beat.beat();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+        let out = step.await;
+        drop(ticking);
+        self.beat();
+        out
+    }
+
     fn stall_limit(cfg: &ClusterConfig) -> Duration {
         (cfg.lease() * STALL_LEASES)
             .max(Duration::from_millis(cfg.index.segment_fetch_timeout_ms) * 2 + cfg.lease())
@@ -497,7 +514,10 @@ pub(super) async fn run_partition(
         };
         if fetched.is_empty() && consumer.is_some() && !offered {
             let (held, store) = (shared.held.clone(), part.store.clone());
-            let served = tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store))
+            let offering = tokio::task::spawn_blocking(move || held.offer(p, lease.epoch, &store));
+            let served = part
+                .beat
+                .while_running(offering)
                 .await
                 .expect("offer task panicked");
             offered = true;
@@ -913,7 +933,8 @@ impl Partition {
             within: cfg.segment_fetch_timeout(),
             budget: cfg.index.segment_cache_bytes.min(MAX_FETCH_AHEAD_BYTES),
         });
-        let appended = append_messages(&self.store, p, self.last_seq, messages, ahead).await;
+        let appending = append_messages(&self.store, p, self.last_seq, messages, ahead);
+        let appended = self.beat.clone().while_running(appending).await;
         // What was fetched ahead and not read (a failed append) is not kept in memory.
         if let Some(source) = &self.source {
             source.clear_staged();
@@ -1032,64 +1053,66 @@ impl Partition {
         let store = self.store.clone();
         let committed = self.committed.clone();
         let dict_from = self.dict_committed;
-        let (new, replaced, dict, index) = tokio::task::spawn_blocking(move || -> Result<_> {
-            store.seal_all()?;
-            // Compaction of closed days (the store's own rule): the merged segment is
-            // committed and the ones it replaces are taken out of the catalog in the
-            // same transaction; their objects go to the janitor. Retention's dropped
-            // shards leave the manifest alike.
-            store.maintain()?;
-            let dropped = crate::retention::apply_owned(&store, retention)?;
-            if !dropped.is_empty() {
-                tracing::info!(
-                    partition = p,
-                    shards = dropped.len(),
-                    "retention dropped shards"
-                );
-            }
-            let manifest = store.catalog().manifest()?;
-            let current: HashSet<u64> = manifest
-                .shards
-                .values()
-                .flat_map(|s| s.segments.iter().map(|e| e.id))
-                .collect();
-            let replaced: Vec<u64> = committed.difference(&current).copied().collect();
-            let mut new: Vec<(ShardKey, SegmentEntry, u64, PathBuf)> = Vec::new();
-            for (key, state) in &manifest.shards {
-                for e in state.segments.iter().filter(|e| !committed.contains(&e.id)) {
-                    let path = store.dir().join(&e.file);
-                    // The manifest's facts; a segment listed without them (a manifest
-                    // older than the facts, not yet rewritten) is opened to learn it.
-                    let max_seq = match e.facts {
-                        Some(f) => f.max_seq,
-                        None => store
-                            .segments(*key)?
-                            .iter()
-                            .find(|s| s.path() == path)
-                            .map(|s| s.meta().max_seq)
-                            .ok_or_else(|| ClusterError::Catalog {
-                                partition: p,
-                                reason: format!("{} is in the manifest but not open", e.file),
-                            })?,
-                    };
-                    new.push((*key, e.clone(), max_seq, path));
+        let beat = self.beat.clone();
+        let (new, replaced, dict, index) = beat
+            .while_running(tokio::task::spawn_blocking(move || -> Result<_> {
+                store.seal_all()?;
+                // Compaction of closed days (the store's own rule): the merged segment is
+                // committed and the ones it replaces are taken out of the catalog in the
+                // same transaction; their objects go to the janitor. Retention's dropped
+                // shards leave the manifest alike.
+                store.maintain()?;
+                let dropped = crate::retention::apply_owned(&store, retention)?;
+                if !dropped.is_empty() {
+                    tracing::info!(
+                        partition = p,
+                        shards = dropped.len(),
+                        "retention dropped shards"
+                    );
                 }
-            }
-            let dict = store.dictionary_log_from(dict_from)?;
-            // After the seal: it covers every event appended, all in this commit's
-            // segments or earlier ones (nothing appends while the task commits).
-            let index = index.filter(|_| index_due || !dropped.is_empty());
-            let index = match index.map(|i| i.checkpoint_bytes()).transpose() {
-                Ok(i) => i,
-                Err(e) => {
-                    tracing::warn!(partition = p, error = %e, "index not uploaded");
-                    None
+                let manifest = store.catalog().manifest()?;
+                let current: HashSet<u64> = manifest
+                    .shards
+                    .values()
+                    .flat_map(|s| s.segments.iter().map(|e| e.id))
+                    .collect();
+                let replaced: Vec<u64> = committed.difference(&current).copied().collect();
+                let mut new: Vec<(ShardKey, SegmentEntry, u64, PathBuf)> = Vec::new();
+                for (key, state) in &manifest.shards {
+                    for e in state.segments.iter().filter(|e| !committed.contains(&e.id)) {
+                        let path = store.dir().join(&e.file);
+                        // The manifest's facts; a segment listed without them (a manifest
+                        // older than the facts, not yet rewritten) is opened to learn it.
+                        let max_seq = match e.facts {
+                            Some(f) => f.max_seq,
+                            None => store
+                                .segments(*key)?
+                                .iter()
+                                .find(|s| s.path() == path)
+                                .map(|s| s.meta().max_seq)
+                                .ok_or_else(|| ClusterError::Catalog {
+                                    partition: p,
+                                    reason: format!("{} is in the manifest but not open", e.file),
+                                })?,
+                        };
+                        new.push((*key, e.clone(), max_seq, path));
+                    }
                 }
-            };
-            Ok((new, replaced, dict, index))
-        })
-        .await
-        .expect("seal task panicked")?;
+                let dict = store.dictionary_log_from(dict_from)?;
+                // After the seal: it covers every event appended, all in this commit's
+                // segments or earlier ones (nothing appends while the task commits).
+                let index = index.filter(|_| index_due || !dropped.is_empty());
+                let index = match index.map(|i| i.checkpoint_bytes()).transpose() {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "index not uploaded");
+                        None
+                    }
+                };
+                Ok((new, replaced, dict, index))
+            }))
+            .await
+            .expect("seal task panicked")?;
         if idle && new.is_empty() && replaced.is_empty() && dict.is_empty() {
             // Retention alone, and it dropped nothing: nothing to commit.
             self.retention_applied = Some(retention);
@@ -1276,7 +1299,12 @@ impl Partition {
     async fn upload_index_alone(&mut self, index: std::sync::Arc<sightline_index::StoreIndex>) {
         let (p, epoch) = (self.lease.partition, self.lease.epoch);
         let within = self.shared.config.lease();
-        let encoded = tokio::task::spawn_blocking(move || index.checkpoint_bytes())
+        let encoded = self
+            .beat
+            .clone()
+            .while_running(tokio::task::spawn_blocking(move || {
+                index.checkpoint_bytes()
+            }))
             .await
             .expect("index task panicked");
         let (through, bytes) = match encoded {
