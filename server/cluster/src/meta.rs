@@ -127,13 +127,6 @@ pub fn pool_settings() -> &'static PoolSettings {
     })
 }
 
-/// The connections of the pool of `conninfo` now: (open, lent out).
-pub fn pool_status(conninfo: &str) -> Option<(usize, usize)> {
-    let pools = POOLS.get()?.lock().unwrap_or_else(|p| p.into_inner());
-    let st = pools.get(conninfo)?.status();
-    Some((st.size, st.size.saturating_sub(st.available)))
-}
-
 /// The pool of `conninfo`, made on first use: `sslmode=require` connects over TLS
 /// (the server checked against `[tls]`'s CA and its host name, `crate::tls`),
 /// otherwise plain; each new connection sets `idle_in_transaction_session_timeout`.

@@ -14,7 +14,7 @@
 //! released and fenced as a subscription's (`subscriptions.rs`): the holder places it
 //! and asserts it again; its status (`serve`'s `RemoteStatus`) is written with each
 //! renewal. Notifications are taken only for the `SubscribeID` of a row that is not
-//! being cancelled ([`Meta::remote_subscriptions_live`]).
+//! being cancelled, from where it was placed ([`Meta::remote_subscription_senders`]).
 
 use crate::error::{ClusterError, Result};
 use crate::meta::Meta;
@@ -327,24 +327,6 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("forget a remote subscription"))?;
         Ok(n > 0)
-    }
-
-    /// Which of `subscribe_ids` name a remote subscription of ours not being
-    /// cancelled (one statement for a notification list).
-    pub async fn remote_subscriptions_live(
-        &self,
-        subscribe_ids: &[String],
-    ) -> Result<std::collections::HashSet<String>> {
-        let rows = self
-            .client
-            .query(
-                "SELECT subscribe_id FROM remote_subscriptions WHERE subscribe_id = ANY($1)
-                   AND NOT coalesce((body->>'cancelling')::boolean, false)",
-                &[&subscribe_ids],
-            )
-            .await
-            .map_err(ClusterError::pg("read remote subscriptions"))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Of `subscribe_ids`, those of remote subscriptions not being cancelled, each
