@@ -175,6 +175,19 @@ impl ReceivePolicy {
             Err(why) => return Some(why),
         };
         let host = origin.host.trim_start_matches('[').trim_end_matches(']');
+        // A host a resolver reads as an address in another form (`2130706433`,
+        // `0x7f.1`, `0177.0.0.1`: inet_aton's, which the WHATWG URL parser follows) is
+        // judged as that address, not let through as a name.
+        if let Ok(u) = url::Url::parse(url) {
+            let ip = match u.host() {
+                Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+                Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+                _ => None,
+            };
+            if let Some(why) = ip.and_then(|ip| self.refusal(ip)) {
+                return Some(why);
+            }
+        }
         match host.parse::<IpAddr>() {
             Ok(ip) => self.refusal(ip),
             Err(_) => {
@@ -275,6 +288,11 @@ mod tests {
             "ftp://10.0.0.1/x",
             "file:///etc/passwd",
             "gopher://10.0.0.1:70/",
+            "http://2130706433/x",
+            "http://0x7f000001:8080/x",
+            "http://0177.0.0.1/x",
+            "http://127.1/x",
+            "http://0xa9.0xfe.0xa9.0xfe/latest/meta-data/",
         ] {
             assert!(p.url_refusal(bad).is_some(), "{bad}");
         }

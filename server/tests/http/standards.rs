@@ -193,6 +193,36 @@ fn a_declared_length_past_the_limit_is_413_before_100_continue() {
     assert!(head.starts_with("http/1.1 100"), "{head}");
 }
 
+/// RFC 9110 §15.5.16: a body in a coding the server does not take is 415, with the
+/// coding it does take in `Accept-Encoding`, and a client that sent a large body
+/// whole without waiting still reads the 415 (not a reset connection).
+#[test]
+fn an_unsupported_coding_is_415_and_the_client_sending_it_whole_reads_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| c.max_body_bytes = 32 << 20);
+    // Past what the sockets' buffers hold.
+    let body = vec![b'x'; 24 << 20];
+    for round in 0..3 {
+        let mut request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+             Content-Encoding: br\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        let answer = send(server.addr, &request);
+        assert_eq!(answer.status, 415, "round {round}: {}", answer.head);
+        assert!(
+            answer
+                .head
+                .to_ascii_lowercase()
+                .contains("accept-encoding: gzip"),
+            "{}",
+            answer.head
+        );
+    }
+}
+
 /// Item 3 (RFC 7616 §3.7): two challenges, MD5 first (cameras read the first header
 /// only) and SHA-256 second, one nonce, the same realm and opaque, both `qop="auth"`;
 /// a SHA-256 answer to the second registers.
