@@ -532,7 +532,16 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
         DigestError::Storage(_) | DigestError::Unavailable(_) => DEVICE_ERROR,
         _ => INVALID_OPERATION,
     };
-    let body = one_status("", &x.url(), code, &why.to_string(), x.now_ms);
+    // An unknown user name is told as a wrong answer is, so that a caller cannot learn
+    // which device codes have a credential (the reason is logged for the operator).
+    let said = match why {
+        DigestError::UnknownUser(_) => {
+            tracing::info!(reason = %why, "GA/T 1400 digest refused");
+            DigestError::WrongResponse.to_string()
+        }
+        _ => why.to_string(),
+    };
+    let body = one_status("", &x.url(), code, &said, x.now_ms);
     match why {
         DigestError::OtherUri(_) | DigestError::Malformed(_) => {
             Reply::with(StatusCode::BAD_REQUEST, body)

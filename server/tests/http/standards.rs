@@ -262,6 +262,56 @@ fn the_challenge_offers_md5_first_and_sha256_second_and_both_register() {
     }
 }
 
+/// A caller cannot tell a device code without a credential from a wrong password:
+/// both are the same 401, the same status object (the reason is in the server's log).
+#[test]
+fn an_unknown_user_name_is_refused_as_a_wrong_password_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    camera(a);
+    let refused = |user: &str, password: &str| {
+        let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{user}\"}}}}");
+        let (_, head, _) = viid(a, "POST", "/VIID/System/Register", &[], &body);
+        let nonce = param(&challenges(&head)[0], "nonce").unwrap();
+        let uri = "/VIID/System/Register";
+        let ha1 = md5_hex(&format!("{user}:Sightline:{password}"));
+        let ha2 = md5_hex(&format!("POST:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"Sightline\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", qop=auth, nc=00000001, cnonce=\"c0ffee\", \
+             response=\"{response}\", algorithm=MD5"
+        );
+        let (status, head, body) = viid(
+            a,
+            "POST",
+            "/VIID/System/Register",
+            &[("Authorization", auth)],
+            &body,
+        );
+        assert_eq!(status, 401, "{user}: {head}");
+        assert_eq!(
+            challenges(&head).len(),
+            2,
+            "{user}: a fresh challenge: {head}"
+        );
+        let o = &body["ResponseStatusObject"];
+        (o["StatusCode"].clone(), o["StatusString"].clone())
+    };
+    let wrong_password = refused(CAMERA, "not-the-password");
+    let unknown_user = refused("32050801011190000999", PASSWORD);
+    assert_eq!(unknown_user, wrong_password);
+    assert!(
+        wrong_password.1.to_string().contains("does not match"),
+        "{wrong_password:?}"
+    );
+    assert!(
+        !unknown_user.1.to_string().contains("32050801011190000999"),
+        "{unknown_user:?}"
+    );
+}
+
 /// Item 6: pooled clients (Apache HttpClient, OkHttp) answer one nonce on parallel
 /// connections, nc=3 before nc=2: both taken; the same nc again is a replay, answered
 /// 401 `stale=true` (RFC 7616 §3.3) so the client retries with the new nonce.
