@@ -137,6 +137,7 @@ fn pool(conninfo: &str) -> Result<Pool> {
 /// Connections kept for lease renewals alone, apart from the node's pool
 /// (`postgres_pool_size`): commits holding pooled connections while a slow S3 takes
 /// their uploads must not starve the renewals and let every lease lapse.
+/// (Its size is said in [`Meta::connect_for_leases`]'s timeout message.)
 pub const LEASE_POOL_SIZE: usize = 4;
 
 /// The pool of `conninfo` ([`pool`]), or with `purpose` a separate one of `size`.
@@ -579,20 +580,26 @@ impl Meta {
     /// one while fewer than `postgres_pool_size` are open; otherwise waits for one
     /// at most `postgres_wait_ms`, then fails with [`ClusterError::Timeout`].
     pub async fn connect(conninfo: &str) -> Result<Meta> {
-        Meta::connect_from(pool(conninfo)?).await
+        Meta::connect_from(
+            pool(conninfo)?,
+            "waiting for a PostgreSQL connection (postgres_pool_size all in use)",
+        )
+        .await
     }
 
     /// A connection for a lease renewal, from the lease pool ([`LEASE_POOL_SIZE`],
     /// apart from the node's pool).
     pub async fn connect_for_leases(conninfo: &str) -> Result<Meta> {
-        Meta::connect_from(pool_for(conninfo, Some(("leases", LEASE_POOL_SIZE)))?).await
+        Meta::connect_from(
+            pool_for(conninfo, Some(("leases", LEASE_POOL_SIZE)))?,
+            "waiting for a PostgreSQL connection for a lease renewal (the lease pool's 4 all in use)",
+        )
+        .await
     }
 
-    async fn connect_from(pool: Pool) -> Result<Meta> {
+    async fn connect_from(pool: Pool, waiting: &'static str) -> Result<Meta> {
         let obj = pool.get().await.map_err(|e| match e {
-            PoolError::Timeout(_) => ClusterError::Timeout(
-                "waiting for a PostgreSQL connection (postgres_pool_size all in use)",
-            ),
+            PoolError::Timeout(_) => ClusterError::Timeout(waiting),
             PoolError::Backend(e) => ClusterError::pg("connect")(e),
             PoolError::PostCreateHook(e) => {
                 ClusterError::Config(format!("PostgreSQL connection set-up: {e}"))
