@@ -184,6 +184,7 @@ async fn handle(
         (_, path) if super::gat1400::answers(path) => {
             super::gat1400::handle(&state.gat1400, req).await
         }
+        (method, "*") if method != "OPTIONS" => error(ApiError::NoSuchEndpoint("*".into())),
         (method, path) => match own_methods(path) {
             // RFC 9110 §9.3.7 and §15.5.6, as `serve` answers them.
             Some(allowed) => {
@@ -217,6 +218,9 @@ fn own_methods(path: &str) -> Option<&'static str> {
     match path {
         "/health" | "/v1/health" => Some("GET, HEAD, OPTIONS"),
         "/v1/events" => Some("POST, OPTIONS"),
+        // RFC 9110 §9.3.7: `OPTIONS *` asks of the server as a whole (as `serve`
+        // answers it); no other method takes `*`.
+        "*" => Some(crate::routes::ALL_METHODS),
         _ => None,
     }
 }

@@ -361,12 +361,42 @@ async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<Au
     Ok(Arc::new(opened))
 }
 
-async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+async fn handle(node: Arc<QueryNode>, mut req: Request<Incoming>) -> Result<Reply, Infallible> {
     // RFC 9112 §3.2, as `serve` answers it (health probes too).
     if let Some(why) = crate::routes::host_problem(&req) {
         return Ok(respond_error(&ApiError::BadHost(why)));
     }
     let path = req.uri().path().to_string();
+    let table = crate::routes::routes();
+    // RFC 9110 §9.3.7, as `serve` answers it: the methods a resource takes, before
+    // any key (nothing else is revealed).
+    if req.method() == Method::OPTIONS {
+        let allowed = match path.as_str() {
+            "*" => Some(crate::routes::ALL_METHODS.to_string()),
+            p => table.methods_of(p),
+        };
+        return Ok(match allowed {
+            Some(allowed) => {
+                let mut r = respond(StatusCode::NO_CONTENT, Body::Text(String::new()));
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed) {
+                    r.headers_mut().insert(hyper::header::ALLOW, v);
+                }
+                r
+            }
+            None => respond_error(&ApiError::NoSuchEndpoint(path)),
+        });
+    }
+    // RFC 9110 §15.6.2: a method no resource takes.
+    if !table.implements(req.method()) {
+        return Ok(respond_error(&ApiError::NotImplemented(
+            req.method().to_string(),
+        )));
+    }
+    // RFC 9110 §9.3.2: HEAD is answered as GET (hyper sends the head only: it knows
+    // the request's method from the wire, not from here).
+    if req.method() == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
     if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
         // Answered before any key is checked: from what this node has at hand (the
         // directory as its own task last read it), never asking PostgreSQL.

@@ -73,8 +73,18 @@ pub(super) fn route_of(method: &Method, path: &str) -> Option<(&'static Route, O
 pub(super) fn not_answered(method: &Method, path: &str) -> ApiError {
     match crate::routes::routes().lookup(method, path) {
         Ok(_) => not_in_cluster(method, path),
-        // No such endpoint, or not with this method.
-        Err(_) => {
+        // RFC 9110 §15.5.6: a path `serve` takes with other methods.
+        Err(true) => match crate::routes::routes().methods_of(path) {
+            Some(allowed) => ApiError::MethodNotAllowed {
+                path: path.to_string(),
+                allowed,
+                method: method.to_string(),
+            },
+            None => {
+                ApiError::NoSuchEndpoint(format!("{method} {path} is not answered by a query node"))
+            }
+        },
+        Err(false) => {
             ApiError::NoSuchEndpoint(format!("{method} {path} is not answered by a query node"))
         }
     }

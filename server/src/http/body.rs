@@ -178,6 +178,12 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
         r.headers_mut()
             .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
     }
+    if let ApiError::MethodNotAllowed { allowed, .. } = e {
+        // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+        if let Ok(v) = HeaderValue::from_str(allowed) {
+            r.headers_mut().insert(hyper::header::ALLOW, v);
+        }
+    }
     if let ApiError::UnsupportedEncoding(_) = e {
         // RFC 9110 §15.5.16: the codings taken.
         r.headers_mut().insert(

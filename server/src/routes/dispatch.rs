@@ -53,7 +53,7 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     } else if req.method() == hyper::Method::OPTIONS {
         // RFC 9110 §9.3.7: the methods a resource takes (nothing else is revealed).
         let allowed = match path.as_str() {
-            "*" => Some("GET, HEAD, POST, PUT, DELETE, OPTIONS".to_string()),
+            "*" => Some(super::ALL_METHODS.to_string()),
             p => table.methods_of(p),
         };
         match allowed {

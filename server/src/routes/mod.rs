@@ -265,7 +265,7 @@ impl Routes {
 
     /// The methods `path` takes (for `OPTIONS`, RFC 9110 §9.3.7), when a route with a
     /// method has it.
-    fn methods_of(&self, path: &str) -> Option<String> {
+    pub(crate) fn methods_of(&self, path: &str) -> Option<String> {
         self.routes
             .iter()
             .find(|r| r.method.is_some() && r.matches(path).is_some())
@@ -337,3 +337,6 @@ pub(crate) fn routes() -> &'static Routes {
     static ROUTES: LazyLock<Routes> = LazyLock::new(table::table);
     &ROUTES
 }
+
+/// What `OPTIONS *` answers (RFC 9110 §9.3.7: the server as a whole).
+pub(crate) const ALL_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS";

@@ -81,6 +81,53 @@ pub(super) fn comparable((status, body): &Answered) -> (u16, Value) {
     }
 }
 
+/// RFC 9110 on a query node as on `serve`: `OPTIONS` (a path, `*`) 204 with `Allow`
+/// before any key, a method nothing takes 501, a wrong method 405 with `Allow`, HEAD
+/// answered as GET with the head only.
+#[test]
+fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "replicas = 0".into();
+    let (_q, qa) = env.query_node("query-1");
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let ask = |a: std::net::SocketAddr, method: &str, target: &str| {
+        let r = sightline_testkit::send(
+            a,
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let head = r.head.to_ascii_lowercase();
+        let allow = head
+            .lines()
+            .find_map(|l| l.strip_prefix("allow: "))
+            .map(str::to_string);
+        (r.status, allow, r.body.is_empty())
+    };
+    for (method, target, status) in [
+        ("OPTIONS", "*", 204),
+        ("OPTIONS", "/v1/trajectory", 204),
+        ("OPTIONS", "/v1/communities/3205080001", 204),
+        ("OPTIONS", "/v1/no-such-thing", 404),
+        ("BREW", "/v1/trajectory", 501),
+        ("DELETE", "/v1/trajectory", 405),
+        ("POST", "/v1/whoami", 405),
+        ("HEAD", "/health", 200),
+        ("HEAD", "/v1/whoami", 200),
+    ] {
+        let cluster = ask(qa, method, target);
+        let serve = ask(single.addr, method, target);
+        assert_eq!(cluster.0, status, "{method} {target}: cluster {cluster:?}");
+        assert_eq!(cluster, serve, "{method} {target}: cluster, serve");
+        if method == "HEAD" {
+            assert!(cluster.2, "{method} {target}: the head only");
+        }
+    }
+}
+
 #[test]
 fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

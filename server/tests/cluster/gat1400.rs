@@ -1647,6 +1647,7 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
         ("GET", "/v1/events", 405, "post, options"),
         ("OPTIONS", "/v1/events", 204, "post, options"),
         ("OPTIONS", "/health", 204, "get, head, options"),
+        ("OPTIONS", "*", 204, "get, head, post, put, delete, options"),
         ("GET", "/VIID/System/Register", 405, "post, options"),
         ("POST", "/VIID/System/Time", 405, "get, head, options"),
     ] {
