@@ -6,8 +6,8 @@
 //! from their release, not their upload: a read replica restored before the commit
 //! lists them and fetches them on first use. The catalog is read after the listing:
 //! a key committed meanwhile is kept.
-//! Only indexers' keys (`p{partition}/…`, listed partition by partition) are
-//! considered there: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are
+//! Only indexers' keys (`p{partition}/…`, listed partition by partition) and the
+//! subject directories (`dir/…`, registered in `directories`) are considered there: the GA/T 1400 gateway's pictures and objects (`gat1400/…`) are
 //! named by events, not by commits. Those go by their retention instead
 //! ([`sweep_gat1400`]): whole days of them, as shards go for events.
 
@@ -49,6 +49,9 @@ pub async fn sweep(
         let keys = objects.list(Some(&under)).await?;
         listed.extend(keys.into_iter().filter(|o| is_indexer_key(&o.key)));
     }
+    // The subject directories (`dir/…`): one a builder put and never registered (it
+    // died or lost its lease in between) goes as an upload no commit named.
+    listed.extend(objects.list(Some(crate::directory::OBJECT_PREFIX)).await?);
     // The names first, then the releases: a key released in between is in `released`
     // with its time, one released after is still in `committed`.
     let committed = meta.committed_keys().await?;

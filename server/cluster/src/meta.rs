@@ -1323,7 +1323,8 @@ impl Meta {
             .client
             .query(
                 "SELECT object_key FROM segments UNION ALL SELECT object_key FROM dict_chunks
-                 UNION ALL SELECT index_key FROM leases WHERE index_key IS NOT NULL",
+                 UNION ALL SELECT index_key FROM leases WHERE index_key IS NOT NULL
+                 UNION ALL SELECT object_key FROM directories",
                 &[],
             )
             .await

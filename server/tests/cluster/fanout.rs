@@ -224,6 +224,19 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
         trajectory_calls(qa1, &target).0
     );
 
+    // Every registered directory is named for the janitor, which removes listed
+    // objects nothing names (an unregistered one: `main.rs`'s janitor test).
+    let named = env.rt.block_on(meta.committed_keys()).unwrap();
+    for kind in ["day", "week"] {
+        for row in env.rt.block_on(meta.directories_of(kind)).unwrap() {
+            assert!(
+                named.contains(&row.object_key),
+                "{kind}: {}",
+                row.object_key
+            );
+        }
+    }
+
     // A directory that does not read (its header damaged, under a new key so no cache
     // holds it; the day's own and its week's): every partition is asked, logged, and
     // the answer is still right.

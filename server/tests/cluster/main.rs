@@ -835,6 +835,12 @@ fn an_indexer_killed_between_upload_and_commit_is_replaced_from_the_checkpoint()
     let cfg = env.config();
     let objects = Objects::new(&cfg.s3).unwrap();
     let meta = env.meta();
+    // A subject directory a builder put and never registered (it died in between)
+    // is garbage too.
+    let unregistered = sightline_cluster::directory::object_key("day", 19_000, 0xdead);
+    env.rt
+        .block_on(objects.put_create(&unregistered, vec![1u8, 2, 3].into()))
+        .unwrap();
     let committed = env.rt.block_on(meta.committed_keys()).unwrap();
     let before = env.rt.block_on(objects.list(None)).unwrap();
     let orphans: BTreeSet<String> = before
@@ -843,6 +849,7 @@ fn an_indexer_killed_between_upload_and_commit_is_replaced_from_the_checkpoint()
         .filter(|k| !committed.contains(k))
         .collect();
     assert!(!orphans.is_empty(), "index-1 left no upload behind");
+    assert!(orphans.contains(&unregistered), "{orphans:?}");
     let now = i64::MAX / 2;
     let removed: BTreeSet<String> = env
         .rt

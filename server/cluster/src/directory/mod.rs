@@ -54,8 +54,11 @@ pub fn day_end_ms(day: i32) -> i64 {
         .end_ms(day)
 }
 
+/// Where every directory object's key begins (the janitor lists it).
+pub const OBJECT_PREFIX: &str = "dir/";
+
 /// The object key of a directory of `kind` starting at `start_day` (`nonce`: a
 /// rebuilt one never overwrites one a reader may hold).
 pub fn object_key(kind: &str, start_day: i32, nonce: u64) -> String {
-    format!("dir/{kind}/{start_day}-{nonce:016x}")
+    format!("{OBJECT_PREFIX}{kind}/{start_day}-{nonce:016x}")
 }
