@@ -1485,6 +1485,42 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// The keeper's watchdog (`Beat`): silence between steps grows with the wall
+    /// clock (a task stuck in an await that never returns is found), a long step
+    /// wrapped in `while_running` is heard as progress while it runs (a slow seal or
+    /// fetch never lets the lease lapse), and its end is a beat.
+    #[tokio::test]
+    async fn the_watchdog_hears_a_long_step_as_progress_and_a_stuck_task_as_silence() {
+        let beat = Beat::new();
+        beat.beat();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            beat.silent_for() >= Duration::from_millis(300),
+            "{:?}",
+            beat.silent_for()
+        );
+        let inside = beat.clone();
+        let loudest_silence = beat
+            .while_running(async move {
+                let mut worst = Duration::ZERO;
+                for _ in 0..25 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    worst = worst.max(inside.silent_for());
+                }
+                worst
+            })
+            .await;
+        // Beaten every second inside a 2.5 s step.
+        assert!(
+            loudest_silence < Duration::from_millis(1_500),
+            "silent for {loudest_silence:?} inside a running step"
+        );
+        assert!(beat.silent_for() < Duration::from_millis(200));
+        // After the step nothing beats: silence grows again.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        assert!(beat.silent_for() >= Duration::from_millis(1_300));
+    }
+
     /// The keeper of a lease renewed while its partition is busy for ten leases (a
     /// slow fetch: here the test's own task asleep that long, on tokio's paused
     /// clock): renewed every `renew_ms`, never a gap past it, whatever the task does.
