@@ -93,10 +93,17 @@ pub async fn ensure_stream(js: &Context, config: &ClusterConfig) -> Result<Strea
             Ok(mut s) => {
                 // A stream made earlier with another age limit takes this one.
                 let want = Duration::from_secs(config.stream_max_age_s);
-                let info = s
-                    .info()
-                    .await
-                    .map_err(|e| ClusterError::log("stream info")(e.to_string()))?;
+                // A stream just made (by this node or another starting beside it) may
+                // have no leader yet to answer: "stream not found" for a moment.
+                let info = match s.info().await {
+                    Ok(info) => info,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::warn!(error = %e, "stream info not answered yet; trying again");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(ClusterError::log("stream info")(e.to_string())),
+                };
                 if info.config.max_age != want {
                     // Not fatal: the stream works with the limit it has, and the next
                     // node to start sets it again (every node reads the same file).
