@@ -448,11 +448,15 @@ pub(crate) fn to_utf8(
     }
     let charset = charset_of(content_type).unwrap_or_default();
     let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
-    // The decoder writes into the string's spare room only: room grows in steps up
-    // to `max` + 4 (one more character), so a body past `max` stops there.
+    // The decoder writes into the string's spare room only: room for the whole
+    // decoded body at once (as the decoder bounds it: up to three bytes of UTF-8 a
+    // byte, e.g. 0x80 for '€'), never past `max` + 4 (one more character), so a body
+    // past `max` stops there; doubled if ever short.
     let cap = max.saturating_add(4);
-    const STEP: usize = 1 << 20;
-    let mut out = String::with_capacity(body.len().min(cap));
+    let worst = decoder
+        .max_utf8_buffer_length_without_replacement(body.len())
+        .unwrap_or(cap);
+    let mut out = String::with_capacity(worst.min(cap));
     let mut src: &[u8] = &body;
     loop {
         let (result, read) = decoder.decode_to_string_without_replacement(src, &mut out, true);
@@ -468,7 +472,7 @@ pub(crate) fn to_utf8(
                 if out.capacity() >= cap {
                     return Err(ApiError::BodyTooLarge(max));
                 }
-                out.reserve_exact((cap - out.capacity()).clamp(4, STEP));
+                out.reserve_exact((cap - out.capacity()).clamp(4, out.capacity().max(4)));
             }
         }
     }
@@ -1474,6 +1478,11 @@ mod tests {
             to_utf8(GBK, hyper::body::Bytes::from_static(b"\x81"), 64),
             Err(ApiError::MalformedBody(_))
         ));
+        // A large body of Chinese text, decoded whole within its limit.
+        let long = "苏州市姑苏区".repeat(200_000);
+        let (big, _, _) = encoding_rs::GBK.encode(&long);
+        let text = to_utf8(GBK, big.into_owned().into(), 8 << 20).unwrap();
+        assert_eq!(text.len(), "苏州市姑苏区".len() * 200_000);
         // UTF-8 (no charset) passes untouched.
         let same = hyper::body::Bytes::from_static("苏E".as_bytes());
         assert_eq!(to_utf8(None, same.clone(), 1).unwrap(), same);
