@@ -819,6 +819,13 @@ impl Partition {
                 max_ack_pending: 1_000_000,
                 filter_subject: partition_filter(self.lease.partition),
                 inactive_threshold: Duration::from_secs(300),
+                // Its state is nothing to keep: the checkpoint is PostgreSQL's, and a
+                // consumer lost with its NATS node is made again from the last
+                // sequence read (a failed fetch). One replica in memory spares the
+                // stream's three servers a Raft proposal for every message delivered
+                // (BENCHMARKS.md, "Cluster capacity", run 9).
+                num_replicas: 1,
+                memory_storage: true,
                 ..Default::default()
             })
             .await
