@@ -51,16 +51,43 @@ fn server_timing(head: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// Sends `request` and returns the status, the timing (`query`, `serialize`) and how
-/// long the client waited.
-fn timed(a: SocketAddr, request: &str) -> (u16, f64, f64, f64) {
+/// What an answer's timing must show.
+#[derive(Clone, Copy, Debug)]
+enum Ran {
+    /// Store work (ingest, a query): `query` above zero.
+    Work,
+    /// Answered by the server without store work: measured figures (three decimals).
+    Answer,
+    /// Refused, or not HTTP: the fixed zeros.
+    Nothing,
+}
+
+/// Sends `request` and returns the status, the raw `Server-Timing` value, the timing
+/// (`query`, `serialize`) and how long the client waited.
+fn timed(a: SocketAddr, request: &str) -> (u16, String, f64, f64, f64) {
     let t = Instant::now();
     let answer = send(a, request.as_bytes());
     let waited = t.elapsed().as_secs_f64() * 1e3;
     let metrics = server_timing(&answer.head);
     let names: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["query", "serialize"], "{}", answer.head);
-    (answer.status, metrics[0].1, metrics[1].1, waited)
+    let raw =
+        sightline_testkit::header(&answer.head.to_ascii_lowercase(), "server-timing").to_string();
+    (answer.status, raw, metrics[0].1, metrics[1].1, waited)
+}
+
+/// Whether every `dur` of `raw` is measured: digits, a point and three decimals.
+fn measured(raw: &str) -> bool {
+    raw.split(", ").all(|m| {
+        m.split_once("dur=").is_some_and(|(_, d)| {
+            d.split_once('.').is_some_and(|(i, f)| {
+                !i.is_empty()
+                    && i.bytes().all(|b| b.is_ascii_digit())
+                    && f.len() == 3
+                    && f.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+    })
 }
 
 fn request(method: &str, target: &str, token: Option<&str>, accept: &str, body: &str) -> String {
@@ -92,57 +119,72 @@ fn every_answer_carries_server_timing_in_w3c_syntax() {
         enc("苏E12345")
     );
     let sample = crate::support::sample();
-    let cases: Vec<(String, u16, bool)> = vec![
-        // (request, status, whether a query ran)
+    let cases: Vec<(String, u16, Ran)> = vec![
         (
             request("POST", "/v1/events", admin, json, &sample),
             200,
-            true,
+            Ran::Work,
         ),
         (
             request("GET", &trajectory, investigator, json, ""),
             200,
-            true,
+            Ran::Work,
         ),
         (
             request("GET", &trajectory, investigator, ndjson, ""),
             200,
-            true,
+            Ran::Work,
         ),
-        (request("GET", "/health", None, json, ""), 200, true),
-        (request("GET", "/metrics", admin, json, ""), 200, true),
+        (request("GET", "/health", None, json, ""), 200, Ran::Answer),
+        (
+            request("GET", "/metrics", admin, json, ""),
+            200,
+            Ran::Answer,
+        ),
         (
             request("GET", "/v1/trajectory?kind=vehicle", investigator, json, ""),
             400,
-            true,
+            Ran::Answer,
         ),
-        (request("GET", "/v1/nothing", admin, json, ""), 404, true),
-        (request("DELETE", "/health", admin, json, ""), 405, true),
+        (
+            request("GET", "/v1/nothing", admin, json, ""),
+            404,
+            Ran::Answer,
+        ),
+        (
+            request("DELETE", "/health", admin, json, ""),
+            405,
+            Ran::Answer,
+        ),
         (
             request("OPTIONS", "/v1/trajectory", None, json, ""),
             204,
-            true,
+            Ran::Answer,
         ),
-        (request("GET", &trajectory, None, json, ""), 401, false),
+        (
+            request("GET", &trajectory, None, json, ""),
+            401,
+            Ran::Nothing,
+        ),
         (
             request("GET", &trajectory, Some("sl_nokey_x"), json, ""),
             401,
-            false,
+            Ran::Nothing,
         ),
         (
             request("GET", "/metrics", investigator, json, ""),
             403,
-            false,
+            Ran::Nothing,
         ),
         (
             request("GET", "/VIID/MotorVehicles", None, json, ""),
             401,
-            false,
+            Ran::Nothing,
         ),
         (
             "GET / HTTP/1.1\r\nHost: x\r\nNo header here\r\n\r\n".to_string(),
             400,
-            false,
+            Ran::Nothing,
         ),
         (
             format!(
@@ -150,21 +192,25 @@ fn every_answer_carries_server_timing_in_w3c_syntax() {
                 "a".repeat(1 << 20)
             ),
             431,
-            false,
+            Ran::Nothing,
         ),
     ];
-    for (req, status, queried) in cases {
+    for (req, status, ran) in cases {
         let shown = &req[..req.len().min(100)];
-        let (got, query, serialize, waited) = timed(a, &req);
+        let (got, raw, query, serialize, waited) = timed(a, &req);
         assert_eq!(got, status, "{shown}");
-        if queried {
-            assert!(query > 0.0, "{shown}: query {query}");
-            assert!(
-                query + serialize <= waited,
-                "{shown}: the server's {query} + {serialize} ms past the {waited} ms waited"
-            );
-        } else {
-            assert_eq!((query, serialize), (0.0, 0.0), "{shown}");
+        match ran {
+            Ran::Work | Ran::Answer => {
+                assert!(measured(&raw), "{shown}: {raw}");
+                assert!(
+                    query + serialize <= waited,
+                    "{shown}: the server's {query} + {serialize} ms past the {waited} ms waited"
+                );
+                if let Ran::Work = ran {
+                    assert!(query > 0.0, "{shown}: {raw}");
+                }
+            }
+            Ran::Nothing => assert_eq!(raw, "query;dur=0, serialize;dur=0", "{shown}"),
         }
     }
     server.stop();
