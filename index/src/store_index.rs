@@ -762,8 +762,8 @@ impl StoreIndex {
         }
         // Outside the lock: the subject's events in its earliest and latest spans.
         let mut found: Vec<(u32, i64, i64)> = Vec::with_capacity(plan.len());
-        let mut failed: Vec<StorageError> = Vec::new();
-        let plan_subjects: Vec<u32> = plan.iter().map(|(s, _)| *s).collect();
+        // What failed, and the subjects it left without first and last sightings.
+        let mut failed: Vec<(u32, StorageError)> = Vec::new();
         for (subject, keys) in plan {
             let (mut first, mut last) = (i64::MAX, i64::MIN);
             let lo = keys.iter().map(|k| k.span).min();
@@ -784,18 +784,15 @@ impl StoreIndex {
                     // as guesses: the index fails every read from now on (a replica
                     // is made again, a node rebuilds it at restart).
                     tracing::error!(error = %e, subject, "recomputing a subject's first and last sightings after retention");
-                    failed.push(e);
+                    failed.push((subject, e));
                 }
             }
         }
+        // Under the write lock (appends wait): linear in the subjects recomputed.
         let mut st = self.write();
-        for e in &failed {
+        for (subject, e) in &failed {
             st.fail(e);
-        }
-        for subject in plan_subjects {
-            if !found.iter().any(|(s, _, _)| *s == subject) {
-                st.recompute.remove(&subject);
-            }
+            st.recompute.remove(subject);
         }
         for (subject, first, last) in found {
             let (f2, l2) = st

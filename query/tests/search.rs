@@ -543,6 +543,67 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Retention against a model of the events kept: sightings over ten days, some days
+    /// sealed and the others still in memory, retention of 1 to 10 days (now is day 10),
+    /// then sightings that came after it. Search's count, first and last of every plate
+    /// are those of the events kept, and a plate seen only on dropped days is not found.
+    #[test]
+    fn search_counts_after_retention_are_those_of_the_events_kept(
+        seen in prop::collection::vec((plate(), 0i64..10, 0i64..86_400), 1..40),
+        sealed in prop::collection::btree_set(0i64..10, 0..10),
+        days in 1u32..11,
+        later in prop::collection::vec((plate(), 0i64..86_400), 0..10),
+    ) {
+        let c = city();
+        let mut model: Vec<(String, i64)> = Vec::new();
+        for (p, d, s) in &seen {
+            let ts = DAY0 + d * DAY_MS + s * 1000;
+            c.sight(&[(Kind::Vehicle, p, ts)]);
+            model.push((p.clone(), ts));
+        }
+        for d in &sealed {
+            c.store.seal_shard(ShardKeyOf::day(&c.store, DAY0 + d * DAY_MS)).unwrap();
+        }
+        c.vocab.catch_up(&c.store).unwrap();
+        c.store.set_retention_days(Some(days)).unwrap();
+        let dropped = c.store.apply_retention().unwrap();
+        // A day's shard goes once its end is at or before now − days.
+        let horizon = DAY0 + 10 * DAY_MS - days as i64 * DAY_MS;
+        let layout = c.store.layout();
+        let expired: BTreeSet<i32> = model
+            .iter()
+            .map(|(_, ts)| layout.span_of(*ts))
+            .filter(|span| layout.end_ms(*span) <= horizon)
+            .collect();
+        prop_assert_eq!(dropped.len(), expired.len());
+        model.retain(|(_, ts)| layout.end_ms(layout.span_of(*ts)) > horizon);
+        // Day 9 is never dropped (retention keeps at least a day back from day 10).
+        for (p, s) in &later {
+            let ts = DAY0 + 9 * DAY_MS + s * 1000;
+            c.sight(&[(Kind::Vehicle, p, ts)]);
+            model.push((p.clone(), ts));
+        }
+        c.vocab.catch_up(&c.store).unwrap();
+
+        let mut want: BTreeMap<String, (u64, i64, i64)> = BTreeMap::new();
+        for (p, ts) in &model {
+            let e = want.entry(p.clone()).or_insert((0, *ts, *ts));
+            e.0 += 1;
+            e.1 = e.1.min(*ts);
+            e.2 = e.2.max(*ts);
+        }
+        let got: BTreeMap<String, (u64, i64, i64)> = c
+            .search("苏E", SearchMode::Prefix, Some(Kind::Vehicle))
+            .into_iter()
+            .map(|m| (m.subject, (m.count, m.first_ms, m.last_ms)))
+            .collect();
+        prop_assert_eq!(got, want, "retention of {} days", days);
+    }
+}
+
 #[test]
 fn swapped_adjacent_characters_are_one_edit() {
     let c = city();

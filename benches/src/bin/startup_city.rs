@@ -3,7 +3,9 @@
 //! store's clock at each day's end, each day sealed after its grace period, as a live
 //! store would have sealed it, and the last day too. Prints the events, shards and
 //! bytes it holds. With `--open`, opens an existing store as the server does and
-//! prints how long each step took.
+//! prints how long each step took. With `--retention` (destructive: on a copy), drops
+//! the store's first day by retention, the clock at the end of its last day, and
+//! prints what the drop and the index's subtraction cost.
 //!
 //! cargo run --release -p sightline-benches --bin startup-city -- --data DIR --communities 100 --days 5
 
@@ -30,6 +32,12 @@ struct Args {
     /// how long each step took (store, index, vocabulary, first trajectory).
     #[arg(long)]
     open: bool,
+    /// Instead of building: open the store in `--data` (with its index), the clock at
+    /// the end of its last day, and drop its first day by retention; print the time
+    /// it took (the index's subtraction included), then check the index's counts
+    /// against the events left. Changes the store: run it on a copy.
+    #[arg(long)]
+    retention: bool,
     /// Households per community (the traffic model's default: 400, ~2,500 events a
     /// community-day).
     #[arg(long, default_value_t = 400)]
@@ -55,6 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if args.open {
         return open(&args.data);
+    }
+    if args.retention {
+        return retention(&args.data);
     }
     if args.latency {
         return latency(&args.data, args.rounds, &args.plates);
@@ -187,6 +198,79 @@ fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     if index.checkpoint(&store)? {
         lap("checkpoint written");
     }
+    Ok(())
+}
+
+/// Drops the store's first day by retention and times it (see `--retention`).
+fn retention(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use sightline_index::StoreIndex;
+    let clock = Arc::new(ManualClock::new(0));
+    let store = Store::open_with_clock(dir, StoreConfig::default(), clock.clone())?;
+    let (index, report) = StoreIndex::open(&store)?;
+    println!("index opened: {report:?}");
+    let shards = store.shards();
+    let (lo, hi) = shards.iter().fold((i32::MAX, i32::MIN), |(lo, hi), s| {
+        (lo.min(s.key.span), hi.max(s.key.span))
+    });
+    if lo >= hi {
+        return Err("the store holds fewer than two days".into());
+    }
+    let events = |shards: &[sightline_storage::ShardInfo]| -> u64 {
+        shards
+            .iter()
+            .map(|s| s.sealed_events + s.memory_events as u64)
+            .sum()
+    };
+    let first_day: Vec<_> = shards
+        .iter()
+        .filter(|s| s.key.span == lo)
+        .cloned()
+        .collect();
+    let layout = store.layout();
+    // Now is the end of the last day: keeping (hi − lo) days drops exactly the first.
+    clock.set(layout.end_ms(hi));
+    let subjects = store.dictionaries().len_subjects() as u32;
+    let counted = |index: &StoreIndex| -> Result<(u64, u64), Box<dyn std::error::Error>> {
+        let view = index.view();
+        let (mut events, mut live) = (0, 0);
+        for s in 0..subjects {
+            if let Some(st) = view.subject_stats(s)? {
+                events += st.count;
+                live += 1;
+            }
+        }
+        Ok((events, live))
+    };
+    let (before, live_before) = counted(&index)?;
+    store.set_retention_days(Some((hi - lo) as u32))?;
+    let t = Instant::now();
+    let dropped = store.apply_retention()?;
+    let took = t.elapsed().as_secs_f64();
+    let (after, live_after) = counted(&index)?;
+    let left = events(&store.shards());
+    println!(
+        "dropped {} shards ({} expected), {} events, in {:.1} ms (the index's subtraction \
+         included): {:.2} µs a dropped event",
+        dropped.len(),
+        first_day.len(),
+        events(&first_day),
+        took * 1e3,
+        took * 1e6 / events(&first_day).max(1) as f64
+    );
+    println!(
+        "index: {before} events of {live_before} subjects before, {after} of {live_after} \
+         after; the store holds {left}"
+    );
+    if after != left {
+        return Err(format!("the index counts {after} events, the store holds {left}").into());
+    }
+    let t = Instant::now();
+    index.checkpoint(&store)?;
+    println!(
+        "checkpoint written in {:.1} ms; peak RSS {} MiB",
+        t.elapsed().as_secs_f64() * 1e3,
+        peak_rss_kib() / 1024
+    );
     Ok(())
 }
 

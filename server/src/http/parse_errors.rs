@@ -4,7 +4,8 @@
 //! large, a target too long) on its own, before any handler runs, with an empty body.
 //! [`JsonParseErrors`] wraps a connection's stream and replaces exactly those
 //! answers — status 400, 414 or 431 with no `Content-Type`, which every answer of the
-//! server's own carries — by the same status with a JSON body, as every other error.
+//! server's own carries — by the same status with a JSON body, as every other error,
+//! and the `Server-Timing` of an answer that ran no query (every answer has one).
 
 use std::io;
 use std::pin::Pin;
@@ -72,8 +73,9 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         .unwrap_or_else(http_date_now);
     Some(
         format!(
-            "HTTP/1.1 {status} {reason}\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
+            "HTTP/1.1 {status} {reason}\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nserver-timing: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len(),
+            crate::routes::NO_QUERY_TIMING
         )
         .into_bytes(),
     )
@@ -171,6 +173,10 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body["error"]["code"], "malformed_request");
+        assert!(
+            out.contains("\r\nserver-timing: query;dur=0, serialize;dur=0\r\n"),
+            "{out}"
+        );
         assert!(
             out.contains("\r\ndate: Thu, 03 Dec 2026 20:00:00 GMT\r\n"),
             "hyper's Date kept: {out}"

@@ -110,13 +110,14 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
         }
         Err(e) => (respond_error(&e), Some(e.code()), handled, Duration::ZERO),
     };
-    let timing = format!(
-        "query;dur={:.3}, serialize;dur={:.3}",
-        query.as_secs_f64() * 1e3,
-        serialize.as_secs_f64() * 1e3
-    );
+    // A refusal (401, 403) did no query, and carries zeros rather than its time: how
+    // long a key or a digest took to check is not told to someone who has neither.
     let refused = matches!(reply.status().as_u16(), 401 | 403);
-    if let (false, Ok(v)) = (refused, hyper::header::HeaderValue::from_str(&timing)) {
+    let timing = match refused {
+        true => NO_QUERY_TIMING.to_string(),
+        false => server_timing(query, serialize),
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&timing) {
         reply
             .headers_mut()
             .insert(hyper::header::HeaderName::from_static("server-timing"), v);
@@ -134,6 +135,21 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     app.metrics
         .record(label, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)
+}
+
+/// The `Server-Timing` of an answer that ran no query (a refusal, or hyper's own
+/// answer to a request it could not parse): W3C Server Timing, both metrics zero.
+pub(crate) const NO_QUERY_TIMING: &str = "query;dur=0, serialize;dur=0";
+
+/// The `Server-Timing` value (W3C Server Timing: `name;dur=ms`, comma-separated) for
+/// `query` (the answer computed) and `serialize` (its body written), in milliseconds
+/// to the microsecond.
+fn server_timing(query: Duration, serialize: Duration) -> String {
+    format!(
+        "query;dur={:.3}, serialize;dur={:.3}",
+        query.as_secs_f64() * 1e3,
+        serialize.as_secs_f64() * 1e3
+    )
 }
 
 /// A `/VIID` path is routed, and seen by its handler, as `gat1400::paths` reads it

@@ -15,9 +15,9 @@ use std::sync::LazyLock;
 use hyper::Method;
 use serde_json::Value;
 
-pub(crate) use dispatch::handle;
 #[cfg(feature = "cluster")]
 pub(crate) use dispatch::{canonical_request, change_summary, host_problem, token, wants_ndjson};
+pub(crate) use dispatch::{handle, NO_QUERY_TIMING};
 
 use crate::auth::Role;
 use crate::error::ApiError;
