@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::{
-    call, enc, ev, get, post, sample, spawn_server, start, wait_until, GATE, OTHER_GATE, RANGE,
+    call, enc, ev, get, post, sample, start, wait_until, GATE, OTHER_GATE, RANGE,
 };
 
 #[test]
@@ -212,8 +212,15 @@ fn retention_removes_dropped_events_from_search_counts_and_statistics() {
     // A clean stop writes the index checkpoint: it counts all three days.
     server.stop();
 
-    // The real binary, so that it can be killed: it reopens from the checkpoint.
-    let (mut child, a) = spawn_server(dir.path());
+    // The real binary, so that it can be killed: it reopens from the checkpoint. Its
+    // maintenance (which may write the checkpoint again) not before an hour, so the
+    // kill below comes before any pass could.
+    let (mut child, a) = sightline_testkit::spawn_listening(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["serve", "--no-auth", "--listen", "127.0.0.1:0"])
+            .args(["--maintenance-every", "1h", "--data"])
+            .arg(dir.path()),
+    );
     assert!(searchable(a), "F999 never searchable after the restart");
     assert_eq!(figures(a), before, "reopened from the checkpoint");
     // A horizon halfway between the end of day B (2021-09-03T00:00+08:00) and that
