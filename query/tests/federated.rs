@@ -714,6 +714,75 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Objects by conditions (GA/T 1400.4's list query), every page of them at a
+    /// random page size and a random first record, both orders: the merged page, its
+    /// attributes and `TotalNum` are the one store's, event ids mapped; a refusal is
+    /// the one store's.
+    #[test]
+    fn object_pages_match_one_store(
+        sc in scenario(),
+        scope in scope(),
+        (from, to) in range(),
+        kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
+        devices in prop::option::of(prop::collection::vec((0u8..COMMUNITIES, 0u8..3), 1..3)),
+        subjects in prop::option::of(prop::collection::vec(0u8..4, 1..3)),
+        odd_only in any::<bool>(),
+        limit in 1usize..7,
+        first in 0usize..5,
+        newest_first in any::<bool>(),
+        placed in any::<bool>(),
+    ) {
+        let cl = load(&sc);
+        let fed = cl.federation(placed);
+        let mut ids = Vec::new();
+        let (ctx, call) = cl.scoped(&scope, &mut ids);
+        let n: Vec<String> = (1..200).filter(|n| n % 2 == 1).map(|n: i64| n.to_string()).collect();
+        let mut q = ObjectQuery {
+            kind,
+            from_ms: from,
+            to_ms: to,
+            devices: devices.map(|ds| ds.into_iter().map(|(c, d)| device(c, d)).collect()),
+            subjects: subjects.map(|ss| {
+                ss.into_iter().map(|s| subject_of(kind.unwrap_or(Kind::Vehicle), s)).collect()
+            }),
+            attrs: if odd_only { vec![("n".into(), n)] } else { Vec::new() },
+            skip: first,
+            limit,
+            newest_first,
+        };
+        loop {
+            let want = objects(&ctx, &q);
+            let got = fed.objects(&call, &q);
+            let (want, got) = match (want, got) {
+                (Ok(w), Ok(g)) => (w, g),
+                (Err(w), Err(g)) => {
+                    prop_assert_eq!(g.to_string(), w.to_string());
+                    break;
+                }
+                (w, g) => {
+                    prop_assert!(false, "federated {:?}, one store {:?}", g.map(|g| g.total), w.map(|w| w.total));
+                    unreachable!()
+                }
+            };
+            prop_assert_eq!(got.total, want.total);
+            let mapped: Vec<(Sighting, Attrs)> = want
+                .events
+                .iter()
+                .zip(&want.attrs_at)
+                .map(|(s, at)| (cl.map(s), at.decode().unwrap()))
+                .collect();
+            prop_assert_eq!(&got.events, &mapped);
+            if want.events.len() < limit {
+                break;
+            }
+            q.skip += limit;
+        }
+    }
+}
+
 /// A partition that fails every `every`-th call (counting from the first), as a
 /// partition whose replicas and owner are all away for a moment.
 struct Flaky<'a> {
