@@ -1118,6 +1118,97 @@ fn a_failing_partition_fails_the_query_naming_the_partition() {
     }
 }
 
+/// A partition that stores one more object of community 0 after each of its first
+/// `grow` answers of a deep page's first round (`Ask::ObjectKeys`), earlier than
+/// every other (so ahead of any page), into its store and the one store alike.
+struct Growing<'a> {
+    inner: Wire<'a>,
+    one: &'a Store,
+    grow: std::sync::atomic::AtomicUsize,
+    stored: std::sync::atomic::AtomicUsize,
+}
+
+impl Partition for Growing<'_> {
+    fn answer(&self, request: &Request) -> Result<Answer> {
+        use std::sync::atomic::Ordering;
+        let answer = self.inner.answer(request);
+        let first_round = matches!(request.ask, federated::Ask::ObjectKeys(_));
+        if first_round && self.grow.load(Ordering::SeqCst) > 0 {
+            self.grow.fetch_sub(1, Ordering::SeqCst);
+            let n = 1000 + self.stored.fetch_add(1, Ordering::SeqCst);
+            let early = DAY0 + 22 * HOUR_MS - n as i64 * MIN;
+            let raw = (n, (early, 0, 0, Kind::Vehicle, 1, Direction::In));
+            append(self.inner.inner.store, &[raw]);
+            append(self.one, &[raw]);
+        }
+        answer
+    }
+}
+
+/// A deep page read while objects are stored ahead of it: the partition's second
+/// answer disagrees with its first, so the page is read again, and the answer is one
+/// store's after the arrival; a partition that never settles fails the query (never
+/// a page stitched from two states).
+#[test]
+fn a_deep_page_read_while_objects_arrive_is_read_again_whole() {
+    let cl = small_cluster();
+    let q = ObjectQuery {
+        kind: None,
+        from_ms: DAY0,
+        to_ms: DAY0 + DAY_MS,
+        skip: 2,
+        limit: 3,
+        ..ObjectQuery::default()
+    };
+    for (grow, settles) in [(1usize, true), (federated::OBJECT_PAGE_ROUNDS, false)] {
+        let partitions: Vec<Box<dyn Partition + '_>> = cl
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let inner = Wire {
+                    inner: LocalPartition {
+                        id: i as u16,
+                        store: &n.store,
+                        index: &n.index,
+                        vocabulary: None,
+                    },
+                    json: false,
+                };
+                Box::new(Growing {
+                    inner,
+                    one: &cl.one.store,
+                    grow: (if i == 0 { grow } else { 0 }).into(),
+                    stored: (grow * 10).into(),
+                }) as Box<dyn Partition>
+            })
+            .collect();
+        let fed = Federation::new(partitions);
+        let got = fed.objects(&Call::default(), &q);
+        let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
+        let want = objects(&ctx, &q).unwrap();
+        match (got, settles) {
+            (Ok(got), true) => {
+                assert_eq!(got.total, want.total);
+                let ids = |attrs: Vec<&Attrs>| -> Vec<String> {
+                    attrs
+                        .iter()
+                        .map(|a| format!("{:?}", a.get("source_id")))
+                        .collect()
+                };
+                let want_attrs: Vec<Attrs> =
+                    want.attrs_at.iter().map(|a| a.decode().unwrap()).collect();
+                assert_eq!(
+                    ids(got.events.iter().map(|(_, a)| a).collect()),
+                    ids(want_attrs.iter().collect())
+                );
+            }
+            (Err(e), false) => assert!(e.to_string().contains("ask again"), "{e}"),
+            (other, _) => panic!("grow {grow}: {:?}", other.map(|o| o.total)),
+        }
+    }
+}
+
 #[test]
 fn a_federated_query_past_its_deadline_stops_with_an_error() {
     let cl = small_cluster();

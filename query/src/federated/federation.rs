@@ -8,10 +8,10 @@ use sightline_storage::Attrs;
 
 use super::feed::{FeedAsk, FeedCursor, FeedPage};
 use super::id::{split_cluster_id, MAX_PARTITIONS};
+use super::objects::FederatedObjects;
 use super::stats::PartitionStats;
 use super::trajectory::FederatedTrajectory;
 use super::wire::{Answer, Ask, Partition, Request};
-use super::objects::FederatedObjects;
 use super::{check, collision, cooccurrence, feed, objects, patterns, search, trajectory};
 use crate::error::{QueryError, Result};
 use crate::{
@@ -543,7 +543,10 @@ impl<'a> Federation<'a> {
             return Ok(FederatedObjects::default());
         }
         if q.skip == 0 {
-            let asks = asked.iter().map(|&p| (p, Ask::Objects(q.clone()))).collect();
+            let asks = asked
+                .iter()
+                .map(|&p| (p, Ask::Objects(q.clone())))
+                .collect();
             let parts = take!(self.ask(call, asks)?, Answer::Objects);
             return Ok(objects::merge(parts, q.limit, q.newest_first));
         }
@@ -590,7 +593,11 @@ impl<'a> Federation<'a> {
             let parts = take!(answers, Answer::Objects);
             let mut merged = objects::merge(parts, q.limit, q.newest_first);
             merged.total = total;
-            let got: Vec<_> = merged.events.iter().map(|(s, _)| (s.ts_ms, s.seq)).collect();
+            let got: Vec<_> = merged
+                .events
+                .iter()
+                .map(|(s, _)| (s.ts_ms, s.seq))
+                .collect();
             if settled && got == page {
                 return Ok(merged);
             }

@@ -34,7 +34,9 @@ pub use federation::{Call, Federation, Placement};
 pub use feed::{FeedAsk, FeedCursor, FeedPage, FeedPartial};
 pub use id::{cluster_id, split_cluster_id, EventKey, MAX_PARTITIONS, SEQ_BITS};
 pub use local::LocalPartition;
-pub use objects::{FederatedObjects, ObjectKey, ObjectKeys, ObjectsPartial};
+pub use objects::{
+    FederatedObjects, ObjectKey, ObjectKeys, ObjectsPartial, ROUNDS as OBJECT_PAGE_ROUNDS,
+};
 pub use patterns::{NightPartial, NocturnalPartial};
 pub use search::MatchPartial;
 pub(crate) use search::SearchModeDef;

@@ -1650,7 +1650,12 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
         ("OPTIONS", "*", 204, "get, head, post, put, delete, options"),
         ("GET", "/VIID/System/Register", 405, "post, options"),
         ("POST", "/VIID/System/Time", 405, "get, head, options"),
-        ("PUT", "/VIID/MotorVehicles", 405, "get, head, post, options"),
+        (
+            "PUT",
+            "/VIID/MotorVehicles",
+            405,
+            "get, head, post, options",
+        ),
         ("POST", "/VIID/Faces/x", 405, "get, head, options"),
     ] {
         let (got, head, body) = raw(
@@ -1839,7 +1844,9 @@ fn comparable_answer(
         let Some(path) = m.get("StoragePath").and_then(Value::as_str) else {
             return;
         };
-        let at = path.find("/v1/images/").expect("a picture this server serves");
+        let at = path
+            .find("/v1/images/")
+            .expect("a picture this server serves");
         if let Some(base) = base {
             assert_eq!(&path[..at], base, "{path}");
         }
@@ -1957,7 +1964,11 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     let day = "(MotorVehicle.PassTime BETWEEN '20251201000000' and '20251201235959')";
     let asked: Vec<(&str, &str, String)> = vec![
         // Everything in scope, then pages of two: the second page past the first.
-        (PLATFORM, "pw-platform", conditions("/VIID/MotorVehicles", &[])),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
         (
             PLATFORM,
             "pw-platform",
@@ -1971,7 +1982,12 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             "pw-platform",
             conditions(
                 "/VIID/MotorVehicles",
-                &[day, "(Sort = MotorVehicle.PassTime)", "RecordStartNo=2", "PageRecordNum=2"],
+                &[
+                    day,
+                    "(Sort = MotorVehicle.PassTime)",
+                    "RecordStartNo=2",
+                    "PageRecordNum=2",
+                ],
             ),
         ),
         (
@@ -1979,7 +1995,11 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             "pw-platform",
             conditions(
                 "/VIID/MotorVehicles",
-                &["MotorVehicle.PassTime.Order=desc", "RecordStartNo=2", "PageRecordNum=1"],
+                &[
+                    "MotorVehicle.PassTime.Order=desc",
+                    "RecordStartNo=2",
+                    "PageRecordNum=1",
+                ],
             ),
         ),
         (
@@ -1987,7 +2007,10 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             "pw-platform",
             conditions(
                 "/VIID/MotorVehicles",
-                &["(MotorVehicle.PlateNo IN ('苏E7GA1', '苏E7GA2'))", "PlateColor=2"],
+                &[
+                    "(MotorVehicle.PlateNo IN ('苏E7GA1', '苏E7GA2'))",
+                    "PlateColor=2",
+                ],
             ),
         ),
         (
@@ -2004,7 +2027,10 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             "pw-platform",
             conditions(
                 "/VIID/Faces",
-                &["Face.ShotTime.Gte=20251201000000", "Face.ShotTime.Order=desc"],
+                &[
+                    "Face.ShotTime.Gte=20251201000000",
+                    "Face.ShotTime.Order=desc",
+                ],
             ),
         ),
         (
@@ -2012,7 +2038,11 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             "pw-platform",
             conditions(
                 "/VIID/Faces",
-                &[&format!("DeviceID={FACE_CAMERA}"), "ArchiveID=P-GA-0001", "RecordStartNo=2"],
+                &[
+                    &format!("DeviceID={FACE_CAMERA}"),
+                    "ArchiveID=P-GA-0001",
+                    "RecordStartNo=2",
+                ],
             ),
         ),
         // Another community's device: nothing, not even in TotalNum.
@@ -2022,46 +2052,89 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
             conditions("/VIID/MotorVehicles", &[&format!("DeviceID={NOT_RELAYED}")]),
         ),
         // One object by id; one outside the caller's communities; one unknown.
-        (PLATFORM, "pw-platform", format!("/VIID/MotorVehicles/{}", vehicle_id(1))),
-        (PLATFORM, "pw-platform", format!("/VIID/Faces/{}", face_id(0))),
-        (PLATFORM, "pw-platform", format!("/VIID/MotorVehicles/{west_vehicle}")),
-        (PLATFORM, "pw-platform", format!("/VIID/Faces/{}", vehicle_id(2))),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/MotorVehicles/{}", vehicle_id(1)),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/Faces/{}", face_id(0)),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/MotorVehicles/{west_vehicle}"),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/Faces/{}", vehicle_id(2)),
+        ),
         // A condition that cannot be answered, refused naming it.
         (
             PLATFORM,
             "pw-platform",
-            conditions("/VIID/MotorVehicles", &["(MotorVehicle.PlateNo LIKE '苏E%')"]),
+            conditions(
+                "/VIID/MotorVehicles",
+                &["(MotorVehicle.PlateNo LIKE '苏E%')"],
+            ),
         ),
         // The West platform: its own community only.
-        (WEST_PLATFORM, "pw-west", conditions("/VIID/MotorVehicles", &[])),
-        (WEST_PLATFORM, "pw-west", format!("/VIID/MotorVehicles/{west_vehicle}")),
-        (WEST_PLATFORM, "pw-west", format!("/VIID/MotorVehicles/{}", vehicle_id(1))),
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            format!("/VIID/MotorVehicles/{west_vehicle}"),
+        ),
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            format!("/VIID/MotorVehicles/{}", vehicle_id(1)),
+        ),
         // A camera reads none.
-        (CAMERA, "pw-vehicles", conditions("/VIID/MotorVehicles", &[])),
+        (
+            CAMERA,
+            "pw-vehicles",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
     ];
     // Pictures fetched from `pictures` (with `token`).
-    let answers = |addr: SocketAddr, pictures: SocketAddr, token: Option<&str>, base: Option<&str>| {
-        asked
-            .iter()
-            .map(|(who, password, target)| {
-                let answer = query_as(addr, who, password, target);
-                comparable_answer(answer, pictures, token, base)
-            })
-            .collect::<Vec<_>>()
-    };
+    let answers =
+        |addr: SocketAddr, pictures: SocketAddr, token: Option<&str>, base: Option<&str>| {
+            asked
+                .iter()
+                .map(|(who, password, target)| {
+                    let answer = query_as(addr, who, password, target);
+                    comparable_answer(answer, pictures, token, base)
+                })
+                .collect::<Vec<_>>()
+        };
     let want = answers(s, s, None, None);
     // What `serve` answers is what was meant to be: pages, scope, refusals.
     let total = |a: &(u16, Value)| a.1["MotorVehicleListObject"]["TotalNum"].clone();
     assert_eq!(total(&want[0]), json!(3), "{:?}", want[0]);
     assert_eq!(total(&want[8]), json!(0), "{:?}", want[8]);
     assert_eq!(total(&want[14]), json!(1), "{:?}", want[14]);
-    assert_eq!(want[2].1["MotorVehicleListObject"]["PageRecordNum"], json!(2));
+    assert_eq!(
+        want[2].1["MotorVehicleListObject"]["PageRecordNum"],
+        json!(2)
+    );
     assert_eq!(want[11].0, 404);
     assert_eq!(want[13].0, 400);
     assert_eq!(want[16].0, 404);
     assert_eq!(want[17].0, 403);
     let faces_listed = &want[6].1["FaceListObject"]["FaceObject"];
-    assert_eq!(faces_listed.as_array().map(Vec::len), Some(2), "{faces_listed}");
+    assert_eq!(
+        faces_listed.as_array().map(Vec::len),
+        Some(2),
+        "{faces_listed}"
+    );
     // The cluster's, once the indexer has committed the uploads: queries and pictures
     // (fetched from a query node with a key) alike, on the other ingest node.
     let mut got = Vec::new();

@@ -289,10 +289,10 @@ async fn kept_objects(
                 });
             }
             while let Some(done) = gets.join_next().await {
-                let (id, blob, got) = done
-                    .map_err(|e| ApiError::internal(format!("reading an object failed: {e}")))?;
-                let got = got
-                    .map_err(|e| ApiError::StorageUnavailable(format!("object storage: {e}")))?;
+                let (id, blob, got) =
+                    done.map_err(|e| ApiError::internal(format!("reading an object failed: {e}")))?;
+                let got =
+                    got.map_err(|e| ApiError::StorageUnavailable(format!("object storage: {e}")))?;
                 if let Some(bytes) = got.filter(|b| sha256_hex(b) == blob.sha256) {
                     kept.insert(id, bytes.to_vec());
                 }
