@@ -1886,8 +1886,8 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     };
     let (_i1, a1) = env.ingest("ingest-1");
     let (_i2, a2) = env.ingest("ingest-2");
-    let _indexer = env.indexer("index-1", &[]);
-    let (_q1, qa) = env.query_node("query-1");
+    let indexer = env.indexer("index-1", &[]);
+    let (q1, qa) = env.query_node("query-1");
     let single_dir = tempfile::tempdir().unwrap();
     let single = sightline_testkit::start(single_dir.path(), |_| {});
     let s = single.addr;
@@ -2157,4 +2157,25 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     assert!(log.contains(&format!("gat1400:{PLATFORM}")), "{log}");
     assert!(log.contains(&format!("gat1400:{WEST_PLATFORM}")), "{log}");
     assert!(log.contains("GET /VIID/Faces"), "{log}");
+
+    // Nobody left to answer the partitions (the indexer and the query node holding
+    // replicas gone): 503 with a status object once `query.retry_ms` has passed,
+    // never a part of the page; audited as refused.
+    drop(indexer);
+    drop(q1);
+    let (status, body) = query_as(a2, PLATFORM, "pw-platform", &asked[0].2);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["ResponseStatusObject"]["StatusCode"],
+        json!(3),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(
+        env.dir
+            .path()
+            .join("replicas-ingest-2-ingest-audit")
+            .join("audit.log"),
+    )
+    .unwrap();
+    assert!(log.contains("\"status\":503"), "{log}");
 }
