@@ -199,7 +199,9 @@ pub struct IngestConfig {
     /// node stopped; rotated past `query.audit_file_bytes`, signed with
     /// `query.audit_witness_key` when set). Default: beside `query.data`, named after
     /// it with `-ingest-audit` (`sightline-replicas-ingest-audit`): one per node
-    /// wherever `query.data` is one per node, never the query node's own log.
+    /// wherever `query.data` is one per node, never the query node's own log (two
+    /// ingest nodes started with one configuration on one host must each set it: the
+    /// second would not start on a log the first holds).
     #[serde(default)]
     pub audit_dir: Option<PathBuf>,
 }

@@ -2115,7 +2115,9 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
                 })
                 .collect::<Vec<_>>()
         };
+    let timed = Instant::now();
     let want = answers(s, s, None, None);
+    let serve_took = timed.elapsed();
     // What `serve` answers is what was meant to be: pages, scope, refusals.
     let total = |a: &(u16, Value)| a.1["MotorVehicleListObject"]["TotalNum"].clone();
     assert_eq!(total(&want[0]), json!(3), "{:?}", want[0]);
@@ -2138,10 +2140,18 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     // The cluster's, once the indexer has committed the uploads: queries and pictures
     // (fetched from a query node with a key) alike, on the other ingest node.
     let mut got = Vec::new();
+    let mut cluster_took = Duration::ZERO;
     let settled = wait_until(COMMITTED, || {
+        let timed = Instant::now();
         got = answers(a2, qa, Some(&admin), Some("http://pictures.example"));
+        cluster_took = timed.elapsed();
         got == want
     });
+    eprintln!(
+        "{} object queries (each challenged, then answered; pictures fetched): serve {serve_took:?}, \
+         cluster ingest node {cluster_took:?}",
+        asked.len()
+    );
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "query {i}: {}", asked[i].2);
     }
