@@ -149,3 +149,43 @@ pub(crate) fn unsettled() -> QueryError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(total: u64, keys: &[(i64, u64)]) -> ObjectKeys {
+        ObjectKeys {
+            total,
+            keys: keys.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_page_is_a_run_of_each_partitions_own_order() {
+        // Partition 0 at times 1, 3, 5, 7; partition 2 at 2, 3, 4 (a tie at 3 falls
+        // to the lower cluster id: partition 0's).
+        let id = |p: u16, s: u64| cluster_id(p, s);
+        let parts = vec![
+            (
+                0,
+                keys(
+                    9,
+                    &[(1, id(0, 1)), (3, id(0, 2)), (5, id(0, 3)), (7, id(0, 4))],
+                ),
+            ),
+            (2, keys(3, &[(2, id(2, 1)), (3, id(2, 2)), (4, id(2, 3))])),
+        ];
+        // Oldest first: 1 2 3a 3b 4 5 7; records 3..6 are 3b 4 5.
+        let (asked, page) = shares(&parts, 3, 3, false);
+        assert_eq!(asked, vec![(0, 2, 1), (2, 1, 2)]);
+        assert_eq!(page, vec![(3, id(2, 2)), (4, id(2, 3)), (5, id(0, 3))]);
+        // Newest first: 7 5 4 3b 3a 2 1; records 1..3 are 5 4.
+        let (asked, page) = shares(&parts, 1, 2, true);
+        assert_eq!(asked, vec![(0, 1, 1), (2, 0, 1)]);
+        assert_eq!(page, vec![(5, id(0, 3)), (4, id(2, 3))]);
+        // Past the end: nothing to ask.
+        let (asked, page) = shares(&parts, 7, 5, false);
+        assert!(asked.is_empty() && page.is_empty());
+    }
+}
