@@ -51,6 +51,11 @@
 //!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
 //!   renewed within its life, as far as this node knows (any node's, as read).
 //!
+//! * **GA/T 1400.4 object queries** (`queries`): `GET
+//!   /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>` and `GET
+//!   /VIID/<resource>/{id}`, answered by `serve`'s code over the cluster's partitions
+//!   (`Federation::objects`), each audited in this node's own log (`ingest.audit_dir`).
+//!
 //! * **`/VIID/Subscribes`** (`subscribes`): a platform's subscriptions, written to
 //!   the cluster's `subscriptions` table, delivered by the query nodes.
 //!
