@@ -1885,7 +1885,7 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let (_i1, a1) = env.ingest("ingest-1");
-    let (_i2, a2) = env.ingest("ingest-2");
+    let (mut i2, a2) = env.ingest("ingest-2");
     let indexer = env.indexer("index-1", &[]);
     let (q1, qa) = env.query_node("query-1");
     let single_dir = tempfile::tempdir().unwrap();
@@ -2188,4 +2188,18 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     )
     .unwrap();
     assert!(log.contains("\"status\":503"), "{log}");
+    // And the chain holds: `sightline audit verify` on the stopped ingest node.
+    i2.signal(libc::SIGTERM);
+    assert!(i2.exited_within(Duration::from_secs(30)), "{}", i2.log());
+    let verify = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["audit", "verify", "--data"])
+        .arg(env.dir.path().join("replicas-ingest-2-ingest-audit"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
