@@ -21,7 +21,7 @@ use crate::error::{QueryError, Result};
 pub const MAX_OBJECT_DEPTH: usize = 100_000;
 
 /// Which objects, and which page of them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ObjectQuery {
     pub kind: Option<Kind>,
     /// `from_ms <= ts < to_ms`.
@@ -74,8 +74,9 @@ impl Ord for Held {
     }
 }
 
-/// The objects `q` selects, within the context's scope.
-pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
+/// The page's depth (records skipped and the page), or why `q` is refused: what one
+/// store refuses, checked alike before a federation asks its partitions.
+pub(crate) fn check(q: &ObjectQuery) -> Result<usize> {
     if q.limit == 0 {
         return Err(QueryError::invalid("limit", "must be at least 1"));
     }
@@ -86,6 +87,15 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
             format!("a page may reach at most {MAX_OBJECT_DEPTH} records deep, asked {depth}"),
         ));
     }
+    if q.subjects.is_some() && q.kind.is_none() {
+        return Err(QueryError::invalid("subject", "needs a kind"));
+    }
+    Ok(depth)
+}
+
+/// The objects `q` selects, within the context's scope.
+pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
+    let depth = check(q)?;
     let empty = ObjectPage {
         total: 0,
         events: Vec::new(),

@@ -714,6 +714,75 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Objects by conditions (GA/T 1400.4's list query), every page of them at a
+    /// random page size and a random first record, both orders: the merged page, its
+    /// attributes and `TotalNum` are the one store's, event ids mapped; a refusal is
+    /// the one store's.
+    #[test]
+    fn object_pages_match_one_store(
+        sc in scenario(),
+        scope in scope(),
+        (from, to) in range(),
+        kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
+        devices in prop::option::of(prop::collection::vec((0u8..COMMUNITIES, 0u8..3), 1..3)),
+        subjects in prop::option::of(prop::collection::vec(0u8..4, 1..3)),
+        odd_only in any::<bool>(),
+        limit in 1usize..7,
+        first in 0usize..5,
+        newest_first in any::<bool>(),
+        placed in any::<bool>(),
+    ) {
+        let cl = load(&sc);
+        let fed = cl.federation(placed);
+        let mut ids = Vec::new();
+        let (ctx, call) = cl.scoped(&scope, &mut ids);
+        let n: Vec<String> = (1..200).filter(|n| n % 2 == 1).map(|n: i64| n.to_string()).collect();
+        let mut q = ObjectQuery {
+            kind,
+            from_ms: from,
+            to_ms: to,
+            devices: devices.map(|ds| ds.into_iter().map(|(c, d)| device(c, d)).collect()),
+            subjects: subjects.map(|ss| {
+                ss.into_iter().map(|s| subject_of(kind.unwrap_or(Kind::Vehicle), s)).collect()
+            }),
+            attrs: if odd_only { vec![("n".into(), n)] } else { Vec::new() },
+            skip: first,
+            limit,
+            newest_first,
+        };
+        loop {
+            let want = objects(&ctx, &q);
+            let got = fed.objects(&call, &q);
+            let (want, got) = match (want, got) {
+                (Ok(w), Ok(g)) => (w, g),
+                (Err(w), Err(g)) => {
+                    prop_assert_eq!(g.to_string(), w.to_string());
+                    break;
+                }
+                (w, g) => {
+                    prop_assert!(false, "federated {:?}, one store {:?}", g.map(|g| g.total), w.map(|w| w.total));
+                    unreachable!()
+                }
+            };
+            prop_assert_eq!(got.total, want.total);
+            let mapped: Vec<(Sighting, Attrs)> = want
+                .events
+                .iter()
+                .zip(&want.attrs_at)
+                .map(|(s, at)| (cl.map(s), at.decode().unwrap()))
+                .collect();
+            prop_assert_eq!(&got.events, &mapped);
+            if want.events.len() < limit {
+                break;
+            }
+            q.skip += limit;
+        }
+    }
+}
+
 /// A partition that fails every `every`-th call (counting from the first), as a
 /// partition whose replicas and owner are all away for a moment.
 struct Flaky<'a> {
@@ -1046,6 +1115,97 @@ fn a_failing_partition_fails_the_query_naming_the_partition() {
             assert!(source.to_string().contains("vocabulary"), "{source}");
         }
         other => panic!("a partition without vocabulary must fail the search: {other:?}"),
+    }
+}
+
+/// A partition that stores one more object of community 0 after each of its first
+/// `grow` answers of a deep page's first round (`Ask::ObjectKeys`), earlier than
+/// every other (so ahead of any page), into its store and the one store alike.
+struct Growing<'a> {
+    inner: Wire<'a>,
+    one: &'a Store,
+    grow: std::sync::atomic::AtomicUsize,
+    stored: std::sync::atomic::AtomicUsize,
+}
+
+impl Partition for Growing<'_> {
+    fn answer(&self, request: &Request) -> Result<Answer> {
+        use std::sync::atomic::Ordering;
+        let answer = self.inner.answer(request);
+        let first_round = matches!(request.ask, federated::Ask::ObjectKeys(_));
+        if first_round && self.grow.load(Ordering::SeqCst) > 0 {
+            self.grow.fetch_sub(1, Ordering::SeqCst);
+            let n = 1000 + self.stored.fetch_add(1, Ordering::SeqCst);
+            let early = DAY0 + 22 * HOUR_MS - n as i64 * MIN;
+            let raw = (n, (early, 0, 0, Kind::Vehicle, 1, Direction::In));
+            append(self.inner.inner.store, &[raw]);
+            append(self.one, &[raw]);
+        }
+        answer
+    }
+}
+
+/// A deep page read while objects are stored ahead of it: the partition's second
+/// answer disagrees with its first, so the page is read again, and the answer is one
+/// store's after the arrival; a partition that never settles fails the query (never
+/// a page stitched from two states).
+#[test]
+fn a_deep_page_read_while_objects_arrive_is_read_again_whole() {
+    let cl = small_cluster();
+    let q = ObjectQuery {
+        kind: None,
+        from_ms: DAY0,
+        to_ms: DAY0 + DAY_MS,
+        skip: 2,
+        limit: 3,
+        ..ObjectQuery::default()
+    };
+    for (grow, settles) in [(1usize, true), (federated::OBJECT_PAGE_ROUNDS, false)] {
+        let partitions: Vec<Box<dyn Partition + '_>> = cl
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let inner = Wire {
+                    inner: LocalPartition {
+                        id: i as u16,
+                        store: &n.store,
+                        index: &n.index,
+                        vocabulary: None,
+                    },
+                    json: false,
+                };
+                Box::new(Growing {
+                    inner,
+                    one: &cl.one.store,
+                    grow: (if i == 0 { grow } else { 0 }).into(),
+                    stored: (grow * 10).into(),
+                }) as Box<dyn Partition>
+            })
+            .collect();
+        let fed = Federation::new(partitions);
+        let got = fed.objects(&Call::default(), &q);
+        let ctx = QueryContext::new(&cl.one.store, &cl.one.index);
+        let want = objects(&ctx, &q).unwrap();
+        match (got, settles) {
+            (Ok(got), true) => {
+                assert_eq!(got.total, want.total);
+                let ids = |attrs: Vec<&Attrs>| -> Vec<String> {
+                    attrs
+                        .iter()
+                        .map(|a| format!("{:?}", a.get("source_id")))
+                        .collect()
+                };
+                let want_attrs: Vec<Attrs> =
+                    want.attrs_at.iter().map(|a| a.decode().unwrap()).collect();
+                assert_eq!(
+                    ids(got.events.iter().map(|(_, a)| a).collect()),
+                    ids(want_attrs.iter().collect())
+                );
+            }
+            (Err(e), false) => assert!(e.to_string().contains("ask again"), "{e}"),
+            (other, _) => panic!("grow {grow}: {:?}", other.map(|o| o.total)),
+        }
     }
 }
 

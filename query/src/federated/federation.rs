@@ -8,14 +8,15 @@ use sightline_storage::Attrs;
 
 use super::feed::{FeedAsk, FeedCursor, FeedPage};
 use super::id::{split_cluster_id, MAX_PARTITIONS};
+use super::objects::FederatedObjects;
 use super::stats::PartitionStats;
 use super::trajectory::FederatedTrajectory;
 use super::wire::{Answer, Ask, Partition, Request};
-use super::{check, collision, cooccurrence, feed, patterns, search, trajectory};
+use super::{check, collision, cooccurrence, feed, objects, patterns, search, trajectory};
 use crate::error::{QueryError, Result};
 use crate::{
     Candidate, Collision, CollisionHit, Cooccurrence, CountBucket, Counts, FirstSeen,
-    FirstSeenQuery, Frequency, FrequencyQuery, Nocturnal, NocturnalQuery, Overnight,
+    FirstSeenQuery, Frequency, FrequencyQuery, Nocturnal, NocturnalQuery, ObjectQuery, Overnight,
     OvernightQuery, Place, SearchQuery, Sighting, SubjectMatch, TrajectoryQuery,
 };
 
@@ -519,6 +520,89 @@ impl<'a> Federation<'a> {
             })
             .collect();
         Ok(feed::merge(cursor, answers, ask.limit))
+    }
+
+    /// Objects by conditions (GA/T 1400.4's list query): a page of the records `q`
+    /// selects in the caller's scope, in `q`'s order, and how many match in all, as
+    /// one store holding every partition's events answers it (`crate::objects`), ties
+    /// in time by cluster id. Only the partitions placed to hold the scope's
+    /// communities are asked (every one without a scope or a placement); a page past
+    /// the top takes two rounds (`objects` module).
+    pub fn objects(&self, call: &Call, q: &ObjectQuery) -> Result<FederatedObjects> {
+        crate::objects::check(q)?;
+        let asked: Vec<u16> = match (&call.scope, &self.placement) {
+            (Some(codes), Some(place)) => {
+                let mut ps: Vec<u16> = codes.iter().map(|c| place(c)).collect();
+                ps.sort_unstable();
+                ps.dedup();
+                ps
+            }
+            _ => (0..self.partitions.len() as u16).collect(),
+        };
+        if asked.is_empty() || q.from_ms >= q.to_ms {
+            return Ok(FederatedObjects::default());
+        }
+        if q.skip == 0 {
+            let asks = asked
+                .iter()
+                .map(|&p| (p, Ask::Objects(q.clone())))
+                .collect();
+            let parts = take!(self.ask(call, asks)?, Answer::Objects);
+            return Ok(objects::merge(parts, q.limit, q.newest_first));
+        }
+        for _ in 0..objects::ROUNDS {
+            let asks = asked
+                .iter()
+                .map(|&p| (p, Ask::ObjectKeys(q.clone())))
+                .collect();
+            let answers = self.ask(call, asks)?;
+            let partitions: Vec<u16> = answers.iter().map(|(p, _)| *p).collect();
+            let keys: Vec<_> = partitions
+                .into_iter()
+                .zip(take!(answers, Answer::ObjectKeys))
+                .collect();
+            let total: u64 = keys.iter().map(|(_, k)| k.total).sum();
+            let (shares, page) = objects::shares(&keys, q.skip, q.limit, q.newest_first);
+            if shares.is_empty() {
+                return Ok(FederatedObjects {
+                    total,
+                    events: Vec::new(),
+                });
+            }
+            let asks = shares
+                .iter()
+                .map(|&(p, a, n)| {
+                    let one = ObjectQuery {
+                        skip: a,
+                        limit: n,
+                        ..q.clone()
+                    };
+                    (p, Ask::Objects(one))
+                })
+                .collect();
+            let answers = self.ask(call, asks)?;
+            // A partition asked twice must have counted alike and given the records
+            // the keys named; else it changed between the rounds: read again.
+            let settled = answers.iter().all(|(p, a)| match a {
+                Answer::Objects(part) => keys
+                    .iter()
+                    .find(|(k, _)| k == p)
+                    .is_some_and(|(_, k)| k.total == part.total),
+                _ => true,
+            });
+            let parts = take!(answers, Answer::Objects);
+            let mut merged = objects::merge(parts, q.limit, q.newest_first);
+            merged.total = total;
+            let got: Vec<_> = merged
+                .events
+                .iter()
+                .map(|(s, _)| (s.ts_ms, s.seq))
+                .collect();
+            if settled && got == page {
+                return Ok(merged);
+            }
+        }
+        Err(objects::unsettled())
     }
 
     /// Every partition's statistics, by partition.

@@ -104,6 +104,8 @@ impl Partition for LocalPartition<'_> {
                 )?)
             }
             Ask::Stats => Answer::Stats(super::stats::PartitionStats::of(self.store)),
+            Ask::ObjectKeys(q) => Answer::ObjectKeys(super::objects::keys(ctx, p, q)?),
+            Ask::Objects(q) => Answer::Objects(super::objects::page(ctx, p, q)?),
         })
     }
 }

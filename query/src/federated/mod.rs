@@ -22,6 +22,7 @@ mod federation;
 mod feed;
 mod id;
 mod local;
+mod objects;
 mod patterns;
 mod search;
 mod stats;
@@ -33,6 +34,9 @@ pub use federation::{Call, Federation, Placement};
 pub use feed::{FeedAsk, FeedCursor, FeedPage, FeedPartial};
 pub use id::{cluster_id, split_cluster_id, EventKey, MAX_PARTITIONS, SEQ_BITS};
 pub use local::LocalPartition;
+pub use objects::{
+    FederatedObjects, ObjectKey, ObjectKeys, ObjectsPartial, ROUNDS as OBJECT_PAGE_ROUNDS,
+};
 pub use patterns::{NightPartial, NocturnalPartial};
 pub use search::MatchPartial;
 pub(crate) use search::SearchModeDef;

@@ -7,6 +7,7 @@ use sightline_storage::{Attrs, Kind};
 use super::cooccurrence::{CandidatePartial, Pass};
 use super::feed::{FeedAsk, FeedPartial};
 use super::id::EventKey;
+use super::objects::{ObjectKeys, ObjectsPartial};
 use super::patterns::{NightPartial, NocturnalPartial};
 use super::search::MatchPartial;
 use super::stats::PartitionStats;
@@ -14,7 +15,8 @@ use super::trajectory::{PagePartial, StayEvent};
 use crate::error::{QueryError, Result};
 use crate::{
     Collision, Cooccurrence, CountBucket, Counts, FirstSeen, FirstSeenQuery, Frequency,
-    FrequencyQuery, NocturnalQuery, OvernightQuery, SearchQuery, Sighting, TrajectoryQuery,
+    FrequencyQuery, NocturnalQuery, ObjectQuery, OvernightQuery, SearchQuery, Sighting,
+    TrajectoryQuery,
 };
 
 /// One partition's part of a query.
@@ -85,6 +87,12 @@ pub enum Ask {
     Feed(FeedAsk),
     /// The partition's statistics.
     Stats,
+    /// Objects by conditions, a deep page's first round: the keys of the partition's
+    /// first `skip + limit` records, and its count.
+    ObjectKeys(ObjectQuery),
+    /// Objects by conditions: the partition's page of them (its own `skip` and
+    /// `limit`), and its count.
+    Objects(ObjectQuery),
 }
 
 /// A partition's partial answer; the variant answers the [`Ask`] of the same name.
@@ -108,6 +116,8 @@ pub enum Answer {
     Event(Option<(Sighting, Attrs)>),
     Feed(FeedPartial),
     Stats(PartitionStats),
+    ObjectKeys(ObjectKeys),
+    Objects(ObjectsPartial),
 }
 
 /// One partition as a query node reaches it: in process ([`super::LocalPartition`]) or,
@@ -155,6 +165,7 @@ const FIELDS: &[&str] = &[
     "min_conditions",
     "min_count",
     "partition",
+    "skip",
     "subject",
     "to",
     "window",

@@ -193,6 +193,17 @@ pub struct IngestConfig {
     /// `ArchiveID`, as `serve`; without it, the object's id).
     #[serde(default = "default_face_subject")]
     pub gat1400_face_subject: String,
+    /// Where this ingest node writes its audit log: every GA/T 1400 object query
+    /// (`GET /VIID/MotorVehicles?…`, `GET /VIID/Faces/{id}`, …), answered or refused,
+    /// as `serve` writes it (`sightline audit verify --data DIR` checks it with the
+    /// node stopped; rotated past `query.audit_file_bytes`, signed with
+    /// `query.audit_witness_key` when set). Default: beside `query.data`, named after
+    /// it with `-ingest-audit` (`sightline-replicas-ingest-audit`): one per node
+    /// wherever `query.data` is one per node, never the query node's own log (two
+    /// ingest nodes started with one configuration on one host must each set it: the
+    /// second would not start on a log the first holds).
+    #[serde(default)]
+    pub audit_dir: Option<PathBuf>,
 }
 
 /// The index role.
@@ -619,6 +630,7 @@ impl Default for IngestConfig {
             max_viid_inflight_bytes: default_max_viid_inflight(),
             max_picture_bytes: default_max_picture(),
             gat1400_face_subject: default_face_subject(),
+            audit_dir: None,
         }
     }
 }
@@ -733,6 +745,20 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 impl ClusterConfig {
+    /// Where an ingest node writes its audit log: `ingest.audit_dir`, or `query.data`
+    /// + `-ingest-audit` beside it.
+    pub fn ingest_audit_dir(&self) -> PathBuf {
+        self.ingest.audit_dir.clone().unwrap_or_else(|| {
+            let data = &self.query.data;
+            let mut name = data
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| "sightline-replicas".into());
+            name.push("-ingest-audit");
+            data.with_file_name(name)
+        })
+    }
+
     /// Reads and checks `path`.
     pub fn from_file(path: &Path) -> Result<ClusterConfig> {
         let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Io {

@@ -51,6 +51,11 @@
 //!   (`gat1400::catalog`) over the tables as last read; `IsOnline` is a registration
 //!   renewed within its life, as far as this node knows (any node's, as read).
 //!
+//! * **GA/T 1400.4 object queries** (`queries`): `GET
+//!   /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>` and `GET
+//!   /VIID/<resource>/{id}`, answered by `serve`'s code over the cluster's partitions
+//!   (`Federation::objects`), each audited in this node's own log (`ingest.audit_dir`).
+//!
 //! * **`/VIID/Subscribes`** (`subscribes`): a platform's subscriptions, written to
 //!   the cluster's `subscriptions` table, delivered by the query nodes.
 //!
@@ -95,6 +100,7 @@ use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 use super::alerting::Alerting;
 
 mod dispositions;
+mod queries;
 mod subscribes;
 
 /// Uploads at once (as `serve`'s `max_concurrent_viid`): beyond, 429 before the body
@@ -137,8 +143,12 @@ pub(super) struct GatNode {
     /// P, the cluster's partitions.
     partitions: u16,
     /// Where the partitions are answered (made on the first `/VIID/Subscribes`,
-    /// which asks them for their heads).
+    /// which asks them for their heads, or object query).
     partition_directory: tokio::sync::OnceCell<Arc<super::remote::Directory>>,
+    /// Object queries running (`queries`), at most `gat1400::OBJECT_QUERIES`.
+    object_queries: Arc<std::sync::atomic::AtomicUsize>,
+    /// This node's audit log (`ingest.audit_dir`): every object query.
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 /// A registration to renew in the background: who, from where, proven how.
@@ -337,6 +347,21 @@ impl Directory {
         crate::gat1400::catalog::listed(&covered, &l.communities, devices)
     }
 
+    /// The communities (codes) `caller`'s record covers, as `serve`'s object queries
+    /// scope it: its own and, for a platform, those its relays map to.
+    fn covered(&self, caller: &str) -> Vec<String> {
+        let own = self.device(caller);
+        let relays = {
+            let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+            set.as_ref()
+                .and_then(|l| l.relays.get(caller).cloned())
+                .unwrap_or_default()
+        };
+        crate::gat1400::catalog::covered(own.as_ref(), &relays)
+            .into_iter()
+            .collect()
+    }
+
     /// Whether `code` is registered (from wherever, within the registration's life),
     /// as far as this node knows: what it wrote or found, else the table as read.
     fn is_online(&self, code: &str) -> bool {
@@ -475,9 +500,12 @@ impl GatNode {
         let (renewals, mut queued) = tokio::sync::mpsc::channel(RENEWALS_QUEUED);
         let partitions = u16::try_from(partitions)
             .map_err(|_| format!("{partitions} partitions: at most 65535"))?;
+        let audit = super::query::open_audit(config.ingest_audit_dir(), &config.query).await?;
         let node = Arc::new(GatNode {
             partitions,
             partition_directory: tokio::sync::OnceCell::new(),
+            object_queries: Arc::default(),
+            audit,
             renewals,
             gateway: Gateway::signed(nonce_key(config)),
             directory: Directory::default(),
@@ -986,6 +1014,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>) -> Response<F
         (method, path) if dispositions::takes(method, path) => {
             dispositions::handle(node, req, x).await
         }
+        (method, path) if queries::takes(method, path) => queries::handle(node, req, x).await,
         ("GET" | "HEAD", "/VIID/APEs") => listing(node, req, x, Listing::Apes).await,
         ("GET" | "HEAD", "/VIID/Tollgates") => listing(node, req, x, Listing::Tollgates).await,
         (method, path) => match allowed(path) {
@@ -1044,8 +1073,9 @@ fn allowed(path: &str) -> Option<&'static str> {
         }
         "/VIID/System/Time" | "/VIID/APEs" | "/VIID/Tollgates" => Some("GET, HEAD"),
         "/VIID/Images" | "/VIID/SubscribeNotifications" => Some("POST"),
-        p if Upload::of_path(p).is_some() => Some("POST"),
-        p => subscribes::allowed(p).or_else(|| dispositions::allowed(p)),
+        p => queries::allowed(p)
+            .or_else(|| subscribes::allowed(p))
+            .or_else(|| dispositions::allowed(p)),
     }
 }
 

@@ -156,7 +156,7 @@ pub async fn run_query(
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("{partitions} partitions: a query node federates 1 to 65535"))?;
-    let audit = open_audit(&config.query).await?;
+    let audit = open_audit(config.query.audit_dir(), &config.query).await?;
     let listener = tokio::net::TcpListener::bind(config.query.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", config.query.listen))?;
@@ -315,11 +315,15 @@ fn fault_audit_disk_full() -> bool {
     std::env::var("SIGHTLINE_CLUSTER_FAULT").is_ok_and(|f| f == "audit-disk-full")
 }
 
-/// Opens this node's audit log in `query.audit_dir` (created private), its head kept
-/// in a catalog there (`DIR/catalog`), where `sightline audit verify --data DIR`
-/// finds it. A log that does not verify stops the node from starting, as `serve`.
-async fn open_audit(q: &sightline_cluster::config::QueryConfig) -> Result<Arc<AuditLog>, String> {
-    let dir = q.audit_dir();
+/// Opens a node's audit log in `dir` (`query.audit_dir`, or an ingest node's
+/// `ingest.audit_dir`; created private), its head kept in a catalog there
+/// (`DIR/catalog`), where `sightline audit verify --data DIR` finds it, rotated and
+/// signed as `q` says. A log that does not verify stops the node from starting, as
+/// `serve`.
+pub(super) async fn open_audit(
+    dir: std::path::PathBuf,
+    q: &sightline_cluster::config::QueryConfig,
+) -> Result<Arc<AuditLog>, String> {
     let (max_bytes, witness_key) = (q.audit_file_bytes, q.audit_witness_key.clone());
     let opened = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::DirBuilderExt;

@@ -971,18 +971,23 @@ fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
     app.gateway.register(&id, x.peer);
     match app.store.catalog().device(&id) {
         Ok(Some(d)) if d.device_kind == "platform" => Ok(id),
-        Ok(_) => Err(Reply::with(
-            StatusCode::FORBIDDEN,
-            one_status(
-                "",
-                &x.url(),
-                super::INVALID_OPERATION,
-                "object queries are a platform's (a device of kind platform): a camera reads none",
-                x.now_ms,
-            ),
-        )),
+        Ok(_) => Err(not_a_platform(x)),
         Err(e) => Err(device_error(x, &ApiError::from(e))),
     }
+}
+
+/// 403 to an object query of a caller that is no platform.
+pub(crate) fn not_a_platform(x: &Exchange) -> Reply {
+    Reply::with(
+        StatusCode::FORBIDDEN,
+        one_status(
+            "",
+            &x.url(),
+            super::INVALID_OPERATION,
+            "object queries are a platform's (a device of kind platform): a camera reads none",
+            x.now_ms,
+        ),
+    )
 }
 
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
@@ -990,7 +995,7 @@ fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
 pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
     exchange_as(c, Gate::Registered, |app, x| {
         match querying_platform(app, &x) {
-            Ok(caller) => super::query::list(app, &x, &caller),
+            Ok(caller) => super::query::list(&**app, &x, &caller),
             Err(refused) => refused,
         }
     })
@@ -1001,7 +1006,7 @@ pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
 pub(crate) async fn read_object(c: Call) -> Result<Answer, ApiError> {
     exchange_as(c, Gate::Registered, |app, x| {
         match querying_platform(app, &x) {
-            Ok(caller) => super::query::one(app, &x, &caller),
+            Ok(caller) => super::query::one(&**app, &x, &caller),
             Err(refused) => refused,
         }
     })

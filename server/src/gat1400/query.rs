@@ -6,6 +6,9 @@
 //!
 //! The conditions are read by [`super::conditions`]; the objects are selected by
 //! [`sightline_query::objects`]; this file is the part between: scope, answer, audit.
+//! The answer and its audit are written once, over an [`Objects`] source: `serve`'s
+//! store ([`App`]) here, a cluster's partitions on an ingest node
+//! (`crate::cluster::gat1400::queries`), so both answer alike by construction.
 
 use std::collections::BTreeMap;
 
@@ -40,28 +43,84 @@ pub(crate) fn resource_of(path: &str) -> Option<(Upload, Option<&str>)> {
     })
 }
 
+/// Where object queries are answered: the objects a caller's record covers, their
+/// answers' objects as uploaded, and the audit log.
+pub(crate) trait Objects {
+    /// The field of a face or person object that names its subject.
+    fn face_subject(&self) -> &str;
+    /// How many objects `q` selects within the communities `caller`'s record covers,
+    /// and the page's objects as uploaded (else built from their events), pictures
+    /// by reference, in `q`'s order.
+    fn select(
+        &self,
+        x: &Exchange,
+        caller: &str,
+        q: &ObjectQuery,
+    ) -> Result<(u64, Vec<Value>), ApiError>;
+    /// Writes an audit entry (as `AuditLog::record`).
+    fn record(
+        &self,
+        ts_ms: i64,
+        who: &str,
+        endpoint: &str,
+        params: &str,
+        results: Option<usize>,
+        status: u16,
+    ) -> Result<(), String>;
+}
+
+impl Objects for App {
+    fn face_subject(&self) -> &str {
+        &self.config.gat1400_face_subject
+    }
+
+    fn select(
+        &self,
+        x: &Exchange,
+        caller: &str,
+        q: &ObjectQuery,
+    ) -> Result<(u64, Vec<Value>), ApiError> {
+        let found = select(self, caller, q)?;
+        Ok((found.total, objects_of(self, x, &found)?))
+    }
+
+    fn record(
+        &self,
+        ts_ms: i64,
+        who: &str,
+        endpoint: &str,
+        params: &str,
+        results: Option<usize>,
+        status: u16,
+    ) -> Result<(), String> {
+        self.audit
+            .record(ts_ms, who, endpoint, params, results, status)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// `GET /VIID/<resource>?conditions`: `{"<List>":{"<Item>":[…],"TotalNum",
 /// "RecordStartNo","PageRecordNum"}}`.
-pub(crate) fn list(app: &App, x: &Exchange, caller: &str) -> Reply {
+pub(crate) fn list(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
     let Some((upload, None)) = resource_of(&x.path) else {
         return not_found(x, "no such VIID resource");
     };
-    let (reply, n) = match parse(upload, &app.config.gat1400_face_subject, x.query.as_deref()) {
+    let (reply, n) = match parse(upload, src.face_subject(), x.query.as_deref()) {
         Err(e) => (refused(x, &e), None),
-        Ok((q, page)) => match answer_list(app, x, caller, upload, q, page) {
+        Ok((q, page)) => match answer_list(src, x, caller, upload, q, page) {
             Ok((v, n)) => (Reply::ok(v), Some(n)),
             Err(e) => (device_error(x, &e), None),
         },
     };
-    audited(app, x, caller, reply, n)
+    audited(src, x, caller, reply, n)
 }
 
 /// `GET /VIID/<resource>/{id}`: `{"<Item>":{…}}`, or 404 with a status object.
-pub(crate) fn one(app: &App, x: &Exchange, caller: &str) -> Reply {
+pub(crate) fn one(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
     let Some((upload, Some(id))) = resource_of(&x.path) else {
         return not_found(x, "no such VIID resource");
     };
-    let (reply, n) = match find_one(app, x, caller, upload, id) {
+    let (reply, n) = match find_one(src, x, caller, upload, id) {
         Ok(Some(o)) => {
             let (_, item, _) = upload.names();
             (Reply::ok(json!({ item: o })), Some(1))
@@ -78,11 +137,11 @@ pub(crate) fn one(app: &App, x: &Exchange, caller: &str) -> Reply {
         ),
         Err(e) => (device_error(x, &e), None),
     };
-    audited(app, x, caller, reply, n)
+    audited(src, x, caller, reply, n)
 }
 
 fn answer_list(
-    app: &App,
+    src: &dyn Objects,
     x: &Exchange,
     caller: &str,
     upload: Upload,
@@ -93,12 +152,11 @@ fn answer_list(
     let cap = page.max_num_record_return;
     let allowed = cap.map_or(q.limit, |c| c.saturating_sub(q.skip).min(q.limit));
     q.limit = q.limit.max(1);
-    let found = select(app, caller, &q)?;
-    let mut items = objects_of(app, x, &found)?;
+    let (found_total, mut items) = src.select(x, caller, &q)?;
     items.truncate(allowed);
     let n = items.len();
     let (list, item, _) = upload.names();
-    let total = cap.map_or(found.total, |c| found.total.min(c as u64));
+    let total = cap.map_or(found_total, |c| found_total.min(c as u64));
     Ok((
         json!({ list: { item: items, "TotalNum": total,
                         "RecordStartNo": page.record_start_no, "PageRecordNum": n } }),
@@ -108,7 +166,7 @@ fn answer_list(
 
 /// The object with this id, looked for near the time its id holds, then everywhere.
 fn find_one(
-    app: &App,
+    src: &dyn Objects,
     x: &Exchange,
     caller: &str,
     upload: Upload,
@@ -125,24 +183,33 @@ fn find_one(
     };
     let mut found = None;
     if let Some(t) = time_of_id(id) {
-        found = Some(select(
-            app,
+        found = Some(src.select(
+            x,
             caller,
             &by_id(t - ID_TIME_SLACK_MS, t + ID_TIME_SLACK_MS),
         )?);
     }
-    if found.as_ref().is_none_or(|f| f.events.is_empty()) {
+    if found.as_ref().is_none_or(|(_, f)| f.is_empty()) {
         let (from_ms, to_ms) = super::conditions::ALL_TIME;
-        found = Some(select(app, caller, &by_id(from_ms, to_ms))?);
+        found = Some(src.select(x, caller, &by_id(from_ms, to_ms))?);
     }
-    let found = found.expect("looked up above");
-    Ok(objects_of(app, x, &found)?.into_iter().next())
+    Ok(found.and_then(|(_, f)| f.into_iter().next()))
 }
 
 /// The objects `q` selects within the communities `caller`'s record covers.
 fn select(app: &App, caller: &str, q: &ObjectQuery) -> Result<ObjectPage, ApiError> {
+    let _slot = object_query_slot(&app.gateway.object_queries)?;
+    let scope = scope_of(app, caller)?;
+    let ctx = crate::http::runner::query_ctx(app, Some(&scope));
+    Ok(objects(&ctx, q)?)
+}
+
+/// One of a gateway's [`super::OBJECT_QUERIES`] object query slots (`running` counts
+/// those taken), held until dropped; busy when all are taken.
+pub(crate) fn object_query_slot(
+    running: &std::sync::atomic::AtomicUsize,
+) -> Result<impl Drop + '_, ApiError> {
     use std::sync::atomic::Ordering;
-    let running = &app.gateway.object_queries;
     if running.fetch_add(1, Ordering::AcqRel) >= super::OBJECT_QUERIES {
         running.fetch_sub(1, Ordering::AcqRel);
         return Err(ApiError::Busy("GA/T 1400 object queries"));
@@ -153,10 +220,7 @@ fn select(app: &App, caller: &str, q: &ObjectQuery) -> Result<ObjectPage, ApiErr
             self.0.fetch_sub(1, Ordering::AcqRel);
         }
     }
-    let _slot = Slot(running);
-    let scope = scope_of(app, caller)?;
-    let ctx = crate::http::runner::query_ctx(app, Some(&scope));
-    Ok(objects(&ctx, q)?)
+    Ok(Slot(running))
 }
 
 /// The communities (dictionary ids, sorted) a caller's catalog record covers: its own
@@ -203,14 +267,20 @@ fn not_found(x: &Exchange, why: &str) -> Reply {
 /// Writes the query's audit entry (who: `gat1400:<code>`; what: the path and query
 /// string; how many objects; the status); a log that cannot be written answers 503,
 /// so nothing is read unaudited.
-fn audited(app: &App, x: &Exchange, caller: &str, reply: Reply, results: Option<usize>) -> Reply {
+fn audited(
+    src: &dyn Objects,
+    x: &Exchange,
+    caller: &str,
+    reply: Reply,
+    results: Option<usize>,
+) -> Reply {
     let mut params = x.query.clone().unwrap_or_default();
     let mut cut = crate::http::runner::AUDIT_PARAMS_BYTES.min(params.len());
     while !params.is_char_boundary(cut) {
         cut -= 1;
     }
     params.truncate(cut);
-    let written = app.audit.record(
+    let written = src.record(
         x.now_ms,
         &format!("gat1400:{caller}"),
         &format!("GET {}", x.path),
@@ -222,7 +292,7 @@ fn audited(app: &App, x: &Exchange, caller: &str, reply: Reply, results: Option<
         Ok(()) => reply,
         Err(e) => {
             tracing::error!(error = %e, "a GA/T 1400 query is not audited");
-            device_error(x, &ApiError::AuditUnavailable(e.to_string()))
+            device_error(x, &ApiError::AuditUnavailable(e))
         }
     }
 }

@@ -1650,6 +1650,13 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
         ("OPTIONS", "*", 204, "get, head, post, put, delete, options"),
         ("GET", "/VIID/System/Register", 405, "post, options"),
         ("POST", "/VIID/System/Time", 405, "get, head, options"),
+        (
+            "PUT",
+            "/VIID/MotorVehicles",
+            405,
+            "get, head, post, options",
+        ),
+        ("POST", "/VIID/Faces/x", 405, "get, head, options"),
     ] {
         let (got, head, body) = raw(
             a,
@@ -1783,4 +1790,416 @@ fn an_ingest_nodes_events_are_inflated_and_their_byte_order_mark_dropped_as_on_s
     );
     let (status, answer) = post("Content-Encoding: gzip\r\n", &zipped);
     assert_eq!(status, 413, "{answer}");
+}
+
+/// A West platform (community 3205080003, no relays) and its own camera.
+const WEST_PLATFORM: &str = "32050800002000000003";
+
+/// `target`'s query string with each `&`-separated condition percent-encoded (as a
+/// client sends `(MotorVehicle.PlateNo = '苏E…')`).
+fn conditions(path: &str, conditions: &[&str]) -> String {
+    let q: Vec<String> = conditions
+        .iter()
+        .map(|c| sightline_testkit::enc(c))
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+/// One object query as `who`: challenged, then answered with a digest on the query
+/// itself (a registration alone is not enough, on `serve` as on a cluster).
+fn query_as(addr: SocketAddr, who: &str, password: &str, target: &str) -> (u16, Value) {
+    let ident = vec![("User-Identify", who.to_string())];
+    let (status, head, body) = viid(addr, "GET", target, &ident, "");
+    if status != 401 {
+        return (status, body);
+    }
+    let auth = authorization(who, password, &nonce_of(&head), "00000001", "GET", target);
+    let headers = [("Authorization", auth), ("User-Identify", who.to_string())];
+    let (status, _, body) = viid(addr, "GET", target, &headers, "");
+    (status, body)
+}
+
+/// An object query's answer as comparable between a cluster and `serve`: status
+/// objects without their `LocalTime`; each picture's `StoragePath` (checked to start
+/// with `base` when given) replaced by the SHA-256 of the bytes `addr` serves at its
+/// path, and an `ImageID` that was the stored picture's id by `stored`.
+fn comparable_answer(
+    (status, mut body): (u16, Value),
+    addr: SocketAddr,
+    token: Option<&str>,
+    base: Option<&str>,
+) -> (u16, Value) {
+    fn walk(v: &mut Value, f: &mut dyn FnMut(&mut serde_json::Map<String, Value>)) {
+        match v {
+            Value::Object(m) => {
+                f(m);
+                m.values_mut().for_each(|v| walk(v, f));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, f)),
+            _ => {}
+        }
+    }
+    walk(&mut body, &mut |m| {
+        m.remove("LocalTime");
+        let Some(path) = m.get("StoragePath").and_then(Value::as_str) else {
+            return;
+        };
+        let at = path
+            .find("/v1/images/")
+            .expect("a picture this server serves");
+        if let Some(base) = base {
+            assert_eq!(&path[..at], base, "{path}");
+        }
+        let (status, _, bytes) = fetch(addr, &path[at..], token);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&bytes));
+        let id = path[at..].strip_prefix("/v1/images/").unwrap().to_string();
+        m.insert("StoragePath".into(), sha256_hex(&bytes).into());
+        if m.get("ImageID").and_then(Value::as_str) == Some(id.as_str()) {
+            m.insert("ImageID".into(), "stored".into());
+        }
+    });
+    (status, body)
+}
+
+/// Issue 22's "the GA/T 1400 gateway works against a cluster unchanged", for
+/// GA/T 1400.4 object queries: cameras upload vehicles and faces with pictures to an
+/// ingest node (and to `serve`); once indexed, a platform's condition queries on
+/// another ingest node — several conditions, both orders, pages past the first (the
+/// federation's two rounds), `MaxNumRecordReturn`, one object by id, an id outside
+/// its communities, a condition refused — answer exactly what `serve` answers, the
+/// pictures the same bytes; a platform of another community sees only its own; a
+/// camera is refused as on `serve`; each query is in the ingest node's audit log.
+#[test]
+fn object_queries_on_an_ingest_node_answer_as_serve_does() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    env.query_extra = "public_url = \"http://pictures.example\"".into();
+    let cli = env.config_file("cli");
+    let admin = {
+        let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["cluster", "keys", "create", "--role", "admin", "--config"])
+            .arg(&cli)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (_i1, a1) = env.ingest("ingest-1");
+    let (mut i2, a2) = env.ingest("ingest-2");
+    let indexer = env.indexer("index-1", &[]);
+    let (q1, qa) = env.query_node("query-1");
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let s = single.addr;
+    let both = |target: &str, body: Value| {
+        let body = body.to_string();
+        let cluster = super::ask_as(qa, Some(&admin), "PUT", target, &body);
+        let single = super::ask_as(s, None, "PUT", target, &body);
+        assert_eq!(cluster, single, "PUT {target} {body}");
+        assert_eq!(cluster.0, 200, "PUT {target}: {}", cluster.1);
+    };
+    for (code, name) in [
+        ("3205080001", "North"),
+        ("3205080002", "South"),
+        ("3205080003", "West"),
+    ] {
+        both(&format!("/v1/communities/{code}"), json!({"name": name}));
+    }
+    both(
+        &format!("/v1/devices/{PLATFORM}"),
+        json!({"community": "3205080001", "kind": "platform", "name": "district platform",
+               "gat1400": {"password": "pw-platform"}, "relays": {"320508020": "3205080002"}}),
+    );
+    both(
+        &format!("/v1/devices/{WEST_PLATFORM}"),
+        json!({"community": "3205080003", "kind": "platform",
+               "gat1400": {"password": "pw-west"}}),
+    );
+    for (code, community, kind, direction, password) in DEVICES {
+        both(
+            &format!("/v1/devices/{code}"),
+            json!({"community": community, "kind": kind, "direction": direction,
+                   "gat1400": {"password": password}}),
+        );
+    }
+    both(
+        &format!("/v1/devices/{NOT_RELAYED}"),
+        json!({"community": "3205080003", "kind": "checkpoint_camera", "direction": "in"}),
+    );
+    // Uploads through ingest node 1 (and `serve`): the cameras' own, and the West
+    // platform's for its camera.
+    let registered = wait_until(Duration::from_secs(10), || {
+        register(a1, "/VIID/System/Register", WEST_PLATFORM, "pw-west").0 == 200
+    });
+    assert!(registered, "the logins never reached the ingest node");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let west_vehicle = format!("{NOT_RELAYED}02202512010830000000010200077");
+    let west = json!({"MotorVehicleListObject": {"MotorVehicleObject": [{
+        "MotorVehicleID": west_vehicle, "DeviceID": NOT_RELAYED,
+        "PassTime": "20251201083000", "PlateNo": "苏E7GA1", "PlateColor": "2"}]}})
+    .to_string();
+    let (vehicles, _) = vehicles();
+    let (faces, _) = faces();
+    for a in [a1, s] {
+        for (code, password) in [
+            (CAMERA, "pw-vehicles"),
+            (FACE_CAMERA, "pw-faces"),
+            (WEST_PLATFORM, "pw-west"),
+        ] {
+            assert_eq!(register(a, "/VIID/System/Register", code, password).0, 200);
+        }
+        for (who, path, body) in [
+            (CAMERA, "/VIID/MotorVehicles", &vehicles),
+            (FACE_CAMERA, "/VIID/Faces", &faces),
+            (WEST_PLATFORM, "/VIID/MotorVehicles", &west),
+        ] {
+            let ident = vec![("User-Identify", who.to_string())];
+            let (status, _, answer) = viid(a, "POST", path, &ident, body);
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+
+    let vehicle_id = |i: u64| format!("{CAMERA}0220251201080{i}0000{i:03}02{i:05}");
+    let face_id = |i: u64| format!("{FACE_CAMERA}0620251201090{i}00000{i:02}06{i:05}");
+    let day = "(MotorVehicle.PassTime BETWEEN '20251201000000' and '20251201235959')";
+    let asked: Vec<(&str, &str, String)> = vec![
+        // Everything in scope, then pages of two: the second page past the first.
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &[day, "RecordStartNo=1", "PageRecordNum=2"],
+            ),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &[
+                    day,
+                    "(Sort = MotorVehicle.PassTime)",
+                    "RecordStartNo=2",
+                    "PageRecordNum=2",
+                ],
+            ),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &[
+                    "MotorVehicle.PassTime.Order=desc",
+                    "RecordStartNo=2",
+                    "PageRecordNum=1",
+                ],
+            ),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &[
+                    "(MotorVehicle.PlateNo IN ('苏E7GA1', '苏E7GA2'))",
+                    "PlateColor=2",
+                ],
+            ),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &["MaxNumRecordReturn=2", "RecordStartNo=2", "PageRecordNum=5"],
+            ),
+        ),
+        // Faces with pictures, in the relayed community.
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/Faces",
+                &[
+                    "Face.ShotTime.Gte=20251201000000",
+                    "Face.ShotTime.Order=desc",
+                ],
+            ),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/Faces",
+                &[
+                    &format!("DeviceID={FACE_CAMERA}"),
+                    "ArchiveID=P-GA-0001",
+                    "RecordStartNo=2",
+                ],
+            ),
+        ),
+        // Another community's device: nothing, not even in TotalNum.
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions("/VIID/MotorVehicles", &[&format!("DeviceID={NOT_RELAYED}")]),
+        ),
+        // One object by id; one outside the caller's communities; one unknown.
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/MotorVehicles/{}", vehicle_id(1)),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/Faces/{}", face_id(0)),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/MotorVehicles/{west_vehicle}"),
+        ),
+        (
+            PLATFORM,
+            "pw-platform",
+            format!("/VIID/Faces/{}", vehicle_id(2)),
+        ),
+        // A condition that cannot be answered, refused naming it.
+        (
+            PLATFORM,
+            "pw-platform",
+            conditions(
+                "/VIID/MotorVehicles",
+                &["(MotorVehicle.PlateNo LIKE '苏E%')"],
+            ),
+        ),
+        // The West platform: its own community only.
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            format!("/VIID/MotorVehicles/{west_vehicle}"),
+        ),
+        (
+            WEST_PLATFORM,
+            "pw-west",
+            format!("/VIID/MotorVehicles/{}", vehicle_id(1)),
+        ),
+        // A camera reads none.
+        (
+            CAMERA,
+            "pw-vehicles",
+            conditions("/VIID/MotorVehicles", &[]),
+        ),
+    ];
+    // Pictures fetched from `pictures` (with `token`).
+    let answers =
+        |addr: SocketAddr, pictures: SocketAddr, token: Option<&str>, base: Option<&str>| {
+            asked
+                .iter()
+                .map(|(who, password, target)| {
+                    let answer = query_as(addr, who, password, target);
+                    comparable_answer(answer, pictures, token, base)
+                })
+                .collect::<Vec<_>>()
+        };
+    let timed = Instant::now();
+    let want = answers(s, s, None, None);
+    let serve_took = timed.elapsed();
+    // What `serve` answers is what was meant to be: pages, scope, refusals.
+    let total = |a: &(u16, Value)| a.1["MotorVehicleListObject"]["TotalNum"].clone();
+    assert_eq!(total(&want[0]), json!(3), "{:?}", want[0]);
+    assert_eq!(total(&want[8]), json!(0), "{:?}", want[8]);
+    assert_eq!(total(&want[14]), json!(1), "{:?}", want[14]);
+    assert_eq!(
+        want[2].1["MotorVehicleListObject"]["PageRecordNum"],
+        json!(2)
+    );
+    assert_eq!(want[11].0, 404);
+    assert_eq!(want[13].0, 400);
+    assert_eq!(want[16].0, 404);
+    assert_eq!(want[17].0, 403);
+    let faces_listed = &want[6].1["FaceListObject"]["FaceObject"];
+    assert_eq!(
+        faces_listed.as_array().map(Vec::len),
+        Some(2),
+        "{faces_listed}"
+    );
+    // The cluster's, once the indexer has committed the uploads: queries and pictures
+    // (fetched from a query node with a key) alike, on the other ingest node.
+    let mut got = Vec::new();
+    let mut cluster_took = Duration::ZERO;
+    let settled = wait_until(COMMITTED, || {
+        let timed = Instant::now();
+        got = answers(a2, qa, Some(&admin), Some("http://pictures.example"));
+        cluster_took = timed.elapsed();
+        got == want
+    });
+    eprintln!(
+        "{} object queries (each challenged, then answered; pictures fetched): serve {serve_took:?}, \
+         cluster ingest node {cluster_took:?}",
+        asked.len()
+    );
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "query {i}: {}", asked[i].2);
+    }
+    assert!(settled);
+    // Every query is in ingest node 2's own audit log, under the caller's code.
+    let log = std::fs::read_to_string(
+        env.dir
+            .path()
+            .join("replicas-ingest-2-ingest-audit")
+            .join("audit.log"),
+    )
+    .unwrap();
+    assert!(log.contains(&format!("gat1400:{PLATFORM}")), "{log}");
+    assert!(log.contains(&format!("gat1400:{WEST_PLATFORM}")), "{log}");
+    assert!(log.contains("GET /VIID/Faces"), "{log}");
+
+    // Nobody left to answer the partitions (the indexer and the query node holding
+    // replicas gone): 503 with a status object once `query.retry_ms` has passed,
+    // never a part of the page; audited as refused.
+    drop(indexer);
+    drop(q1);
+    let (status, body) = query_as(a2, PLATFORM, "pw-platform", &asked[0].2);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["ResponseStatusObject"]["StatusCode"],
+        json!(3),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(
+        env.dir
+            .path()
+            .join("replicas-ingest-2-ingest-audit")
+            .join("audit.log"),
+    )
+    .unwrap();
+    assert!(log.contains("\"status\":503"), "{log}");
+    // And the chain holds: `sightline audit verify` on the stopped ingest node.
+    i2.signal(libc::SIGTERM);
+    assert!(i2.exited_within(Duration::from_secs(30)), "{}", i2.log());
+    let verify = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["audit", "verify", "--data"])
+        .arg(env.dir.path().join("replicas-ingest-2-ingest-audit"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
