@@ -488,6 +488,11 @@ fn address(ip: Option<IpAddr>) -> Option<String> {
 }
 
 impl GatNode {
+    /// The node's audit log (object queries).
+    pub(super) fn audit(&self) -> Arc<crate::audit::AuditLog> {
+        self.audit.clone()
+    }
+
     /// The gateway of an ingest node, its tables read once now (a node starts with
     /// them when PostgreSQL answers) and then every `index.renew_ms` on a task of its
     /// own (returned).

@@ -104,7 +104,9 @@ pub async fn run_ingest(
         config,
     });
     let max_connections = state.config.max_connections;
+    let syncing = super::query::AuditSync::start(state.gat1400.audit());
     super::accept_loop(listener, shutdown, state, handle, max_connections, tls).await;
+    syncing.stop().await;
     loading.abort();
     reading.abort();
     watching.abort();

@@ -167,26 +167,7 @@ pub async fn run_query(
         Role::Investigate,
     );
     let loading = keys.start(&config).await;
-    // The audit log made durable every second (and its head kept), as `serve` does.
-    let (stop_sync, mut sync_stopped) = tokio::sync::watch::channel(false);
-    let syncing = {
-        let audit = audit.clone();
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => false,
-                    _ = sync_stopped.wait_for(|s| *s) => true,
-                };
-                let a = audit.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.sync()).await {
-                    tracing::error!(error = %e, "cannot sync the audit log");
-                }
-                if stop {
-                    return;
-                }
-            }
-        })
-    };
+    let syncing = AuditSync::start(audit.clone());
     // Read replicas: a partition listener for other query nodes, and the supervisor
     // placing, restoring and feeding them.
     let (stop_replicas, replicas_stopped) = tokio::sync::watch::channel(false);
@@ -300,13 +281,47 @@ pub async fn run_query(
         placing.abort();
     }
     loading.abort();
-    let _ = stop_sync.send(true);
-    let _ = syncing.await;
+    syncing.stop().await;
     let _ = stop_replicas.send(true);
     if let Some(r) = replicas {
         let _ = r.await;
     }
     Ok(())
+}
+
+/// A node's audit log made durable every second (and its head kept), as `serve`
+/// does, and once more when the node stops ([`AuditSync::stop`]).
+pub(super) struct AuditSync {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AuditSync {
+    pub(super) fn start(audit: Arc<AuditLog>) -> AuditSync {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                    _ = stopped.wait_for(|s| *s) => true,
+                };
+                let a = audit.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.sync()).await {
+                    tracing::error!(error = %e, "cannot sync the audit log");
+                }
+                if stop {
+                    return;
+                }
+            }
+        });
+        AuditSync { stop, task }
+    }
+
+    /// Syncs a last time and ends the task.
+    pub(super) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
 }
 
 /// The test fault point `SIGHTLINE_CLUSTER_FAULT=audit-disk-full`: every write of

@@ -151,7 +151,8 @@ fn answer_list(
     // `MaxNumRecordReturn`: records past it are not answered (the page is cut).
     let cap = page.max_num_record_return;
     let allowed = cap.map_or(q.limit, |c| c.saturating_sub(q.skip).min(q.limit));
-    q.limit = q.limit.max(1);
+    // No more asked for than answered (on a cluster each is an object storage read).
+    q.limit = allowed.max(1);
     let (found_total, mut items) = src.select(x, caller, &q)?;
     items.truncate(allowed);
     let n = items.len();

@@ -2191,15 +2191,32 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     // And the chain holds: `sightline audit verify` on the stopped ingest node.
     i2.signal(libc::SIGTERM);
     assert!(i2.exited_within(Duration::from_secs(30)), "{}", i2.log());
-    let verify = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["audit", "verify", "--data"])
-        .arg(env.dir.path().join("replicas-ingest-2-ingest-audit"))
-        .output()
-        .unwrap();
+    let audit_dir = env.dir.path().join("replicas-ingest-2-ingest-audit");
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["audit", "verify", "--data"])
+            .arg(&audit_dir)
+            .output()
+            .unwrap()
+    };
+    let verified = verify();
     assert!(
-        verify.status.success(),
+        verified.status.success(),
         "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // Its head was kept as it synced (every second, and at the stop): the log cut
+    // by its last entry no longer verifies.
+    let path = audit_dir.join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 1, "{text}");
+    std::fs::write(&path, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let cut = verify();
+    assert!(
+        !cut.status.success(),
+        "a log cut by its last entry verified: {}",
+        String::from_utf8_lossy(&cut.stdout)
     );
 }

@@ -211,7 +211,21 @@ impl Source for ClusterObjects {
             scope: Some(self.scope.clone()),
             deadline: Some(deadline),
         };
-        let found = self.federation.objects(&call, q)?;
+        let found = self.federation.objects(&call, q).map_err(|e| {
+            // The detail (which partition, which node's address) stays in the log: a
+            // platform outside is told only that the cluster did not answer.
+            let e = ApiError::from(e);
+            match e {
+                ApiError::QueryTimeout(_) => e,
+                e if e.status().is_server_error() => {
+                    tracing::warn!(error = %e, "an object query's partitions did not answer");
+                    ApiError::StorageUnavailable(
+                        "the cluster's partitions did not all answer; ask again".into(),
+                    )
+                }
+                e => e,
+            }
+        })?;
         let events = found
             .events
             .iter()
