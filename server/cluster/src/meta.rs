@@ -137,8 +137,12 @@ fn pool(conninfo: &str) -> Result<Pool> {
 /// Connections kept for lease renewals alone, apart from the node's pool
 /// (`postgres_pool_size`): commits holding pooled connections while a slow S3 takes
 /// their uploads must not starve the renewals and let every lease lapse.
-/// (Its size is said in [`Meta::connect_for_leases`]'s timeout message.)
 pub const LEASE_POOL_SIZE: usize = 4;
+
+/// [`Meta::connect_for_leases`]'s timeout, naming [`LEASE_POOL_SIZE`] (a test holds
+/// them together).
+const LEASE_POOL_BUSY: &str =
+    "waiting for a PostgreSQL connection for a lease renewal (the lease pool's 4 all in use)";
 
 /// The pool of `conninfo` ([`pool`]), or with `purpose` a separate one of `size`.
 fn pool_for(conninfo: &str, purpose: Option<(&str, usize)>) -> Result<Pool> {
@@ -592,7 +596,7 @@ impl Meta {
     pub async fn connect_for_leases(conninfo: &str) -> Result<Meta> {
         Meta::connect_from(
             pool_for(conninfo, Some(("leases", LEASE_POOL_SIZE)))?,
-            "waiting for a PostgreSQL connection for a lease renewal (the lease pool's 4 all in use)",
+            LEASE_POOL_BUSY,
         )
         .await
     }
@@ -1371,5 +1375,18 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("forget released objects"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lease_pool_timeout_names_its_size() {
+        let said = format!("pool's {} all in use", super::LEASE_POOL_SIZE);
+        assert!(
+            super::LEASE_POOL_BUSY.contains(&said),
+            "{}",
+            super::LEASE_POOL_BUSY
+        );
     }
 }

@@ -59,6 +59,9 @@ pub use query::run_query;
 /// `handle(state, request)`, at most `max_connections` at once (lowered to what the
 /// open-file limit allows, as `serve` does: past it nothing is accepted until one
 /// closes). The loop all three listeners share.
+/// How long a stopping node waits for the connections it has to finish.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn accept_loop<S, B, F, Fut>(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
@@ -77,20 +80,28 @@ async fn accept_loop<S, B, F, Fut>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(shutdown);
-    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(crate::serve::connection_limit(
-        max_connections,
-    )));
+    let limit = crate::serve::connection_limit(max_connections);
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(limit));
+    // At the stop, the requests in hand are given a moment to finish (their audit
+    // entries written before the log's last sync), at most `DRAIN`.
+    let drained = |open: std::sync::Arc<tokio::sync::Semaphore>| async move {
+        let all = u32::try_from(limit).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(DRAIN, open.acquire_many(all)).await;
+    };
     let mut backoff = crate::serve::ACCEPT_BACKOFF_MIN;
     loop {
         let permit = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => return drained(open).await,
             permit = open.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => return,
             },
         };
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                drop(permit);
+                return drained(open).await;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => {
                     backoff = crate::serve::ACCEPT_BACKOFF_MIN;

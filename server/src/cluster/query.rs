@@ -380,7 +380,7 @@ pub(super) async fn open_audit(
     Ok(Arc::new(opened))
 }
 
-async fn handle(node: Arc<QueryNode>, mut req: Request<Incoming>) -> Result<Reply, Infallible> {
+async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     // RFC 9112 §3.2, as `serve` answers it (health probes too).
     if let Some(why) = crate::routes::host_problem(&req) {
         return Ok(respond_error(&ApiError::BadHost(why)));
@@ -411,12 +411,18 @@ async fn handle(node: Arc<QueryNode>, mut req: Request<Incoming>) -> Result<Repl
             req.method().to_string(),
         )));
     }
-    // RFC 9110 §9.3.2: HEAD is answered as GET (hyper sends the head only: it knows
-    // the request's method from the wire, not from here).
-    if req.method() == Method::HEAD {
-        *req.method_mut() = Method::GET;
+    // RFC 9110 §15.5.6, as `serve` answers it: a path taking other methods is 405
+    // with `Allow`, before any key.
+    if let Err(true) = table.lookup(req.method(), &path) {
+        return Ok(respond_error(&super::service::not_answered(
+            req.method(),
+            &path,
+        )));
     }
-    if req.method() == Method::GET && (path == "/health" || path == "/v1/health") {
+    // RFC 9110 §9.3.2: HEAD is answered as GET wherever GET is (hyper sends the head
+    // only); audited as HEAD.
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    if get && (path == "/health" || path == "/v1/health") {
         // Answered before any key is checked: from what this node has at hand (the
         // directory as its own task last read it), never asking PostgreSQL.
         let replicas = node.status.lock().expect("replica status poisoned").clone();
@@ -546,7 +552,8 @@ async fn route(
     }
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();
-    let get = req.method() == Method::GET;
+    // HEAD as GET (the head only is sent).
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let ndjson = crate::routes::wants_ndjson(&req);
     caller.check_communities("community", &params.list("community").unwrap_or_default())?;
     let call = Call {

@@ -279,7 +279,12 @@ fn expected_response(
         false => cred.ha1.as_str(),
     };
     if stored.is_empty() {
-        return Err(DigestError::Algorithm);
+        // A credential kept without this algorithm's HA1: told as a wrong answer is
+        // (an unknown user's answer is told so too), the reason logged.
+        tracing::info!(
+            "a GA/T 1400 digest in an algorithm this credential has no HA1 for (made before SHA-256 was kept?)"
+        );
+        return Err(DigestError::WrongResponse);
     }
     let (nonce, cnonce) = (get("nonce"), get("cnonce"));
     let ha1 = match hash.session {
@@ -428,11 +433,13 @@ impl Gateway {
             .filter(|i| !i.is_empty())
             .or(hashed_code.as_deref())
             .unwrap_or(user);
+        // The algorithm judged before the credential is looked up: what is told of an
+        // unknown algorithm must not depend on whether the code has a credential.
+        let hash = Hash::of(get("algorithm")).ok_or(DigestError::Algorithm)?;
         let cred = credentials
             .credential(code)?
             .ok_or_else(|| DigestError::UnknownUser(code.to_string()))?;
         // RFC 7616 `userhash=true`: the user name is H(username:realm).
-        let hash = Hash::of(get("algorithm")).ok_or(DigestError::Algorithm)?;
         let named = match userhash {
             true => {
                 hash.hex(&format!("{}:{}", cred.username, cred.realm)) == user.to_ascii_lowercase()

@@ -81,22 +81,26 @@ pub(super) fn comparable((status, body): &Answered) -> (u16, Value) {
     }
 }
 
-/// RFC 9110 on a query node as on `serve`: `OPTIONS` (a path, `*`) 204 with `Allow`
-/// before any key, a method nothing takes 501, a wrong method 405 with `Allow`, HEAD
-/// answered as GET with the head only.
+/// RFC 9110 on a query node as on `serve`, with keys in force: `OPTIONS` (a path,
+/// `*`) 204 with `Allow` and a wrong method 405 with `Allow`, both before any key; a
+/// method nothing takes 501; HEAD answered as GET with the head only.
 #[test]
 fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut env = Env::start();
+    let cli_config = env.config_file("cli");
+    let single_dir = tempfile::tempdir().unwrap();
+    let (cluster_keys, single_keys) =
+        keys_on_both(&cli_config, single_dir.path(), &[("admin", None, "hq")]);
     env.query_extra = "replicas = 0".into();
     let (_q, qa) = env.query_node("query-1");
-    let single_dir = tempfile::tempdir().unwrap();
     let single = sightline_testkit::start(single_dir.path(), |_| {});
-    let ask = |a: std::net::SocketAddr, method: &str, target: &str| {
+    let ask = |a: std::net::SocketAddr, token: Option<&str>, method: &str, target: &str| {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let r = sightline_testkit::send(
             a,
             format!(
-                "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
             )
             .as_bytes(),
         );
@@ -107,19 +111,40 @@ fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
             .map(str::to_string);
         (r.status, allow, r.body.is_empty())
     };
-    for (method, target, status) in [
-        ("OPTIONS", "*", 204),
-        ("OPTIONS", "/v1/trajectory", 204),
-        ("OPTIONS", "/v1/communities/3205080001", 204),
-        ("OPTIONS", "/v1/no-such-thing", 404),
-        ("BREW", "/v1/trajectory", 501),
-        ("DELETE", "/v1/trajectory", 405),
-        ("POST", "/v1/whoami", 405),
-        ("HEAD", "/health", 200),
-        ("HEAD", "/v1/whoami", 200),
+    // The keys are read by the query node within a renewal.
+    assert!(
+        sightline_testkit::wait_until(Duration::from_secs(30), || ask(
+            qa,
+            None,
+            "GET",
+            "/v1/whoami"
+        )
+        .0 == 401),
+        "the query node never asked for a key"
+    );
+    for (keyed, method, target, status) in [
+        (false, "OPTIONS", "*", 204),
+        (false, "OPTIONS", "/v1/trajectory", 204),
+        (false, "OPTIONS", "/v1/communities/3205080001", 204),
+        (false, "OPTIONS", "/v1/no-such-thing", 404),
+        (false, "BREW", "/v1/trajectory", 501),
+        (false, "DELETE", "/v1/trajectory", 405),
+        (false, "POST", "/v1/whoami", 405),
+        (true, "DELETE", "/v1/trajectory", 405),
+        (false, "HEAD", "/health", 200),
+        (false, "HEAD", "/v1/whoami", 401),
+        (true, "HEAD", "/v1/whoami", 200),
+        (true, "HEAD", "/v1/communities", 200),
     ] {
-        let cluster = ask(qa, method, target);
-        let serve = ask(single.addr, method, target);
+        let (ck, sk) = match keyed {
+            true => (
+                Some(cluster_keys[0].as_str()),
+                Some(single_keys[0].as_str()),
+            ),
+            false => (None, None),
+        };
+        let cluster = ask(qa, ck, method, target);
+        let serve = ask(single.addr, sk, method, target);
         assert_eq!(cluster.0, status, "{method} {target}: cluster {cluster:?}");
         assert_eq!(cluster, serve, "{method} {target}: cluster, serve");
         if method == "HEAD" {

@@ -270,7 +270,7 @@ fn an_unknown_user_name_is_refused_as_a_wrong_password_is() {
     let server = start(dir.path(), |_| {});
     let a = server.addr;
     camera(a);
-    let refused = |user: &str, password: &str| {
+    let refused = |user: &str, password: &str, algorithm: &str| {
         let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{user}\"}}}}");
         let (_, head, _) = viid(a, "POST", "/VIID/System/Register", &[], &body);
         let nonce = param(&challenges(&head)[0], "nonce").unwrap();
@@ -281,7 +281,7 @@ fn an_unknown_user_name_is_refused_as_a_wrong_password_is() {
         let auth = format!(
             "Digest username=\"{user}\", realm=\"Sightline\", nonce=\"{nonce}\", \
              uri=\"{uri}\", qop=auth, nc=00000001, cnonce=\"c0ffee\", \
-             response=\"{response}\", algorithm=MD5"
+             response=\"{response}\", algorithm={algorithm}"
         );
         let (status, head, body) = viid(
             a,
@@ -299,9 +299,14 @@ fn an_unknown_user_name_is_refused_as_a_wrong_password_is() {
         let o = &body["ResponseStatusObject"];
         (o["StatusCode"].clone(), o["StatusString"].clone())
     };
-    let wrong_password = refused(CAMERA, "not-the-password");
-    let unknown_user = refused("32050801011190000999", PASSWORD);
+    let wrong_password = refused(CAMERA, "not-the-password", "MD5");
+    let unknown_user = refused("32050801011190000999", PASSWORD, "MD5");
     assert_eq!(unknown_user, wrong_password);
+    // An algorithm no credential has: told alike whoever is named.
+    assert_eq!(
+        refused(CAMERA, PASSWORD, "XYZ"),
+        refused("32050801011190000999", PASSWORD, "XYZ")
+    );
     assert!(
         wrong_password.1.to_string().contains("does not match"),
         "{wrong_password:?}"

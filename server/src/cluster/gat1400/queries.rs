@@ -217,7 +217,7 @@ impl Source for ClusterObjects {
             let e = ApiError::from(e);
             match e {
                 ApiError::QueryTimeout(_) => e,
-                e if e.status().is_server_error() => {
+                e if e.status() == hyper::StatusCode::SERVICE_UNAVAILABLE => {
                     tracing::warn!(error = %e, "an object query's partitions did not answer");
                     ApiError::StorageUnavailable(
                         "the cluster's partitions did not all answer; ask again".into(),
@@ -305,8 +305,13 @@ async fn kept_objects(
             while let Some(done) = gets.join_next().await {
                 let (id, blob, got) =
                     done.map_err(|e| ApiError::internal(format!("reading an object failed: {e}")))?;
-                let got =
-                    got.map_err(|e| ApiError::StorageUnavailable(format!("object storage: {e}")))?;
+                let got = got.map_err(|e| {
+                    // The bucket, key and endpoint stay in the log.
+                    tracing::warn!(error = %e, "an object query's stored object did not read");
+                    ApiError::StorageUnavailable(
+                        "the cluster's object storage did not answer; ask again".into(),
+                    )
+                })?;
                 if let Some(bytes) = got.filter(|b| sha256_hex(b) == blob.sha256) {
                     kept.insert(id, bytes.to_vec());
                 }
