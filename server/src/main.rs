@@ -130,6 +130,16 @@ enum ClusterRole {
         #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
         config: PathBuf,
     },
+    /// Several roles in one process (`--roles ingest,index,query`), each as its own
+    /// subcommand runs it on the one configuration, all stopped together: by SIGTERM
+    /// or Ctrl-C, or when one of them ends (an error in one stops the others).
+    Run {
+        /// The roles, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<RoleName>,
+        #[arg(long, env = "SIGHTLINE_CLUSTER_CONFIG")]
+        config: PathBuf,
+    },
     /// Manage the cluster's API keys (PostgreSQL table `api_keys`, read by every
     /// query and ingest node within `index.renew_ms`): only its PostgreSQL needs to
     /// answer; the nodes go on running.
@@ -150,6 +160,15 @@ enum ClusterRole {
         #[command(subcommand)]
         action: ClusterCatalogAction,
     },
+}
+
+/// A role `sightline cluster run --roles` runs (feature `cluster`).
+#[cfg(feature = "cluster")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RoleName {
+    Ingest,
+    Index,
+    Query,
 }
 
 /// `sightline cluster gat1400 …` (feature `cluster`).
@@ -316,6 +335,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sightline cluster run --roles …`: the roles named, on one runtime, one
+/// configuration (one PostgreSQL pool, one `[tls]`), each stopped when `stop`
+/// completes or when any of them ends; the first error, naming its role.
+#[cfg(feature = "cluster")]
+async fn run_roles(
+    config: sightline_cluster::ClusterConfig,
+    roles: &[RoleName],
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let (ending, ended) = tokio::sync::watch::channel(false);
+    let one = |role: RoleName| {
+        let (config, ending) = (config.clone(), ending.clone());
+        let mut ended = ended.clone();
+        let wanted = roles.contains(&role);
+        async move {
+            if !wanted {
+                return Ok(());
+            }
+            let stop = async move {
+                let _ = ended.wait_for(|e| *e).await;
+            };
+            let done = match role {
+                RoleName::Ingest => sightline_server::cluster::run_ingest(config, stop).await,
+                RoleName::Index => sightline_server::cluster::run_index(config, stop).await,
+                RoleName::Query => sightline_server::cluster::run_query(config, stop).await,
+            };
+            // One role ended (its error, or a stop): the others stop with it.
+            let _ = ending.send(true);
+            done.map_err(|e| format!("{}: {e}", format!("{role:?}").to_lowercase()))
+        }
+    };
+    let all = async {
+        tokio::join!(
+            one(RoleName::Ingest),
+            one(RoleName::Index),
+            one(RoleName::Query)
+        )
+    };
+    tokio::pin!(all);
+    let (a, b, c) = tokio::select! {
+        done = &mut all => done,
+        _ = stop => {
+            let _ = ending.send(true);
+            all.await
+        }
+    };
+    a.and(b).and(c)
+}
+
 /// `sightline cluster ingest|index|query`: runs the role until SIGTERM or Ctrl-C;
 /// `sightline cluster keys …`: manages the cluster's keys.
 #[cfg(feature = "cluster")]
@@ -323,7 +391,8 @@ fn cluster(role: ClusterRole) -> ExitCode {
     let path = match &role {
         ClusterRole::Ingest { config }
         | ClusterRole::Index { config }
-        | ClusterRole::Query { config } => config.clone(),
+        | ClusterRole::Query { config }
+        | ClusterRole::Run { config, .. } => config.clone(),
         ClusterRole::Keys { action } => match action {
             ClusterKeysAction::Create { config, .. }
             | ClusterKeysAction::List { config }
@@ -396,6 +465,7 @@ fn cluster(role: ClusterRole) -> ExitCode {
             ClusterRole::Ingest { .. } => sightline_server::cluster::run_ingest(config, stop).await,
             ClusterRole::Index { .. } => sightline_server::cluster::run_index(config, stop).await,
             ClusterRole::Query { .. } => sightline_server::cluster::run_query(config, stop).await,
+            ClusterRole::Run { roles, .. } => run_roles(config, &roles, stop).await,
             ClusterRole::Keys { .. }
             | ClusterRole::Gat1400 { .. }
             | ClusterRole::Catalog { .. } => {

@@ -803,6 +803,97 @@ fn two_ingest_nodes_and_two_indexers_commit_every_acknowledged_event_once() {
     eprintln!("{} events, {:?} in all", env.acked.len(), started.elapsed());
 }
 
+/// One process holding every role (`sightline cluster run --roles
+/// ingest,index,query`): events posted to its ingest listener are committed by its
+/// indexer and answered by its query listener as a single node answers them; SIGTERM
+/// stops all three.
+#[test]
+fn one_process_holds_every_role() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut env = Env::start();
+    let stderr = env.dir.path().join("all.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args([
+            "cluster",
+            "run",
+            "--roles",
+            "ingest,index,query",
+            "--config",
+        ])
+        .arg(env.config_file("all"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addrs = Vec::new();
+    let mut line = String::new();
+    while addrs.len() < 2 && out.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some((_, a)) = line.trim().split_once("listening on ") {
+            addrs.push(
+                a.split_once("://")
+                    .unwrap()
+                    .1
+                    .parse::<SocketAddr>()
+                    .unwrap(),
+            );
+        }
+        line.clear();
+    }
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert_eq!(addrs.len(), 2, "two listeners: {}", log());
+    // Which is which, by what each says of itself.
+    let role = |a: SocketAddr| sightline_testkit::get(a, "/health").body["role"].clone();
+    let (ia, qa) = match role(addrs[0]) == serde_json::json!("ingest") {
+        true => (addrs[0], addrs[1]),
+        false => (addrs[1], addrs[0]),
+    };
+    assert_eq!(role(ia), serde_json::json!("ingest"));
+    assert_eq!(role(qa), serde_json::json!("query"));
+    let single_dir = tempfile::tempdir().unwrap();
+    let single = sightline_testkit::start(single_dir.path(), |_| {});
+    let (body, _) = env.batch(400);
+    assert_eq!(env.post_body(ia, &body), 400);
+    let r = sightline_testkit::post(single.addr, "/v1/events", "application/x-ndjson", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (from, to) = (1_764_547_200_000i64, 1_764_547_200_000i64 + 86_400_000);
+    let counts = format!("/v1/counts?from={from}&to={to}&by=community");
+    let expected = sightline_testkit::get(single.addr, &counts).body;
+    assert!(
+        wait_until(Duration::from_secs(90), || sightline_testkit::get(
+            qa, &counts
+        )
+        .body
+            == expected),
+        "the query listener never answered as a single node: {} vs {expected}\n{}",
+        sightline_testkit::get(qa, &counts).body,
+        log()
+    );
+    // Committed by its own indexer.
+    let meta = env.meta();
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .rt
+            .block_on(meta.committed_keys())
+            .is_ok_and(|k| !k.is_empty())),
+        "nothing committed: {}",
+        log()
+    );
+    // SIGTERM stops every role.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "still running after SIGTERM: {}",
+        log()
+    );
+    assert!(child.wait().unwrap().success(), "{}", log());
+}
+
 #[test]
 fn an_indexer_killed_between_upload_and_commit_is_replaced_from_the_checkpoint() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
