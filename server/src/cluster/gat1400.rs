@@ -1322,6 +1322,24 @@ fn only_upper<'a>(
     Some(first)
 }
 
+/// This caller's share of the gateway's slots, however many connections it opens,
+/// keyed as `serve` keys it (what is proven, else the address); 429 past it.
+fn caller_share(node: &GatNode, x: &Exchange) -> Result<crate::http::limits::CallerSlot, Reply> {
+    let who = caller_key(
+        x.pre_authorized.as_deref(),
+        x.authorization.as_deref(),
+        x.user_identify.as_deref(),
+        x.peer,
+    );
+    node.callers.take(&who).ok_or_else(|| {
+        early(
+            x,
+            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
+            BUSY,
+        )
+    })
+}
+
 async fn admit_as(
     node: &GatNode,
     req: Request<Incoming>,
@@ -1341,21 +1359,7 @@ async fn admit_as(
         Err(_) if upper.is_some() => x.pre_authorized = None,
         Err(why) => return Err(refused(&node.gateway, x, &why)),
     }
-    // One caller holds its share of the slots however many connections it opens,
-    // keyed as `serve` keys it: what is proven, else the address.
-    let who = caller_key(
-        x.pre_authorized.as_deref(),
-        x.authorization.as_deref(),
-        x.user_identify.as_deref(),
-        x.peer,
-    );
-    let Some(share) = node.callers.take(&who) else {
-        return Err(early(
-            x,
-            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
-            BUSY,
-        ));
-    };
+    let share = caller_share(node, x)?;
     let held = read_body(req, x, max, Some(&node.bytes)).await?;
     let caller = match (node.registered(x).await, upper) {
         (Ok(caller), _) => caller,

@@ -40,12 +40,11 @@ use sightline_cluster::objects::Objects;
 use sightline_query::federated::{Call, Federation, Partition};
 use sightline_query::ObjectQuery;
 
-use super::{authorized_early, early, read_body, Admitted, GatNode};
+use super::{authorized_early, caller_share, early, read_body, Admitted, GatNode};
 use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::gat1400::handlers::{
-    caller_key, device_error, identified, not_a_platform, refused, Exchange, Reply,
-    SYSTEM_BODY_BYTES,
+    device_error, identified, not_a_platform, refused, Exchange, Reply, SYSTEM_BODY_BYTES,
 };
 use crate::gat1400::query::{object_query_slot, resource_of, Objects as Source};
 use crate::gat1400::BUSY;
@@ -124,19 +123,7 @@ async fn admit(
         Ok(id) => x.pre_authorized = id,
         Err(why) => return Err(refused(&node.gateway, x, &why)),
     }
-    let who = caller_key(
-        x.pre_authorized.as_deref(),
-        x.authorization.as_deref(),
-        x.user_identify.as_deref(),
-        x.peer,
-    );
-    let Some(share) = node.callers.take(&who) else {
-        return Err(early(
-            x,
-            ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
-            BUSY,
-        ));
-    };
+    let share = caller_share(node, x)?;
     let held = read_body(req, x, SYSTEM_BODY_BYTES, Some(&node.bytes)).await?;
     let id = match x.pre_authorized.clone() {
         Some(id) => id,
