@@ -57,16 +57,8 @@ pub(crate) trait Objects {
         caller: &str,
         q: &ObjectQuery,
     ) -> Result<(u64, Vec<Value>), ApiError>;
-    /// Writes an audit entry (as `AuditLog::record`).
-    fn record(
-        &self,
-        ts_ms: i64,
-        who: &str,
-        endpoint: &str,
-        params: &str,
-        results: Option<usize>,
-        status: u16,
-    ) -> Result<(), String>;
+    /// Where its queries are audited.
+    fn audit(&self) -> &crate::audit::AuditLog;
 }
 
 impl Objects for App {
@@ -84,18 +76,8 @@ impl Objects for App {
         Ok((found.total, objects_of(self, x, &found)?))
     }
 
-    fn record(
-        &self,
-        ts_ms: i64,
-        who: &str,
-        endpoint: &str,
-        params: &str,
-        results: Option<usize>,
-        status: u16,
-    ) -> Result<(), String> {
-        self.audit
-            .record(ts_ms, who, endpoint, params, results, status)
-            .map_err(|e| e.to_string())
+    fn audit(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 }
 
@@ -281,7 +263,7 @@ fn audited(
         cut -= 1;
     }
     params.truncate(cut);
-    let written = src.record(
+    let written = src.audit().record(
         x.now_ms,
         &format!("gat1400:{caller}"),
         &format!("GET {}", x.path),
@@ -293,7 +275,7 @@ fn audited(
         Ok(()) => reply,
         Err(e) => {
             tracing::error!(error = %e, "a GA/T 1400 query is not audited");
-            device_error(x, &ApiError::AuditUnavailable(e))
+            device_error(x, &ApiError::AuditUnavailable(e.to_string()))
         }
     }
 }

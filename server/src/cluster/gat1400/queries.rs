@@ -244,18 +244,8 @@ impl Source for ClusterObjects {
         Ok((found.total, out))
     }
 
-    fn record(
-        &self,
-        ts_ms: i64,
-        who: &str,
-        endpoint: &str,
-        params: &str,
-        results: Option<usize>,
-        status: u16,
-    ) -> Result<(), String> {
-        self.audit
-            .record(ts_ms, who, endpoint, params, results, status)
-            .map_err(|e| e.to_string())
+    fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 }
 

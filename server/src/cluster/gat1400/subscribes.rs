@@ -31,7 +31,6 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::Value;
-use sightline_query::federated::{Federation, Partition};
 
 use super::{admit_platform, GatNode};
 use crate::error::ApiError;
@@ -63,22 +62,7 @@ impl GatNode {
 
     /// Every partition's head (the feed cursor of now), asked of the partitions.
     async fn heads(&self) -> Result<String, ApiError> {
-        let directory = self
-            .partition_directory
-            .get_or_init(|| crate::cluster::remote::Directory::start(&self.config, None))
-            .await
-            .clone();
-        let partitions = self.partitions;
-        let federation = Federation::new(
-            (0..partitions)
-                .map(|id| {
-                    Box::new(crate::cluster::remote::RemotePartition {
-                        id,
-                        directory: directory.clone(),
-                    }) as Box<dyn Partition>
-                })
-                .collect(),
-        );
+        let (partitions, federation) = (self.partitions, self.federation().await);
         let within = std::time::Duration::from_millis(self.config.query.timeout_ms);
         let cursor = crate::cluster::subscriptions::heads(federation, partitions, within).await?;
         Ok(cursor.to_string())
