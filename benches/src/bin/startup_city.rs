@@ -92,26 +92,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let day_end = cfg.start_ms + (d as i64 + 1) * DAY;
         clock.set(day_end);
         let (mut generated, mut appended) = (0.0, 0.0);
+        let mut appended_cpu = 0.0;
         let before = loaded.stored;
         let part = args.part_communities.max(1);
         for first in (0..cfg.communities).step_by(part as usize) {
             let g = Instant::now();
             let events = traffic.day_events_of(d, first..(first + part).min(cfg.communities));
             generated += g.elapsed().as_secs_f64();
-            let a = Instant::now();
+            let (a, a_cpu) = (Instant::now(), cpu_seconds());
             loaded.append(&store, &events, 20_000)?;
             appended += a.elapsed().as_secs_f64();
+            appended_cpu += cpu_seconds() - a_cpu;
         }
-        let s = Instant::now();
+        let (s, s_cpu) = (Instant::now(), cpu_seconds());
         clock.set(day_end + store.config().seal_grace_ms + 1);
         store.seal_due()?;
         let sealed = s.elapsed().as_secs_f64();
+        let sealed_cpu = cpu_seconds() - s_cpu;
         let n = loaded.stored - before;
         println!(
             "day {d}: {n} events, generated in {generated:.1} s, appended in {appended:.1} s \
              ({:.0} events/s), sealed in {sealed:.1} s ({:.0} events/s appended and sealed)",
             n as f64 / appended,
             n as f64 / (appended + sealed)
+        );
+        // CPU time is what the machine's other load does not change: the rate held means
+        // these stay flat from day to day.
+        let (files, bytes) = files_and_bytes(&args.data);
+        println!(
+            "day {d}: CPU {appended_cpu:.1} s appending ({:.2} µs an event), {sealed_cpu:.1} s \
+             sealing ({:.2} µs an event); RSS {} MiB; {files} files, {bytes} bytes",
+            appended_cpu * 1e6 / n as f64,
+            sealed_cpu * 1e6 / n as f64,
+            rss_kib() / 1024
         );
     }
     // Past the last day's grace: everything sealed, the WAL empty.
@@ -284,6 +297,33 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The process's resident set now (`VmRSS`), KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user and system, every thread) this process has used, from
+/// `/proc/self/stat` (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
 }
 
 /// Files and their bytes under `dir`, recursively.
