@@ -16,7 +16,11 @@ use std::time::Instant;
 use clap::Parser;
 use sightline_benches::traffic::{self, DAY};
 use sightline_benches::{Traffic, TrafficConfig};
+use sightline_index::{StoreIndex, Vocabulary};
 use sightline_storage::{ManualClock, Store, StoreConfig};
+
+/// Where `sightline serve` keeps the search vocabulary (`server::serve::VOCABULARY_DIR`).
+const VOCABULARY_DIR: &str = "index/vocabulary";
 
 #[derive(Parser)]
 #[command(about = "Build a sealed synthetic city for the start-up benchmark")]
@@ -57,6 +61,17 @@ struct Args {
     /// community, the same plates with the same sightings in a city of any size).
     #[arg(long, value_delimiter = ',')]
     plates: Vec<String>,
+    /// Building: ingest as `sightline serve` does, HTTP aside: the subject index kept
+    /// by its append observer, the search vocabulary caught up and the index
+    /// checkpoint written after each day's seal (serve's maintenance pass). Without
+    /// it only the store appends and seals.
+    #[arg(long)]
+    index: bool,
+    /// Building: start at this day of the traffic model (the days before it are taken
+    /// to be in `--data` already, e.g. a copy of a store this tool built, which then
+    /// must exist); `--days` is still the model's whole length.
+    #[arg(long, default_value_t = 0)]
+    first_day: u32,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -70,8 +85,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.latency {
         return latency(&args.data, args.rounds, &args.plates);
     }
-    if args.data.exists() {
+    if args.first_day == 0 && args.data.exists() {
         return Err(format!("{} exists; give a new directory", args.data.display()).into());
+    }
+    if args.first_day > 0 && !args.data.exists() {
+        return Err(format!(
+            "{} does not exist: --first-day adds to a store",
+            args.data.display()
+        )
+        .into());
     }
     let cfg = TrafficConfig {
         communities: args.communities,
@@ -80,15 +102,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         visitor_vehicles: args.households * 50,
         ..TrafficConfig::default()
     };
-    let clock = Arc::new(ManualClock::new(cfg.start_ms));
+    let clock = Arc::new(ManualClock::new(cfg.start_ms + args.first_day as i64 * DAY));
     let store = Store::open_with_clock(&args.data, StoreConfig::default(), clock.clone())?;
+    let indexes = if args.index {
+        let (index, _) = StoreIndex::open(&store)?;
+        let (vocab, _) = Vocabulary::open_checked(&store.dir().join(VOCABULARY_DIR), &store)?;
+        vocab.catch_up(&store)?;
+        Some((index, vocab))
+    } else {
+        None
+    };
     let t = Instant::now();
     // As `traffic::load` with `Pace::SealingDaily`, timing each day: generating the
     // day's events (a part of the communities at a time) apart from validating,
     // appending and sealing them.
     let traffic = Traffic::new(cfg.clone());
     let mut loaded = traffic::Loaded::default();
-    for d in 0..cfg.days {
+    for d in args.first_day..cfg.days {
         let day_end = cfg.start_ms + (d as i64 + 1) * DAY;
         clock.set(day_end);
         let (mut generated, mut appended) = (0.0, 0.0);
@@ -107,6 +137,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (s, s_cpu) = (Instant::now(), cpu_seconds());
         clock.set(day_end + store.config().seal_grace_ms + 1);
         store.seal_due()?;
+        if let Some((index, vocab)) = &indexes {
+            vocab.catch_up(&store)?;
+            index.checkpoint(&store)?;
+        }
         let sealed = s.elapsed().as_secs_f64();
         let sealed_cpu = cpu_seconds() - s_cpu;
         let n = loaded.stored - before;
@@ -130,6 +164,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Past the last day's grace: everything sealed, the WAL empty.
     clock.set(cfg.start_ms + (cfg.days as i64 + 1) * DAY + store.config().seal_grace_ms + 1);
     store.maintain()?;
+    if let Some((index, vocab)) = &indexes {
+        vocab.catch_up(&store)?;
+        index.checkpoint(&store)?;
+    }
     let shards = store.shards();
     let events: u64 = shards
         .iter()
@@ -163,7 +201,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Opens the store as `sightline serve` does, timing each step.
 fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use sightline_index::{StoreIndex, Vocabulary};
     // `SIGHTLINE_LOG=debug` prints each step of the store's open too.
     if let Some(level) = std::env::var("SIGHTLINE_LOG")
         .ok()
@@ -187,7 +224,7 @@ fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let (index, report) = StoreIndex::open(&store)?;
     lap("index open");
     println!("  {report:?}");
-    let (vocab, why) = Vocabulary::open_checked(&dir.join("index/vocabulary"), &store)?;
+    let (vocab, why) = Vocabulary::open_checked(&dir.join(VOCABULARY_DIR), &store)?;
     lap("vocabulary open");
     let added = vocab.catch_up(&store)?;
     lap("vocabulary catch-up");
@@ -216,7 +253,6 @@ fn open(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Drops the store's first day by retention and times it (see `--retention`).
 fn retention(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use sightline_index::StoreIndex;
     let clock = Arc::new(ManualClock::new(0));
     let store = Store::open_with_clock(dir, StoreConfig::default(), clock.clone())?;
     let (index, report) = StoreIndex::open(&store)?;
@@ -356,7 +392,6 @@ fn latency(
     rounds: u32,
     plates: &[String],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use sightline_index::StoreIndex;
     use sightline_query::{cooccurrence, trajectory, QueryContext, Scope};
     use sightline_storage::Kind;
     let store = Store::open(dir, StoreConfig::default())?;
