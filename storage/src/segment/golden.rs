@@ -1,8 +1,9 @@
 //! The golden segments: fixed rows whose encoding is checked in at
-//! `storage/tests/data/golden-v3.seg` (what this build writes), so that a change to
+//! `storage/tests/data/golden-v4.seg` (what this build writes), so that a change to
 //! the byte layout is deliberate and visible in review, and at `golden-v1.seg` (what
-//! builds before attribute columns wrote) and `golden-v2.seg` (before bucketed
-//! source ids and per-block kind codes), which must still read back the same.
+//! builds before attribute columns wrote), `golden-v2.seg` (before bucketed source
+//! ids and per-block kind codes) and `golden-v3.seg` (attribute chunks without a
+//! column directory, 14 spare fingerprint bits), which must still read back the same.
 //! Rewrite the current one with `SIGHTLINE_BLESS=1 cargo test -p sightline-storage
 //! golden` after bumping the format version (see `storage/FORMAT.md`).
 
@@ -90,11 +91,18 @@ fn version_2_segments_still_read_back() {
     reads_back(&golden_path(2), 2);
 }
 
+/// Files of version 3 (attribute chunks walked column by column, 14 spare
+/// fingerprint bits) read back the same rows, attributes and source ids.
+#[test]
+fn version_3_segments_still_read_back() {
+    reads_back(&golden_path(3), 3);
+}
+
 /// Compacting old files writes the current version with the same rows, attributes
 /// and source ids: the merged file is the one built from the rows.
 #[test]
 fn old_versions_merge_into_the_current_one() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let seg = std::sync::Arc::new(Segment::open(&golden_path(version)).expect("opens"));
         seg.verify().expect("verifies");
         let mut merged = Vec::new();
@@ -115,6 +123,8 @@ fn old_versions_merge_into_the_current_one() {
 fn reads_back(path: &std::path::Path, version: u32) {
     let seg = Segment::open(path).expect("golden file opens");
     assert_eq!(seg.version(), version);
+    seg.verify().expect("verifies");
+    seg.verify_attrs().expect("every attribute chunk checks whole");
     let meta = seg.meta();
     assert_eq!(
         (meta.community, meta.span, meta.events),
@@ -142,7 +152,7 @@ fn reads_back(path: &std::path::Path, version: u32) {
     assert_eq!(seg.find_source_id("src-9999").expect("lookup"), None);
 }
 
-/// The source-id index keeps at most 32 bits of each hash (version 3: 15 for these
+/// The source-id index keeps at most 32 bits of each hash (version 4: 7 for these
 /// few ids): ids whose hashes agree in them are told apart by comparing the ids.
 #[test]
 fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::build::block_data_len;
 use super::format::*;
 use super::source_index::{self, Layout};
-use crate::attr_columns::{decode_row, visit_row, RowScratch, CHUNK_ROWS};
+use crate::attr_columns::{check_chunk, decode_row, visit_row, ChunkLayout, RowScratch, CHUNK_ROWS};
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
 use crate::event::Attrs;
@@ -1203,7 +1203,7 @@ impl Segment {
             return Ok(std::borrow::Cow::Borrowed(bytes));
         }
         let mut out = Vec::new();
-        decode_row(bytes, ordinal as usize % CHUNK_ROWS, &mut out)
+        decode_row(self.chunk_layout(), bytes, ordinal as usize % CHUNK_ROWS, &mut out)
             .map_err(|reason| self.attr_damage(ordinal, data_at, reason))?;
         Ok(out.into())
     }
@@ -1222,9 +1222,23 @@ impl Segment {
         let (bytes, data_at) = self.attr_stored(ordinal)?;
         let walked = match self.version {
             1 => crate::attr_codec::visit_attrs(bytes, f),
-            _ => visit_row(bytes, ordinal as usize % CHUNK_ROWS, scratch, f),
+            _ => visit_row(
+                self.chunk_layout(),
+                bytes,
+                ordinal as usize % CHUNK_ROWS,
+                scratch,
+                f,
+            ),
         };
         walked.map_err(|reason| self.attr_damage(ordinal, data_at, reason))
+    }
+
+    /// How this file's attribute chunks are laid out (versions 2 and more).
+    fn chunk_layout(&self) -> ChunkLayout {
+        match self.version {
+            ..=3 => ChunkLayout::Walked,
+            _ => ChunkLayout::Direct,
+        }
     }
 
     /// The stored bytes of the event's attributes (version 1) or of its chunk, with
@@ -1345,6 +1359,14 @@ impl Segment {
     /// Reads every event's attributes back (what `sightline check` does): the first
     /// that cannot be read is the error, naming the file and where.
     pub fn verify_attrs(&self) -> Result<()> {
+        if self.version >= 2 {
+            // Each chunk whole: what reading its rows does not touch as well.
+            for o in (0..self.meta.events).step_by(CHUNK_ROWS) {
+                let (bytes, data_at) = self.attr_stored(o)?;
+                check_chunk(self.chunk_layout(), bytes)
+                    .map_err(|reason| self.attr_damage(o, data_at, reason))?;
+            }
+        }
         (0..self.meta.events).try_for_each(|o| self.attrs(o).map(drop))
     }
 
