@@ -10,8 +10,8 @@
 //! checksum, not by a read of one row.
 
 use super::{
-    column_value, digit_bits, fields_of, ones_before, push_digits, ChunkReader, RowScratch,
-    Value, BOOL, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
+    column_value, field_widths, ones_before, push_digits, ChunkReader, RowScratch, Value, BOOL,
+    DIGIT_BITS, POW10, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
     STR_DICT, STR_DIGITS, STR_RAW,
 };
 use crate::attr_codec::{well_known_key, Reader};
@@ -53,6 +53,7 @@ impl<'c> Directory<'c> {
     }
 
     /// Where column `k` lies in the chunk.
+    #[inline]
     fn column(&self, k: usize) -> Result<(usize, usize), String> {
         let start = match k {
             0 => 0,
@@ -115,6 +116,7 @@ pub(super) fn walk_row<'c>(
     Ok(())
 }
 
+#[inline]
 fn key_and_class<'c>(r: &mut Reader<'c>) -> Result<(&'c str, u8), String> {
     let at = r.at;
     let key = match r.byte()? {
@@ -125,6 +127,7 @@ fn key_and_class<'c>(r: &mut Reader<'c>) -> Result<(&'c str, u8), String> {
 }
 
 /// A column's count of values and row `row`'s index among them, if it has one.
+#[inline]
 fn presence(
     r: &mut Reader<'_>,
     rows: usize,
@@ -154,6 +157,7 @@ struct Dict<'c> {
 }
 
 impl<'c> Dict<'c> {
+    #[inline]
     fn read(r: &mut Reader<'c>) -> Result<Dict<'c>, String> {
         let at = r.at;
         let n = r.varint()?;
@@ -167,6 +171,7 @@ impl<'c> Dict<'c> {
     }
 
     /// String `i`, checked to be UTF-8; `None` past the end.
+    #[inline]
     fn get(&self, i: usize, at: usize) -> Result<Option<&'c str>, String> {
         if i >= self.n {
             return Ok(None);
@@ -214,6 +219,7 @@ impl<'c> Ends<'c> {
 }
 
 /// Reads past a column of `n` values of `class`, decoding value `index` if given.
+#[inline]
 fn column_value_direct<'a>(
     r: &mut Reader<'a>,
     class: u8,
@@ -248,19 +254,20 @@ fn column_value_direct<'a>(
             if !(1..=MAX_DIGIT_SUFFIX).contains(&len) {
                 return Err(format!("a digit suffix of {len} at byte {at}"));
             }
-            let widths: smallvec::SmallVec<[u8; 5]> = fields_of(len).collect();
-            let bits = r.take(widths.len() as u64)?;
-            let mut base_bits = 0usize;
-            for (&b, &w) in bits.iter().zip(&widths) {
-                if b > digit_bits(w) {
+            let (widths, fields) = field_widths(len);
+            let widths = &widths[..fields];
+            let bits = r.take(fields as u64)?;
+            let (mut base_bits, mut offset_bytes) = (0usize, 0usize);
+            for (&b, &w) in bits.iter().zip(widths) {
+                if b > DIGIT_BITS[w as usize] {
                     return Err(format!("{b}-bit offsets of a {w}-digit field at byte {at}"));
                 }
-                base_bits += digit_bits(w) as usize;
+                base_bits += DIGIT_BITS[w as usize] as usize;
+                offset_bytes += packed_len(n, b);
             }
             let bases = r.take(base_bits.div_ceil(8) as u64)?;
+            let offsets = r.take(offset_bytes as u64)?;
             let Some(i) = index else {
-                let offsets: usize = bits.iter().map(|&b| packed_len(n, b)).sum();
-                r.take(offsets as u64)?;
                 return Ok(None);
             };
             let code = codes.get(i) as usize;
@@ -274,16 +281,18 @@ fn column_value_direct<'a>(
             let from = digits.len();
             digits.reserve(PREFIX_DIGITS + MAX_DIGIT_SUFFIX);
             digits.extend_from_slice(prefix);
-            let mut base_at = 0;
-            for (&b, &w) in bits.iter().zip(&widths) {
-                let base = bits_at(bases, base_at, digit_bits(w));
-                base_at += digit_bits(w) as usize;
-                let offsets = BitReader::new(r.take(packed_len(n, b) as u64)?, b);
-                let v = base
-                    .checked_add(offsets.get(i))
-                    .filter(|v| v.checked_ilog10().unwrap_or(0) < w as u32)
-                    .ok_or_else(|| format!("a digit field too wide at byte {at}"))?;
+            let (mut base_at, mut field_at) = (0usize, 0usize);
+            for (&b, &w) in bits.iter().zip(widths) {
+                let w_bits = DIGIT_BITS[w as usize];
+                // Both below 2^54: no overflow.
+                let v = bits_at(bases, base_at, w_bits)
+                    + bits_at(&offsets[field_at..], i * b as usize, b);
+                if v >= POW10[w as usize] {
+                    return Err(format!("a digit field too wide at byte {at}"));
+                }
                 push_digits(digits, v, w);
+                base_at += w_bits as usize;
+                field_at += packed_len(n, b);
             }
             Some(Value::Digits(from..digits.len()))
         }

@@ -251,6 +251,13 @@ fn encode_floats(floats: &[f64], out: &mut Vec<u8>) -> u8 {
 /// after its device code (type 2, time 14, serial 5, object type 2, serial 5), an
 /// image's (type 2, time 14, serial 5), else runs of [`MAX_FIELD_DIGITS`].
 fn fields_of(len: usize) -> impl Iterator<Item = u8> {
+    let (v, n) = field_widths(len);
+    v.into_iter().take(n)
+}
+
+/// [`fields_of`] as an array and its length.
+#[inline]
+fn field_widths(len: usize) -> ([u8; 5], usize) {
     // At most MAX_DIGIT_SUFFIX / MAX_FIELD_DIGITS + 1 = 4 fields but for the
     // GA/T 1400 layouts' five; held inline (read once per event read).
     let mut v = [0u8; 5];
@@ -275,7 +282,7 @@ fn fields_of(len: usize) -> impl Iterator<Item = u8> {
             }
         }
     };
-    v.into_iter().take(n)
+    (v, n)
 }
 
 /// The smallest of the string encodings that apply.
@@ -364,9 +371,24 @@ fn put_ends(strs: &[&str], out: &mut Vec<u8>) {
     put_packed(distances.iter().map(|&d| (d - base) as u64), out);
 }
 
-/// Bits of the widest value of a `width`-digit field (10^16 − 1 takes 54).
+/// Bits of the widest value of a field of `w` digits, `DIGIT_BITS[w]` (10^16 − 1
+/// takes 54): where the direct layout puts a digit field's base.
+const DIGIT_BITS: [u8; MAX_FIELD_DIGITS + 1] =
+    [0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40, 44, 47, 50, 54];
+
+/// `POW10[w]` = 10^w: a field of `w` digits holds values below it.
+const POW10: [u64; MAX_FIELD_DIGITS + 1] = {
+    let mut t = [1u64; MAX_FIELD_DIGITS + 1];
+    let mut w = 1;
+    while w <= MAX_FIELD_DIGITS {
+        t[w] = t[w - 1] * 10;
+        w += 1;
+    }
+    t
+};
+
 fn digit_bits(width: u8) -> u8 {
-    bits_needed(10u64.pow(width as u32) - 1)
+    DIGIT_BITS[width as usize]
 }
 
 /// Digit strings of one length, 20 + 1..=48 digits: a dictionary of their 20-digit
@@ -574,6 +596,7 @@ pub const DIGIT_PAIRS: &[u8; 200] = b"\
 
 /// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`), two digits
 /// at a time.
+#[inline]
 fn push_digits(s: &mut Vec<u8>, mut v: u64, width: u8) {
     let mut buf = [b'0'; MAX_FIELD_DIGITS];
     let mut i = width as usize;
@@ -903,6 +926,12 @@ mod tests {
             let n = cut.min(bitmap.len() * 8);
             let naive = (0..n).filter(|&i| bitmap[i / 8] >> (i % 8) & 1 == 1).count();
             prop_assert_eq!(ones_before(&bitmap, n), naive);
+        }
+
+        #[test]
+        fn digit_tables_are_the_widths_powers(w in 0usize..=16) {
+            prop_assert_eq!(POW10[w], 10u64.pow(w as u32));
+            prop_assert_eq!(DIGIT_BITS[w], bits_needed(10u64.pow(w as u32) - 1));
         }
 
         #[test]
