@@ -45,7 +45,10 @@ impl Packer {
         if bits == 0 {
             return;
         }
-        debug_assert!(bits <= MAX_BITS && v < (1u64 << bits), "value {v} does not fit {bits} bits");
+        debug_assert!(
+            bits <= MAX_BITS && v < (1u64 << bits),
+            "value {v} does not fit {bits} bits"
+        );
         self.acc |= (v as u128) << self.nacc;
         self.nacc += bits as u32;
         while self.nacc >= 8 {

@@ -11,8 +11,8 @@
 
 use super::{
     column_value, field_widths, ones_before, push_digits, ChunkReader, RowScratch, Value, BOOL,
-    DIGIT_BITS, POW10, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
-    STR_DICT, STR_DIGITS, STR_RAW,
+    DIGIT_BITS, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
+    POW10, STR_DICT, STR_DIGITS, STR_RAW,
 };
 use crate::attr_codec::{well_known_key, Reader};
 use crate::bitpack::{bits_at, packed_len, BitReader};
@@ -211,9 +211,8 @@ impl<'c> Ends<'c> {
 
     /// The end of string `i`.
     fn get(&self, i: usize) -> Result<u64, String> {
-        let end = (i as i128 + 1) * self.step as i128
-            + self.base as i128
-            + self.offsets.get(i) as i128;
+        let end =
+            (i as i128 + 1) * self.step as i128 + self.base as i128 + self.offsets.get(i) as i128;
         u64::try_from(end).map_err(|_| format!("string {i} ends at {end} at byte {}", self.at))
     }
 }
@@ -238,9 +237,10 @@ fn column_value_direct<'a>(
             let codes = r.packed(n)?;
             match index {
                 None => None,
-                Some(i) => Some(Value::Str(dict.get(codes.get(i) as usize, at)?.ok_or_else(
-                    || format!("a dictionary code past its end at byte {at}"),
-                )?)),
+                Some(i) => Some(Value::Str(
+                    dict.get(codes.get(i) as usize, at)?
+                        .ok_or_else(|| format!("a dictionary code past its end at byte {at}"))?,
+                )),
             }
         }
         STR_DIGITS => {
@@ -310,10 +310,9 @@ fn column_value_direct<'a>(
                     match index {
                         None => Vec::new().into(),
                         Some(_) => {
-                            let b =
-                                zstd::bulk::decompress(frame, total as usize).map_err(|e| {
-                                    format!("strings do not decompress at byte {at}: {e}")
-                                })?;
+                            let b = zstd::bulk::decompress(frame, total as usize).map_err(|e| {
+                                format!("strings do not decompress at byte {at}: {e}")
+                            })?;
                             if b.len() as u64 != total {
                                 return Err(format!("strings decompress short at byte {at}"));
                             }

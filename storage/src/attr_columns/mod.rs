@@ -6,7 +6,10 @@
 //! frame-of-reference bit packing for integers and for decimals (confidence 0.93 is 93
 //! hundredths), a bitmap for booleans, and the raw strings, zstd-compressed where that
 //! wins, for the rest. Every encoding but compressed strings reads one event's value
-//! without decoding its neighbours. The layout is in `storage/FORMAT.md`.
+//! without decoding its neighbours. Segment format 4 lays a chunk out so that the
+//! value is also found without passing over anything before it ([`ChunkLayout::Direct`],
+//! read by `direct`); formats 2 and 3 are read by walking ([`ChunkLayout::Walked`]).
+//! The layouts are in `storage/FORMAT.md`.
 //!
 //! An event's attributes are given and returned in the row encoding of
 //! [`crate::attr_codec`] (the WAL's); that encoding is unique for a map, so what is
@@ -373,8 +376,9 @@ fn put_ends(strs: &[&str], out: &mut Vec<u8>) {
 
 /// Bits of the widest value of a field of `w` digits, `DIGIT_BITS[w]` (10^16 − 1
 /// takes 54): where the direct layout puts a digit field's base.
-const DIGIT_BITS: [u8; MAX_FIELD_DIGITS + 1] =
-    [0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40, 44, 47, 50, 54];
+const DIGIT_BITS: [u8; MAX_FIELD_DIGITS + 1] = [
+    0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40, 44, 47, 50, 54,
+];
 
 /// `POW10[w]` = 10^w: a field of `w` digits holds values below it.
 const POW10: [u64; MAX_FIELD_DIGITS + 1] = {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use super::build::block_data_len;
 use super::format::*;
 use super::source_index::{self, Layout};
-use crate::attr_columns::{check_chunk, decode_row, visit_row, ChunkLayout, RowScratch, CHUNK_ROWS};
+use crate::attr_columns::{
+    check_chunk, decode_row, visit_row, ChunkLayout, RowScratch, CHUNK_ROWS,
+};
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
 use crate::event::Attrs;
@@ -1203,8 +1205,13 @@ impl Segment {
             return Ok(std::borrow::Cow::Borrowed(bytes));
         }
         let mut out = Vec::new();
-        decode_row(self.chunk_layout(), bytes, ordinal as usize % CHUNK_ROWS, &mut out)
-            .map_err(|reason| self.attr_damage(ordinal, data_at, reason))?;
+        decode_row(
+            self.chunk_layout(),
+            bytes,
+            ordinal as usize % CHUNK_ROWS,
+            &mut out,
+        )
+        .map_err(|reason| self.attr_damage(ordinal, data_at, reason))?;
         Ok(out.into())
     }
 
