@@ -36,13 +36,19 @@ impl<'c> Directory<'c> {
             bytes: chunk,
             at: 0,
         };
-        let rows = r.byte()? as usize + 1;
+        let rows = super::chunk_rows(r.byte()?)?;
         let columns = r.varint()?;
         if columns > chunk.len() as u64 {
             return Err(format!("impossible column count {columns}"));
         }
         let columns = columns as usize;
         let ends = r.packed(columns.saturating_sub(1))?;
+        if columns == 0 && r.at != chunk.len() {
+            return Err(format!(
+                "{} bytes after a chunk of no columns",
+                chunk.len() - r.at
+            ));
+        }
         Ok(Directory {
             rows,
             columns,

@@ -579,7 +579,19 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
 /// How many of the first `n` bits of `bitmap` (least significant bit first) are set.
 /// A chunk's bitmap is at most 16 bytes: counted as one 128-bit word.
 fn ones_before(bitmap: &[u8], n: usize) -> usize {
-    debug_assert!(bitmap.len() <= CHUNK_ROWS / 8 && n <= bitmap.len() * 8);
+    let n = n.min(bitmap.len() * 8);
+    if bitmap.len() > CHUNK_ROWS / 8 {
+        // Not a bitmap a reader passes (row counts are checked against
+        // [`CHUNK_ROWS`]); counted byte by byte rather than trusted.
+        let whole: usize = bitmap[..n / 8]
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum();
+        let part = bitmap
+            .get(n / 8)
+            .map_or(0, |b| (b & ((1u16 << (n % 8)) - 1) as u8).count_ones());
+        return whole + part as usize;
+    }
     let mut word = [0u8; CHUNK_ROWS / 8];
     word[..bitmap.len()].copy_from_slice(bitmap);
     let mask = match n {
@@ -692,7 +704,7 @@ fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
 /// does not touch (every dictionary string is UTF-8, every digit prefix digits). What
 /// `sightline check` runs on each chunk.
 pub fn check_chunk(layout: ChunkLayout, chunk: &[u8]) -> Result<(), String> {
-    let rows = *chunk.first().ok_or("an empty chunk")? as usize + 1;
+    let rows = chunk_rows(*chunk.first().ok_or("an empty chunk")?)?;
     if layout == ChunkLayout::Direct {
         direct::check_columns(chunk)?;
     }
@@ -702,6 +714,16 @@ pub fn check_chunk(layout: ChunkLayout, chunk: &[u8]) -> Result<(), String> {
         walk_row(layout, chunk, row, &mut scratch, &mut Vec::new())?;
     }
     Ok(())
+}
+
+/// The rows of a chunk from its first byte (rows − 1): at most [`CHUNK_ROWS`], which
+/// bounds every presence bitmap and length sum a reader meets.
+pub(crate) fn chunk_rows(first: u8) -> Result<usize, String> {
+    let rows = first as usize + 1;
+    if rows > CHUNK_ROWS {
+        return Err(format!("a chunk of {rows} rows (at most {CHUNK_ROWS})"));
+    }
+    Ok(rows)
 }
 
 /// Row `row`'s (key, value) pairs of `chunk`, in column (= key) order, into `found`.
@@ -729,7 +751,7 @@ fn walked_row<'c>(
         bytes: chunk,
         at: 0,
     };
-    let rows = r.byte()? as usize + 1;
+    let rows = chunk_rows(r.byte()?)?;
     if row >= rows {
         return Err(format!("row {row} of a chunk of {rows}"));
     }
@@ -926,7 +948,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ones_before_counts_bit_by_bit(bitmap in proptest::collection::vec(any::<u8>(), 1..17), cut in 0usize..136) {
+        fn ones_before_counts_bit_by_bit(bitmap in proptest::collection::vec(any::<u8>(), 1..40), cut in 0usize..330) {
             let n = cut.min(bitmap.len() * 8);
             let naive = (0..n).filter(|&i| bitmap[i / 8] >> (i % 8) & 1 == 1).count();
             prop_assert_eq!(ones_before(&bitmap, n), naive);

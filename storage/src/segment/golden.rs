@@ -199,20 +199,55 @@ fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
 /// flip the reads of rows refuse.
 #[test]
 fn damaged_chunks_behind_a_matching_checksum_are_errors_naming_the_file() {
-    use super::format::{get_u64, put_u32, HEADER_CRC_AT, HEADER_FIELDS, SECTION_ENTRY};
     let mut rows = golden_rows();
     let good = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
+    let (refused, len) = damage_attr_data(&good, |b| b ^ 0x5a);
+    // A flip inside a packed value usually reads as another value (only the checksum
+    // tells those apart); flips of lengths, codes, headers and the directory are
+    // refused (counted: 258 of the 723 bytes).
+    assert!(refused * 4 > len, "{refused} of {len} flips refused");
+    // Other changes of each byte: the high bit (a chunk's row count past 128, widths
+    // past 64), every bit, and zero.
+    for change in [|b: u8| b ^ 0x80, |b: u8| b ^ 0xff, |_| 0xff, |_| 0] {
+        damage_attr_data(&good, change);
+    }
+}
+
+#[test]
+fn damaged_chunks_of_a_version_3_file_are_errors_too() {
+    let good = std::fs::read(golden_path(3)).unwrap();
+    for change in [
+        |b: u8| b ^ 0x5a,
+        |b: u8| b ^ 0x80,
+        |b: u8| b ^ 0xff,
+        |_| 0xff,
+        |_| 0,
+    ] {
+        damage_attr_data(&good, change);
+    }
+}
+
+/// Changes each byte of `good`'s attribute data by `change` in turn (the checksums
+/// made to match), then reads every event's attributes both ways and checks the file:
+/// never a panic, every error a `Corrupt` naming the file, both reads agreeing, and
+/// the check refusing whatever a read refused. Returns (files the check refused,
+/// bytes of attribute data).
+fn damage_attr_data(good: &[u8], change: fn(u8) -> u8) -> (usize, usize) {
+    use super::format::{get_u64, put_u32, HEADER_CRC_AT, HEADER_FIELDS, SECTION_ENTRY};
     let entry = HEADER_FIELDS + super::format::Section::AttrData as usize * SECTION_ENTRY;
     let (start, len) = (
-        get_u64(&good, entry) as usize,
-        get_u64(&good, entry + 8) as usize,
+        get_u64(good, entry) as usize,
+        get_u64(good, entry + 8) as usize,
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("damaged.seg");
     let mut refused = 0;
     for at in start..start + len {
-        let mut bytes = good.clone();
-        bytes[at] ^= 0x5a;
+        let mut bytes = good.to_vec();
+        bytes[at] = change(bytes[at]);
+        if bytes[at] == good[at] {
+            continue;
+        }
         let crc = crc32fast::hash(&bytes[start..start + len]);
         put_u32(&mut bytes, entry + 16, crc);
         let header_crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
@@ -247,8 +282,5 @@ fn damaged_chunks_behind_a_matching_checksum_are_errors_naming_the_file() {
             Err(e) => panic!("byte {at}: {e:?}"),
         }
     }
-    // A flip inside a packed value usually reads as another value (only the checksum
-    // tells those apart); flips of lengths, codes, headers and the directory are
-    // refused (counted: 258 of the 723 bytes).
-    assert!(refused * 4 > len, "{refused} of {len} flips refused");
+    (refused, len)
 }

@@ -492,7 +492,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Version 3: the bucket directory rises from 0 to the entry count, fingerprints
+    /// Versions 3 and 4: the bucket directory rises from 0 to the entry count, fingerprints
     /// rise within a bucket, and every ordinal names an event.
     fn check_source_index(&self) -> std::result::Result<(), (usize, String)> {
         let Some(l) = self.source_layout else {
@@ -1351,11 +1351,14 @@ impl Segment {
 
     /// Whether the event at `ordinal` has the source id `source_id`.
     fn source_id_is(&self, ordinal: u32, source_id: &str) -> Result<bool> {
-        let attrs = self.attrs(ordinal)?;
-        Ok(matches!(
-            attrs.get(crate::event::SOURCE_ID),
-            Some(crate::AttrValue::Str(s)) if s == source_id
-        ))
+        // Visited in place: no map of the event's attributes built to look at one.
+        let mut same = false;
+        self.visit_attrs(ordinal, &mut RowScratch::default(), |key, value| {
+            if key == crate::event::SOURCE_ID {
+                same = matches!(value, crate::AttrRef::Str(s) if s == source_id);
+            }
+        })?;
+        Ok(same)
     }
 
     /// Bytes of encoded attributes in this segment.
@@ -1379,7 +1382,7 @@ impl Segment {
         (0..self.meta.events).try_for_each(|o| self.attrs(o).map(drop))
     }
 
-    /// The file's format version (1 or 2: how its attributes are laid out).
+    /// The file's format version (1–4: how its attributes are laid out).
     pub fn version(&self) -> u32 {
         self.version
     }

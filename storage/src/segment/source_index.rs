@@ -3,7 +3,8 @@
 //!
 //! Each id is reduced to a *fingerprint*, the low `f` bits of its FNV-1a-64 hash, with
 //! `f` = bits to count the entries + [`SPARE_BITS`], at most 32: a lookup of an id that
-//! is not stored finds an equal fingerprint at most once in 2^6 tries, and an equal one
+//! is not stored finds an equal fingerprint at most once in 2^6 tries (below 2^26 entries a
+//! segment; past that `f` stops at 32 and matches grow more frequent), and an equal one
 //! costs a comparison of the ids (one event's attributes read), never a wrong answer.
 //! The reader takes `f` from the section, whatever it is (files written with 14 spare
 //! bits, before 2026-12-04, read the same way). Entries are sorted by fingerprint;
@@ -21,8 +22,8 @@ pub(crate) const MAX_BUCKET_BITS: u8 = 24;
 /// matches `entries / 2^f` stored fingerprints on average, below 2^-6 (between one in
 /// 128 and one in 64 lookups reads an event's attributes to compare the ids). Each
 /// spare bit costs a bit an entry (0.1 bytes an event on the compare data, where 14
-/// spare bits made the index 3.10 bytes an event and 6 make it 2.31: BENCHMARKS.md,
-/// "Source-id fingerprints").
+/// spare bits made the demo month's index 3.06 bytes an event and 6 make it 2.28:
+/// BENCHMARKS.md, "Segment format 4").
 pub(crate) const SPARE_BITS: u8 = 6;
 
 /// Fingerprint width for `entries` entries.
