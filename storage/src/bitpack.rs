@@ -35,16 +35,22 @@ impl Packer {
 
     #[inline]
     pub fn push(&mut self, v: u64, out: &mut Vec<u8>) {
-        if self.bits == 0 {
+        self.push_bits(v, self.bits, out);
+    }
+
+    /// Packs `v` at `bits` bits (not the packer's width): for records of fields of
+    /// different widths, such as a digit string's field bases.
+    #[inline]
+    pub fn push_bits(&mut self, v: u64, bits: u8, out: &mut Vec<u8>) {
+        if bits == 0 {
             return;
         }
         debug_assert!(
-            v < (1u64 << self.bits),
-            "value {v} does not fit {} bits",
-            self.bits
+            bits <= MAX_BITS && v < (1u64 << bits),
+            "value {v} does not fit {bits} bits"
         );
         self.acc |= (v as u128) << self.nacc;
-        self.nacc += self.bits as u32;
+        self.nacc += bits as u32;
         while self.nacc >= 8 {
             out.push(self.acc as u8);
             self.acc >>= 8;
@@ -58,6 +64,27 @@ impl Packer {
             out.push(self.acc as u8);
         }
     }
+}
+
+/// The `width`-bit value at bit `bit` of `data` (little-endian; `width` ≤ [`MAX_BITS`]),
+/// reading zeros past the end: for records whose fields have different widths.
+#[inline]
+pub fn bits_at(data: &[u8], bit: usize, width: u8) -> u64 {
+    debug_assert!(width <= MAX_BITS);
+    if width == 0 {
+        return 0;
+    }
+    let byte = bit / 8;
+    let word = match data.get(byte..byte + 8) {
+        Some(s) => u64::from_le_bytes(s.try_into().expect("slice of 8")),
+        None => {
+            let mut buf = [0u8; 8];
+            let tail = data.get(byte..).unwrap_or(&[]);
+            buf[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(buf)
+        }
+    };
+    (word >> (bit % 8)) & ((1u64 << width) - 1)
 }
 
 /// Random-access view of a packed array. Construct only over a slice whose length was
@@ -121,6 +148,29 @@ mod tests {
             let r = BitReader::new(&out[1..], bits);
             for (i, v) in values.iter().enumerate() {
                 prop_assert_eq!(r.get(i), *v);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fields_of_mixed_widths_read_back(fields in proptest::collection::vec((any::<u64>(), 0u8..=56), 0..20)) {
+            let fields: Vec<(u64, u8)> = fields
+                .into_iter()
+                .map(|(v, b)| (if b == 0 { 0 } else { v & ((1u64 << b) - 1) }, b))
+                .collect();
+            let mut out = Vec::new();
+            let mut p = Packer::new(0);
+            for &(v, b) in &fields {
+                p.push_bits(v, b, &mut out);
+            }
+            p.finish(&mut out);
+            let total: usize = fields.iter().map(|&(_, b)| b as usize).sum();
+            prop_assert_eq!(out.len(), total.div_ceil(8));
+            let mut bit = 0;
+            for &(v, b) in &fields {
+                prop_assert_eq!(bits_at(&out, bit, b), v);
+                bit += b as usize;
             }
         }
     }

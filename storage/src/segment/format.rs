@@ -2,9 +2,11 @@
 //! file; keep the two in step.
 
 pub const MAGIC: [u8; 8] = *b"SLSEGMNT";
-/// Written by this build; versions 1 (attributes row by row) and 2 (32-bit source-id
-/// hashes, kind and direction codes stored as they are) are still read.
-pub const VERSION: u32 = 3;
+/// Written by this build; versions 1 (attributes row by row), 2 (32-bit source-id
+/// hashes, kind and direction codes stored as they are) and 3 (attribute chunks
+/// without a column directory, walked to reach a value; 14 spare fingerprint bits)
+/// are still read.
+pub const VERSION: u32 = 4;
 
 /// Fixed header: 80 bytes of fields, the section table, the header checksum.
 pub const HEADER_FIELDS: usize = 80;

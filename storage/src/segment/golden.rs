@@ -1,8 +1,9 @@
 //! The golden segments: fixed rows whose encoding is checked in at
-//! `storage/tests/data/golden-v3.seg` (what this build writes), so that a change to
+//! `storage/tests/data/golden-v4.seg` (what this build writes), so that a change to
 //! the byte layout is deliberate and visible in review, and at `golden-v1.seg` (what
-//! builds before attribute columns wrote) and `golden-v2.seg` (before bucketed
-//! source ids and per-block kind codes), which must still read back the same.
+//! builds before attribute columns wrote), `golden-v2.seg` (before bucketed source
+//! ids and per-block kind codes) and `golden-v3.seg` (attribute chunks without a
+//! column directory, 14 spare fingerprint bits), which must still read back the same.
 //! Rewrite the current one with `SIGHTLINE_BLESS=1 cargo test -p sightline-storage
 //! golden` after bumping the format version (see `storage/FORMAT.md`).
 
@@ -90,11 +91,18 @@ fn version_2_segments_still_read_back() {
     reads_back(&golden_path(2), 2);
 }
 
+/// Files of version 3 (attribute chunks walked column by column, 14 spare
+/// fingerprint bits) read back the same rows, attributes and source ids.
+#[test]
+fn version_3_segments_still_read_back() {
+    reads_back(&golden_path(3), 3);
+}
+
 /// Compacting old files writes the current version with the same rows, attributes
 /// and source ids: the merged file is the one built from the rows.
 #[test]
 fn old_versions_merge_into_the_current_one() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let seg = std::sync::Arc::new(Segment::open(&golden_path(version)).expect("opens"));
         seg.verify().expect("verifies");
         let mut merged = Vec::new();
@@ -115,6 +123,9 @@ fn old_versions_merge_into_the_current_one() {
 fn reads_back(path: &std::path::Path, version: u32) {
     let seg = Segment::open(path).expect("golden file opens");
     assert_eq!(seg.version(), version);
+    seg.verify().expect("verifies");
+    seg.verify_attrs()
+        .expect("every attribute chunk checks whole");
     let meta = seg.meta();
     assert_eq!(
         (meta.community, meta.span, meta.events),
@@ -142,7 +153,7 @@ fn reads_back(path: &std::path::Path, version: u32) {
     assert_eq!(seg.find_source_id("src-9999").expect("lookup"), None);
 }
 
-/// The source-id index keeps at most 32 bits of each hash (version 3: 15 for these
+/// The source-id index keeps at most 32 bits of each hash (version 4: 7 for these
 /// few ids): ids whose hashes agree in them are told apart by comparing the ids.
 #[test]
 fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
@@ -177,4 +188,99 @@ fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
     let (seg, seqs, _dir) = segment(&[&a, &b]);
     assert_eq!(seg.find_source_id(&a).unwrap(), Some(seqs[0]));
     assert_eq!(seg.find_source_id(&b).unwrap(), Some(seqs[1]));
+}
+
+/// A version 4 file whose attribute chunks are damaged behind a checksum made to
+/// match (a bug, or a file written by hand): every byte of the attr data flipped in
+/// turn, the section's and the header's checksums fixed up. Opening and reading every
+/// event's attributes never panics; each read either answers or is a `Corrupt` error
+/// naming the file, and a read that answers gives a row encoding that decodes.
+/// Checking the file whole (`verify_attrs`, what `sightline check` runs) refuses every
+/// flip the reads of rows refuse.
+#[test]
+fn damaged_chunks_behind_a_matching_checksum_are_errors_naming_the_file() {
+    let mut rows = golden_rows();
+    let good = build_segment(COMMUNITY, SPAN, SPAN_START_MS, &mut rows);
+    let (refused, len) = damage_attr_data(&good, |b| b ^ 0x5a);
+    // A flip inside a packed value usually reads as another value (only the checksum
+    // tells those apart); flips of lengths, codes, headers and the directory are
+    // refused (counted: 258 of the 723 bytes).
+    assert!(refused * 4 > len, "{refused} of {len} flips refused");
+    // Other changes of each byte: the high bit (a chunk's row count past 128, widths
+    // past 64), every bit, and zero.
+    for change in [|b: u8| b ^ 0x80, |b: u8| b ^ 0xff, |_| 0xff, |_| 0] {
+        damage_attr_data(&good, change);
+    }
+}
+
+#[test]
+fn damaged_chunks_of_a_version_3_file_are_errors_too() {
+    let good = std::fs::read(golden_path(3)).unwrap();
+    for change in [
+        |b: u8| b ^ 0x5a,
+        |b: u8| b ^ 0x80,
+        |b: u8| b ^ 0xff,
+        |_| 0xff,
+        |_| 0,
+    ] {
+        damage_attr_data(&good, change);
+    }
+}
+
+/// Changes each byte of `good`'s attribute data by `change` in turn (the checksums
+/// made to match), then reads every event's attributes both ways and checks the file:
+/// never a panic, every error a `Corrupt` naming the file, both reads agreeing, and
+/// the check refusing whatever a read refused. Returns (files the check refused,
+/// bytes of attribute data).
+fn damage_attr_data(good: &[u8], change: fn(u8) -> u8) -> (usize, usize) {
+    use super::format::{get_u64, put_u32, HEADER_CRC_AT, HEADER_FIELDS, SECTION_ENTRY};
+    let entry = HEADER_FIELDS + super::format::Section::AttrData as usize * SECTION_ENTRY;
+    let (start, len) = (
+        get_u64(good, entry) as usize,
+        get_u64(good, entry + 8) as usize,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.seg");
+    let mut refused = 0;
+    for at in start..start + len {
+        let mut bytes = good.to_vec();
+        bytes[at] = change(bytes[at]);
+        if bytes[at] == good[at] {
+            continue;
+        }
+        let crc = crc32fast::hash(&bytes[start..start + len]);
+        put_u32(&mut bytes, entry + 16, crc);
+        let header_crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+        put_u32(&mut bytes, HEADER_CRC_AT, header_crc);
+        std::fs::write(&path, &bytes).unwrap();
+        let seg = Segment::open(&path).expect("only the attr data changed");
+        let mut reads_refused = false;
+        for o in 0..seg.meta().events {
+            match seg.attr_bytes(o) {
+                Ok(row) => {
+                    crate::attr_codec::decode_attrs(&row).expect("a row encoding");
+                }
+                Err(crate::StorageError::Corrupt { path: p, .. }) => {
+                    assert_eq!(p, path, "byte {at}");
+                    reads_refused = true;
+                }
+                Err(e) => panic!("byte {at}: {e:?}"),
+            }
+            let mut scratch = crate::RowScratch::default();
+            let visited = seg.visit_attrs(o, &mut scratch, |_, _| {});
+            assert_eq!(visited.is_ok(), seg.attr_bytes(o).is_ok(), "byte {at}");
+        }
+        match seg.verify_attrs() {
+            Ok(()) => assert!(
+                !reads_refused,
+                "byte {at}: a read refused, the check did not"
+            ),
+            Err(crate::StorageError::Corrupt { path: p, .. }) => {
+                assert_eq!(p, path);
+                refused += 1;
+            }
+            Err(e) => panic!("byte {at}: {e:?}"),
+        }
+    }
+    (refused, len)
 }

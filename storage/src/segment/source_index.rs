@@ -1,10 +1,13 @@
-//! The source-id index of a version 3 segment: which ordinal holds the event with a
-//! given upstream id, in about 30 bits an entry (`storage/FORMAT.md`, "Source ids").
+//! The source-id index of a segment (versions 3 and 4): which ordinal holds the event with a
+//! given upstream id, in about 22 bits an entry (`storage/FORMAT.md`, "Source ids").
 //!
 //! Each id is reduced to a *fingerprint*, the low `f` bits of its FNV-1a-64 hash, with
-//! `f` = bits to count the entries + 14, at most 32: a lookup of an id that is not
-//! stored finds an equal fingerprint about once in 2^14 tries, and an equal one costs
-//! a comparison of the ids, never a wrong answer. Entries are sorted by fingerprint;
+//! `f` = bits to count the entries + [`SPARE_BITS`], at most 32: a lookup of an id that
+//! is not stored finds an equal fingerprint at most once in 2^6 tries (below 2^26 entries a
+//! segment; past that `f` stops at 32 and matches grow more frequent), and an equal one
+//! costs a comparison of the ids (one event's attributes read), never a wrong answer.
+//! The reader takes `f` from the section, whatever it is (files written with 14 spare
+//! bits, before 2026-12-04, read the same way). Entries are sorted by fingerprint;
 //! the top `b` bits of a fingerprint name its *bucket*, and a directory of where each
 //! bucket starts replaces those bits in every entry. The writer picks the `b` that
 //! makes the section smallest.
@@ -15,9 +18,13 @@ use crate::bitpack::{bits_needed, packed_len, Packer};
 pub(crate) const HEAD: usize = 8;
 /// A bound on the bucket bits a reader accepts (the directory has `2^b + 1` entries).
 pub(crate) const MAX_BUCKET_BITS: u8 = 24;
-/// Fingerprint bits beyond those that count the entries: about one false match in
-/// 2^14 lookups of an absent id.
-const SPARE_BITS: u8 = 14;
+/// Fingerprint bits beyond those that count the entries: a lookup of an absent id
+/// matches `entries / 2^f` stored fingerprints on average, below 2^-6 (between one in
+/// 128 and one in 64 lookups reads an event's attributes to compare the ids). Each
+/// spare bit costs a bit an entry (0.1 bytes an event on the compare data, where 14
+/// spare bits made the demo month's index 3.06 bytes an event and 6 make it 2.28:
+/// BENCHMARKS.md, "Segment format 4").
+pub(crate) const SPARE_BITS: u8 = 6;
 
 /// Fingerprint width for `entries` entries.
 pub(crate) fn fingerprint_bits(entries: usize) -> u8 {
@@ -136,10 +143,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fingerprints_keep_14_spare_bits_up_to_32() {
-        assert_eq!(fingerprint_bits(1), 15);
-        assert_eq!(fingerprint_bits(2_000), 25);
-        assert_eq!(fingerprint_bits(1 << 20), 32);
+    fn fingerprints_keep_6_spare_bits_up_to_32() {
+        assert_eq!(fingerprint_bits(1), 7);
+        assert_eq!(fingerprint_bits(2_000), 17);
+        assert_eq!(fingerprint_bits(1 << 20), 27);
+        assert_eq!(fingerprint_bits(1 << 30), 32);
+    }
+
+    /// An absent id matches a stored fingerprint (and costs an attribute read to tell
+    /// them apart) in at most about one lookup in 2^SPARE_BITS: counted over 200,000
+    /// absent ids against indexes of several sizes.
+    #[test]
+    fn absent_ids_rarely_match_a_fingerprint() {
+        for n in [60usize, 1_000, 2_000, 2_700, 40_000] {
+            let hashes: Vec<(u64, u32)> = (0..n as u32)
+                .map(|i| (crate::row::fnv1a(format!("id-{i}").as_bytes()), i))
+                .collect();
+            let f = fingerprint_bits(n);
+            let layout = Layout::new(f, 0, n, n);
+            let stored: std::collections::HashMap<u32, usize> =
+                hashes.iter().fold(Default::default(), |mut m, &(h, _)| {
+                    *m.entry(layout.fingerprint(h)).or_default() += 1;
+                    m
+                });
+            let tries = 200_000u32;
+            let matches: usize = (0..tries)
+                .map(|i| {
+                    let h = crate::row::fnv1a(format!("absent-{i}").as_bytes());
+                    stored.get(&layout.fingerprint(h)).copied().unwrap_or(0)
+                })
+                .sum();
+            let rate = matches as f64 / tries as f64;
+            let expected = n as f64 / (1u64 << f) as f64;
+            assert!(expected <= 1.0 / 64.0, "{n} entries: {expected}");
+            // FNV-1a's low bits of similar ids are not quite uniform: allow a quarter
+            // more than 2^-6 (counted: 0.0165 for 60 entries, expected 0.0146).
+            assert!(
+                rate < 1.25 / 64.0,
+                "{n} entries: {matches} matches in {tries}, expected {expected}"
+            );
+        }
     }
 
     #[test]
@@ -150,8 +193,8 @@ mod tests {
         let bytes = encode(&hashes, 3_000);
         let b = bytes[1];
         assert!((6..=9).contains(&b), "bucket bits {b}");
-        // 25-bit fingerprints and 12-bit ordinals: about 30 bits an entry, against
+        // 17-bit fingerprints and 12-bit ordinals: about 22 bits an entry, against
         // 32 + 12 unbucketed.
-        assert!(bytes.len() * 8 < 2_000 * 31, "{} bytes", bytes.len());
+        assert!(bytes.len() * 8 < 2_000 * 23, "{} bytes", bytes.len());
     }
 }

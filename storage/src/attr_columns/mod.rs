@@ -6,7 +6,10 @@
 //! frame-of-reference bit packing for integers and for decimals (confidence 0.93 is 93
 //! hundredths), a bitmap for booleans, and the raw strings, zstd-compressed where that
 //! wins, for the rest. Every encoding but compressed strings reads one event's value
-//! without decoding its neighbours. The layout is in `storage/FORMAT.md`.
+//! without decoding its neighbours. Segment format 4 lays a chunk out so that the
+//! value is also found without passing over anything before it ([`ChunkLayout::Direct`],
+//! read by `direct`); formats 2 and 3 are read by walking ([`ChunkLayout::Walked`]).
+//! The layouts are in `storage/FORMAT.md`.
 //!
 //! An event's attributes are given and returned in the row encoding of
 //! [`crate::attr_codec`] (the WAL's); that encoding is unique for a map, so what is
@@ -16,6 +19,21 @@ use crate::attr_codec::{
     encode_pairs_into, key_code, put_varint, visit_attrs, well_known_key, AttrRef, Reader,
 };
 use crate::bitpack::{bits_needed, packed_len, BitReader, Packer, MAX_BITS};
+
+mod direct;
+
+/// How a chunk's columns are laid out: what the segment's format version says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ChunkLayout {
+    /// Versions 2 and 3: columns back to back, each passed over to find the next; a
+    /// dictionary's strings, a digit string's field bases and raw strings' lengths
+    /// walked to reach the one read.
+    Walked,
+    /// Version 4: a directory of where each column ends, and every value read at a
+    /// computed place (dictionary string ends, field bases at fixed widths, raw
+    /// strings' ends): one event's value of a column costs the same whatever its place.
+    Direct,
+}
 
 /// Events per attribute chunk.
 pub const CHUNK_ROWS: usize = 128;
@@ -78,8 +96,19 @@ fn put_packed(values: impl Iterator<Item = u64> + Clone, out: &mut Vec<u8>) {
 }
 
 /// Encodes the attributes of `rows` (each in the row encoding; 1 to [`CHUNK_ROWS`]
-/// of them) as one chunk, appended to `out`.
+/// of them) as one chunk in the current layout ([`ChunkLayout::Direct`]), appended
+/// to `out`.
 pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
+    encode_chunk_as(ChunkLayout::Direct, rows, out)
+}
+
+/// [`encode_chunk`] in `layout` (the walked layout only for tests of the readers of
+/// versions 2 and 3: this build writes version 4).
+pub(crate) fn encode_chunk_as(
+    layout: ChunkLayout,
+    rows: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     assert!(!rows.is_empty() && rows.len() <= CHUNK_ROWS);
     // (key, kind) -> per row its value.
     let mut columns: std::collections::BTreeMap<(&str, Kind), Vec<Option<AttrRef<'_>>>> =
@@ -93,6 +122,14 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
     }
     out.push(rows.len() as u8 - 1);
     put_varint(columns.len() as u64, out);
+    // The direct layout: each column is encoded apart, then the directory of their
+    // ends (from the end of the directory; the last column ends the chunk) goes first.
+    let (mut body, mut ends) = (Vec::new(), Vec::with_capacity(columns.len()));
+    let chunk_out = out;
+    let out = match layout {
+        ChunkLayout::Walked => &mut *chunk_out,
+        ChunkLayout::Direct => &mut body,
+    };
     for ((key, kind), values) in &columns {
         let code = key_code(key);
         out.push(code);
@@ -117,6 +154,7 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
         }
         out[class_at] = match kind {
             Kind::Str => encode_strings(
+                layout,
                 &of_kind(&present, |v| match v {
                     AttrRef::Str(s) => Some(s),
                     _ => None,
@@ -147,6 +185,12 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
                 BOOL
             }
         };
+        ends.push(out.len() as u64);
+    }
+    if layout == ChunkLayout::Direct {
+        ends.pop();
+        put_packed(ends.iter().copied(), chunk_out);
+        chunk_out.extend_from_slice(&body);
     }
     Ok(())
 }
@@ -210,6 +254,13 @@ fn encode_floats(floats: &[f64], out: &mut Vec<u8>) -> u8 {
 /// after its device code (type 2, time 14, serial 5, object type 2, serial 5), an
 /// image's (type 2, time 14, serial 5), else runs of [`MAX_FIELD_DIGITS`].
 fn fields_of(len: usize) -> impl Iterator<Item = u8> {
+    let (v, n) = field_widths(len);
+    v.into_iter().take(n)
+}
+
+/// [`fields_of`] as an array and its length.
+#[inline]
+fn field_widths(len: usize) -> ([u8; 5], usize) {
     // At most MAX_DIGIT_SUFFIX / MAX_FIELD_DIGITS + 1 = 4 fields but for the
     // GA/T 1400 layouts' five; held inline (read once per event read).
     let mut v = [0u8; 5];
@@ -234,31 +285,31 @@ fn fields_of(len: usize) -> impl Iterator<Item = u8> {
             }
         }
     };
-    v.into_iter().take(n)
+    (v, n)
 }
 
 /// The smallest of the string encodings that apply.
-fn encode_strings(strs: &[&str], out: &mut Vec<u8>) -> u8 {
+fn encode_strings(layout: ChunkLayout, strs: &[&str], out: &mut Vec<u8>) -> u8 {
     let mut best: Option<(u8, Vec<u8>)> = None;
     let mut consider = |class: u8, bytes: Vec<u8>| {
         if best.as_ref().is_none_or(|(_, b)| bytes.len() < b.len()) {
             best = Some((class, bytes));
         }
     };
-    if let Some(b) = dict_strings(strs) {
+    if let Some(b) = dict_strings(layout, strs) {
         consider(STR_DICT, b);
     }
-    if let Some(b) = digit_strings(strs) {
+    if let Some(b) = digit_strings(layout, strs) {
         consider(STR_DIGITS, b);
     }
-    consider(STR_RAW, raw_strings(strs));
+    consider(STR_RAW, raw_strings(layout, strs));
     let (class, bytes) = best.expect("raw always applies");
     out.extend_from_slice(&bytes);
     class
 }
 
-/// `n:varint (len:varint utf8)*` then each value's index, packed.
-fn dict_strings(strs: &[&str]) -> Option<Vec<u8>> {
+/// The dictionary ([`put_dict`]) then each value's index, packed.
+fn dict_strings(layout: ChunkLayout, strs: &[&str]) -> Option<Vec<u8>> {
     let mut dict: Vec<&str> = strs.to_vec();
     dict.sort_unstable();
     dict.dedup();
@@ -266,7 +317,7 @@ fn dict_strings(strs: &[&str]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    put_dict(&dict, &mut out);
+    put_dict(layout, &dict, &mut out);
     put_packed(
         strs.iter()
             .map(|s| dict.binary_search(s).expect("in the dictionary") as u64),
@@ -275,18 +326,82 @@ fn dict_strings(strs: &[&str]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn put_dict(dict: &[&str], out: &mut Vec<u8>) {
+/// Walked: `n:varint (len:varint utf8)*`. Direct: `n:varint`, each string's end in
+/// the bytes, packed, then the bytes (string `i` is `[end(i - 1), end(i))`).
+fn put_dict(layout: ChunkLayout, dict: &[&str], out: &mut Vec<u8>) {
     put_varint(dict.len() as u64, out);
-    for s in dict {
-        put_varint(s.len() as u64, out);
-        out.extend_from_slice(s.as_bytes());
+    match layout {
+        ChunkLayout::Walked => {
+            for s in dict {
+                put_varint(s.len() as u64, out);
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        ChunkLayout::Direct => {
+            put_packed(
+                dict.iter().scan(0u64, |end, s| {
+                    *end += s.len() as u64;
+                    Some(*end)
+                }),
+                out,
+            );
+            for s in dict {
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
     }
+}
+
+/// The ends of `strs` laid back to back, each as its distance from a straight line
+/// (`end(i) = (i + 1) · step + base + offset(i)`): `step` (varint, the mean length
+/// rounded down), `base` (zigzag varint, the smallest distance) and the offsets,
+/// packed. Strings of one length take 0 bits each (their lengths would too), and
+/// any end is one read, where lengths would be summed.
+fn put_ends(strs: &[&str], out: &mut Vec<u8>) {
+    let total: u64 = strs.iter().map(|s| s.len() as u64).sum();
+    let step = total / strs.len() as u64;
+    let distances: Vec<i64> = strs
+        .iter()
+        .enumerate()
+        .scan(0u64, |end, (i, s)| {
+            *end += s.len() as u64;
+            Some(*end as i64 - (i as i64 + 1) * step as i64)
+        })
+        .collect();
+    let base = *distances.iter().min().expect("a value");
+    put_varint(step, out);
+    put_varint(zigzag(base), out);
+    put_packed(distances.iter().map(|&d| (d - base) as u64), out);
+}
+
+/// Bits of the widest value of a field of `w` digits, `DIGIT_BITS[w]` (10^16 − 1
+/// takes 54): where the direct layout puts a digit field's base.
+const DIGIT_BITS: [u8; MAX_FIELD_DIGITS + 1] = [
+    0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40, 44, 47, 50, 54,
+];
+
+/// `POW10[w]` = 10^w: a field of `w` digits holds values below it.
+const POW10: [u64; MAX_FIELD_DIGITS + 1] = {
+    let mut t = [1u64; MAX_FIELD_DIGITS + 1];
+    let mut w = 1;
+    while w <= MAX_FIELD_DIGITS {
+        t[w] = t[w - 1] * 10;
+        w += 1;
+    }
+    t
+};
+
+fn digit_bits(width: u8) -> u8 {
+    DIGIT_BITS[width as usize]
 }
 
 /// Digit strings of one length, 20 + 1..=48 digits: a dictionary of their 20-digit
 /// prefixes (device codes) and each value's index in it; the suffix length; then per
-/// field of [`fields_of`] a frame of reference (`base:varint`, packed offsets).
-fn digit_strings(strs: &[&str]) -> Option<Vec<u8>> {
+/// field of [`fields_of`] a frame of reference. Walked: per field `base:varint` and
+/// packed offsets. Direct: the prefixes 20 bytes each (no lengths); each field's
+/// offset bits (u8 each), then the bases packed at the bits of their widths' largest
+/// value ([`digit_bits`]), then per field the offsets packed, each from a byte boundary.
+fn digit_strings(layout: ChunkLayout, strs: &[&str]) -> Option<Vec<u8>> {
     let len = strs[0].len();
     if !(21..=20 + MAX_DIGIT_SUFFIX).contains(&len)
         || !strs
@@ -302,7 +417,15 @@ fn digit_strings(strs: &[&str]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    put_dict(&prefixes, &mut out);
+    match layout {
+        ChunkLayout::Walked => put_dict(layout, &prefixes, &mut out),
+        ChunkLayout::Direct => {
+            put_varint(prefixes.len() as u64, &mut out);
+            for p in &prefixes {
+                out.extend_from_slice(p.as_bytes());
+            }
+        }
+    }
     put_packed(
         strs.iter()
             .map(|s| prefixes.binary_search(&&s[..20]).expect("a prefix") as u64),
@@ -310,22 +433,56 @@ fn digit_strings(strs: &[&str]) -> Option<Vec<u8>> {
     );
     out.push((len - 20) as u8);
     let mut at = 20;
+    // Per field: its width, base and each value's offset from it.
+    let mut fields: smallvec::SmallVec<[(u8, u64, Vec<u64>); 5]> = Default::default();
     for width in fields_of(len - 20) {
         let w = width as usize;
         let field = |s: &&str| s[at..at + w].parse::<u64>().expect("digits");
         let base = strs.iter().map(field).min().expect("present");
-        put_varint(base, &mut out);
-        put_packed(strs.iter().map(|s| field(s) - base), &mut out);
+        fields.push((width, base, strs.iter().map(|s| field(s) - base).collect()));
         at += w;
+    }
+    match layout {
+        ChunkLayout::Walked => {
+            for (_, base, offsets) in &fields {
+                put_varint(*base, &mut out);
+                put_packed(offsets.iter().copied(), &mut out);
+            }
+        }
+        ChunkLayout::Direct => {
+            let bits: smallvec::SmallVec<[u8; 5]> = fields
+                .iter()
+                .map(|(_, _, o)| bits_needed(o.iter().copied().max().unwrap_or(0)))
+                .collect();
+            out.extend_from_slice(&bits);
+            let mut p = Packer::new(0);
+            for (width, base, _) in &fields {
+                p.push_bits(*base, digit_bits(*width), &mut out);
+            }
+            p.finish(&mut out);
+            for ((_, _, offsets), &b) in fields.iter().zip(&bits) {
+                let mut p = Packer::new(b);
+                for &o in offsets {
+                    p.push(o, &mut out);
+                }
+                p.finish(&mut out);
+            }
+        }
     }
     Some(out)
 }
 
-/// Each value's length, packed; a flag (0 plain, 1 zstd); the bytes (with zstd: the
-/// plain length, varint, then the compressed length, varint, and the frame).
-fn raw_strings(strs: &[&str]) -> Vec<u8> {
+/// Walked: each value's length, packed; a flag (0 plain, 1 zstd); the bytes (with
+/// zstd: the plain length, varint, then the compressed length, varint, and the frame).
+/// Direct: each value's end in the bytes as [`put_ends`] (value `i` is `[end(i − 1),
+/// end(i))`, the plain length the last end); the flag; the bytes, or the compressed
+/// length (varint) and the frame.
+fn raw_strings(layout: ChunkLayout, strs: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
-    put_packed(strs.iter().map(|s| s.len() as u64), &mut out);
+    match layout {
+        ChunkLayout::Walked => put_packed(strs.iter().map(|s| s.len() as u64), &mut out),
+        ChunkLayout::Direct => put_ends(strs, &mut out),
+    }
     let blob: Vec<u8> = strs.iter().flat_map(|s| s.bytes()).collect();
     let packed = (blob.len() <= MAX_ZSTD_INPUT)
         .then(|| zstd::bulk::compress(&blob, 3).ok())
@@ -334,7 +491,9 @@ fn raw_strings(strs: &[&str]) -> Vec<u8> {
     match packed {
         Some(z) => {
             out.push(1);
-            put_varint(blob.len() as u64, &mut out);
+            if layout == ChunkLayout::Walked {
+                put_varint(blob.len() as u64, &mut out);
+            }
             put_varint(z.len() as u64, &mut out);
             out.extend_from_slice(&z);
         }
@@ -418,13 +577,28 @@ impl<'a> ChunkReader<'a> for Reader<'a> {
 }
 
 /// How many of the first `n` bits of `bitmap` (least significant bit first) are set.
+/// A chunk's bitmap is at most 16 bytes: counted as one 128-bit word.
 fn ones_before(bitmap: &[u8], n: usize) -> usize {
-    let whole: u32 = bitmap[..n / 8].iter().map(|b| b.count_ones()).sum();
-    let part = match n % 8 {
-        0 => 0,
-        r => (bitmap[n / 8] & ((1u8 << r) - 1)).count_ones(),
+    let n = n.min(bitmap.len() * 8);
+    if bitmap.len() > CHUNK_ROWS / 8 {
+        // Not a bitmap a reader passes (row counts are checked against
+        // [`CHUNK_ROWS`]); counted byte by byte rather than trusted.
+        let whole: usize = bitmap[..n / 8]
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum();
+        let part = bitmap
+            .get(n / 8)
+            .map_or(0, |b| (b & ((1u16 << (n % 8)) - 1) as u8).count_ones());
+        return whole + part as usize;
+    }
+    let mut word = [0u8; CHUNK_ROWS / 8];
+    word[..bitmap.len()].copy_from_slice(bitmap);
+    let mask = match n {
+        128.. => u128::MAX,
+        n => (1u128 << n) - 1,
     };
-    (whole + part) as usize
+    (u128::from_le_bytes(word) & mask).count_ones() as usize
 }
 
 /// Two ASCII digits of each number 0..100 (`DIGIT_PAIRS[2 * n..2 * n + 2]`), for
@@ -438,6 +612,7 @@ pub const DIGIT_PAIRS: &[u8; 200] = b"\
 
 /// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`), two digits
 /// at a time.
+#[inline]
 fn push_digits(s: &mut Vec<u8>, mut v: u64, width: u8) {
     let mut buf = [b'0'; MAX_FIELD_DIGITS];
     let mut i = width as usize;
@@ -475,12 +650,17 @@ pub struct RowScratch {
 /// The attributes of row `row` of `chunk`, in the row encoding, appended to `out`.
 /// Every column is walked (to find where the next begins), but only row `row`'s value
 /// of each is decoded.
-pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn decode_row(
+    layout: ChunkLayout,
+    chunk: &[u8],
+    row: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut scratch = RowScratch::default();
     let mut pairs: Vec<(&str, AttrRef<'_>)> = Vec::new();
     // The pairs borrow the scratch: collected first, then encoded.
     let mut found = Vec::new();
-    walk_row(chunk, row, &mut scratch, &mut found)?;
+    walk_row(layout, chunk, row, &mut scratch, &mut found)?;
     pairs.extend(found.iter().map(|(k, v)| (*k, value_ref(v, &scratch))));
     encode_pairs_into(pairs.iter().copied(), pairs.len(), out);
     Ok(())
@@ -491,6 +671,7 @@ pub fn decode_row(chunk: &[u8], row: usize, out: &mut Vec<u8>) -> Result<(), Str
 /// encoding; `scratch` holds rebuilt digit strings (reuse it across rows). Nothing is
 /// handed over when the row is damaged.
 pub fn visit_row<'c>(
+    layout: ChunkLayout,
     chunk: &'c [u8],
     row: usize,
     scratch: &mut RowScratch,
@@ -498,7 +679,7 @@ pub fn visit_row<'c>(
 ) -> Result<(), String> {
     scratch.digits.clear();
     let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> = smallvec::SmallVec::new();
-    walk_row(chunk, row, scratch, &mut found)?;
+    walk_row(layout, chunk, row, scratch, &mut found)?;
     for (k, v) in &found {
         f(k, value_ref(v, scratch));
     }
@@ -519,9 +700,48 @@ fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
     }
 }
 
-/// Row `row`'s (key, value) pairs of `chunk`, in column (= key) order, into `found`;
-/// every column checked as it is passed.
+/// Checks a whole chunk: every row's value of every column, and what reading rows
+/// does not touch (every dictionary string is UTF-8, every digit prefix digits). What
+/// `sightline check` runs on each chunk.
+pub fn check_chunk(layout: ChunkLayout, chunk: &[u8]) -> Result<(), String> {
+    let rows = chunk_rows(*chunk.first().ok_or("an empty chunk")?)?;
+    if layout == ChunkLayout::Direct {
+        direct::check_columns(chunk)?;
+    }
+    let mut scratch = RowScratch::default();
+    for row in 0..rows {
+        scratch.digits.clear();
+        walk_row(layout, chunk, row, &mut scratch, &mut Vec::new())?;
+    }
+    Ok(())
+}
+
+/// The rows of a chunk from its first byte (rows − 1): at most [`CHUNK_ROWS`], which
+/// bounds every presence bitmap and length sum a reader meets.
+pub(crate) fn chunk_rows(first: u8) -> Result<usize, String> {
+    let rows = first as usize + 1;
+    if rows > CHUNK_ROWS {
+        return Err(format!("a chunk of {rows} rows (at most {CHUNK_ROWS})"));
+    }
+    Ok(rows)
+}
+
+/// Row `row`'s (key, value) pairs of `chunk`, in column (= key) order, into `found`.
 fn walk_row<'c>(
+    layout: ChunkLayout,
+    chunk: &'c [u8],
+    row: usize,
+    scratch: &mut RowScratch,
+    found: &mut impl Extend<(&'c str, Value<'c>)>,
+) -> Result<(), String> {
+    match layout {
+        ChunkLayout::Walked => walked_row(chunk, row, scratch, found),
+        ChunkLayout::Direct => direct::walk_row(chunk, row, scratch, found),
+    }
+}
+
+/// [`walk_row`] of a walked chunk: every column checked as it is passed.
+fn walked_row<'c>(
     chunk: &'c [u8],
     row: usize,
     scratch: &mut RowScratch,
@@ -531,7 +751,7 @@ fn walk_row<'c>(
         bytes: chunk,
         at: 0,
     };
-    let rows = r.byte()? as usize + 1;
+    let rows = chunk_rows(r.byte()?)?;
     if row >= rows {
         return Err(format!("row {row} of a chunk of {rows}"));
     }
@@ -728,10 +948,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ones_before_counts_bit_by_bit(bitmap in proptest::collection::vec(any::<u8>(), 1..17), cut in 0usize..136) {
+        fn ones_before_counts_bit_by_bit(bitmap in proptest::collection::vec(any::<u8>(), 1..40), cut in 0usize..330) {
             let n = cut.min(bitmap.len() * 8);
             let naive = (0..n).filter(|&i| bitmap[i / 8] >> (i % 8) & 1 == 1).count();
             prop_assert_eq!(ones_before(&bitmap, n), naive);
+        }
+
+        #[test]
+        fn digit_tables_are_the_widths_powers(w in 0usize..=16) {
+            prop_assert_eq!(POW10[w], 10u64.pow(w as u32));
+            prop_assert_eq!(DIGIT_BITS[w], bits_needed(10u64.pow(w as u32) - 1));
         }
 
         #[test]
@@ -743,27 +969,32 @@ mod tests {
         }
     }
 
-    fn round_trip(rows: &[Attrs]) -> usize {
+    const LAYOUTS: [ChunkLayout; 2] = [ChunkLayout::Walked, ChunkLayout::Direct];
+
+    /// Encodes `rows` as a chunk of `layout`, reads every row back (decoded and
+    /// visited) and checks the chunk whole; the chunk's length.
+    fn round_trip(layout: ChunkLayout, rows: &[Attrs]) -> usize {
         let encoded: Vec<Box<[u8]>> = rows.iter().map(encode_attrs).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
         let mut chunk = Vec::new();
-        encode_chunk(&refs, &mut chunk).unwrap();
+        encode_chunk_as(layout, &refs, &mut chunk).unwrap();
+        check_chunk(layout, &chunk).unwrap();
         // One scratch for every row, as a page of events uses it.
         let mut scratch = RowScratch::default();
         for (i, want) in encoded.iter().enumerate() {
             let mut got = Vec::new();
-            decode_row(&chunk, i, &mut got).unwrap();
-            assert_eq!(&got[..], &want[..], "row {i}");
+            decode_row(layout, &chunk, i, &mut got).unwrap();
+            assert_eq!(&got[..], &want[..], "{layout:?} row {i}");
             // Visited straight from the columns: the pairs the encoding holds, in its
             // order.
             let mut visited = Vec::new();
-            visit_row(&chunk, i, &mut scratch, |k, v| {
+            visit_row(layout, &chunk, i, &mut scratch, |k, v| {
                 visited.push((k.to_owned(), format!("{v:?}")))
             })
             .unwrap();
             let mut walked = Vec::new();
             visit_attrs(want, |k, v| walked.push((k.to_owned(), format!("{v:?}")))).unwrap();
-            assert_eq!(visited, walked, "row {i}");
+            assert_eq!(visited, walked, "{layout:?} row {i}");
         }
         chunk.len()
     }
@@ -796,7 +1027,9 @@ mod tests {
             rows in proptest::collection::vec(
                 proptest::collection::btree_map(key(), value(), 0..5), 1..=CHUNK_ROWS)
         ) {
-            round_trip(&rows);
+            for layout in LAYOUTS {
+                round_trip(layout, &rows);
+            }
         }
 
         #[test]
@@ -809,17 +1042,28 @@ mod tests {
         ) {
             let encoded: Vec<Box<[u8]>> = rows.iter().map(encode_attrs).collect();
             let refs: Vec<&[u8]> = encoded.iter().map(|b| &b[..]).collect();
-            let mut chunk = Vec::new();
-            encode_chunk(&refs, &mut chunk).unwrap();
-            let i = row.index(rows.len());
-            let _ = decode_row(&chunk[..cut.index(chunk.len())], i, &mut Vec::new());
-            let mut flipped = chunk.clone();
-            let at = flip.index(flipped.len());
-            flipped[at] ^= 0x5a;
-            let decoded = decode_row(&flipped, i, &mut Vec::new());
-            // Visiting agrees with decoding on damage: both refuse, or both read.
-            let visited = visit_row(&flipped, i, &mut RowScratch::default(), |_, _| {});
-            prop_assert_eq!(decoded.is_ok(), visited.is_ok());
+            for layout in LAYOUTS {
+                let mut chunk = Vec::new();
+                encode_chunk_as(layout, &refs, &mut chunk).unwrap();
+                let i = row.index(rows.len());
+                let cut = &chunk[..cut.index(chunk.len())];
+                let _ = decode_row(layout, cut, i, &mut Vec::new());
+                let _ = check_chunk(layout, cut);
+                let mut flipped = chunk.clone();
+                let at = flip.index(flipped.len());
+                flipped[at] ^= 0x5a;
+                let decoded = decode_row(layout, &flipped, i, &mut Vec::new());
+                // Visiting agrees with decoding on damage: both refuse, or both read.
+                let visited =
+                    visit_row(layout, &flipped, i, &mut RowScratch::default(), |_, _| {});
+                prop_assert_eq!(decoded.is_ok(), visited.is_ok());
+                // A chunk that checks whole reads every row.
+                if check_chunk(layout, &flipped).is_ok() {
+                    for j in 0..rows.len() {
+                        prop_assert!(decode_row(layout, &flipped, j, &mut Vec::new()).is_ok());
+                    }
+                }
+            }
         }
     }
 
@@ -849,10 +1093,16 @@ mod tests {
             })
             .collect();
         let row_bytes: usize = rows.iter().map(|a| encode_attrs(a).len()).sum();
-        let chunk = round_trip(&rows);
+        let walked = round_trip(ChunkLayout::Walked, &rows);
+        let direct = round_trip(ChunkLayout::Direct, &rows);
         assert!(
-            chunk * 8 < row_bytes,
-            "{chunk} bytes by column, {row_bytes} by row"
+            direct * 8 < row_bytes,
+            "{direct} bytes by column, {row_bytes} by row"
+        );
+        // The directory and the fixed places cost less than 0.3 bytes an event.
+        assert!(
+            direct * 10 < walked * 10 + 3 * rows.len(),
+            "direct {direct} bytes, walked {walked}"
         );
     }
 
@@ -871,7 +1121,9 @@ mod tests {
             })
             .collect();
         let row_bytes: usize = rows.iter().map(|a| encode_attrs(a).len()).sum();
-        let chunk = round_trip(&rows);
-        assert!(chunk * 3 < row_bytes, "{chunk} vs {row_bytes}");
+        for layout in LAYOUTS {
+            let chunk = round_trip(layout, &rows);
+            assert!(chunk * 3 < row_bytes, "{layout:?}: {chunk} vs {row_bytes}");
+        }
     }
 }
