@@ -27,13 +27,13 @@ pub struct QueryContext<'a> {
     /// Most of a subject's events a trajectory decodes and sorts at once: the events
     /// of runs that overlap in time (in practice, of one day), when there are at most
     /// this many; more are merged a chunk of each run at a time (slower, in bounded
-    /// memory; ~100 bytes an event sorted). Default [`TRAJECTORY_SORT_MAX`].
+    /// memory). Sorting holds ~150 bytes an event. Default [`TRAJECTORY_SORT_MAX`].
     pub trajectory_sort_max: usize,
 }
 
-/// Default [`QueryContext::trajectory_sort_max`]: ~1 MiB of sorted events; a heavy
-/// vehicle's day holds a few hundred.
-pub const TRAJECTORY_SORT_MAX: usize = 16_384;
+/// Default [`QueryContext::trajectory_sort_max`]: ~600 KiB while a group is sorted; a
+/// heavy vehicle's day holds a few hundred events.
+pub const TRAJECTORY_SORT_MAX: usize = 4_096;
 
 /// One event as queries return it, with names resolved. Community and device codes
 /// (10 and 20 digits) are held inline, so a page copies them without a shared count

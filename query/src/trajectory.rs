@@ -542,7 +542,8 @@ impl<'s> Merged<'s> {
         self.sorted_at = 0;
         self.decoded.clear();
         self.keys.clear();
-        let mut last_device = (u32::MAX, 0);
+        // The last device met and its name's index (rows come by device in a run).
+        let mut last_device: Option<(u32, u32)> = None;
         for &(_, run) in &group {
             scratch.clear();
             let source = &mut self.runs[run as usize].source;
@@ -550,9 +551,14 @@ impl<'s> Merged<'s> {
                 source.drain(self.subject, source.remaining(), &mut scratch)?;
             }
             for &(row, position) in &scratch {
-                if row.device != last_device.0 {
-                    last_device = (row.device, self.device_index(row.device));
-                }
+                let device = match last_device {
+                    Some((id, index)) if id == row.device => index,
+                    _ => {
+                        let index = self.device_index(row.device);
+                        last_device = Some((row.device, index));
+                        index
+                    }
+                };
                 // The integer key: time from `lower`, then where the event is in
                 // `decoded`.
                 debug_assert!(row.ts_ms >= lower && row.ts_ms - lower < 1 << 40);
@@ -562,7 +568,7 @@ impl<'s> Merged<'s> {
                     row,
                     run,
                     position,
-                    device: last_device.1,
+                    device,
                 });
             }
         }
