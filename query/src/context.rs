@@ -194,7 +194,8 @@ impl<'a> QueryContext<'a> {
     }
 
     /// The subject's events in `[from_ms, to_ms)`, optionally only in `communities`,
-    /// as per-device runs in time order ([`Store::subject_runs`]), through the index.
+    /// as runs ([`Store::subject_runs`]: per segment or memory part, or per device),
+    /// through the index.
     pub(crate) fn subject_runs(
         &self,
         subject: u32,

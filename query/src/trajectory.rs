@@ -114,9 +114,9 @@ impl Trajectory {
     }
 }
 
-/// A page of the subject's trajectory. The events are merged in trajectory order from
-/// per-device runs (see [`Merged`]): memory holds the page and the stays, not the
-/// subject's history, however long it is.
+/// A page of the subject's trajectory. The events are put in trajectory order a group
+/// of runs that overlap in time at a time (see [`Merged`]): memory holds the page, the
+/// stays and at most one group (bounded), not the subject's history, however long it is.
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(QueryError::invalid(
