@@ -46,12 +46,11 @@ fn main() {
             .store
             .subject_runs(keys.clone(), id, from_ms, to_ms)
             .unwrap();
-        let devices: std::collections::HashSet<u32> = runs.iter().map(|r| r.device()).collect();
+        let one_device = runs.iter().filter(|r| r.device().is_some()).count();
         println!(
-            "{} shards, {} runs, {} devices",
+            "{} shards, {} runs ({one_device} of one device)",
             keys.len(),
             runs.len(),
-            devices.len()
         );
     }
     let mut sightings = 0;

@@ -24,7 +24,16 @@ pub struct QueryContext<'a> {
     /// When set, a query still running at this instant stops (between shards, passes
     /// or subjects) with [`QueryError::DeadlineExceeded`], freeing its thread.
     pub deadline: Option<std::time::Instant>,
+    /// Most of a subject's events a trajectory decodes and sorts at once: the events
+    /// of runs that overlap in time (in practice, of one day), when there are at most
+    /// this many; more are merged a chunk of each run at a time (slower, in bounded
+    /// memory). Sorting holds ~150 bytes an event. Default [`TRAJECTORY_SORT_MAX`].
+    pub trajectory_sort_max: usize,
 }
+
+/// Default [`QueryContext::trajectory_sort_max`]: ~600 KiB while a group is sorted; a
+/// heavy vehicle's day holds a few hundred events.
+pub const TRAJECTORY_SORT_MAX: usize = 4_096;
 
 /// One event as queries return it, with names resolved. Community and device codes
 /// (10 and 20 digits) are held inline, so a page copies them without a shared count
@@ -50,6 +59,7 @@ impl<'a> QueryContext<'a> {
             scope: None,
             max_range_days: 400,
             deadline: None,
+            trajectory_sort_max: TRAJECTORY_SORT_MAX,
         }
     }
 
@@ -184,7 +194,8 @@ impl<'a> QueryContext<'a> {
     }
 
     /// The subject's events in `[from_ms, to_ms)`, optionally only in `communities`,
-    /// as per-device runs in time order ([`Store::subject_runs`]), through the index.
+    /// as runs ([`Store::subject_runs`]: per segment or memory part, or per device),
+    /// through the index.
     pub(crate) fn subject_runs(
         &self,
         subject: u32,

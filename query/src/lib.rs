@@ -21,7 +21,7 @@ mod search;
 mod trajectory;
 
 pub use collision::{collision, Collision, CollisionHit, Condition, Place};
-pub use context::{sightings, QueryContext, Sighting};
+pub use context::{sightings, QueryContext, Sighting, TRAJECTORY_SORT_MAX};
 pub use cooccurrence::{cooccurrence, Candidate, Cooccurrence, Scope};
 pub use counts::{counts, CountBucket, CountKey, Counts, Granularity};
 pub use error::{QueryError, Result};

@@ -4,12 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use std::cmp::Reverse;
-use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use sightline_storage::{Direction, Kind, Row, SubjectRun};
+use sightline_storage::{Direction, Kind, Row, Store, SubjectRun};
 
 use crate::context::{Names, QueryContext, Sighting};
 use crate::error::{QueryError, Result};
@@ -115,9 +114,9 @@ impl Trajectory {
     }
 }
 
-/// A page of the subject's trajectory. The events are merged in trajectory order from
-/// per-device runs (see [`Merged`]): memory holds the page and the stays, not the
-/// subject's history, however long it is.
+/// A page of the subject's trajectory. The events are put in trajectory order a group
+/// of runs that overlap in time at a time (see [`Merged`]): memory holds the page, the
+/// stays and at most one group (bounded), not the subject's history, however long it is.
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(QueryError::invalid(
@@ -238,139 +237,233 @@ pub fn trajectory_pages(
 
 /// The subject's events in the query's range and places, ready to merge; `None` when
 /// the store never saw the subject.
-fn merged(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Option<Merged>> {
+fn merged<'s>(ctx: &QueryContext<'s>, q: &TrajectoryQuery) -> Result<Option<Merged<'s>>> {
     ctx.check_range(q.from_ms, q.to_ms)?;
     let Some(subject) = ctx.subject_id(q.kind, &q.subject)? else {
         return Ok(None);
     };
     let communities = q.communities.as_ref().map(|c| ctx.community_ids(c));
     let runs = ctx.subject_runs(subject, q.from_ms, q.to_ms, communities.as_deref())?;
-    let dicts = ctx.store.dictionaries();
     Ok(Some(Merged::new(
+        ctx.store,
         runs,
         subject,
-        &Names { dicts: &dicts },
         q.cursor.as_ref(),
+        ctx.trajectory_sort_max,
     )))
 }
 
-/// A position in trajectory order: (ts, device rank, seq).
-type Key = (i64, u32, u64);
-
-/// One event the merge hands over: its row, its run and its position there.
-struct Next {
-    row: Row,
-    run: usize,
-    position: u32,
-}
-
-/// Events a run decodes at a time ([`SubjectRun::drain`]).
+/// Events a run of one device decodes at a time ([`SubjectRun::drain`]) when its group
+/// is merged by heap; a run of several devices (at most
+/// [`sightline_storage::SUBJECT_RUN_WHOLE_MAX`]) is decoded whole.
 const CHUNK: usize = 512;
 
-/// A k-way merge of per-device runs into trajectory order: (ts, device code, seq).
-/// Devices are ranked by code once (ranks doubled, so a cursor's device that holds no
-/// event ranks between its neighbours). A run is decoded [`CHUNK`] events at a time,
-/// and its first chunk only when the merge reaches its first event, so runs of later
-/// days wait undecoded: the heap holds the runs that overlap in time (a few, however
-/// long the history; all of a shard's delta segments when late events made many) and
-/// memory at most a chunk of each. Names are resolved once, by run, when the merge is
-/// built.
-struct Merged {
-    runs: Vec<SubjectRun>,
+/// One event the merge hands over: its row, its run, its position there and its
+/// device's name.
+#[derive(Clone, Copy)]
+struct Next {
+    row: Row,
+    run: u32,
+    position: u32,
+    /// Index of its device's name in [`Merged::device_names`].
+    device: u32,
+}
+
+/// One device's decoded events in a run's buffer, `at..end`, not yet handed over.
+struct Stretch {
+    run: u32,
+    at: u32,
+    end: u32,
+}
+
+/// An event's place in trajectory order, (ts, device code, seq), with the stretch it
+/// heads in the heap.
+#[derive(Clone, Copy)]
+struct Head {
+    ts_ms: i64,
+    seq: u64,
+    /// Index of the device's name in [`Merged::device_names`].
+    device: u32,
+    /// Index of the stretch in [`Merged::stretches`] (heap only).
+    stretch: u32,
+}
+
+/// Whether `a` comes before `b` in trajectory order. Devices are told apart by code
+/// only at equal times (rare), so the names are looked at only then.
+#[inline]
+fn before(a: &Head, b: &Head, names: &[CompactString]) -> bool {
+    if a.ts_ms != b.ts_ms {
+        return a.ts_ms < b.ts_ms;
+    }
+    if a.device != b.device {
+        match names[a.device as usize].cmp(&names[b.device as usize]) {
+            std::cmp::Ordering::Less => return true,
+            std::cmp::Ordering::Greater => return false,
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+    a.seq < b.seq
+}
+
+/// Restores the min-heap `heap` after its top was replaced.
+fn sift_down(heap: &mut [Head], names: &[CompactString]) {
+    let n = heap.len();
+    let top = heap[0];
+    let mut hole = 0;
+    loop {
+        let mut child = 2 * hole + 1;
+        if child >= n {
+            break;
+        }
+        if child + 1 < n && before(&heap[child + 1], &heap[child], names) {
+            child += 1;
+        }
+        if !before(&heap[child], &top, names) {
+            break;
+        }
+        heap[hole] = heap[child];
+        hole = child;
+    }
+    heap[hole] = top;
+}
+
+/// Puts `head` at `hole` or above it in the min-heap `heap`, moving later parents down.
+fn climb(heap: &mut [Head], names: &[CompactString], mut hole: usize, head: Head) {
+    while hole > 0 {
+        let parent = (hole - 1) / 2;
+        if !before(&head, &heap[parent], names) {
+            break;
+        }
+        heap[hole] = heap[parent];
+        hole = parent;
+    }
+    heap[hole] = head;
+}
+
+/// A run with its decoded events (when its group is merged by heap).
+struct RunState {
+    source: SubjectRun,
+    /// Its decoded events, (row, position in the run); stretches point into it.
+    buf: Vec<(Row, u32)>,
+    /// Its stretches not yet finished.
+    live: u32,
+    /// Index of its community in [`Merged::communities`].
+    community: u32,
+}
+
+/// The subject's events in trajectory order: (ts, device code, seq). Its runs
+/// ([`SubjectRun`]: a segment's or memory part's events of the subject, of one device
+/// or a few) are taken in *groups* that overlap in time: a group is the earliest
+/// pending run and every run whose time bounds chain-overlap with it (in practice the
+/// runs of one day), so the groups' events follow one another in time and a group is
+/// decoded only when the merge reaches it. A group of at most `sort_max` events is
+/// decoded whole (each run in one walk over its blocks) and sorted by a plain integer
+/// key (time in the group, then position; events at the same millisecond are put in
+/// device and seq order after). A larger group is merged by a heap of *stretches* (one device's
+/// decoded events in (ts, seq) order), each run decoded [`CHUNK`] events at a time
+/// and only when the merge reaches its time: memory holds at most a chunk of each run
+/// in play. Devices are compared by code, and only between events at the same
+/// millisecond; a device's name is resolved when the merge first meets it.
+struct Merged<'s> {
+    store: &'s Store,
     subject: u32,
-    /// By run: its device's rank.
-    rank: Vec<u32>,
-    /// By run: its community's and its device's names.
-    names: Vec<(CompactString, CompactString)>,
-    /// The subject's kind and name.
-    subject_name: (Kind, Arc<str>),
-    /// The runs' communities' names, by id, sorted.
-    communities: Vec<(u32, Arc<str>)>,
-    /// Runs not yet decoded by a key at or before their first event's (their time's
-    /// lower bound), the earliest last.
-    pending: Vec<(i64, usize)>,
-    /// By run: its decoded chunk and the index of the next event in it.
-    decoded: Vec<(Vec<(Row, u32)>, usize)>,
+    runs: Vec<RunState>,
+    /// Runs of no group yet, by a time at or before their events, the earliest last.
+    pending: Vec<(i64, u32)>,
+    /// Most events of a group decoded and sorted at once.
+    sort_max: usize,
+    /// The sorted group's events in order; `sorted_at` is the next to hand over.
+    sorted: Vec<Next>,
+    sorted_at: usize,
+    /// Scratch of the sorted group: decoded rows, events in decoding order and their
+    /// sort keys.
+    scratch: Vec<(Row, u32)>,
+    decoded: Vec<Next>,
+    keys: Vec<u64>,
+    /// The heap-merged group's runs not yet decoded, the earliest last.
+    group: Vec<(i64, u32)>,
+    stretches: Vec<Stretch>,
+    /// Indices of finished stretches, for the next ones.
+    free: Vec<u32>,
+    /// The stretches' next events, earliest first (a min-heap by [`before`]; keys are
+    /// unique: seq is).
+    heap: Vec<Head>,
     /// Buffers of finished runs, for the next runs decoded.
     spare: Vec<Vec<(Row, u32)>>,
-    /// The decoded runs' next events, smallest first (keys are unique: seq is).
-    heap: BinaryHeap<Reverse<(Key, usize)>>,
-    /// The cursor's position in the same key space.
-    cursor: Option<Key>,
+    /// Device ids met so far, sorted, with the index of their names.
+    device_ids: Vec<(u32, u32)>,
+    /// Device codes, by index.
+    device_names: Vec<CompactString>,
+    /// The subject's kind and name.
+    subject_name: (Kind, Arc<str>),
+    /// The runs' communities' ids and names, sorted by id.
+    communities: Vec<(u32, Arc<str>, CompactString)>,
+    /// The cursor's position: (ts, device code, seq).
+    cursor: Option<(i64, CompactString, u64)>,
     /// Events not yet handed over.
     remaining: usize,
 }
 
-impl Merged {
+impl<'s> Merged<'s> {
     fn new(
+        store: &'s Store,
         runs: Vec<SubjectRun>,
         subject: u32,
-        names: &Names<'_>,
         cursor: Option<&Cursor>,
-    ) -> Merged {
-        // Devices ranked by code: the few distinct ones sorted, then each run's found.
-        let mut ids: Vec<u32> = runs.iter().map(SubjectRun::device).collect();
+        sort_max: usize,
+    ) -> Merged<'s> {
+        let mut ids: Vec<u32> = runs.iter().map(SubjectRun::community).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut codes: Vec<(&str, u32)> = ids.iter().map(|&d| (names.device(d), d)).collect();
-        codes.sort_unstable();
-        let mut rank_by_id: Vec<(u32, u32)> = codes
-            .iter()
-            .enumerate()
-            .map(|(i, &(_, d))| (d, 2 * i as u32 + 1))
-            .collect();
-        rank_by_id.sort_unstable();
-        let rank: Vec<u32> = runs
-            .iter()
-            .map(|r| {
-                let i = rank_by_id.partition_point(|&(d, _)| d < r.device());
-                rank_by_id[i].1
-            })
-            .collect();
-        let cursor = cursor.map(|c| {
-            let rank = match codes.binary_search_by(|&(code, _)| code.cmp(c.device.as_str())) {
-                Ok(i) => 2 * i as u32 + 1,
-                Err(i) => 2 * i as u32,
-            };
-            (c.ts_ms, rank, c.seq)
-        });
-        let device_names: Vec<CompactString> =
-            codes.iter().map(|&(c, _)| CompactString::from(c)).collect();
-        let mut community_names: Vec<(u32, Arc<str>)> = Vec::new();
-        let mut run_names = Vec::with_capacity(runs.len());
+        let (communities, subject_name) = {
+            let dicts = store.dictionaries();
+            let names = Names { dicts: &dicts };
+            let communities: Vec<(u32, Arc<str>, CompactString)> = ids
+                .iter()
+                .map(|&c| {
+                    let name = names.community_str(c);
+                    (c, Arc::from(name), CompactString::from(name))
+                })
+                .collect();
+            let (kind, name) = names.subject(subject);
+            (communities, (kind, Arc::from(name)))
+        };
         let mut pending = Vec::with_capacity(runs.len());
+        let mut states = Vec::with_capacity(runs.len());
         let mut remaining = 0;
-        for (i, run) in runs.iter().enumerate() {
-            let c = run.community();
-            let community = match community_names.binary_search_by_key(&c, |n| n.0) {
-                Ok(at) => community_names[at].1.clone(),
-                Err(at) => {
-                    let name: Arc<str> = Arc::from(names.community_str(c));
-                    community_names.insert(at, (c, name.clone()));
-                    name
-                }
-            };
-            let community = CompactString::from(&*community);
-            let device = device_names[(rank[i] / 2) as usize].clone();
-            run_names.push((community, device));
-            // Before every event of the run: it is decoded once the merge gets there.
-            pending.push((run.ts_lower_bound(), i));
+        for (i, run) in runs.into_iter().enumerate() {
+            pending.push((run.ts_lower_bound(), i as u32));
             remaining += run.remaining();
+            let community = ids.partition_point(|&c| c < run.community()) as u32;
+            states.push(RunState {
+                source: run,
+                buf: Vec::new(),
+                live: 0,
+                community,
+            });
         }
         pending.sort_unstable_by_key(|&(ts, _)| Reverse(ts));
-        let (kind, name) = names.subject(subject);
         Merged {
-            decoded: (0..runs.len()).map(|_| (Vec::new(), 0)).collect(),
-            runs,
+            store,
             subject,
-            rank,
-            names: run_names,
-            subject_name: (kind, Arc::from(name)),
-            communities: community_names,
+            runs: states,
             pending,
+            sort_max,
+            sorted: Vec::new(),
+            sorted_at: 0,
+            scratch: Vec::new(),
+            decoded: Vec::new(),
+            keys: Vec::new(),
+            group: Vec::new(),
+            stretches: Vec::new(),
+            free: Vec::new(),
+            heap: Vec::new(),
             spare: Vec::new(),
-            heap: BinaryHeap::new(),
-            cursor,
+            device_ids: Vec::new(),
+            device_names: Vec::new(),
+            subject_name,
+            communities,
+            cursor: cursor.map(|c| (c.ts_ms, CompactString::from(c.device.as_str()), c.seq)),
             remaining,
         }
     }
@@ -380,75 +473,277 @@ impl Merged {
         self.remaining
     }
 
-    /// Decodes the runs that may hold an event before every decoded run's next one.
-    fn activate(&mut self) -> Result<()> {
-        while let Some(&(bound, run)) = self.pending.last() {
-            // Every key at `bound` ms is past (bound, 0, 0): device ranks start at 1.
-            if self
-                .heap
-                .peek()
-                .is_some_and(|Reverse((next, _))| *next < (bound, 0, 0))
-            {
-                break;
+    /// The index of device `id`'s name, resolved on first meeting it.
+    fn device_index(&mut self, id: u32) -> u32 {
+        match self.device_ids.binary_search_by_key(&id, |d| d.0) {
+            Ok(at) => self.device_ids[at].1,
+            Err(at) => {
+                let name = {
+                    let dicts = self.store.dictionaries();
+                    CompactString::from(Names { dicts: &dicts }.device(id))
+                };
+                let index = self.device_names.len() as u32;
+                self.device_names.push(name);
+                self.device_ids.insert(at, (id, index));
+                index
             }
-            self.pending.pop();
-            let mut buf = self.spare.pop().unwrap_or_default();
-            buf.clear();
-            self.runs[run].drain(self.subject, CHUNK, &mut buf)?;
-            match buf.first() {
-                Some((r, _)) => {
-                    self.heap
-                        .push(Reverse(((r.ts_ms, self.rank[run], r.seq), run)));
-                    self.decoded[run] = (buf, 0);
+        }
+    }
+
+    /// Makes the next event ready (in `sorted` or at the heap's top) unless every
+    /// event was handed over: takes the next group when the current one is done.
+    fn fill(&mut self) -> Result<()> {
+        loop {
+            if self.sorted_at < self.sorted.len() {
+                return Ok(());
+            }
+            self.activate()?;
+            if !self.heap.is_empty() {
+                return Ok(());
+            }
+            let Some((_, first)) = self.pending.pop() else {
+                return Ok(());
+            };
+            // The group: runs whose bounds chain-overlap the earliest pending one's.
+            let lower = self.runs[first as usize].source.ts_lower_bound();
+            let mut upper = self.runs[first as usize].source.ts_upper_bound();
+            let mut events = self.runs[first as usize].source.remaining();
+            self.group.clear();
+            self.group.push((0, first));
+            while let Some(&(lower, run)) = self.pending.last() {
+                if lower > upper {
+                    break;
                 }
-                None => self.spare.push(buf),
+                self.pending.pop();
+                let source = &self.runs[run as usize].source;
+                upper = upper.max(source.ts_upper_bound());
+                events += source.remaining();
+                self.group.push((lower, run));
             }
+            // Sorted when its keys fit (position: 24 bits, time from `lower`: 40 bits,
+            // 34 years; a group is a day's runs).
+            if events <= self.sort_max.min(1 << 24) && upper.saturating_sub(lower) < 1 << 40 {
+                self.sort_group(lower)?;
+            } else {
+                // Merged by heap, each run decoded when the merge reaches it.
+                self.group[0].0 = lower;
+                self.group.sort_unstable_by_key(|&(ts, _)| Reverse(ts));
+            }
+        }
+    }
+
+    /// Decodes the group's runs whole and sorts their events into `sorted`; `lower` is
+    /// at or before every event of the group, within 2^40 ms of each, and the group
+    /// holds fewer than 2^24 events.
+    fn sort_group(&mut self, lower: i64) -> Result<()> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut group = std::mem::take(&mut self.group);
+        self.sorted.clear();
+        self.sorted_at = 0;
+        self.decoded.clear();
+        self.keys.clear();
+        // The last device met and its name's index (rows come by device in a run).
+        let mut last_device: Option<(u32, u32)> = None;
+        for &(_, run) in &group {
+            scratch.clear();
+            let source = &mut self.runs[run as usize].source;
+            while source.remaining() > 0 {
+                source.drain(self.subject, source.remaining(), &mut scratch)?;
+            }
+            for &(row, position) in &scratch {
+                let device = match last_device {
+                    Some((id, index)) if id == row.device => index,
+                    _ => {
+                        let index = self.device_index(row.device);
+                        last_device = Some((row.device, index));
+                        index
+                    }
+                };
+                // The integer key: time from `lower`, then where the event is in
+                // `decoded`.
+                debug_assert!(row.ts_ms >= lower && row.ts_ms - lower < 1 << 40);
+                let ts = row.ts_ms.saturating_sub(lower).clamp(0, (1 << 40) - 1) as u64;
+                self.keys.push(ts << 24 | self.decoded.len() as u64);
+                self.decoded.push(Next {
+                    row,
+                    run,
+                    position,
+                    device,
+                });
+            }
+        }
+        group.clear();
+        self.group = group;
+        self.scratch = scratch;
+        self.keys.sort_unstable();
+        // Events at the same millisecond: by device code, then seq.
+        let names = &self.device_names;
+        let decoded = &self.decoded;
+        let place = |k: u64| {
+            let n = &decoded[(k & 0xff_ffff) as usize];
+            (names[n.device as usize].as_str(), n.row.seq)
+        };
+        let mut i = 0;
+        while i < self.keys.len() {
+            let ts = self.keys[i] >> 24;
+            let mut j = i + 1;
+            while j < self.keys.len() && self.keys[j] >> 24 == ts {
+                j += 1;
+            }
+            if j - i > 1 {
+                self.keys[i..j].sort_unstable_by(|&a, &b| place(a).cmp(&place(b)));
+            }
+            i = j;
+        }
+        self.sorted
+            .extend(self.keys.iter().map(|&k| decoded[(k & 0xff_ffff) as usize]));
+        Ok(())
+    }
+
+    /// Decodes the next events of `run` (all of them when it holds several devices,
+    /// else a chunk) and puts its stretches' first events in the heap.
+    fn decode(&mut self, run: u32) -> Result<()> {
+        let state = &mut self.runs[run as usize];
+        let mut buf = std::mem::take(&mut state.buf);
+        if buf.capacity() == 0 {
+            buf = self.spare.pop().unwrap_or_default();
+        }
+        buf.clear();
+        let max = match state.source.device() {
+            Some(_) => CHUNK,
+            None => state.source.remaining(),
+        };
+        state.source.drain(self.subject, max, &mut buf)?;
+        let mut live = 0;
+        let mut start = 0;
+        while start < buf.len() {
+            let device = buf[start].0.device;
+            let end = buf[start..]
+                .iter()
+                .position(|(r, _)| r.device != device)
+                .map_or(buf.len(), |n| start + n);
+            let head = Head {
+                ts_ms: buf[start].0.ts_ms,
+                seq: buf[start].0.seq,
+                device: self.device_index(device),
+                stretch: self.free.pop().unwrap_or(self.stretches.len() as u32),
+            };
+            let stretch = Stretch {
+                run,
+                at: start as u32,
+                end: end as u32,
+            };
+            match self.stretches.get_mut(head.stretch as usize) {
+                Some(s) => *s = stretch,
+                None => self.stretches.push(stretch),
+            }
+            self.heap.push(head);
+            let last = self.heap.len() - 1;
+            climb(&mut self.heap, &self.device_names, last, head);
+            live += 1;
+            start = end;
+        }
+        let state = &mut self.runs[run as usize];
+        state.live = live;
+        match live {
+            0 => self.spare.push(buf),
+            _ => state.buf = buf,
         }
         Ok(())
     }
 
-    /// The next event's key, without taking it.
-    fn peek(&mut self) -> Result<Option<Key>> {
-        self.activate()?;
-        Ok(self.heap.peek().map(|Reverse((key, _))| *key))
+    /// Decodes the heap-merged group's runs that may hold an event before every
+    /// decoded stretch's next one.
+    fn activate(&mut self) -> Result<()> {
+        while let Some(&(bound, run)) = self.group.last() {
+            // Every event of the run is at `bound` ms or later.
+            if self.heap.first().is_some_and(|h| h.ts_ms < bound) {
+                break;
+            }
+            self.group.pop();
+            self.decode(run)?;
+        }
+        Ok(())
+    }
+
+    /// The next event's place, without taking it.
+    fn peek(&mut self) -> Result<Option<Head>> {
+        self.fill()?;
+        if let Some(n) = self.sorted.get(self.sorted_at) {
+            return Ok(Some(Head {
+                ts_ms: n.row.ts_ms,
+                seq: n.row.seq,
+                device: n.device,
+                stretch: 0,
+            }));
+        }
+        Ok(self.heap.first().copied())
     }
 
     /// Takes the next event.
     fn next(&mut self) -> Result<Option<Next>> {
-        self.activate()?;
-        // The smallest run's next key replaces its taken one in place (one sift down),
-        // rather than a pop and a push.
-        let Some(mut top) = self.heap.peek_mut() else {
+        if let Some(&n) = self.sorted.get(self.sorted_at) {
+            self.sorted_at += 1;
+            self.remaining -= 1;
+            return Ok(Some(n));
+        }
+        self.fill()?;
+        if let Some(&n) = self.sorted.get(self.sorted_at) {
+            self.sorted_at += 1;
+            self.remaining -= 1;
+            return Ok(Some(n));
+        }
+        let Some(&top) = self.heap.first() else {
             return Ok(None);
         };
-        let run = top.0 .1;
-        let (buf, at) = &mut self.decoded[run];
-        let (row, position) = buf[*at];
-        *at += 1;
-        if *at == buf.len() {
-            buf.clear();
-            *at = 0;
-            self.runs[run].drain(self.subject, CHUNK, buf)?;
-        }
-        match buf.get(*at) {
-            Some((r, _)) => top.0 = ((r.ts_ms, self.rank[run], r.seq), run),
-            None => {
-                PeekMut::pop(top);
-                self.spare.push(std::mem::take(buf));
+        let stretch = &mut self.stretches[top.stretch as usize];
+        let run = stretch.run;
+        let buf = &self.runs[run as usize].buf;
+        let (row, position) = buf[stretch.at as usize];
+        stretch.at += 1;
+        if stretch.at < stretch.end {
+            // The stretch's next event replaces its taken one in place (one sift).
+            let (r, _) = &buf[stretch.at as usize];
+            self.heap[0] = Head {
+                ts_ms: r.ts_ms,
+                seq: r.seq,
+                ..top
+            };
+            sift_down(&mut self.heap, &self.device_names);
+        } else {
+            self.free.push(top.stretch);
+            let last = self.heap.pop().expect("the top is in the heap");
+            if !self.heap.is_empty() {
+                self.heap[0] = last;
+                sift_down(&mut self.heap, &self.device_names);
+            }
+            let state = &mut self.runs[run as usize];
+            state.live -= 1;
+            if state.live == 0 {
+                match state.source.remaining() {
+                    0 => self.spare.push(std::mem::take(&mut state.buf)),
+                    // A run of one device: its next chunk.
+                    _ => self.decode(run)?,
+                }
             }
         }
         self.remaining -= 1;
-        Ok(Some(Next { row, run, position }))
+        Ok(Some(Next {
+            row,
+            run,
+            position,
+            device: top.device,
+        }))
     }
 
-    /// The event as a sighting, its names shared with the run's.
+    /// The event as a sighting, its names shared with its run's.
     fn sighting(&self, next: &Next) -> Sighting {
-        let (community, device) = &self.names[next.run];
+        let community = self.runs[next.run as usize].community;
         Sighting {
             seq: next.row.seq,
             ts_ms: next.row.ts_ms,
-            community: community.clone(),
-            device: device.clone(),
+            community: self.communities[community as usize].2.clone(),
+            device: self.device_names[next.device as usize].clone(),
             kind: self.subject_name.0,
             subject: self.subject_name.1.clone(),
             direction: next.row.direction,
@@ -457,7 +752,7 @@ impl Merged {
 
     /// Where the event's attributes are.
     fn attrs(&self, next: &Next) -> sightline_storage::AttrsAt {
-        self.runs[next.run].attrs_of(next.position)
+        self.runs[next.run as usize].source.attrs_of(next.position)
     }
 
     /// A community's name (one of the runs').
@@ -471,12 +766,17 @@ impl Merged {
     /// Passes the events at or before the cursor (all of them are read: runs are
     /// ordered by time within a device, not across devices).
     fn skip_to_cursor(&mut self, ctx: &QueryContext<'_>) -> Result<()> {
-        let Some(cursor) = self.cursor else {
+        let Some((ts_ms, device, seq)) = self.cursor.take() else {
             return Ok(());
         };
         let mut n = 0usize;
-        while let Some(key) = self.peek()? {
-            if key > cursor {
+        while let Some(h) = self.peek()? {
+            let at = (
+                h.ts_ms,
+                self.device_names[h.device as usize].as_str(),
+                h.seq,
+            );
+            if at > (ts_ms, device.as_str(), seq) {
                 break;
             }
             self.next()?;

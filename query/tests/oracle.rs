@@ -249,9 +249,15 @@ proptest! {
         s in 0u8..4,
         only in prop::option::of(prop::collection::vec(0u8..3, 1..3)),
         limit in 1usize..7,
+        // Groups of runs sorted whole (the default), or past a small bound merged by
+        // heap, or a mix of both in one answer.
+        sort_max in prop_oneof![Just(TRAJECTORY_SORT_MAX), 0usize..6],
     ) {
         let l = load(&batches, &seals, index_first);
-        let ctx = QueryContext::new(&l.store, &l.index);
+        let ctx = QueryContext {
+            trajectory_sort_max: sort_max,
+            ..QueryContext::new(&l.store, &l.index)
+        };
         let (from, to) = snap_range(&l.events, grid, snap, 0);
         // With a snapped range, follow the subject of the event at `to` half the time.
         let (kind, subject) = match snap {

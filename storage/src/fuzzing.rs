@@ -40,9 +40,15 @@ pub fn segment(data: &[u8]) {
     for s in seg.subjects().take(64).collect::<Vec<_>>() {
         seg.for_each_of_subject(s, |_, _| {});
         let _ = seg.count_of_subject(s, None);
-        // What a trajectory reads: the subject's per-device runs, decoded in bulk.
+        // What a trajectory reads: the subject's runs (its whole list, or past one
+        // run's bound per device), decoded in bulk.
         let mut rows = Vec::new();
         for (_, postings) in seg.subject_device_runs(s, i64::MIN, i64::MAX) {
+            let _ = seg.posting_rows(postings, s, &mut rows);
+        }
+        let mut runs = Vec::new();
+        seg.subject_runs_into(s, i64::MIN, i64::MAX, 512, &mut runs);
+        for (_, postings) in runs {
             let _ = seg.posting_rows(postings, s, &mut rows);
         }
     }

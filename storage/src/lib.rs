@@ -71,6 +71,6 @@ pub use shard::{ShardKey, SpanLayout};
 pub use store::{
     check, check_rows, AppendObserver, AppendOutcome, Appended, AttrsAt, CheckReport, DroppedShard,
     MaintenanceReport, RecoveryReport, Registration, Restore, ShardInfo, Store, StoredEvent,
-    SubjectRun, SubjectSummary,
+    SubjectRun, SubjectSummary, SUBJECT_RUN_WHOLE_MAX,
 };
 pub use subject::{normalize_plate, normalize_subject};

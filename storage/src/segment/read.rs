@@ -1018,6 +1018,45 @@ impl Segment {
         out: &mut Vec<(u32, std::ops::Range<usize>)>,
     ) {
         let postings = self.postings(subject);
+        self.split_by_device(postings, from_ms, to_ms, |d, r| out.push((d, r)));
+    }
+
+    /// The events of `subject` with `from_ms <= ts < to_ms` as ranges of posting
+    /// indices, appended to `out`. When the segment lies inside the range and the
+    /// subject has at most `whole_max` events here, the whole list is one range, with
+    /// no device (`None`): several devices' events in (device, ts, seq) order, found by
+    /// one search and told apart as they are decoded ([`Segment::posting_rows`] gives
+    /// each row's device). Otherwise one range per device, as
+    /// [`Segment::subject_device_runs`] gives them.
+    pub fn subject_runs_into(
+        &self,
+        subject: u32,
+        from_ms: i64,
+        to_ms: i64,
+        whole_max: usize,
+        out: &mut Vec<(Option<u32>, std::ops::Range<usize>)>,
+    ) {
+        let postings = self.postings(subject);
+        if postings.is_empty() {
+            return;
+        }
+        let inside = from_ms <= self.meta.min_ts_ms && self.meta.max_ts_ms < to_ms;
+        if inside && postings.len() <= whole_max {
+            out.push((None, postings));
+        } else {
+            self.split_by_device(postings, from_ms, to_ms, |d, r| out.push((Some(d), r)));
+        }
+    }
+
+    /// `postings` (one subject's) cut into one range per device, each cut to
+    /// `[from_ms, to_ms)` by binary search, handed to `f` by device.
+    fn split_by_device(
+        &self,
+        postings: std::ops::Range<usize>,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(u32, std::ops::Range<usize>),
+    ) {
         let runs = self.device_runs();
         let ordinal = |i: usize| self.posting_ordinal(i);
         let ts = |i: usize| {
@@ -1041,7 +1080,7 @@ impl Segment {
                 }
             };
             if lo < hi {
-                out.push((device, lo..hi));
+                f(device, lo..hi);
             }
             i = j.max(i + 1);
         }

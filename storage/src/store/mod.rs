@@ -39,7 +39,7 @@ pub use append::{AppendOutcome, Appended};
 pub use check::{check, check_rows, CheckReport};
 pub use maintain::MaintenanceReport;
 pub use observe::{AppendObserver, DroppedShard, Registration, SubjectSummary};
-pub use read::{AttrsAt, ShardInfo, StoredEvent, SubjectRun};
+pub use read::{AttrsAt, ShardInfo, StoredEvent, SubjectRun, SUBJECT_RUN_WHOLE_MAX};
 pub use restore::Restore;
 
 /// What opening the store found and repaired.

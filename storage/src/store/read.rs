@@ -88,13 +88,26 @@ impl AttrsAt {
     }
 }
 
-/// One device's events of one subject in one segment or one shard's memory part, in
-/// (ts, seq) order, read one at a time. A time-ordered answer merges these (one row
-/// each in hand) instead of collecting and sorting every row: see
+/// Most events a run of several devices' events holds ([`Store::subject_runs`]): a
+/// segment's (or a shard's memory part's) events of a subject are one run when there
+/// are at most this many, read in one walk and told apart by device as they are
+/// decoded; more are one run per device, read a chunk at a time. So a merge holds at
+/// most this many decoded events of a run.
+pub const SUBJECT_RUN_WHOLE_MAX: usize = 512;
+
+/// Events of one subject in one segment or one shard's memory part: one device's in
+/// (ts, seq) order, or (at most [`SUBJECT_RUN_WHOLE_MAX`]) several devices' in
+/// (device, ts, seq) order; read one at a time or a chunk at a time. A time-ordered
+/// answer merges these instead of collecting and sorting every row: see
 /// [`Store::subject_runs`].
 pub struct SubjectRun {
     community: u32,
-    device: u32,
+    /// The one device whose events these are; `None` when several.
+    device: Option<u32>,
+    /// A time at or before every event of the run …
+    lower_ms: i64,
+    /// … and one at or after every event.
+    upper_ms: i64,
     at: usize,
     end: usize,
     source: RunSource,
@@ -109,8 +122,10 @@ enum RunSource {
 }
 
 impl SubjectRun {
-    /// The one device whose events these are.
-    pub fn device(&self) -> u32 {
+    /// The one device whose events these are; `None` when the run holds several
+    /// devices' events (at most [`SUBJECT_RUN_WHOLE_MAX`], in (device, ts, seq) order:
+    /// each row says its device).
+    pub fn device(&self) -> Option<u32> {
         self.device
     }
 
@@ -156,7 +171,8 @@ impl SubjectRun {
     /// The next `max` events (fewer at the run's end), in order, appended to `out` as
     /// (row, position), the subject's being `subject` (the run's own), and passed. A
     /// sealed run is decoded in one walk over its blocks ([`Segment::posting_rows`]),
-    /// far cheaper than [`SubjectRun::row`] event by event. [`SubjectRun::attrs_of`]
+    /// far cheaper than [`SubjectRun::row`] event by event. A run of several devices
+    /// is in (device, ts, seq) order: a time-ordered reader takes it whole. [`SubjectRun::attrs_of`]
     /// turns a position into where that event's attributes are. A damaged posting
     /// list (ordinals out of order or past the segment's events) is
     /// [`StorageError::Corrupt`] naming the segment file.
@@ -170,14 +186,18 @@ impl SubjectRun {
         Ok(())
     }
 
-    /// A time at or before the run's next event, known without decoding it (its
-    /// segment's earliest event), for a merge that decodes runs only when it reaches
-    /// them.
+    /// A time at or before the run's events, known without decoding them (its
+    /// segment's earliest event; the earliest of its memory rows), for a merge that
+    /// decodes runs only when it reaches them.
     pub fn ts_lower_bound(&self) -> i64 {
-        match &self.source {
-            RunSource::Segment(seg, _) => seg.meta().min_ts_ms,
-            RunSource::Memory(rows) => rows.get(self.at).map_or(i64::MAX, |r| r.0.ts_ms),
-        }
+        self.lower_ms
+    }
+
+    /// A time at or after the run's events, known without decoding them (its
+    /// segment's latest event; the latest of its memory rows): runs whose bounds do
+    /// not overlap hold no events to interleave.
+    pub fn ts_upper_bound(&self) -> i64 {
+        self.upper_ms
     }
 
     /// Where the attributes are of the event [`SubjectRun::drain`] gave at `position`.
@@ -379,20 +399,25 @@ impl Store {
         to_ms: i64,
         mut f: impl FnMut(Row),
     ) -> Result<()> {
+        let mut rows = Vec::new();
         for mut run in self.subject_runs(keys, subject, from_ms, to_ms)? {
-            while let Some(r) = run.row() {
-                f(r);
-                run.advance();
+            while run.remaining() > 0 {
+                rows.clear();
+                run.drain(subject, SUBJECT_RUN_WHOLE_MAX, &mut rows)?;
+                rows.iter().for_each(|&(r, _)| f(r));
             }
         }
         Ok(())
     }
 
-    /// The events of `subject` in `keys` with `from_ms <= ts < to_ms` as runs, one per
-    /// device and segment (or memory part), each in (ts, seq) order; shard by shard as
-    /// given. Sealed events are found by binary search and read when the caller gets
-    /// to them; only the subject's in-memory events are copied, under a short read
-    /// lock. Each segment's rows are verified first (once: [`Segment::verify_rows`]).
+    /// The events of `subject` in `keys` with `from_ms <= ts < to_ms` as runs, shard by
+    /// shard as given: a segment's (or memory part's) events of the subject are one
+    /// run in (device, ts, seq) order when they are at most [`SUBJECT_RUN_WHOLE_MAX`]
+    /// (and, for a segment, it lies inside the range: one search finds them), else
+    /// one run per device in (ts, seq) order ([`SubjectRun::device`] says which).
+    /// Sealed events are found by binary search and read when the caller gets to
+    /// them; only the subject's in-memory events are copied, under a short read lock.
+    /// Each segment's rows are verified first (once: [`Segment::verify_rows`]).
     pub fn subject_runs(
         &self,
         keys: impl IntoIterator<Item = ShardKey>,
@@ -436,27 +461,45 @@ impl Store {
                 let seg = seg.open()?;
                 seg.verify_rows()?;
                 found.clear();
-                seg.subject_device_runs_into(subject, from_ms, to_ms, &mut found);
+                seg.subject_runs_into(subject, from_ms, to_ms, SUBJECT_RUN_WHOLE_MAX, &mut found);
+                let m = seg.meta();
+                let (community, lower_ms, upper_ms) = (m.community, m.min_ts_ms, m.max_ts_ms);
                 for (device, postings) in found.drain(..) {
                     runs.push(SubjectRun {
-                        community: seg.meta().community,
+                        community,
                         device,
+                        lower_ms,
+                        upper_ms,
                         at: postings.start,
                         end: postings.end,
                         source: RunSource::Segment(seg.clone(), 0),
                     });
                 }
             }
-            let mut at = part.start;
-            for rows in memory[part].chunk_by(|a, b| a.0.device == b.0.device) {
-                runs.push(SubjectRun {
-                    community: rows[0].0.community,
-                    device: rows[0].0.device,
+            let rows = &memory[part.clone()];
+            let run_of = |at: usize, rows: &[(Row, Arc<[u8]>)]| {
+                let (first, last) = (&rows[0].0, &rows[rows.len() - 1].0);
+                SubjectRun {
+                    community: first.community,
+                    // Sorted by device: one device when the first and last share it.
+                    device: (first.device == last.device).then_some(first.device),
+                    lower_ms: rows.iter().map(|r| r.0.ts_ms).min().unwrap_or(i64::MAX),
+                    upper_ms: rows.iter().map(|r| r.0.ts_ms).max().unwrap_or(i64::MIN),
                     at,
                     end: at + rows.len(),
                     source: RunSource::Memory(memory.clone()),
-                });
-                at += rows.len();
+                }
+            };
+            match rows.len() {
+                0 => {}
+                n if n <= SUBJECT_RUN_WHOLE_MAX => runs.push(run_of(part.start, rows)),
+                _ => {
+                    let mut at = part.start;
+                    for rows in rows.chunk_by(|a, b| a.0.device == b.0.device) {
+                        runs.push(run_of(at, rows));
+                        at += rows.len();
+                    }
+                }
             }
         }
         Ok(runs)
