@@ -188,7 +188,9 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
 /// them in pages of `page_size` with where their attributes are, in trajectory order,
 /// while it returns true. The count is what the runs hold past the cursor; the events
 /// are merged as they are handed over, never held whole, so a caller that streams
-/// holds one page (names were resolved once, before the first). Returns the number of
+/// holds one page (and a group of time-overlapping runs, at most
+/// `QueryContext::trajectory_sort_max` events, when it is sorted whole; device names are
+/// resolved as their devices are first met). Returns the number of
 /// events handed over.
 pub fn trajectory_pages(
     ctx: &QueryContext<'_>,
@@ -547,6 +549,8 @@ impl<'s> Merged<'s> {
         for &(_, run) in &group {
             scratch.clear();
             let source = &mut self.runs[run as usize].source;
+            self.decoded.reserve(source.remaining());
+            self.keys.reserve(source.remaining());
             while source.remaining() > 0 {
                 source.drain(self.subject, source.remaining(), &mut scratch)?;
             }
@@ -561,7 +565,10 @@ impl<'s> Merged<'s> {
                 };
                 // The integer key: time from `lower`, then where the event is in
                 // `decoded`.
-                debug_assert!(row.ts_ms >= lower && row.ts_ms - lower < 1 << 40);
+                // Every row lies within its run's bounds: a segment's rows are checked
+                // against their block's `ts_max` and its blocks against the header's
+                // times on first read (storage/src/segment/read.rs), a memory run's
+                // bounds are its rows'. The clamp only keeps the key's bits.
                 let ts = row.ts_ms.saturating_sub(lower).clamp(0, (1 << 40) - 1) as u64;
                 self.keys.push(ts << 24 | self.decoded.len() as u64);
                 self.decoded.push(Next {

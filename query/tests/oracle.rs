@@ -731,6 +731,64 @@ proptest! {
     }
 }
 
+/// Events of one subject at one millisecond on two devices whose ids run opposite to
+/// their codes (the first seen is `…001`), sealed and in memory, read back by pages of
+/// every size through the sorted path and the heap: always by (time, device code, seq),
+/// and a cursor in the middle of the tie resumes exactly after it.
+#[test]
+fn ties_at_one_millisecond_are_ordered_by_device_code_then_seq_on_both_paths() {
+    let t = DAY0 + 12 * HOUR_MS;
+    let at = |d: u8| (t, 0u8, d, Kind::Vehicle, 0u8, Direction::In);
+    let sealed = vec![
+        at(1),
+        at(0),
+        at(1),
+        at(0),
+        (t - 1, 0, 1, Kind::Vehicle, 0, Direction::Out),
+    ];
+    let memory = vec![
+        at(0),
+        at(1),
+        (t + 1, 0, 0, Kind::Vehicle, 0, Direction::Out),
+    ];
+    let l = load(&[sealed, memory], &[true, false], false);
+    let mut want: Vec<&Ev> = l.events.iter().collect();
+    want.sort_by(|a, b| (a.ts, &a.device, a.seq).cmp(&(b.ts, &b.device, b.seq)));
+    let want: Vec<(u64, String)> = want.iter().map(|e| (e.seq, e.device.clone())).collect();
+    // The tie really is opposite: the device seen first has the larger code.
+    assert_eq!(l.events[0].device, device(0, 1));
+    for sort_max in [TRAJECTORY_SORT_MAX, 0] {
+        let ctx = QueryContext {
+            trajectory_sort_max: sort_max,
+            ..QueryContext::new(&l.store, &l.index)
+        };
+        for limit in 1..=want.len() {
+            let (mut got, mut cursor) = (Vec::new(), None);
+            loop {
+                let page = trajectory(
+                    &ctx,
+                    &TrajectoryQuery {
+                        kind: Kind::Vehicle,
+                        subject: subject_of(Kind::Vehicle, 0),
+                        from_ms: t - HOUR_MS,
+                        to_ms: t + HOUR_MS,
+                        communities: None,
+                        cursor: cursor.clone(),
+                        limit,
+                    },
+                )
+                .unwrap();
+                got.extend(page.events.iter().map(|e| (e.seq, e.device.to_string())));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "sort_max {sort_max}, limit {limit}");
+        }
+    }
+}
+
 #[test]
 fn queries_past_their_deadline_stop_with_an_error_and_answer_before_it() {
     // Events of every subject on every device, over two days, half of them sealed.

@@ -374,6 +374,16 @@ impl Segment {
                     format!("block {i}: starts before the segment's earliest time"),
                 ));
             }
+            // And at or before its `ts_max`, which must be at or before the header's
+            // latest time (a trajectory groups runs by `SubjectRun::ts_upper_bound`;
+            // each row is checked against its block's `ts_max` on first read).
+            if self.meta.span_start_ms + i64::from(get_u32(e, block::TS_MAX)) > self.meta.max_ts_ms
+            {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: ends after the segment's latest time"),
+                ));
+            }
             let off = get_u64(e, block::DATA_OFF);
             let len = get_u32(e, block::DATA_LEN) as u64;
             if len as usize != block_data_len(count, bits)
@@ -479,6 +489,13 @@ impl Segment {
                         ),
                     ));
                 }
+            }
+            if let Some(r) = (0..b.count).find(|&r| b.ts_min as u64 + b.ts.get(r) > b.ts_max as u64)
+            {
+                return Err((
+                    data_at + off,
+                    format!("block {i}: row {r} lies after the block's latest time"),
+                ));
             }
             if let Some(kd) = (0..b.count).map(|r| b.kd_code(r)).find(|&kd| {
                 Kind::from_code(kd >> 2).is_none() || Direction::from_code(kd & 3).is_none()

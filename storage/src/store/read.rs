@@ -91,8 +91,9 @@ impl AttrsAt {
 /// Most events a run of several devices' events holds ([`Store::subject_runs`]): a
 /// segment's (or a shard's memory part's) events of a subject are one run when there
 /// are at most this many, read in one walk and told apart by device as they are
-/// decoded; more are one run per device, read a chunk at a time. So a merge holds at
-/// most this many decoded events of a run.
+/// decoded; more are one run per device, read a chunk at a time. (A trajectory that
+/// sorts a group of runs whole decodes its runs whole: up to its `trajectory_sort_max`
+/// events.)
 pub const SUBJECT_RUN_WHOLE_MAX: usize = 512;
 
 /// Events of one subject in one segment or one shard's memory part: one device's in
