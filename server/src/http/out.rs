@@ -79,8 +79,9 @@ impl EventOut<'_> {
     /// numbers, times, kinds and directions are written as they are, strings are
     /// escaped only when they hold a byte JSON escapes, and attributes are written as
     /// they are read from a segment's columns (no encoding is built and walked again;
-    /// `scratch` is reused from event to event). For pages of thousands of events
-    /// (the trajectory, its NDJSON stream).
+    /// `scratch` is reused from event to event; a format 4 segment's GA/T 1400 ids come
+    /// as ASCII digits and are copied without a UTF-8 check or an escape test). For
+    /// pages of thousands of events (the trajectory, its NDJSON stream).
     pub fn write_json(&self, out: &mut Vec<u8>, scratch: &mut RowScratch) -> Result<(), String> {
         let s = self.s;
         out.extend_from_slice(b"{\"id\":");
