@@ -45,6 +45,10 @@ pub(crate) enum Body {
     Stream(tokio::sync::mpsc::Receiver<Bytes>),
     /// Server-Sent Events, streamed.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
+    /// JSON text its writer made of UTF-8 strings and ASCII (a trajectory page by
+    /// [`crate::http::out::EventOut::write_json`]): sent as it is, not checked to be
+    /// UTF-8 again.
+    Json(Bytes),
     /// Text of another type (`/metrics`: the Prometheus exposition format).
     Typed(&'static str, String),
     /// Bytes of a type (a picture).
@@ -125,6 +129,10 @@ impl Body {
                 Ok(v) => Body::Value(v).into_lines(),
                 Err(_) => Body::Lines(s),
             },
+            Body::Json(b) => match serde_json::from_slice::<Value>(&b) {
+                Ok(v) => Body::Value(v).into_lines(),
+                Err(_) => Body::Lines(String::from_utf8_lossy(&b).into_owned()),
+            },
             other => other,
         }
     }
@@ -160,6 +168,7 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
         Body::Binary(content_type, b) => (Either::Left(Full::new(b)), content_type),
         Body::Value(v) => (whole(v.to_string()), "application/json"),
         Body::Text(s) => (whole(s), "application/json"),
+        Body::Json(b) => (Either::Left(Full::new(b)), "application/json"),
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;

@@ -4,7 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sightline_query::Sighting;
-use sightline_storage::{AttrRef, AttrsAt, RowScratch};
+use sightline_storage::{AttrOut, AttrRef, AttrsAt, RowScratch};
 
 use crate::http::Body;
 use crate::params::Rfc3339;
@@ -79,8 +79,9 @@ impl EventOut<'_> {
     /// numbers, times, kinds and directions are written as they are, strings are
     /// escaped only when they hold a byte JSON escapes, and attributes are written as
     /// they are read from a segment's columns (no encoding is built and walked again;
-    /// `scratch` is reused from event to event). For pages of thousands of events
-    /// (the trajectory, its NDJSON stream).
+    /// `scratch` is reused from event to event; a format 4 segment's GA/T 1400 ids come
+    /// as ASCII digits and are copied without a UTF-8 check or an escape test). For
+    /// pages of thousands of events (the trajectory, its NDJSON stream).
     pub fn write_json(&self, out: &mut Vec<u8>, scratch: &mut RowScratch) -> Result<(), String> {
         let s = self.s;
         out.extend_from_slice(b"{\"id\":");
@@ -101,9 +102,9 @@ impl EventOut<'_> {
         // One walk: the attributes written, pictures and the kept object noted (rare:
         // GA/T 1400 uploads; copied, as the walk lends its strings only to the call).
         let (mut first, mut images, mut object) = (true, None::<String>, None::<String>);
-        let mut write = |k: &str, v: AttrRef<'_>| {
+        let mut write = |k: &str, v: AttrOut<'_>| {
             if k == IMAGES_ATTR || k == OBJECT_ATTR {
-                if let AttrRef::Str(text) = v {
+                if let AttrRef::Str(text) = v.to_ref() {
                     *(if k == IMAGES_ATTR {
                         &mut images
                     } else {
@@ -117,6 +118,16 @@ impl EventOut<'_> {
             }
             put_str(out, k);
             out.push(b':');
+            let v = match v {
+                // ASCII digits (a GA/T 1400 id), checked when read: copied as they are.
+                AttrOut::Digits(d) => {
+                    out.push(b'"');
+                    out.extend_from_slice(d);
+                    out.push(b'"');
+                    return;
+                }
+                AttrOut::Value(v) => v,
+            };
             match v {
                 AttrRef::Str(x) => put_str(out, x),
                 AttrRef::Int(x) => out.extend_from_slice(itoa::Buffer::new().format(x).as_bytes()),
@@ -128,10 +139,14 @@ impl EventOut<'_> {
             }
         };
         match &self.attrs {
-            AttrsOf::At(at) => at.visit(scratch, &mut write).map_err(|e| e.to_string())?,
+            AttrsOf::At(at) => at
+                .visit_out(scratch, &mut write)
+                .map_err(|e| e.to_string())?,
             #[cfg(feature = "cluster")]
-            AttrsOf::Encoded(bytes) => sightline_storage::visit_attrs(bytes, &mut write)
-                .map_err(|e| format!("damaged attributes: {e}"))?,
+            AttrsOf::Encoded(bytes) => {
+                sightline_storage::visit_attrs(bytes, |k, v| write(k, AttrOut::Value(v)))
+                    .map_err(|e| format!("damaged attributes: {e}"))?
+            }
         }
         out.push(b'}');
         if let Some(images) = images
@@ -428,6 +443,81 @@ mod tests {
                 (Ok(()), Ok(text)) => prop_assert_eq!(String::from_utf8(fast).unwrap(), text),
                 (Err(_), Err(_)) => {}
                 (a, b) => prop_assert!(false, "write_json {:?}, serde {:?}", a, b.map(|_| ())),
+            }
+        }
+    }
+
+    proptest! {
+        // Each case opens and seals a store.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The same from a sealed format 4 segment, whose GA/T 1400 ids (digit columns)
+        /// are written straight from their digits: every event of a chunk, beside
+        /// strings with quotes, backslashes, control characters and CJK, and digit
+        /// strings the column cannot hold as digits.
+        #[test]
+        fn write_json_of_a_segment_is_what_serde_writes(
+            rows in proptest::collection::vec(
+                (0u64..100_000, attr_value(), prop_oneof![
+                    Just(None), Just(Some("3205080601121000060102".to_string())),
+                    "[0-9]{1,30}".prop_map(Some), "[0-9a\"]{20,50}".prop_map(Some)]),
+                1..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            // (What validation refuses, non-finite numbers, never reaches a segment.)
+            let events: Vec<_> = rows.iter().enumerate().filter_map(|(i, (n, v, other))| {
+                let mut attrs = Attrs::new();
+                // A GA/T 1400 id of one device: 20 digits, then time and counters.
+                attrs.insert("source_id".into(), AttrValue::Str(format!(
+                    "3205080601121000060102{:014}{:05}02{:05}", n * 7, i, n % 9)));
+                attrs.insert("plate_color".into(), v.clone());
+                if let Some(o) = other {
+                    attrs.insert("other".into(), AttrValue::Str(o.clone()));
+                }
+                Validator::default().validate(EventInput {
+                    ts_ms: now - 3_600_000 + i as i64,
+                    community: "3205080007".into(),
+                    device: "32050806011210000601".into(),
+                    kind: "vehicle".into(),
+                    subject: "苏E12345".into(),
+                    direction: "in".into(),
+                    attrs,
+                }, now).ok()
+            }).collect();
+            prop_assume!(!events.is_empty());
+            store.append(&events).unwrap();
+            store.seal_all().unwrap();
+            let read = store.scan_seq_range(0, u64::MAX, 1000, None).unwrap();
+            prop_assert_eq!(read.len(), events.len());
+            let mut scratch = RowScratch::default();
+            let mut digits = 0;
+            for (row, at) in &read {
+                prop_assert!(matches!(at, AttrsAt::Segment(..)));
+                at.visit_out(&mut scratch, |_, v| digits += matches!(v, AttrOut::Digits(_)) as usize)
+                    .unwrap();
+                let sighting = Sighting {
+                    seq: row.seq,
+                    ts_ms: row.ts_ms,
+                    community: "3205080007".into(),
+                    device: "32050806011210000601".into(),
+                    kind: Kind::Vehicle,
+                    subject: Arc::from("苏E12345"),
+                    direction: Direction::In,
+                };
+                let out = EventOut::of(&sighting, at);
+                let mut fast = Vec::new();
+                out.write_json(&mut fast, &mut scratch).unwrap();
+                prop_assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    serde_json::to_string(&out).unwrap()
+                );
+            }
+            // Sixteen ids of one device are kept as a digit column: the fast path ran.
+            if events.len() >= 16 {
+                prop_assert!(digits >= events.len(), "{} digit strings of {}", digits, events.len());
             }
         }
     }

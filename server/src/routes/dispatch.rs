@@ -333,7 +333,9 @@ async fn call(
     }
     let (status, body) = answer?;
     let body = match body {
-        b @ (Body::Value(_) | Body::Text(_) | Body::Serialized(..)) if ndjson => b.into_lines(),
+        b @ (Body::Value(_) | Body::Text(_) | Body::Json(_) | Body::Serialized(..)) if ndjson => {
+            b.into_lines()
+        }
         b => b,
     };
     Ok((status, body))

@@ -10,7 +10,7 @@
 //! checksum, not by a read of one row.
 
 use super::{
-    column_value, field_widths, ones_before, push_digits, ChunkReader, RowScratch, Value, BOOL,
+    column_value, field_widths, ones_before, put_digits, ChunkReader, RowScratch, Value, BOOL,
     DIGIT_BITS, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
     POW10, STR_DICT, STR_DIGITS, STR_RAW,
 };
@@ -284,9 +284,11 @@ fn column_value_direct<'a>(
             if !prefix.iter().all(u8::is_ascii_digit) {
                 return Err(format!("a digit prefix that is not digits at byte {at}"));
             }
-            let from = digits.len();
-            digits.reserve(PREFIX_DIGITS + MAX_DIGIT_SUFFIX);
-            digits.extend_from_slice(prefix);
+            // The whole string in place (zeros, the prefix, each field's digits over
+            // its zeros), then copied once.
+            let mut text = [b'0'; PREFIX_DIGITS + MAX_DIGIT_SUFFIX];
+            text[..PREFIX_DIGITS].copy_from_slice(prefix);
+            let mut end = PREFIX_DIGITS;
             let (mut base_at, mut field_at) = (0usize, 0usize);
             for (&b, &w) in bits.iter().zip(widths) {
                 let w_bits = DIGIT_BITS[w as usize];
@@ -296,11 +298,14 @@ fn column_value_direct<'a>(
                 if v >= POW10[w as usize] {
                     return Err(format!("a digit field too wide at byte {at}"));
                 }
-                push_digits(digits, v, w);
+                put_digits(&mut text[end..end + w as usize], v);
+                end += w as usize;
                 base_at += w_bits as usize;
                 field_at += packed_len(n, b);
             }
-            Some(Value::Digits(from..digits.len()))
+            let from = digits.len();
+            digits.extend_from_slice(&text[..end]);
+            Some(Value::AsciiDigits(from..digits.len()))
         }
         STR_RAW => {
             let ends = Ends::read(r, n, at)?;

@@ -628,11 +628,31 @@ fn push_digits(s: &mut Vec<u8>, mut v: u64, width: u8) {
     s.extend_from_slice(&buf[..width as usize]);
 }
 
+/// `v` in decimal over `field`, a field of zeros as wide as the field's digits (`v`
+/// has at most that many), two digits at a time: the direct layout's digit fields,
+/// written in place.
+#[inline]
+fn put_digits(field: &mut [u8], mut v: u64) {
+    let mut i = field.len();
+    while i >= 2 && v > 0 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        field[i - 2..i].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        i -= 2;
+    }
+    if i >= 1 && v > 0 {
+        field[i - 1] = b'0' + (v % 10) as u8;
+    }
+}
+
 /// One value read from a column.
 enum Value<'a> {
     Str(&'a str),
     /// Rebuilt digits: this range of the walk's scratch string.
     Digits(std::ops::Range<usize>),
+    /// Rebuilt digits known to be ASCII digits only (the direct layout's prefixes are
+    /// checked to be digits when read): this range of the walk's scratch string.
+    AsciiDigits(std::ops::Range<usize>),
     /// Decompressed.
     Owned(String),
     Int(i64),
@@ -686,10 +706,55 @@ pub fn visit_row<'c>(
     Ok(())
 }
 
+/// One attribute value as a writer of text is handed it ([`visit_row_out`]): a digit
+/// string (a GA/T 1400 id) of a format 4 chunk as its bytes, ASCII digits only
+/// (checked when read: nothing to check as UTF-8 or to escape), any other value as
+/// [`AttrRef`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttrOut<'a> {
+    Value(AttrRef<'a>),
+    /// ASCII digits (`0`–`9`) only.
+    Digits(&'a [u8]),
+}
+
+impl<'a> AttrOut<'a> {
+    /// The value as [`AttrRef`] (digits as a string).
+    pub fn to_ref(self) -> AttrRef<'a> {
+        match self {
+            AttrOut::Value(v) => v,
+            AttrOut::Digits(d) => {
+                AttrRef::Str(std::str::from_utf8(d).expect("ASCII digits are UTF-8"))
+            }
+        }
+    }
+}
+
+/// [`visit_row`], with digit strings known to be ASCII digits handed over as their
+/// bytes ([`AttrOut::Digits`]): for writers of JSON, which copy them as they are.
+pub fn visit_row_out<'c>(
+    layout: ChunkLayout,
+    chunk: &'c [u8],
+    row: usize,
+    scratch: &mut RowScratch,
+    mut f: impl FnMut(&str, AttrOut<'_>),
+) -> Result<(), String> {
+    scratch.digits.clear();
+    let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> = smallvec::SmallVec::new();
+    walk_row(layout, chunk, row, scratch, &mut found)?;
+    for (k, v) in &found {
+        let v = match v {
+            Value::AsciiDigits(r) => AttrOut::Digits(&scratch.digits[r.clone()]),
+            v => AttrOut::Value(value_ref(v, scratch)),
+        };
+        f(k, v);
+    }
+    Ok(())
+}
+
 fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
     match v {
         Value::Str(s) => AttrRef::Str(s),
-        Value::Digits(r) => AttrRef::Str(
+        Value::Digits(r) | Value::AsciiDigits(r) => AttrRef::Str(
             std::str::from_utf8(&scratch.digits[r.clone()])
                 .expect("a UTF-8 prefix and ASCII digits"),
         ),
@@ -967,6 +1032,19 @@ mod tests {
             push_digits(&mut s, v, width);
             prop_assert_eq!(String::from_utf8(s).unwrap(), format!("{v:0w$}", w = width as usize));
         }
+
+        #[test]
+        fn put_digits_writes_like_format(v in any::<u64>(), width in 1usize..=16, before in 0usize..20) {
+            // Digits before the field (an earlier field's) are left as they are.
+            let v = v % 10u64.pow(width as u32);
+            let mut text = vec![b'9'; before];
+            text.resize(before + width, b'0');
+            put_digits(&mut text[before..], v);
+            prop_assert_eq!(
+                String::from_utf8(text).unwrap(),
+                format!("{}{v:0w$}", "9".repeat(before), w = width)
+            );
+        }
     }
 
     const LAYOUTS: [ChunkLayout; 2] = [ChunkLayout::Walked, ChunkLayout::Direct];
@@ -995,6 +1073,18 @@ mod tests {
             let mut walked = Vec::new();
             visit_attrs(want, |k, v| walked.push((k.to_owned(), format!("{v:?}")))).unwrap();
             assert_eq!(visited, walked, "{layout:?} row {i}");
+            // Visited for a writer of JSON: the same pairs, digit strings handed over as
+            // their bytes (digits only, and only from the direct layout).
+            let mut out = Vec::new();
+            visit_row_out(layout, &chunk, i, &mut scratch, |k, v| {
+                if let AttrOut::Digits(d) = v {
+                    assert_eq!(layout, ChunkLayout::Direct);
+                    assert!(d.iter().all(u8::is_ascii_digit), "{d:?}");
+                }
+                out.push((k.to_owned(), format!("{:?}", v.to_ref())))
+            })
+            .unwrap();
+            assert_eq!(out, walked, "{layout:?} row {i} (visit_row_out)");
         }
         chunk.len()
     }
@@ -1057,6 +1147,24 @@ mod tests {
                 let visited =
                     visit_row(layout, &flipped, i, &mut RowScratch::default(), |_, _| {});
                 prop_assert_eq!(decoded.is_ok(), visited.is_ok());
+                // So does visiting for a writer of JSON, and it hands over only digits
+                // as digits.
+                let mut pairs = Vec::new();
+                let out = visit_row_out(layout, &flipped, i, &mut RowScratch::default(), |k, v| {
+                    if let AttrOut::Digits(d) = v {
+                        assert!(d.iter().all(u8::is_ascii_digit), "{d:?}");
+                    }
+                    pairs.push((k.to_owned(), format!("{:?}", v.to_ref())));
+                });
+                prop_assert_eq!(out.is_ok(), visited.is_ok());
+                if out.is_ok() {
+                    let mut want = Vec::new();
+                    visit_row(layout, &flipped, i, &mut RowScratch::default(), |k, v| {
+                        want.push((k.to_owned(), format!("{v:?}")))
+                    })
+                    .unwrap();
+                    prop_assert_eq!(pairs, want);
+                }
                 // A chunk that checks whole reads every row.
                 if check_chunk(layout, &flipped).is_ok() {
                     for j in 0..rows.len() {

@@ -74,6 +74,27 @@ impl AttrsAt {
         }
     }
 
+    /// [`AttrsAt::visit`] with digit strings known to be ASCII digits (GA/T 1400 ids
+    /// in a format 4 segment) handed over as their bytes ([`crate::AttrOut::Digits`]):
+    /// for writers of JSON, which copy them without checking or escaping them.
+    pub fn visit_out(
+        &self,
+        scratch: &mut crate::RowScratch,
+        mut f: impl FnMut(&str, crate::AttrOut<'_>),
+    ) -> Result<()> {
+        match self {
+            AttrsAt::Segment(seg, ordinal) => seg.visit_attrs_out(*ordinal, scratch, f),
+            AttrsAt::Memory(bytes) => {
+                crate::attr_codec::visit_attrs(bytes, |k, v| f(k, crate::AttrOut::Value(v)))
+                    .map_err(|reason| StorageError::Corrupt {
+                        path: "(memory)".into(),
+                        offset: 0,
+                        reason,
+                    })
+            }
+        }
+    }
+
     pub fn decode(&self) -> Result<crate::Attrs> {
         match self {
             AttrsAt::Segment(seg, ordinal) => seg.attrs(*ordinal),
