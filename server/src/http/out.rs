@@ -122,7 +122,7 @@ impl EventOut<'_> {
                 // ASCII digits (a GA/T 1400 id), checked when read: copied as they are.
                 AttrOut::Digits(d) => {
                     out.push(b'"');
-                    out.extend_from_slice(d);
+                    out.extend_from_slice(d.as_bytes());
                     out.push(b'"');
                     return;
                 }

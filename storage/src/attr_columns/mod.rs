@@ -713,8 +713,33 @@ pub fn visit_row<'c>(
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum AttrOut<'a> {
     Value(AttrRef<'a>),
-    /// ASCII digits (`0`–`9`) only.
-    Digits(&'a [u8]),
+    Digits(AsciiDigits<'a>),
+}
+
+/// Bytes that are ASCII digits (`0`–`9`) only: made only by this crate's readers,
+/// from a prefix checked to be digits and fields written from numbers, so a writer of
+/// JSON may copy them between quotes as they are.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AsciiDigits<'a>(&'a [u8]);
+
+impl<'a> AsciiDigits<'a> {
+    #[inline]
+    pub(crate) fn new(digits: &'a [u8]) -> AsciiDigits<'a> {
+        debug_assert!(digits.iter().all(u8::is_ascii_digit), "{digits:?}");
+        AsciiDigits(digits)
+    }
+
+    #[inline]
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The digits as a string (ASCII, so UTF-8; an empty string could only come of a
+    /// broken invariant, never a panic).
+    #[inline]
+    pub fn as_str(self) -> &'a str {
+        std::str::from_utf8(self.0).unwrap_or_default()
+    }
 }
 
 impl<'a> AttrOut<'a> {
@@ -722,9 +747,7 @@ impl<'a> AttrOut<'a> {
     pub fn to_ref(self) -> AttrRef<'a> {
         match self {
             AttrOut::Value(v) => v,
-            AttrOut::Digits(d) => {
-                AttrRef::Str(std::str::from_utf8(d).expect("ASCII digits are UTF-8"))
-            }
+            AttrOut::Digits(d) => AttrRef::Str(d.as_str()),
         }
     }
 }
@@ -743,7 +766,7 @@ pub fn visit_row_out<'c>(
     walk_row(layout, chunk, row, scratch, &mut found)?;
     for (k, v) in &found {
         let v = match v {
-            Value::AsciiDigits(r) => AttrOut::Digits(&scratch.digits[r.clone()]),
+            Value::AsciiDigits(r) => AttrOut::Digits(AsciiDigits::new(&scratch.digits[r.clone()])),
             v => AttrOut::Value(value_ref(v, scratch)),
         };
         f(k, v);
@@ -1047,6 +1070,63 @@ mod tests {
         }
     }
 
+    /// A format 4 digit column whose stored prefix is not digits (a quote, a byte that
+    /// is not UTF-8, a letter: damage behind a matching checksum) is refused by every
+    /// read and by the check, and never handed to a writer as digits.
+    #[test]
+    fn a_digit_prefix_that_is_not_digits_is_refused_never_copied() {
+        let rows: Vec<Box<[u8]>> = (0..16u64)
+            .map(|i| {
+                let mut a = Attrs::new();
+                a.insert(
+                    "source_id".into(),
+                    AttrValue::Str(format!(
+                        "32050801011210000001022021090100{:09}02{:05}",
+                        i, 1
+                    )),
+                );
+                encode_attrs(&a)
+            })
+            .collect();
+        let refs: Vec<&[u8]> = rows.iter().map(|b| &b[..]).collect();
+        let mut chunk = Vec::new();
+        encode_chunk_as(ChunkLayout::Direct, &refs, &mut chunk).unwrap();
+        // Undamaged, the column is read as digits (so the damage below is where it
+        // matters).
+        let mut digits = 0;
+        visit_row_out(
+            ChunkLayout::Direct,
+            &chunk,
+            3,
+            &mut RowScratch::default(),
+            |_, v| digits += matches!(v, AttrOut::Digits(_)) as usize,
+        )
+        .unwrap();
+        assert_eq!(digits, 1);
+        let at = chunk
+            .windows(20)
+            .position(|w| w == b"32050801011210000001")
+            .expect("the prefix stored as it is");
+        for bad in [b'"', 0xff, b'a', b'\\'] {
+            let mut damaged = chunk.clone();
+            damaged[at + 7] = bad;
+            assert!(check_chunk(ChunkLayout::Direct, &damaged).is_err(), "{bad}");
+            for row in 0..16 {
+                let mut handed = 0;
+                let read = visit_row_out(
+                    ChunkLayout::Direct,
+                    &damaged,
+                    row,
+                    &mut RowScratch::default(),
+                    |_, _| handed += 1,
+                );
+                assert!(read.is_err(), "{bad} row {row}");
+                assert_eq!(handed, 0, "{bad} row {row}");
+                assert!(decode_row(ChunkLayout::Direct, &damaged, row, &mut Vec::new()).is_err());
+            }
+        }
+    }
+
     const LAYOUTS: [ChunkLayout; 2] = [ChunkLayout::Walked, ChunkLayout::Direct];
 
     /// Encodes `rows` as a chunk of `layout`, reads every row back (decoded and
@@ -1079,7 +1159,7 @@ mod tests {
             visit_row_out(layout, &chunk, i, &mut scratch, |k, v| {
                 if let AttrOut::Digits(d) = v {
                     assert_eq!(layout, ChunkLayout::Direct);
-                    assert!(d.iter().all(u8::is_ascii_digit), "{d:?}");
+                    assert!(d.as_bytes().iter().all(u8::is_ascii_digit), "{d:?}");
                 }
                 out.push((k.to_owned(), format!("{:?}", v.to_ref())))
             })
@@ -1152,7 +1232,7 @@ mod tests {
                 let mut pairs = Vec::new();
                 let out = visit_row_out(layout, &flipped, i, &mut RowScratch::default(), |k, v| {
                     if let AttrOut::Digits(d) = v {
-                        assert!(d.iter().all(u8::is_ascii_digit), "{d:?}");
+                        assert!(d.as_bytes().iter().all(u8::is_ascii_digit), "{d:?}");
                     }
                     pairs.push((k.to_owned(), format!("{:?}", v.to_ref())));
                 });
