@@ -320,15 +320,7 @@ fn column_value_direct<'a>(
                     }
                     match index {
                         None => Vec::new().into(),
-                        Some(_) => {
-                            let b = zstd::bulk::decompress(frame, total as usize).map_err(|e| {
-                                format!("strings do not decompress at byte {at}: {e}")
-                            })?;
-                            if b.len() as u64 != total {
-                                return Err(format!("strings decompress short at byte {at}"));
-                            }
-                            b.into()
-                        }
+                        Some(_) => super::decompress_strings(frame, total, at)?.into(),
                     }
                 }
                 f => return Err(format!("string flag {f} at byte {at}")),

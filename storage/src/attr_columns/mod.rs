@@ -613,19 +613,10 @@ pub const DIGIT_PAIRS: &[u8; 200] = b"\
 /// `v` in decimal, zero-padded to `width` digits (`v` has at most `width`), two digits
 /// at a time.
 #[inline]
-fn push_digits(s: &mut Vec<u8>, mut v: u64, width: u8) {
-    let mut buf = [b'0'; MAX_FIELD_DIGITS];
-    let mut i = width as usize;
-    while i >= 2 && v > 0 {
-        let d = (v % 100) as usize * 2;
-        v /= 100;
-        buf[i - 2..i].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
-        i -= 2;
-    }
-    if i == 1 && v > 0 {
-        buf[0] = b'0' + (v % 10) as u8;
-    }
-    s.extend_from_slice(&buf[..width as usize]);
+fn push_digits(s: &mut Vec<u8>, v: u64, width: u8) {
+    let at = s.len();
+    s.resize(at + width as usize, b'0');
+    put_digits(&mut s[at..], v);
 }
 
 /// `v` in decimal over `field`, a field of zeros as wide as the field's digits (`v`
@@ -643,6 +634,17 @@ fn put_digits(field: &mut [u8], mut v: u64) {
     if i >= 1 && v > 0 {
         field[i - 1] = b'0' + (v % 10) as u8;
     }
+}
+
+/// A string column's zstd frame at byte `at`, decompressed to its `plain` bytes (at
+/// most `MAX_ZSTD_INPUT`, checked by the caller): anything else is an error.
+pub(super) fn decompress_strings(frame: &[u8], plain: u64, at: usize) -> Result<Vec<u8>, String> {
+    let b = zstd::bulk::decompress(frame, plain as usize)
+        .map_err(|e| format!("strings do not decompress at byte {at}: {e}"))?;
+    if b.len() as u64 != plain {
+        return Err(format!("strings decompress short at byte {at}"));
+    }
+    Ok(b)
 }
 
 /// One value read from a column.
@@ -689,21 +691,17 @@ pub fn decode_row(
 /// The attributes of row `row` of `chunk` handed to `f` key by key, in key order (the
 /// order the row encoding and [`visit_attrs`] give), without building the row
 /// encoding; `scratch` holds rebuilt digit strings (reuse it across rows). Nothing is
-/// handed over when the row is damaged.
-pub fn visit_row<'c>(
+/// handed over when the row is damaged. (Readers use [`visit_row_out`]; the tests
+/// compare this form with [`visit_attrs`].)
+#[cfg(test)]
+pub fn visit_row(
     layout: ChunkLayout,
-    chunk: &'c [u8],
+    chunk: &[u8],
     row: usize,
     scratch: &mut RowScratch,
     mut f: impl FnMut(&str, AttrRef<'_>),
 ) -> Result<(), String> {
-    scratch.digits.clear();
-    let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> = smallvec::SmallVec::new();
-    walk_row(layout, chunk, row, scratch, &mut found)?;
-    for (k, v) in &found {
-        f(k, value_ref(v, scratch));
-    }
-    Ok(())
+    visit_row_out(layout, chunk, row, scratch, |k, v| f(k, v.to_ref()))
 }
 
 /// One attribute value as a writer of text is handed it ([`visit_row_out`]): a digit
@@ -993,15 +991,7 @@ fn column_value<'a>(
                     }
                     match index {
                         None => Vec::new().into(),
-                        Some(_) => {
-                            let b = zstd::bulk::decompress(frame, plain as usize).map_err(|e| {
-                                format!("strings do not decompress at byte {at}: {e}")
-                            })?;
-                            if b.len() as u64 != plain {
-                                return Err(format!("strings decompress short at byte {at}"));
-                            }
-                            b.into()
-                        }
+                        Some(_) => decompress_strings(frame, plain, at)?.into(),
                     }
                 }
                 f => return Err(format!("string flag {f} at byte {at}")),

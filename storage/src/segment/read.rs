@@ -7,7 +7,7 @@ use super::build::block_data_len;
 use super::format::*;
 use super::source_index::{self, Layout};
 use crate::attr_columns::{
-    check_chunk, decode_row, visit_row, visit_row_out, ChunkLayout, RowScratch, CHUNK_ROWS,
+    check_chunk, decode_row, visit_row_out, ChunkLayout, RowScratch, CHUNK_ROWS,
 };
 use crate::bitpack::{packed_len, BitReader, MAX_BITS};
 use crate::error::{Result, StorageError};
@@ -1280,20 +1280,9 @@ impl Segment {
         &self,
         ordinal: u32,
         scratch: &mut RowScratch,
-        f: impl FnMut(&str, crate::AttrRef<'_>),
+        mut f: impl FnMut(&str, crate::AttrRef<'_>),
     ) -> Result<()> {
-        let (bytes, data_at) = self.attr_stored(ordinal)?;
-        let walked = match self.version {
-            1 => crate::attr_codec::visit_attrs(bytes, f),
-            _ => visit_row(
-                self.chunk_layout(),
-                bytes,
-                ordinal as usize % CHUNK_ROWS,
-                scratch,
-                f,
-            ),
-        };
-        walked.map_err(|reason| self.attr_damage(ordinal, data_at, reason))
+        self.visit_attrs_out(ordinal, scratch, |k, v| f(k, v.to_ref()))
     }
 
     /// [`Segment::visit_attrs`] with digit strings a format 4 chunk holds handed over as

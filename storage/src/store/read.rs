@@ -60,18 +60,9 @@ impl AttrsAt {
     pub fn visit(
         &self,
         scratch: &mut crate::RowScratch,
-        f: impl FnMut(&str, crate::AttrRef<'_>),
+        mut f: impl FnMut(&str, crate::AttrRef<'_>),
     ) -> Result<()> {
-        match self {
-            AttrsAt::Segment(seg, ordinal) => seg.visit_attrs(*ordinal, scratch, f),
-            AttrsAt::Memory(bytes) => {
-                crate::attr_codec::visit_attrs(bytes, f).map_err(|reason| StorageError::Corrupt {
-                    path: "(memory)".into(),
-                    offset: 0,
-                    reason,
-                })
-            }
-        }
+        self.visit_out(scratch, |k, v| f(k, v.to_ref()))
     }
 
     /// [`AttrsAt::visit`] with digit strings known to be ASCII digits (GA/T 1400 ids
