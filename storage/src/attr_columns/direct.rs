@@ -338,15 +338,7 @@ fn column_value_direct<'a>(
                             "string {i} at {start}..{end} of strings at byte {at}"
                         ));
                     }
-                    let utf8 = || format!("invalid UTF-8 in strings at byte {at}");
-                    Some(match blob {
-                        std::borrow::Cow::Borrowed(b) => {
-                            Value::Str(std::str::from_utf8(&b[start..end]).map_err(|_| utf8())?)
-                        }
-                        std::borrow::Cow::Owned(v) => Value::Owned(
-                            String::from_utf8(v[start..end].to_vec()).map_err(|_| utf8())?,
-                        ),
-                    })
+                    Some(super::string_in(blob, start..end, at)?)
                 }
             }
         }

@@ -647,8 +647,29 @@ pub(super) fn decompress_strings(frame: &[u8], plain: u64, at: usize) -> Result<
     Ok(b)
 }
 
+/// String `range` of a string column's bytes at byte `at` (borrowed from the chunk,
+/// or owned when they were decompressed), checked to lie inside them and be UTF-8.
+pub(super) fn string_in<'a>(
+    blob: std::borrow::Cow<'a, [u8]>,
+    range: std::ops::Range<usize>,
+    at: usize,
+) -> Result<Value<'a>, String> {
+    let utf8 = || format!("invalid UTF-8 in strings at byte {at}");
+    let outside = || format!("string at {range:?} outside the strings at byte {at}");
+    Ok(match blob {
+        std::borrow::Cow::Borrowed(b) => {
+            let s = b.get(range.clone()).ok_or_else(outside)?;
+            Value::Str(std::str::from_utf8(s).map_err(|_| utf8())?)
+        }
+        std::borrow::Cow::Owned(v) => {
+            let s = v.get(range.clone()).ok_or_else(outside)?;
+            Value::Owned(String::from_utf8(s.to_vec()).map_err(|_| utf8())?)
+        }
+    })
+}
+
 /// One value read from a column.
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Str(&'a str),
     /// Rebuilt digits: this range of the walk's scratch string.
     Digits(std::ops::Range<usize>),
@@ -1001,15 +1022,7 @@ fn column_value<'a>(
                 Some(i) => {
                     let start = (0..i).map(|j| lens.get(j)).sum::<u64>() as usize;
                     let end = start + lens.get(i) as usize;
-                    let bad = || format!("invalid UTF-8 in strings at byte {at}");
-                    Some(match blob {
-                        std::borrow::Cow::Borrowed(b) => {
-                            Value::Str(std::str::from_utf8(&b[start..end]).map_err(|_| bad())?)
-                        }
-                        std::borrow::Cow::Owned(v) => Value::Owned(
-                            String::from_utf8(v[start..end].to_vec()).map_err(|_| bad())?,
-                        ),
-                    })
+                    Some(string_in(blob, start..end, at)?)
                 }
             }
         }
