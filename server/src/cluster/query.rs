@@ -82,7 +82,7 @@ use crate::audit::{self, AuditLog};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::http::body::{respond, respond_error, Reply};
-use crate::http::out::{serialized, EventOut};
+use crate::http::out::{serialized, EventOut, Fields};
 use crate::http::runner::AuditLine;
 use crate::http::Body;
 use crate::params::Params;
@@ -563,12 +563,14 @@ async fn route(
     match path {
         "/v1/trajectory" if get && ndjson => {
             let q = trajectory::trajectory_params(&params, usize::MAX)?;
+            let fields = Fields::param(&params)?;
             let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
             let only = subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
-            stream(node, call, q, cap, line, caller, only).await
+            stream(node, call, (q, fields), cap, line, caller, only).await
         }
         "/v1/trajectory" if get => {
             let q = trajectory::trajectory_params(&params, max)?;
+            let fields = Fields::param(&params)?;
             let only = subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
             run_routed(node, &call, ndjson, only, move |fed, call| {
                 let t = fed.trajectory(call, &q)?;
@@ -580,6 +582,7 @@ async fn route(
                 trajectory::page_answer(
                     Instant::now(),
                     events,
+                    fields,
                     &t.stays,
                     t.stays_truncated,
                     t.next_cursor.as_ref(),
@@ -809,7 +812,7 @@ where
 async fn stream(
     node: &Arc<QueryNode>,
     call: Call,
-    q: sightline_query::TrajectoryQuery,
+    (q, fields): (sightline_query::TrajectoryQuery, Fields),
     cap: usize,
     line: &AuditLine,
     caller: &Caller,
@@ -855,7 +858,7 @@ async fn stream(
                         .iter()
                         .zip(attrs)
                         .map(|(s, a)| EventOut::decoded(s, a));
-                    sink.chunk_of(events.len(), out, &mut left)
+                    sink.chunk_of(events.len(), out, fields, &mut left)
                 },
             );
         if let Err(e) = sent {

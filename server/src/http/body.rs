@@ -46,7 +46,7 @@ pub(crate) enum Body {
     /// Server-Sent Events, streamed.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// JSON text its writer made of UTF-8 strings and ASCII (a trajectory page by
-    /// [`crate::http::out::EventOut::write_json`]): sent as it is, not checked to be
+    /// [`crate::http::out::EventOut::write_fields`]): sent as it is, not checked to be
     /// UTF-8 again.
     Json(Bytes),
     /// Text of another type (`/metrics`: the Prometheus exposition format).

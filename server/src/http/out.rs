@@ -74,31 +74,80 @@ impl serde::Serialize for EventOut<'_> {
 }
 
 impl EventOut<'_> {
-    /// The event as JSON appended to `out`: byte for byte what its `Serialize`
-    /// writes (a test holds them equal), without serde's per-field machinery: keys,
-    /// numbers, times, kinds and directions are written as they are, strings are
-    /// escaped only when they hold a byte JSON escapes, and attributes are written as
-    /// they are read from a segment's columns (no encoding is built and walked again;
-    /// `scratch` is reused from event to event; a format 4 segment's GA/T 1400 ids come
-    /// as ASCII digits and are copied without a UTF-8 check or an escape test). For
-    /// pages of thousands of events (the trajectory, its NDJSON stream).
-    pub fn write_json(&self, out: &mut Vec<u8>, scratch: &mut RowScratch) -> Result<(), String> {
+    /// The event's `fields` as JSON appended to `out` ([`Fields::ALL`]: byte for byte
+    /// what its `Serialize` writes, a test holds them equal; any other set: those
+    /// members, in that order, whatever order they were asked in). Written without
+    /// serde's per-field machinery: keys, numbers, times, kinds and directions are
+    /// written as they are, strings are escaped only when they hold a byte JSON
+    /// escapes, and attributes are written as they are read from a segment's columns
+    /// (no encoding is built and walked again; `scratch` is reused from event to
+    /// event; a format 4 segment's GA/T 1400 ids come as ASCII digits and are copied
+    /// without a UTF-8 check or an escape test), and read only when `attrs`, `images`
+    /// or `object` is asked for. For pages of thousands of events (the trajectory, its
+    /// NDJSON stream).
+    pub fn write_fields(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut RowScratch,
+        fields: Fields,
+    ) -> Result<(), String> {
         let s = self.s;
-        out.extend_from_slice(b"{\"id\":");
-        out.extend_from_slice(itoa::Buffer::new().format(s.seq).as_bytes());
-        out.extend_from_slice(b",\"ts\":");
-        Rfc3339(s.ts_ms).write_json(out);
-        out.extend_from_slice(b",\"community\":");
-        put_str(out, &s.community);
-        out.extend_from_slice(b",\"device\":");
-        put_str(out, &s.device);
-        out.extend_from_slice(b",\"kind\":\"");
-        out.extend_from_slice(s.kind.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"subject\":");
-        put_str(out, &s.subject);
-        out.extend_from_slice(b",\"direction\":\"");
-        out.extend_from_slice(s.direction.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"attrs\":{");
+        // `key` writes a member's `,"name":` (given whole, one copy), or `{"name":` for
+        // the first.
+        let mut open = true;
+        let mut key = |out: &mut Vec<u8>, comma_name: &[u8]| {
+            if std::mem::take(&mut open) {
+                out.push(b'{');
+                out.extend_from_slice(&comma_name[1..]);
+            } else {
+                out.extend_from_slice(comma_name);
+            }
+        };
+        if fields.has(Fields::ID) {
+            key(out, b",\"id\":");
+            out.extend_from_slice(itoa::Buffer::new().format(s.seq).as_bytes());
+        }
+        if fields.has(Fields::TS) {
+            key(out, b",\"ts\":");
+            Rfc3339(s.ts_ms).write_json(out);
+        }
+        if fields.has(Fields::COMMUNITY) {
+            key(out, b",\"community\":");
+            put_str(out, &s.community);
+        }
+        if fields.has(Fields::DEVICE) {
+            key(out, b",\"device\":");
+            put_str(out, &s.device);
+        }
+        if fields.has(Fields::KIND) {
+            key(out, b",\"kind\":\"");
+            out.extend_from_slice(s.kind.as_str().as_bytes());
+            out.push(b'"');
+        }
+        if fields.has(Fields::SUBJECT) {
+            key(out, b",\"subject\":");
+            put_str(out, &s.subject);
+        }
+        if fields.has(Fields::DIRECTION) {
+            key(out, b",\"direction\":\"");
+            out.extend_from_slice(s.direction.as_str().as_bytes());
+            out.push(b'"');
+        }
+        let (want_attrs, want_images, want_object) = (
+            fields.has(Fields::ATTRS),
+            fields.has(Fields::IMAGES),
+            fields.has(Fields::OBJECT),
+        );
+        if !(want_attrs || want_images || want_object) {
+            if std::mem::take(&mut open) {
+                out.push(b'{');
+            }
+            out.push(b'}');
+            return Ok(());
+        }
+        if want_attrs {
+            key(out, b",\"attrs\":{");
+        }
         // One walk: the attributes written, pictures and the kept object noted (rare:
         // GA/T 1400 uploads; copied, as the walk lends its strings only to the call).
         let (mut first, mut images, mut object) = (true, None::<String>, None::<String>);
@@ -111,6 +160,9 @@ impl EventOut<'_> {
                         &mut object
                     }) = Some(text.to_owned());
                 }
+                return;
+            }
+            if !want_attrs {
                 return;
             }
             if !std::mem::take(&mut first) {
@@ -148,20 +200,94 @@ impl EventOut<'_> {
                     .map_err(|e| format!("damaged attributes: {e}"))?
             }
         }
-        out.push(b'}');
+        if want_attrs {
+            out.push(b'}');
+        }
         if let Some(images) = images
             .as_deref()
+            .filter(|_| want_images)
             .and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
         {
-            out.extend_from_slice(b",\"images\":");
+            key(out, b",\"images\":");
             out.extend_from_slice(images.get().as_bytes());
         }
-        if let Some(object) = object {
-            out.extend_from_slice(b",\"object\":");
+        if let Some(object) = object.filter(|_| want_object) {
+            key(out, b",\"object\":");
             serde_json::to_writer(&mut *out, &ObjectUrl(&object)).map_err(|e| e.to_string())?;
+        }
+        // Only `images` or `object` asked for, and the event has neither.
+        if open {
+            out.push(b'{');
         }
         out.push(b'}');
         Ok(())
+    }
+}
+
+/// Which of an event's fields an answer writes (`fields=ts,device` on a trajectory):
+/// a set over `id, ts, community, device, kind, subject, direction, attrs, images,
+/// object`, all by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fields(u16);
+
+impl Fields {
+    pub const ID: Fields = Fields(1);
+    pub const TS: Fields = Fields(1 << 1);
+    pub const COMMUNITY: Fields = Fields(1 << 2);
+    pub const DEVICE: Fields = Fields(1 << 3);
+    pub const KIND: Fields = Fields(1 << 4);
+    pub const SUBJECT: Fields = Fields(1 << 5);
+    pub const DIRECTION: Fields = Fields(1 << 6);
+    pub const ATTRS: Fields = Fields(1 << 7);
+    pub const IMAGES: Fields = Fields(1 << 8);
+    pub const OBJECT: Fields = Fields(1 << 9);
+    pub const ALL: Fields = Fields((1 << 10) - 1);
+
+    /// The names, in the order answers write them.
+    pub const NAMES: [(&'static str, Fields); 10] = [
+        ("id", Fields::ID),
+        ("ts", Fields::TS),
+        ("community", Fields::COMMUNITY),
+        ("device", Fields::DEVICE),
+        ("kind", Fields::KIND),
+        ("subject", Fields::SUBJECT),
+        ("direction", Fields::DIRECTION),
+        ("attrs", Fields::ATTRS),
+        ("images", Fields::IMAGES),
+        ("object", Fields::OBJECT),
+    ];
+
+    fn has(self, f: Fields) -> bool {
+        self.0 & f.0 != 0
+    }
+
+    /// The `fields` parameter (repeated or comma-separated names): all when absent;
+    /// an unknown name, or the parameter given with no name, is refused naming it.
+    pub fn param(p: &crate::params::Params) -> Result<Fields, crate::error::ApiError> {
+        let Some(names) = p.list("fields") else {
+            return Ok(Fields::ALL);
+        };
+        if names.is_empty() {
+            return Err(crate::error::ApiError::param(
+                "fields",
+                "names no field (id, ts, community, device, kind, subject, direction, attrs, images, object)",
+            ));
+        }
+        let mut set = 0;
+        for name in &names {
+            match Fields::NAMES.iter().find(|(n, _)| n == name) {
+                Some((_, f)) => set |= f.0,
+                None => {
+                    return Err(crate::error::ApiError::param(
+                        "fields",
+                        format!(
+                            "{name:?} is not a field (id, ts, community, device, kind, subject, direction, attrs, images, object)"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(Fields(set))
     }
 }
 
@@ -355,9 +481,34 @@ mod tests {
         ]
     }
 
+    /// A JSON object's members in the order they are written.
+    fn members(text: &[u8]) -> Vec<(String, Value)> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = Vec<(String, Value)>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(out)
+            }
+        }
+        use serde::Deserializer;
+        serde_json::Deserializer::from_slice(text)
+            .deserialize_map(InOrder)
+            .expect("an object")
+    }
+
     proptest! {
-        /// `write_json` is byte for byte the `Serialize` output, pictures and kept
-        /// objects included.
+        /// `write_fields` of every field is byte for byte the `Serialize` output, pictures and kept
+        /// objects included; any other set is its members of that set, in order.
         #[test]
         fn write_json_is_what_serde_writes(
             seq in any::<u64>(),
@@ -367,6 +518,7 @@ mod tests {
             attrs in proptest::collection::btree_map("[a-z_\"\\\\\u{1}]{1,10}", attr_value(), 0..5),
             images in 0u8..4,
             object in 0u8..3,
+            fields in 0u16..1024,
         ) {
             let mut attrs: Attrs = attrs;
             // Pictures: none, a list, text that is not JSON, or not a string at all.
@@ -407,11 +559,18 @@ mod tests {
             let at = AttrsAt::Memory(Arc::from(event.attr_bytes()));
             let out = EventOut::of(&sighting, &at);
             let mut fast = Vec::new();
-            out.write_json(&mut fast, &mut RowScratch::default()).unwrap();
-            prop_assert_eq!(
-                String::from_utf8(fast).unwrap(),
-                serde_json::to_string(&out).unwrap()
-            );
+            out.write_fields(&mut fast, &mut RowScratch::default(), Fields::ALL).unwrap();
+            let whole = serde_json::to_string(&out).unwrap();
+            prop_assert_eq!(String::from_utf8(fast).unwrap(), whole.clone());
+            // Any set of fields: the whole event's members of that set, in its order.
+            let want = Fields(fields);
+            let mut some = Vec::new();
+            out.write_fields(&mut some, &mut RowScratch::default(), want).unwrap();
+            let expect: Vec<_> = members(whole.as_bytes())
+                .into_iter()
+                .filter(|(k, _)| Fields::NAMES.iter().any(|(n, f)| n == k && want.has(*f)))
+                .collect();
+            prop_assert_eq!(members(&some), expect);
         }
 
         /// The word-at-a-time test finds exactly the strings a byte-wise one does.
@@ -439,10 +598,10 @@ mod tests {
             let at = AttrsAt::Memory(Arc::from(bytes));
             let out = EventOut::of(&sighting, &at);
             let mut fast = Vec::new();
-            match (out.write_json(&mut fast, &mut RowScratch::default()), serde_json::to_string(&out)) {
+            match (out.write_fields(&mut fast, &mut RowScratch::default(), Fields::ALL), serde_json::to_string(&out)) {
                 (Ok(()), Ok(text)) => prop_assert_eq!(String::from_utf8(fast).unwrap(), text),
                 (Err(_), Err(_)) => {}
-                (a, b) => prop_assert!(false, "write_json {:?}, serde {:?}", a, b.map(|_| ())),
+                (a, b) => prop_assert!(false, "write_fields {:?}, serde {:?}", a, b.map(|_| ())),
             }
         }
     }
@@ -509,7 +668,7 @@ mod tests {
                 };
                 let out = EventOut::of(&sighting, at);
                 let mut fast = Vec::new();
-                out.write_json(&mut fast, &mut scratch).unwrap();
+                out.write_fields(&mut fast, &mut scratch, Fields::ALL).unwrap();
                 prop_assert_eq!(
                     String::from_utf8(fast).unwrap(),
                     serde_json::to_string(&out).unwrap()

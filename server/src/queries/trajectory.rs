@@ -11,7 +11,7 @@ use sightline_query::{
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::out::{put_str, EventOut};
+use crate::http::out::{put_str, EventOut, Fields};
 use crate::http::runner::{audited_get, query_ctx, scope_ids, AuditLine};
 use crate::http::{Answer, Body, Call};
 use crate::params::{Params, Rfc3339};
@@ -45,6 +45,7 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
         "community",
         "cursor",
         "limit",
+        "fields",
     ])?;
     let (from_ms, to_ms) = (p.time("from")?, p.time("to")?);
     let cursor = p
@@ -66,11 +67,12 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 }
 
 /// A page as JSON: `{"events", "stays", "stays_truncated", "next_cursor"}`, the events
-/// written by [`EventOut::write_json`] straight into the answer (a page holds up to
+/// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
 /// serialization in `Server-Timing`.
 fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     let q = trajectory_params(p, app.config.max_result_rows)?;
+    let fields = Fields::param(p)?;
     let t = trajectory(ctx, &q)?;
     let started = std::time::Instant::now();
     let events = t
@@ -81,6 +83,7 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
     page_answer(
         started,
         events,
+        fields,
         &t.stays,
         t.stays_truncated,
         t.next_cursor.as_ref(),
@@ -88,10 +91,12 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
 }
 
 /// A page's JSON (also the cluster's query role's): `events` as [`EventOut`]
-/// writes them, then the stays and the cursor; `started` is when serialization began.
+/// writes them (their `fields`), then the stays and the cursor; `started` is when
+/// serialization began.
 pub(crate) fn page_answer<'a>(
     started: std::time::Instant,
     events: impl ExactSizeIterator<Item = EventOut<'a>>,
+    fields: Fields,
     stays: &[Stay],
     stays_truncated: bool,
     next_cursor: Option<&Cursor>,
@@ -106,7 +111,7 @@ pub(crate) fn page_answer<'a>(
         if i > 0 {
             text.push(b',');
         }
-        e.write_json(&mut text, &mut scratch)
+        e.write_fields(&mut text, &mut scratch, fields)
             .map_err(ApiError::internal)?;
     }
     text.extend_from_slice(b"],\"stays\":[");
@@ -165,6 +170,7 @@ async fn stream(
     p: Params,
 ) -> Result<Answer, ApiError> {
     let q = trajectory_params(&p, usize::MAX)?;
+    let fields = Fields::param(&p)?;
     let cap = p.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
     let slot = app
         .query_slots
@@ -198,7 +204,7 @@ async fn stream(
                 }
                 go
             },
-            |events, attrs| sink.chunk(events, attrs, &mut left),
+            |events, attrs| sink.chunk(events, attrs, fields, &mut left),
         );
         if let Err(e) = sent {
             let e = ApiError::from(e);
@@ -236,29 +242,33 @@ impl Sink {
             .is_ok()
     }
 
-    /// Sends up to `left` events as NDJSON lines; false to stop the stream.
+    /// Sends up to `left` events (their `fields`) as NDJSON lines; false to stop the
+    /// stream.
     fn chunk(
         &self,
         events: &[sightline_query::Sighting],
         attrs: &[sightline_storage::AttrsAt],
+        fields: Fields,
         left: &mut usize,
     ) -> bool {
         let events = events.iter().zip(attrs).map(|(e, a)| EventOut::of(e, a));
-        self.chunk_of(events.len(), events, left)
+        self.chunk_of(events.len(), events, fields, left)
     }
 
-    /// Sends up to `left` of `n` events as NDJSON lines; false to stop the stream.
+    /// Sends up to `left` of `n` events (their `fields`) as NDJSON lines; false to
+    /// stop the stream.
     pub fn chunk_of<'a>(
         &self,
         n: usize,
         events: impl Iterator<Item = EventOut<'a>>,
+        fields: Fields,
         left: &mut usize,
     ) -> bool {
         let mut buf = Vec::with_capacity(n.saturating_mul(400));
         let mut scratch = sightline_storage::RowScratch::default();
         for e in events.take(*left) {
             let line = buf.len();
-            if let Err(err) = e.write_json(&mut buf, &mut scratch) {
+            if let Err(err) = e.write_fields(&mut buf, &mut scratch, fields) {
                 buf.truncate(line);
                 let line = ApiError::internal(format!("event {}: {err}", e.id())).json();
                 buf.extend_from_slice(format!("{line}\n").as_bytes());

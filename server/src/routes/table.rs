@@ -367,6 +367,12 @@ fn subject_queries(r: &mut Routes) {
                     "Go on after this event: the previous page's `next_cursor`."
                 ),
                 p("limit", false, "100", "Events per page, 1–10,000 (1000)."),
+                p(
+                    "fields",
+                    false,
+                    "ts,device",
+                    "Only these members of each event (repeat or comma-separate): id, ts, community, device, kind, subject, direction, attrs, images, object (all)."
+                ),
             ],
         ),
         queries::trajectory::get,

@@ -149,6 +149,22 @@ fn subject_queries_ask_only_the_partitions_a_directory_names_and_late_events_are
     let want = super::without_ids(sightline_testkit::get(single.addr, &target).body);
     assert_eq!(got, want);
     assert!(!got["events"].as_array().unwrap().is_empty());
+    // `fields` as the single node answers it: those members only, stays unchanged.
+    let some = format!("{target}&fields=ts,device");
+    let (got_some, _) = trajectory_calls(qa1, &some);
+    assert_eq!(
+        got_some,
+        super::without_ids(sightline_testkit::get(single.addr, &some).body)
+    );
+    assert_eq!(got_some["stays"], got["stays"]);
+    assert_eq!(
+        got_some["events"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["device", "ts"]
+    );
     assert_eq!(
         n, 1,
         "a one-community subject over built days asks one partition"

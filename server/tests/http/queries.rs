@@ -252,6 +252,14 @@ fn limits_routes_and_parameters_answer_with_the_right_status_and_field() {
             "colour",
         ),
         (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&fields=ts,colour"),
+            "fields",
+        ),
+        (
+            format!("/v1/trajectory?kind=vehicle&subject={subject}&{RANGE}&fields="),
+            "fields",
+        ),
+        (
             format!("/v1/cooccurrence?kind=vehicle&subject={subject}&{RANGE}&window=5 minutes"),
             "window",
         ),
@@ -550,6 +558,28 @@ fn large_answers_stream_as_ndjson_when_asked() {
         (200, "application/x-ndjson")
     );
     assert_eq!(lines, paged);
+    // `fields`: only those members of each event (in the event's order, whatever the
+    // order asked), page and stream alike; the stays are the page's without it.
+    let every = "id,ts,community,device,kind,subject,direction,attrs,images,object";
+    let whole = get(a, &format!("{traj}&limit=2500&fields={every}"));
+    assert_eq!(whole.body["events"].as_array().unwrap(), &paged);
+    let some = get(a, &format!("{traj}&limit=2500&fields=device,ts"));
+    assert_eq!(some.status, 200, "{}", some.body);
+    assert_eq!(some.body["stays"], whole.body["stays"]);
+    assert!(!whole.body["stays"].as_array().unwrap().is_empty());
+    let projected: Vec<Value> = paged
+        .iter()
+        .map(|e| json!({"ts": e["ts"], "device": e["device"]}))
+        .collect();
+    assert_eq!(some.body["events"].as_array().unwrap(), &projected);
+    let (_, _, lines) = get_ndjson(a, &format!("{traj}&fields=ts&fields=device"));
+    assert_eq!(lines, projected);
+    let (_, _, lines) = get_ndjson(a, &format!("{traj}&fields=attrs,id&limit=3"));
+    let projected: Vec<Value> = paged[..3]
+        .iter()
+        .map(|e| json!({"id": e["id"], "attrs": e["attrs"]}))
+        .collect();
+    assert_eq!(lines, projected);
     // `limit` caps a stream; a cursor starts it after an event.
     let (_, _, first) = get_ndjson(a, &format!("{traj}&limit=10"));
     assert_eq!(first, paged[..10]);
@@ -584,6 +614,7 @@ fn large_answers_stream_as_ndjson_when_asked() {
     let counts: Vec<&Value> = audit
         .iter()
         .filter(|e| e["endpoint"] == "/v1/trajectory" && e["status"] == 200)
+        .filter(|e| !e["params"].as_str().unwrap().contains("fields="))
         .map(|e| &e["results"])
         .collect();
     assert_eq!(
