@@ -58,11 +58,45 @@ impl Rfc3339 {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmm+08:00` for years 0000–9999 (days to civil date: Howard
-/// Hinnant's algorithm).
+/// `YYYY-MM-DDTHH:MM:SS.mmm+08:00` for years 0000–9999. The date is worked out once
+/// a day per thread ([`LAST_DATE`]): a page's thousands of times fall on a few days.
 fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
     let local = ts_ms.checked_add(8 * 3_600_000)?;
     let (days, ms) = (local.div_euclid(86_400_000), local.rem_euclid(86_400_000));
+    let (last, date) = LAST_DATE.with(std::cell::Cell::get);
+    let date = match last == days {
+        true => date,
+        false => {
+            let date = civil_date(days)?;
+            LAST_DATE.with(|c| c.set((days, date)));
+            date
+        }
+    };
+    let mut b = *b"0000-00-00T00:00:00.000+08:00";
+    b[..10].copy_from_slice(&date);
+    // Two digits of 0..100 at `at`.
+    let mut two = |at: usize, v: i64| {
+        let d = v as usize * 2;
+        b[at..at + 2].copy_from_slice(&sightline_storage::DIGIT_PAIRS[d..d + 2]);
+    };
+    two(11, ms / 3_600_000);
+    two(14, ms / 60_000 % 60);
+    two(17, ms / 1000 % 60);
+    two(21, ms % 100);
+    b[20] = b'0' + (ms % 1000 / 100) as u8;
+    Some(b)
+}
+
+thread_local! {
+    /// The day (since 1970-01-01, Beijing time) [`beijing_bytes`] last wrote on this
+    /// thread, and its `YYYY-MM-DD`.
+    static LAST_DATE: std::cell::Cell<(i64, [u8; 10])> =
+        const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+}
+
+/// Day `days` since 1970-01-01 as `YYYY-MM-DD`, for years 0000–9999 (days to civil
+/// date: Howard Hinnant's algorithm).
+fn civil_date(days: i64) -> Option<[u8; 10]> {
     let z = days + 719_468;
     let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -74,8 +108,7 @@ fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
     if !(0..=9999).contains(&year) {
         return None;
     }
-    let mut b = *b"0000-00-00T00:00:00.000+08:00";
-    // Two digits of 0..100 at `at`.
+    let mut b = *b"0000-00-00";
     let mut two = |at: usize, v: i64| {
         let d = v as usize * 2;
         b[at..at + 2].copy_from_slice(&sightline_storage::DIGIT_PAIRS[d..d + 2]);
@@ -84,11 +117,6 @@ fn beijing_bytes(ts_ms: i64) -> Option<[u8; 29]> {
     two(2, year % 100);
     two(5, month);
     two(8, day);
-    two(11, ms / 3_600_000);
-    two(14, ms / 60_000 % 60);
-    two(17, ms / 1000 % 60);
-    two(21, ms % 100);
-    b[20] = b'0' + (ms % 1000 / 100) as u8;
     Some(b)
 }
 
@@ -325,6 +353,23 @@ mod tests {
             proptest::prop_assert_eq!(rfc3339(ts), rfc3339_chrono(ts));
             let json = serde_json::to_string(&Rfc3339(ts)).unwrap();
             proptest::prop_assert_eq!(json, format!("\"{}\"", rfc3339_chrono(ts)));
+        }
+
+        /// Times a page writes one after another (the same day, the day before and
+        /// after midnight, back and forth): each as chrono writes it, whatever date the
+        /// thread wrote last.
+        #[test]
+        fn times_one_after_another_are_chronos(
+            start in -70_000_000_000_000i64..300_000_000_000_000,
+            steps in proptest::collection::vec(-90_000_000i64..90_000_000, 1..40),
+        ) {
+            let mut ts = start;
+            for step in steps {
+                ts = ts.saturating_add(step);
+                let mut out = Vec::new();
+                Rfc3339(ts).write_json(&mut out);
+                proptest::prop_assert_eq!(out, format!("\"{}\"", rfc3339_chrono(ts)).into_bytes());
+            }
         }
     }
 
