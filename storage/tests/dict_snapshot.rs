@@ -1,7 +1,9 @@
 //! The dictionary snapshot (`dict.snap`): ids and lookups are the same with and without
-//! it, before and after appends past it; a damaged, stale, foreign or other-version
-//! snapshot is ignored (the whole log is loaded, the reason reported) and written
-//! again at close, never a panic or a wrong id; `check` verifies it.
+//! it, before and after appends past it; a stale, foreign, other-version or
+//! badly-framed snapshot is ignored (the whole log is loaded, the reason reported) and
+//! written again at close; a damaged chunk found by a read gives the log's answers
+//! (loaded then) and the snapshot is written again; never a panic or a wrong id;
+//! `check` verifies it whole and names a damaged chunk.
 
 mod common;
 
@@ -152,8 +154,10 @@ fn a_damaged_snapshot_is_ignored_and_rewritten_never_a_wrong_id() {
     let len = std::fs::metadata(dir.path().join("dict.snap"))
         .unwrap()
         .len() as usize;
-    // Every header byte, then bytes spread over the sections.
-    let header = 304;
+    // Every header byte, then bytes spread over the sections: refused at open, or a
+    // damaged chunk found by the first read of it (the log's answers then), or a
+    // flip in bytes nothing reads.
+    let header = 328;
     let mut offsets: Vec<usize> = (0..64).chain((64..header).step_by(5)).collect();
     offsets.extend((header..len).step_by(397));
     offsets.push(len - 1);
@@ -173,8 +177,73 @@ fn a_damaged_snapshot_is_ignored_and_rewritten_never_a_wrong_id() {
         });
         assert!(why.contains("dict.snap"), "{why}");
     }
-    let why = ignored_after(dir.path(), &want, |p| flip(p, len / 2));
-    assert!(why.contains("checksum"), "{why}");
+    // A flip in the header's section table is found at open.
+    let why = ignored_after(dir.path(), &want, |p| flip(p, 56 + 7 * 24 + 3));
+    assert!(why.contains("dict.snap"), "{why}");
+}
+
+fn u64_at(b: &[u8], at: usize) -> usize {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+#[test]
+fn a_damaged_chunk_found_by_a_read_gives_the_logs_answers_and_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough subjects for the snapshot to span many 64 KiB chunks.
+    store_with_snapshot(dir.path(), 60_000);
+    let want = entries_without_snapshot(dir.path());
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    assert!(snap.len() > 4 * 65_536, "{} bytes", snap.len());
+    // A byte in the middle of the subjects' strings (section 7).
+    let (off, len) = (u64_at(&snap, 56 + 7 * 24), u64_at(&snap, 56 + 7 * 24 + 8));
+    let at = off + len / 2;
+    let chunk = (at - 328) / 65_536;
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join("dict.snap"), at);
+    std::fs::write(copy.path().join("LOCK"), b"").unwrap();
+
+    // `check` names the file and the chunk.
+    let report = sightline_storage::check(copy.path()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("dict.snap") && p.contains(&format!("chunk {chunk} checksum"))),
+        "{:?}",
+        report.problems
+    );
+
+    // Opening reads none of it: the snapshot is used, not ignored.
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(store.dictionaries().snapshot_damage(), None);
+    // The read that reaches the chunk finds the damage; every answer is the log's.
+    assert_eq!(entries(&store), want);
+    let damage = store
+        .dictionaries()
+        .snapshot_damage()
+        .expect("the read found the damaged chunk")
+        .to_string();
+    assert!(
+        damage.contains("dict.snap") && damage.contains(&format!("chunk {chunk} ")),
+        "{damage}"
+    );
+    // The snapshot is written again (the log has not grown: for the damage), once.
+    assert!(store.write_dict_snapshot().unwrap());
+    assert!(!store.write_dict_snapshot().unwrap());
+    // Interning after it gives the same ids as a store that loaded the whole log.
+    fill(&store, 59_000, 2_000);
+    let grown = entries(&store);
+    assert!(want.iter().all(|e| grown.contains(e)), "no id changed");
+    drop(store);
+    assert!(sightline_storage::check(copy.path()).unwrap().ok());
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), grown);
+    assert_eq!(store.dictionaries().snapshot_damage(), None);
+    drop(store);
+    assert_eq!(entries_without_snapshot(copy.path()), grown);
 }
 
 #[test]
@@ -184,13 +253,13 @@ fn a_snapshot_of_another_version_is_ignored() {
     let want = entries_without_snapshot(dir.path());
     let why = ignored_after(dir.path(), &want, |p| {
         let mut b = std::fs::read(p).unwrap();
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
-        // A well-formed header of version 2: its checksum recomputed.
-        let crc = crc32fast::hash(&b[..296]);
-        b[296..300].copy_from_slice(&crc.to_le_bytes());
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        // A well-formed header of version 3: its checksum recomputed.
+        let crc = crc32fast::hash(&b[..320]);
+        b[320..324].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(p, b).unwrap();
     });
-    assert!(why.contains("version 2"), "{why}");
+    assert!(why.contains("version 3"), "{why}");
 }
 
 #[test]
@@ -246,4 +315,57 @@ fn a_torn_log_tail_after_the_snapshot_is_cut_off() {
     assert_eq!(torn.offset, len);
     assert_eq!(store.recovery().dict_snapshot_ignored, None);
     assert_eq!(entries(&store), before);
+}
+
+/// Set in the child process of the test below: the store directory to open and read.
+const CHILD_DIR: &str = "SIGHTLINE_TEST_DICT_LOST_DIR";
+
+#[test]
+fn a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_refuses() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        // The child: a read reaches the damaged chunk; the log cannot replace it.
+        let store = open(Path::new(&dir), &clock(), StoreConfig::default());
+        let _ = entries(&store);
+        unreachable!("the dictionaries are lost: the process must have stopped");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 60_000);
+    let snap_path = dir.path().join("dict.snap");
+    let snap = std::fs::read(&snap_path).unwrap();
+    let (off, len) = (u64_at(&snap, 56 + 7 * 24), u64_at(&snap, 56 + 7 * 24 + 8));
+    flip(&snap_path, off + len / 2);
+    // A byte in the middle of the log, inside what the snapshot covers (opening with
+    // the snapshot reads only its last 4 KiB and the records after it).
+    let log_len = std::fs::metadata(dir.path().join("dict.log"))
+        .unwrap()
+        .len() as usize;
+    assert!(log_len > 3 * 4096);
+    flip(&dir.path().join("dict.log"), log_len / 2);
+    std::fs::write(dir.path().join("LOCK"), b"").unwrap();
+
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_refuses",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(6), "aborted (SIGABRT): {stderr}");
+    assert!(
+        stderr.contains("the dictionaries are lost")
+            && stderr.contains("dict.snap")
+            && stderr.contains("dict.log"),
+        "{stderr}"
+    );
+    assert!(!snap_path.exists(), "the damaged snapshot was removed");
+    // The next open loads the whole log and refuses it, naming it.
+    let e = Store::open_with_clock(dir.path(), StoreConfig::default(), clock())
+        .err()
+        .expect("the store's dictionaries are lost");
+    assert!(e.to_string().contains("dict.log"), "{e}");
 }
