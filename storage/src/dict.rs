@@ -158,7 +158,7 @@ impl Snap {
     /// `damage`. If the log's prefix cannot give them either, the store's dictionaries
     /// are lost: no answer can be right, so the process stops (after removing the
     /// snapshot, so that the next open loads the log and refuses it, naming the file).
-    fn from_log(&self, damage: StorageError) -> &Dictionaries {
+    fn set_aside(&self, damage: StorageError) -> &Dictionaries {
         self.from_log.get_or_init(|| {
             let _ = self.damage.set(damage.to_string());
             tracing::error!(
@@ -217,7 +217,7 @@ impl Snap {
         }
         match self.file.try_find(part, kind, s) {
             Ok(id) => id,
-            Err(e) => self.from_log(e).find_in(part, kind, s),
+            Err(e) => self.set_aside(e).find_in(part, kind, s),
         }
     }
 
@@ -227,7 +227,7 @@ impl Snap {
         }
         match self.file.try_get(part, id) {
             Ok(s) => s,
-            Err(e) => self.from_log(e).get_in(part, id),
+            Err(e) => self.set_aside(e).get_in(part, id),
         }
     }
 
@@ -243,7 +243,7 @@ impl Snap {
         });
         match got {
             Ok(v) => v,
-            Err(e) => self.from_log(e).subject(id),
+            Err(e) => self.set_aside(e).subject(id),
         }
     }
 }
