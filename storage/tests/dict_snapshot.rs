@@ -192,6 +192,10 @@ fn a_damaged_chunk_found_by_a_read_gives_the_logs_answers_and_is_written_again()
     // Enough subjects for the snapshot to span many 64 KiB chunks.
     store_with_snapshot(dir.path(), 60_000);
     let want = entries_without_snapshot(dir.path());
+    let want_events = {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        all_events(&store)
+    };
     let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
     assert!(snap.len() > 4 * 65_536, "{} bytes", snap.len());
     // A byte in the middle of the subjects' strings (section 7).
@@ -218,7 +222,10 @@ fn a_damaged_chunk_found_by_a_read_gives_the_logs_answers_and_is_written_again()
     let store = open(copy.path(), &clock(), StoreConfig::default());
     assert_eq!(store.recovery().dict_snapshot_ignored, None);
     assert_eq!(store.dictionaries().snapshot_damage(), None);
-    // The read that reaches the chunk finds the damage; every answer is the log's.
+    // The read that reaches the chunk finds the damage; every answer is the log's:
+    // a query's (every event, its strings resolved), then every lookup's.
+    assert_eq!(all_events(&store), want_events);
+    assert!(store.dictionaries().snapshot_damage().is_some());
     assert_eq!(entries(&store), want);
     let damage = store
         .dictionaries()
@@ -368,4 +375,88 @@ fn a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_
         .err()
         .expect("the store's dictionaries are lost");
     assert!(e.to_string().contains("dict.log"), "{e}");
+}
+
+/// Each way into the snapshot meets the damaged chunk first in a store of its own:
+/// a string found by id (devices), an id found by string (the subjects' slots), and
+/// a subject by id (its kind and string): each answers as the log does.
+#[test]
+fn each_lookup_that_meets_a_damaged_chunk_first_answers_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Many devices too, so their strings span chunks opening does not read.
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let batch: Vec<_> = (0..60_000u32)
+            .map(|i| {
+                let kind = KINDS[(i % 3) as usize];
+                ev(input(
+                    DAY0 + i64::from(i),
+                    "c0",
+                    i % 30_000,
+                    kind,
+                    &format!("S{}", i / 2),
+                ))
+            })
+            .collect();
+        for chunk in batch.chunks(500) {
+            store.append(chunk).unwrap();
+        }
+    }
+    let (devices, subjects) = {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let d = store.dictionaries();
+        let c: Vec<String> = (0..d.len_devices() as u32)
+            .map(|id| d.device(id).unwrap().to_string())
+            .collect();
+        let s: Vec<(sightline_storage::Kind, String)> = (0..d.len_subjects() as u32)
+            .map(|id| {
+                let (k, s) = d.subject(id).unwrap();
+                (k, s.to_string())
+            })
+            .collect();
+        (c, s)
+    };
+    assert_eq!(devices.len(), 30_000);
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    let section = |i: usize| (u64_at(&snap, 56 + i * 24), u64_at(&snap, 56 + i * 24 + 8));
+    // (section damaged, the first read)
+    type Read = fn(&Store, &[String], &[(sightline_storage::Kind, String)]);
+    let cases: [(usize, Read); 3] = [
+        (4, |store, devices, _| {
+            let d = store.dictionaries();
+            for (id, c) in devices.iter().enumerate() {
+                assert_eq!(d.device(id as u32), Some(c.as_str()));
+            }
+        }),
+        (8, |store, _, subjects| {
+            let d = store.dictionaries();
+            for (id, (k, s)) in subjects.iter().enumerate() {
+                assert_eq!(d.subject_id(*k, s), Some(id as u32), "{k:?} {s}");
+            }
+            assert_eq!(d.subject_id(subjects[0].0, "nobody"), None);
+        }),
+        (7, |store, _, subjects| {
+            let d = store.dictionaries();
+            for (id, (k, s)) in subjects.iter().enumerate() {
+                assert_eq!(d.subject(id as u32), Some((*k, s.as_str())));
+            }
+        }),
+    ];
+    for (i, read) in cases {
+        let (off, len) = section(i);
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        flip(&copy.path().join("dict.snap"), off + len / 2);
+        let store = open(copy.path(), &clock(), StoreConfig::default());
+        assert_eq!(store.recovery().dict_snapshot_ignored, None, "section {i}");
+        assert_eq!(store.dictionaries().snapshot_damage(), None, "section {i}");
+        read(&store, &devices, &subjects);
+        let damage = store.dictionaries().snapshot_damage().map(str::to_string);
+        assert!(
+            damage
+                .as_deref()
+                .is_some_and(|d| d.contains("checksum mismatch")),
+            "section {i}: {damage:?}"
+        );
+    }
 }
