@@ -7,7 +7,7 @@
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::dict_snapshot::{DictSnapshot, Part};
 use crate::error::{Result, StorageError};
@@ -129,13 +129,132 @@ impl Table {
     }
 }
 
+/// A mapped snapshot and, once a read found one of its chunks damaged, the same
+/// entries loaded from the first `log_len` bytes of the log (which the snapshot is a
+/// copy of), which every later read of those entries asks instead (storage/FORMAT.md,
+/// "Dictionary snapshot": a damaged chunk found by a read).
+struct Snap {
+    file: DictSnapshot,
+    io: Arc<dyn FileIo>,
+    log: PathBuf,
+    from_log: OnceLock<Dictionaries>,
+    /// Why the snapshot was set aside (the damage found), once it was.
+    damage: OnceLock<String>,
+    /// Whether a snapshot was written again since the damage was found.
+    rewritten: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Snap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snap")
+            .field("file", &self.file)
+            .field("damage", &self.damage.get())
+            .finish()
+    }
+}
+
+impl Snap {
+    /// The snapshot's entries from the log, loaded now if a read has just found
+    /// `damage`. If the log's prefix cannot give them either, the store's dictionaries
+    /// are lost: no answer can be right, so the process stops (after removing the
+    /// snapshot, so that the next open loads the log and refuses it, naming the file).
+    fn set_aside(&self, damage: StorageError) -> &Dictionaries {
+        self.from_log.get_or_init(|| {
+            let _ = self.damage.set(damage.to_string());
+            tracing::error!(
+                error = %damage,
+                log = %self.log.display(),
+                "dictionary snapshot damaged; loading its entries from the log (written again by the next maintenance pass or close)"
+            );
+            match self.load_log() {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = std::fs::remove_file(self.file.path());
+                    let msg = format!(
+                        "sightline: the dictionaries are lost: {damage}, and the log cannot give its entries: {e}; {} removed, the next open will refuse the store",
+                        self.file.path().display()
+                    );
+                    tracing::error!("{msg}");
+                    eprintln!("{msg}");
+                    std::process::abort();
+                }
+            }
+        })
+    }
+
+    fn load_log(&self) -> Result<Dictionaries> {
+        let bytes = self
+            .io
+            .read_at(&self.log, 0, self.file.log_len as usize)
+            .map_err(|e| StorageError::io(&self.log, e))?;
+        let mut counts = Counts::default();
+        let _ = read_records(&bytes, &self.log, false, |_, payload| {
+            counts.add(payload);
+            Ok(())
+        });
+        let mut d = Dictionaries::default();
+        d.reserve(&counts);
+        d.load(&bytes, &self.log, false)?;
+        let got = [d.len_communities(), d.len_devices(), d.len_subjects()];
+        let want =
+            [Part::Communities, Part::Devices, Part::Subjects].map(|p| self.file.len(p) as usize);
+        if got != want {
+            return Err(StorageError::corrupt(
+                &self.log,
+                0,
+                format!(
+                    "its first {} bytes hold {got:?} entries, the snapshot {want:?}",
+                    self.file.log_len
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn find(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
+        if let Some(d) = self.from_log.get() {
+            return d.find_in(part, kind, s);
+        }
+        match self.file.try_find(part, kind, s) {
+            Ok(id) => id,
+            Err(e) => self.set_aside(e).find_in(part, kind, s),
+        }
+    }
+
+    fn get(&self, part: Part, id: u32) -> Option<&str> {
+        if let Some(d) = self.from_log.get() {
+            return d.get_in(part, id);
+        }
+        match self.file.try_get(part, id) {
+            Ok(s) => s,
+            Err(e) => self.set_aside(e).get_in(part, id),
+        }
+    }
+
+    fn subject(&self, id: u32) -> Option<(Kind, &str)> {
+        if let Some(d) = self.from_log.get() {
+            return d.subject(id);
+        }
+        let got = self.file.try_subject_kind(id).and_then(|kind| {
+            Ok(match kind.and_then(Kind::from_code) {
+                Some(kind) => self.file.try_get(Part::Subjects, id)?.map(|s| (kind, s)),
+                None => None,
+            })
+        });
+        match got {
+            Ok(v) => v,
+            Err(e) => self.set_aside(e).subject(id),
+        }
+    }
+}
+
 /// All dictionaries of a store: the entries of a mapped snapshot (`dict.snap`, ids
 /// from 0), if one was loaded, then the entries added after it (in memory; their
 /// tables hold ids counted from the snapshot's end).
 #[derive(Debug, Default)]
 pub struct Dictionaries {
     hasher: Hasher,
-    snapshot: Option<Arc<DictSnapshot>>,
+    snapshot: Option<Arc<Snap>>,
     /// Entries in the snapshot: communities, devices, subjects (0 without one).
     base: [u32; 3],
     communities: Table,
@@ -150,20 +269,67 @@ pub struct Dictionaries {
 
 impl Dictionaries {
     /// Dictionaries holding a snapshot's entries, for the log records after it.
-    pub(crate) fn from_snapshot(snapshot: Arc<DictSnapshot>) -> Dictionaries {
+    /// `log` is the dictionary log the snapshot copies (read if a chunk of the
+    /// snapshot is found damaged).
+    fn from_snapshot(snapshot: DictSnapshot, io: Arc<dyn FileIo>, log: &Path) -> Dictionaries {
         Dictionaries {
             base: [
                 snapshot.len(Part::Communities),
                 snapshot.len(Part::Devices),
                 snapshot.len(Part::Subjects),
             ],
-            snapshot: Some(snapshot),
+            snapshot: Some(Arc::new(Snap {
+                file: snapshot,
+                io,
+                log: log.to_path_buf(),
+                from_log: OnceLock::new(),
+                damage: OnceLock::new(),
+                rewritten: Default::default(),
+            })),
             ..Dictionaries::default()
+        }
+    }
+
+    /// The damage a read found in the snapshot, if one did (its entries are then
+    /// read from the log's copy, and the snapshot is written again by the next
+    /// maintenance pass or clean close).
+    pub fn snapshot_damage(&self) -> Option<&str> {
+        self.snapshot.as_ref()?.damage.get().map(String::as_str)
+    }
+
+    /// Whether the snapshot was found damaged and not yet written again.
+    pub(crate) fn snapshot_rewrite_due(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(|s| {
+            s.damage.get().is_some() && !s.rewritten.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
+    /// Records that a snapshot was written again (after damage was found).
+    pub(crate) fn snapshot_rewritten(&self) {
+        if let Some(s) = &self.snapshot {
+            s.rewritten
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
     fn snap_find(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
         self.snapshot.as_ref()?.find(part, kind, s)
+    }
+
+    /// [`Dictionaries::community_id`] and the others by part (kind code for subjects).
+    fn find_in(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
+        match part {
+            Part::Communities => self.community_id(s),
+            Part::Devices => self.device_id(s),
+            Part::Subjects => self.subject_id(Kind::from_code(kind)?, s),
+        }
+    }
+    fn get_in(&self, part: Part, id: u32) -> Option<&str> {
+        match part {
+            Part::Communities => self.community(id),
+            Part::Devices => self.device(id),
+            Part::Subjects => self.subject(id).map(|(_, s)| s),
+        }
     }
 
     pub fn community_id(&self, code: &str) -> Option<u32> {
@@ -203,11 +369,7 @@ impl Dictionaries {
     }
     pub fn subject(&self, id: u32) -> Option<(Kind, &str)> {
         match id.checked_sub(self.base[2]) {
-            None => {
-                let snap = self.snapshot.as_ref()?;
-                let kind = Kind::from_code(snap.subject_kind(id)?)?;
-                Some((kind, snap.get(Part::Subjects, id)?))
-            }
+            None => self.snapshot.as_ref()?.subject(id),
             Some(local) => {
                 let s = self.subjects.get(local as usize)?;
                 Some((self.subject_kinds[local as usize], s))
@@ -662,6 +824,12 @@ pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
     if let Err(e) = full.load(&bytes, path, false) {
         return Some(e.to_string());
     }
+    if let Err(e) = snap.check_all() {
+        return Some(format!(
+            "{e} (reads of that chunk load the entries from {} instead; the snapshot is written again)",
+            path.display()
+        ));
+    }
     let bad = |what: String| Some(format!("{}: {what}", snap.path().display()));
     let lens = [
         full.len_communities(),
@@ -688,12 +856,13 @@ pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
                 },
             };
             let s = s.expect("ids below the length have strings");
-            if snap.get(part, id) != Some(s)
-                || (part == Part::Subjects && snap.subject_kind(id) != Some(kind))
+            if snap.try_get(part, id).ok().flatten() != Some(s)
+                || (part == Part::Subjects
+                    && snap.try_subject_kind(id).ok().flatten() != Some(kind))
             {
                 return bad(format!("{part:?} {id} differs from the log's"));
             }
-            if snap.find(part, kind, s) != Some(id) {
+            if snap.try_find(part, kind, s).ok().flatten() != Some(id) {
                 return bad(format!("{part:?} {s:?} is not found under its id {id}"));
             }
         }
@@ -705,7 +874,12 @@ impl DictLog {
     /// Loads `path` (creating it if missing): from the snapshot beside it and the
     /// records after it when the snapshot is usable, else every record. A torn last
     /// record is cut off and reported.
-    pub fn open(io: &dyn FileIo, path: &Path) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
+    pub fn open(
+        io: &Arc<dyn FileIo>,
+        path: &Path,
+    ) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
+        let io_arc = io;
+        let io: &dyn FileIo = &**io;
         let mut dicts = Dictionaries::default();
         let mut snapshot_covers = 0;
         let mut snapshot_ignored = None;
@@ -724,7 +898,7 @@ impl DictLog {
             if let Some(snap) = snapshot {
                 let start = snap.log_len;
                 snapshot_covers = start;
-                dicts = Dictionaries::from_snapshot(Arc::new(snap));
+                dicts = Dictionaries::from_snapshot(snap, Arc::clone(io_arc), path);
                 let bytes = io
                     .read_at(path, start, (log_len - start) as usize)
                     .map_err(|e| StorageError::io(path, e))?;

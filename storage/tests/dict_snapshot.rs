@@ -1,7 +1,9 @@
 //! The dictionary snapshot (`dict.snap`): ids and lookups are the same with and without
-//! it, before and after appends past it; a damaged, stale, foreign or other-version
-//! snapshot is ignored (the whole log is loaded, the reason reported) and written
-//! again at close, never a panic or a wrong id; `check` verifies it.
+//! it, before and after appends past it; a stale, foreign, other-version or
+//! badly-framed snapshot is ignored (the whole log is loaded, the reason reported) and
+//! written again at close; a damaged chunk found by a read gives the log's answers
+//! (loaded then) and the snapshot is written again; never a panic or a wrong id;
+//! `check` verifies it whole and names a damaged chunk.
 
 mod common;
 
@@ -152,8 +154,10 @@ fn a_damaged_snapshot_is_ignored_and_rewritten_never_a_wrong_id() {
     let len = std::fs::metadata(dir.path().join("dict.snap"))
         .unwrap()
         .len() as usize;
-    // Every header byte, then bytes spread over the sections.
-    let header = 304;
+    // Every header byte, then bytes spread over the sections: refused at open, or a
+    // damaged chunk found by the first read of it (the log's answers then), or a
+    // flip in bytes nothing reads.
+    let header = 328;
     let mut offsets: Vec<usize> = (0..64).chain((64..header).step_by(5)).collect();
     offsets.extend((header..len).step_by(397));
     offsets.push(len - 1);
@@ -173,8 +177,80 @@ fn a_damaged_snapshot_is_ignored_and_rewritten_never_a_wrong_id() {
         });
         assert!(why.contains("dict.snap"), "{why}");
     }
-    let why = ignored_after(dir.path(), &want, |p| flip(p, len / 2));
-    assert!(why.contains("checksum"), "{why}");
+    // A flip in the header's section table is found at open.
+    let why = ignored_after(dir.path(), &want, |p| flip(p, 56 + 7 * 24 + 3));
+    assert!(why.contains("dict.snap"), "{why}");
+}
+
+fn u64_at(b: &[u8], at: usize) -> usize {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+#[test]
+fn a_damaged_chunk_found_by_a_read_gives_the_logs_answers_and_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough subjects for the snapshot to span many 64 KiB chunks.
+    store_with_snapshot(dir.path(), 60_000);
+    let want = entries_without_snapshot(dir.path());
+    let want_events = {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        all_events(&store)
+    };
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    assert!(snap.len() > 4 * 65_536, "{} bytes", snap.len());
+    // A byte in the middle of the subjects' strings (section 7).
+    let (off, len) = (u64_at(&snap, 56 + 7 * 24), u64_at(&snap, 56 + 7 * 24 + 8));
+    let at = off + len / 2;
+    let chunk = (at - 328) / 65_536;
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    flip(&copy.path().join("dict.snap"), at);
+    std::fs::write(copy.path().join("LOCK"), b"").unwrap();
+
+    // `check` names the file and the chunk.
+    let report = sightline_storage::check(copy.path()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("dict.snap") && p.contains(&format!("chunk {chunk} checksum"))),
+        "{:?}",
+        report.problems
+    );
+
+    // Opening reads none of it: the snapshot is used, not ignored.
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(store.dictionaries().snapshot_damage(), None);
+    // The read that reaches the chunk finds the damage; every answer is the log's:
+    // a query's (every event, its strings resolved), then every lookup's.
+    assert_eq!(all_events(&store), want_events);
+    assert!(store.dictionaries().snapshot_damage().is_some());
+    assert_eq!(entries(&store), want);
+    let damage = store
+        .dictionaries()
+        .snapshot_damage()
+        .expect("the read found the damaged chunk")
+        .to_string();
+    assert!(
+        damage.contains("dict.snap") && damage.contains(&format!("chunk {chunk} ")),
+        "{damage}"
+    );
+    // The snapshot is written again (the log has not grown: for the damage), once.
+    assert!(store.write_dict_snapshot().unwrap());
+    assert!(!store.write_dict_snapshot().unwrap());
+    // Interning after it gives the same ids as a store that loaded the whole log.
+    fill(&store, 59_000, 2_000);
+    let grown = entries(&store);
+    assert!(want.iter().all(|e| grown.contains(e)), "no id changed");
+    drop(store);
+    assert!(sightline_storage::check(copy.path()).unwrap().ok());
+    let store = open(copy.path(), &clock(), StoreConfig::default());
+    assert_eq!(store.recovery().dict_snapshot_ignored, None);
+    assert_eq!(entries(&store), grown);
+    assert_eq!(store.dictionaries().snapshot_damage(), None);
+    drop(store);
+    assert_eq!(entries_without_snapshot(copy.path()), grown);
 }
 
 #[test]
@@ -184,13 +260,13 @@ fn a_snapshot_of_another_version_is_ignored() {
     let want = entries_without_snapshot(dir.path());
     let why = ignored_after(dir.path(), &want, |p| {
         let mut b = std::fs::read(p).unwrap();
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
-        // A well-formed header of version 2: its checksum recomputed.
-        let crc = crc32fast::hash(&b[..296]);
-        b[296..300].copy_from_slice(&crc.to_le_bytes());
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        // A well-formed header of version 3: its checksum recomputed.
+        let crc = crc32fast::hash(&b[..320]);
+        b[320..324].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(p, b).unwrap();
     });
-    assert!(why.contains("version 2"), "{why}");
+    assert!(why.contains("version 3"), "{why}");
 }
 
 #[test]
@@ -246,4 +322,141 @@ fn a_torn_log_tail_after_the_snapshot_is_cut_off() {
     assert_eq!(torn.offset, len);
     assert_eq!(store.recovery().dict_snapshot_ignored, None);
     assert_eq!(entries(&store), before);
+}
+
+/// Set in the child process of the test below: the store directory to open and read.
+const CHILD_DIR: &str = "SIGHTLINE_TEST_DICT_LOST_DIR";
+
+#[test]
+fn a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_refuses() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        // The child: a read reaches the damaged chunk; the log cannot replace it.
+        let store = open(Path::new(&dir), &clock(), StoreConfig::default());
+        let _ = entries(&store);
+        unreachable!("the dictionaries are lost: the process must have stopped");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 60_000);
+    let snap_path = dir.path().join("dict.snap");
+    let snap = std::fs::read(&snap_path).unwrap();
+    let (off, len) = (u64_at(&snap, 56 + 7 * 24), u64_at(&snap, 56 + 7 * 24 + 8));
+    flip(&snap_path, off + len / 2);
+    // A byte in the middle of the log, inside what the snapshot covers (opening with
+    // the snapshot reads only its last 4 KiB and the records after it).
+    let log_len = std::fs::metadata(dir.path().join("dict.log"))
+        .unwrap()
+        .len() as usize;
+    assert!(log_len > 3 * 4096);
+    flip(&dir.path().join("dict.log"), log_len / 2);
+    std::fs::write(dir.path().join("LOCK"), b"").unwrap();
+
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_refuses",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(6), "aborted (SIGABRT): {stderr}");
+    assert!(
+        stderr.contains("the dictionaries are lost")
+            && stderr.contains("dict.snap")
+            && stderr.contains("dict.log"),
+        "{stderr}"
+    );
+    assert!(!snap_path.exists(), "the damaged snapshot was removed");
+    // The next open loads the whole log and refuses it, naming it.
+    let e = Store::open_with_clock(dir.path(), StoreConfig::default(), clock())
+        .err()
+        .expect("the store's dictionaries are lost");
+    assert!(e.to_string().contains("dict.log"), "{e}");
+}
+
+/// Each way into the snapshot meets the damaged chunk first in a store of its own:
+/// a string found by id (devices), an id found by string (the subjects' slots), and
+/// a subject by id (its kind and string): each answers as the log does.
+#[test]
+fn each_lookup_that_meets_a_damaged_chunk_first_answers_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Many devices too, so their strings span chunks opening does not read.
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let batch: Vec<_> = (0..60_000u32)
+            .map(|i| {
+                let kind = KINDS[(i % 3) as usize];
+                ev(input(
+                    DAY0 + i64::from(i),
+                    "c0",
+                    i % 30_000,
+                    kind,
+                    &format!("S{}", i / 2),
+                ))
+            })
+            .collect();
+        for chunk in batch.chunks(500) {
+            store.append(chunk).unwrap();
+        }
+    }
+    let (devices, subjects) = {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let d = store.dictionaries();
+        let c: Vec<String> = (0..d.len_devices() as u32)
+            .map(|id| d.device(id).unwrap().to_string())
+            .collect();
+        let s: Vec<(sightline_storage::Kind, String)> = (0..d.len_subjects() as u32)
+            .map(|id| {
+                let (k, s) = d.subject(id).unwrap();
+                (k, s.to_string())
+            })
+            .collect();
+        (c, s)
+    };
+    assert_eq!(devices.len(), 30_000);
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    let section = |i: usize| (u64_at(&snap, 56 + i * 24), u64_at(&snap, 56 + i * 24 + 8));
+    // (section damaged, the first read)
+    type Read = fn(&Store, &[String], &[(sightline_storage::Kind, String)]);
+    let cases: [(usize, Read); 3] = [
+        (4, |store, devices, _| {
+            let d = store.dictionaries();
+            for (id, c) in devices.iter().enumerate() {
+                assert_eq!(d.device(id as u32), Some(c.as_str()));
+            }
+        }),
+        (8, |store, _, subjects| {
+            let d = store.dictionaries();
+            for (id, (k, s)) in subjects.iter().enumerate() {
+                assert_eq!(d.subject_id(*k, s), Some(id as u32), "{k:?} {s}");
+            }
+            assert_eq!(d.subject_id(subjects[0].0, "nobody"), None);
+        }),
+        (7, |store, _, subjects| {
+            let d = store.dictionaries();
+            for (id, (k, s)) in subjects.iter().enumerate() {
+                assert_eq!(d.subject(id as u32), Some((*k, s.as_str())));
+            }
+        }),
+    ];
+    for (i, read) in cases {
+        let (off, len) = section(i);
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        flip(&copy.path().join("dict.snap"), off + len / 2);
+        let store = open(copy.path(), &clock(), StoreConfig::default());
+        assert_eq!(store.recovery().dict_snapshot_ignored, None, "section {i}");
+        assert_eq!(store.dictionaries().snapshot_damage(), None, "section {i}");
+        read(&store, &devices, &subjects);
+        let damage = store.dictionaries().snapshot_damage().map(str::to_string);
+        assert!(
+            damage
+                .as_deref()
+                .is_some_and(|d| d.contains("checksum mismatch")),
+            "section {i}: {damage:?}"
+        );
+    }
 }

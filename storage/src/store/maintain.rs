@@ -567,9 +567,11 @@ impl super::Inner {
             // The log's state after a failed write is not known: reopening decides.
             return Ok(false);
         }
+        // A snapshot a read found damaged is written again whatever the growth.
+        let damaged = read(&self.dicts).snapshot_rewrite_due();
         let (log_path, len, counts) = {
             let logs = lock(&self.logs);
-            if !logs.dict.snapshot_due(clean_close) {
+            if !damaged && !logs.dict.snapshot_due(clean_close) {
                 return Ok(false);
             }
             let (len, counts) = logs.dict.durable();
@@ -589,6 +591,9 @@ impl super::Inner {
             out.put(&bytes)
         })?;
         lock(&self.logs).dict.snapshot_written(len);
+        if damaged {
+            read(&self.dicts).snapshot_rewritten();
+        }
         tracing::debug!(
             log_bytes = len,
             snapshot_bytes = bytes.len(),

@@ -207,8 +207,9 @@ impl Store {
         let layout = config.layout();
         let mut lap = Lap::start();
         let catalog = SledCatalog::open(&dir.join("catalog"))?;
+        lap.step("catalog opened (sled)");
         let manifest = catalog.manifest()?;
-        lap.step("catalog and manifest");
+        lap.step("manifest read");
         let retention_days = match config.retention_days {
             Some(d) => {
                 if catalog.retention_days()? != Some(d) {
@@ -467,7 +468,7 @@ pub(crate) fn replay_logs(
 ) -> Result<Replayed> {
     let io = &config.io;
     let layout = config.layout();
-    let (dict_log, dicts, dict_torn) = DictLog::open(&**io, &dir.join("dict.log"))?;
+    let (dict_log, dicts, dict_torn) = DictLog::open(io, &dir.join("dict.log"))?;
     recovery.dict_torn_tail = dict_torn;
     recovery.dict_snapshot_ignored = dict_log.snapshot_ignored().map(str::to_string);
     let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
