@@ -159,9 +159,11 @@ pub(crate) const STREAM_PAGE: usize = 1000;
 const STREAM_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every event after `cursor` (at most `limit`, if given; no page size), one JSON
-/// object a line, streamed as produced. The rows are found and the audit entry written
-/// (with the count) before the first byte; a failure after that ends the stream with
-/// an `{"error":…}` line.
+/// object a line, streamed as produced. Refused as a page is (a `community` outside
+/// the caller's is 403 naming it; a bad parameter 400 naming it; no query slot 503),
+/// each refusal audited. The rows are found and the audit entry written (with the
+/// count) before the first byte; a failure after that ends the stream with an
+/// `{"error":…}` line.
 async fn stream(
     app: Arc<App>,
     caller: Caller,
@@ -169,17 +171,28 @@ async fn stream(
     query: String,
     p: Params,
 ) -> Result<Answer, ApiError> {
-    let q = trajectory_params(&p, usize::MAX)?;
-    let fields = Fields::param(&p)?;
+    let line = AuditLine::new(&caller, endpoint, query);
+    let checked = (|| {
+        caller.check_communities("community", &p.list("community").unwrap_or_default())?;
+        let q = trajectory_params(&p, usize::MAX)?;
+        let fields = Fields::param(&p)?;
+        let slot = app
+            .query_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy("the query service"))?;
+        Ok::<_, ApiError>((q, fields, slot))
+    })();
+    let (q, fields, slot) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            line.record(&app, None, e.status().as_u16())?;
+            return Err(e);
+        }
+    };
     let cap = p.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
-    let slot = app
-        .query_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy("the query service"))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
-    let line = AuditLine::new(&caller, endpoint, query);
     let sink = Sink {
         rt: tokio::runtime::Handle::current(),
         tx,

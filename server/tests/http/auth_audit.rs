@@ -197,6 +197,20 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
             narrow.body
         );
     }
+    // The trajectory's NDJSON stream is refused as its page is (not an empty stream).
+    let stream = send(
+        a,
+        format!(
+            "GET {traj}&community=3205080002 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {scoped}\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let refused: Value = serde_json::from_slice(&stream.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (stream.status, refused["error"]["field"].as_str()),
+        (403, Some("community")),
+        "{refused}"
+    );
     // By id: another community's event is as absent as an unknown one.
     for e in all.body["events"].as_array().unwrap() {
         let target = format!("/v1/events/{}", e["id"]);
@@ -309,6 +323,17 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
         .as_str()
         .unwrap()
         .contains("subject="));
+    // The refused stream is on the record too.
+    assert!(
+        entries.iter().any(|e| e["key"] == scoped_id
+            && e["endpoint"] == "/v1/trajectory"
+            && e["status"] == 403
+            && e["params"]
+                .as_str()
+                .unwrap()
+                .contains("community=3205080002")),
+        "{entries:?}"
+    );
     assert!(
         entries.iter().all(|e| e["endpoint"] != "/v1/events"),
         "ingest is not an investigation"

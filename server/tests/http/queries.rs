@@ -558,8 +558,9 @@ fn large_answers_stream_as_ndjson_when_asked() {
         (200, "application/x-ndjson")
     );
     assert_eq!(lines, paged);
-    // `fields`: only those members of each event (in the event's order, whatever the
-    // order asked), page and stream alike; the stays are the page's without it.
+    // `fields`: only those members of each event, page and stream alike (their order,
+    // the event's whatever the order asked, is held by `http::out`'s proptest); the
+    // stays are the page's without it.
     let every = "id,ts,community,device,kind,subject,direction,attrs,images,object";
     let whole = get(a, &format!("{traj}&limit=2500&fields={every}"));
     assert_eq!(whole.body["events"].as_array().unwrap(), &paged);
@@ -580,6 +581,11 @@ fn large_answers_stream_as_ndjson_when_asked() {
         .map(|e| json!({"id": e["id"], "attrs": e["attrs"]}))
         .collect();
     assert_eq!(lines, projected);
+    // Only pictures or the kept object: these events have neither, so each is `{}`.
+    let (_, _, lines) = get_ndjson(a, &format!("{traj}&fields=images,object&limit=2"));
+    assert_eq!(lines, [json!({}), json!({})]);
+    let r = get(a, &format!("{traj}&fields=object&limit=2"));
+    assert_eq!(r.body["events"], json!([{}, {}]), "{}", r.body);
     // `limit` caps a stream; a cursor starts it after an event.
     let (_, _, first) = get_ndjson(a, &format!("{traj}&limit=10"));
     assert_eq!(first, paged[..10]);
@@ -617,6 +623,26 @@ fn large_answers_stream_as_ndjson_when_asked() {
         .filter(|e| !e["params"].as_str().unwrap().contains("fields="))
         .map(|e| &e["results"])
         .collect();
+    let with_fields: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["endpoint"] == "/v1/trajectory" && e["status"] == 200)
+        .filter(|e| e["params"].as_str().unwrap().contains("fields=ts&"))
+        .chain(audit.iter().filter(|e| {
+            e["params"]
+                .as_str()
+                .unwrap()
+                .contains("fields=attrs,id&limit=3")
+        }))
+        .map(|e| &e["results"])
+        .collect();
+    assert_eq!(with_fields, [&json!(2500), &json!(3)], "{audit:?}");
+    // A stream refused before it starts is on the record, with its status.
+    assert!(
+        audit.iter().any(|e| e["endpoint"] == "/v1/trajectory"
+            && e["status"] == 400
+            && e["params"].as_str().unwrap().ends_with("limit=0")),
+        "{audit:?}"
+    );
     assert_eq!(
         counts[3..6],
         [&json!(2500), &json!(10), &json!(2490)],
