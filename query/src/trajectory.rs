@@ -152,7 +152,7 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
             break;
         };
         if let Some(s) = stays.as_mut() {
-            s.push(&next.row);
+            s.push(&next.row, merged.community_of(&next));
         }
         if out.events.len() < q.limit {
             out.events.push(merged.sighting(&next));
@@ -374,14 +374,14 @@ struct Merged<'s> {
     pending: Vec<(i64, u32)>,
     /// Most events of a group decoded and sorted at once.
     sort_max: usize,
-    /// The sorted group's events in order; `sorted_at` is the next to hand over.
-    sorted: Vec<Next>,
-    sorted_at: usize,
-    /// Scratch of the sorted group: decoded rows, events in decoding order and their
-    /// sort keys.
-    scratch: Vec<(Row, u32)>,
+    /// The sorted group: its events in decoding order (`decoded`) and their sort keys
+    /// in trajectory order (`keys`, each ending with its event's place in `decoded`);
+    /// `sorted_at` is the next key to hand over.
     decoded: Vec<Next>,
     keys: Vec<u64>,
+    sorted_at: usize,
+    /// Scratch of the sorted group: decoded rows.
+    scratch: Vec<(Row, u32)>,
     /// The heap-merged group's runs not yet decoded, the earliest last.
     group: Vec<(i64, u32)>,
     stretches: Vec<Stretch>,
@@ -451,11 +451,10 @@ impl<'s> Merged<'s> {
             runs: states,
             pending,
             sort_max,
-            sorted: Vec::new(),
-            sorted_at: 0,
-            scratch: Vec::new(),
             decoded: Vec::new(),
             keys: Vec::new(),
+            sorted_at: 0,
+            scratch: Vec::new(),
             group: Vec::new(),
             stretches: Vec::new(),
             free: Vec::new(),
@@ -492,11 +491,11 @@ impl<'s> Merged<'s> {
         }
     }
 
-    /// Makes the next event ready (in `sorted` or at the heap's top) unless every
+    /// Makes the next event ready (in the sorted group or at the heap's top) unless every
     /// event was handed over: takes the next group when the current one is done.
     fn fill(&mut self) -> Result<()> {
         loop {
-            if self.sorted_at < self.sorted.len() {
+            if self.sorted_at < self.keys.len() {
                 return Ok(());
             }
             self.activate()?;
@@ -534,13 +533,12 @@ impl<'s> Merged<'s> {
         }
     }
 
-    /// Decodes the group's runs whole and sorts their events into `sorted`; `lower` is
+    /// Decodes the group's runs whole and sorts their events' keys; `lower` is
     /// at or before every event of the group, within 2^40 ms of each, and the group
     /// holds fewer than 2^24 events.
     fn sort_group(&mut self, lower: i64) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut group = std::mem::take(&mut self.group);
-        self.sorted.clear();
         self.sorted_at = 0;
         self.decoded.clear();
         self.keys.clear();
@@ -602,8 +600,6 @@ impl<'s> Merged<'s> {
             }
             i = j;
         }
-        self.sorted
-            .extend(self.keys.iter().map(|&k| decoded[(k & 0xff_ffff) as usize]));
         Ok(())
     }
 
@@ -676,7 +672,7 @@ impl<'s> Merged<'s> {
     /// The next event's place, without taking it.
     fn peek(&mut self) -> Result<Option<Head>> {
         self.fill()?;
-        if let Some(n) = self.sorted.get(self.sorted_at) {
+        if let Some(n) = self.sorted_next() {
             return Ok(Some(Head {
                 ts_ms: n.row.ts_ms,
                 seq: n.row.seq,
@@ -687,15 +683,31 @@ impl<'s> Merged<'s> {
         Ok(self.heap.first().copied())
     }
 
-    /// Takes the next event.
+    /// The sorted group's next event, if it has one left.
+    #[inline]
+    fn sorted_next(&self) -> Option<Next> {
+        let k = self.keys.get(self.sorted_at)?;
+        self.decoded.get((k & 0xff_ffff) as usize).copied()
+    }
+
+    /// Takes the next event: from the sorted group here (nearly every event), else
+    /// [`Merged::next_filled`].
+    #[inline]
     fn next(&mut self) -> Result<Option<Next>> {
-        if let Some(&n) = self.sorted.get(self.sorted_at) {
+        if let Some(n) = self.sorted_next() {
             self.sorted_at += 1;
             self.remaining -= 1;
             return Ok(Some(n));
         }
+        self.next_filled()
+    }
+
+    /// Takes the next event once the sorted group (if any) is handed over: the next
+    /// group's first, or the heap's top.
+    #[inline(never)]
+    fn next_filled(&mut self) -> Result<Option<Next>> {
         self.fill()?;
-        if let Some(&n) = self.sorted.get(self.sorted_at) {
+        if let Some(n) = self.sorted_next() {
             self.sorted_at += 1;
             self.remaining -= 1;
             return Ok(Some(n));
@@ -743,7 +755,9 @@ impl<'s> Merged<'s> {
         }))
     }
 
-    /// The event as a sighting, its names shared with its run's.
+    /// The event as a sighting, its names shared with its run's (built in place in
+    /// the page: inlined, it is not returned through memory and copied).
+    #[inline(always)]
     fn sighting(&self, next: &Next) -> Sighting {
         let community = self.runs[next.run as usize].community;
         Sighting {
@@ -758,15 +772,22 @@ impl<'s> Merged<'s> {
     }
 
     /// Where the event's attributes are.
+    #[inline]
     fn attrs(&self, next: &Next) -> sightline_storage::AttrsAt {
         self.runs[next.run as usize].source.attrs_of(next.position)
     }
 
-    /// A community's name (one of the runs').
-    fn community(&self, id: u32) -> Arc<str> {
-        match self.communities.binary_search_by_key(&id, |n| n.0) {
-            Ok(at) => self.communities[at].1.clone(),
-            Err(_) => Arc::from("?"),
+    /// The index of the event's community in [`Merged::communities`].
+    #[inline]
+    fn community_of(&self, next: &Next) -> u32 {
+        self.runs[next.run as usize].community
+    }
+
+    /// The name of the community at `index` in [`Merged::communities`].
+    fn community(&self, index: u32) -> Arc<str> {
+        match self.communities.get(index as usize) {
+            Some(c) => c.1.clone(),
+            None => Arc::from("?"),
         }
     }
 
@@ -797,11 +818,13 @@ impl<'s> Merged<'s> {
 }
 
 /// Stays from events in trajectory order (see SEMANTICS.md), the first [`MAX_STAYS`].
+/// Communities are told by their index in [`Merged::communities`] (one per id), so a
+/// stay's name is one look-up when the answer is built.
 #[derive(Default)]
 struct Stays {
-    /// (community, in, out, how it ended).
+    /// (community index, in, out, how it ended).
     done: Vec<(u32, i64, Option<i64>, StayEnd)>,
-    /// (community, in_ms) of the open stay.
+    /// (community index, in_ms) of the open stay.
     open: Option<(u32, i64)>,
     /// A stay past [`MAX_STAYS`] ended: the rest are not kept.
     truncated: bool,
@@ -817,12 +840,13 @@ impl Stays {
         }
     }
 
-    fn push(&mut self, r: &Row) {
+    /// The next event, `r`, at the community of index `at`.
+    fn push(&mut self, r: &Row, at: u32) {
         if self.truncated {
             return;
         }
         if let Some((community, in_ms)) = self.open {
-            let ended_by = if r.community != community {
+            let ended_by = if at != community {
                 Some(StayEnd::Elsewhere)
             } else if r.direction == Direction::Out {
                 Some(StayEnd::Out)
@@ -835,7 +859,7 @@ impl Stays {
             }
         }
         if self.open.is_none() && !self.truncated && r.direction == Direction::In {
-            self.open = Some((r.community, r.ts_ms));
+            self.open = Some((at, r.ts_ms));
         }
     }
 

@@ -385,6 +385,19 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
         let mut walked = Vec::new();
         seg.for_each_of_subject(subject, |o, r| walked.push((o, r)));
         assert_eq!(walked, one_by_one);
+        // So does a walk over the postings block by block (what a trajectory's runs
+        // decode, `Segment::posting_rows`): the whole list at once (several devices,
+        // next blocks and blocks further on) and cut by device.
+        for whole_max in [usize::MAX, 0] {
+            let mut runs = Vec::new();
+            seg.subject_runs_into(subject, i64::MIN, i64::MAX, whole_max, &mut runs);
+            let mut drained = Vec::new();
+            for (_, postings) in runs {
+                seg.posting_rows(postings, subject, &mut drained).unwrap();
+            }
+            let drained: Vec<_> = drained.into_iter().map(|(r, o)| (o, r)).collect();
+            assert_eq!(drained, one_by_one, "runs of at most {whole_max}");
+        }
         // Counting from postings agrees with counting decoded rows.
         assert_eq!(seg.count_of_subject(subject, None), walked.len() as u64);
         for devices in [vec![], vec![0u32], vec![1, 3], (0..12).collect()] {

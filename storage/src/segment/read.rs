@@ -104,18 +104,44 @@ impl BlockView<'_> {
     /// Row `i`'s kind and direction code.
     #[inline]
     fn kd_code(&self, i: usize) -> u8 {
-        let at = self.kd.get(i);
-        if self.kd_set == 0 {
-            return at as u8;
-        }
-        // The code at position `at`: drop the `at` lowest set bits (a block rarely
-        // holds more than two or three codes).
-        let mut set = self.kd_set;
-        for _ in 0..at {
-            set &= set.wrapping_sub(1);
-        }
-        set.trailing_zeros() as u8
+        kd_code(&self.kd, self.kd_set, i)
     }
+}
+
+/// Row `i`'s kind and direction code in a block whose kd column is `kd` and whose codes
+/// are `kd_set` (see [`BlockView::kd_set`]).
+#[inline]
+fn kd_code(kd: &BitReader<'_>, kd_set: u32, i: usize) -> u8 {
+    let at = kd.get(i);
+    if kd_set == 0 {
+        return at as u8;
+    }
+    // The code at position `at`: drop the `at` lowest set bits (a block rarely
+    // holds more than two or three codes).
+    let mut set = kd_set;
+    for _ in 0..at {
+        set &= set.wrapping_sub(1);
+    }
+    set.trailing_zeros() as u8
+}
+
+/// What a walk over postings reads of one block ([`Segment::posting_rows`]): the ts, seq
+/// and kind+direction columns, not the subject column nor the bounds that only scans
+/// by time or subject need. Building it is a third cheaper than a [`BlockView`], and a
+/// subject's events in a segment touch a new block every two or three events.
+#[derive(Clone, Copy)]
+struct PostingBlock<'a> {
+    device: u32,
+    first_ordinal: u32,
+    /// The ordinal after the block's last.
+    end_ordinal: u32,
+    /// The time of a ts column value of 0: the span's start plus the block's `ts_min`.
+    ts_base: i64,
+    seq_min: u64,
+    ts: BitReader<'a>,
+    seq: BitReader<'a>,
+    kd: BitReader<'a>,
+    kd_set: u32,
 }
 
 const EMPTY: Packed = Packed {
@@ -764,6 +790,39 @@ impl Segment {
         }
     }
 
+    /// Block `i` as a posting walk reads it (the columns and bounds of [`Segment::block`]
+    /// that [`Segment::posting_rows`] uses, the same values).
+    #[inline(always)]
+    fn posting_block(&self, i: usize) -> PostingBlock<'_> {
+        // One bounds check for the entry: its fields are at fixed offsets in it.
+        let e: &[u8; BLOCK_ENTRY] = self.section(Section::Blocks)[i * BLOCK_ENTRY..]
+            .first_chunk()
+            .expect("block index below the verified block count");
+        let count = get_u16(e, block::COUNT) as usize;
+        let off = get_u64(e, block::DATA_OFF) as usize;
+        let data = &self.section(Section::Data)[off..off + get_u32(e, block::DATA_LEN) as usize];
+        // Columns in order: ts, subject, seq, kd. Each reader gets the block's data
+        // from its column on (it reads its `count` values only; the block's columns
+        // were checked at open to fit its data).
+        let seq_at = packed_len(count, e[block::TS_BITS]) + packed_len(count, e[block::SUBJ_BITS]);
+        let kd_at = seq_at + packed_len(count, e[block::SEQ_BITS]);
+        let first_ordinal = get_u32(e, block::FIRST_ORDINAL);
+        PostingBlock {
+            device: get_u32(e, block::DEVICE),
+            first_ordinal,
+            end_ordinal: first_ordinal + count as u32,
+            ts_base: self.meta.span_start_ms + i64::from(get_u32(e, block::TS_MIN)),
+            seq_min: get_u64(e, block::SEQ_MIN),
+            ts: BitReader::new(data, e[block::TS_BITS]),
+            seq: BitReader::new(&data[seq_at..], e[block::SEQ_BITS]),
+            kd: BitReader::new(&data[kd_at..], e[block::KD_BITS]),
+            kd_set: match self.version {
+                1 | 2 => 0,
+                _ => get_u32(e, block::KD_CODES),
+            },
+        }
+    }
+
     #[inline]
     fn row_in(&self, b: &BlockView<'_>, i: usize) -> Row {
         let (kind, direction) = kd_unpack(b.kd_code(i));
@@ -996,7 +1055,16 @@ impl Segment {
     /// The first index in the ascending packed array `p` of `n` values whose value is
     /// `>= target` (`n` if none).
     fn lower_bound(&self, p: Packed, n: usize, target: u64) -> usize {
-        first_false(0..n, |i| self.get(p, i) < target)
+        // Values are `base` plus what is stored: compare the stored bits with the
+        // target less the base, read by one reader made for the search.
+        let Some(target) = target.checked_sub(p.base) else {
+            return 0;
+        };
+        if p.bits == 0 {
+            return if target == 0 { 0 } else { n };
+        }
+        let values = BitReader::new(self.map.get(p.at..p.at + p.len).unwrap_or(&[]), p.bits);
+        first_false(0..n, |i| values.get(i) < target)
     }
 
     /// Ordinals of `device`'s events: one contiguous run, since rows are sorted by
@@ -1146,32 +1214,39 @@ impl Segment {
         let ordinal = |i: usize| (ordinals.get(i) + p.base) as u32;
         let blocks = self.meta.blocks as usize;
         let (events, start) = (self.meta.events, range.start);
+        let dir = self.section(Section::Blocks);
+        let first = |b: usize| get_u32(&dir[b * BLOCK_ENTRY..], block::FIRST_ORDINAL);
         let mut bi = self.block_of(ordinal(start), 0);
-        let mut b = self.block(bi);
-        let mut last: Option<u32> = None;
+        let mut b = self.posting_block(bi);
+        // The least ordinal the next posting may have.
+        let mut least = 0u32;
         out.reserve(range.len());
         for i in range {
             let o = ordinal(i);
             // A subject's ordinals rise and stay below the event count; open checks
             // the lists' offsets, not every ordinal, so a damaged list is refused here
             // rather than read as other events.
-            if o >= events || last.is_some_and(|l| o <= l) {
+            if o >= events || o < least {
                 return Err(self.corrupt(
                     p.at,
                     format!("posting {i}: ordinal {o} out of order or past {events} events"),
                 ));
             }
-            last = Some(o);
-            if o >= b.first_ordinal + b.count as u32 && bi + 1 < blocks {
-                bi = self.block_of(o, bi);
-                b = self.block(bi);
+            least = o + 1;
+            if o >= b.end_ordinal && bi + 1 < blocks {
+                // Most often the next block; else searched for.
+                bi = match bi + 2 >= blocks || first(bi + 2) > o {
+                    true => bi + 1,
+                    false => self.block_of(o, bi + 1),
+                };
+                b = self.posting_block(bi);
             }
             let at = o.saturating_sub(b.first_ordinal) as usize;
-            let (kind, direction) = kd_unpack(b.kd_code(at));
+            let (kind, direction) = kd_unpack(kd_code(&b.kd, b.kd_set, at));
             out.push((
                 Row {
                     seq: b.seq_min + b.seq.get(at),
-                    ts_ms: self.meta.span_start_ms + (b.ts_min as u64 + b.ts.get(at)) as i64,
+                    ts_ms: b.ts_base + b.ts.get(at) as i64,
                     community: self.meta.community,
                     device: b.device,
                     subject,

@@ -442,9 +442,11 @@ impl Store {
             return Ok(Vec::new());
         }
         let keep = |r: &&StoredRow| r.ts_ms >= from_ms && r.ts_ms < to_ms;
-        // By shard: its segments, and where its in-memory events are in `memory`.
+        // By shard: where its segments are in `segments` and its in-memory events in
+        // `memory` (one list of each for all the shards, not one per shard).
         let mut memory: Vec<(Row, Arc<[u8]>)> = Vec::new();
-        let mut shards_read: Vec<(Vec<Arc<SealedSegment>>, std::ops::Range<usize>)> = Vec::new();
+        let mut segments: Vec<Arc<SealedSegment>> = Vec::new();
+        let mut shards_read: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
         {
             let shards = read(&self.inner.shards);
             for (k, s) in keys
@@ -459,7 +461,9 @@ impl Store {
                         .filter(keep)
                         .map(|r| (r.row(k.community), r.attrs.clone())),
                 );
-                shards_read.push((s.segments.clone(), start..memory.len()));
+                let first = segments.len();
+                segments.extend(s.segments.iter().cloned());
+                shards_read.push((first..segments.len(), start..memory.len()));
             }
         }
         for (_, part) in &shards_read {
@@ -469,8 +473,8 @@ impl Store {
         // Most shards hold one segment with the subject at a gate's two devices.
         let mut runs = Vec::with_capacity(2 * shards_read.len());
         let mut found = Vec::new();
-        for (segments, part) in shards_read {
-            for seg in segments {
+        for (in_shard, part) in shards_read {
+            for seg in &segments[in_shard] {
                 let seg = seg.open()?;
                 seg.verify_rows()?;
                 found.clear();
