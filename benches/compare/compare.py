@@ -458,12 +458,12 @@ def main():
         # chDB's rows are Python tuples. "heavy" is Sightline's whole events (with
         # attributes, as the console asks); "heavy_pairs" asks it for what the peers
         # answer, `fields=ts,device` (the peers' query is the same both times).
-        for r in range(args.heavy_rounds):
+        for rnd in range(args.heavy_rounds):
             for p in heavy_plates:
                 # Which of the two goes first alternates from round to round (a peer
                 # runs one query twice: neither series always gets the warm repeat).
                 both = (("heavy", None), ("heavy_pairs", "ts,device"))
-                for k, fields in (both if r % 2 == 0 else both[::-1]):
+                for k, fields in (both if rnd % 2 == 0 else both[::-1]):
                     if eng.name == "sightline":
                         got = eng.trajectory("vehicle", p, frm, to, timed=times[k], fields=fields)
                     else:
