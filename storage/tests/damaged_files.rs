@@ -354,6 +354,59 @@ fn damaged_postings_open_and_a_subject_s_first_read_fails() {
     check_reports(dir.path(), &seg);
 }
 
+/// Rewrites `path` with `change` applied to its bytes, then recomputes section `n`'s
+/// checksum and the header's: damage a checksum cannot see (a bug, or a hand).
+fn rewrite_behind_checksums(path: &Path, n: usize, change: impl FnOnce(&mut [u8], usize)) {
+    let (off, len) = section(path, n);
+    let mut b = std::fs::read(path).unwrap();
+    change(&mut b, off);
+    let crc = crc32fast::hash(&b[off..off + len]);
+    let at = 80 + n * 24 + 16;
+    b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    let header = crc32fast::hash(&b[..272]);
+    b[272..276].copy_from_slice(&header.to_le_bytes());
+    std::fs::write(path, &b).unwrap();
+}
+
+/// A block's least seq, or the postings' base, changed behind matching checksums: every
+/// read of rows fails naming the file (reads add them unchecked: a debug build
+/// overflowed, a release build gave wrong ids or rows), and `check` reports it.
+#[test]
+fn seqs_and_postings_out_of_range_behind_matching_checksums_are_errors_naming_the_file() {
+    let cases: [(&str, usize, u64, &str); 3] = [
+        ("seq min at the top", 0, u64::MAX - 1, "seq"),
+        ("seq min below the segment's", 0, 0, "seq"),
+        ("postings' base past the events", 4, 1_000_000, "posting"),
+    ];
+    for (what, section_n, value, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let c = clock();
+        let seg = dir.path().join(one_segment_store(dir.path(), &c));
+        rewrite_behind_checksums(&seg, section_n, |b, off| {
+            // Block 0's SEQ_MIN (directory entry offset 32), or the packed array's base.
+            let at = if section_n == 0 { off + 32 } else { off + 8 };
+            b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        });
+        {
+            let store = open(dir.path(), &c, StoreConfig::default());
+            let key = store.shards()[0].key;
+            let subject = store
+                .dictionaries()
+                .subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
+                .unwrap();
+            let reason = corrupt_naming(
+                store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
+                &seg,
+                what,
+            );
+            assert!(reason.contains(says), "{what}: {reason}");
+            corrupt_naming(store.scan_range(0, i64::MAX, None, |_| {}), &seg, what);
+            corrupt_naming(store.read_events(0, i64::MAX, None), &seg, what);
+        }
+        check_reports(dir.path(), &seg);
+    }
+}
+
 #[test]
 fn a_damaged_source_id_index_opens_and_the_first_lookup_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -893,3 +893,55 @@ fn a_feed_page_reads_rows_of_the_segments_it_needs_not_of_the_whole_store() {
     assert_eq!(ids, (after + 1..=after + 5).collect::<Vec<_>>());
     assert!(cost <= 120, "a page from the middle looked at {cost} rows");
 }
+
+/// Posting walks (`Segment::posting_rows`, what a trajectory's runs decode) over
+/// subjects whose postings skip blocks (a device without them between two with them;
+/// one event in a hundred and fifty of a 640-row device, so several blocks apart) give
+/// the rows of one lookup each, the whole list and cut by device.
+#[test]
+fn posting_walks_that_skip_blocks_give_the_rows_of_one_by_one_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * HOUR));
+    let store = open(dir.path(), &clock, StoreConfig::default());
+    let mut batch = Vec::new();
+    for device in 0..3u32 {
+        for i in 0..640i64 {
+            let subject = match (device, i % 150) {
+                (0 | 2, 7) => "SKIP".to_string(),
+                _ if i % 97 == 3 => "RARE".to_string(),
+                _ => format!("F{}", i % 13),
+            };
+            batch.push(ev(input(
+                DAY0 + i * 60_000 + device as i64,
+                "c1",
+                device,
+                "face",
+                &subject,
+            )));
+        }
+    }
+    store.append(&batch).unwrap();
+    clock.set(DAY0 + DAY + 3 * HOUR);
+    assert_eq!(store.maintain().unwrap().sealed.len(), 1);
+    let key = store.shards()[0].key;
+    let seg = &store.segments(key).unwrap()[0];
+    assert!(seg.meta().blocks >= 15, "{} blocks", seg.meta().blocks);
+    for name in ["SKIP", "RARE", "F1"] {
+        let subject = store.dictionaries().subject_id(Kind::Face, name).unwrap();
+        let one_by_one: Vec<_> = seg
+            .subject_ordinals(subject)
+            .map(|o| (o, seg.row(o).unwrap()))
+            .collect();
+        assert!(!one_by_one.is_empty());
+        for whole_max in [usize::MAX, 0] {
+            let mut runs = Vec::new();
+            seg.subject_runs_into(subject, i64::MIN, i64::MAX, whole_max, &mut runs);
+            let mut drained = Vec::new();
+            for (_, postings) in runs {
+                seg.posting_rows(postings, subject, &mut drained).unwrap();
+            }
+            let drained: Vec<_> = drained.into_iter().map(|(r, o)| (o, r)).collect();
+            assert_eq!(drained, one_by_one, "{name}, runs of at most {whole_max}");
+        }
+    }
+}

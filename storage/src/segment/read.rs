@@ -491,6 +491,14 @@ impl Segment {
             }
         }
         self.check_source_index()?;
+        // Every posting names an event (walks cast ordinals to u32 and index blocks by them).
+        let events = self.meta.events as usize;
+        if let Some(i) =
+            (0..events).find(|&i| self.get(self.posting_ordinals, i) >= self.meta.events as u64)
+        {
+            let at = self.sections[Section::PostingOrdinals as usize].start;
+            return Err((at, format!("posting {i} names no event")));
+        }
         let dir = self.section(Section::Blocks);
         let data = self.section(Section::Data);
         let data_at = self.sections[Section::Data as usize].start;
@@ -521,6 +529,19 @@ impl Segment {
                 return Err((
                     data_at + off,
                     format!("block {i}: row {r} lies after the block's latest time"),
+                ));
+            }
+            // Every row's seq within the segment's range (reads add a row's offset to
+            // the block's least seq unchecked).
+            if let Some(r) = (0..b.count).find(|&r| {
+                b.seq_min < self.meta.min_seq
+                    || b.seq_min
+                        .checked_add(b.seq.get(r))
+                        .is_none_or(|seq| seq > self.meta.max_seq)
+            }) {
+                return Err((
+                    data_at + off,
+                    format!("block {i}: row {r}'s seq lies outside the segment's seq range"),
                 ));
             }
             if let Some(kd) = (0..b.count).map(|r| b.kd_code(r)).find(|&kd| {
@@ -589,11 +610,27 @@ impl Segment {
                 ),
             ));
         }
+        let base = get_u64(b, 8);
+        // Every value is its bits plus the base: the largest must not pass u64.
+        let widest = if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        if base.checked_add(widest).is_none() {
+            return Err(self.corrupt(
+                at,
+                format!(
+                    "{} section: base {base} overflows with {bits} bits",
+                    s.name()
+                ),
+            ));
+        }
         Ok(Packed {
             at: at + PACKED_HEADER,
             len: b.len() - PACKED_HEADER,
             bits,
-            base: get_u64(b, 8),
+            base,
         })
     }
 
