@@ -891,6 +891,53 @@ pub(crate) const DAMAGED_SNAPSHOT_FILE: &str = "dict.snap.damaged";
 /// at most sixteen copies of each.
 const SNAPSHOT_MIN_TAIL_BYTES: u64 = 256 << 10;
 
+/// The catalog tree and key of the dictionary's counts (communities, devices,
+/// subjects) recorded before WAL files are removed: every event no longer in the WAL
+/// uses ids below them, so a `dict.log` holding fewer entries at open has lost entries
+/// that sealed events use, and is refused (storage/FORMAT.md, "Dictionary log payload").
+pub(crate) const COUNTS_TREE: &str = "storage.dictionary";
+pub(crate) const COUNTS_KEY: &str = "counts_behind_removed_wal";
+
+/// The counts recorded in `catalog` (zeros before any were).
+pub(crate) fn recorded_counts(catalog: &dyn crate::catalog::Catalog) -> Result<[u32; 3]> {
+    match catalog.kv_get(COUNTS_TREE, COUNTS_KEY)? {
+        None => Ok([0; 3]),
+        Some(b) if b.len() == 12 => {
+            Ok([0, 1, 2]
+                .map(|i| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes"))))
+        }
+        Some(b) => Err(StorageError::Catalog(format!(
+            "{COUNTS_TREE}/{COUNTS_KEY}: {} bytes, expected 12",
+            b.len()
+        ))),
+    }
+}
+
+/// Records `counts` in `catalog` (durable when it returns).
+pub(crate) fn record_counts(catalog: &dyn crate::catalog::Catalog, counts: [u32; 3]) -> Result<()> {
+    let bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    catalog.kv_put(COUNTS_TREE, COUNTS_KEY, &bytes)
+}
+
+/// `Corrupt` naming the log when `dicts` holds fewer entries than `recorded`.
+fn check_recorded(dicts: &Dictionaries, recorded: [u32; 3], path: &Path, end: u64) -> Result<()> {
+    let got = [
+        dicts.len_communities() as u32,
+        dicts.len_devices() as u32,
+        dicts.len_subjects() as u32,
+    ];
+    if got.iter().zip(recorded).any(|(&g, r)| g < r) {
+        return Err(StorageError::corrupt(
+            path,
+            end,
+            format!(
+                "the log holds {got:?} entries (communities, devices, subjects) up to here, fewer than the {recorded:?} the catalog recorded before WAL files were removed: entries sealed events use are lost"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The append-only file behind the dictionaries.
 pub(crate) struct DictLog {
     path: PathBuf,
@@ -903,6 +950,8 @@ pub(crate) struct DictLog {
     snapshot_covers: u64,
     /// Why a snapshot on disk was not used at open, if one was not.
     snapshot_ignored: Option<String>,
+    /// The counts last recorded in the catalog ([`COUNTS_KEY`]).
+    recorded: [u32; 3],
 }
 
 impl std::fmt::Debug for DictLog {
@@ -1085,10 +1134,13 @@ pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
 impl DictLog {
     /// Loads `path` (creating it if missing): from the snapshot beside it and the
     /// records after it when the snapshot is usable, else every record. A torn last
-    /// record is cut off and reported.
+    /// record is cut off and reported. `recorded`: the counts the catalog recorded
+    /// ([`recorded_counts`]); a log holding fewer entries is refused before anything
+    /// is cut off.
     pub fn open(
         io: &Arc<dyn FileIo>,
         path: &Path,
+        recorded: [u32; 3],
     ) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
         let io_arc = io;
         let io: &dyn FileIo = &**io;
@@ -1140,6 +1192,9 @@ impl DictLog {
                 let ReadOutcome { end, torn } = dicts.load_at(&bytes, start, path, true)?;
                 if let Some(t) = &torn {
                     refuse_torn(t)?;
+                }
+                check_recorded(&dicts, recorded, path, end)?;
+                if let Some(t) = &torn {
                     let again = io
                         .read_at(path, start, (log_len - start) as usize)
                         .map_err(|e| StorageError::io(path, e))?;
@@ -1167,6 +1222,9 @@ impl DictLog {
                 let ReadOutcome { end, torn } = dicts.load(&bytes, path, true)?;
                 if let Some(t) = &torn {
                     refuse_torn(t)?;
+                }
+                check_recorded(&dicts, recorded, path, end)?;
+                if let Some(t) = &torn {
                     crate::log_file::confirm_torn(io, path, &bytes, t)?;
                     io.truncate(path, end)
                         .map_err(|e| StorageError::io(path, e))?;
@@ -1174,6 +1232,7 @@ impl DictLog {
                 (torn, end)
             }
         } else {
+            check_recorded(&dicts, recorded, path, 0)?;
             (None, 0)
         };
         let file = io
@@ -1192,6 +1251,7 @@ impl DictLog {
                 counts,
                 snapshot_covers,
                 snapshot_ignored,
+                recorded,
             },
             dicts,
             torn,
@@ -1231,6 +1291,16 @@ impl DictLog {
     /// subjects): what a snapshot written now covers.
     pub fn durable(&self) -> (u64, [u32; 3]) {
         (self.len, self.counts)
+    }
+
+    /// The durable counts if they grew past those last recorded in the catalog.
+    pub fn counts_to_record(&self) -> Option<[u32; 3]> {
+        (self.counts != self.recorded).then_some(self.counts)
+    }
+
+    /// Records that the catalog now holds `counts`.
+    pub fn counts_recorded(&mut self, counts: [u32; 3]) {
+        self.recorded = counts;
     }
 
     /// Whether a snapshot is worth writing: the log has grown past the one on disk

@@ -603,6 +603,10 @@ fn a_passing_error_reading_the_log_for_a_damaged_chunk_is_tried_again() {
     assert_eq!(entries(&store), want);
     assert_eq!(io.injected(), 2, "the log's read failed twice, then worked");
     assert!(store.dictionaries().snapshot_damage().is_some());
+    assert_eq!(
+        store.recovery().dict_snapshot_damage.as_deref(),
+        store.dictionaries().snapshot_damage()
+    );
     assert!(dir.path().join("dict.snap").exists(), "nothing removed");
     assert!(!dir.path().join("dict.snap.damaged").exists());
 }
@@ -730,4 +734,60 @@ fn damage_in_the_communities_or_the_kinds_in_the_last_partial_chunk_gives_the_lo
             );
         }
     }
+}
+
+/// The sturdier half of the fix: the catalog records the dictionary's counts before
+/// WAL files are removed, so a dict.log that lost entries sealed events use is refused
+/// even with no snapshot header to prove its length — whether its last record is
+/// damaged (which alone would look like a torn tail) or cut off whole at a record
+/// boundary (which alone would look like nothing at all).
+#[test]
+fn a_dictionary_log_shorter_than_the_catalog_recorded_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    sealed_store(dir.path(), &c, 3_000);
+    let log = dir.path().join("dict.log");
+    let bytes = std::fs::read(&log).unwrap();
+    // Where the last record starts: walk the frames (len u32, crc u32, payload).
+    let mut last = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        last = at;
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let damaged = {
+        let mut b = bytes.clone();
+        *b.last_mut().unwrap() ^= 0x40;
+        b
+    };
+    for (what, content) in [("damaged", damaged), ("cut off", bytes[..last].to_vec())] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        std::fs::remove_file(copy.path().join("dict.snap")).unwrap();
+        std::fs::write(copy.path().join("dict.log"), &content).unwrap();
+        let e = Store::open_with_clock(copy.path(), StoreConfig::default(), c.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the dictionary lost an entry: refused"));
+        match &e {
+            sightline_storage::StorageError::Corrupt { path, reason, .. } => {
+                assert!(path.ends_with("dict.log"), "{what}: {e}");
+                assert!(reason.contains("catalog recorded"), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        let len = std::fs::metadata(copy.path().join("dict.log"))
+            .unwrap()
+            .len();
+        assert_eq!(len, content.len() as u64, "{what}: nothing cut off");
+    }
+    // The store itself opens, and so does one whose WAL still holds every event (no
+    // count recorded: nothing was removed).
+    drop(open(dir.path(), &c, StoreConfig::default()));
+    let fresh = tempfile::tempdir().unwrap();
+    {
+        let store = open(fresh.path(), &c, StoreConfig::default());
+        fill(&store, 0, 100);
+    }
+    let store = open(fresh.path(), &c, StoreConfig::default());
+    assert_eq!(store.recovery().dict_torn_tail, None);
 }

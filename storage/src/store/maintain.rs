@@ -540,7 +540,20 @@ impl Store {
         let min = self
             .min_unsealed_seq()
             .map_or(in_flight, |m| m.min(in_flight));
-        let removed = lock(&self.inner.logs).wal.checkpoint(min)?;
+        let removed = {
+            let mut logs = lock(&self.inner.logs);
+            let super::Logs { wal, dict } = &mut *logs;
+            let catalog = &*self.inner.catalog;
+            // The dictionary's counts are recorded before the events of the files
+            // removed are gone: they use ids below them (storage/FORMAT.md).
+            wal.checkpoint(min, || {
+                if let Some(c) = dict.counts_to_record() {
+                    crate::dict::record_counts(catalog, c)?;
+                    dict.counts_recorded(c);
+                }
+                Ok(())
+            })?
+        };
         if removed > 0 {
             tracing::debug!(removed, min_unsealed_seq = min, "WAL checkpoint");
         }
