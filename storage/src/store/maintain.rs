@@ -608,8 +608,8 @@ impl super::Inner {
             out.put(&bytes)
         })?;
         lock(&self.logs).dict.snapshot_written(len);
-        // Damage found before or while this one was encoded (which read every chunk)
-        // is repaired now: no second rewrite for it.
+        // Damage found before or while this one was encoded is repaired now (the
+        // file written is built anew from every entry): no second rewrite for it.
         if damaged || read(&self.dicts).snapshot_damage().is_some() {
             read(&self.dicts).snapshot_rewritten();
         }
