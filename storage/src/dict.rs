@@ -389,8 +389,8 @@ impl Dictionaries {
     }
 
     /// The damage a read found in the snapshot, if one did (its entries are then
-    /// read from the log's copy, and the snapshot is written again by the next
-    /// maintenance pass or clean close).
+    /// read from the log's copy, and the snapshot is written again by the next WAL
+    /// checkpoint: after a seal or a retention drop, or at the clean close).
     pub fn snapshot_damage(&self) -> Option<&str> {
         self.snapshot.as_ref()?.damage.get().map(String::as_str)
     }
