@@ -138,6 +138,9 @@ struct Snap {
     io: Arc<dyn FileIo>,
     log: PathBuf,
     from_log: OnceLock<Dictionaries>,
+    /// Held while the entries are loaded from the log: one reader loads them, the
+    /// others wait for it (a failed load is tried again by the next read).
+    loading: std::sync::Mutex<()>,
     /// Why the snapshot was set aside (the damage found), once it was.
     damage: OnceLock<String>,
     /// Whether a snapshot was written again since the damage was found.
@@ -153,33 +156,86 @@ impl std::fmt::Debug for Snap {
     }
 }
 
+/// How long a lookup after open keeps trying to read `dict.log` when a damaged chunk
+/// of the snapshot sends it there and the read fails with an I/O error (not damage):
+/// a passing error (EMFILE, EINTR, a busy disk) costs that lookup a wait, never a
+/// wrong answer, an abort or a removed file. Past it the process stops, removing
+/// nothing (storage/FORMAT.md, "Dictionary snapshot").
+pub const LOG_READ_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Snap {
     /// The snapshot's entries from the log, loaded now if a read has just found
-    /// `damage`. If the log's prefix cannot give them either, the store's dictionaries
-    /// are lost: no answer can be right, so the process stops (after removing the
-    /// snapshot, so that the next open loads the log and refuses it, naming the file).
-    fn set_aside(&self, damage: StorageError) -> &Dictionaries {
-        self.from_log.get_or_init(|| {
-            let _ = self.damage.set(damage.to_string());
+    /// `damage` (and no read loaded them before). `Err` is the log's: `Corrupt` naming
+    /// it when its prefix cannot give the entries (the dictionaries are lost), or an
+    /// I/O error (nothing is kept, the next read tries again). Opening a store passes
+    /// these up; lookups after open go through [`Snap::set_aside`].
+    fn try_set_aside(&self, damage: &StorageError) -> Result<&Dictionaries> {
+        if let Some(d) = self.from_log.get() {
+            return Ok(d);
+        }
+        let _loading = self
+            .loading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(d) = self.from_log.get() {
+            return Ok(d);
+        }
+        if self.damage.set(damage.to_string()).is_ok() {
             tracing::error!(
                 error = %damage,
                 log = %self.log.display(),
-                "dictionary snapshot damaged; loading its entries from the log (written again by the next maintenance pass or close)"
+                "dictionary snapshot damaged; loading its entries from the log (written again by the next WAL checkpoint: a seal, a retention drop, or close)"
             );
-            match self.load_log() {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = std::fs::remove_file(self.file.path());
-                    let msg = format!(
-                        "sightline: the dictionaries are lost: {damage}, and the log cannot give its entries: {e}; {} removed, the next open will refuse the store",
-                        self.file.path().display()
-                    );
-                    tracing::error!("{msg}");
-                    eprintln!("{msg}");
-                    std::process::abort();
-                }
+        }
+        let d = self.load_log()?;
+        Ok(self.from_log.get_or_init(|| d))
+    }
+
+    /// [`Snap::try_set_aside`] for lookups after open, which have no error to give:
+    /// an I/O error is tried again for up to [`LOG_READ_RETRY`] (the lookup waits);
+    /// `Corrupt` — the log's prefix cannot give the entries — means the store's
+    /// dictionaries are lost and no answer can be right, so the process stops after
+    /// moving the snapshot aside to `dict.snap.damaged` (the next open then loads the
+    /// log and refuses it, naming it, the moved header still proving how long it was).
+    fn set_aside(&self, damage: StorageError) -> &Dictionaries {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            let e = match self.try_set_aside(&damage) {
+                Ok(d) => return d,
+                Err(e) => e,
+            };
+            if matches!(e, StorageError::Corrupt { .. }) {
+                self.lost(&damage, &e);
             }
-        })
+            if started.elapsed() >= LOG_READ_RETRY {
+                stop(&format!(
+                    "sightline: the dictionary snapshot is damaged ({damage}) and {} could not be read for {LOG_READ_RETRY:?}: {e}; nothing removed",
+                    self.log.display()
+                ));
+            }
+            tracing::warn!(error = %e, retry_in = ?pause, "dictionary log unreadable after a damaged snapshot chunk; trying again");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// The dictionaries are lost (the snapshot damaged, the log's prefix too): moves
+    /// the snapshot to `dict.snap.damaged` (durably) and stops the process.
+    fn lost(&self, damage: &StorageError, e: &StorageError) -> ! {
+        let from = self.file.path();
+        let to = from.with_file_name(DAMAGED_SNAPSHOT_FILE);
+        let moved = self
+            .io
+            .rename(from, &to)
+            .and_then(|()| self.io.sync_dir(from.parent().unwrap_or(Path::new("."))));
+        let moved = match moved {
+            Ok(()) => format!("{} moved to {}", from.display(), to.display()),
+            Err(m) => format!("{} could not be moved aside: {m}", from.display()),
+        };
+        stop(&format!(
+            "sightline: the dictionaries are lost: {damage}, and the log cannot give its entries: {e}; {moved}, the next open will refuse the store"
+        ))
     }
 
     fn load_log(&self) -> Result<Dictionaries> {
@@ -211,6 +267,16 @@ impl Snap {
         Ok(d)
     }
 
+    fn try_find(&self, part: Part, kind: u8, s: &str) -> Result<Option<u32>> {
+        if let Some(d) = self.from_log.get() {
+            return Ok(d.find_in(part, kind, s));
+        }
+        match self.file.try_find(part, kind, s) {
+            Ok(id) => Ok(id),
+            Err(e) => Ok(self.try_set_aside(&e)?.find_in(part, kind, s)),
+        }
+    }
+
     fn find(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
         if let Some(d) = self.from_log.get() {
             return d.find_in(part, kind, s);
@@ -218,6 +284,16 @@ impl Snap {
         match self.file.try_find(part, kind, s) {
             Ok(id) => id,
             Err(e) => self.set_aside(e).find_in(part, kind, s),
+        }
+    }
+
+    fn try_get(&self, part: Part, id: u32) -> Result<Option<&str>> {
+        if let Some(d) = self.from_log.get() {
+            return Ok(d.get_in(part, id));
+        }
+        match self.file.try_get(part, id) {
+            Ok(s) => Ok(s),
+            Err(e) => Ok(self.try_set_aside(&e)?.get_in(part, id)),
         }
     }
 
@@ -231,21 +307,42 @@ impl Snap {
         }
     }
 
+    /// The subject `id` as the snapshot file holds it (`Err`: a damaged chunk).
+    fn file_subject(&self, id: u32) -> Result<Option<(Kind, &str)>> {
+        let kind = self.file.try_subject_kind(id)?;
+        Ok(match kind.and_then(Kind::from_code) {
+            Some(kind) => self.file.try_get(Part::Subjects, id)?.map(|s| (kind, s)),
+            None => None,
+        })
+    }
+
+    fn try_subject(&self, id: u32) -> Result<Option<(Kind, &str)>> {
+        if let Some(d) = self.from_log.get() {
+            return Ok(d.subject(id));
+        }
+        match self.file_subject(id) {
+            Ok(v) => Ok(v),
+            Err(e) => Ok(self.try_set_aside(&e)?.subject(id)),
+        }
+    }
+
     fn subject(&self, id: u32) -> Option<(Kind, &str)> {
         if let Some(d) = self.from_log.get() {
             return d.subject(id);
         }
-        let got = self.file.try_subject_kind(id).and_then(|kind| {
-            Ok(match kind.and_then(Kind::from_code) {
-                Some(kind) => self.file.try_get(Part::Subjects, id)?.map(|s| (kind, s)),
-                None => None,
-            })
-        });
-        match got {
+        match self.file_subject(id) {
             Ok(v) => v,
             Err(e) => self.set_aside(e).subject(id),
         }
     }
+}
+
+/// Stops the process: `msg` logged and printed, then an abort (no unwinding: no
+/// thread may go on answering from dictionaries known lost).
+fn stop(msg: &str) -> ! {
+    tracing::error!("{msg}");
+    eprintln!("{msg}");
+    std::process::abort();
 }
 
 /// All dictionaries of a store: the entries of a mapped snapshot (`dict.snap`, ids
@@ -283,6 +380,7 @@ impl Dictionaries {
                 io,
                 log: log.to_path_buf(),
                 from_log: OnceLock::new(),
+                loading: Default::default(),
                 damage: OnceLock::new(),
                 rewritten: Default::default(),
             })),
@@ -291,8 +389,8 @@ impl Dictionaries {
     }
 
     /// The damage a read found in the snapshot, if one did (its entries are then
-    /// read from the log's copy, and the snapshot is written again by the next
-    /// maintenance pass or clean close).
+    /// read from the log's copy, and the snapshot is written again by the next WAL
+    /// checkpoint: after a seal or a retention drop, or at the clean close).
     pub fn snapshot_damage(&self) -> Option<&str> {
         self.snapshot.as_ref()?.damage.get().map(String::as_str)
     }
@@ -314,6 +412,36 @@ impl Dictionaries {
 
     fn snap_find(&self, part: Part, kind: u8, s: &str) -> Option<u32> {
         self.snapshot.as_ref()?.find(part, kind, s)
+    }
+
+    /// [`Dictionaries::snap_find`] for opening: the log's error (if a damaged chunk
+    /// sends the lookup there and the log cannot answer) is returned, not fatal.
+    fn snap_try_find(&self, part: Part, kind: u8, s: &str) -> Result<Option<u32>> {
+        match &self.snapshot {
+            Some(snap) => snap.try_find(part, kind, s),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Dictionaries::community`] and the others for opening and writing a snapshot:
+    /// the log's error (see [`Dictionaries::snap_try_find`]) is returned.
+    fn try_community(&self, id: u32) -> Result<Option<&str>> {
+        match (id.checked_sub(self.base[0]), &self.snapshot) {
+            (None, Some(snap)) => snap.try_get(Part::Communities, id),
+            _ => Ok(self.community(id)),
+        }
+    }
+    fn try_device(&self, id: u32) -> Result<Option<&str>> {
+        match (id.checked_sub(self.base[1]), &self.snapshot) {
+            (None, Some(snap)) => snap.try_get(Part::Devices, id),
+            _ => Ok(self.device(id)),
+        }
+    }
+    fn try_subject(&self, id: u32) -> Result<Option<(Kind, &str)>> {
+        match (id.checked_sub(self.base[2]), &self.snapshot) {
+            (None, Some(snap)) => snap.try_subject(id),
+            _ => Ok(self.subject(id)),
+        }
     }
 
     /// [`Dictionaries::community_id`] and the others by part (kind code for subjects).
@@ -388,36 +516,41 @@ impl Dictionaries {
 
     /// Id of `code`, assigning one (and appending its log record to `log`) if new.
     pub(crate) fn intern_community(&mut self, code: &str, log: &mut Vec<u8>) -> u32 {
-        let (id, new) = self.community_entry(code);
+        let found = self.snap_find(Part::Communities, 0, code);
+        let (id, new) = self.community_entry(code, found);
         if new {
             push_entry(log, TAG_COMMUNITY, id, 0, code);
         }
         id
     }
     pub(crate) fn intern_device(&mut self, code: &str, log: &mut Vec<u8>) -> u32 {
-        let (id, new) = self.device_entry(code);
+        let found = self.snap_find(Part::Devices, 0, code);
+        let (id, new) = self.device_entry(code, found);
         if new {
             push_entry(log, TAG_DEVICE, id, 0, code);
         }
         id
     }
     pub(crate) fn intern_subject(&mut self, kind: Kind, subject: &str, log: &mut Vec<u8>) -> u32 {
-        let (id, new) = self.subject_entry(kind, subject);
+        let found = self.snap_find(Part::Subjects, kind.code(), subject);
+        let (id, new) = self.subject_entry(kind, subject, found);
         if new {
             push_entry(log, TAG_SUBJECT, id, kind.code(), subject);
         }
         id
     }
 
-    fn community_entry(&mut self, code: &str) -> (u32, bool) {
-        if let Some(id) = self.snap_find(Part::Communities, 0, code) {
+    /// The id of `code` (`found`: its id in the snapshot, looked up by the caller),
+    /// and whether it is new.
+    fn community_entry(&mut self, code: &str, found: Option<u32>) -> (u32, bool) {
+        if let Some(id) = found {
             return (id, false);
         }
         let (local, new) = self.communities.intern(&self.hasher, code);
         (local + self.base[0], new)
     }
-    fn device_entry(&mut self, code: &str) -> (u32, bool) {
-        if let Some(id) = self.snap_find(Part::Devices, 0, code) {
+    fn device_entry(&mut self, code: &str, found: Option<u32>) -> (u32, bool) {
+        if let Some(id) = found {
             return (id, false);
         }
         let (local, new) = self.devices.intern(&self.hasher, code);
@@ -425,8 +558,8 @@ impl Dictionaries {
     }
 
     /// The id of `(kind, subject)`, and whether it was added now.
-    fn subject_entry(&mut self, kind: Kind, subject: &str) -> (u32, bool) {
-        if let Some(id) = self.snap_find(Part::Subjects, kind.code(), subject) {
+    fn subject_entry(&mut self, kind: Kind, subject: &str, found: Option<u32>) -> (u32, bool) {
+        if let Some(id) = found {
             return (id, false);
         }
         let kinds = &mut self.subject_kinds;
@@ -458,6 +591,7 @@ impl Dictionaries {
 
     pub(crate) fn apply(&mut self, payload: &[u8], path: &Path, offset: u64) -> Result<()> {
         self.apply_record(payload, path, offset, true)
+            .map_err(Applied::into_error)
     }
 
     /// Applies one record; with `index_subjects` false a subject goes into the arena
@@ -469,8 +603,8 @@ impl Dictionaries {
         path: &Path,
         offset: u64,
         index_subjects: bool,
-    ) -> Result<()> {
-        let bad = |reason: String| StorageError::corrupt(path, offset, reason);
+    ) -> std::result::Result<(), Applied> {
+        let bad = |reason: String| Applied::Record(StorageError::corrupt(path, offset, reason));
         if payload.len() < 6 {
             return Err(bad("dictionary record shorter than its fixed fields".into()));
         }
@@ -492,8 +626,18 @@ impl Dictionaries {
         }
         // Loading adds entries without encoding them again for the log.
         let new = match tag {
-            TAG_COMMUNITY => self.community_entry(s).1,
-            TAG_DEVICE => self.device_entry(s).1,
+            TAG_COMMUNITY => {
+                let found = self
+                    .snap_try_find(Part::Communities, 0, s)
+                    .map_err(Applied::Log)?;
+                self.community_entry(s, found).1
+            }
+            TAG_DEVICE => {
+                let found = self
+                    .snap_try_find(Part::Devices, 0, s)
+                    .map_err(Applied::Log)?;
+                self.device_entry(s, found).1
+            }
             _ => {
                 let kind = Kind::from_code(kind_code)
                     .ok_or_else(|| bad(format!("unknown kind code {kind_code}")))?;
@@ -502,7 +646,10 @@ impl Dictionaries {
                     self.subjects.push(s);
                     return Ok(());
                 }
-                self.subject_entry(kind, s).1
+                let found = self
+                    .snap_try_find(Part::Subjects, kind_code, s)
+                    .map_err(Applied::Log)?;
+                self.subject_entry(kind, s, found).1
             }
         };
         if !new {
@@ -530,15 +677,29 @@ impl Dictionaries {
         path: &Path,
         tail_may_be_torn: bool,
     ) -> Result<ReadOutcome> {
-        let mut outcome = read_records(bytes, path, tail_may_be_torn, |off, payload| {
+        // The log's error met by a lookup in a damaged snapshot chunk: its offset is
+        // the whole log's already (not shifted like the records' below).
+        let mut from_log = None;
+        let read = read_records(bytes, path, tail_may_be_torn, |off, payload| {
             self.apply_record(payload, path, off, false)
-        })
-        .map_err(|e| shift_offset(e, start))?;
+                .map_err(|e| match e {
+                    Applied::Record(e) => e,
+                    Applied::Log(e) => {
+                        let stop = StorageError::corrupt(path, off, "stopped");
+                        from_log = Some(e);
+                        stop
+                    }
+                })
+        });
+        if let Some(e) = from_log {
+            return Err(e);
+        }
+        let mut outcome = read.map_err(|e| shift_offset(e, start))?;
         outcome.end += start;
         if let Some(t) = &mut outcome.torn {
             t.offset += start;
         }
-        if let Err(id) = self.index_subjects() {
+        if let Some(id) = self.index_subjects()? {
             let (kind, s) = self.subject(id).expect("a duplicate is a subject");
             // Where its record is: a second walk, only on this error.
             let mut offset = 0;
@@ -565,15 +726,17 @@ impl Dictionaries {
     /// in the order of the hash table's buckets (a counting sort of the hashes by
     /// the bucket's top 10 bits: 1,024 groups, few enough for the scatter to stay in
     /// cache), so they sweep the table instead of missing the cache
-    /// once each. The id of a duplicate `(kind, string)` is the error.
-    fn index_subjects(&mut self) -> std::result::Result<(), u32> {
+    /// once each. The id of a duplicate `(kind, string)`, if there is one; `Err` is
+    /// the log's error when a damaged snapshot chunk sends a probe there and the log
+    /// cannot answer.
+    fn index_subjects(&mut self) -> Result<Option<u32>> {
         let base = self.base[2];
         if let Some(snap) = &self.snapshot {
             // A subject of the log's tail that the snapshot holds is a duplicate.
             for (local, &kind) in self.subject_kinds.iter().enumerate() {
                 let s = self.subjects.get(local).expect("every id has a string");
-                if snap.find(Part::Subjects, kind.code(), s).is_some() {
-                    return Err(base + local as u32);
+                if snap.try_find(Part::Subjects, kind.code(), s)?.is_some() {
+                    return Ok(Some(base + local as u32));
                 }
             }
         }
@@ -627,7 +790,7 @@ impl Dictionaries {
                 );
                 match entry {
                     hashbrown::hash_table::Entry::Occupied(e) => {
-                        return Err(base + id.max(*e.get()))
+                        return Ok(Some(base + id.max(*e.get())))
                     }
                     hashbrown::hash_table::Entry::Vacant(e) => {
                         e.insert(id);
@@ -635,7 +798,24 @@ impl Dictionaries {
                 }
             }
         }
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// Why a dictionary record was not applied.
+enum Applied {
+    /// The record is bad (its offset is within the bytes being read).
+    Record(StorageError),
+    /// A lookup in the snapshot met a damaged chunk and the log (from offset 0)
+    /// could not answer either.
+    Log(StorageError),
+}
+
+impl Applied {
+    fn into_error(self) -> StorageError {
+        match self {
+            Applied::Record(e) | Applied::Log(e) => e,
+        }
     }
 }
 
@@ -700,11 +880,63 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<usize> {
 /// The snapshot file beside `dict.log` (storage/FORMAT.md, "Dictionary snapshot").
 pub(crate) const SNAPSHOT_FILE: &str = "dict.snap";
 
+/// Where a snapshot found damaged goes when the log cannot replace it either: kept
+/// for inspection, and its header still proves how long the log was
+/// ([`proven_log_len`]).
+pub(crate) const DAMAGED_SNAPSHOT_FILE: &str = "dict.snap.damaged";
+
 /// A snapshot is rewritten by maintenance once the log has grown past what it covers
 /// by this many bytes and by a sixteenth of the log: opening then applies at most
 /// that much of the log, and writing snapshots costs, spread over the entries added,
 /// at most sixteen copies of each.
 const SNAPSHOT_MIN_TAIL_BYTES: u64 = 256 << 10;
+
+/// The catalog tree and key of the dictionary's counts (communities, devices,
+/// subjects) recorded before WAL files are removed: every event no longer in the WAL
+/// uses ids below them, so a `dict.log` holding fewer entries at open has lost entries
+/// that sealed events use, and is refused (storage/FORMAT.md, "Dictionary log payload").
+pub(crate) const COUNTS_TREE: &str = "storage.dictionary";
+pub(crate) const COUNTS_KEY: &str = "counts_behind_removed_wal";
+
+/// The counts recorded in `catalog` (zeros before any were).
+pub(crate) fn recorded_counts(catalog: &dyn crate::catalog::Catalog) -> Result<[u32; 3]> {
+    match catalog.kv_get(COUNTS_TREE, COUNTS_KEY)? {
+        None => Ok([0; 3]),
+        Some(b) if b.len() == 12 => {
+            Ok([0, 1, 2]
+                .map(|i| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().expect("4 bytes"))))
+        }
+        Some(b) => Err(StorageError::Catalog(format!(
+            "{COUNTS_TREE}/{COUNTS_KEY}: {} bytes, expected 12",
+            b.len()
+        ))),
+    }
+}
+
+/// Records `counts` in `catalog` (durable when it returns).
+pub(crate) fn record_counts(catalog: &dyn crate::catalog::Catalog, counts: [u32; 3]) -> Result<()> {
+    let bytes: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    catalog.kv_put(COUNTS_TREE, COUNTS_KEY, &bytes)
+}
+
+/// `Corrupt` naming the log when `dicts` holds fewer entries than `recorded`.
+fn check_recorded(dicts: &Dictionaries, recorded: [u32; 3], path: &Path, end: u64) -> Result<()> {
+    let got = [
+        dicts.len_communities() as u32,
+        dicts.len_devices() as u32,
+        dicts.len_subjects() as u32,
+    ];
+    if got.iter().zip(recorded).any(|(&g, r)| g < r) {
+        return Err(StorageError::corrupt(
+            path,
+            end,
+            format!(
+                "the log holds {got:?} entries (communities, devices, subjects) up to here, fewer than the {recorded:?} the catalog recorded before WAL files were removed: entries sealed events use are lost"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// The append-only file behind the dictionaries.
 pub(crate) struct DictLog {
@@ -718,6 +950,8 @@ pub(crate) struct DictLog {
     snapshot_covers: u64,
     /// Why a snapshot on disk was not used at open, if one was not.
     snapshot_ignored: Option<String>,
+    /// The counts last recorded in the catalog ([`COUNTS_KEY`]).
+    recorded: [u32; 3],
 }
 
 impl std::fmt::Debug for DictLog {
@@ -764,6 +998,9 @@ fn usable_snapshot(
 
 /// Encodes a snapshot of the first `counts` entries of `dicts` (communities, devices,
 /// subjects), which are those of the first `log_len` bytes of the log at `path`.
+/// `Err` if the log cannot be read, or if a damaged chunk of the snapshot in use sends
+/// a read to the log and it cannot answer (`Corrupt` naming it: the dictionaries are
+/// lost).
 pub(crate) fn encode_snapshot(
     io: &dyn FileIo,
     path: &Path,
@@ -776,14 +1013,34 @@ pub(crate) fn encode_snapshot(
         .read_at(path, log_len - tail_len, tail_len as usize)
         .map_err(|e| StorageError::io(path, e))?;
     let seed = dicts.hasher.hash_one(log_len);
+    // The first error a read met (the encoding then goes on with empty strings and
+    // is thrown away).
+    let failed = std::cell::RefCell::new(None);
+    fn kept<'a>(
+        failed: &std::cell::RefCell<Option<StorageError>>,
+        got: Result<Option<(u8, &'a str)>>,
+    ) -> (u8, &'a str) {
+        match got {
+            Ok(v) => v.expect("every durable id has an entry"),
+            Err(e) => {
+                failed.borrow_mut().get_or_insert(e);
+                (0, "")
+            }
+        }
+    }
+    let keep = |got| kept(&failed, got);
     let mut communities =
-        (0..counts[0]).map(|id| (0u8, dicts.community(id).expect("a durable community")));
-    let mut devices = (0..counts[1]).map(|id| (0u8, dicts.device(id).expect("a durable device")));
+        (0..counts[0]).map(|id| keep(dicts.try_community(id).map(|s| s.map(|s| (0, s)))));
+    let mut devices =
+        (0..counts[1]).map(|id| keep(dicts.try_device(id).map(|s| s.map(|s| (0, s)))));
     let mut subjects = (0..counts[2]).map(|id| {
-        let (kind, s) = dicts.subject(id).expect("a durable subject");
-        (kind.code(), s)
+        keep(
+            dicts
+                .try_subject(id)
+                .map(|v| v.map(|(kind, s)| (kind.code(), s))),
+        )
     });
-    Ok(crate::dict_snapshot::encode(
+    let bytes = crate::dict_snapshot::encode(
         log_len,
         (crc32fast::hash(&tail), tail_len as u32),
         seed,
@@ -801,7 +1058,11 @@ pub(crate) fn encode_snapshot(
                 len: counts[2] as usize,
             },
         ],
-    ))
+    );
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(bytes),
+    }
 }
 
 /// For `sightline check`: the snapshot beside the dictionary log `path` (if any)
@@ -873,10 +1134,13 @@ pub(crate) fn check_snapshot(path: &Path) -> Option<String> {
 impl DictLog {
     /// Loads `path` (creating it if missing): from the snapshot beside it and the
     /// records after it when the snapshot is usable, else every record. A torn last
-    /// record is cut off and reported.
+    /// record is cut off and reported. `recorded`: the counts the catalog recorded
+    /// ([`recorded_counts`]); a log holding fewer entries is refused before anything
+    /// is cut off.
     pub fn open(
         io: &Arc<dyn FileIo>,
         path: &Path,
+        recorded: [u32; 3],
     ) -> Result<(DictLog, Dictionaries, Option<TornTail>)> {
         let io_arc = io;
         let io: &dyn FileIo = &**io;
@@ -887,6 +1151,29 @@ impl DictLog {
             let log_len = std::fs::metadata(path)
                 .map_err(|e| StorageError::io(path, e))?
                 .len();
+            // A bad last record below a length a snapshot header proves durable is
+            // damage, not a torn tail: cutting it off would give its id to the next
+            // new entry, and sealed events that use it would read as that one.
+            let proven = [SNAPSHOT_FILE, DAMAGED_SNAPSHOT_FILE]
+                .into_iter()
+                .filter_map(|f| {
+                    let p = path.with_file_name(f);
+                    crate::dict_snapshot::proven_log_len(io, &p).map(|n| (n, p))
+                })
+                .max_by_key(|(n, _)| *n);
+            let refuse_torn = |t: &TornTail| -> Result<()> {
+                match &proven {
+                    Some((n, snap)) if t.offset < *n => Err(StorageError::corrupt(
+                        path,
+                        t.offset,
+                        format!(
+                            "the record here is damaged, not torn: {} shows the log reached {n} bytes durably (refusing to cut off entries sealed events may use; if that file is not this store's, remove it)",
+                            snap.display()
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            };
             let snapshot = match usable_snapshot(io, path, log_len)? {
                 Ok(s) => s,
                 Err(why) => {
@@ -903,6 +1190,10 @@ impl DictLog {
                     .read_at(path, start, (log_len - start) as usize)
                     .map_err(|e| StorageError::io(path, e))?;
                 let ReadOutcome { end, torn } = dicts.load_at(&bytes, start, path, true)?;
+                if let Some(t) = &torn {
+                    refuse_torn(t)?;
+                }
+                check_recorded(&dicts, recorded, path, end)?;
                 if let Some(t) = &torn {
                     let again = io
                         .read_at(path, start, (log_len - start) as usize)
@@ -930,6 +1221,10 @@ impl DictLog {
                 dicts.reserve(&counts);
                 let ReadOutcome { end, torn } = dicts.load(&bytes, path, true)?;
                 if let Some(t) = &torn {
+                    refuse_torn(t)?;
+                }
+                check_recorded(&dicts, recorded, path, end)?;
+                if let Some(t) = &torn {
                     crate::log_file::confirm_torn(io, path, &bytes, t)?;
                     io.truncate(path, end)
                         .map_err(|e| StorageError::io(path, e))?;
@@ -937,6 +1232,7 @@ impl DictLog {
                 (torn, end)
             }
         } else {
+            check_recorded(&dicts, recorded, path, 0)?;
             (None, 0)
         };
         let file = io
@@ -955,6 +1251,7 @@ impl DictLog {
                 counts,
                 snapshot_covers,
                 snapshot_ignored,
+                recorded,
             },
             dicts,
             torn,
@@ -994,6 +1291,16 @@ impl DictLog {
     /// subjects): what a snapshot written now covers.
     pub fn durable(&self) -> (u64, [u32; 3]) {
         (self.len, self.counts)
+    }
+
+    /// The durable counts if they grew past those last recorded in the catalog.
+    pub fn counts_to_record(&self) -> Option<[u32; 3]> {
+        (self.counts != self.recorded).then_some(self.counts)
+    }
+
+    /// Records that the catalog now holds `counts`.
+    pub fn counts_recorded(&mut self, counts: [u32; 3]) {
+        self.recorded = counts;
     }
 
     /// Whether a snapshot is worth writing: the log has grown past the one on disk

@@ -156,6 +156,25 @@ pub fn encode(log_len: u64, tail: (u32, u32), seed: u64, tables: [TableIn<'_, '_
     out
 }
 
+/// The `log_len` of the snapshot at `path` if its header is whole (magic, and the
+/// checksum at the end of the header length it gives), whatever its version and
+/// whether or not it matches the log: a snapshot is only ever written of the log's
+/// fsynced bytes, so its `log_len` is a boundary the log was proven to reach, and a bad
+/// record below it is damage, not a torn tail (storage/FORMAT.md). `None` when the file
+/// is missing, unreadable or its header damaged.
+pub fn proven_log_len(io: &dyn FileIo, path: &Path) -> Option<u64> {
+    let start = io.read_at(path, 0, 24).ok()?;
+    if &start[0..8] != MAGIC {
+        return None;
+    }
+    let header = u32_at(&start, 12) as usize;
+    if !(24 + 8..=4096).contains(&header) {
+        return None;
+    }
+    let b = io.read_at(path, 0, header).ok()?;
+    (crc32fast::hash(&b[..header - 8]) == u32_at(&b, header - 8)).then(|| u64_at(&b, 16))
+}
+
 /// A snapshot mapped, its header and layout verified; its data is checked a chunk at a
 /// time by the first read that touches the chunk (`try_*`), and whole by
 /// [`DictSnapshot::check_all`].

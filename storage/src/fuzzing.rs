@@ -134,7 +134,7 @@ pub fn replay_logs(dir: &Path) -> crate::Result<usize> {
     let config = crate::StoreConfig::default();
     let mut shards = std::collections::BTreeMap::new();
     let mut report = crate::RecoveryReport::default();
-    let r = crate::store::replay_logs(dir, &config, &mut shards, 0, &mut report)?;
+    let r = crate::store::replay_logs(dir, &config, &mut shards, 0, [0; 3], &mut report)?;
     let mut n = 0;
     for (key, shard) in &shards {
         for row in shard.mem.rows() {

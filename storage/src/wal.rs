@@ -250,7 +250,13 @@ impl Wal {
     /// Deletes every file all of whose events have sequence numbers below
     /// `min_unsealed_seq`; when that is every event written, the active file too (an
     /// empty one replaces it). Returns how many were deleted.
-    pub fn checkpoint(&mut self, min_unsealed_seq: u64) -> Result<usize> {
+    /// `before_remove` runs once before the first file is removed (not at all when
+    /// none is): what must be durable before the events of those files are gone.
+    pub fn checkpoint(
+        &mut self,
+        min_unsealed_seq: u64,
+        before_remove: impl FnOnce() -> Result<()>,
+    ) -> Result<usize> {
         if self.failed {
             // Keeping files is always safe (replay skips what is sealed); starting a new
             // one would turn a partial record at the end of this one into corruption.
@@ -262,6 +268,9 @@ impl Wal {
             self.start_file(self.end_seq)?;
         }
         let mut removed = 0;
+        if self.files.len() > 1 && self.files[1].0 <= min_unsealed_seq {
+            before_remove()?;
+        }
         while self.files.len() > 1 && self.files[1].0 <= min_unsealed_seq {
             let (_, path) = self.files.remove(0);
             self.io

@@ -369,7 +369,11 @@ fn a_damaged_chunk_with_the_log_damaged_too_stops_the_process_and_the_next_open_
             && stderr.contains("dict.log"),
         "{stderr}"
     );
-    assert!(!snap_path.exists(), "the damaged snapshot was removed");
+    assert!(!snap_path.exists(), "the damaged snapshot was moved aside");
+    assert!(
+        dir.path().join("dict.snap.damaged").exists(),
+        "kept for inspection"
+    );
     // The next open loads the whole log and refuses it, naming it.
     let e = Store::open_with_clock(dir.path(), StoreConfig::default(), clock())
         .err()
@@ -459,4 +463,331 @@ fn each_lookup_that_meets_a_damaged_chunk_first_answers_from_the_log() {
             "section {i}: {damage:?}"
         );
     }
+}
+
+/// A store of `n` events whose shards were sealed (so the WAL no longer holds them and
+/// only the segments name their subjects' ids), closed cleanly.
+fn sealed_store(dir: &Path, c: &Arc<ManualClock>, n: u32) {
+    let store = open(dir, c, StoreConfig::default());
+    fill(&store, 0, n);
+    c.advance(30 * DAY);
+    assert!(!store.maintain().unwrap().sealed.is_empty());
+}
+
+/// Issue 21's review: a damaged LAST record of dict.log (a byte flipped in its last
+/// 4 KiB, which also makes the snapshot's tail check fail) was cut off as a torn tail,
+/// and the next new subject took its id, so a sealed event read as that subject. The
+/// snapshot's header proves the log reached its end durably: opening refuses, naming
+/// dict.log and the offset, and cuts nothing off.
+#[test]
+fn a_damaged_last_record_below_a_snapshots_length_is_refused_not_cut_off_as_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    sealed_store(dir.path(), &c, 60_000);
+    let log = dir.path().join("dict.log");
+    let log_len = std::fs::metadata(&log).unwrap().len();
+    flip(&log, log_len as usize - 1); // the last record's last payload byte
+    for attempt in 0..2 {
+        let e = Store::open_with_clock(dir.path(), StoreConfig::default(), c.clone())
+            .err()
+            .expect("the store's last dictionary entry is lost: refused");
+        match &e {
+            sightline_storage::StorageError::Corrupt { path, reason, .. } => {
+                assert!(path.ends_with("dict.log"), "attempt {attempt}: {e}");
+                assert!(reason.contains("not torn"), "{reason}");
+                assert!(reason.contains("dict.snap"), "{reason}");
+            }
+            other => panic!("attempt {attempt}: expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::metadata(&log).unwrap().len(),
+            log_len,
+            "nothing cut off"
+        );
+        // Whatever the snapshot's version: one this build does not read (its header
+        // whole) proves the length as well.
+        let snap = dir.path().join("dict.snap");
+        let mut h = std::fs::read(&snap).unwrap();
+        h[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&h[..320]);
+        h[320..324].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&snap, h).unwrap();
+    }
+    // A torn tail past what the snapshot covers is still cut off (a crash mid-append).
+    flip(&log, log_len as usize - 1);
+    let mut b = std::fs::read(&log).unwrap();
+    b.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
+    std::fs::write(&log, b).unwrap();
+    let store = open(dir.path(), &c, StoreConfig::default());
+    assert_eq!(
+        store.recovery().dict_torn_tail.as_ref().map(|t| t.offset),
+        Some(log_len)
+    );
+}
+
+/// Issue 21's review: opening a store whose snapshot has damaged chunks that the
+/// records after it probe, with dict.log damaged too, aborted the process (the
+/// open-time lookups went through the fatal path). Opening now returns `Corrupt`
+/// naming dict.log, in process, and removes nothing.
+#[test]
+fn opening_with_damaged_snapshot_chunks_and_a_damaged_log_returns_corrupt_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 60_000);
+    let snap_bytes = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    {
+        // Records after the snapshot, as after a crash: copied while open. One repeats
+        // a subject of the snapshot (its record is refused only after a probe), one is new.
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        store
+            .append(&[
+                ev(input(DAY0 + 70_000, "c0", 1, "vehicle", "S29999")),
+                ev(input(DAY0 + 70_001, "c0", 2, "vehicle", "NEWONE")),
+            ])
+            .unwrap();
+        copy_dir(dir.path(), crashed.path());
+    }
+    let p = crashed.path();
+    std::fs::write(p.join("dict.snap"), &snap_bytes).unwrap();
+    // Damage every chunk of the subjects' slots (the tail's lookups meet one), and a
+    // byte in the middle of the log (inside what the snapshot covers).
+    for section in [8] {
+        let (off, len) = (
+            u64_at(&snap_bytes, 56 + section * 24),
+            u64_at(&snap_bytes, 56 + section * 24 + 8),
+        );
+        let mut at = off + len.min(100) / 2;
+        while at < off + len {
+            flip(&p.join("dict.snap"), at);
+            at += 65_536;
+        }
+    }
+    let log_len = std::fs::metadata(p.join("dict.log")).unwrap().len() as usize;
+    flip(&p.join("dict.log"), log_len / 2);
+    std::fs::write(p.join("LOCK"), b"").unwrap();
+    let e = Store::open_with_clock(p, StoreConfig::default(), clock())
+        .err()
+        .expect("the dictionaries are lost: refused");
+    match &e {
+        sightline_storage::StorageError::Corrupt { path, .. } => {
+            assert!(path.ends_with("dict.log"), "{e}")
+        }
+        other => panic!("expected Corrupt naming dict.log, got {other:?}"),
+    }
+    assert!(p.join("dict.snap").exists(), "opening removes nothing");
+    assert!(!p.join("dict.snap.damaged").exists());
+}
+
+/// A passing I/O error (EMFILE) reading dict.log, when a read after open meets a
+/// damaged chunk, is tried again: the answers are right, nothing is removed, the
+/// process goes on.
+#[test]
+fn a_passing_error_reading_the_log_for_a_damaged_chunk_is_tried_again() {
+    use sightline_storage::io::{Fault, FaultKind, FaultyIo, Op};
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 60_000);
+    let want = entries_without_snapshot(dir.path());
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    let (off, len) = (u64_at(&snap, 56 + 7 * 24), u64_at(&snap, 56 + 7 * 24 + 8));
+    flip(&dir.path().join("dict.snap"), off + len / 2);
+    let io = FaultyIo::new();
+    let config = StoreConfig {
+        io: io.clone(),
+        ..StoreConfig::default()
+    };
+    let store = open(dir.path(), &clock(), config);
+    assert_eq!(store.dictionaries().snapshot_damage(), None);
+    const EMFILE: i32 = 24;
+    io.inject(Fault::new(Op::Read, "dict.log", FaultKind::Errno(EMFILE)).once());
+    io.inject(Fault::new(Op::Read, "dict.log", FaultKind::Errno(EMFILE)).once());
+    assert_eq!(entries(&store), want);
+    assert_eq!(io.injected(), 2, "the log's read failed twice, then worked");
+    assert!(store.dictionaries().snapshot_damage().is_some());
+    assert_eq!(
+        store.recovery().dict_snapshot_damage.as_deref(),
+        store.dictionaries().snapshot_damage()
+    );
+    assert!(dir.path().join("dict.snap").exists(), "nothing removed");
+    assert!(!dir.path().join("dict.snap.damaged").exists());
+}
+
+/// Four readers race the read that finds a damaged chunk (each section that holds
+/// data), all looking up by id and by string: every answer is right, whichever of
+/// them loads the log's entries and whenever the others arrive.
+#[test]
+fn readers_racing_the_set_aside_of_a_damaged_chunk_see_right_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let batch: Vec<_> = (0..90_000u32)
+            .map(|i| {
+                ev(input(
+                    DAY0 + i64::from(i),
+                    &format!("c{}", i % 5),
+                    i % 20_000,
+                    KINDS[(i % 3) as usize],
+                    &format!("S{}", i / 2),
+                ))
+            })
+            .collect();
+        for chunk in batch.chunks(500) {
+            store.append(chunk).unwrap();
+        }
+    }
+    let want: Vec<(sightline_storage::Kind, String)> = {
+        let store = open(dir.path(), &clock(), StoreConfig::default());
+        let d = store.dictionaries();
+        (0..d.len_subjects() as u32)
+            .map(|id| {
+                let (k, s) = d.subject(id).unwrap();
+                (k, s.to_string())
+            })
+            .collect()
+    };
+    let want = Arc::new(want);
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    // Subjects' strings, slots, ends; devices' strings and ends; the kinds.
+    for section in [7usize, 8, 6, 4, 3, 9] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let (off, len) = (
+            u64_at(&snap, 56 + section * 24),
+            u64_at(&snap, 56 + section * 24 + 8),
+        );
+        flip(&copy.path().join("dict.snap"), off + len / 2);
+        let store = Arc::new(open(copy.path(), &clock(), StoreConfig::default()));
+        let readers: Vec<_> = (0..4usize)
+            .map(|t| {
+                let (store, want) = (store.clone(), want.clone());
+                std::thread::spawn(move || {
+                    let n = want.len();
+                    for j in 0..n {
+                        let id = ((j * 7919 + t * 104_729) % n) as u32;
+                        let (k, s) = &want[id as usize];
+                        let d = store.dictionaries();
+                        assert_eq!(d.subject(id), Some((*k, s.as_str())), "{section} {id}");
+                        assert_eq!(d.subject_id(*k, s), Some(id), "{section} {s}");
+                        if j % 97 == 0 {
+                            assert_eq!(d.subject_id(*k, "nobody-here"), None);
+                        }
+                    }
+                    for dv in 0..20_000u32 {
+                        let d = store.dictionaries();
+                        let s = d.device(dv).unwrap().to_string();
+                        assert_eq!(d.device_id(&s), Some(dv));
+                    }
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap();
+        }
+        let d = store.dictionaries();
+        let damage = d.snapshot_damage();
+        assert!(
+            damage.is_some_and(|d| d.contains("checksum mismatch")),
+            "section {section}: {damage:?}"
+        );
+    }
+}
+
+/// Damage in the communities' sections (in the first chunk, which opening checks:
+/// the snapshot is ignored) and in the kinds (in the last, partial chunk of a
+/// multi-chunk file, found by a read): the answers are the log's either way.
+#[test]
+fn damage_in_the_communities_or_the_kinds_in_the_last_partial_chunk_gives_the_logs_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_snapshot(dir.path(), 60_000);
+    let want = entries_without_snapshot(dir.path());
+    let snap = std::fs::read(dir.path().join("dict.snap")).unwrap();
+    let section = |i: usize| (u64_at(&snap, 56 + i * 24), u64_at(&snap, 56 + i * 24 + 8));
+    let data_end = section(10).0;
+    let chunks = (data_end - 328).div_ceil(65_536);
+    assert!(chunks > 2, "{chunks} chunks");
+    assert_ne!((data_end - 328) % 65_536, 0, "the last chunk is partial");
+    let (kinds_at, kinds_len) = section(9);
+    let last_kind = kinds_at + kinds_len - 1;
+    assert_eq!((last_kind - 328) / 65_536, chunks - 1, "in the last chunk");
+    for (what, at) in [
+        ("communities' ends", section(0).0 + 3),
+        ("communities' strings", section(1).0 + section(1).1 / 2),
+        ("communities' slots", section(2).0 + 1),
+        ("the last subject's kind", last_kind),
+    ] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        flip(&copy.path().join("dict.snap"), at);
+        let store = open(copy.path(), &clock(), StoreConfig::default());
+        assert_eq!(entries(&store), want, "{what}");
+        let ignored = store.recovery().dict_snapshot_ignored.clone();
+        let damage = store.dictionaries().snapshot_damage().map(str::to_string);
+        assert!(
+            ignored.is_some() || damage.is_some(),
+            "{what}: the damage is found"
+        );
+        if what.contains("kind") {
+            assert!(
+                damage
+                    .as_deref()
+                    .is_some_and(|d| d.contains(&format!("chunk {} ", chunks - 1))),
+                "{what}: {damage:?}"
+            );
+        }
+    }
+}
+
+/// The sturdier half of the fix: the catalog records the dictionary's counts before
+/// WAL files are removed, so a dict.log that lost entries sealed events use is refused
+/// even with no snapshot header to prove its length — whether its last record is
+/// damaged (which alone would look like a torn tail) or cut off whole at a record
+/// boundary (which alone would look like nothing at all).
+#[test]
+fn a_dictionary_log_shorter_than_the_catalog_recorded_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    sealed_store(dir.path(), &c, 3_000);
+    let log = dir.path().join("dict.log");
+    let bytes = std::fs::read(&log).unwrap();
+    // Where the last record starts: walk the frames (len u32, crc u32, payload).
+    let mut last = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        last = at;
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let damaged = {
+        let mut b = bytes.clone();
+        *b.last_mut().unwrap() ^= 0x40;
+        b
+    };
+    for (what, content) in [("damaged", damaged), ("cut off", bytes[..last].to_vec())] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        std::fs::remove_file(copy.path().join("dict.snap")).unwrap();
+        std::fs::write(copy.path().join("dict.log"), &content).unwrap();
+        let e = Store::open_with_clock(copy.path(), StoreConfig::default(), c.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the dictionary lost an entry: refused"));
+        match &e {
+            sightline_storage::StorageError::Corrupt { path, reason, .. } => {
+                assert!(path.ends_with("dict.log"), "{what}: {e}");
+                assert!(reason.contains("catalog recorded"), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        let len = std::fs::metadata(copy.path().join("dict.log"))
+            .unwrap()
+            .len();
+        assert_eq!(len, content.len() as u64, "{what}: nothing cut off");
+    }
+    // The store itself opens, and so does one whose WAL still holds every event (no
+    // count recorded: nothing was removed).
+    drop(open(dir.path(), &c, StoreConfig::default()));
+    let fresh = tempfile::tempdir().unwrap();
+    {
+        let store = open(fresh.path(), &c, StoreConfig::default());
+        fill(&store, 0, 100);
+    }
+    let store = open(fresh.path(), &c, StoreConfig::default());
+    assert_eq!(store.recovery().dict_torn_tail, None);
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::catalog::{SegmentEntry, ShardState};
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::fsutil::write_atomic;
 use crate::memtable::{MemRows, StoredRow};
 use crate::segment::{write_segment, MemSorted, MergedSegments, Segment, SortedRows};
@@ -540,14 +540,31 @@ impl Store {
         let min = self
             .min_unsealed_seq()
             .map_or(in_flight, |m| m.min(in_flight));
-        let removed = lock(&self.inner.logs).wal.checkpoint(min)?;
+        let removed = {
+            let mut logs = lock(&self.inner.logs);
+            let super::Logs { wal, dict } = &mut *logs;
+            let catalog = &*self.inner.catalog;
+            // The dictionary's counts are recorded before the events of the files
+            // removed are gone: they use ids below them (storage/FORMAT.md).
+            wal.checkpoint(min, || {
+                if let Some(c) = dict.counts_to_record() {
+                    crate::dict::record_counts(catalog, c)?;
+                    dict.counts_recorded(c);
+                }
+                Ok(())
+            })?
+        };
         if removed > 0 {
             tracing::debug!(removed, min_unsealed_seq = min, "WAL checkpoint");
         }
         // The dictionary snapshot is derived data: failing to write one costs only
-        // a slower next open, never a write.
-        if let Err(e) = self.inner.write_dict_snapshot(false) {
-            tracing::warn!(error = %e, "dictionary snapshot not written");
+        // a slower next open, never a write. Except when writing it found the
+        // dictionaries lost (a damaged snapshot chunk and the log's prefix damaged
+        // too: `Corrupt` naming dict.log): opening refuses the store then.
+        match self.inner.write_dict_snapshot(false) {
+            Ok(_) => {}
+            Err(e @ StorageError::Corrupt { .. }) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "dictionary snapshot not written"),
         }
         Ok(())
     }
@@ -591,7 +608,9 @@ impl super::Inner {
             out.put(&bytes)
         })?;
         lock(&self.logs).dict.snapshot_written(len);
-        if damaged {
+        // Damage found before or while this one was encoded is repaired now (the
+        // file written is built anew from every entry): no second rewrite for it.
+        if damaged || read(&self.dicts).snapshot_damage().is_some() {
             read(&self.dicts).snapshot_rewritten();
         }
         tracing::debug!(

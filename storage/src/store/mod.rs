@@ -67,6 +67,11 @@ pub struct RecoveryReport {
     /// version, or made from another or longer `dict.log`. The whole log was loaded
     /// instead and the snapshot is written again.
     pub dict_snapshot_ignored: Option<String>,
+    /// Damage a read found in a chunk of the dictionary snapshot after open (the
+    /// snapshot's entries are answered from `dict.log` since, and it is written again
+    /// at the next WAL checkpoint); as [`crate::Dictionaries::snapshot_damage`] gives
+    /// it when [`Store::recovery`] is called.
+    pub dict_snapshot_damage: Option<String>,
 }
 
 /// One shard in memory: its sealed segments and its unsealed events.
@@ -264,7 +269,14 @@ impl Store {
             wal,
             source_ids,
             max_seq,
-        } = replay_logs(&dir, &config, &mut shards, max_seq, &mut recovery)?;
+        } = replay_logs(
+            &dir,
+            &config,
+            &mut shards,
+            max_seq,
+            crate::dict::recorded_counts(&catalog)?,
+            &mut recovery,
+        )?;
         lap.step("dictionaries and WAL replayed");
         let memory_bytes: u64 = shards.values().map(|s| s.mem.bytes() as u64).sum();
         let durable_subjects = dicts.len_subjects();
@@ -407,7 +419,11 @@ impl Store {
     /// What opening the store found and repaired (and, once the first maintenance
     /// pass looked, the orphan files it removed).
     pub fn recovery(&self) -> RecoveryReport {
-        lock(&self.inner.recovery).clone()
+        let mut r = lock(&self.inner.recovery).clone();
+        r.dict_snapshot_damage = read(&self.inner.dicts)
+            .snapshot_damage()
+            .map(str::to_string);
+        r
     }
 
     /// Number of WAL files on disk (for tests and monitoring of checkpoints).
@@ -464,11 +480,13 @@ pub(crate) fn replay_logs(
     config: &StoreConfig,
     shards: &mut BTreeMap<ShardKey, Shard>,
     max_seq: u64,
+    recorded_dict_counts: [u32; 3],
     recovery: &mut RecoveryReport,
 ) -> Result<Replayed> {
     let io = &config.io;
     let layout = config.layout();
-    let (dict_log, dicts, dict_torn) = DictLog::open(io, &dir.join("dict.log"))?;
+    let (dict_log, dicts, dict_torn) =
+        DictLog::open(io, &dir.join("dict.log"), recorded_dict_counts)?;
     recovery.dict_torn_tail = dict_torn;
     recovery.dict_snapshot_ignored = dict_log.snapshot_ignored().map(str::to_string);
     let mut source_ids: HashMap<ShardKey, HashMap<Box<str>, u64>> = HashMap::new();
