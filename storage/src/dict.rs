@@ -919,6 +919,56 @@ pub(crate) fn record_counts(catalog: &dyn crate::catalog::Catalog, counts: [u32;
     catalog.kv_put(COUNTS_TREE, COUNTS_KEY, &bytes)
 }
 
+/// The longest length of `dict.log` a snapshot header beside it proves durable
+/// (`dict.snap` or `dict.snap.damaged`, any version), and that file.
+fn proven_length(io: &dyn FileIo, path: &Path) -> Option<(u64, PathBuf)> {
+    [SNAPSHOT_FILE, DAMAGED_SNAPSHOT_FILE]
+        .into_iter()
+        .filter_map(|f| {
+            let p = path.with_file_name(f);
+            crate::dict_snapshot::proven_log_len(io, &p).map(|n| (n, p))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+/// `Corrupt` naming the log when what looks like a torn tail starts below a proven
+/// durable length: the record is damaged, and cutting it off would reuse its id.
+fn damaged_not_torn(path: &Path, t: &TornTail, proven: Option<&(u64, PathBuf)>) -> Result<()> {
+    match proven {
+        Some((n, snap)) if t.offset < *n => Err(StorageError::corrupt(
+            path,
+            t.offset,
+            format!(
+                "the record here is damaged, not torn: {} shows the log reached {n} bytes durably (refusing to cut off entries sealed events may use; if that file is not this store's, remove it)",
+                snap.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What opening would refuse in `dict.log` (its `bytes`) beyond its records'
+/// checksums, for `sightline check`: a bad last record below a length a snapshot
+/// header proves durable, or fewer entries than the catalog `recorded`.
+pub(crate) fn check_log(path: &Path, bytes: &[u8], recorded: [u32; 3]) -> Vec<String> {
+    let mut dicts = Dictionaries::default();
+    // Damage that is not at the end is reported by the checksum pass already.
+    let Ok(ReadOutcome { end, torn }) = dicts.load(bytes, path, true) else {
+        return Vec::new();
+    };
+    let io = crate::io::os();
+    let proven = proven_length(io.as_ref(), path);
+    let torn_refused = torn
+        .as_ref()
+        .and_then(|t| damaged_not_torn(path, t, proven.as_ref()).err());
+    let short = check_recorded(&dicts, recorded, path, end).err();
+    torn_refused
+        .into_iter()
+        .chain(short)
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// `Corrupt` naming the log when `dicts` holds fewer entries than `recorded`.
 fn check_recorded(dicts: &Dictionaries, recorded: [u32; 3], path: &Path, end: u64) -> Result<()> {
     let got = [
@@ -1029,16 +1079,24 @@ pub(crate) fn encode_snapshot(
         }
     }
     let keep = |got| kept(&failed, got);
-    let mut communities =
-        (0..counts[0]).map(|id| keep(dicts.try_community(id).map(|s| s.map(|s| (0, s)))));
-    let mut devices =
-        (0..counts[1]).map(|id| keep(dicts.try_device(id).map(|s| s.map(|s| (0, s)))));
-    let mut subjects = (0..counts[2]).map(|id| {
-        keep(
+    // After the first error no entry is looked up again (each lookup meeting a
+    // damaged chunk would read the whole log once more).
+    let stopped = || failed.borrow().is_some();
+    let mut communities = (0..counts[0]).map(|id| match stopped() {
+        true => (0, ""),
+        false => keep(dicts.try_community(id).map(|s| s.map(|s| (0, s)))),
+    });
+    let mut devices = (0..counts[1]).map(|id| match stopped() {
+        true => (0, ""),
+        false => keep(dicts.try_device(id).map(|s| s.map(|s| (0, s)))),
+    });
+    let mut subjects = (0..counts[2]).map(|id| match stopped() {
+        true => (0, ""),
+        false => keep(
             dicts
                 .try_subject(id)
                 .map(|v| v.map(|(kind, s)| (kind.code(), s))),
-        )
+        ),
     });
     let bytes = crate::dict_snapshot::encode(
         log_len,
@@ -1154,26 +1212,8 @@ impl DictLog {
             // A bad last record below a length a snapshot header proves durable is
             // damage, not a torn tail: cutting it off would give its id to the next
             // new entry, and sealed events that use it would read as that one.
-            let proven = [SNAPSHOT_FILE, DAMAGED_SNAPSHOT_FILE]
-                .into_iter()
-                .filter_map(|f| {
-                    let p = path.with_file_name(f);
-                    crate::dict_snapshot::proven_log_len(io, &p).map(|n| (n, p))
-                })
-                .max_by_key(|(n, _)| *n);
-            let refuse_torn = |t: &TornTail| -> Result<()> {
-                match &proven {
-                    Some((n, snap)) if t.offset < *n => Err(StorageError::corrupt(
-                        path,
-                        t.offset,
-                        format!(
-                            "the record here is damaged, not torn: {} shows the log reached {n} bytes durably (refusing to cut off entries sealed events may use; if that file is not this store's, remove it)",
-                            snap.display()
-                        ),
-                    )),
-                    _ => Ok(()),
-                }
-            };
+            let proven = proven_length(io, path);
+            let refuse_torn = |t: &TornTail| damaged_not_torn(path, t, proven.as_ref());
             let snapshot = match usable_snapshot(io, path, log_len)? {
                 Ok(s) => s,
                 Err(why) => {
@@ -1235,9 +1275,18 @@ impl DictLog {
             check_recorded(&dicts, recorded, path, 0)?;
             (None, 0)
         };
-        let file = io
+        let existed = path.exists();
+        let mut file = io
             .open(path, OpenMode::AppendOrCreate)
             .map_err(|e| StorageError::io(path, e))?;
+        // What a process that died before its fsync wrote may still be only in the
+        // page cache: it is made durable now, before a snapshot's length or the
+        // catalog's counts can vouch for it, and before new WAL events use its ids.
+        file.sync_data().map_err(|e| StorageError::io(path, e))?;
+        if !existed {
+            io.sync_dir(path.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| StorageError::io(path, e))?;
+        }
         let counts = [
             dicts.len_communities() as u32,
             dicts.len_devices() as u32,

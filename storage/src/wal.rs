@@ -173,9 +173,13 @@ impl Wal {
             files.push((first, path));
         }
         let path = &files.last().expect("at least one file").1;
-        let active = io
+        let mut active = io
             .open(path, OpenMode::Append)
             .map_err(|e| StorageError::io(path, e))?;
+        // Records a process that died before its fsync wrote (never acknowledged, but
+        // replayed just now) may be only in the page cache: durable before anything
+        // built from them is.
+        active.sync_data().map_err(|e| StorageError::io(path, e))?;
         let active_bytes = active.size().map_err(|e| StorageError::io(path, e))?;
         let end_seq = last_seq_seen.map_or(files.last().expect("a file").0, |l| l + 1);
         Ok((

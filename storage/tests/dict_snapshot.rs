@@ -504,6 +504,20 @@ fn a_damaged_last_record_below_a_snapshots_length_is_refused_not_cut_off_as_torn
             log_len,
             "nothing cut off"
         );
+        // `sightline check` says what opening says, not "a torn tail".
+        let r = sightline_storage::check(dir.path()).unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("dict.log") && p.contains("not torn")),
+            "attempt {attempt}: {:?}",
+            r.problems
+        );
+        assert!(
+            !r.torn_tails.iter().any(|p| p.ends_with("dict.log")),
+            "{:?}",
+            r.torn_tails
+        );
         // Whatever the snapshot's version: one this build does not read (its header
         // whole) proves the length as well.
         let snap = dir.path().join("dict.snap");
@@ -779,6 +793,14 @@ fn a_dictionary_log_shorter_than_the_catalog_recorded_is_refused() {
             .unwrap()
             .len();
         assert_eq!(len, content.len() as u64, "{what}: nothing cut off");
+        let r = sightline_storage::check(copy.path()).unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.contains("dict.log") && p.contains("catalog recorded")),
+            "{what}: {:?}",
+            r.problems
+        );
     }
     // The store itself opens, and so does one whose WAL still holds every event (no
     // count recorded: nothing was removed).

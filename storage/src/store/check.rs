@@ -126,6 +126,19 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         }
     }
 
+    // What opening would refuse in the dictionary log beyond checksums: a bad last
+    // record below a length a snapshot proves durable (damage, not a torn tail), or
+    // fewer entries than the catalog recorded before WAL files were removed.
+    if dict.exists() {
+        let bytes = fs::read(&dict).map_err(|e| StorageError::io(&dict, e))?;
+        let recorded = crate::dict::recorded_counts(&catalog)?;
+        let refused = crate::dict::check_log(&dict, &bytes, recorded);
+        if !refused.is_empty() {
+            report.torn_tails.retain(|p| p != &dict);
+        }
+        report.problems.extend(refused);
+    }
+
     // The dictionary snapshot: whole, and the same entries as the log it covers.
     if let Some(problem) = crate::dict::check_snapshot(&dict) {
         report.problems.push(problem);
