@@ -385,19 +385,8 @@ fn late_events_become_a_delta_segment_that_compaction_merges() {
         let mut walked = Vec::new();
         seg.for_each_of_subject(subject, |o, r| walked.push((o, r)));
         assert_eq!(walked, one_by_one);
-        // So does a walk over the postings block by block (what a trajectory's runs
-        // decode, `Segment::posting_rows`): the whole list at once (several devices,
-        // next blocks and blocks further on) and cut by device.
-        for whole_max in [usize::MAX, 0] {
-            let mut runs = Vec::new();
-            seg.subject_runs_into(subject, i64::MIN, i64::MAX, whole_max, &mut runs);
-            let mut drained = Vec::new();
-            for (_, postings) in runs {
-                seg.posting_rows(postings, subject, &mut drained).unwrap();
-            }
-            let drained: Vec<_> = drained.into_iter().map(|(r, o)| (o, r)).collect();
-            assert_eq!(drained, one_by_one, "runs of at most {whole_max}");
-        }
+        // So does a walk over the postings block by block.
+        assert_posting_walks_give(seg, subject, &one_by_one, "");
         // Counting from postings agrees with counting decoded rows.
         assert_eq!(seg.count_of_subject(subject, None), walked.len() as u64);
         for devices in [vec![], vec![0u32], vec![1, 3], (0..12).collect()] {
@@ -933,15 +922,27 @@ fn posting_walks_that_skip_blocks_give_the_rows_of_one_by_one_reads() {
             .map(|o| (o, seg.row(o).unwrap()))
             .collect();
         assert!(!one_by_one.is_empty());
-        for whole_max in [usize::MAX, 0] {
-            let mut runs = Vec::new();
-            seg.subject_runs_into(subject, i64::MIN, i64::MAX, whole_max, &mut runs);
-            let mut drained = Vec::new();
-            for (_, postings) in runs {
-                seg.posting_rows(postings, subject, &mut drained).unwrap();
-            }
-            let drained: Vec<_> = drained.into_iter().map(|(r, o)| (o, r)).collect();
-            assert_eq!(drained, one_by_one, "{name}, runs of at most {whole_max}");
+        assert_posting_walks_give(seg, subject, &one_by_one, name);
+    }
+}
+
+/// A walk over `subject`'s postings block by block (what a trajectory's runs decode,
+/// `Segment::posting_rows`) gives `one_by_one` (its rows read by ordinal): the whole
+/// list at once and cut by device.
+fn assert_posting_walks_give(
+    seg: &sightline_storage::segment::Segment,
+    subject: u32,
+    one_by_one: &[(u32, sightline_storage::Row)],
+    what: &str,
+) {
+    for whole_max in [usize::MAX, 0] {
+        let mut runs = Vec::new();
+        seg.subject_runs_into(subject, i64::MIN, i64::MAX, whole_max, &mut runs);
+        let mut drained = Vec::new();
+        for (_, postings) in runs {
+            seg.posting_rows(postings, subject, &mut drained).unwrap();
         }
+        let drained: Vec<_> = drained.into_iter().map(|(r, o)| (o, r)).collect();
+        assert_eq!(drained, one_by_one, "{what}: runs of at most {whole_max}");
     }
 }
