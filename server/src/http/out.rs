@@ -267,24 +267,19 @@ impl Fields {
         let Some(names) = p.list("fields") else {
             return Ok(Fields::ALL);
         };
+        // The message lists the names from `NAMES`, the one list of them.
+        let refused = |what: String| {
+            let known: Vec<&str> = Fields::NAMES.iter().map(|(n, _)| *n).collect();
+            crate::error::ApiError::param("fields", format!("{what} ({})", known.join(", ")))
+        };
         if names.is_empty() {
-            return Err(crate::error::ApiError::param(
-                "fields",
-                "names no field (id, ts, community, device, kind, subject, direction, attrs, images, object)",
-            ));
+            return Err(refused("names no field".into()));
         }
         let mut set = 0;
         for name in &names {
             match Fields::NAMES.iter().find(|(n, _)| n == name) {
                 Some((_, f)) => set |= f.0,
-                None => {
-                    return Err(crate::error::ApiError::param(
-                        "fields",
-                        format!(
-                            "{name:?} is not a field (id, ts, community, device, kind, subject, direction, attrs, images, object)"
-                        ),
-                    ))
-                }
+                None => return Err(refused(format!("{name:?} is not a field"))),
             }
         }
         Ok(Fields(set))

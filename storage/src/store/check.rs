@@ -105,6 +105,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     if dict.exists() {
         logs.push((dict.clone(), true));
     }
+    let mut dict_bytes = None;
     for (path, newest) in logs {
         let bytes = fs::read(&path).map_err(|e| StorageError::io(&path, e))?;
         let mut records = 0u64;
@@ -121,6 +122,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         }
         if path == dict {
             report.dict_records += records;
+            dict_bytes = Some(bytes);
         } else {
             report.wal_records += records;
         }
@@ -129,8 +131,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     // What opening would refuse in the dictionary log beyond checksums: a bad last
     // record below a length a snapshot proves durable (damage, not a torn tail), or
     // fewer entries than the catalog recorded before WAL files were removed.
-    if dict.exists() {
-        let bytes = fs::read(&dict).map_err(|e| StorageError::io(&dict, e))?;
+    if let Some(bytes) = dict_bytes {
         let recorded = crate::dict::recorded_counts(&catalog)?;
         let refused = crate::dict::check_log(&dict, &bytes, recorded);
         if !refused.is_empty() {
