@@ -49,7 +49,7 @@ mod subject;
 mod wal;
 
 pub use attr_codec::{encode_attrs, visit_attrs, AttrRef};
-pub use attr_columns::{AsciiDigits, AttrOut, RowScratch, DIGIT_PAIRS};
+pub use attr_columns::{AsciiDigits, AttrOut, Decimal, RowScratch, DIGIT_PAIRS};
 pub use catalog::{
     ApiKeyRecord, Catalog, Community, Device, Gat1400Credential, Manifest, SegmentEntry,
     ShardState, SledCatalog,

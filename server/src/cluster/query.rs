@@ -581,8 +581,8 @@ async fn route(
                     .map(|(s, a)| EventOut::decoded(s, a));
                 trajectory::page_answer(
                     Instant::now(),
-                    events,
-                    fields,
+                    t.events.len(),
+                    |text| trajectory::write_events(text, events, fields),
                     &t.stays,
                     t.stays_truncated,
                     t.next_cursor.as_ref(),

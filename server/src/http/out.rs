@@ -4,7 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sightline_query::Sighting;
-use sightline_storage::{AttrOut, AttrRef, AttrsAt, RowScratch};
+use sightline_storage::{AttrOut, AttrRef, AttrsAt, Decimal, RowScratch};
 
 use crate::http::Body;
 use crate::params::Rfc3339;
@@ -92,6 +92,7 @@ impl EventOut<'_> {
         fields: Fields,
     ) -> Result<(), String> {
         let s = self.s;
+        let out_len = out.len();
         // `key` writes a member's `,"name":` (given whole, one copy), or `{"name":` for
         // the first.
         let mut open = true;
@@ -178,6 +179,7 @@ impl EventOut<'_> {
                     out.push(b'"');
                     return;
                 }
+                AttrOut::Decimal(d) => return put_decimal(out, d),
                 AttrOut::Value(v) => v,
             };
             match v {
@@ -190,10 +192,14 @@ impl EventOut<'_> {
                 AttrRef::Bool(x) => out.extend_from_slice(if x { b"true" } else { b"false" }),
             }
         };
+        let event_at = out_len;
         match &self.attrs {
-            AttrsOf::At(at) => at
-                .visit_out(scratch, &mut write)
-                .map_err(|e| e.to_string())?,
+            // Values are handed over as they are read: what was written of an event
+            // whose attributes turn out damaged is taken back.
+            AttrsOf::At(at) => at.visit_out(scratch, &mut write).map_err(|e| {
+                out.truncate(event_at);
+                e.to_string()
+            })?,
             #[cfg(feature = "cluster")]
             AttrsOf::Encoded(bytes) => {
                 sightline_storage::visit_attrs(bytes, |k, v| write(k, AttrOut::Value(v)))
@@ -319,6 +325,46 @@ fn needs_escape(b: &[u8]) -> bool {
         .remainder()
         .iter()
         .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
+/// A decimal attribute as serde_json writes its value ([`Decimal::to_f64`]), which
+/// for a mantissa of at most 15 digits and a value from 1e-5 up (no exponent) is the
+/// decimal's own digits, trailing zeros dropped (`976, 3` is `0.976`, `1000, 3` is
+/// `1.0`): a decimal of at most 15 significant digits is the only one of that length
+/// or shorter that reads back as its nearest `f64`. Any other goes through
+/// serde_json. A test holds the two equal over every mantissa up to 200,000 at every
+/// scale, and random ones.
+fn put_decimal(out: &mut Vec<u8>, d: Decimal) {
+    const POW10: [u64; 7] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000];
+    let m = d.mantissa.unsigned_abs();
+    let scale = d.scale as usize;
+    let plain = scale < POW10.len()
+        && m < 1_000_000_000_000_000
+        && (m == 0 || scale < 5 || m >= POW10[scale - 5]);
+    if !plain {
+        let _ = serde_json::to_writer(&mut *out, &d.to_f64());
+        return;
+    }
+    if d.mantissa < 0 {
+        out.push(b'-');
+    }
+    let (whole, frac) = (m / POW10[scale], m % POW10[scale]);
+    out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+    out.push(b'.');
+    if frac == 0 {
+        out.push(b'0');
+        return;
+    }
+    // `scale` digits, zeros before as needed, zeros after dropped.
+    let (mut digits, mut f, mut end) = ([b'0'; 6], frac, scale);
+    for at in (0..scale).rev() {
+        digits[at] = b'0' + (f % 10) as u8;
+        f /= 10;
+        if digits[at] == b'0' && end == at + 1 {
+            end = at;
+        }
+    }
+    out.extend_from_slice(&digits[..end]);
 }
 
 /// `/v1/objects/{id}`, written without building a string.
@@ -476,6 +522,29 @@ mod tests {
         ]
     }
 
+    /// Every mantissa up to 200,000 (and down to -20,000) at every scale a column holds,
+    /// and the edges of the digits' range, are written as serde_json writes their value.
+    #[test]
+    fn every_small_decimal_is_written_as_serde_writes_its_value() {
+        let edges = [
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+            -999_999_999_999_999,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut text = Vec::new();
+        for scale in 0..=6u8 {
+            for mantissa in (-20_000..=200_000).chain(edges) {
+                let d = Decimal { mantissa, scale };
+                text.clear();
+                put_decimal(&mut text, d);
+                let want = serde_json::to_string(&d.to_f64()).unwrap();
+                assert_eq!(std::str::from_utf8(&text).unwrap(), want, "{d:?}");
+            }
+        }
+    }
+
     /// A JSON object's members in the order they are written.
     fn members(text: &[u8]) -> Vec<(String, Value)> {
         struct InOrder;
@@ -569,6 +638,16 @@ mod tests {
             prop_assert_eq!(members(&some), expect);
         }
 
+        /// A decimal is written as serde_json writes its value, at any scale and
+        /// mantissa (most of them beyond what is written as the decimal's digits).
+        #[test]
+        fn decimals_are_written_as_serde_writes_their_value(mantissa in any::<i64>(), scale in 0u8..=9) {
+            let d = Decimal { mantissa, scale };
+            let mut text = Vec::new();
+            put_decimal(&mut text, d);
+            prop_assert_eq!(String::from_utf8(text).unwrap(), serde_json::to_string(&d.to_f64()).unwrap());
+        }
+
         /// The word-at-a-time test finds exactly the strings a byte-wise one does.
         #[test]
         fn needs_escape_is_the_bytewise_test(b in proptest::collection::vec(
@@ -630,16 +709,20 @@ mod tests {
             rows in proptest::collection::vec(
                 (0u64..100_000, attr_value(), prop_oneof![
                     Just(None), Just(Some("3205080601121000060102".to_string())),
-                    "[0-9]{1,30}".prop_map(Some), "[0-9a\"]{20,50}".prop_map(Some)]),
+                    "[0-9]{1,30}".prop_map(Some), "[0-9a\"]{20,50}".prop_map(Some)],
+                    -2_000_000i64..2_000_000),
                 1..40),
+            scale in 0i32..=7,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
             // (What validation refuses, non-finite numbers, never reaches a segment.)
-            let events: Vec<_> = rows.iter().enumerate().filter_map(|(i, (n, v, other))| {
+            let events: Vec<_> = rows.iter().enumerate().filter_map(|(i, (n, v, other, m))| {
                 let mut attrs = Attrs::new();
+                // A confidence of `scale` decimals (a decimal column up to 6).
+                attrs.insert("confidence".into(), AttrValue::Float(*m as f64 / 10f64.powi(scale)));
                 // A GA/T 1400 id of one device: 20 digits, then time and counters.
                 attrs.insert("source_id".into(), AttrValue::Str(format!(
                     "3205080601121000060102{:014}{:05}02{:05}", n * 7, i, n % 9)));

@@ -11,6 +11,7 @@ use sightline_query::{
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::offer::{core_free, in_parts};
 use crate::http::out::{put_str, EventOut, Fields};
 use crate::http::runner::{audited_get, query_ctx, scope_ids, AuditLine};
 use crate::http::{Answer, Body, Call};
@@ -69,51 +70,90 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// A page as JSON: `{"events", "stays", "stays_truncated", "next_cursor"}`, the events
 /// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
-/// serialization in `Server-Timing`.
+/// serialization in `Server-Timing`. A page of [`SPLIT_EVENTS`] or more is written in
+/// parts of [`PART_EVENTS`] by this thread and, when a core is likely free (fewer
+/// queries running than cores: [`core_free`]), a thread of the blocking pool
+/// ([`in_parts`]).
 fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     let q = trajectory_params(p, app.config.max_result_rows)?;
     let fields = Fields::param(p)?;
-    let t = trajectory(ctx, &q)?;
+    let mut t = trajectory(ctx, &q)?;
     let started = std::time::Instant::now();
-    let events = t
-        .events
-        .iter()
-        .zip(&t.attrs_at)
-        .map(|(s, a)| EventOut::of(s, a));
-    page_answer(
-        started,
-        events,
-        fields,
-        &t.stays,
-        t.stays_truncated,
-        t.next_cursor.as_ref(),
-    )
+    let n = t.events.len();
+    let (stays, truncated, cursor) = (&t.stays, t.stays_truncated, t.next_cursor.as_ref());
+    if n < SPLIT_EVENTS {
+        let events = t.events.iter().zip(&t.attrs_at);
+        let events = events.map(|(s, a)| EventOut::of(s, a));
+        let write = |text: &mut Vec<u8>| write_events(text, events, fields);
+        return page_answer(started, n, write, stays, truncated, cursor);
+    }
+    let events = Arc::new((
+        std::mem::take(&mut t.events),
+        std::mem::take(&mut t.attrs_at),
+    ));
+    let running =
+        (app.config.max_concurrent_queries).saturating_sub(app.query_slots.available_permits());
+    let parts = in_parts(n.div_ceil(PART_EVENTS), core_free(running), move |i| {
+        let (sightings, attrs) = &*events;
+        let range = i * PART_EVENTS..n.min((i + 1) * PART_EVENTS);
+        let events = sightings[range.clone()].iter().zip(&attrs[range]);
+        let mut text = Vec::with_capacity(PART_EVENTS * 400);
+        write_events(&mut text, events.map(|(s, a)| EventOut::of(s, a)), fields).map(|()| text)
+    })
+    .map_err(ApiError::internal)?;
+    let write = |text: &mut Vec<u8>| {
+        for (i, part) in parts.into_iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            text.extend_from_slice(&part?);
+        }
+        Ok(())
+    };
+    page_answer(started, n, write, stays, truncated, cursor)
 }
 
-/// A page's JSON (also the cluster's query role's): `events` as [`EventOut`]
-/// writes them (their `fields`), then the stays and the cursor; `started` is when
-/// serialization began.
-pub(crate) fn page_answer<'a>(
-    started: std::time::Instant,
-    events: impl ExactSizeIterator<Item = EventOut<'a>>,
+/// Pages of at least this many events are written in parts ([`page`]): below it,
+/// sharing the work costs more than it saves.
+pub(crate) const SPLIT_EVENTS: usize = 256;
+
+/// Events a part of a page holds ([`page`]): small enough that a thread which joins
+/// late leaves the other waiting at most one part's time (~70 µs) at the end.
+const PART_EVENTS: usize = 64;
+
+/// `events`' JSON (their `fields`), comma-separated, appended to `text`; an event
+/// whose attributes are damaged is an error naming the file.
+pub(crate) fn write_events<'a>(
+    text: &mut Vec<u8>,
+    events: impl Iterator<Item = EventOut<'a>>,
     fields: Fields,
-    stays: &[Stay],
-    stays_truncated: bool,
-    next_cursor: Option<&Cursor>,
-) -> Result<(Body, usize), ApiError> {
-    let n = events.len();
-    // Room for the page (an event with a GA/T 1400 id and a few attributes is ~340
-    // bytes), so thousands are not copied again at a doubling.
-    let mut text = Vec::with_capacity(n.saturating_mul(400) + 256);
-    text.extend_from_slice(b"{\"events\":[");
+) -> Result<(), String> {
     let mut scratch = sightline_storage::RowScratch::default();
     for (i, e) in events.enumerate() {
         if i > 0 {
             text.push(b',');
         }
-        e.write_fields(&mut text, &mut scratch, fields)
-            .map_err(ApiError::internal)?;
+        e.write_fields(text, &mut scratch, fields)?;
     }
+    Ok(())
+}
+
+/// A page's JSON (also the cluster's query role's): its `n` events as `write_events`
+/// writes them (comma-separated), then the stays and the cursor; `started` is when
+/// serialization began.
+pub(crate) fn page_answer(
+    started: std::time::Instant,
+    n: usize,
+    write_events: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    stays: &[Stay],
+    stays_truncated: bool,
+    next_cursor: Option<&Cursor>,
+) -> Result<(Body, usize), ApiError> {
+    // Room for the page (an event with a GA/T 1400 id and a few attributes is ~340
+    // bytes), so thousands are not copied again at a doubling.
+    let mut text = Vec::with_capacity(n.saturating_mul(400) + 256);
+    text.extend_from_slice(b"{\"events\":[");
+    write_events(&mut text).map_err(ApiError::internal)?;
     text.extend_from_slice(b"],\"stays\":[");
     for (i, stay) in stays.iter().enumerate() {
         if i > 0 {

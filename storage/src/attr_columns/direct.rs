@@ -10,9 +10,9 @@
 //! checksum, not by a read of one row.
 
 use super::{
-    column_value, field_widths, ones_before, put_digits, ChunkReader, RowScratch, Value, BOOL,
-    DIGIT_BITS, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX, MAX_ZSTD_INPUT,
-    POW10, STR_DICT, STR_DIGITS, STR_RAW,
+    column_value, field_widths, ones_before, put_digits, ChunkReader, DigitBuf, Value, BOOL,
+    DIGIT_BITS, DIGIT_BUF, FLOAT_DEC, FLOAT_RAW, INT, INT_RAW, MAX_DICT, MAX_DIGIT_SUFFIX,
+    MAX_ZSTD_INPUT, POW10, STR_DICT, STR_DIGITS, STR_RAW,
 };
 use crate::attr_codec::{well_known_key, Reader};
 use crate::bitpack::{bits_at, packed_len, BitReader};
@@ -80,7 +80,6 @@ impl<'c> Directory<'c> {
 pub(super) fn walk_row<'c>(
     chunk: &'c [u8],
     row: usize,
-    scratch: &mut RowScratch,
     found: &mut impl Extend<(&'c str, Value<'c>)>,
 ) -> Result<(), String> {
     let dir = Directory::read(chunk)?;
@@ -102,7 +101,7 @@ pub(super) fn walk_row<'c>(
         }
         last = Some((key, class));
         let (n, index) = presence(&mut r, dir.rows, row, start)?;
-        let v = column_value_direct(&mut r, class, n, index, start, &mut scratch.digits)?;
+        let v = column_value_direct(&mut r, class, n, index, start)?;
         if r.at != end {
             return Err(format!(
                 "{} bytes after the values of the column at byte {start}",
@@ -231,12 +230,12 @@ fn column_value_direct<'a>(
     n: usize,
     index: Option<usize>,
     at: usize,
-    digits: &mut Vec<u8>,
 ) -> Result<Option<Value<'a>>, String> {
     Ok(match class {
-        // Every value of these is at a computed place in both layouts.
+        // Every value of these is at a computed place in both layouts (and none is a
+        // digit string: no scratch string is needed).
         INT | INT_RAW | FLOAT_DEC | FLOAT_RAW | BOOL => {
-            return column_value(r, class, n, index, at, digits)
+            return column_value(r, class, n, index, at, &mut Vec::new())
         }
         STR_DICT => {
             let dict = Dict::read(r)?;
@@ -285,8 +284,8 @@ fn column_value_direct<'a>(
                 return Err(format!("a digit prefix that is not digits at byte {at}"));
             }
             // The whole string in place (zeros, the prefix, each field's digits over
-            // its zeros), then copied once.
-            let mut text = [b'0'; PREFIX_DIGITS + MAX_DIGIT_SUFFIX];
+            // its zeros), handed over as it is.
+            let mut text = [b'0'; DIGIT_BUF];
             text[..PREFIX_DIGITS].copy_from_slice(prefix);
             let mut end = PREFIX_DIGITS;
             let (mut base_at, mut field_at) = (0usize, 0usize);
@@ -303,9 +302,10 @@ fn column_value_direct<'a>(
                 base_at += w_bits as usize;
                 field_at += packed_len(n, b);
             }
-            let from = digits.len();
-            digits.extend_from_slice(&text[..end]);
-            Some(Value::AsciiDigits(from..digits.len()))
+            Some(Value::AsciiDigits(DigitBuf {
+                bytes: text,
+                len: end as u8,
+            }))
         }
         STR_RAW => {
             let ends = Ends::read(r, n, at)?;

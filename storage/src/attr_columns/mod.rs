@@ -674,13 +674,54 @@ pub(super) enum Value<'a> {
     /// Rebuilt digits: this range of the walk's scratch string.
     Digits(std::ops::Range<usize>),
     /// Rebuilt digits known to be ASCII digits only (the direct layout's prefixes are
-    /// checked to be digits when read): this range of the walk's scratch string.
-    AsciiDigits(std::ops::Range<usize>),
+    /// checked to be digits when read), held in place: no scratch string.
+    AsciiDigits(DigitBuf),
     /// Decompressed.
     Owned(String),
     Int(i64),
     Float(f64),
+    /// A float column's decimal: its integer and scale, the value
+    /// `mantissa / 10^scale` ([`Decimal`]).
+    Decimal(Decimal),
     Bool(bool),
+}
+
+/// ASCII digits rebuilt in place: a device-code prefix and its fields
+/// (`bytes[..len]`).
+#[derive(Clone, Copy)]
+pub(super) struct DigitBuf {
+    pub(super) bytes: [u8; DIGIT_BUF],
+    pub(super) len: u8,
+}
+
+/// Longest digit string a chunk holds: a 20-digit prefix and its suffix.
+pub(super) const DIGIT_BUF: usize = 20 + MAX_DIGIT_SUFFIX;
+
+impl DigitBuf {
+    #[inline]
+    fn digits(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// A float stored as a decimal (a float column whose values are all thousandths, say):
+/// the value `mantissa / 10^scale`, scale at most 6. [`Decimal::to_f64`] is the value
+/// every reader gives; writers of text may write the decimal's digits instead, which
+/// are the shortest text that reads back as that `f64` when the mantissa has at most
+/// 15 digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    pub mantissa: i64,
+    pub scale: u8,
+}
+
+impl Decimal {
+    /// The value as every reader gives it: the mantissa divided by `10^scale` (one
+    /// rounding, so the `f64` nearest the decimal when the mantissa is below 2^53).
+    #[inline]
+    pub fn to_f64(self) -> f64 {
+        self.mantissa as f64 / 10f64.powi(self.scale as i32)
+    }
 }
 
 /// Where one row's values are: a chunk's walk, reused for row after row.
@@ -733,6 +774,9 @@ pub fn visit_row(
 pub enum AttrOut<'a> {
     Value(AttrRef<'a>),
     Digits(AsciiDigits<'a>),
+    /// A float stored as a decimal (format 2 and later chunks): [`Decimal::to_f64`] is
+    /// its value.
+    Decimal(Decimal),
 }
 
 /// Bytes that are ASCII digits (`0`–`9`) only: made only by this crate's readers,
@@ -767,12 +811,17 @@ impl<'a> AttrOut<'a> {
         match self {
             AttrOut::Value(v) => v,
             AttrOut::Digits(d) => AttrRef::Str(d.as_str()),
+            AttrOut::Decimal(d) => AttrRef::Float(d.to_f64()),
         }
     }
 }
 
 /// [`visit_row`], with digit strings known to be ASCII digits handed over as their
-/// bytes ([`AttrOut::Digits`]): for writers of JSON, which copy them as they are.
+/// bytes ([`AttrOut::Digits`]) and decimals as such ([`AttrOut::Decimal`]): for writers
+/// of text, which copy digits as they are. A direct chunk's (format 4) values are
+/// handed over as they are read, so `f` may have seen some of a row whose damage is
+/// found further on (the caller discards what it wrote for the row); a walked
+/// chunk's only once the whole row is read.
 pub fn visit_row_out<'c>(
     layout: ChunkLayout,
     chunk: &'c [u8],
@@ -781,28 +830,57 @@ pub fn visit_row_out<'c>(
     mut f: impl FnMut(&str, AttrOut<'_>),
 ) -> Result<(), String> {
     scratch.digits.clear();
-    let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> = smallvec::SmallVec::new();
-    walk_row(layout, chunk, row, scratch, &mut found)?;
-    for (k, v) in &found {
-        let v = match v {
-            Value::AsciiDigits(r) => AttrOut::Digits(AsciiDigits::new(&scratch.digits[r.clone()])),
-            v => AttrOut::Value(value_ref(v, scratch)),
-        };
-        f(k, v);
+    match layout {
+        ChunkLayout::Direct => {
+            let scratch = &*scratch;
+            direct::walk_row(
+                chunk,
+                row,
+                &mut Emit(|(k, v): (&'c str, Value<'c>)| f(k, value_out(&v, scratch))),
+            )
+        }
+        ChunkLayout::Walked => {
+            let mut found: smallvec::SmallVec<[(&'c str, Value<'c>); 8]> =
+                smallvec::SmallVec::new();
+            walked_row(chunk, row, scratch, &mut found)?;
+            for (k, v) in &found {
+                f(k, value_out(v, scratch));
+            }
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+/// Hands each pair a walk finds to a function as it is found: no list is kept.
+struct Emit<F>(F);
+
+impl<T, F: FnMut(T)> Extend<T> for Emit<F> {
+    #[inline]
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        items.into_iter().for_each(&mut self.0)
+    }
+}
+
+fn value_out<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrOut<'s> {
+    match v {
+        Value::AsciiDigits(d) => AttrOut::Digits(AsciiDigits::new(d.digits())),
+        Value::Decimal(d) => AttrOut::Decimal(*d),
+        v => AttrOut::Value(value_ref(v, scratch)),
+    }
 }
 
 fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
     match v {
         Value::Str(s) => AttrRef::Str(s),
-        Value::Digits(r) | Value::AsciiDigits(r) => AttrRef::Str(
+        Value::Digits(r) => AttrRef::Str(
             std::str::from_utf8(&scratch.digits[r.clone()])
                 .expect("a UTF-8 prefix and ASCII digits"),
         ),
+        Value::AsciiDigits(d) => AttrRef::Str(AsciiDigits::new(d.digits()).as_str()),
         Value::Owned(s) => AttrRef::Str(s),
         Value::Int(i) => AttrRef::Int(*i),
         Value::Float(f) => AttrRef::Float(*f),
+        Value::Decimal(d) => AttrRef::Float(d.to_f64()),
         Value::Bool(b) => AttrRef::Bool(*b),
     }
 }
@@ -843,7 +921,7 @@ fn walk_row<'c>(
 ) -> Result<(), String> {
     match layout {
         ChunkLayout::Walked => walked_row(chunk, row, scratch, found),
-        ChunkLayout::Direct => direct::walk_row(chunk, row, scratch, found),
+        ChunkLayout::Direct => direct::walk_row(chunk, row, found),
     }
 }
 
@@ -944,7 +1022,7 @@ fn column_value<'a>(
             if scale > 6 {
                 return Err(format!("decimal scale {scale} at byte {at}"));
             }
-            framed(r)?.map(|x| Value::Float(x as f64 / 10f64.powi(scale as i32)))
+            framed(r)?.map(|mantissa| Value::Decimal(Decimal { mantissa, scale }))
         }
         FLOAT_RAW => fixed8(r)?.map(|b| Value::Float(f64::from_le_bytes(b))),
         BOOL => {
