@@ -70,10 +70,10 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// A page as JSON: `{"events", "stays", "stays_truncated", "next_cursor"}`, the events
 /// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
-/// serialization in `Server-Timing`. A page of [`SPLIT_EVENTS`] or more is written in
-/// parts of [`PART_EVENTS`] by this thread and, when a core is likely free (fewer
-/// queries running than cores: [`core_free`]), a thread of the blocking pool
-/// ([`in_parts`]).
+/// serialization in `Server-Timing`. A page of [`SPLIT_EVENTS`] or more, when a core
+/// is likely free (fewer queries running than cores: [`core_free`]), is written in
+/// parts of [`PART_EVENTS`] by this thread and a thread of rayon's pool
+/// ([`in_parts`]); else by this thread alone, straight into the answer.
 fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     let q = trajectory_params(p, app.config.max_result_rows)?;
     let fields = Fields::param(p)?;
@@ -81,7 +81,9 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
     let started = std::time::Instant::now();
     let n = t.events.len();
     let (stays, truncated, cursor) = (&t.stays, t.stays_truncated, t.next_cursor.as_ref());
-    if n < SPLIT_EVENTS {
+    let running =
+        (app.config.max_concurrent_queries).saturating_sub(app.query_slots.available_permits());
+    if n < SPLIT_EVENTS || !core_free(running) {
         let events = t.events.iter().zip(&t.attrs_at);
         let events = events.map(|(s, a)| EventOut::of(s, a));
         let write = |text: &mut Vec<u8>| write_events(text, events, fields);
@@ -91,9 +93,7 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
         std::mem::take(&mut t.events),
         std::mem::take(&mut t.attrs_at),
     ));
-    let running =
-        (app.config.max_concurrent_queries).saturating_sub(app.query_slots.available_permits());
-    let parts = in_parts(n.div_ceil(PART_EVENTS), core_free(running), move |i| {
+    let parts = in_parts(n.div_ceil(PART_EVENTS), move |i| {
         let (sightings, attrs) = &*events;
         let range = i * PART_EVENTS..n.min((i + 1) * PART_EVENTS);
         let events = sightings[range.clone()].iter().zip(&attrs[range]);
