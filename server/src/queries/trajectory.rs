@@ -106,7 +106,7 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
             if i > 0 {
                 text.push(b',');
             }
-            text.extend_from_slice(&part?);
+            text.extend_from_slice(&part);
         }
         Ok(())
     };

@@ -651,7 +651,7 @@ fn large_answers_stream_as_ndjson_when_asked() {
     let (_, _, one) = get_ndjson(a, &format!("/v1/events/{}", paged[0]["id"]));
     assert_eq!(one, [paged[0].clone()]);
 
-    // Pages just below and above the size written in two halves (`SPLIT_EVENTS`,
+    // Pages just below and above the size written in parts of 64 (`SPLIT_EVENTS`,
     // 256), an odd one among them, are the same events in the same order.
     for limit in [255, 256, 257, 999] {
         let r = get(a, &format!("{traj}&limit={limit}"));

@@ -752,9 +752,10 @@ pub fn decode_row(
 
 /// The attributes of row `row` of `chunk` handed to `f` key by key, in key order (the
 /// order the row encoding and [`visit_attrs`] give), without building the row
-/// encoding; `scratch` holds rebuilt digit strings (reuse it across rows). Nothing is
-/// handed over when the row is damaged. (Readers use [`visit_row_out`]; the tests
-/// compare this form with [`visit_attrs`].)
+/// encoding; `scratch` holds rebuilt digit strings (reuse it across rows). A damaged
+/// row is an error; some of its values may have been handed over before it (a direct
+/// chunk's: [`visit_row_out`]). (Readers use [`visit_row_out`]; the tests compare this
+/// form with [`visit_attrs`].)
 #[cfg(test)]
 pub fn visit_row(
     layout: ChunkLayout,

@@ -1385,9 +1385,10 @@ impl Segment {
 
     /// The attributes of the event at `ordinal` handed to `f` key by key in the row
     /// encoding's order, read straight from a version 2 file's columns (no row
-    /// encoding is built; `scratch` is reused across calls). A version 2 chunk is
-    /// checked whole before `f` sees a pair; a version 1 encoding is walked as it is
-    /// read, so `f` may see pairs before its damage is found.
+    /// encoding is built; `scratch` is reused across calls). A version 2 or 3 chunk's
+    /// row is read whole before `f` sees a pair; a version 4 chunk's values and a
+    /// version 1 encoding are handed over as they are read, so `f` may see pairs
+    /// before the damage is found (the caller discards what it made of them).
     pub fn visit_attrs(
         &self,
         ordinal: u32,
