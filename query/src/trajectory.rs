@@ -260,6 +260,10 @@ fn merged<'s>(ctx: &QueryContext<'s>, q: &TrajectoryQuery) -> Result<Option<Merg
 /// [`sightline_storage::SUBJECT_RUN_WHOLE_MAX`]) is decoded whole.
 const CHUNK: usize = 512;
 
+/// Slots of [`Merged::device_cache`]: more than the devices a subject is seen at in
+/// most answers (a power of two).
+const DEVICE_CACHE: usize = 256;
+
 /// One event the merge hands over: its row, its run, its position there and its
 /// device's name.
 #[derive(Clone, Copy)]
@@ -394,6 +398,10 @@ struct Merged<'s> {
     spare: Vec<Vec<(Row, u32)>>,
     /// Device ids met so far, sorted, with the index of their names.
     device_ids: Vec<(u32, u32)>,
+    /// In front of `device_ids`: slot `id % DEVICE_CACHE` holds `id << 32 | index` of
+    /// the device met last of those that map there (`u64::MAX`: none), so a device
+    /// met again (a run of a few events each time) is found without a search.
+    device_cache: Box<[u64; DEVICE_CACHE]>,
     /// Device codes, by index.
     device_names: Vec<CompactString>,
     /// The subject's kind and name.
@@ -461,6 +469,7 @@ impl<'s> Merged<'s> {
             heap: Vec::new(),
             spare: Vec::new(),
             device_ids: Vec::new(),
+            device_cache: Box::new([u64::MAX; DEVICE_CACHE]),
             device_names: Vec::new(),
             subject_name,
             communities,
@@ -475,7 +484,22 @@ impl<'s> Merged<'s> {
     }
 
     /// The index of device `id`'s name, resolved on first meeting it.
+    #[inline]
     fn device_index(&mut self, id: u32) -> u32 {
+        let slot = &mut self.device_cache[id as usize % DEVICE_CACHE];
+        // (An entry equal to `u64::MAX` is read as empty even if it were one: a
+        // search then.)
+        if *slot != u64::MAX && (*slot >> 32) as u32 == id {
+            return *slot as u32;
+        }
+        let index = self.device_index_searched(id);
+        self.device_cache[id as usize % DEVICE_CACHE] = u64::from(id) << 32 | u64::from(index);
+        index
+    }
+
+    /// [`Merged::device_index`] past its cache: searched for, or resolved now.
+    #[inline(never)]
+    fn device_index_searched(&mut self, id: u32) -> u32 {
         match self.device_ids.binary_search_by_key(&id, |d| d.0) {
             Ok(at) => self.device_ids[at].1,
             Err(at) => {
@@ -524,7 +548,7 @@ impl<'s> Merged<'s> {
             // Sorted when its keys fit (position: 24 bits, time from `lower`: 40 bits,
             // 34 years; a group is a day's runs).
             if events <= self.sort_max.min(1 << 24) && upper.saturating_sub(lower) < 1 << 40 {
-                self.sort_group(lower)?;
+                self.sort_group(lower, events)?;
             } else {
                 // Merged by heap, each run decoded when the merge reaches it.
                 self.group[0].0 = lower;
@@ -535,20 +559,20 @@ impl<'s> Merged<'s> {
 
     /// Decodes the group's runs whole and sorts their events' keys; `lower` is
     /// at or before every event of the group, within 2^40 ms of each, and the group
-    /// holds fewer than 2^24 events.
-    fn sort_group(&mut self, lower: i64) -> Result<()> {
+    /// holds fewer than 2^24 events, `events` of them.
+    fn sort_group(&mut self, lower: i64, events: usize) -> Result<()> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut group = std::mem::take(&mut self.group);
         self.sorted_at = 0;
         self.decoded.clear();
         self.keys.clear();
+        self.decoded.reserve(events);
+        self.keys.reserve(events);
         // The last device met and its name's index (rows come by device in a run).
         let mut last_device: Option<(u32, u32)> = None;
         for &(_, run) in &group {
             scratch.clear();
             let source = &mut self.runs[run as usize].source;
-            self.decoded.reserve(source.remaining());
-            self.keys.reserve(source.remaining());
             while source.remaining() > 0 {
                 source.drain(self.subject, source.remaining(), &mut scratch)?;
             }

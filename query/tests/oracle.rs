@@ -316,6 +316,73 @@ proptest! {
         prop_assert_eq!(stays, oracle_stays(&expected));
     }
 
+    /// A subject spread thin: a few sightings in each of many (community, day) shards,
+    /// at more devices than the merge caches names for (so devices share cache
+    /// slots), sealed into segments (some shards twice) with the rest in memory, among
+    /// other subjects' events: runs of one to three events in dozens of segments.
+    #[test]
+    fn trajectory_spread_thin_matches_oracle(
+        events in prop::collection::vec(
+            (
+                0i64..10,
+                0u8..6,
+                0u8..80,
+                0i64..DAY_MS / MIN,
+                prop_oneof![3 => Just(0u8), 1 => 1u8..4],
+                prop_oneof![Just(Direction::In), Just(Direction::Out)],
+            ),
+            1..600,
+        ),
+        cut in any::<prop::sample::Index>(),
+        seals in prop::collection::vec(any::<bool>(), 2),
+        whole_range in any::<bool>(),
+        grid in range(),
+        limit in prop_oneof![Just(10_000usize), 1usize..40],
+        sort_max in prop_oneof![Just(TRAJECTORY_SORT_MAX), 0usize..6],
+    ) {
+        let raw: Vec<Raw> = events
+            .iter()
+            .map(|&(day, c, d, minute, s, dir)| {
+                (DAY0 + day * DAY_MS + minute * MIN, c, d, Kind::Vehicle, s, dir)
+            })
+            .collect();
+        let (first, second) = raw.split_at(cut.index(raw.len() + 1));
+        let l = load(&[first.to_vec(), second.to_vec()], &seals, false);
+        let ctx = QueryContext {
+            trajectory_sort_max: sort_max,
+            ..QueryContext::new(&l.store, &l.index)
+        };
+        let (from, to) = match whole_range {
+            true => (DAY0 - DAY_MS, DAY0 + 11 * DAY_MS),
+            false => grid,
+        };
+        let subject = subject_of(Kind::Vehicle, 0);
+        let mut expected: Vec<&Ev> = l.events.iter()
+            .filter(|e| e.subject == subject && e.ts >= from && e.ts < to)
+            .collect();
+        expected.sort_by(|a, b| (a.ts, &a.device, a.seq).cmp(&(b.ts, &b.device, b.seq)));
+        let want: Vec<_> = expected.iter().map(|e| (e.seq, e.ts, e.community.clone(), e.device.clone(), e.kind, e.subject.clone(), e.direction)).collect();
+        let mut got = Vec::new();
+        let mut cursor = None;
+        let mut first_stays = None;
+        loop {
+            let page = trajectory(&ctx, &TrajectoryQuery {
+                kind: Kind::Vehicle, subject: subject.clone(), from_ms: from, to_ms: to,
+                communities: None, cursor: cursor.clone(), limit,
+            }).unwrap();
+            prop_assert!(page.events.len() <= limit);
+            first_stays.get_or_insert(page.stays.clone());
+            got.extend(page.events.iter().map(strip));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        prop_assert_eq!(&got, &want);
+        let stays: Vec<_> = first_stays.unwrap().into_iter().map(|s| (s.community.to_string(), s.in_ms, s.out_ms, s.ended_by)).collect();
+        prop_assert_eq!(stays, oracle_stays(&expected));
+    }
+
     #[test]
     fn cooccurrence_matches_oracle(
         (batches, seals, index_first) in scenario(),

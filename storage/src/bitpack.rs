@@ -110,9 +110,7 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
-        if self.bits == 0 {
-            return 0;
-        }
+        // Zero bits need no test: every value is then at bit 0 and masked to 0.
         let bit = i * self.bits as usize;
         let byte = bit / 8;
         let word = match self.data.get(byte..byte + 8) {

@@ -600,6 +600,54 @@ mod tests {
         })
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A subject's postings are found, through the sampled subjects and the packed
+        /// stretch between two samples, for segments of one to hundreds of subjects
+        /// spread evenly or bunched; absent subjects (between, below and above the
+        /// segment's) have none.
+        #[test]
+        fn subject_postings_match_a_scan_of_the_rows(
+            ids in proptest::collection::btree_set(
+                prop_oneof![0u32..600, 1_000_000u32..1_000_040, Just(u32::MAX - 1)],
+                1..400,
+            ),
+            picks in proptest::collection::vec((any::<prop::sample::Index>(), 0u32..4), 1..900),
+        ) {
+            let ids: Vec<u32> = ids.into_iter().collect();
+            let mut rows: Vec<StoredRow> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, (pick, device))| StoredRow {
+                    seq: 1 + i as u64,
+                    ts_ms: START + i as i64 * 1_000,
+                    device: *device,
+                    subject: ids[pick.index(ids.len())],
+                    kd: kd_pack(Kind::Vehicle, Direction::In),
+                    attrs: Arc::new([]),
+                    source_id: None,
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("subjects.seg");
+            std::fs::write(&path, build_segment(3, 7, START, &mut rows)).unwrap();
+            let seg = Segment::open(&path).unwrap();
+            seg.verify_rows().unwrap();
+            let mut by_subject: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+            seg.for_each(|ordinal, r| by_subject.entry(r.subject).or_default().push(ordinal));
+            let probes = ids
+                .iter()
+                .flat_map(|&s| [s.saturating_sub(1), s, s.saturating_add(1)])
+                .chain([0, u32::MAX]);
+            for s in probes {
+                let got: Vec<u32> = seg.subject_ordinals(s).collect();
+                let want = by_subject.get(&s).cloned().unwrap_or_default();
+                prop_assert_eq!(got, want, "subject {}", s);
+            }
+        }
+    }
+
     /// A segment whose checksums hold but whose kind/direction column has a code no
     /// kind has is refused at open, naming the file, instead of reading as vehicles.
     #[test]

@@ -222,6 +222,59 @@ impl SubjectRun {
     }
 }
 
+/// Looks shards up by key in a map, for keys that (mostly) ascend: each look-up
+/// steps on from the last one's place in the map (most keys of a subject's shards
+/// follow one another there) instead of searching the map again; a key below the last
+/// one, or a few entries ahead, is searched for.
+struct ShardWalk<'m, V> {
+    map: &'m std::collections::BTreeMap<ShardKey, V>,
+    /// Where the walk is: every entry before it is below `last`.
+    at: std::iter::Peekable<std::collections::btree_map::Range<'m, ShardKey, V>>,
+    /// The key looked up last; `None` before the first.
+    last: Option<ShardKey>,
+}
+
+impl<'m, V> ShardWalk<'m, V> {
+    /// Entries stepped over before a look-up searches the map instead.
+    const MAX_STEPS: usize = 4;
+
+    fn new(map: &'m std::collections::BTreeMap<ShardKey, V>) -> Self {
+        ShardWalk {
+            map,
+            at: map.range(..).peekable(),
+            last: None,
+        }
+    }
+
+    /// The entry of `key`, as [`std::collections::BTreeMap::get`] gives it.
+    fn get(&mut self, key: ShardKey) -> Option<&'m V> {
+        if self.last.is_none_or(|last| last >= key) {
+            self.at = self.map.range(key..).peekable();
+        }
+        self.last = Some(key);
+        let mut steps = 0;
+        loop {
+            // Every entry before `at` is below `key`.
+            let &(k, v) = self.at.peek()?;
+            match k.cmp(&key) {
+                std::cmp::Ordering::Equal => {
+                    self.at.next();
+                    return Some(v);
+                }
+                std::cmp::Ordering::Greater => return None,
+                std::cmp::Ordering::Less if steps < Self::MAX_STEPS => {
+                    self.at.next();
+                    steps += 1;
+                }
+                std::cmp::Ordering::Less => {
+                    self.at = self.map.range(key..).peekable();
+                    steps = 0;
+                }
+            }
+        }
+    }
+}
+
 /// The parts of one shard a scan reads.
 struct ShardSnapshot {
     key: ShardKey,
@@ -449,10 +502,8 @@ impl Store {
         let mut shards_read: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
         {
             let shards = read(&self.inner.shards);
-            for (k, s) in keys
-                .into_iter()
-                .filter_map(|k| shards.get(&k).map(|s| (k, s)))
-            {
+            let mut walk = ShardWalk::new(&shards);
+            for (k, s) in keys.into_iter().filter_map(|k| walk.get(k).map(|s| (k, s))) {
                 let start = memory.len();
                 let frozen = s.frozen.iter().flat_map(|f| f.of_subject(subject));
                 memory.extend(
@@ -481,16 +532,23 @@ impl Store {
                 seg.subject_runs_into(subject, from_ms, to_ms, SUBJECT_RUN_WHOLE_MAX, &mut found);
                 let m = seg.meta();
                 let (community, lower_ms, upper_ms) = (m.community, m.min_ts_ms, m.max_ts_ms);
+                let run = |device, postings: std::ops::Range<usize>, seg| SubjectRun {
+                    community,
+                    device,
+                    lower_ms,
+                    upper_ms,
+                    at: postings.start,
+                    end: postings.end,
+                    source: RunSource::Segment(seg, 0),
+                };
+                // The last run takes the handle (most segments give one run): no count
+                // to touch for it.
+                let last = found.pop();
                 for (device, postings) in found.drain(..) {
-                    runs.push(SubjectRun {
-                        community,
-                        device,
-                        lower_ms,
-                        upper_ms,
-                        at: postings.start,
-                        end: postings.end,
-                        source: RunSource::Segment(seg.clone(), 0),
-                    });
+                    runs.push(run(device, postings, seg.clone()));
+                }
+                if let Some((device, postings)) = last {
+                    runs.push(run(device, postings, seg));
                 }
             }
             let rows = &memory[part.clone()];
@@ -963,5 +1021,38 @@ impl SeqPage {
             .into_iter()
             .map(|BySeq(r, a)| (r, a))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn key((community, span): (u32, i32)) -> ShardKey {
+        ShardKey { community, span }
+    }
+
+    proptest! {
+        /// The walk finds what the map's own look-up finds, for keys in any order
+        /// (ascending runs, repeats, keys going back, gaps).
+        #[test]
+        fn shard_walk_finds_what_get_finds(
+            present in proptest::collection::btree_set((0u32..4, -3i32..40), 0..80),
+            asked in proptest::collection::vec((0u32..5, -4i32..42), 0..120),
+            sorted in any::<bool>(),
+        ) {
+            let map: BTreeMap<ShardKey, usize> =
+                present.iter().enumerate().map(|(i, &k)| (key(k), i)).collect();
+            let mut asked: Vec<ShardKey> = asked.into_iter().map(key).collect();
+            if sorted {
+                asked.sort_unstable();
+            }
+            let mut walk = ShardWalk::new(&map);
+            for k in asked {
+                prop_assert_eq!(walk.get(k), map.get(&k), "key {:?}", k);
+            }
+        }
     }
 }
