@@ -110,7 +110,12 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
-        // Zero bits need no test: every value is then at bit 0 and masked to 0.
+        // Zero bits: every value is 0, whatever bytes the reader was given (a
+        // zero-width column's own slice is empty: the load below would take the
+        // short-tail copy for every value).
+        if self.mask == 0 {
+            return 0;
+        }
         let bit = i * self.bits as usize;
         let byte = bit / 8;
         let word = match self.data.get(byte..byte + 8) {
@@ -130,6 +135,16 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A zero-width reader gives 0 for every value, over no bytes or over bytes that
+    /// are not zero (a posting walk's readers are given the bytes past their column).
+    #[test]
+    fn zero_width_values_are_zero_over_any_bytes() {
+        for data in [&[][..], &[0xFF; 3][..], &[0xFF; 16][..]] {
+            let r = BitReader::new(data, 0);
+            assert!((0..40).all(|i| r.get(i) == 0));
+        }
+    }
 
     proptest! {
         #[test]

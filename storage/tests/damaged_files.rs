@@ -407,6 +407,45 @@ fn seqs_and_postings_out_of_range_behind_matching_checksums_are_errors_naming_th
     }
 }
 
+/// Subject ids out of order behind matching checksums (the first two swapped): the
+/// first read of rows fails naming the file, where a search would otherwise miss a
+/// subject's events without a word, and `check` reports it.
+#[test]
+fn subjects_out_of_order_behind_matching_checksums_are_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock();
+    let seg = dir.path().join(one_segment_store(dir.path(), &c));
+    rewrite_behind_checksums(&seg, 2, |b, off| {
+        // The packed array's values start after its 16-byte header (`bits`, zeros,
+        // base); the first two are swapped in the little-endian bit stream.
+        let bits = b[off] as usize;
+        let word = |b: &[u8]| u64::from_le_bytes(b[off + 16..off + 24].try_into().unwrap());
+        let w = word(b);
+        let mask = (1u64 << bits) - 1;
+        let (v0, v1) = (w & mask, w >> bits & mask);
+        assert!(v0 < v1, "{v0} {v1}");
+        let w = w & !(mask | mask << bits) | v1 | v0 << bits;
+        b[off + 16..off + 24].copy_from_slice(&w.to_le_bytes());
+    });
+    {
+        let store = open(dir.path(), &c, StoreConfig::default());
+        let key = store.shards()[0].key;
+        let subject = store
+            .dictionaries()
+            .subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
+            .unwrap();
+        let what = "subjects out of order";
+        let reason = corrupt_naming(
+            store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
+            &seg,
+            what,
+        );
+        assert!(reason.contains("subject 1 is not above"), "{reason}");
+        corrupt_naming(store.read_events(0, i64::MAX, None), &seg, what);
+    }
+    check_reports(dir.path(), &seg);
+}
+
 #[test]
 fn a_damaged_source_id_index_opens_and_the_first_lookup_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -497,6 +497,15 @@ impl Segment {
             }
         }
         self.check_source_index()?;
+        // Subjects are sorted and distinct: a search in a file that is not (by a bug, or
+        // by hand) would miss a subject's events without a word.
+        let subjects = self.meta.subjects as usize;
+        if let Some(i) =
+            (1..subjects).find(|&i| self.get(self.subjects, i) <= self.get(self.subjects, i - 1))
+        {
+            let at = self.sections[Section::Subjects as usize].start;
+            return Err((at, format!("subject {i} is not above the one before it")));
+        }
         // Every posting names an event (walks cast ordinals to u32 and index blocks by them).
         let events = self.meta.events as usize;
         if let Some(i) =
