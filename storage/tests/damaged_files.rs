@@ -387,24 +387,30 @@ fn seqs_and_postings_out_of_range_behind_matching_checksums_are_errors_naming_th
             let at = if section_n == 0 { off + 32 } else { off + 8 };
             b[at..at + 8].copy_from_slice(&value.to_le_bytes());
         });
-        {
-            let store = open(dir.path(), &c, StoreConfig::default());
-            let key = store.shards()[0].key;
-            let subject = store
-                .dictionaries()
-                .subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
-                .unwrap();
-            let reason = corrupt_naming(
-                store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
-                &seg,
-                what,
-            );
-            assert!(reason.contains(says), "{what}: {reason}");
-            corrupt_naming(store.scan_range(0, i64::MAX, None, |_| {}), &seg, what);
-            corrupt_naming(store.read_events(0, i64::MAX, None), &seg, what);
-        }
-        check_reports(dir.path(), &seg);
+        reads_of_rows_fail_naming(dir.path(), &c, &seg, what, says);
     }
+}
+
+/// Every read of `seg`'s rows (a subject's, a time range's, events by seq) fails naming
+/// it, the subject's read with a reason holding `says`; then `check` reports it.
+fn reads_of_rows_fail_naming(dir: &Path, c: &Arc<ManualClock>, seg: &Path, what: &str, says: &str) {
+    {
+        let store = open(dir, c, StoreConfig::default());
+        let key = store.shards()[0].key;
+        let subject = store
+            .dictionaries()
+            .subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
+            .unwrap();
+        let reason = corrupt_naming(
+            store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
+            seg,
+            what,
+        );
+        assert!(reason.contains(says), "{what}: {reason}");
+        corrupt_naming(store.scan_range(0, i64::MAX, None, |_| {}), seg, what);
+        corrupt_naming(store.read_events(0, i64::MAX, None), seg, what);
+    }
+    check_reports(dir, seg);
 }
 
 /// Subject ids out of order behind matching checksums (the first two swapped): the
@@ -427,23 +433,8 @@ fn subjects_out_of_order_behind_matching_checksums_are_an_error_naming_the_file(
         let w = w & !(mask | mask << bits) | v1 | v0 << bits;
         b[off + 16..off + 24].copy_from_slice(&w.to_le_bytes());
     });
-    {
-        let store = open(dir.path(), &c, StoreConfig::default());
-        let key = store.shards()[0].key;
-        let subject = store
-            .dictionaries()
-            .subject_id(sightline_storage::Kind::Vehicle, "苏E00001")
-            .unwrap();
-        let what = "subjects out of order";
-        let reason = corrupt_naming(
-            store.scan_subject([key], subject, 0, i64::MAX, |_| {}),
-            &seg,
-            what,
-        );
-        assert!(reason.contains("subject 1 is not above"), "{reason}");
-        corrupt_naming(store.read_events(0, i64::MAX, None), &seg, what);
-    }
-    check_reports(dir.path(), &seg);
+    let what = "subjects out of order";
+    reads_of_rows_fail_naming(dir.path(), &c, &seg, what, "subject 1 is not above");
 }
 
 #[test]
