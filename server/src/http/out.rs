@@ -92,7 +92,7 @@ impl EventOut<'_> {
         fields: Fields,
     ) -> Result<(), String> {
         let s = self.s;
-        let out_len = out.len();
+        let event_at = out.len();
         // `key` writes a member's `,"name":` (given whole, one copy), or `{"name":` for
         // the first.
         let mut open = true;
@@ -192,19 +192,19 @@ impl EventOut<'_> {
                 AttrRef::Bool(x) => out.extend_from_slice(if x { b"true" } else { b"false" }),
             }
         };
-        let event_at = out_len;
-        match &self.attrs {
-            // Values are handed over as they are read: what was written of an event
-            // whose attributes turn out damaged is taken back.
-            AttrsOf::At(at) => at.visit_out(scratch, &mut write).map_err(|e| {
-                out.truncate(event_at);
-                e.to_string()
-            })?,
+        // Values are handed over as they are read: what was written of an event whose
+        // attributes turn out damaged is taken back, whatever their source.
+        let walked = match &self.attrs {
+            AttrsOf::At(at) => at.visit_out(scratch, &mut write).map_err(|e| e.to_string()),
             #[cfg(feature = "cluster")]
             AttrsOf::Encoded(bytes) => {
                 sightline_storage::visit_attrs(bytes, |k, v| write(k, AttrOut::Value(v)))
-                    .map_err(|e| format!("damaged attributes: {e}"))?
+                    .map_err(|e| format!("damaged attributes: {e}"))
             }
+        };
+        if let Err(e) = walked {
+            out.truncate(event_at);
+            return Err(e);
         }
         if want_attrs {
             out.push(b'}');
