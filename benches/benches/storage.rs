@@ -1,5 +1,6 @@
 //! Storage hot paths: durable append (real fsync) at several batch sizes and with
-//! concurrent writers, sealing, compaction, and scans of sealed data.
+//! concurrent writers, sealing, compaction, scans of sealed data, and source-id
+//! lookups in sealed segments (what deduplicating an upload reads).
 //!
 //! cargo bench -p sightline-benches --bench storage
 
@@ -203,5 +204,69 @@ fn scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, seal, compact, scan);
+/// Source-id lookups in one community's sealed month (GA/T 1400 style ids on every
+/// camera event): ids that are stored (a re-sent upload: the fingerprint's group is
+/// read to find the event) and ids that are not (a new upload: almost always refused
+/// by the fingerprints alone), each looked up in the segments of its own shard, as
+/// appending does.
+fn source_ids(c: &mut Criterion) {
+    let cfg = TrafficConfig {
+        source_ids: true,
+        ..TrafficConfig::default()
+    };
+    let clock = Arc::new(ManualClock::new(cfg.start_ms + (cfg.days as i64 + 2) * DAY));
+    let v = sightline_storage::Validator::default();
+    let now = sightline_storage::Clock::now_ms(&*clock);
+    let events: Vec<Event> = Traffic::new(cfg.clone())
+        .days()
+        .flatten()
+        .filter(|e| e.community == "3205080001")
+        .map(|e| v.validate(e, now).expect("valid"))
+        .collect();
+    let (_dir, store) = fresh(&clock);
+    for chunk in events.chunks(10_000) {
+        store.append(chunk).expect("append");
+    }
+    for s in store.shards() {
+        store.seal_shard(s.key).expect("seal");
+    }
+    let by_span: std::collections::HashMap<i32, Vec<Arc<sightline_storage::segment::Segment>>> =
+        store
+            .shards()
+            .into_iter()
+            .map(|s| (s.key.span, store.segments(s.key).expect("segments")))
+            .collect();
+    let layout = store.layout();
+    // Every 97th stored id, with its shard's segments.
+    let stored: Vec<(String, &[Arc<sightline_storage::segment::Segment>])> = events
+        .iter()
+        .step_by(97)
+        .filter_map(|e| {
+            let segs = &by_span[&layout.span_of(e.ts_ms())];
+            Some((e.source_id()?.to_string(), &segs[..]))
+        })
+        .collect();
+    let absent: Vec<(String, &[Arc<sightline_storage::segment::Segment>])> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, (id, segs))| (format!("{}{:05}", &id[..43], i), *segs))
+        .collect();
+    let find = |ids: &[(String, &[Arc<sightline_storage::segment::Segment>])]| {
+        ids.iter()
+            .filter(|(id, segs)| {
+                segs.iter()
+                    .any(|s| s.find_source_id(id).expect("lookup").is_some())
+            })
+            .count()
+    };
+    assert_eq!(find(&stored), stored.len(), "every stored id is found");
+    assert_eq!(find(&absent), 0, "no absent id is found");
+    let mut g = c.benchmark_group("source_id");
+    g.throughput(Throughput::Elements(stored.len() as u64));
+    g.bench_function("stored", |b| b.iter(|| find(&stored)));
+    g.bench_function("absent", |b| b.iter(|| find(&absent)));
+    g.finish();
+}
+
+criterion_group!(benches, append, seal, compact, scan, source_ids);
 criterion_main!(benches);

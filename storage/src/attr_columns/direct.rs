@@ -1,4 +1,4 @@
-//! Reading a chunk of the direct layout (segment format 4): a directory of where each
+//! Reading a chunk of the direct layout (segment formats 4 and 5): a directory of where each
 //! column ends, then the columns, each of whose values sits at a place computed from a
 //! few header bytes. Reading one event's attributes costs a fixed amount a column,
 //! whatever the event's place in the chunk or the column's place in it: no column,

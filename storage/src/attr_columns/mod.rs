@@ -6,7 +6,7 @@
 //! frame-of-reference bit packing for integers and for decimals (confidence 0.93 is 93
 //! hundredths), a bitmap for booleans, and the raw strings, zstd-compressed where that
 //! wins, for the rest. Every encoding but compressed strings reads one event's value
-//! without decoding its neighbours. Segment format 4 lays a chunk out so that the
+//! without decoding its neighbours. Segment formats 4 and 5 lay a chunk out so that the
 //! value is also found without passing over anything before it ([`ChunkLayout::Direct`],
 //! read by `direct`); formats 2 and 3 are read by walking ([`ChunkLayout::Walked`]).
 //! The layouts are in `storage/FORMAT.md`.
@@ -103,7 +103,7 @@ pub fn encode_chunk(rows: &[&[u8]], out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// [`encode_chunk`] in `layout` (the walked layout only for tests of the readers of
-/// versions 2 and 3: this build writes version 4).
+/// versions 2 and 3: this build writes the direct layout, versions 4 and 5).
 pub(crate) fn encode_chunk_as(
     layout: ChunkLayout,
     rows: &[&[u8]],

@@ -253,10 +253,10 @@ pub(crate) fn write_segment(
     );
     let offsets_packed = packed_section(0, n as u64, offsets.iter().copied());
     drop(offsets);
-    // The source-id index: fingerprints in buckets, and the ordinals
+    // The source-id index: fingerprints in buckets, and the groups of ordinals
     // (`source_index`; a collision costs a comparison of the ids, not a wrong answer).
-    let source_entries = sources.len();
-    let source_bytes = super::source_index::encode(&sources, n);
+    let (source_bytes, source_entries) =
+        super::source_index::encode(&sources, n, super::source_index::GROUP_BITS);
     drop(sources);
 
     // The section table: where each section starts, its length and checksum (the
@@ -471,15 +471,46 @@ impl Blocks {
             assert!(r.kd < 32, "kind and direction code {} out of range", r.kd);
             set | 1 << r.kd
         });
+        // Times as residuals from the line through the block's first and last time
+        // when that takes fewer bits than offsets from the first (events spread
+        // evenly over the block's time lie near the line): `shift` makes the least
+        // residual 0, and row 0's residual is `shift` (it lies on the line).
+        let slope = ts_slope(ts_min, ts_max, rows.len());
+        let deviation = |i: usize, r: &BlockRow| (r.ts - ts_min) as i64 - ts_line(slope, i) as i64;
+        let shift = -rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| deviation(i, r))
+            .min()
+            .expect("non-empty");
+        let line_span = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| deviation(i, r) + shift)
+            .max()
+            .expect("non-empty");
+        let on_line = bits_needed(line_span as u64) < bits_needed((ts_max - ts_min) as u64);
         let bits = [
-            bits_needed((ts_max - ts_min) as u64),
+            bits_needed(if on_line {
+                line_span as u64
+            } else {
+                (ts_max - ts_min) as u64
+            }),
             bits_needed((subj_max - subj_min) as u64),
             bits_needed(seq_max - seq_min),
             bits_needed(kd_codes.count_ones() as u64 - 1),
         ];
         let data = &mut self.scratch;
         data.clear();
-        pack_column(rows, bits[0], data, |r| (r.ts - ts_min) as u64);
+        if on_line {
+            let mut p = Packer::new(bits[0]);
+            for (i, r) in rows.iter().enumerate() {
+                p.push((deviation(i, r) + shift) as u64, data);
+            }
+            p.finish(data);
+        } else {
+            pack_column(rows, bits[0], data, |r| (r.ts - ts_min) as u64);
+        }
         pack_column(rows, bits[1], data, |r| (r.rank - subj_min) as u64);
         pack_column(rows, bits[2], data, |r| r.seq - seq_min);
         pack_column(rows, bits[3], data, |r| {
@@ -495,6 +526,7 @@ impl Blocks {
         e[block::SUBJ_BITS] = bits[1];
         e[block::SEQ_BITS] = bits[2];
         e[block::KD_BITS] = bits[3];
+        e[block::TS_LINE] = u8::from(on_line);
         put_u32(&mut e, block::TS_MIN, ts_min);
         put_u32(&mut e, block::TS_MAX, ts_max);
         put_u32(&mut e, block::SUBJ_MIN, subj_min);
@@ -552,7 +584,7 @@ mod tests {
     use crate::event::{AttrValue, Attrs, SOURCE_ID};
     use crate::row::kd_pack;
     use crate::segment::format::Section;
-    use crate::{Direction, Kind};
+    use crate::{Direction, Kind, Row};
     use proptest::prelude::*;
 
     const START: i64 = 1_630_425_600_000;
@@ -780,6 +812,205 @@ mod tests {
         }
         for i in 300..5_000u64 {
             assert_eq!(seg.find_source_id(&format!("src-{i}")).unwrap(), None);
+        }
+    }
+
+    /// An entry of the source-id index naming a group past the segment's events
+    /// (edited under a fresh checksum) is refused on first read, naming the file.
+    #[test]
+    fn a_source_id_group_past_the_events_is_refused_on_the_first_read() {
+        use super::super::source_index::{Layout, HEAD};
+        let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
+        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
+        let at = get_u64(&bytes, e) as usize;
+        let (f, b, g) = (bytes[at], bytes[at + 1], bytes[at + 2]);
+        assert_eq!(g, super::super::source_index::GROUP_BITS);
+        let entries = get_u32(&bytes, 44) as usize;
+        let layout = Layout::new(f, b, g, entries, 300);
+        // 300 events: groups 0, 1 and 2, two bits each; the first entry's becomes 3.
+        assert_eq!((layout.group_width, layout.groups(300)), (2, 3));
+        bytes[at + layout.offsets()[2]] |= 0b11;
+        assert!(HEAD <= layout.offsets()[0]);
+        reseal(&mut bytes, Section::SourceIds as usize);
+        let err = first_read_error(&bytes);
+        assert!(err.contains("source id entry 0 names no event"), "{err}");
+    }
+
+    /// Rows of one device at these offsets from the span start, as a segment's bytes.
+    fn one_device(offsets: &[i64]) -> Vec<u8> {
+        let mut rows: Vec<StoredRow> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| StoredRow {
+                seq: 1 + i as u64,
+                ts_ms: START + t,
+                device: 1,
+                subject: (i % 5) as u32,
+                kd: kd_pack(Kind::Vehicle, Direction::In),
+                attrs: Arc::new([]),
+                source_id: None,
+            })
+            .collect();
+        build_segment(3, 7, START, &mut rows)
+    }
+
+    /// Events spread evenly over a block's time are stored as residuals from its line,
+    /// in fewer bits than offsets from its first time; events bunched at its ends are
+    /// stored as offsets (the line would not save a bit). Both read back exactly.
+    #[test]
+    fn evenly_spread_times_are_stored_as_residuals_from_the_block_s_line() {
+        let dir = tempfile::tempdir().unwrap();
+        // 128 events ~10 minutes apart over a day, each off its place by up to ±2 s.
+        let even: Vec<i64> = (0..128i64)
+            .map(|i| i * 675_000 + (i * 7_919) % 4_000 - 2_000 + 2_000)
+            .collect();
+        // Half at the first minute, half at the last.
+        let bunched: Vec<i64> = (0..128i64)
+            .map(|i| {
+                if i < 64 {
+                    i * 900
+                } else {
+                    86_000_000 + i * 900
+                }
+            })
+            .collect();
+        for (name, offsets, line, bits) in
+            [("even", &even, 1u8, 13u8), ("bunched", &bunched, 0, 27)]
+        {
+            let bytes = one_device(offsets);
+            let dir_at = get_u64(&bytes, HEADER_FIELDS) as usize;
+            assert_eq!(bytes[dir_at + block::TS_LINE], line, "{name}");
+            assert_eq!(bytes[dir_at + block::TS_BITS], bits, "{name}");
+            let path = dir.path().join(format!("{name}.seg"));
+            std::fs::write(&path, &bytes).unwrap();
+            let seg = Segment::open(&path).unwrap();
+            seg.verify().unwrap();
+            let mut read = Vec::new();
+            seg.for_each(|_, r| read.push(r.ts_ms - START));
+            assert_eq!(&read, offsets, "{name}");
+        }
+    }
+
+    /// A ts encoding other than 0 and 1 is refused at open, and a residual that puts a
+    /// row before its block's first time on the first read of rows (each edited under
+    /// fresh checksums), naming the file.
+    #[test]
+    fn a_damaged_ts_line_is_refused() {
+        // Row 1 at the first time too: it lies 675 s below its line, so the shift (row
+        // 0's residual) is about 675 s.
+        let offsets: Vec<i64> = (0..128i64)
+            .map(|i| {
+                if i == 1 {
+                    0
+                } else {
+                    i * 675_000 + (i % 3) * 1_000
+                }
+            })
+            .collect();
+        let good = one_device(&offsets);
+        let dir_at = get_u64(&good, HEADER_FIELDS) as usize;
+        assert_eq!(good[dir_at + block::TS_LINE], 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edited.seg");
+
+        let mut bytes = good.clone();
+        bytes[dir_at + block::TS_LINE] = 2;
+        reseal(&mut bytes, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Segment::open(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("edited.seg") && err.contains("unknown ts encoding 2"),
+            "{err}"
+        );
+
+        // Row 0's residual is the shift; raising it to its width's largest value
+        // lowers every other row's time, and row 1, 675 s below the line, falls
+        // before the block's first time.
+        let mut bytes = good.clone();
+        let data_at = get_u64(&bytes, HEADER_FIELDS + SECTION_ENTRY) as usize;
+        let bits = bytes[dir_at + block::TS_BITS] as usize;
+        assert_eq!(bits, 20);
+        let value = |b: &[u8]| u64::from_le_bytes(b[data_at..data_at + 8].try_into().unwrap());
+        let shifted = value(&bytes) | ((1u64 << bits) - 1);
+        assert!(shifted & ((1 << bits) - 1) > 700_000);
+        bytes[data_at..data_at + 8].copy_from_slice(&shifted.to_le_bytes());
+        let len = get_u32(&bytes, dir_at + block::DATA_LEN) as usize;
+        let crc = crc32fast::hash(&bytes[data_at..data_at + len]);
+        put_u32(&mut bytes, dir_at + block::CRC, crc);
+        reseal(&mut bytes, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let err = seg.verify_rows().unwrap_err().to_string();
+        assert!(
+            err.contains("edited.seg") && err.contains("lies before the block's earliest time"),
+            "{err}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever their times (spread evenly, bunched, equal, a day apart), a
+        /// segment's rows read back exactly: every row, each device's time windows and
+        /// each subject's postings, as the rows sorted by (device, ts, seq).
+        #[test]
+        fn times_read_back_exactly_whatever_their_spread(
+            picks in proptest::collection::vec(
+                (0u32..3, prop_oneof![
+                    0i64..86_400_000,
+                    0i64..1_000,
+                    Just(86_399_999i64),
+                    (0i64..600).prop_map(|m| m * 144_000),
+                ]),
+                1..600,
+            ),
+            windows in proptest::collection::vec((0i64..86_400_000, 0i64..86_400_000), 1..6),
+        ) {
+            let mut rows: Vec<StoredRow> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(device, t))| StoredRow {
+                    seq: 1 + i as u64,
+                    ts_ms: START + t,
+                    device,
+                    subject: (i % 11) as u32,
+                    kd: kd_pack(Kind::Vehicle, Direction::In),
+                    attrs: Arc::new([]),
+                    source_id: None,
+                })
+                .collect();
+            let mut want: Vec<Row> = rows.iter().map(|r| r.row(3)).collect();
+            want.sort_by_key(|r| (r.device, r.ts_ms, r.seq));
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("times.seg");
+            std::fs::write(&path, build_segment(3, 7, START, &mut rows)).unwrap();
+            let seg = Segment::open(&path).unwrap();
+            seg.verify().unwrap();
+            let mut got = Vec::new();
+            seg.for_each(|_, r| got.push(r));
+            prop_assert_eq!(&got, &want);
+            for (a, b) in windows {
+                let (from, to) = (START + a.min(b), START + a.max(b));
+                for device in 0..3 {
+                    let mut got = Vec::new();
+                    seg.for_each_in_device_window(device, from, to, |_, r| got.push(r));
+                    let w: Vec<Row> = want
+                        .iter()
+                        .filter(|r| r.device == device && r.ts_ms >= from && r.ts_ms < to)
+                        .cloned()
+                        .collect();
+                    prop_assert_eq!(got, w);
+                }
+            }
+            for subject in 0..11u32 {
+                let mut got = Vec::new();
+                for (_, run) in seg.subject_device_runs(subject, START, START + 86_400_000) {
+                    seg.posting_rows(run, subject, &mut got).unwrap();
+                }
+                let got: Vec<Row> = got.into_iter().map(|(r, _)| r).collect();
+                let w: Vec<Row> = want.iter().filter(|r| r.subject == subject).cloned().collect();
+                prop_assert_eq!(got, w, "subject {}", subject);
+            }
         }
     }
 

@@ -3,10 +3,10 @@
 
 pub const MAGIC: [u8; 8] = *b"SLSEGMNT";
 /// Written by this build; versions 1 (attributes row by row), 2 (32-bit source-id
-/// hashes, kind and direction codes stored as they are) and 3 (attribute chunks
+/// hashes, kind and direction codes stored as they are), 3 (attribute chunks
 /// without a column directory, walked to reach a value; 14 spare fingerprint bits)
-/// are still read.
-pub const VERSION: u32 = 4;
+/// and 4 (source-id entries naming each event's ordinal) are still read.
+pub const VERSION: u32 = 5;
 
 /// Fixed header: 80 bytes of fields, the section table, the header checksum.
 pub const HEADER_FIELDS: usize = 80;
@@ -72,6 +72,9 @@ pub mod block {
     pub const SUBJ_BITS: usize = 11; // u8
     pub const SEQ_BITS: usize = 12; // u8
     pub const KD_BITS: usize = 13; // u8
+    /// Version 5: u8, 1 when the ts column holds each row's residual from the block's
+    /// line ([`super::ts_line`]), 0 when its offset from `ts_min`. Zero before.
+    pub const TS_LINE: usize = 14;
     pub const TS_MIN: usize = 16; // u32, offset from span start
     pub const TS_MAX: usize = 20; // u32
     pub const SUBJ_MIN: usize = 24; // u32, local subject rank
@@ -82,6 +85,29 @@ pub mod block {
     /// Version 3: u32, the set of kind and direction codes in the block (bit `c` for
     /// code `c`); the kd column holds each row's position in it. Zero before.
     pub const KD_CODES: usize = 52;
+}
+
+/// Fixed-point bits of a block's ts line slope.
+const SLOPE_BITS: u32 = 20;
+
+/// Version 5: the slope of a block's ts line, from its first time (`ts_min`, row 0) to
+/// its last (`ts_max`, row `count − 1`), in 2^-20 ms a row: a line row `i` lies
+/// [`ts_line`]`(slope, i)` ms after `ts_min`. Zero for a block of one row. Writer and
+/// reader compute it alike, so it is not stored.
+#[inline]
+pub fn ts_slope(ts_min: u32, ts_max: u32, count: usize) -> u64 {
+    match (u64::from(ts_max.saturating_sub(ts_min)), count as u64) {
+        (_, 0 | 1) => 0,
+        // Below 2^52 / 1: the product in `ts_line` stays below 2^59 for 128 rows.
+        (span, c) => (span << SLOPE_BITS) / (c - 1),
+    }
+}
+
+/// How far row `i` of a block's ts line lies after its first time, in ms (at most
+/// `ts_max − ts_min` for rows of the block).
+#[inline(always)]
+pub fn ts_line(slope: u64, i: usize) -> u64 {
+    (i as u64).wrapping_mul(slope) >> SLOPE_BITS
 }
 
 pub fn put_u16(out: &mut [u8], at: usize, v: u16) {

@@ -1,9 +1,10 @@
 //! The golden segments: fixed rows whose encoding is checked in at
-//! `storage/tests/data/golden-v4.seg` (what this build writes), so that a change to
+//! `storage/tests/data/golden-v5.seg` (what this build writes), so that a change to
 //! the byte layout is deliberate and visible in review, and at `golden-v1.seg` (what
 //! builds before attribute columns wrote), `golden-v2.seg` (before bucketed source
-//! ids and per-block kind codes) and `golden-v3.seg` (attribute chunks without a
-//! column directory, 14 spare fingerprint bits), which must still read back the same.
+//! ids and per-block kind codes), `golden-v3.seg` (attribute chunks without a
+//! column directory, 14 spare fingerprint bits) and `golden-v4.seg` (source-id
+//! entries naming each event), which must still read back the same.
 //! Rewrite the current one with `SIGHTLINE_BLESS=1 cargo test -p sightline-storage
 //! golden` after bumping the format version (see `storage/FORMAT.md`).
 
@@ -98,11 +99,18 @@ fn version_3_segments_still_read_back() {
     reads_back(&golden_path(3), 3);
 }
 
+/// Files of version 4 (source-id entries naming each event's ordinal, not its
+/// group's) read back the same rows, attributes and source ids.
+#[test]
+fn version_4_segments_still_read_back() {
+    reads_back(&golden_path(4), 4);
+}
+
 /// Compacting old files writes the current version with the same rows, attributes
 /// and source ids: the merged file is the one built from the rows.
 #[test]
 fn old_versions_merge_into_the_current_one() {
-    for version in [1, 2, 3] {
+    for version in [1, 2, 3, 4] {
         let seg = std::sync::Arc::new(Segment::open(&golden_path(version)).expect("opens"));
         seg.verify().expect("verifies");
         let mut merged = Vec::new();
@@ -153,7 +161,7 @@ fn reads_back(path: &std::path::Path, version: u32) {
     assert_eq!(seg.find_source_id("src-9999").expect("lookup"), None);
 }
 
-/// The source-id index keeps at most 32 bits of each hash (version 4: 7 for these
+/// The source-id index keeps at most 32 bits of each hash (from version 4: 7 for these
 /// few ids): ids whose hashes agree in them are told apart by comparing the ids.
 #[test]
 fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
@@ -190,7 +198,7 @@ fn source_ids_whose_32_bit_hashes_collide_are_told_apart() {
     assert_eq!(seg.find_source_id(&b).unwrap(), Some(seqs[1]));
 }
 
-/// A version 4 file whose attribute chunks are damaged behind a checksum made to
+/// A current (version 5) file whose attribute chunks are damaged behind a checksum made to
 /// match (a bug, or a file written by hand): every byte of the attr data flipped in
 /// turn, the section's and the header's checksums fixed up. Opening and reading every
 /// event's attributes never panics; each read either answers or is a `Corrupt` error

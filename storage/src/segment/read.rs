@@ -53,7 +53,8 @@ pub struct Segment {
     /// per chunk of [`CHUNK_ROWS`] events, where its columns start.
     attr_offsets: Packed,
     /// Version 2: the source-id index's ordinals (its hashes are 4 bytes each before).
-    /// Version 3: its ordinals, with the bucket directory and the fingerprints' rests.
+    /// Versions 3 to 5: its groups of ordinals (in 3 and 4 each an ordinal), with the
+    /// bucket directory and the fingerprints' rests.
     source_ordinals: Packed,
     source_starts: Packed,
     source_rests: Packed,
@@ -103,9 +104,20 @@ struct BlockView<'a> {
     /// Version 3: the block's kind and direction codes (bit `c` for code `c`), and a
     /// kd column value is a position among them. Zero before: the value is the code.
     kd_set: u32,
+    /// Row `i`'s time is `ts_base + ts_line(ts_slope, i) + ts.get(i)` ms after the span
+    /// start: `ts_base` is `ts_min` less row 0's residual when the ts column holds
+    /// residuals from the block's line (version 5), else `ts_min` and the slope 0.
+    ts_base: i64,
+    ts_slope: u64,
 }
 
 impl BlockView<'_> {
+    /// Row `i`'s time, in ms after the span start.
+    #[inline(always)]
+    fn ts_off(&self, i: usize) -> i64 {
+        self.ts_base + ts_line(self.ts_slope, i) as i64 + self.ts.get(i) as i64
+    }
+
     /// Row `i`'s kind and direction code.
     #[inline]
     fn kd_code(&self, i: usize) -> u8 {
@@ -140,8 +152,11 @@ struct PostingBlock<'a> {
     first_ordinal: u32,
     /// The ordinal after the block's last.
     end_ordinal: u32,
-    /// The time of a ts column value of 0: the span's start plus the block's `ts_min`.
+    /// The time of row 0's place on the ts line: the span's start plus the block's
+    /// `ts_min`, less row 0's residual from the line (zero unless the ts column holds
+    /// residuals: [`BlockView::ts_base`]).
     ts_base: i64,
+    ts_slope: u64,
     seq_min: u64,
     ts: BitReader<'a>,
     seq: BitReader<'a>,
@@ -382,6 +397,12 @@ impl Segment {
                     format!("block {i}: impossible count {count} or widths {bits:?}"),
                 ));
             }
+            if self.version >= 5 && e[block::TS_LINE] > 1 {
+                return Err(self.corrupt(
+                    at,
+                    format!("block {i}: unknown ts encoding {}", e[block::TS_LINE]),
+                ));
+            }
             if get_u32(e, block::FIRST_ORDINAL) as u64 != next_ordinal {
                 return Err(self.corrupt(
                     at,
@@ -539,11 +560,19 @@ impl Segment {
                     ));
                 }
             }
-            if let Some(r) = (0..b.count).find(|&r| b.ts_min as u64 + b.ts.get(r) > b.ts_max as u64)
-            {
+            // Every row's time within the block's (so within the segment's): reads add
+            // a row's value to the block's base unchecked. A residual from the line
+            // could also make a time before `ts_min`.
+            if let Some(r) = (0..b.count).find(|&r| b.ts_off(r) > i64::from(b.ts_max)) {
                 return Err((
                     data_at + off,
                     format!("block {i}: row {r} lies after the block's latest time"),
+                ));
+            }
+            if let Some(r) = (0..b.count).find(|&r| b.ts_off(r) < i64::from(b.ts_min)) {
+                return Err((
+                    data_at + off,
+                    format!("block {i}: row {r} lies before the block's earliest time"),
                 ));
             }
             // Every row's seq within the segment's range (reads add a row's offset to
@@ -571,8 +600,9 @@ impl Segment {
         Ok(())
     }
 
-    /// Versions 3 and 4: the bucket directory rises from 0 to the entry count, fingerprints
-    /// rise within a bucket, and every ordinal names an event.
+    /// Versions 3 to 5: the bucket directory rises from 0 to the entry count, fingerprints
+    /// rise within a bucket, and every entry's group (its ordinal in 3 and 4) names
+    /// events.
     fn check_source_index(&self) -> std::result::Result<(), (usize, String)> {
         let Some(l) = self.source_layout else {
             return Ok(());
@@ -600,9 +630,8 @@ impl Segment {
                 format!("source id buckets end at {start} of {}", l.entries),
             ));
         }
-        if let Some(i) =
-            (0..l.entries).find(|&i| self.get(self.source_ordinals, i) >= self.meta.events as u64)
-        {
+        let groups = l.groups(self.meta.events as usize) as u64;
+        if let Some(i) = (0..l.entries).find(|&i| self.get(self.source_ordinals, i) >= groups) {
             return Err((at, format!("source id entry {i} names no event")));
         }
         Ok(())
@@ -705,8 +734,9 @@ impl Segment {
             _ => {
                 // Every width follows from the counts and the two widths up front; the
                 // section must be exactly as long as they make it.
-                let (f, b) = match src.get(..source_index::HEAD) {
-                    Some(h) if h[2..].iter().all(|&z| z == 0) => (h[0], h[1]),
+                // Byte 2 is the group bits from version 5 on, zero before.
+                let (f, b, g) = match src.get(..source_index::HEAD) {
+                    Some(h) if h[3..].iter().all(|&z| z == 0) => (h[0], h[1], h[2]),
                     _ => return Err(wrong_size()),
                 };
                 if !(1..=32).contains(&f) || b > f || b > source_index::MAX_BUCKET_BITS {
@@ -715,7 +745,16 @@ impl Segment {
                         format!("source id section: impossible widths {f} and {b}"),
                     ));
                 }
-                let layout = Layout::new(f, b, n, events);
+                if g > source_index::MAX_GROUP_BITS || (g != 0 && self.version < 5) {
+                    return Err(self.corrupt(
+                        src_at,
+                        format!(
+                            "source id section: groups of 2^{g} events in a version {} file",
+                            self.version
+                        ),
+                    ));
+                }
+                let layout = Layout::new(f, b, g, n, events);
                 let [starts, rests, ordinals, end] = layout.offsets();
                 if src.len() != end {
                     return Err(wrong_size());
@@ -728,7 +767,7 @@ impl Segment {
                 };
                 self.source_starts = packed(starts, rests, layout.start_bits);
                 self.source_rests = packed(rests, ordinals, layout.rest_bits);
-                self.source_ordinals = packed(ordinals, end, layout.ordinal_bits);
+                self.source_ordinals = packed(ordinals, end, layout.group_width);
                 self.source_layout = Some(layout);
             }
         }
@@ -823,15 +862,20 @@ impl Segment {
             cols[c] = &data[at..at + len];
             at += len;
         }
+        let ts = BitReader::new(cols[0], bits[0]);
+        let (ts_min, ts_max) = (get_u32(e, block::TS_MIN), get_u32(e, block::TS_MAX));
+        let (ts_shift, ts_slope) = self.ts_line_of(e, &ts, count);
         BlockView {
             device: get_u32(e, block::DEVICE),
             first_ordinal: get_u32(e, block::FIRST_ORDINAL),
             count,
-            ts_min: get_u32(e, block::TS_MIN),
-            ts_max: get_u32(e, block::TS_MAX),
+            ts_min,
+            ts_max,
             subj_min: get_u32(e, block::SUBJ_MIN),
             seq_min: get_u64(e, block::SEQ_MIN),
-            ts: BitReader::new(cols[0], bits[0]),
+            ts_base: i64::from(ts_min) - ts_shift,
+            ts_slope,
+            ts,
             subj: BitReader::new(cols[1], bits[1]),
             seq: BitReader::new(cols[2], bits[2]),
             kd: BitReader::new(cols[3], bits[3]),
@@ -863,13 +907,16 @@ impl Segment {
         let seq_at = packed_len(count, e[block::TS_BITS]) + packed_len(count, e[block::SUBJ_BITS]);
         let kd_at = seq_at + packed_len(count, e[block::SEQ_BITS]);
         let first_ordinal = get_u32(e, block::FIRST_ORDINAL);
+        let ts = BitReader::new(data, e[block::TS_BITS]);
+        let (ts_shift, ts_slope) = self.ts_line_of(e, &ts, count);
         PostingBlock {
             device: get_u32(e, block::DEVICE),
             first_ordinal,
             end_ordinal: first_ordinal + count as u32,
-            ts_base: self.meta.span_start_ms + i64::from(get_u32(e, block::TS_MIN)),
+            ts_base: self.meta.span_start_ms + i64::from(get_u32(e, block::TS_MIN)) - ts_shift,
+            ts_slope,
             seq_min: get_u64(e, block::SEQ_MIN),
-            ts: BitReader::new(data, e[block::TS_BITS]),
+            ts,
             seq: BitReader::new(&data[seq_at..], e[block::SEQ_BITS]),
             kd: BitReader::new(&data[kd_at..], e[block::KD_BITS]),
             kd_set: match self.version {
@@ -879,13 +926,27 @@ impl Segment {
         }
     }
 
+    /// A block's ts line: row 0's residual (what the line's start lies below
+    /// `ts_min`) and the slope; `(0, 0)` when its ts column holds offsets from
+    /// `ts_min` (before version 5, and blocks written so in it).
+    #[inline(always)]
+    fn ts_line_of(&self, e: &[u8], ts: &BitReader<'_>, count: usize) -> (i64, u64) {
+        if self.version < 5 || e[block::TS_LINE] == 0 {
+            return (0, 0);
+        }
+        (
+            ts.get(0) as i64,
+            ts_slope(get_u32(e, block::TS_MIN), get_u32(e, block::TS_MAX), count),
+        )
+    }
+
     #[inline]
     fn row_in(&self, b: &BlockView<'_>, i: usize) -> Row {
         let (kind, direction) = kd_unpack(b.kd_code(i));
         let rank = b.subj_min as usize + b.subj.get(i) as usize;
         Row {
             seq: b.seq_min + b.seq.get(i),
-            ts_ms: self.meta.span_start_ms + (b.ts_min as u64 + b.ts.get(i)) as i64,
+            ts_ms: self.meta.span_start_ms + b.ts_off(i),
             community: self.meta.community,
             device: b.device,
             subject: self.get(self.subjects, rank) as u32,
@@ -991,7 +1052,7 @@ impl Segment {
                 continue;
             }
             for i in 0..b.count {
-                let t = b.ts_min as i64 + b.ts.get(i) as i64;
+                let t = b.ts_off(i);
                 if t >= lo && t < hi {
                     f(b.first_ordinal + i as u32, self.row_in(&b, i));
                 }
@@ -1033,14 +1094,14 @@ impl Segment {
             let (mut x, mut y) = (0usize, b.count);
             while x < y {
                 let mid = (x + y) / 2;
-                if (b.ts_min as i64 + b.ts.get(mid) as i64) < lo {
+                if b.ts_off(mid) < lo {
                     x = mid + 1;
                 } else {
                     y = mid;
                 }
             }
             for i in x..b.count {
-                if b.ts_min as i64 + b.ts.get(i) as i64 >= hi {
+                if b.ts_off(i) >= hi {
                     return;
                 }
                 f(b.first_ordinal + i as u32, self.row_in(&b, i));
@@ -1324,7 +1385,7 @@ impl Segment {
             out.push((
                 Row {
                     seq: b.seq_min + b.seq.get(at),
-                    ts_ms: b.ts_base + b.ts.get(at) as i64,
+                    ts_ms: b.ts_base + ts_line(b.ts_slope, at) as i64 + b.ts.get(at) as i64,
                     community: self.meta.community,
                     device: b.device,
                     subject,
@@ -1534,11 +1595,14 @@ impl Segment {
             let start = self.get(self.source_starts, bucket) as usize;
             let end = self.get(self.source_starts, bucket + 1) as usize;
             let mut i = first_false(start..end, |i| self.get(self.source_rests, i) < rest);
-            // Fingerprints can collide: compare the stored id of every equal one.
+            // Fingerprints can collide: compare the stored id of every event of every
+            // equal one's group (its one event before version 5).
             while i < end && self.get(self.source_rests, i) == rest {
-                let ordinal = self.get(self.source_ordinals, i) as u32;
-                if self.source_id_is(ordinal, source_id)? {
-                    return Ok(self.row(ordinal).map(|r| r.seq));
+                let group = self.get(self.source_ordinals, i);
+                for ordinal in l.ordinals(group, self.meta.events) {
+                    if self.source_id_is(ordinal, source_id)? {
+                        return Ok(self.row(ordinal).map(|r| r.seq));
+                    }
                 }
                 i += 1;
             }
