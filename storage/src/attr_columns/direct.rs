@@ -220,6 +220,305 @@ impl<'c> Ends<'c> {
             (i as i128 + 1) * self.step as i128 + self.base as i128 + self.offsets.get(i) as i128;
         u64::try_from(end).map_err(|_| format!("string {i} ends at {end} at byte {}", self.at))
     }
+
+    /// Where string `i` lies in strings of `len` bytes.
+    fn range(&self, i: usize, len: usize) -> Result<std::ops::Range<usize>, String> {
+        let start = match i {
+            0 => 0,
+            i => self.get(i - 1)? as usize,
+        };
+        let end = self.get(i)? as usize;
+        if start > end || end > len {
+            return Err(format!(
+                "string {i} at {start}..{end} of strings at byte {}",
+                self.at
+            ));
+        }
+        Ok(start..end)
+    }
+}
+
+/// A raw string column's ends and its strings (decompressed when `decode`, else
+/// empty if compressed), read past.
+fn raw_strings<'a>(
+    r: &mut Reader<'a>,
+    n: usize,
+    at: usize,
+    decode: bool,
+) -> Result<(Ends<'a>, std::borrow::Cow<'a, [u8]>), String> {
+    let ends = Ends::read(r, n, at)?;
+    let total = ends.get(n - 1)?;
+    let blob: std::borrow::Cow<'a, [u8]> = match r.byte()? {
+        0 => r.take(total)?.into(),
+        1 => {
+            let zlen = r.varint()?;
+            let frame = r.take(zlen)?;
+            if total > MAX_ZSTD_INPUT as u64 {
+                return Err(format!("compressed strings of {total} bytes at byte {at}"));
+            }
+            match decode {
+                false => Vec::new().into(),
+                true => super::decompress_strings(frame, total, at)?.into(),
+            }
+        }
+        f => return Err(format!("string flag {f} at byte {at}")),
+    };
+    Ok((ends, blob))
+}
+
+/// The first of `rows` (rows of `chunk`) whose value of `key` is the string `want`,
+/// reading only `key`'s string columns, each once: a source-id match compares the id
+/// with every event of its group (a chunk), and a compressed column is decompressed
+/// once for all of them, not once a row. Damage it reads is an error, as a read of a
+/// row's attributes would give.
+pub(super) fn find_str(
+    chunk: &[u8],
+    rows: std::ops::Range<usize>,
+    key: &str,
+    want: &str,
+) -> Result<Option<usize>, String> {
+    let dir = Directory::read(chunk)?;
+    if rows.end > dir.rows {
+        return Err(format!("rows {rows:?} of a chunk of {}", dir.rows));
+    }
+    let want = want.as_bytes();
+    // A row has one value of a key: the first row found in any of its columns.
+    let mut first: Option<usize> = None;
+    for k in 0..dir.columns {
+        let (start, end) = dir.column(k)?;
+        let mut r = Reader {
+            bytes: &chunk[..end],
+            at: start,
+        };
+        let (column_key, class) = key_and_class(&mut r)?;
+        if column_key != key || !matches!(class, STR_RAW | STR_DICT | STR_DIGITS) {
+            continue;
+        }
+        let values_at = r.at;
+        // Row `row`'s count of values and index, and a reader at the values.
+        let at_row = |row: usize| -> Result<(usize, Option<usize>, Reader<'_>), String> {
+            let mut r = Reader {
+                bytes: &chunk[..end],
+                at: values_at,
+            };
+            let (n, index) = presence(&mut r, dir.rows, row, start)?;
+            Ok((n, index, r))
+        };
+        // The column's header once; then each row's value compared in place (as
+        // numbers for digit strings, as a code for a dictionary).
+        let (n, _, mut r) = at_row(rows.start.min(dir.rows - 1))?;
+        let is: Box<dyn Fn(usize) -> Result<bool, String> + '_> = match class {
+            STR_RAW => {
+                let (ends, blob) = raw_strings(&mut r, n, start, true)?;
+                Box::new(move |i| Ok(blob[ends.range(i, blob.len())?] == *want))
+            }
+            STR_DICT => {
+                let dict = Dict::read(&mut r)?;
+                let codes = r.packed(n)?;
+                let mut code = None;
+                for c in 0..dict.n {
+                    if dict.get(c, start)?.map(str::as_bytes) == Some(want) {
+                        code = Some(c as u64);
+                    }
+                }
+                let Some(code) = code else { continue };
+                Box::new(move |i| {
+                    let c = codes.get(i);
+                    if c >= dict.n as u64 {
+                        return Err(format!("a dictionary code past its end at byte {start}"));
+                    }
+                    Ok(c == code)
+                })
+            }
+            _ => {
+                let column = DigitsColumn::read(&mut r, n, start)?;
+                let Some(wanted) = column.encode(want) else {
+                    continue;
+                };
+                Box::new(move |i| column.is(i, &wanted))
+            }
+        };
+        for row in rows.start..first.unwrap_or(rows.end) {
+            if let (_, Some(i), _) = at_row(row)? {
+                if is(i)? {
+                    first = Some(row);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(first)
+}
+
+/// A digit string column (class 2) of `n` values, its header read.
+struct DigitsColumn<'a> {
+    n: usize,
+    prefixes: &'a [u8],
+    codes: BitReader<'a>,
+    widths: [u8; 5],
+    fields: usize,
+    bits: &'a [u8],
+    bases: &'a [u8],
+    offsets: &'a [u8],
+    at: usize,
+}
+
+impl<'a> DigitsColumn<'a> {
+    fn read(r: &mut Reader<'a>, n: usize, at: usize) -> Result<DigitsColumn<'a>, String> {
+        let p = r.varint()?;
+        if p == 0 || p > MAX_DICT as u64 {
+            return Err(format!("{p} digit prefixes at byte {at}"));
+        }
+        let prefixes = r.take(p * PREFIX_DIGITS as u64)?;
+        let codes = r.packed(n)?;
+        let len = r.byte()? as usize;
+        if !(1..=MAX_DIGIT_SUFFIX).contains(&len) {
+            return Err(format!("a digit suffix of {len} at byte {at}"));
+        }
+        let (widths, fields) = field_widths(len);
+        let bits = r.take(fields as u64)?;
+        let (mut base_bits, mut offset_bytes) = (0usize, 0usize);
+        for (&b, &w) in bits.iter().zip(&widths[..fields]) {
+            if b > DIGIT_BITS[w as usize] {
+                return Err(format!("{b}-bit offsets of a {w}-digit field at byte {at}"));
+            }
+            base_bits += DIGIT_BITS[w as usize] as usize;
+            offset_bytes += packed_len(n, b);
+        }
+        let bases = r.take(base_bits.div_ceil(8) as u64)?;
+        let offsets = r.take(offset_bytes as u64)?;
+        Ok(DigitsColumn {
+            n,
+            prefixes,
+            codes,
+            widths,
+            fields,
+            bits,
+            bases,
+            offsets,
+            at,
+        })
+    }
+
+    /// Value `i`'s prefix code, checked against the prefixes.
+    #[inline]
+    fn code(&self, i: usize) -> Result<usize, String> {
+        let code = self.codes.get(i) as usize;
+        if code >= self.prefixes.len() / PREFIX_DIGITS {
+            return Err(format!("a prefix code past its end at byte {}", self.at));
+        }
+        Ok(code)
+    }
+
+    /// Value `i`'s fields, each checked to fit its width, to `f` (field, width, value).
+    #[inline]
+    fn fields(&self, i: usize, mut f: impl FnMut(usize, u8, u64)) -> Result<(), String> {
+        let (mut base_at, mut field_at) = (0usize, 0usize);
+        for (k, (&b, &w)) in self
+            .bits
+            .iter()
+            .zip(&self.widths[..self.fields])
+            .enumerate()
+        {
+            let w_bits = DIGIT_BITS[w as usize];
+            // Both below 2^54: no overflow.
+            let v = bits_at(self.bases, base_at, w_bits)
+                + bits_at(&self.offsets[field_at..], i * b as usize, b);
+            if v >= POW10[w as usize] {
+                return Err(format!("a digit field too wide at byte {}", self.at));
+            }
+            f(k, w, v);
+            base_at += w_bits as usize;
+            field_at += packed_len(self.n, b);
+        }
+        Ok(())
+    }
+
+    /// Value `i`: the whole string in place (zeros, the prefix, each field's digits
+    /// over its zeros), handed over as it is.
+    fn get(&self, i: usize) -> Result<DigitBuf, String> {
+        let code = self.code(i)?;
+        let prefix = &self.prefixes[code * PREFIX_DIGITS..(code + 1) * PREFIX_DIGITS];
+        if !prefix.iter().all(u8::is_ascii_digit) {
+            return Err(format!(
+                "a digit prefix that is not digits at byte {}",
+                self.at
+            ));
+        }
+        let mut text = [b'0'; DIGIT_BUF];
+        text[..PREFIX_DIGITS].copy_from_slice(prefix);
+        let mut end = PREFIX_DIGITS;
+        self.fields(i, |_, w, v| {
+            put_digits(&mut text[end..end + w as usize], v);
+            end += w as usize;
+        })?;
+        Ok(DigitBuf {
+            bytes: text,
+            len: end as u8,
+        })
+    }
+
+    /// `want` as this column stores it: its prefix's code and, per field, where its
+    /// offsets are, their width and the offset `want` has there; `None` when no value
+    /// of the column can equal it (another length, a prefix the column has not, a
+    /// character not a digit, a field below its base or past its offsets' width).
+    fn encode(&self, want: &[u8]) -> Option<Wanted> {
+        let suffix: usize = self.widths[..self.fields].iter().map(|&w| w as usize).sum();
+        if want.len() != PREFIX_DIGITS + suffix || !want.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let code = self
+            .prefixes
+            .chunks_exact(PREFIX_DIGITS)
+            .position(|p| p == &want[..PREFIX_DIGITS])?;
+        let mut wanted = Wanted {
+            code,
+            fields: [(0, 0, 0); 5],
+            count: self.fields,
+        };
+        let (mut at, mut base_at, mut field_at) = (PREFIX_DIGITS, 0usize, 0usize);
+        for (k, (&b, &w)) in self
+            .bits
+            .iter()
+            .zip(&self.widths[..self.fields])
+            .enumerate()
+        {
+            let v = want[at..at + w as usize]
+                .iter()
+                .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+            let w_bits = DIGIT_BITS[w as usize];
+            let offset = v.checked_sub(bits_at(self.bases, base_at, w_bits))?;
+            if b < 64 && offset >> b != 0 {
+                return None;
+            }
+            wanted.fields[k] = (field_at, b, offset);
+            at += w as usize;
+            base_at += w_bits as usize;
+            field_at += packed_len(self.n, b);
+        }
+        Some(wanted)
+    }
+
+    /// Whether value `i` is the one [`DigitsColumn::encode`] gave: its code and each
+    /// field's offset compared as numbers (the first that differs ends it), no string
+    /// rebuilt.
+    #[inline]
+    fn is(&self, i: usize, want: &Wanted) -> Result<bool, String> {
+        if self.code(i)? != want.code {
+            return Ok(false);
+        }
+        Ok(want.fields[..want.count]
+            .iter()
+            .all(|&(at, b, offset)| bits_at(&self.offsets[at..], i * b as usize, b) == offset))
+    }
+}
+
+/// A digit string as a [`DigitsColumn`] would store it ([`DigitsColumn::encode`]).
+struct Wanted {
+    code: usize,
+    /// Per field: where its offsets start, their width, the offset wanted.
+    fields: [(usize, u8, u64); 5],
+    count: usize,
 }
 
 /// Reads past a column of `n` values of `class`, decoding value `index` if given.
@@ -249,96 +548,19 @@ fn column_value_direct<'a>(
             }
         }
         STR_DIGITS => {
-            let p = r.varint()?;
-            if p == 0 || p > MAX_DICT as u64 {
-                return Err(format!("{p} digit prefixes at byte {at}"));
+            let column = DigitsColumn::read(r, n, at)?;
+            match index {
+                None => None,
+                Some(i) => Some(Value::AsciiDigits(column.get(i)?)),
             }
-            let prefixes = r.take(p * PREFIX_DIGITS as u64)?;
-            let codes = r.packed(n)?;
-            let len = r.byte()? as usize;
-            if !(1..=MAX_DIGIT_SUFFIX).contains(&len) {
-                return Err(format!("a digit suffix of {len} at byte {at}"));
-            }
-            let (widths, fields) = field_widths(len);
-            let widths = &widths[..fields];
-            let bits = r.take(fields as u64)?;
-            let (mut base_bits, mut offset_bytes) = (0usize, 0usize);
-            for (&b, &w) in bits.iter().zip(widths) {
-                if b > DIGIT_BITS[w as usize] {
-                    return Err(format!("{b}-bit offsets of a {w}-digit field at byte {at}"));
-                }
-                base_bits += DIGIT_BITS[w as usize] as usize;
-                offset_bytes += packed_len(n, b);
-            }
-            let bases = r.take(base_bits.div_ceil(8) as u64)?;
-            let offsets = r.take(offset_bytes as u64)?;
-            let Some(i) = index else {
-                return Ok(None);
-            };
-            let code = codes.get(i) as usize;
-            if code >= p as usize {
-                return Err(format!("a prefix code past its end at byte {at}"));
-            }
-            let prefix = &prefixes[code * PREFIX_DIGITS..(code + 1) * PREFIX_DIGITS];
-            if !prefix.iter().all(u8::is_ascii_digit) {
-                return Err(format!("a digit prefix that is not digits at byte {at}"));
-            }
-            // The whole string in place (zeros, the prefix, each field's digits over
-            // its zeros), handed over as it is.
-            let mut text = [b'0'; DIGIT_BUF];
-            text[..PREFIX_DIGITS].copy_from_slice(prefix);
-            let mut end = PREFIX_DIGITS;
-            let (mut base_at, mut field_at) = (0usize, 0usize);
-            for (&b, &w) in bits.iter().zip(widths) {
-                let w_bits = DIGIT_BITS[w as usize];
-                // Both below 2^54: no overflow.
-                let v = bits_at(bases, base_at, w_bits)
-                    + bits_at(&offsets[field_at..], i * b as usize, b);
-                if v >= POW10[w as usize] {
-                    return Err(format!("a digit field too wide at byte {at}"));
-                }
-                put_digits(&mut text[end..end + w as usize], v);
-                end += w as usize;
-                base_at += w_bits as usize;
-                field_at += packed_len(n, b);
-            }
-            Some(Value::AsciiDigits(DigitBuf {
-                bytes: text,
-                len: end as u8,
-            }))
         }
         STR_RAW => {
-            let ends = Ends::read(r, n, at)?;
-            let total = ends.get(n - 1)?;
-            let blob: std::borrow::Cow<'a, [u8]> = match r.byte()? {
-                0 => r.take(total)?.into(),
-                1 => {
-                    let zlen = r.varint()?;
-                    let frame = r.take(zlen)?;
-                    if total > MAX_ZSTD_INPUT as u64 {
-                        return Err(format!("compressed strings of {total} bytes at byte {at}"));
-                    }
-                    match index {
-                        None => Vec::new().into(),
-                        Some(_) => super::decompress_strings(frame, total, at)?.into(),
-                    }
-                }
-                f => return Err(format!("string flag {f} at byte {at}")),
-            };
+            let (ends, blob) = raw_strings(r, n, at, index.is_some())?;
             match index {
                 None => None,
                 Some(i) => {
-                    let start = match i {
-                        0 => 0,
-                        i => ends.get(i - 1)? as usize,
-                    };
-                    let end = ends.get(i)? as usize;
-                    if start > end || end > blob.len() {
-                        return Err(format!(
-                            "string {i} at {start}..{end} of strings at byte {at}"
-                        ));
-                    }
-                    Some(super::string_in(blob, start..end, at)?)
+                    let range = ends.range(i, blob.len())?;
+                    Some(super::string_in(blob, range, at)?)
                 }
             }
         }

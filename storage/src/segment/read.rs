@@ -575,6 +575,13 @@ impl Segment {
                     format!("block {i}: row {r} lies before the block's earliest time"),
                 ));
             }
+            // Rows in time order: a device's time window is found by binary search.
+            if let Some(r) = (1..b.count).find(|&r| b.ts_off(r) < b.ts_off(r - 1)) {
+                return Err((
+                    data_at + off,
+                    format!("block {i}: row {r} lies before the row before it"),
+                ));
+            }
             // Every row's seq within the segment's range (reads add a row's offset to
             // the block's least seq unchecked).
             if let Some(r) = (0..b.count).find(|&r| {
@@ -617,8 +624,17 @@ impl Segment {
             if end < start || end > l.entries as u64 {
                 return Err((at, format!("source id bucket {k} ends at {end}")));
             }
+            // (rest, group) strictly rising: a lookup's matches are each one group,
+            // read once (a file written by hand could otherwise repeat an entry to
+            // make one lookup read a chunk again and again).
+            let entry = |i: usize| {
+                (
+                    self.get(self.source_rests, i),
+                    self.get(self.source_ordinals, i),
+                )
+            };
             for i in start as usize + 1..end as usize {
-                if self.get(self.source_rests, i) < self.get(self.source_rests, i - 1) {
+                if entry(i) <= entry(i - 1) {
                     return Err((at, format!("source id entry {i} out of order")));
                 }
             }
@@ -745,7 +761,12 @@ impl Segment {
                         format!("source id section: impossible widths {f} and {b}"),
                     ));
                 }
-                if g > source_index::MAX_GROUP_BITS || (g != 0 && self.version < 5) {
+                // Version 5's groups are its attribute chunks: a match reads one chunk.
+                let expected = match self.version {
+                    ..=4 => 0,
+                    _ => source_index::GROUP_BITS,
+                };
+                if g != expected {
                     return Err(self.corrupt(
                         src_at,
                         format!(
@@ -1599,10 +1620,16 @@ impl Segment {
             // equal one's group (its one event before version 5).
             while i < end && self.get(self.source_rests, i) == rest {
                 let group = self.get(self.source_ordinals, i);
-                for ordinal in l.ordinals(group, self.meta.events) {
-                    if self.source_id_is(ordinal, source_id)? {
-                        return Ok(self.row(ordinal).map(|r| r.seq));
-                    }
+                let ordinals = l.ordinals(group, self.meta.events);
+                let found = match l.group_bits {
+                    0 => match self.source_id_is(ordinals.start, source_id)? {
+                        true => Some(ordinals.start),
+                        false => None,
+                    },
+                    _ => self.source_id_in_chunk(ordinals, source_id)?,
+                };
+                if let Some(ordinal) = found {
+                    return Ok(self.row(ordinal).map(|r| r.seq));
                 }
                 i += 1;
             }
@@ -1632,6 +1659,24 @@ impl Segment {
             a += 1;
         }
         Ok(None)
+    }
+
+    /// The first event of `ordinals` (inside one attribute chunk of the direct layout)
+    /// whose source id is `source_id`: only the chunk's `source_id` columns read.
+    fn source_id_in_chunk(
+        &self,
+        ordinals: std::ops::Range<u32>,
+        source_id: &str,
+    ) -> Result<Option<u32>> {
+        if ordinals.is_empty() {
+            return Ok(None);
+        }
+        let (bytes, data_at) = self.attr_stored(ordinals.start)?;
+        let first = ordinals.start - ordinals.start % CHUNK_ROWS as u32;
+        let rows = (ordinals.start - first) as usize..(ordinals.end - first) as usize;
+        crate::attr_columns::find_str_in_chunk(bytes, rows, crate::event::SOURCE_ID, source_id)
+            .map(|row| row.map(|r| first + r as u32))
+            .map_err(|reason| self.attr_damage(ordinals.start, data_at, reason))
     }
 
     /// Whether the event at `ordinal` has the source id `source_id`.
@@ -1667,7 +1712,7 @@ impl Segment {
         (0..self.meta.events).try_for_each(|o| self.attrs(o).map(drop))
     }
 
-    /// The file's format version (1–4: how its attributes are laid out).
+    /// The file's format version (1–5: how its attributes, source ids and times are laid out).
     pub fn version(&self) -> u32 {
         self.version
     }

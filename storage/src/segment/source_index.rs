@@ -1,11 +1,12 @@
 //! The source-id index of a segment (versions 3 to 5): which events may hold a given
-//! upstream id, in about 13 bits an entry (`storage/FORMAT.md`, "Source ids").
+//! upstream id, in about 16 bits an entry (`storage/FORMAT.md`, "Source ids").
 //!
 //! Each id is reduced to a *fingerprint*, the low `f` bits of its FNV-1a-64 hash, with
-//! `f` = bits to count the entries + [`SPARE_BITS`], at most 32: a lookup of an id that
-//! is not stored finds an equal fingerprint at most once in 2^6 tries (below 2^26 entries a
-//! segment; past that `f` stops at 32 and matches grow more frequent), and an equal one
-//! costs a comparison of the ids (one event's attributes read), never a wrong answer.
+//! `f` = bits to count the events with a source id + [`SPARE_BITS`], at most 32: a
+//! lookup of an id that is not stored finds an equal fingerprint at most once in 2^6
+//! tries (below 2^26 ids a segment; past that `f` stops at 32 and matches grow more
+//! frequent), and an equal one costs a comparison of the ids (the `source_id` column of
+//! one attribute chunk read), never a wrong answer.
 //! The reader takes `f` from the section, whatever it is (files written with 14 spare
 //! bits, before 2026-12-04, read the same way). Entries are sorted by fingerprint;
 //! the top `b` bits of a fingerprint name its *bucket*, and a directory of where each
@@ -25,8 +26,7 @@ pub(crate) const HEAD: usize = 8;
 /// match reads one chunk's ids. Each bit saves a bit an entry and doubles the events a
 /// match compares (BENCHMARKS.md, "Segment format 5").
 pub(crate) const GROUP_BITS: u8 = 7;
-/// A bound on the group bits a reader accepts.
-pub(crate) const MAX_GROUP_BITS: u8 = 16;
+
 /// A bound on the bucket bits a reader accepts (the directory has `2^b + 1` entries).
 pub(crate) const MAX_BUCKET_BITS: u8 = 24;
 /// Fingerprint bits beyond those that count the entries: a lookup of an absent id
@@ -69,7 +69,7 @@ impl Layout {
         events: usize,
     ) -> Layout {
         debug_assert!(bucket_bits <= fingerprint_bits && fingerprint_bits <= 32);
-        debug_assert!(group_bits <= MAX_GROUP_BITS);
+        debug_assert!(group_bits < 32);
         Layout {
             fingerprint_bits,
             bucket_bits,
