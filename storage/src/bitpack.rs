@@ -103,11 +103,6 @@ impl<'a> BitReader<'a> {
         BitReader { data, bits, mask }
     }
 
-    /// The largest value this width can hold.
-    pub fn max_value(&self) -> u64 {
-        self.mask
-    }
-
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
         // Zero bits: every value is 0, whatever bytes the reader was given (a

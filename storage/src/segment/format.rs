@@ -98,6 +98,9 @@ const SLOPE_BITS: u32 = 20;
 pub fn ts_slope(ts_min: u32, ts_max: u32, count: usize) -> u64 {
     match (u64::from(ts_max.saturating_sub(ts_min)), count as u64) {
         (_, 0 | 1) => 0,
+        // Most blocks are full: a division by a constant, which compiles to a
+        // multiply (a reader computes this for each block it visits).
+        (span, c) if c == BLOCK_ROWS as u64 => (span << SLOPE_BITS) / (BLOCK_ROWS as u64 - 1),
         // Below 2^52 / 1: the product in `ts_line` stays below 2^59 for 128 rows.
         (span, c) => (span << SLOPE_BITS) / (c - 1),
     }

@@ -912,9 +912,7 @@ impl Segment {
     #[inline(always)]
     fn posting_block(&self, i: usize) -> PostingBlock<'_> {
         // One bounds check for the entry: its fields are at fixed offsets in it.
-        let e: &[u8; BLOCK_ENTRY] = self.section(Section::Blocks)[i * BLOCK_ENTRY..]
-            .first_chunk()
-            .expect("block index below the verified block count");
+        let e = self.entry(i);
         let count = get_u16(e, block::COUNT) as usize;
         let off = get_u64(e, block::DATA_OFF) as usize;
         // The block's data and the file's bytes after it (open checked that the data
@@ -963,17 +961,45 @@ impl Segment {
 
     #[inline]
     fn row_in(&self, b: &BlockView<'_>, i: usize) -> Row {
+        self.row_at(b, i, b.ts_off(i))
+    }
+
+    /// Row `i` of `b`, whose time (ms after the span start) the caller has read.
+    #[inline]
+    fn row_at(&self, b: &BlockView<'_>, i: usize, ts_off: i64) -> Row {
         let (kind, direction) = kd_unpack(b.kd_code(i));
         let rank = b.subj_min as usize + b.subj.get(i) as usize;
         Row {
             seq: b.seq_min + b.seq.get(i),
-            ts_ms: self.meta.span_start_ms + b.ts_off(i),
+            ts_ms: self.meta.span_start_ms + ts_off,
             community: self.meta.community,
             device: b.device,
             subject: self.get(self.subjects, rank) as u32,
             kind,
             direction,
         }
+    }
+
+    /// Block `i`'s directory entry.
+    #[inline(always)]
+    fn entry(&self, i: usize) -> &[u8; BLOCK_ENTRY] {
+        self.section(Section::Blocks)[i * BLOCK_ENTRY..]
+            .first_chunk()
+            .expect("block index below the verified block count")
+    }
+
+    /// Block `i`'s least seq and the most its seq column adds to it (from its entry:
+    /// a block whose range misses is skipped without decoding it).
+    #[inline]
+    fn entry_seqs(&self, i: usize) -> (u64, u64) {
+        let e = self.entry(i);
+        let bits = e[block::SEQ_BITS];
+        let most = if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        (get_u64(e, block::SEQ_MIN), most)
     }
 
     /// Every event with its ordinal, in (device, ts) order.
@@ -994,10 +1020,11 @@ impl Segment {
             return None;
         }
         for bi in 0..self.meta.blocks as usize {
-            let b = self.block(bi);
-            if seq < b.seq_min || seq - b.seq_min > b.seq.max_value() {
+            let (seq_min, most) = self.entry_seqs(bi);
+            if seq < seq_min || seq - seq_min > most {
                 continue;
             }
+            let b = self.block(bi);
             let want = seq - b.seq_min;
             if let Some(i) = (0..b.count).find(|&i| b.seq.get(i) == want) {
                 return Some((b.first_ordinal + i as u32, self.row_in(&b, i)));
@@ -1013,10 +1040,11 @@ impl Segment {
             return;
         }
         for bi in 0..self.meta.blocks as usize {
-            let b = self.block(bi);
-            if b.seq_min > through || b.seq_min.saturating_add(b.seq.max_value()) <= after {
+            let (seq_min, most) = self.entry_seqs(bi);
+            if seq_min > through || seq_min.saturating_add(most) <= after {
                 continue;
             }
+            let b = self.block(bi);
             for i in 0..b.count {
                 let seq = b.seq_min + b.seq.get(i);
                 if seq > after && seq <= through {
@@ -1043,10 +1071,11 @@ impl Segment {
             return 0;
         }
         for bi in 0..self.meta.blocks as usize {
-            let b = self.block(bi);
-            if b.seq_min > bound || b.seq_min.saturating_add(b.seq.max_value()) <= after {
+            let (seq_min, most) = self.entry_seqs(bi);
+            if seq_min > bound || seq_min.saturating_add(most) <= after {
                 continue;
             }
+            let b = self.block(bi);
             for i in 0..b.count {
                 looked += 1;
                 let seq = b.seq_min + b.seq.get(i);
@@ -1068,14 +1097,16 @@ impl Segment {
             return;
         }
         for bi in 0..self.meta.blocks as usize {
-            let b = self.block(bi);
-            if (b.ts_max as i64) < lo || b.ts_min as i64 >= hi {
+            let e = self.entry(bi);
+            let (ts_min, ts_max) = (get_u32(e, block::TS_MIN), get_u32(e, block::TS_MAX));
+            if (ts_max as i64) < lo || ts_min as i64 >= hi {
                 continue;
             }
+            let b = self.block(bi);
             for i in 0..b.count {
                 let t = b.ts_off(i);
                 if t >= lo && t < hi {
-                    f(b.first_ordinal + i as u32, self.row_in(&b, i));
+                    f(b.first_ordinal + i as u32, self.row_at(&b, i, t));
                 }
             }
         }
@@ -1099,18 +1130,19 @@ impl Segment {
         let (mut a, mut z) = (0usize, n);
         while a < z {
             let mid = (a + z) / 2;
-            let b = self.block(mid);
-            if (b.device, b.ts_max as i64) < (device, lo) {
+            let e = self.entry(mid);
+            if (get_u32(e, block::DEVICE), get_u32(e, block::TS_MAX) as i64) < (device, lo) {
                 a = mid + 1;
             } else {
                 z = mid;
             }
         }
         for bi in a..n {
-            let b = self.block(bi);
-            if b.device != device || b.ts_min as i64 >= hi {
+            let e = self.entry(bi);
+            if get_u32(e, block::DEVICE) != device || get_u32(e, block::TS_MIN) as i64 >= hi {
                 break;
             }
+            let b = self.block(bi);
             // Rows are sorted by ts inside the block: find the first >= lo.
             let (mut x, mut y) = (0usize, b.count);
             while x < y {
@@ -1122,10 +1154,11 @@ impl Segment {
                 }
             }
             for i in x..b.count {
-                if b.ts_off(i) >= hi {
+                let t = b.ts_off(i);
+                if t >= hi {
                     return;
                 }
-                f(b.first_ordinal + i as u32, self.row_in(&b, i));
+                f(b.first_ordinal + i as u32, self.row_at(&b, i, t));
             }
         }
     }
