@@ -871,7 +871,8 @@ mod tests {
     /// without one between, and ids not stored are not.
     #[test]
     fn source_ids_of_every_column_class_are_found_and_no_other() {
-        let makers: [(&str, fn(u64) -> Option<String>); 4] = [
+        type IdOf = fn(u64) -> Option<String>;
+        let makers: [(&str, IdOf); 4] = [
             ("digits", |i| {
                 Some(format!(
                     "32050801011320000102020000001474565561213{:07}",
