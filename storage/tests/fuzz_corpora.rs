@@ -22,11 +22,22 @@ fn seeds() -> Vec<Seed> {
     let dir = tempfile::tempdir().unwrap();
     let clock = std::sync::Arc::new(ManualClock::new(day0 + 3 * 86_400_000));
     let store = Store::open_with_clock(dir.path(), StoreConfig::default(), clock).unwrap();
+    // Every other event with a GA/T 1400 id: the segment seed has a source-id index.
     let events: Vec<_> = (0..40)
         .map(|i| {
-            store
-                .validate(seed_event(i, &format!("苏E{:05}", i % 7)))
-                .unwrap()
+            let mut e = seed_event(i, &format!("苏E{:05}", i % 7));
+            if i % 2 == 0 {
+                e.attrs.insert(
+                    "source_id".into(),
+                    sightline_storage::AttrValue::Str(format!(
+                        "3205080101121000000{}0220210901{:06}0000102{:05}",
+                        i % 3,
+                        i * 100,
+                        i
+                    )),
+                );
+            }
+            store.validate(e).unwrap()
         })
         .collect();
     store.append(&events).unwrap();

@@ -319,6 +319,7 @@ pub(super) fn find_str(
                 for c in 0..dict.n {
                     if dict.get(c, start)?.map(str::as_bytes) == Some(want) {
                         code = Some(c as u64);
+                        break;
                     }
                 }
                 let Some(code) = code else { continue };
@@ -598,4 +599,170 @@ pub(super) fn check_columns(chunk: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr_codec::encode_attrs;
+    use crate::event::{AttrValue, Attrs, SOURCE_ID};
+
+    /// A chunk of rows whose `source_id` is `ids[i]` (none for `None`), each with a
+    /// `lane` too.
+    fn chunk(ids: &[Option<String>]) -> Vec<u8> {
+        let rows: Vec<Box<[u8]>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut a = Attrs::new();
+                a.insert("lane".into(), AttrValue::Int(i as i64 % 3));
+                if let Some(id) = id {
+                    a.insert(SOURCE_ID.into(), AttrValue::Str(id.clone()));
+                }
+                encode_attrs(&a)
+            })
+            .collect();
+        let refs: Vec<&[u8]> = rows.iter().map(|r| &r[..]).collect();
+        let mut out = Vec::new();
+        super::super::encode_chunk(&refs, &mut out).unwrap();
+        out
+    }
+
+    /// The class of the chunk's `source_id` column, and whether its strings are
+    /// compressed (raw strings only).
+    fn source_class(chunk: &[u8]) -> (u8, bool) {
+        let dir = Directory::read(chunk).unwrap();
+        for k in 0..dir.columns {
+            let (start, end) = dir.column(k).unwrap();
+            let mut r = Reader {
+                bytes: &chunk[..end],
+                at: start,
+            };
+            let (key, class) = key_and_class(&mut r).unwrap();
+            if key != SOURCE_ID {
+                continue;
+            }
+            let (n, _) = presence(&mut r, dir.rows, 0, start).unwrap();
+            let compressed = class == STR_RAW && {
+                Ends::read(&mut r, n, start).unwrap();
+                r.byte().unwrap() == 1
+            };
+            return (class, compressed);
+        }
+        panic!("no source_id column");
+    }
+
+    /// What reading each row whole and comparing its value gives.
+    fn by_rows(chunk: &[u8], rows: std::ops::Range<usize>, want: &str) -> Option<usize> {
+        rows.into_iter().find(|&row| {
+            let mut found = Vec::new();
+            walk_row(chunk, row, &mut found).unwrap();
+            found.iter().any(|(k, v)| {
+                *k == SOURCE_ID
+                    && match v {
+                        Value::Str(s) => *s == want,
+                        Value::Owned(s) => s == want,
+                        Value::AsciiDigits(d) => d.digits() == want.as_bytes(),
+                        _ => false,
+                    }
+            })
+        })
+    }
+
+    /// A pseudo-random sequence (splitmix64), for ids without a pattern zstd finds.
+    fn random(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+    }
+
+    /// Ids that are not stored but lie near stored ones: each stored id with a digit
+    /// changed at either end and in the middle, cut short, made longer, a letter in it.
+    fn near(ids: &[Option<String>]) -> Vec<String> {
+        let mut out = vec![String::new(), "x".into()];
+        for id in ids.iter().flatten().take(20) {
+            let b = id.as_bytes();
+            for at in [0, b.len() / 2, b.len().saturating_sub(6), b.len() - 1] {
+                for d in [b'0', b'5', b'9', b'x'] {
+                    let mut c = b.to_vec();
+                    c[at] = d;
+                    out.push(String::from_utf8(c).unwrap());
+                }
+            }
+            out.push(id[..id.len() - 1].to_string());
+            out.push(format!("{id}0"));
+        }
+        out
+    }
+
+    /// `find_str` answers exactly what reading each row whole would, for a column of
+    /// each class (asserted), rows with no id between, over the whole chunk and part
+    /// of it, for every stored id and ids near them.
+    #[test]
+    fn find_str_answers_as_reading_every_row_would() {
+        let mut rnd = random(7);
+        // GA/T 1400 ids of two devices, a serial rising; every fifth row none.
+        let digits: Vec<Option<String>> = (0..128u64)
+            .map(|i| {
+                (i % 5 != 4).then(|| {
+                    format!(
+                        "3205080101132000010{}0220210901{:06}{:05}02{:05}",
+                        i % 2,
+                        80_000 + i * 37,
+                        rnd() % 100_000,
+                        i * 11
+                    )
+                })
+            })
+            .collect();
+        // Five random strings over and over: a dictionary.
+        let five: Vec<String> = (0..5).map(|_| format!("{:016x}", rnd())).collect();
+        let dictionary: Vec<Option<String>> = (0..128)
+            .map(|i| (i % 7 != 3).then(|| five[(rnd() % 5) as usize].clone()))
+            .collect();
+        // Distinct random printable strings: raw, not worth compressing.
+        let raw: Vec<Option<String>> = (0..128)
+            .map(|i| {
+                (i % 6 != 2).then(|| {
+                    (0..12)
+                        .map(|_| char::from(b'!' + (rnd() % 94) as u8))
+                        .collect()
+                })
+            })
+            .collect();
+        // Long, alike strings: raw, compressed.
+        let compressed: Vec<Option<String>> = (0..128)
+            .map(|i| {
+                Some(format!(
+                    "an upload from the east gate, camera {i:05}, lane 2"
+                ))
+            })
+            .collect();
+        for (name, ids, class, zstd) in [
+            ("digits", &digits, STR_DIGITS, false),
+            ("dictionary", &dictionary, STR_DICT, false),
+            ("raw", &raw, STR_RAW, false),
+            ("compressed", &compressed, STR_RAW, true),
+        ] {
+            let c = chunk(ids);
+            assert_eq!(source_class(&c), (class, zstd), "{name}");
+            let wants: Vec<String> = ids.iter().flatten().cloned().chain(near(ids)).collect();
+            for rows in [0..128, 5..90, 127..128, 40..40] {
+                for want in &wants {
+                    assert_eq!(
+                        find_str(&c, rows.clone(), SOURCE_ID, want).unwrap(),
+                        by_rows(&c, rows.clone(), want),
+                        "{name} {rows:?} {want}"
+                    );
+                }
+            }
+            assert!(find_str(&c, 0..129, SOURCE_ID, "x").is_err(), "{name}");
+            assert_eq!(find_str(&c, 0..128, "lane", "0").unwrap(), None, "{name}");
+        }
+    }
 }

@@ -796,6 +796,70 @@ mod tests {
         assert!(err.contains("source id buckets do not start at 0"), "{err}");
     }
 
+    /// A version 5 file's groups are its chunks: any other group width is refused at
+    /// open, naming the file.
+    #[test]
+    fn source_id_groups_other_than_chunks_are_refused() {
+        let good = build_segment(3, 7, START, &mut rows_with_sources());
+        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
+        let at = get_u64(&good, e) as usize;
+        assert_eq!(good[at + 2], super::super::source_index::GROUP_BITS);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("groups.seg");
+        for g in [0u8, 6, 8, 16] {
+            let mut bytes = good.clone();
+            bytes[at + 2] = g;
+            reseal(&mut bytes, Section::SourceIds as usize);
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Segment::open(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("groups.seg")
+                    && err.contains(&format!("groups of 2^{g} events in a version 5 file")),
+                "{g}: {err}"
+            );
+        }
+    }
+
+    /// An entry of the source-id index given twice (the next entry of its bucket
+    /// made equal to it, under a fresh checksum) is refused on first read: a lookup
+    /// would read its chunk twice.
+    #[test]
+    fn a_source_id_entry_given_twice_is_refused_on_the_first_read() {
+        use super::super::source_index::Layout;
+        use crate::bitpack::BitReader;
+        let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
+        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
+        let at = get_u64(&bytes, e) as usize;
+        let (f, b, g) = (bytes[at], bytes[at + 1], bytes[at + 2]);
+        let entries = get_u32(&bytes, 44) as usize;
+        let l = Layout::new(f, b, g, entries, 300);
+        let [starts, rests, groups, end] = l.offsets().map(|o| at + o);
+        let read = |bytes: &[u8], from: usize, to: usize, bits: u8, i: usize| {
+            BitReader::new(&bytes[from..to], bits).get(i)
+        };
+        // The first bucket holding two entries.
+        let i = (0..l.buckets())
+            .map(|k| {
+                (
+                    read(&bytes, starts, rests, l.start_bits, k) as usize,
+                    read(&bytes, starts, rests, l.start_bits, k + 1) as usize,
+                )
+            })
+            .find(|(s, e)| e - s >= 2)
+            .expect("a bucket of two entries")
+            .0;
+        let rest = read(&bytes, rests, groups, l.rest_bits, i);
+        let group = read(&bytes, groups, end, l.group_width, i);
+        set_packed(&mut bytes, rests, l.rest_bits as usize, i + 1, rest);
+        set_packed(&mut bytes, groups, l.group_width as usize, i + 1, group);
+        reseal(&mut bytes, Section::SourceIds as usize);
+        let err = first_read_error(&bytes);
+        assert!(
+            err.contains(&format!("source id entry {} out of order", i + 1)),
+            "{err}"
+        );
+    }
+
     /// Groups of the source-id index are version 5's: a version 4 file (the golden
     /// one) claiming groups of 128 events is refused at open, naming the file.
     #[test]
@@ -866,9 +930,10 @@ mod tests {
         );
     }
 
-    /// Every stored source id is found whatever its chunk's column holds it as (GA/T
-    /// 1400 digits, a dictionary, raw strings, raw strings compressed), with events
-    /// without one between, and ids not stored are not.
+    /// Every stored source id is found, ids of several shapes (GA/T 1400 digits, a
+    /// few repeated, hexadecimal, long and alike), with events without one between,
+    /// and ids not stored are not. (`attr_columns::direct`'s tests hold the chunk's
+    /// search to reading each row, a column of each class.)
     #[test]
     fn source_ids_of_every_column_class_are_found_and_no_other() {
         type IdOf = fn(u64) -> Option<String>;
