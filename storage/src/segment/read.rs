@@ -607,9 +607,9 @@ impl Segment {
         Ok(())
     }
 
-    /// Versions 3 to 5: the bucket directory rises from 0 to the entry count, fingerprints
-    /// rise within a bucket, and every entry's group (its ordinal in 3 and 4) names
-    /// events.
+    /// Versions 3 to 5: the bucket directory rises from 0 to the entry count, entries
+    /// (fingerprint, group) rise strictly within a bucket, and every entry's group (its
+    /// ordinal in 3 and 4) names events.
     fn check_source_index(&self) -> std::result::Result<(), (usize, String)> {
         let Some(l) = self.source_layout else {
             return Ok(());
