@@ -750,6 +750,14 @@ mod tests {
             .collect()
     }
 
+    /// Where a segment's source-id section starts, from its section table.
+    fn source_section_at(bytes: &[u8]) -> usize {
+        get_u64(
+            bytes,
+            HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY,
+        ) as usize
+    }
+
     /// Opens `bytes` as a file and returns the first read's error.
     fn first_read_error(bytes: &[u8]) -> String {
         let dir = tempfile::tempdir().unwrap();
@@ -788,8 +796,7 @@ mod tests {
     #[test]
     fn a_source_id_directory_out_of_order_is_refused_on_the_first_read() {
         let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
-        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
-        let at = get_u64(&bytes, e) as usize;
+        let at = source_section_at(&bytes);
         bytes[at + super::super::source_index::HEAD] |= 1;
         reseal(&mut bytes, Section::SourceIds as usize);
         let err = first_read_error(&bytes);
@@ -801,8 +808,7 @@ mod tests {
     #[test]
     fn source_id_groups_other_than_chunks_are_refused() {
         let good = build_segment(3, 7, START, &mut rows_with_sources());
-        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
-        let at = get_u64(&good, e) as usize;
+        let at = source_section_at(&good);
         assert_eq!(good[at + 2], super::super::source_index::GROUP_BITS);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("groups.seg");
@@ -828,8 +834,7 @@ mod tests {
         use super::super::source_index::Layout;
         use crate::bitpack::BitReader;
         let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
-        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
-        let at = get_u64(&bytes, e) as usize;
+        let at = source_section_at(&bytes);
         let (f, b, g) = (bytes[at], bytes[at + 1], bytes[at + 2]);
         let entries = get_u32(&bytes, 44) as usize;
         let l = Layout::new(f, b, g, entries, 300);
@@ -868,8 +873,7 @@ mod tests {
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v4.seg"),
         )
         .unwrap();
-        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
-        let at = get_u64(&bytes, e) as usize;
+        let at = source_section_at(&bytes);
         assert_eq!(bytes[at + 2], 0);
         bytes[at + 2] = 7;
         reseal(&mut bytes, Section::SourceIds as usize);
@@ -1036,8 +1040,7 @@ mod tests {
     fn a_source_id_group_past_the_events_is_refused_on_the_first_read() {
         use super::super::source_index::{Layout, HEAD};
         let mut bytes = build_segment(3, 7, START, &mut rows_with_sources());
-        let e = HEADER_FIELDS + Section::SourceIds as usize * SECTION_ENTRY;
-        let at = get_u64(&bytes, e) as usize;
+        let at = source_section_at(&bytes);
         let (f, b, g) = (bytes[at], bytes[at + 1], bytes[at + 2]);
         assert_eq!(g, super::super::source_index::GROUP_BITS);
         let entries = get_u32(&bytes, 44) as usize;
