@@ -903,25 +903,14 @@ mod tests {
     #[test]
     fn rows_out_of_time_order_are_refused_on_the_first_read() {
         // Half at the first minute, half at the last: offsets from the first time.
-        let offsets: Vec<i64> = (0..128i64)
-            .map(|i| {
-                if i < 64 {
-                    i * 900
-                } else {
-                    86_000_000 + i * 900
-                }
-            })
-            .collect();
+        let offsets = bunched();
         let mut bytes = one_device(&offsets);
         let dir_at = get_u64(&bytes, HEADER_FIELDS) as usize;
         assert_eq!(bytes[dir_at + block::TS_LINE], 0);
         let data_at = get_u64(&bytes, HEADER_FIELDS + SECTION_ENTRY) as usize;
         let bits = bytes[dir_at + block::TS_BITS] as usize;
         set_packed(&mut bytes, data_at, bits, 70, 0);
-        let len = get_u32(&bytes, dir_at + block::DATA_LEN) as usize;
-        let crc = crc32fast::hash(&bytes[data_at..data_at + len]);
-        put_u32(&mut bytes, dir_at + block::CRC, crc);
-        reseal(&mut bytes, 0);
+        reseal_first_block(&mut bytes);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("edited.seg");
         std::fs::write(&path, &bytes).unwrap();
@@ -1054,6 +1043,31 @@ mod tests {
         assert!(err.contains("source id entry 0 names no event"), "{err}");
     }
 
+    /// 128 times, half at the first minute of the day and half at its last: stored as
+    /// offsets from the first (a line would not save a bit).
+    fn bunched() -> Vec<i64> {
+        (0..128i64)
+            .map(|i| {
+                if i < 64 {
+                    i * 900
+                } else {
+                    86_000_000 + i * 900
+                }
+            })
+            .collect()
+    }
+
+    /// Rewrites the first block's data checksum after a hand edit of its data, then
+    /// the directory's and the header's.
+    fn reseal_first_block(bytes: &mut [u8]) {
+        let dir_at = get_u64(bytes, HEADER_FIELDS) as usize;
+        let data_at = get_u64(bytes, HEADER_FIELDS + SECTION_ENTRY) as usize;
+        let len = get_u32(bytes, dir_at + block::DATA_LEN) as usize;
+        let crc = crc32fast::hash(&bytes[data_at..data_at + len]);
+        put_u32(bytes, dir_at + block::CRC, crc);
+        reseal(bytes, 0);
+    }
+
     /// Rows of one device at these offsets from the span start, as a segment's bytes.
     fn one_device(offsets: &[i64]) -> Vec<u8> {
         let mut rows: Vec<StoredRow> = offsets
@@ -1083,15 +1097,7 @@ mod tests {
             .map(|i| i * 675_000 + (i * 7_919) % 4_000 - 2_000 + 2_000)
             .collect();
         // Half at the first minute, half at the last.
-        let bunched: Vec<i64> = (0..128i64)
-            .map(|i| {
-                if i < 64 {
-                    i * 900
-                } else {
-                    86_000_000 + i * 900
-                }
-            })
-            .collect();
+        let bunched = bunched();
         for (name, offsets, line, bits) in
             [("even", &even, 1u8, 13u8), ("bunched", &bunched, 0, 27)]
         {
@@ -1152,10 +1158,7 @@ mod tests {
         let shifted = value(&bytes) | ((1u64 << bits) - 1);
         assert!(shifted & ((1 << bits) - 1) > 700_000);
         bytes[data_at..data_at + 8].copy_from_slice(&shifted.to_le_bytes());
-        let len = get_u32(&bytes, dir_at + block::DATA_LEN) as usize;
-        let crc = crc32fast::hash(&bytes[data_at..data_at + len]);
-        put_u32(&mut bytes, dir_at + block::CRC, crc);
-        reseal(&mut bytes, 0);
+        reseal_first_block(&mut bytes);
         std::fs::write(&path, &bytes).unwrap();
         let seg = Segment::open(&path).unwrap();
         let err = seg.verify_rows().unwrap_err().to_string();
