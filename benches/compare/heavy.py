@@ -27,6 +27,12 @@ TRAJECTORY = """SELECT ts, device FROM events
 WHERE kind = '{kind}' AND subject = '{subject}' AND ts >= {frm} AND ts < {to}
 ORDER BY ts, device"""
 
+# The same sightings, whole: every column the table holds (Sightline's whole events carry
+# these and the event id; the stays are Sightline's alone).
+TRAJECTORY_WHOLE = """SELECT ts, community, device, kind, subject, direction, attrs FROM events
+WHERE kind = '{kind}' AND subject = '{subject}' AND ts >= {frm} AND ts < {to}
+ORDER BY ts, device"""
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -76,16 +82,16 @@ def main():
 
         got = {}
 
-        def duck_q(p):
+        def duck_q(p, query=TRAJECTORY):
             t0 = time.perf_counter()
-            rows = db.execute(TRAJECTORY.format(kind="vehicle", subject=p, frm=frm, to=to)).fetchall()
+            rows = db.execute(query.format(kind="vehicle", subject=p, frm=frm, to=to)).fetchall()
             dt = time.perf_counter() - t0
             got.setdefault(p, len(rows))
             assert len(rows) == got[p]
             return dt
 
         runs = {"whole": lambda p: sightline(p, None), "pairs": lambda p: sightline(p, "ts,device"),
-                "duckdb": duck_q}
+                "duckdb": duck_q, "duckdb_whole": lambda p: duck_q(p, TRAJECTORY_WHOLE)}
         if args.whole_only:
             del runs["pairs"]
         for p in plates:  # warm both
@@ -99,7 +105,9 @@ def main():
                     times[k].append(runs[k](p))
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         line = (f"Sightline whole events {med['whole']:.3f} ms; DuckDB {med['duckdb']:.3f} ms: "
-                f"DuckDB / whole {med['duckdb'] / med['whole']:.2f}×")
+                f"DuckDB / whole {med['duckdb'] / med['whole']:.2f}×; DuckDB whole rows "
+                f"{med['duckdb_whole']:.3f} ms: DuckDB whole / whole "
+                f"{med['duckdb_whole'] / med['whole']:.2f}×")
         if "pairs" in med:
             line += (f"; fields=ts,device {med['pairs']:.3f} ms: "
                      f"DuckDB / fields=ts,device {med['duckdb'] / med['pairs']:.2f}×")

@@ -6,15 +6,18 @@ are the heavy vehicles (545-636 sightings) of a `compare.py` run's store
 (`sightline gen --communities 10 --days 30 --source-ids`).
 
     benches/pages/keepalive.py PORT N [SUBJECT...]
+    FIELDS=ts,device benches/pages/keepalive.py PORT N     # pages of those fields only
 """
-import http.client, sys, time, statistics, urllib.parse, re
+import http.client, sys, time, statistics, urllib.parse, re, os
 port=int(sys.argv[1]); n=int(sys.argv[2])
 subs=sys.argv[3:] or ["苏E1XFTU","苏EVVMBY","苏E7SWZK","苏EFWJKD","苏EF72863"]
 c=http.client.HTTPConnection("127.0.0.1",port)
 ts=[];qs=[];ss=[]
 for i in range(n):
     for s in subs:
-        q=urllib.parse.urlencode({"kind":"vehicle","subject":s,"from":1630425600000,"to":1633017600000,"limit":10000})
+        p={"kind":"vehicle","subject":s,"from":1630425600000,"to":1633017600000,"limit":10000}
+        if os.environ.get("FIELDS"): p["fields"]=os.environ["FIELDS"]
+        q=urllib.parse.urlencode(p)
         t0=time.perf_counter(); c.request("GET","/v1/trajectory?"+q); r=c.getresponse(); b=r.read(); ts.append(time.perf_counter()-t0)
         assert r.status==200
         st=r.getheader("server-timing"); m=re.search(r"query;dur=([\d.]+), serialize;dur=([\d.]+)",st)
