@@ -865,6 +865,55 @@ impl Checkpoint {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The subjects and devices it holds.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.subjects, self.devices)
+    }
+}
+
+/// `bytes` with every checksum of a checkpoint recomputed over the bytes it covers,
+/// as far as the header's version and section table place them inside the file: the
+/// chunk checksums (version 2 on), then each section's, then the header's. `None`
+/// for bytes too short for their version's header or of no version this build reads.
+/// For the fuzzer: a mutated byte then reaches the decoding behind the checksums.
+pub(crate) fn resealed(bytes: &[u8]) -> Option<Vec<u8>> {
+    let version = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?);
+    if !(1..=VERSION).contains(&version) || bytes.len() < header_len(version) {
+        return None;
+    }
+    let (header, fields) = (header_len(version), fields_len(version));
+    let mut b = bytes.to_vec();
+    let count = (header - fields - 8) / SECTION_ENTRY;
+    // Section `s`'s bytes, if the table places them inside the file.
+    let section = |b: &[u8], s: usize| {
+        let at = fields + s * SECTION_ENTRY;
+        let start = usize::try_from(u64_at(b, at)).ok()?;
+        let end = start.checked_add(usize::try_from(u64_at(b, at + 8)).ok()?)?;
+        (start <= end && end <= b.len()).then_some(start..end)
+    };
+    if version >= 2 {
+        if let Some(crcs) = section(&b, SECTIONS).filter(|r| r.start >= header) {
+            for (c, from) in (header..crcs.start).step_by(CHUNK).enumerate() {
+                let at = crcs.start + c * 4;
+                if at + 4 > crcs.end {
+                    break;
+                }
+                let crc = crc32fast::hash(&b[from..(from + CHUNK).min(crcs.start)]);
+                b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+    }
+    for s in 0..count {
+        if let Some(r) = section(&b, s) {
+            let crc = crc32fast::hash(&b[r]);
+            let at = fields + s * SECTION_ENTRY + 16;
+            b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    let crc = crc32fast::hash(&b[..header - 8]);
+    b[header - 8..header - 4].copy_from_slice(&crc.to_le_bytes());
+    Some(b)
 }
 
 /// A list of shard numbers or community ids read in place (fixed-width fields).

@@ -1,8 +1,45 @@
-//! The fuzz entry point for search patterns (`fuzz/fuzz_targets/pattern.rs`). It takes
-//! arbitrary bytes and must return without panicking, whatever they are; its corpus
-//! replays in `cargo test` (`index/tests/fuzz_corpora.rs`).
+//! The fuzz entry points for search patterns and index checkpoints
+//! (`fuzz/fuzz_targets/pattern.rs`, `checkpoint.rs`). Each takes arbitrary bytes and
+//! must return without panicking, whatever they are; their corpora replay in `cargo
+//! test` (`index/tests/fuzz_corpora.rs`).
 
+use std::path::Path;
 use std::sync::OnceLock;
+
+use sightline_storage::io::FileBytes;
+
+use crate::checkpoint::{resealed, Checkpoint};
+
+/// An index checkpoint (`subjects.idx`): decoded (the header, the section table and
+/// the small sections checked), then what a store reads of it (each subject's shards
+/// and statistics, each device's communities: the large sections checked a chunk and
+/// a list at a time), then every byte and list at once (`sightline check`). Then the
+/// same bytes with their checksums made right ([`resealed`]), so that a mutated byte
+/// reaches the decoding behind the checksums instead of stopping at one.
+pub fn checkpoint(data: &[u8]) {
+    read_checkpoint(data);
+    if let Some(resealed) = resealed(data).filter(|r| r != data) {
+        read_checkpoint(&resealed);
+    }
+}
+
+fn read_checkpoint(data: &[u8]) {
+    let path = Path::new("subjects.idx");
+    let Ok(cp) = Checkpoint::decode(path, FileBytes::Owned(data.to_vec())) else {
+        return;
+    };
+    let (subjects, devices) = cp.counts();
+    for s in 0..subjects.min(512) as u32 {
+        if let Ok(list) = cp.subject_shards(s) {
+            let _ = list.iter().count();
+        }
+        let _ = cp.stats(s as usize);
+    }
+    for d in 0..devices.min(512) as u32 {
+        let _ = cp.device_communities(d).iter().count();
+    }
+    let _ = cp.check_all();
+}
 
 use sightline_storage::{EventInput, Kind, Store, StoreConfig};
 
