@@ -495,8 +495,8 @@ def main():
         # two columns.
         for rnd in range(args.heavy_rounds):
             for p in heavy_plates:
-                # Which of the two goes first alternates from round to round (a peer
-                # runs one query twice: neither series always gets the warm repeat).
+                # Which of the two goes first alternates from round to round (neither
+                # series always runs right after the other warmed the same rows).
                 both = (("heavy", None), ("heavy_pairs", "ts,device"))
                 for k, fields in (both if rnd % 2 == 0 else both[::-1]):
                     if eng.name == "sightline":

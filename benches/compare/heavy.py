@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The heavy trajectories side by side, request by request: Sightline over HTTP (whole
-events, and `fields=ts,device`) and DuckDB in process, interleaved in one loop so both
-see the same moment of a shared machine. Runs on what `compare.py` left in WORK (its
+events, and `fields=ts,device`) and DuckDB in process (`ts, device`, and whole rows:
+every column its table holds), interleaved in one loop so all see the same moment of a
+shared machine. Runs on what `compare.py` left in WORK (its
 Sightline store and duck.db; the data directory is not needed).
 
     benches/compare/heavy.py --work WORK --bin target/release/sightline [--rounds 40]

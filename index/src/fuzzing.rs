@@ -13,9 +13,10 @@ use crate::checkpoint::{resealed, Checkpoint};
 /// An index checkpoint (`subjects.idx`): decoded (the header, the section table and
 /// the small sections checked), then what a store reads of it (each subject's shards
 /// and statistics, each device's communities: the large sections checked a chunk and
-/// a list at a time), then every byte and list at once (`sightline check`). Then the
-/// same bytes with their checksums made right ([`resealed`]), so that a mutated byte
-/// reaches the decoding behind the checksums instead of stopping at one.
+/// a list at a time), then every byte and list at once (`sightline check`). Then, if
+/// any checksum in them was wrong, the same bytes with their checksums made right
+/// ([`resealed`]), so that a mutated byte reaches the decoding behind the checksums
+/// instead of stopping at one.
 pub fn checkpoint(data: &[u8]) {
     read_checkpoint(data);
     if let Some(resealed) = resealed(data).filter(|r| r != data) {
