@@ -11,9 +11,10 @@ use sightline_storage::io::FileBytes;
 use crate::checkpoint::{resealed, Checkpoint};
 
 /// An index checkpoint (`subjects.idx`): decoded (the header, the section table and
-/// the small sections checked), then what a store reads of it (each subject's shards
-/// and statistics, each device's communities: the large sections checked a chunk and
-/// a list at a time), then every byte and list at once (`sightline check`). Then, if
+/// the small sections checked), then what a store reads of it (the first 512
+/// subjects' shard lists, searched as well as walked, and statistics, the first 512
+/// devices' communities: the large sections checked a chunk and a list at a time),
+/// then every byte and list at once (`sightline check`). Then, if
 /// any checksum in them was wrong, the same bytes with their checksums made right
 /// ([`resealed`]), so that a mutated byte reaches the decoding behind the checksums
 /// instead of stopping at one.
@@ -32,12 +33,15 @@ fn read_checkpoint(data: &[u8]) {
     let (subjects, devices) = cp.counts();
     for s in 0..subjects.min(512) as u32 {
         if let Ok(list) = cp.subject_shards(s) {
+            let _ = list.contains(list.len() as u32 / 2) || list.contains(u32::MAX);
             let _ = list.iter().count();
         }
         let _ = cp.stats(s as usize);
     }
     for d in 0..devices.min(512) as u32 {
-        let _ = cp.device_communities(d).iter().count();
+        let list = cp.device_communities(d);
+        let _ = list.contains(0);
+        let _ = list.iter().count();
     }
     let _ = cp.check_all();
 }

@@ -29,7 +29,7 @@ fn seeds() -> Vec<Seed> {
 }
 
 /// A checkpoint as this build writes it: 60 events of 9 subjects, 3 devices, two
-/// communities over two days.
+/// communities over three days.
 fn fresh_checkpoint() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
