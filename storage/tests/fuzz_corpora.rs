@@ -8,12 +8,13 @@ use sightline_storage::fuzzing::corpus::{fuzz_dir, replay_corpora, seed_event, S
 use sightline_storage::fuzzing::{self, replay_logs};
 use sightline_storage::{ManualClock, Store, StoreConfig};
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     ("segment", fuzzing::segment),
     ("wal", fuzzing::wal),
     ("wal_records", fuzzing::wal_records),
     ("dict_log", fuzzing::dict_log),
     ("dict_records", fuzzing::dict_records),
+    ("dict_snapshot", fuzzing::dict_snapshot),
 ];
 
 /// Valid files of every kind, from a real store.
@@ -73,7 +74,34 @@ fn seeds() -> Vec<Seed> {
             "dictionary",
             std::fs::read(dir.path().join("dict.log")).unwrap(),
         ),
+        ("dict_snapshot", "dictionary", snapshot_of_a_store()),
+        (
+            "dict_snapshot",
+            "golden-v2",
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/golden-v2.dsnap"
+            ))
+            .unwrap(),
+        ),
     ]
+}
+
+/// The dictionary snapshot a store writes when it closes: 40 events of 7 subjects, 3
+/// devices.
+fn snapshot_of_a_store() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let events: Vec<_> = (0..40)
+        .map(|i| {
+            store
+                .validate(seed_event(i, &format!("苏E{:05}", i % 7)))
+                .unwrap()
+        })
+        .collect();
+    store.append(&events).unwrap();
+    drop(store);
+    std::fs::read(dir.path().join("dict.snap")).unwrap()
 }
 
 #[test]
