@@ -884,35 +884,14 @@ pub(crate) fn resealed(bytes: &[u8]) -> Option<Vec<u8>> {
     }
     let (header, fields) = (header_len(version), fields_len(version));
     let mut b = bytes.to_vec();
-    let count = (header - fields - 8) / SECTION_ENTRY;
-    // Section `s`'s bytes, if the table places them inside the file.
-    let section = |b: &[u8], s: usize| {
-        let at = fields + s * SECTION_ENTRY;
-        let start = usize::try_from(u64_at(b, at)).ok()?;
-        let end = start.checked_add(usize::try_from(u64_at(b, at + 8)).ok()?)?;
-        (start <= end && end <= b.len()).then_some(start..end)
+    let at = sightline_storage::fuzzing::Sealed {
+        header,
+        table: fields,
+        sections: (header - fields - 8) / SECTION_ENTRY,
+        unsealed: &[],
+        chunks: (version >= 2).then_some((SECTIONS, CHUNK)),
     };
-    if version >= 2 {
-        if let Some(crcs) = section(&b, SECTIONS).filter(|r| r.start >= header) {
-            for (c, from) in (header..crcs.start).step_by(CHUNK).enumerate() {
-                let at = crcs.start + c * 4;
-                if at + 4 > crcs.end {
-                    break;
-                }
-                let crc = crc32fast::hash(&b[from..(from + CHUNK).min(crcs.start)]);
-                b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-            }
-        }
-    }
-    for s in 0..count {
-        if let Some(r) = section(&b, s) {
-            let crc = crc32fast::hash(&b[r]);
-            let at = fields + s * SECTION_ENTRY + 16;
-            b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let crc = crc32fast::hash(&b[..header - 8]);
-    b[header - 8..header - 4].copy_from_slice(&crc.to_le_bytes());
+    sightline_storage::fuzzing::reseal(&mut b, &at);
     Some(b)
 }
 

@@ -220,32 +220,14 @@ pub fn resealed(bytes: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut b = bytes.to_vec();
-    // Section `i`'s bytes, if the table places them inside the file.
-    let section = |b: &[u8], i: usize| {
-        let at = TABLE_AT + i * SECTION_ENTRY;
-        let start = usize::try_from(u64_at(b, at)).ok()?;
-        let end = start.checked_add(usize::try_from(u64_at(b, at + 8)).ok()?)?;
-        (end <= b.len()).then_some(start..end)
+    let at = crate::fuzzing::Sealed {
+        header: HEADER_BYTES,
+        table: TABLE_AT,
+        sections: SECTIONS,
+        unsealed: &[],
+        chunks: Some((DATA_SECTIONS, CHUNK)),
     };
-    if let Some(crcs) = section(&b, DATA_SECTIONS).filter(|r| r.start >= HEADER_BYTES) {
-        for (c, from) in (HEADER_BYTES..crcs.start).step_by(CHUNK).enumerate() {
-            let at = crcs.start + c * 4;
-            if at + 4 > crcs.end {
-                break;
-            }
-            let crc = crc32fast::hash(&b[from..(from + CHUNK).min(crcs.start)]);
-            b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    for i in 0..SECTIONS {
-        if let Some(r) = section(&b, i) {
-            let crc = crc32fast::hash(&b[r]);
-            let at = TABLE_AT + i * SECTION_ENTRY + 16;
-            b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let crc = crc32fast::hash(&b[..HEADER_BYTES - 8]);
-    b[HEADER_BYTES - 8..HEADER_BYTES - 4].copy_from_slice(&crc.to_le_bytes());
+    crate::fuzzing::reseal(&mut b, &at);
     Some(b)
 }
 
@@ -590,25 +572,10 @@ mod tests {
         assert!(large.len() > 3 * CHUNK);
         let (mut refused, mut read) = (0, 0);
         for bytes in [golden_bytes(), large] {
-            assert_eq!(resealed(&bytes).as_deref(), Some(&bytes[..]));
-            assert_eq!(resealed(&bytes[..HEADER_BYTES - 1]), None);
             assert!(read_whole(&bytes).is_ok());
-            let step = (bytes.len() - HEADER_BYTES) / 97 + 1;
-            for i in (16..HEADER_BYTES - 8).chain((HEADER_BYTES..bytes.len()).step_by(step)) {
-                let mut changed = bytes.clone();
-                changed[i] ^= 0x10;
-                assert!(read_whole(&changed).is_err(), "byte {i} accepted");
-                match read_whole(&resealed(&changed).unwrap()) {
-                    Ok(()) => read += 1,
-                    Err(e) => {
-                        assert!(
-                            !e.to_string().contains("checksum mismatch"),
-                            "byte {i}: {e}"
-                        );
-                        refused += 1;
-                    }
-                }
-            }
+            let read_bytes = |b: &[u8]| read_whole(b).map_err(|e| e.to_string());
+            let (r, v) = crate::fuzzing::reseal_changes(&bytes, HEADER_BYTES, resealed, read_bytes);
+            (refused, read) = (refused + r, read + v);
         }
         assert!(refused > 0 && read > 0, "{refused} refused, {read} read");
     }

@@ -24,32 +24,116 @@ pub fn segment(data: &[u8]) {
     }
 }
 
+/// Where a file's checksums are, for [`reseal`]: the store's checked files (segments,
+/// dictionary snapshots, index checkpoints) share this shape.
+pub struct Sealed {
+    /// The header's length: its crc32 is in its last 8 bytes (then 4 zero bytes),
+    /// over every byte before it.
+    pub header: usize,
+    /// Where the section table starts: entries of 24 bytes, `{offset u64, length u64,
+    /// crc32 u32, 4 zero bytes}`.
+    pub table: usize,
+    pub sections: usize,
+    /// Sections whose table crc is not written (a segment's block data: each block has
+    /// its own).
+    pub unsealed: &'static [usize],
+    /// The section of chunk checksums, if any: one crc32 for each `CHUNK` bytes from
+    /// the header's end to that section (the last chunk shorter).
+    pub chunks: Option<(usize, usize)>,
+}
+
+/// The byte range section `s` of `b`'s table names, if it lies inside `b`.
+pub fn section_of(b: &[u8], table: usize, s: usize) -> Option<std::ops::Range<usize>> {
+    let at = table + s * 24;
+    let field =
+        |at: usize| usize::try_from(u64::from_le_bytes(b[at..at + 8].try_into().ok()?)).ok();
+    let start = field(at)?;
+    let end = start.checked_add(field(at + 8)?)?;
+    (end <= b.len()).then_some(start..end)
+}
+
+/// Recomputes, in `b`, every checksum `at` places inside it: the chunk checksums,
+/// then each section's (the chunk section's after its contents), then the header's.
+/// For the fuzzers: a mutated byte then reaches the decoding behind the checksums
+/// instead of stopping at one. `b` must hold the header.
+pub fn reseal(b: &mut [u8], at: &Sealed) {
+    let put = |b: &mut [u8], i: usize, crc: u32| b[i..i + 4].copy_from_slice(&crc.to_le_bytes());
+    if let Some((s, chunk)) = at.chunks {
+        if let Some(crcs) = section_of(b, at.table, s).filter(|r| r.start >= at.header) {
+            for (c, from) in (at.header..crcs.start).step_by(chunk).enumerate() {
+                let i = crcs.start + c * 4;
+                if i + 4 > crcs.end {
+                    break;
+                }
+                let crc = crc32fast::hash(&b[from..(from + chunk).min(crcs.start)]);
+                put(b, i, crc);
+            }
+        }
+    }
+    for s in (0..at.sections).filter(|s| !at.unsealed.contains(s)) {
+        if let Some(r) = section_of(b, at.table, s) {
+            let crc = crc32fast::hash(&b[r]);
+            put(b, at.table + s * 24 + 16, crc);
+        }
+    }
+    let crc = crc32fast::hash(&b[..at.header - 8]);
+    put(b, at.header - 8, crc);
+}
+
+/// For tests of a resealing function (`reseal`, a file's valid `bytes` with a header
+/// of `header` bytes): changes one byte at a time — each of the header's fields from
+/// byte 16, and about a hundred spread over the rest — and asserts that `read` refuses
+/// each change as it is and, once resealed, never for a checksum mismatch. Returns how
+/// many resealed changes `read` refused and how many it read as valid.
+pub fn reseal_changes(
+    bytes: &[u8],
+    header: usize,
+    reseal: impl Fn(&[u8]) -> Option<Vec<u8>>,
+    read: impl Fn(&[u8]) -> Result<(), String>,
+) -> (usize, usize) {
+    assert_eq!(
+        reseal(bytes).as_deref(),
+        Some(bytes),
+        "a valid file resealed"
+    );
+    assert_eq!(reseal(&bytes[..header - 1]), None);
+    let (mut refused, mut valid) = (0, 0);
+    let step = (bytes.len() - header) / 97 + 1;
+    for i in (16..header - 8).chain((header..bytes.len()).step_by(step)) {
+        let mut changed = bytes.to_vec();
+        changed[i] ^= 0x10;
+        assert!(read(&changed).is_err(), "byte {i} changed, accepted");
+        match read(&reseal(&changed).expect("resealed")) {
+            Ok(()) => valid += 1,
+            Err(e) => {
+                assert!(!e.contains("checksum mismatch"), "byte {i}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    (refused, valid)
+}
+
 /// `bytes` with every checksum of a segment recomputed over the bytes it covers, as
 /// far as the header's section table and the block directory place them inside the
-/// file: each block's data, then each other section (the directory's after its
-/// blocks' checksums are in), then the header. `None` for bytes shorter than a header. A
-/// mutation is then judged by the structure's own checks alone.
+/// file: each block's data, then the sections and the header ([`reseal`]). `None` for
+/// bytes shorter than a header. A mutation is then judged by the structure's own
+/// checks alone.
 pub fn resealed_segment(bytes: &[u8]) -> Option<Vec<u8>> {
     use crate::segment::format::{
-        block, get_u32, get_u64, put_u32, BLOCK_ENTRY, BLOCK_ROWS, HEADER_CRC_AT, HEADER_FIELDS,
-        HEADER_LEN, SECTION_COUNT, SECTION_ENTRY,
+        block, get_u32, get_u64, put_u32, BLOCK_ENTRY, BLOCK_ROWS, HEADER_FIELDS, HEADER_LEN,
+        SECTION_COUNT,
     };
     if bytes.len() < HEADER_LEN {
         return None;
     }
     let mut b = bytes.to_vec();
-    // Section `s`'s bytes, if its table entry places them inside the file.
-    let section = |b: &[u8], s: usize| {
-        let at = HEADER_FIELDS + s * SECTION_ENTRY;
-        let start = usize::try_from(get_u64(b, at)).ok()?;
-        let end = start.checked_add(usize::try_from(get_u64(b, at + 8)).ok()?)?;
-        (end <= b.len()).then_some(start..end)
-    };
     // No block holds more (the reader refuses any other length): an entry naming more
     // is skipped, so hand-made entries cannot make resealing quadratic.
     let max_block = crate::bitpack::packed_len(BLOCK_ROWS, 32) * 2
         + crate::bitpack::packed_len(BLOCK_ROWS, crate::bitpack::MAX_BITS)
         + crate::bitpack::packed_len(BLOCK_ROWS, 5);
+    let section = |b: &[u8], s| section_of(b, HEADER_FIELDS, s);
     if let (Some(dir), Some(data)) = (section(&b, 0), section(&b, 1)) {
         for e in dir.clone().step_by(BLOCK_ENTRY) {
             if e + BLOCK_ENTRY > dir.end {
@@ -69,15 +153,14 @@ pub fn resealed_segment(bytes: &[u8]) -> Option<Vec<u8>> {
             }
         }
     }
-    // The block data's own entry has no checksum (each block has its own).
-    for s in (0..SECTION_COUNT).filter(|&s| s != 1) {
-        if let Some(r) = section(&b, s) {
-            let crc = crc32fast::hash(&b[r]);
-            put_u32(&mut b, HEADER_FIELDS + s * SECTION_ENTRY + 16, crc);
-        }
-    }
-    let crc = crc32fast::hash(&b[..HEADER_CRC_AT]);
-    put_u32(&mut b, HEADER_CRC_AT, crc);
+    let at = Sealed {
+        header: HEADER_LEN,
+        table: HEADER_FIELDS,
+        sections: SECTION_COUNT,
+        unsealed: &[1],
+        chunks: None,
+    };
+    reseal(&mut b, &at);
     Some(b)
 }
 
