@@ -7,8 +7,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use sightline_storage::io::FileBytes;
+use sightline_storage::{EventInput, Kind, Store, StoreConfig};
 
 use crate::checkpoint::{resealed, Checkpoint};
+use crate::{SearchMode, Vocabulary, Wildcard};
 
 /// An index checkpoint (`subjects.idx`): decoded (the header, the section table and
 /// the small sections checked), then what a store reads of it (the first 512
@@ -45,10 +47,6 @@ fn read_checkpoint(data: &[u8]) {
     }
     let _ = cp.check_all();
 }
-
-use sightline_storage::{EventInput, Kind, Store, StoreConfig};
-
-use crate::{SearchMode, Vocabulary, Wildcard};
 
 /// A search pattern in every mode, through the tantivy vocabulary (a few subjects).
 pub fn pattern(data: &[u8]) {

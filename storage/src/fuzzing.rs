@@ -122,7 +122,7 @@ pub fn reseal_changes(
 pub fn resealed_segment(bytes: &[u8]) -> Option<Vec<u8>> {
     use crate::segment::format::{
         block, get_u32, get_u64, put_u32, BLOCK_ENTRY, BLOCK_ROWS, HEADER_FIELDS, HEADER_LEN,
-        SECTION_COUNT,
+        MAX_BLOCK_BITS, SECTION_COUNT,
     };
     if bytes.len() < HEADER_LEN {
         return None;
@@ -130,9 +130,7 @@ pub fn resealed_segment(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut b = bytes.to_vec();
     // No block holds more (the reader refuses any other length): an entry naming more
     // is skipped, so hand-made entries cannot make resealing quadratic.
-    let max_block = crate::bitpack::packed_len(BLOCK_ROWS, 32) * 2
-        + crate::bitpack::packed_len(BLOCK_ROWS, crate::bitpack::MAX_BITS)
-        + crate::bitpack::packed_len(BLOCK_ROWS, 5);
+    let max_block = crate::segment::block_data_len(BLOCK_ROWS, MAX_BLOCK_BITS);
     let section = |b: &[u8], s| section_of(b, HEADER_FIELDS, s);
     if let (Some(dir), Some(data)) = (section(&b, 0), section(&b, 1)) {
         for e in dir.clone().step_by(BLOCK_ENTRY) {

@@ -17,6 +17,9 @@ pub const HEADER_LEN: usize = HEADER_CRC_AT + 8; // 280
 
 /// Events per block. Every block but the last of a device's run is full.
 pub const BLOCK_ROWS: usize = 128;
+/// The widest a block's columns may be, in bits: ts, subject, seq, kd (the reader
+/// refuses wider).
+pub const MAX_BLOCK_BITS: [u8; 4] = [32, 32, crate::bitpack::MAX_BITS, 5];
 /// Size of a block directory entry.
 pub const BLOCK_ENTRY: usize = 56;
 /// Size of the small header in front of a packed array: bits (u8), 7 zero bytes, base (u64).

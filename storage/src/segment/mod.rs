@@ -7,7 +7,7 @@ mod read;
 mod source_index;
 
 pub use build::build_segment;
-pub(crate) use build::{write_segment, MemSorted, MergedSegments, SortedRows};
+pub(crate) use build::{block_data_len, write_segment, MemSorted, MergedSegments, SortedRows};
 pub use read::{Segment, SegmentMeta};
 
 #[cfg(test)]

@@ -387,10 +387,7 @@ impl Segment {
             ];
             if count == 0
                 || count > BLOCK_ROWS
-                || bits[0] > 32
-                || bits[1] > 32
-                || bits[2] > MAX_BITS
-                || bits[3] > 5
+                || bits.iter().zip(MAX_BLOCK_BITS).any(|(b, m)| *b > m)
             {
                 return Err(self.corrupt(
                     at,
