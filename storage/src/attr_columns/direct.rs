@@ -74,6 +74,35 @@ impl<'c> Directory<'c> {
         }
         Ok((self.body + start, self.body + end))
     }
+
+    /// Column `k` of `chunk` opened: its place, key and class, and a reader at its
+    /// presence byte that cannot read past its end.
+    #[inline]
+    fn open_column(&self, chunk: &'c [u8], k: usize) -> Result<Column<'c>, String> {
+        let (start, end) = self.column(k)?;
+        let mut r = Reader {
+            bytes: &chunk[..end],
+            at: start,
+        };
+        let (key, class) = key_and_class(&mut r)?;
+        Ok(Column {
+            start,
+            end,
+            key,
+            class,
+            r,
+        })
+    }
+}
+
+/// A column opened by [`Directory::open_column`].
+struct Column<'c> {
+    start: usize,
+    end: usize,
+    key: &'c str,
+    class: u8,
+    /// At the column's presence byte.
+    r: Reader<'c>,
 }
 
 /// Row `row`'s (key, value) pairs of `chunk`, in column (= key) order, into `found`.
@@ -89,12 +118,13 @@ pub(super) fn walk_row<'c>(
     let mut last: Option<(&str, u8)> = None;
     let mut last_found: Option<&str> = None;
     for k in 0..dir.columns {
-        let (start, end) = dir.column(k)?;
-        let mut r = Reader {
-            bytes: &chunk[..end],
-            at: start,
-        };
-        let (key, class) = key_and_class(&mut r)?;
+        let Column {
+            start,
+            end,
+            key,
+            class,
+            mut r,
+        } = dir.open_column(chunk, k)?;
         // Columns come in key order, one per key and value kind.
         if last.is_some_and(|l| l >= (key, class)) {
             return Err(format!("columns out of order at byte {start}"));
@@ -271,7 +301,7 @@ fn raw_strings<'a>(
 /// with every event of its group (a chunk), and a compressed column is decompressed
 /// once for all of them, not once a row. Damage it reads is an error, as a read of a
 /// row's attributes would give.
-pub(super) fn find_str(
+pub(crate) fn find_str(
     chunk: &[u8],
     rows: std::ops::Range<usize>,
     key: &str,
@@ -285,12 +315,13 @@ pub(super) fn find_str(
     // A row has one value of a key: the first row found in any of its columns.
     let mut first: Option<usize> = None;
     for k in 0..dir.columns {
-        let (start, end) = dir.column(k)?;
-        let mut r = Reader {
-            bytes: &chunk[..end],
-            at: start,
-        };
-        let (column_key, class) = key_and_class(&mut r)?;
+        let Column {
+            start,
+            end,
+            key: column_key,
+            class,
+            r,
+        } = dir.open_column(chunk, k)?;
         if column_key != key || !matches!(class, STR_RAW | STR_DICT | STR_DIGITS) {
             continue;
         }
@@ -574,12 +605,12 @@ fn column_value_direct<'a>(
 pub(super) fn check_columns(chunk: &[u8]) -> Result<(), String> {
     let dir = Directory::read(chunk)?;
     for k in 0..dir.columns {
-        let (start, end) = dir.column(k)?;
-        let mut r = Reader {
-            bytes: &chunk[..end],
-            at: start,
-        };
-        let (_, class) = key_and_class(&mut r)?;
+        let Column {
+            start,
+            class,
+            mut r,
+            ..
+        } = dir.open_column(chunk, k)?;
         presence(&mut r, dir.rows, 0, start)?;
         match class {
             STR_DICT => {

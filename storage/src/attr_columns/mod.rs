@@ -887,15 +887,8 @@ fn value_ref<'s>(v: &'s Value<'_>, scratch: &'s RowScratch) -> AttrRef<'s> {
 }
 
 /// The first of `rows` (rows of a direct `chunk`, versions 4 and 5) whose value of
-/// `key` is the string `want`, reading only `key`'s columns ([`direct::find_str`]).
-pub(crate) fn find_str_in_chunk(
-    chunk: &[u8],
-    rows: std::ops::Range<usize>,
-    key: &str,
-    want: &str,
-) -> Result<Option<usize>, String> {
-    direct::find_str(chunk, rows, key, want)
-}
+/// `key` is the string `want`, reading only `key`'s columns.
+pub(crate) use direct::find_str as find_str_in_chunk;
 
 /// Checks a whole chunk: every row's value of every column, and what reading rows
 /// does not touch (every dictionary string is UTF-8, every digit prefix digits). What
