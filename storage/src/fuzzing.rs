@@ -170,6 +170,10 @@ fn read_segment(data: &[u8]) {
         return;
     };
     for o in 0..seg.meta().events.min(64) {
+        // What a page's writer asks for ahead of each event's attributes (hints, read
+        // from the file before its attributes are verified).
+        seg.prefetch_attr_place(o);
+        seg.prefetch_attrs(o);
         let _ = seg.attrs(o);
     }
     if seg.verify_rows().is_err() {
@@ -186,6 +190,9 @@ fn read_segment(data: &[u8]) {
     seg.for_each_in_range(m.min_ts_ms, m.max_ts_ms, |_, _| {});
     seg.for_each_in_seq_range(0, u64::MAX, |_, _| {});
     for s in seg.subjects().take(64).collect::<Vec<_>>() {
+        // What a trajectory asks for ahead of a search (hints).
+        seg.prefetch_samples();
+        seg.prefetch_subject(s);
         seg.for_each_of_subject(s, |_, _| {});
         let _ = seg.count_of_subject(s, None);
         // What a trajectory reads: the subject's runs (its whole list, or past one
@@ -197,6 +204,8 @@ fn read_segment(data: &[u8]) {
         let mut runs = Vec::new();
         seg.subject_runs_into(s, i64::MIN, i64::MAX, 512, &mut runs);
         for (_, postings) in runs {
+            seg.prefetch_postings(postings.clone());
+            seg.prefetch_rows(postings.clone());
             let _ = seg.posting_rows(postings, s, &mut rows);
         }
     }

@@ -39,6 +39,7 @@ pub mod io;
 mod log_file;
 mod memtable;
 pub mod pictures;
+mod prefetch;
 mod row;
 pub mod segment;
 mod segment_cache;

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{BodyExt, Either};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::http::limits::{ByteBudget, Reserved};
 use crate::App;
 
-pub(crate) type Reply = Response<Either<Full<Bytes>, ChannelBody>>;
+pub(crate) type Reply = Response<Either<Whole, ChannelBody>>;
 
 pub(crate) const NDJSON: &str = "application/x-ndjson";
 
@@ -34,6 +34,46 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// A whole response body of known length (`Content-Length`), sent as the parts it was
+/// written in: a trajectory page written in parts by two threads goes out without
+/// being copied into one buffer first (hyper writes the parts with one `writev`).
+pub(crate) struct Whole {
+    parts: std::collections::VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Whole {
+    pub(crate) fn new(parts: impl IntoIterator<Item = Bytes>) -> Whole {
+        let parts: std::collections::VecDeque<Bytes> =
+            parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        Whole { parts, len }
+    }
+}
+
+impl hyper::body::Body for Whole {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let part = self.parts.pop_front();
+        if let Some(p) = &part {
+            self.len -= p.len() as u64;
+        }
+        std::task::Poll::Ready(part.map(|p| Ok(hyper::body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.len)
+    }
+}
+
 /// A response body: a JSON value, or JSON already serialized (hot paths serialize
 /// typed structs directly, without building a `Value`).
 pub(crate) enum Body {
@@ -46,9 +86,9 @@ pub(crate) enum Body {
     /// Server-Sent Events, streamed.
     Events(tokio::sync::mpsc::Receiver<Bytes>),
     /// JSON text its writer made of UTF-8 strings and ASCII (a trajectory page by
-    /// [`crate::http::out::EventOut::write_fields`]): sent as it is, not checked to be
-    /// UTF-8 again.
-    Json(Bytes),
+    /// [`crate::http::out::EventOut::write_fields`]), in the parts it was written in
+    /// (their concatenation is the text): sent as it is, not checked to be UTF-8 again.
+    Json(Vec<Bytes>),
     /// Text of another type (`/metrics`: the Prometheus exposition format).
     Typed(&'static str, String),
     /// Bytes of a type (a picture).
@@ -129,9 +169,9 @@ impl Body {
                 Ok(v) => Body::Value(v).into_lines(),
                 Err(_) => Body::Lines(s),
             },
-            Body::Json(b) => match serde_json::from_slice::<Value>(&b) {
+            Body::Json(parts) => match serde_json::from_slice::<Value>(&parts.concat()) {
                 Ok(v) => Body::Value(v).into_lines(),
-                Err(_) => Body::Lines(String::from_utf8_lossy(&b).into_owned()),
+                Err(_) => Body::Lines(String::from_utf8_lossy(&parts.concat()).into_owned()),
             },
             other => other,
         }
@@ -140,7 +180,7 @@ impl Body {
 
 /// A response with `status` and `body`, its `Content-Type` set by the body's kind.
 pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
-    let whole = |s: String| Either::Left(Full::new(Bytes::from(s)));
+    let whole = |s: String| Either::Left(Whole::new([Bytes::from(s)]));
     let (body, content_type) = match body.into() {
         Body::Serialized(_, body) => return respond(status, *body),
         Body::Headed(headers, body) => {
@@ -165,10 +205,10 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
         Body::Events(rx) => (Either::Right(ChannelBody(rx)), "text/event-stream"),
         Body::Lines(s) => (whole(s), NDJSON),
         Body::Typed(content_type, s) => (whole(s), content_type),
-        Body::Binary(content_type, b) => (Either::Left(Full::new(b)), content_type),
+        Body::Binary(content_type, b) => (Either::Left(Whole::new([b])), content_type),
         Body::Value(v) => (whole(v.to_string()), "application/json"),
         Body::Text(s) => (whole(s), "application/json"),
-        Body::Json(b) => (Either::Left(Full::new(b)), "application/json"),
+        Body::Json(parts) => (Either::Left(Whole::new(parts)), "application/json"),
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -388,4 +428,46 @@ fn discard_after_answer(mut body: Incoming) {
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::body::Body as _;
+
+    /// A body in parts is their concatenation, its length known before a byte is
+    /// sent (`Content-Length`) and counting down as parts go; empty parts are
+    /// dropped, so a body of none ends at once.
+    #[tokio::test]
+    async fn a_whole_body_sends_its_parts_in_order_with_their_length() {
+        let parts = [
+            "{\"events\":[",
+            "",
+            "{\"id\":1}",
+            ",{\"id\":2}",
+            "],\"stays\":[]}",
+        ];
+        let body = Whole::new(parts.iter().map(|p| Bytes::from_static(p.as_bytes())));
+        let text: String = parts.concat();
+        assert_eq!(body.size_hint().exact(), Some(text.len() as u64));
+        assert!(!body.is_end_stream());
+        let mut frames = Vec::new();
+        let mut body = std::pin::pin!(body);
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            frames.push(data);
+            let sent: usize = frames.iter().map(|f| f.len()).sum();
+            assert_eq!(body.size_hint().exact(), Some((text.len() - sent) as u64));
+        }
+        assert!(body.is_end_stream());
+        assert_eq!(frames.len(), 4, "the empty part is not a frame");
+        assert_eq!(frames.concat(), text.as_bytes());
+
+        let none = Whole::new([Bytes::new()]);
+        assert!(none.is_end_stream());
+        assert_eq!(none.size_hint().exact(), Some(0));
+        let one = respond(StatusCode::OK, Body::Json(vec![Bytes::from_static(b"[1]")]));
+        assert_eq!(one.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(one.into_body().collect().await.unwrap().to_bytes(), "[1]");
+    }
 }

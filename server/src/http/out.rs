@@ -263,6 +263,13 @@ impl Fields {
         ("object", Fields::OBJECT),
     ];
 
+    /// Whether these fields are read from the events' attributes.
+    pub fn reads_attrs(self) -> bool {
+        self.has(Fields(
+            Fields::ATTRS.0 | Fields::IMAGES.0 | Fields::OBJECT.0,
+        ))
+    }
+
     fn has(self, f: Fields) -> bool {
         self.0 & f.0 != 0
     }

@@ -39,6 +39,28 @@ where
     }
 }
 
+/// [`run`] for a query: on the connection's own thread, which hands its other tasks
+/// to another thread first (`block_in_place`), so the answer is written without two
+/// hand-offs between threads; on the blocking pool under a runtime of one thread
+/// (tests). Its time limit is the query context's deadline (checked between units of
+/// work), not a timer's.
+pub(crate) async fn run_here<F, T>(app: Arc<App>, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&App) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+        return run(app, f).await;
+    }
+    let _slot = app
+        .query_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("the query service"))?;
+    tokio::task::block_in_place(|| f(&app))
+}
+
 /// What an investigative query is audited as: who, which endpoint, with what.
 pub(crate) struct AuditLine {
     pub key_id: String,
@@ -117,10 +139,9 @@ where
     F: FnOnce(&App, &QueryContext<'_>) -> Result<(Body, usize), ApiError> + Send + 'static,
 {
     let line = AuditLine::new(&caller, endpoint, params);
-    let answer = run(app.clone(), move |app| {
+    let answer = run_here(app.clone(), move |app| {
         let scope = scope_ids(app, &caller);
         let ctx = query_ctx(app, scope.as_deref());
-        // Serialized on the blocking pool too, off the connection tasks.
         f(app, &ctx).map(|(b, n)| match ndjson {
             true => (b.into_lines(), n),
             false => (b.into_text(), n),

@@ -672,7 +672,21 @@ mod tests {
                 .iter()
                 .flat_map(|&s| [s.saturating_sub(1), s, s.saturating_add(1)])
                 .chain([0, u32::MAX]);
+            // Asking for what reads will need ahead of them (hints) never fails, for
+            // any subject, list or event, in range or past it, and changes no answer.
+            let events = seg.meta().events;
+            let postings = events as usize;
+            seg.prefetch_samples();
+            for r in [0..0, 0..1, 0..postings, postings - 1..postings + 9, postings + 5..postings + 7] {
+                seg.prefetch_postings(r.clone());
+                seg.prefetch_rows(r);
+            }
+            for o in [0, events - 1, events, u32::MAX] {
+                seg.prefetch_attr_place(o);
+                seg.prefetch_attrs(o);
+            }
             for s in probes {
+                seg.prefetch_subject(s);
                 let got: Vec<u32> = seg.subject_ordinals(s).collect();
                 let want = by_subject.get(&s).cloned().unwrap_or_default();
                 prop_assert_eq!(got, want, "subject {}", s);

@@ -1601,6 +1601,110 @@ impl Segment {
         })
     }
 
+    /// Asks for this segment's subject samples, reading where they are: a step
+    /// before a search of its subjects ([`Segment::prefetch_subject`]). A trajectory
+    /// reads one subject's few events in each of hundreds of segments; asked for some
+    /// segments ahead, in steps each of which reads what the one before asked for,
+    /// their misses overlap (`Store::subject_runs`).
+    #[inline]
+    pub fn prefetch_samples(&self) {
+        if let Some(samples) = self.subject_samples.get() {
+            crate::prefetch::slice(samples);
+        }
+    }
+
+    /// Asks for what a search for `subject` reads past the samples (the stretch of
+    /// the subjects array and of the lists' offsets the samples point to) and the
+    /// block directory its rows are found through: the second step.
+    #[inline]
+    pub fn prefetch_subject(&self, subject: u32) {
+        let (p, n) = (self.subjects, self.meta.subjects as usize);
+        let (Some(samples), Some(target)) = (
+            self.subject_samples.get(),
+            u64::from(subject).checked_sub(p.base),
+        ) else {
+            return;
+        };
+        let k = samples.partition_point(|&v| u64::from(v) < target);
+        let (lo, hi) = (
+            k.saturating_sub(1) * SUBJECT_SAMPLE,
+            (k * SUBJECT_SAMPLE + 1).min(n),
+        );
+        for q in [p, self.posting_offsets] {
+            let bits = q.bits as usize;
+            let (a, z) = (q.at + lo * bits / 8, q.at + (hi + 1) * bits / 8 + 8);
+            crate::prefetch::lines(&self.map, a, z.min(q.at + q.len));
+        }
+        let dir = &self.sections[Section::Blocks as usize];
+        crate::prefetch::lines(&self.map, dir.start, dir.end);
+    }
+
+    /// Asks for the ordinals of the postings `range` (a subject's, as
+    /// [`Segment::subject_runs_into`] gave them), read when its rows are.
+    #[inline]
+    pub fn prefetch_postings(&self, range: std::ops::Range<usize>) {
+        let p = self.posting_ordinals;
+        let bits = p.bits as usize;
+        let (a, z) = (
+            p.at.saturating_add(range.start.saturating_mul(bits) / 8),
+            p.at.saturating_add(range.end.saturating_mul(bits) / 8 + 8),
+        );
+        crate::prefetch::lines(&self.map, a, z.min(p.at.saturating_add(p.len)));
+    }
+
+    /// Asks for the first row of the postings `range` in its block's columns (ts,
+    /// seq, kind and direction), reading its ordinal and its block's entry, which
+    /// [`Segment::prefetch_postings`] and [`Segment::prefetch_subject`] asked for.
+    #[inline]
+    pub fn prefetch_rows(&self, range: std::ops::Range<usize>) {
+        if range.is_empty() || self.meta.blocks == 0 {
+            return;
+        }
+        let o = self.posting_ordinal(range.start);
+        let e = self.entry(self.block_of(o, 0));
+        let row = o.saturating_sub(get_u32(e, block::FIRST_ORDINAL)) as usize;
+        let count = get_u16(e, block::COUNT) as usize;
+        let data = (self.sections[Section::Data as usize].start)
+            .saturating_add(get_u64(e, block::DATA_OFF) as usize);
+        let seq_at = packed_len(count, e[block::TS_BITS]) + packed_len(count, e[block::SUBJ_BITS]);
+        let kd_at = seq_at + packed_len(count, e[block::SEQ_BITS]);
+        for (column, bits) in [
+            (0, block::TS_BITS),
+            (seq_at, block::SEQ_BITS),
+            (kd_at, block::KD_BITS),
+        ] {
+            let at = data
+                .saturating_add(column)
+                .saturating_add(row * e[bits] as usize / 8);
+            crate::prefetch::line(&self.map, at);
+        }
+        // The ts line reads row 0's residual.
+        crate::prefetch::line(&self.map, data);
+    }
+
+    /// Asks for the entry naming where event `ordinal`'s attribute chunk is (a hint:
+    /// see [`crate::AttrsAt::prefetch_place`]).
+    #[inline]
+    pub fn prefetch_attr_place(&self, ordinal: u32) {
+        let p = self.attr_offsets;
+        let bit = self.attr_entry(ordinal).saturating_mul(p.bits as usize);
+        crate::prefetch::line(&self.map, p.at.saturating_add(bit / 8));
+    }
+
+    /// Asks for event `ordinal`'s attribute chunk (its first
+    /// [`crate::prefetch::CHUNK_BYTES`]), reading where it is: the second step.
+    #[inline]
+    pub fn prefetch_attrs(&self, ordinal: u32) {
+        let data = &self.sections[Section::AttrData as usize];
+        let entry = self.attr_entry(ordinal);
+        let (a, z) = (
+            self.get(self.attr_offsets, entry) as usize,
+            self.get(self.attr_offsets, entry + 1) as usize,
+        );
+        let end = data.start.saturating_add(z).min(data.end);
+        crate::prefetch::lines(&self.map, data.start.saturating_add(a), end);
+    }
+
     fn attr_damage(&self, ordinal: u32, at: usize, reason: String) -> StorageError {
         let what = match self.version {
             1 => format!("attributes of event {ordinal}"),

@@ -86,6 +86,36 @@ impl AttrsAt {
         }
     }
 
+    /// Asks the CPU to start loading the segment's fields (reads nothing): the first
+    /// of three steps. A caller about to read many events' attributes calls this some
+    /// events ahead of [`AttrsAt::prefetch_place`], that some events ahead of
+    /// [`AttrsAt::prefetch`], and that some events ahead of the read: each step reads
+    /// what the one before asked for, so the events' cache misses overlap (a hint: no
+    /// result depends on it).
+    #[inline]
+    pub fn prefetch_segment(&self) {
+        if let AttrsAt::Segment(seg, _) = self {
+            crate::prefetch::value(&**seg);
+        }
+    }
+
+    /// Asks for where these attributes' chunk is named (reads the segment's fields).
+    #[inline]
+    pub fn prefetch_place(&self) {
+        if let AttrsAt::Segment(seg, ordinal) = self {
+            seg.prefetch_attr_place(*ordinal);
+        }
+    }
+
+    /// Asks for these attributes' chunk (reads where it is; see
+    /// [`AttrsAt::prefetch_segment`]).
+    #[inline]
+    pub fn prefetch(&self) {
+        if let AttrsAt::Segment(seg, ordinal) = self {
+            seg.prefetch_attrs(*ordinal);
+        }
+    }
+
     pub fn decode(&self) -> Result<crate::Attrs> {
         match self {
             AttrsAt::Segment(seg, ordinal) => seg.attrs(*ordinal),
@@ -107,6 +137,11 @@ impl AttrsAt {
 /// sorts a group of runs whole decodes its runs whole: up to its `trajectory_sort_max`
 /// events.)
 pub const SUBJECT_RUN_WHOLE_MAX: usize = 512;
+
+/// How many segments apart [`Store::subject_runs`]'s steps of asking for what a
+/// subject's search reads are: the handle 4 × this ahead, the segment 3 ×, its
+/// samples 2 ×, the stretch it searches 1 ×.
+const PREFETCH_SEGMENTS: usize = 2;
 
 /// Events of one subject in one segment or one shard's memory part: one device's in
 /// (ts, seq) order, or (at most [`SUBJECT_RUN_WHOLE_MAX`]) several devices' in
@@ -525,11 +560,29 @@ impl Store {
         let mut runs = Vec::with_capacity(2 * shards_read.len());
         let mut found = Vec::new();
         for (in_shard, part) in shards_read {
-            for seg in &segments[in_shard] {
-                let seg = seg.open()?;
+            for j in in_shard {
+                // The segments ahead asked for in steps, each reading what the step
+                // before asked for (a hint: see `Segment::prefetch_samples`).
+                let ahead = |k: usize| segments.get(j + k * PREFETCH_SEGMENTS);
+                if let Some(s) = ahead(4) {
+                    s.prefetch_handle();
+                }
+                if let Some(s) = ahead(3) {
+                    s.prefetch_segment();
+                }
+                if let Some(s) = ahead(2) {
+                    s.prefetch_samples();
+                }
+                if let Some(s) = ahead(1) {
+                    s.prefetch_subject(subject);
+                }
+                let seg = segments[j].open()?;
                 seg.verify_rows()?;
                 found.clear();
                 seg.subject_runs_into(subject, from_ms, to_ms, SUBJECT_RUN_WHOLE_MAX, &mut found);
+                for (_, postings) in &found {
+                    seg.prefetch_postings(postings.clone());
+                }
                 let m = seg.meta();
                 let (community, lower_ms, upper_ms) = (m.community, m.min_ts_ms, m.max_ts_ms);
                 let run = |device, postings: std::ops::Range<usize>, seg| SubjectRun {
@@ -575,6 +628,13 @@ impl Store {
                         at += rows.len();
                     }
                 }
+            }
+        }
+        // The runs' first rows asked for before the merge reads them (their
+        // postings and block directories were asked for above; a hint).
+        for run in &runs {
+            if let RunSource::Segment(seg, _) = &run.source {
+                seg.prefetch_rows(run.at..run.end);
             }
         }
         Ok(runs)
