@@ -204,7 +204,11 @@ impl<'a> QueryContext<'a> {
         communities: Option<&[u32]>,
     ) -> Result<Vec<sightline_storage::SubjectRun>> {
         let keys = self.subject_keys(subject, from_ms, to_ms, communities)?;
-        Ok(self.store.subject_runs(keys, subject, from_ms, to_ms)?)
+        let runs = self.store.subject_runs(keys, subject, from_ms, to_ms)?;
+        // Finding the runs opens and checks each segment on its first read: a unit of
+        // work of its own.
+        self.check_deadline()?;
+        Ok(runs)
     }
 
     /// Rows of `device` in `[from_ms, to_ms)` in every community it reports to.

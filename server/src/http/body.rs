@@ -36,7 +36,8 @@ impl hyper::body::Body for ChannelBody {
 
 /// A whole response body of known length (`Content-Length`), sent as the parts it was
 /// written in: a trajectory page written in parts by two threads goes out without
-/// being copied into one buffer first (hyper writes the parts with one `writev`).
+/// being copied into one buffer first (hyper queues the parts and writes them with
+/// vectored writes, up to 16 at a time).
 pub(crate) struct Whole {
     parts: std::collections::VecDeque<Bytes>,
     len: u64,

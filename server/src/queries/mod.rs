@@ -1,7 +1,8 @@
 //! The investigative query endpoints: parse and check parameters, call the query
 //! (`sightline_query`), write the answer. Every one runs through [`answer`] (or, for
-//! collision's body and trajectory's stream, the same runner): on the blocking pool,
-//! in the caller's scope, audited answered or not.
+//! collision's body and trajectory's stream, the same runner): on the connection's
+//! thread after its other tasks were handed on (a stream: on the blocking pool), in the
+//! caller's scope, audited answered or not.
 
 pub(crate) mod patterns;
 pub(crate) mod trajectory;

@@ -125,8 +125,9 @@ pub(crate) fn ahead<'a>(
     fields: Fields,
 ) -> impl Iterator<Item = EventOut<'a>> {
     let reads = fields.reads_attrs();
-    let end = range.end;
-    range.map(move |i| {
+    // Both lists hold an entry an event; never past the shorter, should they differ.
+    let end = range.end.min(events.len()).min(attrs.len());
+    (range.start.min(end)..end).map(move |i| {
         if reads {
             if let Some(a) = attrs[..end].get(i + 3 * PREFETCH_AHEAD) {
                 a.prefetch_segment();

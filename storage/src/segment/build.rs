@@ -672,8 +672,9 @@ mod tests {
                 .iter()
                 .flat_map(|&s| [s.saturating_sub(1), s, s.saturating_add(1)])
                 .chain([0, u32::MAX]);
-            // Asking for what reads will need ahead of them (hints) never fails, for
-            // any subject, list or event, in range or past it, and changes no answer.
+            // Asking for what reads will need ahead of them (hints) does not panic for
+            // any subject, list or event, in range, at its end or past it (the answers
+            // below are read after the hints).
             let events = seg.meta().events;
             let postings = events as usize;
             seg.prefetch_samples();
