@@ -205,7 +205,6 @@ fn read_segment(data: &[u8]) {
         seg.subject_runs_into(s, i64::MIN, i64::MAX, 512, &mut runs);
         for (_, postings) in runs {
             seg.prefetch_postings(postings.clone());
-            seg.prefetch_rows(postings.clone());
             let _ = seg.posting_rows(postings, s, &mut rows);
         }
     }

@@ -679,8 +679,7 @@ mod tests {
             let postings = events as usize;
             seg.prefetch_samples();
             for r in [0..0, 0..1, 0..postings, postings - 1..postings + 9, postings + 5..postings + 7] {
-                seg.prefetch_postings(r.clone());
-                seg.prefetch_rows(r);
+                seg.prefetch_postings(r);
             }
             for o in [0, events - 1, events, u32::MAX] {
                 seg.prefetch_attr_place(o);

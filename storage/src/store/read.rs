@@ -630,13 +630,6 @@ impl Store {
                 }
             }
         }
-        // The runs' first rows asked for before the merge reads them (their
-        // postings and block directories were asked for above; a hint).
-        for run in &runs {
-            if let RunSource::Segment(seg, _) = &run.source {
-                seg.prefetch_rows(run.at..run.end);
-            }
-        }
         Ok(runs)
     }
 
