@@ -132,7 +132,8 @@ pub struct Settings {
     /// Queries handled at once; more get 429. [default: 64]
     #[arg(long, env = "SIGHTLINE_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
-    /// A query running longer is stopped and answered 503. [default: 30s]
+    /// A query running longer is stopped and answered 503 (checked between units of
+    /// work). [default: 30s]
     #[arg(long, env = "SIGHTLINE_QUERY_TIMEOUT")]
     pub query_timeout: Option<Dur>,
     /// How often new subjects become searchable. [default: 1s]

@@ -78,8 +78,8 @@ pub struct ServerConfig {
     /// Queries handled at once; more are answered 429. Default 64.
     pub max_concurrent_queries: usize,
     /// A query running longer is stopped and answered 503 `query_timeout`: checked
-    /// between units of work, so it ends soon after (a read the disk does not complete
-    /// is waited for). Default 30 s.
+    /// between units of work, so it ends when the unit under way does (a read the disk
+    /// does not complete is waited for). Default 30 s.
     pub query_timeout: Duration,
     /// Most rows one answer may hold: a `limit` above it is refused (400, `field:
     /// limit`). Default 10,000.

@@ -44,9 +44,10 @@ where
 /// to another thread first (`block_in_place`), so the answer is written without two
 /// hand-offs between threads (~0.05–0.1 ms of a heavy page on two cores); on the
 /// blocking pool under a runtime of one thread (tests). Its time limit is the query
-/// context's deadline, checked between units of work (a query's segments searched,
-/// every 65,536 rows merged, …), not a timer's: the work between two checks is
-/// bounded, but a read the disk does not complete is waited for. A panic is a 500, as
+/// context's deadline, checked between units of work (once a query's segments are
+/// searched, every 65,536 rows merged, …), not a timer's: an answer past it comes when
+/// the unit under way ends (a page's writing, at most `max_result_rows` events, is not
+/// checked; a read the disk does not complete is waited for). A panic is a 500, as
 /// [`run`]'s (a joined task's failure) is, so [`audited`] still records it.
 pub(crate) async fn run_here<F, T>(app: Arc<App>, f: F) -> Result<T, ApiError>
 where
@@ -62,18 +63,18 @@ where
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::Busy("the query service"))?;
-    let ran = tokio::task::block_in_place(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&app)))
-    });
-    ran.unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(ApiError::internal(format!(
-            "the request's task failed: {why}"
-        )))
+    in_place(|| f(&app))
+}
+
+/// `f` on this thread of a multi-thread runtime, its other tasks handed on first; a
+/// panic logged and answered 500 (what it said is not sent).
+fn in_place<T>(f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let ran =
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    ran.unwrap_or_else(|payload| {
+        let why = crate::routes::panic_message(&*payload);
+        tracing::error!(panic = why, "a query panicked");
+        Err(ApiError::internal(crate::routes::PANICKED))
     })
 }
 
@@ -214,4 +215,21 @@ pub(crate) fn scope_ids(app: &App, caller: &Caller) -> Option<Vec<u32>> {
         ids.sort_unstable();
         ids
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query's panic on the connection's thread is a 500 that does not say what the
+    /// panic said; the thread goes on serving (its runtime keeps working).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_panicking_in_place_is_a_500_and_the_runtime_goes_on() {
+        let failed = in_place(|| -> Result<u8, ApiError> { panic!("row 7 of a secret") });
+        let e = failed.unwrap_err();
+        assert_eq!(e.status(), hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert_eq!(in_place(|| Ok(7)).unwrap(), 7);
+        assert_eq!(tokio::spawn(async { 8 }).await.unwrap(), 8);
+    }
 }

@@ -125,6 +125,7 @@ pub(crate) fn ahead<'a>(
     fields: Fields,
 ) -> impl Iterator<Item = EventOut<'a>> {
     let reads = fields.reads_attrs();
+    debug_assert_eq!(events.len(), attrs.len(), "an attributes' place an event");
     // Both lists hold an entry an event; never past the shorter, should they differ.
     let end = range.end.min(events.len()).min(attrs.len());
     (range.start.min(end)..end).map(move |i| {

@@ -294,9 +294,7 @@ async fn call(
             tracing::error!(route = route.path, panic = why, "a handler panicked");
             let line = AuditLine::new(&key, uri.path(), uri.query().unwrap_or("").into());
             let _ = line.record(&app, None, 500);
-            return Err(ApiError::internal(
-                "the request failed inside the server (a bug); it was logged and audited",
-            ));
+            return Err(ApiError::internal(PANICKED));
         }
     };
     match (&change, &answer) {
@@ -417,13 +415,22 @@ impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(payload) => std::task::Poll::Ready(Err(payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into()))),
+            Err(payload) => std::task::Poll::Ready(Err(panic_message(&*payload))),
         }
     }
+}
+
+/// What a client is told of a panic (what it said is logged, not sent).
+pub(crate) const PANICKED: &str =
+    "the request failed inside the server (a bug); it was logged and audited";
+
+/// What a panic said (its `&str` or `String` payload), or "a panic".
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 #[cfg(feature = "cluster")]
 pub(crate) use dispatch::{canonical_request, change_summary, host_problem, token, wants_ndjson};
-pub(crate) use dispatch::{handle, NO_QUERY_TIMING};
+pub(crate) use dispatch::{handle, panic_message, NO_QUERY_TIMING, PANICKED};
 
 use crate::auth::Role;
 use crate::error::ApiError;

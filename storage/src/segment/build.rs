@@ -677,6 +677,8 @@ mod tests {
             // below are read after the hints).
             let events = seg.meta().events;
             let postings = events as usize;
+            seg.prefetch_samples(); // before any search: no samples yet
+            let _ = seg.subject_ordinals(ids[0]).count(); // the samples made
             seg.prefetch_samples();
             for r in [0..0, 0..1, 0..postings, postings - 1..postings + 9, postings + 5..postings + 7] {
                 seg.prefetch_postings(r);
