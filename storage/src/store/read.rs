@@ -564,17 +564,18 @@ impl Store {
                 // The segments ahead asked for in steps, each reading what the step
                 // before asked for (a hint: see `Segment::prefetch_samples`).
                 let ahead = |k: usize| segments.get(j + k * PREFETCH_SEGMENTS);
+                let open = |k: usize| ahead(k).and_then(|s| s.if_open());
                 if let Some(s) = ahead(4) {
-                    s.prefetch_handle();
+                    crate::prefetch::value(&**s);
                 }
-                if let Some(s) = ahead(3) {
-                    s.prefetch_segment();
+                if let Some(seg) = open(3) {
+                    crate::prefetch::value(seg);
                 }
-                if let Some(s) = ahead(2) {
-                    s.prefetch_samples();
+                if let Some(seg) = open(2) {
+                    seg.prefetch_samples();
                 }
-                if let Some(s) = ahead(1) {
-                    s.prefetch_subject(subject);
+                if let Some(seg) = open(1) {
+                    seg.prefetch_subject(subject);
                 }
                 let seg = segments[j].open()?;
                 seg.verify_rows()?;

@@ -183,31 +183,10 @@ impl SealedSegment {
         Ok(self.opened.get().expect("set just above").clone())
     }
 
-    /// Asks for this handle's fields: the first step of a prefetch
-    /// ([`Segment::prefetch_samples`]).
-    pub fn prefetch_handle(&self) {
-        crate::prefetch::value(self);
-    }
-
-    /// Asks for the segment's fields, when it is open here (reads the handle's).
-    pub fn prefetch_segment(&self) {
-        if let Some(seg) = self.opened.get() {
-            crate::prefetch::value(&**seg);
-        }
-    }
-
-    /// [`Segment::prefetch_samples`], when the segment is open here.
-    pub fn prefetch_samples(&self) {
-        if let Some(seg) = self.opened.get() {
-            seg.prefetch_samples();
-        }
-    }
-
-    /// [`Segment::prefetch_subject`], when the segment is open here (a hint).
-    pub fn prefetch_subject(&self, subject: u32) {
-        if let Some(seg) = self.opened.get() {
-            seg.prefetch_subject(subject);
-        }
+    /// The segment, if this handle has it open (never opens it: for hints, which
+    /// skip a segment not yet open; a fetched one is the cache's).
+    pub fn if_open(&self) -> Option<&Segment> {
+        self.opened.get().map(|seg| &**seg)
     }
 
     /// Whether the file is mapped (opened on a first use; for a fetched segment:
