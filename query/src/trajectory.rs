@@ -357,6 +357,10 @@ struct RunState {
     community: u32,
 }
 
+/// Runs past the group being read whose block directory entries a group's read asks
+/// for ahead ([`Merged::sort_group`]).
+const PREFETCH_RUNS: usize = 8;
+
 /// The subject's events in trajectory order: (ts, device code, seq). Its runs
 /// ([`SubjectRun`]: a segment's or memory part's events of the subject, of one device
 /// or a few) are taken in *groups* that overlap in time: a group is the earliest
@@ -568,6 +572,23 @@ impl<'s> Merged<'s> {
         self.keys.clear();
         self.decoded.reserve(events);
         self.keys.reserve(events);
+        // The runs' first rows asked for in two steps, each for every run before the
+        // next (a heavy subject's group is a day's few rows in each of several
+        // segments: read in turn, each would wait for its own misses); the first step
+        // also for the runs the next groups start with, so that their second step
+        // finds what it reads already asked for.
+        let next = self
+            .pending
+            .iter()
+            .rev()
+            .take(PREFETCH_RUNS)
+            .map(|&(_, r)| r);
+        for run in group.iter().map(|&(_, r)| r).chain(next) {
+            self.runs[run as usize].source.prefetch_entry();
+        }
+        for &(_, run) in &group {
+            self.runs[run as usize].source.prefetch_row();
+        }
         // The last device met and its name's index (rows come by device in a run).
         let mut last_device: Option<(u32, u32)> = None;
         for &(_, run) in &group {

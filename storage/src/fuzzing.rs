@@ -205,6 +205,12 @@ fn read_segment(data: &[u8]) {
         seg.subject_runs_into(s, i64::MIN, i64::MAX, 512, &mut runs);
         for (_, postings) in runs {
             seg.prefetch_postings(postings.clone());
+            // A merge's two steps ahead of a run's first rows (hints), on and past
+            // the run's ends.
+            for i in [postings.start, postings.end, postings.end + 1000] {
+                seg.prefetch_posting_entry(i);
+                seg.prefetch_posting_row(i);
+            }
             let _ = seg.posting_rows(postings, s, &mut rows);
         }
     }

@@ -683,6 +683,10 @@ mod tests {
             for r in [0..0, 0..1, 0..postings, postings - 1..postings + 9, postings + 5..postings + 7] {
                 seg.prefetch_postings(r);
             }
+            for i in [0, postings - 1, postings, postings + 9] {
+                seg.prefetch_posting_entry(i);
+                seg.prefetch_posting_row(i);
+            }
             for o in [0, events - 1, events, u32::MAX] {
                 seg.prefetch_attr_place(o);
                 seg.prefetch_attrs(o);

@@ -211,6 +211,27 @@ impl SubjectRun {
         })
     }
 
+    /// Asks for what reading the run's next event first reads of its segment's
+    /// block directory ([`Segment::prefetch_posting_entry`]); nothing for a memory
+    /// run. The first of two steps: a reader about to drain several runs calls this
+    /// for each, then [`SubjectRun::prefetch_row`] for each, so that the runs' misses
+    /// overlap (a hint: no result depends on it).
+    #[inline]
+    pub fn prefetch_entry(&self) {
+        if let (RunSource::Segment(seg, _), true) = (&self.source, self.at < self.end) {
+            seg.prefetch_posting_entry(self.at);
+        }
+    }
+
+    /// Asks for the run's next event's lines in its block (the second step; see
+    /// [`SubjectRun::prefetch_entry`]).
+    #[inline]
+    pub fn prefetch_row(&self) {
+        if let (RunSource::Segment(seg, _), true) = (&self.source, self.at < self.end) {
+            seg.prefetch_posting_row(self.at);
+        }
+    }
+
     /// Moves to the next event.
     pub fn advance(&mut self) {
         self.at = (self.at + 1).min(self.end);
