@@ -946,29 +946,13 @@ pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
     (INVALID_JSON_CONTENT, text)
 }
 
-/// The caller of an object query: a platform (its record's kind) proving itself by
-/// a digest on this very request — not a camera, not a `User-Identify` alone (a
-/// registration is bound to an address, and a query reads a whole community's
-/// residents).
+/// The caller of an object query: a platform (its record's kind) proving itself as an
+/// upload's caller does ([`registered`]): by a digest on this very request, else by a
+/// registration — its `User-Identify` from the address that registered, still online
+/// (nanguantong/gat-1400 and wvp-GB28181-pro query with `User-Identify` alone after
+/// registering by digest). Not a camera: a query reads a community's residents.
 fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
-    let id = match &x.pre_authorized {
-        Some(id) => id.clone(),
-        None => {
-            let checked = app.gateway.check_digest(
-                &app.gateway.in_store(&app.store),
-                &x.method,
-                &x.target(),
-                x.authorization.as_deref(),
-                identified(x).as_deref(),
-                &x.raw,
-            );
-            match checked {
-                Ok(id) => id,
-                Err(why) => return Err(refused(&app.gateway, x, &why)),
-            }
-        }
-    };
-    app.gateway.register(&id, x.peer);
+    let id = registered(app, x)?;
     match app.store.catalog().device(&id) {
         Ok(Some(d)) if d.device_kind == "platform" => Ok(id),
         Ok(_) => Err(not_a_platform(x)),

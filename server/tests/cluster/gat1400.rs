@@ -1805,8 +1805,9 @@ fn conditions(path: &str, conditions: &[&str]) -> String {
     format!("{path}?{}", q.join("&"))
 }
 
-/// One object query as `who`: challenged, then answered with a digest on the query
-/// itself (a registration alone is not enough, on `serve` as on a cluster).
+/// One object query as `who`: by its `User-Identify` (enough when registered from
+/// this address, on `serve` as on a cluster), else challenged and answered with a
+/// digest on the query itself.
 fn query_as(addr: SocketAddr, who: &str, password: &str, target: &str) -> (u16, Value) {
     let ident = vec![("User-Identify", who.to_string())];
     let (status, head, body) = viid(addr, "GET", target, &ident, "");

@@ -106,8 +106,8 @@ fn query(a: SocketAddr, target: &str) -> (u16, Value) {
     query_as(a, NORTH_PLATFORM, "north-secret", target)
 }
 
-/// One object query as `platform`: asked, challenged (a query takes a digest on the
-/// request itself, a registration alone is not enough), answered with its digest.
+/// One object query as `platform`: asked by its `User-Identify` (enough when it is
+/// registered from this address), else challenged and answered with its digest.
 fn query_as(a: SocketAddr, platform: &str, password: &str, target: &str) -> (u16, Value) {
     let (status, head, body) = viid(a, "GET", target, &as_platform(platform), "");
     if status != 401 {
@@ -354,7 +354,7 @@ fn conditions_that_cannot_be_answered_are_refused_naming_the_field() {
 }
 
 #[test]
-fn queries_need_a_registration_or_their_own_digest() {
+fn queries_take_a_registration_from_its_address_or_their_own_digest() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
@@ -387,8 +387,56 @@ fn queries_need_a_registration_or_their_own_digest() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(vehicle_ids(&body).len(), 1);
     assert_eq!(body["MotorVehicleListObject"]["TotalNum"], 4);
-    // Registered, but by `User-Identify` alone: challenged, nothing read (a
-    // registration is a device's address, a query reads a community's residents).
+    // Registered by digest, then by `User-Identify` alone, as nanguantong/gat-1400
+    // and wvp-GB28181-pro query: answered as an upload is, by list and by id, within
+    // its communities and audited.
+    let (status, _, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["MotorVehicleListObject"]["TotalNum"], 4, "{body}");
+    let first = vehicle_ids(&body)[0].clone();
+    let by_id = format!("/VIID/MotorVehicles/{first}");
+    let (status, _, one) = viid(a, "GET", &by_id, &as_platform(NORTH_PLATFORM), "");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["MotorVehicleObject"]["MotorVehicleID"], first.as_str());
+    let south = id_of(SOUTH_GATE, "20210901080500", 9);
+    let (status, _, body) = viid(
+        a,
+        "GET",
+        &format!("/VIID/MotorVehicles/{south}"),
+        &as_platform(NORTH_PLATFORM),
+        "",
+    );
+    assert_eq!(
+        status, 404,
+        "another community's object stays unseen: {body}"
+    );
+    let audit = get(a, "/v1/audit").body;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["key"] == format!("gat1400:{NORTH_PLATFORM}")
+                && e["endpoint"] == format!("GET {by_id}")
+                && e["status"] == 200),
+        "{audit}"
+    );
+    // The same `User-Identify` from another address than the one that registered is
+    // no registration: challenged, nothing read.
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {a}\r\nUser-Identify: {NORTH_PLATFORM}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = crate::gat1400::send_from("127.0.0.2", a, request.as_bytes());
+    assert_eq!(status, 401, "{body}");
+    // Unregistered, its `User-Identify` alone is challenged again.
+    let (status, _, _) = viid(
+        a,
+        "POST",
+        "/VIID/System/UnRegister",
+        &as_platform(NORTH_PLATFORM),
+        &json!({"UnRegisterObject": {"DeviceID": NORTH_PLATFORM}}).to_string(),
+    );
+    assert_eq!(status, 200);
     let (status, head, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
     assert_eq!(status, 401, "{body}");
     assert!(
@@ -406,6 +454,14 @@ fn queries_need_a_registration_or_their_own_digest() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let (status, body) = query_as(a, camera, "camera-secret", target);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
+    // Nor once registered, by its `User-Identify` alone.
+    assert_eq!(
+        register(a, "/VIID/System/Register", camera, "camera-secret").0,
+        200
+    );
+    let (status, _, body) = viid(a, "GET", target, &as_platform(camera), "");
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
 }

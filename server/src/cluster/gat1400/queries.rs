@@ -6,9 +6,10 @@
 //!
 //! * **Admission** as `serve`'s (`handlers::query_objects`): within the gateway's
 //!   slots and the caller's share of them, proven before the body by a digest or a
-//!   registered `User-Identify`, and then by a digest on the query itself (a
-//!   registration alone is answered 401 with a challenge); the caller must be a
-//!   device of kind `platform` (else 403).
+//!   registered `User-Identify`, and then as an upload's caller (a digest on the
+//!   query itself, else a `User-Identify` registered from this address and still
+//!   online; neither is answered 401 with a challenge); the caller must be a device
+//!   of kind `platform` (else 403).
 //! * **Scope**: the communities the caller's record covers — its own and those its
 //!   relays map to — over the tables as this node last read them (`Directory`).
 //! * **Selection**: [`Federation::objects`] over the cluster's partitions, each a
@@ -44,7 +45,7 @@ use super::{authorized_early, caller_share, early, read_body, Admitted, GatNode}
 use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::gat1400::handlers::{
-    device_error, identified, not_a_platform, refused, Exchange, Reply, SYSTEM_BODY_BYTES,
+    device_error, not_a_platform, refused, Exchange, Reply, SYSTEM_BODY_BYTES,
 };
 use crate::gat1400::query::{object_query_slot, resource_of, Objects as Source};
 use crate::gat1400::BUSY;
@@ -108,9 +109,10 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
 
 /// Admits an object query as `serve`'s `query_objects` does: a slot, proven before
 /// the body (a digest, or a registered `User-Identify`), the caller's share, the
-/// body; then proven by a digest on the query itself (a registration alone is not
-/// enough: `serve`'s `querying_platform`), registered from its address, and a
-/// platform. Else the refusal to answer.
+/// body; then its caller as an upload's (`GatNode::registered`: a digest on the query
+/// itself, else a registered `User-Identify` from the address that registered,
+/// renewed: `serve`'s `querying_platform`), and a platform. Else the refusal to
+/// answer.
 async fn admit(
     node: &GatNode,
     req: Request<Incoming>,
@@ -125,14 +127,7 @@ async fn admit(
     }
     let share = caller_share(node, x)?;
     let held = read_body(req, x, SYSTEM_BODY_BYTES, Some(&node.bytes)).await?;
-    let id = match x.pre_authorized.clone() {
-        Some(id) => id,
-        None => match node.check(x, identified(x).as_deref(), &x.raw).await {
-            Ok(id) => id,
-            Err(why) => return Err(refused(&node.gateway, x, &why)),
-        },
-    };
-    node.proven(&id, x.peer).await;
+    let id = node.registered(x).await?;
     if node
         .directory
         .device(&id)
