@@ -51,16 +51,46 @@ fn as_picture(image: &Value) -> Value {
     p
 }
 
-/// `o` with `picture` added to its `SubImageList`.
+/// `o` with `picture` added to its `SubImageList`: to its `SubImageInfoObject` (a list
+/// or one), or to `SubImageList` given as the array itself. `o` that is no object is
+/// left as it is (refused as an object).
 fn with_picture(o: &Value, picture: &Value) -> Value {
     let mut o = o.clone();
-    let list = &mut o["SubImageList"]["SubImageInfoObject"];
+    let Some(fields) = o.as_object_mut() else {
+        return o;
+    };
+    let list = fields.entry("SubImageList").or_insert_with(|| json!({}));
+    let list = match list {
+        Value::Array(items) => {
+            items.push(picture.clone());
+            return o;
+        }
+        Value::Object(m) => m.entry("SubImageInfoObject").or_insert(Value::Null),
+        // Neither a list nor an object: nothing of it is a picture.
+        other => {
+            *other = json!({});
+            &mut other["SubImageInfoObject"]
+        }
+    };
     match list {
         Value::Array(items) => items.push(picture.clone()),
         Value::Null => *list = json!([picture]),
         one => *one = json!([one.take(), picture]),
     }
     o
+}
+
+/// The objects of one class an image lists (`FaceList.FaceObject`: a list or one, or
+/// `FaceList` given as the array itself); `None` when it lists none.
+fn seen_in(image: &Value, list: &str, item: &str) -> Option<Vec<Value>> {
+    match super::field(image, list)? {
+        Value::Array(seen) => Some(seen.clone()),
+        l => match super::field(l, item)? {
+            Value::Array(seen) => Some(seen.clone()),
+            one @ Value::Object(_) => Some(vec![one.clone()]),
+            _ => None,
+        },
+    }
 }
 
 /// The images of a body and the objects seen in them.
@@ -82,10 +112,8 @@ pub(crate) fn images(
         let picture = as_picture(image);
         let start = objects.len();
         for (list, item, upload) in LISTS {
-            let seen = match image.get(list).and_then(|l| l.get(item)) {
-                Some(Value::Array(seen)) => seen.clone(),
-                Some(one @ Value::Object(_)) => vec![one.clone()],
-                _ => continue,
+            let Some(seen) = seen_in(image, list, item) else {
+                continue;
             };
             for o in &seen {
                 let i = objects.len();
@@ -110,4 +138,59 @@ pub(crate) fn images(
         });
     }
     Ok((images, objects))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_joins_its_objects_pictures_in_every_shape_and_nothing_panics() {
+        let p = json!({"Type": "14", "ImageID": "i"});
+        for (o, want) in [
+            (
+                json!({}),
+                json!({"SubImageList": {"SubImageInfoObject": [p]}}),
+            ),
+            (
+                json!({"SubImageList": [{"Type": "01"}]}),
+                json!({"SubImageList": [{"Type": "01"}, p]}),
+            ),
+            (
+                json!({"SubImageList": {"SubImageInfoObject": {"Type": "01"}}}),
+                json!({"SubImageList": {"SubImageInfoObject": [{"Type": "01"}, p]}}),
+            ),
+            (
+                json!({"SubImageList": {"SubImageInfoObject": [{"Type": "01"}]}}),
+                json!({"SubImageList": {"SubImageInfoObject": [{"Type": "01"}, p]}}),
+            ),
+            (
+                json!({"SubImageList": "x"}),
+                json!({"SubImageList": {"SubImageInfoObject": [p]}}),
+            ),
+            (json!("not an object"), json!("not an object")),
+            (json!(7), json!(7)),
+        ] {
+            assert_eq!(with_picture(&o, &p), want, "{o}");
+        }
+        let image = json!({"FaceList": [{"FaceID": "a"}], "PersonList": {"PersonObject": {"PersonID": "b"}},
+            "MotorVehicleList": {"MotorVehicleObject": [{"MotorVehicleID": "c"}]},
+            "NonMotorVehicleList": "x"});
+        assert_eq!(
+            seen_in(&image, "FaceList", "FaceObject"),
+            Some(vec![json!({"FaceID": "a"})])
+        );
+        assert_eq!(
+            seen_in(&image, "PersonList", "PersonObject"),
+            Some(vec![json!({"PersonID": "b"})])
+        );
+        assert_eq!(
+            seen_in(&image, "MotorVehicleList", "MotorVehicleObject").map(|v| v.len()),
+            Some(1)
+        );
+        assert_eq!(
+            seen_in(&image, "NonMotorVehicleList", "NonMotorVehicleObject"),
+            None
+        );
+    }
 }

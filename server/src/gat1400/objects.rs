@@ -150,7 +150,9 @@ enum ObjectError {
 }
 
 /// A copy of an object without its pictures' base64 `Data` (the bytes are kept as
-/// pictures; the copy is the object as uploaded otherwise).
+/// pictures; the copy is the object as uploaded otherwise): in `SubImageList`'s
+/// `SubImageInfoObject` (a list or one), or in `SubImageList` given as the array
+/// itself.
 fn without_data(o: &Value) -> Value {
     let Value::Object(fields) = o else {
         return o.clone();
@@ -158,6 +160,9 @@ fn without_data(o: &Value) -> Value {
     let mut out = serde_json::Map::with_capacity(fields.len());
     for (k, v) in fields {
         let v = match (k.as_str(), v) {
+            ("SubImageList", Value::Array(items)) => {
+                Value::Array(items.iter().map(no_data).collect())
+            }
             ("SubImageList", Value::Object(list)) => Value::Object(
                 list.iter()
                     .map(|(lk, lv)| {
@@ -564,8 +569,10 @@ fn event(
     if let Some(r) = field(o, "PlateReliability").and_then(|r| r.parse::<i64>().ok()) {
         attrs.insert("plate_reliability".into(), AttrValue::Int(r));
     }
-    let scene = o
-        .pointer("/SubImageList/SubImageInfoObject/0/StoragePath")
+    let scene = super::pictures::sub_images(o)
+        .ok()
+        .and_then(<[Value]>::first)
+        .and_then(|p| p.get("StoragePath"))
         .and_then(Value::as_str);
     if let Some(p) = scene {
         attrs.insert("scene_image_url".into(), AttrValue::Str(p.to_string()));

@@ -5,6 +5,8 @@
 //! `images` (the `images` attribute holds them as JSON).
 
 use super::text;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -65,27 +67,44 @@ fn number(o: &Value, k: &str) -> Option<i64> {
 }
 
 /// The `SubImageList.SubImageInfoObject` entries of an object (a list, or one object
-/// standing for a list of one), to change in place.
+/// standing for a list of one; or `SubImageList` itself an array of them, as
+/// nanguantong/gat-1400's types serialize it), to change in place.
 pub(crate) fn sub_images_mut(o: &mut Value) -> Vec<&mut Value> {
-    match o.pointer_mut("/SubImageList/SubImageInfoObject") {
-        Some(Value::Array(items)) => items.iter_mut().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
+    let Some(list) = o.get_mut("SubImageList") else {
+        return Vec::new();
+    };
+    match list {
+        Value::Array(items) => items.iter_mut().collect(),
+        Value::Object(m) => match m.get_mut("SubImageInfoObject") {
+            Some(Value::Array(items)) => items.iter_mut().collect(),
+            Some(one @ Value::Object(_)) => vec![one],
+            _ => Vec::new(),
+        },
         _ => Vec::new(),
+    }
+}
+
+/// The picture entries of an object's `SubImageList` as [`sub_images_mut`] finds them
+/// (its `SubImageInfoObject` list or single object, or the list itself an array);
+/// `Err` for a `SubImageInfoObject` that is neither.
+pub(crate) fn sub_images(o: &Value) -> Result<&[Value], PictureError> {
+    let Some(list) = super::field(o, "SubImageList") else {
+        return Ok(&[]);
+    };
+    if let Value::Array(items) = list {
+        return Ok(items.as_slice());
+    }
+    match super::field(list, "SubImageInfoObject") {
+        Some(Value::Array(items)) => Ok(items.as_slice()),
+        Some(one @ Value::Object(_)) => Ok(std::slice::from_ref(one)),
+        None | Some(Value::Null) => Ok(&[]),
+        Some(_) => Err(PictureError::NotAList),
     }
 }
 
 /// The pictures of object `o`, each checked; the first refusal refuses the object.
 pub(crate) fn pictures(o: &Value, max_bytes: usize) -> Result<Vec<Picture>, PictureError> {
-    let Some(list) = super::field(o, "SubImageList") else {
-        return Ok(Vec::new());
-    };
-    let items = match super::field(list, "SubImageInfoObject") {
-        Some(Value::Array(items)) => items.as_slice(),
-        Some(one @ Value::Object(_)) => std::slice::from_ref(one),
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(_) => return Err(PictureError::NotAList),
-    };
-    items
+    sub_images(o)?
         .iter()
         .enumerate()
         .map(|(i, p)| picture(i, p, max_bytes))
@@ -137,10 +156,34 @@ fn picture(index: usize, p: &Value, max_bytes: usize) -> Result<Picture, Picture
     })
 }
 
+/// Base64 of the standard alphabet (RFC 4648 §4), padded or not.
+const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Base64 of the URL- and filename-safe alphabet (RFC 4648 §5: `-` and `_`), padded
+/// or not.
+const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Base64 as clients send it: plain, wrapped in lines, or a `data:` URI — and, from
-/// some platforms, base64 of a `data:` URI.
+/// some platforms, base64 of a `data:` URI; padded or not, in the standard or the
+/// URL-safe alphabet (RFC 4648 §4, §5; Java's `Base64.getUrlEncoder()`, Go's
+/// `RawStdEncoding`). Text that is none of these is refused with the standard
+/// alphabet's reason.
 fn decode(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    let engine = &base64::engine::general_purpose::STANDARD;
+    let engine = |s: &[u8]| {
+        STANDARD_ANY_PAD.decode(s).or_else(|e| {
+            // Only text with a URL-safe character is tried again in that alphabet.
+            match s.iter().any(|b| matches!(b, b'-' | b'_')) {
+                true => URL_SAFE_ANY_PAD.decode(s).map_err(|_| e),
+                false => Err(e),
+            }
+        })
+    };
     let decode = |s: &str| -> Result<Vec<u8>, base64::DecodeError> {
         let s = match s.find(";base64,") {
             Some(i) if s.starts_with("data:") => &s[i + ";base64,".len()..],
@@ -149,16 +192,14 @@ fn decode(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
         // Most Data is one unbroken line: decoded as it is, without a scan for line
         // breaks first (each pass over the text is CPU an upload pays); text with
         // whitespace fails that and is decoded without it.
-        engine
-            .decode(s)
-            .or_else(|e| match s.bytes().any(|b| b.is_ascii_whitespace()) {
-                true => engine.decode(
-                    s.bytes()
-                        .filter(|b| !b.is_ascii_whitespace())
-                        .collect::<Vec<u8>>(),
-                ),
-                false => Err(e),
-            })
+        engine(s.as_bytes()).or_else(|e| match s.bytes().any(|b| b.is_ascii_whitespace()) {
+            true => engine(
+                &s.bytes()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect::<Vec<u8>>(),
+            ),
+            false => Err(e),
+        })
     };
     let bytes = decode(data)?;
     if bytes.starts_with(b"data:") {
@@ -267,5 +308,65 @@ mod tests {
                 Some(&jpeg[..])
             );
         }
+    }
+
+    #[test]
+    fn unpadded_and_url_safe_base64_decode_other_text_is_refused() {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        // 0xFB 0xFF encode to `+`, `/` (standard) and `-`, `_` (URL-safe); a length
+        // that is no multiple of 3 needs padding.
+        let jpeg = [0xFFu8, 0xD8, 0xFF, 0xFB, 0xFF, 0xFB, 0xFF, 0xFE];
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            let text = engine.encode(jpeg);
+            assert_eq!(decode(&text).unwrap(), jpeg, "{text}");
+            // Wrapped, as a data URI, and base64 of one, alike.
+            let wrapped = format!("{}\r\n{}", &text[..4], &text[4..]);
+            assert_eq!(decode(&wrapped).unwrap(), jpeg, "{wrapped}");
+            let uri = format!("data:image/jpeg;base64,{text}");
+            assert_eq!(decode(&uri).unwrap(), jpeg, "{uri}");
+            assert_eq!(decode(&engine.encode(&uri)).unwrap(), jpeg, "{uri}");
+        }
+        assert_ne!(STANDARD.encode(jpeg), URL_SAFE.encode(jpeg));
+        for bad in ["@@@@", "not*base64!", "A", "AB=C", "+-_/", "AAAA=="] {
+            let o = json!({"SubImageList": [{"Data": bad}]});
+            let e = pictures(&o, 100).err().unwrap_or_else(|| panic!("{bad}"));
+            assert!(matches!(e, PictureError::NotBase64(0, _)), "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("SubImageInfoObject[0].Data"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sub_image_list_given_as_the_array_itself_is_its_pictures() {
+        let jpeg = [0xFFu8, 0xD8, 0xFF, 0xE0, 9];
+        let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        let bare = json!({"SubImageList": [
+            {"Type": "01", "Data": data}, {"Type": "14", "StoragePath": "http://10.0.0.1/a.jpg"}]});
+        let wrapped = json!({"SubImageList": {"SubImageInfoObject": bare["SubImageList"]}});
+        for o in [&bare, &wrapped] {
+            let p = pictures(o, 100).unwrap();
+            assert_eq!(p.len(), 2, "{o}");
+            assert_eq!(p[0].bytes.as_deref(), Some(&jpeg[..]));
+            assert_eq!(p[1].storage_path.as_deref(), Some("http://10.0.0.1/a.jpg"));
+            let mut o = o.clone();
+            let entries = sub_images_mut(&mut o);
+            assert_eq!(entries.len(), 2);
+            assert_eq!(entries[1]["Type"], "14");
+        }
+        // Nothing there, or nothing of it pictures: none; a SubImageInfoObject that is
+        // neither a list nor an object: refused.
+        for none in [
+            json!({}),
+            json!({"SubImageList": []}),
+            json!({"SubImageList": null}),
+        ] {
+            assert!(pictures(&none, 100).unwrap().is_empty(), "{none}");
+        }
+        let odd = json!({"SubImageList": {"SubImageInfoObject": "x"}});
+        assert!(matches!(pictures(&odd, 100), Err(PictureError::NotAList)));
     }
 }

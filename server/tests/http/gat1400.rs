@@ -1375,3 +1375,145 @@ fn gat1400_uploaders_name_devices_of_their_own_communities_only() {
         "a platform names the devices it relays: {relaying:?}"
     );
 }
+
+/// Pictures in the other shapes platforms send: `SubImageList` as the array of its
+/// `SubImageInfoObject`s itself (`"SubImageList":[{…}]`, as nanguantong/gat-1400's
+/// types serialize it), `Data` as unpadded and as URL-safe base64 (RFC 4648 §5), and
+/// an image's `FaceList` as the array of its faces. Each picture is stored and served
+/// byte-identical, the object as uploaded keeps its shape with the pictures by
+/// reference (no `Data`); text that is not base64 still refuses its object, naming
+/// the field.
+#[test]
+fn pictures_in_bare_arrays_and_unpadded_or_url_safe_base64_are_stored() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    gate_in_catalog(a, "p");
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "p").0, 200);
+    let ident = [("User-Identify", GATE.to_string())];
+    // Pictures whose base64 needs padding and holds `+` and `/` (so URL-safe differs).
+    let picture = |seed: u64| -> Vec<u8> {
+        let mut p = jpeg(seed, 3_000);
+        while p.len().is_multiple_of(3)
+            || !{
+                let t = base64::engine::general_purpose::STANDARD.encode(&p);
+                t.contains('+') || t.contains('/')
+            }
+        {
+            p.push(0xFB);
+        }
+        p
+    };
+    let (plain, unpadded, url_safe, url_unpadded) =
+        (picture(1), picture(2), picture(3), picture(4));
+    let b64_with =
+        |engine: &base64::engine::general_purpose::GeneralPurpose, p: &[u8]| engine.encode(p);
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let vehicle = |n: u32, plate: &str, subs: Value| {
+        json!({"MotorVehicleID": format!("{GATE}02202109010800000000102{n:05}"), "DeviceID": GATE,
+               "PassTime": "20210901080000", "PlateNo": plate, "SubImageList": subs})
+    };
+    let sent = [
+        vehicle(
+            1,
+            "苏E9ARR1",
+            json!([{"Type": "01", "Data": b64_with(&STANDARD, &plain)},
+                   {"Type": "02", "Data": b64_with(&STANDARD_NO_PAD, &unpadded)}]),
+        ),
+        vehicle(
+            2,
+            "苏E9URL1",
+            json!({"SubImageInfoObject": [{"Type": "01", "Data": b64_with(&URL_SAFE, &url_safe)},
+                   {"Type": "02", "Data": b64_with(&URL_SAFE_NO_PAD, &url_unpadded)}]}),
+        ),
+        vehicle(
+            3,
+            "苏E9BAD1",
+            json!([{"Type": "01", "Data": "not*base64!"}]),
+        ),
+    ];
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": sent}});
+    let (status, _, answer) = viid(a, "POST", "/VIID/MotorVehicles", &ident, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let s = &answer["ResponseStatusListObject"]["ResponseStatusObject"];
+    assert_eq!(
+        (&s[0]["StatusCode"], &s[1]["StatusCode"]),
+        (&json!(0), &json!(0)),
+        "{answer}"
+    );
+    assert_eq!(s[2]["StatusCode"], 8, "{answer}");
+    let why = s[2]["StatusString"].as_str().unwrap();
+    assert!(
+        why.contains("SubImageInfoObject[0].Data is not base64"),
+        "{why}"
+    );
+
+    for (plate, want, shape) in [
+        ("苏E9ARR1", [&plain, &unpadded], "/SubImageList"),
+        (
+            "苏E9URL1",
+            [&url_safe, &url_unpadded],
+            "/SubImageList/SubImageInfoObject",
+        ),
+    ] {
+        let t = get(
+            a,
+            &format!("/v1/trajectory?kind=vehicle&subject={}&{RANGE}", enc(plate)),
+        )
+        .body;
+        let e = &t["events"][0];
+        let images = e["images"].as_array().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(images.len(), 2, "{t}");
+        for (img, want) in images.iter().zip(want) {
+            let (status, _, bytes) = image(a, img["url"].as_str().unwrap(), None);
+            assert!(status == 200 && bytes == *want, "{plate}: {img}");
+        }
+        // The object as uploaded: its shape kept, each picture by reference, no Data.
+        let (status, _, object) = image(a, e["object"].as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        let object: Value = serde_json::from_slice(&object).unwrap();
+        let subs = object
+            .pointer(shape)
+            .and_then(Value::as_array)
+            .unwrap_or_else(|| panic!("{object}"));
+        for (sub, img) in subs.iter().zip(images) {
+            assert!(sub.get("Data").is_none(), "{object}");
+            assert_eq!(sub["StoragePath"], img["url"], "{object}");
+        }
+    }
+
+    // An image whose faces are given as the array itself.
+    let face = format!("{GATE}0220210901080000000010600009");
+    let scene = jpeg(9, 2_000);
+    let images = json!({"ImageListObject": {"Image": [{
+        "ImageInfo": {"ImageID": "img-9", "DeviceID": GATE, "ShotTime": "20210901080000"},
+        "Data": b64(&scene),
+        "FaceList": [{"FaceID": face, "DeviceID": GATE, "ShotTime": "20210901080000",
+                      "SubImageList": [{"Type": "11", "Data": b64_with(&STANDARD_NO_PAD, &plain)}]}]}]}});
+    let (status, _, answer) = viid(a, "POST", "/VIID/Images", &ident, &images.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let s = &answer["ResponseStatusListObject"]["ResponseStatusObject"][0];
+    assert_eq!(s["StatusCode"], 0, "{answer}");
+    assert!(
+        !s["StatusString"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to store"),
+        "{answer}"
+    );
+    let f = get(
+        a,
+        &format!("/v1/trajectory?kind=face&subject={face}&{RANGE}"),
+    )
+    .body;
+    let listed = f["events"][0]["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{f}"));
+    let types: Vec<&str> = listed.iter().filter_map(|i| i["type"].as_str()).collect();
+    assert_eq!(types, ["11", "14"], "its own picture and the image: {f}");
+    for (img, want) in listed.iter().zip([&plain, &scene]) {
+        let (status, _, bytes) = image(a, img["url"].as_str().unwrap(), None);
+        assert!(status == 200 && bytes == *want, "{img}");
+    }
+}
