@@ -209,7 +209,8 @@ pub struct Settings {
     pub viid_registration_any_address: bool,
     /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may point into although the
     /// default refuses them (loopback, link-local, …): e.g. `127.0.0.1/32` for a
-    /// platform on this host. [default: none]
+    /// platform on this host when listening beyond loopback. [default: none; listening
+    /// on a loopback address: 127.0.0.0/8,::1, every caller being on this host]
     #[arg(long, env = "SIGHTLINE_VIID_RECEIVE_ALLOW")]
     pub viid_receive_allow: Option<String>,
     /// Networks (`CIDR,CIDR,…`) a platform's `ReceiveAddr` may never point into, over

@@ -59,11 +59,10 @@ impl Server {
     /// without TLS, a store that holds API keys is served beyond loopback only with
     /// `allow_plaintext`.
     pub async fn bind(mut config: ServerConfig) -> Result<Server, ServeError> {
-        // A `--no-auth` server listens on loopback only: the platforms that reach it
-        // are on this host, and may be sent to here (`http::egress`).
-        if config.no_auth {
-            config.viid_receive.allow_loopback();
-        }
+        // A server on loopback (a `--no-auth` one always is): the platforms that reach
+        // it are on this host, and may be sent to here (`http::egress`).
+        let listen = config.listen.ip();
+        config.viid_receive.serving_on(listen);
         let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         let outbound = crate::http::client::Outbound::new(config.tls_ca_bundle.as_deref())?;
         let (store, index, vocab, keys, audit, watch) = {

@@ -69,7 +69,7 @@ pub(crate) enum SubscribeError {
     NotYours(String),
     #[error("不存在订阅ID: no subscription {0:?} to cancel")]
     NoSuch(String),
-    #[error("SubscribeDetail {0:?} names no GA/T 1400 resource class (1 to 16; 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles are delivered)")]
+    #[error("SubscribeDetail {0:?} names no GA/T 1400 resource class (1 to 16, or 999 raw data; 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles are delivered)")]
     Detail(String),
     #[error("ReceiveAddr is missing: where the notifications go")]
     NoReceiveAddr,
@@ -136,14 +136,20 @@ fn kinds_of(detail: &str) -> Vec<Kind> {
     kinds
 }
 
-/// Whether a `SubscribeDetail` names at least one GA/T 1400 resource class (1–16):
-/// catalogue-only subscriptions (3 devices, 7 tollgates, 9 lanes, as wvp-GB28181-pro
-/// places them) are taken, and deliver nothing here.
+/// The `SubscribeDetail` wvp-GB28181-pro (dev/1400) names raw data with
+/// (`Constants.SubscribeDetail.RAW`): no GA/T 1400 resource class, taken as the
+/// catalogue classes are, and delivering nothing here.
+const RAW_DETAIL: u32 = 999;
+
+/// Whether a `SubscribeDetail` names at least one GA/T 1400 resource class (1–16), or
+/// wvp-GB28181-pro's raw data ([`RAW_DETAIL`]): catalogue-only subscriptions (3
+/// devices, 7 tollgates, 9 lanes, as wvp-GB28181-pro places them) and raw ones are
+/// taken, and deliver nothing here.
 fn names_a_class(detail: &str) -> bool {
     detail
         .split([',', ';', '，', '；', ' '])
         .filter_map(|c| c.trim().parse::<u32>().ok())
-        .any(|c| (1..=16).contains(&c))
+        .any(|c| (1..=16).contains(&c) || c == RAW_DETAIL)
 }
 
 /// `o` over the `stored` object: a change (`PUT`, or a `POST` of a known id) names
@@ -432,5 +438,9 @@ mod tests {
         assert_eq!(kinds_of("11,12,13,14").len(), 4);
         assert!(kinds_of("1,3,7").is_empty(), "catalogues are not events");
         assert!(kinds_of("").is_empty());
+        // wvp-GB28181-pro's raw data (999) is taken, and delivers no kind.
+        assert!(kinds_of("999").is_empty());
+        assert!(names_a_class("999") && names_a_class("13,999"));
+        assert!(!names_a_class("17") && !names_a_class("9999") && !names_a_class("x"));
     }
 }

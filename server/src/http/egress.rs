@@ -19,10 +19,13 @@
 //! 4. anything else — private networks (RFC 1918, `fc00::/7`) included, where real
 //!    lower and upper platforms run — permitted.
 //!
-//! Loopback is refused by default: it is this server's own host (its API, a cluster's
-//! PostgreSQL, NATS and SeaweedFS ports); a platform on the same host is let in with
-//! `--viid-receive-allow 127.0.0.1/32`. A `--no-auth` server (loopback only: its
-//! platforms are on its host) allows loopback as if so configured. Subscriptions made with an admin key
+//! Loopback is refused by default on a server listening beyond loopback: it is this
+//! server's own host (its API, a cluster's PostgreSQL, NATS and SeaweedFS ports),
+//! which callers from elsewhere could not reach; a platform on the same host is let in
+//! with `--viid-receive-allow 127.0.0.1/32`. A server listening on a loopback address
+//! (`--no-auth` always does) allows loopback as if so configured
+//! ([`ReceivePolicy::serving_on`]): every caller is on its host already and reaches
+//! its loopback ports itself, so sending there opens nothing new. Subscriptions made with an admin key
 //! (`/v1/subscriptions`, `/v1/upstreams`, `/v1/remote-subscriptions`) are the
 //! operator's own choice and not checked.
 
@@ -137,11 +140,20 @@ fn refused_by_default(ip: IpAddr) -> Option<&'static str> {
 }
 
 impl ReceivePolicy {
-    /// Allows loopback receivers (`127.0.0.0/8`, `::1`): a `--no-auth` server, which
-    /// listens on loopback only and so serves platforms on its own host.
+    /// Allows loopback receivers (`127.0.0.0/8`, `::1`).
     pub fn allow_loopback(&mut self) {
         self.allow
             .extend(parse_networks("127.0.0.0/8,::1/128").expect("networks"));
+    }
+
+    /// This policy for a server listening on `listen`: loopback receivers allowed
+    /// when it is a loopback address (IPv4-mapped included), whose callers are all on
+    /// this host already; as configured otherwise (an unspecified address, `0.0.0.0`
+    /// or `::`, listens beyond loopback).
+    pub fn serving_on(&mut self, listen: IpAddr) {
+        if canonical(listen).is_loopback() {
+            self.allow_loopback();
+        }
     }
 
     /// Why a receiver at `ip` is refused, or `None` when it is permitted.
@@ -273,6 +285,37 @@ mod tests {
         assert_eq!(nat64.refusal(ip("10.0.0.5")), None);
         assert!(parse_networks("10.0.0.0/33").is_err());
         assert!(parse_networks("intranet").unwrap_err().contains("intranet"));
+    }
+
+    #[test]
+    fn a_server_on_loopback_allows_loopback_receivers_one_beyond_it_does_not() {
+        for listen in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            let mut p = ReceivePolicy::default();
+            p.serving_on(ip(listen));
+            for receiver in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+                assert_eq!(p.refusal(ip(receiver)), None, "{listen} → {receiver}");
+            }
+            assert_eq!(p.url_refusal("http://localhost:9000/x"), None, "{listen}");
+            // Loopback only: metadata and the rest stay refused.
+            assert!(p.refusal(ip("169.254.169.254")).is_some(), "{listen}");
+            assert!(p.refusal(ip("0.0.0.0")).is_some(), "{listen}");
+        }
+        for listen in ["0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "fd00::1"] {
+            let mut p = ReceivePolicy::default();
+            p.serving_on(ip(listen));
+            for receiver in ["127.0.0.1", "::1"] {
+                let why = p.refusal(ip(receiver)).expect(listen);
+                assert!(why.contains("--viid-receive-allow"), "{why}");
+            }
+            assert!(p.url_refusal("http://localhost:9000/x").is_some());
+        }
+        // A deny still wins over the loopback a loopback server allows.
+        let mut p = ReceivePolicy {
+            deny: parse_networks("127.0.0.0/8").unwrap(),
+            ..Default::default()
+        };
+        p.serving_on(ip("127.0.0.1"));
+        assert!(p.refusal(ip("127.0.0.1")).is_some());
     }
 
     #[test]

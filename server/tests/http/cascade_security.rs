@@ -727,3 +727,94 @@ fn an_upper_platforms_subscriptions_left_from_before_end_at_start() {
         "the platform's own stays"
     );
 }
+
+/// A server listening on loopback — keys checked, not `--no-auth` — takes a platform's
+/// loopback `ReceiveAddr` without `--viid-receive-allow` (every caller is on its host
+/// already: sending there opens nothing new) and delivers to it; and a
+/// `SubscribeDetail` of 999 (wvp-GB28181-pro's raw data, `Constants.SubscribeDetail.RAW`)
+/// is taken as catalogue classes are, delivering nothing.
+#[test]
+fn a_loopback_server_sends_to_loopback_receivers_and_takes_raw_data_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = start(dir.path(), |_| {});
+        catalog(server.addr);
+    }
+    let receiver = Receiver::start();
+    receiver.up.store(true, Ordering::SeqCst);
+    let server = start(dir.path(), |c| c.no_auth = false);
+    let a = server.addr;
+    assert!(a.ip().is_loopback());
+    assert_eq!(
+        get(a, "/v1/communities").status,
+        401,
+        "not --no-auth: keys checked"
+    );
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let url = format!("http://{}/VIID/SubscribeNotifications", receiver.addr);
+    let (code, text) = subscribe(a, SUBSCRIBE_ID, &url);
+    assert_eq!(code, 0, "{text}");
+    let named = format!(
+        "http://localhost:{}/VIID/SubscribeNotifications",
+        receiver.addr.port()
+    );
+    let (code, text) = subscribe(a, "320500000000000001032021090108000000102", &named);
+    assert_eq!(code, 0, "{text}");
+    let raw_id = "320500000000000001032021090108000000103";
+    let raw = json!({"SubscribeListObject": {"SubscribeObject": [{
+        "SubscribeID": raw_id, "Title": "raw", "SubscribeDetail": "999",
+        "ResourceURI": SERVER_ID, "BeginTime": "20210101000000", "EndTime": "20991231235959",
+        "ReceiveAddr": url, "OperateType": 0}]}})
+    .to_string();
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let (status, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &raw);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    let (_, _, listed) = viid(a, "GET", "/VIID/Subscribes", &ident, "");
+    assert_eq!(
+        listed["SubscribeListObject"]["SubscribeObject"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+
+    // A vehicle reaches both vehicle subscriptions at the loopback receiver; the raw
+    // one delivers nothing.
+    let gate = gate_registered(a);
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &gate,
+        &vehicles(&[vehicle(GATE, 1, &jpeg(1, 1000))]),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let subscribe_ids = || -> Vec<String> {
+        let mut ids: Vec<String> = receiver
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b["SubscribeNotificationListObject"]["SubscribeNotificationObject"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|n| n["SubscribeID"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || subscribe_ids().len() >= 2),
+        "{:?}",
+        subscribe_ids()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        subscribe_ids(),
+        [SUBSCRIBE_ID, "320500000000000001032021090108000000102"]
+    );
+}
