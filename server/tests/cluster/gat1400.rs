@@ -2157,6 +2157,18 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
         assert_eq!(g, w, "query {i}: {}", asked[i].2);
     }
     assert!(settled);
+    // The West platform, registered by digest (through ingest node 1), queries ingest
+    // node 2 by its `User-Identify` alone, as nanguantong/gat-1400 and wvp-GB28181-pro
+    // do: answered without a challenge, as `serve` answers it.
+    let target = conditions("/VIID/MotorVehicles", &[]);
+    let ident = vec![("User-Identify", WEST_PLATFORM.to_string())];
+    let (status, _, on_cluster) = viid(a2, "GET", &target, &ident, "");
+    assert_eq!(status, 200, "{on_cluster}");
+    let (status, _, on_serve) = viid(s, "GET", &target, &ident, "");
+    assert_eq!(status, 200, "{on_serve}");
+    let total = |v: &Value| v["MotorVehicleListObject"]["TotalNum"].clone();
+    assert_eq!(total(&on_cluster), total(&on_serve), "{on_cluster}");
+    assert_eq!(total(&on_cluster), json!(1), "{on_cluster}");
     // Every query is in ingest node 2's own audit log, under the caller's code.
     let log = std::fs::read_to_string(
         env.dir
