@@ -1453,14 +1453,16 @@ impl Segment {
     /// starts at or before it): the last block starting at or before it.
     ///
     /// Looked for where it should be: blocks hold [`BLOCK_ROWS`] rows but a device's
-    /// last, so the block at the ordinal's share of the blocks is at most a few from
-    /// the one holding it. The entries from that guess on are read one after another
-    /// ([`BLOCK_WALK`] at most, adjacent lines the hardware fetches ahead), and only
-    /// past them searched by halves. A binary search from the start reads five or six
-    /// lines of the directory, each waiting for the one before: a heavy subject's
-    /// rows are one or two in each of hundreds of segments, and with cold caches
-    /// those waits were a third of the rows' reading. (Open checked that blocks'
-    /// first ordinals rise by their counts, so both find the same block.)
+    /// last, so the block at the ordinal's share of the blocks is off by at most the
+    /// partial blocks before it (a few, where few devices are light). The entries from
+    /// that guess on are read one after another ([`BLOCK_WALK`] at most, adjacent lines
+    /// the hardware fetches ahead), then in growing steps from there and by halves
+    /// between the last two (a guess far off costs about what a search from the start
+    /// did). A binary search from the start reads five or six lines of the directory,
+    /// each waiting for the one before: a heavy subject's rows are one or two in each
+    /// of hundreds of segments, and with cold caches those waits were a third of the
+    /// rows' reading. (Open checked that blocks' first ordinals rise by their counts
+    /// from 0, so each way finds the same block.)
     pub(super) fn block_of(&self, ordinal: u32, from: usize) -> usize {
         let dir = self.section(Section::Blocks);
         let blocks = self.meta.blocks as usize;
@@ -1468,25 +1470,46 @@ impl Segment {
         if from + 1 >= blocks {
             return from;
         }
+        let starts_at_or_before = |b: usize| first(b) <= ordinal;
         let mut b = self.block_guess(ordinal, blocks).clamp(from, blocks - 1);
-        if first(b) <= ordinal {
+        if starts_at_or_before(b) {
             // The block is `b` or after it.
             for _ in 0..BLOCK_WALK {
-                if b + 1 >= blocks || first(b + 1) > ordinal {
+                if b + 1 >= blocks || !starts_at_or_before(b + 1) {
                     return b;
                 }
                 b += 1;
             }
-            first_false(b + 1..blocks, |x| first(x) <= ordinal) - 1
+            // Growing steps to a block past it (or the end), then halves.
+            let mut step = BLOCK_WALK;
+            let mut past = b + step;
+            while past < blocks && starts_at_or_before(past) {
+                b = past;
+                step *= 2;
+                past = b + step;
+            }
+            first_false(b + 1..past.min(blocks), starts_at_or_before) - 1
         } else {
-            // Before `b`, at `from` or after (`from` starts at or before the ordinal).
+            // Before `b`, at `from` or after it (`from` starts at or before the ordinal).
             for _ in 0..BLOCK_WALK {
                 b -= 1;
-                if b <= from || first(b) <= ordinal {
+                if b <= from {
+                    return from;
+                }
+                if starts_at_or_before(b) {
                     return b;
                 }
             }
-            first_false(from + 1..b, |x| first(x) <= ordinal) - 1
+            // `b` starts after it: growing steps back to a block at or before it (or
+            // `from`), then halves.
+            let mut step = BLOCK_WALK;
+            let mut at_or_before = b.saturating_sub(step).max(from);
+            while at_or_before > from && !starts_at_or_before(at_or_before) {
+                b = at_or_before;
+                step *= 2;
+                at_or_before = b.saturating_sub(step).max(from);
+            }
+            first_false(at_or_before + 1..b, starts_at_or_before) - 1
         }
     }
 
@@ -1707,7 +1730,8 @@ impl Segment {
     /// (ts, with row 0's for the block's line, seq, kind and direction): the second
     /// step (reads the directory, which [`Segment::prefetch_posting_entry`] asked
     /// for). Only for a segment whose rows were verified (`verify_rows`), as a
-    /// posting walk's are.
+    /// posting walk's are. (The walk searches for the block again: with the entries
+    /// it reads already here, a few dozen instructions.)
     #[inline]
     pub fn prefetch_posting_row(&self, i: usize) {
         if self.meta.blocks == 0 {
@@ -1715,8 +1739,10 @@ impl Segment {
         }
         let o = self.posting_ordinal(i);
         let e = self.entry(self.block_of(o, 0));
-        let at = o.saturating_sub(get_u32(e, block::FIRST_ORDINAL)) as usize;
         let count = get_u16(e, block::COUNT) as usize;
+        // Within the block whatever the posting (one past a list reads another's).
+        let at = (o.saturating_sub(get_u32(e, block::FIRST_ORDINAL)) as usize)
+            .min(count.saturating_sub(1));
         let data = self.sections[Section::Data as usize]
             .start
             .saturating_add(get_u64(e, block::DATA_OFF) as usize);
@@ -2022,10 +2048,19 @@ mod tests {
         /// full ones and however far the guess falls from the block.
         #[test]
         fn block_of_finds_the_block_holding_each_ordinal(
-            counts in proptest::collection::vec(
-                prop_oneof![1usize..4, 1usize..300, Just(BLOCK_ROWS), Just(BLOCK_ROWS + 1)],
-                1..12,
-            ),
+            counts in prop_oneof![
+                proptest::collection::vec(
+                    prop_oneof![1usize..4, 1usize..300, Just(BLOCK_ROWS), Just(BLOCK_ROWS + 1)],
+                    1..64,
+                ),
+                // A heavy device before or after many light ones: the guess far off
+                // (past the walk) forward, or back.
+                (1usize..80, 300usize..2_000, any::<bool>()).prop_map(|(light, heavy, first)| {
+                    let mut c = vec![1; light];
+                    c.insert(if first { 0 } else { light }, heavy);
+                    c
+                }),
+            ],
         ) {
             let mut rows: Vec<StoredRow> = counts
                 .iter()
@@ -2049,7 +2084,8 @@ mod tests {
             let blocks = seg.meta.blocks as usize;
             let d = seg.section(Section::Blocks);
             let first = |b: usize| get_u32(&d[b * BLOCK_ENTRY..], block::FIRST_ORDINAL);
-            for o in 0..seg.meta.events {
+            // Ordinals past the events (a damaged list's) are in the last block.
+            for o in (0..seg.meta.events).chain([seg.meta.events, u32::MAX]) {
                 let holds = (0..blocks)
                     .find(|&b| first(b) <= o && (b + 1 == blocks || first(b + 1) > o))
                     .unwrap();
