@@ -1250,13 +1250,12 @@ fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     })
 }
 
-/// Before the body: the caller a digest in the headers proves (`None` when the
-/// digest covers the body, `qop=auth-int`, and is checked after it, or the caller is
-/// a registered `User-Identify`); otherwise why not (as `serve`'s `authorized_early`).
+/// Before the body: the caller a digest in the headers proves (every digest is judged
+/// from the headers alone: `qop=auth-int` is refused), or `None` for a registered
+/// `User-Identify`; otherwise why not (as `serve`'s `authorized_early`).
 async fn authorized_early(node: &GatNode, x: &Exchange) -> Result<Option<String>, DigestError> {
     let identity = identified(x);
     let why = match x.authorization.as_deref().filter(|h| !h.trim().is_empty()) {
-        Some(h) if h.to_ascii_lowercase().contains("auth-int") => return Ok(None),
         Some(_) => match node.check(x, identity.as_deref(), b"").await {
             Ok(id) => return Ok(Some(id)),
             // Judged as without the digest (as `serve`'s).
@@ -1327,7 +1326,6 @@ fn only_upper<'a>(
 fn caller_share(node: &GatNode, x: &Exchange) -> Result<crate::http::limits::CallerSlot, Reply> {
     let who = caller_key(
         x.pre_authorized.as_deref(),
-        x.authorization.as_deref(),
         x.user_identify.as_deref(),
         x.peer,
     );

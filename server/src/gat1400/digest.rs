@@ -1,5 +1,6 @@
-//! HTTP Digest (RFC 2617, MD5, `qop=auth`) for GA/T 1400 registration: challenges
-//! with fresh nonces, and responses checked against the caller's stored HA1.
+//! HTTP Digest (RFC 2617, RFC 7616: MD5 or SHA-256, `qop=auth` or none) for GA/T 1400
+//! registration: challenges with fresh nonces, and responses checked against the
+//! caller's stored HA1 — from the headers alone, before any of the body is read.
 
 use std::collections::HashMap;
 
@@ -37,6 +38,12 @@ pub(crate) enum DigestError {
     OtherRealm(String),
     #[error("unsupported digest algorithm (MD5, MD5-sess, SHA-256 and SHA-256-sess are)")]
     Algorithm,
+    /// RFC 7616 §3.4: the client's `qop` must be one the challenge offered, and ours
+    /// offer only `auth` (or none, RFC 2069). `auth-int` is not offered: it could only
+    /// be judged after reading the body of a caller not yet known. Answered 401 with a
+    /// fresh challenge, as a wrong response is.
+    #[error("qop {0:?} was not offered: answer with qop=auth")]
+    Qop(String),
     #[error("{0}")]
     Storage(#[from] StorageError),
     /// The credentials could not be read (the cluster's PostgreSQL).
@@ -270,7 +277,6 @@ fn expected_response(
     cred: &sightline_storage::Gat1400Credential,
     hash: Hash,
     method: &str,
-    body: &[u8],
     f: &HashMap<String, String>,
 ) -> Result<String, DigestError> {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
@@ -291,17 +297,10 @@ fn expected_response(
         true => hash.hex(&format!("{stored}:{nonce}:{cnonce}")),
         false => stored.to_string(),
     };
+    // `qop` is `auth` or none here (`check_digest` refuses any other): A2 is the
+    // method and `uri` alone.
     let qop = get("qop");
-    let ha2 = match qop {
-        "auth-int" => {
-            let body_hash = match hash.sha256 {
-                true => crate::auth::sha256_hex(body),
-                false => super::md5_bytes_hex(body),
-            };
-            hash.hex(&format!("{method}:{}:{body_hash}", get("uri")))
-        }
-        _ => hash.hex(&format!("{method}:{}", get("uri"))),
-    };
+    let ha2 = hash.hex(&format!("{method}:{}", get("uri")));
     Ok(match qop {
         "" => hash.hex(&format!("{ha1}:{nonce}:{ha2}")),
         qop => hash.hex(&format!("{ha1}:{nonce}:{}:{cnonce}:{qop}:{ha2}", get("nc"))),
@@ -345,10 +344,7 @@ fn names_target(uri: &str, target: &str) -> bool {
 pub(crate) fn answered_nonce(authorization: &str) -> Option<(String, u64)> {
     let f = digest_fields(authorization)?;
     let nonce = f.get("nonce")?.clone();
-    let nc = match f.get("nc").map(|s| s.trim()).unwrap_or("") {
-        "" => 1,
-        nc => u64::from_str_radix(nc, 16).ok()?,
-    };
+    let nc = super::nonces::counter(f.get("nc").map(String::as_str).unwrap_or(""))?;
     Some((nonce, nc))
 }
 
@@ -394,7 +390,8 @@ impl Gateway {
     /// given, else the digest's user name; its credential names the user name it must
     /// use. The hash is over the header's own `uri`, `nc` and `cnonce` strings, as
     /// clients compute it (full URLs, `nc=1` and quoted values are all seen). `target`
-    /// is the request's path, with `?query` when it has one.
+    /// is the request's path, with `?query` when it has one. Only the headers are
+    /// judged (`qop=auth` or none; `auth-int` is refused): `_body` is not read.
     pub(crate) fn check_digest(
         &self,
         credentials: &dyn Credentials,
@@ -402,7 +399,7 @@ impl Gateway {
         target: &str,
         authorization: Option<&str>,
         identity: Option<&str>,
-        body: &[u8],
+        _body: &[u8],
     ) -> Result<String, DigestError> {
         let f = authorization
             .filter(|h| !h.trim().is_empty())
@@ -412,6 +409,18 @@ impl Gateway {
         // RFC 7616 §3.4: with `qop`, the client's nonce and its count are required.
         if !get("qop").is_empty() && (get("nc").is_empty() || get("cnonce").is_empty()) {
             return Err(DigestError::Malformed("qop without nc and cnonce"));
+        }
+        // RFC 7616 §3.4: `nc` is 8 hex digits (`1` is seen too); anything else is a
+        // malformed header (400), not a replay.
+        if super::nonces::counter(get("nc")).is_none() {
+            return Err(DigestError::Malformed("nc is not 1 to 8 hex digits"));
+        }
+        // RFC 7616 §3.4: the `qop` must be one the challenge offered — `auth` — or none
+        // (RFC 2069). Any other (`auth-int`, `auth-conf`, an unknown token) is refused
+        // before anything is hashed, and so before any of the body is read.
+        let qop = get("qop");
+        if !qop.is_empty() && !qop.eq_ignore_ascii_case("auth") {
+            return Err(DigestError::Qop(qop.to_string()));
         }
         if f.get("realm").is_some_and(|r| r != REALM) {
             return Err(DigestError::OtherRealm(get("realm").to_string()));
@@ -449,8 +458,10 @@ impl Gateway {
         if !named {
             return Err(DigestError::UnknownUser(code.to_string()));
         }
-        let expected = expected_response(&cred, hash, method, body, &f)?;
-        if expected != get("response").to_ascii_lowercase() {
+        let expected = expected_response(&cred, hash, method, &f)?;
+        // Compared whole (constant time), not up to the first wrong digit.
+        let response = get("response").to_ascii_lowercase();
+        if !super::nonces::same_bytes(expected.as_bytes(), response.as_bytes()) {
             return Err(DigestError::WrongResponse);
         }
         // Checked after the response, so a stale nonce with a right response is told
@@ -467,6 +478,7 @@ impl Gateway {
             Use::Fresh => {}
             Use::Stale => return Err(DigestError::StaleNonce),
             Use::Replayed => return Err(DigestError::Replayed),
+            Use::Malformed => return Err(DigestError::Malformed("nc is not 1 to 8 hex digits")),
         }
         Ok(code.to_string())
     }
@@ -525,28 +537,34 @@ mod tests {
         .collect();
         let md5 = Hash::of("MD5").unwrap();
         assert_eq!(
-            expected_response(&cred, md5, "GET", b"", &f).unwrap(),
+            expected_response(&cred, md5, "GET", &f).unwrap(),
             "8ca523f5e9506fed4657c9700eebdbec"
         );
         let sha = Hash::of("SHA-256").unwrap();
         assert_eq!(
-            expected_response(&cred, sha, "GET", b"", &f).unwrap(),
+            expected_response(&cred, sha, "GET", &f).unwrap(),
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         );
-        // -sess and auth-int, computed the long way.
+        // -sess, computed the long way.
         let sess = Hash::of("MD5-sess").unwrap();
         let ha1 = md5_hex(&format!("{}:{}:{}", cred.ha1, f["nonce"], f["cnonce"]));
-        let ha2 = md5_hex(&format!(
-            "GET:{}:{}",
-            f["uri"],
-            super::super::md5_bytes_hex(b"body")
-        ));
-        f.insert("qop".into(), "auth-int".into());
+        let ha2 = md5_hex(&format!("GET:{}", f["uri"]));
         assert_eq!(
-            expected_response(&cred, sess, "GET", b"body", &f).unwrap(),
+            expected_response(&cred, sess, "GET", &f).unwrap(),
             md5_hex(&format!(
-                "{ha1}:{}:00000001:{}:auth-int:{ha2}",
+                "{ha1}:{}:00000001:{}:auth:{ha2}",
                 f["nonce"], f["cnonce"]
+            ))
+        );
+        // RFC 2069: no qop.
+        f.remove("qop");
+        assert_eq!(
+            expected_response(&cred, md5, "GET", &f).unwrap(),
+            md5_hex(&format!(
+                "{}:{}:{}",
+                cred.ha1,
+                f["nonce"],
+                md5_hex(&format!("GET:{}", f["uri"]))
             ))
         );
         assert!(Hash::of("SHA-512-256").is_none());
@@ -747,5 +765,83 @@ mod tests {
             check("/VIID/APEs?a=1", &header("/VIID/APEs?a=1", REALM, good)).unwrap(),
             "cam"
         );
+    }
+
+    /// RFC 7616 §3.4: the client's `qop` must be one the challenge offered (`auth`), or
+    /// none. A response computed right for `auth-int` (over the body), `auth-conf` or
+    /// an unknown token is refused before any body is looked at; an `nc` that is not 1
+    /// to 8 hex digits is a malformed header (400), not a replay (401 stale).
+    #[test]
+    fn only_qop_auth_or_none_is_taken_and_a_malformed_nc_is_malformed() {
+        struct One(sightline_storage::Gat1400Credential);
+        impl Credentials for One {
+            fn credential(
+                &self,
+                _: &str,
+            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+                Ok(Some(self.0.clone()))
+            }
+        }
+        let cred = super::super::credential("32050801011210000001", "cam", "pw");
+        let creds = One(cred.clone());
+        let gateway = Gateway::default();
+        let uri = "/VIID/System/Register";
+        let body = br#"{"RegisterObject":{"DeviceID":"32050801011210000001"}}"#;
+        // A header answering a fresh challenge with `qop` (hashed as sent) and `nc`.
+        let header = |qop: &str, nc: &str| {
+            let challenge = gateway.challenge(false).remove(0);
+            let nonce = challenge
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            let ha2 = match qop {
+                "auth-int" => md5_hex(&format!("POST:{uri}:{}", super::super::md5_bytes_hex(body))),
+                _ => md5_hex(&format!("POST:{uri}")),
+            };
+            let response = match qop {
+                "" => md5_hex(&format!("{}:{nonce}:{ha2}", cred.ha1)),
+                qop => md5_hex(&format!("{}:{nonce}:{nc}:c:{qop}:{ha2}", cred.ha1)),
+            };
+            let qop = match qop {
+                "" => String::new(),
+                qop => format!(", qop={qop}, nc={nc}, cnonce=\"c\""),
+            };
+            format!(
+                "Digest username=\"cam\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\"\
+                 {qop}, response=\"{response}\""
+            )
+        };
+        let check = |h: &str| gateway.check_digest(&creds, "POST", uri, Some(h), None, body);
+        for qop in ["auth-int", "AUTH-INT", "auth-conf", "foo"] {
+            match check(&header(qop, "00000001")) {
+                Err(DigestError::Qop(said)) => assert_eq!(said, qop),
+                other => panic!("{qop}: {other:?}"),
+            }
+        }
+        assert_eq!(check(&header("auth", "00000001")).unwrap(), "cam");
+        assert_eq!(check(&header("", "")).unwrap(), "cam", "RFC 2069");
+        for nc in ["xyz", "000000001", "ffffffffffffffff", "-1"] {
+            match check(&header("auth", nc)) {
+                Err(DigestError::Malformed(why)) => assert!(why.contains("nc"), "{why}"),
+                other => panic!("{nc}: {other:?}"),
+            }
+        }
+        assert_eq!(check(&header("auth", "1")).unwrap(), "cam", "nc=1 as seen");
+        // A wrong response, whatever digit is wrong, is a wrong response.
+        let good = header("auth", "00000001");
+        let at = good.find("response=\"").unwrap() + "response=\"".len();
+        for i in [0, 31] {
+            let mut bad = good.clone().into_bytes();
+            bad[at + i] = if bad[at + i] == b'0' { b'1' } else { b'0' };
+            let bad = String::from_utf8(bad).unwrap();
+            assert!(
+                matches!(check(&bad), Err(DigestError::WrongResponse)),
+                "{bad}"
+            );
+        }
     }
 }

@@ -197,12 +197,7 @@ where
                 Ok(id) => {
                     // One caller (a device, a platform) holds its share of the slots,
                     // however many connections it opens.
-                    let who = caller_key(
-                        id.as_deref(),
-                        c.header("authorization"),
-                        c.header("user-identify"),
-                        peer_of(&c),
-                    );
+                    let who = caller_key(id.as_deref(), c.header("user-identify"), peer_of(&c));
                     let Some(share) = c.app.viid_callers.take(&who) else {
                         return early(
                             ApiError::Busy("this caller's share of the GA/T 1400 gateway"),
@@ -293,28 +288,24 @@ where
 
 /// Whose share of the GA/T 1400 slots a request takes, keyed on what is proven
 /// before its body: the digest's identity (`proven`), a registration (bound to its
-/// address); a digest checked only after the body (`qop=auth-int`) proves nothing
-/// yet, so the client's address stands in (as it does for no identity at all).
+/// address); the client's address when neither names one.
 pub(crate) fn caller_key(
     proven: Option<&str>,
-    authorization: Option<&str>,
     user_identify: Option<&str>,
     peer: Option<std::net::IpAddr>,
 ) -> String {
-    let unproven = authorization.is_some_and(|h| h.to_ascii_lowercase().contains("auth-int"));
     let address = || peer.map_or_else(String::new, |p| format!("address {p}"));
-    match (proven, unproven) {
-        (Some(id), _) => id.to_string(),
-        (None, true) => address(),
-        (None, false) => user_identify
+    match proven {
+        Some(id) => id.to_string(),
+        None => user_identify
             .map(|s| s.trim().to_string())
             .unwrap_or_else(address),
     }
 }
 
-/// Before the body: the caller a digest in the headers proves (`None` when the digest
-/// covers the body, `qop=auth-int`, and is checked after it), or a registered
-/// `User-Identify`; otherwise why not.
+/// Before the body: the caller a digest in the headers proves (every digest is judged
+/// from the headers alone: `qop=auth-int` is refused), or a registered
+/// `User-Identify` (`None`); otherwise why not.
 fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError> {
     let identity = c
         .header("user-identify")
@@ -329,7 +320,6 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
         _ => Err(why),
     };
     match c.header("authorization").filter(|h| !h.trim().is_empty()) {
-        Some(h) if h.to_ascii_lowercase().contains("auth-int") => Ok(None),
         Some(h) => {
             let method = c.head.method.as_str();
             let target = match c.head.uri.query() {

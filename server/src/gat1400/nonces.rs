@@ -66,6 +66,8 @@ pub enum Use {
     Stale,
     /// An `nc` already seen, or older than the window: a replay.
     Replayed,
+    /// An `nc` that is not 1 to 8 hex digits ([`counter`]): nothing recorded.
+    Malformed,
 }
 
 #[derive(Default)]
@@ -75,6 +77,27 @@ pub struct Nonces {
     order: VecDeque<(Instant, String)>,
     /// Signs nonces, so any holder of the key verifies them (`None`: local nonces).
     key: Option<[u8; 32]>,
+}
+
+/// Whether `a` and `b` are the same bytes, compared whole rather than up to the first
+/// difference, so how long it takes tells nothing of where a guess goes wrong (a
+/// signature, a digest response). Only the lengths are told apart early.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The count an `nc` says: 1 to 8 hex digits (RFC 7616 §3.4: `8LHEX`; clients also send
+/// `1`), or 1 when empty (no `qop`: a nonce answered once). `None` for anything else,
+/// which is a malformed header, not a replay.
+pub fn counter(nc: &str) -> Option<u64> {
+    let nc = nc.trim();
+    match nc {
+        "" => Some(1),
+        nc if nc.len() <= 8 && nc.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(nc, 16).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Signed nonces dated this far ahead of the verifying node's clock are still taken
@@ -105,14 +128,8 @@ impl Nonces {
         let (issued, _) = dated.split_once('-')?;
         let issued = i64::from_str_radix(issued, 16).ok()?;
         let expected = Nonces::signature(key, dated);
-        // Compared whole, not byte by byte until the first difference.
-        let same = expected.len() == signature.len()
-            && expected
-                .bytes()
-                .zip(signature.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same || issued > now_ms + CLOCK_SKEW_MS {
+        if !same_bytes(expected.as_bytes(), signature.as_bytes()) || issued > now_ms + CLOCK_SKEW_MS
+        {
             return None;
         }
         Some(Duration::from_millis(now_ms.saturating_sub(issued) as u64))
@@ -167,12 +184,8 @@ impl Nonces {
         if now.duration_since(*issued) >= NONCE_TTL {
             return Use::Stale;
         }
-        let count = match nc {
-            "" => 1,
-            nc => match u64::from_str_radix(nc.trim(), 16) {
-                Ok(n) => n,
-                Err(_) => return Use::Replayed,
-            },
+        let Some(count) = counter(nc) else {
+            return Use::Malformed;
         };
         match window.take(count) {
             true => Use::Fresh,
@@ -249,8 +262,43 @@ mod tests {
         assert_eq!(n.answer(&a, &nc(1_000)), Use::Fresh);
         assert_eq!(n.answer(&a, &nc(999)), Use::Fresh);
         assert_eq!(n.answer(&a, &nc(1_000 - NC_WINDOW)), Use::Replayed);
-        assert_eq!(n.answer(&a, &nc(u64::MAX)), Use::Fresh);
-        assert_eq!(n.answer(&a, &nc(u64::MAX)), Use::Replayed);
+        assert_eq!(n.answer(&a, &nc(u32::MAX.into())), Use::Fresh);
+        assert_eq!(n.answer(&a, &nc(u32::MAX.into())), Use::Replayed);
+    }
+
+    /// An `nc` that is not 1 to 8 hex digits is malformed, not a replay: nothing is
+    /// recorded, and the counter stays open for a well-formed answer.
+    #[test]
+    fn a_malformed_nc_is_told_apart_from_a_replay() {
+        let mut n = Nonces::default();
+        let a = n.issue();
+        for bad in [
+            "xyz",
+            "0000000g",
+            "000000001",
+            "ffffffffffffffff",
+            "-1",
+            "+1",
+            "1 2",
+        ] {
+            assert_eq!(counter(bad), None, "{bad}");
+            assert_eq!(n.answer(&a, bad), Use::Malformed, "{bad}");
+        }
+        assert_eq!(counter(""), Some(1));
+        assert_eq!(counter("1"), Some(1));
+        assert_eq!(counter("0000000A"), Some(10));
+        assert_eq!(counter("ffffffff"), Some(u32::MAX.into()));
+        assert_eq!(n.answer(&a, "00000001"), Use::Fresh);
+    }
+
+    #[test]
+    fn same_bytes_compares_whole_values() {
+        assert!(same_bytes(b"", b""));
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"abc", b"xbc"));
+        assert!(!same_bytes(b"abc", b"abcd"));
+        assert!(!same_bytes(b"abcd", b"abc"));
     }
 
     #[test]

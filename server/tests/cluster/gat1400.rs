@@ -720,21 +720,42 @@ fn status_within(stream: &mut std::net::TcpStream, wait: Duration) -> Option<Str
 }
 
 #[test]
-fn unproven_gat1400_callers_hold_their_share_and_no_more_time_than_serve_gives() {
+fn gat1400_callers_hold_their_share_and_no_more_time_than_serve_gives() {
     use std::io::Write;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::start();
+    let cli = env.config_file("cli");
+    add_login(&cli, CAMERA, "3205080001", "pw-vehicles");
     let (_i1, a1) = env.ingest("ingest-1");
+    let (status, body) = register(a1, "/VIID/System/Register", CAMERA, "pw-vehicles");
+    assert_eq!(status, 200, "{body}");
+    // A digest the challenge did not offer (`qop=auth-int`, which only the body could
+    // check) proves nothing: refused from the head, its 100,000 bytes never read.
+    let mut unproven = std::net::TcpStream::connect(a1).unwrap();
+    unproven
+        .write_all(
+            b"POST /VIID/Faces HTTP/1.1\r\nHost: x\r\n\
+              Authorization: Digest username=\"x\", realm=\"Sightline\", uri=\"/VIID/Faces\", \
+              qop=auth-int, nc=00000001, cnonce=\"c\", nonce=\"n\", response=\"0\"\r\n\
+              Content-Length: 100000\r\n\r\n{",
+        )
+        .unwrap();
+    let answer = status_within(&mut unproven, Duration::from_secs(3));
+    assert!(
+        answer.as_deref().is_some_and(|s| s.contains(" 401")),
+        "{answer:?}"
+    );
     // A connection whose head never ends is cut off (serve's header timeout).
     let mut idle = std::net::TcpStream::connect(a1).unwrap();
     idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
     let started = Instant::now();
-    // Uploads whose digest is checked after the body (`qop=auth-int`) prove nothing
-    // before it: they hold one address's share of the slots, their bodies never come.
-    let head = "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\n\
-                Authorization: Digest username=\"x\", qop=auth-int, nonce=\"n\"\r\n\
-                Content-Length: 100000\r\n\r\n{";
+    // Uploads of a registered caller (`User-Identify` from its address) whose bodies
+    // never come hold that caller's share of the slots, and no more.
+    let head = format!(
+        "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\nUser-Identify: {CAMERA}\r\n\
+         Content-Length: 100000\r\n\r\n{{"
+    );
     let mut held: Vec<std::net::TcpStream> = (0..8)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(a1).unwrap();

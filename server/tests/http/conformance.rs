@@ -400,28 +400,54 @@ fn apes_and_tollgates_carry_name_and_area_place_code() {
     }
 }
 
-/// RFC 7616 §3.4.3: a `qop=auth-int` digest hashes the body as sent: one starting with
-/// a byte order mark (which the server skips to read the JSON) is verified over the
-/// bytes the client hashed, mark included.
+/// RFC 7616 §3.4: the client's `qop` must be one the challenge offered, and ours
+/// offer only `auth`. A `qop=auth-int` digest — its response right, over the body as
+/// sent — is answered 401 with a fresh `qop="auth"` challenge; and it is judged from
+/// the headers: an upload announcing 64 MiB and sending none of it is answered at
+/// once, no byte of its body waited for.
 #[test]
-fn an_auth_int_digest_is_checked_over_the_body_as_sent() {
+fn an_auth_int_digest_is_refused_from_the_headers_before_the_body() {
+    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
     with_gate(a);
-    let path = "/VIID/System/Register";
-    let body = format!("\u{feff}{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
-    let (status, head, _) = viid(a, "POST", path, &[], &body);
-    assert_eq!(status, 401, "{head}");
-    let nonce = nonce_of(&head);
     let md5 = sightline_testkit::gat1400::md5_hex;
     let ha1 = md5(&format!("{GATE}:Sightline:{PASSWORD}"));
-    let ha2 = md5(&format!("POST:{path}:{}", md5(&body)));
-    let response = md5(&format!("{ha1}:{nonce}:00000001:c0ffee:auth-int:{ha2}"));
-    let auth = format!(
-        "Digest username=\"{GATE}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{path}\", \
-         qop=auth-int, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", algorithm=MD5"
-    );
-    let (status, _, answer) = viid(a, "POST", path, &[("Authorization", auth)], &body);
-    assert_eq!(status, 200, "{answer}");
+    let auth_int = |path: &str, nonce: &str, body: &str| {
+        let ha2 = md5(&format!("POST:{path}:{}", md5(body)));
+        let response = md5(&format!("{ha1}:{nonce}:00000001:c0ffee:auth-int:{ha2}"));
+        format!(
+            "Digest username=\"{GATE}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{path}\", \
+             qop=auth-int, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", algorithm=MD5"
+        )
+    };
+    let path = "/VIID/System/Register";
+    let body = format!("{{\"RegisterObject\":{{\"DeviceID\":\"{GATE}\"}}}}");
+    let (status, head, _) = viid(a, "POST", path, &[], &body);
+    assert_eq!(status, 401, "{head}");
+    let auth = auth_int(path, &nonce_of(&head), &body);
+    let (status, head, answer) = viid(a, "POST", path, &[("Authorization", auth)], &body);
+    assert_eq!(status, 401, "{answer}");
+    assert!(head.contains("qop=\"auth\""), "{head}");
+    assert!(!head.contains("stale=true"), "{head}");
+    // An upload: refused from its head, its 64 MiB never sent.
+    let path = "/VIID/Faces";
+    let (status, head, _) = viid(a, "POST", path, &[], "{}");
+    assert_eq!(status, 401, "{head}");
+    let auth = auth_int(path, &nonce_of(&head), "");
+    let mut s = std::net::TcpStream::connect(a).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+         Authorization: {auth}\r\nContent-Length: {}\r\n\r\n{{",
+        64 << 20
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut got = [0u8; 64];
+    let n = s.read(&mut got).expect("answered without the body");
+    let line = String::from_utf8_lossy(&got[..n]).to_string();
+    assert!(line.starts_with("HTTP/1.1 401"), "{line}");
 }
