@@ -3,8 +3,10 @@
 //!
 //! MD5 and SHA-256 (each with `-sess`), `qop=auth` when offered, else `qop=auth-int`
 //! (the body's hash in `A2`) when only that is, else RFC 2069's form; a fresh `cnonce`
-//! per answer. A nonce is reused with a growing `nc` until the
-//! upstream refuses it; then the new challenge is answered from `nc=1`.
+//! per answer. (Sightline's own gateway offers and takes only `qop=auth`: `auth-int`
+//! is answered here for upstreams that offer nothing else.) A nonce is reused with a
+//! growing `nc` until the upstream refuses it; then the new challenge is answered from
+//! `nc=1`.
 
 use super::digest::{digest_fields, Hash};
 
@@ -21,6 +23,9 @@ pub(crate) struct Challenge {
     qop_auth: bool,
     /// Only `auth-int` offered: answered with `qop=auth-int` (RFC 7616 §3.4.3).
     qop_auth_int: bool,
+    /// `stale=true`: the upstream refused only the nonce of the answer before (RFC
+    /// 7616 §3.3), not the password.
+    stale: bool,
     nc: u32,
 }
 
@@ -71,7 +76,8 @@ pub(crate) fn challenges_in(value: &str) -> Vec<&str> {
 
 impl Challenge {
     /// The strongest digest challenge among `WWW-Authenticate` header values (SHA-256
-    /// before MD5, RFC 7616 §3.7); `None` when none is a digest this client answers.
+    /// before MD5, and the first of equally strong ones: RFC 7616 §3.7, the server
+    /// lists its preferred first); `None` when none is a digest this client answers.
     /// Each header value may hold several challenges (RFC 9110 §11.6.1:
     /// `Basic realm="x", Digest realm="y", …`): they are split first
     /// ([`challenges_in`]).
@@ -80,7 +86,16 @@ impl Challenge {
             .into_iter()
             .flat_map(challenges_in)
             .filter_map(Challenge::parse)
-            .max_by_key(|c| c.hash.sha256)
+            .reduce(|best, c| match (best.hash.sha256, c.hash.sha256) {
+                (false, true) => c,
+                _ => best,
+            })
+    }
+
+    /// Whether the upstream said `stale=true`: its nonce, not our password, was
+    /// refused, so the answer is worth sending again with this challenge's nonce.
+    pub fn stale(&self) -> bool {
+        self.stale
     }
 
     fn parse(header: &str) -> Option<Challenge> {
@@ -96,11 +111,13 @@ impl Challenge {
         Some(Challenge {
             realm: get("realm").unwrap_or_default(),
             nonce: get("nonce")?,
-            opaque: get("opaque"),
+            // Echoed unchanged, an empty one too (RFC 7616 §3.4).
+            opaque: f.get("opaque").cloned(),
             algorithm,
             hash,
             qop_auth,
             qop_auth_int,
+            stale: get("stale").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             nc: 0,
         })
     }
@@ -248,8 +265,6 @@ mod tests {
         assert!(a.contains(&want) && !a.contains("nc="), "{a}");
     }
 
-    /// RFC 7616 §3.4.3: an upstream offering only `auth-int` is answered with it, the
-    /// body's hash in `A2` — and Sightline's own gateway accepts that answer.
     /// RFC 9110 §11.6.1: one field may carry several challenges; commas in quoted
     /// strings do not split them; the strongest digest is answered.
     #[test]
@@ -283,6 +298,8 @@ mod tests {
         assert!(challenges_in("").is_empty());
     }
 
+    /// RFC 7616 §3.4.3: an upstream offering only `auth-int` is answered with it, the
+    /// body's hash in `A2` (Sightline's own gateway never offers it, and refuses it).
     #[test]
     fn an_auth_int_only_challenge_is_answered_with_auth_int() {
         use crate::gat1400::md5_hex;
@@ -316,5 +333,48 @@ mod tests {
             Challenge::pick(["Digest realm=\"r\", qop=\"auth-int,auth\", nonce=\"n\""]).unwrap();
         let a = both.answer("u", "p", "POST", "/x", b"b");
         assert!(a.contains("qop=auth,"), "{a}");
+    }
+
+    /// RFC 7616 §3.7: of equally strong challenges the first is answered (the server
+    /// lists its preferred first); SHA-256 still wins over an MD5 before it.
+    #[test]
+    fn the_first_of_equally_strong_challenges_is_answered() {
+        let md5 =
+            |n: &str| format!("Digest realm=\"r\", qop=\"auth\", nonce=\"{n}\", algorithm=MD5");
+        let sha =
+            |n: &str| format!("Digest realm=\"r\", qop=\"auth\", nonce=\"{n}\", algorithm=SHA-256");
+        let pick = |all: &[String]| {
+            Challenge::pick(all.iter().map(String::as_str))
+                .unwrap()
+                .nonce
+        };
+        assert_eq!(pick(&[md5("m1"), md5("m2")]), "m1");
+        assert_eq!(pick(&[sha("s1"), sha("s2")]), "s1");
+        assert_eq!(pick(&[md5("m1"), sha("s1"), md5("m2"), sha("s2")]), "s1");
+        assert_eq!(pick(&[format!("{}, {}", md5("m1"), md5("m2"))]), "m1");
+    }
+
+    /// RFC 7616 §3.4: `opaque` is echoed unchanged — an empty one too; none when the
+    /// challenge had none.
+    #[test]
+    fn an_empty_opaque_is_echoed() {
+        let mut c = Challenge::pick(["Digest realm=\"r\", qop=\"auth\", nonce=\"n\", opaque=\"\""])
+            .unwrap();
+        let a = c.answer("u", "p", "POST", "/x", b"");
+        assert!(a.contains(", opaque=\"\""), "{a}");
+        let mut c = Challenge::pick(["Digest realm=\"r\", qop=\"auth\", nonce=\"n\""]).unwrap();
+        let a = c.answer("u", "p", "POST", "/x", b"");
+        assert!(!a.contains("opaque"), "{a}");
+    }
+
+    #[test]
+    fn stale_is_read_from_the_challenge() {
+        let stale = Challenge::pick(["Digest realm=\"r\", nonce=\"n\", stale=TRUE"]).unwrap();
+        assert!(stale.stale());
+        let fresh = Challenge::pick(["Digest realm=\"r\", nonce=\"n\", stale=false"]).unwrap();
+        assert!(!fresh.stale());
+        assert!(!Challenge::pick(["Digest realm=\"r\", nonce=\"n\""])
+            .unwrap()
+            .stale());
     }
 }

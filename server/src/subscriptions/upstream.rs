@@ -352,8 +352,10 @@ pub(crate) struct Login<'a> {
 }
 
 /// A GA/T 1400 request authenticated by digest: answered with `challenge`'s nonce (the
-/// next `nc`) when there is one; a 401 brings a new challenge, answered once (a second
-/// 401 is a refusal). The answer's status and body.
+/// next `nc`) when there is one; a 401 brings a new challenge, answered once. A 401 to
+/// that fresh answer is a refusal — unless it says `stale=true` (RFC 7616 §3.3: only
+/// the nonce was refused, the password was right), when its new nonce is answered
+/// once more. So at most three requests. The answer's status and body.
 pub(crate) async fn digest_request(
     outbound: &Outbound,
     addr: &str,
@@ -364,6 +366,7 @@ pub(crate) async fn digest_request(
     challenge: &mut Option<Challenge>,
 ) -> Result<(hyper::StatusCode, hyper::body::Bytes), SessionError> {
     let mut answered_fresh = false;
+    let mut answered_stale = false;
     loop {
         let authorization = challenge
             .as_mut()
@@ -377,20 +380,28 @@ pub(crate) async fn digest_request(
         if status != hyper::StatusCode::UNAUTHORIZED {
             return Ok((status, answer));
         }
-        if answered_fresh {
-            return Err(SessionError::Refused {
-                path: path.to_string(),
-            });
-        }
         let offered = headers
             .get_all(hyper::header::WWW_AUTHENTICATE)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        *challenge = Some(
-            Challenge::pick(offered).ok_or_else(|| SessionError::NoChallenge {
-                path: path.to_string(),
-            })?,
-        );
+        let picked = Challenge::pick(offered);
+        if answered_fresh {
+            match picked {
+                Some(stale) if stale.stale() && !answered_stale => {
+                    *challenge = Some(stale);
+                    answered_stale = true;
+                    continue;
+                }
+                _ => {
+                    return Err(SessionError::Refused {
+                        path: path.to_string(),
+                    })
+                }
+            }
+        }
+        *challenge = Some(picked.ok_or_else(|| SessionError::NoChallenge {
+            path: path.to_string(),
+        })?);
         answered_fresh = true;
     }
 }
@@ -518,4 +529,129 @@ pub(crate) fn uploads(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream on 127.0.0.1 answering its connections in turn with `answers`
+    /// (status line and headers), one request each; the `Authorization` of each
+    /// request it read.
+    async fn upstream(
+        answers: Vec<String>,
+    ) -> (String, tokio::task::JoinHandle<Vec<Option<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).await.unwrap() == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                s.read_exact(&mut body).await.unwrap();
+                seen.push(head.lines().find_map(|l| {
+                    l.strip_prefix("Authorization: ")
+                        .or_else(|| l.strip_prefix("authorization: "))
+                        .map(str::to_string)
+                }));
+                let reply = format!("{answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                s.write_all(reply.as_bytes()).await.unwrap();
+                let _ = s.shutdown().await;
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    fn challenge(nonce: &str, stale: bool) -> String {
+        let stale = if stale { ", stale=true" } else { "" };
+        format!(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"up\", qop=\"auth\", \
+             nonce=\"{nonce}\", algorithm=MD5{stale}"
+        )
+    }
+
+    async fn request(addr: &str) -> Result<hyper::StatusCode, SessionError> {
+        let outbound = Outbound::new(None).unwrap();
+        let login = Login {
+            device_id: "32050800005030000001",
+            username: "u",
+            password: "p",
+        };
+        let mut held = None;
+        digest_request(
+            &outbound,
+            addr,
+            hyper::Method::POST,
+            "/VIID/System/Register",
+            b"{}".to_vec(),
+            &login,
+            &mut held,
+        )
+        .await
+        .map(|(status, _)| status)
+    }
+
+    /// RFC 7616 §3.3: a `stale=true` 401 to a fresh answer refused only the nonce: the
+    /// new one is answered once more, not taken as a wrong password.
+    #[tokio::test]
+    async fn a_stale_answer_to_a_fresh_one_is_answered_again_with_the_new_nonce() {
+        let (addr, seen) = upstream(vec![
+            challenge("n1", false),
+            challenge("n2", true),
+            "HTTP/1.1 200 OK".to_string(),
+        ])
+        .await;
+        assert_eq!(request(&addr).await.unwrap(), hyper::StatusCode::OK);
+        let seen = seen.await.unwrap();
+        assert!(seen[0].is_none(), "{seen:?}");
+        assert!(
+            seen[1].as_deref().unwrap().contains("nonce=\"n1\""),
+            "{seen:?}"
+        );
+        assert!(
+            seen[2].as_deref().unwrap().contains("nonce=\"n2\""),
+            "{seen:?}"
+        );
+    }
+
+    /// Once only: stale again, or a 401 without `stale`, is a refusal.
+    #[tokio::test]
+    async fn stale_is_answered_once_and_a_plain_401_is_a_refusal() {
+        let (addr, seen) = upstream(vec![
+            challenge("n1", false),
+            challenge("n2", true),
+            challenge("n3", true),
+        ])
+        .await;
+        assert!(matches!(
+            request(&addr).await,
+            Err(SessionError::Refused { .. })
+        ));
+        assert_eq!(seen.await.unwrap().len(), 3);
+        let (addr, seen) = upstream(vec![challenge("n1", false), challenge("n2", false)]).await;
+        assert!(matches!(
+            request(&addr).await,
+            Err(SessionError::Refused { .. })
+        ));
+        assert_eq!(seen.await.unwrap().len(), 2);
+    }
 }
