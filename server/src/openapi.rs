@@ -64,7 +64,7 @@ pub fn document() -> Value {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key",
                     "description": "The same API key in its own header."},
                 "gat1400Digest": {"type": "http", "scheme": "digest",
-                    "description": "GA/T 1400: HTTP Digest (RFC 2617/7616: MD5 or SHA-256, qop=auth or auth-int) with the credential of a catalogued device or platform; later requests name it in `User-Identify` from the registered address, or carry a digest, or (mTLS) a client certificate naming it."}},
+                    "description": "GA/T 1400: HTTP Digest (RFC 2617/7616: MD5 or SHA-256, qop=auth or none; another qop is refused) with the credential of a catalogued device or platform; later requests name it in `User-Identify` from the registered address, or carry a digest, or (mTLS) a client certificate naming it."}},
             "schemas": {"Error": {"type": "object", "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},

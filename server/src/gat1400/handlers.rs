@@ -37,8 +37,8 @@ pub(crate) struct Exchange {
     pub user_identify: Option<String>,
     /// The body, inflated and without a byte order mark.
     pub body: Bytes,
-    /// The body as it came (a `qop=auth-int` digest hashes these bytes, RFC 7616
-    /// §3.4.3).
+    /// The body as it came (before inflation; no digest we take hashes it: only
+    /// `qop=auth` or none is accepted).
     pub raw: Bytes,
     pub now_ms: i64,
     /// The caller a digest proved before the body was read.
