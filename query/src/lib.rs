@@ -34,7 +34,8 @@ pub use patterns::{
 pub use search::{search, SearchQuery, SubjectMatch, MAX_SEARCH_LIMIT};
 pub use sightline_index::SearchMode;
 pub use trajectory::{
-    trajectory, trajectory_pages, Cursor, Stay, StayEnd, Trajectory, TrajectoryQuery, MAX_STAYS,
+    trajectory, trajectory_handed, trajectory_pages, Cursor, Stay, StayEnd, Trajectory,
+    TrajectoryQuery, MAX_STAYS,
 };
 
 /// Milliseconds in a day and an hour.

@@ -118,6 +118,22 @@ impl Trajectory {
 /// of runs that overlap in time at a time (see [`Merged`]): memory holds the page, the
 /// stays and at most one group (bounded), not the subject's history, however long it is.
 pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Trajectory> {
+    trajectory_handed(ctx, q, |_| None, |_, _| {})
+}
+
+/// [`trajectory`], the page's events handed over as they are merged, in chunks of
+/// `chunk` events, when `start` (told, before any event is merged, the most events the
+/// page can hold) names a size: `hand` gets each whole chunk, in order, with where its
+/// events' attributes are, and the answer's `events` and `attrs_at` hold only those
+/// after the last whole chunk. The stays and the cursor are the whole page's. For a
+/// caller that writes a page's first events while the rest are merged. An error stops
+/// the merge: chunks handed before it are the page's first events all the same.
+pub fn trajectory_handed(
+    ctx: &QueryContext<'_>,
+    q: &TrajectoryQuery,
+    start: impl FnOnce(usize) -> Option<usize>,
+    mut hand: impl FnMut(Vec<Sighting>, Vec<sightline_storage::AttrsAt>),
+) -> Result<Trajectory> {
     if q.limit == 0 || q.limit > MAX_PAGE {
         return Err(QueryError::invalid(
             "limit",
@@ -141,11 +157,17 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         .is_none()
         .then(|| Stays::with_capacity(merged.remaining()));
     let page = q.limit.min(merged.remaining());
-    out.events.reserve(page);
-    out.attrs_at.reserve(page);
+    let chunk = start(page).filter(|&c| c > 0 && c < page);
+    let held = chunk.unwrap_or(page);
+    out.events.reserve(held);
+    out.attrs_at.reserve(held);
+    // Events of the page handed over in chunks, and the last of them (the cursor's
+    // place when no event follows the last chunk in `out`).
+    let (mut handed, mut last_handed) = (0usize, None::<Cursor>);
     let mut seen = 0usize;
     loop {
-        if out.events.len() == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
+        let taken = handed + out.events.len();
+        if taken == q.limit && stays.as_ref().is_none_or(|s| s.truncated) {
             break;
         }
         let Some(next) = merged.next()? else {
@@ -154,9 +176,16 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         if let Some(s) = stays.as_mut() {
             s.push(&next.row, merged.community_of(&next));
         }
-        if out.events.len() < q.limit {
+        if taken < q.limit {
             out.events.push(merged.sighting(&next));
             out.attrs_at.push(merged.attrs(&next));
+            if chunk == Some(out.events.len()) {
+                last_handed = out.events.last().map(cursor_of);
+                handed += out.events.len();
+                let events = std::mem::replace(&mut out.events, Vec::with_capacity(held));
+                let attrs = std::mem::replace(&mut out.attrs_at, Vec::with_capacity(held));
+                hand(events, attrs);
+            }
         }
         seen += 1;
         if seen.is_multiple_of(1 << 16) {
@@ -164,23 +193,28 @@ pub fn trajectory(ctx: &QueryContext<'_>, q: &TrajectoryQuery) -> Result<Traject
         }
     }
     // Events past the page: passed for the stays, or next in line.
-    let more = seen > out.events.len() || merged.peek()?.is_some();
+    let more = seen > handed + out.events.len() || merged.peek()?.is_some();
     if let Some(s) = stays {
         out.stays_truncated = s.truncated;
         out.stays = s.finish(&merged);
     }
     out.next_cursor = more.then(|| {
-        let last = out
-            .events
+        out.events
             .last()
-            .expect("a page before the end is not empty");
-        Cursor {
-            ts_ms: last.ts_ms,
-            device: last.device.to_string(),
-            seq: last.seq,
-        }
+            .map(cursor_of)
+            .or(last_handed)
+            .expect("a page before the end is not empty")
     });
     Ok(out)
+}
+
+/// Where a page ending at `last` goes on from.
+fn cursor_of(last: &Sighting) -> Cursor {
+    Cursor {
+        ts_ms: last.ts_ms,
+        device: last.device.to_string(),
+        seq: last.seq,
+    }
 }
 
 /// The whole trajectory after `q.cursor` (`q.limit` is ignored): first `start` is told

@@ -252,6 +252,8 @@ proptest! {
         // Groups of runs sorted whole (the default), or past a small bound merged by
         // heap, or a mix of both in one answer.
         sort_max in prop_oneof![Just(TRAJECTORY_SORT_MAX), 0usize..6],
+        // Events handed over in chunks of this many as they are merged.
+        chunk in 1usize..4,
     ) {
         let l = load(&batches, &seals, index_first);
         let ctx = QueryContext {
@@ -283,6 +285,30 @@ proptest! {
                 communities: communities.clone(), cursor: cursor.clone(), limit,
             }).unwrap();
             prop_assert!(page.events.len() <= limit);
+            // The same page with its events handed over in chunks as they are merged:
+            // the chunks and what is left after them are the page's events, in order,
+            // and the stays and the cursor are the page's.
+            let (mut told, mut chunks) = (None, Vec::new());
+            let handed = trajectory_handed(&ctx, &TrajectoryQuery {
+                kind, subject: subject.clone(), from_ms: from, to_ms: to,
+                communities: communities.clone(), cursor: cursor.clone(), limit,
+            }, |most| { told = Some(most); Some(chunk) }, |events, attrs| {
+                assert_eq!(events.len(), attrs.len());
+                chunks.push(events);
+            }).unwrap();
+            prop_assert!(chunks.iter().all(|c| c.len() == chunk));
+            prop_assert!(handed.events.len() < chunk || chunks.is_empty());
+            prop_assert_eq!(handed.events.len(), handed.attrs_at.len());
+            let joined: Vec<_> = chunks.iter().flatten().chain(&handed.events).map(strip).collect();
+            let whole: Vec<_> = page.events.iter().map(strip).collect();
+            prop_assert_eq!(joined, whole);
+            prop_assert!(told.map_or(page.events.is_empty(), |most| most >= page.events.len()));
+            prop_assert_eq!(&handed.stays, &page.stays);
+            prop_assert_eq!(handed.stays_truncated, page.stays_truncated);
+            prop_assert_eq!(
+                handed.next_cursor.as_ref().map(|c| c.to_string()),
+                page.next_cursor.as_ref().map(|c| c.to_string())
+            );
             if cursor.is_none() {
                 first_stays = Some(page.stays.clone());
             } else {

@@ -1,18 +1,20 @@
 //! `GET /v1/trajectory`: a page of a subject's sightings with stays, or with
 //! `Accept: application/x-ndjson` every sighting after the cursor, streamed.
 
+use std::mem::take;
 use std::sync::Arc;
 
 use hyper::body::Bytes;
 use hyper::StatusCode;
 use sightline_query::{
-    trajectory, trajectory_pages, Cursor, QueryContext, Sighting, Stay, StayEnd, TrajectoryQuery,
+    trajectory_handed, trajectory_pages, Cursor, QueryContext, Sighting, Stay, StayEnd,
+    TrajectoryQuery,
 };
 use sightline_storage::AttrsAt;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::offer::{core_free, in_parts};
+use crate::http::offer::{core_free, in_parts_fed};
 use crate::http::out::{put_str, EventOut, Fields};
 use crate::http::runner::{audited_get, query_ctx, scope_ids, AuditLine};
 use crate::http::{Answer, Body, Call};
@@ -71,46 +73,80 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// A page as JSON: `{"events", "stays", "stays_truncated", "next_cursor"}`, the events
 /// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
-/// serialization in `Server-Timing`. A page of [`SPLIT_EVENTS`] or more, when a core
-/// is likely free (fewer queries running than cores: [`core_free`]), is written in
-/// parts of [`PART_EVENTS`] by this thread and a thread of rayon's pool
-/// ([`in_parts`]) and sent as those parts, not copied into one; else by this thread
-/// alone, straight into the answer.
+/// serialization in `Server-Timing`. A page that may hold [`SPLIT_EVENTS`] or more
+/// (the subject's runs hold that many), when a core is likely free (fewer queries
+/// running than cores: [`core_free`]), has its events handed over in parts of
+/// [`PART_EVENTS`] as they are merged ([`trajectory_handed`]): a thread of rayon's
+/// pool writes them while this thread merges the rest, then both write what is left
+/// ([`in_parts_fed`]), and the page is sent as those parts, not copied into one.
+/// Else this thread writes the page alone, straight into the answer, once merged.
 fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     let q = trajectory_params(p, app.config.max_result_rows)?;
     let fields = Fields::param(p)?;
-    let mut t = trajectory(ctx, &q)?;
-    let started = std::time::Instant::now();
-    let n = t.events.len();
-    let (stays, truncated, cursor) = (&t.stays, t.stays_truncated, t.next_cursor.as_ref());
     let running =
         (app.config.max_concurrent_queries).saturating_sub(app.query_slots.available_permits());
-    if n < SPLIT_EVENTS || !core_free(running) {
+    let offer = |most: usize| (most >= SPLIT_EVENTS && core_free(running)).then_some(PART_EVENTS);
+    // Part `i` of the page: its events (after what goes before them: the page's head,
+    // or a comma), or what follows the last of them.
+    let write = move |i: usize, part: PagePart| -> Result<Vec<u8>, String> {
+        match part {
+            PagePart::Events(sightings, attrs) => {
+                let events = ahead(&sightings, &attrs, 0..sightings.len(), fields);
+                let mut text = Vec::with_capacity(sightings.len() * 400 + PAGE_HEAD.len());
+                match i {
+                    0 => text.extend_from_slice(PAGE_HEAD),
+                    _ => text.push(b','),
+                }
+                write_events(&mut text, events, fields).map(|()| text)
+            }
+            PagePart::Tail(stays, truncated, cursor) => {
+                let mut tail = Vec::with_capacity(stays.len() * 120 + 128);
+                page_tail(&mut tail, &stays, truncated, cursor.as_ref())
+                    .map_err(|e| e.to_string())?;
+                Ok(tail)
+            }
+        }
+    };
+    let mut handed = 0usize;
+    let (t, parts) = in_parts_fed(
+        |feed| {
+            let mut t = trajectory_handed(ctx, &q, offer, |events, attrs| {
+                handed += events.len();
+                feed.push(PagePart::Events(events, attrs));
+            })?;
+            if feed.fed() {
+                // The events after the last part handed over are the last part of
+                // events; what follows them, the stays and the cursor, one more.
+                if !t.events.is_empty() {
+                    handed += t.events.len();
+                    let (events, attrs) = (take(&mut t.events), take(&mut t.attrs_at));
+                    feed.push(PagePart::Events(events, attrs));
+                }
+                let tail = (take(&mut t.stays), t.stays_truncated, t.next_cursor.take());
+                feed.push(PagePart::Tail(tail.0, tail.1, tail.2));
+            }
+            Ok::<_, ApiError>(t)
+        },
+        write,
+    )?;
+    let started = std::time::Instant::now();
+    let Some(parts) = parts else {
+        let n = t.events.len();
+        let (stays, truncated, cursor) = (&t.stays, t.stays_truncated, t.next_cursor.as_ref());
         let events = ahead(&t.events, &t.attrs_at, 0..n, fields);
         let write = |text: &mut Vec<u8>| write_events(text, events, fields);
         return page_answer(started, n, write, stays, truncated, cursor);
-    }
-    let events = Arc::new((
-        std::mem::take(&mut t.events),
-        std::mem::take(&mut t.attrs_at),
-    ));
-    let parts = in_parts(n.div_ceil(PART_EVENTS), move |i| {
-        let (sightings, attrs) = &*events;
-        let range = i * PART_EVENTS..n.min((i + 1) * PART_EVENTS);
-        let events = ahead(sightings, attrs, range, fields);
-        let mut text = Vec::with_capacity(PART_EVENTS * 400);
-        // Each part carries what goes before its events: the page's head, or a comma.
-        match i {
-            0 => text.extend_from_slice(PAGE_HEAD),
-            _ => text.push(b','),
-        }
-        write_events(&mut text, events, fields).map(|()| text)
-    })
-    .map_err(ApiError::internal)?;
-    let mut tail = Vec::with_capacity(stays.len() * 120 + 128);
-    page_tail(&mut tail, stays, truncated, cursor)?;
-    let parts = parts.into_iter().chain([tail]).map(Bytes::from).collect();
-    Ok((page_body(started, parts), n))
+    };
+    let parts = parts.map_err(ApiError::internal)?;
+    let parts = parts.into_iter().map(Bytes::from).collect();
+    Ok((page_body(started, parts), handed))
+}
+
+/// A part of a page written by [`in_parts_fed`]: some of its events, or what follows
+/// the last of them (the stays, whether they were cut short, the cursor).
+enum PagePart {
+    Events(Vec<Sighting>, Vec<AttrsAt>),
+    Tail(Vec<Stay>, bool, Option<Cursor>),
 }
 
 /// `events[range]` to write, their attributes' chunks asked for ahead of their reads
