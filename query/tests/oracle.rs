@@ -288,17 +288,21 @@ proptest! {
             // The same page with its events handed over in chunks as they are merged:
             // the chunks and what is left after them are the page's events, in order,
             // and the stays and the cursor are the page's.
-            let (mut told, mut chunks) = (None, Vec::new());
+            let (mut told, mut chunks, mut chunk_attrs) = (None, Vec::new(), Vec::new());
             let handed = trajectory_handed(&ctx, &TrajectoryQuery {
                 kind, subject: subject.clone(), from_ms: from, to_ms: to,
                 communities: communities.clone(), cursor: cursor.clone(), limit,
             }, |most| { told = Some(most); Some(chunk) }, |events, attrs| {
                 assert_eq!(events.len(), attrs.len());
                 chunks.push(events);
+                chunk_attrs.extend(attrs.iter().map(|a| a.decode().unwrap()));
             }).unwrap();
             prop_assert!(chunks.iter().all(|c| c.len() == chunk));
             prop_assert!(handed.events.len() < chunk || chunks.is_empty());
             prop_assert_eq!(handed.events.len(), handed.attrs_at.len());
+            // Each event's attributes are its own.
+            chunk_attrs.extend(handed.attrs().unwrap());
+            prop_assert_eq!(chunk_attrs, page.attrs().unwrap());
             let joined: Vec<_> = chunks.iter().flatten().chain(&handed.events).map(strip).collect();
             let whole: Vec<_> = page.events.iter().map(strip).collect();
             prop_assert_eq!(joined, whole);

@@ -223,18 +223,39 @@ mod tests {
     /// A part as the tests write it: its value and the thread that wrote it.
     type Tagged = (usize, std::thread::ThreadId);
 
-    /// `make` feeding `parts` inputs (`i * 3` for part `i`), waiting `pause` after
+    /// Waits (up to 10 s) until `flag` is set.
+    fn wait_for(flag: &AtomicBool) {
+        let t = std::time::Instant::now();
+        while !flag.load(Ordering::SeqCst) && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
+    /// `make` feeding `parts` inputs (`i * 3` for part `i`), waiting after the first
+    /// until the pool's thread has written a part (up to 10 s), and `pause` after
     /// each; the parts written as `(value, thread)`.
     fn fed(parts: usize, pause: std::time::Duration) -> (usize, Option<Written<Tagged>>) {
+        let maker = std::thread::current().id();
+        let pool_wrote = Arc::new(AtomicBool::new(false));
+        let wrote = pool_wrote.clone();
         in_parts_fed(
             |feed| {
                 for i in 0..parts {
                     feed.push(i * 3);
+                    if i == 0 {
+                        wait_for(&pool_wrote);
+                    }
                     std::thread::sleep(pause);
                 }
                 Ok::<_, String>(parts)
             },
-            |_, v| Ok((v, std::thread::current().id())),
+            move |_, v| {
+                let at = std::thread::current().id();
+                if at != maker {
+                    wrote.store(true, Ordering::SeqCst);
+                }
+                Ok((v, at))
+            },
         )
         .unwrap()
     }
@@ -248,7 +269,8 @@ mod tests {
     }
 
     /// Every part is written once and comes back in order, whatever its place; the
-    /// pool's thread writes parts while `make` still feeds (it pauses after each).
+    /// pool's thread writes parts while `make` still feeds (it waits for the pool's
+    /// first part, then pauses after each).
     #[test]
     fn parts_in_order_the_pool_writing_while_fed() {
         let here = std::thread::current().id();
@@ -258,12 +280,10 @@ mod tests {
             assert_eq!(made, parts);
             let values: Vec<usize> = out.iter().map(|(v, _)| *v).collect();
             assert_eq!(values, (0..parts).map(|i| i * 3).collect::<Vec<_>>());
-            if parts > 2 {
-                assert!(
-                    out.iter().any(|(_, t)| *t != here),
-                    "the pool wrote no part"
-                );
-            }
+            assert!(
+                out.iter().any(|(_, t)| *t != here),
+                "the pool wrote no part"
+            );
         }
     }
 
@@ -337,18 +357,30 @@ mod tests {
             },
         );
         assert_eq!(out.unwrap_err(), "the merge failed");
+        // The pool's thread has written the first part and waits for the second
+        // when the merge panics.
+        let pool_wrote = Arc::new(AtomicBool::new(false));
+        let wrote = pool_wrote.clone();
+        let maker = std::thread::current().id();
         let panicked = std::panic::catch_unwind(|| {
             in_parts_fed(
                 |feed| {
                     feed.push(1);
-                    feed.push(2);
+                    wait_for(&pool_wrote);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                     panic!("a bug in the merge");
                     #[allow(unreachable_code)]
                     Ok::<(), String>(())
                 },
-                |_, v: usize| Ok(v),
+                move |_, v: usize| {
+                    if std::thread::current().id() != maker {
+                        wrote.store(true, Ordering::SeqCst);
+                    }
+                    Ok(v)
+                },
             )
         });
+        assert!(pool_wrote.load(Ordering::SeqCst), "the pool wrote no part");
         assert!(panicked.is_err());
         // Both offers end: no pool thread is left waiting for a part (counted in
         // OFFERED until it returns).

@@ -73,8 +73,9 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// A page as JSON: `{"events", "stays", "stays_truncated", "next_cursor"}`, the events
 /// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
-/// serialization in `Server-Timing`. A page that may hold [`SPLIT_EVENTS`] or more
-/// (the subject's runs hold that many), when a core is likely free (fewer queries
+/// serialization in `Server-Timing` once the merge has ended (what is written while it
+/// runs counts as the query's time). A page that may hold [`SPLIT_EVENTS`] or more
+/// (its `limit` and the subject's runs past the cursor hold that many), when a core is likely free (fewer queries
 /// running than cores: [`core_free`]), has its events handed over in parts of
 /// [`PART_EVENTS`] as they are merged ([`trajectory_handed`]): a thread of rayon's
 /// pool writes them while this thread merges the rest, then both write what is left
@@ -108,12 +109,16 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
         }
     };
     let mut handed = 0usize;
+    // When the merge ended: serialization is timed from there (writing that overlapped
+    // the merge counts as the query's time).
+    let mut merged = None;
     let (t, parts) = in_parts_fed(
         |feed| {
             let mut t = trajectory_handed(ctx, &q, offer, |events, attrs| {
                 handed += events.len();
                 feed.push(PagePart::Events(events, attrs));
             })?;
+            merged = Some(std::time::Instant::now());
             if feed.fed() {
                 // The events after the last part handed over are the last part of
                 // events; what follows them, the stays and the cursor, one more.
@@ -129,7 +134,7 @@ fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), 
         },
         write,
     )?;
-    let started = std::time::Instant::now();
+    let started = merged.unwrap_or_else(std::time::Instant::now);
     let Some(parts) = parts else {
         let n = t.events.len();
         let (stays, truncated, cursor) = (&t.stays, t.stays_truncated, t.next_cursor.as_ref());

@@ -473,10 +473,21 @@ fn pattern_queries_answer_over_http() {
 /// A GET asking for NDJSON: status, content type, and the lines parsed (the body
 /// arrives chunked; the chunks are joined first).
 fn get_ndjson(addr: SocketAddr, target: &str) -> (u16, String, Vec<Value>) {
+    let (status, content_type, text) = get_text(addr, target, "application/x-ndjson");
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (status, content_type, lines)
+}
+
+/// A GET accepting `accept`: status, content type, and the body as text (a chunked
+/// body's chunks joined).
+fn get_text(addr: SocketAddr, target: &str, accept: &str) -> (u16, String, String) {
     let answer = send(
         addr,
         format!(
-            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+            "GET {target} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     );
@@ -504,12 +515,11 @@ fn get_ndjson(addr: SocketAddr, target: &str) -> (u16, String, Vec<Value>) {
         .find_map(|l| l.strip_prefix("content-type: "))
         .unwrap_or("")
         .to_string();
-    let text = String::from_utf8(body).unwrap();
-    let lines = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (answer.status, content_type, lines)
+    (
+        answer.status,
+        content_type,
+        String::from_utf8(body).unwrap(),
+    )
 }
 
 #[test]
@@ -650,6 +660,30 @@ fn large_answers_stream_as_ndjson_when_asked() {
     );
     let (_, _, one) = get_ndjson(a, &format!("/v1/events/{}", paged[0]["id"]));
     assert_eq!(one, [paged[0].clone()]);
+    // A page of 256 events or more is written in parts of 64 (by two threads when a
+    // core is free), one ending on a part's end too: byte for byte the stream's lines
+    // joined by commas, between the page's head and its stays.
+    for (limit, fields) in [(512, ""), (2500, ""), (320, "&fields=ts,device"), (257, "")] {
+        let target = format!("{traj}&limit={limit}{fields}");
+        let (status, _, page) = get_text(a, &target, "application/json");
+        assert_eq!(status, 200, "{page}");
+        let (_, _, stream) = get_text(a, &target, "application/x-ndjson");
+        let events = stream.lines().collect::<Vec<_>>().join(",");
+        let want = format!("{{\"events\":[{events}],\"stays\":");
+        assert!(
+            page.starts_with(&want),
+            "limit {limit}{fields}: the page's events differ"
+        );
+        let body: Value = serde_json::from_str(&page).unwrap();
+        assert_eq!(body["events"].as_array().unwrap().len(), limit);
+        assert_eq!(body["stays"], whole.body["stays"], "limit {limit}");
+        // The cursor is the last event's, whichever part it ended.
+        let k = limit as i64 - 1;
+        let device = if k % 2 == 0 { GATE } else { OTHER_GATE };
+        let cursor = format!("{}.{device}.{}", base + k * 10_000, paged[limit - 1]["id"]);
+        let want = (limit < 2500).then_some(cursor.as_str());
+        assert_eq!(body["next_cursor"].as_str(), want, "limit {limit}");
+    }
 
     // Pages just below and above the size written in parts of 64 (`SPLIT_EVENTS`,
     // 256), an odd one among them, are the same events in the same order.
