@@ -203,7 +203,9 @@ pub struct Settings {
     /// Trust a GA/T 1400 registration's `User-Identify` from any address, not only
     /// the one that registered (a clustered platform sending from several nodes, as
     /// wvp-GB28181-pro and fliad-viid key on `User-Identify` alone): anyone who knows a
-    /// registered code can then send as it without a digest. [default: false]
+    /// registered code can then send as it without a digest. Never for object queries
+    /// (`GET /VIID/Faces…`), which read residents' data: those take a registration only
+    /// from the address that registered, else a digest on the query. [default: false]
     #[arg(long, env = "SIGHTLINE_VIID_REGISTRATION_ANY_ADDRESS")]
     #[serde(default)]
     pub viid_registration_any_address: bool,

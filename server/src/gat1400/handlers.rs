@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::digest::DigestError;
 use super::image_list::Image;
 use super::objects::{objects, BodyError, Devices, Object, Upload, Uploader};
+use super::query::{Proof, Querier};
 use super::relay::Relay;
 use super::{
     local_time, one_status, status_list, status_object, Gateway, BUSY, DEVICE_ERROR,
@@ -645,11 +646,33 @@ pub(crate) fn system_time(server_id: &str, now_ms: i64) -> Value {
 /// digest on any request registers its sender again (devices reconnecting after a
 /// network drop answer the challenge on whatever request failed).
 fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
+    proven(
+        app,
+        x,
+        |id| app.gateway.is_registered(id, x.peer),
+        "not registered: POST /VIID/System/Register first",
+    )
+    .map(|(id, _)| id)
+}
+
+/// The caller proven before the body (`pre_authorized`: a digest in the headers, or
+/// a client certificate), else by a digest on this request, else by a registration
+/// `by_registration` takes (its `User-Identify`); renewed, with how it was proven
+/// ([`Proof::Certificate`] is told as [`Proof::Digest`] here: [`querying_platform`]
+/// tells them apart). Else the 401 to answer: the digest's refusal when one was sent,
+/// otherwise a challenge saying `why`.
+fn proven(
+    app: &App,
+    x: &Exchange,
+    by_registration: impl Fn(&str) -> bool,
+    why: &str,
+) -> Result<(String, Proof), Reply> {
     if let Some(id) = &x.pre_authorized {
         app.gateway.register(id, x.peer);
-        return Ok(id.clone());
+        return Ok((id.clone(), Proof::Digest));
     }
     let identity = identified(x);
+    let mut refusal = None;
     if x.authorization
         .as_deref()
         .is_some_and(|h| !h.trim().is_empty())
@@ -664,31 +687,22 @@ fn registered(app: &App, x: &Exchange) -> Result<String, Reply> {
         ) {
             Ok(id) => {
                 app.gateway.register(&id, x.peer);
-                return Ok(id);
+                return Ok((id, Proof::Digest));
             }
             // A digest that does not verify leaves the caller judged as without one
             // (a registered device re-sending its last digest is still registered).
-            Err(why) => {
-                return match identity {
-                    Some(id) if app.gateway.is_registered(&id, x.peer) => {
-                        app.gateway.register(&id, x.peer);
-                        Ok(id)
-                    }
-                    _ => Err(refused(&app.gateway, x, &why)),
-                }
-            }
+            Err(why) => refusal = Some(why),
         }
     }
     match identity {
-        Some(id) if app.gateway.is_registered(&id, x.peer) => {
+        Some(id) if by_registration(&id) => {
             app.gateway.register(&id, x.peer);
-            Ok(id)
+            Ok((id, Proof::Registration))
         }
-        _ => Err(unauthorized(
-            &app.gateway,
-            x,
-            "not registered: POST /VIID/System/Register first",
-        )),
+        _ => Err(match refusal {
+            Some(refusal) => refused(&app.gateway, x, &refusal),
+            None => unauthorized(&app.gateway, x, why),
+        }),
     }
 }
 
@@ -936,18 +950,53 @@ pub(crate) fn refused_status(e: &RecordError) -> (i64, String) {
     (INVALID_JSON_CONTENT, text)
 }
 
-/// The caller of an object query: a platform (its record's kind) proving itself as an
-/// upload's caller does ([`registered`]): by a digest on this very request, else by a
-/// registration — its `User-Identify` from the address that registered, still online
-/// (nanguantong/gat-1400 and wvp-GB28181-pro query with `User-Identify` alone after
-/// registering by digest). Not a camera: a query reads a community's residents.
-fn querying_platform(app: &App, x: &Exchange) -> Result<String, Reply> {
-    let id = registered(app, x)?;
-    match app.store.catalog().device(&id) {
-        Ok(Some(d)) if d.device_kind == "platform" => Ok(id),
+/// The caller of an object query: a platform (its record's kind) proving itself by a
+/// digest on this very request (or a client certificate naming it), else by its
+/// registration — its `User-Identify` from the address that registered it, still
+/// online (nanguantong/gat-1400 and wvp-GB28181-pro query with `User-Identify` alone
+/// after registering by digest), never from any address
+/// (`--viid-registration-any-address` lets a code send from anywhere, not read), and
+/// never through a proxy (`proxied`: [`through_proxy`]; every caller's address is
+/// then the proxy's, which binds nothing). Not a camera: a query reads a community's
+/// residents.
+fn querying_platform(
+    app: &App,
+    x: &Exchange,
+    proxied: bool,
+    cert: Option<&crate::tls::ClientCert>,
+) -> Result<Querier, Reply> {
+    let why = match proxied {
+        true => THROUGH_A_PROXY,
+        false => "not registered: POST /VIID/System/Register first",
+    };
+    let (code, proof) = proven(
+        app,
+        x,
+        |id| !proxied && app.gateway.is_registered_from(id, x.peer),
+        why,
+    )?;
+    let proof = match (&x.pre_authorized, cert) {
+        (Some(id), Some(cert)) if cert.names(id) => Proof::Certificate,
+        _ => proof,
+    };
+    match app.store.catalog().device(&code) {
+        Ok(Some(d)) if d.device_kind == "platform" => Ok(Querier { code, proof }),
         Ok(_) => Err(not_a_platform(x)),
         Err(e) => Err(device_error(x, &ApiError::from(e))),
     }
+}
+
+/// Why an object query that came through a proxy and carries no digest is challenged.
+pub(crate) const THROUGH_A_PROXY: &str = "a query through a proxy (Forwarded, X-Forwarded-For, \
+     X-Real-IP) is answered on a digest only: answer the challenge";
+
+/// Whether a request came through a proxy: it carries `Forwarded` (RFC 7239),
+/// `X-Forwarded-For` or `X-Real-IP`. Its client's address is then the proxy's (on
+/// this host: 127.0.0.1 for everyone), so a registration's address proves nothing.
+pub(crate) fn through_proxy(headers: &hyper::HeaderMap) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
 }
 
 /// 403 to an object query of a caller that is no platform.
@@ -967,8 +1016,10 @@ pub(crate) fn not_a_platform(x: &Exchange) -> Reply {
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
 /// objects the calling platform's record covers that meet the conditions, a page.
 pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| {
-        match querying_platform(app, &x) {
+    let proxied = through_proxy(&c.head.headers);
+    let cert = c.head.extensions.get::<crate::tls::ClientCert>().cloned();
+    exchange_as(c, Gate::Registered, move |app, x| {
+        match querying_platform(app, &x, proxied, cert.as_ref()) {
             Ok(caller) => super::query::list(&**app, &x, &caller),
             Err(refused) => refused,
         }
@@ -978,8 +1029,10 @@ pub(crate) async fn query_objects(c: Call) -> Result<Answer, ApiError> {
 
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles/{id}`: one object.
 pub(crate) async fn read_object(c: Call) -> Result<Answer, ApiError> {
-    exchange_as(c, Gate::Registered, |app, x| {
-        match querying_platform(app, &x) {
+    let proxied = through_proxy(&c.head.headers);
+    let cert = c.head.extensions.get::<crate::tls::ClientCert>().cloned();
+    exchange_as(c, Gate::Registered, move |app, x| {
+        match querying_platform(app, &x, proxied, cert.as_ref()) {
             Ok(caller) => super::query::one(&**app, &x, &caller),
             Err(refused) => refused,
         }

@@ -156,6 +156,18 @@ impl Gateway {
             })
     }
 
+    /// Whether `id` registered from `from` itself and has kept alive within the
+    /// registration's life, whatever `--viid-registration-any-address` says: what an
+    /// object query without a digest needs (it reads a community's residents; the
+    /// flag lets a code send from anywhere, never read).
+    pub(crate) fn is_registered_from(&self, id: &str, from: Option<std::net::IpAddr>) -> bool {
+        self.registered
+            .lock()
+            .expect("registered")
+            .get(id)
+            .is_some_and(|(t, ip)| t.elapsed() < REGISTRATION_TTL && *ip == from)
+    }
+
     /// Whether `id` is registered (from wherever: for listings).
     pub(crate) fn is_online(&self, id: &str) -> bool {
         self.registered

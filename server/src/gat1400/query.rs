@@ -2,7 +2,8 @@
 //! conditions) and `GET /VIID/<resource>/{id}` (one object): the objects a registered
 //! caller's record covers (its community and those its relays map to), each as it
 //! was uploaded (pictures by `StoragePath`), as a subscription delivers it. Every
-//! query is audited (key `gat1400:<caller code>`), answered or refused.
+//! query is audited (key `gat1400:<caller code>`, with how it was proven and from
+//! which address), answered or refused.
 //!
 //! The conditions are read by [`super::conditions`]; the objects are selected by
 //! [`sightline_query::objects`]; this file is the part between: scope, answer, audit.
@@ -41,6 +42,36 @@ pub(crate) fn resource_of(path: &str) -> Option<(Upload, Option<&str>)> {
             _ => None,
         }
     })
+}
+
+/// How an object query's caller proved who it is (its audit entry says so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proof {
+    /// A digest on the query (or checked from its headers before its body).
+    Digest,
+    /// A client certificate naming it (mTLS, `serve`'s `--tls-client-ca`).
+    Certificate,
+    /// Its registration: its `User-Identify` from the address that registered it,
+    /// still online.
+    Registration,
+}
+
+impl Proof {
+    /// As the audit entry names it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Proof::Digest => "digest",
+            Proof::Certificate => "certificate",
+            Proof::Registration => "registration",
+        }
+    }
+}
+
+/// The caller of an object query: a platform's code, and how it was proven.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Querier {
+    pub code: String,
+    pub proof: Proof,
 }
 
 /// Where object queries are answered: the objects a caller's record covers, their
@@ -83,7 +114,8 @@ impl Objects for App {
 
 /// `GET /VIID/<resource>?conditions`: `{"<List>":{"<Item>":[…],"TotalNum",
 /// "RecordStartNo","PageRecordNum"}}`.
-pub(crate) fn list(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
+pub(crate) fn list(src: &dyn Objects, x: &Exchange, querier: &Querier) -> Reply {
+    let caller = querier.code.as_str();
     let Some((upload, None)) = resource_of(&x.path) else {
         return not_found(x, "no such VIID resource");
     };
@@ -94,11 +126,12 @@ pub(crate) fn list(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
             Err(e) => (device_error(x, &e), None),
         },
     };
-    audited(src, x, caller, reply, n)
+    audited(src, x, querier, reply, n)
 }
 
 /// `GET /VIID/<resource>/{id}`: `{"<Item>":{…}}`, or 404 with a status object.
-pub(crate) fn one(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
+pub(crate) fn one(src: &dyn Objects, x: &Exchange, querier: &Querier) -> Reply {
+    let caller = querier.code.as_str();
     let Some((upload, Some(id))) = resource_of(&x.path) else {
         return not_found(x, "no such VIID resource");
     };
@@ -119,7 +152,7 @@ pub(crate) fn one(src: &dyn Objects, x: &Exchange, caller: &str) -> Reply {
         ),
         Err(e) => (device_error(x, &e), None),
     };
-    audited(src, x, caller, reply, n)
+    audited(src, x, querier, reply, n)
 }
 
 fn answer_list(
@@ -247,17 +280,28 @@ fn not_found(x: &Exchange, why: &str) -> Reply {
     Reply::with(StatusCode::NOT_FOUND, s)
 }
 
-/// Writes the query's audit entry (who: `gat1400:<code>`; what: the path and query
-/// string; how many objects; the status); a log that cannot be written answers 503,
-/// so nothing is read unaudited.
+/// Writes the query's audit entry (who: `gat1400:<code>`; what: the path; its
+/// params: how the caller was proven and from which address, `proof=digest|
+/// certificate|registration&peer=<address>`, then `&` and the query string when it has
+/// one, cut to the audit's bound; how many objects; the status); a log that cannot be
+/// written answers 503, so nothing is read unaudited.
 fn audited(
     src: &dyn Objects,
     x: &Exchange,
-    caller: &str,
+    querier: &Querier,
     reply: Reply,
     results: Option<usize>,
 ) -> Reply {
-    let mut params = x.query.clone().unwrap_or_default();
+    // Ahead of the caller's own text, which cannot change it: a query string is
+    // whatever the caller sent, and might say `proof=` too.
+    let peer = x
+        .peer
+        .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    let mut params = format!("proof={}&peer={peer}", querier.proof.as_str());
+    if let Some(q) = x.query.as_deref().filter(|q| !q.is_empty()) {
+        params.push('&');
+        params.push_str(q);
+    }
     let mut cut = crate::http::runner::AUDIT_PARAMS_BYTES.min(params.len());
     while !params.is_char_boundary(cut) {
         cut -= 1;
@@ -265,7 +309,7 @@ fn audited(
     params.truncate(cut);
     let written = src.audit().record(
         x.now_ms,
-        &format!("gat1400:{caller}"),
+        &format!("gat1400:{}", querier.code),
         &format!("GET {}", x.path),
         &params,
         results,

@@ -2201,6 +2201,48 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     assert!(log.contains(&format!("gat1400:{PLATFORM}")), "{log}");
     assert!(log.contains(&format!("gat1400:{WEST_PLATFORM}")), "{log}");
     assert!(log.contains("GET /VIID/Faces"), "{log}");
+    // Each entry says how its caller was proven, and from where: the district
+    // platform (never registered) by the digest on its first query, the West platform
+    // by its registration.
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let proofs = |who: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["key"] == format!("gat1400:{who}"))
+            .map(|e| e["params"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let platform = proofs(PLATFORM);
+    assert!(
+        platform
+            .iter()
+            .any(|p| p.starts_with("proof=digest&peer=127.0.0.1&")),
+        "{platform:?}"
+    );
+    let west = proofs(WEST_PLATFORM);
+    assert!(
+        west.iter()
+            .any(|p| p == "proof=registration&peer=127.0.0.1"),
+        "{west:?}"
+    );
+    // Through a proxy, a registration proves nothing (every caller's address is the
+    // proxy's): challenged on both, nothing read.
+    let proxied = vec![
+        ("User-Identify", WEST_PLATFORM.to_string()),
+        ("X-Forwarded-For", "203.0.113.9".to_string()),
+    ];
+    for addr in [a2, s] {
+        let (status, head, body) = viid(addr, "GET", &target, &proxied, "");
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: digest"),
+            "{head}"
+        );
+    }
 
     // Nobody left to answer the partitions (the indexer and the query node holding
     // replicas gone): 503 with a status object once `query.retry_ms` has passed,

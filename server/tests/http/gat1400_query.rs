@@ -284,7 +284,8 @@ fn uploaded_objects_are_queried_back_by_gat_1400_conditions_page_by_page() {
     assert!(
         ours.iter()
             .any(|e| e["endpoint"] == "GET /VIID/MotorVehicles"
-                && e["params"] == "RecordStartNo=2&PageRecordNum=2"
+                && e["params"]
+                    == "proof=registration&peer=127.0.0.1&RecordStartNo=2&PageRecordNum=2"
                 && e["results"] == 2
                 && e["status"] == 200),
         "{audit}"
@@ -348,7 +349,7 @@ fn conditions_that_cannot_be_answered_are_refused_naming_the_field() {
             .iter()
             .any(|e| e["key"] == format!("gat1400:{NORTH_PLATFORM}")
                 && e["status"] == 400
-                && e["params"] == "PageRecordNum=0"),
+                && e["params"] == "proof=registration&peer=127.0.0.1&PageRecordNum=0"),
         "{audit}"
     );
 }
@@ -464,6 +465,140 @@ fn queries_take_a_registration_from_its_address_or_their_own_digest() {
     let (status, _, body) = viid(a, "GET", target, &as_platform(camera), "");
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
+}
+
+/// The audit entries of `platform`'s object queries.
+fn audited_queries(a: SocketAddr, platform: &str) -> Vec<Value> {
+    get(a, "/v1/audit").body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["key"] == format!("gat1400:{platform}"))
+        .cloned()
+        .collect()
+}
+
+/// A registration proves a query's caller only by the address that registered: never
+/// through a proxy (every caller's address would be the proxy's), never from another
+/// address even with `--viid-registration-any-address` (that lets a code send, not
+/// read). A digest on the query proves it anywhere, registered or not; the audit entry
+/// says which proof, and from where.
+#[test]
+fn a_query_by_registration_is_refused_through_a_proxy_or_from_another_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |c| c.viid_registration_any_address = true);
+    let a = server.addr;
+    uploaded(a);
+    let target = "/VIID/MotorVehicles?PageRecordNum=1";
+    // By its registration from its own address: answered, audited as such.
+    let (status, _, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
+    assert_eq!(status, 200, "{body}");
+    let entries = audited_queries(a, NORTH_PLATFORM);
+    let last = entries.last().unwrap();
+    assert_eq!(
+        last["params"], "proof=registration&peer=127.0.0.1&PageRecordNum=1",
+        "{last}"
+    );
+    assert_eq!(last["status"], 200, "{last}");
+    // The same `User-Identify` through a proxy on this host: challenged, nothing read
+    // and nothing audited — whichever header says it came through one.
+    for (header, value) in [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("Forwarded", "for=203.0.113.9;proto=https"),
+        ("X-Real-IP", "203.0.113.9"),
+    ] {
+        let headers = [
+            ("User-Identify", NORTH_PLATFORM.to_string()),
+            (header, value.to_string()),
+        ];
+        let (status, head, body) = viid(a, "GET", target, &headers, "");
+        assert_eq!(status, 401, "{header}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: digest"),
+            "{head}"
+        );
+        assert!(body.get("MotorVehicleListObject").is_none(), "{body}");
+        // By id too.
+        let by_id = format!("/VIID/MotorVehicles/{}", id_of(GATE, "20210901080000", 1));
+        let (status, _, body) = viid(a, "GET", &by_id, &headers, "");
+        assert_eq!(status, 401, "{header}: {body}");
+    }
+    assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), entries.len());
+    // The challenge answered on the query itself is taken through the proxy.
+    let headers = [
+        ("User-Identify", NORTH_PLATFORM.to_string()),
+        ("X-Forwarded-For", "203.0.113.9".to_string()),
+    ];
+    let (_, head, _) = viid(a, "GET", target, &headers, "");
+    let auth = authorization(
+        NORTH_PLATFORM,
+        "north-secret",
+        &nonce_of(&head),
+        "00000001",
+        "GET",
+        target,
+    );
+    let signed = [
+        ("Authorization", auth.clone()),
+        ("User-Identify", NORTH_PLATFORM.to_string()),
+        ("X-Forwarded-For", "203.0.113.9".to_string()),
+    ];
+    let (status, _, body) = viid(a, "GET", target, &signed, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["MotorVehicleListObject"]["TotalNum"], 4, "{body}");
+    let entries = audited_queries(a, NORTH_PLATFORM);
+    assert_eq!(
+        entries.last().unwrap()["params"],
+        "proof=digest&peer=127.0.0.1&PageRecordNum=1",
+        "{entries:?}"
+    );
+    // That digest replayed through the proxy is refused (stale), not taken as the
+    // registration it would fall back to without a proxy.
+    let (status, head, body) = viid(a, "GET", target, &signed, "");
+    assert_eq!(status, 401, "{body}");
+    assert!(head.to_ascii_lowercase().contains("stale=true"), "{head}");
+
+    // From another address, its `User-Identify` alone reads nothing although
+    // `--viid-registration-any-address` is set (nothing audited either).
+    let before = audited_queries(a, NORTH_PLATFORM).len();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {a}\r\nUser-Identify: {NORTH_PLATFORM}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = crate::gat1400::send_from("127.0.0.2", a, request.as_bytes());
+    assert_eq!(status, 401, "{body}");
+    assert!(body.get("MotorVehicleListObject").is_none(), "{body}");
+    assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), before);
+
+    // A platform that never registered queries with a digest on the query alone.
+    let west = "32050800005030000003";
+    let r = put_json(
+        a,
+        &format!("/v1/devices/{west}"),
+        &json!({"community": "3205080001", "kind": "platform",
+                "gat1400": {"password": "west-secret"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, head, _) = viid(a, "GET", target, &as_platform(west), "");
+    assert_eq!(status, 401);
+    let auth = authorization(
+        west,
+        "west-secret",
+        &nonce_of(&head),
+        "00000001",
+        "GET",
+        target,
+    );
+    let headers = [("Authorization", auth), ("User-Identify", west.to_string())];
+    let (status, _, body) = viid(a, "GET", target, &headers, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["MotorVehicleListObject"]["TotalNum"], 4, "{body}");
+    let entries = audited_queries(a, west);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        entries[0]["params"], "proof=digest&peer=127.0.0.1&PageRecordNum=1",
+        "{entries:?}"
+    );
 }
 
 #[test]

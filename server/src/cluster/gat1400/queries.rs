@@ -6,10 +6,11 @@
 //!
 //! * **Admission** as `serve`'s (`handlers::query_objects`): within the gateway's
 //!   slots and the caller's share of them, proven before the body by a digest or a
-//!   registered `User-Identify`, and then as an upload's caller (a digest on the
-//!   query itself, else a `User-Identify` registered from this address and still
-//!   online; neither is answered 401 with a challenge); the caller must be a device
-//!   of kind `platform` (else 403).
+//!   registered `User-Identify`, and then as a query's caller ([`querying`]: a digest
+//!   on the query itself, else a `User-Identify` registered from this very address
+//!   and still online — never from any address, never through a proxy; neither is
+//!   answered 401 with a challenge); the caller must be a device of kind `platform`
+//!   (else 403).
 //! * **Scope**: the communities the caller's record covers — its own and those its
 //!   relays map to — over the tables as this node last read them (`Directory`).
 //! * **Selection**: [`Federation::objects`] over the cluster's partitions, each a
@@ -25,7 +26,8 @@
 //!   address) + `/v1/images/{id}`, which any query node serves with an API key — as
 //!   `serve`'s point at its own `/v1/images/{id}`.
 //! * **Audit**: every query, answered or refused after admission, is an entry
-//!   (`gat1400:<code>`) of this ingest node's own hash-chained audit log
+//!   (`gat1400:<code>`, params `proof=digest|registration&peer=<address>` and the
+//!   query string) of this ingest node's own hash-chained audit log
 //!   (`ingest.audit_dir`); an entry that cannot be written answers 503 and nothing.
 
 use std::collections::HashMap;
@@ -45,9 +47,10 @@ use super::{authorized_early, caller_share, early, read_body, Admitted, GatNode}
 use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::gat1400::handlers::{
-    device_error, not_a_platform, refused, Exchange, Reply, SYSTEM_BODY_BYTES,
+    device_error, identified, not_a_platform, refused, through_proxy, unauthorized, Exchange,
+    Reply, SYSTEM_BODY_BYTES, THROUGH_A_PROXY,
 };
-use crate::gat1400::query::{object_query_slot, resource_of, Objects as Source};
+use crate::gat1400::query::{object_query_slot, resource_of, Objects as Source, Proof, Querier};
 use crate::gat1400::BUSY;
 use crate::http::out::EventOut;
 use crate::subscriptions::deliver::{object_of, Host, Pictures, Stored};
@@ -77,7 +80,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
     };
     let source = ClusterObjects {
         federation: node.federation().await,
-        scope: node.directory.covered(&caller),
+        scope: node.directory.covered(&caller.code),
         timeout: Duration::from_millis(node.config.query.timeout_ms),
         running: node.object_queries.clone(),
         objects: node.objects.clone(),
@@ -109,15 +112,13 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
 
 /// Admits an object query as `serve`'s `query_objects` does: a slot, proven before
 /// the body (a digest, or a registered `User-Identify`), the caller's share, the
-/// body; then its caller as an upload's (`GatNode::registered`: a digest on the query
-/// itself, else a registered `User-Identify` from the address that registered,
-/// renewed: `serve`'s `querying_platform`), and a platform. Else the refusal to
-/// answer.
+/// body; then its caller as a query's ([`querying`], `serve`'s `querying_platform`),
+/// and a platform. Else the refusal to answer.
 async fn admit(
     node: &GatNode,
     req: Request<Incoming>,
     x: &mut Exchange,
-) -> Result<(Admitted, String), Reply> {
+) -> Result<(Admitted, Querier), Reply> {
     let Ok(slot) = node.slots.clone().try_acquire_owned() else {
         return Err(early(x, ApiError::Busy("the GA/T 1400 gateway"), BUSY));
     };
@@ -126,11 +127,12 @@ async fn admit(
         Err(why) => return Err(refused(&node.gateway, x, &why)),
     }
     let share = caller_share(node, x)?;
+    let proxied = through_proxy(req.headers());
     let held = read_body(req, x, SYSTEM_BODY_BYTES, Some(&node.bytes)).await?;
-    let id = node.registered(x).await?;
+    let querier = querying(node, x, proxied).await?;
     if node
         .directory
-        .device(&id)
+        .device(&querier.code)
         .is_none_or(|d| d.device_kind != "platform")
     {
         return Err(not_a_platform(x));
@@ -140,7 +142,60 @@ async fn admit(
         _share: share,
         _held: held,
     };
-    Ok((admitted, id))
+    Ok((admitted, querier))
+}
+
+/// The caller of an object query, renewed, and how it was proven (`serve`'s
+/// `querying_platform`): proven before the body by a digest in its headers, else by a
+/// digest on the query, else by its registration — a `User-Identify` registered from
+/// this very address and still online (`GatNode::is_registered`; never from any
+/// address), and not through a proxy (`proxied`: a request carrying `Forwarded`,
+/// `X-Forwarded-For` or `X-Real-IP` is answered on a digest only). Else the 401 to
+/// answer.
+async fn querying(node: &GatNode, x: &Exchange, proxied: bool) -> Result<Querier, Reply> {
+    if let Some(id) = &x.pre_authorized {
+        node.proven(id, x.peer).await;
+        return Ok(Querier {
+            code: id.clone(),
+            proof: Proof::Digest,
+        });
+    }
+    let identity = identified(x);
+    let mut refusal = None;
+    if x.authorization
+        .as_deref()
+        .is_some_and(|h| !h.trim().is_empty())
+    {
+        match node.check(x, identity.as_deref(), &x.raw).await {
+            Ok(code) => {
+                node.proven(&code, x.peer).await;
+                return Ok(Querier {
+                    code,
+                    proof: Proof::Digest,
+                });
+            }
+            // A digest that does not verify leaves the caller judged as without one.
+            Err(why) => refusal = Some(why),
+        }
+    }
+    match identity {
+        Some(code) if !proxied && node.is_registered(&code, x.peer).await => {
+            node.renew(&code, x.peer, false);
+            Ok(Querier {
+                code,
+                proof: Proof::Registration,
+            })
+        }
+        _ => Err(match refusal {
+            Some(why) => refused(&node.gateway, x, &why),
+            None if proxied => unauthorized(&node.gateway, x, THROUGH_A_PROXY),
+            None => unauthorized(
+                &node.gateway,
+                x,
+                "not registered: POST /VIID/System/Register first",
+            ),
+        }),
+    }
 }
 
 /// Where receivers fetch the pictures an answer names: `query.public_url`, else the
