@@ -2219,7 +2219,7 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
     assert!(
         platform
             .iter()
-            .any(|p| p.starts_with("proof=digest&peer=127.0.0.1&")),
+            .any(|p| p.starts_with("proof=digest&peer=127.0.0.1")),
         "{platform:?}"
     );
     let west = proofs(WEST_PLATFORM);
