@@ -696,7 +696,9 @@ fn proven(
     }
     match identity {
         Some(id) if by_registration(&id) => {
-            app.gateway.register(&id, x.peer);
+            // Renewed where it registered: a request the registration alone proves
+            // does not move it (with any-address, the sender may be elsewhere).
+            app.gateway.renew(&id);
             Ok((id, Proof::Registration))
         }
         _ => Err(match refusal {

@@ -177,7 +177,18 @@ impl Gateway {
             .is_some_and(|(t, _)| t.elapsed() < REGISTRATION_TTL)
     }
 
-    /// Registers `id` from `from` (again: a keepalive or an upload renews it).
+    /// Renews `id`'s registration's life, keeping the address it registered from: a
+    /// request proven by the registration itself (its `User-Identify`) never moves it
+    /// — with `--viid-registration-any-address` one from elsewhere would otherwise
+    /// bind the code to the sender's address, where queries take it.
+    fn renew(&self, id: &str) {
+        if let Some((t, _)) = self.registered.lock().expect("registered").get_mut(id) {
+            *t = Instant::now();
+        }
+    }
+
+    /// Registers `id` from `from` (again: a proof on a request — a digest, a client
+    /// certificate — binds it to the request's address).
     fn register(&self, id: &str, from: Option<std::net::IpAddr>) {
         self.registered
             .lock()

@@ -478,6 +478,9 @@ fn audited_queries(a: SocketAddr, platform: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A platform's keepalive body (its code in `KeepaliveObject`).
+const KEEPALIVE: &str = r#"{"KeepaliveObject":{"DeviceID":"32050800005030000001"}}"#;
+
 /// A registration proves a query's caller only by the address that registered: never
 /// through a proxy (every caller's address would be the proxy's), never from another
 /// address even with `--viid-registration-any-address` (that lets a code send, not
@@ -568,6 +571,19 @@ fn a_query_by_registration_is_refused_through_a_proxy_or_from_another_address() 
     let (status, body) = crate::gat1400::send_from("127.0.0.2", a, request.as_bytes());
     assert_eq!(status, 401, "{body}");
     assert!(body.get("MotorVehicleListObject").is_none(), "{body}");
+    assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), before);
+    // A keepalive from there, which any-address takes, renews the registration but
+    // does not move it: the query from there is still refused.
+    let keepalive = format!(
+        "POST /VIID/System/Keepalive HTTP/1.1\r\nHost: {a}\r\nUser-Identify: {NORTH_PLATFORM}\r\n\
+         Content-Type: application/VIID+JSON\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        KEEPALIVE.len(),
+        KEEPALIVE
+    );
+    let (status, body) = crate::gat1400::send_from("127.0.0.2", a, keepalive.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = crate::gat1400::send_from("127.0.0.2", a, request.as_bytes());
+    assert_eq!(status, 401, "{body}");
     assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), before);
 
     // A platform that never registered queries with a digest on the query alone.
