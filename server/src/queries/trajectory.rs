@@ -74,8 +74,8 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// written by [`EventOut::write_fields`] straight into the answer (a page holds up to
 /// 10,000). Attributes are read as the events are written; both count as
 /// serialization in `Server-Timing` once the merge has ended (what is written while it
-/// runs counts as the query's time). A page of events with their attributes (the
-/// default `fields`) that may hold [`SPLIT_EVENTS`] or more (its `limit` and the
+/// runs counts as the query's time). A page whose `fields` read attributes (the
+/// default, or any naming `attrs`, `images` or `object`) that may hold [`SPLIT_EVENTS`] or more (its `limit` and the
 /// subject's runs past the cursor hold that many), when a core is likely free (fewer queries
 /// running than cores: [`core_free`]), has its events handed over in parts of
 /// [`PART_EVENTS`] as they are merged ([`trajectory_handed`]): a thread of rayon's
@@ -194,8 +194,8 @@ pub(crate) fn ahead<'a>(
 /// a miss ~0.1 µs).
 const PREFETCH_AHEAD: usize = 2;
 
-/// Pages of at least this many events are written in parts ([`page`]): below it,
-/// sharing the work costs more than it saves.
+/// Pages of at least this many events whose fields read attributes are written in
+/// parts ([`page`]): below it, sharing the work costs more than it saves.
 pub(crate) const SPLIT_EVENTS: usize = 256;
 
 /// Events a part of a page holds ([`page`]): small enough that a thread which joins

@@ -660,10 +660,18 @@ fn large_answers_stream_as_ndjson_when_asked() {
     );
     let (_, _, one) = get_ndjson(a, &format!("/v1/events/{}", paged[0]["id"]));
     assert_eq!(one, [paged[0].clone()]);
-    // A page of 256 events or more is written in parts of 64 (by two threads when a
-    // core is free), one ending on a part's end too: byte for byte the stream's lines
-    // joined by commas, between the page's head and its stays.
-    for (limit, fields) in [(512, ""), (2500, ""), (320, "&fields=ts,device"), (257, "")] {
+    // A page of 256 events or more whose fields read attributes is written in parts of
+    // 64 (by two threads when a core is free), one ending on a part's end too, and one
+    // of a few fields with the attributes; one of a few fields without them is written
+    // alone: each byte for byte the stream's lines joined by commas, between the
+    // page's head and its stays.
+    for (limit, fields) in [
+        (512, ""),
+        (2500, ""),
+        (320, "&fields=ts,device,attrs"),
+        (320, "&fields=ts,device"),
+        (257, ""),
+    ] {
         let target = format!("{traj}&limit={limit}{fields}");
         let (status, _, page) = get_text(a, &target, "application/json");
         assert_eq!(status, 200, "{page}");
