@@ -312,12 +312,15 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
         .header("user-identify")
         .map(str::trim)
         .filter(|s| !s.is_empty());
+    // A client certificate naming the caller proves it (and binds its address) before
+    // a registration is looked at: with `--viid-registration-any-address` the
+    // registration would pass from anywhere and the certificate go unread.
     let without_digest = |why: DigestError| match identity {
+        Some(id) if certified(c, id) => Ok(Some(id.to_string())),
         Some(id) if c.app.gateway.is_registered(id, peer_of(c)) => Ok(None),
         Some(id) if gate == Gate::Platform && c.app.subscriptions.admits_upper(id, peer_of(c)) => {
             Ok(None)
         }
-        Some(id) if certified(c, id) => Ok(Some(id.to_string())),
         _ => Err(why),
     };
     match c.header("authorization").filter(|h| !h.trim().is_empty()) {
@@ -698,7 +701,7 @@ fn proven(
         Some(id) if by_registration(&id) => {
             // Renewed where it registered: a request the registration alone proves
             // does not move it (with any-address, the sender may be elsewhere).
-            app.gateway.renew(&id);
+            app.gateway.renew(&id, x.peer);
             Ok((id, Proof::Registration))
         }
         _ => Err(match refusal {

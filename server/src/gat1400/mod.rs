@@ -100,12 +100,23 @@ pub fn relays_in(
     relay::prefixes_in(catalog, platform).map_err(|e| e.to_string())
 }
 
+/// A registered code: the address a proof bound it to, when it was last renewed from
+/// anywhere (what sending takes, from anywhere with `--viid-registration-any-address`),
+/// and when from that address itself (what a query takes: a binding its own address
+/// stopped renewing lapses, whatever keeps the code alive elsewhere).
+#[derive(Clone, Copy)]
+struct Registration {
+    from: Option<std::net::IpAddr>,
+    renewed: Instant,
+    renewed_there: Instant,
+}
+
 /// Issued nonces and registered callers.
 #[derive(Default)]
 pub struct Gateway {
     nonces: Mutex<nonces::Nonces>,
-    /// Registered codes: when last renewed, and the address that registered.
-    registered: Mutex<HashMap<String, (Instant, Option<std::net::IpAddr>)>>,
+    /// Registered codes.
+    registered: Mutex<HashMap<String, Registration>>,
     /// `--viid-registration-any-address`: a registration's `User-Identify` trusted
     /// from any address (a digest is trusted from anywhere regardless).
     any_address: bool,
@@ -151,21 +162,21 @@ impl Gateway {
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|(t, ip)| {
-                t.elapsed() < REGISTRATION_TTL && (self.any_address || *ip == from)
+            .is_some_and(|r| {
+                r.renewed.elapsed() < REGISTRATION_TTL && (self.any_address || r.from == from)
             })
     }
 
-    /// Whether `id` registered from `from` itself and has kept alive within the
-    /// registration's life, whatever `--viid-registration-any-address` says: what an
-    /// object query without a digest needs (it reads a community's residents; the
+    /// Whether `id` registered from `from` itself and has kept alive from there within
+    /// the registration's life, whatever `--viid-registration-any-address` says: what
+    /// an object query without a digest needs (it reads a community's residents; the
     /// flag lets a code send from anywhere, never read).
     pub(crate) fn is_registered_from(&self, id: &str, from: Option<std::net::IpAddr>) -> bool {
         self.registered
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|(t, ip)| t.elapsed() < REGISTRATION_TTL && *ip == from)
+            .is_some_and(|r| r.renewed_there.elapsed() < REGISTRATION_TTL && r.from == from)
     }
 
     /// Whether `id` is registered (from wherever: for listings).
@@ -174,26 +185,39 @@ impl Gateway {
             .lock()
             .expect("registered")
             .get(id)
-            .is_some_and(|(t, _)| t.elapsed() < REGISTRATION_TTL)
+            .is_some_and(|r| r.renewed.elapsed() < REGISTRATION_TTL)
     }
 
-    /// Renews `id`'s registration's life, keeping the address it registered from: a
-    /// request proven by the registration itself (its `User-Identify`) never moves it
-    /// — with `--viid-registration-any-address` one from elsewhere would otherwise
-    /// bind the code to the sender's address, where queries take it.
-    fn renew(&self, id: &str) {
-        if let Some((t, _)) = self.registered.lock().expect("registered").get_mut(id) {
-            *t = Instant::now();
+    /// Renews `id`'s registration's life (from `from`), keeping the address it
+    /// registered from: a request proven by the registration itself (its
+    /// `User-Identify`) never moves it — with `--viid-registration-any-address` one
+    /// from elsewhere would otherwise bind the code to the sender's address, where
+    /// queries take it — and renews what a query takes only from that address. A
+    /// registration past its life is not brought back.
+    fn renew(&self, id: &str, from: Option<std::net::IpAddr>) {
+        let mut registered = self.registered.lock().expect("registered");
+        if let Some(r) = registered.get_mut(id) {
+            if r.renewed.elapsed() < REGISTRATION_TTL {
+                r.renewed = Instant::now();
+                if r.from == from {
+                    r.renewed_there = r.renewed;
+                }
+            }
         }
     }
 
     /// Registers `id` from `from` (again: a proof on a request — a digest, a client
     /// certificate — binds it to the request's address).
     fn register(&self, id: &str, from: Option<std::net::IpAddr>) {
-        self.registered
-            .lock()
-            .expect("registered")
-            .insert(id.to_string(), (Instant::now(), from));
+        let now = Instant::now();
+        self.registered.lock().expect("registered").insert(
+            id.to_string(),
+            Registration {
+                from,
+                renewed: now,
+                renewed_there: now,
+            },
+        );
     }
 
     fn unregister(&self, id: &str) {

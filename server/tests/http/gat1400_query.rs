@@ -585,6 +585,10 @@ fn a_query_by_registration_is_refused_through_a_proxy_or_from_another_address() 
     let (status, body) = crate::gat1400::send_from("127.0.0.2", a, request.as_bytes());
     assert_eq!(status, 401, "{body}");
     assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), before);
+    // Still bound where it registered: from there its `User-Identify` reads.
+    let (status, _, body) = viid(a, "GET", target, &as_platform(NORTH_PLATFORM), "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(audited_queries(a, NORTH_PLATFORM).len(), before + 1);
 
     // A platform that never registered queries with a digest on the query alone.
     let west = "32050800005030000003";
