@@ -75,13 +75,14 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
 /// 10,000). Attributes are read as the events are written; both count as
 /// serialization in `Server-Timing` once the merge has ended (what is written while it
 /// runs counts as the query's time). A page whose `fields` read attributes (the
-/// default, or any naming `attrs`, `images` or `object`) that may hold [`SPLIT_EVENTS`] or more (its `limit` and the
-/// subject's runs past the cursor hold that many), when a core is likely free (fewer queries
-/// running than cores: [`core_free`]), has its events handed over in parts of
-/// [`PART_EVENTS`] as they are merged ([`trajectory_handed`]): a thread of rayon's
-/// pool writes them while this thread merges the rest, then both write what is left
-/// ([`in_parts_fed`]), and the page is sent as those parts, not copied into one.
-/// Else this thread writes the page alone, straight into the answer, once merged.
+/// default, or any naming `attrs`, `images` or `object`) that may hold
+/// [`SPLIT_EVENTS`] or more (its `limit` and the subject's runs past the cursor hold
+/// that many), when a core is likely free (fewer queries running than cores:
+/// [`core_free`]), has its events handed over in parts of [`PART_EVENTS`] as they are
+/// merged ([`trajectory_handed`]): a thread of rayon's pool writes them while this
+/// thread merges the rest, then both write what is left ([`in_parts_fed`]), and the
+/// page is sent as those parts, not copied into one. Else this thread writes the page
+/// alone, straight into the answer, once merged.
 fn page(app: &App, ctx: &QueryContext<'_>, p: &Params) -> Result<(Body, usize), ApiError> {
     let q = trajectory_params(p, app.config.max_result_rows)?;
     let fields = Fields::param(p)?;
