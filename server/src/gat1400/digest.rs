@@ -488,6 +488,31 @@ impl Gateway {
 mod tests {
     use super::*;
 
+    /// Credentials holding one credential, whoever is asked for.
+    struct One(sightline_storage::Gat1400Credential);
+
+    impl Credentials for One {
+        fn credential(
+            &self,
+            _: &str,
+        ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+
+    /// The nonce of a challenge `gateway` issues now.
+    fn fresh_nonce(gateway: &Gateway) -> String {
+        let challenge = gateway.challenge(false).remove(0);
+        challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     #[test]
     fn a_user_name_hash_several_credentials_share_names_none() {
         let cred = |code: &str, username: &str| sightline_storage::Gat1400Credential {
@@ -599,27 +624,10 @@ mod tests {
     /// with its `uri` pointing elsewhere) is refused: the `uri` must be the path.
     #[test]
     fn a_digest_for_another_path_is_refused() {
-        struct One(sightline_storage::Gat1400Credential);
-        impl Credentials for One {
-            fn credential(
-                &self,
-                _: &str,
-            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
-                Ok(Some(self.0.clone()))
-            }
-        }
         let cred = super::super::credential("32050801011210000001", "cam", "pw");
         let gateway = Gateway::default();
         let answer = |uri: &str| {
-            let challenge = gateway.challenge(false).remove(0);
-            let nonce = challenge
-                .split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
+            let nonce = fresh_nonce(&gateway);
             let ha2 = md5_hex(&format!("POST:{uri}"));
             let response = md5_hex(&format!("{}:{nonce}:00000001:c:auth:{ha2}", cred.ha1));
             format!(
@@ -717,28 +725,11 @@ mod tests {
     /// `qop` without `nc`/`cnonce`, another realm, a `uri` without the query: refused.
     #[test]
     fn digests_missing_nc_of_another_realm_or_without_the_query_are_refused() {
-        struct One(sightline_storage::Gat1400Credential);
-        impl Credentials for One {
-            fn credential(
-                &self,
-                _: &str,
-            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
-                Ok(Some(self.0.clone()))
-            }
-        }
         let cred = super::super::credential("32050801011210000001", "cam", "pw");
         let creds = One(cred.clone());
         let gateway = Gateway::default();
         let header = |uri: &str, realm: &str, extra: &str| {
-            let challenge = gateway.challenge(false).remove(0);
-            let nonce = challenge
-                .split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
+            let nonce = fresh_nonce(&gateway);
             let ha2 = md5_hex(&format!("GET:{uri}"));
             let response = md5_hex(&format!("{}:{nonce}:00000001:c:auth:{ha2}", cred.ha1));
             format!(
@@ -773,15 +764,6 @@ mod tests {
     /// to 8 hex digits is a malformed header (400), not a replay (401 stale).
     #[test]
     fn only_qop_auth_or_none_is_taken_and_a_malformed_nc_is_malformed() {
-        struct One(sightline_storage::Gat1400Credential);
-        impl Credentials for One {
-            fn credential(
-                &self,
-                _: &str,
-            ) -> Result<Option<sightline_storage::Gat1400Credential>, DigestError> {
-                Ok(Some(self.0.clone()))
-            }
-        }
         let cred = super::super::credential("32050801011210000001", "cam", "pw");
         let creds = One(cred.clone());
         let gateway = Gateway::default();
@@ -789,15 +771,7 @@ mod tests {
         let body = br#"{"RegisterObject":{"DeviceID":"32050801011210000001"}}"#;
         // A header answering a fresh challenge with `qop` (hashed as sent) and `nc`.
         let header = |qop: &str, nc: &str| {
-            let challenge = gateway.challenge(false).remove(0);
-            let nonce = challenge
-                .split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
+            let nonce = fresh_nonce(&gateway);
             let ha2 = match qop {
                 "auth-int" => md5_hex(&format!("POST:{uri}:{}", super::super::md5_bytes_hex(body))),
                 _ => md5_hex(&format!("POST:{uri}")),
