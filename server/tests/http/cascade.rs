@@ -149,20 +149,7 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
     let (status, _, _) = viid(a, "POST", "/VIID/Faces", &gate, &face.to_string());
     assert_eq!(status, 200);
 
-    let delivered = || -> Vec<Value> {
-        receiver
-            .bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                b["SubscribeNotificationListObject"]["SubscribeNotificationObject"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
+    let delivered = || receiver.notifications();
     let objects = |ns: &[Value]| -> Vec<Value> {
         ns.iter()
             .flat_map(|n| {

@@ -580,22 +580,13 @@ fn a_resource_uri_naming_a_tollgate_gets_what_was_taken_there() {
     assert_eq!(status, 200, "{answer}");
     let sent = || -> Vec<String> {
         let mut ids: Vec<String> = receiver
-            .bodies
-            .lock()
-            .unwrap()
+            .notifications()
             .iter()
-            .flat_map(|b| {
-                let ns = &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"];
-                let ns = match ns {
-                    Value::Array(a) => a.clone(),
-                    one => vec![one.clone()],
-                };
-                ns.into_iter().flat_map(|n| {
-                    n["MotorVehicleObjectList"]["MotorVehicleObject"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                })
+            .flat_map(|n| {
+                n["MotorVehicleObjectList"]["MotorVehicleObject"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
             })
             .filter_map(|o| o["MotorVehicleID"].as_str().map(str::to_string))
             .collect();
@@ -792,16 +783,8 @@ fn a_loopback_server_sends_to_loopback_receivers_and_takes_raw_data_subscription
     assert_eq!(status, 200, "{answer}");
     let subscribe_ids = || -> Vec<String> {
         let mut ids: Vec<String> = receiver
-            .bodies
-            .lock()
-            .unwrap()
+            .notifications()
             .iter()
-            .flat_map(|b| {
-                b["SubscribeNotificationListObject"]["SubscribeNotificationObject"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
             .filter_map(|n| n["SubscribeID"].as_str().map(str::to_string))
             .collect();
         ids.sort();

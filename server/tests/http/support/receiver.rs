@@ -138,6 +138,23 @@ impl Receiver {
             .collect()
     }
 
+    /// GA/T 1400 notifications received (`SubscribeNotificationObject`s of every body,
+    /// a list or one object), in the order they came.
+    pub fn notifications(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                match &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"] {
+                    Value::Array(a) => a.clone(),
+                    Value::Null => Vec::new(),
+                    one => vec![one.clone()],
+                }
+            })
+            .collect()
+    }
+
     /// Waits (30 s at most) until `n` event ids arrived.
     pub fn wait_for(&self, n: usize, what: &str) {
         assert!(
