@@ -305,6 +305,7 @@ pub(crate) fn put_str(out: &mut Vec<u8>, text: &str) {
     if needs_escape(text.as_bytes()) {
         let _ = serde_json::to_writer(&mut *out, text);
     } else {
+        out.reserve(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
@@ -313,25 +314,24 @@ pub(crate) fn put_str(out: &mut Vec<u8>, text: &str) {
 
 /// Whether `b` holds a byte JSON escapes (below 0x20, `"` or `\\`): eight bytes a
 /// step (a byte-wise "has less than" and two "has zero" tests on a word: exact for
-/// whether any byte matches, which is all that is asked).
+/// whether any byte matches, which is all that is asked), the last eight again for what
+/// is left past the last whole word (a byte tested twice gives the same answer).
+#[inline]
 fn needs_escape(b: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
+    let escapes = |w: &[u8]| {
         let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        if x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+        x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
             || has_zero(x ^ (ONES * b'"' as u64))
             || has_zero(x ^ (ONES * b'\\' as u64))
-        {
-            return true;
-        }
+    };
+    if b.len() < 8 {
+        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    let mut words = b.chunks_exact(8);
+    words.by_ref().any(escapes) || (!words.remainder().is_empty() && escapes(&b[b.len() - 8..]))
 }
 
 /// A decimal attribute as serde_json writes its value ([`Decimal::to_f64`]), which

@@ -6,8 +6,10 @@
 //!
 //! Every length is checked against the bytes present and every column's computed size
 //! against its place in the directory (so a read never strays into the next column);
-//! the values of other rows are checked by [`check_columns`] and the segment's
-//! checksum, not by a read of one row.
+//! a column without a value for the row is passed over unread. The values of other
+//! rows are checked by [`super::check_chunk`] (`sightline check`: every row read, so
+//! every column whole, and [`check_columns`]) and the segment's checksum, not by a
+//! read of one row.
 
 use super::{
     column_value, field_widths, ones_before, put_digits, ChunkReader, DigitBuf, Value, BOOL,
@@ -19,6 +21,22 @@ use crate::bitpack::{bits_at, packed_len, BitReader};
 
 /// Digits of a device code, the prefix of a digit string.
 const PREFIX_DIGITS: usize = 20;
+
+/// Whether `b` is ASCII digits only, eight bytes a step: a byte is a digit when its high
+/// nibble is 3 and adding 6 leaves it so (no carry crosses bytes once every high nibble
+/// is 3).
+#[inline]
+fn all_digits(b: &[u8]) -> bool {
+    const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const THREES: u64 = 0x3030_3030_3030_3030;
+    let word =
+        |x: u64| x & NIBBLES == THREES && x.wrapping_add(0x0606_0606_0606_0606) & NIBBLES == THREES;
+    let mut words = b.chunks_exact(8);
+    let whole = words
+        .by_ref()
+        .all(|w| word(u64::from_le_bytes(w.try_into().expect("8 bytes"))));
+    whole && words.remainder().iter().all(u8::is_ascii_digit)
+}
 
 /// The chunk's rows, and where each column is: `(start, end)` in the chunk.
 struct Directory<'c> {
@@ -131,6 +149,11 @@ pub(super) fn walk_row<'c>(
         }
         last = Some((key, class));
         let (n, index) = presence(&mut r, dir.rows, row, start)?;
+        if index.is_none() {
+            // Not this row's: its values are not read (every column holds a value of
+            // some row, so a check of every row reads every column whole).
+            continue;
+        }
         let v = column_value_direct(&mut r, class, n, index, start)?;
         if r.at != end {
             return Err(format!(
@@ -173,12 +196,30 @@ fn presence(
         0 => Ok((rows, Some(row))),
         1 => {
             let bitmap = r.take(rows.div_ceil(8) as u64)?;
-            let n = ones_before(bitmap, rows);
+            let (n, bit, before) = match <[u8; 16]>::try_from(bitmap) {
+                // A chunk of 121 to 128 rows (most): one word.
+                Ok(word) if row < 128 => {
+                    let word = u128::from_le_bytes(word);
+                    let below = |k: usize| match k {
+                        128.. => word,
+                        k => word & ((1u128 << k) - 1),
+                    };
+                    (
+                        below(rows).count_ones() as usize,
+                        word >> row & 1 == 1,
+                        below(row).count_ones() as usize,
+                    )
+                }
+                _ => (
+                    ones_before(bitmap, rows),
+                    bitmap[row / 8] >> (row % 8) & 1 == 1,
+                    ones_before(bitmap, row),
+                ),
+            };
             if n == 0 {
                 return Err(format!("an empty column at byte {at}"));
             }
-            let bit = bitmap[row / 8] >> (row % 8) & 1 == 1;
-            Ok((n, bit.then(|| ones_before(bitmap, row))))
+            Ok((n, bit.then_some(before)))
         }
         p => Err(format!("presence {p} at byte {at}")),
     }
@@ -384,14 +425,26 @@ pub(crate) fn find_str(
 
 /// A digit string column (class 2) of `n` values, its header read.
 struct DigitsColumn<'a> {
-    n: usize,
     prefixes: &'a [u8],
     codes: BitReader<'a>,
-    widths: [u8; 5],
+    /// The fields, `fields` of them, each with what reading a value of it takes.
+    field: [Field; 5],
     fields: usize,
-    bits: &'a [u8],
-    bases: &'a [u8],
     offsets: &'a [u8],
+    at: usize,
+}
+
+/// One digit field of a [`DigitsColumn`], worked out once from the column's header: a
+/// value's fields are then read without passing over the fields and bases before them.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    /// Its width in digits.
+    width: u8,
+    /// The width of its offsets in bits.
+    bits: u8,
+    /// Its frame of reference: each value is `base` + its offset.
+    base: u64,
+    /// Where its offsets start in the column's offsets.
     at: usize,
 }
 
@@ -409,24 +462,34 @@ impl<'a> DigitsColumn<'a> {
         }
         let (widths, fields) = field_widths(len);
         let bits = r.take(fields as u64)?;
+        let mut field = [Field::default(); 5];
         let (mut base_bits, mut offset_bytes) = (0usize, 0usize);
-        for (&b, &w) in bits.iter().zip(&widths[..fields]) {
+        for ((f, &b), &w) in field.iter_mut().zip(bits).zip(&widths[..fields]) {
             if b > DIGIT_BITS[w as usize] {
                 return Err(format!("{b}-bit offsets of a {w}-digit field at byte {at}"));
             }
+            *f = Field {
+                width: w,
+                bits: b,
+                base: 0,
+                at: offset_bytes,
+            };
             base_bits += DIGIT_BITS[w as usize] as usize;
             offset_bytes += packed_len(n, b);
         }
         let bases = r.take(base_bits.div_ceil(8) as u64)?;
+        let mut base_at = 0usize;
+        for f in &mut field[..fields] {
+            let w_bits = DIGIT_BITS[f.width as usize];
+            f.base = bits_at(bases, base_at, w_bits);
+            base_at += w_bits as usize;
+        }
         let offsets = r.take(offset_bytes as u64)?;
         Ok(DigitsColumn {
-            n,
             prefixes,
             codes,
-            widths,
+            field,
             fields,
-            bits,
-            bases,
             offsets,
             at,
         })
@@ -442,52 +505,35 @@ impl<'a> DigitsColumn<'a> {
         Ok(code)
     }
 
-    /// Value `i`'s fields, each checked to fit its width, to `f` (field, width, value).
-    #[inline]
-    fn fields(&self, i: usize, mut f: impl FnMut(usize, u8, u64)) -> Result<(), String> {
-        let (mut base_at, mut field_at) = (0usize, 0usize);
-        for (k, (&b, &w)) in self
-            .bits
-            .iter()
-            .zip(&self.widths[..self.fields])
-            .enumerate()
-        {
-            let w_bits = DIGIT_BITS[w as usize];
-            // Both below 2^54: no overflow.
-            let v = bits_at(self.bases, base_at, w_bits)
-                + bits_at(&self.offsets[field_at..], i * b as usize, b);
-            if v >= POW10[w as usize] {
-                return Err(format!("a digit field too wide at byte {}", self.at));
-            }
-            f(k, w, v);
-            base_at += w_bits as usize;
-            field_at += packed_len(self.n, b);
-        }
-        Ok(())
-    }
-
     /// Value `i`: the whole string in place (zeros, the prefix, each field's digits
     /// over its zeros), handed over as it is.
+    #[inline]
     fn get(&self, i: usize) -> Result<DigitBuf, String> {
         let code = self.code(i)?;
         let prefix = &self.prefixes[code * PREFIX_DIGITS..(code + 1) * PREFIX_DIGITS];
-        if !prefix.iter().all(u8::is_ascii_digit) {
+        if !all_digits(prefix) {
             return Err(format!(
                 "a digit prefix that is not digits at byte {}",
                 self.at
             ));
         }
-        let mut text = [b'0'; DIGIT_BUF];
-        text[..PREFIX_DIGITS].copy_from_slice(prefix);
+        let mut text = DigitBuf {
+            bytes: [b'0'; DIGIT_BUF],
+            len: 0,
+        };
+        text.bytes[..PREFIX_DIGITS].copy_from_slice(prefix);
         let mut end = PREFIX_DIGITS;
-        self.fields(i, |_, w, v| {
-            put_digits(&mut text[end..end + w as usize], v);
-            end += w as usize;
-        })?;
-        Ok(DigitBuf {
-            bytes: text,
-            len: end as u8,
-        })
+        for f in &self.field[..self.fields] {
+            // Both below 2^54: no overflow.
+            let v = f.base + bits_at(&self.offsets[f.at..], i * f.bits as usize, f.bits);
+            if v >= POW10[f.width as usize] {
+                return Err(format!("a digit field too wide at byte {}", self.at));
+            }
+            put_digits(&mut text.bytes[end..end + f.width as usize], v);
+            end += f.width as usize;
+        }
+        text.len = end as u8;
+        Ok(text)
     }
 
     /// `want` as this column stores it: its prefix's code and, per field, where its
@@ -495,7 +541,8 @@ impl<'a> DigitsColumn<'a> {
     /// of the column can equal it (another length, a prefix the column has not, a
     /// character not a digit, a field below its base or past its offsets' width).
     fn encode(&self, want: &[u8]) -> Option<Wanted> {
-        let suffix: usize = self.widths[..self.fields].iter().map(|&w| w as usize).sum();
+        let fields = &self.field[..self.fields];
+        let suffix: usize = fields.iter().map(|f| f.width as usize).sum();
         if want.len() != PREFIX_DIGITS + suffix || !want.iter().all(u8::is_ascii_digit) {
             return None;
         }
@@ -508,25 +555,17 @@ impl<'a> DigitsColumn<'a> {
             fields: [(0, 0, 0); 5],
             count: self.fields,
         };
-        let (mut at, mut base_at, mut field_at) = (PREFIX_DIGITS, 0usize, 0usize);
-        for (k, (&b, &w)) in self
-            .bits
-            .iter()
-            .zip(&self.widths[..self.fields])
-            .enumerate()
-        {
-            let v = want[at..at + w as usize]
+        let mut at = PREFIX_DIGITS;
+        for (k, f) in fields.iter().enumerate() {
+            let v = want[at..at + f.width as usize]
                 .iter()
                 .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
-            let w_bits = DIGIT_BITS[w as usize];
-            let offset = v.checked_sub(bits_at(self.bases, base_at, w_bits))?;
-            if b < 64 && offset >> b != 0 {
+            let offset = v.checked_sub(f.base)?;
+            if f.bits < 64 && offset >> f.bits != 0 {
                 return None;
             }
-            wanted.fields[k] = (field_at, b, offset);
-            at += w as usize;
-            base_at += w_bits as usize;
-            field_at += packed_len(self.n, b);
+            wanted.fields[k] = (f.at, f.bits, offset);
+            at += f.width as usize;
         }
         Some(wanted)
     }
@@ -698,6 +737,24 @@ mod tests {
                     }
             })
         })
+    }
+
+    mod digits {
+        use super::super::all_digits;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The word-at-a-time digit test finds exactly what a byte-wise one does,
+            /// the bytes either side of the digits included.
+            #[test]
+            fn all_digits_is_the_bytewise_test(b in proptest::collection::vec(
+                prop_oneof![b'0'..=b'9', b'0'..=b'9', Just(b'/'), Just(b':'), Just(b'?'),
+                    Just(0x39 + 0x80), any::<u8>()],
+                0..40,
+            )) {
+                prop_assert_eq!(all_digits(&b), b.iter().all(u8::is_ascii_digit));
+            }
+        }
     }
 
     /// A pseudo-random sequence (splitmix64), for ids without a pattern zstd finds.
