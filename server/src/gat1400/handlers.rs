@@ -537,6 +537,21 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
             tracing::info!(reason = %why, "GA/T 1400 digest refused");
             DigestError::WrongResponse.to_string()
         }
+        // A device answering with a `qop` or algorithm no challenge offers (firmware set
+        // to `auth-int`) is refused on every retry, for ever: the operator is told, once
+        // per address and reason.
+        DigestError::Qop(_) | DigestError::Algorithm => {
+            if first_unanswerable(x.peer, why) {
+                tracing::warn!(
+                    peer = ?x.peer,
+                    caller = x.user_identify.as_deref().unwrap_or(""),
+                    reason = %why,
+                    "a GA/T 1400 caller's digest can never be accepted (qop=auth and \
+                     MD5/SHA-256 are offered); it is refused on every retry"
+                );
+            }
+            why.to_string()
+        }
         _ => why.to_string(),
     };
     let body = one_status("", &x.url(), code, &said, x.now_ms);
@@ -559,6 +574,24 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
         },
     }
 }
+
+/// Whether this is the first time (since the last [`UNANSWERABLE_REMEMBERED`]) that a
+/// caller at `peer` was refused for `why`: a digest no challenge offers (see
+/// [`refused`]), logged once, not on each of a looping device's retries.
+fn first_unanswerable(peer: Option<std::net::IpAddr>, why: &DigestError) -> bool {
+    type Seen = std::collections::HashSet<(Option<std::net::IpAddr>, String)>;
+    static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.len() >= UNANSWERABLE_REMEMBERED {
+        // Bounded: forgotten all at once, so each is told again at most once more.
+        seen.clear();
+    }
+    seen.insert((peer, why.to_string()))
+}
+
+/// Callers [`first_unanswerable`] remembers (address and reason) before it starts again.
+const UNANSWERABLE_REMEMBERED: usize = 1024;
 
 /// The code a `RegisterObject` / `UnRegisterObject` / `KeepaliveObject` names
 /// (`DeviceID`), or a bare `{"DeviceID":…}` as ty-wssf/fliad-viid sends it.
@@ -1495,6 +1528,29 @@ mod tests {
     use super::*;
 
     const GBK: Option<&str> = Some("application/VIID+JSON; charset=GBK");
+
+    /// A caller refused for a digest no challenge offers is told once per address and
+    /// reason (not on each retry), another reason or address once more; the memory is
+    /// bounded.
+    #[test]
+    fn an_unanswerable_digest_is_logged_once_per_caller_and_reason() {
+        // Addresses of the documentation range no other test uses.
+        let peer = |i: u8| Some(std::net::IpAddr::from([192, 0, 2, i]));
+        let int = DigestError::Qop("auth-int".into());
+        assert!(first_unanswerable(peer(1), &int));
+        assert!(
+            !first_unanswerable(peer(1), &int),
+            "a retry is not told again"
+        );
+        assert!(first_unanswerable(peer(1), &DigestError::Algorithm));
+        assert!(first_unanswerable(peer(2), &int));
+        assert!(!first_unanswerable(peer(2), &int));
+        // Past the bound, everything is forgotten at once (then told once more).
+        for i in 0..UNANSWERABLE_REMEMBERED {
+            first_unanswerable(None, &DigestError::Qop(format!("q{i}")));
+        }
+        assert!(first_unanswerable(peer(2), &int));
+    }
 
     #[test]
     fn gbk_text_is_held_to_the_limit_as_it_is_written() {
