@@ -74,17 +74,25 @@ pub fn bits_at(data: &[u8], bit: usize, width: u8) -> u64 {
     if width == 0 {
         return 0;
     }
-    let byte = bit / 8;
-    let word = match data.get(byte..byte + 8) {
+    (word_at(data, bit / 8) >> (bit % 8)) & ((1u64 << width) - 1)
+}
+
+/// The little-endian word at `data[byte..]`, zeros past the end: eight bytes loaded at
+/// once, or near the end the few left gathered in a register — not copied into a buffer
+/// and loaded back (a call to `memcpy`, and a load that waits for the bytes stored: a
+/// chunk's small packed arrays, its column directory and dictionary codes, are read at
+/// their ends all the time).
+#[inline]
+fn word_at(data: &[u8], byte: usize) -> u64 {
+    match data.get(byte..byte + 8) {
         Some(s) => u64::from_le_bytes(s.try_into().expect("slice of 8")),
-        None => {
-            let mut buf = [0u8; 8];
-            let tail = data.get(byte..).unwrap_or(&[]);
-            buf[..tail.len()].copy_from_slice(tail);
-            u64::from_le_bytes(buf)
-        }
-    };
-    (word >> (bit % 8)) & ((1u64 << width) - 1)
+        None => data
+            .get(byte..)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .fold(0, |word, &b| word << 8 | u64::from(b)),
+    }
 }
 
 /// Random-access view of a packed array. Construct only over a slice whose length was
@@ -112,17 +120,7 @@ impl<'a> BitReader<'a> {
             return 0;
         }
         let bit = i * self.bits as usize;
-        let byte = bit / 8;
-        let word = match self.data.get(byte..byte + 8) {
-            Some(s) => u64::from_le_bytes(s.try_into().expect("slice of 8")),
-            None => {
-                let mut buf = [0u8; 8];
-                let tail = self.data.get(byte..).unwrap_or(&[]);
-                buf[..tail.len()].copy_from_slice(tail);
-                u64::from_le_bytes(buf)
-            }
-        };
-        (word >> (bit % 8)) & self.mask
+        (word_at(self.data, bit / 8) >> (bit % 8)) & self.mask
     }
 }
 
@@ -157,6 +155,19 @@ mod tests {
             for (i, v) in values.iter().enumerate() {
                 prop_assert_eq!(r.get(i), *v);
             }
+        }
+    }
+
+    proptest! {
+        /// The word at any byte, near or past the end included, is the one a copy into
+        /// a zeroed buffer gives.
+        #[test]
+        fn words_near_the_end_are_zero_filled(data in proptest::collection::vec(any::<u8>(), 0..20), byte in 0usize..30) {
+            let mut buf = [0u8; 8];
+            let tail = data.get(byte..).unwrap_or(&[]);
+            let n = tail.len().min(8);
+            buf[..n].copy_from_slice(&tail[..n]);
+            prop_assert_eq!(word_at(&data, byte), u64::from_le_bytes(buf));
         }
     }
 
