@@ -13,9 +13,10 @@ use crate::gat1400::pictures::content_type;
 use crate::http::runner::{run, AuditLine};
 use crate::http::{Answer, Body, Call};
 
-/// `GET /v1/images/{id}`.
+/// `GET /v1/images/{id}`: a picture (only pictures whose type their first bytes name
+/// are stored: an object's JSON at that id is not one).
 pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
-    let bytes = stored(c, ApiError::NoSuchImage).await?;
+    let bytes = stored(c, ApiError::NoSuchImage, |b| content_type(b).is_some()).await?;
     let kind = content_type(&bytes).unwrap_or("application/octet-stream");
     Ok((
         StatusCode::OK,
@@ -23,20 +24,34 @@ pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
     ))
 }
 
-/// `GET /v1/objects/{id}`.
+/// `GET /v1/objects/{id}`: an object as uploaded (JSON, an object: a picture at that id
+/// is not one).
 pub(crate) async fn object(c: Call) -> Result<Answer, ApiError> {
-    let bytes = stored(c, ApiError::NoSuchObject).await?;
+    let bytes = stored(c, ApiError::NoSuchObject, is_object).await?;
     Ok((
         StatusCode::OK,
         immutable(Body::Binary("application/json", Bytes::from(bytes))),
     ))
 }
 
-/// A stored blob the caller's scope covers (audited), or `missing`. Served on the
+/// Whether stored bytes are an object as uploaded: JSON text of an object (what
+/// `serde_json::to_vec` of one writes), never a picture (JPEG, PNG and BMP start
+/// otherwise).
+fn is_object(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&b'{')
+}
+
+/// A stored blob the caller's scope covers and that is of the kind asked for (`kind`:
+/// pictures and objects share a shard's pack, so an id of one is refused as the other),
+/// audited, or `missing`. Served on the
 /// connection's task when it is all in memory (most reads: pictures are read soon after
 /// they are written), else from the blocking pool: a busy pool (uploads decoding and
 /// fsyncing) adds its queueing to a read only when a disk read is due anyway.
-async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, ApiError> {
+async fn stored(
+    c: Call,
+    missing: fn(String) -> ApiError,
+    kind: fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, ApiError> {
     let id = c.arg();
     let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
     let named: String = id.chars().take(100).collect();
@@ -58,7 +73,11 @@ async fn stored(c: Call, missing: fn(String) -> ApiError) -> Result<Vec<u8>, Api
             }
         }
     }
-    .await;
+    .await
+    .and_then(|bytes| match kind(&bytes) {
+        true => Ok(bytes),
+        false => Err(gone()),
+    });
     match &found {
         Ok(_) => line.record(&c.app, Some(1), 200)?,
         Err(e) => line.record(&c.app, None, e.status().as_u16())?,

@@ -22,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sha2::{Digest, Sha256};
 
@@ -99,12 +99,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// One shard's pack. Readers take only `durable` (no lock); one writer at a time
-/// appends under `writer`, and publishes what it made durable.
+/// One shard's pack. Readers take only `durable` and a read lock of `starts` (never the
+/// writer's lock); one writer at a time appends under `writer`, and publishes what it
+/// made durable.
 struct Pack {
     path: PathBuf,
     /// The length fsynced: what a reader may read.
     durable: AtomicU64,
+    /// Where each durable record starts, rising: an id whose offset is not among them
+    /// names no picture (a made-up or mistyped id), told apart from a record that is
+    /// damaged (8 bytes a record, beside the writer's 40 of `by_hash`).
+    starts: RwLock<Vec<u64>>,
     writer: Mutex<PackWriter>,
 }
 
@@ -118,10 +123,11 @@ struct PackWriter {
 }
 
 impl Pack {
-    fn new(path: PathBuf, len: u64, by_hash: HashMap<[u8; 32], u64>) -> Pack {
+    fn new(path: PathBuf, len: u64, by_hash: HashMap<[u8; 32], u64>, starts: Vec<u64>) -> Pack {
         Pack {
             path,
             durable: AtomicU64::new(len),
+            starts: RwLock::new(starts),
             writer: Mutex::new(PackWriter {
                 len,
                 by_hash,
@@ -259,7 +265,7 @@ impl PictureStore {
                 )));
             }
             let mut buf = Vec::new();
-            let mut added = Vec::new();
+            let (mut added, mut starts) = (Vec::new(), Vec::new());
             for i in members {
                 let hash = hashes[i];
                 offsets[i] = match w.by_hash.get(&hash) {
@@ -269,6 +275,7 @@ impl PictureStore {
                         record(pictures[i].2, &hash, &mut buf);
                         w.by_hash.insert(hash, at);
                         added.push(hash);
+                        starts.push(at);
                         at
                     }
                 };
@@ -286,6 +293,8 @@ impl PictureStore {
                 return Err(e);
             }
             w.len += buf.len() as u64;
+            // Known as starts before they are readable.
+            write_lock(&pack.starts).extend(starts);
             pack.durable.store(w.len, Ordering::Release);
         }
         Ok(pictures
@@ -322,7 +331,7 @@ impl PictureStore {
         self.io
             .sync_dir(&self.dir)
             .map_err(|e| StorageError::io(&self.dir, e))?;
-        Ok(Pack::new(path, PACK_HEADER, HashMap::new()))
+        Ok(Pack::new(path, PACK_HEADER, HashMap::new(), Vec::new()))
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -362,6 +371,11 @@ impl PictureStore {
         };
         let (path, len) = (&pack.path, pack.durable.load(Ordering::Acquire));
         if id.offset < PACK_HEADER || id.offset + RECORD_HEADER as u64 > len {
+            return Ok(Fetched::Missing);
+        }
+        // Not where a record starts: no picture has that id (a damaged record, at an
+        // offset that is one, is an error below).
+        if read_lock(&pack.starts).binary_search(&id.offset).is_err() {
             return Ok(Fetched::Missing);
         }
         let read = |offset, len| match cached_only {
@@ -434,6 +448,17 @@ impl PictureStore {
             .map(|p| p.writer.lock().expect("pack lock").by_hash.len())
             .sum()
     }
+}
+
+/// A pack's record starts to read (a panic elsewhere leaves them whole: each change is
+/// one `extend`).
+fn read_lock(starts: &RwLock<Vec<u64>>) -> RwLockReadGuard<'_, Vec<u64>> {
+    starts.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pack's record starts to add to.
+fn write_lock(starts: &RwLock<Vec<u64>>) -> RwLockWriteGuard<'_, Vec<u64>> {
+    starts.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Appends one record for `bytes` to `out`.
@@ -511,12 +536,13 @@ fn recover(io: &dyn FileIo, path: PathBuf) -> Result<(Pack, Option<TornTail>)> {
             "not a picture pack (magic or version)",
         ));
     }
-    let mut by_hash = HashMap::new();
+    let (mut by_hash, mut starts) = (HashMap::new(), Vec::new());
     let mut at = PACK_HEADER;
     while at < file_len {
         match next_record(io, &path, at, file_len)? {
             Some((size, hash)) => {
                 by_hash.entry(hash).or_insert(at);
+                starts.push(at);
                 at += (RECORD_HEADER + size) as u64;
             }
             None => {
@@ -529,11 +555,11 @@ fn recover(io: &dyn FileIo, path: PathBuf) -> Result<(Pack, Option<TornTail>)> {
                 crate::log_file::confirm_torn(io, &path, &whole, &cut)?;
                 io.truncate(&path, at)
                     .map_err(|e| StorageError::io(&path, e))?;
-                return Ok((Pack::new(path, at, by_hash), Some(cut)));
+                return Ok((Pack::new(path, at, by_hash, starts), Some(cut)));
             }
         }
     }
-    Ok((Pack::new(path, file_len, by_hash), None))
+    Ok((Pack::new(path, file_len, by_hash, starts), None))
 }
 
 /// The record at `at`: its size and content hash, or `None` for a torn tail (an
@@ -661,6 +687,24 @@ mod tests {
             ..ids[0].clone()
         };
         assert_eq!(store.get(&nowhere).unwrap(), None);
+        // An offset inside the pack that is not where a record starts (a made-up or
+        // mistyped id) names no picture: none, not a damaged file, before and after
+        // reopening and after more pictures are added.
+        let inside = |id: &PictureId, by: u64| PictureId {
+            offset: id.offset + by,
+            ..id.clone()
+        };
+        for by in [1, 4, 9, RECORD_HEADER as u64, RECORD_HEADER as u64 + 2] {
+            assert_eq!(store.get(&inside(&ids[0], by)).unwrap(), None, "{by}");
+            assert_eq!(
+                store.get_cached(&inside(&ids[1], by)).unwrap(),
+                Fetched::Missing
+            );
+        }
+        let c = vec![0x42u8, b'M', 7, 7];
+        let more = store.put(&[("3205080001", 18871, &c)]).unwrap();
+        assert_eq!(store.get(&more[0]).unwrap().as_ref(), Some(&c));
+        assert_eq!(store.get(&inside(&more[0], 1)).unwrap(), None);
         store.drop_shard("3205080001", 18871).unwrap();
         assert_eq!(store.get(&ids[0]).unwrap(), None);
         assert_eq!(store.get(&ids[3]).unwrap().as_ref(), Some(&a));

@@ -415,9 +415,12 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
             events[100]["images"],
             json!([{"url": "http://10.1.2.3/scene.jpg", "type": "14"}])
         );
-        events[0]["images"][0]["url"].as_str().unwrap().to_string()
+        (
+            events[0]["images"][0]["url"].as_str().unwrap().to_string(),
+            events[0]["object"].as_str().unwrap().to_string(),
+        )
     };
-    let first = check(a, None);
+    let (first, first_object) = check(a, None);
     // Re-sent (a camera retrying): acknowledged again, stored once, pictures too.
     let before = std::fs::read_dir(dir.path().join("pictures"))
         .unwrap()
@@ -437,6 +440,24 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
     );
     let (status, _, _) = image(a, "/v1/images/nothing", None);
     assert_eq!(status, 404);
+    // An id made up from a real one (its offset moved into the record) names nothing:
+    // 404, not a damaged store; and pictures and objects, kept in one pack, are each
+    // found only as what they are.
+    let moved = |url: &str, by: u64| {
+        let (head, offset) = url.rsplit_once('.').unwrap();
+        format!("{head}.{}", offset.parse::<u64>().unwrap() + by)
+    };
+    for by in [1, 9, 44, 100] {
+        let (status, head, body) = image(a, &moved(&first, by), None);
+        assert_eq!(status, 404, "{head} {}", String::from_utf8_lossy(&body));
+        let (status, _, _) = image(a, &moved(&first_object, by), None);
+        assert_eq!(status, 404);
+    }
+    let id = |url: &str| url.rsplit('/').next().unwrap().to_string();
+    let (status, _, _) = image(a, &format!("/v1/objects/{}", id(&first)), None);
+    assert_eq!(status, 404, "a picture is not an object");
+    let (status, _, _) = image(a, &format!("/v1/images/{}", id(&first_object)), None);
+    assert_eq!(status, 404, "an object is not a picture");
 
     // After a restart, with keys: a key of another community sees no picture.
     server.stop();
@@ -451,7 +472,7 @@ fn pictures_are_stored_with_their_objects_and_served_byte_identical() {
         (mk("3205080001"), mk("3205089999"))
     };
     let server = start(dir.path(), |_| {});
-    assert_eq!(check(server.addr, Some(&inside)), first);
+    assert_eq!(check(server.addr, Some(&inside)).0, first);
     let (status, _, _) = image(server.addr, &first, Some(&outside));
     assert_eq!(status, 404, "another community's picture is not found");
     let (status, _, _) = image(server.addr, &first, None);
