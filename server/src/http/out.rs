@@ -663,6 +663,23 @@ mod tests {
             prop_assert_eq!(String::from_utf8(text).unwrap(), serde_json::to_string(&d.to_f64()).unwrap());
         }
 
+        /// Plain strings of 0 to 40 bytes with at most one byte JSON escapes, at any
+        /// place (the last bytes too, which the word-at-a-time test reads twice).
+        #[test]
+        fn needs_escape_finds_one_byte_anywhere(
+            len in 0usize..40,
+            at in any::<prop::sample::Index>(),
+            bad in prop_oneof![Just(None), (0u8..0x20).prop_map(Some), Just(Some(b'"')), Just(Some(b'\\'))],
+        ) {
+            let mut b: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            if let (Some(c), false) = (bad, b.is_empty()) {
+                let i = at.index(b.len());
+                b[i] = c;
+            }
+            let naive = b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+            prop_assert_eq!(needs_escape(&b), naive);
+        }
+
         /// The word-at-a-time test finds exactly the strings a byte-wise one does.
         #[test]
         fn needs_escape_is_the_bytewise_test(b in proptest::collection::vec(

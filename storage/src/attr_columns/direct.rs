@@ -149,27 +149,29 @@ pub(super) fn walk_row<'c>(
         }
         last = Some((key, class));
         let (n, index) = presence(&mut r, dir.rows, row, start)?;
-        if index.is_none() {
+        let Some(i) = index else {
             // Not this row's: its values are not read (every column holds a value of
-            // some row, so a check of every row reads every column whole).
+            // some row, so a check of every row, `check_chunk`, reads every column
+            // whole); its class is still one there is.
+            if class > BOOL {
+                return Err(format!("unknown column class {class} at byte {start}"));
+            }
             continue;
-        }
-        let v = column_value_direct(&mut r, class, n, index, start)?;
+        };
+        let v = column_value_direct(&mut r, class, n, i, start)?;
         if r.at != end {
             return Err(format!(
                 "{} bytes after the values of the column at byte {start}",
                 end - r.at
             ));
         }
-        if let Some(v) = v {
-            // Two kinds of one key in one row cannot be written: refuse rather than
-            // emit a map with a key twice (columns of one key are adjacent).
-            if last_found == Some(key) {
-                return Err("one key with two values in one row".into());
-            }
-            last_found = Some(key);
-            found.extend(std::iter::once((key, v)));
+        // Two kinds of one key in one row cannot be written: refuse rather than emit a
+        // map with a key twice (columns of one key are adjacent).
+        if last_found == Some(key) {
+            return Err("one key with two values in one row".into());
         }
+        last_found = Some(key);
+        found.extend(std::iter::once((key, v)));
     }
     Ok(())
 }
@@ -592,48 +594,35 @@ struct Wanted {
     count: usize,
 }
 
-/// Reads past a column of `n` values of `class`, decoding value `index` if given.
+/// Reads a column of `n` values of `class` to its end, decoding value `i`.
 #[inline]
 fn column_value_direct<'a>(
     r: &mut Reader<'a>,
     class: u8,
     n: usize,
-    index: Option<usize>,
+    i: usize,
     at: usize,
-) -> Result<Option<Value<'a>>, String> {
+) -> Result<Value<'a>, String> {
     Ok(match class {
         // Every value of these is at a computed place in both layouts (and none is a
         // digit string: no scratch string is needed).
         INT | INT_RAW | FLOAT_DEC | FLOAT_RAW | BOOL => {
-            return column_value(r, class, n, index, at, &mut Vec::new())
+            column_value(r, class, n, Some(i), at, &mut Vec::new())?
+                .ok_or_else(|| format!("no value {i} in the column at byte {at}"))?
         }
         STR_DICT => {
             let dict = Dict::read(r)?;
             let codes = r.packed(n)?;
-            match index {
-                None => None,
-                Some(i) => Some(Value::Str(
-                    dict.get(codes.get(i) as usize, at)?
-                        .ok_or_else(|| format!("a dictionary code past its end at byte {at}"))?,
-                )),
-            }
+            Value::Str(
+                dict.get(codes.get(i) as usize, at)?
+                    .ok_or_else(|| format!("a dictionary code past its end at byte {at}"))?,
+            )
         }
-        STR_DIGITS => {
-            let column = DigitsColumn::read(r, n, at)?;
-            match index {
-                None => None,
-                Some(i) => Some(Value::AsciiDigits(column.get(i)?)),
-            }
-        }
+        STR_DIGITS => Value::AsciiDigits(DigitsColumn::read(r, n, at)?.get(i)?),
         STR_RAW => {
-            let (ends, blob) = raw_strings(r, n, at, index.is_some())?;
-            match index {
-                None => None,
-                Some(i) => {
-                    let range = ends.range(i, blob.len())?;
-                    Some(super::string_in(blob, range, at)?)
-                }
-            }
+            let (ends, blob) = raw_strings(r, n, at, true)?;
+            let range = ends.range(i, blob.len())?;
+            super::string_in(blob, range, at)?
         }
         c => return Err(format!("unknown column class {c} at byte {at}")),
     })
@@ -742,6 +731,22 @@ mod tests {
     mod digits {
         use super::super::all_digits;
         use proptest::prelude::*;
+
+        /// Every byte value at every place of a 20-digit prefix (the two words and the
+        /// four bytes after them) and of a 9-byte string (a word and one byte): the
+        /// string is digits only exactly when that byte is one.
+        #[test]
+        fn every_byte_at_every_place_of_digits() {
+            for len in [20usize, 9, 8, 1] {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut s = b"01234567890123456789"[..len].to_vec();
+                        s[at] = b;
+                        assert_eq!(all_digits(&s), b.is_ascii_digit(), "{len} {at} {b:#x}");
+                    }
+                }
+            }
+        }
 
         proptest! {
             /// The word-at-a-time digit test finds exactly what a byte-wise one does,
