@@ -2,6 +2,8 @@
 //! and how they are written, and request bodies read within their limits.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Either};
 use hyper::body::{Bytes, Incoming};
@@ -400,29 +402,113 @@ pub(crate) fn refuse_declared(
     if declared.is_none_or(|n| n <= max as u64) {
         return Ok(body);
     }
-    let waits = headers
-        .get(hyper::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
-    if !waits {
-        discard_after_answer(body);
+    if !expects_continue(headers) {
+        discard_after_answer(body, DRAIN_BYTES);
     }
     Err(ApiError::BodyTooLarge(max))
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body (RFC 9110
+/// §10.1.1).
+fn expects_continue(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get(hyper::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
+/// Most bytes of a body no handler read (a request refused before its body: 401, 403,
+/// 429) that are read and dropped after the answer so that the connection stays open
+/// for the client's next request — a digest client's retry, which Java clients send on
+/// the same connection. A longer body, or one of unknown length, is answered with
+/// `Connection: close` (what is read of it is still dropped, within the same bound).
+pub(crate) const UNREAD_DRAIN_BYTES: usize = 1 << 20;
+
+/// Set on a request (an extension) when its connection must close after the answer:
+/// its body was left unread past what is drained ([`Unread`]). The answer then says so,
+/// `Connection: close` (RFC 9112 §9.6), rather than the connection just ending under a
+/// client that may send its next request on it (RFC 9112 §9.3).
+#[derive(Clone, Default)]
+pub(crate) struct CloseAfter(pub(crate) Arc<AtomicBool>);
+
+impl CloseAfter {
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A request's body until a handler takes it ([`Unread::take`]). Dropped unread (a
+/// refusal before the body, a handler that needs none), it is read and dropped after
+/// the answer, up to [`UNREAD_DRAIN_BYTES`] within [`DRAIN_TIME`], and the request's
+/// [`CloseAfter`] set when the connection cannot be kept: a longer or chunked body, or
+/// a client waiting for `100 Continue` (never sent: its body is never polled).
+pub(crate) struct Unread {
+    body: Option<Incoming>,
+    waits: bool,
+    close: CloseAfter,
+}
+
+impl Unread {
+    /// The request's head and its body held unread.
+    pub(crate) fn of(req: hyper::Request<Incoming>) -> (hyper::http::request::Parts, Unread) {
+        let (head, body) = req.into_parts();
+        let close = head
+            .extensions
+            .get::<CloseAfter>()
+            .cloned()
+            .unwrap_or_default();
+        let waits = expects_continue(&head.headers);
+        (
+            head,
+            Unread {
+                body: Some(body),
+                waits,
+                close,
+            },
+        )
+    }
+
+    /// The body, to read (once; `None` after).
+    pub(crate) fn take(&mut self) -> Option<Incoming> {
+        self.body.take()
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        let Some(body) = self.body.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        let declared = hyper::body::Body::size_hint(&body).exact();
+        let kept = !self.waits && declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64);
+        // Off tokio's threads (a body dropped on a rayon thread) nothing is drained:
+        // the connection closes.
+        let drained = !self.waits
+            && tokio::runtime::Handle::try_current()
+                .map(|_| discard_after_answer(body, UNREAD_DRAIN_BYTES))
+                .is_ok();
+        if !(kept && drained) {
+            self.close.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The longest a refused body is read and dropped after its answer.
 pub(crate) const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads and drops a refused body while its answer is sent, up to [`DRAIN_BYTES`]
-/// and within [`DRAIN_TIME`] (closing a socket with unread bytes resets it, and the
-/// client would lose the answer).
-fn discard_after_answer(mut body: Incoming) {
+/// Reads and drops a refused body while its answer is sent, up to `most` bytes and
+/// within [`DRAIN_TIME`] (closing a socket with unread bytes resets it, and the client
+/// would lose the answer).
+fn discard_after_answer(mut body: Incoming, most: usize) {
     tokio::spawn(async move {
         let drain = async {
             let mut total = 0usize;
             while let Some(Ok(frame)) = body.frame().await {
                 total = total.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
-                if total > DRAIN_BYTES {
+                if total > most {
                     break;
                 }
             }

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::body::Unread;
 use crate::http::limits::{ByteBudget, Reserved};
 use crate::http::Body;
 use crate::params::Params;
@@ -32,8 +33,9 @@ pub(crate) struct Call {
     pub ndjson: bool,
     /// The request's method, URI and headers.
     pub head: hyper::http::request::Parts,
-    /// The body, until it is read.
-    incoming: Option<Incoming>,
+    /// The body, until it is read (dropped unread, it is drained or the connection
+    /// closed: [`Unread`]).
+    incoming: Unread,
 }
 
 impl Call {
@@ -42,10 +44,10 @@ impl Call {
         caller: Caller,
         params: Params,
         arg: Option<String>,
-        req: Request<Incoming>,
+        (req, incoming): (Request<()>, Unread),
         ndjson: bool,
     ) -> Call {
-        let (head, incoming) = req.into_parts();
+        let (head, ()) = req.into_parts();
         Call {
             app,
             caller,
@@ -55,7 +57,7 @@ impl Call {
             query: head.uri.query().unwrap_or("").to_string(),
             ndjson,
             head,
-            incoming: Some(incoming),
+            incoming,
         }
     }
 

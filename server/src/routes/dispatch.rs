@@ -11,7 +11,7 @@ use hyper::Request;
 use super::{routes, Access, Check, Found, Route};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
-use crate::http::body::{respond, respond_error, NDJSON};
+use crate::http::body::{respond, respond_error, CloseAfter, Unread, NDJSON};
 use crate::http::runner::AuditLine;
 use crate::http::{Answer, Body, Call, Reply};
 use crate::params::Params;
@@ -24,6 +24,13 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     let table = routes();
     let mut allow = None;
     canonical_request(&mut req);
+    // The body apart, held until a handler reads it; left unread past what is drained,
+    // the answer says the connection closes (`Unread`, `CloseAfter`).
+    let close = CloseAfter::default();
+    req.extensions_mut().insert(close.clone());
+    let (head, body) = Unread::of(req);
+    let mut body = Some(body);
+    let req = Request::from_parts(head, ());
     let path = req.uri().path().to_string();
     // What a `/VIID` device is answered when no handler runs: GA/T 1400's shape.
     let viid = |status: hyper::StatusCode, code: i64, e: &ApiError| {
@@ -76,10 +83,13 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
         (table.labels.len(), refuse(e))
     } else {
         match table.find(req.method(), &path) {
-            Found::Route(route, arg) => (
-                table.label_of(route.path),
-                call(app.clone(), route, arg, req).await,
-            ),
+            Found::Route(route, arg) => {
+                let body = body.take().expect("the body, taken once");
+                (
+                    table.label_of(route.path),
+                    call(app.clone(), route, arg, req, body).await,
+                )
+            }
             Found::WrongMethod { path: template } => {
                 let allowed = table.allowed(template);
                 allow = Some(allowed.clone());
@@ -97,6 +107,8 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
             ),
         }
     };
+    // A body no route took (a refusal before any handler) is left as `Unread` says.
+    drop(body);
     // Server time apart from the network (RFC: W3C Server Timing): `query` is the
     // handler's (authorisation, body, store work), `serialize` the JSON writing.
     let handled = started.elapsed();
@@ -124,6 +136,14 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     }
     if reply.status() == hyper::StatusCode::NO_CONTENT {
         reply.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    }
+    // RFC 9112 §9.6: the connection closes after this answer (a body left unread), and
+    // the answer says so: a client does not send its next request on it.
+    if close.is_set() {
+        reply.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
     }
     // RFC 9110 §15.5.6: a 405 says which methods the resource takes (and so does
     // the answer to OPTIONS).
@@ -237,10 +257,11 @@ async fn call(
     app: Arc<App>,
     route: &'static Route,
     arg: Option<String>,
-    req: Request<Incoming>,
+    req: Request<()>,
+    body: Unread,
 ) -> Result<Answer, ApiError> {
     // What an audit entry of a change or a refusal names: the method and the path.
-    let what = |req: &Request<Incoming>| format!("{} {}", req.method(), req.uri().path());
+    let what = |req: &Request<()>| format!("{} {}", req.method(), req.uri().path());
     let caller = match route.access {
         Access::Key(role) => match authorize(&app, &req, role) {
             Ok(caller) => caller,
@@ -285,7 +306,7 @@ async fn call(
         caller,
         params,
         arg,
-        req,
+        (req, body),
         ndjson,
     )));
     let answer = match handled.await {
@@ -341,7 +362,7 @@ async fn call(
 
 /// The caller behind a request's API key; without one, behind its connection's client
 /// certificate (mTLS), when it has one.
-fn authorize(app: &App, req: &Request<Incoming>, role: auth::Role) -> Result<Caller, ApiError> {
+fn authorize<B>(app: &App, req: &Request<B>, role: auth::Role) -> Result<Caller, ApiError> {
     match (token(req), req.extensions().get::<crate::tls::ClientCert>()) {
         (None, Some(cert)) => app.keys.authorize_cert(&cert.0, role),
         (token, _) => app.keys.authorize(token, role),
@@ -349,14 +370,14 @@ fn authorize(app: &App, req: &Request<Incoming>, role: auth::Role) -> Result<Cal
 }
 
 /// The id of the key a request's client certificate names (mTLS), if any.
-fn certified_key(app: &App, req: &Request<Incoming>) -> Option<String> {
+fn certified_key<B>(app: &App, req: &Request<B>) -> Option<String> {
     let cert = req.extensions().get::<crate::tls::ClientCert>()?;
     app.keys.named_by(&cert.0)
 }
 
 /// Audits a refusal before the handler (the key check): who, what, the status. A
 /// refusal is answered even if its entry cannot be written (refusing is safe).
-fn refused(app: &App, key: &str, endpoint: &str, req: &Request<Incoming>, e: &ApiError) {
+fn refused<B>(app: &App, key: &str, endpoint: &str, req: &Request<B>, e: &ApiError) {
     if let Err(err) = app.audit.record(
         crate::now_ms(),
         key,
@@ -434,7 +455,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
-pub(crate) fn wants_ndjson(req: &Request<Incoming>) -> bool {
+pub(crate) fn wants_ndjson<B>(req: &Request<B>) -> bool {
     req.headers()
         .get_all(hyper::header::ACCEPT)
         .iter()
@@ -443,7 +464,7 @@ pub(crate) fn wants_ndjson(req: &Request<Incoming>) -> bool {
 }
 
 /// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.
-pub(crate) fn token(req: &Request<Incoming>) -> Option<&str> {
+pub(crate) fn token<B>(req: &Request<B>) -> Option<&str> {
     let h = req.headers();
     h.get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -833,3 +833,77 @@ fn a_busy_gateway_says_retry_after() {
     assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
     assert_eq!(body["ResponseStatusObject"]["StatusCode"], 2, "{body}");
 }
+
+/// One answer read from a kept connection: its head (lower-cased) and its body (by its
+/// `Content-Length`).
+fn answer_on(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let head = head_within(s, Duration::from_secs(10));
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+/// RFC 9112 §9.3, §9.6: a request refused before its body is read (an upload from a
+/// caller not yet known: 401 with a challenge) leaves the connection usable when the
+/// client sent the body whole — a body within 1 MiB is read and dropped after the
+/// answer, and the digest retry (as Java clients send it) goes on the same connection —
+/// and when the connection cannot be kept (a longer body, a client waiting for `100
+/// Continue`), the answer says `Connection: close` rather than the connection just
+/// ending under the client.
+#[test]
+fn a_body_left_unread_is_drained_or_the_answer_says_the_connection_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let upload = |length: usize, extra: &str| {
+        format!(
+            "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+             User-Identify: {CAMERA}\r\nContent-Length: {length}\r\n{extra}\r\n"
+        )
+    };
+    // Within the drained bound, sent whole: 401, kept, and the next request on the same
+    // connection is answered.
+    for length in [1_000, 100_000, 1 << 20] {
+        let mut s = TcpStream::connect(a).unwrap();
+        let mut request = upload(length, "").into_bytes();
+        request.extend(std::iter::repeat_n(b' ', length));
+        s.write_all(&request).unwrap();
+        let (head, _) = answer_on(&mut s);
+        assert!(head.starts_with("http/1.1 401"), "{length}: {head}");
+        assert!(!head.contains("connection: close"), "{length}: {head}");
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let (head, _) = answer_on(&mut s);
+        assert!(head.starts_with("http/1.1 200"), "{length}, next: {head}");
+    }
+    // Longer (sent from another thread: the server stops reading it), of unknown
+    // length (chunked), or waiting for `100 Continue` (never sent): the 401 says the
+    // connection closes.
+    let long = 3 << 20;
+    for (request, body) in [
+        (upload(long, ""), vec![b' '; long]),
+        (
+            "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+                .to_string(),
+            b"10\r\n{\"FaceListObject\"\r\n".to_vec(),
+        ),
+        (upload(100_000, "Expect: 100-continue\r\n"), Vec::new()),
+    ] {
+        let mut s = TcpStream::connect(a).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut writer = s.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            let _ = writer.write_all(&body);
+        });
+        let head = head_within(&mut s, Duration::from_secs(10));
+        assert!(head.starts_with("http/1.1 401"), "{request}: {head}");
+        assert!(head.contains("connection: close"), "{request}: {head}");
+        drop(s);
+        sending.join().unwrap();
+    }
+}
