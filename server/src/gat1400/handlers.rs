@@ -235,7 +235,10 @@ where
     let (body, mut held) = match c.body_budgeted(max, budget).await {
         Ok(b) => b,
         Err(e @ ApiError::BodyBudget(_)) => return early(e, BUSY, &url),
-        Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
+        Err(e) => {
+            let code = body_failure_code(&e);
+            return early(e, code, &url);
+        }
     };
     let raw = body.clone();
     let body = match gzipped {
@@ -249,7 +252,10 @@ where
             }
             match gunzip(&body, max) {
                 Ok(inflated) => inflated,
-                Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
+                Err(e) => {
+                    let code = body_failure_code(&e);
+                    return early(e, code, &url);
+                }
             }
         }
     };
@@ -923,6 +929,18 @@ fn keep_uploaded(
 pub(crate) fn device_error(x: &Exchange, e: &ApiError) -> Reply {
     let s = one_status("", &x.url(), status_code_of(e), &e.to_string(), x.now_ms);
     Reply::with(e.status(), s)
+}
+
+/// The GA/T 1400.4 status code of a body that could not be read: too large (413, as
+/// sent or inflated) or too slow (408) is not the JSON's fault — "other error" (1) —
+/// anything else (not gzip) its format's (7).
+fn body_failure_code(e: &ApiError) -> i64 {
+    match e {
+        ApiError::BodyTooLarge(_) | ApiError::BodyTimeout(_) | ApiError::BodyTooSlow(_) => {
+            OTHER_ERROR
+        }
+        _ => INVALID_JSON_FORMAT,
+    }
 }
 
 /// The GA/T 1400.4 status code of a refusal or failure: a refused caller is an invalid

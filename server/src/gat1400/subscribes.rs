@@ -79,6 +79,9 @@ pub(crate) enum SubscribeError {
     ReceiveRefused(String, String),
     #[error("{0} {1:?} is not a time like 20210901080000")]
     Time(&'static str, String),
+    /// A subscription that would end before it begins could never deliver anything.
+    #[error("EndTime {1:?} is before BeginTime {0:?}: the subscription would never deliver")]
+    Backwards(String, String),
     #[error("{0}")]
     Store(#[from] ApiError),
 }
@@ -264,6 +267,12 @@ pub(crate) fn requested(
         }
     };
     let (begin_ms, end_ms) = (time("BeginTime")?, time("EndTime")?);
+    if let (Some(b), Some(e)) = (begin_ms, end_ms) {
+        if e < b {
+            let t = |k| text(o, k).unwrap_or_default();
+            return Err(SubscribeError::Backwards(t("BeginTime"), t("EndTime")));
+        }
+    }
     // ResourceURI (GA/T 1400.4 订阅资源路径): the devices (APE ids), tollgates or areas
     // (code prefixes) subscribed to; this 视图库's own id — ours, or for an upper
     // platform the id we registered there with, which is the id it knows us by — or

@@ -103,7 +103,11 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
          "ImageData": 0},
         {"SubscribeID": "320500000000000001032021090108000000002", "SubscribeDetail": "13"},
         {"SubscribeID": "320500000000000001032021090108000000003", "SubscribeDetail": "99",
-         "ReceiveAddr": format!("http://{}/x", receiver.addr)}]}})
+         "ReceiveAddr": format!("http://{}/x", receiver.addr)},
+        // Ending before it begins: it could never deliver.
+        {"SubscribeID": "320500000000000001032021090108000000004", "SubscribeDetail": "13",
+         "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr),
+         "BeginTime": "20991231000000", "EndTime": "20210101000000"}]}})
     .to_string();
     let (status, _, _) = viid(a, "POST", "/VIID/Subscribes", &ident, &subscribe);
     assert_eq!(status, 401, "only a registered platform subscribes");
@@ -116,9 +120,13 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
         s.iter()
             .map(|s| s["StatusCode"].as_i64())
             .collect::<Vec<_>>(),
-        [Some(0), Some(8), Some(8)],
+        [Some(0), Some(8), Some(8), Some(8)],
         "{answer}"
     );
+    assert!(s[3]["StatusString"]
+        .as_str()
+        .unwrap()
+        .contains("EndTime \"20210101000000\" is before BeginTime"));
     assert!(s[1]["StatusString"]
         .as_str()
         .unwrap()
