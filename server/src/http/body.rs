@@ -417,6 +417,23 @@ fn expects_continue(headers: &hyper::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
 
+/// Whether the client keeps the connection after this request (RFC 9112 §9.3): HTTP/1.1
+/// unless it says `Connection: close`, HTTP/1.0 only when it says `keep-alive`.
+fn keeps_connection(head: &hyper::http::request::Parts) -> bool {
+    let says = |token: &str| {
+        head.headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match head.version {
+        hyper::Version::HTTP_10 => says("keep-alive"),
+        _ => !says("close"),
+    }
+}
+
 /// Most bytes of a body no handler read (a request refused before its body: 401, 403,
 /// 429) that are read and dropped after the answer so that the connection stays open
 /// for the client's next request — a digest client's retry, which Java clients send on
@@ -438,13 +455,18 @@ impl CloseAfter {
 }
 
 /// A request's body until a handler takes it ([`Unread::take`]). Dropped unread (a
-/// refusal before the body, a handler that needs none), it is read and dropped after
-/// the answer, up to [`UNREAD_DRAIN_BYTES`] within [`DRAIN_TIME`], and the request's
-/// [`CloseAfter`] set when the connection cannot be kept: a longer or chunked body, or
-/// a client waiting for `100 Continue` (never sent: its body is never polled).
+/// refusal before the body, a handler that needs none), a body of at most
+/// [`UNREAD_DRAIN_BYTES`] on a connection the client keeps is read and dropped after the
+/// answer (within [`DRAIN_TIME`]), so the connection stays open; otherwise — a longer or
+/// chunked body, a client waiting for `100 Continue` (never sent: its body is never
+/// polled) or one closing the connection itself — the body is dropped at once, the
+/// request's [`CloseAfter`] set, and the connection closes after the answer (no wait for
+/// bytes a client may never send).
 pub(crate) struct Unread {
     body: Option<Incoming>,
-    waits: bool,
+    /// Read and dropped when left unread: the client waits for neither `100 Continue`
+    /// nor the connection's end.
+    drainable: bool,
     close: CloseAfter,
 }
 
@@ -457,12 +479,12 @@ impl Unread {
             .get::<CloseAfter>()
             .cloned()
             .unwrap_or_default();
-        let waits = expects_continue(&head.headers);
+        let drainable = !expects_continue(&head.headers) && keeps_connection(&head);
         (
             head,
             Unread {
                 body: Some(body),
-                waits,
+                drainable,
                 close,
             },
         )
@@ -483,15 +505,14 @@ impl Drop for Unread {
             return;
         }
         let declared = hyper::body::Body::size_hint(&body).exact();
-        let kept = !self.waits && declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64);
         // Off tokio's threads (a body dropped on a rayon thread) nothing is drained:
         // the connection closes.
-        let drained = !self.waits
-            && tokio::runtime::Handle::try_current()
-                .map(|_| discard_after_answer(body, UNREAD_DRAIN_BYTES))
-                .is_ok();
-        if !(kept && drained) {
-            self.close.0.store(true, Ordering::Relaxed);
+        let kept = self.drainable
+            && declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64)
+            && tokio::runtime::Handle::try_current().is_ok();
+        match kept {
+            true => discard_after_answer(body, UNREAD_DRAIN_BYTES),
+            false => self.close.0.store(true, Ordering::Relaxed),
         }
     }
 }
