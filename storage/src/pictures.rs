@@ -345,7 +345,7 @@ impl PictureStore {
     }
 
     /// A picture's bytes, checked against its checksum; `None` when there is no such
-    /// picture (no pack, or an offset past what is durable).
+    /// picture (no pack, an offset past what is durable, or one where no record starts).
     pub fn get(&self, id: &PictureId) -> Result<Option<Vec<u8>>> {
         match self.fetch(id, false)? {
             Fetched::Found(bytes) => Ok(Some(bytes)),
@@ -555,10 +555,12 @@ fn recover(io: &dyn FileIo, path: PathBuf) -> Result<(Pack, Option<TornTail>)> {
                 crate::log_file::confirm_torn(io, &path, &whole, &cut)?;
                 io.truncate(&path, at)
                     .map_err(|e| StorageError::io(&path, e))?;
+                starts.shrink_to_fit();
                 return Ok((Pack::new(path, at, by_hash, starts), Some(cut)));
             }
         }
     }
+    starts.shrink_to_fit();
     Ok((Pack::new(path, file_len, by_hash, starts), None))
 }
 
@@ -688,23 +690,28 @@ mod tests {
         };
         assert_eq!(store.get(&nowhere).unwrap(), None);
         // An offset inside the pack that is not where a record starts (a made-up or
-        // mistyped id) names no picture: none, not a damaged file, before and after
+        // mistyped id) names no picture: none, not a damaged file (the first record is
+        // followed by a second, so each offset tried lies within the pack), after
         // reopening and after more pictures are added.
         let inside = |id: &PictureId, by: u64| PictureId {
             offset: id.offset + by,
             ..id.clone()
         };
+        assert!(ids[1].offset > ids[0].offset + RECORD_HEADER as u64 + 2);
         for by in [1, 4, 9, RECORD_HEADER as u64, RECORD_HEADER as u64 + 2] {
             assert_eq!(store.get(&inside(&ids[0], by)).unwrap(), None, "{by}");
             assert_eq!(
-                store.get_cached(&inside(&ids[1], by)).unwrap(),
+                store.get_cached(&inside(&ids[0], by)).unwrap(),
                 Fetched::Missing
             );
         }
         let c = vec![0x42u8, b'M', 7, 7];
-        let more = store.put(&[("3205080001", 18871, &c)]).unwrap();
+        let more = store
+            .put(&[("3205080001", 18871, &c), ("3205080001", 18871, &a[..4])])
+            .unwrap();
         assert_eq!(store.get(&more[0]).unwrap().as_ref(), Some(&c));
         assert_eq!(store.get(&inside(&more[0], 1)).unwrap(), None);
+        assert_eq!(store.get(&more[1]).unwrap().as_deref(), Some(&a[..4]));
         store.drop_shard("3205080001", 18871).unwrap();
         assert_eq!(store.get(&ids[0]).unwrap(), None);
         assert_eq!(store.get(&ids[3]).unwrap().as_ref(), Some(&a));

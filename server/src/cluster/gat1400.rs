@@ -1121,7 +1121,7 @@ async fn read_body(
     };
     // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
     let (head, body) = req.into_parts();
-    let body = crate::http::body::refuse_declared(&head.headers, body, max)
+    let body = crate::http::body::refuse_declared((&head.headers, &head.extensions), body, max)
         .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
     let read = crate::http::body::read_paced(
         body,

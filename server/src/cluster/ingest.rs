@@ -251,7 +251,7 @@ async fn post_events(
     // As `serve` decodes it (`http::call`): gzip/x-gzip inflated within `max`,
     // another coding 415 before the body is read, a UTF-8 byte order mark dropped.
     let gzipped = crate::http::call::gzipped(&head.headers)?;
-    let body = crate::http::body::refuse_declared(&head.headers, body, max)?;
+    let body = crate::http::body::refuse_declared((&head.headers, &head.extensions), body, max)?;
     let (body, _) = crate::http::body::read_paced(
         body,
         max,

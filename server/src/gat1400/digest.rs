@@ -420,7 +420,8 @@ impl Gateway {
         // before anything is hashed, and so before any of the body is read.
         let qop = get("qop");
         if !qop.is_empty() && !qop.eq_ignore_ascii_case("auth") {
-            return Err(DigestError::Qop(qop.to_string()));
+            // Told back and logged: at most 32 characters of whatever the client sent.
+            return Err(DigestError::Qop(qop.chars().take(32).collect()));
         }
         if f.get("realm").is_some_and(|r| r != REALM) {
             return Err(DigestError::OtherRealm(get("realm").to_string()));
@@ -795,6 +796,12 @@ mod tests {
                 Err(DigestError::Qop(said)) => assert_eq!(said, qop),
                 other => panic!("{qop}: {other:?}"),
             }
+        }
+        // A long one is told back (and logged) cut to 32 characters.
+        let long = "x".repeat(300_000);
+        match check(&header(&long, "00000001")) {
+            Err(DigestError::Qop(said)) => assert_eq!(said, long[..32]),
+            other => panic!("{other:?}"),
         }
         assert_eq!(check(&header("auth", "00000001")).unwrap(), "cam");
         assert_eq!(check(&header("", "")).unwrap(), "cam", "RFC 2069");

@@ -547,10 +547,10 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
         // to `auth-int`) is refused on every retry, for ever: the operator is told, once
         // per address and reason.
         DigestError::Qop(_) | DigestError::Algorithm => {
-            if first_unanswerable(x.peer, why) {
+            if first_unanswerable(x.peer, x.user_identify.as_deref(), why) {
                 tracing::warn!(
                     peer = ?x.peer,
-                    caller = x.user_identify.as_deref().unwrap_or(""),
+                    caller = x.user_identify.as_deref().unwrap_or("").chars().take(48).collect::<String>(),
                     reason = %why,
                     "a GA/T 1400 caller's digest can never be accepted (qop=auth and \
                      MD5/SHA-256 are offered); it is refused on every retry"
@@ -581,22 +581,32 @@ pub(crate) fn refused(gateway: &Gateway, x: &Exchange, why: &DigestError) -> Rep
     }
 }
 
-/// Whether this is the first time (since the last [`UNANSWERABLE_REMEMBERED`]) that a
-/// caller at `peer` was refused for `why`: a digest no challenge offers (see
-/// [`refused`]), logged once, not on each of a looping device's retries.
-fn first_unanswerable(peer: Option<std::net::IpAddr>, why: &DigestError) -> bool {
-    type Seen = std::collections::HashSet<(Option<std::net::IpAddr>, String)>;
+/// Whether a caller refused for `why` (a digest no challenge offers, see [`refused`])
+/// is told for the first time: once per address, claimed identity and reason (the
+/// `qop` named, 32 characters at most), not on each of a looping device's retries. At
+/// most [`UNANSWERABLE_REMEMBERED`] are remembered; past them no new one is named (the
+/// memory and the log stay bounded however many devices loop).
+fn first_unanswerable(
+    peer: Option<std::net::IpAddr>,
+    caller: Option<&str>,
+    why: &DigestError,
+) -> bool {
+    type Seen = std::collections::HashSet<(Option<std::net::IpAddr>, String, String)>;
     static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> =
         std::sync::LazyLock::new(Default::default);
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.len() >= UNANSWERABLE_REMEMBERED {
-        // Bounded: forgotten all at once, so each is told again at most once more.
-        seen.clear();
+    let key = (
+        peer,
+        caller.unwrap_or("").chars().take(48).collect(),
+        why.to_string(),
+    );
+    if seen.len() >= UNANSWERABLE_REMEMBERED || seen.contains(&key) {
+        return false;
     }
-    seen.insert((peer, why.to_string()))
+    seen.insert(key)
 }
 
-/// Callers [`first_unanswerable`] remembers (address and reason) before it starts again.
+/// Callers [`first_unanswerable`] names (address, identity and reason).
 const UNANSWERABLE_REMEMBERED: usize = 1024;
 
 /// The code a `RegisterObject` / `UnRegisterObject` / `KeepaliveObject` names
@@ -1555,19 +1565,26 @@ mod tests {
         // Addresses of the documentation range no other test uses.
         let peer = |i: u8| Some(std::net::IpAddr::from([192, 0, 2, i]));
         let int = DigestError::Qop("auth-int".into());
-        assert!(first_unanswerable(peer(1), &int));
+        let cam = Some("32050801011210000001");
+        assert!(first_unanswerable(peer(1), cam, &int));
         assert!(
-            !first_unanswerable(peer(1), &int),
+            !first_unanswerable(peer(1), cam, &int),
             "a retry is not told again"
         );
-        assert!(first_unanswerable(peer(1), &DigestError::Algorithm));
-        assert!(first_unanswerable(peer(2), &int));
-        assert!(!first_unanswerable(peer(2), &int));
-        // Past the bound, everything is forgotten at once (then told once more).
+        assert!(first_unanswerable(peer(1), cam, &DigestError::Algorithm));
+        assert!(first_unanswerable(
+            peer(1),
+            Some("32050801011210000002"),
+            &int
+        ));
+        assert!(first_unanswerable(peer(2), cam, &int));
+        assert!(!first_unanswerable(peer(2), cam, &int));
+        // Past the bound, no new caller is named (and the ones named stay told).
         for i in 0..UNANSWERABLE_REMEMBERED {
-            first_unanswerable(None, &DigestError::Qop(format!("q{i}")));
+            first_unanswerable(None, None, &DigestError::Qop(format!("q{i}")));
         }
-        assert!(first_unanswerable(peer(2), &int));
+        assert!(!first_unanswerable(peer(3), cam, &int));
+        assert!(!first_unanswerable(peer(1), cam, &int));
     }
 
     #[test]

@@ -394,7 +394,7 @@ async fn collect(
 /// Continue` never gets it (its connection closes after the answer). A chunked body
 /// has no declared length: it is refused as it grows past `max` ([`read`]).
 pub(crate) fn refuse_declared(
-    headers: &hyper::HeaderMap,
+    (headers, extensions): (&hyper::HeaderMap, &hyper::http::Extensions),
     body: Incoming,
     max: usize,
 ) -> Result<Incoming, ApiError> {
@@ -402,17 +402,26 @@ pub(crate) fn refuse_declared(
     if declared.is_none_or(|n| n <= max as u64) {
         return Ok(body);
     }
-    if !expects_continue(headers) {
-        discard_after_answer(body, DRAIN_BYTES);
+    // The connection is kept only when all of the body is read and dropped.
+    let waits = expects_continue(headers);
+    if waits || declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
+        if let Some(close) = extensions.get::<CloseAfter>() {
+            close.0.store(true, Ordering::Relaxed);
+        }
+    }
+    if !waits {
+        discard_after_answer(body, DRAIN_BYTES, DRAIN_TIME);
     }
     Err(ApiError::BodyTooLarge(max))
 }
 
 /// Whether the client waits for `100 Continue` before it sends the body (RFC 9110
-/// §10.1.1).
+/// §10.1.1), judged as hyper judges it: by the last `Expect` field.
 fn expects_continue(headers: &hyper::HeaderMap) -> bool {
     headers
-        .get(hyper::header::EXPECT)
+        .get_all(hyper::header::EXPECT)
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
@@ -439,7 +448,12 @@ fn keeps_connection(head: &hyper::http::request::Parts) -> bool {
 /// for the client's next request — a digest client's retry, which Java clients send on
 /// the same connection. A longer body, or one of unknown length, is answered with
 /// `Connection: close` (what is read of it is still dropped, within the same bound).
-pub(crate) const UNREAD_DRAIN_BYTES: usize = 1 << 20;
+pub(crate) const UNREAD_DRAIN_BYTES: usize = 8 << 20;
+
+/// The longest a body no handler read is read and dropped after its answer: the body
+/// timeout's default, so a slow uplink's (a camera on 4G) still ends before the
+/// connection is given up on.
+pub(crate) const UNREAD_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Set on a request (an extension) when its connection must close after the answer:
 /// its body was left unread past what is drained ([`Unread`]). The answer then says so,
@@ -457,7 +471,7 @@ impl CloseAfter {
 /// A request's body until a handler takes it ([`Unread::take`]). Dropped unread (a
 /// refusal before the body, a handler that needs none), a body of at most
 /// [`UNREAD_DRAIN_BYTES`] on a connection the client keeps is read and dropped after the
-/// answer (within [`DRAIN_TIME`]), so the connection stays open; otherwise — a longer or
+/// answer (within [`UNREAD_DRAIN_TIME`]), so the connection stays open; otherwise — a longer or
 /// chunked body, a client waiting for `100 Continue` (never sent: its body is never
 /// polled) or one closing the connection itself — the body is dropped at once, the
 /// request's [`CloseAfter`] set, and the connection closes after the answer (no wait for
@@ -511,7 +525,7 @@ impl Drop for Unread {
             && declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64)
             && tokio::runtime::Handle::try_current().is_ok();
         match kept {
-            true => discard_after_answer(body, UNREAD_DRAIN_BYTES),
+            true => discard_after_answer(body, UNREAD_DRAIN_BYTES, UNREAD_DRAIN_TIME),
             false => self.close.0.store(true, Ordering::Relaxed),
         }
     }
@@ -521,9 +535,9 @@ impl Drop for Unread {
 pub(crate) const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads and drops a refused body while its answer is sent, up to `most` bytes and
-/// within [`DRAIN_TIME`] (closing a socket with unread bytes resets it, and the client
-/// would lose the answer).
-fn discard_after_answer(mut body: Incoming, most: usize) {
+/// within `time` (closing a socket with unread bytes resets it, and the client would
+/// lose the answer).
+fn discard_after_answer(mut body: Incoming, most: usize, time: std::time::Duration) {
     tokio::spawn(async move {
         let drain = async {
             let mut total = 0usize;
@@ -534,7 +548,7 @@ fn discard_after_answer(mut body: Incoming, most: usize) {
                 }
             }
         };
-        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        let _ = tokio::time::timeout(time, drain).await;
     });
 }
 

@@ -98,8 +98,11 @@ impl Call {
     ) -> Result<(Bytes, Reserved), ApiError> {
         match self.incoming.take() {
             Some(incoming) => {
-                let incoming =
-                    crate::http::body::refuse_declared(&self.head.headers, incoming, max)?;
+                let incoming = crate::http::body::refuse_declared(
+                    (&self.head.headers, &self.head.extensions),
+                    incoming,
+                    max,
+                )?;
                 crate::http::body::read(&self.app, incoming, max, budget).await
             }
             None => Ok((Bytes::new(), Reserved::default())),

@@ -166,6 +166,8 @@ fn a_declared_length_past_the_limit_is_413_before_100_continue() {
             began.elapsed() < Duration::from_secs(5),
             "{target}: at once"
         );
+        // Its body never comes: the connection closes, and the answer says so.
+        assert!(head.contains("connection: close"), "{target}: {head}");
     }
     // Without `Expect`, the whole body sent at once: the client still reads the 413
     // (the body is dropped after the answer, not left to reset the connection).
@@ -867,7 +869,7 @@ fn a_body_left_unread_is_drained_or_the_answer_says_the_connection_closes() {
     };
     // Within the drained bound, sent whole: 401, kept, and the next request on the same
     // connection is answered.
-    for length in [1_000, 100_000, 1 << 20] {
+    for length in [1_000, 100_000, 1 << 20, 8 << 20] {
         let mut s = TcpStream::connect(a).unwrap();
         let mut request = upload(length, "").into_bytes();
         request.extend(std::iter::repeat_n(b' ', length));
@@ -881,11 +883,15 @@ fn a_body_left_unread_is_drained_or_the_answer_says_the_connection_closes() {
         assert!(head.starts_with("http/1.1 200"), "{length}, next: {head}");
     }
     // Longer (sent from another thread: the server stops reading it), of unknown
-    // length (chunked), or waiting for `100 Continue` (never sent): the 401 says the
-    // connection closes.
-    let long = 3 << 20;
+    // length (chunked), waiting for `100 Continue` (never sent), or from a client that
+    // closes the connection itself: the 401 says the connection closes.
+    let long = (8 << 20) + 1;
     for (request, body) in [
         (upload(long, ""), vec![b' '; long]),
+        (
+            upload(100_000, "Connection: close\r\n"),
+            vec![b' '; 100_000],
+        ),
         (
             "POST /VIID/Faces HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
              Transfer-Encoding: chunked\r\n\r\n"
