@@ -108,6 +108,10 @@ pub enum ApiError {
     /// 501: a method no endpoint takes (RFC 9110 §15.6.2).
     #[error("the method {0} is not implemented by this server")]
     NotImplemented(String),
+    /// 501: a transfer coding other than `chunked` (RFC 9112 §6.1: one the server does
+    /// not understand), before the body is read.
+    #[error("Transfer-Encoding {0:?} is not supported: send the body chunked or with a Content-Length (a Content-Encoding of gzip is taken)")]
+    TransferCoding(String),
     /// 405: the path exists, the method does not.
     #[error("{path} takes {allowed}, not {method}")]
     MethodNotAllowed {
@@ -214,7 +218,7 @@ impl ApiError {
             | NoSuchKey(_)
             | NoSuchCommunity(_)
             | NoSuchDevice(_) => StatusCode::NOT_FOUND,
-            NotInCluster(_) | NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            NotInCluster(_) | NotImplemented(_) | TransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -254,6 +258,7 @@ impl ApiError {
             NoSuchDevice(_) => "no_such_device",
             NotInCluster(_) => "not_in_cluster",
             NotImplemented(_) => "not_implemented",
+            TransferCoding(_) => "unsupported_transfer_coding",
             BadHost(_) => "bad_host",
             MethodNotAllowed { .. } => "method_not_allowed",
             BodyTimeout(_) => "body_timeout",

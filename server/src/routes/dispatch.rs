@@ -81,6 +81,10 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
         // RFC 9110 §15.6.2: a method no resource here takes.
         let e = ApiError::NotImplemented(req.method().to_string());
         (table.labels.len(), refuse(e))
+    } else if let Some(coding) = other_transfer_coding(req.headers()) {
+        // RFC 9112 §6.1: hyper undoes `chunked` only; a body in another transfer coding
+        // (`gzip, chunked`) would be read as if it were plain.
+        (table.labels.len(), refuse(ApiError::TransferCoding(coding)))
     } else {
         match table.find(req.method(), &path) {
             Found::Route(route, arg) => {
@@ -155,6 +159,17 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     app.metrics
         .record(label, reply.status().as_u16(), error, started.elapsed());
     Ok(reply)
+}
+
+/// A transfer coding of the request other than `chunked` (RFC 9112 §6.1), if any.
+fn other_transfer_coding(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+        .map(|c| c.chars().take(64).collect())
 }
 
 /// The `Server-Timing` of an answer that ran no query (a refusal, or hyper's own

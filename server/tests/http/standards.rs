@@ -913,3 +913,44 @@ fn a_body_left_unread_is_drained_or_the_answer_says_the_connection_closes() {
         sending.join().unwrap();
     }
 }
+
+/// RFC 9112 §6.1: a transfer coding other than `chunked` (`gzip, chunked`) is not
+/// understood here — its body would be read as if plain — and is answered 501 naming
+/// it, before the body is read, on `/v1` and (in GA/T 1400's shape) on `/VIID`;
+/// `chunked` alone is taken.
+#[test]
+fn a_transfer_coding_other_than_chunked_is_501() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let line = "{\"ts\":1630454400000,\"community\":\"3205080001\",\"device\":\"32050801011210000001\",\"kind\":\"vehicle\",\"subject\":\"苏E1\"}\n";
+    let chunked = format!("{:x}\r\n{line}\r\n0\r\n\r\n", line.len());
+    for (target, coding) in [
+        ("/v1/events", "gzip, chunked"),
+        ("/v1/events", "x-custom,chunked"),
+        ("/VIID/MotorVehicles", "gzip, chunked"),
+    ] {
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+             Transfer-Encoding: {coding}\r\nConnection: close\r\n\r\n{chunked}"
+        );
+        let answer = send(a, request.as_bytes());
+        assert_eq!(answer.status, 501, "{target} {coding}: {}", answer.head);
+        let body = String::from_utf8_lossy(&answer.body).to_string();
+        match target.starts_with("/VIID") {
+            true => assert!(body.contains("\"StatusCode\""), "{body}"),
+            false => assert!(body.contains("unsupported_transfer_coding"), "{body}"),
+        }
+    }
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunked}"
+    );
+    let answer = send(a, request.as_bytes());
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+}
