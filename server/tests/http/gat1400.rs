@@ -1539,3 +1539,56 @@ fn pictures_in_bare_arrays_and_unpadded_or_url_safe_base64_are_stored() {
         assert!(status == 200 && bytes == *want, "{img}");
     }
 }
+
+/// One id given to two different objects of one upload (ids short of GA/T 1400's 48
+/// characters are taken): the later is refused, status 8 naming the id field, never
+/// answered 0 and dropped; the same object sent twice in one upload is stored once and
+/// both are answered 0.
+#[test]
+fn two_objects_under_one_id_are_not_both_answered_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    gate_in_catalog(a, "pw");
+    assert_eq!(register(a, "/VIID/System/Register", GATE, "pw").0, 200);
+    let vehicle = |id: &str, plate: &str, time: &str| json!({"MotorVehicleID": id, "DeviceID": GATE, "PassTime": time, "PlateNo": plate});
+    let same = vehicle("7", "苏E0SAME", "20210901090000");
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        vehicle("1", "苏E0AAAA", "20210901080000"),
+        vehicle("1", "苏E0BBBB", "20210901080500"),
+        same.clone(),
+        same,
+    ]}})
+    .to_string();
+    let ident = vec![("User-Identify", GATE.to_string())];
+    let (status, _, answer) = viid(a, "POST", "/VIID/MotorVehicles", &ident, &body);
+    assert_eq!(status, 200, "{answer}");
+    let s = answer["ResponseStatusListObject"]["ResponseStatusObject"]
+        .as_array()
+        .unwrap();
+    let codes: Vec<_> = s.iter().map(|s| s["StatusCode"].as_i64()).collect();
+    assert_eq!(codes, [Some(0), Some(8), Some(0), Some(0)], "{answer}");
+    let said = s[1]["StatusString"].as_str().unwrap();
+    assert!(
+        said.contains("MotorVehicleID") && said.contains("object 0"),
+        "{said}"
+    );
+    let count = |plate: &str| {
+        let t = get(
+            a,
+            &format!("/v1/trajectory?kind=vehicle&subject={}&{RANGE}", enc(plate)),
+        );
+        t.body["events"].as_array().map(Vec::len)
+    };
+    assert_eq!(count("苏E0AAAA"), Some(1));
+    assert_eq!(
+        count("苏E0BBBB"),
+        Some(0),
+        "the refused object is not stored"
+    );
+    assert_eq!(
+        count("苏E0SAME"),
+        Some(1),
+        "the same object twice is stored once"
+    );
+}
