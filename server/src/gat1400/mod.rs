@@ -255,6 +255,18 @@ pub fn parse_time(s: &str) -> Option<i64> {
 pub(crate) fn text(o: &Value, k: &str) -> Option<String> {
     match field(o, k)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        // A whole number past 2^53 that is not an integer JSON reader's (a 20-digit code
+        // past u64, `32050801011190000007`) has lost its digits: said so, not passed on
+        // as `3.205080101119e19`.
+        Value::Number(n)
+            if !(n.is_u64() || n.is_i64())
+                && n.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.0e15) =>
+        {
+            Some(format!(
+                "{n} (a number too long to keep its digits: send {k} as a string)"
+            ))
+        }
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -311,6 +323,28 @@ pub fn status_list(statuses: Vec<Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Codes are sent as strings or numbers; a number too long for an integer (20
+    /// digits past u64) is told as such, naming the field, never passed on in exponent
+    /// form; other numbers, fractions too, are their text.
+    #[test]
+    fn numbers_are_text_unless_their_digits_are_lost() {
+        let o: Value = serde_json::from_str(
+            r#"{"DeviceID": 32050801011190000007, "Short": 12345678901234567, "Speed": 12.5,
+                "Lane": 2, "Code": " 3205 ", "Empty": " "}"#,
+        )
+        .unwrap();
+        let lost = text(&o, "DeviceID").unwrap();
+        assert!(
+            lost.contains("send DeviceID as a string") && !lost.starts_with("32050801011190000007"),
+            "{lost}"
+        );
+        assert_eq!(text(&o, "Short").as_deref(), Some("12345678901234567"));
+        assert_eq!(text(&o, "Speed").as_deref(), Some("12.5"));
+        assert_eq!(text(&o, "Lane").as_deref(), Some("2"));
+        assert_eq!(text(&o, "Code").as_deref(), Some("3205"));
+        assert_eq!(text(&o, "Empty"), None);
+    }
 
     #[test]
     fn times_parse_in_beijing_time_with_or_without_milliseconds() {
