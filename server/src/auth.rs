@@ -247,7 +247,7 @@ impl Keys {
         let key = set
             .by_hash
             .get(&sha256_hex(token.as_bytes()))
-            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+            .ok_or_else(|| unauthorized(UNKNOWN_KEY))?;
         grant(key, needed)
     }
 
@@ -280,6 +280,11 @@ impl Keys {
         grant(key, needed)
     }
 }
+
+/// Why a request with an API key the server does not know (never created, or revoked)
+/// is refused: its 401 says `error="invalid_token"` (RFC 6750 §3.1), which a request
+/// without any key does not.
+pub(crate) const UNKNOWN_KEY: &str = "unknown or revoked API key";
 
 /// The caller holding `key`, if its role allows `needed`.
 pub(crate) fn grant(key: &ApiKeyRecord, needed: Role) -> Result<Caller, ApiError> {

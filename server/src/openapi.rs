@@ -40,7 +40,7 @@ pub fn document() -> Value {
         op["security"] = security;
         if let Some(role) = role {
             op["x-role"] = role.into();
-            op["responses"]["401"] = json!({"description": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer realm=\"sightline\"`).",
+            op["responses"]["401"] = json!({"description": "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer realm=\"sightline\"`, with `error=\"invalid_token\"` for an unknown or revoked key).",
                 "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
                 "content": {"application/json": {"schema": error()}}});
             op["responses"]["403"] = json!({"description": "The key's role or communities do not allow this.",

@@ -160,7 +160,7 @@ impl ClusterKeys {
         let key = loaded
             .by_hash
             .get(&hash)
-            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+            .ok_or_else(|| unauthorized(crate::auth::UNKNOWN_KEY))?;
         auth::grant(key, self.role)
     }
 

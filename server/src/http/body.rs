@@ -244,16 +244,30 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
         );
     }
     if e.status() == StatusCode::UNAUTHORIZED {
+        let challenge = match e {
+            ApiError::Unauthorized(why) if why == crate::auth::UNKNOWN_KEY => {
+                invalid_token_challenge()
+            }
+            _ => bearer_challenge(),
+        };
         r.headers_mut()
-            .insert(hyper::header::WWW_AUTHENTICATE, bearer_challenge());
+            .insert(hyper::header::WWW_AUTHENTICATE, challenge);
     }
     r
 }
 
 /// The challenge of a 401 from the JSON API (RFC 9110 §15.5.2: a 401 MUST carry one;
-/// RFC 6750 §3: API keys are bearer tokens).
+/// RFC 6750 §3: API keys are bearer tokens). Without an error code: the request had no
+/// key (RFC 6750 §3.1: then none SHOULD be given).
 pub(crate) fn bearer_challenge() -> HeaderValue {
     HeaderValue::from_static("Bearer realm=\"sightline\"")
+}
+
+/// The challenge of a 401 to a key the server does not know (RFC 6750 §3.1).
+fn invalid_token_challenge() -> HeaderValue {
+    HeaderValue::from_static(
+        "Bearer realm=\"sightline\", error=\"invalid_token\", error_description=\"unknown or revoked API key\"",
+    )
 }
 
 /// How much of a body past its limit is read and discarded before the 413 is sent:

@@ -226,6 +226,30 @@ fn a_401_from_the_api_challenges_for_a_bearer_token() {
         header(&r.head.to_ascii_lowercase(), "www-authenticate"),
         "bearer realm=\"sightline\""
     );
+    // With keys: no key is challenged without an error code, an unknown one with
+    // `error="invalid_token"` (RFC 6750 §3.1).
+    drop(server);
+    {
+        let store = sightline_storage::Store::open(dir.path(), Default::default()).unwrap();
+        use sightline_server::auth::{self, Role};
+        auth::create(&store, "t", Role::Investigate, None, 0).unwrap();
+    }
+    let server = start(dir.path(), |c| c.no_auth = false);
+    for (auth, want) in [
+        ("", "bearer realm=\"sightline\""),
+        (
+            "Authorization: Bearer sl_not_a_key\r\n",
+            "bearer realm=\"sightline\", error=\"invalid_token\", error_description=\"unknown or revoked api key\"",
+        ),
+    ] {
+        let r = send(
+            server.addr,
+            format!("GET /v1/communities HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 401, "{auth}");
+        assert_eq!(header(&r.head.to_ascii_lowercase(), "www-authenticate"), want);
+    }
 }
 
 /// A keepalive naming its device only in the `KeepaliveObject` is accepted from the
