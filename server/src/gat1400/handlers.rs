@@ -1,6 +1,7 @@
 //! The `/VIID` routes. Every answer is GA/T 1400's own (`application/VIID+JSON`, a
 //! `ResponseStatusObject` or list), never the `/v1` error shape: devices parse it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hyper::body::Bytes;
@@ -975,16 +976,52 @@ pub(crate) fn status_code_of(e: &ApiError) -> i64 {
 fn keep(app: &App, mut objects: Vec<Object>) -> Result<Vec<(i64, String)>, ApiError> {
     let notes = stored_notes(&objects);
     store_pictures(app, &mut objects)?;
-    let records = objects.into_iter().enumerate().map(|(i, o)| (i, o.event));
+    let (records, raws): (Vec<_>, Vec<_>) = objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| ((i, o.event), o.raw))
+        .unzip();
     let done = ingest(app, None, records)?;
+    // The object each event stored in this upload came from: a later object the store
+    // took as a duplicate of it (one id in one shard) that is another object was not
+    // stored, and is not answered as if it were.
+    let stored_by: HashMap<u64, usize> = (done.fates.iter())
+        .filter_map(|(i, fate)| match fate {
+            Fate::Stored(seq) => Some((*seq, *i)),
+            _ => None,
+        })
+        .collect();
     Ok(done
         .fates
         .iter()
         .map(|(i, fate)| match fate {
-            Fate::Stored(_) | Fate::Duplicate(_) => stored_status(&notes[*i]),
+            Fate::Duplicate(seq) => match stored_by.get(seq) {
+                Some(&first) if raws[first] != raws[*i] => {
+                    refused_status(&another_object_under_one_id(*i, first, &raws[*i]))
+                }
+                _ => stored_status(&notes[*i]),
+            },
+            Fate::Stored(_) => stored_status(&notes[*i]),
             Fate::Refused(e) => refused_status(e),
         })
         .collect())
+}
+
+/// Why object `i` of an upload is refused: its id is object `first`'s, stored in this
+/// upload in the same shard (community and day), and it is another object — the store
+/// keeps one event an id in a shard, so it would otherwise be answered stored and lost.
+/// (The same object twice, a sender's repeat, is stored once and answered 0 both times.)
+fn another_object_under_one_id(i: usize, first: usize, raw: &Value) -> RecordError {
+    let field = ["MotorVehicleID", "FaceID", "PersonID", "NonMotorVehicleID"]
+        .into_iter()
+        .find(|f| super::field(raw, f).is_some())
+        .unwrap_or("id");
+    let id = super::text(raw, field).unwrap_or_default();
+    RecordError::new(
+        i,
+        field,
+        format!("{id} is object {first}'s id in this upload, the same community and day, and this is another object"),
+    )
 }
 
 /// What the answer says of each object once stored: `正常`, and of a device this

@@ -344,9 +344,9 @@ pub(crate) fn objects(
     face_subject_field: &str,
     max_picture_bytes: usize,
 ) -> Result<Vec<Object>, BodyError> {
-    let (list, item, id_fields) = upload.names();
+    let (list, item, _) = upload.names();
     let items = items_of(body, list, item)?;
-    let mut all: Vec<Object> = items
+    Ok(items
         .iter()
         .enumerate()
         .map(|(i, raw)| {
@@ -372,38 +372,7 @@ pub(crate) fn objects(
                 max_picture_bytes,
             )
         })
-        .collect();
-    refuse_other_objects_under_one_id(&mut all, id_fields[0]);
-    Ok(all)
-}
-
-/// An id given to two different objects of one upload: the later is refused, naming
-/// the id field (the store keeps one event an id, so it would be dropped unsaid, its
-/// sender told it was stored). The same object twice (a sender's repeat) stays a
-/// duplicate, stored once.
-fn refuse_other_objects_under_one_id(objects: &mut [Object], id_field: &str) {
-    let mut first: std::collections::HashMap<&str, usize> = Default::default();
-    let mut refused = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        if o.id.is_empty() || o.event.is_err() {
-            continue;
-        }
-        match first.get(o.id.as_str()) {
-            None => {
-                first.insert(&o.id, i);
-            }
-            Some(&f) if objects[f].raw != o.raw => refused.push((i, f)),
-            Some(_) => {}
-        }
-    }
-    for (i, f) in refused {
-        let id = objects[i].id.clone();
-        objects[i].event = Err(RecordError::new(
-            i,
-            id_field,
-            format!("{id} is object {f}'s id in this upload, and this is another object"),
-        ));
-    }
+        .collect())
 }
 
 /// An object (and every object inside it) with its members named as GA/T 1400 names

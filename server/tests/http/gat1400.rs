@@ -1540,10 +1540,11 @@ fn pictures_in_bare_arrays_and_unpadded_or_url_safe_base64_are_stored() {
     }
 }
 
-/// One id given to two different objects of one upload (ids short of GA/T 1400's 48
-/// characters are taken): the later is refused, status 8 naming the id field, never
-/// answered 0 and dropped; the same object sent twice in one upload is stored once and
-/// both are answered 0.
+/// One id given to two different objects of one upload that the store keeps one of
+/// (the same community and day: one event an id in a shard): the later is refused,
+/// status 8 naming the id field, never answered 0 and dropped; the same object sent
+/// twice is stored once and both are answered 0; one id on another day (another shard)
+/// is another event, both stored (ids short of GA/T 1400's 48 characters are taken).
 #[test]
 fn two_objects_under_one_id_are_not_both_answered_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -1558,6 +1559,7 @@ fn two_objects_under_one_id_are_not_both_answered_stored() {
         vehicle("1", "苏E0BBBB", "20210901080500"),
         same.clone(),
         same,
+        vehicle("1", "苏E0CCCC", "20210902080000"),
     ]}})
     .to_string();
     let ident = vec![("User-Identify", GATE.to_string())];
@@ -1567,7 +1569,11 @@ fn two_objects_under_one_id_are_not_both_answered_stored() {
         .as_array()
         .unwrap();
     let codes: Vec<_> = s.iter().map(|s| s["StatusCode"].as_i64()).collect();
-    assert_eq!(codes, [Some(0), Some(8), Some(0), Some(0)], "{answer}");
+    assert_eq!(
+        codes,
+        [Some(0), Some(8), Some(0), Some(0), Some(0)],
+        "{answer}"
+    );
     let said = s[1]["StatusString"].as_str().unwrap();
     assert!(
         said.contains("MotorVehicleID") && said.contains("object 0"),
@@ -1590,5 +1596,10 @@ fn two_objects_under_one_id_are_not_both_answered_stored() {
         count("苏E0SAME"),
         Some(1),
         "the same object twice is stored once"
+    );
+    assert_eq!(
+        count("苏E0CCCC"),
+        Some(1),
+        "another day's shard keeps its own"
     );
 }
