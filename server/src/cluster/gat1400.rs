@@ -1122,7 +1122,10 @@ async fn read_body(
     // A Content-Length past `max`: 413 before `100 Continue`, as on `serve`.
     let (head, body) = req.into_parts();
     let body = crate::http::body::refuse_declared((&head.headers, &head.extensions), body, max)
-        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
+        .map_err(|e| {
+            let code = crate::gat1400::handlers::body_failure_code(&e);
+            early(x, e, code)
+        })?;
     let read = crate::http::body::read_paced(
         body,
         max,
@@ -1134,7 +1137,12 @@ async fn read_body(
     let (body, mut held) = match read {
         Ok(read) => read,
         Err(e @ ApiError::BodyBudget(_)) => return Err(early(x, e, BUSY)),
-        Err(e) => return Err(early(x, e, crate::gat1400::INVALID_JSON_FORMAT)),
+        Err(e) => {
+            return Err({
+                let code = crate::gat1400::handlers::body_failure_code(&e);
+                early(x, e, code)
+            })
+        }
     };
     x.raw = body.clone();
     // GBK text as UTF-8 may take up to the limit again: reserved before.
@@ -1152,7 +1160,10 @@ async fn read_body(
             max,
         )
         .await
-        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
+        .map_err(|e| {
+            let code = crate::gat1400::handlers::body_failure_code(&e);
+            early(x, e, code)
+        })?;
         return Ok(held);
     }
     // Inflating may take up to the limit: reserved before, not after; CPU work, off
@@ -1165,11 +1176,16 @@ async fn read_body(
     let inflated = tokio::task::spawn_blocking(move || gunzip(&body, max))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("inflating failed: {e}"))));
-    let inflated =
-        without_bom(inflated.map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?);
+    let inflated = without_bom(inflated.map_err(|e| {
+        let code = crate::gat1400::handlers::body_failure_code(&e);
+        early(x, e, code)
+    })?);
     x.body = crate::gat1400::handlers::to_utf8_blocking(content_type.as_deref(), inflated, max)
         .await
-        .map_err(|e| early(x, e, crate::gat1400::INVALID_JSON_FORMAT))?;
+        .map_err(|e| {
+            let code = crate::gat1400::handlers::body_failure_code(&e);
+            early(x, e, code)
+        })?;
     Ok(held)
 }
 

@@ -276,7 +276,10 @@ where
     }
     let body = match to_utf8_blocking(c.header(CONTENT_TYPE), body, max).await {
         Ok(b) => b,
-        Err(e) => return early(e, INVALID_JSON_FORMAT, &url),
+        Err(e) => {
+            let code = body_failure_code(&e);
+            return early(e, code, &url);
+        }
     };
     let x = Exchange::of_head(&c, (raw, body), now_ms, pre_authorized);
     let app: Arc<App> = c.app;
@@ -601,11 +604,19 @@ fn first_unanswerable(
         caller.unwrap_or("").chars().take(48).collect(),
         why.to_string(),
     );
-    if seen.len() >= UNANSWERABLE_REMEMBERED || seen.contains(&key) {
+    // One address names a few callers at most: a stranger varying its headers cannot
+    // fill the memory and silence the warnings about real devices.
+    if seen.len() >= UNANSWERABLE_REMEMBERED
+        || seen.contains(&key)
+        || seen.iter().filter(|k| k.0 == peer).count() >= UNANSWERABLE_PER_ADDRESS
+    {
         return false;
     }
     seen.insert(key)
 }
+
+/// Callers (identity and reason) [`first_unanswerable`] names from one address.
+const UNANSWERABLE_PER_ADDRESS: usize = 4;
 
 /// Callers [`first_unanswerable`] names (address, identity and reason).
 const UNANSWERABLE_REMEMBERED: usize = 1024;
@@ -945,7 +956,7 @@ pub(crate) fn device_error(x: &Exchange, e: &ApiError) -> Reply {
 /// The GA/T 1400.4 status code of a body that could not be read: too large (413, as
 /// sent or inflated) or too slow (408) is not the JSON's fault — "other error" (1) —
 /// anything else (not gzip) its format's (7).
-fn body_failure_code(e: &ApiError) -> i64 {
+pub(crate) fn body_failure_code(e: &ApiError) -> i64 {
     match e {
         ApiError::BodyTooLarge(_) | ApiError::BodyTimeout(_) | ApiError::BodyTooSlow(_) => {
             OTHER_ERROR
@@ -1616,9 +1627,21 @@ mod tests {
         ));
         assert!(first_unanswerable(peer(2), cam, &int));
         assert!(!first_unanswerable(peer(2), cam, &int));
+        // One address names a few at most.
+        let many = peer(4);
+        let named = (0..10)
+            .filter(|i| first_unanswerable(many, cam, &DigestError::Qop(format!("x{i}"))))
+            .count();
+        assert_eq!(named, UNANSWERABLE_PER_ADDRESS);
         // Past the bound, no new caller is named (and the ones named stay told).
         for i in 0..UNANSWERABLE_REMEMBERED {
-            first_unanswerable(None, None, &DigestError::Qop(format!("q{i}")));
+            let from = Some(std::net::IpAddr::from([
+                198,
+                51,
+                (i / 250) as u8,
+                (i % 250) as u8,
+            ]));
+            first_unanswerable(from, None, &DigestError::Algorithm);
         }
         assert!(!first_unanswerable(peer(3), cam, &int));
         assert!(!first_unanswerable(peer(1), cam, &int));

@@ -483,18 +483,20 @@ impl CloseAfter {
 }
 
 /// A request's body until a handler takes it ([`Unread::take`]). Dropped unread (a
-/// refusal before the body, a handler that needs none), a body of at most
-/// [`UNREAD_DRAIN_BYTES`] on a connection the client keeps is read and dropped after the
-/// answer (within [`UNREAD_DRAIN_TIME`]), so the connection stays open; otherwise — a longer or
-/// chunked body, a client waiting for `100 Continue` (never sent: its body is never
-/// polled) or one closing the connection itself — the body is dropped at once, the
-/// request's [`CloseAfter`] set, and the connection closes after the answer (no wait for
-/// bytes a client may never send).
+/// refusal before the body, a handler that needs none), it is read and dropped after the
+/// answer, up to [`UNREAD_DRAIN_BYTES`] within [`UNREAD_DRAIN_TIME`] and given up after a
+/// pause of [`DRAIN_STALL`], so the client reads its answer rather than a reset while it
+/// writes; a body of at most that length, on a connection the client keeps, leaves the
+/// connection open. Otherwise — a longer or chunked body, a client waiting for `100
+/// Continue` (never sent: its body is never polled, nor drained) or one closing the
+/// connection itself — the request's [`CloseAfter`] is set and the connection closes
+/// after the answer.
 pub(crate) struct Unread {
     body: Option<Incoming>,
-    /// Read and dropped when left unread: the client waits for neither `100 Continue`
-    /// nor the connection's end.
-    drainable: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    waits: bool,
+    /// The client keeps the connection after this request.
+    keeps: bool,
     close: CloseAfter,
 }
 
@@ -507,12 +509,13 @@ impl Unread {
             .get::<CloseAfter>()
             .cloned()
             .unwrap_or_default();
-        let drainable = !expects_continue(&head.headers) && keeps_connection(&head);
+        let (waits, keeps) = (expects_continue(&head.headers), keeps_connection(&head));
         (
             head,
             Unread {
                 body: Some(body),
-                drainable,
+                waits,
+                keeps,
                 close,
             },
         )
@@ -533,14 +536,17 @@ impl Drop for Unread {
             return;
         }
         let declared = hyper::body::Body::size_hint(&body).exact();
-        // Off tokio's threads (a body dropped on a rayon thread) nothing is drained:
-        // the connection closes.
-        let kept = self.drainable
-            && declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64)
-            && tokio::runtime::Handle::try_current().is_ok();
-        match kept {
-            true => discard_after_answer(body, UNREAD_DRAIN_BYTES, UNREAD_DRAIN_TIME),
-            false => self.close.0.store(true, Ordering::Relaxed),
+        let within = declared.is_some_and(|n| n <= UNREAD_DRAIN_BYTES as u64);
+        // Read and dropped unless the client holds it back for `100 Continue` (then it
+        // never comes): a client closing the connection itself, or sending more than
+        // is drained, still reads its answer rather than a reset while it writes.
+        // Off tokio's threads (a body dropped on a rayon thread) nothing is drained.
+        let drained = !self.waits && tokio::runtime::Handle::try_current().is_ok();
+        if !(drained && within && self.keeps) {
+            self.close.0.store(true, Ordering::Relaxed);
+        }
+        if drained {
+            discard_after_answer(body, UNREAD_DRAIN_BYTES, UNREAD_DRAIN_TIME);
         }
     }
 }
@@ -555,7 +561,9 @@ fn discard_after_answer(mut body: Incoming, most: usize, time: std::time::Durati
     tokio::spawn(async move {
         let drain = async {
             let mut total = 0usize;
-            while let Some(Ok(frame)) = body.frame().await {
+            // A client that stops sending (an announced body never sent) frees the
+            // connection after DRAIN_STALL, not after `time`.
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout(DRAIN_STALL, body.frame()).await {
                 total = total.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
                 if total > most {
                     break;
@@ -565,6 +573,10 @@ fn discard_after_answer(mut body: Incoming, most: usize, time: std::time::Durati
         let _ = tokio::time::timeout(time, drain).await;
     });
 }
+
+/// The longest a body being drained after its answer may pause before it is given up
+/// (and the connection with it).
+pub(crate) const DRAIN_STALL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
