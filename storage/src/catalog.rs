@@ -173,10 +173,15 @@ pub struct Manifest {
 
 /// Storage for the catalog. Every method is durable when it returns.
 pub trait Catalog: Send + Sync {
-    fn put_community(&self, c: &Community) -> Result<()>;
+    /// Registers `c`, or replaces the community of its code: `true` when it created
+    /// one (no community of that code before), known from the write itself, so of two
+    /// puts of a new code exactly one says so.
+    fn put_community(&self, c: &Community) -> Result<bool>;
     fn community(&self, code: &str) -> Result<Option<Community>>;
     fn communities(&self) -> Result<Vec<Community>>;
-    fn put_device(&self, d: &Device) -> Result<()>;
+    /// Registers `d`, or replaces the device of its code: `true` when it created one,
+    /// as [`Catalog::put_community`] tells.
+    fn put_device(&self, d: &Device) -> Result<bool>;
     fn device(&self, code: &str) -> Result<Option<Device>>;
     fn devices(&self) -> Result<Vec<Device>>;
     fn manifest(&self) -> Result<Manifest>;
@@ -291,10 +296,12 @@ impl SledCatalog {
         })
     }
 
-    fn put<T: Serialize>(&self, tree: &sled::Tree, key: &str, v: &T) -> Result<()> {
-        tree.insert(key.as_bytes(), enc(v))?;
+    /// Writes `v` under `key`, durably: whether `key` was new (sled's insert gives
+    /// the value it replaced, atomically with the write).
+    fn put<T: Serialize>(&self, tree: &sled::Tree, key: &str, v: &T) -> Result<bool> {
+        let before = tree.insert(key.as_bytes(), enc(v))?;
         self.db.flush()?;
-        Ok(())
+        Ok(before.is_none())
     }
 
     fn all<T: DeserializeOwned>(&self, what: &str, tree: &sled::Tree) -> Result<Vec<T>> {
@@ -304,13 +311,13 @@ impl SledCatalog {
 
 impl Catalog for SledCatalog {
     fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        self.put(&self.api_keys, &key.id, key)
+        self.put(&self.api_keys, &key.id, key).map(|_| ())
     }
     fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         self.all("api key", &self.api_keys)
     }
     fn put_gat1400_credential(&self, c: &Gat1400Credential) -> Result<()> {
-        self.put(&self.gat1400, &c.code, c)
+        self.put(&self.gat1400, &c.code, c).map(|_| ())
     }
     fn gat1400_credential(&self, code: &str) -> Result<Option<Gat1400Credential>> {
         let Some(v) = self.gat1400.get(code.as_bytes())? else {
@@ -420,7 +427,7 @@ impl Catalog for SledCatalog {
         self.db.flush()?;
         Ok(())
     }
-    fn put_community(&self, c: &Community) -> Result<()> {
+    fn put_community(&self, c: &Community) -> Result<bool> {
         self.put(&self.communities, &c.code, c)
     }
     fn community(&self, code: &str) -> Result<Option<Community>> {
@@ -432,7 +439,7 @@ impl Catalog for SledCatalog {
     fn communities(&self) -> Result<Vec<Community>> {
         self.all("community", &self.communities)
     }
-    fn put_device(&self, d: &Device) -> Result<()> {
+    fn put_device(&self, d: &Device) -> Result<bool> {
         self.put(&self.devices, &d.code, d)
     }
     fn device(&self, code: &str) -> Result<Option<Device>> {

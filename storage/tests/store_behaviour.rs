@@ -615,17 +615,26 @@ fn catalog_holds_communities_and_devices_across_reopen() {
         direction: Direction::In,
         name: "东门".into(),
     };
-    store.catalog().put_community(&c).unwrap();
-    store.catalog().put_device(&d).unwrap();
+    assert!(
+        store.catalog().put_community(&c).unwrap(),
+        "a new code creates"
+    );
+    assert!(
+        store.catalog().put_device(&d).unwrap(),
+        "a new code creates"
+    );
     drop(store);
     let store = open(dir.path(), &clock, StoreConfig::default());
     assert_eq!(
         store.catalog().community("3205080001").unwrap(),
         Some(c.clone())
     );
-    assert_eq!(store.catalog().communities().unwrap(), vec![c]);
-    assert_eq!(store.catalog().devices().unwrap(), vec![d]);
+    assert_eq!(store.catalog().communities().unwrap(), vec![c.clone()]);
+    assert_eq!(store.catalog().devices().unwrap(), vec![d.clone()]);
     assert_eq!(store.catalog().device("nope").unwrap(), None);
+    // Written again after the reopen: replaced, not created.
+    assert!(!store.catalog().put_community(&c).unwrap());
+    assert!(!store.catalog().put_device(&d).unwrap());
 }
 
 #[test]
