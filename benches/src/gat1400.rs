@@ -45,7 +45,8 @@ pub fn register_catalog(addr: SocketAddr, traffic: &Traffic) -> Result<(), Strin
     use crate::traffic::{community_code, device_code, TYPE_FACE_CAMERA, TYPE_VEHICLE_GATE};
     let put = |path: String, body: Value| -> Result<(), String> {
         match setup_call(addr, "PUT", &path, "", &body.to_string()) {
-            Ok((200, _, _)) => Ok(()),
+            // 201: created; 200: replaced (a catalog registered by an earlier run).
+            Ok((200 | 201, _, _)) => Ok(()),
             Ok((s, _, b)) => Err(format!("PUT {path}: {s} {b}")),
             Err(e) => Err(format!("PUT {path}: {e}")),
         }

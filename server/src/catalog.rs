@@ -79,27 +79,40 @@ pub(crate) async fn device(c: Call) -> Result<Answer, ApiError> {
     Ok((StatusCode::OK, v.into()))
 }
 
-/// `PUT /v1/communities/{code}` with `{"name", "district"}`.
+/// `PUT /v1/communities/{code}` with `{"name", "district"}`: 201 Created when no
+/// community of the code was registered, 200 when one was replaced (RFC 9110 §9.3.4).
 pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
     let code = c.arg();
     may_change(&c.caller, &code)?;
     let body = c.body().await?;
-    let v = run(c.app, move |app| {
+    let (v, created) = run(c.app, move |app| {
         let c = community_of(code, &body)?;
-        app.store.catalog().put_community(&c)?;
-        Ok(community_json(&c))
+        let created = app.store.catalog().put_community(&c)?;
+        Ok((community_json(&c), created))
     })
     .await?;
-    Ok((StatusCode::OK, v.into()))
+    Ok((put_status(created), v.into()))
+}
+
+/// A `PUT`'s status (RFC 9110 §9.3.4): 201 Created when it created the resource,
+/// 200 when it replaced one (the body is the representation either way). Whether it
+/// created is what the write itself found ([`sightline_storage::Catalog`]'s puts;
+/// on a cluster, the `INSERT`'s), so two PUTs of one new code never both say 201.
+pub(crate) fn put_status(created: bool) -> StatusCode {
+    match created {
+        true => StatusCode::CREATED,
+        false => StatusCode::OK,
+    }
 }
 
 /// `PUT /v1/devices/{code}` with `{"community", "device_kind", "direction", "name",
-/// "gat1400": {"password"}}`.
+/// "gat1400": {"password"}}`: 201 Created when no device of the code was registered,
+/// 200 when one was replaced ([`put_status`]).
 pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let code = c.arg();
     let caller = c.caller;
-    let v = run(c.app, move |app| {
+    let (v, created) = run(c.app, move |app| {
         if let Some(d) = app.store.catalog().device(&code)? {
             may_move(&caller, &code, &d)?;
             let stored = crate::gat1400::relay::prefixes(&app.store, &code)?;
@@ -108,10 +121,17 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
         put_device_now(app, &code, &body, &caller)
     })
     .await?;
-    Ok((StatusCode::OK, v.into()))
+    Ok((put_status(created), v.into()))
 }
 
-fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
+/// Writes the device `body` describes, with its login and relays: its answer, and
+/// whether it created the device (no device of `code` before its write).
+fn put_device_now(
+    app: &App,
+    code: &str,
+    body: &[u8],
+    caller: &Caller,
+) -> Result<(Value, bool), ApiError> {
     let put = DevicePut::read(code, body, caller)?;
     if app.store.catalog().community(&put.community)?.is_none() {
         return Err(unregistered(&put.community));
@@ -122,7 +142,7 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
         })
     })?;
     let catalog = app.store.catalog();
-    catalog.put_device(&d)?;
+    let created = catalog.put_device(&d)?;
     if let Some((username, password)) = login {
         let username = username.as_deref().unwrap_or(code);
         catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;
@@ -141,7 +161,7 @@ fn put_device_now(app: &App, code: &str, body: &[u8], caller: &Caller) -> Result
     if let Some(c) = credential {
         v["gat1400_username"] = c.username.into();
     }
-    Ok(v)
+    Ok((v, created))
 }
 
 /// A scoped admin changes only its own communities: 403 for another.

@@ -25,7 +25,7 @@ pub fn document() -> Value {
             (Some(doc), _) => match *method {
                 Method::GET => get(r, doc),
                 Method::POST => post(doc),
-                Method::PUT => put(doc),
+                Method::PUT => put(r.path, doc),
                 Method::DELETE => delete(doc),
                 _ => unreachable!("the table names only GET, POST, PUT and DELETE"),
             },
@@ -179,14 +179,22 @@ fn post(doc: &Doc) -> Value {
             "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}})
 }
 
-fn put(doc: &Doc) -> Value {
-    json!({"summary": doc.summary,
+fn put(path: &str, doc: &Doc) -> Value {
+    let mut op = json!({"summary": doc.summary,
         "parameters": path_params(doc),
         "requestBody": {"required": true, "content": {"application/json": {"example": example(doc)}}},
         "responses": {
             "200": {"description": "OK", "content": {"application/json": {}}},
             "400": {"description": "A field is invalid; `field` names it.",
-                    "content": {"application/json": {"schema": error()}}}}})
+                    "content": {"application/json": {"schema": error()}}}}});
+    // A PUT that names what it creates (RFC 9110 §9.3.4): 201 when it did, 200 when
+    // it replaced.
+    if path.contains('{') {
+        op["responses"]["200"]["description"] = "Replaced.".into();
+        op["responses"]["201"] =
+            json!({"description": "Created.", "content": {"application/json": {}}});
+    }
+    op
 }
 
 fn delete(doc: &Doc) -> Value {

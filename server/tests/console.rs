@@ -260,7 +260,7 @@ fn pictures_of_first_passes(a: SocketAddr, admin: &str, gate: &str, first_ms: i6
         admin,
         &json!({"name": "North"}).to_string(),
     );
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 201, "{b}");
     let device = json!({"community": c0, "kind": "checkpoint_camera", "direction": "in",
                         "gat1400": {"password": "gate-secret"}});
     let (s, b) = authed(
@@ -270,7 +270,7 @@ fn pictures_of_first_passes(a: SocketAddr, admin: &str, gate: &str, first_ms: i6
         admin,
         &device.to_string(),
     );
-    assert_eq!(s, 200, "{b}");
+    assert_eq!(s, 201, "{b}");
     register(a, gate, "gate-secret");
     let objects: Vec<Value> = (0..3i64)
         .map(|i| {

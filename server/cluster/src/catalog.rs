@@ -82,18 +82,23 @@ impl Meta {
         Ok(row.as_ref().map(community_of))
     }
 
-    /// Registers `c`, or replaces the community of its code.
-    pub async fn put_community(&self, c: &Community) -> Result<()> {
-        self.client
-            .execute(
+    /// Registers `c`, or replaces the community of its code: `true` when it created
+    /// one. Told by the statement that writes (a row the `INSERT` made has no `xmax`;
+    /// one `ON CONFLICT` updated has the updating transaction's), so of two puts of a
+    /// new code, which the row's lock orders, exactly one says so.
+    pub async fn put_community(&self, c: &Community) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
                 "INSERT INTO communities (code, name, district) VALUES ($1, $2, $3)
                  ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
-                     district = EXCLUDED.district",
+                     district = EXCLUDED.district
+                 RETURNING (xmax = 0)",
                 &[&c.code, &c.name, &c.district],
             )
             .await
             .map_err(ClusterError::pg("register a community"))?;
-        Ok(())
+        Ok(row.get(0))
     }
 
     /// Every registered device (only `community`'s when given), by code.

@@ -150,15 +150,16 @@ impl Catalog {
     }
 
     /// `PUT /v1/communities/{code}` with `body` (the caller's right to change `code`
-    /// checked before the body was read: [`serve::may_change`]).
+    /// checked before the body was read: [`serve::may_change`]): the answer, and
+    /// whether it created the community (201, as on `serve`; told by the `INSERT`).
     pub(super) async fn put_community(
         &self,
         code: String,
         body: &Bytes,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, bool), ApiError> {
         let c = serve::community_of(code, body)?;
-        on_meta!(self, "register a community", |m| m.put_community(&c))?;
-        Ok(serve::community_json(&c))
+        let created = on_meta!(self, "register a community", |m| m.put_community(&c))?;
+        Ok((serve::community_json(&c), created))
     }
 
     /// `PUT /v1/devices/{code}` with `body`, as `serve` checks it: the device's
@@ -167,15 +168,19 @@ impl Catalog {
     /// one statement that takes effect only while the device is still as read
     /// (`Meta::put_device_if`): an unscoped admin's move in between makes it write
     /// nothing, and it is checked and tried again against the device as it is then
-    /// (at most [`PUT_DEVICE_TRIES`] times; then 429 `busy`).
+    /// (at most [`PUT_DEVICE_TRIES`] times; then 429 `busy`). The answer, and whether
+    /// it created the device (201, as on `serve`): the write that took effect was the
+    /// `INSERT … ON CONFLICT DO NOTHING` of a device read as not registered, which
+    /// only one of two racing puts of a new code makes (the other finds the row, is
+    /// checked again against it, and replaces it).
     pub(super) async fn put_device(
         &self,
         caller: &Caller,
         code: String,
         body: &Bytes,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, bool), ApiError> {
         let mut tries = 0;
-        let d = loop {
+        let (d, created) = loop {
             tries += 1;
             let seen = on_meta!(self, "read a device", |m| m.device_seen(&code))?;
             if let Some((d, stored)) = &seen {
@@ -226,7 +231,7 @@ impl Catalog {
                 credential.as_ref()
             ))?;
             if written {
-                break d;
+                break (d, seen.is_none());
             }
             tracing::info!(device = %code, tries, "device changed while it was checked; checked again");
             if tries >= PUT_DEVICE_TRIES {
@@ -248,6 +253,6 @@ impl Catalog {
         if let Some(c) = credential {
             v["gat1400_username"] = c.username.into();
         }
-        Ok(v)
+        Ok((v, created))
     }
 }

@@ -503,7 +503,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
         Ok(caller) => {
             created = super::service::creates(req.method(), &path);
             let mut line = AuditLine::new(&caller, &path, query);
-            let answer = route(&node, &caller, req, &path, &mut line).await;
+            let answer = route(&node, &caller, req, &path, &mut line, &mut created).await;
             // Written unless the handler did (a stream, before its first byte); an
             // answer that cannot be audited is withheld.
             let answer = match caller.audited.load(std::sync::atomic::Ordering::Relaxed) {
@@ -520,9 +520,11 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
             (caller.key_id, answer)
         }
     };
-    let status = answer
-        .as_ref()
-        .map_or_else(|e| e.status(), |_| StatusCode::OK);
+    let status = match &answer {
+        Ok(_) if created => StatusCode::CREATED,
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
     tracing::info!(
         path,
         key,
@@ -539,16 +541,18 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
 
 /// The handler of `path` for `caller`: parameters parsed and checked as `serve` does,
 /// then run in the caller's communities; the answer and how many rows it holds (for
-/// the audit entry, `line`, whose parameters a collision sets to its body).
+/// the audit entry, `line`, whose parameters a collision sets to its body). A `PUT`
+/// that created what it names sets `created` (answered 201).
 async fn route(
     node: &Arc<QueryNode>,
     caller: &Caller,
     req: Request<Incoming>,
     path: &str,
     line: &mut AuditLine,
+    created: &mut bool,
 ) -> Result<(Body, Option<usize>), ApiError> {
     if let Some((route, arg)) = super::service::route_of(req.method(), path) {
-        return super::service::answer(node, caller, route, arg, req, line).await;
+        return super::service::answer(node, caller, route, arg, req, line, created).await;
     }
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();

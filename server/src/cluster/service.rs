@@ -103,7 +103,8 @@ fn not_in_cluster(method: &Method, path: &str) -> ApiError {
 /// Answers `req` by `route` (from [`route_of`]) for `caller`: the role and the
 /// parameters checked as `serve`'s table says, then the handler. The answer and how
 /// many rows it holds, for the audit entry `line` (a change writes its own two
-/// entries, as `serve` does: begun, before it is made, and its outcome).
+/// entries, as `serve` does: begun, before it is made, and its outcome). A `PUT`
+/// sets `created` (answered 201 rather than 200) when it created what it names.
 pub(super) async fn answer(
     node: &Arc<QueryNode>,
     caller: &Caller,
@@ -111,6 +112,7 @@ pub(super) async fn answer(
     arg: Option<String>,
     req: Request<Incoming>,
     line: &AuditLine,
+    created: &mut bool,
 ) -> Result<(Body, Option<usize>), ApiError> {
     if let Access::Key(role) = route.access {
         if let Err(e) = caller.needs(role) {
@@ -169,16 +171,20 @@ pub(super) async fn answer(
         (Method::PUT, "/v1/communities/{code}") => {
             // The scope before the body, as `serve` checks it.
             let scope = crate::catalog::may_change(caller, &arg);
-            change(node, caller, line, req, scope, |body| async move {
+            let (body, n, made) = change_as(node, caller, line, req, scope, |body| async move {
                 catalog.put_community(arg, &body).await
             })
-            .await
+            .await?;
+            *created = made;
+            Ok((body, n))
         }
         (Method::PUT, "/v1/devices/{code}") => {
-            change(node, caller, line, req, Ok(()), |body| async move {
+            let (body, n, made) = change_as(node, caller, line, req, Ok(()), |body| async move {
                 catalog.put_device(caller, arg, &body).await
             })
-            .await
+            .await?;
+            *created = made;
+            Ok((body, n))
         }
         (Method::GET, "/v1/keys") => {
             let (v, n) = catalog.keys(caller).await?;
@@ -315,7 +321,8 @@ pub(super) async fn answer(
 /// read or made — refused 503 `audit_unavailable` when it cannot be written — then
 /// `scope` (the caller's right to change what it names: refused before a byte of the
 /// body is read), `make` with the body, then an entry with its outcome (the answer's identifying
-/// fields; never the body).
+/// fields; never the body). Its status is 201 for the routes that create ([`creates`]),
+/// 200 for the others.
 async fn change<F, Fut>(
     node: &Arc<QueryNode>,
     caller: &Caller,
@@ -328,11 +335,30 @@ where
     F: FnOnce(hyper::body::Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
 {
-    let what = format!("{} {}", req.method(), req.uri().path());
-    let ok = match creates(req.method(), req.uri().path()) {
-        true => 201,
-        false => 200,
+    let created = creates(req.method(), req.uri().path());
+    let made = |body| {
+        let made = make(body);
+        async move { made.await.map(|v| (v, created)) }
     };
+    let (body, n, _) = change_as(node, caller, line, req, scope, made).await?;
+    Ok((body, n))
+}
+
+/// [`change`] whose `make` says whether it created (a `PUT`'s 201, RFC 9110
+/// §9.3.4), audited with that status; the answer, its rows, and that.
+async fn change_as<F, Fut>(
+    node: &Arc<QueryNode>,
+    caller: &Caller,
+    line: &AuditLine,
+    req: Request<Incoming>,
+    scope: Result<(), ApiError>,
+    make: F,
+) -> Result<(Body, Option<usize>, bool), ApiError>
+where
+    F: FnOnce(hyper::body::Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(serde_json::Value, bool), ApiError>>,
+{
+    let what = format!("{} {}", req.method(), req.uri().path());
     let begun = AuditLine::new(caller, &what, line.params.clone());
     begun.record_in(&node.audit, None, 0)?;
     let made = async {
@@ -346,12 +372,15 @@ where
     }
     .await;
     let (status, summary) = match &made {
-        Ok(v) => (ok, crate::routes::change_summary(&Body::Value(v.clone()))),
+        Ok((v, created)) => (
+            if *created { 201 } else { 200 },
+            crate::routes::change_summary(&Body::Value(v.clone())),
+        ),
         Err(e) => (e.status().as_u16(), String::new()),
     };
     let outcome = AuditLine::new(caller, &what, summary);
     if let Err(e) = outcome.record_in(&node.audit, None, status) {
         tracing::error!(error = %e, endpoint = what, "a change's outcome is not audited");
     }
-    made.map(|v| (Body::from(v), Some(1)))
+    made.map(|(v, created)| (Body::from(v), Some(1), created))
 }

@@ -264,7 +264,7 @@ fn catalog(r: &mut Routes) {
         "/v1/communities/{code}",
         Admin,
         with_body(
-            "Register or update a community (admin).",
+            "Register (201) or replace (200) a community (admin).",
             params![path_p("code", "3205080001", "")],
             || json!({"name": "Pingjiang Road North", "district": "Gusu"}),
         ),
@@ -300,7 +300,7 @@ fn catalog(r: &mut Routes) {
         "/v1/devices/{code}",
         Admin,
         with_body(
-            "Register or update a device of a registered community (admin).",
+            "Register (201) or replace (200) a device of a registered community (admin).",
             params![path_p("code", "32050801011210000001", "")],
             || {
                 json!({"community": "3205080001", "device_kind": "checkpoint_camera",

@@ -271,7 +271,7 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     for code in [a, b, c] {
         let body = json!({"name": format!("community {code}"), "district": "Gusu"});
         let (status, v) = same(HQ, "PUT", &format!("/v1/communities/{code}"), body);
-        assert_eq!(status, 200, "{v}");
+        assert_eq!(status, 201, "created: {v}");
     }
     // A vehicle gate (GB/T 28181 type 121) of the community ending in that digit.
     let gate = |community: &str, n: u32| format!("3205080{}01121000{n:04}", &community[9..]);
@@ -280,10 +280,10 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
                "direction": direction, "name": "North gate"})
     };
     for (key, community, n, want) in [
-        (HQ, a, 1, 200),
-        (HQ, b, 1, 200),
-        (HQ, c, 1, 200),
-        (DISTRICT, a, 2, 200),
+        (HQ, a, 1, 201),
+        (HQ, b, 1, 201),
+        (HQ, c, 1, 201),
+        (DISTRICT, a, 2, 201),
         // A scoped admin: not another community's device, nor one moved into its own.
         (DISTRICT, c, 2, 403),
         (DETECTIVE, a, 3, 403),
@@ -310,13 +310,17 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         json!({"name": "x"}),
     );
     assert_eq!(status, 403);
-    let (status, _) = same(
+    let (status, v) = same(
         DISTRICT,
         "PUT",
         &format!("/v1/communities/{a}"),
         json!({"name": "Pingjiang Road"}),
     );
-    assert_eq!(status, 200);
+    assert_eq!(
+        (status, &v["name"]),
+        (200, &json!("Pingjiang Road")),
+        "replaced"
+    );
     // serve's mistakes, field by field.
     let unregistered = format!("/v1/devices/{}", gate(a, 9));
     for (target, body, field) in [
@@ -503,8 +507,9 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
     };
     assert_eq!(of(DETECTIVE, "/v1/whoami", 200), 1, "{page}");
     let put_a = format!("PUT /v1/communities/{a}");
-    // A change: begun (status 0), then its outcome.
-    assert_eq!((of(HQ, &put_a, 0), of(HQ, &put_a, 200)), (1, 1));
+    // A change: begun (status 0), then its outcome (201 for the PUT that created, 200
+    // for the one that replaced).
+    assert_eq!((of(HQ, &put_a, 0), of(HQ, &put_a, 201)), (1, 1));
     assert_eq!((of(DISTRICT, &put_a, 0), of(DISTRICT, &put_a, 200)), (1, 1));
     let outcome = entries
         .iter()
@@ -598,13 +603,13 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         &format!("/v1/communities/{d}"),
         &json!({"name": "East"}),
     );
-    assert_eq!(extra.0, 200, "{}", extra.1);
+    assert_eq!(extra.0, 201, "{}", extra.1);
     let extra = on_single(
         "PUT",
         &format!("/v1/devices/{}", gate(d, 1)),
         &device(d, "out"),
     );
-    assert_eq!(extra.0, 200, "{}", extra.1);
+    assert_eq!(extra.0, 201, "{}", extra.1);
     let (communities, devices) = (
         on_single("GET", "/v1/communities", &Value::Null),
         on_single("GET", "/v1/devices", &Value::Null),
@@ -712,7 +717,7 @@ fn the_console_works_against_a_query_node_in_a_real_browser() {
             &format!("/v1/communities/{}", community(d)),
             &body,
         );
-        assert_eq!(status, 200, "{v}");
+        assert_eq!(status, 201, "{v}");
     }
     let counted = format!("/v1/counts?from={from}&to={to}&by=community");
     let mut seen = Value::Null;

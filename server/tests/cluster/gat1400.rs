@@ -277,7 +277,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
                 "application/json",
                 body.to_string().as_bytes(),
             );
-            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.status, 201, "created: {}", r.body);
         };
         put(
             &format!("/v1/communities/{community}"),
@@ -310,7 +310,7 @@ fn cameras_register_on_one_ingest_node_and_upload_pictures_to_another() {
         )
         .as_bytes(),
     );
-    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
     // A scoped admin is refused another community before its body is read (as on
     // `serve`): 403 at once for a body that never comes.
     let refused = sightline_testkit::send(
@@ -959,7 +959,7 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         ("3205080003", "West"),
     ] {
         let (status, _) = both(&format!("/v1/communities/{code}"), json!({"name": name}));
-        assert_eq!(status, 200);
+        assert_eq!(status, 201);
     }
     let platform = |relays: Value| {
         json!({"community": "3205080001", "kind": "platform", "name": "district platform",
@@ -991,7 +991,8 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         &format!("/v1/devices/{PLATFORM}"),
         platform(json!({"320508020": "3205080002"})),
     );
-    assert_eq!(status, 200, "{put}");
+    // Created: the refusals above wrote nothing.
+    assert_eq!(status, 201, "{put}");
     assert_eq!(put["relays"], json!({"320508020": "3205080002"}), "{put}");
     // A `PUT` without relays keeps them.
     let mut again = platform(Value::Null);
@@ -1025,7 +1026,7 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
             body["gat1400"] = json!({"password": "pw-vehicles"});
         }
         let (status, put) = both(&format!("/v1/devices/{code}"), body);
-        assert_eq!(status, 200, "{put}");
+        assert_eq!(status, 201, "{put}");
     }
 
     // The platform and the camera register once the ingest node has read the tables
@@ -1354,14 +1355,14 @@ fn a_scoped_admin_gives_no_relays_outside_its_communities_on_a_query_node_as_on_
         let o = super::ask_as(s, Some(&single_keys[who]), "PUT", target, &body);
         let said = |a: &Answered| (a.0, a.1["error"]["field"].clone());
         assert_eq!(said(&c), said(&o), "PUT {target} {body}: {} / {}", c.1, o.1);
-        if c.0 == 200 {
+        if matches!(c.0, 200 | 201) {
             assert_eq!(c.1, o.1, "PUT {target} {body}");
         }
         c
     };
     for c in ["3205080001", "3205080002"] {
         let (status, _) = both(0, &format!("/v1/communities/{c}"), &json!({"name": c}));
-        assert_eq!(status, 200);
+        assert_eq!(status, 201);
     }
     let target = format!("/v1/devices/{PLATFORM}");
     let platform = |relays: Value| {
@@ -1388,7 +1389,7 @@ fn a_scoped_admin_gives_no_relays_outside_its_communities_on_a_query_node_as_on_
         "nothing written"
     );
     let (status, put) = both(1, &target, &platform(json!({"3": "3205080001"})));
-    assert_eq!((status, &put["relays"]), (200, &json!({"3": "3205080001"})));
+    assert_eq!((status, &put["relays"]), (201, &json!({"3": "3205080001"})));
     // Relayed into another community by the city: the north's new password (relays
     // kept) is refused, naming no other community.
     let (status, _) = both(0, &target, &platform(json!({"3": "3205080002"})));
@@ -1918,7 +1919,8 @@ fn object_queries_on_an_ingest_node_answer_as_serve_does() {
         let cluster = super::ask_as(qa, Some(&admin), "PUT", target, &body);
         let single = super::ask_as(s, None, "PUT", target, &body);
         assert_eq!(cluster, single, "PUT {target} {body}");
-        assert_eq!(cluster.0, 200, "PUT {target}: {}", cluster.1);
+        // Every code new: created.
+        assert_eq!(cluster.0, 201, "PUT {target}: {}", cluster.1);
     };
     for (code, name) in [
         ("3205080001", "North"),

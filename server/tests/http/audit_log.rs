@@ -381,8 +381,9 @@ fn every_change_and_every_refusal_is_audited() {
     };
     let (c, d) = (id(city), id(detective));
     for (key, endpoint, status) in [
-        (&c, "PUT /v1/communities/3205080001".to_string(), 200),
-        (&c, "PUT /v1/devices/32050801011210000001".to_string(), 200),
+        // Both created: 201 (RFC 9110 §9.3.4).
+        (&c, "PUT /v1/communities/3205080001".to_string(), 201),
+        (&c, "PUT /v1/devices/32050801011210000001".to_string(), 201),
         (&c, "PUT /v1/admin/retention".to_string(), 200),
         (&d, "POST /v1/watchlists".to_string(), 201),
         (&d, format!("DELETE /v1/watchlists/{wid}"), 200),

@@ -277,7 +277,7 @@ fn keys_roles_community_scopes_and_the_audit_chain() {
             call_as(a, Some(&detective), "PUT", &target, &body).status,
             403
         );
-        assert_eq!(call_as(a, Some(&admin), "PUT", &target, &body).status, 200);
+        assert_eq!(call_as(a, Some(&admin), "PUT", &target, &body).status, 201);
     }
     let listed = call_as(a, Some(&scoped), "GET", "/v1/communities", "").body;
     assert_eq!(
@@ -520,7 +520,7 @@ fn scoped_keys_are_confined_to_their_communities() {
                 r#"{"name":"x"}"#
             )
             .status,
-            200
+            201
         );
     }
     let b_device = "32050802011210000001";
@@ -530,7 +530,7 @@ fn scoped_keys_are_confined_to_their_communities() {
         &format!("/v1/devices/{b_device}"),
         r#"{"community":"3205080002","kind":"checkpoint_camera"}"#,
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let list = |token: &str, name: &str| {
         let body = json!({"name": name, "reason": format!("{name} reason"), "entries": [{"kind": "vehicle", "subject": "苏E1SCOP"}]});
         let r = as_(token, "POST", "/v1/watchlists", &body.to_string());

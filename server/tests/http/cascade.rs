@@ -36,7 +36,7 @@ pub(crate) fn catalog(a: SocketAddr) {
         ),
     ] {
         let r = put_json(a, &format!("/v1/devices/{code}"), &body);
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
     }
 }
 
@@ -415,7 +415,7 @@ fn a_second_sightline_receives_every_object_with_its_pictures() {
         &format!("/v1/devices/{A_ID}"),
         &json!({"community": "3205080001", "kind": "platform", "gat1400": {"password": "a-pass"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     // A's registration with B, made from A's address (127.0.0.1) on its behalf.
     assert_eq!(register(b, "/VIID/System/Register", A_ID, "a-pass").0, 200);
 

@@ -76,14 +76,14 @@ pub(crate) fn notified(p: &Platform) -> Vec<(String, Value)> {
 /// The South community and its tollgate (password "s").
 pub(crate) fn south(a: SocketAddr) {
     let r = put_json(a, "/v1/communities/3205090001", &json!({"name": "South"}));
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = put_json(
         a,
         &format!("/v1/devices/{SOUTH_GATE}"),
         &json!({"community": "3205090001", "kind": "checkpoint_camera", "direction": "in",
                 "gat1400": {"password": "s"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// We are the lower platform: we register at the upper (its id given as
@@ -617,7 +617,7 @@ fn dispositions_are_their_platforms_own() {
         &format!("/v1/devices/{other}"),
         &json!({"community": "3205080001", "kind": "platform", "gat1400": {"password": "o"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
     assert_eq!(register(a, "/VIID/System/Register", other, "o").0, 200);
     let (p1, p2) = (

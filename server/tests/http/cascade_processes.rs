@@ -208,7 +208,7 @@ fn two_sightline_processes_cascade_both_ways_across_sigkill_and_downtime() {
         crate::gat1400::north(server);
         for (code, body) in devices {
             let r = put_json(server, &format!("/v1/devices/{code}"), &body);
-            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.status, 201, "{}", r.body);
         }
     }
 

@@ -383,7 +383,7 @@ fn dispositions_from_before_ownership_are_their_platforms_after_a_restart() {
             &format!("/v1/devices/{other}"),
             &json!({"community": "3205080001", "kind": "platform", "gat1400": {"password": "o"}}),
         );
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
         assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
         let ident = [("User-Identify", PLATFORM.to_string())];
         let body = json!({"DispositionListObject": {"DispositionObject": [
@@ -539,7 +539,7 @@ fn a_resource_uri_naming_a_tollgate_gets_what_was_taken_there() {
         &format!("/v1/devices/{CAMERA}"),
         &json!({"community": "3205080001", "kind": "checkpoint_camera", "gat1400": {"password": "c"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let receiver = Receiver::start();
     receiver.up.store(true, Ordering::SeqCst);
     assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);

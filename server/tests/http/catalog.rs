@@ -22,17 +22,18 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
         "/v1/communities/3205080001",
         json!({"name": "Pingjiang", "district": "Gusu"}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = put(
         "/v1/communities/3205080001",
         json!({"name": "Pingjiang Road", "district": "Gusu"}),
     );
+    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["name"], "Pingjiang Road", "updates replace");
     let device =
         json!({"community": "3205080001", "device_kind": "checkpoint_camera", "direction": "in"});
     assert_eq!(
         put(&format!("/v1/devices/{GATE}"), device.clone()).status,
-        200
+        201
     );
     for (target, body, field) in [
         ("/v1/devices/123".to_string(), device.clone(), "code"),
@@ -154,7 +155,7 @@ fn device_codes_being_written_need_the_gb_t_28181_structure() {
     };
     assert_eq!(
         put("/v1/communities/3205080001", json!({"name": "North"})).status,
-        200
+        201
     );
     let device =
         json!({"community": "3205080001", "device_kind": "checkpoint_camera", "direction": "in"});
@@ -178,7 +179,7 @@ fn device_codes_being_written_need_the_gb_t_28181_structure() {
         assert_eq!(r.body["error"]["code"], "invalid_events", "{}", r.body);
         assert_eq!(r.body["errors"][0]["field"], "device", "{}", r.body);
     }
-    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 200);
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device).status, 201);
 }
 
 /// A scoped admin gives a platform no relays into a community outside its own (403
@@ -202,7 +203,7 @@ fn a_scoped_admin_gives_no_relays_outside_its_communities() {
     };
     for c in ["3205080001", "3205080002"] {
         let r = put(city, &format!("/v1/communities/{c}"), json!({"name": c}));
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
     }
     let target = format!("/v1/devices/{OTHER_GATE}");
     let platform = |relays: Value| {
@@ -228,9 +229,9 @@ fn a_scoped_admin_gives_no_relays_outside_its_communities() {
     }
     let seen = crate::keys::call_as(a, Some(city), "GET", &target, "");
     assert_eq!(seen.status, 404, "nothing written: {}", seen.body);
-    // Within its own community it may.
+    // Within its own community it may (the refusals created nothing).
     let r = put(scoped, &target, platform(json!({"3": "3205080001"})));
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["relays"], json!({"3": "3205080001"}));
     // The whole city's admin relays it into another community: the scoped admin's
     // new password (relays left out, so kept) is refused, naming no community.
@@ -257,4 +258,122 @@ fn a_scoped_admin_gives_no_relays_outside_its_communities() {
     );
     let r = put(scoped, &target, platform(Value::Null));
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// RFC 9110 §9.3.4: a `PUT` that creates a community or a device answers 201 Created,
+/// one that replaces it 200 OK, each with the representation as stored; a refused
+/// `PUT` creates nothing (the next good one is still 201).
+#[test]
+fn a_put_that_creates_is_201_and_one_that_replaces_is_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, body: Value| {
+        call(
+            a,
+            "PUT",
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let community = "/v1/communities/3205080001";
+    let r = put(community, json!({"name": "Pingjiang", "district": "Gusu"}));
+    assert_eq!(
+        (r.status, &r.body),
+        (
+            201,
+            &json!({"code": "3205080001", "name": "Pingjiang", "district": "Gusu"})
+        )
+    );
+    let r = put(community, json!({"name": "Pingjiang Road"}));
+    let replaced = json!({"code": "3205080001", "name": "Pingjiang Road", "district": ""});
+    assert_eq!((r.status, &r.body), (200, &replaced));
+    assert_eq!(get(a, community).body, replaced);
+
+    let device = format!("/v1/devices/{GATE}");
+    let r = put(
+        &device,
+        json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in"}),
+    );
+    assert_eq!(
+        (r.status, &r.body["direction"]),
+        (201, &json!("in")),
+        "{}",
+        r.body
+    );
+    let r = put(
+        &device,
+        json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "out",
+               "name": "North gate, outbound"}),
+    );
+    assert_eq!(
+        (r.status, &r.body["direction"], &r.body["name"]),
+        (200, &json!("out"), &json!("North gate, outbound")),
+        "{}",
+        r.body
+    );
+    assert_eq!(get(a, &device).body["direction"], "out");
+
+    // Refused: nothing created, so the first good PUT of each code is 201.
+    let other = format!("/v1/devices/{OTHER_GATE}");
+    let r = put(
+        &other,
+        json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "up"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = put(
+        &other,
+        json!({"community": "3205080001", "kind": "checkpoint_camera"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(put("/v1/communities/3205080002", json!({})).status, 400);
+    assert_eq!(
+        put("/v1/communities/3205080002", json!({"name": "South"})).status,
+        201
+    );
+}
+
+/// Of several `PUT`s of one new code at once, exactly one is answered 201: whether it
+/// created is what its write found, not a look before it.
+#[test]
+fn racing_puts_of_a_new_code_create_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    const RACERS: usize = 4;
+    let codes: Vec<String> = (1..=8).map(|n| format!("32050800{n:02}")).collect();
+    let statuses = |target: String, body: Value| -> Vec<u16> {
+        let barrier = std::sync::Barrier::new(RACERS);
+        std::thread::scope(|s| {
+            let racers: Vec<_> = (0..RACERS)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        call(
+                            a,
+                            "PUT",
+                            &target,
+                            "application/json",
+                            body.to_string().as_bytes(),
+                        )
+                        .status
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        })
+    };
+    for code in &codes {
+        let mut got = statuses(format!("/v1/communities/{code}"), json!({"name": code}));
+        got.sort_unstable();
+        assert_eq!(got, [200, 200, 200, 201], "community {code}");
+    }
+    for (n, code) in codes.iter().enumerate() {
+        let device = format!("3205080101121000{:04}", n + 1);
+        let body = json!({"community": code, "kind": "checkpoint_camera"});
+        let mut got = statuses(format!("/v1/devices/{device}"), body);
+        got.sort_unstable();
+        assert_eq!(got, [200, 200, 200, 201], "device {device}");
+    }
 }

@@ -20,7 +20,7 @@ fn with_gate(a: SocketAddr) {
         "application/json",
         b"{\"name\":\"North\"}",
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 201);
     let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
         "gat1400": {"password": PASSWORD}});
     let r = call(
@@ -30,7 +30,7 @@ fn with_gate(a: SocketAddr) {
         "application/json",
         body.to_string().as_bytes(),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// A digest answer for a fresh challenge (taken from a first, refused request to

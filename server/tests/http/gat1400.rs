@@ -23,7 +23,7 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
             b"{\"name\":\"North\"}"
         )
         .status,
-        200
+        201
     );
     for (code, kind, direction, password) in [
         (GATE, "checkpoint_camera", "in", Some("gate-secret")),
@@ -42,7 +42,7 @@ fn gat1400_devices_register_by_digest_and_push_vehicles_and_faces() {
             "application/json",
             body.to_string().as_bytes(),
         );
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
         assert_eq!(r.body["gat1400"], password.is_some());
         assert!(
             !r.body.to_string().contains("secret"),
@@ -282,7 +282,7 @@ pub(crate) fn put_json(a: SocketAddr, target: &str, body: &Value) -> crate::supp
 /// Community 3205080001 ("North") in the catalog.
 pub(crate) fn north(a: SocketAddr) {
     let r = put_json(a, "/v1/communities/3205080001", &json!({"name": "North"}));
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// Community 3205080001 and the gate `GATE` (inbound, a checkpoint camera) with a
@@ -292,7 +292,7 @@ pub(crate) fn gate_in_catalog(a: SocketAddr, password: &str) {
     north(a);
     let device = json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
                         "gat1400": {"password": password}});
-    assert_eq!(put(&format!("/v1/devices/{GATE}"), device), 200);
+    assert_eq!(put(&format!("/v1/devices/{GATE}"), device), 201);
 }
 
 /// A picture's bytes and its head (lower case), with an optional API key.
@@ -618,7 +618,7 @@ fn digest_identities_as_vendors_configure_them() {
     );
     assert_eq!(
         (r.status, r.body["gat1400_username"].as_str()),
-        (200, Some("admin")),
+        (201, Some("admin")),
         "{}",
         r.body
     );
@@ -627,7 +627,7 @@ fn digest_identities_as_vendors_configure_them() {
         json!({"community": "3205080001",
         "kind": "checkpoint_camera", "direction": "out", "gat1400": {"password": "pw2"}}),
     );
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 201);
     let register_body = |id: &str| format!("{{\"RegisterObject\":{{\"DeviceID\":\"{id}\"}}}}");
     let challenge = |path: &str, id: &str| {
         let (status, head, _) = viid(
@@ -796,7 +796,7 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
     for c in ["3205080001", "3205090001"] {
         assert_eq!(
             put(&format!("/v1/communities/{c}"), json!({"name": c})).status,
-            200
+            201
         );
     }
     let platform = "32050800005030000001";
@@ -827,7 +827,8 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
         json!({"community": "3205080001", "kind": "platform",
         "relays": {"32050901": "3205090001"}, "gat1400": {"password": "p"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    // Created now: the refusals above wrote nothing.
+    assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["relays"], json!({"32050901": "3205090001"}));
     assert_eq!(register(a, "/VIID/System/Register", platform, "p").0, 200);
 
@@ -907,7 +908,7 @@ fn dispositions_watch_and_notify_their_receive_address() {
         "kind": "platform", "gat1400": {"password": "p"}})
         )
         .status,
-        200
+        201
     );
     assert_eq!(
         put(
@@ -916,7 +917,7 @@ fn dispositions_watch_and_notify_their_receive_address() {
         "kind": "checkpoint_camera", "direction": "in"})
         )
         .status,
-        200
+        201
     );
     let receiver = Receiver::start();
     receiver.up.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1329,7 +1330,7 @@ fn gat1400_uploaders_name_devices_of_their_own_communities_only() {
     for c in ["3205080001", "3205090001"] {
         assert_eq!(
             put(&format!("/v1/communities/{c}"), json!({"name": c})).status,
-            200
+            201
         );
     }
     let elsewhere = "32050901011210000009";
@@ -1355,7 +1356,7 @@ fn gat1400_uploaders_name_devices_of_their_own_communities_only() {
             body[k] = v.clone();
         }
         let r = put(&format!("/v1/devices/{code}"), body);
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, 201, "{}", r.body);
     }
     let codes = |uploader: &str| {
         assert_eq!(register(a, "/VIID/System/Register", uploader, "p").0, 200);

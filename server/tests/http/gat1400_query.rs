@@ -31,8 +31,9 @@ fn as_platform(id: &str) -> Vec<(&'static str, String)> {
 /// vehicle in the south.
 fn uploaded(a: SocketAddr) -> Vec<Value> {
     let put = |target: &str, body: Value| {
+        // Each a new code: created.
         let r = put_json(a, target, &body);
-        assert_eq!(r.status, 200, "{target}: {}", r.body);
+        assert_eq!(r.status, 201, "{target}: {}", r.body);
     };
     put("/v1/communities/3205080001", json!({"name": "North"}));
     put("/v1/communities/3205090001", json!({"name": "South"}));
@@ -438,7 +439,7 @@ fn queries_take_a_registration_from_its_address_or_their_own_digest() {
         &json!({"community": "3205080001", "kind": "checkpoint_camera", "direction": "in",
                 "gat1400": {"password": "camera-secret"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let (status, body) = query_as(a, camera, "camera-secret", target);
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
@@ -583,7 +584,7 @@ fn a_query_by_registration_is_refused_through_a_proxy_or_from_another_address() 
         &json!({"community": "3205080001", "kind": "platform",
                 "gat1400": {"password": "west-secret"}}),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let (status, head, _) = viid(a, "GET", target, &as_platform(west), "");
     assert_eq!(status, 401);
     let auth = authorization(

@@ -27,7 +27,7 @@ fn camera(a: SocketAddr) {
         "application/json",
         b"{\"name\":\"North\"}",
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
     let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
         "direction": "in", "gat1400": {"password": PASSWORD}});
     let r = call(
@@ -37,7 +37,7 @@ fn camera(a: SocketAddr) {
         "application/json",
         body.to_string().as_bytes(),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// The `WWW-Authenticate` values of a head (lower case), in order.
@@ -464,7 +464,7 @@ fn v1_bodies_inflate_gzip_refuse_other_codings_and_ignore_a_byte_order_mark() {
         "application/json",
         &bom("{\"name\":\"South\"}"),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 /// Item 15: the binary batch's media type is matched as RFC 9110 §8.3.1 says:
@@ -521,13 +521,15 @@ fn register_and_upload_take_java_bean_member_names() {
     camera(a);
     let face_cam = "32050801011320000003";
     // A login whose user name is not its code: only the body's `DeviceId` names it.
-    for (code, kind, login) in [
+    // The camera is replaced (200), the face camera created (201).
+    for (code, kind, login, status) in [
         (
             CAMERA,
             "checkpoint_camera",
             json!({"username": "admin", "password": PASSWORD}),
+            200,
         ),
-        (face_cam, "face_camera", serde_json::Value::Null),
+        (face_cam, "face_camera", serde_json::Value::Null, 201),
     ] {
         let mut body = json!({"community": "3205080001", "kind": kind, "direction": "in"});
         if !login.is_null() {
@@ -540,7 +542,7 @@ fn register_and_upload_take_java_bean_member_names() {
             "application/json",
             body.to_string().as_bytes(),
         );
-        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.status, status, "{code}: {}", r.body);
     }
     let register = format!("{{\"registerObject\":{{\"DeviceId\":\"{CAMERA}\"}}}}");
     let (status, head, _) = viid(a, "POST", "/VIID/System/Register", &[], &register);

@@ -194,12 +194,12 @@ fn mtls_certificate_of_a_gat1400_device_uploads_without_a_digest() {
     };
     assert_eq!(
         put("/v1/communities/3205080001", json!({"name": "North"})).0,
-        200
+        201
     );
     let device = json!({"community": "3205080001", "kind": "checkpoint_camera",
                         "direction": "in", "gat1400": {"password": "gate-secret"}});
     let (status, body) = put(&format!("/v1/devices/{GATE}"), device);
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
 
     let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
         {"MotorVehicleID": format!("{GATE}0220210901080000{:012}", 1), "DeviceID": GATE,
@@ -510,7 +510,7 @@ fn an_upstream_over_https_registers_and_takes_the_uploads() {
         ),
     ] {
         let (status, answer) = https(b, &client, "PUT", target, &[], &body.to_string()).unwrap();
-        assert_eq!(status, 200, "{answer}");
+        assert_eq!(status, 201, "{answer}");
     }
     let bundle = pki.ca_file();
     let server = start(dir_a.path(), |c| c.tls_ca_bundle = Some(bundle));
