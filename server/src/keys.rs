@@ -5,6 +5,7 @@
 //! like every change. `sightline keys` does the same with the server stopped, to make
 //! the first admin key.
 
+use hyper::header::{HeaderValue, CACHE_CONTROL, LOCATION};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use sightline_storage::ApiKeyRecord;
@@ -13,7 +14,7 @@ use crate::auth::{self, Role};
 use crate::error::ApiError;
 use crate::http::json::{object, strings, text};
 use crate::http::runner::run;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Body, Call};
 use crate::params::Rfc3339;
 
 /// The longest key name, in bytes.
@@ -64,7 +65,25 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
         Ok(v)
     })
     .await?;
-    Ok((StatusCode::CREATED, v.into()))
+    Ok((StatusCode::CREATED, created_key(v.into())))
+}
+
+/// The body of a `POST /v1/keys`'s 201 (`serve`'s and a query node's): the new key
+/// with its token, sent with `Location: /v1/keys/{id}` (RFC 9110 §15.3.2: where the
+/// created key is; `DELETE` revokes it there) and `Cache-Control: no-store` (RFC 9111
+/// §5.2.2.5: the token is a secret no cache may keep).
+pub(crate) fn created_key(body: Body) -> Body {
+    let mut headers = vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    let id = match &body {
+        Body::Value(v) => v["id"].as_str(),
+        _ => None,
+    };
+    // A key id is hex (`auth::new_key`); one a header cannot hold is left unsaid.
+    if let Some(location) = id.and_then(|id| HeaderValue::from_str(&format!("/v1/keys/{id}")).ok())
+    {
+        headers.push((LOCATION, location));
+    }
+    Body::Headed(headers, Box::new(body))
 }
 
 /// A `POST /v1/keys` body, checked: the new key's name, role and communities

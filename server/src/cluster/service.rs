@@ -197,6 +197,8 @@ pub(super) async fn answer(
                 catalog.create_key(caller, &node.keys, &body).await
             })
             .await
+            // With its `Location` and `no-store`, as on `serve`.
+            .map(|(body, n)| (crate::keys::created_key(body), n))
         }
         (Method::DELETE, "/v1/keys/{id}") => {
             let scope = caller.city_wide();

@@ -370,6 +370,15 @@ async fn call(
         b @ (Body::Value(_) | Body::Text(_) | Body::Json(_) | Body::Serialized(..)) if ndjson => {
             b.into_lines()
         }
+        // A JSON answer with headers of its own but not its own type (a created key's
+        // `Location`): NDJSON as asked, its headers kept.
+        Body::Headed(h, b)
+            if ndjson
+                && matches!(*b, Body::Value(_))
+                && !h.iter().any(|(n, _)| n == hyper::header::CONTENT_TYPE) =>
+        {
+            Body::Headed(h, Box::new(b.into_lines()))
+        }
         b => b,
     };
     Ok((status, body))
@@ -408,8 +417,11 @@ fn refused<B>(app: &App, key: &str, endpoint: &str, req: &Request<B>, e: &ApiErr
 /// What a change's answer says it changed, for its audit entry: the identifying
 /// fields of a JSON answer (never a token, a password or a body as sent).
 pub(crate) fn change_summary(body: &Body) -> String {
-    let Body::Value(v) = body else {
-        return String::new();
+    let v = match body {
+        Body::Value(v) => v,
+        // A created key's answer, with its `Location`.
+        Body::Headed(_, b) => return change_summary(b),
+        _ => return String::new(),
     };
     [
         "id",

@@ -400,6 +400,11 @@ fn every_change_and_every_refusal_is_audited() {
         .as_str()
         .unwrap()
         .contains(&format!("id={wid}")));
+    // A created key's answer (sent with its `Location`) is summarised all the same.
+    assert!(find(&c, "POST /v1/keys", 201)["params"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("id={kid}")));
     find("-", "GET /v1/communities", 401);
     find("-", "GET /v1/watchlists", 401);
     find(&id(ingest), "GET /v1/trajectory", 403);

@@ -956,3 +956,56 @@ fn a_transfer_coding_other_than_chunked_is_501() {
         String::from_utf8_lossy(&answer.body)
     );
 }
+
+/// RFC 9110 §15.3.2 and RFC 9111 §5.2.2.5: a created key's 201 says where the key is
+/// (`Location: /v1/keys/{id}`, where `DELETE` revokes it) and, since its body holds
+/// the token, that no cache may keep it (`Cache-Control: no-store`); asked for NDJSON,
+/// the same, as one line.
+#[test]
+fn a_created_key_is_located_and_never_cached() {
+    use sightline_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = crate::keys::make_keys(dir.path(), &[(Role::Admin, None)]).remove(0);
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    for accept in ["application/json", "application/x-ndjson"] {
+        let body = r#"{"name": "detective 7", "role": "investigate"}"#;
+        let answer = send(
+            a,
+            format!(
+                "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+                 Accept: {accept}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let head = answer.head.to_ascii_lowercase();
+        let text = String::from_utf8(answer.body).unwrap();
+        assert_eq!(answer.status, 201, "{head}\n{text}");
+        assert_eq!(text.lines().count(), 1, "{accept}: {text}");
+        let key: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        let id = key["id"].as_str().unwrap();
+        assert!(key["token"].as_str().unwrap().starts_with("sl_"), "{key}");
+        assert_eq!(
+            sightline_testkit::header(&head, "location"),
+            format!("/v1/keys/{id}")
+        );
+        assert_eq!(
+            sightline_testkit::header(&head, "cache-control"),
+            "no-store"
+        );
+        assert!(
+            sightline_testkit::header(&head, "content-type").starts_with(accept),
+            "{head}"
+        );
+        // The location names the key: revoked there.
+        let r = crate::keys::call_as(a, Some(&admin), "DELETE", &format!("/v1/keys/{id}"), "");
+        assert_eq!(
+            (r.status, r.body["id"].as_str()),
+            (200, Some(id)),
+            "{}",
+            r.body
+        );
+    }
+}
