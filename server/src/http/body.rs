@@ -147,6 +147,24 @@ impl Body {
         }
     }
 
+    /// A JSON answer as NDJSON of one line (a resource, whatever lists it holds).
+    /// Streams and typed text stay as they are.
+    pub(crate) fn into_one_line(self) -> Body {
+        match self {
+            Body::Serialized(d, b) => Body::timed(d, *b, Body::into_one_line),
+            Body::Value(v) => Body::Lines(format!("{v}\n")),
+            Body::Text(s) => match serde_json::from_str::<Value>(&s) {
+                Ok(v) => Body::Lines(format!("{v}\n")),
+                Err(_) => Body::Lines(s),
+            },
+            Body::Json(parts) => match serde_json::from_slice::<Value>(&parts.concat()) {
+                Ok(v) => Body::Lines(format!("{v}\n")),
+                Err(_) => Body::Lines(String::from_utf8_lossy(&parts.concat()).into_owned()),
+            },
+            other => other,
+        }
+    }
+
     /// A list answer `{"key": [items]}` (exactly one list) as NDJSON, one item a line;
     /// any other JSON answer as one line. Streams and typed text stay as they are.
     pub(crate) fn into_lines(self) -> Body {

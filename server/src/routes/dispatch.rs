@@ -366,9 +366,16 @@ async fn call(
         _ => {}
     }
     let (status, body) = answer?;
+    // NDJSON asked for: a list answer one item a line; the answer of a change (a created
+    // key, a watchlist, a revoked key) is one resource, one line, whatever lists it holds
+    // (a scoped key's `communities` must not stand for the key, its token lost).
+    let lines = |b: Body| match route.changes {
+        true => b.into_one_line(),
+        false => b.into_lines(),
+    };
     let body = match body {
         b @ (Body::Value(_) | Body::Text(_) | Body::Json(_) | Body::Serialized(..)) if ndjson => {
-            b.into_lines()
+            lines(b)
         }
         // A JSON answer with headers of its own but not its own type (a created key's
         // `Location`): NDJSON as asked, its headers kept.
@@ -377,7 +384,7 @@ async fn call(
                 && matches!(*b, Body::Value(_))
                 && !h.iter().any(|(n, _)| n == hyper::header::CONTENT_TYPE) =>
         {
-            Body::Headed(h, Box::new(b.into_lines()))
+            Body::Headed(h, Box::new(lines(*b)))
         }
         b => b,
     };

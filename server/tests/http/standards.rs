@@ -968,8 +968,22 @@ fn a_created_key_is_located_and_never_cached() {
     let admin = crate::keys::make_keys(dir.path(), &[(Role::Admin, None)]).remove(0);
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    for accept in ["application/json", "application/x-ndjson"] {
-        let body = r#"{"name": "detective 7", "role": "investigate"}"#;
+    // Unscoped and scoped (a key whose one list, `communities`, must not be taken for
+    // a list answer and its token lost): each one line asked for NDJSON.
+    for (accept, body) in [
+        (
+            "application/json",
+            r#"{"name": "detective 7", "role": "investigate"}"#,
+        ),
+        (
+            "application/x-ndjson",
+            r#"{"name": "detective 7", "role": "investigate"}"#,
+        ),
+        (
+            "application/x-ndjson",
+            r#"{"name": "detective 8", "role": "investigate", "communities": ["3205080001"]}"#,
+        ),
+    ] {
         let answer = send(
             a,
             format!(
