@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::gat1400::put_json;
 use crate::support::{call, get, post, sample, start, GATE, OTHER_GATE};
 
 #[test]
@@ -9,15 +10,7 @@ fn the_catalog_registers_communities_and_devices_with_precise_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
+    let put = |target: &str, body: Value| put_json(a, target, &body);
     let r = put(
         "/v1/communities/3205080001",
         json!({"name": "Pingjiang", "district": "Gusu"}),
@@ -144,15 +137,7 @@ fn device_codes_being_written_need_the_gb_t_28181_structure() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
+    let put = |target: &str, body: Value| put_json(a, target, &body);
     assert_eq!(
         put("/v1/communities/3205080001", json!({"name": "North"})).status,
         201
@@ -268,15 +253,7 @@ fn a_put_that_creates_is_201_and_one_that_replaces_is_200() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), |_| {});
     let a = server.addr;
-    let put = |target: &str, body: Value| {
-        call(
-            a,
-            "PUT",
-            target,
-            "application/json",
-            body.to_string().as_bytes(),
-        )
-    };
+    let put = |target: &str, body: Value| put_json(a, target, &body);
     let community = "/v1/communities/3205080001";
     let r = put(community, json!({"name": "Pingjiang", "district": "Gusu"}));
     assert_eq!(
