@@ -1923,16 +1923,7 @@ mod tests {
     #[test]
     fn credentials_never_read_or_too_old_are_503_not_a_new_challenge() {
         let gateway = Gateway::signed([3; 32]);
-        let nonce = {
-            let c = gateway.challenge(false).remove(0);
-            c.split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string()
-        };
+        let nonce = sightline_testkit::gat1400::nonce_in(&gateway.challenge(false).remove(0));
         let x = Exchange {
             method: "POST".into(),
             path: "/VIID/System/Register".into(),

@@ -503,15 +503,7 @@ mod tests {
 
     /// The nonce of a challenge `gateway` issues now.
     fn fresh_nonce(gateway: &Gateway) -> String {
-        let challenge = gateway.challenge(false).remove(0);
-        challenge
-            .split("nonce=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string()
+        sightline_testkit::gat1400::nonce_in(&gateway.challenge(false).remove(0))
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub fn nonce_of(head: &str) -> String {
         .lines()
         .find_map(|l| l.strip_prefix("www-authenticate: "))
         .expect("a digest challenge");
+    nonce_in(challenge)
+}
+
+/// The nonce of one digest challenge (`Digest realm="…", nonce="…", …`).
+pub fn nonce_in(challenge: &str) -> String {
     challenge
         .split("nonce=\"")
         .nth(1)
