@@ -5,7 +5,7 @@
 //! like every change. `sightline keys` does the same with the server stopped, to make
 //! the first admin key.
 
-use hyper::header::{HeaderValue, CACHE_CONTROL, LOCATION};
+use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use sightline_storage::ApiKeyRecord;
@@ -73,17 +73,8 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
 /// created key is; `DELETE` revokes it there) and `Cache-Control: no-store` (RFC 9111
 /// §5.2.2.5: the token is a secret no cache may keep).
 pub(crate) fn created_key(body: Body) -> Body {
-    let mut headers = vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
-    let id = match &body {
-        Body::Value(v) => v["id"].as_str(),
-        _ => None,
-    };
-    // A key id is hex (`auth::new_key`); one a header cannot hold is left unsaid.
-    if let Some(location) = id.and_then(|id| HeaderValue::from_str(&format!("/v1/keys/{id}")).ok())
-    {
-        headers.push((LOCATION, location));
-    }
-    Body::Headed(headers, Box::new(body))
+    let no_store = vec![(CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    Body::Headed(no_store, Box::new(body)).located("/v1/keys")
 }
 
 /// A `POST /v1/keys` body, checked: the new key's name, role and communities

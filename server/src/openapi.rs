@@ -24,7 +24,7 @@ pub fn document() -> Value {
             (_, Access::Gat1400) => viid(method, r.path),
             (Some(doc), _) => match *method {
                 Method::GET => get(r, doc),
-                Method::POST => post(doc),
+                Method::POST => post(r.path, doc),
                 Method::PUT => put(r.path, doc),
                 Method::DELETE => delete(doc),
                 _ => unreachable!("the table names only GET, POST, PUT and DELETE"),
@@ -165,18 +165,31 @@ fn path_params(doc: &Doc) -> Vec<Value> {
         .collect()
 }
 
-fn post(doc: &Doc) -> Value {
+fn post(path: &str, doc: &Doc) -> Value {
     let error = error();
-    json!({"summary": doc.summary,
+    let mut op = json!({"summary": doc.summary,
         "requestBody": {"required": true, "content": {
             "application/json": {"example": example(doc)},
             "application/x-ndjson": {}}},
         "responses": {
-            "200": {"description": "OK (201 Created for a subscription)", "content": {"application/json": {}}},
+            "200": {"description": "OK", "content": {"application/json": {}}},
             "400": {"description": "Malformed body or parameter.", "content": {"application/json": {"schema": error}}},
             "413": {"description": "Body or batch too large.", "content": {"application/json": {"schema": error}}},
             "422": {"description": "Every record refused.", "content": {"application/json": {"schema": error}}},
-            "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}})
+            "429": {"description": "Saturated; retry after Retry-After seconds.", "content": {"application/json": {"schema": error}}}}});
+    // A POST that creates answers 201 with where (RFC 9110 §15.3.2).
+    if crate::routes::CREATED_BY_POST.contains(&path) {
+        let created = op["responses"]["200"].take();
+        op["responses"]["201"] = json!({"description": "Created: the new resource, with its `id`.",
+            "headers": {"Location": {"description": "Where it is: `{this path}/{id}`.",
+                                     "schema": {"type": "string"}}},
+            "content": created["content"]});
+        op["responses"]
+            .as_object_mut()
+            .expect("an object")
+            .remove("200");
+    }
+    op
 }
 
 fn put(path: &str, doc: &Doc) -> Value {

@@ -475,6 +475,8 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
     let query = req.uri().query().unwrap_or("").to_string();
     // The key first, before any body is read.
     let mut created = false;
+    // A POST that creates: its answer names where (`Location`), as on `serve`.
+    let mut posted = false;
     let (key, answer) = match node.keys.authorize(crate::routes::token(&req)) {
         Err(e) => {
             // Audited as `serve` audits a refusal: the method and path, the query
@@ -502,6 +504,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
         }
         Ok(caller) => {
             created = super::service::creates(req.method(), &path);
+            posted = created;
             let mut line = AuditLine::new(&caller, &path, query);
             let answer = route(&node, &caller, req, &path, &mut line, &mut created).await;
             // Written unless the handler did (a stream, before its first byte); an
@@ -533,6 +536,7 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
         "query"
     );
     Ok(match answer {
+        Ok(body) if posted => respond(StatusCode::CREATED, body.located(&path)),
         Ok(body) if created => respond(StatusCode::CREATED, body),
         Ok(body) => respond(StatusCode::OK, body),
         Err(e) => respond_error(&e),

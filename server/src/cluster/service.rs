@@ -48,15 +48,7 @@ const ANSWERED: &[&str] = &[
 
 /// Whether `method` on `path` creates (answered 201 Created, as on `serve`).
 pub(super) fn creates(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && matches!(
-            path,
-            "/v1/keys"
-                | "/v1/watchlists"
-                | "/v1/subscriptions"
-                | "/v1/upstreams"
-                | "/v1/remote-subscriptions"
-        )
+    method == Method::POST && crate::routes::CREATED_BY_POST.contains(&path)
 }
 
 /// `serve`'s route for `method` on `path`, with its path argument, when this module

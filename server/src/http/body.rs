@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Either};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use hyper::{Response, StatusCode};
+use percent_encoding::{AsciiSet, CONTROLS};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -103,6 +104,25 @@ pub(crate) enum Body {
     Serialized(std::time::Duration, Box<Body>),
 }
 
+/// What a path segment cannot hold as it is (RFC 3986 §3.3: anything but `pchar`).
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 impl From<Value> for Body {
     fn from(v: Value) -> Body {
         Body::Value(v)
@@ -136,6 +156,30 @@ impl Body {
             }
             other => (other, std::time::Duration::ZERO),
         }
+    }
+
+    /// The body of a 201 Created that made `{collection}/{id}` (the JSON's `id`), with
+    /// `Location` naming it (RFC 9110 §15.3.2: without one, the target URI, the
+    /// collection, would be taken for what was created); headers already set stay (a
+    /// `Location` among them is kept). An id is put in the path percent-encoded; a body
+    /// without one is left unsaid.
+    pub(crate) fn located(self, collection: &str) -> Body {
+        let (mut headers, body) = match self {
+            Body::Headed(h, b) => (h, *b),
+            b => (Vec::new(), b),
+        };
+        let id = match &body {
+            Body::Value(v) => v["id"].as_str(),
+            _ => None,
+        };
+        let named = headers.iter().any(|(n, _)| n == LOCATION);
+        if let Some(id) = id.filter(|_| !named) {
+            let id = percent_encoding::utf8_percent_encode(id, PATH_SEGMENT);
+            if let Ok(at) = HeaderValue::from_str(&format!("{collection}/{id}")) {
+                headers.push((LOCATION, at));
+            }
+        }
+        Body::Headed(headers, Box::new(body))
     }
 
     /// The JSON text of a whole JSON body (a stream is left as it is).

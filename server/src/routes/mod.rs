@@ -25,6 +25,16 @@ use crate::http::{Answer, Call};
 use crate::params::Param;
 use crate::queries::QueryFn;
 
+/// The collections a `POST` creates in: answered 201 Created with `Location:
+/// {collection}/{id}` (on `serve` and a cluster's query node; documented so).
+pub(crate) const CREATED_BY_POST: [&str; 5] = [
+    "/v1/keys",
+    "/v1/watchlists",
+    "/v1/subscriptions",
+    "/v1/upstreams",
+    "/v1/remote-subscriptions",
+];
+
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {

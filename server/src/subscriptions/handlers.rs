@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::json::{object, strings, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Body, Call};
 use crate::params::parse_kind;
 use crate::App;
 
@@ -58,7 +58,10 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let (app, caller) = (c.app.clone(), c.caller);
     let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
-    Ok((StatusCode::CREATED, v.into()))
+    Ok((
+        StatusCode::CREATED,
+        Body::from(v).located("/v1/subscriptions"),
+    ))
 }
 
 fn create_now(app: &Arc<App>, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {

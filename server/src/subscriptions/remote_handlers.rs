@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::http::json::{object, strings, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Body, Call};
 use crate::App;
 
 /// A remote subscription as listed: never its password.
@@ -62,7 +62,10 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let (app, caller) = (c.app.clone(), c.caller);
     let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
-    Ok((StatusCode::CREATED, v.into()))
+    Ok((
+        StatusCode::CREATED,
+        Body::from(v).located("/v1/remote-subscriptions"),
+    ))
 }
 
 /// A remote subscription's `EndTime` when none is given.

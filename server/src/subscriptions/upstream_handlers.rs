@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::http::json::{object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Body, Call};
 use crate::App;
 
 /// Most seconds between keepalives (wvp-GB28181-pro forgets a platform after 180 s).
@@ -110,7 +110,7 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let (app, caller) = (c.app.clone(), c.caller);
     let v = run(c.app, move |_| create_now(&app, &body, &caller)).await?;
-    Ok((StatusCode::CREATED, v.into()))
+    Ok((StatusCode::CREATED, Body::from(v).located("/v1/upstreams")))
 }
 
 /// A 20-digit GA/T 1400 id field, or `default` when absent.

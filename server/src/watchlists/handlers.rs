@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::json::{object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Body, Call};
 use crate::params::{parse_kind, parse_time, Params};
 use crate::App;
 
@@ -63,7 +63,7 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let caller = c.caller;
     let v = run(c.app, move |app| create_now(app, &body, &caller)).await?;
-    Ok((StatusCode::CREATED, v.into()))
+    Ok((StatusCode::CREATED, Body::from(v).located("/v1/watchlists")))
 }
 
 fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {

@@ -164,34 +164,45 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
         (404, Some("no_such_key"))
     );
     // A created key's 201, as on `serve`: where it is (revoked there) and never
-    // cached (its body holds the token).
+    // cached (its body holds the token); a created watchlist's, where it is (deleted
+    // there).
     for (addr, token) in [(qa, &cluster_keys[HQ]), (s, &single_keys[HQ])] {
-        let body = json!({"name": "day shift", "role": "investigate", "communities": [a]});
-        let body = body.to_string();
-        let answer = sightline_testkit::send(
-            addr,
-            format!(
-                "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        let head = answer.head.to_ascii_lowercase();
-        let made: Value = serde_json::from_slice(&answer.body).unwrap();
-        assert_eq!(answer.status, 201, "{addr}: {made}");
-        let location = sightline_testkit::header(&head, "location");
-        assert_eq!(
-            location,
-            format!("/v1/keys/{}", made["id"].as_str().unwrap())
-        );
-        assert_eq!(
-            sightline_testkit::header(&head, "cache-control"),
-            "no-store"
-        );
-        let (status, v) = ask_as(addr, Some(token), "DELETE", location, "");
-        assert_eq!((status, &v["id"]), (200, &made["id"]), "{addr}: {v}");
+        let key = json!({"name": "day shift", "role": "investigate", "communities": [a]});
+        let list = json!({"name": "located", "reason": "stolen vehicle",
+                          "entries": [{"kind": "vehicle", "subject": "苏E54321"}]});
+        for (collection, body) in [("/v1/keys", key), ("/v1/watchlists", list)] {
+            let body = body.to_string();
+            let answer = sightline_testkit::send(
+                addr,
+                format!(
+                    "POST {collection} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let head = answer.head.to_ascii_lowercase();
+            let made: Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(answer.status, 201, "{addr} {collection}: {made}");
+            let location = sightline_testkit::header(&head, "location");
+            assert_eq!(
+                location,
+                format!("{collection}/{}", made["id"].as_str().unwrap())
+            );
+            if collection == "/v1/keys" {
+                assert_eq!(
+                    sightline_testkit::header(&head, "cache-control"),
+                    "no-store"
+                );
+            }
+            let (status, v) = ask_as(addr, Some(token), "DELETE", location, "");
+            let id = match collection {
+                "/v1/keys" => &v["id"],
+                _ => &v["deleted"],
+            };
+            assert_eq!((status, id), (200, &made["id"]), "{addr}: {v}");
+        }
     }
     same(HQ, "GET", "/v1/keys", Value::Null);
 
@@ -299,7 +310,8 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     };
     // The night shift's and the day shift's.
     assert_eq!(count("POST /v1/keys", 201), 2, "{page}");
-    assert_eq!(count("POST /v1/watchlists", 201), 3, "{page}");
+    // Three below, and the one deleted at its `Location`.
+    assert_eq!(count("POST /v1/watchlists", 201), 4, "{page}");
     assert_eq!(
         count(&format!("DELETE /v1/keys/{}", id_of(&token)), 200),
         1,

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 
 use serde_json::Value;
 
-use crate::support::{call, enc, get, post, sample, start};
+use crate::support::{call, enc, get, post, sample, send, start};
 
 #[test]
 fn every_route_in_the_openapi_document_answers_its_example() {
@@ -174,8 +174,20 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                 }
             }
             "post" => {
-                let example = &op["requestBody"]["content"]["application/json"]["example"];
-                let r = post(a, path, "application/json", &example.to_string());
+                let example =
+                    op["requestBody"]["content"]["application/json"]["example"].to_string();
+                let answer = send(
+                    a,
+                    format!(
+                        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{example}",
+                        example.len()
+                    )
+                    .as_bytes(),
+                );
+                let body = String::from_utf8_lossy(&answer.body);
+                // What creates answers 201 (RFC 9110 §15.3.2) with where it is, and
+                // documents both.
                 let want = match path.as_str() {
                     "/v1/subscriptions"
                     | "/v1/upstreams"
@@ -184,7 +196,20 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     | "/v1/keys" => 201,
                     _ => 200,
                 };
-                assert_eq!(r.status, want, "POST {path}: {}", r.body);
+                assert_eq!(answer.status, want, "POST {path}: {body}");
+                let documented = &op["responses"][want.to_string()];
+                assert!(documented.is_object(), "POST {path} documents {want}: {op}");
+                if want == 201 {
+                    assert!(op["responses"]["200"].is_null(), "POST {path}: {op}");
+                    assert!(documented["headers"]["Location"].is_object(), "{op}");
+                    let created: Value = serde_json::from_str(&body).unwrap();
+                    let head = answer.head.to_ascii_lowercase();
+                    assert_eq!(
+                        sightline_testkit::header(&head, "location"),
+                        format!("{path}/{}", created["id"].as_str().unwrap()),
+                        "POST {path}"
+                    );
+                }
                 200
             }
             "put" => {
