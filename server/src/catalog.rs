@@ -142,7 +142,23 @@ fn put_device_now(
         })
     })?;
     let catalog = app.store.catalog();
-    let created = catalog.put_device(&d)?;
+    // Written only over what the caller may change, as one step with the look: two
+    // admins of different communities putting one new code at once cannot have the
+    // second move the first's device (checked before the body too, in `put_device`).
+    let mut refused = None;
+    let written = catalog.put_device_if(&d, &mut |existing| {
+        let verdict = existing.map_or(Ok(()), |e| {
+            may_move(caller, code, e)?;
+            let stored = crate::gat1400::relay::prefixes(&app.store, code)?;
+            crate::gat1400::relay::may_change_stored(caller, code, &stored)
+        });
+        let allowed = verdict.is_ok();
+        refused = verdict.err();
+        allowed
+    })?;
+    let Some(created) = written else {
+        return Err(refused.unwrap_or_else(|| ApiError::internal("a device write refused")));
+    };
     if let Some((username, password)) = login {
         let username = username.as_deref().unwrap_or(code);
         catalog.put_gat1400_credential(&crate::gat1400::credential(code, username, &password))?;

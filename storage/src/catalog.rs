@@ -183,6 +183,15 @@ pub trait Catalog: Send + Sync {
     /// as [`Catalog::put_community`] tells.
     fn put_device(&self, d: &Device) -> Result<bool>;
     fn device(&self, code: &str) -> Result<Option<Device>>;
+    /// Registers `d`, or replaces the device of its code, if `allow` says so of the
+    /// device registered then (`None`: none), as one step: no other write of the code
+    /// comes between the device `allow` saw and `d` (a write that does is seen, and
+    /// `allow` asked again). `Some(created)` when written, `None` when `allow` said no.
+    fn put_device_if(
+        &self,
+        d: &Device,
+        allow: &mut dyn FnMut(Option<&Device>) -> bool,
+    ) -> Result<Option<bool>>;
     fn devices(&self) -> Result<Vec<Device>>;
     fn manifest(&self) -> Result<Manifest>;
     /// Atomically sets the state of one shard and the next segment id.
@@ -448,6 +457,32 @@ impl Catalog for SledCatalog {
             .map(|v| dec("device", &v))
             .transpose()
     }
+    fn put_device_if(
+        &self,
+        d: &Device,
+        allow: &mut dyn FnMut(Option<&Device>) -> bool,
+    ) -> Result<Option<bool>> {
+        let value = enc(d);
+        loop {
+            let before = self.devices.get(&d.code)?;
+            let existing = before
+                .as_ref()
+                .map(|v| dec::<Device>("device", v))
+                .transpose()?;
+            if !allow(existing.as_ref()) {
+                return Ok(None);
+            }
+            // Written only over the bytes `allow` saw; another write between: again.
+            if self
+                .devices
+                .compare_and_swap(&d.code, before.as_ref(), Some(value.as_slice()))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(Some(before.is_none()));
+            }
+        }
+    }
     fn devices(&self) -> Result<Vec<Device>> {
         self.all("device", &self.devices)
     }
@@ -613,5 +648,53 @@ mod tests {
         assert_eq!(c.gat1400_credentials().unwrap(), vec![new]);
         c.gat1400.insert(b"junk", b"\x01".to_vec()).unwrap();
         assert!(c.gat1400_credential("junk").is_err());
+    }
+
+    /// `put_device_if` writes only over the device `allow` saw: of threads that each
+    /// register one new code only if none is, exactly one creates and the rest see its
+    /// device; a refusal writes nothing.
+    #[test]
+    fn a_checked_device_put_is_one_step_with_its_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = std::sync::Arc::new(SledCatalog::open(dir.path()).unwrap());
+        let device = |community: &str| Device {
+            code: "32050801011210000001".into(),
+            community: community.into(),
+            device_kind: "gate".into(),
+            direction: crate::Direction::In,
+            name: community.into(),
+        };
+        let outcomes: Vec<(Option<bool>, Option<Device>)> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (c, d) = (c.clone(), device(&format!("320508000{i}")));
+                    s.spawn(move || {
+                        let mut seen = None;
+                        let written = c
+                            .put_device_if(&d, &mut |existing| {
+                                seen = existing.cloned();
+                                existing.is_none()
+                            })
+                            .unwrap();
+                        (written, seen)
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let winner = c.device("32050801011210000001").unwrap().unwrap();
+        let created: Vec<_> = outcomes.iter().filter(|(w, _)| *w == Some(true)).collect();
+        assert_eq!(created.len(), 1, "{outcomes:?}");
+        for (written, seen) in &outcomes {
+            if written.is_none() {
+                assert_eq!(seen.as_ref(), Some(&winner), "{outcomes:?}");
+            }
+        }
+        // Refused: nothing written; allowed over one: a replacement (not created).
+        let other = device("3205080099");
+        assert_eq!(c.put_device_if(&other, &mut |_| false).unwrap(), None);
+        assert_eq!(c.device(&other.code).unwrap().unwrap(), winner);
+        assert_eq!(c.put_device_if(&other, &mut |_| true).unwrap(), Some(false));
+        assert_eq!(c.device(&other.code).unwrap().unwrap(), other);
     }
 }

@@ -86,19 +86,31 @@ impl Relay {
         })
     }
 
-    /// Catalogues an unknown device this platform relays (durably).
+    /// Catalogues an unknown device this platform relays (durably): the device
+    /// registered, which is the one registered meanwhile (an admin's `PUT`, another
+    /// upload's) if one was, never written over.
     pub fn catalogue(&self, store: &Store, code: &str) -> Result<Device, RelayError> {
+        let storage =
+            |e: sightline_storage::StorageError| RelayError::Storage(code.into(), e.to_string());
         let d = self.device_for(code, |community| {
-            let known = store.catalog().community(community);
-            known
+            store
+                .catalog()
+                .community(community)
                 .map(|c| c.is_some())
-                .map_err(|e| RelayError::Storage(code.into(), e.to_string()))
+                .map_err(storage)
         })?;
-        store
+        let mut there = None;
+        let written = store
             .catalog()
-            .put_device(&d)
-            .map_err(|e| RelayError::Storage(code.into(), e.to_string()))?;
-        Ok(d)
+            .put_device_if(&d, &mut |existing| {
+                there = existing.cloned();
+                existing.is_none()
+            })
+            .map_err(storage)?;
+        match (written, there) {
+            (None, Some(registered)) => Ok(registered),
+            _ => Ok(d),
+        }
     }
 }
 
