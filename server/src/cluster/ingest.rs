@@ -158,6 +158,15 @@ async fn handle(
             false => error(e),
         });
     }
+    // RFC 9112 §6.1, as `serve` answers it: hyper undoes `chunked` only; a body in
+    // another transfer coding would be read as if it were plain.
+    if let Some(coding) = crate::routes::other_transfer_coding(req.headers()) {
+        let e = ApiError::TransferCoding(coding);
+        return Ok(match viid {
+            true => super::gat1400::refused_before(&state.gat1400, &req, e),
+            false => error(e),
+        });
+    }
     Ok(match (req.method().as_str(), req.uri().path()) {
         // Unhealthy while not connected to NATS: a load balancer sends the events
         // to another ingest node meanwhile (this one would answer 503 to each).

@@ -411,6 +411,11 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
             req.method().to_string(),
         )));
     }
+    // RFC 9112 §6.1, as `serve` answers it: hyper undoes `chunked` only; a body in
+    // another transfer coding would be read as if it were plain.
+    if let Some(coding) = crate::routes::other_transfer_coding(req.headers()) {
+        return Ok(respond_error(&ApiError::TransferCoding(coding)));
+    }
     // RFC 9110 §15.5.6, as `serve` answers it: a path taking other methods is 405
     // with `Allow`, before any key.
     if let Err(true) = table.lookup(req.method(), &path) {

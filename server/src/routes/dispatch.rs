@@ -161,8 +161,9 @@ pub(crate) async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Result<
     Ok(reply)
 }
 
-/// A transfer coding of the request other than `chunked` (RFC 9112 §6.1), if any.
-fn other_transfer_coding(headers: &hyper::HeaderMap) -> Option<String> {
+/// A transfer coding of the request other than `chunked` (RFC 9112 §6.1), if any
+/// (`serve` and a cluster's nodes refuse it, 501, before the body).
+pub(crate) fn other_transfer_coding(headers: &hyper::HeaderMap) -> Option<String> {
     headers
         .get_all(hyper::header::TRANSFER_ENCODING)
         .iter()

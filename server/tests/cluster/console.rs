@@ -83,7 +83,8 @@ pub(super) fn comparable((status, body): &Answered) -> (u16, Value) {
 
 /// RFC 9110 on a query node as on `serve`, with keys in force: `OPTIONS` (a path,
 /// `*`) 204 with `Allow` and a wrong method 405 with `Allow`, both before any key; a
-/// method nothing takes 501; HEAD answered as GET with the head only.
+/// method nothing takes 501; HEAD answered as GET with the head only; a transfer
+/// coding other than `chunked` 501 before the body.
 #[test]
 fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,6 +151,18 @@ fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
         if method == "HEAD" {
             assert!(cluster.2, "{method} {target}: the head only");
         }
+    }
+    // RFC 9112 §6.1: a transfer coding other than `chunked` is 501 naming it, before
+    // any key or body, on both.
+    for a in [qa, single.addr] {
+        let r = sightline_testkit::send(
+            a,
+            b"POST /v1/watchlists HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        );
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 501, "{a}: {}", r.head);
+        assert!(body.contains("unsupported_transfer_coding"), "{a}: {body}");
     }
 }
 

@@ -1645,7 +1645,8 @@ fn raw(addr: SocketAddr, request: &str) -> (u16, String, String) {
 /// `serve` reads them (4), answers HEAD wherever GET, 405 with `Allow` for a wrong
 /// method, 204 to OPTIONS and 501 to a method nothing takes (5), `/VIID` and a bad
 /// `Host` on it in GA/T 1400's shape (10), names OPTIONS in every `Allow` (12), and
-/// refuses a declared body past its limit before `100 Continue` (2).
+/// refuses a declared body past its limit before `100 Continue` (2) and a transfer
+/// coding other than `chunked` before the body.
 #[test]
 fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1722,6 +1723,30 @@ fn an_ingest_node_routes_methods_paths_and_hosts_as_serve_does() {
             Some("HTTP/1.1 413 Payload Too Large"),
             "{target}"
         );
+    }
+    // RFC 9112 §6.1, as on `serve`: a transfer coding other than `chunked` is 501
+    // naming it before the body (it would be read as if plain), in GA/T 1400's shape
+    // on `/VIID`; `chunked` alone is taken.
+    let line = "{}";
+    let chunked = format!("{:x}\r\n{line}\r\n0\r\n\r\n", line.len());
+    for (target, coding, status) in [
+        ("/v1/events", "gzip, chunked", 501),
+        ("/VIID/MotorVehicles", "x-custom,chunked", 501),
+        ("/VIID/MotorVehicles", "chunked", 401),
+    ] {
+        let (got, head, body) = raw(
+            a,
+            &format!(
+                "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: {coding}\r\nConnection: close\r\n\r\n{chunked}"
+            ),
+        );
+        assert_eq!(got, status, "{target} {coding}: {head}\n{body}");
+        match (status, target.starts_with("/VIID")) {
+            (501, true) => assert!(body.contains("ResponseStatusObject"), "{body}"),
+            (501, false) => assert!(body.contains("unsupported_transfer_coding"), "{body}"),
+            _ => {}
+        }
     }
     // 10: `/VIID`, `/VIID/`, and a `Host` that is not one, in GA/T 1400's shape.
     for target in ["/VIID", "/VIID/"] {
