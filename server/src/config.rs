@@ -165,6 +165,10 @@ pub struct Settings {
     /// unscoped ones), each at most this many. [default: 100000]
     #[arg(long, env = "SIGHTLINE_MAX_SCANNED_WATCH_ENTRIES")]
     pub max_scanned_watch_entries: Option<usize>,
+    /// Entries of every watchlist together (exact, wildcard and fuzzy; each is held in
+    /// memory): a list that would take them past it is refused. [default: 1000000]
+    #[arg(long, env = "SIGHTLINE_MAX_WATCH_ENTRIES")]
+    pub max_watch_entries: Option<usize>,
     /// The GA/T 1400 face field holding the subject (feature/archive id); faces
     /// without it use their FaceID. [default: ArchiveID]
     #[arg(long, env = "SIGHTLINE_GAT1400_FACE_SUBJECT")]
@@ -258,6 +262,7 @@ impl Settings {
             max_scanned_watch_entries: self
                 .max_scanned_watch_entries
                 .or(base.max_scanned_watch_entries),
+            max_watch_entries: self.max_watch_entries.or(base.max_watch_entries),
             max_batch_records: self.max_batch_records.or(base.max_batch_records),
             max_result_rows: self.max_result_rows.or(base.max_result_rows),
             max_concurrent_ingest: self.max_concurrent_ingest.or(base.max_concurrent_ingest),
@@ -357,6 +362,11 @@ impl Settings {
             "max_scanned_watch_entries",
             self.max_scanned_watch_entries,
             c.max_scanned_watch_entries,
+        )?;
+        c.max_watch_entries = positive(
+            "max_watch_entries",
+            self.max_watch_entries,
+            c.max_watch_entries,
         )?;
         c.min_body_rate = self.min_body_rate.unwrap_or(c.min_body_rate);
         if let Some(id) = self.viid_server_id {

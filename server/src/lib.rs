@@ -130,6 +130,8 @@ pub struct ServerConfig {
     /// lists scoped to its community, and those of unscoped lists, each at most this
     /// many (a list that would go past it is refused). Default 100,000.
     pub max_scanned_watch_entries: usize,
+    /// Entries of every watchlist together (`--max-watch-entries`).
+    pub max_watch_entries: usize,
     /// `--no-auth`: serve without API keys, anyone an admin, while the store has never
     /// held a key; loopback addresses only. Without it and without keys every keyed
     /// request is refused (401). Default false.
@@ -195,6 +197,7 @@ impl ServerConfig {
             min_body_rate: DEFAULT_MIN_BODY_RATE,
             max_connections: 4096,
             max_scanned_watch_entries: watchlists::DEFAULT_MAX_SCANNED,
+            max_watch_entries: watchlists::DEFAULT_MAX_ENTRIES,
             no_auth: false,
             audit_witness_key: None,
             tls: None,

@@ -5,8 +5,9 @@
 //! key lists and deletes only the lists its communities cover (another's is 404
 //! `no_such_watchlist`, as if there were none); a new list's wildcard and fuzzy
 //! entries are bounded per community as `serve` bounds them
-//! (`max_scanned_watch_entries`, `serve`'s default; checked against the table as
-//! read, so two lists made at once may both pass it). Every call bounded as the
+//! (`max_scanned_watch_entries`, `serve`'s default), and all lists' entries together
+//! (`max_watch_entries`, likewise); checked against the table as read, so two lists
+//! made at once may both pass it. Every call bounded as the
 //! catalog's (`super::catalog`): 503 `storage_unavailable` when PostgreSQL does not
 //! answer within `index.lease_ms`.
 
@@ -162,7 +163,7 @@ impl Catalog {
         room_for(
             self.watchlists().await?,
             &w,
-            crate::watchlists::DEFAULT_MAX_SCANNED,
+            crate::watchlists::Room::DEFAULT,
         )?;
         on_meta!(self, "put a watchlist", |m| m.put_watchlist(&row_of(&w)))?;
         Ok(serde_json::to_value(&w).expect("serializes"))

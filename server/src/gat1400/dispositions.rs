@@ -150,7 +150,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
         .kv_put(OWNERS, &id, platform.as_bytes())
         .map_err(ApiError::from)?;
     app.watch
-        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
+        .put(&app.store, &w, crate::watchlists::Room::of(&app.config))?;
     Registry::delete(app, &subscription_id(&id))?;
     if let Some(mut s) = pushed {
         s.watchlist = Some(watchlist_id(&id));
@@ -292,7 +292,8 @@ pub(crate) fn migrate(app: &App) -> Result<Vec<String>, ApiError> {
         if let Some(mut w) = lists.iter().find(|w| w.id == bare).cloned() {
             w.id = watchlist_id(&id);
             // The same list as accepted before: not weighed again against the limit.
-            app.watch.put(&app.store, &w, usize::MAX)?;
+            app.watch
+                .put(&app.store, &w, crate::watchlists::Room::UNBOUNDED)?;
         }
         // The owner before the subscription is repointed (the next start finds only
         // subscriptions still naming the bare list): a crash between leaves it to redo.

@@ -69,7 +69,7 @@ pub(crate) async fn create(mut c: Call) -> Result<Answer, ApiError> {
 fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError> {
     let w = watchlist_of(body, caller)?;
     app.watch
-        .put(&app.store, &w, app.config.max_scanned_watch_entries)?;
+        .put(&app.store, &w, super::Room::of(&app.config))?;
     Ok(serde_json::to_value(&w).expect("serializes"))
 }
 

@@ -19,6 +19,42 @@ use crate::error::ApiError;
 const TREE: &str = "watchlists";
 /// `max_scanned_watch_entries`' default (a cluster's query nodes apply it).
 pub const DEFAULT_MAX_SCANNED: usize = 100_000;
+/// `max_watch_entries`' default: the entries of every watchlist together (each held in
+/// memory, hashed or scanned, and listed whole by `GET /v1/watchlists`; ~100 bytes
+/// apiece). A cluster's query nodes apply it.
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
+
+/// What the watchlists may hold, [`Watch::put`] checks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Room {
+    /// Wildcard and fuzzy entries of one community's lists (and of the unscoped ones).
+    pub max_scanned: usize,
+    /// Entries of every list together.
+    pub max_entries: usize,
+}
+
+impl Room {
+    /// `serve`'s configured bounds.
+    pub(crate) fn of(config: &crate::ServerConfig) -> Room {
+        Room {
+            max_scanned: config.max_scanned_watch_entries,
+            max_entries: config.max_watch_entries,
+        }
+    }
+
+    /// The defaults (a cluster's query nodes).
+    #[cfg(feature = "cluster")]
+    pub(crate) const DEFAULT: Room = Room {
+        max_scanned: DEFAULT_MAX_SCANNED,
+        max_entries: DEFAULT_MAX_ENTRIES,
+    };
+
+    /// No bound (a relayed disposition, which the upper platform already bounds).
+    pub(crate) const UNBOUNDED: Room = Room {
+        max_scanned: usize::MAX,
+        max_entries: usize::MAX,
+    };
+}
 const ALERTS: &str = "alerts";
 
 /// One watched subject or pattern.
@@ -201,7 +237,26 @@ fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
 /// and fuzzy entries would take any community's (or the unscoped lists') past
 /// `max_scanned`: each event is checked against its community's and the unscoped
 /// ones, so that bounds what watchlists cost any one event.
-fn check_room(m: &Matcher, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
+fn check_room(m: &Matcher, w: &Watchlist, room: Room) -> Result<(), ApiError> {
+    // Every entry is held (and listed): all lists together within `max_entries`.
+    let held: usize = m
+        .lists
+        .values()
+        .filter(|l| l.id != w.id)
+        .map(|l| l.entries.len())
+        .sum();
+    let total = held.saturating_add(w.entries.len());
+    if total > room.max_entries {
+        return Err(ApiError::param(
+            "entries",
+            format!(
+                "the watchlists would hold {total} entries in all; at most {} \
+                 (max_watch_entries; {held} are held)",
+                room.max_entries
+            ),
+        ));
+    }
+    let max_scanned = room.max_scanned;
     let adding = scanned_entries(w);
     if adding > 0 {
         let replaced = m.lists.get(&w.id);
@@ -237,12 +292,8 @@ fn check_room(m: &Matcher, w: &Watchlist, max_scanned: usize) -> Result<(), ApiE
 /// [`check_room`] against `lists`, the watchlists there are (a cluster's, read from
 /// PostgreSQL).
 #[cfg(feature = "cluster")]
-pub(crate) fn room_for(
-    lists: Vec<Watchlist>,
-    w: &Watchlist,
-    max_scanned: usize,
-) -> Result<(), ApiError> {
-    check_room(&Matcher::build(lists), w, max_scanned)
+pub(crate) fn room_for(lists: Vec<Watchlist>, w: &Watchlist, room: Room) -> Result<(), ApiError> {
+    check_room(&Matcher::build(lists), w, room)
 }
 
 /// Every watchlist the catalog holds.
@@ -269,6 +320,9 @@ pub struct Watch {
     next: std::sync::Mutex<u64>,
     /// Woken when alerts are written.
     pub signal: tokio::sync::Notify,
+    /// Held while a list is checked and written, or deleted: two lists put at once
+    /// are checked one after the other, so together they stay within [`Room`].
+    changes: std::sync::Mutex<()>,
 }
 
 impl Watch {
@@ -285,6 +339,7 @@ impl Watch {
             next: std::sync::Mutex::new(last + 1),
             signal: Default::default(),
             entry_checks: Default::default(),
+            changes: Default::default(),
         })
     }
 
@@ -297,8 +352,9 @@ impl Watch {
 
     /// Stores `w` (new or replacing the list of its id), unless [`check_room`]
     /// refuses it.
-    pub fn put(&self, store: &Store, w: &Watchlist, max_scanned: usize) -> Result<(), ApiError> {
-        check_room(&self.matcher.read().expect("watch"), w, max_scanned)?;
+    pub(crate) fn put(&self, store: &Store, w: &Watchlist, room: Room) -> Result<(), ApiError> {
+        let _one = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        check_room(&self.matcher.read().expect("watch"), w, room)?;
         store
             .catalog()
             .kv_put(TREE, &w.id, &serde_json::to_vec(w).expect("serializes"))?;
@@ -306,6 +362,7 @@ impl Watch {
     }
 
     pub fn delete(&self, store: &Store, id: &str) -> Result<bool, ApiError> {
+        let _one = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let c = store.catalog();
         let existed = c.kv_get(TREE, id)?.is_some();
         c.kv_delete(TREE, id)?;

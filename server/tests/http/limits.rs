@@ -293,6 +293,56 @@ fn a_100k_entry_watchlist_of_one_community_costs_another_nothing() {
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
+/// Every watchlist's entries are held in memory and listed whole: all lists together
+/// hold at most `max_watch_entries` (a probe filled 1 GB with twenty 100,000-entry
+/// lists from one investigate key). A list past it is refused naming the limit and
+/// nothing of it is kept; a deleted list frees its room.
+#[test]
+fn the_watchlists_hold_at_most_max_watch_entries_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = make_keys(dir.path(), &[(Role::Investigate, Some("3205080001"))]);
+    let key = &t[0];
+    let server = start(dir.path(), |c| c.max_watch_entries = 10);
+    let a = server.addr;
+    let list = |n: usize, from: usize| {
+        let entries: Vec<Value> = (from..from + n)
+            .map(|i| json!({"kind": "vehicle", "subject": format!("苏E{i:05}")}))
+            .collect();
+        json!({"reason": "r", "entries": entries}).to_string()
+    };
+    let r = call_as(a, Some(key), "POST", "/v1/watchlists", &list(6, 0));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let first = r.body["id"].as_str().unwrap().to_string();
+    let r = call_as(a, Some(key), "POST", "/v1/watchlists", &list(5, 100));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "entries");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("max_watch_entries") && message.contains("11"),
+        "{message}"
+    );
+    let r = call_as(a, Some(key), "POST", "/v1/watchlists", &list(4, 200));
+    assert_eq!(r.status, 201, "exactly at the limit: {}", r.body);
+    let r = call_as(a, Some(key), "GET", "/v1/watchlists", "");
+    let held: usize = r.body["watchlists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["entries"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(held, 10, "{}", r.body);
+    let r = call_as(
+        a,
+        Some(key),
+        "DELETE",
+        &format!("/v1/watchlists/{first}"),
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call_as(a, Some(key), "POST", "/v1/watchlists", &list(5, 100));
+    assert_eq!(r.status, 201, "room freed by the delete: {}", r.body);
+}
+
 /// Requests hyper refuses before any handler (a malformed request line, a header
 /// without a colon, a head past its buffer) get the one JSON error shape, not an empty
 /// body.

@@ -72,7 +72,7 @@ impl GatNode {
             .filter(|r| r.id != w.id)
             .filter_map(|r| crate::cluster::watchlists::watchlist_of_row(r).ok())
             .collect();
-        crate::watchlists::room_for(lists, &w, crate::watchlists::DEFAULT_MAX_SCANNED)?;
+        crate::watchlists::room_for(lists, &w, crate::watchlists::Room::DEFAULT)?;
         let row = crate::cluster::watchlists::row_of(&w);
         let p = platform.to_string();
         let ours = self
