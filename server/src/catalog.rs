@@ -14,7 +14,7 @@ use sightline_storage::{Community, Device};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, text};
+use crate::http::json::{known_fields, object, text};
 use crate::http::runner::run;
 use crate::http::{Answer, Call};
 use crate::App;
@@ -207,6 +207,7 @@ pub(crate) fn may_move(caller: &Caller, code: &str, existing: &Device) -> Result
 /// The community a `PUT /v1/communities/{code}` with `body` registers.
 pub(crate) fn community_of(code: String, body: &[u8]) -> Result<Community, ApiError> {
     let o = object(body)?;
+    known_fields(&o, &["name", "district"], "")?;
     if code.chars().any(|c| !c.is_ascii_alphanumeric()) || code.len() > 32 {
         return Err(ApiError::param(
             "code",
@@ -241,6 +242,19 @@ impl DevicePut {
     /// named and the caller's to change (403).
     pub(crate) fn read(code: &str, body: &[u8], caller: &Caller) -> Result<DevicePut, ApiError> {
         let o = object(body)?;
+        known_fields(
+            &o,
+            &[
+                "community",
+                "device_kind",
+                "kind",
+                "direction",
+                "name",
+                "gat1400",
+                "relays",
+            ],
+            "",
+        )?;
         sightline_storage::DeviceCode::parse_checked(code)
             .map_err(|e| ApiError::param("code", format!("not a GB/T 28181 device code: {e}")))?;
         let community = text(&o, "community", true)?;
@@ -335,6 +349,7 @@ fn gat1400_login(o: &Map<String, Value>) -> Result<Option<(Option<String>, Strin
             ))
         }
     };
+    known_fields(g, &["username", "password"], "gat1400.")?;
     let password = match g.get("password") {
         Some(Value::String(p)) if !p.is_empty() => p.clone(),
         _ => {

@@ -16,6 +16,23 @@ pub(crate) fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// Refuses a field of `o` that is not one of `known` (400 naming it, `at` before its
+/// name: `entries[3].`): a misspelt field (`comunities`, `expire`) is never silently
+/// dropped, which could widen what a request does (a subscription of every community).
+pub(crate) fn known_fields(
+    o: &Map<String, Value>,
+    known: &[&str],
+    at: &str,
+) -> Result<(), ApiError> {
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(ApiError::param(
+            format!("{at}{k}"),
+            format!("unknown field; known here: {}", known.join(", ")),
+        )),
+    }
+}
+
 /// A string field: required, or "" when optional and absent.
 pub(crate) fn text(
     o: &Map<String, Value>,

@@ -16,7 +16,7 @@ use sightline_query::{
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, strings};
+use crate::http::json::{known_fields, object, strings};
 use crate::http::out::{listed, serialized, EventOut};
 use crate::http::runner::{audited, audited_get};
 use crate::http::{Answer, Body, Call};
@@ -143,6 +143,7 @@ pub(crate) fn check_places(caller: &Caller, q: &Collision) -> Result<(), ApiErro
 /// The collision query of a request body (also the cluster's query role's).
 pub(crate) fn collision_query(body: &[u8], max_rows: usize) -> Result<Collision, ApiError> {
     let obj = object(body)?;
+    known_fields(&obj, &["kind", "conditions", "min_conditions", "limit"], "")?;
     let kind = match obj.get("kind") {
         Some(Value::String(s)) => parse_kind("kind", s)?,
         _ => return Err(ApiError::missing("kind")),
@@ -186,6 +187,17 @@ pub(crate) fn collision_answer(hits: &[CollisionHit]) -> (Body, usize) {
 /// Condition `i` of a collision: places and a time range.
 fn condition(i: usize, c: &Value) -> Result<Condition, ApiError> {
     let field = |f: &str| format!("conditions[{i}].{f}");
+    let Some(o) = c.as_object() else {
+        return Err(ApiError::param(
+            format!("conditions[{i}]"),
+            "must be an object",
+        ));
+    };
+    known_fields(
+        o,
+        &["communities", "devices", "from", "to"],
+        &format!("conditions[{i}]."),
+    )?;
     let list = |f: &str| strings(c.get(f), &field(f), "must be an array of strings");
     let place = match (list("communities")?, list("devices")?) {
         (Some(c), None) => Place::Communities(c),

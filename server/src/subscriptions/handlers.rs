@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{target, Registry, Status, Subscription};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, strings, text};
+use crate::http::json::{known_fields, object, strings, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Body, Call};
@@ -85,6 +85,21 @@ pub(crate) fn subscription_of(
     o: &Map<String, Value>,
     caller: &Caller,
 ) -> Result<Subscription, ApiError> {
+    known_fields(
+        o,
+        &[
+            "url",
+            "kinds",
+            "communities",
+            "devices",
+            "subjects",
+            "format",
+            "batch",
+            "from",
+            "alerts",
+        ],
+        "",
+    )?;
     let url = text(o, "url", true)?;
     target(&url)?;
     let (kinds, communities, devices, subjects) = filter_of(o, caller)?;

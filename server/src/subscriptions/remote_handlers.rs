@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::remote::{cancel, RemoteStatus, RemoteSubscription, Remotes};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, strings, text};
+use crate::http::json::{known_fields, object, strings, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Body, Call};
@@ -114,6 +114,23 @@ pub(crate) fn remote_of(
     // not the key's: a city-wide power.
     caller.city_wide()?;
     let o = object(body)?;
+    known_fields(
+        &o,
+        &[
+            "url",
+            "password",
+            "device_id",
+            "username",
+            "kinds",
+            "resource_uri",
+            "title",
+            "receive_addr",
+            "image_data",
+            "begin_time",
+            "end_time",
+        ],
+        "",
+    )?;
     let url = text(&o, "url", true)?;
     super::target(&url)?;
     // A lower platform may know its upper by `User-Identify` alone (wvp-GB28181-pro,

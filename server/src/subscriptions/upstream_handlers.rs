@@ -12,7 +12,7 @@ use super::upstream::{SessionState, Upstream, DEFAULT_KEEPALIVE_S};
 use super::{target, Registry, Shown, Status, Subscription};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, text};
+use crate::http::json::{known_fields, object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Body, Call};
@@ -186,6 +186,25 @@ pub(crate) fn upstream_of(
     viid_server_id: &str,
     caller: &Caller,
 ) -> Result<Subscription, ApiError> {
+    known_fields(
+        o,
+        &[
+            "url",
+            "password",
+            "server_id",
+            "device_id",
+            "username",
+            "kinds",
+            "communities",
+            "devices",
+            "subjects",
+            "image_data",
+            "keepalive_s",
+            "batch",
+            "from",
+        ],
+        "",
+    )?;
     let url = text(o, "url", true)?;
     target(&url)?;
     let password = text(o, "password", true)?;

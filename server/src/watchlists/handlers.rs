@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{Entry, Watchlist};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::http::json::{object, text};
+use crate::http::json::{known_fields, object, text};
 use crate::http::out::listed;
 use crate::http::runner::run;
 use crate::http::{Answer, Body, Call};
@@ -77,6 +77,7 @@ fn create_now(app: &App, body: &[u8], caller: &Caller) -> Result<Value, ApiError
 /// `caller`'s communities. A cluster's query node reads it alike.
 pub(crate) fn watchlist_of(body: &[u8], caller: &Caller) -> Result<Watchlist, ApiError> {
     let o = object(body)?;
+    known_fields(&o, &["name", "reason", "expires", "entries"], "")?;
     let reason = text(&o, "reason", true)?;
     let expires_ms = match o.get("expires") {
         None | Some(Value::Null) => None,
@@ -110,6 +111,17 @@ pub(crate) fn watchlist_of(body: &[u8], caller: &Caller) -> Result<Watchlist, Ap
 /// Entry `i` of a new watchlist, each failure naming `entries[i].field`.
 fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
     let bad = |f: &str, why: &str| ApiError::param(format!("entries[{i}].{f}"), why);
+    let Some(o) = e.as_object() else {
+        return Err(ApiError::param(
+            format!("entries[{i}]"),
+            "must be an object",
+        ));
+    };
+    known_fields(
+        o,
+        &["kind", "subject", "pattern", "fuzzy", "distance"],
+        &format!("entries[{i}]."),
+    )?;
     let kind = e["kind"].as_str().unwrap_or("vehicle");
     parse_kind("kind", kind).map_err(|_| bad("kind", "unknown kind"))?;
     let get = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);

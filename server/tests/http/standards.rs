@@ -1023,3 +1023,128 @@ fn a_created_key_is_located_and_never_cached() {
         );
     }
 }
+
+/// A misspelt field of a JSON body is refused naming it (400, `field`), never dropped:
+/// a subscription's `comunities` once made a push of every community's events, a
+/// watchlist's `expire` one that never expires. Nothing is created by the refusal.
+#[test]
+fn an_unknown_body_field_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let r = call(
+        a,
+        "PUT",
+        "/v1/communities/3205080001",
+        "application/json",
+        br#"{"name": "Gusu 1"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let cases: [(&str, &str, serde_json::Value, &str); 11] = [
+        (
+            "POST",
+            "/v1/subscriptions",
+            json!({"url": "http://127.0.0.1:9/x", "comunities": ["3205080001"]}),
+            "comunities",
+        ),
+        (
+            "POST",
+            "/v1/watchlists",
+            json!({"reason": "r", "expire": "2099-01-01T00:00:00+08:00",
+                   "entries": [{"kind": "vehicle", "subject": "苏E12345"}]}),
+            "expire",
+        ),
+        (
+            "POST",
+            "/v1/watchlists",
+            json!({"reason": "r", "entries": [{"kind": "vehicle", "subject": "苏E1"},
+                                              {"kind": "vehicle", "fuzzy": "苏E2", "distnce": 1}]}),
+            "entries[1].distnce",
+        ),
+        (
+            "POST",
+            "/v1/collision",
+            json!({"kind": "vehicle", "limt": 5, "conditions": [
+                {"communities": ["3205080001"], "from": 0, "to": 1}]}),
+            "limt",
+        ),
+        (
+            "POST",
+            "/v1/collision",
+            json!({"kind": "vehicle", "conditions": [
+                {"communities": ["3205080001"], "form": 0, "from": 0, "to": 1}]}),
+            "conditions[0].form",
+        ),
+        (
+            "PUT",
+            "/v1/communities/3205080002",
+            json!({"name": "n", "distrct": "Gusu"}),
+            "distrct",
+        ),
+        (
+            "PUT",
+            "/v1/devices/32050801011210000001",
+            json!({"community": "3205080001", "device_kind": "gate", "bogus": 1}),
+            "bogus",
+        ),
+        (
+            "PUT",
+            "/v1/devices/32050801011210000001",
+            json!({"community": "3205080001", "device_kind": "gate",
+                   "gat1400": {"passwd": "p"}}),
+            "gat1400.passwd",
+        ),
+        (
+            "POST",
+            "/v1/upstreams",
+            json!({"url": "http://127.0.0.1:9", "password": "p", "comunities": ["3205080001"]}),
+            "comunities",
+        ),
+        (
+            "POST",
+            "/v1/remote-subscriptions",
+            json!({"url": "http://127.0.0.1:9", "titel": "t"}),
+            "titel",
+        ),
+        (
+            "POST",
+            "/v1/keys",
+            json!({"role": "investigate", "communitys": ["3205080001"]}),
+            "communitys",
+        ),
+    ];
+    for (method, target, body, field) in cases {
+        let r = call(
+            a,
+            method,
+            target,
+            "application/json",
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{method} {target}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["field"], field,
+            "{method} {target}: {}",
+            r.body
+        );
+    }
+    // Nothing was made by the refusals.
+    for (list, key) in [
+        ("/v1/subscriptions", "subscriptions"),
+        ("/v1/watchlists", "watchlists"),
+        ("/v1/upstreams", "upstreams"),
+        ("/v1/remote-subscriptions", "remote_subscriptions"),
+        ("/v1/devices", "devices"),
+    ] {
+        let r = call(a, "GET", list, "application/json", b"");
+        assert_eq!(r.status, 200, "{list}: {}", r.body);
+        assert_eq!(r.body[key], json!([]), "{list}: {}", r.body);
+    }
+    let r = call(a, "GET", "/v1/communities", "application/json", b"");
+    assert_eq!(
+        r.body["communities"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body
+    );
+}
