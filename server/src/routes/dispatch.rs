@@ -298,7 +298,13 @@ async fn call(
     };
     let params = Params::parse(req.uri().query());
     if route.check == Check::Refuse {
-        params.only_these(route.doc.as_ref().map_or(&[], |d| d.params))?;
+        if let Err(e) = params.only_these(route.doc.as_ref().map_or(&[], |d| d.params)) {
+            // A change refused is on the record, as a key refused is.
+            if route.changes {
+                refused(&app, &caller.key_id, &what(&req), &req, &e);
+            }
+            return Err(e);
+        }
     }
     let ndjson = wants_ndjson(&req);
     let change = route.changes.then(|| {

@@ -185,11 +185,13 @@ impl Routes {
         F: Fn(Call) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Answer, ApiError>> + Send + 'static,
     {
+        // A query string is refused as on a GET (`?dry_run=1` would otherwise be
+        // taken for what it is not): these routes take none but their path's.
         self.add(
             Some(method),
             path,
             Access::Key(role),
-            Check::Ignore,
+            Check::Refuse,
             Some(doc),
             f,
         );

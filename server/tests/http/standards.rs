@@ -1148,3 +1148,61 @@ fn an_unknown_body_field_is_refused_naming_it() {
         r.body
     );
 }
+
+/// A query string on a write is refused as on a GET (400 naming the parameter): a
+/// probe's `POST /v1/events?dry_run=1` stored its event, `PUT
+/// /v1/admin/retention?days=1` ran on its body alone. Nothing is done, and a refused
+/// change is audited.
+#[test]
+fn a_query_parameter_on_a_write_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let event = r#"{"ts":1630454400000,"community":"3205080001","device":"32050801011210000001","kind":"vehicle","subject":"苏E1"}"#;
+    for (method, target, body, field) in [
+        ("POST", "/v1/events?dry_run=1", event, "dry_run"),
+        (
+            "PUT",
+            "/v1/admin/retention?days=1",
+            r#"{"days": null}"#,
+            "days",
+        ),
+        (
+            "POST",
+            "/v1/watchlists?expires=1",
+            r#"{"reason": "r", "entries": [{"subject": "苏E1"}]}"#,
+            "expires",
+        ),
+        ("DELETE", "/v1/watchlists/abc?force=1", "", "force"),
+    ] {
+        let r = call(a, method, target, "application/json", body.as_bytes());
+        assert_eq!(r.status, 400, "{method} {target}: {}", r.body);
+        assert_eq!(
+            r.body["error"]["field"], field,
+            "{method} {target}: {}",
+            r.body
+        );
+    }
+    let r = call(
+        a,
+        "GET",
+        "/v1/trajectory?kind=vehicle&subject=%E8%8B%8FE1&from=1630425600000&to=1630512000000",
+        "application/json",
+        b"",
+    );
+    assert_eq!(r.body["events"], json!([]), "nothing stored: {}", r.body);
+    let r = call(a, "GET", "/v1/watchlists", "application/json", b"");
+    assert_eq!(r.body["watchlists"], json!([]), "{}", r.body);
+    let audit = call(a, "GET", "/v1/audit", "application/json", b"").body;
+    let refused: Vec<_> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == 400)
+        .map(|e| e["endpoint"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        refused.contains(&"POST /v1/watchlists".to_string()),
+        "{refused:?}"
+    );
+}
