@@ -1318,6 +1318,22 @@ async fn admit_platform(
     admit_as(node, req, x, max, true).await
 }
 
+/// Whether `caller` may subscribe or dispose, as on `serve`: an upper platform our
+/// upstream is registered with, or a catalogued device of kind platform; else the 403
+/// (status 4) to answer.
+fn managing(node: &GatNode, x: &Exchange, caller: &str) -> Result<(), Reply> {
+    if node.directory.upper(caller, x.peer).is_some() {
+        return Ok(());
+    }
+    match node.directory.device(caller) {
+        Some(d) if d.device_kind == "platform" => Ok(()),
+        _ => Err(crate::gat1400::handlers::only_platforms(
+            x,
+            crate::gat1400::handlers::NOT_A_MANAGER,
+        )),
+    }
+}
+
 /// The one live upstream whose upper platform is `id`: none when two upstreams name
 /// the same upper (their scopes differ; admitting the caller under either could give
 /// one upstream's owner the other's communities), as when none does.

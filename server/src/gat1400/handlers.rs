@@ -1115,16 +1115,38 @@ pub(crate) fn through_proxy(headers: &hyper::HeaderMap) -> bool {
 
 /// 403 to an object query of a caller that is no platform.
 pub(crate) fn not_a_platform(x: &Exchange) -> Reply {
+    only_platforms(
+        x,
+        "object queries are a platform's (a device of kind platform): a camera reads none",
+    )
+}
+
+/// 403, status 4 (invalid operation): what only a platform does (`why` says what),
+/// asked by a caller catalogued as another kind of device.
+pub(crate) fn only_platforms(x: &Exchange, why: &str) -> Reply {
     Reply::with(
         StatusCode::FORBIDDEN,
-        one_status(
-            "",
-            &x.url(),
-            super::INVALID_OPERATION,
-            "object queries are a platform's (a device of kind platform): a camera reads none",
-            x.now_ms,
-        ),
+        one_status("", &x.url(), super::INVALID_OPERATION, why, x.now_ms),
     )
+}
+
+/// Why a camera may not subscribe or dispose: what it would receive (every capture of
+/// its community, pushed where it names) is more than it may read.
+pub(crate) const NOT_A_MANAGER: &str = "subscriptions and dispositions are a platform's (a \
+     device of kind platform, or an upper platform this server uploads to): a camera makes \
+     none";
+
+/// Whether `caller` may subscribe or dispose: an upper platform this server is
+/// registered with, or a catalogued device of kind platform; else the 403 to answer.
+fn managing(app: &App, x: &Exchange, caller: &str) -> Result<(), Reply> {
+    if app.subscriptions.admits_upper(caller, x.peer) {
+        return Ok(());
+    }
+    match app.store.catalog().device(caller) {
+        Ok(Some(d)) if d.device_kind == "platform" => Ok(()),
+        Ok(_) => Err(only_platforms(x, NOT_A_MANAGER)),
+        Err(e) => Err(device_error(x, &ApiError::from(e))),
+    }
 }
 
 /// `GET /VIID/MotorVehicles|Faces|Persons|NonMotorVehicles?<conditions>`: the
@@ -1258,6 +1280,9 @@ where
             Ok(p) => p,
             Err(refused) => return refused,
         };
+        if let Err(refused) = managing(app, &x, &platform) {
+            return refused;
+        }
         let status =
             |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
         let items = match items_of_list(&x, list, item) {
@@ -1352,6 +1377,9 @@ where
             Ok(p) => p,
             Err(refused) => return refused,
         };
+        if let Err(refused) = managing(app, &x, &platform) {
+            return refused;
+        }
         if ids.is_empty() {
             let s = status_object(
                 "",

@@ -875,6 +875,43 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
             m.subscription(&id).await.unwrap()
         })
     };
+    // A camera of A, registered, may neither subscribe nor dispose (as on `serve`: it
+    // would be pushed more than it may read): 403, status 4, nothing made.
+    let camera = "32050801011320000007";
+    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["cluster", "gat1400", "add", camera, "--community", A])
+        .args(["--community-name", A, "--kind", "face_camera"])
+        .args(["--password", "pw", "--config"])
+        .arg(&cli)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let registered = wait_until(Duration::from_secs(30), || {
+        register(ia, "/VIID/System/Register", camera, "pw").0 == 200
+    });
+    assert!(registered, "the camera never registered");
+    let by_camera = vec![("User-Identify", camera.to_string())];
+    for (path, body) in [
+        (
+            "/VIID/Subscribes",
+            json!({"SubscribeListObject": {"SubscribeObject": [{
+                "SubscribeID": "320508010120000000092025120100077", "SubscribeDetail": "13",
+                "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", to.addr)}]}}),
+        ),
+        (
+            "/VIID/Dispositions",
+            json!({"DispositionListObject": {"DispositionObject": [{
+                "DispositionID": "320508010120000000092025120100078", "Title": "t",
+                "DispositionCategory": "2", "TargetFeature": "苏A9*",
+                "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", to.addr)}]}}),
+        ),
+    ] {
+        let (status, _, answer) = viid(ia, "POST", path, &by_camera, &body.to_string());
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 4, "{answer}");
+    }
+    assert!(meta("viid-320508010120000000092025120100077".into()).is_none());
+    assert!(meta("disposition-320508010120000000092025120100078".into()).is_none());
     let s1 = "320508010120000000092025120100001";
     assert_eq!(subscribe(&p1, s1, "one").0, 0);
     let made = meta(format!("viid-{s1}")).expect("made");

@@ -238,15 +238,17 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
         "{head}"
     );
 
-    // Another platform cannot cancel it (an invalid operation); its own platform can.
-    let (_, _, answer) = viid(
+    // A camera cannot cancel it (it is no platform: 403, an invalid operation); its
+    // own platform can.
+    let (status, _, answer) = viid(
         a,
         "DELETE",
         &format!("/VIID/Subscribes?IDList={SUBSCRIBE_ID}"),
         &gate,
         "",
     );
-    assert_eq!(statuses(&answer)[0]["StatusCode"], 4, "{answer}");
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 4, "{answer}");
     let (_, _, answer) = viid(
         a,
         "DELETE",
@@ -788,4 +790,57 @@ fn viid_subscriptions(a: SocketAddr) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// A registered camera may neither subscribe nor dispose (布控): either would push its
+/// whole community's captures to an address it names, more than it may read (its
+/// object queries are refused too). 403, status 4, nothing made; a platform of the
+/// same community does both.
+#[test]
+fn a_camera_neither_subscribes_nor_disposes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let receiver = Receiver::start();
+    let gate = gate_registered(a);
+    let subscribe = |id: &str| {
+        json!({"SubscribeListObject": {"SubscribeObject": [
+            {"SubscribeID": id, "SubscribeDetail": "13", "ResourceURI": GATE,
+             "BeginTime": "20210101000000", "EndTime": "20991231235959",
+             "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr)}]}})
+        .to_string()
+    };
+    let dispose = json!({"DispositionListObject": {"DispositionObject": [
+        {"DispositionID": "320500000000000001052021090108000000001", "Title": "t",
+         "DispositionCategory": "1", "TargetFeature": "苏E3*", "PriorityLevel": 1,
+         "BeginTime": "20210101000000", "EndTime": "20991231235959",
+         "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", receiver.addr)}]}})
+    .to_string();
+    for (method, path, body) in [
+        ("POST", "/VIID/Subscribes", subscribe(SUBSCRIBE_ID)),
+        ("PUT", "/VIID/Subscribes", subscribe(SUBSCRIBE_ID)),
+        ("POST", "/VIID/Dispositions", dispose.clone()),
+        ("DELETE", "/VIID/Subscribes?IDList=1", String::new()),
+    ] {
+        let (status, _, answer) = viid(a, method, path, &gate, &body);
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert_eq!(
+            answer["ResponseStatusObject"]["StatusCode"], 4,
+            "{method} {path}: {answer}"
+        );
+    }
+    assert_eq!(get(a, "/v1/subscriptions").body["subscriptions"], json!([]));
+    assert_eq!(get(a, "/v1/watchlists").body["watchlists"], json!([]));
+    // The platform may.
+    subscribed(
+        a,
+        json!({"SubscribeID": SUBSCRIBE_ID, "SubscribeDetail": "13", "ResourceURI": GATE,
+               "BeginTime": "20210101000000", "EndTime": "20991231235959",
+               "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr)}),
+    );
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let (status, _, answer) = viid(a, "POST", "/VIID/Dispositions", &ident, &dispose);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
 }

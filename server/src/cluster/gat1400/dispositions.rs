@@ -27,7 +27,7 @@ use hyper::Request;
 use serde_json::Value;
 
 use super::subscribes::{ids_of, MAX_BODY_BYTES};
-use super::{admit, GatNode};
+use super::{admit, managing, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::dispositions::{requested, subscription_id, Asked, DispositionError};
 use crate::gat1400::handlers::{items_of_list, Exchange, Reply};
@@ -156,6 +156,9 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
+    if let Err(refused) = managing(node, &x, &platform) {
+        return refused;
+    }
     let x = Arc::new(x);
     let status =
         |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);

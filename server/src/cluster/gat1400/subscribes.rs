@@ -32,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::Value;
 
-use super::{admit_platform, GatNode};
+use super::{admit_platform, managing, GatNode};
 use crate::error::ApiError;
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
 use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
@@ -217,6 +217,11 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
         Ok(admitted) => admitted,
         Err(refusal) => return refusal,
     };
+    if method != "GET" {
+        if let Err(refused) = managing(node, &x, &platform) {
+            return refused;
+        }
+    }
     let x = Arc::new(x);
     let status =
         |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
