@@ -41,6 +41,9 @@ pub(crate) async fn health(c: Call) -> Result<Answer, ApiError> {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(c: Call) -> Result<Answer, ApiError> {
+    // The whole server's figures (every community's, other owners' subscriptions): a
+    // scoped admin is confined to its communities in everything it does.
+    c.caller.city_wide()?;
     let text = c.app.metrics.render(&c.app);
     Ok((
         StatusCode::OK,
@@ -100,6 +103,8 @@ pub(crate) fn audit_page(
 
 /// `GET /v1/admin/stats`.
 pub(crate) async fn stats(c: Call) -> Result<Answer, ApiError> {
+    // Store-wide totals: not a scoped admin's to see.
+    c.caller.city_wide()?;
     let v = run(c.app, |app| {
         let t = crate::Totals::of(&app.store);
         let d = app.store.dictionaries();

@@ -202,7 +202,11 @@ pub(super) async fn answer(
         (Method::GET, "/v1/feed") => {
             super::feed::get(node, caller, req.headers(), &params, line).await
         }
-        (Method::GET, "/v1/admin/stats") => super::feed::stats(node).await,
+        // Store-wide totals, as on `serve`: not a scoped admin's to see.
+        (Method::GET, "/v1/admin/stats") => {
+            caller.city_wide()?;
+            super::feed::stats(node).await
+        }
         (Method::GET, "/v1/admin/retention") => Ok(one(super::feed::retention(node, None).await?)),
         (Method::PUT, "/v1/admin/retention") => {
             // Retention drops every community's old shards: a city-wide power, refused

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::json::{known_fields, object, text};
 use crate::http::out::listed;
-use crate::http::runner::run;
+use crate::http::runner::{run, AuditLine};
 use crate::http::{Answer, Body, Call};
 use crate::params::{parse_kind, parse_time, Params};
 use crate::App;
@@ -169,7 +169,33 @@ fn entry(i: usize, e: &Value) -> Result<Entry, ApiError> {
 /// `GET /v1/alerts?after=&limit=&wait=`: alerts after the cursor, in order, waiting up
 /// to `wait` for some when there are none.
 pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
-    let (mut after, limit, wait) = alerts_params(&c.params, c.app.config.max_result_rows)?;
+    // Alerts name residents' subjects: audited as the feed is (once, with how many
+    // were answered; a refused request too).
+    let line = AuditLine::new(&c.caller, &c.path, c.query.clone());
+    let (after, limit, wait) = match alerts_params(&c.params, c.app.config.max_result_rows) {
+        Ok(asked) => asked,
+        Err(e) => {
+            line.record(&c.app, None, e.status().as_u16())?;
+            return Err(e);
+        }
+    };
+    let answer = alerts_after(&c, after, limit, wait).await;
+    let (status, results) = match &answer {
+        Ok((_, n)) => (200, Some(*n)),
+        Err(e) => (e.status().as_u16(), None),
+    };
+    line.record(&c.app, results, status)?;
+    answer.map(|(body, _)| (StatusCode::OK, body.into()))
+}
+
+/// The alerts after `after` (at most `limit`), waiting up to `wait` for some: the
+/// answer and how many it holds.
+async fn alerts_after(
+    c: &Call,
+    mut after: u64,
+    limit: usize,
+    wait: Duration,
+) -> Result<(Value, usize), ApiError> {
     let deadline = Instant::now() + wait;
     loop {
         let notified = c.app.watch.signal.notified();
@@ -185,7 +211,8 @@ pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
         .await?;
         let next = scanned.unwrap_or(after);
         if !alerts.is_empty() || Instant::now() >= deadline {
-            return Ok((StatusCode::OK, alerts_answer(alerts, next).into()));
+            let n = alerts.len();
+            return Ok((alerts_answer(alerts, next), n));
         }
         if scanned.is_some() {
             // A page of other lists' alerts only: look past it at once.

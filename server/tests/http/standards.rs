@@ -1206,3 +1206,58 @@ fn a_query_parameter_on_a_write_is_refused_naming_it() {
         "{refused:?}"
     );
 }
+
+/// Alerts name residents' subjects: `GET /v1/alerts` is audited (with how many it
+/// answered) as the feed is; a refused one too. A scoped admin gets 403 from what is the
+/// whole server's: `/metrics` and `/v1/admin/stats` (a probe's scoped admin read every
+/// community's totals and other owners' subscription ids).
+#[test]
+fn alerts_are_audited_and_store_wide_figures_are_not_a_scoped_admins() {
+    use crate::keys::{call_as, make_keys};
+    use sightline_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let t = make_keys(
+        dir.path(),
+        &[
+            (Role::Admin, None),
+            (Role::Investigate, Some("3205080001")),
+            (Role::Admin, Some("3205080001")),
+        ],
+    );
+    let (admin, detective, scoped_admin) = (&t[0], &t[1], &t[2]);
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    for target in ["/v1/alerts?after=0", "/v1/alerts?after=x"] {
+        call_as(a, Some(detective), "GET", target, "");
+    }
+    let audit = call_as(a, Some(admin), "GET", "/v1/audit", "").body;
+    let alerts: Vec<(serde_json::Value, serde_json::Value)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["endpoint"] == "/v1/alerts")
+        .map(|e| (e["status"].clone(), e["params"].clone()))
+        .collect();
+    assert_eq!(
+        alerts,
+        vec![
+            (json!(200), json!("after=0")),
+            (json!(400), json!("after=x"))
+        ],
+        "{audit}"
+    );
+    for target in ["/metrics", "/v1/admin/stats"] {
+        let r = send(
+            a,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {scoped_admin}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 403, "{target}: {}", r.head);
+        let r = send(
+            a,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{target}: {}", r.head);
+    }
+}
