@@ -216,9 +216,18 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
         Some(v) => (v.subscribe_id.clone(), v.title.clone()),
         None => (s.id.clone(), "Sightline".to_string()),
     };
-    let first = events.first().and_then(|e| e["id"].as_u64()).unwrap_or(0);
+    // The batch's identity: its first event (a retry resends the same batch), its time
+    // and, for the sequence, the subscription with it — one upload sent to three
+    // subscriptions is three notifications of three ids.
+    let first = events.first();
+    let first_id = first.and_then(|e| e["id"].as_u64()).unwrap_or(0);
+    let first_ms = first
+        .and_then(|e| e["ts"].as_str())
+        .and_then(|t| crate::params::parse_time("ts", t).ok())
+        .unwrap_or(now_ms);
+    let sequence = fnv1a(format!("{}\n{first_id}", s.id).as_bytes());
     let mut n = json!({
-        "NotificationID": notification_id(&subscribe_id, app.viid_server_id(), now_ms, first),
+        "NotificationID": notification_id(&subscribe_id, app.viid_server_id(), first_ms, sequence),
         "SubscribeID": subscribe_id,
         "Title": title,
         "TriggerTime": crate::gat1400::local_time(now_ms),
@@ -234,9 +243,11 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
 
 /// A notification's id in the form GA/T 1400 gives ids a platform makes (33 digits):
 /// the subscription's first 12 (the subscriber's organisation code; else this
-/// 视图库's), `04` (a notification), the time (14 digits) and a 5-digit sequence (the
-/// batch's first event, or the alert: a resend in the same second repeats it).
-fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event: u64) -> String {
+/// 视图库's), `04` (a notification), a time (14 digits) and a 5-digit sequence — for a
+/// batch of events its first event's time and a hash of the subscription and that
+/// event, for an alert its raising time and number — so a resend of one notification
+/// repeats its id and the notifications of one upload to several subscriptions differ.
+fn notification_id(subscribe_id: &str, server_id: &str, at_ms: i64, sequence: u64) -> String {
     let org = |s: &str| {
         s.get(..12)
             .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
@@ -247,9 +258,17 @@ fn notification_id(subscribe_id: &str, server_id: &str, now_ms: i64, first_event
         .unwrap_or_else(|| "0".repeat(12));
     format!(
         "{org}04{}{:05}",
-        crate::gat1400::local_time(now_ms),
-        first_event % 100_000
+        crate::gat1400::local_time(at_ms),
+        sequence % 100_000
     )
+}
+
+/// FNV-1a (64 bits): a hash that stays the same across builds and restarts (a resent
+/// notification keeps its id).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The events of a page `sub` takes, as `write` makes them (the API's form): those

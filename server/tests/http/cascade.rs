@@ -276,7 +276,9 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
 
 /// A subscription whose receiver answers 200 but refuses the objects for now
 /// (`StatusCode` 2, busy) keeps them: nothing is counted as delivered, the status says
-/// why, and they go once it takes them.
+/// why, and they go once it takes them — under the same `NotificationID` each time;
+/// the same upload to another subscription (its `SubscribeID` of the same 12-digit
+/// organisation) is a notification of another id.
 #[test]
 fn a_receiver_refusing_a_notification_gets_it_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,6 +318,46 @@ fn a_receiver_refusing_a_notification_gets_it_again() {
     assert!(wait_until(Duration::from_secs(20), || status()["status"]
         ["delivered"]
         == 1));
+    let ids = |v: &Vec<Value>| -> Vec<(String, String)> {
+        v.iter()
+            .filter_map(|b| {
+                let n = &b["SubscribeNotificationListObject"]["SubscribeNotificationObject"][0];
+                Some((
+                    n["SubscribeID"].as_str()?.to_string(),
+                    n["NotificationID"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let sent = ids(&receiver.seen.lock().unwrap());
+    assert!(sent.len() >= 3, "{sent:?}");
+    let mut distinct: Vec<&(String, String)> = sent.iter().collect();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 1, "a resend repeats its id: {sent:?}");
+    // Another subscription of the same organisation gets the next upload's
+    // notification under another id than this one's.
+    let other = format!("{}9", &SUBSCRIBE_ID[..SUBSCRIBE_ID.len() - 1]);
+    subscribed(
+        a,
+        json!({"SubscribeID": other, "Title": "t", "SubscribeDetail": "13",
+         "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr)}),
+    );
+    let body =
+        json!({"MotorVehicleListObject": {"MotorVehicleObject": [vehicle(2, &jpeg(2, 1000))]}});
+    assert_eq!(
+        viid(a, "POST", "/VIID/MotorVehicles", &gate, &body.to_string()).0,
+        200
+    );
+    assert!(wait_until(Duration::from_secs(20), || {
+        let taken = ids(&receiver.bodies.lock().unwrap());
+        taken.iter().any(|(s, _)| *s == other)
+            && taken.iter().filter(|(s, _)| s == SUBSCRIBE_ID).count() >= 2
+    }));
+    let taken = ids(&receiver.bodies.lock().unwrap());
+    let mut all: Vec<&String> = taken.iter().map(|(_, n)| n).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), taken.len(), "one id a notification: {taken:?}");
 }
 
 /// Notifications from a platform, for a subscription this server placed there, are

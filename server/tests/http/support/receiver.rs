@@ -15,6 +15,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Every JSON body received, refused or taken, in order.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
     /// The heads (lower case) of the requests whose bodies were taken, in order.
     pub heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -34,6 +36,7 @@ impl Receiver {
             addr: listener.local_addr().unwrap(),
             up: Default::default(),
             bodies: Default::default(),
+            seen: Default::default(),
             heads: Default::default(),
             attempts: Default::default(),
             delay_ms: Default::default(),
@@ -41,6 +44,7 @@ impl Receiver {
             down_status: std::sync::Arc::new(503.into()),
         };
         let (up, bodies, attempts) = (r.up.clone(), r.bodies.clone(), r.attempts.clone());
+        let seen = r.seen.clone();
         let heads = r.heads.clone();
         let delay = r.delay_ms.clone();
         let refuse = r.refuse_with.clone();
@@ -74,6 +78,9 @@ impl Receiver {
                     continue;
                 }
                 attempts.fetch_add(1, Ordering::SeqCst);
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    seen.lock().unwrap().push(v);
+                }
                 std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
                 let ok = up.load(Ordering::SeqCst);
                 let refused = refuse.load(Ordering::SeqCst);
