@@ -235,9 +235,16 @@ pub fn local_time(ts_ms: i64) -> String {
 }
 
 /// A GA/T 1400 time (`YYYYMMDDhhmmss`, optionally with milliseconds, Beijing time) in
-/// epoch milliseconds.
+/// epoch milliseconds; also `YYYY-MM-DD hh:mm:ss[.SSS]` (or with a `T`), as some
+/// clients write it (and object queries take it).
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
+    if s.contains('-') {
+        let t = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())?;
+        return Some(t.and_utc().timestamp_millis() - 8 * 3_600_000);
+    }
     if !(s.len() == 14 || s.len() == 17) || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -355,7 +362,22 @@ mod tests {
             Some(sept + 8 * 3_600_000 + 123)
         );
         assert_eq!(local_time(sept + 8 * 3_600_000 + 123), "20210901080000");
-        for bad in ["2021090108000", "20211301080000", "2021-09-01T08", ""] {
+        assert_eq!(
+            parse_time("2021-09-01 08:00:00"),
+            Some(sept + 8 * 3_600_000)
+        );
+        assert_eq!(
+            parse_time("2021-09-01T08:00:00.123"),
+            Some(sept + 8 * 3_600_000 + 123)
+        );
+        for bad in [
+            "2021090108000",
+            "20211301080000",
+            "2021-09-01T08",
+            "2021-09-01 08:00:00+08:00",
+            "2021-13-01 08:00:00",
+            "",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
         // RFC 2617's own example.

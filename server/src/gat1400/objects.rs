@@ -375,13 +375,15 @@ pub(crate) fn objects(
         .collect())
 }
 
-/// An object (and every object inside it) with its members named as GA/T 1400 names
-/// them where a Java bean serialized without annotations names them with a lower-case
-/// first letter (`plateNo` → `PlateNo`, `subImageList` → `SubImageList`, `data` →
-/// `Data`), so every reader of the object — its event, its pictures, what is stored and
-/// forwarded — sees one name. A member given twice in different cases (`PlateNo` and
-/// `plateNo`) is refused, named: readers that pick differently (the first, the last)
-/// would disagree about its value.
+/// An object (and the standard's structures inside it: members named `…List`,
+/// `…Object` or `…Info`, such as `SubImageList` and its `SubImageInfoObject`s) with its
+/// members named as GA/T 1400 names them where a Java bean serialized without
+/// annotations names them with a lower-case first letter (`plateNo` → `PlateNo`,
+/// `subImageList` → `SubImageList`, `data` → `Data`), so every reader of the object — its
+/// event, its pictures, what is stored and forwarded — sees one name. A member given
+/// twice in different cases (`PlateNo` and `plateNo`) is refused, named: readers that
+/// pick differently (the first, the last) would disagree about its value. A vendor's
+/// own extension (`HikExtra: {…}`) is kept as sent, its members untouched.
 pub(crate) fn standard_names(v: Value) -> Result<Value, String> {
     match v {
         Value::Object(m) => {
@@ -398,7 +400,12 @@ pub(crate) fn standard_names(v: Value) -> Result<Value, String> {
                     }
                     _ => k,
                 };
-                out.insert(name, standard_names(v)?);
+                let structure = ["List", "Object", "Info"].iter().any(|e| name.ends_with(e));
+                let v = match structure {
+                    true => standard_names(v)?,
+                    false => v,
+                };
+                out.insert(name, v);
             }
             Ok(Value::Object(out))
         }
@@ -679,6 +686,17 @@ mod tests {
             standard_names(deep).unwrap_err().to_ascii_lowercase(),
             "data"
         );
+        // A vendor's extension is kept as sent: its members neither renamed nor
+        // refused for their cases.
+        let vendor = serde_json::json!({"PlateNo": "苏E1", "HikExtra": {"foo": [1, 2]},
+            "VendorExt": {"id": 1, "ID": 2}, "subImageList": {"subImageInfoObject":
+            [{"data": "AA==", "hikPrivate": {"bar": 3}}]}});
+        let named = standard_names(vendor).unwrap();
+        assert_eq!(named["HikExtra"], serde_json::json!({"foo": [1, 2]}));
+        assert_eq!(named["VendorExt"], serde_json::json!({"id": 1, "ID": 2}));
+        let image = &named["SubImageList"]["SubImageInfoObject"][0];
+        assert_eq!(image["Data"], "AA==");
+        assert_eq!(image["HikPrivate"], serde_json::json!({"bar": 3}));
     }
 
     const L: &str = "MotorVehicleListObject";
