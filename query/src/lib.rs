@@ -26,7 +26,7 @@ pub use cooccurrence::{cooccurrence, Candidate, Cooccurrence, Scope};
 pub use counts::{counts, CountBucket, CountKey, Counts, Granularity};
 pub use error::{QueryError, Result};
 pub use event::event_by_id;
-pub use objects::{objects, ObjectPage, ObjectQuery, MAX_OBJECT_DEPTH};
+pub use objects::{objects, ObjectPage, ObjectQuery, MAX_OBJECT_DEPTH, TOLLGATE_ATTR};
 pub use patterns::{
     first_seen, frequency, nocturnal, overnight, FirstSeen, FirstSeenQuery, Frequency,
     FrequencyQuery, Night, Nocturnal, NocturnalQuery, Overnight, OvernightQuery,

@@ -16,6 +16,10 @@ use sightline_storage::{visit_attrs, AttrRef, AttrsAt, Kind, Row};
 use crate::context::{sightings, QueryContext, Sighting};
 use crate::error::{QueryError, Result};
 
+/// The attribute an object's tollgate (its `TollgateID`, when another device took it)
+/// is kept as.
+pub const TOLLGATE_ATTR: &str = "tollgate_id";
+
 /// Most records a page may reach into (records skipped before it plus the page):
 /// what the bounded heap holds at most.
 pub const MAX_OBJECT_DEPTH: usize = 100_000;
@@ -29,6 +33,11 @@ pub struct ObjectQuery {
     pub to_ms: i64,
     /// Only at these device codes (any when `None`).
     pub devices: Option<Vec<String>>,
+    /// Only at these tollgates (卡口): an event's tollgate is its `tollgate_id`
+    /// attribute (the tollgate another camera's object names), else its device (any
+    /// when `None`).
+    #[serde(default)]
+    pub tollgates: Option<Vec<String>>,
     /// Only these subjects (plates, face ids; normalised as stored; any when `None`).
     pub subjects: Option<Vec<String>>,
     /// Each attribute must be present with one of the values (compared as text).
@@ -135,6 +144,11 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
     if communities.as_ref().is_some_and(Vec::is_empty) {
         return Ok(empty);
     }
+    // A tollgate by code: an event's is its `tollgate_id`, else its device.
+    let tollgate_devices: Option<HashSet<u32>> = q.tollgates.as_ref().map(|codes| {
+        let d = ctx.store.dictionaries();
+        codes.iter().filter_map(|c| d.device_id(c)).collect()
+    });
     let keep = |r: &Row| {
         q.kind.is_none_or(|k| r.kind == k)
             && devices.as_ref().is_none_or(|s| s.contains(&r.device))
@@ -156,6 +170,19 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
         |row, attrs| {
             if failed.is_some() {
                 return;
+            }
+            if let (Some(codes), Some(devices)) = (&q.tollgates, &tollgate_devices) {
+                let at = match attr_text(&attrs, TOLLGATE_ATTR) {
+                    Ok(Some(t)) => codes.contains(&t),
+                    Ok(None) => devices.contains(&row.device),
+                    Err(e) => {
+                        failed = Some(e);
+                        return;
+                    }
+                };
+                if !at {
+                    return;
+                }
             }
             if !q.attrs.is_empty() {
                 match attrs_match(&attrs, &q.attrs) {
@@ -202,6 +229,30 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
 
 /// Whether the encoded attributes hold, for every condition, its key with one of its
 /// values (compared as text).
+/// Attribute `key` of the event at `at`, as text, if it has one.
+fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
+    let bytes = at.bytes()?;
+    let mut found = None;
+    visit_attrs(&bytes, |k, v| {
+        if k == key {
+            found = Some(match v {
+                AttrRef::Str(s) => s.to_string(),
+                AttrRef::Int(n) => n.to_string(),
+                AttrRef::Float(f) => f.to_string(),
+                AttrRef::Bool(b) => b.to_string(),
+            });
+        }
+    })
+    .map_err(|reason| {
+        QueryError::Storage(sightline_storage::StorageError::Corrupt {
+            path: std::path::PathBuf::new(),
+            offset: 0,
+            reason,
+        })
+    })?;
+    Ok(found)
+}
+
 fn attrs_match(at: &AttrsAt, conditions: &[(String, Vec<String>)]) -> Result<bool> {
     let bytes = at.bytes()?;
     let mut met = vec![false; conditions.len()];

@@ -745,6 +745,7 @@ proptest! {
             from_ms: from,
             to_ms: to,
             devices: devices.map(|ds| ds.into_iter().map(|(c, d)| device(c, d)).collect()),
+            tollgates: None,
             subjects: subjects.map(|ss| {
                 ss.into_iter().map(|s| subject_of(kind.unwrap_or(Kind::Vehicle), s)).collect()
             }),

@@ -1102,6 +1102,8 @@ proptest! {
         grid in range(),
         kind in prop::option::of(prop_oneof![Just(Kind::Vehicle), Just(Kind::Face)]),
         at in prop::option::of(prop::collection::vec((0u8..3, 0u8..2), 1..3)),
+        // Tollgates: these events name none, so each is at its device's.
+        gates in prop::option::of(prop::collection::vec((0u8..3, 0u8..2), 1..3)),
         of in prop::option::of(prop::collection::vec(0u8..4, 1..3)),
         scope in prop::option::of(prop::collection::vec(0u8..3, 0..3)),
         skip in 0usize..12,
@@ -1111,6 +1113,7 @@ proptest! {
         let l = load(&batches, &seals, index_first);
         let (from, to) = grid;
         let devices = at.as_ref().map(|ds| ds.iter().map(|&(c, d)| device(c, d)).collect::<Vec<_>>());
+        let tollgates = gates.as_ref().map(|ds| ds.iter().map(|&(c, d)| device(c, d)).collect::<Vec<_>>());
         // Subjects are of the kind asked (a subject needs one).
         let subjects = match (kind, &of) {
             (Some(k), Some(ns)) => Some(ns.iter().map(|&n| subject_of(k, n)).collect::<Vec<_>>()),
@@ -1133,6 +1136,7 @@ proptest! {
             .filter(|e| e.ts >= from && e.ts < to)
             .filter(|e| kind.is_none_or(|k| e.kind == k))
             .filter(|e| devices.as_ref().is_none_or(|ds| ds.contains(&e.device)))
+            .filter(|e| tollgates.as_ref().is_none_or(|ds| ds.contains(&e.device)))
             .filter(|e| subjects.as_ref().is_none_or(|ss| ss.contains(&e.subject)))
             .filter(|e| scope_codes.as_ref().is_none_or(|cs| cs.contains(&e.community)))
             .collect();
@@ -1143,7 +1147,7 @@ proptest! {
         let total = want.len() as u64;
         let want: Vec<u64> = want.into_iter().skip(skip).take(limit).map(|e| e.seq).collect();
         let page = objects(&ctx, &ObjectQuery {
-            kind, from_ms: from, to_ms: to, devices, subjects, attrs: Vec::new(),
+            kind, from_ms: from, to_ms: to, devices, tollgates, subjects, attrs: Vec::new(),
             skip, limit, newest_first,
         }).unwrap();
         prop_assert_eq!(page.total, total);

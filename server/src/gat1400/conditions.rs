@@ -378,6 +378,7 @@ struct Plan<'a> {
 enum Field {
     Id,
     Device,
+    Tollgate,
     Time,
     Subject,
     Attr(&'static str),
@@ -439,8 +440,10 @@ impl<'a> Plan<'a> {
         let vehicle = matches!(self.upload, Upload::Vehicles | Upload::NonMotorVehicles);
         let field = if ids.iter().any(|f| is(f)) {
             Field::Id
-        } else if is("DeviceID") || is("TollgateID") || is("ApeID") {
+        } else if is("DeviceID") || is("ApeID") {
             Field::Device
+        } else if is("TollgateID") {
+            Field::Tollgate
         } else if self.upload.time_fields().iter().any(|f| is(f)) || is("CreateTime") {
             Field::Time
         } else if (vehicle && is("PlateNo")) || (!vehicle && is(self.face_subject)) {
@@ -494,7 +497,7 @@ impl<'a> Plan<'a> {
             Upload::Vehicles | Upload::NonMotorVehicles => "PlateNo",
             _ => self.face_subject,
         };
-        let mut names = vec![ids[0], "DeviceID", subject];
+        let mut names = vec![ids[0], "DeviceID", "TollgateID", subject];
         names.extend(self.upload.time_fields());
         names.extend(match self.upload {
             Upload::Vehicles => &["PlateColor", "VehicleColor", "VehicleClass", "VehicleBrand"][..],
@@ -547,6 +550,11 @@ impl<'a> Plan<'a> {
             Field::Device => {
                 let v = equal_only(&c)?;
                 self.query.devices = Some(intersect(self.query.devices.take(), v));
+            }
+            // The tollgate's own camera's objects, and another camera's naming it.
+            Field::Tollgate => {
+                let v = equal_only(&c)?;
+                self.query.tollgates = Some(intersect(self.query.tollgates.take(), v));
             }
             Field::Subject => {
                 let v = equal_only(&c)?;

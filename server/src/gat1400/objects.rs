@@ -541,6 +541,11 @@ fn event(
     };
     let mut attrs = Attrs::new();
     attrs.insert("source_id".into(), AttrValue::Str(id.to_string()));
+    // Taken at a tollgate by another device: kept, so object queries by TollgateID
+    // find it (`sightline_query::TOLLGATE_ATTR`).
+    if let Some(t) = field(o, "TollgateID").filter(|t| *t != device) {
+        attrs.insert(sightline_query::TOLLGATE_ATTR.into(), AttrValue::Str(t));
+    }
     let subject = match upload {
         Upload::Vehicles => {
             for (key, from) in [

@@ -687,3 +687,49 @@ fn viid_paths_equal_under_rfc_3986_are_answered_alike_and_case_is_kept() {
     let (status, _, _) = viid(a, "GET", "/VIID%2FFaces", &as_platform(NORTH_PLATFORM), "");
     assert_eq!(status, 404);
 }
+
+/// `TollgateID` asks where an object was taken: its own `TollgateID`, or (none given,
+/// or the same as its device) its device. A second camera at the gate's tollgate is
+/// found by the tollgate and not by its own code as a tollgate; `DeviceID` still asks
+/// for the device that took it. (It used to be read as `DeviceID`: a probe's camera
+/// at a tollgate was never found by it.)
+#[test]
+fn a_tollgate_finds_its_own_and_other_cameras_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let north = uploaded(a);
+    let id = |i: usize| north[i]["MotorVehicleID"].as_str().unwrap().to_string();
+    let beside = id_of(OTHER_GATE, "20210901110000", 7);
+    let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": [
+        {"MotorVehicleID": beside, "DeviceID": OTHER_GATE, "TollgateID": GATE,
+         "PassTime": "20210901110000", "PlateNo": "苏E24680", "PlateColor": "2"}]}});
+    let (status, _, answer) = viid(
+        a,
+        "POST",
+        "/VIID/MotorVehicles",
+        &as_platform(NORTH_PLATFORM),
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let asked = |conditions: &str| {
+        let (status, body) = query(a, &format!("/VIID/MotorVehicles?{conditions}"));
+        assert_eq!(status, 200, "{conditions}: {body}");
+        vehicle_ids(&body)
+    };
+    let at_gate = [id(0), id(2), beside.clone(), id(3)];
+    assert_eq!(asked(&format!("TollgateID={GATE}")), at_gate);
+    assert_eq!(
+        asked(&format!("(MotorVehicle.TollgateID%20=%20'{GATE}')")),
+        at_gate
+    );
+    assert_eq!(asked(&format!("TollgateID={OTHER_GATE}")), [id(1)]);
+    assert_eq!(
+        asked(&format!("DeviceID={OTHER_GATE}")),
+        [id(1), beside.clone()]
+    );
+    assert_eq!(
+        asked(&format!("TollgateID={GATE}&DeviceID={OTHER_GATE}")),
+        [beside]
+    );
+}
