@@ -135,9 +135,11 @@ struct FeedOut<'a> {
 /// text/event-stream` a stream of them that resumes from `Last-Event-ID`. Audited once
 /// per request.
 pub(crate) async fn get(c: Call) -> Result<Answer, ApiError> {
-    let sse = c
-        .header(hyper::header::ACCEPT)
-        .is_some_and(|v| v.contains("text/event-stream"));
+    // The stream, or a page in JSON or (as any list answer) NDJSON lines: the stream
+    // when preferred to both (a tie to the page; between the stream and lines, to the
+    // stream).
+    use crate::http::negotiate::{preferred, JSON, NDJSON, SSE};
+    let sse = preferred(&c.head.headers, &[JSON, SSE, NDJSON]) == SSE;
     let p = &c.params;
     let after = match c.header("last-event-id").filter(|_| sse) {
         Some(id) => id

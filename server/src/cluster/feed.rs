@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
-use hyper::header::ACCEPT;
 use hyper::HeaderMap;
 use sightline_query::federated::{Call, FeedAsk, FeedCursor, FeedPage, PartitionStats};
 
@@ -69,10 +68,9 @@ pub(super) async fn get(
     params: &Params,
     line: &AuditLine,
 ) -> Result<(Body, Option<usize>), ApiError> {
-    let sse = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
+    // A page here is JSON only (no NDJSON lines): the stream or the page.
+    use crate::http::negotiate::{preferred, JSON, SSE};
+    let sse = preferred(headers, &[JSON, SSE]) == SSE;
     let last_id = headers
         .get("last-event-id")
         .filter(|_| sse)

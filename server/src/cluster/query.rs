@@ -573,7 +573,8 @@ async fn route(
         scope: caller.communities.clone(),
         deadline: None,
     };
-    match path {
+    // Every answer here but a picture's may be JSON or NDJSON lines (`Vary: Accept`).
+    let answer = match path {
         "/v1/trajectory" if get && ndjson => {
             let q = trajectory::trajectory_params(&params, usize::MAX)?;
             let fields = Fields::param(&params)?;
@@ -688,7 +689,8 @@ async fn route(
             }
         }
         _ => Err(super::service::not_answered(req.method(), path)),
-    }
+    };
+    answer.map(|(body, rows)| (crate::http::negotiate::vary_accept(body), rows))
 }
 
 /// The GET query endpoints a query node answers (beside trajectory and events).

@@ -199,9 +199,9 @@ pub(super) async fn answer(
             })
             .await
         }
-        (Method::GET, "/v1/feed") => {
-            super::feed::get(node, caller, req.headers(), &params, line).await
-        }
+        (Method::GET, "/v1/feed") => super::feed::get(node, caller, req.headers(), &params, line)
+            .await
+            .map(|(body, rows)| (crate::http::negotiate::vary_accept(body), rows)),
         // Store-wide totals, as on `serve`: not a scoped admin's to see.
         (Method::GET, "/v1/admin/stats") => {
             caller.city_wide()?;

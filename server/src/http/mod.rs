@@ -10,6 +10,7 @@ pub(crate) mod client;
 pub mod egress;
 pub(crate) mod json;
 pub(crate) mod limits;
+pub(crate) mod negotiate;
 pub(crate) mod offer;
 pub(crate) mod out;
 pub(crate) mod parse_errors;

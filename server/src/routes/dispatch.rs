@@ -12,6 +12,7 @@ use super::{routes, Access, Check, Found, Route};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::http::body::{respond, respond_error, CloseAfter, Unread, NDJSON};
+use crate::http::negotiate;
 use crate::http::runner::AuditLine;
 use crate::http::{Answer, Body, Call, Reply};
 use crate::params::Params;
@@ -395,7 +396,8 @@ async fn call(
         }
         b => b,
     };
-    Ok((status, body))
+    // Its form followed `Accept` (RFC 9110 §12.5.5): a cache keeps one per `Accept`.
+    Ok((status, negotiate::vary_accept(body)))
 }
 
 /// The caller behind a request's API key; without one, behind its connection's client
@@ -495,13 +497,10 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Whether the client asked for NDJSON (`Accept: application/x-ndjson`).
+/// Whether the client prefers NDJSON to JSON (`Accept: application/x-ndjson`; RFC 9110
+/// §12.5.1, [`negotiate`]).
 pub(crate) fn wants_ndjson<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get_all(hyper::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with(NDJSON)))
+    negotiate::preferred(req.headers(), &[negotiate::JSON, NDJSON]) == NDJSON
 }
 
 /// The API key a request presents: `Authorization: Bearer <token>` or `X-Api-Key`.

@@ -24,6 +24,7 @@ mod keys;
 mod limits;
 mod memory_budget;
 mod metrics;
+mod negotiation;
 mod openapi;
 mod queries;
 mod retention;
