@@ -84,8 +84,8 @@ pub(crate) fn audit_page(
 ) -> Result<Value, ApiError> {
     let after = params.number("after", 0u64)?;
     let limit = params.number("limit", 1000usize)?.min(10_000);
-    let key = params.get("key");
-    let endpoint = params.get("endpoint");
+    let key = params.get("key")?;
+    let endpoint = params.get("endpoint")?;
     let wanted = |e: &serde_json::Value| {
         let by = e["key"].as_str().unwrap_or("");
         key.is_none_or(|k| k == by)

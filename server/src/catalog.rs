@@ -41,7 +41,7 @@ pub(crate) async fn communities(c: Call) -> Result<Answer, ApiError> {
 pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
     let (caller, params) = (c.caller, c.params);
     let v = run(c.app, move |app| {
-        let only = params.get("community");
+        let only = params.get("community")?;
         let list: Vec<Value> = app
             .store
             .catalog()

@@ -237,15 +237,22 @@ impl Params {
         Params { values }
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .get(name)
-            .and_then(|v| v.last())
-            .map(String::as_str)
+    /// A parameter that is one value (`None`: absent). Given more than once it is
+    /// refused naming it, rather than one of its values taken (`q=A&q=B`: which one
+    /// a proxy or a log checked is not the one searched); a list repeats ([`Self::list`]).
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.values.get(name).map(Vec::as_slice) {
+            None => Ok(None),
+            Some([one]) => Ok(Some(one)),
+            Some(_) => Err(ApiError::param(
+                name,
+                "given more than once; this parameter takes one value",
+            )),
+        }
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        match self.get(name) {
+        match self.get(name)? {
             Some(v) if !v.trim().is_empty() => Ok(v),
             _ => Err(ApiError::missing(name)),
         }
@@ -260,15 +267,15 @@ impl Params {
     }
 
     pub fn opt_kind(&self, name: &str) -> Result<Option<Kind>, ApiError> {
-        self.get(name).map(|s| parse_kind(name, s)).transpose()
+        self.get(name)?.map(|s| parse_kind(name, s)).transpose()
     }
 
     pub fn window(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.get(name).map(|s| parse_window(name, s)).transpose()
+        self.get(name)?.map(|s| parse_window(name, s)).transpose()
     }
 
     pub fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ApiError> {
-        match self.get(name) {
+        match self.get(name)? {
             None => Ok(default),
             Some(s) => s
                 .trim()
@@ -290,7 +297,7 @@ impl Params {
         default: &str,
         options: &[(&str, T)],
     ) -> Result<T, ApiError> {
-        let given = self.get(name).unwrap_or(default);
+        let given = self.get(name)?.unwrap_or(default);
         options
             .iter()
             .find(|(word, _)| *word == given)
@@ -415,13 +422,39 @@ mod tests {
     }
 
     #[test]
+    fn a_singular_parameter_given_twice_is_refused_and_a_list_repeats() {
+        let p = Params::parse(Some(
+            "q=E12345&q=E54321&to=1&to=1&community=a&community=b,c&kind=face",
+        ));
+        for name in ["q", "to"] {
+            let e = p.get(name).unwrap_err();
+            assert_eq!((e.code(), e.field()), ("invalid_parameter", Some(name)));
+            assert!(e.to_string().contains("more than once"), "{e}");
+        }
+        assert_eq!(p.time("to").unwrap_err().field(), Some("to"));
+        assert_eq!(p.required("q").unwrap_err().field(), Some("q"));
+        assert_eq!(p.number("to", 0u64).unwrap_err().field(), Some("to"));
+        assert_eq!(p.window("q").unwrap_err().field(), Some("q"));
+        assert_eq!(
+            p.choice("q", "x", &[("x", 1)]).unwrap_err().field(),
+            Some("q")
+        );
+        assert_eq!(p.opt_kind("kind").unwrap(), Some(Kind::Face));
+        assert_eq!(p.list("community").unwrap(), ["a", "b", "c"]);
+        // An empty value counts: `q=&q=x` is two.
+        let p = Params::parse(Some("q=&q=x"));
+        assert_eq!(p.get("q").unwrap_err().field(), Some("q"));
+    }
+
+    #[test]
     fn query_strings_decode_percent_and_plus() {
         let p = Params::parse(Some(
             "subject=%E8%8B%8FE12345&community=a,b&community=c&q=a+b",
         ));
-        assert_eq!(p.get("subject"), Some("苏E12345"));
+        assert_eq!(p.get("subject").unwrap(), Some("苏E12345"));
         assert_eq!(p.list("community").unwrap(), ["a", "b", "c"]);
-        assert_eq!(p.get("q"), Some("a b"));
+        assert_eq!(p.get("q").unwrap(), Some("a b"));
+        assert_eq!(p.get("absent").unwrap(), None);
         assert!(p.only(&["subject", "community", "q"]).is_ok());
         assert_eq!(
             p.only(&["subject"]).unwrap_err().code(),

@@ -130,7 +130,7 @@ impl Catalog {
         caller: &Caller,
         params: &Params,
     ) -> Result<(Value, usize), ApiError> {
-        let only = params.get("community");
+        let only = params.get("community")?;
         let all = on_meta!(self, "read devices", |m| m.devices(only))?;
         let list: Vec<Value> = all
             .iter()

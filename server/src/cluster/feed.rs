@@ -77,7 +77,7 @@ pub(super) async fn get(
         .map(|v| v.to_str().unwrap_or("\u{fffd}"));
     let (field, text) = match last_id {
         Some(id) => ("Last-Event-ID", id),
-        None => ("after", params.get("after").unwrap_or("0")),
+        None => ("after", params.get("after")?.unwrap_or("0")),
     };
     let mut cursor =
         FeedCursor::parse(text, node.partitions()).map_err(|why| ApiError::param(field, why))?;

@@ -578,7 +578,7 @@ async fn route(
         "/v1/trajectory" if get && ndjson => {
             let q = trajectory::trajectory_params(&params, usize::MAX)?;
             let fields = Fields::param(&params)?;
-            let cap = params.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
+            let cap = params.get("limit")?.map(|_| q.limit).unwrap_or(usize::MAX);
             let only = subject_partitions(node, q.kind, &q.subject, q.from_ms, q.to_ms).await;
             stream(node, call, (q, fields), cap, line, caller, only).await
         }

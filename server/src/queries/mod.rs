@@ -237,7 +237,7 @@ pub(crate) fn search(
 
 /// The subject search of the parameters (also the cluster's query role's).
 pub(crate) fn search_query(p: &Params, max_rows: usize) -> Result<SearchQuery, ApiError> {
-    let mode = match p.get("mode").unwrap_or("exact") {
+    let mode = match p.get("mode")?.unwrap_or("exact") {
         "exact" => SearchMode::Exact,
         "prefix" => SearchMode::Prefix,
         "wildcard" => SearchMode::Wildcard,

@@ -33,7 +33,7 @@ pub(crate) fn frequency(
 pub(crate) fn frequency_query(p: &Params, max_rows: usize) -> Result<FrequencyQuery, ApiError> {
     let (from_ms, to_ms) = range(p)?;
     let opt = |name: &str| -> Result<Option<u32>, ApiError> {
-        p.get(name).map(|_| p.number(name, 0u32)).transpose()
+        p.get(name)?.map(|_| p.number(name, 0u32)).transpose()
     };
     Ok(FrequencyQuery {
         community: p.required("community")?.to_string(),

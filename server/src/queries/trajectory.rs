@@ -53,7 +53,7 @@ pub(crate) fn trajectory_params(p: &Params, max_limit: usize) -> Result<Trajecto
     ])?;
     let (from_ms, to_ms) = (p.time("from")?, p.time("to")?);
     let cursor = p
-        .get("cursor")
+        .get("cursor")?
         .map(|c| {
             c.parse::<Cursor>()
                 .map_err(|_| ApiError::param("cursor", "not a cursor this server returned"))
@@ -329,7 +329,11 @@ async fn stream(
             return Err(e);
         }
     };
-    let cap = p.get("limit").map(|_| q.limit).unwrap_or(usize::MAX);
+    // A `limit` given twice was refused, and audited, with the other parameters.
+    let cap = match p.get("limit") {
+        Ok(Some(_)) => q.limit,
+        _ => usize::MAX,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let sink = Sink {

@@ -1,6 +1,6 @@
 //! Content negotiation (RFC 9110 §12.5.1: `Accept` with its ranges, parameters and
-//! weights, case-insensitive; §12.5.5: `Vary: Accept`), against a real `serve` on
-//! 127.0.0.1. Found by a black-box probe.
+//! weights, case-insensitive; §12.5.5: `Vary: Accept`) and a singular query parameter
+//! given twice, against a real `serve` on 127.0.0.1. Found by a black-box probe.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -192,4 +192,48 @@ fn the_feed_streams_only_when_event_streams_are_preferred() {
         assert_eq!(field(&head, "content-type"), wanted, "{accept}: {head}");
         assert_eq!(field(&head, "vary"), "accept", "{accept}: {head}");
     }
+}
+
+#[test]
+fn a_singular_parameter_given_twice_is_refused_naming_it_and_lists_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    post(a, "/v1/events", "application/x-ndjson", &sample());
+    let refused = |target: &str, name: &str| {
+        let (status, content_type, _, body) = ask(a, target, None);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, content_type.as_str()),
+            (400, "application/json"),
+            "{target}: {body}"
+        );
+        assert_eq!(
+            body["error"]["code"], "invalid_parameter",
+            "{target}: {body}"
+        );
+        assert_eq!(body["error"]["field"], name, "{target}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("more than once"), "{target}: {message}");
+    };
+    refused("/v1/search?q=E12345&q=E54321", "q");
+    refused("/v1/search?q=E12345&q=E12345", "q");
+    refused("/v1/search?q=E12345&kind=vehicle&kind=face", "kind");
+    refused(&format!("{}&to=2021-09-04T00:00:00Z", trajectory()), "to");
+    refused(&format!("{}&limit=1&limit=2", trajectory()), "limit");
+    refused("/v1/feed?after=0&after=3", "after");
+    refused("/v1/audit?limit=1&limit=5", "limit");
+    // Lists repeat, or are comma-separated, as documented.
+    for target in [
+        format!("{}&community=3205080001&community=3205080002", trajectory()),
+        format!("{}&community=3205080001,3205080002", trajectory()),
+        format!("{}&fields=ts&fields=device", trajectory()),
+        "/v1/feed?after=0&community=3205080001&community=3205080002".to_string(),
+    ] {
+        let (status, _, _, body) = ask(a, &target, None);
+        assert_eq!(status, 200, "{target}: {}", String::from_utf8_lossy(&body));
+    }
+    let (_, _, _, body) = ask(a, "/v1/search?q=E12345", None);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["subjects"].is_array(), "{body}");
 }
