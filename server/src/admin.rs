@@ -56,6 +56,9 @@ pub(crate) async fn openapi(_: Call) -> Result<Answer, ApiError> {
     Ok((StatusCode::OK, crate::openapi::document().into()))
 }
 
+/// Most audit entries one `GET /v1/audit` answers (`limit`).
+const MAX_AUDIT_PAGE: usize = 10_000;
+
 /// Most audit entries one `GET /v1/audit` looks at while filtering by key or
 /// endpoint (the answer's `next_after` says where to go on).
 const MAX_AUDIT_SCANNED: usize = 1_000_000;
@@ -83,7 +86,9 @@ pub(crate) fn audit_page(
     scope_of: impl Fn(&str) -> Option<Option<Vec<String>>>,
 ) -> Result<Value, ApiError> {
     let after = params.number("after", 0u64)?;
-    let limit = params.number("limit", 1000usize)?.min(10_000);
+    // 1 to 10,000 as documented: past it (or 0) a 400 naming `limit`, not a page of
+    // another size than asked.
+    let limit = params.limit(1000, MAX_AUDIT_PAGE)?;
     let key = params.get("key")?;
     let endpoint = params.get("endpoint")?;
     let wanted = |e: &serde_json::Value| {

@@ -143,10 +143,22 @@ fn get(r: &Route, doc: &Doc) -> Value {
     } else {
         "application/json"
     };
-    json!({"summary": doc.summary, "parameters": params, "responses": {
+    let mut op = json!({"summary": doc.summary, "parameters": params, "responses": {
         "200": {"description": "OK", "content": {content: {}}},
         "400": {"description": "A parameter is invalid; `field` names it.",
-                "content": {"application/json": {"schema": error()}}}}})
+                "content": {"application/json": {"schema": error()}}}}});
+    if r.access != Access::Public {
+        op["responses"]["429"] = json!({"description": "Saturated (every query slot busy); retry after `Retry-After` seconds.",
+            "content": {"application/json": {"schema": error()}}});
+        op["responses"]["503"] = json!({"description": "The query ran past its time limit, or storage is unavailable.",
+            "content": {"application/json": {"schema": error()}}});
+    }
+    // One thing by its code or id: 404 when there is none (or none the key may see).
+    if r.path.contains('{') {
+        op["responses"]["404"] = json!({"description": "No such thing, or none the key may see (`no_such_…`).",
+            "content": {"application/json": {"schema": error()}}});
+    }
+    op
 }
 
 fn example(doc: &Doc) -> Value {
@@ -184,6 +196,11 @@ fn post(path: &str, doc: &Doc) -> Value {
             "headers": {"Location": {"description": "Where it is: `{this path}/{id}`.",
                                      "schema": {"type": "string"}}},
             "content": created["content"]});
+        if path == "/v1/keys" {
+            // The body holds the token, shown this once.
+            op["responses"]["201"]["headers"]["Cache-Control"] = json!({"description": "`no-store`: the token is a secret no cache may keep.",
+                       "schema": {"type": "string"}});
+        }
         op["responses"]
             .as_object_mut()
             .expect("an object")

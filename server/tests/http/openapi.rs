@@ -162,6 +162,7 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                     // The example names nothing stored: the documented 404.
                     let r = get(a, &target);
                     assert_eq!(r.status, 404, "{target}: {}", r.body);
+                    assert!(op["responses"]["404"].is_object(), "GET {path}: {op}");
                     assert!(r.body["error"]["code"]
                         .as_str()
                         .unwrap()
@@ -202,6 +203,9 @@ fn every_route_in_the_openapi_document_answers_its_example() {
                 if want == 201 {
                     assert!(op["responses"]["200"].is_null(), "POST {path}: {op}");
                     assert!(documented["headers"]["Location"].is_object(), "{op}");
+                    if path == "/v1/keys" {
+                        assert!(documented["headers"]["Cache-Control"].is_object(), "{op}");
+                    }
                     let created: Value = serde_json::from_str(&body).unwrap();
                     let head = answer.head.to_ascii_lowercase();
                     assert_eq!(

@@ -1261,3 +1261,25 @@ fn alerts_are_audited_and_store_wide_figures_are_not_a_scoped_admins() {
         assert_eq!(r.status, 200, "{target}: {}", r.head);
     }
 }
+
+/// `GET /v1/audit`'s `limit` is 1 to 10,000 as documented: past it or 0 is a 400
+/// naming it (it was clamped, a page of another size than asked).
+#[test]
+fn an_audit_limit_out_of_range_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    for limit in ["0", "10001", "1000000"] {
+        let r = call(
+            a,
+            "GET",
+            &format!("/v1/audit?limit={limit}"),
+            "application/json",
+            b"",
+        );
+        assert_eq!(r.status, 400, "{limit}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], "limit", "{}", r.body);
+    }
+    let r = call(a, "GET", "/v1/audit?limit=10000", "application/json", b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+}
