@@ -42,6 +42,11 @@ pub(crate) async fn devices(c: Call) -> Result<Answer, ApiError> {
     let (caller, params) = (c.caller, c.params);
     let v = run(c.app, move |app| {
         let only = params.get("community")?;
+        // Another community's asked for by name: 403, as every query answers it (an
+        // empty list would say it has no devices).
+        if let Some(c) = only {
+            caller.check_communities("community", &[c.to_string()])?;
+        }
         let list: Vec<Value> = app
             .store
             .catalog()

@@ -1,12 +1,14 @@
-//! How a `/VIID` path is read before it is routed, and compared with a digest's `uri`:
+//! How a path is read before it is routed (a `/VIID` one also compared with a
+//! digest's `uri`):
 //!
 //! * percent-encoded unreserved characters are decoded (`/VIID/%46aces` is
 //!   `/VIID/Faces`): RFC 3986 §6.2.2.2 makes them the same URI; other escapes stay
 //!   (`/VIID%2FFaces` is not `/VIID/Faces`: `%2F` is data, not a separator);
 //! * then dot segments are removed (RFC 3986 §5.2.4, as §6.2.2.3 asks after the
 //!   decoding): `/VIID/%2E%2E/v1/keys` is `/v1/keys`, routed (and authorised) as that
-//!   path is — never as a `/VIID` resource with `..` in it. Other paths are routed as
-//!   they came (`/v1/communities/..` names the community `..`, refused as such);
+//!   path is — never as a `/VIID` resource with `..` in it. Other paths are routed
+//!   with only their escaped unreserved characters decoded (`/v1/events/%31` is
+//!   `/v1/events/1`; `/v1/communities/..` names the community `..`, refused as such);
 //! * one trailing slash is dropped (`/VIID/Faces/` is `/VIID/Faces`), as the Spring MVC
 //!   servers most 视图库 run on (trailing-slash matching, on by default before Spring
 //!   6) answer it;
@@ -24,11 +26,14 @@ pub(crate) fn is_viid(path: &str) -> bool {
 /// The path a `/VIID` request is routed by (where its dot segments lead within
 /// `/VIID`; dot segments leading out of it lead to `/VIID` itself, answered 404 in
 /// GA/T 1400's shape — a front end that passes only `/VIID/*` to the device network
-/// must not find the `/v1` API behind it); any other path as it is.
+/// must not find the `/v1` API behind it); any other path with its escaped unreserved
+/// characters decoded, otherwise as it came.
 pub(crate) fn canonical(path: &str) -> Cow<'_, str> {
     let decoded = decode_unreserved(path);
     if !is_viid(&decoded) {
-        return Cow::Borrowed(path);
+        // Escaped unreserved characters are the same URI anywhere (RFC 3986
+        // §6.2.2.2): `/v1/events/%31` is `/v1/events/1`. Nothing else changes.
+        return decoded;
     }
     let decoded = match has_dot_segment(&decoded) {
         true => Cow::Owned(remove_dot_segments(&decoded)),
@@ -163,6 +168,14 @@ mod tests {
         // Truncated escapes and other paths are left alone.
         assert_eq!(canonical("/VIID/Faces%4"), "/VIID/Faces%4");
         assert_eq!(canonical("/VIID/Faces%"), "/VIID/Faces%");
+        // Elsewhere only escaped unreserved characters are decoded.
+        assert_eq!(canonical("/v1/events/%31"), "/v1/events/1");
+        assert_eq!(
+            canonical("/v1/communities/%33205080001"),
+            "/v1/communities/3205080001"
+        );
+        assert_eq!(canonical("/v1/devices/a%2Fb"), "/v1/devices/a%2Fb");
+        assert_eq!(canonical("/v1/%2E%2E/keys"), "/v1/../keys");
         assert_eq!(canonical("/v1/events/"), "/v1/events/");
         assert_eq!(
             canonical_target("/VIID/%46aces/?a=%46"),

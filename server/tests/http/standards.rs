@@ -1283,3 +1283,60 @@ fn an_audit_limit_out_of_range_is_refused_naming_it() {
     let r = call(a, "GET", "/v1/audit?limit=10000", "application/json", b"");
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// A scoped key naming another community is 403 naming the field wherever it names
+/// one — a device list, a subscription — never an empty answer (which would say that
+/// community has nothing); and a path's escaped unreserved characters are the same
+/// path (RFC 3986 §6.2.2.2): `/v1/communities/%33205080001` is that community.
+#[test]
+fn another_community_by_name_is_403_and_escaped_paths_are_the_same() {
+    use crate::keys::{call_as, make_keys};
+    use sightline_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let t = make_keys(
+        dir.path(),
+        &[(Role::Admin, None), (Role::Admin, Some("3205080001"))],
+    );
+    let (admin, scoped) = (&t[0], &t[1]);
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    for code in ["3205080001", "3205080002"] {
+        let r = call_as(
+            a,
+            Some(admin),
+            "PUT",
+            &format!("/v1/communities/{code}"),
+            r#"{"name": "n"}"#,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = call_as(
+        a,
+        Some(scoped),
+        "GET",
+        "/v1/devices?community=3205080002",
+        "",
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "community", "{}", r.body);
+    let r = call_as(
+        a,
+        Some(scoped),
+        "GET",
+        "/v1/devices?community=3205080001",
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call_as(
+        a,
+        Some(scoped),
+        "POST",
+        "/v1/subscriptions",
+        r#"{"url": "http://127.0.0.1:9/x", "communities": ["3205080002"]}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["error"]["field"], "communities", "{}", r.body);
+    let r = call_as(a, Some(admin), "GET", "/v1/communities/%33205080001", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["code"], "3205080001", "{}", r.body);
+}
