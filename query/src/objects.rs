@@ -227,8 +227,6 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
     })
 }
 
-/// Whether the encoded attributes hold, for every condition, its key with one of its
-/// values (compared as text).
 /// Attribute `key` of the event at `at`, as text, if it has one.
 fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
     let bytes = at.bytes()?;
@@ -253,6 +251,8 @@ fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
     Ok(found)
 }
 
+/// Whether the encoded attributes hold, for every condition, its key with one of its
+/// values (compared as text).
 fn attrs_match(at: &AttrsAt, conditions: &[(String, Vec<String>)]) -> Result<bool> {
     let bytes = at.bytes()?;
     let mut met = vec![false; conditions.len()];

@@ -133,6 +133,12 @@ pub enum ApiError {
     /// `Accept-Encoding: gzip`).
     #[error("Content-Encoding {0:?} is not supported: send gzip or none")]
     UnsupportedEncoding(String),
+    /// 415: a `/v1` body of a media type or charset not read (RFC 9110 §15.5.16; the
+    /// answer says `Accept-Post`).
+    #[error(
+        "Content-Type {0:?} is not taken: send application/json or application/x-ndjson (UTF-8)"
+    )]
+    UnsupportedMediaType(String),
     /// 413: over `max_batch_records`.
     #[error("{records} records in one request; at most {max}")]
     TooManyRecords { records: usize, max: usize },
@@ -222,7 +228,7 @@ impl ApiError {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Busy(_) | BodyBudget(_) | TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
@@ -265,6 +271,7 @@ impl ApiError {
             BodyTooSlow(_) => "body_too_slow",
             BodyTooLarge(_) => "body_too_large",
             UnsupportedEncoding(_) => "unsupported_encoding",
+            UnsupportedMediaType(_) => "unsupported_media_type",
             TooManyRecords { .. } => "too_many_records",
             InvalidEvents { .. } => "invalid_events",
             Busy(_) => "busy",

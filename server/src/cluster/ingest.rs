@@ -241,6 +241,8 @@ async fn post_events(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let caller = state.keys.authorize(crate::routes::token(&req))?;
+    // As on `serve`: this write takes no query string (`?dry_run=1` is refused).
+    crate::params::Params::parse(req.uri().query()).only(&[])?;
     let scope = caller.communities.as_deref();
     let _slot = state
         .slots
@@ -260,6 +262,11 @@ async fn post_events(
     // As `serve` decodes it (`http::call`): gzip/x-gzip inflated within `max`,
     // another coding 415 before the body is read, a UTF-8 byte order mark dropped.
     let gzipped = crate::http::call::gzipped(&head.headers)?;
+    crate::http::call::taken_media_type(
+        head.headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let body = crate::http::body::refuse_declared((&head.headers, &head.extensions), body, max)?;
     let (body, _) = crate::http::body::read_paced(
         body,

@@ -298,6 +298,13 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
             r.headers_mut().insert(hyper::header::ALLOW, v);
         }
     }
+    if let ApiError::UnsupportedMediaType(_) = e {
+        // RFC 9110 §15.5.16: the media types a write takes.
+        r.headers_mut().insert(
+            hyper::header::HeaderName::from_static("accept-post"),
+            HeaderValue::from_static(crate::http::call::TAKEN_MEDIA_TYPES),
+        );
+    }
     if let ApiError::UnsupportedEncoding(_) = e {
         // RFC 9110 §15.5.16: the codings taken.
         r.headers_mut().insert(

@@ -83,6 +83,7 @@ impl Call {
     /// read); a leading UTF-8 byte order mark dropped from a text body (RFC 8259 §8.1),
     /// never from a binary batch.
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
+        taken_media_type(self.header(CONTENT_TYPE))?;
         let gzipped = gzipped(&self.head.headers)?;
         let body = self.body_budgeted(max, None).await?.0;
         let binary = crate::ingest::wire::is_binary(self.header(CONTENT_TYPE));
@@ -107,6 +108,56 @@ impl Call {
             }
             None => Ok((Bytes::new(), Reserved::default())),
         }
+    }
+}
+
+/// The media types a `/v1` write takes (`Accept-Post` of a 415).
+pub(crate) const TAKEN_MEDIA_TYPES: &str =
+    "application/json, application/x-ndjson, application/x-sightline-bincode";
+
+/// Refuses (415, before the body is read) a `/v1` body whose `Content-Type` is not
+/// JSON or a form of it: JSON, NDJSON (and its other names), `…+json`, the binary
+/// batch; `text/plain` and `application/x-www-form-urlencoded` too, as `curl -d`
+/// sends JSON without a `-H`; none at all. A charset other than UTF-8 (or its ASCII
+/// subset) is refused alike: `/v1` bodies are UTF-8 (RFC 8259 §8.1).
+pub(crate) fn taken_media_type(content_type: Option<&str>) -> Result<(), ApiError> {
+    let Some(value) = content_type else {
+        return Ok(());
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json_like = matches!(
+        media.as_str(),
+        "" | "application/json"
+            | "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines"
+            | "application/json-seq"
+            | "text/plain"
+            | "text/json"
+            | "application/x-www-form-urlencoded"
+            | "*/*"
+    ) || (media.starts_with("application/") && media.ends_with("+json"))
+        || media == crate::ingest::wire::CONTENT_TYPE;
+    let charset = parts.find_map(|p| {
+        let (name, v) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+    });
+    // A binary batch's bytes are its own: a charset says nothing of them.
+    let binary = media == crate::ingest::wire::CONTENT_TYPE;
+    let utf8 = binary
+        || charset
+            .as_deref()
+            .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii"));
+    match json_like && utf8 {
+        true => Ok(()),
+        false => Err(ApiError::UnsupportedMediaType(
+            value.chars().take(100).collect(),
+        )),
     }
 }
 

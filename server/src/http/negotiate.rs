@@ -6,8 +6,9 @@
 //! `type/subtype`, parameters, a weight `q=` of 0 to 1 in thousandths),
 //! case-insensitively. An offer's quality is the weight of the most specific range
 //! that matches it (`type/subtype` over `type/*` over `*/*`; the highest of equally
-//! specific ones), 0 when none does; the best offer wins, a tie going to the earlier
-//! (the route's default, JSON). A request without `Accept`, or that finds nothing
+//! specific ones), 0 when none does; the best offer wins, a tie going to the one a
+//! more specific range names (`application/x-ndjson, */*` is NDJSON), then to the
+//! earlier (the route's default, JSON). A request without `Accept`, or that finds nothing
 //! offered acceptable, gets the default as it always has (no 406). A malformed element
 //! is skipped, the rest of the field still read. Parameters other than `q` do not
 //! narrow a match (`application/x-ndjson; charset=utf-8` is NDJSON: our JSON is UTF-8).
@@ -36,10 +37,13 @@ pub(crate) fn choose<'a, I>(fields: impl Fn() -> I, offers: &[&str]) -> usize
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let mut best = (0, 0);
+    // (index, (quality, specificity of the range giving it)): of equal qualities the
+    // offer a more specific range names wins (`application/x-ndjson, */*` is NDJSON,
+    // as it was before ranges were weighed); then the earlier.
+    let mut best = (0, (0, 0));
     for (i, offer) in offers.iter().enumerate() {
         let q = quality(fields(), offer.as_bytes());
-        if q > best.1 {
+        if q.0 > 0 && q > best.1 {
             best = (i, q);
         }
     }
@@ -48,8 +52,8 @@ where
 
 /// The quality (thousandths) `fields` give `offer` (`type/subtype`): the weight of
 /// the most specific range matching it (the highest of equally specific ones), 0 when
-/// none does.
-fn quality<'a>(fields: impl IntoIterator<Item = &'a [u8]>, offer: &[u8]) -> u16 {
+/// none does; and that range's specificity (3 `type/subtype`, 2 `type/*`, 1 `*/*`).
+fn quality<'a>(fields: impl IntoIterator<Item = &'a [u8]>, offer: &[u8]) -> (u16, u8) {
     let (ty, sub) = split_type(offer);
     // (specificity + 1, weight) of the best match so far; (0, 0): none.
     let mut best = (0u8, 0u16);
@@ -66,7 +70,7 @@ fn quality<'a>(fields: impl IntoIterator<Item = &'a [u8]>, offer: &[u8]) -> u16 
             }
         }
     }
-    best.1
+    (best.1, best.0)
 }
 
 fn split_type(media: &[u8]) -> (&[u8], &[u8]) {
@@ -295,6 +299,17 @@ mod tests {
         // EventSource.
         assert_eq!(pick(&["text/event-stream"], &FEED), SSE);
         assert_eq!(pick(&["text/event-stream"], &LIST), JSON);
+        // Java-style clients append `*/*`: the type they name still wins the tie.
+        assert_eq!(pick(&["application/x-ndjson, */*"], &LIST), NDJSON);
+        assert_eq!(
+            pick(&["application/x-ndjson, application/json"], &LIST),
+            JSON
+        );
+        assert_eq!(pick(&["text/event-stream, */*"], &FEED), SSE);
+        assert_eq!(
+            pick(&["application/*, application/x-ndjson"], &LIST),
+            NDJSON
+        );
     }
 
     #[test]
@@ -520,15 +535,17 @@ mod tests {
                 }
             };
             let top = all.iter().filter_map(|e| specificity(e)).max();
-            all.iter()
+            let q = all
+                .iter()
                 .filter(|e| top.is_some() && specificity(e) == top)
                 .map(|e| e.q.unwrap_or(1000))
                 .max()
-                .unwrap_or(0)
+                .unwrap_or(0);
+            (q, top.unwrap_or(0))
         };
-        let qs: Vec<u16> = offers.iter().map(|o| quality(o)).collect();
+        let qs: Vec<(u16, u8)> = offers.iter().map(|o| quality(o)).collect();
         let best = *qs.iter().max().unwrap();
-        match best {
+        match best.0 {
             0 => 0,
             _ => qs.iter().position(|q| *q == best).unwrap(),
         }

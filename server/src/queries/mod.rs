@@ -121,7 +121,10 @@ pub(crate) async fn collision(mut c: Call) -> Result<Answer, ApiError> {
     let body = c.body().await?;
     let text = String::from_utf8_lossy(&body).into_owned();
     let caller = c.caller.clone();
+    // The query is the body: a query string (`?limit=5`) is refused, audited.
+    let unasked = c.params.only(&[]);
     audited(c.app, c.caller, &c.path, text, c.ndjson, move |app, ctx| {
+        unasked?;
         let q = collision_query(&body, app.config.max_result_rows)?;
         check_places(&caller, &q)?;
         Ok(collision_answer(&collide(ctx, &q)?))

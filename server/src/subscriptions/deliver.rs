@@ -216,8 +216,11 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
         Some(v) => (v.subscribe_id.clone(), v.title.clone()),
         None => (s.id.clone(), "Sightline".to_string()),
     };
-    // The batch's identity: its first event (a retry resends the same batch), its time
-    // and, for the sequence, the subscription with it — one upload sent to three
+    // The batch's identity: its first event's time, and for the sequence its first
+    // event, how many it holds and the subscription — a resend of the same batch
+    // repeats the id; one read again from the cursor that has grown since (more
+    // events after the same first) has another; the batches of one subscription in
+    // one second differ by their first events; one upload sent to three
     // subscriptions is three notifications of three ids.
     let first = events.first();
     let first_id = first.and_then(|e| e["id"].as_u64()).unwrap_or(0);
@@ -225,7 +228,11 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
         .and_then(|e| e["ts"].as_str())
         .and_then(|t| crate::params::parse_time("ts", t).ok())
         .unwrap_or(now_ms);
-    let sequence = fnv1a(format!("{}\n{first_id}", s.id).as_bytes());
+    const SEQUENCES: u64 = 100_000;
+    let sequence = (first_id % SEQUENCES
+        + fnv1a(s.id.as_bytes()) % SEQUENCES
+        + 9_973 * (events.len() as u64 % SEQUENCES))
+        % SEQUENCES;
     let mut n = json!({
         "NotificationID": notification_id(&subscribe_id, app.viid_server_id(), first_ms, sequence),
         "SubscribeID": subscribe_id,
@@ -244,9 +251,10 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
 /// A notification's id in the form GA/T 1400 gives ids a platform makes (33 digits):
 /// the subscription's first 12 (the subscriber's organisation code; else this
 /// 视图库's), `04` (a notification), a time (14 digits) and a 5-digit sequence — for a
-/// batch of events its first event's time and a hash of the subscription and that
-/// event, for an alert its raising time and number — so a resend of one notification
-/// repeats its id and the notifications of one upload to several subscriptions differ.
+/// batch of events its first event's time and its first event, size and subscription
+/// (a hash), for an alert its raising time and number — so a resend of one
+/// notification repeats its id and the notifications of one upload to several
+/// subscriptions differ.
 fn notification_id(subscribe_id: &str, server_id: &str, at_ms: i64, sequence: u64) -> String {
     let org = |s: &str| {
         s.get(..12)

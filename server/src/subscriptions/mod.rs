@@ -188,7 +188,22 @@ impl Registry {
     /// Starts the workers of every stored subscription.
     pub(crate) fn start_all(app: &Arc<App>) -> Result<(), ApiError> {
         for (_, bytes) in app.store.catalog().kv_list(TREE)? {
-            Self::start(app, decode(&bytes)?)?;
+            let s = decode(&bytes)?;
+            // Subscriptions and dispositions are a platform's: one a camera made
+            // before that was checked is not started (kept, for an admin to see in
+            // `GET /v1/subscriptions` and delete), so it pushes nothing.
+            if let Some(d) = app.store.catalog().device(&s.owner)? {
+                if d.device_kind != "platform" {
+                    tracing::warn!(
+                        subscription = %s.id,
+                        owner = %s.owner,
+                        kind = %d.device_kind,
+                        "a subscription made by a device that is no platform is not started; delete it"
+                    );
+                    continue;
+                }
+            }
+            Self::start(app, s)?;
         }
         Ok(())
     }

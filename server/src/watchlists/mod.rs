@@ -49,7 +49,8 @@ impl Room {
         max_entries: DEFAULT_MAX_ENTRIES,
     };
 
-    /// No bound (a relayed disposition, which the upper platform already bounds).
+    /// No bound: dispositions moved to their owned ids at start (`migrate`), which
+    /// were taken once already.
     pub(crate) const UNBOUNDED: Room = Room {
         max_scanned: usize::MAX,
         max_entries: usize::MAX,
@@ -238,11 +239,14 @@ fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
 /// `max_scanned`: each event is checked against its community's and the unscoped
 /// ones, so that bounds what watchlists cost any one event.
 fn check_room(m: &Matcher, w: &Watchlist, room: Room) -> Result<(), ApiError> {
-    // Every entry is held (and listed): all lists together within `max_entries`.
+    // Every entry is held (and listed): all lists together within `max_entries`. A
+    // list past its expiry alerts no more: its entries do not count (it stays listed
+    // until deleted).
+    let now = crate::now_ms();
     let held: usize = m
         .lists
         .values()
-        .filter(|l| l.id != w.id)
+        .filter(|l| l.id != w.id && l.expires_ms.is_none_or(|e| e > now))
         .map(|l| l.entries.len())
         .sum();
     let total = held.saturating_add(w.entries.len());

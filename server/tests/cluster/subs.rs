@@ -941,8 +941,16 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     assert!(text.contains("max_subscriptions_per_owner"), "{text}");
     // And a key's on /v1, whose new subscription's cursor shows only the positions
     // of its community's partition (the stored one has the others' heads too).
+    // A query string on the write is refused, as on `serve`, nothing taken.
+    let (status, refused) = ask_as(ia, Some(&feed), "POST", "/v1/events?dry_run=1", &events);
+    assert_eq!(
+        (status, &refused["error"]["field"]),
+        (400, &json!("dry_run")),
+        "{refused}"
+    );
     let (status, sent) = ask_as(ia, Some(&feed), "POST", "/v1/events", &events);
     assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["duplicates"], 0, "the refused batch was taken: {sent}");
     let partitions = env.config().partitions;
     let ours = sightline_cluster::partition::partition_of(A, partitions);
     let positions = |cursor: &str| -> BTreeSet<u32> {

@@ -886,3 +886,63 @@ fn a_camera_neither_subscribes_nor_disposes() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
 }
+
+/// A subscription whose owner is no platform (made before that was checked, or its
+/// device since changed to a camera) is not started at the next start: kept and
+/// listed, it pushes nothing.
+#[test]
+fn a_subscription_whose_owner_is_no_platform_is_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let receiver = Receiver::start();
+    receiver.up.store(true, Ordering::SeqCst);
+    subscribed(
+        a,
+        json!({"SubscribeID": SUBSCRIBE_ID, "SubscribeDetail": "13",
+               "BeginTime": "20210101000000", "EndTime": "20991231235959",
+               "ReceiveAddr": format!("http://{}/VIID/SubscribeNotifications", receiver.addr)}),
+    );
+    let upload = |a: SocketAddr, i: u64| {
+        let gate = gate_registered(a);
+        let body =
+            json!({"MotorVehicleListObject": {"MotorVehicleObject": [vehicle(i, &jpeg(i, 500))]}});
+        assert_eq!(
+            viid(a, "POST", "/VIID/MotorVehicles", &gate, &body.to_string()).0,
+            200
+        );
+    };
+    upload(a, 1);
+    assert!(
+        wait_until(Duration::from_secs(20), || receiver
+            .bodies
+            .lock()
+            .unwrap()
+            .len()
+            == 1),
+        "delivered while its owner is a platform"
+    );
+    // The platform's record becomes a camera's; the server restarts.
+    let r = put_json(
+        a,
+        &format!("/v1/devices/{PLATFORM}"),
+        &json!({"community": "3205080001", "kind": "checkpoint_camera", "gat1400": {"password": "p"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    upload(a, 2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        receiver.bodies.lock().unwrap().len(),
+        1,
+        "pushed after the restart"
+    );
+    let listed = get(a, "/v1/subscriptions").body;
+    assert!(
+        listed.to_string().contains(SUBSCRIBE_ID),
+        "kept for an admin to delete: {listed}"
+    );
+}

@@ -296,7 +296,7 @@ fn a_100k_entry_watchlist_of_one_community_costs_another_nothing() {
 /// Every watchlist's entries are held in memory and listed whole: all lists together
 /// hold at most `max_watch_entries` (a probe filled 1 GB with twenty 100,000-entry
 /// lists from one investigate key). A list past it is refused naming the limit and
-/// nothing of it is kept; a deleted list frees its room.
+/// nothing of it is kept; a deleted list frees its room, an expired one holds none.
 #[test]
 fn the_watchlists_hold_at_most_max_watch_entries_in_all() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +310,12 @@ fn the_watchlists_hold_at_most_max_watch_entries_in_all() {
             .collect();
         json!({"reason": "r", "entries": entries}).to_string()
     };
+    // A list past its expiry holds no room (it is still listed).
+    let expired = json!({"reason": "r", "expires": "2020-01-01T00:00:00+08:00", "entries": [
+        {"kind": "vehicle", "subject": "苏E90001"}, {"kind": "vehicle", "subject": "苏E90002"},
+        {"kind": "vehicle", "subject": "苏E90003"}]});
+    let r = call_as(a, Some(key), "POST", "/v1/watchlists", &expired.to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
     let r = call_as(a, Some(key), "POST", "/v1/watchlists", &list(6, 0));
     assert_eq!(r.status, 201, "{}", r.body);
     let first = r.body["id"].as_str().unwrap().to_string();
@@ -330,7 +336,7 @@ fn the_watchlists_hold_at_most_max_watch_entries_in_all() {
         .iter()
         .map(|w| w["entries"].as_array().unwrap().len())
         .sum();
-    assert_eq!(held, 10, "{}", r.body);
+    assert_eq!(held, 13, "ten in force and three expired: {}", r.body);
     let r = call_as(
         a,
         Some(key),

@@ -1174,6 +1174,12 @@ fn a_query_parameter_on_a_write_is_refused_naming_it() {
             "expires",
         ),
         ("DELETE", "/v1/watchlists/abc?force=1", "", "force"),
+        (
+            "POST",
+            "/v1/collision?limit=5",
+            r#"{"kind": "vehicle", "conditions": [{"communities": ["3205080001"], "from": 0, "to": 1}]}"#,
+            "limit",
+        ),
     ] {
         let r = call(a, method, target, "application/json", body.as_bytes());
         assert_eq!(r.status, 400, "{method} {target}: {}", r.body);
@@ -1339,4 +1345,70 @@ fn another_community_by_name_is_403_and_escaped_paths_are_the_same() {
     let r = call_as(a, Some(admin), "GET", "/v1/communities/%33205080001", "");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["code"], "3205080001", "{}", r.body);
+}
+
+/// RFC 9110 §15.5.16: a `/v1` body of a media type or charset not read is 415 (with
+/// `Accept-Post`) before it is read, and nothing is stored (a probe's `image/jpeg`
+/// body was stored as JSON); what clients send for JSON is taken — `curl -d`'s form
+/// type, `text/plain`, `…+json`, `charset=utf-8`, none.
+#[test]
+fn a_body_of_another_media_type_is_415() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let event = |n: u32| {
+        format!(
+            r#"[{{"ts":1630454400000,"community":"3205080001","device":"32050801011210000001","kind":"vehicle","subject":"苏E{n}"}}]"#
+        )
+    };
+    let post = |content_type: Option<&str>, body: &str| {
+        let header = content_type.map_or(String::new(), |t| format!("Content-Type: {t}\r\n"));
+        send(
+            a,
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    for t in [
+        "image/jpeg",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=GBK",
+    ] {
+        let r = post(Some(t), &event(1));
+        assert_eq!(r.status, 415, "{t}: {}", r.head);
+        let head = r.head.to_ascii_lowercase();
+        assert!(head.contains("accept-post: application/json"), "{head}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("unsupported_media_type"),
+            "{t}"
+        );
+    }
+    for (n, t) in [
+        (2, None),
+        (3, Some("application/json")),
+        (4, Some("Application/JSON; charset=UTF-8")),
+        (5, Some("application/x-www-form-urlencoded")),
+        (6, Some("text/plain")),
+        (7, Some("application/vnd.city+json")),
+    ] {
+        let r = post(t, &event(n));
+        assert_eq!(r.status, 200, "{t:?}: {}", String::from_utf8_lossy(&r.body));
+    }
+    let r = call(
+        a,
+        "GET",
+        "/v1/search?kind=vehicle&q=%E8%8B%8FE1",
+        "application/json",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        !r.body.to_string().contains("\"苏E1\""),
+        "stored: {}",
+        r.body
+    );
 }
