@@ -131,6 +131,10 @@ impl Catalog {
         params: &Params,
     ) -> Result<(Value, usize), ApiError> {
         let only = params.get("community")?;
+        // Another community's asked for by name: 403, as on `serve`.
+        if let Some(c) = only {
+            caller.check_communities("community", &[c.to_string()])?;
+        }
         let all = on_meta!(self, "read devices", |m| m.devices(only))?;
         let list: Vec<Value> = all
             .iter()

@@ -361,6 +361,12 @@ where
     begun.record_in(&node.audit, None, 0)?;
     let made = async {
         scope?;
+        // As on `serve`: a body of a JSON media type.
+        crate::http::call::taken_media_type(
+            req.headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        )?;
         let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
             .collect()
             .await

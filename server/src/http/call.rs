@@ -119,7 +119,8 @@ pub(crate) const TAKEN_MEDIA_TYPES: &str =
 /// JSON or a form of it: JSON, NDJSON (and its other names), `…+json`, the binary
 /// batch; `text/plain` and `application/x-www-form-urlencoded` too, as `curl -d`
 /// sends JSON without a `-H`; none at all. A charset other than UTF-8 (or its ASCII
-/// subset) is refused alike: `/v1` bodies are UTF-8 (RFC 8259 §8.1).
+/// subset, or the Latin-1 Java clients name by default) is refused alike: `/v1`
+/// bodies are UTF-8 (RFC 8259 §8.1).
 pub(crate) fn taken_media_type(content_type: Option<&str>) -> Result<(), ApiError> {
     let Some(value) = content_type else {
         return Ok(());
@@ -152,7 +153,15 @@ pub(crate) fn taken_media_type(content_type: Option<&str>) -> Result<(), ApiErro
     let utf8 = binary
         || charset
             .as_deref()
-            .is_none_or(|c| matches!(c, "utf-8" | "utf8" | "us-ascii"));
+            // Latin-1 too, as Java's HTTP clients label a String body by default
+            // (`text/plain; charset=ISO-8859-1`): read as UTF-8 as before (an ASCII
+            // body is both; other bytes are a 400 where they do not parse).
+            .is_none_or(|c| {
+                matches!(
+                    c,
+                    "utf-8" | "utf8" | "us-ascii" | "iso-8859-1" | "latin1" | "iso8859-1"
+                )
+            });
     match json_like && utf8 {
         true => Ok(()),
         false => Err(ApiError::UnsupportedMediaType(

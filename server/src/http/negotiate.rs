@@ -31,8 +31,9 @@ pub(crate) fn preferred(headers: &HeaderMap, offers: &[&'static str]) -> &'stati
 }
 
 /// The index in `offers` of the one `fields` (the `Accept` field values, in order,
-/// read once per offer) prefer: the highest quality above 0, a tie to the earlier; 0
-/// when none is acceptable or there are no fields.
+/// read once per offer) prefer: the highest quality above 0, a tie to the one a more
+/// specific range names, then to the earlier; 0 when none is acceptable or there are
+/// no fields.
 pub(crate) fn choose<'a, I>(fields: impl Fn() -> I, offers: &[&str]) -> usize
 where
     I: IntoIterator<Item = &'a [u8]>,

@@ -216,23 +216,19 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
         Some(v) => (v.subscribe_id.clone(), v.title.clone()),
         None => (s.id.clone(), "Sightline".to_string()),
     };
-    // The batch's identity: its first event's time, and for the sequence its first
-    // event, how many it holds and the subscription — a resend of the same batch
-    // repeats the id; one read again from the cursor that has grown since (more
-    // events after the same first) has another; the batches of one subscription in
-    // one second differ by their first events; one upload sent to three
-    // subscriptions is three notifications of three ids.
-    let first = events.first();
-    let first_id = first.and_then(|e| e["id"].as_u64()).unwrap_or(0);
-    let first_ms = first
+    // The batch's identity: its first event's time, and for the sequence its last
+    // event (the greatest id) and the subscription — a resend of the same batch
+    // repeats the id; one read again that has grown or changed since (more events,
+    // another partition's) ends elsewhere and has another; the batches of one
+    // subscription in one second end at different events; one upload sent to three
+    // subscriptions is three notifications of three ids. Events without an id (none
+    // is sent so) are told apart by their objects' ids.
+    let first_ms = events
+        .first()
         .and_then(|e| e["ts"].as_str())
         .and_then(|t| crate::params::parse_time("ts", t).ok())
         .unwrap_or(now_ms);
-    const SEQUENCES: u64 = 100_000;
-    let sequence = (first_id % SEQUENCES
-        + fnv1a(s.id.as_bytes()) % SEQUENCES
-        + 9_973 * (events.len() as u64 % SEQUENCES))
-        % SEQUENCES;
+    let sequence = batch_sequence(&s.id, events, &ids);
     let mut n = json!({
         "NotificationID": notification_id(&subscribe_id, app.viid_server_id(), first_ms, sequence),
         "SubscribeID": subscribe_id,
@@ -251,10 +247,9 @@ fn notifications(app: &dyn Host, s: &Subscription, events: &[Value], now_ms: i64
 /// A notification's id in the form GA/T 1400 gives ids a platform makes (33 digits):
 /// the subscription's first 12 (the subscriber's organisation code; else this
 /// 视图库's), `04` (a notification), a time (14 digits) and a 5-digit sequence — for a
-/// batch of events its first event's time and its first event, size and subscription
-/// (a hash), for an alert its raising time and number — so a resend of one
-/// notification repeats its id and the notifications of one upload to several
-/// subscriptions differ.
+/// batch of events its first event's time and its last event and subscription (a
+/// hash), for an alert its raising time and number — so a resend of one notification
+/// repeats its id and the notifications of one upload to several subscriptions differ.
 fn notification_id(subscribe_id: &str, server_id: &str, at_ms: i64, sequence: u64) -> String {
     let org = |s: &str| {
         s.get(..12)
@@ -269,6 +264,18 @@ fn notification_id(subscribe_id: &str, server_id: &str, at_ms: i64, sequence: u6
         crate::gat1400::local_time(at_ms),
         sequence % 100_000
     )
+}
+
+/// The sequence of subscription `subscription`'s notification of `events` (their
+/// objects' ids `object_ids`): its last event (the greatest id; without ids, a hash
+/// of the objects' ids) and a hash of the subscription, modulo 100,000.
+fn batch_sequence(subscription: &str, events: &[Value], object_ids: &[String]) -> u64 {
+    const SEQUENCES: u64 = 100_000;
+    let last = match events.iter().filter_map(|e| e["id"].as_u64()).max() {
+        Some(id) => id,
+        None => fnv1a(object_ids.join(",").as_bytes()),
+    };
+    (last % SEQUENCES + fnv1a(subscription.as_bytes()) % SEQUENCES) % SEQUENCES
 }
 
 /// FNV-1a (64 bits): a hash that stays the same across builds and restarts (a resent
@@ -1030,6 +1037,32 @@ pub(crate) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A notification's sequence: the same batch again is the same; a batch read
+    /// again that grew, or that another partition's event changed, is another; the
+    /// next batches of one subscription are others; one batch to two subscriptions is
+    /// two.
+    #[test]
+    fn a_notifications_sequence_follows_its_batch_and_subscription() {
+        let batch = |ids: &[u64]| -> Vec<Value> {
+            ids.iter().map(|i| serde_json::json!({"id": i})).collect()
+        };
+        let seq = |sub: &str, ids: &[u64]| batch_sequence(sub, &batch(ids), &[]);
+        let first = seq("viid-1", &[10, 11, 12]);
+        assert_eq!(seq("viid-1", &[10, 11, 12]), first, "a resend");
+        assert_ne!(seq("viid-1", &[10, 11, 12, 13]), first, "grown");
+        assert_ne!(seq("viid-1", &[10, 11, 40]), first, "changed");
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..1000u64 {
+            let ids: Vec<u64> = (k * 7..k * 7 + 7).collect();
+            assert!(seen.insert(seq("viid-1", &ids)), "batch {k} repeats an id");
+        }
+        assert_ne!(seq("viid-2", &[10, 11, 12]), first, "another subscription");
+        // Without event ids, the objects' ids tell batches apart.
+        let a = batch_sequence("viid-1", &[], &["A".into(), "B".into()]);
+        assert_eq!(a, batch_sequence("viid-1", &[], &["A".into(), "B".into()]));
+        assert_ne!(a, batch_sequence("viid-1", &[], &["A".into(), "C".into()]));
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_to_a_minute_and_resets_on_success() {

@@ -239,14 +239,12 @@ fn scoped_to(w: &Watchlist, scope: Option<&str>) -> bool {
 /// `max_scanned`: each event is checked against its community's and the unscoped
 /// ones, so that bounds what watchlists cost any one event.
 fn check_room(m: &Matcher, w: &Watchlist, room: Room) -> Result<(), ApiError> {
-    // Every entry is held (and listed): all lists together within `max_entries`. A
-    // list past its expiry alerts no more: its entries do not count (it stays listed
-    // until deleted).
-    let now = crate::now_ms();
+    // Every entry is held (and listed) until its list is deleted, expired or not:
+    // all lists together within `max_entries`.
     let held: usize = m
         .lists
         .values()
-        .filter(|l| l.id != w.id && l.expires_ms.is_none_or(|e| e > now))
+        .filter(|l| l.id != w.id)
         .map(|l| l.entries.len())
         .sum();
     let total = held.saturating_add(w.entries.len());

@@ -158,7 +158,7 @@ fn an_upstream_registers_uploads_and_is_taken_over_when_its_query_node_dies() {
     );
     assert_eq!(
         (status, &answer["error"]["field"]),
-        (400, &json!("communities")),
+        (403, &json!("communities")),
         "{answer}"
     );
     for (bad, field) in [

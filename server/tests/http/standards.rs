@@ -499,7 +499,8 @@ fn the_binary_batch_media_type_is_parsed_not_prefix_matched() {
             r.body
         );
     }
-    // A longer subtype sharing the prefix is not the binary batch (read as NDJSON).
+    // A longer subtype sharing the prefix is not the binary batch (and no JSON
+    // type either: 415).
     let r = call(
         a,
         "POST",
@@ -507,7 +508,7 @@ fn the_binary_batch_media_type_is_parsed_not_prefix_matched() {
         "application/x-sightline-bincodex",
         &wire::encode(&batch),
     );
-    assert_ne!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 415, "{}", r.body);
 }
 
 /// Item 9: Java beans serialized without annotations name members in another case
