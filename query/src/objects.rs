@@ -227,11 +227,23 @@ pub fn objects(ctx: &QueryContext<'_>, q: &ObjectQuery) -> Result<ObjectPage> {
     })
 }
 
+/// Visits the attributes of the event at `at`; an encoding that does not decode is a
+/// storage error.
+fn visit_at(at: &AttrsAt, f: impl FnMut(&str, AttrRef<'_>)) -> Result<()> {
+    let bytes = at.bytes()?;
+    visit_attrs(&bytes, f).map_err(|reason| {
+        QueryError::Storage(sightline_storage::StorageError::Corrupt {
+            path: std::path::PathBuf::new(),
+            offset: 0,
+            reason,
+        })
+    })
+}
+
 /// Attribute `key` of the event at `at`, as text, if it has one.
 fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
-    let bytes = at.bytes()?;
     let mut found = None;
-    visit_attrs(&bytes, |k, v| {
+    visit_at(at, |k, v| {
         if k == key {
             found = Some(match v {
                 AttrRef::Str(s) => s.to_string(),
@@ -240,13 +252,6 @@ fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
                 AttrRef::Bool(b) => b.to_string(),
             });
         }
-    })
-    .map_err(|reason| {
-        QueryError::Storage(sightline_storage::StorageError::Corrupt {
-            path: std::path::PathBuf::new(),
-            offset: 0,
-            reason,
-        })
     })?;
     Ok(found)
 }
@@ -254,9 +259,8 @@ fn attr_text(at: &AttrsAt, key: &str) -> Result<Option<String>> {
 /// Whether the encoded attributes hold, for every condition, its key with one of its
 /// values (compared as text).
 fn attrs_match(at: &AttrsAt, conditions: &[(String, Vec<String>)]) -> Result<bool> {
-    let bytes = at.bytes()?;
     let mut met = vec![false; conditions.len()];
-    visit_attrs(&bytes, |k, v| {
+    visit_at(at, |k, v| {
         for (i, (key, values)) in conditions.iter().enumerate() {
             if key != k {
                 continue;
@@ -268,13 +272,6 @@ fn attrs_match(at: &AttrsAt, conditions: &[(String, Vec<String>)]) -> Result<boo
                 AttrRef::Bool(b) => values.iter().any(|x| x.parse() == Ok(b)),
             };
         }
-    })
-    .map_err(|reason| {
-        QueryError::Storage(sightline_storage::StorageError::Corrupt {
-            path: std::path::PathBuf::new(),
-            offset: 0,
-            reason,
-        })
     })?;
     Ok(met.into_iter().all(|m| m))
 }
