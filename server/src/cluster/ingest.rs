@@ -262,11 +262,7 @@ async fn post_events(
     // As `serve` decodes it (`http::call`): gzip/x-gzip inflated within `max`,
     // another coding 415 before the body is read, a UTF-8 byte order mark dropped.
     let gzipped = crate::http::call::gzipped(&head.headers)?;
-    crate::http::call::taken_media_type(
-        head.headers
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    crate::http::call::taken_media_type(&head.headers)?;
     let body = crate::http::body::refuse_declared((&head.headers, &head.extensions), body, max)?;
     let (body, _) = crate::http::body::read_paced(
         body,

@@ -608,11 +608,7 @@ async fn route(
             // As on `serve`: the query is the body (a query string is refused), of a
             // JSON media type.
             crate::params::Params::parse(req.uri().query()).only(&[])?;
-            crate::http::call::taken_media_type(
-                req.headers()
-                    .get(hyper::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok()),
-            )?;
+            crate::http::call::taken_media_type(req.headers())?;
             let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
                 .collect()
                 .await

@@ -362,11 +362,7 @@ where
     let made = async {
         scope?;
         // As on `serve`: a body of a JSON media type.
-        crate::http::call::taken_media_type(
-            req.headers()
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok()),
-        )?;
+        crate::http::call::taken_media_type(req.headers())?;
         let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
             .collect()
             .await

@@ -83,7 +83,7 @@ impl Call {
     /// read); a leading UTF-8 byte order mark dropped from a text body (RFC 8259 §8.1),
     /// never from a binary batch.
     pub async fn body_within(&mut self, max: usize) -> Result<Bytes, ApiError> {
-        taken_media_type(self.header(CONTENT_TYPE))?;
+        taken_media_type(&self.head.headers)?;
         let gzipped = gzipped(&self.head.headers)?;
         let body = self.body_budgeted(max, None).await?.0;
         let binary = crate::ingest::wire::is_binary(self.header(CONTENT_TYPE));
@@ -121,8 +121,8 @@ pub(crate) const TAKEN_MEDIA_TYPES: &str =
 /// sends JSON without a `-H`; none at all. A charset other than UTF-8 (or its ASCII
 /// subset, or the Latin-1 Java clients name by default) is refused alike: `/v1`
 /// bodies are UTF-8 (RFC 8259 §8.1).
-pub(crate) fn taken_media_type(content_type: Option<&str>) -> Result<(), ApiError> {
-    let Some(value) = content_type else {
+pub(crate) fn taken_media_type(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
     let mut parts = value.split(';');

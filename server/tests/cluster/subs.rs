@@ -832,10 +832,16 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     env.query_extra = "replicas = 0\nmax_subscriptions_per_owner = 2".into();
     let cli = env.config_file("cli");
     let (events, _) = env.batch(200);
-    for platform in [PLATFORM, PLATFORM_B] {
+    // Two platforms of A, and a camera of A (which may neither subscribe nor dispose).
+    let camera = "32050801011320000007";
+    for (code, kind) in [
+        (PLATFORM, "platform"),
+        (PLATFORM_B, "platform"),
+        (camera, "face_camera"),
+    ] {
         let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
-            .args(["cluster", "gat1400", "add", platform, "--community", A])
-            .args(["--community-name", A, "--kind", "platform"])
+            .args(["cluster", "gat1400", "add", code, "--community", A])
+            .args(["--community-name", A, "--kind", kind])
             .args(["--password", "pw", "--config"])
             .arg(&cli)
             .output()
@@ -878,15 +884,6 @@ fn subscribes_and_dispositions_are_their_platforms_and_bounded() {
     };
     // A camera of A, registered, may neither subscribe nor dispose (as on `serve`: it
     // would be pushed more than it may read): 403, status 4, nothing made.
-    let camera = "32050801011320000007";
-    let login = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["cluster", "gat1400", "add", camera, "--community", A])
-        .args(["--community-name", A, "--kind", "face_camera"])
-        .args(["--password", "pw", "--config"])
-        .arg(&cli)
-        .output()
-        .unwrap();
-    assert!(login.status.success(), "{login:?}");
     let registered = wait_until(Duration::from_secs(30), || {
         register(ia, "/VIID/System/Register", camera, "pw").0 == 200
     });
