@@ -92,8 +92,9 @@ fn viid(method: &Method, path: &str) -> Value {
         ("POST", "/VIID/Dispositions") | ("PUT", "/VIID/Dispositions") => "Dispositions (布控): scoped watchlists notifying their ReceiveAddr.",
         (_, "/VIID/Dispositions") | (_, "/VIID/Dispositions/{id}") => "Revoke dispositions (IDList, or the one in the path).",
         ("POST", "/VIID/Subscribes") | ("PUT", "/VIID/Subscribes") => "Subscriptions (订阅) of a registered platform: notifications of the objects as uploaded.",
-        ("GET", "/VIID/Subscribes") => "The caller's subscriptions.",
-        (_, "/VIID/Subscribes") | (_, "/VIID/Subscribes/{id}") => "Cancel subscriptions (IDList, or the one in the path).",
+        ("GET", "/VIID/Subscribes") => "The caller's subscriptions (SubscribeStatus 0 in force, 1 cancelled, 2 past EndTime) that GA/T 1400.4 conditions over a SubscribeObject's attributes keep (SubscribeID=…, (SubscribeStatus = 1), RecordStartNo, PageRecordNum); a condition not answered is 400 naming it.",
+        ("PUT", "/VIID/Subscribes/{id}") => "Cancel a subscription (取消订阅; its body a SubscribeObject with SubscribeCancelOrg, SubscribeCancelPerson, CancelTime, CancelReason): listed with SubscribeStatus 1 after.",
+        (_, "/VIID/Subscribes") | (_, "/VIID/Subscribes/{id}") => "Delete subscriptions (删除订阅: IDList, or the one in the path): no longer listed.",
         ("POST", "/VIID/SubscribeNotifications") => "Notifications from an upstream subscription, stored as the sender's uploads.",
         _ => "GA/T 1400: see server/API.md.",
     };

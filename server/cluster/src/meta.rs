@@ -445,6 +445,13 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     last_success_ms bigint,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS cancelled_subscribes (
+    owner text NOT NULL,
+    id text NOT NULL,
+    object jsonb NOT NULL CHECK (jsonb_typeof(object) = 'object'),
+    cancelled_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (owner, id)
+);
 CREATE TABLE IF NOT EXISTS upstream_sessions (
     id text PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
     epoch bigint NOT NULL,

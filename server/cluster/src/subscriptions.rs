@@ -405,6 +405,68 @@ impl Meta {
         Ok(())
     }
 
+    /// Cancels `owner`'s subscription `id` (GA/T 1400 取消订阅): its row deleted and,
+    /// in the same statement, `object` kept in `cancelled_subscribes` for the owner to
+    /// list; then the owner's cancelled beyond the `keep` latest forgotten. Whether it
+    /// was there.
+    pub async fn cancel_subscription_of(
+        &self,
+        id: &str,
+        owner: &str,
+        object_json: &str,
+        keep: i64,
+    ) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "WITH gone AS (DELETE FROM subscriptions WHERE id = $1 AND owner = $2 RETURNING id)
+                 INSERT INTO cancelled_subscribes (owner, id, object)
+                 SELECT $2, $1, $3::text::jsonb FROM gone
+                 ON CONFLICT (owner, id) DO UPDATE
+                 SET object = EXCLUDED.object, cancelled_at = now()",
+                &[&id, &owner, &object_json],
+            )
+            .await
+            .map_err(ClusterError::pg("cancel a subscription"))?;
+        self.client
+            .execute(
+                "DELETE FROM cancelled_subscribes WHERE owner = $1 AND id NOT IN
+                 (SELECT id FROM cancelled_subscribes WHERE owner = $1
+                  ORDER BY cancelled_at DESC, id LIMIT $2)",
+                &[&owner, &keep],
+            )
+            .await
+            .map_err(ClusterError::pg("forget cancelled subscriptions"))?;
+        Ok(n > 0)
+    }
+
+    /// `owner`'s cancelled subscriptions (their objects, as JSON), by id.
+    pub async fn cancelled_subscribes(&self, owner: &str) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT object::text FROM cancelled_subscribes WHERE owner = $1 ORDER BY id",
+                &[&owner],
+            )
+            .await
+            .map_err(ClusterError::pg("read cancelled subscriptions"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Forgets `owner`'s cancelled subscription `id` (as [`Meta::cancel_subscription_of`]
+    /// names it); whether there was one.
+    pub async fn forget_cancelled_subscribe(&self, id: &str, owner: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM cancelled_subscribes WHERE owner = $1 AND id = $2",
+                &[&owner, &id],
+            )
+            .await
+            .map_err(ClusterError::pg("forget a cancelled subscription"))?;
+        Ok(n > 0)
+    }
+
     /// Deletes `owner`'s subscription `id`; whether there was one.
     pub async fn delete_subscription_of(&self, id: &str, owner: &str) -> Result<bool> {
         let n = self

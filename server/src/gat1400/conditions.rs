@@ -88,6 +88,11 @@ pub fn parse(
     face_subject: &str,
     query: Option<&str>,
 ) -> Result<(ObjectQuery, Page), BadCondition> {
+    Plan::new(upload, face_subject).apply(conditions(query)?)
+}
+
+/// The conditions of a raw query string, in the three forms, as written.
+fn conditions(query: Option<&str>) -> Result<Vec<Cond>, BadCondition> {
     let raw = query.unwrap_or("");
     if raw.len() > MAX_QUERY_BYTES {
         return Err(bad(
@@ -114,7 +119,7 @@ pub fn parse(
             conds.push(pair(text)?);
         }
     }
-    Plan::new(upload, face_subject).apply(conds)
+    Ok(conds)
 }
 
 /// A piece of the query string decoded: `%XX` and `+` for a space.
@@ -680,6 +685,191 @@ fn time_of(field: &str, v: &str) -> Result<(i64, i64), BadCondition> {
     Ok((at, if digits.len() == 17 { 1 } else { 1000 }))
 }
 
+/// The attributes of a `SubscribeObject` (GA/T 1400.3 订阅对象) a `GET /VIID/Subscribes`
+/// condition may name.
+pub const SUBSCRIBE_ATTRIBUTES: &[&str] = &[
+    "SubscribeID",
+    "Title",
+    "SubscribeDetail",
+    "ResourceURI",
+    "ApplicantName",
+    "ApplicantOrg",
+    "BeginTime",
+    "EndTime",
+    "ReceiveAddr",
+    "ReportInterval",
+    "Reason",
+    "OperateType",
+    "SubscribeStatus",
+    "SubscribeCancelOrg",
+    "SubscribeCancelPerson",
+    "CancelTime",
+    "CancelReason",
+    "ResultImageDeclare",
+    "ResultFeatureDeclare",
+    "TabID",
+];
+
+/// Conditions over a list of records a platform keeps here (its subscriptions), and
+/// the page asked: read as object queries' conditions are (the three forms), each
+/// naming one of the record's attributes; every operator is answered.
+#[derive(Debug)]
+pub struct RecordQuery {
+    /// `(attribute as the record names it, operator, values)`.
+    conds: Vec<(&'static str, Op, Vec<String>)>,
+    pub page: Page,
+}
+
+/// The conditions `query` (the raw query string) asks of records of `object`
+/// (`Subscribe`: its attributes `attributes`, with or without the `Subscribe.` or
+/// `SubscribeObject.` prefix).
+pub fn records(
+    object: &str,
+    attributes: &[&'static str],
+    query: Option<&str>,
+) -> Result<RecordQuery, BadCondition> {
+    let mut out = RecordQuery {
+        conds: Vec::new(),
+        page: Page {
+            record_start_no: 1,
+            page_record_num: DEFAULT_PAGE_RECORD_NUM,
+            max_num_record_return: None,
+        },
+    };
+    for c in conditions(query)? {
+        let bare = match c.name.split_once('.') {
+            Some((prefix, rest))
+                if prefix.eq_ignore_ascii_case(object)
+                    || prefix.eq_ignore_ascii_case(&format!("{object}Object")) =>
+            {
+                rest
+            }
+            Some(_) => return Err(bad(&c.name, format!("not an attribute of a {object}"))),
+            None => c.name.as_str(),
+        };
+        let is = |s: &str| bare.eq_ignore_ascii_case(s);
+        if is("RecordStartNo") {
+            out.page.record_start_no = number(&c)?.max(1);
+        } else if is("PageRecordNum") {
+            let n = number(&c)?;
+            if n == 0 || n > MAX_PAGE_RECORD_NUM {
+                return Err(bad(
+                    &c.name,
+                    format!("must be 1 to {MAX_PAGE_RECORD_NUM}, got {n}"),
+                ));
+            }
+            out.page.page_record_num = n;
+        } else if is("MaxNumRecordReturn") {
+            let n = number(&c)?;
+            out.page.max_num_record_return = (n > 0).then_some(n);
+        } else if let Some(a) = attributes.iter().find(|a| is(a)) {
+            if a.ends_with("Time") && c.op != Op::Like {
+                for v in &c.values {
+                    time_of(&c.name, v)?;
+                }
+            }
+            if c.op == Op::Like && c.values[0].chars().count() > MAX_LIKE_CHARS {
+                return Err(bad(
+                    &c.name,
+                    format!("a LIKE pattern may hold {MAX_LIKE_CHARS} characters"),
+                ));
+            }
+            out.conds.push((a, c.op, c.values));
+        } else {
+            return Err(bad(
+                &c.name,
+                format!(
+                    "not a {object} attribute ({}; RecordStartNo, PageRecordNum, MaxNumRecordReturn)",
+                    attributes.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl RecordQuery {
+    /// Whether `record` meets every condition (an attribute it lacks meets none but
+    /// `!=`).
+    pub fn keeps(&self, record: &serde_json::Value) -> bool {
+        self.conds.iter().all(|(a, op, values)| {
+            let Some(have) = super::text(record, a) else {
+                return *op == Op::Ne;
+            };
+            let cmp = |v: &String| compare(a, &have, v);
+            use std::cmp::Ordering::*;
+            match op {
+                Op::Eq => cmp(&values[0]) == Equal,
+                Op::Ne => cmp(&values[0]) != Equal,
+                Op::Gt => cmp(&values[0]) == Greater,
+                Op::Ge => cmp(&values[0]) != Less,
+                Op::Lt => cmp(&values[0]) == Less,
+                Op::Le => cmp(&values[0]) != Greater,
+                Op::Between => cmp(&values[0]) != Less && cmp(&values[1]) != Greater,
+                Op::In => values.iter().any(|v| cmp(v) == Equal),
+                Op::Like => like(&have, &values[0]),
+            }
+        })
+    }
+
+    /// The page of `records` (in the order given) the query asks: those kept, from
+    /// `RecordStartNo`, at most `PageRecordNum` (and none past `MaxNumRecordReturn`);
+    /// and how many were kept in all (cut to `MaxNumRecordReturn`).
+    pub fn page_of(&self, records: Vec<serde_json::Value>) -> (Vec<serde_json::Value>, usize) {
+        let kept: Vec<_> = records.into_iter().filter(|r| self.keeps(r)).collect();
+        let cap = self.page.max_num_record_return.unwrap_or(usize::MAX);
+        let total = kept.len().min(cap);
+        let skip = self.page.record_start_no - 1;
+        let take = self.page.page_record_num.min(total.saturating_sub(skip));
+        (kept.into_iter().skip(skip).take(take).collect(), total)
+    }
+}
+
+/// Two values of attribute `a`: as times when it is one (`…Time`, either form), as
+/// integers when both are, else as text.
+fn compare(a: &str, have: &str, want: &str) -> std::cmp::Ordering {
+    if a.ends_with("Time") {
+        if let (Ok((h, _)), Ok((w, _))) = (time_of(a, have), time_of(a, want)) {
+            return h.cmp(&w);
+        }
+    }
+    match (have.parse::<i64>(), want.parse::<i64>()) {
+        (Ok(h), Ok(w)) => h.cmp(&w),
+        _ => have.cmp(want),
+    }
+}
+
+/// The longest `LIKE` pattern a record condition takes, in characters.
+pub const MAX_LIKE_CHARS: usize = 256;
+
+/// SQL's `LIKE`: `%` any run, `_` any one character; a pattern with neither is
+/// looked for anywhere in the value (as the platforms' fuzzy match reads it). Time
+/// and memory proportional to the value's length times the pattern's.
+fn like(have: &str, pattern: &str) -> bool {
+    if !pattern.contains(['%', '_']) {
+        return have.contains(pattern);
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    // matched[j]: the value so far matches the pattern's first j characters.
+    let mut matched = vec![false; p.len() + 1];
+    matched[0] = true;
+    for j in 1..=p.len() {
+        matched[j] = matched[j - 1] && p[j - 1] == '%';
+    }
+    for c in have.chars() {
+        let mut next = vec![false; p.len() + 1];
+        for j in 1..=p.len() {
+            next[j] = match p[j - 1] {
+                '%' => next[j - 1] || matched[j],
+                '_' => matched[j - 1],
+                q => matched[j - 1] && q == c,
+            };
+        }
+        matched = next;
+    }
+    matched[p.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,5 +953,62 @@ mod tests {
             "RecordStartNo"
         );
         assert_eq!(field("(PlateNo = 'a'"), "(");
+    }
+
+    #[test]
+    fn like_reads_sql_wildcards_and_plain_text_anywhere() {
+        assert!(like("卡口过车订阅", "过车"));
+        assert!(!like("卡口过车订阅", "人脸"));
+        assert!(like("abc", "a%") && like("abc", "%c") && like("abc", "a_c"));
+        assert!(like("abc", "%") && like("", "%") && !like("", "_"));
+        assert!(!like("abc", "a_") && !like("abc", "b%") && like("a%c", "a%c"));
+        // Many wildcards stay proportional to value × pattern.
+        let long = "a".repeat(200);
+        assert!(!like(&long, &format!("{}b", "%a".repeat(100))));
+    }
+
+    #[test]
+    fn record_conditions_keep_and_page_as_asked() {
+        let rec = |id: &str, status: u8, begin: &str| serde_json::json!({"SubscribeID": id, "SubscribeStatus": status, "BeginTime": begin});
+        let all = vec![
+            rec("a", 0, "20210901000000"),
+            rec("b", 1, "20210902000000"),
+            rec("c", 0, "20210903000000"),
+        ];
+        let ids = |q: &str| {
+            let q = records("Subscribe", SUBSCRIBE_ATTRIBUTES, Some(q)).unwrap();
+            let (page, total) = q.page_of(all.clone());
+            let ids: Vec<String> = page
+                .iter()
+                .map(|o| o["SubscribeID"].as_str().unwrap().to_string())
+                .collect();
+            (ids, total)
+        };
+        assert_eq!(ids(""), (vec!["a".into(), "b".into(), "c".into()], 3));
+        assert_eq!(ids("SubscribeStatus=0").1, 2);
+        assert_eq!(ids("SubscribeObject.SubscribeStatus.Neq=0").0, ["b"]);
+        assert_eq!(ids("BeginTime.Gt=20210901000000").0, ["b", "c"]);
+        assert_eq!(ids("(BeginTime < '2021-09-02 00:00:00')").0, ["a"]);
+        assert_eq!(
+            ids("RecordStartNo=3&PageRecordNum=5"),
+            (vec!["c".into()], 3)
+        );
+        assert_eq!(ids("RecordStartNo=9"), (vec![], 3));
+        assert_eq!(
+            ids("MaxNumRecordReturn=2&RecordStartNo=2"),
+            (vec!["b".into()], 2)
+        );
+        // A field of no record or of another object, a bad time, a long pattern.
+        for q in [
+            "PlateNo=1",
+            "Face.SubscribeID=a",
+            "BeginTime=yesterday",
+            &format!("Title.Like={}", "x".repeat(MAX_LIKE_CHARS + 1)),
+        ] {
+            assert!(
+                records("Subscribe", SUBSCRIBE_ATTRIBUTES, Some(q)).is_err(),
+                "{q}"
+            );
+        }
     }
 }

@@ -1338,7 +1338,7 @@ pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
     ended(
         c,
         Gate::Registered,
-        |app, platform, id| match super::dispositions::revoke(app, platform, id) {
+        |app, platform, id, _| match super::dispositions::revoke(app, platform, id) {
             Ok(true) => (OK, "正常".to_string()),
             Ok(false) => (OTHER_ERROR, format!("不存在布控ID: no disposition {id}")),
             Err(e) => (e.code(), e.to_string()),
@@ -1347,31 +1347,42 @@ pub(crate) async fn revoke_dispositions(c: Call) -> Result<Answer, ApiError> {
     .await
 }
 
-/// `DELETE /VIID/Subscribes?IDList=a,b`, and `PUT`/`DELETE /VIID/Subscribes/{id}`:
-/// cancel (the caller's own subscriptions only).
+/// `PUT /VIID/Subscribes/{id}` cancels (GA/T 1400.4 取消订阅: the body's
+/// `SubscribeObject` may name `SubscribeCancelOrg`, `SubscribeCancelPerson`,
+/// `CancelTime`, `CancelReason`; it stays listed with `SubscribeStatus` 1);
+/// `DELETE /VIID/Subscribes?IDList=a,b` and `DELETE /VIID/Subscribes/{id}` delete (no
+/// longer listed). The caller's own subscriptions only.
 pub(crate) async fn cancel_subscribes(c: Call) -> Result<Answer, ApiError> {
-    ended(
-        c,
-        Gate::Platform,
-        |app, platform, id| match super::subscribes::cancel(app, platform, id) {
+    let put = c.head.method == hyper::Method::PUT;
+    ended(c, Gate::Platform, move |app, platform, id, body| {
+        let done = match put {
+            true => {
+                let given = super::subscribes::cancel_body(body);
+                super::subscribes::cancel(app, platform, id, given.as_ref())
+            }
+            false => super::subscribes::delete(app, platform, id),
+        };
+        match done {
             Ok(true) => (OK, "正常".to_string()),
             Ok(false) => (OTHER_ERROR, format!("不存在订阅ID: no subscription {id}")),
             Err(e) => (e.code(), e.to_string()),
-        },
-    )
+        }
+    })
     .await
 }
 
 /// Ends what a registered platform made, by the ids of `IDList` or the path: one
-/// status per id.
+/// status per id. `end` is also given the body of a request naming one id by its
+/// path (empty otherwise).
 async fn ended<F>(c: Call, gate: Gate, end: F) -> Result<Answer, ApiError>
 where
-    F: Fn(&Arc<App>, &str, &str) -> (i64, String) + Send + 'static,
+    F: Fn(&Arc<App>, &str, &str, &[u8]) -> (i64, String) + Send + 'static,
 {
     let ids: Vec<String> = match &c.arg {
         Some(id) => vec![id.clone()],
         None => c.params.list("IDList").unwrap_or_default(),
     };
+    let one = c.arg.is_some();
     exchange_as(c, gate, move |app, x| {
         let platform = match caller_of(app, &x, gate) {
             Ok(p) => p,
@@ -1390,10 +1401,11 @@ where
             );
             return Reply::ok(status_list(vec![s]));
         }
+        let body: &[u8] = if one { &x.body } else { &[] };
         let statuses = ids
             .iter()
             .map(|id| {
-                let (code, text) = end(app, &platform, id);
+                let (code, text) = end(app, &platform, id, body);
                 status_object(id, &x.url(), code, &text, x.now_ms)
             })
             .collect();
@@ -1403,8 +1415,30 @@ where
 }
 
 /// `GET /VIID/Subscribes`: the caller's subscriptions.
+/// `GET /VIID/Subscribes`: the caller's subscriptions the query's conditions keep
+/// (any `SubscribeObject` attribute; `RecordStartNo`, `PageRecordNum`), or 400 naming
+/// a condition not answered.
 pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
-    listing_as(c, Gate::Platform, super::subscribes::list).await
+    let q = super::conditions::records(
+        "Subscribe",
+        super::conditions::SUBSCRIBE_ATTRIBUTES,
+        (!c.query.is_empty()).then_some(c.query.as_str()),
+    );
+    exchange_as(c, Gate::Platform, move |app, x| {
+        let caller = match caller_of(app, &x, Gate::Platform) {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
+        };
+        let q = match q {
+            Ok(q) => q,
+            Err(e) => return super::query::refused(&x, &e),
+        };
+        match super::subscribes::list(app, &caller, &q) {
+            Ok(list) => Reply::ok(list),
+            Err(e) => device_error(&x, &e),
+        }
+    })
+    .await
 }
 
 /// `POST /VIID/SubscribeNotifications`: what a platform we subscribed to (or one that

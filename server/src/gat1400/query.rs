@@ -270,7 +270,7 @@ fn objects_of(app: &App, x: &Exchange, found: &ObjectPage) -> Result<Vec<Value>,
 }
 
 /// 400 naming the condition refused: `StatusCode` 4 (invalid operation).
-fn refused(x: &Exchange, e: &BadCondition) -> Reply {
+pub(crate) fn refused(x: &Exchange, e: &BadCondition) -> Reply {
     let s = one_status("", &x.url(), INVALID_OPERATION, &e.to_string(), x.now_ms);
     Reply::with(StatusCode::BAD_REQUEST, s)
 }

@@ -21,6 +21,8 @@ use crate::error::ApiError;
 use crate::subscriptions::{Registry, Subscription};
 use crate::App;
 
+use super::conditions::RecordQuery;
+
 /// What a subscription made through `/VIID/Subscribes` keeps beside its filter.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ViidSubscribe {
@@ -205,7 +207,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     };
     let server_id = &app.config.viid_server_id;
     let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
-        return match Registry::delete(app, &sub_id)? {
+        return match cancel(app, platform, &id, Some(o))? {
             true => Ok(id),
             false => Err(SubscribeError::NoSuch(id)),
         };
@@ -217,6 +219,8 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     let cursor = Registry::cursor(app, &sub_id)?;
     Registry::delete(app, &sub_id)?;
     Registry::create(app, s, cursor)?;
+    // Subscribed again: no longer listed as cancelled.
+    forget_cancelled(app, platform, &id)?;
     Ok(id)
 }
 
@@ -395,30 +399,176 @@ pub(crate) fn end_orphaned_uppers(app: &App) -> Result<Vec<String>, ApiError> {
     Ok(ended)
 }
 
-/// Cancels `platform`'s subscription `id`: false when it has none by that id.
-pub(crate) fn cancel(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+/// Cancelled subscriptions kept for their platform to list (`SubscribeStatus` 1),
+/// at most this many a platform: past it, the longest cancelled is forgotten.
+pub const MAX_CANCELLED_KEPT: usize = 1000;
+
+/// `serve`'s cancelled subscriptions: `{owner}/{SubscribeID}` → [`Cancelled`].
+const CANCELLED_TREE: &str = "viid_subscribes_cancelled";
+
+/// A cancelled subscription as `serve` keeps it.
+#[derive(Serialize, Deserialize)]
+struct Cancelled {
+    at_ms: i64,
+    object: Value,
+}
+
+fn cancelled_key(owner: &str, id: &str) -> String {
+    format!("{owner}/{id}")
+}
+
+/// The object a cancelled subscription is listed as: the one `stored`, with what the
+/// cancel `given` names over it (`SubscribeCancelOrg`, `SubscribeCancelPerson`,
+/// `CancelTime`, `CancelReason`), `OperateType` 1, `SubscribeStatus` 1 and a
+/// `CancelTime` (now, unless given). Shared with a cluster's ingest nodes.
+pub(crate) fn cancelled_object(stored: &Value, given: Option<&Value>, now_ms: i64) -> Value {
+    let mut o = match given {
+        Some(g) => merged(stored, g),
+        None => stored.clone(),
+    };
+    let had_time = text(&o, "CancelTime").is_some();
+    if let Some(m) = o.as_object_mut() {
+        m.insert("OperateType".into(), 1.into());
+        m.insert("SubscribeStatus".into(), 1.into());
+        if !had_time {
+            m.insert("CancelTime".into(), super::local_time(now_ms).into());
+        }
+    }
+    o
+}
+
+/// The `SubscribeObject` a cancel's body names (`PUT /VIID/Subscribes/{id}`: a
+/// `SubscribeObject`, bare or wrapped), if it names one.
+pub(crate) fn cancel_body(body: &[u8]) -> Option<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let o = super::field(&v, "SubscribeObject").cloned().unwrap_or(v);
+    o.is_object().then(|| super::capitalized(&o))
+}
+
+/// Cancels `platform`'s subscription `id` (`PUT /VIID/Subscribes/{id}`, or
+/// `OperateType` 1): delivery stops and the subscription stays listed with
+/// `SubscribeStatus` 1 and the cancel's fields (`given`). True when it was in force or
+/// already cancelled; false when the platform has none by that id.
+pub(crate) fn cancel(
+    app: &App,
+    platform: &str,
+    id: &str,
+    given: Option<&Value>,
+) -> Result<bool, SubscribeError> {
     let sub_id = subscription_id(id);
     match Registry::get(app, &sub_id)? {
-        None => Ok(false),
+        None => Ok(app
+            .store
+            .catalog()
+            .kv_get(CANCELLED_TREE, &cancelled_key(platform, id))
+            .map_err(ApiError::from)?
+            .is_some()),
         Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
-        Some(_) => Ok(Registry::delete(app, &sub_id)?),
+        Some(s) => {
+            let stored = s.viid.map(|v| v.object).unwrap_or_default();
+            let now = crate::now_ms();
+            let kept = Cancelled {
+                at_ms: now,
+                object: cancelled_object(&stored, given, now),
+            };
+            let c = app.store.catalog();
+            c.kv_put(
+                CANCELLED_TREE,
+                &cancelled_key(platform, id),
+                &serde_json::to_vec(&kept).expect("serializes"),
+            )
+            .map_err(ApiError::from)?;
+            Registry::delete(app, &sub_id)?;
+            // At most MAX_CANCELLED_KEPT a platform: the longest cancelled go.
+            let mut all = cancelled_of(app, platform)?;
+            if all.len() > MAX_CANCELLED_KEPT {
+                all.sort_by_key(|(at, _, _)| *at);
+                for (_, key, _) in &all[..all.len() - MAX_CANCELLED_KEPT] {
+                    c.kv_delete(CANCELLED_TREE, key).map_err(ApiError::from)?;
+                }
+            }
+            Ok(true)
+        }
     }
 }
 
-/// `platform`'s subscriptions as a `SubscribeListObject`, each with its delivery state
-/// (`SubscribeStatus` 0 while in force, 2 past its `EndTime`).
-pub(crate) fn list(app: &App, platform: &str) -> Result<Value, ApiError> {
-    let all = Registry::list(app)?.into_iter().map(|(s, _)| s);
-    Ok(listed(all, platform, crate::now_ms()))
+/// Deletes `platform`'s subscription `id` (`DELETE /VIID/Subscribes?IDList=…` or
+/// `/{id}`): stopped if in force, and no longer listed. False when it has none by
+/// that id, in force or cancelled.
+pub(crate) fn delete(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+    let sub_id = subscription_id(id);
+    let running = match Registry::get(app, &sub_id)? {
+        Some(s) if s.owner != platform => return Err(SubscribeError::NotYours(id.to_string())),
+        Some(_) => Registry::delete(app, &sub_id)?,
+        None => false,
+    };
+    Ok(forget_cancelled(app, platform, id)? || running)
 }
 
-/// `platform`'s subscriptions of `all` as a `SubscribeListObject` at `now`.
+/// Forgets `platform`'s cancelled subscription `id`; whether there was one.
+fn forget_cancelled(app: &App, platform: &str, id: &str) -> Result<bool, ApiError> {
+    let c = app.store.catalog();
+    let key = cancelled_key(platform, id);
+    let had = c.kv_get(CANCELLED_TREE, &key)?.is_some();
+    if had {
+        c.kv_delete(CANCELLED_TREE, &key)?;
+    }
+    Ok(had)
+}
+
+/// `platform`'s cancelled subscriptions: when each was cancelled, its key, its object.
+fn cancelled_of(app: &App, platform: &str) -> Result<Vec<(i64, String, Value)>, ApiError> {
+    let prefix = cancelled_key(platform, "");
+    let mut out = Vec::new();
+    // Keys sort by owner first: the platform's are the run after its prefix.
+    let mut after = prefix.clone();
+    loop {
+        let batch = app.store.catalog().kv_after(CANCELLED_TREE, &after, 256)?;
+        let n = batch.len();
+        for (key, bytes) in batch {
+            if !key.starts_with(&prefix) {
+                return Ok(out);
+            }
+            let c: Cancelled = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::internal(format!("cancelled subscription {key} is unreadable: {e}"))
+            })?;
+            after = key.clone();
+            out.push((c.at_ms, key, c.object));
+        }
+        if n < 256 {
+            return Ok(out);
+        }
+    }
+}
+
+/// `platform`'s subscriptions the conditions `q` keep, as a `SubscribeListObject`:
+/// those in force (`SubscribeStatus` 0, 2 past their `EndTime`) and those cancelled
+/// (1).
+pub(crate) fn list(app: &App, platform: &str, q: &RecordQuery) -> Result<Value, ApiError> {
+    let all = Registry::list(app)?.into_iter().map(|(s, _)| s);
+    let cancelled = cancelled_of(app, platform)?.into_iter().map(|(_, _, o)| o);
+    Ok(listed(
+        all,
+        cancelled.collect(),
+        platform,
+        crate::now_ms(),
+        q,
+    ))
+}
+
+/// `platform`'s subscriptions of `all`, and its `cancelled` ones, as a
+/// `SubscribeListObject` at `now`: the page of those `q` keeps, by `SubscribeID`.
 pub(crate) fn listed(
     all: impl IntoIterator<Item = Subscription>,
+    cancelled: Vec<Value>,
     platform: &str,
     now: i64,
+    q: &RecordQuery,
 ) -> Value {
-    let objects: Vec<Value> = all
+    let mut objects: Vec<Value> = all
         .into_iter()
         .filter(|s| s.owner == platform)
         .filter_map(|s| {
@@ -428,8 +578,11 @@ pub(crate) fn listed(
             o["SubscribeStatus"] = if ended { 2 } else { 0 }.into();
             Some(o)
         })
+        .chain(cancelled)
         .collect();
-    serde_json::json!({"SubscribeListObject": {"SubscribeObject": objects}})
+    objects.sort_by_key(|o| text(o, "SubscribeID").unwrap_or_default());
+    let (page, _) = q.page_of(objects);
+    serde_json::json!({"SubscribeListObject": {"SubscribeObject": page}})
 }
 
 #[cfg(test)]

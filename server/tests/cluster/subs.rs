@@ -629,8 +629,27 @@ fn subscriptions_deliver_as_serve_across_a_killed_query_node_and_to_a_gat1400_pl
         "its notifications' subscription is gone: {row:?}"
     );
 
-    // Cancelled on the ingest node: gone from every list.
+    // Cancelled on the ingest node (GA/T 1400.4 取消订阅): listed with SubscribeStatus 1
+    // and the cancel's reason, as on `serve`; no longer delivered.
     let cancel = format!("/VIID/Subscribes/{subscribe_id}");
+    let body = json!({"SubscribeObject": {"SubscribeID": subscribe_id, "CancelReason": "结案"}});
+    let (status, _, answer) = viid(ia, "PUT", &cancel, &ident, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"],
+        0
+    );
+    let (status, _, listed) = viid(ia, "GET", "/VIID/Subscribes?SubscribeStatus=1", &ident, "");
+    assert_eq!(status, 200, "{listed}");
+    let o = &listed["SubscribeListObject"]["SubscribeObject"][0];
+    assert_eq!(
+        (&o["SubscribeID"], &o["SubscribeStatus"], &o["CancelReason"]),
+        (&json!(subscribe_id), &json!(1), &json!("结案")),
+        "{listed}"
+    );
+    let (status, _, refused) = viid(ia, "GET", "/VIID/Subscribes?PlateNo=1", &ident, "");
+    assert_eq!(status, 400, "{refused}");
+    // Deleted: gone from every list.
     let (status, _, answer) = viid(ia, "DELETE", &cancel, &ident, "");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(

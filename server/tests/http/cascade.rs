@@ -249,16 +249,33 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
     );
     assert_eq!(status, 403, "{answer}");
     assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 4, "{answer}");
-    let (_, _, answer) = viid(
-        a,
-        "DELETE",
-        &format!("/VIID/Subscribes?IDList={SUBSCRIBE_ID}"),
-        &ident,
-        "",
-    );
+    // GA/T 1400.4 取消订阅: PUT /VIID/Subscribes/<ID> with the cancel's fields. It stays
+    // listed, SubscribeStatus 1, with them.
+    let cancel = json!({"SubscribeObject": {"SubscribeID": SUBSCRIBE_ID,
+        "SubscribeCancelOrg": "苏州市局", "SubscribeCancelPerson": "李四",
+        "CancelTime": "20210902080000", "CancelReason": "案件结束", "OperateType": 1}});
+    let one = format!("/VIID/Subscribes/{SUBSCRIBE_ID}");
+    let (_, _, answer) = viid(a, "PUT", &one, &ident, &cancel.to_string());
     assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
     let (_, _, listed) = viid(a, "GET", "/VIID/Subscribes", &ident, "");
-    assert_eq!(listed["SubscribeListObject"]["SubscribeObject"], json!([]));
+    let o = &listed["SubscribeListObject"]["SubscribeObject"][0];
+    assert_eq!(
+        (&o["SubscribeID"], &o["SubscribeStatus"], &o["CancelReason"]),
+        (&json!(SUBSCRIBE_ID), &json!(1), &json!("案件结束")),
+        "{listed}"
+    );
+    assert_eq!(
+        (&o["SubscribeCancelPerson"], &o["CancelTime"], &o["Title"]),
+        (
+            &json!("李四"),
+            &json!("20210902080000"),
+            &json!("卡口过车订阅")
+        ),
+        "the cancel's fields over the subscription's: {listed}"
+    );
+    // Cancelling it again is no error.
+    let (_, _, answer) = viid(a, "PUT", &one, &ident, "");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
     let before = receiver.bodies.lock().unwrap().len();
     let body =
         json!({"MotorVehicleListObject": {"MotorVehicleObject": [vehicle(3, &jpeg(3, 1000))]}});
@@ -272,6 +289,106 @@ fn a_platform_subscribes_and_receives_full_objects_with_their_pictures() {
         before,
         "nothing after the cancel"
     );
+    // 删除订阅: DELETE takes it off the list.
+    let (_, _, answer) = viid(
+        a,
+        "DELETE",
+        &format!("/VIID/Subscribes?IDList={SUBSCRIBE_ID}"),
+        &ident,
+        "",
+    );
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    let (_, _, listed) = viid(a, "GET", "/VIID/Subscribes", &ident, "");
+    assert_eq!(listed["SubscribeListObject"]["SubscribeObject"], json!([]));
+    let (_, _, answer) = viid(a, "PUT", &one, &ident, "");
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 1, "deleted: {answer}");
+}
+
+/// `GET /VIID/Subscribes` answers the standard's query conditions over a
+/// `SubscribeObject`'s attributes (the three forms object queries take) and pages
+/// (`RecordStartNo`, `PageRecordNum`); a condition on no attribute of a subscription
+/// is 400 naming it, never ignored. A subscription cancelled with `OperateType` 1 is
+/// listed with `SubscribeStatus` 1, and subscribing again by its id puts it back in
+/// force.
+#[test]
+fn subscriptions_are_listed_by_the_conditions_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    catalog(a);
+    let receiver = Receiver::start();
+    let receive = format!("http://{}/VIID/SubscribeNotifications", receiver.addr);
+    assert_eq!(register(a, "/VIID/System/Register", PLATFORM, "p").0, 200);
+    let ident = [("User-Identify", PLATFORM.to_string())];
+    let id = |n: u32| format!("3205000000000000010320210901080000{n:05}");
+    let objects: Vec<Value> = (1..=5)
+        .map(|n| {
+            json!({"SubscribeID": id(n), "Title": format!("订阅{n}"),
+                   "SubscribeDetail": if n % 2 == 0 { "12" } else { "13" },
+                   "ResourceURI": GATE, "ReceiveAddr": receive,
+                   "BeginTime": format!("2021090{n}000000"), "EndTime": "20991231235959"})
+        })
+        .collect();
+    let body = json!({"SubscribeListObject": {"SubscribeObject": objects}}).to_string();
+    let (_, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &body);
+    assert!(
+        statuses(&answer).iter().all(|s| s["StatusCode"] == 0),
+        "{answer}"
+    );
+    let cancel = json!({"SubscribeListObject": {"SubscribeObject": [
+        {"SubscribeID": id(4), "OperateType": 1, "CancelReason": "到期"}]}});
+    let (_, _, answer) = viid(a, "PUT", "/VIID/Subscribes", &ident, &cancel.to_string());
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+
+    let ids = |query: &str| -> Vec<String> {
+        let (status, _, listed) = viid(a, "GET", &format!("/VIID/Subscribes?{query}"), &ident, "");
+        assert_eq!(status, 200, "{query}: {listed}");
+        listed["SubscribeListObject"]["SubscribeObject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["SubscribeID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(""), (1..=5).map(id).collect::<Vec<_>>());
+    assert_eq!(ids(&format!("SubscribeID={}", id(3))), [id(3)]);
+    assert_eq!(
+        ids(&format!(
+            "(Subscribe.SubscribeID%20IN%20('{}','{}'))",
+            id(2),
+            id(5)
+        )),
+        [id(2), id(5)]
+    );
+    assert_eq!(ids("SubscribeDetail=12"), [id(2), id(4)]);
+    assert_eq!(ids("SubscribeStatus=1"), [id(4)]);
+    assert_eq!(
+        ids("(SubscribeStatus%20=%200)%20AND%20(SubscribeDetail%20=%2012)"),
+        [id(2)]
+    );
+    assert_eq!(
+        ids("(Subscribe.BeginTime%20BETWEEN%20'20210902000000'%20AND%20'2021-09-03%2000:00:00')"),
+        [id(2), id(3)]
+    );
+    assert_eq!(ids("Title.Like=%E8%AE%A2%E9%98%855"), [id(5)]);
+    assert_eq!(ids("RecordStartNo=2&PageRecordNum=2"), [id(2), id(3)]);
+    assert_eq!(ids(&format!("SubscribeID={}", id(9))), Vec::<String>::new());
+    // Not an attribute of a subscription: refused, naming it.
+    let (status, _, answer) = viid(a, "GET", "/VIID/Subscribes?PlateNo=x", &ident, "");
+    assert_eq!(status, 400, "{answer}");
+    let why = answer["ResponseStatusObject"]["StatusString"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("PlateNo"), "{why}");
+    let (status, _, _) = viid(a, "GET", "/VIID/Subscribes?PageRecordNum=0", &ident, "");
+    assert_eq!(status, 400);
+
+    // Subscribed again: in force.
+    let again = json!({"SubscribeListObject": {"SubscribeObject": [objects[3].clone()]}});
+    let (_, _, answer) = viid(a, "POST", "/VIID/Subscribes", &ident, &again.to_string());
+    assert_eq!(statuses(&answer)[0]["StatusCode"], 0, "{answer}");
+    assert_eq!(ids("SubscribeStatus=1"), Vec::<String>::new());
+    assert_eq!(ids("SubscribeStatus=0").len(), 5);
 }
 
 /// A subscription whose receiver answers 200 but refuses the objects for now

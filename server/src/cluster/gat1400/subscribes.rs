@@ -12,9 +12,11 @@
 //!   directory of their owners made on the first subscription; a partition that does
 //!   not answer refuses the object with status 3, rather than start it anywhere
 //!   else).
-//! * `DELETE /VIID/Subscribes?IDList=a,b`, `PUT`/`DELETE /VIID/Subscribes/{id}`:
-//!   cancels the caller's own; one status per id.
-//! * `GET /VIID/Subscribes`: the caller's, as a `SubscribeListObject`.
+//! * `PUT /VIID/Subscribes/{id}` cancels the caller's own (kept, listed with
+//!   `SubscribeStatus` 1, in `cancelled_subscribes`); `DELETE /VIID/Subscribes?IDList=
+//!   a,b` and `DELETE /VIID/Subscribes/{id}` delete them; one status per id.
+//! * `GET /VIID/Subscribes`: the caller's that the conditions keep, as a
+//!   `SubscribeListObject` (as `serve`'s).
 //!
 //! A new subscription is refused with status 2 past `query.max_subscriptions` or
 //! `query.max_subscriptions_per_owner`, and with status 3 while this node has not read
@@ -34,8 +36,12 @@ use serde_json::Value;
 
 use super::{admit_platform, managing, GatNode};
 use crate::error::ApiError;
+use crate::gat1400::conditions::{records, RecordQuery, SUBSCRIBE_ATTRIBUTES};
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
-use crate::gat1400::subscribes::{listed, requested, subscription_id, SubscribeError, Subscriber};
+use crate::gat1400::subscribes::{
+    cancelled_object, listed, requested, subscription_id, SubscribeError, Subscriber,
+    MAX_CANCELLED_KEPT,
+};
 use crate::gat1400::{status_list, status_object, INVALID_JSON_CONTENT, OK};
 use crate::subscriptions::Subscription;
 use sightline_cluster::subscriptions::Added;
@@ -111,15 +117,10 @@ impl GatNode {
             .map(|v| &v.object);
         let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
             // Cancelling one that is not there (as `serve`: 1, 不存在订阅ID).
-            if existing.is_none() {
-                return Err(SubscribeError::NoSuch(id));
-            }
-            let (i, p) = (sub_id.clone(), platform.to_string());
-            self.write("delete a subscription", move |m| {
-                Box::pin(async move { m.delete_subscription_of(&i, &p).await })
-            })
-            .await?;
-            return Ok(id);
+            return match self.cancel(platform, &id, existing, Some(o)).await? {
+                true => Ok(id),
+                false => Err(SubscribeError::NoSuch(id)),
+            };
         };
         // Where it may make us send, as `serve` judges it (`http::egress`); the query
         // nodes judge each connection again.
@@ -141,6 +142,7 @@ impl GatNode {
                 false => Err(SubscribeError::NoSuch(id)),
             };
         }
+
         // Only a new one asks for now.
         let cursor = self.heads().await?;
         let q = &self.config.query;
@@ -154,7 +156,15 @@ impl GatNode {
             })
             .await?;
         match added {
-            Added::Added => Ok(id),
+            Added::Added => {
+                // Subscribed again: no longer listed as cancelled.
+                let (i, p) = (subscription_id(&id), platform.to_string());
+                self.write("forget a cancelled subscription", move |m| {
+                    Box::pin(async move { m.forget_cancelled_subscribe(&i, &p).await })
+                })
+                .await?;
+                Ok(id)
+            }
             // Made since it was read (by this platform or another).
             Added::Exists => Err(SubscribeError::NotYours(id)),
             Added::Full { total } => Err(SubscribeError::Store(ApiError::TooManySubscriptions(
@@ -163,25 +173,73 @@ impl GatNode {
         }
     }
 
-    /// Cancels `platform`'s subscription `id`: false when it has none by that id.
-    async fn cancel(&self, platform: &str, id: &str) -> Result<bool, SubscribeError> {
-        let sub_id = subscription_id(id);
-        match self.stored_subscription(&sub_id).await? {
-            None => Ok(false),
-            Some(s) if s.owner != platform => Err(SubscribeError::NotYours(id.to_string())),
-            Some(_) => {
-                let p = platform.to_string();
-                Ok(self
-                    .write("delete a subscription", move |m| {
-                        Box::pin(async move { m.delete_subscription_of(&sub_id, &p).await })
-                    })
-                    .await?)
-            }
+    /// Cancels `platform`'s subscription `id` (as `serve`'s `subscribes::cancel`: its
+    /// row gone, its object kept to list with `SubscribeStatus` 1 and what the cancel
+    /// `given` names), `existing` being its row as read. True when it was in force or
+    /// already cancelled; false when the platform has none by that id.
+    async fn cancel(
+        &self,
+        platform: &str,
+        id: &str,
+        existing: Option<Subscription>,
+        given: Option<&Value>,
+    ) -> Result<bool, SubscribeError> {
+        let p = platform.to_string();
+        let Some(s) = existing else {
+            let cancelled = self
+                .write("read cancelled subscriptions", move |m| {
+                    Box::pin(async move { m.cancelled_subscribes(&p).await })
+                })
+                .await?;
+            return Ok(cancelled.iter().any(|o| {
+                serde_json::from_str::<Value>(o)
+                    .ok()
+                    .and_then(|o| crate::gat1400::text(&o, "SubscribeID"))
+                    .as_deref()
+                    == Some(id)
+            }));
+        };
+        if s.owner != platform {
+            return Err(SubscribeError::NotYours(id.to_string()));
         }
+        let stored = s.viid.map(|v| v.object).unwrap_or_default();
+        let object = cancelled_object(&stored, given, crate::now_ms()).to_string();
+        let sub_id = subscription_id(id);
+        let keep = MAX_CANCELLED_KEPT as i64;
+        Ok(self
+            .write("cancel a subscription", move |m| {
+                Box::pin(async move { m.cancel_subscription_of(&sub_id, &p, &object, keep).await })
+            })
+            .await?)
     }
 
-    /// `platform`'s subscriptions as a `SubscribeListObject`.
-    async fn listed(&self, platform: &str) -> Result<Value, ApiError> {
+    /// Deletes `platform`'s subscription `id` (as `serve`'s `subscribes::delete`):
+    /// stopped if in force, and no longer listed. False when it has none by that id.
+    async fn delete(&self, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+        let sub_id = subscription_id(id);
+        let running = match self.stored_subscription(&sub_id).await? {
+            Some(s) if s.owner != platform => return Err(SubscribeError::NotYours(id.to_string())),
+            Some(_) => {
+                let p = platform.to_string();
+                self.write("delete a subscription", move |m| {
+                    Box::pin(async move { m.delete_subscription_of(&sub_id, &p).await })
+                })
+                .await?
+            }
+            None => false,
+        };
+        let (i, p) = (subscription_id(id), platform.to_string());
+        let forgot = self
+            .write("forget a cancelled subscription", move |m| {
+                Box::pin(async move { m.forget_cancelled_subscribe(&i, &p).await })
+            })
+            .await?;
+        Ok(running || forgot)
+    }
+
+    /// `platform`'s subscriptions the conditions `q` keep, as a `SubscribeListObject`
+    /// (as `serve`'s: in force and cancelled).
+    async fn listed(&self, platform: &str, q: &RecordQuery) -> Result<Value, ApiError> {
         let rows = self
             .write("read subscriptions", |m| {
                 Box::pin(async move { m.subscriptions().await })
@@ -191,7 +249,16 @@ impl GatNode {
             .iter()
             .filter_map(|r| serde_json::from_str(&r.body_json).ok())
             .collect();
-        Ok(listed(all, platform, crate::now_ms()))
+        let p = platform.to_string();
+        let cancelled = self
+            .write("read cancelled subscriptions", move |m| {
+                Box::pin(async move { m.cancelled_subscribes(&p).await })
+            })
+            .await?
+            .iter()
+            .filter_map(|o| serde_json::from_str(o).ok())
+            .collect();
+        Ok(listed(all, cancelled, platform, crate::now_ms(), q))
     }
 }
 
@@ -226,10 +293,20 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
     let status =
         |id: &str, code: i64, text: &str| status_object(id, &x.url(), code, text, x.now_ms);
     match (method.as_str(), one.clone()) {
-        ("GET", None) => match node.listed(&platform).await {
-            Ok(list) => Reply::ok(list),
-            Err(e) => device_error(&x, &e),
-        },
+        ("GET", None) => {
+            let q = records(
+                "Subscribe",
+                SUBSCRIBE_ATTRIBUTES,
+                x.query.as_deref().filter(|q| !q.is_empty()),
+            );
+            match q {
+                Err(e) => crate::gat1400::query::refused(&x, &e),
+                Ok(q) => match node.listed(&platform, &q).await {
+                    Ok(list) => Reply::ok(list),
+                    Err(e) => device_error(&x, &e),
+                },
+            }
+        }
         ("POST" | "PUT", None) => {
             let items = match items_of_list(&x, "SubscribeListObject", "SubscribeObject") {
                 Ok(items) => items,
@@ -259,8 +336,17 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
                 Err(refused) => return refused,
             };
             let mut statuses = Vec::with_capacity(ids.len());
+            let cancels = method == "PUT";
+            let given = crate::gat1400::subscribes::cancel_body(&x.body);
             for id in &ids {
-                let (code, text) = match node.cancel(&platform, id).await {
+                let done = match cancels {
+                    true => match node.stored_subscription(&subscription_id(id)).await {
+                        Ok(existing) => node.cancel(&platform, id, existing, given.as_ref()).await,
+                        Err(e) => Err(e.into()),
+                    },
+                    false => node.delete(&platform, id).await,
+                };
+                let (code, text) = match done {
                     Ok(true) => (OK, "正常".to_string()),
                     Ok(false) => {
                         let why = SubscribeError::NoSuch(id.clone());
