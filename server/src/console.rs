@@ -96,8 +96,12 @@ pub(crate) fn asset(
         .position(|a| a.name == name)
         .ok_or_else(|| ApiError::NoSuchEndpoint(path.to_string()))?;
     let (asset, etag) = (&ASSETS[i], &ETAGS[i]);
-    let fresh =
-        if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    // RFC 9110 §13.1.2: If-None-Match compares weakly (`W/"…"` matches `"…"`).
+    let fresh = if_none_match.is_some_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    });
     let headers = vec![
         (ETAG, value(etag)),
         // Kept, but checked with the server on every use (a 304 costs no body): an

@@ -1146,7 +1146,7 @@ async fn read_body(
     };
     x.raw = body.clone();
     // GBK text as UTF-8 may take up to the limit again: reserved before.
-    if crate::gat1400::handlers::is_gb(content_type.as_deref()) {
+    if crate::gat1400::handlers::is_gb_body(content_type.as_deref(), &body) {
         if let Some(b) = budget {
             if !b.grow(&mut held, max) {
                 return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));

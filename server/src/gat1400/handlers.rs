@@ -267,7 +267,7 @@ where
     };
     // A body a Chinese platform sends in GBK, GB2312 or GB18030, as UTF-8: its text may
     // take up to the limit again, reserved before.
-    if is_gb(c.header(CONTENT_TYPE)) {
+    if is_gb_body(c.header(CONTENT_TYPE), &body) {
         if let Some(b) = budget {
             if !b.grow(&mut held, max) {
                 return early(ApiError::BodyBudget(b.total()), BUSY, &url);
@@ -435,22 +435,35 @@ pub(crate) fn is_gb(content_type: Option<&str>) -> bool {
         .is_some_and(|c| matches!(c.as_str(), "gbk" | "gb2312" | "gb18030" | "x-gbk"))
 }
 
+/// Whether a `/VIID` body is read as GB18030 ([`to_utf8`]): its `Content-Type` says
+/// GBK, GB2312 or GB18030 ([`is_gb`]), or it names no charset and is not UTF-8 (older
+/// cameras and platforms built for Chinese Windows send their plates in GBK under a
+/// bare `application/json`). Callers reserve `max` more of their byte budget first.
+pub(crate) fn is_gb_body(content_type: Option<&str>, body: &[u8]) -> bool {
+    is_gb(content_type)
+        || (charset_of(content_type).is_none() && std::str::from_utf8(body).is_err())
+}
+
 /// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
-/// `GB18030` (platforms built for Chinese Windows send them) decoded with
-/// `encoding_rs` (GB18030, of which the other two are subsets; its decoder, per the
-/// WHATWG Encoding Standard, also takes GB18030's four-byte sequences under `GBK`);
-/// any other or no charset is taken as UTF-8, as GA/T 1400 says. Bytes that do not
-/// decode are 400; the UTF-8 text (up to three times the bytes) is held to `max` as
-/// it is written, never more (413).
+/// `GB18030` (platforms built for Chinese Windows send them), or that names no charset
+/// and is not UTF-8 ([`is_gb_body`]), decoded with `encoding_rs` (GB18030, of which the
+/// other two are subsets; its decoder, per the WHATWG Encoding Standard, also takes
+/// GB18030's four-byte sequences under `GBK`); any other charset, or UTF-8 with none,
+/// is taken as UTF-8, as GA/T 1400 says. Bytes that do not decode are 400; the UTF-8
+/// text (up to three times the bytes) is held to `max` as it is written, never more
+/// (413).
 pub(crate) fn to_utf8(
     content_type: Option<&str>,
     body: hyper::body::Bytes,
     max: usize,
 ) -> Result<hyper::body::Bytes, ApiError> {
-    if !is_gb(content_type) {
+    if !is_gb_body(content_type, &body) {
         return Ok(body);
     }
-    let charset = charset_of(content_type).unwrap_or_default();
+    let not_text = match charset_of(content_type) {
+        Some(charset) => format!("the body is not {charset} text"),
+        None => "the body is neither UTF-8 nor GBK text".to_string(),
+    };
     let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
     // The decoder writes into the string's spare room only: room for the whole
     // decoded body at once (as the decoder bounds it: up to three bytes of UTF-8 a
@@ -468,9 +481,7 @@ pub(crate) fn to_utf8(
         match result {
             encoding_rs::DecoderResult::InputEmpty => break,
             encoding_rs::DecoderResult::Malformed(..) => {
-                return Err(ApiError::MalformedBody(format!(
-                    "the body is not {charset} text"
-                )))
+                return Err(ApiError::MalformedBody(not_text))
             }
             encoding_rs::DecoderResult::OutputFull => {
                 if out.capacity() >= cap {
@@ -493,7 +504,7 @@ pub(crate) async fn to_utf8_blocking(
     body: hyper::body::Bytes,
     max: usize,
 ) -> Result<hyper::body::Bytes, ApiError> {
-    if !is_gb(content_type) {
+    if !is_gb_body(content_type, &body) {
         return Ok(body);
     }
     let content_type = content_type.map(str::to_string);
@@ -1736,6 +1747,22 @@ mod tests {
         // UTF-8 (no charset) passes untouched.
         let same = hyper::body::Bytes::from_static("苏E".as_bytes());
         assert_eq!(to_utf8(None, same.clone(), 1).unwrap(), same);
+        // GBK sent with no charset (older cameras) is read as GBK; with another charset
+        // named it is left as sent (and fails as JSON); bytes neither UTF-8 nor GBK
+        // are refused saying so.
+        let json = Some("application/json");
+        let (plate, _, _) = encoding_rs::GBK.encode("{\"PlateNo\":\"苏E12345\"}");
+        let plate = hyper::body::Bytes::from(plate.into_owned());
+        let text = to_utf8(json, plate.clone(), 64).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&text).unwrap(),
+            "{\"PlateNo\":\"苏E12345\"}"
+        );
+        assert_eq!(to_utf8(None, plate.clone(), 64).unwrap(), text);
+        let latin = Some("application/json; charset=ISO-8859-1");
+        assert_eq!(to_utf8(latin, plate.clone(), 64).unwrap(), plate);
+        let e = to_utf8(json, hyper::body::Bytes::from_static(b"\x81"), 64).unwrap_err();
+        assert!(e.to_string().contains("neither UTF-8 nor GBK"), "{e}");
     }
 
     #[test]

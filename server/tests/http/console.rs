@@ -52,6 +52,10 @@ fn the_console_is_served_without_a_key_with_types_tags_and_a_strict_policy() {
         assert_eq!((status, body.len()), (304, 0), "{file}: {again}");
         let (status, _, _) = fetch(a, file, "If-None-Match: \"another\"\r\n");
         assert_eq!(status, 200, "{file}");
+        // If-None-Match compares weakly (RFC 9110 §13.1.2), in a list too.
+        let weak = format!("If-None-Match: \"another\", W/{etag}\r\n");
+        let (status, _, body) = fetch(a, file, &weak);
+        assert_eq!((status, body.len()), (304, 0), "{file}: {weak}");
     }
     // Nothing but its own files is served under /console/, and the data stays keyed.
     for target in [

@@ -817,6 +817,46 @@ fn gbk_bodies_are_decoded_before_they_are_read() {
         body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
         "{body}"
     );
+    // GBK with no charset named (older cameras): not UTF-8, so read as GBK and stored
+    // under the right plate; bytes neither UTF-8 nor GBK are refused as not text.
+    let text = upload(5, "苏E10005");
+    let (bytes, _, _) = encoding_rs::GBK.encode(&text);
+    let (status, _, body) = post_raw(
+        a,
+        "/VIID/MotorVehicles",
+        &format!("Content-Type: application/json\r\n{ident}"),
+        &bytes,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{body}"
+    );
+    let t = crate::support::get(
+        a,
+        &format!(
+            "/v1/trajectory?kind=vehicle&subject={}&{}",
+            crate::support::enc("苏E10005"),
+            crate::support::RANGE
+        ),
+    );
+    assert_eq!(
+        t.body["events"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        t.body
+    );
+    let (status, _, body) = post_raw(
+        a,
+        "/VIID/MotorVehicles",
+        &format!("Content-Type: application/json\r\n{ident}"),
+        b"{\"x\":\"\x81\"}",
+    );
+    assert_eq!(status, 400, "{body}");
+    let why = body["ResponseStatusObject"]["StatusString"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("neither UTF-8 nor GBK"), "{body}");
 }
 
 /// Item 11: a `/VIID` 429 (the gateway's slots all taken) says when to come back,
