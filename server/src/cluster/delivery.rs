@@ -782,7 +782,27 @@ impl Worker {
             }
             let n = alerts.len() as u64;
             let payload = match self.s.format.as_str() {
-                "gat1400" => deliver::disposition_notifications(&ctx.host, &alerts),
+                // Each hit's object as uploaded, read from object storage (the
+                // creator's communities only) on a blocking thread, as the events'
+                // notifications are: `Host::stored` blocks on the read.
+                "gat1400" => {
+                    let host = ctx.host.for_batch(self.s.scope.clone());
+                    let built = tokio::task::spawn_blocking(move || {
+                        let body = deliver::disposition_notifications(&host, &alerts);
+                        host.failure().map_or(Ok(body), Err)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the notification's task failed: {e}")));
+                    match built {
+                        Ok(body) => body,
+                        Err(why) => {
+                            // Object storage failing: the same alerts again later.
+                            tracing::warn!(subscription = %self.s.id, error = %why, "disposition notification not built");
+                            tokio::time::sleep(backoff.next()).await;
+                            continue;
+                        }
+                    }
+                }
                 _ => json!({"subscription": self.s.id, "alerts": alerts}),
             };
             let payload = serde_json::to_vec(&payload).expect("serializes");

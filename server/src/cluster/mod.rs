@@ -247,14 +247,6 @@ fn text_reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 fn error(e: ApiError) -> Response<Full<Bytes>> {
     let mut r = reply(e.status(), e.json());
-    if let Some(s) = e.retry_after() {
-        r.headers_mut().insert("retry-after", s.into());
-    }
-    if e.status() == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            crate::http::body::bearer_challenge(),
-        );
-    }
+    crate::http::body::error_headers(&e, r.headers_mut());
     r
 }

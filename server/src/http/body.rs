@@ -282,32 +282,36 @@ pub(crate) fn respond(status: StatusCode, body: impl Into<Body>) -> Reply {
     r
 }
 
-/// An error in the one error shape, with `Retry-After` where it says.
+/// An error in the one error shape, with the headers it calls for ([`error_headers`]).
 pub(crate) fn respond_error(e: &ApiError) -> Reply {
     if e.status().is_server_error() {
         tracing::error!(code = e.code(), message = %e, "request failed");
     }
     let mut r = respond(e.status(), e.json());
+    error_headers(e, r.headers_mut());
+    r
+}
+
+/// The headers an error's answer carries, on `serve` and on a cluster's nodes alike:
+/// `Retry-After` where it says; a 405's `Allow` (RFC 9110 §15.5.6); a 415's
+/// `Accept-Post` or `Accept-Encoding` (§15.5.16); a 401's challenge (§15.5.2).
+pub(crate) fn error_headers(e: &ApiError, headers: &mut hyper::HeaderMap) {
     if let Some(s) = e.retry_after() {
-        r.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
+        headers.insert(hyper::header::RETRY_AFTER, HeaderValue::from(s));
     }
     if let ApiError::MethodNotAllowed { allowed, .. } = e {
-        // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
         if let Ok(v) = HeaderValue::from_str(allowed) {
-            r.headers_mut().insert(hyper::header::ALLOW, v);
+            headers.insert(hyper::header::ALLOW, v);
         }
     }
     if let ApiError::UnsupportedMediaType(_) = e {
-        // RFC 9110 §15.5.16: the media types a write takes.
-        r.headers_mut().insert(
+        headers.insert(
             hyper::header::HeaderName::from_static("accept-post"),
             HeaderValue::from_static(crate::http::call::TAKEN_MEDIA_TYPES),
         );
     }
     if let ApiError::UnsupportedEncoding(_) = e {
-        // RFC 9110 §15.5.16: the codings taken.
-        r.headers_mut().insert(
+        headers.insert(
             hyper::header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip"),
         );
@@ -319,10 +323,8 @@ pub(crate) fn respond_error(e: &ApiError) -> Reply {
             }
             _ => bearer_challenge(),
         };
-        r.headers_mut()
-            .insert(hyper::header::WWW_AUTHENTICATE, challenge);
+        headers.insert(hyper::header::WWW_AUTHENTICATE, challenge);
     }
-    r
 }
 
 /// The challenge of a 401 from the JSON API (RFC 9110 §15.5.2: a 401 MUST carry one;

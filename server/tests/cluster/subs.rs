@@ -1253,4 +1253,58 @@ fn a_tollgate_subscription_gets_what_any_camera_took_there() {
     );
     // The other tollgate's, uploaded before it in the same partition: passed by.
     assert_eq!(ids(), vec![want]);
+
+    // A disposition (布控) of the platform: each hit is notified with the object as the
+    // camera uploaded it, read from object storage by the query node's worker (on a
+    // blocking thread: it once panicked there, "Cannot start a runtime from within a
+    // runtime", and nothing was sent).
+    let to_d = Receiver::start(&env.rt);
+    let body = json!({"DispositionListObject": {"DispositionObject": [{
+        "DispositionID": "32050800005030000001dispo0001", "Title": "被盗车辆",
+        "DispositionCategory": "2", "TargetFeature": "苏E7TG9",
+        "ReceiveAddr": format!("http://{}/VIID/DispositionNotifications", to_d.addr),
+        "OperateType": 0}]}});
+    let (status, _, answer) = viid(ia, "POST", "/VIID/Dispositions", &p1, &body.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"], 0,
+        "{answer}"
+    );
+    let hits = || -> Vec<Value> {
+        to_d.bodies()
+            .iter()
+            .flat_map(|(_, _, b)| {
+                b["DispositionNotificationListObject"]["DispositionNotificationObject"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    // Uploaded until the ingest node's matcher has read the list.
+    let mut i = 10;
+    let notified = wait_until(Duration::from_secs(60), || {
+        i += 1;
+        let mut v = vehicle(GATE, i);
+        v["PlateNo"] = "苏E7TG9".into();
+        let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [v]}});
+        viid(
+            ia,
+            "POST",
+            "/VIID/MotorVehicles",
+            &camera,
+            &upload.to_string(),
+        );
+        !hits().is_empty()
+    });
+    assert!(notified, "no disposition notification: {:?}", to_d.bodies());
+    let hit = &hits()[0];
+    let o = &hit["MotorVehicleObject"];
+    assert_eq!(o["PlateNo"], "苏E7TG9", "{hit}");
+    assert_eq!(
+        (&o["InfoKind"], &o["TollgateID"]),
+        (&json!(1), &json!(GATE)),
+        "the object as uploaded, not one rebuilt from its event: {hit}"
+    );
+    assert_eq!(hit["CntObjectID"], o["MotorVehicleID"], "{hit}");
 }
