@@ -30,8 +30,8 @@ pub enum ConfigError {
     NotADuration(String),
     #[error("{0:?} is not a positive duration")]
     NotPositive(String),
-    #[error("viid_server_id {0:?} is not a 20-digit GA/T 1400 id")]
-    ViidServerId(String),
+    #[error("viid_server_id {0:?} is not a GA/T 1400 id (a GB/T 28181 code): {1}")]
+    ViidServerId(String, String),
     #[error("public_url {0:?} is not like http://host:port (no path)")]
     PublicUrl(String),
     #[error("{0}: {1}")]
@@ -370,8 +370,8 @@ impl Settings {
         )?;
         c.min_body_rate = self.min_body_rate.unwrap_or(c.min_body_rate);
         if let Some(id) = self.viid_server_id {
-            if id.len() != 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ConfigError::ViidServerId(id));
+            if let Err(e) = sightline_storage::DeviceCode::parse_checked(&id) {
+                return Err(ConfigError::ViidServerId(id, e.to_string()));
             }
             c.viid_server_id = id;
         }
@@ -547,6 +547,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("max_concurrent_queries"));
+        // Twenty digits are not enough: a province and a type code GB/T 28181 defines.
+        for bad in [
+            "3205080000200000000",
+            "00000000001100000000",
+            "32050800001100000001",
+        ] {
+            let s = Settings {
+                data: Some("d".into()),
+                viid_server_id: Some(bad.into()),
+                ..Default::default()
+            };
+            let e = s.server_config().unwrap_err().to_string();
+            assert!(
+                e.contains("viid_server_id") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        let good = Settings {
+            data: Some("d".into()),
+            viid_server_id: Some("32050800002000000001".into()),
+            ..Default::default()
+        };
+        assert!(good.server_config().is_ok());
         let missing = Settings::from_file(Path::new("/nonexistent/s.toml"))
             .unwrap_err()
             .to_string();

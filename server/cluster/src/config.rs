@@ -860,8 +860,8 @@ impl ClusterConfig {
                 "ingest.max_viid_body_bytes, max_picture_bytes: positive; max_viid_inflight_bytes at least max_viid_body_bytes; max_picture_bytes at most 16 MiB (as serve's store)",
             );
         }
-        if g.viid_server_id.len() != 20 || !g.viid_server_id.bytes().all(|b| b.is_ascii_digit()) {
-            return bad("ingest.viid_server_id: a 20-digit GA/T 1400 id");
+        if sightline_storage::DeviceCode::parse_checked(&g.viid_server_id).is_err() {
+            return bad("ingest.viid_server_id: a GA/T 1400 id (a GB/T 28181 code: 20 digits, a province and a type code the standard defines)");
         }
         for (name, list) in [
             ("gat1400.receive_allow", &self.gat1400.receive_allow),

@@ -69,7 +69,8 @@ impl Relay {
         code: &str,
         registered: impl FnOnce(&str) -> Result<bool, RelayError>,
     ) -> Result<Device, RelayError> {
-        DeviceCode::parse(code).map_err(|e| RelayError::BadCode(code.into(), e.to_string()))?;
+        DeviceCode::parse_checked(code)
+            .map_err(|e| RelayError::BadCode(code.into(), e.to_string()))?;
         let community = self.community_for(code).to_string();
         if !registered(&community)? {
             return Err(RelayError::NoCommunity {

@@ -834,13 +834,23 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
 
     let relayed = "32050901011210000007";
     let elsewhere = "32050801011210000008";
-    let objects: Vec<Value> = [(relayed, 1), (elsewhere, 2), (relayed, 3), ("1234", 4)]
-        .iter()
-        .map(|(d, n)| {
-            json!({"MotorVehicleID": format!("{d}0220210901080000000010200{n:03}"),
+    // Twenty digits, but no GB/T 28181 code (province 00; type 110): refused, and never
+    // catalogued (an admin could neither change nor remove such a record).
+    let (no_province, no_type) = ("00050901011320000001", "32050901011100000001");
+    let objects: Vec<Value> = [
+        (relayed, 1),
+        (elsewhere, 2),
+        (relayed, 3),
+        ("1234", 4),
+        (no_province, 5),
+        (no_type, 6),
+    ]
+    .iter()
+    .map(|(d, n)| {
+        json!({"MotorVehicleID": format!("{d}0220210901080000000010200{n:03}"),
             "TollgateID": d, "PassTime": "20210901080000", "PlateNo": format!("苏E{n}RLY")})
-        })
-        .collect();
+    })
+    .collect();
     let body = json!({"MotorVehicleListObject": {"MotorVehicleObject": objects}});
     let (status, _, answer) = viid(
         a,
@@ -858,8 +868,13 @@ fn a_platform_uploads_for_the_cameras_it_relays() {
         s.iter()
             .map(|x| x["StatusCode"].as_i64().unwrap())
             .collect::<Vec<_>>(),
-        [0, 0, 0, 8]
+        [0, 0, 0, 8, 8, 8]
     );
+    for (i, code) in [(4, no_province), (5, no_type)] {
+        assert!(text(i).contains("GB/T 28181"), "{}", text(i));
+        let r = get(a, &format!("/v1/devices/{code}"));
+        assert_eq!(r.status, 404, "{code} catalogued: {}", r.body);
+    }
     assert!(
         text(0).contains(&format!(
             "DeviceID {relayed} catalogued under community 3205090001"
