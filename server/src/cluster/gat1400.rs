@@ -946,7 +946,10 @@ fn exchange_of(req: &Request<Incoming>, now_ms: i64, tls: bool) -> Exchange {
                 .or(header("host").as_deref()),
             tls,
         ),
-        authorization: header("authorization"),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(crate::http::call::header_text),
         user_identify: header("user-identify"),
         body: Bytes::new(),
         raw: Bytes::new(),

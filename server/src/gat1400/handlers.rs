@@ -333,7 +333,10 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
         }
         _ => Err(why),
     };
-    match c.header("authorization").filter(|h| !h.trim().is_empty()) {
+    match c
+        .header_text("authorization")
+        .filter(|h| !h.trim().is_empty())
+    {
         Some(h) => {
             let method = c.head.method.as_str();
             let target = match c.head.uri.query() {
@@ -347,7 +350,7 @@ fn authorized_early(c: &Call, gate: Gate) -> Result<Option<String>, DigestError>
                 &c.app.gateway.in_store(&c.app.store),
                 method,
                 &target,
-                Some(h),
+                Some(h.as_str()),
                 identity,
                 b"",
             ) {
@@ -391,7 +394,7 @@ impl Exchange {
                     .or(c.header(hyper::header::HOST)),
                 c.app.config.tls.is_some(),
             ),
-            authorization: c.header("authorization").map(str::to_string),
+            authorization: c.header_text("authorization"),
             user_identify: c.header("user-identify").map(str::to_string),
             body,
             raw,

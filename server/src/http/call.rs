@@ -66,6 +66,11 @@ impl Call {
         self.head.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// A request header whose value may hold text past ASCII ([`header_text`]).
+    pub fn header_text(&self, name: impl hyper::header::AsHeaderName) -> Option<String> {
+        header_text(self.head.headers.get(name)?)
+    }
+
     /// The path argument; routes whose template has one always get it.
     pub fn arg(&self) -> String {
         self.arg.clone().unwrap_or_default()
@@ -109,6 +114,24 @@ impl Call {
             None => Ok((Bytes::new(), Reserved::default())),
         }
     }
+}
+
+/// A header value as text, its bytes past ASCII read as UTF-8, else as ISO-8859-1
+/// (RFC 9110 §5.5: obs-text; a digest `Authorization` names a user `Jäsøn` in UTF-8
+/// as curl sends it, or in Latin-1 as Python's http.client writes what `requests`
+/// hashed as UTF-8). Control characters other than tab: `None`.
+pub(crate) fn header_text(value: &hyper::header::HeaderValue) -> Option<String> {
+    if let Ok(ascii) = value.to_str() {
+        return Some(ascii.to_string());
+    }
+    let bytes = value.as_bytes();
+    if bytes.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return None;
+    }
+    Some(match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    })
 }
 
 /// The media types a `/v1` write takes (`Accept-Post` of a 415).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{call, send, start};
-use sightline_testkit::gat1400::{md5_hex, viid};
+use sightline_testkit::gat1400::{digest_response, md5_hex, viid};
 
 const CAMERA: &str = "32050801011210000001";
 const PASSWORD: &str = "cam-secret";
@@ -743,6 +743,65 @@ fn a_hashed_user_name_is_found_by_its_hash_alone() {
     );
     let (status, _, body) = viid(a, "POST", uri, &[("Authorization", auth)], "{}");
     assert_eq!(status, 200, "{body}");
+}
+
+/// RFC 7616 §4 (the challenge says `charset=UTF-8`) and RFC 9110 §5.5 (obs-text): a
+/// user name past ASCII in a quoted `username`, as curl sends it (UTF-8 bytes) and as
+/// Python's requests does (Latin-1 bytes of what it hashed as UTF-8), logs in; it was
+/// once ignored with the whole header ("no digest credentials").
+#[test]
+fn a_user_name_past_ascii_logs_in_as_clients_send_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    camera(a);
+    let user = "Jäsøn";
+    let body = json!({"community": "3205080001", "kind": "checkpoint_camera",
+        "direction": "in", "gat1400": {"username": user, "password": PASSWORD}});
+    let r = call(
+        a,
+        "PUT",
+        &format!("/v1/devices/{CAMERA}"),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let uri = "/VIID/System/Register";
+    let register = json!({"RegisterObject": {"DeviceID": CAMERA}}).to_string();
+    let latin1 = |s: &str| -> Vec<u8> { s.chars().map(|c| c as u32 as u8).collect() };
+    for (how, encode) in [
+        (
+            "UTF-8",
+            &(|s: &str| s.as_bytes().to_vec()) as &dyn Fn(&str) -> Vec<u8>,
+        ),
+        ("Latin-1", &latin1),
+    ] {
+        let (status, head, _) = viid(a, "POST", uri, &[], &register);
+        assert_eq!(status, 401);
+        let nonce = param(&challenges(&head)[0], "nonce").unwrap();
+        let response = digest_response(user, PASSWORD, &nonce, "00000001", "c0ffee", "POST", uri);
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"Sightline\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\", algorithm=MD5"
+        );
+        let mut request = format!("POST {uri} HTTP/1.1\r\nHost: x\r\nAuthorization: ").into_bytes();
+        request.extend(encode(&auth));
+        let tail = format!(
+            "\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{register}",
+            register.len()
+        );
+        request.extend(tail.as_bytes());
+        let answer = send(a, &request);
+        assert_eq!(
+            answer.status,
+            200,
+            "{how}: {}{}",
+            answer.head,
+            String::from_utf8_lossy(&answer.body)
+        );
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(body["ResponseStatusObject"]["Id"], CAMERA, "{how}: {body}");
+    }
 }
 
 /// Item 18: a `/VIID` upload whose `Content-Type` says `charset=GBK` (or GB2312,
