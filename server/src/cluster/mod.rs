@@ -127,7 +127,27 @@ async fn accept_loop<S, B, F, Fut>(
             // its address, as `serve`'s does).
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(crate::serve::Peer(peer.ip()));
-                handle(state.clone(), req)
+                // A node does not drain a body it refused (API.md): after an error to
+                // a request with a body, the connection closes, and the answer says
+                // so (RFC 9112 §9.6), as `serve`'s does when it closes. Not after a
+                // 400 or 422, which judge a body read whole.
+                let has_body = !hyper::body::Body::is_end_stream(req.body());
+                let answered = handle(state.clone(), req);
+                async move {
+                    let mut r = answered.await?;
+                    let status = r.status();
+                    let read_whole = matches!(status.as_u16(), 400 | 422);
+                    if has_body
+                        && !read_whole
+                        && (status.is_client_error() || status.is_server_error())
+                    {
+                        r.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(r)
+                }
             });
             // A client that opens connections and never finishes a request head is
             // cut off as `serve` cuts it off.

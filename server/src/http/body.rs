@@ -596,6 +596,12 @@ impl Unread {
     pub(crate) fn take(&mut self) -> Option<Incoming> {
         self.body.take()
     }
+
+    /// Marks the connection to close after the answer (its body taken and not read to
+    /// its end).
+    pub(crate) fn close_after(&self) {
+        self.close.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Unread {

@@ -102,17 +102,24 @@ impl Call {
         max: usize,
         budget: Option<&ByteBudget>,
     ) -> Result<(Bytes, Reserved), ApiError> {
-        match self.incoming.take() {
-            Some(incoming) => {
-                let incoming = crate::http::body::refuse_declared(
-                    (&self.head.headers, &self.head.extensions),
-                    incoming,
-                    max,
-                )?;
-                crate::http::body::read(&self.app, incoming, max, budget).await
-            }
-            None => Ok((Bytes::new(), Reserved::default())),
+        let Some(incoming) = self.incoming.take() else {
+            return Ok((Bytes::new(), Reserved::default()));
+        };
+        let read = match crate::http::body::refuse_declared(
+            (&self.head.headers, &self.head.extensions),
+            incoming,
+            max,
+        ) {
+            Ok(incoming) => crate::http::body::read(&self.app, incoming, max, budget).await,
+            Err(e) => Err(e),
+        };
+        // A body not read to its end (too slow, too large, broken chunks, over the
+        // budget): the connection cannot carry another request, and the answer says
+        // it closes (RFC 9112 §9.6).
+        if read.is_err() {
+            self.incoming.close_after();
         }
+        read
     }
 }
 

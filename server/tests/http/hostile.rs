@@ -180,6 +180,26 @@ fn slow_heads_and_bodies_are_cut_off_and_free_their_slots() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(status, 408, "{text}");
     assert!(text.contains("body_timeout"), "{text}");
+    // The connection cannot carry another request, and the answer says so (RFC 9112
+    // §9.6); so does a 400 for chunks that do not parse.
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
+    for target in ["/v1/events", "/VIID/System/Keepalive"] {
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+        );
+        let (status, text) = raw_exchange(a, request.as_bytes());
+        assert!(matches!(status, 400 | 401), "{target}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{target}: {text}"
+        );
+    }
     let r = post(a, "/v1/events", "application/x-ndjson", &sample());
     assert_eq!(r.status, 200, "{}", r.body);
 }
