@@ -89,12 +89,14 @@ use crate::gat1400::digest::{answered_nonce, Credentials, DigestError, UserHashe
 use crate::gat1400::handlers::{
     caller_key, device_error, gunzip, identified, list_pictures, name_uploaded, parse_upload,
     pictures_to_store, refused, refused_status, registering, stored_notes, stored_status,
-    system_time, unauthorized, upload_statuses, uploaded_texts, Exchange, Reply, SYSTEM_BODY_BYTES,
-    VIID_JSON,
+    system_time, unauthorized, unreadable_body, upload_statuses, uploaded_texts, Exchange, Reply,
+    SYSTEM_BODY_BYTES, VIID_JSON,
 };
 use crate::gat1400::objects::{Catalog, Devices, Object, Upload, Uploader};
 use crate::gat1400::relay::Relay;
-use crate::gat1400::{one_status, Gateway, BUSY, INVALID_JSON_CONTENT, INVALID_OPERATION, OK};
+use crate::gat1400::{
+    one_status, Gateway, BUSY, INVALID_JSON_CONTENT, INVALID_JSON_FORMAT, INVALID_OPERATION, OK,
+};
 use crate::http::limits::{ByteBudget, PerCaller, Reserved};
 
 use super::alerting::Alerting;
@@ -1227,6 +1229,17 @@ fn register<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
         let identity = registering(x).or_else(|| identified(x));
         match node.check(x, identity.as_deref(), &x.raw).await {
             Err(why) => refused(&node.gateway, x, &why),
+            // Proven, but its body is not JSON: not registered (as `serve`).
+            Ok(id) if unreadable_body(x).is_some() => {
+                let why = unreadable_body(x).unwrap_or_default();
+                Reply::ok(one_status(
+                    &id,
+                    &x.url(),
+                    INVALID_JSON_FORMAT,
+                    &why,
+                    x.now_ms,
+                ))
+            }
             Ok(id) => match node.register(&id, x.peer).await {
                 Ok(()) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
                 Err(e) => device_error(x, &e),
@@ -1263,7 +1276,16 @@ fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
         match node.registered(x).await {
-            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
+            Ok(id) => match unreadable_body(x) {
+                Some(why) => Reply::ok(one_status(
+                    &id,
+                    &x.url(),
+                    INVALID_JSON_FORMAT,
+                    &why,
+                    x.now_ms,
+                )),
+                None => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
+            },
             Err(refused) => refused,
         }
     })

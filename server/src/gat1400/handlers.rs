@@ -647,6 +647,18 @@ pub(crate) fn registering(x: &Exchange) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Why a Register, Keepalive or UnRegister body is refused (GA/T 1400.4 status 7):
+/// it holds something that is not JSON. An empty body is taken (the caller is named
+/// by `User-Identify` or the digest).
+pub(crate) fn unreadable_body(x: &Exchange) -> Option<String> {
+    if x.body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(&x.body)
+        .err()
+        .map(|e| format!("not JSON: {e}"))
+}
+
 /// `User-Identify`, trimmed, when given.
 pub(crate) fn identified(x: &Exchange) -> Option<String> {
     x.user_identify
@@ -680,6 +692,17 @@ pub(crate) async fn register(c: Call) -> Result<Answer, ApiError> {
         let (checked, _) = registration(app, &x);
         match checked {
             Err(why) => refused(&app.gateway, &x, &why),
+            // Proven, but its body is not JSON: not registered.
+            Ok(id) if unreadable_body(&x).is_some() => {
+                let why = unreadable_body(&x).unwrap_or_default();
+                Reply::ok(one_status(
+                    &id,
+                    &x.url(),
+                    INVALID_JSON_FORMAT,
+                    &why,
+                    x.now_ms,
+                ))
+            }
             Ok(id) => {
                 app.gateway.register(&id, x.peer);
                 Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms))
@@ -812,7 +835,16 @@ pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
             x.user_identify = registering(&x);
         }
         match registered(app, &x) {
-            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
+            Ok(id) => match unreadable_body(&x) {
+                Some(why) => Reply::ok(one_status(
+                    &id,
+                    &x.url(),
+                    INVALID_JSON_FORMAT,
+                    &why,
+                    x.now_ms,
+                )),
+                None => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
+            },
             Err(refused) => refused,
         }
     })

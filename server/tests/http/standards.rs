@@ -745,6 +745,44 @@ fn a_hashed_user_name_is_found_by_its_hash_alone() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// GA/T 1400.4 status 7: a Register or Keepalive whose digest is right but whose body
+/// is not JSON is refused, and a Register so refused registers nothing; an empty body
+/// is taken (the caller named by `User-Identify` or its digest).
+#[test]
+fn register_and_keepalive_bodies_that_are_not_json_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    camera(a);
+    let uri = "/VIID/System/Register";
+    let ident = [("User-Identify", CAMERA.to_string())];
+    for (body, code) in [(r#"{"RegisterObject":{"DeviceID":"#, 7), ("", 0)] {
+        let (status, head, _) = viid(a, "POST", uri, &ident, body);
+        assert_eq!(status, 401);
+        let nonce = param(&challenges(&head)[0], "nonce").unwrap();
+        let auth = sightline_testkit::gat1400::authorization(
+            CAMERA, PASSWORD, &nonce, "00000001", "POST", uri,
+        );
+        let mut headers = ident.to_vec();
+        headers.push(("Authorization", auth));
+        let (status, _, answer) = viid(a, "POST", uri, &headers, body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["ResponseStatusObject"]["StatusCode"], code,
+            "{body:?}: {answer}"
+        );
+        // Registered only when taken: a Keepalive by User-Identify alone says so.
+        let (status, _, _) = viid(a, "POST", "/VIID/System/Keepalive", &ident, "");
+        assert_eq!(status, if code == 0 { 200 } else { 401 }, "{body:?}");
+    }
+    let (status, _, answer) = viid(a, "POST", "/VIID/System/Keepalive", &ident, "garbage");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 7, "{answer}");
+    let keepalive = json!({"KeepaliveObject": {"DeviceID": CAMERA}}).to_string();
+    let (_, _, answer) = viid(a, "POST", "/VIID/System/Keepalive", &ident, &keepalive);
+    assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 0, "{answer}");
+}
+
 /// RFC 7616 §4 (the challenge says `charset=UTF-8`) and RFC 9110 §5.5 (obs-text): a
 /// user name past ASCII in a quoted `username`, as curl sends it (UTF-8 bytes) and as
 /// Python's requests does (Latin-1 bytes of what it hashed as UTF-8), logs in; it was
