@@ -334,8 +334,44 @@ fn uri_target(uri: &str) -> String {
 /// Whether a digest's `uri` names `target` (a request's path, with `?query` when it
 /// has one; RFC 7616 §3.4.6): the same path and query, the absolute form included.
 fn names_target(uri: &str, target: &str) -> bool {
-    // Compared as the request is routed: `/VIID/%46aces/` names `/VIID/Faces`.
-    super::paths::canonical_target(&uri_target(uri)) == super::paths::canonical_target(target)
+    // Compared as the request is routed: `/VIID/%46aces/` names `/VIID/Faces`; and, in
+    // the path and the query alike, `%e8` is `%E8` and `%4D` is `M` (RFC 3986
+    // §6.2.2.1–2).
+    let normal = |t: &str| super::paths::canonical_target(&normal_escapes(t)).into_owned();
+    normal(&uri_target(uri)) == normal(target)
+}
+
+/// `s` with its escapes normalised (RFC 3986 §6.2.2.1–2): an escaped unreserved
+/// character decoded, any other escape's hex digits in upper case.
+fn normal_escapes(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                    out.push(c as char);
+                } else {
+                    out.push('%');
+                    out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                    out.push(bytes[i + 2].to_ascii_uppercase() as char);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // Copied a character at a time (the text may hold UTF-8).
+        let ch = s[i..]
+            .chars()
+            .next()
+            .expect("a character at a char boundary");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
 }
 
 /// The nonce a digest header answers and its counter (`nc`, hex; 1 without `qop`, as
@@ -603,6 +639,23 @@ mod tests {
         assert!(!names_target("/VIID/Faces", "/VIID/Faces?x=1"));
         assert!(!names_target("/VIID/Faces?x=1", "/VIID/Faces"));
         assert!(names_target("http://h:1/VIID/Faces?x=1", "/VIID/Faces?x=1"));
+        // Escapes compared normalised (RFC 3986 §6.2.2.1–2), in the query too; other
+        // characters not.
+        let plate = "/VIID/MotorVehicles?MotorVehicle.PlateNo=%E8%8B%8FE12341";
+        assert!(names_target(
+            "/VIID/MotorVehicles?MotorVehicle.PlateNo=%e8%8b%8fE12341",
+            plate
+        ));
+        assert!(names_target(
+            "/VIID/MotorVehicles?%4DotorVehicle.PlateNo=%E8%8B%8FE12341",
+            plate
+        ));
+        assert!(!names_target(
+            "/VIID/MotorVehicles?MotorVehicle.PlateNo=%E8%8B%8FE12342",
+            plate
+        ));
+        assert!(!names_target("/VIID/Faces?x=%2F", "/VIID/Faces?x=/"));
+        assert_eq!(normal_escapes("%zz%4d%e8苏%"), "%zzM%E8苏%");
         assert_eq!(uri_target("http://h:1"), "/");
         assert_eq!(uri_target("http://h:1?a"), "/?a");
         let a = "Digest nonce=\"n1\", nc=0000000a, qop=auth";
