@@ -307,7 +307,10 @@ impl ApiError {
     /// Seconds to send as `Retry-After`.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            ApiError::Busy(_) | ApiError::BodyBudget(_) | ApiError::QueryTimeout(_) => Some(1),
+            ApiError::Busy(_)
+            | ApiError::BodyBudget(_)
+            | ApiError::QueryTimeout(_)
+            | ApiError::StorageUnavailable(_) => Some(1),
             _ => None,
         }
     }

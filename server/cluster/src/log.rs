@@ -167,11 +167,27 @@ pub struct Published {
 pub struct Publisher {
     js: Context,
     partitions: u32,
+    /// The client under `js`, when given ([`Publisher::refusing_when_disconnected`]).
+    client: Option<NatsClient>,
 }
 
 impl Publisher {
     pub fn new(js: Context, partitions: u32) -> Publisher {
-        Publisher { js, partitions }
+        Publisher {
+            js,
+            partitions,
+            client: None,
+        }
+    }
+
+    /// A publisher that fails a publish at once while `client` (the one under its
+    /// context) is disconnected from NATS, rather than after every retry of every
+    /// event (six 5 s PubAck waits: ~40 s, past most cameras' and HTTP clients'
+    /// timeouts). The client reconnects by itself; the caller answers 503 and is
+    /// asked to come back.
+    pub fn refusing_when_disconnected(mut self, client: NatsClient) -> Publisher {
+        self.client = Some(client);
+        self
     }
 
     pub fn partitions(&self) -> u32 {
@@ -192,6 +208,14 @@ impl Publisher {
         events: &[Event],
         alerted: &[usize],
     ) -> Result<Vec<Published>> {
+        if let Some(client) = &self.client {
+            let state = client.connection_state();
+            if state == async_nats::connection::State::Disconnected {
+                return Err(ClusterError::log("publish")(format!(
+                    "not connected to NATS ({state}): try again shortly"
+                )));
+            }
+        }
         let mut out = Vec::with_capacity(events.len());
         let mut marked = alerted.iter().peekable();
         for (c, chunk) in events.chunks(MAX_IN_FLIGHT).enumerate() {

@@ -87,7 +87,7 @@ pub async fn run_ingest(
         Role::Ingest,
     );
     let loading = keys.start(&config).await;
-    let publisher = Publisher::new(js, partitions);
+    let publisher = Publisher::new(js, partitions).refusing_when_disconnected(nats.clone());
     let (alerting, watching) = Alerting::start(&config).await;
     let (gat1400, reading) =
         GatNode::start(&config, publisher.clone(), alerting.clone(), partitions).await?;

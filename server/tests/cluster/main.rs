@@ -1057,6 +1057,26 @@ fn ingest_goes_on_when_the_stream_leader_is_killed() {
         "ingest-1 still says it is healthy with NATS gone: {}",
         sightline_testkit::get(a1, "/health").body
     );
+    // Events then are refused at once, 503 with Retry-After, not after every PubAck
+    // wait of every retry (~40 s, past the 15 s this client waits, as cameras' and
+    // HTTP clients' timeouts are).
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(a1).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let body = r#"{"ts":1764547200000,"community":"3205080001","device":"32050801011210000001","kind":"vehicle","subject":"苏E1NATS","direction":"in"}"#;
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let read = c.read_to_string(&mut answer);
+    assert!(read.is_ok(), "no answer within 15 s: {read:?}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("not connected to NATS"), "{answer}");
 }
 
 #[test]
