@@ -445,6 +445,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     last_success_ms bigint,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- What a GA/T 1400 receiver refused for good, and whether it said it does not know the
+-- subscription (as `serve`'s status says; added after the table).
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS refused bigint NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS last_refusal text;
+ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS stopped boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS cancelled_subscribes (
     owner text NOT NULL,
     id text NOT NULL,

@@ -50,6 +50,13 @@ pub struct DeliveryStatus {
     pub failures_total: u64,
     pub last_error: Option<String>,
     pub last_success_ms: Option<i64>,
+    /// Objects a GA/T 1400 receiver refused for good and that were passed.
+    pub refused: u64,
+    /// Why the last of them was refused.
+    pub last_refusal: Option<String>,
+    /// The receiver does not know the subscription: delivery stopped until it is
+    /// changed (placed again) or its lease is taken again.
+    pub stopped: bool,
 }
 
 /// What [`Meta::add_subscription`] did.
@@ -80,7 +87,8 @@ fn count(v: i64) -> u64 {
 
 const COLUMNS: &str = "id, body::text, owner, cursor,
     CASE WHEN expires_at > now() THEN holder END, epoch,
-    delivered, failures_in_a_row, failures_total, last_error, last_success_ms";
+    delivered, failures_in_a_row, failures_total, last_error, last_success_ms,
+    refused, last_refusal, stopped";
 
 fn row_of(r: &tokio_postgres::Row) -> SubscriptionRow {
     SubscriptionRow {
@@ -96,6 +104,9 @@ fn row_of(r: &tokio_postgres::Row) -> SubscriptionRow {
             failures_total: count(r.get(8)),
             last_error: r.get(9),
             last_success_ms: r.get(10),
+            refused: count(r.get(11)),
+            last_refusal: r.get(12),
+            stopped: r.get(13),
         },
     }
 }
@@ -149,7 +160,8 @@ impl Meta {
                 "INSERT INTO subscriptions (id, owner, body, cursor)
                  VALUES ($1, $2, $3::text::jsonb, $4)
                  ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body,
-                     epoch = subscriptions.epoch + 1, holder = NULL, expires_at = now()
+                     epoch = subscriptions.epoch + 1, holder = NULL, expires_at = now(),
+                     stopped = false
                  WHERE subscriptions.owner = EXCLUDED.owner",
                 &[&id, &owner, &body_json, &cursor],
             )
@@ -266,19 +278,65 @@ impl Meta {
         delivered: u64,
         at_ms: Option<i64>,
     ) -> Result<bool> {
+        self.advance_subscription_past(id, epoch, cursor, delivered, at_ms, 0, None)
+            .await
+    }
+
+    /// [`Meta::advance_subscription`] past a batch of which the receiver refused
+    /// `refused` objects for good (`last_refusal` saying why the last one was): they
+    /// count as refused, not delivered. A batch taken clears `stopped`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn advance_subscription_past(
+        &self,
+        id: &str,
+        epoch: i64,
+        cursor: &str,
+        delivered: u64,
+        at_ms: Option<i64>,
+        refused: u64,
+        last_refusal: Option<&str>,
+    ) -> Result<bool> {
         let delivered = i64::try_from(delivered).unwrap_or(i64::MAX);
+        let refused = i64::try_from(refused).unwrap_or(i64::MAX);
         let n = self
             .client
             .execute(
                 "UPDATE subscriptions SET cursor = $3, delivered = delivered + $4,
-                        failures_in_a_row = CASE WHEN $4 > 0 THEN 0 ELSE failures_in_a_row END,
-                        last_error = CASE WHEN $4 > 0 THEN NULL ELSE last_error END,
-                        last_success_ms = coalesce($5, last_success_ms)
+                        failures_in_a_row = CASE WHEN $4 + $6 > 0 THEN 0 ELSE failures_in_a_row END,
+                        last_error = CASE WHEN $4 + $6 > 0 THEN NULL ELSE last_error END,
+                        last_success_ms = coalesce($5, last_success_ms),
+                        refused = refused + $6, last_refusal = coalesce($7, last_refusal),
+                        stopped = CASE WHEN $4 + $6 > 0 THEN false ELSE stopped END
                  WHERE id = $1 AND epoch = $2 AND expires_at > now()",
-                &[&id, &epoch, &cursor, &delivered, &at_ms],
+                &[
+                    &id,
+                    &epoch,
+                    &cursor,
+                    &delivered,
+                    &at_ms,
+                    &refused,
+                    &last_refusal,
+                ],
             )
             .await
             .map_err(ClusterError::pg("move a subscription's cursor"))?;
+        Ok(n == 1)
+    }
+
+    /// Records that the receiver does not know the subscription (a failure, and
+    /// `stopped`; fenced as [`Meta::advance_subscription`]); false when the lease is not
+    /// `epoch`'s any more.
+    pub async fn subscription_stopped(&self, id: &str, epoch: i64, error: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "UPDATE subscriptions SET failures_in_a_row = failures_in_a_row + 1,
+                        failures_total = failures_total + 1, last_error = $3, stopped = true
+                 WHERE id = $1 AND epoch = $2 AND expires_at > now()",
+                &[&id, &epoch, &error],
+            )
+            .await
+            .map_err(ClusterError::pg("record a stopped delivery"))?;
         Ok(n == 1)
     }
 
@@ -311,7 +369,7 @@ impl Meta {
             .client
             .execute(
                 "UPDATE subscriptions SET body = $3::text::jsonb,
-                     epoch = epoch + 1, holder = NULL, expires_at = now()
+                     epoch = epoch + 1, holder = NULL, expires_at = now(), stopped = false
                  WHERE id = $1 AND owner = $2",
                 &[&id, &owner, &body_json],
             )

@@ -405,6 +405,14 @@ async fn put_session(ctx: &Ctx, lease: &SubscriptionLease, s: &Session) -> Optio
     .ok()
 }
 
+/// What a receiver took of a batch: the objects it refused for good, and why the
+/// last was.
+#[derive(Default)]
+struct Taken {
+    refused: u64,
+    last_refusal: Option<String>,
+}
+
 /// Records a failed attempt; false when the lease moved on.
 async fn failed(ctx: &Ctx, lease: &SubscriptionLease, why: &str) -> bool {
     // PostgreSQL away: the status waits; the supervisor ends a lease not renewed.
@@ -423,14 +431,31 @@ async fn advance(
     delivered: u64,
     at_ms: Option<i64>,
 ) -> bool {
+    advance_past(ctx, lease, cursor, delivered, at_ms, &Taken::default()).await
+}
+
+/// [`advance`] past `sent` objects of which the receiver refused some for good
+/// (`taken`): those count as refused, the rest as delivered (as `serve` counts them).
+async fn advance_past(
+    ctx: &Ctx,
+    lease: &SubscriptionLease,
+    cursor: &str,
+    sent: u64,
+    at_ms: Option<i64>,
+    taken: &Taken,
+) -> bool {
+    let delivered = sent.saturating_sub(taken.refused);
+    let last = taken.last_refusal.as_deref();
     loop {
         match pg!(ctx.catalog, "move a subscription's cursor", |m| m
-            .advance_subscription(
+            .advance_subscription_past(
                 &lease.id,
                 lease.epoch,
                 cursor,
                 delivered,
-                at_ms
+                at_ms,
+                taken.refused,
+                last
             )) {
             Ok(ours) => return ours,
             Err(e) => {
@@ -494,7 +519,7 @@ impl Worker {
         lease: &SubscriptionLease,
         payload: Vec<u8>,
         n: u64,
-    ) -> Result<(), bool> {
+    ) -> Result<Taken, bool> {
         let post = (self.path.clone(), payload, n);
         self.send_one(ctx, lease, post).await
     }
@@ -506,11 +531,14 @@ impl Worker {
         ctx: &Ctx,
         lease: &SubscriptionLease,
         posts: Vec<Post>,
-    ) -> Result<(), bool> {
+    ) -> Result<Taken, bool> {
+        let mut all = Taken::default();
         for post in posts {
-            self.send_one(ctx, lease, post).await?;
+            let taken = self.send_one(ctx, lease, post).await?;
+            all.refused += taken.refused;
+            all.last_refusal = taken.last_refusal.or(all.last_refusal);
         }
-        Ok(())
+        Ok(all)
     }
 
     async fn send_one(
@@ -518,7 +546,7 @@ impl Worker {
         ctx: &Ctx,
         lease: &SubscriptionLease,
         (path, payload, n): Post,
-    ) -> Result<(), bool> {
+    ) -> Result<Taken, bool> {
         // GA/T 1400 notifications: judged object by object, as `serve` judges them;
         // an upstream's uploads as `serve` judges them, under its registration.
         let viid = match &self.session {
@@ -556,11 +584,28 @@ impl Worker {
         }
         match sent {
             Ok((refused, last)) => {
-                if let Some((code, text)) = last {
+                let last_refusal = last.map(|(code, text)| {
                     tracing::warn!(subscription = %self.s.id, refused, %code, %text,
                         "objects refused for good: passed");
+                    format!("StatusCode {code} ({text:?})")
+                });
+                Ok(Taken {
+                    refused,
+                    last_refusal,
+                })
+            }
+            Err(e @ DeliveryError::Gone { .. }) => {
+                // The receiver does not know the subscription: resending never helps
+                // (as on `serve`). Stopped, and said so, until it is changed (placed
+                // again: its lease ends) or the lease is taken again.
+                let why = e.to_string();
+                tracing::warn!(subscription = %self.s.id, error = %why, "delivery stopped");
+                match pg!(ctx.catalog, "record a stopped delivery", |m| m
+                    .subscription_stopped(&lease.id, lease.epoch, &why))
+                {
+                    Ok(false) => Err(false),
+                    _ => std::future::pending().await,
                 }
-                Ok(())
             }
             Err(e) => Err(failed(ctx, lease, &e.to_string()).await),
         }
@@ -616,9 +661,9 @@ impl Worker {
             };
             let n = posts.iter().map(|(_, _, n)| n).sum();
             match self.send_all(ctx, lease, posts).await {
-                Ok(()) => {
+                Ok(taken) => {
                     let at = Some(crate::now_ms());
-                    if !advance(ctx, lease, &next.to_string(), n, at).await {
+                    if !advance_past(ctx, lease, &next.to_string(), n, at, &taken).await {
                         return End::Fenced;
                     }
                     cursor = next;
@@ -807,9 +852,9 @@ impl Worker {
             };
             let payload = serde_json::to_vec(&payload).expect("serializes");
             match self.send(ctx, lease, payload, n).await {
-                Ok(()) => {
+                Ok(taken) => {
                     let at = Some(crate::now_ms());
-                    if !advance(ctx, lease, &next.to_string(), n, at).await {
+                    if !advance_past(ctx, lease, &next.to_string(), n, at, &taken).await {
                         return End::Fenced;
                     }
                     cursor = next;

@@ -75,9 +75,18 @@ fn listed_json(s: &Subscription, row: &SubscriptionRow, partitions: u16) -> Valu
         "failures_total": st.failures_total,
         "last_error": st.last_error,
         "last_success_ms": st.last_success_ms,
+        "refused": st.refused,
+        "last_refusal": st.last_refusal,
+        "stopped": st.stopped,
         "lag": null,
         "holder": row.holder,
     });
+    if st.last_refusal.is_none() {
+        // As `serve` writes it: absent rather than null.
+        if let Some(o) = v["status"].as_object_mut() {
+            o.remove("last_refusal");
+        }
+    }
     v
 }
 

@@ -22,6 +22,8 @@ struct Receiver {
     addr: SocketAddr,
     got: Got,
     delay_ms: Arc<AtomicU64>,
+    /// What it answers (GA/T 1400 status 0, unless set).
+    answer: Arc<Mutex<Value>>,
     /// Requests whose answer is not sent yet.
     in_flight: Arc<AtomicUsize>,
 }
@@ -35,18 +37,27 @@ impl Receiver {
         let got: Got = Arc::default();
         let delay_ms = Arc::new(AtomicU64::new(0));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (g, d, f) = (got.clone(), delay_ms.clone(), in_flight.clone());
+        let answer = Arc::new(Mutex::new(
+            json!({"ResponseStatusListObject": {"ResponseStatusObject": [
+            {"Id": "", "StatusCode": 0, "StatusString": "正常"}]}}),
+        ));
+        let (g, d, f, a) = (
+            got.clone(),
+            delay_ms.clone(),
+            in_flight.clone(),
+            answer.clone(),
+        );
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (g, d, f) = (g.clone(), d.clone(), f.clone());
+                let (g, d, f, a) = (g.clone(), d.clone(), f.clone(), a.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (g, d, f) = (g.clone(), d.clone(), f.clone());
+                            let (g, d, f, a) = (g.clone(), d.clone(), f.clone(), a.clone());
                             async move {
                                 f.fetch_add(1, Ordering::SeqCst);
                                 let path = req.uri().path().to_string();
@@ -61,8 +72,7 @@ impl Receiver {
                                 let wait = d.load(Ordering::SeqCst);
                                 tokio::time::sleep(Duration::from_millis(wait)).await;
                                 f.fetch_sub(1, Ordering::SeqCst);
-                                let ok = json!({"ResponseStatusListObject": {"ResponseStatusObject": [
-                                    {"Id": "", "StatusCode": 0, "StatusString": "正常"}]}});
+                                let ok = a.lock().unwrap().clone();
                                 Ok::<_, std::convert::Infallible>(hyper::Response::new(
                                     http_body_util::Full::new(hyper::body::Bytes::from(
                                         ok.to_string(),
@@ -81,6 +91,7 @@ impl Receiver {
             addr,
             got,
             delay_ms,
+            answer,
             in_flight,
         }
     }
@@ -1206,7 +1217,7 @@ fn a_tollgate_subscription_gets_what_any_camera_took_there() {
     }
     let (_ingest, ia) = env.ingest("ingest-1");
     let _indexer = env.indexer("index-1", &[]);
-    let (_q, _qa) = env.query_node("query-1");
+    let (_q, qa) = env.query_node("query-1");
     let to = Receiver::start(&env.rt);
     assert_eq!(register(ia, "/VIID/System/Register", PLATFORM, "pw").0, 200);
     let p1 = vec![("User-Identify", PLATFORM.to_string())];
@@ -1253,6 +1264,63 @@ fn a_tollgate_subscription_gets_what_any_camera_took_there() {
     );
     // The other tollgate's, uploaded before it in the same partition: passed by.
     assert_eq!(ids(), vec![want]);
+
+    // A receiver refusing an object for good (5 to 8): passed, and counted as
+    // refused, not delivered; one that says it does not know the subscription stops
+    // it (resending never helps), as on `serve`.
+    let ops = super::console::cli_key(&cli, "admin", None, "ops");
+    let status = || -> Value {
+        let (_, listed) = ask_as(qa, Some(&ops), "GET", "/v1/subscriptions", "");
+        listed["subscriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "viid-320508010120000000092025120100400")
+            .map(|s| s["status"].clone())
+            .unwrap_or_default()
+    };
+    let answer = |code: u32, text: &str| {
+        *to.answer.lock().unwrap() = json!({"ResponseStatusListObject": {"ResponseStatusObject": [
+            {"Id": "", "StatusCode": code, "StatusString": text}]}});
+    };
+    let one_more = |i: u64| {
+        let upload = json!({"MotorVehicleListObject": {"MotorVehicleObject": [vehicle(GATE, i)]}});
+        let (status, _, _) = viid(
+            ia,
+            "POST",
+            "/VIID/MotorVehicles",
+            &camera,
+            &upload.to_string(),
+        );
+        assert_eq!(status, 200);
+    };
+    answer(6, "对象格式错误");
+    one_more(3);
+    assert!(
+        wait_until(Duration::from_secs(60), || status()["refused"] == 1),
+        "{}",
+        status()
+    );
+    let st = status();
+    assert_eq!(st["delivered"], 1, "{st}");
+    assert!(
+        st["last_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("StatusCode 6"),
+        "{st}"
+    );
+    assert_eq!(st["stopped"], false, "{st}");
+    answer(1, "订阅不存在");
+    one_more(4);
+    assert!(
+        wait_until(Duration::from_secs(60), || status()["stopped"] == true),
+        "{}",
+        status()
+    );
+    let posts = to.bodies().len();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(to.bodies().len(), posts, "stopped: not sent again");
 
     // A disposition (布控) of the platform: each hit is notified with the object as the
     // camera uploaded it, read from object storage by the query node's worker (on a
