@@ -135,7 +135,8 @@ Ask the query node (once its replicas have read it from the log, within a second
 Or open the investigator console on the query node: http://127.0.0.1:$QUERY_PORT/
 (register the communities it lists first, e.g.
   curl -s -X PUT http://127.0.0.1:$QUERY_PORT/v1/communities/3205080001 -d '{"name":"North"}'
-on any query node; watchlists and alerts are not in a cluster yet: it says so).
+on any query node; watchlists and alerts are shared by every node: the ingest nodes
+raise the alerts of what they take).
 
 Indexers commit every 10 s: psql -h 127.0.0.1 -p 5433 -U postgres -c 'select * from leases'
 

@@ -179,6 +179,13 @@ pub async fn manage_devices(
                 if let Some(c) = login {
                     v["gat1400_username"] = c.username.clone().into();
                 }
+                // A platform's relays, as `add` prints them.
+                if d.device_kind == "platform" {
+                    let kept = bounded(within, "read relays", meta.relays(&d.code))
+                        .await
+                        .map_err(pg)?;
+                    v["relays"] = serde_json::to_value(kept).expect("a map of strings");
+                }
                 out.push_str(&format!("{v}\n"));
             }
             Ok(out)

@@ -366,5 +366,9 @@ pub(super) async fn retention(
         node.catalog.set_retention_days(days).await?;
         return Ok(serde_json::json!({"retention_days": days, "dropped_shards": null}));
     }
-    Ok(serde_json::json!({"retention_days": node.catalog.retention_days().await?}))
+    // The same members as `serve`'s (nothing is dropped by reading).
+    Ok(serde_json::json!({
+        "retention_days": node.catalog.retention_days().await?,
+        "dropped_shards": [],
+    }))
 }

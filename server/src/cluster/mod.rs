@@ -136,6 +136,11 @@ async fn accept_loop<S, B, F, Fut>(
                 async move {
                     let mut r = answered.await?;
                     let status = r.status();
+                    // RFC 9110 §15.3.5: a 204 has no content, and so no type (as
+                    // `serve`'s answers it).
+                    if status == StatusCode::NO_CONTENT {
+                        r.headers_mut().remove(hyper::header::CONTENT_TYPE);
+                    }
                     let read_whole = matches!(status.as_u16(), 400 | 422);
                     if has_body
                         && !read_whole

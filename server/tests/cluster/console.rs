@@ -110,6 +110,10 @@ fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
             .lines()
             .find_map(|l| l.strip_prefix("allow: "))
             .map(str::to_string);
+        // RFC 9110 §15.3.5: a 204 has no content and no content type.
+        if r.status == 204 {
+            assert!(!head.contains("content-type:"), "{a}: {head}");
+        }
         (r.status, allow, r.body.is_empty())
     };
     // The keys are read by the query node within a renewal.

@@ -1178,6 +1178,13 @@ fn a_relaying_platform_uploads_and_lists_through_ingest_nodes_as_on_serve() {
         added.contains("\"relays\":{\"3205080\":\"3205080003\"}"),
         "{added}"
     );
+    // `list` shows a platform's relays as `add` prints them.
+    let listed = gat1400_cli(&cli, &["list"]).unwrap();
+    let line = listed.lines().find(|l| l.contains(second)).unwrap_or("");
+    assert!(
+        line.contains("\"relays\":{\"3205080\":\"3205080003\"}"),
+        "{listed}"
+    );
     let unknown = gat1400_cli(
         &cli,
         &[
