@@ -205,6 +205,13 @@ impl Catalog {
             // is what a wait is for (alerts of communities out of a key's scope are
             // not read at all, so the cursor alone would wake the wait at once).
             let seen = self.alert_head.get().map_or(0, |h| *h.latest.borrow());
+            // For a scoped key: the last alert of any community before the page is
+            // read (ids are committed in order), so its cursor can move past other
+            // communities' alerts, which it never reads.
+            let head_before = match scope {
+                Some(_) => on_meta!(self, "read the last alert id", |m| m.last_alert_id())?,
+                None => 0,
+            };
             let rows = on_meta!(self, "read alerts", |m| m.alerts_after(after, limit, scope))?;
             let mut all = Vec::with_capacity(rows.len());
             for (id, body, event_id) in rows {
@@ -219,7 +226,13 @@ impl Catalog {
                 }
                 all.push(v);
             }
-            let scanned = handlers::last_id(&all);
+            // Fewer than a page: every alert of the scope up to `head_before` was
+            // read, so the cursor moves past it too (other communities' alerts would
+            // otherwise hold it back for good).
+            let scanned = match all.len() < limit && head_before > after {
+                true => handlers::last_id(&all).max(Some(head_before)),
+                false => handlers::last_id(&all),
+            };
             let alerts = match scope {
                 Some(_) if !all.is_empty() => {
                     handlers::covered_alerts(caller, self.watchlists().await?, all)

@@ -883,7 +883,7 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (a, scope, batch) = (app.clone(), s.scope.clone(), s.batch.max(1));
-        let Ok(Ok(alerts)) = tokio::task::spawn_blocking(move || {
+        let Ok(Ok((alerts, examined))) = tokio::task::spawn_blocking(move || {
             a.watch.alerts(&a.store, cursor, batch, scope.as_deref())
         })
         .await
@@ -891,7 +891,8 @@ pub(crate) async fn alerts(app: Arc<App>, s: Subscription, status: Arc<Mutex<Sta
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let Some(next) = alerts.last().and_then(|a| a["id"].as_u64()) else {
+        // Past the last alert looked at, other communities' too.
+        let Some(next) = examined else {
             let _ = tokio::time::timeout(Duration::from_secs(30), notified).await;
             continue;
         };

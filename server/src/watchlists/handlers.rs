@@ -204,8 +204,7 @@ async fn alerts_after(
         let caller = c.caller.clone();
         let (alerts, scanned) = run(c.app.clone(), move |a| {
             let scope = caller.communities.as_deref();
-            let all = a.watch.alerts(&a.store, after, limit, scope)?;
-            let scanned = last_id(&all);
+            let (all, scanned) = a.watch.alerts(&a.store, after, limit, scope)?;
             Ok((covered_alerts(&caller, a.watch.list(), all), scanned))
         })
         .await?;

@@ -58,6 +58,10 @@ impl Room {
 }
 const ALERTS: &str = "alerts";
 
+/// The most alerts one read of the alert log looks at for a scoped reader, whose
+/// communities' alerts may be few among many: its cursor goes on from there.
+pub const MAX_ALERTS_EXAMINED: usize = 100_000;
+
 /// One watched subject or pattern.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
@@ -431,36 +435,46 @@ impl Watch {
         Ok(raised)
     }
 
-    /// Alerts after `after`, at most `limit`, in order; only of `scope` when given.
+    /// Alerts after `after`, at most `limit`, in order; only of `scope` when given;
+    /// and the id of the last alert looked at (of the scope or not: the reader's next
+    /// `after`), `None` when there was none after `after`.
     pub fn alerts(
         &self,
         store: &Store,
         after: u64,
         limit: usize,
         scope: Option<&[String]>,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
         let mut out = Vec::new();
         let mut from = format!("{after:016x}");
-        // Scoped readers skip others' alerts: read on until the page is full.
+        // The id of the last alert looked at, in the scope or not: a reader's cursor
+        // moves past other communities' alerts, never reading them again.
+        let mut examined = None;
+        let id_of = |key: &str| u64::from_str_radix(key, 16).ok();
+        // Scoped readers skip others' alerts: read on until the page is full, or
+        // [`MAX_ALERTS_EXAMINED`] were looked at (the reader goes on from there).
+        let mut looked = 0usize;
         loop {
             let chunk = store.catalog().kv_after(ALERTS, &from, limit.max(1))?;
             let Some((last, _)) = chunk.last() else {
-                return Ok(out);
+                return Ok((out, examined));
             };
             from = last.clone();
             let done = chunk.len() < limit.max(1);
-            for (_, v) in chunk {
+            for (key, v) in chunk {
+                examined = id_of(&key).or(examined);
+                looked += 1;
                 let a: Value = serde_json::from_slice(&v)
                     .map_err(|e| ApiError::internal(format!("an alert: {e}")))?;
                 if scope.is_none_or(|s| s.iter().any(|c| a["community"] == c.as_str())) {
                     out.push(a);
                     if out.len() == limit {
-                        return Ok(out);
+                        return Ok((out, examined));
                     }
                 }
             }
-            if done {
-                return Ok(out);
+            if done || looked >= MAX_ALERTS_EXAMINED {
+                return Ok((out, examined));
             }
         }
     }

@@ -372,6 +372,12 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
             "key {key}: {page}"
         );
     }
+    // A key reading none moves past every alert all the same, other communities'
+    // (which it never reads) included, as on `serve`.
+    let (_, every) = ask_as(qa, Some(&cluster_keys[HQ]), "GET", "/v1/alerts", "");
+    let (_, none) = ask_as(qa, Some(&cluster_keys[DISTRICT]), "GET", "/v1/alerts", "");
+    assert_eq!(none["alerts"], json!([]), "{none}");
+    assert_eq!(none["next_after"], every["next_after"], "{none} {every}");
     let ((_, page), _) = same(HQ, "GET", "/v1/alerts?limit=2", Value::Null);
     let next = page["next_after"].as_u64().unwrap();
     let (_, rest) = ask_as(

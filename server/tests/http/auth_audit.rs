@@ -604,6 +604,20 @@ fn scoped_keys_are_confined_to_their_communities() {
     }
     assert_eq!(seen, ["a-list"]);
     assert_eq!(after, last, "past every alert, the city list's too");
+    // An alert of another community (B's, which A never reads): A's cursor moves past
+    // it too, rather than reading the log from there again on every poll.
+    let event_b = json!({"ts": "2021-09-01T08:00:00+08:00", "community": "3205080002",
+        "device": "32050802011210000001", "kind": "vehicle", "subject": "苏E1SCOP",
+        "direction": "in"});
+    let r = as_(&city, "POST", "/v1/events", &event_b.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let last = as_(&city, "GET", "/v1/alerts", "").body["next_after"]
+        .as_u64()
+        .unwrap();
+    assert!(last > after, "the city's list alerted in B");
+    let page = as_(&inv_a, "GET", &format!("/v1/alerts?after={after}"), "").body;
+    assert_eq!(page["alerts"], json!([]), "{page}");
+    assert_eq!(page["next_after"], last, "{page}");
     // City-wide powers and B's catalog are refused to A's admin.
     let r = as_(&admin_a, "PUT", "/v1/admin/retention", r#"{"days": 1}"#);
     assert_eq!(r.status, 403, "{}", r.body);
