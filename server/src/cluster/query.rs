@@ -561,7 +561,11 @@ async fn route(
     created: &mut bool,
 ) -> Result<(Body, Option<usize>), ApiError> {
     if let Some((route, arg)) = super::service::route_of(req.method(), path) {
-        return super::service::answer(node, caller, route, arg, req, line, created).await;
+        // JSON or NDJSON as `Accept` asks, with `Vary: Accept`, as `serve` answers.
+        let ndjson = crate::routes::wants_ndjson(&req);
+        let (body, n) =
+            super::service::answer(node, caller, route, arg, req, line, created).await?;
+        return Ok((crate::routes::negotiated(body, ndjson, route.changes), n));
     }
     let params = Params::parse(req.uri().query());
     let max = node.max_rows();

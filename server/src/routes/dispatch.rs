@@ -374,10 +374,17 @@ async fn call(
         _ => {}
     }
     let (status, body) = answer?;
-    // NDJSON asked for: a list answer one item a line; the answer of a change (a created
-    // key, a watchlist, a revoked key) is one resource, one line, whatever lists it holds
-    // (a scoped key's `communities` must not stand for the key, its token lost).
-    let lines = |b: Body| match route.changes {
+    Ok((status, negotiated(body, ndjson, route.changes)))
+}
+
+/// An answer in the form `Accept` chose, on `serve` and on a cluster's query nodes
+/// alike. NDJSON asked for: a list answer one item a line; the answer of a change
+/// (`changes`: a created key, a watchlist, a revoked key) is one resource, one line,
+/// whatever lists it holds (a scoped key's `communities` must not stand for the key,
+/// its token lost). With `Vary: Accept` (RFC 9110 §12.5.5: a cache keeps one per
+/// `Accept`).
+pub(crate) fn negotiated(body: Body, ndjson: bool, changes: bool) -> Body {
+    let lines = |b: Body| match changes {
         true => b.into_one_line(),
         false => b.into_lines(),
     };
@@ -396,8 +403,7 @@ async fn call(
         }
         b => b,
     };
-    // Its form followed `Accept` (RFC 9110 §12.5.5): a cache keeps one per `Accept`.
-    Ok((status, negotiate::vary_accept(body)))
+    negotiate::vary_accept(body)
 }
 
 /// The caller behind a request's API key; without one, behind its connection's client

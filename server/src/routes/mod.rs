@@ -17,7 +17,8 @@ use serde_json::Value;
 
 #[cfg(feature = "cluster")]
 pub(crate) use dispatch::{
-    canonical_request, change_summary, host_problem, other_transfer_coding, token, wants_ndjson,
+    canonical_request, change_summary, host_problem, negotiated, other_transfer_coding, token,
+    wants_ndjson,
 };
 pub(crate) use dispatch::{handle, panic_message, NO_QUERY_TIMING, PANICKED};
 

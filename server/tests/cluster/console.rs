@@ -417,6 +417,33 @@ fn query_nodes_serve_the_console_whoami_the_catalog_and_the_audit_log_as_serve()
         .map(|c| c["code"].as_str().unwrap())
         .collect();
     assert_eq!(codes, [a, b], "a scoped key lists its communities only");
+    // NDJSON as `Accept` asks, one item a line, with `Vary: Accept`, as on `serve`.
+    for target in ["/v1/communities", "/v1/devices", "/v1/keys", "/v1/whoami"] {
+        let ask = |addr: std::net::SocketAddr, token: &str| {
+            let r = sightline_testkit::send(
+                addr,
+                format!(
+                    "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                     Accept: application/x-ndjson\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let head = r.head.to_ascii_lowercase();
+            (
+                r.status,
+                header(&head, "content-type").to_string(),
+                header(&head, "vary").to_string(),
+                String::from_utf8_lossy(&r.body).lines().count(),
+            )
+        };
+        let cluster = ask(qa, &cluster_keys[HQ]);
+        assert_eq!(cluster, ask(s, &single_keys[HQ]), "{target}");
+        assert_eq!(
+            (cluster.0, cluster.1.as_str(), cluster.2.as_str()),
+            (200, "application/x-ndjson", "accept"),
+            "{target}"
+        );
+    }
     let (_, all) = same(HQ, "GET", "/v1/devices", Value::Null);
     assert_eq!(all["devices"].as_array().unwrap().len(), 4, "{all}");
     let (status, v) = same(
