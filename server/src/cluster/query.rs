@@ -416,6 +416,17 @@ async fn handle(node: Arc<QueryNode>, req: Request<Incoming>) -> Result<Reply, I
     if let Some(coding) = crate::routes::other_transfer_coding(req.headers()) {
         return Ok(respond_error(&ApiError::TransferCoding(coding)));
     }
+    // A camera or platform sent here: told in GA/T 1400's shape where to go, not with
+    // a Bearer challenge it cannot answer.
+    if crate::gat1400::paths::is_viid(&path) {
+        let (status, body) = crate::gat1400::handlers::viid_answer(
+            StatusCode::NOT_FOUND,
+            &path,
+            crate::gat1400::INVALID_OPERATION,
+            "a cluster's query node does not answer GA/T 1400: send /VIID requests to an ingest node (`sightline cluster ingest`)",
+        );
+        return Ok(respond(status, body));
+    }
     // RFC 9110 §15.5.6, as `serve` answers it: a path taking other methods is 405
     // with `Allow`, before any key.
     if let Err(true) = table.lookup(req.method(), &path) {

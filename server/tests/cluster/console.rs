@@ -156,6 +156,29 @@ fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
             assert!(cluster.2, "{method} {target}: the head only");
         }
     }
+    // A camera sent to a query node is told in GA/T 1400's shape to go to an ingest
+    // node (no Bearer challenge it cannot answer).
+    let r = sightline_testkit::send(
+        qa,
+        b"POST /VIID/System/Register HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n\
+          Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    let head = r.head.to_ascii_lowercase();
+    assert_eq!(r.status, 404, "{head}");
+    assert!(
+        head.contains("content-type: application/viid+json"),
+        "{head}"
+    );
+    assert!(!head.contains("www-authenticate"), "{head}");
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["ResponseStatusObject"]["StatusCode"], 4, "{body}");
+    assert!(
+        body["ResponseStatusObject"]["StatusString"]
+            .as_str()
+            .unwrap()
+            .contains("ingest node"),
+        "{body}"
+    );
     // RFC 9112 §6.1: a transfer coding other than `chunked` is 501 naming it, before
     // any key or body, on both.
     for a in [qa, single.addr] {
