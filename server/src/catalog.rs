@@ -14,6 +14,7 @@ use sightline_storage::{Community, Device};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::conditional::Preconditions;
 use crate::http::json::{known_fields, object, text};
 use crate::http::runner::run;
 use crate::http::{Answer, Call};
@@ -89,10 +90,21 @@ pub(crate) async fn device(c: Call) -> Result<Answer, ApiError> {
 pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
     let code = c.arg();
     may_change(&c.caller, &code)?;
+    let pre = Preconditions::of(&c.head.headers);
     let body = c.body().await?;
     let (v, created) = run(c.app, move |app| {
         let c = community_of(code, &body)?;
-        let created = app.store.catalog().put_community(&c)?;
+        // `If-Match` / `If-None-Match` judged on the community the write replaces.
+        let mut refused = None;
+        let written = app.store.catalog().put_community_if(&c, &mut |existing| {
+            refused = pre
+                .check(&format!("community {}", c.code), existing.is_some())
+                .err();
+            refused.is_none()
+        })?;
+        let Some(created) = written else {
+            return Err(refused.unwrap_or_else(|| ApiError::internal("a community write refused")));
+        };
         Ok((community_json(&c), created))
     })
     .await?;
@@ -114,6 +126,7 @@ pub(crate) fn put_status(created: bool) -> StatusCode {
 /// "gat1400": {"password"}}`: 201 Created when no device of the code was registered,
 /// 200 when one was replaced ([`put_status`]).
 pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
+    let pre = Preconditions::of(&c.head.headers);
     let body = c.body().await?;
     let code = c.arg();
     let caller = c.caller;
@@ -123,7 +136,7 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
             let stored = crate::gat1400::relay::prefixes(&app.store, &code)?;
             crate::gat1400::relay::may_change_stored(&caller, &code, &stored)?;
         }
-        put_device_now(app, &code, &body, &caller)
+        put_device_now(app, &code, &body, &caller, &pre)
     })
     .await?;
     Ok((put_status(created), v.into()))
@@ -136,6 +149,7 @@ fn put_device_now(
     code: &str,
     body: &[u8],
     caller: &Caller,
+    pre: &Preconditions,
 ) -> Result<(Value, bool), ApiError> {
     let put = DevicePut::read(code, body, caller)?;
     if app.store.catalog().community(&put.community)?.is_none() {
@@ -152,11 +166,14 @@ fn put_device_now(
     // second move the first's device (checked before the body too, in `put_device`).
     let mut refused = None;
     let written = catalog.put_device_if(&d, &mut |existing| {
-        let verdict = existing.map_or(Ok(()), |e| {
-            may_move(caller, code, e)?;
-            let stored = crate::gat1400::relay::prefixes(&app.store, code)?;
-            crate::gat1400::relay::may_change_stored(caller, code, &stored)
-        });
+        let verdict = existing
+            .map_or(Ok(()), |e| {
+                may_move(caller, code, e)?;
+                let stored = crate::gat1400::relay::prefixes(&app.store, code)?;
+                crate::gat1400::relay::may_change_stored(caller, code, &stored)
+            })
+            // `If-Match` / `If-None-Match` judged on the device the write replaces.
+            .and_then(|()| pre.check(&format!("device {code}"), existing.is_some()));
         let allowed = verdict.is_ok();
         refused = verdict.err();
         allowed

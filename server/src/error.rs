@@ -126,6 +126,10 @@ pub enum ApiError {
     /// after a grace of 5 s).
     #[error("the body arrived slower than {0} bytes a second (min_body_rate)")]
     BodyTooSlow(u64),
+    /// 412: a precondition of the request (`If-Match`, `If-None-Match`; RFC 9110
+    /// §13.1) is false for the resource as it is: nothing was changed.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: over `max_body_bytes`.
     #[error("the body is over the limit of {0} bytes; send smaller batches")]
     BodyTooLarge(usize),
@@ -228,6 +232,7 @@ impl ApiError {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout(_) | BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             BodyTooLarge(_) | TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Busy(_) | BodyBudget(_) | TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -270,6 +275,7 @@ impl ApiError {
             BodyTimeout(_) => "body_timeout",
             BodyTooSlow(_) => "body_too_slow",
             BodyTooLarge(_) => "body_too_large",
+            PreconditionFailed(_) => "precondition_failed",
             UnsupportedEncoding(_) => "unsupported_encoding",
             UnsupportedMediaType(_) => "unsupported_media_type",
             TooManyRecords { .. } => "too_many_records",

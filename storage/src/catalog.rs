@@ -177,6 +177,14 @@ pub trait Catalog: Send + Sync {
     /// one (no community of that code before), known from the write itself, so of two
     /// puts of a new code exactly one says so.
     fn put_community(&self, c: &Community) -> Result<bool>;
+    /// Registers `c`, or replaces the community of its code, if `allow` says so of the
+    /// community registered then (`None`: none), as one step, as
+    /// [`Catalog::put_device_if`] does for devices.
+    fn put_community_if(
+        &self,
+        c: &Community,
+        allow: &mut dyn FnMut(Option<&Community>) -> bool,
+    ) -> Result<Option<bool>>;
     fn community(&self, code: &str) -> Result<Option<Community>>;
     fn communities(&self) -> Result<Vec<Community>>;
     /// Registers `d`, or replaces the device of its code: `true` when it created one,
@@ -438,6 +446,32 @@ impl Catalog for SledCatalog {
     }
     fn put_community(&self, c: &Community) -> Result<bool> {
         self.put(&self.communities, &c.code, c)
+    }
+    fn put_community_if(
+        &self,
+        c: &Community,
+        allow: &mut dyn FnMut(Option<&Community>) -> bool,
+    ) -> Result<Option<bool>> {
+        let value = enc(c);
+        loop {
+            let before = self.communities.get(&c.code)?;
+            let existing = before
+                .as_ref()
+                .map(|v| dec::<Community>("community", v))
+                .transpose()?;
+            if !allow(existing.as_ref()) {
+                return Ok(None);
+            }
+            // Written only over the bytes `allow` saw; another write between: again.
+            if self
+                .communities
+                .compare_and_swap(&c.code, before.as_ref(), Some(value.as_slice()))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(Some(before.is_none()));
+            }
+        }
     }
     fn community(&self, code: &str) -> Result<Option<Community>> {
         self.communities

@@ -101,6 +101,28 @@ impl Meta {
         Ok(row.get(0))
     }
 
+    /// [`Meta::put_community`] only while a community of the code is there
+    /// (`existing`: true) or is not (false), in one statement; `None` when it was not
+    /// written for that, else whether it created one (an HTTP precondition, `If-Match:
+    /// *` or `If-None-Match: *`, judged with the write).
+    pub async fn put_community_when(&self, c: &Community, existing: bool) -> Result<Option<bool>> {
+        let sql = match existing {
+            true => {
+                "UPDATE communities SET name = $2, district = $3 WHERE code = $1 RETURNING false"
+            }
+            false => {
+                "INSERT INTO communities (code, name, district) VALUES ($1, $2, $3)
+                 ON CONFLICT (code) DO NOTHING RETURNING true"
+            }
+        };
+        let row = self
+            .client
+            .query_opt(sql, &[&c.code, &c.name, &c.district])
+            .await
+            .map_err(ClusterError::pg("register a community"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// Every registered device (only `community`'s when given), by code.
     pub async fn devices(&self, community: Option<&str>) -> Result<Vec<Device>> {
         let rows = self

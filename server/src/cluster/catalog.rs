@@ -29,6 +29,7 @@ use sightline_cluster::{ClusterConfig, ClusterError};
 use crate::auth::Caller;
 use crate::catalog::{self as serve, DevicePut};
 use crate::error::ApiError;
+use crate::http::conditional::Preconditions;
 use crate::params::Params;
 
 /// A device `PUT` is checked and written again at most this many times when the
@@ -160,9 +161,22 @@ impl Catalog {
         &self,
         code: String,
         body: &Bytes,
+        pre: &Preconditions,
     ) -> Result<(Value, bool), ApiError> {
         let c = serve::community_of(code, body)?;
-        let created = on_meta!(self, "register a community", |m| m.put_community(&c))?;
+        // `If-Match: *` / `If-None-Match: *` judged by the statement that writes.
+        let what = format!("community {}", c.code);
+        let created = match pre.demand(&what)? {
+            None => on_meta!(self, "register a community", |m| m.put_community(&c))?,
+            Some(exists) => {
+                match on_meta!(self, "register a community", |m| m
+                    .put_community_when(&c, exists))?
+                {
+                    Some(created) => created,
+                    None => return Err(pre.check(&what, !exists).unwrap_err()),
+                }
+            }
+        };
         Ok((serve::community_json(&c), created))
     }
 
@@ -182,6 +196,7 @@ impl Catalog {
         caller: &Caller,
         code: String,
         body: &Bytes,
+        pre: &Preconditions,
     ) -> Result<(Value, bool), ApiError> {
         let mut tries = 0;
         let (d, created) = loop {
@@ -210,6 +225,9 @@ impl Catalog {
             }
             // Read again at every try: nothing of it is kept (`DevicePut` is consumed).
             let put = DevicePut::read(&code, body, caller)?;
+            // `If-Match` / `If-None-Match` judged on the device as read, which the
+            // write below takes effect over only while it is still so.
+            pre.check(&format!("device {code}"), seen.is_some())?;
             let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
             if registered.is_none() {
                 return Err(serve::unregistered(&put.community));

@@ -17,6 +17,7 @@ use hyper::{Method, Request};
 use super::query::{QueryNode, MAX_BODY_BYTES};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::conditional::Preconditions;
 use crate::http::runner::AuditLine;
 use crate::http::Body;
 use crate::params::Params;
@@ -163,16 +164,18 @@ pub(super) async fn answer(
         (Method::PUT, "/v1/communities/{code}") => {
             // The scope before the body, as `serve` checks it.
             let scope = crate::catalog::may_change(caller, &arg);
+            let pre = Preconditions::of(req.headers());
             let (body, n, made) = change_as(node, caller, line, req, scope, |body| async move {
-                catalog.put_community(arg, &body).await
+                catalog.put_community(arg, &body, &pre).await
             })
             .await?;
             *created = made;
             Ok((body, n))
         }
         (Method::PUT, "/v1/devices/{code}") => {
+            let pre = Preconditions::of(req.headers());
             let (body, n, made) = change_as(node, caller, line, req, Ok(()), |body| async move {
-                catalog.put_device(caller, arg, &body).await
+                catalog.put_device(caller, arg, &body, &pre).await
             })
             .await?;
             *created = made;

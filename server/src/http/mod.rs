@@ -7,6 +7,7 @@
 pub(crate) mod body;
 pub(crate) mod call;
 pub(crate) mod client;
+pub(crate) mod conditional;
 pub mod egress;
 pub(crate) mod json;
 pub(crate) mod limits;

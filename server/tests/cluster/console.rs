@@ -179,6 +179,79 @@ fn a_query_node_answers_options_head_and_wrong_methods_as_serve_does() {
             .contains("ingest node"),
         "{body}"
     );
+    // Conditional PUTs (RFC 9110 §13.1) as on `serve`: create only, replace only.
+    for (target, condition, body, want) in [
+        (
+            "/v1/communities/3205089999",
+            "If-Match: *",
+            r#"{"name":"x"}"#,
+            412,
+        ),
+        (
+            "/v1/communities/3205089999",
+            "If-None-Match: *",
+            r#"{"name":"x"}"#,
+            201,
+        ),
+        (
+            "/v1/communities/3205089999",
+            "If-None-Match: *",
+            r#"{"name":"y"}"#,
+            412,
+        ),
+        (
+            "/v1/communities/3205089999",
+            "If-Match: \"t\"",
+            r#"{"name":"y"}"#,
+            412,
+        ),
+        (
+            "/v1/communities/3205089999",
+            "If-Match: *",
+            r#"{"name":"y"}"#,
+            200,
+        ),
+        (
+            "/v1/devices/32050899991320000001",
+            "If-Match: *",
+            r#"{"community":"3205089999","kind":"face_camera"}"#,
+            412,
+        ),
+        (
+            "/v1/devices/32050899991320000001",
+            "If-None-Match: *",
+            r#"{"community":"3205089999","kind":"face_camera"}"#,
+            201,
+        ),
+        (
+            "/v1/devices/32050899991320000001",
+            "If-None-Match: *",
+            r#"{"community":"3205089999","kind":"face_camera"}"#,
+            412,
+        ),
+    ] {
+        let put = |addr: std::net::SocketAddr, token: &str| {
+            let r = sightline_testkit::send(
+                addr,
+                format!(
+                    "PUT {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                     Content-Type: application/json\r\n{condition}\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            (r.status, v["error"]["code"].clone())
+        };
+        let cluster = put(qa, &cluster_keys[0]);
+        assert_eq!(
+            cluster,
+            put(single.addr, &single_keys[0]),
+            "{condition} {target}"
+        );
+        assert_eq!(cluster.0, want, "{condition} {target}: {cluster:?}");
+    }
     // RFC 9112 §6.1: a transfer coding other than `chunked` is 501 naming it, before
     // any key or body, on both.
     for a in [qa, single.addr] {

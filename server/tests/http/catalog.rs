@@ -354,3 +354,70 @@ fn racing_puts_of_a_new_code_create_it_once() {
         assert_eq!(got, [200, 200, 200, 201], "device {device}");
     }
 }
+
+/// RFC 9110 §13.1: `If-None-Match: *` on a PUT creates only, `If-Match: *` replaces
+/// only, and `If-Match` naming a tag never matches (the catalog's resources carry
+/// none): otherwise 412 `precondition_failed` and nothing changed. A request that would
+/// fail without them (a bad body) fails as it would (§13.2.1).
+#[test]
+fn conditional_puts_create_only_or_replace_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), |_| {});
+    let a = server.addr;
+    let put = |target: &str, condition: &str, body: &str| {
+        let r = crate::support::send(
+            a,
+            format!(
+                "PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 {condition}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r.status, v)
+    };
+    let north = "/v1/communities/3205080001";
+    let (status, v) = put(north, "If-Match: *\r\n", r#"{"name":"North"}"#);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (412, Some("precondition_failed")),
+        "{v}"
+    );
+    assert_eq!(get(a, north).status, 404, "nothing created");
+    assert_eq!(
+        put(north, "If-None-Match: *\r\n", r#"{"name":"North"}"#).0,
+        201
+    );
+    let (status, v) = put(north, "If-None-Match: *\r\n", r#"{"name":"Renamed"}"#);
+    assert_eq!(status, 412, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("If-None-Match"),
+        "{v}"
+    );
+    assert_eq!(get(a, north).body["name"], "North", "nothing changed");
+    assert_eq!(
+        put(north, "If-Match: \"v1\"\r\n", r#"{"name":"Renamed"}"#).0,
+        412
+    );
+    assert_eq!(
+        put(north, "If-Match: *\r\n", r#"{"name":"Renamed"}"#).0,
+        200
+    );
+    assert_eq!(get(a, north).body["name"], "Renamed");
+    // Devices alike; a bad body is 400 whatever the precondition says.
+    let gate = format!("/v1/devices/{GATE}");
+    let device = r#"{"community":"3205080001","kind":"checkpoint_camera"}"#;
+    assert_eq!(put(&gate, "If-Match: *\r\n", device).0, 412);
+    assert_eq!(get(a, &gate).status, 404);
+    assert_eq!(put(&gate, "If-None-Match: *\r\n", device).0, 201);
+    assert_eq!(put(&gate, "If-None-Match: *\r\n", device).0, 412);
+    assert_eq!(
+        put(&gate, "If-None-Match: *\r\n", r#"{"community":1}"#).0,
+        400
+    );
+    assert_eq!(put(&gate, "If-None-Match: \"x\"\r\n", device).0, 200);
+}
