@@ -169,6 +169,10 @@ pub enum ApiError {
     /// 503: the store could not read or write (damage, disk).
     #[error("{0}")]
     StorageUnavailable(String),
+    /// 503 `storage_unavailable` too, with `Retry-After: 1`: a cluster's log (NATS) out
+    /// of reach or not acknowledging, which passes (a disk failure does not).
+    #[error("{0}")]
+    LogUnavailable(String),
     /// 503: the audit log could not be written (a full disk …), so what needs an audit
     /// entry (a query's answer, a change) is refused; the log itself stays whole.
     #[error("the audit log cannot be written ({0}); the request was refused rather than served unaudited; retry once the disk has space")]
@@ -236,9 +240,11 @@ impl ApiError {
             UnsupportedEncoding(_) | UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidEvents { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Busy(_) | BodyBudget(_) | TooManySubscriptions(_) => StatusCode::TOO_MANY_REQUESTS,
-            QueryTimeout(_) | StoreFailed(_) | StorageUnavailable(_) | AuditUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            QueryTimeout(_)
+            | StoreFailed(_)
+            | StorageUnavailable(_)
+            | LogUnavailable(_)
+            | AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -285,7 +291,7 @@ impl ApiError {
             BodyBudget(_) => "busy",
             QueryTimeout(_) => "query_timeout",
             StoreFailed(_) => "store_failed",
-            StorageUnavailable(_) => "storage_unavailable",
+            StorageUnavailable(_) | LogUnavailable(_) => "storage_unavailable",
             AuditUnavailable(_) => "audit_unavailable",
             Internal(_) => "internal",
         }
@@ -316,7 +322,7 @@ impl ApiError {
             ApiError::Busy(_)
             | ApiError::BodyBudget(_)
             | ApiError::QueryTimeout(_)
-            | ApiError::StorageUnavailable(_) => Some(1),
+            | ApiError::LogUnavailable(_) => Some(1),
             _ => None,
         }
     }

@@ -224,7 +224,7 @@ impl Meta {
             .query_opt(
                 "UPDATE subscriptions SET holder = $2, epoch = epoch + 1,
                         expires_at = now() + $3 * interval '1 millisecond',
-                        failures_in_a_row = 0
+                        failures_in_a_row = 0, stopped = false
                  WHERE id = $1 AND (holder IS NULL OR expires_at < now())
                  RETURNING epoch, body::text, cursor",
                 &[&id, &holder, &ttl(ttl_ms)],
@@ -463,26 +463,30 @@ impl Meta {
         Ok(())
     }
 
-    /// Cancels `owner`'s subscription `id` (GA/T 1400 取消订阅): its row deleted and,
-    /// in the same statement, `object` kept in `cancelled_subscribes` for the owner to
-    /// list; then the owner's cancelled beyond the `keep` latest forgotten. Whether it
-    /// was there.
+    /// Cancels `owner`'s subscription `id` (GA/T 1400 取消订阅) while its row still
+    /// holds `body_json` (as read): the row deleted and, in the same statement,
+    /// `object` kept in `cancelled_subscribes` for the owner to list; then the owner's
+    /// cancelled beyond the `keep` latest forgotten. Whether it was cancelled (false:
+    /// not there, or changed since it was read).
     pub async fn cancel_subscription_of(
         &self,
         id: &str,
         owner: &str,
+        body_json: &str,
         object_json: &str,
         keep: i64,
     ) -> Result<bool> {
         let n = self
             .client
             .execute(
-                "WITH gone AS (DELETE FROM subscriptions WHERE id = $1 AND owner = $2 RETURNING id)
+                "WITH gone AS (DELETE FROM subscriptions
+                               WHERE id = $1 AND owner = $2 AND body = $3::text::jsonb
+                               RETURNING id)
                  INSERT INTO cancelled_subscribes (owner, id, object)
-                 SELECT $2, $1, $3::text::jsonb FROM gone
+                 SELECT $2, $1, $4::text::jsonb FROM gone
                  ON CONFLICT (owner, id) DO UPDATE
                  SET object = EXCLUDED.object, cancelled_at = now()",
-                &[&id, &owner, &object_json],
+                &[&id, &owner, &body_json, &object_json],
             )
             .await
             .map_err(ClusterError::pg("cancel a subscription"))?;
@@ -496,6 +500,19 @@ impl Meta {
             .await
             .map_err(ClusterError::pg("forget cancelled subscriptions"))?;
         Ok(n > 0)
+    }
+
+    /// Whether `owner` has cancelled subscription `id` kept.
+    pub async fn cancelled_subscribe_exists(&self, id: &str, owner: &str) -> Result<bool> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM cancelled_subscribes WHERE owner = $1 AND id = $2",
+                &[&owner, &id],
+            )
+            .await
+            .map_err(ClusterError::pg("read a cancelled subscription"))?;
+        Ok(row.is_some())
     }
 
     /// `owner`'s cancelled subscriptions (their objects, as JSON), by id.

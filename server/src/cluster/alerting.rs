@@ -341,9 +341,7 @@ impl Alerting {
         let published = publisher
             .publish_marked(events, &alerted)
             .await
-            .map_err(|e| {
-                ApiError::StorageUnavailable(format!("the log did not acknowledge: {e}"))
-            })?;
+            .map_err(|e| ApiError::LogUnavailable(format!("the log did not acknowledge: {e}")))?;
         // Publishing took long enough that a day may have been frozen unseen: read
         // them again and note what is late now, before answering.
         if read_at.elapsed() > self.frozen_max_age {

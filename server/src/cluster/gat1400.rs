@@ -1151,7 +1151,7 @@ async fn read_body(
     };
     x.raw = body.clone();
     // GBK text as UTF-8 may take up to the limit again: reserved before.
-    if crate::gat1400::handlers::is_gb_body(content_type.as_deref(), &body) {
+    if !gzipped && crate::gat1400::handlers::is_gb_body(content_type.as_deref(), &body) {
         if let Some(b) = budget {
             if !b.grow(&mut held, max) {
                 return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
@@ -1185,6 +1185,15 @@ async fn read_body(
         let code = crate::gat1400::handlers::body_failure_code(&e);
         early(x, e, code)
     })?);
+    // GBK text as UTF-8 may take up to the limit again, judged on the inflated bytes
+    // (as `serve` judges it): reserved before it is decoded.
+    if crate::gat1400::handlers::is_gb_body(content_type.as_deref(), &inflated) {
+        if let Some(b) = budget {
+            if !b.grow(&mut held, max) {
+                return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
+            }
+        }
+    }
     x.body = crate::gat1400::handlers::to_utf8_blocking(content_type.as_deref(), inflated, max)
         .await
         .map_err(|e| {
@@ -1275,17 +1284,31 @@ fn unregister<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
 /// `POST /VIID/System/Keepalive`.
 fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
     Box::pin(async move {
+        // A body that is not JSON: status 7, to a caller proven by its headers or its
+        // registration, and nothing registered or renewed for it (as `serve`).
+        if let Some(why) = unreadable_body(x) {
+            let known = match (&x.pre_authorized, identified(x)) {
+                (Some(id), _) => Some(id.clone()),
+                (None, Some(id)) if node.is_registered(&id, x.peer).await => Some(id),
+                _ => None,
+            };
+            let id = match known {
+                Some(id) => id,
+                None => match node.registered(x).await {
+                    Ok(id) => id,
+                    Err(refused) => return refused,
+                },
+            };
+            return Reply::ok(one_status(
+                &id,
+                &x.url(),
+                INVALID_JSON_FORMAT,
+                &why,
+                x.now_ms,
+            ));
+        }
         match node.registered(x).await {
-            Ok(id) => match unreadable_body(x) {
-                Some(why) => Reply::ok(one_status(
-                    &id,
-                    &x.url(),
-                    INVALID_JSON_FORMAT,
-                    &why,
-                    x.now_ms,
-                )),
-                None => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
-            },
+            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
             Err(refused) => refused,
         }
     })

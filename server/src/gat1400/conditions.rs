@@ -815,13 +815,37 @@ impl RecordQuery {
     /// The page of `records` (in the order given) the query asks: those kept, from
     /// `RecordStartNo`, at most `PageRecordNum` (and none past `MaxNumRecordReturn`);
     /// and how many were kept in all (cut to `MaxNumRecordReturn`).
-    pub fn page_of(&self, records: Vec<serde_json::Value>) -> (Vec<serde_json::Value>, usize) {
+    /// A `LIKE` costs its value's length times its pattern's: bounded over the whole
+    /// list before any is run ([`MAX_LIKE_STEPS`]; past it, refused naming the field).
+    pub fn page_of(
+        &self,
+        records: Vec<serde_json::Value>,
+    ) -> Result<(Vec<serde_json::Value>, usize), BadCondition> {
+        let mut cost = 0usize;
+        for (a, op, values) in &self.conds {
+            if *op != Op::Like {
+                continue;
+            }
+            let pattern = values[0].chars().count();
+            for r in &records {
+                let value = super::text(r, a).map_or(0, |v| v.chars().count());
+                cost = cost.saturating_add(value.saturating_mul(pattern));
+            }
+            if cost > MAX_LIKE_STEPS {
+                return Err(bad(
+                    a,
+                    format!(
+                        "LIKE over these records would compare more than {MAX_LIKE_STEPS} characters: add a condition that is not LIKE, or a shorter pattern"
+                    ),
+                ));
+            }
+        }
         let kept: Vec<_> = records.into_iter().filter(|r| self.keeps(r)).collect();
         let cap = self.page.max_num_record_return.unwrap_or(usize::MAX);
         let total = kept.len().min(cap);
         let skip = self.page.record_start_no - 1;
         let take = self.page.page_record_num.min(total.saturating_sub(skip));
-        (kept.into_iter().skip(skip).take(take).collect(), total)
+        Ok((kept.into_iter().skip(skip).take(take).collect(), total))
     }
 }
 
@@ -841,6 +865,10 @@ fn compare(a: &str, have: &str, want: &str) -> std::cmp::Ordering {
 
 /// The longest `LIKE` pattern a record condition takes, in characters.
 pub const MAX_LIKE_CHARS: usize = 256;
+
+/// The most character comparisons the `LIKE` conditions of one listing may need
+/// (each costs its value's length times its pattern's), or it is refused.
+pub const MAX_LIKE_STEPS: usize = 50_000_000;
 
 /// SQL's `LIKE`: `%` any run, `_` any one character; a pattern with neither is
 /// looked for anywhere in the value (as the platforms' fuzzy match reads it). Time
@@ -977,7 +1005,7 @@ mod tests {
         ];
         let ids = |q: &str| {
             let q = records("Subscribe", SUBSCRIBE_ATTRIBUTES, Some(q)).unwrap();
-            let (page, total) = q.page_of(all.clone());
+            let (page, total) = q.page_of(all.clone()).unwrap();
             let ids: Vec<String> = page
                 .iter()
                 .map(|o| o["SubscribeID"].as_str().unwrap().to_string())
@@ -1010,5 +1038,15 @@ mod tests {
                 "{q}"
             );
         }
+        // LIKE over long values is refused before it runs, not run for minutes.
+        let long = vec![serde_json::json!({"Title": "x".repeat(2_000_000)}); 10];
+        let q = records(
+            "Subscribe",
+            SUBSCRIBE_ATTRIBUTES,
+            Some("Title.Like=%25x%25y"),
+        )
+        .unwrap();
+        let e = q.page_of(long).unwrap_err();
+        assert!(e.to_string().contains("LIKE"), "{e}");
     }
 }

@@ -443,8 +443,18 @@ pub(crate) fn is_gb(content_type: Option<&str>) -> bool {
 /// cameras and platforms built for Chinese Windows send their plates in GBK under a
 /// bare `application/json`). Callers reserve `max` more of their byte budget first.
 pub(crate) fn is_gb_body(content_type: Option<&str>, body: &[u8]) -> bool {
-    is_gb(content_type)
-        || (charset_of(content_type).is_none() && std::str::from_utf8(body).is_err())
+    is_gb(content_type) || (charset_of(content_type).is_none() && looks_gbk(body))
+}
+
+/// Whether a body naming no charset is GBK rather than UTF-8: it is not UTF-8, and
+/// no UTF-8 character past ASCII comes before the first byte that is not (a UTF-8
+/// body with one stray byte, `苏E12345 … Caf\xe9`, is not guessed GBK: decoded so, its
+/// plate would be stored garbled).
+fn looks_gbk(body: &[u8]) -> bool {
+    match std::str::from_utf8(body) {
+        Ok(_) => false,
+        Err(e) => body[..e.valid_up_to()].is_ascii(),
+    }
 }
 
 /// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
@@ -834,17 +844,33 @@ pub(crate) async fn keepalive(c: Call) -> Result<Answer, ApiError> {
         if identified(&x).is_none() {
             x.user_identify = registering(&x);
         }
+        // A body that is not JSON: status 7, to a caller proven by its headers or its
+        // registration, and nothing registered or renewed for it.
+        if let Some(why) = unreadable_body(&x) {
+            // Proven by a digest here too without registering it (`registration`'s
+            // check, as a Register's).
+            let known = x
+                .pre_authorized
+                .clone()
+                .or_else(|| identified(&x).filter(|id| app.gateway.is_registered(id, x.peer)))
+                .or_else(|| registration(app, &x).0.ok());
+            let id = match known {
+                Some(id) => id,
+                None => match registered(app, &x) {
+                    Ok(id) => id,
+                    Err(refused) => return refused,
+                },
+            };
+            return Reply::ok(one_status(
+                &id,
+                &x.url(),
+                INVALID_JSON_FORMAT,
+                &why,
+                x.now_ms,
+            ));
+        }
         match registered(app, &x) {
-            Ok(id) => match unreadable_body(&x) {
-                Some(why) => Reply::ok(one_status(
-                    &id,
-                    &x.url(),
-                    INVALID_JSON_FORMAT,
-                    &why,
-                    x.now_ms,
-                )),
-                None => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
-            },
+            Ok(id) => Reply::ok(one_status(&id, &x.url(), OK, "正常", x.now_ms)),
             Err(refused) => refused,
         }
     })
@@ -1460,7 +1486,6 @@ where
     .await
 }
 
-/// `GET /VIID/Subscribes`: the caller's subscriptions.
 /// `GET /VIID/Subscribes`: the caller's subscriptions the query's conditions keep
 /// (any `SubscribeObject` attribute; `RecordStartNo`, `PageRecordNum`), or 400 naming
 /// a condition not answered.
@@ -1480,7 +1505,8 @@ pub(crate) async fn list_subscribes(c: Call) -> Result<Answer, ApiError> {
             Err(e) => return super::query::refused(&x, &e),
         };
         match super::subscribes::list(app, &caller, &q) {
-            Ok(list) => Reply::ok(list),
+            Ok(Ok(list)) => Reply::ok(list),
+            Ok(Err(costly)) => super::query::refused(&x, &costly),
             Err(e) => device_error(&x, &e),
         }
     })
@@ -1798,6 +1824,15 @@ mod tests {
         assert_eq!(to_utf8(latin, plate.clone(), 64).unwrap(), plate);
         let e = to_utf8(json, hyper::body::Bytes::from_static(b"\x81"), 64).unwrap_err();
         assert!(e.to_string().contains("neither UTF-8 nor GBK"), "{e}");
+        // UTF-8 with one stray byte after a character past ASCII: left as sent (it
+        // fails as JSON), never decoded as GBK into another plate.
+        let mut bytes = "{\"PlateNo\":\"苏E12345\",\"Place\":\"Caf"
+            .as_bytes()
+            .to_vec();
+        bytes.extend(b"\xe9\"}");
+        let stray = hyper::body::Bytes::from(bytes);
+        assert!(std::str::from_utf8(&stray).is_err());
+        assert_eq!(to_utf8(json, stray.clone(), 64).unwrap(), stray);
     }
 
     #[test]

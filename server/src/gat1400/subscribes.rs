@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::subscriptions::{Registry, Subscription};
 use crate::App;
 
-use super::conditions::RecordQuery;
+use super::conditions::{BadCondition, RecordQuery};
 
 /// What a subscription made through `/VIID/Subscribes` keeps beside its filter.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -173,6 +173,7 @@ fn merged(stored: &Value, o: &Value) -> Value {
 /// Creates, replaces or (`OperateType` 1) cancels one subscription of `platform`; its
 /// `SubscribeID`.
 pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String, SubscribeError> {
+    let _one_at_a_time = changing();
     let id = text(o, "SubscribeID").ok_or(SubscribeError::NoId)?;
     let sub_id = subscription_id(&id);
     let existing = Registry::get(app, &sub_id)?;
@@ -207,7 +208,7 @@ pub(crate) fn apply(app: &Arc<App>, platform: &str, o: &Value) -> Result<String,
     };
     let server_id = &app.config.viid_server_id;
     let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
-        return match cancel(app, platform, &id, Some(o))? {
+        return match cancel_now(app, platform, &id, Some(o))? {
             true => Ok(id),
             false => Err(SubscribeError::NoSuch(id)),
         };
@@ -417,22 +418,49 @@ fn cancelled_key(owner: &str, id: &str) -> String {
     format!("{owner}/{id}")
 }
 
-/// The object a cancelled subscription is listed as: the one `stored`, with what the
-/// cancel `given` names over it (`SubscribeCancelOrg`, `SubscribeCancelPerson`,
-/// `CancelTime`, `CancelReason`), `OperateType` 1, `SubscribeStatus` 1 and a
-/// `CancelTime` (now, unless given). Shared with a cluster's ingest nodes.
-pub(crate) fn cancelled_object(stored: &Value, given: Option<&Value>, now_ms: i64) -> Value {
-    let mut o = match given {
-        Some(g) => merged(stored, g),
-        None => stored.clone(),
+/// The fields of a cancel (GA/T 1400.4 取消订阅) kept with the cancelled subscription.
+const CANCEL_FIELDS: [&str; 4] = [
+    "SubscribeCancelOrg",
+    "SubscribeCancelPerson",
+    "CancelTime",
+    "CancelReason",
+];
+
+/// The longest a cancel field is kept, in characters (a reason, a name).
+pub const MAX_CANCEL_FIELD_CHARS: usize = 256;
+
+/// The object a cancelled subscription `id` is listed as: the one `stored`, with the
+/// cancel's own fields from `given` ([`CANCEL_FIELDS`], each cut to
+/// [`MAX_CANCEL_FIELD_CHARS`]; nothing else of it, so a cancel can neither grow nor
+/// rename what is kept), `OperateType` 1, `SubscribeStatus` 1 and a `CancelTime` (now,
+/// unless given). Shared with a cluster's ingest nodes.
+pub(crate) fn cancelled_object(
+    id: &str,
+    stored: &Value,
+    given: Option<&Value>,
+    now_ms: i64,
+) -> Value {
+    let mut o = match stored {
+        Value::Object(_) => stored.clone(),
+        _ => Value::Object(Default::default()),
     };
-    let had_time = text(&o, "CancelTime").is_some();
-    if let Some(m) = o.as_object_mut() {
-        m.insert("OperateType".into(), 1.into());
-        m.insert("SubscribeStatus".into(), 1.into());
-        if !had_time {
-            m.insert("CancelTime".into(), super::local_time(now_ms).into());
+    let m = o.as_object_mut().expect("an object");
+    for field in CANCEL_FIELDS {
+        if let Some(v) = given.and_then(|g| text(g, field)) {
+            m.insert(
+                field.into(),
+                v.chars()
+                    .take(MAX_CANCEL_FIELD_CHARS)
+                    .collect::<String>()
+                    .into(),
+            );
         }
+    }
+    m.insert("SubscribeID".into(), id.into());
+    m.insert("OperateType".into(), 1.into());
+    m.insert("SubscribeStatus".into(), 1.into());
+    if !m.contains_key("CancelTime") {
+        m.insert("CancelTime".into(), super::local_time(now_ms).into());
     }
     o
 }
@@ -458,6 +486,26 @@ pub(crate) fn cancel(
     id: &str,
     given: Option<&Value>,
 ) -> Result<bool, SubscribeError> {
+    let _one_at_a_time = changing();
+    cancel_now(app, platform, id, given)
+}
+
+/// `serve`'s `/VIID/Subscribes` changes (make, change, cancel, delete) one at a time:
+/// each reads a subscription and writes it (and its cancelled record) in several
+/// steps, and two interleaved (a cancel and a change of one id) could leave neither.
+/// They are few (a platform's subscriptions, not its uploads).
+fn changing() -> std::sync::MutexGuard<'static, ()> {
+    static CHANGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CHANGES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// [`cancel`], its caller holding [`changing`].
+fn cancel_now(
+    app: &App,
+    platform: &str,
+    id: &str,
+    given: Option<&Value>,
+) -> Result<bool, SubscribeError> {
     let sub_id = subscription_id(id);
     match Registry::get(app, &sub_id)? {
         None => Ok(app
@@ -472,7 +520,7 @@ pub(crate) fn cancel(
             let now = crate::now_ms();
             let kept = Cancelled {
                 at_ms: now,
-                object: cancelled_object(&stored, given, now),
+                object: cancelled_object(id, &stored, given, now),
             };
             let c = app.store.catalog();
             c.kv_put(
@@ -499,6 +547,7 @@ pub(crate) fn cancel(
 /// `/{id}`): stopped if in force, and no longer listed. False when it has none by
 /// that id, in force or cancelled.
 pub(crate) fn delete(app: &App, platform: &str, id: &str) -> Result<bool, SubscribeError> {
+    let _one_at_a_time = changing();
     let sub_id = subscription_id(id);
     let running = match Registry::get(app, &sub_id)? {
         Some(s) if s.owner != platform => return Err(SubscribeError::NotYours(id.to_string())),
@@ -547,7 +596,12 @@ fn cancelled_of(app: &App, platform: &str) -> Result<Vec<(i64, String, Value)>, 
 /// `platform`'s subscriptions the conditions `q` keep, as a `SubscribeListObject`:
 /// those in force (`SubscribeStatus` 0, 2 past their `EndTime`) and those cancelled
 /// (1).
-pub(crate) fn list(app: &App, platform: &str, q: &RecordQuery) -> Result<Value, ApiError> {
+/// A condition too costly to answer over them is `Ok(Err)`.
+pub(crate) fn list(
+    app: &App,
+    platform: &str,
+    q: &RecordQuery,
+) -> Result<Result<Value, BadCondition>, ApiError> {
     let all = Registry::list(app)?.into_iter().map(|(s, _)| s);
     let cancelled = cancelled_of(app, platform)?.into_iter().map(|(_, _, o)| o);
     Ok(listed(
@@ -567,7 +621,7 @@ pub(crate) fn listed(
     platform: &str,
     now: i64,
     q: &RecordQuery,
-) -> Value {
+) -> Result<Value, BadCondition> {
     let mut objects: Vec<Value> = all
         .into_iter()
         .filter(|s| s.owner == platform)
@@ -581,8 +635,8 @@ pub(crate) fn listed(
         .chain(cancelled)
         .collect();
     objects.sort_by_key(|o| text(o, "SubscribeID").unwrap_or_default());
-    let (page, _) = q.page_of(objects);
-    serde_json::json!({"SubscribeListObject": {"SubscribeObject": page}})
+    let (page, _) = q.page_of(objects)?;
+    Ok(serde_json::json!({"SubscribeListObject": {"SubscribeObject": page}}))
 }
 
 #[cfg(test)]
@@ -604,5 +658,28 @@ mod tests {
         assert!(kinds_of("999").is_empty());
         assert!(names_a_class("999") && names_a_class("13,999"));
         assert!(!names_a_class("17") && !names_a_class("9999") && !names_a_class("x"));
+    }
+
+    #[test]
+    fn a_cancel_keeps_its_own_fields_only_and_never_renames() {
+        let stored =
+            serde_json::json!({"SubscribeID": "A", "Title": "卡口", "ReceiveAddr": "http://r"});
+        let given = serde_json::json!({"SubscribeID": "B", "Title": "renamed",
+            "CancelReason": "x".repeat(10_000), "SubscribeCancelPerson": "李四",
+            "Junk": "y".repeat(10_000)});
+        let o = cancelled_object("A", &stored, Some(&given), 0);
+        assert_eq!(o["SubscribeID"], "A");
+        assert_eq!(o["Title"], "卡口", "only the cancel's fields are taken");
+        assert!(o.get("Junk").is_none());
+        assert_eq!(o["SubscribeCancelPerson"], "李四");
+        assert_eq!(
+            o["CancelReason"].as_str().unwrap().chars().count(),
+            MAX_CANCEL_FIELD_CHARS
+        );
+        assert_eq!(
+            (&o["SubscribeStatus"], &o["OperateType"]),
+            (&1.into(), &1.into())
+        );
+        assert!(o["CancelTime"].is_string(), "now, when not given: {o}");
     }
 }

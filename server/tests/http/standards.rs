@@ -781,6 +781,29 @@ fn register_and_keepalive_bodies_that_are_not_json_are_refused() {
     let keepalive = json!({"KeepaliveObject": {"DeviceID": CAMERA}}).to_string();
     let (_, _, answer) = viid(a, "POST", "/VIID/System/Keepalive", &ident, &keepalive);
     assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 0, "{answer}");
+    // Unregistered, a Keepalive with a right digest but a body that is not JSON is 7
+    // and registers nothing either.
+    let (status, _, _) = viid(a, "POST", "/VIID/System/UnRegister", &ident, "");
+    assert_eq!(status, 200);
+    let keepalive_uri = "/VIID/System/Keepalive";
+    let (status, head, _) = viid(a, "POST", keepalive_uri, &ident, "garbage");
+    assert_eq!(status, 401);
+    let nonce = param(&challenges(&head)[0], "nonce").unwrap();
+    let auth = sightline_testkit::gat1400::authorization(
+        CAMERA,
+        PASSWORD,
+        &nonce,
+        "00000001",
+        "POST",
+        keepalive_uri,
+    );
+    let mut headers = ident.to_vec();
+    headers.push(("Authorization", auth));
+    let (status, _, answer) = viid(a, "POST", keepalive_uri, &headers, "garbage");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["ResponseStatusObject"]["StatusCode"], 7, "{answer}");
+    let (status, _, _) = viid(a, "POST", keepalive_uri, &ident, "");
+    assert_eq!(status, 401, "not registered by a refused keepalive");
 }
 
 /// RFC 7616 §4 (the challenge says `charset=UTF-8`) and RFC 9110 §5.5 (obs-text): a

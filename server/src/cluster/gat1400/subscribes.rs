@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::{admit_platform, managing, GatNode};
 use crate::error::ApiError;
-use crate::gat1400::conditions::{records, RecordQuery, SUBSCRIBE_ATTRIBUTES};
+use crate::gat1400::conditions::{records, BadCondition, RecordQuery, SUBSCRIBE_ATTRIBUTES};
 use crate::gat1400::handlers::{device_error, items_of_list, Exchange, Reply};
 use crate::gat1400::subscribes::{
     cancelled_object, listed, requested, subscription_id, SubscribeError, Subscriber,
@@ -46,12 +46,21 @@ use crate::gat1400::{status_list, status_object, INVALID_JSON_CONTENT, OK};
 use crate::subscriptions::Subscription;
 use sightline_cluster::subscriptions::Added;
 
+/// Tries of a cancel whose subscription keeps changing under it (then 429).
+const CANCEL_TRIES: usize = 5;
+
 /// Largest `/VIID/Subscribes` body (a list of subscriptions, not of objects).
 pub(super) const MAX_BODY_BYTES: usize = 1 << 20;
 
 impl GatNode {
     /// The subscription `id` as stored, if any.
     async fn stored_subscription(&self, id: &str) -> Result<Option<Subscription>, ApiError> {
+        Ok(self.stored_row(id).await?.map(|(s, _)| s))
+    }
+
+    /// The subscription `id` as stored, with its body as the row holds it (to change
+    /// the row only while it still holds that body), if any.
+    async fn stored_row(&self, id: &str) -> Result<Option<(Subscription, String)>, ApiError> {
         let i = id.to_string();
         let row = self
             .write("read a subscription", move |m| {
@@ -59,9 +68,11 @@ impl GatNode {
             })
             .await?;
         row.map(|r| {
-            serde_json::from_str(&r.body_json).map_err(|e| {
-                ApiError::internal(format!("subscription {}'s stored body: {e}", r.id))
-            })
+            serde_json::from_str(&r.body_json)
+                .map(|s| (s, r.body_json.clone()))
+                .map_err(|e| {
+                    ApiError::internal(format!("subscription {}'s stored body: {e}", r.id))
+                })
         })
         .transpose()
     }
@@ -117,7 +128,7 @@ impl GatNode {
             .map(|v| &v.object);
         let Some(s) = requested(o, platform, server_id, stored, subscriber)? else {
             // Cancelling one that is not there (as `serve`: 1, 不存在订阅ID).
-            return match self.cancel(platform, &id, existing, Some(o)).await? {
+            return match self.cancel(platform, &id, Some(o)).await? {
                 true => Ok(id),
                 false => Err(SubscribeError::NoSuch(id)),
             };
@@ -174,43 +185,48 @@ impl GatNode {
     }
 
     /// Cancels `platform`'s subscription `id` (as `serve`'s `subscribes::cancel`: its
-    /// row gone, its object kept to list with `SubscribeStatus` 1 and what the cancel
-    /// `given` names), `existing` being its row as read. True when it was in force or
-    /// already cancelled; false when the platform has none by that id.
+    /// row gone, its object kept to list with `SubscribeStatus` 1 and the cancel's
+    /// fields `given` names), in one statement that takes effect only while the row
+    /// holds the body read (a change or a re-creation in between: read again, at most
+    /// [`CANCEL_TRIES`] times, then 429). True when it was in force or already
+    /// cancelled; false when the platform has none by that id.
     async fn cancel(
         &self,
         platform: &str,
         id: &str,
-        existing: Option<Subscription>,
         given: Option<&Value>,
     ) -> Result<bool, SubscribeError> {
-        let p = platform.to_string();
-        let Some(s) = existing else {
-            let cancelled = self
-                .write("read cancelled subscriptions", move |m| {
-                    Box::pin(async move { m.cancelled_subscribes(&p).await })
+        let sub_id = subscription_id(id);
+        for _ in 0..CANCEL_TRIES {
+            let Some((s, body)) = self.stored_row(&sub_id).await? else {
+                let (i, p) = (sub_id.clone(), platform.to_string());
+                return Ok(self
+                    .write("read a cancelled subscription", move |m| {
+                        Box::pin(async move { m.cancelled_subscribe_exists(&i, &p).await })
+                    })
+                    .await?);
+            };
+            if s.owner != platform {
+                return Err(SubscribeError::NotYours(id.to_string()));
+            }
+            let stored = s.viid.map(|v| v.object).unwrap_or_default();
+            let object = cancelled_object(id, &stored, given, crate::now_ms()).to_string();
+            let (i, p) = (sub_id.clone(), platform.to_string());
+            let keep = MAX_CANCELLED_KEPT as i64;
+            let done = self
+                .write("cancel a subscription", move |m| {
+                    Box::pin(
+                        async move { m.cancel_subscription_of(&i, &p, &body, &object, keep).await },
+                    )
                 })
                 .await?;
-            return Ok(cancelled.iter().any(|o| {
-                serde_json::from_str::<Value>(o)
-                    .ok()
-                    .and_then(|o| crate::gat1400::text(&o, "SubscribeID"))
-                    .as_deref()
-                    == Some(id)
-            }));
-        };
-        if s.owner != platform {
-            return Err(SubscribeError::NotYours(id.to_string()));
+            if done {
+                return Ok(true);
+            }
         }
-        let stored = s.viid.map(|v| v.object).unwrap_or_default();
-        let object = cancelled_object(&stored, given, crate::now_ms()).to_string();
-        let sub_id = subscription_id(id);
-        let keep = MAX_CANCELLED_KEPT as i64;
-        Ok(self
-            .write("cancel a subscription", move |m| {
-                Box::pin(async move { m.cancel_subscription_of(&sub_id, &p, &object, keep).await })
-            })
-            .await?)
+        Err(SubscribeError::Store(ApiError::Busy(
+            "the subscription's row (it kept changing while it was cancelled)",
+        )))
     }
 
     /// Deletes `platform`'s subscription `id` (as `serve`'s `subscribes::delete`):
@@ -239,7 +255,11 @@ impl GatNode {
 
     /// `platform`'s subscriptions the conditions `q` keep, as a `SubscribeListObject`
     /// (as `serve`'s: in force and cancelled).
-    async fn listed(&self, platform: &str, q: &RecordQuery) -> Result<Value, ApiError> {
+    async fn listed(
+        &self,
+        platform: &str,
+        q: &RecordQuery,
+    ) -> Result<Result<Value, BadCondition>, ApiError> {
         let rows = self
             .write("read subscriptions", |m| {
                 Box::pin(async move { m.subscriptions().await })
@@ -302,7 +322,8 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             match q {
                 Err(e) => crate::gat1400::query::refused(&x, &e),
                 Ok(q) => match node.listed(&platform, &q).await {
-                    Ok(list) => Reply::ok(list),
+                    Ok(Ok(list)) => Reply::ok(list),
+                    Ok(Err(costly)) => crate::gat1400::query::refused(&x, &costly),
                     Err(e) => device_error(&x, &e),
                 },
             }
@@ -340,10 +361,7 @@ pub(super) async fn handle(node: &GatNode, req: Request<Incoming>, mut x: Exchan
             let given = crate::gat1400::subscribes::cancel_body(&x.body);
             for id in &ids {
                 let done = match cancels {
-                    true => match node.stored_subscription(&subscription_id(id)).await {
-                        Ok(existing) => node.cancel(&platform, id, existing, given.as_ref()).await,
-                        Err(e) => Err(e.into()),
-                    },
+                    true => node.cancel(&platform, id, given.as_ref()).await,
                     false => node.delete(&platform, id).await,
                 };
                 let (code, text) = match done {
