@@ -50,16 +50,7 @@ pub fn search(
     // The pattern is normalised the way each kind's subjects are stored: plates upper
     // case, half width, without separators; feature and card ids only trimmed. When
     // both spellings agree, one search covers every kind.
-    let mut ids: Vec<(u32, &str)> = Vec::new();
-    let searches = searches(q);
-    for (pattern, ks) in &searches {
-        ids.extend(
-            vocab
-                .search(pattern, q.mode, ks)?
-                .into_iter()
-                .map(|id| (id, pattern.as_str())),
-        );
-    }
+    let ids = vocabulary_matches(vocab, q)?;
     // Sightings: the index's store-wide statistics, or, for a scoped query, counted
     // from the subject's events in the scope (a subject never seen there is not a
     // match: its existence elsewhere is not revealed).
@@ -90,7 +81,7 @@ pub fn search(
         .filter_map(|((id, pattern), stats)| {
             let stats = stats?;
             let (kind, subject) = dicts.subject(id)?;
-            let distance = distance(q.mode, pattern, subject);
+            let distance = distance(q.mode, &pattern, subject);
             Some(SubjectMatch {
                 kind,
                 subject: subject.to_string(),
@@ -124,6 +115,37 @@ pub(crate) fn rank(out: &mut Vec<SubjectMatch>, limit: usize) {
             .then(a.kind.cmp(&b.kind))
     });
     out.truncate(limit);
+}
+
+/// The subjects of `vocab` the query's pattern matches, each with the spelling that
+/// matched it (one store's and a federation's partitions alike). With no kind asked,
+/// a spelling one kind cannot hold (a plate written `苏E·12345` is a plate; as a face
+/// id, only trimmed, its `·` is no pattern) is that kind's no-match, not the whole
+/// search's refusal; it is refused when no spelling is a pattern.
+pub(crate) fn vocabulary_matches(
+    vocab: &Vocabulary,
+    q: &SearchQuery,
+) -> Result<Vec<(u32, String)>> {
+    let searches = searches(q);
+    let (mut ids, mut refused, mut searched) = (Vec::new(), None, 0);
+    for (pattern, ks) in &searches {
+        match vocab.search(pattern, q.mode, ks) {
+            Ok(found) => {
+                searched += 1;
+                ids.extend(found.into_iter().map(|id| (id, pattern.clone())));
+            }
+            Err(e @ sightline_index::IndexError::InvalidPattern { .. })
+                if q.kind.is_none() && searches.len() > 1 =>
+            {
+                refused.get_or_insert(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match (refused, searched) {
+        (Some(e), 0) => Err(e.into()),
+        _ => Ok(ids),
+    }
 }
 
 /// The vocabulary searches a query makes: the pattern normalised per kind, one search

@@ -163,6 +163,33 @@ fn misread_separators_case_and_width_still_find_the_plate() {
     assert!(c.search("苏eB012Q", FUZZY1, Some(Kind::Vehicle)).is_empty());
 }
 
+/// With no kind asked, a plate written with a separator or a space (`苏E·8D12Q`,
+/// ` 苏e 8d12q `) is searched as a plate for the vehicle kinds, and as nothing for
+/// the kinds whose ids are only trimmed (where `·` is no pattern): found, not refused.
+/// A pattern no kind can hold is still refused.
+#[test]
+fn a_plate_with_separators_is_found_when_no_kind_is_asked() {
+    let c = city();
+    c.sight(&[
+        (Kind::Vehicle, "苏E8D12Q", DAY0),
+        (Kind::Face, "FACE-8D12Q", DAY0),
+    ]);
+    c.vocab.catch_up(&c.store).unwrap();
+    for typed in ["苏E·8D12Q", " 苏e 8d12q ", "苏E　8D12Q"] {
+        for mode in [SearchMode::Exact, FUZZY1, SearchMode::Prefix] {
+            let found = c.search(typed, mode, None);
+            assert_eq!(subjects(&found), ["苏E8D12Q"], "{typed:?} {mode:?}");
+        }
+        // Asked as a face id, the separator is no pattern: refused as before.
+        assert!(
+            c.try_search(typed, FUZZY1, Some(Kind::Face)).is_err(),
+            "{typed:?}"
+        );
+    }
+    assert!(c.try_search("·", FUZZY1, None).is_err());
+    assert!(c.try_search("$$", SearchMode::Exact, None).is_err());
+}
+
 #[test]
 fn results_carry_counts_and_first_and_last_sighting() {
     let c = city();
@@ -315,8 +342,14 @@ fn bad_patterns_and_limits_are_refused_with_the_field() {
     let c = city();
     c.sight(&[(Kind::Vehicle, "苏E12345", DAY0)]);
     c.vocab.catch_up(&c.store).unwrap();
+    // Regex syntax no kind's spelling holds (`.` alone is a plate's separator: `苏E.*`
+    // is the plate wildcard `苏E*`).
+    assert_eq!(
+        subjects(&c.search("苏E.*", SearchMode::Wildcard, None)),
+        ["苏E12345"]
+    );
     for (p, mode) in [
-        ("苏E.*", SearchMode::Wildcard),
+        ("苏E(.*)", SearchMode::Wildcard),
         ("*", SearchMode::Wildcard),
         ("苏E[0-9]", SearchMode::Prefix),
         ("苏E1", SearchMode::Fuzzy { distance: 3 }),

@@ -46,15 +46,7 @@ pub(crate) fn matches(
     q: &SearchQuery,
 ) -> Result<Vec<MatchPartial>> {
     super::check::search(q)?;
-    let mut ids: Vec<(u32, String)> = Vec::new();
-    for (pattern, ks) in crate::search::searches(q) {
-        ids.extend(
-            vocab
-                .search(&pattern, q.mode, &ks)?
-                .into_iter()
-                .map(|id| (id, pattern.clone())),
-        );
-    }
+    let ids = crate::search::vocabulary_matches(vocab, q)?;
     let stats: Vec<Option<SubjectStats>> = match ctx.scope {
         None => {
             let view = ctx.index.view();
