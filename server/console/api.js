@@ -55,7 +55,13 @@ async function send(method, path, body, signal) {
   return response;
 }
 
+/** Called when a request with a key is refused 401 (the key revoked or expired
+ *  while the page is open): the page signs out. */
+let unauthorized = null;
+export function whenUnauthorized(f) { unauthorized = f; }
+
 async function failure(response) {
+  if (response.status === 401 && key() && unauthorized) queueMicrotask(unauthorized);
   let code = `http_${response.status}`;
   let message = response.statusText || `HTTP ${response.status}`;
   let field = null;

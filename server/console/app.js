@@ -2,7 +2,7 @@
 // (one module each, chosen by the address's #/view?params), the language switch and
 // the live alert panel.
 
-import { api, ApiError, key, setKey } from './api.js';
+import { api, ApiError, key, setKey, whenUnauthorized } from './api.js';
 import { t, switchLang, lang } from './i18n.js';
 import { h, fill, route, guarded, showError, clearError } from './dom.js';
 import { fmt } from './time.js';
@@ -46,7 +46,12 @@ async function whoami() {
   } catch (e) {
     ctx.me = null;
     if (!(e instanceof ApiError) || (e.status !== 401 && e.status !== 403)) throw e;
-    if (key()) { setKey(''); throw e; }
+    if (key()) {
+      setKey('');
+      // Refused for its role (an ingest key): said in the console's words.
+      if (e.status === 403) throw new ApiError(403, e.code, t('who.ingestOnly'), 'key');
+      throw e;
+    }
   }
 }
 
@@ -154,6 +159,12 @@ async function pollAlerts(signal) {
 }
 
 // ---- wiring ----
+
+// A key refused mid-session (revoked, expired): signed out, the refusal shown.
+whenUnauthorized(() => {
+  if (!ctx.me || ctx.me.open) return;
+  setKey(''); ctx.me = null; ctx.communitiesCache = null; stopAlerts(); show();
+});
 
 document.getElementById('lang').addEventListener('click', () => { switchLang(); clearError(); show(); drawAlerts(); });
 document.getElementById('signout').addEventListener('click', () => {

@@ -116,10 +116,21 @@ export function csv(value) {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** Opens a picture full size; a click closes it. */
-export function enlarge(url) {
+/** Opens a picture full size; a click or Escape closes it, and the focus goes back
+ *  to what opened it (`from`). */
+export function enlarge(url, from) {
   const box = document.getElementById('lightbox');
   fill(box, h('img', { src: url, alt: '' }));
   box.hidden = false;
-  box.onclick = () => { box.hidden = true; box.replaceChildren(); };
+  box.tabIndex = -1;
+  box.focus();
+  const close = () => {
+    box.hidden = true;
+    box.replaceChildren();
+    document.removeEventListener('keydown', onKey);
+    if (from) from.focus();
+  };
+  const onKey = (ev) => { if (ev.key === 'Escape') close(); };
+  document.addEventListener('keydown', onKey);
+  box.onclick = close;
 }

@@ -172,6 +172,26 @@ async function keyedServer() {
     await page.locator('#subject-name', { hasText: setup.long }).waitFor();
   });
 
+  await step('a plate typed with a separator and spaces, any kind, is found', async () => {
+    await go('#/search');
+    // `苏E·…` with a full-width space: a plate for the vehicle kinds, no pattern for
+    // the face ids (once a 400 for the whole search).
+    const typed = `${setup.long.slice(0, 2)}·　${setup.long.slice(2).toLowerCase()}`;
+    await page.fill('#search-form input[name=q]', typed);
+    await page.selectOption('#search-form select[name=kind]', '');
+    await page.selectOption('#search-form select[name=mode]', 'exact');
+    await page.click('#search-form button[type=submit]');
+    await rows('#search-table').first().waitFor();
+    assert((await rows('#search-table').first().locator('td').nth(0).textContent()) === setup.long, typed);
+    assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
+    // A wildcard (full width, from a Chinese input method) with the default mode.
+    await page.fill('#search-form input[name=q]', `${setup.long.slice(0, -1)}？`);
+    await page.selectOption('#search-form select[name=mode]', 'fuzzy');
+    await page.click('#search-form button[type=submit]');
+    await page.locator('#search-table td', { hasText: setup.long }).first().waitFor();
+    assert(await page.locator('#error:not([hidden])').count() === 0, 'no error banner');
+  });
+
   await step('a 5,000-sighting trajectory pages with the cursor', async () => {
     const t0 = Date.now();
     await go(hashOf('subject', { kind: 'vehicle', subject: setup.long, ...range, limit: '1000' }));
@@ -210,6 +230,13 @@ async function keyedServer() {
     await page.locator('#lightbox:not([hidden]) img').waitFor();
     await page.click('#lightbox');
     await page.locator('#lightbox[hidden]').waitFor({ state: 'attached' });
+    // From the keyboard: focused, opened with Enter, closed with Escape.
+    await page.locator('#trajectory-table img.loaded').first().focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#lightbox:not([hidden]) img').waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('#lightbox[hidden]').waitFor({ state: 'attached' });
+    assert(await page.evaluate(() => document.activeElement?.tagName) === 'IMG', 'the focus back on the picture');
   });
 
   await step('CSV export holds the whole trajectory', async () => {
@@ -360,6 +387,16 @@ async function keyedServer() {
     }
   });
 
+  await step('a key revoked mid-session is signed out at its next request', async () => {
+    const me = await (await fetch(`${base}/v1/whoami`, { headers: { Authorization: `Bearer ${setup.keys.outsider}` } })).json();
+    const revoked = await fetch(`${base}/v1/keys/${me.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${setup.keys.admin}` } });
+    assert(revoked.ok, `revoked: ${revoked.status}`);
+    await go(hashOf('search', { q: setup.long, mode: 'exact' }));
+    await page.locator('#signin').waitFor();
+    assert(await page.evaluate(() => sessionStorage.getItem('sightline.key')) === null, 'the key forgotten');
+    assert(await page.locator('#who .key-name').count() === 0, 'no one shown signed in');
+  });
+
 }
 
 /** A cluster's query node (`sightline cluster query`): the views it answers,
@@ -425,6 +462,9 @@ async function clusterNode() {
     await page.click('#watch-form button[type=submit]');
     const row = page.locator('#watch-table tr', { hasText: 'cluster case' });
     await row.waitFor();
+    // Two presses: the first asks to confirm.
+    await row.locator('button').click();
+    await row.locator('button', { hasText: /确认|again/ }).waitFor();
     await row.locator('button').click();
     await row.waitFor({ state: 'detached' });
     assert(await page.locator('#view .not-here').count() === 0, 'no note: the node has watchlists');

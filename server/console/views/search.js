@@ -6,8 +6,14 @@ import { t, KINDS } from '../i18n.js';
 import { h, fill, link, table, field, select, values, guarded, route } from '../dom.js';
 import { fmt } from '../time.js';
 
+/** Wildcards as typed: full-width ？ and ＊ (a Chinese input method's) are ? and *. */
+const WILD = /[?*？＊]/;
+
+/** Subjects a search shows at most (the closest first). */
+const LIMIT = 100;
+
 export async function render(root, params) {
-  const mode = params.mode || (/[?*]/.test(params.q || '') ? 'wildcard' : 'fuzzy');
+  const mode = params.mode || (WILD.test(params.q || '') ? 'wildcard' : 'fuzzy');
   const results = h('div', { id: 'search-results' });
   const form = h('form', { class: 'panel', id: 'search-form', onsubmit: (ev) => {
     ev.preventDefault();
@@ -30,13 +36,18 @@ async function run(v, results) {
   fill(results, h('p', { class: 'loading' }, t('loading')));
   await guarded(async () => {
     const started = performance.now();
+    const q = String(v.q || '').replace(/？/g, '?').replace(/＊/g, '*');
+    // A wildcard typed with the default (fuzzy) mode asks for a wildcard search.
+    const mode = v.mode === 'fuzzy' && WILD.test(q) ? 'wildcard' : v.mode;
     const found = await api.get('/v1/search', {
-      q: v.q, mode: v.mode, kind: v.kind,
-      distance: v.mode === 'fuzzy' ? v.distance : undefined, limit: 100,
+      q, mode, kind: v.kind,
+      distance: mode === 'fuzzy' ? v.distance : undefined, limit: LIMIT,
     });
     const subjects = found.subjects;
     fill(results, h('section', {},
       h('p', { class: 'muted' }, t('search.results', subjects.length), ` · ${Math.round(performance.now() - started)} ms`),
+      // The page is cut at LIMIT: said so, not left to look like every match.
+      subjects.length >= LIMIT ? h('p', { class: 'muted', id: 'search-capped' }, t('search.capped', LIMIT)) : null,
       table([
         [t('subject'), (s) => link('subject', { kind: s.kind, subject: s.subject }, s.subject)],
         [t('kind'), (s) => t(`kind.${s.kind}`)],

@@ -105,7 +105,13 @@ async function loadThumbs(root) {
         const url = await api.picture(img.dataset.picture);
         img.src = url;
         img.removeAttribute('width'); img.removeAttribute('height');
-        img.addEventListener('click', () => enlarge(url));
+        img.addEventListener('click', () => enlarge(url, img));
+        // From the keyboard too: focusable, opened with Enter or Space.
+        img.tabIndex = 0;
+        img.setAttribute('role', 'button');
+        img.addEventListener('keydown', (ev) => {
+          if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); enlarge(url, img); }
+        });
         img.classList.add('loaded');
       } catch (e) {
         img.alt = `${e.status || ''} ${e.message}`;

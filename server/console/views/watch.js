@@ -22,7 +22,7 @@ export async function render(root) {
     h('h2', {}, t('watch.title')),
     h('div', { class: 'row' },
       field('name', t('watch.name'), { required: true, size: 16 }),
-      field('reason', t('watch.reason'), { size: 24 }),
+      field('reason', t('watch.reason'), { required: true, size: 24 }),
       field('expires', t('watch.expires'), { type: 'datetime-local', value: inputValue(Date.now() + 7 * DAY_MS) })),
     h('h3', {}, t('watch.entries')),
     entries,
@@ -66,7 +66,15 @@ async function refresh(list, note) {
         [t('watch.reason'), (w) => w.reason || ''],
         [t('watch.expires'), (w) => (w.expires_ms ? `${fmt(w.expires_ms)}${w.expires_ms < Date.now() ? ` (${t('watch.expired')})` : ''}` : '')],
         [t('watch.entries'), (w) => (w.entries || []).slice(0, 5).map(entryText).join('; ') + ((w.entries || []).length > 5 ? ' …' : '')],
-        ['', (w) => h('button', { type: 'button', class: 'plain delete', onclick: async () => {
+        // Two steps: the first press asks to confirm (for 5 s), the second deletes.
+        ['', (w) => h('button', { type: 'button', class: 'plain delete', onclick: async (ev) => {
+          const button = ev.currentTarget;
+          if (!button.dataset.armed) {
+            button.dataset.armed = '1';
+            fill(button, t('watch.confirmDelete'));
+            setTimeout(() => { delete button.dataset.armed; fill(button, t('watch.delete')); }, 5000);
+            return;
+          }
           await guarded(async () => { await api.del(`/v1/watchlists/${encodeURIComponent(w.id)}`); await refresh(list); });
         } }, t('watch.delete'))],
       ], watchlists, { id: 'watch-table' }));

@@ -262,6 +262,7 @@ pub(crate) fn covered_alerts(
 }
 
 /// The id of the last of `alerts` (a page as read, before [`covered_alerts`]).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn last_id(alerts: &[Value]) -> Option<u64> {
     alerts.last().and_then(|a| a["id"].as_u64())
 }
