@@ -140,15 +140,20 @@ function drawAlerts() {
 }
 
 async function pollAlerts(signal) {
-  alertState.after = 0;
+  alertState.after = null;
   while (!signal.aborted) {
     try {
-      const page = await api.get('/v1/alerts', { after: alertState.after, limit: 1000, wait: alertState.caughtUp ? '25s' : '0s' }, signal);
+      // First the newest 50 (not every alert ever raised), then those after them.
+      const asked = alertState.after === null
+        ? { latest: 50 }
+        : { after: alertState.after, limit: 1000, wait: alertState.caughtUp ? '25s' : '0s' };
+      const page = await api.get('/v1/alerts', asked, signal);
       // Alerts that arrive once the panel has caught up are new: highlighted.
       const arrived = page.alerts.map((a) => ({ ...a, fresh: alertState.caughtUp }));
       alertState.items = [...arrived.reverse(), ...alertState.items].slice(0, 50);
-      alertState.after = page.next_after ?? alertState.after;
-      if (page.alerts.length < 1000) alertState.caughtUp = true;
+      const first = alertState.after === null;
+      alertState.after = page.next_after ?? alertState.after ?? 0;
+      if (first || page.alerts.length < 1000) alertState.caughtUp = true;
       if (page.alerts.length) drawAlerts();
     } catch (e) {
       if (signal.aborted) return;

@@ -93,6 +93,10 @@ pub(crate) async fn put_community(mut c: Call) -> Result<Answer, ApiError> {
     let pre = Preconditions::of(&c.head.headers);
     let body = c.body().await?;
     let (v, created) = run(c.app, move |app| {
+        // RFC 9110 §13.2.1: the preconditions before the content (a bad body with a
+        // false precondition is 412), judged again with the write below.
+        let what = format!("community {code}");
+        pre.check(&what, app.store.catalog().community(&code)?.is_some())?;
         let c = community_of(code, &body)?;
         // `If-Match` / `If-None-Match` judged on the community the write replaces.
         let mut refused = None;
@@ -136,6 +140,10 @@ pub(crate) async fn put_device(mut c: Call) -> Result<Answer, ApiError> {
             let stored = crate::gat1400::relay::prefixes(&app.store, &code)?;
             crate::gat1400::relay::may_change_stored(&caller, &code, &stored)?;
         }
+        // RFC 9110 §13.2.1: the preconditions before the content (a bad body with a
+        // false precondition is 412), judged again with the write.
+        let exists = app.store.catalog().device(&code)?.is_some();
+        pre.check(&format!("device {code}"), exists)?;
         put_device_now(app, &code, &body, &caller, &pre)
     })
     .await?;

@@ -141,6 +141,34 @@ impl Meta {
             .collect())
     }
 
+    /// The newest alerts, at most `limit`, of `communities` only when given, newest
+    /// first: (id, body, its event's cluster id once recorded) each.
+    pub async fn latest_alerts(
+        &self,
+        limit: usize,
+        communities: Option<&[String]>,
+    ) -> Result<Vec<(u64, String, Option<u64>)>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT a.id, a.body, e.event_id FROM alerts a
+                 LEFT JOIN alert_events e ON e.msg_id = a.msg_id
+                 WHERE ($1::text[] IS NULL OR a.community = ANY($1))
+                 ORDER BY a.id DESC LIMIT $2",
+                &[&communities, &limit],
+            )
+            .await
+            .map_err(ClusterError::pg("read the latest alerts"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let event: Option<i64> = r.get(2);
+                (r.get::<_, i64>(0) as u64, r.get(1), event.map(|e| e as u64))
+            })
+            .collect())
+    }
+
     /// As [`Meta::alerts_after`], with the last alert id there is (`after` when
     /// none): read in one statement, so when no alert of `communities` is listed
     /// every alert up to it is known to be out of them (ids are committed in order,

@@ -391,7 +391,9 @@ async function keyedServer() {
     const me = await (await fetch(`${base}/v1/whoami`, { headers: { Authorization: `Bearer ${setup.keys.outsider}` } })).json();
     const revoked = await fetch(`${base}/v1/keys/${me.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${setup.keys.admin}` } });
     assert(revoked.ok, `revoked: ${revoked.status}`);
-    await go(hashOf('search', { q: setup.long, mode: 'exact' }));
+    // On the page as it is (no reload, which would ask whoami again): the next request
+    // is refused 401, and the page signs out.
+    await page.evaluate((hash) => { location.hash = hash; }, hashOf('search', { q: setup.long, mode: 'exact' }));
     await page.locator('#signin').waitFor();
     assert(await page.evaluate(() => sessionStorage.getItem('sightline.key')) === null, 'the key forgotten');
     assert(await page.locator('#who .key-name').count() === 0, 'no one shown signed in');

@@ -37,17 +37,22 @@ async function run(v, results) {
   await guarded(async () => {
     const started = performance.now();
     const q = String(v.q || '').replace(/？/g, '?').replace(/＊/g, '*');
-    // A wildcard typed with the default (fuzzy) mode asks for a wildcard search.
+    // A wildcard typed with the default (fuzzy) mode asks for a wildcard search, and
+    // the form says so.
     const mode = v.mode === 'fuzzy' && WILD.test(q) ? 'wildcard' : v.mode;
+    const picker = document.querySelector('#search-form select[name=mode]');
+    if (picker) picker.value = mode;
+    // One more than shown: whether there are more is known, not guessed.
     const found = await api.get('/v1/search', {
       q, mode, kind: v.kind,
-      distance: mode === 'fuzzy' ? v.distance : undefined, limit: LIMIT,
+      distance: mode === 'fuzzy' ? v.distance : undefined, limit: LIMIT + 1,
     });
-    const subjects = found.subjects;
+    const more = found.subjects.length > LIMIT;
+    const subjects = found.subjects.slice(0, LIMIT);
     fill(results, h('section', {},
       h('p', { class: 'muted' }, t('search.results', subjects.length), ` · ${Math.round(performance.now() - started)} ms`),
       // The page is cut at LIMIT: said so, not left to look like every match.
-      subjects.length >= LIMIT ? h('p', { class: 'muted', id: 'search-capped' }, t('search.capped', LIMIT)) : null,
+      more ? h('p', { class: 'muted', id: 'search-capped' }, t('search.capped', LIMIT)) : null,
       table([
         [t('subject'), (s) => link('subject', { kind: s.kind, subject: s.subject }, s.subject)],
         [t('kind'), (s) => t(`kind.${s.kind}`)],

@@ -163,9 +163,14 @@ impl Catalog {
         body: &Bytes,
         pre: &Preconditions,
     ) -> Result<(Value, bool), ApiError> {
+        // RFC 9110 §13.2.1: the preconditions before the content (a bad body with a
+        // false precondition is 412), judged again by the statement that writes.
+        let what = format!("community {code}");
+        if pre.demand(&what)?.is_some() {
+            let existing = on_meta!(self, "read a community", |m| m.community(&code))?;
+            pre.check(&what, existing.is_some())?;
+        }
         let c = serve::community_of(code, body)?;
-        // `If-Match: *` / `If-None-Match: *` judged by the statement that writes.
-        let what = format!("community {}", c.code);
         let created = match pre.demand(&what)? {
             None => on_meta!(self, "register a community", |m| m.put_community(&c))?,
             Some(exists) => {
@@ -223,11 +228,12 @@ impl Catalog {
                     }
                 }
             }
+            // `If-Match` / `If-None-Match` judged on the device as read, before its
+            // content (RFC 9110 §13.2.1), which the write below takes effect over
+            // only while it is still so.
+            pre.check(&format!("device {code}"), seen.is_some())?;
             // Read again at every try: nothing of it is kept (`DevicePut` is consumed).
             let put = DevicePut::read(&code, body, caller)?;
-            // `If-Match` / `If-None-Match` judged on the device as read, which the
-            // write below takes effect over only while it is still so.
-            pre.check(&format!("device {code}"), seen.is_some())?;
             let registered = on_meta!(self, "read a community", |m| m.community(&put.community))?;
             if registered.is_none() {
                 return Err(serve::unregistered(&put.community));

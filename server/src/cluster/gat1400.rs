@@ -1151,7 +1151,13 @@ async fn read_body(
     };
     x.raw = body.clone();
     // GBK text as UTF-8 may take up to the limit again: reserved before.
-    if !gzipped && crate::gat1400::handlers::is_gb_body(content_type.as_deref(), &body) {
+    // Judged without a byte order mark, as it is decoded (and as `serve` judges it).
+    if !gzipped
+        && crate::gat1400::handlers::is_gb_body(
+            content_type.as_deref(),
+            without_bom(body.clone()).as_ref(),
+        )
+    {
         if let Some(b) = budget {
             if !b.grow(&mut held, max) {
                 return Err(early(x, ApiError::BodyBudget(b.total()), BUSY));
@@ -1287,10 +1293,12 @@ fn keepalive<'a>(node: &'a GatNode, x: &'a Exchange) -> SystemFuture<'a> {
         // A body that is not JSON: status 7, to a caller proven by its headers or its
         // registration, and nothing registered or renewed for it (as `serve`).
         if let Some(why) = unreadable_body(x) {
-            let known = match (&x.pre_authorized, identified(x)) {
+            let identity = identified(x);
+            let known = match (&x.pre_authorized, &identity) {
                 (Some(id), _) => Some(id.clone()),
-                (None, Some(id)) if node.is_registered(&id, x.peer).await => Some(id),
-                _ => None,
+                (None, Some(id)) if node.is_registered(id, x.peer).await => Some(id.clone()),
+                // Proven by a digest here too without registering it (as a Register's).
+                _ => node.check(x, identity.as_deref(), &x.raw).await.ok(),
             };
             let id = match known {
                 Some(id) => id,

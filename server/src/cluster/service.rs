@@ -364,6 +364,9 @@ where
     begun.record_in(&node.audit, None, 0)?;
     let made = async {
         scope?;
+        // As on `serve`: an `If-Match` naming tags is false here (412, RFC 9110
+        // §13.1.1), before the body.
+        Preconditions::of(req.headers()).tags_match()?;
         // As on `serve`: a body of a JSON media type.
         crate::http::call::taken_media_type(req.headers())?;
         let body = Limited::new(req.into_body(), MAX_BODY_BYTES)

@@ -821,12 +821,28 @@ impl RecordQuery {
         &self,
         records: Vec<serde_json::Value>,
     ) -> Result<(Vec<serde_json::Value>, usize), BadCondition> {
+        // The other conditions first: a `LIKE` is paid for only over what they keep.
+        let others = RecordQuery {
+            conds: self
+                .conds
+                .iter()
+                .filter(|(_, op, _)| *op != Op::Like)
+                .cloned()
+                .collect(),
+            page: self.page,
+        };
+        let records: Vec<_> = records.into_iter().filter(|r| others.keeps(r)).collect();
         let mut cost = 0usize;
         for (a, op, values) in &self.conds {
             if *op != Op::Like {
                 continue;
             }
-            let pattern = values[0].chars().count();
+            // Plain text is looked for in one pass; a pattern with `%` or `_` costs
+            // its length over every character.
+            let pattern = match values[0].contains(['%', '_']) {
+                true => values[0].chars().count(),
+                false => 1,
+            };
             for r in &records {
                 let value = super::text(r, a).map_or(0, |v| v.chars().count());
                 cost = cost.saturating_add(value.saturating_mul(pattern));
@@ -835,7 +851,7 @@ impl RecordQuery {
                 return Err(bad(
                     a,
                     format!(
-                        "LIKE over these records would compare more than {MAX_LIKE_STEPS} characters: add a condition that is not LIKE, or a shorter pattern"
+                        "LIKE over these records would compare more than {MAX_LIKE_STEPS} characters: narrow them with other conditions, or a shorter pattern"
                     ),
                 ));
             }

@@ -447,14 +447,24 @@ pub(crate) fn is_gb_body(content_type: Option<&str>, body: &[u8]) -> bool {
 }
 
 /// Whether a body naming no charset is GBK rather than UTF-8: it is not UTF-8, and
-/// no UTF-8 character past ASCII comes before the first byte that is not (a UTF-8
-/// body with one stray byte, `苏E12345 … Caf\xe9`, is not guessed GBK: decoded so, its
-/// plate would be stored garbled).
+/// no CJK ideograph in UTF-8 comes before its first byte that is not. A UTF-8 body
+/// with one stray byte after its plate (`苏E12345 … Caf\xe9`) is not guessed GBK
+/// (decoded so, its plate would be stored garbled); a GBK body whose first characters
+/// happen to be UTF-8 too (豫 is `d4 a5`, U+0525; 鲁 `c2 b3`, ³) is.
 fn looks_gbk(body: &[u8]) -> bool {
     match std::str::from_utf8(body) {
         Ok(_) => false,
-        Err(e) => body[..e.valid_up_to()].is_ascii(),
+        Err(e) => !std::str::from_utf8(&body[..e.valid_up_to()])
+            .unwrap_or_default()
+            .chars()
+            .any(is_cjk),
     }
+}
+
+/// A CJK ideograph (the unified blocks, their extensions and compatibility forms):
+/// what a UTF-8 plate or place name holds.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
 }
 
 /// A `/VIID` body as UTF-8: one whose `Content-Type` says `charset=GBK`, `GB2312` or
@@ -1833,6 +1843,16 @@ mod tests {
         let stray = hyper::body::Bytes::from(bytes);
         assert!(std::str::from_utf8(&stray).is_err());
         assert_eq!(to_utf8(json, stray.clone(), 64).unwrap(), stray);
+        // GBK whose first characters are UTF-8 too (豫 `d4 a5`, 鲁 `c2 b3`), with more
+        // Chinese after: read as GBK, every plate as written.
+        for plate in ["豫A12345", "鲁B54321"] {
+            let text = format!("{{\"PlateNo\":\"{plate}\",\"PlateDescribe\":\"白色轿车\"}}");
+            let (bytes, _, _) = encoding_rs::GBK.encode(&text);
+            let bytes = hyper::body::Bytes::from(bytes.into_owned());
+            assert!(std::str::from_utf8(&bytes).is_err());
+            let read = to_utf8(json, bytes, 256).unwrap();
+            assert_eq!(std::str::from_utf8(&read).unwrap(), text);
+        }
     }
 
     #[test]

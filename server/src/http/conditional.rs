@@ -70,6 +70,18 @@ impl Preconditions {
         }
     }
 
+    /// Ok unless `If-Match` names entity tags, which no `/v1` resource carries (a
+    /// change so conditioned is never made: 412).
+    pub(crate) fn tags_match(&self) -> Result<(), ApiError> {
+        match &self.if_match {
+            Some(Tags::Listed(tags)) => Err(ApiError::PreconditionFailed(format!(
+                "If-Match: {} matches no entity tag (this API's resources carry none): nothing was changed",
+                tags.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Ok when the change may be made to `what` as it is (`exists`: it has a current
     /// representation); else the 412 (RFC 9110 §13.2.2: `If-Match` first, then
     /// `If-None-Match`, which for a change is 412 too).

@@ -307,6 +307,15 @@ async fn call(
             return Err(e);
         }
     }
+    // RFC 9110 §13.1.1: an `If-Match` naming tags is false for a `/v1` resource (none
+    // carries an entity tag): a change so conditioned is not made (412), before its
+    // body. The catalog's PUTs judge `*` themselves.
+    if route.changes {
+        if let Err(e) = crate::http::conditional::Preconditions::of(req.headers()).tags_match() {
+            refused(&app, &caller.key_id, &what(&req), &req, &e);
+            return Err(e);
+        }
+    }
     let ndjson = wants_ndjson(&req);
     let change = route.changes.then(|| {
         AuditLine::new(

@@ -691,7 +691,7 @@ fn feed(r: &mut Routes) {
         Key(Investigate),
         Refuse,
         doc(
-            "Watchlist alerts after a cursor (an alert id), in order; long-polled with `wait`.",
+            "Watchlist alerts after a cursor (an alert id), in order; long-polled with `wait`. With `latest`, the newest ones instead (a console opening), and `next_after` past every alert.",
             params![
                 p("after", false, "0", "The last alert id processed (0)."),
                 p("limit", false, "100", "Alerts per page (1000)."),
@@ -700,6 +700,12 @@ fn feed(r: &mut Routes) {
                     false,
                     "0s",
                     "Wait up to this long (≤ 60 s) when nothing is new (0)."
+                ),
+                p(
+                    "latest",
+                    false,
+                    "50",
+                    "The newest this many (1 to 1000) the key may read, oldest first, instead of those after `after` (not with an `after` or a `wait` other than 0)."
                 ),
             ],
         ),

@@ -179,7 +179,31 @@ pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
             return Err(e);
         }
     };
-    let answer = alerts_after(&c, after, limit, wait).await;
+    let latest = match latest_param(&c.params) {
+        Ok(latest) => latest,
+        Err(e) => {
+            line.record(&c.app, None, e.status().as_u16())?;
+            return Err(e);
+        }
+    };
+    let answer = match latest {
+        Some(n) => {
+            // The newest `n` the key may read, and the cursor past every alert.
+            let caller = c.caller.clone();
+            run(c.app.clone(), move |a| {
+                let scope = caller.communities.as_deref();
+                let lists = a.watch.list();
+                let keep = |alert: &Value| {
+                    !covered_alerts(&caller, lists.clone(), vec![alert.clone()]).is_empty()
+                };
+                let (alerts, head) = a.watch.latest(&a.store, n, scope, &keep)?;
+                let n = alerts.len();
+                Ok((alerts_answer(alerts, head), n))
+            })
+            .await
+        }
+        None => alerts_after(&c, after, limit, wait).await,
+    };
     let (status, results) = match &answer {
         Ok((_, n)) => (200, Some(*n)),
         Err(e) => (e.status().as_u16(), None),
@@ -221,6 +245,38 @@ async fn alerts_after(
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, notified).await;
     }
+}
+
+/// The most alerts `GET /v1/alerts?latest=` answers.
+pub const MAX_LATEST_ALERTS: usize = 1000;
+
+/// `GET /v1/alerts?latest=N`: the newest `N` (1 to [`MAX_LATEST_ALERTS`]) instead of
+/// those after a cursor; with an `after` or a `wait` other than 0 it is a 400 naming it.
+pub(crate) fn latest_param(p: &Params) -> Result<Option<usize>, ApiError> {
+    let Some(n) = p.get("latest")? else {
+        return Ok(None);
+    };
+    let n: usize = n
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_LATEST_ALERTS).contains(n))
+        .ok_or_else(|| ApiError::param("latest", format!("1 to {MAX_LATEST_ALERTS}")))?;
+    // A cursor or a wait asks for what comes after; their defaults (0) may be given.
+    let given = |name: &str| -> Result<bool, ApiError> {
+        Ok(match name {
+            "after" => p.number("after", 0u64)? != 0,
+            _ => p.window("wait")?.unwrap_or(0) != 0,
+        })
+    };
+    for other in ["after", "wait"] {
+        if given(other)? {
+            return Err(ApiError::param(
+                "latest",
+                format!("the newest alerts are asked without `{other}`: take `next_after` from the answer to go on"),
+            ));
+        }
+    }
+    Ok(Some(n))
 }
 
 /// `GET /v1/alerts`' parameters: the cursor, the page's size (at most `max_rows`) and

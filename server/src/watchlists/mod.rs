@@ -479,6 +479,49 @@ impl Watch {
         }
     }
 
+    /// The newest alerts, at most `n`, of `scope` when given and that `keep` keeps,
+    /// oldest first; and the id of the last alert written, read before them (where a
+    /// reader goes on from). Read backwards in windows that double, looking at most at
+    /// [`MAX_ALERTS_EXAMINED`] alerts.
+    pub fn latest(
+        &self,
+        store: &Store,
+        n: usize,
+        scope: Option<&[String]>,
+        keep: &dyn Fn(&Value) -> bool,
+    ) -> Result<(Vec<Value>, u64), ApiError> {
+        let head = self.last();
+        let (mut hi, mut window, mut looked) = (head, 256u64, 0usize);
+        let mut newest_first: Vec<Value> = Vec::new();
+        while hi > 0 && newest_first.len() < n && looked < MAX_ALERTS_EXAMINED {
+            let lo = hi.saturating_sub(window);
+            let span = usize::try_from(hi - lo).unwrap_or(usize::MAX);
+            let chunk = store
+                .catalog()
+                .kv_after(ALERTS, &format!("{lo:016x}"), span)?;
+            let mut part = Vec::new();
+            for (key, v) in chunk {
+                match u64::from_str_radix(&key, 16) {
+                    Ok(id) if id <= hi => {}
+                    _ => break,
+                }
+                looked += 1;
+                let a: Value = serde_json::from_slice(&v)
+                    .map_err(|e| ApiError::internal(format!("an alert: {e}")))?;
+                let in_scope = scope.is_none_or(|s| s.iter().any(|c| a["community"] == c.as_str()));
+                if in_scope && keep(&a) {
+                    part.push(a);
+                }
+            }
+            newest_first.extend(part.into_iter().rev());
+            hi = lo;
+            window = window.saturating_mul(2);
+        }
+        newest_first.truncate(n);
+        newest_first.reverse();
+        Ok((newest_first, head))
+    }
+
     /// The id of the last alert written.
     pub fn last(&self) -> u64 {
         *self.next.lock().expect("alerts") - 1

@@ -378,6 +378,38 @@ fn query_nodes_manage_keys_and_watchlists_as_serve() {
     let (_, none) = ask_as(qa, Some(&cluster_keys[DISTRICT]), "GET", "/v1/alerts", "");
     assert_eq!(none["alerts"], json!([]), "{none}");
     assert_eq!(none["next_after"], every["next_after"], "{none} {every}");
+    // The newest alerts (a console opening), as on `serve`: oldest first, the cursor
+    // past every alert, only what the key may read.
+    let ids = |v: &Value| -> Vec<u64> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_u64().unwrap())
+            .collect()
+    };
+    let all_ids = ids(&every);
+    let (_, newest) = ask_as(
+        qa,
+        Some(&cluster_keys[HQ]),
+        "GET",
+        "/v1/alerts?latest=2",
+        "",
+    );
+    assert_eq!(ids(&newest), all_ids[all_ids.len() - 2..], "{newest}");
+    assert_eq!(newest["next_after"], every["next_after"], "{newest}");
+    let (_, none) = ask_as(
+        qa,
+        Some(&cluster_keys[DISTRICT]),
+        "GET",
+        "/v1/alerts?latest=5",
+        "",
+    );
+    assert_eq!(
+        (&none["alerts"], &none["next_after"]),
+        (&json!([]), &every["next_after"]),
+        "{none}"
+    );
     let ((_, page), _) = same(HQ, "GET", "/v1/alerts?limit=2", Value::Null);
     let next = page["next_after"].as_u64().unwrap();
     let (_, rest) = ask_as(

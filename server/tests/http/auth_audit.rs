@@ -618,6 +618,39 @@ fn scoped_keys_are_confined_to_their_communities() {
     let page = as_(&inv_a, "GET", &format!("/v1/alerts?after={after}"), "").body;
     assert_eq!(page["alerts"], json!([]), "{page}");
     assert_eq!(page["next_after"], last, "{page}");
+    // The newest alerts (a console opening), oldest first, and the cursor past all.
+    let every = as_(&city, "GET", "/v1/alerts", "").body;
+    let ids = |v: &Value| -> Vec<u64> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_u64().unwrap())
+            .collect()
+    };
+    let all_ids = ids(&every);
+    let newest = as_(&city, "GET", "/v1/alerts?latest=2", "").body;
+    assert_eq!(ids(&newest), all_ids[all_ids.len() - 2..], "{newest}");
+    assert_eq!(newest["next_after"], last, "{newest}");
+    let mine = as_(&inv_a, "GET", "/v1/alerts?latest=50", "").body;
+    let names: Vec<&str> = mine["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a-list"], "only what A may read: {mine}");
+    assert_eq!(mine["next_after"], last, "{mine}");
+    for bad in [
+        "latest=0",
+        "latest=1001",
+        "latest=5&after=1",
+        "latest=5&wait=1s",
+    ] {
+        let r = as_(&inv_a, "GET", &format!("/v1/alerts?{bad}"), "");
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.body["error"]["field"], "latest", "{bad}: {}", r.body);
+    }
     // City-wide powers and B's catalog are refused to A's admin.
     let r = as_(&admin_a, "PUT", "/v1/admin/retention", r#"{"days": 1}"#);
     assert_eq!(r.status, 403, "{}", r.body);

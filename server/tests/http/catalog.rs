@@ -357,8 +357,8 @@ fn racing_puts_of_a_new_code_create_it_once() {
 
 /// RFC 9110 §13.1: `If-None-Match: *` on a PUT creates only, `If-Match: *` replaces
 /// only, and `If-Match` naming a tag never matches (the catalog's resources carry
-/// none): otherwise 412 `precondition_failed` and nothing changed. A request that would
-/// fail without them (a bad body) fails as it would (§13.2.1).
+/// none): otherwise 412 `precondition_failed` and nothing changed. They are judged
+/// before the content (§13.2.1): a bad body with a false precondition is 412.
 #[test]
 fn conditional_puts_create_only_or_replace_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,9 +415,27 @@ fn conditional_puts_create_only_or_replace_only() {
     assert_eq!(get(a, &gate).status, 404);
     assert_eq!(put(&gate, "If-None-Match: *\r\n", device).0, 201);
     assert_eq!(put(&gate, "If-None-Match: *\r\n", device).0, 412);
+    // Judged before the content: a bad body with a false precondition is 412, with a
+    // true one 400.
     assert_eq!(
         put(&gate, "If-None-Match: *\r\n", r#"{"community":1}"#).0,
-        400
+        412
     );
+    assert_eq!(put(&gate, "If-Match: *\r\n", r#"{"community":1}"#).0, 400);
+    assert_eq!(put(north, "If-Match: *\r\n", r#"{"nam":"x"}"#).0, 400);
+    assert_eq!(put(north, "If-None-Match: *\r\n", r#"{"nam":"x"}"#).0, 412);
     assert_eq!(put(&gate, "If-None-Match: \"x\"\r\n", device).0, 200);
+    // Any other change conditioned on a tag is not made either (§13.1.1).
+    let list = r#"{"name":"n","reason":"r","entries":[{"kind":"vehicle","subject":"苏E1"}]}"#;
+    let r = crate::support::send(
+        a,
+        format!(
+            "POST /v1/watchlists HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             If-Match: \"t\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
+            list.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 412, "{}", r.head);
+    assert_eq!(get(a, "/v1/watchlists").body["watchlists"], json!([]));
 }
