@@ -192,9 +192,22 @@ pub(crate) async fn alerts(c: Call) -> Result<Answer, ApiError> {
             let caller = c.caller.clone();
             run(c.app.clone(), move |a| {
                 let scope = caller.communities.as_deref();
-                let lists = a.watch.list();
+                // For a scoped key, the ids of the lists it covers, found once (a
+                // list's entries are not copied for each alert looked at).
+                let covered: Option<Vec<String>> = caller.communities.as_ref().map(|_| {
+                    a.watch
+                        .list()
+                        .into_iter()
+                        .filter(|w| caller.covers(w.scope.as_deref()))
+                        .map(|w| w.id)
+                        .collect()
+                });
                 let keep = |alert: &Value| {
-                    !covered_alerts(&caller, lists.clone(), vec![alert.clone()]).is_empty()
+                    covered.as_ref().is_none_or(|ids| {
+                        alert["watchlist"]
+                            .as_str()
+                            .is_some_and(|w| ids.iter().any(|l| l == w))
+                    })
                 };
                 let (alerts, head) = a.watch.latest(&a.store, n, scope, &keep)?;
                 let n = alerts.len();
