@@ -50,6 +50,13 @@ pub struct NewAlert {
     pub body: String,
 }
 
+/// An alert row read with its event's id: (id, body, its event's cluster id once
+/// recorded).
+fn alert_row(r: &tokio_postgres::Row) -> (u64, String, Option<u64>) {
+    let event: Option<i64> = r.get(2);
+    (r.get::<_, i64>(0) as u64, r.get(1), event.map(|e| e as u64))
+}
+
 impl Meta {
     /// Records `alerts` in their order, in one statement (so all or none); an alert of
     /// a (watchlist, message id) already recorded is skipped. How many were new.
@@ -132,13 +139,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("read alerts"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let event: Option<i64> = r.get(2);
-                (r.get::<_, i64>(0) as u64, r.get(1), event.map(|e| e as u64))
-            })
-            .collect())
+        Ok(rows.iter().map(alert_row).collect())
     }
 
     /// The newest alerts, at most `limit`, of `communities` only when given, newest
@@ -160,13 +161,7 @@ impl Meta {
             )
             .await
             .map_err(ClusterError::pg("read the latest alerts"))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let event: Option<i64> = r.get(2);
-                (r.get::<_, i64>(0) as u64, r.get(1), event.map(|e| e as u64))
-            })
-            .collect())
+        Ok(rows.iter().map(alert_row).collect())
     }
 
     /// As [`Meta::alerts_after`], with the last alert id there is (`after` when

@@ -122,6 +122,20 @@ pub(super) fn row_of(w: &Watchlist) -> WatchlistRow {
     }
 }
 
+/// A stored alert as the API answers it: its body with its id and, once the event's
+/// indexer has recorded it (`sightline_cluster::alerts`), the event's cluster id
+/// (`null` until then).
+fn alert_value((id, body, event_id): (u64, String, Option<u64>)) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
+    v["id"] = id.into();
+    if let Some(e) = event_id {
+        v["event_id"] = e.into();
+        v["event"]["id"] = e.into();
+    }
+    Ok(v)
+}
+
 impl Catalog {
     /// Every watchlist of the table.
     /// The lists whose rows read, and (id: why) of those whose stored entries do not
@@ -212,17 +226,11 @@ impl Catalog {
             };
             let rows = on_meta!(self, "read the latest alerts", |m| m
                 .latest_alerts(want, scope))?;
-            let mut all = Vec::with_capacity(rows.len());
-            for (id, body, event_id) in rows.into_iter().filter(|(id, _, _)| *id <= head) {
-                let mut v: Value = serde_json::from_str(&body)
-                    .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
-                v["id"] = id.into();
-                if let Some(e) = event_id {
-                    v["event_id"] = e.into();
-                    v["event"]["id"] = e.into();
-                }
-                all.push(v);
-            }
+            let mut all = rows
+                .into_iter()
+                .filter(|(id, _, _)| *id <= head)
+                .map(alert_value)
+                .collect::<Result<Vec<_>, _>>()?;
             all.reverse();
             let mut alerts = match scope {
                 Some(_) if !all.is_empty() => {
@@ -248,19 +256,10 @@ impl Catalog {
                 None => 0,
             };
             let rows = on_meta!(self, "read alerts", |m| m.alerts_after(after, limit, scope))?;
-            let mut all = Vec::with_capacity(rows.len());
-            for (id, body, event_id) in rows {
-                let mut v: Value = serde_json::from_str(&body)
-                    .map_err(|e| ApiError::internal(format!("stored alert {id}: {e}")))?;
-                v["id"] = id.into();
-                // The cluster id, once the event's indexer has recorded it
-                // (`sightline_cluster::alerts`); `null` until then.
-                if let Some(e) = event_id {
-                    v["event_id"] = e.into();
-                    v["event"]["id"] = e.into();
-                }
-                all.push(v);
-            }
+            let all = rows
+                .into_iter()
+                .map(alert_value)
+                .collect::<Result<Vec<_>, _>>()?;
             // Fewer than a page: every alert of the scope up to `head_before` was
             // read, so the cursor moves past it too (other communities' alerts would
             // otherwise hold it back for good).
