@@ -215,6 +215,14 @@ async function keyedServer() {
     assert(await page.locator('#next-page[disabled]').count() === 1, 'no page after the last');
     await page.click('#prev-page');
     await page.locator('#trajectory-table[data-page="5"]').waitFor();
+    // The page is in the address: a reload shows it again, its first row the same.
+    const firstId = await rows('#trajectory-table').first().locator('td').first().textContent();
+    await page.reload();
+    await page.locator('#trajectory-table[data-page="5"]').waitFor();
+    const again = await rows('#trajectory-table').first().locator('td').first().textContent();
+    assert(again === firstId, `page 5 after a reload starts at ${again}, not ${firstId}`);
+    await page.click('#prev-page');
+    await page.locator('#trajectory-table[data-page="4"]').waitFor();
   });
 
   await step('pictures: thumbnails, enlarged on a click; times in Beijing time', async () => {

@@ -38,11 +38,25 @@ export async function render(root, params, ctx, name) {
   const track = h('section', { id: 'trajectory' }, h('h3', {}, t('subject.track')));
   fill(root, form, extra, line, track);
   if (!p.subject) return;
-  const state = { cursors: [null], page: 0, stays: [], staysTruncated: false, colour: null };
+  // The page shown is kept in the address (the cursors of pages 2…n, `pages`), so a
+  // reload, or back and forward, shows it again.
+  const kept = (params.pages || '').split(',').filter(Boolean);
+  const state = { cursors: [null, ...kept], page: kept.length, stays: [], staysTruncated: false, colour: null };
+  if (state.page > 0) {
+    // The stays come with the first page only: asked for on their own.
+    await guarded(async () => {
+      const first = await api.get('/v1/trajectory', { ...q, limit: 1 });
+      state.stays = first.stays || []; state.staysTruncated = first.stays_truncated;
+    });
+  }
   await showPage(q, p, state, line, track);
 }
 
 async function showPage(q, p, state, line, track) {
+  // The address names the page shown (replaced, not pushed: paging is not a view).
+  const pages = state.cursors.slice(1, state.page + 1).join(',');
+  const here = route('subject', { ...p, pages: pages || undefined });
+  if (location.hash !== here) history.replaceState(null, '', here);
   await guarded(async () => {
     const page = await api.get('/v1/trajectory', { ...q, limit: p.limit, cursor: state.cursors[state.page] });
     if (state.page === 0) { state.stays = page.stays || []; state.staysTruncated = page.stays_truncated; }
