@@ -321,6 +321,35 @@ impl SledCatalog {
         Ok(before.is_none())
     }
 
+    /// Writes `v` under `key` if `allow` says so of the record there then (`None`:
+    /// none), as one step: written only over the bytes `allow` saw (a write between is
+    /// seen, and `allow` asked again). `Some(created)` when written, `None` when
+    /// `allow` said no.
+    fn put_if<T: Serialize + DeserializeOwned>(
+        &self,
+        what: &str,
+        tree: &sled::Tree,
+        key: &str,
+        v: &T,
+        allow: &mut dyn FnMut(Option<&T>) -> bool,
+    ) -> Result<Option<bool>> {
+        let value = enc(v);
+        loop {
+            let before = tree.get(key)?;
+            let existing = before.as_ref().map(|b| dec::<T>(what, b)).transpose()?;
+            if !allow(existing.as_ref()) {
+                return Ok(None);
+            }
+            if tree
+                .compare_and_swap(key, before.as_ref(), Some(value.as_slice()))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(Some(before.is_none()));
+            }
+        }
+    }
+
     fn all<T: DeserializeOwned>(&self, what: &str, tree: &sled::Tree) -> Result<Vec<T>> {
         tree.iter().map(|kv| dec(what, &kv?.1)).collect()
     }
@@ -452,26 +481,7 @@ impl Catalog for SledCatalog {
         c: &Community,
         allow: &mut dyn FnMut(Option<&Community>) -> bool,
     ) -> Result<Option<bool>> {
-        let value = enc(c);
-        loop {
-            let before = self.communities.get(&c.code)?;
-            let existing = before
-                .as_ref()
-                .map(|v| dec::<Community>("community", v))
-                .transpose()?;
-            if !allow(existing.as_ref()) {
-                return Ok(None);
-            }
-            // Written only over the bytes `allow` saw; another write between: again.
-            if self
-                .communities
-                .compare_and_swap(&c.code, before.as_ref(), Some(value.as_slice()))?
-                .is_ok()
-            {
-                self.db.flush()?;
-                return Ok(Some(before.is_none()));
-            }
-        }
+        self.put_if("community", &self.communities, &c.code, c, allow)
     }
     fn community(&self, code: &str) -> Result<Option<Community>> {
         self.communities
@@ -496,26 +506,7 @@ impl Catalog for SledCatalog {
         d: &Device,
         allow: &mut dyn FnMut(Option<&Device>) -> bool,
     ) -> Result<Option<bool>> {
-        let value = enc(d);
-        loop {
-            let before = self.devices.get(&d.code)?;
-            let existing = before
-                .as_ref()
-                .map(|v| dec::<Device>("device", v))
-                .transpose()?;
-            if !allow(existing.as_ref()) {
-                return Ok(None);
-            }
-            // Written only over the bytes `allow` saw; another write between: again.
-            if self
-                .devices
-                .compare_and_swap(&d.code, before.as_ref(), Some(value.as_slice()))?
-                .is_ok()
-            {
-                self.db.flush()?;
-                return Ok(Some(before.is_none()));
-            }
-        }
+        self.put_if("device", &self.devices, &d.code, d, allow)
     }
     fn devices(&self) -> Result<Vec<Device>> {
         self.all("device", &self.devices)
